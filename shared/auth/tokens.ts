@@ -1,0 +1,173 @@
+/**
+ * Access tokens: short-lived JWTs signed with ES256 keys (jose). Keys live in a key ring persisted
+ * in the data dir; the newest signs, all verify, and the JWKS endpoint publishes every public key
+ * so services can verify tokens signed before a rotation until those expire.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import {
+  SignJWT,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+  createLocalJWKSet,
+  errors as joseErrors,
+  type JWK,
+  type JSONWebKeySet,
+} from 'jose';
+import { z } from 'zod';
+import type { ConsoleRole } from '../domain.js';
+import { createError } from '../errors.js';
+
+const ALG = 'ES256';
+export const TOKEN_ISSUER = 'edgeplane';
+export const TOKEN_AUDIENCE = 'edgeplane-api';
+
+export interface AccessClaims {
+  /** Console user id. */
+  sub: string;
+  tenant_id: string | null;
+  role: ConsoleRole;
+}
+
+const ClaimsSchema = z.object({
+  sub: z.string().min(1),
+  tenant_id: z.string().nullable(),
+  role: z.enum(['operator', 'owner', 'admin', 'analyst', 'viewer']),
+});
+
+interface StoredKey {
+  kid: string;
+  created_at: number;
+  private_jwk: JWK;
+  public_jwk: JWK;
+}
+
+const StoredKeysSchema = z.object({
+  keys: z.array(
+    z.object({
+      kid: z.string(),
+      created_at: z.number(),
+      private_jwk: z.record(z.string(), z.unknown()),
+      public_jwk: z.record(z.string(), z.unknown()),
+    }),
+  ),
+});
+
+async function newKey(now: number): Promise<StoredKey> {
+  const { publicKey, privateKey } = await generateKeyPair(ALG, { extractable: true });
+  const kid = `k${now.toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  const public_jwk = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: 'sig' };
+  const private_jwk = { ...(await exportJWK(privateKey)), kid, alg: ALG };
+  return { kid, created_at: now, private_jwk, public_jwk };
+}
+
+export class KeyRing {
+  #keys: StoredKey[];
+  readonly #file: string | null;
+
+  private constructor(keys: StoredKey[], file: string | null) {
+    this.#keys = keys;
+    this.#file = file;
+  }
+
+  /** Loads the ring from `file`, creating it with one key on first use. `null` keeps it in memory. */
+  static async open(file: string | null, now = Date.now()): Promise<KeyRing> {
+    if (file) {
+      try {
+        const parsed = StoredKeysSchema.parse(JSON.parse(await readFile(file, 'utf8')));
+        if (parsed.keys.length > 0) return new KeyRing(parsed.keys as StoredKey[], file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    const ring = new KeyRing([await newKey(now)], file);
+    await ring.#save();
+    return ring;
+  }
+
+  get currentKid(): string {
+    return this.#keys[this.#keys.length - 1]!.kid;
+  }
+
+  /** Adds a new signing key; older keys keep verifying until `retire` drops them. */
+  async rotate(now = Date.now()): Promise<string> {
+    this.#keys.push(await newKey(now));
+    await this.#save();
+    return this.currentKid;
+  }
+
+  /** Drops verification keys created before `before`, always keeping the current one. */
+  async retire(before: number): Promise<void> {
+    const current = this.#keys[this.#keys.length - 1]!;
+    this.#keys = this.#keys.filter((k) => k === current || k.created_at >= before);
+    await this.#save();
+  }
+
+  jwks(): JSONWebKeySet {
+    return { keys: this.#keys.map((k) => k.public_jwk) };
+  }
+
+  current(): StoredKey {
+    return this.#keys[this.#keys.length - 1]!;
+  }
+
+  async #save(): Promise<void> {
+    if (!this.#file) return;
+    await mkdir(dirname(this.#file), { recursive: true });
+    const tmp = `${this.#file}.tmp`;
+    // Written then renamed so a crash never leaves a truncated key file; 0600: private keys.
+    await writeFile(tmp, JSON.stringify({ keys: this.#keys }), { mode: 0o600 });
+    await rename(tmp, this.#file);
+  }
+}
+
+export class TokenService {
+  readonly #ring: KeyRing;
+  readonly #ttlS: number;
+  readonly #now: () => number;
+
+  constructor(ring: KeyRing, accessTtlS: number, now: () => number = Date.now) {
+    this.#ring = ring;
+    this.#ttlS = accessTtlS;
+    this.#now = now;
+  }
+
+  get ttlSeconds(): number {
+    return this.#ttlS;
+  }
+
+  async sign(claims: AccessClaims): Promise<string> {
+    const key = this.#ring.current();
+    const privateKey = await importJWK(key.private_jwk, ALG);
+    const iat = Math.floor(this.#now() / 1000);
+    return new SignJWT({ tenant_id: claims.tenant_id, role: claims.role })
+      .setProtectedHeader({ alg: ALG, kid: key.kid, typ: 'JWT' })
+      .setSubject(claims.sub)
+      .setIssuer(TOKEN_ISSUER)
+      .setAudience(TOKEN_AUDIENCE)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + this.#ttlS)
+      .sign(privateKey);
+  }
+
+  /** Verifies signature, issuer, audience and expiry; throws TOKEN_EXPIRED or UNAUTHENTICATED. */
+  async verify(token: string): Promise<AccessClaims> {
+    try {
+      const { payload } = await jwtVerify(token, createLocalJWKSet(this.#ring.jwks()), {
+        issuer: TOKEN_ISSUER,
+        audience: TOKEN_AUDIENCE,
+        algorithms: [ALG],
+        currentDate: new Date(this.#now()),
+      });
+      const claims = ClaimsSchema.safeParse(payload);
+      if (!claims.success) throw createError('UNAUTHENTICATED', 'access token has unexpected claims');
+      return claims.data;
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw createError('TOKEN_EXPIRED', 'access token expired');
+      if (err instanceof Error && err.name === 'EdgeplaneError') throw err;
+      throw createError('UNAUTHENTICATED', 'access token is invalid');
+    }
+  }
+}

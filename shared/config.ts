@@ -1,0 +1,106 @@
+/**
+ * Configuration schema for every process. Precedence: command-line flags > EDGEPLANE_* env vars >
+ * defaults. One schema, so `--help` text, env names and validation cannot drift apart.
+ */
+import { z } from 'zod';
+
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])]).transform((v) =>
+  typeof v === 'boolean' ? v : v === 'true' || v === '1' || v === 'yes',
+);
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+export interface OptionSpec {
+  /** Flag name without the leading dashes; env var is EDGEPLANE_ + upper snake case of key. */
+  flag: string;
+  describe: string;
+}
+
+export const CONFIG_OPTIONS = {
+  data_dir: { flag: 'data-dir', describe: 'Directory for the SQLite database, signing keys and secrets' },
+  http_host: { flag: 'http-host', describe: 'Interface the HTTP API listens on' },
+  http_port: { flag: 'http-port', describe: 'HTTP API port (0 = any free port)' },
+  mqtt_host: { flag: 'mqtt-host', describe: 'Interface the MQTT listeners bind to' },
+  mqtt_port: { flag: 'mqtt-port', describe: 'MQTT over TCP port (0 = any free port)' },
+  mqtt_ws_port: { flag: 'mqtt-ws-port', describe: 'MQTT over WebSocket port (0 = any free port)' },
+  log_level: { flag: 'log-level', describe: 'trace | debug | info | warn | error | fatal | silent' },
+  admin_email: { flag: 'admin-email', describe: 'Platform operator created on first start' },
+  admin_password: { flag: 'admin-password', describe: 'Password of that operator (generated and printed once if unset)' },
+  service_secret: { flag: 'service-secret', describe: 'Shared secret of internal services on MQTT (generated into the data dir if unset)' },
+  allow_anonymous: { flag: 'allow-anonymous', describe: 'DEVELOPMENT ONLY: accept anonymous MQTT clients (read-only, nothing granted)' },
+  mqtt_max_payload_bytes: { flag: 'mqtt-max-payload-bytes', describe: 'Largest PUBLISH payload accepted; larger ones disconnect the client' },
+  mqtt_max_topic_levels: { flag: 'mqtt-max-topic-levels', describe: 'Deepest topic accepted' },
+  mqtt_publish_rate: { flag: 'mqtt-publish-rate', describe: 'Sustained PUBLISH packets per second per client' },
+  mqtt_publish_burst: { flag: 'mqtt-publish-burst', describe: 'Burst allowance above the sustained publish rate' },
+  mqtt_drain_timeout_ms: { flag: 'mqtt-drain-timeout-ms', describe: 'Drop a subscriber whose socket stays blocked this long' },
+  ingest_concurrency: { flag: 'ingest-concurrency', describe: 'Uplink messages processed at once; beyond it PUBACKs wait (backpressure)' },
+  access_token_ttl_s: { flag: 'access-token-ttl-s', describe: 'Lifetime of access JWTs' },
+  refresh_token_ttl_s: { flag: 'refresh-token-ttl-s', describe: 'Lifetime of refresh tokens' },
+  shutdown_timeout_ms: { flag: 'shutdown-timeout-ms', describe: 'Longest a graceful shutdown may take before forcing exit' },
+} as const satisfies Record<string, OptionSpec>;
+
+export const ConfigSchema = z.object({
+  data_dir: z.string().min(1).default('./.edgeplane'),
+  http_host: z.string().default('0.0.0.0'),
+  http_port: port.default(8080),
+  mqtt_host: z.string().default('0.0.0.0'),
+  mqtt_port: port.default(1883),
+  mqtt_ws_port: port.default(8083),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  admin_email: z.email().default('admin@edgeplane.local'),
+  admin_password: z.string().min(12, 'must be at least 12 characters').optional(),
+  service_secret: z.string().min(24, 'must be at least 24 characters').optional(),
+  allow_anonymous: bool.default(false),
+  mqtt_max_payload_bytes: positiveInt.default(256 * 1024),
+  mqtt_max_topic_levels: positiveInt.max(100).default(8),
+  mqtt_publish_rate: positiveInt.default(1000),
+  mqtt_publish_burst: positiveInt.default(2000),
+  mqtt_drain_timeout_ms: positiveInt.default(5000),
+  ingest_concurrency: positiveInt.default(64),
+  access_token_ttl_s: positiveInt.default(900),
+  refresh_token_ttl_s: positiveInt.default(30 * 24 * 3600),
+  shutdown_timeout_ms: positiveInt.default(15000),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigKey = keyof typeof CONFIG_OPTIONS;
+
+export function envName(key: ConfigKey): string {
+  return `EDGEPLANE_${key.toUpperCase()}`;
+}
+
+/**
+ * Merges flags over env over defaults and validates. Throws an Error whose message names each bad
+ * option by its flag and env var, so a typo in either is obvious.
+ */
+export function loadConfig(flags: Partial<Record<ConfigKey, unknown>>, env: NodeJS.ProcessEnv = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(CONFIG_OPTIONS) as ConfigKey[]) {
+    const fromEnv = env[envName(key)];
+    if (fromEnv !== undefined && fromEnv !== '') raw[key] = fromEnv;
+    if (flags[key] !== undefined) raw[key] = flags[key];
+  }
+  const r = ConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => {
+      const key = String(i.path[0]) as ConfigKey;
+      const spec = CONFIG_OPTIONS[key];
+      return spec ? `--${spec.flag} / ${envName(key)}: ${i.message}` : `${i.path.join('.')}: ${i.message}`;
+    });
+    throw new Error(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  return r.data;
+}
+
+/** The `--help` block for config options, generated from the one schema. */
+export function configHelp(): string {
+  const defaults = ConfigSchema.parse({});
+  return (Object.keys(CONFIG_OPTIONS) as ConfigKey[])
+    .map((key) => {
+      const spec = CONFIG_OPTIONS[key];
+      const d = (defaults as Record<string, unknown>)[key];
+      const dflt = d === undefined ? '' : ` (default: ${String(d)})`;
+      return `  --${spec.flag.padEnd(26)} ${spec.describe}${dflt}\n  ${''.padEnd(28)} env ${envName(key)}`;
+    })
+    .join('\n');
+}

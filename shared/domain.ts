@@ -1,0 +1,191 @@
+/**
+ * Domain records (DESIGN §4, §5). Field names are snake_case because these are exactly the
+ * shapes the REST API returns and the store persists: one vocabulary from disk to the wire.
+ * Every tenant-owned record carries `tenant_id`; towers and carriers are platform-level.
+ */
+import type { Effect, Severity } from './mqtt/payloads.js';
+
+export type { Effect, Severity };
+
+export type ConsoleRole = 'operator' | 'owner' | 'admin' | 'analyst' | 'viewer';
+export const TENANT_CONSOLE_ROLES = ['owner', 'admin', 'analyst', 'viewer'] as const;
+
+export interface Tenant {
+  id: string;
+  name: string;
+  /** Effect when no rule matches (DESIGN §4: allow unless the tenant sets deny). */
+  default_effect: Effect;
+  /** Bumped by every change that can alter a decision; the compiled index carries it. */
+  policy_version: number;
+  /** Deny alerts for the same device+rule within this window are merged into one. */
+  alert_window_s: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A person who signs in to the console or API (not a device user). */
+export interface ConsoleUser {
+  id: string;
+  /** null for platform operators. */
+  tenant_id: string | null;
+  email: string;
+  console_role: ConsoleRole;
+  created_at: number;
+  updated_at: number;
+}
+
+/** The owner of devices; policy ROLEs are assigned to users. */
+export interface User {
+  id: string;
+  tenant_id: string;
+  name: string;
+  email: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface Role {
+  id: string;
+  tenant_id: string;
+  name: string;
+  description: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface Policy {
+  id: string;
+  tenant_id: string;
+  name: string;
+  description: string | null;
+  severity: Severity;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface PolicyRule {
+  id: string;
+  tenant_id: string;
+  policy_id: string;
+  /** When set, the rule applies only to this role among those holding the policy. */
+  role_id: string | null;
+  /** App key or '*'. */
+  app: string;
+  /** Action key or '*'. */
+  action: string;
+  permission: Effect;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface App {
+  id: string;
+  tenant_id: string;
+  key: string;
+  name: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface Action {
+  id: string;
+  tenant_id: string;
+  key: string;
+  name: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface Device {
+  /** The identifier towers report (e.g. derived from IMEI); unique across the platform. */
+  id: string;
+  tenant_id: string;
+  user_id: string | null;
+  name: string;
+  os: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface DiscoveredDevice {
+  id: string;
+  /** null when reported on a tower's discovery topic and no tenant claims it yet. */
+  tenant_id: string | null;
+  device_id: string;
+  tower_id: string;
+  first_seen: number;
+  last_seen: number;
+  count: number;
+}
+
+export interface Carrier {
+  id: string;
+  name: string;
+  mcc_mnc: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export type TowerState = 'online' | 'offline' | 'unknown';
+
+export interface Tower {
+  id: string;
+  name: string;
+  lat: number | null;
+  lon: number | null;
+  radius_m: number | null;
+  state: TowerState;
+  agent_version: string | null;
+  last_seen: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface TowerCredential {
+  id: string;
+  tower_id: string;
+  created_at: number;
+  revoked_at: number | null;
+  last_used_at: number | null;
+}
+
+export type DecisionReason = 'rule' | 'default' | 'unknown_device';
+
+export interface UsageRecord {
+  /** The event's ULID, unique per tenant: a redelivered event is recognised by it. */
+  id: string;
+  tenant_id: string;
+  tower_id: string;
+  batch_id: string;
+  device_id: string;
+  user_id: string | null;
+  app: string;
+  action: string;
+  bytes: number | null;
+  ts: number;
+  received_at: number;
+  effect: Effect;
+  reason: DecisionReason;
+  rule_id: string | null;
+  policy_id: string | null;
+  policy_version: number;
+}
+
+export type AlertStatus = 'open' | 'acknowledged' | 'resolved';
+
+export interface Alert {
+  id: string;
+  tenant_id: string;
+  device_id: string;
+  user_id: string | null;
+  rule_id: string;
+  policy_id: string;
+  app: string;
+  action: string;
+  tower_id: string;
+  severity: Severity;
+  count: number;
+  first_seen: number;
+  last_seen: number;
+  status: AlertStatus;
+}

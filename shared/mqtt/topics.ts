@@ -1,0 +1,164 @@
+/**
+ * The only module that knows topic strings. Every topic has a builder, is recognised by
+ * `parseTopic`, and has its ACL pattern here, next to the payload schema it carries.
+ * Anything else in the code base builds or inspects topics through these functions.
+ */
+import { TOPIC_ID_RE } from '../ids.js';
+import {
+  CommandAckSchema,
+  CommandSchema,
+  DecisionBatchSchema,
+  DiscoveryBatchSchema,
+  PolicyBundleSchema,
+  TowerStatusSchema,
+  UsageBatchSchema,
+} from './payloads.js';
+
+export const TOPIC_SPECS = {
+  usage: { pattern: 'tenants/{tenantId}/towers/{towerId}/usage', direction: 'uplink', qos: 1, retain: false, schema: UsageBatchSchema },
+  discovery: { pattern: 'towers/{towerId}/discovery', direction: 'uplink', qos: 1, retain: false, schema: DiscoveryBatchSchema },
+  status: { pattern: 'towers/{towerId}/status', direction: 'uplink', qos: 1, retain: true, schema: TowerStatusSchema },
+  decisions: { pattern: 'tenants/{tenantId}/towers/{towerId}/decisions', direction: 'downlink', qos: 1, retain: false, schema: DecisionBatchSchema },
+  commands: { pattern: 'tenants/{tenantId}/towers/{towerId}/commands', direction: 'downlink', qos: 1, retain: false, schema: CommandSchema },
+  acks: { pattern: 'tenants/{tenantId}/towers/{towerId}/acks', direction: 'uplink', qos: 1, retain: false, schema: CommandAckSchema },
+  policy: { pattern: 'tenants/{tenantId}/policy', direction: 'downlink', qos: 1, retain: true, schema: PolicyBundleSchema },
+} as const;
+
+export type TopicKind = keyof typeof TOPIC_SPECS;
+
+export type ParsedTopic =
+  | { kind: 'usage' | 'decisions' | 'commands' | 'acks'; tenantId: string; towerId: string }
+  | { kind: 'discovery' | 'status'; towerId: string }
+  | { kind: 'policy'; tenantId: string };
+
+function checkId(what: string, id: string): string {
+  if (!TOPIC_ID_RE.test(id)) throw new Error(`invalid ${what} for a topic level: ${JSON.stringify(id)}`);
+  return id;
+}
+
+export const topics = {
+  usage: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/usage`,
+  discovery: (towerId: string) => `towers/${checkId('towerId', towerId)}/discovery`,
+  status: (towerId: string) => `towers/${checkId('towerId', towerId)}/status`,
+  decisions: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/decisions`,
+  commands: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/commands`,
+  acks: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/acks`,
+  policy: (tenantId: string) => `tenants/${checkId('tenantId', tenantId)}/policy`,
+} as const;
+
+/** Subscription filters (with '+' wildcards) used by the cloud and by agents. */
+export const filters = {
+  allUsage: 'tenants/+/towers/+/usage',
+  allAcks: 'tenants/+/towers/+/acks',
+  allDiscovery: 'towers/+/discovery',
+  allStatus: 'towers/+/status',
+  towerDecisions: (towerId: string) => `tenants/+/towers/${checkId('towerId', towerId)}/decisions`,
+  towerCommands: (towerId: string) => `tenants/+/towers/${checkId('towerId', towerId)}/commands`,
+  allPolicies: 'tenants/+/policy',
+} as const;
+
+/** Recognises a concrete topic (no wildcards). Returns null for anything that is not ours. */
+export function parseTopic(topic: string): ParsedTopic | null {
+  const p = topic.split('/');
+  const ok = (s: string | undefined): s is string => s !== undefined && TOPIC_ID_RE.test(s);
+  if (p[0] === 'tenants') {
+    if (p.length === 3 && p[2] === 'policy' && ok(p[1])) return { kind: 'policy', tenantId: p[1] };
+    if (p.length === 5 && p[2] === 'towers' && ok(p[1]) && ok(p[3])) {
+      const k = p[4];
+      if (k === 'usage' || k === 'decisions' || k === 'commands' || k === 'acks') {
+        return { kind: k, tenantId: p[1], towerId: p[3] };
+      }
+    }
+    return null;
+  }
+  if (p[0] === 'towers' && p.length === 3 && ok(p[1])) {
+    if (p[2] === 'discovery' || p[2] === 'status') return { kind: p[2], towerId: p[1] };
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ACL
+// ---------------------------------------------------------------------------------------------
+
+/** Who is on the other end of an MQTT connection, after authentication. */
+export type MqttPrincipal =
+  | { kind: 'tower'; towerId: string; credentialId: string }
+  | { kind: 'console'; tenantId: string; userId: string }
+  | { kind: 'service'; name: string }
+  | { kind: 'anonymous' };
+
+/**
+ * The filters a principal may publish to. A concrete topic is authorised when it lies within
+ * one of them (see `filterWithin`). Services are trusted; '#' is checked separately for $SYS.
+ */
+export function publishAcl(p: MqttPrincipal): string[] {
+  switch (p.kind) {
+    case 'tower':
+      return [
+        `tenants/+/towers/${p.towerId}/usage`,
+        `tenants/+/towers/${p.towerId}/acks`,
+        `towers/${p.towerId}/discovery`,
+        `towers/${p.towerId}/status`,
+      ];
+    case 'service':
+      return ['tenants/#', 'towers/#'];
+    case 'console':
+    case 'anonymous':
+      return [];
+  }
+}
+
+/** The filters a principal may subscribe to (a requested filter must lie within one). */
+export function subscribeAcl(p: MqttPrincipal): string[] {
+  switch (p.kind) {
+    case 'tower':
+      return [filters.towerDecisions(p.towerId), filters.towerCommands(p.towerId), filters.allPolicies];
+    case 'console':
+      // Read-only view of its own tenant; never another tenant's prefix.
+      return [`tenants/${p.tenantId}/#`];
+    case 'service':
+      return ['tenants/#', 'towers/#'];
+    case 'anonymous':
+      return [];
+  }
+}
+
+/**
+ * True when every topic matched by `filter` is also matched by `allowed`, i.e. the requested
+ * filter does not widen what the ACL grants. Levels are compared one by one:
+ * - allowed '#' covers the rest (including a requested '#');
+ * - allowed '+' covers one level: a literal or '+', but not '#';
+ * - an allowed literal covers only the same literal (a requested '+' or '#' would widen it).
+ * Topics starting with '$' are never within a filter that does not itself start with '$'
+ * [MQTT-4.7.2-1], so `$SYS/#` is never granted by these ACLs.
+ */
+export function filterWithin(filter: string, allowed: string): boolean {
+  if (filter.length === 0) return false;
+  const f = filter.split('/');
+  const a = allowed.split('/');
+  if (f[0]?.startsWith('$') !== a[0]?.startsWith('$')) return false;
+  for (let i = 0; i < a.length; i++) {
+    const al = a[i]!;
+    const fl = f[i];
+    if (al === '#') return true;
+    if (fl === undefined) return false;
+    if (al === '+') {
+      if (fl === '#') return false;
+      continue;
+    }
+    if (fl !== al) return false;
+  }
+  return f.length === a.length;
+}
+
+export function mayPublish(p: MqttPrincipal, topic: string): boolean {
+  // [MQTT-3.3.2-2] a PUBLISH topic name must not contain wildcards.
+  if (topic.includes('+') || topic.includes('#')) return false;
+  if (p.kind === 'tower' && parseTopic(topic) === null) return false;
+  return publishAcl(p).some((a) => filterWithin(topic, a));
+}
+
+export function maySubscribe(p: MqttPrincipal, filter: string): boolean {
+  return subscribeAcl(p).some((a) => filterWithin(filter, a));
+}

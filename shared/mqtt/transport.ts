@@ -1,0 +1,31 @@
+/**
+ * The ports between the broker and the pipeline. In embedded mode the broker hands uplink
+ * messages straight to the workers' sink and the workers publish through the broker in-process;
+ * in distributed mode the same interfaces are backed by a queue and an MQTT service connection.
+ */
+import type { ParsedTopic } from './topics.js';
+
+export type UplinkTopic = Extract<ParsedTopic, { kind: 'usage' | 'acks' | 'discovery' | 'status' }>;
+
+export interface UplinkMessage {
+  topic: string;
+  parsed: UplinkTopic;
+  payload: Buffer;
+  /** Tower that published it, as authenticated by the broker (always equals parsed.towerId). */
+  tower_id: string;
+  received_at: number;
+}
+
+/**
+ * Accepts an uplink message. The broker awaits `accept` before it lets the PUBLISH through,
+ * so a QoS 1 PUBACK means the message was processed (embedded) or durably queued (distributed).
+ * `accept` must not reject for bad payloads: those are dropped and counted by the sink.
+ */
+export interface UplinkSink {
+  accept(msg: UplinkMessage): Promise<void>;
+}
+
+/** Publishes cloud → tower messages (decisions, commands, retained policy bundles). */
+export interface Downlink {
+  publish(topic: string, payload: Buffer, opts?: { retain?: boolean }): Promise<void>;
+}

@@ -1,0 +1,293 @@
+/**
+ * The store port (DESIGN §2, §5). Every adapter (SQLite now, MongoDB for large deployments)
+ * implements this interface and passes `describeStoreContract` in store.contract.ts.
+ *
+ * Rules every adapter keeps:
+ * - every tenant-owned read and write takes `tenantId` and never returns another tenant's row;
+ *   a reference to another tenant's id (role_id, policy_id, user_id…) is NOT_FOUND, naming the field;
+ * - a change that can alter a decision bumps `tenants.policy_version` in the same transaction and
+ *   then calls `hooks.onPolicyChanged` (after commit);
+ * - multi-row writes are atomic: a failure leaves nothing half-written;
+ * - list order is ascending by id, except usage and alerts (newest first); cursors are opaque.
+ */
+import type {
+  Action,
+  Alert,
+  AlertStatus,
+  App,
+  Carrier,
+  ConsoleRole,
+  ConsoleUser,
+  Device,
+  DiscoveredDevice,
+  Effect,
+  Policy,
+  PolicyRule,
+  Role,
+  Severity,
+  Tenant,
+  Tower,
+  TowerCredential,
+  TowerState,
+  UsageRecord,
+  User,
+} from '../domain.js';
+
+export interface ListOptions {
+  /** 1..1000, default 50. */
+  limit?: number;
+  /** Opaque cursor returned as `next_cursor` by the previous page. */
+  cursor?: string | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export interface TenantCrud<T, C, U, F = object> {
+  create(tenantId: string, input: C): Promise<T>;
+  get(tenantId: string, id: string): Promise<T | null>;
+  list(tenantId: string, opts?: ListOptions & F): Promise<Page<T>>;
+  update(tenantId: string, id: string, patch: U): Promise<T | null>;
+  delete(tenantId: string, id: string): Promise<boolean>;
+}
+
+export interface PlatformCrud<T, C, U> {
+  create(input: C): Promise<T>;
+  get(id: string): Promise<T | null>;
+  list(opts?: ListOptions): Promise<Page<T>>;
+  update(id: string, patch: U): Promise<T | null>;
+  delete(id: string): Promise<boolean>;
+}
+
+export interface TenantInput {
+  name: string;
+  default_effect?: Effect;
+  alert_window_s?: number;
+}
+export interface UserInput {
+  name: string;
+  email?: string | null;
+}
+export interface RoleInput {
+  name: string;
+  description?: string | null;
+}
+export interface PolicyInput {
+  name: string;
+  description?: string | null;
+  severity?: Severity;
+}
+export interface RuleInput {
+  policy_id: string;
+  role_id?: string | null;
+  app: string;
+  action: string;
+  permission: Effect;
+}
+export type RulePatch = Partial<Omit<RuleInput, 'policy_id'>>;
+export interface CatalogInput {
+  key: string;
+  name: string;
+}
+export interface DeviceInput {
+  /** Optional: the identifier towers report. Generated when absent. Unique platform-wide. */
+  id?: string;
+  user_id?: string | null;
+  name: string;
+  os?: string | null;
+}
+export type DevicePatch = Partial<Omit<DeviceInput, 'id'>>;
+export interface TowerInput {
+  /** Optional: towers usually have an operator-assigned id (it appears in topics). */
+  id?: string;
+  name: string;
+  lat?: number | null;
+  lon?: number | null;
+  radius_m?: number | null;
+}
+export type TowerPatch = Partial<Omit<TowerInput, 'id'>>;
+export interface CarrierInput {
+  name: string;
+  mcc_mnc?: string | null;
+}
+
+export interface ConsoleUserInput {
+  tenant_id: string | null;
+  email: string;
+  console_role: ConsoleRole;
+  password_hash: string;
+}
+
+export interface RefreshTokenRecord {
+  id: string;
+  user_id: string;
+  family_id: string;
+  token_hash: string;
+  expires_at: number;
+  used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface TowerCredentialRecord extends TowerCredential {
+  secret_hash: string;
+}
+
+/** One decided event, ready to persist. */
+export interface DecidedUsage extends UsageRecord {
+  severity: Severity | null;
+}
+
+export interface RecordUsageInput {
+  tenant_id: string;
+  tower_id: string;
+  batch_id: string;
+  /** Server clock when the batch was accepted; alert windows are measured on it. */
+  now: number;
+  alert_window_s: number;
+  records: DecidedUsage[];
+}
+
+export interface RecordUsageResult {
+  /** Events stored for the first time. */
+  inserted: number;
+  /** Events whose id was already stored (QoS 1 redelivery): nothing else is written for them. */
+  duplicates: number;
+  /** Alerts created by this batch. */
+  alerts_opened: Alert[];
+  /** Existing alerts whose count/last_seen this batch bumped (final state). */
+  alerts_updated: Alert[];
+  /** Tenant-scoped discovered devices created or bumped (records with reason unknown_device). */
+  discovered: DiscoveredDevice[];
+}
+
+export interface DiscoveryReport {
+  device_id: string;
+  first_seen: number;
+  last_seen: number;
+  count: number;
+}
+
+export interface PolicySnapshot {
+  tenant: Tenant;
+  devices: Array<{ id: string; user_id: string | null }>;
+  user_roles: Array<{ user_id: string; role_id: string }>;
+  role_policies: Array<{ role_id: string; policy_id: string }>;
+  policies: Policy[];
+  rules: PolicyRule[];
+}
+
+export interface DashboardMetrics {
+  devices: number;
+  users: number;
+  policies: number;
+  rules: number;
+  alerts_open: number;
+  usage_total: number;
+  usage_allowed: number;
+  usage_denied: number;
+  discovered_devices: number;
+}
+
+export interface StoreHooks {
+  /** Called after a committed change bumped a tenant's policy version. */
+  onPolicyChanged?: (tenantId: string, version: number) => void;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'mongodb';
+  /** Opens connections and applies pending schema migrations. */
+  init(): Promise<void>;
+  close(): Promise<void>;
+
+  tenants: PlatformCrud<Tenant, TenantInput, Partial<TenantInput>>;
+
+  consoleUsers: {
+    create(input: ConsoleUserInput): Promise<ConsoleUser>;
+    get(id: string): Promise<ConsoleUser | null>;
+    findByEmail(email: string): Promise<(ConsoleUser & { password_hash: string }) | null>;
+    /** tenantId null lists platform operators. */
+    list(tenantId: string | null, opts?: ListOptions): Promise<Page<ConsoleUser>>;
+  };
+
+  refreshTokens: {
+    create(rec: Omit<RefreshTokenRecord, 'used_at' | 'revoked_at'>): Promise<void>;
+    findByHash(tokenHash: string): Promise<RefreshTokenRecord | null>;
+    /** Atomically marks the token used. False when it was already used or revoked (reuse). */
+    consume(id: string, now: number): Promise<boolean>;
+    revokeFamily(familyId: string, now: number): Promise<void>;
+  };
+
+  users: TenantCrud<User, UserInput, Partial<UserInput>>;
+  roles: TenantCrud<Role, RoleInput, Partial<RoleInput>>;
+  policies: TenantCrud<Policy, PolicyInput, Partial<PolicyInput>>;
+  rules: TenantCrud<PolicyRule, RuleInput, RulePatch, { policy_id?: string; role_id?: string }>;
+  apps: TenantCrud<App, CatalogInput, Partial<Pick<CatalogInput, 'name'>>>;
+  actions: TenantCrud<Action, CatalogInput, Partial<Pick<CatalogInput, 'name'>>>;
+  devices: TenantCrud<Device, DeviceInput, DevicePatch, { user_id?: string }> & {
+    /** Platform-level lookup used by the pipeline's cross-tenant check. */
+    tenantOf(deviceId: string): Promise<string | null>;
+    /** Every (device, tenant) pair; used to build the pipeline's device directory at start. */
+    directory(): Promise<Array<{ device_id: string; tenant_id: string }>>;
+  };
+
+  userRoles: {
+    /** Returns false when the assignment already existed. NOT_FOUND for an unknown user/role. */
+    assign(tenantId: string, userId: string, roleId: string): Promise<boolean>;
+    unassign(tenantId: string, userId: string, roleId: string): Promise<boolean>;
+    rolesOfUser(tenantId: string, userId: string): Promise<Role[]>;
+    usersOfRole(tenantId: string, roleId: string): Promise<User[]>;
+  };
+
+  rolePolicies: {
+    assign(tenantId: string, roleId: string, policyId: string): Promise<boolean>;
+    unassign(tenantId: string, roleId: string, policyId: string): Promise<boolean>;
+    policiesOfRole(tenantId: string, roleId: string): Promise<Policy[]>;
+    rolesOfPolicy(tenantId: string, policyId: string): Promise<Role[]>;
+  };
+
+  towers: PlatformCrud<Tower, TowerInput, TowerPatch> & {
+    setStatus(towerId: string, status: { state: TowerState; agent_version: string | null; at: number }): Promise<boolean>;
+    /** Towers where devices of this tenant have been seen (usage or discovery). */
+    listSeenByTenant(tenantId: string, opts?: ListOptions): Promise<Page<Tower>>;
+  };
+  carriers: PlatformCrud<Carrier, CarrierInput, Partial<CarrierInput>>;
+  towerCarriers: {
+    link(towerId: string, carrierId: string): Promise<boolean>;
+    unlink(towerId: string, carrierId: string): Promise<boolean>;
+    carriersOfTower(towerId: string): Promise<Carrier[]>;
+    towersOfCarrier(carrierId: string): Promise<Tower[]>;
+  };
+  towerCredentials: {
+    create(rec: { id: string; tower_id: string; secret_hash: string }): Promise<TowerCredential>;
+    get(id: string): Promise<TowerCredentialRecord | null>;
+    listForTower(towerId: string): Promise<TowerCredential[]>;
+    revoke(id: string, now: number): Promise<boolean>;
+    touch(id: string, now: number): Promise<void>;
+  };
+
+  usage: {
+    /** Idempotent by event id; writes usage rows, alerts and discovered devices in one transaction. */
+    recordBatch(input: RecordUsageInput): Promise<RecordUsageResult>;
+    list(
+      tenantId: string,
+      opts?: ListOptions & { user_id?: string; device_id?: string; effect?: Effect; tower_id?: string },
+    ): Promise<Page<UsageRecord>>;
+  };
+
+  alerts: {
+    get(tenantId: string, id: string): Promise<Alert | null>;
+    list(tenantId: string, opts?: ListOptions & { status?: AlertStatus; device_id?: string }): Promise<Page<Alert>>;
+  };
+
+  discovered: {
+    /** Tower-reported devices no tenant claims. Idempotent by batch id; false when already recorded. */
+    recordReports(towerId: string, batchId: string, reports: DiscoveryReport[], now: number): Promise<boolean>;
+    /** tenantId null lists the platform's unclaimed devices. */
+    list(tenantId: string | null, opts?: ListOptions): Promise<Page<DiscoveredDevice>>;
+  };
+
+  policySnapshot(tenantId: string): Promise<PolicySnapshot | null>;
+  dashboard(tenantId: string): Promise<DashboardMetrics>;
+}
