@@ -1,0 +1,141 @@
+/**
+ * What every SQLite repository shares: the open connection, the injected clock and id factory,
+ * a statement cache, and the write path that bumps policy versions and notifies after commit.
+ */
+import Database from 'better-sqlite3';
+import { createError } from '../../errors.js';
+import type { IdFactory } from '../../ids.js';
+import type { ListOptions, Page, StoreHooks } from '../port.js';
+import { pageRequest, toPage } from './cursor.js';
+
+export type Db = Database.Database;
+export type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
+
+export interface WriteScope {
+  /** Bumps the tenant's policy version inside the running transaction; listeners hear after commit. */
+  bumpPolicy(tenantId: string): void;
+}
+
+/** A list filter: undefined is skipped, null means IS NULL. */
+export type Filters = Record<string, string | null | undefined>;
+
+interface PolicyBump {
+  tenantId: string;
+  version: number;
+}
+
+export class SqliteContext {
+  private readonly statements = new Map<string, Stmt<unknown[]>>();
+  private readonly runInTransaction: (fn: () => unknown) => unknown;
+  private readonly bumpVersion: Stmt<[string], { policy_version: number }>;
+
+  constructor(
+    readonly db: Db,
+    readonly now: () => number,
+    readonly newId: IdFactory,
+    private readonly hooks: StoreHooks,
+  ) {
+    this.runInTransaction = db.transaction((fn: () => unknown) => fn());
+    this.bumpVersion = db.prepare(
+      'UPDATE tenants SET policy_version = policy_version + 1 WHERE id = ? RETURNING policy_version',
+    );
+  }
+
+  /** For SQL assembled from a fixed vocabulary (filters, patch columns): prepared once per shape. */
+  stmt<P extends unknown[], R = unknown>(sql: string): Stmt<P, R> {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s as unknown as Stmt<P, R>;
+  }
+
+  /**
+   * Runs `fn` in one transaction. Policy listeners are called only after COMMIT, so they never
+   * observe a version whose data could still roll back.
+   */
+  write<T>(fn: (scope: WriteScope) => T): T {
+    const bumps: PolicyBump[] = [];
+    const scope: WriteScope = {
+      bumpPolicy: (tenantId) => {
+        const row = this.bumpVersion.get(tenantId);
+        if (row) bumps.push({ tenantId, version: row.policy_version });
+      },
+    };
+    const result = this.runInTransaction(() => fn(scope)) as T;
+    for (const bump of bumps) this.notify(bump);
+    return result;
+  }
+
+  /** A read that spans several statements sees one consistent snapshot. */
+  read<T>(fn: () => T): T {
+    return this.runInTransaction(fn) as T;
+  }
+
+  private notify(bump: PolicyBump): void {
+    try {
+      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version);
+    } catch {
+      // The write is committed; a failing listener must not make the caller believe it was not
+      // (a retry would then duplicate it). Listeners own their error reporting.
+    }
+  }
+
+  /**
+   * Keyset page over `table`. Column and table names come from the repositories' constants, never
+   * from input; only values are bound.
+   */
+  listPage<T extends { id: string }>(
+    table: string,
+    columns: string,
+    filters: Filters,
+    opts: ListOptions | undefined,
+    order: 'asc' | 'desc',
+  ): Page<T> {
+    const { limit, after } = pageRequest(opts);
+    const where: string[] = [];
+    const params: unknown[] = [];
+    for (const [column, value] of Object.entries(filters)) {
+      if (value === undefined) continue;
+      if (value === null) {
+        where.push(`${column} IS NULL`);
+      } else {
+        where.push(`${column} = ?`);
+        params.push(value);
+      }
+    }
+    if (after !== null) {
+      where.push(order === 'asc' ? 'id > ?' : 'id < ?');
+      params.push(after);
+    }
+    const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+    const sql = `SELECT ${columns} FROM ${table} ${clause} ORDER BY id ${order.toUpperCase()} LIMIT ?`;
+    params.push(limit + 1);
+    const rows = this.stmt<unknown[], T>(sql).all(...params);
+    return toPage(rows, limit);
+  }
+}
+
+export function sqliteErrorCode(err: unknown): string | null {
+  return err instanceof Database.SqliteError ? err.code : null;
+}
+
+export function isUniqueViolation(err: unknown): boolean {
+  const code = sqliteErrorCode(err);
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+/** Runs an insert, turning a UNIQUE/PRIMARY KEY violation into CONFLICT naming the field. */
+export function insertOrConflict(run: () => void, field: string, message: string): void {
+  try {
+    run();
+  } catch (err) {
+    if (isUniqueViolation(err)) throw createError('CONFLICT', `${field}: ${message}`, [{ field, message }]);
+    throw err;
+  }
+}
+
+export function notFound(field: string, message: string): Error {
+  return createError('NOT_FOUND', `${field}: ${message}`, [{ field, message }]);
+}

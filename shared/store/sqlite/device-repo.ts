@@ -1,0 +1,73 @@
+/**
+ * Registered devices. A device id is what towers report, so it is unique across the platform,
+ * and the device → user link is the first hop of every decision (DESIGN §4).
+ */
+import type { Device } from '../../domain.js';
+import type { Store } from '../port.js';
+import type { SqliteContext, Stmt } from './context.js';
+import { insertOrConflict } from './context.js';
+import { EntityTable } from './entity-table.js';
+import type { TenantRefs } from './refs.js';
+
+export const DEVICE_COLUMNS = ['id', 'tenant_id', 'user_id', 'name', 'os', 'created_at', 'updated_at'] as const;
+
+export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['devices'] {
+  const table = new EntityTable<Device>(ctx, 'devices', DEVICE_COLUMNS, 'tenant', ['user_id', 'name', 'os']);
+  const tenantOf: Stmt<[string], { tenant_id: string }> = ctx.db.prepare('SELECT tenant_id FROM devices WHERE id = ?');
+  const directory: Stmt<[], { device_id: string; tenant_id: string }> = ctx.db.prepare(
+    'SELECT id AS device_id, tenant_id FROM devices ORDER BY id',
+  );
+
+  return {
+    async create(tenantId, input) {
+      return ctx.write((scope) => {
+        refs.requireTenant(tenantId);
+        const userId = input.user_id ?? null;
+        if (userId !== null) refs.requireUser(tenantId, userId);
+        const now = ctx.now();
+        const row: Device = {
+          id: input.id ?? ctx.newId(),
+          tenant_id: tenantId,
+          user_id: userId,
+          name: input.name,
+          os: input.os ?? null,
+          created_at: now,
+          updated_at: now,
+        };
+        insertOrConflict(() => table.insert(row), 'id', 'device already registered');
+        scope.bumpPolicy(tenantId);
+        return row;
+      });
+    },
+    async get(tenantId, id) {
+      return table.get(tenantId, id);
+    },
+    async list(tenantId, opts) {
+      return table.list({ tenant_id: tenantId, user_id: opts?.user_id }, opts);
+    },
+    async update(tenantId, id, patch) {
+      return ctx.write((scope) => {
+        const before = table.get(tenantId, id);
+        if (!before) return null;
+        if (patch.user_id !== undefined && patch.user_id !== null) refs.requireUser(tenantId, patch.user_id);
+        const after = table.update(tenantId, id, patch);
+        // Only the owner feeds decisions; renaming a device does not.
+        if (patch.user_id !== undefined && patch.user_id !== before.user_id) scope.bumpPolicy(tenantId);
+        return after;
+      });
+    },
+    async delete(tenantId, id) {
+      return ctx.write((scope) => {
+        if (!table.delete(tenantId, id)) return false;
+        scope.bumpPolicy(tenantId);
+        return true;
+      });
+    },
+    async tenantOf(deviceId) {
+      return tenantOf.get(deviceId)?.tenant_id ?? null;
+    },
+    async directory() {
+      return directory.all();
+    },
+  };
+}

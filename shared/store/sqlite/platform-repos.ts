@@ -1,0 +1,257 @@
+/**
+ * Platform-level repositories: tenants and the shared tower/carrier infrastructure.
+ */
+import type { Carrier, Tenant, Tower, TowerCredential } from '../../domain.js';
+import type { ListOptions, Page, Store, TowerCredentialRecord } from '../port.js';
+import type { SqliteContext, Stmt } from './context.js';
+import { insertOrConflict, notFound } from './context.js';
+import { pageRequest, toPage } from './cursor.js';
+import { EntityTable } from './entity-table.js';
+
+/** Deny alerts for the same device+rule within five minutes merge into one. */
+export const DEFAULT_ALERT_WINDOW_S = 300;
+/** Starts at 1 so "no version yet" (0 / absent) is never mistaken for a real policy version. */
+export const INITIAL_POLICY_VERSION = 1;
+
+export function tenantTable(ctx: SqliteContext): EntityTable<Tenant> {
+  return new EntityTable<Tenant>(
+    ctx,
+    'tenants',
+    ['id', 'name', 'default_effect', 'policy_version', 'alert_window_s', 'created_at', 'updated_at'],
+    'platform',
+    ['name', 'default_effect', 'alert_window_s'],
+  );
+}
+
+export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
+  const table = tenantTable(ctx);
+  return {
+    async create(input) {
+      const now = ctx.now();
+      return table.insert({
+        id: ctx.newId(),
+        name: input.name,
+        default_effect: input.default_effect ?? 'allow',
+        policy_version: INITIAL_POLICY_VERSION,
+        alert_window_s: input.alert_window_s ?? DEFAULT_ALERT_WINDOW_S,
+        created_at: now,
+        updated_at: now,
+      });
+    },
+    async get(id) {
+      return table.get(null, id);
+    },
+    async list(opts) {
+      return table.list({}, opts);
+    },
+    async update(id, patch) {
+      return ctx.write((scope) => {
+        const before = table.get(null, id);
+        if (!before) return null;
+        const after = table.update(null, id, patch);
+        if (patch.default_effect === undefined || patch.default_effect === before.default_effect) return after;
+        scope.bumpPolicy(id);
+        return table.get(null, id);
+      });
+    },
+    async delete(id) {
+      // Every tenant-owned table cascades from tenants, so this is one atomic statement.
+      return table.delete(null, id);
+    },
+  };
+}
+
+const TOWER_COLUMNS = [
+  'id',
+  'name',
+  'lat',
+  'lon',
+  'radius_m',
+  'state',
+  'agent_version',
+  'last_seen',
+  'created_at',
+  'updated_at',
+] as const;
+
+export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
+  const table = new EntityTable<Tower>(ctx, 'towers', TOWER_COLUMNS, 'platform', ['name', 'lat', 'lon', 'radius_m']);
+  const cols = TOWER_COLUMNS.map((c) => `t.${c}`).join(', ');
+  // An absent agent_version (e.g. the offline last-will) must not erase the version we know.
+  const setStatus: Stmt<[string, string | null, number, string]> = ctx.db.prepare(
+    'UPDATE towers SET state = ?, agent_version = COALESCE(?, agent_version), last_seen = ? WHERE id = ?',
+  );
+  const seenFirst: Stmt<[string, number], Tower> = ctx.db.prepare(seenByTenantSql(cols, false));
+  const seenAfter: Stmt<[string, string, number], Tower> = ctx.db.prepare(seenByTenantSql(cols, true));
+
+  return {
+    async create(input) {
+      const now = ctx.now();
+      const row: Tower = {
+        id: input.id ?? ctx.newId(),
+        name: input.name,
+        lat: input.lat ?? null,
+        lon: input.lon ?? null,
+        radius_m: input.radius_m ?? null,
+        state: 'unknown',
+        agent_version: null,
+        last_seen: null,
+        created_at: now,
+        updated_at: now,
+      };
+      insertOrConflict(() => table.insert(row), 'id', 'tower already exists');
+      return row;
+    },
+    async get(id) {
+      return table.get(null, id);
+    },
+    async list(opts) {
+      return table.list({}, opts);
+    },
+    async update(id, patch) {
+      return table.update(null, id, patch);
+    },
+    async delete(id) {
+      // Credentials and carrier links cascade; usage history keeps the tower id as plain text.
+      return table.delete(null, id);
+    },
+    async setStatus(towerId, status) {
+      return setStatus.run(status.state, status.agent_version, status.at, towerId).changes > 0;
+    },
+    async listSeenByTenant(tenantId, opts?: ListOptions): Promise<Page<Tower>> {
+      const { limit, after } = pageRequest(opts);
+      const rows =
+        after === null ? seenFirst.all(tenantId, limit + 1) : seenAfter.all(tenantId, after, limit + 1);
+      return toPage(rows, limit);
+    },
+  };
+}
+
+function seenByTenantSql(cols: string, withCursor: boolean): string {
+  // tenant_towers is maintained by usage.recordBatch, which is also the only source of
+  // tenant-scoped discovered devices, so it covers both ways a tenant's device is seen.
+  return `SELECT ${cols} FROM tenant_towers tt JOIN towers t ON t.id = tt.tower_id
+    WHERE tt.tenant_id = ? ${withCursor ? 'AND tt.tower_id > ?' : ''}
+    ORDER BY tt.tower_id LIMIT ?`;
+}
+
+const CARRIER_COLUMNS = ['id', 'name', 'mcc_mnc', 'created_at', 'updated_at'] as const;
+
+export function createCarrierRepo(ctx: SqliteContext): Store['carriers'] {
+  const table = new EntityTable<Carrier>(ctx, 'carriers', CARRIER_COLUMNS, 'platform', ['name', 'mcc_mnc']);
+  return {
+    async create(input) {
+      const now = ctx.now();
+      return table.insert({
+        id: ctx.newId(),
+        name: input.name,
+        mcc_mnc: input.mcc_mnc ?? null,
+        created_at: now,
+        updated_at: now,
+      });
+    },
+    async get(id) {
+      return table.get(null, id);
+    },
+    async list(opts) {
+      return table.list({}, opts);
+    },
+    async update(id, patch) {
+      return table.update(null, id, patch);
+    },
+    async delete(id) {
+      return table.delete(null, id);
+    },
+  };
+}
+
+export function createTowerCarrierRepo(ctx: SqliteContext): Store['towerCarriers'] {
+  const db = ctx.db;
+  const towerExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM towers WHERE id = ?');
+  const carrierExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM carriers WHERE id = ?');
+  const link: Stmt<[string, string, number]> = db.prepare(
+    `INSERT INTO tower_carriers (tower_id, carrier_id, created_at) VALUES (?, ?, ?)
+     ON CONFLICT (tower_id, carrier_id) DO NOTHING`,
+  );
+  const unlink: Stmt<[string, string]> = db.prepare('DELETE FROM tower_carriers WHERE tower_id = ? AND carrier_id = ?');
+  const carriersOf: Stmt<[string], Carrier> = db.prepare(
+    `SELECT ${CARRIER_COLUMNS.map((c) => `c.${c}`).join(', ')} FROM tower_carriers tc
+     JOIN carriers c ON c.id = tc.carrier_id WHERE tc.tower_id = ? ORDER BY c.id`,
+  );
+  const towersOf: Stmt<[string], Tower> = db.prepare(
+    `SELECT ${TOWER_COLUMNS.map((c) => `t.${c}`).join(', ')} FROM tower_carriers tc
+     JOIN towers t ON t.id = tc.tower_id WHERE tc.carrier_id = ? ORDER BY t.id`,
+  );
+  const requireTower = (id: string): void => {
+    if (!towerExists.get(id)) throw notFound('tower_id', 'no such tower');
+  };
+  const requireCarrier = (id: string): void => {
+    if (!carrierExists.get(id)) throw notFound('carrier_id', 'no such carrier');
+  };
+
+  return {
+    async link(towerId, carrierId) {
+      return ctx.write(() => {
+        requireTower(towerId);
+        requireCarrier(carrierId);
+        return link.run(towerId, carrierId, ctx.now()).changes > 0;
+      });
+    },
+    async unlink(towerId, carrierId) {
+      requireTower(towerId);
+      requireCarrier(carrierId);
+      return unlink.run(towerId, carrierId).changes > 0;
+    },
+    async carriersOfTower(towerId) {
+      requireTower(towerId);
+      return carriersOf.all(towerId);
+    },
+    async towersOfCarrier(carrierId) {
+      requireCarrier(carrierId);
+      return towersOf.all(carrierId);
+    },
+  };
+}
+
+const CREDENTIAL_COLUMNS = 'id, tower_id, created_at, revoked_at, last_used_at';
+
+export function createTowerCredentialRepo(ctx: SqliteContext): Store['towerCredentials'] {
+  const db = ctx.db;
+  const towerExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM towers WHERE id = ?');
+  const insert: Stmt<[string, string, string, number]> = db.prepare(
+    'INSERT INTO tower_credentials (id, tower_id, secret_hash, created_at) VALUES (?, ?, ?, ?)',
+  );
+  const get: Stmt<[string], TowerCredentialRecord> = db.prepare(
+    `SELECT ${CREDENTIAL_COLUMNS}, secret_hash FROM tower_credentials WHERE id = ?`,
+  );
+  const listForTower: Stmt<[string], TowerCredential> = db.prepare(
+    `SELECT ${CREDENTIAL_COLUMNS} FROM tower_credentials WHERE tower_id = ? ORDER BY id`,
+  );
+  const revoke: Stmt<[number, string]> = db.prepare(
+    'UPDATE tower_credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL',
+  );
+  const touch: Stmt<[number, string]> = db.prepare('UPDATE tower_credentials SET last_used_at = ? WHERE id = ?');
+
+  return {
+    async create(rec) {
+      return ctx.write(() => {
+        if (!towerExists.get(rec.tower_id)) throw notFound('tower_id', 'no such tower');
+        const createdAt = ctx.now();
+        insertOrConflict(() => insert.run(rec.id, rec.tower_id, rec.secret_hash, createdAt), 'id', 'credential already exists');
+        return { id: rec.id, tower_id: rec.tower_id, created_at: createdAt, revoked_at: null, last_used_at: null };
+      });
+    },
+    async get(id) {
+      return get.get(id) ?? null;
+    },
+    async listForTower(towerId) {
+      return listForTower.all(towerId);
+    },
+    async revoke(id, now) {
+      return revoke.run(now, id).changes > 0;
+    },
+    async touch(id, now) {
+      touch.run(now, id);
+    },
+  };
+}

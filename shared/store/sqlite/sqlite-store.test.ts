@@ -1,0 +1,217 @@
+import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isEdgeplaneError } from '../../errors.js';
+import { createIdFactory } from '../../ids.js';
+import type { DecidedUsage, StoreHooks } from '../port.js';
+import { describeStoreContract, recordingHooks } from '../store.contract.js';
+import { MIGRATIONS } from './migrations.js';
+import { SqliteStore } from './sqlite-store.js';
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'edgeplane-sqlite-'));
+}
+
+describeStoreContract('sqlite', async () => {
+  const dir = await tempDir();
+  const { hooks, policyChanges } = recordingHooks();
+  const store = new SqliteStore({ file: join(dir, 'store.db'), hooks });
+  await store.init();
+  return {
+    store,
+    hooks: { policyChanges },
+    cleanup: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('SqliteStore specifics', () => {
+  let dir: string;
+  let file: string;
+  const open: SqliteStore[] = [];
+
+  const openStore = async (opts: { hooks?: StoreHooks; now?: () => number } = {}): Promise<SqliteStore> => {
+    const store = new SqliteStore({ file, ...opts });
+    await store.init();
+    open.push(store);
+    return store;
+  };
+
+  /** A second, raw connection: it sees only what the store has committed. */
+  const inspect = <T>(fn: (db: Database.Database) => T): T => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return fn(db);
+    } finally {
+      db.close();
+    }
+  };
+
+  beforeEach(async () => {
+    dir = await tempDir();
+    file = join(dir, 'store.db');
+  });
+  afterEach(async () => {
+    for (const store of open.splice(0)) await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('does no I/O before init and refuses use outside init..close', async () => {
+    const store = new SqliteStore({ file });
+    expect(existsSync(file)).toBe(false);
+    expect(() => store.tenants).toThrow(/init/);
+    await store.init();
+    await store.close();
+    expect(() => store.tenants).toThrow(/init/);
+  });
+
+  it('runs in WAL mode at the latest schema version', async () => {
+    const store = await openStore();
+    await store.tenants.create({ name: 'a' });
+    // journal_mode=WAL is persistent in the file, so a fresh connection reports it too.
+    expect(inspect((db) => db.pragma('journal_mode', { simple: true }))).toBe('wal');
+    expect(existsSync(`${file}-wal`)).toBe(true);
+    const version = inspect((db) => db.prepare('SELECT max(version) AS v FROM schema_migrations').get());
+    expect(version).toEqual({ v: Math.max(...MIGRATIONS.map((m) => m.version)) });
+  });
+
+  it('applies migrations once and keeps data across close and reopen', async () => {
+    let clock = 1_000;
+    const first = await openStore({ now: () => clock });
+    const tenant = await first.tenants.create({ name: 'a' });
+    const user = await first.users.create(tenant.id, { name: 'u' });
+    await first.close();
+
+    clock = 2_000;
+    const second = await openStore({ now: () => clock });
+    expect(await second.tenants.get(tenant.id)).toEqual(tenant);
+    expect(await second.users.get(tenant.id, user.id)).toEqual(user);
+    const rows = inspect((db) => db.prepare('SELECT version, applied_at FROM schema_migrations').all());
+    expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version, applied_at: 1_000 })));
+  });
+
+  it('refuses a database written by a newer schema', async () => {
+    const store = await openStore();
+    await store.close();
+    const db = new Database(file);
+    db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'future', 0)").run();
+    db.close();
+    await expect(new SqliteStore({ file }).init()).rejects.toThrow(/newer than this build/);
+  });
+
+  it('uses the injected clock and id factory', async () => {
+    const newId = createIdFactory();
+    const issued: string[] = [];
+    const recordIssued = (): string => {
+      const id = newId();
+      issued.push(id);
+      return id;
+    };
+    const store = new SqliteStore({ file, now: () => 42, newId: recordIssued });
+    await store.init();
+    open.push(store);
+    const tenant = await store.tenants.create({ name: 'a' });
+    expect(tenant).toMatchObject({ id: issued[0], created_at: 42, updated_at: 42 });
+  });
+
+  it('announces a policy change only after it is committed', async () => {
+    const seen: Array<number | null> = [];
+    const hooks: StoreHooks = {
+      onPolicyChanged: (tenantId) => {
+        const committed = inspect((db) =>
+          db.prepare<[string], number>('SELECT policy_version FROM tenants WHERE id = ?').pluck().get(tenantId),
+        );
+        seen.push(committed ?? null);
+      },
+    };
+    const store = await openStore({ hooks });
+    const tenant = await store.tenants.create({ name: 'a' });
+    await store.policies.create(tenant.id, { name: 'p' });
+    expect(seen).toEqual([tenant.policy_version + 1]);
+  });
+
+  it('a failing batch leaves nothing half-written', async () => {
+    const { hooks } = recordingHooks();
+    const store = await openStore({ hooks });
+    const tenant = await store.tenants.create({ name: 'a' });
+    const policy = await store.policies.create(tenant.id, { name: 'p' });
+    const rule = await store.rules.create(tenant.id, { policy_id: policy.id, app: '*', action: '*', permission: 'deny' });
+    const ids = createIdFactory();
+    const event = (i: number): DecidedUsage => ({
+      id: ids(),
+      tenant_id: tenant.id,
+      tower_id: 'tw',
+      batch_id: 'b',
+      device_id: i % 2 === 0 ? `dev-${i}` : 'stranger',
+      user_id: null,
+      app: 'slack',
+      action: 'upload',
+      bytes: 1,
+      ts: 1,
+      received_at: 1,
+      effect: 'deny',
+      reason: i % 2 === 0 ? 'rule' : 'unknown_device',
+      rule_id: i % 2 === 0 ? rule.id : null,
+      policy_id: i % 2 === 0 ? policy.id : null,
+      policy_version: 1,
+      severity: 'high',
+    });
+    const records = Array.from({ length: 100 }, (_, i) => event(i));
+    // The last record breaks a CHECK constraint after 99 rows, alerts and discoveries were staged.
+    records.push({ ...event(100), effect: 'maybe' } as unknown as DecidedUsage);
+    const input = { tenant_id: tenant.id, tower_id: 'tw', batch_id: 'b', now: 1, alert_window_s: 60, records };
+    await expect(store.usage.recordBatch(input)).rejects.toThrow();
+    const counts = inspect((db) => ({
+      usage: db.prepare('SELECT count(*) AS n FROM usage').pluck().get(),
+      alerts: db.prepare('SELECT count(*) AS n FROM alerts').pluck().get(),
+      discovered: db.prepare('SELECT count(*) AS n FROM discovered_devices').pluck().get(),
+      counters: db.prepare('SELECT count(*) AS n FROM usage_counters').pluck().get(),
+      towers: db.prepare('SELECT count(*) AS n FROM tenant_towers').pluck().get(),
+    }));
+    expect(counts).toEqual({ usage: 0, alerts: 0, discovered: 0, counters: 0, towers: 0 });
+
+    // The same events without the bad one then go through in full.
+    const ok = await store.usage.recordBatch({ ...input, records: records.slice(0, 100) });
+    expect(ok).toMatchObject({ inserted: 100, duplicates: 0 });
+    expect(ok.alerts_opened).toHaveLength(50);
+    expect(ok.discovered).toEqual([expect.objectContaining({ device_id: 'stranger', count: 50 })]);
+  });
+
+  it('a listener that throws does not make a committed write look failed', async () => {
+    const store = await openStore({
+      hooks: {
+        onPolicyChanged: () => {
+          throw new Error('listener bug');
+        },
+      },
+    });
+    const tenant = await store.tenants.create({ name: 'a' });
+    const policy = await store.policies.create(tenant.id, { name: 'p' });
+    expect(await store.policies.get(tenant.id, policy.id)).toEqual(policy);
+  });
+
+  it('a refused write neither bumps nor announces', async () => {
+    const { hooks, policyChanges } = recordingHooks();
+    const store = await openStore({ hooks });
+    const tenant = await store.tenants.create({ name: 'a' });
+    const before = policyChanges.length;
+    await expect(
+      store.rules.create(tenant.id, { policy_id: 'ghost', app: '*', action: '*', permission: 'deny' }),
+    ).rejects.toSatisfy(isEdgeplaneError);
+    expect(policyChanges.length).toBe(before);
+    expect((await store.tenants.get(tenant.id))?.policy_version).toBe(tenant.policy_version);
+  });
+
+  it('lets a second store on the same file read committed writes', async () => {
+    const writer = await openStore();
+    const reader = await openStore();
+    const tenant = await writer.tenants.create({ name: 'a' });
+    await writer.devices.create(tenant.id, { id: 'imei-1', name: 'phone' });
+    expect(await reader.devices.tenantOf('imei-1')).toBe(tenant.id);
+  });
+});

@@ -1,0 +1,179 @@
+/**
+ * The embedded-mode store (DESIGN §2): one SQLite file through better-sqlite3, WAL journal.
+ * better-sqlite3 is synchronous; each call is short and the port is async so the MongoDB adapter
+ * fits the same shape. Repositories are built in init() because they prepare their statements
+ * against the open connection; before init() (or after close()) every repository access throws.
+ */
+import Database from 'better-sqlite3';
+import { createError } from '../../errors.js';
+import { createIdFactory, type IdFactory } from '../../ids.js';
+import type { DashboardMetrics, PolicySnapshot, Store, StoreHooks } from '../port.js';
+import { createConsoleUserRepo, createRefreshTokenRepo } from './auth-repos.js';
+import { SqliteContext } from './context.js';
+import { createDeviceRepo } from './device-repo.js';
+import { runMigrations } from './migrations.js';
+import {
+  createCarrierRepo,
+  createTenantRepo,
+  createTowerCarrierRepo,
+  createTowerCredentialRepo,
+  createTowerRepo,
+} from './platform-repos.js';
+import { createRolePolicyRepo, createRuleRepo, createSnapshotReader, createUserRoleRepo } from './policy-repos.js';
+import { TenantRefs } from './refs.js';
+import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
+import { createUsageRepos } from './usage-repo.js';
+
+export interface SqliteStoreOptions {
+  /** Path of the database file (created if missing). */
+  file: string;
+  hooks?: StoreHooks;
+  now?: () => number;
+  newId?: IdFactory;
+}
+
+/** How long a writer waits for another process's write lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+
+type Repos = ReturnType<typeof buildRepos>;
+
+function buildRepos(ctx: SqliteContext) {
+  const refs = new TenantRefs(ctx);
+  const usage = createUsageRepos(ctx, refs);
+  return {
+    tenants: createTenantRepo(ctx),
+    consoleUsers: createConsoleUserRepo(ctx),
+    refreshTokens: createRefreshTokenRepo(ctx),
+    users: createUserRepo(ctx, refs),
+    roles: createRoleRepo(ctx, refs),
+    policies: createPolicyRepo(ctx, refs),
+    rules: createRuleRepo(ctx, refs),
+    apps: createCatalogRepo(ctx, refs, 'apps'),
+    actions: createCatalogRepo(ctx, refs, 'actions'),
+    devices: createDeviceRepo(ctx, refs),
+    userRoles: createUserRoleRepo(ctx, refs),
+    rolePolicies: createRolePolicyRepo(ctx, refs),
+    towers: createTowerRepo(ctx),
+    carriers: createCarrierRepo(ctx),
+    towerCarriers: createTowerCarrierRepo(ctx),
+    towerCredentials: createTowerCredentialRepo(ctx),
+    usage: usage.usage,
+    alerts: usage.alerts,
+    discovered: usage.discovered,
+    dashboard: usage.dashboard,
+    snapshot: createSnapshotReader(ctx),
+  };
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  private readonly file: string;
+  private readonly hooks: StoreHooks;
+  private readonly now: () => number;
+  private readonly newId: IdFactory;
+  private db: Database.Database | null = null;
+  private repos: Repos | null = null;
+
+  constructor(opts: SqliteStoreOptions) {
+    this.file = opts.file;
+    this.hooks = opts.hooks ?? {};
+    this.now = opts.now ?? Date.now;
+    this.newId = opts.newId ?? createIdFactory();
+  }
+
+  async init(): Promise<void> {
+    if (this.db) return;
+    const db = new Database(this.file, { timeout: BUSY_TIMEOUT_MS });
+    try {
+      db.pragma('journal_mode = WAL');
+      // WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last ones.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      runMigrations(db, this.now);
+      this.repos = buildRepos(new SqliteContext(db, this.now, this.newId, this.hooks));
+      this.db = db;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    this.db = null;
+    this.repos = null;
+    db?.close();
+  }
+
+  private r(): Repos {
+    if (!this.repos) throw createError('UNAVAILABLE', 'store is not open: call init() first');
+    return this.repos;
+  }
+
+  get tenants(): Store['tenants'] {
+    return this.r().tenants;
+  }
+  get consoleUsers(): Store['consoleUsers'] {
+    return this.r().consoleUsers;
+  }
+  get refreshTokens(): Store['refreshTokens'] {
+    return this.r().refreshTokens;
+  }
+  get users(): Store['users'] {
+    return this.r().users;
+  }
+  get roles(): Store['roles'] {
+    return this.r().roles;
+  }
+  get policies(): Store['policies'] {
+    return this.r().policies;
+  }
+  get rules(): Store['rules'] {
+    return this.r().rules;
+  }
+  get apps(): Store['apps'] {
+    return this.r().apps;
+  }
+  get actions(): Store['actions'] {
+    return this.r().actions;
+  }
+  get devices(): Store['devices'] {
+    return this.r().devices;
+  }
+  get userRoles(): Store['userRoles'] {
+    return this.r().userRoles;
+  }
+  get rolePolicies(): Store['rolePolicies'] {
+    return this.r().rolePolicies;
+  }
+  get towers(): Store['towers'] {
+    return this.r().towers;
+  }
+  get carriers(): Store['carriers'] {
+    return this.r().carriers;
+  }
+  get towerCarriers(): Store['towerCarriers'] {
+    return this.r().towerCarriers;
+  }
+  get towerCredentials(): Store['towerCredentials'] {
+    return this.r().towerCredentials;
+  }
+  get usage(): Store['usage'] {
+    return this.r().usage;
+  }
+  get alerts(): Store['alerts'] {
+    return this.r().alerts;
+  }
+  get discovered(): Store['discovered'] {
+    return this.r().discovered;
+  }
+
+  async policySnapshot(tenantId: string): Promise<PolicySnapshot | null> {
+    return this.r().snapshot(tenantId);
+  }
+
+  async dashboard(tenantId: string): Promise<DashboardMetrics> {
+    return this.r().dashboard(tenantId);
+  }
+}
