@@ -162,3 +162,22 @@ export function mayPublish(p: MqttPrincipal, topic: string): boolean {
 export function maySubscribe(p: MqttPrincipal, filter: string): boolean {
   return subscribeAcl(p).some((a) => filterWithin(filter, a));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Identities on the wire (used by the broker's authenticate hook and by every MQTT client)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Client ids and usernames the broker recognises. A tower must connect with client id
+ * `tower-<towerId>` so no other principal can take over its persistent session [MQTT-3.1.4-2];
+ * the `tower-` and `service-` client id prefixes are reserved for those principals.
+ */
+export const mqttIdentity = {
+  towerClientId: (towerId: string) => `tower-${checkId('towerId', towerId)}`,
+  towerClientIdPrefix: 'tower-',
+  serviceClientIdPrefix: 'service-',
+  serviceUsername: (name: string) => `service:${checkId('service name', name)}`,
+  serviceUsernamePrefix: 'service:',
+  /** Console users (dashboards over MQTT/WebSocket) log in as `console` with an access JWT as password. */
+  consoleUsername: 'console',
+} as const;

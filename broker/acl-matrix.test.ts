@@ -1,0 +1,206 @@
+/**
+ * The ACL of DESIGN §3 driven as a table over real sockets: every topic kind of TOPIC_SPECS and a
+ * set of wildcard filters, for every kind of principal, for PUBLISH and SUBSCRIBE. Expectations
+ * are written out by hand (not derived from topics.ts) so the table checks the rules themselves.
+ *
+ * A refused SUBSCRIBE shows as SUBACK 0x80; a refused PUBLISH as the connection being closed
+ * without a PUBACK [MQTT-3.3.5-2] and the sink never seeing the message.
+ */
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { filters, TOPIC_SPECS, topics, type TopicKind } from '../shared/mqtt/topics.js';
+import { closed, inbox, startHarness, subscribeResult, type Harness, type TowerLogin } from './test-support.js';
+
+const A = 'tenantA';
+const B = 'tenantB';
+
+/** One concrete topic per kind, all about tenant A and tower T1. */
+const TOPIC: Record<TopicKind, string> = {
+  usage: topics.usage(A, 'T1'),
+  discovery: topics.discovery('T1'),
+  status: topics.status('T1'),
+  decisions: topics.decisions(A, 'T1'),
+  commands: topics.commands(A, 'T1'),
+  acks: topics.acks(A, 'T1'),
+  policy: topics.policy(A),
+};
+const KINDS = Object.keys(TOPIC_SPECS) as TopicKind[];
+
+const FILTERS = {
+  root: '#',
+  rootPlus: '+/T1/status',
+  rootPlusDeep: '+/+/+/+/usage',
+  allTenants: 'tenants/#',
+  allDecisions: 'tenants/+/towers/+/decisions',
+  sys: '$SYS/#',
+  sysPlus: '$SYS/+/heartbeat',
+  t1Decisions: filters.towerDecisions('T1'),
+  t1Commands: filters.towerCommands('T1'),
+  allPolicies: filters.allPolicies,
+  tenantA: `tenants/${A}/#`,
+  tenantB: `tenants/${B}/#`,
+  allTowers: 'towers/#',
+  allStatus: filters.allStatus,
+} as const;
+type FilterName = keyof typeof FILTERS;
+
+type PrincipalName = 'ownTower' | 'otherTower' | 'consoleA' | 'consoleB' | 'anonymous' | 'service';
+
+interface Expectation {
+  publish: TopicKind[];
+  subscribeTopics: TopicKind[];
+  subscribeFilters: FilterName[];
+}
+
+const ALLOWED: Record<PrincipalName, Expectation> = {
+  // Uplinks about itself only; its own downlinks and every tenant's policy bundle.
+  ownTower: {
+    publish: ['usage', 'discovery', 'status', 'acks'],
+    subscribeTopics: ['decisions', 'commands', 'policy'],
+    subscribeFilters: ['t1Decisions', 't1Commands', 'allPolicies'],
+  },
+  // Nothing about T1 except the shared policy topics.
+  otherTower: { publish: [], subscribeTopics: ['policy'], subscribeFilters: ['allPolicies'] },
+  // Read-only, under its own tenant prefix.
+  consoleA: {
+    publish: [],
+    subscribeTopics: ['usage', 'decisions', 'commands', 'acks', 'policy'],
+    subscribeFilters: ['tenantA'],
+  },
+  consoleB: { publish: [], subscribeTopics: [], subscribeFilters: ['tenantB'] },
+  anonymous: { publish: [], subscribeTopics: [], subscribeFilters: [] },
+  // Everything under tenants/ and towers/, but never the root '#', a root '+' or $SYS.
+  service: {
+    publish: [...KINDS],
+    subscribeTopics: [...KINDS],
+    subscribeFilters: ['allTenants', 'allDecisions', 't1Decisions', 't1Commands', 'allPolicies', 'tenantA', 'tenantB', 'allTowers', 'allStatus'],
+  },
+};
+const PRINCIPALS = Object.keys(ALLOWED) as PrincipalName[];
+
+describe('ACL matrix over real sockets', () => {
+  let h: Harness;
+  let t1: TowerLogin;
+  let t2: TowerLogin;
+
+  beforeAll(async () => {
+    h = await startHarness({ config: { allow_anonymous: true } });
+    t1 = await h.createTower('T1');
+    t2 = await h.createTower('T2');
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  function connectAs(p: PrincipalName): Promise<MqttClient> {
+    switch (p) {
+      case 'ownTower':
+        return h.connectTower(t1);
+      case 'otherTower':
+        return h.connectTower(t2);
+      case 'consoleA':
+        return h.connectConsole(A);
+      case 'consoleB':
+        return h.connectConsole(B, { ws: true }); // dashboards use MQTT over WebSocket
+      case 'anonymous':
+        return h.connect({});
+      case 'service':
+        return h.connectService();
+    }
+  }
+
+  const publishCases = PRINCIPALS.flatMap((principal) =>
+    KINDS.map((kind) => ({ principal, kind, allowed: ALLOWED[principal].publish.includes(kind) })),
+  );
+
+  it.each(publishCases)('$principal publish $kind → allowed: $allowed', async ({ principal, kind, allowed }) => {
+    const topic = TOPIC[kind];
+    const client = await connectAs(principal);
+    const before = h.sink.messages.length;
+    const payload = Buffer.from(`${principal}:${kind}`);
+    if (allowed) {
+      await client.publishAsync(topic, payload, { qos: 1 });
+      const uplink = principal === 'ownTower'; // only a tower's uplinks go to ingest
+      const handed = h.sink.messages.slice(before).filter((m) => m.payload.equals(payload));
+      expect(handed).toHaveLength(uplink ? 1 : 0);
+      await client.endAsync();
+    } else {
+      const gone = closed(client);
+      client.publish(topic, payload, { qos: 1 }, () => undefined);
+      await gone;
+      expect(h.sink.messages.some((m) => m.payload.equals(payload))).toBe(false);
+    }
+  });
+
+  const subscribeCases = PRINCIPALS.flatMap((principal) => [
+    ...KINDS.map((kind) => ({ principal, filter: TOPIC[kind], allowed: ALLOWED[principal].subscribeTopics.includes(kind) })),
+    ...(Object.keys(FILTERS) as FilterName[]).map((name) => ({
+      principal,
+      filter: FILTERS[name],
+      allowed: ALLOWED[principal].subscribeFilters.includes(name),
+    })),
+  ]);
+
+  it.each(PRINCIPALS)('%s: SUBACK grants exactly the allowed filters', async (principal) => {
+    const client = await connectAs(principal);
+    const cases = subscribeCases.filter((c) => c.principal === principal);
+    for (const c of cases) {
+      // Refusing one filter must not cost the connection: each filter gets its own SUBSCRIBE.
+      expect({ filter: c.filter, granted: await subscribeResult(client, c.filter) }).toEqual({ filter: c.filter, granted: c.allowed ? 1 : 128 });
+    }
+    expect(client.connected).toBe(true);
+    await client.endAsync();
+  });
+
+  it('counts denials by action and reason', () => {
+    expect(h.counters.get('mqtt_acl_denied_total', { action: 'subscribe', reason: 'reserved_topic' })).toBeGreaterThan(0);
+    expect(h.counters.get('mqtt_acl_denied_total', { action: 'subscribe', reason: 'root_wildcard' })).toBeGreaterThan(0);
+    expect(h.counters.get('mqtt_acl_denied_total', { action: 'subscribe', reason: 'anonymous' })).toBeGreaterThan(0);
+    expect(h.counters.get('mqtt_acl_denied_total', { action: 'subscribe', reason: 'not_granted' })).toBeGreaterThan(0);
+    expect(h.counters.get('mqtt_acl_denied_total', { action: 'publish', reason: 'not_granted' })).toBeGreaterThan(0);
+    expect(h.counters.get('mqtt_acl_denied_total', { action: 'publish', reason: 'anonymous' })).toBe(KINDS.length);
+  });
+
+  it("never delivers tenant A's messages to tenant B's console", async () => {
+    const consoleA = await h.connectConsole(A);
+    const consoleB = await h.connectConsole(B, { ws: true });
+    const boxA = inbox(consoleA);
+    const boxB = inbox(consoleB);
+    expect(await subscribeResult(consoleA, FILTERS.tenantA)).toBe(1);
+    expect(await subscribeResult(consoleB, FILTERS.tenantB)).toBe(1);
+
+    // Tenant A traffic from every direction: tower uplinks and cloud downlinks.
+    const tower = await h.connectTower(t1);
+    await tower.publishAsync(TOPIC.usage, Buffer.from('usage'), { qos: 1 });
+    await tower.publishAsync(TOPIC.acks, Buffer.from('ack'), { qos: 1 });
+    await h.broker.downlink.publish(TOPIC.decisions, Buffer.from('decision'));
+    await h.broker.downlink.publish(TOPIC.commands, Buffer.from('command'));
+    await h.broker.downlink.publish(TOPIC.policy, Buffer.from('policy'), { retain: true });
+    for (const kind of ['usage', 'acks', 'decisions', 'commands', 'policy'] as const) await boxA.next((t) => t === TOPIC[kind]);
+
+    // A message for B, then a marker for A: had anything of B's leaked to A (or A's to B),
+    // it would have arrived before these, since each connection delivers in order.
+    await h.broker.downlink.publish(topics.policy(B), Buffer.from('policy-b'), { retain: true });
+    await boxB.next((t) => t === topics.policy(B));
+    await h.broker.downlink.publish(topics.decisions(A, 'T2'), Buffer.from('marker'));
+    await boxA.next((t) => t === topics.decisions(A, 'T2'));
+
+    expect(boxB.messages.map((m) => m.topic)).toEqual([topics.policy(B)]);
+    expect(boxA.messages.every((m) => m.topic.startsWith(`tenants/${A}/`))).toBe(true);
+    await h.broker.downlink.publish(topics.policy(A), Buffer.alloc(0), { retain: true }); // clear retained
+    await h.broker.downlink.publish(topics.policy(B), Buffer.alloc(0), { retain: true });
+  });
+});
+
+describe('anonymous clients without the development flag', () => {
+  it('are refused with 5 (not authorized)', async () => {
+    const h = await startHarness({ config: { allow_anonymous: false } });
+    try {
+      expect(await h.refusedWith({})).toBe(5);
+      expect(await h.refusedWith({ clientId: 'dev-dashboard' })).toBe(5);
+      expect(h.counters.get('mqtt_auth_failures_total', { reason: 'anonymous_refused' })).toBe(2);
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -1,0 +1,156 @@
+/**
+ * Who may connect, and as whom (DESIGN §3 ACL). Decides a CONNECT from its client id, username
+ * and password and returns either a principal or a CONNACK refusal code. No aedes types here:
+ * broker.ts adapts this to the aedes `authenticate` hook.
+ *
+ * CONNACK return codes are those of MQTT 3.1.1 §3.2.2.3 (Table 3.1). On any non-zero code aedes
+ * closes the network connection after the CONNACK [MQTT-3.2.2-5].
+ */
+import { parseTowerPassword, safeEqual, sha256 } from '../shared/auth/secrets.js';
+import type { TokenService } from '../shared/auth/tokens.js';
+import { isEdgeplaneError } from '../shared/errors.js';
+import { TOPIC_ID_RE } from '../shared/ids.js';
+import { mqttIdentity, type MqttPrincipal } from '../shared/mqtt/topics.js';
+import type { Store } from '../shared/store/port.js';
+
+/** 0x02 Identifier rejected, 0x03 Server unavailable, 0x04 Bad user name or password, 0x05 Not authorized. */
+export const CONNACK = {
+  IDENTIFIER_REJECTED: 2,
+  SERVER_UNAVAILABLE: 3,
+  BAD_USERNAME_OR_PASSWORD: 4,
+  NOT_AUTHORIZED: 5,
+} as const;
+export type ConnackRefusal = (typeof CONNACK)[keyof typeof CONNACK];
+
+export type AuthFailureReason =
+  | 'anonymous_refused'
+  | 'missing_password'
+  | 'password_without_username'
+  | 'unknown_username'
+  | 'malformed_password'
+  | 'unknown_credential'
+  | 'bad_secret'
+  | 'credential_of_other_tower'
+  | 'revoked'
+  | 'unknown_tower'
+  | 'bad_client_id'
+  | 'bad_service_secret'
+  | 'bad_token'
+  | 'token_expired'
+  | 'operator_refused'
+  | 'store_unavailable';
+
+export type AuthOutcome =
+  | { ok: true; principal: MqttPrincipal }
+  | { ok: false; returnCode: ConnackRefusal; reason: AuthFailureReason };
+
+export interface AuthenticateDeps {
+  serviceSecret: string;
+  allowAnonymous: boolean;
+  towerCredentials: Pick<Store['towerCredentials'], 'get' | 'touch'>;
+  towers: Pick<Store['towers'], 'get'>;
+  tokens: Pick<TokenService, 'verify'>;
+  /** Credentials revoked on the bus since start, possibly newer than the store read. */
+  isRevoked: (credentialId: string) => boolean;
+  now: () => number;
+  /** `touch` runs off the hot path; its failure is reported here and never fails the CONNECT. */
+  onTouchError: (err: unknown, credentialId: string) => void;
+}
+
+export interface ConnectRequest {
+  clientId: string;
+  username: string | undefined;
+  password: Buffer | undefined;
+}
+
+const refuse = (returnCode: ConnackRefusal, reason: AuthFailureReason): AuthOutcome => ({ ok: false, returnCode, reason });
+
+export async function authenticateConnection(deps: AuthenticateDeps, req: ConnectRequest): Promise<AuthOutcome> {
+  const { username } = req;
+  if (username === undefined || username === '') return authenticateAnonymous(deps, req);
+  // A username without a password is legal MQTT ([MQTT-3.1.2-22] only forbids the reverse),
+  // but none of our identities can authenticate without one.
+  if (req.password === undefined || req.password.length === 0) {
+    return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'missing_password');
+  }
+  const password = req.password.toString('utf8');
+
+  if (username === mqttIdentity.consoleUsername) return authenticateConsole(deps, req.clientId, password);
+  if (username.startsWith(mqttIdentity.serviceUsernamePrefix)) {
+    return authenticateService(deps, req.clientId, username.slice(mqttIdentity.serviceUsernamePrefix.length), password);
+  }
+  if (TOPIC_ID_RE.test(username)) return authenticateTower(deps, req.clientId, username, password);
+  return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown_username');
+}
+
+/** Client ids of towers and services are reserved, so no one else can take over their sessions. */
+function clientIdReservedForOthers(clientId: string, kind: MqttPrincipal['kind']): boolean {
+  if (kind !== 'tower' && clientId.startsWith(mqttIdentity.towerClientIdPrefix)) return true;
+  if (kind !== 'service' && clientId.startsWith(mqttIdentity.serviceClientIdPrefix)) return true;
+  return false;
+}
+
+async function authenticateTower(deps: AuthenticateDeps, clientId: string, towerId: string, password: string): Promise<AuthOutcome> {
+  const parsed = parseTowerPassword(password);
+  if (!parsed) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'malformed_password');
+
+  let credential: Awaited<ReturnType<AuthenticateDeps['towerCredentials']['get']>>;
+  try {
+    credential = await deps.towerCredentials.get(parsed.credentialId);
+  } catch {
+    // 0x03: the credentials may be fine; we could not check them. The agent retries later.
+    return refuse(CONNACK.SERVER_UNAVAILABLE, 'store_unavailable');
+  }
+  if (!credential) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown_credential');
+  if (!safeEqual(sha256(parsed.secret), credential.secret_hash)) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'bad_secret');
+  // A valid credential presented under another tower's name is a wrong username/password pair.
+  if (credential.tower_id !== towerId) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'credential_of_other_tower');
+  // The secret is right but the operator withdrew it: not authorized, not "wrong password".
+  if (credential.revoked_at !== null || deps.isRevoked(credential.id)) return refuse(CONNACK.NOT_AUTHORIZED, 'revoked');
+
+  // [MQTT-3.1.3-2] the client id identifies the session; a tower may only use its own, so one
+  // tower can never take over another's persistent session (the server would close the
+  // existing connection [MQTT-3.1.4-2]).
+  if (clientId !== mqttIdentity.towerClientId(towerId)) return refuse(CONNACK.IDENTIFIER_REJECTED, 'bad_client_id');
+
+  try {
+    if (!(await deps.towers.get(towerId))) return refuse(CONNACK.NOT_AUTHORIZED, 'unknown_tower');
+  } catch {
+    return refuse(CONNACK.SERVER_UNAVAILABLE, 'store_unavailable');
+  }
+
+  const credentialId = credential.id;
+  deps.towerCredentials.touch(credentialId, deps.now()).catch((err: unknown) => deps.onTouchError(err, credentialId));
+  return { ok: true, principal: { kind: 'tower', towerId, credentialId } };
+}
+
+function authenticateService(deps: AuthenticateDeps, clientId: string, name: string, password: string): AuthOutcome {
+  if (!TOPIC_ID_RE.test(name)) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown_username');
+  if (!safeEqual(password, deps.serviceSecret)) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'bad_service_secret');
+  if (clientIdReservedForOthers(clientId, 'service')) return refuse(CONNACK.IDENTIFIER_REJECTED, 'bad_client_id');
+  return { ok: true, principal: { kind: 'service', name } };
+}
+
+async function authenticateConsole(deps: AuthenticateDeps, clientId: string, token: string): Promise<AuthOutcome> {
+  let claims: Awaited<ReturnType<TokenService['verify']>>;
+  try {
+    claims = await deps.tokens.verify(token);
+  } catch (err) {
+    const expired = isEdgeplaneError(err) && err.code === 'TOKEN_EXPIRED';
+    return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, expired ? 'token_expired' : 'bad_token');
+  }
+  // Platform operators see every tenant through the API; MQTT only offers per-tenant views,
+  // and an operator principal has no tenant prefix to confine it to.
+  if (claims.tenant_id === null) return refuse(CONNACK.NOT_AUTHORIZED, 'operator_refused');
+  if (clientIdReservedForOthers(clientId, 'console')) return refuse(CONNACK.IDENTIFIER_REJECTED, 'bad_client_id');
+  return { ok: true, principal: { kind: 'console', tenantId: claims.tenant_id, userId: claims.sub } };
+}
+
+function authenticateAnonymous(deps: AuthenticateDeps, req: ConnectRequest): AuthOutcome {
+  // A password without a username is forbidden by [MQTT-3.1.2-22]; treat it as bad credentials.
+  if (req.password !== undefined) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'password_without_username');
+  if (!deps.allowAnonymous) return refuse(CONNACK.NOT_AUTHORIZED, 'anonymous_refused');
+  if (clientIdReservedForOthers(req.clientId, 'anonymous')) return refuse(CONNACK.IDENTIFIER_REJECTED, 'bad_client_id');
+  // Development only: connected, but publishAcl/subscribeAcl grant it nothing.
+  return { ok: true, principal: { kind: 'anonymous' } };
+}

@@ -1,0 +1,353 @@
+/**
+ * The MQTT broker (DESIGN §3): Aedes 1.x on TCP and WebSocket, with authentication, ACL, limits,
+ * tower availability and the in-process ingest/downlink ports. The constructor does no I/O;
+ * `start()` binds the listeners and `stop()` undoes it in reverse order.
+ */
+import type { EventEmitter } from 'node:events';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
+import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import type { TokenService } from '../shared/auth/tokens.js';
+import type { Bus } from '../shared/bus.js';
+import type { Config } from '../shared/config.js';
+import type { Logger } from '../shared/logger.js';
+import type { Counters } from '../shared/metrics.js';
+import { parseTopic, TOPIC_SPECS, topics } from '../shared/mqtt/topics.js';
+import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
+import type { Store } from '../shared/store/port.js';
+import { authenticateConnection, CONNACK, type AuthOutcome } from './authenticate.js';
+import { createAuthorizeHooks, PublishRefused } from './authorize.js';
+import { FrameSizeGuard, maxFrameBytes, TokenBucket } from './limits.js';
+import { Sessions } from './sessions.js';
+
+export type BrokerConfig = Pick<
+  Config,
+  | 'mqtt_host'
+  | 'mqtt_port'
+  | 'mqtt_ws_port'
+  | 'allow_anonymous'
+  | 'mqtt_max_payload_bytes'
+  | 'mqtt_max_topic_levels'
+  | 'mqtt_publish_rate'
+  | 'mqtt_publish_burst'
+  | 'mqtt_drain_timeout_ms'
+  | 'service_secret'
+>;
+
+export interface BrokerDeps {
+  /** `service_secret` is optional in Config but required here: `start()` refuses without it. */
+  config: BrokerConfig;
+  logger: Logger;
+  counters: Counters;
+  bus: Bus;
+  towerCredentials: Pick<Store['towerCredentials'], 'get' | 'touch'>;
+  towers: Pick<Store['towers'], 'get' | 'setStatus'>;
+  tokens: Pick<TokenService, 'verify'>;
+  /** Where tower uplinks go. Usually set later with `setSink` (workers are built after the broker). */
+  sink?: UplinkSink | null;
+  now?: () => number;
+}
+
+/** Long enough for a slow link's TLS-less CONNECT, short enough that idle sockets do not pile up. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** MQTT 3.1.1 lets servers accept ids longer than 23 chars [MQTT-3.1.3-5]; towers use `tower-<64 chars>`. */
+const MAX_CLIENT_ID_LENGTH = 128;
+/** aedes reports a topic deeper than maxTopicLevels with this message (lib/utils.js). */
+const TOPIC_TOO_DEEP_MESSAGE = 'topic has too many levels';
+
+export class Broker {
+  readonly #deps: BrokerDeps;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #sessions = new Sessions();
+  readonly #connections = new Set<Duplex>();
+  #sink: UplinkSink | null;
+  #aedes: Aedes | null = null;
+  #tcp: NetServer | null = null;
+  #http: HttpServer | null = null;
+  #wss: WebSocketServer | null = null;
+  #startPromise: Promise<{ mqttPort: number; wsPort: number }> | null = null;
+  #stopPromise: Promise<void> | null = null;
+  #stopping = false;
+
+  /** Cloud → tower publishing for in-process workers (decisions, commands, retained policy). */
+  readonly downlink: Downlink = {
+    publish: (topic, payload, opts) => this.#publishDownlink(topic, payload, opts?.retain ?? false),
+  };
+
+  constructor(deps: BrokerDeps) {
+    this.#deps = deps;
+    // The composition root usually hands us a child logger already tagged with a module.
+    this.#log = deps.logger.bindings()['module'] ? deps.logger : deps.logger.child({ module: 'broker' });
+    this.#now = deps.now ?? Date.now;
+    this.#sink = deps.sink ?? null;
+  }
+
+  setSink(sink: UplinkSink | null): void {
+    this.#sink = sink;
+  }
+
+  /** Number of authenticated connections currently open. */
+  get connectionCount(): number {
+    return this.#sessions.liveCount();
+  }
+
+  start(): Promise<{ mqttPort: number; wsPort: number }> {
+    if (this.#stopPromise) return Promise.reject(new Error('broker was stopped; create a new one'));
+    this.#startPromise ??= this.#doStart();
+    return this.#startPromise;
+  }
+
+  stop(): Promise<void> {
+    this.#stopPromise ??= this.#doStop();
+    return this.#stopPromise;
+  }
+
+  async #doStart(): Promise<{ mqttPort: number; wsPort: number }> {
+    const { config, counters, bus } = this.#deps;
+    if (!config.service_secret) throw new Error('broker: service_secret is required (--service-secret / EDGEPLANE_SERVICE_SECRET)');
+    const frameLimit = maxFrameBytes(config.mqtt_max_payload_bytes);
+    try {
+      const aedes = await Aedes.createBroker(this.#aedesOptions(config.service_secret));
+      this.#aedes = aedes;
+      // aedes emits 'error' for persistence failures; its typings omit the event, an
+      // EventEmitter's unhandled 'error' would crash the process.
+      const emitter: EventEmitter = aedes;
+      emitter.on('error', (err: unknown) => this.#log.error({ err }, 'aedes error'));
+      const onClientError = (client: Client, err: Error) => {
+        if (err.message === TOPIC_TOO_DEEP_MESSAGE) counters.inc('mqtt_rejected_total', { reason: 'topic_too_deep' });
+        if (!(err instanceof PublishRefused)) this.#log.debug({ client_id: client.id, err: err.message }, 'client error');
+      };
+      aedes.on('clientError', onClientError);
+      aedes.on('connectionError', onClientError);
+      bus.subscribe('credential.revoked', (e) => this.#revoke(e.credential_id), this);
+
+      const tcp = createNetServer((socket) => this.#accept(socket, undefined, frameLimit));
+      this.#tcp = tcp;
+      const mqttPort = await listen(tcp, config.mqtt_port, config.mqtt_host);
+      // After listen, errors are per-accept (EMFILE…): log them rather than crash the process.
+      tcp.on('error', (err) => this.#log.error({ err }, 'mqtt listener error'));
+
+      // Our own HTTP server (rather than ws's) so stop() controls every socket's lifetime.
+      const http = createHttpServer((_req, res) => {
+        res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
+      });
+      this.#http = http;
+      // A WebSocket message never needs to exceed one MQTT frame; ws drops larger ones (1009).
+      const wss = new WebSocketServer({ server: http, maxPayload: frameLimit });
+      this.#wss = wss;
+      wss.on('connection', (ws: WebSocket, req: IncomingMessage) => this.#acceptWebSocket(ws, req, frameLimit));
+      wss.on('error', (err) => this.#log.warn({ err }, 'websocket server error'));
+      const wsPort = await listen(http, config.mqtt_ws_port, config.mqtt_host);
+      http.on('error', (err) => this.#log.error({ err }, 'websocket listener error'));
+
+      this.#log.info({ host: config.mqtt_host, mqtt_port: mqttPort, ws_port: wsPort }, 'broker listening');
+      if (config.allow_anonymous) this.#log.warn('anonymous MQTT clients are accepted (development only; they are granted nothing)');
+      return { mqttPort, wsPort };
+    } catch (err) {
+      this.#stopping = true;
+      bus.removeAllFor(this);
+      await this.#teardown();
+      throw err;
+    }
+  }
+
+  #aedesOptions(serviceSecret: string): AedesOptions {
+    const { config, counters } = this.#deps;
+    const hooks = createAuthorizeHooks({
+      sessions: this.#sessions,
+      counters,
+      logger: this.#log,
+      maxPayloadBytes: config.mqtt_max_payload_bytes,
+      now: this.#now,
+      sink: () => this.#sink,
+      stopping: () => this.#stopping,
+    });
+    return {
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      // A subscriber that stops reading would otherwise stall delivery to everyone.
+      drainTimeout: config.mqtt_drain_timeout_ms,
+      maxTopicLevels: config.mqtt_max_topic_levels,
+      maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
+      preConnect: (client, packet, callback) => {
+        // aedes authorizes the will only when it publishes it; remember its topic now so the
+        // session knows whether the tower declared its availability LWT.
+        this.#sessions.noteWillTopic(client, packet.will?.topic ?? null);
+        callback(null, true);
+      },
+      authenticate: (client, username, password, done) => {
+        this.#authenticate(client, username, password, serviceSecret).then(
+          (err) => (err ? done(err, false) : done(null, true)),
+          (err: unknown) => {
+            this.#log.error({ err, client_id: client.id }, 'authenticate failed unexpectedly');
+            done(authError(CONNACK.SERVER_UNAVAILABLE, 'internal error'), false);
+          },
+        );
+      },
+      ...hooks,
+    };
+  }
+
+  /** Resolves null when the client may connect, or the error that refuses it. */
+  async #authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    serviceSecret: string,
+  ): Promise<AuthenticateError | null> {
+    const { config, counters } = this.#deps;
+    let outcome: AuthOutcome = await authenticateConnection(
+      {
+        serviceSecret,
+        allowAnonymous: config.allow_anonymous,
+        towerCredentials: this.#deps.towerCredentials,
+        towers: this.#deps.towers,
+        tokens: this.#deps.tokens,
+        isRevoked: (id) => this.#sessions.isRevoked(id),
+        now: this.#now,
+        onTouchError: (err, credentialId) => this.#log.warn({ err, credential_id: credentialId }, 'credential touch failed'),
+      },
+      { clientId: client.id, username, password },
+    );
+    // The revocation may have arrived while we awaited the store.
+    if (outcome.ok && outcome.principal.kind === 'tower' && this.#sessions.isRevoked(outcome.principal.credentialId)) {
+      outcome = { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'revoked' };
+    }
+    if (!outcome.ok) {
+      counters.inc('mqtt_auth_failures_total', { reason: outcome.reason });
+      this.#log.info({ client_id: client.id, username, reason: outcome.reason, return_code: outcome.returnCode }, 'mqtt connection refused');
+      return authError(outcome.returnCode, outcome.reason);
+    }
+    // The socket may have gone while we were checking; aedes drops the CONNECT itself then.
+    if (client.closed) return null;
+    const principal = outcome.principal;
+    const bucket =
+      principal.kind === 'service'
+        ? null // the cloud's own fan-out; throttling it would throttle every tower's decisions
+        : new TokenBucket(config.mqtt_publish_rate, config.mqtt_publish_burst, this.#now);
+    const statusWill = principal.kind === 'tower' && this.#sessions.willTopic(client) === topics.status(principal.towerId);
+    this.#sessions.open(client, { principal, bucket, statusWill });
+    this.#log.debug({ client_id: client.id, principal: principal.kind }, 'mqtt client authenticated');
+    return null;
+  }
+
+  #accept(conn: Duplex, req: IncomingMessage | undefined, frameLimit: number): void {
+    const aedes = this.#aedes;
+    if (!aedes || this.#stopping) {
+      conn.destroy();
+      return;
+    }
+    this.#connections.add(conn);
+    const client = aedes.handle(conn, req);
+    conn.once('close', () => {
+      this.#connections.delete(conn);
+      this.#onConnectionClosed(client);
+    });
+    // A passive tap: aedes reads the stream through 'readable', which keeps control of the flow
+    // while a 'data' listener only observes the chunks aedes pulls into its parser.
+    const guard = new FrameSizeGuard(frameLimit);
+    const onData = (chunk: Buffer) => {
+      const verdict = guard.feed(chunk);
+      if (verdict === 'ok') return;
+      conn.off('data', onData);
+      const reason = verdict === 'too_large' ? 'payload_too_large' : 'malformed_frame';
+      this.#deps.counters.inc('mqtt_rejected_total', { reason });
+      this.#log.info({ client_id: client.id, reason }, 'connection dropped: oversized or malformed frame');
+      conn.destroy();
+    };
+    conn.on('data', onData);
+  }
+
+  #acceptWebSocket(ws: WebSocket, req: IncomingMessage, frameLimit: number): void {
+    const stream = createWebSocketStream(ws);
+    this.#accept(stream, req, frameLimit);
+  }
+
+  #onConnectionClosed(client: Client): void {
+    const session = this.#sessions.get(client);
+    this.#sessions.closed(client);
+    if (!session || session.principal.kind !== 'tower' || this.#stopping) return;
+    // A tower with a status LWT reports its own availability: aedes publishes the will through
+    // authorizePublish, which hands it to the sink. Only towers without one are marked here.
+    if (session.statusWill) return;
+    const towerId = session.principal.towerId;
+    if (this.#sessions.towerHasOtherLiveConnection(towerId, client)) return;
+    this.#markOffline(towerId).catch((err: unknown) => this.#log.warn({ err, tower_id: towerId }, 'marking tower offline failed'));
+  }
+
+  async #markOffline(towerId: string): Promise<void> {
+    const { towers, bus } = this.#deps;
+    const before = await towers.get(towerId);
+    if (!before || before.state === 'offline') return;
+    const changed = await towers.setStatus(towerId, { state: 'offline', agent_version: before.agent_version, at: this.#now() });
+    if (!changed) return;
+    const tower = await towers.get(towerId);
+    if (tower) bus.publish('tower.status', { tower });
+  }
+
+  #revoke(credentialId: string): void {
+    this.#sessions.markRevoked(credentialId);
+    for (const client of this.#sessions.withCredential(credentialId)) {
+      this.#log.info({ client_id: client.id, credential_id: credentialId }, 'closing session of revoked credential');
+      client.close();
+    }
+  }
+
+  #publishDownlink(topic: string, payload: Buffer, retain: boolean): Promise<void> {
+    const aedes = this.#aedes;
+    if (!aedes || this.#stopping) return Promise.reject(new Error('broker is not running'));
+    const parsed = parseTopic(topic);
+    if (!parsed || TOPIC_SPECS[parsed.kind].direction !== 'downlink') {
+      return Promise.reject(new Error(`not a downlink topic: ${JSON.stringify(topic)}`));
+    }
+    // Published by the broker itself, so authorizePublish is not consulted; authorizeForward still
+    // decides who receives it. Retained messages are kept by aedes' persistence [MQTT-3.3.1-5].
+    return new Promise((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', topic, payload, qos: 1, retain, dup: false }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  async #doStop(): Promise<void> {
+    this.#stopping = true;
+    this.#deps.bus.removeAllFor(this);
+    if (this.#startPromise) await this.#startPromise.catch(() => undefined);
+    await this.#teardown();
+    this.#log.info('broker stopped');
+  }
+
+  async #teardown(): Promise<void> {
+    // Stop accepting first; server.close() resolves once the last connection is gone.
+    const closing = [closeServer(this.#tcp), closeServer(this.#http)];
+    this.#wss?.close();
+    const aedes = this.#aedes;
+    // Closes every registered client (their wills are suppressed while stopping, see authorize.ts).
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    // Connections that never completed CONNECT are unknown to aedes.
+    for (const conn of this.#connections) conn.destroy();
+    this.#http?.closeAllConnections();
+    await Promise.all(closing);
+  }
+}
+
+function authError(returnCode: (typeof CONNACK)[keyof typeof CONNACK], message: string): AuthenticateError {
+  // aedes copies `returnCode` (2..5) into the CONNACK (lib/handlers/connect.js).
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+function listen(server: NetServer | HttpServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function closeServer(server: NetServer | HttpServer | null): Promise<void> {
+  if (!server || !server.listening) return Promise.resolve();
+  return new Promise((resolve) => server.close(() => resolve()));
+}

@@ -1,0 +1,240 @@
+/**
+ * Test harness for the broker's integration tests: a real Broker on 127.0.0.1 port 0, a real
+ * SQLite store in a temp dir, real JWTs, real mqtt.js clients. Only the UplinkSink (the port's
+ * boundary) is a recording stand-in. Everything it opens, `close()` closes.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as mqttConnect, connectAsync, ErrorWithSubackPacket, type IClientOptions, type MqttClient } from 'mqtt';
+import { KeyRing, TokenService } from '../shared/auth/tokens.js';
+import { formatTowerPassword, randomSecret, sha256 } from '../shared/auth/secrets.js';
+import { InProcessBus } from '../shared/bus.js';
+import { silentLogger } from '../shared/logger.js';
+import { Counters } from '../shared/metrics.js';
+import { mqttIdentity } from '../shared/mqtt/topics.js';
+import type { UplinkMessage, UplinkSink } from '../shared/mqtt/transport.js';
+import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
+import { Broker, type BrokerConfig } from './broker.js';
+
+export const TEST_SERVICE_SECRET = 'test-service-secret-0123456789abcdef';
+
+/** Records every accepted uplink; `accept` can be swapped to simulate slow or failing ingest. */
+export class RecordingSink implements UplinkSink {
+  readonly messages: UplinkMessage[] = [];
+  impl: (msg: UplinkMessage) => Promise<void> = async () => undefined;
+  readonly #waiters: Array<{ match: (m: UplinkMessage) => boolean; resolve: (m: UplinkMessage) => void }> = [];
+
+  async accept(msg: UplinkMessage): Promise<void> {
+    this.messages.push(msg);
+    for (const w of [...this.#waiters]) {
+      if (w.match(msg)) {
+        this.#waiters.splice(this.#waiters.indexOf(w), 1);
+        w.resolve(msg);
+      }
+    }
+    await this.impl(msg);
+  }
+
+  /** Resolves with the first message (already received or future) that matches. */
+  waitFor(match: (m: UplinkMessage) => boolean): Promise<UplinkMessage> {
+    const seen = this.messages.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
+  }
+
+  topics(): string[] {
+    return this.messages.map((m) => m.topic);
+  }
+}
+
+export interface TowerLogin {
+  towerId: string;
+  credentialId: string;
+  password: string;
+}
+
+export interface HarnessOptions {
+  config?: Partial<BrokerConfig>;
+  /** null starts the broker without a sink. */
+  sink?: RecordingSink | null;
+}
+
+export interface Harness {
+  broker: Broker;
+  mqttPort: number;
+  wsPort: number;
+  store: SqliteStore;
+  bus: InProcessBus;
+  counters: Counters;
+  sink: RecordingSink;
+  ring: KeyRing;
+  tokens: TokenService;
+  /** The broker's clock (rate limiting, received_at); tests move it by hand. */
+  clock: { now: number };
+  createTower(towerId: string): Promise<TowerLogin>;
+  consoleToken(tenantId: string | null, userId?: string): Promise<string>;
+  /** Connects over TCP (or WebSocket with `ws: true`); the client is ended by `close()`. */
+  connect(opts: IClientOptions & { ws?: boolean }): Promise<MqttClient>;
+  /** Like `connect` but returns at once, so listeners can be attached before CONNACK arrives. */
+  connectNow(opts: IClientOptions & { ws?: boolean }): MqttClient;
+  connectTower(login: TowerLogin, opts?: IClientOptions & { ws?: boolean }): Promise<MqttClient>;
+  connectConsole(tenantId: string, opts?: IClientOptions & { ws?: boolean }): Promise<MqttClient>;
+  connectService(name?: string): Promise<MqttClient>;
+  /** Connects expecting a refusal; resolves with the CONNACK return code. */
+  refusedWith(opts: IClientOptions & { ws?: boolean }): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgeplane-broker-'));
+  const store = new SqliteStore({ file: join(dir, 'store.db') });
+  await store.init();
+  const ring = await KeyRing.open(null);
+  const tokens = new TokenService(ring, 900);
+  const bus = new InProcessBus();
+  const counters = new Counters();
+  const sink = opts.sink ?? new RecordingSink();
+  const clock = { now: Date.now() };
+  const broker = new Broker({
+    config: {
+      mqtt_host: '127.0.0.1',
+      mqtt_port: 0,
+      mqtt_ws_port: 0,
+      allow_anonymous: false,
+      mqtt_max_payload_bytes: 64 * 1024,
+      mqtt_max_topic_levels: 8,
+      mqtt_publish_rate: 1000,
+      mqtt_publish_burst: 2000,
+      mqtt_drain_timeout_ms: 5000,
+      service_secret: TEST_SERVICE_SECRET,
+      ...opts.config,
+    },
+    logger: silentLogger(),
+    counters,
+    bus,
+    towerCredentials: store.towerCredentials,
+    towers: store.towers,
+    tokens,
+    sink: opts.sink === null ? null : sink,
+    now: () => clock.now,
+  });
+  const { mqttPort, wsPort } = await broker.start();
+  const clients = new Set<MqttClient>();
+
+  const urlOf = (ws: boolean | undefined) => (ws ? `ws://127.0.0.1:${wsPort}/mqtt` : `mqtt://127.0.0.1:${mqttPort}`);
+  const clientDefaults: IClientOptions = { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 };
+
+  async function connect(o: IClientOptions & { ws?: boolean }): Promise<MqttClient> {
+    const { ws, ...rest } = o;
+    const client = await connectAsync(urlOf(ws), { ...clientDefaults, ...rest }, false);
+    // mqtt.js emits 'error' for socket resets when the broker drops a client on purpose.
+    client.on('error', () => undefined);
+    clients.add(client);
+    return client;
+  }
+
+  function connectNow(o: IClientOptions & { ws?: boolean }): MqttClient {
+    const { ws, ...rest } = o;
+    const client = mqttConnect(urlOf(ws), { ...clientDefaults, ...rest });
+    client.on('error', () => undefined);
+    clients.add(client);
+    return client;
+  }
+
+  async function createTower(towerId: string): Promise<TowerLogin> {
+    if (!(await store.towers.get(towerId))) await store.towers.create({ id: towerId, name: towerId.toLowerCase() });
+    const credentialId = `cred-${towerId}-${randomSecret(6)}`;
+    const secret = randomSecret();
+    await store.towerCredentials.create({ id: credentialId, tower_id: towerId, secret_hash: sha256(secret) });
+    return { towerId, credentialId, password: formatTowerPassword(credentialId, secret) };
+  }
+
+  return {
+    broker,
+    mqttPort,
+    wsPort,
+    store,
+    bus,
+    counters,
+    sink,
+    ring,
+    tokens,
+    clock,
+    createTower,
+    consoleToken: (tenantId, userId = 'user-1') => tokens.sign({ sub: userId, tenant_id: tenantId, role: 'viewer' }),
+    connect,
+    connectNow,
+    connectTower: (login, o = {}) =>
+      connect({ clientId: mqttIdentity.towerClientId(login.towerId), username: login.towerId, password: login.password, ...o }),
+    connectConsole: async (tenantId, o = {}) =>
+      connect({ username: mqttIdentity.consoleUsername, password: await tokens.sign({ sub: `u-${tenantId}`, tenant_id: tenantId, role: 'viewer' }), ...o }),
+    connectService: (name = 'worker') =>
+      connect({ clientId: `service-${name}-${randomSecret(4)}`, username: mqttIdentity.serviceUsername(name), password: TEST_SERVICE_SECRET }),
+    async refusedWith(o) {
+      try {
+        const c = await connect(o);
+        await c.endAsync(true);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (typeof code === 'number') return code;
+        throw err;
+      }
+      throw new Error('connection was accepted');
+    },
+    async close() {
+      await Promise.all([...clients].map((c) => c.endAsync(true).catch(() => undefined)));
+      await broker.stop();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resolves when the client's connection closes (never rejects on the 'error' that may precede it). */
+export function closed(client: MqttClient): Promise<void> {
+  if (client.disconnected) return Promise.resolve();
+  return new Promise((resolve) => client.once('close', () => resolve()));
+}
+
+/** SUBACK granted QoS for one filter; 128 (0x80) when the broker refused it. */
+export async function subscribeResult(client: MqttClient, filter: string): Promise<number> {
+  try {
+    const granted = await client.subscribeAsync(filter, { qos: 1 });
+    return granted[0]?.qos ?? -1;
+  } catch (err) {
+    // mqtt.js rejects a SUBACK carrying 0x80 and attaches the packet to the error.
+    if (err instanceof ErrorWithSubackPacket) {
+      const granted = (err.packet as { granted?: Array<number | object> }).granted?.[0];
+      if (typeof granted === 'number') return granted;
+    }
+    throw err;
+  }
+}
+
+/** Collects messages received by a client. */
+export function inbox(client: MqttClient): {
+  messages: Array<{ topic: string; payload: Buffer; retain: boolean }>;
+  next: (match: (topic: string) => boolean) => Promise<{ topic: string; payload: Buffer; retain: boolean }>;
+} {
+  const messages: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
+  const waiters: Array<{ match: (t: string) => boolean; resolve: (m: (typeof messages)[number]) => void }> = [];
+  client.on('message', (topic, payload, packet) => {
+    const m = { topic, payload, retain: packet.retain };
+    messages.push(m);
+    for (const w of [...waiters]) {
+      if (w.match(topic)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  });
+  return {
+    messages,
+    next: (match) => {
+      const seen = messages.find((m) => match(m.topic));
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve) => waiters.push({ match, resolve }));
+    },
+  };
+}
