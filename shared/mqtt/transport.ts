@@ -5,7 +5,14 @@
  */
 import type { ParsedTopic } from './topics.js';
 
-export type UplinkTopic = Extract<ParsedTopic, { kind: 'usage' | 'acks' | 'discovery' | 'status' }>;
+/** The uplink subset of ParsedTopic: what a tower publishes and the cloud ingests. */
+export type UplinkTopic =
+  | { kind: 'usage' | 'acks'; tenantId: string; towerId: string }
+  | { kind: 'discovery' | 'status'; towerId: string };
+
+export function isUplinkTopic(p: ParsedTopic | null): p is UplinkTopic {
+  return p !== null && (p.kind === 'usage' || p.kind === 'acks' || p.kind === 'discovery' || p.kind === 'status');
+}
 
 export interface UplinkMessage {
   topic: string;

@@ -1,0 +1,87 @@
+/**
+ * The neutral input of policy compilation. The cloud builds it from a store snapshot, the edge
+ * from a retained PolicyBundle, so both decide with exactly the same code.
+ */
+import type { BundleGrant, Effect, PolicyBundle } from '../mqtt/payloads.js';
+import type { PolicySnapshot } from '../store/port.js';
+
+export interface PolicyModel {
+  tenant_id: string;
+  version: number;
+  default_effect: Effect;
+  devices: Array<{ id: string; user_id: string | null }>;
+  /** user id → policy role ids. */
+  user_roles: Map<string, string[]>;
+  /** Rules flattened onto each role that holds their policy. */
+  grants: BundleGrant[];
+}
+
+/**
+ * Flattens policies onto roles: a rule reaches role R when R holds the rule's policy and the rule
+ * is either unscoped (role_id null) or scoped to R.
+ */
+export function modelFromSnapshot(s: PolicySnapshot): PolicyModel {
+  const policies = new Map(s.policies.map((p) => [p.id, p]));
+  const rulesByPolicy = new Map<string, PolicySnapshot['rules']>();
+  for (const r of s.rules) {
+    let list = rulesByPolicy.get(r.policy_id);
+    if (!list) rulesByPolicy.set(r.policy_id, (list = []));
+    list.push(r);
+  }
+  const grants: BundleGrant[] = [];
+  for (const rp of s.role_policies) {
+    const policy = policies.get(rp.policy_id);
+    if (!policy) continue;
+    for (const r of rulesByPolicy.get(rp.policy_id) ?? []) {
+      if (r.role_id !== null && r.role_id !== rp.role_id) continue;
+      grants.push({
+        rule_id: r.id,
+        policy_id: policy.id,
+        role_id: rp.role_id,
+        app: r.app,
+        action: r.action,
+        effect: r.permission,
+        severity: policy.severity,
+      });
+    }
+  }
+  const user_roles = new Map<string, string[]>();
+  for (const ur of s.user_roles) {
+    let list = user_roles.get(ur.user_id);
+    if (!list) user_roles.set(ur.user_id, (list = []));
+    list.push(ur.role_id);
+  }
+  return {
+    tenant_id: s.tenant.id,
+    version: s.tenant.policy_version,
+    default_effect: s.tenant.default_effect,
+    devices: s.devices,
+    user_roles,
+    grants,
+  };
+}
+
+export function modelFromBundle(b: PolicyBundle): PolicyModel {
+  return {
+    tenant_id: b.tenant_id,
+    version: b.version,
+    default_effect: b.default_effect,
+    devices: b.devices,
+    user_roles: new Map(Object.entries(b.user_roles)),
+    grants: b.grants,
+  };
+}
+
+export function bundleFromModel(m: PolicyModel, id: string, now: number): PolicyBundle {
+  return {
+    v: 1,
+    id,
+    tenant_id: m.tenant_id,
+    version: m.version,
+    default_effect: m.default_effect,
+    devices: m.devices,
+    user_roles: Object.fromEntries(m.user_roles),
+    grants: m.grants,
+    published_at: now,
+  };
+}
