@@ -1,0 +1,21 @@
+/** Tower availability: retained status messages (and the broker-published last will). */
+import { decodePayload, TowerStatusSchema } from '../shared/mqtt/payloads.js';
+import type { UplinkMessage } from '../shared/mqtt/transport.js';
+import { dropUplink, type WorkerContext } from './context.js';
+
+export function createStatusProcessor(ctx: WorkerContext) {
+  return async function processStatus(msg: UplinkMessage): Promise<void> {
+    const decoded = decodePayload(TowerStatusSchema, msg.payload);
+    if (!decoded.ok) return dropUplink(ctx, msg, 'invalid_payload', decoded.error);
+    const s = decoded.value;
+    const known = await ctx.store.towers.setStatus(msg.tower_id, {
+      state: s.state,
+      agent_version: s.agent_version ?? null,
+      at: ctx.now(),
+    });
+    if (!known) return dropUplink(ctx, msg, 'unknown_tower');
+    ctx.counters.inc('tower_status_total', { state: s.state });
+    const tower = await ctx.store.towers.get(msg.tower_id);
+    if (tower) ctx.bus.publish('tower.status', { tower });
+  };
+}
