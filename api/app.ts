@@ -1,0 +1,120 @@
+/**
+ * Builds the REST API (DESIGN §6) from injected dependencies. No listen here: the composition
+ * root decides where it binds, and tests drive it with `app.inject()`.
+ */
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
+import {
+  createJsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import { decoyHash } from '../shared/auth/passwords.js';
+import { createIdFactory } from '../shared/ids.js';
+import { registerGuard } from './auth/guard.js';
+import { authRoutes } from './auth/routes.js';
+import { SessionService } from './auth/sessions.js';
+import { registerErrorHandling } from './errors.js';
+import { registerEtags } from './etag.js';
+import { apiRoutes } from './routes/index.js';
+import { systemRoutes } from './routes/system.js';
+import type { ApiDeps } from './types.js';
+
+export type { ApiDeps, Principal, Readiness } from './types.js';
+
+export const API_PREFIX = '/api/v1';
+/** Request bodies are small JSON documents; anything bigger is a mistake or an attack. */
+const BODY_LIMIT_BYTES = 1024 * 1024;
+
+/** Groups operations in the docs by their first path segment (/api/v1/devices/… → devices). */
+function tagRoute(route: RouteOptions): void {
+  if (!route.url.startsWith(`${API_PREFIX}/`) || route.schema?.tags) return;
+  const segment = route.url.slice(API_PREFIX.length + 1).split('/')[0] ?? 'api';
+  route.schema = { ...route.schema, tags: [segment === 'me' ? 'auth' : segment] };
+}
+
+/**
+ * Many HTTP clients send `content-type: application/json` on every request, including bodiless
+ * DELETEs; Fastify would answer 400 for the empty body. Bodies of other methods still go through
+ * Fastify's own parser (prototype-poisoning protection included).
+ */
+function acceptEmptyJsonOnBodilessMethods(app: FastifyInstance): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '' && (request.method === 'DELETE' || request.method === 'GET')) {
+      done(null, undefined);
+      return;
+    }
+    parseJson(request, typeof body === 'string' ? body : body.toString('utf8'), done);
+  });
+}
+
+export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  const now = deps.now ?? Date.now;
+  // Typed as Fastify's logger interface so the instance is the plain FastifyInstance plugins expect.
+  // A logger already bound to module 'api' is used as is (pino would repeat the key otherwise).
+  const logger: FastifyBaseLogger =
+    deps.logger.bindings().module === 'api' ? deps.logger : deps.logger.child({ module: 'api' });
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Ids are case-sensitive and a trailing slash is the same resource.
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  const newId = createIdFactory();
+  app.decorate('store', deps.store);
+  app.decorate('tokens', deps.tokens);
+  app.decorate('keyRing', deps.keyRing);
+  app.decorate('bus', deps.bus);
+  app.decorate('counters', deps.counters);
+  app.decorate('clock', now);
+  app.decorate('newId', newId);
+  app.decorate(
+    'sessions',
+    new SessionService({
+      store: deps.store,
+      tokens: deps.tokens,
+      refreshTtlS: deps.config.refresh_token_ttl_s,
+      now,
+      newId,
+      // Computed once: every login of an unknown email verifies against it (same cost as a real one).
+      decoyHash: await decoyHash(),
+    }),
+  );
+
+  acceptEmptyJsonOnBodilessMethods(app);
+  registerErrorHandling(app);
+  registerGuard(app);
+  registerEtags(app);
+  app.addHook('onRoute', tagRoute);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'EdgePlane',
+        description: 'Multi-tenant control plane for enterprise devices seen at carrier cell towers.',
+        version: '1.0.0',
+      },
+      components: {
+        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      },
+    },
+    transform: createJsonSchemaTransform({ skipList: ['/docs', '/docs/', '/docs/json', '/docs/yaml', '/docs/*'] }),
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  await app.register(systemRoutes, {
+    readiness: deps.readiness ?? (async () => ({ ok: true, checks: {} })),
+  });
+  await app.register(authRoutes, { prefix: API_PREFIX });
+  await app.register(apiRoutes, { prefix: API_PREFIX });
+  return app;
+}

@@ -1,0 +1,72 @@
+/**
+ * The one permission table. Every API route names a permission in its config; the single
+ * `authorize` step (auth/guard.ts) checks the caller's console role against this table, so who may
+ * do what is readable here and nowhere else.
+ *
+ * Operators run the platform (tenants, towers, carriers, tower credentials) and deliberately hold
+ * no tenant-data permission: they manage infrastructure, not a tenant's users or usage.
+ */
+import type { ConsoleRole } from '../../shared/domain.js';
+
+const OPERATOR = ['operator'] as const;
+const TENANT_READ = ['owner', 'admin', 'analyst', 'viewer'] as const;
+const TENANT_WRITE = ['owner', 'admin'] as const;
+const EVERYONE = ['operator', 'owner', 'admin', 'analyst', 'viewer'] as const;
+
+export const PERMISSIONS = {
+  /** GET /me: any signed-in console user. */
+  'session:read': EVERYONE,
+  'metrics:read': OPERATOR,
+
+  // Platform resources.
+  'tenants:read': OPERATOR,
+  'tenants:write': OPERATOR,
+  /** Tenant users read only the towers where their devices were seen (the handler narrows). */
+  'towers:read': EVERYONE,
+  'towers:write': OPERATOR,
+  'tower-credentials:read': OPERATOR,
+  'tower-credentials:write': OPERATOR,
+  'carriers:read': EVERYONE,
+  'carriers:write': OPERATOR,
+  /** Operators see the platform's unclaimed devices; tenant users their tenant's. */
+  'discovered:read': EVERYONE,
+
+  // Tenant resources: always scoped to the caller's own tenant.
+  'tenant:read': TENANT_READ,
+  'tenant:write': TENANT_WRITE,
+  'console-users:read': TENANT_WRITE,
+  'console-users:write': TENANT_WRITE,
+  'users:read': TENANT_READ,
+  'users:write': TENANT_WRITE,
+  'roles:read': TENANT_READ,
+  'roles:write': TENANT_WRITE,
+  'policies:read': TENANT_READ,
+  'policies:write': TENANT_WRITE,
+  'rules:read': TENANT_READ,
+  'rules:write': TENANT_WRITE,
+  'catalog:read': TENANT_READ,
+  'catalog:write': TENANT_WRITE,
+  'devices:read': TENANT_READ,
+  'devices:write': TENANT_WRITE,
+  'usage:read': TENANT_READ,
+  'alerts:read': TENANT_READ,
+  'dashboard:read': TENANT_READ,
+} as const satisfies Record<string, readonly ConsoleRole[]>;
+
+export type Permission = keyof typeof PERMISSIONS;
+
+export function isAllowed(role: ConsoleRole, permission: Permission): boolean {
+  return (PERMISSIONS[permission] as readonly ConsoleRole[]).includes(role);
+}
+
+/** Console roles a given role may grant when creating console users (admins cannot mint owners). */
+export function grantableRoles(role: ConsoleRole): readonly ConsoleRole[] {
+  switch (role) {
+    case 'owner':
+      return ['owner', 'admin', 'analyst', 'viewer'];
+    case 'admin':
+      return ['admin', 'analyst', 'viewer'];
+    default:
+      return [];
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Weak ETags on successful reads. The tag is a hash of the serialized body, so it is the same for
+ * any caller who would receive the same bytes and changes whenever the representation does; a
+ * matching If-None-Match turns the response into a bodiless 304.
+ */
+import { createHash } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+
+export function weakEtag(payload: string | Buffer): string {
+  return `W/"${createHash('sha1').update(payload).digest('base64url')}"`;
+}
+
+/** RFC 9110 §13.1.2: If-None-Match uses weak comparison, so the W/ prefix is ignored. */
+export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  const opaque = (t: string) => t.trim().replace(/^W\//, '');
+  const want = opaque(etag);
+  return header.split(',').some((t) => t.trim() === '*' || opaque(t) === want);
+}
+
+export function registerEtags(app: FastifyInstance): void {
+  app.addHook('onSend', async (request, reply, payload) => {
+    if ((request.method !== 'GET' && request.method !== 'HEAD') || reply.statusCode !== 200) return payload;
+    if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return payload;
+    const etag = weakEtag(payload);
+    reply.header('etag', etag);
+    if (request.url.startsWith('/api/')) reply.header('cache-control', 'private, no-cache');
+    if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) {
+      reply.code(304);
+      reply.removeHeader('content-length');
+      return null;
+    }
+    return payload;
+  });
+}

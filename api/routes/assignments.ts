@@ -1,0 +1,124 @@
+/**
+ * The two many-to-many links of the policy model: user ↔ role and role ↔ policy. Each change
+ * bumps the tenant's policy version (the store does it in the same transaction).
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { tenantIdOf } from '../auth/guard.js';
+import { IdSchema, NoContent, errorResponses, existed, referenceNotFound } from '../schemas/common.js';
+import { PolicySchema, RoleSchema } from '../schemas/records.js';
+
+const UserRoleBody = z.strictObject({ user_id: IdSchema, role_id: IdSchema });
+const RolePolicyBody = z.strictObject({ role_id: IdSchema, policy_id: IdSchema });
+
+export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/users/roles/assign',
+    {
+      config: { permission: 'users:write' },
+      schema: {
+        summary: 'Assign a role to a device user (idempotent)',
+        body: UserRoleBody,
+        response: {
+          200: z.object({ user_id: z.string(), role_id: z.string(), assigned: z.boolean().describe('false when it already was') }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const { user_id, role_id } = request.body;
+      const assigned = await app.store.userRoles.assign(tenantIdOf(request), user_id, role_id);
+      return { user_id, role_id, assigned };
+    },
+  );
+
+  app.get(
+    '/users/roles',
+    {
+      config: { permission: 'users:read' },
+      schema: {
+        summary: 'Roles of a device user',
+        querystring: z.object({ user: IdSchema.describe('device user id') }),
+        response: { 200: z.object({ user_id: z.string(), roles: z.array(RoleSchema) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const userId = request.query.user;
+      if (!(await app.store.users.get(tenantId, userId))) referenceNotFound('query.user', 'user');
+      return { user_id: userId, roles: await app.store.userRoles.rolesOfUser(tenantId, userId) };
+    },
+  );
+
+  app.delete(
+    '/users/:user_id/roles/:role_id',
+    {
+      config: { permission: 'users:write' },
+      schema: {
+        summary: 'Remove a role from a device user',
+        params: z.object({ user_id: IdSchema, role_id: IdSchema }),
+        response: { 204: NoContent, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { user_id, role_id } = request.params;
+      existed(await app.store.userRoles.unassign(tenantIdOf(request), user_id, role_id), 'role assignment');
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    '/roles/policies/assign',
+    {
+      config: { permission: 'roles:write' },
+      schema: {
+        summary: 'Assign a policy to a role (idempotent)',
+        body: RolePolicyBody,
+        response: {
+          200: z.object({ role_id: z.string(), policy_id: z.string(), assigned: z.boolean().describe('false when it already was') }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const { role_id, policy_id } = request.body;
+      const assigned = await app.store.rolePolicies.assign(tenantIdOf(request), role_id, policy_id);
+      return { role_id, policy_id, assigned };
+    },
+  );
+
+  app.get(
+    '/roles/policies',
+    {
+      config: { permission: 'roles:read' },
+      schema: {
+        summary: 'Policies assigned to a role',
+        querystring: z.object({ role: IdSchema.describe('role id') }),
+        response: { 200: z.object({ role_id: z.string(), policies: z.array(PolicySchema) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const roleId = request.query.role;
+      if (!(await app.store.roles.get(tenantId, roleId))) referenceNotFound('query.role', 'role');
+      return { role_id: roleId, policies: await app.store.rolePolicies.policiesOfRole(tenantId, roleId) };
+    },
+  );
+
+  app.delete(
+    '/roles/:role_id/policies/:policy_id',
+    {
+      config: { permission: 'roles:write' },
+      schema: {
+        summary: 'Remove a policy from a role',
+        params: z.object({ role_id: IdSchema, policy_id: IdSchema }),
+        response: { 204: NoContent, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { role_id, policy_id } = request.params;
+      existed(await app.store.rolePolicies.unassign(tenantIdOf(request), role_id, policy_id), 'policy assignment');
+      return reply.code(204).send();
+    },
+  );
+};

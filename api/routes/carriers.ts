@@ -1,0 +1,147 @@
+/** Carriers (platform-level; everyone reads, operators write) and which towers they run. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { principalOf } from '../auth/guard.js';
+import {
+  IdParams,
+  IdSchema,
+  ListQuery,
+  NextCursor,
+  NoContent,
+  errorResponses,
+  existed,
+  found,
+  paginate,
+  referenceNotFound,
+} from '../schemas/common.js';
+import { CarrierSchema } from '../schemas/records.js';
+import { visibleTower } from './towers.js';
+
+const fields = {
+  name: z.string().trim().min(1).max(200),
+  mcc_mnc: z
+    .string()
+    .regex(/^\d{5,6}$/, 'must be the 5-6 digit MCC+MNC, e.g. "20801"')
+    .nullable(),
+};
+const CreateCarrierBody = z
+  .strictObject({ name: fields.name, mcc_mnc: fields.mcc_mnc.optional() })
+  .meta({ example: { name: 'Orange France', mcc_mnc: '20801' } });
+const PatchCarrierBody = z.strictObject({ name: fields.name.optional(), mcc_mnc: fields.mcc_mnc.optional() });
+const CarrierReply = z.object({ carrier: CarrierSchema });
+
+export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/carriers',
+    {
+      config: { permission: 'carriers:write' },
+      schema: { summary: 'Create a carrier', body: CreateCarrierBody, response: { 201: CarrierReply, ...errorResponses } },
+    },
+    async (request, reply) => reply.code(201).send({ carrier: await app.store.carriers.create(request.body) }),
+  );
+
+  app.get(
+    '/carriers',
+    {
+      config: { permission: 'carriers:read' },
+      schema: {
+        summary: 'List carriers',
+        querystring: ListQuery,
+        response: { 200: z.object({ carriers: z.array(CarrierSchema), next_cursor: NextCursor }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const page = await paginate(request.query, (o) => app.store.carriers.list(o));
+      return { carriers: page.items, next_cursor: page.next_cursor };
+    },
+  );
+
+  app.get(
+    '/carriers/:id',
+    {
+      config: { permission: 'carriers:read' },
+      schema: { summary: 'Get a carrier', params: IdParams, response: { 200: CarrierReply, ...errorResponses } },
+    },
+    async (request) => ({ carrier: found(await app.store.carriers.get(request.params.id), 'carrier') }),
+  );
+
+  app.patch(
+    '/carriers/:id',
+    {
+      config: { permission: 'carriers:write' },
+      schema: {
+        summary: 'Update a carrier',
+        params: IdParams,
+        body: PatchCarrierBody,
+        response: { 200: CarrierReply, ...errorResponses },
+      },
+    },
+    async (request) => ({ carrier: found(await app.store.carriers.update(request.params.id, request.body), 'carrier') }),
+  );
+
+  app.delete(
+    '/carriers/:id',
+    {
+      config: { permission: 'carriers:write' },
+      schema: { summary: 'Delete a carrier', params: IdParams, response: { 204: NoContent, ...errorResponses } },
+    },
+    async (request, reply) => {
+      existed(await app.store.carriers.delete(request.params.id), 'carrier');
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    '/towers/:id/carriers',
+    {
+      config: { permission: 'towers:read' },
+      schema: {
+        summary: 'Carriers operating a tower',
+        params: IdParams,
+        response: { 200: z.object({ tower_id: z.string(), carriers: z.array(CarrierSchema) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tower = found(await visibleTower(app.store, principalOf(request), request.params.id), 'tower');
+      return { tower_id: tower.id, carriers: await app.store.towerCarriers.carriersOfTower(tower.id) };
+    },
+  );
+
+  app.post(
+    '/towers/:id/carriers',
+    {
+      config: { permission: 'towers:write' },
+      schema: {
+        summary: 'Link a carrier to a tower (idempotent)',
+        params: IdParams,
+        body: z.strictObject({ carrier_id: IdSchema }),
+        response: {
+          200: z.object({ tower_id: z.string(), carrier_id: z.string(), linked: z.boolean().describe('false when it already was') }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const tower = found(await app.store.towers.get(request.params.id), 'tower');
+      const { carrier_id } = request.body;
+      if (!(await app.store.carriers.get(carrier_id))) referenceNotFound('body.carrier_id', 'carrier');
+      return { tower_id: tower.id, carrier_id, linked: await app.store.towerCarriers.link(tower.id, carrier_id) };
+    },
+  );
+
+  app.delete(
+    '/towers/:id/carriers/:carrier_id',
+    {
+      config: { permission: 'towers:write' },
+      schema: {
+        summary: 'Unlink a carrier from a tower',
+        params: z.object({ id: IdSchema, carrier_id: IdSchema }),
+        response: { 204: NoContent, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      existed(await app.store.towerCarriers.unlink(request.params.id, request.params.carrier_id), 'carrier link');
+      return reply.code(204).send();
+    },
+  );
+};

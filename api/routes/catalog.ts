@@ -1,0 +1,87 @@
+/**
+ * The tenant's app and action catalogues: the keys usage events and policy rules speak in. Both
+ * have the same shape, so one plugin registers both, once per catalogue.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { CatalogKey } from '../../shared/mqtt/payloads.js';
+import type { Store } from '../../shared/store/port.js';
+import { tenantIdOf } from '../auth/guard.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
+import { ActionSchema, AppSchema } from '../schemas/records.js';
+
+export interface CatalogRoutesOptions {
+  /** 'apps' or 'actions': the URL segment, the store repository and the list key. */
+  kind: 'apps' | 'actions';
+}
+
+const SINGULAR = { apps: 'app', actions: 'action' } as const;
+const EXAMPLES = { apps: { key: 'slack', name: 'Slack' }, actions: { key: 'upload_file', name: 'Upload a file' } };
+
+export const catalogRoutes: FastifyPluginAsyncZod<CatalogRoutesOptions> = async (app, opts) => {
+  const { kind } = opts;
+  const one = SINGULAR[kind];
+  const repo = (store: Store) => (kind === 'apps' ? store.apps : store.actions);
+  const ItemSchema = kind === 'apps' ? AppSchema : ActionSchema;
+  const Reply = z.object({ [one]: ItemSchema });
+  const ListReply = z.object({ [kind]: z.array(ItemSchema), next_cursor: NextCursor });
+  const CreateBody = z
+    .strictObject({ key: CatalogKey, name: z.string().trim().min(1).max(200) })
+    .meta({ example: EXAMPLES[kind] });
+  const PatchBody = z.strictObject({ name: z.string().trim().min(1).max(200).optional() });
+
+  app.post(
+    `/${kind}`,
+    {
+      config: { permission: 'catalog:write' },
+      schema: { summary: `Add to the ${one} catalogue`, body: CreateBody, response: { 201: Reply, ...errorResponses } },
+    },
+    async (request, reply) =>
+      reply.code(201).send({ [one]: await repo(app.store).create(tenantIdOf(request), request.body) }),
+  );
+
+  app.get(
+    `/${kind}`,
+    {
+      config: { permission: 'catalog:read' },
+      schema: { summary: `List the ${one} catalogue`, querystring: ListQuery, response: { 200: ListReply, ...errorResponses } },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const page = await paginate(request.query, (o) => repo(app.store).list(tenantId, o));
+      return { [kind]: page.items, next_cursor: page.next_cursor };
+    },
+  );
+
+  app.get(
+    `/${kind}/:id`,
+    {
+      config: { permission: 'catalog:read' },
+      schema: { summary: `Get an ${one}`, params: IdParams, response: { 200: Reply, ...errorResponses } },
+    },
+    async (request) => ({ [one]: found(await repo(app.store).get(tenantIdOf(request), request.params.id), one) }),
+  );
+
+  app.patch(
+    `/${kind}/:id`,
+    {
+      config: { permission: 'catalog:write' },
+      schema: { summary: `Rename an ${one}`, params: IdParams, body: PatchBody, response: { 200: Reply, ...errorResponses } },
+    },
+    async (request) => ({
+      [one]: found(await repo(app.store).update(tenantIdOf(request), request.params.id, request.body), one),
+    }),
+  );
+
+  app.delete(
+    `/${kind}/:id`,
+    {
+      config: { permission: 'catalog:write' },
+      schema: { summary: `Remove an ${one}`, params: IdParams, response: { 204: NoContent, ...errorResponses } },
+    },
+    async (request, reply) => {
+      existed(await repo(app.store).delete(tenantIdOf(request), request.params.id), one);
+      return reply.code(204).send();
+    },
+  );
+};

@@ -1,0 +1,131 @@
+/**
+ * Registered devices of a tenant, and the devices towers saw that no registration claims
+ * (`/devices/discovered`: the tenant's, or for operators the platform's unclaimed ones).
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { TopicId } from '../../shared/mqtt/payloads.js';
+import { principalOf, tenantIdOf } from '../auth/guard.js';
+import {
+  IdParams,
+  IdSchema,
+  ListQuery,
+  NextCursor,
+  NoContent,
+  errorResponses,
+  existed,
+  found,
+  listQuery,
+  paginate,
+} from '../schemas/common.js';
+import { DeviceSchema, DiscoveredDeviceSchema } from '../schemas/records.js';
+
+const fields = {
+  user_id: IdSchema.nullable().describe('the device user who owns the device'),
+  name: z.string().trim().min(1).max(200),
+  os: z.string().trim().min(1).max(100).nullable(),
+};
+const CreateDeviceBody = z
+  .strictObject({
+    id: TopicId.optional().describe('the identifier towers report; generated when absent'),
+    user_id: fields.user_id.optional(),
+    name: fields.name,
+    os: fields.os.optional(),
+  })
+  .meta({ example: { id: 'imei-356938035643809', name: 'Ada’s phone', os: 'android' } });
+const PatchDeviceBody = z.strictObject({
+  user_id: fields.user_id.optional(),
+  name: fields.name.optional(),
+  os: fields.os.optional(),
+});
+const DeviceReply = z.object({ device: DeviceSchema });
+
+export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/devices',
+    {
+      config: { permission: 'devices:write' },
+      schema: { summary: 'Register a device', body: CreateDeviceBody, response: { 201: DeviceReply, ...errorResponses } },
+    },
+    async (request, reply) =>
+      reply.code(201).send({ device: await app.store.devices.create(tenantIdOf(request), request.body) }),
+  );
+
+  app.get(
+    '/devices',
+    {
+      config: { permission: 'devices:read' },
+      schema: {
+        summary: 'List registered devices (filter by user_id)',
+        querystring: listQuery({ user_id: IdSchema.optional() }),
+        response: { 200: z.object({ devices: z.array(DeviceSchema), next_cursor: NextCursor }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { user_id } = request.query;
+      const page = await paginate(request.query, (o) =>
+        app.store.devices.list(tenantId, { ...o, ...(user_id !== undefined && { user_id }) }),
+      );
+      return { devices: page.items, next_cursor: page.next_cursor };
+    },
+  );
+
+  // The router prefers this static path over /devices/:id, so a device whose id is literally
+  // "discovered" is reachable only through the list (accepted: ids are IMEI-like in practice).
+  app.get(
+    '/devices/discovered',
+    {
+      config: { permission: 'discovered:read' },
+      schema: {
+        summary: 'Devices seen at towers that no registration claims',
+        querystring: ListQuery,
+        response: { 200: z.object({ devices: z.array(DiscoveredDeviceSchema), next_cursor: NextCursor }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { tenantId } = principalOf(request);
+      const page = await paginate(request.query, (o) => app.store.discovered.list(tenantId, o));
+      return { devices: page.items, next_cursor: page.next_cursor };
+    },
+  );
+
+  app.get(
+    '/devices/:id',
+    {
+      config: { permission: 'devices:read' },
+      schema: { summary: 'Get a device', params: IdParams, response: { 200: DeviceReply, ...errorResponses } },
+    },
+    async (request) => ({
+      device: found(await app.store.devices.get(tenantIdOf(request), request.params.id), 'device'),
+    }),
+  );
+
+  app.patch(
+    '/devices/:id',
+    {
+      config: { permission: 'devices:write' },
+      schema: {
+        summary: 'Update a device',
+        params: IdParams,
+        body: PatchDeviceBody,
+        response: { 200: DeviceReply, ...errorResponses },
+      },
+    },
+    async (request) => ({
+      device: found(await app.store.devices.update(tenantIdOf(request), request.params.id, request.body), 'device'),
+    }),
+  );
+
+  app.delete(
+    '/devices/:id',
+    {
+      config: { permission: 'devices:write' },
+      schema: { summary: 'Delete a device', params: IdParams, response: { 204: NoContent, ...errorResponses } },
+    },
+    async (request, reply) => {
+      existed(await app.store.devices.delete(tenantIdOf(request), request.params.id), 'device');
+      return reply.code(204).send();
+    },
+  );
+};

@@ -1,0 +1,34 @@
+/** Every resource plugin, each encapsulated; mounted under /api/v1 by app.ts. */
+import type { FastifyPluginAsync } from 'fastify';
+import { assignmentRoutes } from './assignments.js';
+import { carrierRoutes } from './carriers.js';
+import { catalogRoutes } from './catalog.js';
+import { consoleUserRoutes } from './console-users.js';
+import { dashboardRoutes } from './dashboard.js';
+import { deviceRoutes } from './devices.js';
+import { policyRoutes } from './policies.js';
+import { policyRuleRoutes } from './policy-rules.js';
+import { roleRoutes } from './roles.js';
+import { tenantRoutes } from './tenants.js';
+import { towerCredentialRoutes } from './tower-credentials.js';
+import { towerRoutes } from './towers.js';
+import { usageRoutes } from './usage.js';
+import { userRoutes } from './users.js';
+
+export const apiRoutes: FastifyPluginAsync = async (app) => {
+  await app.register(tenantRoutes);
+  await app.register(consoleUserRoutes);
+  await app.register(userRoutes);
+  await app.register(roleRoutes);
+  await app.register(assignmentRoutes);
+  await app.register(policyRoutes);
+  await app.register(policyRuleRoutes);
+  await app.register(catalogRoutes, { kind: 'apps' });
+  await app.register(catalogRoutes, { kind: 'actions' });
+  await app.register(deviceRoutes);
+  await app.register(towerRoutes);
+  await app.register(towerCredentialRoutes);
+  await app.register(carrierRoutes);
+  await app.register(usageRoutes);
+  await app.register(dashboardRoutes);
+};

@@ -1,0 +1,140 @@
+/**
+ * Policies of a tenant. `GET /policies` also answers "which policies reach this user / role"
+ * (`?user_id=` / `?role_id=`), the question an admin asks when a decision surprises them.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Policy } from '../../shared/domain.js';
+import { SeveritySchema } from '../../shared/mqtt/payloads.js';
+import type { Store } from '../../shared/store/port.js';
+import { tenantIdOf } from '../auth/guard.js';
+import {
+  IdParams,
+  IdSchema,
+  NextCursor,
+  NoContent,
+  errorResponses,
+  existed,
+  found,
+  invalidField,
+  listQuery,
+  paginate,
+  referenceNotFound,
+} from '../schemas/common.js';
+import { PolicySchema } from '../schemas/records.js';
+
+const fields = {
+  name: z.string().trim().min(1).max(200),
+  description: z.string().max(2000).nullable(),
+  severity: SeveritySchema.describe('severity of alerts raised by this policy’s deny rules'),
+};
+const CreatePolicyBody = z
+  .strictObject({ name: fields.name, description: fields.description.optional(), severity: fields.severity.optional() })
+  .meta({ example: { name: 'No file uploads', severity: 'high' } });
+const PatchPolicyBody = z.strictObject({
+  name: fields.name.optional(),
+  description: fields.description.optional(),
+  severity: fields.severity.optional(),
+});
+const PolicyReply = z.object({ policy: PolicySchema });
+
+const PoliciesQuery = listQuery({
+  user_id: IdSchema.optional().describe('only policies reaching this device user through its roles'),
+  role_id: IdSchema.optional().describe('only policies assigned to this role'),
+});
+
+const PolicyListReply = z.union([
+  z.object({ user_id: z.string(), policies: z.array(PolicySchema) }),
+  z.object({ role_id: z.string(), policies: z.array(PolicySchema) }),
+  z.object({ policies: z.array(PolicySchema), next_cursor: NextCursor }),
+]);
+
+/** Policies reaching a user through any of its roles, each once, in id order. */
+export async function policiesOfUser(store: Store, tenantId: string, userId: string): Promise<Policy[]> {
+  const roles = await store.userRoles.rolesOfUser(tenantId, userId);
+  const byId = new Map<string, Policy>();
+  for (const role of roles) {
+    for (const p of await store.rolePolicies.policiesOfRole(tenantId, role.id)) byId.set(p.id, p);
+  }
+  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/policies',
+    {
+      config: { permission: 'policies:write' },
+      schema: { summary: 'Create a policy', body: CreatePolicyBody, response: { 201: PolicyReply, ...errorResponses } },
+    },
+    async (request, reply) =>
+      reply.code(201).send({ policy: await app.store.policies.create(tenantIdOf(request), request.body) }),
+  );
+
+  app.get(
+    '/policies',
+    {
+      config: { permission: 'policies:read' },
+      schema: {
+        summary: 'List policies, or those reaching a user (?user_id) or assigned to a role (?role_id)',
+        querystring: PoliciesQuery,
+        response: { 200: PolicyListReply, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { user_id, role_id } = request.query;
+      if (user_id !== undefined && role_id !== undefined) {
+        invalidField('query.role_id', 'give either user_id or role_id, not both');
+      }
+      if (user_id !== undefined) {
+        if (!(await app.store.users.get(tenantId, user_id))) referenceNotFound('query.user_id', 'user');
+        return { user_id, policies: await policiesOfUser(app.store, tenantId, user_id) };
+      }
+      if (role_id !== undefined) {
+        if (!(await app.store.roles.get(tenantId, role_id))) referenceNotFound('query.role_id', 'role');
+        return { role_id, policies: await app.store.rolePolicies.policiesOfRole(tenantId, role_id) };
+      }
+      const page = await paginate(request.query, (o) => app.store.policies.list(tenantId, o));
+      return { policies: page.items, next_cursor: page.next_cursor };
+    },
+  );
+
+  app.get(
+    '/policies/:id',
+    {
+      config: { permission: 'policies:read' },
+      schema: { summary: 'Get a policy', params: IdParams, response: { 200: PolicyReply, ...errorResponses } },
+    },
+    async (request) => ({
+      policy: found(await app.store.policies.get(tenantIdOf(request), request.params.id), 'policy'),
+    }),
+  );
+
+  app.patch(
+    '/policies/:id',
+    {
+      config: { permission: 'policies:write' },
+      schema: {
+        summary: 'Update a policy',
+        params: IdParams,
+        body: PatchPolicyBody,
+        response: { 200: PolicyReply, ...errorResponses },
+      },
+    },
+    async (request) => ({
+      policy: found(await app.store.policies.update(tenantIdOf(request), request.params.id, request.body), 'policy'),
+    }),
+  );
+
+  app.delete(
+    '/policies/:id',
+    {
+      config: { permission: 'policies:write' },
+      schema: { summary: 'Delete a policy', params: IdParams, response: { 204: NoContent, ...errorResponses } },
+    },
+    async (request, reply) => {
+      existed(await app.store.policies.delete(tenantIdOf(request), request.params.id), 'policy');
+      return reply.code(204).send();
+    },
+  );
+};

@@ -1,0 +1,74 @@
+/**
+ * Process-level endpoints: liveness, readiness, the JWKS other services verify tokens with, and
+ * the Prometheus counters (operators only: they reveal traffic across tenants).
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Readiness } from '../types.js';
+
+export interface SystemRoutesOptions {
+  readiness: () => Promise<Readiness>;
+}
+
+const ReadinessSchema = z.object({
+  status: z.enum(['ready', 'unavailable']),
+  checks: z.record(z.string(), z.boolean()),
+});
+
+const JwksSchema = z
+  .object({ keys: z.array(z.record(z.string(), z.unknown())) })
+  .meta({ id: 'Jwks', description: 'RFC 7517 JSON Web Key Set (ES256 public keys)' });
+
+export const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (app, opts) => {
+  app.get(
+    '/healthz',
+    {
+      config: { public: true },
+      schema: { tags: ['system'], summary: 'Liveness', response: { 200: z.object({ status: z.literal('ok') }) } },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['system'],
+        summary: 'Readiness: 503 until every dependency answers',
+        response: { 200: ReadinessSchema, 503: ReadinessSchema },
+      },
+    },
+    async (_request, reply) => {
+      let r: Readiness;
+      try {
+        r = await opts.readiness();
+      } catch (err) {
+        // A readiness probe that throws is a dependency that is not ready, not a server fault.
+        reply.log.warn({ err }, 'readiness check failed');
+        r = { ok: false, checks: {} };
+      }
+      return reply.code(r.ok ? 200 : 503).send({ status: r.ok ? 'ready' : 'unavailable', checks: r.checks });
+    },
+  );
+
+  app.get(
+    '/.well-known/jwks.json',
+    { config: { public: true }, schema: { tags: ['system'], summary: 'Token signing keys', response: { 200: JwksSchema } } },
+    async () => ({ keys: app.keyRing.jwks().keys.map((k) => ({ ...k })) }),
+  );
+
+  app.get(
+    '/metrics',
+    {
+      config: { permission: 'metrics:read' },
+      schema: {
+        tags: ['system'],
+        summary: 'Prometheus counters (text exposition format)',
+        // No response schema: the body is text/plain, which a JSON serializer would quote.
+      },
+    },
+    async (_request, reply) =>
+      reply.type('text/plain; version=0.0.4; charset=utf-8').send(app.counters.toPrometheus()),
+  );
+};

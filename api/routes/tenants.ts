@@ -1,0 +1,131 @@
+/**
+ * Tenants: operators create and manage them (`/tenants`); a tenant's own console users read and
+ * tune their tenant through `/tenant`, which never takes an id.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { hashPassword } from '../../shared/auth/passwords.js';
+import { createError } from '../../shared/errors.js';
+import { EffectSchema } from '../../shared/mqtt/payloads.js';
+import { tenantIdOf } from '../auth/guard.js';
+import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate } from '../schemas/common.js';
+import { ConsoleUserSchema, TenantSchema } from '../schemas/records.js';
+
+export const PasswordSchema = z.string().min(12, 'must be at least 12 characters').max(1024);
+export const EmailSchema = z.email().max(320);
+
+const tenantFields = {
+  name: z.string().trim().min(1).max(200),
+  default_effect: EffectSchema.describe('effect when no rule matches'),
+  alert_window_s: z.number().int().min(1).max(7 * 24 * 3600).describe('deny alerts for one device+rule merge within this window'),
+};
+
+const CreateTenantBody = z
+  .strictObject({
+    name: tenantFields.name,
+    default_effect: tenantFields.default_effect.optional(),
+    alert_window_s: tenantFields.alert_window_s.optional(),
+    owner: z.strictObject({ email: EmailSchema, password: PasswordSchema }).optional(),
+  })
+  .meta({ example: { name: 'Acme', default_effect: 'allow', owner: { email: 'owner@acme.example', password: 'a long passphrase' } } });
+
+const PatchTenantBody = z.strictObject({
+  name: tenantFields.name.optional(),
+  default_effect: tenantFields.default_effect.optional(),
+  alert_window_s: tenantFields.alert_window_s.optional(),
+});
+
+const TenantReply = z.object({ tenant: TenantSchema });
+
+export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/tenants',
+    {
+      config: { permission: 'tenants:write' },
+      schema: {
+        summary: 'Create a tenant, optionally with its first owner',
+        body: CreateTenantBody,
+        response: { 201: z.object({ tenant: TenantSchema, owner: ConsoleUserSchema.optional() }), ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { owner, ...input } = request.body;
+      // Everything that can fail on the caller's input is checked before the first write.
+      const passwordHash = owner ? await hashPassword(owner.password) : null;
+      if (owner && (await app.store.consoleUsers.findByEmail(owner.email))) {
+        throw createError('CONFLICT', 'a console user with this email already exists', [
+          { field: 'body.owner.email', message: 'already in use' },
+        ]);
+      }
+      const tenant = await app.store.tenants.create(input);
+      if (!owner || passwordHash === null) return reply.code(201).send({ tenant });
+      try {
+        const user = await app.store.consoleUsers.create({
+          tenant_id: tenant.id,
+          email: owner.email,
+          console_role: 'owner',
+          password_hash: passwordHash,
+        });
+        return reply.code(201).send({ tenant, owner: user });
+      } catch (err) {
+        // Lost a race for the email: undo the tenant so nothing is half-written.
+        await app.store.tenants.delete(tenant.id);
+        throw err;
+      }
+    },
+  );
+
+  app.get(
+    '/tenants',
+    {
+      config: { permission: 'tenants:read' },
+      schema: {
+        summary: 'List tenants',
+        querystring: ListQuery,
+        response: { 200: z.object({ tenants: z.array(TenantSchema), next_cursor: NextCursor }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const page = await paginate(request.query, (o) => app.store.tenants.list(o));
+      return { tenants: page.items, next_cursor: page.next_cursor };
+    },
+  );
+
+  app.get(
+    '/tenants/:id',
+    {
+      config: { permission: 'tenants:read' },
+      schema: { summary: 'Get a tenant', params: IdParams, response: { 200: TenantReply, ...errorResponses } },
+    },
+    async (request) => ({ tenant: found(await app.store.tenants.get(request.params.id), 'tenant') }),
+  );
+
+  app.patch(
+    '/tenants/:id',
+    {
+      config: { permission: 'tenants:write' },
+      schema: { summary: 'Update a tenant', params: IdParams, body: PatchTenantBody, response: { 200: TenantReply, ...errorResponses } },
+    },
+    async (request) => ({ tenant: found(await app.store.tenants.update(request.params.id, request.body), 'tenant') }),
+  );
+
+  app.get(
+    '/tenant',
+    {
+      config: { permission: 'tenant:read' },
+      schema: { summary: "The caller's tenant", response: { 200: TenantReply, ...errorResponses } },
+    },
+    async (request) => ({ tenant: found(await app.store.tenants.get(tenantIdOf(request)), 'tenant') }),
+  );
+
+  app.patch(
+    '/tenant',
+    {
+      config: { permission: 'tenant:write' },
+      schema: { summary: "Update the caller's tenant", body: PatchTenantBody, response: { 200: TenantReply, ...errorResponses } },
+    },
+    async (request) => ({
+      tenant: found(await app.store.tenants.update(tenantIdOf(request), request.body), 'tenant'),
+    }),
+  );
+};

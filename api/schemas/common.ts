@@ -1,0 +1,96 @@
+/**
+ * Request/response building blocks shared by every route plugin: the error body, pagination,
+ * id params, and the helpers that turn a store `null` into a 404.
+ */
+import { z } from 'zod';
+import { createError } from '../../shared/errors.js';
+import type { ListOptions, Page } from '../../shared/store/port.js';
+
+export const ErrorBodySchema = z
+  .object({
+    error: z.object({
+      code: z.string(),
+      message: z.string(),
+      issues: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+    }),
+  })
+  .meta({
+    id: 'Error',
+    example: { error: { code: 'VALIDATION_FAILED', message: 'body.name: Too small', issues: [{ field: 'body.name', message: 'Too small' }] } },
+  });
+
+/** Documented once per route so clients see the error shape; the error handler guarantees it. */
+export const errorResponses = { '4xx': ErrorBodySchema, '5xx': ErrorBodySchema } as const;
+
+export const NoContent = z.undefined().describe('No content');
+
+export const EpochMsSchema = z.number().int().describe('epoch milliseconds');
+
+/** Record ids in paths: the store decides whether they exist in the caller's tenant. */
+export const IdSchema = z.string().min(1).max(128);
+export const IdParams = z.object({ id: IdSchema });
+
+export const MAX_PAGE = 1000;
+
+export const ListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  cursor: z.string().min(1).max(512).optional().describe('next_cursor of the previous page'),
+  page: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_PAGE)
+    .optional()
+    .describe('1-based page number; an alternative to cursor (walks the cursor chain)'),
+});
+export type ListQueryT = z.output<typeof ListQuery>;
+
+/** `ListQuery` plus resource-specific filters. */
+export function listQuery<S extends z.ZodRawShape>(filters: S) {
+  return ListQuery.extend(filters);
+}
+
+export const NextCursor = z.string().nullable();
+
+/**
+ * Fetches one page, honouring `page` by walking the cursor chain from the start (pages are cheap
+ * keyset reads, and page numbers are capped).
+ */
+export async function paginate<T>(
+  q: ListQueryT,
+  fetch: (opts: ListOptions) => Promise<Page<T>>,
+): Promise<Page<T>> {
+  if (q.cursor !== undefined && q.page !== undefined) {
+    invalidField('query.page', 'give either cursor or page, not both');
+  }
+  let cursor: string | null = q.cursor ?? null;
+  if (q.cursor === undefined && q.page !== undefined) {
+    for (let p = 1; p < q.page; p++) {
+      const prev = await fetch({ limit: q.limit, cursor });
+      if (prev.next_cursor === null) return { items: [], next_cursor: null };
+      cursor = prev.next_cursor;
+    }
+  }
+  return fetch({ limit: q.limit, cursor });
+}
+
+/** Turns a store miss into a 404 naming what was looked up. */
+export function found<T>(value: T | null, what: string): T {
+  if (value === null) throw createError('NOT_FOUND', `${what} not found`);
+  return value;
+}
+
+/** 404 for a referenced id, naming the request field that carried it. */
+export function referenceNotFound(field: string, what: string): never {
+  throw createError('NOT_FOUND', `${field}: ${what} not found`, [{ field, message: `${what} not found` }]);
+}
+
+/** Turns a store `false` (nothing deleted / not assigned) into a 404. */
+export function existed(ok: boolean, what: string): void {
+  if (!ok) throw createError('NOT_FOUND', `${what} not found`);
+}
+
+/** A 400 naming one field, for rules a schema cannot express (cross-field, catalogue lookups). */
+export function invalidField(field: string, message: string): never {
+  throw createError('VALIDATION_FAILED', `${field}: ${message}`, [{ field, message }]);
+}
