@@ -1,0 +1,73 @@
+/** The public shapes of EdgeAgent: options, stats and the typed events it emits. */
+import type { Logger } from '../shared/logger.js';
+import type { Command, CommandAck, Decision, DecisionBatch, PolicyBundle, TowerCounters } from '../shared/mqtt/payloads.js';
+import type { Enforcer } from './enforcer.js';
+import type { OutboundBatch } from './offline-buffer.js';
+
+export interface EdgeAgentOptions {
+  /** mqtt://127.0.0.1:1883 or ws://127.0.0.1:8883/mqtt */
+  url: string;
+  towerId: string;
+  password: string;
+  agentVersion?: string;
+  batchMaxEvents?: number;
+  batchMaxDelayMs?: number;
+  /** Window over which unknown devices are aggregated into one DiscoveryBatch. */
+  discoveryMaxDelayMs?: number;
+  bufferMaxEvents?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  /** Time allowed for a CONNACK before the attempt counts as failed. */
+  connectTimeoutMs?: number;
+  /** Upper bound for stop()/flush() waiting on PUBACKs. */
+  stopTimeoutMs?: number;
+  /** Recent command ids remembered for deduplication. */
+  commandCacheSize?: number;
+  enforcer?: Enforcer;
+  /** Clock for timestamps only; timers always use setTimeout. */
+  now?: () => number;
+  /** Jitter source for reconnect backoff. */
+  random?: () => number;
+  logger?: Logger;
+}
+
+export interface ObservedUsage {
+  device_id: string;
+  app: string;
+  action: string;
+  ts?: number;
+  bytes?: number;
+  /** Skips bundle-based resolution when the caller already knows the tenant. */
+  tenant_id?: string;
+}
+
+export interface AgentStats extends TowerCounters {
+  /** Downlink messages dropped because they failed validation. */
+  invalid_messages: number;
+  /** DecisionBatches ignored because their id was already processed (QoS 1 redelivery). */
+  redeliveries_ignored: number;
+}
+
+export interface DroppedInfo {
+  events: number;
+  batches: number;
+  reason: 'overflow' | 'shutdown';
+}
+
+export interface EdgeAgentEvents {
+  /** Online: subscribed, offline buffer replayed, retained online status published. */
+  connect: [];
+  /** The connection was lost while running (abruptly, or by simulateOutage); not on stop(). */
+  offline: [];
+  reconnecting: [info: { attempt: number; delayMs: number }];
+  bundle: [tenantId: string, bundle: PolicyBundle];
+  bundleRemoved: [tenantId: string];
+  decision: [tenantId: string, decision: Decision, batch: DecisionBatch];
+  decisionBatch: [tenantId: string, batch: DecisionBatch];
+  command: [tenantId: string, command: Command, ack: CommandAck, duplicate: boolean];
+  /** A batch was handed to the live connection (not buffered). */
+  sent: [item: OutboundBatch];
+  invalid: [info: { topic: string; error: string }];
+  dropped: [info: DroppedInfo];
+  error: [err: Error];
+}

@@ -1,0 +1,16 @@
+/** Validation of a single usage observation, before it gets an id and joins a batch. */
+import { KEY_RE, TOPIC_ID_RE } from '../shared/ids.js';
+import type { ObservedUsage } from './agent-types.js';
+
+/**
+ * Throws a TypeError naming the bad field. One malformed event must be refused here: inside a
+ * batch it would make the cloud reject the whole batch (UsageBatchSchema).
+ */
+export function checkObservation(e: ObservedUsage): void {
+  if (!TOPIC_ID_RE.test(e.device_id)) throw new TypeError(`observe: device_id must match ${TOPIC_ID_RE}`);
+  if (!KEY_RE.test(e.app)) throw new TypeError(`observe: app must match ${KEY_RE}`);
+  if (!KEY_RE.test(e.action)) throw new TypeError(`observe: action must match ${KEY_RE}`);
+  if (e.tenant_id !== undefined && !TOPIC_ID_RE.test(e.tenant_id)) throw new TypeError(`observe: tenant_id must match ${TOPIC_ID_RE}`);
+  if (e.ts !== undefined && !(Number.isInteger(e.ts) && e.ts >= 0)) throw new TypeError('observe: ts must be a non-negative integer (epoch ms)');
+  if (e.bytes !== undefined && !(Number.isInteger(e.bytes) && e.bytes >= 0)) throw new TypeError('observe: bytes must be a non-negative integer');
+}

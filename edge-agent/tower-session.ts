@@ -1,0 +1,265 @@
+/**
+ * One tower's MQTT session: MQTT 3.1.1, persistent (clean: false), QoS 1, a retained will,
+ * reconnects with exponential backoff and jitter, and PUBACK tracking. It knows nothing about
+ * usage or decisions; EdgeAgent decides what to publish and when.
+ */
+import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
+import { connect, ErrorWithReasonCode, type MqttClient } from 'mqtt';
+import WebSocket from 'ws';
+import { backoffDelay } from './backoff.js';
+
+export interface TowerSessionOptions {
+  url: string;
+  towerId: string;
+  password: string;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  connectTimeoutMs: number;
+  random: () => number;
+  /** Filters (QoS 1) subscribed on every connection. */
+  subscriptions: string[];
+  /** Built afresh for every connection attempt, so its timestamp is recent. */
+  will: () => { topic: string; payload: Buffer; qos: 1; retain: true };
+}
+
+export interface TowerSessionEvents {
+  /** CONNACK received and every subscription acknowledged. */
+  up: [];
+  down: [info: { wasUp: boolean }];
+  reconnecting: [info: { attempt: number; delayMs: number }];
+  message: [topic: string, payload: Buffer];
+  /** Nothing is awaiting a PUBACK any more. */
+  settled: [];
+  error: [err: Error];
+}
+
+export class TowerSession extends EventEmitter<TowerSessionEvents> {
+  readonly #opts: TowerSessionOptions;
+  #client: MqttClient | null = null;
+  #up = false;
+  #closed = false;
+  /** Bumped on every close so an async connect sequence can tell it was overtaken. */
+  #generation = 0;
+  /** A socket exists (connecting or connected): never open a second one. */
+  #socketOpen = false;
+  #attempt = 0;
+  #reconnectTimer: NodeJS.Timeout | null = null;
+  #outageHold = false;
+  #outageTimer: NodeJS.Timeout | null = null;
+  #inflight = 0;
+  #opening: { resolve: () => void; reject: (err: Error) => void } | null = null;
+
+  constructor(opts: TowerSessionOptions) {
+    super();
+    this.#opts = opts;
+  }
+
+  get up(): boolean {
+    return this.#up && this.#client?.connected === true;
+  }
+
+  /** Publishes handed to mqtt.js and not yet PUBACKed (including ones it will resend). */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /**
+   * Connects; resolves when first up. Unreachable brokers are retried with backoff (the promise
+   * waits); a CONNACK refusal on the first attempt (bad credentials) rejects and closes.
+   */
+  open(): Promise<void> {
+    if (this.#client) return Promise.reject(new Error('session already opened'));
+    const opened = new Promise<void>((resolve, reject) => {
+      this.#opening = { resolve, reject };
+    });
+    const client = connect(this.#opts.url, {
+      clientId: `tower-${this.#opts.towerId}`,
+      username: this.#opts.towerId,
+      password: this.#opts.password,
+      protocolVersion: 4,
+      clean: false,
+      keepalive: 30,
+      // mqtt.js only offers a fixed reconnect period; we drive reconnects ourselves.
+      reconnectPeriod: 0,
+      connectTimeout: this.#opts.connectTimeoutMs,
+      resubscribe: false,
+      queueQoSZero: false,
+      will: this.#opts.will(),
+      createWebsocket: createWebSocket,
+    });
+    this.#client = client;
+    this.#socketOpen = true;
+    noDelay(client);
+    client.on('connect', () => void this.#onConnect(client));
+    client.on('close', () => this.#onClose());
+    client.on('message', (topic, payload) => this.emit('message', topic, payload));
+    client.on('error', (err) => this.#onClientError(err));
+    return opened;
+  }
+
+  /** QoS 1 publish; resolves on PUBACK, or on failure (reported as 'error', never thrown). */
+  publish(topic: string, payload: Buffer, retain: boolean): Promise<void> {
+    const client = this.#client;
+    if (!client) return Promise.resolve();
+    this.#inflight++;
+    return new Promise((resolve) => {
+      client.publish(topic, payload, { qos: 1, retain }, (err) => {
+        this.#inflight--;
+        if (err && !this.#closed) this.#fail(err);
+        if (this.#inflight === 0) this.emit('settled');
+        resolve();
+      });
+    });
+  }
+
+  /** Destroys the socket without DISCONNECT (the broker fires the will). See EdgeAgent. */
+  simulateOutage(holdMs?: number): void {
+    if (this.#closed || !this.#client) return;
+    if (holdMs !== undefined) {
+      this.#outageHold = true;
+      this.#clearTimers();
+      this.#outageTimer = setTimeout(() => this.endOutage(), holdMs);
+    }
+    this.#client.stream.destroy();
+  }
+
+  endOutage(): void {
+    if (this.#outageTimer) clearTimeout(this.#outageTimer);
+    this.#outageTimer = null;
+    if (!this.#outageHold) return;
+    this.#outageHold = false;
+    if (!this.#closed && !this.#socketOpen && !this.#reconnectTimer) {
+      this.#attempt = 0;
+      this.#reconnectNow();
+    }
+  }
+
+  /**
+   * Ends the session: a DISCONNECT when up (suppressing the will [MQTT-3.14.4-3]), otherwise
+   * the socket is simply dropped. Bounded: a peer that never closes cannot hang it.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#clearTimers();
+    this.#opening?.reject(new Error('session closed before it came up'));
+    this.#opening = null;
+    const client = this.#client;
+    if (!client) return;
+    if (this.up) {
+      const ended = await settlesWithin(client.endAsync(this.#inflight > 0), 1000);
+      if (!ended) client.stream.destroy();
+    } else {
+      await client.endAsync(true);
+    }
+    this.#up = false;
+  }
+
+  async #onConnect(client: MqttClient): Promise<void> {
+    const generation = this.#generation;
+    this.#attempt = 0;
+    try {
+      // Subscribing again on a resumed session is harmless, and the broker then resends the
+      // retained messages [MQTT-3.8.4-3], so retained state is fresh after every outage.
+      const granted = await client.subscribeAsync(Object.fromEntries(this.#opts.subscriptions.map((f) => [f, { qos: 1 as const }])));
+      const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
+      if (refused.length > 0) this.#fail(new Error(`subscription refused: ${refused.join(', ')}`));
+    } catch (err) {
+      if (generation === this.#generation) this.#fail(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (generation !== this.#generation || !client.connected || this.#closed) return;
+    this.#up = true;
+    this.emit('up');
+    this.#opening?.resolve();
+    this.#opening = null;
+  }
+
+  #onClose(): void {
+    const wasUp = this.#up;
+    this.#up = false;
+    this.#socketOpen = false;
+    this.#generation++;
+    this.emit('down', { wasUp });
+    if (!this.#closed) this.#scheduleReconnect();
+  }
+
+  #onClientError(err: Error): void {
+    // A refused CONNACK before the first connection is a configuration error: fail open().
+    if (err instanceof ErrorWithReasonCode && this.#opening) {
+      const opening = this.#opening;
+      this.#opening = null;
+      this.#closed = true;
+      this.#clearTimers();
+      this.#client?.end(true);
+      opening.reject(err);
+      return;
+    }
+    this.#fail(err);
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#reconnectTimer || this.#outageHold || this.#socketOpen) return;
+    const attempt = this.#attempt++;
+    const delayMs = backoffDelay(attempt, this.#opts.reconnectMinMs, this.#opts.reconnectMaxMs, this.#opts.random);
+    this.emit('reconnecting', { attempt, delayMs });
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null;
+      this.#reconnectNow();
+    }, delayMs);
+  }
+
+  #reconnectNow(): void {
+    const client = this.#client;
+    if (!client || this.#socketOpen || this.#closed) return;
+    client.options.will = this.#opts.will();
+    this.#socketOpen = true;
+    // connect(), not reconnect(): reconnect() swaps in empty stores and would forget the QoS 1
+    // publishes still awaiting a PUBACK, which the resumed session must resend [MQTT-4.4.0-1].
+    client.connect();
+    noDelay(client);
+  }
+
+  #clearTimers(): void {
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+    if (this.#outageTimer) clearTimeout(this.#outageTimer);
+    this.#reconnectTimer = null;
+    this.#outageTimer = null;
+  }
+
+  #fail(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+}
+
+/** Small latency-critical packets: don't let Nagle hold a batch back waiting for an ACK. */
+function noDelay(client: MqttClient): void {
+  if (client.stream instanceof Socket) client.stream.setNoDelay(true);
+}
+
+/**
+ * For ws:// URLs. ws's stream wrapper listens for WebSocket errors with once(), so a later
+ * socket error would find no listener and throw; mqtt.js still sees the first one through the
+ * stream. Also disables Nagle on the underlying socket.
+ */
+function createWebSocket(url: string, protocols: string[]): WebSocket {
+  const ws = new WebSocket(url, protocols);
+  ws.on('error', () => {});
+  ws.on('upgrade', (res) => {
+    if (res.socket instanceof Socket) res.socket.setNoDelay(true);
+  });
+  return ws;
+}
+
+/** Resolves true when `p` settles within `ms`, false otherwise (never rejects). */
+export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    p.then(done, done);
+  });
+}

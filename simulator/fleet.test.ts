@@ -1,0 +1,208 @@
+/**
+ * A tiny world played against a real, plain Aedes broker. A small in-test "decider" stands in
+ * for the cloud: it answers every UsageBatch with a DecisionBatch (deny for the scenario's
+ * denied combos) and misbehaves on purpose where the report must notice.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MessageRecorder, startTestBroker, type TestBroker } from '../edge-agent/test-broker.js';
+import { createIdFactory } from '../shared/ids.js';
+import { SCHEMA_VERSION, UsageBatchSchema, type DecisionBatch, type PolicyBundle } from '../shared/mqtt/payloads.js';
+import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
+import { runFleet } from './fleet.js';
+import { formatReport, type FleetProgress } from './report.js';
+import { deniedCombos, parseScenario, type Scenario } from './scenario.js';
+import type { ProvisionedWorld } from './world.js';
+
+const newId = createIdFactory();
+
+function tinyScenario(): Scenario {
+  const tenant = (name: string) => ({
+    name,
+    apps: ['slack', 'dropbox'],
+    actions: ['send', 'upload'],
+    roles: [{ name: 'staff' }],
+    policies: [{ name: 'dlp', roles: ['staff'], rules: [{ app: 'dropbox', action: 'upload', permission: 'deny' as const }] }],
+    users: { count: 3, roles: ['staff'] },
+    mix: [{ app: 'slack', action: 'send', weight: 1 }],
+  });
+  return parseScenario({
+    name: 'tiny',
+    seed: 3,
+    duration_s: 1,
+    rate_eps: 200,
+    arrival: 'uniform',
+    towers: { count: 3, id_prefix: 'sim' },
+    tenants: [tenant('acme'), tenant('globex')],
+    violations: { count: 6, pick: [{ tenant: 'acme', app: 'dropbox', action: 'upload' }] },
+    outages: [{ tower_index: 1, at_s: 0.3, duration_s: 0.3 }],
+    batch: { max_events: 10, max_delay_ms: 5 },
+  });
+}
+
+function tinyWorld(): ProvisionedWorld {
+  const scenario = tinyScenario();
+  return {
+    scenario,
+    tenants: scenario.tenants.map((t) => ({
+      name: t.name,
+      id: `T-${t.name}`,
+      device_ids: Array.from({ length: 4 }, (_, i) => `${t.name}-d${i}`),
+      denied: deniedCombos(t),
+    })),
+    towers: ['sim-1', 'sim-2', 'sim-3'].map((id) => ({ id, password: `pw-${id}` })),
+  };
+}
+
+interface DeciderMisbehaviour {
+  /** Leave the first non-violation event unanswered. */
+  skipOne?: boolean;
+  /** Repeat the first decision of the first batch inside that batch. */
+  duplicateOne?: boolean;
+  /** Reject every event of this device as belonging to another tenant. */
+  rejectDevice?: string;
+}
+
+/** The stand-in cloud: subscribes to all usage, answers each batch on the tower's decisions topic. */
+async function startDecider(url: string, world: ProvisionedWorld, misbehave: DeciderMisbehaviour = {}) {
+  const rec = await MessageRecorder.connect(url, [], 'decider');
+  const tally = { skipped: new Set<string>(), rejected: 0, duplicated: false };
+  // Like the real cloud, answer each event id once: a usage batch resent after a lost PUBACK
+  // (the outage) must not produce a second decision.
+  const answered = new Set<string>();
+  const denied = new Map(world.tenants.map((t) => [t.id, new Set(t.denied.map((d) => `${d.app}/${d.action}`))]));
+  rec.client.on('message', (topic, payload) => {
+    const parsed = parseTopic(topic);
+    if (parsed?.kind !== 'usage') return;
+    const usage = UsageBatchSchema.parse(JSON.parse(payload.toString('utf8')));
+    const deny = denied.get(parsed.tenantId) ?? new Set<string>();
+    const batch: DecisionBatch = { v: SCHEMA_VERSION, id: newId(), batch_id: usage.id, policy_version: 1, decided_at: Date.now(), decisions: [], rejected: [] };
+    for (const e of usage.events) {
+      if (answered.has(e.id)) continue;
+      answered.add(e.id);
+      const combo = `${e.app}/${e.action}`;
+      if (misbehave.skipOne && tally.skipped.size === 0 && !deny.has(combo)) {
+        tally.skipped.add(e.id);
+        continue;
+      }
+      if (e.device_id === misbehave.rejectDevice) {
+        batch.rejected.push({ event_id: e.id, reason: 'device_tenant_mismatch' });
+        tally.rejected++;
+        continue;
+      }
+      const effect = deny.has(combo) ? 'deny' : 'allow';
+      batch.decisions.push({ event_id: e.id, device_id: e.device_id, effect, reason: effect === 'deny' ? 'rule' : 'default', rule_id: null, policy_id: null, severity: null });
+    }
+    if (misbehave.duplicateOne && !tally.duplicated && batch.decisions[0]) {
+      batch.decisions.push(batch.decisions[0]);
+      tally.duplicated = true;
+    }
+    void rec.client.publishAsync(topics.decisions(parsed.tenantId, parsed.towerId), JSON.stringify(batch), { qos: 1 });
+  });
+  await rec.client.subscribeAsync(filters.allUsage, { qos: 1 });
+  return { rec, tally };
+}
+
+async function publishBundles(cloud: MessageRecorder, world: ProvisionedWorld): Promise<void> {
+  for (const t of world.tenants) {
+    const bundle: PolicyBundle = {
+      v: SCHEMA_VERSION,
+      id: newId(),
+      tenant_id: t.id,
+      version: 1,
+      default_effect: 'allow',
+      devices: t.device_ids.map((id) => ({ id, user_id: null })),
+      user_roles: {},
+      grants: [],
+      published_at: Date.now(),
+    };
+    await cloud.publishJson(topics.policy(t.id), bundle, { retain: true });
+  }
+}
+
+describe('runFleet against a real Aedes broker', () => {
+  let broker: TestBroker;
+  let cloud: MessageRecorder;
+  let decider: MessageRecorder | undefined;
+
+  beforeEach(async () => {
+    broker = await startTestBroker();
+    cloud = await MessageRecorder.connect(broker.url, [filters.allStatus]);
+  });
+
+  afterEach(async () => {
+    await decider?.close();
+    decider = undefined;
+    await cloud.close();
+    await broker.close();
+  });
+
+  it('decides every event, catches every violation and survives an outage', async () => {
+    const world = tinyWorld();
+    await publishBundles(cloud, world);
+    decider = (await startDecider(broker.url, world)).rec;
+    const progress: FleetProgress[] = [];
+    const report = await runFleet(world, {
+      mqttUrl: broker.url,
+      drainTimeoutMs: 10_000,
+      progressIntervalMs: 200,
+      onProgress: (p) => progress.push(p),
+      agent: { reconnectMinMs: 10, reconnectMaxMs: 50 },
+    });
+
+    expect(report.events_sent).toBeGreaterThanOrEqual(200);
+    expect(report).toMatchObject({
+      events_decided: report.events_sent,
+      events_without_decision: 0,
+      events_unmapped: 0,
+      duplicate_decisions: 0,
+      unexpected_decisions: 0,
+      rejected_events: 0,
+      violations_injected: 6,
+      violations_caught: 6,
+      violations_missed: 0,
+      events_dropped: 0,
+      passed: true,
+    });
+    expect(report.per_tower.map((t) => t.outages)).toEqual([0, 1, 0]);
+    expect(report.per_tower.reduce((n, t) => n + t.events_sent, 0)).toBe(report.events_sent);
+    expect(report.latency_ms.p50).toBeGreaterThan(0);
+    expect(report.latency_ms.max).toBeGreaterThanOrEqual(report.latency_ms.p99);
+    expect(progress.at(-1)).toMatchObject({ sent: report.events_sent, decided: report.events_decided });
+    expect(JSON.parse(JSON.stringify(report))).toEqual(report);
+    expect(formatReport(report)).toMatch(/PASSED/);
+
+    // The outage was a real abrupt loss: the broker published sim-2's will.
+    const states = cloud.json<{ state: string }>(topics.status('sim-2')).map((s) => s.state);
+    expect(states.slice(0, 3)).toEqual(['online', 'offline', 'online']);
+  });
+
+  it('counts an unanswered event, a duplicated decision and rejected events', async () => {
+    const world = tinyWorld();
+    await publishBundles(cloud, world);
+    const started = await startDecider(broker.url, world, { skipOne: true, duplicateOne: true, rejectDevice: 'globex-d1' });
+    decider = started.rec;
+    const report = await runFleet(world, { mqttUrl: broker.url, drainTimeoutMs: 1_500, agent: { reconnectMinMs: 10, reconnectMaxMs: 50 } });
+
+    expect(started.tally.skipped.size).toBe(1);
+    expect(report.events_without_decision).toBe(1);
+    expect(report.duplicate_decisions).toBe(1);
+    expect(report.rejected_events).toBe(started.tally.rejected);
+    expect(report.events_decided + report.rejected_events + report.events_without_decision).toBe(report.events_sent);
+    expect(report.decisions_received).toBe(report.events_decided + 1);
+    expect(report.violations_missed).toBe(0);
+    expect(report.passed).toBe(false);
+    expect(formatReport(report)).toMatch(/FAILED/);
+  });
+
+  it('fails fast when towers cannot connect or never receive complete bundles', async () => {
+    await expect(runFleet(tinyWorld(), { mqttUrl: 'mqtt://127.0.0.1:1', readyTimeoutMs: 300 })).rejects.toThrow(/could not connect/);
+    // Connected, but no PolicyBundles retained on this broker: devices cannot be mapped.
+    await expect(runFleet(tinyWorld(), { mqttUrl: broker.url, readyTimeoutMs: 300 })).rejects.toThrow(/not ready/);
+  });
+
+  it('refuses a world whose violations are not among the tenant denied combos', async () => {
+    const world = tinyWorld();
+    world.tenants[0]!.denied = [];
+    await expect(runFleet(world, { mqttUrl: broker.url })).rejects.toThrow(/violations\.pick\.0/);
+  });
+});

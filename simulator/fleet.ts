@@ -1,0 +1,217 @@
+/**
+ * Fleet playback: one real EdgeAgent per provisioned tower (each its own MQTT connection and
+ * credentials), fed usage at the scenario's offered rate and arrival pattern, with injected
+ * violations and staged outages, measured end to end by a FleetRecorder.
+ *
+ * The simulator deliberately imports edge-agent/ (it plays the real agent): the documented
+ * exception to "apps never import each other".
+ *
+ * Sequence: start agents → wait until every agent maps every world device to its tenant (from the
+ * retained PolicyBundles) → play → flush agents (connections stay up) → wait for outstanding
+ * decisions up to the drain timeout → stop agents → report. Agents are stopped only after the
+ * drain because decisions reach a tower through its own connection.
+ *
+ * Outages: at `at_s` the tower's socket is destroyed without DISCONNECT (the broker fires its
+ * will); the agent stays offline for `duration_s`, buffering, then reconnects at once and
+ * replays. If that reconnect fails, its normal backoff takes over.
+ */
+import { performance } from 'node:perf_hooks';
+import { EdgeAgent, type EdgeAgentOptions } from '../edge-agent/edge-agent.js';
+import type { Enforcer } from '../edge-agent/enforcer.js';
+import type { Logger } from '../shared/logger.js';
+import { EventPlan, type PlannedEvent } from './playback.js';
+import { FleetRecorder, type FleetProgress, type FleetReport } from './report.js';
+import { checkWorld, type ProvisionedWorld } from './world.js';
+
+export interface RunFleetOptions {
+  /** mqtt://127.0.0.1:1883 or ws://… */
+  mqttUrl: string;
+  logger?: Logger;
+  /** Called every `progressIntervalMs` (default 1 s) during playback and drain. */
+  onProgress?: (p: FleetProgress) => void;
+  progressIntervalMs?: number;
+  /** Upper bound for flushing agents plus waiting for outstanding decisions (default 5 s). */
+  drainTimeoutMs?: number;
+  /** Upper bound for every agent to connect and learn all tenants' devices (default 15 s). */
+  readyTimeoutMs?: number;
+  /** Playback time slice: every slice emits the events that have come due (default 5 ms). */
+  sliceMs?: number;
+  /** Agent tuning beyond the scenario's batch settings. */
+  agent?: Partial<Pick<EdgeAgentOptions, 'reconnectMinMs' | 'reconnectMaxMs' | 'bufferMaxEvents' | 'agentVersion' | 'stopTimeoutMs' | 'connectTimeoutMs'>>;
+  /** Per-tower enforcer (default: the agent's LoggingEnforcer). */
+  enforcer?: (towerId: string) => Enforcer;
+  /** Ends playback early; the report covers what was played. */
+  signal?: AbortSignal;
+}
+
+export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): Promise<FleetReport> {
+  const problems = checkWorld(world);
+  if (problems.length > 0) throw new Error(`provisioned world does not fit scenario "${world.scenario.name}": ${problems.join('; ')}`);
+  const s = world.scenario;
+  const drainTimeoutMs = opts.drainTimeoutMs ?? 5_000;
+  const plan = new EventPlan(world);
+  const recorder = new FleetRecorder(world.towers.map((t) => t.id));
+  const agents = world.towers.map(
+    (t) =>
+      new EdgeAgent({
+        url: opts.mqttUrl,
+        towerId: t.id,
+        password: t.password,
+        batchMaxEvents: s.batch.max_events,
+        batchMaxDelayMs: s.batch.max_delay_ms,
+        ...opts.agent,
+        ...(opts.enforcer ? { enforcer: opts.enforcer(t.id) } : {}),
+        ...(opts.logger ? { logger: opts.logger } : {}),
+      }),
+  );
+  for (const agent of agents) {
+    agent.on('decision', (_tenantId, decision) => recorder.recordDecision(decision));
+    agent.on('decisionBatch', (_tenantId, batch) => {
+      for (const r of batch.rejected) recorder.recordRejected(r.event_id);
+    });
+    agent.on('error', () => recorder.recordAgentError());
+  }
+
+  let progressTimer: NodeJS.Timeout | undefined;
+  let playbackS = 0;
+  let drainS = 0;
+  const startedAt = new Date();
+  try {
+    const readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
+    const readyBy = performance.now() + readyTimeoutMs;
+    const connected = await settledWithin(Promise.all(agents.map((a) => a.start())), readyTimeoutMs);
+    if (!connected) {
+      const down = agents.filter((a) => !a.online).map((a) => a.towerId);
+      throw new Error(`towers could not connect to ${opts.mqttUrl} within ${readyTimeoutMs} ms: ${down.slice(0, 10).join(', ')}`);
+    }
+    await waitUntilReady(agents, world, Math.max(0, readyBy - performance.now()));
+
+    const t0 = performance.now();
+    if (opts.onProgress) {
+      const onProgress = opts.onProgress;
+      progressTimer = setInterval(() => onProgress(recorder.progress((performance.now() - t0) / 1000)), opts.progressIntervalMs ?? 1000);
+    }
+    playbackS = await play(plan, agents, recorder, world, opts.sliceMs ?? 5, opts.signal);
+
+    const drainStart = performance.now();
+    await Promise.all(agents.map((a) => a.flush(drainTimeoutMs)));
+    const left = drainTimeoutMs - (performance.now() - drainStart);
+    await settledWithin(recorder.settled(), Math.max(0, left));
+    drainS = (performance.now() - drainStart) / 1000;
+  } finally {
+    if (progressTimer) clearInterval(progressTimer);
+    await Promise.all(agents.map((a) => a.stop()));
+  }
+  opts.onProgress?.(recorder.progress(playbackS + drainS));
+  const report = recorder.report({
+    scenario: s.name,
+    seed: s.seed,
+    startedAt,
+    tenants: world.tenants.length,
+    offeredRateEps: s.rate_eps,
+    playbackS,
+    drainS,
+    droppedPerTower: agents.map((a) => a.stats().events_dropped),
+  });
+  recorder.close();
+  return report;
+}
+
+/** Resolves when every agent knows every world tenant and maps each world device to it. */
+async function waitUntilReady(agents: EdgeAgent[], world: ProvisionedWorld, timeoutMs: number): Promise<void> {
+  const ready = (a: EdgeAgent): boolean =>
+    world.tenants.every((t) => t.device_ids.every((d) => a.tenantOf(d) === t.id));
+  const pending = new Set(agents.filter((a) => !ready(a)));
+  if (pending.size === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const listeners = new Map<EdgeAgent, () => void>();
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      for (const [a, l] of listeners) a.off('bundle', l);
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      const ids = [...pending].map((a) => a.towerId);
+      reject(new Error(`towers not ready after ${timeoutMs} ms (no complete policy bundles): ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', …' : ''}`));
+    }, timeoutMs);
+    for (const a of pending) {
+      const l = (): void => {
+        if (!ready(a)) return;
+        pending.delete(a);
+        if (pending.size === 0) {
+          cleanup();
+          resolve();
+        }
+      };
+      listeners.set(a, l);
+      a.on('bundle', l);
+    }
+  });
+}
+
+/**
+ * Emits events in time slices: each slice plays every event whose offset has come due, so the
+ * offered rate holds whatever the timer granularity (a late slice plays a larger burst).
+ * Resolves with the actual playback time in seconds.
+ */
+function play(plan: EventPlan, agents: EdgeAgent[], recorder: FleetRecorder, world: ProvisionedWorld, sliceMs: number, signal?: AbortSignal): Promise<number> {
+  const duration = plan.durationS;
+  const outages = world.scenario.outages.map((o) => ({ ...o, started: false }));
+  const emit = (ev: PlannedEvent): void => {
+    const agent = agents[ev.towerIndex]!;
+    const { event_id, tenant_id } = agent.observe({ device_id: ev.deviceId, app: ev.app, action: ev.action });
+    recorder.recordSent(event_id, ev.towerIndex, ev.violation, tenant_id !== null);
+  };
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let nextRegular = plan.nextArrival();
+    let violationIndex = 0;
+    const tick = (): void => {
+      const elapsed = (performance.now() - t0) / 1000;
+      const horizon = Math.min(elapsed, duration);
+      try {
+        for (const o of outages) {
+          if (o.started || o.at_s > horizon) continue;
+          o.started = true;
+          recorder.recordOutage(o.tower_index);
+          agents[o.tower_index]!.simulateOutage({ holdMs: o.duration_s * 1000 });
+        }
+        for (;;) {
+          const nextViolation = plan.violationTimes[violationIndex] ?? Infinity;
+          const t = Math.min(nextRegular, nextViolation);
+          if (t > horizon || t >= duration) break;
+          if (nextViolation <= nextRegular) {
+            violationIndex++;
+            emit(plan.nextViolation());
+          } else {
+            emit(plan.nextEvent());
+            nextRegular = plan.nextArrival();
+          }
+        }
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if (elapsed >= duration || signal?.aborted) resolve(elapsed);
+      else setTimeout(tick, sliceMs);
+    };
+    tick();
+  });
+}
+
+/** True when `p` fulfils within `ms`; rejects if `p` rejects first; false on timeout. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}

@@ -1,0 +1,289 @@
+/**
+ * Measurement for a fleet run: every event sent is tracked by id until a decision (or a
+ * rejection) comes back, so losses, duplicates and missed violations are counted exactly, and
+ * end-to-end latency (observed at the tower → decision received at the tower) goes into an HDR
+ * histogram at microsecond resolution.
+ */
+import { performance } from 'node:perf_hooks';
+import { build, type Histogram } from 'hdr-histogram-js';
+import type { Decision } from '../shared/mqtt/payloads.js';
+
+export interface LatencySummary {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export interface TowerReport {
+  tower_id: string;
+  events_sent: number;
+  events_decided: number;
+  events_without_decision: number;
+  events_dropped: number;
+  outages: number;
+}
+
+export interface FleetReport {
+  scenario: string;
+  seed: number;
+  started_at: string;
+  towers: number;
+  tenants: number;
+  offered_rate_eps: number;
+  playback_s: number;
+  drain_s: number;
+  events_sent: number;
+  /** Sent for a device the tower could not map to a tenant (went to discovery, never decided). */
+  events_unmapped: number;
+  /** Every decision received, duplicates included. */
+  decisions_received: number;
+  events_decided: number;
+  events_without_decision: number;
+  duplicate_decisions: number;
+  /** Decisions for event ids this run never sent. */
+  unexpected_decisions: number;
+  rejected_events: number;
+  violations_injected: number;
+  violations_caught: number;
+  violations_missed: number;
+  /** Distinct events decided per second of playback. */
+  throughput_eps: number;
+  latency_ms: LatencySummary;
+  events_dropped: number;
+  agent_errors: number;
+  per_tower: TowerReport[];
+  passed: boolean;
+}
+
+export interface FleetProgress {
+  elapsed_s: number;
+  sent: number;
+  decided: number;
+  p99_ms: number;
+}
+
+const PENDING = 0;
+const DECIDED = 1;
+const REJECTED = 2;
+
+interface EventRecord {
+  sentAt: number;
+  tower: number;
+  violation: boolean;
+  state: typeof PENDING | typeof DECIDED | typeof REJECTED;
+}
+
+interface TowerTally {
+  sent: number;
+  decided: number;
+  outages: number;
+}
+
+const round2 = (n: number): number => Math.round(n * 100) / 100;
+
+export class FleetRecorder {
+  readonly #towerIds: string[];
+  readonly #events = new Map<string, EventRecord>();
+  readonly #towers: TowerTally[];
+  readonly #histogram: Histogram;
+  readonly #now: () => number;
+  readonly #settledWaiters = new Set<() => void>();
+  #sent = 0;
+  #unmapped = 0;
+  #outstanding = 0;
+  #decisions = 0;
+  #decided = 0;
+  #duplicates = 0;
+  #unexpected = 0;
+  #rejected = 0;
+  #violations = 0;
+  #caught = 0;
+  #agentErrors = 0;
+
+  constructor(towerIds: string[], now: () => number = () => performance.now()) {
+    this.#towerIds = towerIds;
+    this.#towers = towerIds.map(() => ({ sent: 0, decided: 0, outages: 0 }));
+    // Microseconds, 3 significant digits; auto-resizes past an hour if a run ever needs it.
+    this.#histogram = build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+    this.#now = now;
+  }
+
+  get sent(): number {
+    return this.#sent;
+  }
+
+  get decided(): number {
+    return this.#decided;
+  }
+
+  /** Events still waiting for a decision or rejection. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+
+  recordSent(eventId: string, tower: number, violation: boolean, mapped: boolean, sentAt = this.#now()): void {
+    this.#events.set(eventId, { sentAt, tower, violation, state: PENDING });
+    this.#sent++;
+    this.#outstanding++;
+    this.#towers[tower]!.sent++;
+    if (violation) this.#violations++;
+    if (!mapped) this.#unmapped++;
+  }
+
+  recordDecision(decision: Decision, at = this.#now()): void {
+    this.#decisions++;
+    const e = this.#events.get(decision.event_id);
+    if (!e) {
+      this.#unexpected++;
+      return;
+    }
+    if (e.state !== PENDING) {
+      this.#duplicates++;
+      return;
+    }
+    e.state = DECIDED;
+    this.#decided++;
+    this.#towers[e.tower]!.decided++;
+    if (e.violation && decision.effect === 'deny') this.#caught++;
+    this.#histogram.recordValue(Math.max(1, Math.round((at - e.sentAt) * 1000)));
+    this.#settle();
+  }
+
+  recordRejected(eventId: string): void {
+    const e = this.#events.get(eventId);
+    if (!e || e.state !== PENDING) return;
+    e.state = REJECTED;
+    this.#rejected++;
+    this.#settle();
+  }
+
+  recordOutage(tower: number): void {
+    this.#towers[tower]!.outages++;
+  }
+
+  recordAgentError(): void {
+    this.#agentErrors++;
+  }
+
+  /** Resolves when nothing is outstanding (immediately if that is already so). */
+  settled(): Promise<void> {
+    if (this.#outstanding === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const w = (): void => {
+        this.#settledWaiters.delete(w);
+        resolve();
+      };
+      this.#settledWaiters.add(w);
+    });
+  }
+
+  progress(elapsedS: number): FleetProgress {
+    return { elapsed_s: round2(elapsedS), sent: this.#sent, decided: this.#decided, p99_ms: this.#ms(this.#histogram.getValueAtPercentile(99)) };
+  }
+
+  report(run: {
+    scenario: string;
+    seed: number;
+    startedAt: Date;
+    tenants: number;
+    offeredRateEps: number;
+    playbackS: number;
+    drainS: number;
+    droppedPerTower: number[];
+  }): FleetReport {
+    const withoutPerTower = this.#towers.map(() => 0);
+    for (const e of this.#events.values()) if (e.state === PENDING) withoutPerTower[e.tower]!++;
+    const violationsCaught = this.#caught;
+    const without = this.#outstanding;
+    const eventsDropped = run.droppedPerTower.reduce((a, b) => a + b, 0);
+    const h = this.#histogram;
+    const empty = h.totalCount === 0;
+    return {
+      scenario: run.scenario,
+      seed: run.seed,
+      started_at: run.startedAt.toISOString(),
+      towers: this.#towerIds.length,
+      tenants: run.tenants,
+      offered_rate_eps: run.offeredRateEps,
+      playback_s: round2(run.playbackS),
+      drain_s: round2(run.drainS),
+      events_sent: this.#sent,
+      events_unmapped: this.#unmapped,
+      decisions_received: this.#decisions,
+      events_decided: this.#decided,
+      events_without_decision: without,
+      duplicate_decisions: this.#duplicates,
+      unexpected_decisions: this.#unexpected,
+      rejected_events: this.#rejected,
+      violations_injected: this.#violations,
+      violations_caught: violationsCaught,
+      violations_missed: this.#violations - violationsCaught,
+      throughput_eps: run.playbackS > 0 ? round2(this.#decided / run.playbackS) : 0,
+      latency_ms: {
+        p50: empty ? 0 : this.#ms(h.getValueAtPercentile(50)),
+        p90: empty ? 0 : this.#ms(h.getValueAtPercentile(90)),
+        p99: empty ? 0 : this.#ms(h.getValueAtPercentile(99)),
+        max: empty ? 0 : this.#ms(h.maxValue),
+      },
+      events_dropped: eventsDropped,
+      agent_errors: this.#agentErrors,
+      per_tower: this.#towerIds.map((tower_id, i) => ({
+        tower_id,
+        events_sent: this.#towers[i]!.sent,
+        events_decided: this.#towers[i]!.decided,
+        events_without_decision: withoutPerTower[i]!,
+        events_dropped: run.droppedPerTower[i] ?? 0,
+        outages: this.#towers[i]!.outages,
+      })),
+      passed: without === 0 && this.#violations - violationsCaught === 0,
+    };
+  }
+
+  /** Frees the histogram's buffers. */
+  close(): void {
+    this.#histogram.destroy();
+  }
+
+  #settle(): void {
+    this.#outstanding--;
+    if (this.#outstanding === 0) for (const w of [...this.#settledWaiters]) w();
+  }
+
+  #ms(us: number): number {
+    return round2(us / 1000);
+  }
+}
+
+/** A plain-text summary for terminals and CI logs. */
+export function formatReport(r: FleetReport): string {
+  const row = (k: string, v: string | number): string => `  ${k.padEnd(26)} ${v}`;
+  const lines = [
+    `Simulation "${r.scenario}" (seed ${r.seed}) — ${r.passed ? 'PASSED' : 'FAILED'}`,
+    row('started', r.started_at),
+    row('towers / tenants', `${r.towers} / ${r.tenants}`),
+    row('playback / drain', `${r.playback_s} s / ${r.drain_s} s`),
+    row('offered rate', `${r.offered_rate_eps} ev/s`),
+    row('throughput (decided)', `${r.throughput_eps} ev/s`),
+    row('events sent', r.events_sent),
+    row('events decided', r.events_decided),
+    row('events without decision', r.events_without_decision),
+    row('events unmapped', r.events_unmapped),
+    row('events dropped (buffers)', r.events_dropped),
+    row('decisions received', r.decisions_received),
+    row('duplicate decisions', r.duplicate_decisions),
+    row('unexpected decisions', r.unexpected_decisions),
+    row('rejected events', r.rejected_events),
+    row('violations inj/caught/miss', `${r.violations_injected} / ${r.violations_caught} / ${r.violations_missed}`),
+    row('latency ms p50/p90/p99/max', `${r.latency_ms.p50} / ${r.latency_ms.p90} / ${r.latency_ms.p99} / ${r.latency_ms.max}`),
+    row('agent errors', r.agent_errors),
+  ];
+  if (r.per_tower.length > 0) {
+    const header = ['tower', 'sent', 'decided', 'undecided', 'dropped', 'outages'];
+    const rows = r.per_tower.map((t) => [t.tower_id, t.events_sent, t.events_decided, t.events_without_decision, t.events_dropped, t.outages].map(String));
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((x) => x[i]!.length)));
+    const fmt = (cells: string[]): string => '  ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+    lines.push('', fmt(header), ...rows.map(fmt));
+  }
+  return lines.join('\n');
+}

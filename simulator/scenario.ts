@@ -1,0 +1,190 @@
+/**
+ * Scenario files (YAML or JSON) for `edgeplane simulate`: the tenants and their policies to
+ * provision, the device population, the offered load and its arrival pattern, the violations to
+ * inject and the tower outages to stage. Validation names the offending field, and cross-checks
+ * references (roles, catalogue keys, towers) so a bad file fails before anything is provisioned.
+ */
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { KEY_RE } from '../shared/ids.js';
+import { EffectSchema, SeveritySchema, type Effect } from '../shared/mqtt/payloads.js';
+
+const Name = z.string().min(1).max(64);
+const Key = z.string().regex(KEY_RE, 'must be a lowercase key like "slack" or "upload_file"');
+const KeyOrWildcard = z.union([z.literal('*'), Key]);
+
+const RuleSchema = z.object({
+  app: KeyOrWildcard,
+  action: KeyOrWildcard,
+  permission: EffectSchema,
+  /** Narrows the rule to one of the policy's roles; otherwise it applies to all of them. */
+  role: Name.optional(),
+});
+
+const PolicySchema = z.object({
+  name: Name,
+  severity: SeveritySchema.default('medium'),
+  roles: z.array(Name).min(1),
+  rules: z.array(RuleSchema).min(1),
+});
+
+const TenantSchema = z.object({
+  name: z.string().regex(/^[A-Za-z0-9_-]{1,48}$/, 'must be 1-48 chars of [A-Za-z0-9_-]'),
+  default_effect: EffectSchema.default('allow'),
+  apps: z.array(Key).min(1),
+  actions: z.array(Key).min(1),
+  roles: z.array(z.object({ name: Name })).min(1),
+  policies: z.array(PolicySchema).default([]),
+  /** Every user holds all of these roles. */
+  users: z.object({ count: z.number().int().positive(), roles: z.array(Name).min(1) }),
+  devices_per_user: z.number().int().positive().default(1),
+  mix: z.array(z.object({ app: Key, action: Key, weight: z.number().positive() })).min(1),
+});
+
+const ViolationPickSchema = z.object({ tenant: Name, app: Key, action: Key });
+
+export const ScenarioSchema = z
+  .object({
+    name: Name,
+    seed: z.number().int().default(1),
+    duration_s: z.number().positive(),
+    rate_eps: z.number().positive(),
+    arrival: z.enum(['poisson', 'uniform']).default('poisson'),
+    towers: z.object({
+      count: z.number().int().positive(),
+      id_prefix: z.string().regex(/^[A-Za-z0-9_-]{1,48}$/, 'must be 1-48 chars of [A-Za-z0-9_-]').default('tower'),
+    }),
+    tenants: z.array(TenantSchema).min(1),
+    violations: z
+      .object({ count: z.number().int().nonnegative().default(0), pick: z.array(ViolationPickSchema).default([]) })
+      .default({ count: 0, pick: [] }),
+    outages: z
+      .array(z.object({ tower_index: z.number().int().nonnegative(), at_s: z.number().nonnegative(), duration_s: z.number().positive() }))
+      .default([]),
+    batch: z
+      .object({ max_events: z.number().int().min(1).max(1000).default(100), max_delay_ms: z.number().nonnegative().default(5) })
+      .default({ max_events: 100, max_delay_ms: 5 }),
+  })
+  .superRefine((s, ctx) => {
+    const issue = (path: (string | number)[], message: string): void => ctx.addIssue({ code: 'custom', path, message });
+    const tenantNames = new Set<string>();
+    s.tenants.forEach((t, ti) => {
+      const at = (...p: (string | number)[]): (string | number)[] => ['tenants', ti, ...p];
+      if (tenantNames.has(t.name)) issue(at('name'), `duplicate tenant name "${t.name}"`);
+      tenantNames.add(t.name);
+      const roles = new Set(t.roles.map((r) => r.name));
+      const apps = new Set(t.apps);
+      const actions = new Set(t.actions);
+      if (roles.size !== t.roles.length) issue(at('roles'), 'role names must be unique');
+      t.policies.forEach((p, pi) => {
+        p.roles.forEach((r, ri) => {
+          if (!roles.has(r)) issue(at('policies', pi, 'roles', ri), `unknown role "${r}"`);
+        });
+        p.rules.forEach((rule, ri) => {
+          if (rule.app !== '*' && !apps.has(rule.app)) issue(at('policies', pi, 'rules', ri, 'app'), `"${rule.app}" is not in the tenant's apps`);
+          if (rule.action !== '*' && !actions.has(rule.action)) issue(at('policies', pi, 'rules', ri, 'action'), `"${rule.action}" is not in the tenant's actions`);
+          if (rule.role !== undefined && !p.roles.includes(rule.role)) issue(at('policies', pi, 'rules', ri, 'role'), `"${rule.role}" is not one of the policy's roles`);
+        });
+      });
+      t.users.roles.forEach((r, ri) => {
+        if (!roles.has(r)) issue(at('users', 'roles', ri), `unknown role "${r}"`);
+      });
+      t.mix.forEach((m, mi) => {
+        if (!apps.has(m.app)) issue(at('mix', mi, 'app'), `"${m.app}" is not in the tenant's apps`);
+        if (!actions.has(m.action)) issue(at('mix', mi, 'action'), `"${m.action}" is not in the tenant's actions`);
+      });
+    });
+    if (s.violations.count > 0 && s.violations.pick.length === 0) issue(['violations', 'pick'], 'at least one pick is needed when count > 0');
+    s.violations.pick.forEach((v, vi) => {
+      const t = s.tenants.find((x) => x.name === v.tenant);
+      if (!t) return issue(['violations', 'pick', vi, 'tenant'], `unknown tenant "${v.tenant}"`);
+      if (!t.apps.includes(v.app)) return issue(['violations', 'pick', vi, 'app'], `"${v.app}" is not in ${t.name}'s apps`);
+      if (!t.actions.includes(v.action)) return issue(['violations', 'pick', vi, 'action'], `"${v.action}" is not in ${t.name}'s actions`);
+      if (expectedEffect(t, t.users.roles, v.app, v.action) !== 'deny') {
+        issue(['violations', 'pick', vi], `${v.app}/${v.action} is allowed for ${t.name}'s users, so it cannot be an injected violation`);
+      }
+    });
+    s.outages.forEach((o, oi) => {
+      if (o.tower_index >= s.towers.count) issue(['outages', oi, 'tower_index'], `must be < towers.count (${s.towers.count})`);
+      if (o.at_s >= s.duration_s) issue(['outages', oi, 'at_s'], `must be < duration_s (${s.duration_s})`);
+    });
+  });
+
+export type Scenario = z.output<typeof ScenarioSchema>;
+export type ScenarioInput = z.input<typeof ScenarioSchema>;
+export type ScenarioTenant = Scenario['tenants'][number];
+
+export class ScenarioError extends Error {
+  readonly issues: string[];
+  constructor(source: string, issues: string[]) {
+    super(`invalid scenario ${source}: ${issues.join('; ')}`);
+    this.name = 'ScenarioError';
+    this.issues = issues;
+  }
+}
+
+export function parseScenario(raw: unknown, source = '(inline)'): Scenario {
+  const r = ScenarioSchema.safeParse(raw);
+  if (r.success) return r.data;
+  throw new ScenarioError(
+    source,
+    r.error.issues.map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`),
+  );
+}
+
+export function parseScenarioText(text: string, format: 'yaml' | 'json', source = '(inline)'): Scenario {
+  let raw: unknown;
+  try {
+    raw = format === 'json' ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ScenarioError(source, [`not valid ${format.toUpperCase()}: ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  return parseScenario(raw, source);
+}
+
+/** Reads a scenario file; the format follows the extension (.yaml, .yml or .json). */
+export async function loadScenario(path: string): Promise<Scenario> {
+  const ext = extname(path).toLowerCase();
+  const format = ext === '.json' ? 'json' : ext === '.yaml' || ext === '.yml' ? 'yaml' : null;
+  if (!format) throw new ScenarioError(path, [`unsupported extension "${ext}" (use .yaml, .yml or .json)`]);
+  return parseScenarioText(await readFile(path, 'utf8'), format, path);
+}
+
+/** Tower ids a scenario implies: `<id_prefix>-<n>`, n from 1. */
+export function scenarioTowerIds(s: Scenario): string[] {
+  return Array.from({ length: s.towers.count }, (_, i) => `${s.towers.id_prefix}-${i + 1}`);
+}
+
+/**
+ * The effect the scenario's own policies give (app, action) for a user holding `roles`
+ * (DESIGN §4: explicit deny beats allow; no match falls back to the tenant default). This is
+ * the simulator's independent oracle, deliberately not the cloud's evaluator.
+ */
+export function expectedEffect(tenant: Pick<ScenarioTenant, 'default_effect' | 'policies'>, roles: readonly string[], app: string, action: string): Effect {
+  let allowed = false;
+  for (const p of tenant.policies) {
+    const held = p.roles.filter((r) => roles.includes(r));
+    if (held.length === 0) continue;
+    for (const rule of p.rules) {
+      if (rule.role !== undefined && !held.includes(rule.role)) continue;
+      if (rule.app !== '*' && rule.app !== app) continue;
+      if (rule.action !== '*' && rule.action !== action) continue;
+      if (rule.permission === 'deny') return 'deny';
+      allowed = true;
+    }
+  }
+  return allowed ? 'allow' : tenant.default_effect;
+}
+
+/** Every (app, action) of the tenant's catalogue that its users are denied. */
+export function deniedCombos(tenant: ScenarioTenant): Array<{ app: string; action: string }> {
+  const out: Array<{ app: string; action: string }> = [];
+  for (const app of tenant.apps) {
+    for (const action of tenant.actions) {
+      if (expectedEffect(tenant, tenant.users.roles, app, action) === 'deny') out.push({ app, action });
+    }
+  }
+  return out;
+}
