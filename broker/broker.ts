@@ -124,7 +124,11 @@ export class Broker {
       aedes.on('connectionError', onClientError);
       bus.subscribe('credential.revoked', (e) => this.#revoke(e.credential_id), this);
 
-      const tcp = createNetServer((socket) => this.#accept(socket, undefined, frameLimit));
+      const tcp = createNetServer((socket) => {
+        // Decisions are small latency-sensitive frames: Nagle would hold them for the peer's ACK.
+        socket.setNoDelay(true);
+        this.#accept(socket, undefined, frameLimit);
+      });
       this.#tcp = tcp;
       const mqttPort = await listen(tcp, config.mqtt_port, config.mqtt_host);
       // After listen, errors are per-accept (EMFILE…): log them rather than crash the process.

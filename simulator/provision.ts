@@ -27,15 +27,31 @@ function pick<T>(body: Created, key: string): T {
   return v as T;
 }
 
-export async function provisionWorld(scenario: Scenario, opts: ProvisionOptions): Promise<ProvisionedWorld> {
+/** Sign-in of each provisioned tenant's owner, so a person can explore what the run produced. */
+export interface TenantOwnerLogin {
+  tenant: string;
+  tenant_id: string;
+  email: string;
+  password: string;
+}
+
+export interface Provisioned {
+  world: ProvisionedWorld;
+  owners: TenantOwnerLogin[];
+}
+
+export async function provisionWorld(scenario: Scenario, opts: ProvisionOptions): Promise<Provisioned> {
   const tag = opts.runTag ?? randomBytes(3).toString('hex');
   const step = opts.onStep ?? (() => {});
   const operator = await ApiClient.login(opts.apiUrl, opts.adminEmail, opts.adminPassword);
 
   const tenants: WorldTenant[] = [];
+  const owners: TenantOwnerLogin[] = [];
   for (const [ti, t] of scenario.tenants.entries()) {
     step(`tenant ${t.name}: provisioning`);
-    tenants.push(await provisionTenant(operator, opts.apiUrl, t, `${tag}t${ti}`));
+    const r = await provisionTenant(operator, opts.apiUrl, t, `${tag}t${ti}`);
+    tenants.push(r.tenant);
+    owners.push(r.owner);
   }
 
   const towers: WorldTower[] = [];
@@ -51,10 +67,15 @@ export async function provisionWorld(scenario: Scenario, opts: ProvisionOptions)
     towers.push({ id, password: cred.mqtt.password });
   }
   step(`towers: ${towers.length} with credentials`);
-  return { scenario, tenants, towers };
+  return { world: { scenario, tenants, towers }, owners };
 }
 
-async function provisionTenant(operator: ApiClient, apiUrl: string, t: ScenarioTenant, idPrefix: string): Promise<WorldTenant> {
+async function provisionTenant(
+  operator: ApiClient,
+  apiUrl: string,
+  t: ScenarioTenant,
+  idPrefix: string,
+): Promise<{ tenant: WorldTenant; owner: TenantOwnerLogin }> {
   const ownerEmail = `owner-${idPrefix.toLowerCase()}@${t.name.toLowerCase().replace(/_/g, '-')}.sim.edgeplane.test`;
   const ownerPassword = randomBytes(18).toString('base64url');
   const created = await operator.post<Created>('/api/v1/tenants', {
@@ -100,5 +121,8 @@ async function provisionTenant(operator: ApiClient, apiUrl: string, t: ScenarioT
       device_ids.push(id);
     }
   }
-  return { name: t.name, id: tenant.id, device_ids, denied: deniedCombos(t) };
+  return {
+    tenant: { name: t.name, id: tenant.id, device_ids, denied: deniedCombos(t) },
+    owner: { tenant: t.name, tenant_id: tenant.id, email: ownerEmail, password: ownerPassword },
+  };
 }

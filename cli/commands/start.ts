@@ -1,0 +1,31 @@
+import { configHelp, loadConfig } from '../../shared/config.js';
+import { createLogger } from '../../shared/logger.js';
+import { parseCommandArgs } from '../args.js';
+import { startEmbedded } from '../embedded.js';
+import { onShutdownSignal } from '../shutdown.js';
+
+export const startHelp = `Usage: edgeplane start [options]
+
+Runs the embedded control plane in one process: MQTT broker (TCP + WebSocket), policy workers,
+HTTP API (OpenAPI docs at /docs) and the SQLite store in the data directory.
+SIGINT/SIGTERM drain in-flight work and shut down gracefully.
+
+Options (flag > environment variable > default):
+${configHelp()}
+  -h, --help                     Show this help
+`;
+
+export async function startCommand(argv: string[]): Promise<number> {
+  const { values, config: flags } = parseCommandArgs(argv, {}, true);
+  if (values.help) {
+    process.stdout.write(startHelp);
+    return 0;
+  }
+  const config = loadConfig(flags);
+  const logger = createLogger(config.log_level);
+  const handle = await startEmbedded(config, { logger });
+  onShutdownSignal(handle.stop, logger, config.shutdown_timeout_ms);
+  // Keep running until a signal arrives.
+  await new Promise<never>(() => {});
+  return 0;
+}

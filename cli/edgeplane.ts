@@ -1,0 +1,64 @@
+/**
+ * `edgeplane` command-line entry point: dispatches to one command per process role.
+ */
+import { readFileSync } from 'node:fs';
+import { UsageError } from './args.js';
+
+const commands: Record<string, { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> }> = {
+  start: { summary: 'Run the embedded control plane (broker + API + workers + SQLite)', load: async () => (await import('./commands/start.js')).startCommand },
+  agent: { summary: 'Run an edge agent for one tower (usage JSON lines on stdin, decisions on stdout)', load: async () => (await import('./commands/agent.js')).agentCommand },
+  simulate: { summary: 'Provision a scenario through the API and play a fleet of towers against it', load: async () => (await import('./commands/simulate.js')).simulateCommand },
+  demo: { summary: 'Start the control plane, load a demo enterprise, play a fleet and report', load: async () => (await import('./commands/demo.js')).demoCommand },
+  bench: { summary: 'Measure raw relay, full pipeline and policy evaluation throughput', load: async () => (await import('./commands/bench.js')).benchCommand },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function help(): string {
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `EdgePlane ${version()} — control plane for enterprise devices at carrier cell towers
+
+Usage: edgeplane <command> [options]
+
+Commands:
+${lines.join('\n')}
+
+Run 'edgeplane <command> --help' for a command's options.
+`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help());
+    return name ? 0 : 2;
+  }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(version() + '\n');
+    return 0;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`edgeplane: unknown command '${name}'\n\n${help()}`);
+    return 2;
+  }
+  return (await cmd.load())(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`edgeplane: ${err.message}\nRun with --help for usage.\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`edgeplane: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);
