@@ -4,7 +4,9 @@
  * limits-integration.test.ts, the ACL matrix in acl-matrix.test.ts.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ulid } from 'ulid';
+import { createIdFactory } from '../shared/ids.js';
+
+const ulid = createIdFactory();
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import { formatTowerPassword } from '../shared/auth/secrets.js';
 import { InProcessBus } from '../shared/bus.js';

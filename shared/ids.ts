@@ -1,4 +1,4 @@
-import { monotonicFactory } from 'ulid';
+import { randomFillSync } from 'node:crypto';
 
 /** Crockford base32 ULID: 26 chars, time-ordered, so ids double as stable pagination cursors. */
 export const ULID_RE = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -14,8 +14,64 @@ export const KEY_RE = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 
 export type IdFactory = () => string;
 
-/** A monotonic ULID factory: ids minted in the same millisecond still sort in creation order. */
-export function createIdFactory(): IdFactory {
-  const next = monotonicFactory();
-  return () => next();
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const RANDOM_CHARS = 16;
+const POOL_BYTES = 4096;
+
+/**
+ * A monotonic ULID factory (https://github.com/ulid/spec): 48-bit millisecond time + 80 random
+ * bits, Crockford base32. Ids minted in the same millisecond increment the random part, so they
+ * still sort in creation order.
+ *
+ * Randomness comes from a pooled `randomFillSync` buffer: drawing crypto bytes per character (as
+ * the `ulid` package does) cost ~15% of a load generator's CPU at 20k ids/s.
+ */
+export function createIdFactory(now: () => number = Date.now): IdFactory {
+  const pool = Buffer.allocUnsafe(POOL_BYTES);
+  let poolPos = POOL_BYTES;
+  const digits = new Uint8Array(RANDOM_CHARS);
+  let lastTime = -1;
+
+  const fillRandom = (): void => {
+    if (poolPos + RANDOM_CHARS > POOL_BYTES) {
+      randomFillSync(pool);
+      poolPos = 0;
+    }
+    // 256 is a multiple of 32, so masking a uniform byte gives a uniform base-32 digit.
+    for (let i = 0; i < RANDOM_CHARS; i++) digits[i] = pool[poolPos++]! & 31;
+  };
+
+  /** Adds one to the random part; false when it wraps (2^80 ids in one millisecond). */
+  const increment = (): boolean => {
+    for (let i = RANDOM_CHARS - 1; i >= 0; i--) {
+      if (digits[i]! < 31) {
+        digits[i]!++;
+        return true;
+      }
+      digits[i] = 0;
+    }
+    return false;
+  };
+
+  return () => {
+    let t = now();
+    if (t <= lastTime) {
+      // Same (or an earlier, skewed) millisecond: stay on lastTime and count up.
+      t = lastTime;
+      if (!increment()) {
+        t = ++lastTime;
+        fillRandom();
+      }
+    } else {
+      lastTime = t;
+      fillRandom();
+    }
+    let out = '';
+    for (let i = 9; i >= 0; i--) {
+      out = CROCKFORD[t % 32]! + out;
+      t = Math.floor(t / 32);
+    }
+    for (let i = 0; i < RANDOM_CHARS; i++) out += CROCKFORD[digits[i]!]!;
+    return out;
+  };
 }
