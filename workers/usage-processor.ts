@@ -11,8 +11,10 @@ import { evaluateUsage } from '../shared/policy/evaluate-usage.js';
 import type { DecidedUsage } from '../shared/store/port.js';
 import { dropUplink, type WorkerContext } from './context.js';
 import type { PolicyEngine } from './policy-engine.js';
+import { UsageWriter } from './usage-writer.js';
 
 export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine) {
+  const writer = new UsageWriter(ctx.store);
   return async function processUsage(msg: UplinkMessage, tenantId: string): Promise<void> {
     const decoded = decodePayload(UsageBatchSchema, msg.payload);
     if (!decoded.ok) return dropUplink(ctx, msg, 'invalid_payload', decoded.error);
@@ -56,7 +58,7 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine) {
     }
 
     const result = records.length
-      ? await ctx.store.usage.recordBatch({
+      ? await writer.record({
           tenant_id: tenantId,
           tower_id: msg.tower_id,
           batch_id: batch.id,

@@ -270,6 +270,11 @@ export interface Store {
   usage: {
     /** Idempotent by event id; writes usage rows, alerts and discovered devices in one transaction. */
     recordBatch(input: RecordUsageInput): Promise<RecordUsageResult>;
+    /**
+     * Group commit: the same as calling recordBatch for each input in order, but in ONE
+     * transaction (all or nothing). Results are in input order.
+     */
+    recordBatches(inputs: RecordUsageInput[]): Promise<RecordUsageResult[]>;
     list(
       tenantId: string,
       opts?: ListOptions & { user_id?: string; device_id?: string; effect?: Effect; tower_id?: string },

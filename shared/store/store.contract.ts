@@ -614,6 +614,57 @@ export function describeStoreContract(name: string, open: () => Promise<StoreCon
         expect(await store.usage.list('no-such-tenant')).toEqual({ items: [], next_cursor: null });
       });
 
+      it('recordBatches applies a group exactly like sequential recordBatch calls', async () => {
+        const a = await seedWorld(store, 'a');
+        const b = await seedWorld(store, 'b');
+        const first = [denyEvent(a), usageEvent(a)];
+        const input = (w: World, records: DecidedUsage[]) => ({
+          tenant_id: w.tenant.id,
+          tower_id: 'tower-1',
+          batch_id: eventId(),
+          now: T0,
+          alert_window_s: 300,
+          records,
+        });
+        const results = await store.usage.recordBatches([
+          input(a, first),
+          // A redelivery of the first batch plus one new violation by the same device and rule.
+          input(a, [...first, denyEvent(a)]),
+          input(b, [denyEvent(b)]),
+        ]);
+        expect(results.map((r) => [r.inserted, r.duplicates])).toEqual([
+          [2, 0],
+          [1, 2],
+          [1, 0],
+        ]);
+        expect(results[0]!.alerts_opened).toHaveLength(1);
+        expect(results[1]!.alerts_opened).toHaveLength(0);
+        expect(results[1]!.alerts_updated.map((x) => x.count)).toEqual([2]);
+        expect((await store.alerts.list(a.tenant.id)).items.map((x) => x.count)).toEqual([2]);
+        expect((await store.alerts.list(b.tenant.id)).items.map((x) => x.count)).toEqual([1]);
+        expect((await store.usage.list(a.tenant.id)).items).toHaveLength(3);
+        expect(await store.usage.recordBatches([])).toEqual([]);
+      });
+
+      it('recordBatches is all or nothing', async () => {
+        const a = await seedWorld(store, 'a');
+        const b = await seedWorld(store, 'b');
+        const good = { tenant_id: a.tenant.id, tower_id: 't', batch_id: eventId(), now: T0, alert_window_s: 60, records: [denyEvent(a)] };
+        await expectError(
+          store.usage.recordBatches([good, { ...good, batch_id: eventId(), records: [usageEvent(b)] }]),
+          'VALIDATION_FAILED',
+          'tenant_id',
+        );
+        await expectError(
+          store.usage.recordBatches([good, { ...good, tenant_id: 'no-such-tenant', records: [usageEvent(a, { tenant_id: 'no-such-tenant' })] }]),
+          'NOT_FOUND',
+          'tenant_id',
+        );
+        expect((await store.usage.list(a.tenant.id)).items).toEqual([]);
+        expect((await store.alerts.list(a.tenant.id)).items).toEqual([]);
+        expect((await store.dashboard(a.tenant.id)).usage_total).toBe(0);
+      });
+
       it('rejects a batch for an unknown tenant or with a foreign record, writing nothing', async () => {
         const a = await seedWorld(store, 'a');
         const b = await seedWorld(store, 'b');

@@ -235,6 +235,21 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
         return writeBatch(input);
       });
     },
+    async recordBatches(inputs) {
+      for (const input of inputs) validateBatch(input);
+      // One commit for the whole group: per-commit WAL writes dominated the hot path when every
+      // small batch had its own transaction.
+      return ctx.write(() => {
+        const checked = new Set<string>();
+        return inputs.map((input) => {
+          if (!checked.has(input.tenant_id)) {
+            refs.requireTenant(input.tenant_id);
+            checked.add(input.tenant_id);
+          }
+          return writeBatch(input);
+        });
+      });
+    },
     async list(tenantId, opts) {
       const filters = {
         tenant_id: tenantId,
