@@ -3,14 +3,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
+import { COMMANDS } from './commands/index.js';
 
-const commands: Record<string, { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> }> = {
-  start: { summary: 'Run the embedded control plane (broker + API + workers + SQLite)', load: async () => (await import('./commands/start.js')).startCommand },
-  agent: { summary: 'Run an edge agent for one tower (usage JSON lines on stdin, decisions on stdout)', load: async () => (await import('./commands/agent.js')).agentCommand },
-  simulate: { summary: 'Provision a scenario through the API and play a fleet of towers against it', load: async () => (await import('./commands/simulate.js')).simulateCommand },
-  demo: { summary: 'Start the control plane, load a demo enterprise, play a fleet and report', load: async () => (await import('./commands/demo.js')).demoCommand },
-  bench: { summary: 'Measure raw relay, full pipeline and policy evaluation throughput', load: async () => (await import('./commands/bench.js')).benchCommand },
-};
+const commands = COMMANDS;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };

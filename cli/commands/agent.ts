@@ -68,6 +68,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     if (pending.size === 0) drained?.();
   });
   agent.on('error', (err) => logger.error({ err }, 'agent error'));
+  agent.on('bundle', (tenantId, b) => logger.info({ tenant_id: tenantId, version: b.version, devices: b.devices.length }, 'policy bundle received'));
   agent.on('dropped', (info) => logger.warn(info, 'offline buffer overflow: events dropped'));
   await agent.start();
   logger.info('agent connected');

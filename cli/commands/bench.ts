@@ -12,6 +12,7 @@ import { numberOption, optionsHelp, parseCommandArgs, type CommandOption } from 
 const options: Record<string, CommandOption> = {
   report: { type: 'string', describe: 'Write the JSON results to this file' },
   'step-seconds': { type: 'string', describe: 'Seconds per pipeline load step', default: '5' },
+  'warmup-seconds': { type: 'string', describe: 'Unreported warm-up before the pipeline steps', default: '4' },
   'relay-seconds': { type: 'string', describe: 'Seconds of raw relay measurement', default: '5' },
   steps: { type: 'string', describe: 'Comma-separated offered loads (events/s) for the pipeline', default: '2000,5000,10000,15000,20000,30000,40000,60000,80000' },
   'p99-limit-ms': { type: 'string', describe: 'Stop stepping once p99 decision latency passes this', default: '50' },
@@ -59,7 +60,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   if (want('pipeline')) {
     log('(b) full pipeline …');
     const steps = String(values.steps).split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
-    pipeline = await benchPipeline({ steps, stepSeconds: numberOption(values, 'step-seconds') ?? 5, p99LimitMs: numberOption(values, 'p99-limit-ms') ?? 50, log });
+    pipeline = await benchPipeline({ steps, stepSeconds: numberOption(values, 'step-seconds') ?? 5, warmupSeconds: numberOption(values, 'warmup-seconds') ?? 4, p99LimitMs: numberOption(values, 'p99-limit-ms') ?? 50, log });
     results.pipeline = { ...pipeline, ratio_to_relay: relay ? pipeline.max_sustained_eps / relay.events_per_s : null };
   }
 

@@ -1,0 +1,13 @@
+/** The command table of the `edgeplane` CLI: one entry per process role. */
+export interface CommandEntry {
+  summary: string;
+  load: () => Promise<(argv: string[]) => Promise<number>>;
+}
+
+export const COMMANDS: Record<string, CommandEntry> = {
+  start: { summary: 'Run the embedded control plane (broker + API + workers + SQLite)', load: async () => (await import('./start.js')).startCommand },
+  agent: { summary: 'Run an edge agent for one tower (usage JSON lines on stdin, decisions on stdout)', load: async () => (await import('./agent.js')).agentCommand },
+  simulate: { summary: 'Provision a scenario through the API and play a fleet of towers against it', load: async () => (await import('./simulate.js')).simulateCommand },
+  demo: { summary: 'Start the control plane, load a demo enterprise, play a fleet and report', load: async () => (await import('./demo.js')).demoCommand },
+  bench: { summary: 'Measure raw relay, full pipeline and policy evaluation throughput', load: async () => (await import('./bench.js')).benchCommand },
+};
