@@ -29,7 +29,7 @@ agent flushes what it holds, waits for outstanding decisions (up to 5 s) and dis
 
 Options:
 ${optionsHelp(options)}
-  -h, --help                     Show this help
+  -h, --help                   Show this help
 `;
 
 export async function agentCommand(argv: string[]): Promise<number> {

@@ -29,7 +29,7 @@ Measures on this machine, in one run:
 
 Options:
 ${optionsHelp(options)}
-  -h, --help                     Show this help
+  -h, --help                   Show this help
 `;
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });

@@ -42,7 +42,7 @@ ${optionsHelp(options)}
 
 Control plane options (as for 'edgeplane start'; the data dir defaults to a new temp dir):
 ${configHelp()}
-  -h, --help                     Show this help
+  -h, --help                   Show this help
 `;
 
 export async function demoCommand(argv: string[]): Promise<number> {

@@ -28,7 +28,7 @@ without a decision or any injected violation was missed.
 
 Options:
 ${optionsHelp(options)}
-  -h, --help                     Show this help
+  -h, --help                   Show this help
 `;
 
 export async function simulateCommand(argv: string[]): Promise<number> {

@@ -12,7 +12,7 @@ SIGINT/SIGTERM drain in-flight work and shut down gracefully.
 
 Options (flag > environment variable > default):
 ${configHelp()}
-  -h, --help                     Show this help
+  -h, --help                   Show this help
 `;
 
 export async function startCommand(argv: string[]): Promise<number> {
