@@ -2,7 +2,7 @@
  * A typed in-process event bus (the realtime fan-out port's embedded adapter). Listeners are
  * registered with an owner so a component's `stop()` removes exactly its own listeners.
  */
-import type { Alert, DiscoveredDevice, Tower, UsageRecord } from './domain.js';
+import type { Alert, CommandRecord, DiscoveredDevice, Tower, UsageRecord } from './domain.js';
 
 export interface BusEvents {
   /** A committed change bumped the tenant's policy version: recompile its index. */
@@ -13,6 +13,10 @@ export interface BusEvents {
   'alert.updated': { tenant_id: string; alert: Alert };
   'device.discovered': { tenant_id: string | null; device: DiscoveredDevice };
   'tower.status': { tower: Tower };
+  /** A command was created or moved along its lifecycle (pending → delivered → applied|failed|expired). */
+  'command.updated': { tenant_id: string; command: CommandRecord };
+  /** The tower's MQTT client acknowledged (PUBACK) a command: reported by the broker. */
+  'command.delivered': { tenant_id: string; tower_id: string; command_id: string; at: number };
   /** A tower credential was revoked: brokers must drop its live sessions. */
   'credential.revoked': { tower_id: string; credential_id: string };
 }

@@ -37,6 +37,15 @@ export const CONFIG_OPTIONS = {
   access_token_ttl_s: { flag: 'access-token-ttl-s', describe: 'Lifetime of access JWTs' },
   refresh_token_ttl_s: { flag: 'refresh-token-ttl-s', describe: 'Lifetime of refresh tokens' },
   shutdown_timeout_ms: { flag: 'shutdown-timeout-ms', describe: 'Longest a graceful shutdown may take before forcing exit' },
+  command_ttl_s: { flag: 'command-ttl-s', describe: 'A remediation command not acked within this is marked expired' },
+  command_retry_min_ms: { flag: 'command-retry-min-ms', describe: 'First resend delay of an unacknowledged command (doubles up to the max)' },
+  command_retry_max_ms: { flag: 'command-retry-max-ms', describe: 'Longest resend delay of an unacknowledged command' },
+  retention_interval_s: { flag: 'retention-interval-s', describe: 'How often usage older than each tenant plan\'s retention is purged' },
+  webhook_max_attempts: { flag: 'webhook-max-attempts', describe: 'Delivery attempts per webhook event before it is marked failed' },
+  webhook_timeout_ms: { flag: 'webhook-timeout-ms', describe: 'Timeout of one webhook delivery attempt' },
+  firebase_database_url: { flag: 'firebase-database-url', describe: 'Mirror live alerts/remediations/counters to this Firebase Realtime Database (off when unset)' },
+  firebase_credentials_file: { flag: 'firebase-credentials-file', describe: 'Service account JSON for Firebase (not needed with FIREBASE_DATABASE_EMULATOR_HOST)' },
+  firebase_flush_ms: { flag: 'firebase-flush-ms', describe: 'Firebase writes are batched: at most one multi-path update per interval' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const ConfigSchema = z.object({
@@ -60,6 +69,15 @@ export const ConfigSchema = z.object({
   access_token_ttl_s: positiveInt.default(900),
   refresh_token_ttl_s: positiveInt.default(30 * 24 * 3600),
   shutdown_timeout_ms: positiveInt.default(15000),
+  command_ttl_s: positiveInt.default(3600),
+  command_retry_min_ms: positiveInt.default(1000),
+  command_retry_max_ms: positiveInt.default(60_000),
+  retention_interval_s: positiveInt.default(3600),
+  webhook_max_attempts: positiveInt.max(20).default(8),
+  webhook_timeout_ms: positiveInt.default(5000),
+  firebase_database_url: z.url().optional(),
+  firebase_credentials_file: z.string().min(1).optional(),
+  firebase_flush_ms: positiveInt.default(1000),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

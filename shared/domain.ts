@@ -13,6 +13,8 @@ export const TENANT_CONSOLE_ROLES = ['owner', 'admin', 'analyst', 'viewer'] as c
 export interface Tenant {
   id: string;
   name: string;
+  /** The tenant's PLAN (features and limits); changing it takes effect at once. */
+  plan_id: string;
   /** Effect when no rule matches (DESIGN §4: allow unless the tenant sets deny). */
   default_effect: Effect;
   /** Bumped by every change that can alter a decision; the compiled index carries it. */
@@ -74,6 +76,109 @@ export interface PolicyRule {
   /** Action key or '*'. */
   action: string;
   permission: Effect;
+  /** Corrective action at the tower when this rule denies (premium plans only). */
+  remediation: Remediation | null;
+  /** A stronger action once a device violates this rule `threshold` times within `window_s`. */
+  escalation: Escalation | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export type RemediationType = 'block_device' | 'block_app' | 'quarantine' | 'throttle' | 'notify';
+
+export interface Remediation {
+  type: RemediationType;
+  /** How long the action holds at the tower; the edge lifts it by itself afterwards. */
+  duration_s: number;
+}
+
+export interface Escalation {
+  threshold: number;
+  window_s: number;
+  remediation: Remediation;
+}
+
+/** A subscription tier: feature flags and limits (platform-level, managed by operators). */
+export interface Plan {
+  id: string;
+  name: string;
+  auto_remediation: boolean;
+  /** null = unlimited. */
+  max_devices: number | null;
+  /** Usage events per second accepted at ingest for the tenant; null = unlimited. */
+  max_events_per_s: number | null;
+  /** Usage records older than this are purged. */
+  retention_days: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export type CommandStatus = 'pending' | 'delivered' | 'applied' | 'failed' | 'expired';
+export type CommandSource = 'auto' | 'escalation' | 'manual';
+
+/** A remediation sent to a tower, with its lifecycle (DESIGN §4). */
+export interface CommandRecord {
+  id: string;
+  tenant_id: string;
+  tower_id: string;
+  device_id: string;
+  /** block_device | unblock_device | block_app | unblock_app | quarantine | throttle | notify */
+  type: string;
+  app: string | null;
+  duration_s: number | null;
+  reason: string | null;
+  source: CommandSource;
+  rule_id: string | null;
+  /** Console user who issued a manual command. */
+  issued_by: string | null;
+  status: CommandStatus;
+  /** Times the command was published to the tower. */
+  attempts: number;
+  created_at: number;
+  updated_at: number;
+  expires_at: number;
+  delivered_at: number | null;
+  acked_at: number | null;
+  ack_reason: string | null;
+}
+
+/** One recorded step of a command's lifecycle. */
+export interface CommandEvent {
+  id: string;
+  tenant_id: string;
+  command_id: string;
+  /** A status change, or 'published' for each (re)send. */
+  kind: CommandStatus | 'published';
+  at: number;
+  detail: string | null;
+}
+
+export type WebhookEventType = 'alert.opened' | 'alert.updated' | 'command.updated' | 'device.discovered';
+
+export interface Webhook {
+  id: string;
+  tenant_id: string;
+  url: string;
+  events: WebhookEventType[];
+  enabled: boolean;
+  created_at: number;
+  updated_at: number;
+}
+
+export type WebhookDeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+export interface WebhookDelivery {
+  id: string;
+  tenant_id: string;
+  webhook_id: string;
+  event: WebhookEventType;
+  /** The JSON body as sent (signed as is). */
+  body: string;
+  status: WebhookDeliveryStatus;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_status_code: number | null;
+  last_error: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -149,7 +254,7 @@ export interface TowerCredential {
   last_used_at: number | null;
 }
 
-export type DecisionReason = 'rule' | 'default' | 'unknown_device';
+export type DecisionReason = 'rule' | 'default' | 'unknown_device' | 'blocked';
 
 export interface UsageRecord {
   /** The event's ULID, unique per tenant: a redelivered event is recognised by it. */

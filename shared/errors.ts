@@ -9,8 +9,12 @@ export const ERROR_CODES = {
   INVALID_CREDENTIALS: 401,
   TOKEN_EXPIRED: 401,
   FORBIDDEN: 403,
+  /** The tenant's plan does not allow this (feature off or limit reached). */
+  PLAN_LIMIT_EXCEEDED: 403,
   NOT_FOUND: 404,
   CONFLICT: 409,
+  /** The request is well-formed but cannot be carried out in the current state. */
+  UNPROCESSABLE: 422,
   PAYLOAD_TOO_LARGE: 413,
   RATE_LIMITED: 429,
   INTERNAL: 500,

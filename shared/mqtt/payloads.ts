@@ -72,7 +72,8 @@ export const TowerStatusSchema = z.object({
 });
 export type TowerStatus = z.infer<typeof TowerStatusSchema>;
 
-export const DecisionReasonSchema = z.enum(['rule', 'default', 'unknown_device']);
+/** 'blocked': an active remediation (block_device/block_app/quarantine) decided, not a rule. */
+export const DecisionReasonSchema = z.enum(['rule', 'default', 'unknown_device', 'blocked']);
 export const DecisionSchema = z.object({
   event_id: Ulid,
   device_id: TopicId,
@@ -84,7 +85,8 @@ export const DecisionSchema = z.object({
 });
 export type Decision = z.infer<typeof DecisionSchema>;
 
-export const RejectReasonSchema = z.enum(['device_tenant_mismatch']);
+/** plan_rate_limited: the tenant's plan event rate was exceeded at ingest. */
+export const RejectReasonSchema = z.enum(['device_tenant_mismatch', 'plan_rate_limited']);
 export const DecisionBatchSchema = z.object({
   v: z.literal(SCHEMA_VERSION),
   id: Ulid,

@@ -110,7 +110,8 @@ describe('policy semantics', () => {
 
 describe('policy model', () => {
   const snapshot: PolicySnapshot = {
-    tenant: { id: T, name: 'A', default_effect: 'allow', policy_version: 7, alert_window_s: 600, created_at: 0, updated_at: 0 },
+    tenant: { id: T, name: 'A', plan_id: 'free', default_effect: 'allow', policy_version: 7, alert_window_s: 600, created_at: 0, updated_at: 0 },
+    plan: { id: 'free', name: 'Free', auto_remediation: false, max_devices: 100, max_events_per_s: 200, retention_days: 7, created_at: 0, updated_at: 0 },
     devices: [{ id: 'dev-alice', user_id: 'alice' }],
     user_roles: [{ user_id: 'alice', role_id: 'sales' }],
     role_policies: [
@@ -119,8 +120,8 @@ describe('policy model', () => {
     ],
     policies: [{ id: 'P1', tenant_id: T, name: 'p', description: null, severity: 'critical', created_at: 0, updated_at: 0 }],
     rules: [
-      { id: 'R1', tenant_id: T, policy_id: 'P1', role_id: null, app: 'slack', action: '*', permission: 'deny', created_at: 0, updated_at: 0 },
-      { id: 'R2', tenant_id: T, policy_id: 'P1', role_id: 'eng', app: 'zoom', action: '*', permission: 'deny', created_at: 0, updated_at: 0 },
+      { id: 'R1', tenant_id: T, policy_id: 'P1', role_id: null, app: 'slack', action: '*', permission: 'deny', remediation: null, escalation: null, created_at: 0, updated_at: 0 },
+      { id: 'R2', tenant_id: T, policy_id: 'P1', role_id: 'eng', app: 'zoom', action: '*', permission: 'deny', remediation: null, escalation: null, created_at: 0, updated_at: 0 },
     ],
   };
 

@@ -13,6 +13,16 @@
 import type {
   Action,
   Alert,
+  CommandEvent,
+  CommandRecord,
+  CommandSource,
+  CommandStatus,
+  Escalation,
+  Plan,
+  Remediation,
+  Webhook,
+  WebhookDelivery,
+  WebhookEventType,
   AlertStatus,
   App,
   Carrier,
@@ -65,6 +75,8 @@ export interface TenantInput {
   name: string;
   default_effect?: Effect;
   alert_window_s?: number;
+  /** Default 'free'. NOT_FOUND (field plan_id) for an unknown plan. */
+  plan_id?: string;
 }
 export interface UserInput {
   name: string;
@@ -85,6 +97,8 @@ export interface RuleInput {
   app: string;
   action: string;
   permission: Effect;
+  remediation?: Remediation | null;
+  escalation?: Escalation | null;
 }
 export type RulePatch = Partial<Omit<RuleInput, 'policy_id'>>;
 export interface CatalogInput {
@@ -111,6 +125,38 @@ export type TowerPatch = Partial<Omit<TowerInput, 'id'>>;
 export interface CarrierInput {
   name: string;
   mcc_mnc?: string | null;
+}
+
+export interface PlanInput {
+  /** Operator-chosen slug, e.g. 'enterprise' (TOPIC_ID_RE). */
+  id: string;
+  name: string;
+  auto_remediation: boolean;
+  max_devices?: number | null;
+  max_events_per_s?: number | null;
+  retention_days: number;
+}
+export type PlanPatch = Partial<Omit<PlanInput, 'id'>>;
+
+export interface CommandInput {
+  tenant_id: string;
+  tower_id: string;
+  device_id: string;
+  type: string;
+  app?: string | null;
+  duration_s?: number | null;
+  reason?: string | null;
+  source: CommandSource;
+  rule_id?: string | null;
+  issued_by?: string | null;
+  expires_at: number;
+}
+
+export interface WebhookInput {
+  url: string;
+  events: WebhookEventType[];
+  /** Stored as is: it signs deliveries (HMAC), so it cannot be hashed. */
+  secret: string;
 }
 
 export interface ConsoleUserInput {
@@ -171,6 +217,7 @@ export interface DiscoveryReport {
 
 export interface PolicySnapshot {
   tenant: Tenant;
+  plan: Plan;
   devices: Array<{ id: string; user_id: string | null }>;
   user_roles: Array<{ user_id: string; role_id: string }>;
   role_policies: Array<{ role_id: string; policy_id: string }>;
@@ -225,6 +272,7 @@ export interface Store {
   rules: TenantCrud<PolicyRule, RuleInput, RulePatch, { policy_id?: string; role_id?: string }>;
   apps: TenantCrud<App, CatalogInput, Partial<Pick<CatalogInput, 'name'>>>;
   actions: TenantCrud<Action, CatalogInput, Partial<Pick<CatalogInput, 'name'>>>;
+  /** devices.create throws PLAN_LIMIT_EXCEEDED when the tenant's plan max_devices is reached. */
   devices: TenantCrud<Device, DeviceInput, DevicePatch, { user_id?: string }> & {
     /** Platform-level lookup used by the pipeline's cross-tenant check. */
     tenantOf(deviceId: string): Promise<string | null>;
@@ -292,6 +340,55 @@ export interface Store {
     /** tenantId null lists the platform's unclaimed devices. */
     list(tenantId: string | null, opts?: ListOptions): Promise<Page<DiscoveredDevice>>;
   };
+
+  /** Plans are platform-level; 'free' and 'premium' always exist (seeded by the adapter's migrations). */
+  plans: PlatformCrud<Plan, PlanInput, PlanPatch>;
+
+  commands: {
+    /** Creates the command as 'pending' and records that step. */
+    create(input: CommandInput): Promise<CommandRecord>;
+    get(tenantId: string, id: string): Promise<CommandRecord | null>;
+    list(
+      tenantId: string,
+      opts?: ListOptions & { status?: CommandStatus; device_id?: string; tower_id?: string },
+    ): Promise<Page<CommandRecord>>;
+    /** Commands still pending or delivered (not acked, not expired) of every tenant: dispatcher restart. */
+    listOpen(): Promise<CommandRecord[]>;
+    /** A (re)send: attempts + 1, recorded as a 'published' step. */
+    markPublished(tenantId: string, id: string, at: number): Promise<CommandRecord | null>;
+    /**
+     * Moves the command to `status` and records the step. Only forward moves apply:
+     * pending → delivered → applied|failed, and pending|delivered → expired. Anything else
+     * (e.g. an ack after expiry) returns the record unchanged with `changed: false`.
+     */
+    transition(
+      tenantId: string,
+      id: string,
+      status: CommandStatus,
+      at: number,
+      detail?: string | null,
+    ): Promise<{ command: CommandRecord; changed: boolean } | null>;
+    events(tenantId: string, id: string): Promise<CommandEvent[]>;
+  };
+
+  webhooks: TenantCrud<Webhook, WebhookInput, Partial<Omit<WebhookInput, 'secret'>> & { enabled?: boolean }> & {
+    /** Enabled webhooks of the tenant subscribed to `event`, with their signing secret. */
+    subscribers(tenantId: string, event: WebhookEventType): Promise<Array<Webhook & { secret: string }>>;
+  };
+
+  webhookDeliveries: {
+    create(rec: { tenant_id: string; webhook_id: string; event: WebhookEventType; body: string; next_attempt_at: number }): Promise<WebhookDelivery>;
+    /** Pending deliveries whose next attempt is due, oldest first, across tenants. */
+    due(now: number, limit: number): Promise<WebhookDelivery[]>;
+    recordAttempt(
+      id: string,
+      outcome: { status: 'pending' | 'delivered' | 'failed'; at: number; status_code: number | null; error: string | null; next_attempt_at: number | null },
+    ): Promise<void>;
+    list(tenantId: string, webhookId: string, opts?: ListOptions): Promise<Page<WebhookDelivery>>;
+  };
+
+  /** Deletes the tenant's usage older than `before` (epoch ms); returns rows deleted. */
+  purgeUsage(tenantId: string, before: number): Promise<number>;
 
   policySnapshot(tenantId: string): Promise<PolicySnapshot | null>;
   dashboard(tenantId: string): Promise<DashboardMetrics>;

@@ -3,6 +3,7 @@
  * and the device → user link is the first hop of every decision (DESIGN §4).
  */
 import type { Device } from '../../domain.js';
+import { createError } from '../../errors.js';
 import type { Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict } from './context.js';
@@ -17,6 +18,21 @@ export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['d
   const directory: Stmt<[], { device_id: string; tenant_id: string }> = ctx.db.prepare(
     'SELECT id AS device_id, tenant_id FROM devices ORDER BY id',
   );
+  const planLimit: Stmt<[string], { plan_id: string; max_devices: number | null }> = ctx.db.prepare(
+    'SELECT p.id AS plan_id, p.max_devices FROM tenants t JOIN plans p ON p.id = t.plan_id WHERE t.id = ?',
+  );
+  const countDevices: Stmt<[string], number> = ctx.db
+    .prepare<[string], number>('SELECT count(*) FROM devices WHERE tenant_id = ?')
+    .pluck();
+
+  /** Inside the insert's transaction, so two creates cannot both take the last free slot. */
+  const requireRoomForDevice = (tenantId: string): void => {
+    const limit = planLimit.get(tenantId);
+    if (!limit || limit.max_devices === null) return;
+    if ((countDevices.get(tenantId) ?? 0) >= limit.max_devices) {
+      throw createError('PLAN_LIMIT_EXCEEDED', `plan ${limit.plan_id} allows ${limit.max_devices} devices`);
+    }
+  };
 
   return {
     async create(tenantId, input) {
@@ -24,6 +40,7 @@ export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['d
         refs.requireTenant(tenantId);
         const userId = input.user_id ?? null;
         if (userId !== null) refs.requireUser(tenantId, userId);
+        requireRoomForDevice(tenantId);
         const now = ctx.now();
         const row: Device = {
           id: input.id ?? ctx.newId(),

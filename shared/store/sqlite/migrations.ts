@@ -16,11 +16,19 @@
  */
 import { createError } from '../../errors.js';
 import type { Db } from './context.js';
+import { MIGRATION_2 } from './migration-2.js';
 
 export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /** Rows the schema needs (e.g. seed plans), written after `sql` in the same transaction. */
+  seed?: (db: Db, now: number) => void;
+  /**
+   * Run with foreign keys off, as SQLite requires for some ALTER TABLE forms; the foreign keys
+   * are checked before commit, so the migration still cannot leave a dangling reference.
+   */
+  foreignKeysOff?: boolean;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -285,6 +293,7 @@ CREATE TABLE processed_messages (
 ) STRICT, WITHOUT ROWID;
 `,
   },
+  MIGRATION_2,
 ];
 
 export interface MigrationReport {
@@ -309,8 +318,11 @@ export function runMigrations(db: Db, now: () => number, migrations: readonly Mi
     // Re-read under the write lock: another process may have applied it since we looked.
     const done = new Set(appliedStmt.all().map((r) => r.version));
     if (done.has(migration.version)) return;
+    const at = now();
     db.exec(migration.sql);
-    record.run(migration.version, migration.name, now());
+    migration.seed?.(db, at);
+    if (migration.foreignKeysOff) requireForeignKeysIntact(db, migration);
+    record.run(migration.version, migration.name, at);
     applied.push(migration.version);
   });
 
@@ -324,7 +336,30 @@ export function runMigrations(db: Db, now: () => number, migrations: readonly Mi
   }
   const done = new Set(existing);
   for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
-    if (!done.has(migration.version)) applyOne.immediate(migration);
+    if (done.has(migration.version)) continue;
+    if (migration.foreignKeysOff) withForeignKeysOff(db, () => applyOne.immediate(migration));
+    else applyOne.immediate(migration);
   }
   return { applied, current: Math.max(newest, ...applied, 0) };
+}
+
+/** PRAGMA foreign_keys is a no-op inside a transaction, so it is switched around one. */
+function withForeignKeysOff(db: Db, fn: () => void): void {
+  const wasOn = db.pragma('foreign_keys', { simple: true }) === 1;
+  db.pragma('foreign_keys = OFF');
+  try {
+    fn();
+  } finally {
+    if (wasOn) db.pragma('foreign_keys = ON');
+  }
+}
+
+function requireForeignKeysIntact(db: Db, migration: Migration): void {
+  const broken = db.pragma('foreign_key_check') as unknown[];
+  if (broken.length > 0) {
+    throw createError(
+      'INTERNAL',
+      `migration ${migration.version} (${migration.name}) would leave ${broken.length} dangling foreign key(s)`,
+    );
+  }
 }

@@ -7,6 +7,7 @@ import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, notFound } from './context.js';
 import { pageRequest, toPage } from './cursor.js';
 import { EntityTable } from './entity-table.js';
+import { DEFAULT_PLAN_ID } from './plan-repo.js';
 
 /** Deny alerts for the same device+rule within five minutes merge into one. */
 export const DEFAULT_ALERT_WINDOW_S = 300;
@@ -17,25 +18,34 @@ export function tenantTable(ctx: SqliteContext): EntityTable<Tenant> {
   return new EntityTable<Tenant>(
     ctx,
     'tenants',
-    ['id', 'name', 'default_effect', 'policy_version', 'alert_window_s', 'created_at', 'updated_at'],
+    ['id', 'name', 'plan_id', 'default_effect', 'policy_version', 'alert_window_s', 'created_at', 'updated_at'],
     'platform',
-    ['name', 'default_effect', 'alert_window_s'],
+    ['name', 'plan_id', 'default_effect', 'alert_window_s'],
   );
 }
 
 export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
   const table = tenantTable(ctx);
+  const planExists: Stmt<[string], { id: string }> = ctx.db.prepare('SELECT id FROM plans WHERE id = ?');
+  const requirePlan = (planId: string): void => {
+    if (!planExists.get(planId)) throw notFound('plan_id', `no such plan: ${planId}`);
+  };
   return {
     async create(input) {
-      const now = ctx.now();
-      return table.insert({
-        id: ctx.newId(),
-        name: input.name,
-        default_effect: input.default_effect ?? 'allow',
-        policy_version: INITIAL_POLICY_VERSION,
-        alert_window_s: input.alert_window_s ?? DEFAULT_ALERT_WINDOW_S,
-        created_at: now,
-        updated_at: now,
+      return ctx.write(() => {
+        const planId = input.plan_id ?? DEFAULT_PLAN_ID;
+        requirePlan(planId);
+        const now = ctx.now();
+        return table.insert({
+          id: ctx.newId(),
+          name: input.name,
+          plan_id: planId,
+          default_effect: input.default_effect ?? 'allow',
+          policy_version: INITIAL_POLICY_VERSION,
+          alert_window_s: input.alert_window_s ?? DEFAULT_ALERT_WINDOW_S,
+          created_at: now,
+          updated_at: now,
+        });
       });
     },
     async get(id) {
@@ -48,8 +58,13 @@ export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
       return ctx.write((scope) => {
         const before = table.get(null, id);
         if (!before) return null;
+        if (patch.plan_id !== undefined) requirePlan(patch.plan_id);
         const after = table.update(null, id, patch);
-        if (patch.default_effect === undefined || patch.default_effect === before.default_effect) return after;
+        // The plan decides what a decision does (auto-remediation, rate limit), like default_effect.
+        const effective =
+          (patch.default_effect !== undefined && patch.default_effect !== before.default_effect) ||
+          (patch.plan_id !== undefined && patch.plan_id !== before.plan_id);
+        if (!effective) return after;
         scope.bumpPolicy(id);
         return table.get(null, id);
       });

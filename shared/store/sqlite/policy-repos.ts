@@ -3,10 +3,13 @@
  * the decision engine compiles (DESIGN §4). Every change here can alter a decision, so every
  * effective change bumps the tenant's policy version.
  */
-import type { Policy, PolicyRule, Role, Tenant, User } from '../../domain.js';
-import type { PolicySnapshot, Store } from '../port.js';
+import type { Escalation, Policy, PolicyRule, Remediation, Role, Tenant, User } from '../../domain.js';
+import { createError } from '../../errors.js';
+import type { PolicySnapshot, RulePatch, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { EntityTable } from './entity-table.js';
+import { fromJson, sameJson, toJson } from './json-column.js';
+import { createPlanReader } from './plan-repo.js';
 import type { TenantRefs } from './refs.js';
 import { tenantTable } from './platform-repos.js';
 import { POLICY_COLUMNS, ROLE_COLUMNS, USER_COLUMNS } from './tenant-repos.js';
@@ -19,14 +22,41 @@ const RULE_COLUMNS = [
   'app',
   'action',
   'permission',
+  'remediation',
+  'escalation',
   'created_at',
   'updated_at',
 ] as const;
 
+/** remediation and escalation are JSON text on disk. */
+type RuleRow = Omit<PolicyRule, 'remediation' | 'escalation'> & { remediation: string | null; escalation: string | null };
+
+const toRule = (row: RuleRow): PolicyRule => ({
+  ...row,
+  remediation: fromJson<Remediation>(row.remediation),
+  escalation: fromJson<Escalation>(row.escalation),
+});
+
+function toRowPatch(patch: RulePatch): Partial<RuleRow> {
+  const { remediation, escalation, ...rest } = patch;
+  const row: Partial<RuleRow> = { ...rest };
+  // undefined leaves the column alone; null clears it.
+  if (remediation !== undefined) row.remediation = toJson(remediation);
+  if (escalation !== undefined) row.escalation = toJson(escalation);
+  return row;
+}
+
 const prefixed = (alias: string, columns: readonly string[]): string => columns.map((c) => `${alias}.${c}`).join(', ');
 
 export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rules'] {
-  const table = new EntityTable<PolicyRule>(ctx, 'rules', RULE_COLUMNS, 'tenant', ['role_id', 'app', 'action', 'permission']);
+  const table = new EntityTable<RuleRow>(ctx, 'rules', RULE_COLUMNS, 'tenant', [
+    'role_id',
+    'app',
+    'action',
+    'permission',
+    'remediation',
+    'escalation',
+  ]);
   return {
     async create(tenantId, input) {
       return ctx.write((scope) => {
@@ -43,33 +73,40 @@ export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rul
           app: input.app,
           action: input.action,
           permission: input.permission,
+          remediation: toJson(input.remediation),
+          escalation: toJson(input.escalation),
           created_at: now,
           updated_at: now,
         });
         scope.bumpPolicy(tenantId);
-        return rule;
+        return toRule(rule);
       });
     },
     async get(tenantId, id) {
-      return table.get(tenantId, id);
+      const row = table.get(tenantId, id);
+      return row ? toRule(row) : null;
     },
     async list(tenantId, opts) {
-      return table.list({ tenant_id: tenantId, policy_id: opts?.policy_id, role_id: opts?.role_id }, opts);
+      const page = table.list({ tenant_id: tenantId, policy_id: opts?.policy_id, role_id: opts?.role_id }, opts);
+      return { items: page.items.map(toRule), next_cursor: page.next_cursor };
     },
     async update(tenantId, id, patch) {
       return ctx.write((scope) => {
         const before = table.get(tenantId, id);
         if (!before) return null;
         if (patch.role_id !== undefined && patch.role_id !== null) refs.requireRole(tenantId, patch.role_id);
-        const after = table.update(tenantId, id, patch);
+        const after = table.update(tenantId, id, toRowPatch(patch));
+        if (!after) return null;
+        // Remediation and escalation decide what follows a deny, so they count as decision inputs.
         const changed =
-          after !== null &&
-          (after.role_id !== before.role_id ||
-            after.app !== before.app ||
-            after.action !== before.action ||
-            after.permission !== before.permission);
+          after.role_id !== before.role_id ||
+          after.app !== before.app ||
+          after.action !== before.action ||
+          after.permission !== before.permission ||
+          !sameJson(after.remediation, before.remediation) ||
+          !sameJson(after.escalation, before.escalation);
         if (changed) scope.bumpPolicy(tenantId);
-        return after;
+        return toRule(after);
       });
     },
     async delete(tenantId, id) {
@@ -178,6 +215,7 @@ export type SnapshotReader = (tenantId: string) => PolicySnapshot | null;
 
 export function createSnapshotReader(ctx: SqliteContext): SnapshotReader {
   const tenants = tenantTable(ctx);
+  const planOf = createPlanReader(ctx);
   const db = ctx.db;
   const devices: Stmt<[string], { id: string; user_id: string | null }> = db.prepare(
     'SELECT id, user_id FROM devices WHERE tenant_id = ? ORDER BY id',
@@ -191,7 +229,7 @@ export function createSnapshotReader(ctx: SqliteContext): SnapshotReader {
   const policies: Stmt<[string], Policy> = db.prepare(
     `SELECT ${POLICY_COLUMNS.join(', ')} FROM policies WHERE tenant_id = ? ORDER BY id`,
   );
-  const rules: Stmt<[string], PolicyRule> = db.prepare(
+  const rules: Stmt<[string], RuleRow> = db.prepare(
     `SELECT ${RULE_COLUMNS.join(', ')} FROM rules WHERE tenant_id = ? ORDER BY id`,
   );
 
@@ -200,13 +238,17 @@ export function createSnapshotReader(ctx: SqliteContext): SnapshotReader {
     ctx.read(() => {
       const tenant: Tenant | null = tenants.get(null, tenantId);
       if (!tenant) return null;
+      // tenants.plan_id is a foreign key, so a missing plan means a corrupted database.
+      const plan = planOf(tenant.plan_id);
+      if (!plan) throw createError('INTERNAL', `tenant ${tenantId} refers to missing plan ${tenant.plan_id}`);
       return {
         tenant,
+        plan,
         devices: devices.all(tenantId),
         user_roles: userRoles.all(tenantId),
         role_policies: rolePolicies.all(tenantId),
         policies: policies.all(tenantId),
-        rules: rules.all(tenantId),
+        rules: rules.all(tenantId).map(toRule),
       };
     });
 }

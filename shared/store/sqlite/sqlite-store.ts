@@ -9,9 +9,11 @@ import { createError } from '../../errors.js';
 import { createIdFactory, type IdFactory } from '../../ids.js';
 import type { DashboardMetrics, PolicySnapshot, Store, StoreHooks } from '../port.js';
 import { createConsoleUserRepo, createRefreshTokenRepo } from './auth-repos.js';
+import { createCommandRepo } from './command-repo.js';
 import { SqliteContext } from './context.js';
 import { createDeviceRepo } from './device-repo.js';
 import { runMigrations } from './migrations.js';
+import { createPlanRepo } from './plan-repo.js';
 import {
   createCarrierRepo,
   createTenantRepo,
@@ -23,6 +25,8 @@ import { createRolePolicyRepo, createRuleRepo, createSnapshotReader, createUserR
 import { TenantRefs } from './refs.js';
 import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
 import { createUsageRepos } from './usage-repo.js';
+import { createUsagePurge } from './usage-retention.js';
+import { createWebhookDeliveryRepo, createWebhookRepo } from './webhook-repos.js';
 
 export interface SqliteStoreOptions {
   /** Path of the database file (created if missing). */
@@ -62,6 +66,11 @@ function buildRepos(ctx: SqliteContext) {
     discovered: usage.discovered,
     dashboard: usage.dashboard,
     snapshot: createSnapshotReader(ctx),
+    plans: createPlanRepo(ctx),
+    commands: createCommandRepo(ctx, refs),
+    webhooks: createWebhookRepo(ctx, refs),
+    webhookDeliveries: createWebhookDeliveryRepo(ctx),
+    purgeUsage: createUsagePurge(ctx),
   };
 }
 
@@ -167,6 +176,22 @@ export class SqliteStore implements Store {
   }
   get discovered(): Store['discovered'] {
     return this.r().discovered;
+  }
+  get plans(): Store['plans'] {
+    return this.r().plans;
+  }
+  get commands(): Store['commands'] {
+    return this.r().commands;
+  }
+  get webhooks(): Store['webhooks'] {
+    return this.r().webhooks;
+  }
+  get webhookDeliveries(): Store['webhookDeliveries'] {
+    return this.r().webhookDeliveries;
+  }
+
+  async purgeUsage(tenantId: string, before: number): Promise<number> {
+    return this.r().purgeUsage(tenantId, before);
   }
 
   async policySnapshot(tenantId: string): Promise<PolicySnapshot | null> {

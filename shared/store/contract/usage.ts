@@ -1,0 +1,318 @@
+/**
+ * Contract: the usage hot path (batches, idempotency, alerts, discovery, dashboard) and platform
+ * discovery reports.
+ */
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { DecidedUsage, Store } from '../port.js';
+import {
+  denyEvent,
+  eventId,
+  expectError,
+  ids,
+  must,
+  ruleInput,
+  seedWorld,
+  T0,
+  usageEvent,
+  type ContractState,
+  type World,
+} from './harness.js';
+
+export function describeUsageContract(state: ContractState): void {
+  let store: Store;
+  beforeEach(() => {
+    store = state.store;
+  });
+  const { recordBatch } = state;
+
+  describe('usage', () => {
+    it('stores decided events and lists them newest first, exactly as recorded', async () => {
+      const w = await seedWorld(store, 'a');
+      const events = [usageEvent(w), usageEvent(w, { bytes: null, user_id: null }), denyEvent(w)];
+      const res = await recordBatch(w, events);
+      expect(res).toMatchObject({ inserted: 3, duplicates: 0 });
+      const listed = (await store.usage.list(w.tenant.id)).items;
+      const expected = events.map(({ severity: _s, ...rest }) => rest).reverse();
+      expect(listed).toEqual(expected);
+    });
+
+    it('is idempotent by event id: redelivery writes nothing else', async () => {
+      const w = await seedWorld(store, 'a');
+      const unknown = usageEvent(w, { device_id: 'stranger', user_id: null, reason: 'unknown_device', effect: 'deny' });
+      const events = [denyEvent(w), unknown];
+      const first = await recordBatch(w, events);
+      expect(first).toMatchObject({ inserted: 2, duplicates: 0 });
+      expect(first.alerts_opened).toHaveLength(1);
+      expect(first.discovered).toHaveLength(1);
+      const again = await recordBatch(w, [...events, usageEvent(w)]);
+      expect(again).toEqual({ inserted: 1, duplicates: 2, alerts_opened: [], alerts_updated: [], discovered: [] });
+      const alert = must((await store.alerts.list(w.tenant.id)).items[0]);
+      expect(alert.count).toBe(1);
+      expect(must((await store.discovered.list(w.tenant.id)).items[0]).count).toBe(1);
+      expect((await store.usage.list(w.tenant.id)).items).toHaveLength(3);
+    });
+
+    it('opens one alert per device and rule, bumps it within the window, opens anew after it', async () => {
+      const w = await seedWorld(store, 'a');
+      const first = await recordBatch(w, [denyEvent(w), denyEvent(w, { tower_id: 'tower-2' }), usageEvent(w)], T0);
+      expect(first.alerts_opened).toHaveLength(1);
+      expect(first.alerts_updated).toEqual([]);
+      const opened = must(first.alerts_opened[0]);
+      expect(opened).toMatchObject({
+        tenant_id: w.tenant.id,
+        device_id: w.device.id,
+        user_id: w.user.id,
+        rule_id: w.rule.id,
+        policy_id: w.policy.id,
+        app: 'slack',
+        action: 'upload',
+        tower_id: 'tower-2',
+        severity: 'high',
+        count: 2,
+        first_seen: T0,
+        last_seen: T0,
+        status: 'open',
+      });
+      expect(await store.alerts.get(w.tenant.id, opened.id)).toEqual(opened);
+
+      const later = T0 + 200_000;
+      const second = await recordBatch(w, [denyEvent(w, { tower_id: 'tower-3' })], later, 300);
+      expect(second.alerts_opened).toEqual([]);
+      expect(second.alerts_updated).toEqual([{ ...opened, count: 3, last_seen: later, tower_id: 'tower-3' }]);
+
+      const muchLater = later + 301_000;
+      const third = await recordBatch(w, [denyEvent(w)], muchLater, 300);
+      expect(third.alerts_updated).toEqual([]);
+      expect(third.alerts_opened).toHaveLength(1);
+      expect(must(third.alerts_opened[0])).toMatchObject({ count: 1, first_seen: muchLater, last_seen: muchLater });
+      expect(must(third.alerts_opened[0]).id).not.toBe(opened.id);
+      expect((await store.alerts.list(w.tenant.id)).items).toHaveLength(2);
+    });
+
+    it('alerts only for rule denies, keyed by rule, with medium as the default severity', async () => {
+      const w = await seedWorld(store, 'a');
+      const rule2 = await store.rules.create(w.tenant.id, ruleInput(w.policy.id, { app: 'mail' }));
+      const res = await recordBatch(w, [
+        denyEvent(w, { severity: null }),
+        denyEvent(w, { rule_id: rule2.id, app: 'mail' }),
+        usageEvent(w, { effect: 'deny', reason: 'default' }),
+        usageEvent(w, { effect: 'allow', reason: 'rule', rule_id: w.rule.id, policy_id: w.policy.id }),
+      ]);
+      expect(res.alerts_opened.map((a) => [a.rule_id, a.severity, a.count])).toEqual([
+        [w.rule.id, 'medium', 1],
+        [rule2.id, 'high', 1],
+      ]);
+      expect(res.alerts_updated).toEqual([]);
+    });
+
+    it('lists alerts newest first with status and device filters, per tenant', async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      const d2 = await store.devices.create(a.tenant.id, { name: 'd2', user_id: a.user.id });
+      await recordBatch(a, [denyEvent(a)]);
+      await recordBatch(a, [denyEvent(a, { device_id: d2.id })]);
+      await recordBatch(b, [denyEvent(b)]);
+      const listed = (await store.alerts.list(a.tenant.id)).items;
+      expect(listed.map((x) => x.device_id)).toEqual([d2.id, a.device.id]);
+      expect(ids(listed)).toEqual(ids(listed).sort().reverse());
+      expect((await store.alerts.list(a.tenant.id, { device_id: d2.id })).items.map((x) => x.device_id)).toEqual([d2.id]);
+      expect((await store.alerts.list(a.tenant.id, { status: 'open' })).items).toHaveLength(2);
+      expect((await store.alerts.list(a.tenant.id, { status: 'resolved' })).items).toEqual([]);
+      const bAlert = must((await store.alerts.list(b.tenant.id)).items[0]);
+      expect(await store.alerts.get(a.tenant.id, bAlert.id)).toBeNull();
+    });
+
+    it('folds unknown devices into tenant-scoped discovered devices', async () => {
+      const w = await seedWorld(store, 'a');
+      const unknown = (ts: number, tower: string): DecidedUsage =>
+        usageEvent(w, { device_id: 'stranger', user_id: null, reason: 'unknown_device', ts, tower_id: tower });
+      const first = await recordBatch(w, [unknown(T0 + 10, 'tower-1'), unknown(T0 + 5, 'tower-2')]);
+      expect(first.discovered).toHaveLength(1);
+      expect(must(first.discovered[0])).toMatchObject({
+        tenant_id: w.tenant.id,
+        device_id: 'stranger',
+        first_seen: T0 + 5,
+        last_seen: T0 + 10,
+        count: 2,
+        tower_id: 'tower-1',
+      });
+      const second = await recordBatch(w, [unknown(T0 + 50, 'tower-3')]);
+      const folded = must(second.discovered[0]);
+      expect(folded).toMatchObject({
+        id: must(first.discovered[0]).id,
+        first_seen: T0 + 5,
+        last_seen: T0 + 50,
+        count: 3,
+        tower_id: 'tower-3',
+      });
+      expect((await store.discovered.list(w.tenant.id)).items).toEqual([folded]);
+      expect((await store.discovered.list(null)).items).toEqual([]);
+    });
+
+    it('filters usage by device, user, effect and tower, and never across tenants', async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      const d2 = await store.devices.create(a.tenant.id, { name: 'd2' });
+      const e1 = usageEvent(a);
+      const e2 = denyEvent(a, { tower_id: 'tower-9' });
+      const e3 = usageEvent(a, { device_id: d2.id, user_id: null });
+      await recordBatch(a, [e1, e2, e3]);
+      await recordBatch(b, [usageEvent(b)]);
+      const t = a.tenant.id;
+      expect(ids((await store.usage.list(t, { device_id: d2.id })).items)).toEqual([e3.id]);
+      expect(ids((await store.usage.list(t, { user_id: a.user.id })).items)).toEqual([e2.id, e1.id]);
+      expect(ids((await store.usage.list(t, { effect: 'deny' })).items)).toEqual([e2.id]);
+      expect(ids((await store.usage.list(t, { tower_id: 'tower-9' })).items)).toEqual([e2.id]);
+      expect(ids((await store.usage.list(t, { effect: 'allow', device_id: a.device.id })).items)).toEqual([e1.id]);
+      expect((await store.usage.list(t, { device_id: b.device.id })).items).toEqual([]);
+      expect(await store.usage.list('no-such-tenant')).toEqual({ items: [], next_cursor: null });
+    });
+
+    it('recordBatches applies a group exactly like sequential recordBatch calls', async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      const first = [denyEvent(a), usageEvent(a)];
+      const input = (w: World, records: DecidedUsage[]) => ({
+        tenant_id: w.tenant.id,
+        tower_id: 'tower-1',
+        batch_id: eventId(),
+        now: T0,
+        alert_window_s: 300,
+        records,
+      });
+      const results = await store.usage.recordBatches([
+        input(a, first),
+        // A redelivery of the first batch plus one new violation by the same device and rule.
+        input(a, [...first, denyEvent(a)]),
+        input(b, [denyEvent(b)]),
+      ]);
+      expect(results.map((r) => [r.inserted, r.duplicates])).toEqual([
+        [2, 0],
+        [1, 2],
+        [1, 0],
+      ]);
+      expect(results[0]!.alerts_opened).toHaveLength(1);
+      expect(results[1]!.alerts_opened).toHaveLength(0);
+      expect(results[1]!.alerts_updated.map((x) => x.count)).toEqual([2]);
+      expect((await store.alerts.list(a.tenant.id)).items.map((x) => x.count)).toEqual([2]);
+      expect((await store.alerts.list(b.tenant.id)).items.map((x) => x.count)).toEqual([1]);
+      expect((await store.usage.list(a.tenant.id)).items).toHaveLength(3);
+      expect(await store.usage.recordBatches([])).toEqual([]);
+    });
+
+    it('recordBatches is all or nothing', async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      const good = { tenant_id: a.tenant.id, tower_id: 't', batch_id: eventId(), now: T0, alert_window_s: 60, records: [denyEvent(a)] };
+      await expectError(
+        store.usage.recordBatches([good, { ...good, batch_id: eventId(), records: [usageEvent(b)] }]),
+        'VALIDATION_FAILED',
+        'tenant_id',
+      );
+      await expectError(
+        store.usage.recordBatches([good, { ...good, tenant_id: 'no-such-tenant', records: [usageEvent(a, { tenant_id: 'no-such-tenant' })] }]),
+        'NOT_FOUND',
+        'tenant_id',
+      );
+      expect((await store.usage.list(a.tenant.id)).items).toEqual([]);
+      expect((await store.alerts.list(a.tenant.id)).items).toEqual([]);
+      expect((await store.dashboard(a.tenant.id)).usage_total).toBe(0);
+    });
+
+    it('rejects a batch for an unknown tenant or with a foreign record, writing nothing', async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      await expectError(
+        store.usage.recordBatch({
+          tenant_id: 'no-such-tenant',
+          tower_id: 't',
+          batch_id: 'b',
+          now: T0,
+          alert_window_s: 60,
+          records: [usageEvent(a, { tenant_id: 'no-such-tenant' })],
+        }),
+        'NOT_FOUND',
+        'tenant_id',
+      );
+      await expectError(recordBatch(a, [denyEvent(a), usageEvent(b)]), 'VALIDATION_FAILED', 'tenant_id');
+      expect((await store.usage.list(a.tenant.id)).items).toEqual([]);
+      expect((await store.alerts.list(a.tenant.id)).items).toEqual([]);
+    });
+
+    it('counts the dashboard for one tenant only', async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      await store.devices.create(a.tenant.id, { name: 'd2' });
+      const stranger = usageEvent(a, { device_id: 'stranger', user_id: null, reason: 'unknown_device', effect: 'deny' });
+      const batch = [usageEvent(a), usageEvent(a), denyEvent(a), stranger];
+      await recordBatch(a, batch);
+      await recordBatch(a, batch);
+      await recordBatch(b, [denyEvent(b), usageEvent(b)]);
+      expect(await store.dashboard(a.tenant.id)).toEqual({
+        devices: 2,
+        users: 1,
+        policies: 1,
+        rules: 1,
+        alerts_open: 1,
+        usage_total: 4,
+        usage_allowed: 2,
+        usage_denied: 2,
+        discovered_devices: 1,
+      });
+      expect(await store.dashboard('no-such-tenant')).toMatchObject({ devices: 0, usage_total: 0, alerts_open: 0 });
+    });
+  });
+
+  describe('usage retention', () => {
+    it('purges only that tenant’s rows received before the cutoff and keeps the dashboard totals', async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      const old = [usageEvent(a, { received_at: T0 - 2000 }), denyEvent(a, { received_at: T0 - 1 })];
+      const kept = [usageEvent(a, { received_at: T0 }), usageEvent(a, { received_at: T0 + 1000 })];
+      const foreign = usageEvent(b, { received_at: T0 - 2000 });
+      await recordBatch(a, [...old, ...kept]);
+      await recordBatch(b, [foreign]);
+      const dashboard = await store.dashboard(a.tenant.id);
+
+      expect(await store.purgeUsage(a.tenant.id, T0)).toBe(2);
+      expect(ids((await store.usage.list(a.tenant.id)).items).sort()).toEqual(ids(kept).sort());
+      expect(ids((await store.usage.list(b.tenant.id)).items)).toEqual([foreign.id]);
+      expect(await store.purgeUsage(a.tenant.id, T0)).toBe(0);
+      expect(await store.purgeUsage('no-such-tenant', T0 + 10_000)).toBe(0);
+      // The dashboard counts everything ever decided; retention governs only the stored rows.
+      expect(await store.dashboard(a.tenant.id)).toEqual(dashboard);
+      expect((await store.alerts.list(a.tenant.id)).items).toHaveLength(1);
+    });
+
+    it('stores decisions made by an active remediation (reason blocked)', async () => {
+      const w = await seedWorld(store, 'a');
+      const blocked = usageEvent(w, { effect: 'deny', reason: 'blocked' });
+      const res = await recordBatch(w, [blocked]);
+      expect(res).toMatchObject({ inserted: 1, alerts_opened: [], discovered: [] });
+      const { severity: _s, ...stored } = blocked;
+      expect((await store.usage.list(w.tenant.id)).items).toEqual([stored]);
+    });
+  });
+
+  describe('platform discovery', () => {
+    it('upserts tower reports by device and ignores a batch seen before', async () => {
+      const w = await seedWorld(store, 'a');
+      const report = (device_id: string, first_seen: number, last_seen: number, count: number) => ({
+        device_id,
+        first_seen,
+        last_seen,
+        count,
+      });
+      const firstReports = [report('x', T0, T0 + 10, 3), report('y', T0, T0, 1)];
+      expect(await store.discovered.recordReports('tower-1', 'batch-1', firstReports, T0)).toBe(true);
+      expect(await store.discovered.recordReports('tower-1', 'batch-1', [report('x', T0, T0 + 10, 3)], T0)).toBe(false);
+      expect(await store.discovered.recordReports('tower-2', 'batch-2', [report('x', T0 - 5, T0 + 20, 2)], T0)).toBe(true);
+      const listed = (await store.discovered.list(null)).items;
+      expect(listed.map(({ id: _id, ...rest }) => rest).sort((p, q) => (p.device_id < q.device_id ? -1 : 1))).toEqual([
+        { tenant_id: null, device_id: 'x', tower_id: 'tower-2', first_seen: T0 - 5, last_seen: T0 + 20, count: 5 },
+        { tenant_id: null, device_id: 'y', tower_id: 'tower-1', first_seen: T0, last_seen: T0, count: 1 },
+      ]);
+      expect((await store.discovered.list(w.tenant.id)).items).toEqual([]);
+    });
+  });
+}

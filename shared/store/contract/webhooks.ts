@@ -1,0 +1,150 @@
+/**
+ * Contract: tenant webhooks (the secret never leaves through CRUD) and the delivery queue.
+ */
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { WebhookEventType } from '../../domain.js';
+import type { Store, WebhookInput } from '../port.js';
+import { expectError, ids, must, T0, walk, type ContractState } from './harness.js';
+
+const hookInput = (events: WebhookEventType[], secret = 'whsec-1'): WebhookInput => ({
+  url: 'https://hooks.example.com/edgeplane',
+  events,
+  secret,
+});
+
+export function describeWebhookContract(state: ContractState): void {
+  let store: Store;
+  beforeEach(() => {
+    store = state.store;
+  });
+
+  const delivery = (tenant_id: string, webhook_id: string, next_attempt_at: number) => ({
+    tenant_id,
+    webhook_id,
+    event: 'alert.opened' as const,
+    body: JSON.stringify({ type: 'alert.opened', at: next_attempt_at }),
+    next_attempt_at,
+  });
+
+  describe('webhooks', () => {
+    it('creates, reads, updates and deletes without ever returning the secret', async () => {
+      const a = (await store.tenants.create({ name: 'a' })).id;
+      const b = (await store.tenants.create({ name: 'b' })).id;
+      const hook = await store.webhooks.create(a, hookInput(['alert.opened', 'command.updated'], 'top-secret'));
+      expect(hook).toEqual({
+        id: hook.id,
+        tenant_id: a,
+        url: 'https://hooks.example.com/edgeplane',
+        events: ['alert.opened', 'command.updated'],
+        enabled: true,
+        created_at: hook.created_at,
+        updated_at: hook.created_at,
+      });
+      expect(await store.webhooks.get(a, hook.id)).toEqual(hook);
+      expect((await store.webhooks.list(a)).items).toEqual([hook]);
+      const disabled = must(await store.webhooks.update(a, hook.id, { enabled: false, events: ['device.discovered'] }));
+      expect(disabled).toMatchObject({ id: hook.id, enabled: false, events: ['device.discovered'], url: hook.url });
+      const moved = must(await store.webhooks.update(a, hook.id, { url: 'https://other.example.com/x' }));
+      expect(moved).toMatchObject({ enabled: false, events: ['device.discovered'], url: 'https://other.example.com/x' });
+      const everything = [hook, disabled, moved, await store.webhooks.get(a, hook.id), (await store.webhooks.list(a)).items];
+      expect(JSON.stringify(everything)).not.toContain('top-secret');
+      expect(disabled).not.toHaveProperty('secret');
+
+      expect(await store.webhooks.get(b, hook.id)).toBeNull();
+      expect((await store.webhooks.list(b)).items).toEqual([]);
+      expect(await store.webhooks.update(b, hook.id, { enabled: true })).toBeNull();
+      expect(await store.webhooks.delete(b, hook.id)).toBe(false);
+      expect(await store.webhooks.get(a, hook.id)).toEqual(moved);
+      await expectError(store.webhooks.create('no-such-tenant', hookInput(['alert.opened'])), 'NOT_FOUND', 'tenant_id');
+
+      expect(await store.webhooks.delete(a, hook.id)).toBe(true);
+      expect(await store.webhooks.get(a, hook.id)).toBeNull();
+      expect(await store.webhooks.delete(a, hook.id)).toBe(false);
+    });
+
+    it('subscribers are the tenant’s enabled webhooks for that event, with their secret', async () => {
+      const a = (await store.tenants.create({ name: 'a' })).id;
+      const b = (await store.tenants.create({ name: 'b' })).id;
+      const alerts = await store.webhooks.create(a, hookInput(['alert.opened'], 's1'));
+      const both = await store.webhooks.create(a, hookInput(['alert.opened', 'command.updated'], 's2'));
+      const off = await store.webhooks.create(a, hookInput(['alert.opened'], 's3'));
+      await store.webhooks.update(a, off.id, { enabled: false });
+      const foreign = await store.webhooks.create(b, hookInput(['alert.opened'], 's4'));
+
+      expect(await store.webhooks.subscribers(a, 'alert.opened')).toEqual([
+        { ...alerts, secret: 's1' },
+        { ...both, secret: 's2' },
+      ]);
+      expect(await store.webhooks.subscribers(a, 'command.updated')).toEqual([{ ...both, secret: 's2' }]);
+      expect(await store.webhooks.subscribers(a, 'device.discovered')).toEqual([]);
+      expect(await store.webhooks.subscribers(b, 'alert.opened')).toEqual([{ ...foreign, secret: 's4' }]);
+      const on = must(await store.webhooks.update(a, off.id, { enabled: true }));
+      expect(ids(await store.webhooks.subscribers(a, 'alert.opened'))).toEqual([alerts.id, both.id, on.id]);
+    });
+  });
+
+  describe('webhook deliveries', () => {
+    it('queues deliveries, hands out the due ones across tenants and records attempts', async () => {
+      const a = (await store.tenants.create({ name: 'a' })).id;
+      const b = (await store.tenants.create({ name: 'b' })).id;
+      const hookA = await store.webhooks.create(a, hookInput(['alert.opened']));
+      const hookB = await store.webhooks.create(b, hookInput(['alert.opened']));
+      const d1 = await store.webhookDeliveries.create(delivery(a, hookA.id, T0));
+      expect(d1).toEqual({
+        ...delivery(a, hookA.id, T0),
+        id: d1.id,
+        status: 'pending',
+        attempts: 0,
+        last_status_code: null,
+        last_error: null,
+        created_at: d1.created_at,
+        updated_at: d1.created_at,
+      });
+      const d2 = await store.webhookDeliveries.create(delivery(b, hookB.id, T0 - 10));
+      const d3 = await store.webhookDeliveries.create(delivery(a, hookA.id, T0 + 1000));
+      await expectError(store.webhookDeliveries.create(delivery(a, hookB.id, T0)), 'NOT_FOUND', 'webhook_id');
+
+      // Due = pending with next_attempt_at <= now, the longest overdue first.
+      expect(ids(await store.webhookDeliveries.due(T0, 10))).toEqual([d2.id, d1.id]);
+      expect(ids(await store.webhookDeliveries.due(T0, 1))).toEqual([d2.id]);
+      expect(await store.webhookDeliveries.due(T0 - 11, 10)).toEqual([]);
+
+      const retry = { status: 'pending' as const, at: T0 + 1, status_code: 503, error: 'unavailable', next_attempt_at: T0 + 500 };
+      await store.webhookDeliveries.recordAttempt(d2.id, retry);
+      expect(ids(await store.webhookDeliveries.due(T0, 10))).toEqual([d1.id]);
+      expect((await store.webhookDeliveries.list(b, hookB.id)).items).toEqual([
+        { ...d2, attempts: 1, last_status_code: 503, last_error: 'unavailable', next_attempt_at: T0 + 500, updated_at: T0 + 1 },
+      ]);
+      const ok = { status: 'delivered' as const, at: T0 + 2, status_code: 200, error: null, next_attempt_at: null };
+      await store.webhookDeliveries.recordAttempt(d1.id, ok);
+      const gaveUp = { status: 'failed' as const, at: T0 + 3, status_code: null, error: 'timeout', next_attempt_at: T0 + 9 };
+      await store.webhookDeliveries.recordAttempt(d3.id, gaveUp);
+      expect((await store.webhookDeliveries.list(a, hookA.id)).items).toEqual([
+        { ...d3, status: 'failed', attempts: 1, last_error: 'timeout', next_attempt_at: null, updated_at: T0 + 3 },
+        { ...d1, status: 'delivered', attempts: 1, last_status_code: 200, next_attempt_at: null, updated_at: T0 + 2 },
+      ]);
+      expect(ids(await store.webhookDeliveries.due(T0 + 10_000, 10))).toEqual([d2.id]);
+    });
+
+    it('lists a webhook’s deliveries newest first, per tenant, and deletes them with it', async () => {
+      const a = (await store.tenants.create({ name: 'a' })).id;
+      const b = (await store.tenants.create({ name: 'b' })).id;
+      const hook = await store.webhooks.create(a, hookInput(['alert.opened']));
+      const sibling = await store.webhooks.create(a, hookInput(['alert.opened']));
+      const made: string[] = [];
+      for (let i = 0; i < 3; i++) made.push((await store.webhookDeliveries.create(delivery(a, hook.id, T0 + i))).id);
+      const other = await store.webhookDeliveries.create(delivery(a, sibling.id, T0));
+      expect(ids((await store.webhookDeliveries.list(a, hook.id)).items)).toEqual([...made].reverse());
+      expect(ids(await walk((cursor) => store.webhookDeliveries.list(a, hook.id, { limit: 2, cursor })))).toEqual(
+        [...made].reverse(),
+      );
+      expect(await store.webhookDeliveries.list(b, hook.id)).toEqual({ items: [], next_cursor: null });
+
+      expect(await store.webhooks.delete(a, hook.id)).toBe(true);
+      expect((await store.webhookDeliveries.list(a, hook.id)).items).toEqual([]);
+      expect(ids(await store.webhookDeliveries.due(T0 + 10, 10))).toEqual([other.id]);
+      await store.tenants.delete(a);
+      expect(await store.webhookDeliveries.due(T0 + 10, 10)).toEqual([]);
+    });
+  });
+}

@@ -1,0 +1,159 @@
+/**
+ * Remediation commands sent to towers and their lifecycle (DESIGN §4). Every step is recorded in
+ * command_events, in the same transaction as the status it describes.
+ */
+import type { CommandEvent, CommandRecord, CommandStatus } from '../../domain.js';
+import type { Store } from '../port.js';
+import type { SqliteContext, Stmt } from './context.js';
+import { notFound } from './context.js';
+import { EntityTable } from './entity-table.js';
+import type { TenantRefs } from './refs.js';
+
+const COMMAND_COLUMNS = [
+  'id',
+  'tenant_id',
+  'tower_id',
+  'device_id',
+  'type',
+  'app',
+  'duration_s',
+  'reason',
+  'source',
+  'rule_id',
+  'issued_by',
+  'status',
+  'attempts',
+  'created_at',
+  'updated_at',
+  'expires_at',
+  'delivered_at',
+  'acked_at',
+  'ack_reason',
+] as const;
+
+/**
+ * Forward moves only. An ack may overtake the delivery notice (both travel separately), so
+ * pending may go straight to applied/failed; a final status never moves again.
+ */
+const NEXT: Readonly<Record<CommandStatus, readonly CommandStatus[]>> = {
+  pending: ['delivered', 'applied', 'failed', 'expired'],
+  delivered: ['applied', 'failed', 'expired'],
+  applied: [],
+  failed: [],
+  expired: [],
+};
+
+export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['commands'] {
+  const db = ctx.db;
+  const table = new EntityTable<CommandRecord>(ctx, 'commands', COMMAND_COLUMNS, 'tenant', []);
+  const cols = table.columnList;
+  const insertEvent: Stmt<[CommandEvent]> = db.prepare(
+    `INSERT INTO command_events (id, tenant_id, command_id, kind, at, detail)
+     VALUES (@id, @tenant_id, @command_id, @kind, @at, @detail)`,
+  );
+  // Oldest first in recording order: ids are time-ordered and minted as each step is written,
+  // whereas `at` comes from the caller (tower or dispatcher clock) and may not be monotonic.
+  const listEvents: Stmt<[string, string], CommandEvent> = db.prepare(
+    `SELECT id, tenant_id, command_id, kind, at, detail FROM command_events
+     WHERE tenant_id = ? AND command_id = ? ORDER BY id`,
+  );
+  // The WHERE repeats the partial index's condition word for word so the planner can use it.
+  const listOpen: Stmt<[], CommandRecord> = db.prepare(
+    `SELECT ${cols} FROM commands WHERE status IN ('pending', 'delivered') ORDER BY id`,
+  );
+  const published: Stmt<[number, string, string], CommandRecord> = db.prepare(
+    `UPDATE commands SET attempts = attempts + 1, updated_at = ? WHERE tenant_id = ? AND id = ? RETURNING ${cols}`,
+  );
+  // Guarded by the status read in the same transaction: a concurrent move makes this a no-op.
+  const move: Stmt<[CommandStatus, number, number | null, number | null, string | null, string, string, CommandStatus]> =
+    db.prepare(
+      `UPDATE commands SET status = ?, updated_at = ?, delivered_at = ?, acked_at = ?, ack_reason = ?
+       WHERE tenant_id = ? AND id = ? AND status = ?`,
+    );
+  const deviceOwner: Stmt<[string], string> = db
+    .prepare<[string], string>('SELECT tenant_id FROM devices WHERE id = ?')
+    .pluck();
+
+  const record = (c: CommandRecord, kind: CommandEvent['kind'], at: number, detail: string | null): void => {
+    insertEvent.run({ id: ctx.newId(), tenant_id: c.tenant_id, command_id: c.id, kind, at, detail });
+  };
+
+  return {
+    async create(input) {
+      return ctx.write(() => {
+        refs.requireTenant(input.tenant_id);
+        // A device registered to another tenant must never be acted on from this one. An
+        // unregistered id is allowed: a tenant may act on a stranger seen at its towers.
+        const owner = deviceOwner.get(input.device_id);
+        if (owner !== undefined && owner !== input.tenant_id) throw notFound('device_id', 'no such device');
+        const now = ctx.now();
+        const command: CommandRecord = {
+          id: ctx.newId(),
+          tenant_id: input.tenant_id,
+          tower_id: input.tower_id,
+          device_id: input.device_id,
+          type: input.type,
+          app: input.app ?? null,
+          duration_s: input.duration_s ?? null,
+          reason: input.reason ?? null,
+          source: input.source,
+          rule_id: input.rule_id ?? null,
+          issued_by: input.issued_by ?? null,
+          status: 'pending',
+          attempts: 0,
+          created_at: now,
+          updated_at: now,
+          expires_at: input.expires_at,
+          delivered_at: null,
+          acked_at: null,
+          ack_reason: null,
+        };
+        table.insert(command);
+        record(command, 'pending', now, null);
+        return command;
+      });
+    },
+    async get(tenantId, id) {
+      return table.get(tenantId, id);
+    },
+    async list(tenantId, opts) {
+      const filters = { tenant_id: tenantId, status: opts?.status, device_id: opts?.device_id, tower_id: opts?.tower_id };
+      return table.list(filters, opts, 'desc');
+    },
+    async listOpen() {
+      return listOpen.all();
+    },
+    async markPublished(tenantId, id, at) {
+      return ctx.write(() => {
+        const command = published.get(at, tenantId, id);
+        if (!command) return null;
+        record(command, 'published', at, null);
+        return command;
+      });
+    },
+    async transition(tenantId, id, status, at, detail = null) {
+      return ctx.write(() => {
+        const before = table.get(tenantId, id);
+        if (!before) return null;
+        if (!NEXT[before.status].includes(status)) return { command: before, changed: false };
+        const acked = status === 'applied' || status === 'failed';
+        const after: CommandRecord = {
+          ...before,
+          status,
+          updated_at: at,
+          delivered_at: status === 'delivered' ? at : before.delivered_at,
+          acked_at: acked ? at : before.acked_at,
+          ack_reason: acked ? detail : before.ack_reason,
+        };
+        const moved =
+          move.run(status, at, after.delivered_at, after.acked_at, after.ack_reason, tenantId, id, before.status).changes > 0;
+        if (!moved) return { command: before, changed: false };
+        record(after, status, at, detail);
+        return { command: after, changed: true };
+      });
+    },
+    async events(tenantId, id) {
+      return listEvents.all(tenantId, id);
+    },
+  };
+}

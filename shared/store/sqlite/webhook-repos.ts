@@ -1,0 +1,145 @@
+/**
+ * Tenant webhooks and their delivery queue. The signing secret is stored as given (HMAC needs
+ * it) and leaves the store only through `subscribers`, the delivery worker's read.
+ */
+import type { Webhook, WebhookDelivery, WebhookEventType } from '../../domain.js';
+import type { Store } from '../port.js';
+import { clampLimit } from './cursor.js';
+import type { SqliteContext, Stmt } from './context.js';
+import { notFound } from './context.js';
+import { EntityTable } from './entity-table.js';
+import { fromJson, toJson } from './json-column.js';
+import type { TenantRefs } from './refs.js';
+
+/** Deliberately without `secret`: every generic read and RETURNING goes through this list. */
+const WEBHOOK_COLUMNS = ['id', 'tenant_id', 'url', 'events', 'enabled', 'created_at', 'updated_at'] as const;
+
+/** events is a JSON array and enabled is 0/1 on disk. */
+type WebhookRow = Omit<Webhook, 'events' | 'enabled'> & { events: string; enabled: number };
+
+const toWebhook = (row: WebhookRow): Webhook => ({
+  ...row,
+  events: fromJson<WebhookEventType[]>(row.events) ?? [],
+  enabled: row.enabled === 1,
+});
+
+export function createWebhookRepo(ctx: SqliteContext, refs: TenantRefs): Store['webhooks'] {
+  const table = new EntityTable<WebhookRow>(ctx, 'webhooks', WEBHOOK_COLUMNS, 'tenant', ['url', 'events', 'enabled']);
+  const insert: Stmt<[WebhookRow & { secret: string }]> = ctx.db.prepare(
+    `INSERT INTO webhooks (${table.columnList}, secret)
+     VALUES (${WEBHOOK_COLUMNS.map((c) => `@${c}`).join(', ')}, @secret)`,
+  );
+  const subscribers: Stmt<[string, string], WebhookRow & { secret: string }> = ctx.db.prepare(
+    `SELECT ${table.columnList}, secret FROM webhooks
+     WHERE tenant_id = ? AND enabled = 1 AND EXISTS (SELECT 1 FROM json_each(webhooks.events) WHERE value = ?)
+     ORDER BY id`,
+  );
+
+  return {
+    async create(tenantId, input) {
+      return ctx.write(() => {
+        refs.requireTenant(tenantId);
+        const now = ctx.now();
+        const row: WebhookRow = {
+          id: ctx.newId(),
+          tenant_id: tenantId,
+          url: input.url,
+          events: JSON.stringify(input.events),
+          enabled: 1,
+          created_at: now,
+          updated_at: now,
+        };
+        insert.run({ ...row, secret: input.secret });
+        return toWebhook(row);
+      });
+    },
+    async get(tenantId, id) {
+      const row = table.get(tenantId, id);
+      return row ? toWebhook(row) : null;
+    },
+    async list(tenantId, opts) {
+      const page = table.list({ tenant_id: tenantId }, opts);
+      return { items: page.items.map(toWebhook), next_cursor: page.next_cursor };
+    },
+    async update(tenantId, id, patch) {
+      const row: Partial<WebhookRow> = {};
+      if (patch.url !== undefined) row.url = patch.url;
+      if (patch.events !== undefined) row.events = toJson(patch.events) ?? '[]';
+      if (patch.enabled !== undefined) row.enabled = patch.enabled ? 1 : 0;
+      const after = table.update(tenantId, id, row);
+      return after ? toWebhook(after) : null;
+    },
+    async delete(tenantId, id) {
+      // Its deliveries go with it (ON DELETE CASCADE).
+      return table.delete(tenantId, id);
+    },
+    async subscribers(tenantId, event) {
+      return subscribers.all(tenantId, event).map(({ secret, ...row }) => ({ ...toWebhook(row), secret }));
+    },
+  };
+}
+
+const DELIVERY_COLUMNS = [
+  'id',
+  'tenant_id',
+  'webhook_id',
+  'event',
+  'body',
+  'status',
+  'attempts',
+  'next_attempt_at',
+  'last_status_code',
+  'last_error',
+  'created_at',
+  'updated_at',
+] as const;
+
+export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDeliveries'] {
+  const table = new EntityTable<WebhookDelivery>(ctx, 'webhook_deliveries', DELIVERY_COLUMNS, 'tenant', []);
+  const webhookExists: Stmt<[string, string], { id: string }> = ctx.db.prepare(
+    'SELECT id FROM webhooks WHERE tenant_id = ? AND id = ?',
+  );
+  // Most overdue first; the WHERE repeats the partial index's condition so the planner uses it.
+  const due: Stmt<[number, number], WebhookDelivery> = ctx.db.prepare(
+    `SELECT ${table.columnList} FROM webhook_deliveries
+     WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
+  );
+  const attempt: Stmt<[string, number | null, string | null, number | null, number, string]> = ctx.db.prepare(
+    `UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_status_code = ?, last_error = ?,
+       next_attempt_at = ?, updated_at = ? WHERE id = ?`,
+  );
+
+  return {
+    async create(rec) {
+      return ctx.write(() => {
+        if (!webhookExists.get(rec.tenant_id, rec.webhook_id)) throw notFound('webhook_id', 'no such webhook');
+        const now = ctx.now();
+        return table.insert({
+          id: ctx.newId(),
+          tenant_id: rec.tenant_id,
+          webhook_id: rec.webhook_id,
+          event: rec.event,
+          body: rec.body,
+          status: 'pending',
+          attempts: 0,
+          next_attempt_at: rec.next_attempt_at,
+          last_status_code: null,
+          last_error: null,
+          created_at: now,
+          updated_at: now,
+        });
+      });
+    },
+    async due(now, limit) {
+      return due.all(now, clampLimit(limit));
+    },
+    async recordAttempt(id, outcome) {
+      // A final delivery is never due again, whatever the caller passed.
+      const next = outcome.status === 'pending' ? outcome.next_attempt_at : null;
+      attempt.run(outcome.status, outcome.status_code, outcome.error, next, outcome.at, id);
+    },
+    async list(tenantId, webhookId, opts) {
+      return table.list({ tenant_id: tenantId, webhook_id: webhookId }, opts, 'desc');
+    },
+  };
+}
