@@ -64,7 +64,7 @@ describe('OpenAPI', () => {
     const doc = json<{
       openapi: string;
       info: { title: string };
-      paths: Record<string, Record<string, { security?: unknown; requestBody?: unknown; tags?: string[] }>>;
+      paths: Record<string, Record<string, { security?: unknown; requestBody?: unknown; tags?: string[]; responses?: object }>>;
       components: { securitySchemes: Record<string, unknown> };
     }>(res);
     expect(doc.openapi).toMatch(/^3\./);
@@ -84,6 +84,11 @@ describe('OpenAPI', () => {
       '/api/v1/app-usage',
       '/api/v1/dashboard/alerts',
       '/api/v1/dashboard/metrics',
+      '/api/v1/plans',
+      '/api/v1/plans/{id}',
+      '/api/v1/tenant/plan',
+      '/api/v1/remedial-actions',
+      '/api/v1/commands/{id}',
       '/healthz',
     ]) {
       expect(doc.paths, path).toHaveProperty([path]);
@@ -91,6 +96,10 @@ describe('OpenAPI', () => {
     expect(doc.paths['/api/v1/devices']!.post!.security).toEqual([{ bearerAuth: [] }]);
     expect(doc.paths['/api/v1/devices']!.post!.requestBody).toBeDefined();
     expect(doc.paths['/api/v1/devices']!.post!.tags).toEqual(['devices']);
+    // The plan's device limit is a documented refusal of POST /devices.
+    expect(doc.paths['/api/v1/devices']!.post!.responses).toHaveProperty(['403']);
+    expect(doc.paths['/api/v1/remedial-actions']!.post!.tags).toEqual(['remediation']);
+    expect(doc.paths['/api/v1/commands/{id}']!.get!.tags).toEqual(['remediation']);
     expect(doc.paths['/api/v1/auth/login']!.post!.security).toBeUndefined();
     expect(Object.keys(doc.paths).some((p) => p.startsWith('/docs'))).toBe(false);
   });

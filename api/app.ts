@@ -115,6 +115,6 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     readiness: deps.readiness ?? (async () => ({ ok: true, checks: {} })),
   });
   await app.register(authRoutes, { prefix: API_PREFIX });
-  await app.register(apiRoutes, { prefix: API_PREFIX });
+  await app.register(apiRoutes, { prefix: API_PREFIX, config: deps.config });
   return app;
 }

@@ -53,6 +53,7 @@ beforeAll(async () => {
     { device_id: 'stranger-1', app: 'dropbox', action: 'upload', effect: 'allow', reason: 'unknown_device' },
   ]);
   a.alert = seeded.alerts_opened[0]!.id;
+  a.command = (await post<Created>(h.app, ownerA, '/api/v1/remedial-actions', { device_id: a.device, type: 'notify' })).command!.id;
   await seedUsage(h.store, b.tenant, 'twr-b', [
     { device_id: b.device!, user_id: b.user!, app: 'dropbox', action: 'upload', effect: 'allow' },
   ]);
@@ -105,6 +106,7 @@ describe("tenant B cannot reach tenant A's records", () => {
       ['GET', `/api/v1/dashboard/alerts/${a.alert}`],
       ['GET', '/api/v1/towers/twr-a'],
       ['GET', '/api/v1/towers/twr-a/carriers'],
+      ['GET', `/api/v1/commands/${a.command}`],
     ];
     for (const [method, url, payload] of cases) {
       const res = await call(method as 'GET', url, payload);
@@ -121,6 +123,9 @@ describe("tenant B cannot reach tenant A's records", () => {
       ['POST', '/api/v1/policy-rules', { policy_id: b.policy, role_id: a.role, app: '*', action: '*', permission: 'allow' }, 'body.role_id'],
       ['POST', '/api/v1/devices', { name: 'x', user_id: a.user }, 'body.user_id'],
       ['PATCH', `/api/v1/devices/${b.device}`, { user_id: a.user }, 'body.user_id'],
+      ['POST', '/api/v1/remedial-actions', { device_id: a.device, type: 'notify' }, 'body.device_id'],
+      // A tower only A's devices were seen at does not exist for B.
+      ['POST', '/api/v1/remedial-actions', { device_id: b.device, type: 'notify', tower_id: 'twr-a' }, 'body.tower_id'],
     ];
     for (const [method, url, payload, field] of cases) {
       const res = await call(method as 'POST', url, payload);
@@ -144,6 +149,9 @@ describe("tenant B cannot reach tenant A's records", () => {
       ['/api/v1/dashboard/alerts', 'alerts'],
       ['/api/v1/console-users', 'users'],
       ['/api/v1/towers', 'towers'],
+      ['/api/v1/remedial-actions', 'remedial_actions'],
+      [`/api/v1/remedial-actions?device_id=${a.device}`, 'remedial_actions'],
+      ['/api/v1/remedial-actions?tower_id=twr-a', 'remedial_actions'],
     ];
     const aIds = new Set(Object.values(a));
     for (const [url, key] of lists) {
@@ -157,6 +165,11 @@ describe("tenant B cannot reach tenant A's records", () => {
     }
     const towers = json<{ towers: Array<{ id: string }> }>(await call('GET', '/api/v1/towers')).towers;
     expect(towers.map((t) => t.id)).toEqual(['twr-b']);
+    // B's own command is listed; A's never.
+    await post(h.app, ownerB, '/api/v1/remedial-actions', { device_id: b.device, type: 'notify' });
+    const commands = json<{ remedial_actions: Array<{ id: string }> }>(await call('GET', '/api/v1/remedial-actions')).remedial_actions;
+    expect(commands).toHaveLength(1);
+    expect(commands[0]!.id).not.toBe(a.command);
   });
 
   it('dashboard metrics count only the caller’s tenant', async () => {

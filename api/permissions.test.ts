@@ -41,6 +41,10 @@ describe('role matrix', () => {
       expect(await status(s, 'POST', '/api/v1/policies', { name: 'x' })).toBe(403);
       expect(await status(s, 'PATCH', '/api/v1/tenant', { name: 'x' })).toBe(403);
       expect(await status(s, 'GET', '/api/v1/console-users')).toBe(403);
+      expect(await status(s, 'GET', '/api/v1/remedial-actions')).toBe(200);
+      expect(await status(s, 'GET', '/api/v1/tenant/plan')).toBe(200);
+      expect(await status(s, 'GET', '/api/v1/plans')).toBe(200);
+      expect(await status(s, 'POST', '/api/v1/remedial-actions', { device_id: 'x', type: 'notify' })).toBe(403);
     }
   });
 
@@ -67,7 +71,17 @@ describe('role matrix', () => {
   });
 
   it('operators cannot read tenant data', async () => {
-    for (const url of ['/api/v1/devices', '/api/v1/users', '/api/v1/policies', '/api/v1/app-usage', '/api/v1/dashboard/metrics', '/api/v1/tenant']) {
+    for (const url of [
+      '/api/v1/devices',
+      '/api/v1/users',
+      '/api/v1/policies',
+      '/api/v1/app-usage',
+      '/api/v1/dashboard/metrics',
+      '/api/v1/tenant',
+      '/api/v1/tenant/plan',
+      '/api/v1/remedial-actions',
+      '/api/v1/commands/01ARZ3NDEKTSV4RRFFQ69G5FAV',
+    ]) {
       expect(await status(operator, 'GET', url), url).toBe(403);
     }
   });
@@ -78,6 +92,9 @@ describe('role matrix', () => {
     expect(await status(owner, 'GET', '/api/v1/tenants')).toBe(403);
     expect(await status(owner, 'GET', `/api/v1/tenants/${tenantId}`)).toBe(403);
     expect(await status(owner, 'POST', '/api/v1/tenants', { name: 'x' })).toBe(403);
+    expect(await status(owner, 'POST', '/api/v1/plans', { id: 'x', name: 'x', auto_remediation: true, retention_days: 1 })).toBe(403);
+    expect(await status(admin, 'PATCH', '/api/v1/plans/free', { max_devices: null })).toBe(403);
+    expect(await status(owner, 'PATCH', `/api/v1/tenants/${tenantId}`, { plan_id: 'premium' })).toBe(403);
   });
 
   it('everyone reads carriers; tenant users see only towers where their devices were seen', async () => {

@@ -16,6 +16,7 @@ import { buildApp, type Readiness } from './app.js';
 
 export const PASSWORD = 'correct horse battery staple';
 export const OPERATOR_EMAIL = 'operator@edgeplane.test';
+export const COMMAND_TTL_S = 600;
 
 export interface Harness {
   app: FastifyInstance;
@@ -53,7 +54,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     bus,
     counters,
     logger: silentLogger(),
-    config: { access_token_ttl_s: 900, refresh_token_ttl_s: 3600 },
+    config: { access_token_ttl_s: 900, refresh_token_ttl_s: 3600, command_ttl_s: COMMAND_TTL_S },
     now,
     ...(opts.readiness && { readiness: opts.readiness }),
   });

@@ -25,7 +25,8 @@ export interface ApiDeps {
   bus: Bus;
   counters: Counters;
   logger: Logger;
-  config: Pick<Config, 'refresh_token_ttl_s' | 'access_token_ttl_s'>;
+  /** command_ttl_s: a manual remediation not acknowledged by then is expired by the dispatcher. */
+  config: Pick<Config, 'refresh_token_ttl_s' | 'access_token_ttl_s' | 'command_ttl_s'>;
   /** Server clock (epoch ms); injectable so tests can expire tokens without sleeping. */
   now?: () => number;
   readiness?: () => Promise<Readiness>;

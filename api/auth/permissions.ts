@@ -30,6 +30,9 @@ export const PERMISSIONS = {
   'carriers:write': OPERATOR,
   /** Operators see the platform's unclaimed devices; tenant users their tenant's. */
   'discovered:read': EVERYONE,
+  /** Plans are public knowledge to signed-in users (a console shows features and limits). */
+  'plans:read': EVERYONE,
+  'plans:write': OPERATOR,
 
   // Tenant resources: always scoped to the caller's own tenant.
   'tenant:read': TENANT_READ,
@@ -51,6 +54,11 @@ export const PERMISSIONS = {
   'usage:read': TENANT_READ,
   'alerts:read': TENANT_READ,
   'dashboard:read': TENANT_READ,
+  'webhooks:read': TENANT_WRITE,
+  'webhooks:write': TENANT_WRITE,
+  /** Remediation commands sent to towers; issuing one is an explicit admin action. */
+  'remediation:read': TENANT_READ,
+  'remediation:write': TENANT_WRITE,
 } as const satisfies Record<string, readonly ConsoleRole[]>;
 
 export type Permission = keyof typeof PERMISSIONS;

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { TopicId } from '../../shared/mqtt/payloads.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import {
+  ErrorBodySchema,
   IdParams,
   IdSchema,
   ListQuery,
@@ -45,7 +46,16 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
     '/devices',
     {
       config: { permission: 'devices:write' },
-      schema: { summary: 'Register a device', body: CreateDeviceBody, response: { 201: DeviceReply, ...errorResponses } },
+      schema: {
+        summary: 'Register a device',
+        description: "403 PLAN_LIMIT_EXCEEDED when the tenant's plan max_devices is reached.",
+        body: CreateDeviceBody,
+        response: {
+          201: DeviceReply,
+          403: ErrorBodySchema.describe("PLAN_LIMIT_EXCEEDED: the tenant's plan max_devices is reached (or FORBIDDEN)"),
+          ...errorResponses,
+        },
+      },
     },
     async (request, reply) =>
       reply.code(201).send({ device: await app.store.devices.create(tenantIdOf(request), request.body) }),

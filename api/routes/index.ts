@@ -1,22 +1,31 @@
 /** Every resource plugin, each encapsulated; mounted under /api/v1 by app.ts. */
 import type { FastifyPluginAsync } from 'fastify';
+import type { ApiDeps } from '../types.js';
 import { assignmentRoutes } from './assignments.js';
 import { carrierRoutes } from './carriers.js';
 import { catalogRoutes } from './catalog.js';
 import { consoleUserRoutes } from './console-users.js';
 import { dashboardRoutes } from './dashboard.js';
 import { deviceRoutes } from './devices.js';
+import { planRoutes } from './plans.js';
 import { policyRoutes } from './policies.js';
 import { policyRuleRoutes } from './policy-rules.js';
+import { remediationRoutes } from './remediation.js';
 import { roleRoutes } from './roles.js';
 import { tenantRoutes } from './tenants.js';
 import { towerCredentialRoutes } from './tower-credentials.js';
 import { towerRoutes } from './towers.js';
 import { usageRoutes } from './usage.js';
 import { userRoutes } from './users.js';
+import { webhookRoutes } from './webhooks.js';
 
-export const apiRoutes: FastifyPluginAsync = async (app) => {
+export interface ApiRoutesOptions {
+  config: ApiDeps['config'];
+}
+
+export const apiRoutes: FastifyPluginAsync<ApiRoutesOptions> = async (app, opts) => {
   await app.register(tenantRoutes);
+  await app.register(planRoutes);
   await app.register(consoleUserRoutes);
   await app.register(userRoutes);
   await app.register(roleRoutes);
@@ -30,5 +39,7 @@ export const apiRoutes: FastifyPluginAsync = async (app) => {
   await app.register(towerCredentialRoutes);
   await app.register(carrierRoutes);
   await app.register(usageRoutes);
+  await app.register(webhookRoutes);
   await app.register(dashboardRoutes);
+  await app.register(remediationRoutes, { commandTtlS: opts.config.command_ttl_s });
 };

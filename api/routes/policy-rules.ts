@@ -1,12 +1,15 @@
 /**
  * Policy rules: (policy, role?, app, action) → allow | deny. App and action are catalogue keys or
  * '*'; a key the tenant's catalogue does not hold is refused, since such a rule could never match
- * and would silently do nothing.
+ * and would silently do nothing. A deny rule may carry a remediation (and an escalation to a
+ * stronger one); they act only on plans with auto_remediation, but are stored on every plan so a
+ * tenant that upgrades needs no rule edits.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { KEY_RE } from '../../shared/ids.js';
 import { EffectSchema } from '../../shared/mqtt/payloads.js';
+import type { Effect, Escalation, Remediation } from '../../shared/domain.js';
 import type { ListOptions, Page } from '../../shared/store/port.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
@@ -21,11 +24,23 @@ import {
   listQuery,
   paginate,
 } from '../schemas/common.js';
-import { PolicyRuleSchema } from '../schemas/records.js';
+import { PolicyRuleSchema, RemediationTypeSchema } from '../schemas/records.js';
 
 const RuleKey = z
   .string()
   .refine((v) => v === '*' || KEY_RE.test(v), 'must be "*" or a lowercase catalogue key like "slack"');
+
+/** 30 days: the longest an action may hold at a tower before it lifts by itself. */
+export const MAX_REMEDIATION_S = 30 * 24 * 3600;
+const RemediationBody = z.strictObject({
+  type: RemediationTypeSchema,
+  duration_s: z.number().int().min(1).max(MAX_REMEDIATION_S).describe('how long the action holds at the tower'),
+});
+const EscalationBody = z.strictObject({
+  threshold: z.number().int().min(2).max(1000).describe('violations of this rule by one device…'),
+  window_s: z.number().int().min(1).max(24 * 3600).describe('…within this window trigger the escalation'),
+  remediation: RemediationBody,
+});
 
 const fields = {
   policy_id: IdSchema,
@@ -33,6 +48,8 @@ const fields = {
   app: RuleKey.describe('app key or "*"'),
   action: RuleKey.describe('action key or "*"'),
   permission: EffectSchema,
+  remediation: RemediationBody.nullable().describe('corrective action at the tower when the rule denies (plans with auto_remediation)'),
+  escalation: EscalationBody.nullable().describe('a stronger action once a device violates the rule repeatedly'),
 };
 const CreateRuleBody = z
   .strictObject({
@@ -41,13 +58,26 @@ const CreateRuleBody = z
     app: fields.app,
     action: fields.action,
     permission: fields.permission,
+    remediation: fields.remediation.optional(),
+    escalation: fields.escalation.optional(),
   })
-  .meta({ example: { policy_id: '01J0000000000000000000000A', app: 'dropbox', action: 'upload_file', permission: 'deny' } });
+  .meta({
+    example: {
+      policy_id: '01J0000000000000000000000A',
+      app: 'dropbox',
+      action: 'upload_file',
+      permission: 'deny',
+      remediation: { type: 'block_app', duration_s: 3600 },
+      escalation: { threshold: 3, window_s: 600, remediation: { type: 'quarantine', duration_s: 86400 } },
+    },
+  });
 const PatchRuleBody = z.strictObject({
   role_id: fields.role_id.optional(),
   app: fields.app.optional(),
   action: fields.action.optional(),
   permission: fields.permission.optional(),
+  remediation: fields.remediation.optional(),
+  escalation: fields.escalation.optional(),
 });
 const RuleReply = z.object({ rule: PolicyRuleSchema });
 const RulesQuery = listQuery({ policy_id: IdSchema.optional(), role_id: IdSchema.optional() });
@@ -63,6 +93,16 @@ async function catalogHasKey(list: CatalogList, tenantId: string, key: string): 
     cursor = page.next_cursor;
   } while (cursor !== null);
   return false;
+}
+
+/**
+ * Remediations answer a denial, so an allow rule holding one could never act: refuse it rather
+ * than store a rule that silently does nothing. `rule` is the state after the write.
+ */
+function checkRemediationOnDeny(rule: { permission: Effect; remediation: Remediation | null; escalation: Escalation | null }): void {
+  if (rule.permission === 'deny') return;
+  if (rule.remediation !== null) invalidField('body.remediation', 'only deny rules remediate; set it to null or permission to deny');
+  if (rule.escalation !== null) invalidField('body.escalation', 'only deny rules remediate; set it to null or permission to deny');
 }
 
 export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -87,6 +127,8 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
+      const { permission, remediation = null, escalation = null } = request.body;
+      checkRemediationOnDeny({ permission, remediation, escalation });
       await checkCatalogue(tenantId, request.body);
       return reply.code(201).send({ rule: await app.store.rules.create(tenantId, request.body) });
     },
@@ -139,7 +181,13 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const tenantId = tenantIdOf(request);
       // 404 before 400: an unknown rule id is the more fundamental mistake.
-      found(await app.store.rules.get(tenantId, request.params.id), 'rule');
+      const current = found(await app.store.rules.get(tenantId, request.params.id), 'rule');
+      const { permission, remediation, escalation } = request.body;
+      checkRemediationOnDeny({
+        permission: permission ?? current.permission,
+        remediation: remediation === undefined ? current.remediation : remediation,
+        escalation: escalation === undefined ? current.escalation : escalation,
+      });
       await checkCatalogue(tenantId, request.body);
       return { rule: found(await app.store.rules.update(tenantId, request.params.id, request.body), 'rule') };
     },

@@ -1,15 +1,17 @@
 /**
  * Tenants: operators create and manage them (`/tenants`); a tenant's own console users read and
- * tune their tenant through `/tenant`, which never takes an id.
+ * tune their tenant through `/tenant`, which never takes an id. Only operators choose a tenant's
+ * plan: it is the subscription, so `PATCH /tenant` refuses `plan_id` like any unknown field.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { hashPassword } from '../../shared/auth/passwords.js';
 import { createError } from '../../shared/errors.js';
-import { EffectSchema } from '../../shared/mqtt/payloads.js';
+import { EffectSchema, TopicId } from '../../shared/mqtt/payloads.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate } from '../schemas/common.js';
 import { ConsoleUserSchema, TenantSchema } from '../schemas/records.js';
+import { PlanReply } from './plans.js';
 
 export const PasswordSchema = z.string().min(12, 'must be at least 12 characters').max(1024);
 export const EmailSchema = z.email().max(320);
@@ -18,6 +20,7 @@ const tenantFields = {
   name: z.string().trim().min(1).max(200),
   default_effect: EffectSchema.describe('effect when no rule matches'),
   alert_window_s: z.number().int().min(1).max(7 * 24 * 3600).describe('deny alerts for one device+rule merge within this window'),
+  plan_id: TopicId.describe("the tenant's plan (features and limits); default 'free'"),
 };
 
 const CreateTenantBody = z
@@ -25,15 +28,18 @@ const CreateTenantBody = z
     name: tenantFields.name,
     default_effect: tenantFields.default_effect.optional(),
     alert_window_s: tenantFields.alert_window_s.optional(),
+    plan_id: tenantFields.plan_id.optional(),
     owner: z.strictObject({ email: EmailSchema, password: PasswordSchema }).optional(),
   })
-  .meta({ example: { name: 'Acme', default_effect: 'allow', owner: { email: 'owner@acme.example', password: 'a long passphrase' } } });
+  .meta({ example: { name: 'Acme', default_effect: 'allow', plan_id: 'premium', owner: { email: 'owner@acme.example', password: 'a long passphrase' } } });
 
-const PatchTenantBody = z.strictObject({
+/** What a tenant's owners may change about their own tenant (not its plan). */
+const PatchOwnTenantBody = z.strictObject({
   name: tenantFields.name.optional(),
   default_effect: tenantFields.default_effect.optional(),
   alert_window_s: tenantFields.alert_window_s.optional(),
 });
+const PatchTenantBody = PatchOwnTenantBody.extend({ plan_id: tenantFields.plan_id.optional() });
 
 const TenantReply = z.object({ tenant: TenantSchema });
 
@@ -122,10 +128,22 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
     '/tenant',
     {
       config: { permission: 'tenant:write' },
-      schema: { summary: "Update the caller's tenant", body: PatchTenantBody, response: { 200: TenantReply, ...errorResponses } },
+      schema: { summary: "Update the caller's tenant (not its plan)", body: PatchOwnTenantBody, response: { 200: TenantReply, ...errorResponses } },
     },
     async (request) => ({
       tenant: found(await app.store.tenants.update(tenantIdOf(request), request.body), 'tenant'),
     }),
+  );
+
+  app.get(
+    '/tenant/plan',
+    {
+      config: { permission: 'tenant:read' },
+      schema: { summary: "The caller's plan: its features and limits", response: { 200: PlanReply, ...errorResponses } },
+    },
+    async (request) => {
+      const tenant = found(await app.store.tenants.get(tenantIdOf(request)), 'tenant');
+      return { plan: found(await app.store.plans.get(tenant.plan_id), 'plan') };
+    },
   );
 };

@@ -9,11 +9,16 @@ import type {
   Alert,
   App,
   Carrier,
+  CommandEvent,
+  CommandRecord,
   ConsoleUser,
   Device,
   DiscoveredDevice,
+  Escalation,
+  Plan,
   Policy,
   PolicyRule,
+  Remediation,
   Role,
   Tenant,
   Tower,
@@ -21,7 +26,7 @@ import type {
   UsageRecord,
   User,
 } from '../../shared/domain.js';
-import { EffectSchema, SeveritySchema } from '../../shared/mqtt/payloads.js';
+import { DecisionReasonSchema, EffectSchema, SeveritySchema } from '../../shared/mqtt/payloads.js';
 import type { DashboardMetrics } from '../../shared/store/port.js';
 import { EpochMsSchema } from './common.js';
 
@@ -32,6 +37,7 @@ export const TenantSchema = z
   .object({
     id: z.string(),
     name: z.string(),
+    plan_id: z.string(),
     default_effect: EffectSchema,
     policy_version: z.number().int(),
     alert_window_s: z.number().int(),
@@ -68,6 +74,16 @@ export const PolicySchema = z
   })
   .meta({ id: 'Policy' });
 
+export const RemediationTypeSchema = z.enum(['block_device', 'block_app', 'quarantine', 'throttle', 'notify']);
+
+export const RemediationSchema = z
+  .object({ type: RemediationTypeSchema, duration_s: z.number().int() })
+  .meta({ id: 'Remediation' });
+
+export const EscalationSchema = z
+  .object({ threshold: z.number().int(), window_s: z.number().int(), remediation: RemediationSchema })
+  .meta({ id: 'Escalation' });
+
 export const PolicyRuleSchema = z
   .object({
     id: z.string(),
@@ -77,6 +93,8 @@ export const PolicyRuleSchema = z
     app: z.string(),
     action: z.string(),
     permission: EffectSchema,
+    remediation: RemediationSchema.nullable(),
+    escalation: EscalationSchema.nullable(),
     ...ts,
   })
   .meta({ id: 'PolicyRule' });
@@ -150,7 +168,7 @@ export const UsageRecordSchema = z
     ts: EpochMsSchema,
     received_at: EpochMsSchema,
     effect: EffectSchema,
-    reason: z.enum(['rule', 'default', 'unknown_device']),
+    reason: DecisionReasonSchema,
     rule_id: z.string().nullable(),
     policy_id: z.string().nullable(),
     policy_version: z.number().int(),
@@ -176,6 +194,54 @@ export const AlertSchema = z
   })
   .meta({ id: 'Alert' });
 
+export const PlanSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    auto_remediation: z.boolean(),
+    max_devices: z.number().int().nullable().describe('null = unlimited'),
+    max_events_per_s: z.number().int().nullable().describe('null = unlimited'),
+    retention_days: z.number().int(),
+    ...ts,
+  })
+  .meta({ id: 'Plan' });
+
+const CommandStatusSchema = z.enum(['pending', 'delivered', 'applied', 'failed', 'expired']);
+
+export const CommandRecordSchema = z
+  .object({
+    id: z.string(),
+    tenant_id: z.string(),
+    tower_id: z.string(),
+    device_id: z.string(),
+    type: z.string(),
+    app: z.string().nullable(),
+    duration_s: z.number().int().nullable(),
+    reason: z.string().nullable(),
+    source: z.enum(['auto', 'escalation', 'manual']),
+    rule_id: z.string().nullable(),
+    issued_by: z.string().nullable(),
+    status: CommandStatusSchema,
+    attempts: z.number().int(),
+    ...ts,
+    expires_at: EpochMsSchema,
+    delivered_at: EpochMsSchema.nullable(),
+    acked_at: EpochMsSchema.nullable(),
+    ack_reason: z.string().nullable(),
+  })
+  .meta({ id: 'Command' });
+
+export const CommandEventSchema = z
+  .object({
+    id: z.string(),
+    tenant_id: z.string(),
+    command_id: z.string(),
+    kind: z.enum([...CommandStatusSchema.options, 'published']),
+    at: EpochMsSchema,
+    detail: z.string().nullable(),
+  })
+  .meta({ id: 'CommandEvent' });
+
 export const DashboardMetricsSchema = z
   .object({
     devices: z.number().int(),
@@ -200,6 +266,8 @@ export type RecordSchemasMatchDomain = [
   Assert<Same<Out<typeof UserSchema>, User>>,
   Assert<Same<Out<typeof RoleSchema>, Role>>,
   Assert<Same<Out<typeof PolicySchema>, Policy>>,
+  Assert<Same<Out<typeof RemediationSchema>, Remediation>>,
+  Assert<Same<Out<typeof EscalationSchema>, Escalation>>,
   Assert<Same<Out<typeof PolicyRuleSchema>, PolicyRule>>,
   Assert<Same<Out<typeof AppSchema>, App>>,
   Assert<Same<Out<typeof ActionSchema>, Action>>,
@@ -211,4 +279,7 @@ export type RecordSchemasMatchDomain = [
   Assert<Same<Out<typeof UsageRecordSchema>, UsageRecord>>,
   Assert<Same<Out<typeof AlertSchema>, Alert>>,
   Assert<Same<Out<typeof DashboardMetricsSchema>, DashboardMetrics>>,
+  Assert<Same<Out<typeof PlanSchema>, Plan>>,
+  Assert<Same<Out<typeof CommandRecordSchema>, CommandRecord>>,
+  Assert<Same<Out<typeof CommandEventSchema>, CommandEvent>>,
 ];
