@@ -14,7 +14,7 @@ import type { Bus } from '../shared/bus.js';
 import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
-import { parseTopic, TOPIC_SPECS, topics } from '../shared/mqtt/topics.js';
+import { mqttIdentity, parseTopic, TOPIC_SPECS, topics } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
 import { authenticateConnection, CONNACK, type AuthOutcome } from './authenticate.js';
@@ -122,6 +122,7 @@ export class Broker {
       };
       aedes.on('clientError', onClientError);
       aedes.on('connectionError', onClientError);
+      aedes.on('ack', (packet, client) => this.#onAck(packet && 'topic' in packet ? packet : null, client));
       bus.subscribe('credential.revoked', (e) => this.#revoke(e.credential_id), this);
 
       const tcp = createNetServer((socket) => {
@@ -235,6 +236,30 @@ export class Broker {
     this.#sessions.open(client, { principal, bucket, statusWill });
     this.#log.debug({ client_id: client.id, principal: principal.kind }, 'mqtt client authenticated');
     return null;
+  }
+
+  /**
+   * A tower's PUBACK of a command is the "delivered" step of the command lifecycle: the tower's
+   * MQTT client has it [MQTT-4.3.2]. Reported on the bus; the dispatcher records it.
+   */
+  #onAck(packet: { topic?: string; payload?: unknown } | null | undefined, client: Client | null | undefined): void {
+    if (!packet?.topic || !client) return;
+    const parsed = parseTopic(packet.topic);
+    if (parsed?.kind !== 'commands' || client.id !== mqttIdentity.towerClientId(parsed.towerId)) return;
+    try {
+      const raw = packet.payload;
+      const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : typeof raw === 'string' ? raw : '';
+      const id = (JSON.parse(text) as { id?: unknown }).id;
+      if (typeof id !== 'string') return;
+      this.#deps.bus.publish('command.delivered', {
+        tenant_id: parsed.tenantId,
+        tower_id: parsed.towerId,
+        command_id: id,
+        at: this.#now(),
+      });
+    } catch {
+      // Commands are built by the cloud; an unparseable one is not ours to report.
+    }
   }
 
   #accept(conn: Duplex, req: IncomingMessage | undefined, frameLimit: number): void {

@@ -18,6 +18,11 @@ import { Counters } from '../shared/metrics.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import type { Store } from '../shared/store/port.js';
 import { Pipeline } from '../workers/pipeline.js';
+import { RetentionJob } from '../workers/retention-job.js';
+import { WebhookDeliverer } from '../workers/webhooks/webhook-deliverer.js';
+import { WebhookNotifier } from '../workers/webhooks/webhook-notifier.js';
+import { createFirebaseWriter } from '../shared/realtime/firebase-writer.js';
+import { FirebaseSink } from '../shared/realtime/firebase-sink.js';
 import { loadOrCreateSecret, prepareDataDir, type DataDirPaths } from './data-dir.js';
 
 export interface EmbeddedHandle {
@@ -86,11 +91,43 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
       tokens,
       now,
     });
+    const workerCtx = { store, bus, downlink: broker.downlink, counters, logger: logger.child({ module: 'workers' }), now, newId };
     const pipeline = new Pipeline(
-      { store, bus, downlink: broker.downlink, counters, logger: logger.child({ module: 'workers' }), now, newId },
-      { concurrency: config.ingest_concurrency },
+      workerCtx,
+      {
+        concurrency: config.ingest_concurrency,
+        commandTtlS: config.command_ttl_s,
+        commandRetryMinMs: config.command_retry_min_ms,
+        commandRetryMaxMs: config.command_retry_max_ms,
+      },
     );
     broker.setSink(pipeline);
+    const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s });
+    const onWorkerError = (what: string) => (err: unknown) => logger.error({ module: 'workers', err }, `${what} failed`);
+    const deliverer = new WebhookDeliverer({
+      store,
+      counters,
+      maxAttempts: config.webhook_max_attempts,
+      timeoutMs: config.webhook_timeout_ms,
+      now,
+      onError: onWorkerError('webhook delivery'),
+    });
+    const notifier = new WebhookNotifier({ store, bus, deliverer, counters, newId, now, onError: onWorkerError('webhook notification') });
+    // The Firebase mirror is opt-in: a database URL, or the emulator for development.
+    const firebaseUrl = config.firebase_database_url;
+    const firebase = firebaseUrl
+      ? new FirebaseSink({
+          bus,
+          writer: createFirebaseWriter({
+            databaseURL: firebaseUrl,
+            ...(config.firebase_credentials_file ? { credentialsFile: config.firebase_credentials_file } : {}),
+          }),
+          counters,
+          flushMs: config.firebase_flush_ms,
+          now,
+          onError: onWorkerError('firebase write'),
+        })
+      : null;
     const app = await buildApp({
       store,
       tokens,
@@ -107,6 +144,16 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     started.push(() => broker.stop());
     await pipeline.start();
     started.push(() => pipeline.stop());
+    retention.start();
+    started.push(() => retention.stop());
+    deliverer.start();
+    started.push(() => deliverer.stop());
+    notifier.start();
+    started.push(() => notifier.stop());
+    if (firebase) {
+      firebase.start();
+      started.push(() => firebase.stop());
+    }
     await app.listen({ host: config.http_host, port: config.http_port });
     started.push(() => app.close());
     accepting = true;
@@ -134,7 +181,12 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
         // Reverse order, with one exception: the pipeline drains before the broker closes so
         // decisions for already-accepted batches still reach their towers.
         await app.close();
+        await retention.stop();
         await pipeline.stop();
+        // After the pipeline drained: its last alerts and commands still reach the sinks.
+        await firebase?.stop();
+        await notifier.stop();
+        await deliverer.stop();
         await broker.stop();
         await store.close();
       }),

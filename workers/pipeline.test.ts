@@ -70,7 +70,7 @@ beforeEach(async () => {
   await store.devices.create(tenantA, { id: 'devA1', name: 'phone', user_id: user.id });
   await store.devices.create(tenantB, { id: 'devB1', name: 'phone' });
   await store.towers.create({ id: 'T1', name: 'tower 1' });
-  pipeline = new Pipeline({ store, bus, downlink, counters, logger: silentLogger(), now: Date.now, newId }, { concurrency: 4, rebuildDebounceMs: 1 });
+  pipeline = new Pipeline({ store, bus, downlink, counters, logger: silentLogger(), now: Date.now, newId }, { concurrency: 4, rebuildDebounceMs: 1, commandTtlS: 3600, commandRetryMinMs: 1000, commandRetryMaxMs: 60_000 });
   await pipeline.start();
 });
 

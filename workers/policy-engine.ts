@@ -8,11 +8,16 @@ import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-p
 import { bundleFromModel, modelFromSnapshot, type PolicyModel } from '../shared/policy/model.js';
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
+import type { Plan, PolicyRule } from '../shared/domain.js';
 import type { WorkerContext } from './context.js';
 
 export interface TenantPolicyState {
   index: PolicyIndex;
   alertWindowS: number;
+  /** The tenant's plan at compile time: a plan change bumps the policy version. */
+  plan: Plan;
+  /** Rules by id, for what the index does not carry (remediation, escalation). */
+  rules: Map<string, PolicyRule>;
 }
 
 interface Entry {
@@ -124,7 +129,12 @@ export class PolicyEngine {
             }
             const model = modelFromSnapshot(snapshot);
             this.#replaceDevices(tenantId, model);
-            e.state = { index: compilePolicyIndex(model), alertWindowS: snapshot.tenant.alert_window_s };
+            e.state = {
+              index: compilePolicyIndex(model),
+              alertWindowS: snapshot.tenant.alert_window_s,
+              plan: snapshot.plan,
+              rules: new Map(snapshot.rules.map((r) => [r.id, r])),
+            };
             this.#models.set(tenantId, model);
             e.builtGeneration = gen;
             this.#ctx.counters.inc('policy_index_builds_total');

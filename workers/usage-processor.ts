@@ -11,10 +11,13 @@ import { evaluateUsage } from '../shared/policy/evaluate-usage.js';
 import type { DecidedUsage } from '../shared/store/port.js';
 import { dropUplink, type WorkerContext } from './context.js';
 import type { PolicyEngine } from './policy-engine.js';
+import { PlanRateLimiter } from './plan-rate-limiter.js';
+import type { RemediationEngine } from './remediation/remediation-engine.js';
 import { UsageWriter } from './usage-writer.js';
 
-export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine) {
+export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, remediation: RemediationEngine) {
   const writer = new UsageWriter(ctx.store);
+  const limiter = new PlanRateLimiter(ctx.now);
   return async function processUsage(msg: UplinkMessage, tenantId: string): Promise<void> {
     const decoded = decodePayload(UsageBatchSchema, msg.payload);
     if (!decoded.ok) return dropUplink(ctx, msg, 'invalid_payload', decoded.error);
@@ -28,7 +31,13 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine) {
     const decisions: Decision[] = [];
     const rejected: DecisionBatch['rejected'] = [];
     const records: DecidedUsage[] = [];
-    for (const ev of batch.events) {
+    // The plan's event rate, at ingest: events beyond it are refused, not decided.
+    const allowed = limiter.take(tenantId, state.plan.max_events_per_s, batch.events.length);
+    for (const [i, ev] of batch.events.entries()) {
+      if (i >= allowed) {
+        rejected.push({ event_id: ev.id, reason: 'plan_rate_limited' });
+        continue;
+      }
       const r = evaluateUsage(index, ev, engine.tenantOfDevice);
       if (r.kind === 'rejected') {
         rejected.push({ event_id: ev.id, reason: r.reason });
@@ -86,7 +95,11 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine) {
     // Decisions sent, redeliveries included; first-time stores are usage_events_stored_total.
     if (denied) c.inc('decisions_sent_total', { effect: 'deny' }, denied);
     if (decisions.length > denied) c.inc('decisions_sent_total', { effect: 'allow' }, decisions.length - denied);
-    if (rejected.length) c.inc('usage_events_rejected_total', { tower: msg.tower_id, reason: 'device_tenant_mismatch' }, rejected.length);
+    if (rejected.length) {
+      const byReason = new Map<string, number>();
+      for (const r of rejected) byReason.set(r.reason, (byReason.get(r.reason) ?? 0) + 1);
+      for (const [reason, n] of byReason) c.inc('usage_events_rejected_total', { tower: msg.tower_id, reason }, n);
+    }
     if (!result) return;
     if (result.inserted) c.inc('usage_events_stored_total', undefined, result.inserted);
     if (result.duplicates) c.inc('usage_events_duplicate_total', undefined, result.duplicates);
@@ -94,5 +107,7 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine) {
     for (const alert of result.alerts_opened) ctx.bus.publish('alert.opened', { tenant_id: tenantId, alert });
     for (const alert of result.alerts_updated) ctx.bus.publish('alert.updated', { tenant_id: tenantId, alert });
     for (const device of result.discovered) ctx.bus.publish('device.discovered', { tenant_id: tenantId, device });
+    // After the answer went out: remediation never delays the tower's decisions.
+    if (result.inserted) await remediation.onDecided(tenantId, msg.tower_id, state, records);
   };
 }

@@ -1,0 +1,247 @@
+/**
+ * Auto-remediation in the pipeline, against the real SQLite store and bus; the broker boundary is
+ * a recording Downlink (the broker's own PUBACK → 'command.delivered' path is covered end to end).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { InProcessBus } from '../../shared/bus.js';
+import type { CommandRecord } from '../../shared/domain.js';
+import { createIdFactory } from '../../shared/ids.js';
+import { silentLogger } from '../../shared/logger.js';
+import { Counters } from '../../shared/metrics.js';
+import { CommandSchema, encodePayload, type Command, type UsageBatch } from '../../shared/mqtt/payloads.js';
+import { parseTopic, topics } from '../../shared/mqtt/topics.js';
+import { isUplinkTopic, type Downlink, type UplinkMessage } from '../../shared/mqtt/transport.js';
+import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
+import { Pipeline } from '../pipeline.js';
+
+class RecordingDownlink implements Downlink {
+  readonly sent: Array<{ topic: string; payload: Buffer }> = [];
+  async publish(topic: string, payload: Buffer): Promise<void> {
+    this.sent.push({ topic, payload });
+  }
+  commands(): Command[] {
+    return this.sent.filter((m) => m.topic.endsWith('/commands')).map((m) => CommandSchema.parse(JSON.parse(m.payload.toString())));
+  }
+}
+
+const newId = createIdFactory();
+let dir: string;
+let store: SqliteStore;
+let bus: InProcessBus;
+let downlink: RecordingDownlink;
+let pipeline: Pipeline;
+let clock: number;
+let updates: CommandRecord[];
+
+function uplink(topic: string, payload: Buffer): UplinkMessage {
+  const parsed = parseTopic(topic);
+  if (!isUplinkTopic(parsed)) throw new Error('not uplink');
+  return { topic, parsed, payload, tower_id: parsed.towerId, received_at: clock };
+}
+
+function violation(device: string, app = 'dropbox'): Buffer {
+  const b: UsageBatch = { v: 1, id: newId(), sent_at: clock, events: [{ id: newId(), ts: clock, device_id: device, app, action: 'upload_file' }] };
+  return encodePayload(b);
+}
+
+/** A tenant with one deny rule carrying a remediation and an escalation. */
+async function tenantOn(planId: 'free' | 'premium') {
+  const t = await store.tenants.create({ name: planId, plan_id: planId });
+  await store.apps.create(t.id, { key: 'dropbox', name: 'Dropbox' });
+  await store.actions.create(t.id, { key: 'upload_file', name: 'Upload' });
+  const user = await store.users.create(t.id, { name: 'u' });
+  const role = await store.roles.create(t.id, { name: 'r' });
+  const policy = await store.policies.create(t.id, { name: 'dlp', severity: 'high' });
+  await store.userRoles.assign(t.id, user.id, role.id);
+  await store.rolePolicies.assign(t.id, role.id, policy.id);
+  const rule = await store.rules.create(t.id, {
+    policy_id: policy.id,
+    app: 'dropbox',
+    action: 'upload_file',
+    permission: 'deny',
+    remediation: { type: 'block_app', duration_s: 600 },
+    escalation: { threshold: 3, window_s: 600, remediation: { type: 'block_device', duration_s: 3600 } },
+  });
+  const device = `${planId}-dev`;
+  await store.devices.create(t.id, { id: device, name: 'phone', user_id: user.id });
+  return { tenant: t, rule, device };
+}
+
+beforeEach(async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  dir = await mkdtemp(join(tmpdir(), 'edgeplane-remediation-'));
+  bus = new InProcessBus();
+  clock = 1_700_000_000_000;
+  store = new SqliteStore({
+    file: join(dir, 'db.sqlite'),
+    now: () => clock,
+    hooks: { onPolicyChanged: (tenantId, version) => bus.publish('policy.changed', { tenant_id: tenantId, version }) },
+  });
+  await store.init();
+  await store.towers.create({ id: 'T1', name: 't1' });
+  downlink = new RecordingDownlink();
+  updates = [];
+  bus.subscribe('command.updated', (e) => updates.push(e.command));
+  pipeline = new Pipeline(
+    { store, bus, downlink, counters: new Counters(), logger: silentLogger(), now: () => clock, newId },
+    { concurrency: 4, rebuildDebounceMs: 1, commandTtlS: 3600, commandRetryMinMs: 1000, commandRetryMaxMs: 8000 },
+  );
+  await pipeline.start();
+});
+
+afterEach(async () => {
+  await pipeline.stop();
+  await store.close();
+  vi.useRealTimers();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('auto-remediation', () => {
+  it('premium: a violation becomes a command to the tower; free: the same violation is an alert only', async () => {
+    const premium = await tenantOn('premium');
+    const free = await tenantOn('free');
+    await pipeline.accept(uplink(topics.usage(premium.tenant.id, 'T1'), violation(premium.device)));
+    await pipeline.accept(uplink(topics.usage(free.tenant.id, 'T1'), violation(free.device)));
+
+    const sent = downlink.commands();
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({ type: 'block_app', app: 'dropbox', device_id: premium.device, duration_s: 600 });
+    expect(downlink.sent.find((m) => m.topic === topics.commands(premium.tenant.id, 'T1'))).toBeDefined();
+    const [cmd] = (await store.commands.list(premium.tenant.id)).items;
+    expect(cmd).toMatchObject({ source: 'auto', rule_id: premium.rule.id, tower_id: 'T1', attempts: 1, status: 'pending' });
+
+    expect((await store.commands.list(free.tenant.id)).items).toHaveLength(0);
+    expect((await store.alerts.list(free.tenant.id)).items).toHaveLength(1);
+    expect((await store.alerts.list(premium.tenant.id)).items).toHaveLength(1);
+  });
+
+  it('an action in force is not issued again for every violation', async () => {
+    const { tenant, device } = await tenantOn('premium');
+    await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
+    clock += 1000;
+    await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
+    expect(downlink.commands().filter((c) => c.type === 'block_app')).toHaveLength(1);
+  });
+
+  it('escalates after `threshold` violations within the window, not when they are spread out', async () => {
+    const { tenant, device } = await tenantOn('premium');
+    // Spread out: three violations 11 minutes apart never reach 3 within 10 minutes.
+    for (let i = 0; i < 3; i++) {
+      await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
+      clock += 11 * 60_000;
+    }
+    expect(downlink.commands().filter((c) => c.type === 'block_device')).toHaveLength(0);
+    // Close together: the third within the window escalates to block_device for an hour.
+    for (let i = 0; i < 3; i++) {
+      await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
+      clock += 60_000;
+    }
+    const escalated = downlink.commands().filter((c) => c.type === 'block_device');
+    expect(escalated).toHaveLength(1);
+    expect(escalated[0]!.duration_s).toBe(3600);
+    const rec = (await store.commands.list(tenant.id)).items.find((c) => c.type === 'block_device');
+    expect(rec?.source).toBe('escalation');
+  });
+
+  it('a redelivered violation does not count twice towards escalation', async () => {
+    const { tenant, device } = await tenantOn('premium');
+    const same = violation(device);
+    for (let i = 0; i < 3; i++) await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), same));
+    expect(downlink.commands().filter((c) => c.type === 'block_device')).toHaveLength(0);
+  });
+});
+
+describe('command lifecycle', () => {
+  it('resends with backoff until delivered, then applied on ack; every step recorded', async () => {
+    const { tenant, device } = await tenantOn('premium');
+    await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
+    const id = downlink.commands()[0]!.id;
+    // Not delivered: resent after 1 s, then 2 s.
+    clock += 1000;
+    await vi.advanceTimersByTimeAsync(1000);
+    clock += 2000;
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(downlink.commands().filter((c) => c.id === id)).toHaveLength(3);
+    // The broker reports the tower's PUBACK; resends stop.
+    bus.publish('command.delivered', { tenant_id: tenant.id, tower_id: 'T1', command_id: id, at: clock });
+    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(downlink.commands().filter((c) => c.id === id)).toHaveLength(3);
+    const ack = { v: 1, id: newId(), command_id: id, status: 'applied', reason: 'blocked dropbox', ts: clock };
+    await pipeline.accept(uplink(topics.acks(tenant.id, 'T1'), encodePayload(ack)));
+    const cmd = await store.commands.get(tenant.id, id);
+    expect(cmd).toMatchObject({ status: 'applied', attempts: 3, ack_reason: 'blocked dropbox' });
+    const steps = (await store.commands.events(tenant.id, id)).map((e) => e.kind);
+    expect(steps).toEqual(['pending', 'published', 'published', 'published', 'delivered', 'applied']);
+    expect(updates.filter((u) => u.id === id).map((u) => u.status)).toEqual(['pending', 'delivered', 'applied']);
+    expect(pipeline.dispatcher.openCount).toBe(0);
+  });
+
+  it('a command to a tower that never takes it expires, and a late ack changes nothing', async () => {
+    const { tenant, device } = await tenantOn('premium');
+    await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
+    const id = downlink.commands()[0]!.id;
+    clock += 3600_000;
+    await vi.advanceTimersByTimeAsync(3600_000);
+    expect((await store.commands.get(tenant.id, id))!.status).toBe('expired');
+    const late = { v: 1, id: newId(), command_id: id, status: 'applied', ts: clock };
+    await pipeline.accept(uplink(topics.acks(tenant.id, 'T1'), encodePayload(late)));
+    expect((await store.commands.get(tenant.id, id))!.status).toBe('expired');
+  });
+
+  it('resends at once when the tower comes back online', async () => {
+    const { tenant, device } = await tenantOn('premium');
+    await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
+    const tower = (await store.towers.get('T1'))!;
+    bus.publish('tower.status', { tower: { ...tower, state: 'online' } });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(downlink.commands()).toHaveLength(2);
+  });
+
+  it('an ack from another tower or for another tenant’s command is ignored', async () => {
+    const a = await tenantOn('premium');
+    await pipeline.accept(uplink(topics.usage(a.tenant.id, 'T1'), violation(a.device)));
+    const id = downlink.commands()[0]!.id;
+    await store.towers.create({ id: 'T2', name: 't2' });
+    const ack = encodePayload({ v: 1, id: newId(), command_id: id, status: 'applied', ts: clock });
+    await pipeline.accept(uplink(topics.acks(a.tenant.id, 'T2'), ack));
+    const other = await store.tenants.create({ name: 'other' });
+    await pipeline.accept(uplink(topics.acks(other.id, 'T1'), ack));
+    expect((await store.commands.get(a.tenant.id, id))!.status).toBe('pending');
+  });
+
+  it('resumes open commands after a restart', async () => {
+    const { tenant, device } = await tenantOn('premium');
+    await pipeline.accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
+    await pipeline.stop();
+    const before = downlink.commands().length;
+    pipeline = new Pipeline(
+      { store, bus, downlink, counters: new Counters(), logger: silentLogger(), now: () => clock, newId },
+      { concurrency: 4, rebuildDebounceMs: 1, commandTtlS: 3600, commandRetryMinMs: 1000, commandRetryMaxMs: 8000 },
+    );
+    await pipeline.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(downlink.commands().length).toBe(before + 1);
+  });
+});
+
+describe('plan limits at ingest', () => {
+  it('events beyond the plan rate are rejected with a clear reason, and a plan change applies at once', async () => {
+    await store.plans.create({ id: 'tiny', name: 'Tiny', auto_remediation: false, max_events_per_s: 2, retention_days: 1 });
+    const t = await store.tenants.create({ name: 'tiny', plan_id: 'tiny' });
+    await store.devices.create(t.id, { id: 'tiny-dev', name: 'd' });
+    const batch: UsageBatch = { v: 1, id: newId(), sent_at: clock, events: Array.from({ length: 5 }, () => ({ id: newId(), ts: clock, device_id: 'tiny-dev', app: 'slack', action: 'open' })) };
+    await pipeline.accept(uplink(topics.usage(t.id, 'T1'), encodePayload(batch)));
+    const answer = JSON.parse(downlink.sent.filter((m) => m.topic.endsWith('/decisions')).at(-1)!.payload.toString()) as { decisions: unknown[]; rejected: Array<{ reason: string }> };
+    expect(answer.decisions).toHaveLength(2);
+    expect(answer.rejected.map((r) => r.reason)).toEqual(['plan_rate_limited', 'plan_rate_limited', 'plan_rate_limited']);
+    await store.tenants.update(t.id, { plan_id: 'premium' });
+    const again: UsageBatch = { ...batch, id: newId(), events: batch.events.map((e) => ({ ...e, id: newId() })) };
+    await pipeline.accept(uplink(topics.usage(t.id, 'T1'), encodePayload(again)));
+    const next = JSON.parse(downlink.sent.filter((m) => m.topic.endsWith('/decisions')).at(-1)!.payload.toString()) as { decisions: unknown[] };
+    expect(next.decisions).toHaveLength(5);
+  });
+});
