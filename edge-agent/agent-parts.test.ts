@@ -136,6 +136,18 @@ describe('CommandHandler', () => {
     expect(enforcer.commands).toHaveLength(0);
   });
 
+  it('re-acks a result the enforcer remembers (e.g. from before a restart) without applying, even once expired', async () => {
+    const enforcer = new RecordingEnforcer();
+    const remembered = Object.assign(enforcer, { previousResult: () => ({ status: 'applied' as const }) });
+    const h = new CommandHandler({ enforcer: remembered, now: () => 1000, newId, cacheSize: 8 });
+    const cmd = command(999);
+    const first = await h.handle('acme', cmd);
+    expect(first).toMatchObject({ duplicate: true, ack: { command_id: cmd.id, status: 'applied' } });
+    expect((await h.handle('acme', cmd)).ack).toEqual(first.ack);
+    expect(enforcer.commands).toHaveLength(0);
+    expect(h.applied).toBe(0);
+  });
+
   it('turns an enforcer exception into a failed ack', async () => {
     const enforcer = new RecordingEnforcer(() => {
       throw new Error('switch unreachable');

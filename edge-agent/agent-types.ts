@@ -1,7 +1,8 @@
 /** The public shapes of EdgeAgent: options, stats and the typed events it emits. */
 import type { Logger } from '../shared/logger.js';
 import type { Command, CommandAck, Decision, DecisionBatch, PolicyBundle, TowerCounters } from '../shared/mqtt/payloads.js';
-import type { Enforcer } from './enforcer.js';
+import type { ActiveBlock, LiftCause } from './block-table.js';
+import type { BlockStatus, Enforcer } from './enforcer.js';
 import type { OutboundBatch } from './offline-buffer.js';
 
 export interface EdgeAgentOptions {
@@ -24,6 +25,11 @@ export interface EdgeAgentOptions {
   /** Recent command ids remembered for deduplication. */
   commandCacheSize?: number;
   enforcer?: Enforcer;
+  /**
+   * Without `enforcer`: keep remediation state in `<stateDir>/enforcer-<towerId>.json` with a
+   * PersistentEnforcer (loaded by start(), closed by stop()), so blocks survive a restart.
+   */
+  stateDir?: string;
   /** Clock for timestamps only; timers always use setTimeout. */
   now?: () => number;
   /** Jitter source for reconnect backoff. */
@@ -41,7 +47,25 @@ export interface ObservedUsage {
   tenant_id?: string;
 }
 
+export interface ObserveResult {
+  /** The unit of decision. */
+  event_id: string;
+  /** null: unknown device, reported for discovery and never decided. */
+  tenant_id: string | null;
+  /** A block was in force: the 'decision' (deny, reason 'blocked') follows in a microtask. */
+  answered_locally: boolean;
+}
+
+/**
+ * Where a 'decision' came from. 'cloud': a DecisionBatch from the policy workers. 'local': the
+ * agent denied the event at once because the enforcer reported a block; the event still went to
+ * the cloud for the record, and its cloud decision is not emitted again.
+ */
+export type DecisionOrigin = { source: 'cloud'; batch: DecisionBatch } | { source: 'local'; block: BlockStatus };
+
 export interface AgentStats extends TowerCounters {
+  /** Events denied at the edge from an active block (their cloud decision is not re-emitted). */
+  events_answered_locally: number;
   /** Downlink messages dropped because they failed validation. */
   invalid_messages: number;
   /** DecisionBatches ignored because their id was already processed (QoS 1 redelivery). */
@@ -62,9 +86,12 @@ export interface EdgeAgentEvents {
   reconnecting: [info: { attempt: number; delayMs: number }];
   bundle: [tenantId: string, bundle: PolicyBundle];
   bundleRemoved: [tenantId: string];
-  decision: [tenantId: string, decision: Decision, batch: DecisionBatch];
+  decision: [tenantId: string, decision: Decision, origin: DecisionOrigin];
+  /** The whole cloud batch, including decisions of events already answered locally. */
   decisionBatch: [tenantId: string, batch: DecisionBatch];
   command: [tenantId: string, command: Command, ack: CommandAck, duplicate: boolean];
+  /** A hold of the agent's own PersistentEnforcer (option `stateDir`) ended. */
+  blockLifted: [block: ActiveBlock, cause: LiftCause];
   /** A batch was handed to the live connection (not buffered). */
   sent: [item: OutboundBatch];
   invalid: [info: { topic: string; error: string }];

@@ -44,9 +44,26 @@ export class CommandHandler {
   async handle(tenantId: string, command: Command): Promise<CommandOutcome> {
     const seen = this.#recent.get(command.id);
     if (seen) return { ack: await seen, duplicate: true };
+    // Checked before expiry: a command applied before a restart and redelivered after its
+    // expires_at is still answered with its first result.
+    const earlier = this.#previousResult(tenantId, command.id);
+    if (earlier) {
+      const ack = this.#ack(command, earlier);
+      this.#recent.set(command.id, Promise.resolve(ack));
+      return { ack, duplicate: true };
+    }
     const pending = this.#execute(tenantId, command);
     this.#recent.set(command.id, pending);
     return { ack: await pending, duplicate: false };
+  }
+
+  #previousResult(tenantId: string, commandId: string): CommandResult | undefined {
+    try {
+      return this.#opts.enforcer.previousResult?.(tenantId, commandId);
+    } catch {
+      // An unreadable memory is no memory: the command is then applied as a first delivery.
+      return undefined;
+    }
   }
 
   async #execute(tenantId: string, command: Command): Promise<CommandAck> {

@@ -3,6 +3,8 @@
  * tenants from retained PolicyBundles, hands decisions and remediation commands to an Enforcer,
  * and survives broker outages: a persistent session (clean: false) keeps its subscriptions and
  * queued downlink, a bounded buffer holds uplink batches, and reconnects back off with jitter.
+ * While the enforcer reports a block in force (auto-remediation), the agent denies the device's
+ * usage at once and still reports it, so the cloud keeps the record.
  */
 import { EventEmitter } from 'node:events';
 import { createIdFactory, TOPIC_ID_RE, type IdFactory } from '../shared/ids.js';
@@ -13,28 +15,34 @@ import {
   decodePayload,
   encodePayload,
   PolicyBundleSchema,
-  SCHEMA_VERSION,
+  type Decision,
   type TowerStatus,
 } from '../shared/mqtt/payloads.js';
 import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
-import type { AgentStats, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage } from './agent-types.js';
+import type { AgentStats, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage, ObserveResult } from './agent-types.js';
+import { resolveAgentOptions, towerStatusPayload, type ResolvedAgentOptions } from './agent-options.js';
 import { Batcher } from './batcher.js';
 import { CommandHandler } from './command-handler.js';
-import { LoggingEnforcer, type Enforcer } from './enforcer.js';
+import { LoggingEnforcer, type BlockStatus, type Enforcer } from './enforcer.js';
+import { LocalAnswers } from './local-answers.js';
 import { LruMap } from './lru.js';
 import { batchWeight, OfflineBuffer, type OutboundBatch } from './offline-buffer.js';
 import { checkObservation } from './observation.js';
+import { enforcerStateFile, PersistentEnforcer } from './persistent-enforcer.js';
 import { TenantDirectory } from './tenant-directory.js';
 import { settlesWithin, TowerSession } from './tower-session.js';
 
-export type { AgentStats, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage } from './agent-types.js';
+export type { AgentStats, DecisionOrigin, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage, ObserveResult } from './agent-types.js';
 
 type State = 'idle' | 'running' | 'stopping' | 'stopped';
 
 export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   readonly towerId: string;
-  readonly #opts: Required<Omit<EdgeAgentOptions, 'agentVersion' | 'logger' | 'enforcer'>> & { agentVersion: string | undefined };
+  readonly #opts: ResolvedAgentOptions;
   readonly #enforcer: Enforcer;
+  /** The PersistentEnforcer this agent built from `stateDir` (it loads and closes it). */
+  readonly #ownEnforcer: PersistentEnforcer | null = null;
+  readonly #local: LocalAnswers;
   readonly #log: Logger;
   readonly #newId: IdFactory = createIdFactory();
   readonly #directory = new TenantDirectory();
@@ -53,24 +61,18 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     super();
     if (!TOPIC_ID_RE.test(opts.towerId)) throw new Error(`towerId must match ${TOPIC_ID_RE}, got ${JSON.stringify(opts.towerId)}`);
     this.towerId = opts.towerId;
-    this.#opts = {
-      url: opts.url,
-      towerId: opts.towerId,
-      password: opts.password,
-      agentVersion: opts.agentVersion,
-      batchMaxEvents: opts.batchMaxEvents ?? 100,
-      batchMaxDelayMs: opts.batchMaxDelayMs ?? 5,
-      discoveryMaxDelayMs: opts.discoveryMaxDelayMs ?? 1000,
-      bufferMaxEvents: opts.bufferMaxEvents ?? 50_000,
-      reconnectMinMs: opts.reconnectMinMs ?? 250,
-      reconnectMaxMs: opts.reconnectMaxMs ?? 10_000,
-      connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
-      stopTimeoutMs: opts.stopTimeoutMs ?? 5_000,
-      commandCacheSize: opts.commandCacheSize ?? 1024,
-      now: opts.now ?? Date.now,
-      random: opts.random ?? Math.random,
-    };
-    this.#enforcer = opts.enforcer ?? new LoggingEnforcer();
+    this.#opts = resolveAgentOptions(opts);
+    if (!opts.enforcer && opts.stateDir !== undefined) {
+      this.#ownEnforcer = new PersistentEnforcer({
+        stateFile: enforcerStateFile(opts.stateDir, opts.towerId),
+        now: opts.now,
+        onLifted: (block, cause) => this.emit('blockLifted', block, cause),
+        onError: (err) => this.#fail(err),
+      });
+    }
+    this.#enforcer = opts.enforcer ?? this.#ownEnforcer ?? new LoggingEnforcer();
+    // Every event that can still await its cloud decision: the offline buffer and then some.
+    this.#local = new LocalAnswers(Math.max(4096, this.#opts.bufferMaxEvents));
     this.#log = (opts.logger ?? silentLogger()).child({ module: 'edge-agent', tower_id: opts.towerId });
     this.#buffer = new OfflineBuffer(this.#opts.bufferMaxEvents);
     this.#batcher = new Batcher({
@@ -118,6 +120,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     session.on('message', (topic, payload) => this.#onMessage(topic, payload));
     session.on('settled', () => this.#checkIdle());
     session.on('error', (err) => this.#fail(err));
+    if (this.#ownEnforcer) {
+      const loaded = await this.#ownEnforcer.load();
+      if (loaded.state === 'corrupt') this.#log.warn({ event: 'state_corrupt', ...loaded }, 'enforcer state file unreadable: moved aside, starting empty');
+    }
     try {
       await session.open();
     } catch (err) {
@@ -127,7 +133,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   }
 
   /** Records one usage observation; returns its event id (the unit of decision). */
-  observe(e: ObservedUsage): { event_id: string; tenant_id: string | null } {
+  observe(e: ObservedUsage): ObserveResult {
     if (this.#state === 'stopping' || this.#state === 'stopped') throw new Error('EdgeAgent is stopped');
     checkObservation(e);
 
@@ -147,7 +153,9 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
         ...(e.bytes !== undefined ? { bytes: e.bytes } : {}),
       });
     }
-    return { event_id: id, tenant_id: tenantId };
+    const block = tenantId === null ? null : this.#blockOf(tenantId, e.device_id, e.app);
+    if (tenantId !== null && block) this.#answerLocally(tenantId, id, e.device_id, block);
+    return { event_id: id, tenant_id: tenantId, answered_locally: block !== null };
   }
 
   knownTenants(): string[] {
@@ -166,6 +174,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       events_dropped: this.#counters.events_dropped,
       buffered_events: this.#buffer.events,
       commands_applied: this.#commands.applied,
+      events_answered_locally: this.#local.count,
       invalid_messages: this.#counters.invalid_messages,
       redeliveries_ignored: this.#counters.redeliveries_ignored,
     };
@@ -202,6 +211,29 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   /** Test/simulator hook: ends a held outage now and reconnects immediately. */
   endOutage(): void {
     this.#session.endOutage();
+  }
+
+  // --- local answers (active blocks) ----------------------------------------------------------
+
+  #blockOf(tenantId: string, deviceId: string, app: string): BlockStatus | null {
+    try {
+      return this.#enforcer.isBlocked?.(tenantId, deviceId, app) ?? null;
+    } catch (err) {
+      this.#fail(toError(err));
+      return null;
+    }
+  }
+
+  /**
+   * Denies at once, without the cloud round trip. Emitted in a microtask so the caller holds the
+   * event id (observe's return value) before its decision arrives.
+   */
+  #answerLocally(tenantId: string, eventId: string, deviceId: string, block: BlockStatus): void {
+    const decision = this.#local.answer(eventId, deviceId);
+    queueMicrotask(() => {
+      this.#applyDecision(tenantId, decision);
+      this.emit('decision', tenantId, decision, { source: 'local', block });
+    });
   }
 
   // --- uplink ----------------------------------------------------------------------------------
@@ -300,15 +332,20 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#seenDecisionBatches.set(batch.id, true);
     this.#counters.decisions_received += batch.decisions.length;
     for (const d of batch.decisions) {
-      try {
-        const applied = this.#enforcer.applyDecision(tenantId, d);
-        if (applied) applied.catch((err: unknown) => this.#fail(toError(err)));
-      } catch (err) {
-        this.#fail(toError(err));
-      }
-      this.emit('decision', tenantId, d, batch);
+      if (this.#local.has(d.event_id)) continue;
+      this.#applyDecision(tenantId, d);
+      this.emit('decision', tenantId, d, { source: 'cloud', batch });
     }
     this.emit('decisionBatch', tenantId, batch);
+  }
+
+  #applyDecision(tenantId: string, d: Decision): void {
+    try {
+      const applied = this.#enforcer.applyDecision(tenantId, d);
+      if (applied) applied.catch((err: unknown) => this.#fail(toError(err)));
+    } catch (err) {
+      this.#fail(toError(err));
+    }
   }
 
   async #onCommand(topic: string, tenantId: string, payload: Buffer): Promise<void> {
@@ -343,31 +380,16 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#state = 'stopped';
     this.#batcher.flushAll();
     await this.#session.close();
+    await this.#ownEnforcer?.close();
     const left = this.#buffer.drain();
     if (left.length > 0) this.#recordDropped(left, 'shutdown');
     this.#log.info({ event: 'stopped', ...this.stats() }, 'edge agent stopped');
   }
 
-  // --- payload helpers -------------------------------------------------------------------------
+  // --- helpers ---------------------------------------------------------------------------------
 
   #status(state: TowerStatus['state']): Buffer {
-    const s = this.stats();
-    const status: TowerStatus = {
-      v: SCHEMA_VERSION,
-      id: this.#newId(),
-      state,
-      ts: this.#opts.now(),
-      counters: {
-        events_observed: s.events_observed,
-        batches_sent: s.batches_sent,
-        decisions_received: s.decisions_received,
-        events_dropped: s.events_dropped,
-        buffered_events: s.buffered_events,
-        commands_applied: s.commands_applied,
-      },
-    };
-    if (this.#opts.agentVersion !== undefined) status.agent_version = this.#opts.agentVersion;
-    return encodePayload(status);
+    return towerStatusPayload(state, this.stats(), this.#newId, this.#opts.now(), this.#opts.agentVersion);
   }
 
   #fail(err: Error): void {

@@ -10,11 +10,37 @@ export interface CommandResult {
   reason?: string;
 }
 
+/** The command types that deny usage at the tower while they are in force. */
+export type BlockingCommandType = 'block_device' | 'block_app' | 'quarantine';
+
+/** An active block that answers a usage event at the edge, without waiting for the cloud. */
+export interface BlockStatus {
+  blocked: true;
+  /** The command that put the block in force. */
+  command_id: string;
+  type: BlockingCommandType;
+}
+
 export interface Enforcer {
-  /** Called once per decision received. Errors (thrown or rejected) are reported, never fatal. */
+  /**
+   * Called once per decision: every cloud decision, and every decision the agent answered
+   * locally from `isBlocked` (whose later cloud decision is then not applied again). Errors
+   * (thrown or rejected) are reported, never fatal.
+   */
   applyDecision(tenantId: string, decision: Decision): void | Promise<void>;
   /** Called at most once per command id (the agent deduplicates redeliveries). */
   applyCommand(tenantId: string, command: Command): Promise<CommandResult>;
+  /**
+   * Optional: the block in force for this usage, if any. The agent then denies the event at
+   * once (reason 'blocked') and still reports it to the cloud for the record. Called for every
+   * observed event of a known tenant, so it must be cheap; a throw counts as "not blocked".
+   */
+  isBlocked?(tenantId: string, deviceId: string, app: string): BlockStatus | null;
+  /**
+   * Optional: the result this enforcer already gave a command id, remembered beyond the agent's
+   * in-memory deduplication (e.g. across a restart). The agent re-acks it and does not apply it.
+   */
+  previousResult?(tenantId: string, commandId: string): CommandResult | undefined;
 }
 
 /** Default enforcer: counts what it was asked to do and applies nothing. */

@@ -1,13 +1,15 @@
 /**
  * A tiny world played against a real, plain Aedes broker. A small in-test "decider" stands in
  * for the cloud: it answers every UsageBatch with a DecisionBatch (deny for the scenario's
- * denied combos) and misbehaves on purpose where the report must notice.
+ * denied combos), sends a remediation Command for each deny of a premium tenant, and misbehaves
+ * on purpose where the report must notice.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MessageRecorder, startTestBroker, type TestBroker } from '../edge-agent/test-broker.js';
 import { createIdFactory } from '../shared/ids.js';
-import { SCHEMA_VERSION, UsageBatchSchema, type DecisionBatch, type PolicyBundle } from '../shared/mqtt/payloads.js';
+import { SCHEMA_VERSION, UsageBatchSchema, type Command, type DecisionBatch, type PolicyBundle } from '../shared/mqtt/payloads.js';
 import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
+import { RecordingEnforcer } from '../edge-agent/enforcer.js';
 import { runFleet } from './fleet.js';
 import { formatReport, type FleetProgress } from './report.js';
 import { deniedCombos, parseScenario, type Scenario } from './scenario.js';
@@ -16,12 +18,20 @@ import type { ProvisionedWorld } from './world.js';
 const newId = createIdFactory();
 
 function tinyScenario(): Scenario {
-  const tenant = (name: string) => ({
+  // acme is premium (violations expect a command), globex free (alerts only) with the same rules.
+  const tenant = (name: string, plan: 'free' | 'premium') => ({
     name,
+    plan,
     apps: ['slack', 'dropbox'],
     actions: ['send', 'upload'],
     roles: [{ name: 'staff' }],
-    policies: [{ name: 'dlp', roles: ['staff'], rules: [{ app: 'dropbox', action: 'upload', permission: 'deny' as const }] }],
+    policies: [
+      {
+        name: 'dlp',
+        roles: ['staff'],
+        rules: [{ app: 'dropbox', action: 'upload', permission: 'deny' as const, remediation: { type: 'block_app' as const, duration_s: 60 } }],
+      },
+    ],
     users: { count: 3, roles: ['staff'] },
     mix: [{ app: 'slack', action: 'send', weight: 1 }],
   });
@@ -32,8 +42,14 @@ function tinyScenario(): Scenario {
     rate_eps: 200,
     arrival: 'uniform',
     towers: { count: 3, id_prefix: 'sim' },
-    tenants: [tenant('acme'), tenant('globex')],
-    violations: { count: 6, pick: [{ tenant: 'acme', app: 'dropbox', action: 'upload' }] },
+    tenants: [tenant('acme', 'premium'), tenant('globex', 'free')],
+    violations: {
+      count: 6,
+      pick: [
+        { tenant: 'acme', app: 'dropbox', action: 'upload' },
+        { tenant: 'globex', app: 'dropbox', action: 'upload' },
+      ],
+    },
     outages: [{ tower_index: 1, at_s: 0.3, duration_s: 0.3 }],
     batch: { max_events: 10, max_delay_ms: 5 },
   });
@@ -60,12 +76,15 @@ interface DeciderMisbehaviour {
   duplicateOne?: boolean;
   /** Reject every event of this device as belonging to another tenant. */
   rejectDevice?: string;
+  /** Never send a command for the first device that violates (its remediations stay unacked). */
+  dropFirstDeviceCommands?: boolean;
 }
 
 /** The stand-in cloud: subscribes to all usage, answers each batch on the tower's decisions topic. */
 async function startDecider(url: string, world: ProvisionedWorld, misbehave: DeciderMisbehaviour = {}) {
   const rec = await MessageRecorder.connect(url, [], 'decider');
-  const tally = { skipped: new Set<string>(), rejected: 0, duplicated: false };
+  const tally = { skipped: new Set<string>(), rejected: 0, duplicated: false, commands: 0, droppedDevice: null as string | null, droppedViolations: 0 };
+  const premium = new Set(world.tenants.filter((t) => world.scenario.tenants.find((s) => s.name === t.name)?.plan === 'premium').map((t) => t.id));
   // Like the real cloud, answer each event id once: a usage batch resent after a lost PUBACK
   // (the outage) must not produce a second decision.
   const answered = new Set<string>();
@@ -97,6 +116,22 @@ async function startDecider(url: string, world: ProvisionedWorld, misbehave: Dec
       tally.duplicated = true;
     }
     void rec.client.publishAsync(topics.decisions(parsed.tenantId, parsed.towerId), JSON.stringify(batch), { qos: 1 });
+    // Like the cloud: a premium tenant's deny becomes a command to the tower, after the decision.
+    if (!premium.has(parsed.tenantId)) return;
+    for (const d of batch.decisions) {
+      if (d.effect !== 'deny') continue;
+      if (misbehave.dropFirstDeviceCommands) {
+        tally.droppedDevice ??= d.device_id;
+        if (d.device_id === tally.droppedDevice) {
+          tally.droppedViolations++;
+          continue;
+        }
+      }
+      const now = Date.now();
+      const cmd: Command = { v: SCHEMA_VERSION, id: newId(), type: 'block_app', device_id: d.device_id, app: 'dropbox', duration_s: 60, issued_at: now, expires_at: now + 60_000 };
+      tally.commands++;
+      void rec.client.publishAsync(topics.commands(parsed.tenantId, parsed.towerId), JSON.stringify(cmd), { qos: 1 });
+    }
   });
   await rec.client.subscribeAsync(filters.allUsage, { qos: 1 });
   return { rec, tally };
@@ -139,7 +174,8 @@ describe('runFleet against a real Aedes broker', () => {
   it('decides every event, catches every violation and survives an outage', async () => {
     const world = tinyWorld();
     await publishBundles(cloud, world);
-    decider = (await startDecider(broker.url, world)).rec;
+    const started = await startDecider(broker.url, world);
+    decider = started.rec;
     const progress: FleetProgress[] = [];
     const report = await runFleet(world, {
       mqttUrl: broker.url,
@@ -160,9 +196,13 @@ describe('runFleet against a real Aedes broker', () => {
       violations_injected: 6,
       violations_caught: 6,
       violations_missed: 0,
+      // Three of the six violations are acme's (premium); globex is free: alerts only.
+      remediations_expected: 3,
+      remediations_acked: 3,
       events_dropped: 0,
       passed: true,
     });
+    expect(started.tally.commands).toBe(3);
     expect(report.per_tower.map((t) => t.outages)).toEqual([0, 1, 0]);
     expect(report.per_tower.reduce((n, t) => n + t.events_sent, 0)).toBe(report.events_sent);
     expect(report.latency_ms.p50).toBeGreaterThan(0);
@@ -170,6 +210,7 @@ describe('runFleet against a real Aedes broker', () => {
     expect(progress.at(-1)).toMatchObject({ sent: report.events_sent, decided: report.events_decided });
     expect(JSON.parse(JSON.stringify(report))).toEqual(report);
     expect(formatReport(report)).toMatch(/PASSED/);
+    expect(formatReport(report)).toMatch(/remediations exp\/acked\s+3 \/ 3/);
 
     // The outage was a real abrupt loss: the broker published sim-2's will.
     const states = cloud.json<{ state: string }>(topics.status('sim-2')).map((s) => s.state);
@@ -192,6 +233,38 @@ describe('runFleet against a real Aedes broker', () => {
     expect(report.violations_missed).toBe(0);
     expect(report.passed).toBe(false);
     expect(formatReport(report)).toMatch(/FAILED/);
+  });
+
+  it('fails a run where an expected remediation is never acked at the tower', async () => {
+    const world = tinyWorld();
+    await publishBundles(cloud, world);
+    const started = await startDecider(broker.url, world, { dropFirstDeviceCommands: true });
+    decider = started.rec;
+    const report = await runFleet(world, { mqttUrl: broker.url, drainTimeoutMs: 1_500, agent: { reconnectMinMs: 10, reconnectMaxMs: 50 } });
+
+    expect(started.tally.droppedViolations).toBeGreaterThan(0);
+    expect(report).toMatchObject({
+      events_without_decision: 0,
+      violations_missed: 0,
+      remediations_expected: 3,
+      remediations_acked: 3 - started.tally.droppedViolations,
+      passed: false,
+    });
+    expect(formatReport(report)).toMatch(/FAILED/);
+  });
+
+  it('counts a remediation acked only when the tower applied it', async () => {
+    const world = tinyWorld();
+    await publishBundles(cloud, world);
+    decider = (await startDecider(broker.url, world)).rec;
+    // The tower's equipment refuses every command: acks are 'failed', so nothing counts.
+    const report = await runFleet(world, {
+      mqttUrl: broker.url,
+      drainTimeoutMs: 1_500,
+      agent: { reconnectMinMs: 10, reconnectMaxMs: 50 },
+      enforcer: () => new RecordingEnforcer(() => ({ status: 'failed', reason: 'switch unreachable' })),
+    });
+    expect(report).toMatchObject({ violations_missed: 0, remediations_expected: 3, remediations_acked: 0, passed: false });
   });
 
   it('fails fast when towers cannot connect or never receive complete bundles', async () => {

@@ -8,8 +8,9 @@
  *
  * Sequence: start agents → wait until every agent maps every world device to its tenant (from the
  * retained PolicyBundles) → play → flush agents (connections stay up) → wait for outstanding
- * decisions up to the drain timeout → stop agents → report. Agents are stopped only after the
- * drain because decisions reach a tower through its own connection.
+ * decisions, then for every expected remediation command to be acked, both within the drain
+ * timeout → stop agents → report. Agents are stopped only after the drain because decisions and
+ * commands reach a tower through its own connection.
  *
  * Outages: at `at_s` the tower's socket is destroyed without DISCONNECT (the broker fires its
  * will); the agent stays offline for `duration_s`, buffering, then reconnects at once and
@@ -69,6 +70,9 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
     agent.on('decisionBatch', (_tenantId, batch) => {
       for (const r of batch.rejected) recorder.recordRejected(r.event_id);
     });
+    agent.on('command', (_tenantId, command, ack) => {
+      if (ack.status === 'applied') recorder.recordCommandApplied(command.device_id);
+    });
     agent.on('error', () => recorder.recordAgentError());
   }
 
@@ -95,8 +99,10 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
 
     const drainStart = performance.now();
     await Promise.all(agents.map((a) => a.flush(drainTimeoutMs)));
-    const left = drainTimeoutMs - (performance.now() - drainStart);
-    await settledWithin(recorder.settled(), Math.max(0, left));
+    const left = (): number => Math.max(0, drainTimeoutMs - (performance.now() - drainStart));
+    await settledWithin(recorder.settled(), left());
+    // A remediation command follows its decision (the cloud issues it after storing the deny).
+    await settledWithin(recorder.remediationsSettled(), left());
     drainS = (performance.now() - drainStart) / 1000;
   } finally {
     if (progressTimer) clearInterval(progressTimer);
@@ -161,6 +167,7 @@ function play(plan: EventPlan, agents: EdgeAgent[], recorder: FleetRecorder, wor
     const agent = agents[ev.towerIndex]!;
     const { event_id, tenant_id } = agent.observe({ device_id: ev.deviceId, app: ev.app, action: ev.action });
     recorder.recordSent(event_id, ev.towerIndex, ev.violation, tenant_id !== null);
+    if (ev.remediationExpected) recorder.recordRemediationExpected(ev.deviceId);
   };
   return new Promise((resolve, reject) => {
     const t0 = performance.now();

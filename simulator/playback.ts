@@ -4,6 +4,7 @@
  * sequence is identical; only wall-clock timing differs between runs.
  */
 import { createPrng, weightedPicker, type Prng } from './prng.js';
+import { expectedRemediations } from './scenario.js';
 import type { ProvisionedWorld } from './world.js';
 
 export interface PlannedEvent {
@@ -13,6 +14,8 @@ export interface PlannedEvent {
   action: string;
   towerIndex: number;
   violation: boolean;
+  /** An injected violation whose tenant and deciding rule call for a remediation command. */
+  remediationExpected: boolean;
 }
 
 interface PlannedDevice {
@@ -31,7 +34,7 @@ export class EventPlan {
   readonly #mix: Array<() => { app: string; action: string }>;
   readonly #rate: number;
   readonly #poisson: boolean;
-  readonly #picks: Array<{ tenantIndex: number; app: string; action: string }>;
+  readonly #picks: Array<{ tenantIndex: number; app: string; action: string; remediation: boolean }>;
   #nextViolation = 0;
   #clock = 0;
 
@@ -58,7 +61,13 @@ export class EventPlan {
       }
     });
     this.#mix = tenants.map((t) => weightedPicker(t.scenario.mix, (m) => m.weight, this.#prng));
-    this.#picks = s.violations.pick.map((v) => ({ tenantIndex: tenants.findIndex((t) => t.scenario.name === v.tenant), app: v.app, action: v.action }));
+    const remediations = expectedRemediations(s);
+    this.#picks = s.violations.pick.map((v, i) => ({
+      tenantIndex: tenants.findIndex((t) => t.scenario.name === v.tenant),
+      app: v.app,
+      action: v.action,
+      remediation: remediations[i]?.expected ?? false,
+    }));
     this.violationTimes = Array.from({ length: s.violations.count }, () => this.#prng.next() * s.duration_s).sort((a, b) => a - b);
   }
 
@@ -72,13 +81,21 @@ export class EventPlan {
   nextEvent(): PlannedEvent {
     const d = this.#devices[this.#prng.int(this.#devices.length)]!;
     const m = this.#mix[d.tenantIndex]!();
-    return { tenantIndex: d.tenantIndex, deviceId: d.deviceId, app: m.app, action: m.action, towerIndex: d.towerIndex, violation: false };
+    return { tenantIndex: d.tenantIndex, deviceId: d.deviceId, app: m.app, action: m.action, towerIndex: d.towerIndex, violation: false, remediationExpected: false };
   }
 
   /** The next injected violation: picks in turn, a random device of the picked tenant. */
   nextViolation(): PlannedEvent {
     const pick = this.#picks[this.#nextViolation++ % this.#picks.length]!;
     const d = this.#prng.pick(this.#byTenant[pick.tenantIndex]!);
-    return { tenantIndex: pick.tenantIndex, deviceId: d.deviceId, app: pick.app, action: pick.action, towerIndex: d.towerIndex, violation: true };
+    return {
+      tenantIndex: pick.tenantIndex,
+      deviceId: d.deviceId,
+      app: pick.app,
+      action: pick.action,
+      towerIndex: d.towerIndex,
+      violation: true,
+      remediationExpected: pick.remediation,
+    };
   }
 }

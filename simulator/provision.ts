@@ -2,7 +2,8 @@
  * Creates a scenario's world through the public REST API, exactly as an operator and tenant
  * admins would: tenants with an owner, catalogues, roles, policies and rules, users with their
  * roles, devices, towers and one fresh MQTT credential per tower. Ids carry a run tag so the
- * same scenario can be provisioned again against the same deployment.
+ * same scenario can be provisioned again against the same deployment. Tenants get their plan
+ * (`plan_id`); rules their `remediation`/`escalation`, sent only when the scenario sets them.
  */
 import { randomBytes } from 'node:crypto';
 import { ApiClient, ApiError } from './api-client.js';
@@ -81,6 +82,7 @@ async function provisionTenant(
   const created = await operator.post<Created>('/api/v1/tenants', {
     name: t.name,
     default_effect: t.default_effect,
+    plan_id: t.plan,
     owner: { email: ownerEmail, password: ownerPassword },
   });
   const tenant = pick<{ id: string }>(created, 'tenant');
@@ -107,6 +109,8 @@ async function provisionTenant(
         app: rule.app,
         action: rule.action,
         permission: rule.permission,
+        ...(rule.remediation ? { remediation: rule.remediation } : {}),
+        ...(rule.escalation ? { escalation: rule.escalation } : {}),
       });
     }
   }

@@ -2,7 +2,9 @@
  * Measurement for a fleet run: every event sent is tracked by id until a decision (or a
  * rejection) comes back, so losses, duplicates and missed violations are counted exactly, and
  * end-to-end latency (observed at the tower → decision received at the tower) goes into an HDR
- * histogram at microsecond resolution.
+ * histogram at microsecond resolution. Auto-remediation is checked per injected violation: one
+ * that expects a remediation counts as acked once any command for its device was acked 'applied'
+ * at a tower.
  */
 import { performance } from 'node:perf_hooks';
 import { build, type Histogram } from 'hdr-histogram-js';
@@ -47,6 +49,10 @@ export interface FleetReport {
   violations_injected: number;
   violations_caught: number;
   violations_missed: number;
+  /** Injected violations that expect a remediation command (premium tenant, rule with one). */
+  remediations_expected: number;
+  /** Of those, how many saw a command for their device acked 'applied' at a tower. */
+  remediations_acked: number;
   /** Distinct events decided per second of playback. */
   throughput_eps: number;
   latency_ms: LatencySummary;
@@ -89,6 +95,13 @@ export class FleetRecorder {
   readonly #histogram: Histogram;
   readonly #now: () => number;
   readonly #settledWaiters = new Set<() => void>();
+  readonly #remediationWaiters = new Set<() => void>();
+  /** Device → expected remediations not acked yet. */
+  readonly #remediationsPending = new Map<string, number>();
+  /** Devices with at least one command acked 'applied'. */
+  readonly #remediatedDevices = new Set<string>();
+  #remediationsExpected = 0;
+  #remediationsAcked = 0;
   #sent = 0;
   #unmapped = 0;
   #outstanding = 0;
@@ -158,6 +171,35 @@ export class FleetRecorder {
     this.#settle();
   }
 
+  /** An injected violation of `deviceId` that expects a remediation command. */
+  recordRemediationExpected(deviceId: string): void {
+    this.#remediationsExpected++;
+    if (this.#remediatedDevices.has(deviceId)) this.#remediationsAcked++;
+    else this.#remediationsPending.set(deviceId, (this.#remediationsPending.get(deviceId) ?? 0) + 1);
+    this.#checkRemediations();
+  }
+
+  /** A tower acked a command for `deviceId` as applied (any type, redeliveries included). */
+  recordCommandApplied(deviceId: string): void {
+    if (this.#remediatedDevices.has(deviceId)) return;
+    this.#remediatedDevices.add(deviceId);
+    this.#remediationsAcked += this.#remediationsPending.get(deviceId) ?? 0;
+    this.#remediationsPending.delete(deviceId);
+    this.#checkRemediations();
+  }
+
+  /** Resolves when every expected remediation was acked (immediately if that is already so). */
+  remediationsSettled(): Promise<void> {
+    if (this.#remediationsAcked === this.#remediationsExpected) return Promise.resolve();
+    return new Promise((resolve) => {
+      const w = (): void => {
+        this.#remediationWaiters.delete(w);
+        resolve();
+      };
+      this.#remediationWaiters.add(w);
+    });
+  }
+
   recordOutage(tower: number): void {
     this.#towers[tower]!.outages++;
   }
@@ -219,6 +261,8 @@ export class FleetRecorder {
       violations_injected: this.#violations,
       violations_caught: violationsCaught,
       violations_missed: this.#violations - violationsCaught,
+      remediations_expected: this.#remediationsExpected,
+      remediations_acked: this.#remediationsAcked,
       throughput_eps: run.playbackS > 0 ? round2(this.#decided / run.playbackS) : 0,
       latency_ms: {
         p50: empty ? 0 : this.#ms(h.getValueAtPercentile(50)),
@@ -236,7 +280,7 @@ export class FleetRecorder {
         events_dropped: run.droppedPerTower[i] ?? 0,
         outages: this.#towers[i]!.outages,
       })),
-      passed: without === 0 && this.#violations - violationsCaught === 0,
+      passed: without === 0 && this.#violations - violationsCaught === 0 && this.#remediationsAcked === this.#remediationsExpected,
     };
   }
 
@@ -248,6 +292,10 @@ export class FleetRecorder {
   #settle(): void {
     this.#outstanding--;
     if (this.#outstanding === 0) for (const w of [...this.#settledWaiters]) w();
+  }
+
+  #checkRemediations(): void {
+    if (this.#remediationsAcked === this.#remediationsExpected) for (const w of [...this.#remediationWaiters]) w();
   }
 
   #ms(us: number): number {
@@ -275,6 +323,7 @@ export function formatReport(r: FleetReport): string {
     row('unexpected decisions', r.unexpected_decisions),
     row('rejected events', r.rejected_events),
     row('violations inj/caught/miss', `${r.violations_injected} / ${r.violations_caught} / ${r.violations_missed}`),
+    row('remediations exp/acked', `${r.remediations_expected} / ${r.remediations_acked}`),
     row('latency ms p50/p90/p99/max', `${r.latency_ms.p50} / ${r.latency_ms.p90} / ${r.latency_ms.p99} / ${r.latency_ms.max}`),
     row('agent errors', r.agent_errors),
   ];

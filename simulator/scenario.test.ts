@@ -6,8 +6,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { EventPlan } from './playback.js';
 import { createPrng, mulberry32, weightedPicker } from './prng.js';
 import {
+  decidingDenyRule,
   deniedCombos,
   expectedEffect,
+  expectedRemediations,
   loadScenario,
   parseScenario,
   parseScenarioText,
@@ -60,6 +62,32 @@ describe('scenario files', () => {
     const smoke = await loadScenario(join(scenariosDir, 'smoke.yaml'));
     expect(smoke.duration_s).toBe(3);
     expect(scenarioTowerIds(smoke)).toEqual(['smoke-tower-1', 'smoke-tower-2']);
+    expect(smoke.tenants[0]!.plan).toBe('free');
+    expect(expectedRemediations(smoke).map((r) => r.expected)).toEqual([false]);
+  });
+
+  it('demo: acme is premium with remediations on its deny rules, globex is free', async () => {
+    const demo = await loadScenario(join(scenariosDir, 'demo.yaml'));
+    expect(demo.tenants.map((t) => t.plan)).toEqual(['premium', 'free']);
+    expect(expectedRemediations(demo).map((r) => [r.tenant, r.app, r.expected, r.remediation?.type ?? null])).toEqual([
+      ['acme', 'dropbox', true, 'block_app'],
+      ['acme', 'tiktok', true, 'block_app'],
+      ['globex', 'salesforce', false, null],
+      ['globex', 'whatsapp', false, null],
+    ]);
+    const tiktok = demo.tenants[0]!.policies.find((p) => p.name === 'no-social-video')!.rules[0]!;
+    expect(tiktok.escalation).toEqual({ threshold: 3, window_s: 600, remediation: { type: 'block_device', duration_s: 3600 } });
+  });
+
+  it('remediation-smoke: a short premium run where every violation expects a command', async () => {
+    const s = await loadScenario(join(scenariosDir, 'remediation-smoke.yaml'));
+    expect(s.duration_s).toBeLessThanOrEqual(5);
+    expect(s.tenants.every((t) => t.plan === 'premium')).toBe(true);
+    expect(s.violations.count).toBeGreaterThan(0);
+    expect(expectedRemediations(s).every((r) => r.expected)).toBe(true);
+    // Regular traffic never violates: only the injected violations call for commands.
+    const t = s.tenants[0]!;
+    expect(t.mix.every((m) => expectedEffect(t, t.users.roles, m.app, m.action) === 'allow')).toBe(true);
   });
 
   it('applies defaults', () => {
@@ -70,7 +98,8 @@ describe('scenario files', () => {
     expect(s.batch).toEqual({ max_events: 100, max_delay_ms: 5 });
     expect(s.violations).toEqual({ count: 0, pick: [] });
     expect(s.outages).toEqual([]);
-    expect(s.tenants[0]).toMatchObject({ default_effect: 'allow', devices_per_user: 1 });
+    expect(s.tenants[0]).toMatchObject({ default_effect: 'allow', devices_per_user: 1, plan: 'free' });
+    expect(s.tenants[0]!.policies[0]!.rules[0]!.remediation).toBeUndefined();
     expect(s.tenants[0]!.policies[0]!.severity).toBe('medium');
   });
 
@@ -85,6 +114,32 @@ describe('scenario files', () => {
     expect(messageOf(() => parseScenario(badMix))).toMatch(/tenants\.0\.mix\.0\.app/);
     const badOutage = { ...minimal(), outages: [{ tower_index: 5, at_s: 1, duration_s: 1 }] };
     expect(messageOf(() => parseScenario(badOutage))).toMatch(/outages\.0\.tower_index/);
+  });
+
+  it('parses plans, remediations and escalations, naming the field of a bad one', () => {
+    const withRule = (rule: Record<string, unknown>, plan: unknown = 'premium'): ScenarioInput => {
+      const s = minimal();
+      Object.assign(s.tenants[0]!, { plan });
+      s.tenants[0]!.policies = [{ name: 'dlp', roles: ['staff'], rules: [{ app: 'dropbox', action: 'upload', permission: 'deny', ...rule }] }];
+      return s;
+    };
+    const escalation = { threshold: 3, window_s: 600, remediation: { type: 'block_device', duration_s: 3600 } };
+    const ok = parseScenario(withRule({ remediation: { type: 'block_app', duration_s: 600 }, escalation }));
+    expect(ok.tenants[0]!.plan).toBe('premium');
+    expect(ok.tenants[0]!.policies[0]!.rules[0]).toMatchObject({ remediation: { type: 'block_app', duration_s: 600 }, escalation });
+
+    const at = 'tenants\\.0\\.policies\\.0\\.rules\\.0\\.';
+    expect(messageOf(() => parseScenario(withRule({ remediation: { type: 'nuke', duration_s: 60 } })))).toMatch(new RegExp(`${at}remediation\\.type:`));
+    expect(messageOf(() => parseScenario(withRule({ remediation: { type: 'block_app', duration_s: 0 } })))).toMatch(new RegExp(`${at}remediation\\.duration_s:`));
+    expect(messageOf(() => parseScenario(withRule({ remediation: { type: 'block_app' } })))).toMatch(new RegExp(`${at}remediation\\.duration_s:`));
+    expect(messageOf(() => parseScenario(withRule({ escalation: { ...escalation, threshold: 0 } })))).toMatch(new RegExp(`${at}escalation\\.threshold:`));
+    expect(messageOf(() => parseScenario(withRule({ escalation: { ...escalation, remediation: { type: 'ban', duration_s: 1 } } })))).toMatch(
+      new RegExp(`${at}escalation\\.remediation\\.type:`),
+    );
+    expect(messageOf(() => parseScenario(withRule({ permission: 'allow', remediation: { type: 'notify', duration_s: 60 } })))).toMatch(
+      new RegExp(`${at}remediation: only a deny rule`),
+    );
+    expect(messageOf(() => parseScenario(withRule({}, 'gold')))).toMatch(/tenants\.0\.plan:/);
   });
 
   it('refuses a violation that the scenario policies would allow', () => {
@@ -133,6 +188,43 @@ describe('expected effects', () => {
       { app: 'slack', action: 'upload' },
       { app: 'dropbox', action: 'upload' },
     ]);
+  });
+});
+
+describe('expected remediations', () => {
+  type Rule = { app: string; action: string; permission: 'allow' | 'deny'; role?: string; remediation?: { type: 'block_app' | 'block_device' | 'notify'; duration_s: number }; escalation?: unknown };
+  const block = { type: 'block_app' as const, duration_s: 60 };
+  const device = { type: 'block_device' as const, duration_s: 600 };
+  type Policies = Array<{ roles?: string[]; rules: Rule[] }>;
+  const scenario = (plan: 'free' | 'premium', policies: Policies) =>
+    parseScenario({
+      ...minimal(),
+      tenants: [{ ...minimal().tenants[0]!, plan, policies: policies.map((p, i) => ({ name: `p${i}`, roles: p.roles ?? ['staff'], rules: p.rules })) }],
+      violations: { count: 1, pick: [{ tenant: 'acme', app: 'dropbox', action: 'upload' }] },
+    });
+  const deny = (extra: Partial<Rule> = {}): Rule => ({ app: 'dropbox', action: 'upload', permission: 'deny', ...extra });
+
+  const cases: Array<[string, 'free' | 'premium', Policies, typeof block | typeof device | null]> = [
+    ['premium, deciding rule with a remediation', 'premium', [{ rules: [deny({ remediation: block })] }], block],
+    ['free plan: alerts only', 'free', [{ rules: [deny({ remediation: block })] }], null],
+    ['premium, rule without remediation', 'premium', [{ rules: [deny()] }], null],
+    ['premium, escalation only', 'premium', [{ rules: [deny({ escalation: { threshold: 2, window_s: 60, remediation: device } })] }], null],
+    ['the most specific deny decides (exact rule has none)', 'premium', [{ rules: [deny({ app: '*', remediation: block }), deny()] }], null],
+    ['the most specific deny decides (exact rule has one)', 'premium', [{ rules: [deny({ action: '*' }), deny({ remediation: device })] }], device],
+    ['app exact beats action exact', 'premium', [{ rules: [deny({ app: '*', remediation: block }), deny({ action: '*', remediation: device })] }], device],
+    ['same specificity: the first provisioned', 'premium', [{ rules: [deny({ remediation: device })] }, { rules: [deny({ remediation: block })] }], device],
+    ['a rule narrowed to a role the users lack does not match', 'premium', [{ roles: ['staff', 'admin'], rules: [deny({ role: 'admin', remediation: block }), deny()] }], null],
+  ];
+  it.each(cases)('%s', (_name, plan, policies, expected) => {
+    const s = scenario(plan, policies);
+    expect(expectedRemediations(s)).toEqual([{ tenant: 'acme', app: 'dropbox', action: 'upload', expected: expected !== null, remediation: expected }]);
+  });
+
+  it('decidingDenyRule ignores allow rules and returns null without a deny', () => {
+    const s = scenario('premium', [{ rules: [{ app: 'dropbox', action: 'upload', permission: 'allow' }, deny({ app: '*', action: '*', remediation: block })] }]);
+    const t = s.tenants[0]!;
+    expect(decidingDenyRule(t, ['staff'], 'dropbox', 'upload')).toMatchObject({ app: '*', action: '*' });
+    expect(decidingDenyRule(t, ['admin'], 'dropbox', 'upload')).toBeNull();
   });
 });
 

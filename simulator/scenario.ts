@@ -3,17 +3,35 @@
  * provision, the device population, the offered load and its arrival pattern, the violations to
  * inject and the tower outages to stage. Validation names the offending field, and cross-checks
  * references (roles, catalogue keys, towers) so a bad file fails before anything is provisioned.
+ *
+ * Auto-remediation: a tenant has a `plan` (free: alerts only; premium: remediation commands),
+ * and a deny rule may carry a `remediation` and an `escalation` with the domain's shapes.
  */
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { KEY_RE } from '../shared/ids.js';
+import type { Escalation, Remediation, RemediationType } from '../shared/domain.js';
 import { EffectSchema, SeveritySchema, type Effect } from '../shared/mqtt/payloads.js';
 
 const Name = z.string().min(1).max(64);
 const Key = z.string().regex(KEY_RE, 'must be a lowercase key like "slack" or "upload_file"');
 const KeyOrWildcard = z.union([z.literal('*'), Key]);
+
+const REMEDIATION_TYPES = ['block_device', 'block_app', 'quarantine', 'throttle', 'notify'] as const satisfies readonly RemediationType[];
+
+const RemediationSchema = z.object({
+  type: z.enum(REMEDIATION_TYPES),
+  duration_s: z.number().int().positive(),
+});
+
+const EscalationSchema = z.object({
+  /** Violations by one device within `window_s` that trigger the escalation's remediation. */
+  threshold: z.number().int().positive(),
+  window_s: z.number().int().positive(),
+  remediation: RemediationSchema,
+});
 
 const RuleSchema = z.object({
   app: KeyOrWildcard,
@@ -21,6 +39,10 @@ const RuleSchema = z.object({
   permission: EffectSchema,
   /** Narrows the rule to one of the policy's roles; otherwise it applies to all of them. */
   role: Name.optional(),
+  /** Sent to the tower when this rule denies (premium tenants only). */
+  remediation: RemediationSchema.optional(),
+  /** A stronger remediation after `threshold` violations by one device within `window_s`. */
+  escalation: EscalationSchema.optional(),
 });
 
 const PolicySchema = z.object({
@@ -33,6 +55,8 @@ const PolicySchema = z.object({
 const TenantSchema = z.object({
   name: z.string().regex(/^[A-Za-z0-9_-]{1,48}$/, 'must be 1-48 chars of [A-Za-z0-9_-]'),
   default_effect: EffectSchema.default('allow'),
+  /** free: alerts only; premium: deny rules with a remediation send commands to the tower. */
+  plan: z.enum(['free', 'premium']).default('free'),
   apps: z.array(Key).min(1),
   actions: z.array(Key).min(1),
   roles: z.array(z.object({ name: Name })).min(1),
@@ -86,6 +110,9 @@ export const ScenarioSchema = z
           if (rule.app !== '*' && !apps.has(rule.app)) issue(at('policies', pi, 'rules', ri, 'app'), `"${rule.app}" is not in the tenant's apps`);
           if (rule.action !== '*' && !actions.has(rule.action)) issue(at('policies', pi, 'rules', ri, 'action'), `"${rule.action}" is not in the tenant's actions`);
           if (rule.role !== undefined && !p.roles.includes(rule.role)) issue(at('policies', pi, 'rules', ri, 'role'), `"${rule.role}" is not one of the policy's roles`);
+          for (const field of ['remediation', 'escalation'] as const) {
+            if (rule[field] !== undefined && rule.permission !== 'deny') issue(at('policies', pi, 'rules', ri, field), 'only a deny rule can carry one');
+          }
         });
       });
       t.users.roles.forEach((r, ri) => {
@@ -115,6 +142,15 @@ export const ScenarioSchema = z
 export type Scenario = z.output<typeof ScenarioSchema>;
 export type ScenarioInput = z.input<typeof ScenarioSchema>;
 export type ScenarioTenant = Scenario['tenants'][number];
+export type ScenarioRule = ScenarioTenant['policies'][number]['rules'][number];
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+/** Compiles only when T is `true`: provisioning sends these shapes to the API as they are. */
+type Assert<T extends true> = T;
+export type ScenarioShapesMatchDomain = [
+  Assert<Same<z.output<typeof RemediationSchema>, Remediation>>,
+  Assert<Same<z.output<typeof EscalationSchema>, Escalation>>,
+];
 
 export class ScenarioError extends Error {
   readonly issues: string[];
@@ -164,6 +200,15 @@ export function scenarioTowerIds(s: Scenario): string[] {
  */
 export function expectedEffect(tenant: Pick<ScenarioTenant, 'default_effect' | 'policies'>, roles: readonly string[], app: string, action: string): Effect {
   let allowed = false;
+  for (const rule of matchingRules(tenant, roles, app, action)) {
+    if (rule.permission === 'deny') return 'deny';
+    allowed = true;
+  }
+  return allowed ? 'allow' : tenant.default_effect;
+}
+
+/** The rules of policies held through `roles` that match (app, action), in provisioning order. */
+function* matchingRules(tenant: Pick<ScenarioTenant, 'policies'>, roles: readonly string[], app: string, action: string): Generator<ScenarioRule> {
   for (const p of tenant.policies) {
     const held = p.roles.filter((r) => roles.includes(r));
     if (held.length === 0) continue;
@@ -171,11 +216,52 @@ export function expectedEffect(tenant: Pick<ScenarioTenant, 'default_effect' | '
       if (rule.role !== undefined && !held.includes(rule.role)) continue;
       if (rule.app !== '*' && rule.app !== app) continue;
       if (rule.action !== '*' && rule.action !== action) continue;
-      if (rule.permission === 'deny') return 'deny';
-      allowed = true;
+      yield rule;
     }
   }
-  return allowed ? 'allow' : tenant.default_effect;
+}
+
+/**
+ * The deny rule a decision names for (app, action): the most specific match (app and action
+ * exact, then app exact, then action exact, then neither), the first provisioned on a tie, as
+ * the cloud's compiled index explains a deny. Its remediation is the one the cloud sends.
+ */
+export function decidingDenyRule(tenant: Pick<ScenarioTenant, 'policies'>, roles: readonly string[], app: string, action: string): ScenarioRule | null {
+  let best: ScenarioRule | null = null;
+  let bestRank = Infinity;
+  for (const rule of matchingRules(tenant, roles, app, action)) {
+    if (rule.permission !== 'deny') continue;
+    const rank = (rule.app === '*' ? 2 : 0) + (rule.action === '*' ? 1 : 0);
+    if (rank < bestRank) {
+      best = rule;
+      bestRank = rank;
+    }
+  }
+  return best;
+}
+
+export interface ExpectedRemediation {
+  tenant: string;
+  app: string;
+  action: string;
+  /** True when the tower must receive a command for a violation of this pick. */
+  expected: boolean;
+  /** The deciding rule's remediation, when the tenant's plan lets it fire. */
+  remediation: Remediation | null;
+}
+
+/**
+ * Per `violations.pick` entry (same order): whether its violations expect a remediation
+ * command. Expected when the tenant is premium and the deny rule deciding the violation carries
+ * a `remediation`; an escalation only adds a later, stronger command and changes nothing here.
+ */
+export function expectedRemediations(s: Scenario): ExpectedRemediation[] {
+  return s.violations.pick.map((v) => {
+    const t = s.tenants.find((x) => x.name === v.tenant);
+    const rule = t ? decidingDenyRule(t, t.users.roles, v.app, v.action) : null;
+    const remediation = t?.plan === 'premium' ? (rule?.remediation ?? null) : null;
+    return { tenant: v.tenant, app: v.app, action: v.action, expected: remediation !== null, remediation };
+  });
 }
 
 /** Every (app, action) of the tenant's catalogue that its users are denied. */

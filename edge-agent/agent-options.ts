@@ -1,0 +1,48 @@
+/** EdgeAgent option defaults and the retained status payload it publishes. */
+import type { IdFactory } from '../shared/ids.js';
+import { encodePayload, SCHEMA_VERSION, type TowerStatus } from '../shared/mqtt/payloads.js';
+import type { AgentStats, EdgeAgentOptions } from './agent-types.js';
+
+export type ResolvedAgentOptions = Required<Omit<EdgeAgentOptions, 'agentVersion' | 'logger' | 'enforcer' | 'stateDir'>> & {
+  agentVersion: string | undefined;
+};
+
+export function resolveAgentOptions(opts: EdgeAgentOptions): ResolvedAgentOptions {
+  return {
+    url: opts.url,
+    towerId: opts.towerId,
+    password: opts.password,
+    agentVersion: opts.agentVersion,
+    batchMaxEvents: opts.batchMaxEvents ?? 100,
+    batchMaxDelayMs: opts.batchMaxDelayMs ?? 5,
+    discoveryMaxDelayMs: opts.discoveryMaxDelayMs ?? 1000,
+    bufferMaxEvents: opts.bufferMaxEvents ?? 50_000,
+    reconnectMinMs: opts.reconnectMinMs ?? 250,
+    reconnectMaxMs: opts.reconnectMaxMs ?? 10_000,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+    stopTimeoutMs: opts.stopTimeoutMs ?? 5_000,
+    commandCacheSize: opts.commandCacheSize ?? 1024,
+    now: opts.now ?? Date.now,
+    random: opts.random ?? Math.random,
+  };
+}
+
+/** The retained `towers/{id}/status` payload, with the agent's counters. */
+export function towerStatusPayload(state: TowerStatus['state'], s: AgentStats, newId: IdFactory, ts: number, agentVersion: string | undefined): Buffer {
+  const status: TowerStatus = {
+    v: SCHEMA_VERSION,
+    id: newId(),
+    state,
+    ts,
+    counters: {
+      events_observed: s.events_observed,
+      batches_sent: s.batches_sent,
+      decisions_received: s.decisions_received,
+      events_dropped: s.events_dropped,
+      buffered_events: s.buffered_events,
+      commands_applied: s.commands_applied,
+    },
+  };
+  if (agentVersion !== undefined) status.agent_version = agentVersion;
+  return encodePayload(status);
+}

@@ -1,0 +1,289 @@
+/**
+ * An Enforcer that holds remediation state at the tower and keeps it on disk, so blocks survive
+ * an agent restart and a command redelivered after the restart is not applied twice.
+ *
+ * - block_device and quarantine block every app of the device; block_app blocks (device, app).
+ *   All three need `duration_s` and lift by themselves when it ends (a timer for the earliest
+ *   expiry; `isBlocked` also compares with the clock, so a late timer never over-blocks).
+ * - unblock_device lifts the device-level blocks, unblock_app the (device, app) block; lifting
+ *   what is not in force is still 'applied' (the desired state holds).
+ * - throttle is recorded with its expiry but never denies here: shaping is done by the tower's
+ *   traffic control, which reads this state; the agent only records it.
+ * - notify has nothing to hold and is acked 'applied'.
+ *
+ * The file is rewritten atomically (write a temp file, fsync, rename) after every change and
+ * before the command is acked, so an 'applied' ack means "still in force after a restart". It
+ * also keeps the results of the last `resultCacheSize` command ids. A corrupt file is moved
+ * aside (`<file>.corrupt-<ts>`) and the agent starts empty: a tower must come up regardless.
+ */
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import type { Command, Decision } from '../shared/mqtt/payloads.js';
+import { BlockTable, type ActiveBlock, type LiftCause } from './block-table.js';
+import type { BlockStatus, CommandResult, Enforcer } from './enforcer.js';
+
+export type { ActiveBlock, HeldType, LiftCause } from './block-table.js';
+
+export interface PersistentEnforcerOptions {
+  /** The JSON state file; its directory is created when missing. */
+  stateFile: string;
+  /** Clock for expiries (default Date.now, read at each call so fake timers apply). */
+  now?: () => number;
+  /** A hold ended: its duration passed (also found at load) or an unblock command lifted it. */
+  onLifted?: (block: ActiveBlock, cause: LiftCause) => void;
+  /** Saving the state failed outside a command (an expiry); commands report it in their ack. */
+  onError?: (err: Error) => void;
+  /** Command results remembered across restarts (default 1024). */
+  resultCacheSize?: number;
+}
+
+export type LoadOutcome =
+  | { state: 'empty' }
+  | { state: 'loaded'; blocks: number; results: number }
+  | { state: 'corrupt'; error: string; movedTo: string | null };
+
+const BlockSchema = z.object({
+  tenant_id: z.string().min(1),
+  device_id: z.string().min(1),
+  app: z.string().min(1).nullable(),
+  type: z.enum(['block_device', 'block_app', 'quarantine', 'throttle']),
+  command_id: z.string().min(1),
+  since: z.number().int(),
+  until: z.number().int(),
+});
+const StoredResultSchema = z.object({
+  command_id: z.string().min(1),
+  tenant_id: z.string().min(1),
+  status: z.enum(['applied', 'failed']),
+  reason: z.string().optional(),
+});
+const StateSchema = z.object({ v: z.literal(1), blocks: z.array(BlockSchema), results: z.array(StoredResultSchema) });
+type StoredResult = z.infer<typeof StoredResultSchema>;
+
+/** setTimeout's ceiling (~24.8 days); a longer block re-arms the timer when it fires. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+interface Change {
+  result: CommandResult;
+  undo: () => void;
+  lifted: ActiveBlock[];
+}
+
+export class PersistentEnforcer implements Enforcer {
+  readonly #file: string;
+  readonly #now: () => number;
+  readonly #opts: PersistentEnforcerOptions;
+  readonly #maxResults: number;
+  readonly #table = new BlockTable();
+  readonly #results = new Map<string, StoredResult>();
+  #loaded = false;
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #dirty = false;
+  #writing: Promise<void> | null = null;
+
+  constructor(opts: PersistentEnforcerOptions) {
+    this.#opts = opts;
+    this.#file = opts.stateFile;
+    this.#now = opts.now ?? (() => Date.now());
+    this.#maxResults = opts.resultCacheSize ?? 1024;
+  }
+
+  /** Reads the state file; call once before use. Never throws (see LoadOutcome). */
+  async load(): Promise<LoadOutcome> {
+    this.#table.clear();
+    this.#results.clear();
+    let outcome: LoadOutcome;
+    try {
+      const text = await readFile(this.#file, 'utf8');
+      const state = StateSchema.parse(JSON.parse(text));
+      for (const b of state.blocks) this.#table.put(b);
+      for (const r of state.results) this.#remember(r);
+      outcome = { state: 'loaded', blocks: this.#table.size, results: this.#results.size };
+    } catch (err) {
+      outcome = isNotFound(err) ? { state: 'empty' } : await this.#moveAside(err);
+    }
+    this.#loaded = true;
+    // Blocks whose time ran out while the agent was down lift now.
+    this.#liftExpired();
+    this.#arm();
+    return outcome;
+  }
+
+  /** Decisions are enforced by the tower equipment; there is nothing to hold for them here. */
+  applyDecision(_tenantId: string, _decision: Decision): void {}
+
+  async applyCommand(tenantId: string, command: Command): Promise<CommandResult> {
+    const earlier = this.previousResult(tenantId, command.id);
+    if (earlier) return earlier;
+    if (this.#closed) return { status: 'failed', reason: 'enforcer is closed' };
+    if (!this.#loaded) return { status: 'failed', reason: 'enforcer state is not loaded' };
+    const now = this.#now();
+    const change = this.#change(tenantId, command, now);
+    const stored: StoredResult = { command_id: command.id, tenant_id: tenantId, ...change.result };
+    this.#remember(stored);
+    try {
+      await this.#save();
+    } catch (err) {
+      change.undo();
+      this.#results.delete(command.id);
+      this.#arm();
+      return { status: 'failed', reason: `state not saved: ${toError(err).message}` };
+    }
+    this.#arm();
+    for (const b of change.lifted) this.#opts.onLifted?.(b, 'unblocked');
+    return change.result;
+  }
+
+  previousResult(tenantId: string, commandId: string): CommandResult | undefined {
+    const r = this.#results.get(commandId);
+    if (!r || r.tenant_id !== tenantId) return undefined;
+    return r.reason === undefined ? { status: r.status } : { status: r.status, reason: r.reason };
+  }
+
+  isBlocked(tenantId: string, deviceId: string, app: string): BlockStatus | null {
+    return this.#table.blocking(tenantId, deviceId, app, this.#now());
+  }
+
+  /** Holds in force (blocks and throttles), copies. */
+  activeBlocks(): ActiveBlock[] {
+    const now = this.#now();
+    return this.#table.all().filter((b) => b.until > now);
+  }
+
+  /** Clears the expiry timer and waits for a pending write. The state stays on disk. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#writing?.catch(() => {});
+  }
+
+  // --- state changes ---------------------------------------------------------------------------
+
+  #change(tenantId: string, c: Command, now: number): Change {
+    const none = (result: CommandResult): Change => ({ result, undo: () => {}, lifted: [] });
+    if (c.expires_at < now) return none({ status: 'failed', reason: 'expired' });
+    switch (c.type) {
+      case 'block_device':
+      case 'quarantine':
+      case 'block_app':
+      case 'throttle': {
+        if (c.type === 'block_app' && c.app === undefined) return none({ status: 'failed', reason: 'app required for block_app' });
+        if (c.duration_s === undefined) return none({ status: 'failed', reason: 'duration_s required' });
+        const block: ActiveBlock = {
+          tenant_id: tenantId,
+          device_id: c.device_id,
+          // Device-level holds ignore an app the cloud may send for context.
+          app: c.type === 'block_app' || c.type === 'throttle' ? (c.app ?? null) : null,
+          type: c.type,
+          command_id: c.id,
+          since: now,
+          until: now + c.duration_s * 1000,
+        };
+        return { result: { status: 'applied' }, undo: this.#table.put(block), lifted: [] };
+      }
+      case 'unblock_device':
+      case 'unblock_app': {
+        if (c.type === 'unblock_app' && c.app === undefined) return none({ status: 'failed', reason: 'app required for unblock_app' });
+        const lifted = c.type === 'unblock_app' ? this.#table.liftApp(tenantId, c.device_id, c.app ?? '') : this.#table.liftDevice(tenantId, c.device_id);
+        const result: CommandResult = lifted.length > 0 ? { status: 'applied' } : { status: 'applied', reason: 'no block in force' };
+        return { result, undo: () => this.#table.restore(lifted), lifted };
+      }
+      case 'notify':
+        return none({ status: 'applied' });
+    }
+  }
+
+  #remember(r: StoredResult): void {
+    this.#results.delete(r.command_id);
+    this.#results.set(r.command_id, r);
+    while (this.#results.size > this.#maxResults) {
+      const oldest = this.#results.keys().next();
+      if (oldest.done) break;
+      this.#results.delete(oldest.value);
+    }
+  }
+
+  #liftExpired(): void {
+    const lifted = this.#table.expire(this.#now());
+    if (lifted.length === 0) return;
+    this.#save().catch((err: unknown) => this.#opts.onError?.(toError(err)));
+    for (const b of lifted) this.#opts.onLifted?.(b, 'expired');
+  }
+
+  /** One timer, for the earliest expiry. */
+  #arm(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const next = this.#table.earliestUntil();
+    if (next === null || this.#closed) return;
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, next - this.#now()));
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#liftExpired();
+      this.#arm();
+    }, delay);
+    this.#timer.unref();
+  }
+
+  // --- file ------------------------------------------------------------------------------------
+
+  /**
+   * Resolves once a write that started after this call has completed. Writes are coalesced:
+   * changes made while a write is in flight go out together in the next one.
+   */
+  #save(): Promise<void> {
+    this.#dirty = true;
+    this.#writing ??= this.#writeLoop();
+    return this.#writing;
+  }
+
+  async #writeLoop(): Promise<void> {
+    try {
+      while (this.#dirty) {
+        this.#dirty = false;
+        const body = JSON.stringify({ v: 1, blocks: this.#table.all(), results: [...this.#results.values()] });
+        await mkdir(dirname(this.#file), { recursive: true });
+        const tmp = `${this.#file}.tmp`;
+        const fh = await open(tmp, 'w', 0o600);
+        try {
+          await fh.writeFile(body, 'utf8');
+          // Towers lose power: the rename must not publish a file whose data is not on disk.
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(tmp, this.#file);
+      }
+    } finally {
+      // Synchronous with the last `#dirty` check: a change after it starts a new loop.
+      this.#writing = null;
+    }
+  }
+
+  async #moveAside(err: unknown): Promise<LoadOutcome> {
+    const error = err instanceof z.ZodError ? `invalid state: ${err.issues[0]?.path.join('.') ?? ''} ${err.issues[0]?.message ?? ''}`.trim() : toError(err).message;
+    const movedTo = `${this.#file}.corrupt-${this.#now()}`;
+    try {
+      await rename(this.#file, movedTo);
+      return { state: 'corrupt', error, movedTo };
+    } catch {
+      return { state: 'corrupt', error, movedTo: null };
+    }
+  }
+}
+
+/** Where an agent with option `stateDir` keeps its tower's remediation state. */
+export function enforcerStateFile(stateDir: string, towerId: string): string {
+  return join(stateDir, `enforcer-${towerId}.json`);
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
