@@ -91,7 +91,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
     const summary = await controlPlaneSummary(cp.httpUrl, owners);
     out('');
     out('Control plane after the run (read back through the API):');
-    for (const s of summary) out(`  ${s.tenant.padEnd(10)} usage ${s.usage_total} (denied ${s.usage_denied})  open alerts ${s.alerts_open}  discovered ${s.discovered_devices}`);
+    for (const s of summary) {
+      out(`  ${s.tenant.padEnd(10)} usage ${s.usage_total} (denied ${s.usage_denied})  open alerts ${s.alerts_open}  remediations ${s.remediations} (applied ${s.remediations_applied})  discovered ${s.discovered_devices}`);
+    }
     const full = { ...report, control_plane: { tenants: summary, counters: cp.counters.snapshot() } };
     if (typeof values.report === 'string') {
       await writeFile(values.report, JSON.stringify(full, null, 2) + '\n');
@@ -117,7 +119,9 @@ async function controlPlaneSummary(apiUrl: string, owners: Array<{ tenant: strin
   for (const o of owners) {
     const api = await ApiClient.login(apiUrl, o.email, o.password);
     const { metrics } = await api.get<{ metrics: { usage_total: number; usage_denied: number; alerts_open: number; discovered_devices: number } }>('/api/v1/dashboard/metrics');
-    rows.push({ tenant: o.tenant, ...metrics });
+    const { remedial_actions } = await api.get<{ remedial_actions: Array<{ status: string }> }>('/api/v1/remedial-actions?limit=1000');
+    const applied = remedial_actions.filter((c) => c.status === 'applied').length;
+    rows.push({ tenant: o.tenant, ...metrics, remediations: remedial_actions.length, remediations_applied: applied });
   }
   return rows;
 }
