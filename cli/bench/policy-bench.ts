@@ -6,6 +6,8 @@ import type { BundleGrant, Effect, UsageEvent } from '../../shared/mqtt/payloads
 import { compilePolicyIndex } from '../../shared/policy/compile-policy-index.js';
 import { evaluateUsage } from '../../shared/policy/evaluate-usage.js';
 import type { PolicyModel } from '../../shared/policy/model.js';
+// Deterministic, so both rule sets see the same event stream shape.
+import { mulberry32 } from '../../simulator/prng.js';
 
 export interface PolicyBenchResult {
   rules: number;
@@ -14,18 +16,6 @@ export interface PolicyBenchResult {
   seconds: number;
   decisions_per_s: number;
   denied_fraction: number;
-}
-
-/** Deterministic PRNG so both rule sets see the same event stream shape. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const APPS = 1000;

@@ -119,95 +119,99 @@ export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rul
   };
 }
 
-export function createUserRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['userRoles'] {
+interface LinkSide {
+  /** Column in the link table, e.g. 'user_id'. */
+  column: string;
+  /** The entity table it refers to and that table's columns. */
+  table: string;
+  columns: readonly string[];
+  /** Throws NOT_FOUND naming the field when the id is not the tenant's. */
+  require: (tenantId: string, id: string) => void;
+}
+
+interface LinkRepo<L, R> {
+  assign(tenantId: string, left: string, right: string): Promise<boolean>;
+  unassign(tenantId: string, left: string, right: string): Promise<boolean>;
+  rightsOf(tenantId: string, left: string): Promise<R[]>;
+  leftsOf(tenantId: string, right: string): Promise<L[]>;
+}
+
+/**
+ * A tenant-scoped many-to-many link (user↔role, role↔policy). Both sides must be the tenant's;
+ * a change to a link changes decisions, so it bumps the policy version, but only when something
+ * actually changed.
+ */
+function createLinkRepo<L, R>(ctx: SqliteContext, table: string, left: LinkSide, right: LinkSide): LinkRepo<L, R> {
   const db = ctx.db;
   const assign: Stmt<[string, string, string, number]> = db.prepare(
-    `INSERT INTO user_roles (tenant_id, user_id, role_id, created_at) VALUES (?, ?, ?, ?)
-     ON CONFLICT (tenant_id, user_id, role_id) DO NOTHING`,
+    `INSERT INTO ${table} (tenant_id, ${left.column}, ${right.column}, created_at) VALUES (?, ?, ?, ?)
+     ON CONFLICT (tenant_id, ${left.column}, ${right.column}) DO NOTHING`,
   );
   const unassign: Stmt<[string, string, string]> = db.prepare(
-    'DELETE FROM user_roles WHERE tenant_id = ? AND user_id = ? AND role_id = ?',
+    `DELETE FROM ${table} WHERE tenant_id = ? AND ${left.column} = ? AND ${right.column} = ?`,
   );
-  const rolesOfUser: Stmt<[string, string], Role> = db.prepare(
-    `SELECT ${prefixed('r', ROLE_COLUMNS)} FROM user_roles ur
-     JOIN roles r ON r.tenant_id = ur.tenant_id AND r.id = ur.role_id
-     WHERE ur.tenant_id = ? AND ur.user_id = ? ORDER BY r.id`,
-  );
-  const usersOfRole: Stmt<[string, string], User> = db.prepare(
-    `SELECT ${prefixed('u', USER_COLUMNS)} FROM user_roles ur
-     JOIN users u ON u.tenant_id = ur.tenant_id AND u.id = ur.user_id
-     WHERE ur.tenant_id = ? AND ur.role_id = ? ORDER BY u.id`,
-  );
+  const read = (side: LinkSide, by: LinkSide) =>
+    db.prepare(
+      `SELECT ${prefixed('e', side.columns)} FROM ${table} l
+       JOIN ${side.table} e ON e.tenant_id = l.tenant_id AND e.id = l.${side.column}
+       WHERE l.tenant_id = ? AND l.${by.column} = ? ORDER BY e.id`,
+    );
+  const rightsOf = read(right, left) as Stmt<[string, string], R>;
+  const leftsOf = read(left, right) as Stmt<[string, string], L>;
 
   return {
-    async assign(tenantId, userId, roleId) {
+    async assign(tenantId, l, r) {
       return ctx.write((scope) => {
-        refs.requireUser(tenantId, userId);
-        refs.requireRole(tenantId, roleId);
-        const added = assign.run(tenantId, userId, roleId, ctx.now()).changes > 0;
+        left.require(tenantId, l);
+        right.require(tenantId, r);
+        const added = assign.run(tenantId, l, r, ctx.now()).changes > 0;
         if (added) scope.bumpPolicy(tenantId);
         return added;
       });
     },
-    async unassign(tenantId, userId, roleId) {
+    async unassign(tenantId, l, r) {
       return ctx.write((scope) => {
-        const removed = unassign.run(tenantId, userId, roleId).changes > 0;
+        const removed = unassign.run(tenantId, l, r).changes > 0;
         if (removed) scope.bumpPolicy(tenantId);
         return removed;
       });
     },
-    async rolesOfUser(tenantId, userId) {
-      return rolesOfUser.all(tenantId, userId);
+    async rightsOf(tenantId, l) {
+      return rightsOf.all(tenantId, l);
     },
-    async usersOfRole(tenantId, roleId) {
-      return usersOfRole.all(tenantId, roleId);
+    async leftsOf(tenantId, r) {
+      return leftsOf.all(tenantId, r);
     },
   };
 }
 
-export function createRolePolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['rolePolicies'] {
-  const db = ctx.db;
-  const assign: Stmt<[string, string, string, number]> = db.prepare(
-    `INSERT INTO role_policies (tenant_id, role_id, policy_id, created_at) VALUES (?, ?, ?, ?)
-     ON CONFLICT (tenant_id, role_id, policy_id) DO NOTHING`,
+export function createUserRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['userRoles'] {
+  const links = createLinkRepo<User, Role>(
+    ctx,
+    'user_roles',
+    { column: 'user_id', table: 'users', columns: USER_COLUMNS, require: (t, id) => refs.requireUser(t, id) },
+    { column: 'role_id', table: 'roles', columns: ROLE_COLUMNS, require: (t, id) => refs.requireRole(t, id) },
   );
-  const unassign: Stmt<[string, string, string]> = db.prepare(
-    'DELETE FROM role_policies WHERE tenant_id = ? AND role_id = ? AND policy_id = ?',
-  );
-  const policiesOfRole: Stmt<[string, string], Policy> = db.prepare(
-    `SELECT ${prefixed('p', POLICY_COLUMNS)} FROM role_policies rp
-     JOIN policies p ON p.tenant_id = rp.tenant_id AND p.id = rp.policy_id
-     WHERE rp.tenant_id = ? AND rp.role_id = ? ORDER BY p.id`,
-  );
-  const rolesOfPolicy: Stmt<[string, string], Role> = db.prepare(
-    `SELECT ${prefixed('r', ROLE_COLUMNS)} FROM role_policies rp
-     JOIN roles r ON r.tenant_id = rp.tenant_id AND r.id = rp.role_id
-     WHERE rp.tenant_id = ? AND rp.policy_id = ? ORDER BY r.id`,
-  );
-
   return {
-    async assign(tenantId, roleId, policyId) {
-      return ctx.write((scope) => {
-        refs.requireRole(tenantId, roleId);
-        refs.requirePolicy(tenantId, policyId);
-        const added = assign.run(tenantId, roleId, policyId, ctx.now()).changes > 0;
-        if (added) scope.bumpPolicy(tenantId);
-        return added;
-      });
-    },
-    async unassign(tenantId, roleId, policyId) {
-      return ctx.write((scope) => {
-        const removed = unassign.run(tenantId, roleId, policyId).changes > 0;
-        if (removed) scope.bumpPolicy(tenantId);
-        return removed;
-      });
-    },
-    async policiesOfRole(tenantId, roleId) {
-      return policiesOfRole.all(tenantId, roleId);
-    },
-    async rolesOfPolicy(tenantId, policyId) {
-      return rolesOfPolicy.all(tenantId, policyId);
-    },
+    assign: (tenantId, userId, roleId) => links.assign(tenantId, userId, roleId),
+    unassign: (tenantId, userId, roleId) => links.unassign(tenantId, userId, roleId),
+    rolesOfUser: (tenantId, userId) => links.rightsOf(tenantId, userId),
+    usersOfRole: (tenantId, roleId) => links.leftsOf(tenantId, roleId),
+  };
+}
+
+export function createRolePolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['rolePolicies'] {
+  const links = createLinkRepo<Role, Policy>(
+    ctx,
+    'role_policies',
+    { column: 'role_id', table: 'roles', columns: ROLE_COLUMNS, require: (t, id) => refs.requireRole(t, id) },
+    { column: 'policy_id', table: 'policies', columns: POLICY_COLUMNS, require: (t, id) => refs.requirePolicy(t, id) },
+  );
+  return {
+    assign: (tenantId, roleId, policyId) => links.assign(tenantId, roleId, policyId),
+    unassign: (tenantId, roleId, policyId) => links.unassign(tenantId, roleId, policyId),
+    policiesOfRole: (tenantId, roleId) => links.rightsOf(tenantId, roleId),
+    rolesOfPolicy: (tenantId, policyId) => links.leftsOf(tenantId, policyId),
   };
 }
 
