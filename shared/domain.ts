@@ -21,8 +21,51 @@ export interface Tenant {
   policy_version: number;
   /** Deny alerts for the same device+rule within this window are merged into one. */
   alert_window_s: number;
+  /** Audit records older than this are purged. */
+  audit_retention_days: number;
   created_at: number;
   updated_at: number;
+}
+
+export type AuditActorKind = 'console_user' | 'api_key' | 'system';
+
+/** Who changed what, when, from where, with the state before and after (DESIGN §5). */
+export interface AuditRecord {
+  id: string;
+  /** null for platform-level changes (tenants, towers, carriers, plans) made by operators. */
+  tenant_id: string | null;
+  actor_kind: AuditActorKind;
+  actor_id: string | null;
+  /** E-mail of the console user or name of the API key, as it was at the time. */
+  actor_label: string | null;
+  /** Dotted verb, e.g. 'devices.create', 'remedial-actions.create', 'commands.applied'. */
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  method: string | null;
+  path: string | null;
+  status_code: number | null;
+  ip: string | null;
+  user_agent: string | null;
+  before: unknown;
+  after: unknown;
+  at: number;
+}
+
+/** A tenant's integration credential: scoped, shown once, stored hashed, revocable. */
+export interface ApiKey {
+  id: string;
+  tenant_id: string;
+  name: string;
+  /** First characters of the key, shown in lists so people can tell keys apart. */
+  prefix: string;
+  /** API permissions the key holds (a subset of the tenant read/write permissions). */
+  scopes: string[];
+  created_by: string | null;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+  expires_at: number | null;
 }
 
 /** A person who signs in to the console or API (not a device user). */

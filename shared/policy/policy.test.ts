@@ -110,7 +110,7 @@ describe('policy semantics', () => {
 
 describe('policy model', () => {
   const snapshot: PolicySnapshot = {
-    tenant: { id: T, name: 'A', plan_id: 'free', default_effect: 'allow', policy_version: 7, alert_window_s: 600, created_at: 0, updated_at: 0 },
+    tenant: { id: T, name: 'A', plan_id: 'free', default_effect: 'allow', policy_version: 7, alert_window_s: 600, audit_retention_days: 365, created_at: 0, updated_at: 0 },
     plan: { id: 'free', name: 'Free', auto_remediation: false, max_devices: 100, max_events_per_s: 200, retention_days: 7, created_at: 0, updated_at: 0 },
     devices: [{ id: 'dev-alice', user_id: 'alice' }],
     user_roles: [{ user_id: 'alice', role_id: 'sales' }],

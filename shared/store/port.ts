@@ -8,11 +8,15 @@
  * - a change that can alter a decision bumps `tenants.policy_version` in the same transaction and
  *   then calls `hooks.onPolicyChanged` (after commit);
  * - multi-row writes are atomic: a failure leaves nothing half-written;
- * - list order is ascending by id, except usage and alerts (newest first); cursors are opaque.
+ * - list order is ascending by id, except history (usage, alerts, commands, deliveries, audit:
+ *   newest first); cursors are opaque.
  */
 import type {
   Action,
   Alert,
+  ApiKey,
+  AuditActorKind,
+  AuditRecord,
   CommandEvent,
   CommandRecord,
   CommandSource,
@@ -77,6 +81,8 @@ export interface TenantInput {
   alert_window_s?: number;
   /** Default 'free'. NOT_FOUND (field plan_id) for an unknown plan. */
   plan_id?: string;
+  /** Default 365. */
+  audit_retention_days?: number;
 }
 export interface UserInput {
   name: string;
@@ -150,6 +156,30 @@ export interface CommandInput {
   rule_id?: string | null;
   issued_by?: string | null;
   expires_at: number;
+}
+
+export type AuditInput = Omit<AuditRecord, 'id'>;
+
+export interface AuditFilter {
+  actor_id?: string;
+  actor_kind?: AuditActorKind;
+  action?: string;
+  resource_type?: string;
+  resource_id?: string;
+  /** Inclusive lower / exclusive upper bound on `at`. */
+  since?: number;
+  until?: number;
+}
+
+export interface ApiKeyInput {
+  tenant_id: string;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  /** sha256 of the full key (the key is 256 random bits: no KDF needed). */
+  secret_hash: string;
+  created_by: string | null;
+  expires_at: number | null;
 }
 
 export interface WebhookInput {
@@ -385,6 +415,32 @@ export interface Store {
       outcome: { status: 'pending' | 'delivered' | 'failed'; at: number; status_code: number | null; error: string | null; next_attempt_at: number | null },
     ): Promise<void>;
     list(tenantId: string, webhookId: string, opts?: ListOptions): Promise<Page<WebhookDelivery>>;
+  };
+
+  /**
+   * Append-only: no update or single-record delete; records leave through `purge` (retention) or
+   * with their tenant (deleting a tenant deletes its records; platform records, tenant_id null,
+   * stay). `record` answers NOT_FOUND (tenant_id) for an unknown tenant.
+   */
+  audit: {
+    record(input: AuditInput): Promise<AuditRecord>;
+    /** Newest first. tenantId null lists platform-level records (operators). */
+    list(tenantId: string | null, opts?: ListOptions & AuditFilter): Promise<Page<AuditRecord>>;
+    get(tenantId: string | null, id: string): Promise<AuditRecord | null>;
+    /** Deletes the tenant's audit records older than `before`; returns rows deleted. */
+    purge(tenantId: string, before: number): Promise<number>;
+  };
+
+  /** Deleting a tenant deletes its keys. create: NOT_FOUND (tenant_id), CONFLICT (secret_hash). */
+  apiKeys: {
+    create(input: ApiKeyInput): Promise<ApiKey>;
+    get(tenantId: string, id: string): Promise<ApiKey | null>;
+    list(tenantId: string, opts?: ListOptions): Promise<Page<ApiKey>>;
+    /** False when unknown, another tenant's, or already revoked. */
+    revoke(tenantId: string, id: string, now: number): Promise<boolean>;
+    /** Platform-level lookup for authentication; revoked keys are returned too (callers check). */
+    findByHash(secretHash: string): Promise<ApiKey | null>;
+    touch(id: string, now: number): Promise<void>;
   };
 
   /** Deletes the tenant's usage older than `before` (epoch ms); returns rows deleted. */

@@ -18,6 +18,8 @@
  * asserts relations between timestamps and ids, not their values.
  */
 import { afterEach, beforeEach, describe } from 'vitest';
+import { describeApiKeyContract } from './contract/api-keys.js';
+import { describeAuditContract } from './contract/audit.js';
 import { describeCoreContract } from './contract/core.js';
 import { ContractState, type StoreContractHarness } from './contract/harness.js';
 import { describePlanContract } from './contract/plans.js';
@@ -50,5 +52,7 @@ export function describeStoreContract(name: string, open: () => Promise<StoreCon
     describeRemediationRuleContract(state);
     describeCommandContract(state);
     describeWebhookContract(state);
+    describeAuditContract(state);
+    describeApiKeyContract(state);
   });
 }

@@ -17,6 +17,7 @@
 import { createError } from '../../errors.js';
 import type { Db } from './context.js';
 import { MIGRATION_2 } from './migration-2.js';
+import { MIGRATION_3 } from './migration-3.js';
 
 export interface Migration {
   version: number;
@@ -294,6 +295,7 @@ CREATE TABLE processed_messages (
 `,
   },
   MIGRATION_2,
+  MIGRATION_3,
 ];
 
 export interface MigrationReport {

@@ -7,6 +7,7 @@ import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, notFound } from './context.js';
 import { pageRequest, toPage } from './cursor.js';
 import { EntityTable } from './entity-table.js';
+import { DEFAULT_AUDIT_RETENTION_DAYS } from './migration-3.js';
 import { DEFAULT_PLAN_ID } from './plan-repo.js';
 
 /** Deny alerts for the same device+rule within five minutes merge into one. */
@@ -18,9 +19,19 @@ export function tenantTable(ctx: SqliteContext): EntityTable<Tenant> {
   return new EntityTable<Tenant>(
     ctx,
     'tenants',
-    ['id', 'name', 'plan_id', 'default_effect', 'policy_version', 'alert_window_s', 'created_at', 'updated_at'],
+    [
+      'id',
+      'name',
+      'plan_id',
+      'default_effect',
+      'policy_version',
+      'alert_window_s',
+      'audit_retention_days',
+      'created_at',
+      'updated_at',
+    ],
     'platform',
-    ['name', 'plan_id', 'default_effect', 'alert_window_s'],
+    ['name', 'plan_id', 'default_effect', 'alert_window_s', 'audit_retention_days'],
   );
 }
 
@@ -43,6 +54,7 @@ export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
           default_effect: input.default_effect ?? 'allow',
           policy_version: INITIAL_POLICY_VERSION,
           alert_window_s: input.alert_window_s ?? DEFAULT_ALERT_WINDOW_S,
+          audit_retention_days: input.audit_retention_days ?? DEFAULT_AUDIT_RETENTION_DAYS,
           created_at: now,
           updated_at: now,
         });
@@ -61,6 +73,7 @@ export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
         if (patch.plan_id !== undefined) requirePlan(patch.plan_id);
         const after = table.update(null, id, patch);
         // The plan decides what a decision does (auto-remediation, rate limit), like default_effect.
+        // Names, alert windows and audit retention do not change any decision: no bump.
         const effective =
           (patch.default_effect !== undefined && patch.default_effect !== before.default_effect) ||
           (patch.plan_id !== undefined && patch.plan_id !== before.plan_id);

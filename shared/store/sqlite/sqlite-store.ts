@@ -8,6 +8,8 @@ import Database from 'better-sqlite3';
 import { createError } from '../../errors.js';
 import { createIdFactory, type IdFactory } from '../../ids.js';
 import type { DashboardMetrics, PolicySnapshot, Store, StoreHooks } from '../port.js';
+import { createApiKeyRepo } from './api-key-repo.js';
+import { createAuditRepo } from './audit-repo.js';
 import { createConsoleUserRepo, createRefreshTokenRepo } from './auth-repos.js';
 import { createCommandRepo } from './command-repo.js';
 import { SqliteContext } from './context.js';
@@ -70,6 +72,8 @@ function buildRepos(ctx: SqliteContext) {
     commands: createCommandRepo(ctx, refs),
     webhooks: createWebhookRepo(ctx, refs),
     webhookDeliveries: createWebhookDeliveryRepo(ctx),
+    audit: createAuditRepo(ctx, refs),
+    apiKeys: createApiKeyRepo(ctx, refs),
     purgeUsage: createUsagePurge(ctx),
   };
 }
@@ -188,6 +192,12 @@ export class SqliteStore implements Store {
   }
   get webhookDeliveries(): Store['webhookDeliveries'] {
     return this.r().webhookDeliveries;
+  }
+  get audit(): Store['audit'] {
+    return this.r().audit;
+  }
+  get apiKeys(): Store['apiKeys'] {
+    return this.r().apiKeys;
   }
 
   async purgeUsage(tenantId: string, before: number): Promise<number> {
