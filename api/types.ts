@@ -11,6 +11,7 @@ import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import type { Store } from '../shared/store/port.js';
 import type { Permission } from './auth/permissions.js';
+import type { LoginThrottle } from './auth/login-throttle.js';
 import type { SessionService } from './auth/sessions.js';
 
 export interface Readiness {
@@ -25,20 +26,44 @@ export interface ApiDeps {
   bus: Bus;
   counters: Counters;
   logger: Logger;
-  /** command_ttl_s: a manual remediation not acknowledged by then is expired by the dispatcher. */
-  config: Pick<Config, 'refresh_token_ttl_s' | 'access_token_ttl_s' | 'command_ttl_s'>;
+  /**
+   * command_ttl_s: a manual remediation not acknowledged by then is expired by the dispatcher.
+   * rate_limit_per_min: requests per minute per principal (per IP unauthenticated); default 100.
+   */
+  config: Pick<Config, 'refresh_token_ttl_s' | 'access_token_ttl_s' | 'command_ttl_s'> &
+    Partial<Pick<Config, 'rate_limit_per_min'>>;
   /** Server clock (epoch ms); injectable so tests can expire tokens without sleeping. */
   now?: () => number;
   readiness?: () => Promise<Readiness>;
 }
 
-/** Who is calling: the verified claims of the bearer access token. */
-export interface Principal {
+/** A console user, from the verified claims of a bearer access token. */
+export interface UserPrincipal {
+  kind: 'user';
   userId: string;
   /** null for platform operators. */
   tenantId: string | null;
   role: ConsoleRole;
+  /** Who to credit with a change (issued_by, audit actor): the console user id. */
+  actorId: string;
+  /** Not in the token; look the account up when an e-mail is needed. */
+  label: null;
 }
+
+/** An integration calling with a tenant API key: tenant-scoped, holding exactly its scopes. */
+export interface ApiKeyPrincipal {
+  kind: 'api_key';
+  keyId: string;
+  tenantId: string;
+  scopes: readonly Permission[];
+  /** `api_key:<key id>`, never mistaken for a console user id. */
+  actorId: string;
+  /** The key's name, as it was at the time of the request. */
+  label: string;
+}
+
+/** Who is calling. Narrow on `kind` for what only one kind has (a console role, scopes). */
+export type Principal = UserPrincipal | ApiKeyPrincipal;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -48,6 +73,7 @@ declare module 'fastify' {
     bus: Bus;
     counters: Counters;
     sessions: SessionService;
+    loginThrottle: LoginThrottle;
     clock: () => number;
     newId: IdFactory;
   }
@@ -56,7 +82,7 @@ declare module 'fastify' {
     principal: Principal | null;
   }
   interface FastifyContextConfig {
-    /** The permission (auth/permissions.ts) a caller's console role must hold. */
+    /** The permission (auth/permissions.ts) a caller's console role, or API key scopes, must hold. */
     permission?: Permission;
     /** Explicitly unauthenticated (login, refresh, health). API routes must declare one of the two. */
     public?: boolean;

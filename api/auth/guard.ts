@@ -1,29 +1,56 @@
 /**
- * Authentication and authorization in one place: a root onRequest hook reads the route's declared
- * permission, verifies the bearer access token and checks the role against the permission table.
- * It runs before the body is parsed, so unauthenticated callers cost no parsing.
+ * Authentication, rate limiting and authorization in one place: a root onRequest hook reads the
+ * route's declared permission, resolves the caller (bearer access token or API key), charges the
+ * caller's request quota and checks the permission table. It runs before the body is parsed, so
+ * unauthenticated or throttled callers cost no parsing.
  */
-import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { TENANT_CONSOLE_ROLES } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
-import type { Principal } from '../types.js';
-import { isAllowed } from './permissions.js';
+import { isRateLimitExempt, type RequestRateLimits } from '../rate-limit.js';
+import type { Principal, UserPrincipal } from '../types.js';
+import { authenticateApiKey, looksLikeApiKey } from './api-keys.js';
+import { holds } from './permissions.js';
 
 const BEARER_RE = /^Bearer\s+(\S+)\s*$/i;
 
+/**
+ * The presented credential. `Authorization: Bearer` carries an access JWT or an API key (told
+ * apart by the `epk_` marker); `x-api-key` carries a key for clients that reserve Authorization.
+ * When both headers are present Authorization wins.
+ */
+function credentialOf(request: FastifyRequest): { kind: 'jwt' | 'api_key'; value: string } {
+  const authorization = request.headers.authorization;
+  if (authorization !== undefined) {
+    const match = BEARER_RE.exec(authorization);
+    if (!match) throw createError('UNAUTHENTICATED', 'missing bearer access token');
+    const value = match[1]!;
+    return { kind: looksLikeApiKey(value) ? 'api_key' : 'jwt', value };
+  }
+  const apiKey = request.headers['x-api-key'];
+  if (typeof apiKey === 'string' && apiKey.trim() !== '') return { kind: 'api_key', value: apiKey.trim() };
+  throw createError('UNAUTHENTICATED', 'missing bearer access token');
+}
+
 async function authenticate(app: FastifyInstance, request: FastifyRequest): Promise<Principal> {
-  const match = BEARER_RE.exec(request.headers.authorization ?? '');
-  if (!match) throw createError('UNAUTHENTICATED', 'missing bearer access token');
-  const claims = await app.tokens.verify(match[1]!);
+  const credential = credentialOf(request);
+  if (credential.kind === 'api_key') return authenticateApiKey(app.store, credential.value, app.clock());
+  const claims = await app.tokens.verify(credential.value);
   // A token whose tenant binding contradicts its role was not minted by us: refuse it outright.
   const isTenantRole = (TENANT_CONSOLE_ROLES as readonly string[]).includes(claims.role);
   if (isTenantRole !== (claims.tenant_id !== null)) {
     throw createError('UNAUTHENTICATED', 'access token is invalid');
   }
-  return { userId: claims.sub, tenantId: claims.tenant_id, role: claims.role };
+  return { kind: 'user', userId: claims.sub, tenantId: claims.tenant_id, role: claims.role, actorId: claims.sub, label: null };
 }
 
-export function registerGuard(app: FastifyInstance): void {
+/** Quota subject: the principal when known, else the client address. Namespaced so ids never collide. */
+function subjectOf(request: FastifyRequest, principal: Principal | null): string {
+  if (!principal) return `ip:${request.ip}`;
+  return principal.kind === 'user' ? `user:${principal.userId}` : `api_key:${principal.keyId}`;
+}
+
+export function registerGuard(app: FastifyInstance, limits: RequestRateLimits): void {
   app.decorateRequest('principal', null);
 
   // Fail at startup, not in production, when an API route forgets to declare who may call it.
@@ -38,12 +65,29 @@ export function registerGuard(app: FastifyInstance): void {
     }
   });
 
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    if (isRateLimitExempt(request.routeOptions.url)) return;
     const { permission } = request.routeOptions.config;
-    if (!permission) return;
-    const principal = await authenticate(app, request);
-    if (!isAllowed(principal.role, permission)) {
-      throw createError('FORBIDDEN', `console role '${principal.role}' lacks permission '${permission}'`);
+    if (!permission) {
+      limits.charge(subjectOf(request, null), reply);
+      return;
+    }
+    let principal: Principal;
+    try {
+      principal = await authenticate(app, request);
+    } catch (err) {
+      // Failed authentications count against the address, so guessing credentials is throttled too.
+      limits.charge(subjectOf(request, null), reply);
+      throw err;
+    }
+    limits.charge(subjectOf(request, principal), reply);
+    if (!holds(principal, permission)) {
+      throw createError(
+        'FORBIDDEN',
+        principal.kind === 'user'
+          ? `console role '${principal.role}' lacks permission '${permission}'`
+          : `API key lacks scope '${permission}'`,
+      );
     }
     request.principal = principal;
   });
@@ -52,6 +96,13 @@ export function registerGuard(app: FastifyInstance): void {
 export function principalOf(request: FastifyRequest): Principal {
   if (!request.principal) throw createError('UNAUTHENTICATED', 'authentication required');
   return request.principal;
+}
+
+/** The caller as a console user, for operations that act on behalf of a person (a role is needed). */
+export function userPrincipalOf(request: FastifyRequest): UserPrincipal {
+  const principal = principalOf(request);
+  if (principal.kind !== 'user') throw createError('FORBIDDEN', 'this operation requires a signed-in console user');
+  return principal;
 }
 
 /**

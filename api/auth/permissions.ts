@@ -1,12 +1,14 @@
 /**
  * The one permission table. Every API route names a permission in its config; the single
- * `authorize` step (auth/guard.ts) checks the caller's console role against this table, so who may
- * do what is readable here and nowhere else.
+ * `authorize` step (auth/guard.ts) checks the caller's console role against this table, or an API
+ * key's scopes against the delegation rules below, so who may do what is readable here and nowhere
+ * else.
  *
  * Operators run the platform (tenants, towers, carriers, tower credentials) and deliberately hold
  * no tenant-data permission: they manage infrastructure, not a tenant's users or usage.
  */
-import type { ConsoleRole } from '../../shared/domain.js';
+import { TENANT_CONSOLE_ROLES, type ConsoleRole } from '../../shared/domain.js';
+import type { Principal } from '../types.js';
 
 const OPERATOR = ['operator'] as const;
 const TENANT_READ = ['owner', 'admin', 'analyst', 'viewer'] as const;
@@ -54,6 +56,14 @@ export const PERMISSIONS = {
   'usage:read': TENANT_READ,
   'alerts:read': TENANT_READ,
   'dashboard:read': TENANT_READ,
+  /** The tenant's audit trail; operators read the platform's (tenants, towers, carriers, plans). */
+  'audit:read': ['operator', 'owner', 'admin'],
+  'api-keys:read': TENANT_WRITE,
+  'api-keys:write': TENANT_WRITE,
+  /** Rotating the JWT signing key is a platform operation. */
+  'signing-keys:write': OPERATOR,
+  /** Live feeds over WebSocket (alerts, usage/decision stream). */
+  'feeds:read': TENANT_READ,
   'webhooks:read': TENANT_WRITE,
   'webhooks:write': TENANT_WRITE,
   /** Remediation commands sent to towers; issuing one is an explicit admin action. */
@@ -67,6 +77,10 @@ export function isAllowed(role: ConsoleRole, permission: Permission): boolean {
   return (PERMISSIONS[permission] as readonly ConsoleRole[]).includes(role);
 }
 
+export function isPermission(name: string): name is Permission {
+  return Object.hasOwn(PERMISSIONS, name);
+}
+
 /** Console roles a given role may grant when creating console users (admins cannot mint owners). */
 export function grantableRoles(role: ConsoleRole): readonly ConsoleRole[] {
   switch (role) {
@@ -77,4 +91,35 @@ export function grantableRoles(role: ConsoleRole): readonly ConsoleRole[] {
     default:
       return [];
   }
+}
+
+/**
+ * Permissions an API key may never hold, whoever creates it: managing API keys, and creating
+ * console users (a key could create an owner with a known password and sign in as it). Either
+ * would let a key mint credentials broader than itself.
+ */
+const NEVER_DELEGATED: ReadonlySet<Permission> = new Set<Permission>(['api-keys:read', 'api-keys:write', 'console-users:write']);
+
+function isTenantPermission(permission: Permission): boolean {
+  const roles = PERMISSIONS[permission] as readonly ConsoleRole[];
+  return roles.some((r) => (TENANT_CONSOLE_ROLES as readonly ConsoleRole[]).includes(r));
+}
+
+/** Why `role` cannot put `scope` on an API key, or null when it can. */
+export function apiKeyScopeProblem(role: ConsoleRole, scope: string): string | null {
+  if (!isPermission(scope)) return `unknown permission '${scope}'`;
+  if (!isTenantPermission(scope)) return `'${scope}' is a platform permission; API keys are tenant-scoped`;
+  if (NEVER_DELEGATED.has(scope)) return `'${scope}' cannot be granted to an API key`;
+  if (!isAllowed(role, scope)) return `console role '${role}' does not hold '${scope}'`;
+  return null;
+}
+
+/**
+ * The one authorization decision. A console user holds what its role holds; an API key holds
+ * exactly its scopes. The delegation rules are checked again here so a stored key can never exceed
+ * them, even one written before a rule was tightened.
+ */
+export function holds(principal: Principal, permission: Permission): boolean {
+  if (principal.kind === 'user') return isAllowed(principal.role, permission);
+  return principal.scopes.includes(permission) && isTenantPermission(permission) && !NEVER_DELEGATED.has(permission);
 }

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { createError } from '../../shared/errors.js';
 import { NoContent, errorResponses } from '../schemas/common.js';
 import { ConsoleUserSchema } from '../schemas/records.js';
+import { ApiKeySchema } from '../routes/api-keys.js';
 import { principalOf } from './guard.js';
 
 const TokenPairSchema = z
@@ -32,11 +33,20 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { public: true },
       schema: {
         summary: 'Sign in with email and password',
+        description:
+          'Besides the request limit, attempts are limited per e-mail and per client address ' +
+          '(10 per 15 minutes each): 429 RATE_LIMITED with Retry-After, the same for every e-mail.',
         body: LoginBody,
         response: { 200: TokenPairSchema, ...errorResponses },
       },
     },
-    async (request) => app.sessions.login(request.body.email, request.body.password),
+    async (request, reply) => {
+      const { email, password } = request.body;
+      app.loginThrottle.admit(email, request.ip, reply);
+      const pair = await app.sessions.login(email, password);
+      app.loginThrottle.succeeded(email);
+      return pair;
+    },
   );
 
   app.post(
@@ -72,10 +82,23 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
     '/me',
     {
       config: { permission: 'session:read' },
-      schema: { summary: 'The signed-in console user', response: { 200: z.object({ user: ConsoleUserSchema }), ...errorResponses } },
+      schema: {
+        summary: 'The caller: the signed-in console user, or the API key in use',
+        description: 'An API key needs the session:read scope and is answered with `api_key` instead of `user`.',
+        response: {
+          200: z.union([z.object({ user: ConsoleUserSchema }), z.object({ api_key: ApiKeySchema })]),
+          ...errorResponses,
+        },
+      },
     },
     async (request) => {
-      const user = await app.store.consoleUsers.get(principalOf(request).userId);
+      const principal = principalOf(request);
+      if (principal.kind === 'api_key') {
+        const apiKey = await app.store.apiKeys.get(principal.tenantId, principal.keyId);
+        if (!apiKey) throw createError('UNAUTHENTICATED', 'API key is invalid, expired or revoked');
+        return { api_key: apiKey };
+      }
+      const user = await app.store.consoleUsers.get(principal.userId);
       if (!user) throw createError('UNAUTHENTICATED', 'account no longer exists');
       return { user };
     },

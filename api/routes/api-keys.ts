@@ -1,0 +1,142 @@
+/**
+ * Tenant API keys for integrations. A key is shown once, at creation; afterwards only its prefix
+ * is visible. Its scopes are a subset of what its creator holds and never include managing keys or
+ * console users, so a key cannot mint a credential broader than itself.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ApiKey } from '../../shared/domain.js';
+import { createError, type FieldIssue } from '../../shared/errors.js';
+import { generateApiKey } from '../auth/api-keys.js';
+import { tenantIdOf, userPrincipalOf } from '../auth/guard.js';
+import { apiKeyScopeProblem } from '../auth/permissions.js';
+import { EpochMsSchema, IdParams, ListQuery, NextCursor, NoContent, errorResponses, found, paginate } from '../schemas/common.js';
+
+export const ApiKeySchema = z
+  .object({
+    id: z.string(),
+    tenant_id: z.string(),
+    name: z.string(),
+    prefix: z.string().describe('first 12 characters of the key'),
+    scopes: z.array(z.string()),
+    created_by: z.string().nullable().describe('console user who created the key'),
+    created_at: EpochMsSchema,
+    last_used_at: EpochMsSchema.nullable().describe('updated at most once a minute'),
+    revoked_at: EpochMsSchema.nullable(),
+    expires_at: EpochMsSchema.nullable(),
+  })
+  .meta({ id: 'ApiKey' });
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+/** Compiles only while the schema matches the domain type. */
+export type ApiKeySchemaMatchesDomain = Assert<Same<z.output<typeof ApiKeySchema>, ApiKey>>;
+
+const MAX_EXPIRY_S = 10 * 365 * 24 * 3600;
+
+const CreateApiKeyBody = z
+  .strictObject({
+    name: z.string().trim().min(1).max(100),
+    scopes: z
+      .array(z.string().min(1).max(64))
+      .min(1)
+      .max(64)
+      .describe('permissions the key holds: tenant permissions the creator holds, except api-keys:* and console-users:write'),
+    expires_in_s: z.number().int().min(60).max(MAX_EXPIRY_S).optional().describe('lifetime in seconds; no expiry when absent'),
+  })
+  .meta({ example: { name: 'SIEM export', scopes: ['devices:read', 'usage:read'], expires_in_s: 7776000 } });
+
+export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/api-keys',
+    {
+      config: { permission: 'api-keys:write' },
+      schema: {
+        summary: 'Create an API key (the key is in this response only)',
+        description:
+          'Use it as `Authorization: Bearer epk_…` or `x-api-key: epk_…`. A key acts in the tenant ' +
+          'with exactly its scopes; 400 naming body.scopes.N for a scope the creator may not delegate.',
+        body: CreateApiKeyBody,
+        response: { 201: z.object({ api_key: ApiKeySchema, key: z.string() }), ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const tenantId = tenantIdOf(request);
+      const creator = userPrincipalOf(request);
+      const { name, scopes, expires_in_s } = request.body;
+      const issues: FieldIssue[] = [];
+      scopes.forEach((scope, i) => {
+        const problem = apiKeyScopeProblem(creator.role, scope);
+        if (problem) issues.push({ field: `body.scopes.${i}`, message: problem });
+      });
+      const first = issues[0];
+      if (first) throw createError('VALIDATION_FAILED', `${first.field}: ${first.message}`, issues);
+
+      const generated = generateApiKey();
+      const apiKey = await app.store.apiKeys.create({
+        tenant_id: tenantId,
+        name,
+        prefix: generated.prefix,
+        scopes: [...new Set(scopes)],
+        secret_hash: generated.secretHash,
+        created_by: creator.userId,
+        expires_at: expires_in_s === undefined ? null : app.clock() + expires_in_s * 1000,
+      });
+      // The key must never be cached by anything between us and the caller.
+      reply.header('cache-control', 'no-store');
+      return reply.code(201).send({ api_key: apiKey, key: generated.key });
+    },
+  );
+
+  app.get(
+    '/api-keys',
+    {
+      config: { permission: 'api-keys:read' },
+      schema: {
+        summary: 'List the tenant’s API keys (revoked and expired included)',
+        querystring: ListQuery,
+        response: { 200: z.object({ api_keys: z.array(ApiKeySchema), next_cursor: NextCursor }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const page = await paginate(request.query, (o) => app.store.apiKeys.list(tenantId, o));
+      return { api_keys: page.items, next_cursor: page.next_cursor };
+    },
+  );
+
+  app.get(
+    '/api-keys/:id',
+    {
+      config: { permission: 'api-keys:read' },
+      schema: {
+        summary: 'One API key',
+        params: IdParams,
+        response: { 200: z.object({ api_key: ApiKeySchema }), ...errorResponses },
+      },
+    },
+    async (request) => ({
+      api_key: found(await app.store.apiKeys.get(tenantIdOf(request), request.params.id), 'API key'),
+    }),
+  );
+
+  app.delete(
+    '/api-keys/:id',
+    {
+      config: { permission: 'api-keys:write' },
+      schema: {
+        summary: 'Revoke an API key (idempotent); requests with it answer 401 from now on',
+        params: IdParams,
+        response: { 204: NoContent, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const tenantId = tenantIdOf(request);
+      if (!(await app.store.apiKeys.revoke(tenantId, request.params.id, app.clock()))) {
+        // revoke() is false for an unknown id and for a key already revoked: only the first is 404.
+        found(await app.store.apiKeys.get(tenantId, request.params.id), 'API key');
+      }
+      return reply.code(204).send();
+    },
+  );
+};
