@@ -19,6 +19,7 @@ import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import type { Store } from '../shared/store/port.js';
 import { Pipeline } from '../workers/pipeline.js';
 import { RetentionJob } from '../workers/retention-job.js';
+import { CommandAudit } from '../workers/audit/command-audit.js';
 import { WebhookDeliverer } from '../workers/webhooks/webhook-deliverer.js';
 import { WebhookNotifier } from '../workers/webhooks/webhook-notifier.js';
 import { createFirebaseWriter } from '../shared/realtime/firebase-writer.js';
@@ -112,6 +113,7 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
       now,
       onError: onWorkerError('webhook delivery'),
     });
+    const commandAudit = new CommandAudit({ store, bus, onError: onWorkerError('command audit') });
     const notifier = new WebhookNotifier({ store, bus, deliverer, counters, newId, now, onError: onWorkerError('webhook notification') });
     // The Firebase mirror is opt-in: a database URL, or the emulator for development.
     const firebaseUrl = config.firebase_database_url;
@@ -142,6 +144,9 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     generatedAdminPassword = await ensureOperator(store, config, paths, logger);
     const ports = await broker.start();
     started.push(() => broker.stop());
+    // Before the pipeline: the dispatcher resumes open commands at start, and those steps count too.
+    commandAudit.start();
+    started.push(() => commandAudit.stop());
     await pipeline.start();
     started.push(() => pipeline.stop());
     retention.start();
@@ -185,6 +190,7 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
         await pipeline.stop();
         // After the pipeline drained: its last alerts and commands still reach the sinks.
         await firebase?.stop();
+        await commandAudit.stop();
         await notifier.stop();
         await deliverer.stop();
         await broker.stop();

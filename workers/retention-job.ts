@@ -1,14 +1,17 @@
 /**
- * Enforces each tenant's plan retention: usage records older than `retention_days` are purged,
- * on an interval. One tenant's failure is counted and does not stop the others.
+ * Enforces each tenant's retention on an interval: usage records older than the plan's
+ * `retention_days`, and audit records older than the tenant's `audit_retention_days`, are purged.
+ * One tenant's failure is counted and does not stop the others (nor its other purge).
  */
 import type { WorkerContext } from './context.js';
+
+const DAY_MS = 86_400_000;
 
 export class RetentionJob {
   readonly #ctx: WorkerContext;
   readonly #intervalMs: number;
   #timer: NodeJS.Timeout | null = null;
-  #running: Promise<number> | null = null;
+  #running: Promise<unknown> | null = null;
 
   constructor(ctx: WorkerContext, opts: { intervalS: number }) {
     this.#ctx = ctx;
@@ -17,7 +20,7 @@ export class RetentionJob {
 
   start(): void {
     const tick = () => {
-      this.#running = this.runOnce().finally(() => (this.#running = null));
+      this.#running = this.run().finally(() => (this.#running = null));
       this.#timer = setTimeout(tick, this.#intervalMs);
       this.#timer.unref();
     };
@@ -33,25 +36,37 @@ export class RetentionJob {
 
   /** One pass over every tenant; returns the number of usage rows purged. */
   async runOnce(): Promise<number> {
+    return (await this.run()).usage;
+  }
+
+  /** One pass over every tenant; returns the rows purged of each kind. */
+  async run(): Promise<{ usage: number; audit: number }> {
     const { store, counters, logger } = this.#ctx;
     const now = this.#ctx.now();
     let purged = 0;
+    let auditPurged = 0;
     let cursor: string | null = null;
     do {
       const page = await store.tenants.list({ limit: 200, cursor });
       for (const t of page.items) {
         try {
           const plan = await store.plans.get(t.plan_id);
-          if (!plan) continue;
-          purged += await store.purgeUsage(t.id, now - plan.retention_days * 86_400_000);
+          if (plan) purged += await store.purgeUsage(t.id, now - plan.retention_days * DAY_MS);
         } catch (err) {
           counters.inc('retention_errors_total');
           logger.error({ err, tenant_id: t.id }, 'usage retention failed');
+        }
+        try {
+          auditPurged += await store.audit.purge(t.id, now - t.audit_retention_days * DAY_MS);
+        } catch (err) {
+          counters.inc('retention_errors_total');
+          logger.error({ err, tenant_id: t.id }, 'audit retention failed');
         }
       }
       cursor = page.next_cursor;
     } while (cursor);
     if (purged) counters.inc('usage_rows_purged_total', undefined, purged);
-    return purged;
+    if (auditPurged) counters.inc('audit_rows_purged_total', undefined, auditPurged);
+    return { usage: purged, audit: auditPurged };
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { audit } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdSchema, NoContent, errorResponses, existed, referenceNotFound } from '../schemas/common.js';
 import { PolicySchema, RoleSchema } from '../schemas/records.js';
@@ -15,7 +16,7 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/users/roles/assign',
     {
-      config: { permission: 'users:write' },
+      config: { permission: 'users:write', audit: { action: 'user-roles.assign', resource_type: 'user_role' } },
       schema: {
         summary: 'Assign a role to a device user (idempotent)',
         body: UserRoleBody,
@@ -27,7 +28,9 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const { user_id, role_id } = request.body;
+      audit(request, { resource_id: `${user_id}/${role_id}` });
       const assigned = await app.store.userRoles.assign(tenantIdOf(request), user_id, role_id);
+      audit(request, { after: { user_id, role_id, assigned } });
       return { user_id, role_id, assigned };
     },
   );
@@ -53,7 +56,7 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
   app.delete(
     '/users/:user_id/roles/:role_id',
     {
-      config: { permission: 'users:write' },
+      config: { permission: 'users:write', audit: { action: 'user-roles.unassign', resource_type: 'user_role' } },
       schema: {
         summary: 'Remove a role from a device user',
         params: z.object({ user_id: IdSchema, role_id: IdSchema }),
@@ -62,6 +65,7 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { user_id, role_id } = request.params;
+      audit(request, { resource_id: `${user_id}/${role_id}`, before: { user_id, role_id } });
       existed(await app.store.userRoles.unassign(tenantIdOf(request), user_id, role_id), 'role assignment');
       return reply.code(204).send();
     },
@@ -70,7 +74,7 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/roles/policies/assign',
     {
-      config: { permission: 'roles:write' },
+      config: { permission: 'roles:write', audit: { action: 'role-policies.assign', resource_type: 'role_policy' } },
       schema: {
         summary: 'Assign a policy to a role (idempotent)',
         body: RolePolicyBody,
@@ -82,7 +86,9 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const { role_id, policy_id } = request.body;
+      audit(request, { resource_id: `${role_id}/${policy_id}` });
       const assigned = await app.store.rolePolicies.assign(tenantIdOf(request), role_id, policy_id);
+      audit(request, { after: { role_id, policy_id, assigned } });
       return { role_id, policy_id, assigned };
     },
   );
@@ -108,7 +114,7 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
   app.delete(
     '/roles/:role_id/policies/:policy_id',
     {
-      config: { permission: 'roles:write' },
+      config: { permission: 'roles:write', audit: { action: 'role-policies.unassign', resource_type: 'role_policy' } },
       schema: {
         summary: 'Remove a policy from a role',
         params: z.object({ role_id: IdSchema, policy_id: IdSchema }),
@@ -117,6 +123,7 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { role_id, policy_id } = request.params;
+      audit(request, { resource_id: `${role_id}/${policy_id}`, before: { role_id, policy_id } });
       existed(await app.store.rolePolicies.unassign(tenantIdOf(request), role_id, policy_id), 'policy assignment');
       return reply.code(204).send();
     },

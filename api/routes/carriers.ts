@@ -1,6 +1,7 @@
 /** Carriers (platform-level; everyone reads, operators write) and which towers they run. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { audit, recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { principalOf } from '../auth/guard.js';
 import {
   IdParams,
@@ -34,10 +35,13 @@ export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/carriers',
     {
-      config: { permission: 'carriers:write' },
+      config: { permission: 'carriers:write', audit: { action: 'carriers.create', resource_type: 'carrier' } },
       schema: { summary: 'Create a carrier', body: CreateCarrierBody, response: { 201: CarrierReply, ...errorResponses } },
     },
-    async (request, reply) => reply.code(201).send({ carrier: await app.store.carriers.create(request.body) }),
+    async (request, reply) => {
+      const carrier = await recordCreate(request, () => app.store.carriers.create(request.body));
+      return reply.code(201).send({ carrier });
+    },
   );
 
   app.get(
@@ -68,7 +72,7 @@ export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/carriers/:id',
     {
-      config: { permission: 'carriers:write' },
+      config: { permission: 'carriers:write', audit: { action: 'carriers.update', resource_type: 'carrier' } },
       schema: {
         summary: 'Update a carrier',
         params: IdParams,
@@ -76,17 +80,27 @@ export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: CarrierReply, ...errorResponses },
       },
     },
-    async (request) => ({ carrier: found(await app.store.carriers.update(request.params.id, request.body), 'carrier') }),
+    async (request) => {
+      const { id } = request.params;
+      const carrier = await recordUpdate(
+        request,
+        id,
+        () => app.store.carriers.get(id),
+        () => app.store.carriers.update(id, request.body),
+      );
+      return { carrier: found(carrier, 'carrier') };
+    },
   );
 
   app.delete(
     '/carriers/:id',
     {
-      config: { permission: 'carriers:write' },
+      config: { permission: 'carriers:write', audit: { action: 'carriers.delete', resource_type: 'carrier' } },
       schema: { summary: 'Delete a carrier', params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await app.store.carriers.delete(request.params.id), 'carrier');
+      const { id } = request.params;
+      existed(await recordDelete(request, id, () => app.store.carriers.get(id), () => app.store.carriers.delete(id)), 'carrier');
       return reply.code(204).send();
     },
   );
@@ -110,7 +124,7 @@ export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/towers/:id/carriers',
     {
-      config: { permission: 'towers:write' },
+      config: { permission: 'towers:write', audit: { action: 'tower-carriers.link', resource_type: 'tower_carrier' } },
       schema: {
         summary: 'Link a carrier to a tower (idempotent)',
         params: IdParams,
@@ -122,17 +136,20 @@ export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      const tower = found(await app.store.towers.get(request.params.id), 'tower');
       const { carrier_id } = request.body;
+      audit(request, { resource_id: `${request.params.id}/${carrier_id}` });
+      const tower = found(await app.store.towers.get(request.params.id), 'tower');
       if (!(await app.store.carriers.get(carrier_id))) referenceNotFound('body.carrier_id', 'carrier');
-      return { tower_id: tower.id, carrier_id, linked: await app.store.towerCarriers.link(tower.id, carrier_id) };
+      const linked = await app.store.towerCarriers.link(tower.id, carrier_id);
+      audit(request, { after: { tower_id: tower.id, carrier_id, linked } });
+      return { tower_id: tower.id, carrier_id, linked };
     },
   );
 
   app.delete(
     '/towers/:id/carriers/:carrier_id',
     {
-      config: { permission: 'towers:write' },
+      config: { permission: 'towers:write', audit: { action: 'tower-carriers.unlink', resource_type: 'tower_carrier' } },
       schema: {
         summary: 'Unlink a carrier from a tower',
         params: z.object({ id: IdSchema, carrier_id: IdSchema }),
@@ -140,7 +157,9 @@ export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      existed(await app.store.towerCarriers.unlink(request.params.id, request.params.carrier_id), 'carrier link');
+      const { id: towerId, carrier_id } = request.params;
+      audit(request, { resource_id: `${towerId}/${carrier_id}`, before: { tower_id: towerId, carrier_id } });
+      existed(await app.store.towerCarriers.unlink(towerId, carrier_id), 'carrier link');
       return reply.code(204).send();
     },
   );

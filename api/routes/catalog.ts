@@ -6,6 +6,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CatalogKey } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
+import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
 import { ActionSchema, AppSchema } from '../schemas/records.js';
@@ -33,11 +34,13 @@ export const catalogRoutes: FastifyPluginAsyncZod<CatalogRoutesOptions> = async 
   app.post(
     `/${kind}`,
     {
-      config: { permission: 'catalog:write' },
+      config: { permission: 'catalog:write', audit: { action: `${kind}.create`, resource_type: one } },
       schema: { summary: `Add to the ${one} catalogue`, body: CreateBody, response: { 201: Reply, ...errorResponses } },
     },
-    async (request, reply) =>
-      reply.code(201).send({ [one]: await repo(app.store).create(tenantIdOf(request), request.body) }),
+    async (request, reply) => {
+      const created = await recordCreate(request, () => repo(app.store).create(tenantIdOf(request), request.body));
+      return reply.code(201).send({ [one]: created });
+    },
   );
 
   app.get(
@@ -65,22 +68,38 @@ export const catalogRoutes: FastifyPluginAsyncZod<CatalogRoutesOptions> = async 
   app.patch(
     `/${kind}/:id`,
     {
-      config: { permission: 'catalog:write' },
+      config: { permission: 'catalog:write', audit: { action: `${kind}.update`, resource_type: one } },
       schema: { summary: `Rename an ${one}`, params: IdParams, body: PatchBody, response: { 200: Reply, ...errorResponses } },
     },
-    async (request) => ({
-      [one]: found(await repo(app.store).update(tenantIdOf(request), request.params.id, request.body), one),
-    }),
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const updated = await recordUpdate(
+        request,
+        id,
+        () => repo(app.store).get(tenantId, id),
+        () => repo(app.store).update(tenantId, id, request.body),
+      );
+      return { [one]: found(updated, one) };
+    },
   );
 
   app.delete(
     `/${kind}/:id`,
     {
-      config: { permission: 'catalog:write' },
+      config: { permission: 'catalog:write', audit: { action: `${kind}.delete`, resource_type: one } },
       schema: { summary: `Remove an ${one}`, params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await repo(app.store).delete(tenantIdOf(request), request.params.id), one);
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const deleted = await recordDelete(
+        request,
+        id,
+        () => repo(app.store).get(tenantId, id),
+        () => repo(app.store).delete(tenantId, id),
+      );
+      existed(deleted, one);
       return reply.code(204).send();
     },
   );

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { hashPassword } from '../../shared/auth/passwords.js';
 import { TENANT_CONSOLE_ROLES } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
-import { principalOf, tenantIdOf } from '../auth/guard.js';
+import { recordCreate } from '../audit.js';
+import { tenantIdOf, userPrincipalOf } from '../auth/guard.js';
 import { grantableRoles } from '../auth/permissions.js';
 import { ListQuery, NextCursor, errorResponses, paginate } from '../schemas/common.js';
 import { ConsoleUserSchema } from '../schemas/records.js';
@@ -18,7 +19,7 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/console-users',
     {
-      config: { permission: 'console-users:write' },
+      config: { permission: 'console-users:write', audit: { action: 'console-users.create', resource_type: 'console_user' } },
       schema: {
         summary: 'Create a console user in the caller’s tenant',
         body: CreateConsoleUserBody,
@@ -27,7 +28,7 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
-      const { role } = principalOf(request);
+      const { role } = userPrincipalOf(request);
       const { email, password, console_role } = request.body;
       if (!grantableRoles(role).includes(console_role)) {
         throw createError('FORBIDDEN', `console role '${role}' cannot create '${console_role}' users`, [
@@ -39,12 +40,10 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
           { field: 'body.email', message: 'already in use' },
         ]);
       }
-      const user = await app.store.consoleUsers.create({
-        tenant_id: tenantId,
-        email,
-        console_role,
-        password_hash: await hashPassword(password),
-      });
+      const passwordHash = await hashPassword(password);
+      const user = await recordCreate(request, () =>
+        app.store.consoleUsers.create({ tenant_id: tenantId, email, console_role, password_hash: passwordHash }),
+      );
       return reply.code(201).send({ user });
     },
   );

@@ -5,6 +5,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TopicId } from '../../shared/mqtt/payloads.js';
+import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import {
   ErrorBodySchema,
@@ -45,7 +46,7 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/devices',
     {
-      config: { permission: 'devices:write' },
+      config: { permission: 'devices:write', audit: { action: 'devices.create', resource_type: 'device' } },
       schema: {
         summary: 'Register a device',
         description: "403 PLAN_LIMIT_EXCEEDED when the tenant's plan max_devices is reached.",
@@ -57,8 +58,10 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
         },
       },
     },
-    async (request, reply) =>
-      reply.code(201).send({ device: await app.store.devices.create(tenantIdOf(request), request.body) }),
+    async (request, reply) => {
+      const device = await recordCreate(request, () => app.store.devices.create(tenantIdOf(request), request.body));
+      return reply.code(201).send({ device });
+    },
   );
 
   app.get(
@@ -114,7 +117,7 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/devices/:id',
     {
-      config: { permission: 'devices:write' },
+      config: { permission: 'devices:write', audit: { action: 'devices.update', resource_type: 'device' } },
       schema: {
         summary: 'Update a device',
         params: IdParams,
@@ -122,19 +125,35 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: DeviceReply, ...errorResponses },
       },
     },
-    async (request) => ({
-      device: found(await app.store.devices.update(tenantIdOf(request), request.params.id, request.body), 'device'),
-    }),
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const device = await recordUpdate(
+        request,
+        id,
+        () => app.store.devices.get(tenantId, id),
+        () => app.store.devices.update(tenantId, id, request.body),
+      );
+      return { device: found(device, 'device') };
+    },
   );
 
   app.delete(
     '/devices/:id',
     {
-      config: { permission: 'devices:write' },
+      config: { permission: 'devices:write', audit: { action: 'devices.delete', resource_type: 'device' } },
       schema: { summary: 'Delete a device', params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await app.store.devices.delete(tenantIdOf(request), request.params.id), 'device');
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const deleted = await recordDelete(
+        request,
+        id,
+        () => app.store.devices.get(tenantId, id),
+        () => app.store.devices.delete(tenantId, id),
+      );
+      existed(deleted, 'device');
       return reply.code(204).send();
     },
   );

@@ -5,6 +5,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TopicId } from '../../shared/mqtt/payloads.js';
+import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
 import { PlanSchema } from '../schemas/records.js';
 
@@ -65,16 +66,19 @@ export const planRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/plans',
     {
-      config: { permission: 'plans:write' },
+      config: { permission: 'plans:write', audit: { action: 'plans.create', resource_type: 'plan' } },
       schema: { summary: 'Create a plan', body: CreatePlanBody, response: { 201: PlanReply, ...errorResponses } },
     },
-    async (request, reply) => reply.code(201).send({ plan: await app.store.plans.create(request.body) }),
+    async (request, reply) => {
+      const plan = await recordCreate(request, () => app.store.plans.create(request.body));
+      return reply.code(201).send({ plan });
+    },
   );
 
   app.patch(
     '/plans/:id',
     {
-      config: { permission: 'plans:write' },
+      config: { permission: 'plans:write', audit: { action: 'plans.update', resource_type: 'plan' } },
       schema: {
         summary: 'Update a plan (takes effect at once for every tenant on it)',
         params: IdParams,
@@ -82,13 +86,22 @@ export const planRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: PlanReply, ...errorResponses },
       },
     },
-    async (request) => ({ plan: found(await app.store.plans.update(request.params.id, request.body), 'plan') }),
+    async (request) => {
+      const { id } = request.params;
+      const plan = await recordUpdate(
+        request,
+        id,
+        () => app.store.plans.get(id),
+        () => app.store.plans.update(id, request.body),
+      );
+      return { plan: found(plan, 'plan') };
+    },
   );
 
   app.delete(
     '/plans/:id',
     {
-      config: { permission: 'plans:write' },
+      config: { permission: 'plans:write', audit: { action: 'plans.delete', resource_type: 'plan' } },
       schema: {
         summary: 'Delete a plan (409 while a tenant is on it)',
         params: IdParams,
@@ -96,7 +109,8 @@ export const planRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      existed(await app.store.plans.delete(request.params.id), 'plan');
+      const { id } = request.params;
+      existed(await recordDelete(request, id, () => app.store.plans.get(id), () => app.store.plans.delete(id)), 'plan');
       return reply.code(204).send();
     },
   );

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { Policy } from '../../shared/domain.js';
 import { SeveritySchema } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
+import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
   IdParams,
@@ -63,11 +64,13 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/policies',
     {
-      config: { permission: 'policies:write' },
+      config: { permission: 'policies:write', audit: { action: 'policies.create', resource_type: 'policy' } },
       schema: { summary: 'Create a policy', body: CreatePolicyBody, response: { 201: PolicyReply, ...errorResponses } },
     },
-    async (request, reply) =>
-      reply.code(201).send({ policy: await app.store.policies.create(tenantIdOf(request), request.body) }),
+    async (request, reply) => {
+      const policy = await recordCreate(request, () => app.store.policies.create(tenantIdOf(request), request.body));
+      return reply.code(201).send({ policy });
+    },
   );
 
   app.get(
@@ -113,7 +116,7 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/policies/:id',
     {
-      config: { permission: 'policies:write' },
+      config: { permission: 'policies:write', audit: { action: 'policies.update', resource_type: 'policy' } },
       schema: {
         summary: 'Update a policy',
         params: IdParams,
@@ -121,19 +124,35 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: PolicyReply, ...errorResponses },
       },
     },
-    async (request) => ({
-      policy: found(await app.store.policies.update(tenantIdOf(request), request.params.id, request.body), 'policy'),
-    }),
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const policy = await recordUpdate(
+        request,
+        id,
+        () => app.store.policies.get(tenantId, id),
+        () => app.store.policies.update(tenantId, id, request.body),
+      );
+      return { policy: found(policy, 'policy') };
+    },
   );
 
   app.delete(
     '/policies/:id',
     {
-      config: { permission: 'policies:write' },
+      config: { permission: 'policies:write', audit: { action: 'policies.delete', resource_type: 'policy' } },
       schema: { summary: 'Delete a policy', params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await app.store.policies.delete(tenantIdOf(request), request.params.id), 'policy');
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const deleted = await recordDelete(
+        request,
+        id,
+        () => app.store.policies.get(tenantId, id),
+        () => app.store.policies.delete(tenantId, id),
+      );
+      existed(deleted, 'policy');
       return reply.code(204).send();
     },
   );

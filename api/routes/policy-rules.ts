@@ -11,6 +11,7 @@ import { KEY_RE } from '../../shared/ids.js';
 import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import type { Effect, Escalation, Remediation } from '../../shared/domain.js';
 import type { ListOptions, Page } from '../../shared/store/port.js';
+import { audit, recordCreate, recordDelete } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
   IdParams,
@@ -122,7 +123,7 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/policy-rules',
     {
-      config: { permission: 'rules:write' },
+      config: { permission: 'rules:write', audit: { action: 'policy-rules.create', resource_type: 'rule' } },
       schema: { summary: 'Create a policy rule', body: CreateRuleBody, response: { 201: RuleReply, ...errorResponses } },
     },
     async (request, reply) => {
@@ -130,7 +131,8 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
       const { permission, remediation = null, escalation = null } = request.body;
       checkRemediationOnDeny({ permission, remediation, escalation });
       await checkCatalogue(tenantId, request.body);
-      return reply.code(201).send({ rule: await app.store.rules.create(tenantId, request.body) });
+      const rule = await recordCreate(request, () => app.store.rules.create(tenantId, request.body));
+      return reply.code(201).send({ rule });
     },
   );
 
@@ -170,7 +172,7 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/policy-rules/:id',
     {
-      config: { permission: 'rules:write' },
+      config: { permission: 'rules:write', audit: { action: 'policy-rules.update', resource_type: 'rule' } },
       schema: {
         summary: 'Update a policy rule',
         params: IdParams,
@@ -181,7 +183,9 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const tenantId = tenantIdOf(request);
       // 404 before 400: an unknown rule id is the more fundamental mistake.
-      const current = found(await app.store.rules.get(tenantId, request.params.id), 'rule');
+      const before = await app.store.rules.get(tenantId, request.params.id);
+      audit(request, { resource_id: request.params.id, before });
+      const current = found(before, 'rule');
       const { permission, remediation, escalation } = request.body;
       checkRemediationOnDeny({
         permission: permission ?? current.permission,
@@ -189,18 +193,28 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
         escalation: escalation === undefined ? current.escalation : escalation,
       });
       await checkCatalogue(tenantId, request.body);
-      return { rule: found(await app.store.rules.update(tenantId, request.params.id, request.body), 'rule') };
+      const rule = found(await app.store.rules.update(tenantId, request.params.id, request.body), 'rule');
+      audit(request, { after: rule });
+      return { rule };
     },
   );
 
   app.delete(
     '/policy-rules/:id',
     {
-      config: { permission: 'rules:write' },
+      config: { permission: 'rules:write', audit: { action: 'policy-rules.delete', resource_type: 'rule' } },
       schema: { summary: 'Delete a policy rule', params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await app.store.rules.delete(tenantIdOf(request), request.params.id), 'rule');
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const deleted = await recordDelete(
+        request,
+        id,
+        () => app.store.rules.get(tenantId, id),
+        () => app.store.rules.delete(tenantId, id),
+      );
+      existed(deleted, 'rule');
       return reply.code(204).send();
     },
   );

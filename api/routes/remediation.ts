@@ -9,6 +9,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createError } from '../../shared/errors.js';
 import { CatalogKey, CommandTypeSchema, TopicId, type CommandType } from '../../shared/mqtt/payloads.js';
+import { recordCreate } from '../audit.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import {
   IdParams,
@@ -83,7 +84,7 @@ export const remediationRoutes: FastifyPluginAsyncZod<RemediationRoutesOptions> 
   app.post(
     '/remedial-actions',
     {
-      config: { permission: 'remediation:write' },
+      config: { permission: 'remediation:write', audit: { action: 'remedial-actions.create', resource_type: 'command' } },
       schema: {
         tags: TAGS,
         summary: 'Issue a manual remediation to the tower where a device is',
@@ -107,18 +108,20 @@ export const remediationRoutes: FastifyPluginAsyncZod<RemediationRoutesOptions> 
       const device = await app.store.devices.get(tenantId, body.device_id);
       if (!device) referenceNotFound('body.device_id', 'device');
       const towerId = await targetTower(principal, tenantId, device.id, body.tower_id);
-      const command = await app.store.commands.create({
-        tenant_id: tenantId,
-        tower_id: towerId,
-        device_id: device.id,
-        type: body.type,
-        app: body.app ?? null,
-        duration_s: body.duration_s ?? null,
-        reason: body.reason ?? null,
-        source: 'manual',
-        issued_by: principal.userId,
-        expires_at: app.clock() + ttlMs,
-      });
+      const command = await recordCreate(request, () =>
+        app.store.commands.create({
+          tenant_id: tenantId,
+          tower_id: towerId,
+          device_id: device.id,
+          type: body.type,
+          app: body.app ?? null,
+          duration_s: body.duration_s ?? null,
+          reason: body.reason ?? null,
+          source: 'manual',
+          issued_by: principal.actorId,
+          expires_at: app.clock() + ttlMs,
+        }),
+      );
       app.bus.publish('command.updated', { tenant_id: tenantId, command });
       return reply.code(201).send({ command });
     },

@@ -1,6 +1,7 @@
 /** Policy ROLEs of a tenant (what device users are grouped by; policies attach to roles). */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
 import { RoleSchema } from '../schemas/records.js';
@@ -19,11 +20,13 @@ export const roleRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/roles',
     {
-      config: { permission: 'roles:write' },
+      config: { permission: 'roles:write', audit: { action: 'roles.create', resource_type: 'role' } },
       schema: { summary: 'Create a role', body: CreateRoleBody, response: { 201: RoleReply, ...errorResponses } },
     },
-    async (request, reply) =>
-      reply.code(201).send({ role: await app.store.roles.create(tenantIdOf(request), request.body) }),
+    async (request, reply) => {
+      const role = await recordCreate(request, () => app.store.roles.create(tenantIdOf(request), request.body));
+      return reply.code(201).send({ role });
+    },
   );
 
   app.get(
@@ -55,22 +58,38 @@ export const roleRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/roles/:id',
     {
-      config: { permission: 'roles:write' },
+      config: { permission: 'roles:write', audit: { action: 'roles.update', resource_type: 'role' } },
       schema: { summary: 'Update a role', params: IdParams, body: PatchRoleBody, response: { 200: RoleReply, ...errorResponses } },
     },
-    async (request) => ({
-      role: found(await app.store.roles.update(tenantIdOf(request), request.params.id, request.body), 'role'),
-    }),
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const role = await recordUpdate(
+        request,
+        id,
+        () => app.store.roles.get(tenantId, id),
+        () => app.store.roles.update(tenantId, id, request.body),
+      );
+      return { role: found(role, 'role') };
+    },
   );
 
   app.delete(
     '/roles/:id',
     {
-      config: { permission: 'roles:write' },
+      config: { permission: 'roles:write', audit: { action: 'roles.delete', resource_type: 'role' } },
       schema: { summary: 'Delete a role', params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await app.store.roles.delete(tenantIdOf(request), request.params.id), 'role');
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const deleted = await recordDelete(
+        request,
+        id,
+        () => app.store.roles.get(tenantId, id),
+        () => app.store.roles.delete(tenantId, id),
+      );
+      existed(deleted, 'role');
       return reply.code(204).send();
     },
   );

@@ -2,12 +2,15 @@
  * Tenants: operators create and manage them (`/tenants`); a tenant's own console users read and
  * tune their tenant through `/tenant`, which never takes an id. Only operators choose a tenant's
  * plan: it is the subscription, so `PATCH /tenant` refuses `plan_id` like any unknown field.
+ * Owners and admins may tune how long their audit trail is kept, but not below a floor: whoever
+ * could shorten it to a day could erase the record of their own changes.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { hashPassword } from '../../shared/auth/passwords.js';
 import { createError } from '../../shared/errors.js';
 import { EffectSchema, TopicId } from '../../shared/mqtt/payloads.js';
+import { audit, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate } from '../schemas/common.js';
 import { ConsoleUserSchema, TenantSchema } from '../schemas/records.js';
@@ -15,12 +18,20 @@ import { PlanReply } from './plans.js';
 
 export const PasswordSchema = z.string().min(12, 'must be at least 12 characters').max(1024);
 export const EmailSchema = z.email().max(320);
+/** The shortest audit retention a tenant may choose. */
+export const MIN_AUDIT_RETENTION_DAYS = 30;
 
 const tenantFields = {
   name: z.string().trim().min(1).max(200),
   default_effect: EffectSchema.describe('effect when no rule matches'),
   alert_window_s: z.number().int().min(1).max(7 * 24 * 3600).describe('deny alerts for one device+rule merge within this window'),
   plan_id: TopicId.describe("the tenant's plan (features and limits); default 'free'"),
+  audit_retention_days: z
+    .number()
+    .int()
+    .min(MIN_AUDIT_RETENTION_DAYS)
+    .max(3650)
+    .describe(`audit records older than this are purged (${MIN_AUDIT_RETENTION_DAYS}..3650, default 365)`),
 };
 
 const CreateTenantBody = z
@@ -29,6 +40,7 @@ const CreateTenantBody = z
     default_effect: tenantFields.default_effect.optional(),
     alert_window_s: tenantFields.alert_window_s.optional(),
     plan_id: tenantFields.plan_id.optional(),
+    audit_retention_days: tenantFields.audit_retention_days.optional(),
     owner: z.strictObject({ email: EmailSchema, password: PasswordSchema }).optional(),
   })
   .meta({ example: { name: 'Acme', default_effect: 'allow', plan_id: 'premium', owner: { email: 'owner@acme.example', password: 'a long passphrase' } } });
@@ -38,6 +50,7 @@ const PatchOwnTenantBody = z.strictObject({
   name: tenantFields.name.optional(),
   default_effect: tenantFields.default_effect.optional(),
   alert_window_s: tenantFields.alert_window_s.optional(),
+  audit_retention_days: tenantFields.audit_retention_days.optional(),
 });
 const PatchTenantBody = PatchOwnTenantBody.extend({ plan_id: tenantFields.plan_id.optional() });
 
@@ -47,7 +60,7 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/tenants',
     {
-      config: { permission: 'tenants:write' },
+      config: { permission: 'tenants:write', audit: { action: 'tenants.create', resource_type: 'tenant' } },
       schema: {
         summary: 'Create a tenant, optionally with its first owner',
         body: CreateTenantBody,
@@ -64,6 +77,7 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
         ]);
       }
       const tenant = await app.store.tenants.create(input);
+      audit(request, { resource_id: tenant.id, after: { tenant, owner: null } });
       if (!owner || passwordHash === null) return reply.code(201).send({ tenant });
       try {
         const user = await app.store.consoleUsers.create({
@@ -72,6 +86,7 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
           console_role: 'owner',
           password_hash: passwordHash,
         });
+        audit(request, { after: { tenant, owner: user } });
         return reply.code(201).send({ tenant, owner: user });
       } catch (err) {
         // Lost a race for the email: undo the tenant so nothing is half-written.
@@ -109,10 +124,19 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/tenants/:id',
     {
-      config: { permission: 'tenants:write' },
+      config: { permission: 'tenants:write', audit: { action: 'tenants.update', resource_type: 'tenant' } },
       schema: { summary: 'Update a tenant', params: IdParams, body: PatchTenantBody, response: { 200: TenantReply, ...errorResponses } },
     },
-    async (request) => ({ tenant: found(await app.store.tenants.update(request.params.id, request.body), 'tenant') }),
+    async (request) => {
+      const { id } = request.params;
+      const tenant = await recordUpdate(
+        request,
+        id,
+        () => app.store.tenants.get(id),
+        () => app.store.tenants.update(id, request.body),
+      );
+      return { tenant: found(tenant, 'tenant') };
+    },
   );
 
   app.get(
@@ -127,12 +151,19 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/tenant',
     {
-      config: { permission: 'tenant:write' },
+      config: { permission: 'tenant:write', audit: { action: 'tenant.update', resource_type: 'tenant' } },
       schema: { summary: "Update the caller's tenant (not its plan)", body: PatchOwnTenantBody, response: { 200: TenantReply, ...errorResponses } },
     },
-    async (request) => ({
-      tenant: found(await app.store.tenants.update(tenantIdOf(request), request.body), 'tenant'),
-    }),
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const tenant = await recordUpdate(
+        request,
+        tenantId,
+        () => app.store.tenants.get(tenantId),
+        () => app.store.tenants.update(tenantId, request.body),
+      );
+      return { tenant: found(tenant, 'tenant') };
+    },
   );
 
   app.get(

@@ -6,6 +6,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { formatTowerPassword, randomSecret, sha256 } from '../../shared/auth/secrets.js';
+import { audit, recordCreate } from '../audit.js';
 import { IdParams, IdSchema, NoContent, errorResponses, found } from '../schemas/common.js';
 import { TowerCredentialSchema } from '../schemas/records.js';
 
@@ -24,7 +25,7 @@ export const towerCredentialRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/towers/:id/credentials',
     {
-      config: { permission: 'tower-credentials:write' },
+      config: { permission: 'tower-credentials:write', audit: { action: 'tower-credentials.create', resource_type: 'tower_credential' } },
       schema: {
         summary: 'Issue an MQTT credential for a tower (the password is returned once)',
         params: IdParams,
@@ -34,11 +35,10 @@ export const towerCredentialRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const tower = found(await app.store.towers.get(request.params.id), 'tower');
       const secret = randomSecret();
-      const credential = await app.store.towerCredentials.create({
-        id: app.newId(),
-        tower_id: tower.id,
-        secret_hash: sha256(secret),
-      });
+      // The audit trail gets the credential record only: never the secret nor its hash.
+      const credential = await recordCreate(request, () =>
+        app.store.towerCredentials.create({ id: app.newId(), tower_id: tower.id, secret_hash: sha256(secret) }),
+      );
       return reply.code(201).send({
         credential,
         mqtt: {
@@ -69,7 +69,7 @@ export const towerCredentialRoutes: FastifyPluginAsyncZod = async (app) => {
   app.delete(
     '/towers/:id/credentials/:credential_id',
     {
-      config: { permission: 'tower-credentials:write' },
+      config: { permission: 'tower-credentials:write', audit: { action: 'tower-credentials.revoke', resource_type: 'tower_credential' } },
       schema: {
         summary: 'Revoke a tower credential and drop its live MQTT sessions',
         params: z.object({ id: IdSchema, credential_id: IdSchema }),
@@ -78,9 +78,14 @@ export const towerCredentialRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { id: towerId, credential_id } = request.params;
-      const cred = await app.store.towerCredentials.get(credential_id);
-      if (!cred || cred.tower_id !== towerId) found(null, 'credential');
-      await app.store.towerCredentials.revoke(credential_id, app.clock());
+      audit(request, { resource_id: credential_id });
+      const stored = await app.store.towerCredentials.get(credential_id);
+      const cred = found(stored?.tower_id === towerId ? stored : null, 'credential');
+      const { secret_hash: _hash, ...before } = cred;
+      audit(request, { before });
+      const revokedAt = app.clock();
+      const revoked = await app.store.towerCredentials.revoke(credential_id, revokedAt);
+      audit(request, { after: revoked ? { ...before, revoked_at: revokedAt } : before });
       // Published even when it was already revoked: dropping sessions again is harmless, and a
       // broker that missed the first event gets another chance.
       app.bus.publish('credential.revoked', { tower_id: towerId, credential_id });

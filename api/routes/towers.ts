@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { TopicId } from '../../shared/mqtt/payloads.js';
 import type { Page, Store } from '../../shared/store/port.js';
 import type { Tower } from '../../shared/domain.js';
+import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { principalOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
 import { TowerSchema } from '../schemas/records.js';
@@ -55,10 +56,13 @@ export const towerRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/towers',
     {
-      config: { permission: 'towers:write' },
+      config: { permission: 'towers:write', audit: { action: 'towers.create', resource_type: 'tower' } },
       schema: { summary: 'Register a tower', body: CreateTowerBody, response: { 201: TowerReply, ...errorResponses } },
     },
-    async (request, reply) => reply.code(201).send({ tower: await app.store.towers.create(request.body) }),
+    async (request, reply) => {
+      const tower = await recordCreate(request, () => app.store.towers.create(request.body));
+      return reply.code(201).send({ tower });
+    },
   );
 
   app.get(
@@ -94,20 +98,30 @@ export const towerRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/towers/:id',
     {
-      config: { permission: 'towers:write' },
+      config: { permission: 'towers:write', audit: { action: 'towers.update', resource_type: 'tower' } },
       schema: { summary: 'Update a tower', params: IdParams, body: PatchTowerBody, response: { 200: TowerReply, ...errorResponses } },
     },
-    async (request) => ({ tower: found(await app.store.towers.update(request.params.id, request.body), 'tower') }),
+    async (request) => {
+      const { id } = request.params;
+      const tower = await recordUpdate(
+        request,
+        id,
+        () => app.store.towers.get(id),
+        () => app.store.towers.update(id, request.body),
+      );
+      return { tower: found(tower, 'tower') };
+    },
   );
 
   app.delete(
     '/towers/:id',
     {
-      config: { permission: 'towers:write' },
+      config: { permission: 'towers:write', audit: { action: 'towers.delete', resource_type: 'tower' } },
       schema: { summary: 'Delete a tower', params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await app.store.towers.delete(request.params.id), 'tower');
+      const { id } = request.params;
+      existed(await recordDelete(request, id, () => app.store.towers.get(id), () => app.store.towers.delete(id)), 'tower');
       return reply.code(204).send();
     },
   );

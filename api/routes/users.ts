@@ -1,6 +1,7 @@
 /** Device users: the people policy ROLEs are assigned to (not console accounts). */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
 import { UserSchema } from '../schemas/records.js';
@@ -19,11 +20,13 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/users',
     {
-      config: { permission: 'users:write' },
+      config: { permission: 'users:write', audit: { action: 'users.create', resource_type: 'user' } },
       schema: { summary: 'Create a device user', body: CreateUserBody, response: { 201: UserReply, ...errorResponses } },
     },
-    async (request, reply) =>
-      reply.code(201).send({ user: await app.store.users.create(tenantIdOf(request), request.body) }),
+    async (request, reply) => {
+      const user = await recordCreate(request, () => app.store.users.create(tenantIdOf(request), request.body));
+      return reply.code(201).send({ user });
+    },
   );
 
   app.get(
@@ -55,22 +58,38 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/users/:id',
     {
-      config: { permission: 'users:write' },
+      config: { permission: 'users:write', audit: { action: 'users.update', resource_type: 'user' } },
       schema: { summary: 'Update a device user', params: IdParams, body: PatchUserBody, response: { 200: UserReply, ...errorResponses } },
     },
-    async (request) => ({
-      user: found(await app.store.users.update(tenantIdOf(request), request.params.id, request.body), 'user'),
-    }),
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const user = await recordUpdate(
+        request,
+        id,
+        () => app.store.users.get(tenantId, id),
+        () => app.store.users.update(tenantId, id, request.body),
+      );
+      return { user: found(user, 'user') };
+    },
   );
 
   app.delete(
     '/users/:id',
     {
-      config: { permission: 'users:write' },
+      config: { permission: 'users:write', audit: { action: 'users.delete', resource_type: 'user' } },
       schema: { summary: 'Delete a device user', params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await app.store.users.delete(tenantIdOf(request), request.params.id), 'user');
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const deleted = await recordDelete(
+        request,
+        id,
+        () => app.store.users.get(tenantId, id),
+        () => app.store.users.delete(tenantId, id),
+      );
+      existed(deleted, 'user');
       return reply.code(204).send();
     },
   );

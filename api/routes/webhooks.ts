@@ -8,6 +8,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { randomSecret } from '../../shared/auth/secrets.js';
 import type { Webhook, WebhookDelivery, WebhookEventType } from '../../shared/domain.js';
+import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
   EpochMsSchema,
@@ -85,7 +86,7 @@ export const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/webhooks',
     {
-      config: { permission: 'webhooks:write' },
+      config: { permission: 'webhooks:write', audit: { action: 'webhooks.create', resource_type: 'webhook' } },
       schema: {
         summary: 'Register a webhook (its signing secret is returned once)',
         body: CreateWebhookBody,
@@ -95,7 +96,10 @@ export const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const secret = randomSecret();
       const { url, events } = request.body;
-      const webhook = await app.store.webhooks.create(tenantIdOf(request), { url, events: unique(events), secret });
+      // The store's record carries no secret; only it enters the audit trail.
+      const webhook = await recordCreate(request, () =>
+        app.store.webhooks.create(tenantIdOf(request), { url, events: unique(events), secret }),
+      );
       return reply.code(201).send({ webhook, secret });
     },
   );
@@ -131,7 +135,7 @@ export const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/webhooks/:id',
     {
-      config: { permission: 'webhooks:write' },
+      config: { permission: 'webhooks:write', audit: { action: 'webhooks.update', resource_type: 'webhook' } },
       schema: {
         summary: 'Update a webhook (url, events, enabled)',
         params: IdParams,
@@ -142,20 +146,34 @@ export const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const { events, ...rest } = request.body;
       const patch = { ...rest, ...(events !== undefined && { events: unique(events) }) };
-      return {
-        webhook: found(await app.store.webhooks.update(tenantIdOf(request), request.params.id, patch), 'webhook'),
-      };
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const webhook = await recordUpdate(
+        request,
+        id,
+        () => app.store.webhooks.get(tenantId, id),
+        () => app.store.webhooks.update(tenantId, id, patch),
+      );
+      return { webhook: found(webhook, 'webhook') };
     },
   );
 
   app.delete(
     '/webhooks/:id',
     {
-      config: { permission: 'webhooks:write' },
+      config: { permission: 'webhooks:write', audit: { action: 'webhooks.delete', resource_type: 'webhook' } },
       schema: { summary: 'Delete a webhook', params: IdParams, response: { 204: NoContent, ...errorResponses } },
     },
     async (request, reply) => {
-      existed(await app.store.webhooks.delete(tenantIdOf(request), request.params.id), 'webhook');
+      const tenantId = tenantIdOf(request);
+      const { id } = request.params;
+      const deleted = await recordDelete(
+        request,
+        id,
+        () => app.store.webhooks.get(tenantId, id),
+        () => app.store.webhooks.delete(tenantId, id),
+      );
+      existed(deleted, 'webhook');
       return reply.code(204).send();
     },
   );

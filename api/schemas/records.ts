@@ -41,6 +41,7 @@ export const TenantSchema = z
     default_effect: EffectSchema,
     policy_version: z.number().int(),
     alert_window_s: z.number().int(),
+    audit_retention_days: z.number().int().describe('audit records older than this are purged'),
     ...ts,
   })
   .meta({ id: 'Tenant' });

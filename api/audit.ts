@@ -1,0 +1,323 @@
+/**
+ * The audit trail of the API (DESIGN §5): who changed what, when, from where, with the state
+ * before and after. One mechanism for every route:
+ *
+ * - a route declares what it does in its config (`audit: { action, resource_type }`), so even a
+ *   call refused before its handler runs (401, 403, 400) is recorded under the right action;
+ * - the handler fills `request.audit` (resource id, before, after) through `audit()` or the
+ *   `recordCreate/Update/Delete` helpers as it reads and writes the store;
+ * - one root onResponse hook writes the entry for every POST/PUT/PATCH/DELETE under the API
+ *   prefix, successful or refused, plus any other request whose handler filled `request.audit`
+ *   (exports). A mutating route that fills nothing still gets a generic entry ('METHOD /pattern').
+ *
+ * Written after the response so auditing adds no latency; `AuditTrail.flush()` (also run on
+ * close) waits for the writes still in flight. Secrets never reach the store: before/after pass
+ * through `redactSecrets`, and the generic entry carries no payload at all.
+ */
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { sha256 } from '../shared/auth/secrets.js';
+import type { AuditActorKind } from '../shared/domain.js';
+import type { Counters } from '../shared/metrics.js';
+import type { AuditInput, Store } from '../shared/store/port.js';
+
+export interface AuditActor {
+  kind: AuditActorKind;
+  id: string | null;
+  label: string | null;
+}
+
+/** What a handler knows about its change; everything else comes from the request. */
+export interface AuditDraft {
+  action?: string;
+  resource_type?: string;
+  resource_id?: string | null;
+  before?: unknown;
+  after?: unknown;
+  /** Overrides the caller's scope (sign-in, where there is no principal yet). */
+  tenant_id?: string | null;
+  actor?: AuditActor;
+}
+
+/** Declared per route: the name its entries carry, whatever the outcome. */
+export interface AuditRouteConfig {
+  action: string;
+  resource_type: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    auditTrail: AuditTrail;
+  }
+  interface FastifyRequest {
+    /** Filled by the handler; read by the audit hook after the response. */
+    audit: AuditDraft | null;
+  }
+  interface FastifyContextConfig {
+    audit?: AuditRouteConfig;
+  }
+}
+
+const MUTATING: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const USER_AGENT_MAX = 512;
+const LABEL_MAX = 320;
+
+/**
+ * Keys whose values are credentials or derived from them. Matched on the key name at any depth,
+ * so a record that gains such a field later is still redacted. ('key' alone is a catalogue key
+ * like "slack", not a secret.)
+ */
+const SECRET_KEY_RE =
+  /^(password|secret|token|api_key|apikey|private_key|authorization|refresh_token|access_token)$|_(password|secret|hash|token)$/i;
+export const REDACTED = '[redacted]';
+
+/** A JSON copy of `value` with every secret-named field replaced; null when it is not JSON. */
+export function redactSecrets(value: unknown): unknown {
+  if (value === undefined || value === null) return null;
+  try {
+    const text = JSON.stringify(value, (key, v: unknown) => (key !== '' && SECRET_KEY_RE.test(key) ? REDACTED : v));
+    return text === undefined ? null : (JSON.parse(text) as unknown);
+  } catch {
+    return null;
+  }
+}
+
+/** Merges what the handler learnt into the request's draft entry. */
+export function audit(request: FastifyRequest, draft: AuditDraft): void {
+  request.audit = { ...request.audit, ...draft };
+}
+
+/** POST: the created record is the after state. */
+export async function recordCreate<T extends { id: string }>(request: FastifyRequest, create: () => Promise<T>): Promise<T> {
+  const created = await create();
+  audit(request, { resource_id: created.id, after: created });
+  return created;
+}
+
+/**
+ * PATCH: reads the record before changing it. The read and the write are not one transaction; a
+ * concurrent change between them shows as a before that another entry's after also claims.
+ */
+export async function recordUpdate<T>(
+  request: FastifyRequest,
+  id: string,
+  read: () => Promise<T | null>,
+  update: () => Promise<T | null>,
+): Promise<T | null> {
+  audit(request, { resource_id: id, before: await read() });
+  const after = await update();
+  audit(request, { after });
+  return after;
+}
+
+/** DELETE: the record as it was is the before state; after stays null. */
+export async function recordDelete<T>(
+  request: FastifyRequest,
+  id: string,
+  read: () => Promise<T | null>,
+  remove: () => Promise<boolean>,
+): Promise<boolean> {
+  audit(request, { resource_id: id, before: await read() });
+  return remove();
+}
+
+/** Writes entries off the request path and remembers the ones in flight. */
+export class AuditTrail {
+  readonly #store: Store;
+  readonly #log: FastifyBaseLogger;
+  readonly #counters: Counters;
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(deps: { store: Store; log: FastifyBaseLogger; counters: Counters }) {
+    this.#store = deps.store;
+    this.#log = deps.log;
+    this.#counters = deps.counters;
+  }
+
+  /** Starts writing `build()`'s entry; failures are logged and counted, never thrown. */
+  write(build: () => Promise<AuditInput>): void {
+    const p: Promise<void> = build()
+      .then((input) => this.#store.audit.record(input))
+      .then(
+        () => this.#counters.inc('audit_records_total'),
+        (err: unknown) => {
+          this.#counters.inc('audit_write_errors_total');
+          this.#log.error({ err }, 'audit record could not be written');
+        },
+      )
+      .finally(() => this.#pending.delete(p));
+    this.#pending.add(p);
+  }
+
+  /** Resolves once every entry started so far is written (or failed). */
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+}
+
+interface Caller {
+  actor: AuditActor;
+  tenantId: string | null;
+}
+
+function str(v: unknown): string | null {
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
+function field(o: unknown, key: string): unknown {
+  return typeof o === 'object' && o !== null ? (o as Record<string, unknown>)[key] : undefined;
+}
+
+/**
+ * Reads the principal without assuming its exact shape (console users and API keys; more kinds
+ * may come): an unknown shape is recorded as an anonymous caller rather than failing the entry.
+ */
+async function callerOf(store: Store, principal: unknown): Promise<Caller | null> {
+  const tenantId = str(field(principal, 'tenantId'));
+  const kind = field(principal, 'kind');
+  const keyId = str(field(principal, 'keyId'));
+  if (kind === 'api_key' || keyId !== null) {
+    return {
+      tenantId,
+      actor: { kind: 'api_key', id: keyId ?? str(field(principal, 'actorId')), label: str(field(principal, 'label')) },
+    };
+  }
+  const userId = str(field(principal, 'userId'));
+  if (userId !== null) {
+    // The token carries no e-mail; the label is the account's e-mail as it is now.
+    const user = await store.consoleUsers.get(userId);
+    return { tenantId, actor: { kind: 'console_user', id: userId, label: user?.email ?? null } };
+  }
+  return null;
+}
+
+const BEARER_RE = /^Bearer\s+(\S+)\s*$/i;
+
+/** The credential a request presented (Authorization bearer, else x-api-key), if any. */
+function presentedCredential(request: FastifyRequest): string | null {
+  const bearer = BEARER_RE.exec(request.headers.authorization ?? '')?.[1];
+  if (bearer !== undefined) return bearer;
+  const key = request.headers['x-api-key'];
+  return typeof key === 'string' && key.trim() !== '' ? key.trim() : null;
+}
+
+/**
+ * The guard sets the principal only once the caller is allowed, so a refused call (403, or a
+ * revoked key) carries none. Who it was is still worth knowing: the credential is identified
+ * again here, after the response. A token that does not verify, or a key no tenant holds, leaves
+ * the caller anonymous; a revoked or expired key still names itself.
+ */
+async function refusedCaller(app: FastifyInstance, credential: string): Promise<Caller | null> {
+  try {
+    const claims = await app.tokens.verify(credential);
+    const user = await app.store.consoleUsers.get(claims.sub);
+    return { tenantId: claims.tenant_id, actor: { kind: 'console_user', id: claims.sub, label: user?.email ?? null } };
+  } catch {
+    // Not an access token: perhaps an API key (stored as the SHA-256 of the whole key).
+  }
+  const key = await app.store.apiKeys.findByHash(sha256(credential));
+  return key ? { tenantId: key.tenant_id, actor: { kind: 'api_key', id: key.id, label: key.name } } : null;
+}
+
+const ANONYMOUS: Caller = { tenantId: null, actor: { kind: 'console_user', id: null, label: null } };
+
+/** `/api/v1/devices/:id` → 'devices'. */
+function firstSegment(routeUrl: string, prefix: string): string {
+  return routeUrl.slice(prefix.length).split('/').find((s) => s !== '') ?? 'api';
+}
+
+/**
+ * Sign-in routes are public: there is no principal, and their bodies hold a password or a token.
+ * The actor is found from the e-mail or the refresh token's record (after the response, so the
+ * lookup cannot change the sign-in's timing); only the e-mail is recorded, as the label.
+ */
+async function authCaller(store: Store, action: string, body: unknown): Promise<Caller | null> {
+  if (action === 'auth.login') {
+    const email = str(field(body, 'email'))?.slice(0, LABEL_MAX) ?? null;
+    if (email === null) return null;
+    const user = await store.consoleUsers.findByEmail(email);
+    return { tenantId: user?.tenant_id ?? null, actor: { kind: 'console_user', id: user?.id ?? null, label: email } };
+  }
+  const token = str(field(body, 'refresh_token'));
+  if (token === null) return null;
+  const rec = await store.refreshTokens.findByHash(sha256(token));
+  const user = rec ? await store.consoleUsers.get(rec.user_id) : null;
+  if (!user) return null;
+  return { tenantId: user.tenant_id, actor: { kind: 'console_user', id: user.id, label: user.email } };
+}
+
+/** The sign-in routes (api/auth/routes.ts), by path under the prefix. */
+const AUTH_ROUTES: ReadonlyMap<string, AuditRouteConfig> = new Map([
+  ['/auth/login', { action: 'auth.login', resource_type: 'console_user' }],
+  ['/auth/refresh', { action: 'auth.refresh', resource_type: 'console_user' }],
+  ['/auth/logout', { action: 'auth.logout', resource_type: 'console_user' }],
+]);
+
+function entryFor(
+  app: FastifyInstance,
+  prefix: string,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): () => Promise<AuditInput> {
+  // Everything request-bound is read now; only store lookups happen later.
+  const routeUrl = request.routeOptions.url ?? request.url;
+  const authRoute = AUTH_ROUTES.get(routeUrl.slice(prefix.length));
+  const declared = request.routeOptions.config.audit ?? authRoute;
+  const draft = request.audit ?? {};
+  const status = reply.statusCode;
+  const action = draft.action ?? declared?.action ?? `${request.method} ${routeUrl}`;
+  const principal: unknown = request.principal;
+  const credential = principal === null ? presentedCredential(request) : null;
+  const body: unknown = request.body;
+  const paramsId = str(field(request.params, 'id'));
+  const userAgent = request.headers['user-agent'];
+  const at = app.clock();
+  const base = {
+    action,
+    resource_type: draft.resource_type ?? declared?.resource_type ?? firstSegment(routeUrl, prefix),
+    resource_id: draft.resource_id !== undefined ? draft.resource_id : paramsId,
+    method: request.method,
+    path: request.url.split('?')[0] ?? request.url,
+    status_code: status,
+    ip: request.ip ?? null,
+    user_agent: typeof userAgent === 'string' ? userAgent.slice(0, USER_AGENT_MAX) : null,
+    before: redactSecrets(draft.before),
+    // A refused call changed nothing, whatever the handler had prepared.
+    after: status < 400 ? redactSecrets(draft.after) : null,
+    at,
+  };
+  return async () => {
+    const caller =
+      (authRoute && principal === null ? await authCaller(app.store, authRoute.action, body) : null) ??
+      (await callerOf(app.store, principal)) ??
+      (credential !== null ? await refusedCaller(app, credential) : null) ??
+      ANONYMOUS;
+    const actor = draft.actor ?? caller.actor;
+    return {
+      ...base,
+      // A sign-in acts on the account itself.
+      resource_id: base.resource_id ?? (authRoute ? actor.id : null),
+      tenant_id: draft.tenant_id !== undefined ? draft.tenant_id : caller.tenantId,
+      actor_kind: actor.kind,
+      actor_id: actor.id,
+      actor_label: actor.label?.slice(0, LABEL_MAX) ?? null,
+    };
+  };
+}
+
+/**
+ * Registers the trail on the root instance, before the routes. 429s are not recorded: a flood of
+ * throttled calls would otherwise turn into a flood of audit rows (the rate limiter counts them).
+ */
+export function registerAuditTrail(app: FastifyInstance, opts: { prefix: string }): void {
+  const trail = new AuditTrail({ store: app.store, log: app.log, counters: app.counters });
+  app.decorate('auditTrail', trail);
+  app.decorateRequest('audit', null);
+  app.addHook('onResponse', async (request, reply) => {
+    const routeUrl = request.routeOptions.url;
+    if (routeUrl === undefined || !routeUrl.startsWith(`${opts.prefix}/`)) return;
+    if (!MUTATING.has(request.method) && request.audit === null) return;
+    if (reply.statusCode === 429) return;
+    trail.write(entryFor(app, opts.prefix, request, reply));
+  });
+  app.addHook('onClose', async () => trail.flush());
+}

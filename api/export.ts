@@ -1,0 +1,211 @@
+/**
+ * Streamed exports of list routes (usage, alerts, audit) as JSON, CSV (RFC 4180) or XML.
+ *
+ * A list answers one JSON page by default. An export is asked for explicitly — `?format=`,
+ * `Accept: text/csv` / `application/xml`, or `?export=true` for JSON — and then walks every page
+ * through the store's cursor (pages of 1000) into a Readable stream. The stream pulls the next
+ * page only when the socket drained what it had (Readable.from over an async generator), so
+ * memory stays at about one page whatever the row count, and a client that goes away stops the
+ * walk. The first page is read before any header is sent, so a bad cursor is still a clean 400.
+ *
+ * Rows are written column by column from a fixed list (the record's response schema), so an
+ * export can never carry a field the JSON response would have stripped.
+ */
+import { Readable } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Page } from '../shared/store/port.js';
+
+export type ExportFormat = 'json' | 'csv' | 'xml';
+
+/** Store page size of an export: the largest page the store serves. */
+export const EXPORT_PAGE_SIZE = 1000;
+
+/** Query fields every exportable list accepts. */
+export const exportQueryFields = {
+  format: z
+    .enum(['json', 'csv', 'xml'])
+    .optional()
+    .describe('export every matching row as a download in this format (overrides Accept)'),
+  export: z
+    .enum(['true', 'false'])
+    .optional()
+    .describe('true: export every matching row as a JSON download (the default is one page)'),
+};
+
+const CONTENT_TYPES: Record<ExportFormat, string> = {
+  json: 'application/json; charset=utf-8',
+  csv: 'text/csv; charset=utf-8; header=present',
+  xml: 'application/xml; charset=utf-8',
+};
+
+/** Media types of the Accept header, best first (RFC 9110 §12.5.1; ties keep header order). */
+function acceptedTypes(accept: string): string[] {
+  return accept
+    .split(',')
+    .map((part, index) => {
+      const [type = '', ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+      const q = params.find((p) => p.startsWith('q='));
+      const weight = q === undefined ? 1 : Number(q.slice(2));
+      return { type, weight: Number.isFinite(weight) ? weight : 0, index };
+    })
+    .filter((t) => t.type !== '' && t.weight > 0)
+    .sort((a, b) => b.weight - a.weight || a.index - b.index)
+    .map((t) => t.type);
+}
+
+/**
+ * The export format the caller asked for, or null for the ordinary paged JSON answer. Only the
+ * caller's most preferred media type counts: a browser's `text/html,…,application/xml;q=0.9`
+ * gets the page, not a download.
+ */
+export function requestedExport(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  query: { format?: ExportFormat | undefined; export?: 'true' | 'false' | undefined },
+): ExportFormat | null {
+  // The answer depends on Accept: shared caches must key on it.
+  reply.header('vary', 'accept');
+  if (request.method === 'HEAD') return null;
+  if (query.format !== undefined) return query.format;
+  const best = acceptedTypes(request.headers.accept ?? '')[0];
+  if (best === 'text/csv') return 'csv';
+  if (best === 'application/xml' || best === 'text/xml') return 'xml';
+  return query.export === 'true' ? 'json' : null;
+}
+
+// ---- serializers -------------------------------------------------------------------------
+
+/** Spreadsheet apps run cells starting with these as formulas (CSV injection, OWASP). */
+const FORMULA_START_RE = /^[=+\-@\t\r]/;
+const CSV_QUOTE_RE = /[",\r\n]/;
+
+function cellText(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return JSON.stringify(value) ?? '';
+}
+
+/**
+ * One CSV field (RFC 4180 §2): quoted when it holds a quote, comma or line break, quotes doubled.
+ * A string that a spreadsheet would evaluate is prefixed with an apostrophe: exports hold text
+ * from outside callers (user agents, names), and opening one must not run it.
+ */
+export function csvField(value: unknown): string {
+  let text = cellText(value);
+  if (typeof value === 'string' && FORMULA_START_RE.test(text)) text = `'${text}`;
+  return CSV_QUOTE_RE.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function csvRow(values: readonly unknown[]): string {
+  return `${values.map(csvField).join(',')}\r\n`;
+}
+
+/** Characters XML 1.0 cannot carry at all (§2.2), lone surrogates included. */
+// eslint-disable-next-line no-control-regex
+const XML_INVALID_RE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+/** CR as a reference: parsers normalise a literal CR LF to LF (§2.11), which would alter the value. */
+const XML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;', '\r': '&#13;' };
+
+export function xmlEscape(text: string): string {
+  return text.replace(XML_INVALID_RE, '\uFFFD').replace(/[&<>"'\r]/g, (c) => XML_ESCAPES[c] ?? c);
+}
+
+function xmlElement(name: string, value: unknown): string {
+  if (value === null || value === undefined) return `<${name} xsi:nil="true"/>`;
+  return `<${name}>${xmlEscape(cellText(value))}</${name}>`;
+}
+
+export interface ExportSpec<T> {
+  /** JSON key and XML root element, e.g. 'usage'. */
+  name: string;
+  /** XML element of one row, e.g. 'record'. */
+  item: string;
+  /** Columns in order; names are snake_case field names, valid as XML element names. */
+  columns: ReadonlyArray<keyof T & string>;
+  /** File name without extension, e.g. 'app-usage'. */
+  filename: string;
+  /** One store page from `cursor` (null: the first). */
+  fetchPage: (cursor: string | null) => Promise<Page<T>>;
+}
+
+function pick<T>(row: T, columns: ReadonlyArray<keyof T & string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const c of columns) out[c] = row[c] ?? null;
+  return out;
+}
+
+function serializePage<T>(format: ExportFormat, spec: ExportSpec<T>, rows: readonly T[], first: boolean): string {
+  if (format === 'csv') return rows.map((r) => csvRow(spec.columns.map((c) => r[c]))).join('');
+  if (format === 'xml') {
+    return rows
+      .map((r) => `  <${spec.item}>${spec.columns.map((c) => xmlElement(c, r[c])).join('')}</${spec.item}>\n`)
+      .join('');
+  }
+  const body = rows.map((r) => JSON.stringify(pick(r, spec.columns))).join(',\n');
+  return first ? body : `,\n${body}`;
+}
+
+function opening(format: ExportFormat, spec: ExportSpec<unknown>): string {
+  if (format === 'csv') return csvRow(spec.columns);
+  if (format === 'xml') {
+    return (
+      '<?xml version="1.0" encoding="UTF-8"?>\n' +
+      `<${spec.name} xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n`
+    );
+  }
+  return `{${JSON.stringify(spec.name)}:[\n`;
+}
+
+function closing(format: ExportFormat, spec: ExportSpec<unknown>): string {
+  if (format === 'csv') return '';
+  return format === 'xml' ? `</${spec.name}>\n` : '\n]}\n';
+}
+
+/** The whole document, one page per chunk; the next page is read only when asked for. */
+async function* exportChunks<T>(format: ExportFormat, spec: ExportSpec<T>, firstPage: Page<T>): AsyncGenerator<string> {
+  yield opening(format, spec as ExportSpec<unknown>);
+  let page = firstPage;
+  let first = true;
+  for (;;) {
+    if (page.items.length > 0) {
+      yield serializePage(format, spec, page.items, first);
+      first = false;
+    }
+    if (page.next_cursor === null) break;
+    page = await spec.fetchPage(page.next_cursor);
+  }
+  yield closing(format, spec as ExportSpec<unknown>);
+}
+
+/** Byte stream of the export; starts reading the store only when consumed. */
+export function exportStream<T>(format: ExportFormat, spec: ExportSpec<T>, firstPage: Page<T>): Readable {
+  return Readable.from(exportChunks(format, spec, firstPage), { objectMode: false, highWaterMark: 64 * 1024 });
+}
+
+/** `20250102T030405Z`: sortable and safe in a file name. */
+function stamp(now: number): string {
+  return new Date(now).toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+}
+
+/**
+ * Answers the request with the export. `startCursor` lets a client resume an export (or export
+ * from a page it is looking at); the first page is fetched before the headers go out.
+ */
+export async function sendExport<T>(
+  reply: FastifyReply,
+  format: ExportFormat,
+  spec: ExportSpec<T>,
+  opts: { now: number; startCursor: string | null },
+): Promise<FastifyReply> {
+  const firstPage = await spec.fetchPage(opts.startCursor);
+  const filename = `${spec.filename}-${stamp(opts.now)}.${format}`;
+  return reply
+    .code(200)
+    .header('content-type', CONTENT_TYPES[format])
+    .header('content-disposition', `attachment; filename="${filename}"`)
+    .header('cache-control', 'no-store')
+    .header('x-content-type-options', 'nosniff')
+    .send(exportStream(format, spec, firstPage));
+}

@@ -1,0 +1,132 @@
+/**
+ * The audit trail, read side: tenant owners and admins read their tenant's records; operators
+ * read the platform's (tenant_id null: tenants, towers, carriers, plans, operator sign-ins). The
+ * scope comes from the caller, never from the query. Exportable like the other bulk lists.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AuditRecord } from '../../shared/domain.js';
+import type { AuditFilter } from '../../shared/store/port.js';
+import { audit } from '../audit.js';
+import { principalOf } from '../auth/guard.js';
+import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
+import {
+  EpochMsSchema,
+  IdParams,
+  IdSchema,
+  NextCursor,
+  errorResponses,
+  found,
+  invalidField,
+  listQuery,
+  paginate,
+} from '../schemas/common.js';
+
+const ACTOR_KINDS = ['console_user', 'api_key', 'system'] as const;
+
+export const AuditRecordSchema = z
+  .object({
+    id: z.string(),
+    tenant_id: z.string().nullable().describe('null: a platform-level record'),
+    actor_kind: z.enum(ACTOR_KINDS),
+    actor_id: z.string().nullable(),
+    actor_label: z.string().nullable().describe('e-mail of the console user or name of the API key at the time'),
+    action: z.string().describe("dotted verb, e.g. 'devices.create', 'auth.login', 'commands.applied'"),
+    resource_type: z.string(),
+    resource_id: z.string().nullable(),
+    method: z.string().nullable(),
+    path: z.string().nullable(),
+    status_code: z.number().int().nullable().describe('the HTTP status answered: refused attempts are recorded too'),
+    ip: z.string().nullable(),
+    user_agent: z.string().nullable(),
+    before: z.unknown().describe('the resource before the change (secrets redacted)'),
+    after: z.unknown().describe('the resource after the change (secrets redacted)'),
+    at: EpochMsSchema,
+  })
+  .meta({ id: 'AuditRecord' });
+
+const EpochQuery = z.coerce.number().int().min(0).max(8_640_000_000_000_000);
+const AuditQuery = listQuery({
+  actor_id: IdSchema.optional(),
+  actor_kind: z.enum(ACTOR_KINDS).optional(),
+  action: z.string().min(1).max(200).optional(),
+  resource_type: z.string().min(1).max(100).optional(),
+  resource_id: IdSchema.optional(),
+  since: EpochQuery.optional().describe('epoch ms, inclusive'),
+  until: EpochQuery.optional().describe('epoch ms, exclusive'),
+  ...exportQueryFields,
+});
+
+const AUDIT_COLUMNS = Object.keys(AuditRecordSchema.shape) as Array<keyof typeof AuditRecordSchema.shape>;
+
+export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/audit',
+    {
+      config: { permission: 'audit:read' },
+      schema: {
+        summary: 'Audit records, newest first (tenant users: their tenant; operators: the platform)',
+        description:
+          'Filters: actor_id, actor_kind, action, resource_type, resource_id, since/until (epoch ms). ' +
+          'A page of JSON by default; `?format=csv|xml|json`, `Accept: text/csv` or `application/xml`, ' +
+          'or `?export=true` stream every matching record as an attachment.',
+        querystring: AuditQuery,
+        response: { 200: z.object({ records: z.array(AuditRecordSchema), next_cursor: NextCursor }), ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { tenantId } = principalOf(request);
+      const q = request.query;
+      if (q.since !== undefined && q.until !== undefined && q.until < q.since) {
+        invalidField('query.until', 'must not be before since');
+      }
+      const filters: AuditFilter = {
+        ...(q.actor_id !== undefined && { actor_id: q.actor_id }),
+        ...(q.actor_kind !== undefined && { actor_kind: q.actor_kind }),
+        ...(q.action !== undefined && { action: q.action }),
+        ...(q.resource_type !== undefined && { resource_type: q.resource_type }),
+        ...(q.resource_id !== undefined && { resource_id: q.resource_id }),
+        ...(q.since !== undefined && { since: q.since }),
+        ...(q.until !== undefined && { until: q.until }),
+      };
+      const format = requestedExport(request, reply, q);
+      if (format !== null) {
+        audit(request, { action: 'audit.export', resource_type: 'audit', after: { format, filters } });
+        return sendExport<AuditRecord>(
+          reply,
+          format,
+          {
+            name: 'audit',
+            item: 'record',
+            columns: AUDIT_COLUMNS,
+            filename: 'audit',
+            fetchPage: (cursor) => app.store.audit.list(tenantId, { ...filters, limit: EXPORT_PAGE_SIZE, cursor }),
+          },
+          { now: app.clock(), startCursor: q.cursor ?? null },
+        );
+      }
+      const page = await paginate(q, (o) => app.store.audit.list(tenantId, { ...o, ...filters }));
+      return { records: page.items, next_cursor: page.next_cursor };
+    },
+  );
+
+  app.get(
+    '/audit/:id',
+    {
+      config: { permission: 'audit:read' },
+      schema: {
+        summary: 'One audit record',
+        params: IdParams,
+        response: { 200: z.object({ record: AuditRecordSchema }), ...errorResponses },
+      },
+    },
+    async (request) => ({
+      record: found(await app.store.audit.get(principalOf(request).tenantId, request.params.id), 'audit record'),
+    }),
+  );
+};
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+/** Compiles only while the response schema matches the domain record it serializes. */
+export type AuditSchemaMatchesDomain = Assert<Same<z.output<typeof AuditRecordSchema>, AuditRecord>>;
