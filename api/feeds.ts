@@ -1,0 +1,414 @@
+/**
+ * Live feeds over WebSocket: the hub that connects a tenant's sockets to the bus.
+ *
+ * Each connection subscribes to the bus with itself as owner, so closing it removes exactly its
+ * listeners. Listeners never await and never block: a message is handed to the socket's send
+ * buffer or the connection is dropped. A consumer that cannot keep up (its `bufferedAmount` would
+ * pass `maxBufferedBytes`) is closed with 1013 and counted in `feed_clients_dropped_total`; the
+ * pipeline publishing on the bus never waits for it. A heartbeat pings every socket and
+ * terminates those that did not answer the previous ping, and closes a connection whose access
+ * token expired (4401), so a feed never outlives the credential that opened it.
+ *
+ * Authentication is the API's guard: browsers cannot set `Authorization` on a WebSocket, so an
+ * upgrade request's token (`Sec-WebSocket-Protocol: bearer, <token>` or `?access_token=`) is
+ * lifted into that header before the guard runs (`registerFeedTransport`).
+ */
+import { EventEmitter } from 'node:events';
+import fastifyWebsocket from '@fastify/websocket';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { decodeJwt } from 'jose';
+import type { WebSocket } from 'ws';
+import type { Bus, BusEvents } from '../shared/bus.js';
+import type { Effect } from '../shared/domain.js';
+import type { Counters } from '../shared/metrics.js';
+import { AlertSchema, CommandRecordSchema, UsageRecordSchema } from './schemas/records.js';
+
+export type FeedName = 'alerts' | 'stream';
+
+export interface FeedLimits {
+  /** A socket whose send buffer would pass this is a slow consumer and is dropped. */
+  maxBufferedBytes: number;
+  /** Ping period; a socket that missed one ping is terminated at the next. */
+  heartbeatIntervalMs: number;
+  /** How long a dropped or closed socket gets to finish the close handshake before it is cut. */
+  closeGraceMs: number;
+  /** Open feed connections per tenant; more are refused with 4429. */
+  maxConnectionsPerTenant: number;
+}
+
+export const DEFAULT_FEED_LIMITS: FeedLimits = {
+  maxBufferedBytes: 1024 * 1024,
+  heartbeatIntervalMs: 30_000,
+  closeGraceMs: 5_000,
+  maxConnectionsPerTenant: 200,
+};
+
+/** Close codes sent to feed clients (4xxx mirror the HTTP status a REST call would get). */
+export const FEED_CLOSE = {
+  shuttingDown: 1001,
+  /** 1013 Try Again Later: the client fell too far behind; reconnect and catch up over REST. */
+  slowConsumer: 1013,
+  tokenExpired: 4401,
+  forbidden: 4403,
+  tooManyConnections: 4429,
+} as const;
+
+export const FEED_DROPPED_COUNTER = 'feed_clients_dropped_total';
+
+export interface StreamFilter {
+  device_id?: string;
+  effect?: Effect;
+}
+
+export interface FeedClient {
+  tenantId: string;
+  /** Epoch ms after which the token that opened the feed is no longer valid; null if unknown. */
+  expiresAt: number | null;
+}
+
+export interface FeedHubEvents {
+  opened: [feed: FeedName, tenantId: string];
+  closed: [feed: FeedName, tenantId: string];
+  dropped: [feed: FeedName, tenantId: string, reason: DropReason];
+}
+
+export type DropReason = 'slow_consumer' | 'heartbeat_timeout';
+
+export interface FeedHubDeps {
+  bus: Bus;
+  counters: Counters;
+  clock: () => number;
+  limits?: Partial<FeedLimits>;
+  /** A message that could not be shaped (a record drifted from its schema); skipped, reported. */
+  onError?: (err: unknown) => void;
+}
+
+/** One connected socket: its bus listeners, liveness and close bookkeeping. */
+class FeedConnection {
+  alive = true;
+  #closing = false;
+  #graceTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly hub: FeedHub,
+    readonly socket: WebSocket,
+    readonly feed: FeedName,
+    readonly client: FeedClient,
+  ) {}
+
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Hands one serialized message to the socket, or drops the connection if it is too far behind. */
+  push(message: string): void {
+    if (this.#closing || this.socket.readyState !== this.socket.OPEN) return;
+    const buffered = this.socket.bufferedAmount;
+    // An empty buffer always takes one message, so a single large batch is never a reason to drop.
+    if (buffered > 0 && buffered + Buffer.byteLength(message) > this.hub.limits.maxBufferedBytes) {
+      this.hub.drop(this, 'slow_consumer');
+      return;
+    }
+    this.socket.send(message);
+  }
+
+  /**
+   * Starts the close handshake and stops listening to the bus at once. The close frame queues
+   * behind whatever the client has not read; if the handshake does not finish within the grace
+   * period, the socket is cut so a stalled peer cannot hold memory.
+   */
+  close(code: number, reason: string): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.hub.detach(this);
+    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) {
+      this.socket.close(code, reason);
+    }
+    this.#graceTimer = setTimeout(() => this.socket.terminate(), this.hub.limits.closeGraceMs);
+    this.#graceTimer.unref();
+  }
+
+  /** The socket is gone (either side closed it, or it was terminated). */
+  ended(): void {
+    this.#closing = true;
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.hub.detach(this);
+  }
+}
+
+function send(type: string, data: unknown): string {
+  return JSON.stringify({ type, data });
+}
+
+export class FeedHub extends EventEmitter<FeedHubEvents> {
+  readonly limits: FeedLimits;
+  readonly #bus: Bus;
+  readonly #counters: Counters;
+  readonly #clock: () => number;
+  readonly #onError: (err: unknown) => void;
+  readonly #connections = new Set<FeedConnection>();
+  readonly #perTenant = new Map<string, number>();
+  /** One serialization per published event and message type, shared by every receiving connection. */
+  readonly #serialized = new Map<string, WeakMap<object, string>>();
+  #heartbeat: NodeJS.Timeout | null = null;
+  /** After stop(), late upgrades (a keep-alive connection during shutdown) are closed at once. */
+  #stopped = false;
+
+  constructor(deps: FeedHubDeps) {
+    super();
+    this.#bus = deps.bus;
+    this.#counters = deps.counters;
+    this.#clock = deps.clock;
+    this.#onError = deps.onError ?? (() => {});
+    this.limits = { ...DEFAULT_FEED_LIMITS, ...deps.limits };
+  }
+
+  /** Open connections (all feeds, all tenants). */
+  get size(): number {
+    return this.#connections.size;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    if (this.#heartbeat) return;
+    this.#heartbeat = setInterval(() => this.sweep(), this.limits.heartbeatIntervalMs);
+    this.#heartbeat.unref();
+  }
+
+  /** Closes every connection (1001) and stops the heartbeat. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
+    for (const conn of [...this.#connections]) conn.close(FEED_CLOSE.shuttingDown, 'server shutting down');
+  }
+
+  /**
+   * One heartbeat round (the timer calls it; tests call it directly instead of waiting): closes
+   * connections whose token expired, terminates those that did not answer the last ping, pings
+   * the rest.
+   */
+  sweep(): void {
+    const now = this.#clock();
+    for (const conn of [...this.#connections]) {
+      if (conn.client.expiresAt !== null && now >= conn.client.expiresAt) {
+        conn.close(FEED_CLOSE.tokenExpired, 'access token expired');
+      } else if (!conn.alive) {
+        this.#count(conn, 'heartbeat_timeout');
+        conn.ended();
+        conn.socket.terminate();
+      } else {
+        conn.alive = false;
+        conn.socket.ping();
+      }
+    }
+  }
+
+  /** `/ws/alerts`: alert.opened, alert.updated and command.updated (as 'remediation') of the tenant. */
+  openAlerts(socket: WebSocket, client: FeedClient): void {
+    const conn = this.#attach(socket, 'alerts', client);
+    if (!conn) return;
+    const { tenantId } = client;
+    const relay =
+      (type: 'alert.opened' | 'alert.updated') =>
+      (p: BusEvents['alert.opened']): void => {
+        if (p.tenant_id === tenantId) this.#deliver(conn, type, p, () => send(type, AlertSchema.parse(p.alert)));
+      };
+    this.#bus.subscribe('alert.opened', relay('alert.opened'), conn);
+    this.#bus.subscribe('alert.updated', relay('alert.updated'), conn);
+    this.#bus.subscribe(
+      'command.updated',
+      (p) => {
+        if (p.tenant_id === tenantId) this.#deliver(conn, 'remediation', p, () => send('remediation', CommandRecordSchema.parse(p.command)));
+      },
+      conn,
+    );
+    conn.push(send('ready', { feed: 'alerts', tenant_id: tenantId }));
+  }
+
+  /** `/api/v1/stream`: the tenant's decided usage, one message per stored batch, optionally filtered. */
+  openStream(socket: WebSocket, client: FeedClient, filter: StreamFilter): void {
+    const conn = this.#attach(socket, 'stream', client);
+    if (!conn) return;
+    const { tenantId } = client;
+    const filtered = filter.device_id !== undefined || filter.effect !== undefined;
+    this.#bus.subscribe(
+      'usage.decided',
+      (p) => {
+        if (p.tenant_id !== tenantId) return;
+        const message = (records: BusEvents['usage.decided']['records']) =>
+          send('usage.decided', { tower_id: p.tower_id, records: records.map((r) => UsageRecordSchema.parse(r)) });
+        if (!filtered) {
+          this.#deliver(conn, 'usage.decided', p, () => message(p.records));
+          return;
+        }
+        const records = p.records.filter(
+          (r) =>
+            (filter.device_id === undefined || r.device_id === filter.device_id) &&
+            (filter.effect === undefined || r.effect === filter.effect),
+        );
+        if (records.length > 0) this.#deliver(conn, 'usage.decided', null, () => message(records));
+      },
+      conn,
+    );
+    conn.push(send('ready', { feed: 'stream', tenant_id: tenantId, filter }));
+  }
+
+  /** Called by a connection that cannot keep up. */
+  drop(conn: FeedConnection, reason: DropReason): void {
+    if (conn.closing) return;
+    this.#count(conn, reason);
+    conn.close(FEED_CLOSE.slowConsumer, 'slow consumer: too far behind');
+  }
+
+  /** Removes the connection from the bus and the hub; idempotent. */
+  detach(conn: FeedConnection): void {
+    if (!this.#connections.delete(conn)) return;
+    this.#bus.removeAllFor(conn);
+    const n = (this.#perTenant.get(conn.client.tenantId) ?? 1) - 1;
+    if (n > 0) this.#perTenant.set(conn.client.tenantId, n);
+    else this.#perTenant.delete(conn.client.tenantId);
+    this.emit('closed', conn.feed, conn.client.tenantId);
+  }
+
+  #attach(socket: WebSocket, feed: FeedName, client: FeedClient): FeedConnection | null {
+    if (this.#stopped) {
+      socket.close(FEED_CLOSE.shuttingDown, 'server shutting down');
+      return null;
+    }
+    if ((this.#perTenant.get(client.tenantId) ?? 0) >= this.limits.maxConnectionsPerTenant) {
+      socket.close(FEED_CLOSE.tooManyConnections, 'too many feed connections for this tenant');
+      return null;
+    }
+    const conn = new FeedConnection(this, socket, feed, client);
+    this.#connections.add(conn);
+    this.#perTenant.set(client.tenantId, (this.#perTenant.get(client.tenantId) ?? 0) + 1);
+    socket.on('pong', () => {
+      conn.alive = true;
+    });
+    // Clients have nothing to say on a feed; anything they send only proves they are alive.
+    socket.on('message', () => {
+      conn.alive = true;
+    });
+    socket.on('close', () => conn.ended());
+    this.emit('opened', feed, client.tenantId);
+    return conn;
+  }
+
+  /**
+   * Serializes once per (message type, event) — `key` is the bus payload, null when the message
+   * is specific to this connection — then pushes. A record that fails its schema is skipped.
+   */
+  #deliver(conn: FeedConnection, type: string, key: object | null, build: () => string): void {
+    let cache = this.#serialized.get(type);
+    if (!cache) {
+      cache = new WeakMap();
+      this.#serialized.set(type, cache);
+    }
+    let message = key ? cache.get(key) : undefined;
+    if (message === undefined) {
+      try {
+        message = build();
+      } catch (err) {
+        this.#onError(err);
+        return;
+      }
+      if (key) cache.set(key, message);
+    }
+    conn.push(message);
+  }
+
+  #count(conn: FeedConnection, reason: DropReason): void {
+    this.#counters.inc(FEED_DROPPED_COUNTER, { feed: conn.feed, reason });
+    this.emit('dropped', conn.feed, conn.client.tenantId, reason);
+  }
+}
+
+// --- Fastify wiring --------------------------------------------------------------------------
+
+const BEARER_PROTOCOL = 'bearer';
+
+function offeredProtocols(header: string | string[] | undefined): string[] {
+  const raw = Array.isArray(header) ? header.join(',') : (header ?? '');
+  return raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
+}
+
+/** The token an upgrade request carries where a browser can put one, or null. */
+export function upgradeToken(request: FastifyRequest): string | null {
+  const protocols = offeredProtocols(request.headers['sec-websocket-protocol']);
+  const at = protocols.indexOf(BEARER_PROTOCOL);
+  const fromProtocol = at >= 0 ? protocols[at + 1] : undefined;
+  if (fromProtocol !== undefined) return fromProtocol;
+  const query: unknown = request.query;
+  if (typeof query === 'object' && query !== null && 'access_token' in query) {
+    const token = query.access_token;
+    if (typeof token === 'string' && token.length > 0) return token;
+  }
+  return null;
+}
+
+/** When the access token in `Authorization` expires (epoch ms); null for tokens that are not JWTs. */
+export function accessTokenExpiry(request: FastifyRequest): number | null {
+  const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+  if (token === undefined) return null;
+  try {
+    const { exp } = decodeJwt(token);
+    return typeof exp === 'number' ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    feeds: FeedHub;
+  }
+}
+
+/**
+ * Registers @fastify/websocket, the token lift and the hub (`app.feeds`). Call it BEFORE the
+ * guard is registered: the lift is an onRequest hook and must run before the guard's.
+ */
+export async function registerFeedTransport(app: FastifyInstance, limits: Partial<FeedLimits> = {}): Promise<void> {
+  const hub = new FeedHub({
+    bus: app.bus,
+    counters: app.counters,
+    clock: app.clock,
+    limits,
+    onError: (err) => app.log.error({ err }, 'feed message could not be built'),
+  });
+  await app.register(fastifyWebsocket, {
+    options: {
+      // Select 'bearer' and never echo the token back as the chosen subprotocol.
+      handleProtocols: (protocols) => (protocols.has(BEARER_PROTOCOL) ? BEARER_PROTOCOL : false),
+      // Feed clients only receive; a large inbound frame is a mistake or an attack.
+      maxPayload: 4096,
+      perMessageDeflate: false,
+    },
+    errorHandler: (err, socket, request) => {
+      request.log.info({ err }, 'feed socket error');
+      socket.terminate();
+    },
+    // Replaces the plugin's default (a bare close, code 1005): clients learn it is a shutdown
+    // (1001), and a stalled socket holds the HTTP server's close (which waits for upgraded
+    // sockets too) for at most closeGraceMs.
+    preClose: async () => {
+      hub.stop();
+      for (const socket of app.websocketServer.clients) {
+        if (socket.readyState === socket.OPEN) socket.close(FEED_CLOSE.shuttingDown, 'server shutting down');
+      }
+      app.websocketServer.close();
+    },
+  });
+  // Registered after @fastify/websocket's own onRequest hook, which sets `request.ws`.
+  app.addHook('onRequest', async (request) => {
+    if (!request.ws || request.headers.authorization !== undefined) return;
+    const token = upgradeToken(request);
+    if (token !== null) request.headers.authorization = `Bearer ${token}`;
+  });
+  app.decorate('feeds', hub);
+  app.addHook('onReady', async () => hub.start());
+}

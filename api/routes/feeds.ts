@@ -1,0 +1,106 @@
+/**
+ * The live feeds (WebSocket). Both need 'feeds:read' and a tenant: the guard authenticates the
+ * upgrade request (bearer header, `Sec-WebSocket-Protocol: bearer, <token>` or `?access_token=`,
+ * see api/feeds.ts) and refuses it with 401/403 before any handshake. Every message is JSON
+ * `{type, data}`; the first one is `{type: 'ready', data: {feed, tenant_id, …}}`.
+ *
+ * - `GET /ws/alerts`: `alert.opened` / `alert.updated` (data: Alert) and `remediation`
+ *   (data: Command, on every lifecycle step) of the caller's tenant.
+ * - `GET /api/v1/stream`: `usage.decided` (data: {tower_id, records: UsageRecord[]}), one message
+ *   per stored batch, only the records matching `?device_id=` / `?effect=` when given.
+ *
+ * A plain HTTP GET answers 400 BAD_REQUEST (with `Upgrade: websocket`).
+ * Close codes: 1001 shutdown, 1013 slow consumer (reconnect and catch up over REST), 4401 token
+ * expired, 4403 not a tenant user, 4429 too many feed connections for the tenant.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { createError } from '../../shared/errors.js';
+import { EffectSchema } from '../../shared/mqtt/payloads.js';
+import { principalOf } from '../auth/guard.js';
+import { FEED_CLOSE, accessTokenExpiry } from '../feeds.js';
+import { IdSchema, errorResponses } from '../schemas/common.js';
+
+export interface FeedRoutesOptions {
+  /** Where the REST API is mounted (`/api/v1`): the usage stream lives under it. */
+  apiPrefix: string;
+}
+
+const access_token = z
+  .string()
+  .min(1)
+  .optional()
+  .describe('access token, for clients that cannot set headers (prefer Sec-WebSocket-Protocol: bearer, <token>)');
+
+const FEED_DOC =
+  'WebSocket only (a plain GET answers 400). Authenticate with `Sec-WebSocket-Protocol: bearer, <token>` ' +
+  '(the server selects `bearer`), `?access_token=` or `Authorization: Bearer`; an API key needs the ' +
+  "'feeds:read' scope. Messages are JSON `{type, data}`, the first `{type: 'ready'}`. Close codes: 1001 " +
+  'shutdown, 1013 slow consumer, 4401 token expired, 4403 not a tenant caller, 4429 too many connections.';
+
+const AlertsFeedQuery = z.object({ access_token });
+const StreamQuery = z.object({
+  access_token,
+  device_id: IdSchema.optional().describe('only records of this device'),
+  effect: EffectSchema.optional().describe('only allowed or only denied records'),
+});
+
+/** A plain HTTP request reached a feed: say what it is instead of an empty 404. */
+async function upgradeRequired(_request: FastifyRequest, reply: FastifyReply): Promise<never> {
+  reply.header('upgrade', 'websocket');
+  throw createError('BAD_REQUEST', 'this is a WebSocket endpoint: connect with an Upgrade: websocket request');
+}
+
+export const feedRoutes: FastifyPluginAsyncZod<FeedRoutesOptions> = async (app, opts) => {
+  // `wsHandler` + `handler` (rather than `websocket: true`) so a non-upgrade request gets the
+  // API's error body, and the feeds stay listed in the OpenAPI document.
+  app.route({
+    method: 'GET',
+    url: '/ws/alerts',
+    config: { permission: 'feeds:read' },
+    schema: {
+      summary: 'Live alerts and remediations of the caller’s tenant (WebSocket)',
+      description: FEED_DOC,
+      tags: ['feeds'],
+      querystring: AlertsFeedQuery,
+      response: errorResponses,
+    },
+    handler: upgradeRequired,
+    wsHandler: (socket, request) => {
+      const { tenantId } = principalOf(request);
+      if (tenantId === null) {
+        socket.close(FEED_CLOSE.forbidden, 'feeds are tenant data');
+        return;
+      }
+      app.feeds.openAlerts(socket, { tenantId, expiresAt: accessTokenExpiry(request) });
+    },
+  });
+
+  app.route({
+    method: 'GET',
+    url: `${opts.apiPrefix}/stream`,
+    config: { permission: 'feeds:read' },
+    schema: {
+      summary: 'Live decided usage of the caller’s tenant (WebSocket)',
+      description: FEED_DOC,
+      tags: ['feeds'],
+      querystring: StreamQuery,
+      response: errorResponses,
+    },
+    handler: upgradeRequired,
+    wsHandler: (socket, request) => {
+      const { tenantId } = principalOf(request);
+      if (tenantId === null) {
+        socket.close(FEED_CLOSE.forbidden, 'feeds are tenant data');
+        return;
+      }
+      const { device_id, effect } = request.query;
+      app.feeds.openStream(
+        socket,
+        { tenantId, expiresAt: accessTokenExpiry(request) },
+        { ...(device_id !== undefined && { device_id }), ...(effect !== undefined && { effect }) },
+      );
+    },
+  });
+};
