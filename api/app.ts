@@ -4,7 +4,7 @@
  */
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type RouteOptions } from 'fastify';
 import {
   createJsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -13,11 +13,16 @@ import {
 } from 'fastify-type-provider-zod';
 import { decoyHash } from '../shared/auth/passwords.js';
 import { createIdFactory } from '../shared/ids.js';
+import { registerAuditTrail } from './audit.js';
 import { registerGuard } from './auth/guard.js';
+import { LoginThrottle } from './auth/login-throttle.js';
 import { authRoutes } from './auth/routes.js';
 import { SessionService } from './auth/sessions.js';
 import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
+import { registerFeedTransport } from './feeds.js';
+import { DEFAULT_REQUESTS_PER_MIN, RequestRateLimits } from './rate-limit.js';
+import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';
 import { systemRoutes } from './routes/system.js';
 import type { ApiDeps } from './types.js';
@@ -27,6 +32,12 @@ export type { ApiDeps, Principal, Readiness } from './types.js';
 export const API_PREFIX = '/api/v1';
 /** Request bodies are small JSON documents; anything bigger is a mistake or an attack. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
+
+/** Every route of each built app, as registered: the suites that walk the whole API read it. */
+const routeRegistry = new WeakMap<FastifyInstance, RouteOptions[]>();
+export function registeredRoutes(app: FastifyInstance): readonly RouteOptions[] {
+  return routeRegistry.get(app) ?? [];
+}
 
 /** Groups operations in the docs by their first path segment (/api/v1/devices/… → devices). */
 function tagRoute(route: RouteOptions): void {
@@ -60,9 +71,24 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     deps.logger.bindings().module === 'api' ? deps.logger : deps.logger.child({ module: 'api' });
   const app = Fastify({
     loggerInstance: logger,
+    // Fastify's own request lines would log `?access_token=` (WebSocket feeds); ours redact it.
+    logController: new LogController({ disableRequestLogging: true }),
+    // The router refuses some requests before any hook runs (malformed %-encoding, over-long
+    // params): answer them in the same error shape as everything else.
+    frameworkErrors: (error, _request, reply) => {
+      const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+      void (reply as FastifyReply).code(status).send({ error: { code: 'BAD_REQUEST', message: error.message } });
+    },
     bodyLimit: BODY_LIMIT_BYTES,
     // Ids are case-sensitive and a trailing slash is the same resource.
     routerOptions: { ignoreTrailingSlash: true },
+  });
+  // One line per request, with access tokens in query strings (WebSocket feeds) redacted.
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      { method: request.method, url: request.url.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]'), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request completed',
+    );
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -88,11 +114,19 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     }),
   );
 
+  app.decorate('loginThrottle', new LoginThrottle(now));
+
   acceptEmptyJsonOnBodilessMethods(app);
   registerErrorHandling(app);
-  registerGuard(app);
+  // Before the guard: it lifts a WebSocket client's token into Authorization for the guard to check.
+  await registerFeedTransport(app);
+  registerGuard(app, new RequestRateLimits(deps.config.rate_limit_per_min ?? DEFAULT_REQUESTS_PER_MIN, now));
   registerEtags(app);
+  registerAuditTrail(app, { prefix: API_PREFIX });
   app.addHook('onRoute', tagRoute);
+  const routes: RouteOptions[] = [];
+  routeRegistry.set(app, routes);
+  app.addHook('onRoute', (route) => void routes.push(route));
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -103,7 +137,14 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
         version: '1.0.0',
       },
       components: {
-        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'An access JWT from /auth/login, or a tenant API key (epk_…); a key may also be sent as `x-api-key`.',
+          },
+        },
       },
     },
     transform: createJsonSchemaTransform({ skipList: ['/docs', '/docs/', '/docs/json', '/docs/yaml', '/docs/*'] }),
@@ -116,5 +157,6 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
   await app.register(authRoutes, { prefix: API_PREFIX });
   await app.register(apiRoutes, { prefix: API_PREFIX, config: deps.config });
+  await app.register(feedRoutes, { apiPrefix: API_PREFIX });
   return app;
 }

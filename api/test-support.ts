@@ -31,6 +31,8 @@ export interface HarnessOptions {
   readiness?: () => Promise<Readiness>;
   /** Lets a test add routes (e.g. one that throws) before the app is sealed. */
   beforeReady?: (app: FastifyInstance) => void;
+  /** Requests per minute per principal (the API's default when absent). */
+  rateLimitPerMin?: number;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -54,7 +56,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     bus,
     counters,
     logger: silentLogger(),
-    config: { access_token_ttl_s: 900, refresh_token_ttl_s: 3600, command_ttl_s: COMMAND_TTL_S },
+    config: {
+      access_token_ttl_s: 900,
+      refresh_token_ttl_s: 3600,
+      command_ttl_s: COMMAND_TTL_S,
+      ...(opts.rateLimitPerMin !== undefined && { rate_limit_per_min: opts.rateLimitPerMin }),
+    },
     now,
     ...(opts.readiness && { readiness: opts.readiness }),
   });
