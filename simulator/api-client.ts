@@ -27,10 +27,12 @@ export interface TokenPair {
 export class ApiClient {
   readonly baseUrl: string;
   #token: string | null;
+  readonly #maxRateLimitRetries: number;
 
-  constructor(baseUrl: string, token: string | null = null) {
+  constructor(baseUrl: string, token: string | null = null, opts: { maxRateLimitRetries?: number } = {}) {
     this.baseUrl = baseUrl.replace(/\/$/, '');
     this.#token = token;
+    this.#maxRateLimitRetries = opts.maxRateLimitRetries ?? 5;
   }
 
   /** Signs in and returns a client that sends the access token. */
@@ -60,7 +62,15 @@ export class ApiClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.#token) headers.authorization = `Bearer ${this.#token}`;
-    const res = await fetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    let res = await fetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    // Rate limited: wait as the server asks (bounded), then try again. Bulk provisioning against
+    // a deployment with the default per-principal limit is slow but succeeds.
+    for (let attempt = 0; res.status === 429 && attempt < this.#maxRateLimitRetries; attempt++) {
+      const waitS = Math.min(120, Math.max(1, Number(res.headers.get('retry-after') ?? '1') || 1));
+      await res.arrayBuffer();
+      await new Promise((r) => setTimeout(r, waitS * 1000));
+      res = await fetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    }
     const text = await res.text();
     let parsed: unknown = undefined;
     if (text) {

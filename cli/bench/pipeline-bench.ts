@@ -81,6 +81,8 @@ export async function benchPipeline(opts: { steps: number[]; stepSeconds: number
       '--log-level', 'info',
       // The bench offers far more than a real tower's rate; it measures the pipeline, not the limiter.
       '--mqtt-publish-rate', '100000', '--mqtt-publish-burst', '100000',
+      // Provisioning the bench world is hundreds of API calls in a few seconds.
+      '--rate-limit-per-min', '100000',
     ],
     (line) => {
       try {

@@ -55,6 +55,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const adminPassword = (flags.admin_password as string | undefined) ?? process.env.EDGEPLANE_ADMIN_PASSWORD ?? randomSecret(12);
   const config = loadConfig({
     log_level: 'warn',
+    // The demo provisions ~600 records through the API in seconds; the production default
+    // (100 requests/min per principal) would stretch that to minutes. Flags still override.
+    rate_limit_per_min: 100_000,
     data_dir: process.env.EDGEPLANE_DATA_DIR ? undefined : await mkdtemp(join(tmpdir(), 'edgeplane-demo-')),
     ...flags,
     admin_password: adminPassword,
