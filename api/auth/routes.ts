@@ -14,7 +14,10 @@ const TokenPairSchema = z
     token_type: z.literal('Bearer'),
     expires_in: z.number().int().describe('access token lifetime in seconds'),
   })
-  .meta({ id: 'TokenPair' });
+  .meta({
+    id: 'TokenPair',
+    example: { access_token: 'eyJhbGciOiJFZERTQSIsImtpZCI6IjAxSkdaNUE4In0.eyJzdWIiOiIwMUpHWjYwRzZKMEs0TDhNMk42UDBRNFI4UyJ9.c2lnbmF0dXJl', refresh_token: 'rt_4f9c2b7e8a1d4e6f9b0c3a5d7e9f1b2c', token_type: 'Bearer', expires_in: 900 },
+  });
 
 const LoginBody = z
   .strictObject({

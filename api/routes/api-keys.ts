@@ -25,7 +25,21 @@ export const ApiKeySchema = z
     revoked_at: EpochMsSchema.nullable(),
     expires_at: EpochMsSchema.nullable(),
   })
-  .meta({ id: 'ApiKey' });
+  .meta({
+    id: 'ApiKey',
+    example: {
+      id: '01JGZ61H7K1L5M9N3P7Q1R5S9T',
+      tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA',
+      name: 'siem_export',
+      prefix: 'ep_live_7Qx2',
+      scopes: ['devices:read', 'usage:read'],
+      created_by: '01JGZ60G6J0K4L8M2N6P0Q4R8S',
+      created_at: 1767225600000,
+      last_used_at: 1767229200000,
+      revoked_at: null,
+      expires_at: 1774998000000,
+    } satisfies ApiKey,
+  });
 
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Assert<T extends true> = T;
@@ -57,7 +71,10 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
           'Use it as `Authorization: Bearer epk_…` or `x-api-key: epk_…`. A key acts in the tenant ' +
           'with exactly its scopes; 400 naming body.scopes.N for a scope the creator may not delegate.',
         body: CreateApiKeyBody,
-        response: { 201: z.object({ api_key: ApiKeySchema, key: z.string() }), ...errorResponses },
+        response: {
+          201: z.object({ api_key: ApiKeySchema, key: z.string().meta({ example: 'ep_live_7Qx2f8Kd1mVb9sLw4nRt6yHc3jZa0pUe' }) }),
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {

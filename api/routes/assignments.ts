@@ -9,8 +9,12 @@ import { tenantIdOf } from '../auth/guard.js';
 import { IdSchema, NoContent, errorResponses, existed, referenceNotFound } from '../schemas/common.js';
 import { PolicySchema, RoleSchema } from '../schemas/records.js';
 
-const UserRoleBody = z.strictObject({ user_id: IdSchema, role_id: IdSchema });
-const RolePolicyBody = z.strictObject({ role_id: IdSchema, policy_id: IdSchema });
+const UserRoleBody = z
+  .strictObject({ user_id: IdSchema, role_id: IdSchema })
+  .meta({ example: { user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', role_id: '01JGZ5S0K4H8D2F6G1J3L5N7QR' } });
+const RolePolicyBody = z
+  .strictObject({ role_id: IdSchema, policy_id: IdSchema })
+  .meta({ example: { role_id: '01JGZ5S0K4H8D2F6G1J3L5N7QR', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD' } });
 
 export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
@@ -21,7 +25,9 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Assign a role to a device user (idempotent)',
         body: UserRoleBody,
         response: {
-          200: z.object({ user_id: z.string(), role_id: z.string(), assigned: z.boolean().describe('false when it already was') }),
+          200: z
+            .object({ user_id: z.string(), role_id: z.string(), assigned: z.boolean().describe('false when it already was') })
+            .meta({ example: { user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', role_id: '01JGZ5S0K4H8D2F6G1J3L5N7QR', assigned: true } }),
           ...errorResponses,
         },
       },
@@ -79,7 +85,9 @@ export const assignmentRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Assign a policy to a role (idempotent)',
         body: RolePolicyBody,
         response: {
-          200: z.object({ role_id: z.string(), policy_id: z.string(), assigned: z.boolean().describe('false when it already was') }),
+          200: z
+            .object({ role_id: z.string(), policy_id: z.string(), assigned: z.boolean().describe('false when it already was') })
+            .meta({ example: { role_id: '01JGZ5S0K4H8D2F6G1J3L5N7QR', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', assigned: true } }),
           ...errorResponses,
         },
       },

@@ -20,6 +20,7 @@ import {
   invalidField,
   listQuery,
   paginate,
+  sortQuery,
 } from '../schemas/common.js';
 
 const ACTOR_KINDS = ['console_user', 'api_key', 'system'] as const;
@@ -43,7 +44,27 @@ export const AuditRecordSchema = z
     after: z.unknown().describe('the resource after the change (secrets redacted)'),
     at: EpochMsSchema,
   })
-  .meta({ id: 'AuditRecord' });
+  .meta({
+    id: 'AuditRecord',
+    example: {
+      id: '01JGZ63K9N3P7Q1R5S9T3V7W1X',
+      tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA',
+      actor_kind: 'console_user',
+      actor_id: '01JGZ60G6J0K4L8M2N6P0Q4R8S',
+      actor_label: 'owner@acme.example',
+      action: 'devices.create',
+      resource_type: 'device',
+      resource_id: 'imei-356938035643809',
+      method: 'POST',
+      path: '/api/v1/devices',
+      status_code: 201,
+      ip: '203.0.113.7',
+      user_agent: 'edgeplane-cli/0.1.0',
+      before: null,
+      after: { id: 'imei-356938035643809', name: 'ada_phone', os: 'android' },
+      at: 1767225600000,
+    },
+  });
 
 const EpochQuery = z.coerce.number().int().min(0).max(8_640_000_000_000_000);
 const AuditQuery = listQuery({
@@ -54,6 +75,7 @@ const AuditQuery = listQuery({
   resource_id: IdSchema.optional(),
   since: EpochQuery.optional().describe('epoch ms, inclusive'),
   until: EpochQuery.optional().describe('epoch ms, exclusive'),
+  ...sortQuery(['at']),
   ...exportQueryFields,
 });
 

@@ -8,7 +8,7 @@ import { CatalogKey } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
 import { ActionSchema, AppSchema } from '../schemas/records.js';
 
 export interface CatalogRoutesOptions {
@@ -47,7 +47,7 @@ export const catalogRoutes: FastifyPluginAsyncZod<CatalogRoutesOptions> = async 
     `/${kind}`,
     {
       config: { permission: 'catalog:read' },
-      schema: { summary: `List the ${one} catalogue`, querystring: ListQuery, response: { 200: ListReply, ...errorResponses } },
+      schema: { summary: `List the ${one} catalogue`, querystring: ListQuery.extend(sortQuery(['key'])), response: { 200: ListReply, ...errorResponses } },
     },
     async (request) => {
       const tenantId = tenantIdOf(request);

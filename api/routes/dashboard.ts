@@ -4,12 +4,13 @@ import { z } from 'zod';
 import { audit } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
-import { IdParams, IdSchema, NextCursor, errorResponses, found, listQuery, paginate } from '../schemas/common.js';
+import { IdParams, IdSchema, NextCursor, errorResponses, found, listQuery, paginate, sortQuery } from '../schemas/common.js';
 import { AlertSchema, DashboardMetricsSchema } from '../schemas/records.js';
 
 const AlertsQuery = listQuery({
   status: z.enum(['open', 'acknowledged', 'resolved']).optional(),
   device_id: IdSchema.optional(),
+  ...sortQuery(['last_seen', 'count', 'severity', 'first_seen']),
   ...exportQueryFields,
 });
 

@@ -19,6 +19,7 @@ import {
   found,
   listQuery,
   paginate,
+  sortQuery,
 } from '../schemas/common.js';
 import { DeviceSchema, DiscoveredDeviceSchema } from '../schemas/records.js';
 
@@ -70,7 +71,7 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'devices:read' },
       schema: {
         summary: 'List registered devices (filter by user_id)',
-        querystring: listQuery({ user_id: IdSchema.optional() }),
+        querystring: listQuery({ user_id: IdSchema.optional(), ...sortQuery(['name', 'created_at', 'updated_at']) }),
         response: { 200: z.object({ devices: z.array(DeviceSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },

@@ -21,6 +21,7 @@ import {
   listQuery,
   paginate,
   referenceNotFound,
+  sortQuery,
 } from '../schemas/common.js';
 import { PolicySchema } from '../schemas/records.js';
 
@@ -42,6 +43,7 @@ const PolicyReply = z.object({ policy: PolicySchema });
 const PoliciesQuery = listQuery({
   user_id: IdSchema.optional().describe('only policies reaching this device user through its roles'),
   role_id: IdSchema.optional().describe('only policies assigned to this role'),
+  ...sortQuery(['name', 'created_at']),
 });
 
 const PolicyListReply = z.union([

@@ -24,6 +24,7 @@ import {
   invalidField,
   listQuery,
   paginate,
+  sortQuery,
 } from '../schemas/common.js';
 import { PolicyRuleSchema, RemediationTypeSchema } from '../schemas/records.js';
 
@@ -81,7 +82,7 @@ const PatchRuleBody = z.strictObject({
   escalation: fields.escalation.optional(),
 });
 const RuleReply = z.object({ rule: PolicyRuleSchema });
-const RulesQuery = listQuery({ policy_id: IdSchema.optional(), role_id: IdSchema.optional() });
+const RulesQuery = listQuery({ policy_id: IdSchema.optional(), role_id: IdSchema.optional(), ...sortQuery(['created_at']) });
 
 type CatalogList = (tenantId: string, opts: ListOptions) => Promise<Page<{ key: string }>>;
 

@@ -20,6 +20,7 @@ import {
   listQuery,
   paginate,
   referenceNotFound,
+  sortQuery,
 } from '../schemas/common.js';
 import { CommandEventSchema, CommandRecordSchema } from '../schemas/records.js';
 import type { Principal } from '../types.js';
@@ -56,6 +57,7 @@ const RemedialActionsQuery = listQuery({
   status: z.enum(['pending', 'delivered', 'applied', 'failed', 'expired']).optional(),
   device_id: TopicId.optional(),
   tower_id: TopicId.optional(),
+  ...sortQuery(['created_at', 'updated_at', 'status']),
 });
 
 const TAGS = ['remediation'];

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
 import { RoleSchema } from '../schemas/records.js';
 
 const fields = {
@@ -35,7 +35,7 @@ export const roleRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'roles:read' },
       schema: {
         summary: 'List roles',
-        querystring: ListQuery,
+        querystring: ListQuery.extend(sortQuery(['name', 'created_at'])),
         response: { 200: z.object({ roles: z.array(RoleSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },

@@ -12,7 +12,7 @@ import { createError } from '../../shared/errors.js';
 import { EffectSchema, TopicId } from '../../shared/mqtt/payloads.js';
 import { audit, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate, sortQuery } from '../schemas/common.js';
 import { ConsoleUserSchema, TenantSchema } from '../schemas/records.js';
 import { PlanReply } from './plans.js';
 
@@ -102,7 +102,7 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'tenants:read' },
       schema: {
         summary: 'List tenants',
-        querystring: ListQuery,
+        querystring: ListQuery.extend(sortQuery(['name', 'created_at'])),
         response: { 200: z.object({ tenants: z.array(TenantSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },

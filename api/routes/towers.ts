@@ -9,7 +9,7 @@ import type { Page, Store } from '../../shared/store/port.js';
 import type { Tower } from '../../shared/domain.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { principalOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
 import { TowerSchema } from '../schemas/records.js';
 import type { Principal } from '../types.js';
 
@@ -71,7 +71,7 @@ export const towerRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'towers:read' },
       schema: {
         summary: 'List towers (tenant users: those where their devices were seen)',
-        querystring: ListQuery,
+        querystring: ListQuery.extend(sortQuery(['name', 'last_seen', 'state'])),
         response: { 200: z.object({ towers: z.array(TowerSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },

@@ -9,7 +9,7 @@ import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import { audit } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
-import { IdSchema, NextCursor, errorResponses, listQuery, paginate } from '../schemas/common.js';
+import { IdSchema, NextCursor, errorResponses, listQuery, paginate, sortQuery } from '../schemas/common.js';
 import { UsageRecordSchema } from '../schemas/records.js';
 
 const UsageQuery = listQuery({
@@ -17,6 +17,7 @@ const UsageQuery = listQuery({
   device_id: IdSchema.optional(),
   effect: EffectSchema.optional(),
   tower_id: IdSchema.optional(),
+  ...sortQuery(['ts', 'received_at']),
   ...exportQueryFields,
 });
 

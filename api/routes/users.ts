@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
 import { UserSchema } from '../schemas/records.js';
 
 const fields = {
@@ -35,7 +35,7 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'users:read' },
       schema: {
         summary: 'List device users',
-        querystring: ListQuery,
+        querystring: ListQuery.extend(sortQuery(['name', 'created_at'])),
         response: { 200: z.object({ users: z.array(UserSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },

@@ -35,7 +35,18 @@ const WebhookSchema = z
     created_at: EpochMsSchema,
     updated_at: EpochMsSchema,
   })
-  .meta({ id: 'Webhook' });
+  .meta({
+    id: 'Webhook',
+    example: {
+      id: '01JGZ62J8M2N6P0Q4R8S2T6V0W',
+      tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA',
+      url: 'https://hooks.example.com/edgeplane',
+      events: ['alert.opened', 'command.updated'],
+      enabled: true,
+      created_at: 1767225600000,
+      updated_at: 1767229200000,
+    },
+  });
 
 const WebhookDeliverySchema = z
   .object({
@@ -73,7 +84,10 @@ const WebhookReply = z.object({ webhook: WebhookSchema });
 const CreatedWebhookReply = z
   .object({
     webhook: WebhookSchema,
-    secret: z.string().describe('signing secret, shown once: HMAC-SHA256 key of x-edgeplane-signature'),
+    secret: z
+      .string()
+      .describe('signing secret, shown once: HMAC-SHA256 key of x-edgeplane-signature')
+      .meta({ example: 'whsec_9b2f6e1a7c4d8e0f3a5b7c9d1e2f4a6b' }),
   })
   .meta({ id: 'CreatedWebhook' });
 

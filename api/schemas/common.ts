@@ -50,6 +50,26 @@ export function listQuery<S extends z.ZodRawShape>(filters: S) {
   return ListQuery.extend(filters);
 }
 
+/**
+ * The `sort` query field for a list whose store declares `fields` sortable: `sort=<field>`
+ * ascending or `sort=-<field>` descending. Spread it into a list query schema.
+ */
+export function sortQuery<const F extends string>(fields: readonly [F, ...F[]]) {
+  const values = [...fields, ...fields.map((f) => `-${f}` as const)] as [F | `-${F}`, ...Array<F | `-${F}`>];
+  return {
+    sort: z
+      .enum(values)
+      .optional()
+      .describe(`sort by ${fields.join(', ')}; prefix with - for descending (the cursor is tied to the sort)`),
+  };
+}
+
+/** Parses a validated `sort` query value into the store's sort option. */
+export function toSort(sort: string | undefined): ListOptions['sort'] {
+  if (sort === undefined) return undefined;
+  return sort.startsWith('-') ? { field: sort.slice(1), dir: 'desc' } : { field: sort, dir: 'asc' };
+}
+
 export const NextCursor = z.string().nullable();
 
 /**
@@ -57,21 +77,22 @@ export const NextCursor = z.string().nullable();
  * keyset reads, and page numbers are capped).
  */
 export async function paginate<T>(
-  q: ListQueryT,
+  q: ListQueryT & { sort?: string | undefined },
   fetch: (opts: ListOptions) => Promise<Page<T>>,
 ): Promise<Page<T>> {
+  const sort = toSort(q.sort);
   if (q.cursor !== undefined && q.page !== undefined) {
     invalidField('query.page', 'give either cursor or page, not both');
   }
   let cursor: string | null = q.cursor ?? null;
   if (q.cursor === undefined && q.page !== undefined) {
     for (let p = 1; p < q.page; p++) {
-      const prev = await fetch({ limit: q.limit, cursor });
+      const prev = await fetch({ limit: q.limit, cursor, ...(sort !== undefined && { sort }) });
       if (prev.next_cursor === null) return { items: [], next_cursor: null };
       cursor = prev.next_cursor;
     }
   }
-  return fetch({ limit: q.limit, cursor });
+  return fetch({ limit: q.limit, cursor, ...(sort !== undefined && { sort }) });
 }
 
 /** Turns a store miss into a 404 naming what was looked up. */

@@ -44,7 +44,10 @@ export const TenantSchema = z
     audit_retention_days: z.number().int().describe('audit records older than this are purged'),
     ...ts,
   })
-  .meta({ id: 'Tenant' });
+  .meta({
+    id: 'Tenant',
+    example: { id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', name: 'Acme', plan_id: 'premium', default_effect: 'allow', policy_version: 7, alert_window_s: 300, audit_retention_days: 365, created_at: 1767225600000, updated_at: 1767229200000 } satisfies Tenant,
+  });
 
 export const ConsoleUserSchema = z
   .object({
@@ -58,11 +61,17 @@ export const ConsoleUserSchema = z
 
 export const UserSchema = z
   .object({ id: z.string(), tenant_id: z.string(), name: z.string(), email: z.string().nullable(), ...ts })
-  .meta({ id: 'User' });
+  .meta({
+    id: 'User',
+    example: { id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', name: 'Ada Lovelace', email: 'ada@acme.example', created_at: 1767225600000, updated_at: 1767229200000 } satisfies User,
+  });
 
 export const RoleSchema = z
   .object({ id: z.string(), tenant_id: z.string(), name: z.string(), description: z.string().nullable(), ...ts })
-  .meta({ id: 'Role' });
+  .meta({
+    id: 'Role',
+    example: { id: '01JGZ5S0K4H8D2F6G1J3L5N7QR', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', name: 'field_engineer', description: 'Engineers working on site', created_at: 1767225600000, updated_at: 1767229200000 } satisfies Role,
+  });
 
 export const PolicySchema = z
   .object({
@@ -73,17 +82,26 @@ export const PolicySchema = z
     severity: SeveritySchema,
     ...ts,
   })
-  .meta({ id: 'Policy' });
+  .meta({
+    id: 'Policy',
+    example: { id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', name: 'no_file_uploads', description: 'Block uploads to consumer file sharing', severity: 'high', created_at: 1767225600000, updated_at: 1767229200000 } satisfies Policy,
+  });
 
 export const RemediationTypeSchema = z.enum(['block_device', 'block_app', 'quarantine', 'throttle', 'notify']);
 
 export const RemediationSchema = z
   .object({ type: RemediationTypeSchema, duration_s: z.number().int() })
-  .meta({ id: 'Remediation' });
+  .meta({
+    id: 'Remediation',
+    example: { type: 'block_app', duration_s: 3600 } satisfies Remediation,
+  });
 
 export const EscalationSchema = z
   .object({ threshold: z.number().int(), window_s: z.number().int(), remediation: RemediationSchema })
-  .meta({ id: 'Escalation' });
+  .meta({
+    id: 'Escalation',
+    example: { threshold: 3, window_s: 600, remediation: { type: 'quarantine', duration_s: 86400 } } satisfies Escalation,
+  });
 
 export const PolicyRuleSchema = z
   .object({
@@ -98,7 +116,10 @@ export const PolicyRuleSchema = z
     escalation: EscalationSchema.nullable(),
     ...ts,
   })
-  .meta({ id: 'PolicyRule' });
+  .meta({
+    id: 'PolicyRule',
+    example: { id: '01JGZ5VA1S5D9F3G7H1J5K9L3M', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', role_id: null, app: 'dropbox', action: 'upload_file', permission: 'deny', remediation: { type: 'block_app', duration_s: 3600 }, escalation: { threshold: 3, window_s: 600, remediation: { type: 'quarantine', duration_s: 86400 } }, created_at: 1767225600000, updated_at: 1767229200000 } satisfies PolicyRule,
+  });
 
 const catalogShape = { id: z.string(), tenant_id: z.string(), key: z.string(), name: z.string(), ...ts };
 export const AppSchema = z.object(catalogShape).meta({ id: 'App' });
@@ -113,7 +134,10 @@ export const DeviceSchema = z
     os: z.string().nullable(),
     ...ts,
   })
-  .meta({ id: 'Device' });
+  .meta({
+    id: 'Device',
+    example: { id: 'imei-356938035643809', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', name: 'ada_phone', os: 'android', created_at: 1767225600000, updated_at: 1767229200000 } satisfies Device,
+  });
 
 export const DiscoveredDeviceSchema = z
   .object({
@@ -129,7 +153,10 @@ export const DiscoveredDeviceSchema = z
 
 export const CarrierSchema = z
   .object({ id: z.string(), name: z.string(), mcc_mnc: z.string().nullable(), ...ts })
-  .meta({ id: 'Carrier' });
+  .meta({
+    id: 'Carrier',
+    example: { id: '01JGZ5WC8E2R6T0Y4U8I2O6P0A', name: 'Orange France', mcc_mnc: '20801', created_at: 1767225600000, updated_at: 1767229200000 } satisfies Carrier,
+  });
 
 export const TowerSchema = z
   .object({
@@ -143,7 +170,10 @@ export const TowerSchema = z
     last_seen: EpochMsSchema.nullable(),
     ...ts,
   })
-  .meta({ id: 'Tower' });
+  .meta({
+    id: 'Tower',
+    example: { id: 'twr-paris-001', name: 'Paris Nord', lat: 48.88, lon: 2.355, radius_m: 1500, state: 'online', agent_version: '1.4.2', last_seen: 1767229140000, created_at: 1767225600000, updated_at: 1767229200000 } satisfies Tower,
+  });
 
 export const TowerCredentialSchema = z
   .object({
@@ -174,7 +204,10 @@ export const UsageRecordSchema = z
     policy_id: z.string().nullable(),
     policy_version: z.number().int(),
   })
-  .meta({ id: 'UsageRecord' });
+  .meta({
+    id: 'UsageRecord',
+    example: { id: '01JGZ5XD3F7G1H5J9K3L7M1N5P', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', tower_id: 'twr-paris-001', batch_id: '01JGZ5XD2A6B0C4D8E2F6G0H4J', device_id: 'imei-356938035643809', user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', app: 'dropbox', action: 'upload_file', bytes: 524288, ts: 1767229100000, received_at: 1767229101250, effect: 'deny', reason: 'rule', rule_id: '01JGZ5VA1S5D9F3G7H1J5K9L3M', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', policy_version: 7 } satisfies UsageRecord,
+  });
 
 export const AlertSchema = z
   .object({
@@ -193,7 +226,10 @@ export const AlertSchema = z
     last_seen: EpochMsSchema,
     status: z.enum(['open', 'acknowledged', 'resolved']),
   })
-  .meta({ id: 'Alert' });
+  .meta({
+    id: 'Alert',
+    example: { id: '01JGZ5YE4G8H2J6K0L4M8N2P6Q', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', device_id: 'imei-356938035643809', user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', rule_id: '01JGZ5VA1S5D9F3G7H1J5K9L3M', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', app: 'dropbox', action: 'upload_file', tower_id: 'twr-paris-001', severity: 'high', count: 3, first_seen: 1767229100000, last_seen: 1767229160000, status: 'open' } satisfies Alert,
+  });
 
 export const PlanSchema = z
   .object({
@@ -205,7 +241,10 @@ export const PlanSchema = z
     retention_days: z.number().int(),
     ...ts,
   })
-  .meta({ id: 'Plan' });
+  .meta({
+    id: 'Plan',
+    example: { id: 'premium', name: 'Premium', auto_remediation: true, max_devices: 10000, max_events_per_s: 2000, retention_days: 180, created_at: 1767225600000, updated_at: 1767229200000 } satisfies Plan,
+  });
 
 const CommandStatusSchema = z.enum(['pending', 'delivered', 'applied', 'failed', 'expired']);
 
@@ -230,7 +269,10 @@ export const CommandRecordSchema = z
     acked_at: EpochMsSchema.nullable(),
     ack_reason: z.string().nullable(),
   })
-  .meta({ id: 'Command' });
+  .meta({
+    id: 'Command',
+    example: { id: '01JGZ5ZF5H9J3K7L1M5N9P3Q7R', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', tower_id: 'twr-paris-001', device_id: 'imei-356938035643809', type: 'block_app', app: 'dropbox', duration_s: 3600, reason: 'exfiltration', source: 'manual', rule_id: null, issued_by: '01JGZ60G6J0K4L8M2N6P0Q4R8S', status: 'applied', attempts: 1, created_at: 1767225600000, updated_at: 1767229200000, expires_at: 1767226200000, delivered_at: 1767225601500, acked_at: 1767225602100, ack_reason: null } satisfies CommandRecord,
+  });
 
 export const CommandEventSchema = z
   .object({

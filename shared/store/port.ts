@@ -52,6 +52,15 @@ export interface ListOptions {
   limit?: number;
   /** Opaque cursor returned as `next_cursor` by the previous page. */
   cursor?: string | null;
+  /**
+   * Optional order. Each list declares its sortable fields (the SQLite adapter's SORTABLE table);
+   * without `sort` the list keeps its default order (by id). Sorted pages are keyset pages on
+   * (field, id) in `dir`, ties broken by id, NULL keys ordered below every value, and the cursor
+   * encodes the last row's sort key, so page boundaries stay stable. A cursor from a different
+   * sort (or from the unsorted order) fails VALIDATION_FAILED on field `cursor`; an unsupported
+   * field fails VALIDATION_FAILED on field `sort`.
+   */
+  sort?: { field: string; dir: 'asc' | 'desc' };
 }
 
 export interface Page<T> {

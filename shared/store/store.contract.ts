@@ -26,6 +26,7 @@ import { describePlanContract } from './contract/plans.js';
 import { describePlatformContract } from './contract/platform.js';
 import { describeCommandContract } from './contract/commands.js';
 import { describeRemediationRuleContract } from './contract/remediation-rules.js';
+import { describeSortingContract } from './contract/sorting.js';
 import { describeUsageContract } from './contract/usage.js';
 import { describeWebhookContract } from './contract/webhooks.js';
 
@@ -54,5 +55,6 @@ export function describeStoreContract(name: string, open: () => Promise<StoreCon
     describeWebhookContract(state);
     describeAuditContract(state);
     describeApiKeyContract(state);
+    describeSortingContract(state);
   });
 }

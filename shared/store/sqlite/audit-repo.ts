@@ -9,7 +9,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { AuditRecord } from '../../domain.js';
 import type { AuditFilter, ListOptions, Page, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
-import { pageRequest, toPage } from './cursor.js';
+import { SORTABLE, keyset } from './cursor.js';
 import type { TenantRefs } from './refs.js';
 
 /** before/after are JSON text on disk, under names that are not SQL keywords. */
@@ -136,7 +136,7 @@ function listAudit(
   tenantId: string | null,
   opts: (ListOptions & AuditFilter) | undefined,
 ): Page<AuditRecord> {
-  const { limit, after } = pageRequest(opts);
+  const plan = keyset(opts, SORTABLE['audit_records'] ?? {}, 'desc');
   const where: string[] = [];
   const params: Array<string | number> = [];
   if (tenantId === null) {
@@ -159,12 +159,12 @@ function listAudit(
     where.push('at < ?');
     params.push(opts.until);
   }
-  if (after !== null) {
-    where.push('id < ?');
-    params.push(after);
+  if (plan.where !== null) {
+    where.push(plan.where);
+    params.push(...plan.params);
   }
-  const sql = `SELECT ${COLUMN_LIST} FROM audit_records WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`;
-  params.push(limit + 1);
-  const page = toPage(ctx.stmt<Array<string | number>, AuditRow>(sql).all(...params), limit);
+  const sql = `SELECT ${COLUMN_LIST}${plan.select} FROM audit_records WHERE ${where.join(' AND ')} ORDER BY ${plan.orderBy} LIMIT ?`;
+  params.push(plan.limit + 1);
+  const page = plan.page(ctx.stmt<Array<string | number>, AuditRow>(sql).all(...params));
   return { items: page.items.map(toRecord), next_cursor: page.next_cursor };
 }

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { createError } from '../../errors.js';
 import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
-import { pageRequest, toPage } from './cursor.js';
+import { SORTABLE, keyset } from './cursor.js';
 
 export type Db = Database.Database;
 export type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
@@ -93,7 +93,7 @@ export class SqliteContext {
     opts: ListOptions | undefined,
     order: 'asc' | 'desc',
   ): Page<T> {
-    const { limit, after } = pageRequest(opts);
+    const plan = keyset(opts, SORTABLE[table] ?? {}, order);
     const where: string[] = [];
     const params: unknown[] = [];
     for (const [column, value] of Object.entries(filters)) {
@@ -105,15 +105,15 @@ export class SqliteContext {
         params.push(value);
       }
     }
-    if (after !== null) {
-      where.push(order === 'asc' ? 'id > ?' : 'id < ?');
-      params.push(after);
+    if (plan.where !== null) {
+      where.push(plan.where);
+      params.push(...plan.params);
     }
     const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
-    const sql = `SELECT ${columns} FROM ${table} ${clause} ORDER BY id ${order.toUpperCase()} LIMIT ?`;
-    params.push(limit + 1);
+    const sql = `SELECT ${columns}${plan.select} FROM ${table} ${clause} ORDER BY ${plan.orderBy} LIMIT ?`;
+    params.push(plan.limit + 1);
     const rows = this.stmt<unknown[], T>(sql).all(...params);
-    return toPage(rows, limit);
+    return plan.page(rows);
   }
 }
 

@@ -5,7 +5,7 @@ import type { Carrier, Tenant, Tower, TowerCredential } from '../../domain.js';
 import type { ListOptions, Page, Store, TowerCredentialRecord } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, notFound } from './context.js';
-import { pageRequest, toPage } from './cursor.js';
+import { type Sortable, keyset, pageRequest, toPage } from './cursor.js';
 import { EntityTable } from './entity-table.js';
 import { DEFAULT_AUDIT_RETENTION_DAYS } from './migration-3.js';
 import { DEFAULT_PLAN_ID } from './plan-repo.js';
@@ -147,13 +147,23 @@ export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
       return setStatus.run(status.state, status.agent_version, status.at, towerId).changes > 0;
     },
     async listSeenByTenant(tenantId, opts?: ListOptions): Promise<Page<Tower>> {
-      const { limit, after } = pageRequest(opts);
-      const rows =
-        after === null ? seenFirst.all(tenantId, limit + 1) : seenAfter.all(tenantId, after, limit + 1);
-      return toPage(rows, limit);
+      if (opts?.sort === undefined) {
+        const { limit, after } = pageRequest(opts);
+        const rows =
+          after === null ? seenFirst.all(tenantId, limit + 1) : seenAfter.all(tenantId, after, limit + 1);
+        return toPage(rows, limit);
+      }
+      const plan = keyset(opts, SEEN_SORTABLE, 'asc', 'tt.tower_id');
+      const sql = `SELECT ${cols}${plan.select} FROM tenant_towers tt JOIN towers t ON t.id = tt.tower_id
+        WHERE tt.tenant_id = ? ${plan.where === null ? '' : `AND ${plan.where}`}
+        ORDER BY ${plan.orderBy} LIMIT ?`;
+      return plan.page(ctx.stmt<Array<string | number>, Tower>(sql).all(tenantId, ...plan.params, plan.limit + 1));
     },
   };
 }
+
+/** The towers SORTABLE fields, qualified for the tenant_towers join. */
+const SEEN_SORTABLE: Sortable = { name: 't.name', last_seen: 't.last_seen', state: 't.state' };
 
 function seenByTenantSql(cols: string, withCursor: boolean): string {
   // tenant_towers is maintained by usage.recordBatch, which is also the only source of
