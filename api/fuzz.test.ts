@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { ConsoleRole } from '../shared/domain.js';
 import { registeredRoutes } from './app.js';
+import { mulberry32 } from '../simulator/prng.js';
 import { seedUsage } from './seed-usage.js';
 import {
   PLACEHOLDER_ID,
@@ -44,17 +45,7 @@ const SEED =
 // ---------------------------------------------------------------------------------------------
 // A small seeded generator.
 
-/** mulberry32: tiny, fast, good enough to spread test inputs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 function hash(text: string): number {
   let h = 2166136261;
