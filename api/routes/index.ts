@@ -14,13 +14,12 @@ import { planRoutes } from './plans.js';
 import { policyRoutes } from './policies.js';
 import { policyRuleRoutes } from './policy-rules.js';
 import { remediationRoutes } from './remediation.js';
-import { roleRoutes } from './roles.js';
 import { signingKeyRoutes } from './signing-keys.js';
 import { tenantRoutes } from './tenants.js';
 import { towerCredentialRoutes } from './tower-credentials.js';
 import { towerRoutes } from './towers.js';
 import { usageRoutes } from './usage.js';
-import { userRoutes } from './users.js';
+import { usersRolesRoutes } from './users-roles.js';
 import { webhookRoutes } from './webhooks.js';
 
 export interface ApiRoutesOptions {
@@ -31,8 +30,8 @@ export const apiRoutes: FastifyPluginAsync<ApiRoutesOptions> = async (app, opts)
   await app.register(tenantRoutes);
   await app.register(planRoutes);
   await app.register(consoleUserRoutes);
-  await app.register(userRoutes);
-  await app.register(roleRoutes);
+  await app.register(usersRolesRoutes, { kind: 'users' });
+  await app.register(usersRolesRoutes, { kind: 'roles' });
   await app.register(assignmentRoutes);
   await app.register(policyRoutes);
   await app.register(policyRuleRoutes);
