@@ -234,11 +234,18 @@ export interface RecordUsageInput {
   records: DecidedUsage[];
 }
 
+export type StoredDecision = Pick<UsageRecord, 'id' | 'effect' | 'reason' | 'rule_id' | 'policy_id' | 'policy_version'>;
+
 export interface RecordUsageResult {
   /** Events stored for the first time. */
   inserted: number;
   /** Events whose id was already stored (QoS 1 redelivery): nothing else is written for them. */
   duplicates: number;
+  /**
+   * For each duplicate, the decision stored the first time, in input order: a redelivered or
+   * re-processed batch is answered with what was decided and stored, even if the policy changed.
+   */
+  stored_decisions: StoredDecision[];
   /** Alerts created by this batch. */
   alerts_opened: Alert[];
   /** Existing alerts whose count/last_seen this batch bumped (final state). */
@@ -386,15 +393,28 @@ export interface Store {
   commands: {
     /** Creates the command as 'pending' and records that step. */
     create(input: CommandInput): Promise<CommandRecord>;
+    /**
+     * The same with a caller-chosen id, idempotent on it: when a command with this id already
+     * exists for the tenant it is returned unchanged with `created: false`. Lets a retried
+     * remediation (a redelivered job, a second worker) issue the same command exactly once.
+     */
+    createIfAbsent(input: CommandInput & { id: string }): Promise<{ command: CommandRecord; created: boolean }>;
     get(tenantId: string, id: string): Promise<CommandRecord | null>;
     list(
       tenantId: string,
       opts?: ListOptions & { status?: CommandStatus; device_id?: string; tower_id?: string },
     ): Promise<Page<CommandRecord>>;
-    /** Commands still pending or delivered (not acked, not expired) of every tenant: dispatcher restart. */
-    listOpen(): Promise<CommandRecord[]>;
-    /** A (re)send: attempts + 1, recorded as a 'published' step. */
-    markPublished(tenantId: string, id: string, at: number): Promise<CommandRecord | null>;
+    /**
+     * Commands still pending or delivered (not acked, not expired) of every tenant, oldest first:
+     * resuming after a restart, and a tower's pending commands when it comes back online.
+     */
+    listOpen(filter?: { tower_id?: string; status?: 'pending' | 'delivered' }): Promise<CommandRecord[]>;
+    /**
+     * A (re)send: attempts + 1, recorded as a 'published' step. With `ifAttempts`, only when the
+     * command's attempts still equal it (compare-and-set: two schedulers racing to resend the same
+     * attempt record one send); otherwise null, as for an unknown command.
+     */
+    markPublished(tenantId: string, id: string, at: number, opts?: { ifAttempts?: number }): Promise<CommandRecord | null>;
     /**
      * Moves the command to `status` and records the step. Only forward moves apply:
      * pending → delivered → applied|failed, and pending|delivered → expired. Anything else

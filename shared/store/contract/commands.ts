@@ -4,7 +4,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { CommandRecord, CommandStatus } from '../../domain.js';
 import type { CommandInput, Store } from '../port.js';
-import { expectError, ids, must, sortedIds, T0, walk, type ContractState } from './harness.js';
+import { eventId, expectError, ids, must, sortedIds, T0, walk, type ContractState } from './harness.js';
 
 const STATUSES: readonly CommandStatus[] = ['pending', 'delivered', 'applied', 'failed', 'expired'];
 
@@ -176,6 +176,54 @@ export function describeCommandContract(state: ContractState): void {
       expect((await store.commands.list(b)).items).toEqual([]);
       expect(await store.commands.get(a, c.id)).toEqual(c);
       expect(await store.commands.events(a, c.id)).toHaveLength(1);
+    });
+
+    it('creates a command with a chosen id once: a repeat returns it unchanged', async () => {
+      const a = (await store.tenants.create({ name: 'a' })).id;
+      const b = (await store.tenants.create({ name: 'b' })).id;
+      const id = eventId();
+      const first = await store.commands.createIfAbsent({ ...commandInput(a), id });
+      expect(first.created).toBe(true);
+      expect(first.command).toMatchObject({ id, tenant_id: a, status: 'pending', attempts: 0 });
+      await store.commands.markPublished(a, id, T0 + 1);
+      const again = await store.commands.createIfAbsent({ ...commandInput(a, { reason: 'different' }), id });
+      expect(again.created).toBe(false);
+      expect(again.command).toEqual(await store.commands.get(a, id));
+      expect(again.command.attempts).toBe(1);
+      expect(await store.commands.events(a, id)).toHaveLength(2);
+      // Another tenant's device is refused the same way as by create.
+      const device = await store.devices.create(b, { name: 'phone' });
+      await expectError(store.commands.createIfAbsent({ ...commandInput(a, { device_id: device.id }), id: eventId() }), 'NOT_FOUND', 'device');
+    });
+
+    it('records a publish only when attempts still match (compare-and-set)', async () => {
+      const t = (await store.tenants.create({ name: 'a' })).id;
+      const c = await store.commands.create(commandInput(t));
+      expect(await store.commands.markPublished(t, c.id, T0 + 1, { ifAttempts: 0 })).toMatchObject({ attempts: 1 });
+      // A second scheduler racing for the same attempt records nothing.
+      expect(await store.commands.markPublished(t, c.id, T0 + 2, { ifAttempts: 0 })).toBeNull();
+      expect(await store.commands.markPublished(t, c.id, T0 + 3, { ifAttempts: 1 })).toMatchObject({ attempts: 2 });
+      const steps = await store.commands.events(t, c.id);
+      expect(steps.map((s) => [s.kind, s.at])).toEqual([
+        ['pending', c.created_at],
+        ['published', T0 + 1],
+        ['published', T0 + 3],
+      ]);
+    });
+
+    it('lists open commands of one tower, and by status', async () => {
+      const a = (await store.tenants.create({ name: 'a' })).id;
+      const b = (await store.tenants.create({ name: 'b' })).id;
+      const p1 = await store.commands.create(commandInput(a, { tower_id: 'tw-9' }));
+      const d1 = must(await store.commands.transition(a, (await store.commands.create(commandInput(a, { tower_id: 'tw-9' }))).id, 'delivered', T0)).command;
+      const p2 = await store.commands.create(commandInput(b, { tower_id: 'tw-9' }));
+      await store.commands.create(commandInput(a, { tower_id: 'tw-8' }));
+      const done = await store.commands.create(commandInput(a, { tower_id: 'tw-9' }));
+      await store.commands.transition(a, done.id, 'applied', T0);
+      expect(sortedIds(await store.commands.listOpen({ tower_id: 'tw-9' }))).toEqual(sortedIds([p1, d1, p2]));
+      expect(sortedIds(await store.commands.listOpen({ tower_id: 'tw-9', status: 'pending' }))).toEqual(sortedIds([p1, p2]));
+      expect(sortedIds(await store.commands.listOpen({ tower_id: 'tw-9', status: 'delivered' }))).toEqual([d1.id]);
+      expect(await store.commands.listOpen({ tower_id: 'nowhere' })).toEqual([]);
     });
 
     it('lists the open commands of every tenant and forgets a deleted tenant’s', async () => {

@@ -45,7 +45,23 @@ export function describeUsageContract(state: ContractState): void {
       expect(first.alerts_opened).toHaveLength(1);
       expect(first.discovered).toHaveLength(1);
       const again = await recordBatch(w, [...events, usageEvent(w)]);
-      expect(again).toEqual({ inserted: 1, duplicates: 2, alerts_opened: [], alerts_updated: [], discovered: [] });
+      // Duplicates come back with the decision stored the first time, in input order.
+      const stored = events.map((e) => ({
+        id: e.id,
+        effect: e.effect,
+        reason: e.reason,
+        rule_id: e.rule_id,
+        policy_id: e.policy_id,
+        policy_version: e.policy_version,
+      }));
+      expect(again).toEqual({
+        inserted: 1,
+        duplicates: 2,
+        stored_decisions: stored,
+        alerts_opened: [],
+        alerts_updated: [],
+        discovered: [],
+      });
       const alert = must((await store.alerts.list(w.tenant.id)).items[0]);
       expect(alert.count).toBe(1);
       expect(must((await store.discovered.list(w.tenant.id)).items[0]).count).toBe(1);

@@ -3,7 +3,7 @@
  * command_events, in the same transaction as the status it describes.
  */
 import type { CommandEvent, CommandRecord, CommandStatus } from '../../domain.js';
-import type { Store } from '../port.js';
+import type { CommandInput, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { notFound } from './context.js';
 import { EntityTable } from './entity-table.js';
@@ -61,8 +61,15 @@ export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['
   const listOpen: Stmt<[], CommandRecord> = db.prepare(
     `SELECT ${cols} FROM commands WHERE status IN ('pending', 'delivered') ORDER BY id`,
   );
+  const listOpenOfTower: Stmt<[string], CommandRecord> = db.prepare(
+    `SELECT ${cols} FROM commands WHERE status IN ('pending', 'delivered') AND tower_id = ? ORDER BY id`,
+  );
   const published: Stmt<[number, string, string], CommandRecord> = db.prepare(
     `UPDATE commands SET attempts = attempts + 1, updated_at = ? WHERE tenant_id = ? AND id = ? RETURNING ${cols}`,
+  );
+  const publishedIf: Stmt<[number, string, string, number], CommandRecord> = db.prepare(
+    `UPDATE commands SET attempts = attempts + 1, updated_at = ?
+     WHERE tenant_id = ? AND id = ? AND attempts = ? RETURNING ${cols}`,
   );
   // Guarded by the status read in the same transaction: a concurrent move makes this a no-op.
   const move: Stmt<[CommandStatus, number, number | null, number | null, string | null, string, string, CommandStatus]> =
@@ -78,39 +85,49 @@ export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['
     insertEvent.run({ id: ctx.newId(), tenant_id: c.tenant_id, command_id: c.id, kind, at, detail });
   };
 
+  /** Inside a write transaction. */
+  const insertCommand = (input: CommandInput & { id?: string }): CommandRecord => {
+    refs.requireTenant(input.tenant_id);
+    // A device registered to another tenant must never be acted on from this one. An
+    // unregistered id is allowed: a tenant may act on a stranger seen at its towers.
+    const owner = deviceOwner.get(input.device_id);
+    if (owner !== undefined && owner !== input.tenant_id) throw notFound('device_id', 'no such device');
+    const now = ctx.now();
+    const command: CommandRecord = {
+      id: input.id ?? ctx.newId(),
+      tenant_id: input.tenant_id,
+      tower_id: input.tower_id,
+      device_id: input.device_id,
+      type: input.type,
+      app: input.app ?? null,
+      duration_s: input.duration_s ?? null,
+      reason: input.reason ?? null,
+      source: input.source,
+      rule_id: input.rule_id ?? null,
+      issued_by: input.issued_by ?? null,
+      status: 'pending',
+      attempts: 0,
+      created_at: now,
+      updated_at: now,
+      expires_at: input.expires_at,
+      delivered_at: null,
+      acked_at: null,
+      ack_reason: null,
+    };
+    table.insert(command);
+    record(command, 'pending', now, null);
+    return command;
+  };
+
   return {
     async create(input) {
+      return ctx.write(() => insertCommand(input));
+    },
+    async createIfAbsent(input) {
       return ctx.write(() => {
-        refs.requireTenant(input.tenant_id);
-        // A device registered to another tenant must never be acted on from this one. An
-        // unregistered id is allowed: a tenant may act on a stranger seen at its towers.
-        const owner = deviceOwner.get(input.device_id);
-        if (owner !== undefined && owner !== input.tenant_id) throw notFound('device_id', 'no such device');
-        const now = ctx.now();
-        const command: CommandRecord = {
-          id: ctx.newId(),
-          tenant_id: input.tenant_id,
-          tower_id: input.tower_id,
-          device_id: input.device_id,
-          type: input.type,
-          app: input.app ?? null,
-          duration_s: input.duration_s ?? null,
-          reason: input.reason ?? null,
-          source: input.source,
-          rule_id: input.rule_id ?? null,
-          issued_by: input.issued_by ?? null,
-          status: 'pending',
-          attempts: 0,
-          created_at: now,
-          updated_at: now,
-          expires_at: input.expires_at,
-          delivered_at: null,
-          acked_at: null,
-          ack_reason: null,
-        };
-        table.insert(command);
-        record(command, 'pending', now, null);
-        return command;
+        const existing = table.get(input.tenant_id, input.id);
+        if (existing) return { command: existing, created: false };
+        return { command: insertCommand(input), created: true };
       });
     },
     async get(tenantId, id) {
@@ -120,12 +137,14 @@ export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['
       const filters = { tenant_id: tenantId, status: opts?.status, device_id: opts?.device_id, tower_id: opts?.tower_id };
       return table.list(filters, opts, 'desc');
     },
-    async listOpen() {
-      return listOpen.all();
+    async listOpen(filter) {
+      const rows = filter?.tower_id !== undefined ? listOpenOfTower.all(filter.tower_id) : listOpen.all();
+      return filter?.status ? rows.filter((c) => c.status === filter.status) : rows;
     },
-    async markPublished(tenantId, id, at) {
+    async markPublished(tenantId, id, at, opts) {
       return ctx.write(() => {
-        const command = published.get(at, tenantId, id);
+        const command =
+          opts?.ifAttempts !== undefined ? publishedIf.get(at, tenantId, id, opts.ifAttempts) : published.get(at, tenantId, id);
         if (!command) return null;
         record(command, 'published', at, null);
         return command;

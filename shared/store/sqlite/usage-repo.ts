@@ -6,7 +6,7 @@
  */
 import type { Alert, DiscoveredDevice, UsageRecord } from '../../domain.js';
 import { createError } from '../../errors.js';
-import type { DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store } from '../port.js';
+import type { DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import type { TenantRefs } from './refs.js';
 
@@ -101,6 +101,9 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
      ON CONFLICT (tenant_id, tower_id) DO UPDATE SET
        first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)`,
   );
+  const storedDecision: Stmt<[string, string], StoredDecision> = db.prepare(
+    'SELECT id, effect, reason, rule_id, policy_id, policy_version FROM usage WHERE tenant_id = ? AND id = ?',
+  );
   const getAlert: Stmt<[string, string], Alert> = db.prepare(
     `SELECT ${alertCols} FROM alerts WHERE tenant_id = ? AND id = ?`,
   );
@@ -132,6 +135,7 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     const towers = new Map<string, { first: number; last: number }>();
     let inserted = 0;
     let denied = 0;
+    const storedDecisions: StoredDecision[] = [];
 
     for (const r of input.records) {
       const fresh =
@@ -154,7 +158,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
           r.policy_version,
         ).changes > 0;
       // A redelivered event already raised its alert and discovery the first time.
-      if (!fresh) continue;
+      if (!fresh) {
+        const stored = storedDecision.get(tenantId, r.id);
+        if (stored) storedDecisions.push(stored);
+        continue;
+      }
       inserted++;
       if (r.effect === 'deny') denied++;
       const tower = towers.get(r.tower_id);
@@ -221,6 +229,7 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     return {
       inserted,
       duplicates: input.records.length - inserted,
+      stored_decisions: storedDecisions,
       alerts_opened: opened,
       alerts_updated: updated,
       discovered: [...discovered.values()].map((t) => t.row),
