@@ -9,5 +9,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     reporters: ['default', './test/support/summary-reporter.ts'],
+    // One real redis-server for the run (or REDIS_URL); see test/support/global-setup.ts.
+    globalSetup: ['./test/support/global-setup.ts'],
   },
 });

@@ -1,0 +1,39 @@
+/**
+ * vitest globalSetup: one real redis-server for the whole run (tests isolate themselves with a
+ * unique key prefix each, as BullMQ's own tests do), unless REDIS_URL points at one already.
+ *
+ * Without redis-server: outside CI the Redis tests skip, and this prints ONE line naming the
+ * install command; under CI=true that is a failure, never a skip.
+ */
+import type { TestProject } from 'vitest/node';
+import { REDIS_INSTALL_HINT, redisServerBinary, startRedisServer, type RedisServerHandle } from './redis-server.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** URL of the run's Redis, or null when Redis tests are skipped. */
+    redisUrl: string | null;
+  }
+}
+
+let server: RedisServerHandle | null = null;
+
+export async function setup(project: TestProject): Promise<void> {
+  const fromEnv = process.env.REDIS_URL;
+  if (fromEnv) {
+    project.provide('redisUrl', fromEnv);
+    return;
+  }
+  if (!redisServerBinary()) {
+    if (process.env.CI === 'true') throw new Error(`redis-server is required under CI=true (${REDIS_INSTALL_HINT})`);
+    console.log(`Redis tests skipped: redis-server not found (install: ${REDIS_INSTALL_HINT})`);
+    project.provide('redisUrl', null);
+    return;
+  }
+  server = await startRedisServer();
+  project.provide('redisUrl', server.url);
+}
+
+export async function teardown(): Promise<void> {
+  await server?.stop();
+  server = null;
+}
