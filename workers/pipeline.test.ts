@@ -131,6 +131,22 @@ describe('pipeline', () => {
     expect(counters.get('usage_events_duplicate_total')).toBe(2);
   });
 
+  it('a re-processed batch gets the same DecisionBatch id and the stored decisions, even after a policy change', async () => {
+    const b = batch([{ device: 'devA1', app: 'slack', action: 'upload_file' }, { device: 'devA1', app: 'slack', action: 'send_message' }]);
+    await pipeline.accept(uplink(topics.usage(tenantA, 'T1'), encodePayload(b)));
+    // The rule is lifted before the same batch comes again (e.g. a worker died before its ack).
+    await store.rules.delete(tenantA, denyRuleId);
+    await pipeline.accept(uplink(topics.usage(tenantA, 'T1'), encodePayload(b)));
+    const [first, second] = downlink.decisions();
+    expect(first!.id).toBe(b.id);
+    expect(second!.id).toBe(first!.id);
+    expect(second!.decisions).toEqual(first!.decisions);
+    expect(first!.decisions.map((d) => d.effect)).toEqual(['deny', 'allow']);
+    // A new event of the same kind is decided by the new policy.
+    await pipeline.accept(uplink(topics.usage(tenantA, 'T1'), encodePayload(batch([{ device: 'devA1', app: 'slack', action: 'upload_file' }]))));
+    expect(downlink.decisions()[2]!.decisions[0]!.effect).toBe('allow');
+  });
+
   it('an unknown device becomes a discovered device, decided by the tenant default', async () => {
     await pipeline.accept(uplink(topics.usage(tenantA, 'T1'), encodePayload(batch([{ device: 'ghost1', app: 'slack', action: 'send_message' }]))));
     const [db] = downlink.decisions();

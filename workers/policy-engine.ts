@@ -8,7 +8,7 @@ import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-p
 import { bundleFromModel, modelFromSnapshot, type PolicyModel } from '../shared/policy/model.js';
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
-import type { Plan, PolicyRule } from '../shared/domain.js';
+import type { Plan, PolicyRule, Severity } from '../shared/domain.js';
 import type { WorkerContext } from './context.js';
 
 export interface TenantPolicyState {
@@ -18,6 +18,8 @@ export interface TenantPolicyState {
   plan: Plan;
   /** Rules by id, for what the index does not carry (remediation, escalation). */
   rules: Map<string, PolicyRule>;
+  /** A policy's current severity (answering a stored decision again). */
+  policySeverity(policyId: string): Severity | undefined;
 }
 
 interface Entry {
@@ -128,12 +130,14 @@ export class PolicyEngine {
               return null;
             }
             const model = modelFromSnapshot(snapshot);
+            const severities = new Map(snapshot.policies.map((p) => [p.id, p.severity]));
             this.#replaceDevices(tenantId, model);
             e.state = {
               index: compilePolicyIndex(model),
               alertWindowS: snapshot.tenant.alert_window_s,
               plan: snapshot.plan,
               rules: new Map(snapshot.rules.map((r) => [r.id, r])),
+              policySeverity: (id) => severities.get(id),
             };
             this.#models.set(tenantId, model);
             e.builtGeneration = gen;

@@ -8,7 +8,9 @@ import { decodePayload, encodePayload, UsageBatchSchema } from '../shared/mqtt/p
 import { topics } from '../shared/mqtt/topics.js';
 import type { UplinkMessage } from '../shared/mqtt/transport.js';
 import { evaluateUsage } from '../shared/policy/evaluate-usage.js';
-import type { DecidedUsage } from '../shared/store/port.js';
+import type { DecidedUsage, StoredDecision } from '../shared/store/port.js';
+import { decisionBatchId } from '../shared/mqtt/payloads.js';
+import type { TenantPolicyState } from './policy-engine.js';
 import { dropUplink, type WorkerContext } from './context.js';
 import type { PolicyEngine } from './policy-engine.js';
 import { PlanRateLimiter } from './plan-rate-limiter.js';
@@ -77,9 +79,14 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
         })
       : null;
 
+    // Events stored before (a redelivery, or a batch re-processed after a worker died) are
+    // answered with the decision stored the first time, so the tower never sees two answers.
+    if (result && result.stored_decisions.length > 0) answerWithStored(decisions, result.stored_decisions, state);
+
     const answer: DecisionBatch = {
       v: 1,
-      id: ctx.newId(),
+      // Derived, not minted: a re-decided batch carries the same id and the agent applies it once.
+      id: decisionBatchId(batch.id),
       batch_id: batch.id,
       policy_version: index.version,
       decided_at: ctx.now(),
@@ -110,4 +117,16 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     // After the answer went out: remediation never delays the tower's decisions.
     if (result.inserted) await remediation.onDecided(tenantId, msg.tower_id, state, records);
   };
+}
+
+/** Replaces the fresh decisions of already-stored events with the stored ones (same order). */
+function answerWithStored(decisions: Decision[], stored: StoredDecision[], state: TenantPolicyState): void {
+  const byId = new Map(stored.map((s) => [s.id, s]));
+  for (let i = 0; i < decisions.length; i++) {
+    const d = decisions[i]!;
+    const s = byId.get(d.event_id);
+    if (!s) continue;
+    const severity = s.effect === 'deny' && s.policy_id !== null ? (state.policySeverity(s.policy_id) ?? d.severity) : null;
+    decisions[i] = { ...d, effect: s.effect, reason: s.reason, rule_id: s.rule_id, policy_id: s.policy_id, severity };
+  }
 }

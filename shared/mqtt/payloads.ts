@@ -89,6 +89,7 @@ export type Decision = z.infer<typeof DecisionSchema>;
 export const RejectReasonSchema = z.enum(['device_tenant_mismatch', 'plan_rate_limited']);
 export const DecisionBatchSchema = z.object({
   v: z.literal(SCHEMA_VERSION),
+  /** decisionBatchId(batch_id): the same for every answer to one UsageBatch. */
   id: Ulid,
   /** The UsageBatch this answers: exactly one DecisionBatch per UsageBatch. */
   batch_id: Ulid,
@@ -99,6 +100,14 @@ export const DecisionBatchSchema = z.object({
   rejected: z.array(z.object({ event_id: Ulid, reason: RejectReasonSchema })),
 });
 export type DecisionBatch = z.infer<typeof DecisionBatchSchema>;
+
+/**
+ * The id of the DecisionBatch answering a UsageBatch. It is the UsageBatch id itself: answers to
+ * one batch (a QoS 1 redelivery, a re-processed queue job) are recognisable as one by the tower.
+ */
+export function decisionBatchId(usageBatchId: string): string {
+  return usageBatchId;
+}
 
 export const CommandTypeSchema = z.enum([
   'block_device',
