@@ -1,0 +1,91 @@
+/**
+ * Contract of the RateBudgets port: run against the in-process and the Redis adapter. Time is
+ * passed in, so the suite steps a number instead of sleeping.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { RateBudgets } from '../rate-budgets.js';
+
+export interface RateBudgetsHarness {
+  budgets: RateBudgets;
+  cleanup(): Promise<void>;
+}
+
+const T0 = 1_700_000_000_000;
+
+export function describeRateBudgetsContract(name: string, open: () => Promise<RateBudgetsHarness>): void {
+  describe(`RateBudgets contract: ${name}`, () => {
+    let h: RateBudgetsHarness;
+    beforeEach(async () => {
+      h = await open();
+    });
+    afterEach(async () => {
+      await h.cleanup();
+    });
+
+    it('grants a full burst at first, then only what refilled', async () => {
+      const limit = { rate_per_s: 10, burst: 20 };
+      expect(await h.budgets.take('k', limit, 15, T0)).toBe(15);
+      expect(await h.budgets.take('k', limit, 15, T0)).toBe(5);
+      expect(await h.budgets.take('k', limit, 1, T0)).toBe(0);
+      // 500 ms later: 5 tokens.
+      expect(await h.budgets.take('k', limit, 100, T0 + 500)).toBe(5);
+      // Never above the burst, however long the wait.
+      expect(await h.budgets.take('k', limit, 100, T0 + 3_600_000)).toBe(20);
+    });
+
+    it('keeps keys apart, and reset refills one key', async () => {
+      const limit = { rate_per_s: 1, burst: 2 };
+      expect(await h.budgets.take('a', limit, 2, T0)).toBe(2);
+      expect(await h.budgets.take('b', limit, 2, T0)).toBe(2);
+      expect(await h.budgets.take('a', limit, 1, T0)).toBe(0);
+      expect(await h.budgets.level('a', limit, T0)).toBeCloseTo(0);
+      expect(await h.budgets.level('a', limit, T0 + 1500)).toBeCloseTo(1.5);
+      await h.budgets.reset('a');
+      expect(await h.budgets.take('a', limit, 5, T0)).toBe(2);
+      expect(await h.budgets.take('b', limit, 1, T0)).toBe(0);
+    });
+
+    it('a new rate (a plan change) applies at once, starting full', async () => {
+      expect(await h.budgets.take('k', { rate_per_s: 2, burst: 2 }, 5, T0)).toBe(2);
+      expect(await h.budgets.take('k', { rate_per_s: 2, burst: 2 }, 5, T0)).toBe(0);
+      expect(await h.budgets.take('k', { rate_per_s: 100, burst: 100 }, 5, T0)).toBe(5);
+      const shared = { group: 'g', member: 'A', rate_per_s: 2, active_window_ms: 1000 };
+      expect(await h.budgets.takeShared(shared, 5, T0)).toBe(2);
+      expect(await h.budgets.takeShared({ ...shared, rate_per_s: 50 }, 5, T0)).toBe(5);
+    });
+
+    it('a clock that goes backwards neither refills nor breaks the bucket', async () => {
+      const limit = { rate_per_s: 10, burst: 10 };
+      expect(await h.budgets.take('k', limit, 10, T0)).toBe(10);
+      expect(await h.budgets.take('k', limit, 10, T0 - 5000)).toBe(0);
+      expect(await h.budgets.take('k', limit, 10, T0 + 100)).toBe(1);
+    });
+
+    it('shares a group budget: a flooding member cannot spend the share of the others', async () => {
+      const req = (member: string) => ({ group: 'tenant-1', member, rate_per_s: 100, active_window_ms: 10_000 });
+      // Alone, a member may use the whole group budget.
+      expect(await h.budgets.takeShared(req('A'), 1000, T0)).toBe(100);
+      // B becomes active: from now on each of the two gets half per second.
+      let bGot = 0;
+      let aGot = 0;
+      for (let s = 1; s <= 10; s++) {
+        const t = T0 + s * 1000;
+        bGot += await h.budgets.takeShared(req('B'), 40, t); // well within a half share
+        aGot += await h.budgets.takeShared(req('A'), 1000, t); // flooding
+      }
+      expect(bGot).toBe(400);
+      expect(aGot).toBeLessThanOrEqual(10 * 50);
+      expect(aGot).toBeGreaterThanOrEqual(9 * 50);
+    });
+
+    it('a member that went quiet stops counting after the window; groups are independent', async () => {
+      const req = (group: string, member: string) => ({ group, member, rate_per_s: 10, active_window_ms: 1000 });
+      expect(await h.budgets.takeShared(req('g', 'A'), 1, T0)).toBe(1);
+      expect(await h.budgets.takeShared(req('g', 'B'), 100, T0)).toBe(5);
+      // Other groups are untouched.
+      expect(await h.budgets.takeShared(req('h', 'B'), 100, T0)).toBe(10);
+      // A is idle for longer than the window: B alone again, refilled to the whole budget.
+      expect(await h.budgets.takeShared(req('g', 'B'), 100, T0 + 5000)).toBe(10);
+    });
+  });
+}

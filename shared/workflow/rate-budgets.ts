@@ -1,0 +1,156 @@
+/**
+ * Rate budgets (a workflow-state port): token buckets that every process of a deployment shares,
+ * so N workers or N API processes enforce one limit, not N. The in-process adapter is here; the
+ * Redis adapter (redis/rate-budgets.ts) runs the same arithmetic in a Lua script. Both pass
+ * contract/rate-budgets.contract.ts.
+ *
+ * Two operations:
+ * - `take`: a plain token bucket (rate per second, burst), e.g. sign-in throttles;
+ * - `takeShared`: a group budget split fairly among its active members, e.g. a tenant's plan
+ *   event rate among its towers. A member may use at most rate / (members active within the
+ *   window) per second, and the group at most `rate`; so one member flooding cannot spend the
+ *   share the others use, while a lone member still gets the whole budget.
+ *
+ * Time is the caller's clock (`now`), passed in, so tests control it and Redis' own clock does not
+ * matter; key expiry in Redis only collects garbage. A bucket used with a new rate (a plan change)
+ * starts full at the new rate, so the change takes effect at once.
+ */
+export interface BucketLimit {
+  /** Tokens added per second. */
+  rate_per_s: number;
+  /** Bucket size: what a full bucket allows at once. */
+  burst: number;
+}
+
+export interface SharedTake {
+  group: string;
+  member: string;
+  /** The group's rate; its burst is one second of it. */
+  rate_per_s: number;
+  /** A member counts as active for this long after its last take. */
+  active_window_ms: number;
+}
+
+export interface RateBudgets {
+  /** Takes up to `wanted` tokens from `key`'s bucket; returns how many were granted (0..wanted). */
+  take(key: string, limit: BucketLimit, wanted: number, now: number): Promise<number>;
+  /** Takes up to `wanted` tokens from the member's fair share and the group; returns the grant. */
+  takeShared(req: SharedTake, wanted: number, now: number): Promise<number>;
+  /** Tokens left in `key`'s bucket now, without taking (for Retry-After style answers). */
+  level(key: string, limit: BucketLimit, now: number): Promise<number>;
+  /** Forgets `key`: its next take starts from a full bucket. */
+  reset(key: string): Promise<void>;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+  /** The rate the bucket was last used with. */
+  rate: number;
+}
+
+/**
+ * The refill arithmetic, shared by the in-process adapter and mirrored by the Lua script. A new
+ * rate (a plan change) starts the bucket full at once when `resetOnNewRate`; otherwise (a fair
+ * share that moved because members came or went) the tokens are only capped to the new burst.
+ */
+export function refill(b: Bucket | undefined, limit: BucketLimit, now: number, resetOnNewRate = true): Bucket {
+  if (!b || (resetOnNewRate && b.rate !== limit.rate_per_s)) return { tokens: limit.burst, at: now, rate: limit.rate_per_s };
+  const elapsed = Math.max(0, now - b.at);
+  return {
+    tokens: Math.min(limit.burst, b.tokens + (elapsed / 1000) * limit.rate_per_s),
+    at: Math.max(now, b.at),
+    rate: limit.rate_per_s,
+  };
+}
+
+/** Most buckets remembered at once; the least recently used go first (bounded memory). */
+const DEFAULT_MAX_KEYS = 100_000;
+
+export class InProcessRateBudgets implements RateBudgets {
+  readonly #buckets = new Map<string, Bucket>();
+  /** group → member → last take. */
+  readonly #members = new Map<string, Map<string, number>>();
+  readonly #maxKeys: number;
+
+  constructor(opts: { maxKeys?: number } = {}) {
+    this.#maxKeys = opts.maxKeys ?? DEFAULT_MAX_KEYS;
+  }
+
+  async take(key: string, limit: BucketLimit, wanted: number, now: number): Promise<number> {
+    const b = refill(this.#buckets.get(key), limit, now);
+    const granted = Math.max(0, Math.min(wanted, Math.floor(b.tokens)));
+    b.tokens -= granted;
+    this.#put(key, b);
+    return granted;
+  }
+
+  async takeShared(req: SharedTake, wanted: number, now: number): Promise<number> {
+    const active = this.#activeMembers(req, now);
+    const share = req.rate_per_s / active;
+    const groupLimit = { rate_per_s: req.rate_per_s, burst: req.rate_per_s };
+    // A member's bucket holds one second of its current share.
+    const memberLimit = { rate_per_s: share, burst: share };
+    const groupKey = sharedGroupKey(req.group);
+    const memberKey = sharedMemberKey(req.group, req.member);
+    const prev = this.#buckets.get(groupKey);
+    const g = refill(prev, groupLimit, now);
+    // A new group rate (plan change) starts the members full too; a moved share only caps them.
+    const m = prev && prev.rate !== req.rate_per_s ? refill(undefined, memberLimit, now) : refill(this.#buckets.get(memberKey), memberLimit, now, false);
+    const granted = Math.max(0, Math.min(wanted, Math.floor(g.tokens), Math.floor(m.tokens)));
+    g.tokens -= granted;
+    m.tokens -= granted;
+    this.#put(groupKey, g);
+    this.#put(memberKey, m);
+    return granted;
+  }
+
+  async level(key: string, limit: BucketLimit, now: number): Promise<number> {
+    return refill(this.#buckets.get(key), limit, now).tokens;
+  }
+
+  async reset(key: string): Promise<void> {
+    this.#buckets.delete(key);
+  }
+
+  #activeMembers(req: SharedTake, now: number): number {
+    let members = this.#members.get(req.group);
+    if (!members) {
+      members = new Map();
+      this.#members.set(req.group, members);
+    }
+    members.set(req.member, now);
+    let active = 0;
+    for (const [m, at] of members) {
+      if (at > now - req.active_window_ms) active++;
+      else members.delete(m);
+    }
+    // Bounded like the buckets: a group is forgotten when it has been idle longest.
+    this.#members.delete(req.group);
+    this.#members.set(req.group, members);
+    while (this.#members.size > this.#maxKeys) {
+      const oldest = this.#members.keys().next().value;
+      if (oldest === undefined) break;
+      this.#members.delete(oldest);
+    }
+    return Math.max(1, active);
+  }
+
+  #put(key: string, b: Bucket): void {
+    this.#buckets.delete(key);
+    this.#buckets.set(key, b);
+    while (this.#buckets.size > this.#maxKeys) {
+      const oldest = this.#buckets.keys().next().value;
+      if (oldest === undefined) break;
+      this.#buckets.delete(oldest);
+    }
+  }
+}
+
+export function sharedGroupKey(group: string): string {
+  return `shared:${group}`;
+}
+
+export function sharedMemberKey(group: string, member: string): string {
+  return `shared:${group}:m:${member}`;
+}

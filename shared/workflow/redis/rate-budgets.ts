@@ -1,0 +1,112 @@
+/**
+ * RateBudgets on Redis: the same token-bucket arithmetic as the in-process adapter
+ * (rate-budgets.ts `refill`), in Lua so read-refill-take is one atomic step for every process.
+ * Buckets are hashes {t: tokens, a: at}; a shared group keeps its members' last takes in a
+ * sorted set. Keys expire once a bucket would be full again (nothing to remember then).
+ */
+import type { Redis } from 'ioredis';
+import { sharedGroupKey, sharedMemberKey, type BucketLimit, type RateBudgets, type SharedTake } from '../rate-budgets.js';
+
+// refill(b, rate, burst, now, reset) -> tokens, at   (mirrors rate-budgets.ts)
+const REFILL = `
+local function refill(key, rate, burst, now, reset)
+  local v = redis.call('HMGET', key, 't', 'a', 'r')
+  if not v[1] then return burst, now end
+  if reset and tonumber(v[3]) ~= rate then return burst, now end
+  local tokens = tonumber(v[1])
+  local at = tonumber(v[2])
+  local elapsed = now - at
+  if elapsed < 0 then elapsed = 0 end
+  tokens = math.min(burst, tokens + (elapsed / 1000) * rate)
+  if now > at then at = now end
+  return tokens, at
+end
+local function save(key, tokens, at, rate, burst)
+  redis.call('HSET', key, 't', tostring(tokens), 'a', tostring(at), 'r', tostring(rate))
+  local ttl = 1000
+  if rate > 0 then ttl = math.ceil(((burst - tokens) / rate) * 1000) + 1000 end
+  redis.call('PEXPIRE', key, ttl)
+end
+`;
+
+const TAKE = `${REFILL}
+local rate = tonumber(ARGV[1]); local burst = tonumber(ARGV[2]); local wanted = tonumber(ARGV[3]); local now = tonumber(ARGV[4])
+local tokens, at = refill(KEYS[1], rate, burst, now, true)
+local granted = math.max(0, math.min(wanted, math.floor(tokens)))
+save(KEYS[1], tokens - granted, at, rate, burst)
+return granted
+`;
+
+// KEYS: group bucket, member bucket, members zset. ARGV: rate, window, wanted, now, member
+const TAKE_SHARED = `${REFILL}
+local rate = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local wanted = tonumber(ARGV[3]); local now = tonumber(ARGV[4])
+redis.call('ZADD', KEYS[3], now, ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+redis.call('PEXPIRE', KEYS[3], window)
+local active = redis.call('ZCARD', KEYS[3])
+if active < 1 then active = 1 end
+local share = rate / active
+local prevRate = redis.call('HGET', KEYS[1], 'r')
+local g, ga = refill(KEYS[1], rate, rate, now, true)
+local m, ma
+if prevRate and tonumber(prevRate) ~= rate then m, ma = share, now else m, ma = refill(KEYS[2], share, share, now, false) end
+if m > share then m = share end
+local granted = math.max(0, math.min(wanted, math.floor(g), math.floor(m)))
+save(KEYS[1], g - granted, ga, rate, rate)
+save(KEYS[2], m - granted, ma, share, share)
+return granted
+`;
+
+const LEVEL = `${REFILL}
+local tokens = refill(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), true)
+return tostring(tokens)
+`;
+
+type Scripted = Redis & {
+  edgeplaneTake(key: string, rate: number, burst: number, wanted: number, now: number): Promise<number>;
+  edgeplaneTakeShared(g: string, m: string, z: string, rate: number, window: number, wanted: number, now: number, member: string): Promise<number>;
+  edgeplaneLevel(key: string, rate: number, burst: number, now: number): Promise<string>;
+};
+
+export class RedisRateBudgets implements RateBudgets {
+  readonly #redis: Scripted;
+  readonly #prefix: string;
+
+  /** `redis` is shared with other adapters of the process; `prefix` namespaces the keys. */
+  constructor(redis: Redis, prefix: string) {
+    this.#prefix = `${prefix}rb:`;
+    // defineCommand sends EVALSHA and falls back to EVAL once per connection.
+    if (!('edgeplaneTake' in redis)) {
+      redis.defineCommand('edgeplaneTake', { numberOfKeys: 1, lua: TAKE });
+      redis.defineCommand('edgeplaneTakeShared', { numberOfKeys: 3, lua: TAKE_SHARED });
+      redis.defineCommand('edgeplaneLevel', { numberOfKeys: 1, lua: LEVEL });
+    }
+    this.#redis = redis as Scripted;
+  }
+
+  async take(key: string, limit: BucketLimit, wanted: number, now: number): Promise<number> {
+    return this.#redis.edgeplaneTake(this.#prefix + key, limit.rate_per_s, limit.burst, wanted, now);
+  }
+
+  async takeShared(req: SharedTake, wanted: number, now: number): Promise<number> {
+    const p = this.#prefix;
+    return this.#redis.edgeplaneTakeShared(
+      p + sharedGroupKey(req.group),
+      p + sharedMemberKey(req.group, req.member),
+      `${p}${sharedGroupKey(req.group)}:members`,
+      req.rate_per_s,
+      req.active_window_ms,
+      wanted,
+      now,
+      req.member,
+    );
+  }
+
+  async level(key: string, limit: BucketLimit, now: number): Promise<number> {
+    return Number(await this.#redis.edgeplaneLevel(this.#prefix + key, limit.rate_per_s, limit.burst, now));
+  }
+
+  async reset(key: string): Promise<void> {
+    await this.#redis.del(this.#prefix + key);
+  }
+}

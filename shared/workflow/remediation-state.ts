@@ -1,0 +1,106 @@
+/**
+ * Remediation workflow state (a port): escalation windows and actions in force. Shared by every
+ * worker in distributed mode (Redis adapter), so N workers raise one escalation and one command
+ * per violation, not N. Both adapters pass contract/remediation-state.contract.ts.
+ *
+ * Both operations are idempotent, so a batch processed twice (a redelivery, a job re-run after a
+ * worker died) changes nothing the second time:
+ * - a violation is counted once per event id;
+ * - an action is claimed by an owner (the id of the command that carries it); claiming again
+ *   with the same owner is granted again.
+ *
+ * Keys include the tower: towers are shared infrastructure, so a violation reported by tower A
+ * must neither count toward an escalation at tower B nor suppress B's own remediation.
+ */
+export interface ViolationKey {
+  tenant_id: string;
+  tower_id: string;
+  device_id: string;
+  rule_id: string;
+}
+
+export interface ActionKey {
+  tenant_id: string;
+  tower_id: string;
+  device_id: string;
+  type: string;
+  /** The app of app-scoped actions (block_app), else null. */
+  app: string | null;
+}
+
+export interface ClaimResult {
+  granted: boolean;
+  /** The owner holding the action now (ours when granted). */
+  holder: string;
+}
+
+export interface RemediationState {
+  /**
+   * Records violation `eventId` at `at` and returns how many distinct violations the key has in
+   * (at - windowMs, at]. Recording the same event id again does not count it twice.
+   */
+  countViolation(key: ViolationKey, eventId: string, at: number, windowMs: number): Promise<number>;
+  /** Forgets the key's violations (an escalation fired: the next one starts a new window). */
+  resetViolations(key: ViolationKey): Promise<void>;
+  /**
+   * Claims the action for `owner` until `until`. Granted when nobody holds it, when the holder's
+   * claim has ended (until <= at), or when `owner` already holds it.
+   */
+  claimAction(key: ActionKey, owner: string, at: number, until: number): Promise<ClaimResult>;
+}
+
+export function violationKey(k: ViolationKey): string {
+  return [k.tenant_id, k.tower_id, k.device_id, k.rule_id].join('\u0000');
+}
+
+export function actionKey(k: ActionKey): string {
+  return [k.tenant_id, k.tower_id, k.device_id, k.type, k.app ?? ''].join('\u0000');
+}
+
+const DEFAULT_MAX_KEYS = 100_000;
+
+export class InProcessRemediationState implements RemediationState {
+  /** key → (event id → time); insertion order doubles as LRU order for the memory bound. */
+  readonly #windows = new Map<string, Map<string, number>>();
+  readonly #actions = new Map<string, { owner: string; until: number }>();
+  readonly #maxKeys: number;
+
+  constructor(opts: { maxKeys?: number } = {}) {
+    this.#maxKeys = opts.maxKeys ?? DEFAULT_MAX_KEYS;
+  }
+
+  async countViolation(key: ViolationKey, eventId: string, at: number, windowMs: number): Promise<number> {
+    const k = violationKey(key);
+    const events = this.#windows.get(k) ?? new Map<string, number>();
+    if (!events.has(eventId)) events.set(eventId, at);
+    let n = 0;
+    for (const [id, t] of events) {
+      if (t > at - windowMs && t <= at) n++;
+      else if (t <= at - windowMs) events.delete(id);
+    }
+    bump(this.#windows, k, events, this.#maxKeys);
+    return n;
+  }
+
+  async resetViolations(key: ViolationKey): Promise<void> {
+    this.#windows.delete(violationKey(key));
+  }
+
+  async claimAction(key: ActionKey, owner: string, at: number, until: number): Promise<ClaimResult> {
+    const k = actionKey(key);
+    const held = this.#actions.get(k);
+    if (held && held.until > at && held.owner !== owner) return { granted: false, holder: held.owner };
+    bump(this.#actions, k, { owner, until: held?.owner === owner ? Math.max(held.until, until) : until }, this.#maxKeys);
+    return { granted: true, holder: owner };
+  }
+}
+
+function bump<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > max) {
+    const oldest = map.keys().next().value;
+    if (oldest === undefined) break;
+    map.delete(oldest);
+  }
+}
