@@ -1,48 +1,54 @@
 /**
- * A typed in-process event bus (the realtime fan-out port's embedded adapter). Listeners are
- * registered with an owner so a component's `stop()` removes exactly its own listeners.
+ * The typed event bus (the realtime fan-out port). Listeners are registered with an owner so a
+ * component's `stop()` removes exactly its own listeners.
+ *
+ * Two scopes, because with N processes "every listener gets every event" would multiply side
+ * effects by N:
+ * - 'local' (default): events published by this process. Every event is published exactly once in
+ *   the cluster, by the process that caused it, so side effects that must happen once per event
+ *   (audit entries, webhook deliveries, the Firebase mirror) listen locally and run in every role
+ *   that can cause them.
+ * - 'cluster': events published by any process (the Redis adapter, shared/redis/redis-bus.ts):
+ *   caches (policy indexes), live feeds, session revocation.
+ * In one process (embedded mode) the two are the same. Payloads crossing a process boundary are
+ * checked against BUS_EVENT_SCHEMAS (shared/bus-events.ts) on arrival.
  */
-import type { Alert, CommandRecord, DiscoveredDevice, Tower, UsageRecord } from './domain.js';
+import type { BusEvents } from './bus-events.js';
 
-export interface BusEvents {
-  /** A committed change bumped the tenant's policy version: recompile its index. */
-  'policy.changed': { tenant_id: string; version: number };
-  /** Usage events were decided and stored (only first deliveries, never redeliveries). */
-  'usage.decided': { tenant_id: string; tower_id: string; records: UsageRecord[] };
-  'alert.opened': { tenant_id: string; alert: Alert };
-  'alert.updated': { tenant_id: string; alert: Alert };
-  'device.discovered': { tenant_id: string | null; device: DiscoveredDevice };
-  'tower.status': { tower: Tower };
-  /** A command was created or moved along its lifecycle (pending → delivered → applied|failed|expired). */
-  'command.updated': { tenant_id: string; command: CommandRecord };
-  /** The tower's MQTT client acknowledged (PUBACK) a command: reported by the broker. */
-  'command.delivered': { tenant_id: string; tower_id: string; command_id: string; at: number };
-  /** A tower credential was revoked: brokers must drop its live sessions. */
-  'credential.revoked': { tower_id: string; credential_id: string };
-}
+export type { BusEvents } from './bus-events.js';
 
+export type BusScope = 'local' | 'cluster';
 export type BusListener<K extends keyof BusEvents> = (payload: BusEvents[K]) => void;
 
 export interface Bus {
   publish<K extends keyof BusEvents>(event: K, payload: BusEvents[K]): void;
-  subscribe<K extends keyof BusEvents>(event: K, listener: BusListener<K>, owner?: object): () => void;
+  subscribe<K extends keyof BusEvents>(event: K, listener: BusListener<K>, owner?: object, scope?: BusScope): () => void;
   removeAllFor(owner: object): void;
 }
 
 export type BusErrorHandler = (err: unknown, event: keyof BusEvents) => void;
 
-export class InProcessBus implements Bus {
-  readonly #listeners = new Map<keyof BusEvents, Set<{ fn: (p: never) => void; owner: object | undefined }>>();
+interface Entry {
+  fn: (p: never) => void;
+  owner: object | undefined;
+  scope: BusScope;
+}
+
+/** Listener bookkeeping shared by the adapters. */
+export class BusListeners {
+  readonly #listeners = new Map<keyof BusEvents, Set<Entry>>();
   readonly #onError: BusErrorHandler;
 
-  constructor(onError: BusErrorHandler = () => {}) {
+  constructor(onError: BusErrorHandler) {
     this.#onError = onError;
   }
 
-  publish<K extends keyof BusEvents>(event: K, payload: BusEvents[K]): void {
+  /** Delivers to every listener, or (remote events) only to the cluster-scoped ones. */
+  deliver<K extends keyof BusEvents>(event: K, payload: BusEvents[K], remote: boolean): void {
     const set = this.#listeners.get(event);
     if (!set) return;
     for (const l of [...set]) {
+      if (remote && l.scope !== 'cluster') continue;
       // One failing listener must not stop delivery to the others, nor reach the publisher.
       try {
         (l.fn as BusListener<K>)(payload);
@@ -52,13 +58,13 @@ export class InProcessBus implements Bus {
     }
   }
 
-  subscribe<K extends keyof BusEvents>(event: K, listener: BusListener<K>, owner?: object): () => void {
+  add<K extends keyof BusEvents>(event: K, listener: BusListener<K>, owner: object | undefined, scope: BusScope): () => void {
     let set = this.#listeners.get(event);
     if (!set) {
       set = new Set();
       this.#listeners.set(event, set);
     }
-    const entry = { fn: listener as (p: never) => void, owner };
+    const entry: Entry = { fn: listener as (p: never) => void, owner, scope };
     set.add(entry);
     return () => set.delete(entry);
   }
@@ -67,5 +73,25 @@ export class InProcessBus implements Bus {
     for (const set of this.#listeners.values()) {
       for (const e of set) if (e.owner === owner) set.delete(e);
     }
+  }
+}
+
+export class InProcessBus implements Bus {
+  readonly #listeners: BusListeners;
+
+  constructor(onError: BusErrorHandler = () => {}) {
+    this.#listeners = new BusListeners(onError);
+  }
+
+  publish<K extends keyof BusEvents>(event: K, payload: BusEvents[K]): void {
+    this.#listeners.deliver(event, payload, false);
+  }
+
+  subscribe<K extends keyof BusEvents>(event: K, listener: BusListener<K>, owner?: object, scope: BusScope = 'local'): () => void {
+    return this.#listeners.add(event, listener, owner, scope);
+  }
+
+  removeAllFor(owner: object): void {
+    this.#listeners.removeAllFor(owner);
   }
 }

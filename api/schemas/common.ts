@@ -24,7 +24,7 @@ export const errorResponses = { '4xx': ErrorBodySchema, '5xx': ErrorBodySchema }
 
 export const NoContent = z.undefined().describe('No content');
 
-export const EpochMsSchema = z.number().int().describe('epoch milliseconds');
+export { EpochMsSchema } from '../../shared/schemas/records.js';
 
 /** Record ids in paths: the store decides whether they exist in the caller's tenant. */
 export const IdSchema = z.string().min(1).max(128);

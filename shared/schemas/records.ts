@@ -1,5 +1,6 @@
 /**
- * Response schemas of the domain records (shared/domain.ts). The compile-time checks at the bottom
+ * zod schemas of the domain records (shared/domain.ts): the API's response schemas and the runtime
+ * check of records crossing a process boundary (bus events over Redis). The compile-time checks at the bottom
  * fail the build if a record shape and its schema drift apart, since responses are serialized
  * (and stripped of anything else, e.g. password hashes) through these schemas.
  */
@@ -25,10 +26,11 @@ import type {
   TowerCredential,
   UsageRecord,
   User,
-} from '../../shared/domain.js';
-import { DecisionReasonSchema, EffectSchema, SeveritySchema } from '../../shared/mqtt/payloads.js';
-import type { DashboardMetrics } from '../../shared/store/port.js';
-import { EpochMsSchema } from './common.js';
+} from '../domain.js';
+import { CommandTypeSchema, DecisionReasonSchema, EffectSchema, SeveritySchema } from '../mqtt/payloads.js';
+import type { DashboardMetrics } from '../store/port.js';
+/** Same description as the API's query schemas use. */
+export const EpochMsSchema = z.number().int().describe('epoch milliseconds');
 
 const ts = { created_at: EpochMsSchema, updated_at: EpochMsSchema };
 const ConsoleRoleSchema = z.enum(['operator', 'owner', 'admin', 'analyst', 'viewer']);
@@ -254,7 +256,7 @@ export const CommandRecordSchema = z
     tenant_id: z.string(),
     tower_id: z.string(),
     device_id: z.string(),
-    type: z.string(),
+    type: CommandTypeSchema,
     app: z.string().nullable(),
     duration_s: z.number().int().nullable(),
     reason: z.string().nullable(),
