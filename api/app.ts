@@ -98,6 +98,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   app.decorate('tokens', deps.tokens);
   app.decorate('keyRing', deps.keyRing);
   app.decorate('bus', deps.bus);
+  app.decorate('commands', deps.commands);
   app.decorate('counters', deps.counters);
   app.decorate('clock', now);
   app.decorate('newId', newId);
@@ -156,7 +157,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     readiness: deps.readiness ?? (async () => ({ ok: true, checks: {} })),
   });
   await app.register(authRoutes, { prefix: API_PREFIX });
-  await app.register(apiRoutes, { prefix: API_PREFIX, config: deps.config });
+  await app.register(apiRoutes, { prefix: API_PREFIX });
   await app.register(feedRoutes, { apiPrefix: API_PREFIX });
   return app;
 }

@@ -9,10 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../shared/auth/secrets.js';
 import { InProcessBus } from '../shared/bus.js';
 import type { AuditRecord } from '../shared/domain.js';
-import { createIdFactory } from '../shared/ids.js';
-import { silentLogger } from '../shared/logger.js';
-import { Counters } from '../shared/metrics.js';
 import type { AuditFilter } from '../shared/store/port.js';
+import { testWorkerContext } from '../workers/test-support.js';
 import { RetentionJob } from '../workers/retention-job.js';
 import { REDACTED } from './audit.js';
 import { seedUsage } from './seed-usage.js';
@@ -520,15 +518,7 @@ describe('retention', () => {
     });
 
     const job = new RetentionJob(
-      {
-        store: h.store,
-        bus: new InProcessBus(),
-        downlink: { publish: async () => {} },
-        counters: new Counters(),
-        logger: silentLogger(),
-        now: () => h.clock.now,
-        newId: createIdFactory(),
-      },
+      testWorkerContext({ store: h.store, bus: new InProcessBus(), downlink: { publish: async () => {} }, now: () => h.clock.now }),
       { intervalS: 3600 },
     );
     const purged = await job.run();

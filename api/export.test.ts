@@ -7,7 +7,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord, UsageRecord } from '../shared/domain.js';
 import { csvField, xmlEscape } from './export.js';
-import { UsageRecordSchema } from './schemas/records.js';
+import { UsageRecordSchema } from '../shared/schemas/records.js';
 import { seedUsage, type SeedEvent } from './seed-usage.js';
 import { OPERATOR_EMAIL, createTenant, json, login, startHarness, type Harness, type Session } from './test-support.js';
 

@@ -21,7 +21,7 @@ import type { WebSocket } from 'ws';
 import type { Bus, BusEvents } from '../shared/bus.js';
 import type { Effect } from '../shared/domain.js';
 import type { Counters } from '../shared/metrics.js';
-import { AlertSchema, CommandRecordSchema, UsageRecordSchema } from './schemas/records.js';
+import { AlertSchema, CommandRecordSchema, UsageRecordSchema } from '../shared/schemas/records.js';
 
 export type FeedName = 'alerts' | 'stream';
 

@@ -3,6 +3,7 @@
  * holding every id of tenant A, gets 404 from each id-taking route and never a trace of A.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandType } from '../shared/mqtt/payloads.js';
 import type { CommandRecord } from '../shared/domain.js';
 import { activeRemediations } from './routes/nested.js';
 import { seedUsage } from './seed-usage.js';
@@ -39,7 +40,7 @@ async function get(session: Session, url: string) {
 }
 
 /** An applied command of tenant A's device, acked at `ackedAt`. */
-async function applied(type: string, ackedAt: number, extra: { app?: string; duration_s?: number } = {}): Promise<CommandRecord> {
+async function applied(type: CommandType, ackedAt: number, extra: { app?: string; duration_s?: number } = {}): Promise<CommandRecord> {
   const c = await h.store.commands.create({
     tenant_id: a.tenant!,
     tower_id: 'twr-a',

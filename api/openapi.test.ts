@@ -9,7 +9,7 @@ import { API_PREFIX, registeredRoutes } from './app.js';
 import { ApiKeySchema } from './routes/api-keys.js';
 import { AuditRecordSchema } from './routes/audit.js';
 import { ErrorBodySchema } from './schemas/common.js';
-import * as records from './schemas/records.js';
+import * as records from '../shared/schemas/records.js';
 import { type Harness, startHarness } from './test-support.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };

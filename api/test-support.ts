@@ -9,6 +9,9 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import { InProcessBus } from '../shared/bus.js';
+import { CommandService } from '../shared/commands/command-service.js';
+import { createIdFactory } from '../shared/ids.js';
+import { InProcessJobQueues } from '../shared/workflow/job-queue.js';
 import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
@@ -49,7 +52,15 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const keyRing = await KeyRing.open(null, now());
   const bus = new InProcessBus();
   const counters = new Counters();
+  // Commands are recorded and scheduled on an in-process queue that nothing consumes here: the
+  // API's part ends at issuing (the pipeline tests send them).
+  const queues = new InProcessJobQueues();
+  const commands = new CommandService(
+    { store, bus, queues, counters, now, newId: createIdFactory() },
+    { ttlS: COMMAND_TTL_S, retryMinMs: 1000, retryMaxMs: 60_000 },
+  );
   const app = await buildApp({
+    commands,
     store,
     tokens: new TokenService(keyRing, 900, now),
     keyRing,
@@ -59,7 +70,6 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     config: {
       access_token_ttl_s: 900,
       refresh_token_ttl_s: 3600,
-      command_ttl_s: COMMAND_TTL_S,
       ...(opts.rateLimitPerMin !== undefined && { rate_limit_per_min: opts.rateLimitPerMin }),
     },
     now,
@@ -88,6 +98,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     clock,
     async close() {
       await app.close();
+      await queues.close();
       await store.close();
       await rm(dir, { recursive: true, force: true });
     },

@@ -4,6 +4,7 @@
  */
 import type { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
+import type { CommandService } from '../shared/commands/command-service.js';
 import type { Config } from '../shared/config.js';
 import type { ConsoleRole } from '../shared/domain.js';
 import type { IdFactory } from '../shared/ids.js';
@@ -26,11 +27,12 @@ export interface ApiDeps {
   bus: Bus;
   counters: Counters;
   logger: Logger;
+  /** Issues manual remediations: the one owner of the command lifecycle. */
+  commands: CommandService;
   /**
-   * command_ttl_s: a manual remediation not acknowledged by then is expired by the dispatcher.
    * rate_limit_per_min: requests per minute per principal (per IP unauthenticated); default 100.
    */
-  config: Pick<Config, 'refresh_token_ttl_s' | 'access_token_ttl_s' | 'command_ttl_s'> &
+  config: Pick<Config, 'refresh_token_ttl_s' | 'access_token_ttl_s'> &
     Partial<Pick<Config, 'rate_limit_per_min'>>;
   /** Server clock (epoch ms); injectable so tests can expire tokens without sleeping. */
   now?: () => number;
@@ -71,6 +73,7 @@ declare module 'fastify' {
     tokens: TokenService;
     keyRing: KeyRing;
     bus: Bus;
+    commands: CommandService;
     counters: Counters;
     sessions: SessionService;
     loginThrottle: LoginThrottle;

@@ -47,6 +47,11 @@ export interface BrokerDeps {
   tokens: Pick<TokenService, 'verify'>;
   /** Where tower uplinks go. Usually set later with `setSink` (workers are built after the broker). */
   sink?: UplinkSink | null;
+  /**
+   * A tower's MQTT client acknowledged (PUBACK) a command: the command service records the
+   * 'delivered' step. Errors are the callee's to count; the broker only logs them.
+   */
+  onCommandDelivered?: (e: { tenant_id: string; tower_id: string; command_id: string; at: number }) => Promise<void>;
   now?: () => number;
 }
 
@@ -123,7 +128,8 @@ export class Broker {
       aedes.on('clientError', onClientError);
       aedes.on('connectionError', onClientError);
       aedes.on('ack', (packet, client) => this.#onAck(packet && 'topic' in packet ? packet : null, client));
-      bus.subscribe('credential.revoked', (e) => this.#revoke(e.credential_id), this);
+      // Cluster scope: the credential may have been revoked through any API process.
+      bus.subscribe('credential.revoked', (e) => this.#revoke(e.credential_id), this, 'cluster');
 
       const tcp = createNetServer((socket) => {
         // Decisions are small latency-sensitive frames: Nagle would hold them for the peer's ACK.
@@ -240,7 +246,7 @@ export class Broker {
 
   /**
    * A tower's PUBACK of a command is the "delivered" step of the command lifecycle: the tower's
-   * MQTT client has it [MQTT-4.3.2]. Reported on the bus; the dispatcher records it.
+   * MQTT client has it [MQTT-4.3.2]. Reported to the command service (deps.onCommandDelivered).
    */
   #onAck(packet: { topic?: string; payload?: unknown } | null | undefined, client: Client | null | undefined): void {
     if (!packet?.topic || !client) return;
@@ -251,12 +257,11 @@ export class Broker {
       const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : typeof raw === 'string' ? raw : '';
       const id = (JSON.parse(text) as { id?: unknown }).id;
       if (typeof id !== 'string') return;
-      this.#deps.bus.publish('command.delivered', {
-        tenant_id: parsed.tenantId,
-        tower_id: parsed.towerId,
-        command_id: id,
-        at: this.#now(),
-      });
+      const report = this.#deps.onCommandDelivered;
+      if (!report) return;
+      report({ tenant_id: parsed.tenantId, tower_id: parsed.towerId, command_id: id, at: this.#now() }).catch((err: unknown) =>
+        this.#log.warn({ err, command_id: id }, 'recording command delivery failed'),
+      );
     } catch {
       // Commands are built by the cloud; an unparseable one is not ours to report.
     }

@@ -2,7 +2,8 @@
  * Secrets that must survive restarts live in the data dir, created with mode 0600. Each is
  * generated on first start unless configuration supplies it.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { randomSecret } from '../shared/auth/secrets.js';
 
@@ -26,14 +27,25 @@ export async function prepareDataDir(dir: string): Promise<DataDirPaths> {
   };
 }
 
-/** Reads the secret at `file`, or writes a fresh one there (exclusive create: no clobbering). */
+/**
+ * Reads the secret at `file`, or writes a fresh one there. Processes sharing a data dir may race
+ * on first start: the file is written aside and linked into place (link fails if it exists), so
+ * nobody reads a half-written secret and all end up with the winner's.
+ */
 export async function loadOrCreateSecret(file: string): Promise<string> {
   try {
     return (await readFile(file, 'utf8')).trim();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const secret = randomSecret(32);
-  await writeFile(file, secret + '\n', { mode: 0o600, flag: 'wx' });
-  return secret;
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, randomSecret(32) + '\n', { mode: 0o600 });
+  try {
+    await link(tmp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+  return (await readFile(file, 'utf8')).trim();
 }

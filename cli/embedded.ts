@@ -1,7 +1,9 @@
 /**
  * The composition root of the embedded control plane (`edgeplane start`): one process holding
- * the SQLite store, the Aedes broker, the policy pipeline and the HTTP API. Builds every
- * component with its dependencies, starts them in dependency order and stops them in reverse.
+ * the store (SQLite by default), the Aedes broker with its sessions on disk, the policy pipeline,
+ * the command service, the sinks and the HTTP API. Components are declared once, in start order;
+ * they stop in reverse (cli/roots/components.ts), which drains the API and the pipeline before
+ * the command service, the sinks and the broker they publish through.
  */
 import { writeFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
@@ -9,22 +11,20 @@ import { buildApp } from '../api/app.js';
 import { Broker } from '../broker/broker.js';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { randomSecret } from '../shared/auth/secrets.js';
-import { KeyRing, TokenService } from '../shared/auth/tokens.js';
-import { InProcessBus } from '../shared/bus.js';
+import type { KeyRing, TokenService } from '../shared/auth/tokens.js';
+import type { Bus } from '../shared/bus.js';
+import { CommandService } from '../shared/commands/command-service.js';
 import type { Config } from '../shared/config.js';
-import { createIdFactory } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
-import { Counters } from '../shared/metrics.js';
-import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
+import type { Counters } from '../shared/metrics.js';
 import type { Store } from '../shared/store/port.js';
+import type { WorkerContext } from '../workers/context.js';
 import { Pipeline } from '../workers/pipeline.js';
 import { RetentionJob } from '../workers/retention-job.js';
-import { CommandAudit } from '../workers/audit/command-audit.js';
-import { WebhookDeliverer } from '../workers/webhooks/webhook-deliverer.js';
-import { WebhookNotifier } from '../workers/webhooks/webhook-notifier.js';
-import { createFirebaseWriter } from '../shared/realtime/firebase-writer.js';
-import { FirebaseSink } from '../shared/realtime/firebase-sink.js';
-import { loadOrCreateSecret, prepareDataDir, type DataDirPaths } from './data-dir.js';
+import type { DataDirPaths } from './data-dir.js';
+import { component, startComponents } from './roots/components.js';
+import { buildFoundation, urlHost, type Foundation } from './roots/foundation.js';
+import { buildSinks } from './roots/sinks.js';
 
 export interface EmbeddedHandle {
   config: Config;
@@ -33,11 +33,12 @@ export interface EmbeddedHandle {
   mqttUrl: string;
   mqttWsUrl: string;
   store: Store;
-  bus: InProcessBus;
+  bus: Bus;
   counters: Counters;
   tokens: TokenService;
   keyRing: KeyRing;
   pipeline: Pipeline;
+  commands: CommandService;
   broker: Broker;
   app: FastifyInstance;
   serviceSecret: string;
@@ -51,165 +52,136 @@ export interface EmbeddedOptions {
   now?: () => number;
 }
 
-function urlHost(host: string): string {
-  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
-  return host.includes(':') ? `[${host}]` : host;
+export function buildCommandService(f: Foundation): CommandService {
+  return new CommandService(
+    {
+      store: f.store,
+      bus: f.bus,
+      queues: f.workflow.queues,
+      counters: f.counters,
+      now: f.now,
+      newId: f.newId,
+      onError: (err, what) => f.logger.error({ module: 'commands', err }, `${what} failed`),
+    },
+    { ttlS: f.config.command_ttl_s, retryMinMs: f.config.command_retry_min_ms, retryMaxMs: f.config.command_retry_max_ms },
+  );
 }
 
 export async function startEmbedded(config: Config, opts: EmbeddedOptions): Promise<EmbeddedHandle> {
   const { logger } = opts;
-  const now = opts.now ?? Date.now;
-  const newId = createIdFactory();
-  const paths = await prepareDataDir(config.data_dir);
-  const serviceSecret = config.service_secret ?? (await loadOrCreateSecret(paths.serviceSecret));
-  const counters = new Counters();
-  const bus = new InProcessBus((err, event) => logger.error({ err, event, module: 'bus' }, 'bus listener failed'));
-
-  const store = new SqliteStore({
-    file: paths.database,
+  const f = await buildFoundation(config, { role: 'embedded', logger, ...(opts.now ? { now: opts.now } : {}) });
+  const { store, bus, counters, now, newId, tokens, keyRing } = f;
+  const commands = buildCommandService(f);
+  const broker = new Broker({
+    config: { ...config, service_secret: f.serviceSecret },
+    logger: logger.child({ module: 'broker' }),
+    counters,
+    bus,
+    towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
+    towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
+    tokens,
+    now,
+    onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
+  });
+  const workerCtx: WorkerContext = {
+    store,
+    bus,
+    downlink: broker.downlink,
+    counters,
+    logger: logger.child({ module: 'workers' }),
     now,
     newId,
-    hooks: { onPolicyChanged: (tenantId, version) => bus.publish('policy.changed', { tenant_id: tenantId, version }) },
-  });
-  const keyRing = await KeyRing.open(paths.jwtKeys);
-  const tokens = new TokenService(keyRing, config.access_token_ttl_s, now);
-
-  // Start in dependency order; on a failure, stop what already started.
-  const started: Array<() => Promise<void>> = [];
-  let generatedAdminPassword: string | null = null;
+    commands,
+    budgets: f.workflow.budgets,
+    remediationState: f.workflow.remediation,
+    leases: f.workflow.leases,
+    processId: f.processId,
+  };
+  const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency });
+  broker.setSink(pipeline);
+  const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s });
+  const sinks = buildSinks(f, { deliverWebhooks: true });
   let accepting = false;
-  try {
-    await store.init();
-    started.push(() => store.close());
-    // The store's repositories exist once it is open; everything else is built on them.
-    const broker = new Broker({
-      config: { ...config, service_secret: serviceSecret },
-      logger: logger.child({ module: 'broker' }),
-      counters,
-      bus,
-      towerCredentials: store.towerCredentials,
-      towers: store.towers,
-      tokens,
-      now,
-    });
-    const workerCtx = { store, bus, downlink: broker.downlink, counters, logger: logger.child({ module: 'workers' }), now, newId };
-    const pipeline = new Pipeline(
-      workerCtx,
-      {
-        concurrency: config.ingest_concurrency,
-        commandTtlS: config.command_ttl_s,
-        commandRetryMinMs: config.command_retry_min_ms,
-        commandRetryMaxMs: config.command_retry_max_ms,
-      },
-    );
-    broker.setSink(pipeline);
-    const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s });
-    const onWorkerError = (what: string) => (err: unknown) => logger.error({ module: 'workers', err }, `${what} failed`);
-    const deliverer = new WebhookDeliverer({
-      store,
-      counters,
-      maxAttempts: config.webhook_max_attempts,
-      timeoutMs: config.webhook_timeout_ms,
-      now,
-      onError: onWorkerError('webhook delivery'),
-    });
-    const commandAudit = new CommandAudit({ store, bus, onError: onWorkerError('command audit') });
-    const notifier = new WebhookNotifier({ store, bus, deliverer, counters, newId, now, onError: onWorkerError('webhook notification') });
-    // The Firebase mirror is opt-in: a database URL, or the emulator for development.
-    const firebaseUrl = config.firebase_database_url;
-    const firebase = firebaseUrl
-      ? new FirebaseSink({
-          bus,
-          writer: createFirebaseWriter({
-            databaseURL: firebaseUrl,
-            ...(config.firebase_credentials_file ? { credentialsFile: config.firebase_credentials_file } : {}),
-          }),
-          counters,
-          flushMs: config.firebase_flush_ms,
-          now,
-          onError: onWorkerError('firebase write'),
-        })
-      : null;
-    const app = await buildApp({
-      store,
-      tokens,
-      keyRing,
-      bus,
-      counters,
-      logger: logger.child({ module: 'api' }),
-      config,
-      now,
-      readiness: async () => ({ ok: accepting, checks: { store: accepting, broker: accepting, pipeline: accepting } }),
-    });
-    generatedAdminPassword = await ensureOperator(store, config, paths, logger);
-    const ports = await broker.start();
-    started.push(() => broker.stop());
-    // Before the pipeline: the dispatcher resumes open commands at start, and those steps count too.
-    commandAudit.start();
-    started.push(() => commandAudit.stop());
-    await pipeline.start();
-    started.push(() => pipeline.stop());
-    retention.start();
-    started.push(() => retention.stop());
-    deliverer.start();
-    started.push(() => deliverer.stop());
-    notifier.start();
-    started.push(() => notifier.stop());
-    if (firebase) {
-      firebase.start();
-      started.push(() => firebase.stop());
-    }
-    await app.listen({ host: config.http_host, port: config.http_port });
-    started.push(() => app.close());
-    accepting = true;
+  let app: FastifyInstance | null = null;
+  let ports = { mqttPort: 0, wsPort: 0 };
+  let generatedAdminPassword: string | null = null;
 
-    const addr = app.server.address();
-    const httpPort = typeof addr === 'object' && addr ? addr.port : config.http_port;
-    const handle: EmbeddedHandle = {
-      config,
-      paths,
-      httpUrl: `http://${urlHost(config.http_host)}:${httpPort}`,
-      mqttUrl: `mqtt://${urlHost(config.mqtt_host)}:${ports.mqttPort}`,
-      mqttWsUrl: `ws://${urlHost(config.mqtt_host)}:${ports.wsPort}`,
-      store,
-      bus,
-      counters,
-      tokens,
-      keyRing,
-      pipeline,
-      broker,
-      app,
-      serviceSecret,
-      generatedAdminPassword,
-      stop: once(async () => {
-        accepting = false;
-        // Reverse order, with one exception: the pipeline drains before the broker closes so
-        // decisions for already-accepted batches still reach their towers.
-        await app.close();
-        await retention.stop();
-        await pipeline.stop();
-        // After the pipeline drained: its last alerts and commands still reach the sinks.
-        await firebase?.stop();
-        await commandAudit.stop();
-        await notifier.stop();
-        await deliverer.stop();
-        await broker.stop();
-        await store.close();
-      }),
-    };
-    logger.info(
-      { module: 'embedded', http: handle.httpUrl, mqtt: handle.mqttUrl, mqtt_ws: handle.mqttWsUrl, data_dir: paths.root },
-      'EdgePlane control plane started',
-    );
-    return handle;
-  } catch (err) {
-    for (const stop of started.reverse()) await stop().catch(() => {});
-    throw err;
-  }
+  const running = await startComponents(
+    [
+      ...f.components,
+      component('operator', async () => (generatedAdminPassword = await ensureOperator(store, config, f.paths, logger)), () => undefined),
+      component('broker', async () => (ports = await broker.start()), () => broker.stop()),
+      ...sinks.components,
+      component(
+        'commands',
+        async () => {
+          commands.startProcessing(broker.downlink);
+          // Open commands of the previous run: their next send and their expiry.
+          await commands.resume();
+        },
+        () => commands.stop(),
+      ),
+      component('pipeline', () => pipeline.start(), () => pipeline.stop()),
+      component('retention', () => retention.start(), () => retention.stop()),
+      component(
+        'api',
+        async () => {
+          app = await buildApp({
+            store,
+            tokens,
+            keyRing,
+            bus,
+            counters,
+            commands,
+            logger: logger.child({ module: 'api' }),
+            config,
+            now,
+            readiness: async () => ({ ok: accepting, checks: { store: accepting, broker: accepting, pipeline: accepting } }),
+          });
+          await app.listen({ host: config.http_host, port: config.http_port });
+          accepting = true;
+        },
+        async () => {
+          accepting = false;
+          await app?.close();
+        },
+      ),
+    ],
+    logger,
+  );
+
+  const built = app as FastifyInstance | null;
+  if (!built) throw new Error('api did not start');
+  const addr = built.server.address();
+  const httpPort = typeof addr === 'object' && addr ? addr.port : config.http_port;
+  const handle: EmbeddedHandle = {
+    config,
+    paths: f.paths,
+    httpUrl: `http://${urlHost(config.http_host)}:${httpPort}`,
+    mqttUrl: `mqtt://${urlHost(config.mqtt_host)}:${ports.mqttPort}`,
+    mqttWsUrl: `ws://${urlHost(config.mqtt_host)}:${ports.wsPort}`,
+    store,
+    bus,
+    counters,
+    tokens,
+    keyRing,
+    pipeline,
+    commands,
+    broker,
+    app: built,
+    serviceSecret: f.serviceSecret,
+    generatedAdminPassword,
+    stop: () => running.stop(),
+  };
+  logger.info(
+    { module: 'embedded', http: handle.httpUrl, mqtt: handle.mqttUrl, mqtt_ws: handle.mqttWsUrl, data_dir: f.paths.root },
+    'EdgePlane control plane started',
+  );
+  return handle;
 }
 
 /** Creates the platform operator on first start; returns the password only if generated now. */
-async function ensureOperator(store: Store, config: Config, paths: DataDirPaths, logger: Logger): Promise<string | null> {
+export async function ensureOperator(store: Store, config: Config, paths: DataDirPaths, logger: Logger): Promise<string | null> {
   if (await store.consoleUsers.findByEmail(config.admin_email)) return null;
   const generated = config.admin_password ? null : randomSecret(18);
   const password = config.admin_password ?? generated!;
@@ -229,9 +201,4 @@ async function ensureOperator(store: Store, config: Config, paths: DataDirPaths,
     logger.info({ module: 'embedded', email: config.admin_email }, 'created platform operator');
   }
   return generated;
-}
-
-function once(fn: () => Promise<void>): () => Promise<void> {
-  let p: Promise<void> | null = null;
-  return () => (p ??= fn());
 }

@@ -47,6 +47,14 @@ export const CONFIG_OPTIONS = {
   firebase_database_url: { flag: 'firebase-database-url', describe: 'Mirror live alerts/remediations/counters to this Firebase Realtime Database (off when unset)' },
   firebase_credentials_file: { flag: 'firebase-credentials-file', describe: 'Service account JSON for Firebase (not needed with FIREBASE_DATABASE_EMULATOR_HOST)' },
   firebase_flush_ms: { flag: 'firebase-flush-ms', describe: 'Firebase writes are batched: at most one multi-path update per interval' },
+  store_url: { flag: 'store-url', describe: 'Store: sqlite:<file> or mongodb://… (replica set); default sqlite:<data-dir>/edgeplane.db' },
+  redis_url: { flag: 'redis-url', describe: 'Redis of the distributed mode (queues, workflow state, bus, broker sessions); required by broker/worker/api' },
+  redis_prefix: { flag: 'redis-prefix', describe: 'Prefix of every Redis key and channel of this deployment' },
+  mqtt_url: { flag: 'mqtt-url', describe: 'Worker role: broker node(s) to publish decisions and commands through, comma-separated (failover in order)' },
+  queue_lock_ms: { flag: 'queue-lock-ms', describe: 'Distributed mode: a job whose worker died is taken over after this long' },
+  uplink_batch_max: { flag: 'uplink-batch-max', describe: 'Broker role: uplink messages per queue job (micro-batch)' },
+  uplink_batch_ms: { flag: 'uplink-batch-ms', describe: 'Broker role: longest an uplink waits for its micro-batch to fill' },
+  uplink_queue_high_water: { flag: 'uplink-queue-high-water', describe: 'Broker role: above this many queued uplink jobs, PUBACKs wait (backpressure on towers)' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const ConfigSchema = z.object({
@@ -80,6 +88,17 @@ export const ConfigSchema = z.object({
   firebase_database_url: z.url().optional(),
   firebase_credentials_file: z.string().min(1).optional(),
   firebase_flush_ms: positiveInt.default(1000),
+  store_url: z
+    .string()
+    .regex(/^(sqlite:.+|mongodb(\+srv)?:\/\/.+)$/, 'must be sqlite:<file> or mongodb://…')
+    .optional(),
+  redis_url: z.string().regex(/^rediss?:\/\/.+/, 'must be redis://… or rediss://…').optional(),
+  redis_prefix: z.string().regex(/^[A-Za-z0-9_.-]{1,32}:$/, 'must be 1-32 chars of [A-Za-z0-9_.-] ending with ":"').default('edgeplane:'),
+  mqtt_url: z.string().regex(/^(mqtts?|wss?|tcp):\/\/[^,]+(,(mqtts?|wss?|tcp):\/\/[^,]+)*$/, 'must be mqtt://host:port[,mqtt://…]').optional(),
+  queue_lock_ms: positiveInt.min(1000).default(30_000),
+  uplink_batch_max: positiveInt.max(5000).default(256),
+  uplink_batch_ms: z.coerce.number().int().min(0).max(1000).default(2),
+  uplink_queue_high_water: positiveInt.default(5000),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -3,7 +3,7 @@
  * shapes the REST API returns and the store persists: one vocabulary from disk to the wire.
  * Every tenant-owned record carries `tenant_id`; towers and carriers are platform-level.
  */
-import type { Effect, Severity } from './mqtt/payloads.js';
+import type { CommandType, Effect, Severity } from './mqtt/payloads.js';
 
 export type { Effect, Severity };
 
@@ -165,8 +165,7 @@ export interface CommandRecord {
   tenant_id: string;
   tower_id: string;
   device_id: string;
-  /** block_device | unblock_device | block_app | unblock_app | quarantine | throttle | notify */
-  type: string;
+  type: CommandType;
   app: string | null;
   duration_s: number | null;
   reason: string | null;

@@ -1,9 +1,13 @@
 import type { Bus } from '../shared/bus.js';
+import type { CommandService } from '../shared/commands/command-service.js';
 import type { IdFactory } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import type { Downlink, UplinkMessage } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
+import type { Leases } from '../shared/workflow/leases.js';
+import type { RateBudgets } from '../shared/workflow/rate-budgets.js';
+import type { RemediationState } from '../shared/workflow/remediation-state.js';
 
 /** What every worker component gets from the composition root. */
 export interface WorkerContext {
@@ -14,6 +18,14 @@ export interface WorkerContext {
   logger: Logger;
   now: () => number;
   newId: IdFactory;
+  /** The one owner of the command lifecycle (shared with the API). */
+  commands: CommandService;
+  /** Workflow state shared by every worker of the deployment (in-process when embedded). */
+  budgets: RateBudgets;
+  remediationState: RemediationState;
+  leases: Leases;
+  /** This process, for lease ownership (e.g. `worker-<host>-<pid>`). */
+  processId: string;
 }
 
 /**

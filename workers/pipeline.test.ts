@@ -11,6 +11,7 @@ import { parseTopic, topics } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { Pipeline, ShuttingDownError } from './pipeline.js';
+import { testWorkerContext } from './test-support.js';
 
 /** Records what the pipeline publishes: the broker boundary. */
 class RecordingDownlink implements Downlink {
@@ -30,6 +31,7 @@ let bus: InProcessBus;
 let counters: Counters;
 let downlink: RecordingDownlink;
 let pipeline: Pipeline;
+let ctx: ReturnType<typeof testWorkerContext>;
 let tenantA: string;
 let tenantB: string;
 let denyRuleId: string;
@@ -70,12 +72,15 @@ beforeEach(async () => {
   await store.devices.create(tenantA, { id: 'devA1', name: 'phone', user_id: user.id });
   await store.devices.create(tenantB, { id: 'devB1', name: 'phone' });
   await store.towers.create({ id: 'T1', name: 'tower 1' });
-  pipeline = new Pipeline({ store, bus, downlink, counters, logger: silentLogger(), now: Date.now, newId }, { concurrency: 4, rebuildDebounceMs: 1, commandTtlS: 3600, commandRetryMinMs: 1000, commandRetryMaxMs: 60_000 });
+  ctx = testWorkerContext({ store, bus, downlink, counters, logger: silentLogger(), newId });
+  pipeline = new Pipeline(ctx, { concurrency: 4, rebuildDebounceMs: 1 });
   await pipeline.start();
 });
 
 afterEach(async () => {
   await pipeline.stop();
+  await ctx.commands.stop();
+  await ctx.workflow.close();
   await store.close();
   await rm(dir, { recursive: true, force: true });
 });

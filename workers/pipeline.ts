@@ -9,7 +9,6 @@ import { createAckProcessor } from './ack-processor.js';
 import type { WorkerContext } from './context.js';
 import { createDiscoveryProcessor } from './discovery-processor.js';
 import { PolicyEngine, type PolicyEngineOptions } from './policy-engine.js';
-import { CommandDispatcher } from './remediation/command-dispatcher.js';
 import { RemediationEngine } from './remediation/remediation-engine.js';
 import { createStatusProcessor } from './status-processor.js';
 import { createUsageProcessor } from './usage-processor.js';
@@ -23,16 +22,11 @@ export class ShuttingDownError extends Error {
 
 export interface PipelineOptions extends PolicyEngineOptions {
   concurrency: number;
-  /** Remediation commands not acked within this expire. */
-  commandTtlS: number;
-  commandRetryMinMs: number;
-  commandRetryMaxMs: number;
 }
 
 export class Pipeline implements UplinkSink {
   readonly engine: PolicyEngine;
   readonly remediation: RemediationEngine;
-  readonly dispatcher: CommandDispatcher;
   readonly #ctx: WorkerContext;
   readonly #concurrency: number;
   readonly #usage;
@@ -53,8 +47,7 @@ export class Pipeline implements UplinkSink {
     this.#ctx = ctx;
     this.#concurrency = opts.concurrency;
     this.engine = new PolicyEngine(ctx, opts);
-    this.remediation = new RemediationEngine(ctx, { commandTtlS: opts.commandTtlS });
-    this.dispatcher = new CommandDispatcher(ctx, { retryMinMs: opts.commandRetryMinMs, retryMaxMs: opts.commandRetryMaxMs });
+    this.remediation = new RemediationEngine(ctx);
     this.#usage = createUsageProcessor(ctx, this.engine, this.remediation);
     this.#status = createStatusProcessor(ctx);
     this.#discovery = createDiscoveryProcessor(ctx);
@@ -64,7 +57,6 @@ export class Pipeline implements UplinkSink {
 
   async start(): Promise<void> {
     await this.engine.start();
-    await this.dispatcher.start();
     this.#resolveReady();
   }
 
@@ -73,7 +65,6 @@ export class Pipeline implements UplinkSink {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#inflight > 0) await new Promise<void>((r) => this.#idle.push(r));
-    await this.dispatcher.stop();
     await this.engine.stop();
   }
 

@@ -30,6 +30,9 @@ interface Entry {
   building: Promise<TenantPolicyState | null> | null;
 }
 
+/** How long one process owns publishing a bundle version. */
+const BUNDLE_LEASE_MS = 10 * 60_000;
+
 export interface PolicyEngineOptions {
   /** Coalesces bursts of changes into one rebuild + bundle publish. */
   rebuildDebounceMs?: number;
@@ -57,7 +60,8 @@ export class PolicyEngine {
     for (const { device_id, tenant_id } of await this.#ctx.store.devices.directory()) {
       this.#setDevice(device_id, tenant_id);
     }
-    this.#unsubscribe = this.#ctx.bus.subscribe('policy.changed', (e) => this.invalidate(e.tenant_id), this);
+    // Cluster scope: a change made through any API process invalidates every worker's index.
+    this.#unsubscribe = this.#ctx.bus.subscribe('policy.changed', (e) => this.invalidate(e.tenant_id), this, 'cluster');
     // Retained bundles may be missing (fresh broker) or stale: publish every tenant's current one.
     let cursor: string | null = null;
     do {
@@ -157,6 +161,11 @@ export class PolicyEngine {
   async #publishBundle(state: TenantPolicyState): Promise<void> {
     const model = this.#models.get(state.index.tenantId);
     if (!model) return;
+    // One publisher per bundle version in the cluster: every worker rebuilds its index, only the
+    // lease holder republishes the retained bundle (a worker starting later within the lease
+    // does not republish an unchanged version).
+    const lease = `bundle.${model.tenant_id}.${model.version}`;
+    if (!(await this.#ctx.leases.acquire(lease, this.#ctx.processId, this.#ctx.now(), BUNDLE_LEASE_MS))) return;
     const bundle = bundleFromModel(model, this.#ctx.newId(), this.#ctx.now());
     await this.#ctx.downlink.publish(topics.policy(model.tenant_id), encodePayload(bundle), { retain: true });
     this.#ctx.counters.inc('policy_bundles_published_total');

@@ -1,7 +1,8 @@
 /**
  * Enforces each tenant's retention on an interval: usage records older than the plan's
  * `retention_days`, and audit records older than the tenant's `audit_retention_days`, are purged.
- * One tenant's failure is counted and does not stop the others (nor its other purge).
+ * One tenant's failure is counted and does not stop the others (nor its other purge). Once per
+ * interval in the whole cluster, not once per worker.
  */
 import type { WorkerContext } from './context.js';
 
@@ -20,7 +21,7 @@ export class RetentionJob {
 
   start(): void {
     const tick = () => {
-      this.#running = this.run().finally(() => (this.#running = null));
+      this.#running = this.#runIfLeader().finally(() => (this.#running = null));
       this.#timer = setTimeout(tick, this.#intervalMs);
       this.#timer.unref();
     };
@@ -32,6 +33,17 @@ export class RetentionJob {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     await this.#running?.catch(() => 0);
+  }
+
+  /**
+   * Every worker ticks; the one that takes the lease for this interval purges (leases are
+   * in-process in embedded mode, in Redis in distributed mode).
+   */
+  async #runIfLeader(): Promise<unknown> {
+    const { leases, processId, now } = this.#ctx;
+    // A little shorter than the interval, so the next tick of the same holder can take it again.
+    if (!(await leases.acquire('retention', processId, now(), Math.max(1, this.#intervalMs - 1000)))) return null;
+    return this.run();
   }
 
   /** One pass over every tenant; returns the number of usage rows purged. */

@@ -1,4 +1,7 @@
-/** Tower availability: retained status messages (and the broker-published last will). */
+/**
+ * Tower availability: retained status messages (and the broker-published last will). Runs once
+ * per status message in the cluster, so it is also where a returning tower's commands are resent.
+ */
 import { decodePayload, TowerStatusSchema } from '../shared/mqtt/payloads.js';
 import type { UplinkMessage } from '../shared/mqtt/transport.js';
 import { dropUplink, type WorkerContext } from './context.js';
@@ -17,5 +20,7 @@ export function createStatusProcessor(ctx: WorkerContext) {
     ctx.counters.inc('tower_status_total', { state: s.state });
     const tower = await ctx.store.towers.get(msg.tower_id);
     if (tower) ctx.bus.publish('tower.status', { tower });
+    // Commands that waited for this tower go out now, not at their next backoff.
+    if (s.state === 'online') await ctx.commands.towerOnline(msg.tower_id);
   };
 }

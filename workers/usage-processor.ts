@@ -13,13 +13,14 @@ import { decisionBatchId } from '../shared/mqtt/payloads.js';
 import type { TenantPolicyState } from './policy-engine.js';
 import { dropUplink, type WorkerContext } from './context.js';
 import type { PolicyEngine } from './policy-engine.js';
-import { PlanRateLimiter } from './plan-rate-limiter.js';
-import type { RemediationEngine } from './remediation/remediation-engine.js';
+import type { RemediationEngine, Violation } from './remediation/remediation-engine.js';
 import { UsageWriter } from './usage-writer.js';
+
+/** A tower counts as active for the tenant's fair share of its plan rate this long. */
+export const PLAN_SHARE_WINDOW_MS = 10_000;
 
 export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, remediation: RemediationEngine) {
   const writer = new UsageWriter(ctx.store);
-  const limiter = new PlanRateLimiter(ctx.now);
   return async function processUsage(msg: UplinkMessage, tenantId: string): Promise<void> {
     const decoded = decodePayload(UsageBatchSchema, msg.payload);
     if (!decoded.ok) return dropUplink(ctx, msg, 'invalid_payload', decoded.error);
@@ -33,8 +34,18 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     const decisions: Decision[] = [];
     const rejected: DecisionBatch['rejected'] = [];
     const records: DecidedUsage[] = [];
-    // The plan's event rate, at ingest: events beyond it are refused, not decided.
-    const allowed = limiter.take(tenantId, state.plan.max_events_per_s, batch.events.length);
+    // The plan's event rate, at ingest: events beyond it are refused, not decided. The budget is
+    // the tenant's, split fairly among its active towers, so one tower's flood cannot spend the
+    // share the tenant's other towers use (shared/workflow/rate-budgets.ts).
+    const rate = state.plan.max_events_per_s;
+    const allowed =
+      rate === null
+        ? batch.events.length
+        : await ctx.budgets.takeShared(
+            { group: `plan:${tenantId}`, member: msg.tower_id, rate_per_s: rate, active_window_ms: PLAN_SHARE_WINDOW_MS },
+            batch.events.length,
+            now,
+          );
     for (const [i, ev] of batch.events.entries()) {
       if (i >= allowed) {
         rejected.push({ event_id: ev.id, reason: 'plan_rate_limited' });
@@ -114,8 +125,11 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     for (const alert of result.alerts_opened) ctx.bus.publish('alert.opened', { tenant_id: tenantId, alert });
     for (const alert of result.alerts_updated) ctx.bus.publish('alert.updated', { tenant_id: tenantId, alert });
     for (const device of result.discovered) ctx.bus.publish('device.discovered', { tenant_id: tenantId, device });
-    // After the answer went out: remediation never delays the tower's decisions.
-    if (result.inserted) await remediation.onDecided(tenantId, msg.tower_id, state, records);
+    // After the answer went out: remediation never delays the tower's decisions. Stored denies of
+    // re-processed events are considered again: remediation is idempotent, and a worker that died
+    // between storing and remediating must not lose the command.
+    const violations = violationsOf(records, result.stored_decisions);
+    if (violations.length) await remediation.onViolations(tenantId, msg.tower_id, state, violations);
   };
 }
 
@@ -129,4 +143,19 @@ function answerWithStored(decisions: Decision[], stored: StoredDecision[], state
     const severity = s.effect === 'deny' && s.policy_id !== null ? (state.policySeverity(s.policy_id) ?? d.severity) : null;
     decisions[i] = { ...d, effect: s.effect, reason: s.reason, rule_id: s.rule_id, policy_id: s.policy_id, severity };
   }
+}
+
+/** Denies by a rule, as stored: fresh ones from `records`, re-processed ones from `stored`. */
+function violationsOf(records: DecidedUsage[], stored: StoredDecision[]): Violation[] {
+  const storedById = new Map(stored.map((s) => [s.id, s]));
+  const out: Violation[] = [];
+  for (const r of records) {
+    const s = storedById.get(r.id);
+    const effect = s ? s.effect : r.effect;
+    const reason = s ? s.reason : r.reason;
+    const ruleId = s ? s.rule_id : r.rule_id;
+    if (effect !== 'deny' || reason !== 'rule' || ruleId === null) continue;
+    out.push({ event_id: r.id, device_id: r.device_id, app: r.app, action: r.action, rule_id: ruleId });
+  }
+  return out;
 }

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createError } from '../../shared/errors.js';
 import { NoContent, errorResponses } from '../schemas/common.js';
-import { ConsoleUserSchema } from '../schemas/records.js';
+import { ConsoleUserSchema } from '../../shared/schemas/records.js';
 import { ApiKeySchema } from '../routes/api-keys.js';
 import { principalOf } from './guard.js';
 

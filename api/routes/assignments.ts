@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { audit } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdSchema, NoContent, errorResponses, existed, referenceNotFound } from '../schemas/common.js';
-import { PolicySchema, RoleSchema } from '../schemas/records.js';
+import { PolicySchema, RoleSchema } from '../../shared/schemas/records.js';
 
 const UserRoleBody = z
   .strictObject({ user_id: IdSchema, role_id: IdSchema })

@@ -15,7 +15,7 @@ import {
   paginate,
   referenceNotFound,
 } from '../schemas/common.js';
-import { CarrierSchema } from '../schemas/records.js';
+import { CarrierSchema } from '../../shared/schemas/records.js';
 import { visibleTower } from './towers.js';
 
 const fields = {

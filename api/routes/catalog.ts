@@ -9,7 +9,7 @@ import type { Store } from '../../shared/store/port.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
-import { ActionSchema, AppSchema } from '../schemas/records.js';
+import { ActionSchema, AppSchema } from '../../shared/schemas/records.js';
 
 export interface CatalogRoutesOptions {
   /** 'apps' or 'actions': the URL segment, the store repository and the list key. */

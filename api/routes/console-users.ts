@@ -8,7 +8,7 @@ import { recordCreate } from '../audit.js';
 import { tenantIdOf, userPrincipalOf } from '../auth/guard.js';
 import { grantableRoles } from '../auth/permissions.js';
 import { ListQuery, NextCursor, errorResponses, paginate } from '../schemas/common.js';
-import { ConsoleUserSchema } from '../schemas/records.js';
+import { ConsoleUserSchema } from '../../shared/schemas/records.js';
 import { EmailSchema, PasswordSchema } from './tenants.js';
 
 const CreateConsoleUserBody = z

@@ -5,7 +5,7 @@ import { audit } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
 import { IdParams, IdSchema, NextCursor, errorResponses, found, listQuery, paginate, sortQuery } from '../schemas/common.js';
-import { AlertSchema, DashboardMetricsSchema } from '../schemas/records.js';
+import { AlertSchema, DashboardMetricsSchema } from '../../shared/schemas/records.js';
 
 const AlertsQuery = listQuery({
   status: z.enum(['open', 'acknowledged', 'resolved']).optional(),

@@ -21,7 +21,7 @@ import {
   paginate,
   sortQuery,
 } from '../schemas/common.js';
-import { DeviceSchema, DiscoveredDeviceSchema } from '../schemas/records.js';
+import { DeviceSchema, DiscoveredDeviceSchema } from '../../shared/schemas/records.js';
 
 const fields = {
   user_id: IdSchema.nullable().describe('the device user who owns the device'),

@@ -1,6 +1,5 @@
 /** Every resource plugin, each encapsulated; mounted under /api/v1 by app.ts. */
 import type { FastifyPluginAsync } from 'fastify';
-import type { ApiDeps } from '../types.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { assignmentRoutes } from './assignments.js';
 import { auditRoutes } from './audit.js';
@@ -22,11 +21,7 @@ import { usageRoutes } from './usage.js';
 import { usersRolesRoutes } from './users-roles.js';
 import { webhookRoutes } from './webhooks.js';
 
-export interface ApiRoutesOptions {
-  config: ApiDeps['config'];
-}
-
-export const apiRoutes: FastifyPluginAsync<ApiRoutesOptions> = async (app, opts) => {
+export const apiRoutes: FastifyPluginAsync = async (app) => {
   await app.register(tenantRoutes);
   await app.register(planRoutes);
   await app.register(consoleUserRoutes);
@@ -44,7 +39,7 @@ export const apiRoutes: FastifyPluginAsync<ApiRoutesOptions> = async (app, opts)
   await app.register(usageRoutes);
   await app.register(webhookRoutes);
   await app.register(dashboardRoutes);
-  await app.register(remediationRoutes, { commandTtlS: opts.config.command_ttl_s });
+  await app.register(remediationRoutes);
   await app.register(nestedRoutes);
   await app.register(auditRoutes);
   await app.register(apiKeyRoutes);

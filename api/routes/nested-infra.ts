@@ -10,7 +10,7 @@ import type { Tower } from '../../shared/domain.js';
 import type { Store } from '../../shared/store/port.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import { EpochMsSchema, IdParams, NextCursor, errorResponses, found } from '../schemas/common.js';
-import { CarrierSchema, TowerSchema } from '../schemas/records.js';
+import { CarrierSchema, TowerSchema } from '../../shared/schemas/records.js';
 import type { Principal } from '../types.js';
 import { visibleTower } from './towers.js';
 

@@ -22,7 +22,7 @@ import {
   TenantSchema,
   UsageRecordSchema,
   UserSchema,
-} from '../schemas/records.js';
+} from '../../shared/schemas/records.js';
 import { nestedInfraRoutes } from './nested-infra.js';
 import { policiesOfUser } from './policies.js';
 

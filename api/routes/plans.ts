@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { TopicId } from '../../shared/mqtt/payloads.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
-import { PlanSchema } from '../schemas/records.js';
+import { PlanSchema } from '../../shared/schemas/records.js';
 
 const fields = {
   name: z.string().trim().min(1).max(200),

@@ -23,7 +23,7 @@ import {
   referenceNotFound,
   sortQuery,
 } from '../schemas/common.js';
-import { PolicySchema } from '../schemas/records.js';
+import { PolicySchema } from '../../shared/schemas/records.js';
 
 const fields = {
   name: z.string().trim().min(1).max(200),

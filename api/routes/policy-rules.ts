@@ -26,7 +26,7 @@ import {
   paginate,
   sortQuery,
 } from '../schemas/common.js';
-import { PolicyRuleSchema, RemediationTypeSchema } from '../schemas/records.js';
+import { PolicyRuleSchema, RemediationTypeSchema } from '../../shared/schemas/records.js';
 
 const RuleKey = z
   .string()

@@ -2,8 +2,8 @@
  * Remediation commands: corrective actions sent to a tower (block, quarantine, throttle, notify).
  * Automatic and escalated ones come from the policy workers; here admins issue manual ones and
  * everyone in the tenant follows each command's lifecycle (pending → delivered → applied|failed,
- * or expired). The API only records a command and announces it on the bus; the dispatcher in
- * the workers sends every new pending command to its tower.
+ * or expired). The API issues through the command service, which records the command and
+ * schedules its sending; the workers (or the embedded process) send it to its tower.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -22,15 +22,10 @@ import {
   referenceNotFound,
   sortQuery,
 } from '../schemas/common.js';
-import { CommandEventSchema, CommandRecordSchema } from '../schemas/records.js';
+import { CommandEventSchema, CommandRecordSchema } from '../../shared/schemas/records.js';
 import type { Principal } from '../types.js';
 import { MAX_REMEDIATION_S } from './policy-rules.js';
 import { visibleTower } from './towers.js';
-
-export interface RemediationRoutesOptions {
-  /** A command not acknowledged within this is expired by the dispatcher. */
-  commandTtlS: number;
-}
 
 const APP_TYPES: ReadonlySet<CommandType> = new Set(['block_app', 'unblock_app']);
 /** Actions that hold at the tower until lifted: the edge needs to know when to lift them. */
@@ -62,9 +57,7 @@ const RemedialActionsQuery = listQuery({
 
 const TAGS = ['remediation'];
 
-export const remediationRoutes: FastifyPluginAsyncZod<RemediationRoutesOptions> = async (app, opts) => {
-  const ttlMs = opts.commandTtlS * 1000;
-
+export const remediationRoutes: FastifyPluginAsyncZod = async (app) => {
   /** The explicit tower, or the one where the device was last seen. */
   async function targetTower(principal: Principal, tenantId: string, deviceId: string, towerId: string | undefined): Promise<string> {
     if (towerId !== undefined) {
@@ -110,8 +103,8 @@ export const remediationRoutes: FastifyPluginAsyncZod<RemediationRoutesOptions> 
       const device = await app.store.devices.get(tenantId, body.device_id);
       if (!device) referenceNotFound('body.device_id', 'device');
       const towerId = await targetTower(principal, tenantId, device.id, body.tower_id);
-      const command = await recordCreate(request, () =>
-        app.store.commands.create({
+      const command = await recordCreate(request, async () =>
+        (await app.commands.issue({
           tenant_id: tenantId,
           tower_id: towerId,
           device_id: device.id,
@@ -121,10 +114,8 @@ export const remediationRoutes: FastifyPluginAsyncZod<RemediationRoutesOptions> 
           reason: body.reason ?? null,
           source: 'manual',
           issued_by: principal.actorId,
-          expires_at: app.clock() + ttlMs,
-        }),
+        })).command,
       );
-      app.bus.publish('command.updated', { tenant_id: tenantId, command });
       return reply.code(201).send({ command });
     },
   );

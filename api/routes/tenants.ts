@@ -13,7 +13,7 @@ import { EffectSchema, TopicId } from '../../shared/mqtt/payloads.js';
 import { audit, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate, sortQuery } from '../schemas/common.js';
-import { ConsoleUserSchema, TenantSchema } from '../schemas/records.js';
+import { ConsoleUserSchema, TenantSchema } from '../../shared/schemas/records.js';
 import { PlanReply } from './plans.js';
 
 export const PasswordSchema = z.string().min(12, 'must be at least 12 characters').max(1024);

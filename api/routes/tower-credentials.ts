@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { formatTowerPassword, randomSecret, sha256 } from '../../shared/auth/secrets.js';
 import { audit, recordCreate } from '../audit.js';
 import { IdParams, IdSchema, NoContent, errorResponses, found } from '../schemas/common.js';
-import { TowerCredentialSchema } from '../schemas/records.js';
+import { TowerCredentialSchema } from '../../shared/schemas/records.js';
 
 const IssuedCredentialSchema = z
   .object({

@@ -10,7 +10,7 @@ import type { Tower } from '../../shared/domain.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { principalOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
-import { TowerSchema } from '../schemas/records.js';
+import { TowerSchema } from '../../shared/schemas/records.js';
 import type { Principal } from '../types.js';
 
 const fields = {

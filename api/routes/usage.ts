@@ -10,7 +10,7 @@ import { audit } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
 import { IdSchema, NextCursor, errorResponses, listQuery, paginate, sortQuery } from '../schemas/common.js';
-import { UsageRecordSchema } from '../schemas/records.js';
+import { UsageRecordSchema } from '../../shared/schemas/records.js';
 
 const UsageQuery = listQuery({
   user_id: IdSchema.optional(),

@@ -10,7 +10,7 @@ import type { ListOptions, Page, Store } from '../../shared/store/port.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
-import { RoleSchema, UserSchema } from '../schemas/records.js';
+import { RoleSchema, UserSchema } from '../../shared/schemas/records.js';
 
 export interface UsersRolesRoutesOptions {
   /** 'users' (device users: the people policy ROLEs are assigned to, not console accounts) or 'roles'. */

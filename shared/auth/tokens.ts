@@ -3,7 +3,8 @@
  * in the data dir; the newest signs, all verify, and the JWKS endpoint publishes every public key
  * so services can verify tokens signed before a rotation until those expire.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
   SignJWT,
@@ -72,19 +73,42 @@ export class KeyRing {
     this.#file = file;
   }
 
-  /** Loads the ring from `file`, creating it with one key on first use. `null` keeps it in memory. */
+  /**
+   * Loads the ring from `file`, creating it with one key on first use. `null` keeps it in memory.
+   * Several processes may open one file at once (distributed mode sharing a secrets directory):
+   * the first complete file wins and the others read it, so they all sign with one key.
+   */
   static async open(file: string | null, now = Date.now()): Promise<KeyRing> {
-    if (file) {
-      try {
-        const parsed = StoredKeysSchema.parse(JSON.parse(await readFile(file, 'utf8')));
-        if (parsed.keys.length > 0) return new KeyRing(parsed.keys as StoredKey[], file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+    if (!file) return new KeyRing([await newKey(now)], null);
+    const existing = await readKeys(file);
+    if (existing) return new KeyRing(existing, file);
+    await mkdir(dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    await writeFile(tmp, JSON.stringify({ keys: [await newKey(now)] }), { mode: 0o600 });
+    try {
+      // link() fails if the file exists: an atomic create-if-absent of a complete file.
+      await link(tmp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await unlink(tmp).catch(() => undefined);
     }
-    const ring = new KeyRing([await newKey(now)], file);
-    await ring.#save();
-    return ring;
+    const keys = await readKeys(file);
+    if (!keys) throw new Error(`signing key file ${file} is empty`);
+    return new KeyRing(keys, file);
+  }
+
+  /** Re-reads the file (another process may have rotated); true when the ring changed. */
+  async reload(): Promise<boolean> {
+    if (!this.#file) return false;
+    const keys = await readKeys(this.#file);
+    if (!keys || JSON.stringify(keys.map((k) => k.kid)) === JSON.stringify(this.#keys.map((k) => k.kid))) return false;
+    this.#keys = keys;
+    return true;
+  }
+
+  hasKid(kid: string): boolean {
+    return this.#keys.some((k) => k.kid === kid);
   }
 
   get currentKid(): string {
@@ -93,6 +117,8 @@ export class KeyRing {
 
   /** Adds a new signing key; older keys keep verifying until `retire` drops them. */
   async rotate(now = Date.now()): Promise<string> {
+    // Start from the file: another process may have rotated since we loaded it.
+    await this.reload();
     this.#keys.push(await newKey(now));
     await this.#save();
     return this.currentKid;
@@ -116,17 +142,31 @@ export class KeyRing {
   async #save(): Promise<void> {
     if (!this.#file) return;
     await mkdir(dirname(this.#file), { recursive: true });
-    const tmp = `${this.#file}.tmp`;
+    const tmp = `${this.#file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     // Written then renamed so a crash never leaves a truncated key file; 0600: private keys.
     await writeFile(tmp, JSON.stringify({ keys: this.#keys }), { mode: 0o600 });
     await rename(tmp, this.#file);
   }
 }
 
+async function readKeys(file: string): Promise<StoredKey[] | null> {
+  try {
+    const parsed = StoredKeysSchema.parse(JSON.parse(await readFile(file, 'utf8')));
+    return parsed.keys.length > 0 ? (parsed.keys as StoredKey[]) : null;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/** A token with an unknown kid makes the ring re-read its file at most this often. */
+const RELOAD_INTERVAL_MS = 5000;
+
 export class TokenService {
   readonly #ring: KeyRing;
   readonly #ttlS: number;
   readonly #now: () => number;
+  #lastReload = 0;
 
   constructor(ring: KeyRing, accessTtlS: number, now: () => number = Date.now) {
     this.#ring = ring;
@@ -154,6 +194,12 @@ export class TokenService {
 
   /** Verifies signature, issuer, audience and expiry; throws TOKEN_EXPIRED or UNAUTHENTICATED. */
   async verify(token: string): Promise<AccessClaims> {
+    // A kid we do not know may come from a rotation made by another process sharing the ring.
+    const kid = kidOf(token);
+    if (kid && !this.#ring.hasKid(kid) && Date.now() - this.#lastReload >= RELOAD_INTERVAL_MS) {
+      this.#lastReload = Date.now();
+      await this.#ring.reload().catch(() => false);
+    }
     try {
       const { payload } = await jwtVerify(token, createLocalJWKSet(this.#ring.jwks()), {
         issuer: TOKEN_ISSUER,
@@ -169,5 +215,14 @@ export class TokenService {
       if (err instanceof Error && err.name === 'EdgeplaneError') throw err;
       throw createError('UNAUTHENTICATED', 'access token is invalid');
     }
+  }
+}
+
+function kidOf(token: string): string | null {
+  try {
+    const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown };
+    return typeof header.kid === 'string' ? header.kid : null;
+  } catch {
+    return null;
   }
 }

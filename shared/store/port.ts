@@ -46,6 +46,7 @@ import type {
   UsageRecord,
   User,
 } from '../domain.js';
+import type { CommandType } from '../mqtt/payloads.js';
 
 export interface ListOptions {
   /** 1..1000, default 50. */
@@ -157,7 +158,7 @@ export interface CommandInput {
   tenant_id: string;
   tower_id: string;
   device_id: string;
-  type: string;
+  type: CommandType;
   app?: string | null;
   duration_s?: number | null;
   reason?: string | null;
@@ -437,6 +438,7 @@ export interface Store {
 
   webhookDeliveries: {
     create(rec: { tenant_id: string; webhook_id: string; event: WebhookEventType; body: string; next_attempt_at: number }): Promise<WebhookDelivery>;
+    get(tenantId: string, id: string): Promise<WebhookDelivery | null>;
     /** Pending deliveries whose next attempt is due, oldest first, across tenants. */
     due(now: number, limit: number): Promise<WebhookDelivery[]>;
     recordAttempt(

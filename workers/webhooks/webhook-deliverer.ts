@@ -1,30 +1,43 @@
 /**
- * Sends due webhook deliveries: one signed POST per attempt, exponential backoff on failure, and
+ * Sends webhook deliveries: one signed POST per attempt, exponential backoff on failure, and
  * every attempt recorded on the delivery (visible through GET /webhooks/{id}/deliveries).
+ *
+ * Deliveries live in the store (written by the notifier before any attempt, so a restart loses
+ * none). A sweep hands the due ones to the 'webhooks' job queue as `webhook.<delivery>.<attempts>`
+ * jobs: in distributed mode several workers sweep and consume, and the job id lets exactly one
+ * of them make each attempt. Before posting, the handler re-reads the delivery and skips it unless
+ * it is still pending with the same attempt count, so a sweep that raced a finished attempt
+ * cannot cause a second POST.
  *
  * Delivery is at least once: a crash between the receiver's 2xx and recordAttempt resends it, so
  * receivers deduplicate by the body's `id` (or the x-edgeplane-delivery header). Redirects are not
  * followed (a 3xx is a failed attempt): the signed request goes to the registered URL only.
- *
- * Passes run one at a time: the poll timer, poke() and tick() all queue onto the same chain, and a
- * pass queued while another waits to start is shared, so a burst of pokes costs one extra pass.
  */
+import { z } from 'zod';
 import type { Counters } from '../../shared/metrics.js';
 import type { Store } from '../../shared/store/port.js';
-import type { Webhook, WebhookDelivery } from '../../shared/domain.js';
+import type { Webhook } from '../../shared/domain.js';
+import type { JobQueue, JobQueues } from '../../shared/workflow/job-queue.js';
+import type { Leases } from '../../shared/workflow/leases.js';
 import { DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signWebhook } from '../../shared/webhook-signature.js';
 
 export interface WebhookDelivererOptions {
   store: Store;
   counters: Counters;
+  queues: JobQueues;
+  leases: Leases;
+  /** Lease owner: this process. */
+  processId: string;
   /** config webhook_max_attempts: after this many failed attempts the delivery is failed. */
   maxAttempts: number;
   /** config webhook_timeout_ms: one attempt's limit, response headers included. */
   timeoutMs: number;
   /** How often due deliveries are looked for without a poke. Default 1000 ms. */
   pollMs?: number;
-  /** Deliveries fetched (and attempted concurrently) per pass. Default 50. */
+  /** Due deliveries handed to the queue per sweep. Default 200. */
   batchSize?: number;
+  /** Attempts made at once by this process. Default 16. */
+  concurrency?: number;
   now?: () => number;
   fetch?: typeof fetch;
   /** Unexpected failures (store errors); delivery failures are recorded, not reported here. */
@@ -47,101 +60,141 @@ interface AttemptResult {
   error: string | null;
 }
 
+const DeliveryJobSchema = z.object({ tenant_id: z.string(), delivery_id: z.string(), attempts: z.number().int().nonnegative() });
+type DeliveryJob = z.infer<typeof DeliveryJobSchema>;
+
 export class WebhookDeliverer {
   readonly #opts: WebhookDelivererOptions;
   readonly #now: () => number;
   readonly #fetch: typeof fetch;
   readonly #batchSize: number;
-  #timer: NodeJS.Timeout | null = null;
+  readonly #queue: JobQueue<DeliveryJob>;
+  /** Sweeps run one at a time; a sweep asked for while one runs is shared. */
   #tail: Promise<void> = Promise.resolve();
-  #queued: Promise<void> | null = null;
-  #stopped = false;
+  #queued: Promise<Array<Promise<void>>> | null = null;
+  /** tick() waiting for attempts by job id (tests with the in-process queue). */
+  readonly #waiters = new Map<string, { done: Promise<void>; resolve: () => void }>();
+  #timer: NodeJS.Timeout | null = null;
+  #stopped = true;
 
   constructor(opts: WebhookDelivererOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
     this.#fetch = opts.fetch ?? fetch;
-    this.#batchSize = opts.batchSize ?? 50;
+    this.#batchSize = opts.batchSize ?? 200;
+    this.#queue = opts.queues.open({
+      name: 'webhooks',
+      schema: DeliveryJobSchema,
+      // Attempts against the receiver are our own (recorded, backed off); job retries only cover
+      // store failures around them.
+      attempts: 5,
+      backoffMs: 1000,
+      onFailed: (err) => opts.onError?.(err),
+    });
   }
 
+  /** Starts sweeping on a timer and making attempts in this process. */
   start(): void {
-    if (this.#timer) return;
-    this.#stopped = false;
+    if (!this.#stopped) return;
+    this.startProcessing();
     this.#timer = setInterval(() => this.poke(), this.#opts.pollMs ?? 1000);
     this.#timer.unref();
     this.poke();
   }
 
-  /** Stops polling and waits for the pass in progress (bounded by timeoutMs per attempt). */
+  /** Makes attempts in this process (the queue's consumer), without the sweep timer. */
+  startProcessing(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#queue.process(
+      (job, info) =>
+        this.#attempt(job).finally(() => {
+          this.#waiters.get(info.id)?.resolve();
+          this.#waiters.delete(info.id);
+        }),
+      { concurrency: this.#opts.concurrency ?? 16 },
+    );
+  }
+
+  /** Stops sweeping and waits for the attempts in progress (bounded by timeoutMs each). */
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
-    // A pass may have queued a follow-up before the stop: wait until the chain is quiet.
     let tail: Promise<void>;
     do {
       tail = this.#tail;
       await tail;
     } while (tail !== this.#tail);
+    await this.#queue.close();
   }
 
-  /** Asks for a pass soon (new deliveries were created). Ignored once stopped. */
+  /** Asks for a sweep soon (new deliveries were created). Ignored once stopped. */
   poke(): void {
-    if (!this.#stopped) void this.tick();
+    if (!this.#stopped) void this.#sweepOnce(false);
   }
 
   /**
-   * Runs one pass over the due deliveries (after the pass in progress, if any) and resolves when
-   * it is done. Tests drive the deliverer with this and an injected clock.
+   * One sweep, then waits until this process made the attempts it queued. For tests on the
+   * in-process queue with an injected clock (in distributed mode another worker may take them).
    */
-  tick(): Promise<void> {
-    if (this.#queued) return this.#queued;
+  async tick(): Promise<void> {
+    await Promise.all(await this.#sweepOnce(true));
+  }
+
+  /** Sweeps run one at a time; one asked for while another waits to start is shared. */
+  #sweepOnce(wait: boolean): Promise<Array<Promise<void>>> {
+    if (this.#queued && !wait) return this.#queued;
     const pass = this.#tail.then(async () => {
-      this.#queued = null;
+      if (this.#queued === pass) this.#queued = null;
       try {
-        const full = await this.#pass();
-        // A full batch suggests more are due: keep going without waiting for the poll timer.
-        if (full) this.poke();
+        return await this.#sweep(wait);
       } catch (err) {
         this.#opts.onError?.(err);
+        return [];
       }
     });
-    this.#queued = pass;
-    this.#tail = pass;
+    if (!wait) this.#queued = pass;
+    this.#tail = pass.then(() => undefined);
     return pass;
   }
 
-  /** One batch; true when it was full and went through (more may be due). */
-  async #pass(): Promise<boolean> {
-    const { store } = this.#opts;
-    const due = await store.webhookDeliveries.due(this.#now(), this.#batchSize);
-    // One subscriber lookup per (tenant, event) per pass; it also carries the signing secret.
-    const subscribers = new Map<string, Promise<Subscriber[]>>();
-    const lookup = (d: WebhookDelivery) => {
-      const k = `${d.tenant_id}\u0000${d.event}`;
-      let p = subscribers.get(k);
-      if (!p) {
-        p = store.webhooks.subscribers(d.tenant_id, d.event);
-        subscribers.set(k, p);
+  /** Hands the due deliveries to the queue; with `wait`, returns their completions. */
+  async #sweep(wait: boolean): Promise<Array<Promise<void>>> {
+    const { store, leases, processId } = this.#opts;
+    const now = this.#now();
+    // One sweeper at a time in the cluster; job ids would make a second one harmless anyway.
+    if (!(await leases.acquire('webhook-sweep', processId, now, this.#opts.pollMs ?? 1000))) return [];
+    try {
+      const due = await store.webhookDeliveries.due(now, this.#batchSize);
+      const done: Array<Promise<void>> = [];
+      for (const d of due) {
+        const id = `webhook.${d.id}.${d.attempts}`;
+        if (wait) {
+          // Registered before the add: the attempt may finish before add() returns.
+          let w = this.#waiters.get(id);
+          if (!w) {
+            let resolve!: () => void;
+            const p = new Promise<void>((r) => (resolve = r));
+            w = { done: p, resolve };
+            this.#waiters.set(id, w);
+          }
+          done.push(w.done);
+        }
+        await this.#queue.add({ tenant_id: d.tenant_id, delivery_id: d.id, attempts: d.attempts }, { id });
       }
-      return p;
-    };
-    const results = await Promise.allSettled(
-      due.map(async (d) => this.#deliver(d, (await lookup(d)).find((w) => w.id === d.webhook_id))),
-    );
-    let failed = false;
-    for (const r of results) {
-      if (r.status === 'rejected') {
-        failed = true;
-        this.#opts.onError?.(r.reason);
-      }
+      return done;
+    } finally {
+      await leases.release('webhook-sweep', processId);
     }
-    // After store errors, wait for the poll timer rather than spinning on the same rows.
-    return due.length >= this.#batchSize && !failed;
   }
 
-  async #deliver(d: WebhookDelivery, hook: Subscriber | undefined): Promise<void> {
+  async #attempt(job: DeliveryJob): Promise<void> {
     const { store, counters, maxAttempts } = this.#opts;
+    const d = await store.webhookDeliveries.get(job.tenant_id, job.delivery_id);
+    // Already attempted (a sweep raced the attempt), delivered, or given up.
+    if (!d || d.status !== 'pending' || d.attempts !== job.attempts) return;
+    const hook = (await store.webhooks.subscribers(d.tenant_id, d.event)).find((w) => w.id === d.webhook_id);
     if (!hook) {
       // Deleted, disabled, or no longer subscribed to this event: nobody to deliver to.
       await store.webhookDeliveries.recordAttempt(d.id, {
@@ -154,7 +207,7 @@ export class WebhookDeliverer {
       counters.inc('webhook_deliveries_total', { status: 'failed' });
       return;
     }
-    const result = await this.#post(d, hook);
+    const result = await this.#post(d.id, d.event, d.body, hook);
     const at = this.#now();
     const attempts = d.attempts + 1;
     const status = result.ok ? 'delivered' : attempts >= maxAttempts ? 'failed' : 'pending';
@@ -168,18 +221,18 @@ export class WebhookDeliverer {
     counters.inc('webhook_deliveries_total', { status });
   }
 
-  async #post(d: WebhookDelivery, hook: Subscriber): Promise<AttemptResult> {
+  async #post(deliveryId: string, event: string, body: string, hook: Subscriber): Promise<AttemptResult> {
     const { timeoutMs } = this.#opts;
     try {
       const res = await this.#fetch(hook.url, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
-          [EVENT_HEADER]: d.event,
-          [DELIVERY_HEADER]: d.id,
-          [SIGNATURE_HEADER]: signWebhook(hook.secret, d.body, this.#now()),
+          [EVENT_HEADER]: event,
+          [DELIVERY_HEADER]: deliveryId,
+          [SIGNATURE_HEADER]: signWebhook(hook.secret, body, this.#now()),
         },
-        body: d.body,
+        body,
         redirect: 'manual',
         signal: AbortSignal.timeout(timeoutMs),
       });

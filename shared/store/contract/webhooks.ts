@@ -103,6 +103,9 @@ export function describeWebhookContract(state: ContractState): void {
       const d2 = await store.webhookDeliveries.create(delivery(b, hookB.id, T0 - 10));
       const d3 = await store.webhookDeliveries.create(delivery(a, hookA.id, T0 + 1000));
       await expectError(store.webhookDeliveries.create(delivery(a, hookB.id, T0)), 'NOT_FOUND', 'webhook_id');
+      expect(await store.webhookDeliveries.get(a, d1.id)).toEqual(d1);
+      expect(await store.webhookDeliveries.get(b, d1.id)).toBeNull();
+      expect(await store.webhookDeliveries.get(a, 'no-such-delivery')).toBeNull();
 
       // Due = pending with next_attempt_at <= now, the longest overdue first.
       expect(ids(await store.webhookDeliveries.due(T0, 10))).toEqual([d2.id, d1.id]);

@@ -26,7 +26,7 @@ interface PolicyBump {
 
 export class SqliteContext {
   private readonly statements = new Map<string, Stmt<unknown[]>>();
-  private readonly runInTransaction: (fn: () => unknown) => unknown;
+  private readonly runInTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly bumpVersion: Stmt<[string], { policy_version: number }>;
 
   constructor(
@@ -63,7 +63,10 @@ export class SqliteContext {
         if (row) bumps.push({ tenantId, version: row.policy_version });
       },
     };
-    const result = this.runInTransaction(() => fn(scope)) as T;
+    // IMMEDIATE: take the write lock up front. Several processes may share the file (distributed
+    // mode on one host); a deferred transaction that read before another process committed would
+    // fail with SQLITE_BUSY_SNAPSHOT instead of waiting out busy_timeout.
+    const result = this.runInTransaction.immediate(() => fn(scope)) as T;
     for (const bump of bumps) this.notify(bump);
     return result;
   }

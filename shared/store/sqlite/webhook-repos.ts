@@ -130,6 +130,9 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
         });
       });
     },
+    async get(tenantId, id) {
+      return table.get(tenantId, id);
+    },
     async due(now, limit) {
       return due.all(now, clampLimit(limit));
     },

@@ -1,0 +1,142 @@
+/**
+ * What every process role builds first, from the one config: logger, counters, clock and ids,
+ * the data dir's secrets, the store, and — embedded or distributed — the bus and the workflow
+ * ports. Components are returned in start order for the role's root to extend.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { KeyRing, TokenService } from '../../shared/auth/tokens.js';
+import { InProcessBus, type Bus } from '../../shared/bus.js';
+import type { Config } from '../../shared/config.js';
+import { createIdFactory, type IdFactory } from '../../shared/ids.js';
+import type { Logger } from '../../shared/logger.js';
+import { Counters } from '../../shared/metrics.js';
+import { connectRedis, createRedis } from '../../shared/redis/connection.js';
+import { RedisBus } from '../../shared/redis/redis-bus.js';
+import { openStore } from '../../shared/store/open-store.js';
+import type { Store } from '../../shared/store/port.js';
+import { inProcessWorkflow, type WorkflowPorts } from '../../shared/workflow/index.js';
+import { redisWorkflow } from '../../shared/workflow/redis/index.js';
+import { loadOrCreateSecret, prepareDataDir, type DataDirPaths } from '../data-dir.js';
+import { component, type Component } from './components.js';
+
+export type Role = 'embedded' | 'broker' | 'worker' | 'api';
+
+export interface Foundation {
+  role: Role;
+  config: Config;
+  logger: Logger;
+  counters: Counters;
+  now: () => number;
+  newId: IdFactory;
+  /** Unique per process: lease owner, CLIENT LIST name. */
+  processId: string;
+  paths: DataDirPaths;
+  serviceSecret: string;
+  store: Store;
+  bus: Bus;
+  workflow: WorkflowPorts;
+  keyRing: KeyRing;
+  tokens: TokenService;
+  /** The process' shared Redis command connection (distributed mode). */
+  redis: Redis | null;
+  /** Reports whether the process' connections are up (for /readyz). */
+  connectionsReady(): Record<string, boolean>;
+  /** In start order; the role appends its own. */
+  components: Component[];
+}
+
+export interface FoundationOptions {
+  role: Role;
+  logger: Logger;
+  now?: () => number;
+}
+
+export async function buildFoundation(config: Config, opts: FoundationOptions): Promise<Foundation> {
+  const { role, logger } = opts;
+  const now = opts.now ?? Date.now;
+  const newId = createIdFactory();
+  const processId = `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const counters = new Counters();
+  const paths = await prepareDataDir(config.data_dir);
+  const serviceSecret = config.service_secret ?? (await loadOrCreateSecret(paths.serviceSecret));
+  const keyRing = await KeyRing.open(paths.jwtKeys);
+  const tokens = new TokenService(keyRing, config.access_token_ttl_s, now);
+  const onBusError = (err: unknown, event: string) => logger.error({ err, event, module: 'bus' }, 'bus listener failed');
+
+  const distributed = role !== 'embedded';
+  if (distributed && !config.redis_url) {
+    throw new Error(`edgeplane ${role} needs Redis: set --redis-url / EDGEPLANE_REDIS_URL (e.g. redis://127.0.0.1:6379)`);
+  }
+  const components: Component[] = [];
+  let redis: Redis | null = null;
+  let bus: Bus;
+  let workflow: WorkflowPorts;
+  let subscriber: Redis | null = null;
+  if (distributed && config.redis_url) {
+    const url = config.redis_url;
+    redis = createRedis(url, { name: `edgeplane-${role}` });
+    subscriber = createRedis(url, { name: `edgeplane-${role}-bus` });
+    const redisBus = new RedisBus({ publisher: redis, subscriber, prefix: config.redis_prefix, counters, onError: onBusError });
+    bus = redisBus;
+    workflow = redisWorkflow({ url, redis, prefix: config.redis_prefix, lockDurationMs: config.queue_lock_ms, name: `edgeplane-${role}` });
+    const [r, sub] = [redis, subscriber];
+    components.push(
+      component(
+        'redis',
+        async () => {
+          await connectRedis(r, url);
+          await connectRedis(sub, url);
+        },
+        async () => {
+          await sub.quit().catch(() => sub.disconnect());
+          await r.quit().catch(() => r.disconnect());
+        },
+      ),
+      component('bus', () => redisBus.start(), () => redisBus.stop()),
+    );
+  } else {
+    bus = new InProcessBus(onBusError);
+    workflow = inProcessWorkflow();
+  }
+
+  const storeUrl = config.store_url ?? `sqlite:${join(paths.root, 'edgeplane.db')}`;
+  const store = openStore(storeUrl, {
+    now,
+    newId,
+    hooks: { onPolicyChanged: (tenantId, version) => bus.publish('policy.changed', { tenant_id: tenantId, version }) },
+  });
+  components.push(
+    component('store', () => store.init(), () => store.close()),
+    // Queues close after every component that schedules or consumes work has stopped.
+    component('workflow', () => undefined, () => workflow.close()),
+  );
+
+  return {
+    role,
+    config,
+    logger,
+    counters,
+    now,
+    newId,
+    processId,
+    paths,
+    serviceSecret,
+    store,
+    bus,
+    workflow,
+    keyRing,
+    tokens,
+    redis,
+    connectionsReady: (): Record<string, boolean> =>
+      redis && subscriber ? { redis: redis.status === 'ready', bus: subscriber.status === 'ready' } : {},
+    components,
+  };
+}
+
+export function urlHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}

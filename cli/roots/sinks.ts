@@ -1,0 +1,66 @@
+/**
+ * The side-effect listeners every process that can cause events runs (bus 'local' scope: each
+ * event is handled once, where it was published): the command audit trail, webhook notifications
+ * and deliveries, and the optional Firebase mirror.
+ */
+import { createFirebaseWriter } from '../../shared/realtime/firebase-writer.js';
+import { FirebaseSink } from '../../shared/realtime/firebase-sink.js';
+import { CommandAudit } from '../../workers/audit/command-audit.js';
+import { WebhookDeliverer } from '../../workers/webhooks/webhook-deliverer.js';
+import { WebhookNotifier } from '../../workers/webhooks/webhook-notifier.js';
+import { component, type Component } from './components.js';
+import type { Foundation } from './foundation.js';
+
+export interface SinkOptions {
+  /** Make webhook attempts in this process (workers, embedded); others only write deliveries. */
+  deliverWebhooks: boolean;
+}
+
+export function buildSinks(f: Foundation, opts: SinkOptions): { components: Component[]; deliverer: WebhookDeliverer } {
+  const { config, store, bus, counters, logger, now, newId, workflow } = f;
+  const onError = (what: string) => (err: unknown) => logger.error({ module: 'workers', err }, `${what} failed`);
+  const deliverer = new WebhookDeliverer({
+    store,
+    counters,
+    queues: workflow.queues,
+    leases: workflow.leases,
+    processId: f.processId,
+    maxAttempts: config.webhook_max_attempts,
+    timeoutMs: config.webhook_timeout_ms,
+    now,
+    onError: onError('webhook delivery'),
+  });
+  const commandAudit = new CommandAudit({ store, bus, onError: onError('command audit') });
+  const notifier = new WebhookNotifier({
+    store,
+    bus,
+    // Roles that do not deliver still wake the deliverers: they sweep on their own timer.
+    deliverer: opts.deliverWebhooks ? deliverer : { poke: () => {} },
+    counters,
+    newId,
+    now,
+    onError: onError('webhook notification'),
+  });
+  // The Firebase mirror is opt-in: a database URL, or the emulator for development.
+  const firebaseUrl = config.firebase_database_url;
+  const firebase = firebaseUrl
+    ? new FirebaseSink({
+        bus,
+        writer: createFirebaseWriter({
+          databaseURL: firebaseUrl,
+          ...(config.firebase_credentials_file ? { credentialsFile: config.firebase_credentials_file } : {}),
+        }),
+        counters,
+        flushMs: config.firebase_flush_ms,
+        now,
+        onError: onError('firebase write'),
+      })
+    : null;
+  const components: Component[] = [
+    component('command-audit', () => commandAudit.start(), () => commandAudit.stop()),
+    ...(opts.deliverWebhooks ? [component('webhook-deliverer', () => deliverer.start(), () => deliverer.stop())] : []),
+    component('webhook-notifier', () => notifier.start(), () => notifier.stop()),
+    ...(firebase ? [component('firebase', () => firebase.start(), () => firebase.stop())] : []),
+  ];
+  return { components, deliverer };
+}
