@@ -16,7 +16,15 @@
  * so the emitter is mqemitter-redis' `MQEmitterRedisPrefix` with `<prefix>mqtt/` as the first
  * topic level: a whole level, so `#` and `+` keep their MQTT meaning after it.
  *
- * One upstream gap is closed here: at CONNECT aedes deletes the client's previous will with
+ * Two upstream gaps are closed here (both found reading aedes 1.2 against these packages):
+ * - aedes stores a SUBSCRIBE's filters by calling `addSubscriptions(client, allFilters)` once
+ *   PER filter, concurrently (lib/handlers/subscribe.js `storeSubscriptions` under
+ *   `runParallel`). aedes-persistence's BroadcastPersistence (used by the Redis persistence)
+ *   makes each call wait for its own `$SYS/sub/add` echo under a key of client id + first
+ *   topic, one waiter per key: with two or more filters every call but one waited forever and
+ *   the SUBACK never came (a tower subscribes to three filters at once). We run one store per
+ *   SUBSCRIBE packet and serialize a client's subscription changes.
+ * - At CONNECT aedes deletes the client's previous will with
  * `delWill(client)` (connect.js `storeWill`), passing the Client object, which has no
  * `brokerId`; aedes-persistence-redis keys wills by `will:<brokerId>:<clientId>`, so the will
  * a dead node left behind survived the tower's reconnect to another node and was published
@@ -60,6 +68,11 @@ interface WillHolder {
   brokerId?: string | undefined;
 }
 
+interface SubscriptionStore {
+  addSubscriptions(client: WillHolder, subs: object[]): Promise<unknown>;
+  removeSubscriptions(client: WillHolder, topics: string[]): Promise<unknown>;
+}
+
 interface WillStore {
   putWill(client: WillHolder, packet: { brokerId?: string }): Promise<unknown>;
   delWill(client: WillHolder): Promise<unknown>;
@@ -88,7 +101,7 @@ export function redisBackends(opts: RedisBackendsOptions): BrokerBackends {
       throw new Error(`broker session store: cannot reach Redis at ${redactUrl(opts.url)}`, { cause: err });
     });
     const persistence = redisPersistence({ conn, maxSessionDelivery: opts.maxSessionDelivery ?? DEFAULT_MAX_SESSION_DELIVERY });
-    return withWillOwners(persistence, conn);
+    return withWillOwners(withSerialSubscriptions(persistence), conn);
   }
 
   return {
@@ -117,12 +130,47 @@ export function redisBackends(opts: RedisBackendsOptions): BrokerBackends {
       if (closed) return;
       closed = true;
       const persistence = await opening?.catch(() => null);
-      // Unsubscribes its broadcast topic and disconnects its connection.
-      await persistence?.destroy();
+      // Unsubscribes its broadcast topic and disconnects its connection; it throws when aedes
+      // never set it up (a start that failed), and the connections below are closed anyway.
+      await Promise.resolve()
+        .then(() => persistence?.destroy())
+        .catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err))));
       // aedes closed the emitter (QUIT); anything left (a start that failed) goes now.
       for (const conn of connections) if (conn.status !== 'end') conn.disconnect();
     },
   };
+}
+
+/**
+ * One `addSubscriptions` per SUBSCRIBE packet (aedes passes the packet's own filter array to
+ * each of its per-filter calls, so the array identifies the packet), and one subscription
+ * change at a time per client, so no two BroadcastPersistence waiters share a key.
+ */
+function withSerialSubscriptions(persistence: SessionPersistence): SessionPersistence {
+  const store = persistence as SessionPersistence & SubscriptionStore;
+  const add = store.addSubscriptions.bind(store);
+  const remove = store.removeSubscriptions.bind(store);
+  const byPacket = new WeakMap<object[], Promise<unknown>>();
+  const tails = new Map<string, Promise<unknown>>();
+  const serial = (clientId: string, task: () => Promise<unknown>): Promise<unknown> => {
+    const run = (tails.get(clientId) ?? Promise.resolve()).then(task, task);
+    const tail = run.catch(() => undefined);
+    tails.set(clientId, tail);
+    void tail.then(() => {
+      if (tails.get(clientId) === tail) tails.delete(clientId);
+    });
+    return run;
+  };
+  store.addSubscriptions = (client, subs) => {
+    const pending = byPacket.get(subs);
+    if (pending) return pending;
+    const run = serial(client.id, () => add(client, subs));
+    byPacket.set(subs, run);
+    void run.catch(() => undefined).then(() => byPacket.delete(subs));
+    return run;
+  };
+  store.removeSubscriptions = (client, topics) => serial(client.id, () => remove(client, topics));
+  return store;
 }
 
 /** Wraps putWill/delWill so a CONNECT removes the client's will wherever it was stored. */

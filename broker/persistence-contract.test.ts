@@ -98,3 +98,48 @@ describe('aedes-persistence abstract suite: LevelDB backend (embedded mode)', ()
 describeWithRedis('aedes-persistence abstract suite: Redis backend (distributed mode)', (url) => {
   runSuite(() => redisBackends({ url, prefix: uniquePrefix() }));
 });
+
+/** What aedes calls on wills (promise form), for the test below. */
+interface WillCalls {
+  putWill(client: { id: string }, packet: object): Promise<unknown>;
+  delWill(client: { id: string; brokerId?: string }): Promise<unknown>;
+  streamWill(brokers: Record<string, number>): AsyncIterable<{ clientId: string; brokerId: string }>;
+}
+
+describeWithRedis('Redis backend: the will a dead node left behind', (url) => {
+  const opened: BrokerBackends[] = [];
+  afterAll(async () => {
+    for (const b of opened) {
+      await new Promise<void>((resolve) => b.mq().close(() => resolve()));
+      await b.close();
+    }
+  });
+
+  async function node(prefix: string, id: string): Promise<WillCalls> {
+    const backends = redisBackends({ url, prefix });
+    opened.push(backends);
+    const mq = backends.mq();
+    const persistence = await backends.persistence();
+    await persistence.setup({ id, mq, counter: 0, publish: mq.emit.bind(mq), subscribe: mq.on.bind(mq), unsubscribe: mq.removeListener.bind(mq) });
+    return persistence as unknown as WillCalls;
+  }
+
+  it('is deleted when the client connects to another node, so no surviving node publishes it later', async () => {
+    const prefix = uniquePrefix();
+    const a = await node(prefix, 'broker-a');
+    const b = await node(prefix, 'broker-b');
+    const will = { cmd: 'publish', topic: 'towers/t1/status', payload: Buffer.from('offline'), qos: 1, retain: true };
+    await a.putWill({ id: 'tower-t1' }, { ...will });
+    // Node A dies with the tower connected. The tower reconnects to node B, whose CONNECT
+    // handling (aedes connect.js storeWill) passes the Client itself: it has no brokerId.
+    await b.delWill({ id: 'tower-t1' });
+    await b.putWill({ id: 'tower-t1' }, { ...will });
+    // aedes `_clearWills` on B publishes the wills of every broker not heart-beating: none left.
+    const orphans: Array<{ clientId: string; brokerId: string }> = [];
+    for await (const w of b.streamWill({ 'broker-b': Date.now() })) orphans.push(w);
+    expect(orphans).toEqual([]);
+    const all: string[] = [];
+    for await (const w of b.streamWill({})) all.push(`${w.clientId}@${w.brokerId}`);
+    expect(all).toEqual(['tower-t1@broker-b']);
+  });
+});
