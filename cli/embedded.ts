@@ -4,9 +4,11 @@
  * component with its dependencies, starts them in dependency order and stops them in reverse.
  */
 import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
 import { Broker } from '../broker/broker.js';
+import { levelBackends } from '../broker/backends-level.js';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { randomSecret } from '../shared/auth/secrets.js';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
@@ -91,6 +93,8 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
       towers: store.towers,
       tokens,
       now,
+      // Towers' persistent sessions and queued downlinks survive a restart (kill -9 included).
+      backends: levelBackends({ location: join(paths.root, 'broker-sessions') }),
     });
     const workerCtx = { store, bus, downlink: broker.downlink, counters, logger: logger.child({ module: 'workers' }), now, newId };
     const pipeline = new Pipeline(
