@@ -18,6 +18,7 @@ import { mqttIdentity, parseTopic, TOPIC_SPECS, topics } from '../shared/mqtt/to
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
 import { authenticateConnection, CONNACK, type AuthOutcome } from './authenticate.js';
+import { memoryBackends, type BrokerBackends } from './backends.js';
 import { createAuthorizeHooks, PublishRefused } from './authorize.js';
 import { FrameSizeGuard, maxFrameBytes, TokenBucket } from './limits.js';
 import { Sessions } from './sessions.js';
@@ -45,6 +46,11 @@ export interface BrokerDeps {
   towerCredentials: Pick<Store['towerCredentials'], 'get' | 'touch'>;
   towers: Pick<Store['towers'], 'get' | 'setStatus'>;
   tokens: Pick<TokenService, 'verify'>;
+  /**
+   * Session store and emitter (broker/backends.ts). Default: in memory, sessions lost on
+   * restart; `edgeplane start` passes the durable one. The broker closes it when it stops.
+   */
+  backends?: BrokerBackends;
   /** Where tower uplinks go. Usually set later with `setSink` (workers are built after the broker). */
   sink?: UplinkSink | null;
   /**
@@ -66,6 +72,7 @@ export class Broker {
   readonly #deps: BrokerDeps;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #backends: BrokerBackends;
   readonly #sessions = new Sessions();
   readonly #connections = new Set<Duplex>();
   #sink: UplinkSink | null;
@@ -87,6 +94,7 @@ export class Broker {
     // The composition root usually hands us a child logger already tagged with a module.
     this.#log = deps.logger.bindings()['module'] ? deps.logger : deps.logger.child({ module: 'broker' });
     this.#now = deps.now ?? Date.now;
+    this.#backends = deps.backends ?? memoryBackends();
     this.#sink = deps.sink ?? null;
   }
 
@@ -115,7 +123,8 @@ export class Broker {
     if (!config.service_secret) throw new Error('broker: service_secret is required (--service-secret / EDGEPLANE_SERVICE_SECRET)');
     const frameLimit = maxFrameBytes(config.mqtt_max_payload_bytes);
     try {
-      const aedes = await Aedes.createBroker(this.#aedesOptions(config.service_secret));
+      const persistence = await this.#backends.persistence();
+      const aedes = await Aedes.createBroker({ ...this.#aedesOptions(config.service_secret), persistence, mq: this.#backends.mq() });
       this.#aedes = aedes;
       // aedes emits 'error' for persistence failures; its typings omit the event, an
       // EventEmitter's unhandled 'error' would crash the process.
@@ -154,7 +163,7 @@ export class Broker {
       const wsPort = await listen(http, config.mqtt_ws_port, config.mqtt_host);
       http.on('error', (err) => this.#log.error({ err }, 'websocket listener error'));
 
-      this.#log.info({ host: config.mqtt_host, mqtt_port: mqttPort, ws_port: wsPort }, 'broker listening');
+      this.#log.info({ host: config.mqtt_host, mqtt_port: mqttPort, ws_port: wsPort, sessions: this.#backends.kind }, 'broker listening');
       if (config.allow_anonymous) this.#log.warn('anonymous MQTT clients are accepted (development only; they are granted nothing)');
       return { mqttPort, wsPort };
     } catch (err) {
@@ -358,6 +367,8 @@ export class Broker {
     const aedes = this.#aedes;
     // Closes every registered client (their wills are suppressed while stopping, see authorize.ts).
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    // aedes never destroys its persistence; sessions stay stored for the next start.
+    await this.#backends.close().catch((err: unknown) => this.#log.error({ err }, 'closing the broker session store failed'));
     // Connections that never completed CONNECT are unknown to aedes.
     for (const conn of this.#connections) conn.destroy();
     this.#http?.closeAllConnections();

@@ -6,8 +6,10 @@
  * the command service, the sinks and the broker they publish through.
  */
 import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
+import { levelBackends } from '../broker/backends-level.js';
 import { Broker } from '../broker/broker.js';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { randomSecret } from '../shared/auth/secrets.js';
@@ -81,6 +83,8 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
     tokens,
     now,
+    // Sessions (subscriptions, queued QoS 1 messages, retained bundles) survive a restart.
+    backends: levelBackends({ location: join(f.paths.root, 'broker-sessions') }),
     onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
   });
   const workerCtx: WorkerContext = {

@@ -1,0 +1,70 @@
+/**
+ * Embedded mode's durable broker sessions: aedes-persistence-level over classic-level (LevelDB)
+ * in one directory of the data dir. Persistent sessions (clean=false: the towers), their
+ * subscriptions, the QoS 1 messages queued for them, retained messages and wills survive a
+ * restart of the process, including kill -9: LevelDB appends each write to its log with
+ * write(2) before the call returns, so the OS holds it even if the process dies (only a machine
+ * crash could lose the last unsynced writes).
+ *
+ * Things relied on from aedes-persistence-level 9.2 (asyncPersistence.js):
+ * - `setup()` loads every stored subscription into an in-memory trie; lookups by topic never
+ *   touch the disk afterwards.
+ * - A queued message's key is `outgoing:<client>:<brokerId>:<brokerCounter>`. aedes draws a new
+ *   random broker id at every start (aedes.js, `randomUUID()`) and restarts its counter at 0, so
+ *   messages queued by a previous run are never overwritten by new ones. Do not pass a fixed
+ *   aedes `id` with this backend. (Order between runs follows the id, not time; within a run it
+ *   is publish order. Our downlinks carry their own ids, so order across a restart is moot.)
+ * - Wills are keyed by client id only, so a tower's new CONNECT replaces the will a killed
+ *   broker left behind.
+ * One process at a time: LevelDB locks the directory, and a second opener gets a clear error.
+ */
+import { mkdir } from 'node:fs/promises';
+import levelPersistence from 'aedes-persistence-level';
+import { ClassicLevel } from 'classic-level';
+import mqemitter from 'mqemitter';
+import { EMITTER_CONCURRENCY, type BrokerBackends, type MessageEmitter, type SessionPersistence } from './backends.js';
+
+export interface LevelBackendsOptions {
+  /** The LevelDB directory, created if missing: `<data-dir>/broker-sessions` in embedded mode. */
+  location: string;
+}
+
+export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
+  let opening: Promise<SessionPersistence> | null = null;
+  let emitter: MessageEmitter | null = null;
+  let closed = false;
+
+  async function open(): Promise<SessionPersistence> {
+    await mkdir(opts.location, { recursive: true, mode: 0o700 });
+    const db = new ClassicLevel<string, Buffer>(opts.location, { valueEncoding: 'buffer' });
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: unknown } }).cause;
+      const hint = cause?.code === 'LEVEL_LOCKED' ? ' (locked: is another EdgePlane process using this data dir?)' : '';
+      throw new Error(`broker session store ${opts.location} cannot be opened${hint}`, { cause: err });
+    }
+    return levelPersistence(db);
+  }
+
+  return {
+    kind: 'level',
+    persistence() {
+      if (closed) return Promise.reject(new Error('broker session store is closed'));
+      opening ??= open();
+      return opening;
+    },
+    mq() {
+      // One process: an in-process emitter is all the fan-out there is.
+      emitter ??= mqemitter({ concurrency: EMITTER_CONCURRENCY, matchEmptyLevels: true });
+      return emitter;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      const persistence = await opening?.catch(() => null);
+      // Closes the LevelDB handle (and with it the directory lock).
+      await persistence?.destroy();
+    },
+  };
+}

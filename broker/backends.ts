@@ -1,0 +1,82 @@
+/**
+ * Where the broker keeps MQTT session state, and how a publish reaches every subscriber: the
+ * port behind which aedes' persistence and emitter sit (DESIGN §2 "broker sessions").
+ *
+ * What aedes 1.2 does with them (node_modules/aedes, read for this port):
+ * - `Aedes#listen` (aedes.js) takes `opts.persistence` or an in-memory one, refuses a `setup`
+ *   that is not an AsyncFunction, and awaits `persistence.setup(broker)` before serving; every
+ *   later call is promise-style (no callbacks). It never calls `persistence.destroy()`, and
+ *   `Aedes#close` closes `opts.mq` itself: so `close()` here destroys the persistence only.
+ * - CONNECT with clean=false (lib/handlers/connect.js `fetchSubs`/`restoreSubs`) reads the
+ *   client's stored subscriptions and re-subscribes them BEFORE the CONNACK, then `emptyQueue`
+ *   streams the QoS 1 messages queued for it (`outgoingStream`). A tower's resent uplinks are
+ *   therefore answered on subscriptions that exist again, even before it re-SUBSCRIBEs.
+ * - A QoS > 0 publish runs `storeRetained` → `enqueueOffline` → `emitPacket` (aedes.js
+ *   `publishFuncsQoS`): it is written to the queue of every clean=false subscription matching
+ *   the topic (`subscriptionsByTopic` + `outgoingEnqueueCombi`) before any delivery, and
+ *   removed on the subscriber's PUBACK (`outgoingClearMessageId`, lib/handlers/puback.js). So a
+ *   downlink survives a broker restart once `aedes.publish` has called back.
+ * - Retained messages go through `storeRetained` (an empty payload deletes [MQTT-3.3.1-10])
+ *   and are read back on SUBSCRIBE (`createRetainedStreamCombi`), never on a restored session
+ *   [MQTT-3.1.2.4]; towers re-SUBSCRIBE on every connection for that reason.
+ * - Wills are stored at CONNECT (`putWill`, tagged with the broker id) and, for a broker that
+ *   stopped heart-beating, published later by a surviving broker (`_clearWills`).
+ */
+import aedesPersistenceModule from 'aedes-persistence';
+import mqemitter from 'mqemitter';
+
+/**
+ * An aedes 1.x persistence, opaque to us beyond what aedes itself calls (see above) and
+ * `destroy()`. Call it without a callback: aedes-persistence's callback layer
+ * (callBackPersistence.js) parks callbacks until a 'ready' that only its legacy `broker`
+ * setter emits, so with aedes 1.x a callback would never run; the promise form always settles.
+ */
+export interface SessionPersistence {
+  setup(broker: unknown): Promise<unknown>;
+  destroy(): Promise<unknown> | undefined;
+}
+
+export type MessageEmitter = mqemitter.MQEmitter;
+
+export interface BrokerBackends {
+  /** 'memory' | 'level' | 'redis': for logs and readiness. */
+  readonly kind: string;
+  /** Opens the session store (this is where the I/O happens). Called once, by Broker.start(). */
+  persistence(): Promise<SessionPersistence>;
+  /** The emitter aedes publishes through; aedes closes it when it closes. */
+  mq(): MessageEmitter;
+  /** Closes the session store (after aedes closed). Idempotent. */
+  close(): Promise<void>;
+}
+
+// The package is CommonJS (`module.exports = factory`) while its typings declare an ES default
+// export, so under NodeNext TypeScript places the factory one level deeper than it is.
+const memoryPersistence = aedesPersistenceModule as unknown as () => SessionPersistence;
+
+/** aedes' own defaults (aedes.js): mqemitter concurrency, and `#` matching its parent [MQTT-4.7.1-3]. */
+export const EMITTER_CONCURRENCY = 100;
+
+/**
+ * Everything in process memory, as aedes does by default: sessions are lost on restart. For
+ * unit tests and throwaway brokers only.
+ */
+export function memoryBackends(): BrokerBackends {
+  let persistence: SessionPersistence | null = null;
+  let emitter: MessageEmitter | null = null;
+  return {
+    kind: 'memory',
+    async persistence() {
+      persistence ??= memoryPersistence();
+      return persistence;
+    },
+    mq() {
+      emitter ??= mqemitter({ concurrency: EMITTER_CONCURRENCY, matchEmptyLevels: true });
+      return emitter;
+    },
+    async close() {
+      const p = persistence;
+      persistence = null;
+      await p?.destroy();
+    },
+  };
+}

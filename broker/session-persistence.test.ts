@@ -1,0 +1,321 @@
+/**
+ * Broker sessions over real sockets: the real Broker (authentication, ACL) on 127.0.0.1:0 with
+ * each session backend, real mqtt.js clients (MQTT 3.1.1, clean=false, QoS 1), a real SQLite
+ * store for the tower credentials, LevelDB in a temp dir, and the run's real redis-server with
+ * a unique prefix per test. A "restart" is a new Broker with new backends on the same
+ * directory / Redis prefix; the store is kept, as the data dir keeps it.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type IConnackPacket, type MqttClient } from 'mqtt';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { formatTowerPassword, randomSecret, sha256 } from '../shared/auth/secrets.js';
+import { KeyRing, TokenService } from '../shared/auth/tokens.js';
+import { InProcessBus } from '../shared/bus.js';
+import { silentLogger } from '../shared/logger.js';
+import { Counters } from '../shared/metrics.js';
+import { filters, mqttIdentity, topics } from '../shared/mqtt/topics.js';
+import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
+import { describeWithRedis, redisUrl, uniquePrefix } from '../test/support/redis.js';
+import { memoryBackends, type BrokerBackends } from './backends.js';
+import { levelBackends } from './backends-level.js';
+import { redisBackends } from './backends-redis.js';
+import { Broker } from './broker.js';
+import { RecordingSink, TEST_SERVICE_SECRET } from './test-support.js';
+
+const TENANT = 'tenant-a';
+const TOWER = 'tower-1';
+
+interface Node {
+  broker: Broker;
+  bus: InProcessBus;
+  url: string;
+}
+
+interface Received {
+  topic: string;
+  payload: string;
+  retain: boolean;
+}
+
+/** A tower's MQTT connection, with every message it received (listening from before CONNACK). */
+interface TowerConn {
+  client: MqttClient;
+  connack: IConnackPacket;
+  inbox: Received[];
+  next(match: (m: Received) => boolean): Promise<Received>;
+}
+
+let dir: string;
+let store: SqliteStore;
+let tokens: TokenService;
+let password: string;
+const nodes: Node[] = [];
+const clients: MqttClient[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'edgeplane-sessions-'));
+  store = new SqliteStore({ file: join(dir, 'store.db') });
+  await store.init();
+  tokens = new TokenService(await KeyRing.open(null), 900);
+  await store.towers.create({ id: TOWER, name: 'tower one' });
+  const credentialId = `cred-${randomSecret(6)}`;
+  const secret = randomSecret();
+  await store.towerCredentials.create({ id: credentialId, tower_id: TOWER, secret_hash: sha256(secret) });
+  password = formatTowerPassword(credentialId, secret);
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
+  for (const n of nodes.splice(0)) await n.broker.stop();
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function startNode(backends: BrokerBackends): Promise<Node> {
+  const bus = new InProcessBus();
+  const broker = new Broker({
+    config: {
+      mqtt_host: '127.0.0.1',
+      mqtt_port: 0,
+      mqtt_ws_port: 0,
+      allow_anonymous: false,
+      mqtt_max_payload_bytes: 64 * 1024,
+      mqtt_max_topic_levels: 8,
+      mqtt_publish_rate: 1000,
+      mqtt_publish_burst: 2000,
+      mqtt_drain_timeout_ms: 5000,
+      service_secret: TEST_SERVICE_SECRET,
+    },
+    logger: silentLogger(),
+    counters: new Counters(),
+    bus,
+    towerCredentials: store.towerCredentials,
+    towers: store.towers,
+    tokens,
+    sink: new RecordingSink(),
+    backends,
+  });
+  const { mqttPort } = await broker.start();
+  const node = { broker, bus, url: `mqtt://127.0.0.1:${mqttPort}` };
+  nodes.push(node);
+  return node;
+}
+
+async function stopNode(node: Node): Promise<void> {
+  nodes.splice(nodes.indexOf(node), 1);
+  await node.broker.stop();
+}
+
+/** Connects as the tower with a persistent session; subscribes only when asked to. */
+async function connectTower(node: Node, subscribe: string[] = []): Promise<TowerConn> {
+  const client = connect(node.url, {
+    clientId: mqttIdentity.towerClientId(TOWER),
+    username: TOWER,
+    password,
+    protocolVersion: 4,
+    clean: false,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
+  clients.push(client);
+  client.on('error', () => undefined);
+  const inbox: Received[] = [];
+  const waiters: Array<{ match: (m: Received) => boolean; resolve: (m: Received) => void }> = [];
+  client.on('message', (topic, payload, packet) => {
+    const m = { topic, payload: payload.toString('utf8'), retain: packet.retain };
+    inbox.push(m);
+    for (const w of [...waiters]) if (w.match(m)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(m);
+    }
+  });
+  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
+    client.once('connect', resolve);
+    client.once('close', () => reject(new Error('connection closed before CONNACK')));
+  });
+  if (subscribe.length > 0) await client.subscribeAsync(subscribe, { qos: 1 });
+  return {
+    client,
+    connack,
+    inbox,
+    next: (match) => {
+      const seen = inbox.find(match);
+      return seen ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ match, resolve }));
+    },
+  };
+}
+
+/** The socket dies as on a power loss: no DISCONNECT, so the broker keeps the session as it was. */
+function dropWithoutDisconnect(client: MqttClient): Promise<void> {
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  client.stream.destroy();
+  return closed;
+}
+
+const COMMANDS = topics.commands(TENANT, TOWER);
+const DECISIONS = topics.decisions(TENANT, TOWER);
+const POLICY = topics.policy(TENANT);
+const TOWER_FILTERS = [filters.towerDecisions(TOWER), filters.towerCommands(TOWER)];
+
+/** Backends that reopen the same store each time `next()` is called. */
+interface DurableFactory {
+  name: string;
+  next(): BrokerBackends;
+}
+
+function durableCases(): DurableFactory[] {
+  const cases: DurableFactory[] = [{ name: 'LevelDB', next: () => levelBackends({ location: join(dir, 'broker-sessions') }) }];
+  const url = redisUrl();
+  if (url) {
+    let prefix = '';
+    cases.push({
+      name: 'Redis',
+      next: () => {
+        // One prefix per test, shared by the restarts within it.
+        prefix ||= uniquePrefix();
+        return redisBackends({ url, prefix });
+      },
+    });
+  }
+  return cases;
+}
+
+describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker restart', (kind) => {
+  let factory: DurableFactory;
+  beforeEach((ctx) => {
+    const found = durableCases().find((c) => c.name === kind);
+    if (!found) ctx.skip();
+    factory = found!;
+  });
+
+  it('keeps the subscriptions and delivers QoS 1 messages published while the tower was offline', async () => {
+    const first = await startNode(factory.next());
+    const tower = await connectTower(first, TOWER_FILTERS);
+    await tower.client.endAsync();
+    await first.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"queued-before-restart"}'));
+    await stopNode(first);
+
+    const second = await startNode(factory.next());
+    await second.broker.downlink.publish(DECISIONS, Buffer.from('{"id":"queued-after-restart"}'));
+    const back = await connectTower(second);
+    expect(back.connack.sessionPresent).toBe(true);
+    // Both queued messages arrive without a new SUBSCRIBE, and so does a fresh one.
+    await back.next((m) => m.payload.includes('queued-before-restart'));
+    await back.next((m) => m.payload.includes('queued-after-restart'));
+    await second.broker.downlink.publish(DECISIONS, Buffer.from('{"id":"live"}'));
+    const live = await back.next((m) => m.payload.includes('"live"'));
+    expect(live.topic).toBe(DECISIONS);
+    expect(back.inbox.map((m) => m.payload)).toEqual(['{"id":"queued-before-restart"}', '{"id":"queued-after-restart"}', '{"id":"live"}']);
+  });
+
+  it('a tower that dropped without DISCONNECT gets what was queued for it, after the restart', async () => {
+    const first = await startNode(factory.next());
+    const tower = await connectTower(first, TOWER_FILTERS);
+    // The tower goes away without DISCONNECT; the broker keeps the session and queues for it.
+    await dropWithoutDisconnect(tower.client);
+    await first.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"c1"}'));
+    await stopNode(first);
+    const second = await startNode(factory.next());
+    const back = await connectTower(second);
+    expect((await back.next(() => true)).payload).toBe('{"id":"c1"}');
+  });
+
+  it('keeps retained messages', async () => {
+    const first = await startNode(factory.next());
+    await first.broker.downlink.publish(POLICY, Buffer.from('{"bundle":1}'), { retain: true });
+    await stopNode(first);
+    const second = await startNode(factory.next());
+    const tower = await connectTower(second, [filters.allPolicies]);
+    const m = await tower.next((r) => r.topic === POLICY);
+    expect(m).toEqual({ topic: POLICY, payload: '{"bundle":1}', retain: true });
+  });
+
+  it('an acknowledged message is not delivered again after the restart', async () => {
+    const first = await startNode(factory.next());
+    const tower = await connectTower(first, TOWER_FILTERS);
+    // The broker reports a command's PUBACK once the persistence cleared it (handlers/puback.js).
+    const delivered = new Promise<void>((resolve) => first.bus.subscribe('command.delivered', () => resolve()));
+    await first.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"acked"}'));
+    await delivered;
+    await tower.client.endAsync();
+    await stopNode(first);
+    const second = await startNode(factory.next());
+    const back = await connectTower(second);
+    await second.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"after"}'));
+    await back.next((m) => m.payload.includes('after'));
+    expect(back.inbox.map((m) => m.payload)).toEqual(['{"id":"after"}']);
+  });
+});
+
+describe('in-memory sessions (the former default) do not survive a restart', () => {
+  it('loses the subscriptions and the queued message', async () => {
+    const first = await startNode(memoryBackends());
+    const tower = await connectTower(first, TOWER_FILTERS);
+    await tower.client.endAsync();
+    await first.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"lost"}'));
+    await stopNode(first);
+    const second = await startNode(memoryBackends());
+    const back = await connectTower(second);
+    expect(back.connack.sessionPresent).toBe(false);
+    // Without the session, a decision published now has no subscriber: the resend race of issue #7.
+    await second.broker.downlink.publish(DECISIONS, Buffer.from('{"id":"nobody"}'));
+    await back.client.subscribeAsync(TOWER_FILTERS, { qos: 1 });
+    await second.broker.downlink.publish(DECISIONS, Buffer.from('{"id":"subscribed"}'));
+    await back.next((m) => m.payload.includes('subscribed'));
+    expect(back.inbox.map((m) => m.payload)).toEqual(['{"id":"subscribed"}']);
+  });
+});
+
+describeWithRedis('two broker nodes on one Redis', (url) => {
+  let prefix: string;
+  beforeEach(() => {
+    prefix = uniquePrefix();
+  });
+
+  it('a publish on node A reaches a subscriber on node B', async () => {
+    const a = await startNode(redisBackends({ url, prefix }));
+    const b = await startNode(redisBackends({ url, prefix }));
+    const tower = await connectTower(b, TOWER_FILTERS);
+    await a.broker.downlink.publish(DECISIONS, Buffer.from('{"id":"via-redis"}'));
+    expect((await tower.next(() => true)).payload).toBe('{"id":"via-redis"}');
+  });
+
+  it('a tower that moves from node A to node B receives what was queued while it was away', async () => {
+    const a = await startNode(redisBackends({ url, prefix }));
+    const b = await startNode(redisBackends({ url, prefix }));
+    const tower = await connectTower(a, TOWER_FILTERS);
+    await dropWithoutDisconnect(tower.client);
+    await a.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"queued-on-a"}'));
+    await b.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"queued-on-b"}'));
+    // Node A dies; the tower comes back on B.
+    await stopNode(a);
+    const moved = await connectTower(b);
+    expect(moved.connack.sessionPresent).toBe(true);
+    await moved.next((m) => m.payload.includes('queued-on-b'));
+    await moved.next((m) => m.payload.includes('queued-on-a'));
+    await b.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"live-on-b"}'));
+    await moved.next((m) => m.payload.includes('live-on-b'));
+    expect(moved.inbox).toHaveLength(3);
+  });
+
+  it('brokers with different prefixes share nothing: sessions, retained messages, publishes', async () => {
+    const mine = await startNode(redisBackends({ url, prefix }));
+    const theirs = await startNode(redisBackends({ url, prefix: uniquePrefix() }));
+    const tower = await connectTower(mine, TOWER_FILTERS);
+    await theirs.broker.downlink.publish(POLICY, Buffer.from('{"theirs":true}'), { retain: true });
+    await theirs.broker.downlink.publish(DECISIONS, Buffer.from('{"theirs":true}'));
+    await mine.broker.downlink.publish(DECISIONS, Buffer.from('{"mine":true}'));
+    await tower.next((m) => m.payload.includes('mine'));
+    await tower.client.subscribeAsync(filters.allPolicies, { qos: 1 });
+    await tower.client.endAsync();
+    const elsewhere = await connectTower(theirs);
+    expect(elsewhere.connack.sessionPresent).toBe(false);
+    await mine.broker.downlink.publish(POLICY, Buffer.from('{"mine":true}'), { retain: true });
+    const back = await connectTower(mine, [filters.allPolicies]);
+    await back.next((m) => m.topic === POLICY);
+    expect(tower.inbox.map((m) => m.payload)).toEqual(['{"mine":true}']);
+    expect(back.inbox.filter((m) => m.topic === POLICY).map((m) => m.payload)).toEqual(['{"mine":true}']);
+  });
+});
