@@ -75,9 +75,15 @@ export class MemoryMongo {
     };
   }
 
-  /** Collection names holding documents, per database: lets tests look for leftovers. */
+  /** Committed documents of a collection (tests look for leftovers and stored shapes). */
   documentCount(dbName: string, collection: string): number {
     return this.databases.get(dbName)?.get(collection)?.docs.size ?? 0;
+  }
+
+  /** A committed document by `_id`, read synchronously: what any other client would see now. */
+  peek(dbName: string, collection: string, id: unknown): Document | null {
+    const doc = this.databases.get(dbName)?.get(collection)?.docs.get(JSON.stringify(id));
+    return doc ? structuredClone(doc) : null;
   }
 
   private committed(dbName: string, collection: string): CollectionState {
