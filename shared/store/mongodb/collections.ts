@@ -205,8 +205,9 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
     idx(asc('tenant_id', 'device_id', '_id')),
     idx(asc('tenant_id', 'status', '_id')),
     idx(asc('tenant_id', 'tower_id', '_id')),
-    // The dispatcher's cross-tenant scan of what is still in flight, however much history piles up.
-    idx(asc('status', 'tower_id', '_id'), { partialFilterExpression: { status: { $in: ['pending', 'delivered'] } } }),
+    // The dispatcher's cross-tenant scan of what is still in flight: status leads, so the scan
+    // reads only the open commands' key range however much history piles up.
+    idx(asc('status', 'tower_id', '_id')),
     ...tenantSorted('created_at', 'updated_at'),
   ],
   command_events: [idx(asc('tenant_id', 'command_id', '_id'))],
