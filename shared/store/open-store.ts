@@ -1,8 +1,12 @@
 /**
- * Opens the store named by `--store-url`: `sqlite:<file>` (embedded default) or `mongodb://…`.
- * (Provisional: the MongoDB adapter lands with the distributed mode's store work.)
+ * Store selection from one URL (`--store-url` / EDGEPLANE_STORE_URL): `sqlite:<file>` for the
+ * embedded mode, `mongodb://…` or `mongodb+srv://…` for the distributed one. Returns the store
+ * unopened (constructors do no I/O): the caller runs init() and close() as part of its start/stop.
  */
+import { resolve } from 'node:path';
+import { createError } from '../errors.js';
 import type { IdFactory } from '../ids.js';
+import { MongoStore } from './mongodb/mongo-store.js';
 import type { Store, StoreHooks } from './port.js';
 import { SqliteStore } from './sqlite/sqlite-store.js';
 
@@ -12,9 +16,30 @@ export interface OpenStoreOptions {
   hooks?: StoreHooks;
 }
 
+const USAGE = 'use sqlite:<file> (relative or absolute path) or mongodb://… / mongodb+srv://…';
+
+function refuse(reason: string): Error {
+  const message = `${reason}; ${USAGE}`;
+  return createError('VALIDATION_FAILED', `--store-url: ${message}`, [{ field: 'store_url', message }]);
+}
+
+/**
+ * `sqlite:data/edgeplane.db` and `sqlite:/var/lib/edgeplane.db` name a file directly;
+ * `sqlite://…` is read the URL way, so `sqlite:///var/lib/edgeplane.db` is the absolute path.
+ * Relative paths resolve against the working directory.
+ */
+export function sqliteFileOf(url: string): string {
+  let path = url.slice('sqlite:'.length);
+  if (path.startsWith('//')) path = path.slice(2);
+  if (path === '') throw refuse('sqlite: needs a file path');
+  return resolve(path);
+}
+
 export function openStore(url: string, opts: OpenStoreOptions = {}): Store {
-  if (url.startsWith('sqlite:')) {
-    return new SqliteStore({ file: url.slice('sqlite:'.length), ...opts });
-  }
-  throw new Error(`--store-url: unsupported store ${JSON.stringify(url.split(':')[0])}`);
+  const trimmed = url.trim();
+  if (trimmed.startsWith('sqlite:')) return new SqliteStore({ file: sqliteFileOf(trimmed), ...opts });
+  if (trimmed.startsWith('mongodb://') || trimmed.startsWith('mongodb+srv://')) return new MongoStore({ url: trimmed, ...opts });
+  // Only the scheme is echoed: a store URL may carry credentials.
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(trimmed)?.[1];
+  throw refuse(scheme === undefined ? 'not a store URL' : `unsupported scheme "${scheme}:"`);
 }

@@ -1,12 +1,14 @@
 /**
- * The store port (DESIGN §2, §5). Every adapter (SQLite now, MongoDB for large deployments)
- * implements this interface and passes `describeStoreContract` in store.contract.ts.
+ * The store port (DESIGN §2, §5). Every adapter (SQLite for the embedded mode, MongoDB for the
+ * distributed one) implements this interface and passes `describeStoreContract` in
+ * store.contract.ts. The domain rules below are pure functions in ./rules/ that every adapter
+ * calls inside its transactions, so adapters cannot drift apart on them.
  *
  * Rules every adapter keeps:
  * - every tenant-owned read and write takes `tenantId` and never returns another tenant's row;
  *   a reference to another tenant's id (role_id, policy_id, user_id…) is NOT_FOUND, naming the field;
- * - a change that can alter a decision bumps `tenants.policy_version` in the same transaction and
- *   then calls `hooks.onPolicyChanged` (after commit);
+ * - a change that can alter a decision (rules/policy-version.ts) bumps `tenants.policy_version`
+ *   in the same transaction and then calls `hooks.onPolicyChanged` (after commit);
  * - multi-row writes are atomic: a failure leaves nothing half-written;
  * - list order is ascending by id, except history (usage, alerts, commands, deliveries, audit:
  *   newest first); cursors are opaque.
@@ -54,7 +56,7 @@ export interface ListOptions {
   /** Opaque cursor returned as `next_cursor` by the previous page. */
   cursor?: string | null;
   /**
-   * Optional order. Each list declares its sortable fields (the SQLite adapter's SORTABLE table);
+   * Optional order. Each list declares its sortable fields (SORTABLE in rules/pagination.ts);
    * without `sort` the list keeps its default order (by id). Sorted pages are keyset pages on
    * (field, id) in `dir`, ties broken by id, NULL keys ordered below every value, and the cursor
    * encodes the last row's sort key, so page boundaries stay stable. A cursor from a different

@@ -9,7 +9,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { AuditRecord } from '../../domain.js';
 import type { AuditFilter, ListOptions, Page, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
-import { SORTABLE, keyset } from './cursor.js';
+import { keyset } from './cursor.js';
 import type { TenantRefs } from './refs.js';
 
 /** before/after are JSON text on disk, under names that are not SQL keywords. */
@@ -136,7 +136,7 @@ function listAudit(
   tenantId: string | null,
   opts: (ListOptions & AuditFilter) | undefined,
 ): Page<AuditRecord> {
-  const plan = keyset(opts, SORTABLE['audit_records'] ?? {}, 'desc');
+  const plan = keyset(opts, 'audit_records', 'desc');
   const where: string[] = [];
   const params: Array<string | number> = [];
   if (tenantId === null) {

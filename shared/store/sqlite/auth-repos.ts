@@ -3,6 +3,7 @@
  */
 import type { ConsoleUser } from '../../domain.js';
 import type { RefreshTokenRecord, Store } from '../port.js';
+import { normaliseEmail } from '../rules/platform.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, notFound, sqliteErrorCode } from './context.js';
 import { EntityTable } from './entity-table.js';
@@ -54,10 +55,6 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
       return table.list({ tenant_id: tenantId }, opts);
     },
   };
-}
-
-function normaliseEmail(email: string): string {
-  return email.trim().toLowerCase();
 }
 
 export function createRefreshTokenRepo(ctx: SqliteContext): Store['refreshTokens'] {

@@ -4,8 +4,8 @@
  */
 import type { CommandEvent, CommandRecord, CommandStatus } from '../../domain.js';
 import type { CommandInput, Store } from '../port.js';
+import { applyTransition, newCommand, requireCommandDevice } from '../rules/commands.js';
 import type { SqliteContext, Stmt } from './context.js';
-import { notFound } from './context.js';
 import { EntityTable } from './entity-table.js';
 import type { TenantRefs } from './refs.js';
 
@@ -30,18 +30,6 @@ const COMMAND_COLUMNS = [
   'acked_at',
   'ack_reason',
 ] as const;
-
-/**
- * Forward moves only. An ack may overtake the delivery notice (both travel separately), so
- * pending may go straight to applied/failed; a final status never moves again.
- */
-const NEXT: Readonly<Record<CommandStatus, readonly CommandStatus[]>> = {
-  pending: ['delivered', 'applied', 'failed', 'expired'],
-  delivered: ['applied', 'failed', 'expired'],
-  applied: [],
-  failed: [],
-  expired: [],
-};
 
 export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['commands'] {
   const db = ctx.db;
@@ -88,32 +76,9 @@ export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['
   /** Inside a write transaction. */
   const insertCommand = (input: CommandInput & { id?: string }): CommandRecord => {
     refs.requireTenant(input.tenant_id);
-    // A device registered to another tenant must never be acted on from this one. An
-    // unregistered id is allowed: a tenant may act on a stranger seen at its towers.
-    const owner = deviceOwner.get(input.device_id);
-    if (owner !== undefined && owner !== input.tenant_id) throw notFound('device_id', 'no such device');
+    requireCommandDevice(input.tenant_id, deviceOwner.get(input.device_id) ?? null);
     const now = ctx.now();
-    const command: CommandRecord = {
-      id: input.id ?? ctx.newId(),
-      tenant_id: input.tenant_id,
-      tower_id: input.tower_id,
-      device_id: input.device_id,
-      type: input.type,
-      app: input.app ?? null,
-      duration_s: input.duration_s ?? null,
-      reason: input.reason ?? null,
-      source: input.source,
-      rule_id: input.rule_id ?? null,
-      issued_by: input.issued_by ?? null,
-      status: 'pending',
-      attempts: 0,
-      created_at: now,
-      updated_at: now,
-      expires_at: input.expires_at,
-      delivered_at: null,
-      acked_at: null,
-      ack_reason: null,
-    };
+    const command = newCommand(input, input.id ?? ctx.newId(), now);
     table.insert(command);
     record(command, 'pending', now, null);
     return command;
@@ -154,16 +119,8 @@ export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['
       return ctx.write(() => {
         const before = table.get(tenantId, id);
         if (!before) return null;
-        if (!NEXT[before.status].includes(status)) return { command: before, changed: false };
-        const acked = status === 'applied' || status === 'failed';
-        const after: CommandRecord = {
-          ...before,
-          status,
-          updated_at: at,
-          delivered_at: status === 'delivered' ? at : before.delivered_at,
-          acked_at: acked ? at : before.acked_at,
-          ack_reason: acked ? detail : before.ack_reason,
-        };
+        const after = applyTransition(before, status, at, detail);
+        if (!after) return { command: before, changed: false };
         const moved =
           move.run(status, at, after.delivered_at, after.acked_at, after.ack_reason, tenantId, id, before.status).changes > 0;
         if (!moved) return { command: before, changed: false };

@@ -3,10 +3,10 @@
  * a statement cache, and the write path that bumps policy versions and notifies after commit.
  */
 import Database from 'better-sqlite3';
-import { createError } from '../../errors.js';
 import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
-import { SORTABLE, keyset } from './cursor.js';
+import { keyset } from './cursor.js';
+import { conflict } from '../rules/errors.js';
 
 export type Db = Database.Database;
 export type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
@@ -96,7 +96,7 @@ export class SqliteContext {
     opts: ListOptions | undefined,
     order: 'asc' | 'desc',
   ): Page<T> {
-    const plan = keyset(opts, SORTABLE[table] ?? {}, order);
+    const plan = keyset(opts, table, order);
     const where: string[] = [];
     const params: unknown[] = [];
     for (const [column, value] of Object.entries(filters)) {
@@ -134,11 +134,9 @@ export function insertOrConflict(run: () => void, field: string, message: string
   try {
     run();
   } catch (err) {
-    if (isUniqueViolation(err)) throw createError('CONFLICT', `${field}: ${message}`, [{ field, message }]);
+    if (isUniqueViolation(err)) throw conflict(field, message);
     throw err;
   }
 }
 
-export function notFound(field: string, message: string): Error {
-  return createError('NOT_FOUND', `${field}: ${message}`, [{ field, message }]);
-}
+export { notFound } from '../rules/errors.js';

@@ -3,8 +3,9 @@
  * and the device → user link is the first hop of every decision (DESIGN §4).
  */
 import type { Device } from '../../domain.js';
-import { createError } from '../../errors.js';
 import type { Store } from '../port.js';
+import { BUMPS, deviceUpdateBumps } from '../rules/policy-version.js';
+import { requireRoomForDevice } from '../rules/platform.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict } from './context.js';
 import { EntityTable } from './entity-table.js';
@@ -25,13 +26,9 @@ export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['d
     .prepare<[string], number>('SELECT count(*) FROM devices WHERE tenant_id = ?')
     .pluck();
 
-  /** Inside the insert's transaction, so two creates cannot both take the last free slot. */
-  const requireRoomForDevice = (tenantId: string): void => {
+  const requireRoom = (tenantId: string): void => {
     const limit = planLimit.get(tenantId);
-    if (!limit || limit.max_devices === null) return;
-    if ((countDevices.get(tenantId) ?? 0) >= limit.max_devices) {
-      throw createError('PLAN_LIMIT_EXCEEDED', `plan ${limit.plan_id} allows ${limit.max_devices} devices`);
-    }
+    if (limit) requireRoomForDevice({ id: limit.plan_id, max_devices: limit.max_devices }, countDevices.get(tenantId) ?? 0);
   };
 
   return {
@@ -40,7 +37,7 @@ export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['d
         refs.requireTenant(tenantId);
         const userId = input.user_id ?? null;
         if (userId !== null) refs.requireUser(tenantId, userId);
-        requireRoomForDevice(tenantId);
+        requireRoom(tenantId);
         const now = ctx.now();
         const row: Device = {
           id: input.id ?? ctx.newId(),
@@ -52,7 +49,7 @@ export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['d
           updated_at: now,
         };
         insertOrConflict(() => table.insert(row), 'id', 'device already registered');
-        scope.bumpPolicy(tenantId);
+        if (BUMPS.devices.create) scope.bumpPolicy(tenantId);
         return row;
       });
     },
@@ -68,15 +65,14 @@ export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['d
         if (!before) return null;
         if (patch.user_id !== undefined && patch.user_id !== null) refs.requireUser(tenantId, patch.user_id);
         const after = table.update(tenantId, id, patch);
-        // Only the owner feeds decisions; renaming a device does not.
-        if (patch.user_id !== undefined && patch.user_id !== before.user_id) scope.bumpPolicy(tenantId);
+        if (deviceUpdateBumps(before, patch)) scope.bumpPolicy(tenantId);
         return after;
       });
     },
     async delete(tenantId, id) {
       return ctx.write((scope) => {
         if (!table.delete(tenantId, id)) return false;
-        scope.bumpPolicy(tenantId);
+        if (BUMPS.devices.delete) scope.bumpPolicy(tenantId);
         return true;
       });
     },

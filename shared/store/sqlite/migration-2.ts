@@ -16,28 +16,10 @@
  * - commands_open and webhook_deliveries_due are partial indexes: the dispatcher and the delivery
  *   worker scan only what is still in flight, however much history accumulates.
  */
+import { SEED_PLANS, type SeedPlan } from '../rules/defaults.js';
 import type { Migration } from './migrations.js';
 
-interface SeedPlan {
-  id: string;
-  name: string;
-  auto_remediation: 0 | 1;
-  max_devices: number | null;
-  max_events_per_s: number | null;
-  retention_days: number;
-}
-
-export const SEED_PLANS: readonly SeedPlan[] = [
-  { id: 'free', name: 'Free', auto_remediation: 0, max_devices: 100, max_events_per_s: 200, retention_days: 7 },
-  {
-    id: 'premium',
-    name: 'Premium',
-    auto_remediation: 1,
-    max_devices: 100_000,
-    max_events_per_s: 50_000,
-    retention_days: 90,
-  },
-];
+type SeedRow = Omit<SeedPlan, 'auto_remediation'> & { auto_remediation: 0 | 1; now: number };
 
 export const MIGRATION_2: Migration = {
   version: 2,
@@ -155,10 +137,10 @@ CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (tenant_id, webhoo
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at, id) WHERE status = 'pending';
 `,
   seed(db, now) {
-    const insert = db.prepare<[SeedPlan & { now: number }]>(
+    const insert = db.prepare<[SeedRow]>(
       `INSERT INTO plans (id, name, auto_remediation, max_devices, max_events_per_s, retention_days, created_at, updated_at)
        VALUES (@id, @name, @auto_remediation, @max_devices, @max_events_per_s, @retention_days, @now, @now)`,
     );
-    for (const plan of SEED_PLANS) insert.run({ ...plan, now });
+    for (const plan of SEED_PLANS) insert.run({ ...plan, auto_remediation: plan.auto_remediation ? 1 : 0, now });
   },
 };

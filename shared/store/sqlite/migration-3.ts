@@ -15,9 +15,8 @@
  * - api_keys.secret_hash is UNIQUE: authentication finds a key by it, platform-wide. created_by
  *   is plain text (a console user may be deleted; the key and its history stay).
  */
+import { DEFAULT_AUDIT_RETENTION_DAYS } from '../rules/defaults.js';
 import type { Migration } from './migrations.js';
-
-export const DEFAULT_AUDIT_RETENTION_DAYS = 365;
 
 export const MIGRATION_3: Migration = {
   version: 3,

@@ -3,14 +3,12 @@
  * snapshot, so a plan change that can alter what a decision does bumps every tenant on it.
  */
 import type { Plan } from '../../domain.js';
-import { createError } from '../../errors.js';
 import type { PlanPatch, Store } from '../port.js';
+import { planUpdateBumps } from '../rules/policy-version.js';
+import { requirePlanDeletable } from '../rules/platform.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict } from './context.js';
 import { EntityTable } from './entity-table.js';
-
-/** Tenants are created on it when no plan is named (the tenants.plan_id column default). */
-export const DEFAULT_PLAN_ID = 'free';
 
 const PLAN_COLUMNS = [
   'id',
@@ -88,30 +86,14 @@ export function createPlanRepo(ctx: SqliteContext): Store['plans'] {
         if (!before) return null;
         const after = table.update(null, id, toRowPatch(patch));
         if (!after) return null;
-        // The plan travels in every tenant's policy snapshot (feature flags, rate limit); its
-        // display name does not change what the pipeline does.
-        const effective =
-          after.auto_remediation !== before.auto_remediation ||
-          after.max_devices !== before.max_devices ||
-          after.max_events_per_s !== before.max_events_per_s ||
-          after.retention_days !== before.retention_days;
-        if (effective) for (const tenantId of tenantsOnPlan.all(id)) scope.bumpPolicy(tenantId);
+        if (planUpdateBumps(toPlan(before), toPlan(after))) for (const tenantId of tenantsOnPlan.all(id)) scope.bumpPolicy(tenantId);
         return toPlan(after);
       });
     },
     async delete(id) {
       return ctx.write(() => {
         if (!table.exists(null, id)) return false;
-        if (id === DEFAULT_PLAN_ID) {
-          throw createError('CONFLICT', `id: plan ${id} is the default plan of new tenants`, [
-            { field: 'id', message: 'default plan' },
-          ]);
-        }
-        const users = tenantsOnPlan.all(id).length;
-        if (users > 0) {
-          const message = `plan ${id} is still used by ${users} tenant${users === 1 ? '' : 's'}`;
-          throw createError('CONFLICT', `id: ${message}`, [{ field: 'id', message }]);
-        }
+        requirePlanDeletable(id, tenantsOnPlan.all(id).length);
         return table.delete(null, id);
       });
     },

@@ -5,15 +5,10 @@ import type { Carrier, Tenant, Tower, TowerCredential } from '../../domain.js';
 import type { ListOptions, Page, Store, TowerCredentialRecord } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, notFound } from './context.js';
-import { type Sortable, keyset, pageRequest, toPage } from './cursor.js';
+import { keyset } from './cursor.js';
 import { EntityTable } from './entity-table.js';
-import { DEFAULT_AUDIT_RETENTION_DAYS } from './migration-3.js';
-import { DEFAULT_PLAN_ID } from './plan-repo.js';
-
-/** Deny alerts for the same device+rule within five minutes merge into one. */
-export const DEFAULT_ALERT_WINDOW_S = 300;
-/** Starts at 1 so "no version yet" (0 / absent) is never mistaken for a real policy version. */
-export const INITIAL_POLICY_VERSION = 1;
+import { newTenant } from '../rules/defaults.js';
+import { tenantUpdateBumps } from '../rules/policy-version.js';
 
 export function tenantTable(ctx: SqliteContext): EntityTable<Tenant> {
   return new EntityTable<Tenant>(
@@ -44,20 +39,9 @@ export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
   return {
     async create(input) {
       return ctx.write(() => {
-        const planId = input.plan_id ?? DEFAULT_PLAN_ID;
-        requirePlan(planId);
-        const now = ctx.now();
-        return table.insert({
-          id: ctx.newId(),
-          name: input.name,
-          plan_id: planId,
-          default_effect: input.default_effect ?? 'allow',
-          policy_version: INITIAL_POLICY_VERSION,
-          alert_window_s: input.alert_window_s ?? DEFAULT_ALERT_WINDOW_S,
-          audit_retention_days: input.audit_retention_days ?? DEFAULT_AUDIT_RETENTION_DAYS,
-          created_at: now,
-          updated_at: now,
-        });
+        const tenant = newTenant(input, ctx.newId(), ctx.now());
+        requirePlan(tenant.plan_id);
+        return table.insert(tenant);
       });
     },
     async get(id) {
@@ -72,12 +56,7 @@ export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
         if (!before) return null;
         if (patch.plan_id !== undefined) requirePlan(patch.plan_id);
         const after = table.update(null, id, patch);
-        // The plan decides what a decision does (auto-remediation, rate limit), like default_effect.
-        // Names, alert windows and audit retention do not change any decision: no bump.
-        const effective =
-          (patch.default_effect !== undefined && patch.default_effect !== before.default_effect) ||
-          (patch.plan_id !== undefined && patch.plan_id !== before.plan_id);
-        if (!effective) return after;
+        if (!tenantUpdateBumps(before, patch)) return after;
         scope.bumpPolicy(id);
         return table.get(null, id);
       });
@@ -109,8 +88,6 @@ export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
   const setStatus: Stmt<[string, string | null, number, string]> = ctx.db.prepare(
     'UPDATE towers SET state = ?, agent_version = COALESCE(?, agent_version), last_seen = ? WHERE id = ?',
   );
-  const seenFirst: Stmt<[string, number], Tower> = ctx.db.prepare(seenByTenantSql(cols, false));
-  const seenAfter: Stmt<[string, string, number], Tower> = ctx.db.prepare(seenByTenantSql(cols, true));
 
   return {
     async create(input) {
@@ -147,30 +124,15 @@ export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
       return setStatus.run(status.state, status.agent_version, status.at, towerId).changes > 0;
     },
     async listSeenByTenant(tenantId, opts?: ListOptions): Promise<Page<Tower>> {
-      if (opts?.sort === undefined) {
-        const { limit, after } = pageRequest(opts);
-        const rows =
-          after === null ? seenFirst.all(tenantId, limit + 1) : seenAfter.all(tenantId, after, limit + 1);
-        return toPage(rows, limit);
-      }
-      const plan = keyset(opts, SEEN_SORTABLE, 'asc', 'tt.tower_id');
+      // tenant_towers is maintained by usage.recordBatch, which is also the only source of
+      // tenant-scoped discovered devices, so it covers both ways a tenant's device is seen.
+      const plan = keyset(opts, 'towers', 'asc', 'tt.tower_id', 't.');
       const sql = `SELECT ${cols}${plan.select} FROM tenant_towers tt JOIN towers t ON t.id = tt.tower_id
         WHERE tt.tenant_id = ? ${plan.where === null ? '' : `AND ${plan.where}`}
         ORDER BY ${plan.orderBy} LIMIT ?`;
       return plan.page(ctx.stmt<Array<string | number>, Tower>(sql).all(tenantId, ...plan.params, plan.limit + 1));
     },
   };
-}
-
-/** The towers SORTABLE fields, qualified for the tenant_towers join. */
-const SEEN_SORTABLE: Sortable = { name: 't.name', last_seen: 't.last_seen', state: 't.state' };
-
-function seenByTenantSql(cols: string, withCursor: boolean): string {
-  // tenant_towers is maintained by usage.recordBatch, which is also the only source of
-  // tenant-scoped discovered devices, so it covers both ways a tenant's device is seen.
-  return `SELECT ${cols} FROM tenant_towers tt JOIN towers t ON t.id = tt.tower_id
-    WHERE tt.tenant_id = ? ${withCursor ? 'AND tt.tower_id > ?' : ''}
-    ORDER BY tt.tower_id LIMIT ?`;
 }
 
 const CARRIER_COLUMNS = ['id', 'name', 'mcc_mnc', 'created_at', 'updated_at'] as const;

@@ -8,7 +8,8 @@ import { createError } from '../../errors.js';
 import type { PolicySnapshot, RulePatch, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { EntityTable } from './entity-table.js';
-import { fromJson, sameJson, toJson } from './json-column.js';
+import { BUMPS, ruleUpdateBumps } from '../rules/policy-version.js';
+import { fromJson, toJson } from './json-column.js';
 import { createPlanReader } from './plan-repo.js';
 import type { TenantRefs } from './refs.js';
 import { tenantTable } from './platform-repos.js';
@@ -78,7 +79,7 @@ export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rul
           created_at: now,
           updated_at: now,
         });
-        scope.bumpPolicy(tenantId);
+        if (BUMPS.rules.create) scope.bumpPolicy(tenantId);
         return toRule(rule);
       });
     },
@@ -97,22 +98,15 @@ export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rul
         if (patch.role_id !== undefined && patch.role_id !== null) refs.requireRole(tenantId, patch.role_id);
         const after = table.update(tenantId, id, toRowPatch(patch));
         if (!after) return null;
-        // Remediation and escalation decide what follows a deny, so they count as decision inputs.
-        const changed =
-          after.role_id !== before.role_id ||
-          after.app !== before.app ||
-          after.action !== before.action ||
-          after.permission !== before.permission ||
-          !sameJson(after.remediation, before.remediation) ||
-          !sameJson(after.escalation, before.escalation);
-        if (changed) scope.bumpPolicy(tenantId);
-        return toRule(after);
+        const rule = toRule(after);
+        if (ruleUpdateBumps(toRule(before), rule)) scope.bumpPolicy(tenantId);
+        return rule;
       });
     },
     async delete(tenantId, id) {
       return ctx.write((scope) => {
         if (!table.delete(tenantId, id)) return false;
-        scope.bumpPolicy(tenantId);
+        if (BUMPS.rules.delete) scope.bumpPolicy(tenantId);
         return true;
       });
     },

@@ -4,6 +4,7 @@
  */
 import type { Action, App, Policy, Role, User } from '../../domain.js';
 import type { Store } from '../port.js';
+import { BUMPS, policyUpdateBumps } from '../rules/policy-version.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict } from './context.js';
 import { EntityTable } from './entity-table.js';
@@ -28,10 +29,10 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
   );
   return {
     async create(tenantId, input) {
-      return ctx.write(() => {
+      return ctx.write((scope) => {
         refs.requireTenant(tenantId);
         const now = ctx.now();
-        return table.insert({
+        const user = table.insert({
           id: ctx.newId(),
           tenant_id: tenantId,
           name: input.name,
@@ -39,6 +40,8 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
           created_at: now,
           updated_at: now,
         });
+        if (BUMPS.users.create) scope.bumpPolicy(tenantId);
+        return user;
       });
     },
     async get(tenantId, id) {
@@ -48,7 +51,7 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
       return table.list({ tenant_id: tenantId }, opts);
     },
     async update(tenantId, id, patch) {
-      // Names and emails never reach a decision, so no policy bump.
+      // Names, emails and descriptions never reach a decision, so no policy bump.
       return table.update(tenantId, id, patch);
     },
     async delete(tenantId, id) {
@@ -57,7 +60,7 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
         // Devices outlive their owner (they are still seen at towers); role assignments cascade.
         detachDevices.run(ctx.now(), tenantId, id);
         table.delete(tenantId, id);
-        scope.bumpPolicy(tenantId);
+        if (BUMPS.users.delete) scope.bumpPolicy(tenantId);
         return true;
       });
     },
@@ -68,11 +71,10 @@ export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rol
   const table = new EntityTable<Role>(ctx, 'roles', ROLE_COLUMNS, 'tenant', ['name', 'description']);
   return {
     async create(tenantId, input) {
-      return ctx.write(() => {
+      return ctx.write((scope) => {
         refs.requireTenant(tenantId);
         const now = ctx.now();
-        // A role with no users and no policies cannot change a decision yet: no bump.
-        return table.insert({
+        const role = table.insert({
           id: ctx.newId(),
           tenant_id: tenantId,
           name: input.name,
@@ -80,6 +82,8 @@ export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rol
           created_at: now,
           updated_at: now,
         });
+        if (BUMPS.roles.create) scope.bumpPolicy(tenantId);
+        return role;
       });
     },
     async get(tenantId, id) {
@@ -95,7 +99,7 @@ export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rol
       return ctx.write((scope) => {
         // user_roles, role_policies and role-scoped rules go with it (ON DELETE CASCADE).
         if (!table.delete(tenantId, id)) return false;
-        scope.bumpPolicy(tenantId);
+        if (BUMPS.roles.delete) scope.bumpPolicy(tenantId);
         return true;
       });
     },
@@ -118,7 +122,7 @@ export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['p
           created_at: now,
           updated_at: now,
         });
-        scope.bumpPolicy(tenantId);
+        if (BUMPS.policies.create) scope.bumpPolicy(tenantId);
         return policy;
       });
     },
@@ -133,8 +137,7 @@ export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['p
         const before = table.get(tenantId, id);
         if (!before) return null;
         const after = table.update(tenantId, id, patch);
-        // Severity travels with every deny decision and alert; name/description do not.
-        if (patch.severity !== undefined && patch.severity !== before.severity) scope.bumpPolicy(tenantId);
+        if (policyUpdateBumps(before, patch)) scope.bumpPolicy(tenantId);
         return after;
       });
     },
@@ -142,7 +145,7 @@ export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['p
       return ctx.write((scope) => {
         // Its rules and role assignments cascade.
         if (!table.delete(tenantId, id)) return false;
-        scope.bumpPolicy(tenantId);
+        if (BUMPS.policies.delete) scope.bumpPolicy(tenantId);
         return true;
       });
     },
@@ -191,6 +194,7 @@ export function createCatalogRepo(
       return table.update(tenantId, id, { name: patch.name });
     },
     async delete(tenantId, id) {
+      // BUMPS[apps|actions] is all false: the catalogue never changes a decision.
       return table.delete(tenantId, id);
     },
   };

@@ -1,12 +1,14 @@
 /**
  * The hot path: decided usage batches, the alerts they raise and the unknown devices they reveal,
- * written in one transaction per batch (DESIGN §4, §5). Statements are prepared once here;
- * per-batch state (alerts and discovered devices touched so far) is folded in memory and written
- * once per row at the end, so a batch costs one INSERT per event plus one write per alert/device.
+ * written in one transaction per batch (DESIGN §4, §5). Statements are prepared once here; the
+ * folding rules live in ../rules/ and run in memory, and their result is written once per row at
+ * the end, so a batch costs one INSERT per event plus one write per alert/device.
  */
 import type { Alert, DiscoveredDevice, UsageRecord } from '../../domain.js';
-import { createError } from '../../errors.js';
 import type { DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
+import { alertKey } from '../rules/alerts.js';
+import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
+import { batchLookups, batchResult, foldBatch, validateBatch } from '../rules/usage-batch.js';
 import type { SqliteContext, Stmt } from './context.js';
 import type { TenantRefs } from './refs.js';
 
@@ -45,8 +47,6 @@ const ALERT_COLUMNS = [
   'status',
 ] as const;
 const DISCOVERED_COLUMNS = ['id', 'tenant_id', 'device_id', 'tower_id', 'first_seen', 'last_seen', 'count'] as const;
-
-type Tracked<T> = { row: T; isNew: boolean };
 
 export interface UsageRepos {
   usage: Store['usage'];
@@ -108,18 +108,6 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     `SELECT ${alertCols} FROM alerts WHERE tenant_id = ? AND id = ?`,
   );
 
-  /** Folds one event into a device's discovered row: earliest first_seen, latest last_seen/tower. */
-  const foldSighting = (
-    row: DiscoveredDevice,
-    sighting: { tower_id: string; first_seen: number; last_seen: number; count: number },
-  ): DiscoveredDevice => ({
-    ...row,
-    first_seen: Math.min(row.first_seen, sighting.first_seen),
-    last_seen: Math.max(row.last_seen, sighting.last_seen),
-    count: row.count + sighting.count,
-    tower_id: sighting.last_seen >= row.last_seen ? sighting.tower_id : row.tower_id,
-  });
-
   const flushDiscovered = (tracked: Iterable<Tracked<DiscoveredDevice>>): void => {
     for (const { row, isNew } of tracked) {
       if (isNew) insertDiscovered.run(row);
@@ -127,18 +115,13 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     }
   };
 
+  /** The domain rules (../rules/usage-batch.ts) decide; this function reads and writes rows. */
   const writeBatch = (input: RecordUsageInput): RecordUsageResult => {
     const tenantId = input.tenant_id;
-    const windowStart = input.now - input.alert_window_s * 1000;
-    const alerts = new Map<string, Tracked<Alert>>();
-    const discovered = new Map<string, Tracked<DiscoveredDevice>>();
-    const towers = new Map<string, { first: number; last: number }>();
-    let inserted = 0;
-    let denied = 0;
+    const fresh: DecidedUsage[] = [];
     const storedDecisions: StoredDecision[] = [];
-
     for (const r of input.records) {
-      const fresh =
+      const inserted =
         insertUsage.run(
           tenantId,
           r.id,
@@ -157,83 +140,35 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
           r.policy_id,
           r.policy_version,
         ).changes > 0;
-      // A redelivered event already raised its alert and discovery the first time.
-      if (!fresh) {
-        const stored = storedDecision.get(tenantId, r.id);
-        if (stored) storedDecisions.push(stored);
+      if (inserted) {
+        fresh.push(r);
         continue;
       }
-      inserted++;
-      if (r.effect === 'deny') denied++;
-      const tower = towers.get(r.tower_id);
-      if (tower) {
-        tower.first = Math.min(tower.first, r.ts);
-        tower.last = Math.max(tower.last, r.ts);
-      } else {
-        towers.set(r.tower_id, { first: r.ts, last: r.ts });
-      }
-
-      // validateBatch guarantees rule_id and policy_id for reason 'rule'; the null checks narrow types.
-      if (r.effect === 'deny' && r.reason === 'rule' && r.rule_id !== null && r.policy_id !== null) {
-        const key = `${r.device_id}\u0000${r.rule_id}`;
-        const seen = alerts.get(key);
-        if (seen) {
-          seen.row = { ...seen.row, count: seen.row.count + 1, last_seen: input.now, tower_id: r.tower_id };
-        } else {
-          const open = findOpenAlert.get(tenantId, r.device_id, r.rule_id, windowStart);
-          alerts.set(
-            key,
-            open
-              ? { row: { ...open, count: open.count + 1, last_seen: input.now, tower_id: r.tower_id }, isNew: false }
-              : { row: newAlert(ctx.newId(), tenantId, r, r.rule_id, r.policy_id, input.now), isNew: true },
-          );
-        }
-      }
-
-      if (r.reason === 'unknown_device') {
-        const sighting = { tower_id: r.tower_id, first_seen: r.ts, last_seen: r.ts, count: 1 };
-        const seen = discovered.get(r.device_id);
-        if (seen) {
-          seen.row = foldSighting(seen.row, sighting);
-        } else {
-          const existing = findTenantDiscovered.get(tenantId, r.device_id);
-          discovered.set(
-            r.device_id,
-            existing
-              ? { row: foldSighting(existing, sighting), isNew: false }
-              : {
-                  row: { id: ctx.newId(), tenant_id: tenantId, device_id: r.device_id, ...sighting },
-                  isNew: true,
-                },
-          );
-        }
-      }
+      // A redelivered event already raised its alert and discovery the first time.
+      const stored = storedDecision.get(tenantId, r.id);
+      if (stored) storedDecisions.push(stored);
     }
 
-    const opened: Alert[] = [];
-    const updated: Alert[] = [];
-    for (const { row, isNew } of alerts.values()) {
-      if (isNew) {
-        insertAlert.run(row);
-        opened.push(row);
-      } else {
-        bumpAlert.run(row.count, row.last_seen, row.tower_id, row.id);
-        updated.push(row);
-      }
+    const lookups = batchLookups(input, fresh);
+    const openAlerts = new Map<string, Alert>();
+    for (const { device_id, rule_id } of lookups.alerts) {
+      const open = findOpenAlert.get(tenantId, device_id, rule_id, lookups.windowStart);
+      if (open) openAlerts.set(alertKey(device_id, rule_id), open);
     }
-    flushDiscovered(discovered.values());
-    if (inserted > denied) addCount.run(tenantId, 'allow', inserted - denied);
-    if (denied > 0) addCount.run(tenantId, 'deny', denied);
-    for (const [towerId, seen] of towers) seenAtTower.run(tenantId, towerId, seen.first, seen.last);
+    const discovered = new Map<string, DiscoveredDevice>();
+    for (const deviceId of lookups.discoveredDevices) {
+      const row = findTenantDiscovered.get(tenantId, deviceId);
+      if (row) discovered.set(deviceId, row);
+    }
+    const fold = foldBatch(input, fresh, { openAlerts, discovered }, ctx.newId);
 
-    return {
-      inserted,
-      duplicates: input.records.length - inserted,
-      stored_decisions: storedDecisions,
-      alerts_opened: opened,
-      alerts_updated: updated,
-      discovered: [...discovered.values()].map((t) => t.row),
-    };
+    for (const alert of fold.alertsOpened) insertAlert.run(alert);
+    for (const alert of fold.alertsUpdated) bumpAlert.run(alert.count, alert.last_seen, alert.tower_id, alert.id);
+    flushDiscovered(fold.discovered);
+    if (fold.counts.allow > 0) addCount.run(tenantId, 'allow', fold.counts.allow);
+    if (fold.counts.deny > 0) addCount.run(tenantId, 'deny', fold.counts.deny);
+    for (const [towerId, seen] of fold.towers) seenAtTower.run(tenantId, towerId, seen.first_seen, seen.last_seen);
+    return batchResult(input, fresh.length, storedDecisions, fold);
   };
 
   const usage: Store['usage'] = {
@@ -286,23 +221,13 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     async recordReports(towerId, batchId, reports, now) {
       return ctx.write(() => {
         if (markProcessed.run('discovery', towerId, batchId, now).changes === 0) return false;
-        const touched = new Map<string, Tracked<DiscoveredDevice>>();
-        for (const report of reports) {
-          const sighting = { tower_id: towerId, ...report };
-          const seen = touched.get(report.device_id);
-          if (seen) {
-            seen.row = foldSighting(seen.row, sighting);
-            continue;
-          }
-          const existing = findPlatformDiscovered.get(report.device_id);
-          touched.set(
-            report.device_id,
-            existing
-              ? { row: foldSighting(existing, sighting), isNew: false }
-              : { row: { id: ctx.newId(), tenant_id: null, ...sighting }, isNew: true },
-          );
+        const sightings = reportSightings(towerId, reports);
+        const existing = new Map<string, DiscoveredDevice>();
+        for (const deviceId of sightedDevices(sightings)) {
+          const row = findPlatformDiscovered.get(deviceId);
+          if (row) existing.set(deviceId, row);
         }
-        flushDiscovered(touched.values());
+        flushDiscovered(foldDiscovered(null, sightings, existing, ctx.newId));
         return true;
       });
     },
@@ -312,41 +237,6 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   };
 
   return { usage, alerts: alertsRepo, discovered: discoveredRepo, dashboard: createDashboard(ctx) };
-}
-
-function newAlert(id: string, tenantId: string, r: DecidedUsage, ruleId: string, policyId: string, now: number): Alert {
-  return {
-    id,
-    tenant_id: tenantId,
-    device_id: r.device_id,
-    user_id: r.user_id,
-    rule_id: ruleId,
-    policy_id: policyId,
-    app: r.app,
-    action: r.action,
-    tower_id: r.tower_id,
-    severity: r.severity ?? 'medium',
-    count: 1,
-    first_seen: now,
-    last_seen: now,
-    status: 'open',
-  };
-}
-
-/**
- * Rejects the whole batch up front: a record for another tenant must never land in this one, and
- * a rule decision without its rule and policy could not raise an explainable alert.
- */
-function validateBatch(input: RecordUsageInput): void {
-  const invalid = (field: string, message: string): Error =>
-    createError('VALIDATION_FAILED', `${field}: ${message}`, [{ field, message }]);
-  input.records.forEach((r, i) => {
-    if (r.tenant_id !== input.tenant_id) throw invalid(`records.${i}.tenant_id`, 'does not match the batch tenant');
-    if (r.reason === 'rule' && r.rule_id === null) throw invalid(`records.${i}.rule_id`, 'required when reason is rule');
-    if (r.reason === 'rule' && r.policy_id === null) {
-      throw invalid(`records.${i}.policy_id`, 'required when reason is rule');
-    }
-  });
 }
 
 function createDashboard(ctx: SqliteContext): (tenantId: string) => DashboardMetrics {

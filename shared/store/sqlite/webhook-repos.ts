@@ -4,6 +4,7 @@
  */
 import type { Webhook, WebhookDelivery, WebhookEventType } from '../../domain.js';
 import type { Store } from '../port.js';
+import { nextAttemptAfter } from '../rules/platform.js';
 import { clampLimit } from './cursor.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { notFound } from './context.js';
@@ -137,9 +138,7 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
       return due.all(now, clampLimit(limit));
     },
     async recordAttempt(id, outcome) {
-      // A final delivery is never due again, whatever the caller passed.
-      const next = outcome.status === 'pending' ? outcome.next_attempt_at : null;
-      attempt.run(outcome.status, outcome.status_code, outcome.error, next, outcome.at, id);
+      attempt.run(outcome.status, outcome.status_code, outcome.error, nextAttemptAfter(outcome), outcome.at, id);
     },
     async list(tenantId, webhookId, opts) {
       return table.list({ tenant_id: tenantId, webhook_id: webhookId }, opts, 'desc');

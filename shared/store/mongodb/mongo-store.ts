@@ -1,0 +1,237 @@
+/**
+ * The distributed-mode store: MongoDB through the official driver. Needs a replica set (a
+ * one-node replica set is enough): the port's atomic writes are multi-document transactions.
+ * See README-mongodb.md for the data model, indexes and the shard key.
+ *
+ * Like SqliteStore, the constructor does no I/O; init() connects, creates indexes and seeds the
+ * plans; before init() (or after close()) every repository access throws.
+ */
+import { MongoClient } from 'mongodb';
+import { createError } from '../../errors.js';
+import { createIdFactory, type IdFactory } from '../../ids.js';
+import type { DashboardMetrics, PolicySnapshot, Store, StoreHooks } from '../port.js';
+import { createApiKeyRepo } from './api-key-repo.js';
+import { createAuditRepo } from './audit-repo.js';
+import { createConsoleUserRepo, createRefreshTokenRepo } from './auth-repos.js';
+import { createCommandRepo } from './command-repo.js';
+import { MongoContext } from './context.js';
+import type { MongoConnection, MongoDbLike } from './db-like.js';
+import { createDeviceRepo } from './device-repo.js';
+import { TenantRefs } from './entity.js';
+import { createPlanRepo } from './plan-repo.js';
+import {
+  createCarrierRepo,
+  createTenantRepo,
+  createTowerCarrierRepo,
+  createTowerCredentialRepo,
+  createTowerRepo,
+} from './platform-repos.js';
+import { createRolePolicyRepo, createRuleRepo, createSnapshotReader, createUserRoleRepo } from './policy-repos.js';
+import { runMongoMigrations } from './schema.js';
+import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
+import { createUsageRepos } from './usage-repo.js';
+import { createWebhookDeliveryRepo, createWebhookRepo } from './webhook-repos.js';
+
+/** Opens the database a store uses; the default one is the real driver. */
+export type MongoConnector = (url: string, dbName: string) => Promise<MongoConnection>;
+
+export interface MongoStoreOptions {
+  /** mongodb:// or mongodb+srv:// URL of a replica set (or a mongos). */
+  url: string;
+  /** Database name; default: the URL's path, else 'edgeplane'. */
+  dbName?: string;
+  hooks?: StoreHooks;
+  now?: () => number;
+  newId?: IdFactory;
+  /** Tests replace the driver at this boundary (memory-db.ts); production never sets it. */
+  connector?: MongoConnector;
+}
+
+export const DEFAULT_DB_NAME = 'edgeplane';
+
+/** The database named in the URL's path (mongodb://host/db?opts), if any. */
+export function databaseOf(url: string): string | null {
+  const match = /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?]*)/.exec(url);
+  const name = match?.[1] ? decodeURIComponent(match[1]) : '';
+  return name === '' ? null : name;
+}
+
+export const connectWithDriver: MongoConnector = async (url, dbName) => {
+  const client = new MongoClient(url);
+  await client.connect();
+  // Assigning the driver's Db to MongoDbLike is the compile-time proof that the boundary the
+  // adapter (and the in-memory double) uses is a true subset of the real driver's API.
+  const db: MongoDbLike = client.db(dbName);
+  return { db, close: () => client.close() };
+};
+
+type Repos = ReturnType<typeof buildRepos>;
+
+function buildRepos(ctx: MongoContext) {
+  const refs = new TenantRefs(ctx);
+  const usage = createUsageRepos(ctx);
+  return {
+    tenants: createTenantRepo(ctx),
+    consoleUsers: createConsoleUserRepo(ctx, refs),
+    refreshTokens: createRefreshTokenRepo(ctx),
+    users: createUserRepo(ctx, refs),
+    roles: createRoleRepo(ctx, refs),
+    policies: createPolicyRepo(ctx, refs),
+    rules: createRuleRepo(ctx, refs),
+    apps: createCatalogRepo(ctx, refs, 'apps'),
+    actions: createCatalogRepo(ctx, refs, 'actions'),
+    devices: createDeviceRepo(ctx, refs),
+    userRoles: createUserRoleRepo(ctx, refs),
+    rolePolicies: createRolePolicyRepo(ctx, refs),
+    towers: createTowerRepo(ctx),
+    carriers: createCarrierRepo(ctx),
+    towerCarriers: createTowerCarrierRepo(ctx),
+    towerCredentials: createTowerCredentialRepo(ctx),
+    usage: usage.usage,
+    alerts: usage.alerts,
+    discovered: usage.discovered,
+    dashboard: usage.dashboard,
+    purgeUsage: usage.purgeUsage,
+    snapshot: createSnapshotReader(ctx),
+    plans: createPlanRepo(ctx),
+    commands: createCommandRepo(ctx, refs),
+    webhooks: createWebhookRepo(ctx, refs),
+    webhookDeliveries: createWebhookDeliveryRepo(ctx),
+    audit: createAuditRepo(ctx, refs),
+    apiKeys: createApiKeyRepo(ctx, refs),
+  };
+}
+
+export class MongoStore implements Store {
+  readonly kind = 'mongodb' as const;
+  private readonly url: string;
+  private readonly dbName: string;
+  private readonly hooks: StoreHooks;
+  private readonly now: () => number;
+  private readonly newId: IdFactory;
+  private readonly connector: MongoConnector;
+  private connection: MongoConnection | null = null;
+  private repos: Repos | null = null;
+
+  constructor(opts: MongoStoreOptions) {
+    this.url = opts.url;
+    this.dbName = opts.dbName ?? databaseOf(opts.url) ?? DEFAULT_DB_NAME;
+    this.hooks = opts.hooks ?? {};
+    this.now = opts.now ?? Date.now;
+    this.newId = opts.newId ?? createIdFactory();
+    this.connector = opts.connector ?? connectWithDriver;
+  }
+
+  async init(): Promise<void> {
+    if (this.connection) return;
+    const connection = await this.connector(this.url, this.dbName);
+    try {
+      await runMongoMigrations(connection.db, this.now);
+      this.repos = buildRepos(new MongoContext(connection.db, this.now, this.newId, this.hooks));
+      this.connection = connection;
+    } catch (err) {
+      await connection.close();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    const connection = this.connection;
+    this.connection = null;
+    this.repos = null;
+    await connection?.close();
+  }
+
+  private r(): Repos {
+    if (!this.repos) throw createError('UNAVAILABLE', 'store is not open: call init() first');
+    return this.repos;
+  }
+
+  get tenants(): Store['tenants'] {
+    return this.r().tenants;
+  }
+  get consoleUsers(): Store['consoleUsers'] {
+    return this.r().consoleUsers;
+  }
+  get refreshTokens(): Store['refreshTokens'] {
+    return this.r().refreshTokens;
+  }
+  get users(): Store['users'] {
+    return this.r().users;
+  }
+  get roles(): Store['roles'] {
+    return this.r().roles;
+  }
+  get policies(): Store['policies'] {
+    return this.r().policies;
+  }
+  get rules(): Store['rules'] {
+    return this.r().rules;
+  }
+  get apps(): Store['apps'] {
+    return this.r().apps;
+  }
+  get actions(): Store['actions'] {
+    return this.r().actions;
+  }
+  get devices(): Store['devices'] {
+    return this.r().devices;
+  }
+  get userRoles(): Store['userRoles'] {
+    return this.r().userRoles;
+  }
+  get rolePolicies(): Store['rolePolicies'] {
+    return this.r().rolePolicies;
+  }
+  get towers(): Store['towers'] {
+    return this.r().towers;
+  }
+  get carriers(): Store['carriers'] {
+    return this.r().carriers;
+  }
+  get towerCarriers(): Store['towerCarriers'] {
+    return this.r().towerCarriers;
+  }
+  get towerCredentials(): Store['towerCredentials'] {
+    return this.r().towerCredentials;
+  }
+  get usage(): Store['usage'] {
+    return this.r().usage;
+  }
+  get alerts(): Store['alerts'] {
+    return this.r().alerts;
+  }
+  get discovered(): Store['discovered'] {
+    return this.r().discovered;
+  }
+  get plans(): Store['plans'] {
+    return this.r().plans;
+  }
+  get commands(): Store['commands'] {
+    return this.r().commands;
+  }
+  get webhooks(): Store['webhooks'] {
+    return this.r().webhooks;
+  }
+  get webhookDeliveries(): Store['webhookDeliveries'] {
+    return this.r().webhookDeliveries;
+  }
+  get audit(): Store['audit'] {
+    return this.r().audit;
+  }
+  get apiKeys(): Store['apiKeys'] {
+    return this.r().apiKeys;
+  }
+
+  async purgeUsage(tenantId: string, before: number): Promise<number> {
+    return this.r().purgeUsage(tenantId, before);
+  }
+
+  async policySnapshot(tenantId: string): Promise<PolicySnapshot | null> {
+    return this.r().snapshot(tenantId);
+  }
+
+  async dashboard(tenantId: string): Promise<DashboardMetrics> {
+    return this.r().dashboard(tenantId);
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Schema setup for init(): indexes, seed plans and the schema version, all idempotent, so any
+ * number of processes may run it at once (createIndexes with the same spec is a no-op; seeds are
+ * upserts that never overwrite an operator's edits).
+ */
+import { createError } from '../../errors.js';
+import { SEED_PLANS } from '../rules/defaults.js';
+import { C, INDEXES, type CollectionName, type MigrationDoc, type PlanDoc } from './collections.js';
+import type { Document, MongoDbLike } from './db-like.js';
+
+export interface MongoMigration {
+  version: number;
+  name: string;
+  apply(db: MongoDbLike, now: number): Promise<void>;
+}
+
+export const MONGO_MIGRATIONS: readonly MongoMigration[] = [
+  {
+    version: 1,
+    name: 'collections, indexes, seed plans',
+    async apply(db, now) {
+      for (const [name, specs] of Object.entries(INDEXES) as Array<[CollectionName, NonNullable<(typeof INDEXES)[CollectionName]>]>) {
+        await db.collection<Document>(name).createIndexes(specs);
+      }
+      const plans = db.collection<PlanDoc>(C.plans);
+      for (const plan of SEED_PLANS) {
+        await plans.updateOne({ _id: plan.id }, { $setOnInsert: { ...plan, created_at: now, updated_at: now } }, { upsert: true });
+      }
+    },
+  },
+];
+
+export async function runMongoMigrations(db: MongoDbLike, now: () => number, migrations = MONGO_MIGRATIONS): Promise<number[]> {
+  const record = db.collection<MigrationDoc>(C.migrations);
+  const latestKnown = migrations.reduce((max, m) => Math.max(max, m.version), 0);
+  const newest = (await record.find({}, { sort: { _id: -1 }, limit: 1 }).toArray())[0]?._id ?? 0;
+  if (newest > latestKnown) {
+    throw createError('UNAVAILABLE', `database schema version ${newest} is newer than this build (${latestKnown}); upgrade EdgePlane`);
+  }
+  const applied: number[] = [];
+  for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+    // Applied again even when recorded: every step is idempotent, and a process that died
+    // halfway through a migration must not leave it half done behind a recorded version.
+    const at = now();
+    await migration.apply(db, at);
+    const res = await record.updateOne(
+      { _id: migration.version },
+      { $setOnInsert: { name: migration.name, applied_at: at } },
+      { upsert: true },
+    );
+    if (res.upsertedCount > 0) applied.push(migration.version);
+  }
+  return applied;
+}

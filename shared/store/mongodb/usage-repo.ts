@@ -1,0 +1,262 @@
+/**
+ * The hot path: decided usage batches, the alerts they raise and the unknown devices they reveal,
+ * written in one transaction per batch (port: usage.recordBatch). The folding rules are
+ * ../rules/usage-batch.ts; this file reads what they need and writes what they return.
+ *
+ * Every filter names tenant_id (the shard key), so each write and upsert targets one shard.
+ *
+ * Idempotency by event id: the batch's ids are looked up first and only new events are inserted,
+ * with one unordered insertMany. A duplicate-key error cannot simply be skipped inside a
+ * transaction (the server aborts the transaction on any write error), so an 11000 from that
+ * insert means another writer committed the same event in between: the whole batch is run again
+ * (ConcurrentInsert) and then sees those events as the duplicates they are. Everything else fails
+ * the call, and the transaction leaves nothing half-written.
+ */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import type { Alert, DiscoveredDevice, UsageRecord } from '../../domain.js';
+import type { DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
+import { alertKey, severityRank } from '../rules/alerts.js';
+import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
+import { notFound } from '../rules/errors.js';
+import { batchLookups, batchResult, foldBatch, partitionFresh, storedDecisionOf, validateBatch } from '../rules/usage-batch.js';
+import {
+  C,
+  type AlertDoc,
+  type AlertKeyDoc,
+  type DeviceDoc,
+  type DiscoveredDoc,
+  type PolicyDoc,
+  type ProcessedDoc,
+  type RuleDoc,
+  type TenantDoc,
+  type TenantTowerDoc,
+  type UsageCounterDoc,
+  type UsageDoc,
+  type UserDoc,
+} from './collections.js';
+import { insertChecked, strip, type MongoContext } from './context.js';
+import type { Document, SessionLike } from './db-like.js';
+import { compositeKey, counterSlotKey, counterSlotOf, usageKey } from './keys.js';
+
+/** Rows deleted per purge round, for the same reason as the audit purge. */
+const PURGE_SLICE = 5000;
+
+const toUsage = (d: UsageDoc): UsageRecord => strip(d);
+const toAlert = (d: AlertDoc): Alert => strip(d, 'severity_rank');
+const toDiscovered = (d: DiscoveredDoc): DiscoveredDevice => strip(d);
+
+function toUsageDoc(r: DecidedUsage): UsageDoc {
+  const { severity: _severity, ...record } = r;
+  return { _id: usageKey(r.tenant_id, r.id), ...record };
+}
+
+export interface UsageRepos {
+  usage: Store['usage'];
+  alerts: Store['alerts'];
+  discovered: Store['discovered'];
+  dashboard: (tenantId: string) => Promise<DashboardMetrics>;
+  purgeUsage: (tenantId: string, before: number) => Promise<number>;
+}
+
+export function createUsageRepos(ctx: MongoContext): UsageRepos {
+  const usageColl = ctx.coll<UsageDoc>(C.usage);
+  const alerts = ctx.coll<AlertDoc>(C.alerts);
+  const alertKeys = ctx.coll<AlertKeyDoc>(C.alertKeys);
+  const discovered = ctx.coll<DiscoveredDoc>(C.discovered);
+  const counters = ctx.coll<UsageCounterDoc>(C.usageCounters);
+  const tenantTowers = ctx.coll<TenantTowerDoc>(C.tenantTowers);
+  const tenants = ctx.coll<TenantDoc>(C.tenants);
+
+  const writeDiscovered = async (tracked: Array<Tracked<DiscoveredDevice>>, session: SessionLike): Promise<void> => {
+    for (const { row, isNew } of tracked) {
+      if (isNew) {
+        // Unique (tenant_id, device_id): a concurrent first sighting makes this batch run again.
+        await insertChecked(() => discovered.insertOne({ _id: row.id, ...row }, { session }));
+      } else {
+        const { first_seen, last_seen, count, tower_id } = row;
+        await discovered.updateOne({ _id: row.id, tenant_id: row.tenant_id }, { $set: { first_seen, last_seen, count, tower_id } }, { session });
+      }
+    }
+  };
+
+  const writeBatch = async (input: RecordUsageInput, session: SessionLike): Promise<RecordUsageResult> => {
+    const tenantId = input.tenant_id;
+    const keys = [...new Set(input.records.map((r) => usageKey(tenantId, r.id)))];
+    const stored = new Map<string, StoredDecision>();
+    if (keys.length > 0) {
+      for (const doc of await usageColl.find({ tenant_id: tenantId, _id: { $in: keys } }, { session }).toArray()) stored.set(doc.id, storedDecisionOf(doc));
+    }
+    const { fresh, storedDecisions } = partitionFresh(input.records, stored);
+    if (fresh.length > 0) await insertChecked(() => usageColl.insertMany(fresh.map(toUsageDoc), { session, ordered: false }));
+
+    const lookups = batchLookups(input, fresh);
+    const openAlerts = new Map<string, Alert>();
+    for (const { device_id, rule_id } of lookups.alerts) {
+      const open = await alerts.findOne(
+        { tenant_id: tenantId, device_id, rule_id, status: 'open', last_seen: { $gte: lookups.windowStart } },
+        { sort: { last_seen: -1, _id: -1 }, session },
+      );
+      if (open) openAlerts.set(alertKey(device_id, rule_id), toAlert(open));
+    }
+    const found = new Map<string, DiscoveredDevice>();
+    if (lookups.discoveredDevices.length > 0) {
+      const rows = await discovered.find({ tenant_id: tenantId, device_id: { $in: lookups.discoveredDevices } }, { session }).toArray();
+      for (const row of rows) found.set(row.device_id, toDiscovered(row));
+    }
+    const fold = foldBatch(input, fresh, { openAlerts, discovered: found }, ctx.newId);
+
+    if (fold.alertsOpened.length > 0) {
+      const docs = fold.alertsOpened.map((a) => ({ _id: a.id, ...a, severity_rank: severityRank(a.severity) }));
+      await alerts.insertMany(docs, { session });
+    }
+    for (const a of fold.alertsUpdated) {
+      await alerts.updateOne({ _id: a.id, tenant_id: tenantId }, { $set: { count: a.count, last_seen: a.last_seen, tower_id: a.tower_id } }, { session });
+    }
+    for (const a of [...fold.alertsOpened, ...fold.alertsUpdated]) {
+      await alertKeys.updateOne(
+        { _id: compositeKey(tenantId, a.device_id, a.rule_id), tenant_id: tenantId },
+        { $set: { alert_id: a.id, last_seen: a.last_seen } },
+        { session, upsert: true },
+      );
+    }
+    await writeDiscovered(fold.discovered, session);
+    if (fresh.length > 0) {
+      await counters.updateOne(
+        { _id: counterSlotKey(tenantId, counterSlotOf(input.batch_id)), tenant_id: tenantId },
+        { $inc: { allow: fold.counts.allow, deny: fold.counts.deny } },
+        { session, upsert: true },
+      );
+    }
+    for (const [towerId, seen] of fold.towers) {
+      await tenantTowers.updateOne(
+        { _id: compositeKey(tenantId, towerId), tenant_id: tenantId },
+        { $min: { first_seen: seen.first_seen }, $max: { last_seen: seen.last_seen }, $setOnInsert: { tower_id: towerId } },
+        { session, upsert: true },
+      );
+    }
+    return batchResult(input, fresh.length, storedDecisions, fold);
+  };
+
+  const requireTenant = async (tenantId: string, session: SessionLike): Promise<void> => {
+    // A plain read: the batch's counter-slot write (created with the tenant) is what conflicts
+    // with a concurrent deletion, without making every batch of a tenant write one document.
+    if (!(await tenants.findOne({ _id: tenantId }, { session }))) throw notFound('tenant_id', 'no such tenant');
+  };
+
+  const usage: Store['usage'] = {
+    async recordBatch(input) {
+      validateBatch(input);
+      return ctx.write(async ({ session }) => {
+        await requireTenant(input.tenant_id, session);
+        return writeBatch(input, session);
+      });
+    },
+    async recordBatches(inputs) {
+      for (const input of inputs) validateBatch(input);
+      if (inputs.length === 0) return [];
+      return ctx.write(async ({ session }) => {
+        const checked = new Set<string>();
+        const results: RecordUsageResult[] = [];
+        for (const input of inputs) {
+          if (!checked.has(input.tenant_id)) {
+            await requireTenant(input.tenant_id, session);
+            checked.add(input.tenant_id);
+          }
+          results.push(await writeBatch(input, session));
+        }
+        return results;
+      });
+    },
+    list(tenantId, opts) {
+      const filter: Document = { tenant_id: tenantId };
+      for (const field of ['user_id', 'device_id', 'effect', 'tower_id'] as const) {
+        const value = opts?.[field];
+        if (value !== undefined) filter[field] = value;
+      }
+      return ctx.listPage(usageColl, filter, opts, 'usage', 'desc', toUsage, { keyOf: (id) => usageKey(tenantId, id) });
+    },
+  };
+
+  const alertsRepo: Store['alerts'] = {
+    async get(tenantId, id) {
+      const doc = await alerts.findOne({ _id: id, tenant_id: tenantId });
+      return doc ? toAlert(doc) : null;
+    },
+    list(tenantId, opts) {
+      const filter: Document = { tenant_id: tenantId };
+      if (opts?.status !== undefined) filter['status'] = opts.status;
+      if (opts?.device_id !== undefined) filter['device_id'] = opts.device_id;
+      return ctx.listPage(alerts, filter, opts, 'alerts', 'desc', toAlert);
+    },
+  };
+
+  const processed = ctx.coll<ProcessedDoc>(C.processed);
+  const discoveredRepo: Store['discovered'] = {
+    async recordReports(towerId, batchId, reports, now) {
+      return ctx.write(async ({ session }) => {
+        const _id = compositeKey('discovery', towerId, batchId);
+        if (await processed.findOne({ _id }, { session })) return false;
+        await insertChecked(() => processed.insertOne({ _id, processed_at: now }, { session }));
+        const sightings = reportSightings(towerId, reports);
+        const existing = new Map<string, DiscoveredDevice>();
+        const devices = sightedDevices(sightings);
+        if (devices.length > 0) {
+          for (const row of await discovered.find({ tenant_id: null, device_id: { $in: devices } }, { session }).toArray()) {
+            existing.set(row.device_id, toDiscovered(row));
+          }
+        }
+        await writeDiscovered(foldDiscovered(null, sightings, existing, ctx.newId), session);
+        return true;
+      });
+    },
+    list: (tenantId, opts) => ctx.listPage(discovered, { tenant_id: tenantId }, opts, 'discovered_devices', 'asc', toDiscovered),
+  };
+
+  const dashboard = (tenantId: string): Promise<DashboardMetrics> =>
+    ctx.read(async (session) => {
+      const t = { tenant_id: tenantId };
+      const count = (name: typeof C.devices | typeof C.users | typeof C.policies | typeof C.rules, filter: Document = t) =>
+        ctx.coll<DeviceDoc | UserDoc | PolicyDoc | RuleDoc>(name).countDocuments(filter, { session });
+      const devices = await count(C.devices);
+      const users = await count(C.users);
+      const policies = await count(C.policies);
+      const rules = await count(C.rules);
+      const alertsOpen = await alerts.countDocuments({ tenant_id: tenantId, status: 'open' }, { session });
+      const discoveredDevices = await discovered.countDocuments(t, { session });
+      let allowed = 0;
+      let denied = 0;
+      // Maintained by recordBatch so the dashboard never counts the usage collection.
+      for (const slot of await counters.find(t, { session }).toArray()) {
+        allowed += slot.allow;
+        denied += slot.deny;
+      }
+      return {
+        devices,
+        users,
+        policies,
+        rules,
+        alerts_open: alertsOpen,
+        usage_total: allowed + denied,
+        usage_allowed: allowed,
+        usage_denied: denied,
+        discovered_devices: discoveredDevices,
+      };
+    });
+
+  /**
+   * Deletes a tenant's usage received before a cutoff, in bounded slices. The dashboard's counters
+   * are not decremented: they count every event ever decided, retention only governs rows.
+   */
+  const purgeUsage = async (tenantId: string, before: number): Promise<number> => {
+    let deleted = 0;
+    for (;;) {
+      const slice = await usageColl.find({ tenant_id: tenantId, received_at: { $lt: before } }, { limit: PURGE_SLICE }).toArray();
+      if (slice.length === 0) return deleted;
+      deleted += (await usageColl.deleteMany({ tenant_id: tenantId, _id: { $in: slice.map((d) => d._id) } })).deletedCount;
+      if (slice.length < PURGE_SLICE) return deleted;
+      await yieldToEventLoop();
+    }
+  };
+
+  return { usage, alerts: alertsRepo, discovered: discoveredRepo, dashboard, purgeUsage };
+}

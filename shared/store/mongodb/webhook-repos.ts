@@ -1,0 +1,115 @@
+/**
+ * Tenant webhooks and their delivery queue. The signing secret leaves the store only through
+ * `subscribers`, the delivery worker's read.
+ */
+import type { Webhook, WebhookDelivery } from '../../domain.js';
+import type { Store } from '../port.js';
+import { notFound } from '../rules/errors.js';
+import { clampLimit } from '../rules/pagination.js';
+import { nextAttemptAfter } from '../rules/platform.js';
+import { C, type DeliveryDoc, type WebhookDoc } from './collections.js';
+import { strip, type MongoContext } from './context.js';
+import { MongoEntity, type TenantRefs } from './entity.js';
+
+const toWebhook = (d: WebhookDoc): Webhook => strip(d, 'secret');
+const toDelivery = (d: DeliveryDoc): WebhookDelivery => strip(d);
+
+export function createWebhookRepo(ctx: MongoContext, refs: TenantRefs): Store['webhooks'] {
+  const table = new MongoEntity<WebhookDoc, Webhook>(ctx, C.webhooks, 'tenant', ['url', 'events', 'enabled'], toWebhook);
+  return {
+    async create(tenantId, input) {
+      return ctx.write(async ({ session }) => {
+        await refs.requireTenant(session, tenantId);
+        const now = ctx.now();
+        const hook: Webhook = {
+          id: ctx.newId(),
+          tenant_id: tenantId,
+          url: input.url,
+          events: [...input.events],
+          enabled: true,
+          created_at: now,
+          updated_at: now,
+        };
+        await table.coll.insertOne({ _id: hook.id, ...hook, secret: input.secret }, { session });
+        return hook;
+      });
+    },
+    get: (tenantId, id) => table.get(tenantId, id),
+    list: (tenantId, opts) => table.list({ tenant_id: tenantId }, opts),
+    update: (tenantId, id, patch) => table.update(tenantId, id, { url: patch.url, events: patch.events, enabled: patch.enabled }),
+    async delete(tenantId, id) {
+      return ctx.write(async ({ session }) => {
+        if (!(await table.delete(tenantId, id, session))) return false;
+        await ctx.coll<DeliveryDoc>(C.deliveries).deleteMany({ tenant_id: tenantId, webhook_id: id }, { session });
+        return true;
+      });
+    },
+    async subscribers(tenantId, event) {
+      const rows = await table.coll.find({ tenant_id: tenantId, enabled: true, events: event }, { sort: { _id: 1 } }).toArray();
+      return rows.map((d) => ({ ...toWebhook(d), secret: d.secret }));
+    },
+  };
+}
+
+export function createWebhookDeliveryRepo(ctx: MongoContext): Store['webhookDeliveries'] {
+  const deliveries = ctx.coll<DeliveryDoc>(C.deliveries);
+  const webhooks = ctx.coll<WebhookDoc>(C.webhooks);
+  return {
+    async create(rec) {
+      return ctx.write(async ({ session }) => {
+        // A guard write: a webhook deleted concurrently conflicts instead of orphaning a delivery.
+        const hook = await webhooks.updateOne(
+          { _id: rec.webhook_id, tenant_id: rec.tenant_id },
+          { $inc: { write_guard: 1 } },
+          { session },
+        );
+        if (hook.matchedCount === 0) throw notFound('webhook_id', 'no such webhook');
+        const now = ctx.now();
+        const delivery: WebhookDelivery = {
+          id: ctx.newId(),
+          tenant_id: rec.tenant_id,
+          webhook_id: rec.webhook_id,
+          event: rec.event,
+          body: rec.body,
+          status: 'pending',
+          attempts: 0,
+          next_attempt_at: rec.next_attempt_at,
+          last_status_code: null,
+          last_error: null,
+          created_at: now,
+          updated_at: now,
+        };
+        await deliveries.insertOne({ _id: delivery.id, ...delivery }, { session });
+        return delivery;
+      });
+    },
+    async get(tenantId, id) {
+      const d = await deliveries.findOne({ _id: id, tenant_id: tenantId });
+      return d ? toDelivery(d) : null;
+    },
+    async due(now, limit) {
+      // Most overdue first, across tenants (the partial index on pending deliveries).
+      const rows = await deliveries
+        .find({ status: 'pending', next_attempt_at: { $lte: now } }, { sort: { next_attempt_at: 1, _id: 1 }, limit: clampLimit(limit) })
+        .toArray();
+      return rows.map(toDelivery);
+    },
+    async recordAttempt(id, outcome) {
+      await deliveries.updateOne(
+        { _id: id },
+        {
+          $set: {
+            status: outcome.status,
+            last_status_code: outcome.status_code,
+            last_error: outcome.error,
+            next_attempt_at: nextAttemptAfter(outcome),
+            updated_at: outcome.at,
+          },
+          $inc: { attempts: 1 },
+        },
+      );
+    },
+    list: (tenantId, webhookId, opts) =>
+      ctx.listPage(deliveries, { tenant_id: tenantId, webhook_id: webhookId }, opts, 'webhook_deliveries', 'desc', toDelivery),
+  };
+}

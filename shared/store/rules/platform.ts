@@ -1,0 +1,38 @@
+/**
+ * Smaller platform rules shared by the adapters: plan deletion, device limits, webhook attempts,
+ * console e-mail normalisation.
+ */
+import { createError } from '../../errors.js';
+import type { Plan } from '../../domain.js';
+import { DEFAULT_PLAN_ID } from './defaults.js';
+import { conflict } from './errors.js';
+
+/** The default plan cannot go (new tenants fall back to it), nor a plan tenants are still on. */
+export function requirePlanDeletable(planId: string, tenantsOnPlan: number): void {
+  if (planId === DEFAULT_PLAN_ID) {
+    throw createError('CONFLICT', `id: plan ${planId} is the default plan of new tenants`, [
+      { field: 'id', message: 'default plan' },
+    ]);
+  }
+  if (tenantsOnPlan > 0) {
+    throw conflict('id', `plan ${planId} is still used by ${tenantsOnPlan} tenant${tenantsOnPlan === 1 ? '' : 's'}`);
+  }
+}
+
+/** Checked inside the insert's transaction, so two creates cannot both take the last free slot. */
+export function requireRoomForDevice(plan: Pick<Plan, 'id' | 'max_devices'>, devices: number): void {
+  if (plan.max_devices === null) return;
+  if (devices >= plan.max_devices) {
+    throw createError('PLAN_LIMIT_EXCEEDED', `plan ${plan.id} allows ${plan.max_devices} devices`);
+  }
+}
+
+/** A final delivery is never due again, whatever the caller passed. */
+export function nextAttemptAfter(outcome: { status: 'pending' | 'delivered' | 'failed'; next_attempt_at: number | null }): number | null {
+  return outcome.status === 'pending' ? outcome.next_attempt_at : null;
+}
+
+/** Stored lowercased so uniqueness is case-insensitive and lookups hit the index. */
+export function normaliseEmail(email: string): string {
+  return email.trim().toLowerCase();
+}

@@ -1,0 +1,134 @@
+/**
+ * Rules of a decided usage batch (port: usage.recordBatch), independent of how an adapter stores
+ * it: validation, which records are new, alert folding, discovered-device folding, tower
+ * sightings and counters. An adapter inserts the records, looks up what `batchLookups` names
+ * (inside its transaction), calls `foldBatch`, and writes what it returns.
+ */
+import type { Alert, DiscoveredDevice } from '../../domain.js';
+import type { DecidedUsage, RecordUsageInput, RecordUsageResult, StoredDecision } from '../port.js';
+import { alertKey, foldAlerts, raisesAlert } from './alerts.js';
+import { foldDiscovered, type DeviceSighting, type Tracked } from './discovery.js';
+import { invalid } from './errors.js';
+
+/**
+ * Rejects the whole batch up front: a record for another tenant must never land in this one, and
+ * a rule decision without its rule and policy could not raise an explainable alert.
+ */
+export function validateBatch(input: RecordUsageInput): void {
+  input.records.forEach((r, i) => {
+    if (r.tenant_id !== input.tenant_id) throw invalid(`records.${i}.tenant_id`, 'does not match the batch tenant');
+    if (r.reason === 'rule' && r.rule_id === null) throw invalid(`records.${i}.rule_id`, 'required when reason is rule');
+    if (r.reason === 'rule' && r.policy_id === null) throw invalid(`records.${i}.policy_id`, 'required when reason is rule');
+  });
+}
+
+export function storedDecisionOf(r: DecidedUsage | StoredDecision): StoredDecision {
+  return {
+    id: r.id,
+    effect: r.effect,
+    reason: r.reason,
+    rule_id: r.rule_id,
+    policy_id: r.policy_id,
+    policy_version: r.policy_version,
+  };
+}
+
+/**
+ * For adapters that look stored ids up before inserting: splits the batch into records stored for
+ * the first time and the decisions of duplicates, in input order. An id repeated inside the batch
+ * is a duplicate of its first occurrence, as a row inserted earlier in the same transaction is.
+ */
+export function partitionFresh(
+  records: readonly DecidedUsage[],
+  stored: ReadonlyMap<string, StoredDecision>,
+): { fresh: DecidedUsage[]; storedDecisions: StoredDecision[] } {
+  const fresh: DecidedUsage[] = [];
+  const storedDecisions: StoredDecision[] = [];
+  const firstInBatch = new Map<string, DecidedUsage>();
+  for (const r of records) {
+    const before = stored.get(r.id) ?? firstInBatch.get(r.id);
+    if (before) {
+      storedDecisions.push(storedDecisionOf(before));
+      continue;
+    }
+    firstInBatch.set(r.id, r);
+    fresh.push(r);
+  }
+  return { fresh, storedDecisions };
+}
+
+export interface BatchLookups {
+  /** Open alerts count only when last_seen >= windowStart (server clock of the batch). */
+  windowStart: number;
+  /** (device, rule) pairs whose latest open alert within the window the adapter must read. */
+  alerts: Array<{ device_id: string; rule_id: string }>;
+  /** Devices whose tenant-scoped discovered row the adapter must read. */
+  discoveredDevices: string[];
+}
+
+/** What the adapter must read (inside the transaction) before folding the fresh records. */
+export function batchLookups(input: RecordUsageInput, fresh: readonly DecidedUsage[]): BatchLookups {
+  const alerts = new Map<string, { device_id: string; rule_id: string }>();
+  const devices = new Set<string>();
+  for (const r of fresh) {
+    if (raisesAlert(r)) alerts.set(alertKey(r.device_id, r.rule_id), { device_id: r.device_id, rule_id: r.rule_id });
+    if (r.reason === 'unknown_device') devices.add(r.device_id);
+  }
+  return { windowStart: input.now - input.alert_window_s * 1000, alerts: [...alerts.values()], discoveredDevices: [...devices] };
+}
+
+export interface BatchFold {
+  alertsOpened: Alert[];
+  alertsUpdated: Alert[];
+  discovered: Array<Tracked<DiscoveredDevice>>;
+  /** Earliest and latest event time per tower where the tenant's devices were seen. */
+  towers: Map<string, { first_seen: number; last_seen: number }>;
+  /** Fresh events per effect, for the dashboard's running totals. */
+  counts: { allow: number; deny: number };
+}
+
+/**
+ * Folds the fresh records of one batch. `openAlerts` is keyed by alertKey and holds the latest
+ * open alert within the window; `discovered` is keyed by device id and holds the tenant's row.
+ */
+export function foldBatch(
+  input: RecordUsageInput,
+  fresh: readonly DecidedUsage[],
+  found: { openAlerts: ReadonlyMap<string, Alert>; discovered: ReadonlyMap<string, DiscoveredDevice> },
+  newId: () => string,
+): BatchFold {
+  const { opened, updated } = foldAlerts(input, fresh, found.openAlerts, newId);
+  const sightings: DeviceSighting[] = fresh
+    .filter((r) => r.reason === 'unknown_device')
+    .map((r) => ({ device_id: r.device_id, tower_id: r.tower_id, first_seen: r.ts, last_seen: r.ts, count: 1 }));
+  const discovered = foldDiscovered(input.tenant_id, sightings, found.discovered, newId);
+  const towers = new Map<string, { first_seen: number; last_seen: number }>();
+  let deny = 0;
+  for (const r of fresh) {
+    if (r.effect === 'deny') deny++;
+    const seen = towers.get(r.tower_id);
+    if (seen) {
+      seen.first_seen = Math.min(seen.first_seen, r.ts);
+      seen.last_seen = Math.max(seen.last_seen, r.ts);
+    } else {
+      towers.set(r.tower_id, { first_seen: r.ts, last_seen: r.ts });
+    }
+  }
+  return { alertsOpened: opened, alertsUpdated: updated, discovered, towers, counts: { allow: fresh.length - deny, deny } };
+}
+
+export function batchResult(
+  input: RecordUsageInput,
+  inserted: number,
+  storedDecisions: StoredDecision[],
+  fold: BatchFold,
+): RecordUsageResult {
+  return {
+    inserted,
+    duplicates: input.records.length - inserted,
+    stored_decisions: storedDecisions,
+    alerts_opened: fold.alertsOpened,
+    alerts_updated: fold.alertsUpdated,
+    discovered: fold.discovered.map((t) => t.row),
+  };
+}
