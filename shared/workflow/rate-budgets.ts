@@ -6,10 +6,15 @@
  *
  * Two operations:
  * - `take`: a plain token bucket (rate per second, burst), e.g. sign-in throttles;
- * - `takeShared`: a group budget split fairly among its active members, e.g. a tenant's plan
- *   event rate among its towers. A member may use at most rate / (members active within the
- *   window) per second, and the group at most `rate`; so one member flooding cannot spend the
- *   share the others use, while a lone member still gets the whole budget.
+ * - `takeShared`: a group budget shared by its members max-min fairly, e.g. a tenant's plan
+ *   event rate among its towers. The group may use `rate` per second; a member's cap is
+ *       max(rate / active members, rate − OTHERS_HEADROOM × what the others asked for lately)
+ *   So every active member may always use an equal share, a member asking for more gets what the
+ *   others leave (work-conserving: one busy tower is not held to an equal share while the rest are
+ *   quiet), and a member flooding cannot take what the others ask for within their share.
+ *   "Lately" is the larger of the current and the previous second's requests (demand, not grants,
+ *   so a member being held back still counts what it needs). Members are active for
+ *   `active_window_ms` after their last take.
  *
  * Time is the caller's clock (`now`), passed in, so tests control it and Redis' own clock does not
  * matter; key expiry in Redis only collects garbage. A bucket used with a new rate (a plan change)
@@ -42,6 +47,29 @@ export interface RateBudgets {
   reset(key: string): Promise<void>;
 }
 
+/** Room kept for the others above what they asked for lately: they may grow 20 % at once. */
+export const OTHERS_HEADROOM = 1.2;
+
+/** Events asked for in the current and the previous second. */
+export interface WindowCount {
+  win: number;
+  cur: number;
+  prev: number;
+}
+
+export function rollWindow(w: WindowCount | undefined, now: number): WindowCount {
+  const sec = Math.floor(now / 1000);
+  if (!w || sec > w.win + 1) return { win: sec, cur: 0, prev: 0 };
+  if (sec === w.win + 1) return { win: sec, cur: 0, prev: w.cur };
+  return { ...w };
+}
+
+
+/** The member's cap (events/s) given the group rate, active members and the others' recent rate. */
+export function memberCap(rate: number, active: number, othersRate: number): number {
+  return Math.min(rate, Math.max(rate / Math.max(1, active), rate - OTHERS_HEADROOM * Math.max(0, othersRate)));
+}
+
 interface Bucket {
   tokens: number;
   at: number;
@@ -69,6 +97,7 @@ const DEFAULT_MAX_KEYS = 100_000;
 
 export class InProcessRateBudgets implements RateBudgets {
   readonly #buckets = new Map<string, Bucket>();
+  readonly #windows = new Map<string, WindowCount>();
   /** group → member → last take. */
   readonly #members = new Map<string, Map<string, number>>();
   readonly #maxKeys: number;
@@ -87,21 +116,27 @@ export class InProcessRateBudgets implements RateBudgets {
 
   async takeShared(req: SharedTake, wanted: number, now: number): Promise<number> {
     const active = this.#activeMembers(req, now);
-    const share = req.rate_per_s / active;
-    const groupLimit = { rate_per_s: req.rate_per_s, burst: req.rate_per_s };
-    // A member's bucket holds one second of its current share.
-    const memberLimit = { rate_per_s: share, burst: share };
     const groupKey = sharedGroupKey(req.group);
     const memberKey = sharedMemberKey(req.group, req.member);
+    const gw = rollWindow(this.#windows.get(groupKey), now);
+    const mw = rollWindow(this.#windows.get(memberKey), now);
+    // The others' demand: the group's minus this member's (both per the same window rule).
+    const others = Math.max(gw.prev - mw.prev, gw.cur - mw.cur);
+    const cap = memberCap(req.rate_per_s, active, others);
     const prev = this.#buckets.get(groupKey);
-    const g = refill(prev, groupLimit, now);
-    // A new group rate (plan change) starts the members full too; a moved share only caps them.
+    const g = refill(prev, { rate_per_s: req.rate_per_s, burst: req.rate_per_s }, now);
+    const memberLimit = { rate_per_s: cap, burst: cap };
+    // A new group rate (plan change) starts the members full too; a moved cap only bounds them.
     const m = prev && prev.rate !== req.rate_per_s ? refill(undefined, memberLimit, now) : refill(this.#buckets.get(memberKey), memberLimit, now, false);
     const granted = Math.max(0, Math.min(wanted, Math.floor(g.tokens), Math.floor(m.tokens)));
     g.tokens -= granted;
     m.tokens -= granted;
+    gw.cur += wanted;
+    mw.cur += wanted;
     this.#put(groupKey, g);
     this.#put(memberKey, m);
+    this.#putWindow(groupKey, gw);
+    this.#putWindow(memberKey, mw);
     return granted;
   }
 
@@ -134,6 +169,16 @@ export class InProcessRateBudgets implements RateBudgets {
       this.#members.delete(oldest);
     }
     return Math.max(1, active);
+  }
+
+  #putWindow(key: string, w: WindowCount): void {
+    this.#windows.delete(key);
+    this.#windows.set(key, w);
+    while (this.#windows.size > this.#maxKeys) {
+      const oldest = this.#windows.keys().next().value;
+      if (oldest === undefined) break;
+      this.#windows.delete(oldest);
+    }
   }
 
   #put(key: string, b: Bucket): void {

@@ -298,8 +298,10 @@ describe('plan limits at ingest', () => {
       encodePayload({ v: 1, id: newId(), sent_at: clock, events: Array.from({ length: n }, () => ({ id: newId(), ts: clock, device_id: 'small-dev', app: 'slack', action: 'open' })) });
     const lastAnswer = (tower: string) =>
       JSON.parse(downlink.sent.filter((m) => m.topic === topics.decisions(t.id, tower)).at(-1)!.payload.toString()) as { decisions: unknown[]; rejected: unknown[] };
-    await accept(uplink(topics.usage(t.id, 'T2'), batchOf(1)));
-    // T1 floods for ten seconds; T2 keeps sending 4 events a second, within half the budget.
+    // T2 sends its usual 4 events a second (within an equal share of the 10/s budget)…
+    await accept(uplink(topics.usage(t.id, 'T2'), batchOf(4)));
+    clock += 1000;
+    // …then T1 floods for ten seconds, each second ahead of T2.
     for (let s = 0; s < 10; s++) {
       await accept(uplink(topics.usage(t.id, 'T1'), batchOf(200)));
       await accept(uplink(topics.usage(t.id, 'T2'), batchOf(4)));

@@ -73,15 +73,29 @@ export function describeRateBudgetsContract(name: string, open: () => Promise<Ra
         bGot += await h.budgets.takeShared(req('B'), 40, t); // well within a half share
         aGot += await h.budgets.takeShared(req('A'), 1000, t); // flooding
       }
+      // B is never refused; A gets what B leaves (at least its equal share), never more.
       expect(bGot).toBe(400);
-      expect(aGot).toBeLessThanOrEqual(10 * 50);
-      expect(aGot).toBeGreaterThanOrEqual(9 * 50);
+      expect(aGot).toBeLessThanOrEqual(10 * 60);
+      expect(aGot).toBeGreaterThanOrEqual(10 * 50);
+    });
+
+    it('is work-conserving: a member above its equal share is not refused while the group has room', async () => {
+      const req = (member: string) => ({ group: 'g', member, rate_per_s: 100, active_window_ms: 10_000 });
+      // Four members; one sends 40/s (above the equal 25/s share), the others 10/s each.
+      let big = 0;
+      for (let s = 0; s < 10; s++) {
+        const t = T0 + s * 1000;
+        for (const m of ['B', 'C', 'D']) expect(await h.budgets.takeShared(req(m), 10, t)).toBe(10);
+        big += await h.budgets.takeShared(req('A'), 40, t);
+      }
+      expect(big).toBe(400);
     });
 
     it('a member that went quiet stops counting after the window; groups are independent', async () => {
       const req = (group: string, member: string) => ({ group, member, rate_per_s: 10, active_window_ms: 1000 });
       expect(await h.budgets.takeShared(req('g', 'A'), 1, T0)).toBe(1);
-      expect(await h.budgets.takeShared(req('g', 'B'), 100, T0)).toBe(5);
+      // B gets what A asked for leaves (10 − 1.2 × 1, rounded down), more than an equal share.
+      expect(await h.budgets.takeShared(req('g', 'B'), 100, T0)).toBe(8);
       // Other groups are untouched.
       expect(await h.budgets.takeShared(req('h', 'B'), 100, T0)).toBe(10);
       // A is idle for longer than the window: B alone again, refilled to the whole budget.

@@ -5,7 +5,7 @@
  * sorted set. Keys expire once a bucket would be full again (nothing to remember then).
  */
 import type { Redis } from 'ioredis';
-import { sharedGroupKey, sharedMemberKey, type BucketLimit, type RateBudgets, type SharedTake } from '../rate-budgets.js';
+import { OTHERS_HEADROOM, sharedGroupKey, sharedMemberKey, type BucketLimit, type RateBudgets, type SharedTake } from '../rate-budgets.js';
 
 // refill(b, rate, burst, now, reset) -> tokens, at   (mirrors rate-budgets.ts)
 const REFILL = `
@@ -37,23 +37,41 @@ save(KEYS[1], tokens - granted, at, rate, burst)
 return granted
 `;
 
-// KEYS: group bucket, member bucket, members zset. ARGV: rate, window, wanted, now, member
+// KEYS: group bucket, member bucket, members zset. ARGV: rate, window, wanted, now, member, headroom
+// Mirrors InProcessRateBudgets.takeShared (memberCap and rollWindow in rate-budgets.ts).
 const TAKE_SHARED = `${REFILL}
+local function roll(key, now)
+  local v = redis.call('HMGET', key, 'ww', 'wc', 'wp')
+  local sec = math.floor(now / 1000)
+  local win = tonumber(v[1])
+  if not win or sec > win + 1 then return sec, 0, 0 end
+  if sec == win + 1 then return sec, 0, tonumber(v[2]) end
+  return win, tonumber(v[2]), tonumber(v[3])
+end
 local rate = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local wanted = tonumber(ARGV[3]); local now = tonumber(ARGV[4])
+local headroom = tonumber(ARGV[6])
 redis.call('ZADD', KEYS[3], now, ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
 redis.call('PEXPIRE', KEYS[3], window)
 local active = redis.call('ZCARD', KEYS[3])
 if active < 1 then active = 1 end
-local share = rate / active
+local gwin, gcur, gprev = roll(KEYS[1], now)
+local mwin, mcur, mprev = roll(KEYS[2], now)
+local others = math.max(gprev - mprev, gcur - mcur)
+if others < 0 then others = 0 end
+local cap = math.min(rate, math.max(rate / active, rate - headroom * others))
 local prevRate = redis.call('HGET', KEYS[1], 'r')
 local g, ga = refill(KEYS[1], rate, rate, now, true)
 local m, ma
-if prevRate and tonumber(prevRate) ~= rate then m, ma = share, now else m, ma = refill(KEYS[2], share, share, now, false) end
-if m > share then m = share end
+if prevRate and tonumber(prevRate) ~= rate then m, ma = cap, now else m, ma = refill(KEYS[2], cap, cap, now, false) end
+if m > cap then m = cap end
 local granted = math.max(0, math.min(wanted, math.floor(g), math.floor(m)))
 save(KEYS[1], g - granted, ga, rate, rate)
-save(KEYS[2], m - granted, ma, share, share)
+save(KEYS[2], m - granted, ma, cap, cap)
+redis.call('HSET', KEYS[1], 'ww', gwin, 'wc', gcur + wanted, 'wp', gprev)
+redis.call('HSET', KEYS[2], 'ww', mwin, 'wc', mcur + wanted, 'wp', mprev)
+redis.call('PEXPIRE', KEYS[1], math.max(window, 2000))
+redis.call('PEXPIRE', KEYS[2], math.max(window, 2000))
 return granted
 `;
 
@@ -64,7 +82,7 @@ return tostring(tokens)
 
 type Scripted = Redis & {
   edgeplaneTake(key: string, rate: number, burst: number, wanted: number, now: number): Promise<number>;
-  edgeplaneTakeShared(g: string, m: string, z: string, rate: number, window: number, wanted: number, now: number, member: string): Promise<number>;
+  edgeplaneTakeShared(g: string, m: string, z: string, rate: number, window: number, wanted: number, now: number, member: string, headroom: number): Promise<number>;
   edgeplaneLevel(key: string, rate: number, burst: number, now: number): Promise<string>;
 };
 
@@ -99,6 +117,7 @@ export class RedisRateBudgets implements RateBudgets {
       wanted,
       now,
       req.member,
+      OTHERS_HEADROOM,
     );
   }
 
