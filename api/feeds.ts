@@ -214,14 +214,16 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
       (p: BusEvents['alert.opened']): void => {
         if (p.tenant_id === tenantId) this.#deliver(conn, type, p, () => send(type, AlertSchema.parse(p.alert)));
       };
-    this.#bus.subscribe('alert.opened', relay('alert.opened'), conn);
-    this.#bus.subscribe('alert.updated', relay('alert.updated'), conn);
+    // Cluster scope: alerts and commands are raised by whichever worker decided the event.
+    this.#bus.subscribe('alert.opened', relay('alert.opened'), conn, 'cluster');
+    this.#bus.subscribe('alert.updated', relay('alert.updated'), conn, 'cluster');
     this.#bus.subscribe(
       'command.updated',
       (p) => {
         if (p.tenant_id === tenantId) this.#deliver(conn, 'remediation', p, () => send('remediation', CommandRecordSchema.parse(p.command)));
       },
       conn,
+      'cluster',
     );
     conn.push(send('ready', { feed: 'alerts', tenant_id: tenantId }));
   }
@@ -250,6 +252,7 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
         if (records.length > 0) this.#deliver(conn, 'usage.decided', null, () => message(records));
       },
       conn,
+      'cluster',
     );
     conn.push(send('ready', { feed: 'stream', tenant_id: tenantId, filter }));
   }

@@ -176,6 +176,7 @@ export const mqttIdentity = {
   towerClientId: (towerId: string) => `tower-${checkId('towerId', towerId)}`,
   towerClientIdPrefix: 'tower-',
   serviceClientIdPrefix: 'service-',
+  serviceClientId: (name: string) => `service-${checkId('service name', name)}`,
   serviceUsername: (name: string) => `service:${checkId('service name', name)}`,
   serviceUsernamePrefix: 'service:',
   /** Console users (dashboards over MQTT/WebSocket) log in as `console` with an access JWT as password. */

@@ -1,0 +1,219 @@
+/**
+ * The composition roots of the distributed mode: `edgeplane broker`, `edgeplane worker` and
+ * `edgeplane api`, each one process of a horizontally scalable deployment sharing Redis (queues,
+ * workflow state, bus, broker sessions) and one store (MongoDB; or one SQLite file on one host).
+ * Like the embedded root, each declares its components once, in start order.
+ */
+import { redisBackends } from '../../broker/backends-redis.js';
+import { Broker } from '../../broker/broker.js';
+import { QueueUplinkSink } from '../../broker/queue-uplink-sink.js';
+import { buildApp } from '../../api/app.js';
+import type { Config } from '../../shared/config.js';
+import type { Logger } from '../../shared/logger.js';
+import { MqttDownlink } from '../../shared/mqtt/mqtt-downlink.js';
+import type { WorkerContext } from '../../workers/context.js';
+import { Pipeline } from '../../workers/pipeline.js';
+import { RetentionJob } from '../../workers/retention-job.js';
+import { UplinkConsumer } from '../../workers/uplink-consumer.js';
+import { buildCommandService, ensureOperator } from '../embedded.js';
+import { component, startComponents, type RunningComponents } from './components.js';
+import { buildFoundation, urlHost, type Foundation } from './foundation.js';
+import { HealthServer } from './health-server.js';
+import { buildSinks } from './sinks.js';
+
+export interface RoleHandle {
+  foundation: Foundation;
+  /** Where the role's HTTP listener (API, or health/metrics) answers. */
+  httpUrl: string;
+  /** Broker role only. */
+  mqttUrl?: string;
+  stop(): Promise<void>;
+}
+
+interface RoleOptions {
+  logger: Logger;
+}
+
+function healthServer(f: Foundation, extra: () => Record<string, boolean>): HealthServer {
+  return new HealthServer({
+    host: f.config.http_host,
+    port: f.config.http_port,
+    role: f.role,
+    counters: f.counters,
+    readiness: async () => ({ ...f.connectionsReady(), ...extra() }),
+  });
+}
+
+function handle(f: Foundation, running: RunningComponents, httpPort: number, mqttPort?: number): RoleHandle {
+  const host = urlHost(f.config.http_host);
+  return {
+    foundation: f,
+    httpUrl: `http://${host}:${httpPort}`,
+    ...(mqttPort !== undefined ? { mqttUrl: `mqtt://${urlHost(f.config.mqtt_host)}:${mqttPort}` } : {}),
+    stop: () => running.stop(),
+  };
+}
+
+/** A broker node: Aedes with sessions in Redis, uplinks into the queue. */
+export async function startBrokerRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
+  const f = await buildFoundation(config, { role: 'broker', logger: opts.logger });
+  const { store, bus, counters, tokens, logger } = f;
+  // Only schedules (the 'delivered' step of commands); workers run the jobs.
+  const commands = buildCommandService(f);
+  const sink = new QueueUplinkSink({
+    queues: f.workflow.queues,
+    counters,
+    batchMax: config.uplink_batch_max,
+    batchMs: config.uplink_batch_ms,
+    highWater: config.uplink_queue_high_water,
+  });
+  const broker = new Broker({
+    config: { ...config, service_secret: f.serviceSecret },
+    logger: logger.child({ module: 'broker' }),
+    counters,
+    bus,
+    towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
+    towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
+    tokens,
+    now: f.now,
+    backends: redisBackends({ url: config.redis_url!, prefix: `${config.redis_prefix}mqtt:` }),
+    sink,
+    onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
+  });
+  let brokerUp = false;
+  let mqttPort = 0;
+  const health = healthServer(f, () => ({ broker: brokerUp }));
+  const running = await startComponents(
+    [
+      ...f.components,
+      component('health', () => health.start(), () => health.stop()),
+      // Stops after the broker: PUBLISHes it accepted are still queued.
+      component('uplink-sink', () => undefined, () => sink.close()),
+      component(
+        'broker',
+        async () => {
+          mqttPort = (await broker.start()).mqttPort;
+          brokerUp = true;
+        },
+        async () => {
+          brokerUp = false;
+          await broker.stop();
+        },
+      ),
+    ],
+    logger,
+  );
+  logger.info({ module: 'broker-role', mqtt_port: mqttPort, health_port: health.port }, 'EdgePlane broker node started');
+  return handle(f, running, health.port, mqttPort);
+}
+
+/** A worker: consumes uplinks, commands and webhooks; publishes through the broker cluster. */
+export async function startWorkerRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
+  if (!config.mqtt_url) throw new Error('edgeplane worker needs --mqtt-url / EDGEPLANE_MQTT_URL: the broker node(s) to publish decisions through');
+  const f = await buildFoundation(config, { role: 'worker', logger: opts.logger });
+  const { store, bus, counters, logger, now, newId } = f;
+  const downlink = new MqttDownlink({
+    urls: config.mqtt_url.split(','),
+    // Unique per process: two workers must not take over each other's MQTT session.
+    name: f.processId.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64),
+    serviceSecret: f.serviceSecret,
+  });
+  const commands = buildCommandService(f);
+  const ctx: WorkerContext = {
+    store,
+    bus,
+    downlink,
+    counters,
+    logger: logger.child({ module: 'workers' }),
+    now,
+    newId,
+    commands,
+    budgets: f.workflow.budgets,
+    remediationState: f.workflow.remediation,
+    leases: f.workflow.leases,
+    processId: f.processId,
+  };
+  const pipeline = new Pipeline(ctx, { concurrency: config.ingest_concurrency });
+  const consumer = new UplinkConsumer({
+    queues: f.workflow.queues,
+    sink: pipeline,
+    counters,
+    concurrency: Math.max(1, Math.ceil(config.ingest_concurrency / 8)),
+    onError: (err) => logger.error({ module: 'workers', err }, 'uplink job failed for good'),
+  });
+  const retention = new RetentionJob(ctx, { intervalS: config.retention_interval_s });
+  const sinks = buildSinks(f, { deliverWebhooks: true });
+  const health = healthServer(f, () => ({ mqtt: downlink.connected }));
+  const running = await startComponents(
+    [
+      ...f.components,
+      component('health', () => health.start(), () => health.stop()),
+      component('downlink', () => downlink.start(), () => downlink.stop()),
+      ...sinks.components,
+      component(
+        'commands',
+        async () => {
+          commands.startProcessing(downlink);
+          // Every worker may resume: job ids make a second scheduling of a step a no-op.
+          await commands.resume();
+        },
+        () => commands.stop(),
+      ),
+      component('pipeline', () => pipeline.start(), () => pipeline.stop()),
+      component('uplinks', () => consumer.start(), () => consumer.stop()),
+      component('retention', () => retention.start(), () => retention.stop()),
+    ],
+    logger,
+  );
+  logger.info({ module: 'worker-role', health_port: health.port }, 'EdgePlane worker started');
+  return handle(f, running, health.port);
+}
+
+/** An API process: the REST API, feeds and docs; schedules commands, never sends them. */
+export async function startApiRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
+  const f = await buildFoundation(config, { role: 'api', logger: opts.logger });
+  const { store, bus, counters, logger, now, tokens, keyRing } = f;
+  const commands = buildCommandService(f);
+  const sinks = buildSinks(f, { deliverWebhooks: false });
+  let accepting = false;
+  let port = 0;
+  const app = await buildApp({
+    store,
+    tokens,
+    keyRing,
+    bus,
+    counters,
+    commands,
+    logger: logger.child({ module: 'api' }),
+    config,
+    now,
+    readiness: async () => {
+      const checks = { ...f.connectionsReady(), api: accepting };
+      return { ok: Object.values(checks).every(Boolean), checks };
+    },
+  });
+  const running = await startComponents(
+    [
+      ...f.components,
+      component('operator', () => ensureOperator(store, config, f.paths, logger), () => undefined),
+      ...sinks.components,
+      component('commands', () => undefined, () => commands.stop()),
+      component(
+        'api',
+        async () => {
+          await app.listen({ host: config.http_host, port: config.http_port });
+          const addr = app.server.address();
+          port = typeof addr === 'object' && addr ? addr.port : config.http_port;
+          accepting = true;
+        },
+        async () => {
+          accepting = false;
+          await app.close();
+        },
+      ),
+    ],
+    logger,
+  );
+  logger.info({ module: 'api-role', http_port: port }, 'EdgePlane API started');
+  return handle(f, running, port);
+}

@@ -1,0 +1,71 @@
+/**
+ * The broker and worker roles' own small HTTP listener (the api role has the API's): liveness,
+ * readiness (200 only while every connection the role needs is up) and its counters for
+ * Prometheus. Bind it to an internal interface; it carries no tenant data.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Counters } from '../../shared/metrics.js';
+
+export interface HealthServerOptions {
+  host: string;
+  port: number;
+  role: string;
+  counters: Counters;
+  readiness: () => Promise<Record<string, boolean>>;
+}
+
+export class HealthServer {
+  readonly #o: HealthServerOptions;
+  #server: Server | null = null;
+
+  constructor(opts: HealthServerOptions) {
+    this.#o = opts;
+  }
+
+  get port(): number {
+    return (this.#server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '').split('?')[0];
+      const json = (status: number, body: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      };
+      if (req.method !== 'GET') return json(405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'GET only' } });
+      if (path === '/healthz') return json(200, { status: 'ok', role: this.#o.role });
+      if (path === '/readyz') {
+        this.#o.readiness().then(
+          (checks) => {
+            const ok = Object.values(checks).every(Boolean);
+            json(ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', role: this.#o.role, checks });
+          },
+          () => json(503, { status: 'unavailable', role: this.#o.role, checks: {} }),
+        );
+        return;
+      }
+      if (path === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(this.#o.counters.toPrometheus());
+        return;
+      }
+      json(404, { error: { code: 'NOT_FOUND', message: 'try /healthz, /readyz or /metrics' } });
+    });
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#o.port, this.#o.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const s = this.#server;
+    this.#server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Downlink over MQTT (distributed mode): a worker publishes decisions, commands and retained
+ * policy bundles through a broker node, as an internal service (`service:<name>`). The node's
+ * PUBACK means it has stored the message for every persistent session that subscribes to it
+ * (aedes enqueues before it acknowledges), and mqemitter-redis carries it to the node holding
+ * the tower's connection. With several URLs the client fails over to the next node.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import { mqttIdentity } from './topics.js';
+import type { Downlink } from './transport.js';
+
+export interface MqttDownlinkOptions {
+  /** Broker node URLs, tried in order (mqtt://host:port). */
+  urls: string[];
+  /** Service name (unique per process): its client id is `service-<name>`. */
+  name: string;
+  serviceSecret: string;
+  connectTimeoutMs?: number;
+}
+
+export class MqttDownlink implements Downlink {
+  readonly #o: MqttDownlinkOptions;
+  #client: MqttClient | null = null;
+
+  constructor(opts: MqttDownlinkOptions) {
+    if (opts.urls.length === 0) throw new Error('--mqtt-url: at least one broker URL is required');
+    this.#o = opts;
+  }
+
+  get connected(): boolean {
+    return this.#client?.connected ?? false;
+  }
+
+  async start(): Promise<void> {
+    const servers = this.#o.urls.map((u) => {
+      const url = new URL(u);
+      return { host: url.hostname, port: Number(url.port || (url.protocol === 'mqtts:' ? 8883 : 1883)), protocol: url.protocol.replace(':', '') as 'mqtt' | 'mqtts' };
+    });
+    const first = servers[0]!;
+    this.#client = await mqtt.connectAsync({
+      ...first,
+      servers,
+      protocolVersion: 4,
+      clientId: mqttIdentity.serviceClientId(this.#o.name),
+      username: mqttIdentity.serviceUsername(this.#o.name),
+      password: this.#o.serviceSecret,
+      clean: true,
+      reconnectPeriod: 500,
+      connectTimeout: this.#o.connectTimeoutMs ?? 10_000,
+      // Publishes made while reconnecting wait in the client's outgoing store and go out (QoS 1,
+      // same packet id) once connected, so a broker node's death does not lose a decision.
+      queueQoSZero: false,
+    });
+    // mqtt.js emits 'error' for transient socket errors; it reconnects by itself.
+    this.#client.on('error', () => {});
+  }
+
+  async publish(topic: string, payload: Buffer, opts?: { retain?: boolean }): Promise<void> {
+    const client = this.#client;
+    if (!client) throw new Error('downlink is not started');
+    await client.publishAsync(topic, payload, { qos: 1, retain: opts?.retain ?? false });
+  }
+
+  async stop(): Promise<void> {
+    const c = this.#client;
+    this.#client = null;
+    await c?.endAsync().catch(() => c.end(true));
+  }
+}
