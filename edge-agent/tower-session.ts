@@ -5,11 +5,15 @@
  */
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
-import { connect, ErrorWithReasonCode, type MqttClient } from 'mqtt';
+import { connect, ErrorWithReasonCode, type IClientOptions, type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
 import { backoffDelay } from './backoff.js';
 
 export interface TowerSessionOptions {
+  /**
+   * mqtt://host:port, or several broker nodes comma-separated (mqtt:// or mqtts://): each
+   * reconnect goes to the next node, so a tower whose node died resumes on another [DESIGN §2].
+   */
   url: string;
   towerId: string;
   password: string;
@@ -73,7 +77,8 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
     const opened = new Promise<void>((resolve, reject) => {
       this.#opening = { resolve, reject };
     });
-    const client = connect(this.#opts.url, {
+    const servers = failoverServers(this.#opts.url);
+    const options: IClientOptions = {
       clientId: `tower-${this.#opts.towerId}`,
       username: this.#opts.towerId,
       password: this.#opts.password,
@@ -87,7 +92,8 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
       queueQoSZero: false,
       will: this.#opts.will(),
       createWebsocket: createWebSocket,
-    });
+    };
+    const client = servers ? connect({ ...options, ...servers[0], servers }) : connect(this.#opts.url, options);
     this.#client = client;
     this.#socketOpen = true;
     noDelay(client);
@@ -231,6 +237,20 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
   #fail(err: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
+}
+
+/**
+ * Several broker nodes (comma-separated mqtt:// or mqtts:// URLs) become mqtt.js `servers`,
+ * which it rotates through on every (re)connect; a single URL (null here) is used as given.
+ */
+export function failoverServers(url: string): Array<{ host: string; port: number; protocol: 'mqtt' | 'mqtts' }> | null {
+  const urls = url.split(',').map((u) => u.trim()).filter(Boolean);
+  if (urls.length <= 1) return null;
+  return urls.map((raw) => {
+    const u = new URL(raw);
+    if (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:') throw new Error(`--url: a failover list takes mqtt:// or mqtts:// URLs, got ${raw}`);
+    return { host: u.hostname, port: Number(u.port) || (u.protocol === 'mqtts:' ? 8883 : 1883), protocol: u.protocol.replace(':', '') as 'mqtt' | 'mqtts' };
+  });
 }
 
 /** Small latency-critical packets: don't let Nagle hold a batch back waiting for an ACK. */

@@ -38,7 +38,15 @@ export class UplinkConsumer {
   }
 
   start(): void {
-    this.#queue.process((job) => this.#process(job), { concurrency: this.#o.concurrency });
+    this.#queue.process(
+      (job, info) => {
+        // A second start: the job failed before, or its worker died holding it and we took over.
+        if (info.attempt > 1) this.#o.counters.inc('uplink_jobs_retried_total');
+        this.#o.counters.inc('uplink_jobs_started_total');
+        return this.#process(job);
+      },
+      { concurrency: this.#o.concurrency },
+    );
   }
 
   async stop(): Promise<void> {

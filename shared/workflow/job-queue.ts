@@ -24,7 +24,7 @@ export interface JobSpec {
 
 export interface JobInfo {
   id: string;
-  /** 1 on the first run. */
+  /** 1 on the first run; counts runs started, so a run cut short by a crash counts too. */
   attempt: number;
 }
 

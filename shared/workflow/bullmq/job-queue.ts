@@ -79,7 +79,8 @@ class BullJobQueue<T> implements JobQueue<T> {
     const worker = new Worker(
       this.name,
       async (job: Job) => {
-        const info: JobInfo = { id: job.id ?? '', attempt: job.attemptsMade + 1 };
+        // attemptsStarted includes the run of a worker that died holding the job (a takeover).
+        const info: JobInfo = { id: job.id ?? '', attempt: Math.max(job.attemptsStarted, job.attemptsMade + 1) };
         const parsed = this.#opts.schema.safeParse(job.data);
         if (!parsed.success) throw new UnrecoverableError(`invalid job data: ${parsed.error.message}`);
         try {
