@@ -6,6 +6,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { COMMANDS } from '../cli/commands/index.js';
+import { CONFIG_OPTIONS, envName, type ConfigKey } from '../shared/config.js';
 
 const root = new URL('../', import.meta.url);
 const read = (p: string) => readFileSync(new URL(p, root), 'utf8');
@@ -19,18 +20,54 @@ describe('repository', () => {
     expect(readme).toContain('npm ci && npm run demo');
   });
 
-  it('docker-compose.yml parses and every service runs an existing edgeplane command with a real image', () => {
-    const compose = parse(read('docker-compose.yml')) as {
-      services: Record<string, { image?: string; build?: unknown; command?: string[]; healthcheck?: { test: string[] } }>;
-    };
-    const services = Object.entries(compose.services);
-    expect(services.length).toBeGreaterThan(0);
-    for (const [name, svc] of services) {
-      expect(svc.image ?? svc.build, `${name} has an image`).toBeTruthy();
-      expect(svc.command?.[0], `${name} command`).toBeDefined();
-      expect(Object.keys(COMMANDS), `${name} runs a real command`).toContain(svc.command![0]!);
+  it('docker-compose.yml: the distributed topology and the embedded profile, real images, healthchecks, known commands and settings', () => {
+    interface Service {
+      image?: string;
+      build?: unknown;
+      command?: string[];
+      profiles?: string[];
+      environment?: Record<string, string>;
+      depends_on?: Record<string, { condition: string }>;
+      healthcheck?: { test: string[] };
+      restart?: string;
     }
-    expect(compose.services.edgeplane?.healthcheck?.test.join(' ')).toContain('/readyz');
+    const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service> };
+    const services = compose.services;
+    const known = new Set((Object.keys(CONFIG_OPTIONS) as ConfigKey[]).map(envName));
+    const ours = Object.entries(services).filter(([, s]) => s.image?.startsWith('edgeplane:'));
+    // Every EdgePlane service runs a real CLI command with settings the config schema knows.
+    for (const [name, svc] of ours) {
+      expect(Object.keys(COMMANDS), `${name} runs a real command`).toContain(svc.command?.[0]);
+      for (const key of Object.keys(svc.environment ?? {})) {
+        if (key.startsWith('EDGEPLANE_')) expect(known, `${name}: ${key} is a config option`).toContain(key);
+      }
+    }
+    // Third-party services use real, pinned images.
+    expect(services.mongo?.image).toMatch(/^mongo:\d/);
+    expect(services.redis?.image).toMatch(/^redis:7/);
+    expect(services.redis?.command?.join(' ')).toContain('--appendonly yes');
+    expect(services.mongo?.command?.join(' ')).toContain('--replSet');
+    // The replica set is initiated by a one-shot step the roles wait for.
+    expect(services['mongo-init']?.command?.join(' ')).toContain('rs.initiate');
+    // The topology: api, two brokers, two workers, each healthchecked on /readyz.
+    const roles = { api: 'api', 'broker-1': 'broker', 'broker-2': 'broker', 'worker-1': 'worker', 'worker-2': 'worker' };
+    for (const [name, command] of Object.entries(roles)) {
+      const svc = services[name];
+      expect(svc?.command, name).toEqual([command]);
+      expect(svc?.healthcheck?.test.join(' '), name).toContain('/readyz');
+      expect(svc?.environment?.EDGEPLANE_REDIS_URL, name).toBe('redis://redis:6379');
+      expect(svc?.environment?.EDGEPLANE_STORE_URL, name).toMatch(/^mongodb:\/\/mongo:27017\/.*replicaSet=rs0/);
+      expect(svc?.depends_on?.['mongo-init']?.condition, name).toBe('service_completed_successfully');
+      expect(svc?.depends_on?.redis?.condition, name).toBe('service_healthy');
+    }
+    expect(services['worker-1']?.environment?.EDGEPLANE_MQTT_URL).toContain('broker-1');
+    // Long-running services are healthchecked.
+    for (const name of ['mongo', 'redis', 'api', 'broker-1', 'broker-2', 'worker-1', 'worker-2', 'edgeplane']) {
+      expect(services[name]?.healthcheck, `${name} healthcheck`).toBeDefined();
+    }
+    // The embedded profile runs `start`.
+    expect(services.edgeplane?.profiles).toEqual(['embedded']);
+    expect(services.edgeplane?.command).toEqual(['start']);
     const dockerfile = read('Dockerfile');
     expect(dockerfile).toMatch(/ENTRYPOINT \["node", "bin\/edgeplane\.js"\]/);
   });
