@@ -4,6 +4,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
+import { benchDistributed } from '../bench/distributed-bench.js';
 import { benchPipeline } from '../bench/pipeline-bench.js';
 import { benchPolicy } from '../bench/policy-bench.js';
 import { benchRelay } from '../bench/relay-bench.js';
@@ -16,7 +17,8 @@ const options: Record<string, CommandOption> = {
   'relay-seconds': { type: 'string', describe: 'Seconds of raw relay measurement', default: '5' },
   steps: { type: 'string', describe: 'Comma-separated offered loads (events/s) for the pipeline', default: '2000,5000,10000,15000,20000,30000,40000,60000,80000' },
   'p99-limit-ms': { type: 'string', describe: 'Stop stepping once p99 decision latency passes this', default: '50' },
-  only: { type: 'string', describe: 'Run only some parts: comma-separated of relay,pipeline,policy' },
+  'distributed-steps': { type: 'string', describe: 'Offered loads (events/s) for the embedded-vs-distributed comparison', default: '500,1000,2000,4000,8000,12000,16000,24000' },
+  only: { type: 'string', describe: 'Run only some parts: comma-separated of relay,pipeline,policy,distributed' },
 };
 
 export const benchHelp = `Usage: edgeplane bench [--report <file>] [options]
@@ -26,6 +28,9 @@ Measures on this machine, in one run:
   (b) pipeline  the full embedded control plane at increasing offered loads until p99 decision
                 latency passes the limit; max sustained events/s and its ratio to (a)
   (c) policy    policy evaluation alone, decisions/s on one core with 10 and 100,000 rules
+  (d) distributed  the same offered loads through the embedded control plane and the distributed
+                topology on this host (redis-server, api, 1 broker, then 1 and 2 workers): max
+                sustained events/s and p50/p99 each, the scaling 2 workers / 1 worker
 
 Options:
 ${optionsHelp(options)}
@@ -73,6 +78,14 @@ export async function benchCommand(argv: string[]): Promise<number> {
     results.policy = policy;
   }
 
+  let distributed = null;
+  if (want('distributed')) {
+    log('(d) embedded vs distributed …');
+    const steps = String(values['distributed-steps']).split(',').map((x) => Number(x.trim())).filter((n) => n > 0);
+    distributed = await benchDistributed({ steps, stepSeconds: numberOption(values, 'step-seconds') ?? 5, warmupSeconds: numberOption(values, 'warmup-seconds') ?? 4, p99LimitMs: numberOption(values, 'p99-limit-ms') ?? 50, log });
+    results.distributed = distributed;
+  }
+
   log('');
   log('Results');
   log('  measure                                   value');
@@ -89,6 +102,24 @@ export async function benchCommand(argv: string[]): Promise<number> {
     log(`  (c) policy, 10 rules                      ${fmt(policy.rules_10.decisions_per_s).padStart(12)} decisions/s/core`);
     log(`      policy, 100,000 rules                 ${fmt(policy.rules_100k.decisions_per_s).padStart(12)} decisions/s/core   (compile ${fmt(policy.rules_100k.compile_ms, 1)} ms)`);
     log(`      ratio 100k / 10 rules                 ${fmt(policy.ratio_100k_to_10, 3).padStart(12)}`);
+  }
+  if (distributed) {
+    type R = typeof distributed.embedded;
+    const loads = [...new Set([distributed.embedded, distributed.distributed_1_worker, distributed.distributed_2_workers].flatMap((r) => r.steps.map((x) => x.offered_eps)))].sort((a, b) => a - b);
+    const cell = (r: R, load: number) => {
+      const x = r.steps.find((y) => y.offered_eps === load);
+      return x ? `${fmt(x.p50_ms, 1)}/${fmt(x.p99_ms, 1)}${x.undecided > 0 || x.achieved_eps < load * 0.95 ? '!' : ''}`.padStart(14) : '-'.padStart(14);
+    };
+    log('  (d) p50/p99 ms at the same offered loads (! = load not carried)');
+    log(`      offered ev/s       embedded   1 broker+1 wkr  1 broker+2 wkr`);
+    for (const load of loads) log(`      ${fmt(load).padStart(12)} ${cell(distributed.embedded, load)} ${cell(distributed.distributed_1_worker, load)} ${cell(distributed.distributed_2_workers, load)}`);
+    const row = (name: string, r: R) =>
+      log(`      ${name.padEnd(34)} carried ${fmt(r.max_carried_eps).padStart(8)} ev/s   sustained (p99 ≤ ${r.p99_limit_ms} ms) ${fmt(r.max_sustained_eps).padStart(8)} ev/s`);
+    row('embedded (one process)', distributed.embedded);
+    row('distributed, 1 broker + 1 worker', distributed.distributed_1_worker);
+    row('distributed, 1 broker + 2 workers', distributed.distributed_2_workers);
+    log(`      scaling 2 workers / 1 worker (carried)         ${fmt(distributed.scaling_2_over_1, 2).padStart(6)}`);
+    log(`      distributed 1 worker / embedded (carried)      ${fmt(distributed.distributed_over_embedded, 2).padStart(6)}`);
   }
   if (typeof values.report === 'string') {
     await writeFile(values.report, JSON.stringify(results, null, 2) + '\n');

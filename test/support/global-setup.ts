@@ -6,7 +6,7 @@
  * install command; under CI=true that is a failure, never a skip.
  */
 import type { TestProject } from 'vitest/node';
-import { REDIS_INSTALL_HINT, redisServerBinary, startRedisServer, type RedisServerHandle } from './redis-server.js';
+import { REDIS_INSTALL_HINT, redisServerBinary, startRedisServer, type RedisServerHandle } from '../../cli/bench/redis-process.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jsonLine, startCli, type Running } from './cli.js';
-import { startRedisServer, type RedisServerHandle } from './redis-server.js';
+import { startRedisServer, type RedisServerHandle } from '../../cli/bench/redis-process.js';
 
 export const TOPOLOGY_ADMIN_EMAIL = 'admin@edgeplane.test';
 export const TOPOLOGY_ADMIN_PASSWORD = 'topology-operator-password';
