@@ -1,8 +1,19 @@
 /**
- * Compiles a tenant's policies into an index so one decision is a handful of hash lookups and
- * never a database query (DESIGN §4). Cost is independent of the number of rules: each role's
- * grants are bucketed by app then action, and role sets shared by many users share one merged
- * table with a memo of final outcomes.
+ * Compiles a tenant's policies into an index so one decision is a few hash lookups and never a
+ * database query (DESIGN §4), whatever the number of rules.
+ *
+ * Each policy ROLE gets a table of its rules by app then action, built on first use. Where a rule
+ * names both the app and the action, the cell holds the role's best deny and best allow over every
+ * cell that can match it (the app's `*` action, the wildcard app's action, the wildcard app's `*`),
+ * with how specific each is; other pairs are decided from the wildcard cells alone. Deciding for a
+ * user combines the pairs of the user's roles: any deny beats any allow, and the rule named is the
+ * narrowest that decided (ties: the lowest rule id).
+ *
+ * Users holding the same set of roles share a memo of final outcomes by (app, action), so the hot
+ * path is three lookups (device → memo, app, action) whatever the number of roles or rules. Memos
+ * are bounded (per role set and per index) and only hold names the rules could decide on, so events
+ * naming invented apps or actions (they come from the field) cannot grow memory without bound.
+ * Outcomes are built once: a decision allocates nothing.
  */
 import type { BundleGrant, Effect, Severity } from '../mqtt/payloads.js';
 import type { PolicyModel } from './model.js';
@@ -21,23 +32,142 @@ interface Slot {
   allow: RuleRef | null;
 }
 
-type Table = Map<string, Map<string, Slot>>;
+type Grid = Map<string, Map<string, Slot>>;
 
 export type Outcome =
   | { effect: Effect; reason: 'rule'; rule: RuleRef }
   | { effect: Effect; reason: 'default'; rule: null };
 
-/** Memoised outcomes per (app, action) are capped: event app names come from the field. */
-const MEMO_LIMIT = 50_000;
+/** The best deny and allow for a cell; rank 0 (app and action named) … 3 (`*`, `*`). */
+interface Pair {
+  deny: Outcome | null;
+  denyRank: number;
+  allow: Outcome | null;
+  allowRank: number;
+}
+
+const NO_RANK = 9;
+const NONE: Pair = { deny: null, denyRank: NO_RANK, allow: null, allowRank: NO_RANK };
+
+/** Best deny and allow over `slots` (most specific first; rank = position + offset). */
+function pairOf(slots: ReadonlyArray<Slot | undefined>, rankOffset: number): Pair {
+  let deny: RuleRef | null = null;
+  let denyRank = NO_RANK;
+  let allow: RuleRef | null = null;
+  let allowRank = NO_RANK;
+  for (let i = 0; i < slots.length; i++) {
+    const s = slots[i];
+    if (s?.deny && !deny) {
+      deny = s.deny;
+      denyRank = i + rankOffset;
+    }
+    if (s?.allow && !allow) {
+      allow = s.allow;
+      allowRank = i + rankOffset;
+    }
+  }
+  if (!deny && !allow) return NONE;
+  return {
+    deny: deny ? { effect: 'deny', reason: 'rule', rule: deny } : null,
+    denyRank,
+    allow: allow ? { effect: 'allow', reason: 'rule', rule: allow } : null,
+    allowRank,
+  };
+}
+
+interface AppEntry {
+  /** Actions the role's rules name for this app, resolved over every cell that can match. */
+  byAction: Map<string, Pair>;
+  /** The app's `*` action cell. */
+  star: Slot | undefined;
+  /** Pairs for actions only wildcard cells match, by the wildcard app's action cell. */
+  fallback: Map<Slot | undefined, Pair>;
+}
+
+/** The rules of one policy ROLE. */
+class RoleTable {
+  readonly #byApp = new Map<string, AppEntry>();
+  readonly #anyByAction = new Map<string, Slot>();
+  /** For apps the role has no rules for: pairs by the wildcard app's action cell. */
+  readonly #unknownApp = new Map<Slot | undefined, Pair>();
+  readonly #anyStar: Slot | undefined;
+
+  constructor(grants: readonly BundleGrant[]) {
+    const grid: Grid = new Map();
+    for (const g of grants) put(grid, g);
+    const anyApp = grid.get(WILDCARD);
+    const anyStar = anyApp?.get(WILDCARD);
+    for (const [action, slot] of anyApp ?? []) if (action !== WILDCARD) this.#anyByAction.set(action, slot);
+    for (const [app, actions] of grid) {
+      if (app === WILDCARD) continue;
+      const star = actions.get(WILDCARD);
+      const byAction = new Map<string, Pair>();
+      for (const [action, slot] of actions) {
+        if (action !== WILDCARD) byAction.set(action, pairOf([slot, star, anyApp?.get(action), anyStar], 0));
+      }
+      this.#byApp.set(app, { byAction, star, fallback: new Map() });
+    }
+    this.#anyStar = anyStar;
+    this.#unknownApp.set(undefined, pairOf([undefined, undefined, anyStar], 1));
+    for (const slot of this.#anyByAction.values()) this.#unknownApp.set(slot, pairOf([undefined, slot, anyStar], 1));
+  }
+
+  pair(app: string, action: string): Pair {
+    const a = this.#byApp.get(app);
+    if (a !== undefined) {
+      const p = a.byAction.get(action);
+      if (p !== undefined) return p;
+      // Only wildcard cells match; built on first use (at most apps × wildcard-app actions).
+      const any = this.#anyByAction.get(action);
+      let f = a.fallback.get(any);
+      if (f === undefined) a.fallback.set(any, (f = pairOf([a.star, any, this.#anyStar], 1)));
+      return f;
+    }
+    return this.#unknownApp.get(this.#anyByAction.get(action))!;
+  }
+}
+
+function put(grid: Grid, g: BundleGrant): void {
+  let byAction = grid.get(g.app);
+  if (!byAction) grid.set(g.app, (byAction = new Map()));
+  let slot = byAction.get(g.action);
+  if (!slot) byAction.set(g.action, (slot = { deny: null, allow: null }));
+  const ref: RuleRef = { rule_id: g.rule_id, policy_id: g.policy_id, severity: g.severity };
+  if (g.effect === 'deny') {
+    if (!slot.deny || g.rule_id < slot.deny.rule_id) slot.deny = ref;
+  } else if (!slot.allow || g.rule_id < slot.allow.rule_id) {
+    slot.allow = ref;
+  }
+}
+
+/** Deny beats allow; then the most specific cell; then the lowest rule id. */
+function decideOver(tables: readonly RoleTable[], app: string, action: string, fallback: Outcome): Outcome {
+  let deny: Outcome | null = null;
+  let denyRank = NO_RANK;
+  let allow: Outcome | null = null;
+  let allowRank = NO_RANK;
+  for (let i = 0; i < tables.length; i++) {
+    const p = tables[i]!.pair(app, action);
+    if (p.deny !== null && (p.denyRank < denyRank || (p.denyRank === denyRank && p.deny.rule!.rule_id < deny!.rule!.rule_id))) {
+      deny = p.deny;
+      denyRank = p.denyRank;
+    }
+    if (deny === null && p.allow !== null && (p.allowRank < allowRank || (p.allowRank === allowRank && p.allow.rule!.rule_id < allow!.rule!.rule_id))) {
+      allow = p.allow;
+      allowRank = p.allowRank;
+    }
+  }
+  return deny ?? allow ?? fallback;
+}
+
+/** Outcomes memoised per role set; bounded so field-supplied names cannot exhaust memory. */
+const MEMO_PER_ROLE_SET = 4096;
+const MEMO_PER_INDEX = 500_000;
 
 class RoleSet {
-  readonly table: Table;
   readonly memo = new Map<string, Map<string, Outcome>>();
-  memoSize = 0;
-
-  constructor(table: Table) {
-    this.table = table;
-  }
+  size = 0;
+  constructor(readonly tables: readonly RoleTable[]) {}
 }
 
 export interface PolicyIndex {
@@ -51,19 +181,8 @@ export interface PolicyIndex {
   deviceIds(): IterableIterator<string>;
   /** Decides for a user (null = device without owner → no roles → default effect). */
   decide(userId: string | null, app: string, action: string): Outcome;
-}
-
-function put(table: Table, g: BundleGrant): void {
-  let byAction = table.get(g.app);
-  if (!byAction) table.set(g.app, (byAction = new Map()));
-  let slot = byAction.get(g.action);
-  if (!slot) byAction.set(g.action, (slot = { deny: null, allow: null }));
-  const ref: RuleRef = { rule_id: g.rule_id, policy_id: g.policy_id, severity: g.severity };
-  if (g.effect === 'deny') {
-    if (!slot.deny || g.rule_id < slot.deny.rule_id) slot.deny = ref;
-  } else if (!slot.allow || g.rule_id < slot.allow.rule_id) {
-    slot.allow = ref;
-  }
+  /** Decides for a device of this tenant; undefined when the tenant has no such device. */
+  decideForDevice(deviceId: string, app: string, action: string): Outcome | undefined;
 }
 
 export function compilePolicyIndex(model: PolicyModel): PolicyIndex {
@@ -73,42 +192,47 @@ export function compilePolicyIndex(model: PolicyModel): PolicyIndex {
     if (!list) byRole.set(g.role_id, (list = []));
     list.push(g);
   }
-
   const owners = new Map<string, string | null>();
   for (const d of model.devices) owners.set(d.id, d.user_id);
-
-  const roleSets = new Map<string, RoleSet>();
-  const userSet = new Map<string, RoleSet>();
-  const empty = new RoleSet(new Map());
-
-  function roleSetFor(userId: string | null): RoleSet {
-    if (userId === null) return empty;
-    const cached = userSet.get(userId);
-    if (cached) return cached;
-    const roles = [...new Set(model.user_roles.get(userId) ?? [])].sort();
-    const key = roles.join('\u0000');
-    let rs = roleSets.get(key);
-    if (!rs) {
-      const table: Table = new Map();
-      for (const r of roles) for (const g of byRole.get(r) ?? []) put(table, g);
-      rs = new RoleSet(table);
-      roleSets.set(key, rs);
-    }
-    userSet.set(userId, rs);
-    return rs;
-  }
-
   const defaultOutcome: Outcome = { effect: model.default_effect, reason: 'default', rule: null };
 
-  function resolve(table: Table, app: string, action: string): Outcome {
-    // Most specific first, so the explanation names the narrowest rule that decided.
-    const exactApp = table.get(app);
-    const anyApp = table.get(WILDCARD);
-    const slots = [exactApp?.get(action), exactApp?.get(WILDCARD), anyApp?.get(action), anyApp?.get(WILDCARD)];
-    // Explicit deny beats allow, whatever the specificity.
-    for (const s of slots) if (s?.deny) return { effect: 'deny', reason: 'rule', rule: s.deny };
-    for (const s of slots) if (s?.allow) return { effect: 'allow', reason: 'rule', rule: s.allow };
-    return defaultOutcome;
+  /** Built on first use: a tenant's index is rebuilt on every policy change. */
+  const roleTables = new Map<string, RoleTable>();
+  const roleSets = new Map<string, RoleSet>();
+  const userSets = new Map<string | null, RoleSet>();
+  const deviceSets = new Map<string, RoleSet>();
+  let memoTotal = 0;
+
+  function roleSetOf(userId: string | null): RoleSet {
+    const cached = userSets.get(userId);
+    if (cached) return cached;
+    const roles = userId === null ? [] : [...new Set(model.user_roles.get(userId) ?? [])].filter((r) => byRole.has(r)).sort();
+    const key = roles.join('\u0000');
+    let set = roleSets.get(key);
+    if (!set) {
+      const tables = roles.map((role) => {
+        let t = roleTables.get(role);
+        if (!t) roleTables.set(role, (t = new RoleTable(byRole.get(role)!)));
+        return t;
+      });
+      roleSets.set(key, (set = new RoleSet(tables)));
+    }
+    userSets.set(userId, set);
+    return set;
+  }
+
+  function decideIn(set: RoleSet, app: string, action: string): Outcome {
+    let byAction = set.memo.get(app);
+    const hit = byAction?.get(action);
+    if (hit !== undefined) return hit;
+    const out = decideOver(set.tables, app, action, defaultOutcome);
+    if (set.size < MEMO_PER_ROLE_SET && memoTotal < MEMO_PER_INDEX) {
+      if (byAction === undefined) set.memo.set(app, (byAction = new Map()));
+      byAction.set(action, out);
+      set.size++;
+      memoTotal++;
+    }
+    return out;
   }
 
   return {
@@ -119,21 +243,16 @@ export function compilePolicyIndex(model: PolicyModel): PolicyIndex {
     ownerOf: (deviceId) => owners.get(deviceId),
     hasDevice: (deviceId) => owners.has(deviceId),
     deviceIds: () => owners.keys(),
-    decide(userId, app, action) {
-      const rs = roleSetFor(userId);
-      let byAction = rs.memo.get(app);
-      const hit = byAction?.get(action);
-      if (hit) return hit;
-      const out = resolve(rs.table, app, action);
-      if (rs.memoSize >= MEMO_LIMIT) {
-        rs.memo.clear();
-        rs.memoSize = 0;
-        byAction = undefined;
+    decide: (userId, app, action) => decideIn(roleSetOf(userId), app, action),
+    decideForDevice(deviceId, app, action) {
+      let set = deviceSets.get(deviceId);
+      if (set === undefined) {
+        const owner = owners.get(deviceId);
+        if (owner === undefined) return undefined;
+        set = roleSetOf(owner);
+        deviceSets.set(deviceId, set);
       }
-      if (!byAction) rs.memo.set(app, (byAction = new Map()));
-      byAction.set(action, out);
-      rs.memoSize++;
-      return out;
+      return decideIn(set, app, action);
     },
   };
 }

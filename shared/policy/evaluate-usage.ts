@@ -18,8 +18,8 @@ export function evaluateUsage(
   event: UsageEvent,
   tenantOfDevice: (deviceId: string) => string | undefined,
 ): Evaluation {
-  const owner = index.ownerOf(event.device_id);
-  if (owner === undefined) {
+  const out = index.decideForDevice(event.device_id, event.app, event.action);
+  if (out === undefined) {
     const other = tenantOfDevice(event.device_id);
     if (other !== undefined && other !== index.tenantId) return { kind: 'rejected', reason: 'device_tenant_mismatch' };
     return {
@@ -36,10 +36,9 @@ export function evaluateUsage(
       },
     };
   }
-  const out = index.decide(owner, event.app, event.action);
   return {
     kind: 'decided',
-    user_id: owner,
+    user_id: index.ownerOf(event.device_id) ?? null,
     decision: {
       event_id: event.id,
       device_id: event.device_id,
