@@ -18,7 +18,7 @@ import { mqttIdentity, parseTopic, TOPIC_SPECS, topics } from '../shared/mqtt/to
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
 import { authenticateConnection, CONNACK, type AuthOutcome } from './authenticate.js';
-import { memoryBackends, type BrokerBackends } from './backends.js';
+import { deliverOutOfOrderPackets, memoryBackends, type BrokerBackends } from './backends.js';
 import { createAuthorizeHooks, PublishRefused } from './authorize.js';
 import { FrameSizeGuard, maxFrameBytes, TokenBucket } from './limits.js';
 import { Sessions } from './sessions.js';
@@ -189,6 +189,7 @@ export class Broker {
         // aedes authorizes the will only when it publishes it; remember its topic now so the
         // session knows whether the tower declared its availability LWT.
         this.#sessions.noteWillTopic(client, packet.will?.topic ?? null);
+        deliverOutOfOrderPackets(client);
         callback(null, true);
       },
       authenticate: (client, username, password, done) => {
