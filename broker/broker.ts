@@ -13,6 +13,7 @@ import type { TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
 import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
+import { createIdFactory } from '../shared/ids.js';
 import type { Counters } from '../shared/metrics.js';
 import { mqttIdentity, parseTopic, TOPIC_SPECS, topics } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
@@ -180,6 +181,10 @@ export class Broker {
       stopping: () => this.#stopping,
     });
     return {
+      // A ULID rather than aedes' random UUID: fresh per start (aedes restarts its message
+      // counter at 0), and time-ordered, so a LevelDB session queue keyed by broker id and
+      // counter replays what earlier runs queued before what this one queues (backends-level.ts).
+      id: createIdFactory()(),
       connectTimeout: CONNECT_TIMEOUT_MS,
       // A subscriber that stops reading would otherwise stall delivery to everyone.
       drainTimeout: config.mqtt_drain_timeout_ms,

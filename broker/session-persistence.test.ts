@@ -238,6 +238,23 @@ describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker rest
     expect((await back.next(() => true)).payload).toBe('{"id":"c1"}');
   });
 
+  it('replays what several runs queued in the order it was queued (a block before its unblock)', async () => {
+    const first = await startNode(factory.next());
+    const tower = await connectTower(first, TOWER_FILTERS);
+    await tower.client.endAsync();
+    await stopNode(first);
+    const queued = ['c1-block', 'c2-unblock', 'c3-block', 'c4-unblock'];
+    for (const id of queued) {
+      const node = await startNode(factory.next());
+      await node.broker.downlink.publish(COMMANDS, Buffer.from(JSON.stringify({ id })));
+      await stopNode(node);
+    }
+    const last = await startNode(factory.next());
+    const back = await connectTower(last);
+    await back.settle(queued.length, 10_000);
+    expect(back.inbox.map((m) => (JSON.parse(m.payload) as { id: string }).id)).toEqual(queued);
+  });
+
   it('keeps retained messages', async () => {
     const first = await startNode(factory.next());
     await first.broker.downlink.publish(POLICY, Buffer.from('{"bundle":1}'), { retain: true });
