@@ -265,6 +265,17 @@ describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker rest
     expect(m).toEqual({ topic: POLICY, payload: '{"bundle":1}', retain: true });
   });
 
+  it('keeps the last of many retained messages published at once on one topic', async () => {
+    const node = await startNode(factory.next());
+    const versions = Array.from({ length: 200 }, (_, i) => i + 1);
+    await Promise.all(versions.map((v) => node.broker.downlink.publish(POLICY, Buffer.from(JSON.stringify({ version: v })), { retain: true })));
+    await stopNode(node);
+    const again = await startNode(factory.next());
+    const tower = await connectTower(again, [filters.allPolicies]);
+    const m = await tower.next((r) => r.topic === POLICY);
+    expect(JSON.parse(m.payload)).toEqual({ version: 200 });
+  });
+
   it('an acknowledged message is not delivered again after the restart', async () => {
     const first = await startNode(factory.next());
     const tower = await connectTower(first, TOWER_FILTERS);
