@@ -9,11 +9,12 @@
  * Things relied on from aedes-persistence-level 9.2 (asyncPersistence.js):
  * - `setup()` loads every stored subscription into an in-memory trie; lookups by topic never
  *   touch the disk afterwards.
- * - A queued message's key is `outgoing:<client>:<brokerId>:<brokerCounter>`. aedes draws a new
- *   random broker id at every start (aedes.js, `randomUUID()`) and restarts its counter at 0, so
- *   messages queued by a previous run are never overwritten by new ones. Do not pass a fixed
- *   aedes `id` with this backend. (Order between runs follows the id, not time; within a run it
- *   is publish order. Our downlinks carry their own ids, so order across a restart is moot.)
+ * - A queued message's key is `outgoing:<client>:<brokerId>:<brokerCounter>` (counter zero-padded)
+ *   and a session replays in key order. aedes restarts its counter at 0 at every start, so the
+ *   broker id must be new at every start, or a new message would overwrite one queued by an
+ *   earlier run; and it must sort by time (aedes' default is a random UUID), or a command queued
+ *   after a restart could replay before one queued before it (block, then unblock). Broker
+ *   passes a ULID as the aedes id for this reason.
  * - Wills are keyed by client id only, so a tower's new CONNECT replaces the will a killed
  *   broker left behind.
  * One process at a time: LevelDB locks the directory, and a second opener gets a clear error.

@@ -13,12 +13,13 @@ import type { TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
 import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
+import { createIdFactory } from '../shared/ids.js';
 import type { Counters } from '../shared/metrics.js';
 import { mqttIdentity, parseTopic, TOPIC_SPECS, topics } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
 import { authenticateConnection, CONNACK, type AuthOutcome } from './authenticate.js';
-import { memoryBackends, type BrokerBackends } from './backends.js';
+import { deliverOutOfOrderPackets, memoryBackends, type BrokerBackends } from './backends.js';
 import { createAuthorizeHooks, PublishRefused } from './authorize.js';
 import { FrameSizeGuard, maxFrameBytes, TokenBucket } from './limits.js';
 import { Sessions } from './sessions.js';
@@ -186,6 +187,10 @@ export class Broker {
       stopping: () => this.#stopping,
     });
     return {
+      // A ULID rather than aedes' random UUID: fresh per start (aedes restarts its message
+      // counter at 0), and time-ordered, so a LevelDB session queue keyed by broker id and
+      // counter replays what earlier runs queued before what this one queues (backends-level.ts).
+      id: createIdFactory()(),
       connectTimeout: CONNECT_TIMEOUT_MS,
       // A subscriber that stops reading would otherwise stall delivery to everyone.
       drainTimeout: config.mqtt_drain_timeout_ms,
@@ -195,6 +200,7 @@ export class Broker {
         // aedes authorizes the will only when it publishes it; remember its topic now so the
         // session knows whether the tower declared its availability LWT.
         this.#sessions.noteWillTopic(client, packet.will?.topic ?? null);
+        deliverOutOfOrderPackets(client);
         callback(null, true);
       },
       authenticate: (client, username, password, done) => {

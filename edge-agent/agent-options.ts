@@ -2,6 +2,7 @@
 import type { IdFactory } from '../shared/ids.js';
 import { encodePayload, SCHEMA_VERSION, type TowerStatus } from '../shared/mqtt/payloads.js';
 import type { AgentStats, EdgeAgentOptions } from './agent-types.js';
+import { DEFAULT_MAX_INFLIGHT, DEFAULT_PUBLISH_BURST, DEFAULT_PUBLISH_RATE_PER_S } from './publish-pacer.js';
 
 export type ResolvedAgentOptions = Required<Omit<EdgeAgentOptions, 'agentVersion' | 'logger' | 'enforcer' | 'stateDir'>> & {
   agentVersion: string | undefined;
@@ -17,6 +18,9 @@ export function resolveAgentOptions(opts: EdgeAgentOptions): ResolvedAgentOption
     batchMaxDelayMs: opts.batchMaxDelayMs ?? 5,
     discoveryMaxDelayMs: opts.discoveryMaxDelayMs ?? 1000,
     bufferMaxEvents: opts.bufferMaxEvents ?? 50_000,
+    publishRatePerS: opts.publishRatePerS ?? DEFAULT_PUBLISH_RATE_PER_S,
+    publishBurst: opts.publishBurst ?? DEFAULT_PUBLISH_BURST,
+    maxInflight: opts.maxInflight ?? DEFAULT_MAX_INFLIGHT,
     reconnectMinMs: opts.reconnectMinMs ?? 250,
     reconnectMaxMs: opts.reconnectMaxMs ?? 10_000,
     connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,

@@ -16,6 +16,15 @@ export interface EdgeAgentOptions {
   /** Window over which unknown devices are aggregated into one DiscoveryBatch. */
   discoveryMaxDelayMs?: number;
   bufferMaxEvents?: number;
+  /**
+   * Uplink batches published per second at most (default 500), with up to `publishBurst`
+   * (default 200) at once: keep both well under the broker's --mqtt-publish-rate/-burst
+   * (default 1,000/s, 2,000), which disconnects a client that exceeds them.
+   */
+  publishRatePerS?: number;
+  publishBurst?: number;
+  /** Uplink publishes awaiting their PUBACK at most (default 100); more wait in the buffer. */
+  maxInflight?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   /** Time allowed for a CONNACK before the attempt counts as failed. */
@@ -92,7 +101,7 @@ export interface EdgeAgentEvents {
   command: [tenantId: string, command: Command, ack: CommandAck, duplicate: boolean];
   /** A hold of the agent's own PersistentEnforcer (option `stateDir`) ended. */
   blockLifted: [block: ActiveBlock, cause: LiftCause];
-  /** A batch was handed to the live connection (not buffered). */
+  /** A batch was handed to the connection (live, or replayed from the buffer). */
   sent: [item: OutboundBatch];
   invalid: [info: { topic: string; error: string }];
   dropped: [info: DroppedInfo];

@@ -2,7 +2,8 @@
  * The software on tower equipment (DESIGN §3). It reports usage in batches, maps devices to
  * tenants from retained PolicyBundles, hands decisions and remediation commands to an Enforcer,
  * and survives broker outages: a persistent session (clean: false) keeps its subscriptions and
- * queued downlink, a bounded buffer holds uplink batches, and reconnects back off with jitter.
+ * queued downlink, a bounded buffer holds uplink batches, reconnects back off with jitter, and
+ * uplinks (a replayed backlog included) are paced within the broker's per-client publish limit.
  * While the enforcer reports a block in force (auto-remediation), the agent denies the device's
  * usage at once and still reports it, so the cloud keeps the record.
  */
@@ -28,6 +29,7 @@ import { LocalAnswers } from './local-answers.js';
 import { LruMap } from './lru.js';
 import { batchWeight, OfflineBuffer, type OutboundBatch } from './offline-buffer.js';
 import { checkObservation } from './observation.js';
+import { PublishPacer } from './publish-pacer.js';
 import { enforcerStateFile, PersistentEnforcer } from './persistent-enforcer.js';
 import { TenantDirectory } from './tenant-directory.js';
 import { settlesWithin, TowerSession } from './tower-session.js';
@@ -46,7 +48,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   readonly #log: Logger;
   readonly #newId: IdFactory = createIdFactory();
   readonly #directory = new TenantDirectory();
+  /** Batches waiting for the connection: while offline, and while the pacer holds them back. */
   readonly #buffer: OfflineBuffer;
+  readonly #pacer: PublishPacer;
+  #paceTimer: NodeJS.Timeout | null = null;
   readonly #batcher: Batcher;
   readonly #commands: CommandHandler;
   readonly #session: TowerSession;
@@ -75,6 +80,13 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#local = new LocalAnswers(Math.max(4096, this.#opts.bufferMaxEvents));
     this.#log = (opts.logger ?? silentLogger()).child({ module: 'edge-agent', tower_id: opts.towerId });
     this.#buffer = new OfflineBuffer(this.#opts.bufferMaxEvents);
+    // The wall clock, like the timers that wait for its tokens (opts.now is for timestamps).
+    this.#pacer = new PublishPacer({
+      ratePerS: this.#opts.publishRatePerS,
+      burst: this.#opts.publishBurst,
+      maxInflight: this.#opts.maxInflight,
+      now: Date.now,
+    });
     this.#batcher = new Batcher({
       maxEvents: this.#opts.batchMaxEvents,
       maxDelayMs: this.#opts.batchMaxDelayMs,
@@ -83,7 +95,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       now: this.#opts.now,
       onBatch: (item) => this.#onBatch(item),
     });
-    this.#seenDecisionBatches = new LruMap(4096);
+    // A DecisionBatch comes again only for a batch resent after a lost PUBACK, and those are
+    // resent first on the next connection: the first copy is at most a few windows of
+    // in-flight batches back.
+    this.#seenDecisionBatches = new LruMap(Math.max(4096, 4 * this.#opts.maxInflight));
     this.#commands = new CommandHandler({ enforcer: this.#enforcer, now: this.#opts.now, newId: this.#newId, cacheSize: this.#opts.commandCacheSize });
     this.#session = new TowerSession({
       url: this.#opts.url,
@@ -239,8 +254,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   // --- uplink ----------------------------------------------------------------------------------
 
   #onUp(): void {
-    // Replay in order before anything new: new batches went to the buffer until now.
-    for (let item = this.#buffer.shift(); item; item = this.#buffer.shift()) this.#publishBatch(item);
+    // Replay in order before anything new (new batches queue behind the backlog), paced.
+    this.#drain();
     void this.#session.publish(topics.status(this.towerId), this.#status('online'), true);
     this.#log.info({ event: 'online' }, 'edge agent online');
     this.emit('connect');
@@ -249,18 +264,34 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
 
   #onBatch(item: OutboundBatch): void {
     // Publishing while offline would hand the batch to mqtt.js's unbounded queue; the bounded
-    // buffer holds it instead.
-    if (this.#session.up) {
-      this.#publishBatch(item);
-      return;
-    }
+    // buffer holds it instead, and also whatever the pacer holds back while online.
     const dropped = this.#buffer.push(item);
     if (dropped.length > 0) this.#recordDropped(dropped, 'overflow');
+    this.#drain();
+  }
+
+  /** Publishes buffered batches, oldest first, as fast as the pacer allows. */
+  #drain(): void {
+    if (this.#paceTimer) return; // a token is on its way; the timer drains
+    while (this.#session.up && this.#buffer.length > 0) {
+      const verdict = this.#pacer.acquire(this.#session.inflight);
+      if (!verdict.go) {
+        // null: too many awaiting a PUBACK; the next PUBACK drains (see #publishBatch).
+        if (verdict.retryInMs !== null) {
+          this.#paceTimer = setTimeout(() => {
+            this.#paceTimer = null;
+            this.#drain();
+          }, verdict.retryInMs);
+        }
+        return;
+      }
+      this.#publishBatch(this.#buffer.shift()!);
+    }
   }
 
   #publishBatch(item: OutboundBatch): void {
     const topic = item.kind === 'usage' ? topics.usage(item.tenantId, this.towerId) : topics.discovery(this.towerId);
-    void this.#session.publish(topic, encodePayload(item.batch), false);
+    void this.#session.publish(topic, encodePayload(item.batch), false).then(() => this.#drain());
     this.#counters.batches_sent++;
     this.emit('sent', item);
   }
@@ -379,6 +410,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     }
     this.#state = 'stopped';
     this.#batcher.flushAll();
+    if (this.#paceTimer) clearTimeout(this.#paceTimer);
+    this.#paceTimer = null;
     await this.#session.close();
     await this.#ownEnforcer?.close();
     const left = this.#buffer.drain();
