@@ -76,7 +76,11 @@ export async function startBrokerRole(config: Config, opts: RoleOptions): Promis
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
     tokens,
     now: f.now,
-    backends: redisBackends({ url: config.redis_url!, prefix: `${config.redis_prefix}mqtt:` }),
+    backends: redisBackends({
+      url: config.redis_url!,
+      prefix: `${config.redis_prefix}mqtt:`,
+      onError: (err) => logger.warn({ module: 'broker', err: err.message }, 'broker session store connection error'),
+    }),
     sink,
     onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
   });

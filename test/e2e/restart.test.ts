@@ -31,7 +31,7 @@ import { loadScenario } from '../../simulator/scenario.js';
 import type { ProvisionedWorld } from '../../simulator/world.js';
 import { jsonLine, startCli, type Running } from '../support/cli.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD } from '../support/control-plane.js';
-import { freePort } from '../support/redis-server.js';
+import { freePort } from '../../cli/bench/redis-process.js';
 
 const SMOKE = fileURLToPath(new URL('../../simulator/scenarios/smoke.yaml', import.meta.url));
 const TOWERS = 3;
