@@ -4,9 +4,12 @@
  * which also builds the wire Decision).
  *
  * A realistic tenant: a catalogue of 300 apps with 20 actions each, traffic concentrated on
- * popular apps (Zipf), 40 policy roles, users holding 3 roles each, rules with wildcard apps and
- * actions, 20 % denies. The same event stream is decided with 10 and with 100,000 rules, to show
- * decision cost does not grow with the rule count. Then the shapes of the three sample
+ * popular apps (Zipf), 40 policy roles, 5,000 users holding 3 roles each through 60 job profiles
+ * (in organisations, people in the same job share their role combination), rules with wildcard
+ * apps and actions, 20 % denies. The same event stream is decided with 10 and with 100,000 rules,
+ * to show decision cost does not grow with the rule count. A worst case, where every user holds
+ * a random combination (about 4,000 distinct ones), is printed too: there the memo of each
+ * combination is cold, and the cost is memory latency, not rules. Then the shapes of the three sample
  * applications of the Cedar paper's benchmark (OOPSLA 2024: a document drive, a code host, a
  * todo app), re-expressed in our model (apps = resources, actions = operations, roles = group or
  * team memberships), so figures can be set next to published Cedar/OPA/SAPL ones.
@@ -37,6 +40,8 @@ interface Shape {
   actions: string[];
   roles: number;
   rolesPerUser: number;
+  /** Distinct role combinations users are drawn from; 0 = every user its own random one. */
+  profiles: number;
   users: number;
   devices: number;
   /** Picks a rule's app/action (may return '*'). */
@@ -61,6 +66,7 @@ export const REALISTIC: Shape = {
   actions: CATALOGUE_ACTIONS,
   roles: 40,
   rolesPerUser: 3,
+  profiles: 60,
   users: 5000,
   devices: 10_000,
   rule: (rnd) => {
@@ -83,6 +89,7 @@ export const CEDAR_SHAPES: Array<Shape & { rules: number }> = [
     actions: ['view', 'comment', 'edit', 'share', 'delete', 'create_in'],
     roles: 60,
     rolesPerUser: 4,
+    profiles: 0,
     users: 1000,
     devices: 2000,
     rules: 3000,
@@ -95,6 +102,7 @@ export const CEDAR_SHAPES: Array<Shape & { rules: number }> = [
     actions: ['pull', 'fork', 'push', 'add_reader', 'add_writer', 'add_maintainer', 'delete_issue', 'edit_issue', 'assign_issue'],
     roles: 100,
     rolesPerUser: 3,
+    profiles: 0,
     users: 2000,
     devices: 4000,
     rules: 5000,
@@ -110,6 +118,7 @@ export const CEDAR_SHAPES: Array<Shape & { rules: number }> = [
     actions: ['get_list', 'update_list', 'delete_list', 'create_task', 'update_task', 'delete_task', 'edit_share'],
     roles: 20,
     rolesPerUser: 2,
+    profiles: 0,
     users: 500,
     devices: 1000,
     rules: 400,
@@ -135,12 +144,14 @@ function buildModel(shape: Shape, ruleCount: number, rnd: () => number): PolicyM
       severity: 'medium',
     });
   }
-  const user_roles = new Map<string, string[]>();
-  for (let u = 0; u < shape.users; u++) {
+  const combination = () => {
     const roles = new Set<string>();
     while (roles.size < Math.min(shape.rolesPerUser, shape.roles)) roles.add(`role${Math.floor(rnd() * shape.roles)}`);
-    user_roles.set(`user${u}`, [...roles]);
-  }
+    return [...roles];
+  };
+  const profiles = Array.from({ length: shape.profiles }, combination);
+  const user_roles = new Map<string, string[]>();
+  for (let u = 0; u < shape.users; u++) user_roles.set(`user${u}`, shape.profiles > 0 ? profiles[Math.floor(rnd() * shape.profiles)]! : combination());
   const devices = Array.from({ length: shape.devices }, (_, d) => ({ id: `dev${d}`, user_id: `user${d % shape.users}` }));
   return { tenant_id: 'bench', version: 1, default_effect: 'allow', devices, user_roles, grants };
 }
@@ -201,6 +212,9 @@ export function benchPolicy(ruleCount: number, targetSeconds = 2, shape: Shape =
     denied_fraction: engine.denied / engine.total,
   };
 }
+
+/** Every user with a random role combination: the memo per combination is cold. */
+export const REALISTIC_WORST: Shape = { ...REALISTIC, name: 'every user a random role combination', profiles: 0 };
 
 export function benchCedarShapes(targetSeconds = 1): PolicyBenchResult[] {
   return CEDAR_SHAPES.map((s) => benchPolicy(s.rules, targetSeconds, s));

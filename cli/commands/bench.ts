@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { benchDistributed } from '../bench/distributed-bench.js';
 import { benchPipeline } from '../bench/pipeline-bench.js';
-import { benchCedarShapes, benchPolicy, type PolicyBenchResult } from '../bench/policy-bench.js';
+import { benchCedarShapes, benchPolicy, REALISTIC_WORST, type PolicyBenchResult } from '../bench/policy-bench.js';
 import { benchRelay } from '../bench/relay-bench.js';
 import { numberOption, optionsHelp, parseCommandArgs, type CommandOption } from '../args.js';
 
@@ -75,7 +75,13 @@ export async function benchCommand(argv: string[]): Promise<number> {
     log('(c) policy evaluation …');
     const small = benchPolicy(10);
     const large = benchPolicy(100_000);
-    policy = { rules_10: small, rules_100k: large, ratio_100k_to_10: large.decisions_per_s / small.decisions_per_s, cedar_shapes: benchCedarShapes() };
+    policy = {
+      rules_10: small,
+      rules_100k: large,
+      ratio_100k_to_10: large.decisions_per_s / small.decisions_per_s,
+      worst_case_100k: benchPolicy(100_000, 1, REALISTIC_WORST),
+      cedar_shapes: benchCedarShapes(),
+    };
     results.policy = policy;
   }
 
@@ -106,6 +112,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     line('realistic tenant, 10 rules', policy.rules_10);
     line(`realistic tenant, 100,000 rules (compile ${fmt(policy.rules_100k.compile_ms, 1)} ms)`, policy.rules_100k);
     log(`      ratio 100k / 10 rules                        ${fmt(policy.ratio_100k_to_10, 3).padStart(12)}`);
+    line('worst case: 100,000 rules, every user a random role combination', policy.worst_case_100k);
     for (const r of policy.cedar_shapes) line(`Cedar-paper shape: ${r.name} (${fmt(r.rules)} rules)`, r);
   }
   if (distributed) {
