@@ -324,7 +324,7 @@ export interface Store {
     /** Every account with this e-mail, disabled ones included, in sign-in order (compareSignInOrder). */
     findAllByEmail(email: string): Promise<ConsoleUserWithPassword[]>;
     /** tenantId null lists platform operators. */
-    list(tenantId: string | null, opts?: ListOptions): Promise<Page<ConsoleUser>>;
+    list(tenantId: string | null, opts?: ListOptions & { console_role?: ConsoleRole }): Promise<Page<ConsoleUser>>;
     /**
      * Applies the patch. A change that ends sessions bumps session_version and revokes every
      * refresh token of the account in the same transaction. CONFLICT (id) when it would leave a

@@ -60,6 +60,9 @@ export function describeConsoleUserContract(state: ContractState): void {
       expect(await store.consoleUsers.getWithPassword(inB.id)).toEqual({ ...inB, password_hash: 'hash-b' });
       expect(ids((await store.consoleUsers.list(null)).items)).toEqual([op.id]);
       expect(ids((await store.consoleUsers.list(a.id)).items)).toEqual([u.id]);
+      const owner = await account(a.id, 'boss@a.test', 'owner');
+      expect(ids((await store.consoleUsers.list(a.id, { console_role: 'owner' })).items)).toEqual([owner.id]);
+      expect(ids((await store.consoleUsers.list(b.id, { console_role: 'owner' })).items)).toEqual([]);
       await expectError(account('no-such-tenant', 'x@y.z', 'admin'), 'NOT_FOUND', 'tenant_id');
     });
 

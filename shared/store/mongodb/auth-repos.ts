@@ -79,7 +79,15 @@ export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Stor
       const docs = await users.find({ email: normaliseEmail(email) }, { limit: MAX_ACCOUNTS_PER_EMAIL_LOOKUP }).toArray();
       return docs.map(withPassword).sort(compareSignInOrder);
     },
-    list: (tenantId, opts) => ctx.listPage(users, { tenant_id: tenantId }, opts, 'console_users', 'asc', toConsoleUser),
+    list: (tenantId, opts) =>
+      ctx.listPage(
+        users,
+        { tenant_id: tenantId, ...(opts?.console_role !== undefined && { console_role: opts.console_role }) },
+        opts,
+        'console_users',
+        'asc',
+        toConsoleUser,
+      ),
     async update(scope, id, patch) {
       return ctx.write(async ({ session }) => {
         const before = await lockInScope(session, scope, id);

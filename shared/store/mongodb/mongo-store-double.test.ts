@@ -250,10 +250,11 @@ describe('MongoStore specifics (over the boundary double)', () => {
 
   it('schema version 2: drops the platform-wide e-mail index and reads older accounts as enabled', async () => {
     const db = server.db(DB);
-    const users = db.collection<Document>('console_users');
-    await db.collection<Document>('schema_migrations').insertOne({ _id: 1, name: 'collections, indexes, seed plans', applied_at: 1 });
+    type Raw = Document & { _id: string | number };
+    const users = db.collection<Raw>('console_users');
+    await db.collection<Raw>('schema_migrations').insertOne({ _id: 1, name: 'collections, indexes, seed plans', applied_at: 1 });
     await users.createIndexes([{ key: { email: 1 }, unique: true }]);
-    await db.collection<Document>('tenants').insertMany([
+    await db.collection<Raw>('tenants').insertMany([
       { _id: 't1', id: 't1', name: 'a', plan_id: 'free', default_effect: 'allow', policy_version: 1, alert_window_s: 300, audit_retention_days: 365, created_at: 1, updated_at: 1 },
       { _id: 't2', id: 't2', name: 'b', plan_id: 'free', default_effect: 'allow', policy_version: 1, alert_window_s: 300, audit_retention_days: 365, created_at: 1, updated_at: 1 },
     ]);

@@ -97,7 +97,7 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
       return allByEmail.all(normaliseEmail(email), MAX_ACCOUNTS_PER_EMAIL_LOOKUP);
     },
     async list(tenantId, opts) {
-      return table.list({ tenant_id: tenantId }, opts);
+      return table.list({ tenant_id: tenantId, console_role: opts?.console_role }, opts);
     },
     async update(scope, id, patch) {
       return ctx.write(() => {
