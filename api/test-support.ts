@@ -52,6 +52,8 @@ export interface HarnessOptions {
   bus?: Bus;
   /** Another process' store (several API processes on one database); default a fresh SQLite file. */
   store?: SqliteStore;
+  /** The deployment's signing keys (shared by its API processes); default a fresh in-memory ring. */
+  keyRing?: KeyRing;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -66,7 +68,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const ownStore = opts.store === undefined;
   const store = opts.store ?? new SqliteStore({ file: join(dir, 'edgeplane.db'), now });
   if (ownStore) await store.init();
-  const keyRing = await KeyRing.open(null, now());
+  const keyRing = opts.keyRing ?? (await KeyRing.open(null, now()));
   const bus = opts.bus ?? new InProcessBus();
   const budgets = opts.budgets ?? new InProcessRateBudgets();
   const counters = new Counters();

@@ -2,10 +2,10 @@
  * Password-guessing limits, on top of the request limit, built so an attacker cannot lock a real
  * user out:
  *
- * - per (account, client address): a small bucket (5 attempts, refilled one every 3 minutes).
+ * - per (account, client address): a small bucket (5 attempts, refilled one every 200 s).
  *   Guessing at an account from one address slows to that pace, and only that address: the
  *   account's owner signing in from anywhere else is not affected. A correct password refills it.
- * - per client address, over every account: a larger bucket (100 per 15 minutes), so one address
+ * - per client address, over every account: a larger bucket (100, refilled one every 10 s), so one address
  *   cannot spread guesses over many accounts. IPv6 addresses count per /64 (what one host gets).
  *
  * Nothing is counted per account alone: that bucket is exactly what would let anyone lock an
@@ -29,11 +29,11 @@ export interface LoginThrottleLimits {
   perSource: BucketLimit;
 }
 
-const QUARTER_HOUR_S = 15 * 60;
-
+// Rates are short decimals on purpose: the Redis adapter stores a bucket's rate as Lua prints it
+// (14 significant digits) and starts the bucket over when the rate read back differs.
 export const DEFAULT_LOGIN_LIMITS: LoginThrottleLimits = {
-  perAccountSource: { burst: 5, rate_per_s: 5 / QUARTER_HOUR_S },
-  perSource: { burst: 100, rate_per_s: 100 / QUARTER_HOUR_S },
+  perAccountSource: { burst: 5, rate_per_s: 0.005 },
+  perSource: { burst: 100, rate_per_s: 0.1 },
 };
 
 export const LOGIN_ATTEMPTS_COUNTER = 'login_attempts_total';

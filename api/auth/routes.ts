@@ -51,7 +51,7 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Sign in with email and password',
         description:
           'Besides the request limit, attempts are limited per (e-mail, client address), 5 then one ' +
-          'every 3 minutes, and per client address, 100 per 15 minutes: 429 RATE_LIMITED with ' +
+          'every 200 s, and per client address, 100 then one every 10 s: 429 RATE_LIMITED with ' +
           'Retry-After, the same for every e-mail. Disabled accounts answer like a wrong password.',
         body: LoginBody,
         response: { 200: TokenPairSchema, ...errorResponses },
