@@ -35,8 +35,11 @@ function credentialOf(request: FastifyRequest): { kind: 'jwt' | 'api_key'; value
 /**
  * A verified access token is also checked against its account, on every request: the account must
  * still exist, be enabled, and be at the session version the token was issued under (a role change,
- * disable or password change moved it). One primary-key read per request; measured in
- * api/console-users.test.ts's notes and the README (cheaper than the signature check before it).
+ * disable or password change moved it), so a revoked token stops working at its next request, on
+ * every API process, with nothing to miss. Chosen over a revocation set fed by the bus (Redis
+ * pub/sub is at-most-once: a process that missed the event would honour the token until expiry).
+ * Cost, measured on SQLite: one primary-key read, 2.5 µs, next to 277 µs for the ES256 signature
+ * check and ~830 µs for a whole small request; on MongoDB one _id lookup round trip.
  */
 async function authenticateToken(app: FastifyInstance, token: string): Promise<UserPrincipal> {
   const claims = await app.tokens.verify(token);
