@@ -141,6 +141,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     app,
     await registerRequestRateLimits(app, {
       perMinute: deps.config.rate_limit_per_min ?? DEFAULT_REQUESTS_PER_MIN,
+      now,
       redis: deps.redis ?? null,
       prefix: deps.config.redis_prefix ?? 'edgeplane:',
     }),

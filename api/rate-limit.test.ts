@@ -1,11 +1,11 @@
 /**
  * The request rate limit (@fastify/rate-limit behind the guard): per principal, per address when
  * unauthenticated, exempt probes and docs, the API's error shape and headers, recovery when the
- * window ends, and one limit shared by two API processes through Redis. The in-memory counters
- * run on the plugin's own clock (Date), moved with vi fake timers; nothing sleeps.
+ * window ends, and one limit shared by two API processes through Redis. The in-process counters
+ * run on the API's injected clock, which the tests move; nothing sleeps.
  */
 import type { LightMyRequestResponse } from 'fastify';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
 import { KeyRing } from '../shared/auth/tokens.js';
 import { createRedis } from '../shared/redis/connection.js';
@@ -25,12 +25,8 @@ const me = (h: Harness, s: Session) => h.app.inject({ method: 'GET', url: '/api/
 
 describe('request limit, in process', () => {
   let h: Harness;
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-  });
   afterEach(async () => {
     await h.close();
-    vi.useRealTimers();
   });
 
   it('defaults to 100 requests a minute, answers 429 with Retry-After, recovers when the window ends', async () => {
@@ -46,9 +42,12 @@ describe('request limit, in process', () => {
     expect429(limited);
     expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(60);
     expect(Number(limited.headers['x-ratelimit-reset'])).toBe(Number(limited.headers['retry-after']));
-    vi.setSystemTime(Date.now() + 59_000);
+    h.clock.advance(59_000);
     expect429(await me(h, operator));
-    vi.setSystemTime(Date.now() + 1_000);
+    // A clock stepping back does not open a new window.
+    h.clock.advance(-120_000);
+    expect429(await me(h, operator));
+    h.clock.advance(121_000);
     const recovered = await me(h, operator);
     expect(recovered.statusCode).toBe(200);
     expect(recovered.headers['x-ratelimit-remaining']).toBe('99');

@@ -1,8 +1,10 @@
 /**
  * The request rate limit: `--rate-limit-per-min` requests per minute per principal (console user,
  * API key, or client address when unauthenticated), counted by @fastify/rate-limit in a fixed
- * one-minute window. With a Redis connection the counters live in Redis (one Lua call per request),
- * so every API process of a deployment enforces one limit; without, in this process (LRU-bounded).
+ * one-minute window. With a Redis connection the counters live in Redis (the plugin's RedisStore:
+ * one Lua call per request), so every API process of a deployment enforces one limit; without,
+ * in this process, in the LRU-bounded store below, which is the plugin's LocalStore on the API's
+ * injected clock (so tests move time instead of waiting, like everywhere else).
  *
  * The plugin is registered without its own hook: the guard (auth/guard.ts) charges the caller once
  * it knows who the caller is, and failed authentications are charged to the address. Answers keep
@@ -10,7 +12,7 @@
  * -reset on every charged response. If Redis fails, requests are let through (availability over
  * limits) rather than refused.
  */
-import fastifyRateLimit, { normalizeIP } from '@fastify/rate-limit';
+import fastifyRateLimit, { normalizeIP, type FastifyRateLimitStore } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { createError } from '../shared/errors.js';
@@ -22,6 +24,8 @@ export const LOCAL_MAX_KEYS = 100_000;
 
 export interface RequestRateLimitOptions {
   perMinute: number;
+  /** The API's clock (epoch ms) for the in-process counters. */
+  now: () => number;
   /** Shared counters (distributed mode); null keeps them in this process. */
   redis: Redis | null;
   /** Deployment key prefix in Redis (config redis_prefix). */
@@ -50,6 +54,46 @@ export function addressSubject(request: FastifyRequest): string {
   }
 }
 
+interface Window {
+  count: number;
+  start: number;
+}
+
+type Callback = (err: Error | null, res?: { current: number; ttl: number }) => void;
+
+/**
+ * Fixed windows in this process: a key's count restarts when its window has passed. Map order is
+ * insertion order, so re-inserting on use keeps the least recently used first for eviction.
+ */
+function localStore(now: () => number, maxKeys: number): new () => FastifyRateLimitStore {
+  const windows = new Map<string, Window>();
+  const current = (key: string, windowMs: number, at: number): Window | undefined => {
+    const w = windows.get(key);
+    // A clock stepping back keeps the window: it must not mint requests.
+    return w && at - w.start < windowMs ? w : undefined;
+  };
+  class LocalClockStore implements FastifyRateLimitStore {
+    incr(key: string, callback: Callback, windowMs: number): void {
+      const at = now();
+      const w = current(key, windowMs, at) ?? { count: 0, start: at };
+      w.count++;
+      windows.delete(key);
+      windows.set(key, w);
+      if (windows.size > maxKeys) windows.delete(windows.keys().next().value as string);
+      callback(null, { current: w.count, ttl: Math.min(windowMs, w.start + windowMs - at) });
+    }
+    read(key: string, callback: Callback, windowMs: number): void {
+      const at = now();
+      const w = current(key, windowMs, at);
+      callback(null, w ? { current: w.count, ttl: Math.min(windowMs, w.start + windowMs - at) } : { current: 0, ttl: 0 });
+    }
+    child(): FastifyRateLimitStore {
+      return this;
+    }
+  }
+  return LocalClockStore;
+}
+
 export type ChargeRequest = (request: FastifyRequest, reply: FastifyReply, subject: string) => Promise<void>;
 
 /** Registers the plugin and returns the guard's charge step. */
@@ -61,7 +105,7 @@ export async function registerRequestRateLimits(app: FastifyInstance, opts: Requ
     timeWindow: REQUESTS_WINDOW_MS,
     keyGenerator: (request) => request.rateLimitSubject,
     skipOnError: true,
-    ...(opts.redis ? { redis: opts.redis, nameSpace: `${opts.prefix}ratelimit:` } : { cache: LOCAL_MAX_KEYS }),
+    ...(opts.redis ? { redis: opts.redis, nameSpace: `${opts.prefix}ratelimit:` } : { store: localStore(opts.now, LOCAL_MAX_KEYS) }),
   });
   const limit = app.createRateLimit();
   return async (request, reply, subject) => {
