@@ -129,6 +129,15 @@ describe('feeds close when their credential ends (one process)', () => {
     sockets.push(feed.ws);
     expect(await feed.closed).toEqual({ code: 4401, reason: 'credential expired' });
   });
+
+  it('an API key closes its feed when the key expires', async () => {
+    const res = await call(h, owner, 'POST', '/api/v1/api-keys', { name: 'short', scopes: ['feeds:read'], expires_in_s: 60 });
+    const { api_key, key } = json<{ api_key: { expires_at: number }; key: string }>(res);
+    h.clock.now = api_key.expires_at - 1;
+    const feed = await openFeed(h, key);
+    sockets.push(feed.ws);
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'credential expired' });
+  });
 });
 
 describeWithRedis('feeds close when their credential ends on another API process', (url) => {

@@ -6,7 +6,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ConsoleRole } from '../../domain.js';
 import type { Store } from '../port.js';
-import { consoleUser, expectError, ids, must, T0, type ContractState } from './harness.js';
+import { expectError, ids, must, T0, type ContractState } from './harness.js';
 
 export function describeConsoleUserContract(state: ContractState): void {
   let store: Store;
