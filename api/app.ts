@@ -22,7 +22,7 @@ import { authRoutes } from './auth/routes.js';
 import { SessionService } from './auth/sessions.js';
 import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
-import { registerFeedTransport } from './feeds.js';
+import { registerFeedTransport } from './feed-transport.js';
 import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
 import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';

@@ -20,7 +20,8 @@ import { z } from 'zod';
 import { createError } from '../../shared/errors.js';
 import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import { principalOf } from '../auth/guard.js';
-import { FEED_CLOSE, accessTokenExpiry, type FeedClient } from '../feeds.js';
+import { accessTokenExpiry } from '../feed-transport.js';
+import { FEED_CLOSE, type FeedClient } from '../feeds.js';
 import { IdSchema, errorResponses } from '../schemas/common.js';
 
 export interface FeedRoutesOptions {
