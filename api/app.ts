@@ -12,7 +12,9 @@ import {
   validatorCompiler,
 } from 'fastify-type-provider-zod';
 import { decoyHash } from '../shared/auth/passwords.js';
+import type { TrustProxy } from '../shared/config.js';
 import { createIdFactory } from '../shared/ids.js';
+import { InProcessRateBudgets } from '../shared/workflow/rate-budgets.js';
 import { registerAuditTrail } from './audit.js';
 import { registerGuard } from './auth/guard.js';
 import { LoginThrottle } from './auth/login-throttle.js';
@@ -20,8 +22,8 @@ import { authRoutes } from './auth/routes.js';
 import { SessionService } from './auth/sessions.js';
 import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
-import { registerFeedTransport } from './feeds.js';
-import { DEFAULT_REQUESTS_PER_MIN, RequestRateLimits } from './rate-limit.js';
+import { registerFeedTransport } from './feed-transport.js';
+import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
 import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';
 import { systemRoutes } from './routes/system.js';
@@ -63,6 +65,14 @@ function acceptEmptyJsonOnBodilessMethods(app: FastifyInstance): void {
   });
 }
 
+/**
+ * Fastify's types take no hop count (its runtime does); proxy-addr counts hops from the socket
+ * outwards: hop 0 is the peer, so trusting n hops trusts indexes 0..n-1.
+ */
+function fastifyTrustProxy(setting: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
+  return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
+}
+
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
   // Typed as Fastify's logger interface so the instance is the plain FastifyInstance plugins expect.
@@ -80,6 +90,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       void (reply as FastifyReply).code(status).send({ error: { code: 'BAD_REQUEST', message: error.message } });
     },
     bodyLimit: BODY_LIMIT_BYTES,
+    // Behind a reverse proxy, who may name the client (request.ip) for per-address limits and audit.
+    trustProxy: fastifyTrustProxy(deps.config.trust_proxy ?? false),
     // Ids are case-sensitive and a trailing slash is the same resource.
     routerOptions: { ignoreTrailingSlash: true },
   });
@@ -115,13 +127,25 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     }),
   );
 
-  app.decorate('loginThrottle', new LoginThrottle(now));
+  app.decorate(
+    'loginThrottle',
+    new LoginThrottle({ budgets: deps.budgets ?? new InProcessRateBudgets(), counters: deps.counters, now }),
+  );
+  app.decorate('apiOptions', { webhookAllowPrivate: deps.config.webhook_allow_private ?? false });
 
   acceptEmptyJsonOnBodilessMethods(app);
   registerErrorHandling(app);
   // Before the guard: it lifts a WebSocket client's token into Authorization for the guard to check.
   await registerFeedTransport(app);
-  registerGuard(app, new RequestRateLimits(deps.config.rate_limit_per_min ?? DEFAULT_REQUESTS_PER_MIN, now));
+  registerGuard(
+    app,
+    await registerRequestRateLimits(app, {
+      perMinute: deps.config.rate_limit_per_min ?? DEFAULT_REQUESTS_PER_MIN,
+      now,
+      redis: deps.redis ?? null,
+      prefix: deps.config.redis_prefix ?? 'edgeplane:',
+    }),
+  );
   registerEtags(app);
   registerAuditTrail(app, { prefix: API_PREFIX });
   app.addHook('onRoute', tagRoute);

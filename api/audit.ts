@@ -133,12 +133,17 @@ export class AuditTrail {
     this.#counters = deps.counters;
   }
 
-  /** Starts writing `build()`'s entry; failures are logged and counted, never thrown. */
-  write(build: () => Promise<AuditInput>): void {
+  /** Starts writing `build()`'s entries; failures are logged and counted, never thrown. */
+  write(build: () => Promise<AuditInput | AuditInput[]>): void {
     const p: Promise<void> = build()
-      .then((input) => this.#store.audit.record(input))
+      .then(async (input) => {
+        for (const entry of Array.isArray(input) ? input : [input]) {
+          await this.#store.audit.record(entry);
+          this.#counters.inc('audit_records_total');
+        }
+      })
       .then(
-        () => this.#counters.inc('audit_records_total'),
+        () => undefined,
         (err: unknown) => {
           this.#counters.inc('audit_write_errors_total');
           this.#log.error({ err }, 'audit record could not be written');
@@ -228,21 +233,25 @@ function firstSegment(routeUrl: string, prefix: string): string {
 /**
  * Sign-in routes are public: there is no principal, and their bodies hold a password or a token.
  * The actor is found from the e-mail or the refresh token's record (after the response, so the
- * lookup cannot change the sign-in's timing); only the e-mail is recorded, as the label.
+ * lookup cannot change the sign-in's timing); only the e-mail is recorded, as the label. A
+ * successful sign-in names its account itself (the route's draft). A failed one was checked
+ * against every account of the e-mail (one per tenant at most), so it is recorded in each of
+ * their tenants, and on the platform's trail when the e-mail has none.
  */
-async function authCaller(store: Store, action: string, body: unknown): Promise<Caller | null> {
+async function authCallers(store: Store, action: string, body: unknown): Promise<Caller[]> {
   if (action === 'auth.login') {
     const email = str(field(body, 'email'))?.slice(0, LABEL_MAX) ?? null;
-    if (email === null) return null;
-    const user = await store.consoleUsers.findByEmail(email);
-    return { tenantId: user?.tenant_id ?? null, actor: { kind: 'console_user', id: user?.id ?? null, label: email } };
+    if (email === null) return [];
+    const users = await store.consoleUsers.findAllByEmail(email);
+    if (users.length === 0) return [{ tenantId: null, actor: { kind: 'console_user', id: null, label: email } }];
+    return users.map((user) => ({ tenantId: user.tenant_id, actor: { kind: 'console_user', id: user.id, label: email } }));
   }
   const token = str(field(body, 'refresh_token'));
-  if (token === null) return null;
+  if (token === null) return [];
   const rec = await store.refreshTokens.findByHash(sha256(token));
   const user = rec ? await store.consoleUsers.get(rec.user_id) : null;
-  if (!user) return null;
-  return { tenantId: user.tenant_id, actor: { kind: 'console_user', id: user.id, label: user.email } };
+  if (!user) return [];
+  return [{ tenantId: user.tenant_id, actor: { kind: 'console_user', id: user.id, label: user.email } }];
 }
 
 /** The sign-in routes (api/auth/routes.ts), by path under the prefix. */
@@ -257,7 +266,7 @@ function entryFor(
   prefix: string,
   request: FastifyRequest,
   reply: FastifyReply,
-): () => Promise<AuditInput> {
+): () => Promise<AuditInput[]> {
   // Everything request-bound is read now; only store lookups happen later.
   const routeUrl = request.routeOptions.url ?? request.url;
   const authRoute = AUTH_ROUTES.get(routeUrl.slice(prefix.length));
@@ -286,21 +295,27 @@ function entryFor(
     at,
   };
   return async () => {
-    const caller =
-      (authRoute && principal === null ? await authCaller(app.store, authRoute.action, body) : null) ??
-      (await callerOf(app.store, principal)) ??
-      (credential !== null ? await refusedCaller(app, credential) : null) ??
-      ANONYMOUS;
-    const actor = draft.actor ?? caller.actor;
-    return {
-      ...base,
-      // A sign-in acts on the account itself.
-      resource_id: base.resource_id ?? (authRoute ? actor.id : null),
-      tenant_id: draft.tenant_id !== undefined ? draft.tenant_id : caller.tenantId,
-      actor_kind: actor.kind,
-      actor_id: actor.id,
-      actor_label: actor.label?.slice(0, LABEL_MAX) ?? null,
-    };
+    const fromAuth = draft.actor === undefined && authRoute && principal === null ? await authCallers(app.store, authRoute.action, body) : [];
+    const callers =
+      fromAuth.length > 0
+        ? fromAuth
+        : [
+            (await callerOf(app.store, principal)) ??
+              (credential !== null ? await refusedCaller(app, credential) : null) ??
+              ANONYMOUS,
+          ];
+    return callers.map((caller) => {
+      const actor = draft.actor ?? caller.actor;
+      return {
+        ...base,
+        // A sign-in acts on the account itself.
+        resource_id: base.resource_id ?? (authRoute ? actor.id : null),
+        tenant_id: draft.tenant_id !== undefined ? draft.tenant_id : caller.tenantId,
+        actor_kind: actor.kind,
+        actor_id: actor.id,
+        actor_label: actor.label?.slice(0, LABEL_MAX) ?? null,
+      };
+    });
   };
 }
 

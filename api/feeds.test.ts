@@ -11,7 +11,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { TokenService } from '../shared/auth/tokens.js';
-import type { BusEvents, BusListener, InProcessBus } from '../shared/bus.js';
+import type { Bus, BusEvents, BusListener } from '../shared/bus.js';
 import type { Alert, CommandRecord, UsageRecord } from '../shared/domain.js';
 import { FEED_DROPPED_COUNTER } from './feeds.js';
 import { OPERATOR_EMAIL, createTenant, json, login, post, startHarness, type Harness, type Session } from './test-support.js';
@@ -62,7 +62,7 @@ let liveListeners: () => number;
 const open: Client[] = [];
 
 /** Counts bus listeners that are subscribed and not yet removed (by unsubscribe or by owner). */
-function countListeners(bus: InProcessBus): () => number {
+function countListeners(bus: Bus): () => number {
   const live = new Set<{ owner: object | undefined }>();
   const subscribe = bus.subscribe.bind(bus);
   const removeAllFor = bus.removeAllFor.bind(bus);
@@ -409,7 +409,7 @@ describe('backpressure and lifecycle', () => {
     const feed = await connect('/ws/alerts', { protocol: ownerA.access });
     h.clock.advance(901_000);
     h.app.feeds.sweep();
-    expect(await feed.closed).toEqual({ code: 4401, reason: 'access token expired' });
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'credential expired' });
     const res = await h.app.inject({ method: 'GET', url: '/api/v1/me', headers: ownerA.headers });
     expect(json(res)).toMatchObject({ error: { code: 'TOKEN_EXPIRED' } });
   });

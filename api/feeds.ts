@@ -6,17 +6,17 @@
  * buffer or the connection is dropped. A consumer that cannot keep up (its `bufferedAmount` would
  * pass `maxBufferedBytes`) is closed with 1013 and counted in `feed_clients_dropped_total`; the
  * pipeline publishing on the bus never waits for it. A heartbeat pings every socket and
- * terminates those that did not answer the previous ping, and closes a connection whose access
- * token expired (4401), so a feed never outlives the credential that opened it.
+ * terminates those that did not answer the previous ping.
  *
- * Authentication is the API's guard: browsers cannot set `Authorization` on a WebSocket, so an
- * upgrade request's token (`Sec-WebSocket-Protocol: bearer, <token>` or `?access_token=`) is
- * lifted into that header before the guard runs (`registerFeedTransport`).
+ * A feed never outlives the credential that opened it (4401): a timer closes it when the access
+ * token (or API key) expires, and the hub listens, cluster-wide, for 'console-user.revoked' (a
+ * disabled, deleted, re-roled or re-passworded account) and 'api-key.revoked', closing that
+ * principal's feeds on every API process at once. The heartbeat checks expiry again against the
+ * injected clock.
+ *
+ * Authentication is the API's guard; the token lift and the Fastify wiring are feed-transport.ts.
  */
 import { EventEmitter } from 'node:events';
-import fastifyWebsocket from '@fastify/websocket';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { decodeJwt } from 'jose';
 import type { WebSocket } from 'ws';
 import type { Bus, BusEvents } from '../shared/bus.js';
 import type { Effect } from '../shared/domain.js';
@@ -48,6 +48,7 @@ export const FEED_CLOSE = {
   shuttingDown: 1001,
   /** 1013 Try Again Later: the client fell too far behind; reconnect and catch up over REST. */
   slowConsumer: 1013,
+  /** The access token or API key expired, or was revoked (the reason says which). */
   tokenExpired: 4401,
   forbidden: 4403,
   tooManyConnections: 4429,
@@ -60,11 +61,20 @@ export interface StreamFilter {
   effect?: Effect;
 }
 
+/** Who opened a feed: a console account or an API key (what a revocation names). */
+export type FeedPrincipal = { kind: 'user'; id: string } | { kind: 'api_key'; id: string };
+
 export interface FeedClient {
   tenantId: string;
-  /** Epoch ms after which the token that opened the feed is no longer valid; null if unknown. */
+  principal: FeedPrincipal;
+  /** Epoch ms after which the credential that opened the feed is no longer valid; null if never. */
   expiresAt: number | null;
 }
+
+const principalKey = (p: FeedPrincipal): string => `${p.kind}:${p.id}`;
+
+/** setTimeout's longest delay; a later expiry is left to the heartbeat. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface FeedHubEvents {
   opened: [feed: FeedName, tenantId: string];
@@ -88,6 +98,7 @@ class FeedConnection {
   alive = true;
   #closing = false;
   #graceTimer: NodeJS.Timeout | null = null;
+  #expiryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly hub: FeedHub,
@@ -117,9 +128,17 @@ class FeedConnection {
    * behind whatever the client has not read; if the handshake does not finish within the grace
    * period, the socket is cut so a stalled peer cannot hold memory.
    */
+  /** Closes the feed when its credential expires, by the wall clock (`delayMs` from now). */
+  expireIn(delayMs: number): void {
+    if (delayMs > MAX_TIMER_MS) return;
+    this.#expiryTimer = setTimeout(() => this.close(FEED_CLOSE.tokenExpired, 'credential expired'), Math.max(0, delayMs));
+    this.#expiryTimer.unref();
+  }
+
   close(code: number, reason: string): void {
     if (this.#closing) return;
     this.#closing = true;
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
     this.hub.detach(this);
     if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) {
       this.socket.close(code, reason);
@@ -132,6 +151,7 @@ class FeedConnection {
   ended(): void {
     this.#closing = true;
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
     this.hub.detach(this);
   }
 }
@@ -148,6 +168,8 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
   readonly #onError: (err: unknown) => void;
   readonly #connections = new Set<FeedConnection>();
   readonly #perTenant = new Map<string, number>();
+  /** Open connections by principal (principalKey), for revocations. */
+  readonly #byPrincipal = new Map<string, Set<FeedConnection>>();
   /** One serialization per published event and message type, shared by every receiving connection. */
   readonly #serialized = new Map<string, WeakMap<object, string>>();
   #heartbeat: NodeJS.Timeout | null = null;
@@ -173,26 +195,40 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     if (this.#heartbeat) return;
     this.#heartbeat = setInterval(() => this.sweep(), this.limits.heartbeatIntervalMs);
     this.#heartbeat.unref();
+    // Cluster scope: the revocation may have been made through another API process.
+    this.#bus.subscribe(
+      'console-user.revoked',
+      (e) => this.revoke({ kind: 'user', id: e.user_id }, `console account ${e.reason.replace('_', ' ')}`),
+      this,
+      'cluster',
+    );
+    this.#bus.subscribe('api-key.revoked', (e) => this.revoke({ kind: 'api_key', id: e.key_id }, 'API key revoked'), this, 'cluster');
   }
 
   /** Closes every connection (1001) and stops the heartbeat. */
   stop(): void {
     this.#stopped = true;
+    this.#bus.removeAllFor(this);
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = null;
     for (const conn of [...this.#connections]) conn.close(FEED_CLOSE.shuttingDown, 'server shutting down');
   }
 
+  /** Closes every feed `principal` has open in this process (4401). */
+  revoke(principal: FeedPrincipal, reason: string): void {
+    for (const conn of [...(this.#byPrincipal.get(principalKey(principal)) ?? [])]) conn.close(FEED_CLOSE.tokenExpired, reason);
+  }
+
   /**
    * One heartbeat round (the timer calls it; tests call it directly instead of waiting): closes
-   * connections whose token expired, terminates those that did not answer the last ping, pings
-   * the rest.
+   * connections whose credential expired, terminates those that did not answer the last ping,
+   * pings the rest.
    */
   sweep(): void {
     const now = this.#clock();
     for (const conn of [...this.#connections]) {
       if (conn.client.expiresAt !== null && now >= conn.client.expiresAt) {
-        conn.close(FEED_CLOSE.tokenExpired, 'access token expired');
+        conn.close(FEED_CLOSE.tokenExpired, 'credential expired');
       } else if (!conn.alive) {
         this.#count(conn, 'heartbeat_timeout');
         conn.ended();
@@ -271,6 +307,10 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     const n = (this.#perTenant.get(conn.client.tenantId) ?? 1) - 1;
     if (n > 0) this.#perTenant.set(conn.client.tenantId, n);
     else this.#perTenant.delete(conn.client.tenantId);
+    const key = principalKey(conn.client.principal);
+    const same = this.#byPrincipal.get(key);
+    same?.delete(conn);
+    if (same?.size === 0) this.#byPrincipal.delete(key);
     this.emit('closed', conn.feed, conn.client.tenantId);
   }
 
@@ -286,6 +326,14 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     const conn = new FeedConnection(this, socket, feed, client);
     this.#connections.add(conn);
     this.#perTenant.set(client.tenantId, (this.#perTenant.get(client.tenantId) ?? 0) + 1);
+    const key = principalKey(client.principal);
+    let same = this.#byPrincipal.get(key);
+    if (!same) {
+      same = new Set();
+      this.#byPrincipal.set(key, same);
+    }
+    same.add(conn);
+    if (client.expiresAt !== null) conn.expireIn(client.expiresAt - this.#clock());
     socket.on('pong', () => {
       conn.alive = true;
     });
@@ -325,93 +373,4 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     this.#counters.inc(FEED_DROPPED_COUNTER, { feed: conn.feed, reason });
     this.emit('dropped', conn.feed, conn.client.tenantId, reason);
   }
-}
-
-// --- Fastify wiring --------------------------------------------------------------------------
-
-const BEARER_PROTOCOL = 'bearer';
-
-function offeredProtocols(header: string | string[] | undefined): string[] {
-  const raw = Array.isArray(header) ? header.join(',') : (header ?? '');
-  return raw
-    .split(',')
-    .map((p) => p.trim())
-    .filter((p) => p.length > 0);
-}
-
-/** The token an upgrade request carries where a browser can put one, or null. */
-export function upgradeToken(request: FastifyRequest): string | null {
-  const protocols = offeredProtocols(request.headers['sec-websocket-protocol']);
-  const at = protocols.indexOf(BEARER_PROTOCOL);
-  const fromProtocol = at >= 0 ? protocols[at + 1] : undefined;
-  if (fromProtocol !== undefined) return fromProtocol;
-  const query: unknown = request.query;
-  if (typeof query === 'object' && query !== null && 'access_token' in query) {
-    const token = query.access_token;
-    if (typeof token === 'string' && token.length > 0) return token;
-  }
-  return null;
-}
-
-/** When the access token in `Authorization` expires (epoch ms); null for tokens that are not JWTs. */
-export function accessTokenExpiry(request: FastifyRequest): number | null {
-  const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
-  if (token === undefined) return null;
-  try {
-    const { exp } = decodeJwt(token);
-    return typeof exp === 'number' ? exp * 1000 : null;
-  } catch {
-    return null;
-  }
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    feeds: FeedHub;
-  }
-}
-
-/**
- * Registers @fastify/websocket, the token lift and the hub (`app.feeds`). Call it BEFORE the
- * guard is registered: the lift is an onRequest hook and must run before the guard's.
- */
-export async function registerFeedTransport(app: FastifyInstance, limits: Partial<FeedLimits> = {}): Promise<void> {
-  const hub = new FeedHub({
-    bus: app.bus,
-    counters: app.counters,
-    clock: app.clock,
-    limits,
-    onError: (err) => app.log.error({ err }, 'feed message could not be built'),
-  });
-  await app.register(fastifyWebsocket, {
-    options: {
-      // Select 'bearer' and never echo the token back as the chosen subprotocol.
-      handleProtocols: (protocols) => (protocols.has(BEARER_PROTOCOL) ? BEARER_PROTOCOL : false),
-      // Feed clients only receive; a large inbound frame is a mistake or an attack.
-      maxPayload: 4096,
-      perMessageDeflate: false,
-    },
-    errorHandler: (err, socket, request) => {
-      request.log.info({ err }, 'feed socket error');
-      socket.terminate();
-    },
-    // Replaces the plugin's default (a bare close, code 1005): clients learn it is a shutdown
-    // (1001), and a stalled socket holds the HTTP server's close (which waits for upgraded
-    // sockets too) for at most closeGraceMs.
-    preClose: async () => {
-      hub.stop();
-      for (const socket of app.websocketServer.clients) {
-        if (socket.readyState === socket.OPEN) socket.close(FEED_CLOSE.shuttingDown, 'server shutting down');
-      }
-      app.websocketServer.close();
-    },
-  });
-  // Registered after @fastify/websocket's own onRequest hook, which sets `request.ws`.
-  app.addHook('onRequest', async (request) => {
-    if (!request.ws || request.headers.authorization !== undefined) return;
-    const token = upgradeToken(request);
-    if (token !== null) request.headers.authorization = `Bearer ${token}`;
-  });
-  app.decorate('feeds', hub);
-  app.addHook('onReady', async () => hub.start());
 }

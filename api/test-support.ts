@@ -8,10 +8,13 @@ import { join } from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
-import { InProcessBus } from '../shared/bus.js';
+import type { Redis } from 'ioredis';
+import { InProcessBus, type Bus } from '../shared/bus.js';
+import type { TrustProxy } from '../shared/config.js';
 import { CommandService } from '../shared/commands/command-service.js';
 import { createIdFactory } from '../shared/ids.js';
 import { InProcessJobQueues } from '../shared/workflow/job-queue.js';
+import { InProcessRateBudgets, type RateBudgets } from '../shared/workflow/rate-budgets.js';
 import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
@@ -24,7 +27,8 @@ export const COMMAND_TTL_S = 600;
 export interface Harness {
   app: FastifyInstance;
   store: SqliteStore;
-  bus: InProcessBus;
+  bus: Bus;
+  budgets: RateBudgets;
   counters: Counters;
   clock: { now: number; advance(ms: number): void };
   close(): Promise<void>;
@@ -36,6 +40,20 @@ export interface HarnessOptions {
   beforeReady?: (app: FastifyInstance) => void;
   /** Requests per minute per principal (the API's default when absent). */
   rateLimitPerMin?: number;
+  /** config trust_proxy (default false). */
+  trustProxy?: TrustProxy;
+  /** config webhook_allow_private (default false). */
+  webhookAllowPrivate?: boolean;
+  /** Sign-in throttle budgets; default a fresh in-process adapter (exposed as `budgets`). */
+  budgets?: RateBudgets;
+  /** Shares request rate limits through Redis (as an API process of a deployment would). */
+  redis?: { connection: Redis; prefix: string };
+  /** Another process' bus (e.g. a RedisBus); default a fresh in-process one. */
+  bus?: Bus;
+  /** Another process' store (several API processes on one database); default a fresh SQLite file. */
+  store?: SqliteStore;
+  /** The deployment's signing keys (shared by its API processes); default a fresh in-memory ring. */
+  keyRing?: KeyRing;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -47,10 +65,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     },
   };
   const now = () => clock.now;
-  const store = new SqliteStore({ file: join(dir, 'edgeplane.db'), now });
-  await store.init();
-  const keyRing = await KeyRing.open(null, now());
-  const bus = new InProcessBus();
+  const ownStore = opts.store === undefined;
+  const store = opts.store ?? new SqliteStore({ file: join(dir, 'edgeplane.db'), now });
+  if (ownStore) await store.init();
+  const keyRing = opts.keyRing ?? (await KeyRing.open(null, now()));
+  const bus = opts.bus ?? new InProcessBus();
+  const budgets = opts.budgets ?? new InProcessRateBudgets();
   const counters = new Counters();
   // Commands are recorded and scheduled on an in-process queue that nothing consumes here: the
   // API's part ends at issuing (the pipeline tests send them).
@@ -71,7 +91,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       access_token_ttl_s: 900,
       refresh_token_ttl_s: 3600,
       ...(opts.rateLimitPerMin !== undefined && { rate_limit_per_min: opts.rateLimitPerMin }),
+      ...(opts.trustProxy !== undefined && { trust_proxy: opts.trustProxy }),
+      ...(opts.webhookAllowPrivate !== undefined && { webhook_allow_private: opts.webhookAllowPrivate }),
+      ...(opts.redis && { redis_prefix: opts.redis.prefix }),
     },
+    budgets,
+    ...(opts.redis && { redis: opts.redis.connection }),
     now,
     ...(opts.readiness && { readiness: opts.readiness }),
   });
@@ -80,26 +105,29 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     await app.ready();
   } catch (err) {
     await app.close();
-    await store.close();
+    if (ownStore) await store.close();
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
-  await store.consoleUsers.create({
-    tenant_id: null,
-    email: OPERATOR_EMAIL,
-    console_role: 'operator',
-    password_hash: await hashPassword(PASSWORD),
-  });
+  if (!(await store.consoleUsers.findByEmail(OPERATOR_EMAIL))) {
+    await store.consoleUsers.create({
+      tenant_id: null,
+      email: OPERATOR_EMAIL,
+      console_role: 'operator',
+      password_hash: await hashPassword(PASSWORD),
+    });
+  }
   return {
     app,
     store,
     bus,
+    budgets,
     counters,
     clock,
     async close() {
       await app.close();
       await queues.close();
-      await store.close();
+      if (ownStore) await store.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -2,6 +2,7 @@
  * What the API needs from its composition root, and the Fastify type augmentations that make the
  * shared services (decorators) and the authenticated principal visible to every route plugin.
  */
+import type { Redis } from 'ioredis';
 import type { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
 import type { CommandService } from '../shared/commands/command-service.js';
@@ -11,6 +12,7 @@ import type { IdFactory } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import type { Store } from '../shared/store/port.js';
+import type { RateBudgets } from '../shared/workflow/rate-budgets.js';
 import type { Permission } from './auth/permissions.js';
 import type { LoginThrottle } from './auth/login-throttle.js';
 import type { SessionService } from './auth/sessions.js';
@@ -31,9 +33,19 @@ export interface ApiDeps {
   commands: CommandService;
   /**
    * rate_limit_per_min: requests per minute per principal (per IP unauthenticated); default 100.
+   * trust_proxy: Fastify's trustProxy (who may name the client in X-Forwarded-For); default false.
+   * webhook_allow_private: webhook URLs may target internal addresses; default false.
+   * redis_prefix: key prefix of the shared rate-limit counters (with `redis`).
    */
   config: Pick<Config, 'refresh_token_ttl_s' | 'access_token_ttl_s'> &
-    Partial<Pick<Config, 'rate_limit_per_min'>>;
+    Partial<Pick<Config, 'rate_limit_per_min' | 'trust_proxy' | 'webhook_allow_private' | 'redis_prefix'>>;
+  /**
+   * Sign-in throttles (auth/login-throttle.ts). Pass the deployment's shared adapter (Redis) so
+   * every API process counts the same attempts; default: in this process.
+   */
+  budgets?: RateBudgets;
+  /** With a connection, request rate limits are counted in Redis and shared by every API process. */
+  redis?: Redis | null;
   /** Server clock (epoch ms); injectable so tests can expire tokens without sleeping. */
   now?: () => number;
   readiness?: () => Promise<Readiness>;
@@ -62,6 +74,8 @@ export interface ApiKeyPrincipal {
   actorId: string;
   /** The key's name, as it was at the time of the request. */
   label: string;
+  /** When the key expires (epoch ms), null if never: what a feed opened with it may outlive. */
+  expiresAt: number | null;
 }
 
 /** Who is calling. Narrow on `kind` for what only one kind has (a console role, scopes). */
@@ -77,6 +91,8 @@ declare module 'fastify' {
     counters: Counters;
     sessions: SessionService;
     loginThrottle: LoginThrottle;
+    /** Operator settings the routes consult. */
+    apiOptions: { webhookAllowPrivate: boolean };
     clock: () => number;
     newId: IdFactory;
   }

@@ -86,13 +86,13 @@ describe('webhooks API', () => {
   it('updates url, events and enabled, and deletes', async () => {
     const { webhook } = await createHook(admin);
     const patched = await call(admin, 'PATCH', `/api/v1/webhooks/${webhook.id}`, {
-      url: 'http://10.0.0.5:8080/hook',
+      url: 'http://hooks2.example.com:8080/hook',
       events: ['device.discovered'],
       enabled: false,
     });
     expect(patched.statusCode).toBe(200);
     expect(json<{ webhook: WebhookBody }>(patched).webhook).toMatchObject({
-      url: 'http://10.0.0.5:8080/hook',
+      url: 'http://hooks2.example.com:8080/hook',
       events: ['device.discovered'],
       enabled: false,
     });
@@ -184,5 +184,53 @@ describe('webhooks API', () => {
     const badPatch = await call(owner, 'PATCH', `/api/v1/webhooks/${webhook.id}`, { url: 'gopher://x' });
     expect(badPatch.statusCode).toBe(400);
     expect(json<{ error: { message: string } }>(badPatch).error.message).toMatch(/^body\.url: /);
+  });
+  it('refuses internal targets in any notation at creation and on update', async () => {
+    const { webhook } = await createHook();
+    for (const url of [
+      'http://127.0.0.1:8080/hook',
+      'http://0x7f000001/hook',
+      'http://2130706433/hook',
+      'http://0177.0.0.1/hook',
+      'http://127.1/hook',
+      'http://localhost:3000/hook',
+      'http://169.254.169.254/latest/meta-data/',
+      'http://metadata.google.internal/',
+      'http://10.0.0.5/hook',
+      'http://172.16.1.1/hook',
+      'http://192.168.1.1/hook',
+      'http://100.64.0.1/hook',
+      'http://[::1]/hook',
+      'http://[fd00::1]/hook',
+      'http://[::ffff:127.0.0.1]/hook',
+      'http://0.0.0.0/hook',
+      'http://224.0.0.1/hook',
+    ]) {
+      for (const res of [
+        await call(owner, 'POST', '/api/v1/webhooks', { url, events: ['alert.opened'] }),
+        await call(owner, 'PATCH', `/api/v1/webhooks/${webhook.id}`, { url }),
+      ]) {
+        expect(res.statusCode, url).toBe(400);
+        expect(json(res), url).toMatchObject({ error: { code: 'VALIDATION_FAILED', issues: [{ field: 'body.url' }] } });
+      }
+    }
+    expect(json<{ webhook: WebhookBody }>(await call(owner, 'GET', `/api/v1/webhooks/${webhook.id}`)).webhook.url).toBe(
+      'https://hooks.example.com/edgeplane',
+    );
+  });
+});
+
+describe('webhooks API with --webhook-allow-private', () => {
+  it('accepts private targets for on-premises receivers', async () => {
+    const onPrem = await startHarness({ beforeReady: mountWebhooks, webhookAllowPrivate: true });
+    try {
+      const operator = await login(onPrem.app, OPERATOR_EMAIL);
+      const { owner: local } = await createTenant(onPrem.app, operator, 'OnPrem');
+      for (const url of ['http://127.0.0.1:8080/hook', 'http://10.0.0.5/hook', 'http://receiver.local/hook']) {
+        await post(onPrem.app, local, '/api/v1/webhooks', { url, events: ['alert.opened'] });
+      }
+    } finally {
+      await onPrem.close();
+    }
   });
 });

@@ -139,6 +139,7 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
             commands,
             logger: logger.child({ module: 'api' }),
             config,
+            budgets: f.workflow.budgets,
             now,
             readiness: async () => ({ ok: accepting, checks: { store: accepting, broker: accepting, pipeline: accepting } }),
           });

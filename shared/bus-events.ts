@@ -20,7 +20,18 @@ export interface BusEvents {
   'command.updated': { tenant_id: string; command: CommandRecord };
   /** A tower credential was revoked: brokers must drop its live sessions. */
   'credential.revoked': { tower_id: string; credential_id: string };
+  /**
+   * A console account's sessions ended (role changed, disabled, deleted, password changed): every
+   * process closes what the account has open (API feeds, MQTT console sessions). Access tokens it
+   * holds are refused by their session version at their next request anyway.
+   */
+  'console-user.revoked': { user_id: string; tenant_id: string | null; reason: ConsoleUserRevokedReason };
+  /** A tenant API key was revoked: every process closes what it has open with the key (feeds). */
+  'api-key.revoked': { key_id: string; tenant_id: string };
 }
+
+export const CONSOLE_USER_REVOKED_REASONS = ['role_changed', 'disabled', 'deleted', 'password_changed'] as const;
+export type ConsoleUserRevokedReason = (typeof CONSOLE_USER_REVOKED_REASONS)[number];
 
 export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]> } = {
   'policy.changed': z.object({ tenant_id: z.string(), version: z.number().int() }),
@@ -31,6 +42,12 @@ export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]
   'tower.status': z.object({ tower: TowerSchema }),
   'command.updated': z.object({ tenant_id: z.string(), command: CommandRecordSchema }),
   'credential.revoked': z.object({ tower_id: z.string(), credential_id: z.string() }),
+  'console-user.revoked': z.object({
+    user_id: z.string(),
+    tenant_id: z.string().nullable(),
+    reason: z.enum(CONSOLE_USER_REVOKED_REASONS),
+  }),
+  'api-key.revoked': z.object({ key_id: z.string(), tenant_id: z.string() }),
 };
 
 export const BUS_EVENT_NAMES = Object.keys(BUS_EVENT_SCHEMAS) as Array<keyof BusEvents>;

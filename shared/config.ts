@@ -2,12 +2,48 @@
  * Configuration schema for every process. Precedence: command-line flags > EDGEPLANE_* env vars >
  * defaults. One schema, so `--help` text, env names and validation cannot drift apart.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])]).transform((v) =>
   typeof v === 'boolean' ? v : v === 'true' || v === '1' || v === 'yes',
 );
 const port = z.coerce.number().int().min(0).max(65535);
+
+/** What Fastify's `trustProxy` takes: off, everyone, a hop count, or proxy addresses/CIDRs. */
+export type TrustProxy = boolean | number | string[];
+
+const PROXY_NAME_RE = /^(loopback|linklocal|uniquelocal)$/;
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_NAME_RE.test(entry)) return true;
+  const [address, prefix, ...rest] = entry.split('/');
+  const family = isIP(address ?? '');
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  const bits = Number(prefix);
+  return /^\d{1,3}$/.test(prefix) && bits <= (family === 4 ? 32 : 128);
+}
+
+function parseTrustProxy(value: boolean | number | string, ctx: z.RefinementCtx): TrustProxy {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number') {
+    if (Number.isInteger(value) && value >= 0) return value;
+    ctx.addIssue({ code: 'custom', message: 'a hop count must be a whole number' });
+    return z.NEVER;
+  }
+  const text = value.trim().toLowerCase();
+  if (['', 'false', 'no', 'off'].includes(text)) return false;
+  if (['true', 'yes', 'on'].includes(text)) return true;
+  if (/^\d+$/.test(text)) return Number(text);
+  const entries = text.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  const bad = entries.filter((e) => !isProxyAddress(e));
+  if (entries.length === 0 || bad.length > 0) {
+    ctx.addIssue({ code: 'custom', message: `must be false, true, a hop count or addresses/CIDRs (not ${bad.join(', ') || 'empty'})` });
+    return z.NEVER;
+  }
+  return entries;
+}
 const positiveInt = z.coerce.number().int().positive();
 
 export interface OptionSpec {
@@ -36,7 +72,11 @@ export const CONFIG_OPTIONS = {
   ingest_concurrency: { flag: 'ingest-concurrency', describe: 'Uplink messages processed at once; beyond it PUBACKs wait (backpressure)' },
   access_token_ttl_s: { flag: 'access-token-ttl-s', describe: 'Lifetime of access JWTs' },
   refresh_token_ttl_s: { flag: 'refresh-token-ttl-s', describe: 'Lifetime of refresh tokens' },
-  rate_limit_per_min: { flag: 'rate-limit-per-min', describe: 'API requests per minute per user or API key (per IP when unauthenticated)' },
+  rate_limit_per_min: { flag: 'rate-limit-per-min', describe: 'API requests per minute per user or API key (per IP when unauthenticated); shared by every API process over Redis' },
+  trust_proxy: {
+    flag: 'trust-proxy',
+    describe: 'Reverse proxies whose X-Forwarded-For names the client: false, a hop count (1 = one proxy), or comma-separated addresses/CIDRs (loopback, linklocal, uniquelocal allowed); true trusts any sender (only behind a proxy that overwrites the header)',
+  },
   shutdown_timeout_ms: { flag: 'shutdown-timeout-ms', describe: 'Longest a graceful shutdown may take before forcing exit' },
   command_ttl_s: { flag: 'command-ttl-s', describe: 'A remediation command not acked within this is marked expired' },
   command_retry_min_ms: { flag: 'command-retry-min-ms', describe: 'First resend delay of an unacknowledged command (doubles up to the max)' },
@@ -44,6 +84,10 @@ export const CONFIG_OPTIONS = {
   retention_interval_s: { flag: 'retention-interval-s', describe: 'How often usage older than each tenant plan\'s retention is purged' },
   webhook_max_attempts: { flag: 'webhook-max-attempts', describe: 'Delivery attempts per webhook event before it is marked failed' },
   webhook_timeout_ms: { flag: 'webhook-timeout-ms', describe: 'Timeout of one webhook delivery attempt' },
+  webhook_allow_private: {
+    flag: 'webhook-allow-private',
+    describe: 'Allow webhook URLs on loopback, private, link-local and other internal addresses (on-premises receivers)',
+  },
   firebase_database_url: { flag: 'firebase-database-url', describe: 'Mirror live alerts/remediations/counters to this Firebase Realtime Database (off when unset)' },
   firebase_credentials_file: { flag: 'firebase-credentials-file', describe: 'Service account JSON for Firebase (not needed with FIREBASE_DATABASE_EMULATOR_HOST)' },
   firebase_flush_ms: { flag: 'firebase-flush-ms', describe: 'Firebase writes are batched: at most one multi-path update per interval' },
@@ -78,6 +122,7 @@ export const ConfigSchema = z.object({
   access_token_ttl_s: positiveInt.default(900),
   refresh_token_ttl_s: positiveInt.default(30 * 24 * 3600),
   rate_limit_per_min: positiveInt.default(100),
+  trust_proxy: z.union([z.boolean(), z.number(), z.string()]).default(false).transform(parseTrustProxy),
   shutdown_timeout_ms: positiveInt.default(15000),
   command_ttl_s: positiveInt.default(3600),
   command_retry_min_ms: positiveInt.default(1000),
@@ -85,6 +130,7 @@ export const ConfigSchema = z.object({
   retention_interval_s: positiveInt.default(3600),
   webhook_max_attempts: positiveInt.max(20).default(8),
   webhook_timeout_ms: positiveInt.default(5000),
+  webhook_allow_private: bool.default(false),
   firebase_database_url: z.url().optional(),
   firebase_credentials_file: z.string().min(1).optional(),
   firebase_flush_ms: positiveInt.default(1000),

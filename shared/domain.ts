@@ -75,6 +75,13 @@ export interface ConsoleUser {
   tenant_id: string | null;
   email: string;
   console_role: ConsoleRole;
+  /** Set while the account is disabled: it cannot sign in and its tokens are refused. */
+  disabled_at: number | null;
+  /**
+   * Bumped by every change that ends the account's sessions (role, disabled, password): access
+   * tokens carry the version they were issued under and are refused once it moved.
+   */
+  session_version: number;
   created_at: number;
   updated_at: number;
 }

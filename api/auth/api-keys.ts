@@ -42,6 +42,7 @@ export function apiKeyPrincipal(key: ApiKey): ApiKeyPrincipal {
     scopes: key.scopes.filter((s): s is Permission => isPermission(s)),
     actorId: `api_key:${key.id}`,
     label: key.name,
+    expiresAt: key.expires_at,
   };
 }
 

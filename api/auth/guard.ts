@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { TENANT_CONSOLE_ROLES } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
-import { isRateLimitExempt, type RequestRateLimits } from '../rate-limit.js';
+import { addressSubject, isRateLimitExempt, type ChargeRequest } from '../rate-limit.js';
 import type { Principal, UserPrincipal } from '../types.js';
 import { authenticateApiKey, looksLikeApiKey } from './api-keys.js';
 import { holds } from './permissions.js';
@@ -32,25 +32,42 @@ function credentialOf(request: FastifyRequest): { kind: 'jwt' | 'api_key'; value
   throw createError('UNAUTHENTICATED', 'missing bearer access token');
 }
 
-async function authenticate(app: FastifyInstance, request: FastifyRequest): Promise<Principal> {
-  const credential = credentialOf(request);
-  if (credential.kind === 'api_key') return authenticateApiKey(app.store, credential.value, app.clock());
-  const claims = await app.tokens.verify(credential.value);
+/**
+ * A verified access token is also checked against its account, on every request: the account must
+ * still exist, be enabled, and be at the session version the token was issued under (a role change,
+ * disable or password change moved it), so a revoked token stops working at its next request, on
+ * every API process, with nothing to miss. Chosen over a revocation set fed by the bus (Redis
+ * pub/sub is at-most-once: a process that missed the event would honour the token until expiry).
+ * Cost, measured on SQLite: one primary-key read, 2.5 µs, next to 277 µs for the ES256 signature
+ * check and ~830 µs for a whole small request; on MongoDB one _id lookup round trip.
+ */
+async function authenticateToken(app: FastifyInstance, token: string): Promise<UserPrincipal> {
+  const claims = await app.tokens.verify(token);
   // A token whose tenant binding contradicts its role was not minted by us: refuse it outright.
   const isTenantRole = (TENANT_CONSOLE_ROLES as readonly string[]).includes(claims.role);
   if (isTenantRole !== (claims.tenant_id !== null)) {
     throw createError('UNAUTHENTICATED', 'access token is invalid');
   }
-  return { kind: 'user', userId: claims.sub, tenantId: claims.tenant_id, role: claims.role, actorId: claims.sub, label: null };
+  const user = await app.store.consoleUsers.get(claims.sub);
+  if (!user || user.disabled_at !== null || user.tenant_id !== claims.tenant_id || user.session_version !== (claims.sv ?? 0)) {
+    throw createError('UNAUTHENTICATED', 'access token is no longer valid: sign in again');
+  }
+  return { kind: 'user', userId: user.id, tenantId: user.tenant_id, role: user.console_role, actorId: user.id, label: null };
+}
+
+async function authenticate(app: FastifyInstance, request: FastifyRequest): Promise<Principal> {
+  const credential = credentialOf(request);
+  if (credential.kind === 'api_key') return authenticateApiKey(app.store, credential.value, app.clock());
+  return authenticateToken(app, credential.value);
 }
 
 /** Quota subject: the principal when known, else the client address. Namespaced so ids never collide. */
 function subjectOf(request: FastifyRequest, principal: Principal | null): string {
-  if (!principal) return `ip:${request.ip}`;
+  if (!principal) return addressSubject(request);
   return principal.kind === 'user' ? `user:${principal.userId}` : `api_key:${principal.keyId}`;
 }
 
-export function registerGuard(app: FastifyInstance, limits: RequestRateLimits): void {
+export function registerGuard(app: FastifyInstance, charge: ChargeRequest): void {
   app.decorateRequest('principal', null);
 
   // Fail at startup, not in production, when an API route forgets to declare who may call it.
@@ -69,7 +86,7 @@ export function registerGuard(app: FastifyInstance, limits: RequestRateLimits): 
     if (isRateLimitExempt(request.routeOptions.url)) return;
     const { permission } = request.routeOptions.config;
     if (!permission) {
-      limits.charge(subjectOf(request, null), reply);
+      await charge(request, reply, subjectOf(request, null));
       return;
     }
     let principal: Principal;
@@ -77,10 +94,10 @@ export function registerGuard(app: FastifyInstance, limits: RequestRateLimits): 
       principal = await authenticate(app, request);
     } catch (err) {
       // Failed authentications count against the address, so guessing credentials is throttled too.
-      limits.charge(subjectOf(request, null), reply);
+      await charge(request, reply, subjectOf(request, null));
       throw err;
     }
-    limits.charge(subjectOf(request, principal), reply);
+    await charge(request, reply, subjectOf(request, principal));
     if (!holds(principal, permission)) {
       throw createError(
         'FORBIDDEN',

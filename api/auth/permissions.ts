@@ -41,6 +41,8 @@ export const PERMISSIONS = {
   'tenant:write': TENANT_WRITE,
   'console-users:read': TENANT_WRITE,
   'console-users:write': TENANT_WRITE,
+  /** Setting another account's password: owners only (an admin could otherwise take over a peer). */
+  'console-users:credentials': ['owner'],
   'users:read': TENANT_READ,
   'users:write': TENANT_WRITE,
   'roles:read': TENANT_READ,
@@ -94,11 +96,16 @@ export function grantableRoles(role: ConsoleRole): readonly ConsoleRole[] {
 }
 
 /**
- * Permissions an API key may never hold, whoever creates it: managing API keys, and creating
- * console users (a key could create an owner with a known password and sign in as it). Either
- * would let a key mint credentials broader than itself.
+ * Permissions an API key may never hold, whoever creates it: managing API keys, and managing
+ * console users or their passwords (a key could create an owner with a known password and sign in
+ * as it). Any of them would let a key mint credentials broader than itself.
  */
-const NEVER_DELEGATED: ReadonlySet<Permission> = new Set<Permission>(['api-keys:read', 'api-keys:write', 'console-users:write']);
+const NEVER_DELEGATED: ReadonlySet<Permission> = new Set<Permission>([
+  'api-keys:read',
+  'api-keys:write',
+  'console-users:write',
+  'console-users:credentials',
+]);
 
 function isTenantPermission(permission: Permission): boolean {
   const roles = PERMISSIONS[permission] as readonly ConsoleRole[];

@@ -5,7 +5,9 @@ import { createError } from '../../shared/errors.js';
 import { NoContent, errorResponses } from '../schemas/common.js';
 import { ConsoleUserSchema } from '../../shared/schemas/records.js';
 import { ApiKeySchema } from '../routes/api-keys.js';
-import { principalOf } from './guard.js';
+import { audit } from '../audit.js';
+import { PasswordSchema } from '../routes/tenants.js';
+import { principalOf, userPrincipalOf } from './guard.js';
 
 const TokenPairSchema = z
   .object({
@@ -24,8 +26,19 @@ const LoginBody = z
     email: z.string().min(1).max(320),
     // Upper bound keeps a hostile caller from making scrypt hash megabytes.
     password: z.string().min(1).max(1024),
+    tenant_id: z
+      .string()
+      .min(1)
+      .max(64)
+      .nullable()
+      .optional()
+      .describe('for an e-mail with accounts in several tenants: sign in to this one (null: the platform operator)'),
   })
   .meta({ example: { email: 'owner@acme.example', password: 'correct horse battery' } });
+
+const ChangePasswordBody = z
+  .strictObject({ current_password: z.string().min(1).max(1024), new_password: PasswordSchema })
+  .meta({ example: { current_password: 'correct horse battery', new_password: 'a longer passphrase than before' } });
 
 const RefreshBody = z.strictObject({ refresh_token: z.string().min(1).max(512) });
 
@@ -37,17 +50,31 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'Sign in with email and password',
         description:
-          'Besides the request limit, attempts are limited per e-mail and per client address ' +
-          '(10 per 15 minutes each): 429 RATE_LIMITED with Retry-After, the same for every e-mail.',
+          'Besides the request limit, attempts are limited per (e-mail, client address), 5 then one ' +
+          'every 200 s, and per client address, 100 then one every 10 s: 429 RATE_LIMITED with ' +
+          'Retry-After, the same for every e-mail. Disabled accounts answer like a wrong password.',
         body: LoginBody,
         response: { 200: TokenPairSchema, ...errorResponses },
       },
     },
     async (request, reply) => {
-      const { email, password } = request.body;
-      app.loginThrottle.admit(email, request.ip, reply);
-      const pair = await app.sessions.login(email, password);
-      app.loginThrottle.succeeded(email);
+      const { email, password, tenant_id } = request.body;
+      const throttled = await app.loginThrottle.admit(email, request.ip);
+      if (throttled) {
+        reply.header('retry-after', throttled.retryAfterS);
+        throw throttled.error;
+      }
+      let signedIn: Awaited<ReturnType<typeof app.sessions.login>>;
+      try {
+        signedIn = await app.sessions.login(email, password, tenant_id === undefined ? {} : { tenantId: tenant_id });
+      } catch (err) {
+        app.loginThrottle.failed();
+        throw err;
+      }
+      await app.loginThrottle.succeeded(email, request.ip);
+      const { user, pair } = signedIn;
+      // Recorded against the account that signed in (an e-mail may have several).
+      audit(request, { tenant_id: user.tenant_id, actor: { kind: 'console_user', id: user.id, label: user.email } });
       return pair;
     },
   );
@@ -104,6 +131,29 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
       const user = await app.store.consoleUsers.get(principal.userId);
       if (!user) throw createError('UNAUTHENTICATED', 'account no longer exists');
       return { user };
+    },
+  );
+
+  app.post(
+    '/me/password',
+    {
+      config: { permission: 'session:read', audit: { action: 'me.password', resource_type: 'console_user' } },
+      schema: {
+        summary: 'Change the caller’s own password; every other session of the account ends',
+        description:
+          'Checks the current password (401 INVALID_CREDENTIALS naming body.current_password), then ends ' +
+          'every session of the account, live feeds included, and returns a fresh token pair for the caller.',
+        body: ChangePasswordBody,
+        response: { 200: TokenPairSchema, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { userId } = userPrincipalOf(request);
+      const { current_password, new_password } = request.body;
+      const { pair, user } = await app.sessions.changeOwnPassword(userId, current_password, new_password);
+      audit(request, { resource_id: userId });
+      app.bus.publish('console-user.revoked', { user_id: userId, tenant_id: user.tenant_id, reason: 'password_changed' });
+      return pair;
     },
   );
 };

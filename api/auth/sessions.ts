@@ -3,8 +3,14 @@
  * tokens stored only as SHA-256. Each login starts a token family; every refresh consumes the
  * presented token and issues the next one in the same family, so presenting a consumed token
  * means it was copied: the whole family is revoked and the thief and the victim both sign in again.
+ *
+ * An e-mail may have an account in several tenants (shared/store/rules/console-users.ts). Their
+ * hashes share one salt, so one derivation checks the password against all of them and sign-in
+ * costs the same whatever their number: the password (or an explicit tenant) picks the account.
+ * Disabled accounts never sign in, with the same answer as a wrong password.
  */
-import { verifyPassword } from '../../shared/auth/passwords.js';
+import { matchPasswords } from '../../shared/auth/passwords.js';
+import { hashPassword } from '../../shared/auth/passwords.js';
 import { randomSecret, sha256 } from '../../shared/auth/secrets.js';
 import type { TokenService } from '../../shared/auth/tokens.js';
 import type { ConsoleUser } from '../../shared/domain.js';
@@ -39,13 +45,39 @@ export class SessionService {
     this.#o = options;
   }
 
-  async login(email: string, password: string): Promise<TokenPair> {
-    const user = await this.#o.store.consoleUsers.findByEmail(email);
-    // An unknown email still pays for one scrypt verification, so response time does not reveal
+  /**
+   * `tenantId` (null: operators) narrows the candidates to one scope; without it the first account
+   * in sign-in order whose password matches signs in.
+   */
+  async login(email: string, password: string, opts: { tenantId?: string | null } = {}): Promise<{ pair: TokenPair; user: ConsoleUser }> {
+    const accounts = (await this.#o.store.consoleUsers.findAllByEmail(email)).filter(
+      (a) => opts.tenantId === undefined || a.tenant_id === opts.tenantId,
+    );
+    // An unknown email still pays for one scrypt derivation, so response time does not reveal
     // which emails have accounts.
-    const ok = await verifyPassword(password, user?.password_hash ?? this.#o.decoyHash);
-    if (!user || !ok) throw invalidCredentials();
-    return this.#issue(user, this.#o.newId());
+    const matched = await matchPasswords(password, accounts.length > 0 ? accounts.map((a) => a.password_hash) : [this.#o.decoyHash]);
+    const user = accounts.find((a, i) => matched[i] === true && a.disabled_at === null);
+    if (!user) throw invalidCredentials();
+    const { password_hash: _hash, ...account } = user;
+    return { pair: await this.#issue(account, this.#o.newId()), user: account };
+  }
+
+  /**
+   * The caller's own password change: the current password is checked first, then every session
+   * of the account ends (store) and a fresh pair is issued for the caller.
+   */
+  async changeOwnPassword(userId: string, current: string, next: string): Promise<{ pair: TokenPair; user: ConsoleUser }> {
+    const account = await this.#o.store.consoleUsers.getWithPassword(userId);
+    if (!account || account.disabled_at !== null) throw createError('UNAUTHENTICATED', 'account no longer exists or is disabled');
+    const [ok] = await matchPasswords(current, [account.password_hash]);
+    if (!ok) {
+      throw createError('INVALID_CREDENTIALS', 'current password is incorrect', [{ field: 'body.current_password', message: 'incorrect' }]);
+    }
+    const updated = await this.#o.store.consoleUsers.update(account.tenant_id, userId, {
+      password_hash: await hashPassword(next, account.password_hash),
+    });
+    if (!updated) throw createError('UNAUTHENTICATED', 'account no longer exists');
+    return { pair: await this.#issue(updated, this.#o.newId()), user: updated };
   }
 
   async refresh(refreshToken: string): Promise<TokenPair> {
@@ -63,7 +95,8 @@ export class SessionService {
       throw invalidRefresh();
     }
     const user = await this.#o.store.consoleUsers.get(rec.user_id);
-    if (!user) throw invalidRefresh();
+    // Disabling revokes the account's tokens; this also covers a refresh racing that write.
+    if (!user || user.disabled_at !== null) throw invalidRefresh();
     return this.#issue(user, rec.family_id);
   }
 
@@ -82,7 +115,12 @@ export class SessionService {
       token_hash: sha256(refresh),
       expires_at: this.#o.now() + this.#o.refreshTtlS * 1000,
     });
-    const access = await this.#o.tokens.sign({ sub: user.id, tenant_id: user.tenant_id, role: user.console_role });
+    const access = await this.#o.tokens.sign({
+      sub: user.id,
+      tenant_id: user.tenant_id,
+      role: user.console_role,
+      sv: user.session_version,
+    });
     return { access_token: access, refresh_token: refresh, token_type: 'Bearer', expires_in: this.#o.tokens.ttlSeconds };
   }
 }

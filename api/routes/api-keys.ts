@@ -142,7 +142,7 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { permission: 'api-keys:write' },
       schema: {
-        summary: 'Revoke an API key (idempotent); requests with it answer 401 from now on',
+        summary: 'Revoke an API key (idempotent); requests with it answer 401 and its live feeds close',
         params: IdParams,
         response: { 204: NoContent, ...errorResponses },
       },
@@ -153,6 +153,8 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
         // revoke() is false for an unknown id and for a key already revoked: only the first is 404.
         found(await app.store.apiKeys.get(tenantId, request.params.id), 'API key');
       }
+      // Every API process closes the feeds it has open with the key (requests are refused already).
+      app.bus.publish('api-key.revoked', { key_id: request.params.id, tenant_id: tenantId });
       return reply.code(204).send();
     },
   );

@@ -10,8 +10,9 @@
  *   per stored batch, only the records matching `?device_id=` / `?effect=` when given.
  *
  * A plain HTTP GET answers 400 BAD_REQUEST (with `Upgrade: websocket`).
- * Close codes: 1001 shutdown, 1013 slow consumer (reconnect and catch up over REST), 4401 token
- * expired, 4403 not a tenant user, 4429 too many feed connections for the tenant.
+ * Close codes: 1001 shutdown, 1013 slow consumer (reconnect and catch up over REST), 4401 the
+ * credential expired or was revoked (account disabled, deleted, re-roled, password changed; API
+ * key revoked), 4403 not a tenant user, 4429 too many feed connections for the tenant.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -19,7 +20,8 @@ import { z } from 'zod';
 import { createError } from '../../shared/errors.js';
 import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import { principalOf } from '../auth/guard.js';
-import { FEED_CLOSE, accessTokenExpiry } from '../feeds.js';
+import { accessTokenExpiry } from '../feed-transport.js';
+import { FEED_CLOSE, type FeedClient } from '../feeds.js';
 import { IdSchema, errorResponses } from '../schemas/common.js';
 
 export interface FeedRoutesOptions {
@@ -37,9 +39,17 @@ const FEED_DOC =
   'WebSocket only (a plain GET answers 400). Authenticate with `Sec-WebSocket-Protocol: bearer, <token>` ' +
   '(the server selects `bearer`), `?access_token=` or `Authorization: Bearer`; an API key needs the ' +
   "'feeds:read' scope. Messages are JSON `{type, data}`, the first `{type: 'ready'}`. Close codes: 1001 " +
-  'shutdown, 1013 slow consumer, 4401 token expired, 4403 not a tenant caller, 4429 too many connections.';
+  'shutdown, 1013 slow consumer, 4401 credential expired or revoked, 4403 not a tenant caller, 4429 too many connections.';
 
 const AlertsFeedQuery = z.object({ access_token });
+
+/** Who opened the feed and until when: what closes it again (expiry, revocation). */
+function feedClientOf(request: FastifyRequest, tenantId: string): FeedClient {
+  const principal = principalOf(request);
+  return principal.kind === 'user'
+    ? { tenantId, principal: { kind: 'user', id: principal.userId }, expiresAt: accessTokenExpiry(request) }
+    : { tenantId, principal: { kind: 'api_key', id: principal.keyId }, expiresAt: principal.expiresAt };
+}
 const StreamQuery = z.object({
   access_token,
   device_id: IdSchema.optional().describe('only records of this device'),
@@ -73,7 +83,7 @@ export const feedRoutes: FastifyPluginAsyncZod<FeedRoutesOptions> = async (app, 
         socket.close(FEED_CLOSE.forbidden, 'feeds are tenant data');
         return;
       }
-      app.feeds.openAlerts(socket, { tenantId, expiresAt: accessTokenExpiry(request) });
+      app.feeds.openAlerts(socket, feedClientOf(request, tenantId));
     },
   });
 
@@ -98,7 +108,7 @@ export const feedRoutes: FastifyPluginAsyncZod<FeedRoutesOptions> = async (app, 
       const { device_id, effect } = request.query;
       app.feeds.openStream(
         socket,
-        { tenantId, expiresAt: accessTokenExpiry(request) },
+        feedClientOf(request, tenantId),
         { ...(device_id !== undefined && { device_id }), ...(effect !== undefined && { effect }) },
       );
     },

@@ -14,6 +14,7 @@ import { policyRoutes } from './policies.js';
 import { policyRuleRoutes } from './policy-rules.js';
 import { remediationRoutes } from './remediation.js';
 import { signingKeyRoutes } from './signing-keys.js';
+import { tenantOwnerRoutes } from './tenant-owners.js';
 import { tenantRoutes } from './tenants.js';
 import { towerCredentialRoutes } from './tower-credentials.js';
 import { towerRoutes } from './towers.js';
@@ -23,6 +24,7 @@ import { webhookRoutes } from './webhooks.js';
 
 export const apiRoutes: FastifyPluginAsync = async (app) => {
   await app.register(tenantRoutes);
+  await app.register(tenantOwnerRoutes);
   await app.register(planRoutes);
   await app.register(consoleUserRoutes);
   await app.register(usersRolesRoutes, { kind: 'users' });

@@ -7,11 +7,10 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { hashPassword } from '../../shared/auth/passwords.js';
-import { createError } from '../../shared/errors.js';
 import { EffectSchema, TopicId } from '../../shared/mqtt/payloads.js';
 import { audit, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
+import { createConsoleAccount } from '../console-accounts.js';
 import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate, sortQuery } from '../schemas/common.js';
 import { ConsoleUserSchema, TenantSchema } from '../../shared/schemas/records.js';
 import { PlanReply } from './plans.js';
@@ -69,27 +68,16 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { owner, ...input } = request.body;
-      // Everything that can fail on the caller's input is checked before the first write.
-      const passwordHash = owner ? await hashPassword(owner.password) : null;
-      if (owner && (await app.store.consoleUsers.findByEmail(owner.email))) {
-        throw createError('CONFLICT', 'a console user with this email already exists', [
-          { field: 'body.owner.email', message: 'already in use' },
-        ]);
-      }
       const tenant = await app.store.tenants.create(input);
       audit(request, { resource_id: tenant.id, after: { tenant, owner: null } });
-      if (!owner || passwordHash === null) return reply.code(201).send({ tenant });
+      if (!owner) return reply.code(201).send({ tenant });
       try {
-        const user = await app.store.consoleUsers.create({
-          tenant_id: tenant.id,
-          email: owner.email,
-          console_role: 'owner',
-          password_hash: passwordHash,
-        });
+        // A new tenant has no accounts: its owner's e-mail cannot conflict, even if other tenants use it.
+        const user = await createConsoleAccount(app, { tenant_id: tenant.id, email: owner.email, console_role: 'owner', password: owner.password }, 'body.owner.email');
         audit(request, { after: { tenant, owner: user } });
         return reply.code(201).send({ tenant, owner: user });
       } catch (err) {
-        // Lost a race for the email: undo the tenant so nothing is half-written.
+        // Nothing is half-written: the tenant goes if its owner could not be created.
         await app.store.tenants.delete(tenant.id);
         throw err;
       }

@@ -19,8 +19,10 @@ import {
   errorResponses,
   existed,
   found,
+  invalidField,
   paginate,
 } from '../schemas/common.js';
+import { targetProblem } from '../../shared/net/address-policy.js';
 
 const WEBHOOK_EVENTS = ['alert.opened', 'alert.updated', 'command.updated', 'device.discovered'] as const;
 const WebhookEventSchema = z.enum(WEBHOOK_EVENTS);
@@ -91,6 +93,16 @@ const CreatedWebhookReply = z
   })
   .meta({ id: 'CreatedWebhook' });
 
+/**
+ * Loopback, private, link-local (cloud metadata) and other internal targets, in any notation, and
+ * local names are refused unless the operator allows private targets (--webhook-allow-private).
+ * Names are resolved again at every delivery (workers/webhooks/webhook-transport.ts).
+ */
+function requirePublicTarget(url: string, allowPrivate: boolean): void {
+  const problem = targetProblem(url, allowPrivate);
+  if (problem !== null) invalidField('body.url', `${problem}; webhooks must target public addresses`);
+}
+
 /** Repeated event names are harmless; store each once. */
 function unique(events: WebhookEventType[]): WebhookEventType[] {
   return [...new Set(events)];
@@ -103,13 +115,19 @@ export const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'webhooks:write', audit: { action: 'webhooks.create', resource_type: 'webhook' } },
       schema: {
         summary: 'Register a webhook (its signing secret is returned once)',
+        description:
+          'The URL must reach a public address: loopback, private, CGNAT, link-local (cloud metadata), ' +
+          'unique-local, multicast and reserved addresses in any notation, and local names, are refused ' +
+          '(400 naming body.url) unless the operator set --webhook-allow-private. Names are resolved ' +
+          'again, and checked, at every delivery.',
         body: CreateWebhookBody,
         response: { 201: CreatedWebhookReply, ...errorResponses },
       },
     },
     async (request, reply) => {
-      const secret = randomSecret();
       const { url, events } = request.body;
+      requirePublicTarget(url, app.apiOptions.webhookAllowPrivate);
+      const secret = randomSecret();
       // The store's record carries no secret; only it enters the audit trail.
       const webhook = await recordCreate(request, () =>
         app.store.webhooks.create(tenantIdOf(request), { url, events: unique(events), secret }),
@@ -159,6 +177,7 @@ export const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const { events, ...rest } = request.body;
+      if (rest.url !== undefined) requirePublicTarget(rest.url, app.apiOptions.webhookAllowPrivate);
       const patch = { ...rest, ...(events !== undefined && { events: unique(events) }) };
       const tenantId = tenantIdOf(request);
       const { id } = request.params;

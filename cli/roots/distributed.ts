@@ -190,6 +190,8 @@ export async function startApiRole(config: Config, opts: RoleOptions): Promise<R
     commands,
     logger: logger.child({ module: 'api' }),
     config,
+    budgets: f.workflow.budgets,
+    redis: f.redis,
     now,
     readiness: async () => {
       const checks = { ...f.connectionsReady(), api: accepting };

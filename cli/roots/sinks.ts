@@ -27,6 +27,7 @@ export function buildSinks(f: Foundation, opts: SinkOptions): { components: Comp
     processId: f.processId,
     maxAttempts: config.webhook_max_attempts,
     timeoutMs: config.webhook_timeout_ms,
+    allowPrivateTargets: config.webhook_allow_private,
     now,
     onError: onError('webhook delivery'),
   });

@@ -30,12 +30,19 @@ export interface AccessClaims {
   sub: string;
   tenant_id: string | null;
   role: ConsoleRole;
+  /**
+   * The account's session version when the token was issued; a token whose version is no longer
+   * the account's was ended (role, disable, password). Absent in tokens issued before versions
+   * existed, which read as version 0.
+   */
+  sv?: number;
 }
 
 const ClaimsSchema = z.object({
   sub: z.string().min(1),
   tenant_id: z.string().nullable(),
   role: z.enum(['operator', 'owner', 'admin', 'analyst', 'viewer']),
+  sv: z.number().int().nonnegative().optional(),
 });
 
 interface StoredKey {
@@ -182,7 +189,7 @@ export class TokenService {
     const key = this.#ring.current();
     const privateKey = await importJWK(key.private_jwk, ALG);
     const iat = Math.floor(this.#now() / 1000);
-    return new SignJWT({ tenant_id: claims.tenant_id, role: claims.role })
+    return new SignJWT({ tenant_id: claims.tenant_id, role: claims.role, ...(claims.sv !== undefined && { sv: claims.sv }) })
       .setProtectedHeader({ alg: ALG, kid: key.kid, typ: 'JWT' })
       .setSubject(claims.sub)
       .setIssuer(TOKEN_ISSUER)

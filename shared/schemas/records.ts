@@ -57,6 +57,8 @@ export const ConsoleUserSchema = z
     tenant_id: z.string().nullable(),
     email: z.string(),
     console_role: ConsoleRoleSchema,
+    disabled_at: EpochMsSchema.nullable().describe('set while the account is disabled (no sign-in, tokens refused)'),
+    session_version: z.number().int().describe('bumped whenever the account\'s sessions are ended (role, disable, password)'),
     ...ts,
   })
   .meta({ id: 'ConsoleUser' });

@@ -208,6 +208,16 @@ export interface ConsoleUserInput {
   password_hash: string;
 }
 
+/** A change to a console account; role, disabled and password end its sessions (rules/console-users.ts). */
+export interface ConsoleUserPatch {
+  console_role?: ConsoleRole;
+  /** true disables the account (keeps the first disabled_at), false enables it again. */
+  disabled?: boolean;
+  password_hash?: string;
+}
+
+export type ConsoleUserWithPassword = ConsoleUser & { password_hash: string };
+
 export interface RefreshTokenRecord {
   id: string;
   user_id: string;
@@ -299,12 +309,30 @@ export interface Store {
 
   tenants: PlatformCrud<Tenant, TenantInput, Partial<TenantInput>>;
 
+  /**
+   * People who sign in (rules/console-users.ts). An e-mail is unique per tenant and among
+   * operators (tenant_id null), not platform-wide: CONFLICT (email) only within one scope.
+   * `scope` below is the account's tenant id, or null for operators; an id outside the scope is
+   * not found.
+   */
   consoleUsers: {
     create(input: ConsoleUserInput): Promise<ConsoleUser>;
     get(id: string): Promise<ConsoleUser | null>;
-    findByEmail(email: string): Promise<(ConsoleUser & { password_hash: string }) | null>;
+    getWithPassword(id: string): Promise<ConsoleUserWithPassword | null>;
+    /** The first of findAllByEmail (an operator, else the oldest account), or null. */
+    findByEmail(email: string): Promise<ConsoleUserWithPassword | null>;
+    /** Every account with this e-mail, disabled ones included, in sign-in order (compareSignInOrder). */
+    findAllByEmail(email: string): Promise<ConsoleUserWithPassword[]>;
     /** tenantId null lists platform operators. */
-    list(tenantId: string | null, opts?: ListOptions): Promise<Page<ConsoleUser>>;
+    list(tenantId: string | null, opts?: ListOptions & { console_role?: ConsoleRole }): Promise<Page<ConsoleUser>>;
+    /**
+     * Applies the patch. A change that ends sessions bumps session_version and revokes every
+     * refresh token of the account in the same transaction. CONFLICT (id) when it would leave a
+     * tenant without an active owner.
+     */
+    update(scope: string | null, id: string, patch: ConsoleUserPatch): Promise<ConsoleUser | null>;
+    /** Deletes the account and its refresh tokens; CONFLICT (id) for a tenant's last active owner. */
+    delete(scope: string | null, id: string): Promise<boolean>;
   };
 
   refreshTokens: {

@@ -20,6 +20,7 @@
 import { afterEach, beforeEach, describe } from 'vitest';
 import { describeApiKeyContract } from './contract/api-keys.js';
 import { describeAuditContract } from './contract/audit.js';
+import { describeConsoleUserContract } from './contract/console-users.js';
 import { describeCoreContract } from './contract/core.js';
 import { ContractState, type StoreContractHarness } from './contract/harness.js';
 import { describePlanContract } from './contract/plans.js';
@@ -49,6 +50,7 @@ export function describeStoreContract(name: string, open: () => Promise<StoreCon
     describeCoreContract(state);
     describeUsageContract(state);
     describePlatformContract(state);
+    describeConsoleUserContract(state);
     describePlanContract(state);
     describeRemediationRuleContract(state);
     describeCommandContract(state);

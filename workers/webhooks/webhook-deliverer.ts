@@ -11,7 +11,9 @@
  *
  * Delivery is at least once: a crash between the receiver's 2xx and recordAttempt resends it, so
  * receivers deduplicate by the body's `id` (or the x-edgeplane-delivery header). Redirects are not
- * followed (a 3xx is a failed attempt): the signed request goes to the registered URL only.
+ * followed (a 3xx is a failed attempt): the signed request goes to the registered URL only. Every
+ * attempt goes through the webhook transport, which connects to public addresses only, checked at
+ * that attempt's own DNS resolution (webhook-transport.ts), unless private targets are allowed.
  */
 import { z } from 'zod';
 import type { Counters } from '../../shared/metrics.js';
@@ -20,6 +22,7 @@ import type { Webhook } from '../../shared/domain.js';
 import type { JobQueue, JobQueues } from '../../shared/workflow/job-queue.js';
 import type { Leases } from '../../shared/workflow/leases.js';
 import { DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signWebhook } from '../../shared/webhook-signature.js';
+import { createWebhookTransport, type WebhookTransport } from './webhook-transport.js';
 
 export interface WebhookDelivererOptions {
   store: Store;
@@ -39,7 +42,10 @@ export interface WebhookDelivererOptions {
   /** Attempts made at once by this process. Default 16. */
   concurrency?: number;
   now?: () => number;
-  fetch?: typeof fetch;
+  /** config webhook_allow_private: deliver to loopback/private/link-local targets (on-premises). */
+  allowPrivateTargets?: boolean;
+  /** How an attempt is sent; default the address-checked HTTP transport. */
+  transport?: WebhookTransport;
   /** Unexpected failures (store errors); delivery failures are recorded, not reported here. */
   onError?: (err: unknown) => void;
 }
@@ -66,7 +72,7 @@ type DeliveryJob = z.infer<typeof DeliveryJobSchema>;
 export class WebhookDeliverer {
   readonly #opts: WebhookDelivererOptions;
   readonly #now: () => number;
-  readonly #fetch: typeof fetch;
+  readonly #transport: WebhookTransport;
   readonly #batchSize: number;
   readonly #queue: JobQueue<DeliveryJob>;
   /** Sweeps run one at a time; a sweep asked for while one runs is shared. */
@@ -80,7 +86,7 @@ export class WebhookDeliverer {
   constructor(opts: WebhookDelivererOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
-    this.#fetch = opts.fetch ?? fetch;
+    this.#transport = opts.transport ?? createWebhookTransport({ allowPrivate: opts.allowPrivateTargets ?? false });
     this.#batchSize = opts.batchSize ?? 200;
     this.#queue = opts.queues.open({
       name: 'webhooks',
@@ -224,8 +230,8 @@ export class WebhookDeliverer {
   async #post(deliveryId: string, event: string, body: string, hook: Subscriber): Promise<AttemptResult> {
     const { timeoutMs } = this.#opts;
     try {
-      const res = await this.#fetch(hook.url, {
-        method: 'POST',
+      const res = await this.#transport({
+        url: hook.url,
         headers: {
           'content-type': 'application/json',
           [EVENT_HEADER]: event,
@@ -233,23 +239,18 @@ export class WebhookDeliverer {
           [SIGNATURE_HEADER]: signWebhook(hook.secret, body, this.#now()),
         },
         body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(timeoutMs),
+        timeoutMs,
       });
-      // The response body is not used; release the connection.
-      await res.body?.cancel().catch(() => {});
       const ok = res.status >= 200 && res.status < 300;
       return { ok, status_code: res.status, error: ok ? null : `HTTP ${res.status}` };
     } catch (err) {
-      const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
-      return { ok: false, status_code: null, error: timedOut ? `timeout after ${timeoutMs} ms` : errorText(err) };
+      return { ok: false, status_code: null, error: errorText(err) };
     }
   }
 }
 
 function errorText(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  // undici reports "fetch failed" and puts the reason (ECONNREFUSED…) in `cause`.
+  if (!(err instanceof Error)) return String(err).slice(0, 500);
   const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
   return `${err.message}${cause}`.slice(0, 500);
 }

@@ -158,29 +158,6 @@ export function describeCoreContract(state: ContractState): void {
         ].sort((x, y) => (x.device_id < y.device_id ? -1 : 1)),
       );
     });
-
-    it('console user emails are unique case-insensitively', async () => {
-      const t = await store.tenants.create({ name: 'a' });
-      const u = await store.consoleUsers.create(consoleUser(t.id, 'Ann@Example.COM', 'hash1'));
-      expect(u).toMatchObject({ tenant_id: t.id, email: 'ann@example.com', console_role: 'admin' });
-      expect(u).not.toHaveProperty('password_hash');
-      await expectError(
-        store.consoleUsers.create(consoleUser(null, 'ann@example.com')),
-        'CONFLICT',
-        'email',
-      );
-      expect(await store.consoleUsers.findByEmail('ANN@example.com')).toEqual({ ...u, password_hash: 'hash1' });
-      expect(await store.consoleUsers.get(u.id)).toEqual(u);
-      expect(await store.consoleUsers.findByEmail('nobody@example.com')).toBeNull();
-      const op = await store.consoleUsers.create(consoleUser(null, 'op@platform.test'));
-      expect(ids((await store.consoleUsers.list(null)).items)).toEqual([op.id]);
-      expect(ids((await store.consoleUsers.list(t.id)).items)).toEqual([u.id]);
-      await expectError(
-        store.consoleUsers.create(consoleUser('no-such-tenant', 'x@y.z')),
-        'NOT_FOUND',
-        'tenant_id',
-      );
-    });
   });
 
   describe('policy version', () => {

@@ -2,17 +2,46 @@
  * Console sign-in: console users (people, not device users) and rotating refresh tokens.
  */
 import type { ConsoleUser } from '../../domain.js';
-import type { RefreshTokenRecord, Store } from '../port.js';
+import type { ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
+import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, compareSignInOrder, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
 import { conflict, notFound } from '../rules/errors.js';
 import { normaliseEmail } from '../rules/platform.js';
 import { C, type ConsoleUserDoc, type RefreshTokenDoc } from './collections.js';
 import { insertOrConflict, strip, type MongoContext } from './context.js';
+import type { SessionLike } from './db-like.js';
 import type { TenantRefs } from './entity.js';
 
-const toConsoleUser = (d: ConsoleUserDoc): ConsoleUser => strip(d, 'password_hash');
+/** Accounts written before schema version 2 lack the lifecycle fields: read them as never changed. */
+const toConsoleUser = (d: ConsoleUserDoc): ConsoleUser => ({
+  ...strip(d, 'password_hash'),
+  disabled_at: d.disabled_at ?? null,
+  session_version: d.session_version ?? 0,
+});
+const withPassword = (d: ConsoleUserDoc): ConsoleUserWithPassword => ({ ...toConsoleUser(d), password_hash: d.password_hash });
 
 export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Store['consoleUsers'] {
   const users = ctx.coll<ConsoleUserDoc>(C.consoleUsers);
+  const tokens = ctx.coll<RefreshTokenDoc>(C.refreshTokens);
+
+  /**
+   * The account in `scope`, read with a guard write so two changes to one tenant's owners conflict
+   * (snapshot isolation would otherwise let two owners disable each other at once).
+   */
+  const lockInScope = async (session: SessionLike, scope: string | null, id: string): Promise<ConsoleUser | null> => {
+    const doc = await users.findOneAndUpdate(
+      { _id: id, tenant_id: scope },
+      { $inc: { write_guard: 1 } },
+      { session, returnDocument: 'after' },
+    );
+    if (!doc) return null;
+    if (doc.tenant_id !== null) await refs.requireTenant(session, doc.tenant_id);
+    return toConsoleUser(doc);
+  };
+  const activeOwners = async (session: SessionLike, user: ConsoleUser): Promise<number> =>
+    user.tenant_id === null
+      ? 0
+      : users.countDocuments({ tenant_id: user.tenant_id, console_role: 'owner', disabled_at: null }, { session });
+
   return {
     async create(input) {
       return ctx.write(async ({ session }) => {
@@ -23,6 +52,8 @@ export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Stor
           tenant_id: input.tenant_id,
           email: normaliseEmail(input.email),
           console_role: input.console_role,
+          disabled_at: null,
+          session_version: 0,
           created_at: now,
           updated_at: now,
         };
@@ -37,11 +68,54 @@ export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Stor
       const doc = await users.findOne({ _id: id });
       return doc ? toConsoleUser(doc) : null;
     },
-    async findByEmail(email) {
-      const doc = await users.findOne({ email: normaliseEmail(email) });
-      return doc ? { ...toConsoleUser(doc), password_hash: doc.password_hash } : null;
+    async getWithPassword(id) {
+      const doc = await users.findOne({ _id: id });
+      return doc ? withPassword(doc) : null;
     },
-    list: (tenantId, opts) => ctx.listPage(users, { tenant_id: tenantId }, opts, 'console_users', 'asc', toConsoleUser),
+    async findByEmail(email) {
+      return (await this.findAllByEmail(email))[0] ?? null;
+    },
+    async findAllByEmail(email) {
+      const docs = await users.find({ email: normaliseEmail(email) }, { limit: MAX_ACCOUNTS_PER_EMAIL_LOOKUP }).toArray();
+      return docs.map(withPassword).sort(compareSignInOrder);
+    },
+    list: (tenantId, opts) =>
+      ctx.listPage(
+        users,
+        { tenant_id: tenantId, ...(opts?.console_role !== undefined && { console_role: opts.console_role }) },
+        opts,
+        'console_users',
+        'asc',
+        toConsoleUser,
+      ),
+    async update(scope, id, patch) {
+      return ctx.write(async ({ session }) => {
+        const before = await lockInScope(session, scope, id);
+        if (!before) return null;
+        const now = ctx.now();
+        const after = patchedConsoleUser(before, patch, now);
+        requireOwnerRemains(before, after, await activeOwners(session, before));
+        const { id: _id, ...fields } = after;
+        await users.updateOne(
+          { _id: id },
+          { $set: { ...fields, ...(patch.password_hash !== undefined && { password_hash: patch.password_hash }) } },
+          { session },
+        );
+        if (after.session_version !== before.session_version) {
+          await tokens.updateMany({ user_id: id, revoked_at: null }, { $set: { revoked_at: now } }, { session });
+        }
+        return after;
+      });
+    },
+    async delete(scope, id) {
+      return ctx.write(async ({ session }) => {
+        const before = await lockInScope(session, scope, id);
+        if (!before) return false;
+        requireOwnerRemains(before, null, await activeOwners(session, before));
+        await tokens.deleteMany({ user_id: id }, { session });
+        return (await users.deleteOne({ _id: id }, { session })).deletedCount > 0;
+      });
+    },
   };
 }
 

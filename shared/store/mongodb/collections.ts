@@ -14,7 +14,7 @@
  * must start with the shard key, and `_id` uniqueness is then enforced per shard only: record ids
  * are ULIDs (globally unique by construction), tenant-unique keys are indexed as
  * (tenant_id, key). The few platform-wide unique lookups (device ids, API key hashes, console
- * e-mails) live in small collections that stay unsharded: device_registry, api_keys,
+ * e-mail lookups) live in small collections that stay unsharded: device_registry, api_keys,
  * console_users, and the platform collections (tenants, plans, towers, carriers, credentials).
  */
 import type { IndexDescription } from 'mongodb';
@@ -183,7 +183,14 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
   towers: [idx(asc('name', '_id')), idx(asc('last_seen', '_id')), idx(asc('state', '_id'))],
   tower_carriers: [idx(asc('tower_id', 'carrier_id')), idx(asc('carrier_id', 'tower_id'))],
   tower_credentials: [idx(asc('tower_id', '_id'))],
-  console_users: [idx(asc('email'), { unique: true }), idx(asc('tenant_id', '_id'))],
+  // E-mails are unique per tenant, and among operators (tenant_id null is a value here); sign-in
+  // looks an e-mail up across tenants. The platform-wide email_1 of schema version 1 is dropped
+  // by migration 2 (schema.ts).
+  console_users: [
+    idx(asc('tenant_id', 'email'), { unique: true }),
+    idx(asc('email', 'created_at', '_id')),
+    idx(asc('tenant_id', '_id')),
+  ],
   refresh_tokens: [idx(asc('token_hash'), { unique: true }), idx(asc('family_id')), idx(asc('user_id'))],
   // Like SQLite, usage carries its key and the tenant's id order only: ingest speed wins over
   // filtered reads, which walk the tenant's rows newest first and stop at the page limit.

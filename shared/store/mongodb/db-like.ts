@@ -52,6 +52,8 @@ export interface CollectionLike<T extends Document> {
   deleteMany(filter: Filter<T>, options?: OpOptions): Promise<{ deletedCount: number }>;
   countDocuments(filter: Filter<T>, options?: OpOptions): Promise<number>;
   createIndexes(specs: IndexDescription[]): Promise<string[]>;
+  /** Fails with code INDEX_NOT_FOUND when there is no such index. */
+  dropIndex(name: string): Promise<unknown>;
 }
 
 export interface MongoDbLike {
@@ -66,6 +68,7 @@ export interface MongoConnection {
 }
 
 export const DUPLICATE_KEY = 11000;
+export const INDEX_NOT_FOUND = 27;
 
 /**
  * A duplicate-key failure: a single write's error (code 11000), or a bulk write's whose every

@@ -11,6 +11,7 @@ import type { AnyObject } from 'mingo/types';
 import type { IndexDescription } from 'mongodb';
 import {
   DUPLICATE_KEY,
+  INDEX_NOT_FOUND,
   type CollectionLike,
   type CursorLike,
   type Document,
@@ -260,6 +261,15 @@ export class MemoryCollection<T extends Document> implements CollectionLike<T> {
         if (spec.unique) for (const [id, doc] of state.docs) this.checkUnique(state, doc, id);
       }
       return specs.map(indexName);
+    });
+  }
+
+  async dropIndex(name: string): Promise<unknown> {
+    return this.access.run(undefined, true, (state) => {
+      const at = state.indexes.findIndex((spec) => indexName(spec) === name);
+      if (at < 0) throw Object.assign(new Error(`index not found with name [${name}]`), { name: 'MongoServerError', code: INDEX_NOT_FOUND });
+      state.indexes.splice(at, 1);
+      return { ok: 1 };
     });
   }
 }

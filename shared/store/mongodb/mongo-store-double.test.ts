@@ -248,6 +248,31 @@ describe('MongoStore specifics (over the boundary double)', () => {
     expect(await reader.devices.tenantOf('imei-1')).toBe(tenant.id);
   });
 
+  it('schema version 2: drops the platform-wide e-mail index and reads older accounts as enabled', async () => {
+    const db = server.db(DB);
+    type Raw = Document & { _id: string | number };
+    const users = db.collection<Raw>('console_users');
+    await db.collection<Raw>('schema_migrations').insertOne({ _id: 1, name: 'collections, indexes, seed plans', applied_at: 1 });
+    await users.createIndexes([{ key: { email: 1 }, unique: true }]);
+    await db.collection<Raw>('tenants').insertMany([
+      { _id: 't1', id: 't1', name: 'a', plan_id: 'free', default_effect: 'allow', policy_version: 1, alert_window_s: 300, audit_retention_days: 365, created_at: 1, updated_at: 1 },
+      { _id: 't2', id: 't2', name: 'b', plan_id: 'free', default_effect: 'allow', policy_version: 1, alert_window_s: 300, audit_retention_days: 365, created_at: 1, updated_at: 1 },
+    ]);
+    await users.insertOne({ _id: 'u1', id: 'u1', tenant_id: 't1', email: 'ann@a.test', console_role: 'owner', password_hash: 'h', created_at: 1, updated_at: 1 });
+
+    const store = await openStore();
+    expect(server.peek(DB, 'schema_migrations', 2)).not.toBeNull();
+    expect(await store.consoleUsers.get('u1')).toMatchObject({ disabled_at: null, session_version: 0 });
+    await expect(
+      store.consoleUsers.create({ tenant_id: 't2', email: 'ann@a.test', console_role: 'owner', password_hash: 'h2' }),
+    ).resolves.toMatchObject({ tenant_id: 't2' });
+    await expect(store.consoleUsers.create({ tenant_id: 't1', email: 'Ann@a.test', console_role: 'viewer', password_hash: 'x' })).rejects.toMatchObject({
+      code: 'CONFLICT',
+    });
+    // Running the migrations again (another process starting) finds nothing left to drop.
+    await expect(openStore()).resolves.toBeDefined();
+  });
+
   it('indexes every tenant-owned collection tenant-first, except the documented cross-tenant scans', () => {
     const crossTenant = new Set(['commands:status,tower_id,_id', 'webhook_deliveries:next_attempt_at,_id', 'api_keys:secret_hash']);
     for (const name of TENANT_OWNED) {

@@ -6,7 +6,7 @@
 import { createError } from '../../errors.js';
 import { SEED_PLANS } from '../rules/defaults.js';
 import { C, INDEXES, type CollectionName, type MigrationDoc, type PlanDoc } from './collections.js';
-import type { Document, MongoDbLike } from './db-like.js';
+import { INDEX_NOT_FOUND, type Document, type MongoDbLike } from './db-like.js';
 
 export interface MongoMigration {
   version: number;
@@ -25,6 +25,19 @@ export const MONGO_MIGRATIONS: readonly MongoMigration[] = [
       const plans = db.collection<PlanDoc>(C.plans);
       for (const plan of SEED_PLANS) {
         await plans.updateOne({ _id: plan.id }, { $setOnInsert: { ...plan, created_at: now, updated_at: now } }, { upsert: true });
+      }
+    },
+  },
+  {
+    // E-mails became unique per tenant (rules/console-users.ts); version 1 (re-applied above on
+    // every start) now creates the per-tenant index, this drops the platform-wide one.
+    version: 2,
+    name: 'console e-mails unique per tenant',
+    async apply(db) {
+      try {
+        await db.collection<Document>(C.consoleUsers).dropIndex('email_1');
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== INDEX_NOT_FOUND) throw err;
       }
     },
   },

@@ -2,26 +2,63 @@
  * Console sign-in: console users (people, not device users) and rotating refresh tokens.
  */
 import type { ConsoleUser } from '../../domain.js';
-import type { RefreshTokenRecord, Store } from '../port.js';
+import type { ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
+import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
 import { normaliseEmail } from '../rules/platform.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, notFound, sqliteErrorCode } from './context.js';
 import { EntityTable } from './entity-table.js';
 
-const CONSOLE_USER_COLUMNS = ['id', 'tenant_id', 'email', 'console_role', 'created_at', 'updated_at'] as const;
+const CONSOLE_USER_COLUMNS = [
+  'id',
+  'tenant_id',
+  'email',
+  'console_role',
+  'disabled_at',
+  'session_version',
+  'created_at',
+  'updated_at',
+] as const;
 
-type ConsoleUserRow = ConsoleUser & { password_hash: string };
+type ConsoleUserRow = ConsoleUserWithPassword;
 
 export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers'] {
   const table = new EntityTable<ConsoleUser>(ctx, 'console_users', CONSOLE_USER_COLUMNS, 'platform', []);
-  const tenantExists: Stmt<[string], { id: string }> = ctx.db.prepare('SELECT id FROM tenants WHERE id = ?');
-  const insert: Stmt<[ConsoleUserRow]> = ctx.db.prepare(
-    `INSERT INTO console_users (id, tenant_id, email, console_role, password_hash, created_at, updated_at)
-     VALUES (@id, @tenant_id, @email, @console_role, @password_hash, @created_at, @updated_at)`,
+  const db = ctx.db;
+  const tenantExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM tenants WHERE id = ?');
+  const insert: Stmt<[ConsoleUserRow]> = db.prepare(
+    `INSERT INTO console_users (${table.columnList}, password_hash)
+     VALUES (${CONSOLE_USER_COLUMNS.map((c) => `@${c}`).join(', ')}, @password_hash)`,
   );
-  const byEmail: Stmt<[string], ConsoleUserRow> = ctx.db.prepare(
-    `SELECT ${table.columnList}, password_hash FROM console_users WHERE email = ?`,
+  const withPassword: Stmt<[string], ConsoleUserRow> = db.prepare(
+    `SELECT ${table.columnList}, password_hash FROM console_users WHERE id = ?`,
   );
+  // Sign-in order (rules/console-users.ts compareSignInOrder): operators first, then the oldest.
+  const allByEmail: Stmt<[string, number], ConsoleUserRow> = db.prepare(
+    `SELECT ${table.columnList}, password_hash FROM console_users WHERE email = ?
+     ORDER BY tenant_id IS NOT NULL, created_at, id LIMIT ?`,
+  );
+  const inScope: Stmt<[string, string | null], ConsoleUser> = db.prepare(
+    `SELECT ${table.columnList} FROM console_users WHERE id = ? AND tenant_id IS ?`,
+  );
+  const activeOwners: Stmt<[string], number> = db
+    .prepare<[string], number>(
+      "SELECT count(*) FROM console_users WHERE tenant_id = ? AND console_role = 'owner' AND disabled_at IS NULL",
+    )
+    .pluck();
+  const writeUser: Stmt<[{ id: string; console_role: string; disabled_at: number | null; session_version: number; updated_at: number; password_hash: string | null }]> =
+    db.prepare(
+      `UPDATE console_users SET console_role = @console_role, disabled_at = @disabled_at,
+         session_version = @session_version, updated_at = @updated_at,
+         password_hash = coalesce(@password_hash, password_hash)
+       WHERE id = @id`,
+    );
+  const deleteUser: Stmt<[string]> = db.prepare('DELETE FROM console_users WHERE id = ?');
+  const revokeTokens: Stmt<[number, string]> = db.prepare(
+    'UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL',
+  );
+
+  const ownersOf = (user: ConsoleUser): number => (user.tenant_id === null ? 0 : (activeOwners.get(user.tenant_id) ?? 0));
 
   return {
     async create(input) {
@@ -33,9 +70,11 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
         const row: ConsoleUserRow = {
           id: ctx.newId(),
           tenant_id: input.tenant_id,
-          // Stored lowercased so the UNIQUE constraint is case-insensitive and lookups hit the index.
+          // Stored lowercased so the UNIQUE indexes are case-insensitive and lookups hit them.
           email: normaliseEmail(input.email),
           console_role: input.console_role,
+          disabled_at: null,
+          session_version: 0,
           password_hash: input.password_hash,
           created_at: now,
           updated_at: now,
@@ -48,11 +87,38 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
     async get(id) {
       return table.get(null, id);
     },
+    async getWithPassword(id) {
+      return withPassword.get(id) ?? null;
+    },
     async findByEmail(email) {
-      return byEmail.get(normaliseEmail(email)) ?? null;
+      return allByEmail.get(normaliseEmail(email), 1) ?? null;
+    },
+    async findAllByEmail(email) {
+      return allByEmail.all(normaliseEmail(email), MAX_ACCOUNTS_PER_EMAIL_LOOKUP);
     },
     async list(tenantId, opts) {
-      return table.list({ tenant_id: tenantId }, opts);
+      return table.list({ tenant_id: tenantId, console_role: opts?.console_role }, opts);
+    },
+    async update(scope, id, patch) {
+      return ctx.write(() => {
+        const before = inScope.get(id, scope);
+        if (!before) return null;
+        const now = ctx.now();
+        const after = patchedConsoleUser(before, patch, now);
+        requireOwnerRemains(before, after, ownersOf(before));
+        writeUser.run({ ...after, password_hash: patch.password_hash ?? null });
+        if (after.session_version !== before.session_version) revokeTokens.run(now, id);
+        return after;
+      });
+    },
+    async delete(scope, id) {
+      return ctx.write(() => {
+        const before = inScope.get(id, scope);
+        if (!before) return false;
+        requireOwnerRemains(before, null, ownersOf(before));
+        // refresh_tokens go with the account (ON DELETE CASCADE).
+        return deleteUser.run(id).changes > 0;
+      });
     },
   };
 }

@@ -1,0 +1,57 @@
+/**
+ * What the console-account routes share (tenant users managing their tenant's accounts, operators
+ * managing tenant owners): creating an account without revealing other tenants' e-mails, and
+ * announcing ended sessions on the bus so every process closes what the account has open.
+ */
+import type { FastifyInstance } from 'fastify';
+import { hashPassword } from '../shared/auth/passwords.js';
+import type { ConsoleUserRevokedReason } from '../shared/bus-events.js';
+import type { ConsoleRole, ConsoleUser } from '../shared/domain.js';
+import { createError, isEdgeplaneError } from '../shared/errors.js';
+import type { ConsoleUserPatch } from '../shared/store/port.js';
+
+/**
+ * Creates an account. Its hash takes the salt of the e-mail's existing accounts (other tenants
+ * included), so sign-in checks them all with one derivation. The work is the same whether or not
+ * the e-mail exists elsewhere; only an account in the same scope conflicts.
+ */
+export async function createConsoleAccount(
+  app: FastifyInstance,
+  input: { tenant_id: string | null; email: string; console_role: ConsoleRole; password: string },
+  emailField: string,
+): Promise<ConsoleUser> {
+  const existing = await app.store.consoleUsers.findByEmail(input.email);
+  const password_hash = await hashPassword(input.password, existing?.password_hash);
+  try {
+    return await app.store.consoleUsers.create({ tenant_id: input.tenant_id, email: input.email, console_role: input.console_role, password_hash });
+  } catch (err) {
+    if (isEdgeplaneError(err) && err.code === 'CONFLICT') {
+      throw createError('CONFLICT', 'a console user with this email already exists in this tenant', [
+        { field: emailField, message: 'already in use' },
+      ]);
+    }
+    throw err;
+  }
+}
+
+/** A new password for an account, hashed with its own (the e-mail's shared) salt. */
+export async function passwordPatch(app: FastifyInstance, userId: string, password: string): Promise<ConsoleUserPatch> {
+  const account = await app.store.consoleUsers.getWithPassword(userId);
+  return { password_hash: await hashPassword(password, account?.password_hash) };
+}
+
+function reasonFor(before: ConsoleUser, after: ConsoleUser | null, patch: ConsoleUserPatch): ConsoleUserRevokedReason | null {
+  if (after === null) return 'deleted';
+  if (after.session_version === before.session_version) return null;
+  if (patch.password_hash !== undefined) return 'password_changed';
+  if (after.disabled_at !== null && before.disabled_at === null) return 'disabled';
+  if (after.console_role !== before.console_role) return 'role_changed';
+  // Enabled again: it had no live sessions to end.
+  return null;
+}
+
+/** Publishes 'console-user.revoked' when the change ended the account's sessions. */
+export function announceEndedSessions(app: FastifyInstance, before: ConsoleUser, after: ConsoleUser | null, patch: ConsoleUserPatch = {}): void {
+  const reason = reasonFor(before, after, patch);
+  if (reason !== null) app.bus.publish('console-user.revoked', { user_id: before.id, tenant_id: before.tenant_id, reason });
+}

@@ -1,0 +1,208 @@
+/**
+ * A live feed never outlives the credential that opened it, over real WebSockets: revoking the API
+ * key, or disabling, deleting, re-roling or re-passwording the console account, closes its feeds
+ * (4401) — in the same process, and across API processes through the Redis bus ('cluster' scope).
+ * An access token's expiry closes its feed by itself, without waiting for a heartbeat. Nothing
+ * sleeps: tests await the socket's close.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeJwt } from 'jose';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
+import { KeyRing } from '../shared/auth/tokens.js';
+import type { ConsoleUser } from '../shared/domain.js';
+import { createRedis } from '../shared/redis/connection.js';
+import { RedisBus } from '../shared/redis/redis-bus.js';
+import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
+import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, startHarness, type Harness, type Session } from './test-support.js';
+
+interface Opened {
+  ws: WebSocket;
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+/** Opens `/ws/alerts` on `h` with a bearer credential and waits for the 'ready' message. */
+async function openFeed(h: Harness, credential: string): Promise<Opened> {
+  const port = (h.app.server.address() as AddressInfo).port;
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/alerts`, ['bearer', credential]);
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
+  const first = await new Promise<{ type: string }>((resolve, reject) => {
+    ws.once('message', (raw: Buffer) => resolve(JSON.parse(raw.toString('utf8')) as { type: string }));
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+  });
+  expect(first.type).toBe('ready');
+  return { ws, closed };
+}
+
+/** The HTTP status an upgrade with this credential is refused with. */
+function upgradeStatus(h: Harness, credential: string): Promise<number> {
+  const port = (h.app.server.address() as AddressInfo).port;
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/alerts`, ['bearer', credential]);
+  ws.on('error', () => {});
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => reject(new Error('upgrade was accepted')));
+    ws.once('unexpected-response', (req, res) => {
+      req.destroy();
+      resolve(res.statusCode ?? 0);
+    });
+  });
+}
+
+const call = (h: Harness, session: Session, method: 'POST' | 'PATCH' | 'PUT' | 'DELETE', url: string, payload?: object) =>
+  h.app.inject({ method, url, headers: session.headers, ...(payload && { payload }) });
+
+async function createViewer(h: Harness, owner: Session, email: string): Promise<ConsoleUser> {
+  const res = await call(h, owner, 'POST', '/api/v1/console-users', { email, password: PASSWORD, console_role: 'viewer' });
+  expect(res.statusCode, res.body).toBe(201);
+  return json<{ user: ConsoleUser }>(res).user;
+}
+
+async function createKey(h: Harness, owner: Session): Promise<{ id: string; key: string }> {
+  const res = await call(h, owner, 'POST', '/api/v1/api-keys', { name: 'feed', scopes: ['feeds:read'] });
+  const body = json<{ api_key: { id: string }; key: string }>(res);
+  return { id: body.api_key.id, key: body.key };
+}
+
+describe('feeds close when their credential ends (one process)', () => {
+  let h: Harness;
+  let owner: Session;
+  const sockets: WebSocket[] = [];
+
+  beforeEach(async () => {
+    h = await startHarness({ rateLimitPerMin: 1_000_000 });
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    const operator = await login(h.app, OPERATOR_EMAIL);
+    owner = (await createTenant(h.app, operator, 'Acme')).owner;
+  });
+  afterEach(async () => {
+    for (const ws of sockets.splice(0)) ws.terminate();
+    await h.close();
+  });
+
+  it('revoking an API key closes the feeds opened with it, and only those', async () => {
+    const [revoked, kept] = [await createKey(h, owner), await createKey(h, owner)];
+    const feed = await openFeed(h, revoked.key);
+    const other = await openFeed(h, kept.key);
+    const ownerFeed = await openFeed(h, owner.access);
+    sockets.push(feed.ws, other.ws, ownerFeed.ws);
+    expect((await call(h, owner, 'DELETE', `/api/v1/api-keys/${revoked.id}`)).statusCode).toBe(204);
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'API key revoked' });
+    expect(await upgradeStatus(h, revoked.key)).toBe(401);
+    expect(other.ws.readyState).toBe(WebSocket.OPEN);
+    expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
+    expect(h.app.feeds.size).toBe(2);
+  });
+
+  type Change = (id: string) => ['PATCH' | 'PUT' | 'DELETE', string, object | undefined];
+  const cases: Array<[string, Change, string]> = [
+    ['disabled', (id) => ['PATCH', `/api/v1/console-users/${id}`, { disabled: true }], 'console account disabled'],
+    ['deleted', (id) => ['DELETE', `/api/v1/console-users/${id}`, undefined], 'console account deleted'],
+    ['re-roled', (id) => ['PATCH', `/api/v1/console-users/${id}`, { console_role: 'analyst' }], 'console account role changed'],
+    ['re-passworded', (id) => ['PUT', `/api/v1/console-users/${id}/password`, { password: 'another long passphrase' }], 'console account password changed'],
+  ];
+  it.each(cases)('an account %s loses its feeds at once', async (_what, request, reason) => {
+    const viewer = await createViewer(h, owner, 'viewer@acme.test');
+    const session = await login(h.app, 'viewer@acme.test');
+    const feed = await openFeed(h, session.access);
+    const ownerFeed = await openFeed(h, owner.access);
+    sockets.push(feed.ws, ownerFeed.ws);
+    const [method, url, payload] = request(viewer.id);
+    const res = await call(h, owner, method, url, payload);
+    expect(res.statusCode, res.body).toBeLessThan(300);
+    expect(await feed.closed).toEqual({ code: 4401, reason });
+    expect(await upgradeStatus(h, session.access)).toBe(401);
+    expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('an access token closes its feed when it expires, without a heartbeat', async () => {
+    const exp = (decodeJwt(owner.access).exp ?? 0) * 1000;
+    // One millisecond before expiry on the server's clock: the upgrade is accepted, then the
+    // feed's own timer closes it.
+    h.clock.now = exp - 1;
+    const feed = await openFeed(h, owner.access);
+    sockets.push(feed.ws);
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'credential expired' });
+  });
+
+  it('an API key closes its feed when the key expires', async () => {
+    const res = await call(h, owner, 'POST', '/api/v1/api-keys', { name: 'short', scopes: ['feeds:read'], expires_in_s: 60 });
+    const { api_key, key } = json<{ api_key: { expires_at: number }; key: string }>(res);
+    h.clock.now = api_key.expires_at - 1;
+    const feed = await openFeed(h, key);
+    sockets.push(feed.ws);
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'credential expired' });
+  });
+});
+
+describeWithRedis('feeds close when their credential ends on another API process', (url) => {
+  let dir: string;
+  let a: Harness;
+  let b: Harness;
+  let ownerOnB: Session;
+  const cleanup: Array<() => Promise<unknown>> = [];
+  const sockets: WebSocket[] = [];
+
+  /** An API process: its own store handle on the shared file, its own Redis bus, shared keys. */
+  async function apiProcess(file: string, prefix: string, keyRing: KeyRing): Promise<Harness> {
+    const store = new SqliteStore({ file });
+    await store.init();
+    const publisher = createRedis(url, { name: 'feeds-test-pub' });
+    const subscriber = createRedis(url, { name: 'feeds-test-sub' });
+    const bus = new RedisBus({ publisher, subscriber, prefix });
+    await bus.start();
+    const h = await startHarness({ rateLimitPerMin: 1_000_000, store, bus, keyRing });
+    cleanup.push(async () => {
+      await h.close();
+      await bus.stop();
+      await subscriber.quit();
+      await publisher.quit();
+      await store.close();
+    });
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    return h;
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'edgeplane-feeds-cluster-'));
+    const file = join(dir, 'edgeplane.db');
+    const prefix = uniquePrefix();
+    const keyRing = await KeyRing.open(null);
+    a = await apiProcess(file, prefix, keyRing);
+    b = await apiProcess(file, prefix, keyRing);
+    const operator = await login(b.app, OPERATOR_EMAIL);
+    ownerOnB = (await createTenant(b.app, operator, 'Acme')).owner;
+  });
+  afterEach(async () => {
+    for (const ws of sockets.splice(0)) ws.terminate();
+    for (const close of cleanup.splice(0).reverse()) await close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a key revoked through process B closes its feed on process A', async () => {
+    const key = await createKey(b, ownerOnB);
+    const feed = await openFeed(a, key.key);
+    sockets.push(feed.ws);
+    expect((await call(b, ownerOnB, 'DELETE', `/api/v1/api-keys/${key.id}`)).statusCode).toBe(204);
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'API key revoked' });
+    expect(await upgradeStatus(a, key.key)).toBe(401);
+  });
+
+  it('an account disabled through process B loses its feed on process A', async () => {
+    const viewer = await createViewer(b, ownerOnB, 'viewer@acme.test');
+    const session = await login(a.app, 'viewer@acme.test');
+    const feed = await openFeed(a, session.access);
+    const ownerFeed = await openFeed(a, ownerOnB.access);
+    sockets.push(feed.ws, ownerFeed.ws);
+    expect((await call(b, ownerOnB, 'PATCH', `/api/v1/console-users/${viewer.id}`, { disabled: true })).statusCode).toBe(200);
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'console account disabled' });
+    // Process A refuses the token on its own (session version in the shared store).
+    expect(await upgradeStatus(a, session.access)).toBe(401);
+    expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
+  });
+});
