@@ -54,6 +54,14 @@ export function describeRateBudgetsContract(name: string, open: () => Promise<Ra
       expect(await h.budgets.takeShared({ ...shared, rate_per_s: 50 }, 5, T0)).toBe(5);
     });
 
+    it('enforces rates that are not round numbers (5 per 900 s)', async () => {
+      const limit = { rate_per_s: 5 / 900, burst: 5 };
+      expect(await h.budgets.take('k', limit, 10, T0)).toBe(5);
+      expect(await h.budgets.take('k', limit, 1, T0 + 1000)).toBe(0);
+      expect(await h.budgets.take('k', limit, 1, T0 + 180_000)).toBe(1);
+      expect(await h.budgets.take('k', limit, 1, T0 + 180_000)).toBe(0);
+    });
+
     it('a clock that goes backwards neither refills nor breaks the bucket', async () => {
       const limit = { rate_per_s: 10, burst: 10 };
       expect(await h.budgets.take('k', limit, 10, T0)).toBe(10);

@@ -12,6 +12,7 @@ const REFILL = `
 local function refill(key, rate, burst, now, reset)
   local v = redis.call('HMGET', key, 't', 'a', 'r')
   if not v[1] then return burst, now end
+  -- Rates are stored with 17 significant digits (save), so an unchanged rate reads back equal.
   if reset and tonumber(v[3]) ~= rate then return burst, now end
   local tokens = tonumber(v[1])
   local at = tonumber(v[2])
@@ -22,7 +23,7 @@ local function refill(key, rate, burst, now, reset)
   return tokens, at
 end
 local function save(key, tokens, at, rate, burst)
-  redis.call('HSET', key, 't', tostring(tokens), 'a', tostring(at), 'r', tostring(rate))
+  redis.call('HSET', key, 't', string.format('%.17g', tokens), 'a', string.format('%.17g', at), 'r', string.format('%.17g', rate))
   local ttl = 1000
   if rate > 0 then ttl = math.ceil(((burst - tokens) / rate) * 1000) + 1000 end
   redis.call('PEXPIRE', key, ttl)
