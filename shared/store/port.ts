@@ -49,6 +49,10 @@ import type {
   User,
 } from '../domain.js';
 import type { CommandType } from '../mqtt/payloads.js';
+import type { PolicyContent } from '../policy/content.js';
+import type { PolicyTest, PolicyTestInput, PolicyTestPatch } from '../policy/policy-tests.js';
+import type { HistoryChange } from './rules/policy-history.js';
+import type { NotRestored } from './rules/policy-restore.js';
 
 export interface ListOptions {
   /** 1..1000, default 50. */
@@ -284,6 +288,55 @@ export interface PolicySnapshot {
   rules: PolicyRule[];
 }
 
+/** Who made a policy change, when the writer knows (a restore names its caller). */
+export interface ChangeActor {
+  kind: AuditActorKind;
+  id: string | null;
+  label: string | null;
+}
+
+/** One policy version: when it was made, what it changed, and (for a restore) from which version. */
+export interface PolicyVersionInfo {
+  version: number;
+  created_at: number;
+  /** Exact number of decision inputs this version added, changed or removed. */
+  change_count: number;
+  /** The first MAX_LISTED_CHANGES of them (rules/policy-history.ts). */
+  changes: HistoryChange[];
+  restored_from: number | null;
+  actor: ChangeActor | null;
+}
+
+export interface RestoreResult {
+  /** The new version, or the current one when the tenant already had that content (created false). */
+  version: PolicyVersionInfo;
+  created: boolean;
+  not_restored: NotRestored[];
+}
+
+/** What a tenant's version history costs (issue #12: measure storage per version). */
+export interface PolicyHistoryStorage {
+  /** Versions whose content is kept (from first_version to the current one). */
+  versions: number;
+  first_version: number | null;
+  /** History entries (decision inputs over version intervals). */
+  entries: number;
+  /** Bytes of entry keys, references and JSON payloads (row overhead excluded). */
+  bytes: number;
+}
+
+/** A recorded usage event as a replay reads it. */
+export type ReplayRow = Pick<
+  UsageRecord,
+  'id' | 'received_at' | 'ts' | 'device_id' | 'user_id' | 'app' | 'action' | 'tower_id' | 'effect' | 'reason' | 'rule_id' | 'policy_id' | 'policy_version'
+>;
+
+/** Usage recorded (received_at) in [since, until). */
+export interface UsageWindow {
+  since: number;
+  until: number;
+}
+
 export interface DashboardMetrics {
   devices: number;
   users: number;
@@ -506,6 +559,39 @@ export interface Store {
 
   /** Deletes the tenant's usage older than `before` (epoch ms); returns rows deleted. */
   purgeUsage(tenantId: string, before: number): Promise<number>;
+
+  /**
+   * Every policy version's content, kept as an interval history (rules/policy-history.ts) from
+   * the tenant's creation (or, for tenants older than the history, from the version current
+   * when it was introduced: `storage().first_version`).
+   */
+  policyVersions: {
+    /** Newest first; the cursor is opaque. */
+    list(tenantId: string, opts?: Pick<ListOptions, 'limit' | 'cursor'>): Promise<Page<PolicyVersionInfo>>;
+    get(tenantId: string, version: number): Promise<PolicyVersionInfo | null>;
+    /** The decision inputs at `version`; null for an unknown tenant or a version without history. */
+    content(tenantId: string, version: number): Promise<PolicyContent | null>;
+    /**
+     * Rewrites the tenant's decision inputs to `version`'s content (rules/policy-restore.ts) as a
+     * new version, bumped and announced like any change; null when `version` has no content.
+     */
+    restore(tenantId: string, version: number, actor: ChangeActor | null): Promise<RestoreResult | null>;
+    storage(tenantId: string): Promise<PolicyHistoryStorage>;
+  };
+
+  /** Stored policy test cases; not decision inputs (no version bump). */
+  policyTests: TenantCrud<PolicyTest, PolicyTestInput, PolicyTestPatch>;
+
+  /** Reads of recorded usage for explaining and replaying decisions. */
+  usageHistory: {
+    get(tenantId: string, eventId: string): Promise<UsageRecord | null>;
+    /**
+     * One page of the tenant's usage recorded in `window`, ascending by event id, after the event
+     * id `after` (exclusive); at most `limit` rows. Callers page through large windows, so memory
+     * stays bounded whatever the window holds.
+     */
+    scan(tenantId: string, window: UsageWindow, after: string | null, limit: number): Promise<ReplayRow[]>;
+  };
 
   policySnapshot(tenantId: string): Promise<PolicySnapshot | null>;
   dashboard(tenantId: string): Promise<DashboardMetrics>;

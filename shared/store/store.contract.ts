@@ -25,6 +25,8 @@ import { describeCoreContract } from './contract/core.js';
 import { ContractState, type StoreContractHarness } from './contract/harness.js';
 import { describePlanContract } from './contract/plans.js';
 import { describePlatformContract } from './contract/platform.js';
+import { describePolicyTestContract } from './contract/policy-tests.js';
+import { describePolicyVersionContract } from './contract/policy-versions.js';
 import { describeCommandContract } from './contract/commands.js';
 import { describeRemediationRuleContract } from './contract/remediation-rules.js';
 import { describeSortingContract } from './contract/sorting.js';
@@ -58,5 +60,7 @@ export function describeStoreContract(name: string, open: () => Promise<StoreCon
     describeAuditContract(state);
     describeApiKeyContract(state);
     describeSortingContract(state);
+    describePolicyVersionContract(state);
+    describePolicyTestContract(state);
   });
 }

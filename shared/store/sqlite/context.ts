@@ -7,13 +7,20 @@ import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
 import { keyset } from './cursor.js';
 import { conflict } from '../rules/errors.js';
+import type { PolicyTouch } from '../rules/policy-history.js';
+import type { SqliteHistory, VersionMeta } from './policy-history.js';
 
 export type Db = Database.Database;
 export type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
 
 export interface WriteScope {
-  /** Bumps the tenant's policy version inside the running transaction; listeners hear after commit. */
-  bumpPolicy(tenantId: string): void;
+  /**
+   * Bumps the tenant's policy version inside the running transaction; listeners hear after commit.
+   * `touch` names what changed, so the version's history re-examines only that (default: all).
+   */
+  bumpPolicy(tenantId: string, touch?: PolicyTouch, meta?: VersionMeta): void;
+  /** Records the tenant's current version as the start of its history (a new tenant). */
+  recordVersion(tenantId: string): void;
 }
 
 /** A list filter: undefined is skipped, null means IS NULL. */
@@ -22,6 +29,8 @@ export type Filters = Record<string, string | null | undefined>;
 interface PolicyBump {
   tenantId: string;
   version: number;
+  touch: PolicyTouch;
+  meta: VersionMeta;
 }
 
 export class SqliteContext {
@@ -34,6 +43,8 @@ export class SqliteContext {
     readonly now: () => number,
     readonly newId: IdFactory,
     private readonly hooks: StoreHooks,
+    /** Keeps every version's content; absent only for schema-level tests of older migrations. */
+    private readonly history: SqliteHistory | null = null,
   ) {
     this.runInTransaction = db.transaction((fn: () => unknown) => fn());
     this.bumpVersion = db.prepare(
@@ -57,18 +68,45 @@ export class SqliteContext {
    */
   write<T>(fn: (scope: WriteScope) => T): T {
     const bumps: PolicyBump[] = [];
+    const baselines: string[] = [];
     const scope: WriteScope = {
-      bumpPolicy: (tenantId) => {
+      bumpPolicy: (tenantId, touch = { kind: 'all' }, meta = {}) => {
         const row = this.bumpVersion.get(tenantId);
-        if (row) bumps.push({ tenantId, version: row.policy_version });
+        if (row) bumps.push({ tenantId, version: row.policy_version, touch, meta });
       },
+      recordVersion: (tenantId) => baselines.push(tenantId),
     };
     // IMMEDIATE: take the write lock up front. Several processes may share the file (distributed
     // mode on one host); a deferred transaction that read before another process committed would
     // fail with SQLITE_BUSY_SNAPSHOT instead of waiting out busy_timeout.
-    const result = this.runInTransaction.immediate(() => fn(scope)) as T;
+    const result = this.runInTransaction.immediate(() => {
+      const out = fn(scope);
+      // After every write of the transaction, before COMMIT: the version's content is exactly
+      // what commits with it.
+      this.recordHistory(bumps, baselines);
+      return out;
+    }) as T;
     for (const bump of bumps) this.notify(bump);
     return result;
+  }
+
+  private recordHistory(bumps: readonly PolicyBump[], baselines: readonly string[]): void {
+    const history = this.history;
+    if (history === null) return;
+    const at = this.now();
+    for (const tenantId of baselines) history.baseline(tenantId, at);
+    const byTenant = new Map<string, PolicyBump[]>();
+    for (const b of bumps) {
+      let list = byTenant.get(b.tenantId);
+      if (!list) byTenant.set(b.tenantId, (list = []));
+      list.push(b);
+    }
+    for (const [tenantId, list] of byTenant) {
+      // Several bumps of one tenant in one transaction: the last version carries the changes.
+      const last = list[list.length - 1]!;
+      for (const b of list.slice(0, -1)) history.versionRow(tenantId, b.version, at, 0, '[]', b.meta);
+      history.record(tenantId, last.version, list.map((b) => b.touch), at, last.meta);
+    }
   }
 
   /** A read that spans several statements sees one consistent snapshot. */

@@ -49,7 +49,7 @@ export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['d
           updated_at: now,
         };
         insertOrConflict(() => table.insert(row), 'id', 'device already registered');
-        if (BUMPS.devices.create) scope.bumpPolicy(tenantId);
+        if (BUMPS.devices.create) scope.bumpPolicy(tenantId, { kind: 'device', id: row.id });
         return row;
       });
     },
@@ -65,14 +65,14 @@ export function createDeviceRepo(ctx: SqliteContext, refs: TenantRefs): Store['d
         if (!before) return null;
         if (patch.user_id !== undefined && patch.user_id !== null) refs.requireUser(tenantId, patch.user_id);
         const after = table.update(tenantId, id, patch);
-        if (deviceUpdateBumps(before, patch)) scope.bumpPolicy(tenantId);
+        if (deviceUpdateBumps(before, patch)) scope.bumpPolicy(tenantId, { kind: 'device', id });
         return after;
       });
     },
     async delete(tenantId, id) {
       return ctx.write((scope) => {
         if (!table.delete(tenantId, id)) return false;
-        if (BUMPS.devices.delete) scope.bumpPolicy(tenantId);
+        if (BUMPS.devices.delete) scope.bumpPolicy(tenantId, { kind: 'device', id });
         return true;
       });
     },

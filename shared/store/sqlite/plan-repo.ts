@@ -86,7 +86,7 @@ export function createPlanRepo(ctx: SqliteContext): Store['plans'] {
         if (!before) return null;
         const after = table.update(null, id, toRowPatch(patch));
         if (!after) return null;
-        if (planUpdateBumps(toPlan(before), toPlan(after))) for (const tenantId of tenantsOnPlan.all(id)) scope.bumpPolicy(tenantId);
+        if (planUpdateBumps(toPlan(before), toPlan(after))) for (const tenantId of tenantsOnPlan.all(id)) scope.bumpPolicy(tenantId, { kind: 'settings' });
         return toPlan(after);
       });
     },

@@ -38,10 +38,12 @@ export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
   };
   return {
     async create(input) {
-      return ctx.write(() => {
+      return ctx.write((scope) => {
         const tenant = newTenant(input, ctx.newId(), ctx.now());
         requirePlan(tenant.plan_id);
-        return table.insert(tenant);
+        table.insert(tenant);
+        scope.recordVersion(tenant.id);
+        return tenant;
       });
     },
     async get(id) {
@@ -57,7 +59,7 @@ export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
         if (patch.plan_id !== undefined) requirePlan(patch.plan_id);
         const after = table.update(null, id, patch);
         if (!tenantUpdateBumps(before, patch)) return after;
-        scope.bumpPolicy(id);
+        scope.bumpPolicy(id, { kind: 'settings' });
         return table.get(null, id);
       });
     },

@@ -8,6 +8,7 @@ import { createError } from '../../errors.js';
 import type { PolicySnapshot, RulePatch, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { EntityTable } from './entity-table.js';
+import type { PolicyTouch } from '../rules/policy-history.js';
 import { BUMPS, ruleUpdateBumps } from '../rules/policy-version.js';
 import { fromJson, toJson } from './json-column.js';
 import { createPlanReader } from './plan-repo.js';
@@ -79,7 +80,7 @@ export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rul
           created_at: now,
           updated_at: now,
         });
-        if (BUMPS.rules.create) scope.bumpPolicy(tenantId);
+        if (BUMPS.rules.create) scope.bumpPolicy(tenantId, { kind: 'rule', id: rule.id });
         return toRule(rule);
       });
     },
@@ -99,14 +100,14 @@ export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rul
         const after = table.update(tenantId, id, toRowPatch(patch));
         if (!after) return null;
         const rule = toRule(after);
-        if (ruleUpdateBumps(toRule(before), rule)) scope.bumpPolicy(tenantId);
+        if (ruleUpdateBumps(toRule(before), rule)) scope.bumpPolicy(tenantId, { kind: 'rule', id });
         return rule;
       });
     },
     async delete(tenantId, id) {
       return ctx.write((scope) => {
         if (!table.delete(tenantId, id)) return false;
-        if (BUMPS.rules.delete) scope.bumpPolicy(tenantId);
+        if (BUMPS.rules.delete) scope.bumpPolicy(tenantId, { kind: 'rule', id });
         return true;
       });
     },
@@ -135,7 +136,13 @@ interface LinkRepo<L, R> {
  * a change to a link changes decisions, so it bumps the policy version, but only when something
  * actually changed.
  */
-function createLinkRepo<L, R>(ctx: SqliteContext, table: string, left: LinkSide, right: LinkSide): LinkRepo<L, R> {
+function createLinkRepo<L, R>(
+  ctx: SqliteContext,
+  table: string,
+  left: LinkSide,
+  right: LinkSide,
+  touch: (left: string, right: string) => PolicyTouch,
+): LinkRepo<L, R> {
   const db = ctx.db;
   const assign: Stmt<[string, string, string, number]> = db.prepare(
     `INSERT INTO ${table} (tenant_id, ${left.column}, ${right.column}, created_at) VALUES (?, ?, ?, ?)
@@ -159,14 +166,14 @@ function createLinkRepo<L, R>(ctx: SqliteContext, table: string, left: LinkSide,
         left.require(tenantId, l);
         right.require(tenantId, r);
         const added = assign.run(tenantId, l, r, ctx.now()).changes > 0;
-        if (added) scope.bumpPolicy(tenantId);
+        if (added) scope.bumpPolicy(tenantId, touch(l, r));
         return added;
       });
     },
     async unassign(tenantId, l, r) {
       return ctx.write((scope) => {
         const removed = unassign.run(tenantId, l, r).changes > 0;
-        if (removed) scope.bumpPolicy(tenantId);
+        if (removed) scope.bumpPolicy(tenantId, touch(l, r));
         return removed;
       });
     },
@@ -185,6 +192,7 @@ export function createUserRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store[
     'user_roles',
     { column: 'user_id', table: 'users', columns: USER_COLUMNS, require: (t, id) => refs.requireUser(t, id) },
     { column: 'role_id', table: 'roles', columns: ROLE_COLUMNS, require: (t, id) => refs.requireRole(t, id) },
+    (user_id, role_id) => ({ kind: 'user_role', user_id, role_id }),
   );
   return {
     assign: (tenantId, userId, roleId) => links.assign(tenantId, userId, roleId),
@@ -200,6 +208,7 @@ export function createRolePolicyRepo(ctx: SqliteContext, refs: TenantRefs): Stor
     'role_policies',
     { column: 'role_id', table: 'roles', columns: ROLE_COLUMNS, require: (t, id) => refs.requireRole(t, id) },
     { column: 'policy_id', table: 'policies', columns: POLICY_COLUMNS, require: (t, id) => refs.requirePolicy(t, id) },
+    (role_id, policy_id) => ({ kind: 'role_policy', role_id, policy_id }),
   );
   return {
     assign: (tenantId, roleId, policyId) => links.assign(tenantId, roleId, policyId),

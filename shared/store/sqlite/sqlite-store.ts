@@ -16,6 +16,9 @@ import { SqliteContext } from './context.js';
 import { createDeviceRepo } from './device-repo.js';
 import { runMigrations } from './migrations.js';
 import { createPlanRepo } from './plan-repo.js';
+import { SqliteHistory } from './policy-history.js';
+import { createPolicyTestRepo } from './policy-tests-repo.js';
+import { createPolicyVersionsRepo } from './policy-versions-repo.js';
 import {
   createCarrierRepo,
   createTenantRepo,
@@ -26,6 +29,7 @@ import {
 import { createRolePolicyRepo, createRuleRepo, createSnapshotReader, createUserRoleRepo } from './policy-repos.js';
 import { TenantRefs } from './refs.js';
 import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
+import { createUsageHistory } from './usage-history.js';
 import { createUsageRepos } from './usage-repo.js';
 import { createUsagePurge } from './usage-retention.js';
 import { createWebhookDeliveryRepo, createWebhookRepo } from './webhook-repos.js';
@@ -46,6 +50,7 @@ type Repos = ReturnType<typeof buildRepos>;
 function buildRepos(ctx: SqliteContext) {
   const refs = new TenantRefs(ctx);
   const usage = createUsageRepos(ctx, refs);
+  const snapshot = createSnapshotReader(ctx);
   return {
     tenants: createTenantRepo(ctx),
     consoleUsers: createConsoleUserRepo(ctx),
@@ -67,7 +72,10 @@ function buildRepos(ctx: SqliteContext) {
     alerts: usage.alerts,
     discovered: usage.discovered,
     dashboard: usage.dashboard,
-    snapshot: createSnapshotReader(ctx),
+    snapshot,
+    policyVersions: createPolicyVersionsRepo(ctx, snapshot),
+    policyTests: createPolicyTestRepo(ctx, refs),
+    usageHistory: createUsageHistory(ctx),
     plans: createPlanRepo(ctx),
     commands: createCommandRepo(ctx, refs),
     webhooks: createWebhookRepo(ctx, refs),
@@ -104,7 +112,7 @@ export class SqliteStore implements Store {
       db.pragma('foreign_keys = ON');
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       runMigrations(db, this.now);
-      this.repos = buildRepos(new SqliteContext(db, this.now, this.newId, this.hooks));
+      this.repos = buildRepos(new SqliteContext(db, this.now, this.newId, this.hooks, new SqliteHistory(db)));
       this.db = db;
     } catch (err) {
       db.close();
@@ -198,6 +206,15 @@ export class SqliteStore implements Store {
   }
   get apiKeys(): Store['apiKeys'] {
     return this.r().apiKeys;
+  }
+  get policyVersions(): Store['policyVersions'] {
+    return this.r().policyVersions;
+  }
+  get policyTests(): Store['policyTests'] {
+    return this.r().policyTests;
+  }
+  get usageHistory(): Store['usageHistory'] {
+    return this.r().usageHistory;
   }
 
   async purgeUsage(tenantId: string, before: number): Promise<number> {

@@ -40,7 +40,7 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
           created_at: now,
           updated_at: now,
         });
-        if (BUMPS.users.create) scope.bumpPolicy(tenantId);
+        if (BUMPS.users.create) scope.bumpPolicy(tenantId, { kind: 'user', id: user.id });
         return user;
       });
     },
@@ -60,7 +60,7 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
         // Devices outlive their owner (they are still seen at towers); role assignments cascade.
         detachDevices.run(ctx.now(), tenantId, id);
         table.delete(tenantId, id);
-        if (BUMPS.users.delete) scope.bumpPolicy(tenantId);
+        if (BUMPS.users.delete) scope.bumpPolicy(tenantId, { kind: 'user', id });
         return true;
       });
     },
@@ -82,7 +82,7 @@ export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rol
           created_at: now,
           updated_at: now,
         });
-        if (BUMPS.roles.create) scope.bumpPolicy(tenantId);
+        if (BUMPS.roles.create) scope.bumpPolicy(tenantId, { kind: 'role', id: role.id });
         return role;
       });
     },
@@ -99,7 +99,7 @@ export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rol
       return ctx.write((scope) => {
         // user_roles, role_policies and role-scoped rules go with it (ON DELETE CASCADE).
         if (!table.delete(tenantId, id)) return false;
-        if (BUMPS.roles.delete) scope.bumpPolicy(tenantId);
+        if (BUMPS.roles.delete) scope.bumpPolicy(tenantId, { kind: 'role', id });
         return true;
       });
     },
@@ -122,7 +122,7 @@ export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['p
           created_at: now,
           updated_at: now,
         });
-        if (BUMPS.policies.create) scope.bumpPolicy(tenantId);
+        if (BUMPS.policies.create) scope.bumpPolicy(tenantId, { kind: 'policy', id: policy.id });
         return policy;
       });
     },
@@ -137,7 +137,7 @@ export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['p
         const before = table.get(tenantId, id);
         if (!before) return null;
         const after = table.update(tenantId, id, patch);
-        if (policyUpdateBumps(before, patch)) scope.bumpPolicy(tenantId);
+        if (policyUpdateBumps(before, patch)) scope.bumpPolicy(tenantId, { kind: 'policy', id });
         return after;
       });
     },
@@ -145,7 +145,7 @@ export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['p
       return ctx.write((scope) => {
         // Its rules and role assignments cascade.
         if (!table.delete(tenantId, id)) return false;
-        if (BUMPS.policies.delete) scope.bumpPolicy(tenantId);
+        if (BUMPS.policies.delete) scope.bumpPolicy(tenantId, { kind: 'policy', id });
         return true;
       });
     },
