@@ -41,7 +41,9 @@ import type {
   Webhook,
   WebhookDelivery,
 } from '../../domain.js';
-import type { RefreshTokenRecord, TowerCredentialRecord } from '../port.js';
+import type { PolicyTest } from '../../policy/policy-tests.js';
+import type { ChangeActor, RefreshTokenRecord, TowerCredentialRecord } from '../port.js';
+import type { HistoryChange, HistoryKind } from '../rules/policy-history.js';
 
 export type Stored<T> = T & { _id: string };
 
@@ -86,6 +88,31 @@ export type DeliveryDoc = Stored<WebhookDelivery>;
 export type AuditDoc = Stored<Omit<AuditRecord, 'before' | 'after'>> & { before_json: string | null; after_json: string | null };
 export type ApiKeyDoc = Stored<ApiKey> & { secret_hash: string };
 export type MigrationDoc = { _id: number; name: string; applied_at: number };
+/** One decision input over versions [valid_from, valid_to) (rules/policy-history.ts). */
+export type PolicyHistoryDoc = {
+  _id: string;
+  tenant_id: string;
+  kind: HistoryKind;
+  key: string;
+  valid_from: number;
+  /** null while current. */
+  valid_to: number | null;
+  ref1: string | null;
+  ref2: string | null;
+  content: string;
+  info: string | null;
+};
+export type PolicyVersionDoc = {
+  _id: string;
+  tenant_id: string;
+  version: number;
+  created_at: number;
+  change_count: number;
+  changes: HistoryChange[];
+  restored_from: number | null;
+  actor: ChangeActor | null;
+};
+export type PolicyTestDoc = Stored<PolicyTest>;
 
 export const C = {
   tenants: 'tenants',
@@ -120,6 +147,9 @@ export const C = {
   audit: 'audit_records',
   apiKeys: 'api_keys',
   migrations: 'schema_migrations',
+  policyHistory: 'policy_history',
+  policyVersions: 'policy_versions',
+  policyTests: 'policy_tests',
 } as const;
 
 export type CollectionName = (typeof C)[keyof typeof C];
@@ -148,6 +178,9 @@ export const TENANT_OWNED: readonly CollectionName[] = [
   C.deliveries,
   C.audit,
   C.apiKeys,
+  C.policyHistory,
+  C.policyVersions,
+  C.policyTests,
 ];
 
 const asc = (...fields: string[]): Record<string, 1> => Object.fromEntries(fields.map((f) => [f, 1 as const]));
@@ -229,4 +262,14 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
     idx(asc('tenant_id', 'at', '_id')),
   ],
   api_keys: [idx(asc('secret_hash'), { unique: true }), idx(asc('tenant_id', '_id'))],
+  // A version is read by valid_from over the tenant's history; a change re-examines the open
+  // entries of one key or one reference (valid_to null marks them).
+  policy_history: [
+    idx(asc('tenant_id', 'valid_from')),
+    idx(asc('tenant_id', 'kind', 'key', 'valid_to')),
+    idx(asc('tenant_id', 'kind', 'ref1', 'valid_to')),
+    idx(asc('tenant_id', 'kind', 'ref2', 'valid_to')),
+  ],
+  policy_versions: [idx(asc('tenant_id', 'version'), { unique: true })],
+  policy_tests: [idx(asc('tenant_id', '_id'))],
 };

@@ -5,6 +5,7 @@
 import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
 import { finishPage, planPage, sortableOf, sortValue } from '../rules/pagination.js';
+import type { PolicyTouch } from '../rules/policy-history.js';
 import { C, type CollectionName, type TenantDoc } from './collections.js';
 import {
   isDuplicateKeyError,
@@ -16,11 +17,17 @@ import {
   type Sort,
   type WithId,
 } from './db-like.js';
+import type { MongoHistory, VersionMeta } from './policy-history.js';
 
 export interface WriteScope {
   session: SessionLike;
-  /** Bumps the tenant's policy version inside the running transaction; listeners hear after commit. */
-  bumpPolicy(tenantId: string): Promise<void>;
+  /**
+   * Bumps the tenant's policy version inside the running transaction; listeners hear after commit.
+   * `touch` names what changed, so the version's history re-examines only that (default: all).
+   */
+  bumpPolicy(tenantId: string, touch?: PolicyTouch, meta?: VersionMeta): Promise<void>;
+  /** Records the tenant's current version as the start of its history (a new tenant). */
+  recordVersion(tenantId: string): void;
 }
 
 /**
@@ -41,6 +48,8 @@ const MAX_INSERT_RACES = 5;
 interface PolicyBump {
   tenantId: string;
   version: number;
+  touch: PolicyTouch;
+  meta: VersionMeta;
 }
 
 export class MongoContext {
@@ -49,6 +58,8 @@ export class MongoContext {
     readonly now: () => number,
     readonly newId: IdFactory,
     private readonly hooks: StoreHooks,
+    /** Keeps every version's content (rules/policy-history.ts). */
+    private readonly history: MongoHistory | null = null,
   ) {}
 
   coll<T extends Document>(name: CollectionName): CollectionLike<T> {
@@ -68,18 +79,24 @@ export class MongoContext {
       try {
         const result = await session.withTransaction(async (s) => {
           bumps = [];
+          const baselines: string[] = [];
           const scope: WriteScope = {
             session: s,
-            bumpPolicy: async (tenantId) => {
+            bumpPolicy: async (tenantId, touch = { kind: 'all' }, meta = {}) => {
               const row = await tenants.findOneAndUpdate(
                 { _id: tenantId },
                 { $inc: { policy_version: 1 } },
                 { session: s, returnDocument: 'after' },
               );
-              if (row) bumps.push({ tenantId, version: row.policy_version });
+              if (row) bumps.push({ tenantId, version: row.policy_version, touch, meta });
             },
+            recordVersion: (tenantId) => baselines.push(tenantId),
           };
-          return fn(scope);
+          const out = await fn(scope);
+          // After every write of the transaction, before the commit: the version's content is
+          // exactly what commits with it.
+          await this.recordHistory(s, bumps, baselines);
+          return out;
         });
         for (const bump of bumps) this.notify(bump);
         return result;
@@ -89,6 +106,25 @@ export class MongoContext {
       } finally {
         await session.endSession();
       }
+    }
+  }
+
+  private async recordHistory(session: SessionLike, bumps: readonly PolicyBump[], baselines: readonly string[]): Promise<void> {
+    const history = this.history;
+    if (history === null) return;
+    const at = this.now();
+    for (const tenantId of baselines) await history.baseline(session, tenantId, at);
+    const byTenant = new Map<string, PolicyBump[]>();
+    for (const b of bumps) {
+      let list = byTenant.get(b.tenantId);
+      if (!list) byTenant.set(b.tenantId, (list = []));
+      list.push(b);
+    }
+    for (const [tenantId, list] of byTenant) {
+      // Several bumps of one tenant in one transaction: the last version carries the changes.
+      const last = list[list.length - 1]!;
+      for (const b of list.slice(0, -1)) await history.versionRow(session, tenantId, b.version, at, 0, [], b.meta);
+      await history.record(session, tenantId, last.version, list.map((b) => b.touch), at, last.meta);
     }
   }
 

@@ -48,7 +48,7 @@ export function createDeviceRepo(ctx: MongoContext, refs: TenantRefs): Store['de
           () => conflict('id', 'device already registered'),
         );
         await table.coll.insertOne({ _id: row.id, ...row }, { session });
-        if (BUMPS.devices.create) await bumpPolicy(tenantId);
+        if (BUMPS.devices.create) await bumpPolicy(tenantId, { kind: 'device', id: row.id });
         return row;
       });
     },
@@ -64,7 +64,7 @@ export function createDeviceRepo(ctx: MongoContext, refs: TenantRefs): Store['de
         if (!before) return null;
         if (patch.user_id !== undefined && patch.user_id !== null) await refs.requireUser(session, tenantId, patch.user_id);
         const after = await table.update(tenantId, id, patch, session);
-        if (deviceUpdateBumps(before, patch)) await bumpPolicy(tenantId);
+        if (deviceUpdateBumps(before, patch)) await bumpPolicy(tenantId, { kind: 'device', id });
         return after;
       });
     },
@@ -72,7 +72,7 @@ export function createDeviceRepo(ctx: MongoContext, refs: TenantRefs): Store['de
       return ctx.write(async ({ session, bumpPolicy }) => {
         if (!(await table.delete(tenantId, id, session))) return false;
         await registry.deleteOne({ _id: id, tenant_id: tenantId }, { session });
-        if (BUMPS.devices.delete) await bumpPolicy(tenantId);
+        if (BUMPS.devices.delete) await bumpPolicy(tenantId, { kind: 'device', id });
         return true;
       });
     },

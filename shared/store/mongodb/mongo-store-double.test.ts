@@ -273,6 +273,25 @@ describe('MongoStore specifics (over the boundary double)', () => {
     await expect(openStore()).resolves.toBeDefined();
   });
 
+  it("schema version 3: starts each existing tenant's history at its current version, once", async () => {
+    const db = server.db(DB);
+    type Raw = Document & { _id: string | number };
+    await db.collection<Raw>('schema_migrations').insertMany([
+      { _id: 1, name: 'collections, indexes, seed plans', applied_at: 1 },
+      { _id: 2, name: 'console e-mails unique per tenant', applied_at: 1 },
+    ]);
+    await db.collection<Raw>('tenants').insertOne({ _id: 't1', id: 't1', name: 'a', plan_id: 'free', default_effect: 'deny', policy_version: 9, alert_window_s: 300, audit_retention_days: 365, created_at: 1, updated_at: 1 });
+    await db.collection<Raw>('devices').insertOne({ _id: 'd1', id: 'd1', tenant_id: 't1', user_id: null, name: 'p', os: null, created_at: 1, updated_at: 1 });
+
+    const store = await openStore();
+    expect(server.peek(DB, 'schema_migrations', 3)).not.toBeNull();
+    expect(await store.policyVersions.storage('t1')).toMatchObject({ versions: 1, first_version: 9, entries: 2 });
+    expect((await store.policyVersions.content('t1', 9))!).toMatchObject({ settings: { default_effect: 'deny' }, devices: [{ id: 'd1', user_id: null }] });
+    // Another process starting finds every history started.
+    await openStore();
+    expect(await store.policyVersions.storage('t1')).toMatchObject({ versions: 1, entries: 2 });
+  });
+
   it('indexes every tenant-owned collection tenant-first, except the documented cross-tenant scans', () => {
     const crossTenant = new Set(['commands:status,tower_id,_id', 'webhook_deliveries:next_attempt_at,_id', 'api_keys:secret_hash']);
     for (const name of TENANT_OWNED) {

@@ -19,6 +19,9 @@ import type { MongoConnection, MongoDbLike } from './db-like.js';
 import { createDeviceRepo } from './device-repo.js';
 import { TenantRefs } from './entity.js';
 import { createPlanRepo } from './plan-repo.js';
+import { MongoHistory } from './policy-history.js';
+import { createPolicyTestRepo } from './policy-tests-repo.js';
+import { createPolicyVersionsRepo } from './policy-versions-repo.js';
 import {
   createCarrierRepo,
   createTenantRepo,
@@ -29,6 +32,7 @@ import {
 import { createRolePolicyRepo, createRuleRepo, createSnapshotReader, createUserRoleRepo } from './policy-repos.js';
 import { runMongoMigrations } from './schema.js';
 import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
+import { createUsageHistory } from './usage-history.js';
 import { createUsageRepos } from './usage-repo.js';
 import { createWebhookDeliveryRepo, createWebhookRepo } from './webhook-repos.js';
 
@@ -70,6 +74,7 @@ type Repos = ReturnType<typeof buildRepos>;
 function buildRepos(ctx: MongoContext) {
   const refs = new TenantRefs(ctx);
   const usage = createUsageRepos(ctx);
+  const snapshot = createSnapshotReader(ctx);
   return {
     tenants: createTenantRepo(ctx),
     consoleUsers: createConsoleUserRepo(ctx, refs),
@@ -92,7 +97,10 @@ function buildRepos(ctx: MongoContext) {
     discovered: usage.discovered,
     dashboard: usage.dashboard,
     purgeUsage: usage.purgeUsage,
-    snapshot: createSnapshotReader(ctx),
+    snapshot,
+    policyVersions: createPolicyVersionsRepo(ctx, snapshot),
+    policyTests: createPolicyTestRepo(ctx, refs),
+    usageHistory: createUsageHistory(ctx),
     plans: createPlanRepo(ctx),
     commands: createCommandRepo(ctx, refs),
     webhooks: createWebhookRepo(ctx, refs),
@@ -127,7 +135,7 @@ export class MongoStore implements Store {
     const connection = await this.connector(this.url, this.dbName);
     try {
       await runMongoMigrations(connection.db, this.now);
-      this.repos = buildRepos(new MongoContext(connection.db, this.now, this.newId, this.hooks));
+      this.repos = buildRepos(new MongoContext(connection.db, this.now, this.newId, this.hooks, new MongoHistory(connection.db)));
       this.connection = connection;
     } catch (err) {
       await connection.close();
@@ -221,6 +229,15 @@ export class MongoStore implements Store {
   }
   get apiKeys(): Store['apiKeys'] {
     return this.r().apiKeys;
+  }
+  get policyVersions(): Store['policyVersions'] {
+    return this.r().policyVersions;
+  }
+  get policyTests(): Store['policyTests'] {
+    return this.r().policyTests;
+  }
+  get usageHistory(): Store['usageHistory'] {
+    return this.r().usageHistory;
   }
 
   async purgeUsage(tenantId: string, before: number): Promise<number> {

@@ -48,7 +48,7 @@ export function createPlanRepo(ctx: MongoContext): Store['plans'] {
         if (!after) return null;
         if (planUpdateBumps(before, after)) {
           const onPlan = await tenants.find({ plan_id: id }, { sort: { _id: 1 }, session }).toArray();
-          for (const tenant of onPlan) await bumpPolicy(tenant._id);
+          for (const tenant of onPlan) await bumpPolicy(tenant._id, { kind: 'settings' });
         }
         return after;
       });

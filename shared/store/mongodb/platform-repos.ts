@@ -53,7 +53,7 @@ export function createTenantRepo(ctx: MongoContext): Store['tenants'] {
 
   return {
     async create(input) {
-      return ctx.write(async ({ session }) => {
+      return ctx.write(async ({ session, recordVersion }) => {
         const tenant = newTenant(input, ctx.newId(), ctx.now());
         await requirePlan(tenant.plan_id, session);
         await table.coll.insertOne({ _id: tenant.id, ...tenant }, { session });
@@ -66,6 +66,7 @@ export function createTenantRepo(ctx: MongoContext): Store['tenants'] {
           deny: 0,
         }));
         await ctx.coll<UsageCounterDoc>(C.usageCounters).insertMany(slots, { session });
+        recordVersion(tenant.id);
         return tenant;
       });
     },
@@ -78,7 +79,7 @@ export function createTenantRepo(ctx: MongoContext): Store['tenants'] {
         if (patch.plan_id !== undefined) await requirePlan(patch.plan_id, session);
         const after = await table.update(null, id, patch, session);
         if (!tenantUpdateBumps(before, patch)) return after;
-        await bumpPolicy(id);
+        await bumpPolicy(id, { kind: 'settings' });
         return table.get(null, id, session);
       });
     },

@@ -5,6 +5,7 @@
 import type { Policy, PolicyRule, Role, User } from '../../domain.js';
 import { createError } from '../../errors.js';
 import type { PolicySnapshot, Store } from '../port.js';
+import type { PolicyTouch } from '../rules/policy-history.js';
 import { BUMPS, ruleUpdateBumps } from '../rules/policy-version.js';
 import {
   C,
@@ -19,7 +20,7 @@ import {
   type UserRoleDoc,
 } from './collections.js';
 import { insertChecked, strip, type MongoContext } from './context.js';
-import type { Document } from './db-like.js';
+import type { Document, SessionLike } from './db-like.js';
 import { MongoEntity, type TenantRefs } from './entity.js';
 import { compositeKey } from './keys.js';
 import { toPlan } from './plan-repo.js';
@@ -58,7 +59,7 @@ export function createRuleRepo(ctx: MongoContext, refs: TenantRefs): Store['rule
           updated_at: now,
         };
         await table.coll.insertOne({ _id: rule.id, ...rule }, { session });
-        if (BUMPS.rules.create) await bumpPolicy(tenantId);
+        if (BUMPS.rules.create) await bumpPolicy(tenantId, { kind: 'rule', id: rule.id });
         return rule;
       });
     },
@@ -76,18 +77,23 @@ export function createRuleRepo(ctx: MongoContext, refs: TenantRefs): Store['rule
         if (patch.role_id !== undefined && patch.role_id !== null) await refs.requireRole(session, tenantId, patch.role_id);
         const after = await table.update(tenantId, id, patch, session);
         if (!after) return null;
-        if (ruleUpdateBumps(before, after)) await bumpPolicy(tenantId);
+        if (ruleUpdateBumps(before, after)) await bumpPolicy(tenantId, { kind: 'rule', id });
         return after;
       });
     },
     async delete(tenantId, id) {
       return ctx.write(async ({ session, bumpPolicy }) => {
         if (!(await table.delete(tenantId, id, session))) return false;
-        if (BUMPS.rules.delete) await bumpPolicy(tenantId);
+        if (BUMPS.rules.delete) await bumpPolicy(tenantId, { kind: 'rule', id });
         return true;
       });
     },
   };
+}
+
+/** What a link change touches, for the version history. */
+function touchOf(name: typeof C.userRoles | typeof C.rolePolicies, l: string, r: string): PolicyTouch {
+  return name === C.userRoles ? { kind: 'user_role', user_id: l, role_id: r } : { kind: 'role_policy', role_id: l, policy_id: r };
 }
 
 interface LinkSide<T> {
@@ -126,14 +132,14 @@ function createLinkRepo<L, R>(ctx: MongoContext, name: typeof C.userRoles | type
         if (await links.findOne({ _id }, { session })) return false;
         const doc: LinkDoc = { _id, tenant_id: tenantId, [left.field]: l, [right.field]: r, created_at: ctx.now() };
         await insertChecked(() => links.insertOne(doc, { session }));
-        await bumpPolicy(tenantId);
+        await bumpPolicy(tenantId, touchOf(name, l, r));
         return true;
       });
     },
     async unassign(tenantId: string, l: string, r: string): Promise<boolean> {
       return ctx.write(async ({ session, bumpPolicy }) => {
         const removed = (await links.deleteOne({ _id: key(tenantId, l, r), tenant_id: tenantId }, { session })).deletedCount > 0;
-        if (removed) await bumpPolicy(tenantId);
+        if (removed) await bumpPolicy(tenantId, touchOf(name, l, r));
         return removed;
       });
     },
@@ -187,33 +193,34 @@ export function createRolePolicyRepo(ctx: MongoContext, refs: TenantRefs): Store
 }
 
 /** One snapshot read: the version and the rows it describes come from the same instant. */
-export function createSnapshotReader(ctx: MongoContext): (tenantId: string) => Promise<PolicySnapshot | null> {
+export function createSnapshotReader(ctx: MongoContext): (tenantId: string, session?: SessionLike) => Promise<PolicySnapshot | null> {
   const byTenant = { sort: { _id: 1 } } as const;
-  return (tenantId) =>
-    ctx.read(async (session) => {
-      const tenantDoc = await ctx.coll<TenantDoc>(C.tenants).findOne({ _id: tenantId }, { session });
-      if (!tenantDoc) return null;
-      const tenant = toTenant(tenantDoc);
-      const planDoc = await ctx.coll<PlanDoc>(C.plans).findOne({ _id: tenant.plan_id }, { session });
-      if (!planDoc) throw createError('INTERNAL', `tenant ${tenantId} refers to missing plan ${tenant.plan_id}`);
-      const t = { tenant_id: tenantId };
-      // One after another: operations of one session must not run concurrently in a transaction.
-      const devices = await ctx.coll<DeviceDoc>(C.devices).find(t, { ...byTenant, session }).toArray();
-      const userRoles = await ctx.coll<UserRoleDoc>(C.userRoles).find(t, { sort: { user_id: 1, role_id: 1 }, session }).toArray();
-      const rolePolicies = await ctx
-        .coll<RolePolicyDoc>(C.rolePolicies)
-        .find(t, { sort: { role_id: 1, policy_id: 1 }, session })
-        .toArray();
-      const policies = await ctx.coll<PolicyDoc>(C.policies).find(t, { ...byTenant, session }).toArray();
-      const rules = await ctx.coll<RuleDoc>(C.rules).find(t, { ...byTenant, session }).toArray();
-      return {
-        tenant,
-        plan: toPlan(planDoc),
-        devices: devices.map((d) => ({ id: d.id, user_id: d.user_id })),
-        user_roles: userRoles.map((l) => ({ user_id: l.user_id, role_id: l.role_id })),
-        role_policies: rolePolicies.map((l) => ({ role_id: l.role_id, policy_id: l.policy_id })),
-        policies: policies.map(toPolicy),
-        rules: rules.map(toRule),
-      };
-    });
+  // Inside a write (a restore reads the live content in its own transaction) or in a read of its own.
+  return (tenantId, outer) => (outer ? readWith(outer, tenantId) : ctx.read((session) => readWith(session, tenantId)));
+  async function readWith(session: SessionLike, tenantId: string): Promise<PolicySnapshot | null> {
+    const tenantDoc = await ctx.coll<TenantDoc>(C.tenants).findOne({ _id: tenantId }, { session });
+    if (!tenantDoc) return null;
+    const tenant = toTenant(tenantDoc);
+    const planDoc = await ctx.coll<PlanDoc>(C.plans).findOne({ _id: tenant.plan_id }, { session });
+    if (!planDoc) throw createError('INTERNAL', `tenant ${tenantId} refers to missing plan ${tenant.plan_id}`);
+    const t = { tenant_id: tenantId };
+    // One after another: operations of one session must not run concurrently in a transaction.
+    const devices = await ctx.coll<DeviceDoc>(C.devices).find(t, { ...byTenant, session }).toArray();
+    const userRoles = await ctx.coll<UserRoleDoc>(C.userRoles).find(t, { sort: { user_id: 1, role_id: 1 }, session }).toArray();
+    const rolePolicies = await ctx
+      .coll<RolePolicyDoc>(C.rolePolicies)
+      .find(t, { sort: { role_id: 1, policy_id: 1 }, session })
+      .toArray();
+    const policies = await ctx.coll<PolicyDoc>(C.policies).find(t, { ...byTenant, session }).toArray();
+    const rules = await ctx.coll<RuleDoc>(C.rules).find(t, { ...byTenant, session }).toArray();
+    return {
+      tenant,
+      plan: toPlan(planDoc),
+      devices: devices.map((d) => ({ id: d.id, user_id: d.user_id })),
+      user_roles: userRoles.map((l) => ({ user_id: l.user_id, role_id: l.role_id })),
+      role_policies: rolePolicies.map((l) => ({ role_id: l.role_id, policy_id: l.policy_id })),
+      policies: policies.map(toPolicy),
+      rules: rules.map(toRule),
+    };
+  }
 }

@@ -34,7 +34,7 @@ export function createUserRepo(ctx: MongoContext, refs: TenantRefs): Store['user
         const now = ctx.now();
         const user: User = { id: ctx.newId(), tenant_id: tenantId, name: input.name, email: input.email ?? null, created_at: now, updated_at: now };
         await table.coll.insertOne({ _id: user.id, ...user }, { session });
-        if (BUMPS.users.create) await bumpPolicy(tenantId);
+        if (BUMPS.users.create) await bumpPolicy(tenantId, { kind: 'user', id: user.id });
         return user;
       });
     },
@@ -50,7 +50,7 @@ export function createUserRepo(ctx: MongoContext, refs: TenantRefs): Store['user
           .coll<DeviceDoc>(C.devices)
           .updateMany({ tenant_id: tenantId, user_id: id }, { $set: { user_id: null, updated_at: ctx.now() } }, { session });
         await ctx.coll<UserRoleDoc>(C.userRoles).deleteMany({ tenant_id: tenantId, user_id: id }, { session });
-        if (BUMPS.users.delete) await bumpPolicy(tenantId);
+        if (BUMPS.users.delete) await bumpPolicy(tenantId, { kind: 'user', id });
         return true;
       });
     },
@@ -73,7 +73,7 @@ export function createRoleRepo(ctx: MongoContext, refs: TenantRefs): Store['role
           updated_at: now,
         };
         await table.coll.insertOne({ _id: role.id, ...role }, { session });
-        if (BUMPS.roles.create) await bumpPolicy(tenantId);
+        if (BUMPS.roles.create) await bumpPolicy(tenantId, { kind: 'role', id: role.id });
         return role;
       });
     },
@@ -86,7 +86,7 @@ export function createRoleRepo(ctx: MongoContext, refs: TenantRefs): Store['role
         await ctx.coll<UserRoleDoc>(C.userRoles).deleteMany({ tenant_id: tenantId, role_id: id }, { session });
         await ctx.coll<RolePolicyDoc>(C.rolePolicies).deleteMany({ tenant_id: tenantId, role_id: id }, { session });
         await ctx.coll<RuleDoc>(C.rules).deleteMany({ tenant_id: tenantId, role_id: id }, { session });
-        if (BUMPS.roles.delete) await bumpPolicy(tenantId);
+        if (BUMPS.roles.delete) await bumpPolicy(tenantId, { kind: 'role', id });
         return true;
       });
     },
@@ -110,7 +110,7 @@ export function createPolicyRepo(ctx: MongoContext, refs: TenantRefs): Store['po
           updated_at: now,
         };
         await table.coll.insertOne({ _id: policy.id, ...policy }, { session });
-        if (BUMPS.policies.create) await bumpPolicy(tenantId);
+        if (BUMPS.policies.create) await bumpPolicy(tenantId, { kind: 'policy', id: policy.id });
         return policy;
       });
     },
@@ -121,7 +121,7 @@ export function createPolicyRepo(ctx: MongoContext, refs: TenantRefs): Store['po
         const before = await table.get(tenantId, id, session);
         if (!before) return null;
         const after = await table.update(tenantId, id, patch, session);
-        if (policyUpdateBumps(before, patch)) await bumpPolicy(tenantId);
+        if (policyUpdateBumps(before, patch)) await bumpPolicy(tenantId, { kind: 'policy', id });
         return after;
       });
     },
@@ -130,7 +130,7 @@ export function createPolicyRepo(ctx: MongoContext, refs: TenantRefs): Store['po
         if (!(await table.delete(tenantId, id, session))) return false;
         await ctx.coll<RuleDoc>(C.rules).deleteMany({ tenant_id: tenantId, policy_id: id }, { session });
         await ctx.coll<RolePolicyDoc>(C.rolePolicies).deleteMany({ tenant_id: tenantId, policy_id: id }, { session });
-        if (BUMPS.policies.delete) await bumpPolicy(tenantId);
+        if (BUMPS.policies.delete) await bumpPolicy(tenantId, { kind: 'policy', id });
         return true;
       });
     },

@@ -149,7 +149,10 @@ export class SqliteHistory {
 
   /** Open history entries of a scope. */
   open(tenantId: string, q: ScopeQuery): HistoryEntry[] {
-    let sql = `SELECT ${HISTORY_COLUMNS} FROM policy_history WHERE tenant_id = ? AND kind = ? AND valid_to IS NULL`;
+    // By reference: the partial index of open entries, named because without statistics the
+    // planner prefers the primary key's (tenant_id, kind) prefix, i.e. every entry of the kind.
+    const from = q.by === 'ref1' || q.by === 'ref2' ? `policy_history INDEXED BY policy_history_open_${q.by}` : 'policy_history';
+    let sql = `SELECT ${HISTORY_COLUMNS} FROM ${from} WHERE tenant_id = ? AND kind = ? AND valid_to IS NULL`;
     const params: unknown[] = [tenantId, q.kind];
     if (q.by !== 'all') {
       sql += ` AND ${q.by} = ?`;
