@@ -49,10 +49,20 @@ type Resource =
   | 'tower'
   | 'credential'
   | 'carrier'
-  | 'plan';
+  | 'plan'
+  | 'usage'
+  | 'policyTest'
+  | 'policyVersion';
 
 /** Shared by every tenant by design (their ids are not secrets); routes naming only these are leak-checked, not 404-checked. */
 const PLATFORM_RESOURCES: ReadonlySet<Resource> = new Set<Resource>(['carrier', 'plan']);
+
+/**
+ * Tenant-relative numbers, not ids: every tenant has a policy version 3. They are 404-checked
+ * (A is seeded with versions B never reaches) but not searched for in B's answers (a small number
+ * appears in any body).
+ */
+const NOT_SECRET: ReadonlySet<Resource> = new Set<Resource>(['policyVersion']);
 
 /** The collection segment in front of a generic `:id` → what it names. */
 const BY_SEGMENT: Readonly<Record<string, Resource>> = {
@@ -78,6 +88,9 @@ const BY_SEGMENT: Readonly<Record<string, Resource>> = {
   credentials: 'credential',
   carriers: 'carrier',
   plans: 'plan',
+  'app-usage': 'usage',
+  'policy-tests': 'policyTest',
+  'policy-versions': 'policyVersion',
 };
 
 /** Parameter (path or query) names that say what they name, wherever they appear. */
@@ -107,6 +120,7 @@ const BY_NAME: Readonly<Record<string, Resource>> = {
   plan_id: 'plan',
   // Audit filter: any record's id; a device is as good as any.
   resource_id: 'device',
+  version: 'policyVersion',
 };
 
 /**
@@ -212,6 +226,9 @@ async function seed(t: Tenant, carrierId: string | null): Promise<void> {
   if (has('POST /api/v1/api-keys')) {
     ids.apiKey = await create(owner, '/api/v1/api-keys', { name: `key ${m}`, scopes: ['devices:read'] });
   }
+  if (has('POST /api/v1/policy-tests')) {
+    ids.policyTest = await create(owner, '/api/v1/policy-tests', { name: `test ${m}`, device_id: ids.device, app: 'dropbox', action: 'upload', expected_effect: 'deny' });
+  }
 
   // Platform side: a tower only this tenant's devices were seen at, with a credential and the shared carrier.
   ids.tower = await create(operator, '/api/v1/towers', { id: `twr-${m}`, name: `Tower ${m}` });
@@ -227,8 +244,16 @@ async function seed(t: Tenant, carrierId: string | null): Promise<void> {
   if (has('POST /api/v1/remedial-actions')) {
     ids.command = await create(owner, '/api/v1/remedial-actions', { device_id: ids.device, type: 'notify' });
   }
-  // Records only the platform writes (the audit trail) are found through their list.
-  for (const [resource, url] of [['audit', '/api/v1/audit']] as const) {
+  if (has('GET /api/v1/policy-versions')) {
+    // A (seeded first) makes two more versions, so its newest is a number B never reaches.
+    if (t.name === 'alpha-secret') {
+      for (const default_effect of ['deny', 'allow']) await call(owner, 'PATCH', '/api/v1/tenant', { default_effect });
+    }
+    const res = await call(owner, 'GET', '/api/v1/policy-versions?limit=1');
+    ids.policyVersion = String((JSON.parse(res.body) as { versions: Array<{ version: number }> }).versions[0]!.version);
+  }
+  // Records only the platform writes (the audit trail, usage) are found through their list.
+  for (const [resource, url] of [['audit', '/api/v1/audit'], ['usage', '/api/v1/app-usage']] as const) {
     if (!has(`GET ${url}`)) continue;
     const res = await call(owner, 'GET', url);
     const id = res.statusCode === 200 ? firstRowId(JSON.parse(res.body)) : null;
@@ -251,7 +276,7 @@ beforeAll(async () => {
   }
   secrets = [
     ...Object.entries(A.ids)
-      .filter(([k]) => !PLATFORM_RESOURCES.has(k as Resource))
+      .filter(([k]) => !PLATFORM_RESOURCES.has(k as Resource) && !NOT_SECRET.has(k as Resource))
       .map(([, v]) => v),
     A.ownerEmail,
     A.name,

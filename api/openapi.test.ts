@@ -43,6 +43,8 @@ const COVERED: ReadonlyArray<readonly [method: string, path: string]> = [
   ['post', '/remedial-actions'],
   ['post', '/webhooks'],
   ['post', '/api-keys'],
+  ['post', '/policies/explain'],
+  ['post', '/policy-tests'],
 ];
 
 const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']);

@@ -49,6 +49,8 @@ export const PERMISSIONS = {
   'roles:write': TENANT_WRITE,
   'policies:read': TENANT_READ,
   'policies:write': TENANT_WRITE,
+  /** What-if replays: recorded usage decided again under a draft (CPU-heavy, reads usage). */
+  'policies:simulate': ['owner', 'admin', 'analyst'],
   'rules:read': TENANT_READ,
   'rules:write': TENANT_WRITE,
   'catalog:read': TENANT_READ,

@@ -11,6 +11,7 @@ import { deviceRoutes } from './devices.js';
 import { nestedRoutes } from './nested.js';
 import { planRoutes } from './plans.js';
 import { policyRoutes } from './policies.js';
+import { policyLifecycleRoutes } from './policy-lifecycle.js';
 import { policyRuleRoutes } from './policy-rules.js';
 import { remediationRoutes } from './remediation.js';
 import { signingKeyRoutes } from './signing-keys.js';
@@ -32,6 +33,7 @@ export const apiRoutes: FastifyPluginAsync = async (app) => {
   await app.register(assignmentRoutes);
   await app.register(policyRoutes);
   await app.register(policyRuleRoutes);
+  await app.register(policyLifecycleRoutes);
   await app.register(catalogRoutes, { kind: 'apps' });
   await app.register(catalogRoutes, { kind: 'actions' });
   await app.register(deviceRoutes);

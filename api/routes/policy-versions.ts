@@ -1,0 +1,183 @@
+/**
+ * Policy versions (issue #12): every change that can alter a decision made a numbered version;
+ * list them with who/when/what, read any version's content, diff two versions, restore one.
+ *
+ * Who: a restore records its caller on the version. Other versions are made by the ordinary
+ * routes, which the audit trail records: a version is attributed to the successful write of the
+ * same tenant recorded within ATTRIBUTION_WINDOW_MS after it, preferring one naming a resource the
+ * version changed. Concurrent writers within that window can be attributed to each other's
+ * version; the audit record itself stays exact, and `attributed_to.audit_id` points at it.
+ *
+ * A restore is a new version and propagates like any change: the store announces it (bus
+ * `policy.changed`), workers rebuild their index and republish the retained bundle to towers.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AuditRecord } from '../../shared/domain.js';
+import { diffVersions } from '../../shared/policy/version-diff.js';
+import type { ChangeActor, PolicyVersionInfo } from '../../shared/store/port.js';
+import { audit } from '../audit.js';
+import { principalOf, tenantIdOf } from '../auth/guard.js';
+import { ListQuery, NextCursor, errorResponses, found } from '../schemas/common.js';
+import type { PolicyContents } from './policy-contents.js';
+import { VersionNumber } from './policy-explain.js';
+import { AttributionSchema, PolicyContentSchema, PolicyVersionSchema, VersionDiffSchema } from './policy-schemas.js';
+
+const ATTRIBUTION_WINDOW_MS = 5000;
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+const VersionParams = z.object({ version: VersionNumber });
+const VersionWithAttribution = PolicyVersionSchema.extend({ attributed_to: AttributionSchema });
+const ListVersionsQuery = ListQuery.pick({ limit: true, cursor: true });
+const DiffQuery = z.object({
+  against: VersionNumber.optional().describe('the version to compare with; default the one before'),
+});
+const NotRestored = z.object({ kind: z.enum(['rule', 'role_policy', 'user_role', 'device', 'plan']), id: z.string(), reason: z.string() });
+const RestoreReply = z
+  .object({
+    version: PolicyVersionSchema,
+    created: z.boolean().describe('false when the tenant already had that content (no new version)'),
+    not_restored: z.array(NotRestored),
+  })
+  .meta({
+    example: {
+      version: { version: 42, created_at: 1718000000000, change_count: 2, changes: [{ kind: 'rule', key: '01J9Z0RULE00000000000000R1', op: 'changed' }], restored_from: 37, actor: { kind: 'console_user', id: '01J9Z0CU0000000000000000OW', label: 'owner@acme.example' } },
+      created: true,
+      not_restored: [],
+    },
+  });
+
+type Attribution = z.infer<typeof AttributionSchema>;
+
+export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyContents }> = async (app, opts) => {
+  const { contents } = opts;
+
+  /** The audit record of the write that made each version without a recorded actor. */
+  async function attribute(tenantId: string, versions: readonly PolicyVersionInfo[]): Promise<Map<number, Attribution>> {
+    const out = new Map<number, Attribution>();
+    const open = versions.filter((v) => v.actor === null && v.restored_from === null).sort((a, b) => a.version - b.version);
+    if (open.length === 0) return out;
+    const since = open[0]!.created_at;
+    const until = open[open.length - 1]!.created_at + ATTRIBUTION_WINDOW_MS + 1;
+    const entries: AuditRecord[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: Awaited<ReturnType<typeof app.store.audit.list>> = await app.store.audit.list(tenantId, { since, until, limit: 1000, cursor });
+      entries.push(...page.items.filter((e) => e.status_code !== null && e.status_code < 400 && MUTATING.has(e.method ?? '')));
+      cursor = page.next_cursor;
+    } while (cursor !== null && entries.length < 5000);
+    entries.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1));
+    const used = new Set<string>();
+    for (const v of open) {
+      const candidates = entries.filter((e) => !used.has(e.id) && e.at >= v.created_at && e.at <= v.created_at + ATTRIBUTION_WINDOW_MS);
+      const keys = new Set(v.changes.flatMap((c) => c.key.split('\u0000')));
+      const pick = candidates.find((e) => e.resource_id !== null && keys.has(e.resource_id)) ?? candidates[0];
+      if (!pick) continue;
+      used.add(pick.id);
+      out.set(v.version, { audit_id: pick.id, actor_kind: pick.actor_kind, actor_id: pick.actor_id, actor_label: pick.actor_label, action: pick.action });
+    }
+    return out;
+  }
+
+  app.get(
+    '/policy-versions',
+    {
+      config: { permission: 'policies:read' },
+      schema: {
+        summary: 'Policy versions, newest first: when, who, what changed',
+        querystring: ListVersionsQuery,
+        response: {
+          200: z.object({
+            versions: z.array(VersionWithAttribution),
+            next_cursor: NextCursor,
+            history_starts_at: z.number().int().nullable().describe('the oldest version whose content is kept'),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const page = await app.store.policyVersions.list(tenantId, { limit: request.query.limit, cursor: request.query.cursor ?? null });
+      const who = await attribute(tenantId, page.items);
+      const storage = await app.store.policyVersions.storage(tenantId);
+      return {
+        versions: page.items.map((v) => ({ ...v, attributed_to: who.get(v.version) ?? null })),
+        next_cursor: page.next_cursor,
+        history_starts_at: storage.first_version,
+      };
+    },
+  );
+
+  app.get(
+    '/policy-versions/:version',
+    {
+      config: { permission: 'policies:read' },
+      schema: {
+        summary: 'One policy version: what it changed and its whole content (every decision input)',
+        params: VersionParams,
+        response: { 200: z.object({ version: VersionWithAttribution, content: PolicyContentSchema }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const info = found(await app.store.policyVersions.get(tenantId, request.params.version), 'policy version');
+      const content = await contents.at(tenantId, info.version, 'params.version');
+      const who = await attribute(tenantId, [info]);
+      return { version: { ...info, attributed_to: who.get(info.version) ?? null }, content };
+    },
+  );
+
+  app.get(
+    '/policy-versions/:version/diff',
+    {
+      config: { permission: 'policies:read' },
+      schema: {
+        summary: 'What differs between two policy versions (default: what this version changed)',
+        params: VersionParams,
+        querystring: DiffQuery,
+        response: { 200: z.object({ diff: VersionDiffSchema }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { version } = request.params;
+      found(await app.store.policyVersions.get(tenantId, version), 'policy version');
+      const to = await contents.at(tenantId, version, 'params.version');
+      const from = await contents.at(tenantId, request.query.against ?? Math.max(1, version - 1), 'query.against');
+      return { diff: diffVersions(from, to) };
+    },
+  );
+
+  app.post(
+    '/policy-versions/:version/restore',
+    {
+      config: { permission: 'policies:write', audit: { action: 'policy-versions.restore', resource_type: 'policy_version' } },
+      schema: {
+        summary: 'Restore a policy version: its content becomes current as a new version',
+        description:
+          'Rewrites rules, policies, role/user assignments, device owners and the default effect to the version’s content in one ' +
+          'transaction. Deleted users, roles and devices are not resurrected (what refers to them is listed in not_restored), nor ' +
+          'is the plan. The new version propagates like any change: workers rebuild, towers receive the new bundle.',
+        params: VersionParams,
+        response: { 200: RestoreReply, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      const { version } = request.params;
+      audit(request, { resource_id: String(version) });
+      const principal = principalOf(request);
+      const actor: ChangeActor =
+        principal.kind === 'api_key'
+          ? { kind: 'api_key', id: principal.keyId, label: principal.label }
+          : { kind: 'console_user', id: principal.userId, label: (await app.store.consoleUsers.get(principal.userId))?.email ?? null };
+      // Content missing: 404 for an unknown version of this tenant, 422 for one older than the history.
+      found(await app.store.policyVersions.get(tenantId, version), 'policy version');
+      await contents.at(tenantId, version, 'params.version');
+      const result = found(await app.store.policyVersions.restore(tenantId, version, actor), 'policy version');
+      audit(request, { after: { restored_from: version, version: result.version.version, created: result.created, not_restored: result.not_restored } });
+      return result;
+    },
+  );
+};
