@@ -12,5 +12,6 @@ export const COMMANDS: Record<string, CommandEntry> = {
   agent: { summary: 'Run an edge agent for one tower (usage JSON lines on stdin, decisions on stdout)', load: async () => (await import('./agent.js')).agentCommand },
   simulate: { summary: 'Provision a scenario through the API and play a fleet of towers against it', load: async () => (await import('./simulate.js')).simulateCommand },
   demo: { summary: 'Start the control plane, load a demo enterprise, play a fleet and report', load: async () => (await import('./demo.js')).demoCommand },
+  policy: { summary: 'Policy lifecycle from scripts: what-if replay of a draft over recorded usage (through the API)', load: async () => (await import('./policy.js')).policyCommand },
   bench: { summary: 'Measure raw relay, full pipeline and policy evaluation throughput', load: async () => (await import('./bench.js')).benchCommand },
 };
