@@ -255,6 +255,9 @@ export const WhatIfResultSchema = z
     compare_to: z.enum(['current', 'recorded']),
     window: z.object({ since: z.number().int(), until: z.number().int() }),
     evaluated: z.number().int(),
+    compared: z.number().int().describe('events whose live and draft decisions were compared; the others are on devices the draft cannot change'),
+    affected_devices: z.number().int().describe('devices whose rule outcomes the draft can change (owner, roles or their rules differ)'),
+    default_effect_changed: z.boolean(),
     resume_after: z.string().nullable().describe('set when max_events stopped the replay: pass it as `after` to go on'),
     flips: z.object({
       total: z.number().int(),
@@ -267,7 +270,9 @@ export const WhatIfResultSchema = z
       by_tower: z.array(FlipCount),
     }),
     sample: z.array(FlipSchema),
-    consequences: z.object({ baseline: ConsequenceSummarySchema, draft: ConsequenceSummarySchema, auto_remediation: z.boolean() }),
+    consequences: z
+      .object({ baseline: ConsequenceSummarySchema, draft: ConsequenceSummarySchema, auto_remediation: z.boolean() })
+      .describe('alerts and remediations on the compared events without and with the draft: the difference is what the draft changes'),
     tests: z.object({
       total: z.number().int(),
       passing_now: z.number().int(),
@@ -275,6 +280,6 @@ export const WhatIfResultSchema = z
       broken: z.array(TestResultSchema),
       fixed: z.array(TestResultSchema),
     }),
-    timing: z.object({ replay_ms: z.number(), evaluate_ms: z.number(), events_per_s: z.number() }),
+    timing: z.object({ replay_ms: z.number(), evaluate_ms: z.number(), events_per_s: z.number(), decisions: z.number().int() }),
   })
   .meta({ id: 'WhatIfResult' }) satisfies z.ZodType<WhatIfResult>;

@@ -8,6 +8,7 @@ import { benchDistributed } from '../bench/distributed-bench.js';
 import { benchPipeline } from '../bench/pipeline-bench.js';
 import { benchCedarShapes, benchPolicy, REALISTIC_WORST, type PolicyBenchResult } from '../bench/policy-bench.js';
 import { benchRelay } from '../bench/relay-bench.js';
+import { benchWhatIf } from '../bench/whatif-bench.js';
 import { numberOption, optionsHelp, parseCommandArgs, type CommandOption } from '../args.js';
 
 const options: Record<string, CommandOption> = {
@@ -18,7 +19,8 @@ const options: Record<string, CommandOption> = {
   steps: { type: 'string', describe: 'Comma-separated offered loads (events/s) for the pipeline', default: '2000,5000,10000,15000,20000,30000,40000,60000,80000' },
   'p99-limit-ms': { type: 'string', describe: 'Stop stepping once p99 decision latency passes this', default: '50' },
   'distributed-steps': { type: 'string', describe: 'Offered loads (events/s) for the embedded-vs-distributed comparison', default: '500,1000,2000,4000,8000,12000,16000,24000' },
-  only: { type: 'string', describe: 'Run only some parts: comma-separated of relay,pipeline,policy,distributed' },
+  only: { type: 'string', describe: 'Run only some parts: comma-separated of relay,pipeline,policy,distributed,whatif' },
+  'whatif-events': { type: 'string', describe: 'Recorded usage events the what-if replay part replays', default: '1000000' },
 };
 
 export const benchHelp = `Usage: edgeplane bench [--report <file>] [options]
@@ -32,6 +34,9 @@ Measures on this machine, in one run:
   (d) distributed  the same offered loads through the embedded control plane and the distributed
                 topology on this host (redis-server, api, 1 broker, then 1 and 2 workers): max
                 sustained events/s and p50/p99 each, the scaling 2 workers / 1 worker
+  (e) whatif    what-if replay of a draft over 1,000,000 recorded events in SQLite: events/s
+                replayed and evaluated on one core, peak RSS for windows of 0.1/10/30/100 %, a
+                worst case, and the whole window again with the JavaScript heap capped
 
 Options:
 ${optionsHelp(options)}
@@ -93,6 +98,14 @@ export async function benchCommand(argv: string[]): Promise<number> {
     results.distributed = distributed;
   }
 
+  // (e) what-if replay: its own part, printed with the results below.
+  let whatif = null;
+  if (want('whatif')) {
+    log('(e) what-if replay …');
+    whatif = await benchWhatIf({ events: numberOption(values, 'whatif-events') ?? 1_000_000, fractions: [0.001, 0.1, 0.3, 1], log });
+    results.whatif = whatif;
+  }
+
   log('');
   log('Results');
   log('  measure                                   value');
@@ -132,6 +145,19 @@ export async function benchCommand(argv: string[]): Promise<number> {
     row('distributed, 1 broker + 2 workers', distributed.distributed_2_workers);
     log(`      scaling 2 workers / 1 worker (carried)         ${fmt(distributed.scaling_2_over_1, 2).padStart(6)}`);
     log(`      distributed 1 worker / embedded (carried)      ${fmt(distributed.distributed_over_embedded, 2).padStart(6)}`);
+  }
+  if (whatif) {
+    const largest = whatif.windows[whatif.windows.length - 1]!;
+    log(`  (e) what-if replay, ${fmt(whatif.events)} events, ${fmt(whatif.rules)} rules   target ≥ 1,000,000 events/s evaluated on one core, memory bounded`);
+    log('      window     events      replayed/s    evaluated/s/core   peak RSS');
+    for (const w of whatif.windows) log(`      ${fmt(w.fraction * 100, 1).padStart(5)} %  ${fmt(w.evaluated).padStart(10)}  ${fmt(w.replayed_per_s).padStart(12)}  ${fmt(w.evaluated_per_s).padStart(16)}   ${fmt(w.peak_rss_mb)} MB`);
+    const w = whatif.worst_case;
+    log(`      worst case (+ default effect changed)   ${fmt(w.replayed_per_s).padStart(10)} replayed/s ${fmt(w.evaluated_per_s).padStart(12)} evaluated/s/core   ${fmt(w.peak_rss_mb)} MB`);
+    const c = whatif.heap_capped;
+    log(`      100 % with the heap capped at ${c.heap_cap_mb} MB     ${fmt(c.replayed_per_s).padStart(10)} replayed/s ${fmt(c.evaluated_per_s).padStart(12)} evaluated/s/core   ${fmt(c.peak_rss_mb)} MB (completed)`);
+    log(`      peak RSS largest / smallest window      ${fmt(whatif.rss_ratio_largest_to_smallest, 2).padStart(12)}   (${fmt(largest.evaluated)} events in ${fmt(largest.replay_ms / 1000, 2)} s)`);
+    const h = whatif.history;
+    log(`      version history: ${fmt(h.versions)} versions, ${fmt(h.entries)} entries, ${fmt(h.bytes_per_version)} B/version (a snapshot per version: ~${fmt(h.snapshot_per_version_bytes_estimate)} B/version)`);
   }
   if (typeof values.report === 'string') {
     await writeFile(values.report, JSON.stringify(results, null, 2) + '\n');

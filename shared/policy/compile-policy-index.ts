@@ -164,6 +164,16 @@ function decideOver(tables: readonly RoleTable[], app: string, action: string, f
 const MEMO_PER_ROLE_SET = 4096;
 const MEMO_PER_INDEX = 500_000;
 
+export interface CompileOptions {
+  /**
+   * Memo bounds. The defaults suit live traffic, whose names come from the field. A what-if
+   * replay decides names already recorded (bounded by the data) millions of times over, and
+   * raises them so the long tail of (app, action) pairs is memoised too.
+   */
+  memoPerRoleSet?: number;
+  memoPerIndex?: number;
+}
+
 class RoleSet {
   readonly memo = new Map<string, Map<string, Outcome>>();
   size = 0;
@@ -185,7 +195,9 @@ export interface PolicyIndex {
   decideForDevice(deviceId: string, app: string, action: string): Outcome | undefined;
 }
 
-export function compilePolicyIndex(model: PolicyModel): PolicyIndex {
+export function compilePolicyIndex(model: PolicyModel, opts: CompileOptions = {}): PolicyIndex {
+  const memoPerRoleSet = opts.memoPerRoleSet ?? MEMO_PER_ROLE_SET;
+  const memoPerIndex = opts.memoPerIndex ?? MEMO_PER_INDEX;
   const byRole = new Map<string, BundleGrant[]>();
   for (const g of model.grants) {
     let list = byRole.get(g.role_id);
@@ -226,7 +238,7 @@ export function compilePolicyIndex(model: PolicyModel): PolicyIndex {
     const hit = byAction?.get(action);
     if (hit !== undefined) return hit;
     const out = decideOver(set.tables, app, action, defaultOutcome);
-    if (set.size < MEMO_PER_ROLE_SET && memoTotal < MEMO_PER_INDEX) {
+    if (set.size < memoPerRoleSet && memoTotal < memoPerIndex) {
       if (byAction === undefined) set.memo.set(app, (byAction = new Map()));
       byAction.set(action, out);
       set.size++;

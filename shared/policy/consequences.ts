@@ -41,8 +41,8 @@ export class ConsequenceSim {
   readonly #alertWindowMs: number;
   readonly #autoRemediation: boolean;
   readonly #rules: ReadonlyMap<string, RuleConsequences>;
-  /** (device, rule) → last_seen of its open alert. */
-  readonly #openAlerts = new Map<string, number>();
+  /** device → rule → last_seen of its open alert (nested: no key string built per event). */
+  readonly #openAlerts = new Map<string, Map<string, number>>();
   /** (tower, device, type, app) → until. */
   readonly #inForce = new Map<string, number>();
   /** (tower, device, rule) → violation times within the escalation window. */
@@ -64,14 +64,15 @@ export class ConsequenceSim {
     const stats = this.#stats(e);
     if (stats) stats.denies++;
 
-    const alertKey = `${e.device_id}\u0000${e.rule_id}`;
-    const last = this.#openAlerts.get(alertKey);
+    let byRule = this.#openAlerts.get(e.device_id);
+    if (byRule === undefined) this.#openAlerts.set(e.device_id, (byRule = new Map()));
+    const last = byRule.get(e.rule_id);
     if (last !== undefined && last >= now - this.#alertWindowMs) this.summary.alert_updates++;
     else {
       this.summary.alerts_opened++;
       if (stats) stats.alerts_opened++;
     }
-    this.#openAlerts.set(alertKey, now);
+    byRule.set(e.rule_id, now);
 
     const rule = this.#rules.get(e.rule_id);
     if (!this.#autoRemediation || !rule || (!rule.remediation && !rule.escalation)) return;
@@ -117,7 +118,10 @@ export class ConsequenceSim {
   }
 
   #prune(now: number): void {
-    for (const [k, last] of this.#openAlerts) if (last < now - this.#alertWindowMs) this.#openAlerts.delete(k);
+    for (const [device, byRule] of this.#openAlerts) {
+      for (const [rule, last] of byRule) if (last < now - this.#alertWindowMs) byRule.delete(rule);
+      if (byRule.size === 0) this.#openAlerts.delete(device);
+    }
     for (const [k, until] of this.#inForce) if (until <= now) this.#inForce.delete(k);
     // Escalation windows are at most a day (the API's bound): older violations no longer count.
     for (const [k, times] of this.#violations) if (times[times.length - 1]! < now - 24 * 3600 * 1000) this.#violations.delete(k);

@@ -95,7 +95,7 @@ describe('what-if replay', () => {
     row('dev-a', 'dropbox', 'upload', 1001),
     row('dev-a', 'dropbox', 'download', 1002),
     row('dev-b', 'dropbox', 'upload', 1003),
-    row('dev-a', 'slack', 'send', 1004),
+    row('dev-a', 'slack', 'send', 1004, { reason: 'rule', rule_id: 'R1', policy_id: 'P1' }),
     row('dev-b', 'zoom', 'join', 1005, { effect: 'deny', reason: 'rule', rule_id: 'R2', policy_id: 'P2' }),
     row('dev-x', 'dropbox', 'upload', 1006, { reason: 'unknown_device' }),
   ];
@@ -105,6 +105,9 @@ describe('what-if replay', () => {
     const streamed: Flip[] = [];
     const r = await runWhatIf(options(rows, denyDropboxUpload, { onFlip: (f) => void streamed.push(f) }));
     expect(r.evaluated).toBe(7);
+    // Only alice's device can decide differently (her role's rules change): only its events are compared.
+    expect(r.affected_devices).toBe(1);
+    expect(r.compared).toBe(4);
     expect(r.flips).toMatchObject({ total: 2, allow_to_deny: 2, deny_to_allow: 0, rule_changes: 0 });
     expect(streamed.map((f) => f.event_id)).toEqual(expectedFlips);
     expect(r.sample.map((f) => f.event_id)).toEqual(expectedFlips);
@@ -126,10 +129,25 @@ describe('what-if replay', () => {
 
   it('removing the rule again flips them back (the deny is live, the draft removes it)', async () => {
     const b = base();
-    const live = applyDraft(b, denyDropboxUpload, refs);
+    // Applying it made a new version: the rows were recorded under the previous one.
+    const live = { ...applyDraft(b, denyDropboxUpload, refs), version: 5 };
     const r = await runWhatIf({ ...options(rows, {}), base: live, draft: applyDraft(live, { rules: { remove: ['D1'] } }, refs) });
     expect(r.flips).toMatchObject({ total: 2, allow_to_deny: 0, deny_to_allow: 2 });
     expect(r.sample.map((f) => f.event_id)).toEqual(expectedFlips);
+  });
+
+  it('a new default effect flips exactly what no rule decided, without deciding anything again', async () => {
+    const r = await runWhatIf(options(rows, { default_effect: 'deny' }));
+    const byDefault = rows.filter((x) => x.reason !== 'rule').map((x) => x.id);
+    expect(r.sample.map((f) => f.event_id)).toEqual(byDefault);
+    expect(r.flips).toMatchObject({ total: byDefault.length, allow_to_deny: byDefault.length });
+    expect(r.default_effect_changed).toBe(true);
+    // Every event was recorded under the live version: the live side is what was recorded.
+    expect(r.timing.decisions).toBe(0);
+    // Recorded under an older version, the live side is decided (once: the draft's is derived).
+    const older = await runWhatIf({ ...options(rows, { default_effect: 'deny' }), base: { ...base(), version: 5 }, draft: { ...applyDraft(base(), { default_effect: 'deny' }, refs), version: 5 } });
+    expect(older.sample.map((f) => f.event_id)).toEqual(byDefault);
+    expect(older.timing.decisions).toBe(rows.length);
   });
 
   it('compared with what was recorded, a draft equal to the recorded policy flips nothing', async () => {

@@ -15,11 +15,12 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { DecisionReason } from '../domain.js';
 import type { Effect } from '../mqtt/payloads.js';
 import type { ReplayRow, UsageWindow } from '../store/port.js';
-import { compilePolicyIndex, type Outcome, type PolicyIndex } from './compile-policy-index.js';
+import { compilePolicyIndex, type CompileOptions, type PolicyIndex } from './compile-policy-index.js';
 import { ConsequenceSim, type ConsequenceSummary, type RuleConsequences } from './consequences.js';
 import type { PolicyContent } from './content.js';
 import { Explainer } from './explain.js';
 import { modelFromContent } from './model.js';
+import { replayScope } from './replay-scope.js';
 import { runPolicyTest, type PolicyTest, type PolicyTestResult } from './policy-tests.js';
 
 export type CompareTo = 'current' | 'recorded';
@@ -57,8 +58,17 @@ export interface WhatIfResult {
   base_version: number;
   compare_to: CompareTo;
   window: UsageWindow;
-  /** Recorded events decided again. */
+  /** Recorded events of the window replayed. */
   evaluated: number;
+  /**
+   * Events whose live and draft decisions were compared. The others provably decide alike: their
+   * device is one the draft cannot change (replay-scope.ts), so nothing about them can differ.
+   */
+  compared: number;
+  /** Devices whose rule outcomes the draft can change (their owner, roles or roles' rules differ). */
+  affected_devices: number;
+  /** The draft changes the default effect: every event decided by it (no rule) may flip. */
+  default_effect_changed: boolean;
   /** Set when `max_events` stopped the replay: resume with `after` = this event id. */
   resume_after: string | null;
   flips: {
@@ -73,9 +83,14 @@ export interface WhatIfResult {
     by_tower: FlipCount[];
   };
   sample: Flip[];
+  /**
+   * Alerts and remediations over the compared events, without and with the draft. Alert windows
+   * and remediations are per device, so on every other device both sides raise the same ones:
+   * draft − baseline is exactly what the draft changes.
+   */
   consequences: { baseline: ConsequenceSummary; draft: ConsequenceSummary; auto_remediation: boolean };
   tests: { total: number; passing_now: number; passing_with_draft: number; broken: PolicyTestResult[]; fixed: PolicyTestResult[] };
-  timing: { replay_ms: number; evaluate_ms: number; events_per_s: number };
+  timing: { replay_ms: number; evaluate_ms: number; events_per_s: number; decisions: number };
 }
 
 export interface WhatIfOptions {
@@ -101,6 +116,13 @@ export interface WhatIfOptions {
   clock?: () => number;
 }
 
+/**
+ * Replays decide recorded names (bounded by the data, not by the field) millions of times: memo
+ * the long tail too. Bounds the memo at about 1M outcomes per index (tens of MB), whatever the
+ * window holds.
+ */
+const REPLAY_MEMO: CompileOptions = { memoPerRoleSet: 65_536, memoPerIndex: 1_000_000 };
+
 /** Distinct keys kept per dimension; the rest are counted under OTHER (field-supplied names are unbounded). */
 const MAX_KEYS = 10_000;
 const OTHER = '(other)';
@@ -125,11 +147,6 @@ class Counter {
   }
 }
 
-function sideOf(out: Outcome | undefined, defaultEffect: Effect): DecisionSide {
-  if (out === undefined) return { effect: defaultEffect, reason: 'unknown_device', rule_id: null, policy_id: null };
-  return { effect: out.effect, reason: out.reason, rule_id: out.rule?.rule_id ?? null, policy_id: out.rule?.policy_id ?? null };
-}
-
 function consequenceRules(c: PolicyContent): Map<string, RuleConsequences> {
   return new Map(c.rules.map((r) => [r.id, { remediation: r.remediation, escalation: r.escalation }]));
 }
@@ -141,8 +158,12 @@ export async function runWhatIf(o: WhatIfOptions): Promise<WhatIfResult> {
   const sampleSize = o.sampleSize ?? 50;
   const topN = o.topN ?? 20;
   const maxEvents = o.maxEvents ?? Number.POSITIVE_INFINITY;
-  const baseIndex: PolicyIndex = compilePolicyIndex(modelFromContent(o.base));
-  const draftIndex: PolicyIndex = compilePolicyIndex(modelFromContent(o.draft));
+  const baseModel = modelFromContent(o.base);
+  const draftModel = modelFromContent(o.draft);
+  const baseIndex: PolicyIndex = compilePolicyIndex(baseModel, REPLAY_MEMO);
+  const draftIndex: PolicyIndex = compilePolicyIndex(draftModel, REPLAY_MEMO);
+  const scope = replayScope(baseModel, draftModel);
+  const baseVersion = o.base.version;
   const baseDefault = o.base.settings.default_effect;
   const draftDefault = o.draft.settings.default_effect;
   const autoRemediation = o.draft.settings.auto_remediation;
@@ -154,6 +175,9 @@ export async function runWhatIf(o: WhatIfOptions): Promise<WhatIfResult> {
   const byTower = new Counter();
   const sample: Flip[] = [];
   let evaluated = 0;
+  /** Events whose two sides were compared (the others provably could not differ). */
+  let compared = 0;
+  let decisions = 0;
   let toDeny = 0;
   let toAllow = 0;
   let ruleChanges = 0;
@@ -170,39 +194,65 @@ export async function runWhatIf(o: WhatIfOptions): Promise<WhatIfResult> {
     const flips: Flip[] = [];
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
-      const d = draftIndex.decideForDevice(r.device_id, r.app, r.action);
-      const dEffect = d === undefined ? draftDefault : d.effect;
-      const dRule = d === undefined ? null : d.rule;
-      let bEffect: Effect;
-      let bRuleId: string | null;
-      let bPolicyId: string | null;
-      let bReason: Reason;
-      if (o.compareTo === 'recorded') {
-        bEffect = r.effect;
-        bRuleId = r.rule_id;
-        bPolicyId = r.policy_id;
-        bReason = r.reason;
-      } else {
-        const b = baseIndex.decideForDevice(r.device_id, r.app, r.action);
-        bEffect = b === undefined ? baseDefault : b.effect;
-        bRuleId = b === undefined ? null : (b.rule?.rule_id ?? null);
-        bPolicyId = b === undefined ? null : (b.rule?.policy_id ?? null);
-        bReason = b === undefined ? 'unknown_device' : b.reason;
+      // Three sides: the live policy's decision L (recorded, when recorded under the live
+      // version — the production index decided it then, edge 'blocked' answers aside — else
+      // decided), the baseline B (L, or what was recorded), and the draft's D. Where the draft
+      // cannot change the device's rule outcome (replay-scope.ts), D is L's outcome — with the
+      // draft's default effect when no rule matched — so it is derived, not decided; and where
+      // the default did not change either and B is L, nothing can differ: not even decided.
+      const recordedIsLive = r.policy_version === baseVersion && r.reason !== 'blocked';
+      const affected = scope.devices.size > 0 && scope.devices.has(r.device_id);
+      if (!affected && !scope.defaultChanged && (o.compareTo === 'current' || recordedIsLive)) continue;
+      let lEffect: Effect = r.effect;
+      let lReason: Reason = r.reason;
+      let lRuleId: string | null = r.rule_id;
+      let lPolicyId: string | null = r.policy_id;
+      if (!recordedIsLive && (o.compareTo === 'current' || !affected)) {
+        const l = baseIndex.decideForDevice(r.device_id, r.app, r.action);
+        decisions++;
+        lEffect = l === undefined ? baseDefault : l.effect;
+        lReason = l === undefined ? 'unknown_device' : l.reason;
+        lRuleId = l === undefined ? null : (l.rule?.rule_id ?? null);
+        lPolicyId = l === undefined ? null : (l.rule?.policy_id ?? null);
       }
+      const recordedBase = o.compareTo === 'recorded';
+      const bEffect: Effect = recordedBase ? r.effect : lEffect;
+      const bReason: Reason = recordedBase ? r.reason : lReason;
+      const bRuleId = recordedBase ? r.rule_id : lRuleId;
+      const bPolicyId = recordedBase ? r.policy_id : lPolicyId;
+      let dEffect: Effect;
+      let dReason: Reason;
+      let dRuleId: string | null;
+      let dPolicyId: string | null;
+      if (affected) {
+        const d = draftIndex.decideForDevice(r.device_id, r.app, r.action);
+        decisions++;
+        dEffect = d === undefined ? draftDefault : d.effect;
+        dReason = d === undefined ? 'unknown_device' : d.reason;
+        dRuleId = d === undefined ? null : (d.rule?.rule_id ?? null);
+        dPolicyId = d === undefined ? null : (d.rule?.policy_id ?? null);
+      } else {
+        const byRule = lReason === 'rule';
+        dEffect = byRule ? lEffect : draftDefault;
+        dReason = lReason;
+        dRuleId = lRuleId;
+        dPolicyId = lPolicyId;
+      }
+      compared++;
       if (bEffect === 'deny' && bReason === 'rule' && bRuleId !== null) {
         baseSim.deny({ device_id: r.device_id, tower_id: r.tower_id, app: r.app, received_at: r.received_at, rule_id: bRuleId, policy_id: bPolicyId ?? '' });
       }
-      if (dEffect === 'deny' && dRule !== null) {
-        draftSim.deny({ device_id: r.device_id, tower_id: r.tower_id, app: r.app, received_at: r.received_at, rule_id: dRule.rule_id, policy_id: dRule.policy_id });
+      if (dEffect === 'deny' && dReason === 'rule' && dRuleId !== null) {
+        draftSim.deny({ device_id: r.device_id, tower_id: r.tower_id, app: r.app, received_at: r.received_at, rule_id: dRuleId, policy_id: dPolicyId ?? '' });
       }
       if (dEffect === bEffect) {
-        if ((dRule?.rule_id ?? null) !== bRuleId) ruleChanges++;
+        if (dRuleId !== bRuleId) ruleChanges++;
         continue;
       }
       const flipToDeny = dEffect === 'deny';
       if (flipToDeny) toDeny++;
       else toAllow++;
-      const user = (d === undefined ? null : draftIndex.ownerOf(r.device_id)) ?? r.user_id ?? '(no user)';
+      const user = (dReason === 'unknown_device' ? null : draftIndex.ownerOf(r.device_id)) ?? r.user_id ?? '(no user)';
       byUser.add(user, flipToDeny);
       byApp.add(r.app, flipToDeny);
       byAction.add(r.action, flipToDeny);
@@ -218,7 +268,7 @@ export async function runWhatIf(o: WhatIfOptions): Promise<WhatIfResult> {
           action: r.action,
           tower_id: r.tower_id,
           before: { effect: bEffect, reason: bReason, rule_id: bRuleId, policy_id: bPolicyId },
-          after: sideOf(d, draftDefault),
+          after: { effect: dEffect, reason: dReason, rule_id: dRuleId, policy_id: dPolicyId },
         };
         if (sample.length < sampleSize) sample.push(flip);
         if (o.onFlip) flips.push(flip);
@@ -245,6 +295,9 @@ export async function runWhatIf(o: WhatIfOptions): Promise<WhatIfResult> {
     compare_to: o.compareTo,
     window: o.window,
     evaluated,
+    compared,
+    affected_devices: scope.devices.size,
+    default_effect_changed: scope.defaultChanged,
     resume_after: resumeAfter,
     flips: {
       total: toDeny + toAllow,
@@ -259,7 +312,12 @@ export async function runWhatIf(o: WhatIfOptions): Promise<WhatIfResult> {
     sample,
     consequences: { baseline: baseSim.result(topN), draft: draftSim.result(topN), auto_remediation: autoRemediation },
     tests,
-    timing: { replay_ms: round(replayMs), evaluate_ms: round(evaluateMs), events_per_s: replayMs > 0 ? Math.round((evaluated / replayMs) * 1000) : 0 },
+    timing: {
+      replay_ms: round(replayMs),
+      evaluate_ms: round(evaluateMs),
+      events_per_s: replayMs > 0 ? Math.round((evaluated / replayMs) * 1000) : 0,
+      decisions,
+    },
   };
 }
 

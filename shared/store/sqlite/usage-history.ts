@@ -11,20 +11,61 @@ import type { SqliteContext, Stmt } from './context.js';
 const REPLAY_COLUMNS = 'id, received_at, ts, device_id, user_id, app, action, tower_id, effect, reason, rule_id, policy_id, policy_version';
 const USAGE_COLUMNS = `tenant_id, batch_id, bytes, ${REPLAY_COLUMNS}`;
 
+/** REPLAY_COLUMNS, in order. */
+type ReplayTuple = [
+  string,
+  number,
+  number,
+  string,
+  string | null,
+  string,
+  string,
+  string,
+  ReplayRow['effect'],
+  ReplayRow['reason'],
+  string | null,
+  string | null,
+  number,
+];
+
 export function createUsageHistory(ctx: SqliteContext): Store['usageHistory'] {
   const get: Stmt<[string, string], UsageRecord> = ctx.db.prepare(`SELECT ${USAGE_COLUMNS} FROM usage WHERE tenant_id = ? AND id = ?`);
-  const scan: Stmt<[string, string, number, number, number], ReplayRow> = ctx.db.prepare(
-    `SELECT ${REPLAY_COLUMNS} FROM usage
-     WHERE tenant_id = ? AND id > ? AND received_at >= ? AND received_at < ?
-     ORDER BY id LIMIT ?`,
-  );
+  // Rows as arrays, made into objects here: objects of one literal shape are built several times
+  // faster than better-sqlite3's per-row property objects, which a million-row replay feels.
+  const scan = ctx.db
+    .prepare<[string, string, number, number, number], unknown[]>(
+      `SELECT ${REPLAY_COLUMNS} FROM usage
+       WHERE tenant_id = ? AND id > ? AND received_at >= ? AND received_at < ?
+       ORDER BY id LIMIT ?`,
+    )
+    .raw(true);
   return {
     async get(tenantId, eventId) {
       return get.get(tenantId, eventId) ?? null;
     },
     async scan(tenantId, window, after, limit) {
       // '' sorts before every id: no lower bound.
-      return scan.all(tenantId, after ?? '', window.since, window.until, Math.max(1, Math.floor(limit)));
+      const rows = scan.all(tenantId, after ?? '', window.since, window.until, Math.max(1, Math.floor(limit))) as ReplayTuple[];
+      const out: ReplayRow[] = new Array<ReplayRow>(rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i]!;
+        out[i] = {
+          id: r[0],
+          received_at: r[1],
+          ts: r[2],
+          device_id: r[3],
+          user_id: r[4],
+          app: r[5],
+          action: r[6],
+          tower_id: r[7],
+          effect: r[8],
+          reason: r[9],
+          rule_id: r[10],
+          policy_id: r[11],
+          policy_version: r[12],
+        };
+      }
+      return out;
     },
   };
 }
