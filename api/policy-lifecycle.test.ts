@@ -204,6 +204,20 @@ describe('explain', () => {
     const foreign = await api<{ explanation: { reason: string; tenant_id: string } }>(B.owner, 'POST', '/policies/explain', { device_id: 'alpha-jane', app: 'dropbox', action: 'upload' });
     expect(foreign.explanation).toMatchObject({ reason: 'unknown_device', tenant_id: B.tenantId });
     expect((await raw(A.owner, 'POST', '/policies/explain', { user_id: A.jane, device_id: 'alpha-jane', app: 'x', action: 'y' })).statusCode).toBe(400);
+    // An event whose version has no stored content (older than the history): 422, saying why.
+    const [orphan] = await record(A.tenantId, [{ device: 'alpha-jane', app: 'slack', action: 'send', at: T0 + 3 }]);
+    await store.usage.recordBatch({
+      tenant_id: A.tenantId,
+      tower_id: 'tower-1',
+      batch_id: newId(),
+      now: T0 + 3,
+      alert_window_s: 300,
+      records: [{ ...orphan!, id: newId(), policy_version: 999_999 }],
+    });
+    const old = (await store.usage.list(A.tenantId, { limit: 1 })).items[0]!;
+    const unavailable = await raw(A.owner, 'GET', `/app-usage/${old.id}/explain`);
+    expect(unavailable.statusCode).toBe(422);
+    expect(JSON.parse(unavailable.body).error.message).toMatch(/version 999999 has no stored content: the policy history starts at version 1/);
     // Another tenant's event: 404, never an explanation.
     const [event] = await record(A.tenantId, [{ device: 'alpha-jane', app: 'slack', action: 'send', at: T0 + 3 }]);
     expect((await raw(B.owner, 'GET', `/app-usage/${event!.id}/explain`)).statusCode).toBe(404);
