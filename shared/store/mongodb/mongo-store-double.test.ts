@@ -273,7 +273,7 @@ describe('MongoStore specifics (over the boundary double)', () => {
     await expect(openStore()).resolves.toBeDefined();
   });
 
-  it("schema version 3: starts each existing tenant's history at its current version, once", async () => {
+  it("schema version 6: starts each existing tenant's history at its current version, once", async () => {
     const db = server.db(DB);
     type Raw = Document & { _id: string | number };
     await db.collection<Raw>('schema_migrations').insertMany([
@@ -284,7 +284,7 @@ describe('MongoStore specifics (over the boundary double)', () => {
     await db.collection<Raw>('devices').insertOne({ _id: 'd1', id: 'd1', tenant_id: 't1', user_id: null, name: 'p', os: null, created_at: 1, updated_at: 1 });
 
     const store = await openStore();
-    expect(server.peek(DB, 'schema_migrations', 3)).not.toBeNull();
+    expect(server.peek(DB, 'schema_migrations', 6)).not.toBeNull();
     expect(await store.policyVersions.storage('t1')).toMatchObject({ versions: 1, first_version: 9, entries: 2 });
     expect((await store.policyVersions.content('t1', 9))!).toMatchObject({ settings: { default_effect: 'deny' }, devices: [{ id: 'd1', user_id: null }] });
     // Another process starting finds every history started.

@@ -7,7 +7,7 @@ import { createError } from '../../errors.js';
 import { SEED_PLANS } from '../rules/defaults.js';
 import { C, INDEXES, type CollectionName, type MigrationDoc, type PlanDoc } from './collections.js';
 import { INDEX_NOT_FOUND, type Document, type MongoDbLike } from './db-like.js';
-import { MongoHistory, startMissingHistories } from './policy-history.js';
+import { MONGO_MIGRATION_6 } from './migration-6.js';
 
 export interface MongoMigration {
   version: number;
@@ -42,16 +42,7 @@ export const MONGO_MIGRATIONS: readonly MongoMigration[] = [
       }
     },
   },
-  {
-    // Policy version history (issue #12). Its collections' indexes come with version 1 (re-applied
-    // on every start); this starts the history of tenants created before it, at their current
-    // version. Re-applied on every start too, it finds nothing left to start.
-    version: 3,
-    name: 'policy version history',
-    async apply(db, now) {
-      await startMissingHistories(db, new MongoHistory(db), () => now);
-    },
-  },
+  MONGO_MIGRATION_6,
 ];
 
 export async function runMongoMigrations(db: MongoDbLike, now: () => number, migrations = MONGO_MIGRATIONS): Promise<number[]> {
