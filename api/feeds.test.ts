@@ -15,6 +15,7 @@ import type { BusEvents, BusListener, InProcessBus } from '../shared/bus.js';
 import type { Alert, CommandRecord, UsageRecord } from '../shared/domain.js';
 import { FEED_DROPPED_COUNTER } from './feeds.js';
 import { OPERATOR_EMAIL, createTenant, json, login, post, startHarness, type Harness, type Session } from './test-support.js';
+import { NO_WORKFLOW } from '../shared/store/rules/alerts.js';
 
 interface FeedMessage {
   type: string;
@@ -140,6 +141,7 @@ function alert(tenantId: string, over: Partial<Alert> = {}): Alert {
     first_seen: now,
     last_seen: now,
     status: 'open',
+    ...NO_WORKFLOW,
     ...over,
   };
 }

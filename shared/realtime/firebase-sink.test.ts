@@ -8,6 +8,7 @@ import type { Alert, CommandRecord, UsageRecord } from '../domain.js';
 import { Counters } from '../metrics.js';
 import { FIREBASE_PATHS, FirebaseSink } from './firebase-sink.js';
 import { INCREMENT, type RealtimeWriter } from './realtime-writer.js';
+import { NO_WORKFLOW } from '../store/rules/alerts.js';
 
 const FLUSH_MS = 1000;
 const NOW = 1_700_000_000_000;
@@ -47,6 +48,7 @@ function alert(id: string, count: number, tenant = 't1'): Alert {
     first_seen: NOW,
     last_seen: NOW + count,
     status: 'open',
+    ...NO_WORKFLOW,
   };
 }
 

@@ -18,10 +18,13 @@
  * asserts relations between timestamps and ids, not their values.
  */
 import { afterEach, beforeEach, describe } from 'vitest';
+import { describeAlertContract } from './contract/alerts.js';
 import { describeApiKeyContract } from './contract/api-keys.js';
 import { describeAuditContract } from './contract/audit.js';
 import { describeCoreContract } from './contract/core.js';
+import { describeDirectoryContract } from './contract/directory.js';
 import { ContractState, type StoreContractHarness } from './contract/harness.js';
+import { describeNameContract } from './contract/names.js';
 import { describePlanContract } from './contract/plans.js';
 import { describePlatformContract } from './contract/platform.js';
 import { describeCommandContract } from './contract/commands.js';
@@ -48,6 +51,9 @@ export function describeStoreContract(name: string, open: () => Promise<StoreCon
 
     describeCoreContract(state);
     describeUsageContract(state);
+    describeAlertContract(state);
+    describeNameContract(state);
+    describeDirectoryContract(state);
     describePlatformContract(state);
     describePlanContract(state);
     describeRemediationRuleContract(state);

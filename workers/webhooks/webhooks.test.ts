@@ -19,6 +19,7 @@ import { InProcessJobQueues } from '../../shared/workflow/job-queue.js';
 import { InProcessLeases } from '../../shared/workflow/leases.js';
 import { WebhookDeliverer, backoffMs } from './webhook-deliverer.js';
 import { WebhookNotifier, type WebhookEventBody } from './webhook-notifier.js';
+import { NO_WORKFLOW } from '../../shared/store/rules/alerts.js';
 
 const START = 1_700_000_000_000;
 const MAX_ATTEMPTS = 4;
@@ -134,6 +135,7 @@ function alert(tenantId: string, id = 'alert-1'): Alert {
     first_seen: START,
     last_seen: START,
     status: 'open',
+    ...NO_WORKFLOW,
   };
 }
 

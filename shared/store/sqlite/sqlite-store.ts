@@ -14,6 +14,7 @@ import { createConsoleUserRepo, createRefreshTokenRepo } from './auth-repos.js';
 import { createCommandRepo } from './command-repo.js';
 import { SqliteContext } from './context.js';
 import { createDeviceRepo } from './device-repo.js';
+import { createDirectoryRepo } from './directory-repo.js';
 import { runMigrations } from './migrations.js';
 import { createPlanRepo } from './plan-repo.js';
 import {
@@ -57,6 +58,7 @@ function buildRepos(ctx: SqliteContext) {
     apps: createCatalogRepo(ctx, refs, 'apps'),
     actions: createCatalogRepo(ctx, refs, 'actions'),
     devices: createDeviceRepo(ctx, refs),
+    directory: createDirectoryRepo(ctx, refs),
     userRoles: createUserRoleRepo(ctx, refs),
     rolePolicies: createRolePolicyRepo(ctx, refs),
     towers: createTowerRepo(ctx),
@@ -153,6 +155,9 @@ export class SqliteStore implements Store {
   }
   get devices(): Store['devices'] {
     return this.r().devices;
+  }
+  get directory(): Store['directory'] {
+    return this.r().directory;
   }
   get userRoles(): Store['userRoles'] {
     return this.r().userRoles;
