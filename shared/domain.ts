@@ -195,7 +195,14 @@ export interface CommandEvent {
   detail: string | null;
 }
 
-export type WebhookEventType = 'alert.opened' | 'alert.updated' | 'command.updated' | 'device.discovered';
+export type WebhookEventType =
+  | 'alert.opened'
+  | 'alert.updated'
+  | 'alert.acknowledged'
+  | 'alert.assigned'
+  | 'alert.resolved'
+  | 'command.updated'
+  | 'device.discovered';
 
 export interface Webhook {
   id: string;
@@ -345,6 +352,8 @@ export interface Alert {
   /** The tenant console user working on it; null when unassigned. */
   assigned_to: string | null;
   assigned_at: number | null;
+  /** Who made the latest (un)assignment. */
+  assigned_by: string | null;
   resolved_by: string | null;
   resolved_at: number | null;
   /** The note given with the latest workflow step, if any (each step's note is in its history). */

@@ -22,7 +22,7 @@ import {
   paginate,
 } from '../schemas/common.js';
 
-const WEBHOOK_EVENTS = ['alert.opened', 'alert.updated', 'command.updated', 'device.discovered'] as const;
+const WEBHOOK_EVENTS = ['alert.opened', 'alert.updated', 'alert.acknowledged', 'alert.assigned', 'alert.resolved', 'command.updated', 'device.discovered'] as const;
 const WebhookEventSchema = z.enum(WEBHOOK_EVENTS);
 
 const WebhookSchema = z

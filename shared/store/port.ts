@@ -456,13 +456,15 @@ export interface Store {
   alerts: {
     get(tenantId: string, id: string): Promise<Alert | null>;
     list(tenantId: string, opts?: ListOptions & AlertFilter): Promise<Page<Alert>>;
+    count(tenantId: string, filter?: AlertFilter): Promise<number>;
     /**
      * A workflow step (acknowledge, assign, resolve), recorded in the alert's history in the same
-     * transaction. null for an unknown alert; `changed: false` when the step already held.
+     * transaction, which `step` returns. null for an unknown alert; `step: null` when the step
+     * already held (nothing was written).
      * NOT_FOUND (assignee) unless the assignee is a console user of the tenant; CONFLICT (status)
      * for acknowledging or assigning a resolved alert.
      */
-    act(tenantId: string, id: string, action: AlertAction): Promise<{ alert: Alert; changed: boolean } | null>;
+    act(tenantId: string, id: string, action: AlertAction): Promise<{ alert: Alert; step: AlertEvent | null } | null>;
     /** The alert's workflow steps, oldest first; [] for an unknown alert. */
     events(tenantId: string, id: string): Promise<AlertEvent[]>;
   };

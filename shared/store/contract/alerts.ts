@@ -21,14 +21,16 @@ export function describeAlertContract(state: ContractState): void {
       expect(alert).toMatchObject({ status: 'open', acknowledged_by: null, assigned_to: null, resolved_at: null, note: null });
 
       const acked = must(await store.alerts.act(w.tenant.id, alert.id, { kind: 'acknowledge', by: 'u-1', at: T0 + 1, note: 'looking' }));
-      expect(acked).toEqual({ changed: true, alert: { ...alert, status: 'acknowledged', acknowledged_by: 'u-1', acknowledged_at: T0 + 1, note: 'looking' } });
+      expect(acked.alert).toEqual({ ...alert, status: 'acknowledged', acknowledged_by: 'u-1', acknowledged_at: T0 + 1, note: 'looking' });
+      expect(acked.step).toMatchObject({ alert_id: alert.id, kind: 'acknowledged', actor_id: 'u-1', note: 'looking' });
       const assigned = must(await store.alerts.act(w.tenant.id, alert.id, { kind: 'assign', assignee: analyst.id, by: 'u-1', at: T0 + 2 }));
-      expect(assigned.alert).toMatchObject({ status: 'acknowledged', assigned_to: analyst.id, assigned_at: T0 + 2, note: null });
+      expect(assigned.alert).toMatchObject({ status: 'acknowledged', assigned_to: analyst.id, assigned_at: T0 + 2, assigned_by: 'u-1', note: null });
       const resolved = must(await store.alerts.act(w.tenant.id, alert.id, { kind: 'resolve', by: 'api_key:k1', at: T0 + 3, note: 'fixed' }));
       expect(resolved.alert).toMatchObject({ status: 'resolved', resolved_by: 'api_key:k1', resolved_at: T0 + 3, acknowledged_by: 'u-1', assigned_to: analyst.id, note: 'fixed' });
       expect(await store.alerts.get(w.tenant.id, alert.id)).toEqual(resolved.alert);
 
       const history = await store.alerts.events(w.tenant.id, alert.id);
+      expect(history[2]).toEqual(resolved.step);
       expect(history.map(({ id: _id, ...e }) => e)).toEqual([
         { tenant_id: w.tenant.id, alert_id: alert.id, kind: 'acknowledged', at: T0 + 1, actor_id: 'u-1', assignee: null, note: 'looking' },
         { tenant_id: w.tenant.id, alert_id: alert.id, kind: 'assigned', at: T0 + 2, actor_id: 'u-1', assignee: analyst.id, note: null },
@@ -43,11 +45,11 @@ export function describeAlertContract(state: ContractState): void {
       const t = w.tenant.id;
       await store.alerts.act(t, alert.id, { kind: 'acknowledge', by: 'u-1', at: T0 + 1 });
       const again = must(await store.alerts.act(t, alert.id, { kind: 'acknowledge', by: 'u-2', at: T0 + 2, note: 'me too' }));
-      expect(again.changed).toBe(false);
+      expect(again.step).toBeNull();
       expect(again.alert).toMatchObject({ acknowledged_by: 'u-1', acknowledged_at: T0 + 1, note: null });
-      expect(must(await store.alerts.act(t, alert.id, { kind: 'assign', assignee: null, by: 'u-1', at: T0 + 3 })).changed).toBe(false);
+      expect(must(await store.alerts.act(t, alert.id, { kind: 'assign', assignee: null, by: 'u-1', at: T0 + 3 })).step).toBeNull();
       await store.alerts.act(t, alert.id, { kind: 'resolve', by: 'u-1', at: T0 + 4 });
-      expect(must(await store.alerts.act(t, alert.id, { kind: 'resolve', by: 'u-2', at: T0 + 5 })).changed).toBe(false);
+      expect(must(await store.alerts.act(t, alert.id, { kind: 'resolve', by: 'u-2', at: T0 + 5 })).step).toBeNull();
       await expectError(store.alerts.act(t, alert.id, { kind: 'acknowledge', by: 'u-1', at: T0 + 6 }), 'CONFLICT', 'resolved');
       await expectError(store.alerts.act(t, alert.id, { kind: 'assign', assignee: null, by: 'u-1', at: T0 + 6 }), 'CONFLICT', 'status');
       expect((await store.alerts.events(t, alert.id)).map((e) => e.kind)).toEqual(['acknowledged', 'resolved']);
@@ -128,6 +130,10 @@ export function describeAlertContract(state: ContractState): void {
       expect(await list({ since: T0 + 1000, until: T0 + 1001 })).toEqual([mail.id, slack.id]);
       expect(await list({ since: T0 + 6000 })).toEqual([]);
       expect(await list({ app: 'mail', severity: 'high' })).toEqual([]);
+      expect(await store.alerts.count(w.tenant.id)).toBe(2);
+      expect(await store.alerts.count(w.tenant.id, { since: T0 + 2000 })).toBe(1);
+      expect(await store.alerts.count(w.tenant.id, { assigned_to: ana.id, status: 'open' })).toBe(1);
+      expect(await store.alerts.count(other.tenant.id, { app: 'mail' })).toBe(0);
     });
   });
 }

@@ -14,7 +14,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Alert, AlertEvent, DiscoveredDevice, Effect, UsageRecord } from '../../domain.js';
-import type { DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
+import type { AlertFilter, DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
 import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, NO_WORKFLOW, alertKey, applyAlertAction, severityRank } from '../rules/alerts.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
 import { notFound } from '../rules/errors.js';
@@ -58,6 +58,16 @@ const toDiscovered = (d: DiscoveredDoc): DiscoveredDevice => strip(d);
 function toUsageDoc(r: DecidedUsage): UsageDoc {
   const { severity: _severity, ...record } = r;
   return { _id: usageKey(r.tenant_id, r.id), ...record };
+}
+
+function alertFilter(tenantId: string, opts: AlertFilter | undefined): Document {
+  const filter: Document = { tenant_id: tenantId };
+  for (const field of ['status', 'device_id', 'app', 'severity', 'assigned_to'] as const) {
+    const value = opts?.[field];
+    if (value !== undefined) filter[field] = value;
+  }
+  timeRange(filter, opts, 'last_seen', 'first_seen');
+  return filter;
 }
 
 export interface UsageRepos {
@@ -203,14 +213,9 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
       return doc ? toAlert(doc) : null;
     },
     list(tenantId, opts) {
-      const filter: Document = { tenant_id: tenantId };
-      for (const field of ['status', 'device_id', 'app', 'severity', 'assigned_to'] as const) {
-        const value = opts?.[field];
-        if (value !== undefined) filter[field] = value;
-      }
-      timeRange(filter, opts, 'last_seen', 'first_seen');
-      return ctx.listPage(alerts, filter, opts, 'alerts', 'desc', toAlert);
+      return ctx.listPage(alerts, alertFilter(tenantId, opts), opts, 'alerts', 'desc', toAlert);
     },
+    count: (tenantId, filter) => alerts.countDocuments(alertFilter(tenantId, filter)),
     async act(tenantId, id, action) {
       return ctx.write(async ({ session }) => {
         const doc = await alerts.findOne({ _id: id, tenant_id: tenantId }, { session });
@@ -220,12 +225,12 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
           if (!assignee) throw notFound('assignee', 'no such console user in this tenant');
         }
         const { alert, event } = applyAlertAction(toAlert(doc), action, ctx.newId);
-        if (event === null) return { alert, changed: false };
+        if (event === null) return { alert, step: null };
         const set: Document = {};
         for (const field of ALERT_WORKFLOW_FIELDS) set[field] = alert[field];
         await alerts.updateOne({ _id: id, tenant_id: tenantId }, { $set: set }, { session });
         await alertEvents.insertOne({ _id: event.id, ...event }, { session });
-        return { alert, changed: true };
+        return { alert, step: event };
       });
     },
     async events(tenantId, id) {

@@ -18,6 +18,7 @@ export const NO_WORKFLOW = {
   acknowledged_at: null,
   assigned_to: null,
   assigned_at: null,
+  assigned_by: null,
   resolved_by: null,
   resolved_at: null,
   note: null,
@@ -133,7 +134,7 @@ export function applyAlertAction(
       if (alert.assigned_to === action.assignee) return unchanged;
       const assigned = action.assignee !== null;
       return {
-        alert: { ...alert, assigned_to: action.assignee, assigned_at: assigned ? action.at : null, note },
+        alert: { ...alert, assigned_to: action.assignee, assigned_at: assigned ? action.at : null, assigned_by: action.by, note },
         event: step(assigned ? 'assigned' : 'unassigned', action.assignee),
       };
     }
@@ -152,6 +153,7 @@ export const ALERT_WORKFLOW_FIELDS = [
   'acknowledged_at',
   'assigned_to',
   'assigned_at',
+  'assigned_by',
   'resolved_by',
   'resolved_at',
   'note',

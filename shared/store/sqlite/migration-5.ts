@@ -64,6 +64,7 @@ ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
 ALTER TABLE alerts ADD COLUMN acknowledged_at INTEGER;
 ALTER TABLE alerts ADD COLUMN assigned_to TEXT;
 ALTER TABLE alerts ADD COLUMN assigned_at INTEGER;
+ALTER TABLE alerts ADD COLUMN assigned_by TEXT;
 ALTER TABLE alerts ADD COLUMN resolved_by TEXT;
 ALTER TABLE alerts ADD COLUMN resolved_at INTEGER;
 ALTER TABLE alerts ADD COLUMN note TEXT;

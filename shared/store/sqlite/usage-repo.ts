@@ -59,6 +59,7 @@ const ALERT_COLUMNS = [
   'acknowledged_at',
   'assigned_to',
   'assigned_at',
+  'assigned_by',
   'resolved_by',
   'resolved_at',
   'note',
@@ -262,6 +263,20 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
       };
       return ctx.listPage<Alert>('alerts', alertCols, filters, opts, 'desc', timeRange(opts, 'last_seen', 'first_seen'));
     },
+    async count(tenantId, filter) {
+      const where = ['tenant_id = ?'];
+      const params: unknown[] = [tenantId];
+      for (const field of ['status', 'device_id', 'app', 'severity', 'assigned_to'] as const) {
+        const value = filter?.[field];
+        if (value === undefined) continue;
+        where.push(`${field} = ?`);
+        params.push(value);
+      }
+      const range = timeRange(filter, 'last_seen', 'first_seen');
+      where.push(...range.clauses);
+      params.push(...range.params);
+      return ctx.stmt<unknown[], number>(`SELECT count(*) AS n FROM alerts WHERE ${where.join(' AND ')}`).pluck().get(...params) ?? 0;
+    },
     async act(tenantId, id, action) {
       return ctx.write(() => {
         const before = getAlert.get(tenantId, id);
@@ -270,10 +285,10 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
           throw notFound('assignee', 'no such console user in this tenant');
         }
         const { alert, event } = applyAlertAction(before, action, ctx.newId);
-        if (event === null) return { alert, changed: false };
+        if (event === null) return { alert, step: null };
         saveWorkflow.run(alert);
         insertAlertEvent.run(event);
-        return { alert, changed: true };
+        return { alert, step: event };
       });
     },
     async events(tenantId, id) {
