@@ -20,6 +20,7 @@ import { authRoutes } from './auth/routes.js';
 import { SessionService } from './auth/sessions.js';
 import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
+import { registerStrictQuery } from './strict-query.js';
 import { registerFeedTransport } from './feeds.js';
 import { DEFAULT_REQUESTS_PER_MIN, RequestRateLimits } from './rate-limit.js';
 import { feedRoutes } from './routes/feeds.js';
@@ -123,6 +124,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   await registerFeedTransport(app);
   registerGuard(app, new RequestRateLimits(deps.config.rate_limit_per_min ?? DEFAULT_REQUESTS_PER_MIN, now));
   registerEtags(app);
+  registerStrictQuery(app);
   registerAuditTrail(app, { prefix: API_PREFIX });
   app.addHook('onRoute', tagRoute);
   const routes: RouteOptions[] = [];
