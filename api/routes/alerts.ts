@@ -21,7 +21,7 @@ import { IdParams, errorResponses, found, invalidField } from '../schemas/common
 import { AlertEventSchema, AlertSchema } from '../../shared/schemas/records.js';
 
 const note = z.string().trim().min(1).max(2000).optional().describe('why: kept with the step in the alert’s history');
-const NoteBody = z.strictObject({ note }).optional().meta({ example: { note: 'Contractor confirmed; blocking upload rights' } });
+const NoteBody = z.strictObject({ note }).nullish().meta({ example: { note: 'Contractor confirmed; blocking upload rights' } });
 const AssignBody = z
   .strictObject({
     assignee: z

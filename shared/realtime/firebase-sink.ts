@@ -6,7 +6,8 @@
  * Path layout (also exported as FIREBASE_PATHS for the README):
  *   tenants/{tenantId}/alerts/{alertId}          {device_id, rule_id, policy_id, app, action, severity,
  *                                                  count, first_seen, last_seen, status, tower_id,
- *                                                  acknowledged_by/_at, assigned_to/_at, resolved_by/_at, note}
+ *                                                  acknowledged_by/_at, assigned_to/_at/_by, resolved_by/_at,
+ *                                                  note} (an unset field is absent: RTDB drops nulls)
  *   tenants/{tenantId}/remediations/{commandId}  {type, device_id, app, tower_id, status, source,
  *                                                  attempts, updated_at, expires_at}
  *   tenants/{tenantId}/counters/events           server increment: usage events decided
@@ -41,6 +42,7 @@ const ALERT_FIELDS = [
   'acknowledged_at',
   'assigned_to',
   'assigned_at',
+  'assigned_by',
   'resolved_by',
   'resolved_at',
   'note',

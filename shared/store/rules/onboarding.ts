@@ -98,7 +98,10 @@ function rowShapeIssues(rows: readonly DirectoryRow[]): FieldIssue[] {
   return issues;
 }
 
-function fail(issues: FieldIssue[]): never {
+function fail(unordered: FieldIssue[]): never {
+  const rowOf = (i: FieldIssue): number => Number(/^rows\.(\d+)/.exec(i.field)?.[1] ?? 0);
+  // In row order (stable: within a row, the order the checks found them).
+  const issues = unordered.map((issue, n) => ({ issue, n })).sort((a, b) => rowOf(a.issue) - rowOf(b.issue) || a.n - b.n).map((x) => x.issue);
   const first = issues[0]!;
   const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? 's' : ''})` : '';
   throw createError('VALIDATION_FAILED', `${first.field}: ${first.message}${more}; nothing was imported`, issues);
