@@ -3,6 +3,7 @@
  * id params, and the helpers that turn a store `null` into a 404.
  */
 import { z } from 'zod';
+import { BOOLEAN_WORDS } from '../../shared/config.js';
 import { createError } from '../../shared/errors.js';
 import type { ListOptions, Page } from '../../shared/store/port.js';
 
@@ -169,7 +170,7 @@ export function checkTimeRange(q: { since?: number | undefined; until?: number |
 
 /** Boolean query values: the same spellings the configuration accepts (true/false, 1/0, yes/no). */
 export const BooleanQuery = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .enum(BOOLEAN_WORDS)
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 /** Copies the defined values of `keys` from `q`: the filter object a store list takes. */
