@@ -139,6 +139,7 @@ export const onboardingRoutes: FastifyPluginAsyncZod = async (app) => {
           'Every bad row is reported in one 400 and nothing is written; 403 PLAN_LIMIT_EXCEEDED if the new devices ' +
           "would pass the plan's max_devices. `?dry_run=true` answers the same without writing. Needs 'devices:write' and 'users:write'.",
         querystring: z.object({ dry_run: BooleanQuery.optional().describe('true: check and report, write nothing') }),
+        consumes: ['application/json', 'text/csv'],
         body: ImportBody,
         response: { 200: ImportReply, ...errorResponses },
       },
