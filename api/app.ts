@@ -24,6 +24,7 @@ import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
 import { registerFeedTransport } from './feed-transport.js';
 import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
+import { registerStrictQuery } from './strict-query.js';
 import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';
 import { systemRoutes } from './routes/system.js';
@@ -147,6 +148,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     }),
   );
   registerEtags(app);
+  registerStrictQuery(app);
   registerAuditTrail(app, { prefix: API_PREFIX });
   app.addHook('onRoute', tagRoute);
   const routes: RouteOptions[] = [];

@@ -5,7 +5,10 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])]).transform((v) =>
+/** How a boolean may be spelled, in flags, env vars and query strings alike. */
+export const BOOLEAN_WORDS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
+
+const bool = z.union([z.boolean(), z.enum(BOOLEAN_WORDS)]).transform((v) =>
   typeof v === 'boolean' ? v : v === 'true' || v === '1' || v === 'yes',
 );
 const port = z.coerce.number().int().min(0).max(65535);
@@ -61,9 +64,9 @@ export const CONFIG_OPTIONS = {
   mqtt_ws_port: { flag: 'mqtt-ws-port', describe: 'MQTT over WebSocket port (0 = any free port)' },
   log_level: { flag: 'log-level', describe: 'trace | debug | info | warn | error | fatal | silent' },
   admin_email: { flag: 'admin-email', describe: 'Platform operator created on first start' },
-  admin_password: { flag: 'admin-password', describe: 'Password of that operator (generated and printed once if unset)' },
+  admin_password: { flag: 'admin-password', describe: 'Password of that operator (if unset, one is generated and written to <data-dir>/initial-admin-password, mode 0600, not printed)' },
   service_secret: { flag: 'service-secret', describe: 'Shared secret of internal services on MQTT (generated into the data dir if unset)' },
-  allow_anonymous: { flag: 'allow-anonymous', describe: 'DEVELOPMENT ONLY: accept anonymous MQTT clients (read-only, nothing granted)' },
+  allow_anonymous: { flag: 'allow-anonymous', describe: 'DEVELOPMENT ONLY: accept anonymous MQTT clients (read-only, nothing granted); true/false, 1/0 or yes/no' },
   mqtt_max_payload_bytes: { flag: 'mqtt-max-payload-bytes', describe: 'Largest PUBLISH payload accepted; larger ones disconnect the client' },
   mqtt_max_topic_levels: { flag: 'mqtt-max-topic-levels', describe: 'Deepest topic accepted' },
   mqtt_publish_rate: { flag: 'mqtt-publish-rate', describe: 'Sustained PUBLISH packets per second per client' },

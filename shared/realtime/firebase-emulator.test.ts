@@ -18,6 +18,7 @@ import { Counters } from '../metrics.js';
 import { createFirebaseWriter } from './firebase-writer.js';
 import { FirebaseSink } from './firebase-sink.js';
 import type { RealtimeWriter } from './realtime-writer.js';
+import { NO_WORKFLOW } from '../store/rules/alerts.js';
 
 const EMULATOR_HOST = process.env.FIREBASE_DATABASE_EMULATOR_HOST;
 if (!EMULATOR_HOST) console.log('firebase emulator leg skipped: FIREBASE_DATABASE_EMULATOR_HOST is not set');
@@ -112,6 +113,7 @@ describe.skipIf(!EMULATOR_HOST)('FirebaseSink against the Realtime Database emul
       first_seen: 1,
       last_seen: 2,
       status: 'open',
+      ...NO_WORKFLOW,
     };
     bus.publish('alert.opened', { tenant_id: tenant, alert });
     bus.publish('usage.decided', { tenant_id: tenant, tower_id: 'T1', records: usage(5, 2, tenant) });

@@ -7,6 +7,7 @@ import { createError } from '../../errors.js';
 import { SEED_PLANS } from '../rules/defaults.js';
 import { C, INDEXES, type CollectionName, type MigrationDoc, type PlanDoc } from './collections.js';
 import { INDEX_NOT_FOUND, type Document, type MongoDbLike } from './db-like.js';
+import { MONGO_MIGRATION_5 } from './migration-5.js';
 
 export interface MongoMigration {
   version: number;
@@ -41,6 +42,7 @@ export const MONGO_MIGRATIONS: readonly MongoMigration[] = [
       }
     },
   },
+  MONGO_MIGRATION_5,
 ];
 
 export async function runMongoMigrations(db: MongoDbLike, now: () => number, migrations = MONGO_MIGRATIONS): Promise<number[]> {
