@@ -20,6 +20,13 @@ export interface BusEvents {
   'command.updated': { tenant_id: string; command: CommandRecord };
   /** A tower credential was revoked: brokers must drop its live sessions. */
   'credential.revoked': { tower_id: string; credential_id: string };
+  /** A tower was deleted: brokers must drop its live sessions and refuse it from now on. */
+  'tower.deleted': { tower_id: string };
+  /**
+   * A console user was disabled, deleted or had its sessions revoked: brokers close its live
+   * MQTT sessions and refuse access tokens issued before now.
+   */
+  'console-user.revoked': { user_id: string; tenant_id: string | null };
 }
 
 export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]> } = {
@@ -31,6 +38,8 @@ export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]
   'tower.status': z.object({ tower: TowerSchema }),
   'command.updated': z.object({ tenant_id: z.string(), command: CommandRecordSchema }),
   'credential.revoked': z.object({ tower_id: z.string(), credential_id: z.string() }),
+  'tower.deleted': z.object({ tower_id: z.string() }),
+  'console-user.revoked': z.object({ user_id: z.string(), tenant_id: z.string().nullable() }),
 };
 
 export const BUS_EVENT_NAMES = Object.keys(BUS_EVENT_SCHEMAS) as Array<keyof BusEvents>;
