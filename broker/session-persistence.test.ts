@@ -23,7 +23,7 @@ import { memoryBackends, type BrokerBackends } from './backends.js';
 import { levelBackends } from './backends-level.js';
 import { redisBackends } from './backends-redis.js';
 import { Broker } from './broker.js';
-import { RecordingSink, TEST_SERVICE_SECRET } from './test-support.js';
+import { RecordingSink, testBrokerConfig } from './test-support.js';
 
 const TENANT = 'tenant-a';
 const TOWER = 'tower-1';
@@ -82,18 +82,7 @@ async function startNode(backends: BrokerBackends): Promise<Node> {
   const bus = new InProcessBus();
   const delivered = new EventEmitter();
   const broker = new Broker({
-    config: {
-      mqtt_host: '127.0.0.1',
-      mqtt_port: 0,
-      mqtt_ws_port: 0,
-      allow_anonymous: false,
-      mqtt_max_payload_bytes: 64 * 1024,
-      mqtt_max_topic_levels: 8,
-      mqtt_publish_rate: 1000,
-      mqtt_publish_burst: 2000,
-      mqtt_drain_timeout_ms: 5000,
-      service_secret: TEST_SERVICE_SECRET,
-    },
+    config: testBrokerConfig(),
     logger: silentLogger(),
     counters: new Counters(),
     bus,

@@ -10,6 +10,7 @@ import { connect as mqttConnect, connectAsync, ErrorWithSubackPacket, type IClie
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import { formatTowerPassword, randomSecret, sha256 } from '../shared/auth/secrets.js';
 import { InProcessBus } from '../shared/bus.js';
+import { ConfigSchema } from '../shared/config.js';
 import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { mqttIdentity } from '../shared/mqtt/topics.js';
@@ -18,6 +19,34 @@ import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { Broker, type BrokerConfig } from './broker.js';
 
 export const TEST_SERVICE_SECRET = 'test-service-secret-0123456789abcdef';
+
+/** A broker config for tests: the shipped defaults, on 127.0.0.1 port 0, with `overrides`. */
+export function testBrokerConfig(overrides: Partial<BrokerConfig> = {}): BrokerConfig {
+  const d = ConfigSchema.parse({});
+  return {
+    mqtt_host: '127.0.0.1',
+    mqtt_port: 0,
+    mqtt_ws_port: 0,
+    allow_anonymous: false,
+    mqtt_max_payload_bytes: 64 * 1024,
+    mqtt_max_topic_levels: 8,
+    mqtt_publish_rate: 1000,
+    mqtt_publish_burst: 2000,
+    mqtt_drain_timeout_ms: 5000,
+    mqtt_max_connect_bytes: d.mqtt_max_connect_bytes,
+    mqtt_max_pending_connections: d.mqtt_max_pending_connections,
+    mqtt_max_filters_per_subscribe: d.mqtt_max_filters_per_subscribe,
+    mqtt_max_subscriptions_per_client: d.mqtt_max_subscriptions_per_client,
+    mqtt_max_persistent_sessions_per_user: d.mqtt_max_persistent_sessions_per_user,
+    mqtt_max_queued_per_session: d.mqtt_max_queued_per_session,
+    mqtt_max_retained_bytes_per_client: d.mqtt_max_retained_bytes_per_client,
+    mqtt_max_retained_messages: d.mqtt_max_retained_messages,
+    mqtt_max_retained_bytes: d.mqtt_max_retained_bytes,
+    access_token_ttl_s: d.access_token_ttl_s,
+    service_secret: TEST_SERVICE_SECRET,
+    ...overrides,
+  };
+}
 
 /** Records every accepted uplink; `accept` can be swapped to simulate slow or failing ingest. */
 export class RecordingSink implements UplinkSink {
@@ -97,19 +126,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const sink = opts.sink ?? new RecordingSink();
   const clock = { now: Date.now() };
   const broker = new Broker({
-    config: {
-      mqtt_host: '127.0.0.1',
-      mqtt_port: 0,
-      mqtt_ws_port: 0,
-      allow_anonymous: false,
-      mqtt_max_payload_bytes: 64 * 1024,
-      mqtt_max_topic_levels: 8,
-      mqtt_publish_rate: 1000,
-      mqtt_publish_burst: 2000,
-      mqtt_drain_timeout_ms: 5000,
-      service_secret: TEST_SERVICE_SECRET,
-      ...opts.config,
-    },
+    config: testBrokerConfig(opts.config),
     logger: silentLogger(),
     counters,
     bus,
@@ -168,7 +185,13 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     connectTower: (login, o = {}) =>
       connect({ clientId: mqttIdentity.towerClientId(login.towerId), username: login.towerId, password: login.password, ...o }),
     connectConsole: async (tenantId, o = {}) =>
-      connect({ username: mqttIdentity.consoleUsername, password: await tokens.sign({ sub: `u-${tenantId}`, tenant_id: tenantId, role: 'viewer' }), ...o }),
+      connect({
+        // One dashboard among possibly several of the same user: `console-<userId>.<session>`.
+        clientId: mqttIdentity.consoleClientId(`u-${tenantId}`, randomSecret(6)),
+        username: mqttIdentity.consoleUsername,
+        password: await tokens.sign({ sub: `u-${tenantId}`, tenant_id: tenantId, role: 'viewer' }),
+        ...o,
+      }),
     connectService: (name = 'worker') =>
       connect({ clientId: `service-${name}-${randomSecret(4)}`, username: mqttIdentity.serviceUsername(name), password: TEST_SERVICE_SECRET }),
     async refusedWith(o) {

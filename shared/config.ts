@@ -89,7 +89,8 @@ export const ConfigSchema = z.object({
   mqtt_max_filters_per_subscribe: positiveInt.max(1000).default(16),
   mqtt_max_subscriptions_per_client: positiveInt.max(10_000).default(32),
   mqtt_max_persistent_sessions_per_user: z.coerce.number().int().min(0).default(2),
-  mqtt_max_queued_per_session: positiveInt.default(1000),
+  // As many as one CONNECT replays from a Redis session (backends-redis.ts maxSessionDelivery).
+  mqtt_max_queued_per_session: positiveInt.default(10_000),
   mqtt_max_retained_bytes_per_client: positiveInt.default(16 * 1024),
   mqtt_max_retained_messages: positiveInt.default(100_000),
   mqtt_max_retained_bytes: positiveInt.default(256 * 1024 * 1024),
