@@ -3,7 +3,9 @@
  * SQLite store in a temp dir, real JWTs, real mqtt.js clients. Only the UplinkSink (the port's
  * boundary) is a recording stand-in. Everything it opens, `close()` closes.
  */
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as mqttConnect, connectAsync, ErrorWithSubackPacket, type IClientOptions, type MqttClient } from 'mqtt';
@@ -11,12 +13,12 @@ import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import { formatTowerPassword, randomSecret, sha256 } from '../shared/auth/secrets.js';
 import { InProcessBus } from '../shared/bus.js';
 import { ConfigSchema } from '../shared/config.js';
-import { silentLogger } from '../shared/logger.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { mqttIdentity } from '../shared/mqtt/topics.js';
 import type { UplinkMessage, UplinkSink } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
-import { Broker, type BrokerConfig } from './broker.js';
+import { Broker, type BrokerConfig, type BrokerDeps } from './broker.js';
 
 export const TEST_SERVICE_SECRET = 'test-service-secret-0123456789abcdef';
 
@@ -87,6 +89,19 @@ export interface HarnessOptions {
   config?: Partial<BrokerConfig>;
   /** null starts the broker without a sink. */
   sink?: RecordingSink | null;
+  /** Default: silent. */
+  logger?: Logger;
+  /** Lifetime of the console tokens `consoleToken`/`connectConsole` sign (default 900 s). */
+  tokenTtlS?: number;
+  consoleUsers?: BrokerDeps['consoleUsers'];
+}
+
+/** A command delivery the broker reported (deps.onCommandDelivered). */
+export interface ReportedDelivery {
+  tenant_id: string;
+  tower_id: string;
+  command_id: string;
+  at: number;
 }
 
 export interface Harness {
@@ -97,12 +112,16 @@ export interface Harness {
   bus: InProcessBus;
   counters: Counters;
   sink: RecordingSink;
+  /** Every command delivery the broker reported, in order. */
+  deliveries: ReportedDelivery[];
   ring: KeyRing;
   tokens: TokenService;
   /** The broker's clock (rate limiting, received_at); tests move it by hand. */
   clock: { now: number };
   createTower(towerId: string): Promise<TowerLogin>;
   consoleToken(tenantId: string | null, userId?: string): Promise<string>;
+  /** Resolves once the broker reported the delivery of `commandId`. */
+  delivered(commandId: string): Promise<ReportedDelivery>;
   /** Connects over TCP (or WebSocket with `ws: true`); the client is ended by `close()`. */
   connect(opts: IClientOptions & { ws?: boolean }): Promise<MqttClient>;
   /** Like `connect` but returns at once, so listeners can be attached before CONNACK arrives. */
@@ -120,14 +139,24 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const store = new SqliteStore({ file: join(dir, 'store.db') });
   await store.init();
   const ring = await KeyRing.open(null);
-  const tokens = new TokenService(ring, 900);
+  const tokens = new TokenService(ring, opts.tokenTtlS ?? 900);
   const bus = new InProcessBus();
   const counters = new Counters();
   const sink = opts.sink ?? new RecordingSink();
   const clock = { now: Date.now() };
+  const deliveries: ReportedDelivery[] = [];
+  const deliveryWaiters: Array<{ id: string; resolve: (d: ReportedDelivery) => void }> = [];
   const broker = new Broker({
     config: testBrokerConfig(opts.config),
-    logger: silentLogger(),
+    logger: opts.logger ?? silentLogger(),
+    onCommandDelivered: async (d) => {
+      deliveries.push(d);
+      for (const w of deliveryWaiters.filter((x) => x.id === d.command_id)) {
+        deliveryWaiters.splice(deliveryWaiters.indexOf(w), 1);
+        w.resolve(d);
+      }
+    },
+    ...(opts.consoleUsers ? { consoleUsers: opts.consoleUsers } : {}),
     counters,
     bus,
     towerCredentials: store.towerCredentials,
@@ -175,6 +204,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     bus,
     counters,
     sink,
+    deliveries,
+    delivered: (id) => {
+      const seen = deliveries.find((d) => d.command_id === id);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve) => deliveryWaiters.push({ id, resolve }));
+    },
     ring,
     tokens,
     clock,
@@ -259,5 +294,51 @@ export function inbox(client: MqttClient): {
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve) => waiters.push({ match, resolve }));
     },
+  };
+}
+
+/** A raw TCP connection for tests that send bytes no client library would. */
+export interface RawClient {
+  write(bytes: Buffer): void;
+  /** Everything received so far. */
+  received(): Buffer;
+  /** Resolves once at least `n` bytes arrived (or the connection closed first). */
+  bytes(n: number): Promise<Buffer>;
+  /** Resolves with everything received once the broker closed the connection. */
+  closed: Promise<Buffer>;
+  destroy(): void;
+}
+
+export async function rawClient(port: number): Promise<RawClient> {
+  const socket = netConnect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  const chunks: Buffer[] = [];
+  let waiters: Array<() => void> = [];
+  const wake = () => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  socket.on('data', (d: Buffer) => {
+    chunks.push(d);
+    wake();
+  });
+  const closedPromise = new Promise<Buffer>((resolve) =>
+    socket.once('close', () => {
+      wake();
+      resolve(Buffer.concat(chunks));
+    }),
+  );
+  await once(socket, 'connect');
+  const received = () => Buffer.concat(chunks);
+  return {
+    write: (b) => void socket.write(b),
+    received,
+    async bytes(n) {
+      while (received().length < n && !socket.destroyed) await new Promise<void>((r) => waiters.push(r));
+      return received();
+    },
+    closed: closedPromise,
+    destroy: () => socket.destroy(),
   };
 }
