@@ -18,6 +18,7 @@ import { Counters } from '../shared/metrics.js';
 import { mqttIdentity } from '../shared/mqtt/topics.js';
 import type { UplinkMessage, UplinkSink } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
+import type { BrokerBackends } from './backends.js';
 import { Broker, type BrokerConfig, type BrokerDeps } from './broker.js';
 
 export const TEST_SERVICE_SECRET = 'test-service-secret-0123456789abcdef';
@@ -94,6 +95,8 @@ export interface HarnessOptions {
   /** Lifetime of the console tokens `consoleToken`/`connectConsole` sign (default 900 s). */
   tokenTtlS?: number;
   consoleUsers?: BrokerDeps['consoleUsers'];
+  /** Session backends (default: in memory). */
+  backends?: BrokerBackends;
 }
 
 /** A command delivery the broker reported (deps.onCommandDelivered). */
@@ -157,6 +160,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       }
     },
     ...(opts.consoleUsers ? { consoleUsers: opts.consoleUsers } : {}),
+    ...(opts.backends ? { backends: opts.backends } : {}),
     counters,
     bus,
     towerCredentials: store.towerCredentials,
