@@ -6,6 +6,8 @@
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as mqttConnect, connectAsync, ErrorWithSubackPacket, type IClientOptions, type MqttClient } from 'mqtt';
@@ -345,4 +347,35 @@ export async function rawClient(port: number): Promise<RawClient> {
     closed: closedPromise,
     destroy: () => socket.destroy(),
   };
+}
+
+let collectGarbage: (() => void) | null = null;
+
+/** A full garbage collection (V8's gc, exposed for memory assertions in tests). */
+export function gc(): void {
+  if (!collectGarbage) {
+    setFlagsFromString('--expose-gc');
+    collectGarbage = runInNewContext('gc') as () => void;
+  }
+  collectGarbage();
+}
+
+/**
+ * How much this process's resident memory grows while `attack` runs: the peak (sampled every
+ * 20 ms) and what is still held after it and a full GC, both in MB above the level before.
+ */
+export async function memoryGrowth<T>(attack: () => Promise<T>): Promise<{ result: T; peakMb: number; heldMb: number }> {
+  gc();
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  try {
+    const result = await attack();
+    peak = Math.max(peak, process.memoryUsage().rss);
+    gc();
+    const after = process.memoryUsage().rss;
+    return { result, peakMb: (peak - before) / 1e6, heldMb: (after - before) / 1e6 };
+  } finally {
+    clearInterval(sampler);
+  }
 }
