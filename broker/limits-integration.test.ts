@@ -3,9 +3,11 @@
  * depth, and bytes that are not MQTT at all. Every case also proves the broker keeps serving.
  */
 import { once } from 'node:events';
+import { Writable } from 'node:stream';
 import { connect as netConnect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { createLogger } from '../shared/logger.js';
 import { topics } from '../shared/mqtt/topics.js';
 import { closed, startHarness, subscribeResult, type Harness, type TowerLogin } from './test-support.js';
 
@@ -94,6 +96,31 @@ describe('broker limits', () => {
     // Other clients have their own bucket.
     const other = await h.connectTower(t2);
     await other.publishAsync(topics.status('T2'), Buffer.from('{}'), { qos: 1 });
+  });
+
+  it('logs rate-limit refusals once per client and interval, with their count', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const logged = await startHarness({ config: { mqtt_publish_rate: 5, mqtt_publish_burst: 3 }, logger: createLogger('info', sink) });
+    const t = await logged.createTower('T1');
+    for (let i = 0; i < 40; i++) {
+      // A fresh connection gets a fresh burst of 3; the 4th PUBLISH is refused and closes it.
+      const c = await logged.connectTower(t);
+      for (let k = 0; k < 3; k++) await c.publishAsync(topics.status('T1'), Buffer.from('{}'), { qos: 1 });
+      const gone = closed(c);
+      c.publish(topics.status('T1'), Buffer.from('{}'), { qos: 1 }, () => undefined);
+      await gone;
+    }
+    expect(logged.counters.get('mqtt_rejected_total', { reason: 'rate_limited' })).toBe(40);
+    const rateLines = () => lines.filter((l) => l['reason'] === 'rate_limited');
+    expect(rateLines()).toHaveLength(1); // the first; the others wait for the end of the interval
+    await logged.close(); // ends the interval
+    expect(rateLines().map((l) => l['count'] ?? 1)).toEqual([1, 39]);
   });
 
   it('refuses topics deeper than mqtt_max_topic_levels', async () => {

@@ -144,11 +144,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const store = new SqliteStore({ file: join(dir, 'store.db') });
   await store.init();
   const ring = await KeyRing.open(null);
-  const tokens = new TokenService(ring, opts.tokenTtlS ?? 900);
+  const clock = { now: Date.now() };
+  // The same clock as the broker's, so tests can move both past a token's expiry.
+  const tokens = new TokenService(ring, opts.tokenTtlS ?? 900, () => clock.now);
   const bus = new InProcessBus();
   const counters = new Counters();
   const sink = opts.sink ?? new RecordingSink();
-  const clock = { now: Date.now() };
   const deliveries: ReportedDelivery[] = [];
   const deliveryWaiters: Array<{ id: string; resolve: (d: ReportedDelivery) => void }> = [];
   const broker = new Broker({
