@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { filters, mqttIdentity, topics } from '../shared/mqtt/topics.js';
-import { frame, remainingLength } from './mqtt-bytes.js';
+import { connectPacket, publishPacket, remainingLength } from './mqtt-bytes.js';
 import { closed, inbox, memoryGrowth, rawClient, startHarness, subscribeResult, TEST_SERVICE_SECRET, type Harness } from './test-support.js';
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
@@ -133,7 +133,6 @@ describe('connections before authentication', () => {
     h = await startHarness();
     const t1 = await h.createTower('T1');
     const c = await rawClient(h.mqttPort);
-    const { connectPacket, publishPacket } = await import('./mqtt-bytes.js');
     c.write(
       Buffer.concat([
         connectPacket({ clientId: mqttIdentity.towerClientId('T1'), username: 'T1', password: t1.password }),
@@ -184,7 +183,7 @@ describe('offline sessions', () => {
     const back = h.connectNow({ clientId: mqttIdentity.towerClientId('T1'), username: 'T1', password: t1.password, clean: false });
     const box = inbox(back);
     const decisions = () => box.messages.filter((m) => m.topic === topics.decisions('tenantA', 'T1')).length;
-    while (decisions() < 100) await box.next((t) => t === topics.decisions('tenantA', 'T1') && decisions() >= 100);
+    await box.next((t) => t === topics.decisions('tenantA', 'T1') && decisions() >= 100);
     // The queue is replayed in order; a marker published now comes after anything left in it.
     await back.subscribeAsync(filters.towerCommands('T1'), { qos: 1 });
     await h.broker.downlink.publish(topics.commands('tenantA', 'T1'), json({ id: 'marker' }));
