@@ -15,7 +15,7 @@ import type { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Aedes, AedesOptions, AuthenticateError, Client } from 'aedes';
+import type { Aedes, AedesOptions, Client } from 'aedes';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
@@ -23,20 +23,20 @@ import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { createIdFactory } from '../shared/ids.js';
 import type { Counters } from '../shared/metrics.js';
-import { parseTopic, subscriptionMaxQos, TOPIC_SPECS, topics } from '../shared/mqtt/topics.js';
+import { parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
-import { authenticateConnection, CONNACK, type AuthOutcome } from './authenticate.js';
+import { Access, authError } from './access.js';
+import { CONNACK } from './authenticate.js';
 import { deliverOutOfOrderPackets, memoryBackends, type BrokerBackends, type SessionPersistence } from './backends.js';
 import { createAuthorizeHooks, PublishRefused } from './authorize.js';
-import { CommandDeliveries } from './command-deliveries.js';
 import { ConnectionGate } from './connection-gate.js';
 import { EdgeplaneAedes } from './edgeplane-aedes.js';
 import { guardPersistence } from './guarded-persistence.js';
-import { maxFrameBytes, TokenBucket } from './limits.js';
+import { maxFrameBytes } from './limits.js';
 import { RefusalLog } from './refusal-log.js';
 import { RetainedQuota } from './retained-quota.js';
-import { Sessions, type Session } from './sessions.js';
+import { Sessions } from './sessions.js';
 
 export type BrokerConfig = Pick<
   Config,
@@ -198,7 +198,22 @@ export class Broker {
         now: this.#now,
       });
       await this.#seedRetained(persistence);
-      const aedes = new EdgeplaneAedes({ ...this.#aedesOptions(config.service_secret), persistence, mq: this.#backends.mq() }, this.#consumed);
+      const access = new Access({
+        config,
+        serviceSecret: config.service_secret,
+        counters,
+        log: this.#log,
+        refusals: this.#refusals,
+        sessions: this.#sessions,
+        gate: this.#gate,
+        towerCredentials: this.#deps.towerCredentials,
+        towers: this.#deps.towers,
+        tokens: this.#deps.tokens,
+        consoleUsers: this.#deps.consoleUsers,
+        onCommandDelivered: this.#deps.onCommandDelivered,
+        now: this.#now,
+      });
+      const aedes = new EdgeplaneAedes({ ...this.#aedesOptions(access), persistence, mq: this.#backends.mq() }, this.#consumed);
       this.#aedes = aedes;
       await aedes.listen();
       this.#refusals.start();
@@ -216,10 +231,7 @@ export class Broker {
         const subs = this.#sessions.get(client)?.subscriptions;
         for (const f of filters) subs?.delete(f);
       });
-      // Cluster scope: revocations may come through any API process.
-      bus.subscribe('credential.revoked', (e) => this.#revokeCredential(e.credential_id), this, 'cluster');
-      bus.subscribe('tower.deleted', (e) => this.#towerDeleted(e.tower_id), this, 'cluster');
-      bus.subscribe('console-user.revoked', (e) => this.#revokeUser(e.user_id), this, 'cluster');
+      access.listen(bus, this);
 
       const tcp = createNetServer((socket) => {
         // Decisions are small latency-sensitive frames: Nagle would hold them for the peer's ACK.
@@ -265,7 +277,7 @@ export class Broker {
     }
   }
 
-  #aedesOptions(serviceSecret: string): AedesOptions {
+  #aedesOptions(access: Access): AedesOptions {
     const { config, counters } = this.#deps;
     const hooks = createAuthorizeHooks({
       sessions: this.#sessions,
@@ -303,7 +315,7 @@ export class Broker {
         callback(null, true);
       },
       authenticate: (client, username, password, done) => {
-        this.#authenticate(client, username, password, serviceSecret).then(
+        access.authenticate(client, username, password).then(
           (err) => (err ? done(err, false) : done(null, true)),
           (err: unknown) => {
             this.#log.error({ err, client_id: client.id }, 'authenticate failed unexpectedly');
@@ -313,92 +325,6 @@ export class Broker {
       },
       ...hooks,
     };
-  }
-
-  /** Resolves null when the client may connect, or the error that refuses it. */
-  async #authenticate(
-    client: Client,
-    username: string | undefined,
-    password: Buffer | undefined,
-    serviceSecret: string,
-  ): Promise<AuthenticateError | null> {
-    const { config, counters } = this.#deps;
-    const facts = this.#sessions.connectFacts(client);
-    const consoleUsers = this.#deps.consoleUsers;
-    let outcome: AuthOutcome = await authenticateConnection(
-      {
-        serviceSecret,
-        allowAnonymous: config.allow_anonymous,
-        towerCredentials: this.#deps.towerCredentials,
-        towers: this.#deps.towers,
-        tokens: this.#deps.tokens,
-        isRevoked: (id) => this.#sessions.isRevoked(id),
-        userRevokedAt: (id) => this.#sessions.userRevokedAt(id),
-        ...(consoleUsers ? { isUserActive: (id: string, tenantId: string) => consoleUsers.isActive(id, tenantId) } : {}),
-        now: this.#now,
-        onTouchError: (err, credentialId) => this.#log.warn({ err, credential_id: credentialId }, 'credential touch failed'),
-      },
-      { clientId: client.id, assignedClientId: facts.assignedClientId, username, password },
-    );
-    // A revocation or deletion may have arrived while we awaited the store.
-    if (outcome.ok) outcome = this.#stillValid(outcome, client.id, facts.clean);
-    if (!outcome.ok) {
-      counters.inc('mqtt_auth_failures_total', { reason: outcome.reason });
-      this.#refusals.refused(client.id, outcome.reason, 'mqtt connection refused', { username, return_code: outcome.returnCode });
-      return authError(outcome.returnCode, outcome.reason);
-    }
-    // The socket may have gone while we were checking; aedes drops the CONNECT itself then.
-    if (client.closed) return null;
-    const principal = outcome.principal;
-    const bucket =
-      principal.kind === 'service'
-        ? null // the cloud's own fan-out; throttling it would throttle every tower's decisions
-        : new TokenBucket(config.mqtt_publish_rate, config.mqtt_publish_burst, this.#now);
-    const statusWill = principal.kind === 'tower' && facts.willTopic === topics.status(principal.towerId);
-    const deliveries = principal.kind === 'tower' ? new CommandDeliveries(principal.towerId, config.mqtt_max_payload_bytes) : null;
-    const session: Session = { principal, bucket, statusWill, subscriptions: new Set(), deliveries, expiry: null };
-    this.#sessions.open(client, session);
-    if (outcome.expiresAt !== undefined) {
-      // The session lasts as long as the access token that opened it.
-      session.expiry = setTimeout(() => this.#close(client, 'access token expired'), Math.max(0, outcome.expiresAt - this.#now()));
-      session.expiry.unref();
-    }
-    this.#gate.authenticated(client, {
-      maxQos: (filter) => subscriptionMaxQos(principal, filter),
-      onPuback: (packetId) => this.#onPuback(deliveries?.acknowledged(packetId) ?? null),
-      written: deliveries ? (chunk) => deliveries.written(chunk) : null,
-    });
-    this.#log.debug({ client_id: client.id, principal: principal.kind }, 'mqtt client authenticated');
-    return null;
-  }
-
-  /** Checks made after the awaited part of authentication, against what the bus said since. */
-  #stillValid(outcome: Extract<AuthOutcome, { ok: true }>, clientId: string, clean: boolean): AuthOutcome {
-    const p = outcome.principal;
-    if (p.kind === 'tower') {
-      if (this.#sessions.isRevoked(p.credentialId)) return { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'revoked' };
-      if (this.#sessions.isTowerDeleted(p.towerId)) return { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'unknown_tower' };
-    }
-    if (p.kind === 'console') {
-      const max = this.#deps.config.mqtt_max_persistent_sessions_per_user;
-      if (!this.#sessions.admitConsoleSession(p.userId, clientId, clean, max)) {
-        return { ok: false, returnCode: CONNACK.IDENTIFIER_REJECTED, reason: 'persistent_session_cap' };
-      }
-    }
-    return outcome;
-  }
-
-  /**
-   * A tower's PUBACK of a command is the "delivered" step of the command lifecycle: the tower's
-   * MQTT client has it [MQTT-4.3.2]. Read from the wire (command-deliveries.ts explains why not
-   * from aedes' 'ack' event) and reported to the command service (deps.onCommandDelivered).
-   */
-  #onPuback(delivery: { tenant_id: string; tower_id: string; command_id: string } | null): void {
-    const report = this.#deps.onCommandDelivered;
-    if (!delivery || !report) return;
-    report({ ...delivery, at: this.#now() }).catch((err: unknown) =>
-      this.#log.warn({ err, command_id: delivery.command_id }, 'recording command delivery failed'),
-    );
   }
 
   #accept(conn: Duplex, req: IncomingMessage | undefined, peer: string): void {
@@ -449,28 +375,6 @@ export class Broker {
     if (tower) bus.publish('tower.status', { tower });
   }
 
-  #revokeCredential(credentialId: string): void {
-    this.#sessions.markRevoked(credentialId);
-    for (const client of this.#sessions.withCredential(credentialId)) this.#close(client, 'credential revoked');
-  }
-
-  #towerDeleted(towerId: string): void {
-    this.#sessions.markTowerDeleted(towerId);
-    for (const client of this.#sessions.ofTower(towerId)) this.#close(client, 'tower deleted');
-  }
-
-  #revokeUser(userId: string): void {
-    const now = this.#now();
-    // Tokens older than their lifetime are refused anyway; so are revocations older than that.
-    this.#sessions.markUserRevoked(userId, now, now - this.#deps.config.access_token_ttl_s * 1000);
-    for (const client of this.#sessions.ofUser(userId)) this.#close(client, 'console user revoked');
-  }
-
-  #close(client: Client, why: string): void {
-    this.#log.info({ client_id: client.id, why }, 'closing mqtt session');
-    client.close();
-  }
-
   #publishDownlink(topic: string, payload: Buffer, retain: boolean): Promise<void> {
     const aedes = this.#aedes;
     if (!aedes || this.#stopping) return Promise.reject(new Error('broker is not running'));
@@ -514,11 +418,6 @@ export class Broker {
     this.#http?.closeAllConnections();
     await Promise.all(closing);
   }
-}
-
-function authError(returnCode: (typeof CONNACK)[keyof typeof CONNACK], message: string): AuthenticateError {
-  // aedes copies `returnCode` (2..5) into the CONNACK (lib/handlers/connect.js).
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
 function listen(server: NetServer | HttpServer, port: number, host: string): Promise<number> {
