@@ -82,6 +82,8 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
     tokens,
+    // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
+    consoleUsers: { isActive: async (id, tenantId) => (await store.consoleUsers.get(id))?.tenant_id === tenantId },
     now,
     // Sessions (subscriptions, queued QoS 1 messages, retained bundles) survive a restart.
     backends: levelBackends({ location: join(f.paths.root, 'broker-sessions') }),

@@ -75,6 +75,8 @@ export async function startBrokerRole(config: Config, opts: RoleOptions): Promis
     towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
     tokens,
+    // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
+    consoleUsers: { isActive: async (id, tenantId) => (await store.consoleUsers.get(id))?.tenant_id === tenantId },
     now: f.now,
     backends: redisBackends({
       url: config.redis_url!,
