@@ -3,17 +3,30 @@
  * exceed it, the refusal it gets, the counter, and memory staying bounded while it tries
  * (memoryGrowth: resident peak, and what JavaScript still holds after a GC).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { filters, mqttIdentity, topics } from '../shared/mqtt/topics.js';
+import { redisUrl, uniquePrefix } from '../test/support/redis.js';
+import { memoryBackends, type BrokerBackends } from './backends.js';
+import { levelBackends } from './backends-level.js';
+import { redisBackends } from './backends-redis.js';
 import { connectPacket, publishPacket, remainingLength } from './mqtt-bytes.js';
 import { closed, inbox, memoryGrowth, rawClient, startHarness, subscribeResult, TEST_SERVICE_SECRET, type Harness } from './test-support.js';
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 
 let h: Harness;
-afterEach(async () => {
-  await h.close();
-});
+let open: Harness | null = null;
+const start = async (...args: Parameters<typeof startHarness>) => (h = open = await startHarness(...args));
+/** Idempotent: the store-specific cleanups below close the broker before removing its files. */
+async function closeHarness(): Promise<void> {
+  const current = open;
+  open = null;
+  await current?.close();
+}
+afterEach(closeHarness);
 
 /** A decision round trip to a tower that is not attacking: the broker is not stalled. */
 async function roundTrip(towerId: string): Promise<void> {
@@ -27,7 +40,7 @@ async function roundTrip(towerId: string): Promise<void> {
 
 describe('subscriptions', () => {
   it('closes a SUBSCRIBE of 5,000 filters before aedes stores any; memory holds and others are served', async () => {
-    h = await startHarness();
+    await start();
     // Just past the cap (16 filters by default): refused on its count.
     const seventeen = await h.connectService();
     const closedOnCount = closed(seventeen);
@@ -52,7 +65,7 @@ describe('subscriptions', () => {
   });
 
   it("grants a console at most its per-client cap, stores only what it granted, and keeps memory flat", async () => {
-    h = await startHarness({ config: { mqtt_max_subscriptions_per_client: 32 } });
+    await start({ config: { mqtt_max_subscriptions_per_client: 32 } });
     const clientId = mqttIdentity.consoleClientId('u-tenantA', 'wall');
     const viewer = await h.connectConsole('tenantA', { clientId, clean: false });
     const granted: number[] = [];
@@ -79,7 +92,7 @@ describe('subscriptions', () => {
   });
 
   it('never stores a refused filter, so nothing is queued for a session through it', async () => {
-    h = await startHarness();
+    await start();
     const t1 = await h.createTower('T1');
     const tower = await h.connectTower(t1, { clean: false });
     // One SUBSCRIBE: its own commands (granted) and every tenant's traffic (refused).
@@ -99,7 +112,7 @@ describe('subscriptions', () => {
 
 describe('connections before authentication', () => {
   it('closes an oversized CONNECT on its header; 200 of them cost no memory', async () => {
-    h = await startHarness();
+    await start();
     const header = Buffer.concat([Buffer.from([0x10]), remainingLength(590_000)]);
     const { heldMb, peakMb } = await memoryGrowth(async () => {
       await Promise.all(
@@ -117,7 +130,7 @@ describe('connections before authentication', () => {
   });
 
   it('closes connections beyond the pending cap as they are accepted, and serves again once they go', async () => {
-    h = await startHarness({ config: { mqtt_max_pending_connections: 20 } });
+    await start({ config: { mqtt_max_pending_connections: 20 } });
     const idle = await Promise.all(Array.from({ length: 20 }, () => rawClient(h.mqttPort)));
     // Accepted in order: the server has seen the 20 once one more is refused.
     const extra = await Promise.all(Array.from({ length: 5 }, () => rawClient(h.mqttPort)));
@@ -130,7 +143,7 @@ describe('connections before authentication', () => {
   });
 
   it('holds what a client sends after its CONNECT until it is authenticated, then serves it', async () => {
-    h = await startHarness();
+    await start();
     const t1 = await h.createTower('T1');
     const c = await rawClient(h.mqttPort);
     c.write(
@@ -148,7 +161,7 @@ describe('connections before authentication', () => {
 
 describe('offline sessions', () => {
   it('an offline tower gets only the newest policy bundle of each tenant, not every republish', async () => {
-    h = await startHarness();
+    await start();
     const t1 = await h.createTower('T1');
     const agentFilters = [filters.towerDecisions('T1'), filters.towerCommands('T1'), filters.allPolicies];
     const tower = await h.connectTower(t1, { clean: false });
@@ -167,9 +180,59 @@ describe('offline sessions', () => {
     expect(box.messages.filter((m) => m.topic === topics.policy('tenantA')).map((m) => JSON.parse(m.payload.toString()) as unknown)).toEqual([{ version: 150 }]);
     expect(box.messages).toHaveLength(3);
   });
+});
 
-  it('caps the queue of an offline session: the rest is counted, not kept', async () => {
-    h = await startHarness({ config: { mqtt_max_queued_per_session: 100 } });
+describe('console users', () => {
+  it('may hold a capped number of persistent sessions; clean ones are not counted', async () => {
+    await start({ config: { mqtt_max_persistent_sessions_per_user: 2 } });
+    const as = (session: string, clean: boolean) => ({ clientId: mqttIdentity.consoleClientId('u-tenantA', session), clean });
+    const a = await h.connectConsole('tenantA', as('a', false));
+    await h.connectConsole('tenantA', as('b', false));
+    const token = await h.consoleToken('tenantA', 'u-tenantA');
+    expect(await h.refusedWith({ ...as('c', false), username: 'console', password: token })).toBe(2);
+    expect(h.counters.get('mqtt_auth_failures_total', { reason: 'persistent_session_cap' })).toBe(1);
+    await h.connectConsole('tenantA', as('c', true)); // a clean session: nothing kept
+    // Resuming one it holds is fine; ending one (clean) frees its place.
+    await a.endAsync();
+    await (await h.connectConsole('tenantA', as('a', true))).endAsync();
+    await h.connectConsole('tenantA', as('c', false));
+  });
+
+  it("cannot take over another console user's session with its client id", async () => {
+    await start();
+    const aliceId = mqttIdentity.consoleClientId('alice', 'wall');
+    const alice = await h.connect({ clientId: aliceId, username: 'console', password: await h.consoleToken('tenantA', 'alice') });
+    const mallory = await h.consoleToken('tenantA', 'mallory');
+    for (const clientId of [aliceId, mqttIdentity.consoleClientId('alice'), 'console-alice.wall.x', 'tower-T1', 'service-worker', 'anything']) {
+      expect({ clientId, code: await h.refusedWith({ clientId, username: 'console', password: mallory }) }).toEqual({ clientId, code: 2 });
+    }
+    expect(alice.connected).toBe(true);
+    // An empty client id on a clean session gets one assigned by the broker [MQTT-3.1.3-6].
+    const assigned = await h.connect({ clientId: '', username: 'console', password: mallory });
+    expect(assigned.connected).toBe(true);
+  });
+});
+
+describe.each(['memory', 'LevelDB', 'Redis'])('the queue of an offline session (%s store)', (kind) => {
+  let dir: string | null = null;
+  afterEach(async () => {
+    await closeHarness();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = null;
+  });
+
+  it('is capped: the rest is counted, not kept', async (ctx) => {
+    let backends: BrokerBackends = memoryBackends();
+    if (kind === 'LevelDB') {
+      dir = await mkdtemp(join(tmpdir(), 'edgeplane-queue-'));
+      backends = levelBackends({ location: join(dir, 'sessions') });
+    }
+    if (kind === 'Redis') {
+      const url = redisUrl();
+      if (!url) return ctx.skip();
+      backends = redisBackends({ url, prefix: uniquePrefix() });
+    }
+    await start({ config: { mqtt_max_queued_per_session: 100 }, backends });
     const t1 = await h.createTower('T1');
     const tower = await h.connectTower(t1, { clean: false });
     await tower.subscribeAsync(filters.towerDecisions('T1'), { qos: 1 });
@@ -189,36 +252,5 @@ describe('offline sessions', () => {
     await h.broker.downlink.publish(topics.commands('tenantA', 'T1'), json({ id: 'marker' }));
     await box.next((t) => t === topics.commands('tenantA', 'T1'));
     expect(decisions()).toBe(100);
-  });
-});
-
-describe('console users', () => {
-  it('may hold a capped number of persistent sessions; clean ones are not counted', async () => {
-    h = await startHarness({ config: { mqtt_max_persistent_sessions_per_user: 2 } });
-    const as = (session: string, clean: boolean) => ({ clientId: mqttIdentity.consoleClientId('u-tenantA', session), clean });
-    const a = await h.connectConsole('tenantA', as('a', false));
-    await h.connectConsole('tenantA', as('b', false));
-    const token = await h.consoleToken('tenantA', 'u-tenantA');
-    expect(await h.refusedWith({ ...as('c', false), username: 'console', password: token })).toBe(2);
-    expect(h.counters.get('mqtt_auth_failures_total', { reason: 'persistent_session_cap' })).toBe(1);
-    await h.connectConsole('tenantA', as('c', true)); // a clean session: nothing kept
-    // Resuming one it holds is fine; ending one (clean) frees its place.
-    await a.endAsync();
-    await (await h.connectConsole('tenantA', as('a', true))).endAsync();
-    await h.connectConsole('tenantA', as('c', false));
-  });
-
-  it("cannot take over another console user's session with its client id", async () => {
-    h = await startHarness();
-    const aliceId = mqttIdentity.consoleClientId('alice', 'wall');
-    const alice = await h.connect({ clientId: aliceId, username: 'console', password: await h.consoleToken('tenantA', 'alice') });
-    const mallory = await h.consoleToken('tenantA', 'mallory');
-    for (const clientId of [aliceId, mqttIdentity.consoleClientId('alice'), 'console-alice.wall.x', 'tower-T1', 'service-worker', 'anything']) {
-      expect({ clientId, code: await h.refusedWith({ clientId, username: 'console', password: mallory }) }).toEqual({ clientId, code: 2 });
-    }
-    expect(alice.connected).toBe(true);
-    // An empty client id on a clean session gets one assigned by the broker [MQTT-3.1.3-6].
-    const assigned = await h.connect({ clientId: '', username: 'console', password: mallory });
-    expect(assigned.connected).toBe(true);
   });
 });
