@@ -32,7 +32,7 @@ import { deliverOutOfOrderPackets, memoryBackends, type BrokerBackends, type Ses
 import { createAuthorizeHooks, PublishRefused } from './authorize.js';
 import { ConnectionGate } from './connection-gate.js';
 import { EdgeplaneAedes } from './edgeplane-aedes.js';
-import { guardPersistence } from './guarded-persistence.js';
+import { guardPersistence, type GuardedPersistence } from './guarded-persistence.js';
 import { maxFrameBytes } from './limits.js';
 import { RefusalLog } from './refusal-log.js';
 import { RetainedQuota } from './retained-quota.js';
@@ -114,6 +114,7 @@ export class Broker {
   /** Tower uplinks handed to ingest that aedes must not publish (authorize.ts). */
   readonly #consumed = new WeakSet<object>();
   readonly #refusedSubscriptions = new WeakSet<object>();
+  #persistence: GuardedPersistence | null = null;
   #sink: UplinkSink | null;
   #aedes: Aedes | null = null;
   #tcp: NetServer | null = null;
@@ -197,6 +198,7 @@ export class Broker {
         },
         now: this.#now,
       });
+      this.#persistence = persistence;
       await this.#seedRetained(persistence);
       const access = new Access({
         config,
@@ -411,7 +413,9 @@ export class Broker {
     const aedes = this.#aedes;
     // Closes every registered client (their wills are suppressed while stopping, see authorize.ts).
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    // aedes never destroys its persistence; sessions stay stored for the next start.
+    // aedes never destroys its persistence; sessions stay stored for the next start, with the
+    // writes already started (a PUBACK clearing its message) completed first.
+    await this.#persistence?.settled();
     await this.#backends.close().catch((err: unknown) => this.#log.error({ err }, 'closing the broker session store failed'));
     // Connections that never completed CONNECT are unknown to aedes.
     for (const conn of this.#connections) conn.destroy();

@@ -18,6 +18,9 @@
  *   counted. This process's count is an estimate (another broker node may enqueue or clear the
  *   same session in distributed mode): it is read from the store the first time a session is
  *   seen, and re-read from the store before anything is dropped.
+ * - Writes in flight when the broker stops: `settled()` waits for them, so closing the store
+ *   does not cut a PUBACK's removal of its message in half (it would be replayed after a
+ *   restart although the tower had acknowledged it).
  */
 import type { SessionPersistence } from './backends.js';
 
@@ -51,8 +54,22 @@ export interface GuardedPersistenceOptions {
 /** How long a full queue is trusted before the store is asked again. */
 const RECOUNT_INTERVAL_MS = 1000;
 
-export function guardPersistence(persistence: SessionPersistence, opts: GuardedPersistenceOptions): SessionPersistence {
-  const store = persistence as SessionPersistence & QueueOps;
+export interface GuardedPersistence extends SessionPersistence {
+  /** Resolves once every write started through the wrapped methods has completed. */
+  settled(): Promise<void>;
+}
+
+export function guardPersistence(persistence: SessionPersistence, opts: GuardedPersistenceOptions): GuardedPersistence {
+  const store = persistence as GuardedPersistence & QueueOps;
+  const inFlight = new Set<Promise<unknown>>();
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    const tracked = p.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+    return tracked;
+  };
+  store.settled = async () => {
+    while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+  };
   const addSubscriptions = store.addSubscriptions.bind(store);
   const enqueueCombi = store.outgoingEnqueueCombi.bind(store);
   const clearMessageId = store.outgoingClearMessageId.bind(store);
@@ -62,10 +79,12 @@ export function guardPersistence(persistence: SessionPersistence, opts: GuardedP
   store.addSubscriptions = (client, subs) => {
     let pending = byPacket.get(subs);
     if (!pending) {
-      pending = Promise.resolve().then(() => {
-        const granted = subs.filter((s) => !opts.refused.has(s));
-        return granted.length > 0 ? addSubscriptions(client, granted) : undefined;
-      });
+      pending = track(
+        Promise.resolve().then(() => {
+          const granted = subs.filter((s) => !opts.refused.has(s));
+          return granted.length > 0 ? addSubscriptions(client, granted) : undefined;
+        }),
+      );
       byPacket.set(subs, pending);
     }
     return pending;
@@ -112,7 +131,7 @@ export function guardPersistence(persistence: SessionPersistence, opts: GuardedP
     return true;
   };
 
-  store.outgoingEnqueueCombi = async (subs, packet) => {
+  const enqueue = async (subs: Array<{ clientId: string }>, packet: unknown): Promise<void> => {
     // The common case (every session known and below the cap) stays synchronous.
     let admitted = subs;
     if (!subs.every((s) => (queued.get(s.clientId) ?? Infinity) < opts.maxQueuedPerSession)) {
@@ -126,13 +145,16 @@ export function guardPersistence(persistence: SessionPersistence, opts: GuardedP
     }
     if (admitted.length > 0) await enqueueCombi(admitted, packet);
   };
-  store.outgoingEnqueue = (sub, packet) => store.outgoingEnqueueCombi([sub], packet);
+  store.outgoingEnqueueCombi = (subs, packet) => track(enqueue(subs, packet));
+  store.outgoingEnqueue = (sub, packet) => track(enqueue([sub], packet));
 
-  store.outgoingClearMessageId = async (client, packet) => {
-    const cleared = await clearMessageId(client, packet);
-    const n = queued.get(client.id);
-    if (cleared && n !== undefined && n > 0) queued.set(client.id, n - 1);
-    return cleared;
-  };
+  store.outgoingClearMessageId = (client, packet) =>
+    track(
+      clearMessageId(client, packet).then((cleared) => {
+        const n = queued.get(client.id);
+        if (cleared && n !== undefined && n > 0) queued.set(client.id, n - 1);
+        return cleared;
+      }),
+    );
   return store;
 }

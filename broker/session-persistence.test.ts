@@ -274,7 +274,8 @@ describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker rest
   it('an acknowledged message is not delivered again after the restart', async () => {
     const first = await startNode(factory.next());
     const tower = await connectTower(first, TOWER_FILTERS);
-    // The broker reports a command's PUBACK once the persistence cleared it (handlers/puback.js).
+    // The broker reports a command's PUBACK as it reads it; stop() lets the store finish removing
+    // the acknowledged message before it closes (guarded-persistence.ts `settled`).
     const delivered = new Promise<void>((resolve) => first.delivered.once('delivered', () => resolve()));
     await first.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"acked"}'));
     await delivered;
