@@ -47,6 +47,8 @@ export interface BusEvents {
   'console-user.revoked': { user_id: string; tenant_id: string | null; reason: ConsoleUserRevokedReason };
   /** A tenant API key was revoked: every process closes what it has open with the key (feeds). */
   'api-key.revoked': { key_id: string; tenant_id: string };
+  /** A tower was deleted: brokers must drop its live sessions and refuse it from now on. */
+  'tower.deleted': { tower_id: string };
 }
 
 export const CONSOLE_USER_REVOKED_REASONS = ['role_changed', 'disabled', 'deleted', 'password_changed'] as const;
@@ -71,6 +73,7 @@ export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]
     reason: z.enum(CONSOLE_USER_REVOKED_REASONS),
   }),
   'api-key.revoked': z.object({ key_id: z.string(), tenant_id: z.string() }),
+  'tower.deleted': z.object({ tower_id: z.string() }),
 };
 
 export const BUS_EVENT_NAMES = Object.keys(BUS_EVENT_SCHEMAS) as Array<keyof BusEvents>;
