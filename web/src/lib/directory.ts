@@ -1,8 +1,9 @@
 /**
  * Names for the ids that decisions, alerts and commands carry (users, policies, rules, towers), so
  * a row reads "Dana · DLP: dropbox/upload_file → deny" rather than three ULIDs. Loaded once per
- * session (first page of up to 1,000 of each) and again on demand after an edit; an id it does
- * not know is shown shortened.
+ * session (first page of up to 1,000 of each), again after an edit, and once more when an id it
+ * does not know shows up (a user created elsewhere, a tower first seen since) — at most once per
+ * id, so ids that stay unknown (deleted records) cost nothing. Until then the id is shown shortened.
  */
 import type { Api } from './api';
 import type { Policy, PolicyRule, Tower, User } from './types';
@@ -14,11 +15,17 @@ export interface Names {
   towers: Map<string, Tower>;
 }
 
+/** Unknown ids remembered (each triggers one reload); beyond this, no more reloads are triggered. */
+const MAX_MISSES = 1000;
+const MISS_RELOAD_MS = 500;
+
 const EMPTY: Names = { users: new Map(), policies: new Map(), rules: new Map(), towers: new Map() };
 
 export class Directory {
   #names: Names = EMPTY;
   #loading: Promise<Names> | null = null;
+  readonly #missed = new Set<string>();
+  #missTimer: ReturnType<typeof setTimeout> | null = null;
   readonly #listeners = new Set<() => void>();
 
   constructor(
@@ -63,21 +70,34 @@ export class Directory {
 
   user(id: string | null): string {
     if (id === null) return '—';
-    return this.#names.users.get(id)?.name ?? `…${id.slice(-6)}`;
+    return this.#names.users.get(id)?.name ?? this.#miss(id, `…${id.slice(-6)}`);
   }
 
   policy(id: string | null): string {
     if (id === null) return '—';
-    return this.#names.policies.get(id)?.name ?? `…${id.slice(-6)}`;
+    return this.#names.policies.get(id)?.name ?? this.#miss(id, `…${id.slice(-6)}`);
   }
 
   rule(id: string | null): string {
     if (id === null) return '';
     const r = this.#names.rules.get(id);
-    return r ? `${r.app}/${r.action} → ${r.permission}` : `rule …${id.slice(-6)}`;
+    return r ? `${r.app}/${r.action} → ${r.permission}` : this.#miss(id, `rule …${id.slice(-6)}`);
   }
 
   tower(id: string): string {
-    return this.#names.towers.get(id)?.name ?? id;
+    return this.#names.towers.get(id)?.name ?? this.#miss(id, id);
+  }
+
+  /** Schedules one reload for an id not seen before; returns the placeholder to show meanwhile. */
+  #miss(id: string, placeholder: string): string {
+    if (this.#missed.has(id) || this.#missed.size >= MAX_MISSES) return placeholder;
+    this.#missed.add(id);
+    if (this.#missTimer === null) {
+      this.#missTimer = setTimeout(() => {
+        this.#missTimer = null;
+        void this.load();
+      }, MISS_RELOAD_MS);
+    }
+    return placeholder;
   }
 }
