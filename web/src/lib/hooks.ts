@@ -31,7 +31,7 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): AsyncState
  * Like useAsync, repeated every `intervalMs` while the page is visible. After a 429 it waits
  * what the API asked (Retry-After) before trying again, so a console never adds to the overload.
  */
-export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unknown[]): AsyncState<T> {
+export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unknown[], opts: { secondAfterMs?: number } = {}): AsyncState<T> {
   const [state, setState] = useState<{ data: T | null; error: unknown; loading: boolean }>({ data: null, error: null, loading: true });
   const [nonce, setNonce] = useState(0);
   const loadRef = useRef(load);
@@ -39,9 +39,11 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unk
   useEffect(() => {
     let live = true;
     let timer: ReturnType<typeof setTimeout> | null = null;
+    let runs = 0;
     const run = async () => {
       timer = null;
-      let wait = intervalMs;
+      // A view computing rates from two readings can ask for the second one sooner.
+      let wait = runs++ === 0 && opts.secondAfterMs !== undefined ? opts.secondAfterMs : intervalMs;
       if (document.visibilityState !== 'hidden') {
         try {
           const data = await loadRef.current();

@@ -72,14 +72,15 @@ export function Health(_props: { route: Route }) {
   const { api } = useConsole();
   const readings = useRef<Reading[]>([]);
   const [points, setPoints] = useState<Point[]>([]);
-  const metrics = usePoll(() => api.text('/metrics'), POLL_MS, []);
+  // Each reading is a new object, so identical texts (nothing moved) still count as a reading.
+  const metrics = usePoll(async () => ({ text: await api.text('/metrics'), at: Date.now() }), POLL_MS, [], { secondAfterMs: 2_000 });
   const platform = usePoll(() => api.get<{ overview: PlatformOverview }>('/api/v1/platform/overview').then((r) => r.overview), 30_000, []);
 
   useEffect(() => {
     if (metrics.data === null) return;
-    const { samples } = parsePrometheus(metrics.data);
+    const { samples } = parsePrometheus(metrics.data.text);
     const denied = samples.filter((s) => s.name === INGEST && s.labels.effect === 'deny').reduce((n, s) => n + s.value, 0);
-    const reading: Reading = { at: Date.now(), totals: totalsByName(samples), samples, denied };
+    const reading: Reading = { at: metrics.data.at, totals: totalsByName(samples), samples, denied };
     const list = [...readings.current, reading].slice(-MAX_READINGS);
     readings.current = list;
     setPoints(list.slice(1).map((r, i) => pointBetween(list[i]!, r)));

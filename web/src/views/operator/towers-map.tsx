@@ -42,14 +42,16 @@ export function convexHull(points: Point[]): Point[] {
   return [...lower.slice(0, -1), ...upper.slice(0, -1)];
 }
 
-function niceStep(span: number): number {
-  const target = span / 6;
+/** A round graticule step giving about `lines` lines over `span` degrees. */
+function niceStep(span: number, lines: number): number {
+  const target = span / lines;
   const steps = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 45];
   return steps.find((s) => s >= target) ?? 90;
 }
 
 export interface Projection {
   project: (lat: number, lon: number) => Point;
+  unproject: (p: Point) => { lat: number; lon: number };
   /** Pixels per metre (for coverage radii). */
   pxPerMeter: number;
   bounds: { minLat: number; maxLat: number; minLon: number; maxLon: number };
@@ -70,6 +72,7 @@ export function fitProjection(towers: Array<{ lat: number; lon: number }>): Proj
   const offY = (HEIGHT - (maxLat - minLat) * scale) / 2;
   return {
     project: (lat, lon) => ({ x: offX + (lon - minLon) * k * scale, y: HEIGHT - offY - (lat - minLat) * scale }),
+    unproject: ({ x, y }) => ({ lon: minLon + (x - offX) / (k * scale), lat: minLat + (HEIGHT - offY - y) / scale }),
     pxPerMeter: scale / METERS_PER_DEGREE,
     bounds: { minLat, maxLat, minLon, maxLon },
   };
@@ -130,24 +133,27 @@ export function TowersMap(_props: { route: Route }) {
   const grid: JSX.Element[] = [];
   let hull = '';
   if (projection) {
-    const { minLat, maxLat, minLon, maxLon } = projection.bounds;
-    const step = niceStep(Math.max(maxLat - minLat, maxLon - minLon));
-    for (let lat = Math.ceil(minLat / step) * step; lat <= maxLat; lat += step) {
-      const a = projection.project(lat, minLon);
-      const b = projection.project(lat, maxLon);
-      grid.push(<line key={`lat${lat}`} x1={0} x2={WIDTH} y1={a.y} y2={b.y} class="graticule" />);
+    // Graticule over the whole drawing, with its own round step per axis (labels stay apart).
+    const topLeft = projection.unproject({ x: 0, y: 0 });
+    const bottomRight = projection.unproject({ x: WIDTH, y: HEIGHT });
+    const latStep = niceStep(topLeft.lat - bottomRight.lat, 6);
+    const lonStep = niceStep(bottomRight.lon - topLeft.lon, 8);
+    const decimals = (step: number) => Math.max(0, -Math.floor(Math.log10(step)));
+    for (let lat = Math.ceil(bottomRight.lat / latStep) * latStep; lat <= topLeft.lat; lat += latStep) {
+      const { y } = projection.project(lat, topLeft.lon);
+      grid.push(<line key={`lat${lat}`} x1={0} x2={WIDTH} y1={y} y2={y} class="graticule" />);
       grid.push(
-        <text key={`latl${lat}`} x={4} y={a.y - 3} class="graticule-label">
-          {lat.toFixed(step < 1 ? 3 : 0)}°
+        <text key={`latl${lat}`} x={4} y={y - 3} class="graticule-label">
+          {lat.toFixed(decimals(latStep))}°
         </text>,
       );
     }
-    for (let lon = Math.ceil(minLon / step) * step; lon <= maxLon; lon += step) {
-      const a = projection.project(minLat, lon);
-      grid.push(<line key={`lon${lon}`} x1={a.x} x2={a.x} y1={0} y2={HEIGHT} class="graticule" />);
+    for (let lon = Math.ceil(topLeft.lon / lonStep) * lonStep; lon <= bottomRight.lon; lon += lonStep) {
+      const { x } = projection.project(topLeft.lat, lon);
+      grid.push(<line key={`lon${lon}`} x1={x} x2={x} y1={0} y2={HEIGHT} class="graticule" />);
       grid.push(
-        <text key={`lonl${lon}`} x={a.x + 3} y={HEIGHT - 4} class="graticule-label">
-          {lon.toFixed(step < 1 ? 3 : 0)}°
+        <text key={`lonl${lon}`} x={x + 3} y={HEIGHT - 4} class="graticule-label">
+          {lon.toFixed(decimals(lonStep))}°
         </text>,
       );
     }
