@@ -72,9 +72,13 @@ export interface ConsolePage {
   close(): Promise<void>;
 }
 
-/** A new browser context (its own storage) with one page on the console. */
-export async function openConsole(browser: Browser, baseUrl: string): Promise<ConsolePage> {
+/**
+ * A new browser context (its own storage) with one page on the console. `prepare` runs before the
+ * page loads (e.g. to install network routes).
+ */
+export async function openConsole(browser: Browser, baseUrl: string, prepare?: (context: BrowserContext) => Promise<void>): Promise<ConsolePage> {
   const context = await browser.newContext({ baseURL: baseUrl, viewport: { width: 1400, height: 900 }, acceptDownloads: true });
+  await prepare?.(context);
   const page = await context.newPage();
   const errors: string[] = [];
   const urls: string[] = [];

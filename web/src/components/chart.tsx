@@ -28,7 +28,8 @@ export function TimeChart(props: { times: number[]; series: ChartSeries[]; heigh
       height: props.height ?? 220,
       cursor: { drag: { x: false, y: false } },
       legend: { live: false },
-      scales: { x: { time: true } },
+      // One reading would otherwise stretch the time axis over years: keep at least a minute.
+      scales: { x: { time: true, range: (_u, min, max) => (max - min < 60 ? [max - 60, max] : [min, max]) } },
       axes: [
         { stroke: '#8a94a6', grid: { stroke: '#e7eaf0' } },
         { stroke: '#8a94a6', grid: { stroke: '#e7eaf0' }, label: props.unit ?? '', size: 56 },
@@ -40,7 +41,8 @@ export function TimeChart(props: { times: number[]; series: ChartSeries[]; heigh
           label: s.label,
           stroke: s.color,
           width: 2,
-          points: { show: false },
+          // Points only where a line cannot show the data (one or two readings).
+          points: { show: (u: uPlot, si: number) => (u.data[si] ?? []).filter((v) => v !== null && v !== undefined).length <= 2, size: 6 },
           ...(s.right ? { scale: 'right' } : {}),
         })),
       ],

@@ -35,6 +35,8 @@ export interface LiveFeedOptions {
   createSocket?: (url: string, protocols: string[]) => WebSocket;
 }
 
+/** WebSocket.OPEN; spelled out so the module loads where no WebSocket global exists (tests). */
+const OPEN = 1;
 const CLOSE_FORBIDDEN = 4403;
 const CLOSE_CREDENTIAL = 4401;
 
@@ -78,7 +80,7 @@ export class LiveFeed {
     this.#timer = null;
     const s = this.#socket;
     this.#socket = null;
-    if (s && s.readyState <= WebSocket.OPEN) s.close(1000, reason);
+    if (s && s.readyState <= OPEN) s.close(1000, reason);
     this.#setStatus({ state: 'stopped', reason });
   }
 
@@ -90,7 +92,7 @@ export class LiveFeed {
     this.#attempt = 0;
     const s = this.#socket;
     this.#socket = null;
-    if (s && s.readyState <= WebSocket.OPEN) s.close(1000, 'reconnecting');
+    if (s && s.readyState <= OPEN) s.close(1000, 'reconnecting');
     void this.#connect();
   }
 
@@ -149,7 +151,8 @@ export class LiveFeed {
 
   #retry(reason: string, delayMs?: number): void {
     if (this.#stopped) return;
-    const delay = delayMs ?? backoffDelay(this.#attempt, this.#o.minDelayMs, this.#o.maxDelayMs, this.#o.random);
+    // #attempt counts the connections tried since the last one that became ready.
+    const delay = delayMs ?? backoffDelay(this.#attempt + 1, this.#o.minDelayMs, this.#o.maxDelayMs, this.#o.random);
     this.#setStatus({ state: 'waiting', retryAt: Date.now() + delay, reason });
     this.#timer = setTimeout(() => {
       this.#timer = null;

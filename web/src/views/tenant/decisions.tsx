@@ -99,7 +99,7 @@ function LiveRows(props: { filters: Filters }) {
   const counts = live.counts();
   return (
     <>
-      <p class="muted small" data-testid="live-counts" data-received={counts.received} data-rendered={rows.length}>
+      <p class="muted small" data-testid="live-counts" data-received={counts.received} data-held={held.length} data-rendered={rows.length}>
         {fmtNum(counts.received)} decisions received since sign-in · {fmtNum(held.length)} held · showing the newest {rows.length} of{' '}
         {fmtNum(matching.length)} matching{' '}
         <button type="button" class="link" data-testid="pause" onClick={() => setPaused((p) => !p)}>
