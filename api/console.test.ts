@@ -5,6 +5,7 @@
  */
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { CONSOLE_CSP, consolePlugin } from './console.js';
 import { CONSOLE_BUDGET_GZIP_BYTES, CONSOLE_PATHS, buildConsoleBundle } from './console-bundle.js';
@@ -26,6 +27,11 @@ describe('the console bundle', () => {
     expect(page).not.toMatch(/<style\b|\son[a-z]+=|javascript:/i);
     // Everything comes from this origin: no CDN, font or tile server.
     expect(page).not.toMatch(/https?:\/\//);
+  });
+
+  it('ships in the Docker image (its sources are built in the running process)', async () => {
+    const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8');
+    expect(dockerfile).toMatch(/^COPY web \.\/web$/m);
   });
 });
 
