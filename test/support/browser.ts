@@ -3,8 +3,8 @@
  * downloaded browser. Headless, no sandbox (containers), nothing that phones home, and a fresh
  * profile per launch (Playwright gives every launch its own temporary --user-data-dir).
  *
- * Without Chromium the suites skip with one line naming the package to install, except under
- * CI=true, where a missing browser is a failure (the CI script installs it).
+ * Without Chromium the suites skip (one line per run, from browser-setup.ts, names the package to
+ * install), except under CI=true, where a missing browser is a failure (the CI script installs it).
  *
  * Each page records what would betray a console bug without failing a step: uncaught errors,
  * console errors (CSP violations among them), and every URL it requested, so a test can check that
@@ -30,16 +30,18 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-const available = existsSync(CHROMIUM_PATH);
 const inCi = process.env.CI === 'true';
-let skipAnnounced = false;
+
+export function chromiumAvailable(): boolean {
+  return existsSync(CHROMIUM_PATH);
+}
 
 /**
- * describe() for browser suites: runs with Chromium; without it, skips with one line (outside CI)
- * or fails naming what is missing (CI=true).
+ * describe() for browser suites: runs with Chromium; without it, skips (the one line saying so
+ * comes from the global setup, browser-setup.ts) or, under CI=true, fails naming what is missing.
  */
 export function describeWithBrowser(name: string, fn: () => void): void {
-  if (available) {
+  if (chromiumAvailable()) {
     describe(name, fn);
     return;
   }
@@ -50,10 +52,6 @@ export function describeWithBrowser(name: string, fn: () => void): void {
       });
     });
     return;
-  }
-  if (!skipAnnounced) {
-    skipAnnounced = true;
-    console.log(`console browser tests skipped: no Chromium at ${CHROMIUM_PATH} (apt-get install -y chromium)`);
   }
   describe.skip(name, fn);
 }
