@@ -96,6 +96,9 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'discovered:read' },
       schema: {
         summary: 'Devices seen at towers that no registration claims',
+        description:
+          'Sightings of devices no registration claims (for operators: that no tenant registered). Registering a ' +
+          'device (approving it) takes it off this list; a page may therefore hold fewer than `limit` items.',
         querystring: ListQuery,
         response: { 200: z.object({ devices: z.array(DiscoveredDeviceSchema), next_cursor: NextCursor }), ...errorResponses },
       },
@@ -103,7 +106,13 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const { tenantId } = principalOf(request);
       const page = await paginate(request.query, (o) => app.store.discovered.list(tenantId, o));
-      return { devices: page.items, next_cursor: page.next_cursor };
+      // Sightings stay in the store as history; what is claimed since is filtered here (one key lookup each).
+      const claimed = await Promise.all(
+        page.items.map(async (d) =>
+          tenantId === null ? (await app.store.devices.tenantOf(d.device_id)) !== null : (await app.store.devices.get(tenantId, d.device_id)) !== null,
+        ),
+      );
+      return { devices: page.items.filter((_d, i) => !claimed[i]), next_cursor: page.next_cursor };
     },
   );
 

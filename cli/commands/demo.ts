@@ -129,6 +129,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       adminPassword,
       onStep: (m) => out(`  provisioning ${m}`),
     });
+    out(`Console: ${cp.httpUrl}/ (live while the fleet plays) — operator ${config.admin_email} / ${adminPassword}; ${owners.map((o) => `${o.tenant} ${o.email} / ${o.password}`).join('; ')}`);
     const devices = world.tenants.reduce((n, t) => n + t.device_ids.length, 0);
     out(`Playing "${scenario.name}": ${world.towers.length} towers, ${world.tenants.length} enterprises, ${devices} devices, ${scenario.rate_eps} events/s for ${scenario.duration_s} s, ${scenario.violations.count} injected violations, ${scenario.outages.length} tower outage(s)`);
     report = await runFleet(world, {
@@ -163,7 +164,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     }
     if (interactive) {
       out('');
-      out(`The API stays up until Ctrl-C${ownDataDir !== null ? ' (which also removes the demo data)' : ''}. Sign in at ${cp.httpUrl}/docs (POST /api/v1/auth/login):`);
+      out(`The console and the API stay up until Ctrl-C${ownDataDir !== null ? ' (which also removes the demo data)' : ''}. Sign in at ${cp.httpUrl}/ (API docs: ${cp.httpUrl}/docs):`);
       out(`  operator  ${config.admin_email}  ${adminPassword}`);
       for (const o of owners) out(`  ${o.tenant.padEnd(9)} ${o.email}  ${o.password}`);
       await new Promise<never>(() => {});
