@@ -65,7 +65,7 @@ export async function provisionWorld(scenario: Scenario, opts: ProvisionOptions)
   for (let i = 0; i < scenario.towers.count; i++) {
     const id = `${scenario.towers.id_prefix}${i}`;
     try {
-      await operator.post('/api/v1/towers', { id, name: `${scenario.name} tower ${i}` });
+      await operator.post('/api/v1/towers', { id, name: `${scenario.name} tower ${i}`, ...towerSite(i, scenario.towers.count) });
     } catch (err) {
       // Towers are shared infrastructure: a second run reuses them with a fresh credential.
       if (!(err instanceof ApiError && err.status === 409)) throw err;
@@ -157,4 +157,14 @@ async function provisionTenant(
     tenant: { name: t.name, id: tenant.id, device_ids, denied: deniedCombos(t) },
     owner: { tenant: t.name, tenant_id: tenant.id, email: ownerEmail, password: ownerPassword },
   };
+}
+
+/**
+ * Where simulated tower `i` of `n` stands: a spiral around central Paris (~1.5 km apart), so maps
+ * in the console have something to draw. Deterministic, so re-runs place towers identically.
+ */
+export function towerSite(i: number, n: number): { lat: number; lon: number; radius_m: number } {
+  const angle = i * 2.399963; // the golden angle: an even spread
+  const r = 0.015 * Math.sqrt(i + 0.5) * Math.min(4, Math.max(1, Math.sqrt(n / 10)));
+  return { lat: Math.round((48.8566 + r * Math.cos(angle)) * 1e5) / 1e5, lon: Math.round((2.3522 + r * 1.5 * Math.sin(angle)) * 1e5) / 1e5, radius_m: 1500 };
 }
