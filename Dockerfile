@@ -21,6 +21,7 @@ COPY api ./api
 COPY workers ./workers
 COPY edge-agent ./edge-agent
 COPY simulator ./simulator
+COPY web ./web
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

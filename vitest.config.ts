@@ -9,7 +9,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     reporters: ['default', './test/support/summary-reporter.ts'],
-    // One real redis-server for the run (or REDIS_URL); see test/support/global-setup.ts.
-    globalSetup: ['./test/support/global-setup.ts'],
+    // One real redis-server for the run (or REDIS_URL); see test/support/global-setup.ts. The
+    // browser setup only says, once, when the console's browser tests are skipped.
+    globalSetup: ['./test/support/global-setup.ts', './test/support/browser-setup.ts'],
   },
 });

@@ -16,6 +16,7 @@ import type { TrustProxy } from '../shared/config.js';
 import { createIdFactory } from '../shared/ids.js';
 import { InProcessRateBudgets } from '../shared/workflow/rate-budgets.js';
 import { registerAuditTrail } from './audit.js';
+import { consolePlugin } from './console.js';
 import { registerGuard } from './auth/guard.js';
 import { LoginThrottle } from './auth/login-throttle.js';
 import { authRoutes } from './auth/routes.js';
@@ -24,8 +25,10 @@ import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
 import { registerFeedTransport } from './feed-transport.js';
 import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
+import { registerStrictQuery } from './strict-query.js';
 import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';
+import { liveStatsRoutes } from './routes/live-stats.js';
 import { systemRoutes } from './routes/system.js';
 import type { ApiDeps } from './types.js';
 
@@ -147,6 +150,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     }),
   );
   registerEtags(app);
+  registerStrictQuery(app);
   registerAuditTrail(app, { prefix: API_PREFIX });
   app.addHook('onRoute', tagRoute);
   const routes: RouteOptions[] = [];
@@ -183,5 +187,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(authRoutes, { prefix: API_PREFIX });
   await app.register(apiRoutes, { prefix: API_PREFIX });
   await app.register(feedRoutes, { apiPrefix: API_PREFIX });
+  // The consoles' overview, plan usage and permission introspection, then the console itself at `/`.
+  await app.register(liveStatsRoutes, { prefix: API_PREFIX });
+  await app.register(consolePlugin);
   return app;
 }

@@ -7,7 +7,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord, UsageRecord } from '../shared/domain.js';
 import { csvField, xmlEscape } from './export.js';
-import { UsageRecordSchema } from '../shared/schemas/records.js';
+import { AlertSchema, UsageRecordSchema } from '../shared/schemas/records.js';
 import { seedUsage, type SeedEvent } from './seed-usage.js';
 import { OPERATOR_EMAIL, createTenant, json, login, startHarness, type Harness, type Session } from './test-support.js';
 
@@ -72,6 +72,12 @@ function parseXmlRows(xml: string, item: string): Array<Record<string, string | 
   return rows;
 }
 
+/** The CSV header: each name column right after the id it names. */
+function withNames(columns: string[]): string[] {
+  const names: Record<string, string> = { user_id: 'user_name', policy_id: 'policy_name', rule_id: 'rule' };
+  return columns.flatMap((c) => (names[c] ? [c, names[c]] : [c]));
+}
+
 function get(session: Session, url: string, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
   return h.app.inject({ method: 'GET', url, headers: { ...session.headers, ...headers } });
 }
@@ -130,6 +136,13 @@ describe('serializers', () => {
     expect(csvField('=1+1')).toBe("'=1+1");
     expect(csvField('@SUM(A1)')).toBe("'@SUM(A1)");
     expect(csvField('-2+3,x')).toBe(`"'-2+3,x"`);
+    // Spreadsheets trim leading whitespace and some read full-width signs as formulas too.
+    expect(csvField(' =1+1')).toBe("' =1+1");
+    expect(csvField('\t@SUM(A1)')).toBe("'\t@SUM(A1)");
+    expect(csvField('\u3000+1')).toBe("'\u3000+1");
+    for (const sign of ['\uFF1D', '\uFF0B', '\uFF0D', '\uFF20']) expect(csvField(`${sign}cmd|' /C calc'!A0`)).toBe(`'${sign}cmd|' /C calc'!A0`);
+    expect(csvField('a =1')).toBe('a =1');
+    expect(csvField('   ')).toBe('   ');
   });
 
   it('escape XML text and replace characters XML 1.0 cannot hold', () => {
@@ -149,8 +162,12 @@ describe('GET /app-usage exports', () => {
     const rows = parseCsv(res.body);
     const expected = await allUsage(tenantA);
     const header = rows[0]!;
-    expect(header).toEqual(Object.keys(UsageRecordSchema.shape));
+    expect(header).toEqual(withNames(Object.keys(UsageRecordSchema.shape)));
     expect(rows).toHaveLength(expected.length + 1);
+    // ISO 8601 times, the same instants as the stored epoch milliseconds.
+    const first = rows[1]!;
+    expect(first[header.indexOf('ts')]).toBe(new Date(expected[0]!.ts).toISOString());
+    expect(first[header.indexOf('received_at')]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(rows.slice(1).map((r) => r[header.indexOf('id')])).toEqual(expected.map((u) => u.id));
     const nasty = rows.find((r) => r[header.indexOf('app')] === NASTY_APP);
     expect(nasty, 'the quoted app round-trips').toBeDefined();
@@ -174,6 +191,7 @@ describe('GET /app-usage exports', () => {
     expect(rows.map((r) => r.id)).toEqual(expected.map((u) => u.id));
     const nasty = rows.find((r) => r.app === NASTY_APP);
     expect(nasty).toMatchObject({ action: FORMULA_ACTION, device_id: 'dev-<&>\'"\uFFFD', user_id: null, effect: 'deny' });
+    expect(rows[0]!.ts).toBe(new Date(expected[0]!.ts).toISOString());
     expect(res.body).toContain('<user_id xsi:nil="true"/>');
   });
 
@@ -242,7 +260,8 @@ describe('GET /dashboard/alerts exports', () => {
     const ids = list.alerts.map((a) => a.id);
 
     const csv = parseCsv((await get(owner, '/api/v1/dashboard/alerts', { accept: 'text/csv' })).body);
-    expect(csv[0]).toEqual(['id', 'tenant_id', 'device_id', 'user_id', 'rule_id', 'policy_id', 'app', 'action', 'tower_id', 'severity', 'count', 'first_seen', 'last_seen', 'status']);
+    expect(csv[0]).toEqual(withNames(Object.keys(AlertSchema.shape)));
+    expect(csv[1]![csv[0]!.indexOf('first_seen')]).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(csv.slice(1).map((r) => r[0])).toEqual(ids);
 
     const xmlRes = await get(owner, '/api/v1/dashboard/alerts?format=xml');
@@ -252,6 +271,36 @@ describe('GET /dashboard/alerts exports', () => {
     const filtered = json<{ alerts: Array<{ device_id: string }> }>(await get(owner, '/api/v1/dashboard/alerts?export=true&device_id=dev-alert'));
     expect(filtered.alerts.map((a) => a.device_id)).toEqual(['dev-alert']);
     expect(parseCsv((await get(ownerB, '/api/v1/dashboard/alerts?format=csv')).body)).toHaveLength(1);
+  });
+});
+
+describe('names next to ids in CSV', () => {
+  it('adds the user, policy and rule of each usage row and alert; XML and JSON keep the record shape', async () => {
+    const operator = await login(h.app, OPERATOR_EMAIL);
+    const { tenantId, owner: o } = await createTenant(h.app, operator, 'Names');
+    const user = await h.store.users.create(tenantId, { name: '=Ada, "the" first', email: 'ada@names.test' });
+    const policy = await h.store.policies.create(tenantId, { name: 'No uploads' });
+    const rule = await h.store.rules.create(tenantId, { policy_id: policy.id, app: 'dropbox', action: 'upload', permission: 'deny' });
+    await seedUsage(h.store, tenantId, 'twr-n', [
+      { device_id: 'dev-n', user_id: user.id, app: 'dropbox', action: 'upload', effect: 'deny', rule_id: rule.id, policy_id: policy.id },
+      { device_id: 'dev-n2', app: 'slack', action: 'open', effect: 'allow' },
+    ], h.clock.now);
+    const rows = parseCsv((await get(o, '/api/v1/app-usage?format=csv')).body);
+    const header = rows[0]!;
+    const col = (row: string[], name: string) => row[header.indexOf(name)];
+    const denied = rows.find((r) => col(r, 'effect') === 'deny')!;
+    expect(col(denied, 'user_name')).toBe(`'=Ada, "the" first`);
+    expect(col(denied, 'policy_name')).toBe('No uploads');
+    expect(col(denied, 'rule')).toBe('deny dropbox/upload');
+    const allowed = rows.find((r) => col(r, 'effect') === 'allow')!;
+    expect([col(allowed, 'user_name'), col(allowed, 'policy_name'), col(allowed, 'rule')]).toEqual(['', '', '']);
+
+    const alerts = parseCsv((await get(o, '/api/v1/dashboard/alerts?format=csv')).body);
+    expect(alerts).toHaveLength(2);
+    expect(alerts[1]![alerts[0]!.indexOf('policy_name')]).toBe('No uploads');
+    expect(alerts[1]![alerts[0]!.indexOf('rule')]).toBe('deny dropbox/upload');
+    const xml = (await get(o, '/api/v1/app-usage?format=xml')).body;
+    expect(xml).not.toContain('<user_name>');
   });
 });
 

@@ -10,11 +10,17 @@
  *
  * Rows are written column by column from a fixed list (the record's response schema), so an
  * export can never carry a field the JSON response would have stripped.
+ *
+ * For people (CSV, XML), times are ISO 8601 UTC instead of epoch milliseconds; the JSON export
+ * keeps the API's representation, so a program reads an export exactly as it reads a page. CSV,
+ * the spreadsheet format, also carries the names next to the ids they stand for (user_name after
+ * user_id, policy_name after policy_id, rule after rule_id), looked up per page.
  */
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Page } from '../shared/store/port.js';
+import { BooleanQuery } from './schemas/common.js';
 
 export type ExportFormat = 'json' | 'csv' | 'xml';
 
@@ -27,10 +33,9 @@ export const exportQueryFields = {
     .enum(['json', 'csv', 'xml'])
     .optional()
     .describe('export every matching row as a download in this format (overrides Accept)'),
-  export: z
-    .enum(['true', 'false'])
-    .optional()
-    .describe('true: export every matching row as a JSON download (the default is one page)'),
+  export: BooleanQuery.optional().describe(
+    'true (or 1, yes): export every matching row as a JSON download; false (0, no): one page (the default)',
+  ),
 };
 
 const CONTENT_TYPES: Record<ExportFormat, string> = {
@@ -62,7 +67,7 @@ function acceptedTypes(accept: string): string[] {
 export function requestedExport(
   request: FastifyRequest,
   reply: FastifyReply,
-  query: { format?: ExportFormat | undefined; export?: 'true' | 'false' | undefined },
+  query: { format?: ExportFormat | undefined; export?: boolean | undefined },
 ): ExportFormat | null {
   // The answer depends on Accept: shared caches must key on it.
   reply.header('vary', 'accept');
@@ -71,13 +76,17 @@ export function requestedExport(
   const best = acceptedTypes(request.headers.accept ?? '')[0];
   if (best === 'text/csv') return 'csv';
   if (best === 'application/xml' || best === 'text/xml') return 'xml';
-  return query.export === 'true' ? 'json' : null;
+  return query.export === true ? 'json' : null;
 }
 
 // ---- serializers -------------------------------------------------------------------------
 
-/** Spreadsheet apps run cells starting with these as formulas (CSV injection, OWASP). */
-const FORMULA_START_RE = /^[=+\-@\t\r]/;
+/**
+ * Spreadsheet apps run cells starting with these as formulas (CSV injection, OWASP), also after
+ * leading whitespace (which they trim) and in their full-width forms (＝＋－＠, which some
+ * normalise to ASCII).
+ */
+const FORMULA_START_RE = /^[\s\u3000]*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20]|^[\t\r\n]/;
 const CSV_QUOTE_RE = /[",\r\n]/;
 
 function cellText(value: unknown): string {
@@ -117,6 +126,18 @@ function xmlElement(name: string, value: unknown): string {
   return `<${name}>${xmlEscape(cellText(value))}</${name}>`;
 }
 
+/** Epoch milliseconds as ISO 8601 UTC (2026-01-31T12:00:00.000Z); anything else as it is. */
+export function isoTime(value: unknown): unknown {
+  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= 8.64e15 ? new Date(value).toISOString() : value;
+}
+
+/** Extra CSV columns, each right after the id column it names. */
+export interface ExportLabels<T> {
+  columns: ReadonlyArray<{ after: keyof T & string; name: string }>;
+  /** One label object per row (same order), keyed by column name. */
+  resolve: (rows: readonly T[]) => Promise<Array<Record<string, string | null>>>;
+}
+
 export interface ExportSpec<T> {
   /** JSON key and XML root element, e.g. 'usage'. */
   name: string;
@@ -128,6 +149,20 @@ export interface ExportSpec<T> {
   filename: string;
   /** One store page from `cursor` (null: the first). */
   fetchPage: (cursor: string | null) => Promise<Page<T>>;
+  /** Epoch-ms columns, written as ISO 8601 in CSV and XML. */
+  times?: ReadonlyArray<keyof T & string>;
+  /** Names next to ids, in CSV. */
+  labels?: ExportLabels<T>;
+}
+
+/** The CSV header: the columns, with each label column right after the id it names. */
+function csvColumns<T>(spec: ExportSpec<T>): string[] {
+  const out: string[] = [];
+  for (const c of spec.columns) {
+    out.push(c);
+    for (const l of spec.labels?.columns ?? []) if (l.after === c) out.push(l.name);
+  }
+  return out;
 }
 
 function pick<T>(row: T, columns: ReadonlyArray<keyof T & string>): Record<string, unknown> {
@@ -136,11 +171,22 @@ function pick<T>(row: T, columns: ReadonlyArray<keyof T & string>): Record<strin
   return out;
 }
 
-function serializePage<T>(format: ExportFormat, spec: ExportSpec<T>, rows: readonly T[], first: boolean): string {
-  if (format === 'csv') return rows.map((r) => csvRow(spec.columns.map((c) => r[c]))).join('');
+async function serializePage<T>(format: ExportFormat, spec: ExportSpec<T>, rows: readonly T[], first: boolean): Promise<string> {
+  const times: ReadonlySet<string> = new Set(spec.times ?? []);
+  const cell = (r: T, c: keyof T & string): unknown => (times.has(c) ? isoTime(r[c]) : r[c]);
+  if (format === 'csv') {
+    const labels = spec.labels ? await spec.labels.resolve(rows) : [];
+    const header = csvColumns(spec);
+    return rows
+      .map((r, i) => {
+        const l = labels[i] ?? {};
+        return csvRow(header.map((c) => (Object.hasOwn(l, c) ? l[c] : cell(r, c as keyof T & string))));
+      })
+      .join('');
+  }
   if (format === 'xml') {
     return rows
-      .map((r) => `  <${spec.item}>${spec.columns.map((c) => xmlElement(c, r[c])).join('')}</${spec.item}>\n`)
+      .map((r) => `  <${spec.item}>${spec.columns.map((c) => xmlElement(c, cell(r, c))).join('')}</${spec.item}>\n`)
       .join('');
   }
   const body = rows.map((r) => JSON.stringify(pick(r, spec.columns))).join(',\n');
@@ -148,7 +194,7 @@ function serializePage<T>(format: ExportFormat, spec: ExportSpec<T>, rows: reado
 }
 
 function opening(format: ExportFormat, spec: ExportSpec<unknown>): string {
-  if (format === 'csv') return csvRow(spec.columns);
+  if (format === 'csv') return csvRow(csvColumns(spec));
   if (format === 'xml') {
     return (
       '<?xml version="1.0" encoding="UTF-8"?>\n' +
@@ -170,7 +216,7 @@ async function* exportChunks<T>(format: ExportFormat, spec: ExportSpec<T>, first
   let first = true;
   for (;;) {
     if (page.items.length > 0) {
-      yield serializePage(format, spec, page.items, first);
+      yield await serializePage(format, spec, page.items, first);
       first = false;
     }
     if (page.next_cursor === null) break;

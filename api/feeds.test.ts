@@ -15,6 +15,7 @@ import type { Bus, BusEvents, BusListener } from '../shared/bus.js';
 import type { Alert, CommandRecord, UsageRecord } from '../shared/domain.js';
 import { FEED_DROPPED_COUNTER } from './feeds.js';
 import { OPERATOR_EMAIL, createTenant, json, login, post, startHarness, type Harness, type Session } from './test-support.js';
+import { NO_WORKFLOW } from '../shared/store/rules/alerts.js';
 
 interface FeedMessage {
   type: string;
@@ -140,6 +141,7 @@ function alert(tenantId: string, over: Partial<Alert> = {}): Alert {
     first_seen: now,
     last_seen: now,
     status: 'open',
+    ...NO_WORKFLOW,
     ...over,
   };
 }
@@ -374,7 +376,8 @@ describe('backpressure and lifecycle', () => {
       await connect('/ws/alerts', { query: ownerB.access }),
       await connect('/api/v1/stream', { query: ownerA.access }),
     ];
-    expect(liveListeners()).toBe(3 + 3 + 1);
+    // An alerts feed listens to 6 events (opened, updated, the 3 workflow steps, command.updated).
+    expect(liveListeners()).toBe(6 + 6 + 1);
     for (const c of clients) {
       const closed = once(h.app.feeds, 'closed');
       c.ws.close();
@@ -401,7 +404,7 @@ describe('backpressure and lifecycle', () => {
     expect(alive.ws.readyState).toBe(WebSocket.OPEN);
     h.bus.publish('alert.opened', { tenant_id: tenantA, alert: alert(tenantA, { id: 'still-served' }) });
     expect((await alive.next()).data.id).toBe('still-served');
-    expect(liveListeners()).toBe(3);
+    expect(liveListeners()).toBe(6);
   });
 
   // Moves the shared clock past every token's expiry: only sign-ins after it still work.

@@ -21,7 +21,7 @@ import type { WebSocket } from 'ws';
 import type { Bus, BusEvents } from '../shared/bus.js';
 import type { Effect } from '../shared/domain.js';
 import type { Counters } from '../shared/metrics.js';
-import { AlertSchema, CommandRecordSchema, UsageRecordSchema } from '../shared/schemas/records.js';
+import { AlertEventSchema, AlertSchema, CommandRecordSchema, UsageRecordSchema } from '../shared/schemas/records.js';
 
 export type FeedName = 'alerts' | 'stream';
 
@@ -253,6 +253,11 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     // Cluster scope: alerts and commands are raised by whichever worker decided the event.
     this.#bus.subscribe('alert.opened', relay('alert.opened'), conn, 'cluster');
     this.#bus.subscribe('alert.updated', relay('alert.updated'), conn, 'cluster');
+    // Workflow steps (acknowledged, (un)assigned, resolved): the alert after the step and the step.
+    for (const type of ['alert.acknowledged', 'alert.assigned', 'alert.resolved'] as const) {
+      const build = (p: BusEvents[typeof type]) => () => send(type, { alert: AlertSchema.parse(p.alert), step: AlertEventSchema.parse(p.step) });
+      this.#bus.subscribe(type, (p) => void (p.tenant_id === tenantId && this.#deliver(conn, type, p, build(p))), conn, 'cluster');
+    }
     this.#bus.subscribe(
       'command.updated',
       (p) => {

@@ -143,6 +143,7 @@ const PLATFORM_ONLY: ReadonlySet<string> = new Set([
 const VALID_BODIES: Readonly<Record<string, (ids: Ids) => object>> = {
   'POST /api/v1/towers/:id/carriers': (ids) => ({ carrier_id: ids.carrier }),
   'PUT /api/v1/console-users/:id/password': () => ({ password: 'a long enough passphrase' }),
+  'POST /api/v1/dashboard/alerts/:id/assign': () => ({ assignee: null }),
 };
 
 type Ids = Partial<Record<Resource, string>>;

@@ -39,10 +39,13 @@ declare module 'fastify' {
   }
 }
 
-/** Paths outside the limits: probes must answer while a client floods, and the docs are static. */
+/**
+ * Paths outside the limits: probes must answer while a client floods, and the docs and the web
+ * console's files are static (an office behind one address loads the console many times a minute).
+ */
 export function isRateLimitExempt(url: string | undefined): boolean {
   if (url === undefined) return false;
-  return url === '/healthz' || url === '/readyz' || url === '/docs' || url.startsWith('/docs/');
+  return url === '/healthz' || url === '/readyz' || url === '/docs' || url.startsWith('/docs/') || url === '/' || url.startsWith('/console/');
 }
 
 /** The unauthenticated subject: the client address, IPv6 per /64 (what one host is given). */

@@ -4,7 +4,9 @@
  * are written out by hand (not derived from topics.ts) so the table checks the rules themselves.
  *
  * A refused SUBSCRIBE shows as SUBACK 0x80; a refused PUBLISH as the connection being closed
- * without a PUBACK [MQTT-3.3.5-2] and the sink never seeing the message.
+ * without a PUBACK [MQTT-3.3.5-2] and the sink never seeing the message. A granted SUBSCRIBE
+ * shows the QoS granted: 0 where nothing should be queued for an offline session (a tower's
+ * policy bundles, console users' live views), 1 otherwise.
  */
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,14 +55,14 @@ interface Expectation {
 }
 
 const ALLOWED: Record<PrincipalName, Expectation> = {
-  // Uplinks about itself only; its own downlinks and every tenant's policy bundle.
+  // Uplinks about itself only; exactly the three filters of its agent, not one per tenant id.
   ownTower: {
     publish: ['usage', 'discovery', 'status', 'acks'],
-    subscribeTopics: ['decisions', 'commands', 'policy'],
+    subscribeTopics: [],
     subscribeFilters: ['t1Decisions', 't1Commands', 'allPolicies'],
   },
-  // Nothing about T1 except the shared policy topics.
-  otherTower: { publish: [], subscribeTopics: ['policy'], subscribeFilters: ['allPolicies'] },
+  // Nothing about T1 except the shared policy filter.
+  otherTower: { publish: [], subscribeTopics: [], subscribeFilters: ['allPolicies'] },
   // Read-only, under its own tenant prefix.
   consoleA: {
     publish: [],
@@ -132,6 +134,10 @@ describe('ACL matrix over real sockets', () => {
     }
   });
 
+  /** The QoS a granted filter gets (see the header). */
+  const grantedQos = (principal: PrincipalName, filter: string) =>
+    principal === 'consoleA' || principal === 'consoleB' || (principal.endsWith('Tower') && filter === FILTERS.allPolicies) ? 0 : 1;
+
   const subscribeCases = PRINCIPALS.flatMap((principal) => [
     ...KINDS.map((kind) => ({ principal, filter: TOPIC[kind], allowed: ALLOWED[principal].subscribeTopics.includes(kind) })),
     ...(Object.keys(FILTERS) as FilterName[]).map((name) => ({
@@ -146,7 +152,10 @@ describe('ACL matrix over real sockets', () => {
     const cases = subscribeCases.filter((c) => c.principal === principal);
     for (const c of cases) {
       // Refusing one filter must not cost the connection: each filter gets its own SUBSCRIBE.
-      expect({ filter: c.filter, granted: await subscribeResult(client, c.filter) }).toEqual({ filter: c.filter, granted: c.allowed ? 1 : 128 });
+      expect({ filter: c.filter, granted: await subscribeResult(client, c.filter) }).toEqual({
+        filter: c.filter,
+        granted: c.allowed ? grantedQos(principal, c.filter) : 128,
+      });
     }
     expect(client.connected).toBe(true);
     await client.endAsync();
@@ -166,17 +175,18 @@ describe('ACL matrix over real sockets', () => {
     const consoleB = await h.connectConsole(B, { ws: true });
     const boxA = inbox(consoleA);
     const boxB = inbox(consoleB);
-    expect(await subscribeResult(consoleA, FILTERS.tenantA)).toBe(1);
-    expect(await subscribeResult(consoleB, FILTERS.tenantB)).toBe(1);
+    expect(await subscribeResult(consoleA, FILTERS.tenantA)).toBe(0);
+    expect(await subscribeResult(consoleB, FILTERS.tenantB)).toBe(0);
 
-    // Tenant A traffic from every direction: tower uplinks and cloud downlinks.
+    // Tenant A traffic from every direction: tower uplinks (which reach ingest, never a console:
+    // the cloud has not checked them yet) and cloud downlinks.
     const tower = await h.connectTower(t1);
     await tower.publishAsync(TOPIC.usage, Buffer.from('usage'), { qos: 1 });
     await tower.publishAsync(TOPIC.acks, Buffer.from('ack'), { qos: 1 });
     await h.broker.downlink.publish(TOPIC.decisions, Buffer.from('decision'));
     await h.broker.downlink.publish(TOPIC.commands, Buffer.from('command'));
     await h.broker.downlink.publish(TOPIC.policy, Buffer.from('policy'), { retain: true });
-    for (const kind of ['usage', 'acks', 'decisions', 'commands', 'policy'] as const) await boxA.next((t) => t === TOPIC[kind]);
+    for (const kind of ['decisions', 'commands', 'policy'] as const) await boxA.next((t) => t === TOPIC[kind]);
 
     // A message for B, then a marker for A: had anything of B's leaked to A (or A's to B),
     // it would have arrived before these, since each connection delivers in order.
@@ -187,6 +197,9 @@ describe('ACL matrix over real sockets', () => {
 
     expect(boxB.messages.map((m) => m.topic)).toEqual([topics.policy(B)]);
     expect(boxA.messages.every((m) => m.topic.startsWith(`tenants/${A}/`))).toBe(true);
+    expect(boxA.messages.map((m) => m.topic)).not.toContain(TOPIC.usage);
+    expect(boxA.messages.map((m) => m.topic)).not.toContain(TOPIC.acks);
+    expect(h.sink.topics()).toEqual(expect.arrayContaining([TOPIC.usage, TOPIC.acks]));
     await h.broker.downlink.publish(topics.policy(A), Buffer.alloc(0), { retain: true }); // clear retained
     await h.broker.downlink.publish(topics.policy(B), Buffer.alloc(0), { retain: true });
   });

@@ -38,10 +38,13 @@ export type AuthFailureReason =
   | 'bad_token'
   | 'token_expired'
   | 'operator_refused'
+  | 'user_revoked'
+  | 'persistent_session_cap'
   | 'store_unavailable';
 
 export type AuthOutcome =
-  | { ok: true; principal: MqttPrincipal }
+  /** `expiresAt`: when the console user's access token expires (ms), and the session with it. */
+  | { ok: true; principal: MqttPrincipal; expiresAt?: number }
   | { ok: false; returnCode: ConnackRefusal; reason: AuthFailureReason };
 
 export interface AuthenticateDeps {
@@ -52,6 +55,10 @@ export interface AuthenticateDeps {
   tokens: Pick<TokenService, 'verify'>;
   /** Credentials revoked on the bus since start, possibly newer than the store read. */
   isRevoked: (credentialId: string) => boolean;
+  /** When a console user was revoked (bus), if it was: tokens issued before are refused. */
+  userRevokedAt: (userId: string) => number | undefined;
+  /** Whether the console user still exists and may sign in (the store), when known. */
+  isUserActive?: (userId: string, tenantId: string) => Promise<boolean>;
   now: () => number;
   /** `touch` runs off the hot path; its failure is reported here and never fails the CONNECT. */
   onTouchError: (err: unknown, credentialId: string) => void;
@@ -59,6 +66,8 @@ export interface AuthenticateDeps {
 
 export interface ConnectRequest {
   clientId: string;
+  /** The CONNECT's client id was empty and the broker assigned `clientId` [MQTT-3.1.3-6]. */
+  assignedClientId: boolean;
   username: string | undefined;
   password: Buffer | undefined;
 }
@@ -75,7 +84,7 @@ export async function authenticateConnection(deps: AuthenticateDeps, req: Connec
   }
   const password = req.password.toString('utf8');
 
-  if (username === mqttIdentity.consoleUsername) return authenticateConsole(deps, req.clientId, password);
+  if (username === mqttIdentity.consoleUsername) return authenticateConsole(deps, req, password);
   if (username.startsWith(mqttIdentity.serviceUsernamePrefix)) {
     return authenticateService(deps, req.clientId, username.slice(mqttIdentity.serviceUsernamePrefix.length), password);
   }
@@ -83,9 +92,10 @@ export async function authenticateConnection(deps: AuthenticateDeps, req: Connec
   return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown_username');
 }
 
-/** Client ids of towers and services are reserved, so no one else can take over their sessions. */
+/** Client ids of towers, consoles and services are reserved, so no one else can take over their sessions. */
 function clientIdReservedForOthers(clientId: string, kind: MqttPrincipal['kind']): boolean {
   if (kind !== 'tower' && clientId.startsWith(mqttIdentity.towerClientIdPrefix)) return true;
+  if (kind !== 'console' && clientId.startsWith(mqttIdentity.consoleClientIdPrefix)) return true;
   if (kind !== 'service' && clientId.startsWith(mqttIdentity.serviceClientIdPrefix)) return true;
   return false;
 }
@@ -131,7 +141,7 @@ function authenticateService(deps: AuthenticateDeps, clientId: string, name: str
   return { ok: true, principal: { kind: 'service', name } };
 }
 
-async function authenticateConsole(deps: AuthenticateDeps, clientId: string, token: string): Promise<AuthOutcome> {
+async function authenticateConsole(deps: AuthenticateDeps, req: ConnectRequest, token: string): Promise<AuthOutcome> {
   let claims: Awaited<ReturnType<TokenService['verify']>>;
   try {
     claims = await deps.tokens.verify(token);
@@ -142,8 +152,33 @@ async function authenticateConsole(deps: AuthenticateDeps, clientId: string, tok
   // Platform operators see every tenant through the API; MQTT only offers per-tenant views,
   // and an operator principal has no tenant prefix to confine it to.
   if (claims.tenant_id === null) return refuse(CONNACK.NOT_AUTHORIZED, 'operator_refused');
-  if (clientIdReservedForOthers(clientId, 'console')) return refuse(CONNACK.IDENTIFIER_REJECTED, 'bad_client_id');
-  return { ok: true, principal: { kind: 'console', tenantId: claims.tenant_id, userId: claims.sub } };
+  // [MQTT-3.1.4-2] a CONNECT with a live session's client id closes that session: a console
+  // user may only use its own ids (or let the broker assign one), never another user's.
+  if (!req.assignedClientId && !mqttIdentity.isConsoleClientIdOf(req.clientId, claims.sub)) {
+    return refuse(CONNACK.IDENTIFIER_REJECTED, 'bad_client_id');
+  }
+  const times = tokenTimes(token);
+  const revokedAt = deps.userRevokedAt(claims.sub);
+  // Disabled or deleted after this token was issued: it still verifies, but is no longer good.
+  if (revokedAt !== undefined && times.issuedAt <= revokedAt) return refuse(CONNACK.NOT_AUTHORIZED, 'user_revoked');
+  if (deps.isUserActive) {
+    try {
+      if (!(await deps.isUserActive(claims.sub, claims.tenant_id))) return refuse(CONNACK.NOT_AUTHORIZED, 'user_revoked');
+    } catch {
+      return refuse(CONNACK.SERVER_UNAVAILABLE, 'store_unavailable');
+    }
+  }
+  return { ok: true, principal: { kind: 'console', tenantId: claims.tenant_id, userId: claims.sub }, expiresAt: times.expiresAt };
+}
+
+/**
+ * `iat` and `exp` of an access token that `tokens.verify` has already accepted (so both exist
+ * and are numbers; TokenService signs every token with them), in milliseconds.
+ */
+function tokenTimes(token: string): { issuedAt: number; expiresAt: number } {
+  const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { iat?: unknown; exp?: unknown };
+  const seconds = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v * 1000 : 0);
+  return { issuedAt: seconds(payload.iat), expiresAt: seconds(payload.exp) };
 }
 
 function authenticateAnonymous(deps: AuthenticateDeps, req: ConnectRequest): AuthOutcome {

@@ -8,6 +8,8 @@ import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { topics, type MqttPrincipal } from '../shared/mqtt/topics.js';
 import { aclDenialReason, createAuthorizeHooks } from './authorize.js';
+import { RefusalLog } from './refusal-log.js';
+import { RetainedQuota } from './retained-quota.js';
 import { Sessions } from './sessions.js';
 import { RecordingSink } from './test-support.js';
 
@@ -22,14 +24,19 @@ function setup(stopping = false) {
     sessions,
     counters,
     logger: silentLogger(),
+    refusals: new RefusalLog(silentLogger(), 1000),
+    retained: new RetainedQuota({ perOwnerBytes: 1024, totalMessages: 10, totalBytes: 10_000 }),
+    consumed: new WeakSet(),
+    refusedSubscriptions: new WeakSet(),
     maxPayloadBytes: 1024,
+    maxSubscriptionsPerClient: 8,
     now: () => 42,
     sink: () => sink,
     stopping: () => stopping,
   });
   const as = (principal: MqttPrincipal, id = 'c') => {
     const client = fakeClient(id);
-    sessions.open(client, { principal, bucket: null, statusWill: false });
+    sessions.open(client, { principal, bucket: null, statusWill: false, subscriptions: new Set(), deliveries: null, expiry: null });
     return client;
   };
   return { sessions, counters, sink, hooks, as };
@@ -85,7 +92,7 @@ describe('authorizePublish without a client (orphaned wills)', () => {
   it('publishes no will while the broker is stopping', async () => {
     const { hooks, sink, sessions } = setup(true);
     const closing = fakeClient('tower-T1', true);
-    sessions.open(closing, { principal: { kind: 'tower', towerId: 'T1', credentialId: 'c1' }, bucket: null, statusWill: true });
+    sessions.open(closing, { principal: { kind: 'tower', towerId: 'T1', credentialId: 'c1' }, bucket: null, statusWill: true, subscriptions: new Set(), deliveries: null, expiry: null });
     expect(await publish(hooks, closing, will(topics.status('T1'), 'tower-T1'))).toBeInstanceOf(Error);
     expect(sink.messages).toEqual([]);
   });

@@ -2,12 +2,19 @@
  * The aedes authorization hooks: what an authenticated principal may publish, subscribe to and
  * receive (DESIGN §3 ACL), the per-client limits, and the ingest hand-off. Every ACL question is
  * answered by shared/mqtt/topics.ts; nothing here writes or splits a topic string itself.
+ *
+ * A tower's uplinks are handed to the ingest sink here and, except its status, go no further:
+ * they are marked `consumed` and the broker does not publish them (broker.ts), so they are
+ * never stored as retained messages, never queued for a session and never delivered to
+ * another client, whatever the PUBLISH's retain flag or the subscriptions that match it.
  */
 import type { AedesOptions, AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
-import { mayPublish, maySubscribe, mqttIdentity, parseTopic, type MqttPrincipal } from '../shared/mqtt/topics.js';
+import { mayPublish, mayReceive, maySubscribe, mqttIdentity, parseTopic, subscriptionMaxQos, type MqttPrincipal } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type UplinkSink } from '../shared/mqtt/transport.js';
+import type { RefusalLog } from './refusal-log.js';
+import type { RetainedQuota } from './retained-quota.js';
 import type { Sessions } from './sessions.js';
 
 type AuthorizePublishHook = NonNullable<AedesOptions['authorizePublish']>;
@@ -29,7 +36,14 @@ export interface AuthorizeContext {
   sessions: Sessions;
   counters: Counters;
   logger: Logger;
+  refusals: RefusalLog;
+  retained: RetainedQuota;
+  /** Tower uplinks handed to ingest, which the broker must not publish (see the header). */
+  consumed: WeakSet<object>;
+  /** Subscriptions refused, which the session store must not keep (guarded-persistence.ts). */
+  refusedSubscriptions: WeakSet<object>;
   maxPayloadBytes: number;
+  maxSubscriptionsPerClient: number;
   now: () => number;
   /** The ingest sink, or null while the workers are not built yet. */
   sink: () => UplinkSink | null;
@@ -52,7 +66,20 @@ export interface AuthorizeHooks {
 }
 
 export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
-  const { sessions, counters, logger } = ctx;
+  const { sessions, counters, logger, refusals } = ctx;
+
+  /**
+   * A retained PUBLISH the quota cannot hold is delivered and processed without its retain
+   * flag: the message is not lost, only not stored (a tower's status still reaches ingest).
+   */
+  function admitRetained(client: Client | null, packet: PublishPacket, payload: Buffer, owner: string | null): void {
+    if (!packet.retain) return;
+    const verdict = ctx.retained.admit(packet.topic, payload.length, owner);
+    if (verdict === 'ok') return;
+    packet.retain = false;
+    counters.inc('mqtt_rejected_total', { reason: 'retained_quota' });
+    refusals.refused(client?.id ?? null, 'retained_quota', 'retained message not stored: quota', { topic: packet.topic, limit: verdict });
+  }
 
   function denyAcl(action: 'publish' | 'subscribe' | 'forward', client: Client | null, principal: MqttPrincipal | undefined, topic: string) {
     const reason = aclDenialReason(principal, topic);
@@ -99,6 +126,7 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
     }
     if (payload.length > ctx.maxPayloadBytes) throw new PublishRefused('payload too large');
     await handOff(packet.topic, payload, parsed.towerId);
+    admitRetained(null, packet, payload, `tower:${parsed.towerId}`);
   }
 
   async function authorizePublishAsync(client: Client | null, packet: PublishPacket): Promise<void> {
@@ -117,18 +145,28 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
 
     if (payload.length > ctx.maxPayloadBytes) {
       counters.inc('mqtt_rejected_total', { reason: 'payload_too_large' });
-      logger.info({ client_id: client.id, topic, bytes: payload.length }, 'publish refused: payload too large');
+      refusals.refused(client.id, 'payload_too_large', 'publish refused: payload too large', { topic, bytes: payload.length });
       throw new PublishRefused('payload too large');
     }
     // The will is the broker's publish on the client's behalf, not client traffic.
     if (!isWill && session.bucket && !session.bucket.take()) {
       counters.inc('mqtt_rejected_total', { reason: 'rate_limited' });
-      logger.info({ client_id: client.id }, 'publish refused: rate limit exceeded');
+      refusals.refused(client.id, 'rate_limited', 'publish refused: rate limit exceeded');
       throw new PublishRefused('rate limited');
     }
-    if (!mayPublish(session.principal, topic)) throw denyAcl('publish', client, session.principal, topic);
+    const principal = session.principal;
+    if (!mayPublish(principal, topic)) throw denyAcl('publish', client, principal, topic);
 
-    if (session.principal.kind === 'tower') await handOff(topic, payload, session.principal.towerId);
+    if (principal.kind === 'tower') {
+      await handOff(topic, payload, principal.towerId);
+      if (parseTopic(topic)?.kind !== 'status') {
+        ctx.consumed.add(packet);
+        return;
+      }
+      admitRetained(client, packet, payload, `tower:${principal.towerId}`);
+      return;
+    }
+    admitRetained(client, packet, payload, null);
   }
 
   return {
@@ -140,26 +178,41 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
     },
 
     authorizeSubscribe(client: Client, sub: Subscription, callback) {
-      const principal = sessions.get(client)?.principal;
-      if (principal && maySubscribe(principal, sub.topic)) {
-        callback(null, sub);
-        return;
-      }
-      denyAcl('subscribe', client, principal, sub.topic);
+      const session = sessions.get(client);
+      const principal = session?.principal;
       // A null subscription makes aedes answer 0x80 (Failure) for this filter in the SUBACK
       // (MQTT 3.1.1 §3.9.3, in request order [MQTT-3.9.3-1]); the connection and the other
       // filters of the same SUBSCRIBE are unaffected.
-      callback(null, null);
+      const refuse = () => {
+        ctx.refusedSubscriptions.add(sub);
+        callback(null, null);
+      };
+      if (!session || !principal || !maySubscribe(principal, sub.topic)) {
+        denyAcl('subscribe', client, principal, sub.topic);
+        return refuse();
+      }
+      if (!session.subscriptions.has(sub.topic) && session.subscriptions.size >= ctx.maxSubscriptionsPerClient) {
+        counters.inc('mqtt_rejected_total', { reason: 'subscription_cap' });
+        refusals.refused(client.id, 'subscription_cap', 'subscription refused: per-client cap', { topic: sub.topic, cap: ctx.maxSubscriptionsPerClient });
+        return refuse();
+      }
+      // The wire guard already lowered the requested QoS (so the SUBACK states it); this holds
+      // for subscriptions restored from a stored session too.
+      const max = subscriptionMaxQos(principal, sub.topic);
+      if (sub.qos > max) sub.qos = max;
+      session.subscriptions.add(sub.topic);
+      callback(null, sub);
     },
 
     /**
      * Defence in depth: even if a subscription slipped past authorizeSubscribe (a persisted
-     * session restored under changed rules, a bug), a message only reaches a client that may
-     * subscribe to its exact topic. Also filters the offline queue replayed on reconnect.
+     * session restored under changed rules, a bug), a message only reaches a client whose ACL
+     * covers its exact topic, and uplinks only reach services (mayReceive). Also filters the
+     * offline queue replayed on reconnect and retained messages sent on SUBSCRIBE.
      */
     authorizeForward(client: Client, packet: AedesPublishPacket) {
       const principal = sessions.get(client)?.principal;
-      if (principal && maySubscribe(principal, packet.topic)) return packet;
+      if (principal && mayReceive(principal, packet.topic)) return packet;
       denyAcl('forward', client, principal, packet.topic);
       return null;
     },

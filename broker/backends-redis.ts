@@ -53,6 +53,8 @@ export interface RedisBackendsOptions {
 
 const DEFAULT_PREFIX = 'edgeplane:';
 const DEFAULT_MAX_SESSION_DELIVERY = 10_000;
+/** aedes-persistence-redis' key of a session's queue, before the encoded client id. */
+const OUTGOING_LIST_PREFIX = 'outgoing:';
 /** Hash: client id → id of the broker holding its will (see the header). */
 const WILL_OWNERS_KEY = 'will-owners';
 const DELETE_IF_EQUAL = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0`;
@@ -85,6 +87,7 @@ export function redisBackends(opts: RedisBackendsOptions): BrokerBackends {
   let opening: Promise<SessionPersistence> | null = null;
   let emitter: MessageEmitter | null = null;
   let closed = false;
+  let store: Redis | null = null;
 
   function connection(keyPrefix?: string): Redis {
     const conn = new Redis(opts.url, { lazyConnect: true, ...(keyPrefix ? { keyPrefix } : {}) });
@@ -95,6 +98,7 @@ export function redisBackends(opts: RedisBackendsOptions): BrokerBackends {
 
   async function open(): Promise<SessionPersistence> {
     const conn = connection(`${prefix}mqtt:`);
+    store = conn;
     // Fail the start with a clear error rather than serve without a session store.
     await conn.connect().catch((err: unknown) => {
       conn.disconnect();
@@ -125,6 +129,11 @@ export function redisBackends(opts: RedisBackendsOptions): BrokerBackends {
       created.state.on('error', onError);
       emitter = created;
       return created;
+    },
+    // aedes-persistence-redis keeps a session's queue as the list `outgoing:<client id>`.
+    async queueLength(clientId) {
+      if (!store) throw new Error('broker session store is not open');
+      return store.llen(`${OUTGOING_LIST_PREFIX}${encodeURIComponent(clientId)}`);
     },
     async close() {
       if (closed) return;

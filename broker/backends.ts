@@ -34,6 +34,8 @@ import mqemitter from 'mqemitter';
 export interface SessionPersistence {
   setup(broker: unknown): Promise<unknown>;
   destroy(): Promise<unknown> | undefined;
+  /** The retained messages matching any of `patterns` (aedes reads them on SUBSCRIBE). */
+  createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown>;
 }
 
 export type MessageEmitter = mqemitter.MQEmitter;
@@ -47,6 +49,11 @@ export interface BrokerBackends {
   mq(): MessageEmitter;
   /** Closes the session store (after aedes closed). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Exact number of messages queued for a session, when the store can say it cheaply
+   * (guarded-persistence.ts counts the session's queue otherwise).
+   */
+  queueLength?: (clientId: string) => Promise<number>;
 }
 
 // The package is CommonJS (`module.exports = factory`) while its typings declare an ES default

@@ -14,7 +14,7 @@ import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { filters, mqttIdentity, topics } from '../shared/mqtt/topics.js';
 import { Broker } from './broker.js';
-import { closed, inbox, RecordingSink, startHarness, subscribeResult, TEST_SERVICE_SECRET, type Harness, type TowerLogin } from './test-support.js';
+import { closed, inbox, RecordingSink, startHarness, subscribeResult, TEST_SERVICE_SECRET, testBrokerConfig, type Harness, type TowerLogin } from './test-support.js';
 
 const statusPayload = (state: 'online' | 'offline') => Buffer.from(JSON.stringify({ v: 1, id: ulid(), state, ts: Date.now() }));
 const usagePayload = () => Buffer.from(JSON.stringify({ v: 1, id: ulid(), sent_at: Date.now(), events: [] }));
@@ -211,7 +211,8 @@ describe('broker', () => {
       await h.broker.downlink.publish(topics.policy('tenantA'), bundle, { retain: true });
       const c = await h.connectTower(t1);
       const box = inbox(c);
-      expect(await subscribeResult(c, filters.allPolicies)).toBe(1);
+      // QoS 0: nothing is queued for an offline tower; the retained bundle comes on SUBSCRIBE.
+      expect(await subscribeResult(c, filters.allPolicies)).toBe(0);
       const got = await box.next((t) => t === topics.policy('tenantA'));
       expect(got.retain).toBe(true);
       expect(got.payload.equals(bundle)).toBe(true);
@@ -220,7 +221,7 @@ describe('broker', () => {
     it('reaches console dashboards over WebSocket', async () => {
       const dash = await h.connectConsole('tenantA', { ws: true });
       const box = inbox(dash);
-      expect(await subscribeResult(dash, 'tenants/tenantA/#')).toBe(1);
+      expect(await subscribeResult(dash, 'tenants/tenantA/#')).toBe(0); // live view: QoS 0
       await h.broker.downlink.publish(topics.commands('tenantA', 'T1'), Buffer.from('{}'));
       expect((await box.next((t) => t === topics.commands('tenantA', 'T1'))).topic).toBe(topics.commands('tenantA', 'T1'));
     });
@@ -275,18 +276,7 @@ describe('broker lifecycle', () => {
   it('refuses to start without a service secret', async () => {
     const ring = await KeyRing.open(null);
     const broker = new Broker({
-      config: {
-        mqtt_host: '127.0.0.1',
-        mqtt_port: 0,
-        mqtt_ws_port: 0,
-        allow_anonymous: false,
-        mqtt_max_payload_bytes: 1024,
-        mqtt_max_topic_levels: 8,
-        mqtt_publish_rate: 10,
-        mqtt_publish_burst: 10,
-        mqtt_drain_timeout_ms: 1000,
-        service_secret: undefined,
-      },
+      config: testBrokerConfig({ service_secret: undefined }),
       logger: silentLogger(),
       counters: new Counters(),
       bus: new InProcessBus(),

@@ -2,12 +2,20 @@
  * The MQTT broker (DESIGN §3): Aedes 1.x on TCP and WebSocket, with authentication, ACL, limits,
  * tower availability and the in-process ingest/downlink ports. The constructor does no I/O;
  * `start()` binds the listeners and `stop()` undoes it in reverse order.
+ *
+ * Where each trust boundary is held:
+ * - bytes: every connection reaches aedes through a WireGuard (connection-gate.ts), which
+ *   checks frames against MQTT 3.1.1 and our size caps before aedes parses them, and passes
+ *   nothing after a CONNECT until it is authenticated;
+ * - who: authenticate.ts (client ids pinned to principals), revocations from the bus;
+ * - what: authorize.ts (ACL, caps, tower uplinks consumed by ingest), the retained quota;
+ * - how much is stored: guarded-persistence.ts (granted subscriptions once, queue caps).
  */
 import type { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
+import type { Aedes, AedesOptions, Client } from 'aedes';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
@@ -15,13 +23,19 @@ import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { createIdFactory } from '../shared/ids.js';
 import type { Counters } from '../shared/metrics.js';
-import { mqttIdentity, parseTopic, TOPIC_SPECS, topics } from '../shared/mqtt/topics.js';
+import { parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
-import { authenticateConnection, CONNACK, type AuthOutcome } from './authenticate.js';
-import { deliverOutOfOrderPackets, memoryBackends, type BrokerBackends } from './backends.js';
+import { Access, authError } from './access.js';
+import { CONNACK } from './authenticate.js';
+import { deliverOutOfOrderPackets, memoryBackends, type BrokerBackends, type SessionPersistence } from './backends.js';
 import { createAuthorizeHooks, PublishRefused } from './authorize.js';
-import { FrameSizeGuard, maxFrameBytes, TokenBucket } from './limits.js';
+import { ConnectionGate } from './connection-gate.js';
+import { EdgeplaneAedes } from './edgeplane-aedes.js';
+import { guardPersistence, type GuardedPersistence } from './guarded-persistence.js';
+import { maxFrameBytes } from './limits.js';
+import { RefusalLog } from './refusal-log.js';
+import { RetainedQuota } from './retained-quota.js';
 import { Sessions } from './sessions.js';
 
 export type BrokerConfig = Pick<
@@ -35,6 +49,16 @@ export type BrokerConfig = Pick<
   | 'mqtt_publish_rate'
   | 'mqtt_publish_burst'
   | 'mqtt_drain_timeout_ms'
+  | 'mqtt_max_connect_bytes'
+  | 'mqtt_max_pending_connections'
+  | 'mqtt_max_filters_per_subscribe'
+  | 'mqtt_max_subscriptions_per_client'
+  | 'mqtt_max_persistent_sessions_per_user'
+  | 'mqtt_max_queued_per_session'
+  | 'mqtt_max_retained_bytes_per_client'
+  | 'mqtt_max_retained_messages'
+  | 'mqtt_max_retained_bytes'
+  | 'access_token_ttl_s'
   | 'service_secret'
 >;
 
@@ -47,6 +71,12 @@ export interface BrokerDeps {
   towerCredentials: Pick<Store['towerCredentials'], 'get' | 'touch'>;
   towers: Pick<Store['towers'], 'get' | 'setStatus'>;
   tokens: Pick<TokenService, 'verify'>;
+  /**
+   * Whether a console user may still use MQTT: it exists, belongs to the tenant, and is not
+   * disabled. Checked at CONNECT (revocations while connected arrive on the bus). Without it,
+   * only revocations seen on the bus since start are refused.
+   */
+  consoleUsers?: { isActive(userId: string, tenantId: string): Promise<boolean> };
   /**
    * Session store and emitter (broker/backends.ts). Default: in memory, sessions lost on
    * restart; `edgeplane start` passes the durable one. The broker closes it when it stops.
@@ -68,6 +98,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const MAX_CLIENT_ID_LENGTH = 128;
 /** aedes reports a topic deeper than maxTopicLevels with this message (lib/utils.js). */
 const TOPIC_TOO_DEEP_MESSAGE = 'topic has too many levels';
+/** Repeated refusals of one client are summed up in one log line per interval. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 export class Broker {
   readonly #deps: BrokerDeps;
@@ -76,6 +108,13 @@ export class Broker {
   readonly #backends: BrokerBackends;
   readonly #sessions = new Sessions();
   readonly #connections = new Set<Duplex>();
+  readonly #refusals: RefusalLog;
+  readonly #retained: RetainedQuota;
+  readonly #gate: ConnectionGate;
+  /** Tower uplinks handed to ingest that aedes must not publish (authorize.ts). */
+  readonly #consumed = new WeakSet<object>();
+  readonly #refusedSubscriptions = new WeakSet<object>();
+  #persistence: GuardedPersistence | null = null;
   #sink: UplinkSink | null;
   #aedes: Aedes | null = null;
   #tcp: NetServer | null = null;
@@ -97,6 +136,21 @@ export class Broker {
     this.#now = deps.now ?? Date.now;
     this.#backends = deps.backends ?? memoryBackends();
     this.#sink = deps.sink ?? null;
+    const { config, counters } = deps;
+    this.#refusals = new RefusalLog(this.#log, REFUSAL_LOG_INTERVAL_MS);
+    this.#retained = new RetainedQuota({
+      perOwnerBytes: config.mqtt_max_retained_bytes_per_client,
+      totalMessages: config.mqtt_max_retained_messages,
+      totalBytes: config.mqtt_max_retained_bytes,
+    });
+    this.#gate = new ConnectionGate({
+      maxFrameBytes: maxFrameBytes(config.mqtt_max_payload_bytes),
+      maxConnectBytes: config.mqtt_max_connect_bytes,
+      maxFiltersPerPacket: config.mqtt_max_filters_per_subscribe,
+      maxPending: config.mqtt_max_pending_connections,
+      counters,
+      refusals: this.#refusals,
+    });
   }
 
   setSink(sink: UplinkSink | null): void {
@@ -106,6 +160,16 @@ export class Broker {
   /** Number of authenticated connections currently open. */
   get connectionCount(): number {
     return this.#sessions.liveCount();
+  }
+
+  /** Number of connections whose CONNECT is not authenticated yet. */
+  get pendingConnectionCount(): number {
+    return this.#gate.pending;
+  }
+
+  /** Retained messages and payload bytes the broker holds (this process's view). */
+  get retainedUsage(): { messages: number; bytes: number } {
+    return { messages: this.#retained.messages, bytes: this.#retained.bytes };
   }
 
   start(): Promise<{ mqttPort: number; wsPort: number }> {
@@ -124,9 +188,37 @@ export class Broker {
     if (!config.service_secret) throw new Error('broker: service_secret is required (--service-secret / EDGEPLANE_SERVICE_SECRET)');
     const frameLimit = maxFrameBytes(config.mqtt_max_payload_bytes);
     try {
-      const persistence = await this.#backends.persistence();
-      const aedes = await Aedes.createBroker({ ...this.#aedesOptions(config.service_secret), persistence, mq: this.#backends.mq() });
+      const persistence = guardPersistence(await this.#backends.persistence(), {
+        maxQueuedPerSession: config.mqtt_max_queued_per_session,
+        refused: this.#refusedSubscriptions,
+        ...(this.#backends.queueLength ? { queueLength: this.#backends.queueLength } : {}),
+        onQueueFull: (clientId) => {
+          counters.inc('mqtt_dropped_total', { reason: 'session_queue_full' });
+          this.#refusals.refused(clientId, 'session_queue_full', 'message not queued: session queue full', { cap: config.mqtt_max_queued_per_session });
+        },
+        now: this.#now,
+      });
+      this.#persistence = persistence;
+      await this.#seedRetained(persistence);
+      const access = new Access({
+        config,
+        serviceSecret: config.service_secret,
+        counters,
+        log: this.#log,
+        refusals: this.#refusals,
+        sessions: this.#sessions,
+        gate: this.#gate,
+        towerCredentials: this.#deps.towerCredentials,
+        towers: this.#deps.towers,
+        tokens: this.#deps.tokens,
+        consoleUsers: this.#deps.consoleUsers,
+        onCommandDelivered: this.#deps.onCommandDelivered,
+        now: this.#now,
+      });
+      const aedes = new EdgeplaneAedes({ ...this.#aedesOptions(access), persistence, mq: this.#backends.mq() }, this.#consumed);
       this.#aedes = aedes;
+      await aedes.listen();
+      this.#refusals.start();
       // aedes emits 'error' for persistence failures; its typings omit the event, an
       // EventEmitter's unhandled 'error' would crash the process.
       const emitter: EventEmitter = aedes;
@@ -137,14 +229,16 @@ export class Broker {
       };
       aedes.on('clientError', onClientError);
       aedes.on('connectionError', onClientError);
-      aedes.on('ack', (packet, client) => this.#onAck(packet && 'topic' in packet ? packet : null, client));
-      // Cluster scope: the credential may have been revoked through any API process.
-      bus.subscribe('credential.revoked', (e) => this.#revoke(e.credential_id), this, 'cluster');
+      aedes.on('unsubscribe', (filters, client) => {
+        const subs = this.#sessions.get(client)?.subscriptions;
+        for (const f of filters) subs?.delete(f);
+      });
+      access.listen(bus, this);
 
       const tcp = createNetServer((socket) => {
         // Decisions are small latency-sensitive frames: Nagle would hold them for the peer's ACK.
         socket.setNoDelay(true);
-        this.#accept(socket, undefined, frameLimit);
+        this.#accept(socket, undefined, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`);
       });
       this.#tcp = tcp;
       const mqttPort = await listen(tcp, config.mqtt_port, config.mqtt_host);
@@ -159,7 +253,7 @@ export class Broker {
       // A WebSocket message never needs to exceed one MQTT frame; ws drops larger ones (1009).
       const wss = new WebSocketServer({ server: http, maxPayload: frameLimit });
       this.#wss = wss;
-      wss.on('connection', (ws: WebSocket, req: IncomingMessage) => this.#acceptWebSocket(ws, req, frameLimit));
+      wss.on('connection', (ws: WebSocket, req: IncomingMessage) => this.#acceptWebSocket(ws, req));
       wss.on('error', (err) => this.#log.warn({ err }, 'websocket server error'));
       const wsPort = await listen(http, config.mqtt_ws_port, config.mqtt_host);
       http.on('error', (err) => this.#log.error({ err }, 'websocket listener error'));
@@ -175,13 +269,28 @@ export class Broker {
     }
   }
 
-  #aedesOptions(serviceSecret: string): AedesOptions {
+  /** What the retained store already holds (a durable one keeps it across restarts). */
+  async #seedRetained(persistence: SessionPersistence): Promise<void> {
+    for await (const packet of persistence.createRetainedStreamCombi(['#'])) {
+      const { topic, payload } = packet as { topic?: unknown; payload?: unknown };
+      if (typeof topic !== 'string' || !Buffer.isBuffer(payload)) continue;
+      const parsed = parseTopic(topic);
+      this.#retained.seed(topic, payload.length, parsed?.kind === 'status' ? `tower:${parsed.towerId}` : null);
+    }
+  }
+
+  #aedesOptions(access: Access): AedesOptions {
     const { config, counters } = this.#deps;
     const hooks = createAuthorizeHooks({
       sessions: this.#sessions,
       counters,
       logger: this.#log,
+      refusals: this.#refusals,
+      retained: this.#retained,
+      consumed: this.#consumed,
+      refusedSubscriptions: this.#refusedSubscriptions,
       maxPayloadBytes: config.mqtt_max_payload_bytes,
+      maxSubscriptionsPerClient: config.mqtt_max_subscriptions_per_client,
       now: this.#now,
       sink: () => this.#sink,
       stopping: () => this.#stopping,
@@ -199,12 +308,16 @@ export class Broker {
       preConnect: (client, packet, callback) => {
         // aedes authorizes the will only when it publishes it; remember its topic now so the
         // session knows whether the tower declared its availability LWT.
-        this.#sessions.noteWillTopic(client, packet.will?.topic ?? null);
+        this.#sessions.noteConnect(client, {
+          willTopic: packet.will?.topic ?? null,
+          clean: packet.clean !== false,
+          assignedClientId: !packet.clientId,
+        });
         deliverOutOfOrderPackets(client);
         callback(null, true);
       },
       authenticate: (client, username, password, done) => {
-        this.#authenticate(client, username, password, serviceSecret).then(
+        access.authenticate(client, username, password).then(
           (err) => (err ? done(err, false) : done(null, true)),
           (err: unknown) => {
             this.#log.error({ err, client_id: client.id }, 'authenticate failed unexpectedly');
@@ -216,102 +329,30 @@ export class Broker {
     };
   }
 
-  /** Resolves null when the client may connect, or the error that refuses it. */
-  async #authenticate(
-    client: Client,
-    username: string | undefined,
-    password: Buffer | undefined,
-    serviceSecret: string,
-  ): Promise<AuthenticateError | null> {
-    const { config, counters } = this.#deps;
-    let outcome: AuthOutcome = await authenticateConnection(
-      {
-        serviceSecret,
-        allowAnonymous: config.allow_anonymous,
-        towerCredentials: this.#deps.towerCredentials,
-        towers: this.#deps.towers,
-        tokens: this.#deps.tokens,
-        isRevoked: (id) => this.#sessions.isRevoked(id),
-        now: this.#now,
-        onTouchError: (err, credentialId) => this.#log.warn({ err, credential_id: credentialId }, 'credential touch failed'),
-      },
-      { clientId: client.id, username, password },
-    );
-    // The revocation may have arrived while we awaited the store.
-    if (outcome.ok && outcome.principal.kind === 'tower' && this.#sessions.isRevoked(outcome.principal.credentialId)) {
-      outcome = { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'revoked' };
-    }
-    if (!outcome.ok) {
-      counters.inc('mqtt_auth_failures_total', { reason: outcome.reason });
-      this.#log.info({ client_id: client.id, username, reason: outcome.reason, return_code: outcome.returnCode }, 'mqtt connection refused');
-      return authError(outcome.returnCode, outcome.reason);
-    }
-    // The socket may have gone while we were checking; aedes drops the CONNECT itself then.
-    if (client.closed) return null;
-    const principal = outcome.principal;
-    const bucket =
-      principal.kind === 'service'
-        ? null // the cloud's own fan-out; throttling it would throttle every tower's decisions
-        : new TokenBucket(config.mqtt_publish_rate, config.mqtt_publish_burst, this.#now);
-    const statusWill = principal.kind === 'tower' && this.#sessions.willTopic(client) === topics.status(principal.towerId);
-    this.#sessions.open(client, { principal, bucket, statusWill });
-    this.#log.debug({ client_id: client.id, principal: principal.kind }, 'mqtt client authenticated');
-    return null;
-  }
-
-  /**
-   * A tower's PUBACK of a command is the "delivered" step of the command lifecycle: the tower's
-   * MQTT client has it [MQTT-4.3.2]. Reported to the command service (deps.onCommandDelivered).
-   */
-  #onAck(packet: { topic?: string; payload?: unknown } | null | undefined, client: Client | null | undefined): void {
-    if (!packet?.topic || !client) return;
-    const parsed = parseTopic(packet.topic);
-    if (parsed?.kind !== 'commands' || client.id !== mqttIdentity.towerClientId(parsed.towerId)) return;
-    try {
-      const raw = packet.payload;
-      const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : typeof raw === 'string' ? raw : '';
-      const id = (JSON.parse(text) as { id?: unknown }).id;
-      if (typeof id !== 'string') return;
-      const report = this.#deps.onCommandDelivered;
-      if (!report) return;
-      report({ tenant_id: parsed.tenantId, tower_id: parsed.towerId, command_id: id, at: this.#now() }).catch((err: unknown) =>
-        this.#log.warn({ err, command_id: id }, 'recording command delivery failed'),
-      );
-    } catch {
-      // Commands are built by the cloud; an unparseable one is not ours to report.
-    }
-  }
-
-  #accept(conn: Duplex, req: IncomingMessage | undefined, frameLimit: number): void {
+  #accept(conn: Duplex, req: IncomingMessage | undefined, peer: string): void {
     const aedes = this.#aedes;
     if (!aedes || this.#stopping) {
       conn.destroy();
       return;
     }
+    let client: Client | null = null;
+    const guard = this.#gate.admit(conn, peer, () => client);
+    if (!guard) return;
     this.#connections.add(conn);
-    const client = aedes.handle(conn, req);
+    client = aedes.handle(guard, req);
+    this.#gate.bind(client, guard);
+    const accepted = client;
     conn.once('close', () => {
       this.#connections.delete(conn);
-      this.#onConnectionClosed(client);
+      this.#onConnectionClosed(accepted);
     });
-    // A passive tap: aedes reads the stream through 'readable', which keeps control of the flow
-    // while a 'data' listener only observes the chunks aedes pulls into its parser.
-    const guard = new FrameSizeGuard(frameLimit);
-    const onData = (chunk: Buffer) => {
-      const verdict = guard.feed(chunk);
-      if (verdict === 'ok') return;
-      conn.off('data', onData);
-      const reason = verdict === 'too_large' ? 'payload_too_large' : 'malformed_frame';
-      this.#deps.counters.inc('mqtt_rejected_total', { reason });
-      this.#log.info({ client_id: client.id, reason }, 'connection dropped: oversized or malformed frame');
-      conn.destroy();
-    };
-    conn.on('data', onData);
   }
 
-  #acceptWebSocket(ws: WebSocket, req: IncomingMessage, frameLimit: number): void {
+  #acceptWebSocket(ws: WebSocket, req: IncomingMessage): void {
     const stream = createWebSocketStream(ws);
-    this.#accept(stream, req, frameLimit);
+    // Without a listener, an error on the wrapped socket would be thrown.
+    stream.on('error', () => undefined);
+    this.#accept(stream, req, `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'} (ws)`);
   }
 
   #onConnectionClosed(client: Client): void {
@@ -336,14 +377,6 @@ export class Broker {
     if (tower) bus.publish('tower.status', { tower });
   }
 
-  #revoke(credentialId: string): void {
-    this.#sessions.markRevoked(credentialId);
-    for (const client of this.#sessions.withCredential(credentialId)) {
-      this.#log.info({ client_id: client.id, credential_id: credentialId }, 'closing session of revoked credential');
-      client.close();
-    }
-  }
-
   #publishDownlink(topic: string, payload: Buffer, retain: boolean): Promise<void> {
     const aedes = this.#aedes;
     if (!aedes || this.#stopping) return Promise.reject(new Error('broker is not running'));
@@ -352,7 +385,13 @@ export class Broker {
       return Promise.reject(new Error(`not a downlink topic: ${JSON.stringify(topic)}`));
     }
     // Published by the broker itself, so authorizePublish is not consulted; authorizeForward still
-    // decides who receives it. Retained messages are kept by aedes' persistence [MQTT-3.3.1-5].
+    // decides who receives it. Retained messages are kept by aedes' persistence [MQTT-3.3.1-5],
+    // within the retained quota (beyond it the message is delivered but not kept, and counted).
+    if (retain && this.#retained.admit(topic, payload.length, null) !== 'ok') {
+      retain = false;
+      this.#deps.counters.inc('mqtt_rejected_total', { reason: 'retained_quota' });
+      this.#refusals.refused(null, 'retained_quota', 'retained message not stored: quota', { topic });
+    }
     return new Promise((resolve, reject) => {
       aedes.publish({ cmd: 'publish', topic, payload, qos: 1, retain, dup: false }, (err) => (err ? reject(err) : resolve()));
     });
@@ -361,6 +400,7 @@ export class Broker {
   async #doStop(): Promise<void> {
     this.#stopping = true;
     this.#deps.bus.removeAllFor(this);
+    this.#refusals.stop();
     if (this.#startPromise) await this.#startPromise.catch(() => undefined);
     await this.#teardown();
     this.#log.info('broker stopped');
@@ -373,18 +413,15 @@ export class Broker {
     const aedes = this.#aedes;
     // Closes every registered client (their wills are suppressed while stopping, see authorize.ts).
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    // aedes never destroys its persistence; sessions stay stored for the next start.
+    // aedes never destroys its persistence; sessions stay stored for the next start, with the
+    // writes already started (a PUBACK clearing its message) completed first.
+    await this.#persistence?.settled();
     await this.#backends.close().catch((err: unknown) => this.#log.error({ err }, 'closing the broker session store failed'));
     // Connections that never completed CONNECT are unknown to aedes.
     for (const conn of this.#connections) conn.destroy();
     this.#http?.closeAllConnections();
     await Promise.all(closing);
   }
-}
-
-function authError(returnCode: (typeof CONNACK)[keyof typeof CONNACK], message: string): AuthenticateError {
-  // aedes copies `returnCode` (2..5) into the CONNACK (lib/handlers/connect.js).
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
 function listen(server: NetServer | HttpServer, port: number, host: string): Promise<number> {

@@ -3,9 +3,11 @@
  * depth, and bytes that are not MQTT at all. Every case also proves the broker keeps serving.
  */
 import { once } from 'node:events';
+import { Writable } from 'node:stream';
 import { connect as netConnect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { createLogger } from '../shared/logger.js';
 import { topics } from '../shared/mqtt/topics.js';
 import { closed, startHarness, subscribeResult, type Harness, type TowerLogin } from './test-support.js';
 
@@ -96,6 +98,31 @@ describe('broker limits', () => {
     await other.publishAsync(topics.status('T2'), Buffer.from('{}'), { qos: 1 });
   });
 
+  it('logs rate-limit refusals once per client and interval, with their count', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const logged = await startHarness({ config: { mqtt_publish_rate: 5, mqtt_publish_burst: 3 }, logger: createLogger('info', sink) });
+    const t = await logged.createTower('T1');
+    for (let i = 0; i < 40; i++) {
+      // A fresh connection gets a fresh burst of 3; the 4th PUBLISH is refused and closes it.
+      const c = await logged.connectTower(t);
+      for (let k = 0; k < 3; k++) await c.publishAsync(topics.status('T1'), Buffer.from('{}'), { qos: 1 });
+      const gone = closed(c);
+      c.publish(topics.status('T1'), Buffer.from('{}'), { qos: 1 }, () => undefined);
+      await gone;
+    }
+    expect(logged.counters.get('mqtt_rejected_total', { reason: 'rate_limited' })).toBe(40);
+    const rateLines = () => lines.filter((l) => l['reason'] === 'rate_limited');
+    expect(rateLines()).toHaveLength(1); // the first; the others wait for the end of the interval
+    await logged.close(); // ends the interval
+    expect(rateLines().map((l) => l['count'] ?? 1)).toEqual([1, 39]);
+  });
+
   it('refuses topics deeper than mqtt_max_topic_levels', async () => {
     const deep = 'towers/T1/a/b/c/d/e/f/g'; // 9 levels
     const pub = await h.connectService();
@@ -114,15 +141,18 @@ describe('broker limits', () => {
   });
 });
 
-/** Writes bytes to a fresh raw TCP connection and resolves when the broker has closed it. */
-async function rawExchange(port: number, bytes: Buffer, opts: { end?: boolean } = {}): Promise<void> {
+/** Writes bytes to a fresh raw TCP connection; resolves with what the broker sent once it closed it. */
+async function rawExchange(port: number, bytes: Buffer, opts: { end?: boolean } = {}): Promise<Buffer> {
   const socket = netConnect(port, '127.0.0.1');
   socket.on('error', () => undefined);
+  const received: Buffer[] = [];
+  socket.on('data', (d: Buffer) => received.push(d));
   await once(socket, 'connect');
   const done = once(socket, 'close');
   if (opts.end) socket.end(bytes);
   else socket.write(bytes);
   await done;
+  return Buffer.concat(received);
 }
 
 
@@ -135,7 +165,7 @@ describe('broker under malformed input', () => {
     await h.close();
   });
 
-  const cases: Array<{ name: string; bytes: () => Buffer; end?: boolean }> = [
+  const cases: Array<{ name: string; bytes: () => Buffer; end?: boolean; answer?: number[] }> = [
     { name: 'random bytes', bytes: () => Buffer.from([0xff, 0x00, 0x13, 0x37, 0xde, 0xad, 0xbe, 0xef]) },
     { name: 'an HTTP request', bytes: () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n') },
     // [MQTT-3.1.0-1] the first packet must be CONNECT
@@ -146,14 +176,16 @@ describe('broker under malformed input', () => {
         const body = Buffer.concat([mqttString('MQTT'), Buffer.from([9, 0x02, 0x00, 0x3c]), mqttString('x')]);
         return Buffer.concat([Buffer.from([0x10, body.length]), body]);
       },
+      // [MQTT-3.1.2-2] CONNACK 0x01 (unacceptable protocol level), then the close.
+      answer: [0x20, 0x02, 0x00, 0x01],
     },
     // [MQTT-2.2.3] at most four Remaining Length bytes
     { name: 'a five-byte remaining length', bytes: () => Buffer.from([0x10, 0x80, 0x80, 0x80, 0x80, 0x01]) },
     { name: 'a truncated CONNECT then FIN', bytes: () => Buffer.concat([Buffer.from([0x10, 0x20]), mqttString('MQTT')]), end: true },
   ];
 
-  it.each(cases)('closes a connection that sends $name and keeps serving', async ({ bytes, end }) => {
-    await rawExchange(h.mqttPort, bytes(), { end: end ?? false });
+  it.each(cases)('closes a connection that sends $name and keeps serving', async ({ bytes, end, answer }) => {
+    expect([...(await rawExchange(h.mqttPort, bytes(), { end: end ?? false }))]).toEqual(answer ?? []);
     const login = await h.createTower('T1');
     const c = await h.connectTower(login);
     await c.publishAsync(topics.status('T1'), Buffer.from('{}'), { qos: 1 });
@@ -168,6 +200,6 @@ describe('broker under malformed input', () => {
     ws.send(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
     await done;
     const dash = await h.connectConsole('tenantA', { ws: true });
-    expect(await subscribeResult(dash, 'tenants/tenantA/#')).toBe(1);
+    expect(await subscribeResult(dash, 'tenants/tenantA/#')).toBe(0);
   });
 });

@@ -23,7 +23,7 @@ import { memoryBackends, type BrokerBackends } from './backends.js';
 import { levelBackends } from './backends-level.js';
 import { redisBackends } from './backends-redis.js';
 import { Broker } from './broker.js';
-import { RecordingSink, TEST_SERVICE_SECRET } from './test-support.js';
+import { RecordingSink, testBrokerConfig } from './test-support.js';
 
 const TENANT = 'tenant-a';
 const TOWER = 'tower-1';
@@ -82,18 +82,7 @@ async function startNode(backends: BrokerBackends): Promise<Node> {
   const bus = new InProcessBus();
   const delivered = new EventEmitter();
   const broker = new Broker({
-    config: {
-      mqtt_host: '127.0.0.1',
-      mqtt_port: 0,
-      mqtt_ws_port: 0,
-      allow_anonymous: false,
-      mqtt_max_payload_bytes: 64 * 1024,
-      mqtt_max_topic_levels: 8,
-      mqtt_publish_rate: 1000,
-      mqtt_publish_burst: 2000,
-      mqtt_drain_timeout_ms: 5000,
-      service_secret: TEST_SERVICE_SECRET,
-    },
+    config: testBrokerConfig(),
     logger: silentLogger(),
     counters: new Counters(),
     bus,
@@ -285,7 +274,8 @@ describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker rest
   it('an acknowledged message is not delivered again after the restart', async () => {
     const first = await startNode(factory.next());
     const tower = await connectTower(first, TOWER_FILTERS);
-    // The broker reports a command's PUBACK once the persistence cleared it (handlers/puback.js).
+    // The broker reports a command's PUBACK as it reads it; stop() lets the store finish removing
+    // the acknowledged message before it closes (guarded-persistence.ts `settled`).
     const delivered = new Promise<void>((resolve) => first.delivered.once('delivered', () => resolve()));
     await first.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"acked"}'));
     await delivered;

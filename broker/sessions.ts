@@ -1,9 +1,11 @@
 /**
- * What the broker knows about each connection after authentication. Keyed by the aedes client
- * object in a WeakMap rather than monkey-patched onto it, so nothing else can forge a principal.
+ * What the broker knows about each connection after authentication, and what it must remember
+ * about revocations. Keyed by the aedes client object in a WeakMap rather than monkey-patched
+ * onto it, so nothing else can forge a principal.
  */
 import type { Client } from 'aedes';
 import type { MqttPrincipal } from '../shared/mqtt/topics.js';
+import type { CommandDeliveries } from './command-deliveries.js';
 import type { TokenBucket } from './limits.js';
 
 export interface Session {
@@ -12,39 +14,53 @@ export interface Session {
   readonly bucket: TokenBucket | null;
   /** True when CONNECT carried a will on the tower's own status topic (its availability LWT). */
   readonly statusWill: boolean;
+  /** Filters granted on this connection (capped per client). */
+  readonly subscriptions: Set<string>;
+  /** Commands written to a tower connection, by packet id (null for other principals). */
+  readonly deliveries: CommandDeliveries | null;
+  /** Closes a console session when its access token expires. */
+  expiry: NodeJS.Timeout | null;
+}
+
+/** What preConnect saw in the CONNECT, read back when authentication succeeds. */
+export interface ConnectFacts {
+  willTopic: string | null;
+  clean: boolean;
+  /** The CONNECT carried an empty client id and the broker assigned one [MQTT-3.1.3-6]. */
+  assignedClientId: boolean;
 }
 
 export class Sessions {
   readonly #byClient = new WeakMap<Client, Session>();
-  /** Will topics seen in CONNECT (preConnect), read back when authentication succeeds. */
-  readonly #willTopics = new WeakMap<Client, string | null>();
-  /** Authenticated clients whose network connection is still open, by tower id and credential id. */
+  readonly #connects = new WeakMap<Client, ConnectFacts>();
+  /** Authenticated clients whose network connection is still open. */
   readonly #live = new Set<Client>();
-  readonly #liveByTower = new Map<string, Set<Client>>();
-  readonly #liveByCredential = new Map<string, Set<Client>>();
+  /** Live clients by `tower:<id>`, `credential:<id>` and `user:<id>`. */
+  readonly #liveBy = new Map<string, Set<Client>>();
   /**
-   * Credential ids revoked while this broker runs. A revocation event can arrive while a
-   * CONNECT with that credential is between its store lookup and its registration; remembering
-   * the id closes that window. Revocations are rare operator actions, so the set stays small.
+   * Credential and tower ids revoked or deleted while this broker runs. A revocation event can
+   * arrive while a CONNECT is between its store lookup and its registration; remembering the
+   * id closes that window. These are rare operator actions, so the sets stay small.
    */
-  readonly #revoked = new Set<string>();
+  readonly #revokedCredentials = new Set<string>();
+  readonly #deletedTowers = new Set<string>();
+  /** Console users revoked, with when: access tokens issued before then are refused. */
+  readonly #revokedUsers = new Map<string, number>();
+  /** Client ids of the persistent sessions each console user opened through this broker. */
+  readonly #persistentByUser = new Map<string, Set<string>>();
 
-  noteWillTopic(client: Client, topic: string | null): void {
-    this.#willTopics.set(client, topic);
+  noteConnect(client: Client, facts: ConnectFacts): void {
+    this.#connects.set(client, facts);
   }
 
-  willTopic(client: Client): string | null {
-    return this.#willTopics.get(client) ?? null;
+  connectFacts(client: Client): ConnectFacts {
+    return this.#connects.get(client) ?? { willTopic: null, clean: true, assignedClientId: false };
   }
 
   open(client: Client, session: Session): void {
     this.#byClient.set(client, session);
     this.#live.add(client);
-    const p = session.principal;
-    if (p.kind === 'tower') {
-      addTo(this.#liveByTower, p.towerId, client);
-      addTo(this.#liveByCredential, p.credentialId, client);
-    }
+    for (const key of indexKeys(session.principal)) addTo(this.#liveBy, key, client);
   }
 
   get(client: Client): Session | undefined {
@@ -54,29 +70,76 @@ export class Sessions {
   /** The connection ended; the principal stays readable for hooks still in flight (e.g. the will). */
   closed(client: Client): void {
     if (!this.#live.delete(client)) return;
-    const p = this.#byClient.get(client)?.principal;
-    if (p?.kind === 'tower') {
-      removeFrom(this.#liveByTower, p.towerId, client);
-      removeFrom(this.#liveByCredential, p.credentialId, client);
-    }
+    const session = this.#byClient.get(client);
+    if (!session) return;
+    if (session.expiry) clearTimeout(session.expiry);
+    session.expiry = null;
+    for (const key of indexKeys(session.principal)) removeFrom(this.#liveBy, key, client);
   }
 
   markRevoked(credentialId: string): void {
-    this.#revoked.add(credentialId);
+    this.#revokedCredentials.add(credentialId);
   }
 
   isRevoked(credentialId: string): boolean {
-    return this.#revoked.has(credentialId);
+    return this.#revokedCredentials.has(credentialId);
+  }
+
+  markTowerDeleted(towerId: string): void {
+    this.#deletedTowers.add(towerId);
+  }
+
+  isTowerDeleted(towerId: string): boolean {
+    return this.#deletedTowers.has(towerId);
+  }
+
+  /** Remembers a console user's revocation; entries older than `forgetBefore` are dropped. */
+  markUserRevoked(userId: string, at: number, forgetBefore: number): void {
+    for (const [id, when] of this.#revokedUsers) if (when < forgetBefore) this.#revokedUsers.delete(id);
+    this.#revokedUsers.set(userId, at);
+    this.#persistentByUser.delete(userId);
+  }
+
+  /** When the user was last revoked, if it was. */
+  userRevokedAt(userId: string): number | undefined {
+    return this.#revokedUsers.get(userId);
+  }
+
+  /**
+   * Records a console user's persistent session under `clientId`, unless that would exceed
+   * `max` sessions; a clean session under a known id ends that persistent session [MQTT-3.1.2-6].
+   */
+  admitConsoleSession(userId: string, clientId: string, clean: boolean, max: number): boolean {
+    const held = this.#persistentByUser.get(userId);
+    if (clean) {
+      held?.delete(clientId);
+      if (held?.size === 0) this.#persistentByUser.delete(userId);
+      return true;
+    }
+    if (held?.has(clientId)) return true;
+    if ((held?.size ?? 0) >= max) return false;
+    addTo(this.#persistentByUser, userId, clientId);
+    return true;
   }
 
   /** Live clients authenticated with this tower credential. */
   withCredential(credentialId: string): Client[] {
-    return [...(this.#liveByCredential.get(credentialId) ?? [])];
+    return [...(this.#liveBy.get(`credential:${credentialId}`) ?? [])];
+  }
+
+  /** Live clients authenticated as this tower. */
+  ofTower(towerId: string): Client[] {
+    return [...(this.#liveBy.get(`tower:${towerId}`) ?? [])];
+  }
+
+  /** Live clients of this console user. */
+  ofUser(userId: string): Client[] {
+    return [...(this.#liveBy.get(`user:${userId}`) ?? [])];
   }
 
   /** True when some other live connection is authenticated as this tower. */
   towerHasOtherLiveConnection(towerId: string, except: Client): boolean {
-    for (const c of this.#liveByTower.get(towerId) ?? []) if (c !== except) return true;
+    for (const c of this.#liveBy.get(`tower:${towerId}`) ?? []) if (c !== except) return true;
     return false;
   }
 
@@ -85,15 +148,21 @@ export class Sessions {
   }
 }
 
-function addTo(index: Map<string, Set<Client>>, key: string, client: Client): void {
-  let set = index.get(key);
-  if (!set) index.set(key, (set = new Set()));
-  set.add(client);
+function indexKeys(p: MqttPrincipal): string[] {
+  if (p.kind === 'tower') return [`tower:${p.towerId}`, `credential:${p.credentialId}`];
+  if (p.kind === 'console') return [`user:${p.userId}`];
+  return [];
 }
 
-function removeFrom(index: Map<string, Set<Client>>, key: string, client: Client): void {
+function addTo<T>(index: Map<string, Set<T>>, key: string, value: T): void {
+  let set = index.get(key);
+  if (!set) index.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function removeFrom<T>(index: Map<string, Set<T>>, key: string, value: T): void {
   const set = index.get(key);
   if (!set) return;
-  set.delete(client);
+  set.delete(value);
   if (set.size === 0) index.delete(key);
 }

@@ -3,21 +3,55 @@
  * SQLite store in a temp dir, real JWTs, real mqtt.js clients. Only the UplinkSink (the port's
  * boundary) is a recording stand-in. Everything it opens, `close()` closes.
  */
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect as netConnect } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as mqttConnect, connectAsync, ErrorWithSubackPacket, type IClientOptions, type MqttClient } from 'mqtt';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import { formatTowerPassword, randomSecret, sha256 } from '../shared/auth/secrets.js';
 import { InProcessBus } from '../shared/bus.js';
-import { silentLogger } from '../shared/logger.js';
+import { ConfigSchema } from '../shared/config.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { mqttIdentity } from '../shared/mqtt/topics.js';
 import type { UplinkMessage, UplinkSink } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
-import { Broker, type BrokerConfig } from './broker.js';
+import type { BrokerBackends } from './backends.js';
+import { Broker, type BrokerConfig, type BrokerDeps } from './broker.js';
 
 export const TEST_SERVICE_SECRET = 'test-service-secret-0123456789abcdef';
+
+/** A broker config for tests: the shipped defaults, on 127.0.0.1 port 0, with `overrides`. */
+export function testBrokerConfig(overrides: Partial<BrokerConfig> = {}): BrokerConfig {
+  const d = ConfigSchema.parse({});
+  return {
+    mqtt_host: '127.0.0.1',
+    mqtt_port: 0,
+    mqtt_ws_port: 0,
+    allow_anonymous: false,
+    mqtt_max_payload_bytes: 64 * 1024,
+    mqtt_max_topic_levels: 8,
+    mqtt_publish_rate: 1000,
+    mqtt_publish_burst: 2000,
+    mqtt_drain_timeout_ms: 5000,
+    mqtt_max_connect_bytes: d.mqtt_max_connect_bytes,
+    mqtt_max_pending_connections: d.mqtt_max_pending_connections,
+    mqtt_max_filters_per_subscribe: d.mqtt_max_filters_per_subscribe,
+    mqtt_max_subscriptions_per_client: d.mqtt_max_subscriptions_per_client,
+    mqtt_max_persistent_sessions_per_user: d.mqtt_max_persistent_sessions_per_user,
+    mqtt_max_queued_per_session: d.mqtt_max_queued_per_session,
+    mqtt_max_retained_bytes_per_client: d.mqtt_max_retained_bytes_per_client,
+    mqtt_max_retained_messages: d.mqtt_max_retained_messages,
+    mqtt_max_retained_bytes: d.mqtt_max_retained_bytes,
+    access_token_ttl_s: d.access_token_ttl_s,
+    service_secret: TEST_SERVICE_SECRET,
+    ...overrides,
+  };
+}
 
 /** Records every accepted uplink; `accept` can be swapped to simulate slow or failing ingest. */
 export class RecordingSink implements UplinkSink {
@@ -58,6 +92,21 @@ export interface HarnessOptions {
   config?: Partial<BrokerConfig>;
   /** null starts the broker without a sink. */
   sink?: RecordingSink | null;
+  /** Default: silent. */
+  logger?: Logger;
+  /** Lifetime of the console tokens `consoleToken`/`connectConsole` sign (default 900 s). */
+  tokenTtlS?: number;
+  consoleUsers?: BrokerDeps['consoleUsers'];
+  /** Session backends (default: in memory). */
+  backends?: BrokerBackends;
+}
+
+/** A command delivery the broker reported (deps.onCommandDelivered). */
+export interface ReportedDelivery {
+  tenant_id: string;
+  tower_id: string;
+  command_id: string;
+  at: number;
 }
 
 export interface Harness {
@@ -68,12 +117,16 @@ export interface Harness {
   bus: InProcessBus;
   counters: Counters;
   sink: RecordingSink;
+  /** Every command delivery the broker reported, in order. */
+  deliveries: ReportedDelivery[];
   ring: KeyRing;
   tokens: TokenService;
   /** The broker's clock (rate limiting, received_at); tests move it by hand. */
   clock: { now: number };
   createTower(towerId: string): Promise<TowerLogin>;
   consoleToken(tenantId: string | null, userId?: string): Promise<string>;
+  /** Resolves once the broker reported the delivery of `commandId`. */
+  delivered(commandId: string): Promise<ReportedDelivery>;
   /** Connects over TCP (or WebSocket with `ws: true`); the client is ended by `close()`. */
   connect(opts: IClientOptions & { ws?: boolean }): Promise<MqttClient>;
   /** Like `connect` but returns at once, so listeners can be attached before CONNACK arrives. */
@@ -91,26 +144,26 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const store = new SqliteStore({ file: join(dir, 'store.db') });
   await store.init();
   const ring = await KeyRing.open(null);
-  const tokens = new TokenService(ring, 900);
+  const clock = { now: Date.now() };
+  // The same clock as the broker's, so tests can move both past a token's expiry.
+  const tokens = new TokenService(ring, opts.tokenTtlS ?? 900, () => clock.now);
   const bus = new InProcessBus();
   const counters = new Counters();
   const sink = opts.sink ?? new RecordingSink();
-  const clock = { now: Date.now() };
+  const deliveries: ReportedDelivery[] = [];
+  const deliveryWaiters: Array<{ id: string; resolve: (d: ReportedDelivery) => void }> = [];
   const broker = new Broker({
-    config: {
-      mqtt_host: '127.0.0.1',
-      mqtt_port: 0,
-      mqtt_ws_port: 0,
-      allow_anonymous: false,
-      mqtt_max_payload_bytes: 64 * 1024,
-      mqtt_max_topic_levels: 8,
-      mqtt_publish_rate: 1000,
-      mqtt_publish_burst: 2000,
-      mqtt_drain_timeout_ms: 5000,
-      service_secret: TEST_SERVICE_SECRET,
-      ...opts.config,
+    config: testBrokerConfig(opts.config),
+    logger: opts.logger ?? silentLogger(),
+    onCommandDelivered: async (d) => {
+      deliveries.push(d);
+      for (const w of deliveryWaiters.filter((x) => x.id === d.command_id)) {
+        deliveryWaiters.splice(deliveryWaiters.indexOf(w), 1);
+        w.resolve(d);
+      }
     },
-    logger: silentLogger(),
+    ...(opts.consoleUsers ? { consoleUsers: opts.consoleUsers } : {}),
+    ...(opts.backends ? { backends: opts.backends } : {}),
     counters,
     bus,
     towerCredentials: store.towerCredentials,
@@ -158,6 +211,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     bus,
     counters,
     sink,
+    deliveries,
+    delivered: (id) => {
+      const seen = deliveries.find((d) => d.command_id === id);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve) => deliveryWaiters.push({ id, resolve }));
+    },
     ring,
     tokens,
     clock,
@@ -168,7 +227,13 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     connectTower: (login, o = {}) =>
       connect({ clientId: mqttIdentity.towerClientId(login.towerId), username: login.towerId, password: login.password, ...o }),
     connectConsole: async (tenantId, o = {}) =>
-      connect({ username: mqttIdentity.consoleUsername, password: await tokens.sign({ sub: `u-${tenantId}`, tenant_id: tenantId, role: 'viewer' }), ...o }),
+      connect({
+        // One dashboard among possibly several of the same user: `console-<userId>.<session>`.
+        clientId: mqttIdentity.consoleClientId(`u-${tenantId}`, randomSecret(6)),
+        username: mqttIdentity.consoleUsername,
+        password: await tokens.sign({ sub: `u-${tenantId}`, tenant_id: tenantId, role: 'viewer' }),
+        ...o,
+      }),
     connectService: (name = 'worker') =>
       connect({ clientId: `service-${name}-${randomSecret(4)}`, username: mqttIdentity.serviceUsername(name), password: TEST_SERVICE_SECRET }),
     async refusedWith(o) {
@@ -237,4 +302,87 @@ export function inbox(client: MqttClient): {
       return new Promise((resolve) => waiters.push({ match, resolve }));
     },
   };
+}
+
+/** A raw TCP connection for tests that send bytes no client library would. */
+export interface RawClient {
+  write(bytes: Buffer): void;
+  /** Everything received so far. */
+  received(): Buffer;
+  /** Resolves once at least `n` bytes arrived (or the connection closed first). */
+  bytes(n: number): Promise<Buffer>;
+  /** Resolves with everything received once the broker closed the connection. */
+  closed: Promise<Buffer>;
+  destroy(): void;
+}
+
+export async function rawClient(port: number): Promise<RawClient> {
+  const socket = netConnect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  const chunks: Buffer[] = [];
+  let waiters: Array<() => void> = [];
+  const wake = () => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  socket.on('data', (d: Buffer) => {
+    chunks.push(d);
+    wake();
+  });
+  const closedPromise = new Promise<Buffer>((resolve) =>
+    socket.once('close', () => {
+      wake();
+      resolve(Buffer.concat(chunks));
+    }),
+  );
+  await once(socket, 'connect');
+  const received = () => Buffer.concat(chunks);
+  return {
+    write: (b) => void socket.write(b),
+    received,
+    async bytes(n) {
+      while (received().length < n && !socket.destroyed) await new Promise<void>((r) => waiters.push(r));
+      return received();
+    },
+    closed: closedPromise,
+    destroy: () => socket.destroy(),
+  };
+}
+
+let collectGarbage: (() => void) | null = null;
+
+/** A full garbage collection (V8's gc, exposed for memory assertions in tests). */
+export function gc(): void {
+  if (!collectGarbage) {
+    setFlagsFromString('--expose-gc');
+    collectGarbage = runInNewContext('gc') as () => void;
+  }
+  collectGarbage();
+}
+
+/**
+ * How much memory `attack` costs this process, in MB above the level before it: `peakMb`, the
+ * resident set's peak (sampled every 20 ms); `heldMb`, what JavaScript still holds after it
+ * and a full GC (heap plus buffers; the resident set itself stays up after a burst because
+ * the allocator keeps freed pages, so it cannot show what is retained).
+ */
+export async function memoryGrowth<T>(attack: () => Promise<T>): Promise<{ result: T; peakMb: number; heldMb: number }> {
+  const held = () => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+  gc();
+  const rssBefore = process.memoryUsage().rss;
+  const heldBefore = held();
+  let peak = rssBefore;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  try {
+    const result = await attack();
+    peak = Math.max(peak, process.memoryUsage().rss);
+    gc();
+    return { result, peakMb: (peak - rssBefore) / 1e6, heldMb: (held() - heldBefore) / 1e6 };
+  } finally {
+    clearInterval(sampler);
+  }
 }

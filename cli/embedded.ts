@@ -25,7 +25,7 @@ import { Pipeline } from '../workers/pipeline.js';
 import { RetentionJob } from '../workers/retention-job.js';
 import type { DataDirPaths } from './data-dir.js';
 import { component, startComponents } from './roots/components.js';
-import { buildFoundation, urlHost, type Foundation } from './roots/foundation.js';
+import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './roots/foundation.js';
 import { buildSinks } from './roots/sinks.js';
 
 export interface EmbeddedHandle {
@@ -82,6 +82,8 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
     tokens,
+    // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
+    consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },
     now,
     // Sessions (subscriptions, queued QoS 1 messages, retained bundles) survive a restart.
     backends: levelBackends({ location: join(f.paths.root, 'broker-sessions') }),

@@ -4,8 +4,22 @@
  * boundary (MQTT payloads, job data).
  */
 import { z } from 'zod';
-import type { Alert, CommandRecord, DiscoveredDevice, Tower, UsageRecord } from './domain.js';
-import { AlertSchema, CommandRecordSchema, DiscoveredDeviceSchema, TowerSchema, UsageRecordSchema } from './schemas/records.js';
+import type { Alert, AlertEvent, CommandRecord, DiscoveredDevice, Tower, UsageRecord } from './domain.js';
+import { AlertEventSchema, AlertSchema, CommandRecordSchema, DiscoveredDeviceSchema, TowerSchema, UsageRecordSchema } from './schemas/records.js';
+
+export interface AlertStepEvent {
+  tenant_id: string;
+  alert: Alert;
+  step: AlertEvent;
+}
+
+/** The bus event announcing each alert workflow step kind. */
+export const ALERT_STEP_EVENTS = {
+  acknowledged: 'alert.acknowledged',
+  assigned: 'alert.assigned',
+  unassigned: 'alert.assigned',
+  resolved: 'alert.resolved',
+} as const satisfies Record<AlertEvent['kind'], keyof BusEvents>;
 
 export interface BusEvents {
   /** A committed change bumped the tenant's policy version: recompile its index. */
@@ -14,6 +28,11 @@ export interface BusEvents {
   'usage.decided': { tenant_id: string; tower_id: string; records: UsageRecord[] };
   'alert.opened': { tenant_id: string; alert: Alert };
   'alert.updated': { tenant_id: string; alert: Alert };
+  /** Alert workflow steps (API): the alert after the step, and the step as recorded in its history. */
+  'alert.acknowledged': AlertStepEvent;
+  /** Assigned or unassigned (step.kind says which; alert.assigned_to is null after an unassign). */
+  'alert.assigned': AlertStepEvent;
+  'alert.resolved': AlertStepEvent;
   'device.discovered': { tenant_id: string | null; device: DiscoveredDevice };
   'tower.status': { tower: Tower };
   /** A command was created or moved along its lifecycle (pending → delivered → applied|failed|expired). */
@@ -28,16 +47,22 @@ export interface BusEvents {
   'console-user.revoked': { user_id: string; tenant_id: string | null; reason: ConsoleUserRevokedReason };
   /** A tenant API key was revoked: every process closes what it has open with the key (feeds). */
   'api-key.revoked': { key_id: string; tenant_id: string };
+  /** A tower was deleted: brokers must drop its live sessions and refuse it from now on. */
+  'tower.deleted': { tower_id: string };
 }
 
 export const CONSOLE_USER_REVOKED_REASONS = ['role_changed', 'disabled', 'deleted', 'password_changed'] as const;
 export type ConsoleUserRevokedReason = (typeof CONSOLE_USER_REVOKED_REASONS)[number];
+const AlertStepEventSchema = z.object({ tenant_id: z.string(), alert: AlertSchema, step: AlertEventSchema });
 
 export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]> } = {
   'policy.changed': z.object({ tenant_id: z.string(), version: z.number().int() }),
   'usage.decided': z.object({ tenant_id: z.string(), tower_id: z.string(), records: z.array(UsageRecordSchema) }),
   'alert.opened': z.object({ tenant_id: z.string(), alert: AlertSchema }),
   'alert.updated': z.object({ tenant_id: z.string(), alert: AlertSchema }),
+  'alert.acknowledged': AlertStepEventSchema,
+  'alert.assigned': AlertStepEventSchema,
+  'alert.resolved': AlertStepEventSchema,
   'device.discovered': z.object({ tenant_id: z.string().nullable(), device: DiscoveredDeviceSchema }),
   'tower.status': z.object({ tower: TowerSchema }),
   'command.updated': z.object({ tenant_id: z.string(), command: CommandRecordSchema }),
@@ -48,6 +73,7 @@ export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]
     reason: z.enum(CONSOLE_USER_REVOKED_REASONS),
   }),
   'api-key.revoked': z.object({ key_id: z.string(), tenant_id: z.string() }),
+  'tower.deleted': z.object({ tower_id: z.string() }),
 };
 
 export const BUS_EVENT_NAMES = Object.keys(BUS_EVENT_SCHEMAS) as Array<keyof BusEvents>;

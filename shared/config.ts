@@ -5,7 +5,10 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])]).transform((v) =>
+/** How a boolean may be spelled, in flags, env vars and query strings alike. */
+export const BOOLEAN_WORDS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
+
+const bool = z.union([z.boolean(), z.enum(BOOLEAN_WORDS)]).transform((v) =>
   typeof v === 'boolean' ? v : v === 'true' || v === '1' || v === 'yes',
 );
 const port = z.coerce.number().int().min(0).max(65535);
@@ -61,14 +64,23 @@ export const CONFIG_OPTIONS = {
   mqtt_ws_port: { flag: 'mqtt-ws-port', describe: 'MQTT over WebSocket port (0 = any free port)' },
   log_level: { flag: 'log-level', describe: 'trace | debug | info | warn | error | fatal | silent' },
   admin_email: { flag: 'admin-email', describe: 'Platform operator created on first start' },
-  admin_password: { flag: 'admin-password', describe: 'Password of that operator (generated and printed once if unset)' },
+  admin_password: { flag: 'admin-password', describe: 'Password of that operator (if unset, one is generated and written to <data-dir>/initial-admin-password, mode 0600, not printed)' },
   service_secret: { flag: 'service-secret', describe: 'Shared secret of internal services on MQTT (generated into the data dir if unset)' },
-  allow_anonymous: { flag: 'allow-anonymous', describe: 'DEVELOPMENT ONLY: accept anonymous MQTT clients (read-only, nothing granted)' },
+  allow_anonymous: { flag: 'allow-anonymous', describe: 'DEVELOPMENT ONLY: accept anonymous MQTT clients (read-only, nothing granted); true/false, 1/0 or yes/no' },
   mqtt_max_payload_bytes: { flag: 'mqtt-max-payload-bytes', describe: 'Largest PUBLISH payload accepted; larger ones disconnect the client' },
   mqtt_max_topic_levels: { flag: 'mqtt-max-topic-levels', describe: 'Deepest topic accepted' },
   mqtt_publish_rate: { flag: 'mqtt-publish-rate', describe: 'Sustained PUBLISH packets per second per client' },
   mqtt_publish_burst: { flag: 'mqtt-publish-burst', describe: 'Burst allowance above the sustained publish rate' },
   mqtt_drain_timeout_ms: { flag: 'mqtt-drain-timeout-ms', describe: 'Drop a subscriber whose socket stays blocked this long' },
+  mqtt_max_connect_bytes: { flag: 'mqtt-max-connect-bytes', describe: 'Largest CONNECT packet accepted; checked on its header, before authentication' },
+  mqtt_max_pending_connections: { flag: 'mqtt-max-pending-connections', describe: 'Connections not yet authenticated at once (per broker process); more are closed on accept' },
+  mqtt_max_filters_per_subscribe: { flag: 'mqtt-max-filters-per-subscribe', describe: 'Topic filters in one SUBSCRIBE or UNSUBSCRIBE; more close the connection' },
+  mqtt_max_subscriptions_per_client: { flag: 'mqtt-max-subscriptions-per-client', describe: 'Subscriptions one connection may hold; filters beyond it are refused (SUBACK 0x80)' },
+  mqtt_max_persistent_sessions_per_user: { flag: 'mqtt-max-persistent-sessions-per-user', describe: 'Persistent (clean=false) MQTT sessions one console user may hold (per broker process)' },
+  mqtt_max_queued_per_session: { flag: 'mqtt-max-queued-per-session', describe: 'QoS 1 messages queued for one session; newer ones are dropped and counted' },
+  mqtt_max_retained_bytes_per_client: { flag: 'mqtt-max-retained-bytes-per-client', describe: 'Retained payload bytes one tower may hold (its status)' },
+  mqtt_max_retained_messages: { flag: 'mqtt-max-retained-messages', describe: 'Retained messages the broker stores in total' },
+  mqtt_max_retained_bytes: { flag: 'mqtt-max-retained-bytes', describe: 'Retained payload bytes the broker stores in total' },
   ingest_concurrency: { flag: 'ingest-concurrency', describe: 'Uplink messages processed at once; beyond it PUBACKs wait (backpressure)' },
   access_token_ttl_s: { flag: 'access-token-ttl-s', describe: 'Lifetime of access JWTs' },
   refresh_token_ttl_s: { flag: 'refresh-token-ttl-s', describe: 'Lifetime of refresh tokens' },
@@ -118,6 +130,17 @@ export const ConfigSchema = z.object({
   mqtt_publish_rate: positiveInt.default(1000),
   mqtt_publish_burst: positiveInt.default(2000),
   mqtt_drain_timeout_ms: positiveInt.default(5000),
+  // A console CONNECT carries a ~1 KB JWT, a tower's a will of a few hundred bytes.
+  mqtt_max_connect_bytes: positiveInt.min(512).max(65_536 * 5).default(16 * 1024),
+  mqtt_max_pending_connections: positiveInt.default(1000),
+  mqtt_max_filters_per_subscribe: positiveInt.max(1000).default(16),
+  mqtt_max_subscriptions_per_client: positiveInt.max(10_000).default(32),
+  mqtt_max_persistent_sessions_per_user: z.coerce.number().int().min(0).default(2),
+  // As many as one CONNECT replays from a Redis session (backends-redis.ts maxSessionDelivery).
+  mqtt_max_queued_per_session: positiveInt.default(10_000),
+  mqtt_max_retained_bytes_per_client: positiveInt.default(16 * 1024),
+  mqtt_max_retained_messages: positiveInt.default(100_000),
+  mqtt_max_retained_bytes: positiveInt.default(256 * 1024 * 1024),
   ingest_concurrency: positiveInt.default(64),
   access_token_ttl_s: positiveInt.default(900),
   refresh_token_ttl_s: positiveInt.default(30 * 24 * 3600),

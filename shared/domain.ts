@@ -202,7 +202,14 @@ export interface CommandEvent {
   detail: string | null;
 }
 
-export type WebhookEventType = 'alert.opened' | 'alert.updated' | 'command.updated' | 'device.discovered';
+export type WebhookEventType =
+  | 'alert.opened'
+  | 'alert.updated'
+  | 'alert.acknowledged'
+  | 'alert.assigned'
+  | 'alert.resolved'
+  | 'command.updated'
+  | 'device.discovered';
 
 export interface Webhook {
   id: string;
@@ -341,5 +348,37 @@ export interface Alert {
   count: number;
   first_seen: number;
   last_seen: number;
+  /**
+   * open → acknowledged → resolved (or open → resolved). An acknowledged alert keeps folding new
+   * denies; a resolved one never does: the next deny of its device and rule opens a new alert.
+   */
   status: AlertStatus;
+  /** Who acknowledged it (console user id, or `api_key:<id>`) and when; null until then. */
+  acknowledged_by: string | null;
+  acknowledged_at: number | null;
+  /** The tenant console user working on it; null when unassigned. */
+  assigned_to: string | null;
+  assigned_at: number | null;
+  /** Who made the latest (un)assignment. */
+  assigned_by: string | null;
+  resolved_by: string | null;
+  resolved_at: number | null;
+  /** The note given with the latest workflow step, if any (each step's note is in its history). */
+  note: string | null;
+}
+
+export type AlertEventKind = 'acknowledged' | 'assigned' | 'unassigned' | 'resolved';
+
+/** One workflow step of an alert: who did what, when, with an optional note. */
+export interface AlertEvent {
+  id: string;
+  tenant_id: string;
+  alert_id: string;
+  kind: AlertEventKind;
+  at: number;
+  /** Console user id, or `api_key:<id>`; null for the system. */
+  actor_id: string | null;
+  /** For 'assigned': the console user it was assigned to. */
+  assignee: string | null;
+  note: string | null;
 }

@@ -203,6 +203,8 @@ describe('runFleet against a real Aedes broker', () => {
       passed: true,
     });
     expect(started.tally.commands).toBe(3);
+    expect(report).toMatchObject({ commands_received: 3, commands_applied: 3 });
+    expect(report.commands_per_tenant.map((t) => t.applied)).toEqual([3]);
     expect(report.per_tower.map((t) => t.outages)).toEqual([0, 1, 0]);
     expect(report.per_tower.reduce((n, t) => n + t.events_sent, 0)).toBe(report.events_sent);
     expect(report.latency_ms.p50).toBeGreaterThan(0);

@@ -70,13 +70,14 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
     agent.on('decisionBatch', (_tenantId, batch) => {
       for (const r of batch.rejected) recorder.recordRejected(r.event_id);
     });
-    agent.on('command', (_tenantId, command, ack) => {
-      if (ack.status === 'applied') recorder.recordCommandApplied(command.device_id);
+    agent.on('command', (tenantId, command, ack) => {
+      recorder.recordCommand(tenantId, command.id, command.device_id, ack.status);
     });
     agent.on('error', () => recorder.recordAgentError());
   }
 
   let progressTimer: NodeJS.Timeout | undefined;
+  const offline = (): string[] => agents.filter((a) => !a.online).map((a) => a.towerId);
   let playbackS = 0;
   let drainS = 0;
   const startedAt = new Date();
@@ -93,7 +94,7 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
     const t0 = performance.now();
     if (opts.onProgress) {
       const onProgress = opts.onProgress;
-      progressTimer = setInterval(() => onProgress(recorder.progress((performance.now() - t0) / 1000)), opts.progressIntervalMs ?? 1000);
+      progressTimer = setInterval(() => onProgress(recorder.progress((performance.now() - t0) / 1000, offline())), opts.progressIntervalMs ?? 1000);
     }
     playbackS = await play(plan, agents, recorder, world, opts.sliceMs ?? 5, opts.signal);
 
@@ -108,7 +109,7 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
     if (progressTimer) clearInterval(progressTimer);
     await Promise.all(agents.map((a) => a.stop()));
   }
-  opts.onProgress?.(recorder.progress(playbackS + drainS));
+  opts.onProgress?.(recorder.progress(playbackS + drainS, []));
   const report = recorder.report({
     scenario: s.name,
     seed: s.seed,

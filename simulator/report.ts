@@ -5,6 +5,15 @@
  * histogram at microsecond resolution. Auto-remediation is checked per injected violation: one
  * that expects a remediation counts as acked once any command for its device was acked 'applied'
  * at a tower.
+ *
+ * Commands are also counted as such, per tenant (distinct command ids received and applied at the
+ * towers), so the report can be held against the control plane's own count of remediation
+ * commands: several violations may share one command (a block already in force is not re-sent),
+ * and an escalation adds one, so "violations remediated" and "commands" are different numbers.
+ *
+ * Live progress is per interval: the p99 printed every second covers the events decided since the
+ * previous line, so a spike (an outage's replay) shows when it happens instead of being averaged
+ * into the whole run.
  */
 import { performance } from 'node:perf_hooks';
 import { build, type Histogram } from 'hdr-histogram-js';
@@ -15,6 +24,14 @@ export interface LatencySummary {
   p90: number;
   p99: number;
   max: number;
+}
+
+export interface TenantCommands {
+  tenant_id: string;
+  /** Distinct remediation commands the tenant's towers received. */
+  received: number;
+  /** Of those, acked 'applied'. */
+  applied: number;
 }
 
 export interface TowerReport {
@@ -53,6 +70,10 @@ export interface FleetReport {
   remediations_expected: number;
   /** Of those, how many saw a command for their device acked 'applied' at a tower. */
   remediations_acked: number;
+  /** Distinct remediation commands received at the towers, and applied there (all tenants). */
+  commands_received: number;
+  commands_applied: number;
+  commands_per_tenant: TenantCommands[];
   /** Distinct events decided per second of playback. */
   throughput_eps: number;
   latency_ms: LatencySummary;
@@ -66,7 +87,14 @@ export interface FleetProgress {
   elapsed_s: number;
   sent: number;
   decided: number;
+  /** Events decided since the previous progress report. */
+  decided_in_interval: number;
+  /** p99 latency of the events decided since the previous progress report (0 when none). */
   p99_ms: number;
+  /** Towers whose connection is down at this moment (staged outages, reconnects). */
+  offline_towers: string[];
+  /** Towers whose staged outage began during this interval (even if already back). */
+  outages_started: string[];
 }
 
 const PENDING = 0;
@@ -93,6 +121,11 @@ export class FleetRecorder {
   readonly #events = new Map<string, EventRecord>();
   readonly #towers: TowerTally[];
   readonly #histogram: Histogram;
+  /** The same latencies since the last progress() call. */
+  readonly #interval: Histogram;
+  #intervalDecided = 0;
+  #intervalOutages: string[] = [];
+  readonly #commands = new Map<string, { received: Set<string>; applied: Set<string> }>();
   readonly #now: () => number;
   readonly #settledWaiters = new Set<() => void>();
   readonly #remediationWaiters = new Set<() => void>();
@@ -119,6 +152,7 @@ export class FleetRecorder {
     this.#towers = towerIds.map(() => ({ sent: 0, decided: 0, outages: 0 }));
     // Microseconds, 3 significant digits; auto-resizes past an hour if a run ever needs it.
     this.#histogram = build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+    this.#interval = build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
     this.#now = now;
   }
 
@@ -159,7 +193,10 @@ export class FleetRecorder {
     this.#decided++;
     this.#towers[e.tower]!.decided++;
     if (e.violation && decision.effect === 'deny') this.#caught++;
-    this.#histogram.recordValue(Math.max(1, Math.round((at - e.sentAt) * 1000)));
+    const us = Math.max(1, Math.round((at - e.sentAt) * 1000));
+    this.#histogram.recordValue(us);
+    this.#interval.recordValue(us);
+    this.#intervalDecided++;
     this.#settle();
   }
 
@@ -177,6 +214,20 @@ export class FleetRecorder {
     if (this.#remediatedDevices.has(deviceId)) this.#remediationsAcked++;
     else this.#remediationsPending.set(deviceId, (this.#remediationsPending.get(deviceId) ?? 0) + 1);
     this.#checkRemediations();
+  }
+
+  /** A tower received a remediation command (redeliveries included) and acked it with `status`. */
+  recordCommand(tenantId: string, commandId: string, deviceId: string, status: 'applied' | 'failed'): void {
+    let t = this.#commands.get(tenantId);
+    if (!t) {
+      t = { received: new Set(), applied: new Set() };
+      this.#commands.set(tenantId, t);
+    }
+    t.received.add(commandId);
+    if (status === 'applied') {
+      t.applied.add(commandId);
+      this.recordCommandApplied(deviceId);
+    }
   }
 
   /** A tower acked a command for `deviceId` as applied (any type, redeliveries included). */
@@ -202,6 +253,7 @@ export class FleetRecorder {
 
   recordOutage(tower: number): void {
     this.#towers[tower]!.outages++;
+    this.#intervalOutages.push(this.#towerIds[tower]!);
   }
 
   recordAgentError(): void {
@@ -220,8 +272,23 @@ export class FleetRecorder {
     });
   }
 
-  progress(elapsedS: number): FleetProgress {
-    return { elapsed_s: round2(elapsedS), sent: this.#sent, decided: this.#decided, p99_ms: this.#ms(this.#histogram.getValueAtPercentile(99)) };
+  /** Progress since the previous call (which it starts a new interval for). */
+  progress(elapsedS: number, offlineTowers: string[] = []): FleetProgress {
+    const p99 = this.#intervalDecided === 0 ? 0 : this.#ms(this.#interval.getValueAtPercentile(99));
+    const decidedInInterval = this.#intervalDecided;
+    const outagesStarted = this.#intervalOutages;
+    this.#interval.reset();
+    this.#intervalDecided = 0;
+    this.#intervalOutages = [];
+    return {
+      elapsed_s: round2(elapsedS),
+      sent: this.#sent,
+      decided: this.#decided,
+      decided_in_interval: decidedInInterval,
+      p99_ms: p99,
+      offline_towers: offlineTowers,
+      outages_started: outagesStarted,
+    };
   }
 
   report(run: {
@@ -263,6 +330,7 @@ export class FleetRecorder {
       violations_missed: this.#violations - violationsCaught,
       remediations_expected: this.#remediationsExpected,
       remediations_acked: this.#remediationsAcked,
+      ...this.#commandTotals(),
       throughput_eps: run.playbackS > 0 ? round2(this.#decided / run.playbackS) : 0,
       latency_ms: {
         p50: empty ? 0 : this.#ms(h.getValueAtPercentile(50)),
@@ -284,9 +352,20 @@ export class FleetRecorder {
     };
   }
 
-  /** Frees the histogram's buffers. */
+  #commandTotals(): Pick<FleetReport, 'commands_received' | 'commands_applied' | 'commands_per_tenant'> {
+    const perTenant = [...this.#commands].map(([tenant_id, c]) => ({ tenant_id, received: c.received.size, applied: c.applied.size }));
+    perTenant.sort((a, b) => (a.tenant_id < b.tenant_id ? -1 : a.tenant_id > b.tenant_id ? 1 : 0));
+    return {
+      commands_received: perTenant.reduce((n, t) => n + t.received, 0),
+      commands_applied: perTenant.reduce((n, t) => n + t.applied, 0),
+      commands_per_tenant: perTenant,
+    };
+  }
+
+  /** Frees the histograms' buffers. */
   close(): void {
     this.#histogram.destroy();
+    this.#interval.destroy();
   }
 
   #settle(): void {
@@ -324,6 +403,7 @@ export function formatReport(r: FleetReport): string {
     row('rejected events', r.rejected_events),
     row('violations inj/caught/miss', `${r.violations_injected} / ${r.violations_caught} / ${r.violations_missed}`),
     row('remediations exp/acked', `${r.remediations_expected} / ${r.remediations_acked}`),
+    row('remediation commands', `${r.commands_received} received at towers, ${r.commands_applied} applied`),
     row('latency ms p50/p90/p99/max', `${r.latency_ms.p50} / ${r.latency_ms.p90} / ${r.latency_ms.p99} / ${r.latency_ms.max}`),
     row('agent errors', r.agent_errors),
   ];

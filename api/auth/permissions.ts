@@ -59,6 +59,8 @@ export const PERMISSIONS = {
   'devices:write': TENANT_WRITE,
   'usage:read': TENANT_READ,
   'alerts:read': TENANT_READ,
+  /** The alert workflow: acknowledge, assign, resolve. */
+  'alerts:write': TENANT_WRITE,
   'dashboard:read': TENANT_READ,
   /** The tenant's audit trail; operators read the platform's (tenants, towers, carriers, plans). */
   'audit:read': ['operator', 'owner', 'admin'],

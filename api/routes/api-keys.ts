@@ -31,7 +31,7 @@ export const ApiKeySchema = z
       id: '01JGZ61H7K1L5M9N3P7Q1R5S9T',
       tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA',
       name: 'siem_export',
-      prefix: 'ep_live_7Qx2',
+      prefix: 'epk_Qx2f8Kd1',
       scopes: ['devices:read', 'usage:read'],
       created_by: '01JGZ60G6J0K4L8M2N6P0Q4R8S',
       created_at: 1767225600000,
@@ -72,7 +72,7 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
           'with exactly its scopes; 400 naming body.scopes.N for a scope the creator may not delegate.',
         body: CreateApiKeyBody,
         response: {
-          201: z.object({ api_key: ApiKeySchema, key: z.string().meta({ example: 'ep_live_7Qx2f8Kd1mVb9sLw4nRt6yHc3jZa0pUe' }) }),
+          201: z.object({ api_key: ApiKeySchema, key: z.string().meta({ example: 'epk_Qx2f8Kd1mVb9sLw4nRt6yHc3jZa0pUeQ8vX2bN5mK7w' }) }),
           ...errorResponses,
         },
       },

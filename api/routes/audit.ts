@@ -15,12 +15,13 @@ import {
   IdParams,
   IdSchema,
   NextCursor,
+  checkTimeRange,
   errorResponses,
   found,
-  invalidField,
   listQuery,
   paginate,
   sortQuery,
+  timeRangeQuery,
 } from '../schemas/common.js';
 
 const ACTOR_KINDS = ['console_user', 'api_key', 'system'] as const;
@@ -66,15 +67,13 @@ export const AuditRecordSchema = z
     },
   });
 
-const EpochQuery = z.coerce.number().int().min(0).max(8_640_000_000_000_000);
 const AuditQuery = listQuery({
   actor_id: IdSchema.optional(),
   actor_kind: z.enum(ACTOR_KINDS).optional(),
   action: z.string().min(1).max(200).optional(),
   resource_type: z.string().min(1).max(100).optional(),
   resource_id: IdSchema.optional(),
-  since: EpochQuery.optional().describe('epoch ms, inclusive'),
-  until: EpochQuery.optional().describe('epoch ms, exclusive'),
+  ...timeRangeQuery,
   ...sortQuery(['at']),
   ...exportQueryFields,
 });
@@ -89,7 +88,8 @@ export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'Audit records, newest first (tenant users: their tenant; operators: the platform)',
         description:
-          'Filters: actor_id, actor_kind, action, resource_type, resource_id, since/until (epoch ms). ' +
+          'Filters: actor_id, actor_kind, action, resource_type, resource_id, since/until (epoch ms or ISO 8601; ' +
+          'since inclusive, until exclusive); an unknown parameter is a 400 (app and severity do not apply to audit records). ' +
           'A page of JSON by default; `?format=csv|xml|json`, `Accept: text/csv` or `application/xml`, ' +
           'or `?export=true` stream every matching record as an attachment.',
         querystring: AuditQuery,
@@ -99,9 +99,7 @@ export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { tenantId } = principalOf(request);
       const q = request.query;
-      if (q.since !== undefined && q.until !== undefined && q.until < q.since) {
-        invalidField('query.until', 'must not be before since');
-      }
+      checkTimeRange(q);
       const filters: AuditFilter = {
         ...(q.actor_id !== undefined && { actor_id: q.actor_id }),
         ...(q.actor_kind !== undefined && { actor_kind: q.actor_kind }),
@@ -122,6 +120,7 @@ export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
             item: 'record',
             columns: AUDIT_COLUMNS,
             filename: 'audit',
+            times: ['at'],
             fetchPage: (cursor) => app.store.audit.list(tenantId, { ...filters, limit: EXPORT_PAGE_SIZE, cursor }),
           },
           { now: app.clock(), startCursor: q.cursor ?? null },

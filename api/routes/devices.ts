@@ -10,7 +10,6 @@ import { principalOf, tenantIdOf } from '../auth/guard.js';
 import {
   ErrorBodySchema,
   IdParams,
-  IdSchema,
   ListQuery,
   NextCursor,
   NoContent,
@@ -22,9 +21,10 @@ import {
   sortQuery,
 } from '../schemas/common.js';
 import { DeviceSchema, DiscoveredDeviceSchema } from '../../shared/schemas/records.js';
+import { idOrSelf, refField } from './natural-keys.js';
 
 const fields = {
-  user_id: IdSchema.nullable().describe('the device user who owns the device'),
+  user_id: refField('user').nullable().describe('the device user who owns the device: id or e-mail'),
   name: z.string().trim().min(1).max(200),
   os: z.string().trim().min(1).max(100).nullable(),
 };
@@ -60,7 +60,10 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const device = await recordCreate(request, () => app.store.devices.create(tenantIdOf(request), request.body));
+      const tenantId = tenantIdOf(request);
+      const { user_id, ...rest } = request.body;
+      const owner = user_id === undefined || user_id === null ? user_id : await idOrSelf(app.store, tenantId, 'user', user_id);
+      const device = await recordCreate(request, () => app.store.devices.create(tenantId, { ...rest, ...(owner !== undefined && { user_id: owner }) }));
       return reply.code(201).send({ device });
     },
   );
@@ -71,13 +74,13 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'devices:read' },
       schema: {
         summary: 'List registered devices (filter by user_id)',
-        querystring: listQuery({ user_id: IdSchema.optional(), ...sortQuery(['name', 'created_at', 'updated_at']) }),
+        querystring: listQuery({ user_id: refField('user').optional(), ...sortQuery(['name', 'created_at', 'updated_at']) }),
         response: { 200: z.object({ devices: z.array(DeviceSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },
     async (request) => {
       const tenantId = tenantIdOf(request);
-      const { user_id } = request.query;
+      const user_id = request.query.user_id === undefined ? undefined : await idOrSelf(app.store, tenantId, 'user', request.query.user_id);
       const page = await paginate(request.query, (o) =>
         app.store.devices.list(tenantId, { ...o, ...(user_id !== undefined && { user_id }) }),
       );
@@ -93,6 +96,9 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'discovered:read' },
       schema: {
         summary: 'Devices seen at towers that no registration claims',
+        description:
+          'Sightings of devices no registration claims (for operators: that no tenant registered). Registering a ' +
+          'device (approving it) takes it off this list; a page may therefore hold fewer than `limit` items.',
         querystring: ListQuery,
         response: { 200: z.object({ devices: z.array(DiscoveredDeviceSchema), next_cursor: NextCursor }), ...errorResponses },
       },
@@ -100,7 +106,13 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const { tenantId } = principalOf(request);
       const page = await paginate(request.query, (o) => app.store.discovered.list(tenantId, o));
-      return { devices: page.items, next_cursor: page.next_cursor };
+      // Sightings stay in the store as history; what is claimed since is filtered here (one key lookup each).
+      const claimed = await Promise.all(
+        page.items.map(async (d) =>
+          tenantId === null ? (await app.store.devices.tenantOf(d.device_id)) !== null : (await app.store.devices.get(tenantId, d.device_id)) !== null,
+        ),
+      );
+      return { devices: page.items.filter((_d, i) => !claimed[i]), next_cursor: page.next_cursor };
     },
   );
 
@@ -129,11 +141,13 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const tenantId = tenantIdOf(request);
       const { id } = request.params;
+      const { user_id, ...rest } = request.body;
+      const owner = user_id === undefined || user_id === null ? user_id : await idOrSelf(app.store, tenantId, 'user', user_id);
       const device = await recordUpdate(
         request,
         id,
         () => app.store.devices.get(tenantId, id),
-        () => app.store.devices.update(tenantId, id, request.body),
+        () => app.store.devices.update(tenantId, id, { ...rest, ...(owner !== undefined && { user_id: owner }) }),
       );
       return { device: found(device, 'device') };
     },

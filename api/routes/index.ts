@@ -1,5 +1,6 @@
 /** Every resource plugin, each encapsulated; mounted under /api/v1 by app.ts. */
 import type { FastifyPluginAsync } from 'fastify';
+import { alertRoutes } from './alerts.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { assignmentRoutes } from './assignments.js';
 import { auditRoutes } from './audit.js';
@@ -9,6 +10,7 @@ import { consoleUserRoutes } from './console-users.js';
 import { dashboardRoutes } from './dashboard.js';
 import { deviceRoutes } from './devices.js';
 import { nestedRoutes } from './nested.js';
+import { onboardingRoutes } from './onboarding.js';
 import { planRoutes } from './plans.js';
 import { policyRoutes } from './policies.js';
 import { policyLifecycleRoutes } from './policy-lifecycle.js';
@@ -37,12 +39,14 @@ export const apiRoutes: FastifyPluginAsync = async (app) => {
   await app.register(catalogRoutes, { kind: 'apps' });
   await app.register(catalogRoutes, { kind: 'actions' });
   await app.register(deviceRoutes);
+  await app.register(onboardingRoutes);
   await app.register(towerRoutes);
   await app.register(towerCredentialRoutes);
   await app.register(carrierRoutes);
   await app.register(usageRoutes);
   await app.register(webhookRoutes);
   await app.register(dashboardRoutes);
+  await app.register(alertRoutes);
   await app.register(remediationRoutes);
   await app.register(nestedRoutes);
   await app.register(auditRoutes);

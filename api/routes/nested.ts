@@ -14,7 +14,7 @@ import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import { holds } from '../auth/permissions.js';
-import { EpochMsSchema, IdParams, IdSchema, NextCursor, errorResponses, found, listQuery, paginate } from '../schemas/common.js';
+import { EpochMsSchema, IdParams, IdSchema, NextCursor, errorResponses, found, listQuery, paginate, sortQuery } from '../schemas/common.js';
 import {
   CommandRecordSchema,
   DeviceSchema,
@@ -24,9 +24,10 @@ import {
   UserSchema,
 } from '../../shared/schemas/records.js';
 import { nestedInfraRoutes } from './nested-infra.js';
+import { idOrSelf, refField } from './natural-keys.js';
 import { policiesOfUser } from './policies.js';
 
-const DevicesQuery = listQuery({ user_id: IdSchema.optional() });
+const DevicesQuery = listQuery({ user_id: refField('user').optional() });
 const DeviceUsageQuery = listQuery({ effect: EffectSchema.optional(), tower_id: IdSchema.optional() });
 
 const DeviceStatusSchema = z.object({
@@ -104,6 +105,31 @@ export const nestedRoutes: FastifyPluginAsyncZod = async (app) => {
   // --- enterprises ---------------------------------------------------------------------------
 
   app.get(
+    '/enterprises',
+    {
+      // Operators and tenant users alike; the handler narrows to tenants:read / tenant:read.
+      config: { permission: 'session:read' },
+      schema: {
+        summary: 'List enterprises (operators: every tenant; tenant users: their own)',
+        querystring: listQuery(sortQuery(['name', 'created_at'])),
+        response: { 200: z.object({ enterprises: z.array(TenantSchema), next_cursor: NextCursor }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      if (principal.tenantId === null) {
+        if (!holds(principal, 'tenants:read')) throw createError('FORBIDDEN', "lacks permission 'tenants:read'");
+        const page = await paginate(request.query, (o) => app.store.tenants.list(o));
+        return { enterprises: page.items, next_cursor: page.next_cursor };
+      }
+      if (!holds(principal, 'tenant:read')) throw createError('FORBIDDEN', "lacks permission 'tenant:read'");
+      // One row at most: the first page holds it, later pages (a cursor, page > 1) are empty.
+      const own = request.query.cursor === undefined && (request.query.page ?? 1) === 1 ? await app.store.tenants.get(principal.tenantId) : null;
+      return { enterprises: own ? [own] : [], next_cursor: null };
+    },
+  );
+
+  app.get(
     '/enterprises/:id',
     {
       // Operators and tenant users alike; the handler narrows to tenants:read / tenant:read.
@@ -141,7 +167,7 @@ export const nestedRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const tenantId = tenantIdOf(request);
       ownTenant(tenantId, request.params.id);
-      const { user_id } = request.query;
+      const user_id = request.query.user_id === undefined ? undefined : await idOrSelf(app.store, tenantId, 'user', request.query.user_id);
       const page = await paginate(request.query, (o) =>
         app.store.devices.list(tenantId, { ...o, ...(user_id !== undefined && { user_id }) }),
       );

@@ -10,8 +10,6 @@ import type { Store } from '../../shared/store/port.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
-  IdParams,
-  IdSchema,
   NextCursor,
   NoContent,
   errorResponses,
@@ -20,10 +18,12 @@ import {
   invalidField,
   listQuery,
   paginate,
-  referenceNotFound,
   sortQuery,
 } from '../schemas/common.js';
 import { PolicySchema } from '../../shared/schemas/records.js';
+import { idOrSelf, refField, requireRef } from './natural-keys.js';
+
+const IdParams = z.object({ id: refField('policy') });
 
 const fields = {
   name: z.string().trim().min(1).max(200),
@@ -41,8 +41,8 @@ const PatchPolicyBody = z.strictObject({
 const PolicyReply = z.object({ policy: PolicySchema });
 
 const PoliciesQuery = listQuery({
-  user_id: IdSchema.optional().describe('only policies reaching this device user through its roles'),
-  role_id: IdSchema.optional().describe('only policies assigned to this role'),
+  user_id: refField('user').optional().describe('only policies reaching this device user through its roles (id or e-mail)'),
+  role_id: refField('role').optional().describe('only policies assigned to this role (id or name)'),
   ...sortQuery(['name', 'created_at']),
 });
 
@@ -67,7 +67,12 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
     '/policies',
     {
       config: { permission: 'policies:write', audit: { action: 'policies.create', resource_type: 'policy' } },
-      schema: { summary: 'Create a policy', body: CreatePolicyBody, response: { 201: PolicyReply, ...errorResponses } },
+      schema: {
+        summary: 'Create a policy',
+        description: 'Names are unique per tenant (case- and space-insensitive): 409 CONFLICT on a taken one.',
+        body: CreatePolicyBody,
+        response: { 201: PolicyReply, ...errorResponses },
+      },
     },
     async (request, reply) => {
       const policy = await recordCreate(request, () => app.store.policies.create(tenantIdOf(request), request.body));
@@ -92,12 +97,12 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
         invalidField('query.role_id', 'give either user_id or role_id, not both');
       }
       if (user_id !== undefined) {
-        if (!(await app.store.users.get(tenantId, user_id))) referenceNotFound('query.user_id', 'user');
-        return { user_id, policies: await policiesOfUser(app.store, tenantId, user_id) };
+        const userId = await requireRef(app.store, tenantId, 'user', user_id, 'query.user_id');
+        return { user_id: userId, policies: await policiesOfUser(app.store, tenantId, userId) };
       }
       if (role_id !== undefined) {
-        if (!(await app.store.roles.get(tenantId, role_id))) referenceNotFound('query.role_id', 'role');
-        return { role_id, policies: await app.store.rolePolicies.policiesOfRole(tenantId, role_id) };
+        const roleId = await requireRef(app.store, tenantId, 'role', role_id, 'query.role_id');
+        return { role_id: roleId, policies: await app.store.rolePolicies.policiesOfRole(tenantId, roleId) };
       }
       const page = await paginate(request.query, (o) => app.store.policies.list(tenantId, o));
       return { policies: page.items, next_cursor: page.next_cursor };
@@ -110,9 +115,10 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'policies:read' },
       schema: { summary: 'Get a policy', params: IdParams, response: { 200: PolicyReply, ...errorResponses } },
     },
-    async (request) => ({
-      policy: found(await app.store.policies.get(tenantIdOf(request), request.params.id), 'policy'),
-    }),
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      return { policy: found(await app.store.policies.get(tenantId, await idOrSelf(app.store, tenantId, 'policy', request.params.id)), 'policy') };
+    },
   );
 
   app.patch(
@@ -128,7 +134,7 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const tenantId = tenantIdOf(request);
-      const { id } = request.params;
+      const id = await idOrSelf(app.store, tenantId, 'policy', request.params.id);
       const policy = await recordUpdate(
         request,
         id,
@@ -147,7 +153,7 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
-      const { id } = request.params;
+      const id = await idOrSelf(app.store, tenantId, 'policy', request.params.id);
       const deleted = await recordDelete(
         request,
         id,

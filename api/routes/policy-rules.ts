@@ -15,7 +15,6 @@ import { audit, recordCreate, recordDelete } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
   IdParams,
-  IdSchema,
   NextCursor,
   NoContent,
   errorResponses,
@@ -27,6 +26,7 @@ import {
   sortQuery,
 } from '../schemas/common.js';
 import { PolicyRuleSchema, RemediationTypeSchema } from '../../shared/schemas/records.js';
+import { idOrSelf, refField } from './natural-keys.js';
 
 const RuleKey = z
   .string()
@@ -45,8 +45,8 @@ const EscalationBody = z.strictObject({
 });
 
 const fields = {
-  policy_id: IdSchema,
-  role_id: IdSchema.nullable().describe('restrict the rule to one role among those holding the policy'),
+  policy_id: refField('policy'),
+  role_id: refField('role').nullable().describe('restrict the rule to one role among those holding the policy (id or name)'),
   app: RuleKey.describe('app key or "*"'),
   action: RuleKey.describe('action key or "*"'),
   permission: EffectSchema,
@@ -82,7 +82,7 @@ const PatchRuleBody = z.strictObject({
   escalation: fields.escalation.optional(),
 });
 const RuleReply = z.object({ rule: PolicyRuleSchema });
-const RulesQuery = listQuery({ policy_id: IdSchema.optional(), role_id: IdSchema.optional(), ...sortQuery(['created_at']) });
+const RulesQuery = listQuery({ policy_id: refField('policy').optional(), role_id: refField('role').optional(), ...sortQuery(['created_at']) });
 
 type CatalogList = (tenantId: string, opts: ListOptions) => Promise<Page<{ key: string }>>;
 
@@ -132,7 +132,12 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
       const { permission, remediation = null, escalation = null } = request.body;
       checkRemediationOnDeny({ permission, remediation, escalation });
       await checkCatalogue(tenantId, request.body);
-      const rule = await recordCreate(request, () => app.store.rules.create(tenantId, request.body));
+      const { policy_id, role_id } = request.body;
+      const refs = {
+        policy_id: await idOrSelf(app.store, tenantId, 'policy', policy_id),
+        ...(role_id !== undefined && { role_id: role_id === null ? null : await idOrSelf(app.store, tenantId, 'role', role_id) }),
+      };
+      const rule = await recordCreate(request, () => app.store.rules.create(tenantId, { ...request.body, ...refs }));
       return reply.code(201).send({ rule });
     },
   );
@@ -149,7 +154,8 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const tenantId = tenantIdOf(request);
-      const { policy_id, role_id } = request.query;
+      const policy_id = request.query.policy_id === undefined ? undefined : await idOrSelf(app.store, tenantId, 'policy', request.query.policy_id);
+      const role_id = request.query.role_id === undefined ? undefined : await idOrSelf(app.store, tenantId, 'role', request.query.role_id);
       const page = await paginate(request.query, (o) =>
         app.store.rules.list(tenantId, {
           ...o,
@@ -194,7 +200,9 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
         escalation: escalation === undefined ? current.escalation : escalation,
       });
       await checkCatalogue(tenantId, request.body);
-      const rule = found(await app.store.rules.update(tenantId, request.params.id, request.body), 'rule');
+      const roleRef = request.body.role_id;
+      const patch = roleRef === undefined || roleRef === null ? request.body : { ...request.body, role_id: await idOrSelf(app.store, tenantId, 'role', roleRef) };
+      const rule = found(await app.store.rules.update(tenantId, request.params.id, patch), 'rule');
       audit(request, { after: rule });
       return { rule };
     },

@@ -122,6 +122,8 @@ export const towerRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { id } = request.params;
       existed(await recordDelete(request, id, () => app.store.towers.get(id), () => app.store.towers.delete(id)), 'tower');
+      // Brokers end the tower's live MQTT sessions (broker/broker.ts), as for a revoked credential.
+      app.bus.publish('tower.deleted', { tower_id: id });
       return reply.code(204).send();
     },
   );

@@ -1,27 +1,35 @@
 /**
  * Decided usage events (newest first): what each device did and what the platform answered.
  * One page as JSON by default; every matching row as a streamed JSON, CSV or XML download on
- * request (api/export.ts).
+ * request (api/export.ts). Filters: user (id or e-mail), device, effect, tower, app, and an
+ * event-time window (since/until on `ts`); any other query parameter is a 400.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { EffectSchema } from '../../shared/mqtt/payloads.js';
+import type { UsageRecord } from '../../shared/domain.js';
+import { CatalogKey, EffectSchema } from '../../shared/mqtt/payloads.js';
+import type { UsageFilter } from '../../shared/store/port.js';
 import { audit } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
-import { IdSchema, NextCursor, errorResponses, listQuery, paginate, sortQuery } from '../schemas/common.js';
+import { decisionLabels } from '../export-names.js';
+import { IdSchema, NextCursor, checkTimeRange, definedOf, errorResponses, listQuery, paginate, sortQuery, timeRangeQuery } from '../schemas/common.js';
 import { UsageRecordSchema } from '../../shared/schemas/records.js';
+import { idOrSelf, refField } from './natural-keys.js';
 
 const UsageQuery = listQuery({
-  user_id: IdSchema.optional(),
+  user_id: refField('user').optional(),
   device_id: IdSchema.optional(),
   effect: EffectSchema.optional(),
   tower_id: IdSchema.optional(),
+  app: CatalogKey.optional().describe('app key'),
+  ...timeRangeQuery,
   ...sortQuery(['ts', 'received_at']),
   ...exportQueryFields,
 });
 
 const USAGE_COLUMNS = Object.keys(UsageRecordSchema.shape) as Array<keyof typeof UsageRecordSchema.shape>;
+export const USAGE_TIME_COLUMNS = ['ts', 'received_at'] as const;
 
 export const usageRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -31,27 +39,29 @@ export const usageRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'Decided usage events, newest first (or all of them as a JSON, CSV or XML download)',
         description:
+          'Filters: user_id (id or e-mail), device_id, effect, tower_id, app, since/until (event time `ts`, ' +
+          'epoch ms or ISO 8601; since inclusive, until exclusive); an unknown parameter is a 400. ' +
           'A page of JSON by default. `?format=csv|xml|json`, `Accept: text/csv` or `application/xml`, ' +
           'or `?export=true` (JSON) stream every matching row as an attachment instead: ' +
-          'filters apply, `limit` and `page` do not, `cursor` starts the export there.',
+          'filters apply, `limit` and `page` do not, `cursor` starts the export there. CSV and XML ' +
+          'carry ISO 8601 times; CSV adds user_name, policy_name and rule next to their ids.',
         querystring: UsageQuery,
         response: { 200: z.object({ usage: z.array(UsageRecordSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
-      const { user_id, device_id, effect, tower_id } = request.query;
-      const filters = {
-        ...(user_id !== undefined && { user_id }),
-        ...(device_id !== undefined && { device_id }),
-        ...(effect !== undefined && { effect }),
-        ...(tower_id !== undefined && { tower_id }),
+      const q = request.query;
+      checkTimeRange(q);
+      const filters: UsageFilter = {
+        ...definedOf(q, ['device_id', 'effect', 'tower_id', 'app', 'since', 'until'] as const),
+        ...(q.user_id !== undefined && { user_id: await idOrSelf(app.store, tenantId, 'user', q.user_id) }),
       };
-      const format = requestedExport(request, reply, request.query);
+      const format = requestedExport(request, reply, q);
       if (format !== null) {
         // Bulk reads of a tenant's data are worth knowing about: exports are audited.
         audit(request, { action: 'app-usage.export', resource_type: 'usage', after: { format, filters } });
-        return sendExport(
+        return sendExport<UsageRecord>(
           reply,
           format,
           {
@@ -59,12 +69,14 @@ export const usageRoutes: FastifyPluginAsyncZod = async (app) => {
             item: 'record',
             columns: USAGE_COLUMNS,
             filename: 'app-usage',
+            times: USAGE_TIME_COLUMNS,
+            labels: decisionLabels(app.store, tenantId),
             fetchPage: (cursor) => app.store.usage.list(tenantId, { ...filters, limit: EXPORT_PAGE_SIZE, cursor }),
           },
-          { now: app.clock(), startCursor: request.query.cursor ?? null },
+          { now: app.clock(), startCursor: q.cursor ?? null },
         );
       }
-      const page = await paginate(request.query, (o) => app.store.usage.list(tenantId, { ...o, ...filters }));
+      const page = await paginate(q, (o) => app.store.usage.list(tenantId, { ...o, ...filters }));
       return { usage: page.items, next_cursor: page.next_cursor };
     },
   );

@@ -9,7 +9,8 @@ import type { Role, User } from '../../shared/domain.js';
 import type { ListOptions, Page, Store } from '../../shared/store/port.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
+import { ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
+import { idOrSelf, refField } from './natural-keys.js';
 import { RoleSchema, UserSchema } from '../../shared/schemas/records.js';
 
 export interface UsersRolesRoutesOptions {
@@ -39,6 +40,7 @@ const KINDS = {
     create: z.strictObject({ name, email: email.optional() }).meta({ example: { name: 'Ada Lovelace', email: 'ada@acme.example' } }),
     patch: z.strictObject({ name: name.optional(), email: email.optional() }),
     repo: (store: Store): NamedRepo => store.users,
+    ref: 'user',
     read: 'users:read',
     write: 'users:write',
   },
@@ -52,6 +54,7 @@ const KINDS = {
       .meta({ example: { name: 'field-engineer', description: 'Engineers working on site' } }),
     patch: z.strictObject({ name: name.optional(), description: description.optional() }),
     repo: (store: Store): NamedRepo => store.roles,
+    ref: 'role',
     read: 'roles:read',
     write: 'roles:write',
   },
@@ -65,12 +68,20 @@ export const usersRolesRoutes: FastifyPluginAsyncZod<UsersRolesRoutesOptions> = 
   const PatchBody: z.ZodType<{ name?: string }> = k.patch;
   const Reply = z.object({ [one]: k.schema });
   const ListReply = z.object({ [kind]: z.array(k.schema), next_cursor: NextCursor });
+  const IdParams = z.object({ id: refField(k.ref) });
+  /** The record id a path names (its id, or its natural key: e-mail / name). */
+  const idOf = (tenantId: string, ref: string): Promise<string> => idOrSelf(app.store, tenantId, k.ref, ref);
 
   app.post(
     `/${kind}`,
     {
       config: { permission: write, audit: { action: `${kind}.create`, resource_type: one } },
-      schema: { summary: `Create a ${k.noun}`, body: CreateBody, response: { 201: Reply, ...errorResponses } },
+      schema: {
+        summary: `Create a ${k.noun}`,
+        description: kind === 'users' ? 'E-mails are unique per tenant (case-insensitive): 409 CONFLICT on a taken one.' : 'Names are unique per tenant (case- and space-insensitive): 409 CONFLICT on a taken one.',
+        body: CreateBody,
+        response: { 201: Reply, ...errorResponses },
+      },
     },
     async (request, reply) => {
       const created = await recordCreate(request, () => repo(app.store).create(tenantIdOf(request), request.body));
@@ -101,7 +112,10 @@ export const usersRolesRoutes: FastifyPluginAsyncZod<UsersRolesRoutesOptions> = 
       config: { permission: read },
       schema: { summary: `Get a ${k.noun}`, params: IdParams, response: { 200: Reply, ...errorResponses } },
     },
-    async (request) => ({ [one]: found(await repo(app.store).get(tenantIdOf(request), request.params.id), one) }),
+    async (request) => {
+      const tenantId = tenantIdOf(request);
+      return { [one]: found(await repo(app.store).get(tenantId, await idOf(tenantId, request.params.id)), one) };
+    },
   );
 
   app.patch(
@@ -112,7 +126,7 @@ export const usersRolesRoutes: FastifyPluginAsyncZod<UsersRolesRoutesOptions> = 
     },
     async (request) => {
       const tenantId = tenantIdOf(request);
-      const { id } = request.params;
+      const id = await idOf(tenantId, request.params.id);
       const updated = await recordUpdate(
         request,
         id,
@@ -131,7 +145,7 @@ export const usersRolesRoutes: FastifyPluginAsyncZod<UsersRolesRoutesOptions> = 
     },
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
-      const { id } = request.params;
+      const id = await idOf(tenantId, request.params.id);
       const deleted = await recordDelete(
         request,
         id,

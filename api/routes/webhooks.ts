@@ -24,7 +24,7 @@ import {
 } from '../schemas/common.js';
 import { targetProblem } from '../../shared/net/address-policy.js';
 
-const WEBHOOK_EVENTS = ['alert.opened', 'alert.updated', 'command.updated', 'device.discovered'] as const;
+const WEBHOOK_EVENTS = ['alert.opened', 'alert.updated', 'alert.acknowledged', 'alert.assigned', 'alert.resolved', 'command.updated', 'device.discovered'] as const;
 const WebhookEventSchema = z.enum(WEBHOOK_EVENTS);
 
 const WebhookSchema = z

@@ -3,6 +3,7 @@
  * id params, and the helpers that turn a store `null` into a 404.
  */
 import { z } from 'zod';
+import { BOOLEAN_WORDS } from '../../shared/config.js';
 import { createError } from '../../shared/errors.js';
 import type { ListOptions, Page } from '../../shared/store/port.js';
 
@@ -114,4 +115,67 @@ export function existed(ok: boolean, what: string): void {
 /** A 400 naming one field, for rules a schema cannot express (cross-field, catalogue lookups). */
 export function invalidField(field: string, message: string): never {
   throw createError('VALIDATION_FAILED', `${field}: ${message}`, [{ field, message }]);
+}
+
+const ISO_8601_RE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+const MAX_EPOCH_MS = 8_640_000_000_000_000;
+
+/**
+ * A point in time in a query: epoch milliseconds, or ISO 8601 (`2026-01-31`, `2026-01-31T12:00Z`,
+ * with an offset or Z; a date alone is midnight UTC). Anything else is a 400, never a guess.
+ */
+export const TimeQuery = z
+  .string()
+  .max(40)
+  .transform((raw, ctx) => {
+    const text = raw.trim();
+    const ms = /^\d{1,16}$/.test(text) ? Number(text) : ISO_8601_RE.test(text) ? Date.parse(text) : Number.NaN;
+    if (!Number.isSafeInteger(ms) || ms < 0 || ms > MAX_EPOCH_MS) {
+      ctx.addIssue({ code: 'custom', message: 'must be epoch milliseconds or an ISO 8601 date-time (e.g. 2026-01-31T12:00:00Z)' });
+      return z.NEVER;
+    }
+    return ms;
+  })
+  .meta({ examples: ['2026-01-31T12:00:00Z', '1769860800000'] });
+
+const DURATION_UNITS_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+/** The longest window a query may ask for (a year): beyond it "all time" is the answer. */
+export const MAX_WINDOW_MS = 366 * 86_400_000;
+
+/** A duration such as `90s`, `15m`, `24h` or `7d` (a bare number is seconds), in milliseconds. */
+export const DurationQuery = z
+  .string()
+  .max(20)
+  .transform((raw, ctx) => {
+    const m = /^(\d{1,9})([smhd]?)$/.exec(raw.trim());
+    const ms = m ? Number(m[1]) * DURATION_UNITS_MS[(m[2] || 's') as keyof typeof DURATION_UNITS_MS] : Number.NaN;
+    if (!(ms > 0 && ms <= MAX_WINDOW_MS)) {
+      ctx.addIssue({ code: 'custom', message: 'must be a duration like 90s, 15m, 24h or 7d (at most 366d)' });
+      return z.NEVER;
+    }
+    return ms;
+  })
+  .meta({ examples: ['15m', '24h', '7d'] });
+
+/** `since`/`until` query fields: `since` inclusive, `until` exclusive. */
+export const timeRangeQuery = {
+  since: TimeQuery.optional().describe('inclusive lower bound: epoch ms or ISO 8601'),
+  until: TimeQuery.optional().describe('exclusive upper bound: epoch ms or ISO 8601'),
+};
+
+/** 400 when `until` is before `since` (equal bounds are an empty range). */
+export function checkTimeRange(q: { since?: number | undefined; until?: number | undefined }): void {
+  if (q.since !== undefined && q.until !== undefined && q.until < q.since) invalidField('query.until', 'must not be before since');
+}
+
+/** Boolean query values: the same spellings the configuration accepts (true/false, 1/0, yes/no). */
+export const BooleanQuery = z
+  .enum(BOOLEAN_WORDS)
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** Copies the defined values of `keys` from `q`: the filter object a store list takes. */
+export function definedOf<T extends object, K extends keyof T>(q: T, keys: readonly K[]): { [P in K]?: Exclude<T[P], undefined> } {
+  const out: { [P in K]?: Exclude<T[P], undefined> } = {};
+  for (const k of keys) if (q[k] !== undefined) out[k] = q[k] as Exclude<T[K], undefined>;
+  return out;
 }

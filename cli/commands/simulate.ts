@@ -11,7 +11,7 @@ const options: Record<string, CommandOption> = {
   scenario: { type: 'string', describe: 'Scenario file (.yaml, .yml or .json)' },
   api: { type: 'string', describe: 'Control plane API base URL', default: 'http://127.0.0.1:8080' },
   mqtt: { type: 'string', describe: 'Broker URL the towers connect to (mqtt:// or ws://)', default: 'mqtt://127.0.0.1:1883' },
-  'admin-email': { type: 'string', describe: 'Platform operator e-mail (env EDGEPLANE_ADMIN_EMAIL)' },
+  'admin-email': { type: 'string', describe: 'Platform operator e-mail (env EDGEPLANE_ADMIN_EMAIL; default admin@edgeplane.local)' },
   'admin-password': { type: 'string', describe: 'Platform operator password (env EDGEPLANE_ADMIN_PASSWORD)' },
   duration: { type: 'string', describe: 'Override the scenario duration, seconds (outages are scaled to fit)' },
   rate: { type: 'string', describe: 'Override the scenario rate, events/s' },
@@ -21,10 +21,14 @@ const options: Record<string, CommandOption> = {
 
 export const simulateHelp = `Usage: edgeplane simulate --scenario <file> [options]
 
-Provisions the scenario's tenants, policies, users, devices and towers through the API, then plays
-one real MQTT edge agent per tower against the broker and reports throughput, decision latency,
-undecided and duplicated events, and injected violations caught. Exits 1 if any event was left
-without a decision or any injected violation was missed.
+Provisions the scenario's tenants, catalogues, roles and policies through the API, its device
+users, role assignments and devices through the bulk import (POST /onboarding/import, 1000 rows
+per request), and its towers with fresh MQTT credentials, printing progress on stderr; then plays
+one real MQTT edge agent per tower against the broker, printing every second the events sent and
+decided, the p99 latency of that second and any tower offline, and reports throughput, decision
+latency, undecided and duplicated events, injected violations caught and remediation commands.
+Exits 1 if any event was left without a decision, any injected violation was missed or any
+expected remediation was not applied at a tower.
 
 Options:
 ${optionsHelp(options)}
@@ -54,7 +58,11 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   const report = await runFleet(world, {
     mqttUrl: values.mqtt as string,
     logger,
-    onProgress: (p) => process.stderr.write(`t=${p.elapsed_s.toFixed(0)}s sent=${p.sent} decided=${p.decided} p99=${p.p99_ms}ms\n`),
+    onProgress: (p) =>
+      process.stderr.write(
+        `t=${p.elapsed_s.toFixed(0)}s sent=${p.sent} decided=${p.decided} p99_last_interval=${p.p99_ms}ms` +
+          `${p.offline_towers.length > 0 || p.outages_started.length > 0 ? ` OUTAGE=${[...new Set([...p.outages_started, ...p.offline_towers])].join(',')}` : ''}\n`,
+      ),
   });
   process.stdout.write(formatReport(report) + '\n');
   if (typeof values.report === 'string') await writeFile(values.report, JSON.stringify(report, null, 2) + '\n');

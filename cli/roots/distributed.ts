@@ -17,7 +17,7 @@ import { RetentionJob } from '../../workers/retention-job.js';
 import { UplinkConsumer } from '../../workers/uplink-consumer.js';
 import { buildCommandService, ensureOperator } from '../embedded.js';
 import { component, startComponents, type RunningComponents } from './components.js';
-import { buildFoundation, urlHost, type Foundation } from './foundation.js';
+import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './foundation.js';
 import { HealthServer } from './health-server.js';
 import { buildSinks } from './sinks.js';
 
@@ -75,6 +75,8 @@ export async function startBrokerRole(config: Config, opts: RoleOptions): Promis
     towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
     tokens,
+    // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
+    consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },
     now: f.now,
     backends: redisBackends({
       url: config.redis_url!,

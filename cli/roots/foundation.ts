@@ -140,3 +140,9 @@ export function urlHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
   return host.includes(':') ? `[${host}]` : host;
 }
+
+/** A console user may keep an MQTT session: it exists in this tenant and is not disabled. */
+export async function consoleUserActive(store: Store, userId: string, tenantId: string): Promise<boolean> {
+  const user = await store.consoleUsers.get(userId);
+  return user !== null && user.tenant_id === tenantId && user.disabled_at === null;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { filterWithin, mayPublish, maySubscribe, parseTopic, topics, TOPIC_SPECS, type MqttPrincipal } from './topics.js';
+import { filters, filterWithin, mayPublish, mayReceive, maySubscribe, mqttIdentity, parseTopic, subscriptionMaxQos, topics, TOPIC_SPECS, type MqttPrincipal } from './topics.js';
 
 describe('topics', () => {
   it('every builder output parses back to its kind and ids', () => {
@@ -53,5 +53,42 @@ describe('topics', () => {
     expect(maySubscribe(t1, 'tenants/+/towers/T2/commands')).toBe(false);
     expect(maySubscribe(t1, 'tenants/+/policy')).toBe(true);
     expect(maySubscribe(t1, 'tenants/+/towers/T1/usage')).toBe(false);
+    // Exactly its three filters: not one per tenant id, which would let it hold thousands.
+    expect(maySubscribe(t1, 'tenants/A/towers/T1/decisions')).toBe(false);
+    expect(maySubscribe(t1, 'tenants/A/policy')).toBe(false);
+  });
+
+  it('uplinks reach internal services only; everything else as the subscribe ACL says', () => {
+    const t1: MqttPrincipal = { kind: 'tower', towerId: 'T1', credentialId: 'c' };
+    const consoleA: MqttPrincipal = { kind: 'console', tenantId: 'A', userId: 'u1' };
+    const service: MqttPrincipal = { kind: 'service', name: 'worker' };
+    for (const uplink of [topics.usage('A', 'T1'), topics.acks('A', 'T1'), topics.status('T1'), topics.discovery('T1')]) {
+      expect([mayReceive(t1, uplink), mayReceive(consoleA, uplink), mayReceive(service, uplink)]).toEqual([false, false, true]);
+    }
+    expect(mayReceive(t1, topics.decisions('A', 'T1'))).toBe(true);
+    expect(mayReceive(t1, topics.decisions('A', 'T2'))).toBe(false);
+    expect(mayReceive(consoleA, topics.decisions('A', 'T2'))).toBe(true);
+    expect(mayReceive(consoleA, topics.decisions('B', 'T2'))).toBe(false);
+  });
+
+  it('grants QoS 0 where nothing should be queued for an offline session', () => {
+    const t1: MqttPrincipal = { kind: 'tower', towerId: 'T1', credentialId: 'c' };
+    expect(subscriptionMaxQos(t1, filters.allPolicies)).toBe(0);
+    expect(subscriptionMaxQos(t1, filters.towerCommands('T1'))).toBe(1);
+    expect(subscriptionMaxQos({ kind: 'console', tenantId: 'A', userId: 'u1' }, 'tenants/A/#')).toBe(0);
+    expect(subscriptionMaxQos({ kind: 'service', name: 'w' }, 'tenants/#')).toBe(1);
+  });
+
+  it('pins console client ids to their user', () => {
+    expect(mqttIdentity.consoleClientId('u1')).toBe('console-u1');
+    expect(mqttIdentity.consoleClientId('u1', 'tab-2')).toBe('console-u1.tab-2');
+    expect(mqttIdentity.isConsoleClientIdOf('console-u1', 'u1')).toBe(true);
+    expect(mqttIdentity.isConsoleClientIdOf('console-u1.tab-2', 'u1')).toBe(true);
+    // A user id that is a prefix of another's must not reach the other's ids.
+    expect(mqttIdentity.isConsoleClientIdOf('console-u1-x', 'u1')).toBe(false);
+    expect(mqttIdentity.isConsoleClientIdOf('console-u1.', 'u1')).toBe(false);
+    expect(mqttIdentity.isConsoleClientIdOf('console-u1.a.b', 'u1')).toBe(false);
+    expect(mqttIdentity.isConsoleClientIdOf('console-u2', 'u1')).toBe(false);
+    expect(() => mqttIdentity.consoleClientId('u1', 'a.b')).toThrow();
   });
 });

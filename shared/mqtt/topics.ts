@@ -109,10 +109,15 @@ export function publishAcl(p: MqttPrincipal): string[] {
   }
 }
 
-/** The filters a principal may subscribe to (a requested filter must lie within one). */
+/**
+ * The filters a principal may subscribe to. A console user or service may subscribe to any
+ * filter that lies within one of them; a tower only to these exact filters (see maySubscribe).
+ */
 export function subscribeAcl(p: MqttPrincipal): string[] {
   switch (p.kind) {
     case 'tower':
+      // What its agent subscribes to: every tenant it serves in one filter each. The cloud
+      // publishes a tower's decisions and commands only under the tenants whose events it sent.
       return [filters.towerDecisions(p.towerId), filters.towerCommands(p.towerId), filters.allPolicies];
     case 'console':
       // Read-only view of its own tenant; never another tenant's prefix.
@@ -159,22 +164,73 @@ export function mayPublish(p: MqttPrincipal, topic: string): boolean {
   return publishAcl(p).some((a) => filterWithin(topic, a));
 }
 
+/**
+ * A tower is granted its three filters verbatim and nothing narrower: every distinct filter a
+ * session holds costs the broker memory (and, on a persistent session, storage), and the three
+ * wildcards already cover every tenant it serves, so narrower ones (its decisions under one
+ * tenant id, then the next, …) would only let one tower make the broker hold thousands.
+ */
 export function maySubscribe(p: MqttPrincipal, filter: string): boolean {
+  if (p.kind === 'tower') return subscribeAcl(p).includes(filter);
   return subscribeAcl(p).some((a) => filterWithin(filter, a));
+}
+
+/**
+ * Whether a message on `topic` may be delivered to `p`: the topic lies within its subscribe ACL,
+ * and uplinks (what towers publish) reach internal services only. Tower uplinks are claims the
+ * cloud has not checked yet (a usage event for a device of another tenant is rejected by the
+ * workers), so no console user or other tower ever receives one.
+ */
+export function mayReceive(p: MqttPrincipal, topic: string): boolean {
+  const parsed = parseTopic(topic);
+  if (parsed !== null && TOPIC_SPECS[parsed.kind].direction === 'uplink' && p.kind !== 'service') return false;
+  return subscribeAcl(p).some((a) => filterWithin(topic, a));
+}
+
+/**
+ * The highest QoS the broker grants `p` on `filter` [MQTT-3.9.3]. QoS 0 means nothing is queued
+ * for the session while it is offline:
+ * - a tower's policy bundles: only the newest bundle of each tenant matters, and it is retained,
+ *   so the tower gets it when it SUBSCRIBEs after (re)connecting [MQTT-3.8.4-3] rather than
+ *   every republish made while it was away;
+ * - console users: live views; what happened while they were away is in the API.
+ */
+export function subscriptionMaxQos(p: MqttPrincipal, filter: string): 0 | 1 {
+  if (p.kind === 'console') return 0;
+  if (p.kind === 'tower' && filter === filters.allPolicies) return 0;
+  return 1;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Identities on the wire (used by the broker's authenticate hook and by every MQTT client)
 // ---------------------------------------------------------------------------------------------
 
+const CONSOLE_SESSION_RE = /^[A-Za-z0-9_-]{1,32}$/;
+
 /**
  * Client ids and usernames the broker recognises. A tower must connect with client id
  * `tower-<towerId>` so no other principal can take over its persistent session [MQTT-3.1.4-2];
- * the `tower-` and `service-` client id prefixes are reserved for those principals.
+ * a console user with `console-<userId>` or `console-<userId>.<session>` (several dashboards),
+ * or an empty id on a clean session (the broker assigns one). The `tower-`, `console-` and
+ * `service-` prefixes are reserved for those principals.
  */
 export const mqttIdentity = {
   towerClientId: (towerId: string) => `tower-${checkId('towerId', towerId)}`,
   towerClientIdPrefix: 'tower-',
+  consoleClientIdPrefix: 'console-',
+  consoleClientId: (userId: string, session?: string) => {
+    const base = `console-${checkId('console user id', userId)}`;
+    if (session === undefined) return base;
+    if (!CONSOLE_SESSION_RE.test(session)) throw new Error(`invalid console session name: ${JSON.stringify(session)}`);
+    return `${base}.${session}`;
+  },
+  /** True when `clientId` is one of `userId`'s console client ids ('.' cannot occur in an id). */
+  isConsoleClientIdOf: (clientId: string, userId: string) => {
+    const base = `console-${userId}`;
+    if (!TOPIC_ID_RE.test(userId) || !clientId.startsWith(base)) return false;
+    const rest = clientId.slice(base.length);
+    return rest === '' || (rest.startsWith('.') && CONSOLE_SESSION_RE.test(rest.slice(1)));
+  },
   serviceClientIdPrefix: 'service-',
   serviceClientId: (name: string) => `service-${checkId('service name', name)}`,
   serviceUsername: (name: string) => `service:${checkId('service name', name)}`,

@@ -8,6 +8,7 @@ import type { Alert, CommandRecord, UsageRecord } from '../domain.js';
 import { Counters } from '../metrics.js';
 import { FIREBASE_PATHS, FirebaseSink } from './firebase-sink.js';
 import { INCREMENT, type RealtimeWriter } from './realtime-writer.js';
+import { NO_WORKFLOW } from '../store/rules/alerts.js';
 
 const FLUSH_MS = 1000;
 const NOW = 1_700_000_000_000;
@@ -47,6 +48,7 @@ function alert(id: string, count: number, tenant = 't1'): Alert {
     first_seen: NOW,
     last_seen: NOW + count,
     status: 'open',
+    ...NO_WORKFLOW,
   };
 }
 
@@ -147,6 +149,7 @@ describe('FirebaseSink', () => {
         last_seen: NOW + 400,
         status: 'open',
         tower_id: 'T1',
+        ...NO_WORKFLOW,
       },
       'tenants/t1/remediations/c1': {
         type: 'block_app',
@@ -262,6 +265,20 @@ describe('FirebaseSink', () => {
     await vi.advanceTimersByTimeAsync(FLUSH_MS * 2);
     expect(writer.updates).toHaveLength(1);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('mirrors alert workflow steps: the alert node after acknowledge, assign and resolve', async () => {
+    sink.start();
+    const a = alert('a1', 2);
+    const step = { id: 's', tenant_id: 't1', alert_id: 'a1', kind: 'acknowledged' as const, at: NOW, actor_id: 'u1', assignee: null, note: null };
+    bus.publish('alert.acknowledged', { tenant_id: 't1', alert: { ...a, status: 'acknowledged', acknowledged_by: 'u1', acknowledged_at: NOW + 1 }, step });
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
+    expect(writer.updates[0]!['tenants/t1/alerts/a1']).toMatchObject({ status: 'acknowledged', acknowledged_by: 'u1', acknowledged_at: NOW + 1 });
+    bus.publish('alert.assigned', { tenant_id: 't1', alert: { ...a, status: 'acknowledged', assigned_to: 'u2', assigned_at: NOW + 2, assigned_by: 'u1' }, step: { ...step, kind: 'assigned', assignee: 'u2' } });
+    bus.publish('alert.resolved', { tenant_id: 't1', alert: { ...a, status: 'resolved', assigned_to: 'u2', resolved_by: 'u2', resolved_at: NOW + 3, note: 'fixed' }, step: { ...step, kind: 'resolved' } });
+    await vi.advanceTimersByTimeAsync(FLUSH_MS);
+    expect(writer.updates).toHaveLength(2);
+    expect(writer.updates[1]!['tenants/t1/alerts/a1']).toMatchObject({ status: 'resolved', assigned_to: 'u2', resolved_by: 'u2', resolved_at: NOW + 3, note: 'fixed' });
   });
 
   it('escapes characters Realtime Database keys may not contain', async () => {

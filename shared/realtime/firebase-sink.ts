@@ -5,7 +5,9 @@
  *
  * Path layout (also exported as FIREBASE_PATHS for the README):
  *   tenants/{tenantId}/alerts/{alertId}          {device_id, rule_id, policy_id, app, action, severity,
- *                                                  count, first_seen, last_seen, status, tower_id}
+ *                                                  count, first_seen, last_seen, status, tower_id,
+ *                                                  acknowledged_by/_at, assigned_to/_at/_by, resolved_by/_at,
+ *                                                  note} (an unset field is absent: RTDB drops nulls)
  *   tenants/{tenantId}/remediations/{commandId}  {type, device_id, app, tower_id, status, source,
  *                                                  attempts, updated_at, expires_at}
  *   tenants/{tenantId}/counters/events           server increment: usage events decided
@@ -36,6 +38,14 @@ const ALERT_FIELDS = [
   'last_seen',
   'status',
   'tower_id',
+  'acknowledged_by',
+  'acknowledged_at',
+  'assigned_to',
+  'assigned_at',
+  'assigned_by',
+  'resolved_by',
+  'resolved_at',
+  'note',
 ] as const satisfies ReadonlyArray<keyof Alert>;
 
 const REMEDIATION_FIELDS = [
@@ -58,7 +68,11 @@ export interface FirebasePathDescription {
 
 /** The layout written by FirebaseSink, for documentation (README) and dashboard authors. */
 export const FIREBASE_PATHS: readonly FirebasePathDescription[] = [
-  { path: 'tenants/{tenantId}/alerts/{alertId}', value: `{${ALERT_FIELDS.join(', ')}}`, from: ['alert.opened', 'alert.updated'] },
+  {
+    path: 'tenants/{tenantId}/alerts/{alertId}',
+    value: `{${ALERT_FIELDS.join(', ')}}`,
+    from: ['alert.opened', 'alert.updated', 'alert.acknowledged', 'alert.assigned', 'alert.resolved'],
+  },
   { path: 'tenants/{tenantId}/remediations/{commandId}', value: `{${REMEDIATION_FIELDS.join(', ')}}`, from: ['command.updated'] },
   { path: 'tenants/{tenantId}/counters/events', value: 'server increment: usage events decided', from: ['usage.decided'] },
   { path: 'tenants/{tenantId}/counters/denied', value: 'server increment: usage events denied', from: ['usage.decided'] },
@@ -111,6 +125,9 @@ export class FirebaseSink {
     const { bus } = this.#opts;
     bus.subscribe('alert.opened', (e) => this.#alert(e.tenant_id, e.alert), this);
     bus.subscribe('alert.updated', (e) => this.#alert(e.tenant_id, e.alert), this);
+    for (const step of ['alert.acknowledged', 'alert.assigned', 'alert.resolved'] as const) {
+      bus.subscribe(step, (e) => this.#alert(e.tenant_id, e.alert), this);
+    }
     bus.subscribe('command.updated', (e) => this.#remediation(e.tenant_id, e.command), this);
     bus.subscribe('usage.decided', (e) => this.#usage(e.tenant_id, e.records), this);
   }

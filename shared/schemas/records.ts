@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type {
   Action,
   Alert,
+  AlertEvent,
   App,
   Carrier,
   CommandEvent,
@@ -228,12 +229,35 @@ export const AlertSchema = z
     count: z.number().int(),
     first_seen: EpochMsSchema,
     last_seen: EpochMsSchema,
-    status: z.enum(['open', 'acknowledged', 'resolved']),
+    status: z
+      .enum(['open', 'acknowledged', 'resolved'])
+      .describe('open → acknowledged → resolved; a deny after resolution opens a new alert'),
+    acknowledged_by: z.string().nullable().describe('console user id (or api_key:<id>) who acknowledged it'),
+    acknowledged_at: EpochMsSchema.nullable(),
+    assigned_to: z.string().nullable().describe('console user id of the assignee'),
+    assigned_at: EpochMsSchema.nullable(),
+    assigned_by: z.string().nullable().describe('who made the latest (un)assignment'),
+    resolved_by: z.string().nullable(),
+    resolved_at: EpochMsSchema.nullable(),
+    note: z.string().nullable().describe('note of the latest workflow step'),
   })
   .meta({
     id: 'Alert',
-    example: { id: '01JGZ5YE4G8H2J6K0L4M8N2P6Q', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', device_id: 'imei-356938035643809', user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', rule_id: '01JGZ5VA1S5D9F3G7H1J5K9L3M', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', app: 'dropbox', action: 'upload_file', tower_id: 'twr-paris-001', severity: 'high', count: 3, first_seen: 1767229100000, last_seen: 1767229160000, status: 'open' } satisfies Alert,
+    example: { id: '01JGZ5YE4G8H2J6K0L4M8N2P6Q', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', device_id: 'imei-356938035643809', user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', rule_id: '01JGZ5VA1S5D9F3G7H1J5K9L3M', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', app: 'dropbox', action: 'upload_file', tower_id: 'twr-paris-001', severity: 'high', count: 3, first_seen: 1767229100000, last_seen: 1767229160000, status: 'acknowledged', acknowledged_by: '01JGZ60G6J0K4L8M2N6P0Q4R8S', acknowledged_at: 1767229200000, assigned_to: '01JGZ60G6J0K4L8M2N6P0Q4R8S', assigned_at: 1767229200000, assigned_by: '01JGZ60G6J0K4L8M2N6P0Q4R8S', resolved_by: null, resolved_at: null, note: 'looking into it' } satisfies Alert,
   });
+
+export const AlertEventSchema = z
+  .object({
+    id: z.string(),
+    tenant_id: z.string(),
+    alert_id: z.string(),
+    kind: z.enum(['acknowledged', 'assigned', 'unassigned', 'resolved']),
+    at: EpochMsSchema,
+    actor_id: z.string().nullable().describe('console user id, or api_key:<id>'),
+    assignee: z.string().nullable().describe("for 'assigned': the console user id"),
+    note: z.string().nullable(),
+  })
+  .meta({ id: 'AlertEvent' });
 
 export const PlanSchema = z
   .object({
@@ -295,7 +319,8 @@ export const DashboardMetricsSchema = z
     users: z.number().int(),
     policies: z.number().int(),
     rules: z.number().int(),
-    alerts_open: z.number().int(),
+    alerts_open: z.number().int().describe('alerts not yet acknowledged or resolved'),
+    alerts_acknowledged: z.number().int().describe('alerts acknowledged and not resolved yet'),
     usage_total: z.number().int(),
     usage_allowed: z.number().int(),
     usage_denied: z.number().int(),
@@ -325,6 +350,7 @@ export type RecordSchemasMatchDomain = [
   Assert<Same<Out<typeof TowerCredentialSchema>, TowerCredential>>,
   Assert<Same<Out<typeof UsageRecordSchema>, UsageRecord>>,
   Assert<Same<Out<typeof AlertSchema>, Alert>>,
+  Assert<Same<Out<typeof AlertEventSchema>, AlertEvent>>,
   Assert<Same<Out<typeof DashboardMetricsSchema>, DashboardMetrics>>,
   Assert<Same<Out<typeof PlanSchema>, Plan>>,
   Assert<Same<Out<typeof CommandRecordSchema>, CommandRecord>>,

@@ -16,6 +16,7 @@
 import type {
   Action,
   Alert,
+  AlertEvent,
   ApiKey,
   AuditActorKind,
   AuditRecord,
@@ -187,6 +188,70 @@ export interface AuditFilter {
   until?: number;
 }
 
+/** Alert list filters; since/until select alerts active in [since, until) (epoch ms). */
+export interface AlertFilter {
+  status?: AlertStatus;
+  device_id?: string;
+  app?: string;
+  severity?: Severity;
+  /** Console user id of the assignee. */
+  assigned_to?: string;
+  /** last_seen >= since. */
+  since?: number;
+  /** first_seen < until. */
+  until?: number;
+}
+
+/** Usage list filters; since/until bound the event time `ts` (inclusive / exclusive, epoch ms). */
+export interface UsageFilter {
+  user_id?: string;
+  device_id?: string;
+  effect?: Effect;
+  tower_id?: string;
+  app?: string;
+  since?: number;
+  until?: number;
+}
+
+/** One alert workflow step (rules/alerts.ts: applyAlertAction). `by` is the actor id. */
+export type AlertAction =
+  | { kind: 'acknowledge' | 'resolve'; by: string | null; at: number; note?: string | null }
+  | { kind: 'assign'; assignee: string | null; by: string | null; at: number; note?: string | null };
+
+/**
+ * One row of a bulk onboarding import (rules/onboarding.ts). A row names a device user by its
+ * natural key (e-mail), the roles it should hold (by name), and/or a device (by id) it owns.
+ */
+export interface DirectoryRow {
+  user_email?: string | undefined;
+  user_name?: string | undefined;
+  roles?: string[] | undefined;
+  device_id?: string | undefined;
+  device_name?: string | undefined;
+  device_os?: string | undefined;
+}
+
+export type ImportOutcome = 'created' | 'updated' | 'unchanged';
+
+export interface DirectoryRowResult {
+  /** Index of the row in the input (0-based). */
+  row: number;
+  user: ImportOutcome | null;
+  user_id: string | null;
+  device: ImportOutcome | null;
+  device_id: string | null;
+  /** Role assignments this row added (0 when the user already held them). */
+  roles_added: number;
+}
+
+export interface DirectoryImportResult {
+  dry_run: boolean;
+  rows: DirectoryRowResult[];
+  users: Record<ImportOutcome, number>;
+  devices: Record<ImportOutcome, number>;
+  role_assignments: { created: number; unchanged: number };
+}
+
 export interface ApiKeyInput {
   tenant_id: string;
   name: string;
@@ -342,7 +407,10 @@ export interface DashboardMetrics {
   users: number;
   policies: number;
   rules: number;
+  /** Alerts raised and not yet acknowledged or resolved. */
   alerts_open: number;
+  /** Alerts someone acknowledged and has not resolved yet. */
+  alerts_acknowledged: number;
   usage_total: number;
   usage_allowed: number;
   usage_denied: number;
@@ -396,9 +464,17 @@ export interface Store {
     revokeFamily(familyId: string, now: number): Promise<void>;
   };
 
-  users: TenantCrud<User, UserInput, Partial<UserInput>>;
-  roles: TenantCrud<Role, RoleInput, Partial<RoleInput>>;
-  policies: TenantCrud<Policy, PolicyInput, Partial<PolicyInput>>;
+  /** E-mails are unique per tenant, case-insensitively (CONFLICT on field email). */
+  users: TenantCrud<User, UserInput, Partial<UserInput>> & {
+    findByEmail(tenantId: string, email: string): Promise<User | null>;
+  };
+  /** Names are unique per tenant, case- and space-insensitively (rules/names.ts; CONFLICT on field name). */
+  roles: TenantCrud<Role, RoleInput, Partial<RoleInput>> & {
+    findByName(tenantId: string, name: string): Promise<Role | null>;
+  };
+  policies: TenantCrud<Policy, PolicyInput, Partial<PolicyInput>> & {
+    findByName(tenantId: string, name: string): Promise<Policy | null>;
+  };
   rules: TenantCrud<PolicyRule, RuleInput, RulePatch, { policy_id?: string; role_id?: string }>;
   apps: TenantCrud<App, CatalogInput, Partial<Pick<CatalogInput, 'name'>>>;
   actions: TenantCrud<Action, CatalogInput, Partial<Pick<CatalogInput, 'name'>>>;
@@ -453,15 +529,37 @@ export interface Store {
      * transaction (all or nothing). Results are in input order.
      */
     recordBatches(inputs: RecordUsageInput[]): Promise<RecordUsageResult[]>;
-    list(
-      tenantId: string,
-      opts?: ListOptions & { user_id?: string; device_id?: string; effect?: Effect; tower_id?: string },
-    ): Promise<Page<UsageRecord>>;
+    list(tenantId: string, opts?: ListOptions & UsageFilter): Promise<Page<UsageRecord>>;
+    /** Events decided in [since, until) on `ts`, by effect (the dashboard's time window). */
+    countByEffect(tenantId: string, window: { since: number; until: number }): Promise<Record<Effect, number>>;
   };
 
   alerts: {
     get(tenantId: string, id: string): Promise<Alert | null>;
-    list(tenantId: string, opts?: ListOptions & { status?: AlertStatus; device_id?: string }): Promise<Page<Alert>>;
+    list(tenantId: string, opts?: ListOptions & AlertFilter): Promise<Page<Alert>>;
+    count(tenantId: string, filter?: AlertFilter): Promise<number>;
+    /**
+     * A workflow step (acknowledge, assign, resolve), recorded in the alert's history in the same
+     * transaction, which `step` returns. null for an unknown alert; `step: null` when the step
+     * already held (nothing was written).
+     * NOT_FOUND (assignee) unless the assignee is a console user of the tenant; CONFLICT (status)
+     * for acknowledging or assigning a resolved alert.
+     */
+    act(tenantId: string, id: string, action: AlertAction): Promise<{ alert: Alert; step: AlertEvent | null } | null>;
+    /** The alert's workflow steps, oldest first; [] for an unknown alert. */
+    events(tenantId: string, id: string): Promise<AlertEvent[]>;
+  };
+
+  /**
+   * Bulk onboarding: device users (by e-mail), their role assignments (by role name) and devices
+   * (by id) in one transaction, all or nothing. Idempotent: a row that matches what is stored
+   * changes nothing; assignments and owners are only ever added or set, never removed. Every bad
+   * row is reported at once (VALIDATION_FAILED, fields `rows.<i>.<field>`); PLAN_LIMIT_EXCEEDED
+   * when the new devices would pass the plan's max_devices. `dryRun` checks and answers the same
+   * outcomes without writing.
+   */
+  directory: {
+    import(tenantId: string, rows: DirectoryRow[], opts?: { dryRun?: boolean }): Promise<DirectoryImportResult>;
   };
 
   discovered: {

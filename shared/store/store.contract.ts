@@ -18,11 +18,14 @@
  * asserts relations between timestamps and ids, not their values.
  */
 import { afterEach, beforeEach, describe } from 'vitest';
+import { describeAlertContract } from './contract/alerts.js';
 import { describeApiKeyContract } from './contract/api-keys.js';
 import { describeAuditContract } from './contract/audit.js';
 import { describeConsoleUserContract } from './contract/console-users.js';
 import { describeCoreContract } from './contract/core.js';
+import { describeDirectoryContract } from './contract/directory.js';
 import { ContractState, type StoreContractHarness } from './contract/harness.js';
+import { describeNameContract } from './contract/names.js';
 import { describePlanContract } from './contract/plans.js';
 import { describePlatformContract } from './contract/platform.js';
 import { describePolicyTestContract } from './contract/policy-tests.js';
@@ -51,6 +54,9 @@ export function describeStoreContract(name: string, open: () => Promise<StoreCon
 
     describeCoreContract(state);
     describeUsageContract(state);
+    describeAlertContract(state);
+    describeNameContract(state);
+    describeDirectoryContract(state);
     describePlatformContract(state);
     describeConsoleUserContract(state);
     describePlanContract(state);

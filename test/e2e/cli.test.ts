@@ -94,6 +94,8 @@ describe('edgeplane demo (non-interactive)', () => {
     const report = join(dir, 'report.json');
     const r = await runCli(['demo', '--duration', '3', '--report', report, ...LOOPBACK], { env: { EDGEPLANE_DATA_DIR: join(dir, 'data') } });
     expect(r.code, r.stderr).toBe(0);
+    // The console's address and the logins the demo created, printed before the fleet plays.
+    expect(r.stdout).toMatch(/^Console: http:\/\/127\.0\.0\.1:\d+\/ .* operator \S+ \/ \S+; acme \S+ \/ \S+; globex /m);
     const json = JSON.parse(await readFile(report, 'utf8')) as Record<string, unknown>;
     for (const key of ['events_sent', 'decisions_received', 'events_without_decision', 'duplicate_decisions', 'violations_injected', 'violations_caught', 'throughput_eps', 'latency_ms']) {
       expect(json).toHaveProperty(key);

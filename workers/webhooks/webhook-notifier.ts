@@ -51,6 +51,10 @@ export class WebhookNotifier {
     const { bus } = this.#opts;
     bus.subscribe('alert.opened', (e) => this.#notify('alert.opened', e.tenant_id, e.alert), this);
     bus.subscribe('alert.updated', (e) => this.#notify('alert.updated', e.tenant_id, e.alert), this);
+    // Workflow steps carry the alert after the step (who/when/note are on it), like the others.
+    for (const type of ['alert.acknowledged', 'alert.assigned', 'alert.resolved'] as const) {
+      bus.subscribe(type, (e) => this.#notify(type, e.tenant_id, e.alert), this);
+    }
     bus.subscribe('command.updated', (e) => this.#notify('command.updated', e.tenant_id, e.command), this);
     bus.subscribe(
       'device.discovered',

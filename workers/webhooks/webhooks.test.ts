@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InProcessBus } from '../../shared/bus.js';
-import type { Alert, CommandRecord, WebhookEventType } from '../../shared/domain.js';
+import type { Alert, AlertEvent, CommandRecord, WebhookEventType } from '../../shared/domain.js';
 import { createIdFactory } from '../../shared/ids.js';
 import { Counters } from '../../shared/metrics.js';
 import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
@@ -21,6 +21,7 @@ import { InProcessJobQueues } from '../../shared/workflow/job-queue.js';
 import { InProcessLeases } from '../../shared/workflow/leases.js';
 import { WebhookDeliverer, backoffMs } from './webhook-deliverer.js';
 import { WebhookNotifier, type WebhookEventBody } from './webhook-notifier.js';
+import { NO_WORKFLOW } from '../../shared/store/rules/alerts.js';
 
 const START = 1_700_000_000_000;
 const MAX_ATTEMPTS = 4;
@@ -137,6 +138,7 @@ function alert(tenantId: string, id = 'alert-1'): Alert {
     first_seen: START,
     last_seen: START,
     status: 'open',
+    ...NO_WORKFLOW,
   };
 }
 
@@ -328,6 +330,25 @@ describe('webhook fan-out', () => {
     const ids = receiver.requests.map((r) => (JSON.parse(r.body) as WebhookEventBody).id);
     expect(ids[0]).toBe(ids[1]);
     expect(receiver.requests[0]!.headers['x-edgeplane-delivery']).not.toBe(receiver.requests[1]!.headers['x-edgeplane-delivery']);
+  });
+
+  it('delivers alert workflow steps (acknowledged, assigned, resolved) with the alert after the step', async () => {
+    const { tenantId, path } = await tenantWithHook('flow', ['alert.acknowledged', 'alert.assigned', 'alert.resolved']);
+    await store.webhooks.create(tenantId, { url: receiver.url('/opened-only'), events: ['alert.opened'], secret: 'z' });
+    const base = alert(tenantId);
+    const step = (kind: AlertEvent['kind']): AlertEvent => ({ id: `s-${kind}`, tenant_id: tenantId, alert_id: base.id, kind, at: START, actor_id: 'u-1', assignee: null, note: null });
+    const acked = { ...base, status: 'acknowledged' as const, acknowledged_by: 'u-1', acknowledged_at: START };
+    bus.publish('alert.acknowledged', { tenant_id: tenantId, alert: acked, step: step('acknowledged') });
+    bus.publish('alert.assigned', { tenant_id: tenantId, alert: { ...acked, assigned_to: 'u-2', assigned_at: START, assigned_by: 'u-1' }, step: step('assigned') });
+    bus.publish('alert.resolved', { tenant_id: tenantId, alert: { ...acked, status: 'resolved', resolved_by: 'u-1', resolved_at: START, note: 'done' }, step: step('resolved') });
+    await deliver();
+    const got = receiver.on(path).map((r) => JSON.parse(r.body) as WebhookEventBody);
+    expect(got.map((b) => [b.type, (b.data as Alert).status, (b.data as Alert).assigned_to])).toEqual([
+      ['alert.acknowledged', 'acknowledged', null],
+      ['alert.assigned', 'acknowledged', 'u-2'],
+      ['alert.resolved', 'resolved', null],
+    ]);
+    expect(receiver.on('/opened-only')).toEqual([]);
   });
 });
 

@@ -116,10 +116,11 @@ export function describeSortingContract(state: ContractState): void {
 
     it('sorts the other declared lists (tenants, users, roles, policies, apps, audit)', async () => {
       const t = await store.tenants.create({ name: 'zz-many' });
-      for (const name of ['m', 'k', 'm', 'a']) {
+      for (const [i, name] of ['m', 'k', 'm', 'a'].entries()) {
         await store.users.create(t.id, { name });
-        await store.roles.create(t.id, { name });
-        await store.policies.create(t.id, { name });
+        // Role and policy names are unique (natural keys): users carry the ties.
+        await store.roles.create(t.id, { name: `${name}${i}` });
+        await store.policies.create(t.id, { name: `${name}${i}` });
       }
       for (const key of ['zoom', 'chat', 'mail']) await store.apps.create(t.id, { key, name: key });
       for (const [i, action] of ['x.one', 'x.two', 'x.three', 'x.four'].entries()) {

@@ -184,6 +184,31 @@ export function describeUsageContract(state: ContractState): void {
       expect(await store.usage.list('no-such-tenant')).toEqual({ items: [], next_cursor: null });
     });
 
+    it('filters usage by app and an event-time window, pages through it, and counts a window by effect', async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      const e1 = usageEvent(a, { ts: T0 });
+      const e2 = denyEvent(a, { ts: T0 + 1000 });
+      const e3 = usageEvent(a, { ts: T0 + 2000, app: 'mail' });
+      const e4 = usageEvent(a, { ts: T0 + 3000 });
+      await recordBatch(a, [e1, e2, e3, e4]);
+      await recordBatch(b, [usageEvent(b, { ts: T0 + 1000 })]);
+      const t = a.tenant.id;
+      const list = async (f: Parameters<Store['usage']['list']>[1]) => ids((await store.usage.list(t, f)).items);
+      expect(await list({ app: 'mail' })).toEqual([e3.id]);
+      expect(await list({ since: T0 + 1000 })).toEqual([e4.id, e3.id, e2.id]);
+      expect(await list({ until: T0 + 1000 })).toEqual([e1.id]);
+      expect(await list({ since: T0 + 1000, until: T0 + 3000, app: 'slack' })).toEqual([e2.id]);
+      expect(await list({ since: T0, device_id: a.device.id, effect: 'allow' })).toEqual([e4.id, e3.id, e1.id]);
+      const first = await store.usage.list(t, { since: T0 + 1000, limit: 2, sort: { field: 'ts', dir: 'desc' } });
+      expect(ids(first.items)).toEqual([e4.id, e3.id]);
+      const second = await store.usage.list(t, { since: T0 + 1000, limit: 2, sort: { field: 'ts', dir: 'desc' }, cursor: first.next_cursor });
+      expect(ids(second.items)).toEqual([e2.id]);
+      expect(await store.usage.countByEffect(t, { since: T0, until: T0 + 3000 })).toEqual({ allow: 2, deny: 1 });
+      expect(await store.usage.countByEffect(t, { since: T0 + 3001, until: T0 + 9000 })).toEqual({ allow: 0, deny: 0 });
+      expect(await store.usage.countByEffect(b.tenant.id, { since: T0, until: T0 + 9000 })).toEqual({ allow: 1, deny: 0 });
+    });
+
     it('recordBatches applies a group exactly like sequential recordBatch calls', async () => {
       const a = await seedWorld(store, 'a');
       const b = await seedWorld(store, 'b');
@@ -270,6 +295,7 @@ export function describeUsageContract(state: ContractState): void {
         policies: 1,
         rules: 1,
         alerts_open: 1,
+        alerts_acknowledged: 0,
         usage_total: 4,
         usage_allowed: 2,
         usage_denied: 2,

@@ -21,6 +21,7 @@ import type { IndexDescription } from 'mongodb';
 import type {
   Action,
   Alert,
+  AlertEvent,
   ApiKey,
   App,
   AuditRecord,
@@ -52,9 +53,10 @@ export type TenantDoc = Stored<Tenant> & {
   write_guard?: number;
 };
 export type PlanDoc = Stored<Plan> & { write_guard?: number };
-export type UserDoc = Stored<User>;
-export type RoleDoc = Stored<Role>;
-export type PolicyDoc = Stored<Policy>;
+/** email_key / name_key: the normalised natural key (rules/names.ts), unique per tenant. */
+export type UserDoc = Stored<User> & { email_key?: string | null };
+export type RoleDoc = Stored<Role> & { name_key?: string };
+export type PolicyDoc = Stored<Policy> & { name_key?: string };
 export type RuleDoc = Stored<PolicyRule>;
 export type CatalogDoc = Stored<App & Action>;
 export type DeviceDoc = Stored<Device>;
@@ -73,6 +75,7 @@ export type UsageDoc = Stored<UsageRecord>;
 export type UsageCounterDoc = { _id: string; tenant_id: string; allow: number; deny: number };
 export type TenantTowerDoc = { _id: string; tenant_id: string; tower_id: string; first_seen: number; last_seen: number };
 export type AlertDoc = Stored<Alert> & { severity_rank: number };
+export type AlertEventDoc = Stored<AlertEvent>;
 /**
  * One per (tenant, device, rule) that ever alerted: every fold writes it, so two concurrent
  * batches folding into the same key conflict (and one retries) instead of both opening an alert.
@@ -138,6 +141,7 @@ export const C = {
   tenantTowers: 'tenant_towers',
   alerts: 'alerts',
   alertKeys: 'alert_keys',
+  alertEvents: 'alert_events',
   discovered: 'discovered_devices',
   processed: 'processed_messages',
   commands: 'commands',
@@ -171,6 +175,7 @@ export const TENANT_OWNED: readonly CollectionName[] = [
   C.tenantTowers,
   C.alerts,
   C.alertKeys,
+  C.alertEvents,
   C.discovered,
   C.commands,
   C.commandEvents,
@@ -187,6 +192,19 @@ const asc = (...fields: string[]): Record<string, 1> => Object.fromEntries(field
 const idx = (key: Record<string, 1>, extra: Partial<IndexDescription> = {}): IndexDescription => ({ key, ...extra });
 /** (tenant_id, field, _id): filtered or sorted keyset pages of one tenant, in both directions. */
 const tenantSorted = (...fields: string[]): IndexDescription[] => fields.map((f) => idx(asc('tenant_id', f, '_id')));
+
+/**
+ * Natural keys unique per tenant (rules/names.ts), created by migration 5 once existing
+ * duplicates are renamed: creating them earlier would fail on such a database. The partial
+ * filter leaves users without an e-mail out of the e-mail index.
+ */
+export const NATURAL_KEY_INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]>>> = {
+  roles: [idx(asc('tenant_id', 'name_key'), { unique: true, name: 'roles_name_key' })],
+  policies: [idx(asc('tenant_id', 'name_key'), { unique: true, name: 'policies_name_key' })],
+  users: [
+    idx(asc('tenant_id', 'email_key'), { unique: true, name: 'users_email_key', partialFilterExpression: { email_key: { $type: 'string' } } }),
+  ],
+};
 
 /**
  * Indexes per collection, created by init() (createIndexes is idempotent). Every list is a keyset
@@ -225,18 +243,28 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
     idx(asc('tenant_id', '_id')),
   ],
   refresh_tokens: [idx(asc('token_hash'), { unique: true }), idx(asc('family_id')), idx(asc('user_id'))],
-  // Like SQLite, usage carries its key and the tenant's id order only: ingest speed wins over
-  // filtered reads, which walk the tenant's rows newest first and stop at the page limit.
-  usage: [idx(asc('tenant_id', '_id')), idx(asc('tenant_id', 'received_at'))],
+  // Like SQLite (migration 5): one index per filter people use with a time bound. Each costs
+  // every insert on the hot path; they turn a filtered page from a walk of the tenant's events
+  // into an index range, and (tenant, effect, ts) counts the dashboard's time window.
+  usage: [
+    idx(asc('tenant_id', '_id')),
+    idx(asc('tenant_id', 'received_at')),
+    idx(asc('tenant_id', 'device_id', 'ts')),
+    idx(asc('tenant_id', 'user_id', 'ts')),
+    idx(asc('tenant_id', 'tower_id', 'ts')),
+    idx(asc('tenant_id', 'effect', 'ts')),
+  ],
   usage_counters: [idx(asc('tenant_id'))],
   tenant_towers: [idx(asc('tenant_id', 'tower_id'))],
   alerts: [
     idx(asc('tenant_id', 'device_id', 'rule_id', 'status', 'last_seen')),
     idx(asc('tenant_id', '_id')),
     idx(asc('tenant_id', 'status', '_id')),
+    idx(asc('tenant_id', 'assigned_to', '_id')),
     ...tenantSorted('last_seen', 'count', 'severity_rank', 'first_seen'),
   ],
   alert_keys: [idx(asc('tenant_id'))],
+  alert_events: [idx(asc('tenant_id', 'alert_id', '_id'))],
   // tenant_id null is a value in MongoDB (unlike SQL NULL), so one unique index covers both the
   // tenant scopes and the platform scope of discovered devices.
   discovered_devices: [idx(asc('tenant_id', 'device_id'), { unique: true }), idx(asc('tenant_id', '_id'))],

@@ -17,6 +17,7 @@ import { createCommandRepo } from './command-repo.js';
 import { MongoContext } from './context.js';
 import type { MongoConnection, MongoDbLike } from './db-like.js';
 import { createDeviceRepo } from './device-repo.js';
+import { createDirectoryRepo } from './directory-repo.js';
 import { TenantRefs } from './entity.js';
 import { createPlanRepo } from './plan-repo.js';
 import { MongoHistory } from './policy-history.js';
@@ -86,6 +87,7 @@ function buildRepos(ctx: MongoContext) {
     apps: createCatalogRepo(ctx, refs, 'apps'),
     actions: createCatalogRepo(ctx, refs, 'actions'),
     devices: createDeviceRepo(ctx, refs),
+    directory: createDirectoryRepo(ctx, refs),
     userRoles: createUserRoleRepo(ctx, refs),
     rolePolicies: createRolePolicyRepo(ctx, refs),
     towers: createTowerRepo(ctx),
@@ -184,6 +186,9 @@ export class MongoStore implements Store {
   }
   get devices(): Store['devices'] {
     return this.r().devices;
+  }
+  get directory(): Store['directory'] {
+    return this.r().directory;
   }
   get userRoles(): Store['userRoles'] {
     return this.r().userRoles;

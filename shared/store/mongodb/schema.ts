@@ -7,6 +7,7 @@ import { createError } from '../../errors.js';
 import { SEED_PLANS } from '../rules/defaults.js';
 import { C, INDEXES, type CollectionName, type MigrationDoc, type PlanDoc } from './collections.js';
 import { INDEX_NOT_FOUND, type Document, type MongoDbLike } from './db-like.js';
+import { MONGO_MIGRATION_5 } from './migration-5.js';
 import { MONGO_MIGRATION_6 } from './migration-6.js';
 
 export interface MongoMigration {
@@ -42,6 +43,7 @@ export const MONGO_MIGRATIONS: readonly MongoMigration[] = [
       }
     },
   },
+  MONGO_MIGRATION_5,
   MONGO_MIGRATION_6,
 ];
 

@@ -6,6 +6,7 @@
 import type { Action, App, Policy, Role, User } from '../../domain.js';
 import type { Store } from '../port.js';
 import { conflict } from '../rules/errors.js';
+import { emailKey, nameKey } from '../rules/names.js';
 import { BUMPS, policyUpdateBumps } from '../rules/policy-version.js';
 import {
   C,
@@ -21,9 +22,12 @@ import {
 import { insertOrConflict, strip, type MongoContext } from './context.js';
 import { MongoEntity, type TenantRefs } from './entity.js';
 
-export const toUser = (d: UserDoc): User => strip(d);
-export const toRole = (d: RoleDoc): Role => strip(d);
-export const toPolicy = (d: PolicyDoc): Policy => strip(d);
+export const toUser = (d: UserDoc): User => strip(d, 'email_key');
+export const toRole = (d: RoleDoc): Role => strip(d, 'name_key');
+export const toPolicy = (d: PolicyDoc): Policy => strip(d, 'name_key');
+
+const nameTaken = (what: string) => () => conflict('name', `a ${what} with this name already exists`);
+const emailTaken = () => conflict('email', 'a device user with this e-mail already exists');
 
 export function createUserRepo(ctx: MongoContext, refs: TenantRefs): Store['users'] {
   const table = new MongoEntity<UserDoc, User>(ctx, C.users, 'tenant', ['name', 'email'], toUser);
@@ -33,15 +37,27 @@ export function createUserRepo(ctx: MongoContext, refs: TenantRefs): Store['user
         await refs.requireTenant(session, tenantId);
         const now = ctx.now();
         const user: User = { id: ctx.newId(), tenant_id: tenantId, name: input.name, email: input.email ?? null, created_at: now, updated_at: now };
-        await table.coll.insertOne({ _id: user.id, ...user }, { session });
+        await insertOrConflict(() => table.coll.insertOne({ _id: user.id, ...user, email_key: emailKey(user.email) }, { session }), emailTaken);
         if (BUMPS.users.create) await bumpPolicy(tenantId, { kind: 'user', id: user.id });
         return user;
       });
     },
     get: (tenantId, id) => table.get(tenantId, id),
+    async findByEmail(tenantId, email) {
+      const key = emailKey(email);
+      const doc = key === null ? null : await table.coll.findOne({ tenant_id: tenantId, email_key: key });
+      return doc ? toUser(doc) : null;
+    },
     list: (tenantId, opts) => table.list({ tenant_id: tenantId }, opts),
     // Names and emails never reach a decision, so no policy bump.
-    update: (tenantId, id, patch) => table.update(tenantId, id, patch),
+    async update(tenantId, id, patch) {
+      if (patch.email === undefined) return table.update(tenantId, id, patch);
+      return ctx.write(async ({ session }) => {
+        const after = await table.update(tenantId, id, patch, session);
+        if (after) await insertOrConflict(() => table.coll.updateOne({ _id: id, tenant_id: tenantId }, { $set: { email_key: emailKey(after.email) } }, { session }), emailTaken);
+        return after;
+      });
+    },
     async delete(tenantId, id) {
       return ctx.write(async ({ session, bumpPolicy }) => {
         if (!(await table.delete(tenantId, id, session))) return false;
@@ -72,14 +88,25 @@ export function createRoleRepo(ctx: MongoContext, refs: TenantRefs): Store['role
           created_at: now,
           updated_at: now,
         };
-        await table.coll.insertOne({ _id: role.id, ...role }, { session });
+        await insertOrConflict(() => table.coll.insertOne({ _id: role.id, ...role, name_key: nameKey(role.name) }, { session }), nameTaken('role'));
         if (BUMPS.roles.create) await bumpPolicy(tenantId, { kind: 'role', id: role.id });
         return role;
       });
     },
     get: (tenantId, id) => table.get(tenantId, id),
+    async findByName(tenantId, name) {
+      const doc = await table.coll.findOne({ tenant_id: tenantId, name_key: nameKey(name) });
+      return doc ? toRole(doc) : null;
+    },
     list: (tenantId, opts) => table.list({ tenant_id: tenantId }, opts),
-    update: (tenantId, id, patch) => table.update(tenantId, id, patch),
+    async update(tenantId, id, patch) {
+      if (patch.name === undefined) return table.update(tenantId, id, patch);
+      return ctx.write(async ({ session }) => {
+        const after = await table.update(tenantId, id, patch, session);
+        if (after) await insertOrConflict(() => table.coll.updateOne({ _id: id, tenant_id: tenantId }, { $set: { name_key: nameKey(after.name) } }, { session }), nameTaken('role'));
+        return after;
+      });
+    },
     async delete(tenantId, id) {
       return ctx.write(async ({ session, bumpPolicy }) => {
         if (!(await table.delete(tenantId, id, session))) return false;
@@ -109,18 +136,25 @@ export function createPolicyRepo(ctx: MongoContext, refs: TenantRefs): Store['po
           created_at: now,
           updated_at: now,
         };
-        await table.coll.insertOne({ _id: policy.id, ...policy }, { session });
+        await insertOrConflict(() => table.coll.insertOne({ _id: policy.id, ...policy, name_key: nameKey(policy.name) }, { session }), nameTaken('policy'));
         if (BUMPS.policies.create) await bumpPolicy(tenantId, { kind: 'policy', id: policy.id });
         return policy;
       });
     },
     get: (tenantId, id) => table.get(tenantId, id),
+    async findByName(tenantId, name) {
+      const doc = await table.coll.findOne({ tenant_id: tenantId, name_key: nameKey(name) });
+      return doc ? toPolicy(doc) : null;
+    },
     list: (tenantId, opts) => table.list({ tenant_id: tenantId }, opts),
     async update(tenantId, id, patch) {
       return ctx.write(async ({ session, bumpPolicy }) => {
         const before = await table.get(tenantId, id, session);
         if (!before) return null;
         const after = await table.update(tenantId, id, patch, session);
+        if (after && patch.name !== undefined) {
+          await insertOrConflict(() => table.coll.updateOne({ _id: id, tenant_id: tenantId }, { $set: { name_key: nameKey(after.name) } }, { session }), nameTaken('policy'));
+        }
         if (policyUpdateBumps(before, patch)) await bumpPolicy(tenantId, { kind: 'policy', id });
         return after;
       });

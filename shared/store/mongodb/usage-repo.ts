@@ -13,16 +13,18 @@
  * the call, and the transaction leaves nothing half-written.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import type { Alert, DiscoveredDevice, UsageRecord } from '../../domain.js';
-import type { DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
-import { alertKey, severityRank } from '../rules/alerts.js';
+import type { Alert, AlertEvent, DiscoveredDevice, Effect, UsageRecord } from '../../domain.js';
+import type { AlertFilter, DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
+import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, NO_WORKFLOW, alertKey, applyAlertAction, severityRank } from '../rules/alerts.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
 import { notFound } from '../rules/errors.js';
 import { batchLookups, batchResult, foldBatch, partitionFresh, storedDecisionOf, validateBatch } from '../rules/usage-batch.js';
 import {
   C,
   type AlertDoc,
+  type AlertEventDoc,
   type AlertKeyDoc,
+  type ConsoleUserDoc,
   type DeviceDoc,
   type DiscoveredDoc,
   type PolicyDoc,
@@ -42,12 +44,30 @@ import { compositeKey, counterSlotKey, counterSlotOf, usageKey } from './keys.js
 const PURGE_SLICE = 5000;
 
 const toUsage = (d: UsageDoc): UsageRecord => strip(d);
-const toAlert = (d: AlertDoc): Alert => strip(d, 'severity_rank');
+/** Alerts stored before the workflow existed carry none of its fields: they read as unset. */
+const toAlert = (d: AlertDoc): Alert => ({ ...NO_WORKFLOW, ...strip(d, 'severity_rank') });
+const toAlertEvent = (d: AlertEventDoc): AlertEvent => strip(d);
+
+/** `since` bounds `from` (inclusive), `until` bounds `to` (exclusive). */
+function timeRange(filter: Document, opts: { since?: number; until?: number } | undefined, from: string, to: string): void {
+  if (opts?.since !== undefined) filter[from] = { ...(filter[from] as Document | undefined), $gte: opts.since };
+  if (opts?.until !== undefined) filter[to] = { ...(filter[to] as Document | undefined), $lt: opts.until };
+}
 const toDiscovered = (d: DiscoveredDoc): DiscoveredDevice => strip(d);
 
 function toUsageDoc(r: DecidedUsage): UsageDoc {
   const { severity: _severity, ...record } = r;
   return { _id: usageKey(r.tenant_id, r.id), ...record };
+}
+
+function alertFilter(tenantId: string, opts: AlertFilter | undefined): Document {
+  const filter: Document = { tenant_id: tenantId };
+  for (const field of ['status', 'device_id', 'app', 'severity', 'assigned_to'] as const) {
+    const value = opts?.[field];
+    if (value !== undefined) filter[field] = value;
+  }
+  timeRange(filter, opts, 'last_seen', 'first_seen');
+  return filter;
 }
 
 export interface UsageRepos {
@@ -62,6 +82,8 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
   const usageColl = ctx.coll<UsageDoc>(C.usage);
   const alerts = ctx.coll<AlertDoc>(C.alerts);
   const alertKeys = ctx.coll<AlertKeyDoc>(C.alertKeys);
+  const alertEvents = ctx.coll<AlertEventDoc>(C.alertEvents);
+  const consoleUsers = ctx.coll<ConsoleUserDoc>(C.consoleUsers);
   const discovered = ctx.coll<DiscoveredDoc>(C.discovered);
   const counters = ctx.coll<UsageCounterDoc>(C.usageCounters);
   const tenantTowers = ctx.coll<TenantTowerDoc>(C.tenantTowers);
@@ -93,7 +115,7 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
     const openAlerts = new Map<string, Alert>();
     for (const { device_id, rule_id } of lookups.alerts) {
       const open = await alerts.findOne(
-        { tenant_id: tenantId, device_id, rule_id, status: 'open', last_seen: { $gte: lookups.windowStart } },
+        { tenant_id: tenantId, device_id, rule_id, status: { $in: [...ACTIVE_ALERT_STATUSES] }, last_seen: { $gte: lookups.windowStart } },
         { sort: { last_seen: -1, _id: -1 }, session },
       );
       if (open) openAlerts.set(alertKey(device_id, rule_id), toAlert(open));
@@ -169,11 +191,19 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
     },
     list(tenantId, opts) {
       const filter: Document = { tenant_id: tenantId };
-      for (const field of ['user_id', 'device_id', 'effect', 'tower_id'] as const) {
+      for (const field of ['user_id', 'device_id', 'effect', 'tower_id', 'app'] as const) {
         const value = opts?.[field];
         if (value !== undefined) filter[field] = value;
       }
+      timeRange(filter, opts, 'ts', 'ts');
       return ctx.listPage(usageColl, filter, opts, 'usage', 'desc', toUsage, { keyOf: (id) => usageKey(tenantId, id) });
+    },
+    async countByEffect(tenantId, window) {
+      const counts: Record<Effect, number> = { allow: 0, deny: 0 };
+      for (const effect of ['allow', 'deny'] as const) {
+        counts[effect] = await usageColl.countDocuments({ tenant_id: tenantId, effect, ts: { $gte: window.since, $lt: window.until } });
+      }
+      return counts;
     },
   };
 
@@ -183,10 +213,29 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
       return doc ? toAlert(doc) : null;
     },
     list(tenantId, opts) {
-      const filter: Document = { tenant_id: tenantId };
-      if (opts?.status !== undefined) filter['status'] = opts.status;
-      if (opts?.device_id !== undefined) filter['device_id'] = opts.device_id;
-      return ctx.listPage(alerts, filter, opts, 'alerts', 'desc', toAlert);
+      return ctx.listPage(alerts, alertFilter(tenantId, opts), opts, 'alerts', 'desc', toAlert);
+    },
+    count: (tenantId, filter) => alerts.countDocuments(alertFilter(tenantId, filter)),
+    async act(tenantId, id, action) {
+      return ctx.write(async ({ session }) => {
+        const doc = await alerts.findOne({ _id: id, tenant_id: tenantId }, { session });
+        if (!doc) return null;
+        if (action.kind === 'assign' && action.assignee !== null) {
+          const assignee = await consoleUsers.findOne({ _id: action.assignee, tenant_id: tenantId }, { session });
+          if (!assignee) throw notFound('assignee', 'no such console user in this tenant');
+        }
+        const { alert, event } = applyAlertAction(toAlert(doc), action, ctx.newId);
+        if (event === null) return { alert, step: null };
+        const set: Document = {};
+        for (const field of ALERT_WORKFLOW_FIELDS) set[field] = alert[field];
+        await alerts.updateOne({ _id: id, tenant_id: tenantId }, { $set: set }, { session });
+        await alertEvents.insertOne({ _id: event.id, ...event }, { session });
+        return { alert, step: event };
+      });
+    },
+    async events(tenantId, id) {
+      const docs = await alertEvents.find({ tenant_id: tenantId, alert_id: id }, { sort: { _id: 1 } }).toArray();
+      return docs.map(toAlertEvent);
     },
   };
 
@@ -222,6 +271,7 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
       const policies = await count(C.policies);
       const rules = await count(C.rules);
       const alertsOpen = await alerts.countDocuments({ tenant_id: tenantId, status: 'open' }, { session });
+      const alertsAcknowledged = await alerts.countDocuments({ tenant_id: tenantId, status: 'acknowledged' }, { session });
       const discoveredDevices = await discovered.countDocuments(t, { session });
       let allowed = 0;
       let denied = 0;
@@ -236,6 +286,7 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
         policies,
         rules,
         alerts_open: alertsOpen,
+        alerts_acknowledged: alertsAcknowledged,
         usage_total: allowed + denied,
         usage_allowed: allowed,
         usage_denied: denied,

@@ -2,9 +2,30 @@
  * Alert folding and deduplication: a rule deny opens one alert per (device, rule); further
  * denies within the tenant's alert window bump its count, last_seen and tower instead of opening
  * another. Windows are measured on the server clock of the batch, not on tower timestamps.
+ *
+ * The workflow (acknowledge, assign, resolve) is a small transition table, also here. Only an
+ * active alert (open or acknowledged) folds new denies: resolving says "this incident is over",
+ * so the next deny of the same device and rule starts a new alert with its own count and
+ * workflow, as PagerDuty and Alertmanager do, rather than silently reopening a closed one.
  */
-import type { Alert, Severity } from '../../domain.js';
-import type { DecidedUsage } from '../port.js';
+import type { Alert, AlertEvent, AlertStatus, Severity } from '../../domain.js';
+import { createError } from '../../errors.js';
+import type { AlertAction, DecidedUsage } from '../port.js';
+
+/** The workflow fields of an alert nobody has acted on yet. */
+export const NO_WORKFLOW = {
+  acknowledged_by: null,
+  acknowledged_at: null,
+  assigned_to: null,
+  assigned_at: null,
+  assigned_by: null,
+  resolved_by: null,
+  resolved_at: null,
+  note: null,
+} as const satisfies Partial<Alert>;
+
+/** Statuses that fold new denies; adapters look alerts up with exactly these. */
+export const ACTIVE_ALERT_STATUSES: readonly AlertStatus[] = ['open', 'acknowledged'];
 
 /** Only a deny by a rule is explainable as an alert (it names its rule and policy). */
 export function raisesAlert(r: DecidedUsage): r is DecidedUsage & { rule_id: string; policy_id: string } {
@@ -69,5 +90,71 @@ function newAlert(id: string, tenantId: string, r: DecidedUsage & { rule_id: str
     first_seen: now,
     last_seen: now,
     status: 'open',
+    ...NO_WORKFLOW,
   };
 }
+
+/**
+ * One workflow step. Repeating a step that already holds (acknowledging an acknowledged alert,
+ * assigning the current assignee, resolving a resolved alert) changes nothing and records
+ * nothing, so a retried request is harmless. A resolved alert is closed: acknowledging or
+ * assigning it is a CONFLICT (a new deny opens a new alert instead).
+ */
+export function applyAlertAction(
+  alert: Alert,
+  action: AlertAction,
+  newId: () => string,
+): { alert: Alert; event: AlertEvent | null } {
+  const note = action.note ?? null;
+  const step = (kind: AlertEvent['kind'], assignee: string | null = null): AlertEvent => ({
+    id: newId(),
+    tenant_id: alert.tenant_id,
+    alert_id: alert.id,
+    kind,
+    at: action.at,
+    actor_id: action.by,
+    assignee,
+    note,
+  });
+  const unchanged = { alert, event: null };
+  if (alert.status === 'resolved') {
+    if (action.kind === 'resolve') return unchanged;
+    throw createError('CONFLICT', `status: alert ${alert.id} is resolved; a new deny opens a new alert`, [
+      { field: 'status', message: 'resolved alerts are closed' },
+    ]);
+  }
+  switch (action.kind) {
+    case 'acknowledge':
+      if (alert.status === 'acknowledged') return unchanged;
+      return {
+        alert: { ...alert, status: 'acknowledged', acknowledged_by: action.by, acknowledged_at: action.at, note },
+        event: step('acknowledged'),
+      };
+    case 'assign': {
+      if (alert.assigned_to === action.assignee) return unchanged;
+      const assigned = action.assignee !== null;
+      return {
+        alert: { ...alert, assigned_to: action.assignee, assigned_at: assigned ? action.at : null, assigned_by: action.by, note },
+        event: step(assigned ? 'assigned' : 'unassigned', action.assignee),
+      };
+    }
+    case 'resolve':
+      return {
+        alert: { ...alert, status: 'resolved', resolved_by: action.by, resolved_at: action.at, note },
+        event: step('resolved'),
+      };
+  }
+}
+
+/** The workflow columns a step may change (adapters write exactly these). */
+export const ALERT_WORKFLOW_FIELDS = [
+  'status',
+  'acknowledged_by',
+  'acknowledged_at',
+  'assigned_to',
+  'assigned_at',
+  'assigned_by',
+  'resolved_by',
+  'resolved_at',
+  'note',
+] as const satisfies ReadonlyArray<keyof Alert>;

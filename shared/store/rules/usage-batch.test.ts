@@ -5,6 +5,7 @@ import type { DecidedUsage, RecordUsageInput } from '../port.js';
 import { alertKey } from './alerts.js';
 import { foldDiscovered, foldSighting, reportSightings } from './discovery.js';
 import { batchLookups, batchResult, foldBatch, partitionFresh, storedDecisionOf, validateBatch } from './usage-batch.js';
+import { NO_WORKFLOW } from './alerts.js';
 
 const NOW = 1_000_000;
 let seq = 0;
@@ -107,6 +108,7 @@ describe('usage batch rules', () => {
       first_seen: 5,
       last_seen: 6,
       status: 'open',
+      ...NO_WORKFLOW,
     };
     const records = [deny({ tower_id: 'tw-9' }), deny({ rule_id: 'r2', severity: null })];
     const fold = foldBatch(batch(records), records, { ...none, openAlerts: new Map([[alertKey('d1', 'r1'), open]]) }, ids);

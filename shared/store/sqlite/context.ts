@@ -133,10 +133,12 @@ export class SqliteContext {
     filters: Filters,
     opts: ListOptions | undefined,
     order: 'asc' | 'desc',
+    /** Conditions beyond equality (time ranges), over constant columns, with bound values. */
+    extra: { clauses: string[]; params: unknown[] } = { clauses: [], params: [] },
   ): Page<T> {
     const plan = keyset(opts, table, order);
-    const where: string[] = [];
-    const params: unknown[] = [];
+    const where: string[] = [...extra.clauses];
+    const params: unknown[] = [...extra.params];
     for (const [column, value] of Object.entries(filters)) {
       if (value === undefined) continue;
       if (value === null) {

@@ -19,6 +19,7 @@ import type { Db } from './context.js';
 import { MIGRATION_2 } from './migration-2.js';
 import { MIGRATION_3 } from './migration-3.js';
 import { MIGRATION_4 } from './migration-4.js';
+import { MIGRATION_5 } from './migration-5.js';
 import { MIGRATION_6 } from './migration-6.js';
 
 export interface Migration {
@@ -299,6 +300,7 @@ CREATE TABLE processed_messages (
   MIGRATION_2,
   MIGRATION_3,
   MIGRATION_4,
+  MIGRATION_5,
   MIGRATION_6,
 ];
 

@@ -70,6 +70,43 @@ describe('SqliteStore specifics', () => {
     expect(() => store.tenants).toThrow(/init/);
   });
 
+  it('keeps planner statistics, so filtered usage pages read the usage indexes instead of the whole tenant', async () => {
+    const store = await openStore();
+    const t = await store.tenants.create({ name: 'stats', plan_id: 'premium' });
+    const newEventId = createIdFactory();
+    for (let b = 0; b < 40; b++) {
+      const records: DecidedUsage[] = Array.from({ length: 250 }, (_, i) => ({
+        id: newEventId(),
+        tenant_id: t.id,
+        tower_id: `tw-${i % 20}`,
+        batch_id: `b${b}`,
+        device_id: `d-${(b * 250 + i) % 2000}`,
+        user_id: `u-${i % 500}`,
+        app: 'slack',
+        action: 'open',
+        bytes: null,
+        ts: 1_000 + b * 250 + i,
+        received_at: 1_000 + b * 250 + i,
+        effect: 'allow',
+        reason: 'default',
+        rule_id: null,
+        policy_id: null,
+        policy_version: 1,
+        severity: null,
+      }));
+      await store.usage.recordBatch({ tenant_id: t.id, tower_id: 'tw-0', batch_id: `b${b}`, now: 1, alert_window_s: 300, records });
+    }
+    await store.close();
+    open.splice(open.indexOf(store), 1);
+    const plan = (sql: string): string =>
+      inspect((db) => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>).map((r) => r.detail).join(' | '));
+    const byDevice = `SELECT * FROM usage WHERE tenant_id = '${t.id}' AND device_id = 'd-7' AND ts >= 0 ORDER BY id DESC LIMIT 51`;
+    const byTower = `SELECT * FROM usage WHERE tenant_id = '${t.id}' AND tower_id = 'tw-3' ORDER BY ts DESC, id DESC LIMIT 51`;
+    expect(plan(byDevice)).toContain('USING INDEX usage_device_ts');
+    expect(plan(byTower)).toContain('USING INDEX usage_tower_ts');
+    expect(inspect((db) => db.prepare("SELECT count(*) AS n FROM sqlite_stat1 WHERE tbl = 'usage'").get() as { n: number }).n).toBeGreaterThan(0);
+  });
+
   it('runs in WAL mode at the latest schema version', async () => {
     const store = await openStore();
     await store.tenants.create({ name: 'a' });

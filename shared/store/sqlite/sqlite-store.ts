@@ -14,6 +14,7 @@ import { createConsoleUserRepo, createRefreshTokenRepo } from './auth-repos.js';
 import { createCommandRepo } from './command-repo.js';
 import { SqliteContext } from './context.js';
 import { createDeviceRepo } from './device-repo.js';
+import { createDirectoryRepo } from './directory-repo.js';
 import { runMigrations } from './migrations.js';
 import { createPlanRepo } from './plan-repo.js';
 import { SqliteHistory } from './policy-history.js';
@@ -44,6 +45,14 @@ export interface SqliteStoreOptions {
 
 /** How long a writer waits for another process's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
+/**
+ * Filtered usage reads (by device, user, tower, with a time window) are only fast when the
+ * planner knows the usage indexes are selective: without statistics it walks the primary key to
+ * avoid a sort. Statistics are refreshed at open and hourly (SQLite's own advice for long-lived
+ * connections), each ANALYZE sampling a bounded number of rows so it stays in milliseconds.
+ */
+const OPTIMIZE_INTERVAL_MS = 3_600_000;
+const ANALYSIS_ROW_LIMIT = 1000;
 
 type Repos = ReturnType<typeof buildRepos>;
 
@@ -62,6 +71,7 @@ function buildRepos(ctx: SqliteContext) {
     apps: createCatalogRepo(ctx, refs, 'apps'),
     actions: createCatalogRepo(ctx, refs, 'actions'),
     devices: createDeviceRepo(ctx, refs),
+    directory: createDirectoryRepo(ctx, refs),
     userRoles: createUserRoleRepo(ctx, refs),
     rolePolicies: createRolePolicyRepo(ctx, refs),
     towers: createTowerRepo(ctx),
@@ -86,6 +96,15 @@ function buildRepos(ctx: SqliteContext) {
   };
 }
 
+/** Statistics are an optimisation: a busy database (another writer) must not fail anything. */
+function optimize(db: Database.Database): void {
+  try {
+    db.pragma('optimize');
+  } catch {
+    // SQLITE_BUSY and the like: the next round will do.
+  }
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly file: string;
@@ -94,6 +113,7 @@ export class SqliteStore implements Store {
   private readonly newId: IdFactory;
   private db: Database.Database | null = null;
   private repos: Repos | null = null;
+  private optimizer: NodeJS.Timeout | null = null;
 
   constructor(opts: SqliteStoreOptions) {
     this.file = opts.file;
@@ -112,8 +132,13 @@ export class SqliteStore implements Store {
       db.pragma('foreign_keys = ON');
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       runMigrations(db, this.now);
+      db.pragma(`analysis_limit = ${ANALYSIS_ROW_LIMIT}`);
+      // 0x10002: analyse every table that needs it, not only those this connection has queried.
+      db.pragma('optimize = 0x10002');
       this.repos = buildRepos(new SqliteContext(db, this.now, this.newId, this.hooks, new SqliteHistory(db)));
       this.db = db;
+      this.optimizer = setInterval(() => optimize(db), OPTIMIZE_INTERVAL_MS);
+      this.optimizer.unref();
     } catch (err) {
       db.close();
       throw err;
@@ -124,6 +149,9 @@ export class SqliteStore implements Store {
     const db = this.db;
     this.db = null;
     this.repos = null;
+    if (this.optimizer) clearInterval(this.optimizer);
+    this.optimizer = null;
+    if (db) optimize(db);
     db?.close();
   }
 
@@ -161,6 +189,9 @@ export class SqliteStore implements Store {
   }
   get devices(): Store['devices'] {
     return this.r().devices;
+  }
+  get directory(): Store['directory'] {
+    return this.r().directory;
   }
   get userRoles(): Store['userRoles'] {
     return this.r().userRoles;

@@ -4,6 +4,7 @@
  */
 import type { Action, App, Policy, Role, User } from '../../domain.js';
 import type { Store } from '../port.js';
+import { emailKey, nameKey } from '../rules/names.js';
 import { BUMPS, policyUpdateBumps } from '../rules/policy-version.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict } from './context.js';
@@ -22,8 +23,42 @@ export const POLICY_COLUMNS = [
   'updated_at',
 ] as const;
 
+/**
+ * The normalised natural key column of a table (name_key, email_key: migration 5), written in
+ * the same transaction as the row it belongs to; its unique index turns a duplicate into CONFLICT.
+ */
+export class NaturalKey {
+  private readonly set: Stmt<[string | null, string, string]>;
+  private readonly find: Stmt<[string, string], { id: string }>;
+
+  constructor(
+    ctx: SqliteContext,
+    table: string,
+    private readonly column: 'name_key' | 'email_key',
+    private readonly field: 'name' | 'email',
+    private readonly what: string,
+  ) {
+    this.set = ctx.db.prepare(`UPDATE ${table} SET ${column} = ? WHERE tenant_id = ? AND id = ?`);
+    this.find = ctx.db.prepare(`SELECT id FROM ${table} WHERE tenant_id = ? AND ${column} = ?`);
+  }
+
+  keyOf(value: string | null | undefined): string | null {
+    return this.column === 'name_key' ? (value === null || value === undefined ? null : nameKey(value)) : emailKey(value);
+  }
+
+  write(tenantId: string, id: string, value: string | null | undefined): void {
+    insertOrConflict(() => this.set.run(this.keyOf(value), tenantId, id), this.field, `${this.what} already exists`);
+  }
+
+  idOf(tenantId: string, value: string): string | null {
+    const key = this.keyOf(value);
+    return key === null ? null : (this.find.get(tenantId, key)?.id ?? null);
+  }
+}
+
 export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['users'] {
   const table = new EntityTable<User>(ctx, 'users', USER_COLUMNS, 'tenant', ['name', 'email']);
+  const emails = new NaturalKey(ctx, 'users', 'email_key', 'email', 'a device user with this e-mail');
   const detachDevices: Stmt<[number, string, string]> = ctx.db.prepare(
     'UPDATE devices SET user_id = NULL, updated_at = ? WHERE tenant_id = ? AND user_id = ?',
   );
@@ -40,6 +75,7 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
           created_at: now,
           updated_at: now,
         });
+        emails.write(tenantId, user.id, user.email);
         if (BUMPS.users.create) scope.bumpPolicy(tenantId, { kind: 'user', id: user.id });
         return user;
       });
@@ -47,12 +83,20 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
     async get(tenantId, id) {
       return table.get(tenantId, id);
     },
+    async findByEmail(tenantId, email) {
+      const id = emails.idOf(tenantId, email);
+      return id === null ? null : table.get(tenantId, id);
+    },
     async list(tenantId, opts) {
       return table.list({ tenant_id: tenantId }, opts);
     },
     async update(tenantId, id, patch) {
       // Names, emails and descriptions never reach a decision, so no policy bump.
-      return table.update(tenantId, id, patch);
+      return ctx.write(() => {
+        const after = table.update(tenantId, id, patch);
+        if (after && patch.email !== undefined) emails.write(tenantId, id, after.email);
+        return after;
+      });
     },
     async delete(tenantId, id) {
       return ctx.write((scope) => {
@@ -69,6 +113,7 @@ export function createUserRepo(ctx: SqliteContext, refs: TenantRefs): Store['use
 
 export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['roles'] {
   const table = new EntityTable<Role>(ctx, 'roles', ROLE_COLUMNS, 'tenant', ['name', 'description']);
+  const names = new NaturalKey(ctx, 'roles', 'name_key', 'name', 'a role with this name');
   return {
     async create(tenantId, input) {
       return ctx.write((scope) => {
@@ -82,6 +127,7 @@ export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rol
           created_at: now,
           updated_at: now,
         });
+        names.write(tenantId, role.id, role.name);
         if (BUMPS.roles.create) scope.bumpPolicy(tenantId, { kind: 'role', id: role.id });
         return role;
       });
@@ -89,11 +135,19 @@ export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rol
     async get(tenantId, id) {
       return table.get(tenantId, id);
     },
+    async findByName(tenantId, name) {
+      const id = names.idOf(tenantId, name);
+      return id === null ? null : table.get(tenantId, id);
+    },
     async list(tenantId, opts) {
       return table.list({ tenant_id: tenantId }, opts);
     },
     async update(tenantId, id, patch) {
-      return table.update(tenantId, id, patch);
+      return ctx.write(() => {
+        const after = table.update(tenantId, id, patch);
+        if (after && patch.name !== undefined) names.write(tenantId, id, after.name);
+        return after;
+      });
     },
     async delete(tenantId, id) {
       return ctx.write((scope) => {
@@ -108,6 +162,7 @@ export function createRoleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rol
 
 export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['policies'] {
   const table = new EntityTable<Policy>(ctx, 'policies', POLICY_COLUMNS, 'tenant', ['name', 'description', 'severity']);
+  const names = new NaturalKey(ctx, 'policies', 'name_key', 'name', 'a policy with this name');
   return {
     async create(tenantId, input) {
       return ctx.write((scope) => {
@@ -122,12 +177,17 @@ export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['p
           created_at: now,
           updated_at: now,
         });
+        names.write(tenantId, policy.id, policy.name);
         if (BUMPS.policies.create) scope.bumpPolicy(tenantId, { kind: 'policy', id: policy.id });
         return policy;
       });
     },
     async get(tenantId, id) {
       return table.get(tenantId, id);
+    },
+    async findByName(tenantId, name) {
+      const id = names.idOf(tenantId, name);
+      return id === null ? null : table.get(tenantId, id);
     },
     async list(tenantId, opts) {
       return table.list({ tenant_id: tenantId }, opts);
@@ -137,6 +197,7 @@ export function createPolicyRepo(ctx: SqliteContext, refs: TenantRefs): Store['p
         const before = table.get(tenantId, id);
         if (!before) return null;
         const after = table.update(tenantId, id, patch);
+        if (after && patch.name !== undefined) names.write(tenantId, id, after.name);
         if (policyUpdateBumps(before, patch)) scope.bumpPolicy(tenantId, { kind: 'policy', id });
         return after;
       });

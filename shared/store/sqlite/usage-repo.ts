@@ -4,9 +4,19 @@
  * folding rules live in ../rules/ and run in memory, and their result is written once per row at
  * the end, so a batch costs one INSERT per event plus one write per alert/device.
  */
-import type { Alert, DiscoveredDevice, UsageRecord } from '../../domain.js';
-import type { DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
-import { alertKey } from '../rules/alerts.js';
+import type { Alert, AlertEvent, DiscoveredDevice, Effect, UsageRecord } from '../../domain.js';
+import type {
+  AlertFilter,
+  DashboardMetrics,
+  DecidedUsage,
+  RecordUsageInput,
+  RecordUsageResult,
+  Store,
+  StoredDecision,
+  UsageFilter,
+} from '../port.js';
+import { ALERT_WORKFLOW_FIELDS, alertKey, applyAlertAction } from '../rules/alerts.js';
+import { notFound } from '../rules/errors.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
 import { batchLookups, batchResult, foldBatch, validateBatch } from '../rules/usage-batch.js';
 import type { SqliteContext, Stmt } from './context.js';
@@ -45,7 +55,16 @@ const ALERT_COLUMNS = [
   'first_seen',
   'last_seen',
   'status',
+  'acknowledged_by',
+  'acknowledged_at',
+  'assigned_to',
+  'assigned_at',
+  'assigned_by',
+  'resolved_by',
+  'resolved_at',
+  'note',
 ] as const;
+const ALERT_EVENT_COLUMNS = ['id', 'tenant_id', 'alert_id', 'kind', 'at', 'actor_id', 'assignee', 'note'] as const;
 const DISCOVERED_COLUMNS = ['id', 'tenant_id', 'device_id', 'tower_id', 'first_seen', 'last_seen', 'count'] as const;
 
 export interface UsageRepos {
@@ -67,7 +86,7 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   );
   const findOpenAlert: Stmt<[string, string, string, number], Alert> = db.prepare(
     `SELECT ${alertCols} FROM alerts
-     WHERE tenant_id = ? AND device_id = ? AND rule_id = ? AND status = 'open' AND last_seen >= ?
+     WHERE tenant_id = ? AND device_id = ? AND rule_id = ? AND status IN ('open', 'acknowledged') AND last_seen >= ?
      ORDER BY last_seen DESC, id DESC LIMIT 1`,
   );
   const insertAlert: Stmt<[Alert]> = db.prepare(
@@ -107,6 +126,21 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   const getAlert: Stmt<[string, string], Alert> = db.prepare(
     `SELECT ${alertCols} FROM alerts WHERE tenant_id = ? AND id = ?`,
   );
+  const saveWorkflow: Stmt<[Alert]> = db.prepare(
+    `UPDATE alerts SET ${ALERT_WORKFLOW_FIELDS.map((c) => `${c} = @${c}`).join(', ')} WHERE tenant_id = @tenant_id AND id = @id`,
+  );
+  const insertAlertEvent: Stmt<[AlertEvent]> = db.prepare(
+    `INSERT INTO alert_events (${ALERT_EVENT_COLUMNS.join(', ')}) VALUES (${ALERT_EVENT_COLUMNS.map((c) => `@${c}`).join(', ')})`,
+  );
+  const listAlertEvents: Stmt<[string, string], AlertEvent> = db.prepare(
+    `SELECT ${ALERT_EVENT_COLUMNS.join(', ')} FROM alert_events WHERE tenant_id = ? AND alert_id = ? ORDER BY id`,
+  );
+  const consoleUserOfTenant: Stmt<[string, string], { id: string }> = db.prepare(
+    'SELECT id FROM console_users WHERE id = ? AND tenant_id = ?',
+  );
+  const countEffect: Stmt<[string, string, number, number], number> = db
+    .prepare<[string, string, number, number], number>('SELECT count(*) FROM usage WHERE tenant_id = ? AND effect = ? AND ts >= ? AND ts < ?')
+    .pluck();
 
   const flushDiscovered = (tracked: Iterable<Tracked<DiscoveredDevice>>): void => {
     for (const { row, isNew } of tracked) {
@@ -201,9 +235,16 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
         device_id: opts?.device_id,
         effect: opts?.effect,
         tower_id: opts?.tower_id,
+        app: opts?.app,
       };
-      const page = ctx.listPage<UsageRecord>('usage', USAGE_COLUMNS.join(', '), filters, opts, 'desc');
-      return page;
+      return ctx.listPage<UsageRecord>('usage', USAGE_COLUMNS.join(', '), filters, opts, 'desc', timeRange(opts, 'ts', 'ts'));
+    },
+    async countByEffect(tenantId, window) {
+      return ctx.read(() => {
+        const counts: Record<Effect, number> = { allow: 0, deny: 0 };
+        for (const effect of ['allow', 'deny'] as const) counts[effect] = countEffect.get(tenantId, effect, window.since, window.until) ?? 0;
+        return counts;
+      });
     },
   };
 
@@ -212,8 +253,46 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
       return getAlert.get(tenantId, id) ?? null;
     },
     async list(tenantId, opts) {
-      const filters = { tenant_id: tenantId, status: opts?.status, device_id: opts?.device_id };
-      return ctx.listPage<Alert>('alerts', alertCols, filters, opts, 'desc');
+      const filters = {
+        tenant_id: tenantId,
+        status: opts?.status,
+        device_id: opts?.device_id,
+        app: opts?.app,
+        severity: opts?.severity,
+        assigned_to: opts?.assigned_to,
+      };
+      return ctx.listPage<Alert>('alerts', alertCols, filters, opts, 'desc', timeRange(opts, 'last_seen', 'first_seen'));
+    },
+    async count(tenantId, filter) {
+      const where = ['tenant_id = ?'];
+      const params: unknown[] = [tenantId];
+      for (const field of ['status', 'device_id', 'app', 'severity', 'assigned_to'] as const) {
+        const value = filter?.[field];
+        if (value === undefined) continue;
+        where.push(`${field} = ?`);
+        params.push(value);
+      }
+      const range = timeRange(filter, 'last_seen', 'first_seen');
+      where.push(...range.clauses);
+      params.push(...range.params);
+      return ctx.stmt<unknown[], number>(`SELECT count(*) AS n FROM alerts WHERE ${where.join(' AND ')}`).pluck().get(...params) ?? 0;
+    },
+    async act(tenantId, id, action) {
+      return ctx.write(() => {
+        const before = getAlert.get(tenantId, id);
+        if (!before) return null;
+        if (action.kind === 'assign' && action.assignee !== null && !consoleUserOfTenant.get(action.assignee, tenantId)) {
+          throw notFound('assignee', 'no such console user in this tenant');
+        }
+        const { alert, event } = applyAlertAction(before, action, ctx.newId);
+        if (event === null) return { alert, step: null };
+        saveWorkflow.run(alert);
+        insertAlertEvent.run(event);
+        return { alert, step: event };
+      });
+    },
+    async events(tenantId, id) {
+      return listAlertEvents.all(tenantId, id);
     },
   };
 
@@ -239,6 +318,25 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   return { usage, alerts: alertsRepo, discovered: discoveredRepo, dashboard: createDashboard(ctx) };
 }
 
+/** `since` bounds `fromColumn` (inclusive), `until` bounds `toColumn` (exclusive). */
+function timeRange(
+  opts: Pick<UsageFilter & AlertFilter, 'since' | 'until'> | undefined,
+  fromColumn: string,
+  toColumn: string,
+): { clauses: string[]; params: unknown[] } {
+  const clauses: string[] = [];
+  const params: unknown[] = [];
+  if (opts?.since !== undefined) {
+    clauses.push(`${fromColumn} >= ?`);
+    params.push(opts.since);
+  }
+  if (opts?.until !== undefined) {
+    clauses.push(`${toColumn} < ?`);
+    params.push(opts.until);
+  }
+  return { clauses, params };
+}
+
 function createDashboard(ctx: SqliteContext): (tenantId: string) => DashboardMetrics {
   const count = (sql: string): Stmt<[string], number> => ctx.db.prepare<[string], number>(sql).pluck();
   const devices = count('SELECT count(*) FROM devices WHERE tenant_id = ?');
@@ -246,6 +344,7 @@ function createDashboard(ctx: SqliteContext): (tenantId: string) => DashboardMet
   const policies = count('SELECT count(*) FROM policies WHERE tenant_id = ?');
   const rules = count('SELECT count(*) FROM rules WHERE tenant_id = ?');
   const alertsOpen = count("SELECT count(*) FROM alerts WHERE tenant_id = ? AND status = 'open'");
+  const alertsAcknowledged = count("SELECT count(*) FROM alerts WHERE tenant_id = ? AND status = 'acknowledged'");
   const discovered = count('SELECT count(*) FROM discovered_devices WHERE tenant_id = ?');
   // Maintained by recordBatch so the dashboard never counts the usage table.
   const usageByEffect: Stmt<[string], { effect: string; n: number }> = ctx.db.prepare(
@@ -266,6 +365,7 @@ function createDashboard(ctx: SqliteContext): (tenantId: string) => DashboardMet
         policies: policies.get(tenantId) ?? 0,
         rules: rules.get(tenantId) ?? 0,
         alerts_open: alertsOpen.get(tenantId) ?? 0,
+        alerts_acknowledged: alertsAcknowledged.get(tenantId) ?? 0,
         usage_total: allowed + denied,
         usage_allowed: allowed,
         usage_denied: denied,

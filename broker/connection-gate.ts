@@ -1,0 +1,82 @@
+/**
+ * Admission of network connections, before anyone is authenticated: at most `maxPending`
+ * connections may be waiting for their CONNECT to be authenticated (a connection beyond that is
+ * closed as it is accepted), and every connection reaches aedes through a WireGuard that bounds
+ * and checks its frames. Each pending connection holds at most one CONNECT of
+ * `maxConnectBytes` plus the socket's buffers, and aedes closes it after its CONNECT timeout.
+ */
+import type { Duplex } from 'node:stream';
+import type { Client } from 'aedes';
+import type { Counters } from '../shared/metrics.js';
+import type { InspectorLimits, Violation } from './frame-inspector.js';
+import type { RefusalLog } from './refusal-log.js';
+import { WireGuard, type GuardSession } from './wire-guard.js';
+
+export interface ConnectionGateOptions extends InspectorLimits {
+  maxPending: number;
+  counters: Counters;
+  refusals: RefusalLog;
+}
+
+export class ConnectionGate {
+  readonly #opts: ConnectionGateOptions;
+  readonly #guards = new WeakMap<Client, WireGuard>();
+  readonly #releases = new WeakMap<WireGuard, () => void>();
+  #pending = 0;
+
+  constructor(opts: ConnectionGateOptions) {
+    this.#opts = opts;
+  }
+
+  /** Connections accepted whose CONNECT is not authenticated yet. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /**
+   * The stream to hand to aedes for `conn`, or null when the connection was refused (and
+   * destroyed) because too many are pending. `peer` names the connection in logs until it has
+   * a client id. `clientOf` gives the aedes client, once there is one, for logs.
+   */
+  admit(conn: Duplex, peer: string, clientOf: () => Client | null): WireGuard | null {
+    const { counters, refusals } = this.#opts;
+    if (this.#pending >= this.#opts.maxPending) {
+      counters.inc('mqtt_rejected_total', { reason: 'too_many_pending' });
+      refusals.refused(null, 'too_many_pending', 'connection refused: too many unauthenticated connections', { peer, cap: this.#opts.maxPending });
+      conn.destroy();
+      return null;
+    }
+    this.#pending++;
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      this.#pending--;
+    };
+    const guard = new WireGuard(conn, {
+      maxFrameBytes: this.#opts.maxFrameBytes,
+      maxConnectBytes: this.#opts.maxConnectBytes,
+      maxFiltersPerPacket: this.#opts.maxFiltersPerPacket,
+      onViolation: (v: Violation) => {
+        counters.inc('mqtt_rejected_total', { reason: v.reason });
+        refusals.refused(clientOf()?.id ?? null, v.reason, 'connection closed: protocol violation or limit', { peer, rule: v.rule });
+      },
+    });
+    guard.once('close', release);
+    this.#releases.set(guard, release);
+    return guard;
+  }
+
+  /** Remembers which guard serves `client`. */
+  bind(client: Client, guard: WireGuard): void {
+    this.#guards.set(client, guard);
+  }
+
+  /** The CONNECT of `client` was authenticated: it stops counting as pending. */
+  authenticated(client: Client, session: GuardSession): void {
+    const guard = this.#guards.get(client);
+    if (!guard) return;
+    this.#releases.get(guard)?.();
+    guard.authenticate(session);
+  }
+}

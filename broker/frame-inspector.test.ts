@@ -1,0 +1,111 @@
+/**
+ * The byte-level inspector on its own: framing across any chunking, holding what follows a
+ * CONNECT until authentication, and the verdicts that the conformance tests then prove over
+ * real sockets (broker/conformance.test.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import { CommandDeliveries } from './command-deliveries.js';
+import { FrameInspector, type InspectorHooks } from './frame-inspector.js';
+import { connectPacket, frame, publishPacket, pubackPacket, subscribePacket } from './mqtt-bytes.js';
+
+const LIMITS = { maxFrameBytes: 10_000, maxConnectBytes: 512, maxFiltersPerPacket: 4 };
+
+function hooks(pubacks: number[] = [], maxQos = 2): InspectorHooks {
+  return { maxQos: () => maxQos, onPuback: (id) => pubacks.push(id) };
+}
+
+/** Feeds `bytes` in chunks of `size`; returns everything forwarded and the first violation. */
+function run(inspector: FrameInspector, bytes: Buffer, size: number) {
+  const out: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i += size) {
+    const r = inspector.feed(bytes.subarray(i, i + size));
+    out.push(...r.forward);
+    if (r.violation) return { forwarded: Buffer.concat(out), violation: r.violation };
+  }
+  return { forwarded: Buffer.concat(out), violation: null };
+}
+
+describe('FrameInspector', () => {
+  const session = Buffer.concat([
+    publishPacket('tenants/A/towers/T1/usage', Buffer.alloc(300, 7), { qos: 1, packetId: 9 }),
+    pubackPacket(17),
+    subscribePacket(3, [['tenants/+/towers/T1/commands', 1]]),
+    publishPacket('towers/T1/status', Buffer.from('{}')),
+    Buffer.from([0xc0, 0x00]), // PINGREQ
+    frame(0xa2, Buffer.concat([Buffer.from([0, 4]), Buffer.from([0, 3]), Buffer.from('a/b')])), // UNSUBSCRIBE
+    Buffer.from([0xe0, 0x00]), // DISCONNECT
+  ]);
+
+  it.each([1, 2, 3, 7, 64, 100_000])('passes a valid session unchanged whatever the chunk size (%i)', (size) => {
+    const inspector = new FrameInspector(LIMITS);
+    const connect = connectPacket({ clientId: 'tower-T1', username: 'T1', password: 'secret' });
+    const pubacks: number[] = [];
+    // Nothing after the CONNECT passes before authentication...
+    const first = run(inspector, Buffer.concat([connect, session]), size);
+    expect(first).toEqual({ forwarded: connect, violation: null });
+    expect(inspector.buffered).toBe(session.length);
+    // ...and everything does after it.
+    inspector.authenticated(hooks(pubacks));
+    const rest = inspector.feed(Buffer.alloc(0));
+    expect(Buffer.concat(rest.forward)).toEqual(session);
+    expect(pubacks).toEqual([17]);
+  });
+
+  it('refuses a frame larger than the limit on its header, before its body arrives', () => {
+    const inspector = new FrameInspector(LIMITS);
+    inspector.feed(connectPacket({ clientId: 'c' }));
+    inspector.authenticated(hooks());
+    expect(inspector.feed(Buffer.from([0x30, 0xff, 0xff, 0x03])).violation?.reason).toBe('payload_too_large');
+  });
+
+  it('refuses a CONNECT larger than mqtt_max_connect_bytes on its header', () => {
+    const r = new FrameInspector(LIMITS).feed(Buffer.from([0x10, 0x81, 0x04])); // 513 bytes announced
+    expect(r).toEqual({ forward: [], violation: { reason: 'connect_too_large', rule: 'mqtt_max_connect_bytes' } });
+  });
+
+  it('refuses a remaining length longer than four bytes [MQTT-2.2.3]', () => {
+    expect(new FrameInspector(LIMITS).feed(Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x01])).violation?.reason).toBe('malformed_frame');
+  });
+
+  it('lowers a requested QoS to what the principal is granted, in the bytes aedes parses', () => {
+    const inspector = new FrameInspector(LIMITS);
+    inspector.feed(connectPacket({ clientId: 'c' }));
+    inspector.authenticated(hooks([], 0));
+    const { forward } = inspector.feed(subscribePacket(1, [['a/b', 1], ['c/d', 2]]));
+    expect(Buffer.concat(forward)).toEqual(subscribePacket(1, [['a/b', 0], ['c/d', 0]]));
+  });
+
+  it('counts filters against the per-packet cap', () => {
+    const inspector = new FrameInspector(LIMITS);
+    inspector.feed(connectPacket({ clientId: 'c' }));
+    inspector.authenticated(hooks());
+    const five = Array.from({ length: 5 }, (_, i): [string, number] => [`f/${i}`, 1]);
+    expect(inspector.feed(subscribePacket(1, five)).violation?.reason).toBe('too_many_filters');
+  });
+});
+
+describe('CommandDeliveries', () => {
+  const command = (tenant: string, tower: string, id: string, packetId: number) =>
+    publishPacket(`tenants/${tenant}/towers/${tower}/commands`, Buffer.from(JSON.stringify({ v: 1, id })), { qos: 1, packetId });
+
+  it.each([1, 3, 11, 100_000])('maps packet ids to the commands written, across any chunking (%i)', (size) => {
+    const d = new CommandDeliveries('T1', 1024);
+    const written = Buffer.concat([
+      Buffer.from([0x20, 0x02, 0x00, 0x00]), // CONNACK
+      publishPacket('tenants/A/towers/T1/decisions', Buffer.alloc(500), { qos: 1, packetId: 1 }),
+      command('A', 'T1', 'cmd-1', 2),
+      publishPacket('tenants/A/policy', Buffer.from('{}'), { qos: 0 }),
+      command('B', 'T1', 'cmd-2', 3),
+      command('A', 'T2', 'not-mine', 4), // cannot happen on T1's connection; ignored if it did
+    ]);
+    for (let i = 0; i < written.length; i += size) d.written(written.subarray(i, i + size));
+    expect([1, 2, 3, 4, 5].map((id) => d.acknowledged(id)?.command_id ?? null)).toEqual([null, 'cmd-1', 'cmd-2', null, null]);
+    expect(d.acknowledged(3)).toBeNull(); // each PUBACK counts once
+  });
+
+  it('keeps both commands when a packet id is in flight twice (a replayed message)', () => {
+    const d = new CommandDeliveries('T1', 1024);
+    d.written(Buffer.concat([command('A', 'T1', 'replayed', 7), command('A', 'T1', 'live', 7)]));
+    expect([d.acknowledged(7)?.command_id, d.acknowledged(7)?.command_id]).toEqual(['replayed', 'live']);
+  });
+});

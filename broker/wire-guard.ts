@@ -1,0 +1,159 @@
+/**
+ * The stream aedes reads and writes instead of the socket: every inbound byte passes the
+ * FrameInspector first, so aedes only ever parses frames that broke no rule, and nothing after
+ * a CONNECT until the broker authenticated it. Outbound bytes pass through untouched (observed
+ * for command deliveries on tower connections).
+ *
+ * On a violation the guard never hands the offending frame on; it writes the CONNACK the spec
+ * asks for (if any), ends the socket once that is flushed, and ends the aedes side, which then
+ * closes its client (publishing the will of an established session [MQTT-3.1.2-8]).
+ */
+import { Duplex } from 'node:stream';
+import { FrameInspector, type InspectorHooks, type InspectorLimits, type Violation } from './frame-inspector.js';
+
+export interface WireGuardOptions extends InspectorLimits {
+  /** A frame broke a rule; the guard closes the connection right after this returns. */
+  onViolation(v: Violation): void;
+}
+
+export interface GuardSession extends InspectorHooks {
+  /** Observes bytes written to the client (null: nothing to observe). */
+  written: ((chunk: Buffer) => void) | null;
+}
+
+export class WireGuard extends Duplex {
+  readonly #inner: Duplex;
+  readonly #inspector: FrameInspector;
+  readonly #onViolation: (v: Violation) => void;
+  readonly #holdLimit: number;
+  #session: GuardSession | null = null;
+  /** The inner stream is paused because aedes is not reading or authentication is pending. */
+  #paused = false;
+  #wantRead = true;
+  #ending = false;
+  #innerEnded = false;
+  #pendingWrite: (() => void) | null = null;
+
+  constructor(inner: Duplex, opts: WireGuardOptions) {
+    super({ allowHalfOpen: false });
+    this.#inner = inner;
+    this.#inspector = new FrameInspector(opts);
+    this.#onViolation = opts.onViolation;
+    // While the CONNECT is being authenticated, what the client sends next waits here; past
+    // this, the socket is not read at all (TCP flow control holds the client).
+    this.#holdLimit = opts.maxConnectBytes;
+    inner.on('data', (chunk: Buffer) => this.#onData(chunk));
+    inner.on('end', () => {
+      this.#innerEnded = true;
+      this.#maybeEnd();
+    });
+    inner.on('drain', () => {
+      const resume = this.#pendingWrite;
+      this.#pendingWrite = null;
+      resume?.();
+    });
+    inner.on('error', (err) => this.destroy(err));
+    inner.on('close', () => this.destroy());
+  }
+
+  /** True until the broker authenticated the CONNECT (the connection counts as pending). */
+  get authenticated(): boolean {
+    return this.#session !== null;
+  }
+
+  /** Authentication succeeded: frames after the CONNECT may pass from now on. */
+  authenticate(session: GuardSession): void {
+    this.#session = session;
+    this.#inspector.authenticated(session);
+    this.#process(Buffer.alloc(0));
+  }
+
+  override _read(): void {
+    this.#wantRead = true;
+    this.#updateFlow();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.#session?.written?.(chunk);
+    if (this.#inner.write(chunk)) cb();
+    else this.#pendingWrite = () => cb();
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    // mqtt-packet writes one packet in several pieces under cork(): keep them one syscall.
+    this.#inner.cork();
+    let ok = true;
+    for (const { chunk } of chunks) {
+      this.#session?.written?.(chunk);
+      ok = this.#inner.write(chunk);
+    }
+    this.#inner.uncork();
+    if (ok) cb();
+    else this.#pendingWrite = () => cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.#inner.end();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // After a violation with a CONNACK, the socket ends by itself once the CONNACK is flushed.
+    if (!this.#ending) this.#inner.destroy();
+    const resume = this.#pendingWrite;
+    this.#pendingWrite = null;
+    resume?.();
+    cb(err);
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#ending) return; // after a violation: read and discard, so the close is a FIN
+    this.#process(chunk);
+  }
+
+  #process(chunk: Buffer): void {
+    if (this.destroyed || this.readableEnded) return;
+    const { forward, violation } = this.#inspector.feed(chunk);
+    for (const b of forward) if (!this.push(b)) this.#wantRead = false;
+    if (violation) {
+      this.#reject(violation);
+      return;
+    }
+    this.#updateFlow();
+    this.#maybeEnd();
+  }
+
+  /** The client half-closed: end the aedes side once nothing held back can still pass. */
+  #maybeEnd(): void {
+    if (!this.#innerEnded || this.#ending || this.readableEnded) return;
+    if (this.#session === null && this.#inspector.buffered > 0) return;
+    this.push(null);
+  }
+
+  #updateFlow(): void {
+    const hold = this.#session === null && this.#inspector.buffered > this.#holdLimit;
+    const pause = hold || !this.#wantRead;
+    if (pause && !this.#paused) {
+      this.#paused = true;
+      this.#inner.pause();
+    } else if (!pause && this.#paused) {
+      this.#paused = false;
+      this.#inner.resume();
+    }
+  }
+
+  #reject(v: Violation): void {
+    this.#ending = true;
+    this.#onViolation(v);
+    const inner = this.#inner;
+    if (v.connack !== undefined) {
+      // CONNACK: fixed header 0x20, remaining length 2, session present 0, return code.
+      inner.end(Buffer.from([0x20, 0x02, 0x00, v.connack]), () => inner.destroy());
+    } else {
+      inner.destroy();
+    }
+    // Keep reading (and dropping) what the client still sends, so closing is not a reset.
+    inner.resume();
+    this.destroy();
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * FleetRecorder's live progress is per interval (a latency spike shows in the interval it happens
+ * in, not averaged into the whole run) and its command counts are per tenant and distinct, so
+ * they can be held against the control plane's own count.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Decision } from '../shared/mqtt/payloads.js';
+import { FleetRecorder, formatReport } from './report.js';
+
+const decision = (event_id: string): Decision =>
+  ({ event_id, effect: 'allow', reason: 'default', rule_id: null, policy_id: null, policy_version: 1 }) as unknown as Decision;
+
+const run = { scenario: 's', seed: 1, startedAt: new Date(0), tenants: 2, offeredRateEps: 10, playbackS: 2, drainS: 0, droppedPerTower: [0, 0] };
+
+describe('FleetRecorder', () => {
+  it('reports the p99 of each interval, not of the run so far, and names offline towers', () => {
+    let now = 0;
+    const rec = new FleetRecorder(['t0', 't1'], () => now);
+    // Interval 1: ten events answered in 10 ms.
+    for (let i = 0; i < 10; i++) rec.recordSent(`a${i}`, 0, false, true, 0);
+    now = 10;
+    for (let i = 0; i < 10; i++) rec.recordDecision(decision(`a${i}`));
+    const first = rec.progress(1, []);
+    expect(first).toMatchObject({ elapsed_s: 1, sent: 10, decided: 10, decided_in_interval: 10, offline_towers: [], outages_started: [] });
+    expect(first.p99_ms).toBeCloseTo(10, 1);
+    // Interval 2: an outage replay, ten events answered after 2 s.
+    rec.recordOutage(1);
+    for (let i = 0; i < 10; i++) rec.recordSent(`b${i}`, 1, false, true, 1000);
+    now = 3000;
+    for (let i = 0; i < 10; i++) rec.recordDecision(decision(`b${i}`));
+    const second = rec.progress(2, ['t1']);
+    expect(second).toMatchObject({ decided: 20, decided_in_interval: 10, offline_towers: ['t1'], outages_started: ['t1'] });
+    expect(second.p99_ms).toBeGreaterThanOrEqual(1990);
+    // Interval 3: nothing decided, so no p99 (not the run's).
+    expect(rec.progress(3)).toMatchObject({ decided_in_interval: 0, p99_ms: 0, offline_towers: [], outages_started: [] });
+    // The final report keeps the whole run's percentiles.
+    expect(rec.report(run).latency_ms.p50).toBeLessThan(1000);
+    expect(rec.report(run).latency_ms.max).toBeGreaterThanOrEqual(1990);
+    rec.close();
+  });
+
+  it('counts distinct remediation commands per tenant, received and applied', () => {
+    const rec = new FleetRecorder(['t0']);
+    rec.recordRemediationExpected('d1');
+    rec.recordCommand('tenant-b', 'c1', 'd1', 'applied');
+    rec.recordCommand('tenant-b', 'c1', 'd1', 'applied'); // a redelivery of the same command
+    rec.recordCommand('tenant-b', 'c2', 'd1', 'applied'); // an escalation for the same device
+    rec.recordCommand('tenant-a', 'c3', 'd9', 'failed');
+    const r = rec.report({ ...run, droppedPerTower: [0] });
+    expect(r).toMatchObject({
+      remediations_expected: 1,
+      remediations_acked: 1,
+      commands_received: 3,
+      commands_applied: 2,
+      commands_per_tenant: [
+        { tenant_id: 'tenant-a', received: 1, applied: 0 },
+        { tenant_id: 'tenant-b', received: 2, applied: 2 },
+      ],
+    });
+    expect(formatReport(r)).toMatch(/remediation commands\s+3 received at towers, 2 applied/);
+    rec.close();
+  });
+});

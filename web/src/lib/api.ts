@@ -1,0 +1,91 @@
+/**
+ * The REST client: same-origin fetch with the session's bearer token, the API's error shape
+ * turned into ApiError, one retry after refreshing an expired token, and downloads of the API's
+ * exports (the token goes in a header, never in the URL, so a download is fetched and saved as a
+ * blob rather than opened as a link).
+ */
+import { ApiError, errorOf } from './errors';
+import type { Session } from './session';
+
+export type Query = Record<string, string | number | boolean | null | undefined>;
+
+export function withQuery(path: string, query: Query = {}): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+  const qs = params.toString();
+  return qs === '' ? path : `${path}${path.includes('?') ? '&' : '?'}${qs}`;
+}
+
+export class Api {
+  constructor(readonly session: Session) {}
+
+  async #fetch(method: string, path: string, body: unknown, accept: string, retried = false): Promise<Response> {
+    const token = await this.session.accessToken();
+    const res = await fetch(path, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        accept,
+        ...(body !== undefined && { 'content-type': 'application/json' }),
+      },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+    if (res.ok) return res;
+    const err = await errorOf(res);
+    if (res.status === 401 && !retried) {
+      if (err.code === 'TOKEN_EXPIRED') {
+        await this.session.refresh();
+        return this.#fetch(method, path, body, accept, true);
+      }
+      this.session.end('Your session ended: please sign in again.');
+    }
+    throw err;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.#fetch(method, path, body, 'application/json');
+    if (res.status === 204) return undefined as T;
+    return (await res.json()) as T;
+  }
+
+  get<T>(path: string, query?: Query): Promise<T> {
+    return this.request<T>('GET', withQuery(path, query));
+  }
+  post<T>(path: string, body: unknown = {}): Promise<T> {
+    return this.request<T>('POST', path, body);
+  }
+  patch<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('PATCH', path, body);
+  }
+  delete(path: string): Promise<void> {
+    return this.request<void>('DELETE', path);
+  }
+
+  /** A text resource (the Prometheus exposition at /metrics). */
+  async text(path: string): Promise<string> {
+    return (await this.#fetch('GET', path, undefined, 'text/plain')).text();
+  }
+
+  /** Fetches an export and hands it to the browser as a file download. */
+  async download(path: string, query: Query, fallbackName: string): Promise<void> {
+    const res = await this.#fetch('GET', withQuery(path, query), undefined, '*/*');
+    const disposition = res.headers.get('content-disposition') ?? '';
+    const name = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? fallbackName;
+    const url = URL.createObjectURL(await res.blob());
+    try {
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = name;
+      document.body.append(a);
+      a.click();
+      a.remove();
+    } finally {
+      // The click has started the download; the blob can go once the event loop moves on.
+      setTimeout(() => URL.revokeObjectURL(url), 0);
+    }
+  }
+}
+
+export { ApiError };
