@@ -25,6 +25,19 @@ Run 'edgeplane <command> --help' for a command's options.
 `;
 }
 
+/**
+ * A reader that went away (`edgeplane … | head`) makes writes fail with EPIPE; an 'error' event
+ * without a listener would crash the process with a stack trace. Output to a closed pipe is
+ * simply dropped; commands that care (the agent) listen for it themselves.
+ */
+function tolerateClosedPipes(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -43,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
   return (await cmd.load())(rest);
 }
 
+tolerateClosedPipes();
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

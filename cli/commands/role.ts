@@ -39,7 +39,7 @@ function roleCommand(spec: RoleSpec): (argv: string[]) => Promise<number> {
       return 0;
     }
     const config = loadConfig(flags);
-    const logger = createLogger(config.log_level).child({ role: spec.name });
+    const logger = createLogger(config.log_level, { format: config.log_format }).child({ role: spec.name });
     const handle = await spec.start(config, { logger });
     onShutdownSignal(handle.stop, logger, config.shutdown_timeout_ms);
     await new Promise<never>(() => {});
