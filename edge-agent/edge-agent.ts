@@ -86,6 +86,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   /** Recent DecisionBatch ids: a batch redelivered after a lost PUBACK is applied once. */
   readonly #seenDecisionBatches: LruMap<string, true>;
   #state: State = 'idle';
+  /** Came online at least once (an agent that never connected stops quietly). */
+  #wasOnline = false;
   #stopping: Promise<void> | null = null;
 
   constructor(opts: EdgeAgentOptions) {
@@ -367,6 +369,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     // offline and are resent by it, so these go out once.
     this.#commands.replay();
     this.#gate.connected();
+    this.#wasOnline = true;
     this.#log.info({ event: 'online' }, 'edge agent online');
     this.emit('connect');
     this.#uplink.settled();
@@ -494,7 +497,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
         journal ? 'command acks not yet taken by the broker: journalled, sent at the next start' : 'command acks not yet taken by the broker are lost (no --state-dir)',
       );
     }
-    this.#log.info({ event: 'stopped', ...this.stats() }, 'edge agent stopped');
+    this.#log[this.#wasOnline ? 'info' : 'debug']({ event: 'stopped', ...this.stats() }, 'edge agent stopped');
   }
 
   // --- helpers ---------------------------------------------------------------------------------
