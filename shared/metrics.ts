@@ -124,6 +124,10 @@ export class Counters {
     if (this.#processMetrics) return;
     this.#processMetrics = true;
     collectDefaultMetrics({ register: this.registry });
+    // Gauges named like counters (promtool objects); their per-type families stay.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
   }
 
   /** The Prometheus text exposition format (version 0.0.4). */
@@ -170,8 +174,9 @@ export class Counters {
           try {
             sample = await source();
           } catch {
-            // A source that cannot answer (a queue whose Redis is down) leaves the family empty
-            // rather than failing the whole scrape.
+            // A source that cannot answer (a queue whose Redis is down) reads NaN, "unknown" in
+            // Prometheus, rather than failing the whole scrape or passing for a real 0.
+            if (labelNames.length === 0) this.set(NaN);
             return;
           }
           if (typeof sample === 'number') this.set(sample);
