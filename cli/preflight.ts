@@ -49,7 +49,9 @@ async function checkDataDir(dir: string): Promise<void> {
     try {
       isDir = (await stat(path)).isDirectory();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && dirname(path) !== path) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // ENOTDIR: a component above is a file; walking up finds it and says so.
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && dirname(path) !== path) {
         path = dirname(path);
         continue;
       }

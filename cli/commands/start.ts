@@ -27,8 +27,10 @@ export async function startCommand(argv: string[]): Promise<number> {
   }
   const config = loadConfig(flags);
   const logger = createLogger(config.log_level, { format: config.log_format });
-  const handle = await startEmbedded(config, { logger });
-  onShutdownSignal(handle.stop, logger, config.shutdown_timeout_ms);
+  const starting = startEmbedded(config, { logger });
+  // Before startup finishes: a signal during startup waits for it, then stops what started.
+  onShutdownSignal(async () => (await starting.catch(() => null))?.stop(), logger, config.shutdown_timeout_ms);
+  await starting;
   // Keep running until a signal arrives.
   await new Promise<never>(() => {});
   return 0;
