@@ -7,6 +7,9 @@ import { COMMANDS } from './commands/index.js';
 
 const commands = COMMANDS;
 
+/** After a failure, how long stray handles may delay the exit. */
+const EXIT_GRACE_MS = 2000;
+
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
@@ -69,5 +72,8 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`edgeplane: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exitCode = 1;
     }
+    // A failed start may leave a client still retrying in the background (a broker that never
+    // answered): it must not keep the process alive. Unref'd, so a clean exit is not delayed.
+    setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
   },
 );

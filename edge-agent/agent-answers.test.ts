@@ -113,9 +113,7 @@ describe('EdgeAgent answers every event', () => {
   it('holds an event read before its policy bundle arrives, then routes it to the tenant (not to discovery)', async () => {
     // The bundles' quiet period is long here: only the bundle itself can release the event.
     const agent = makeAgent({ bundleSettleMs: 60_000, discoveryMaxDelayMs: 1, batchMaxDelayMs: 1 });
-    const connected = nextEvent(agent, 'connect');
-    const started = agent.start();
-    await connected;
+    await agent.start();
 
     const r = agent.observe({ device_id: 'dev-a1', app: 'slack', action: 'upload' });
     expect(r).toMatchObject({ tenant_id: null, held: true, answered_locally: false });
@@ -127,14 +125,13 @@ describe('EdgeAgent answers every event', () => {
     expect(await agent.flush()).toBe(true);
     expect(cloud.json<DiscoveryBatch>(topics.discovery(TOWER))).toEqual([]);
     expect(agent.stats()).toMatchObject({ events_held: 0, events_unknown_device: 0 });
-    await agent.stop();
-    await started;
   });
 
   it('answers an unknown device with the default decision, reason unknown_device, and reports it for discovery', async () => {
     await cloud.publishJson(topics.policy('acme'), bundle('acme', ['dev-a1']), { retain: true });
     const agent = makeAgent({ bundleSettleMs: 50, discoveryMaxDelayMs: 1, unknownDeviceEffect: 'deny' });
     await agent.start();
+    await agent.whenReady();
     expect(agent.ready).toBe(true);
 
     const decided = within(nextEvent(agent, 'decision'), 5000, 'decision for the unknown device');

@@ -36,7 +36,7 @@ export interface EdgeAgentOptions {
   /**
    * The retained policy bundles arrive right after the SUBACK; they are taken as complete once
    * none has arrived for this long (default 300 ms). Until then an event whose device no bundle
-   * maps is held, not reported as an unknown device. start() resolves after this.
+   * maps is held, not reported as an unknown device (whenReady() resolves after this).
    */
   bundleSettleMs?: number;
   /**

@@ -176,15 +176,24 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     return this.#session.up;
   }
 
-  /** The retained policy bundles have arrived (start() waits for it). */
+  /** The retained policy bundles have arrived since the first connection (see bundleSettleMs). */
   get ready(): boolean {
     return this.#gate.ready;
   }
 
   /**
-   * Connects and resolves once online and the retained policy bundles have arrived. While the
-   * broker is unreachable it keeps retrying (and observe() keeps buffering); a CONNACK refusal on
-   * the first attempt (bad credentials) rejects and leaves the agent stopped.
+   * Resolves once the retained policy bundles have arrived (or the agent stops). Not needed for
+   * correctness (events observed earlier wait for the bundles), but a process that reads its
+   * input only after it keeps its first answers as fast as the later ones.
+   */
+  whenReady(): Promise<void> {
+    return this.#gate.whenReady();
+  }
+
+  /**
+   * Connects and resolves once online. While the broker is unreachable it keeps retrying
+   * (and observe() keeps buffering); a CONNACK refusal on the first attempt (bad credentials)
+   * rejects and leaves the agent stopped.
    */
   async start(): Promise<void> {
     if (this.#state !== 'idle') throw new Error(`EdgeAgent cannot start: it is ${this.#state}`);
@@ -211,7 +220,6 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       for (const h of this.#gate.close()) this.#reject(h.id, h.usage.device_id, null, 'shutdown', 'the agent could not connect');
       throw err;
     }
-    await this.#gate.whenReady();
   }
 
   /**

@@ -212,7 +212,7 @@ async function connect(agent: EdgeAgent, url: string, timeoutMs: number): Promis
     return AGENT_EXIT.unreachable;
   }
   if (outcome === 'timeout') {
-    // Connected in time; only the bundles' quiet period is left.
+    // Connected in time, and start() is about to resolve.
     const late = await started;
     if (late === 'ok') return null;
     return fail(late);
@@ -283,6 +283,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
     return failed;
   }
   wireLogs(agent, logger);
+  // Input read from here on finds the tenants' bundles in place (earlier events would wait).
+  await agent.whenReady();
   logger.info({ event: 'connected', url }, 'agent connected');
 
   const lines = createInterface({ input: process.stdin });

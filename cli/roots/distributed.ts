@@ -18,7 +18,7 @@ import { RetentionJob } from '../../workers/retention-job.js';
 import { UplinkConsumer } from '../../workers/uplink-consumer.js';
 import { buildCommandService, ensureOperator } from '../embedded.js';
 import { preflight, type ListenerName, type TlsMaterial } from '../preflight.js';
-import { explainStartupError } from '../startup-error.js';
+import { explainStartupError, StartupError } from '../startup-error.js';
 import { component, startComponents, type Component, type RunningComponents } from './components.js';
 import { EventLog } from './event-log.js';
 import { buildFoundation, urlHost, type Foundation } from './foundation.js';
@@ -62,6 +62,24 @@ async function startRole(config: Config, listeners: readonly ListenerName[], sta
     throw explainStartupError(err, config);
   }
 }
+
+/** The worker's first connection to the brokers: bounded, and named after --mqtt-url when it fails. */
+async function startDownlink(downlink: MqttDownlink, mqttUrl: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new StartupError(`--mqtt-url ${mqttUrl}: no broker node answered within ${DOWNLINK_CONNECT_TIMEOUT_MS / 1000} s; check the URLs and that the broker roles run (--mqtt-url / EDGEPLANE_MQTT_URL)`)),
+      DOWNLINK_CONNECT_TIMEOUT_MS,
+    );
+  });
+  try {
+    await Promise.race([downlink.start(), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const DOWNLINK_CONNECT_TIMEOUT_MS = 15_000;
 
 /** What every role runs beside its own work: operational event lines, and the uplink queue depth. */
 function observability(f: Foundation): Component[] {
@@ -198,7 +216,7 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
       ...observability(f),
       component('decision-metrics', () => decisionMetrics.start(), () => decisionMetrics.stop()),
       component('health', () => health.start(), () => health.stop()),
-      component('downlink', () => downlink.start(), () => downlink.stop()),
+      component('downlink', () => startDownlink(downlink, mqttUrl), () => downlink.stop()),
       ...sinks.components,
       component(
         'commands',
