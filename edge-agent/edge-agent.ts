@@ -22,7 +22,6 @@ import {
   decodePayload,
   encodePayload,
   PolicyBundleSchema,
-  type Decision,
   type TowerStatus,
 } from '../shared/mqtt/payloads.js';
 import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
@@ -33,7 +32,8 @@ import { Batcher } from './batcher.js';
 import { BundleGate } from './bundle-gate.js';
 import { CommandFlow } from './command-flow.js';
 import { CommandHandler } from './command-handler.js';
-import { LoggingEnforcer, type BlockStatus, type Enforcer } from './enforcer.js';
+import { LoggingEnforcer, type Enforcer } from './enforcer.js';
+import { EventRouter } from './event-router.js';
 import { LocalAnswers } from './local-answers.js';
 import { LruMap } from './lru.js';
 import { batchWeight, type OutboundBatch } from './offline-buffer.js';
@@ -70,6 +70,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   readonly #directory = new TenantDirectory();
   readonly #uplink: Uplink;
   readonly #batcher: Batcher;
+  readonly #router: EventRouter;
   readonly #commandHandler: CommandHandler;
   readonly #commands: CommandFlow;
   readonly #session: TowerSession;
@@ -114,6 +115,14 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       newId: this.#newId,
       now: this.#opts.now,
       onBatch: (item) => this.#uplink.push(item),
+    });
+    this.#router = new EventRouter({
+      batcher: this.#batcher,
+      enforcer: this.#enforcer,
+      local: this.#local,
+      unknownDeviceEffect: this.#opts.unknownDeviceEffect,
+      onDecision: (tenantId, decision, origin) => this.emit('decision', tenantId, decision, origin),
+      onError: (err) => this.#fail(err),
     });
     // A DecisionBatch comes again only for a batch resent after a lost PUBACK, and those are
     // resent first on the next connection: the first copy is at most a few windows of
@@ -235,14 +244,14 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     const tenantId = e.tenant_id ?? this.#directory.tenantOf(e.device_id) ?? null;
     this.#counters.events_observed++;
     if (tenantId !== null) {
-      const answered = this.#routeUsage(tenantId, id, ts, e);
+      const answered = this.#router.usage(tenantId, id, ts, e);
       return { event_id: id, tenant_id: tenantId, answered_locally: answered, held: false };
     }
     if (!this.#gate.ready) {
       this.#gate.hold({ id, ts, usage: e, heldAt: Date.now() });
       return { event_id: id, tenant_id: null, answered_locally: false, held: true };
     }
-    this.#routeUnknown(id, ts, e);
+    this.#router.unknown(id, ts, e);
     return { event_id: id, tenant_id: null, answered_locally: true, held: false };
   }
 
@@ -305,66 +314,17 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#session.endOutage();
   }
 
-  // --- routing and local answers ---------------------------------------------------------------
-
-  /** Batches a known tenant's event; true when a block in force answers it at once. */
-  #routeUsage(tenantId: string, id: string, ts: number, e: ObservedUsage): boolean {
-    this.#batcher.addUsage(tenantId, {
-      id,
-      ts,
-      device_id: e.device_id,
-      app: e.app,
-      action: e.action,
-      ...(e.bytes !== undefined ? { bytes: e.bytes } : {}),
-    });
-    const block = this.#blockOf(tenantId, e.device_id, e.app);
-    if (block) this.#answerLocally(tenantId, id, e.device_id, block);
-    return block !== null;
-  }
-
-  /**
-   * A device no bundle maps: reported for discovery (operators see it) and answered with the
-   * unknown-device default, in a microtask like every local answer.
-   */
-  #routeUnknown(id: string, ts: number, e: ObservedUsage): void {
-    this.#batcher.addDiscovery(e.device_id, ts);
-    const decision = this.#local.unknownDevice(id, e.device_id, this.#opts.unknownDeviceEffect);
-    queueMicrotask(() => {
-      this.#applyDecision(null, decision);
-      this.emit('decision', null, decision, { source: 'local', unknown_device: true });
-    });
-  }
+  // --- routing ---------------------------------------------------------------------------------
 
   #routeHeld(h: HeldEvent): void {
     const tenantId = this.#directory.tenantOf(h.usage.device_id);
-    if (tenantId !== undefined) this.#routeUsage(tenantId, h.id, h.ts, h.usage);
-    else this.#routeUnknown(h.id, h.ts, h.usage);
+    if (tenantId !== undefined) this.#router.usage(tenantId, h.id, h.ts, h.usage);
+    else this.#router.unknown(h.id, h.ts, h.usage);
   }
 
   #reject(eventId: string, deviceId: string | null, tenantId: string | null, reason: RejectionReason, message: string): void {
     this.#counters.events_rejected++;
     this.emit('rejected', { event_id: eventId, device_id: deviceId, tenant_id: tenantId, reason, message });
-  }
-
-  #blockOf(tenantId: string, deviceId: string, app: string): BlockStatus | null {
-    try {
-      return this.#enforcer.isBlocked?.(tenantId, deviceId, app) ?? null;
-    } catch (err) {
-      this.#fail(toError(err));
-      return null;
-    }
-  }
-
-  /**
-   * Denies at once, without the cloud round trip. Emitted in a microtask so the caller holds the
-   * event id (observe's return value) before its decision arrives.
-   */
-  #answerLocally(tenantId: string, eventId: string, deviceId: string, block: BlockStatus): void {
-    const decision = this.#local.answer(eventId, deviceId);
-    queueMicrotask(() => {
-      this.#applyDecision(tenantId, decision);
-      this.emit('decision', tenantId, decision, { source: 'local', block });
-    });
   }
 
   // --- uplink ----------------------------------------------------------------------------------
@@ -438,7 +398,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#counters.decisions_received += batch.decisions.length;
     for (const d of batch.decisions) {
       if (this.#local.has(d.event_id)) continue;
-      this.#applyDecision(tenantId, d);
+      this.#router.apply(tenantId, d);
       this.emit('decision', tenantId, d, { source: 'cloud', batch });
     }
     for (const rej of batch.rejected) {
@@ -447,15 +407,6 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       this.#reject(rej.event_id, null, tenantId, rej.reason, message);
     }
     this.emit('decisionBatch', tenantId, batch);
-  }
-
-  #applyDecision(tenantId: string | null, d: Decision): void {
-    try {
-      const applied = this.#enforcer.applyDecision(tenantId, d);
-      if (applied) applied.catch((err: unknown) => this.#fail(toError(err)));
-    } catch (err) {
-      this.#fail(toError(err));
-    }
   }
 
   async #onCommand(topic: string, tenantId: string, payload: Buffer): Promise<void> {

@@ -116,7 +116,9 @@ class AnswerWriter {
 
   decision(tenantId: string | null, d: Decision, source: 'cloud' | 'local'): void {
     const p = this.#take(d.event_id);
-    if (p) this.#write({ line: p.line, tenant_id: tenantId, ...d, source });
+    if (!p) return;
+    const { event_id, ...rest } = d;
+    this.#write({ line: p.line, event_id, tenant_id: tenantId, ...rest, source });
   }
 
   rejected(r: Rejection): void {
