@@ -15,6 +15,7 @@ import { decoyHash } from '../shared/auth/passwords.js';
 import type { TrustProxy } from '../shared/config.js';
 import { createIdFactory } from '../shared/ids.js';
 import { InProcessRateBudgets } from '../shared/workflow/rate-budgets.js';
+import { bearerMatches } from '../shared/metrics-token.js';
 import { registerAuditTrail } from './audit.js';
 import { consolePlugin } from './console.js';
 import { registerGuard } from './auth/guard.js';
@@ -76,13 +77,34 @@ function fastifyTrustProxy(setting: TrustProxy): boolean | string[] | ((address:
   return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
 }
 
-export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+export interface BuildAppOptions {
+  /** Serve HTTPS with these PEM contents (the composition root reads --tls-cert-file/--tls-key-file). */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer };
+  /** --metrics-token: a static bearer token that may scrape /metrics. */
+  metricsToken?: string;
+}
+
+/**
+ * A Prometheus scraper holding the static --metrics-token is answered before the guard, which
+ * knows only users and tenant API keys; any other caller of /metrics goes through the guard
+ * (operators only). Registered first, so a token scrape costs no authentication work.
+ */
+function registerMetricsToken(app: FastifyInstance, token: string): void {
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.url !== '/metrics' || request.method !== 'GET') return;
+    if (!bearerMatches(request.headers.authorization, token)) return;
+    return reply.type(app.counters.contentType).send(await app.counters.metrics());
+  });
+}
+
+export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
   // Typed as Fastify's logger interface so the instance is the plain FastifyInstance plugins expect.
   // A logger already bound to module 'api' is used as is (pino would repeat the key otherwise).
   const logger: FastifyBaseLogger =
     deps.logger.bindings().module === 'api' ? deps.logger : deps.logger.child({ module: 'api' });
   const app = Fastify({
+    ...(opts.https ? { https: opts.https } : {}),
     loggerInstance: logger,
     // Fastify's own request lines would log `?access_token=` (WebSocket feeds); ours redact it.
     logController: new LogController({ disableRequestLogging: true }),
@@ -138,6 +160,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
 
   acceptEmptyJsonOnBodilessMethods(app);
   registerErrorHandling(app);
+  if (opts.metricsToken) registerMetricsToken(app, opts.metricsToken);
   // Before the guard: it lifts a WebSocket client's token into Authorization for the guard to check.
   await registerFeedTransport(app);
   registerGuard(

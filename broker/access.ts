@@ -73,7 +73,13 @@ export class Access {
     if (outcome.ok) outcome = this.#stillValid(outcome, client.id, facts.clean);
     if (!outcome.ok) {
       counters.inc('mqtt_auth_failures_total', { reason: outcome.reason });
-      this.#d.refusals.refused(client.id, outcome.reason, 'mqtt connection refused', { username, return_code: outcome.returnCode });
+      this.#d.refusals.refused(
+        client.id,
+        outcome.reason,
+        'mqtt login refused',
+        { event: 'mqtt_login_refused', username, return_code: outcome.returnCode },
+        'warn',
+      );
       return authError(outcome.returnCode, outcome.reason);
     }
     // The socket may have gone while we were checking; aedes drops the CONNECT itself then.

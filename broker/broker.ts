@@ -13,7 +13,9 @@
  */
 import type { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Aedes, AedesOptions, Client } from 'aedes';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
@@ -60,7 +62,9 @@ export type BrokerConfig = Pick<
   | 'mqtt_max_retained_bytes'
   | 'access_token_ttl_s'
   | 'service_secret'
->;
+> &
+  /** Used only with `BrokerDeps.tls`; default 8883. */
+  Partial<Pick<Config, 'mqtt_tls_port'>>;
 
 export interface BrokerDeps {
   /** `service_secret` is optional in Config but required here: `start()` refuses without it. */
@@ -90,6 +94,18 @@ export interface BrokerDeps {
    */
   onCommandDelivered?: (e: { tenant_id: string; tower_id: string; command_id: string; at: number }) => Promise<void>;
   now?: () => number;
+  /**
+   * PEM certificate and key: MQTT over TLS listens on `mqtt_tls_port` and the WebSocket listener
+   * serves WSS instead of WS. The composition root reads the files (--tls-cert-file …).
+   */
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer } | null;
+}
+
+export interface BrokerPorts {
+  mqttPort: number;
+  wsPort: number;
+  /** MQTT over TLS; null without `tls`. */
+  tlsPort: number | null;
 }
 
 /** Long enough for a slow link's TLS-less CONNECT, short enough that idle sockets do not pile up. */
@@ -119,8 +135,11 @@ export class Broker {
   #aedes: Aedes | null = null;
   #tcp: NetServer | null = null;
   #http: HttpServer | null = null;
+  #tlsServer: TlsServer | null = null;
+  /** Sockets of the TLS listener, handshake included: aedes knows them only once MQTT starts. */
+  readonly #tlsSockets = new Set<Socket>();
   #wss: WebSocketServer | null = null;
-  #startPromise: Promise<{ mqttPort: number; wsPort: number }> | null = null;
+  #startPromise: Promise<BrokerPorts> | null = null;
   #stopPromise: Promise<void> | null = null;
   #stopping = false;
 
@@ -172,7 +191,19 @@ export class Broker {
     return { messages: this.#retained.messages, bytes: this.#retained.bytes };
   }
 
-  start(): Promise<{ mqttPort: number; wsPort: number }> {
+  /** Towers with at least one authenticated connection open (the mqtt_connected_towers gauge). */
+  get connectedTowers(): number {
+    const towers = new Set<string>();
+    // aedes keeps its connected clients by id; its typings leave the map out.
+    const clients = (this.#aedes as unknown as { clients?: Record<string, Client> } | null)?.clients ?? {};
+    for (const client of Object.values(clients)) {
+      const p = this.#sessions.get(client)?.principal;
+      if (p?.kind === 'tower' && !client.closed) towers.add(p.towerId);
+    }
+    return towers.size;
+  }
+
+  start(): Promise<BrokerPorts> {
     if (this.#stopPromise) return Promise.reject(new Error('broker was stopped; create a new one'));
     this.#startPromise ??= this.#doStart();
     return this.#startPromise;
@@ -183,7 +214,7 @@ export class Broker {
     return this.#stopPromise;
   }
 
-  async #doStart(): Promise<{ mqttPort: number; wsPort: number }> {
+  async #doStart(): Promise<BrokerPorts> {
     const { config, counters, bus } = this.#deps;
     if (!config.service_secret) throw new Error('broker: service_secret is required (--service-secret / EDGEPLANE_SERVICE_SECRET)');
     const frameLimit = maxFrameBytes(config.mqtt_max_payload_bytes);
@@ -245,10 +276,29 @@ export class Broker {
       // After listen, errors are per-accept (EMFILE…): log them rather than crash the process.
       tcp.on('error', (err) => this.#log.error({ err }, 'mqtt listener error'));
 
+      const tls = this.#deps.tls ?? null;
+      let tlsPort: number | null = null;
+      if (tls) {
+        const tlsServer = createTlsServer({ ...tls, handshakeTimeout: CONNECT_TIMEOUT_MS }, (socket) => {
+          socket.setNoDelay(true);
+          this.#accept(socket, undefined, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'} (tls)`);
+        });
+        this.#tlsServer = tlsServer;
+        tlsServer.on('connection', (socket: Socket) => {
+          this.#tlsSockets.add(socket);
+          socket.once('close', () => this.#tlsSockets.delete(socket));
+        });
+        // A failed handshake (wrong CA, plain MQTT on the TLS port) is the client's problem.
+        tlsServer.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'mqtt tls handshake failed'));
+        tlsPort = await listen(tlsServer, config.mqtt_tls_port ?? 8883, config.mqtt_host);
+        tlsServer.on('error', (err) => this.#log.error({ err }, 'mqtt tls listener error'));
+      }
+
       // Our own HTTP server (rather than ws's) so stop() controls every socket's lifetime.
-      const http = createHttpServer((_req, res) => {
+      const upgradeOnly = (_req: IncomingMessage, res: import('node:http').ServerResponse) => {
         res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
-      });
+      };
+      const http: HttpServer = tls ? createHttpsServer({ ...tls }, upgradeOnly) : createHttpServer(upgradeOnly);
       this.#http = http;
       // A WebSocket message never needs to exceed one MQTT frame; ws drops larger ones (1009).
       const wss = new WebSocketServer({ server: http, maxPayload: frameLimit });
@@ -258,9 +308,12 @@ export class Broker {
       const wsPort = await listen(http, config.mqtt_ws_port, config.mqtt_host);
       http.on('error', (err) => this.#log.error({ err }, 'websocket listener error'));
 
-      this.#log.info({ host: config.mqtt_host, mqtt_port: mqttPort, ws_port: wsPort, sessions: this.#backends.kind }, 'broker listening');
+      this.#log.info(
+        { host: config.mqtt_host, mqtt_port: mqttPort, ws_port: wsPort, ws_tls: tls !== null, tls_port: tlsPort, sessions: this.#backends.kind },
+        'broker listening',
+      );
       if (config.allow_anonymous) this.#log.warn('anonymous MQTT clients are accepted (development only; they are granted nothing)');
-      return { mqttPort, wsPort };
+      return { mqttPort, wsPort, tlsPort };
     } catch (err) {
       this.#stopping = true;
       bus.removeAllFor(this);
@@ -408,7 +461,7 @@ export class Broker {
 
   async #teardown(): Promise<void> {
     // Stop accepting first; server.close() resolves once the last connection is gone.
-    const closing = [closeServer(this.#tcp), closeServer(this.#http)];
+    const closing = [closeServer(this.#tcp), closeServer(this.#http), closeServer(this.#tlsServer)];
     this.#wss?.close();
     const aedes = this.#aedes;
     // Closes every registered client (their wills are suppressed while stopping, see authorize.ts).
@@ -419,6 +472,7 @@ export class Broker {
     await this.#backends.close().catch((err: unknown) => this.#log.error({ err }, 'closing the broker session store failed'));
     // Connections that never completed CONNECT are unknown to aedes.
     for (const conn of this.#connections) conn.destroy();
+    for (const socket of this.#tlsSockets) socket.destroy();
     this.#http?.closeAllConnections();
     await Promise.all(closing);
   }
@@ -435,7 +489,7 @@ function listen(server: NetServer | HttpServer, port: number, host: string): Pro
   });
 }
 
-function closeServer(server: NetServer | HttpServer | null): Promise<void> {
+function closeServer(server: NetServer | HttpServer | TlsServer | null): Promise<void> {
   if (!server || !server.listening) return Promise.resolve();
   return new Promise((resolve) => server.close(() => resolve()));
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../shared/logger.js';
 
 interface Entry {
   first: Record<string, unknown>;
+  level: 'info' | 'warn';
   suppressed: number;
 }
 
@@ -33,8 +34,11 @@ export class RefusalLog {
     this.flush();
   }
 
-  /** One refusal of `clientId` for `reason`; `fields` are logged with the first of the interval. */
-  refused(clientId: string | null, reason: string, message: string, fields: Record<string, unknown> = {}): void {
+  /**
+   * One refusal of `clientId` for `reason`; `fields` are logged with the first of the interval,
+   * at `level` (refused logins are operational events: warn).
+   */
+  refused(clientId: string | null, reason: string, message: string, fields: Record<string, unknown> = {}, level: 'info' | 'warn' = 'info'): void {
     const key = `${reason}\u0000${clientId ?? ''}`;
     const entry = this.#entries.get(key);
     if (entry) {
@@ -42,16 +46,16 @@ export class RefusalLog {
       return;
     }
     const first = { client_id: clientId, reason, ...fields };
-    this.#entries.set(key, { first, suppressed: 0 });
-    this.#log.info(first, message);
+    this.#entries.set(key, { first, suppressed: 0, level });
+    this.#log[level](first, message);
   }
 
   /** Ends the interval: one line per client and reason that was refused again since its first. */
   flush(): void {
     const entries = this.#entries;
     this.#entries = new Map();
-    for (const { first, suppressed } of entries.values()) {
-      if (suppressed > 0) this.#log.info({ client_id: first['client_id'], reason: first['reason'], count: suppressed, interval_ms: this.#intervalMs }, 'more refusals in the interval');
+    for (const { first, suppressed, level } of entries.values()) {
+      if (suppressed > 0) this.#log[level]({ client_id: first['client_id'], reason: first['reason'], count: suppressed, interval_ms: this.#intervalMs }, 'more refusals in the interval');
     }
   }
 }

@@ -7,6 +7,9 @@ import { COMMANDS } from './commands/index.js';
 
 const commands = COMMANDS;
 
+/** After a failure, how long stray handles may delay the exit. */
+const EXIT_GRACE_MS = 2000;
+
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
@@ -23,6 +26,19 @@ ${lines.join('\n')}
 
 Run 'edgeplane <command> --help' for a command's options.
 `;
+}
+
+/**
+ * A reader that went away (`edgeplane … | head`) makes writes fail with EPIPE; an 'error' event
+ * without a listener would crash the process with a stack trace. Output to a closed pipe is
+ * simply dropped; commands that care (the agent) listen for it themselves.
+ */
+function tolerateClosedPipes(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -43,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
   return (await cmd.load())(rest);
 }
 
+tolerateClosedPipes();
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -55,5 +72,8 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`edgeplane: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exitCode = 1;
     }
+    // A failed start may leave a client still retrying in the background (a broker that never
+    // answered): it must not keep the process alive. Unref'd, so a clean exit is not delayed.
+    setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
   },
 );

@@ -4,6 +4,11 @@
  * the command service, the sinks and the HTTP API. Components are declared once, in start order;
  * they stop in reverse (cli/roots/components.ts), which drains the API and the pipeline before
  * the command service, the sinks and the broker they publish through.
+ *
+ * Before anything is written, a preflight checks the data dir, the listen addresses and the TLS
+ * files (cli/preflight.ts), and the data dir is locked to this process (cli/data-dir-lock.ts).
+ * The operator is created only once the broker holds its ports, so a start that fails leaves no
+ * operator and no password file behind.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,16 +29,25 @@ import type { WorkerContext } from '../workers/context.js';
 import { Pipeline } from '../workers/pipeline.js';
 import { RetentionJob } from '../workers/retention-job.js';
 import type { DataDirPaths } from './data-dir.js';
+import { lockDataDir } from './data-dir-lock.js';
+import { preflight } from './preflight.js';
 import { component, startComponents } from './roots/components.js';
+import { EventLog } from './roots/event-log.js';
 import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './roots/foundation.js';
+import { DecisionMetrics, timedSink } from './roots/pipeline-metrics.js';
 import { buildSinks } from './roots/sinks.js';
+import { explainStartupError } from './startup-error.js';
 
 export interface EmbeddedHandle {
   config: Config;
   paths: DataDirPaths;
+  /** https:// when TLS is configured. */
   httpUrl: string;
   mqttUrl: string;
+  /** wss:// when TLS is configured. */
   mqttWsUrl: string;
+  /** mqtts://, when TLS is configured. */
+  mqttTlsUrl: string | null;
   store: Store;
   bus: Bus;
   counters: Counters;
@@ -70,6 +84,22 @@ export function buildCommandService(f: Foundation): CommandService {
 }
 
 export async function startEmbedded(config: Config, opts: EmbeddedOptions): Promise<EmbeddedHandle> {
+  const { tls } = await preflight(config, ['http', 'mqtt', 'mqttWs', 'mqttTls']);
+  const lock = await lockDataDir(config.data_dir);
+  try {
+    return await startLocked(config, opts, tls, lock.release);
+  } catch (err) {
+    await lock.release();
+    throw explainStartupError(err, config);
+  }
+}
+
+async function startLocked(
+  config: Config,
+  opts: EmbeddedOptions,
+  tls: Awaited<ReturnType<typeof preflight>>['tls'],
+  releaseLock: () => Promise<void>,
+): Promise<EmbeddedHandle> {
   const { logger } = opts;
   const f = await buildFoundation(config, { role: 'embedded', logger, ...(opts.now ? { now: opts.now } : {}) });
   const { store, bus, counters, now, newId, tokens, keyRing } = f;
@@ -88,6 +118,7 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     // Sessions (subscriptions, queued QoS 1 messages, retained bundles) survive a restart.
     backends: levelBackends({ location: join(f.paths.root, 'broker-sessions') }),
     onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
+    tls,
   });
   const workerCtx: WorkerContext = {
     store,
@@ -104,19 +135,29 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     processId: f.processId,
   };
   const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency });
-  broker.setSink(pipeline);
+  broker.setSink(timedSink(pipeline, counters));
+  counters.gauge('ingest_in_flight', () => pipeline.inflight);
+  counters.gauge('mqtt_connections', () => broker.connectionCount);
+  counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
   const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s });
   const sinks = buildSinks(f, { deliverWebhooks: true });
+  const eventLog = new EventLog({ bus, logger: logger.child({ module: 'events' }) });
+  const decisionMetrics = new DecisionMetrics({ bus, counters, now });
   let accepting = false;
   let app: FastifyInstance | null = null;
-  let ports = { mqttPort: 0, wsPort: 0 };
+  let ports: { mqttPort: number; wsPort: number; tlsPort: number | null } = { mqttPort: 0, wsPort: 0, tlsPort: null };
   let generatedAdminPassword: string | null = null;
 
   const running = await startComponents(
     [
+      // Stops last: the data dir is ours until everything else has let go of it.
+      component('data-dir-lock', () => undefined, releaseLock),
       ...f.components,
-      component('operator', async () => (generatedAdminPassword = await ensureOperator(store, config, f.paths, logger)), () => undefined),
+      component('event-log', () => eventLog.start(), () => eventLog.stop()),
+      component('decision-metrics', () => decisionMetrics.start(), () => decisionMetrics.stop()),
       component('broker', async () => (ports = await broker.start()), () => broker.stop()),
+      // After the broker holds its ports, before the API serves logins.
+      component('operator', async () => (generatedAdminPassword = await ensureOperator(store, config, f.paths, logger)), () => undefined),
       ...sinks.components,
       component(
         'commands',
@@ -132,19 +173,22 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
       component(
         'api',
         async () => {
-          app = await buildApp({
-            store,
-            tokens,
-            keyRing,
-            bus,
-            counters,
-            commands,
-            logger: logger.child({ module: 'api' }),
-            config,
-            budgets: f.workflow.budgets,
-            now,
-            readiness: async () => ({ ok: accepting, checks: { store: accepting, broker: accepting, pipeline: accepting } }),
-          });
+          app = await buildApp(
+            {
+              store,
+              tokens,
+              keyRing,
+              bus,
+              counters,
+              commands,
+              logger: logger.child({ module: 'api' }),
+              config,
+              budgets: f.workflow.budgets,
+              now,
+              readiness: async () => ({ ok: accepting, checks: { store: accepting, broker: accepting, pipeline: accepting } }),
+            },
+            { ...(tls ? { https: tls } : {}), ...(config.metrics_token ? { metricsToken: config.metrics_token } : {}) },
+          );
           await app.listen({ host: config.http_host, port: config.http_port });
           accepting = true;
         },
@@ -164,9 +208,10 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
   const handle: EmbeddedHandle = {
     config,
     paths: f.paths,
-    httpUrl: `http://${urlHost(config.http_host)}:${httpPort}`,
+    httpUrl: `${tls ? 'https' : 'http'}://${urlHost(config.http_host)}:${httpPort}`,
     mqttUrl: `mqtt://${urlHost(config.mqtt_host)}:${ports.mqttPort}`,
-    mqttWsUrl: `ws://${urlHost(config.mqtt_host)}:${ports.wsPort}`,
+    mqttWsUrl: `${tls ? 'wss' : 'ws'}://${urlHost(config.mqtt_host)}:${ports.wsPort}`,
+    mqttTlsUrl: ports.tlsPort !== null ? `mqtts://${urlHost(config.mqtt_host)}:${ports.tlsPort}` : null,
     store,
     bus,
     counters,
@@ -181,7 +226,7 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     stop: () => running.stop(),
   };
   logger.info(
-    { module: 'embedded', http: handle.httpUrl, mqtt: handle.mqttUrl, mqtt_ws: handle.mqttWsUrl, data_dir: f.paths.root },
+    { module: 'embedded', http: handle.httpUrl, mqtt: handle.mqttUrl, mqtt_ws: handle.mqttWsUrl, mqtt_tls: handle.mqttTlsUrl, data_dir: f.paths.root },
     'EdgePlane control plane started',
   );
   return handle;
@@ -189,7 +234,15 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
 
 /** Creates the platform operator on first start; returns the password only if generated now. */
 export async function ensureOperator(store: Store, config: Config, paths: DataDirPaths, logger: Logger): Promise<string | null> {
-  if (await store.consoleUsers.findByEmail(config.admin_email)) return null;
+  if (await store.consoleUsers.findByEmail(config.admin_email)) {
+    if (config.admin_password !== undefined) {
+      logger.warn(
+        { module: 'embedded', event: 'admin_password_ignored', email: config.admin_email },
+        '--admin-password / EDGEPLANE_ADMIN_PASSWORD ignored: the operator already exists in this data dir (change its password through the API)',
+      );
+    }
+    return null;
+  }
   const generated = config.admin_password ? null : randomSecret(18);
   const password = config.admin_password ?? generated!;
   await store.consoleUsers.create({

@@ -4,7 +4,7 @@ import { encodePayload, SCHEMA_VERSION, type TowerStatus } from '../shared/mqtt/
 import type { AgentStats, EdgeAgentOptions } from './agent-types.js';
 import { DEFAULT_MAX_INFLIGHT, DEFAULT_PUBLISH_BURST, DEFAULT_PUBLISH_RATE_PER_S } from './publish-pacer.js';
 
-export type ResolvedAgentOptions = Required<Omit<EdgeAgentOptions, 'agentVersion' | 'logger' | 'enforcer' | 'stateDir'>> & {
+export type ResolvedAgentOptions = Required<Omit<EdgeAgentOptions, 'agentVersion' | 'logger' | 'enforcer' | 'stateDir' | 'ca'>> & {
   agentVersion: string | undefined;
 };
 
@@ -25,6 +25,9 @@ export function resolveAgentOptions(opts: EdgeAgentOptions): ResolvedAgentOption
     reconnectMaxMs: opts.reconnectMaxMs ?? 10_000,
     connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
     stopTimeoutMs: opts.stopTimeoutMs ?? 5_000,
+    bundleSettleMs: opts.bundleSettleMs ?? 300,
+    bundleWaitMs: opts.bundleWaitMs ?? 10_000,
+    unknownDeviceEffect: opts.unknownDeviceEffect ?? 'allow',
     commandCacheSize: opts.commandCacheSize ?? 1024,
     now: opts.now ?? Date.now,
     random: opts.random ?? Math.random,

@@ -1,13 +1,15 @@
 /** The public shapes of EdgeAgent: options, stats and the typed events it emits. */
 import type { Logger } from '../shared/logger.js';
-import type { Command, CommandAck, Decision, DecisionBatch, PolicyBundle, TowerCounters } from '../shared/mqtt/payloads.js';
+import type { Command, CommandAck, Decision, DecisionBatch, Effect, PolicyBundle, TowerCounters } from '../shared/mqtt/payloads.js';
 import type { ActiveBlock, LiftCause } from './block-table.js';
 import type { BlockStatus, Enforcer } from './enforcer.js';
 import type { OutboundBatch } from './offline-buffer.js';
 
 export interface EdgeAgentOptions {
-  /** mqtt://127.0.0.1:1883 or ws://127.0.0.1:8883/mqtt */
+  /** mqtt://host:1883, mqtts://host:8883, ws://host:8083 or wss://…; several mqtt(s):// comma-separated for failover. */
   url: string;
+  /** PEM CA certificate(s) to trust for mqtts:// and wss:// (a private CA); default: the system's. */
+  ca?: Buffer;
   towerId: string;
   password: string;
   agentVersion?: string;
@@ -29,14 +31,29 @@ export interface EdgeAgentOptions {
   reconnectMaxMs?: number;
   /** Time allowed for a CONNACK before the attempt counts as failed. */
   connectTimeoutMs?: number;
-  /** Upper bound for stop()/flush() waiting on PUBACKs. */
+  /** Upper bound for stop()/flush() waiting on PUBACKs (and stop() on commands being applied). */
   stopTimeoutMs?: number;
+  /**
+   * The retained policy bundles arrive right after the SUBACK; they are taken as complete once
+   * none has arrived for this long (default 300 ms). Until then an event whose device no bundle
+   * maps is held, not reported as an unknown device (whenReady() resolves after this).
+   */
+  bundleSettleMs?: number;
+  /**
+   * Longest an event waits for the bundles (default 10 s: e.g. the broker is unreachable at
+   * start); then it is answered with a 'rejected' event, reason 'no_policy_bundle'.
+   */
+  bundleWaitMs?: number;
+  /** The effect given to a device no bundle maps to a tenant (reason 'unknown_device'). Default allow. */
+  unknownDeviceEffect?: Effect;
   /** Recent command ids remembered for deduplication. */
   commandCacheSize?: number;
   enforcer?: Enforcer;
   /**
    * Without `enforcer`: keep remediation state in `<stateDir>/enforcer-<towerId>.json` with a
    * PersistentEnforcer (loaded by start(), closed by stop()), so blocks survive a restart.
+   * Always: command acks the broker has not acknowledged yet are kept in
+   * `<stateDir>/acks-<towerId>.json` and sent at the next start.
    */
   stateDir?: string;
   /** Clock for timestamps only; timers always use setTimeout. */
@@ -57,12 +74,21 @@ export interface ObservedUsage {
 }
 
 export interface ObserveResult {
-  /** The unit of decision. */
+  /** The unit of decision: exactly one 'decision' or 'rejected' event follows for it. */
   event_id: string;
-  /** null: unknown device, reported for discovery and never decided. */
+  /**
+   * The tenant whose usage this is, or null: an unknown device (answered at once with the
+   * unknown-device default and reported for discovery), or one still held (see `held`).
+   */
   tenant_id: string | null;
-  /** A block was in force: the 'decision' (deny, reason 'blocked') follows in a microtask. */
+  /**
+   * Decided at the edge without the cloud round trip: a block was in force (deny, reason
+   * 'blocked'), or the device is unknown (reason 'unknown_device'). The 'decision' follows in a
+   * microtask.
+   */
   answered_locally: boolean;
+  /** Held until the retained policy bundles have arrived (see EdgeAgentOptions.bundleSettleMs). */
+  held: boolean;
 }
 
 /**
@@ -70,9 +96,36 @@ export interface ObserveResult {
  * agent denied the event at once because the enforcer reported a block; the event still went to
  * the cloud for the record, and its cloud decision is not emitted again.
  */
-export type DecisionOrigin = { source: 'cloud'; batch: DecisionBatch } | { source: 'local'; block: BlockStatus };
+export type DecisionOrigin =
+  | { source: 'cloud'; batch: DecisionBatch }
+  | { source: 'local'; block: BlockStatus }
+  /** No bundle maps the device to a tenant: the agent's unknown-device default (tenant null). */
+  | { source: 'local'; unknown_device: true };
+
+/**
+ * Why an observed event gets no decision. Cloud refusals: device_tenant_mismatch,
+ * plan_rate_limited. At the edge: no_policy_bundle (the bundles did not arrive in time),
+ * buffer_overflow (dropped from the full offline buffer), shutdown (the agent stopped first).
+ */
+export type RejectionReason = 'device_tenant_mismatch' | 'plan_rate_limited' | 'no_policy_bundle' | 'buffer_overflow' | 'shutdown';
+
+export interface Rejection {
+  event_id: string;
+  device_id: string | null;
+  tenant_id: string | null;
+  reason: RejectionReason;
+  message: string;
+}
 
 export interface AgentStats extends TowerCounters {
+  /** Events waiting for the policy bundles now. */
+  events_held: number;
+  /** Events answered with a rejection (cloud refusals and edge rejections). */
+  events_rejected: number;
+  /** Events of devices no bundle maps, answered with the unknown-device default. */
+  events_unknown_device: number;
+  /** Command acks not yet acknowledged by the broker (journalled with stateDir). */
+  acks_pending: number;
   /** Events denied at the edge from an active block (their cloud decision is not re-emitted). */
   events_answered_locally: number;
   /** Downlink messages dropped because they failed validation. */
@@ -92,10 +145,18 @@ export interface EdgeAgentEvents {
   connect: [];
   /** The connection was lost while running (abruptly, or by simulateOutage); not on stop(). */
   offline: [];
-  reconnecting: [info: { attempt: number; delayMs: number }];
+  /** `error`: why the connection ended or the attempt failed, when known. */
+  reconnecting: [info: { attempt: number; delayMs: number; error?: string }];
+  /** The retained policy bundles have arrived (see bundleSettleMs); held events are released. */
+  ready: [];
   bundle: [tenantId: string, bundle: PolicyBundle];
   bundleRemoved: [tenantId: string];
-  decision: [tenantId: string, decision: Decision, origin: DecisionOrigin];
+  /** tenantId null: an unknown device (origin `{ source: 'local', unknown_device: true }`). */
+  decision: [tenantId: string | null, decision: Decision, origin: DecisionOrigin];
+  /** An observed event that gets no decision, and why. */
+  rejected: [rejection: Rejection];
+  /** stop() began: what it now waits for (bounded by stopTimeoutMs). */
+  stopping: [info: { commands_in_flight: number; events_held: number; buffered_events: number }];
   /** The whole cloud batch, including decisions of events already answered locally. */
   decisionBatch: [tenantId: string, batch: DecisionBatch];
   command: [tenantId: string, command: Command, ack: CommandAck, duplicate: boolean];

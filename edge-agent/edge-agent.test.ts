@@ -58,12 +58,14 @@ describe.each(['tcp', 'ws'] as const)('EdgeAgent against a real Aedes broker ove
   const socketErrors: Error[] = [];
 
   async function startAgent(opts: Partial<EdgeAgentOptions> = {}): Promise<EdgeAgent> {
-    const agent = new EdgeAgent({ url: broker.url, towerId: TOWER, password: 'pw', reconnectMinMs: 10, reconnectMaxMs: 50, ...opts });
+    const agent = new EdgeAgent({ url: broker.url, towerId: TOWER, password: 'pw', reconnectMinMs: 10, reconnectMaxMs: 50, bundleSettleMs: 20, ...opts });
     // Like a composition root: socket errors (EPIPE when the broker vanishes) are reported, not
     // fatal. Without a listener, events.once() would turn them into rejections.
     agent.on('error', (err) => socketErrors.push(err));
     agents.push(agent);
     await agent.start();
+    // An unknown device is reported for discovery only once the retained bundles are in.
+    await agent.whenReady();
     return agent;
   }
 

@@ -24,10 +24,11 @@ export interface BlockStatus {
 export interface Enforcer {
   /**
    * Called once per decision: every cloud decision, and every decision the agent answered
-   * locally from `isBlocked` (whose later cloud decision is then not applied again). Errors
-   * (thrown or rejected) are reported, never fatal.
+   * locally from `isBlocked` (whose later cloud decision is then not applied again) or for an
+   * unknown device (tenantId null, reason 'unknown_device'). Errors (thrown or rejected) are
+   * reported, never fatal.
    */
-  applyDecision(tenantId: string, decision: Decision): void | Promise<void>;
+  applyDecision(tenantId: string | null, decision: Decision): void | Promise<void>;
   /** Called at most once per command id (the agent deduplicates redeliveries). */
   applyCommand(tenantId: string, command: Command): Promise<CommandResult>;
   /**
@@ -61,7 +62,7 @@ export class LoggingEnforcer implements Enforcer {
 }
 
 export interface RecordedDecision {
-  tenantId: string;
+  tenantId: string | null;
   decision: Decision;
 }
 
@@ -83,7 +84,7 @@ export class RecordingEnforcer implements Enforcer {
     this.#commandResult = commandResult ?? (() => ({ status: 'applied' }));
   }
 
-  applyDecision(tenantId: string, decision: Decision): void {
+  applyDecision(tenantId: string | null, decision: Decision): void {
     this.decisions.push({ tenantId, decision });
   }
 

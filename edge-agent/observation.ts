@@ -7,10 +7,11 @@ import type { ObservedUsage } from './agent-types.js';
  * batch it would make the cloud reject the whole batch (UsageBatchSchema).
  */
 export function checkObservation(e: ObservedUsage): void {
-  if (!TOPIC_ID_RE.test(e.device_id)) throw new TypeError(`observe: device_id must match ${TOPIC_ID_RE}`);
-  if (!KEY_RE.test(e.app)) throw new TypeError(`observe: app must match ${KEY_RE}`);
-  if (!KEY_RE.test(e.action)) throw new TypeError(`observe: action must match ${KEY_RE}`);
-  if (e.tenant_id !== undefined && !TOPIC_ID_RE.test(e.tenant_id)) throw new TypeError(`observe: tenant_id must match ${TOPIC_ID_RE}`);
+  // typeof first: RegExp.test(undefined) tests the string "undefined", which would pass.
+  if (typeof e.device_id !== 'string' || !TOPIC_ID_RE.test(e.device_id)) throw new TypeError(`observe: device_id must be a string matching ${TOPIC_ID_RE}`);
+  if (typeof e.app !== 'string' || !KEY_RE.test(e.app)) throw new TypeError(`observe: app must be a string matching ${KEY_RE}`);
+  if (typeof e.action !== 'string' || !KEY_RE.test(e.action)) throw new TypeError(`observe: action must be a string matching ${KEY_RE}`);
+  if (e.tenant_id !== undefined && (typeof e.tenant_id !== 'string' || !TOPIC_ID_RE.test(e.tenant_id))) throw new TypeError(`observe: tenant_id must be a string matching ${TOPIC_ID_RE}`);
   if (e.ts !== undefined && !(Number.isInteger(e.ts) && e.ts >= 0)) throw new TypeError('observe: ts must be a non-negative integer (epoch ms)');
   if (e.bytes !== undefined && !(Number.isInteger(e.bytes) && e.bytes >= 0)) throw new TypeError('observe: bytes must be a non-negative integer');
 }

@@ -112,7 +112,7 @@ export class PersistentEnforcer implements Enforcer {
   }
 
   /** Decisions are enforced by the tower equipment; there is nothing to hold for them here. */
-  applyDecision(_tenantId: string, _decision: Decision): void {}
+  applyDecision(_tenantId: string | null, _decision: Decision): void {}
 
   async applyCommand(tenantId: string, command: Command): Promise<CommandResult> {
     const earlier = this.previousResult(tenantId, command.id);

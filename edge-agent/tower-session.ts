@@ -25,13 +25,16 @@ export interface TowerSessionOptions {
   subscriptions: string[];
   /** Built afresh for every connection attempt, so its timestamp is recent. */
   will: () => { topic: string; payload: Buffer; qos: 1; retain: true };
+  /** PEM CA certificate(s) trusted for mqtts:// and wss:// (e.g. a private CA); default: the system's. */
+  ca?: Buffer;
 }
 
 export interface TowerSessionEvents {
   /** CONNACK received and every subscription acknowledged. */
   up: [];
   down: [info: { wasUp: boolean }];
-  reconnecting: [info: { attempt: number; delayMs: number }];
+  /** `error`: why the last connection ended or failed, when known. */
+  reconnecting: [info: { attempt: number; delayMs: number; error?: string }];
   message: [topic: string, payload: Buffer];
   /** Nothing is awaiting a PUBACK any more. */
   settled: [];
@@ -53,6 +56,7 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
   #outageTimer: NodeJS.Timeout | null = null;
   #inflight = 0;
   #opening: { resolve: () => void; reject: (err: Error) => void } | null = null;
+  #lastError: Error | null = null;
 
   constructor(opts: TowerSessionOptions) {
     super();
@@ -92,6 +96,7 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
       queueQoSZero: false,
       will: this.#opts.will(),
       createWebsocket: createWebSocket,
+      ...(this.#opts.ca ? { ca: this.#opts.ca } : {}),
     };
     const client = servers ? connect({ ...options, ...servers[0], servers }) : connect(this.#opts.url, options);
     this.#client = client;
@@ -104,17 +109,20 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
     return opened;
   }
 
-  /** QoS 1 publish; resolves on PUBACK, or on failure (reported as 'error', never thrown). */
-  publish(topic: string, payload: Buffer, retain: boolean): Promise<void> {
+  /**
+   * QoS 1 publish; resolves true on PUBACK, false on failure (reported as 'error', never thrown)
+   * or when the session ended first.
+   */
+  publish(topic: string, payload: Buffer, retain: boolean): Promise<boolean> {
     const client = this.#client;
-    if (!client) return Promise.resolve();
+    if (!client || this.#closed) return Promise.resolve(false);
     this.#inflight++;
     return new Promise((resolve) => {
       client.publish(topic, payload, { qos: 1, retain }, (err) => {
         this.#inflight--;
         if (err && !this.#closed) this.#fail(err);
         if (this.#inflight === 0) this.emit('settled');
-        resolve();
+        resolve(!err);
       });
     });
   }
@@ -192,6 +200,7 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
   }
 
   #onClientError(err: Error): void {
+    this.#lastError = err;
     // A refused CONNACK before the first connection is a configuration error: fail open().
     if (err instanceof ErrorWithReasonCode && this.#opening) {
       const opening = this.#opening;
@@ -209,7 +218,9 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
     if (this.#reconnectTimer || this.#outageHold || this.#socketOpen) return;
     const attempt = this.#attempt++;
     const delayMs = backoffDelay(attempt, this.#opts.reconnectMinMs, this.#opts.reconnectMaxMs, this.#opts.random);
-    this.emit('reconnecting', { attempt, delayMs });
+    const error = this.#lastError?.message;
+    this.#lastError = null;
+    this.emit('reconnecting', { attempt, delayMs, ...(error ? { error } : {}) });
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = null;
       this.#reconnectNow();
@@ -263,8 +274,8 @@ function noDelay(client: MqttClient): void {
  * socket error would find no listener and throw; mqtt.js still sees the first one through the
  * stream. Also disables Nagle on the underlying socket.
  */
-function createWebSocket(url: string, protocols: string[]): WebSocket {
-  const ws = new WebSocket(url, protocols);
+function createWebSocket(url: string, protocols: string[], opts?: { ca?: unknown }): WebSocket {
+  const ws = new WebSocket(url, protocols, opts?.ca ? { ca: opts.ca as Buffer } : {});
   ws.on('error', () => {});
   ws.on('upgrade', (res) => {
     if (res.socket instanceof Socket) res.socket.setNoDelay(true);

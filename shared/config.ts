@@ -63,6 +63,7 @@ export const CONFIG_OPTIONS = {
   mqtt_port: { flag: 'mqtt-port', describe: 'MQTT over TCP port (0 = any free port)' },
   mqtt_ws_port: { flag: 'mqtt-ws-port', describe: 'MQTT over WebSocket port (0 = any free port)' },
   log_level: { flag: 'log-level', describe: 'trace | debug | info | warn | error | fatal | silent' },
+  log_format: { flag: 'log-format', describe: 'auto (human-readable on a terminal, JSON lines otherwise) | json | pretty' },
   admin_email: { flag: 'admin-email', describe: 'Platform operator created on first start' },
   admin_password: { flag: 'admin-password', describe: 'Password of that operator (if unset, one is generated and written to <data-dir>/initial-admin-password, mode 0600, not printed)' },
   service_secret: { flag: 'service-secret', describe: 'Shared secret of internal services on MQTT (generated into the data dir if unset)' },
@@ -111,6 +112,11 @@ export const CONFIG_OPTIONS = {
   uplink_batch_max: { flag: 'uplink-batch-max', describe: 'Broker role: uplink messages per queue job (micro-batch)' },
   uplink_batch_ms: { flag: 'uplink-batch-ms', describe: 'Broker role: longest an uplink waits for its micro-batch to fill' },
   uplink_queue_high_water: { flag: 'uplink-queue-high-water', describe: 'Broker role: above this many queued uplink jobs, PUBACKs wait (backpressure on towers)' },
+  tls_cert_file: { flag: 'tls-cert-file', describe: 'PEM certificate (chain) for TLS: with --tls-key-file, the API serves HTTPS, MQTT over WebSocket WSS, and MQTT over TLS listens on --mqtt-tls-port' },
+  tls_key_file: { flag: 'tls-key-file', describe: 'PEM private key of --tls-cert-file' },
+  tls_ca_file: { flag: 'tls-ca-file', describe: 'Optional PEM CA bundle sent after the certificate (intermediate CAs)' },
+  mqtt_tls_port: { flag: 'mqtt-tls-port', describe: 'MQTT over TLS port, used when --tls-cert-file is set (0 = any free port)' },
+  metrics_token: { flag: 'metrics-token', describe: 'Static bearer token that may scrape /metrics (API, broker and worker health ports); unset: operators only on the API, open on health ports' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const ConfigSchema = z.object({
@@ -121,6 +127,7 @@ export const ConfigSchema = z.object({
   mqtt_port: port.default(1883),
   mqtt_ws_port: port.default(8083),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  log_format: z.enum(['auto', 'json', 'pretty']).default('auto'),
   admin_email: z.email().default('admin@edgeplane.local'),
   admin_password: z.string().min(12, 'must be at least 12 characters').optional(),
   service_secret: z.string().min(24, 'must be at least 24 characters').optional(),
@@ -168,6 +175,20 @@ export const ConfigSchema = z.object({
   uplink_batch_max: positiveInt.max(5000).default(256),
   uplink_batch_ms: z.coerce.number().int().min(0).max(1000).default(2),
   uplink_queue_high_water: positiveInt.default(5000),
+  tls_cert_file: z.string().min(1).optional(),
+  tls_key_file: z.string().min(1).optional(),
+  tls_ca_file: z.string().min(1).optional(),
+  mqtt_tls_port: port.default(8883),
+  metrics_token: z.string().min(16, 'must be at least 16 characters').optional(),
+}).superRefine((c, ctx) => {
+  // A certificate without its key (or the reverse) is a half-made TLS setup: refuse it by name.
+  if ((c.tls_cert_file === undefined) !== (c.tls_key_file === undefined)) {
+    const missing = c.tls_cert_file === undefined ? 'tls_cert_file' : 'tls_key_file';
+    ctx.addIssue({ code: 'custom', path: [missing], message: 'required when --tls-cert-file or --tls-key-file is set (both or neither)' });
+  }
+  if (c.tls_ca_file !== undefined && c.tls_cert_file === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['tls_ca_file'], message: 'needs --tls-cert-file and --tls-key-file' });
+  }
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

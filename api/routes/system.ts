@@ -1,6 +1,7 @@
 /**
  * Process-level endpoints: liveness, readiness, the JWKS other services verify tokens with, and
- * the Prometheus counters (operators only: they reveal traffic across tenants).
+ * the Prometheus metrics (operators, or a scraper with the static --metrics-token, checked in
+ * api/app.ts: they reveal traffic across tenants).
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -64,11 +65,10 @@ export const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (a
       config: { permission: 'metrics:read' },
       schema: {
         tags: ['system'],
-        summary: 'Prometheus counters (text exposition format)',
+        summary: 'Prometheus metrics (text exposition format): operators, or `Authorization: Bearer <--metrics-token>`',
         // No response schema: the body is text/plain, which a JSON serializer would quote.
       },
     },
-    async (_request, reply) =>
-      reply.type('text/plain; version=0.0.4; charset=utf-8').send(app.counters.toPrometheus()),
+    async (_request, reply) => reply.type(app.counters.contentType).send(await app.counters.metrics()),
   );
 };

@@ -1,82 +1,237 @@
 /**
  * `edgeplane agent`: the edge agent for one tower as a process. Tower software writes usage as
- * JSON lines on stdin; decisions come back as JSON lines on stdout, so any tower stack can
- * integrate through a pipe. Remediation commands are acknowledged; with --state-dir the agent
- * holds blocks on disk (surviving restarts), answers blocked usage locally, and logs every
- * command applied and every block lifted on stderr.
+ * JSON lines on stdin; every non-empty input line gets exactly one JSON line on stdout (a
+ * decision, or a rejection with its reason), tagged with the input line number, so any tower
+ * stack can integrate through a pipe. Logs go to stderr. The output contract and the exit codes
+ * are in `agentHelp` below and in the README.
  */
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { EdgeAgent } from '../../edge-agent/edge-agent.js';
-import { createLogger } from '../../shared/logger.js';
+import { EdgeAgent, type Rejection } from '../../edge-agent/edge-agent.js';
+import { createLogger, flushLogger, type LogFormat, type Logger } from '../../shared/logger.js';
+import type { Decision } from '../../shared/mqtt/payloads.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
 
+/** Exit statuses, as documented in --help. */
+export const AGENT_EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, refused: 4 } as const;
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_DECISION_TIMEOUT_MS = 5_000;
+
 const options: Record<string, CommandOption> = {
-  url: { type: 'string', describe: 'Broker URL (mqtt://host:1883 or ws://host:8083)', default: 'mqtt://127.0.0.1:1883' },
+  url: { type: 'string', describe: 'Broker URL: mqtt://host:1883, mqtts://host:8883, ws://host:8083 or wss://…; several mqtt(s):// comma-separated fail over', default: 'mqtt://127.0.0.1:1883' },
   'tower-id': { type: 'string', describe: 'This tower\'s id (its MQTT username)' },
   password: { type: 'string', describe: 'Tower credential from POST /towers/{id}/credentials (env EDGEPLANE_TOWER_PASSWORD)' },
+  'ca-file': { type: 'string', describe: 'PEM CA certificate to trust for mqtts:// and wss:// (a private or self-signed CA)' },
+  'connect-timeout-ms': { type: 'string', describe: 'Exit with status 3 when the broker cannot be reached within this at start', default: String(DEFAULT_CONNECT_TIMEOUT_MS) },
+  'decision-timeout-ms': { type: 'string', describe: 'At end of input, how long to wait for outstanding decisions', default: String(DEFAULT_DECISION_TIMEOUT_MS) },
+  'unknown-device-effect': { type: 'string', describe: 'allow | deny: the decision for a device no tenant\'s bundle lists', default: 'allow' },
   'batch-max-events': { type: 'string', describe: 'Flush a batch at this many events', default: '100' },
   'batch-max-delay-ms': { type: 'string', describe: 'Flush a batch this long after its first event', default: '5' },
-  'buffer-max-events': { type: 'string', describe: 'Events kept while offline; the oldest are dropped beyond it', default: '50000' },
-  'state-dir': { type: 'string', describe: 'Keep remediation state in <dir>/enforcer-<tower-id>.json (blocks survive restarts)' },
+  'buffer-max-events': { type: 'string', describe: 'Events kept while offline; the oldest are dropped (and answered as rejected) beyond it', default: '50000' },
+  'state-dir': { type: 'string', describe: 'Keep remediation state in <dir>/enforcer-<tower-id>.json (blocks survive restarts) and unsent command acks in <dir>/acks-<tower-id>.json' },
   'log-level': { type: 'string', describe: 'Log level (logs go to stderr)', default: 'info' },
+  'log-format': { type: 'string', describe: 'auto | json | pretty (auto: human-readable on a terminal)', default: 'auto' },
 };
 
 export const agentHelp = `Usage: edgeplane agent --tower-id <id> --password <credential> [options]
 
 Runs the edge agent of one tower. Reads usage events as JSON lines on stdin, e.g.
   {"device_id":"dev-42","app":"slack","action":"upload_file"}
-and writes each decision as a JSON line on stdout:
-  {"tenant_id":"…","event_id":"…","device_id":"dev-42","effect":"deny","reason":"rule",…}
-With --state-dir, remediation blocks are kept on disk (they survive restarts) and usage of a
-blocked device/app is answered at once with "reason":"blocked" (still reported to the cloud);
-commands applied and blocks lifted are logged on stderr. Invalid input lines are reported on
-stderr and skipped. On end of input or SIGINT/SIGTERM the agent flushes what it holds, waits
-for outstanding decisions (up to 5 s) and disconnects.
+(optional: "ts" epoch ms, "bytes", "tenant_id"). Every non-empty input line gets exactly one JSON
+line on stdout, with "line" (its input line number) and "event_id":
+  decision   {"line":1,"event_id":"…","tenant_id":"acme","device_id":"dev-42","effect":"deny",
+              "reason":"rule","rule_id":"…","policy_id":"…","severity":"high","source":"cloud"}
+             reason: rule | default | blocked (a remediation block in force, answered at once,
+             "source":"local") | unknown_device (no tenant's policy bundle lists the device:
+             "tenant_id":null, effect from --unknown-device-effect, reported for discovery)
+  rejection  {"line":2,"event_id":null,"rejected":"invalid_input","message":"…"}
+             rejected: invalid_input | no_policy_bundle | buffer_overflow | shutdown |
+             device_tenant_mismatch | plan_rate_limited | no_decision (no cloud answer within
+             --decision-timeout-ms after the end of input)
+Output lines come in the order answers arrive, not input order; match them by "line".
+Events read before the policy bundles have arrived wait for them (they are not taken for
+unknown devices).
+
+On end of input or SIGINT/SIGTERM the agent flushes what it holds, waits up to
+--decision-timeout-ms for outstanding decisions, acks any remediation command it applied
+(journalled in --state-dir when the broker cannot take it, sent at the next start) and
+disconnects. Remediation commands applied and blocks lifted are logged on stderr.
+
+Exit status: 0 input ended (or a signal) and every line was answered; 1 unexpected failure;
+2 bad options; 3 the broker could not be reached within --connect-timeout-ms (default
+${DEFAULT_CONNECT_TIMEOUT_MS} ms): bad host, closed port, TLS failure; 4 the broker refused the
+tower's credentials. After the first connection, outages are retried for as long as it runs.
 
 Options:
 ${optionsHelp(options)}
   -h, --help                   Show this help
 `;
 
-export async function agentCommand(argv: string[]): Promise<number> {
-  const { values } = parseCommandArgs(argv, options, false);
-  if (values.help) {
-    process.stdout.write(agentHelp);
-    return 0;
-  }
-  const towerId = values['tower-id'];
-  const password = (values.password as string | undefined) ?? process.env.EDGEPLANE_TOWER_PASSWORD;
-  if (typeof towerId !== 'string') throw new UsageError('--tower-id is required');
-  if (!password) throw new UsageError('--password (or EDGEPLANE_TOWER_PASSWORD) is required');
-  const stateDir = values['state-dir'] as string | undefined;
-  if (stateDir === '') throw new UsageError('--state-dir must not be empty');
-  // Logs go to stderr: stdout carries only decisions.
-  const logger = createLogger(values['log-level'] as 'info', process.stderr).child({ module: 'agent', tower_id: towerId });
-  const agent = new EdgeAgent({
-    url: values.url as string,
-    towerId,
-    password,
-    batchMaxEvents: numberOption(values, 'batch-max-events'),
-    batchMaxDelayMs: numberOption(values, 'batch-max-delay-ms'),
-    bufferMaxEvents: numberOption(values, 'buffer-max-events'),
-    ...(stateDir !== undefined ? { stateDir } : {}),
-    logger,
-  });
-  const pending = new Set<string>();
-  let drained: (() => void) | null = null;
-  agent.on('decision', (tenantId, d) => {
-    process.stdout.write(JSON.stringify({ tenant_id: tenantId, ...d }) + '\n');
-    pending.delete(d.event_id);
-    if (pending.size === 0) drained?.();
-  });
-  agent.on('decisionBatch', (_t, b) => {
-    for (const r of b.rejected) {
-      process.stdout.write(JSON.stringify({ event_id: r.event_id, rejected: r.reason }) + '\n');
-      pending.delete(r.event_id);
+const URL_SCHEMES = new Set(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']);
+
+/** Refuses what mqtt.js would otherwise retry forever or throw on: a wrong scheme, no host. */
+function checkUrl(value: string): void {
+  for (const raw of value.split(',').map((u) => u.trim())) {
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw new UsageError(`--url ${JSON.stringify(raw)} is not a URL; use mqtt://host:1883, mqtts://host:8883, ws://host:8083 or wss://host:8083`);
     }
-    if (pending.size === 0) drained?.();
-  });
-  agent.on('error', (err) => logger.error({ err }, 'agent error'));
+    if (!URL_SCHEMES.has(u.protocol)) {
+      throw new UsageError(`--url ${raw}: the scheme must be mqtt://, mqtts://, ws:// or wss://, not ${u.protocol}//`);
+    }
+    if (!u.hostname) throw new UsageError(`--url ${raw} names no host`);
+  }
+}
+
+interface Pending {
+  line: number;
+  device_id: string;
+}
+
+/** Writes one answer line per event, each at most once. */
+class AnswerWriter {
+  readonly #pending = new Map<string, Pending>();
+  readonly #drained = new Set<() => void>();
+  #closed = false;
+  /** stdout went away (EPIPE): nobody reads the answers any more. */
+  onClosed: () => void = () => {};
+
+  constructor() {
+    process.stdout.on('error', () => {
+      this.#closed = true;
+      this.onClosed();
+    });
+  }
+
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  expect(eventId: string, p: Pending): void {
+    this.#pending.set(eventId, p);
+  }
+
+  decision(tenantId: string | null, d: Decision, source: 'cloud' | 'local'): void {
+    const p = this.#take(d.event_id);
+    if (!p) return;
+    const { event_id, ...rest } = d;
+    this.#write({ line: p.line, event_id, tenant_id: tenantId, ...rest, source });
+  }
+
+  rejected(r: Rejection): void {
+    const p = this.#take(r.event_id);
+    if (p) this.#write({ line: p.line, event_id: r.event_id, tenant_id: r.tenant_id, device_id: r.device_id ?? p.device_id, rejected: r.reason, message: r.message });
+  }
+
+  invalid(line: number, message: string): void {
+    this.#write({ line, event_id: null, rejected: 'invalid_input', message });
+  }
+
+  /** Answers every event still waiting with `no_decision`. */
+  giveUp(message: string): void {
+    for (const [eventId, p] of [...this.#pending]) {
+      this.#pending.delete(eventId);
+      this.#write({ line: p.line, event_id: eventId, device_id: p.device_id, rejected: 'no_decision', message });
+    }
+  }
+
+  /** Resolves when nothing is pending, or after `timeoutMs`. */
+  drained(timeoutMs: number): Promise<void> {
+    if (this.#pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#drained.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#drained.add(done);
+    });
+  }
+
+  #take(eventId: string): Pending | undefined {
+    const p = this.#pending.get(eventId);
+    if (!p) return undefined;
+    this.#pending.delete(eventId);
+    if (this.#pending.size === 0) for (const d of [...this.#drained]) d();
+    return p;
+  }
+
+  #write(obj: Record<string, unknown>): void {
+    if (!this.#closed) process.stdout.write(JSON.stringify(obj) + '\n');
+  }
+}
+
+function parseEffect(v: unknown): 'allow' | 'deny' {
+  if (v === 'allow' || v === 'deny') return v;
+  throw new UsageError(`--unknown-device-effect must be allow or deny, got ${JSON.stringify(v)}`);
+}
+
+function parseLogFormat(v: unknown): LogFormat {
+  if (v === 'auto' || v === 'json' || v === 'pretty') return v;
+  throw new UsageError(`--log-format must be auto, json or pretty, got ${JSON.stringify(v)}`);
+}
+
+async function readCa(file: string | undefined): Promise<Buffer | undefined> {
+  if (file === undefined) return undefined;
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw new UsageError(`--ca-file ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/**
+ * Connects, bounded by `timeoutMs` until the first CONNACK; then waits for the policy bundles.
+ * Returns an exit status when the agent cannot run.
+ */
+async function connect(agent: EdgeAgent, url: string, timeoutMs: number): Promise<number | null> {
+  let lastError: string | null = null;
+  const noteError = (err: Error): void => void (lastError = err.message);
+  const noteRetry = (info: { error?: string }): void => void (lastError = info.error ?? lastError);
+  agent.on('error', noteError);
+  agent.on('reconnecting', noteRetry);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+  agent.once('connect', () => clearTimeout(timer));
+  const started = agent.start().then(
+    () => 'ok' as const,
+    (err: unknown) => err as Error,
+  );
+  const outcome = await Promise.race([started, timedOut]);
+  clearTimeout(timer);
+  agent.off('error', noteError);
+  agent.off('reconnecting', noteRetry);
+  if (outcome === 'ok') return null;
+  if (outcome === 'timeout' && !agent.online) {
+    await agent.stop();
+    const why = lastError ? ` (${lastError})` : '';
+    const hint = /certificate|TLS|SSL/i.test(lastError ?? '') ? 'check --url and --ca-file' : 'check --url and that the broker runs';
+    process.stderr.write(`edgeplane agent: cannot reach the broker at ${url} within ${timeoutMs} ms${why}; ${hint}\n`);
+    return AGENT_EXIT.unreachable;
+  }
+  if (outcome === 'timeout') {
+    // Connected in time, and start() is about to resolve.
+    const late = await started;
+    if (late === 'ok') return null;
+    return fail(late);
+  }
+  return fail(outcome);
+
+  function fail(err: Error): number {
+    process.stderr.write(`edgeplane agent: the broker at ${url} refused the connection: ${err.message}; check --tower-id and --password\n`);
+    return AGENT_EXIT.refused;
+  }
+}
+
+function wireLogs(agent: EdgeAgent, logger: Logger): void {
+  // One line each, no stack traces: connection trouble is expected at a tower.
+  agent.on('error', (err) => logger.warn({ event: 'agent_error', error: err.message }, 'agent error'));
+  agent.on('offline', () => logger.warn({ event: 'offline' }, 'connection to the broker lost: buffering, reconnecting'));
+  agent.on('reconnecting', (info) => logger.info({ event: 'reconnecting', attempt: info.attempt, delay_ms: info.delayMs, error: info.error }, 'reconnecting'));
   agent.on('bundle', (tenantId, b) => logger.info({ tenant_id: tenantId, version: b.version, devices: b.devices.length }, 'policy bundle received'));
   agent.on('dropped', (info) => logger.warn(info, 'offline buffer overflow: events dropped'));
   agent.on('command', (tenantId, c, ack, duplicate) => {
@@ -87,37 +242,89 @@ export async function agentCommand(argv: string[]): Promise<number> {
   agent.on('blockLifted', (b, cause) =>
     logger.info({ tenant_id: b.tenant_id, command_id: b.command_id, type: b.type, device_id: b.device_id, app: b.app, cause }, 'block lifted'),
   );
-  await agent.start();
-  logger.info('agent connected');
+}
 
-  let stopping: Promise<void> | null = null;
-  const shutdown = () =>
-    (stopping ??= (async () => {
-      await agent.flush(5000);
-      if (pending.size > 0) {
-        await new Promise<void>((resolve) => {
-          drained = resolve;
-          setTimeout(resolve, 5000).unref();
-        });
-      }
-      await agent.stop();
-    })());
-  process.once('SIGINT', () => void shutdown().then(() => process.exit(0)));
-  process.once('SIGTERM', () => void shutdown().then(() => process.exit(0)));
+export async function agentCommand(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, options, false);
+  if (values.help) {
+    process.stdout.write(agentHelp);
+    return AGENT_EXIT.ok;
+  }
+  const towerId = values['tower-id'];
+  const password = (values.password as string | undefined) ?? process.env.EDGEPLANE_TOWER_PASSWORD;
+  if (typeof towerId !== 'string') throw new UsageError('--tower-id is required');
+  if (!password) throw new UsageError('--password (or EDGEPLANE_TOWER_PASSWORD) is required');
+  const stateDir = values['state-dir'] as string | undefined;
+  if (stateDir === '') throw new UsageError('--state-dir must not be empty');
+  const url = values.url as string;
+  checkUrl(url);
+  const connectTimeoutMs = numberOption(values, 'connect-timeout-ms') ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const decisionTimeoutMs = numberOption(values, 'decision-timeout-ms') ?? DEFAULT_DECISION_TIMEOUT_MS;
+  const ca = await readCa(values['ca-file'] as string | undefined);
+  const logger = createLogger(values['log-level'] as 'info', { fd: 2, format: parseLogFormat(values['log-format']) }).child({ module: 'agent', tower_id: towerId });
+  const agent = new EdgeAgent({
+    url,
+    towerId,
+    password,
+    ...(ca ? { ca } : {}),
+    connectTimeoutMs: Math.min(connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+    unknownDeviceEffect: parseEffect(values['unknown-device-effect']),
+    batchMaxEvents: numberOption(values, 'batch-max-events'),
+    batchMaxDelayMs: numberOption(values, 'batch-max-delay-ms'),
+    bufferMaxEvents: numberOption(values, 'buffer-max-events'),
+    ...(stateDir !== undefined ? { stateDir } : {}),
+    logger,
+  });
+  const answers = new AnswerWriter();
+  agent.on('decision', (tenantId, d, origin) => answers.decision(tenantId, d, origin.source));
+  agent.on('rejected', (r) => answers.rejected(r));
+
+  const failed = await connect(agent, url, connectTimeoutMs);
+  if (failed !== null) {
+    await flushLogger(logger, 1000);
+    return failed;
+  }
+  wireLogs(agent, logger);
+  // Input read from here on finds the tenants' bundles in place (earlier events would wait).
+  await agent.whenReady();
+  logger.info({ event: 'connected', url }, 'agent connected');
 
   const lines = createInterface({ input: process.stdin });
+  let stopping: Promise<void> | null = null;
+  const shutdown = (): Promise<void> =>
+    (stopping ??= (async () => {
+      lines.close();
+      await agent.flush(decisionTimeoutMs);
+      await answers.drained(decisionTimeoutMs);
+      answers.giveUp(`no decision within ${decisionTimeoutMs} ms (--decision-timeout-ms)`);
+      await agent.stop();
+      await flushLogger(logger, 1000);
+    })());
+  const onSignal = (): void => void shutdown().then(() => process.exit(AGENT_EXIT.ok));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  answers.onClosed = onSignal;
+
   let lineNo = 0;
   for await (const line of lines) {
     lineNo++;
     if (!line.trim()) continue;
+    let e: Parameters<EdgeAgent['observe']>[0];
     try {
-      const e = JSON.parse(line) as Parameters<EdgeAgent['observe']>[0];
-      const { event_id, tenant_id } = agent.observe(e);
-      if (tenant_id) pending.add(event_id);
+      e = JSON.parse(line) as Parameters<EdgeAgent['observe']>[0];
+      if (e === null || typeof e !== 'object' || Array.isArray(e)) throw new TypeError('a line must be a JSON object');
     } catch (err) {
-      process.stderr.write(`line ${lineNo}: ${err instanceof Error ? err.message : String(err)}\n`);
+      answers.invalid(lineNo, err instanceof SyntaxError ? `not JSON: ${err.message}` : (err as Error).message);
+      continue;
+    }
+    try {
+      const { event_id } = agent.observe(e);
+      answers.expect(event_id, { line: lineNo, device_id: e.device_id });
+    } catch (err) {
+      if (stopping) break;
+      answers.invalid(lineNo, (err as Error).message.replace(/^observe: /, ''));
     }
   }
   await shutdown();
-  return 0;
+  return AGENT_EXIT.ok;
 }

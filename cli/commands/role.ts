@@ -39,9 +39,11 @@ function roleCommand(spec: RoleSpec): (argv: string[]) => Promise<number> {
       return 0;
     }
     const config = loadConfig(flags);
-    const logger = createLogger(config.log_level).child({ role: spec.name });
-    const handle = await spec.start(config, { logger });
-    onShutdownSignal(handle.stop, logger, config.shutdown_timeout_ms);
+    const logger = createLogger(config.log_level, { format: config.log_format }).child({ role: spec.name });
+    const starting = spec.start(config, { logger });
+    // Before startup finishes: a signal during startup waits for it, then stops what started.
+    onShutdownSignal(async () => (await starting.catch(() => null))?.stop(), logger, config.shutdown_timeout_ms);
+    await starting;
     await new Promise<never>(() => {});
     return 0;
   };

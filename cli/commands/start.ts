@@ -6,9 +6,13 @@ import { onShutdownSignal } from '../shutdown.js';
 
 export const startHelp = `Usage: edgeplane start [options]
 
-Runs the embedded control plane in one process: MQTT broker (TCP + WebSocket), policy workers,
-HTTP API (OpenAPI docs at /docs) and the SQLite store in the data directory.
-SIGINT/SIGTERM drain in-flight work and shut down gracefully.
+Runs the embedded control plane in one process: MQTT broker (TCP + WebSocket, and TLS with
+--tls-cert-file/--tls-key-file), policy workers, HTTP API (OpenAPI docs at /docs; HTTPS with TLS)
+and the SQLite store in the data directory. One process per data directory: a second start on a
+directory in use is refused (lock file <data-dir>/edgeplane.lock). A start that cannot bind a port
+or write the data dir says which option to change and writes nothing.
+SIGINT/SIGTERM drain in-flight work and shut down gracefully, within --shutdown-timeout-ms.
+Logs: human-readable on a terminal, JSON lines when piped (--log-format).
 
 Options (flag > environment variable > default):
 ${configHelp()}
@@ -22,9 +26,11 @@ export async function startCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig(flags);
-  const logger = createLogger(config.log_level);
-  const handle = await startEmbedded(config, { logger });
-  onShutdownSignal(handle.stop, logger, config.shutdown_timeout_ms);
+  const logger = createLogger(config.log_level, { format: config.log_format });
+  const starting = startEmbedded(config, { logger });
+  // Before startup finishes: a signal during startup waits for it, then stops what started.
+  onShutdownSignal(async () => (await starting.catch(() => null))?.stop(), logger, config.shutdown_timeout_ms);
+  await starting;
   // Keep running until a signal arrives.
   await new Promise<never>(() => {});
   return 0;

@@ -11,14 +11,19 @@ import { buildApp } from '../../api/app.js';
 import type { Config } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
 import { MqttDownlink } from '../../shared/mqtt/mqtt-downlink.js';
+import { UPLINK_QUEUE, UplinkJobSchema } from '../../shared/mqtt/uplink-jobs.js';
 import type { WorkerContext } from '../../workers/context.js';
 import { Pipeline } from '../../workers/pipeline.js';
 import { RetentionJob } from '../../workers/retention-job.js';
 import { UplinkConsumer } from '../../workers/uplink-consumer.js';
 import { buildCommandService, ensureOperator } from '../embedded.js';
-import { component, startComponents, type RunningComponents } from './components.js';
+import { preflight, type ListenerName, type TlsMaterial } from '../preflight.js';
+import { explainStartupError, StartupError } from '../startup-error.js';
+import { component, startComponents, type Component, type RunningComponents } from './components.js';
+import { EventLog } from './event-log.js';
 import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './foundation.js';
 import { HealthServer } from './health-server.js';
+import { DecisionMetrics, timedSink } from './pipeline-metrics.js';
 import { buildSinks } from './sinks.js';
 
 export interface RoleHandle {
@@ -40,22 +45,66 @@ function healthServer(f: Foundation, extra: () => Record<string, boolean>): Heal
     port: f.config.http_port,
     role: f.role,
     counters: f.counters,
+    ...(f.config.metrics_token ? { metricsToken: f.config.metrics_token } : {}),
     readiness: async () => ({ ...f.connectionsReady(), ...extra() }),
   });
 }
 
-function handle(f: Foundation, running: RunningComponents, httpPort: number, mqttPort?: number): RoleHandle {
+/**
+ * Runs the preflight checks, then `start`; any failure comes out naming the option to change
+ * (cli/startup-error.ts).
+ */
+async function startRole(config: Config, listeners: readonly ListenerName[], start: (tls: TlsMaterial | null) => Promise<RoleHandle>): Promise<RoleHandle> {
+  const { tls } = await preflight(config, listeners);
+  try {
+    return await start(tls);
+  } catch (err) {
+    throw explainStartupError(err, config);
+  }
+}
+
+/** The worker's first connection to the brokers: bounded, and named after --mqtt-url when it fails. */
+async function startDownlink(downlink: MqttDownlink, mqttUrl: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new StartupError(`--mqtt-url ${mqttUrl}: no broker node answered within ${DOWNLINK_CONNECT_TIMEOUT_MS / 1000} s; check the URLs and that the broker roles run (--mqtt-url / EDGEPLANE_MQTT_URL)`)),
+      DOWNLINK_CONNECT_TIMEOUT_MS,
+    );
+  });
+  try {
+    await Promise.race([downlink.start(), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const DOWNLINK_CONNECT_TIMEOUT_MS = 15_000;
+
+/** What every role runs beside its own work: operational event lines, and the uplink queue depth. */
+function observability(f: Foundation): Component[] {
+  const eventLog = new EventLog({ bus: f.bus, logger: f.logger.child({ module: 'events' }) });
+  const uplinks = f.workflow.queues.open({ name: UPLINK_QUEUE, schema: UplinkJobSchema });
+  f.counters.gauge('uplink_queue_depth', () => uplinks.depth());
+  return [component('event-log', () => eventLog.start(), () => eventLog.stop())];
+}
+
+function handle(f: Foundation, running: RunningComponents, httpPort: number, mqttPort?: number, https = false): RoleHandle {
   const host = urlHost(f.config.http_host);
   return {
     foundation: f,
-    httpUrl: `http://${host}:${httpPort}`,
+    httpUrl: `${https ? 'https' : 'http'}://${host}:${httpPort}`,
     ...(mqttPort !== undefined ? { mqttUrl: `mqtt://${urlHost(f.config.mqtt_host)}:${mqttPort}` } : {}),
     stop: () => running.stop(),
   };
 }
 
 /** A broker node: Aedes with sessions in Redis, uplinks into the queue. */
-export async function startBrokerRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
+export function startBrokerRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
+  return startRole(config, ['http', 'mqtt', 'mqttWs', 'mqttTls'], (tls) => brokerRole(config, opts, tls));
+}
+
+async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | null): Promise<RoleHandle> {
   const f = await buildFoundation(config, { role: 'broker', logger: opts.logger });
   const { store, bus, counters, tokens, logger } = f;
   // Only schedules (the 'delivered' step of commands); workers run the jobs.
@@ -83,22 +132,29 @@ export async function startBrokerRole(config: Config, opts: RoleOptions): Promis
       prefix: `${config.redis_prefix}mqtt:`,
       onError: (err) => logger.warn({ module: 'broker', err: err.message }, 'broker session store connection error'),
     }),
-    sink,
+    sink: timedSink(sink, counters),
     onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
+    tls,
   });
+  counters.gauge('mqtt_connections', () => broker.connectionCount);
+  counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
   let brokerUp = false;
   let mqttPort = 0;
+  let tlsPort: number | null = null;
   const health = healthServer(f, () => ({ broker: brokerUp }));
   const running = await startComponents(
     [
       ...f.components,
+      ...observability(f),
       component('health', () => health.start(), () => health.stop()),
       // Stops after the broker: PUBLISHes it accepted are still queued.
       component('uplink-sink', () => undefined, () => sink.close()),
       component(
         'broker',
         async () => {
-          mqttPort = (await broker.start()).mqttPort;
+          const ports = await broker.start();
+          mqttPort = ports.mqttPort;
+          tlsPort = ports.tlsPort;
           brokerUp = true;
         },
         async () => {
@@ -109,17 +165,21 @@ export async function startBrokerRole(config: Config, opts: RoleOptions): Promis
     ],
     logger,
   );
-  logger.info({ module: 'broker-role', mqtt_port: mqttPort, health_port: health.port }, 'EdgePlane broker node started');
+  logger.info({ module: 'broker-role', mqtt_port: mqttPort, mqtt_tls_port: tlsPort, health_port: health.port }, 'EdgePlane broker node started');
   return handle(f, running, health.port, mqttPort);
 }
 
 /** A worker: consumes uplinks, commands and webhooks; publishes through the broker cluster. */
-export async function startWorkerRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
-  if (!config.mqtt_url) throw new Error('edgeplane worker needs --mqtt-url / EDGEPLANE_MQTT_URL: the broker node(s) to publish decisions through');
+export function startWorkerRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
+  if (!config.mqtt_url) return Promise.reject(new Error('edgeplane worker needs --mqtt-url / EDGEPLANE_MQTT_URL: the broker node(s) to publish decisions through'));
+  return startRole(config, ['http'], () => workerRole(config, opts, config.mqtt_url!));
+}
+
+async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): Promise<RoleHandle> {
   const f = await buildFoundation(config, { role: 'worker', logger: opts.logger });
   const { store, bus, counters, logger, now, newId } = f;
   const downlink = new MqttDownlink({
-    urls: config.mqtt_url.split(','),
+    urls: mqttUrl.split(','),
     // Unique per process: two workers must not take over each other's MQTT session.
     name: f.processId.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64),
     serviceSecret: f.serviceSecret,
@@ -140,9 +200,11 @@ export async function startWorkerRole(config: Config, opts: RoleOptions): Promis
     processId: f.processId,
   };
   const pipeline = new Pipeline(ctx, { concurrency: config.ingest_concurrency });
+  counters.gauge('ingest_in_flight', () => pipeline.inflight);
+  const decisionMetrics = new DecisionMetrics({ bus, counters, now });
   const consumer = new UplinkConsumer({
     queues: f.workflow.queues,
-    sink: pipeline,
+    sink: timedSink(pipeline, counters),
     counters,
     concurrency: Math.max(1, Math.ceil(config.ingest_concurrency / 8)),
     onError: (err) => logger.error({ module: 'workers', err }, 'uplink job failed for good'),
@@ -153,8 +215,10 @@ export async function startWorkerRole(config: Config, opts: RoleOptions): Promis
   const running = await startComponents(
     [
       ...f.components,
+      ...observability(f),
+      component('decision-metrics', () => decisionMetrics.start(), () => decisionMetrics.stop()),
       component('health', () => health.start(), () => health.stop()),
-      component('downlink', () => downlink.start(), () => downlink.stop()),
+      component('downlink', () => startDownlink(downlink, mqttUrl), () => downlink.stop()),
       ...sinks.components,
       component(
         'commands',
@@ -176,33 +240,42 @@ export async function startWorkerRole(config: Config, opts: RoleOptions): Promis
 }
 
 /** An API process: the REST API, feeds and docs; schedules commands, never sends them. */
-export async function startApiRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
+export function startApiRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
+  return startRole(config, ['http'], (tls) => apiRole(config, opts, tls));
+}
+
+async function apiRole(config: Config, opts: RoleOptions, tls: TlsMaterial | null): Promise<RoleHandle> {
   const f = await buildFoundation(config, { role: 'api', logger: opts.logger });
   const { store, bus, counters, logger, now, tokens, keyRing } = f;
   const commands = buildCommandService(f);
   const sinks = buildSinks(f, { deliverWebhooks: false });
   let accepting = false;
   let port = 0;
-  const app = await buildApp({
-    store,
-    tokens,
-    keyRing,
-    bus,
-    counters,
-    commands,
-    logger: logger.child({ module: 'api' }),
-    config,
-    budgets: f.workflow.budgets,
-    redis: f.redis,
-    now,
-    readiness: async () => {
-      const checks = { ...f.connectionsReady(), api: accepting };
-      return { ok: Object.values(checks).every(Boolean), checks };
+  const eventLog = new EventLog({ bus, logger: logger.child({ module: 'events' }) });
+  const app = await buildApp(
+    {
+      store,
+      tokens,
+      keyRing,
+      bus,
+      counters,
+      commands,
+      logger: logger.child({ module: 'api' }),
+      config,
+      budgets: f.workflow.budgets,
+      redis: f.redis,
+      now,
+      readiness: async () => {
+        const checks = { ...f.connectionsReady(), api: accepting };
+        return { ok: Object.values(checks).every(Boolean), checks };
+      },
     },
-  });
+    { ...(tls ? { https: tls } : {}), ...(config.metrics_token ? { metricsToken: config.metrics_token } : {}) },
+  );
   const running = await startComponents(
     [
       ...f.components,
+      component('event-log', () => eventLog.start(), () => eventLog.stop()),
       component('operator', () => ensureOperator(store, config, f.paths, logger), () => undefined),
       ...sinks.components,
       component('commands', () => undefined, () => commands.stop()),
@@ -222,6 +295,6 @@ export async function startApiRole(config: Config, opts: RoleOptions): Promise<R
     ],
     logger,
   );
-  logger.info({ module: 'api-role', http_port: port }, 'EdgePlane API started');
-  return handle(f, running, port);
+  logger.info({ module: 'api-role', http_port: port, https: tls !== null }, 'EdgePlane API started');
+  return handle(f, running, port, undefined, tls !== null);
 }

@@ -13,13 +13,14 @@ import type { Config } from '../../shared/config.js';
 import { createIdFactory, type IdFactory } from '../../shared/ids.js';
 import type { Logger } from '../../shared/logger.js';
 import { Counters } from '../../shared/metrics.js';
-import { connectRedis, createRedis } from '../../shared/redis/connection.js';
+import { connectRedis, createRedis, redactUrl } from '../../shared/redis/connection.js';
 import { RedisBus } from '../../shared/redis/redis-bus.js';
 import { openStore } from '../../shared/store/open-store.js';
 import type { Store } from '../../shared/store/port.js';
 import { inProcessWorkflow, type WorkflowPorts } from '../../shared/workflow/index.js';
 import { redisWorkflow } from '../../shared/workflow/redis/index.js';
 import { loadOrCreateSecret, prepareDataDir, type DataDirPaths } from '../data-dir.js';
+import { StartupError } from '../startup-error.js';
 import { component, type Component } from './components.js';
 
 export type Role = 'embedded' | 'broker' | 'worker' | 'api';
@@ -60,6 +61,7 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
   const newId = createIdFactory();
   const processId = `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const counters = new Counters();
+  counters.collectProcessMetrics();
   const paths = await prepareDataDir(config.data_dir);
   const serviceSecret = config.service_secret ?? (await loadOrCreateSecret(paths.serviceSecret));
   const keyRing = await KeyRing.open(paths.jwtKeys);
@@ -109,7 +111,18 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
     hooks: { onPolicyChanged: (tenantId, version) => bus.publish('policy.changed', { tenant_id: tenantId, version }) },
   });
   components.push(
-    component('store', () => store.init(), () => store.close()),
+    component(
+      'store',
+      async () => {
+        try {
+          await store.init();
+        } catch (err) {
+          const hint = config.store_url ? '--store-url / EDGEPLANE_STORE_URL' : '--data-dir / EDGEPLANE_DATA_DIR (the SQLite file lives there)';
+          throw new StartupError(`cannot open the store ${redactUrl(storeUrl)}: ${(err as Error).message} (${hint})`);
+        }
+      },
+      () => store.close(),
+    ),
     // Queues close after every component that schedules or consumes work has stopped.
     component('workflow', () => undefined, () => workflow.close()),
   );

@@ -1,17 +1,21 @@
 /**
  * The broker and worker roles' own small HTTP listener (the api role has the API's): liveness,
- * readiness (200 only while every connection the role needs is up) and its counters for
- * Prometheus. Bind it to an internal interface; it carries no tenant data.
+ * readiness (200 only while every connection the role needs is up) and its metrics for
+ * Prometheus. Bind it to an internal interface; it carries no tenant data. With a metrics token
+ * configured, /metrics answers only `Authorization: Bearer <token>`.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Counters } from '../../shared/metrics.js';
+import { bearerMatches } from '../../shared/metrics-token.js';
 
 export interface HealthServerOptions {
   host: string;
   port: number;
   role: string;
   counters: Counters;
+  /** When set, /metrics requires it as a bearer token. */
+  metricsToken?: string;
   readiness: () => Promise<Record<string, boolean>>;
 }
 
@@ -46,7 +50,16 @@ export class HealthServer {
         return;
       }
       if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(this.#o.counters.toPrometheus());
+        const token = this.#o.metricsToken;
+        if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
+          res.setHeader('www-authenticate', 'Bearer realm="metrics"');
+          return json(401, { error: { code: 'UNAUTHENTICATED', message: 'GET /metrics needs the metrics token: Authorization: Bearer <--metrics-token>' } });
+        }
+        const counters = this.#o.counters;
+        counters.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': counters.contentType }).end(text),
+          () => json(500, { error: { code: 'INTERNAL', message: 'metrics collection failed' } }),
+        );
         return;
       }
       json(404, { error: { code: 'NOT_FOUND', message: 'try /healthz, /readyz or /metrics' } });

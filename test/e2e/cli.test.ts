@@ -1,8 +1,10 @@
 /**
  * The `edgeplane` CLI as users run it: real child processes, real ports on loopback.
  */
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,11 +12,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../cli/commands/index.js';
 import { provisionWorld } from '../../simulator/provision.js';
 import { loadScenario } from '../../simulator/scenario.js';
-import { jsonLine, runCli, startCli } from '../support/cli.js';
+import { BIN, jsonLine, runCli, startCli } from '../support/cli.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 
 const SMOKE = fileURLToPath(new URL('../../simulator/scenarios/smoke.yaml', import.meta.url));
 const LOOPBACK = ['--http-host', '127.0.0.1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--mqtt-port', '0', '--mqtt-ws-port', '0'];
+
+/** A port nothing listens on (bound once, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
 
 describe('edgeplane --help', () => {
   it('lists every command and exits 0', async () => {
@@ -81,6 +92,102 @@ describe('edgeplane start', () => {
     await rm(fresh, { recursive: true, force: true });
   });
 
+  it('one process per data dir: a second start is refused naming the holder; a dead holder\'s lock is taken over', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'edgeplane-lock-'));
+    const args = ['start', ...LOOPBACK, '--data-dir', d, '--admin-password', ADMIN_PASSWORD];
+    const started = (l: string) => jsonLine(l)?.msg === 'EdgePlane control plane started';
+    const spawned: Array<ReturnType<typeof startCli>> = [];
+    try {
+      const first = startCli(args);
+      spawned.push(first);
+      await first.waitForLine(started);
+      const second = await runCli(args);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(new RegExp(`^edgeplane: --data-dir .+ is in use by another edgeplane process \\(pid ${first.child.pid},`));
+      expect(second.stderr).not.toMatch(/\n\s+at /);
+      // kill -9 leaves the lock file behind; its holder is gone, so the next start takes it over.
+      first.child.kill('SIGKILL');
+      await first.exit;
+      expect(existsSync(join(d, 'edgeplane.lock'))).toBe(true);
+      const third = startCli(args);
+      spawned.push(third);
+      await third.waitForLine(started);
+      // The operator exists already: the password given again is not applied, and that is said.
+      expect(third.stdout.map(jsonLine).some((l) => l?.event === 'admin_password_ignored' && l.level === 40)).toBe(true);
+      third.child.kill('SIGTERM');
+      expect(await third.exit).toBe(0);
+      expect(existsSync(join(d, 'edgeplane.lock'))).toBe(false);
+    } finally {
+      for (const p of spawned) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+      await rm(d, { recursive: true, force: true });
+    }
+  });
+
+  it('a start that cannot run names the option to change, prints no stack trace and writes nothing', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      for (const [flag, env] of [
+        ['--http-port', 'EDGEPLANE_HTTP_PORT'],
+        ['--mqtt-port', 'EDGEPLANE_MQTT_PORT'],
+      ] as const) {
+        const fresh = join(dir, `never-created-${flag.slice(2)}`);
+        const ports = { '--http-port': '0', '--mqtt-port': '0', [flag]: String(port) };
+        const r = await runCli([
+          'start', '--data-dir', fresh, '--http-host', '127.0.0.1', '--mqtt-host', '127.0.0.1', '--mqtt-ws-port', '0',
+          '--http-port', ports['--http-port'], '--mqtt-port', ports['--mqtt-port'],
+        ]);
+        expect(r.code).toBe(1);
+        expect(r.stderr.trim()).toBe(`edgeplane: ${flag} ${port} is in use on 127.0.0.1: another process listens there; stop it or choose another port (${flag} / ${env})`);
+        expect(r.stdout).toBe('');
+        expect(existsSync(fresh)).toBe(false);
+      }
+    } finally {
+      await new Promise<void>((r) => busy.close(() => r()));
+    }
+    const file = join(dir, 'a-regular-file');
+    await writeFile(file, 'not a directory');
+    const bad = await runCli(['start', ...LOOPBACK, '--data-dir', join(file, 'data')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toMatch(/^edgeplane: --data-dir .+ cannot be created: .+a-regular-file is a file \(--data-dir \/ EDGEPLANE_DATA_DIR\)$/);
+  });
+
+  it('stdout on a pipe nobody reads (a stopped `| tee`): requests are still served and SIGTERM still stops it', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'edgeplane-pipe-'));
+    const fifo = join(d, 'stdout.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Opened read-write so the open never blocks; the test never reads from it.
+    const reader = openSync(fifo, 'r+');
+    const writer = openSync(fifo, 'w');
+    const httpPort = await closedPort();
+    const child = spawn(
+      process.execPath,
+      [BIN, 'start', ...LOOPBACK.slice(0, 2), '--http-port', String(httpPort), ...LOOPBACK.slice(4), '--data-dir', join(d, 'data'), '--admin-password', ADMIN_PASSWORD, '--shutdown-timeout-ms', '3000'],
+      { stdio: ['ignore', writer, 'pipe'] },
+    );
+    closeSync(writer);
+    const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    try {
+      const base = `http://127.0.0.1:${httpPort}`;
+      await expect.poll(() => fetch(`${base}/readyz`).then((r) => r.status, () => 0), { timeout: 20_000 }).toBe(200);
+      // Each request logs its ~8 kB URL: 40 of them overfill the 64 kB pipe many times over.
+      let answered = 0;
+      for (let i = 0; i < 40; i++) {
+        const res = await fetch(`${base}/healthz?pad=${'x'.repeat(8000)}`, { signal: AbortSignal.timeout(5000) }).catch(() => null);
+        if (res?.ok) answered++;
+      }
+      expect(answered).toBe(40);
+      child.kill('SIGTERM');
+      const code = await Promise.race([exit, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000))]);
+      expect(code).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      closeSync(reader);
+      await rm(d, { recursive: true, force: true });
+    }
+  });
+
   it('refuses bad configuration naming the flag and the env var', async () => {
     const r = await runCli(['start', '--data-dir', dir], { env: { EDGEPLANE_HTTP_PORT: 'eighty' } });
     expect(r.code).toBe(1);
@@ -116,23 +223,46 @@ describe('edgeplane agent and simulate against a running control plane', () => {
     await tcp.destroy();
   });
 
-  it('agent: usage JSON lines in, decisions out; bad lines reported and skipped', async () => {
+  it('agent: every input line gets exactly one output line, read right from the start (the README example)', async () => {
     const { world } = await provisionWorld(await loadScenario(SMOKE), { apiUrl: tcp.cp.httpUrl, adminEmail: ADMIN_EMAIL, adminPassword: ADMIN_PASSWORD });
     const tower = world.towers[0]!;
-    const device = world.tenants[0]!.device_ids[0]!;
-    const p = startCli(['agent', '--url', tcp.cp.mqttUrl, '--tower-id', tower.id, '--log-level', 'info'], { EDGEPLANE_TOWER_PASSWORD: tower.password });
-    await p.waitForLine((l) => jsonLine(l)?.msg === 'policy bundle received' && jsonLine(l)?.tenant_id === world.tenants[0]!.id);
-    p.child.stdin.write(`{"device_id":"${device}","app":"slack","action":"send_message"}\n`);
-    p.child.stdin.write('this is not json\n');
-    p.child.stdin.write(`{"device_id":"${device}","app":"dropbox","action":"upload_file"}\n`);
-    p.child.stdin.end();
-    expect(await p.exit).toBe(0);
-    const decisions = p.stdout.map(jsonLine).filter((d): d is Record<string, unknown> => d !== null);
-    expect(decisions.map((d) => [d.device_id, d.effect])).toEqual([
-      [device, 'allow'],
-      [device, 'deny'],
-    ]);
-    expect(p.stderr.join('\n')).toContain('line 2:');
+    const tenant = world.tenants[0]!;
+    const device = tenant.device_ids[0]!;
+    // All of stdin is there before the agent has even connected: nothing may be taken for an
+    // unknown device because its policy bundle had not arrived yet.
+    const input = [
+      `{"device_id":"${device}","app":"slack","action":"send_message"}`,
+      'this is not json',
+      `{"device_id":"${device}","app":"dropbox","action":"upload_file"}`,
+      '',
+      '{"device_id":"never-registered","app":"slack","action":"send_message"}',
+      '{"device_id":"bad id!","app":"slack","action":"send_message"}',
+    ].join('\n');
+    const r = await runCli(['agent', '--url', tcp.cp.mqttUrl, '--tower-id', tower.id, '--log-level', 'warn'], { env: { EDGEPLANE_TOWER_PASSWORD: tower.password }, input: input + '\n' });
+    expect(r.code, r.stderr).toBe(0);
+    const out = r.stdout.split('\n').filter(Boolean).map((l) => jsonLine(l)!);
+    const byLine = new Map(out.map((o) => [o.line as number, o]));
+    expect(out).toHaveLength(5);
+    expect([...byLine.keys()].sort()).toEqual([1, 2, 3, 5, 6]);
+    expect(byLine.get(1)).toMatchObject({ tenant_id: tenant.id, device_id: device, effect: 'allow', source: 'cloud' });
+    expect(byLine.get(2)).toMatchObject({ event_id: null, rejected: 'invalid_input', message: expect.stringMatching(/not JSON/) });
+    expect(byLine.get(3)).toMatchObject({ tenant_id: tenant.id, device_id: device, effect: 'deny', reason: 'rule' });
+    expect(byLine.get(5)).toMatchObject({ tenant_id: null, device_id: 'never-registered', effect: 'allow', reason: 'unknown_device', source: 'local' });
+    expect(byLine.get(6)).toMatchObject({ rejected: 'invalid_input', message: expect.stringMatching(/device_id/) });
+  });
+
+  it('agent: an unreachable broker (closed port, unknown host) is one line on stderr and exit 3; a wrong scheme exit 2', async () => {
+    const env = { EDGEPLANE_TOWER_PASSWORD: 'unused.secret' };
+    const base = ['agent', '--tower-id', 'T1', '--connect-timeout-ms', '1000'];
+    for (const url of [`mqtt://127.0.0.1:${await closedPort()}`, 'mqtt://no-such-host.invalid:1883']) {
+      const r = await runCli([...base, '--url', url], { env });
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^edgeplane agent: cannot reach the broker at ${url.replace(/[.]/g, '\\.')} within 1000 ms \\(.+\\); check --url`))]);
+      expect(r.stdout).toBe('');
+    }
+    const wrong = await runCli([...base, '--url', 'http://127.0.0.1:1883'], { env });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('--url http://127.0.0.1:1883: the scheme must be mqtt://, mqtts://, ws:// or wss://');
   });
 
   it('simulate: provisions the scenario, plays it and exits 0 with a passing report', async () => {

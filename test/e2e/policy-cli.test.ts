@@ -51,7 +51,7 @@ beforeAll(async () => {
     if (action === 'upload') uploads.push(event_id);
     pending.push(
       new Promise((resolve) => {
-        const on = (_t: string, d: Decision) => {
+        const on = (_t: string | null, d: Decision) => {
           if (d.event_id !== event_id) return;
           agent.off('decision', on);
           resolve();

@@ -42,7 +42,7 @@ function bundleAtLeast(version: number): Promise<PolicyBundle> {
 function decideAtTower(device: string, app: string, action: string): Promise<{ decision: Decision; batch: DecisionBatch }> {
   const { event_id } = agent.observe({ device_id: device, app, action });
   return new Promise((resolve) => {
-    const on = (_t: string, d: Decision, origin: { source: string; batch?: DecisionBatch }) => {
+    const on = (_t: string | null, d: Decision, origin: { source: string; batch?: DecisionBatch }) => {
       if (d.event_id !== event_id || origin.source !== 'cloud') return;
       agent.off('decision', on);
       resolve({ decision: d, batch: origin.batch! });

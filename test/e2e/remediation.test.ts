@@ -91,7 +91,7 @@ function nextAck(agent: EdgeAgent, commandId?: string): Promise<CommandAck> {
 
 function nextDecision(agent: EdgeAgent, eventId: string): Promise<Decision> {
   return new Promise((resolve) => {
-    const on = (_t: string, d: Decision) => {
+    const on = (_t: string | null, d: Decision) => {
       if (d.event_id !== eventId) return;
       agent.off('decision', on);
       resolve(d);

@@ -97,7 +97,7 @@ export async function startTowerAgent(tcp: TestControlPlane, t: ConsoleTenant): 
     decide: (deviceId, app, action, tenantId) =>
       new Promise<Decision>((resolve) => {
         const { event_id } = agent.observe({ device_id: deviceId, app, action, ...(tenantId !== undefined && { tenant_id: tenantId }) });
-        const on = (_topic: string, d: Decision) => {
+        const on = (_topic: string | null, d: Decision) => {
           if (d.event_id !== event_id) return;
           agent.off('decision', on);
           resolve(d);

@@ -1,0 +1,94 @@
+/**
+ * When the agent may route an event whose device no bundle maps. The retained policy bundles
+ * follow the SUBACK, and MQTT 3.1.1 marks no end to them: they count as arrived once none has
+ * come for `settleMs` since the first connection (at most `waitMs` after it). Until then such
+ * events are held (held-events.ts); a bundle that maps a held event's device releases it at once.
+ */
+import { HeldEvents, type HeldEvent } from './held-events.js';
+
+export interface BundleGateOptions {
+  settleMs: number;
+  waitMs: number;
+  maxHeld: number;
+  /** A held event may be routed now (its device is mapped, or the bundles have all arrived). */
+  onRelease: (event: HeldEvent) => void;
+  onExpired: (events: HeldEvent[]) => void;
+  onOverflow: (event: HeldEvent) => void;
+  /** The bundles have arrived. */
+  onReady: () => void;
+}
+
+export class BundleGate {
+  readonly #o: BundleGateOptions;
+  readonly #held: HeldEvents;
+  #ready = false;
+  #closed = false;
+  #firstUpAt: number | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #waiters = new Set<() => void>();
+
+  constructor(opts: BundleGateOptions) {
+    this.#o = opts;
+    this.#held = new HeldEvents({ max: opts.maxHeld, waitMs: opts.waitMs, onExpired: opts.onExpired, onOverflow: opts.onOverflow });
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get held(): number {
+    return this.#held.size;
+  }
+
+  hold(event: HeldEvent): void {
+    this.#held.hold(event);
+  }
+
+  /** Subscribed (first connection or a reconnect): the retained bundles are on their way. */
+  connected(): void {
+    this.#firstUpAt ??= Date.now();
+    this.#arm();
+  }
+
+  /** A bundle arrived: release what it maps, and restart the quiet period. */
+  bundleArrived(mapped: (event: HeldEvent) => boolean): void {
+    if (this.#held.size > 0) for (const h of this.#held.take(mapped)) this.#o.onRelease(h);
+    this.#arm();
+  }
+
+  /** Resolves when the bundles have arrived, or the gate is closed. */
+  whenReady(): Promise<void> {
+    if (this.#ready || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.add(resolve));
+  }
+
+  /** Lets whoever awaits whenReady() go (stop() began). */
+  release(): void {
+    for (const w of this.#waiters) w();
+    this.#waiters.clear();
+  }
+
+  /** Stops the timers; returns the events still held, for the caller to answer. */
+  close(): HeldEvent[] {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.release();
+    return this.#held.drain();
+  }
+
+  #arm(): void {
+    if (this.#ready || this.#closed || this.#firstUpAt === null) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    const capMs = this.#firstUpAt + this.#o.waitMs - Date.now();
+    this.#timer = setTimeout(() => this.#open(), Math.max(0, Math.min(this.#o.settleMs, capMs)));
+  }
+
+  #open(): void {
+    this.#timer = null;
+    this.#ready = true;
+    for (const h of this.#held.take(() => true)) this.#o.onRelease(h);
+    this.#o.onReady();
+    this.release();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The tower → cloud path of finished batches: a bounded buffer (what waits while offline, and
+ * what the pacer holds back while online), drained oldest first within the publish pacer's rate
+ * and in-flight window, so a replayed backlog never trips the broker's per-client rate limit.
+ */
+import { encodePayload } from '../shared/mqtt/payloads.js';
+import { topics } from '../shared/mqtt/topics.js';
+import { OfflineBuffer, type OutboundBatch } from './offline-buffer.js';
+import { PublishPacer } from './publish-pacer.js';
+import type { TowerSession } from './tower-session.js';
+import { Waiters } from './waiters.js';
+
+export interface UplinkOptions {
+  session: TowerSession;
+  towerId: string;
+  bufferMaxEvents: number;
+  publishRatePerS: number;
+  publishBurst: number;
+  maxInflight: number;
+  /** A batch was handed to the connection (live, or replayed from the buffer). */
+  onSent: (item: OutboundBatch) => void;
+  /** The buffer was full: these, the oldest, gave way. */
+  onOverflow: (dropped: OutboundBatch[]) => void;
+}
+
+export class Uplink {
+  readonly #o: UplinkOptions;
+  readonly #buffer: OfflineBuffer;
+  readonly #pacer: PublishPacer;
+  readonly #idle = new Waiters();
+  #paceTimer: NodeJS.Timeout | null = null;
+
+  constructor(opts: UplinkOptions) {
+    this.#o = opts;
+    this.#buffer = new OfflineBuffer(opts.bufferMaxEvents);
+    // The wall clock, like the timers that wait for its tokens (the agent's `now` is for timestamps).
+    this.#pacer = new PublishPacer({ ratePerS: opts.publishRatePerS, burst: opts.publishBurst, maxInflight: opts.maxInflight, now: Date.now });
+  }
+
+  /** Events waiting in the buffer. */
+  get bufferedEvents(): number {
+    return this.#buffer.events;
+  }
+
+  push(item: OutboundBatch): void {
+    // Publishing while offline would hand the batch to mqtt.js's unbounded queue; the bounded
+    // buffer holds it instead.
+    const dropped = this.#buffer.push(item);
+    if (dropped.length > 0) this.#o.onOverflow(dropped);
+    this.drain();
+  }
+
+  /** Publishes buffered batches, oldest first, as fast as the pacer allows. */
+  drain(): void {
+    if (this.#paceTimer) return; // a token is on its way; the timer drains
+    const session = this.#o.session;
+    while (session.up && this.#buffer.length > 0) {
+      const verdict = this.#pacer.acquire(session.inflight);
+      if (!verdict.go) {
+        // null: too many awaiting a PUBACK; the next PUBACK drains (see #publish).
+        if (verdict.retryInMs !== null) {
+          this.#paceTimer = setTimeout(() => {
+            this.#paceTimer = null;
+            this.drain();
+          }, verdict.retryInMs);
+        }
+        return;
+      }
+      this.#publish(this.#buffer.shift()!);
+    }
+  }
+
+  /** Re-checks idle waiters (the session has nothing awaiting a PUBACK any more). */
+  settled(): void {
+    this.#idle.wake();
+  }
+
+  /** True once nothing is buffered or awaiting a PUBACK, false when `timeoutMs` passed first. */
+  untilIdle(timeoutMs: number): Promise<boolean> {
+    return this.#idle.until(() => this.#o.session.inflight === 0 && this.#buffer.length === 0, timeoutMs);
+  }
+
+  /** Stops pacing; returns what was never sent, oldest first. */
+  stop(): OutboundBatch[] {
+    if (this.#paceTimer) clearTimeout(this.#paceTimer);
+    this.#paceTimer = null;
+    return this.#buffer.drain();
+  }
+
+  #publish(item: OutboundBatch): void {
+    const topic = item.kind === 'usage' ? topics.usage(item.tenantId, this.#o.towerId) : topics.discovery(this.#o.towerId);
+    void this.#o.session.publish(topic, encodePayload(item.batch), false).then(() => this.drain());
+    this.#o.onSent(item);
+  }
+}

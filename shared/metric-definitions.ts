@@ -1,0 +1,106 @@
+/**
+ * Every metric family the processes expose, in one table: its type, its HELP text and the label
+ * names it may carry. `Counters` (shared/metrics.ts) registers each family from here, so the
+ * Prometheus exposition has HELP and TYPE on every family and a call site cannot invent labels.
+ * A new `counters.inc('x_total')` belongs here first; `shared/metric-definitions.test.ts` checks
+ * that every name used in the code is listed.
+ */
+
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface MetricDefinition {
+  type: MetricType;
+  help: string;
+  labels: readonly string[];
+  /** Histograms only: upper bounds of the buckets. */
+  buckets?: readonly number[];
+}
+
+const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
+
+const counter = (help: string, ...labels: string[]): MetricDefinition => ({ type: 'counter', help, labels });
+const gauge = (help: string, ...labels: string[]): MetricDefinition => ({ type: 'gauge', help, labels });
+
+export const METRIC_DEFINITIONS = {
+  // --- MQTT broker -----------------------------------------------------------------------------
+  mqtt_connections: gauge('Authenticated MQTT connections open on this broker node'),
+  mqtt_connected_towers: gauge('Towers with at least one authenticated MQTT connection on this broker node'),
+  mqtt_auth_failures_total: counter('MQTT CONNECTs refused at authentication, by reason', 'reason'),
+  mqtt_acl_denied_total: counter('MQTT publishes, subscriptions and forwards refused by the ACL', 'action', 'reason'),
+  mqtt_rejected_total: counter('MQTT packets or connections refused by a broker limit (size, depth, rate)', 'reason'),
+
+  // --- ingest ------------------------------------------------------------------------------------
+  ingest_in_flight: gauge('Uplink messages accepted by this process\'s pipeline and not finished yet'),
+  ingest_duration_seconds: {
+    type: 'histogram',
+    help: 'Time to accept one uplink message: decided and stored (embedded, worker) or durably queued (broker role); the tower\'s PUBACK waits for it',
+    labels: ['kind'],
+    buckets: LATENCY_BUCKETS_S,
+  },
+  ingest_batch_events: { type: 'histogram', help: 'Usage events per decided and stored batch', labels: [], buckets: BATCH_SIZE_BUCKETS },
+  decision_latency_seconds: {
+    type: 'histogram',
+    help: 'Time from the broker receiving a usage batch to its decisions being stored and sent back',
+    labels: [],
+    buckets: LATENCY_BUCKETS_S,
+  },
+  ingest_backpressure_waits_total: counter('Uplink messages that waited for a free pipeline slot'),
+  ingest_errors_total: counter('Uplink messages that failed on infrastructure (store, broker) and were refused for redelivery', 'stage', 'reason', 'kind'),
+  uplink_dropped_total: counter('Uplink messages dropped as invalid, by tower, kind and reason', 'tower', 'kind', 'reason'),
+  usage_batches_total: counter('Usage batches decided'),
+  decisions_sent_total: counter('Decisions sent back to towers, by effect', 'effect'),
+  usage_events_stored_total: counter('Usage events stored (first deliveries)'),
+  usage_events_duplicate_total: counter('Usage events received again (QoS 1 redelivery) and not stored twice'),
+  usage_events_rejected_total: counter('Usage events the cloud refused to decide, by tower and reason', 'tower', 'reason'),
+  discovery_reports_total: counter('Sightings of unmapped devices reported by towers'),
+  discovery_reports_duplicate_total: counter('Discovery sightings received again (redelivered batch)'),
+  tower_status_total: counter('Tower status reports received, by state', 'state'),
+
+  // --- distributed uplink queue ------------------------------------------------------------------
+  uplink_queue_depth: gauge('Uplink jobs waiting, delayed or running in the shared queue'),
+  uplink_jobs_queued_total: counter('Uplink micro-batch jobs queued by this broker node'),
+  uplink_messages_queued_total: counter('Uplink messages queued by this broker node'),
+  uplink_queue_errors_total: counter('Uplink micro-batches that could not be queued'),
+  uplink_backpressure_waits_total: counter('Times this broker node held PUBACKs because the uplink queue was above its high-water mark'),
+  uplink_jobs_started_total: counter('Uplink jobs started by this worker (retries included)'),
+  uplink_jobs_retried_total: counter('Uplink jobs run again after a failure or a dead worker'),
+  uplink_jobs_processed_total: counter('Uplink jobs finished by this worker'),
+  uplink_jobs_failed_total: counter('Uplink jobs given up after their attempts'),
+
+  // --- policies ----------------------------------------------------------------------------------
+  policy_index_builds_total: counter('Compiled policy indexes built'),
+  policy_bundles_published_total: counter('Retained policy bundles published to towers'),
+  policy_refresh_errors_total: counter('Failed policy index or bundle refreshes'),
+
+  // --- remediation and commands -------------------------------------------------------------------
+  remediations_issued_total: counter('Remediation commands issued, by source and type', 'source', 'type'),
+  remediations_skipped_total: counter('Remediations not issued, by reason', 'reason'),
+  commands_published_total: counter('Command sends to towers (first sends and resends)'),
+  commands_expired_total: counter('Commands expired before the tower acknowledged them'),
+  command_jobs_failed_total: counter('Command send/expiry jobs given up'),
+  command_acks_total: counter('Command acknowledgements received, by tower and outcome', 'tower', 'status'),
+
+  // --- API, feeds, audit ---------------------------------------------------------------------------
+  feed_clients_dropped_total: counter('Live feed clients disconnected, by feed and reason', 'feed', 'reason'),
+  audit_records_total: counter('Audit records written'),
+  audit_write_errors_total: counter('Audit records that could not be written'),
+
+  // --- retention --------------------------------------------------------------------------------
+  usage_rows_purged_total: counter('Usage rows purged by retention'),
+  audit_rows_purged_total: counter('Audit rows purged by retention'),
+  retention_errors_total: counter('Failed retention passes'),
+
+  // --- outbound integrations ------------------------------------------------------------------------
+  webhook_events_total: counter('Events queued for webhook delivery, by event', 'event'),
+  webhook_notify_errors_total: counter('Events that could not be queued for webhook delivery', 'event'),
+  webhook_deliveries_total: counter('Webhook delivery attempts, by outcome', 'status'),
+  firebase_writes_total: counter('Batched writes to the Firebase Realtime Database'),
+  firebase_write_errors_total: counter('Failed writes to the Firebase Realtime Database'),
+
+  // --- event bus --------------------------------------------------------------------------------
+  bus_publish_errors_total: counter('Bus events that could not be published to Redis', 'event'),
+  bus_messages_dropped_total: counter('Bus messages from Redis dropped as invalid', 'reason'),
+} as const satisfies Record<string, MetricDefinition>;
+
+export type MetricName = keyof typeof METRIC_DEFINITIONS;
