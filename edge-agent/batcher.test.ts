@@ -26,23 +26,62 @@ describe('Batcher', () => {
     expect(batcher.pendingEvents).toBe(1);
   });
 
-  it('flushes maxDelayMs after the first pending event, not later events', () => {
+  const sizes = () => out.map((b) => (b.kind === 'usage' ? b.batch.events.length : -1));
+
+  it('with nothing awaiting an answer, sends at once: events of the same turn travel together', () => {
+    batcher.addUsage('acme', ev());
+    batcher.addUsage('acme', ev());
+    expect(out).toHaveLength(0);
+    vi.advanceTimersToNextTimer(); // the setImmediate of this turn
+    expect(sizes()).toEqual([2]);
+    expect(out[0]!.batch.sent_at).toBe(42);
+  });
+
+  it('while a batch awaits its answer, accumulates and sends when the answer comes', () => {
+    batcher.addUsage('acme', ev());
+    vi.runOnlyPendingTimers();
+    expect(sizes()).toEqual([1]);
+    const first = out[0]!;
+    batcher.addUsage('acme', ev());
+    batcher.addUsage('acme', ev());
+    vi.advanceTimersByTime(4);
+    expect(sizes()).toEqual([1]);
+    batcher.answered('acme', first.batch.id);
+    expect(sizes()).toEqual([1, 2]);
+  });
+
+  it('an answer that does not come holds a batch back maxDelayMs at most', () => {
+    batcher.addUsage('acme', ev());
+    vi.runOnlyPendingTimers();
     batcher.addUsage('acme', ev());
     vi.advanceTimersByTime(4);
     batcher.addUsage('acme', ev());
-    expect(out).toHaveLength(0);
+    expect(sizes()).toEqual([1]);
     vi.advanceTimersByTime(1);
-    expect(out).toHaveLength(1);
-    const first = out[0]!;
-    expect(first.kind === 'usage' && first.batch.events.length).toBe(2);
-    expect(first.batch.sent_at).toBe(42);
+    expect(sizes()).toEqual([1, 2]);
   });
 
-  it('keeps one pending batch per tenant', () => {
+  it('forgets an answer that never came after answerTimeoutMs', () => {
+    let clock = 0;
+    const b = new Batcher({ maxEvents: 10, maxDelayMs: 50, discoveryMaxDelayMs: 100, newId, now: () => clock, onBatch: (x) => out.push(x), answerTimeoutMs: 1000 });
+    b.addUsage('acme', ev());
+    vi.runOnlyPendingTimers();
+    clock = 2000;
+    b.addUsage('acme', ev());
+    vi.advanceTimersToNextTimer();
+    // Sent through the immediate, not held for maxDelayMs behind the lost batch.
+    expect(sizes()).toEqual([1, 1]);
+  });
+
+  it('keeps one pending batch per tenant; one tenant awaiting does not hold another back', () => {
+    batcher.addUsage('acme', ev());
+    vi.runOnlyPendingTimers();
     batcher.addUsage('acme', ev());
     batcher.addUsage('globex', ev());
+    vi.advanceTimersToNextTimer();
+    expect(out.map((b) => (b.kind === 'usage' ? b.tenantId : ''))).toEqual(['acme', 'globex']);
     vi.advanceTimersByTime(5);
-    expect(out.map((b) => (b.kind === 'usage' ? b.tenantId : '')).sort()).toEqual(['acme', 'globex']);
+    expect(out.map((b) => (b.kind === 'usage' ? b.tenantId : ''))).toEqual(['acme', 'globex', 'acme']);
   });
 
   it('aggregates unknown devices into one discovery batch', () => {

@@ -1,9 +1,16 @@
 /**
  * Turns single observations into batches: one pending UsageBatch per tenant and one pending
- * DiscoveryBatch (devices aggregated by id). A pending batch is finished when it reaches
- * `maxEvents` or when `maxDelayMs` has passed since its first event, whichever comes first.
- * Timers are plain setTimeout (so fake timers drive them in tests); the injected clock is used
- * only for timestamps.
+ * DiscoveryBatch (devices aggregated by id).
+ *
+ * Usage batching is adaptive (Nagle-style), so batching costs no latency at low load: when no
+ * batch of the tenant is awaiting its answer, an event goes out at once (events observed in the
+ * same turn of the event loop travel together); while `window` batches await their DecisionBatch,
+ * events accumulate and go out as soon as an answer arrives (`answered`), or when the batch reaches
+ * `maxEvents`, or after `maxDelayMs` at the latest. Under load the batches grow by themselves to
+ * what the round trip allows. An answer that never comes (the uplink went down) stops counting after
+ * `answerTimeoutMs`, so a lost batch cannot hold the others back for longer than that.
+ * Timers are plain setTimeout/setImmediate (so fake timers drive them in tests); the injected clock
+ * is used only for timestamps.
  */
 import type { IdFactory } from '../shared/ids.js';
 import { MAX_EVENTS_PER_BATCH, SCHEMA_VERSION, type UsageEvent } from '../shared/mqtt/payloads.js';
@@ -17,11 +24,16 @@ export interface BatcherOptions {
   newId: IdFactory;
   now: () => number;
   onBatch: (item: OutboundBatch) => void;
+  /** Usage batches per tenant that may await their answer before events accumulate. Default 1. */
+  window?: number;
+  /** An unanswered batch stops holding others back after this. Default 1000 ms. */
+  answerTimeoutMs?: number;
 }
 
 interface PendingUsage {
   events: UsageEvent[];
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | null;
+  immediate: NodeJS.Immediate | null;
 }
 
 interface DeviceSighting {
@@ -35,6 +47,10 @@ export class Batcher {
   readonly #opts: BatcherOptions;
   readonly #maxEvents: number;
   readonly #usage = new Map<string, PendingUsage>();
+  /** tenant → batch id → when it went out, for batches awaiting their DecisionBatch. */
+  readonly #awaiting = new Map<string, Map<string, number>>();
+  readonly #window: number;
+  readonly #answerTimeoutMs: number;
   #discovery = new Map<string, DeviceSighting>();
   #discoveryTimer: NodeJS.Timeout | null = null;
   #pendingEvents = 0;
@@ -45,6 +61,8 @@ export class Batcher {
     this.#opts = opts;
     // The cloud refuses batches above the contract's limit, so never build one.
     this.#maxEvents = Math.min(opts.maxEvents, MAX_EVENTS_PER_BATCH);
+    this.#window = Math.max(1, opts.window ?? 1);
+    this.#answerTimeoutMs = opts.answerTimeoutMs ?? 1000;
   }
 
   /** Usage events plus discovery sightings not yet handed to `onBatch`. */
@@ -55,12 +73,36 @@ export class Batcher {
   addUsage(tenantId: string, event: UsageEvent): void {
     let p = this.#usage.get(tenantId);
     if (!p) {
-      p = { events: [], timer: setTimeout(() => this.flushTenant(tenantId), this.#opts.maxDelayMs) };
+      p = { events: [], timer: null, immediate: null };
       this.#usage.set(tenantId, p);
+      if (this.#busy(tenantId)) {
+        p.timer = setTimeout(() => this.flushTenant(tenantId), this.#opts.maxDelayMs);
+      } else {
+        // Nothing in flight: out at once, together with whatever this turn of the loop adds.
+        p.immediate = setImmediate(() => this.flushTenant(tenantId));
+      }
     }
     p.events.push(event);
     this.#pendingEvents++;
     if (p.events.length >= this.#maxEvents) this.flushTenant(tenantId);
+  }
+
+  /** The DecisionBatch for `batchId` arrived: what accumulated meanwhile may go. */
+  answered(tenantId: string, batchId: string): void {
+    const awaiting = this.#awaiting.get(tenantId);
+    if (!awaiting?.delete(batchId)) return;
+    if (awaiting.size === 0) this.#awaiting.delete(tenantId);
+    if (this.#usage.has(tenantId) && !this.#busy(tenantId)) this.flushTenant(tenantId);
+  }
+
+  /** True while `window` batches of the tenant await their answer (expired ones forgotten). */
+  #busy(tenantId: string): boolean {
+    const awaiting = this.#awaiting.get(tenantId);
+    if (!awaiting) return false;
+    const expired = this.#opts.now() - this.#answerTimeoutMs;
+    for (const [id, at] of awaiting) if (at <= expired) awaiting.delete(id);
+    if (awaiting.size === 0) this.#awaiting.delete(tenantId);
+    return awaiting.size >= this.#window;
   }
 
   addDiscovery(deviceId: string, ts: number): void {
@@ -81,13 +123,19 @@ export class Batcher {
   flushTenant(tenantId: string): void {
     const p = this.#usage.get(tenantId);
     if (!p) return;
-    clearTimeout(p.timer);
+    if (p.timer) clearTimeout(p.timer);
+    if (p.immediate) clearImmediate(p.immediate);
     this.#usage.delete(tenantId);
     this.#pendingEvents -= p.events.length;
+    const id = this.#opts.newId();
+    const now = this.#opts.now();
+    let awaiting = this.#awaiting.get(tenantId);
+    if (!awaiting) this.#awaiting.set(tenantId, (awaiting = new Map()));
+    awaiting.set(id, now);
     this.#opts.onBatch({
       kind: 'usage',
       tenantId,
-      batch: { v: SCHEMA_VERSION, id: this.#opts.newId(), sent_at: this.#opts.now(), events: p.events },
+      batch: { v: SCHEMA_VERSION, id, sent_at: now, events: p.events },
     });
   }
 

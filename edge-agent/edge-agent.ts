@@ -390,6 +390,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     const r = decodePayload(DecisionBatchSchema, payload);
     if (!r.ok) return this.#invalid(topic, r.error);
     const batch = r.value;
+    // The next batch of this tenant may go now (adaptive batching).
+    this.#batcher.answered(tenantId, batch.batch_id);
     if (this.#seenDecisionBatches.get(batch.id)) {
       this.#counters.redeliveries_ignored++;
       return;
