@@ -101,6 +101,33 @@ describe('POST /remedial-actions', () => {
     expect(await h.store.commands.get(tenantId, command.id)).toEqual(command);
   });
 
+  it('the default tower is the latest by receive time: a tower minting future event ids cannot claim the device', async () => {
+    const t = h.clock.now;
+    // twr-1 reports dev-1 with an event id and time far in the future, received before twr-2's.
+    const forged = {
+      id: '7ZZZZZZZZZZZZZZZZZZZZZZZZZ',
+      tenant_id: tenantId,
+      tower_id: 'twr-1',
+      batch_id: '7ZZZZZZZZZZZZZZZZZZZZZZZZY',
+      device_id: 'dev-1',
+      user_id: null,
+      app: 'mail',
+      action: 'send',
+      bytes: null,
+      ts: t + 10 ** 11,
+      received_at: t - 30_000,
+      effect: 'allow' as const,
+      reason: 'unknown_device' as const,
+      rule_id: null,
+      policy_id: null,
+      policy_version: 1,
+      severity: null,
+    };
+    await h.store.usage.recordBatch({ tenant_id: tenantId, tower_id: 'twr-1', batch_id: forged.batch_id, now: t, alert_window_s: 300, records: [forged] });
+    const command = await issue(admin, { device_id: 'dev-1', type: 'notify' });
+    expect(command.tower_id).toBe('twr-2');
+  });
+
   it('an explicit tower_id overrides the default', async () => {
     const command = await issue(owner, { device_id: 'dev-1', type: 'block_device', duration_s: 60, tower_id: 'twr-1' });
     expect(command).toMatchObject({ tower_id: 'twr-1', type: 'block_device', app: null, reason: null });

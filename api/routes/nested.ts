@@ -279,15 +279,15 @@ export const nestedRoutes: FastifyPluginAsyncZod = async (app) => {
       }
       const tenantId = tenantIdOf(request);
       const device = await deviceOf(app.store, tenantId, request.params.id);
-      const [latest, openAlerts, applied] = await Promise.all([
-        app.store.usage.list(tenantId, { device_id: device.id, limit: 1 }),
+      const [last, openAlerts, applied] = await Promise.all([
+        // Where and when the cloud last received the device's usage (not the tower's own stamps).
+        app.store.usage.lastSeen(tenantId, device.id),
         countAll((cursor) => app.store.alerts.list(tenantId, { device_id: device.id, status: 'open', limit: 1000, cursor })),
         appliedCommands(app.store, tenantId, device.id),
       ]);
-      const last = latest.items[0] ?? null;
       return {
         device_id: device.id,
-        last_seen: last?.ts ?? null,
+        last_seen: last?.at ?? null,
         last_tower_id: last?.tower_id ?? null,
         open_alerts: openAlerts,
         active_remediations: activeRemediations(applied, app.clock()),

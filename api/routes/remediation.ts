@@ -67,7 +67,9 @@ export const remediationRoutes: FastifyPluginAsyncZod = async (app) => {
       if (!tower) referenceNotFound('body.tower_id', 'tower');
       return tower.id;
     }
-    const last = (await app.store.usage.list(tenantId, { device_id: deviceId, limit: 1 })).items[0];
+    // By the time the cloud received the device's events: a tower cannot make itself the device's
+    // latest by stamping its events (ids or times) in the future.
+    const last = await app.store.usage.lastSeen(tenantId, deviceId);
     if (!last) {
       throw createError('UNPROCESSABLE', `device ${deviceId} has not been seen at any tower; give tower_id`, [
         { field: 'body.tower_id', message: 'required: the device has not been seen at any tower' },

@@ -532,6 +532,12 @@ export interface Store {
     list(tenantId: string, opts?: ListOptions & UsageFilter): Promise<Page<UsageRecord>>;
     /** Events decided in [since, until) on `ts`, by effect (the dashboard's time window). */
     countByEffect(tenantId: string, window: { since: number; until: number }): Promise<Record<Effect, number>>;
+    /**
+     * The tower where the device was last seen and when, by the time the cloud received its
+     * events (a tower cannot make itself "latest" by choosing event times or ids). Refreshed at
+     * least every 10 s while the device stays at one tower; a move is recorded at once.
+     */
+    lastSeen(tenantId: string, deviceId: string): Promise<{ tower_id: string; at: number } | null>;
   };
 
   alerts: {

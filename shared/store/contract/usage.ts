@@ -25,6 +25,53 @@ export function describeUsageContract(state: ContractState): void {
   });
   const { recordBatch } = state;
 
+  describe('usage: where a device was last seen', () => {
+    it('is the tower of the latest RECEIVED event, whatever time or id a tower put on its events', async () => {
+      const w = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      expect(await store.usage.lastSeen(w.tenant.id, w.device.id)).toBeNull();
+      await recordBatch(w, [usageEvent(w, { tower_id: 'tower-1', received_at: T0 })]);
+      expect(await store.usage.lastSeen(w.tenant.id, w.device.id)).toEqual({ tower_id: 'tower-1', at: T0 });
+      // A later receipt at another tower moves it at once…
+      await recordBatch(w, [usageEvent(w, { tower_id: 'tower-2', received_at: T0 + 1000 })]);
+      expect(await store.usage.lastSeen(w.tenant.id, w.device.id)).toEqual({ tower_id: 'tower-2', at: T0 + 1000 });
+      // …but an event a tower stamped far in the future, received earlier, does not.
+      const forged = usageEvent(w, { id: '7ZZZZZZZZZZZZZZZZZZZZZZZZZ', tower_id: 'tower-9', ts: T0 + 10 ** 12, received_at: T0 + 500 });
+      await recordBatch(w, [forged]);
+      expect(await store.usage.lastSeen(w.tenant.id, w.device.id)).toEqual({ tower_id: 'tower-2', at: T0 + 1000 });
+      // Another tenant learns nothing about this device.
+      expect(await store.usage.lastSeen(b.tenant.id, w.device.id)).toBeNull();
+    });
+  });
+
+  describe('usage: filtered pages', () => {
+    it('following next_cursor collects exactly the device’s (or user’s) events, newest first', async () => {
+      const w = await seedWorld(store, 'a');
+      const other = await store.devices.create(w.tenant.id, { id: `other-${eventId().slice(-8)}`, name: 'other', user_id: null });
+      const mine: DecidedUsage[] = [];
+      for (let i = 0; i < 5; i++) {
+        const batch: DecidedUsage[] = [];
+        for (let j = 0; j < 7; j++) batch.push(usageEvent(w, { device_id: other.id, user_id: null }));
+        const ev = usageEvent(w);
+        mine.push(ev);
+        batch.push(ev);
+        await recordBatch(w, batch);
+      }
+      for (const filter of [{ device_id: w.device.id }, { user_id: w.user.id }]) {
+        const collected: string[] = [];
+        let cursor: string | null = null;
+        for (let guard = 0; guard < 100; guard++) {
+          const page = await store.usage.list(w.tenant.id, { ...filter, limit: 2, cursor });
+          expect(page.items.length).toBeLessThanOrEqual(2);
+          collected.push(...ids(page.items));
+          cursor = page.next_cursor;
+          if (cursor === null) break;
+        }
+        expect(collected).toEqual(ids(mine).reverse());
+      }
+    });
+  });
+
   describe('usage', () => {
     it('stores decided events and lists them newest first, exactly as recorded', async () => {
       const w = await seedWorld(store, 'a');

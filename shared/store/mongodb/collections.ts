@@ -74,6 +74,8 @@ export type UsageDoc = Stored<UsageRecord>;
 /** Running usage totals per tenant, spread over a few slots so concurrent batches rarely conflict. */
 export type UsageCounterDoc = { _id: string; tenant_id: string; allow: number; deny: number };
 export type TenantTowerDoc = { _id: string; tenant_id: string; tower_id: string; first_seen: number; last_seen: number };
+/** `_id` = `${tenant_id}:${device_id}`: where the device was last seen, by receive time. */
+export type DevicePresenceDoc = { _id: string; tenant_id: string; device_id: string; tower_id: string; received_at: number };
 export type AlertDoc = Stored<Alert> & { severity_rank: number };
 export type AlertEventDoc = Stored<AlertEvent>;
 /**
@@ -139,6 +141,7 @@ export const C = {
   usage: 'usage',
   usageCounters: 'usage_counters',
   tenantTowers: 'tenant_towers',
+  devicePresence: 'device_presence',
   alerts: 'alerts',
   alertKeys: 'alert_keys',
   alertEvents: 'alert_events',
@@ -173,6 +176,7 @@ export const TENANT_OWNED: readonly CollectionName[] = [
   C.usage,
   C.usageCounters,
   C.tenantTowers,
+  C.devicePresence,
   C.alerts,
   C.alertKeys,
   C.alertEvents,
@@ -243,9 +247,9 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
     idx(asc('tenant_id', '_id')),
   ],
   refresh_tokens: [idx(asc('token_hash'), { unique: true }), idx(asc('family_id')), idx(asc('user_id'))],
-  // Like SQLite (migration 5): one index per filter people use with a time bound. Each costs
-  // every insert on the hot path; they turn a filtered page from a walk of the tenant's events
-  // into an index range, and (tenant, effect, ts) counts the dashboard's time window.
+  // One index per filter people use with a time bound: each costs every insert, which MongoDB's
+  // storage absorbs where SQLite's WAL does not (there device and user filters scan within a
+  // budget instead, see sqlite/usage-repo.ts); (tenant, effect, ts) counts the dashboard window.
   usage: [
     idx(asc('tenant_id', '_id')),
     idx(asc('tenant_id', 'received_at')),
@@ -256,6 +260,7 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
   ],
   usage_counters: [idx(asc('tenant_id'))],
   tenant_towers: [idx(asc('tenant_id', 'tower_id'))],
+  device_presence: [idx(asc('tenant_id', 'device_id'))],
   alerts: [
     idx(asc('tenant_id', 'device_id', 'rule_id', 'status', 'last_seen')),
     idx(asc('tenant_id', '_id')),

@@ -18,7 +18,7 @@ import type { AlertFilter, DashboardMetrics, DecidedUsage, RecordUsageInput, Rec
 import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, NO_WORKFLOW, alertKey, applyAlertAction, severityRank } from '../rules/alerts.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
 import { notFound } from '../rules/errors.js';
-import { batchLookups, batchResult, foldBatch, partitionFresh, storedDecisionOf, validateBatch } from '../rules/usage-batch.js';
+import { batchLookups, batchResult, foldBatch, partitionFresh, PresenceThrottle, storedDecisionOf, validateBatch, type DevicePresence } from '../rules/usage-batch.js';
 import {
   C,
   type AlertDoc,
@@ -31,6 +31,7 @@ import {
   type ProcessedDoc,
   type RuleDoc,
   type TenantDoc,
+  type DevicePresenceDoc,
   type TenantTowerDoc,
   type UsageCounterDoc,
   type UsageDoc,
@@ -87,6 +88,14 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
   const discovered = ctx.coll<DiscoveredDoc>(C.discovered);
   const counters = ctx.coll<UsageCounterDoc>(C.usageCounters);
   const tenantTowers = ctx.coll<TenantTowerDoc>(C.tenantTowers);
+  const presenceColl = ctx.coll<DevicePresenceDoc>(C.devicePresence);
+  const presence = new PresenceThrottle();
+  // Presence writes of the running transaction, confirmed to the throttle after commit.
+  let presenceWritten: Array<{ tenantId: string; rows: Array<[string, DevicePresence]> }> = [];
+  const confirmPresence = (): void => {
+    for (const { tenantId, rows } of presenceWritten) presence.written(tenantId, rows);
+    presenceWritten = [];
+  };
   const tenants = ctx.coll<TenantDoc>(C.tenants);
 
   const writeDiscovered = async (tracked: Array<Tracked<DiscoveredDevice>>, session: SessionLike): Promise<void> => {
@@ -149,6 +158,19 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
         { session, upsert: true },
       );
     }
+    // Newer receipt wins, whatever order concurrent batches commit in (read in the transaction).
+    const due = presence.due(tenantId, fold.presence);
+    for (const [deviceId, p] of due) {
+      const _id = compositeKey(tenantId, deviceId);
+      const current = await presenceColl.findOne({ _id, tenant_id: tenantId }, { session });
+      if (current && current.received_at > p.received_at) continue;
+      await presenceColl.updateOne(
+        { _id, tenant_id: tenantId },
+        { $set: { tenant_id: tenantId, device_id: deviceId, tower_id: p.tower_id, received_at: p.received_at } },
+        { session, upsert: true },
+      );
+    }
+    if (due.length > 0) presenceWritten.push({ tenantId, rows: due });
     for (const [towerId, seen] of fold.towers) {
       await tenantTowers.updateOne(
         { _id: compositeKey(tenantId, towerId), tenant_id: tenantId },
@@ -168,15 +190,20 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
   const usage: Store['usage'] = {
     async recordBatch(input) {
       validateBatch(input);
-      return ctx.write(async ({ session }) => {
+      const result = await ctx.write(async ({ session }) => {
+        // A retried transaction starts over: only the committed attempt's writes count.
+        presenceWritten = [];
         await requireTenant(input.tenant_id, session);
         return writeBatch(input, session);
       });
+      confirmPresence();
+      return result;
     },
     async recordBatches(inputs) {
       for (const input of inputs) validateBatch(input);
       if (inputs.length === 0) return [];
-      return ctx.write(async ({ session }) => {
+      const group = await ctx.write(async ({ session }) => {
+        presenceWritten = [];
         const checked = new Set<string>();
         const results: RecordUsageResult[] = [];
         for (const input of inputs) {
@@ -188,6 +215,8 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
         }
         return results;
       });
+      confirmPresence();
+      return group;
     },
     list(tenantId, opts) {
       const filter: Document = { tenant_id: tenantId };
@@ -197,6 +226,10 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
       }
       timeRange(filter, opts, 'ts', 'ts');
       return ctx.listPage(usageColl, filter, opts, 'usage', 'desc', toUsage, { keyOf: (id) => usageKey(tenantId, id) });
+    },
+    async lastSeen(tenantId, deviceId) {
+      const doc = await presenceColl.findOne({ _id: compositeKey(tenantId, deviceId), tenant_id: tenantId });
+      return doc ? { tower_id: doc.tower_id, at: doc.received_at } : null;
     },
     async countByEffect(tenantId, window) {
       const counts: Record<Effect, number> = { allow: 0, deny: 0 };

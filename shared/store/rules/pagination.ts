@@ -91,7 +91,7 @@ export interface SortedPage {
 export type PagePlan = UnsortedPage | SortedPage;
 
 /** Prefixes a sorted cursor's payload; no record id contains NUL, so it never reads as a plain id. */
-const SORT_TAG = '\u0000s:';
+export const SORT_TAG = '\u0000s:';
 
 interface SortCursor {
   f: string;
@@ -100,7 +100,7 @@ interface SortCursor {
   id: string;
 }
 
-function cursorError(message: string): Error {
+export function cursorError(message: string): Error {
   return invalid('cursor', message);
 }
 

@@ -85,6 +85,16 @@ export interface BatchFold {
   towers: Map<string, { first_seen: number; last_seen: number }>;
   /** Fresh events per effect, for the dashboard's running totals. */
   counts: { allow: number; deny: number };
+  /**
+   * Where each device of the batch was last seen, by the time the CLOUD received it (never the
+   * event's own ts or id, which the tower chooses): the device's latest tower.
+   */
+  presence: Map<string, DevicePresence>;
+}
+
+export interface DevicePresence {
+  tower_id: string;
+  received_at: number;
 }
 
 /**
@@ -103,9 +113,12 @@ export function foldBatch(
     .map((r) => ({ device_id: r.device_id, tower_id: r.tower_id, first_seen: r.ts, last_seen: r.ts, count: 1 }));
   const discovered = foldDiscovered(input.tenant_id, sightings, found.discovered, newId);
   const towers = new Map<string, { first_seen: number; last_seen: number }>();
+  const presence = new Map<string, DevicePresence>();
   let deny = 0;
   for (const r of fresh) {
     if (r.effect === 'deny') deny++;
+    const p = presence.get(r.device_id);
+    if (!p || r.received_at >= p.received_at) presence.set(r.device_id, { tower_id: r.tower_id, received_at: r.received_at });
     const seen = towers.get(r.tower_id);
     if (seen) {
       seen.first_seen = Math.min(seen.first_seen, r.ts);
@@ -114,7 +127,7 @@ export function foldBatch(
       towers.set(r.tower_id, { first_seen: r.ts, last_seen: r.ts });
     }
   }
-  return { alertsOpened: opened, alertsUpdated: updated, discovered, towers, counts: { allow: fresh.length - deny, deny } };
+  return { alertsOpened: opened, alertsUpdated: updated, discovered, towers, counts: { allow: fresh.length - deny, deny }, presence };
 }
 
 export function batchResult(
@@ -131,4 +144,43 @@ export function batchResult(
     alerts_updated: fold.alertsUpdated,
     discovered: fold.discovered.map((t) => t.row),
   };
+}
+
+/**
+ * Device presence is written when a device changes tower at once, and otherwise at most every
+ * `refreshMs` per device (per store process): a busy device at one tower costs one presence write
+ * per interval, not one per event. Bounded (LRU) so a flood of device ids cannot grow memory.
+ */
+export class PresenceThrottle {
+  readonly #written = new Map<string, DevicePresence>();
+  constructor(
+    readonly refreshMs = 10_000,
+    readonly maxDevices = 200_000,
+  ) {}
+
+  /** The presences of `batch` worth writing now. */
+  due(tenantId: string, batch: ReadonlyMap<string, DevicePresence>): Array<[string, DevicePresence]> {
+    const out: Array<[string, DevicePresence]> = [];
+    for (const [deviceId, p] of batch) {
+      const key = `${tenantId}\u0000${deviceId}`;
+      const last = this.#written.get(key);
+      if (last && last.tower_id === p.tower_id && p.received_at < last.received_at + this.refreshMs) continue;
+      out.push([deviceId, p]);
+    }
+    return out;
+  }
+
+  /** Call after the write committed. */
+  written(tenantId: string, rows: ReadonlyArray<[string, DevicePresence]>): void {
+    for (const [deviceId, p] of rows) {
+      const key = `${tenantId}\u0000${deviceId}`;
+      this.#written.delete(key);
+      this.#written.set(key, p);
+    }
+    while (this.#written.size > this.maxDevices) {
+      const oldest = this.#written.keys().next().value;
+      if (oldest === undefined) break;
+      this.#written.delete(oldest);
+    }
+  }
 }

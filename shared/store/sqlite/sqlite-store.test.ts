@@ -9,6 +9,7 @@ import { createIdFactory } from '../../ids.js';
 import type { DecidedUsage, StoreHooks } from '../port.js';
 import { describeStoreContract, recordingHooks } from '../store.contract.js';
 import { MIGRATIONS } from './migrations.js';
+import { SCAN_BUDGET } from './usage-repo.js';
 import { SqliteStore } from './sqlite-store.js';
 
 async function tempDir(): Promise<string> {
@@ -100,11 +101,47 @@ describe('SqliteStore specifics', () => {
     open.splice(open.indexOf(store), 1);
     const plan = (sql: string): string =>
       inspect((db) => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>).map((r) => r.detail).join(' | '));
-    const byDevice = `SELECT * FROM usage WHERE tenant_id = '${t.id}' AND device_id = 'd-7' AND ts >= 0 ORDER BY id DESC LIMIT 51`;
+    const byEffect = `SELECT * FROM usage WHERE tenant_id = '${t.id}' AND effect = 'deny' AND ts >= 0 ORDER BY ts DESC LIMIT 51`;
     const byTower = `SELECT * FROM usage WHERE tenant_id = '${t.id}' AND tower_id = 'tw-3' ORDER BY ts DESC, id DESC LIMIT 51`;
-    expect(plan(byDevice)).toContain('USING INDEX usage_device_ts');
+    expect(plan(byEffect)).toContain('USING INDEX usage_effect_ts');
     expect(plan(byTower)).toContain('USING INDEX usage_tower_ts');
+    // Device and user have no index on purpose (migration 9): they scan within a budget.
+    const indexes = inspect((db) => db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'usage'").pluck().all() as string[]);
+    expect(indexes).not.toContain('usage_device_ts');
+    expect(indexes).not.toContain('usage_user_ts');
     expect(inspect((db) => db.prepare("SELECT count(*) AS n FROM sqlite_stat1 WHERE tbl = 'usage'").get() as { n: number }).n).toBeGreaterThan(0);
+  });
+
+  it('a device filter reads at most SCAN_BUDGET rows per page and continues with the cursor', async () => {
+    const store = await openStore();
+    const t = await store.tenants.create({ name: 'scan', plan_id: 'premium' });
+    const newEventId = createIdFactory();
+    const rare: string[] = [];
+    const total = SCAN_BUDGET * 2 + 5000;
+    for (let b = 0; b * 1000 < total; b++) {
+      const records: DecidedUsage[] = Array.from({ length: 1000 }, (_, i) => {
+        const n = b * 1000 + i;
+        // Three events of the rare device, far apart: each page can only see one of them.
+        const device = n === 100 || n === SCAN_BUDGET + 100 || n === 2 * SCAN_BUDGET + 100 ? 'rare' : `d-${n % 50}`;
+        const id = newEventId();
+        if (device === 'rare') rare.push(id);
+        return { id, tenant_id: t.id, tower_id: 'tw-0', batch_id: `b${b}`, device_id: device, user_id: null, app: 'slack', action: 'open', bytes: null, ts: n, received_at: n, effect: 'allow', reason: 'default', rule_id: null, policy_id: null, policy_version: 1, severity: null } satisfies DecidedUsage;
+      });
+      await store.usage.recordBatch({ tenant_id: t.id, tower_id: 'tw-0', batch_id: `b${b}`, now: 1, alert_window_s: 300, records });
+    }
+    const pages: Array<{ items: number; more: boolean }> = [];
+    const found: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await store.usage.list(t.id, { device_id: 'rare', limit: 10, cursor });
+      pages.push({ items: page.items.length, more: page.next_cursor !== null });
+      found.push(...page.items.map((r) => r.id));
+      cursor = page.next_cursor;
+    } while (cursor !== null && pages.length < 20);
+    expect(found).toEqual([...rare].reverse());
+    // Short pages with a cursor: the budget was reached before the page filled.
+    expect(pages.some((p) => p.items < 10 && p.more)).toBe(true);
+    expect(pages.length).toBeGreaterThanOrEqual(3);
   });
 
   it('runs in WAL mode at the latest schema version', async () => {

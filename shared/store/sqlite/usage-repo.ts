@@ -9,6 +9,8 @@ import type {
   AlertFilter,
   DashboardMetrics,
   DecidedUsage,
+  ListOptions,
+  Page,
   RecordUsageInput,
   RecordUsageResult,
   Store,
@@ -18,7 +20,8 @@ import type {
 import { ALERT_WORKFLOW_FIELDS, alertKey, applyAlertAction } from '../rules/alerts.js';
 import { notFound } from '../rules/errors.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
-import { batchLookups, batchResult, foldBatch, validateBatch } from '../rules/usage-batch.js';
+import { clampLimit, cursorError, decodeCursor, encodeCursor, SORT_TAG } from '../rules/pagination.js';
+import { batchLookups, batchResult, foldBatch, PresenceThrottle, validateBatch, type DevicePresence } from '../rules/usage-batch.js';
 import type { SqliteContext, Stmt } from './context.js';
 import type { TenantRefs } from './refs.js';
 
@@ -66,6 +69,9 @@ const ALERT_COLUMNS = [
 ] as const;
 const ALERT_EVENT_COLUMNS = ['id', 'tenant_id', 'alert_id', 'kind', 'at', 'actor_id', 'assignee', 'note'] as const;
 const DISCOVERED_COLUMNS = ['id', 'tenant_id', 'device_id', 'tower_id', 'first_seen', 'last_seen', 'count'] as const;
+
+/** Rows a device- or user-filtered page reads at most (~5 ms). */
+export const SCAN_BUDGET = 20_000;
 
 export interface UsageRepos {
   usage: Store['usage'];
@@ -115,6 +121,16 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     `INSERT INTO usage_counters (tenant_id, effect, count) VALUES (?, ?, ?)
      ON CONFLICT (tenant_id, effect) DO UPDATE SET count = count + excluded.count`,
   );
+  const presence = new PresenceThrottle();
+  // Newer receipt wins, whatever order concurrent writers commit in.
+  const upsertPresence: Stmt<[string, string, string, number]> = db.prepare(
+    `INSERT INTO device_presence (tenant_id, device_id, tower_id, received_at) VALUES (?, ?, ?, ?)
+     ON CONFLICT (tenant_id, device_id) DO UPDATE SET tower_id = excluded.tower_id, received_at = excluded.received_at
+     WHERE excluded.received_at >= device_presence.received_at`,
+  );
+  const lastSeen: Stmt<[string, string], { tower_id: string; at: number }> = db.prepare(
+    'SELECT tower_id, received_at AS at FROM device_presence WHERE tenant_id = ? AND device_id = ?',
+  );
   const seenAtTower: Stmt<[string, string, number, number]> = db.prepare(
     `INSERT INTO tenant_towers (tenant_id, tower_id, first_seen, last_seen) VALUES (?, ?, ?, ?)
      ON CONFLICT (tenant_id, tower_id) DO UPDATE SET
@@ -150,6 +166,13 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   };
 
   /** The domain rules (../rules/usage-batch.ts) decide; this function reads and writes rows. */
+  // Presence writes of the running transaction, confirmed to the throttle after COMMIT.
+  let presencePending: Array<{ tenantId: string; rows: Array<[string, DevicePresence]> }> = [];
+  const confirmPresence = (): void => {
+    for (const { tenantId, rows } of presencePending) presence.written(tenantId, rows);
+    presencePending = [];
+  };
+
   const writeBatch = (input: RecordUsageInput): RecordUsageResult => {
     const tenantId = input.tenant_id;
     const fresh: DecidedUsage[] = [];
@@ -202,22 +225,79 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     if (fold.counts.allow > 0) addCount.run(tenantId, 'allow', fold.counts.allow);
     if (fold.counts.deny > 0) addCount.run(tenantId, 'deny', fold.counts.deny);
     for (const [towerId, seen] of fold.towers) seenAtTower.run(tenantId, towerId, seen.first_seen, seen.last_seen);
+    const due = presence.due(tenantId, fold.presence);
+    for (const [deviceId, p] of due) upsertPresence.run(tenantId, deviceId, p.tower_id, p.received_at);
+    if (due.length > 0) presencePending.push({ tenantId, rows: due });
     return batchResult(input, fresh.length, storedDecisions, fold);
+  };
+
+  /**
+   * A page of usage filtered by device and/or user, newest first, reading at most SCAN_BUDGET rows
+   * of the tenant per request (about 5 ms): the answer holds what matched in that stretch, and its
+   * cursor continues after the last row read even when fewer than `limit` matched. So every page
+   * costs bounded time however rare the device or user is; clients follow next_cursor until null.
+   * The cheap filters (effect, tower, app, time) are applied in SQL.
+   */
+  const boundedScan = (tenantId: string, opts: ListOptions & UsageFilter): Page<UsageRecord> => {
+    const limit = clampLimit(opts.limit);
+    const after = decodeCursor(opts.cursor);
+    if (after !== null && after.startsWith(SORT_TAG)) throw cursorError('cursor belongs to a different sort');
+    const where = ['tenant_id = ?'];
+    const params: unknown[] = [tenantId];
+    if (after !== null) {
+      where.push('id < ?');
+      params.push(after);
+    }
+    for (const [column, value] of [['effect', opts.effect], ['tower_id', opts.tower_id], ['app', opts.app]] as const) {
+      if (value === undefined) continue;
+      where.push(`${column} = ?`);
+      params.push(value);
+    }
+    const range = timeRange(opts, 'ts', 'ts');
+    where.push(...range.clauses);
+    params.push(...range.params);
+    const stmt = ctx.stmt<unknown[], UsageRecord>(`SELECT ${USAGE_COLUMNS.join(', ')} FROM usage WHERE ${where.join(' AND ')} ORDER BY id DESC`);
+    const items: UsageRecord[] = [];
+    let scanned = 0;
+    let lastId: string | null = null;
+    let more = false;
+    for (const row of stmt.iterate(...params)) {
+      if (items.length === limit) {
+        // One more match tells the page is full and continues.
+        if ((opts.device_id === undefined || row.device_id === opts.device_id) && (opts.user_id === undefined || row.user_id === opts.user_id)) {
+          more = true;
+          break;
+        }
+      } else if ((opts.device_id === undefined || row.device_id === opts.device_id) && (opts.user_id === undefined || row.user_id === opts.user_id)) {
+        items.push(row);
+      }
+      lastId = row.id;
+      if (++scanned >= SCAN_BUDGET) {
+        more = true;
+        break;
+      }
+    }
+    const last = items.length === limit ? items[limit - 1]!.id : lastId;
+    return { items, next_cursor: more && last !== null ? encodeCursor(last) : null };
   };
 
   const usage: Store['usage'] = {
     async recordBatch(input) {
       validateBatch(input);
-      return ctx.write(() => {
+      presencePending = [];
+      const result = ctx.write(() => {
         refs.requireTenant(input.tenant_id);
         return writeBatch(input);
       });
+      confirmPresence();
+      return result;
     },
     async recordBatches(inputs) {
       for (const input of inputs) validateBatch(input);
       // One commit for the whole group: per-commit WAL writes dominated the hot path when every
       // small batch had its own transaction.
-      return ctx.write(() => {
+      presencePending = [];
+      const results = ctx.write(() => {
         const checked = new Set<string>();
         return inputs.map((input) => {
           if (!checked.has(input.tenant_id)) {
@@ -227,8 +307,16 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
           return writeBatch(input);
         });
       });
+      confirmPresence();
+      return results;
+    },
+    async lastSeen(tenantId, deviceId) {
+      return lastSeen.get(tenantId, deviceId) ?? null;
     },
     async list(tenantId, opts) {
+      // Filters by device or user have no index (each would cost every insert a random page
+      // write): they scan newest-first within a budget per request (see boundedScan).
+      if (opts?.sort === undefined && (opts?.device_id !== undefined || opts?.user_id !== undefined)) return boundedScan(tenantId, opts);
       const filters = {
         tenant_id: tenantId,
         user_id: opts?.user_id,
