@@ -123,6 +123,13 @@ export const C = {
   deliveries: 'webhook_deliveries',
   audit: 'audit_records',
   apiKeys: 'api_keys',
+  carrierCredentials: 'carrier_credentials',
+  towerPolygons: 'tower_polygons',
+  deviceMetadata: 'device_metadata',
+  radiusClients: 'radius_clients',
+  deviceSessions: 'device_sessions',
+  accountingRecords: 'accounting_records',
+  sessionTotals: 'session_totals',
   migrations: 'schema_migrations',
 } as const;
 
@@ -153,6 +160,9 @@ export const TENANT_OWNED: readonly CollectionName[] = [
   C.deliveries,
   C.audit,
   C.apiKeys,
+  C.deviceSessions,
+  C.accountingRecords,
+  C.sessionTotals,
 ];
 
 const asc = (...fields: string[]): Record<string, 1> => Object.fromEntries(fields.map((f) => [f, 1 as const]));
@@ -257,4 +267,26 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
     idx(asc('tenant_id', 'at', '_id')),
   ],
   api_keys: [idx(asc('secret_hash'), { unique: true }), idx(asc('tenant_id', '_id'))],
+};
+
+/**
+ * Migration 7 (schema.ts): carrier feeds, device metadata, RADIUS clients and accounting sessions.
+ * Platform collections (credentials, polygons, metadata, RADIUS clients) stay unsharded; sessions,
+ * accounting records and totals are tenant-owned. accounting_records' _id is (tower, key), so the
+ * retransmission check is one _id lookup; it carries tenant_id so a tenant's deletion removes it.
+ */
+export const INGEST_INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]>>> = {
+  towers: [idx(asc('managed_by', '_id'))],
+  carrier_credentials: [idx(asc('carrier_id', '_id'))],
+  device_metadata: [idx(asc('device_id', 'updated_at')), idx(asc('carrier_id'))],
+  radius_clients: [idx(asc('nas_identifier'), { unique: true }), idx(asc('tower_id', '_id'))],
+  device_sessions: [
+    idx(asc('tenant_id', '_id')),
+    idx(asc('tenant_tower_session'), { unique: true }),
+    idx(asc('tenant_id', 'device_id', '_id')),
+    idx(asc('tenant_id', 'tower_id', '_id')),
+    idx(asc('tenant_id', 'status', '_id')),
+  ],
+  accounting_records: [idx(asc('tenant_id'))],
+  session_totals: [idx(asc('tenant_id', 'dim', '_id'))],
 };

@@ -20,6 +20,7 @@ import { MIGRATION_2 } from './migration-2.js';
 import { MIGRATION_3 } from './migration-3.js';
 import { MIGRATION_4 } from './migration-4.js';
 import { MIGRATION_5 } from './migration-5.js';
+import { MIGRATION_7 } from './migration-7.js';
 
 export interface Migration {
   version: number;
@@ -300,6 +301,7 @@ CREATE TABLE processed_messages (
   MIGRATION_3,
   MIGRATION_4,
   MIGRATION_5,
+  MIGRATION_7,
 ];
 
 export interface MigrationReport {
