@@ -26,6 +26,7 @@ import { RetentionJob } from '../workers/retention-job.js';
 import type { DataDirPaths } from './data-dir.js';
 import { component, startComponents } from './roots/components.js';
 import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './roots/foundation.js';
+import { buildIngestPlugins, type BuiltIngestPlugins } from './roots/ingest-plugins.js';
 import { buildSinks } from './roots/sinks.js';
 
 export interface EmbeddedHandle {
@@ -42,6 +43,8 @@ export interface EmbeddedHandle {
   pipeline: Pipeline;
   commands: CommandService;
   broker: Broker;
+  /** Ingest plugins next to MQTT (RADIUS accounting, the line-protocol example); null when off. */
+  ingest: Omit<BuiltIngestPlugins, 'plugins'>;
   app: FastifyInstance;
   serviceSecret: string;
   /** Set only on the start that created the operator with a generated password. */
@@ -105,6 +108,7 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
   };
   const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency });
   broker.setSink(pipeline);
+  const ingest = buildIngestPlugins(f, pipeline);
   const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s });
   const sinks = buildSinks(f, { deliverWebhooks: true });
   let accepting = false;
@@ -128,6 +132,8 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
         () => commands.stop(),
       ),
       component('pipeline', () => pipeline.start(), () => pipeline.stop()),
+      // After the pipeline they feed, so they stop (and drain) before it.
+      component('ingest-plugins', () => ingest.plugins.start(), () => ingest.plugins.stop()),
       component('retention', () => retention.start(), () => retention.stop()),
       component(
         'api',
@@ -175,6 +181,7 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
     pipeline,
     commands,
     broker,
+    ingest: { radius: ingest.radius, line: ingest.line },
     app: built,
     serviceSecret: f.serviceSecret,
     generatedAdminPassword,

@@ -111,6 +111,9 @@ export const CONFIG_OPTIONS = {
   uplink_batch_max: { flag: 'uplink-batch-max', describe: 'Broker role: uplink messages per queue job (micro-batch)' },
   uplink_batch_ms: { flag: 'uplink-batch-ms', describe: 'Broker role: longest an uplink waits for its micro-batch to fill' },
   uplink_queue_high_water: { flag: 'uplink-queue-high-water', describe: 'Broker role: above this many queued uplink jobs, PUBACKs wait (backpressure on towers)' },
+  radius_acct_host: { flag: 'radius-acct-host', describe: 'Interface the RADIUS accounting listener binds to' },
+  radius_acct_port: { flag: 'radius-acct-port', describe: 'RADIUS accounting (RFC 2866) UDP port, usually 1813; 0 = off. Embedded, or the broker role' },
+  line_ingest_port: { flag: 'line-ingest-port', describe: 'Example line-protocol ingest plugin (TCP, tower credentials); 0 = off. Embedded, or the broker role' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const ConfigSchema = z.object({
@@ -168,6 +171,9 @@ export const ConfigSchema = z.object({
   uplink_batch_max: positiveInt.max(5000).default(256),
   uplink_batch_ms: z.coerce.number().int().min(0).max(1000).default(2),
   uplink_queue_high_water: positiveInt.default(5000),
+  radius_acct_host: z.string().default('0.0.0.0'),
+  radius_acct_port: port.default(0),
+  line_ingest_port: port.default(0),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

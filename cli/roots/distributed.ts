@@ -19,6 +19,7 @@ import { buildCommandService, ensureOperator } from '../embedded.js';
 import { component, startComponents, type RunningComponents } from './components.js';
 import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './foundation.js';
 import { HealthServer } from './health-server.js';
+import { buildIngestPlugins } from './ingest-plugins.js';
 import { buildSinks } from './sinks.js';
 
 export interface RoleHandle {
@@ -86,6 +87,8 @@ export async function startBrokerRole(config: Config, opts: RoleOptions): Promis
     sink,
     onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
   });
+  // Ingest, like MQTT: plugins hand their messages to the same uplink queue.
+  const ingest = buildIngestPlugins(f, sink);
   let brokerUp = false;
   let mqttPort = 0;
   const health = healthServer(f, () => ({ broker: brokerUp }));
@@ -106,6 +109,7 @@ export async function startBrokerRole(config: Config, opts: RoleOptions): Promis
           await broker.stop();
         },
       ),
+      component('ingest-plugins', () => ingest.plugins.start(), () => ingest.plugins.stop()),
     ],
     logger,
   );
