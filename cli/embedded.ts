@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
 import { levelBackends } from '../broker/backends-level.js';
 import { Broker } from '../broker/broker.js';
+import { CarrierFeedIngest } from '../broker/carrier-feed-ingest.js';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { randomSecret } from '../shared/auth/secrets.js';
 import type { KeyRing, TokenService } from '../shared/auth/tokens.js';
@@ -77,13 +78,22 @@ export async function startEmbedded(config: Config, opts: EmbeddedOptions): Prom
   const f = await buildFoundation(config, { role: 'embedded', logger, ...(opts.now ? { now: opts.now } : {}) });
   const { store, bus, counters, now, newId, tokens, keyRing } = f;
   const commands = buildCommandService(f);
-  const broker = new Broker({
+  const broker: Broker = new Broker({
     config: { ...config, service_secret: f.serviceSecret },
     logger: logger.child({ module: 'broker' }),
     counters,
     bus,
     towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
+    carrierCredentials: { get: (id) => store.carrierCredentials.get(id), touch: (id, at) => store.carrierCredentials.touch(id, at) },
+    carrierFeeds: new CarrierFeedIngest({
+      store,
+      // The broker answers the carrier itself: the result topic is its own downlink.
+      publish: (topic, payload) => broker.downlink.publish(topic, payload),
+      counters,
+      logger: logger.child({ module: 'carrier-feeds' }),
+      now: f.now,
+    }),
     tokens,
     // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
     consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },

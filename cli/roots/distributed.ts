@@ -6,6 +6,7 @@
  */
 import { redisBackends } from '../../broker/backends-redis.js';
 import { Broker } from '../../broker/broker.js';
+import { CarrierFeedIngest } from '../../broker/carrier-feed-ingest.js';
 import { QueueUplinkSink } from '../../broker/queue-uplink-sink.js';
 import { buildApp } from '../../api/app.js';
 import type { Config } from '../../shared/config.js';
@@ -68,13 +69,22 @@ export async function startBrokerRole(config: Config, opts: RoleOptions): Promis
     batchMs: config.uplink_batch_ms,
     highWater: config.uplink_queue_high_water,
   });
-  const broker = new Broker({
+  const broker: Broker = new Broker({
     config: { ...config, service_secret: f.serviceSecret },
     logger: logger.child({ module: 'broker' }),
     counters,
     bus,
     towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
+    carrierCredentials: { get: (id) => store.carrierCredentials.get(id), touch: (id, at) => store.carrierCredentials.touch(id, at) },
+    carrierFeeds: new CarrierFeedIngest({
+      store,
+      // The broker answers the carrier itself: the result topic is its own downlink.
+      publish: (topic, payload) => broker.downlink.publish(topic, payload),
+      counters,
+      logger: logger.child({ module: 'carrier-feeds' }),
+      now: f.now,
+    }),
     tokens,
     // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
     consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },
