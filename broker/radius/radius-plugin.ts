@@ -158,6 +158,8 @@ export class RadiusAccountingPlugin implements IngestPlugin {
       }
     }
     this.#count(request.kind === 'record' ? 'recorded' : 'control');
-    this.#socket?.send(encodeAccountingResponse(packet, secret), from.port, from.address);
+    const socket = this.#socket;
+    // Awaited, so stop() (which waits for requests in flight) never closes under a response.
+    if (socket) await new Promise<void>((r) => socket.send(encodeAccountingResponse(packet, secret), from.port, from.address, () => r()));
   }
 }
