@@ -282,7 +282,7 @@ export const INGEST_INDEXES: Readonly<Partial<Record<CollectionName, IndexDescri
   radius_clients: [idx(asc('nas_identifier'), { unique: true }), idx(asc('tower_id', '_id'))],
   device_sessions: [
     idx(asc('tenant_id', '_id')),
-    idx(asc('tenant_tower_session'), { unique: true }),
+    idx(asc('tenant_id', 'tenant_tower_session'), { unique: true }),
     idx(asc('tenant_id', 'device_id', '_id')),
     idx(asc('tenant_id', 'tower_id', '_id')),
     idx(asc('tenant_id', 'status', '_id')),

@@ -236,7 +236,7 @@ export function createDeviceSessionRepo(ctx: MongoContext): Store['deviceSession
           await records.insertOne({ _id, tenant_id: input.tenant_id, processed_at: input.now }, { session });
           inserted++;
           const ttsKey = compositeKey(input.tenant_id, input.tower_id, rec.session_id);
-          const doc = await sessions.findOne({ tenant_tower_session: ttsKey }, { session });
+          const doc = await sessions.findOne({ tenant_id: input.tenant_id, tenant_tower_session: ttsKey }, { session });
           const existing = doc ? toSession(doc) : null;
           const { session: next, delta } = foldAccounting(existing, rec, { id: existing?.id ?? ctx.newId(), tenant_id: input.tenant_id, tower_id: input.tower_id });
           await sessions.updateOne({ _id: next.id }, { $set: { ...next, tenant_tower_session: ttsKey } }, { session, upsert: true });
