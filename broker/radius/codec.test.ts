@@ -47,7 +47,7 @@ describe('RADIUS accounting codec', () => {
     expect(verifyRequestAuthenticator(p, SECRET)).toBe(true);
     expect(verifyRequestAuthenticator(p, Buffer.from('another-secret-0123456789'))).toBe(false);
     const tampered = Buffer.from(raw);
-    tampered[tampered.length - 1] ^= 1;
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 1) ^ 1, tampered.length - 1);
     expect(verifyRequestAuthenticator(decodePacket(tampered), SECRET)).toBe(false);
   });
 

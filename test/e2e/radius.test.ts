@@ -8,15 +8,11 @@
  *
  * Without radclient the suite skips with one line, except under CI=true where it fails.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../simulator/api-client.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { RADCLIENT, RADCLIENT_REQUIRED, freeUdpPort, radclient } from '../support/radclient.js';
 
-const RADCLIENT = spawnSync('sh', ['-c', 'command -v radclient'], { encoding: 'utf8' }).stdout.trim() || null;
-const CI = process.env['CI'] === 'true';
-if (!RADCLIENT && !CI) console.log('radius e2e skipped: radclient not found (apt-get install -y freeradius-utils)');
 
 const SECRET = 'radius-shared-secret-0123';
 const NAS = 'bng-e2e-1';
@@ -24,31 +20,6 @@ const TOWER = 'twr-radius-1';
 const DEVICE = '00-11-22-33-44-55';
 const T0 = 1_767_225_600; // Event-Timestamp, seconds
 const GIGA = 2 ** 32;
-
-async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const { port } = s.address();
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** Runs radclient with `packets` (attribute lines; packets separated by a blank line). */
-function radclient(port: number, secret: string, packets: string[][], opts: { count?: number; expectReply?: boolean } = {}): Promise<{ code: number | null; out: string }> {
-  // Expecting no reply: one try with a short timeout (radclient's wait is the only way to see
-  // "no answer"; nothing asserts its duration).
-  const timing = opts.expectReply === false ? ['-t', '0.3', '-r', '1'] : ['-t', '2', '-r', '3'];
-  const args = ['-x', ...timing, ...(opts.count ? ['-c', String(opts.count)] : []), `127.0.0.1:${port}`, 'acct', secret];
-  return new Promise((resolve, reject) => {
-    const child = spawn(RADCLIENT!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out }));
-    child.stdin.end(packets.map((p) => p.join('\n')).join('\n\n') + '\n');
-  });
-}
 
 const base = [`NAS-Identifier = "${NAS}"`, 'Acct-Session-Id = "sess-0001"', 'Calling-Station-Id = "00:11:22:33:44:55"', 'User-Name = "alice"'];
 const start = [...base, 'Acct-Status-Type = Start', `Event-Timestamp = ${T0}`];
@@ -59,7 +30,7 @@ interface SessionBody {
   sessions: Array<{ session_id: string; status: string; tower_id: string; device_id: string; input_octets: number; output_octets: number; records: number; started_at: number | null; stopped_at: number | null; terminate_cause: string | null }>;
 }
 
-describe.skipIf(!RADCLIENT && !CI)('RADIUS accounting with radclient', () => {
+describe.skipIf(!RADCLIENT && !RADCLIENT_REQUIRED)('RADIUS accounting with radclient', () => {
   let t: TestControlPlane;
   let port: number;
   let owner: ApiClient;
