@@ -23,6 +23,10 @@ import { topics } from '../../shared/mqtt/topics.js';
 import type { UplinkMessage } from '../../shared/mqtt/transport.js';
 import type { Store } from '../../shared/store/port.js';
 
+const IDLE_TIMEOUT_MS = 60_000;
+/** Connections at once; more are refused by the listener (memory stays bounded). */
+const MAX_CONNECTIONS = 1000;
+
 export interface LinePluginOptions {
   host: string;
   port: number;
@@ -50,6 +54,7 @@ export class LineIngestPlugin implements IngestPlugin {
 
   async start(): Promise<void> {
     const server = createServer((socket) => this.#serve(socket));
+    server.maxConnections = MAX_CONNECTIONS;
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -72,23 +77,23 @@ export class LineIngestPlugin implements IngestPlugin {
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
     socket.on('error', () => undefined);
+    // A connection that never authenticates (or goes quiet) does not hold a slot for ever.
+    socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
     const max = this.#o.maxLineBytes ?? 4096;
     let buffered = '';
+    let refused = false;
     let towerId: string | null = null;
     let n = 0;
     let busy = Promise.resolve();
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
+      if (refused) return;
       buffered += chunk;
-      if (buffered.length > max && !buffered.includes('\n')) {
-        this.#ctx.counters.message('line_too_long');
-        socket.end('ERR 0 line too long\n');
-        return;
-      }
       let nl: number;
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl).replace(/\r$/, '');
         buffered = buffered.slice(nl + 1);
+        if (line.length > max) break;
         socket.pause();
         busy = busy.then(async () => {
           if (towerId === null) {
@@ -100,6 +105,13 @@ export class LineIngestPlugin implements IngestPlugin {
           n++;
           socket.write(await this.#handleLine(towerId, n, line));
         }).finally(() => socket.resume());
+      }
+      // A line (finished or not) longer than the bound ends the connection.
+      if (nl >= 0 || buffered.length > max) {
+        refused = true;
+        buffered = '';
+        this.#ctx.counters.message('line_too_long');
+        void busy.then(() => socket.end('ERR 0 line too long\n'));
       }
     });
   }

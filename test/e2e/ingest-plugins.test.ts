@@ -104,6 +104,18 @@ describe('ingest plugins on the running control plane', () => {
     expect(t.cp.counters.get('line_auth_failures_total', { reason: 'bad_credentials', plugin: 'line' })).toBe(1);
   });
 
+  it('line protocol: an endless line is refused and the connection ended, nothing buffered beyond the bound', async () => {
+    const socket = connect(t.cp.ingest.line!.port, '127.0.0.1');
+    await once(socket, 'connect');
+    const c = lineClient(socket);
+    expect(await c.ask(`AUTH twr-line ${password}`)).toBe('OK');
+    const reply = c.ask('x'.repeat(10_000));
+    expect(await reply).toBe('ERR 0 line too long');
+    expect(t.cp.counters.get('ingest_plugin_messages_total', { plugin: 'line', outcome: 'invalid_line' })).toBe(1);
+    await once(socket, 'close');
+    expect(t.cp.counters.get('ingest_plugin_messages_total', { plugin: 'line', outcome: 'line_too_long' })).toBe(1);
+  });
+
   it('a tower may report its own accounting sessions over MQTT; a malformed batch is dropped and counted', async () => {
     const mqtt = await connectTower(t.cp.mqttUrl, 'twr-line', password);
     const batch = {
