@@ -568,6 +568,13 @@ export interface Store {
     /** Per device or per tower, ordered by key. */
     totals(tenantId: string, by: 'device' | 'tower', opts?: ListOptions): Promise<Page<SessionTotals>>;
     summary(tenantId: string): Promise<SessionSummary>;
+    /**
+     * Retention: deletes the tenant's stopped sessions last updated before `before`, and the
+     * retransmission keys of records processed before it (a NAS retransmits within seconds, not
+     * days). Totals stay: like usage counters they count everything ever recorded. Returns the
+     * sessions deleted.
+     */
+    purge(tenantId: string, before: number): Promise<number>;
   };
 
   usage: {

@@ -156,6 +156,14 @@ export function describeIngestContract(state: ContractState): void {
       expect(await store.deviceSessions.summary(other.id)).toEqual({ sessions: 0, active: 0, input_octets: 0, output_octets: 0 });
       await expectError(store.deviceSessions.record({ tenant_id: 'ghost', tower_id: 'tw-1', records: [rec({ key: 'z' })], now: T0 }), 'NOT_FOUND');
 
+      // Retention: stopped sessions go, active ones stay, totals stay; a key purged is new again.
+      expect(await store.deviceSessions.purge(t.id, T0 + 200_000)).toBe(1);
+      expect((await store.deviceSessions.list(t.id)).items.map((s) => s.tower_id)).toEqual(['tw-2']);
+      expect(await store.deviceSessions.summary(t.id)).toEqual({ sessions: 2, active: 1, input_octets: 3010, output_octets: 9000 });
+      expect(await store.deviceSessions.purge(t.id, T0 + 200_000)).toBe(0);
+      const late = await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records: [stop], now: T0 + 300_000 });
+      expect(late.inserted).toBe(1);
+
       await store.tenants.delete(t.id);
       expect((await store.deviceSessions.totals(t.id, 'device')).items).toEqual([]);
     });

@@ -286,7 +286,8 @@ export const INGEST_INDEXES: Readonly<Partial<Record<CollectionName, IndexDescri
     idx(asc('tenant_id', 'device_id', '_id')),
     idx(asc('tenant_id', 'tower_id', '_id')),
     idx(asc('tenant_id', 'status', '_id')),
+    idx(asc('tenant_id', 'status', 'last_update_at')),
   ],
-  accounting_records: [idx(asc('tenant_id'))],
+  accounting_records: [idx(asc('tenant_id', 'processed_at'))],
   session_totals: [idx(asc('tenant_id', 'dim', '_id'))],
 };

@@ -202,6 +202,8 @@ export function createRadiusClientRepo(ctx: MongoContext): Store['radiusClients'
   };
 }
 
+const PURGE_SLICE = 5000;
+
 const toSession = (d: SessionDoc): DeviceSession => strip(d, 'tenant_tower_session');
 const totalsKey = (tenantId: string, dim: 'device' | 'tower', key: string) => `${tenantId}:${dim}:${key}`;
 
@@ -267,6 +269,20 @@ export function createDeviceSessionRepo(ctx: MongoContext): Store['deviceSession
         { keyOf: (key) => totalsKey(tenantId, by, key) },
       );
       return { items: page.items.map(({ id: _id, ...rest }) => rest), next_cursor: page.next_cursor };
+    },
+    async purge(tenantId, before) {
+      let deleted = 0;
+      for (;;) {
+        const slice = await sessions.find({ tenant_id: tenantId, status: 'stopped', last_update_at: { $lt: before } }, { limit: PURGE_SLICE }).toArray();
+        if (slice.length > 0) deleted += (await sessions.deleteMany({ tenant_id: tenantId, _id: { $in: slice.map((d) => d._id) } })).deletedCount;
+        if (slice.length < PURGE_SLICE) break;
+      }
+      for (;;) {
+        const slice = await records.find({ tenant_id: tenantId, processed_at: { $lt: before } }, { limit: PURGE_SLICE }).toArray();
+        if (slice.length > 0) await records.deleteMany({ tenant_id: tenantId, _id: { $in: slice.map((d) => d._id) } });
+        if (slice.length < PURGE_SLICE) break;
+      }
+      return deleted;
     },
     async summary(tenantId) {
       const rows = await totals.find({ tenant_id: tenantId, dim: 'tower' }).toArray();

@@ -80,6 +80,7 @@ CREATE TABLE device_sessions (
 CREATE INDEX device_sessions_tenant ON device_sessions (tenant_id, id);
 CREATE INDEX device_sessions_device ON device_sessions (tenant_id, device_id, id);
 CREATE INDEX device_sessions_tower ON device_sessions (tenant_id, tower_id, id);
+CREATE INDEX device_sessions_retention ON device_sessions (tenant_id, status, last_update_at);
 
 CREATE TABLE accounting_records (
   tower_id TEXT NOT NULL,
@@ -88,6 +89,7 @@ CREATE TABLE accounting_records (
   processed_at INTEGER NOT NULL,
   PRIMARY KEY (tower_id, key)
 ) STRICT, WITHOUT ROWID;
+CREATE INDEX accounting_records_tenant ON accounting_records (tenant_id, processed_at);
 
 CREATE TABLE session_totals (
   tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,

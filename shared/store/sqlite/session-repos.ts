@@ -2,6 +2,7 @@
  * RADIUS accounting clients (platform-level) and the device sessions their records build
  * (tenant-owned). rules/sessions.ts decides how a record changes a session and the totals.
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { DeviceSession, RadiusClient, SessionTotals } from '../../domain.js';
 import { foldAccounting, type TotalsDelta } from '../rules/sessions.js';
 import type { Store } from '../port.js';
@@ -74,6 +75,8 @@ export function createRadiusClientRepo(ctx: SqliteContext): Store['radiusClients
   };
 }
 
+const PURGE_SLICE = 5000;
+
 const SESSION_COLUMNS =
   'id, tenant_id, tower_id, device_id, session_id, status, started_at, last_update_at, stopped_at, input_octets, output_octets, session_time_s, terminate_cause, records';
 
@@ -106,6 +109,15 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
      FROM session_totals WHERE tenant_id = ? AND dim = 'tower'`,
   );
   const tenantExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM tenants WHERE id = ?');
+  // Sliced like usage retention: a synchronous DELETE must not hold the write lock for long.
+  const purgeSessions: Stmt<[string, string, number, number]> = db.prepare(
+    `DELETE FROM device_sessions WHERE tenant_id = ? AND id IN (
+       SELECT id FROM device_sessions WHERE tenant_id = ? AND status = 'stopped' AND last_update_at < ? LIMIT ?)`,
+  );
+  const purgeRecords: Stmt<[string, number, number]> = db.prepare(
+    `DELETE FROM accounting_records WHERE (tower_id, key) IN (
+       SELECT tower_id, key FROM accounting_records WHERE tenant_id = ? AND processed_at < ? LIMIT ?)`,
+  );
   const bump = (tenantId: string, dim: 'device' | 'tower', key: string, d: TotalsDelta) =>
     addTotals.run({ tenant_id: tenantId, dim, key, ...d });
 
@@ -152,6 +164,17 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
       type Row = Omit<SessionTotals, 'key'> & { id: string };
       const page = plan.page(ctx.stmt<unknown[], Row>(sql).all(tenantId, by, ...plan.params, plan.limit + 1));
       return { items: page.items.map(({ id, ...rest }) => ({ key: id, ...rest })), next_cursor: page.next_cursor };
+    },
+    async purge(tenantId, before) {
+      let deleted = 0;
+      for (;;) {
+        const n = ctx.write(() => purgeSessions.run(tenantId, tenantId, before, PURGE_SLICE).changes);
+        deleted += n;
+        if (n < PURGE_SLICE) break;
+        await yieldToEventLoop();
+      }
+      while (ctx.write(() => purgeRecords.run(tenantId, before, PURGE_SLICE).changes) === PURGE_SLICE) await yieldToEventLoop();
+      return deleted;
     },
     async summary(tenantId) {
       const row = summary.get(tenantId);
