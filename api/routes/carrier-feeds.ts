@@ -17,6 +17,9 @@ import { errorResponses } from '../schemas/common.js';
 
 const FeedBody = z
   .strictObject({
+    // The MQTT envelope is accepted as is, so one file can go either way.
+    v: z.literal(1).optional(),
+    sent_at: z.number().int().nonnegative().optional(),
     id: Ulid.optional().describe('the feed id echoed in the result (generated when absent)'),
     records: z.array(z.unknown()).min(1).max(MAX_FEED_RECORDS).describe('checked one by one: a bad record is refused alone'),
   })

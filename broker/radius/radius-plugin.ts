@@ -52,6 +52,7 @@ export type RadiusOutcome =
   | 'no_session_id'
   | 'no_device'
   | 'overloaded'
+  | 'store_unavailable'
   | 'sink_failed';
 
 export class RadiusAccountingPlugin implements IngestPlugin {
@@ -130,7 +131,13 @@ export class RadiusAccountingPlugin implements IngestPlugin {
     }
     if (packet.code !== CODE.ACCOUNTING_REQUEST) return this.#count('unsupported_code', { code: packet.code });
     const nasIdentifier = attrText(packet, ATTR.NAS_IDENTIFIER);
-    const client = nasIdentifier ? await this.#o.clients.findByNasIdentifier(nasIdentifier) : null;
+    let client: Awaited<ReturnType<RadiusPluginOptions['clients']['findByNasIdentifier']>> = null;
+    try {
+      client = nasIdentifier ? await this.#o.clients.findByNasIdentifier(nasIdentifier) : null;
+    } catch (err) {
+      // Not answered: the NAS retransmits, and we may be able to check it then.
+      return this.#count('store_unavailable', { nas_identifier: nasIdentifier, err: (err as Error).message });
+    }
     if (!client) return this.#count('unknown_nas', { from: from.address, nas_identifier: nasIdentifier });
     const secret = Buffer.from(client.secret, 'utf8');
     if (!verifyRequestAuthenticator(packet, secret)) return this.#count('bad_authenticator', { from: from.address, nas_identifier: nasIdentifier });
