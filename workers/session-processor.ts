@@ -17,6 +17,12 @@ export function createSessionProcessor(ctx: WorkerContext, tenantOfDevice: (devi
     if (!decoded.ok) return dropUplink(ctx, msg, 'invalid_payload', decoded.error);
     const batch = decoded.value;
     const now = ctx.now();
+    if (batch.tower_reset) {
+      // Before the records: a batch carrying both reports the restart first.
+      const cause = batch.tower_reset.reason === 'accounting-on' ? 'NAS-Reboot' : 'NAS-Request';
+      const stopped = await ctx.store.deviceSessions.stopActiveAtTower(msg.tower_id, batch.tower_reset.at, cause);
+      if (stopped) ctx.counters.inc('device_sessions_reset_total', { source: batch.source }, stopped);
+    }
     const byTenant = new Map<string, AccountingRecord[]>();
     const unmapped = new Map<string, DiscoveryReport>();
     for (const r of batch.records) {

@@ -30,7 +30,7 @@ export function deviceIdOf(station: string | undefined): string | undefined {
 export type AccountingRequest =
   | { kind: 'record'; record: AccountingRecord }
   /** Accounting-On/Off: the NAS (re)started or stops; answered, nothing to record per session. */
-  | { kind: 'control'; status: 'accounting-on' | 'accounting-off' }
+  | { kind: 'control'; status: 'accounting-on' | 'accounting-off'; at: number }
   | { kind: 'unusable'; reason: 'unsupported_status' | 'no_session_id' | 'no_device' };
 
 const STATUS: Record<number, AccountingStatus> = {
@@ -42,8 +42,12 @@ const STATUS: Record<number, AccountingStatus> = {
 /** Throws MalformedPacket for integer attributes of the wrong size. */
 export function readAccountingRequest(p: RadiusPacket, receivedAt: number): AccountingRequest {
   const statusType = attrInt(p, ATTR.ACCT_STATUS_TYPE);
-  if (statusType === STATUS_TYPE.ACCOUNTING_ON) return { kind: 'control', status: 'accounting-on' };
-  if (statusType === STATUS_TYPE.ACCOUNTING_OFF) return { kind: 'control', status: 'accounting-off' };
+  if (statusType === STATUS_TYPE.ACCOUNTING_ON || statusType === STATUS_TYPE.ACCOUNTING_OFF) {
+    const eventTs = attrInt(p, ATTR.EVENT_TIMESTAMP);
+    const delay = attrInt(p, ATTR.ACCT_DELAY_TIME) ?? 0;
+    const at = eventTs !== undefined ? eventTs * 1000 : Math.max(0, receivedAt - delay * 1000);
+    return { kind: 'control', status: statusType === STATUS_TYPE.ACCOUNTING_ON ? 'accounting-on' : 'accounting-off', at };
+  }
   const status = statusType === undefined ? undefined : STATUS[statusType];
   if (status === undefined) return { kind: 'unusable', reason: 'unsupported_status' };
   const sessionId = attrText(p, ATTR.ACCT_SESSION_ID);

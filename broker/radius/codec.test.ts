@@ -106,7 +106,7 @@ describe('RADIUS accounting codec', () => {
     const noStatus = decodePacket(encodeAccountingRequest(1, [{ type: ATTR.ACCT_SESSION_ID, value: text('s') }], SECRET));
     expect(readAccountingRequest(noStatus, 0)).toEqual({ kind: 'unusable', reason: 'unsupported_status' });
     const on = decodePacket(encodeAccountingRequest(1, [{ type: ATTR.ACCT_STATUS_TYPE, value: intValue(STATUS_TYPE.ACCOUNTING_ON) }], SECRET));
-    expect(readAccountingRequest(on, 0)).toEqual({ kind: 'control', status: 'accounting-on' });
+    expect(readAccountingRequest(on, 5000)).toEqual({ kind: 'control', status: 'accounting-on', at: 5000 });
   });
 
   it.each([

@@ -150,19 +150,21 @@ export class RadiusAccountingPlugin implements IngestPlugin {
       throw err;
     }
     if (request.kind === 'unusable') return this.#count(request.reason, { nas_identifier: nasIdentifier });
-    if (request.kind === 'record') {
-      const batch: SessionBatch = { v: 1, id: this.#ctx.newId(), sent_at: receivedAt, source: this.name, records: [request.record] };
-      try {
-        await this.#ctx.sink.accept({
-          topic: topics.sessions(client.tower_id),
-          parsed: { kind: 'sessions', towerId: client.tower_id },
-          payload: encodePayload(batch),
-          tower_id: client.tower_id,
-          received_at: receivedAt,
-        });
-      } catch (err) {
-        return this.#count('sink_failed', { nas_identifier: nasIdentifier, err: (err as Error).message });
-      }
+    // Accounting-On/Off: the NAS restarted or stops, so what it had open has ended [RFC 2866 §5.1].
+    const batch: SessionBatch =
+      request.kind === 'record'
+        ? { v: 1, id: this.#ctx.newId(), sent_at: receivedAt, source: this.name, records: [request.record] }
+        : { v: 1, id: this.#ctx.newId(), sent_at: receivedAt, source: this.name, records: [], tower_reset: { at: request.at, reason: request.status } };
+    try {
+      await this.#ctx.sink.accept({
+        topic: topics.sessions(client.tower_id),
+        parsed: { kind: 'sessions', towerId: client.tower_id },
+        payload: encodePayload(batch),
+        tower_id: client.tower_id,
+        received_at: receivedAt,
+      });
+    } catch (err) {
+      return this.#count('sink_failed', { nas_identifier: nasIdentifier, err: (err as Error).message });
     }
     this.#count(request.kind === 'record' ? 'recorded' : 'control');
     const socket = this.#socket;

@@ -33,12 +33,19 @@ export const AccountingRecordSchema = z.object({
 });
 export type AccountingRecord = z.infer<typeof AccountingRecordSchema>;
 
-export const SessionBatchSchema = z.object({
-  v: z.literal(SCHEMA_VERSION),
-  id: Ulid,
-  sent_at: EpochMs,
-  /** The ingest plugin (or agent) that produced it, e.g. 'radius'. */
-  source: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/),
-  records: z.array(AccountingRecordSchema).min(1).max(MAX_RECORDS_PER_SESSION_BATCH),
-});
+export const SessionBatchSchema = z
+  .object({
+    v: z.literal(SCHEMA_VERSION),
+    id: Ulid,
+    sent_at: EpochMs,
+    /** The ingest plugin (or agent) that produced it, e.g. 'radius'. */
+    source: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/),
+    records: z.array(AccountingRecordSchema).max(MAX_RECORDS_PER_SESSION_BATCH),
+    /**
+     * The equipment restarted or stops accounting (RADIUS Accounting-On/Off [RFC 2866 §5.1]):
+     * every session still active at the tower and not updated after `at` has ended.
+     */
+    tower_reset: z.object({ at: EpochMs, reason: z.enum(['accounting-on', 'accounting-off']) }).optional(),
+  })
+  .refine((b) => b.records.length > 0 || b.tower_reset !== undefined, { message: 'records or tower_reset', path: ['records'] });
 export type SessionBatch = z.infer<typeof SessionBatchSchema>;

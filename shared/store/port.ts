@@ -575,6 +575,12 @@ export interface Store {
      * sessions deleted.
      */
     purge(tenantId: string, before: number): Promise<number>;
+    /**
+     * The tower's equipment restarted (platform-level: its sessions belong to many tenants):
+     * every session still active there and last updated at or before `at` is stopped at `at`
+     * with `terminateCause`, totals following. Idempotent; returns the sessions stopped.
+     */
+    stopActiveAtTower(towerId: string, at: number, terminateCause: string): Promise<number>;
   };
 
   usage: {

@@ -99,11 +99,23 @@ describe.skipIf(!RADCLIENT && !RADCLIENT_REQUIRED)('RADIUS accounting with radcl
     expect(sessions.map((s) => s.session_id)).toEqual(['sess-0001']);
   });
 
+  it('Accounting-On (the NAS restarted) stops the sessions it had open, once', async () => {
+    const open = [`NAS-Identifier = "${NAS}"`, 'Acct-Session-Id = "sess-0002"', 'Calling-Station-Id = "00:11:22:33:44:55"', 'Acct-Status-Type = Start', `Event-Timestamp = ${T0 + 1000}`];
+    expect((await radclient(port, SECRET, [open])).out).toContain('Received Accounting-Response');
+    expect((await owner.get<SessionBody>('/api/v1/sessions?status=active')).sessions.map((s) => s.session_id)).toEqual(['sess-0002']);
+    const reboot = [`NAS-Identifier = "${NAS}"`, 'Acct-Status-Type = Accounting-On', `Event-Timestamp = ${T0 + 2000}`];
+    expect((await radclient(port, SECRET, [reboot, reboot])).out.match(/Received Accounting-Response/g)).toHaveLength(2);
+    const { sessions } = await owner.get<SessionBody>('/api/v1/sessions?status=stopped');
+    expect(sessions.find((s) => s.session_id === 'sess-0002')).toMatchObject({ stopped_at: (T0 + 2000) * 1000, terminate_cause: 'NAS-Reboot' });
+    expect((await owner.get<SessionBody>('/api/v1/sessions?status=active')).sessions).toEqual([]);
+    expect(t.cp.counters.get('device_sessions_reset_total', { source: 'radius' })).toBe(1);
+  });
+
   it("records a device no tenant holds as the platform's discovered device, not as anyone's session", async () => {
     const stranger = ['NAS-Identifier = "' + NAS + '"', 'Acct-Session-Id = "sess-x"', 'Calling-Station-Id = "+33612345678"', 'Acct-Status-Type = Start', `Event-Timestamp = ${T0}`];
     expect((await radclient(port, SECRET, [stranger])).out).toContain('Received Accounting-Response');
     const discovered = await t.operator.get<{ devices: Array<{ device_id: string; tower_id: string }> }>('/api/v1/devices/discovered');
     expect(discovered.devices).toContainEqual(expect.objectContaining({ device_id: '33612345678', tower_id: TOWER }));
-    expect((await owner.get<SessionBody>('/api/v1/sessions')).sessions).toHaveLength(1);
+    expect((await owner.get<SessionBody>('/api/v1/sessions')).sessions.map((s) => s.session_id)).not.toContain('sess-x');
   });
 });

@@ -156,10 +156,26 @@ export function describeIngestContract(state: ContractState): void {
       expect(await store.deviceSessions.summary(other.id)).toEqual({ sessions: 0, active: 0, input_octets: 0, output_octets: 0 });
       await expectError(store.deviceSessions.record({ tenant_id: 'ghost', tower_id: 'tw-1', records: [rec({ key: 'z' })], now: T0 }), 'NOT_FOUND');
 
+      // The NAS at tw-2 restarted: its active session stops, totals follow; again changes nothing.
+      const otherDevice = await store.deviceSessions.record({ tenant_id: other.id, tower_id: 'tw-2', records: [rec({ key: 'o1', session_id: 'o1', device_id: 'dev-o', ts: T0 })], now: T0 });
+      expect(otherDevice.inserted).toBe(1);
+      const later = await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-2', records: [rec({ key: 'late', session_id: 'late', ts: T0 + 500_000 })], now: T0 });
+      expect(later.inserted).toBe(1);
+      expect(await store.deviceSessions.stopActiveAtTower('tw-2', T0 + 100_000, 'NAS-Reboot')).toBe(2);
+      expect(await store.deviceSessions.stopActiveAtTower('tw-2', T0 + 100_000, 'NAS-Reboot')).toBe(0);
+      expect((await store.deviceSessions.list(t.id, { tower_id: 'tw-2', status: 'stopped' })).items).toEqual([
+        expect.objectContaining({ session_id: 's1', stopped_at: T0 + 100_000, terminate_cause: 'NAS-Reboot' }),
+      ]);
+      expect((await store.deviceSessions.list(t.id, { status: 'active' })).items.map((s) => s.session_id)).toEqual(['late']);
+      expect((await store.deviceSessions.list(other.id)).items[0]).toMatchObject({ status: 'stopped' });
+      expect(await store.deviceSessions.summary(other.id)).toMatchObject({ sessions: 1, active: 0 });
+      expect(await store.deviceSessions.summary(t.id)).toEqual({ sessions: 3, active: 1, input_octets: 3010, output_octets: 9000 });
+      expect(await store.deviceSessions.stopActiveAtTower('tw-2', T0 + 600_000, 'NAS-Reboot')).toBe(1);
+
       // Retention: stopped sessions go, active ones stay, totals stay; a key purged is new again.
-      expect(await store.deviceSessions.purge(t.id, T0 + 200_000)).toBe(1);
-      expect((await store.deviceSessions.list(t.id)).items.map((s) => s.tower_id)).toEqual(['tw-2']);
-      expect(await store.deviceSessions.summary(t.id)).toEqual({ sessions: 2, active: 1, input_octets: 3010, output_octets: 9000 });
+      expect(await store.deviceSessions.purge(t.id, T0 + 200_000)).toBe(2);
+      expect((await store.deviceSessions.list(t.id)).items.map((s) => s.session_id)).toEqual(['late']);
+      expect(await store.deviceSessions.summary(t.id)).toEqual({ sessions: 3, active: 0, input_octets: 3010, output_octets: 9000 });
       expect(await store.deviceSessions.purge(t.id, T0 + 200_000)).toBe(0);
       const late = await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records: [stop], now: T0 + 300_000 });
       expect(late.inserted).toBe(1);

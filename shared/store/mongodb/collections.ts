@@ -287,6 +287,8 @@ export const INGEST_INDEXES: Readonly<Partial<Record<CollectionName, IndexDescri
     idx(asc('tenant_id', 'tower_id', '_id')),
     idx(asc('tenant_id', 'status', '_id')),
     idx(asc('tenant_id', 'status', 'last_update_at')),
+    // A NAS restart stops what is active at its tower across tenants: a documented cross-tenant scan.
+    idx(asc('tower_id', 'status')),
   ],
   accounting_records: [idx(asc('tenant_id', 'processed_at'))],
   session_totals: [idx(asc('tenant_id', 'dim', '_id'))],

@@ -6,7 +6,7 @@
 import type { CarrierCredential, DeviceMetadata, DeviceSession, RadiusClient, SessionTotals, Tower } from '../../domain.js';
 import { mergeDeviceMetadata, planTowerRecord } from '../rules/carrier-feeds.js';
 import { conflict, notFound } from '../rules/errors.js';
-import { foldAccounting, type TotalsDelta } from '../rules/sessions.js';
+import { foldAccounting, stopByReset, type TotalsDelta } from '../rules/sessions.js';
 import type { Store } from '../port.js';
 import { C, type TowerCarrierDoc, type TowerDoc } from './collections.js';
 import { insertOrConflict, strip, type MongoContext } from './context.js';
@@ -269,6 +269,18 @@ export function createDeviceSessionRepo(ctx: MongoContext): Store['deviceSession
         { keyOf: (key) => totalsKey(tenantId, by, key) },
       );
       return { items: page.items.map(({ id: _id, ...rest }) => rest), next_cursor: page.next_cursor };
+    },
+    async stopActiveAtTower(towerId, at, terminateCause) {
+      return ctx.write(async ({ session }) => {
+        const open = await sessions.find({ tower_id: towerId, status: 'active', last_update_at: { $lte: at } }, { session }).toArray();
+        for (const doc of open) {
+          const { session: next, delta } = stopByReset(toSession(doc), at, terminateCause);
+          await sessions.updateOne({ _id: next.id }, { $set: { status: next.status, stopped_at: next.stopped_at, last_update_at: next.last_update_at, terminate_cause: next.terminate_cause } }, { session });
+          await bump(next.tenant_id, 'device', next.device_id, delta, session);
+          await bump(next.tenant_id, 'tower', towerId, delta, session);
+        }
+        return open.length;
+      });
     },
     async purge(tenantId, before) {
       let deleted = 0;

@@ -81,3 +81,15 @@ function maxOrNull(a: number | null, b: number | null): number | null {
   if (b === null) return a;
   return Math.max(a, b);
 }
+
+/** A session ended by its equipment's restart (Accounting-On/Off): stopped, counters kept. */
+export function stopByReset(existing: DeviceSession, at: number, terminateCause: string): { session: DeviceSession; delta: TotalsDelta } {
+  const session: DeviceSession = {
+    ...existing,
+    status: 'stopped',
+    stopped_at: at,
+    last_update_at: Math.max(existing.last_update_at, at),
+    terminate_cause: terminateCause,
+  };
+  return { session, delta: { sessions: 0, active: -1, input_octets: 0, output_octets: 0, last_update_at: session.last_update_at } };
+}

@@ -81,6 +81,8 @@ CREATE INDEX device_sessions_tenant ON device_sessions (tenant_id, id);
 CREATE INDEX device_sessions_device ON device_sessions (tenant_id, device_id, id);
 CREATE INDEX device_sessions_tower ON device_sessions (tenant_id, tower_id, id);
 CREATE INDEX device_sessions_retention ON device_sessions (tenant_id, status, last_update_at);
+-- A NAS restart (Accounting-On) stops what is active at its tower, whichever tenants it serves.
+CREATE INDEX device_sessions_tower_active ON device_sessions (tower_id, status);
 
 CREATE TABLE accounting_records (
   tower_id TEXT NOT NULL,

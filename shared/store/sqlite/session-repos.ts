@@ -4,7 +4,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { DeviceSession, RadiusClient, SessionTotals } from '../../domain.js';
-import { foldAccounting, type TotalsDelta } from '../rules/sessions.js';
+import { foldAccounting, stopByReset, type TotalsDelta } from '../rules/sessions.js';
 import type { Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, isUniqueViolation, notFound } from './context.js';
@@ -109,6 +109,9 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
      FROM session_totals WHERE tenant_id = ? AND dim = 'tower'`,
   );
   const tenantExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM tenants WHERE id = ?');
+  const activeAtTower: Stmt<[string, number], DeviceSession> = db.prepare(
+    `SELECT ${SESSION_COLUMNS} FROM device_sessions WHERE tower_id = ? AND status = 'active' AND last_update_at <= ?`,
+  );
   // Sliced like usage retention: a synchronous DELETE must not hold the write lock for long.
   const purgeSessions: Stmt<[string, string, number, number]> = db.prepare(
     `DELETE FROM device_sessions WHERE tenant_id = ? AND id IN (
@@ -164,6 +167,18 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
       type Row = Omit<SessionTotals, 'key'> & { id: string };
       const page = plan.page(ctx.stmt<unknown[], Row>(sql).all(tenantId, by, ...plan.params, plan.limit + 1));
       return { items: page.items.map(({ id, ...rest }) => ({ key: id, ...rest })), next_cursor: page.next_cursor };
+    },
+    async stopActiveAtTower(towerId, at, terminateCause) {
+      return ctx.write(() => {
+        const open = activeAtTower.all(towerId, at);
+        for (const existing of open) {
+          const { session, delta } = stopByReset(existing, at, terminateCause);
+          updateSession.run(session);
+          bump(session.tenant_id, 'device', session.device_id, delta);
+          bump(session.tenant_id, 'tower', towerId, delta);
+        }
+        return open.length;
+      });
     },
     async purge(tenantId, before) {
       let deleted = 0;
