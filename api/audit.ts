@@ -186,6 +186,11 @@ async function callerOf(store: Store, principal: unknown): Promise<Caller | null
       actor: { kind: 'api_key', id: keyId ?? str(field(principal, 'actorId')), label: str(field(principal, 'label')) },
     };
   }
+  if (kind === 'carrier') {
+    // Carriers are platform principals; the audit vocabulary predates them, so they are recorded
+    // as 'system' actors with the id `carrier:<id>` (platform records, operators read them).
+    return { tenantId: null, actor: { kind: 'system', id: str(field(principal, 'actorId')), label: str(field(principal, 'label')) } };
+  }
   const userId = str(field(principal, 'userId'));
   if (userId !== null) {
     // The token carries no e-mail; the label is the account's e-mail as it is now.

@@ -52,7 +52,8 @@ type Resource =
   | 'plan'
   | 'usage'
   | 'policyTest'
-  | 'policyVersion';
+  | 'policyVersion'
+  | 'session';
 
 /** Shared by every tenant by design (their ids are not secrets); routes naming only these are leak-checked, not 404-checked. */
 const PLATFORM_RESOURCES: ReadonlySet<Resource> = new Set<Resource>(['carrier', 'plan']);
@@ -91,6 +92,7 @@ const BY_SEGMENT: Readonly<Record<string, Resource>> = {
   'app-usage': 'usage',
   'policy-tests': 'policyTest',
   'policy-versions': 'policyVersion',
+  sessions: 'session',
 };
 
 /** Parameter (path or query) names that say what they name, wherever they appear. */
@@ -242,6 +244,16 @@ async function seed(t: Tenant, carrierId: string | null): Promise<void> {
     { device_id: `stranger-${m}`, app: 'dropbox', action: 'upload', effect: 'allow', reason: 'unknown_device' },
   ]);
   ids.alert = seeded.alerts_opened[0]?.id;
+  // A device accounting session (RADIUS), as the pipeline records it.
+  if (ids.device !== undefined) {
+    const recorded = await h.store.deviceSessions.record({
+      tenant_id: t.tenantId,
+      tower_id: ids.tower,
+      records: [{ key: `k-${m}`, session_id: `acct-${m}`, status: 'start', device_id: ids.device, ts: h.clock.now, input_octets: 1, output_octets: 2 }],
+      now: h.clock.now,
+    });
+    ids.session = recorded.sessions[0]?.id;
+  }
   if (has('POST /api/v1/remedial-actions')) {
     ids.command = await create(owner, '/api/v1/remedial-actions', { device_id: ids.device, type: 'notify' });
   }

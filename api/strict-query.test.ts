@@ -6,16 +6,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptedQueryKeys } from './strict-query.js';
-import { PLACEHOLDER_ID, allows, fillPath, hasBodyMethod, listRoutes, send, signInEveryRole, type ApiRoute, type RoleSessions } from './test-routes.js';
+import { PLACEHOLDER_ID, allows, carrierSession, fillPath, hasBodyMethod, listRoutes, send, signInEveryRole, type ApiRoute, type RoleSessions } from './test-routes.js';
 import { startHarness, type Session } from './test-support.js';
 import { registeredRoutes } from './app.js';
 
 const h = await startHarness({ rateLimitPerMin: 100_000 });
 const routes = listRoutes(h.app);
 let sessions: RoleSessions;
+let carrier: Session;
 
 beforeAll(async () => {
   ({ sessions } = await signInEveryRole(h, 'Strict'));
+  carrier = await carrierSession(h, sessions.operator, 'Strict carrier');
 });
 afterAll(async () => {
   console.log(`strict query: ${routes.length} routes refused an unknown query parameter by name`);
@@ -24,6 +26,8 @@ afterAll(async () => {
 
 function callerFor(route: ApiRoute): Session | null {
   if (route.permission === null) return null;
+  // Held by carrier credentials only.
+  if (route.permission === 'carrier-feeds:write') return carrier;
   const role = (['owner', 'admin', 'analyst', 'viewer', 'operator'] as const).find((r) => allows(route.permission!, r));
   return role === undefined ? null : sessions[role];
 }

@@ -125,6 +125,13 @@ export async function signInEveryRole(h: Harness, tenantName: string): Promise<{
   return { sessions: { operator, owner, ...others }, tenantId };
 }
 
+/** A carrier with a feed credential, as a session whose bearer is the carrier key. */
+export async function carrierSession(h: Harness, operator: Session, name: string): Promise<Session> {
+  const { carrier } = await post<{ carrier: { id: string } }>(h.app, operator, '/api/v1/carriers', { name });
+  const { key } = await post<{ key: string }>(h.app, operator, `/api/v1/carriers/${carrier.id}/credentials`, {});
+  return { access: key, refresh: '', headers: { authorization: `Bearer ${key}` } };
+}
+
 export interface ErrorShape {
   error: { code: string; message: string };
 }

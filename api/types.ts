@@ -78,8 +78,23 @@ export interface ApiKeyPrincipal {
   expiresAt: number | null;
 }
 
+/**
+ * A carrier pushing its feeds with its credential (`epc_…`): platform-level, no tenant, and it
+ * holds exactly 'carrier-feeds:write' (auth/permissions.ts), so no tenant data and no operator
+ * resource is reachable with it.
+ */
+export interface CarrierPrincipal {
+  kind: 'carrier';
+  carrierId: string;
+  credentialId: string;
+  tenantId: null;
+  /** `carrier:<carrier id>`. */
+  actorId: string;
+  label: string;
+}
+
 /** Who is calling. Narrow on `kind` for what only one kind has (a console role, scopes). */
-export type Principal = UserPrincipal | ApiKeyPrincipal;
+export type Principal = UserPrincipal | ApiKeyPrincipal | CarrierPrincipal;
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -29,6 +29,7 @@ export interface AccessDeps {
   gate: ConnectionGate;
   towerCredentials: Pick<Store['towerCredentials'], 'get' | 'touch'>;
   towers: Pick<Store['towers'], 'get'>;
+  carrierCredentials?: BrokerDeps['carrierCredentials'];
   tokens: Pick<TokenService, 'verify'>;
   consoleUsers: BrokerDeps['consoleUsers'];
   onCommandDelivered: BrokerDeps['onCommandDelivered'];
@@ -47,6 +48,7 @@ export class Access {
     bus.subscribe('credential.revoked', (e) => this.#revokeCredential(e.credential_id), owner, 'cluster');
     bus.subscribe('tower.deleted', (e) => this.#towerDeleted(e.tower_id), owner, 'cluster');
     bus.subscribe('console-user.revoked', (e) => this.#revokeUser(e.user_id), owner, 'cluster');
+    bus.subscribe('carrier-credential.revoked', (e) => this.#revokeCredential(e.credential_id), owner, 'cluster');
   }
 
   /** Resolves null when the client may connect, or the error that refuses it. */
@@ -60,6 +62,7 @@ export class Access {
         allowAnonymous: config.allow_anonymous,
         towerCredentials: this.#d.towerCredentials,
         towers: this.#d.towers,
+        ...(this.#d.carrierCredentials ? { carrierCredentials: this.#d.carrierCredentials } : {}),
         tokens: this.#d.tokens,
         isRevoked: (id) => sessions.isRevoked(id),
         userRevokedAt: (id) => sessions.userRevokedAt(id),
@@ -119,6 +122,9 @@ export class Access {
     if (p.kind === 'tower') {
       if (sessions.isRevoked(p.credentialId)) return { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'revoked' };
       if (sessions.isTowerDeleted(p.towerId)) return { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'unknown_tower' };
+    }
+    if (p.kind === 'carrier' && sessions.isRevoked(p.credentialId)) {
+      return { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'revoked' };
     }
     if (p.kind === 'console') {
       const max = this.#d.config.mqtt_max_persistent_sessions_per_user;

@@ -11,21 +11,29 @@
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { filters, TOPIC_SPECS, topics, type TopicKind } from '../shared/mqtt/topics.js';
-import { closed, inbox, startHarness, subscribeResult, type Harness, type TowerLogin } from './test-support.js';
+import { closed, inbox, startHarness, subscribeResult, type CarrierLogin, type Harness, type TowerLogin } from './test-support.js';
 
 const A = 'tenantA';
 const B = 'tenantB';
 
-/** One concrete topic per kind, all about tenant A and tower T1. */
-const TOPIC: Record<TopicKind, string> = {
-  usage: topics.usage(A, 'T1'),
-  discovery: topics.discovery('T1'),
-  status: topics.status('T1'),
-  decisions: topics.decisions(A, 'T1'),
-  commands: topics.commands(A, 'T1'),
-  acks: topics.acks(A, 'T1'),
-  policy: topics.policy(A),
+/** Carrier ids are minted by the store; known once beforeAll has created carrier A. */
+const carrier = { A: '' };
+
+/** One concrete topic per kind, all about tenant A, tower T1 and carrier A. */
+const TOPIC: Record<TopicKind, () => string> = {
+  usage: () => topics.usage(A, 'T1'),
+  discovery: () => topics.discovery('T1'),
+  status: () => topics.status('T1'),
+  decisions: () => topics.decisions(A, 'T1'),
+  commands: () => topics.commands(A, 'T1'),
+  acks: () => topics.acks(A, 'T1'),
+  policy: () => topics.policy(A),
+  sessions: () => topics.sessions('T1'),
+  carrierTowers: () => topics.carrierTowers(carrier.A),
+  carrierDevices: () => topics.carrierDevices(carrier.A),
+  carrierResults: () => topics.carrierResults(carrier.A),
 };
+const CARRIER_KINDS: TopicKind[] = ['carrierTowers', 'carrierDevices', 'carrierResults'];
 const KINDS = Object.keys(TOPIC_SPECS) as TopicKind[];
 
 const FILTERS = {
@@ -43,10 +51,12 @@ const FILTERS = {
   tenantB: `tenants/${B}/#`,
   allTowers: 'towers/#',
   allStatus: filters.allStatus,
+  allCarriers: 'carriers/#',
+  allCarrierResults: 'carriers/+/feeds/results',
 } as const;
 type FilterName = keyof typeof FILTERS;
 
-type PrincipalName = 'ownTower' | 'otherTower' | 'consoleA' | 'consoleB' | 'anonymous' | 'service';
+type PrincipalName = 'ownTower' | 'otherTower' | 'consoleA' | 'consoleB' | 'ownCarrier' | 'otherCarrier' | 'anonymous' | 'service';
 
 interface Expectation {
   publish: TopicKind[];
@@ -57,7 +67,7 @@ interface Expectation {
 const ALLOWED: Record<PrincipalName, Expectation> = {
   // Uplinks about itself only; exactly the three filters of its agent, not one per tenant id.
   ownTower: {
-    publish: ['usage', 'discovery', 'status', 'acks'],
+    publish: ['usage', 'discovery', 'status', 'acks', 'sessions'],
     subscribeTopics: [],
     subscribeFilters: ['t1Decisions', 't1Commands', 'allPolicies'],
   },
@@ -70,11 +80,14 @@ const ALLOWED: Record<PrincipalName, Expectation> = {
     subscribeFilters: ['tenantA'],
   },
   consoleB: { publish: [], subscribeTopics: [], subscribeFilters: ['tenantB'] },
+  // Its own two feeds and its own results: no tower, tenant or other carrier topic, no wildcard.
+  ownCarrier: { publish: ['carrierTowers', 'carrierDevices'], subscribeTopics: ['carrierResults'], subscribeFilters: [] },
+  otherCarrier: { publish: [], subscribeTopics: [], subscribeFilters: [] },
   anonymous: { publish: [], subscribeTopics: [], subscribeFilters: [] },
   // Everything under tenants/ and towers/, but never the root '#', a root '+' or $SYS.
   service: {
-    publish: [...KINDS],
-    subscribeTopics: [...KINDS],
+    publish: KINDS.filter((k) => !CARRIER_KINDS.includes(k)),
+    subscribeTopics: KINDS.filter((k) => !CARRIER_KINDS.includes(k)),
     subscribeFilters: ['allTenants', 'allDecisions', 't1Decisions', 't1Commands', 'allPolicies', 'tenantA', 'tenantB', 'allTowers', 'allStatus'],
   },
 };
@@ -84,11 +97,16 @@ describe('ACL matrix over real sockets', () => {
   let h: Harness;
   let t1: TowerLogin;
   let t2: TowerLogin;
+  let cA: CarrierLogin;
+  let cB: CarrierLogin;
 
   beforeAll(async () => {
     h = await startHarness({ config: { allow_anonymous: true } });
     t1 = await h.createTower('T1');
     t2 = await h.createTower('T2');
+    cA = await h.createCarrier('Carrier A');
+    cB = await h.createCarrier('Carrier B');
+    carrier.A = cA.carrierId;
   });
   afterAll(async () => {
     await h.close();
@@ -104,6 +122,10 @@ describe('ACL matrix over real sockets', () => {
         return h.connectConsole(A);
       case 'consoleB':
         return h.connectConsole(B, { ws: true }); // dashboards use MQTT over WebSocket
+      case 'ownCarrier':
+        return h.connectCarrier(cA);
+      case 'otherCarrier':
+        return h.connectCarrier(cB);
       case 'anonymous':
         return h.connect({});
       case 'service':
@@ -116,7 +138,7 @@ describe('ACL matrix over real sockets', () => {
   );
 
   it.each(publishCases)('$principal publish $kind → allowed: $allowed', async ({ principal, kind, allowed }) => {
-    const topic = TOPIC[kind];
+    const topic = TOPIC[kind]();
     const client = await connectAs(principal);
     const before = h.sink.messages.length;
     const payload = Buffer.from(`${principal}:${kind}`);
@@ -152,9 +174,10 @@ describe('ACL matrix over real sockets', () => {
     const cases = subscribeCases.filter((c) => c.principal === principal);
     for (const c of cases) {
       // Refusing one filter must not cost the connection: each filter gets its own SUBSCRIBE.
-      expect({ filter: c.filter, granted: await subscribeResult(client, c.filter) }).toEqual({
-        filter: c.filter,
-        granted: c.allowed ? grantedQos(principal, c.filter) : 128,
+      const filter = typeof c.filter === 'function' ? c.filter() : c.filter;
+      expect({ filter, granted: await subscribeResult(client, filter) }).toEqual({
+        filter,
+        granted: c.allowed ? grantedQos(principal, filter) : 128,
       });
     }
     expect(client.connected).toBe(true);
@@ -181,12 +204,12 @@ describe('ACL matrix over real sockets', () => {
     // Tenant A traffic from every direction: tower uplinks (which reach ingest, never a console:
     // the cloud has not checked them yet) and cloud downlinks.
     const tower = await h.connectTower(t1);
-    await tower.publishAsync(TOPIC.usage, Buffer.from('usage'), { qos: 1 });
-    await tower.publishAsync(TOPIC.acks, Buffer.from('ack'), { qos: 1 });
-    await h.broker.downlink.publish(TOPIC.decisions, Buffer.from('decision'));
-    await h.broker.downlink.publish(TOPIC.commands, Buffer.from('command'));
-    await h.broker.downlink.publish(TOPIC.policy, Buffer.from('policy'), { retain: true });
-    for (const kind of ['decisions', 'commands', 'policy'] as const) await boxA.next((t) => t === TOPIC[kind]);
+    await tower.publishAsync(TOPIC.usage(), Buffer.from('usage'), { qos: 1 });
+    await tower.publishAsync(TOPIC.acks(), Buffer.from('ack'), { qos: 1 });
+    await h.broker.downlink.publish(TOPIC.decisions(), Buffer.from('decision'));
+    await h.broker.downlink.publish(TOPIC.commands(), Buffer.from('command'));
+    await h.broker.downlink.publish(TOPIC.policy(), Buffer.from('policy'), { retain: true });
+    for (const kind of ['decisions', 'commands', 'policy'] as const) await boxA.next((t) => t === TOPIC[kind]());
 
     // A message for B, then a marker for A: had anything of B's leaked to A (or A's to B),
     // it would have arrived before these, since each connection delivers in order.
@@ -197,9 +220,9 @@ describe('ACL matrix over real sockets', () => {
 
     expect(boxB.messages.map((m) => m.topic)).toEqual([topics.policy(B)]);
     expect(boxA.messages.every((m) => m.topic.startsWith(`tenants/${A}/`))).toBe(true);
-    expect(boxA.messages.map((m) => m.topic)).not.toContain(TOPIC.usage);
-    expect(boxA.messages.map((m) => m.topic)).not.toContain(TOPIC.acks);
-    expect(h.sink.topics()).toEqual(expect.arrayContaining([TOPIC.usage, TOPIC.acks]));
+    expect(boxA.messages.map((m) => m.topic)).not.toContain(TOPIC.usage());
+    expect(boxA.messages.map((m) => m.topic)).not.toContain(TOPIC.acks());
+    expect(h.sink.topics()).toEqual(expect.arrayContaining([TOPIC.usage(), TOPIC.acks()]));
     await h.broker.downlink.publish(topics.policy(A), Buffer.alloc(0), { retain: true }); // clear retained
     await h.broker.downlink.publish(topics.policy(B), Buffer.alloc(0), { retain: true });
   });

@@ -6,6 +6,7 @@
  * CONNACK return codes are those of MQTT 3.1.1 §3.2.2.3 (Table 3.1). On any non-zero code aedes
  * closes the network connection after the CONNACK [MQTT-3.2.2-5].
  */
+import { checkCarrierKey } from '../shared/auth/carrier-keys.js';
 import { parseTowerPassword, safeEqual, sha256 } from '../shared/auth/secrets.js';
 import type { TokenService } from '../shared/auth/tokens.js';
 import { isEdgeplaneError } from '../shared/errors.js';
@@ -33,6 +34,8 @@ export type AuthFailureReason =
   | 'credential_of_other_tower'
   | 'revoked'
   | 'unknown_tower'
+  | 'tower_retired'
+  | 'credential_of_other_carrier'
   | 'bad_client_id'
   | 'bad_service_secret'
   | 'bad_token'
@@ -52,8 +55,10 @@ export interface AuthenticateDeps {
   allowAnonymous: boolean;
   towerCredentials: Pick<Store['towerCredentials'], 'get' | 'touch'>;
   towers: Pick<Store['towers'], 'get'>;
+  /** Carrier feed credentials; without them, carriers cannot log in. */
+  carrierCredentials?: Pick<Store['carrierCredentials'], 'get' | 'touch'>;
   tokens: Pick<TokenService, 'verify'>;
-  /** Credentials revoked on the bus since start, possibly newer than the store read. */
+  /** Credentials revoked on the bus since start (tower or carrier), possibly newer than the store read. */
   isRevoked: (credentialId: string) => boolean;
   /** When a console user was revoked (bus), if it was: tokens issued before are refused. */
   userRevokedAt: (userId: string) => number | undefined;
@@ -85,6 +90,9 @@ export async function authenticateConnection(deps: AuthenticateDeps, req: Connec
   const password = req.password.toString('utf8');
 
   if (username === mqttIdentity.consoleUsername) return authenticateConsole(deps, req, password);
+  if (username.startsWith(mqttIdentity.carrierUsernamePrefix)) {
+    return authenticateCarrier(deps, req.clientId, username.slice(mqttIdentity.carrierUsernamePrefix.length), password);
+  }
   if (username.startsWith(mqttIdentity.serviceUsernamePrefix)) {
     return authenticateService(deps, req.clientId, username.slice(mqttIdentity.serviceUsernamePrefix.length), password);
   }
@@ -97,7 +105,33 @@ function clientIdReservedForOthers(clientId: string, kind: MqttPrincipal['kind']
   if (kind !== 'tower' && clientId.startsWith(mqttIdentity.towerClientIdPrefix)) return true;
   if (kind !== 'console' && clientId.startsWith(mqttIdentity.consoleClientIdPrefix)) return true;
   if (kind !== 'service' && clientId.startsWith(mqttIdentity.serviceClientIdPrefix)) return true;
+  if (kind !== 'carrier' && clientId.startsWith(mqttIdentity.carrierClientIdPrefix)) return true;
   return false;
+}
+
+/**
+ * A carrier pushing its feeds: username `carrier:<carrierId>`, its feed key as password, client id
+ * `carrier-<carrierId>` (pinned, as for towers, so no one can take over its session).
+ */
+async function authenticateCarrier(deps: AuthenticateDeps, clientId: string, carrierId: string, password: string): Promise<AuthOutcome> {
+  const credentials = deps.carrierCredentials;
+  if (!credentials || !TOPIC_ID_RE.test(carrierId)) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown_username');
+  let check: Awaited<ReturnType<typeof checkCarrierKey>>;
+  try {
+    check = await checkCarrierKey(password, (id) => credentials.get(id));
+  } catch {
+    return refuse(CONNACK.SERVER_UNAVAILABLE, 'store_unavailable');
+  }
+  if (!check.ok) {
+    if (check.reason === 'revoked') return refuse(CONNACK.NOT_AUTHORIZED, 'revoked');
+    return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, check.reason === 'malformed' ? 'malformed_password' : check.reason);
+  }
+  if (check.carrierId !== carrierId) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'credential_of_other_carrier');
+  if (deps.isRevoked(check.credentialId)) return refuse(CONNACK.NOT_AUTHORIZED, 'revoked');
+  if (clientId !== mqttIdentity.carrierClientId(carrierId)) return refuse(CONNACK.IDENTIFIER_REJECTED, 'bad_client_id');
+  const credentialId = check.credentialId;
+  credentials.touch(credentialId, deps.now()).catch((err: unknown) => deps.onTouchError(err, credentialId));
+  return { ok: true, principal: { kind: 'carrier', carrierId, credentialId } };
 }
 
 async function authenticateTower(deps: AuthenticateDeps, clientId: string, towerId: string, password: string): Promise<AuthOutcome> {
@@ -124,7 +158,10 @@ async function authenticateTower(deps: AuthenticateDeps, clientId: string, tower
   if (clientId !== mqttIdentity.towerClientId(towerId)) return refuse(CONNACK.IDENTIFIER_REJECTED, 'bad_client_id');
 
   try {
-    if (!(await deps.towers.get(towerId))) return refuse(CONNACK.NOT_AUTHORIZED, 'unknown_tower');
+    const tower = await deps.towers.get(towerId);
+    if (!tower) return refuse(CONNACK.NOT_AUTHORIZED, 'unknown_tower');
+    // Its carrier retired it (carrier feed): the equipment is gone, its credentials with it.
+    if (tower.retired_at !== null) return refuse(CONNACK.NOT_AUTHORIZED, 'tower_retired');
   } catch {
     return refuse(CONNACK.SERVER_UNAVAILABLE, 'store_unavailable');
   }

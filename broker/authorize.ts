@@ -13,6 +13,7 @@ import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import { mayPublish, mayReceive, maySubscribe, mqttIdentity, parseTopic, subscriptionMaxQos, type MqttPrincipal } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type UplinkSink } from '../shared/mqtt/transport.js';
+import type { CarrierFeedSink } from './carrier-feed-ingest.js';
 import type { RefusalLog } from './refusal-log.js';
 import type { RetainedQuota } from './retained-quota.js';
 import type { Sessions } from './sessions.js';
@@ -47,6 +48,8 @@ export interface AuthorizeContext {
   now: () => number;
   /** The ingest sink, or null while the workers are not built yet. */
   sink: () => UplinkSink | null;
+  /** Where carrier feeds go (carrier-feed-ingest.ts); null: carriers publish nothing. */
+  carrierFeeds?: CarrierFeedSink | null;
   /** True once the broker is shutting down. */
   stopping: () => boolean;
 }
@@ -157,6 +160,21 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
     const principal = session.principal;
     if (!mayPublish(principal, topic)) throw denyAcl('publish', client, principal, topic);
 
+    if (principal.kind === 'carrier') {
+      const parsed = parseTopic(topic);
+      const kind = parsed?.kind === 'carrierTowers' ? 'towers' : parsed?.kind === 'carrierDevices' ? 'devices' : null;
+      if (!kind || !ctx.carrierFeeds) throw denyAcl('publish', client, principal, topic);
+      try {
+        // Applied before the PUBACK, and consumed: a feed is never relayed, retained or queued.
+        await ctx.carrierFeeds.accept(principal.carrierId, kind, payload);
+      } catch (err) {
+        counters.inc('ingest_errors_total', { stage: 'broker', reason: 'carrier_feed_failed' });
+        logger.error({ err, topic, carrier_id: principal.carrierId }, 'carrier feed refused: applying it failed');
+        throw new PublishRefused('carrier feed failed');
+      }
+      ctx.consumed.add(packet);
+      return;
+    }
     if (principal.kind === 'tower') {
       await handOff(topic, payload, principal.towerId);
       if (parseTopic(topic)?.kind !== 'status') {

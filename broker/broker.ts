@@ -32,6 +32,7 @@ import { Access, authError } from './access.js';
 import { CONNACK } from './authenticate.js';
 import { deliverOutOfOrderPackets, memoryBackends, type BrokerBackends, type SessionPersistence } from './backends.js';
 import { createAuthorizeHooks, PublishRefused } from './authorize.js';
+import type { CarrierFeedSink } from './carrier-feed-ingest.js';
 import { ConnectionGate } from './connection-gate.js';
 import { EdgeplaneAedes } from './edgeplane-aedes.js';
 import { guardPersistence, type GuardedPersistence } from './guarded-persistence.js';
@@ -74,6 +75,9 @@ export interface BrokerDeps {
   bus: Bus;
   towerCredentials: Pick<Store['towerCredentials'], 'get' | 'touch'>;
   towers: Pick<Store['towers'], 'get' | 'setStatus'>;
+  /** Carrier feed credentials and where carrier feeds go; without them carriers cannot log in. */
+  carrierCredentials?: Pick<Store['carrierCredentials'], 'get' | 'touch'>;
+  carrierFeeds?: CarrierFeedSink;
   tokens: Pick<TokenService, 'verify'>;
   /**
    * Whether a console user may still use MQTT: it exists, belongs to the tenant, and is not
@@ -241,6 +245,7 @@ export class Broker {
         gate: this.#gate,
         towerCredentials: this.#deps.towerCredentials,
         towers: this.#deps.towers,
+        carrierCredentials: this.#deps.carrierCredentials,
         tokens: this.#deps.tokens,
         consoleUsers: this.#deps.consoleUsers,
         onCommandDelivered: this.#deps.onCommandDelivered,
@@ -346,6 +351,7 @@ export class Broker {
       maxSubscriptionsPerClient: config.mqtt_max_subscriptions_per_client,
       now: this.#now,
       sink: () => this.#sink,
+      carrierFeeds: this.#deps.carrierFeeds ?? null,
       stopping: () => this.#stopping,
     });
     return {

@@ -151,6 +151,7 @@ export class Sessions {
 function indexKeys(p: MqttPrincipal): string[] {
   if (p.kind === 'tower') return [`tower:${p.towerId}`, `credential:${p.credentialId}`];
   if (p.kind === 'console') return [`user:${p.userId}`];
+  if (p.kind === 'carrier') return [`carrier:${p.carrierId}`, `credential:${p.credentialId}`];
   return [];
 }
 

@@ -20,6 +20,8 @@ import { Counters } from '../shared/metrics.js';
 import { mqttIdentity } from '../shared/mqtt/topics.js';
 import type { UplinkMessage, UplinkSink } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
+import { formatCarrierKey } from '../shared/auth/carrier-keys.js';
+import { CarrierFeedIngest } from './carrier-feed-ingest.js';
 import type { BrokerBackends } from './backends.js';
 import { Broker, type BrokerConfig, type BrokerDeps } from './broker.js';
 
@@ -88,6 +90,12 @@ export interface TowerLogin {
   password: string;
 }
 
+export interface CarrierLogin {
+  carrierId: string;
+  credentialId: string;
+  key: string;
+}
+
 export interface HarnessOptions {
   config?: Partial<BrokerConfig>;
   /** null starts the broker without a sink. */
@@ -124,6 +132,9 @@ export interface Harness {
   /** The broker's clock (rate limiting, received_at); tests move it by hand. */
   clock: { now: number };
   createTower(towerId: string): Promise<TowerLogin>;
+  /** A carrier and a feed credential for it (carrier feeds are applied to this store). */
+  createCarrier(name: string): Promise<CarrierLogin>;
+  connectCarrier(login: CarrierLogin, opts?: IClientOptions): Promise<MqttClient>;
   consoleToken(tenantId: string | null, userId?: string): Promise<string>;
   /** Resolves once the broker reported the delivery of `commandId`. */
   delivered(commandId: string): Promise<ReportedDelivery>;
@@ -152,7 +163,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const sink = opts.sink ?? new RecordingSink();
   const deliveries: ReportedDelivery[] = [];
   const deliveryWaiters: Array<{ id: string; resolve: (d: ReportedDelivery) => void }> = [];
-  const broker = new Broker({
+  const broker: Broker = new Broker({
     config: testBrokerConfig(opts.config),
     logger: opts.logger ?? silentLogger(),
     onCommandDelivered: async (d) => {
@@ -168,6 +179,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     bus,
     towerCredentials: store.towerCredentials,
     towers: store.towers,
+    carrierCredentials: store.carrierCredentials,
+    carrierFeeds: new CarrierFeedIngest({
+      store,
+      publish: (topic, payload) => broker.downlink.publish(topic, payload),
+      counters,
+      logger: silentLogger(),
+      now: () => clock.now,
+    }),
     tokens,
     sink: opts.sink === null ? null : sink,
     now: () => clock.now,
@@ -203,6 +222,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     return { towerId, credentialId, password: formatTowerPassword(credentialId, secret) };
   }
 
+  async function createCarrier(name: string): Promise<CarrierLogin> {
+    const carrier = await store.carriers.create({ name });
+    const credentialId = `cred-${randomSecret(6)}`;
+    const secret = randomSecret();
+    await store.carrierCredentials.create({ id: credentialId, carrier_id: carrier.id, secret_hash: sha256(secret) });
+    return { carrierId: carrier.id, credentialId, key: formatCarrierKey(credentialId, secret) };
+  }
+
   return {
     broker,
     mqttPort,
@@ -221,6 +248,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     tokens,
     clock,
     createTower,
+    createCarrier,
+    connectCarrier: (login, o = {}) =>
+      connect({ clientId: mqttIdentity.carrierClientId(login.carrierId), username: mqttIdentity.carrierUsername(login.carrierId), password: login.key, ...o }),
     consoleToken: (tenantId, userId = 'user-1') => tokens.sign({ sub: userId, tenant_id: tenantId, role: 'viewer' }),
     connect,
     connectNow,

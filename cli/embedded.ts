@@ -16,6 +16,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
 import { levelBackends } from '../broker/backends-level.js';
 import { Broker } from '../broker/broker.js';
+import { CarrierFeedIngest } from '../broker/carrier-feed-ingest.js';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { randomSecret } from '../shared/auth/secrets.js';
 import type { KeyRing, TokenService } from '../shared/auth/tokens.js';
@@ -35,6 +36,7 @@ import { component, startComponents } from './roots/components.js';
 import { EventLog } from './roots/event-log.js';
 import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './roots/foundation.js';
 import { DecisionMetrics, timedSink } from './roots/pipeline-metrics.js';
+import { buildIngestPlugins, type BuiltIngestPlugins } from './roots/ingest-plugins.js';
 import { buildSinks } from './roots/sinks.js';
 import { explainStartupError } from './startup-error.js';
 
@@ -56,6 +58,8 @@ export interface EmbeddedHandle {
   pipeline: Pipeline;
   commands: CommandService;
   broker: Broker;
+  /** Ingest plugins next to MQTT (RADIUS accounting, the line-protocol example); null when off. */
+  ingest: Omit<BuiltIngestPlugins, 'plugins'>;
   app: FastifyInstance;
   serviceSecret: string;
   /** Set only on the start that created the operator with a generated password. */
@@ -104,13 +108,22 @@ async function startLocked(
   const f = await buildFoundation(config, { role: 'embedded', logger, ...(opts.now ? { now: opts.now } : {}) });
   const { store, bus, counters, now, newId, tokens, keyRing } = f;
   const commands = buildCommandService(f);
-  const broker = new Broker({
+  const broker: Broker = new Broker({
     config: { ...config, service_secret: f.serviceSecret },
     logger: logger.child({ module: 'broker' }),
     counters,
     bus,
     towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
+    carrierCredentials: { get: (id) => store.carrierCredentials.get(id), touch: (id, at) => store.carrierCredentials.touch(id, at) },
+    carrierFeeds: new CarrierFeedIngest({
+      store,
+      // The broker answers the carrier itself: the result topic is its own downlink.
+      publish: (topic, payload) => broker.downlink.publish(topic, payload),
+      counters,
+      logger: logger.child({ module: 'carrier-feeds' }),
+      now: f.now,
+    }),
     tokens,
     // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
     consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },
@@ -135,10 +148,12 @@ async function startLocked(
     processId: f.processId,
   };
   const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency });
-  broker.setSink(timedSink(pipeline, counters));
+  const sink = timedSink(pipeline, counters);
+  broker.setSink(sink);
   counters.gauge('ingest_in_flight', () => pipeline.inflight);
   counters.gauge('mqtt_connections', () => broker.connectionCount);
   counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
+  const ingest = buildIngestPlugins(f, sink);
   const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s });
   const sinks = buildSinks(f, { deliverWebhooks: true });
   const eventLog = new EventLog({ bus, logger: logger.child({ module: 'events' }) });
@@ -169,6 +184,8 @@ async function startLocked(
         () => commands.stop(),
       ),
       component('pipeline', () => pipeline.start(), () => pipeline.stop()),
+      // After the pipeline they feed, so they stop (and drain) before it.
+      component('ingest-plugins', () => ingest.plugins.start(), () => ingest.plugins.stop()),
       component('retention', () => retention.start(), () => retention.stop()),
       component(
         'api',
@@ -220,6 +237,7 @@ async function startLocked(
     pipeline,
     commands,
     broker,
+    ingest: { radius: ingest.radius, line: ingest.line },
     app: built,
     serviceSecret: f.serviceSecret,
     generatedAdminPassword,

@@ -49,6 +49,8 @@ export interface BusEvents {
   'api-key.revoked': { key_id: string; tenant_id: string };
   /** A tower was deleted: brokers must drop its live sessions and refuse it from now on. */
   'tower.deleted': { tower_id: string };
+  /** A carrier's feed credential was revoked: brokers drop the MQTT sessions opened with it. */
+  'carrier-credential.revoked': { carrier_id: string; credential_id: string };
 }
 
 export const CONSOLE_USER_REVOKED_REASONS = ['role_changed', 'disabled', 'deleted', 'password_changed'] as const;
@@ -74,6 +76,7 @@ export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]
   }),
   'api-key.revoked': z.object({ key_id: z.string(), tenant_id: z.string() }),
   'tower.deleted': z.object({ tower_id: z.string() }),
+  'carrier-credential.revoked': z.object({ carrier_id: z.string(), credential_id: z.string() }),
 };
 
 export const BUS_EVENT_NAMES = Object.keys(BUS_EVENT_SCHEMAS) as Array<keyof BusEvents>;

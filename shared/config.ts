@@ -117,6 +117,9 @@ export const CONFIG_OPTIONS = {
   tls_ca_file: { flag: 'tls-ca-file', describe: 'Optional PEM CA bundle sent after the certificate (intermediate CAs)' },
   mqtt_tls_port: { flag: 'mqtt-tls-port', describe: 'MQTT over TLS port, used when --tls-cert-file is set (0 = any free port)' },
   metrics_token: { flag: 'metrics-token', describe: 'Static bearer token that may scrape /metrics (API, broker and worker health ports); unset: operators only on the API, open on health ports' },
+  radius_acct_host: { flag: 'radius-acct-host', describe: 'Interface the RADIUS accounting listener binds to' },
+  radius_acct_port: { flag: 'radius-acct-port', describe: 'RADIUS accounting (RFC 2866) UDP port, usually 1813; 0 = off. Embedded, or the broker role' },
+  line_ingest_port: { flag: 'line-ingest-port', describe: 'Example line-protocol ingest plugin (TCP, tower credentials); 0 = off. Embedded, or the broker role' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const ConfigSchema = z.object({
@@ -180,6 +183,9 @@ export const ConfigSchema = z.object({
   tls_ca_file: z.string().min(1).optional(),
   mqtt_tls_port: port.default(8883),
   metrics_token: z.string().min(16, 'must be at least 16 characters').optional(),
+  radius_acct_host: z.string().default('0.0.0.0'),
+  radius_acct_port: port.default(0),
+  line_ingest_port: port.default(0),
 }).superRefine((c, ctx) => {
   // A certificate without its key (or the reverse) is a half-made TLS setup: refuse it by name.
   if ((c.tls_cert_file === undefined) !== (c.tls_key_file === undefined)) {

@@ -298,8 +298,77 @@ export interface Tower {
   state: TowerState;
   agent_version: string | null;
   last_seen: number | null;
+  /** The carrier whose feed manages the tower (creates, updates, retires it); null: operators. */
+  managed_by: string | null;
+  /** When its carrier retired it; a retired tower may no longer connect. */
+  retired_at: number | null;
   created_at: number;
   updated_at: number;
+}
+
+/** A carrier's credential for its feeds (MQTT and REST): shown once, stored hashed, revocable. */
+export interface CarrierCredential {
+  id: string;
+  carrier_id: string;
+  created_at: number;
+  revoked_at: number | null;
+  last_used_at: number | null;
+}
+
+export type DeviceType = 'phone' | 'tablet' | 'laptop' | 'router' | 'iot' | 'wearable' | 'other';
+
+/** What a carrier says about a device (the seed's OS entity), keyed by device id and carrier. */
+export interface DeviceMetadata {
+  device_id: string;
+  carrier_id: string;
+  os: string | null;
+  os_version: string | null;
+  model: string | null;
+  device_type: DeviceType | null;
+  updated_at: number;
+}
+
+/** A RADIUS accounting client (NAS) at a tower; its shared secret is never returned. */
+export interface RadiusClient {
+  id: string;
+  /** The NAS-Identifier attribute the NAS sends (RFC 2865 §5.32). */
+  nas_identifier: string;
+  tower_id: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export type DeviceSessionStatus = 'active' | 'stopped';
+
+/** A device's accounting session at a tower (RADIUS Start → Interim-Update* → Stop). */
+export interface DeviceSession {
+  id: string;
+  tenant_id: string;
+  tower_id: string;
+  device_id: string;
+  /** The source's session id (Acct-Session-Id). */
+  session_id: string;
+  status: DeviceSessionStatus;
+  started_at: number | null;
+  last_update_at: number;
+  stopped_at: number | null;
+  input_octets: number;
+  output_octets: number;
+  session_time_s: number | null;
+  terminate_cause: string | null;
+  /** Accounting records folded into it (each stored once). */
+  records: number;
+}
+
+/** Sessions and bytes of one device or one tower, for a tenant. */
+export interface SessionTotals {
+  /** The device id or tower id. */
+  key: string;
+  sessions: number;
+  active: number;
+  input_octets: number;
+  output_octets: number;
+  last_update_at: number;
 }
 
 export interface TowerCredential {

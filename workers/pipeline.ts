@@ -10,6 +10,7 @@ import type { WorkerContext } from './context.js';
 import { createDiscoveryProcessor } from './discovery-processor.js';
 import { PolicyEngine, type PolicyEngineOptions } from './policy-engine.js';
 import { RemediationEngine } from './remediation/remediation-engine.js';
+import { createSessionProcessor } from './session-processor.js';
 import { createStatusProcessor } from './status-processor.js';
 import { createUsageProcessor } from './usage-processor.js';
 
@@ -33,6 +34,7 @@ export class Pipeline implements UplinkSink {
   readonly #status;
   readonly #discovery;
   readonly #acks;
+  readonly #sessions;
   /** Accepted and not finished (waiting for a slot included): what stop() drains. */
   #inflight = 0;
   /** Being processed now: bounded by `concurrency`. */
@@ -52,6 +54,7 @@ export class Pipeline implements UplinkSink {
     this.#status = createStatusProcessor(ctx);
     this.#discovery = createDiscoveryProcessor(ctx);
     this.#acks = createAckProcessor(ctx);
+    this.#sessions = createSessionProcessor(ctx, this.engine.tenantOfDevice);
     this.#ready = new Promise((r) => (this.#resolveReady = r));
   }
 
@@ -111,6 +114,8 @@ export class Pipeline implements UplinkSink {
         return this.#discovery(msg);
       case 'acks':
         return this.#acks(msg, p.tenantId);
+      case 'sessions':
+        return this.#sessions(msg);
     }
   }
 }

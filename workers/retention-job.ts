@@ -57,13 +57,18 @@ export class RetentionJob {
     const now = this.#ctx.now();
     let purged = 0;
     let auditPurged = 0;
+    let sessionsPurged = 0;
     let cursor: string | null = null;
     do {
       const page = await store.tenants.list({ limit: 200, cursor });
       for (const t of page.items) {
         try {
           const plan = await store.plans.get(t.plan_id);
-          if (plan) purged += await store.purgeUsage(t.id, now - plan.retention_days * DAY_MS);
+          if (plan) {
+            purged += await store.purgeUsage(t.id, now - plan.retention_days * DAY_MS);
+            // Accounting sessions follow the same retention as app usage.
+            sessionsPurged += await store.deviceSessions.purge(t.id, now - plan.retention_days * DAY_MS);
+          }
         } catch (err) {
           counters.inc('retention_errors_total');
           logger.error({ err, tenant_id: t.id }, 'usage retention failed');
@@ -79,6 +84,7 @@ export class RetentionJob {
     } while (cursor);
     if (purged) counters.inc('usage_rows_purged_total', undefined, purged);
     if (auditPurged) counters.inc('audit_rows_purged_total', undefined, auditPurged);
+    if (sessionsPurged) counters.inc('device_sessions_purged_total', undefined, sessionsPurged);
     return { usage: purged, audit: auditPurged };
   }
 }

@@ -8,7 +8,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import { TENANT_CONSOLE_ROLES } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
 import { addressSubject, isRateLimitExempt, type ChargeRequest } from '../rate-limit.js';
-import type { Principal, UserPrincipal } from '../types.js';
+import { checkCarrierKey, looksLikeCarrierKey } from '../../shared/auth/carrier-keys.js';
+import type { CarrierPrincipal, Principal, UserPrincipal } from '../types.js';
 import { authenticateApiKey, looksLikeApiKey } from './api-keys.js';
 import { holds } from './permissions.js';
 
@@ -19,13 +20,13 @@ const BEARER_RE = /^Bearer\s+(\S+)\s*$/i;
  * apart by the `epk_` marker); `x-api-key` carries a key for clients that reserve Authorization.
  * When both headers are present Authorization wins.
  */
-function credentialOf(request: FastifyRequest): { kind: 'jwt' | 'api_key'; value: string } {
+function credentialOf(request: FastifyRequest): { kind: 'jwt' | 'api_key' | 'carrier'; value: string } {
   const authorization = request.headers.authorization;
   if (authorization !== undefined) {
     const match = BEARER_RE.exec(authorization);
     if (!match) throw createError('UNAUTHENTICATED', 'missing bearer access token');
     const value = match[1]!;
-    return { kind: looksLikeApiKey(value) ? 'api_key' : 'jwt', value };
+    return { kind: looksLikeApiKey(value) ? 'api_key' : looksLikeCarrierKey(value) ? 'carrier' : 'jwt', value };
   }
   const apiKey = request.headers['x-api-key'];
   if (typeof apiKey === 'string' && apiKey.trim() !== '') return { kind: 'api_key', value: apiKey.trim() };
@@ -55,15 +56,31 @@ async function authenticateToken(app: FastifyInstance, token: string): Promise<U
   return { kind: 'user', userId: user.id, tenantId: user.tenant_id, role: user.console_role, actorId: user.id, label: null };
 }
 
+/** A carrier's feed credential; one message for every failure, like API keys. */
+async function authenticateCarrier(app: FastifyInstance, key: string): Promise<CarrierPrincipal> {
+  const check = await checkCarrierKey(key, (id) => app.store.carrierCredentials.get(id));
+  if (!check.ok) throw createError('UNAUTHENTICATED', 'carrier credential is invalid or revoked');
+  return {
+    kind: 'carrier',
+    carrierId: check.carrierId,
+    credentialId: check.credentialId,
+    tenantId: null,
+    actorId: `carrier:${check.carrierId}`,
+    label: `carrier:${check.carrierId}`,
+  };
+}
+
 async function authenticate(app: FastifyInstance, request: FastifyRequest): Promise<Principal> {
   const credential = credentialOf(request);
   if (credential.kind === 'api_key') return authenticateApiKey(app.store, credential.value, app.clock());
+  if (credential.kind === 'carrier') return authenticateCarrier(app, credential.value);
   return authenticateToken(app, credential.value);
 }
 
 /** Quota subject: the principal when known, else the client address. Namespaced so ids never collide. */
 function subjectOf(request: FastifyRequest, principal: Principal | null): string {
   if (!principal) return addressSubject(request);
+  if (principal.kind === 'carrier') return `carrier:${principal.carrierId}`;
   return principal.kind === 'user' ? `user:${principal.userId}` : `api_key:${principal.keyId}`;
 }
 
@@ -103,7 +120,9 @@ export function registerGuard(app: FastifyInstance, charge: ChargeRequest): void
         'FORBIDDEN',
         principal.kind === 'user'
           ? `console role '${principal.role}' lacks permission '${permission}'`
-          : `API key lacks scope '${permission}'`,
+          : principal.kind === 'carrier'
+            ? `a carrier credential only pushes the carrier's own feeds, not '${permission}'`
+            : `API key lacks scope '${permission}'`,
       );
     }
     request.principal = principal;

@@ -30,6 +30,17 @@ export const PERMISSIONS = {
   'tower-credentials:write': OPERATOR,
   'carriers:read': EVERYONE,
   'carriers:write': OPERATOR,
+  /** A carrier's feed credentials (issue, list, revoke). */
+  'carrier-credentials:read': OPERATOR,
+  'carrier-credentials:write': OPERATOR,
+  /**
+   * Pushing a carrier feed: held by carrier principals only (a carrier credential), never by a
+   * console role, and a carrier holds nothing else (holds() below).
+   */
+  'carrier-feeds:write': [],
+  /** RADIUS accounting clients (NAS → tower, shared secret). */
+  'radius-clients:read': OPERATOR,
+  'radius-clients:write': OPERATOR,
   /** Operators see the platform's unclaimed devices; tenant users their tenant's. */
   'discovered:read': EVERYONE,
   /** Plans are public knowledge to signed-in users (a console shows features and limits). */
@@ -58,6 +69,8 @@ export const PERMISSIONS = {
   'devices:read': TENANT_READ,
   'devices:write': TENANT_WRITE,
   'usage:read': TENANT_READ,
+  /** Device accounting sessions (RADIUS) and their bytes per device and tower. */
+  'sessions:read': TENANT_READ,
   'alerts:read': TENANT_READ,
   /** The alert workflow: acknowledge, assign, resolve. */
   'alerts:write': TENANT_WRITE,
@@ -130,7 +143,11 @@ export function apiKeyScopeProblem(role: ConsoleRole, scope: string): string | n
  * exactly its scopes. The delegation rules are checked again here so a stored key can never exceed
  * them, even one written before a rule was tightened.
  */
+/** What a carrier principal holds: its feeds, nothing a tenant or an operator can do. */
+export const CARRIER_PERMISSIONS: ReadonlySet<Permission> = new Set<Permission>(['carrier-feeds:write']);
+
 export function holds(principal: Principal, permission: Permission): boolean {
   if (principal.kind === 'user') return isAllowed(principal.role, permission);
+  if (principal.kind === 'carrier') return CARRIER_PERMISSIONS.has(permission);
   return principal.scopes.includes(permission) && isTenantPermission(permission) && !NEVER_DELEGATED.has(permission);
 }

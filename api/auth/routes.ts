@@ -128,6 +128,8 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
         if (!apiKey) throw createError('UNAUTHENTICATED', 'API key is invalid, expired or revoked');
         return { api_key: apiKey };
       }
+      // Unreachable (carriers hold no 'session:read'), kept for the type.
+      if (principal.kind === 'carrier') throw createError('FORBIDDEN', 'carrier credentials have no session');
       const user = await app.store.consoleUsers.get(principal.userId);
       if (!user) throw createError('UNAUTHENTICATED', 'account no longer exists');
       return { user };

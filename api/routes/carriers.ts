@@ -100,7 +100,10 @@ export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { id } = request.params;
+      // Its credentials go with it; brokers drop the MQTT sessions opened with them.
+      const credentials = await app.store.carrierCredentials.listForCarrier(id);
       existed(await recordDelete(request, id, () => app.store.carriers.get(id), () => app.store.carriers.delete(id)), 'carrier');
+      for (const c of credentials) app.bus.publish('carrier-credential.revoked', { carrier_id: id, credential_id: c.id });
       return reply.code(204).send();
     },
   );

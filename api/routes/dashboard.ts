@@ -57,6 +57,15 @@ const WindowMetricsSchema = z
   })
   .meta({ id: 'WindowMetrics' });
 
+const SessionSummarySchema = z
+  .object({
+    sessions: z.number().int().describe('device accounting sessions (RADIUS) ever recorded'),
+    active: z.number().int().describe('sessions started and not stopped'),
+    input_octets: z.number().int().describe('bytes from devices over those sessions'),
+    output_octets: z.number().int().describe('bytes to devices'),
+  })
+  .meta({ id: 'SessionSummary' });
+
 const ALERT_COLUMNS = Object.keys(AlertSchema.shape) as Array<keyof typeof AlertSchema.shape>;
 const ALERT_TIME_COLUMNS = ['first_seen', 'last_seen', 'acknowledged_at', 'assigned_at', 'resolved_at'] as const;
 
@@ -68,14 +77,18 @@ export const dashboardRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'Headline counts of the tenant; with ?window= (or since/until) also the counts of that window',
         querystring: MetricsQuery,
-        response: { 200: z.object({ metrics: DashboardMetricsSchema, window: WindowMetricsSchema.optional() }), ...errorResponses },
+        response: {
+          200: z.object({ metrics: DashboardMetricsSchema, sessions: SessionSummarySchema, window: WindowMetricsSchema.optional() }),
+          ...errorResponses,
+        },
       },
     },
     async (request) => {
       const tenantId = tenantIdOf(request);
       const q = request.query;
-      const metrics = await app.store.dashboard(tenantId);
-      if (q.window === undefined && q.since === undefined && q.until === undefined) return { metrics };
+      // App usage from towers next to traffic from accounting (per device / tower: /sessions/totals).
+      const [metrics, sessions] = await Promise.all([app.store.dashboard(tenantId), app.store.deviceSessions.summary(tenantId)]);
+      if (q.window === undefined && q.since === undefined && q.until === undefined) return { metrics, sessions };
       if (q.window !== undefined && (q.since !== undefined || q.until !== undefined)) {
         invalidField('query.window', 'give either window or since/until, not both');
       }
@@ -89,6 +102,7 @@ export const dashboardRoutes: FastifyPluginAsyncZod = async (app) => {
       ]);
       return {
         metrics,
+        sessions,
         window: {
           since,
           until,

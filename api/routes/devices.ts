@@ -20,7 +20,9 @@ import {
   paginate,
   sortQuery,
 } from '../schemas/common.js';
-import { DeviceSchema, DiscoveredDeviceSchema } from '../../shared/schemas/records.js';
+import type { DeviceMetadata } from '../../shared/domain.js';
+import type { Store } from '../../shared/store/port.js';
+import { DeviceMetadataSchema, DeviceSchema, DiscoveredDeviceSchema } from '../../shared/schemas/records.js';
 import { idOrSelf, refField } from './natural-keys.js';
 
 const fields = {
@@ -41,7 +43,16 @@ const PatchDeviceBody = z.strictObject({
   name: fields.name.optional(),
   os: fields.os.optional(),
 });
+const metadataField = { metadata: DeviceMetadataSchema.nullable().describe("what the device's carrier says (OS, model, type); null when no carrier feed named it") };
+const ListedDeviceSchema = DeviceSchema.extend(metadataField);
+const ListedDiscoveredSchema = DiscoveredDeviceSchema.extend(metadataField);
 const DeviceReply = z.object({ device: DeviceSchema });
+
+/** Carrier metadata is platform-level, keyed by device id: joined here, for the ids on the page. */
+async function withMetadata<T>(store: Store, items: T[], idOf: (item: T) => string): Promise<Array<T & { metadata: DeviceMetadata | null }>> {
+  const byId = new Map((await store.deviceMetadata.forDevices(items.map(idOf))).map((m) => [m.device_id, m]));
+  return items.map((item) => ({ ...item, metadata: byId.get(idOf(item)) ?? null }));
+}
 
 export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
@@ -75,7 +86,7 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'List registered devices (filter by user_id)',
         querystring: listQuery({ user_id: refField('user').optional(), ...sortQuery(['name', 'created_at', 'updated_at']) }),
-        response: { 200: z.object({ devices: z.array(DeviceSchema), next_cursor: NextCursor }), ...errorResponses },
+        response: { 200: z.object({ devices: z.array(ListedDeviceSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },
     async (request) => {
@@ -84,7 +95,7 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
       const page = await paginate(request.query, (o) =>
         app.store.devices.list(tenantId, { ...o, ...(user_id !== undefined && { user_id }) }),
       );
-      return { devices: page.items, next_cursor: page.next_cursor };
+      return { devices: await withMetadata(app.store, page.items, (d) => d.id), next_cursor: page.next_cursor };
     },
   );
 
@@ -100,7 +111,7 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
           'Sightings of devices no registration claims (for operators: that no tenant registered). Registering a ' +
           'device (approving it) takes it off this list; a page may therefore hold fewer than `limit` items.',
         querystring: ListQuery,
-        response: { 200: z.object({ devices: z.array(DiscoveredDeviceSchema), next_cursor: NextCursor }), ...errorResponses },
+        response: { 200: z.object({ devices: z.array(ListedDiscoveredSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },
     async (request) => {
@@ -112,7 +123,8 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
           tenantId === null ? (await app.store.devices.tenantOf(d.device_id)) !== null : (await app.store.devices.get(tenantId, d.device_id)) !== null,
         ),
       );
-      return { devices: page.items.filter((_d, i) => !claimed[i]), next_cursor: page.next_cursor };
+      const unclaimed = page.items.filter((_d, i) => !claimed[i]);
+      return { devices: await withMetadata(app.store, unclaimed, (d) => d.device_id), next_cursor: page.next_cursor };
     },
   );
 
@@ -120,11 +132,12 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
     '/devices/:id',
     {
       config: { permission: 'devices:read' },
-      schema: { summary: 'Get a device', params: IdParams, response: { 200: DeviceReply, ...errorResponses } },
+      schema: { summary: 'Get a device (with its carrier metadata)', params: IdParams, response: { 200: z.object({ device: ListedDeviceSchema }), ...errorResponses } },
     },
-    async (request) => ({
-      device: found(await app.store.devices.get(tenantIdOf(request), request.params.id), 'device'),
-    }),
+    async (request) => {
+      const device = found(await app.store.devices.get(tenantIdOf(request), request.params.id), 'device');
+      return { device: (await withMetadata(app.store, [device], (d) => d.id))[0]! };
+    },
   );
 
   app.patch(

@@ -46,6 +46,8 @@ const AlertsFeedQuery = z.object({ access_token });
 /** Who opened the feed and until when: what closes it again (expiry, revocation). */
 function feedClientOf(request: FastifyRequest, tenantId: string): FeedClient {
   const principal = principalOf(request);
+  // Unreachable (carriers hold no 'feeds:read'), kept for the type.
+  if (principal.kind === 'carrier') throw createError('FORBIDDEN', 'carrier credentials open no feeds');
   return principal.kind === 'user'
     ? { tenantId, principal: { kind: 'user', id: principal.userId }, expiresAt: accessTokenExpiry(request) }
     : { tenantId, principal: { kind: 'api_key', id: principal.keyId }, expiresAt: principal.expiresAt };

@@ -77,8 +77,8 @@ const TenantUsageSchema = z
 
 const PermissionsSchema = z
   .object({
-    kind: z.enum(['user', 'api_key']),
-    role: z.enum(['operator', ...TENANT_CONSOLE_ROLES]).nullable().describe('console role; null for an API key'),
+    kind: z.enum(['user', 'api_key', 'carrier']),
+    role: z.enum(['operator', ...TENANT_CONSOLE_ROLES]).nullable().describe('console role; null for an API key or a carrier'),
     tenant_id: z.string().nullable(),
     permissions: z.array(z.string()).describe('every permission the caller holds (api/auth/permissions.ts)'),
   })

@@ -148,6 +148,7 @@ export const nestedInfraRoutes: FastifyPluginAsyncZod = async (app) => {
             lat: z.number().nullable(),
             lon: z.number().nullable(),
             radius_m: z.number().nullable(),
+            polygon: z.array(z.tuple([z.number(), z.number()])).nullable().describe('coverage area from its carrier feed, [lon, lat] points'),
             carriers: z.array(CarrierSchema),
           }),
           ...errorResponses,
@@ -156,8 +157,8 @@ export const nestedInfraRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const tower = found(await visibleTower(app.store, principalOf(request), request.params.id), 'tower');
-      const carriers = await app.store.towerCarriers.carriersOfTower(tower.id);
-      return { tower_id: tower.id, lat: tower.lat, lon: tower.lon, radius_m: tower.radius_m, carriers };
+      const [carriers, polygon] = await Promise.all([app.store.towerCarriers.carriersOfTower(tower.id), app.store.carrierFeeds.towerPolygon(tower.id)]);
+      return { tower_id: tower.id, lat: tower.lat, lon: tower.lon, radius_m: tower.radius_m, polygon, carriers };
     },
   );
 

@@ -13,6 +13,7 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { createError } from '../../shared/errors.js';
 import type { AuditRecord } from '../../shared/domain.js';
 import { diffVersions } from '../../shared/policy/version-diff.js';
 import type { ChangeActor, PolicyVersionInfo } from '../../shared/store/port.js';
@@ -168,6 +169,8 @@ export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       const { version } = request.params;
       audit(request, { resource_id: String(version) });
       const principal = principalOf(request);
+      // Carriers hold no policy permission; the guard never lets one reach this route.
+      if (principal.kind === 'carrier') throw createError('FORBIDDEN', 'carriers cannot restore policies');
       const actor: ChangeActor =
         principal.kind === 'api_key'
           ? { kind: 'api_key', id: principal.keyId, label: principal.label }

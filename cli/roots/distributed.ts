@@ -6,6 +6,7 @@
  */
 import { redisBackends } from '../../broker/backends-redis.js';
 import { Broker } from '../../broker/broker.js';
+import { CarrierFeedIngest } from '../../broker/carrier-feed-ingest.js';
 import { QueueUplinkSink } from '../../broker/queue-uplink-sink.js';
 import { buildApp } from '../../api/app.js';
 import type { Config } from '../../shared/config.js';
@@ -24,6 +25,7 @@ import { EventLog } from './event-log.js';
 import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './foundation.js';
 import { HealthServer } from './health-server.js';
 import { DecisionMetrics, timedSink } from './pipeline-metrics.js';
+import { buildIngestPlugins } from './ingest-plugins.js';
 import { buildSinks } from './sinks.js';
 
 export interface RoleHandle {
@@ -116,13 +118,22 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
     batchMs: config.uplink_batch_ms,
     highWater: config.uplink_queue_high_water,
   });
-  const broker = new Broker({
+  const broker: Broker = new Broker({
     config: { ...config, service_secret: f.serviceSecret },
     logger: logger.child({ module: 'broker' }),
     counters,
     bus,
     towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
     towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
+    carrierCredentials: { get: (id) => store.carrierCredentials.get(id), touch: (id, at) => store.carrierCredentials.touch(id, at) },
+    carrierFeeds: new CarrierFeedIngest({
+      store,
+      // The broker answers the carrier itself: the result topic is its own downlink.
+      publish: (topic, payload) => broker.downlink.publish(topic, payload),
+      counters,
+      logger: logger.child({ module: 'carrier-feeds' }),
+      now: f.now,
+    }),
     tokens,
     // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
     consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },
@@ -138,6 +149,8 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
   });
   counters.gauge('mqtt_connections', () => broker.connectionCount);
   counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
+  // Ingest, like MQTT: plugins hand their messages to the same uplink queue.
+  const ingest = buildIngestPlugins(f, sink);
   let brokerUp = false;
   let mqttPort = 0;
   let tlsPort: number | null = null;
@@ -162,6 +175,7 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
           await broker.stop();
         },
       ),
+      component('ingest-plugins', () => ingest.plugins.start(), () => ingest.plugins.stop()),
     ],
     logger,
   );

@@ -10,7 +10,13 @@ describe('topics', () => {
     expect(parseTopic(topics.discovery('T1'))).toEqual({ kind: 'discovery', towerId: 'T1' });
     expect(parseTopic(topics.status('T1'))).toEqual({ kind: 'status', towerId: 'T1' });
     expect(parseTopic(topics.policy('A'))).toEqual({ kind: 'policy', tenantId: 'A' });
-    expect(Object.keys(TOPIC_SPECS).sort()).toEqual(['acks', 'commands', 'decisions', 'discovery', 'policy', 'status', 'usage']);
+    expect(parseTopic(topics.sessions('T1'))).toEqual({ kind: 'sessions', towerId: 'T1' });
+    expect(parseTopic(topics.carrierTowers('C1'))).toEqual({ kind: 'carrierTowers', carrierId: 'C1' });
+    expect(parseTopic(topics.carrierDevices('C1'))).toEqual({ kind: 'carrierDevices', carrierId: 'C1' });
+    expect(parseTopic(topics.carrierResults('C1'))).toEqual({ kind: 'carrierResults', carrierId: 'C1' });
+    expect(Object.keys(TOPIC_SPECS).sort()).toEqual([
+      'acks', 'carrierDevices', 'carrierResults', 'carrierTowers', 'commands', 'decisions', 'discovery', 'policy', 'sessions', 'status', 'usage',
+    ]);
   });
 
   it('builders refuse ids that would change the topic structure', () => {
@@ -21,7 +27,7 @@ describe('topics', () => {
   });
 
   it('parseTopic rejects foreign and malformed topics', () => {
-    for (const t of ['', 'tenants', 'tenants/A/towers/T1', 'tenants/A/towers/T1/usage/extra', 'tenants/+/policy', 'towers/T1/other', '$SYS/x', 'foo/bar']) {
+    for (const t of ['', 'tenants', 'tenants/A/towers/T1', 'tenants/A/towers/T1/usage/extra', 'tenants/+/policy', 'towers/T1/other', '$SYS/x', 'foo/bar', 'carriers/C1/feeds', 'carriers/C1/feeds/other', 'carriers/+/feeds/towers', 'carriers/C1/towers']) {
       expect(parseTopic(t)).toBeNull();
     }
   });

@@ -4,6 +4,7 @@
  * Anything else in the code base builds or inspects topics through these functions.
  */
 import { TOPIC_ID_RE } from '../ids.js';
+import { CarrierDeviceFeedSchema, CarrierTowerFeedSchema, FeedResultSchema } from './carrier-payloads.js';
 import {
   CommandAckSchema,
   CommandSchema,
@@ -13,6 +14,7 @@ import {
   TowerStatusSchema,
   UsageBatchSchema,
 } from './payloads.js';
+import { SessionBatchSchema } from './session-payloads.js';
 
 export const TOPIC_SPECS = {
   usage: { pattern: 'tenants/{tenantId}/towers/{towerId}/usage', direction: 'uplink', qos: 1, retain: false, schema: UsageBatchSchema },
@@ -22,14 +24,23 @@ export const TOPIC_SPECS = {
   commands: { pattern: 'tenants/{tenantId}/towers/{towerId}/commands', direction: 'downlink', qos: 1, retain: false, schema: CommandSchema },
   acks: { pattern: 'tenants/{tenantId}/towers/{towerId}/acks', direction: 'uplink', qos: 1, retain: false, schema: CommandAckSchema },
   policy: { pattern: 'tenants/{tenantId}/policy', direction: 'downlink', qos: 1, retain: true, schema: PolicyBundleSchema },
+  /** Accounting sessions at a tower (RADIUS plugin, or a tower reporting its own). */
+  sessions: { pattern: 'towers/{towerId}/sessions', direction: 'uplink', qos: 1, retain: false, schema: SessionBatchSchema },
+  /** A carrier's tower metadata feed: towers added/updated/retired, coverage, who serves them. */
+  carrierTowers: { pattern: 'carriers/{carrierId}/feeds/towers', direction: 'uplink', qos: 1, retain: false, schema: CarrierTowerFeedSchema },
+  /** A carrier's device metadata feed: device id → OS, model, device type. */
+  carrierDevices: { pattern: 'carriers/{carrierId}/feeds/devices', direction: 'uplink', qos: 1, retain: false, schema: CarrierDeviceFeedSchema },
+  /** One result per feed message: what was applied and what was refused, record by record. */
+  carrierResults: { pattern: 'carriers/{carrierId}/feeds/results', direction: 'downlink', qos: 1, retain: false, schema: FeedResultSchema },
 } as const;
 
 export type TopicKind = keyof typeof TOPIC_SPECS;
 
 export type ParsedTopic =
   | { kind: 'usage' | 'decisions' | 'commands' | 'acks'; tenantId: string; towerId: string }
-  | { kind: 'discovery' | 'status'; towerId: string }
-  | { kind: 'policy'; tenantId: string };
+  | { kind: 'discovery' | 'status' | 'sessions'; towerId: string }
+  | { kind: 'policy'; tenantId: string }
+  | { kind: 'carrierTowers' | 'carrierDevices' | 'carrierResults'; carrierId: string };
 
 function checkId(what: string, id: string): string {
   if (!TOPIC_ID_RE.test(id)) throw new Error(`invalid ${what} for a topic level: ${JSON.stringify(id)}`);
@@ -44,6 +55,10 @@ export const topics = {
   commands: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/commands`,
   acks: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/acks`,
   policy: (tenantId: string) => `tenants/${checkId('tenantId', tenantId)}/policy`,
+  sessions: (towerId: string) => `towers/${checkId('towerId', towerId)}/sessions`,
+  carrierTowers: (carrierId: string) => `carriers/${checkId('carrierId', carrierId)}/feeds/towers`,
+  carrierDevices: (carrierId: string) => `carriers/${checkId('carrierId', carrierId)}/feeds/devices`,
+  carrierResults: (carrierId: string) => `carriers/${checkId('carrierId', carrierId)}/feeds/results`,
 } as const;
 
 /** Subscription filters (with '+' wildcards) used by the cloud and by agents. */
@@ -72,7 +87,12 @@ export function parseTopic(topic: string): ParsedTopic | null {
     return null;
   }
   if (p[0] === 'towers' && p.length === 3 && ok(p[1])) {
-    if (p[2] === 'discovery' || p[2] === 'status') return { kind: p[2], towerId: p[1] };
+    if (p[2] === 'discovery' || p[2] === 'status' || p[2] === 'sessions') return { kind: p[2], towerId: p[1] };
+  }
+  if (p[0] === 'carriers' && p.length === 4 && ok(p[1]) && p[2] === 'feeds') {
+    if (p[3] === 'towers') return { kind: 'carrierTowers', carrierId: p[1] };
+    if (p[3] === 'devices') return { kind: 'carrierDevices', carrierId: p[1] };
+    if (p[3] === 'results') return { kind: 'carrierResults', carrierId: p[1] };
   }
   return null;
 }
@@ -85,6 +105,7 @@ export function parseTopic(topic: string): ParsedTopic | null {
 export type MqttPrincipal =
   | { kind: 'tower'; towerId: string; credentialId: string }
   | { kind: 'console'; tenantId: string; userId: string }
+  | { kind: 'carrier'; carrierId: string; credentialId: string }
   | { kind: 'service'; name: string }
   | { kind: 'anonymous' };
 
@@ -100,7 +121,11 @@ export function publishAcl(p: MqttPrincipal): string[] {
         `tenants/+/towers/${p.towerId}/acks`,
         `towers/${p.towerId}/discovery`,
         `towers/${p.towerId}/status`,
+        `towers/${p.towerId}/sessions`,
       ];
+    case 'carrier':
+      // Its own two feeds; never a tower's or a tenant's topic, never another carrier's.
+      return [topics.carrierTowers(p.carrierId), topics.carrierDevices(p.carrierId)];
     case 'service':
       return ['tenants/#', 'towers/#'];
     case 'console':
@@ -122,6 +147,9 @@ export function subscribeAcl(p: MqttPrincipal): string[] {
     case 'console':
       // Read-only view of its own tenant; never another tenant's prefix.
       return [`tenants/${p.tenantId}/#`];
+    case 'carrier':
+      // The results of its own feeds, and nothing a tenant or a tower sees.
+      return [topics.carrierResults(p.carrierId)];
     case 'service':
       return ['tenants/#', 'towers/#'];
     case 'anonymous':
@@ -160,7 +188,7 @@ export function filterWithin(filter: string, allowed: string): boolean {
 export function mayPublish(p: MqttPrincipal, topic: string): boolean {
   // [MQTT-3.3.2-2] a PUBLISH topic name must not contain wildcards.
   if (topic.includes('+') || topic.includes('#')) return false;
-  if (p.kind === 'tower' && parseTopic(topic) === null) return false;
+  if ((p.kind === 'tower' || p.kind === 'carrier') && parseTopic(topic) === null) return false;
   return publishAcl(p).some((a) => filterWithin(topic, a));
 }
 
@@ -171,7 +199,7 @@ export function mayPublish(p: MqttPrincipal, topic: string): boolean {
  * tenant id, then the next, …) would only let one tower make the broker hold thousands.
  */
 export function maySubscribe(p: MqttPrincipal, filter: string): boolean {
-  if (p.kind === 'tower') return subscribeAcl(p).includes(filter);
+  if (p.kind === 'tower' || p.kind === 'carrier') return subscribeAcl(p).includes(filter);
   return subscribeAcl(p).some((a) => filterWithin(filter, a));
 }
 
@@ -217,6 +245,11 @@ const CONSOLE_SESSION_RE = /^[A-Za-z0-9_-]{1,32}$/;
 export const mqttIdentity = {
   towerClientId: (towerId: string) => `tower-${checkId('towerId', towerId)}`,
   towerClientIdPrefix: 'tower-',
+  /** A carrier logs in as `carrier:<carrierId>` with client id `carrier-<carrierId>`. */
+  carrierClientId: (carrierId: string) => `carrier-${checkId('carrierId', carrierId)}`,
+  carrierClientIdPrefix: 'carrier-',
+  carrierUsername: (carrierId: string) => `carrier:${checkId('carrierId', carrierId)}`,
+  carrierUsernamePrefix: 'carrier:',
   consoleClientIdPrefix: 'console-',
   consoleClientId: (userId: string, session?: string) => {
     const base = `console-${checkId('console user id', userId)}`;

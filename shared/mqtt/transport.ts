@@ -8,17 +8,21 @@ import type { ParsedTopic } from './topics.js';
 /** The uplink subset of ParsedTopic: what a tower publishes and the cloud ingests. */
 export type UplinkTopic =
   | { kind: 'usage' | 'acks'; tenantId: string; towerId: string }
-  | { kind: 'discovery' | 'status'; towerId: string };
+  | { kind: 'discovery' | 'status' | 'sessions'; towerId: string };
 
 export function isUplinkTopic(p: ParsedTopic | null): p is UplinkTopic {
-  return p !== null && (p.kind === 'usage' || p.kind === 'acks' || p.kind === 'discovery' || p.kind === 'status');
+  return p !== null && (p.kind === 'usage' || p.kind === 'acks' || p.kind === 'discovery' || p.kind === 'status' || p.kind === 'sessions');
 }
 
 export interface UplinkMessage {
   topic: string;
   parsed: UplinkTopic;
   payload: Buffer;
-  /** Tower that published it, as authenticated by the broker (always equals parsed.towerId). */
+  /**
+   * Tower it is about, as authenticated by whoever produced it: the broker (the tower's MQTT
+   * login) or an ingest plugin (shared/ingest/plugin.ts: e.g. the NAS a RADIUS secret belongs to).
+   * Always equals parsed.towerId.
+   */
   tower_id: string;
   received_at: number;
 }

@@ -10,7 +10,7 @@ import { createRedis } from './connection.js';
 import { RedisBus } from './redis-bus.js';
 
 const tower: Tower = {
-  id: 'T1', name: 't', lat: null, lon: null, radius_m: null, state: 'online', agent_version: null, last_seen: 1, created_at: 1, updated_at: 1,
+  id: 'T1', name: 't', lat: null, lon: null, radius_m: null, state: 'online', agent_version: null, last_seen: 1, managed_by: null, retired_at: null, created_at: 1, updated_at: 1,
 };
 
 function next<T>(register: (resolve: (v: T) => void) => void): Promise<T> {

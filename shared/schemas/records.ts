@@ -11,17 +11,22 @@ import type {
   AlertEvent,
   App,
   Carrier,
+  CarrierCredential,
   CommandEvent,
   CommandRecord,
   ConsoleUser,
   Device,
+  DeviceMetadata,
+  DeviceSession,
   DiscoveredDevice,
   Escalation,
   Plan,
   Policy,
   PolicyRule,
+  RadiusClient,
   Remediation,
   Role,
+  SessionTotals,
   Tenant,
   Tower,
   TowerCredential,
@@ -173,12 +178,70 @@ export const TowerSchema = z
     state: z.enum(['online', 'offline', 'unknown']),
     agent_version: z.string().nullable(),
     last_seen: EpochMsSchema.nullable(),
+    managed_by: z.string().nullable().describe("the carrier whose feed manages the tower; null: registered by operators"),
+    retired_at: EpochMsSchema.nullable().describe('when its carrier retired it (a retired tower may not connect)'),
     ...ts,
   })
   .meta({
     id: 'Tower',
-    example: { id: 'twr-paris-001', name: 'Paris Nord', lat: 48.88, lon: 2.355, radius_m: 1500, state: 'online', agent_version: '1.4.2', last_seen: 1767229140000, created_at: 1767225600000, updated_at: 1767229200000 } satisfies Tower,
+    example: { id: 'twr-paris-001', name: 'Paris Nord', lat: 48.88, lon: 2.355, radius_m: 1500, state: 'online', agent_version: '1.4.2', last_seen: 1767229140000, managed_by: null, retired_at: null, created_at: 1767225600000, updated_at: 1767229200000 } satisfies Tower,
   });
+
+export const CarrierCredentialSchema = z
+  .object({
+    id: z.string(),
+    carrier_id: z.string(),
+    created_at: EpochMsSchema,
+    revoked_at: EpochMsSchema.nullable(),
+    last_used_at: EpochMsSchema.nullable(),
+  })
+  .meta({ id: 'CarrierCredential' });
+
+export const DeviceMetadataSchema = z
+  .object({
+    device_id: z.string(),
+    carrier_id: z.string(),
+    os: z.string().nullable(),
+    os_version: z.string().nullable(),
+    model: z.string().nullable(),
+    device_type: z.enum(['phone', 'tablet', 'laptop', 'router', 'iot', 'wearable', 'other']).nullable(),
+    updated_at: EpochMsSchema,
+  })
+  .meta({ id: 'DeviceMetadata', description: 'what a carrier says about the device (the newest carrier statement)' });
+
+export const RadiusClientSchema = z
+  .object({ id: z.string(), nas_identifier: z.string(), tower_id: z.string(), ...ts })
+  .meta({ id: 'RadiusClient' });
+
+export const DeviceSessionSchema = z
+  .object({
+    id: z.string(),
+    tenant_id: z.string(),
+    tower_id: z.string(),
+    device_id: z.string(),
+    session_id: z.string().describe('Acct-Session-Id'),
+    status: z.enum(['active', 'stopped']),
+    started_at: EpochMsSchema.nullable(),
+    last_update_at: EpochMsSchema,
+    stopped_at: EpochMsSchema.nullable(),
+    input_octets: z.number().int().describe('octets from the device (Acct-Input-Octets + Gigawords)'),
+    output_octets: z.number().int().describe('octets to the device (Acct-Output-Octets + Gigawords)'),
+    session_time_s: z.number().int().nullable(),
+    terminate_cause: z.string().nullable(),
+    records: z.number().int().describe('accounting records folded in, each stored once'),
+  })
+  .meta({ id: 'DeviceSession' });
+
+export const SessionTotalsSchema = z
+  .object({
+    key: z.string().describe('device id or tower id'),
+    sessions: z.number().int(),
+    active: z.number().int(),
+    input_octets: z.number().int(),
+    output_octets: z.number().int(),
+    last_update_at: EpochMsSchema,
+  })
+  .meta({ id: 'SessionTotals' });
 
 export const TowerCredentialSchema = z
   .object({
@@ -348,6 +411,11 @@ export type RecordSchemasMatchDomain = [
   Assert<Same<Out<typeof CarrierSchema>, Carrier>>,
   Assert<Same<Out<typeof TowerSchema>, Tower>>,
   Assert<Same<Out<typeof TowerCredentialSchema>, TowerCredential>>,
+  Assert<Same<Out<typeof CarrierCredentialSchema>, CarrierCredential>>,
+  Assert<Same<Out<typeof DeviceMetadataSchema>, DeviceMetadata>>,
+  Assert<Same<Out<typeof RadiusClientSchema>, RadiusClient>>,
+  Assert<Same<Out<typeof DeviceSessionSchema>, DeviceSession>>,
+  Assert<Same<Out<typeof SessionTotalsSchema>, SessionTotals>>,
   Assert<Same<Out<typeof UsageRecordSchema>, UsageRecord>>,
   Assert<Same<Out<typeof AlertSchema>, Alert>>,
   Assert<Same<Out<typeof AlertEventSchema>, AlertEvent>>,

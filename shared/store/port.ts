@@ -33,7 +33,13 @@ import type {
   AlertStatus,
   App,
   Carrier,
+  CarrierCredential,
   ConsoleRole,
+  DeviceMetadata,
+  DeviceSession,
+  DeviceSessionStatus,
+  RadiusClient,
+  SessionTotals,
   ConsoleUser,
   Device,
   DiscoveredDevice,
@@ -54,6 +60,8 @@ import type { PolicyContent } from '../policy/content.js';
 import type { PolicyTest, PolicyTestInput, PolicyTestPatch } from '../policy/policy-tests.js';
 import type { HistoryChange } from './rules/policy-history.js';
 import type { NotRestored } from './rules/policy-restore.js';
+import type { DeviceFeedRecord, FeedOutcome, TowerFeedRecord } from '../mqtt/carrier-payloads.js';
+import type { AccountingRecord } from '../mqtt/session-payloads.js';
 
 export interface ListOptions {
   /** 1..1000, default 50. */
@@ -301,6 +309,50 @@ export interface TowerCredentialRecord extends TowerCredential {
   secret_hash: string;
 }
 
+export interface CarrierCredentialRecord extends CarrierCredential {
+  secret_hash: string;
+}
+
+/** What applying one feed record did; a refusal names why and wrote nothing. */
+export type FeedApplyResult = { outcome: Exclude<FeedOutcome, 'refused'> } | { outcome: 'refused'; reason: string };
+
+export interface RadiusClientInput {
+  nas_identifier: string;
+  tower_id: string;
+  /** Stored as is: verifying a Request Authenticator needs the secret itself (like webhook secrets). */
+  secret: string;
+}
+
+export interface RecordSessionsInput {
+  tenant_id: string;
+  tower_id: string;
+  /** Records of devices of this tenant, in arrival order. */
+  records: AccountingRecord[];
+  now: number;
+}
+
+export interface RecordSessionsResult {
+  /** Records stored for the first time (each folded into its session). */
+  inserted: number;
+  /** Records whose key this tower already sent (retransmissions): nothing is written for them. */
+  duplicates: number;
+  /** Sessions created or changed, as stored. */
+  sessions: DeviceSession[];
+}
+
+export interface SessionFilter {
+  device_id?: string;
+  tower_id?: string;
+  status?: DeviceSessionStatus;
+}
+
+export interface SessionSummary {
+  sessions: number;
+  active: number;
+  input_octets: number;
+  output_octets: number;
+}
+
 /** One decided event, ready to persist. */
 export interface DecidedUsage extends UsageRecord {
   severity: Severity | null;
@@ -519,6 +571,69 @@ export interface Store {
     listForTower(towerId: string): Promise<TowerCredential[]>;
     revoke(id: string, now: number): Promise<boolean>;
     touch(id: string, now: number): Promise<void>;
+  };
+
+  /** A carrier's feed credentials; mirrors towerCredentials (NOT_FOUND carrier_id on create). */
+  carrierCredentials: {
+    create(rec: { id: string; carrier_id: string; secret_hash: string }): Promise<CarrierCredential>;
+    get(id: string): Promise<CarrierCredentialRecord | null>;
+    listForCarrier(carrierId: string): Promise<CarrierCredential[]>;
+    revoke(id: string, now: number): Promise<boolean>;
+    touch(id: string, now: number): Promise<void>;
+  };
+
+  /**
+   * Carrier feeds, one record per call and per transaction (rules/carrier-feeds.ts): a record is
+   * applied whole or refused whole, and applying the same record again is 'unchanged'.
+   * A carrier writes only towers it manages (or creates); anything else is refused.
+   */
+  carrierFeeds: {
+    applyTower(carrierId: string, record: TowerFeedRecord, now: number): Promise<FeedApplyResult>;
+    applyDevice(carrierId: string, record: DeviceFeedRecord, now: number): Promise<FeedApplyResult>;
+    /** The coverage polygon a feed gave the tower, as [lon, lat] points; null when none. */
+    towerPolygon(towerId: string): Promise<Array<[number, number]> | null>;
+  };
+
+  /** Carrier-supplied device metadata, platform-level (a carrier never learns which tenant holds a device). */
+  deviceMetadata: {
+    /** For each device id that has any: the most recently updated carrier's metadata. */
+    forDevices(deviceIds: string[]): Promise<DeviceMetadata[]>;
+  };
+
+  /** RADIUS accounting clients (platform-level; operators). nas_identifier is unique: CONFLICT. */
+  radiusClients: {
+    create(input: RadiusClientInput): Promise<RadiusClient>;
+    get(id: string): Promise<RadiusClient | null>;
+    list(opts?: ListOptions & { tower_id?: string }): Promise<Page<RadiusClient>>;
+    /** The client and its secret, for the listener. */
+    findByNasIdentifier(nasIdentifier: string): Promise<(RadiusClient & { secret: string }) | null>;
+    update(id: string, patch: Partial<RadiusClientInput>): Promise<RadiusClient | null>;
+    delete(id: string): Promise<boolean>;
+  };
+
+  /** Device accounting sessions (rules/sessions.ts folds records into sessions and totals). */
+  deviceSessions: {
+    /** Idempotent by (tower, record key); sessions and totals change in the same transaction. */
+    record(input: RecordSessionsInput): Promise<RecordSessionsResult>;
+    /** Most recently updated first. */
+    list(tenantId: string, opts?: ListOptions & SessionFilter): Promise<Page<DeviceSession>>;
+    get(tenantId: string, id: string): Promise<DeviceSession | null>;
+    /** Per device or per tower, ordered by key. */
+    totals(tenantId: string, by: 'device' | 'tower', opts?: ListOptions): Promise<Page<SessionTotals>>;
+    summary(tenantId: string): Promise<SessionSummary>;
+    /**
+     * Retention: deletes the tenant's stopped sessions last updated before `before`, and the
+     * retransmission keys of records processed before it (a NAS retransmits within seconds, not
+     * days). Totals stay: like usage counters they count everything ever recorded. Returns the
+     * sessions deleted.
+     */
+    purge(tenantId: string, before: number): Promise<number>;
+    /**
+     * The tower's equipment restarted (platform-level: its sessions belong to many tenants):
+     * every session still active there and last updated at or before `at` is stopped at `at`
+     * with `terminateCause`, totals following. Idempotent; returns the sessions stopped.
+     */
+    stopActiveAtTower(towerId: string, at: number, terminateCause: string): Promise<number>;
   };
 
   usage: {

@@ -25,6 +25,7 @@ import { describeConsoleUserContract } from './contract/console-users.js';
 import { describeCoreContract } from './contract/core.js';
 import { describeDirectoryContract } from './contract/directory.js';
 import { ContractState, type StoreContractHarness } from './contract/harness.js';
+import { describeIngestContract } from './contract/ingest.js';
 import { describeNameContract } from './contract/names.js';
 import { describePlanContract } from './contract/plans.js';
 import { describePlatformContract } from './contract/platform.js';
@@ -68,5 +69,6 @@ export function describeStoreContract(name: string, open: () => Promise<StoreCon
     describeSortingContract(state);
     describePolicyVersionContract(state);
     describePolicyTestContract(state);
+    describeIngestContract(state);
   });
 }

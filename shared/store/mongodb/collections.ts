@@ -153,6 +153,13 @@ export const C = {
   deliveries: 'webhook_deliveries',
   audit: 'audit_records',
   apiKeys: 'api_keys',
+  carrierCredentials: 'carrier_credentials',
+  towerPolygons: 'tower_polygons',
+  deviceMetadata: 'device_metadata',
+  radiusClients: 'radius_clients',
+  deviceSessions: 'device_sessions',
+  accountingRecords: 'accounting_records',
+  sessionTotals: 'session_totals',
   migrations: 'schema_migrations',
   policyHistory: 'policy_history',
   policyVersions: 'policy_versions',
@@ -190,6 +197,9 @@ export const TENANT_OWNED: readonly CollectionName[] = [
   C.policyHistory,
   C.policyVersions,
   C.policyTests,
+  C.deviceSessions,
+  C.accountingRecords,
+  C.sessionTotals,
 ];
 
 const asc = (...fields: string[]): Record<string, 1> => Object.fromEntries(fields.map((f) => [f, 1 as const]));
@@ -305,4 +315,29 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
   ],
   policy_versions: [idx(asc('tenant_id', 'version'), { unique: true })],
   policy_tests: [idx(asc('tenant_id', '_id'))],
+};
+
+/**
+ * Migration 7 (schema.ts): carrier feeds, device metadata, RADIUS clients and accounting sessions.
+ * Platform collections (credentials, polygons, metadata, RADIUS clients) stay unsharded; sessions,
+ * accounting records and totals are tenant-owned. accounting_records' _id is (tower, key), so the
+ * retransmission check is one _id lookup; it carries tenant_id so a tenant's deletion removes it.
+ */
+export const INGEST_INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]>>> = {
+  towers: [idx(asc('managed_by', '_id'))],
+  carrier_credentials: [idx(asc('carrier_id', '_id'))],
+  device_metadata: [idx(asc('device_id', 'updated_at')), idx(asc('carrier_id'))],
+  radius_clients: [idx(asc('nas_identifier'), { unique: true }), idx(asc('tower_id', '_id'))],
+  device_sessions: [
+    idx(asc('tenant_id', '_id')),
+    idx(asc('tenant_id', 'tenant_tower_session'), { unique: true }),
+    idx(asc('tenant_id', 'device_id', '_id')),
+    idx(asc('tenant_id', 'tower_id', '_id')),
+    idx(asc('tenant_id', 'status', '_id')),
+    idx(asc('tenant_id', 'status', 'last_update_at')),
+    // A NAS restart stops what is active at its tower across tenants: a documented cross-tenant scan.
+    idx(asc('tower_id', 'status')),
+  ],
+  accounting_records: [idx(asc('tenant_id', 'processed_at'))],
+  session_totals: [idx(asc('tenant_id', 'dim', '_id'))],
 };

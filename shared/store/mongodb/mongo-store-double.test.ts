@@ -8,7 +8,7 @@ import { isEdgeplaneError } from '../../errors.js';
 import { createIdFactory } from '../../ids.js';
 import type { DecidedUsage } from '../port.js';
 import { describeStoreContract, recordingHooks } from '../store.contract.js';
-import { INDEXES, NATURAL_KEY_INDEXES, TENANT_OWNED } from './collections.js';
+import { INDEXES, INGEST_INDEXES, NATURAL_KEY_INDEXES, TENANT_OWNED } from './collections.js';
 import type { CollectionLike, Document, MongoDbLike } from './db-like.js';
 import { MemoryMongo } from './memory-mongo-double.js';
 import { MongoStore, databaseOf, type MongoConnector, type MongoStoreOptions } from './mongo-store.js';
@@ -293,9 +293,9 @@ describe('MongoStore specifics (over the boundary double)', () => {
   });
 
   it('indexes every tenant-owned collection tenant-first, except the documented cross-tenant scans', () => {
-    const crossTenant = new Set(['commands:status,tower_id,_id', 'webhook_deliveries:next_attempt_at,_id', 'api_keys:secret_hash']);
+    const crossTenant = new Set(['device_sessions:tower_id,status', 'commands:status,tower_id,_id', 'webhook_deliveries:next_attempt_at,_id', 'api_keys:secret_hash']);
     for (const name of TENANT_OWNED) {
-      const specs = [...(INDEXES[name] ?? []), ...(NATURAL_KEY_INDEXES[name] ?? [])];
+      const specs = [...(INDEXES[name] ?? []), ...(NATURAL_KEY_INDEXES[name] ?? []), ...(INGEST_INDEXES[name] ?? [])];
       expect(specs.length, name).toBeGreaterThan(0);
       for (const spec of specs) {
         const fields = Object.keys(spec.key);

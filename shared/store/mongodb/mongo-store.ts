@@ -19,6 +19,13 @@ import type { MongoConnection, MongoDbLike } from './db-like.js';
 import { createDeviceRepo } from './device-repo.js';
 import { createDirectoryRepo } from './directory-repo.js';
 import { TenantRefs } from './entity.js';
+import {
+  createCarrierCredentialRepo,
+  createCarrierFeedRepo,
+  createDeviceMetadataRepo,
+  createDeviceSessionRepo,
+  createRadiusClientRepo,
+} from './ingest-repos.js';
 import { createPlanRepo } from './plan-repo.js';
 import { MongoHistory } from './policy-history.js';
 import { createPolicyTestRepo } from './policy-tests-repo.js';
@@ -94,6 +101,11 @@ function buildRepos(ctx: MongoContext) {
     carriers: createCarrierRepo(ctx),
     towerCarriers: createTowerCarrierRepo(ctx),
     towerCredentials: createTowerCredentialRepo(ctx),
+    carrierCredentials: createCarrierCredentialRepo(ctx),
+    carrierFeeds: createCarrierFeedRepo(ctx),
+    deviceMetadata: createDeviceMetadataRepo(ctx),
+    radiusClients: createRadiusClientRepo(ctx),
+    deviceSessions: createDeviceSessionRepo(ctx),
     usage: usage.usage,
     alerts: usage.alerts,
     discovered: usage.discovered,
@@ -207,6 +219,21 @@ export class MongoStore implements Store {
   }
   get towerCredentials(): Store['towerCredentials'] {
     return this.r().towerCredentials;
+  }
+  get carrierCredentials(): Store['carrierCredentials'] {
+    return this.r().carrierCredentials;
+  }
+  get carrierFeeds(): Store['carrierFeeds'] {
+    return this.r().carrierFeeds;
+  }
+  get deviceMetadata(): Store['deviceMetadata'] {
+    return this.r().deviceMetadata;
+  }
+  get radiusClients(): Store['radiusClients'] {
+    return this.r().radiusClients;
+  }
+  get deviceSessions(): Store['deviceSessions'] {
+    return this.r().deviceSessions;
   }
   get usage(): Store['usage'] {
     return this.r().usage;

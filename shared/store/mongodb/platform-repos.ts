@@ -25,7 +25,11 @@ import { MongoEntity } from './entity.js';
 import { COUNTER_SLOTS, compositeKey, counterSlotKey } from './keys.js';
 
 export const toTenant = (d: TenantDoc): Tenant => strip(d);
-export const toTower = (d: TowerDoc): Tower => strip(d);
+export const toTower = (d: TowerDoc): Tower => {
+  const t = strip(d);
+  // Documents written before migration 7 may lack the carrier fields.
+  return { ...t, managed_by: t.managed_by ?? null, retired_at: t.retired_at ?? null };
+};
 const toCarrier = (d: CarrierDoc): Carrier => strip(d);
 
 /** A guard write on a platform row: it conflicts with that row's concurrent deletion. */
@@ -117,6 +121,8 @@ export function createTowerRepo(ctx: MongoContext): Store['towers'] {
         state: 'unknown',
         agent_version: null,
         last_seen: null,
+        managed_by: null,
+        retired_at: null,
         created_at: now,
         updated_at: now,
       };
@@ -132,6 +138,8 @@ export function createTowerRepo(ctx: MongoContext): Store['towers'] {
         if (!(await table.delete(null, id, session))) return false;
         await ctx.coll<CredentialDoc>(C.credentials).deleteMany({ tower_id: id }, { session });
         await ctx.coll<TowerCarrierDoc>(C.towerCarriers).deleteMany({ tower_id: id }, { session });
+        await ctx.coll<{ _id: string }>(C.towerPolygons).deleteMany({ _id: id }, { session });
+        await ctx.coll<Document>(C.radiusClients).deleteMany({ tower_id: id }, { session });
         return true;
       });
     },
@@ -168,6 +176,10 @@ export function createCarrierRepo(ctx: MongoContext): Store['carriers'] {
       return ctx.write(async ({ session }) => {
         if (!(await table.delete(null, id, session))) return false;
         await ctx.coll<TowerCarrierDoc>(C.towerCarriers).deleteMany({ carrier_id: id }, { session });
+        // As SQLite's foreign keys do: its credentials and statements go, its towers return to operators.
+        await ctx.coll<Document>(C.carrierCredentials).deleteMany({ carrier_id: id }, { session });
+        await ctx.coll<Document>(C.deviceMetadata).deleteMany({ carrier_id: id }, { session });
+        await ctx.coll<TowerDoc>(C.towers).updateMany({ managed_by: id }, { $set: { managed_by: null } }, { session });
         return true;
       });
     },

@@ -5,7 +5,7 @@
  */
 import { createError } from '../../errors.js';
 import { SEED_PLANS } from '../rules/defaults.js';
-import { C, INDEXES, type CollectionName, type MigrationDoc, type PlanDoc } from './collections.js';
+import { C, INDEXES, INGEST_INDEXES, type CollectionName, type MigrationDoc, type PlanDoc } from './collections.js';
 import { INDEX_NOT_FOUND, type Document, type MongoDbLike } from './db-like.js';
 import { MONGO_MIGRATION_5 } from './migration-5.js';
 import { MONGO_MIGRATION_6 } from './migration-6.js';
@@ -45,6 +45,18 @@ export const MONGO_MIGRATIONS: readonly MongoMigration[] = [
   },
   MONGO_MIGRATION_5,
   MONGO_MIGRATION_6,
+  {
+    version: 7,
+    name: 'carrier feeds, device metadata, RADIUS accounting sessions',
+    async apply(db) {
+      for (const [name, specs] of Object.entries(INGEST_INDEXES) as Array<[CollectionName, NonNullable<(typeof INGEST_INDEXES)[CollectionName]>]>) {
+        await db.collection<Document>(name).createIndexes(specs);
+      }
+      // Towers written before carriers could manage them are operators'; the fields exist on every row.
+      await db.collection<Document>(C.towers).updateMany({ managed_by: { $exists: false } }, { $set: { managed_by: null } });
+      await db.collection<Document>(C.towers).updateMany({ retired_at: { $exists: false } }, { $set: { retired_at: null } });
+    },
+  },
 ];
 
 export async function runMongoMigrations(db: MongoDbLike, now: () => number, migrations = MONGO_MIGRATIONS): Promise<number[]> {

@@ -22,6 +22,7 @@ import { MIGRATION_4 } from './migration-4.js';
 import { MIGRATION_5 } from './migration-5.js';
 import { MIGRATION_6 } from './migration-6.js';
 import { MIGRATION_9 } from './migration-9.js';
+import { MIGRATION_7 } from './migration-7.js';
 
 export interface Migration {
   version: number;
@@ -303,6 +304,7 @@ CREATE TABLE processed_messages (
   MIGRATION_4,
   MIGRATION_5,
   MIGRATION_6,
+  MIGRATION_7,
   MIGRATION_9,
 ];
 

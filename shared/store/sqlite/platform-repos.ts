@@ -79,9 +79,13 @@ const TOWER_COLUMNS = [
   'state',
   'agent_version',
   'last_seen',
+  'managed_by',
+  'retired_at',
   'created_at',
   'updated_at',
 ] as const;
+
+export { TOWER_COLUMNS };
 
 export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
   const table = new EntityTable<Tower>(ctx, 'towers', TOWER_COLUMNS, 'platform', ['name', 'lat', 'lon', 'radius_m']);
@@ -103,6 +107,8 @@ export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
         state: 'unknown',
         agent_version: null,
         last_seen: null,
+        managed_by: null,
+        retired_at: null,
         created_at: now,
         updated_at: now,
       };

@@ -11,6 +11,7 @@ import type { DashboardMetrics, PolicySnapshot, Store, StoreHooks } from '../por
 import { createApiKeyRepo } from './api-key-repo.js';
 import { createAuditRepo } from './audit-repo.js';
 import { createConsoleUserRepo, createRefreshTokenRepo } from './auth-repos.js';
+import { createCarrierCredentialRepo, createCarrierFeedRepo, createDeviceMetadataRepo } from './carrier-repos.js';
 import { createCommandRepo } from './command-repo.js';
 import { SqliteContext } from './context.js';
 import { createDeviceRepo } from './device-repo.js';
@@ -27,6 +28,7 @@ import {
   createTowerCredentialRepo,
   createTowerRepo,
 } from './platform-repos.js';
+import { createDeviceSessionRepo, createRadiusClientRepo } from './session-repos.js';
 import { createRolePolicyRepo, createRuleRepo, createSnapshotReader, createUserRoleRepo } from './policy-repos.js';
 import { TenantRefs } from './refs.js';
 import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
@@ -78,6 +80,11 @@ function buildRepos(ctx: SqliteContext) {
     carriers: createCarrierRepo(ctx),
     towerCarriers: createTowerCarrierRepo(ctx),
     towerCredentials: createTowerCredentialRepo(ctx),
+    carrierCredentials: createCarrierCredentialRepo(ctx),
+    carrierFeeds: createCarrierFeedRepo(ctx),
+    deviceMetadata: createDeviceMetadataRepo(ctx),
+    radiusClients: createRadiusClientRepo(ctx),
+    deviceSessions: createDeviceSessionRepo(ctx),
     usage: usage.usage,
     alerts: usage.alerts,
     discovered: usage.discovered,
@@ -210,6 +217,21 @@ export class SqliteStore implements Store {
   }
   get towerCredentials(): Store['towerCredentials'] {
     return this.r().towerCredentials;
+  }
+  get carrierCredentials(): Store['carrierCredentials'] {
+    return this.r().carrierCredentials;
+  }
+  get carrierFeeds(): Store['carrierFeeds'] {
+    return this.r().carrierFeeds;
+  }
+  get deviceMetadata(): Store['deviceMetadata'] {
+    return this.r().deviceMetadata;
+  }
+  get radiusClients(): Store['radiusClients'] {
+    return this.r().radiusClients;
+  }
+  get deviceSessions(): Store['deviceSessions'] {
+    return this.r().deviceSessions;
   }
   get usage(): Store['usage'] {
     return this.r().usage;

@@ -1,0 +1,69 @@
+/**
+ * The bulk REST side of carrier feeds (the MQTT side is the broker's): a carrier, authenticated
+ * with its own credential (`Authorization: Bearer epc_…`), pushes tower or device metadata. Each
+ * record is applied or refused on its own (shared/ingest/carrier-feeds.ts); the answer lists every
+ * record's outcome, so a carrier can fix and resend only what was refused. Resending a whole feed
+ * changes nothing ('unchanged').
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { applyCarrierFeed, type FeedKind } from '../../shared/ingest/carrier-feeds.js';
+import { FeedResultSchema, MAX_FEED_RECORDS } from '../../shared/mqtt/carrier-payloads.js';
+import { Ulid } from '../../shared/mqtt/payloads.js';
+import { audit } from '../audit.js';
+import { principalOf } from '../auth/guard.js';
+import { createError } from '../../shared/errors.js';
+import { errorResponses } from '../schemas/common.js';
+
+const FeedBody = z
+  .strictObject({
+    // The MQTT envelope is accepted as is, so one file can go either way.
+    v: z.literal(1).optional(),
+    sent_at: z.number().int().nonnegative().optional(),
+    id: Ulid.optional().describe('the feed id echoed in the result (generated when absent)'),
+    records: z.array(z.unknown()).min(1).max(MAX_FEED_RECORDS).describe('checked one by one: a bad record is refused alone'),
+  })
+  .meta({ id: 'CarrierFeed' });
+
+/** 5,000 records with polygons need more than Fastify's 1 MiB default. */
+const FEED_BODY_LIMIT = 16 * 1024 * 1024;
+
+const EXAMPLES: Record<FeedKind, string> = {
+  towers:
+    '`{"records":[{"op":"upsert","tower_id":"twr-1","name":"Main St","lat":48.85,"lon":2.35,"coverage":{"radius_m":1500},"carriers":["<carrier id>"]},{"op":"retire","tower_id":"twr-0"}]}`',
+  devices: '`{"records":[{"device_id":"imei-356938035643809","os":"android","os_version":"14","model":"Pixel 8","device_type":"phone"}]}`',
+};
+
+export const carrierFeedRoutes: FastifyPluginAsyncZod = async (app) => {
+  for (const kind of ['towers', 'devices'] as const) {
+    app.post(
+      `/carrier-feeds/${kind}`,
+      {
+        bodyLimit: FEED_BODY_LIMIT,
+        config: { permission: 'carrier-feeds:write', audit: { action: `carrier-feeds.${kind}`, resource_type: 'carrier_feed' } },
+        schema: {
+          summary: kind === 'towers' ? 'Push tower metadata (carrier credential)' : 'Push device metadata (carrier credential)',
+          description:
+            `Records are applied one by one, each whole or not at all; the result lists every record's outcome ` +
+            `(created, updated, unchanged, retired, refused with a reason). A carrier writes only towers its feeds ` +
+            `created. Example: ${EXAMPLES[kind]}`,
+          body: FeedBody,
+          response: { 200: FeedResultSchema, ...errorResponses },
+        },
+      },
+      async (request) => {
+        const principal = principalOf(request);
+        if (principal.kind !== 'carrier') throw createError('FORBIDDEN', 'only a carrier credential pushes feeds');
+        const result = await applyCarrierFeed(app.store, {
+          carrierId: principal.carrierId,
+          kind,
+          feedId: request.body.id ?? app.newId(),
+          records: request.body.records,
+          now: app.clock(),
+        });
+        audit(request, { resource_id: principal.carrierId, after: { feed_id: result.feed_id, counts: result.counts } });
+        return result;
+      },
+    );
+  }
+};

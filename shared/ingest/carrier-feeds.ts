@@ -1,0 +1,54 @@
+/**
+ * Applies a carrier feed, record by record, for both transports (REST: api/routes/carrier-feeds.ts;
+ * MQTT: the broker, topics carrierTowers / carrierDevices). Each record is checked on its own and
+ * applied in its own transaction, so a malformed or forbidden record is refused with its reason
+ * and never stops, nor half-applies, the others; applying the same feed again changes nothing.
+ */
+import { z } from 'zod';
+import {
+  DeviceFeedRecordSchema,
+  TowerFeedRecordSchema,
+  type FeedOutcome,
+  type FeedRecordResult,
+  type FeedResult,
+} from '../mqtt/carrier-payloads.js';
+import type { Store } from '../store/port.js';
+
+export type FeedKind = 'towers' | 'devices';
+
+function issueText(error: z.ZodError): string {
+  const first = error.issues[0];
+  return first ? `${first.path.join('.') || '(record)'}: ${first.message}` : 'invalid record';
+}
+
+function idOf(raw: unknown, field: string): string | null {
+  const v = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[field] : undefined;
+  return typeof v === 'string' && v.length <= 128 ? v : null;
+}
+
+export async function applyCarrierFeed(
+  store: Pick<Store, 'carrierFeeds'>,
+  input: { carrierId: string; kind: FeedKind; feedId: string; records: readonly unknown[]; now: number },
+): Promise<FeedResult> {
+  const results: FeedRecordResult[] = [];
+  const counts: Record<FeedOutcome, number> = { created: 0, updated: 0, unchanged: 0, retired: 0, refused: 0 };
+  const idField = input.kind === 'towers' ? 'tower_id' : 'device_id';
+  for (const [index, raw] of input.records.entries()) {
+    const id = idOf(raw, idField);
+    let applied: { outcome: FeedOutcome; reason?: string };
+    if (input.kind === 'towers') {
+      const parsed = TowerFeedRecordSchema.safeParse(raw);
+      applied = parsed.success
+        ? await store.carrierFeeds.applyTower(input.carrierId, parsed.data, input.now)
+        : { outcome: 'refused', reason: issueText(parsed.error) };
+    } else {
+      const parsed = DeviceFeedRecordSchema.safeParse(raw);
+      applied = parsed.success
+        ? await store.carrierFeeds.applyDevice(input.carrierId, parsed.data, input.now)
+        : { outcome: 'refused', reason: issueText(parsed.error) };
+    }
+    counts[applied.outcome]++;
+    results.push({ index, id, outcome: applied.outcome, ...(applied.reason !== undefined && { reason: applied.reason }) });
+  }
+  return { v: 1, feed_id: input.feedId, kind: input.kind, counts, results };
+}
