@@ -29,6 +29,22 @@ export const METRIC_DEFINITIONS = {
   mqtt_auth_failures_total: counter('MQTT CONNECTs refused at authentication, by reason', 'reason'),
   mqtt_acl_denied_total: counter('MQTT publishes, subscriptions and forwards refused by the ACL', 'action', 'reason'),
   mqtt_rejected_total: counter('MQTT packets or connections refused by a broker limit (size, depth, rate)', 'reason'),
+  mqtt_dropped_total: counter('QoS 1 messages not queued for an offline session because its queue was full', 'reason'),
+
+  // --- API sign-in --------------------------------------------------------------------------------
+  login_attempts_total: counter('API sign-in attempts, by outcome (success, failure, throttled)', 'outcome'),
+
+  // --- ingest plugins, carrier feeds, RADIUS accounting -------------------------------------------
+  ingest_plugin_messages_total: counter('Messages of an ingest plugin, accepted into the pipeline or dropped (by reason)', 'outcome', 'plugin'),
+  line_auth_failures_total: counter('Line-protocol ingest connections refused at authentication', 'reason', 'plugin'),
+  radius_requests_total: counter('RADIUS accounting requests, by outcome (stored, duplicate, bad_authenticator, unknown_nas…)', 'outcome', 'plugin'),
+  carrier_feed_records_total: counter('Carrier feed records applied or refused', 'kind', 'outcome'),
+  carrier_feeds_dropped_total: counter('Carrier feed messages dropped before any record was read', 'carrier', 'kind', 'reason'),
+  accounting_records_stored_total: counter('Accounting records (sessions) stored for the first time', 'source'),
+  accounting_records_duplicate_total: counter('Accounting records already stored (retransmissions)', 'source'),
+  accounting_records_unmapped_total: counter('Accounting records of devices no tenant holds (reported for discovery)', 'source'),
+  device_sessions_reset_total: counter('Open device sessions closed by an Accounting-On/Off of their NAS', 'source'),
+  device_sessions_purged_total: counter('Stopped device sessions purged by retention'),
 
   // --- ingest ------------------------------------------------------------------------------------
   ingest_in_flight: gauge('Uplink messages accepted by this process\'s pipeline and not finished yet'),
