@@ -10,6 +10,8 @@
  * workers yields one command; a remediation issued through the API reaches a tower connected to
  * another node than the one the workers publish through, and is acked.
  */
+import Database from 'better-sqlite3';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { EdgeAgent } from '../../edge-agent/edge-agent.js';
@@ -138,14 +140,19 @@ describeWithRedis('distributed topology: 2 brokers, 2 workers, 1 api on one host
     const load = setInterval(() => play(5), 20);
     try {
       await ledger.until(() => ledger.decided.size >= 300, 30_000, '300 decisions');
-      // Kill worker 0 while it holds jobs: worker 1 is paused so worker 0 takes every job, and
-      // the kill comes right after worker 0 reports a job started and not finished.
+      // Kill worker 0 while it holds jobs: worker 1 is paused so worker 0 takes every job; on
+      // SQLite the test also holds the store's write lock, so the job worker 0 takes cannot finish
+      // (its write waits) and is still in BullMQ's active list when worker 0 dies.
       topo.workers[1]!.run.child.kill('SIGSTOP');
-      for (let i = 0; i < 500; i++) {
-        const m = await metricsOf(topo.workers[0]!.httpUrl);
-        if (m('uplink_jobs_started_total') > m('uplink_jobs_processed_total')) break;
+      const release = holdStoreWriteLock(topo.storeUrl);
+      const redis = new Redis(topo.redis.url);
+      try {
+        await until(async () => (await redis.llen('edgeplane:uplinks:active')) > 0, 20_000, 'worker 0 holding a job');
+        await topo.workers[0]!.kill('SIGKILL');
+      } finally {
+        release();
+        await redis.quit();
       }
-      await topo.workers[0]!.kill('SIGKILL');
       topo.workers[1]!.run.child.kill('SIGCONT');
       await ledger.until(() => ledger.decided.size >= 900, 60_000, '900 decisions after the worker died');
       await topo.brokers[0]!.kill('SIGKILL');
@@ -214,9 +221,20 @@ describeWithRedis('distributed topology: 2 brokers, 2 workers, 1 api on one host
   }, 60_000);
 });
 
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+/** On SQLite, takes the file's write lock until the returned function is called; else a no-op. */
+function holdStoreWriteLock(storeUrl: string): () => void {
+  if (!storeUrl.startsWith('sqlite:')) return () => {};
+  const db = new Database(storeUrl.slice('sqlite:'.length));
+  db.exec('BEGIN IMMEDIATE');
+  return () => {
+    db.exec('ROLLBACK');
+    db.close();
+  };
+}
+
+async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
