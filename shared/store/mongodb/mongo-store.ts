@@ -7,9 +7,9 @@
  * plans; before init() (or after close()) every repository access throws.
  */
 import { MongoClient } from 'mongodb';
-import { createError } from '../../errors.js';
 import { createIdFactory, type IdFactory } from '../../ids.js';
-import type { DashboardMetrics, PolicySnapshot, Store, StoreHooks } from '../port.js';
+import type { StoreHooks } from '../port.js';
+import { RepoBackedStore, type StoreRepos } from '../repo-backed-store.js';
 import { createApiKeyRepo } from './api-key-repo.js';
 import { createAuditRepo } from './audit-repo.js';
 import { createConsoleUserRepo, createRefreshTokenRepo } from './auth-repos.js';
@@ -77,9 +77,7 @@ export const connectWithDriver: MongoConnector = async (url, dbName) => {
   return { db, close: () => client.close() };
 };
 
-type Repos = ReturnType<typeof buildRepos>;
-
-function buildRepos(ctx: MongoContext) {
+function buildRepos(ctx: MongoContext): StoreRepos {
   const refs = new TenantRefs(ctx);
   const usage = createUsageRepos(ctx);
   const snapshot = createSnapshotReader(ctx);
@@ -124,7 +122,7 @@ function buildRepos(ctx: MongoContext) {
   };
 }
 
-export class MongoStore implements Store {
+export class MongoStore extends RepoBackedStore {
   readonly kind = 'mongodb' as const;
   private readonly url: string;
   private readonly dbName: string;
@@ -133,9 +131,9 @@ export class MongoStore implements Store {
   private readonly newId: IdFactory;
   private readonly connector: MongoConnector;
   private connection: MongoConnection | null = null;
-  private repos: Repos | null = null;
 
   constructor(opts: MongoStoreOptions) {
+    super();
     this.url = opts.url;
     this.dbName = opts.dbName ?? databaseOf(opts.url) ?? DEFAULT_DB_NAME;
     this.hooks = opts.hooks ?? {};
@@ -162,125 +160,5 @@ export class MongoStore implements Store {
     this.connection = null;
     this.repos = null;
     await connection?.close();
-  }
-
-  private r(): Repos {
-    if (!this.repos) throw createError('UNAVAILABLE', 'store is not open: call init() first');
-    return this.repos;
-  }
-
-  get tenants(): Store['tenants'] {
-    return this.r().tenants;
-  }
-  get consoleUsers(): Store['consoleUsers'] {
-    return this.r().consoleUsers;
-  }
-  get refreshTokens(): Store['refreshTokens'] {
-    return this.r().refreshTokens;
-  }
-  get users(): Store['users'] {
-    return this.r().users;
-  }
-  get roles(): Store['roles'] {
-    return this.r().roles;
-  }
-  get policies(): Store['policies'] {
-    return this.r().policies;
-  }
-  get rules(): Store['rules'] {
-    return this.r().rules;
-  }
-  get apps(): Store['apps'] {
-    return this.r().apps;
-  }
-  get actions(): Store['actions'] {
-    return this.r().actions;
-  }
-  get devices(): Store['devices'] {
-    return this.r().devices;
-  }
-  get directory(): Store['directory'] {
-    return this.r().directory;
-  }
-  get userRoles(): Store['userRoles'] {
-    return this.r().userRoles;
-  }
-  get rolePolicies(): Store['rolePolicies'] {
-    return this.r().rolePolicies;
-  }
-  get towers(): Store['towers'] {
-    return this.r().towers;
-  }
-  get carriers(): Store['carriers'] {
-    return this.r().carriers;
-  }
-  get towerCarriers(): Store['towerCarriers'] {
-    return this.r().towerCarriers;
-  }
-  get towerCredentials(): Store['towerCredentials'] {
-    return this.r().towerCredentials;
-  }
-  get carrierCredentials(): Store['carrierCredentials'] {
-    return this.r().carrierCredentials;
-  }
-  get carrierFeeds(): Store['carrierFeeds'] {
-    return this.r().carrierFeeds;
-  }
-  get deviceMetadata(): Store['deviceMetadata'] {
-    return this.r().deviceMetadata;
-  }
-  get radiusClients(): Store['radiusClients'] {
-    return this.r().radiusClients;
-  }
-  get deviceSessions(): Store['deviceSessions'] {
-    return this.r().deviceSessions;
-  }
-  get usage(): Store['usage'] {
-    return this.r().usage;
-  }
-  get alerts(): Store['alerts'] {
-    return this.r().alerts;
-  }
-  get discovered(): Store['discovered'] {
-    return this.r().discovered;
-  }
-  get plans(): Store['plans'] {
-    return this.r().plans;
-  }
-  get commands(): Store['commands'] {
-    return this.r().commands;
-  }
-  get webhooks(): Store['webhooks'] {
-    return this.r().webhooks;
-  }
-  get webhookDeliveries(): Store['webhookDeliveries'] {
-    return this.r().webhookDeliveries;
-  }
-  get audit(): Store['audit'] {
-    return this.r().audit;
-  }
-  get apiKeys(): Store['apiKeys'] {
-    return this.r().apiKeys;
-  }
-  get policyVersions(): Store['policyVersions'] {
-    return this.r().policyVersions;
-  }
-  get policyTests(): Store['policyTests'] {
-    return this.r().policyTests;
-  }
-  get usageHistory(): Store['usageHistory'] {
-    return this.r().usageHistory;
-  }
-
-  async purgeUsage(tenantId: string, before: number): Promise<number> {
-    return this.r().purgeUsage(tenantId, before);
-  }
-
-  async policySnapshot(tenantId: string): Promise<PolicySnapshot | null> {
-    return this.r().snapshot(tenantId);
-  }
-
-  async dashboard(tenantId: string): Promise<DashboardMetrics> {
-    return this.r().dashboard(tenantId);
   }
 }
