@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
 import { levelBackends } from '../broker/backends-level.js';
-import { Broker } from '../broker/broker.js';
-import { CarrierFeedIngest } from '../broker/carrier-feed-ingest.js';
+import type { Broker } from '../broker/broker.js';
+import { buildBroker } from './roots/broker-root.js';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { randomSecret } from '../shared/auth/secrets.js';
 import type { KeyRing, TokenService } from '../shared/auth/tokens.js';
@@ -34,7 +34,7 @@ import { lockDataDir } from './data-dir-lock.js';
 import { preflight } from './preflight.js';
 import { component, startComponents } from './roots/components.js';
 import { EventLog } from './roots/event-log.js';
-import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './roots/foundation.js';
+import { buildFoundation, urlHost, type Foundation } from './roots/foundation.js';
 import { DecisionMetrics, timedSink } from './roots/pipeline-metrics.js';
 import { buildIngestPlugins, type BuiltIngestPlugins } from './roots/ingest-plugins.js';
 import { buildSinks } from './roots/sinks.js';
@@ -108,29 +108,9 @@ async function startLocked(
   const f = await buildFoundation(config, { role: 'embedded', logger, ...(opts.now ? { now: opts.now } : {}) });
   const { store, bus, counters, now, newId, tokens, keyRing } = f;
   const commands = buildCommandService(f);
-  const broker: Broker = new Broker({
-    config: { ...config, service_secret: f.serviceSecret },
-    logger: logger.child({ module: 'broker' }),
-    counters,
-    bus,
-    towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
-    towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
-    carrierCredentials: { get: (id) => store.carrierCredentials.get(id), touch: (id, at) => store.carrierCredentials.touch(id, at) },
-    carrierFeeds: new CarrierFeedIngest({
-      store,
-      // The broker answers the carrier itself: the result topic is its own downlink.
-      publish: (topic, payload) => broker.downlink.publish(topic, payload),
-      counters,
-      logger: logger.child({ module: 'carrier-feeds' }),
-      now: f.now,
-    }),
-    tokens,
-    // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
-    consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },
-    now,
+  const broker = buildBroker(f, commands, {
     // Sessions (subscriptions, queued QoS 1 messages, retained bundles) survive a restart.
     backends: levelBackends({ location: join(f.paths.root, 'broker-sessions') }),
-    onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
     tls,
   });
   const workerCtx: WorkerContext = {

@@ -5,8 +5,7 @@
  * Like the embedded root, each declares its components once, in start order.
  */
 import { redisBackends } from '../../broker/backends-redis.js';
-import { Broker } from '../../broker/broker.js';
-import { CarrierFeedIngest } from '../../broker/carrier-feed-ingest.js';
+import { buildBroker } from './broker-root.js';
 import { QueueUplinkSink } from '../../broker/queue-uplink-sink.js';
 import { buildApp } from '../../api/app.js';
 import type { Config } from '../../shared/config.js';
@@ -22,7 +21,7 @@ import { preflight, type ListenerName, type TlsMaterial } from '../preflight.js'
 import { explainStartupError, StartupError } from '../startup-error.js';
 import { component, startComponents, type Component, type RunningComponents } from './components.js';
 import { EventLog } from './event-log.js';
-import { buildFoundation, consoleUserActive, urlHost, type Foundation } from './foundation.js';
+import { buildFoundation, urlHost, type Foundation } from './foundation.js';
 import { HealthServer } from './health-server.js';
 import { DecisionMetrics, timedSink } from './pipeline-metrics.js';
 import { buildIngestPlugins } from './ingest-plugins.js';
@@ -108,7 +107,7 @@ export function startBrokerRole(config: Config, opts: RoleOptions): Promise<Role
 
 async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | null): Promise<RoleHandle> {
   const f = await buildFoundation(config, { role: 'broker', logger: opts.logger });
-  const { store, bus, counters, tokens, logger } = f;
+  const { counters, logger } = f;
   // Only schedules (the 'delivered' step of commands); workers run the jobs.
   const commands = buildCommandService(f);
   const sink = new QueueUplinkSink({
@@ -118,33 +117,13 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
     batchMs: config.uplink_batch_ms,
     highWater: config.uplink_queue_high_water,
   });
-  const broker: Broker = new Broker({
-    config: { ...config, service_secret: f.serviceSecret },
-    logger: logger.child({ module: 'broker' }),
-    counters,
-    bus,
-    towerCredentials: { get: (id) => store.towerCredentials.get(id), touch: (id, at) => store.towerCredentials.touch(id, at) },
-    towers: { get: (id) => store.towers.get(id), setStatus: (id, s) => store.towers.setStatus(id, s) },
-    carrierCredentials: { get: (id) => store.carrierCredentials.get(id), touch: (id, at) => store.carrierCredentials.touch(id, at) },
-    carrierFeeds: new CarrierFeedIngest({
-      store,
-      // The broker answers the carrier itself: the result topic is its own downlink.
-      publish: (topic, payload) => broker.downlink.publish(topic, payload),
-      counters,
-      logger: logger.child({ module: 'carrier-feeds' }),
-      now: f.now,
-    }),
-    tokens,
-    // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
-    consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },
-    now: f.now,
+  const broker = buildBroker(f, commands, {
     backends: redisBackends({
       url: config.redis_url!,
       prefix: `${config.redis_prefix}mqtt:`,
       onError: (err) => logger.warn({ module: 'broker', err: err.message }, 'broker session store connection error'),
     }),
     sink: timedSink(sink, counters),
-    onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
     tls,
   });
   counters.gauge('mqtt_connections', () => broker.connectionCount);
