@@ -1,15 +1,28 @@
 /**
- * aedes with one change: a PUBLISH the authorizePublish hook marked as consumed (a tower uplink
- * already handed to ingest, see authorize.ts) is acknowledged but not published, so it is not
- * stored as retained, queued for any session, nor delivered to any subscriber.
+ * aedes with two changes to its PUBLISH path (aedes 1.2, lib/handlers/publish.js):
  *
- * aedes' PUBLISH handler (lib/handlers/publish.js) calls `broker.publish(packet, client, done)`
- * after the hook with the same packet object, and writes the PUBACK around it (QoS 1: before;
- * QoS 2: the PUBREC after), so skipping the publish keeps the acknowledgement flow intact.
+ * - A PUBLISH the authorizePublish hook marked as consumed (a tower uplink already handed to
+ *   ingest, a carrier feed applied; see authorize.ts) is acknowledged but not published, so it
+ *   is not stored as retained, queued for any session, nor delivered to any subscriber.
+ * - Every other QoS 1 PUBLISH from a client is published BEFORE its PUBACK. aedes writes the
+ *   QoS 1 PUBACK first and then publishes (retained store, session queues, the emitter), so a
+ *   node killed in between had acknowledged a message it never queued or never emitted to the
+ *   other nodes: a worker's decision sat in the tower's session queue, undelivered until the
+ *   tower's next CONNECT (seen in the two-node kill -9 test). Published here, inside the
+ *   authorizePublish step that aedes awaits before the PUBACK, the acknowledgement means the
+ *   message is in every matching persistent session's queue and on the emitter; a failure
+ *   refuses it (no PUBACK, the connection closes) and the publisher sends it again, to this
+ *   node or another.
+ *
+ * aedes' PUBLISH handler calls `broker.publish(packet, client, done)` after the hook with the
+ * same packet object, and writes the PUBACK around it (QoS 1: before; QoS 2: the PUBREC after,
+ * which already follows the publish), so skipping the publish keeps the acknowledgement flow
+ * intact. Wills (published by aedes from Client#close) keep aedes' own path.
  */
-import { Aedes, type AedesOptions, type PublishPacket } from 'aedes';
+import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 
 type Done = (error?: Error) => void;
+type AuthorizePublish = NonNullable<AedesOptions['authorizePublish']>;
 
 const basePublish = Aedes.prototype.publish as unknown as (this: Aedes, packet: PublishPacket, client: unknown, done: unknown) => void;
 
@@ -17,7 +30,23 @@ export class EdgeplaneAedes extends Aedes {
   readonly #consumed: WeakSet<object>;
 
   constructor(opts: AedesOptions, consumed: WeakSet<object>) {
-    super(opts);
+    const holder: { broker: EdgeplaneAedes | null } = { broker: null };
+    const authorize = opts.authorizePublish;
+    const authorizePublish: AuthorizePublish = (client, packet, callback) => {
+      const authorized = (err?: Error | null) => {
+        const broker = holder.broker;
+        if (err || !broker || !publishesBeforeAck(client, packet) || consumed.has(packet)) return callback(err ?? null);
+        broker.publish(packet, client, (publishErr?: Error) => {
+          if (publishErr) return callback(publishErr);
+          consumed.add(packet);
+          callback(null);
+        });
+      };
+      if (authorize) authorize.call(holder.broker, client, packet, authorized);
+      else authorized(null);
+    };
+    super({ ...opts, authorizePublish });
+    holder.broker = this;
     this.#consumed = consumed;
   }
 
@@ -30,4 +59,9 @@ export class EdgeplaneAedes extends Aedes {
     }
     basePublish.call(this, packet, clientOrDone, done);
   }
+}
+
+/** A client's own QoS 1 PUBLISH (not a will, which aedes publishes after the client closed). */
+function publishesBeforeAck(client: Client | null, packet: PublishPacket): client is Client {
+  return client !== null && !client.closed && packet.qos === 1;
 }

@@ -19,11 +19,11 @@ import { Counters } from '../shared/metrics.js';
 import { filters, mqttIdentity, topics } from '../shared/mqtt/topics.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { describeWithRedis, redisUrl, uniquePrefix } from '../test/support/redis.js';
-import { memoryBackends, type BrokerBackends } from './backends.js';
+import { memoryBackends, type BrokerBackends, type SessionPersistence } from './backends.js';
 import { levelBackends } from './backends-level.js';
 import { redisBackends } from './backends-redis.js';
 import { Broker } from './broker.js';
-import { RecordingSink, testBrokerConfig } from './test-support.js';
+import { RecordingSink, TEST_SERVICE_SECRET, testBrokerConfig } from './test-support.js';
 
 const TENANT = 'tenant-a';
 const TOWER = 'tower-1';
@@ -372,5 +372,52 @@ describeWithRedis('two broker nodes on one Redis', (url) => {
     await back.next((m) => m.topic === POLICY);
     expect(tower.inbox.map((m) => m.payload)).toEqual(['{"mine":true}']);
     expect(back.inbox.filter((m) => m.topic === POLICY).map((m) => m.payload)).toEqual(['{"mine":true}']);
+  });
+});
+
+describe("a service's QoS 1 PUBLISH is acknowledged once it is queued and emitted", () => {
+  it('no PUBACK while the session store has not queued it for the tower; then the PUBACK and the delivery', async () => {
+    // A memory store whose queueing waits on a gate: the window in which a node killed after
+    // its PUBACK would have lost the message.
+    const inner = memoryBackends();
+    let openGate: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let reachedQueue: () => void = () => undefined;
+    const queueing = new Promise<void>((resolve) => (reachedQueue = resolve));
+    const backends: BrokerBackends = {
+      ...inner,
+      async persistence() {
+        const p = (await inner.persistence()) as SessionPersistence & { outgoingEnqueueCombi(subs: unknown, packet: unknown): Promise<unknown> };
+        const enqueue = p.outgoingEnqueueCombi.bind(p);
+        p.outgoingEnqueueCombi = async (subs, packet) => {
+          reachedQueue();
+          await gate;
+          return enqueue(subs, packet);
+        };
+        return p;
+      },
+    };
+    const node = await startNode(backends);
+    const tower = await connectTower(node, TOWER_FILTERS);
+    const service = connect(node.url, {
+      clientId: mqttIdentity.serviceClientId('worker-test'),
+      username: mqttIdentity.serviceUsername('worker-test'),
+      password: TEST_SERVICE_SECRET,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    clients.push(service);
+    await new Promise((resolve) => service.once('connect', resolve));
+    let acked = false;
+    const published = service.publishAsync(DECISIONS, '{"id":"gated"}', { qos: 1 }).then(() => (acked = true));
+    await queueing;
+    // A round trip on the same connection after the store was reached: a PUBACK written before
+    // the queueing (aedes' own order) would have arrived before this SUBACK.
+    await service.subscribeAsync(`$edgeplane-none/${randomSecret(4)}`, { qos: 0 }).catch(() => undefined);
+    expect(acked).toBe(false);
+    expect(tower.inbox).toEqual([]);
+    openGate();
+    await published;
+    expect((await tower.next((m) => m.payload.includes('gated'))).topic).toBe(DECISIONS);
   });
 });

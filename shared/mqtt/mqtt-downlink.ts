@@ -1,9 +1,11 @@
 /**
  * Downlink over MQTT (distributed mode): a worker publishes decisions, commands and retained
  * policy bundles through a broker node, as an internal service (`service:<name>`). The node's
- * PUBACK means it has stored the message for every persistent session that subscribes to it
- * (aedes enqueues before it acknowledges), and mqemitter-redis carries it to the node holding
- * the tower's connection. With several URLs the client fails over to the next node.
+ * PUBACK means it has queued the message for every persistent session that subscribes to it
+ * and handed it to mqemitter-redis, which carries it to the node holding the tower's connection
+ * (our broker publishes a QoS 1 message before acknowledging it: broker/edgeplane-aedes.ts).
+ * With several URLs the client fails over to the next node, and resends what was not
+ * acknowledged.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { mqttIdentity } from './topics.js';
