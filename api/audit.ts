@@ -19,6 +19,7 @@ import { sha256 } from '../shared/auth/secrets.js';
 import type { AuditActorKind } from '../shared/domain.js';
 import type { Counters } from '../shared/metrics.js';
 import type { AuditInput, Store } from '../shared/store/port.js';
+import { existed } from './schemas/common.js';
 
 export interface AuditActor {
   kind: AuditActorKind;
@@ -118,6 +119,25 @@ export async function recordDelete<T>(
 ): Promise<boolean> {
   audit(request, { resource_id: id, before: await read() });
   return remove();
+}
+
+/** A tenant's record: what recordDelete reads before removing it. */
+interface TenantRecords {
+  get(tenantId: string, id: string): Promise<unknown>;
+  delete(tenantId: string, id: string): Promise<boolean>;
+}
+
+/** Deletes one of the tenant's records, auditing what it was; NOT_FOUND (`what`) when there was none. */
+export async function deleteTenantRecord(request: FastifyRequest, records: TenantRecords, tenantId: string, id: string, what: string): Promise<void> {
+  existed(
+    await recordDelete(
+      request,
+      id,
+      () => records.get(tenantId, id),
+      () => records.delete(tenantId, id),
+    ),
+    what,
+  );
 }
 
 /** Writes entries off the request path and remembers the ones in flight. */

@@ -6,9 +6,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CatalogKey } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
-import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
+import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, found, paginate, sortQuery } from '../schemas/common.js';
 import { ActionSchema, AppSchema } from '../../shared/schemas/records.js';
 
 export interface CatalogRoutesOptions {
@@ -93,13 +93,7 @@ export const catalogRoutes: FastifyPluginAsyncZod<CatalogRoutesOptions> = async 
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
       const { id } = request.params;
-      const deleted = await recordDelete(
-        request,
-        id,
-        () => repo(app.store).get(tenantId, id),
-        () => repo(app.store).delete(tenantId, id),
-      );
-      existed(deleted, one);
+      await deleteTenantRecord(request, repo(app.store), tenantId, id, one);
       return reply.code(204).send();
     },
   );

@@ -5,7 +5,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TopicId } from '../../shared/mqtt/payloads.js';
-import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
+import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import {
   ErrorBodySchema,
@@ -14,7 +14,6 @@ import {
   NextCursor,
   NoContent,
   errorResponses,
-  existed,
   found,
   listQuery,
   paginate,
@@ -175,13 +174,7 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
       const { id } = request.params;
-      const deleted = await recordDelete(
-        request,
-        id,
-        () => app.store.devices.get(tenantId, id),
-        () => app.store.devices.delete(tenantId, id),
-      );
-      existed(deleted, 'device');
+      await deleteTenantRecord(request, app.store.devices, tenantId, id, 'device');
       return reply.code(204).send();
     },
   );

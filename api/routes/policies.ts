@@ -7,13 +7,12 @@ import { z } from 'zod';
 import type { Policy } from '../../shared/domain.js';
 import { SeveritySchema } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
-import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
+import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
   NextCursor,
   NoContent,
   errorResponses,
-  existed,
   found,
   invalidField,
   listQuery,
@@ -154,13 +153,7 @@ export const policyRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
       const id = await idOrSelf(app.store, tenantId, 'policy', request.params.id);
-      const deleted = await recordDelete(
-        request,
-        id,
-        () => app.store.policies.get(tenantId, id),
-        () => app.store.policies.delete(tenantId, id),
-      );
-      existed(deleted, 'policy');
+      await deleteTenantRecord(request, app.store.policies, tenantId, id, 'policy');
       return reply.code(204).send();
     },
   );

@@ -11,14 +11,13 @@ import { KEY_RE } from '../../shared/ids.js';
 import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import type { Effect, Escalation, Remediation } from '../../shared/domain.js';
 import type { ListOptions, Page } from '../../shared/store/port.js';
-import { audit, recordCreate, recordDelete } from '../audit.js';
+import { audit, recordCreate, deleteTenantRecord } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
   IdParams,
   NextCursor,
   NoContent,
   errorResponses,
-  existed,
   found,
   invalidField,
   listQuery,
@@ -217,13 +216,7 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
       const { id } = request.params;
-      const deleted = await recordDelete(
-        request,
-        id,
-        () => app.store.rules.get(tenantId, id),
-        () => app.store.rules.delete(tenantId, id),
-      );
-      existed(deleted, 'rule');
+      await deleteTenantRecord(request, app.store.rules, tenantId, id, 'rule');
       return reply.code(204).send();
     },
   );

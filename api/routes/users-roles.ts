@@ -7,9 +7,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Role, User } from '../../shared/domain.js';
 import type { ListOptions, Page, Store } from '../../shared/store/port.js';
-import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
+import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
+import { ListQuery, NextCursor, NoContent, errorResponses, found, paginate, sortQuery } from '../schemas/common.js';
 import { idOrSelf, refField } from './natural-keys.js';
 import { RoleSchema, UserSchema } from '../../shared/schemas/records.js';
 
@@ -146,13 +146,7 @@ export const usersRolesRoutes: FastifyPluginAsyncZod<UsersRolesRoutesOptions> = 
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
       const id = await idOf(tenantId, request.params.id);
-      const deleted = await recordDelete(
-        request,
-        id,
-        () => repo(app.store).get(tenantId, id),
-        () => repo(app.store).delete(tenantId, id),
-      );
-      existed(deleted, one);
+      await deleteTenantRecord(request, repo(app.store), tenantId, id, one);
       return reply.code(204).send();
     },
   );

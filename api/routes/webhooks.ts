@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { randomSecret } from '../../shared/auth/secrets.js';
 import type { Webhook, WebhookDelivery, WebhookEventType } from '../../shared/domain.js';
-import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
+import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import {
   EpochMsSchema,
@@ -17,7 +17,6 @@ import {
   NextCursor,
   NoContent,
   errorResponses,
-  existed,
   found,
   invalidField,
   paginate,
@@ -200,13 +199,7 @@ export const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
       const { id } = request.params;
-      const deleted = await recordDelete(
-        request,
-        id,
-        () => app.store.webhooks.get(tenantId, id),
-        () => app.store.webhooks.delete(tenantId, id),
-      );
-      existed(deleted, 'webhook');
+      await deleteTenantRecord(request, app.store.webhooks, tenantId, id, 'webhook');
       return reply.code(204).send();
     },
   );
