@@ -20,13 +20,13 @@
  */
 import { z } from 'zod';
 import type { Bus } from '../bus.js';
-import type { CommandRecord, CommandSource } from '../domain.js';
+import type { CommandRecord } from '../domain.js';
 import type { IdFactory } from '../ids.js';
 import type { Counters } from '../metrics.js';
-import { encodePayload, type Command, type CommandType } from '../mqtt/payloads.js';
+import { encodePayload, type Command } from '../mqtt/payloads.js';
 import { topics } from '../mqtt/topics.js';
 import type { Downlink } from '../mqtt/transport.js';
-import type { Store } from '../store/port.js';
+import type { CommandInput, Store } from '../store/port.js';
 import type { JobQueue, JobQueues } from '../workflow/job-queue.js';
 import { isFinal } from './lifecycle.js';
 
@@ -37,20 +37,8 @@ export const CommandJobSchema = z.discriminatedUnion('kind', [
 ]);
 export type CommandJob = z.infer<typeof CommandJobSchema>;
 
-export interface IssueCommandInput {
-  /** A deterministic id (derivedCommandId) makes issuing idempotent; omitted: a fresh id. */
-  id?: string;
-  tenant_id: string;
-  tower_id: string;
-  device_id: string;
-  type: CommandType;
-  app?: string | null;
-  duration_s?: number | null;
-  reason?: string | null;
-  source: CommandSource;
-  rule_id?: string | null;
-  issued_by?: string | null;
-}
+/** What to issue; a deterministic id (derivedCommandId) makes issuing idempotent, omitted: a fresh id. */
+export type IssueCommandInput = Omit<CommandInput, 'expires_at'> & { id?: string };
 
 export interface CommandServiceDeps {
   store: Store;
@@ -113,22 +101,11 @@ export class CommandService {
    */
   async issue(input: IssueCommandInput): Promise<{ command: CommandRecord; created: boolean }> {
     const now = this.#d.now();
-    const record = {
-      tenant_id: input.tenant_id,
-      tower_id: input.tower_id,
-      device_id: input.device_id,
-      type: input.type,
-      app: input.app ?? null,
-      duration_s: input.duration_s ?? null,
-      reason: input.reason ?? null,
-      source: input.source,
-      rule_id: input.rule_id ?? null,
-      issued_by: input.issued_by ?? null,
-      expires_at: now + this.ttlMs,
-    };
+    const { id, ...fields } = input;
+    const record: CommandInput = { ...fields, expires_at: now + this.ttlMs };
     const { command, created } =
-      input.id !== undefined
-        ? await this.#d.store.commands.createIfAbsent({ ...record, id: input.id })
+      id !== undefined
+        ? await this.#d.store.commands.createIfAbsent({ ...record, id })
         : { command: await this.#d.store.commands.create(record), created: true };
     if (created) {
       this.#d.counters.inc('remediations_issued_total', { source: command.source, type: command.type });
