@@ -184,8 +184,10 @@ export async function benchMemory(opts: { towers: number[]; minutes: number; loa
 
 export function printMemory(r: MemoryBenchResult, log: (s: string) => void, fmt: (n: number, d?: number) => string): void {
   log(`  (j) control plane memory   targets: ≤ 20 KB RSS per connected idle tower; < 5 % RSS drift at half the max sustained load`);
-  log('      after a full GC                    RSS MB   RSS KB/tower   heap used MB   heap KB/tower');
-  log(`      no tower connected             ${fmt(r.idle.baseline_rss_mb, 1).padStart(9)}                ${fmt(r.idle.baseline_heap_used_mb, 1).padStart(13)}`);
+  if (r.idle.rows.length > 0) {
+    log('      after a full GC                    RSS MB   RSS KB/tower   heap used MB   heap KB/tower');
+    log(`      no tower connected             ${fmt(r.idle.baseline_rss_mb, 1).padStart(9)}                ${fmt(r.idle.baseline_heap_used_mb, 1).padStart(13)}`);
+  }
   for (const row of r.idle.rows) {
     log(`      ${fmt(row.connected).padStart(6)} idle towers connected  ${fmt(row.rss_mb, 1).padStart(9)} ${fmt(row.kb_per_tower, 1).padStart(14)} ${fmt(row.heap_used_mb, 1).padStart(14)} ${fmt(row.heap_kb_per_tower, 1).padStart(15)}`);
   }
