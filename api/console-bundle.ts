@@ -3,11 +3,10 @@
  * module and one stylesheet, each also gzipped. esbuild bundles, tree-shakes and minifies the
  * TypeScript sources with Preact and uPlot in about a tenth of a second, in memory.
  *
- * Why at run time rather than in a build step: the control plane runs its TypeScript sources
- * through tsx (bin/edgeplane.js), which already ships esbuild, so there is no build stage anywhere
- * (not in `npm ci`, not in the Docker image) and what is served is always what is checked in; a
- * prebuilt bundle could be missing or stale. The cost is one build per process, on the first
- * console request.
+ * Why at run time rather than in `npm run build`: the console is then served the same way whether
+ * the control plane runs its TypeScript sources (development) or dist/ (production) — from web/,
+ * which ships beside either — and what is served is always what web/ holds; a prebuilt bundle could
+ * be missing or stale. The cost is one build per process, on the first console request.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

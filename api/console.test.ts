@@ -9,12 +9,12 @@ import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { CONSOLE_CSP, consolePlugin } from './console.js';
 import { CONSOLE_BUDGET_GZIP_BYTES, CONSOLE_PATHS, buildConsoleBundle } from './console-bundle.js';
-import { DEFAULT_WEB_DIR } from './console.js';
+import { defaultWebDir } from './console.js';
 import { startHarness, type Harness } from './test-support.js';
 
 describe('the console bundle', () => {
   it('fits its size budget (printed)', async () => {
-    const bundle = await buildConsoleBundle(DEFAULT_WEB_DIR);
+    const bundle = await buildConsoleBundle(defaultWebDir());
     const kb = (n: number) => `${(n / 1024).toFixed(1)} KB`;
     console.log(
       `console bundle: JS + CSS ${kb(bundle.size.raw)} minified, ${kb(bundle.size.gzip)} gzipped ` +

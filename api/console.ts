@@ -11,8 +11,8 @@
  * If the bundle cannot be built (sources missing from the install, a syntax error) the console
  * answers a plain 503 page saying why; the API is unaffected.
  */
-import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { projectPath } from '../shared/project-root.js';
 import { CONSOLE_PATHS, buildConsoleBundle, type ConsoleBundle } from './console-bundle.js';
 
 export interface ConsoleOptions {
@@ -22,7 +22,10 @@ export interface ConsoleOptions {
   build?: (webDir: string) => Promise<ConsoleBundle>;
 }
 
-export const DEFAULT_WEB_DIR = fileURLToPath(new URL('../web/', import.meta.url));
+/** web/ ships beside the code (sources or dist/): the console is bundled from it at run time. */
+export function defaultWebDir(): string {
+  return projectPath('web');
+}
 
 export const CONSOLE_CSP = [
   "default-src 'none'",
@@ -75,7 +78,7 @@ function unavailable(reply: FastifyReply, path: string, reason: string): Fastify
 }
 
 export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
-  const webDir = opts.webDir ?? DEFAULT_WEB_DIR;
+  const webDir = opts.webDir ?? defaultWebDir();
   const buildBundle = opts.build ?? buildConsoleBundle;
   // Built on first use, once: every later request (and every concurrent first one) shares it. A
   // failed build is not retried: the sources do not change under a running process.

@@ -43,6 +43,8 @@ export interface RunFleetOptions {
   enforcer?: (towerId: string) => Enforcer;
   /** Ends playback early; the report covers what was played. */
   signal?: AbortSignal;
+  /** Sees each agent before it starts (the bench records the batches it sends). */
+  onAgent?: (agent: EdgeAgent, towerIndex: number) => void;
 }
 
 export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): Promise<FleetReport> {
@@ -65,6 +67,7 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
         ...(opts.logger ? { logger: opts.logger } : {}),
       }),
   );
+  agents.forEach((agent, i) => opts.onAgent?.(agent, i));
   for (const agent of agents) {
     agent.on('decision', (_tenantId, decision) => recorder.recordDecision(decision));
     agent.on('decisionBatch', (_tenantId, batch) => {

@@ -1,9 +1,23 @@
-/** Spawns a TypeScript entry point in a child Node process and waits for a JSON line from it. */
+/** Spawns a bench entry point in a child Node process and waits for a JSON line from it. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { extname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { projectPath } from '../../shared/project-root.js';
 
-const BIN = fileURLToPath(new URL('../../bin/edgeplane.js', import.meta.url));
+/**
+ * A script next to the calling module, in the caller's own form: `name.ts` when the bench runs
+ * from the sources, `name.js` when it runs compiled from dist/.
+ */
+export function siblingScript(callerUrl: string, name: string): string {
+  const caller = fileURLToPath(callerUrl);
+  return fileURLToPath(new URL(`./${name}${extname(caller)}`, callerUrl));
+}
+
+/** Node flags to run `script`: the tsx loader only for TypeScript (compiled children need none). */
+export function nodeArgsFor(script: string): string[] {
+  return script.endsWith('.ts') ? ['--import', 'tsx', script] : [script];
+}
 
 export interface Child {
   proc: ChildProcess;
@@ -11,15 +25,16 @@ export interface Child {
 }
 
 /**
- * Starts `node --import tsx <script> args` (or the edgeplane bin) and resolves with the first
- * stdout line for which `match` returns a value. Rejects if the child exits first.
+ * Starts `node <args>` (build them with nodeArgsFor) or, with `useBin`, `node bin/edgeplane.js
+ * <args>`, and resolves with the first stdout line for which `match` returns a value. Rejects if
+ * the child exits first.
  */
 export function spawnAndWait<T>(
   args: string[],
   match: (line: string) => T | undefined,
   opts: { useBin?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ child: Child; value: T }> {
-  const argv = opts.useBin ? [BIN, ...args] : ['--import', 'tsx', ...args];
+  const argv = opts.useBin ? [projectPath('bin', 'edgeplane.js'), ...args] : args;
   const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: opts.env ?? process.env });
   const stop = () =>
     new Promise<number | null>((resolve) => {

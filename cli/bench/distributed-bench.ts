@@ -71,7 +71,7 @@ async function benchTopology(workers: number, opts: StepOptions): Promise<Pipeli
 
 export async function benchDistributed(options: StepOptions): Promise<DistributedBenchResult> {
   const opts = { ...options, continuePastLatency: true };
-  const embedded = await benchPipeline({ ...opts, label: 'embedded' });
+  const embedded = await benchPipeline({ ...opts, label: 'embedded', relaySeconds: 0 });
   const one = await benchTopology(1, opts);
   const two = await benchTopology(2, opts);
   return {

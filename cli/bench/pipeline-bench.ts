@@ -3,16 +3,19 @@
  * production), a provisioned bench world, and real edge agents in this process offering load in
  * increasing steps until p99 decision latency passes the limit or the offered load is no longer
  * sustained.
+ *
+ * Every usage batch the agents publish in a step is recorded (which tower, how many events: the
+ * agents batch adaptively, so sizes follow the load). After the control plane has stopped, each
+ * step's stream is replayed through a bare Aedes (relay-bench.ts): the fair ceiling for that step,
+ * and the ratio pipeline / relay on the same stream.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomSecret } from '../../shared/auth/secrets.js';
-import { ApiClient } from '../../simulator/api-client.js';
 import { runFleet } from '../../simulator/fleet.js';
-import { provisionWorld } from '../../simulator/provision.js';
-import { parseScenario, type ScenarioInput } from '../../simulator/scenario.js';
-import { spawnAndWait } from './child.js';
+import type { ProvisionedWorld } from '../../simulator/world.js';
+import { provisionBenchWorld } from './bench-world.js';
+import { startBenchControlPlane } from './control-plane.js';
+import { RelayBroker, relayStream, summarizeStream, type RecordedStream, type RelayResult, type StreamSummary } from './relay-bench.js';
+
+export { BENCH_LIMITS } from './control-plane.js';
 
 export interface PipelineStep {
   offered_eps: number;
@@ -23,12 +26,18 @@ export interface PipelineStep {
   p99_ms: number;
   max_ms: number;
   sustained: boolean;
+  /** Usage batches the agents published in this step (MQTT messages), and their sizes. */
+  stream: StreamSummary & { msgs_per_s: number };
+  /** The bare relay on this step's stream (benchPipeline only). */
+  relay?: RelayResult;
+  /** achieved_eps / relay.events_per_s (benchPipeline only). */
+  ratio_to_relay?: number;
 }
 
 export interface PipelineBenchResult {
   towers: number;
   devices: number;
-  batch_events: number;
+  batch_max_events: number;
   step_seconds: number;
   warmup_seconds: number;
   p99_limit_ms: number;
@@ -37,41 +46,9 @@ export interface PipelineBenchResult {
   p99_at_max_sustained_ms: number | null;
   /** Highest offered load carried (all decided, ≥ 95 % of it) whatever the latency. */
   max_carried_eps: number;
+  /** Pipeline / relay on the stream of the max sustained step (benchPipeline only). */
+  ratio_to_relay_at_max_sustained?: number | null;
 }
-
-const BENCH_SCENARIO: ScenarioInput = {
-  name: 'bench',
-  seed: 7,
-  duration_s: 5,
-  rate_eps: 1000,
-  arrival: 'poisson',
-  towers: { count: 20, id_prefix: 'bench-tower' },
-  batch: { max_events: 100, max_delay_ms: 5 },
-  tenants: [
-    {
-      name: 'bench',
-      // Premium: 500 devices exceed the free plan's limit.
-      plan: 'premium',
-      default_effect: 'allow',
-      apps: ['slack', 'dropbox', 'github', 'tiktok'],
-      actions: ['open', 'send_message', 'upload_file', 'download_file'],
-      roles: [{ name: 'staff' }, { name: 'contractor' }],
-      policies: [
-        { name: 'dlp', severity: 'high', roles: ['contractor'], rules: [{ app: 'dropbox', action: 'upload_file', permission: 'deny' }] },
-        { name: 'social', severity: 'medium', roles: ['staff', 'contractor'], rules: [{ app: 'tiktok', action: '*', permission: 'deny' }, { app: 'slack', action: '*', permission: 'allow' }] },
-      ],
-      users: { count: 250, roles: ['staff', 'contractor'] },
-      devices_per_user: 2,
-      mix: [
-        { app: 'slack', action: 'send_message', weight: 60 },
-        { app: 'github', action: 'download_file', weight: 30 },
-        { app: 'dropbox', action: 'download_file', weight: 10 },
-      ],
-    },
-  ],
-  violations: { count: 10, pick: [{ tenant: 'bench', app: 'dropbox', action: 'upload_file' }] },
-  outages: [],
-};
 
 export interface StepOptions {
   steps: number[];
@@ -88,27 +65,35 @@ export interface StepOptions {
   continuePastLatency?: boolean;
 }
 
-/**
- * Provisions the bench world on a running control plane (any mode) and offers load in steps.
- * The plan's event-rate limit is lifted first: the bench measures the pipeline, not the limiter.
- */
-export async function benchSteps(urls: { http: string; mqtt: string }, adminPassword: string, opts: StepOptions): Promise<PipelineBenchResult> {
-  const base = parseScenario(BENCH_SCENARIO);
-  const operator = await ApiClient.login(urls.http, 'admin@edgeplane.local', adminPassword);
-  await operator.patch('/api/v1/plans/premium', { max_events_per_s: null });
-  const { world } = await provisionWorld(base, { apiUrl: urls.http, adminEmail: 'admin@edgeplane.local', adminPassword });
+/** Plays `world` at `rate` for `seconds`, recording every usage batch each tower's agent sends. */
+async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, seconds: number) {
+  const perTower: number[][] = world.towers.map(() => []);
+  const report = await runFleet(
+    { ...world, scenario: { ...world.scenario, rate_eps: rate, duration_s: seconds, violations: { count: 0, pick: [] } } },
+    {
+      mqttUrl,
+      drainTimeoutMs: 10_000,
+      onAgent: (agent, i) => {
+        agent.on('sent', (item) => {
+          if (item.kind === 'usage') perTower[i]!.push(item.batch.events.length);
+        });
+      },
+    },
+  );
+  return { report, stream: { perTower } satisfies RecordedStream };
+}
+
+/** benchSteps plus the recorded stream of each step (same order as `result.steps`). */
+export async function runSteps(urls: { http: string; mqtt: string }, adminPassword: string, opts: StepOptions): Promise<{ result: PipelineBenchResult; streams: RecordedStream[] }> {
+  const { world } = await provisionBenchWorld(urls, adminPassword);
   // Warm-up, not reported: the first seconds after start are dominated by JIT compilation in
   // every process (measured: 150-340 ms latencies for ~1.5 s), not by the pipeline.
-  await runFleet(
-    { ...world, scenario: { ...world.scenario, rate_eps: opts.steps[0] ?? 2000, duration_s: opts.warmupSeconds, violations: { count: 0, pick: [] } } },
-    { mqttUrl: urls.mqtt, drainTimeoutMs: 10_000 },
-  );
+  await playStep(world, urls.mqtt, opts.steps[0] ?? 2000, opts.warmupSeconds);
   const steps: PipelineStep[] = [];
+  const streams: RecordedStream[] = [];
   for (const rate of opts.steps) {
-    const r = await runFleet(
-      { ...world, scenario: { ...world.scenario, rate_eps: rate, duration_s: opts.stepSeconds, violations: { count: 0, pick: [] } } },
-      { mqttUrl: urls.mqtt, drainTimeoutMs: 10_000 },
-    );
+    const { report: r, stream } = await playStep(world, urls.mqtt, rate, opts.stepSeconds);
+    const summary = summarizeStream(stream);
     const step: PipelineStep = {
       offered_eps: rate,
       achieved_eps: r.throughput_eps,
@@ -118,17 +103,22 @@ export async function benchSteps(urls: { http: string; mqtt: string }, adminPass
       p99_ms: r.latency_ms.p99,
       max_ms: r.latency_ms.max,
       sustained: r.events_without_decision === 0 && r.throughput_eps >= rate * 0.95 && r.latency_ms.p99 <= opts.p99LimitMs,
+      stream: { ...summary, msgs_per_s: r.playback_s > 0 ? summary.batches / r.playback_s : 0 },
     };
     steps.push(step);
-    opts.log(`  ${opts.label ?? 'pipeline'} offered ${rate} ev/s → ${step.achieved_eps} ev/s, p50 ${step.p50_ms} ms, p99 ${step.p99_ms} ms${step.sustained ? '' : '  (not sustained)'}`);
+    streams.push(stream);
+    opts.log(
+      `  ${opts.label ?? 'pipeline'} offered ${rate} ev/s → ${step.achieved_eps} ev/s in ${Math.round(step.stream.msgs_per_s)} msg/s ` +
+        `(mean ${step.stream.mean_batch_events.toFixed(1)} events/batch), p50 ${step.p50_ms} ms, p99 ${step.p99_ms} ms${step.sustained ? '' : '  (not sustained)'}`,
+    );
     const carried = step.undecided === 0 && step.achieved_eps >= rate * 0.95;
     if (!step.sustained && !(opts.continuePastLatency && carried)) break;
   }
   const best = [...steps].reverse().find((s) => s.sustained) ?? null;
-  return {
+  const result: PipelineBenchResult = {
     towers: world.towers.length,
     devices: world.tenants.reduce((n, t) => n + t.device_ids.length, 0),
-    batch_events: base.batch.max_events,
+    batch_max_events: world.scenario.batch.max_events,
     step_seconds: opts.stepSeconds,
     warmup_seconds: opts.warmupSeconds,
     p99_limit_ms: opts.p99LimitMs,
@@ -137,44 +127,48 @@ export async function benchSteps(urls: { http: string; mqtt: string }, adminPass
     p99_at_max_sustained_ms: best?.p99_ms ?? null,
     max_carried_eps: Math.max(0, ...steps.filter((x) => x.undecided === 0 && x.achieved_eps >= x.offered_eps * 0.95).map((x) => x.achieved_eps)),
   };
+  return { result, streams };
 }
 
-/** The embedded control plane (`edgeplane start`) in a child process, on its own core. */
-export async function benchPipeline(opts: StepOptions): Promise<PipelineBenchResult> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'edgeplane-bench-'));
-  const adminPassword = randomSecret(16);
-  const { child, value: urls } = await spawnAndWait(
-    [
-      'start',
-      '--data-dir', dataDir,
-      '--http-host', '127.0.0.1', '--http-port', '0',
-      '--mqtt-host', '127.0.0.1', '--mqtt-port', '0', '--mqtt-ws-port', '0',
-      '--admin-password', adminPassword,
-      '--log-level', 'info',
-      ...BENCH_LIMITS,
-    ],
-    (line) => {
-      try {
-        const l = JSON.parse(line) as { msg?: string; http?: string; mqtt?: string };
-        return l.msg === 'EdgePlane control plane started' && l.http && l.mqtt ? { http: l.http, mqtt: l.mqtt } : undefined;
-      } catch {
-        return undefined;
-      }
-    },
-    { useBin: true },
-  );
+/** Provisions the bench world on a running control plane (any mode) and offers load in steps. */
+export async function benchSteps(urls: { http: string; mqtt: string }, adminPassword: string, opts: StepOptions): Promise<PipelineBenchResult> {
+  return (await runSteps(urls, adminPassword, opts)).result;
+}
+
+export interface PipelineOptions extends StepOptions {
+  /** Seconds of relay measurement per step's stream (after `relayWarmupSeconds`); 0 skips it. */
+  relaySeconds: number;
+  relayWarmupSeconds?: number;
+}
+
+/** The embedded control plane (`edgeplane start`) in a child process, then the relay per step. */
+export async function benchPipeline(opts: PipelineOptions): Promise<PipelineBenchResult> {
+  const cp = await startBenchControlPlane();
+  let run: Awaited<ReturnType<typeof runSteps>>;
   try {
-    return await benchSteps(urls, adminPassword, opts);
+    run = await runSteps(cp.urls, cp.adminPassword, opts);
   } finally {
-    await child.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    await cp.stop();
   }
+  const { result, streams } = run;
+  if (opts.relaySeconds <= 0) return result;
+  // The control plane is gone: the relay gets the same machine the pipeline had.
+  const broker = new RelayBroker();
+  await broker.start();
+  try {
+    for (const [i, step] of result.steps.entries()) {
+      const relay = await relayStream(broker.url, streams[i]!, { seconds: opts.relaySeconds, warmupSeconds: opts.relayWarmupSeconds ?? 1, window: 16 });
+      step.relay = relay;
+      step.ratio_to_relay = relay.events_per_s > 0 ? step.achieved_eps / relay.events_per_s : 0;
+      opts.log(
+        `  relay on the stream of ${step.offered_eps} ev/s: ${Math.round(relay.events_per_s)} ev/s in ${Math.round(relay.msgs_per_s)} msg/s ` +
+          `(${relay.towers} towers, mean ${relay.mean_batch_events.toFixed(1)} events/msg) → pipeline / relay ${(step.ratio_to_relay * 100).toFixed(1)} %`,
+      );
+    }
+  } finally {
+    await broker.stop();
+  }
+  const best = [...result.steps].reverse().find((s) => s.sustained);
+  result.ratio_to_relay_at_max_sustained = best?.ratio_to_relay ?? null;
+  return result;
 }
-
-/** Flags every benched deployment gets. */
-export const BENCH_LIMITS = [
-  // The bench offers far more than a real tower's rate; it measures the pipeline, not the limiter.
-  '--mqtt-publish-rate', '100000', '--mqtt-publish-burst', '100000',
-  // Provisioning the bench world is hundreds of API calls in a few seconds.
-  '--rate-limit-per-min', '100000',
-];

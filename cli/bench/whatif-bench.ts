@@ -27,7 +27,7 @@ import type { DecidedUsage, RecordUsageInput } from '../../shared/store/port.js'
 import { canonicalJson } from '../../shared/store/rules/policy-history.js';
 import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
 import { mulberry32 } from '../../simulator/prng.js';
-import { spawnAndWait } from './child.js';
+import { nodeArgsFor, spawnAndWait } from './child.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const HEAP_CAP_MB = 64;
@@ -200,7 +200,7 @@ export async function benchWhatIf(opts: { events: number; fractions: number[]; l
     const draft = benchDraft(policies, roles, firstDeny);
     const replay = async (fraction: number, d: PolicyDraft, nodeFlags: string[] = []): Promise<WhatIfWindowResult> => {
       const until = T0 + Math.ceil(fraction * DAY_MS);
-      const { child, value } = await spawnAndWait([...nodeFlags, SELF, 'child', file, tenantId, String(T0), String(until), JSON.stringify(d)], (line) => {
+      const { child, value } = await spawnAndWait([...nodeFlags, ...nodeArgsFor(SELF), 'child', file, tenantId, String(T0), String(until), JSON.stringify(d)], (line) => {
         try {
           return (JSON.parse(line) as { whatif?: Omit<WhatIfWindowResult, 'fraction'> }).whatif;
         } catch {

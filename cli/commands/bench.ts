@@ -1,42 +1,72 @@
 /**
- * `edgeplane bench` (npm run bench): throughput and latency figures measured in one run on this
- * machine, each set against a baseline from the same run. Prints a table; --report writes JSON.
+ * `edgeplane bench` (npm run bench): throughput, latency and memory figures measured in one run on
+ * this machine, each printed next to its target and, where there is one, set against a baseline
+ * from the same run. Prints a table; --report writes JSON. Every part is bounded and stops by
+ * itself; everything listens on loopback only.
  */
 import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { benchDistributed } from '../bench/distributed-bench.js';
-import { benchPipeline } from '../bench/pipeline-bench.js';
-import { benchCedarShapes, benchPolicy, REALISTIC_WORST, type PolicyBenchResult } from '../bench/policy-bench.js';
-import { benchRelay } from '../bench/relay-bench.js';
-import { benchWhatIf } from '../bench/whatif-bench.js';
-import { numberOption, optionsHelp, parseCommandArgs, type CommandOption } from '../args.js';
+import { benchAgent, printAgent, type AgentBenchResult } from '../bench/agent-bench.js';
+import { benchApi, printApi, type ApiBenchResult } from '../bench/api-bench.js';
+import { benchDistributed, type DistributedBenchResult } from '../bench/distributed-bench.js';
+import { benchMemory, printMemory, type MemoryBenchResult } from '../bench/memory-bench.js';
+import { benchPipeline, type PipelineBenchResult } from '../bench/pipeline-bench.js';
+import { benchCedarShapes, benchPolicy, REALISTIC_WORST } from '../bench/policy-bench.js';
+import { printDistributed, printPolicy, printWhatIf, type PolicyPartResult } from '../bench/print-core.js';
+import { benchRelay, type RelayResult } from '../bench/relay-bench.js';
+import { benchRemediation, printRemediation, type RemediationBenchResult } from '../bench/remediation-bench.js';
+import { benchStartup, printStartup, type StartupBenchResult } from '../bench/startup-bench.js';
+import { benchWhatIf, type WhatIfBenchResult } from '../bench/whatif-bench.js';
+import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
+
+export const BENCH_PARTS = ['relay', 'pipeline', 'policy', 'distributed', 'whatif', 'startup', 'agent', 'remediation', 'api', 'memory'] as const;
+type Part = (typeof BENCH_PARTS)[number];
 
 const options: Record<string, CommandOption> = {
   report: { type: 'string', describe: 'Write the JSON results to this file' },
+  only: { type: 'string', describe: `Run only some parts, comma-separated: ${BENCH_PARTS.join(',')}` },
   'step-seconds': { type: 'string', describe: 'Seconds per pipeline load step', default: '5' },
   'warmup-seconds': { type: 'string', describe: 'Unreported warm-up before the pipeline steps', default: '4' },
-  'relay-seconds': { type: 'string', describe: 'Seconds of raw relay measurement', default: '5' },
+  'relay-seconds': { type: 'string', describe: 'Seconds of relay measurement (fixed stream, and per pipeline step\'s stream; 0 skips the latter)', default: '5' },
   steps: { type: 'string', describe: 'Comma-separated offered loads (events/s) for the pipeline', default: '2000,5000,10000,15000,20000,30000,40000,60000,80000' },
   'p99-limit-ms': { type: 'string', describe: 'Stop stepping once p99 decision latency passes this', default: '50' },
   'distributed-steps': { type: 'string', describe: 'Offered loads (events/s) for the embedded-vs-distributed comparison', default: '500,1000,2000,4000,8000,12000,16000,24000' },
-  only: { type: 'string', describe: 'Run only some parts: comma-separated of relay,pipeline,policy,distributed,whatif' },
   'whatif-events': { type: 'string', describe: 'Recorded usage events the what-if replay part replays', default: '1000000' },
+  'startup-rounds': { type: 'string', describe: 'Measured starts of each runtime (sources, compiled)', default: '3' },
+  'agent-seconds': { type: 'string', describe: 'Seconds of agent load at --agent-eps', default: '10' },
+  'agent-eps': { type: 'string', describe: 'Events/s fed to the agent bundle', default: '1000' },
+  'remediation-seconds': { type: 'string', describe: 'Seconds of the remediation round-trip measurement', default: '20' },
+  'remediation-eps': { type: 'string', describe: 'Offered events/s during the remediation measurement', default: '3000' },
+  'violation-percent': { type: 'string', describe: 'Share of violations during the remediation measurement', default: '1' },
+  'api-seconds': { type: 'string', describe: 'Seconds of autocannon load per endpoint', default: '5' },
+  'api-connections': { type: 'string', describe: 'autocannon connections for the throughput figures', default: '10' },
+  'usage-rows': { type: 'string', describe: 'Usage rows seeded into the store for the api part', default: '1000000' },
+  'memory-towers': { type: 'string', describe: 'Idle tower counts for RSS per connection (empty skips)', default: '2000,5000' },
+  'memory-minutes': { type: 'string', describe: 'Minutes of steady load for the RSS drift (0 skips)', default: '10' },
+  'memory-load-eps': { type: 'string', describe: 'Load for the drift when the pipeline part did not run (else half its max sustained)', default: '10000' },
 };
 
-export const benchHelp = `Usage: edgeplane bench [--report <file>] [options]
+export const benchHelp = `Usage: edgeplane bench [--report <file>] [--only <parts>] [options]
 
-Measures on this machine, in one run:
-  (a) relay     raw Aedes relay of batched usage payloads, no auth or policy (the ceiling)
-  (b) pipeline  the full embedded control plane at increasing offered loads until p99 decision
-                latency passes the limit; max sustained events/s and its ratio to (a)
-  (c) policy    policy evaluation alone, decisions/s on one core with 10 and 100,000 rules, and on
-                the shapes of the Cedar paper's three sample applications
-  (d) distributed  the same offered loads through the embedded control plane and the distributed
-                topology on this host (redis-server, api, 1 broker, then 1 and 2 workers): max
-                sustained events/s and p50/p99 each, the scaling 2 workers / 1 worker
-  (e) whatif    what-if replay of a draft over 1,000,000 recorded events in SQLite: events/s
-                replayed and evaluated on one core, peak RSS for windows of 0.1/10/30/100 %, a
-                worst case, and the whole window again with the JavaScript heap capped
+Measures on this machine, in one run (each part bounded; loopback only):
+  (a) relay       raw Aedes relay of 100-event usage batches from 20 towers, QoS 1: messages/s, events/s
+  (b) pipeline    the full embedded control plane at increasing offered loads until p99 decision
+                  latency passes the limit; each step's own message stream (the batch sizes the
+                  agents produced) then replayed through the raw relay: pipeline / relay per step
+  (c) policy      policy evaluation alone, decisions/s on one core with 10 and 100,000 rules, and on
+                  the shapes of the Cedar paper's three sample applications
+  (d) distributed the same offered loads through the embedded control plane and the distributed
+                  topology on this host (redis-server, api, 1 broker, then 1 and 2 workers)
+  (e) whatif      what-if replay of a draft over 1,000,000 recorded events in SQLite
+  (f) startup     edgeplane start from the TypeScript sources and from dist/: time to /readyz and to
+                  a tower's first CONNACK (builds dist/ first when it is not current)
+  (g) agent       the standalone agent bundle: size, RSS idle and at 1,000 events/s
+  (h) remediation violation observed → command applied at the tower → ack in the cloud, p99 at
+                  3,000 events/s with 1 % violations
+  (i) api         authenticated list endpoints vs a Fastify hello world (autocannon), and p99 of
+                  /app-usage and /dashboard/alerts with 1,000,000 usage rows in the store
+  (j) memory      RSS per connected idle tower (2,000 and 5,000), and RSS drift over 10 minutes at
+                  half the max sustained load
 
 Options:
 ${optionsHelp(options)}
@@ -44,6 +74,20 @@ ${optionsHelp(options)}
 `;
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const list = (s: unknown) => String(s ?? '').split(',').map((x) => Number(x.trim())).filter((n) => n > 0);
+
+interface Results {
+  relay?: RelayResult & { batch_events: number };
+  pipeline?: PipelineBenchResult;
+  policy?: PolicyPartResult;
+  distributed?: DistributedBenchResult;
+  whatif?: WhatIfBenchResult;
+  startup?: StartupBenchResult;
+  agent?: AgentBenchResult;
+  remediation?: RemediationBenchResult;
+  api?: ApiBenchResult;
+  memory?: MemoryBenchResult;
+}
 
 export async function benchCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, options, false);
@@ -51,117 +95,100 @@ export async function benchCommand(argv: string[]): Promise<number> {
     process.stdout.write(benchHelp);
     return 0;
   }
-  const only = typeof values.only === 'string' ? new Set(values.only.split(',')) : null;
-  const want = (part: string) => !only || only.has(part);
-  const log = (s: string) => process.stdout.write(s + '\n');
+  const only = typeof values.only === 'string' ? new Set(values.only.split(',').map((s) => s.trim())) : null;
+  for (const p of only ?? []) if (!(BENCH_PARTS as readonly string[]).includes(p)) throw new UsageError(`--only: unknown part "${p}" (parts: ${BENCH_PARTS.join(', ')})`);
+  const want = (part: Part) => !only || only.has(part);
+  const num = (name: string) => numberOption(values, name) ?? Number(options[name]!.default);
+  const log = (s: string) => void process.stdout.write(s + '\n');
   const machine = { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', node: process.version };
   log(`EdgePlane bench — ${machine.cpus} cores (${machine.cpu_model}), Node ${machine.node}`);
+  const r: Results = {};
+  const stepOpts = { stepSeconds: num('step-seconds'), warmupSeconds: num('warmup-seconds'), p99LimitMs: num('p99-limit-ms'), log };
 
-  const results: Record<string, unknown> = { machine, started_at: new Date().toISOString() };
-
-  let relay = null;
   if (want('relay')) {
     log('(a) raw relay …');
-    relay = await benchRelay({ towers: 20, batchEvents: 100, seconds: numberOption(values, 'relay-seconds') ?? 5, window: 16 });
-    results.relay = relay;
-    log(`  relay ${fmt(relay.events_per_s)} events/s (${relay.towers} publishers, ${relay.batch_events}-event batches, QoS 1)`);
+    r.relay = await benchRelay({ towers: 20, batchEvents: 100, seconds: num('relay-seconds'), warmupSeconds: 1, window: 16 });
+    log(`  relay ${fmt(r.relay.events_per_s)} events/s in ${fmt(r.relay.msgs_per_s)} msg/s (${r.relay.towers} publishers, ${r.relay.batch_events}-event batches, QoS 1)`);
   }
-
-  let pipeline = null;
   if (want('pipeline')) {
-    log('(b) full pipeline …');
-    const steps = String(values.steps).split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
-    pipeline = await benchPipeline({ steps, stepSeconds: numberOption(values, 'step-seconds') ?? 5, warmupSeconds: numberOption(values, 'warmup-seconds') ?? 4, p99LimitMs: numberOption(values, 'p99-limit-ms') ?? 50, log });
-    results.pipeline = { ...pipeline, ratio_to_relay: relay ? pipeline.max_sustained_eps / relay.events_per_s : null };
+    log('(b) full pipeline, then the relay on each step\'s stream …');
+    r.pipeline = await benchPipeline({ ...stepOpts, steps: list(values.steps), relaySeconds: num('relay-seconds') });
   }
-
-  let policy = null;
   if (want('policy')) {
     log('(c) policy evaluation …');
     const small = benchPolicy(10);
     const large = benchPolicy(100_000);
-    policy = {
-      rules_10: small,
-      rules_100k: large,
-      ratio_100k_to_10: large.decisions_per_s / small.decisions_per_s,
-      worst_case_100k: benchPolicy(100_000, 1, REALISTIC_WORST),
-      cedar_shapes: benchCedarShapes(),
-    };
-    results.policy = policy;
+    r.policy = { rules_10: small, rules_100k: large, ratio_100k_to_10: large.decisions_per_s / small.decisions_per_s, worst_case_100k: benchPolicy(100_000, 1, REALISTIC_WORST), cedar_shapes: benchCedarShapes() };
   }
-
-  let distributed = null;
   if (want('distributed')) {
     log('(d) embedded vs distributed …');
-    const steps = String(values['distributed-steps']).split(',').map((x) => Number(x.trim())).filter((n) => n > 0);
-    distributed = await benchDistributed({ steps, stepSeconds: numberOption(values, 'step-seconds') ?? 5, warmupSeconds: numberOption(values, 'warmup-seconds') ?? 4, p99LimitMs: numberOption(values, 'p99-limit-ms') ?? 50, log });
-    results.distributed = distributed;
+    r.distributed = await benchDistributed({ ...stepOpts, steps: list(values['distributed-steps']) });
   }
-
-  // (e) what-if replay: its own part, printed with the results below.
-  let whatif = null;
   if (want('whatif')) {
     log('(e) what-if replay …');
-    whatif = await benchWhatIf({ events: numberOption(values, 'whatif-events') ?? 1_000_000, fractions: [0.001, 0.1, 0.3, 1], log });
-    results.whatif = whatif;
+    r.whatif = await benchWhatIf({ events: num('whatif-events'), fractions: [0.001, 0.1, 0.3, 1], log });
+  }
+  if (want('startup')) {
+    log('(f) start-up, sources vs compiled …');
+    r.startup = await benchStartup({ rounds: Math.max(1, Math.round(num('startup-rounds'))), log });
+  }
+  if (want('agent')) {
+    log('(g) agent bundle …');
+    r.agent = await benchAgent({ idleSeconds: 5, loadSeconds: num('agent-seconds'), rateEps: num('agent-eps'), log });
+  }
+  if (want('remediation')) {
+    log('(h) remediation round trip …');
+    r.remediation = await benchRemediation({ rateEps: num('remediation-eps'), violationPercent: num('violation-percent'), seconds: num('remediation-seconds'), warmupSeconds: 5, log });
+  }
+  if (want('api')) {
+    log('(i) API …');
+    r.api = await benchApi({ rows: Math.round(num('usage-rows')), connections: Math.max(1, Math.round(num('api-connections'))), seconds: num('api-seconds'), log });
+  }
+  if (want('memory')) {
+    log('(j) memory …');
+    const half = r.pipeline && r.pipeline.max_sustained_eps > 0 ? Math.round(r.pipeline.max_sustained_eps / 2) : null;
+    r.memory = await benchMemory({
+      towers: list(values['memory-towers']),
+      minutes: num('memory-minutes'),
+      loadEps: half ?? num('memory-load-eps'),
+      loadFrom: half ? 'half the max sustained of (b)' : '--memory-load-eps',
+      log,
+    });
   }
 
   log('');
   log('Results');
-  log('  measure                                   value');
-  if (relay) log(`  (a) raw relay ceiling                     ${fmt(relay.events_per_s).padStart(12)} events/s`);
-  if (pipeline) {
-    log(`  (b) pipeline max sustained (p99 ≤ ${pipeline.p99_limit_ms} ms)   ${fmt(pipeline.max_sustained_eps).padStart(12)} events/s   p99 ${pipeline.p99_at_max_sustained_ms ?? '-'} ms`);
-    if (relay) log(`      ratio pipeline / raw relay            ${fmt((pipeline.max_sustained_eps / relay.events_per_s) * 100, 1).padStart(11)} %`);
-    log('      offered      achieved      p50 ms    p99 ms    max ms   sustained');
-    for (const s of pipeline.steps) {
-      log(`      ${fmt(s.offered_eps).padStart(7)}  ${fmt(s.achieved_eps).padStart(12)}  ${fmt(s.p50_ms, 2).padStart(10)}  ${fmt(s.p99_ms, 2).padStart(8)}  ${fmt(s.max_ms, 2).padStart(8)}   ${s.sustained ? 'yes' : 'no'}`);
-    }
-  }
-  if (policy) {
-    const line = (label: string, r: PolicyBenchResult) =>
-      log(`      ${label.padEnd(44)} ${fmt(r.decisions_per_s).padStart(12)} decisions/s/core (${fmt(r.ns_per_decision, 0)} ns)   with wire Decision ${fmt(r.evaluations_per_s).padStart(11)}/s`);
-    log(`  (c) policy evaluation, one core                    target ≥ 5,000,000 decisions/s/core, 100k within 1.2× of 10 rules`);
-    line('realistic tenant, 10 rules', policy.rules_10);
-    line(`realistic tenant, 100,000 rules (compile ${fmt(policy.rules_100k.compile_ms, 1)} ms)`, policy.rules_100k);
-    log(`      ratio 100k / 10 rules                        ${fmt(policy.ratio_100k_to_10, 3).padStart(12)}`);
-    line('worst case: 100,000 rules, every user a random role combination', policy.worst_case_100k);
-    for (const r of policy.cedar_shapes) line(`Cedar-paper shape: ${r.name} (${fmt(r.rules)} rules)`, r);
-  }
-  if (distributed) {
-    type R = typeof distributed.embedded;
-    const loads = [...new Set([distributed.embedded, distributed.distributed_1_worker, distributed.distributed_2_workers].flatMap((r) => r.steps.map((x) => x.offered_eps)))].sort((a, b) => a - b);
-    const cell = (r: R, load: number) => {
-      const x = r.steps.find((y) => y.offered_eps === load);
-      return x ? `${fmt(x.p50_ms, 1)}/${fmt(x.p99_ms, 1)}${x.undecided > 0 || x.achieved_eps < load * 0.95 ? '!' : ''}`.padStart(14) : '-'.padStart(14);
-    };
-    log('  (d) p50/p99 ms at the same offered loads (! = load not carried)');
-    log(`      offered ev/s       embedded   1 broker+1 wkr  1 broker+2 wkr`);
-    for (const load of loads) log(`      ${fmt(load).padStart(12)} ${cell(distributed.embedded, load)} ${cell(distributed.distributed_1_worker, load)} ${cell(distributed.distributed_2_workers, load)}`);
-    const row = (name: string, r: R) =>
-      log(`      ${name.padEnd(34)} carried ${fmt(r.max_carried_eps).padStart(8)} ev/s   sustained (p99 ≤ ${r.p99_limit_ms} ms) ${fmt(r.max_sustained_eps).padStart(8)} ev/s`);
-    row('embedded (one process)', distributed.embedded);
-    row('distributed, 1 broker + 1 worker', distributed.distributed_1_worker);
-    row('distributed, 1 broker + 2 workers', distributed.distributed_2_workers);
-    log(`      scaling 2 workers / 1 worker (carried)         ${fmt(distributed.scaling_2_over_1, 2).padStart(6)}`);
-    log(`      distributed 1 worker / embedded (carried)      ${fmt(distributed.distributed_over_embedded, 2).padStart(6)}`);
-  }
-  if (whatif) {
-    const largest = whatif.windows[whatif.windows.length - 1]!;
-    log(`  (e) what-if replay, ${fmt(whatif.events)} events, ${fmt(whatif.rules)} rules   target ≥ 1,000,000 events/s evaluated on one core, memory bounded`);
-    log('      window     events      replayed/s    evaluated/s/core   peak RSS');
-    for (const w of whatif.windows) log(`      ${fmt(w.fraction * 100, 1).padStart(5)} %  ${fmt(w.evaluated).padStart(10)}  ${fmt(w.replayed_per_s).padStart(12)}  ${fmt(w.evaluated_per_s).padStart(16)}   ${fmt(w.peak_rss_mb)} MB`);
-    const w = whatif.worst_case;
-    log(`      worst case (+ default effect changed)   ${fmt(w.replayed_per_s).padStart(10)} replayed/s ${fmt(w.evaluated_per_s).padStart(12)} evaluated/s/core   ${fmt(w.peak_rss_mb)} MB`);
-    const c = whatif.heap_capped;
-    log(`      100 % with the heap capped at ${c.heap_cap_mb} MB     ${fmt(c.replayed_per_s).padStart(10)} replayed/s ${fmt(c.evaluated_per_s).padStart(12)} evaluated/s/core   ${fmt(c.peak_rss_mb)} MB (completed)`);
-    log(`      peak RSS largest / smallest window      ${fmt(whatif.rss_ratio_largest_to_smallest, 2).padStart(12)}   (${fmt(largest.evaluated)} events in ${fmt(largest.replay_ms / 1000, 2)} s)`);
-    const h = whatif.history;
-    log(`      version history: ${fmt(h.versions)} versions, ${fmt(h.entries)} entries, ${fmt(h.bytes_per_version)} B/version (a snapshot per version: ~${fmt(h.snapshot_per_version_bytes_estimate)} B/version)`);
-  }
+  printResults(r, log);
   if (typeof values.report === 'string') {
-    await writeFile(values.report, JSON.stringify(results, null, 2) + '\n');
+    await writeFile(values.report, JSON.stringify({ machine, started_at: new Date().toISOString(), ...r }, null, 2) + '\n');
     log(`\nJSON written to ${values.report}`);
   }
   return 0;
+}
+
+function printResults(r: Results, log: (s: string) => void): void {
+  if (r.relay) log(`  (a) raw relay, ${r.relay.towers} towers × ${r.relay.batch_events}-event batches, QoS 1   ${fmt(r.relay.events_per_s).padStart(10)} events/s   ${fmt(r.relay.msgs_per_s).padStart(8)} msg/s`);
+  const p = r.pipeline;
+  if (p) {
+    log(`  (b) pipeline max sustained (p99 ≤ ${p.p99_limit_ms} ms)   ${fmt(p.max_sustained_eps).padStart(10)} events/s   p99 ${p.p99_at_max_sustained_ms ?? '-'} ms   target ≥ 50,000 events/s at p99 ≤ 10 ms`);
+    if (p.ratio_to_relay_at_max_sustained != null) log(`      pipeline / relay on the same stream at max sustained   ${fmt(p.ratio_to_relay_at_max_sustained * 100, 1)} %   target ≥ 50 %`);
+    log('      offered    achieved ev/s   msg/s  ev/msg   p50 ms   p99 ms   max ms  sustained   relay ev/s   relay msg/s   pipeline/relay');
+    for (const s of p.steps) {
+      const relay = s.relay ? `${fmt(s.relay.events_per_s).padStart(12)} ${fmt(s.relay.msgs_per_s).padStart(13)} ${fmt((s.ratio_to_relay ?? 0) * 100, 1).padStart(14)} %` : '';
+      log(
+        `      ${fmt(s.offered_eps).padStart(7)} ${fmt(s.achieved_eps).padStart(15)} ${fmt(s.stream.msgs_per_s).padStart(7)} ${fmt(s.stream.mean_batch_events, 1).padStart(7)} ` +
+          `${fmt(s.p50_ms, 2).padStart(8)} ${fmt(s.p99_ms, 2).padStart(8)} ${fmt(s.max_ms, 2).padStart(8)}  ${(s.sustained ? 'yes' : 'no').padStart(9)} ${relay}`,
+      );
+    }
+    const at10k = p.steps.find((s) => s.offered_eps === 10_000);
+    if (at10k) log(`      at 10,000 events/s: p50 ${fmt(at10k.p50_ms, 2)} ms, p99 ${fmt(at10k.p99_ms, 2)} ms   target p50 ≤ 1 ms, p99 ≤ 5 ms`);
+  }
+  if (r.policy) printPolicy(r.policy, log, fmt);
+  if (r.distributed) printDistributed(r.distributed, log, fmt);
+  if (r.whatif) printWhatIf(r.whatif, log, fmt);
+  if (r.startup) printStartup(r.startup, log, fmt);
+  if (r.agent) printAgent(r.agent, log, fmt);
+  if (r.remediation) printRemediation(r.remediation, log, fmt);
+  if (r.api) printApi(r.api, log, fmt);
+  if (r.memory) printMemory(r.memory, log, fmt);
 }

@@ -15,8 +15,8 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomSecret } from '../../shared/auth/secrets.js';
+import { projectPath } from '../../shared/project-root.js';
 import { CONFIG_OPTIONS, configHelp, loadConfig, type ConfigKey } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import { ApiClient } from '../../simulator/api-client.js';
@@ -28,8 +28,6 @@ import { numberOption, optionsHelp, parseCommandArgs, type CommandOption } from 
 import { startEmbedded, type EmbeddedHandle } from '../embedded.js';
 import { withDuration } from '../scenario-duration.js';
 import { onShutdownSignal } from '../shutdown.js';
-
-const DEMO_SCENARIO = fileURLToPath(new URL('../../simulator/scenarios/demo.yaml', import.meta.url));
 
 const options: Record<string, CommandOption> = {
   duration: { type: 'string', describe: 'Seconds of fleet playback (the scenario has 30); with it the demo exits after the report' },
@@ -113,7 +111,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     admin_password: adminPassword,
   });
   const logger = createLogger(config.log_level);
-  const scenarioFile = values.scenario === options.scenario!.default ? DEMO_SCENARIO : (values.scenario as string);
+  const scenarioFile = values.scenario === options.scenario!.default ? projectPath('simulator', 'scenarios', 'demo.yaml') : (values.scenario as string);
   const scenario = withDuration(await loadScenario(scenarioFile), numberOption(values, 'duration'), numberOption(values, 'rate'));
 
   const out = (s: string) => process.stdout.write(s + '\n');
