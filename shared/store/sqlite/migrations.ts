@@ -21,6 +21,7 @@ import { MIGRATION_3 } from './migration-3.js';
 import { MIGRATION_4 } from './migration-4.js';
 import { MIGRATION_5 } from './migration-5.js';
 import { MIGRATION_6 } from './migration-6.js';
+import { MIGRATION_8 } from './migration-8.js';
 
 export interface Migration {
   version: number;
@@ -302,6 +303,7 @@ CREATE TABLE processed_messages (
   MIGRATION_4,
   MIGRATION_5,
   MIGRATION_6,
+  MIGRATION_8,
 ];
 
 export interface MigrationReport {

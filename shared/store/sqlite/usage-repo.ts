@@ -18,7 +18,7 @@ import type {
 import { ALERT_WORKFLOW_FIELDS, alertKey, applyAlertAction } from '../rules/alerts.js';
 import { notFound } from '../rules/errors.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
-import { batchLookups, batchResult, foldBatch, validateBatch } from '../rules/usage-batch.js';
+import { batchLookups, batchResult, foldBatch, localFields, validateBatch } from '../rules/usage-batch.js';
 import type { SqliteContext, Stmt } from './context.js';
 import type { TenantRefs } from './refs.js';
 
@@ -39,6 +39,9 @@ const USAGE_COLUMNS = [
   'rule_id',
   'policy_id',
   'policy_version',
+  'local_effect',
+  'local_policy_version',
+  'disagreement',
 ] as const;
 const ALERT_COLUMNS = [
   'id',
@@ -66,6 +69,13 @@ const ALERT_COLUMNS = [
 ] as const;
 const ALERT_EVENT_COLUMNS = ['id', 'tenant_id', 'alert_id', 'kind', 'at', 'actor_id', 'assignee', 'note'] as const;
 const DISCOVERED_COLUMNS = ['id', 'tenant_id', 'device_id', 'tower_id', 'first_seen', 'last_seen', 'count'] as const;
+
+/** A usage row as SQLite returns it: the disagreement flag is an integer. */
+export type UsageRow = Omit<UsageRecord, 'disagreement'> & { disagreement: number };
+
+export function usageFromRow(row: UsageRow): UsageRecord {
+  return { ...row, local_effect: row.local_effect ?? null, local_policy_version: row.local_policy_version ?? null, disagreement: row.disagreement === 1 };
+}
 
 export interface UsageRepos {
   usage: Store['usage'];
@@ -123,6 +133,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   const storedDecision: Stmt<[string, string], StoredDecision> = db.prepare(
     'SELECT id, effect, reason, rule_id, policy_id, policy_version FROM usage WHERE tenant_id = ? AND id = ?',
   );
+  // A local decision reported after the event was stored: recorded once, against the stored decision.
+  const recordLocal: Stmt<[string | null, number | null, string | null, string, string]> = db.prepare(
+    `UPDATE usage SET local_effect = ?, local_policy_version = ?, disagreement = (effect <> ?)
+     WHERE tenant_id = ? AND id = ? AND local_effect IS NULL`,
+  );
   const getAlert: Stmt<[string, string], Alert> = db.prepare(
     `SELECT ${alertCols} FROM alerts WHERE tenant_id = ? AND id = ?`,
   );
@@ -154,7 +169,9 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     const tenantId = input.tenant_id;
     const fresh: DecidedUsage[] = [];
     const storedDecisions: StoredDecision[] = [];
+    const localRecorded: RecordUsageResult['local_recorded'] = [];
     for (const r of input.records) {
+      const local = localFields(r);
       const inserted =
         insertUsage.run(
           tenantId,
@@ -173,6 +190,9 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
           r.rule_id,
           r.policy_id,
           r.policy_version,
+          local.local_effect,
+          local.local_policy_version,
+          local.disagreement ? 1 : 0,
         ).changes > 0;
       if (inserted) {
         fresh.push(r);
@@ -180,7 +200,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
       }
       // A redelivered event already raised its alert and discovery the first time.
       const stored = storedDecision.get(tenantId, r.id);
-      if (stored) storedDecisions.push(stored);
+      if (!stored) continue;
+      storedDecisions.push(stored);
+      if (local.local_effect !== null && recordLocal.run(local.local_effect, local.local_policy_version, local.local_effect, tenantId, r.id).changes > 0) {
+        localRecorded.push({ id: r.id, local_effect: local.local_effect, effect: stored.effect, disagreement: local.local_effect !== stored.effect });
+      }
     }
 
     const lookups = batchLookups(input, fresh);
@@ -202,7 +226,7 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     if (fold.counts.allow > 0) addCount.run(tenantId, 'allow', fold.counts.allow);
     if (fold.counts.deny > 0) addCount.run(tenantId, 'deny', fold.counts.deny);
     for (const [towerId, seen] of fold.towers) seenAtTower.run(tenantId, towerId, seen.first_seen, seen.last_seen);
-    return batchResult(input, fresh.length, storedDecisions, fold);
+    return batchResult(input, fresh.length, storedDecisions, fold, localRecorded);
   };
 
   const usage: Store['usage'] = {
@@ -237,7 +261,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
         tower_id: opts?.tower_id,
         app: opts?.app,
       };
-      return ctx.listPage<UsageRecord>('usage', USAGE_COLUMNS.join(', '), filters, opts, 'desc', timeRange(opts, 'ts', 'ts'));
+      const extra = timeRange(opts, 'ts', 'ts');
+      // A literal, not a parameter, so the planner can use the partial index (disagreement = 1).
+      if (opts?.disagreement !== undefined) extra.clauses.push(opts.disagreement ? 'disagreement = 1' : 'disagreement = 0');
+      const page = ctx.listPage<UsageRow>('usage', USAGE_COLUMNS.join(', '), filters, opts, 'desc', extra);
+      return { ...page, items: page.items.map(usageFromRow) };
     },
     async countByEffect(tenantId, window) {
       return ctx.read(() => {
