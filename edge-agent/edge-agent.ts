@@ -1,29 +1,28 @@
 /**
- * The software on tower equipment (DESIGN §3). It reports usage in batches, maps devices to
- * tenants from retained PolicyBundles, hands decisions and remediation commands to an Enforcer,
- * and survives broker outages: a persistent session (clean: false) keeps its subscriptions and
- * queued downlink, a bounded buffer holds uplink batches, reconnects back off with jitter, and
- * uplinks (a replayed backlog included) are paced within the broker's per-client publish limit.
- * While the enforcer reports a block in force (auto-remediation), the agent denies the device's
- * usage at once and still reports it, so the cloud keeps the record.
+ * The software on tower equipment (DESIGN §3, §8). It reports usage in batches, maps devices to
+ * tenants through the device directory and decides from the policy bundles of the tenants it
+ * serves (edge-policy.ts), hands decisions and remediation commands to an Enforcer, and works
+ * alone when it must: with the uplink down, or the cloud's answer later than a deadline, it
+ * decides events itself with the workers' evaluation code and reconciles with the cloud later
+ * (usage-path.ts). With a state dir, every event is journalled on disk until the broker has it
+ * (journal/), so a restart or kill -9 loses nothing, and a long backlog replays from disk
+ * (journal-feed.ts). A persistent session (clean: false) keeps its subscriptions and queued
+ * downlink, reconnects back off with jitter, and uplinks (a replayed backlog included) are paced
+ * within the broker's per-client publish limit. While the enforcer reports a block in force
+ * (auto-remediation), the agent denies the device's usage at once and still reports it.
  *
- * Every observed event gets exactly one answer: a 'decision' (from the cloud, a block in force,
- * or the unknown-device default) or a 'rejected' event with its reason. An event whose device no
- * bundle maps waits until the retained bundles have arrived (bundle-gate.ts) rather than being
- * taken for an unknown device. A command applied just before stop() is acked before the agent
- * disconnects, or journalled and acked at the next start (command-flow.ts).
+ * Every observed event gets exactly one answer: a 'decision' (from the cloud, from the bundle, a
+ * block in force, or the unknown-device default) or a 'rejected' event with its reason. An event
+ * whose device the directory does not list waits until the retained bundles have arrived
+ * (bundle-gate.ts) rather than being taken for an unknown device. A command applied just before
+ * stop() is acked before the agent disconnects, or journalled and acked at the next start
+ * (command-flow.ts).
  */
 import { EventEmitter } from 'node:events';
 import { createIdFactory, TOPIC_ID_RE, type IdFactory } from '../shared/ids.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import {
-  CommandSchema,
-  DecisionBatchSchema,
-  decodePayload,
-  encodePayload,
-  PolicyBundleSchema,
-  type TowerStatus,
-} from '../shared/mqtt/payloads.js';
+import { join } from 'node:path';
+import { CommandSchema, DecisionBatchSchema, decodePayload, encodePayload, type TowerStatus } from '../shared/mqtt/payloads.js';
 import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
 import type { AgentStats, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage, ObserveResult, RejectionReason } from './agent-types.js';
 import { ackJournalFile } from './ack-journal.js';
@@ -32,17 +31,20 @@ import { Batcher } from './batcher.js';
 import { BundleGate } from './bundle-gate.js';
 import { CommandFlow } from './command-flow.js';
 import { CommandHandler } from './command-handler.js';
+import { EdgePolicy } from './edge-policy.js';
 import { LoggingEnforcer, type Enforcer } from './enforcer.js';
 import { EventRouter } from './event-router.js';
+import { JournalFeed } from './journal-feed.js';
+import { Journal } from './journal/journal.js';
 import { LocalAnswers } from './local-answers.js';
 import { LruMap } from './lru.js';
 import { batchWeight, type OutboundBatch } from './offline-buffer.js';
 import { checkObservation } from './observation.js';
 import type { HeldEvent } from './held-events.js';
 import { enforcerStateFile, PersistentEnforcer } from './persistent-enforcer.js';
-import { TenantDirectory } from './tenant-directory.js';
 import { settlesWithin, TowerSession } from './tower-session.js';
 import { Uplink } from './uplink.js';
+import { UsagePath } from './usage-path.js';
 
 export type {
   AgentStats,
@@ -52,9 +54,16 @@ export type {
   EdgeAgentOptions,
   ObservedUsage,
   ObserveResult,
+  Reconciliation,
   Rejection,
   RejectionReason,
 } from './agent-types.js';
+export type { BundleInfo } from './edge-policy.js';
+
+/** The journal's directory under a state dir. */
+export function journalDir(stateDir: string, towerId: string): string {
+  return join(stateDir, `journal-${towerId}`);
+}
 
 type State = 'idle' | 'running' | 'stopping' | 'stopped';
 
@@ -67,7 +76,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   readonly #local: LocalAnswers;
   readonly #log: Logger;
   readonly #newId: IdFactory = createIdFactory();
-  readonly #directory = new TenantDirectory();
+  readonly #policy: EdgePolicy;
+  readonly #journal: Journal | null = null;
+  readonly #feed: JournalFeed | null = null;
+  readonly #path: UsagePath;
   readonly #uplink: Uplink;
   readonly #batcher: Batcher;
   readonly #router: EventRouter;
@@ -124,6 +136,59 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       onDecision: (tenantId, decision, origin) => this.emit('decision', tenantId, decision, origin),
       onError: (err) => this.#fail(err),
     });
+    this.#policy = new EdgePolicy({
+      onBundle: (tenantId, info) => {
+        this.#log.debug({ event: 'bundle_applied', tenant_id: tenantId, ...info }, 'bundle applied');
+        this.emit('bundle', tenantId, info);
+      },
+      onInvalid: (topic, error) => this.#invalid(topic, error),
+    });
+    if (opts.stateDir !== undefined) {
+      this.#journal = new Journal({
+        dir: journalDir(opts.stateDir, opts.towerId),
+        maxBytes: this.#opts.journalMaxBytes,
+        fsyncMs: this.#opts.journalFsyncMs,
+        onEvicted: (info) => {
+          this.#counters.events_dropped += info.events;
+          this.#log.warn({ event: 'journal_evicted', ...info }, 'journal over its disk budget: oldest events evicted, never sent');
+          this.emit('evicted', info);
+        },
+        onError: (err) => this.#fail(err),
+      });
+      this.#feed = new JournalFeed({
+        journal: this.#journal,
+        newId: this.#newId,
+        now: this.#opts.now,
+        batchMaxEvents: this.#opts.batchMaxEvents,
+        online: () => this.#session.up,
+        buffered: () => this.#uplink.bufferedEvents,
+        lowWater: Math.max(1000, Math.min(10_000, Math.floor(this.#opts.bufferMaxEvents / 2))),
+        push: (item) => this.#uplink.push(item),
+        onReplay: (tenantId, events) => this.#path.replayed(tenantId, events),
+        onCaughtUp: () => this.#log.info({ event: 'journal_caught_up', replayed: this.#feed?.replayed }, 'journal backlog replayed: events go live again'),
+      });
+    }
+    this.#path = new UsagePath({
+      policy: this.#policy,
+      batcher: this.#batcher,
+      router: this.#router,
+      local: this.#local,
+      journal: this.#journal,
+      feed: () => this.#feed,
+      push: (item) => this.#uplink.push(item),
+      newId: this.#newId,
+      now: this.#opts.now,
+      online: () => this.#session.up,
+      deadlineMs: this.#opts.localDecisionDeadlineMs,
+      reconcileMax: Math.max(100_000, this.#opts.bufferMaxEvents),
+      awaitingMax: Math.max(4096, this.#opts.bufferMaxEvents),
+      onCloud: (tenantId, d, batch) => {
+        this.#router.apply(tenantId, d);
+        this.emit('decision', tenantId, d, { source: 'cloud', batch });
+      },
+      onReject: (eventId, deviceId, tenantId, reason, message) => this.#reject(eventId, deviceId, tenantId, reason, message),
+      onReconciled: (r) => this.emit('reconciled', r),
+    });
     // A DecisionBatch comes again only for a batch resent after a lost PUBACK, and those are
     // resent first on the next connection: the first copy is at most a few windows of
     // in-flight batches back.
@@ -149,7 +214,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       },
       onOverflow: (h) => this.#reject(h.id, h.usage.device_id, null, 'buffer_overflow', 'too many events waiting for the policy bundles'),
       onReady: () => {
-        this.#log.info({ event: 'bundles_ready', tenants: this.#directory.knownTenants().length }, 'policy bundles received');
+        this.#log.info({ event: 'bundles_ready', tenants: this.#policy.knownTenants().length, directory_devices: this.#policy.directorySize }, 'policy bundles and device directory received');
         this.emit('ready');
       },
     });
@@ -162,7 +227,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       reconnectMaxMs: this.#opts.reconnectMaxMs,
       connectTimeoutMs: this.#opts.connectTimeoutMs,
       random: this.#opts.random,
-      subscriptions: [filters.towerDecisions(this.towerId), filters.towerCommands(this.towerId), filters.allPolicies],
+      subscriptions: [filters.towerDecisions(this.towerId), filters.towerCommands(this.towerId), filters.towerPolicies(this.towerId), filters.directory],
       will: () => ({ topic: topics.status(this.towerId), payload: this.#status('offline'), qos: 1, retain: true }),
     });
     this.#uplink = new Uplink({
@@ -174,9 +239,14 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       maxInflight: this.#opts.maxInflight,
       onSent: (item) => {
         this.#counters.batches_sent++;
+        this.#path.sent(item);
         this.emit('sent', item);
       },
-      onOverflow: (dropped) => this.#recordDropped(dropped, 'overflow'),
+      onOverflow: (dropped) => this.#overflow(dropped),
+      onAcked: (item, withLocal) => {
+        this.#path.acked(item, withLocal);
+        this.#feed?.pump();
+      },
     });
   }
 
@@ -210,7 +280,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     const session = this.#session;
     session.on('up', () => this.#onUp());
     session.on('down', ({ wasUp }) => {
-      if (wasUp && this.#state === 'running') this.emit('offline');
+      if (this.#state !== 'running') return;
+      // Whatever still waits for the cloud is decided here now.
+      this.#path.down();
+      if (wasUp) this.emit('offline');
     });
     session.on('reconnecting', (info) => this.emit('reconnecting', info));
     session.on('message', (topic, payload) => this.#onMessage(topic, payload));
@@ -222,6 +295,15 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     }
     const journal = await this.#commands.load();
     if (journal.error) this.#log.warn({ event: 'ack_journal_unreadable', error: journal.error }, 'ack journal unreadable: starting without it');
+    if (this.#journal) {
+      const report = await this.#journal.open();
+      this.#path.journalOpened();
+      if (report.tornBytes > 0) this.#log.warn({ event: 'journal_torn_tail', bytes: report.tornBytes }, 'journal: a torn last record (a crash mid-write) was cut; the rest replays');
+      if (report.pending > 0) {
+        this.#log.info({ event: 'journal_replay', events: report.pending }, 'journal: events of an earlier run not yet acknowledged are sent first');
+        this.#feed!.catchUp(this.#journal.firstSeq);
+      }
+    }
     try {
       await session.open();
     } catch (err) {
@@ -241,11 +323,13 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
 
     const id = this.#newId();
     const ts = e.ts ?? this.#opts.now();
-    const tenantId = e.tenant_id ?? this.#directory.tenantOf(e.device_id) ?? null;
+    const resolved = this.#policy.resolve(e.device_id);
     this.#counters.events_observed++;
+    const tenantId = e.tenant_id ?? resolved?.tenantId ?? null;
     if (tenantId !== null) {
-      const answered = this.#router.usage(tenantId, id, ts, e);
-      return { event_id: id, tenant_id: tenantId, answered_locally: answered, held: false };
+      // A caller-given tenant other than the directory's has no profile to decide from here.
+      const route = this.#path.usage(tenantId, resolved?.tenantId === tenantId ? resolved.profile : null, id, ts, e);
+      return { event_id: id, tenant_id: tenantId, answered_locally: route !== 'awaiting', held: false };
     }
     if (!this.#gate.ready) {
       this.#gate.hold({ id, ts, usage: e, heldAt: Date.now() });
@@ -255,12 +339,19 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     return { event_id: id, tenant_id: null, answered_locally: true, held: false };
   }
 
+  /** Tenants whose policy bundle this tower holds (those it serves). */
   knownTenants(): string[] {
-    return this.#directory.knownTenants();
+    return this.#policy.knownTenants();
   }
 
+  /** The device's tenant, from the device directory. */
   tenantOf(deviceId: string): string | undefined {
-    return this.#directory.tenantOf(deviceId);
+    return this.#policy.resolve(deviceId)?.tenantId;
+  }
+
+  /** The policy version of the tenant's bundle at this tower, if it holds one. */
+  bundleVersion(tenantId: string): number | undefined {
+    return this.#policy.bundleVersion(tenantId);
   }
 
   stats(): AgentStats {
@@ -278,6 +369,14 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       events_rejected: this.#counters.events_rejected,
       events_unknown_device: this.#local.unknownCount,
       acks_pending: this.#commands.pendingAcks,
+      events_decided_locally: this.#path.stats.decided_locally,
+      local_decisions_reconciled: this.#path.stats.reconciled,
+      local_disagreements: this.#path.stats.disagreements,
+      events_awaiting_cloud: this.#path.awaiting,
+      journal_pending_events: this.#journal?.pendingEvents ?? 0,
+      journal_bytes: this.#journal?.bytes ?? 0,
+      events_replayed: this.#feed?.replayed ?? 0,
+      events_evicted: this.#journal?.evictedEvents ?? 0,
     };
   }
 
@@ -288,7 +387,13 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
    */
   async flush(timeoutMs = this.#opts.stopTimeoutMs): Promise<boolean> {
     this.#batcher.flushAll();
-    return this.#uplink.untilIdle(timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    // A journal backlog being replayed counts as not flushed yet.
+    while (this.#feed?.catchingUp && this.#session.up && Date.now() < deadline) {
+      this.#feed.pump();
+      await this.#uplink.untilIdle(Math.min(50, Math.max(0, deadline - Date.now())));
+    }
+    return (await this.#uplink.untilIdle(Math.max(0, deadline - Date.now()))) && !this.#feed?.catchingUp;
   }
 
   /**
@@ -317,8 +422,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   // --- routing ---------------------------------------------------------------------------------
 
   #routeHeld(h: HeldEvent): void {
-    const tenantId = this.#directory.tenantOf(h.usage.device_id);
-    if (tenantId !== undefined) this.#router.usage(tenantId, h.id, h.ts, h.usage);
+    const r = this.#policy.resolve(h.usage.device_id);
+    if (r) this.#path.usage(r.tenantId, r.profile, h.id, h.ts, h.usage);
     else this.#router.unknown(h.id, h.ts, h.usage);
   }
 
@@ -332,6 +437,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   #onUp(): void {
     // Replay in order before anything new (new batches queue behind the backlog), paced.
     this.#uplink.drain();
+    this.#feed?.pump();
     void this.#session.publish(topics.status(this.towerId), this.#status('online'), true);
     // Acks an earlier run could not send. Later ones wait in mqtt.js's session store while
     // offline and are resent by it, so these go out once.
@@ -343,17 +449,30 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#uplink.settled();
   }
 
+  /**
+   * The uplink buffer overflowed. With a journal nothing is lost: its usage batches are dropped
+   * from memory and replayed from disk (catching up). Without one the oldest are gone.
+   */
+  #overflow(dropped: OutboundBatch[]): void {
+    if (!this.#feed) return this.#recordDropped(dropped, 'overflow');
+    let from = Infinity;
+    for (const item of [...dropped, ...this.#uplink.takeUsage()]) {
+      if (item.kind === 'usage') for (const seq of item.seqs ?? []) if (seq >= 0) from = Math.min(from, seq);
+    }
+    if (from !== Infinity) this.#feed.catchUp(from);
+  }
+
   #recordDropped(dropped: OutboundBatch[], reason: DroppedInfo['reason']): void {
     const events = dropped.reduce((n, b) => n + batchWeight(b), 0);
     this.#counters.events_dropped += events;
     this.#log.warn({ event: 'dropped', events, batches: dropped.length, reason }, 'offline buffer dropped batches');
     this.emit('dropped', { events, batches: dropped.length, reason });
-    // Their usage events will never be decided: answer each (discovery sightings were already).
+    // Events still waiting for their decision will never get one now (the others were answered).
     const why = reason === 'overflow' ? 'buffer_overflow' : 'shutdown';
     const message = reason === 'overflow' ? 'dropped from the full offline buffer (oldest first)' : 'the agent stopped before the event could be sent';
     for (const item of dropped) {
       if (item.kind !== 'usage') continue;
-      for (const ev of item.batch.events) if (!this.#local.has(ev.id)) this.#reject(ev.id, ev.device_id, item.tenantId, why, message);
+      for (const ev of item.batch.events) if (this.#path.drop(ev.id)) this.#reject(ev.id, ev.device_id, item.tenantId, why, message);
     }
   }
 
@@ -363,27 +482,18 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     // Listener or enforcer faults must never unwind into the MQTT client's parser.
     try {
       const parsed = parseTopic(topic);
-      if (parsed?.kind === 'policy') return this.#onBundle(topic, parsed.tenantId, payload);
+      if (parsed?.kind === 'directory' || parsed?.kind === 'directoryPart' || ((parsed?.kind === 'policy' || parsed?.kind === 'policyPart') && parsed.towerId === this.towerId)) {
+        this.#policy.receive(topic, parsed, payload);
+        // Held events the directory now maps go; the rest wait for the quiet period.
+        this.#gate.bundleArrived((e) => this.#policy.resolve(e.usage.device_id) !== null);
+        return;
+      }
       if (parsed?.kind === 'decisions' && parsed.towerId === this.towerId) return this.#onDecisions(topic, parsed.tenantId, payload);
       if (parsed?.kind === 'commands' && parsed.towerId === this.towerId) return void this.#onCommand(topic, parsed.tenantId, payload);
       this.#invalid(topic, 'unexpected topic');
     } catch (err) {
       this.#fail(toError(err));
     }
-  }
-
-  #onBundle(topic: string, tenantId: string, payload: Buffer): void {
-    if (payload.length === 0) {
-      if (this.#directory.remove(tenantId)) this.emit('bundleRemoved', tenantId);
-      return;
-    }
-    const r = decodePayload(PolicyBundleSchema, payload);
-    if (!r.ok) return this.#invalid(topic, r.error);
-    if (r.value.tenant_id !== tenantId) return this.#invalid(topic, 'tenant_id: does not match the topic');
-    if (!this.#directory.apply(r.value)) return;
-    this.emit('bundle', tenantId, r.value);
-    // Held events whose device this bundle maps go now; the rest wait for the quiet period.
-    this.#gate.bundleArrived((e) => this.#directory.tenantOf(e.usage.device_id) !== undefined);
   }
 
   #onDecisions(topic: string, tenantId: string, payload: Buffer): void {
@@ -398,16 +508,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     }
     this.#seenDecisionBatches.set(batch.id, true);
     this.#counters.decisions_received += batch.decisions.length;
-    for (const d of batch.decisions) {
-      if (this.#local.has(d.event_id)) continue;
-      this.#router.apply(tenantId, d);
-      this.emit('decision', tenantId, d, { source: 'cloud', batch });
-    }
-    for (const rej of batch.rejected) {
-      if (this.#local.has(rej.event_id)) continue;
-      const message = rej.reason === 'plan_rate_limited' ? "over the tenant plan's event rate" : 'the device belongs to another tenant than the topic';
-      this.#reject(rej.event_id, null, tenantId, rej.reason, message);
-    }
+    this.#path.decisionBatch(tenantId, batch);
     this.emit('decisionBatch', tenantId, batch);
   }
 
@@ -436,7 +537,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       // A command being applied now is acked before the disconnect (its ack then joins the
       // PUBACKs waited for below), or, past the deadline, journalled for the next start.
       await this.#commands.untilIdle(this.#opts.stopTimeoutMs);
-      await this.#uplink.untilIdle(Math.max(0, deadline - Date.now()));
+      // Offline with a journal there is nothing to wait for: what is unsent is on disk.
+      if (this.#session.up || !this.#journal) await this.#uplink.untilIdle(Math.max(0, deadline - Date.now()));
+      // Events still waiting for the cloud get the bundle's decision (or a rejection) now.
+      this.#path.stop();
       if (this.#session.up) {
         // The DISCONNECT below suppresses the will [MQTT-3.14.4-3], so say "offline" ourselves.
         const offline = this.#session.publish(topics.status(this.towerId), this.#status('offline'), true);
@@ -445,12 +549,20 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     }
     this.#state = 'stopped';
     for (const h of this.#gate.close()) this.#reject(h.id, h.usage.device_id, null, 'shutdown', 'the agent stopped before the policy bundles arrived');
+    this.#path.stop();
     this.#batcher.flushAll();
     const left = this.#uplink.stop();
+    this.#feed?.stop();
     await this.#session.close();
     await this.#commands.settled();
     await this.#ownEnforcer?.close();
-    if (left.length > 0) this.#recordDropped(left, 'shutdown');
+    // Journalled events stay for the next start; without a journal they are gone.
+    if (left.length > 0 && !this.#journal) this.#recordDropped(left, 'shutdown');
+    if (this.#journal) {
+      const pending = this.#journal.pendingEvents;
+      await this.#journal.close();
+      if (pending > 0) this.#log.info({ event: 'journal_pending', events: pending }, 'journal: events not yet acknowledged are sent at the next start');
+    }
     if (this.#commands.pendingAcks > 0) {
       const journal = this.#commands.journalFile;
       this.#log.warn(

@@ -74,6 +74,10 @@ export const TowerCountersSchema = z.object({
   events_dropped: z.number().int().nonnegative(),
   buffered_events: z.number().int().nonnegative(),
   commands_applied: z.number().int().nonnegative(),
+  /** Agents with edge autonomy (issue #11): events decided from the bundle, evicted from the journal, and still journalled. */
+  events_decided_locally: z.number().int().nonnegative().optional(),
+  events_evicted: z.number().int().nonnegative().optional(),
+  journal_pending_events: z.number().int().nonnegative().optional(),
 });
 export type TowerCounters = z.infer<typeof TowerCountersSchema>;
 
