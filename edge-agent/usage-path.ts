@@ -198,7 +198,11 @@ export class UsagePath {
     this.#decideLate([...this.#awaiting.keys()], false);
   }
 
-  /** Stopping: waiting events are decided locally where possible, the others rejected. */
+  /**
+   * Stopping: waiting events are decided locally where possible (unless local decisions by
+   * deadline are off), the others rejected. No report goes out now (it would race the
+   * disconnect): a journal sends those local decisions at the next start.
+   */
   stop(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
@@ -258,12 +262,11 @@ export class UsagePath {
     for (const id of ids) {
       const a = this.#awaiting.get(id);
       if (!a) continue;
-      const local = this.#decide(a.tenantId, a.profile, a.event);
+      const local = final && this.#o.deadlineMs <= 0 ? null : this.#decide(a.tenantId, a.profile, a.event);
       if (!local) {
         if (!final) continue; // nothing to decide from: the cloud's answer is all there is
         this.#awaiting.delete(id);
-        const journalled = this.#o.journal ? ': journalled, sent at the next start' : '';
-        this.#o.onReject(id, a.event.device_id, a.tenantId, 'shutdown', `the agent stopped before the cloud answered, and holds no policy bundle of the tenant${journalled}`);
+        this.#o.onReject(id, a.event.device_id, a.tenantId, 'shutdown', 'the agent stopped before the cloud answered');
         continue;
       }
       this.#awaiting.delete(id);
@@ -279,6 +282,7 @@ export class UsagePath {
       this.#o.router.answer(a.tenantId, local.decision, { source: 'local', bundle_version: local.local.policy_version });
     }
     // Events already sent without it: the cloud records the local decision from a report.
+    if (final) return;
     for (const [tenantId, list] of reports) {
       for (let i = 0; i < list.length; i += MAX_EVENTS_PER_BATCH) {
         const chunk = list.slice(i, i + MAX_EVENTS_PER_BATCH);
