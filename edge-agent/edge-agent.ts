@@ -22,7 +22,7 @@ import { EventEmitter } from 'node:events';
 import { createIdFactory, TOPIC_ID_RE, type IdFactory } from '../shared/ids.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { join } from 'node:path';
-import { CommandSchema, DecisionBatchSchema, decodePayload, encodePayload, type TowerStatus } from '../shared/mqtt/payloads.js';
+import { CommandSchema, DecisionBatchSchema, decodePayload, encodePayload, type Decision, type TowerStatus } from '../shared/mqtt/payloads.js';
 import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
 import type { AgentStats, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage, ObserveResult, RejectionReason } from './agent-types.js';
 import { ackJournalFile } from './ack-journal.js';
@@ -347,6 +347,17 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   /** The device's tenant, from the device directory. */
   tenantOf(deviceId: string): string | undefined {
     return this.#policy.resolve(deviceId)?.tenantId;
+  }
+
+  /**
+   * What this tower would decide for the usage from its bundles now (no event is recorded):
+   * null when the directory does not list the device or the tower holds no bundle to decide it.
+   */
+  localDecision(e: Pick<ObservedUsage, 'device_id' | 'app' | 'action'>): { decision: Decision; tenant_id: string; bundle_version: number } | null {
+    const r = this.#policy.resolve(e.device_id);
+    if (!r) return null;
+    const v = this.#policy.decide(r, { id: '00000000000000000000000000', device_id: e.device_id, app: e.app, action: e.action });
+    return v.ok ? { decision: v.decision, tenant_id: r.tenantId, bundle_version: v.version } : null;
   }
 
   /** The policy version of the tenant's bundle at this tower, if it holds one. */
