@@ -21,9 +21,8 @@
 import { EventEmitter } from 'node:events';
 import { createIdFactory, TOPIC_ID_RE, type IdFactory } from '../shared/ids.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import { join } from 'node:path';
-import { CommandSchema, DecisionBatchSchema, decodePayload, encodePayload, type Decision, type TowerStatus } from '../shared/mqtt/payloads.js';
-import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
+import { encodePayload, type Decision, type TowerStatus } from '../shared/mqtt/payloads.js';
+import { filters, topics } from '../shared/mqtt/topics.js';
 import type { AgentStats, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage, ObserveResult, RejectionReason } from './agent-types.js';
 import { ackJournalFile } from './ack-journal.js';
 import { resolveAgentOptions, towerStatusPayload, type ResolvedAgentOptions } from './agent-options.js';
@@ -31,13 +30,14 @@ import { Batcher } from './batcher.js';
 import { BundleGate } from './bundle-gate.js';
 import { CommandFlow } from './command-flow.js';
 import { CommandHandler } from './command-handler.js';
+import { DownlinkDispatch } from './downlink-dispatch.js';
 import { EdgePolicy } from './edge-policy.js';
 import { LoggingEnforcer, type Enforcer } from './enforcer.js';
 import { EventRouter } from './event-router.js';
-import { JournalFeed } from './journal-feed.js';
-import { Journal } from './journal/journal.js';
+import { AgentJournal } from './journal-wiring.js';
+import type { JournalFeed } from './journal-feed.js';
+import type { Journal } from './journal/journal.js';
 import { LocalAnswers } from './local-answers.js';
-import { LruMap } from './lru.js';
 import { batchWeight, type OutboundBatch } from './offline-buffer.js';
 import { checkObservation } from './observation.js';
 import type { HeldEvent } from './held-events.js';
@@ -60,10 +60,7 @@ export type {
 } from './agent-types.js';
 export type { BundleInfo } from './edge-policy.js';
 
-/** The journal's directory under a state dir. */
-export function journalDir(stateDir: string, towerId: string): string {
-  return join(stateDir, `journal-${towerId}`);
-}
+export { journalDir } from './journal-dir.js';
 
 type State = 'idle' | 'running' | 'stopping' | 'stopped';
 
@@ -77,6 +74,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   readonly #log: Logger;
   readonly #newId: IdFactory = createIdFactory();
   readonly #policy: EdgePolicy;
+  readonly #store: AgentJournal | null = null;
   readonly #journal: Journal | null = null;
   readonly #feed: JournalFeed | null = null;
   readonly #path: UsagePath;
@@ -96,8 +94,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     invalid_messages: 0,
     redeliveries_ignored: 0,
   };
-  /** Recent DecisionBatch ids: a batch redelivered after a lost PUBACK is applied once. */
-  readonly #seenDecisionBatches: LruMap<string, true>;
+  readonly #downlink: DownlinkDispatch;
   #state: State = 'idle';
   /** Came online at least once (an agent that never connected stops quietly). */
   #wasOnline = false;
@@ -141,32 +138,31 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
         this.#log.debug({ event: 'bundle_applied', tenant_id: tenantId, ...info }, 'bundle applied');
         this.emit('bundle', tenantId, info);
       },
-      onInvalid: (topic, error) => this.#invalid(topic, error),
+      onInvalid: (topic, error) => this.#downlink.invalid(topic, error),
     });
     if (opts.stateDir !== undefined) {
-      this.#journal = new Journal({
-        dir: journalDir(opts.stateDir, opts.towerId),
+      this.#store = new AgentJournal({
+        stateDir: opts.stateDir,
+        towerId: opts.towerId,
         maxBytes: this.#opts.journalMaxBytes,
         fsyncMs: this.#opts.journalFsyncMs,
+        batchMaxEvents: this.#opts.batchMaxEvents,
+        bufferMaxEvents: this.#opts.bufferMaxEvents,
+        newId: this.#newId,
+        now: this.#opts.now,
+        log: this.#log,
+        online: () => this.#session.up,
+        buffered: () => this.#uplink.bufferedEvents,
+        push: (item) => this.#uplink.push(item),
+        onReplay: (tenantId, events) => this.#path.replayed(tenantId, events),
         onEvicted: (info) => {
           this.#counters.events_dropped += info.events;
-          this.#log.warn({ event: 'journal_evicted', ...info }, 'journal over its disk budget: oldest events evicted, never sent');
           this.emit('evicted', info);
         },
         onError: (err) => this.#fail(err),
       });
-      this.#feed = new JournalFeed({
-        journal: this.#journal,
-        newId: this.#newId,
-        now: this.#opts.now,
-        batchMaxEvents: this.#opts.batchMaxEvents,
-        online: () => this.#session.up,
-        buffered: () => this.#uplink.bufferedEvents,
-        lowWater: Math.max(1000, Math.min(10_000, Math.floor(this.#opts.bufferMaxEvents / 2))),
-        push: (item) => this.#uplink.push(item),
-        onReplay: (tenantId, events) => this.#path.replayed(tenantId, events),
-        onCaughtUp: () => this.#log.info({ event: 'journal_caught_up', replayed: this.#feed?.replayed }, 'journal backlog replayed: events go live again'),
-      });
+      this.#journal = this.#store.journal;
+      this.#feed = this.#store.feed;
     }
     this.#path = new UsagePath({
       policy: this.#policy,
@@ -189,10 +185,6 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       onReject: (eventId, deviceId, tenantId, reason, message) => this.#reject(eventId, deviceId, tenantId, reason, message),
       onReconciled: (r) => this.emit('reconciled', r),
     });
-    // A DecisionBatch comes again only for a batch resent after a lost PUBACK, and those are
-    // resent first on the next connection: the first copy is at most a few windows of
-    // in-flight batches back.
-    this.#seenDecisionBatches = new LruMap(Math.max(4096, 4 * this.#opts.maxInflight));
     this.#commandHandler = new CommandHandler({ enforcer: this.#enforcer, now: this.#opts.now, newId: this.#newId, cacheSize: this.#opts.commandCacheSize });
     this.#commands = new CommandFlow({
       handler: this.#commandHandler,
@@ -217,6 +209,22 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
         this.#log.info({ event: 'bundles_ready', tenants: this.#policy.knownTenants().length, directory_devices: this.#policy.directorySize }, 'policy bundles and device directory received');
         this.emit('ready');
       },
+    });
+    this.#downlink = new DownlinkDispatch({
+      towerId: this.towerId,
+      policy: this.#policy,
+      gate: this.#gate,
+      batcher: this.#batcher,
+      path: this.#path,
+      commands: this.#commands,
+      counters: this.#counters,
+      // A DecisionBatch comes again only for a batch resent after a lost PUBACK, and those are
+      // resent first on the next connection: the first copy is a few windows of batches back.
+      seenBatches: Math.max(4096, 4 * this.#opts.maxInflight),
+      onDecisionBatch: (tenantId, batch) => this.emit('decisionBatch', tenantId, batch),
+      onCommand: (tenantId, command, ack, duplicate) => this.emit('command', tenantId, command, ack, duplicate),
+      onInvalid: (info) => this.emit('invalid', info),
+      onError: (err) => this.#fail(err),
     });
     this.#session = new TowerSession({
       ...(opts.ca ? { ca: opts.ca } : {}),
@@ -286,7 +294,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       if (wasUp) this.emit('offline');
     });
     session.on('reconnecting', (info) => this.emit('reconnecting', info));
-    session.on('message', (topic, payload) => this.#onMessage(topic, payload));
+    session.on('message', (topic, payload) => this.#downlink.message(topic, payload));
     session.on('settled', () => this.#uplink.settled());
     session.on('error', (err) => this.#fail(err));
     if (this.#ownEnforcer) {
@@ -295,14 +303,9 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     }
     const journal = await this.#commands.load();
     if (journal.error) this.#log.warn({ event: 'ack_journal_unreadable', error: journal.error }, 'ack journal unreadable: starting without it');
-    if (this.#journal) {
-      const report = await this.#journal.open();
+    if (this.#store) {
+      await this.#store.open();
       this.#path.journalOpened();
-      if (report.tornBytes > 0) this.#log.warn({ event: 'journal_torn_tail', bytes: report.tornBytes }, 'journal: a torn last record (a crash mid-write) was cut; the rest replays');
-      if (report.pending > 0) {
-        this.#log.info({ event: 'journal_replay', events: report.pending }, 'journal: events of an earlier run not yet acknowledged are sent first');
-        this.#feed!.catchUp(this.#journal.firstSeq);
-      }
     }
     try {
       await session.open();
@@ -465,12 +468,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
    * from memory and replayed from disk (catching up). Without one the oldest are gone.
    */
   #overflow(dropped: OutboundBatch[]): void {
-    if (!this.#feed) return this.#recordDropped(dropped, 'overflow');
-    let from = Infinity;
-    for (const item of [...dropped, ...this.#uplink.takeUsage()]) {
-      if (item.kind === 'usage') for (const seq of item.seqs ?? []) if (seq >= 0) from = Math.min(from, seq);
-    }
-    if (from !== Infinity) this.#feed.catchUp(from);
+    if (!this.#store) return this.#recordDropped(dropped, 'overflow');
+    this.#store.spill([...dropped, ...this.#uplink.takeUsage()]);
   }
 
   #recordDropped(dropped: OutboundBatch[], reason: DroppedInfo['reason']): void {
@@ -485,55 +484,6 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       if (item.kind !== 'usage') continue;
       for (const ev of item.batch.events) if (this.#path.drop(ev.id)) this.#reject(ev.id, ev.device_id, item.tenantId, why, message);
     }
-  }
-
-  // --- downlink --------------------------------------------------------------------------------
-
-  #onMessage(topic: string, payload: Buffer): void {
-    // Listener or enforcer faults must never unwind into the MQTT client's parser.
-    try {
-      const parsed = parseTopic(topic);
-      if (parsed?.kind === 'directory' || parsed?.kind === 'directoryPart' || ((parsed?.kind === 'policy' || parsed?.kind === 'policyPart') && parsed.towerId === this.towerId)) {
-        this.#policy.receive(topic, parsed, payload);
-        // Held events the directory now maps go; the rest wait for the quiet period.
-        this.#gate.bundleArrived((e) => this.#policy.resolve(e.usage.device_id) !== null);
-        return;
-      }
-      if (parsed?.kind === 'decisions' && parsed.towerId === this.towerId) return this.#onDecisions(topic, parsed.tenantId, payload);
-      if (parsed?.kind === 'commands' && parsed.towerId === this.towerId) return void this.#onCommand(topic, parsed.tenantId, payload);
-      this.#invalid(topic, 'unexpected topic');
-    } catch (err) {
-      this.#fail(toError(err));
-    }
-  }
-
-  #onDecisions(topic: string, tenantId: string, payload: Buffer): void {
-    const r = decodePayload(DecisionBatchSchema, payload);
-    if (!r.ok) return this.#invalid(topic, r.error);
-    const batch = r.value;
-    // The next batch of this tenant may go now (adaptive batching).
-    this.#batcher.answered(tenantId, batch.batch_id);
-    if (this.#seenDecisionBatches.get(batch.id)) {
-      this.#counters.redeliveries_ignored++;
-      return;
-    }
-    this.#seenDecisionBatches.set(batch.id, true);
-    this.#counters.decisions_received += batch.decisions.length;
-    this.#path.decisionBatch(tenantId, batch);
-    this.emit('decisionBatch', tenantId, batch);
-  }
-
-  async #onCommand(topic: string, tenantId: string, payload: Buffer): Promise<void> {
-    const r = decodePayload(CommandSchema, payload);
-    if (!r.ok) return this.#invalid(topic, r.error);
-    // Acks are small and rare: unlike usage they may wait in mqtt.js's store while offline.
-    const { ack, duplicate } = await this.#commands.handle(tenantId, r.value);
-    this.emit('command', tenantId, r.value, ack, duplicate);
-  }
-
-  #invalid(topic: string, error: string): void {
-    this.#counters.invalid_messages++;
-    this.emit('invalid', { topic, error });
   }
 
   // --- shutdown --------------------------------------------------------------------------------
@@ -563,17 +513,12 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#path.stop();
     this.#batcher.flushAll();
     const left = this.#uplink.stop();
-    this.#feed?.stop();
     await this.#session.close();
     await this.#commands.settled();
     await this.#ownEnforcer?.close();
     // Journalled events stay for the next start; without a journal they are gone.
-    if (left.length > 0 && !this.#journal) this.#recordDropped(left, 'shutdown');
-    if (this.#journal) {
-      const pending = this.#journal.pendingEvents;
-      await this.#journal.close();
-      if (pending > 0) this.#log.info({ event: 'journal_pending', events: pending }, 'journal: events not yet acknowledged are sent at the next start');
-    }
+    if (left.length > 0 && !this.#store) this.#recordDropped(left, 'shutdown');
+    await this.#store?.close();
     if (this.#commands.pendingAcks > 0) {
       const journal = this.#commands.journalFile;
       this.#log.warn(
@@ -594,8 +539,4 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', err);
     else this.#log.warn({ err }, 'edge agent error');
   }
-}
-
-function toError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }

@@ -9,6 +9,7 @@ import { benchPipeline } from '../bench/pipeline-bench.js';
 import { benchCedarShapes, benchPolicy, REALISTIC_WORST, type PolicyBenchResult } from '../bench/policy-bench.js';
 import { benchRelay } from '../bench/relay-bench.js';
 import { benchWhatIf } from '../bench/whatif-bench.js';
+import { benchBundles } from '../bench/bundle-bench.js';
 import { numberOption, optionsHelp, parseCommandArgs, type CommandOption } from '../args.js';
 
 const options: Record<string, CommandOption> = {
@@ -19,8 +20,11 @@ const options: Record<string, CommandOption> = {
   steps: { type: 'string', describe: 'Comma-separated offered loads (events/s) for the pipeline', default: '2000,5000,10000,15000,20000,30000,40000,60000,80000' },
   'p99-limit-ms': { type: 'string', describe: 'Stop stepping once p99 decision latency passes this', default: '50' },
   'distributed-steps': { type: 'string', describe: 'Offered loads (events/s) for the embedded-vs-distributed comparison', default: '500,1000,2000,4000,8000,12000,16000,24000' },
-  only: { type: 'string', describe: 'Run only some parts: comma-separated of relay,pipeline,policy,distributed,whatif' },
+  only: { type: 'string', describe: 'Run only some parts: comma-separated of relay,pipeline,policy,distributed,whatif,bundles' },
   'whatif-events': { type: 'string', describe: 'Recorded usage events the what-if replay part replays', default: '1000000' },
+  'bundle-towers': { type: 'string', describe: 'Towers (agents) the bundle freshness part connects', default: '100' },
+  'bundle-changes': { type: 'string', describe: 'Rule changes the bundle freshness part times', default: '20' },
+  'bundle-sizes': { type: 'string', describe: 'Tenants the freshness part runs: small (1,000 devices, 100 rules), large (100,000, 10,000)', default: 'small,large' },
 };
 
 export const benchHelp = `Usage: edgeplane bench [--report <file>] [options]
@@ -37,6 +41,10 @@ Measures on this machine, in one run:
   (e) whatif    what-if replay of a draft over 1,000,000 recorded events in SQLite: events/s
                 replayed and evaluated on one core, peak RSS for windows of 0.1/10/30/100 %, a
                 worst case, and the whole window again with the JavaScript heap capped
+  (f) bundles   edge autonomy: the policy bundle and device directory of a tenant with 100,000
+                devices and 10,000 rules (bytes, parts, against the schema 1 bundle), the journal's
+                bytes per event and a week at 1,000 events/s, and the time from a rule change in
+                the API to the new version applied at every one of 100 connected towers
 
 Options:
 ${optionsHelp(options)}
@@ -106,6 +114,15 @@ export async function benchCommand(argv: string[]): Promise<number> {
     results.whatif = whatif;
   }
 
+  // (f) edge bundles and the journal.
+  let bundles = null;
+  if (want('bundles')) {
+    log('(f) edge bundles and journal …');
+    const sizes = String(values['bundle-sizes']).split(',').map((x) => x.trim()).filter((x): x is 'small' | 'large' => x === 'small' || x === 'large');
+    bundles = await benchBundles({ towers: numberOption(values, 'bundle-towers') ?? 100, changes: numberOption(values, 'bundle-changes') ?? 20, sizes, log });
+    results.bundles = bundles;
+  }
+
   log('');
   log('Results');
   log('  measure                                   value');
@@ -158,6 +175,20 @@ export async function benchCommand(argv: string[]): Promise<number> {
     log(`      peak RSS largest / smallest window      ${fmt(whatif.rss_ratio_largest_to_smallest, 2).padStart(12)}   (${fmt(largest.evaluated)} events in ${fmt(largest.replay_ms / 1000, 2)} s)`);
     const h = whatif.history;
     log(`      version history: ${fmt(h.versions)} versions, ${fmt(h.entries)} entries, ${fmt(h.bytes_per_version)} B/version (a snapshot per version: ~${fmt(h.snapshot_per_version_bytes_estimate)} B/version)`);
+  }
+  if (bundles) {
+    const z = bundles.size;
+    const kb = (n: number) => `${fmt(n / 1024, 0)} KiB`;
+    log(`  (f) edge bundles, tenant of ${fmt(z.devices)} devices, ${fmt(z.rules)} rules (${fmt(z.grants)} grants, ${z.profiles} profiles), built in ${fmt(z.build_ms)} ms`);
+    log(`      policy bundle (each serving tower)       ${kb(z.bundle_bytes).padStart(12)} in ${z.bundle_parts} parts`);
+    log(`      directory slice (every tower)            ${kb(z.directory_bytes).padStart(12)} in ${z.directory_parts} parts, ${z.directory_bytes_per_device} B/device`);
+    log(`      schema 1 bundle it replaces               ${kb(z.legacy_bundle_bytes).padStart(12)} in one message; largest message now ${kb(z.largest_message_bytes)}`);
+    const j = bundles.journal;
+    log(`      journal: ${j.bytes_per_event} B/event, ${fmt(j.appends_per_s)} appends/s on one core; a week at 1,000 events/s = ${j.week_at_1000_eps_gb} GB`);
+    log('      freshness (rule change in the API → new version applied)   target p99 < 1,000 ms for 100 towers');
+    for (const f of bundles.freshness) {
+      log(`      ${f.label.padEnd(6)} ${fmt(f.devices).padStart(7)} devices ${fmt(f.rules).padStart(6)} rules, ${f.towers} towers, ${f.changes} changes: per tower p50 ${fmt(f.per_tower_ms.p50, 1)} / p99 ${fmt(f.per_tower_ms.p99, 1)} ms; every tower p50 ${fmt(f.all_towers_ms.p50, 1)} / p99 ${fmt(f.all_towers_ms.p99, 1)} / max ${fmt(f.all_towers_ms.max, 1)} ms`);
+    }
   }
   if (typeof values.report === 'string') {
     await writeFile(values.report, JSON.stringify(results, null, 2) + '\n');
