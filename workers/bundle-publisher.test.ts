@@ -156,4 +156,18 @@ describe('edge bundles from the workers', () => {
     expect(counters.get('usage_disagreements_total', { local_effect: 'deny', cloud_effect: 'allow' })).toBe(1);
     expect((await store.usage.list(tenantA)).items).toHaveLength(3);
   });
+
+  it("does not refuse events the tower already decided for the plan's event rate: a replayed backlog is stored whole", async () => {
+    await store.plans.update('free', { max_events_per_s: 2 });
+    const local: LocalDecision = { effect: 'allow', reason: 'default', rule_id: null, policy_version: 1 };
+    const events = Array.from({ length: 20 }, (_, i) => ({ device: 'devA1', app: 'slack', action: 'send', ...(i % 2 === 0 ? { local } : {}) }));
+    const { msg, batch } = usage(tenantA, 'T1', events);
+    await pipeline.accept(msg);
+    const stored = new Set((await store.usage.list(tenantA, { limit: 100 })).items.map((u) => u.id));
+    const replayed = batch.events.filter((e) => e.local).map((e) => e.id);
+    expect(replayed.every((id) => stored.has(id))).toBe(true);
+    // Live events beyond the plan's budget are refused as before.
+    expect(stored.size).toBeLessThan(20);
+    expect(counters.get('usage_events_rejected_total', { tower: 'T1', reason: 'plan_rate_limited' })).toBe(20 - stored.size);
+  });
 });

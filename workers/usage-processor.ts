@@ -43,17 +43,22 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     // The plan's event rate, at ingest: events beyond it are refused, not decided. The budget is
     // the tenant's, split fairly among its active towers, so one tower's flood cannot spend the
     // share the tenant's other towers use (shared/workflow/rate-budgets.ts).
+    // Events the tower already decided itself (a replayed backlog, a late answer) are exempt: they
+    // happened and were enforced, and refusing them would lose the record of them; the tower's
+    // publish pacing and the broker's per-client limit still bound how fast they come.
     const rate = state.plan.max_events_per_s;
+    const live = batch.events.reduce((n, e) => n + (e.local ? 0 : 1), 0);
     const allowed =
-      rate === null
-        ? batch.events.length
+      rate === null || live === 0
+        ? live
         : await ctx.budgets.takeShared(
             { group: `plan:${tenantId}`, member: msg.tower_id, rate_per_s: rate, active_window_ms: PLAN_SHARE_WINDOW_MS },
-            batch.events.length,
+            live,
             now,
           );
-    for (const [i, ev] of batch.events.entries()) {
-      if (i >= allowed) {
+    let liveSeen = 0;
+    for (const ev of batch.events) {
+      if (!ev.local && liveSeen++ >= allowed) {
         rejected.push({ event_id: ev.id, reason: 'plan_rate_limited' });
         continue;
       }
