@@ -32,6 +32,9 @@ function rec(tenant: string, over: Partial<UsageRecord> = {}): UsageRecord {
     rule_id: null,
     policy_id: null,
     policy_version: 1,
+    local_effect: null,
+    local_policy_version: null,
+    disagreement: false,
     ...over,
   };
 }

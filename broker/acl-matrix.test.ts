@@ -6,7 +6,10 @@
  * A refused SUBSCRIBE shows as SUBACK 0x80; a refused PUBLISH as the connection being closed
  * without a PUBACK [MQTT-3.3.5-2] and the sink never seeing the message. A granted SUBSCRIBE
  * shows the QoS granted: 0 where nothing should be queued for an offline session (a tower's
- * policy bundles, console users' live views), 1 otherwise.
+ * policy bundles and the device directory, console users' live views), 1 otherwise.
+ *
+ * Bundles are per tower (issue #11): a tower subscribes to its own bundles only, never another
+ * tower's nor the shared bundles older releases used; every tower reads the device directory.
  */
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +30,11 @@ const TOPIC: Record<TopicKind, () => string> = {
   decisions: () => topics.decisions(A, 'T1'),
   commands: () => topics.commands(A, 'T1'),
   acks: () => topics.acks(A, 'T1'),
-  policy: () => topics.policy(A),
+  policy: () => topics.policy(A, 'T1'),
+  policyPart: () => topics.policyPart(A, 'T1', 0),
+  directory: () => topics.directory('tokA'),
+  directoryPart: () => topics.directoryPart('tokA', 0),
+  legacyPolicy: () => topics.legacyPolicy(A),
   sessions: () => topics.sessions('T1'),
   carrierTowers: () => topics.carrierTowers(carrier.A),
   carrierDevices: () => topics.carrierDevices(carrier.A),
@@ -46,7 +53,13 @@ const FILTERS = {
   sysPlus: '$SYS/+/heartbeat',
   t1Decisions: filters.towerDecisions('T1'),
   t1Commands: filters.towerCommands('T1'),
-  allPolicies: filters.allPolicies,
+  t1Policies: filters.towerPolicies('T1'),
+  t2Policies: filters.towerPolicies('T2'),
+  everyTowersPolicies: 'tenants/+/towers/+/policy/#',
+  legacyPolicies: 'tenants/+/policy',
+  tenantAPolicies: `tenants/${A}/towers/T1/policy/#`,
+  directory: filters.directory,
+  directoryPlus: 'directory/+',
   tenantA: `tenants/${A}/#`,
   tenantB: `tenants/${B}/#`,
   allTowers: 'towers/#',
@@ -65,19 +78,19 @@ interface Expectation {
 }
 
 const ALLOWED: Record<PrincipalName, Expectation> = {
-  // Uplinks about itself only; exactly the three filters of its agent, not one per tenant id.
+  // Uplinks about itself only; exactly the four filters of its agent, not one per tenant id.
   ownTower: {
     publish: ['usage', 'discovery', 'status', 'acks', 'sessions'],
     subscribeTopics: [],
-    subscribeFilters: ['t1Decisions', 't1Commands', 'allPolicies'],
+    subscribeFilters: ['t1Decisions', 't1Commands', 't1Policies', 'directory'],
   },
-  // Nothing about T1 except the shared policy filter.
-  otherTower: { publish: [], subscribeTopics: [], subscribeFilters: ['allPolicies'] },
-  // Read-only, under its own tenant prefix.
+  // Nothing about T1: its own bundles and the directory only.
+  otherTower: { publish: [], subscribeTopics: [], subscribeFilters: ['t2Policies', 'directory'] },
+  // Read-only, under its own tenant prefix (its bundles for every tower included).
   consoleA: {
     publish: [],
-    subscribeTopics: ['usage', 'decisions', 'commands', 'acks', 'policy'],
-    subscribeFilters: ['tenantA'],
+    subscribeTopics: ['usage', 'decisions', 'commands', 'acks', 'policy', 'policyPart', 'legacyPolicy'],
+    subscribeFilters: ['tenantA', 'tenantAPolicies'],
   },
   consoleB: { publish: [], subscribeTopics: [], subscribeFilters: ['tenantB'] },
   // Its own two feeds and its own results: no tower, tenant or other carrier topic, no wildcard.
@@ -88,7 +101,23 @@ const ALLOWED: Record<PrincipalName, Expectation> = {
   service: {
     publish: KINDS.filter((k) => !CARRIER_KINDS.includes(k)),
     subscribeTopics: KINDS.filter((k) => !CARRIER_KINDS.includes(k)),
-    subscribeFilters: ['allTenants', 'allDecisions', 't1Decisions', 't1Commands', 'allPolicies', 'tenantA', 'tenantB', 'allTowers', 'allStatus'],
+    subscribeFilters: [
+      'allTenants',
+      'allDecisions',
+      't1Decisions',
+      't1Commands',
+      't1Policies',
+      't2Policies',
+      'everyTowersPolicies',
+      'legacyPolicies',
+      'tenantAPolicies',
+      'directory',
+      'directoryPlus',
+      'tenantA',
+      'tenantB',
+      'allTowers',
+      'allStatus',
+    ],
   },
 };
 const PRINCIPALS = Object.keys(ALLOWED) as PrincipalName[];
@@ -158,7 +187,7 @@ describe('ACL matrix over real sockets', () => {
 
   /** The QoS a granted filter gets (see the header). */
   const grantedQos = (principal: PrincipalName, filter: string) =>
-    principal === 'consoleA' || principal === 'consoleB' || (principal.endsWith('Tower') && filter === FILTERS.allPolicies) ? 0 : 1;
+    principal === 'consoleA' || principal === 'consoleB' || (principal.endsWith('Tower') && (filter.includes('/policy/') || filter.startsWith('directory/'))) ? 0 : 1;
 
   const subscribeCases = PRINCIPALS.flatMap((principal) => [
     ...KINDS.map((kind) => ({ principal, filter: TOPIC[kind], allowed: ALLOWED[principal].subscribeTopics.includes(kind) })),
@@ -209,22 +238,46 @@ describe('ACL matrix over real sockets', () => {
     await h.broker.downlink.publish(TOPIC.decisions(), Buffer.from('decision'));
     await h.broker.downlink.publish(TOPIC.commands(), Buffer.from('command'));
     await h.broker.downlink.publish(TOPIC.policy(), Buffer.from('policy'), { retain: true });
+    await h.broker.downlink.publish(TOPIC.directory(), Buffer.from('directory'), { retain: true });
     for (const kind of ['decisions', 'commands', 'policy'] as const) await boxA.next((t) => t === TOPIC[kind]());
 
     // A message for B, then a marker for A: had anything of B's leaked to A (or A's to B),
     // it would have arrived before these, since each connection delivers in order.
-    await h.broker.downlink.publish(topics.policy(B), Buffer.from('policy-b'), { retain: true });
-    await boxB.next((t) => t === topics.policy(B));
+    await h.broker.downlink.publish(topics.policy(B, 'T1'), Buffer.from('policy-b'), { retain: true });
+    await boxB.next((t) => t === topics.policy(B, 'T1'));
     await h.broker.downlink.publish(topics.decisions(A, 'T2'), Buffer.from('marker'));
     await boxA.next((t) => t === topics.decisions(A, 'T2'));
 
-    expect(boxB.messages.map((m) => m.topic)).toEqual([topics.policy(B)]);
+    expect(boxB.messages.map((m) => m.topic)).toEqual([topics.policy(B, 'T1')]);
     expect(boxA.messages.every((m) => m.topic.startsWith(`tenants/${A}/`))).toBe(true);
     expect(boxA.messages.map((m) => m.topic)).not.toContain(TOPIC.usage());
     expect(boxA.messages.map((m) => m.topic)).not.toContain(TOPIC.acks());
     expect(h.sink.topics()).toEqual(expect.arrayContaining([TOPIC.usage(), TOPIC.acks()]));
-    await h.broker.downlink.publish(topics.policy(A), Buffer.alloc(0), { retain: true }); // clear retained
-    await h.broker.downlink.publish(topics.policy(B), Buffer.alloc(0), { retain: true });
+    await h.broker.downlink.publish(topics.policy(A, 'T1'), Buffer.alloc(0), { retain: true }); // clear retained
+    await h.broker.downlink.publish(topics.policy(B, 'T1'), Buffer.alloc(0), { retain: true });
+    await h.broker.downlink.publish(TOPIC.directory(), Buffer.alloc(0), { retain: true });
+  });
+
+  it("delivers a tower its own bundles and the directory, never another tower's bundles", async () => {
+    const tower1 = await h.connectTower(t1);
+    const tower2 = await h.connectTower(t2);
+    const box1 = inbox(tower1);
+    const box2 = inbox(tower2);
+    for (const [c, t] of [[tower1, 'T1'], [tower2, 'T2']] as const) {
+      expect(await subscribeResult(c, filters.towerPolicies(t))).toBe(0);
+      expect(await subscribeResult(c, filters.directory)).toBe(0);
+    }
+    await h.broker.downlink.publish(topics.policyPart(A, 'T1', 0), Buffer.from('a-part'), { retain: true });
+    await h.broker.downlink.publish(topics.policy(A, 'T1'), Buffer.from('a-head'), { retain: true });
+    await h.broker.downlink.publish(topics.policy(B, 'T2'), Buffer.from('b-head'), { retain: true });
+    await h.broker.downlink.publish(topics.directoryPart('tokA', 0), Buffer.from('slice'), { retain: true });
+    await box1.next((t) => t === topics.directoryPart('tokA', 0));
+    await box2.next((t) => t === topics.directoryPart('tokA', 0));
+    expect(box1.messages.map((m) => m.topic)).toEqual([topics.policyPart(A, 'T1', 0), topics.policy(A, 'T1'), topics.directoryPart('tokA', 0)]);
+    expect(box2.messages.map((m) => m.topic)).toEqual([topics.policy(B, 'T2'), topics.directoryPart('tokA', 0)]);
+    for (const topic of [topics.policyPart(A, 'T1', 0), topics.policy(A, 'T1'), topics.policy(B, 'T2'), topics.directoryPart('tokA', 0)]) {
+      await h.broker.downlink.publish(topic, Buffer.alloc(0), { retain: true });
+    }
   });
 });
 

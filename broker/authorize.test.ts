@@ -57,12 +57,14 @@ describe('authorizeForward', () => {
     expect(counters.get('mqtt_acl_denied_total', { action: 'forward', reason: 'not_granted' })).toBe(1);
   });
 
-  it("keeps a tower's commands away from other towers and from unauthenticated clients", () => {
+  it("keeps a tower's commands and bundles away from other towers and from unauthenticated clients", () => {
     const { hooks, as } = setup();
     const t2 = as({ kind: 'tower', towerId: 'T2', credentialId: 'c2' });
     expect(hooks.authorizeForward(t2, packet(topics.commands('A', 'T1')))).toBeNull();
-    expect(hooks.authorizeForward(t2, packet(topics.policy('A')))).not.toBeNull();
-    expect(hooks.authorizeForward(fakeClient('nobody'), packet(topics.policy('A')))).toBeNull();
+    expect(hooks.authorizeForward(t2, packet(topics.policy('A', 'T2')))).not.toBeNull();
+    expect(hooks.authorizeForward(t2, packet(topics.policy('A', 'T1')))).toBeNull();
+    expect(hooks.authorizeForward(t2, packet(topics.directory('tok')))).not.toBeNull();
+    expect(hooks.authorizeForward(fakeClient('nobody'), packet(topics.policy('A', 'T2')))).toBeNull();
   });
 
   it('never forwards $SYS, not even to services', () => {

@@ -208,12 +208,12 @@ describe('broker', () => {
 
     it('delivers a retained policy bundle to a tower that subscribes later', async () => {
       const bundle = Buffer.from('{"v":1,"version":7}');
-      await h.broker.downlink.publish(topics.policy('tenantA'), bundle, { retain: true });
+      await h.broker.downlink.publish(topics.policy('tenantA', 'T1'), bundle, { retain: true });
       const c = await h.connectTower(t1);
       const box = inbox(c);
       // QoS 0: nothing is queued for an offline tower; the retained bundle comes on SUBSCRIBE.
-      expect(await subscribeResult(c, filters.allPolicies)).toBe(0);
-      const got = await box.next((t) => t === topics.policy('tenantA'));
+      expect(await subscribeResult(c, filters.towerPolicies('T1'))).toBe(0);
+      const got = await box.next((t) => t === topics.policy('tenantA', 'T1'));
       expect(got.retain).toBe(true);
       expect(got.payload.equals(bundle)).toBe(true);
     });

@@ -163,21 +163,21 @@ describe('offline sessions', () => {
   it('an offline tower gets only the newest policy bundle of each tenant, not every republish', async () => {
     await start();
     const t1 = await h.createTower('T1');
-    const agentFilters = [filters.towerDecisions('T1'), filters.towerCommands('T1'), filters.allPolicies];
+    const agentFilters = [filters.towerDecisions('T1'), filters.towerCommands('T1'), filters.towerPolicies('T1'), filters.directory];
     const tower = await h.connectTower(t1, { clean: false });
     await tower.subscribeAsync(agentFilters, { qos: 1 });
     await tower.endAsync();
-    for (let v = 1; v <= 150; v++) await h.broker.downlink.publish(topics.policy('tenantA'), json({ version: v }), { retain: true });
-    await h.broker.downlink.publish(topics.policy('tenantB'), json({ version: 1 }), { retain: true });
+    for (let v = 1; v <= 150; v++) await h.broker.downlink.publish(topics.policy('tenantA', 'T1'), json({ version: v }), { retain: true });
+    await h.broker.downlink.publish(topics.policy('tenantB', 'T1'), json({ version: 1 }), { retain: true });
     // Back, as the agent does: resume the session and SUBSCRIBE again (retained bundles come then).
     const back = await h.connectTower(t1, { clean: false });
     const box = inbox(back);
     await back.subscribeAsync(agentFilters, { qos: 1 });
-    await box.next((t) => t === topics.policy('tenantA'));
-    await box.next((t) => t === topics.policy('tenantB'));
+    await box.next((t) => t === topics.policy('tenantA', 'T1'));
+    await box.next((t) => t === topics.policy('tenantB', 'T1'));
     await h.broker.downlink.publish(topics.commands('tenantA', 'T1'), json({ id: 'marker' }));
     await box.next((t) => t === topics.commands('tenantA', 'T1'));
-    expect(box.messages.filter((m) => m.topic === topics.policy('tenantA')).map((m) => JSON.parse(m.payload.toString()) as unknown)).toEqual([{ version: 150 }]);
+    expect(box.messages.filter((m) => m.topic === topics.policy('tenantA', 'T1')).map((m) => JSON.parse(m.payload.toString()) as unknown)).toEqual([{ version: 150 }]);
     expect(box.messages).toHaveLength(3);
   });
 });

@@ -166,7 +166,7 @@ function dropWithoutDisconnect(client: MqttClient): Promise<void> {
 
 const COMMANDS = topics.commands(TENANT, TOWER);
 const DECISIONS = topics.decisions(TENANT, TOWER);
-const POLICY = topics.policy(TENANT);
+const POLICY = topics.policy(TENANT, TOWER);
 const TOWER_FILTERS = [filters.towerDecisions(TOWER), filters.towerCommands(TOWER)];
 
 /** Backends that reopen the same store each time `next()` is called. */
@@ -255,7 +255,7 @@ describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker rest
     await first.broker.downlink.publish(POLICY, Buffer.from('{"bundle":1}'), { retain: true });
     await stopNode(first);
     const second = await startNode(factory.next());
-    const tower = await connectTower(second, [filters.allPolicies]);
+    const tower = await connectTower(second, [filters.towerPolicies(TOWER)]);
     const m = await tower.next((r) => r.topic === POLICY);
     expect(m).toEqual({ topic: POLICY, payload: '{"bundle":1}', retain: true });
   });
@@ -266,7 +266,7 @@ describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker rest
     await Promise.all(versions.map((v) => node.broker.downlink.publish(POLICY, Buffer.from(JSON.stringify({ version: v })), { retain: true })));
     await stopNode(node);
     const again = await startNode(factory.next());
-    const tower = await connectTower(again, [filters.allPolicies]);
+    const tower = await connectTower(again, [filters.towerPolicies(TOWER)]);
     const m = await tower.next((r) => r.topic === POLICY);
     expect(JSON.parse(m.payload)).toEqual({ version: 200 });
   });
@@ -363,12 +363,12 @@ describeWithRedis('two broker nodes on one Redis', (url) => {
     await theirs.broker.downlink.publish(DECISIONS, Buffer.from('{"theirs":true}'));
     await mine.broker.downlink.publish(DECISIONS, Buffer.from('{"mine":true}'));
     await tower.next((m) => m.payload.includes('mine'));
-    await tower.client.subscribeAsync(filters.allPolicies, { qos: 1 });
+    await tower.client.subscribeAsync(filters.towerPolicies(TOWER), { qos: 1 });
     await tower.client.endAsync();
     const elsewhere = await connectTower(theirs);
     expect(elsewhere.connack.sessionPresent).toBe(false);
     await mine.broker.downlink.publish(POLICY, Buffer.from('{"mine":true}'), { retain: true });
-    const back = await connectTower(mine, [filters.allPolicies]);
+    const back = await connectTower(mine, [filters.towerPolicies(TOWER)]);
     await back.next((m) => m.topic === POLICY);
     expect(tower.inbox.map((m) => m.payload)).toEqual(['{"mine":true}']);
     expect(back.inbox.filter((m) => m.topic === POLICY).map((m) => m.payload)).toEqual(['{"mine":true}']);

@@ -99,7 +99,7 @@ describe('the retained store is capped per tower and in total', () => {
         h.sink.messages.length = 0; // the test's recording sink would hold them otherwise
       }
       // ...and a credential that may publish anywhere, past the totals.
-      for (let i = 0; i < 200; i++) await service.publishAsync(topics.policy(`tenant-${i}`), body, { qos: 1, retain: true });
+      for (let i = 0; i < 200; i++) await service.publishAsync(topics.policy(`tenant-${i}`, 'T1'), body, { qos: 1, retain: true });
     });
     // 100 MB were offered for retention: the tower's none, the service's up to the 2 MB total.
     expect(h.broker.retainedUsage.bytes).toBeLessThanOrEqual(2 * 1024 * 1024);

@@ -28,6 +28,7 @@ import type { Counters } from '../shared/metrics.js';
 import type { Store } from '../shared/store/port.js';
 import type { WorkerContext } from '../workers/context.js';
 import { Pipeline } from '../workers/pipeline.js';
+import { deriveDirectoryKey } from '../shared/policy/edge-bundle.js';
 import { RetentionJob } from '../workers/retention-job.js';
 import type { DataDirPaths } from './data-dir.js';
 import { lockDataDir } from './data-dir-lock.js';
@@ -127,7 +128,8 @@ async function startLocked(
     leases: f.workflow.leases,
     processId: f.processId,
   };
-  const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency });
+  // Every process of a deployment derives the same device directory key (edge-bundle.ts).
+  const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret) });
   const sink = timedSink(pipeline, counters);
   broker.setSink(sink);
   counters.gauge('ingest_in_flight', () => pipeline.inflight);

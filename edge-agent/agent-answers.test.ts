@@ -9,29 +9,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createIdFactory } from '../shared/ids.js';
-import { SCHEMA_VERSION, type Command, type CommandAck, type DecisionBatch, type DiscoveryBatch, type PolicyBundle, type UsageBatch } from '../shared/mqtt/payloads.js';
+import { SCHEMA_VERSION, type Command, type CommandAck, type DecisionBatch, type DiscoveryBatch, type UsageBatch } from '../shared/mqtt/payloads.js';
 import { filters, topics } from '../shared/mqtt/topics.js';
 import { ackJournalFile } from './ack-journal.js';
 import { EdgeAgent, type EdgeAgentEvents, type EdgeAgentOptions, type Rejection } from './edge-agent.js';
 import type { CommandResult, Enforcer } from './enforcer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
+import { publishTenant } from './test-bundles.js';
 
 const newId = createIdFactory();
 const TOWER = 'tower-9';
-
-function bundle(tenant: string, devices: string[]): PolicyBundle {
-  return {
-    v: SCHEMA_VERSION,
-    id: newId(),
-    tenant_id: tenant,
-    version: 1,
-    default_effect: 'allow',
-    devices: devices.map((id) => ({ id, user_id: null })),
-    user_roles: {},
-    grants: [],
-    published_at: Date.now(),
-  };
-}
 
 function command(): Command {
   return { v: SCHEMA_VERSION, id: newId(), type: 'block_app', device_id: 'd1', app: 'tiktok', duration_s: 60, issued_at: Date.now(), expires_at: Date.now() + 60_000 };
@@ -119,7 +106,7 @@ describe('EdgeAgent answers every event', () => {
     expect(r).toMatchObject({ tenant_id: null, held: true, answered_locally: false });
     expect(agent.stats().events_held).toBe(1);
 
-    await cloud.publishJson(topics.policy('acme'), bundle('acme', ['dev-a1']), { retain: true });
+    await publishTenant(cloud, { id: 'acme', devices: [{ id: 'dev-a1' }] }, [TOWER]);
     const batch = await cloud.waitFor(() => cloud.json<UsageBatch>(topics.usage('acme', TOWER)).find((b) => b.events.some((e) => e.id === r.event_id)), 'the held event, as acme usage');
     expect(batch.events.map((e) => e.device_id)).toEqual(['dev-a1']);
     expect(await agent.flush()).toBe(true);
@@ -128,7 +115,7 @@ describe('EdgeAgent answers every event', () => {
   });
 
   it('answers an unknown device with the default decision, reason unknown_device, and reports it for discovery', async () => {
-    await cloud.publishJson(topics.policy('acme'), bundle('acme', ['dev-a1']), { retain: true });
+    await publishTenant(cloud, { id: 'acme', devices: [{ id: 'dev-a1' }] }, [TOWER]);
     const agent = makeAgent({ bundleSettleMs: 50, discoveryMaxDelayMs: 1, unknownDeviceEffect: 'deny' });
     await agent.start();
     await agent.whenReady();
@@ -179,7 +166,7 @@ describe('EdgeAgent answers every event', () => {
     const decided = nextEvent(agent, 'decisionBatch');
     await cloud.publishJson(topics.decisions('acme', TOWER), answer);
     await decided;
-    expect(rejections).toEqual([{ event_id: b, device_id: null, tenant_id: 'acme', reason: 'plan_rate_limited', message: expect.any(String) }]);
+    expect(rejections).toEqual([{ event_id: b, device_id: 'd2', tenant_id: 'acme', reason: 'plan_rate_limited', message: expect.any(String) }]);
 
     // Offline with a full buffer: the oldest batch gives way, and each of its events is answered.
     const offline = nextEvent(agent, 'offline');

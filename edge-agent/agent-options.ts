@@ -28,6 +28,9 @@ export function resolveAgentOptions(opts: EdgeAgentOptions): ResolvedAgentOption
     bundleSettleMs: opts.bundleSettleMs ?? 300,
     bundleWaitMs: opts.bundleWaitMs ?? 10_000,
     unknownDeviceEffect: opts.unknownDeviceEffect ?? 'allow',
+    localDecisionDeadlineMs: opts.localDecisionDeadlineMs ?? 1000,
+    journalMaxBytes: opts.journalMaxBytes ?? 1024 ** 3,
+    journalFsyncMs: opts.journalFsyncMs ?? 1000,
     commandCacheSize: opts.commandCacheSize ?? 1024,
     now: opts.now ?? Date.now,
     random: opts.random ?? Math.random,
@@ -48,6 +51,9 @@ export function towerStatusPayload(state: TowerStatus['state'], s: AgentStats, n
       events_dropped: s.events_dropped,
       buffered_events: s.buffered_events,
       commands_applied: s.commands_applied,
+      events_decided_locally: s.events_decided_locally,
+      events_evicted: s.events_evicted,
+      journal_pending_events: s.journal_pending_events,
     },
   };
   if (agentVersion !== undefined) status.agent_version = agentVersion;

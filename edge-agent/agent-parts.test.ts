@@ -1,33 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { createIdFactory } from '../shared/ids.js';
-import { SCHEMA_VERSION, type Command, type PolicyBundle } from '../shared/mqtt/payloads.js';
+import { SCHEMA_VERSION, type Command } from '../shared/mqtt/payloads.js';
 import { backoffDelay } from './backoff.js';
 import { CommandHandler } from './command-handler.js';
 import { RecordingEnforcer } from './enforcer.js';
 import { LruMap } from './lru.js';
 import { checkObservation } from './observation.js';
 import { OfflineBuffer, type OutboundBatch } from './offline-buffer.js';
-import { TenantDirectory } from './tenant-directory.js';
 
 const newId = createIdFactory();
 
 function usage(n: number): OutboundBatch {
   const events = Array.from({ length: n }, () => ({ id: newId(), ts: 1, device_id: 'd', app: 'a', action: 'b' }));
   return { kind: 'usage', tenantId: 't', batch: { v: SCHEMA_VERSION, id: newId(), sent_at: 1, events } };
-}
-
-function bundle(tenant: string, version: number, devices: string[]): PolicyBundle {
-  return {
-    v: SCHEMA_VERSION,
-    id: newId(),
-    tenant_id: tenant,
-    version,
-    default_effect: 'allow',
-    devices: devices.map((id) => ({ id, user_id: null })),
-    user_roles: {},
-    grants: [],
-    published_at: 1,
-  };
 }
 
 function command(expiresAt: number): Command {
@@ -89,21 +74,6 @@ describe('LruMap', () => {
     expect(m.get('b')).toBeUndefined();
     expect(m.get('a')).toBe(1);
     expect(m.size).toBe(2);
-  });
-});
-
-describe('TenantDirectory', () => {
-  it('maps devices from bundles, replaces on a newer version, ignores an older one', () => {
-    const dir = new TenantDirectory();
-    expect(dir.apply(bundle('acme', 2, ['d1', 'd2']))).toBe(true);
-    expect(dir.tenantOf('d1')).toBe('acme');
-    expect(dir.apply(bundle('acme', 1, ['d9']))).toBe(false);
-    expect(dir.tenantOf('d9')).toBeUndefined();
-    expect(dir.apply(bundle('acme', 3, ['d2']))).toBe(true);
-    expect(dir.tenantOf('d1')).toBeUndefined();
-    expect(dir.tenantOf('d2')).toBe('acme');
-    expect(dir.remove('acme')).toBe(true);
-    expect(dir.knownTenants()).toEqual([]);
   });
 });
 

@@ -1,7 +1,8 @@
 /** The public shapes of EdgeAgent: options, stats and the typed events it emits. */
 import type { Logger } from '../shared/logger.js';
-import type { Command, CommandAck, Decision, DecisionBatch, Effect, PolicyBundle, TowerCounters } from '../shared/mqtt/payloads.js';
+import type { Command, CommandAck, Decision, DecisionBatch, Effect, LocalDecision, TowerCounters } from '../shared/mqtt/payloads.js';
 import type { ActiveBlock, LiftCause } from './block-table.js';
+import type { BundleInfo } from './edge-policy.js';
 import type { BlockStatus, Enforcer } from './enforcer.js';
 import type { OutboundBatch } from './offline-buffer.js';
 
@@ -46,6 +47,16 @@ export interface EdgeAgentOptions {
   bundleWaitMs?: number;
   /** The effect given to a device no bundle maps to a tenant (reason 'unknown_device'). Default allow. */
   unknownDeviceEffect?: Effect;
+  /**
+   * Longest wait for the cloud's decision (default 1,000 ms): past it, the agent decides the event
+   * itself from the tenant's bundle (a 'local' decision) and the cloud's answer, when it comes,
+   * reconciles it. 0: never by deadline (still locally when the uplink is down).
+   */
+  localDecisionDeadlineMs?: number;
+  /** With `stateDir`: the journal's disk budget in bytes (default 1 GiB); oldest events evicted beyond it. */
+  journalMaxBytes?: number;
+  /** With `stateDir`: how often the journal is fdatasync'ed (ms, default 1,000; 0 = every write). */
+  journalFsyncMs?: number;
   /** Recent command ids remembered for deduplication. */
   commandCacheSize?: number;
   enforcer?: Enforcer;
@@ -53,7 +64,9 @@ export interface EdgeAgentOptions {
    * Without `enforcer`: keep remediation state in `<stateDir>/enforcer-<towerId>.json` with a
    * PersistentEnforcer (loaded by start(), closed by stop()), so blocks survive a restart.
    * Always: command acks the broker has not acknowledged yet are kept in
-   * `<stateDir>/acks-<towerId>.json` and sent at the next start.
+   * `<stateDir>/acks-<towerId>.json` and sent at the next start, and usage events in the journal
+   * `<stateDir>/journal-<towerId>/` until the broker acknowledges them (journal/journal.ts), so an
+   * agent killed while offline loses none of them.
    */
   stateDir?: string;
   /** Clock for timestamps only; timers always use setTimeout. */
@@ -83,8 +96,8 @@ export interface ObserveResult {
   tenant_id: string | null;
   /**
    * Decided at the edge without the cloud round trip: a block was in force (deny, reason
-   * 'blocked'), or the device is unknown (reason 'unknown_device'). The 'decision' follows in a
-   * microtask.
+   * 'blocked'), the device is unknown (reason 'unknown_device'), or the uplink is down and the
+   * tenant's bundle decided it. The 'decision' (or a 'rejected') follows in a microtask.
    */
   answered_locally: boolean;
   /** Held until the retained policy bundles have arrived (see EdgeAgentOptions.bundleSettleMs). */
@@ -99,13 +112,19 @@ export interface ObserveResult {
 export type DecisionOrigin =
   | { source: 'cloud'; batch: DecisionBatch }
   | { source: 'local'; block: BlockStatus }
+  /**
+   * Decided by the agent from the tenant's policy bundle of this version: the uplink was down, or
+   * the cloud's answer was later than the deadline. The cloud decides it again (reconciled).
+   */
+  | { source: 'local'; bundle_version: number }
   /** No bundle maps the device to a tenant: the agent's unknown-device default (tenant null). */
   | { source: 'local'; unknown_device: true };
 
 /**
  * Why an observed event gets no decision. Cloud refusals: device_tenant_mismatch,
- * plan_rate_limited. At the edge: no_policy_bundle (the bundles did not arrive in time),
- * buffer_overflow (dropped from the full offline buffer), shutdown (the agent stopped first).
+ * plan_rate_limited. At the edge: no_policy_bundle (the bundles did not arrive in time, or the
+ * uplink is down and the tower holds no bundle of the device's tenant yet), buffer_overflow
+ * (dropped from the full offline buffer), shutdown (the agent stopped first).
  */
 export type RejectionReason = 'device_tenant_mismatch' | 'plan_rate_limited' | 'no_policy_bundle' | 'buffer_overflow' | 'shutdown';
 
@@ -130,8 +149,34 @@ export interface AgentStats extends TowerCounters {
   events_answered_locally: number;
   /** Downlink messages dropped because they failed validation. */
   invalid_messages: number;
+  /** Events decided from the tenant's bundle (uplink down, or the cloud's answer late). */
+  events_decided_locally: number;
+  /** Local decisions whose cloud decision arrived, and how many of those differ in effect. */
+  local_decisions_reconciled: number;
+  local_disagreements: number;
+  /** Events waiting for the cloud's answer now. */
+  events_awaiting_cloud: number;
+  /** With a journal: events not yet acknowledged by the broker, its bytes on disk, events read back and replayed. */
+  journal_pending_events: number;
+  journal_bytes: number;
+  events_replayed: number;
+  /** Events the journal's disk budget evicted before they reached the cloud (also in events_dropped). */
+  events_evicted: number;
   /** DecisionBatches ignored because their id was already processed (QoS 1 redelivery). */
   redeliveries_ignored: number;
+}
+
+/** The cloud's decision of an event the agent had answered locally (or an earlier run had journalled). */
+export interface Reconciliation {
+  event_id: string;
+  tenant_id: string;
+  device_id: string;
+  /** The agent's decision; null when it made none (no bundle, or an earlier run's event sent before its answer). */
+  local: LocalDecision | null;
+  cloud: Decision;
+  disagreement: boolean;
+  /** Journalled by an earlier run of the agent (replayed at this start). */
+  previous_run: boolean;
 }
 
 export interface DroppedInfo {
@@ -149,8 +194,12 @@ export interface EdgeAgentEvents {
   reconnecting: [info: { attempt: number; delayMs: number; error?: string }];
   /** The retained policy bundles have arrived (see bundleSettleMs); held events are released. */
   ready: [];
-  bundle: [tenantId: string, bundle: PolicyBundle];
-  bundleRemoved: [tenantId: string];
+  /** A policy bundle of a tenant this tower serves (tenantId), or a directory slice (null), was applied. */
+  bundle: [tenantId: string | null, info: BundleInfo];
+  /** The cloud's decision of an event answered locally: compared with the local one. */
+  reconciled: [r: Reconciliation];
+  /** The journal's disk budget evicted its oldest events (never sent). */
+  evicted: [info: { events: number; bytes: number }];
   /** tenantId null: an unknown device (origin `{ source: 'local', unknown_device: true }`). */
   decision: [tenantId: string | null, decision: Decision, origin: DecisionOrigin];
   /** An observed event that gets no decision, and why. */

@@ -32,6 +32,8 @@ export interface BatcherOptions {
 
 interface PendingUsage {
   events: UsageEvent[];
+  /** Journal sequence numbers, aligned with events (-1: not journalled). */
+  seqs: number[];
   timer: NodeJS.Timeout | null;
   immediate: NodeJS.Immediate | null;
 }
@@ -70,10 +72,10 @@ export class Batcher {
     return this.#pendingEvents;
   }
 
-  addUsage(tenantId: string, event: UsageEvent): void {
+  addUsage(tenantId: string, event: UsageEvent, seq = -1): void {
     let p = this.#usage.get(tenantId);
     if (!p) {
-      p = { events: [], timer: null, immediate: null };
+      p = { events: [], seqs: [], timer: null, immediate: null };
       this.#usage.set(tenantId, p);
       if (this.#busy(tenantId)) {
         p.timer = setTimeout(() => this.flushTenant(tenantId), this.#opts.maxDelayMs);
@@ -83,6 +85,7 @@ export class Batcher {
       }
     }
     p.events.push(event);
+    p.seqs.push(seq);
     this.#pendingEvents++;
     if (p.events.length >= this.#maxEvents) this.flushTenant(tenantId);
   }
@@ -136,6 +139,7 @@ export class Batcher {
       kind: 'usage',
       tenantId,
       batch: { v: SCHEMA_VERSION, id, sent_at: now, events: p.events },
+      ...(p.seqs.some((s) => s >= 0) ? { seqs: p.seqs } : {}),
     });
   }
 

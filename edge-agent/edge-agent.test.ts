@@ -10,7 +10,6 @@ import {
   type CommandAck,
   type DecisionBatch,
   type DiscoveryBatch,
-  type PolicyBundle,
   type TowerStatus,
   type UsageBatch,
 } from '../shared/mqtt/payloads.js';
@@ -18,23 +17,10 @@ import { filters, topics } from '../shared/mqtt/topics.js';
 import { EdgeAgent, type EdgeAgentEvents, type EdgeAgentOptions } from './edge-agent.js';
 import { RecordingEnforcer } from './enforcer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
+import { publishTenant } from './test-bundles.js';
 
 const newId = createIdFactory();
 const TOWER = 'tower-1';
-
-function bundle(tenant: string, devices: string[], version = 1): PolicyBundle {
-  return {
-    v: SCHEMA_VERSION,
-    id: newId(),
-    tenant_id: tenant,
-    version,
-    default_effect: 'allow',
-    devices: devices.map((id) => ({ id, user_id: null })),
-    user_roles: {},
-    grants: [],
-    published_at: Date.now(),
-  };
-}
 
 /**
  * The next `name` event. Unlike events.once(), an 'error' meanwhile does not reject: socket
@@ -80,20 +66,18 @@ describe.each(['tcp', 'ws'] as const)('EdgeAgent against a real Aedes broker ove
     await broker.close();
   });
 
-  it('maps devices to tenants from retained bundles; unknown devices go to discovery', async () => {
-    await cloud.publishJson(topics.policy('acme'), bundle('acme', ['dev-a1']), { retain: true });
-    await cloud.publishJson(topics.policy('globex'), bundle('globex', ['dev-g1']), { retain: true });
-    const agent = new EdgeAgent({ url: broker.url, towerId: TOWER, password: 'pw', discoveryMaxDelayMs: 5 });
+  it('maps devices to tenants from the retained directory; unknown devices go to discovery', async () => {
+    await publishTenant(cloud, { id: 'acme', devices: [{ id: 'dev-a1' }] }, [TOWER]);
+    await publishTenant(cloud, { id: 'globex', devices: [{ id: 'dev-g1' }] }, [TOWER]);
+    const agent = new EdgeAgent({ url: broker.url, towerId: TOWER, password: 'pw', discoveryMaxDelayMs: 5, bundleSettleMs: 50 });
     agents.push(agent);
-    const bundles: string[] = [];
-    const gotBoth = new Promise<void>((resolve) =>
-      agent.on('bundle', (tenantId) => {
-        bundles.push(tenantId);
-        if (bundles.length === 2) resolve();
-      }),
-    );
+    const bundles: Array<string | null> = [];
+    agent.on('bundle', (tenantId) => bundles.push(tenantId));
     await agent.start();
-    await gotBoth;
+    await agent.whenReady();
+    // Two policy bundles (this tower serves both tenants) and two directory slices.
+    expect(bundles.filter((t) => t !== null).sort()).toEqual(['acme', 'globex']);
+    expect(bundles.filter((t) => t === null)).toHaveLength(2);
     expect(agent.knownTenants().sort()).toEqual(['acme', 'globex']);
     expect(agent.tenantOf('dev-g1')).toBe('globex');
 
@@ -124,7 +108,8 @@ describe.each(['tcp', 'ws'] as const)('EdgeAgent against a real Aedes broker ove
   it('hands decisions to the enforcer and emits them; invalid batches are counted, never thrown', async () => {
     const enforcer = new RecordingEnforcer();
     const agent = await startAgent({ enforcer });
-    const eventId = newId();
+    // Decisions answer events the agent sent (an answer to an id it never sent is ignored).
+    const [eventId, nextId] = [0, 1].map(() => agent.observe({ device_id: 'd1', app: 'mail', action: 'send', tenant_id: 'acme' }).event_id) as [string, string];
     const batch: DecisionBatch = {
       v: SCHEMA_VERSION,
       id: newId(),
@@ -150,7 +135,7 @@ describe.each(['tcp', 'ws'] as const)('EdgeAgent against a real Aedes broker ove
     expect(agent.stats()).toMatchObject({ decisions_received: 1, invalid_messages: 1 });
 
     // A redelivered batch (same id) is applied once; a new batch after it still is.
-    const next = { ...batch, id: newId(), decisions: [{ ...batch.decisions[0]!, event_id: newId() }] };
+    const next = { ...batch, id: newId(), decisions: [{ ...batch.decisions[0]!, event_id: nextId }] };
     const nextDecided = nextEvent(agent, 'decisionBatch');
     await cloud.publishJson(topics.decisions('acme', TOWER), batch);
     await cloud.publishJson(topics.decisions('acme', TOWER), next);

@@ -1,30 +1,28 @@
 /**
- * The software on tower equipment (DESIGN §3). It reports usage in batches, maps devices to
- * tenants from retained PolicyBundles, hands decisions and remediation commands to an Enforcer,
- * and survives broker outages: a persistent session (clean: false) keeps its subscriptions and
- * queued downlink, a bounded buffer holds uplink batches, reconnects back off with jitter, and
- * uplinks (a replayed backlog included) are paced within the broker's per-client publish limit.
- * While the enforcer reports a block in force (auto-remediation), the agent denies the device's
- * usage at once and still reports it, so the cloud keeps the record.
+ * The software on tower equipment (DESIGN §3, §8). It reports usage in batches, maps devices to
+ * tenants through the device directory and decides from the policy bundles of the tenants it
+ * serves (edge-policy.ts), hands decisions and remediation commands to an Enforcer, and works
+ * alone when it must: with the uplink down, or the cloud's answer later than a deadline, it
+ * decides events itself with the workers' evaluation code and reconciles with the cloud later
+ * (usage-path.ts). With a state dir, every event is journalled on disk until the broker has it
+ * (journal/), so a restart or kill -9 loses nothing, and a long backlog replays from disk
+ * (journal-feed.ts). A persistent session (clean: false) keeps its subscriptions and queued
+ * downlink, reconnects back off with jitter, and uplinks (a replayed backlog included) are paced
+ * within the broker's per-client publish limit. While the enforcer reports a block in force
+ * (auto-remediation), the agent denies the device's usage at once and still reports it.
  *
- * Every observed event gets exactly one answer: a 'decision' (from the cloud, a block in force,
- * or the unknown-device default) or a 'rejected' event with its reason. An event whose device no
- * bundle maps waits until the retained bundles have arrived (bundle-gate.ts) rather than being
- * taken for an unknown device. A command applied just before stop() is acked before the agent
- * disconnects, or journalled and acked at the next start (command-flow.ts).
+ * Every observed event gets exactly one answer: a 'decision' (from the cloud, from the bundle, a
+ * block in force, or the unknown-device default) or a 'rejected' event with its reason. An event
+ * whose device the directory does not list waits until the retained bundles have arrived
+ * (bundle-gate.ts) rather than being taken for an unknown device. A command applied just before
+ * stop() is acked before the agent disconnects, or journalled and acked at the next start
+ * (command-flow.ts).
  */
 import { EventEmitter } from 'node:events';
 import { createIdFactory, TOPIC_ID_RE, type IdFactory } from '../shared/ids.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import {
-  CommandSchema,
-  DecisionBatchSchema,
-  decodePayload,
-  encodePayload,
-  PolicyBundleSchema,
-  type TowerStatus,
-} from '../shared/mqtt/payloads.js';
-import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
+import { encodePayload, type Decision, type TowerStatus } from '../shared/mqtt/payloads.js';
+import { filters, topics } from '../shared/mqtt/topics.js';
 import type { AgentStats, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage, ObserveResult, RejectionReason } from './agent-types.js';
 import { ackJournalFile } from './ack-journal.js';
 import { resolveAgentOptions, towerStatusPayload, type ResolvedAgentOptions } from './agent-options.js';
@@ -32,17 +30,21 @@ import { Batcher } from './batcher.js';
 import { BundleGate } from './bundle-gate.js';
 import { CommandFlow } from './command-flow.js';
 import { CommandHandler } from './command-handler.js';
+import { DownlinkDispatch } from './downlink-dispatch.js';
+import { EdgePolicy } from './edge-policy.js';
 import { LoggingEnforcer, type Enforcer } from './enforcer.js';
 import { EventRouter } from './event-router.js';
+import { AgentJournal } from './journal-wiring.js';
+import type { JournalFeed } from './journal-feed.js';
+import type { Journal } from './journal/journal.js';
 import { LocalAnswers } from './local-answers.js';
-import { LruMap } from './lru.js';
 import { batchWeight, type OutboundBatch } from './offline-buffer.js';
 import { checkObservation } from './observation.js';
 import type { HeldEvent } from './held-events.js';
 import { enforcerStateFile, PersistentEnforcer } from './persistent-enforcer.js';
-import { TenantDirectory } from './tenant-directory.js';
 import { settlesWithin, TowerSession } from './tower-session.js';
 import { Uplink } from './uplink.js';
+import { UsagePath } from './usage-path.js';
 
 export type {
   AgentStats,
@@ -52,9 +54,13 @@ export type {
   EdgeAgentOptions,
   ObservedUsage,
   ObserveResult,
+  Reconciliation,
   Rejection,
   RejectionReason,
 } from './agent-types.js';
+export type { BundleInfo } from './edge-policy.js';
+
+export { journalDir } from './journal-dir.js';
 
 type State = 'idle' | 'running' | 'stopping' | 'stopped';
 
@@ -67,7 +73,11 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   readonly #local: LocalAnswers;
   readonly #log: Logger;
   readonly #newId: IdFactory = createIdFactory();
-  readonly #directory = new TenantDirectory();
+  readonly #policy: EdgePolicy;
+  readonly #store: AgentJournal | null = null;
+  readonly #journal: Journal | null = null;
+  readonly #feed: JournalFeed | null = null;
+  readonly #path: UsagePath;
   readonly #uplink: Uplink;
   readonly #batcher: Batcher;
   readonly #router: EventRouter;
@@ -84,8 +94,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     invalid_messages: 0,
     redeliveries_ignored: 0,
   };
-  /** Recent DecisionBatch ids: a batch redelivered after a lost PUBACK is applied once. */
-  readonly #seenDecisionBatches: LruMap<string, true>;
+  readonly #downlink: DownlinkDispatch;
   #state: State = 'idle';
   /** Came online at least once (an agent that never connected stops quietly). */
   #wasOnline = false;
@@ -124,10 +133,58 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       onDecision: (tenantId, decision, origin) => this.emit('decision', tenantId, decision, origin),
       onError: (err) => this.#fail(err),
     });
-    // A DecisionBatch comes again only for a batch resent after a lost PUBACK, and those are
-    // resent first on the next connection: the first copy is at most a few windows of
-    // in-flight batches back.
-    this.#seenDecisionBatches = new LruMap(Math.max(4096, 4 * this.#opts.maxInflight));
+    this.#policy = new EdgePolicy({
+      onBundle: (tenantId, info) => {
+        this.#log.debug({ event: 'bundle_applied', tenant_id: tenantId, ...info }, 'bundle applied');
+        this.emit('bundle', tenantId, info);
+      },
+      onInvalid: (topic, error) => this.#downlink.invalid(topic, error),
+    });
+    if (opts.stateDir !== undefined) {
+      this.#store = new AgentJournal({
+        stateDir: opts.stateDir,
+        towerId: opts.towerId,
+        maxBytes: this.#opts.journalMaxBytes,
+        fsyncMs: this.#opts.journalFsyncMs,
+        batchMaxEvents: this.#opts.batchMaxEvents,
+        bufferMaxEvents: this.#opts.bufferMaxEvents,
+        newId: this.#newId,
+        now: this.#opts.now,
+        log: this.#log,
+        online: () => this.#session.up,
+        buffered: () => this.#uplink.bufferedEvents,
+        push: (item) => this.#uplink.push(item),
+        onReplay: (tenantId, events) => this.#path.replayed(tenantId, events),
+        onEvicted: (info) => {
+          this.#counters.events_dropped += info.events;
+          this.emit('evicted', info);
+        },
+        onError: (err) => this.#fail(err),
+      });
+      this.#journal = this.#store.journal;
+      this.#feed = this.#store.feed;
+    }
+    this.#path = new UsagePath({
+      policy: this.#policy,
+      batcher: this.#batcher,
+      router: this.#router,
+      local: this.#local,
+      journal: this.#journal,
+      feed: () => this.#feed,
+      push: (item) => this.#uplink.push(item),
+      newId: this.#newId,
+      now: this.#opts.now,
+      online: () => this.#session.up,
+      deadlineMs: this.#opts.localDecisionDeadlineMs,
+      reconcileMax: Math.max(100_000, this.#opts.bufferMaxEvents),
+      awaitingMax: Math.max(4096, this.#opts.bufferMaxEvents),
+      onCloud: (tenantId, d, batch) => {
+        this.#router.apply(tenantId, d);
+        this.emit('decision', tenantId, d, { source: 'cloud', batch });
+      },
+      onReject: (eventId, deviceId, tenantId, reason, message) => this.#reject(eventId, deviceId, tenantId, reason, message),
+      onReconciled: (r) => this.emit('reconciled', r),
+    });
     this.#commandHandler = new CommandHandler({ enforcer: this.#enforcer, now: this.#opts.now, newId: this.#newId, cacheSize: this.#opts.commandCacheSize });
     this.#commands = new CommandFlow({
       handler: this.#commandHandler,
@@ -149,9 +206,25 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       },
       onOverflow: (h) => this.#reject(h.id, h.usage.device_id, null, 'buffer_overflow', 'too many events waiting for the policy bundles'),
       onReady: () => {
-        this.#log.info({ event: 'bundles_ready', tenants: this.#directory.knownTenants().length }, 'policy bundles received');
+        this.#log.info({ event: 'bundles_ready', tenants: this.#policy.knownTenants().length, directory_devices: this.#policy.directorySize }, 'policy bundles and device directory received');
         this.emit('ready');
       },
+    });
+    this.#downlink = new DownlinkDispatch({
+      towerId: this.towerId,
+      policy: this.#policy,
+      gate: this.#gate,
+      batcher: this.#batcher,
+      path: this.#path,
+      commands: this.#commands,
+      counters: this.#counters,
+      // A DecisionBatch comes again only for a batch resent after a lost PUBACK, and those are
+      // resent first on the next connection: the first copy is a few windows of batches back.
+      seenBatches: Math.max(4096, 4 * this.#opts.maxInflight),
+      onDecisionBatch: (tenantId, batch) => this.emit('decisionBatch', tenantId, batch),
+      onCommand: (tenantId, command, ack, duplicate) => this.emit('command', tenantId, command, ack, duplicate),
+      onInvalid: (info) => this.emit('invalid', info),
+      onError: (err) => this.#fail(err),
     });
     this.#session = new TowerSession({
       ...(opts.ca ? { ca: opts.ca } : {}),
@@ -162,7 +235,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       reconnectMaxMs: this.#opts.reconnectMaxMs,
       connectTimeoutMs: this.#opts.connectTimeoutMs,
       random: this.#opts.random,
-      subscriptions: [filters.towerDecisions(this.towerId), filters.towerCommands(this.towerId), filters.allPolicies],
+      subscriptions: [filters.towerDecisions(this.towerId), filters.towerCommands(this.towerId), filters.towerPolicies(this.towerId), filters.directory],
       will: () => ({ topic: topics.status(this.towerId), payload: this.#status('offline'), qos: 1, retain: true }),
     });
     this.#uplink = new Uplink({
@@ -174,9 +247,14 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       maxInflight: this.#opts.maxInflight,
       onSent: (item) => {
         this.#counters.batches_sent++;
+        this.#path.sent(item);
         this.emit('sent', item);
       },
-      onOverflow: (dropped) => this.#recordDropped(dropped, 'overflow'),
+      onOverflow: (dropped) => this.#overflow(dropped),
+      onAcked: (item, withLocal) => {
+        this.#path.acked(item, withLocal);
+        this.#feed?.pump();
+      },
     });
   }
 
@@ -210,10 +288,13 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     const session = this.#session;
     session.on('up', () => this.#onUp());
     session.on('down', ({ wasUp }) => {
-      if (wasUp && this.#state === 'running') this.emit('offline');
+      if (this.#state !== 'running') return;
+      // Whatever still waits for the cloud is decided here now.
+      this.#path.down();
+      if (wasUp) this.emit('offline');
     });
     session.on('reconnecting', (info) => this.emit('reconnecting', info));
-    session.on('message', (topic, payload) => this.#onMessage(topic, payload));
+    session.on('message', (topic, payload) => this.#downlink.message(topic, payload));
     session.on('settled', () => this.#uplink.settled());
     session.on('error', (err) => this.#fail(err));
     if (this.#ownEnforcer) {
@@ -222,6 +303,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     }
     const journal = await this.#commands.load();
     if (journal.error) this.#log.warn({ event: 'ack_journal_unreadable', error: journal.error }, 'ack journal unreadable: starting without it');
+    if (this.#store) {
+      await this.#store.open();
+      this.#path.journalOpened();
+    }
     try {
       await session.open();
     } catch (err) {
@@ -241,11 +326,13 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
 
     const id = this.#newId();
     const ts = e.ts ?? this.#opts.now();
-    const tenantId = e.tenant_id ?? this.#directory.tenantOf(e.device_id) ?? null;
+    const resolved = this.#policy.resolve(e.device_id);
     this.#counters.events_observed++;
+    const tenantId = e.tenant_id ?? resolved?.tenantId ?? null;
     if (tenantId !== null) {
-      const answered = this.#router.usage(tenantId, id, ts, e);
-      return { event_id: id, tenant_id: tenantId, answered_locally: answered, held: false };
+      // A caller-given tenant other than the directory's has no profile to decide from here.
+      const route = this.#path.usage(tenantId, resolved?.tenantId === tenantId ? resolved.profile : null, id, ts, e);
+      return { event_id: id, tenant_id: tenantId, answered_locally: route !== 'awaiting', held: false };
     }
     if (!this.#gate.ready) {
       this.#gate.hold({ id, ts, usage: e, heldAt: Date.now() });
@@ -255,12 +342,30 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     return { event_id: id, tenant_id: null, answered_locally: true, held: false };
   }
 
+  /** Tenants whose policy bundle this tower holds (those it serves). */
   knownTenants(): string[] {
-    return this.#directory.knownTenants();
+    return this.#policy.knownTenants();
   }
 
+  /** The device's tenant, from the device directory. */
   tenantOf(deviceId: string): string | undefined {
-    return this.#directory.tenantOf(deviceId);
+    return this.#policy.resolve(deviceId)?.tenantId;
+  }
+
+  /**
+   * What this tower would decide for the usage from its bundles now (no event is recorded):
+   * null when the directory does not list the device or the tower holds no bundle to decide it.
+   */
+  localDecision(e: Pick<ObservedUsage, 'device_id' | 'app' | 'action'>): { decision: Decision; tenant_id: string; bundle_version: number } | null {
+    const r = this.#policy.resolve(e.device_id);
+    if (!r) return null;
+    const v = this.#policy.decide(r, { id: '00000000000000000000000000', device_id: e.device_id, app: e.app, action: e.action });
+    return v.ok ? { decision: v.decision, tenant_id: r.tenantId, bundle_version: v.version } : null;
+  }
+
+  /** The policy version of the tenant's bundle at this tower, if it holds one. */
+  bundleVersion(tenantId: string): number | undefined {
+    return this.#policy.bundleVersion(tenantId);
   }
 
   stats(): AgentStats {
@@ -278,6 +383,14 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       events_rejected: this.#counters.events_rejected,
       events_unknown_device: this.#local.unknownCount,
       acks_pending: this.#commands.pendingAcks,
+      events_decided_locally: this.#path.stats.decided_locally,
+      local_decisions_reconciled: this.#path.stats.reconciled,
+      local_disagreements: this.#path.stats.disagreements,
+      events_awaiting_cloud: this.#path.awaiting,
+      journal_pending_events: this.#journal?.pendingEvents ?? 0,
+      journal_bytes: this.#journal?.bytes ?? 0,
+      events_replayed: this.#feed?.replayed ?? 0,
+      events_evicted: this.#journal?.evictedEvents ?? 0,
     };
   }
 
@@ -288,7 +401,13 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
    */
   async flush(timeoutMs = this.#opts.stopTimeoutMs): Promise<boolean> {
     this.#batcher.flushAll();
-    return this.#uplink.untilIdle(timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    // A journal backlog being replayed counts as not flushed yet.
+    while (this.#feed?.catchingUp && this.#session.up && Date.now() < deadline) {
+      this.#feed.pump();
+      await this.#uplink.untilIdle(Math.min(50, Math.max(0, deadline - Date.now())));
+    }
+    return (await this.#uplink.untilIdle(Math.max(0, deadline - Date.now()))) && !this.#feed?.catchingUp;
   }
 
   /**
@@ -317,8 +436,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   // --- routing ---------------------------------------------------------------------------------
 
   #routeHeld(h: HeldEvent): void {
-    const tenantId = this.#directory.tenantOf(h.usage.device_id);
-    if (tenantId !== undefined) this.#router.usage(tenantId, h.id, h.ts, h.usage);
+    const r = this.#policy.resolve(h.usage.device_id);
+    if (r) this.#path.usage(r.tenantId, r.profile, h.id, h.ts, h.usage);
     else this.#router.unknown(h.id, h.ts, h.usage);
   }
 
@@ -332,6 +451,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   #onUp(): void {
     // Replay in order before anything new (new batches queue behind the backlog), paced.
     this.#uplink.drain();
+    this.#feed?.pump();
     void this.#session.publish(topics.status(this.towerId), this.#status('online'), true);
     // Acks an earlier run could not send. Later ones wait in mqtt.js's session store while
     // offline and are resent by it, so these go out once.
@@ -343,85 +463,27 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#uplink.settled();
   }
 
+  /**
+   * The uplink buffer overflowed. With a journal nothing is lost: its usage batches are dropped
+   * from memory and replayed from disk (catching up). Without one the oldest are gone.
+   */
+  #overflow(dropped: OutboundBatch[]): void {
+    if (!this.#store) return this.#recordDropped(dropped, 'overflow');
+    this.#store.spill([...dropped, ...this.#uplink.takeUsage()]);
+  }
+
   #recordDropped(dropped: OutboundBatch[], reason: DroppedInfo['reason']): void {
     const events = dropped.reduce((n, b) => n + batchWeight(b), 0);
     this.#counters.events_dropped += events;
     this.#log.warn({ event: 'dropped', events, batches: dropped.length, reason }, 'offline buffer dropped batches');
     this.emit('dropped', { events, batches: dropped.length, reason });
-    // Their usage events will never be decided: answer each (discovery sightings were already).
+    // Events still waiting for their decision will never get one now (the others were answered).
     const why = reason === 'overflow' ? 'buffer_overflow' : 'shutdown';
     const message = reason === 'overflow' ? 'dropped from the full offline buffer (oldest first)' : 'the agent stopped before the event could be sent';
     for (const item of dropped) {
       if (item.kind !== 'usage') continue;
-      for (const ev of item.batch.events) if (!this.#local.has(ev.id)) this.#reject(ev.id, ev.device_id, item.tenantId, why, message);
+      for (const ev of item.batch.events) if (this.#path.drop(ev.id)) this.#reject(ev.id, ev.device_id, item.tenantId, why, message);
     }
-  }
-
-  // --- downlink --------------------------------------------------------------------------------
-
-  #onMessage(topic: string, payload: Buffer): void {
-    // Listener or enforcer faults must never unwind into the MQTT client's parser.
-    try {
-      const parsed = parseTopic(topic);
-      if (parsed?.kind === 'policy') return this.#onBundle(topic, parsed.tenantId, payload);
-      if (parsed?.kind === 'decisions' && parsed.towerId === this.towerId) return this.#onDecisions(topic, parsed.tenantId, payload);
-      if (parsed?.kind === 'commands' && parsed.towerId === this.towerId) return void this.#onCommand(topic, parsed.tenantId, payload);
-      this.#invalid(topic, 'unexpected topic');
-    } catch (err) {
-      this.#fail(toError(err));
-    }
-  }
-
-  #onBundle(topic: string, tenantId: string, payload: Buffer): void {
-    if (payload.length === 0) {
-      if (this.#directory.remove(tenantId)) this.emit('bundleRemoved', tenantId);
-      return;
-    }
-    const r = decodePayload(PolicyBundleSchema, payload);
-    if (!r.ok) return this.#invalid(topic, r.error);
-    if (r.value.tenant_id !== tenantId) return this.#invalid(topic, 'tenant_id: does not match the topic');
-    if (!this.#directory.apply(r.value)) return;
-    this.emit('bundle', tenantId, r.value);
-    // Held events whose device this bundle maps go now; the rest wait for the quiet period.
-    this.#gate.bundleArrived((e) => this.#directory.tenantOf(e.usage.device_id) !== undefined);
-  }
-
-  #onDecisions(topic: string, tenantId: string, payload: Buffer): void {
-    const r = decodePayload(DecisionBatchSchema, payload);
-    if (!r.ok) return this.#invalid(topic, r.error);
-    const batch = r.value;
-    // The next batch of this tenant may go now (adaptive batching).
-    this.#batcher.answered(tenantId, batch.batch_id);
-    if (this.#seenDecisionBatches.get(batch.id)) {
-      this.#counters.redeliveries_ignored++;
-      return;
-    }
-    this.#seenDecisionBatches.set(batch.id, true);
-    this.#counters.decisions_received += batch.decisions.length;
-    for (const d of batch.decisions) {
-      if (this.#local.has(d.event_id)) continue;
-      this.#router.apply(tenantId, d);
-      this.emit('decision', tenantId, d, { source: 'cloud', batch });
-    }
-    for (const rej of batch.rejected) {
-      if (this.#local.has(rej.event_id)) continue;
-      const message = rej.reason === 'plan_rate_limited' ? "over the tenant plan's event rate" : 'the device belongs to another tenant than the topic';
-      this.#reject(rej.event_id, null, tenantId, rej.reason, message);
-    }
-    this.emit('decisionBatch', tenantId, batch);
-  }
-
-  async #onCommand(topic: string, tenantId: string, payload: Buffer): Promise<void> {
-    const r = decodePayload(CommandSchema, payload);
-    if (!r.ok) return this.#invalid(topic, r.error);
-    // Acks are small and rare: unlike usage they may wait in mqtt.js's store while offline.
-    const { ack, duplicate } = await this.#commands.handle(tenantId, r.value);
-    this.emit('command', tenantId, r.value, ack, duplicate);
-  }
-
-  #invalid(topic: string, error: string): void {
-    this.#counters.invalid_messages++;
-    this.emit('invalid', { topic, error });
   }
 
   // --- shutdown --------------------------------------------------------------------------------
@@ -436,7 +498,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       // A command being applied now is acked before the disconnect (its ack then joins the
       // PUBACKs waited for below), or, past the deadline, journalled for the next start.
       await this.#commands.untilIdle(this.#opts.stopTimeoutMs);
-      await this.#uplink.untilIdle(Math.max(0, deadline - Date.now()));
+      // Offline with a journal there is nothing to wait for: what is unsent is on disk.
+      if (this.#session.up || !this.#journal) await this.#uplink.untilIdle(Math.max(0, deadline - Date.now()));
+      // Events still waiting for the cloud get the bundle's decision (or a rejection) now.
+      this.#path.stop();
       if (this.#session.up) {
         // The DISCONNECT below suppresses the will [MQTT-3.14.4-3], so say "offline" ourselves.
         const offline = this.#session.publish(topics.status(this.towerId), this.#status('offline'), true);
@@ -445,12 +510,15 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     }
     this.#state = 'stopped';
     for (const h of this.#gate.close()) this.#reject(h.id, h.usage.device_id, null, 'shutdown', 'the agent stopped before the policy bundles arrived');
+    this.#path.stop();
     this.#batcher.flushAll();
     const left = this.#uplink.stop();
     await this.#session.close();
     await this.#commands.settled();
     await this.#ownEnforcer?.close();
-    if (left.length > 0) this.#recordDropped(left, 'shutdown');
+    // Journalled events stay for the next start; without a journal they are gone.
+    if (left.length > 0 && !this.#store) this.#recordDropped(left, 'shutdown');
+    await this.#store?.close();
     if (this.#commands.pendingAcks > 0) {
       const journal = this.#commands.journalFile;
       this.#log.warn(
@@ -471,8 +539,4 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', err);
     else this.#log.warn({ err }, 'edge agent error');
   }
-}
-
-function toError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }

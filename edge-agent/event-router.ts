@@ -1,7 +1,8 @@
 /**
  * Where one observed event goes once its tenant is known (or known to be unknown): a known
- * tenant's usage joins its batch, and is denied at once when the enforcer has a block in force;
- * a device no bundle maps is reported for discovery and answered with the unknown-device default.
+ * tenant's usage is denied at once when the enforcer has a block in force (usage-path.ts batches
+ * it either way); a device the directory does not list is reported for discovery and answered
+ * with the unknown-device default.
  * Local answers are emitted in a microtask, so the caller holds the event id (observe's return
  * value) before its decision arrives. Also the one place decisions reach the Enforcer.
  */
@@ -29,20 +30,12 @@ export class EventRouter {
     this.#o = opts;
   }
 
-  /** Batches a known tenant's event; true when a block in force answers it at once. */
-  usage(tenantId: string, id: string, ts: number, e: ObservedUsage): boolean {
-    this.#o.batcher.addUsage(tenantId, {
-      id,
-      ts,
-      device_id: e.device_id,
-      app: e.app,
-      action: e.action,
-      ...(e.bytes !== undefined ? { bytes: e.bytes } : {}),
-    });
+  /** Answers a known tenant's event at once when the enforcer has a block in force for it. */
+  blocked(tenantId: string, id: string, e: ObservedUsage): boolean {
     const block = this.#blockOf(tenantId, e.device_id, e.app);
     if (!block) return false;
     const decision = this.#o.local.answer(id, e.device_id);
-    this.#answer(tenantId, decision, { source: 'local', block });
+    this.answer(tenantId, decision, { source: 'local', block });
     return true;
   }
 
@@ -50,7 +43,7 @@ export class EventRouter {
   unknown(id: string, ts: number, e: ObservedUsage): void {
     this.#o.batcher.addDiscovery(e.device_id, ts);
     const decision = this.#o.local.unknownDevice(id, e.device_id, this.#o.unknownDeviceEffect);
-    this.#answer(null, decision, { source: 'local', unknown_device: true });
+    this.answer(null, decision, { source: 'local', unknown_device: true });
   }
 
   /** Hands a decision to the enforcer; its errors, thrown or rejected, are reported. */
@@ -63,7 +56,11 @@ export class EventRouter {
     }
   }
 
-  #answer(tenantId: string | null, decision: Decision, origin: DecisionOrigin): void {
+  /**
+   * A decision made at the edge: to the enforcer, then emitted, in a microtask (so observe()'s
+   * caller holds the event id first).
+   */
+  answer(tenantId: string | null, decision: Decision, origin: DecisionOrigin): void {
     queueMicrotask(() => {
       this.apply(tenantId, decision);
       this.#o.onDecision(tenantId, decision, origin);

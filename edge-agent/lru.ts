@@ -30,4 +30,12 @@ export class LruMap<K, V> {
       this.#map.delete(oldest.value);
     }
   }
+
+  delete(key: K): boolean {
+    return this.#map.delete(key);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
 }

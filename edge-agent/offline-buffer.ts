@@ -6,7 +6,8 @@
 import type { DiscoveryBatch, UsageBatch } from '../shared/mqtt/payloads.js';
 
 export type OutboundBatch =
-  | { kind: 'usage'; tenantId: string; batch: UsageBatch }
+  /** `seqs`: each event's journal sequence number (-1: not journalled), when the agent has a journal. */
+  | { kind: 'usage'; tenantId: string; batch: UsageBatch; seqs?: number[] }
   | { kind: 'discovery'; batch: DiscoveryBatch };
 
 /** What a batch costs against the buffer: usage events, or distinct devices in a discovery report. */

@@ -21,6 +21,11 @@ export interface UplinkOptions {
   onSent: (item: OutboundBatch) => void;
   /** The buffer was full: these, the oldest, gave way. */
   onOverflow: (dropped: OutboundBatch[]) => void;
+  /**
+   * The broker acknowledged a batch (PUBACK); `withLocal[i]`: event i carried a local decision
+   * when it was published.
+   */
+  onAcked?: (item: OutboundBatch, withLocal: boolean[]) => void;
 }
 
 export class Uplink {
@@ -80,6 +85,14 @@ export class Uplink {
     return this.#idle.until(() => this.#o.session.inflight === 0 && this.#buffer.length === 0, timeoutMs);
   }
 
+  /** Removes the usage batches waiting in the buffer (discovery reports stay), oldest first. */
+  takeUsage(): OutboundBatch[] {
+    const all = this.#buffer.drain();
+    const usage = all.filter((b) => b.kind === 'usage');
+    for (const b of all) if (b.kind !== 'usage') this.#buffer.push(b);
+    return usage;
+  }
+
   /** Stops pacing; returns what was never sent, oldest first. */
   stop(): OutboundBatch[] {
     if (this.#paceTimer) clearTimeout(this.#paceTimer);
@@ -89,7 +102,12 @@ export class Uplink {
 
   #publish(item: OutboundBatch): void {
     const topic = item.kind === 'usage' ? topics.usage(item.tenantId, this.#o.towerId) : topics.discovery(this.#o.towerId);
-    void this.#o.session.publish(topic, encodePayload(item.batch), false).then(() => this.drain());
+    // What the payload carries now: a local decision attached later is not in this send.
+    const withLocal = item.kind === 'usage' ? item.batch.events.map((e) => e.local !== undefined) : [];
+    void this.#o.session.publish(topic, encodePayload(item.batch), false).then((acked) => {
+      if (acked) this.#o.onAcked?.(item, withLocal);
+      this.drain();
+    });
     this.#o.onSent(item);
   }
 }

@@ -399,6 +399,15 @@ export interface UsageRecord {
   rule_id: string | null;
   policy_id: string | null;
   policy_version: number;
+  /**
+   * The tower's own decision, when it decided the event itself (its uplink was down, or the
+   * cloud's answer came later than its deadline): its effect and the policy version of its bundle.
+   * The stored decision above is the cloud's, made again when the event arrived. Null otherwise.
+   */
+  local_effect: Effect | null;
+  local_policy_version: number | null;
+  /** The tower's local decision had another effect than the cloud's (e.g. the policy changed while it was offline). */
+  disagreement: boolean;
 }
 
 export type AlertStatus = 'open' | 'acknowledged' | 'resolved';

@@ -86,7 +86,10 @@ export const METRIC_DEFINITIONS = {
 
   // --- policies ----------------------------------------------------------------------------------
   policy_index_builds_total: counter('Compiled policy indexes built'),
-  policy_bundles_published_total: counter('Retained policy bundles published to towers'),
+  policy_bundles_published_total: counter('Policy bundles published to towers (one per tenant and tower served)'),
+  directory_slices_published_total: counter("Device directory slices published (a tenant's keyed device hashes, for every tower)"),
+  usage_local_decisions_reconciled_total: counter('Events a tower decided locally, decided again and stored by the cloud'),
+  usage_disagreements_total: counter("Reconciled local decisions whose effect differs from the cloud's, by both effects", 'local_effect', 'cloud_effect'),
   policy_refresh_errors_total: counter('Failed policy index or bundle refreshes'),
 
   // --- remediation and commands -------------------------------------------------------------------

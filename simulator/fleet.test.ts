@@ -4,12 +4,16 @@
  * denied combos), sends a remediation Command for each deny of a premium tenant, and misbehaves
  * on purpose where the report must notice.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MessageRecorder, startTestBroker, type TestBroker } from '../edge-agent/test-broker.js';
 import { createIdFactory } from '../shared/ids.js';
-import { SCHEMA_VERSION, UsageBatchSchema, type Command, type DecisionBatch, type PolicyBundle } from '../shared/mqtt/payloads.js';
+import { SCHEMA_VERSION, UsageBatchSchema, type Command, type DecisionBatch } from '../shared/mqtt/payloads.js';
 import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
 import { RecordingEnforcer } from '../edge-agent/enforcer.js';
+import { publishTenant } from '../edge-agent/test-bundles.js';
 import { runFleet } from './fleet.js';
 import { formatReport, type FleetProgress } from './report.js';
 import { deniedCombos, parseScenario, type Scenario } from './scenario.js';
@@ -78,6 +82,8 @@ interface DeciderMisbehaviour {
   rejectDevice?: string;
   /** Never send a command for the first device that violates (its remediations stay unacked). */
   dropFirstDeviceCommands?: boolean;
+  /** Also deny this app/action (a policy the towers' bundles do not have yet). */
+  alsoDeny?: string;
 }
 
 /** The stand-in cloud: subscribes to all usage, answers each batch on the tower's decisions topic. */
@@ -93,7 +99,7 @@ async function startDecider(url: string, world: ProvisionedWorld, misbehave: Dec
     const parsed = parseTopic(topic);
     if (parsed?.kind !== 'usage') return;
     const usage = UsageBatchSchema.parse(JSON.parse(payload.toString('utf8')));
-    const deny = denied.get(parsed.tenantId) ?? new Set<string>();
+    const deny = new Set([...(denied.get(parsed.tenantId) ?? []), ...(misbehave.alsoDeny ? [misbehave.alsoDeny] : [])]);
     const batch: DecisionBatch = { v: SCHEMA_VERSION, id: newId(), batch_id: usage.id, policy_version: 1, decided_at: Date.now(), decisions: [], rejected: [] };
     for (const e of usage.events) {
       if (answered.has(e.id)) continue;
@@ -137,20 +143,11 @@ async function startDecider(url: string, world: ProvisionedWorld, misbehave: Dec
   return { rec, tally };
 }
 
+/** What the cloud publishes for the towers: every tenant's directory slice and bundle (its deny rules). */
 async function publishBundles(cloud: MessageRecorder, world: ProvisionedWorld): Promise<void> {
   for (const t of world.tenants) {
-    const bundle: PolicyBundle = {
-      v: SCHEMA_VERSION,
-      id: newId(),
-      tenant_id: t.id,
-      version: 1,
-      default_effect: 'allow',
-      devices: t.device_ids.map((id) => ({ id, user_id: null })),
-      user_roles: {},
-      grants: [],
-      published_at: Date.now(),
-    };
-    await cloud.publishJson(topics.policy(t.id), bundle, { retain: true });
+    const grants = t.denied.map((d, i) => ({ rule_id: `R${i}`, role_id: 'staff', app: d.app, action: d.action, effect: 'deny' as const }));
+    await publishTenant(cloud, { id: t.id, devices: t.device_ids.map((id) => ({ id, roles: ['staff'] })), grants }, world.towers.map((w) => w.id));
   }
 }
 
@@ -219,22 +216,55 @@ describe('runFleet against a real Aedes broker', () => {
     expect(states.slice(0, 3)).toEqual(['online', 'offline', 'online']);
   });
 
-  it('counts an unanswered event, a duplicated decision and rejected events', async () => {
+  it('counts an unanswered event and rejected events; a decision the cloud repeats is answered once', async () => {
+    // No outage and no deadline: an event the cloud never answers stays without a decision.
     const world = tinyWorld();
+    world.scenario = { ...world.scenario, outages: [] };
     await publishBundles(cloud, world);
     const started = await startDecider(broker.url, world, { skipOne: true, duplicateOne: true, rejectDevice: 'globex-d1' });
     decider = started.rec;
-    const report = await runFleet(world, { mqttUrl: broker.url, drainTimeoutMs: 1_500, agent: { reconnectMinMs: 10, reconnectMaxMs: 50 } });
+    const report = await runFleet(world, { mqttUrl: broker.url, drainTimeoutMs: 1_500, agent: { reconnectMinMs: 10, reconnectMaxMs: 50, localDecisionDeadlineMs: 0 } });
 
     expect(started.tally.skipped.size).toBe(1);
+    expect(started.tally.duplicated).toBe(true);
     expect(report.events_without_decision).toBe(1);
-    expect(report.duplicate_decisions).toBe(1);
+    // The agent gives each event one answer, whatever the cloud repeats.
+    expect(report.duplicate_decisions).toBe(0);
     expect(report.rejected_events).toBe(started.tally.rejected);
     expect(report.events_decided + report.rejected_events + report.events_without_decision).toBe(report.events_sent);
-    expect(report.decisions_received).toBe(report.events_decided + 1);
+    expect(report.decisions_received).toBe(report.events_decided);
     expect(report.violations_missed).toBe(0);
     expect(report.passed).toBe(false);
     expect(formatReport(report)).toMatch(/FAILED/);
+  });
+
+  it('a long outage: the tower decides locally from its bundle, journals, replays and reconciles; nothing is lost', async () => {
+    const world = tinyWorld();
+    // Tower sim-2 is offline for most of the run; meanwhile the cloud's policy also denies
+    // slack/send, which the towers' bundles do not say yet.
+    world.scenario = { ...world.scenario, duration_s: 2, outages: [{ tower_index: 1, at_s: 0.2, duration_s: 1.6 }] };
+    await publishBundles(cloud, world);
+    const started = await startDecider(broker.url, world, { alsoDeny: 'slack/send' });
+    decider = started.rec;
+    const stateDir = await mkdtemp(join(tmpdir(), 'edgeplane-fleet-'));
+    try {
+      const report = await runFleet(world, { mqttUrl: broker.url, drainTimeoutMs: 10_000, stateDir, agent: { reconnectMinMs: 10, reconnectMaxMs: 50, bufferMaxEvents: 20 } });
+      const sim2 = report.per_tower[1]!;
+      expect(sim2.events_decided_locally).toBeGreaterThan(0);
+      expect(report).toMatchObject({
+        events_without_decision: 0,
+        violations_missed: 0,
+        events_lost: 0,
+        events_dropped: 0,
+        reconciled_events: report.local_decisions,
+      });
+      // Every slack/send the towers allowed locally, the cloud denies: each a disagreement.
+      expect(report.disagreements).toBeGreaterThan(0);
+      expect(report.disagreements).toBeLessThanOrEqual(report.local_decisions);
+      expect(formatReport(report)).toMatch(/events lost\s+0/);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
   });
 
   it('fails a run where an expected remediation is never acked at the tower', async () => {
@@ -271,7 +301,7 @@ describe('runFleet against a real Aedes broker', () => {
 
   it('fails fast when towers cannot connect or never receive complete bundles', async () => {
     await expect(runFleet(tinyWorld(), { mqttUrl: 'mqtt://127.0.0.1:1', readyTimeoutMs: 300 })).rejects.toThrow(/could not connect/);
-    // Connected, but no PolicyBundles retained on this broker: devices cannot be mapped.
+    // Connected, but no bundles or directory retained on this broker: devices cannot be mapped.
     await expect(runFleet(tinyWorld(), { mqttUrl: broker.url, readyTimeoutMs: 300 })).rejects.toThrow(/not ready/);
   });
 

@@ -13,8 +13,10 @@
  * commands reach a tower through its own connection.
  *
  * Outages: at `at_s` the tower's socket is destroyed without DISCONNECT (the broker fires its
- * will); the agent stays offline for `duration_s`, buffering, then reconnects at once and
- * replays. If that reconnect fails, its normal backoff takes over.
+ * will); the agent stays offline for `duration_s`, deciding locally from its bundles (and with a
+ * state dir journalling every event), then reconnects at once and replays. If that reconnect
+ * fails, its normal backoff takes over. The report counts local decisions, their reconciliation
+ * and events lost (which fails the run).
  */
 import { performance } from 'node:perf_hooks';
 import { EdgeAgent, type EdgeAgentOptions } from '../edge-agent/edge-agent.js';
@@ -38,7 +40,11 @@ export interface RunFleetOptions {
   /** Playback time slice: every slice emits the events that have come due (default 5 ms). */
   sliceMs?: number;
   /** Agent tuning beyond the scenario's batch settings. */
-  agent?: Partial<Pick<EdgeAgentOptions, 'reconnectMinMs' | 'reconnectMaxMs' | 'bufferMaxEvents' | 'agentVersion' | 'stopTimeoutMs' | 'connectTimeoutMs'>>;
+  agent?: Partial<
+    Pick<EdgeAgentOptions, 'reconnectMinMs' | 'reconnectMaxMs' | 'bufferMaxEvents' | 'agentVersion' | 'stopTimeoutMs' | 'connectTimeoutMs' | 'localDecisionDeadlineMs' | 'journalMaxBytes'>
+  >;
+  /** Every agent journals its events (and keeps its state) under this directory (files are per tower). */
+  stateDir?: string;
   /** Per-tower enforcer (default: the agent's LoggingEnforcer). */
   enforcer?: (towerId: string) => Enforcer;
   /** Ends playback early; the report covers what was played. */
@@ -63,13 +69,15 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
         batchMaxEvents: s.batch.max_events,
         batchMaxDelayMs: s.batch.max_delay_ms,
         ...opts.agent,
+        ...(opts.stateDir !== undefined ? { stateDir: opts.stateDir } : {}),
         ...(opts.enforcer ? { enforcer: opts.enforcer(t.id) } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
       }),
   );
   agents.forEach((agent, i) => opts.onAgent?.(agent, i));
   for (const agent of agents) {
-    agent.on('decision', (_tenantId, decision) => recorder.recordDecision(decision));
+    agent.on('decision', (_tenantId, decision, origin) => recorder.recordDecision(decision, undefined, 'bundle_version' in origin));
+    agent.on('reconciled', (r) => recorder.recordReconciled(r.disagreement));
     agent.on('decisionBatch', (_tenantId, batch) => {
       for (const r of batch.rejected) recorder.recordRejected(r.event_id);
     });
@@ -121,7 +129,11 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
     offeredRateEps: s.rate_eps,
     playbackS,
     drainS,
-    droppedPerTower: agents.map((a) => a.stats().events_dropped),
+    ends: agents.map((a) => {
+      const st = a.stats();
+      // Dropped (a full buffer without a journal, or evicted from the journal) or never acknowledged.
+      return { dropped: st.events_dropped, lost: st.events_dropped + st.journal_pending_events };
+    }),
   });
   recorder.close();
   return report;

@@ -10,7 +10,7 @@ import { FleetRecorder, formatReport } from './report.js';
 const decision = (event_id: string): Decision =>
   ({ event_id, effect: 'allow', reason: 'default', rule_id: null, policy_id: null, policy_version: 1 }) as unknown as Decision;
 
-const run = { scenario: 's', seed: 1, startedAt: new Date(0), tenants: 2, offeredRateEps: 10, playbackS: 2, drainS: 0, droppedPerTower: [0, 0] };
+const run = { scenario: 's', seed: 1, startedAt: new Date(0), tenants: 2, offeredRateEps: 10, playbackS: 2, drainS: 0, ends: [{ dropped: 0, lost: 0 }, { dropped: 0, lost: 0 }] };
 
 describe('FleetRecorder', () => {
   it('reports the p99 of each interval, not of the run so far, and names offline towers', () => {
@@ -46,7 +46,7 @@ describe('FleetRecorder', () => {
     rec.recordCommand('tenant-b', 'c1', 'd1', 'applied'); // a redelivery of the same command
     rec.recordCommand('tenant-b', 'c2', 'd1', 'applied'); // an escalation for the same device
     rec.recordCommand('tenant-a', 'c3', 'd9', 'failed');
-    const r = rec.report({ ...run, droppedPerTower: [0] });
+    const r = rec.report({ ...run, ends: [{ dropped: 0, lost: 0 }] });
     expect(r).toMatchObject({
       remediations_expected: 1,
       remediations_acked: 1,
@@ -58,6 +58,23 @@ describe('FleetRecorder', () => {
       ],
     });
     expect(formatReport(r)).toMatch(/remediation commands\s+3 received at towers, 2 applied/);
+    rec.close();
+  });
+
+  it('counts local decisions, reconciliations, disagreements and lost events; a lost event fails the run', () => {
+    const rec = new FleetRecorder(['t0', 't1']);
+    for (const id of ['a', 'b', 'c']) rec.recordSent(id, 1, false, true);
+    rec.recordDecision(decision('a'), undefined, true);
+    rec.recordDecision(decision('b'), undefined, true);
+    rec.recordDecision(decision('c'));
+    rec.recordReconciled(false);
+    rec.recordReconciled(true);
+    const ok = rec.report({ ...run, ends: [{ dropped: 0, lost: 0 }, { dropped: 0, lost: 0 }] });
+    expect(ok).toMatchObject({ local_decisions: 2, reconciled_events: 2, disagreements: 1, events_lost: 0, passed: true });
+    expect(ok.per_tower[1]).toMatchObject({ events_decided_locally: 2, events_lost: 0 });
+    expect(formatReport(ok)).toMatch(/local decisions\s+2 \(reconciled 2, disagreements 1\)/);
+    const lost = rec.report({ ...run, ends: [{ dropped: 0, lost: 0 }, { dropped: 1, lost: 3 }] });
+    expect(lost).toMatchObject({ events_lost: 3, passed: false });
     rec.close();
   });
 });

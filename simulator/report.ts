@@ -14,6 +14,11 @@
  * Live progress is per interval: the p99 printed every second covers the events decided since the
  * previous line, so a spike (an outage's replay) shows when it happens instead of being averaged
  * into the whole run.
+ *
+ * Edge autonomy (issue #11): decisions a tower made from its bundle (uplink down, or the cloud
+ * late) are counted as local, the cloud's later decisions of them as reconciled (and where the
+ * effect differs, as disagreements), and events that never reached the cloud as lost: dropped
+ * from a full buffer, evicted from a journal over its budget, or still unsent at the end.
  */
 import { performance } from 'node:perf_hooks';
 import { build, type Histogram } from 'hdr-histogram-js';
@@ -41,6 +46,15 @@ export interface TowerReport {
   events_without_decision: number;
   events_dropped: number;
   outages: number;
+  events_decided_locally: number;
+  events_lost: number;
+}
+
+/** What each agent says at the end of a run (its stats, after the drain). */
+export interface TowerEnd {
+  dropped: number;
+  /** Events that never reached the cloud: dropped, evicted, or still unacknowledged. */
+  lost: number;
 }
 
 export interface FleetReport {
@@ -78,6 +92,13 @@ export interface FleetReport {
   throughput_eps: number;
   latency_ms: LatencySummary;
   events_dropped: number;
+  /** Decisions the towers made from their bundles (uplink down, or the cloud's answer late). */
+  local_decisions: number;
+  /** Of those, whose cloud decision arrived back at the tower; and where the two differ in effect. */
+  reconciled_events: number;
+  disagreements: number;
+  /** Events observed at a tower that never reached the cloud (must be 0). */
+  events_lost: number;
   agent_errors: number;
   per_tower: TowerReport[];
   passed: boolean;
@@ -112,6 +133,7 @@ interface TowerTally {
   sent: number;
   decided: number;
   outages: number;
+  local: number;
 }
 
 const round2 = (n: number): number => Math.round(n * 100) / 100;
@@ -146,10 +168,13 @@ export class FleetRecorder {
   #violations = 0;
   #caught = 0;
   #agentErrors = 0;
+  #local = 0;
+  #reconciled = 0;
+  #disagreements = 0;
 
   constructor(towerIds: string[], now: () => number = () => performance.now()) {
     this.#towerIds = towerIds;
-    this.#towers = towerIds.map(() => ({ sent: 0, decided: 0, outages: 0 }));
+    this.#towers = towerIds.map(() => ({ sent: 0, decided: 0, outages: 0, local: 0 }));
     // Microseconds, 3 significant digits; auto-resizes past an hour if a run ever needs it.
     this.#histogram = build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
     this.#interval = build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
@@ -178,7 +203,8 @@ export class FleetRecorder {
     if (!mapped) this.#unmapped++;
   }
 
-  recordDecision(decision: Decision, at = this.#now()): void {
+  /** `local`: the tower decided it from its bundle (no cloud round trip). */
+  recordDecision(decision: Decision, at = this.#now(), local = false): void {
     this.#decisions++;
     const e = this.#events.get(decision.event_id);
     if (!e) {
@@ -192,12 +218,22 @@ export class FleetRecorder {
     e.state = DECIDED;
     this.#decided++;
     this.#towers[e.tower]!.decided++;
+    if (local) {
+      this.#local++;
+      this.#towers[e.tower]!.local++;
+    }
     if (e.violation && decision.effect === 'deny') this.#caught++;
     const us = Math.max(1, Math.round((at - e.sentAt) * 1000));
     this.#histogram.recordValue(us);
     this.#interval.recordValue(us);
     this.#intervalDecided++;
     this.#settle();
+  }
+
+  /** The cloud's decision of an event a tower had decided locally arrived back at the tower. */
+  recordReconciled(disagreement: boolean): void {
+    this.#reconciled++;
+    if (disagreement) this.#disagreements++;
   }
 
   recordRejected(eventId: string): void {
@@ -299,13 +335,15 @@ export class FleetRecorder {
     offeredRateEps: number;
     playbackS: number;
     drainS: number;
-    droppedPerTower: number[];
+    /** Per tower, in tower order. */
+    ends: TowerEnd[];
   }): FleetReport {
     const withoutPerTower = this.#towers.map(() => 0);
     for (const e of this.#events.values()) if (e.state === PENDING) withoutPerTower[e.tower]!++;
     const violationsCaught = this.#caught;
     const without = this.#outstanding;
-    const eventsDropped = run.droppedPerTower.reduce((a, b) => a + b, 0);
+    const eventsDropped = run.ends.reduce((a, b) => a + b.dropped, 0);
+    const eventsLost = run.ends.reduce((a, b) => a + b.lost, 0);
     const h = this.#histogram;
     const empty = h.totalCount === 0;
     return {
@@ -339,16 +377,23 @@ export class FleetRecorder {
         max: empty ? 0 : this.#ms(h.maxValue),
       },
       events_dropped: eventsDropped,
+      local_decisions: this.#local,
+      reconciled_events: this.#reconciled,
+      disagreements: this.#disagreements,
+      events_lost: eventsLost,
       agent_errors: this.#agentErrors,
       per_tower: this.#towerIds.map((tower_id, i) => ({
         tower_id,
         events_sent: this.#towers[i]!.sent,
         events_decided: this.#towers[i]!.decided,
         events_without_decision: withoutPerTower[i]!,
-        events_dropped: run.droppedPerTower[i] ?? 0,
+        events_dropped: run.ends[i]?.dropped ?? 0,
         outages: this.#towers[i]!.outages,
+        events_decided_locally: this.#towers[i]!.local,
+        events_lost: run.ends[i]?.lost ?? 0,
       })),
-      passed: without === 0 && this.#violations - violationsCaught === 0 && this.#remediationsAcked === this.#remediationsExpected,
+      passed:
+        without === 0 && this.#violations - violationsCaught === 0 && this.#remediationsAcked === this.#remediationsExpected && eventsLost === 0,
     };
   }
 
@@ -404,12 +449,14 @@ export function formatReport(r: FleetReport): string {
     row('violations inj/caught/miss', `${r.violations_injected} / ${r.violations_caught} / ${r.violations_missed}`),
     row('remediations exp/acked', `${r.remediations_expected} / ${r.remediations_acked}`),
     row('remediation commands', `${r.commands_received} received at towers, ${r.commands_applied} applied`),
+    row('local decisions', `${r.local_decisions} (reconciled ${r.reconciled_events}, disagreements ${r.disagreements})`),
+    row('events lost', r.events_lost),
     row('latency ms p50/p90/p99/max', `${r.latency_ms.p50} / ${r.latency_ms.p90} / ${r.latency_ms.p99} / ${r.latency_ms.max}`),
     row('agent errors', r.agent_errors),
   ];
   if (r.per_tower.length > 0) {
-    const header = ['tower', 'sent', 'decided', 'undecided', 'dropped', 'outages'];
-    const rows = r.per_tower.map((t) => [t.tower_id, t.events_sent, t.events_decided, t.events_without_decision, t.events_dropped, t.outages].map(String));
+    const header = ['tower', 'sent', 'decided', 'local', 'undecided', 'dropped', 'lost', 'outages'];
+    const rows = r.per_tower.map((t) => [t.tower_id, t.events_sent, t.events_decided, t.events_decided_locally, t.events_without_decision, t.events_dropped, t.events_lost, t.outages].map(String));
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((x) => x[i]!.length)));
     const fmt = (cells: string[]): string => '  ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
     lines.push('', fmt(header), ...rows.map(fmt));

@@ -52,7 +52,7 @@ function messageOf(fn: () => unknown): string {
 }
 
 describe('scenario files', () => {
-  it('loads the shipped demo and smoke scenarios', async () => {
+  it('loads the shipped demo, smoke and long-outage scenarios', async () => {
     const demo = await loadScenario(join(scenariosDir, 'demo.yaml'));
     expect(demo).toMatchObject({ name: 'demo', duration_s: 30, rate_eps: 500, towers: { count: 10 }, violations: { count: 20 } });
     expect(demo.tenants).toHaveLength(2);
@@ -64,6 +64,9 @@ describe('scenario files', () => {
     expect(scenarioTowerIds(smoke)).toEqual(['smoke-tower-1', 'smoke-tower-2']);
     expect(smoke.tenants[0]!.plan).toBe('free');
     expect(expectedRemediations(smoke).map((r) => r.expected)).toEqual([false]);
+    const outage = await loadScenario(join(scenariosDir, 'long-outage.yaml'));
+    expect(outage.outages).toEqual([{ tower_index: 0, at_s: 10, duration_s: 40 }]);
+    expect(expectedRemediations(outage).map((r) => r.expected)).toEqual([true]);
   });
 
   it('demo: acme is premium with remediations on its deny rules, globex is free', async () => {

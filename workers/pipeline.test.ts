@@ -6,7 +6,7 @@ import { InProcessBus } from '../shared/bus.js';
 import { createIdFactory } from '../shared/ids.js';
 import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
-import { DecisionBatchSchema, encodePayload, PolicyBundleSchema, type DecisionBatch, type UsageBatch } from '../shared/mqtt/payloads.js';
+import { DecisionBatchSchema, encodePayload, type DecisionBatch, type UsageBatch } from '../shared/mqtt/payloads.js';
 import { parseTopic, topics } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
@@ -86,13 +86,13 @@ afterEach(async () => {
 });
 
 describe('pipeline', () => {
-  it('publishes every tenant’s retained policy bundle at start', () => {
-    const bundles = downlink.sent.filter((m) => m.topic === topics.policy(tenantA) || m.topic === topics.policy(tenantB));
-    expect(bundles).toHaveLength(2);
-    expect(bundles.every((b) => b.retain)).toBe(true);
-    const a = PolicyBundleSchema.parse(JSON.parse(bundles.find((b) => b.topic === topics.policy(tenantA))!.payload.toString()));
-    expect(a.devices.map((d) => d.id)).toEqual(['devA1']);
-    expect(a.grants).toHaveLength(1);
+  it("publishes every tenant's device directory slice at start, and no tenant's bundle to a tower that serves none", () => {
+    const slices = downlink.sent.filter((m) => parseTopic(m.topic)?.kind === 'directory');
+    expect(slices).toHaveLength(2);
+    expect(slices.every((m) => m.retain)).toBe(true);
+    expect(downlink.sent.filter((m) => parseTopic(m.topic)?.kind === 'policy')).toEqual([]);
+    // What releases before bundle schema 2 retained is cleared.
+    expect(downlink.sent.filter((m) => m.topic === topics.legacyPolicy(tenantA)).map((m) => [m.payload.length, m.retain])).toEqual([[0, true]]);
   });
 
   it('answers one DecisionBatch per UsageBatch, with a decision per event, and stores usage', async () => {

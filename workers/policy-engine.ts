@@ -1,14 +1,15 @@
 /**
  * Keeps one compiled PolicyIndex per tenant in memory, rebuilds it when the tenant's policy
- * version changes (bus 'policy.changed'), and republishes the tenant's retained PolicyBundle so
- * towers enforce the same rules. Invalidation is immediate; the rebuild happens on the next event
- * or after a short debounce, whichever comes first, so a burst of API edits costs one rebuild.
+ * version changes (bus 'policy.changed'), and republishes the tenant's edge bundles
+ * (bundle-publisher.ts) so towers decide with the same rules. Invalidation is immediate; the
+ * rebuild happens on the next event or after a short debounce, whichever comes first, so a burst
+ * of API edits costs one rebuild.
  */
+import { randomBytes } from 'node:crypto';
 import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-policy-index.js';
-import { bundleFromModel, modelFromSnapshot, type PolicyModel } from '../shared/policy/model.js';
-import { encodePayload } from '../shared/mqtt/payloads.js';
-import { topics } from '../shared/mqtt/topics.js';
+import { modelFromSnapshot, type PolicyModel } from '../shared/policy/model.js';
 import type { Plan, PolicyRule, Severity } from '../shared/domain.js';
+import { BundlePublisher } from './bundle-publisher.js';
 import type { WorkerContext } from './context.js';
 
 export interface TenantPolicyState {
@@ -30,12 +31,14 @@ interface Entry {
   building: Promise<TenantPolicyState | null> | null;
 }
 
-/** How long one process owns publishing a bundle version. */
-const BUNDLE_LEASE_MS = 10 * 60_000;
-
 export interface PolicyEngineOptions {
   /** Coalesces bursts of changes into one rebuild + bundle publish. */
   rebuildDebounceMs?: number;
+  /**
+   * The device directory key (edge-bundle.ts: deriveDirectoryKey), the same in every process of
+   * the deployment. Default: a random key for this process (tests, single-process tools).
+   */
+  directoryKey?: Buffer;
 }
 
 export class PolicyEngine {
@@ -49,11 +52,13 @@ export class PolicyEngine {
   readonly #devicesOf = new Map<string, Set<string>>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #pending = new Set<Promise<unknown>>();
+  readonly #publisher: BundlePublisher;
   #unsubscribe: (() => void) | null = null;
 
   constructor(ctx: WorkerContext, opts: PolicyEngineOptions = {}) {
     this.#ctx = ctx;
     this.#debounceMs = opts.rebuildDebounceMs ?? 20;
+    this.#publisher = new BundlePublisher(ctx, opts.directoryKey ?? randomBytes(32));
   }
 
   async start(): Promise<void> {
@@ -103,12 +108,28 @@ export class PolicyEngine {
     return this.#build(tenantId, e);
   }
 
-  /** Rebuilds (if needed) and publishes the retained bundle. */
+  /** Rebuilds (if needed) and publishes the tenant's edge bundles. */
   async refresh(tenantId: string): Promise<void> {
     const e = this.#entry(tenantId);
     const state = e.builtGeneration === e.generation && e.state ? e.state : await this.#build(tenantId, e);
-    if (!state) return;
-    await this.#publishBundle(state);
+    const model = this.#models.get(tenantId);
+    if (!state) {
+      // The tenant is gone: its bundles and directory slice go too.
+      if (model) {
+        this.#models.delete(tenantId);
+        await this.#publisher.removeTenant(tenantId);
+      }
+      return;
+    }
+    if (model) await this.#publisher.publishTenant(model);
+  }
+
+  /**
+   * An event of the tenant from this tower was stored: the tower serves the tenant and gets its
+   * policy bundle (once per version). Never throws: a failed publish is retried at the next change.
+   */
+  serve(tenantId: string, towerId: string): void {
+    this.#track(this.#publisher.serve(tenantId, towerId));
   }
 
   #entry(tenantId: string): Entry {
@@ -157,19 +178,6 @@ export class PolicyEngine {
     }
   }
 
-
-  async #publishBundle(state: TenantPolicyState): Promise<void> {
-    const model = this.#models.get(state.index.tenantId);
-    if (!model) return;
-    // One publisher per bundle version in the cluster: every worker rebuilds its index, only the
-    // lease holder republishes the retained bundle (a worker starting later within the lease
-    // does not republish an unchanged version).
-    const lease = `bundle.${model.tenant_id}.${model.version}`;
-    if (!(await this.#ctx.leases.acquire(lease, this.#ctx.processId, this.#ctx.now(), BUNDLE_LEASE_MS))) return;
-    const bundle = bundleFromModel(model, this.#ctx.newId(), this.#ctx.now());
-    await this.#ctx.downlink.publish(topics.policy(model.tenant_id), encodePayload(bundle), { retain: true });
-    this.#ctx.counters.inc('policy_bundles_published_total');
-  }
 
   #replaceDevices(tenantId: string, model: PolicyModel): void {
     const old = this.#devicesOf.get(tenantId);

@@ -2,13 +2,19 @@
  * Decides a UsageBatch: validate, evaluate every event against the tenant's compiled index,
  * persist usage + alerts + discovered devices in one transaction (idempotent by event id), then
  * answer the tower with exactly one DecisionBatch.
+ *
+ * Reconciliation (issue #11): an event the tower decided itself (uplink down, or the answer late)
+ * carries that local decision. The cloud still decides it here, authoritatively, and stores both;
+ * where the effects differ the record is marked as a disagreement and counted, and a local allow
+ * that the cloud denies is logged as `local_allow_overturned` (warn) for operators to alert on.
  */
 import type { Decision, DecisionBatch } from '../shared/mqtt/payloads.js';
 import { decodePayload, encodePayload, UsageBatchSchema } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
 import type { UplinkMessage } from '../shared/mqtt/transport.js';
 import { evaluateUsage } from '../shared/policy/evaluate-usage.js';
-import type { DecidedUsage, StoredDecision } from '../shared/store/port.js';
+import type { DecidedUsage, RecordUsageResult, StoredDecision } from '../shared/store/port.js';
+import type { UsageRecord } from '../shared/domain.js';
 import { decisionBatchId } from '../shared/mqtt/payloads.js';
 import type { TenantPolicyState } from './policy-engine.js';
 import { dropUplink, type WorkerContext } from './context.js';
@@ -33,21 +39,26 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     const now = ctx.now();
     const decisions: Decision[] = [];
     const rejected: DecisionBatch['rejected'] = [];
-    const records: DecidedUsage[] = [];
+    const records: Array<DecidedUsage & UsageRecord> = [];
     // The plan's event rate, at ingest: events beyond it are refused, not decided. The budget is
     // the tenant's, split fairly among its active towers, so one tower's flood cannot spend the
     // share the tenant's other towers use (shared/workflow/rate-budgets.ts).
+    // Events the tower already decided itself (a replayed backlog, a late answer) are exempt: they
+    // happened and were enforced, and refusing them would lose the record of them; the tower's
+    // publish pacing and the broker's per-client limit still bound how fast they come.
     const rate = state.plan.max_events_per_s;
+    const live = batch.events.reduce((n, e) => n + (e.local ? 0 : 1), 0);
     const allowed =
-      rate === null
-        ? batch.events.length
+      rate === null || live === 0
+        ? live
         : await ctx.budgets.takeShared(
             { group: `plan:${tenantId}`, member: msg.tower_id, rate_per_s: rate, active_window_ms: PLAN_SHARE_WINDOW_MS },
-            batch.events.length,
+            live,
             now,
           );
-    for (const [i, ev] of batch.events.entries()) {
-      if (i >= allowed) {
+    let liveSeen = 0;
+    for (const ev of batch.events) {
+      if (!ev.local && liveSeen++ >= allowed) {
         rejected.push({ event_id: ev.id, reason: 'plan_rate_limited' });
         continue;
       }
@@ -76,6 +87,9 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
         policy_id: d.policy_id,
         policy_version: index.version,
         severity: d.severity,
+        local_effect: ev.local?.effect ?? null,
+        local_policy_version: ev.local?.policy_version ?? null,
+        disagreement: ev.local !== undefined && ev.local.effect !== d.effect,
       });
     }
 
@@ -119,6 +133,9 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
       for (const [reason, n] of byReason) c.inc('usage_events_rejected_total', { tower: msg.tower_id, reason }, n);
     }
     if (!result) return;
+    // The tower now serves this tenant (if it did not already): it gets the tenant's bundle.
+    engine.serve(tenantId, msg.tower_id);
+    reconcile(ctx, tenantId, msg.tower_id, records, result);
     if (result.inserted) c.inc('usage_events_stored_total', undefined, result.inserted);
     if (result.duplicates) c.inc('usage_events_duplicate_total', undefined, result.duplicates);
     if (result.inserted) ctx.bus.publish('usage.decided', { tenant_id: tenantId, tower_id: msg.tower_id, records });
@@ -158,4 +175,41 @@ function violationsOf(records: DecidedUsage[], stored: StoredDecision[]): Violat
     out.push({ event_id: r.id, device_id: r.device_id, app: r.app, action: r.action, rule_id: ruleId });
   }
   return out;
+}
+
+/**
+ * Counts the tower's local decisions this batch reconciled (first stored, or reported after the
+ * event was) and their disagreements with the stored decision; logs a local allow the cloud denies.
+ */
+function reconcile(ctx: WorkerContext, tenantId: string, towerId: string, records: readonly UsageRecord[], result: RecordUsageResult): void {
+  const duplicates = new Set(result.stored_decisions.map((s) => s.id));
+  const byId = new Map(records.map((r) => [r.id, r]));
+  const reconciled: Array<{ record: UsageRecord; local: 'allow' | 'deny'; effect: 'allow' | 'deny' }> = [];
+  for (const r of records) if (r.local_effect !== null && !duplicates.has(r.id)) reconciled.push({ record: r, local: r.local_effect, effect: r.effect });
+  for (const l of result.local_recorded) {
+    const r = byId.get(l.id);
+    if (r) reconciled.push({ record: r, local: l.local_effect, effect: l.effect });
+  }
+  if (reconciled.length === 0) return;
+  ctx.counters.inc('usage_local_decisions_reconciled_total', undefined, reconciled.length);
+  for (const { record: r, local, effect } of reconciled) {
+    if (local === effect) continue;
+    ctx.counters.inc('usage_disagreements_total', { local_effect: local, cloud_effect: effect });
+    if (local !== 'allow') continue;
+    ctx.logger.warn(
+      {
+        event: 'local_allow_overturned',
+        tenant_id: tenantId,
+        tower_id: towerId,
+        device_id: r.device_id,
+        event_id: r.id,
+        app: r.app,
+        action: r.action,
+        rule_id: r.rule_id,
+        local_policy_version: r.local_policy_version,
+        policy_version: r.policy_version,
+      },
+      'the tower allowed usage locally that the cloud denies',
+    );
+  }
 }

@@ -2,7 +2,8 @@
  * Decided usage events (newest first): what each device did and what the platform answered.
  * One page as JSON by default; every matching row as a streamed JSON, CSV or XML download on
  * request (api/export.ts). Filters: user (id or e-mail), device, effect, tower, app, and an
- * event-time window (since/until on `ts`); any other query parameter is a 400.
+ * event-time window (since/until on `ts`), disagreement (events a tower decided locally with
+ * another effect than the cloud); any other query parameter is a 400.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -13,7 +14,7 @@ import { audit } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
 import { decisionLabels } from '../export-names.js';
-import { IdSchema, NextCursor, checkTimeRange, definedOf, errorResponses, listQuery, paginate, sortQuery, timeRangeQuery } from '../schemas/common.js';
+import { BooleanQuery, IdSchema, NextCursor, checkTimeRange, definedOf, errorResponses, listQuery, paginate, sortQuery, timeRangeQuery } from '../schemas/common.js';
 import { UsageRecordSchema } from '../../shared/schemas/records.js';
 import { idOrSelf, refField } from './natural-keys.js';
 
@@ -23,6 +24,7 @@ const UsageQuery = listQuery({
   effect: EffectSchema.optional(),
   tower_id: IdSchema.optional(),
   app: CatalogKey.optional().describe('app key'),
+  disagreement: BooleanQuery.optional().describe("true: only events a tower decided itself with another effect than the cloud's; false: the others"),
   ...timeRangeQuery,
   ...sortQuery(['ts', 'received_at']),
   ...exportQueryFields,
@@ -39,7 +41,8 @@ export const usageRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'Decided usage events, newest first (or all of them as a JSON, CSV or XML download)',
         description:
-          'Filters: user_id (id or e-mail), device_id, effect, tower_id, app, since/until (event time `ts`, ' +
+          'Filters: user_id (id or e-mail), device_id, effect, tower_id, app, disagreement (true: events a tower ' +
+          "decided locally, with another effect than the cloud's decision stored here), since/until (event time `ts`, " +
           'epoch ms or ISO 8601; since inclusive, until exclusive); an unknown parameter is a 400. ' +
           'A page of JSON by default. `?format=csv|xml|json`, `Accept: text/csv` or `application/xml`, ' +
           'or `?export=true` (JSON) stream every matching row as an attachment instead: ' +
@@ -54,7 +57,7 @@ export const usageRoutes: FastifyPluginAsyncZod = async (app) => {
       const q = request.query;
       checkTimeRange(q);
       const filters: UsageFilter = {
-        ...definedOf(q, ['device_id', 'effect', 'tower_id', 'app', 'since', 'until'] as const),
+        ...definedOf(q, ['device_id', 'effect', 'tower_id', 'app', 'since', 'until', 'disagreement'] as const),
         ...(q.user_id !== undefined && { user_id: await idOrSelf(app.store, tenantId, 'user', q.user_id) }),
       };
       const format = requestedExport(request, reply, q);

@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { EdgeAgent, type Rejection } from '../../edge-agent/edge-agent.js';
+import { EdgeAgent, type DecisionOrigin, type Rejection } from '../../edge-agent/edge-agent.js';
 import { createLogger, flushLogger, type LogFormat, type Logger } from '../../shared/logger.js';
 import type { Decision } from '../../shared/mqtt/payloads.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
@@ -29,7 +29,10 @@ const options: Record<string, CommandOption> = {
   'batch-max-events': { type: 'string', describe: 'Flush a batch at this many events', default: '100' },
   'batch-max-delay-ms': { type: 'string', describe: 'Flush a batch this long after its first event', default: '5' },
   'buffer-max-events': { type: 'string', describe: 'Events kept while offline; the oldest are dropped (and answered as rejected) beyond it', default: '50000' },
-  'state-dir': { type: 'string', describe: 'Keep remediation state in <dir>/enforcer-<tower-id>.json (blocks survive restarts) and unsent command acks in <dir>/acks-<tower-id>.json' },
+  'state-dir': { type: 'string', describe: 'Keep remediation state in <dir>/enforcer-<tower-id>.json (blocks survive restarts), unsent command acks in <dir>/acks-<tower-id>.json, and every usage event in the journal <dir>/journal-<tower-id>/ until the broker has it' },
+  'local-deadline-ms': { type: 'string', describe: "Decide an event locally from its tenant's policy bundle when the cloud has not answered within this (0: only while the uplink is down)", default: '1000' },
+  'journal-max-mb': { type: 'string', describe: "The journal's disk budget (MiB); beyond it the oldest events are evicted, counted and logged", default: '1024' },
+  'journal-fsync-ms': { type: 'string', describe: 'How often the journal is fdatasync\'ed (0: after every write, slower); a kill -9 loses nothing either way, a power loss at most this', default: '1000' },
   'log-level': { type: 'string', describe: 'Log level (logs go to stderr)', default: 'info' },
   'log-format': { type: 'string', describe: 'auto | json | pretty (auto: human-readable on a terminal)', default: 'auto' },
 };
@@ -43,13 +46,18 @@ line on stdout, with "line" (its input line number) and "event_id":
   decision   {"line":1,"event_id":"…","tenant_id":"acme","device_id":"dev-42","effect":"deny",
               "reason":"rule","rule_id":"…","policy_id":"…","severity":"high","source":"cloud"}
              reason: rule | default | blocked (a remediation block in force, answered at once,
-             "source":"local") | unknown_device (no tenant's policy bundle lists the device:
+             "source":"local") | unknown_device (the device directory does not list the device:
              "tenant_id":null, effect from --unknown-device-effect, reported for discovery)
+             "source":"local" with "bundle_version": decided here from the tenant's policy
+             bundle of that version, because the uplink is down or the cloud had not answered
+             within --local-deadline-ms; the cloud decides it again and records any disagreement
   rejection  {"line":2,"event_id":null,"rejected":"invalid_input","message":"…"}
              rejected: invalid_input | no_policy_bundle | buffer_overflow | shutdown |
              device_tenant_mismatch | plan_rate_limited | no_decision (no cloud answer within
              --decision-timeout-ms after the end of input)
 Output lines come in the order answers arrive, not input order; match them by "line".
+With --state-dir every event is journalled until the broker acknowledges it: a restart (even
+after kill -9) sends what the last run could not, in order, before anything new.
 Events read before the policy bundles have arrived wait for them (they are not taken for
 unknown devices).
 
@@ -114,11 +122,12 @@ class AnswerWriter {
     this.#pending.set(eventId, p);
   }
 
-  decision(tenantId: string | null, d: Decision, source: 'cloud' | 'local'): void {
+  decision(tenantId: string | null, d: Decision, origin: DecisionOrigin): void {
     const p = this.#take(d.event_id);
     if (!p) return;
     const { event_id, ...rest } = d;
-    this.#write({ line: p.line, event_id, tenant_id: tenantId, ...rest, source });
+    const bundle = 'bundle_version' in origin ? { bundle_version: origin.bundle_version } : {};
+    this.#write({ line: p.line, event_id, tenant_id: tenantId, ...rest, source: origin.source, ...bundle });
   }
 
   rejected(r: Rejection): void {
@@ -168,6 +177,13 @@ class AnswerWriter {
 function parseEffect(v: unknown): 'allow' | 'deny' {
   if (v === 'allow' || v === 'deny') return v;
   throw new UsageError(`--unknown-device-effect must be allow or deny, got ${JSON.stringify(v)}`);
+}
+
+function journalMaxBytes(values: Record<string, unknown>): number | undefined {
+  const mb = numberOption(values, 'journal-max-mb');
+  if (mb === undefined) return undefined;
+  if (mb < 1) throw new UsageError(`--journal-max-mb must be at least 1, got ${mb}`);
+  return Math.floor(mb * 1024 * 1024);
 }
 
 function parseLogFormat(v: unknown): LogFormat {
@@ -232,7 +248,16 @@ function wireLogs(agent: EdgeAgent, logger: Logger): void {
   agent.on('error', (err) => logger.warn({ event: 'agent_error', error: err.message }, 'agent error'));
   agent.on('offline', () => logger.warn({ event: 'offline' }, 'connection to the broker lost: buffering, reconnecting'));
   agent.on('reconnecting', (info) => logger.info({ event: 'reconnecting', attempt: info.attempt, delay_ms: info.delayMs, error: info.error }, 'reconnecting'));
-  agent.on('bundle', (tenantId, b) => logger.info({ tenant_id: tenantId, version: b.version, devices: b.devices.length }, 'policy bundle received'));
+  agent.on('bundle', (tenantId, b) =>
+    logger.info({ event: 'bundle_applied', tenant_id: tenantId, ...b }, b.kind === 'policy' ? 'policy bundle applied' : 'device directory slice applied'),
+  );
+  agent.on('reconciled', (r) => {
+    if (!r.disagreement) return;
+    logger.info(
+      { event: 'local_decision_overturned', tenant_id: r.tenant_id, event_id: r.event_id, device_id: r.device_id, local_effect: r.local?.effect, cloud_effect: r.cloud.effect, bundle_version: r.local?.policy_version },
+      "the cloud decided an event otherwise than this tower's bundle did (recorded in the cloud)",
+    );
+  });
   agent.on('dropped', (info) => logger.warn(info, 'offline buffer overflow: events dropped'));
   agent.on('command', (tenantId, c, ack, duplicate) => {
     const fields = { tenant_id: tenantId, command_id: c.id, type: c.type, device_id: c.device_id, app: c.app, duration_s: c.duration_s, status: ack.status, reason: ack.reason, duplicate };
@@ -272,11 +297,14 @@ export async function agentCommand(argv: string[]): Promise<number> {
     batchMaxEvents: numberOption(values, 'batch-max-events'),
     batchMaxDelayMs: numberOption(values, 'batch-max-delay-ms'),
     bufferMaxEvents: numberOption(values, 'buffer-max-events'),
+    localDecisionDeadlineMs: numberOption(values, 'local-deadline-ms'),
+    journalMaxBytes: journalMaxBytes(values),
+    journalFsyncMs: numberOption(values, 'journal-fsync-ms'),
     ...(stateDir !== undefined ? { stateDir } : {}),
     logger,
   });
   const answers = new AnswerWriter();
-  agent.on('decision', (tenantId, d, origin) => answers.decision(tenantId, d, origin.source));
+  agent.on('decision', (tenantId, d, origin) => answers.decision(tenantId, d, origin));
   agent.on('rejected', (r) => answers.rejected(r));
 
   const failed = await connect(agent, url, connectTimeoutMs);

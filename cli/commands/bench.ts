@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { benchAgent, printAgent, type AgentBenchResult } from '../bench/agent-bench.js';
 import { benchApi, printApi, type ApiBenchResult } from '../bench/api-bench.js';
+import { benchBundles, printBundles, type BundleBenchResult } from '../bench/bundle-bench.js';
 import { benchDistributed, type DistributedBenchResult } from '../bench/distributed-bench.js';
 import { benchMemory, printMemory, type MemoryBenchResult } from '../bench/memory-bench.js';
 import { benchPipeline, type PipelineBenchResult } from '../bench/pipeline-bench.js';
@@ -19,7 +20,7 @@ import { benchStartup, printStartup, type StartupBenchResult } from '../bench/st
 import { benchWhatIf, type WhatIfBenchResult } from '../bench/whatif-bench.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
 
-export const BENCH_PARTS = ['relay', 'pipeline', 'policy', 'distributed', 'whatif', 'startup', 'agent', 'remediation', 'api', 'memory'] as const;
+export const BENCH_PARTS = ['relay', 'pipeline', 'policy', 'distributed', 'whatif', 'startup', 'agent', 'remediation', 'api', 'memory', 'bundles'] as const;
 type Part = (typeof BENCH_PARTS)[number];
 
 const options: Record<string, CommandOption> = {
@@ -44,6 +45,9 @@ const options: Record<string, CommandOption> = {
   'memory-towers': { type: 'string', describe: 'Idle tower counts for RSS per connection (empty skips)', default: '2000,5000' },
   'memory-minutes': { type: 'string', describe: 'Minutes of steady load for the RSS drift (0 skips)', default: '10' },
   'memory-load-eps': { type: 'string', describe: 'Load for the drift when the pipeline part did not run (else half its max sustained)', default: '10000' },
+  'bundle-towers': { type: 'string', describe: 'Towers (agents) the bundle freshness part connects', default: '100' },
+  'bundle-changes': { type: 'string', describe: 'Rule changes the bundle freshness part times', default: '20' },
+  'bundle-sizes': { type: 'string', describe: 'Tenants the freshness part runs: small (1,000 devices, 100 rules), large (100,000, 10,000)', default: 'small,large' },
 };
 
 export const benchHelp = `Usage: edgeplane bench [--report <file>] [--only <parts>] [options]
@@ -67,6 +71,10 @@ Measures on this machine, in one run (each part bounded; loopback only):
                   /app-usage and /dashboard/alerts with 1,000,000 usage rows in the store
   (j) memory      RSS per connected idle tower (2,000 and 5,000), and RSS drift over 10 minutes at
                   half the max sustained load
+  (k) bundles     edge autonomy: the policy bundle and device directory of a tenant with 100,000
+                  devices and 10,000 rules (bytes, parts, against the schema 1 bundle), the journal's
+                  bytes per event and a week at 1,000 events/s, and the time from a rule change in
+                  the API to the new version applied at every one of 100 connected towers
 
 Options:
 ${optionsHelp(options)}
@@ -87,6 +95,7 @@ interface Results {
   remediation?: RemediationBenchResult;
   api?: ApiBenchResult;
   memory?: MemoryBenchResult;
+  bundles?: BundleBenchResult;
 }
 
 export async function benchCommand(argv: string[]): Promise<number> {
@@ -156,6 +165,12 @@ export async function benchCommand(argv: string[]): Promise<number> {
     });
   }
 
+  if (want('bundles')) {
+    log('(k) edge bundles and journal …');
+    const sizes = String(values['bundle-sizes']).split(',').map((x) => x.trim()).filter((x): x is 'small' | 'large' => x === 'small' || x === 'large');
+    r.bundles = await benchBundles({ towers: Math.round(num('bundle-towers')), changes: Math.round(num('bundle-changes')), sizes, log });
+  }
+
   log('');
   log('Results');
   printResults(r, log);
@@ -191,4 +206,5 @@ function printResults(r: Results, log: (s: string) => void): void {
   if (r.remediation) printRemediation(r.remediation, log, fmt);
   if (r.api) printApi(r.api, log, fmt);
   if (r.memory) printMemory(r.memory, log, fmt);
+  if (r.bundles) printBundles(r.bundles, log, fmt);
 }

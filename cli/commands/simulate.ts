@@ -1,4 +1,6 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createLogger } from '../../shared/logger.js';
 import { runFleet } from '../../simulator/fleet.js';
 import { provisionWorld } from '../../simulator/provision.js';
@@ -16,6 +18,7 @@ const options: Record<string, CommandOption> = {
   duration: { type: 'string', describe: 'Override the scenario duration, seconds (outages are scaled to fit)' },
   rate: { type: 'string', describe: 'Override the scenario rate, events/s' },
   report: { type: 'string', describe: 'Write the JSON report to this file' },
+  'state-dir': { type: 'string', describe: "The agents' state (journals of unsent events, blocks, acks); default: a temporary directory removed at the end" },
   'log-level': { type: 'string', describe: 'Agent log level', default: 'warn' },
 };
 
@@ -26,9 +29,10 @@ users, role assignments and devices through the bulk import (POST /onboarding/im
 per request), and its towers with fresh MQTT credentials, printing progress on stderr; then plays
 one real MQTT edge agent per tower against the broker, printing every second the events sent and
 decided, the p99 latency of that second and any tower offline, and reports throughput, decision
-latency, undecided and duplicated events, injected violations caught and remediation commands.
-Exits 1 if any event was left without a decision, any injected violation was missed or any
-expected remediation was not applied at a tower.
+latency, undecided and duplicated events, injected violations caught, remediation commands,
+and for outages the decisions towers made locally, reconciled with the cloud, disagreements and
+events lost. Exits 1 if any event was left without a decision or lost, any injected violation
+was missed or any expected remediation was not applied at a tower.
 
 Options:
 ${optionsHelp(options)}
@@ -55,15 +59,19 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     adminPassword,
     onStep: (m) => process.stderr.write(`provision: ${m}\n`),
   });
+  const given = values['state-dir'] as string | undefined;
+  const stateDir = given ?? (await mkdtemp(join(tmpdir(), 'edgeplane-simulate-')));
   const report = await runFleet(world, {
     mqttUrl: values.mqtt as string,
     logger,
+    stateDir,
     onProgress: (p) =>
       process.stderr.write(
         `t=${p.elapsed_s.toFixed(0)}s sent=${p.sent} decided=${p.decided} p99_last_interval=${p.p99_ms}ms` +
           `${p.offline_towers.length > 0 || p.outages_started.length > 0 ? ` OUTAGE=${[...new Set([...p.outages_started, ...p.offline_towers])].join(',')}` : ''}\n`,
       ),
   });
+  if (given === undefined) await rm(stateDir, { recursive: true, force: true });
   process.stdout.write(formatReport(report) + '\n');
   if (typeof values.report === 'string') await writeFile(values.report, JSON.stringify(report, null, 2) + '\n');
   return report.passed ? 0 : 1;

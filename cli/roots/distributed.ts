@@ -14,6 +14,7 @@ import { MqttDownlink } from '../../shared/mqtt/mqtt-downlink.js';
 import { UPLINK_QUEUE, UplinkJobSchema } from '../../shared/mqtt/uplink-jobs.js';
 import type { WorkerContext } from '../../workers/context.js';
 import { Pipeline } from '../../workers/pipeline.js';
+import { deriveDirectoryKey } from '../../shared/policy/edge-bundle.js';
 import { RetentionJob } from '../../workers/retention-job.js';
 import { UplinkConsumer } from '../../workers/uplink-consumer.js';
 import { buildCommandService, ensureOperator } from '../embedded.js';
@@ -192,7 +193,8 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     leases: f.workflow.leases,
     processId: f.processId,
   };
-  const pipeline = new Pipeline(ctx, { concurrency: config.ingest_concurrency });
+  // Every process of a deployment derives the same device directory key (edge-bundle.ts).
+  const pipeline = new Pipeline(ctx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret) });
   counters.gauge('ingest_in_flight', () => pipeline.inflight);
   const decisionMetrics = new DecisionMetrics({ bus, counters, now });
   const consumer = new UplinkConsumer({

@@ -19,6 +19,20 @@ export type Effect = z.infer<typeof EffectSchema>;
 export const SeveritySchema = z.enum(['low', 'medium', 'high', 'critical']);
 export type Severity = z.infer<typeof SeveritySchema>;
 
+/**
+ * A decision the tower made itself from its policy bundle (uplink down, or the cloud's answer
+ * later than its deadline). It travels with the event so the cloud, which decides every event
+ * again authoritatively, can record where the two differ.
+ */
+export const LocalDecisionSchema = z.object({
+  effect: z.enum(['allow', 'deny']),
+  reason: z.enum(['rule', 'default']),
+  rule_id: z.string().max(64).nullable(),
+  /** The tenant policy version of the bundle that decided. */
+  policy_version: z.number().int().nonnegative(),
+});
+export type LocalDecision = z.infer<typeof LocalDecisionSchema>;
+
 export const UsageEventSchema = z.object({
   id: Ulid,
   /** When the tower observed the usage (epoch ms). */
@@ -27,6 +41,7 @@ export const UsageEventSchema = z.object({
   app: CatalogKey,
   action: CatalogKey,
   bytes: z.number().int().nonnegative().optional(),
+  local: LocalDecisionSchema.optional(),
 });
 export type UsageEvent = z.infer<typeof UsageEventSchema>;
 
@@ -59,6 +74,10 @@ export const TowerCountersSchema = z.object({
   events_dropped: z.number().int().nonnegative(),
   buffered_events: z.number().int().nonnegative(),
   commands_applied: z.number().int().nonnegative(),
+  /** Agents with edge autonomy (issue #11): events decided from the bundle, evicted from the journal, and still journalled. */
+  events_decided_locally: z.number().int().nonnegative().optional(),
+  events_evicted: z.number().int().nonnegative().optional(),
+  journal_pending_events: z.number().int().nonnegative().optional(),
 });
 export type TowerCounters = z.infer<typeof TowerCountersSchema>;
 
@@ -155,19 +174,72 @@ export const BundleGrantSchema = z.object({
 });
 export type BundleGrant = z.infer<typeof BundleGrantSchema>;
 
+/**
+ * Edge bundles (schema version 2; see shared/policy/edge-bundle.ts for how they are built and
+ * read). A document too large for one MQTT message is a head plus retained parts on
+ * `<head topic>/<i>`; the head names each part by the SHA-256 of its payload (first 16 hex
+ * digits), so a tower applies a version only once it holds exactly those parts. Version 1
+ * bundles (a tenant's whole inventory with owning user ids, on `tenants/{id}/policy`) are
+ * refused.
+ */
+export const BUNDLE_SCHEMA_VERSION = 2 as const;
+const PartRefs = z.array(z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits')).max(65_536);
+/** A profile: the hex reference of one set of policy roles (a device owner's), see edge-bundle.ts. */
+const ProfileRef = z.string().regex(/^[0-9a-f]{12}$/, 'must be 12 hex digits');
+/** [rule_id, policy index, role index, app, action, effect]: one rule flattened onto one role. */
+export const GrantTupleSchema = z.tuple([z.string().min(1).max(64), z.number().int().nonnegative(), z.number().int().nonnegative(), z.string().min(1).max(64), z.string().min(1).max(64), EffectSchema]);
+export type GrantTuple = z.infer<typeof GrantTupleSchema>;
+
+/**
+ * One tenant's policy for one tower (`tenants/{tenantId}/towers/{towerId}/policy`), sent only to
+ * towers where the tenant's devices are seen. No device ids, user ids or names: devices reach
+ * it through the device directory as profile references.
+ */
 export const PolicyBundleSchema = z.object({
-  v: z.literal(SCHEMA_VERSION),
+  v: z.literal(BUNDLE_SCHEMA_VERSION),
   id: Ulid,
   tenant_id: TopicId,
+  tower_id: TopicId,
   version: z.number().int().nonnegative(),
   default_effect: EffectSchema,
-  /** Devices of this tenant and their owning user: lets a tower map a device to its tenant. */
-  devices: z.array(z.object({ id: TopicId, user_id: z.string().nullable() })),
-  user_roles: z.record(z.string(), z.array(z.string())),
-  grants: z.array(BundleGrantSchema),
+  /** [policy id, severity], referenced by index from the grants. */
+  policies: z.array(z.tuple([z.string().min(1).max(64), SeveritySchema])),
+  roles: z.array(z.string().min(1).max(64)),
+  /** Profile reference → role indexes. */
+  profiles: z.record(ProfileRef, z.array(z.number().int().nonnegative())),
+  grants: z.number().int().nonnegative(),
+  parts: PartRefs,
   published_at: EpochMs,
 });
 export type PolicyBundle = z.infer<typeof PolicyBundleSchema>;
+export const PolicyBundlePartSchema = z.object({ v: z.literal(BUNDLE_SCHEMA_VERSION), i: z.number().int().nonnegative(), grants: z.array(GrantTupleSchema) });
+export type PolicyBundlePart = z.infer<typeof PolicyBundlePartSchema>;
+
+/**
+ * One tenant's slice of the platform device directory (`directory/{token}`), sent to every
+ * tower: keyed hashes of its device ids with their profile, and the tenant id sealed so that
+ * only a tower that sees one of the devices can read it. `token` is opaque.
+ */
+export const DirectoryHeadSchema = z.object({
+  v: z.literal(BUNDLE_SCHEMA_VERSION),
+  id: Ulid,
+  token: TopicId,
+  version: z.number().int().nonnegative(),
+  key_id: z.string().regex(/^[A-Za-z0-9_-]{1,16}$/),
+  /** The directory key (base64, 32 bytes): every tower holds it (see edge-bundle.ts). */
+  key: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'must be 32 bytes of base64'),
+  /** The tenant id, padded to 64 bytes and sealed (base64). */
+  tenant_sealed: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be 64 bytes of base64'),
+  devices: z.number().int().nonnegative(),
+  /** Parts split the entries by the top `part_bits` bits of their tag. */
+  part_bits: z.number().int().min(0).max(16),
+  parts: PartRefs,
+  published_at: EpochMs,
+});
+export type DirectoryHead = z.infer<typeof DirectoryHeadSchema>;
+/** `entries`: base64 of 24-byte entries sorted by tag (edge-bundle.ts). */
+export const DirectoryPartSchema = z.object({ v: z.literal(BUNDLE_SCHEMA_VERSION), i: z.number().int().nonnegative(), entries: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/) });
+export type DirectoryPart = z.infer<typeof DirectoryPartSchema>;
 
 /** Parses a JSON buffer with a schema; returns a discriminated result instead of throwing. */
 export function decodePayload<T>(

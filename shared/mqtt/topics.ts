@@ -5,11 +5,15 @@
  */
 import { TOPIC_ID_RE } from '../ids.js';
 import { CarrierDeviceFeedSchema, CarrierTowerFeedSchema, FeedResultSchema } from './carrier-payloads.js';
+import { z } from 'zod';
 import {
   CommandAckSchema,
   CommandSchema,
   DecisionBatchSchema,
+  DirectoryHeadSchema,
+  DirectoryPartSchema,
   DiscoveryBatchSchema,
+  PolicyBundlePartSchema,
   PolicyBundleSchema,
   TowerStatusSchema,
   UsageBatchSchema,
@@ -23,7 +27,15 @@ export const TOPIC_SPECS = {
   decisions: { pattern: 'tenants/{tenantId}/towers/{towerId}/decisions', direction: 'downlink', qos: 1, retain: false, schema: DecisionBatchSchema },
   commands: { pattern: 'tenants/{tenantId}/towers/{towerId}/commands', direction: 'downlink', qos: 1, retain: false, schema: CommandSchema },
   acks: { pattern: 'tenants/{tenantId}/towers/{towerId}/acks', direction: 'uplink', qos: 1, retain: false, schema: CommandAckSchema },
-  policy: { pattern: 'tenants/{tenantId}/policy', direction: 'downlink', qos: 1, retain: true, schema: PolicyBundleSchema },
+  // Edge bundles (least privilege): a tenant's policy only for towers that serve it, and the
+  // device directory for every tower (keyed hashes; edge-bundle.ts).
+  policy: { pattern: 'tenants/{tenantId}/towers/{towerId}/policy', direction: 'downlink', qos: 1, retain: true, schema: PolicyBundleSchema },
+  policyPart: { pattern: 'tenants/{tenantId}/towers/{towerId}/policy/{part}', direction: 'downlink', qos: 1, retain: true, schema: PolicyBundlePartSchema },
+  directory: { pattern: 'directory/{token}', direction: 'downlink', qos: 1, retain: true, schema: DirectoryHeadSchema },
+  directoryPart: { pattern: 'directory/{token}/{part}', direction: 'downlink', qos: 1, retain: true, schema: DirectoryPartSchema },
+  // Where releases before bundle schema 2 kept every tenant's whole bundle for every tower. Only
+  // ever published empty (clearing what an older release retained); no tower may subscribe.
+  legacyPolicy: { pattern: 'tenants/{tenantId}/policy', direction: 'downlink', qos: 1, retain: true, schema: z.literal('') },
   /** Accounting sessions at a tower (RADIUS plugin, or a tower reporting its own). */
   sessions: { pattern: 'towers/{towerId}/sessions', direction: 'uplink', qos: 1, retain: false, schema: SessionBatchSchema },
   /** A carrier's tower metadata feed: towers added/updated/retired, coverage, who serves them. */
@@ -39,8 +51,21 @@ export type TopicKind = keyof typeof TOPIC_SPECS;
 export type ParsedTopic =
   | { kind: 'usage' | 'decisions' | 'commands' | 'acks'; tenantId: string; towerId: string }
   | { kind: 'discovery' | 'status' | 'sessions'; towerId: string }
-  | { kind: 'policy'; tenantId: string }
-  | { kind: 'carrierTowers' | 'carrierDevices' | 'carrierResults'; carrierId: string };
+  | { kind: 'carrierTowers' | 'carrierDevices' | 'carrierResults'; carrierId: string }
+  | { kind: 'policy'; tenantId: string; towerId: string }
+  | { kind: 'policyPart'; tenantId: string; towerId: string; part: number }
+  | { kind: 'directory'; token: string }
+  | { kind: 'directoryPart'; token: string; part: number }
+  | { kind: 'legacyPolicy'; tenantId: string };
+
+/** Parts of one bundle document are numbered 0…65535 (topic level: decimal, no leading zero). */
+const PART_RE = /^(0|[1-9][0-9]{0,4})$/;
+const MAX_PART = 65_535;
+
+function checkPart(part: number): number {
+  if (!Number.isInteger(part) || part < 0 || part > MAX_PART) throw new Error(`invalid bundle part number: ${part}`);
+  return part;
+}
 
 function checkId(what: string, id: string): string {
   if (!TOPIC_ID_RE.test(id)) throw new Error(`invalid ${what} for a topic level: ${JSON.stringify(id)}`);
@@ -54,7 +79,12 @@ export const topics = {
   decisions: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/decisions`,
   commands: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/commands`,
   acks: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/acks`,
-  policy: (tenantId: string) => `tenants/${checkId('tenantId', tenantId)}/policy`,
+  policy: (tenantId: string, towerId: string) => `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/policy`,
+  policyPart: (tenantId: string, towerId: string, part: number) =>
+    `tenants/${checkId('tenantId', tenantId)}/towers/${checkId('towerId', towerId)}/policy/${checkPart(part)}`,
+  directory: (token: string) => `directory/${checkId('directory token', token)}`,
+  directoryPart: (token: string, part: number) => `directory/${checkId('directory token', token)}/${checkPart(part)}`,
+  legacyPolicy: (tenantId: string) => `tenants/${checkId('tenantId', tenantId)}/policy`,
   sessions: (towerId: string) => `towers/${checkId('towerId', towerId)}/sessions`,
   carrierTowers: (carrierId: string) => `carriers/${checkId('carrierId', carrierId)}/feeds/towers`,
   carrierDevices: (carrierId: string) => `carriers/${checkId('carrierId', carrierId)}/feeds/devices`,
@@ -69,21 +99,35 @@ export const filters = {
   allStatus: 'towers/+/status',
   towerDecisions: (towerId: string) => `tenants/+/towers/${checkId('towerId', towerId)}/decisions`,
   towerCommands: (towerId: string) => `tenants/+/towers/${checkId('towerId', towerId)}/commands`,
-  allPolicies: 'tenants/+/policy',
+  /** A tower's policy bundles: one per tenant it serves, heads and parts. */
+  towerPolicies: (towerId: string) => `tenants/+/towers/${checkId('towerId', towerId)}/policy/#`,
+  /** The device directory: every tenant's slice, heads and parts. */
+  directory: 'directory/#',
 } as const;
 
 /** Recognises a concrete topic (no wildcards). Returns null for anything that is not ours. */
 export function parseTopic(topic: string): ParsedTopic | null {
   const p = topic.split('/');
   const ok = (s: string | undefined): s is string => s !== undefined && TOPIC_ID_RE.test(s);
+  const part = (s: string | undefined): number | null => (s !== undefined && PART_RE.test(s) && Number(s) <= MAX_PART ? Number(s) : null);
   if (p[0] === 'tenants') {
-    if (p.length === 3 && p[2] === 'policy' && ok(p[1])) return { kind: 'policy', tenantId: p[1] };
+    if (p.length === 3 && p[2] === 'policy' && ok(p[1])) return { kind: 'legacyPolicy', tenantId: p[1] };
     if (p.length === 5 && p[2] === 'towers' && ok(p[1]) && ok(p[3])) {
       const k = p[4];
-      if (k === 'usage' || k === 'decisions' || k === 'commands' || k === 'acks') {
+      if (k === 'usage' || k === 'decisions' || k === 'commands' || k === 'acks' || k === 'policy') {
         return { kind: k, tenantId: p[1], towerId: p[3] };
       }
     }
+    if (p.length === 6 && p[2] === 'towers' && p[4] === 'policy' && ok(p[1]) && ok(p[3])) {
+      const n = part(p[5]);
+      if (n !== null) return { kind: 'policyPart', tenantId: p[1], towerId: p[3], part: n };
+    }
+    return null;
+  }
+  if (p[0] === 'directory' && ok(p[1])) {
+    if (p.length === 2) return { kind: 'directory', token: p[1] };
+    const n = part(p[2]);
+    if (p.length === 3 && n !== null) return { kind: 'directoryPart', token: p[1], part: n };
     return null;
   }
   if (p[0] === 'towers' && p.length === 3 && ok(p[1])) {
@@ -127,7 +171,7 @@ export function publishAcl(p: MqttPrincipal): string[] {
       // Its own two feeds; never a tower's or a tenant's topic, never another carrier's.
       return [topics.carrierTowers(p.carrierId), topics.carrierDevices(p.carrierId)];
     case 'service':
-      return ['tenants/#', 'towers/#'];
+      return ['tenants/#', 'towers/#', filters.directory];
     case 'console':
     case 'anonymous':
       return [];
@@ -142,8 +186,9 @@ export function subscribeAcl(p: MqttPrincipal): string[] {
   switch (p.kind) {
     case 'tower':
       // What its agent subscribes to: every tenant it serves in one filter each. The cloud
-      // publishes a tower's decisions and commands only under the tenants whose events it sent.
-      return [filters.towerDecisions(p.towerId), filters.towerCommands(p.towerId), filters.allPolicies];
+      // publishes a tower's decisions, commands and policy bundles only under the tenants it
+      // serves (whose events it sent); the directory is every tower's, and reveals no inventory.
+      return [filters.towerDecisions(p.towerId), filters.towerCommands(p.towerId), filters.towerPolicies(p.towerId), filters.directory];
     case 'console':
       // Read-only view of its own tenant; never another tenant's prefix.
       return [`tenants/${p.tenantId}/#`];
@@ -151,7 +196,7 @@ export function subscribeAcl(p: MqttPrincipal): string[] {
       // The results of its own feeds, and nothing a tenant or a tower sees.
       return [topics.carrierResults(p.carrierId)];
     case 'service':
-      return ['tenants/#', 'towers/#'];
+      return ['tenants/#', 'towers/#', filters.directory];
     case 'anonymous':
       return [];
   }
@@ -193,8 +238,8 @@ export function mayPublish(p: MqttPrincipal, topic: string): boolean {
 }
 
 /**
- * A tower is granted its three filters verbatim and nothing narrower: every distinct filter a
- * session holds costs the broker memory (and, on a persistent session, storage), and the three
+ * A tower is granted its four filters verbatim and nothing narrower: every distinct filter a
+ * session holds costs the broker memory (and, on a persistent session, storage), and the four
  * wildcards already cover every tenant it serves, so narrower ones (its decisions under one
  * tenant id, then the next, …) would only let one tower make the broker hold thousands.
  */
@@ -218,14 +263,14 @@ export function mayReceive(p: MqttPrincipal, topic: string): boolean {
 /**
  * The highest QoS the broker grants `p` on `filter` [MQTT-3.9.3]. QoS 0 means nothing is queued
  * for the session while it is offline:
- * - a tower's policy bundles: only the newest bundle of each tenant matters, and it is retained,
- *   so the tower gets it when it SUBSCRIBEs after (re)connecting [MQTT-3.8.4-3] rather than
- *   every republish made while it was away;
+ * - a tower's policy bundles and the device directory: only the newest version matters, and it
+ *   is retained, so the tower gets it when it SUBSCRIBEs after (re)connecting [MQTT-3.8.4-3]
+ *   rather than every republish made while it was away;
  * - console users: live views; what happened while they were away is in the API.
  */
 export function subscriptionMaxQos(p: MqttPrincipal, filter: string): 0 | 1 {
   if (p.kind === 'console') return 0;
-  if (p.kind === 'tower' && filter === filters.allPolicies) return 0;
+  if (p.kind === 'tower' && (filter === filters.towerPolicies(p.towerId) || filter === filters.directory)) return 0;
   return 1;
 }
 

@@ -3,7 +3,7 @@
  * Pure: the caller supplies the tenant's compiled index and the platform device directory.
  */
 import type { Decision, UsageEvent } from '../mqtt/payloads.js';
-import type { PolicyIndex } from './compile-policy-index.js';
+import type { Outcome, PolicyIndex } from './compile-policy-index.js';
 
 export type Evaluation =
   | { kind: 'decided'; decision: Decision; user_id: string | null }
@@ -36,17 +36,18 @@ export function evaluateUsage(
       },
     };
   }
+  return { kind: 'decided', user_id: index.ownerOf(event.device_id) ?? null, decision: decisionOf(event, out) };
+}
+
+/** The decision an outcome makes for an event: the cloud's and the edge's answer alike. */
+export function decisionOf(event: Pick<UsageEvent, 'id' | 'device_id'>, out: Outcome): Decision {
   return {
-    kind: 'decided',
-    user_id: index.ownerOf(event.device_id) ?? null,
-    decision: {
-      event_id: event.id,
-      device_id: event.device_id,
-      effect: out.effect,
-      reason: out.reason,
-      rule_id: out.rule?.rule_id ?? null,
-      policy_id: out.rule?.policy_id ?? null,
-      severity: out.rule && out.effect === 'deny' ? out.rule.severity : null,
-    },
+    event_id: event.id,
+    device_id: event.device_id,
+    effect: out.effect,
+    reason: out.reason,
+    rule_id: out.rule?.rule_id ?? null,
+    policy_id: out.rule?.policy_id ?? null,
+    severity: out.rule && out.effect === 'deny' ? out.rule.severity : null,
   };
 }

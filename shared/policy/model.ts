@@ -1,9 +1,10 @@
 /**
  * The neutral input of policy compilation. The cloud builds it from a store snapshot, the edge
- * from a retained PolicyBundle, so both decide with exactly the same code.
+ * from its policy bundle (edge-bundle.ts: modelFromPolicyBundle), so both decide with exactly the
+ * same code.
  */
 import type { PolicyRule } from '../domain.js';
-import type { BundleGrant, Effect, PolicyBundle, Severity } from '../mqtt/payloads.js';
+import type { BundleGrant, Effect, Severity } from '../mqtt/payloads.js';
 import type { PolicySnapshot } from '../store/port.js';
 import type { PolicyContent } from './content.js';
 
@@ -84,30 +85,5 @@ export function modelFromContent(c: PolicyContent): PolicyModel {
     devices: c.devices,
     user_roles: userRolesOf(c.user_roles),
     grants: flattenGrants(c.policies, c.rules, c.role_policies),
-  };
-}
-
-export function modelFromBundle(b: PolicyBundle): PolicyModel {
-  return {
-    tenant_id: b.tenant_id,
-    version: b.version,
-    default_effect: b.default_effect,
-    devices: b.devices,
-    user_roles: new Map(Object.entries(b.user_roles)),
-    grants: b.grants,
-  };
-}
-
-export function bundleFromModel(m: PolicyModel, id: string, now: number): PolicyBundle {
-  return {
-    v: 1,
-    id,
-    tenant_id: m.tenant_id,
-    version: m.version,
-    default_effect: m.default_effect,
-    devices: m.devices,
-    user_roles: Object.fromEntries(m.user_roles),
-    grants: m.grants,
-    published_at: now,
   };
 }

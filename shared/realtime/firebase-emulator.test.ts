@@ -46,6 +46,9 @@ function usage(n: number, denied: number, tenant: string): UsageRecord[] {
     rule_id: 'r1',
     policy_id: 'p1',
     policy_version: 1,
+    local_effect: null,
+    local_policy_version: null,
+    disagreement: false,
   }));
 }
 

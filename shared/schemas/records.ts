@@ -271,10 +271,13 @@ export const UsageRecordSchema = z
     rule_id: z.string().nullable(),
     policy_id: z.string().nullable(),
     policy_version: z.number().int(),
+    local_effect: EffectSchema.nullable().describe("the tower's own decision when it decided the event itself (uplink down, or the cloud's answer later than its deadline); null otherwise"),
+    local_policy_version: z.number().int().nullable().describe("the policy version of the tower's bundle that made the local decision"),
+    disagreement: z.boolean().describe("the tower's local decision had another effect than the cloud's (stored) decision"),
   })
   .meta({
     id: 'UsageRecord',
-    example: { id: '01JGZ5XD3F7G1H5J9K3L7M1N5P', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', tower_id: 'twr-paris-001', batch_id: '01JGZ5XD2A6B0C4D8E2F6G0H4J', device_id: 'imei-356938035643809', user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', app: 'dropbox', action: 'upload_file', bytes: 524288, ts: 1767229100000, received_at: 1767229101250, effect: 'deny', reason: 'rule', rule_id: '01JGZ5VA1S5D9F3G7H1J5K9L3M', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', policy_version: 7 } satisfies UsageRecord,
+    example: { id: '01JGZ5XD3F7G1H5J9K3L7M1N5P', tenant_id: '01JGZ5Q8X3T0V8N2C6M4K7R9PA', tower_id: 'twr-paris-001', batch_id: '01JGZ5XD2A6B0C4D8E2F6G0H4J', device_id: 'imei-356938035643809', user_id: '01JGZ5RB2M9Q4W7E1T3Y6U8I0P', app: 'dropbox', action: 'upload_file', bytes: 524288, ts: 1767229100000, received_at: 1767229101250, effect: 'deny', reason: 'rule', rule_id: '01JGZ5VA1S5D9F3G7H1J5K9L3M', policy_id: '01JGZ5T6V9B3C7X1Z5M8N2K4HD', policy_version: 7, local_effect: 'allow', local_policy_version: 6, disagreement: true } satisfies UsageRecord,
   });
 
 export const AlertSchema = z

@@ -219,6 +219,8 @@ export interface UsageFilter {
   app?: string;
   since?: number;
   until?: number;
+  /** true: only events whose tower decided locally with another effect than the cloud; false: the others. */
+  disagreement?: boolean;
 }
 
 /** One alert workflow step (rules/alerts.ts: applyAlertAction). `by` is the actor id. */
@@ -353,9 +355,14 @@ export interface SessionSummary {
   output_octets: number;
 }
 
-/** One decided event, ready to persist. */
-export interface DecidedUsage extends UsageRecord {
+/**
+ * One decided event, ready to persist. `local_effect`/`local_policy_version`: the tower's own
+ * decision, if it made one; `disagreement` is derived by the store (rules/usage-batch.ts).
+ */
+export interface DecidedUsage extends Omit<UsageRecord, 'disagreement' | 'local_effect' | 'local_policy_version'> {
   severity: Severity | null;
+  local_effect?: Effect | null;
+  local_policy_version?: number | null;
 }
 
 export interface RecordUsageInput {
@@ -386,6 +393,12 @@ export interface RecordUsageResult {
   alerts_updated: Alert[];
   /** Tenant-scoped discovered devices created or bumped (records with reason unknown_device). */
   discovered: DiscoveredDevice[];
+  /**
+   * Duplicates whose record carried a local decision the stored event did not have yet (a tower
+   * reporting, after its first send, the decision it made when the cloud's answer was late): it
+   * was recorded on the stored event, with the disagreement against the stored decision.
+   */
+  local_recorded: Array<{ id: string; local_effect: Effect; effect: Effect; disagreement: boolean }>;
 }
 
 export interface DiscoveryReport {

@@ -57,6 +57,9 @@ describeWithBrowser('the live console under load and through disconnection', () 
       rule_id: null,
       policy_id: null,
       policy_version: 1,
+      local_effect: null,
+      local_policy_version: null,
+      disagreement: false,
     }));
   }
 

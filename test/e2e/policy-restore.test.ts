@@ -3,14 +3,15 @@
  * policy workers, API, SQLite) and a real edge agent connected to it. Version n allows Dropbox
  * uploads; version n+1 denies them; restoring n makes a new version that the workers decide the
  * next event with (as n did), and that reaches the connected tower as its retained bundle, whose
- * compiled policy decides as n's content does.
+ * compiled policy decides as n's content does. (The tower gets the tenant's bundle once it serves
+ * the tenant, from its first event; the device directory maps the device before that.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EdgeAgent } from '../../edge-agent/edge-agent.js';
-import type { Decision, DecisionBatch, PolicyBundle } from '../../shared/mqtt/payloads.js';
+import { EdgeAgent, type BundleInfo } from '../../edge-agent/edge-agent.js';
+import type { Decision, DecisionBatch } from '../../shared/mqtt/payloads.js';
 import { compilePolicyIndex } from '../../shared/policy/compile-policy-index.js';
 import type { PolicyContent } from '../../shared/policy/content.js';
-import { modelFromBundle, modelFromContent } from '../../shared/policy/model.js';
+import { modelFromContent } from '../../shared/policy/model.js';
 import { ApiClient } from '../../simulator/api-client.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 
@@ -22,14 +23,14 @@ let policyId: string;
 let allowRule: string;
 const DEVICE = 'restore-phone';
 const OTHER = 'restore-tablet';
-/** Bundles the tower received, newest last. */
-const bundles: PolicyBundle[] = [];
+/** The tenant's bundles the tower applied, newest last. */
+const bundles: BundleInfo[] = [];
 
-function bundleAtLeast(version: number): Promise<PolicyBundle> {
+function bundleAtLeast(version: number): Promise<BundleInfo> {
   const held = bundles.find((b) => b.version >= version);
   if (held) return Promise.resolve(held);
   return new Promise((resolve) => {
-    const on = (t: string, b: PolicyBundle) => {
+    const on = (t: string | null, b: BundleInfo) => {
       if (t !== tenantId || b.version < version) return;
       agent.off('bundle', on);
       resolve(b);
@@ -87,9 +88,9 @@ beforeAll(async () => {
   agent.on('bundle', (t, b) => {
     if (t === tenantId) bundles.push(b);
   });
-  const first = bundleAtLeast(await currentVersion());
   await agent.start();
-  await first;
+  await agent.whenReady();
+  expect(agent.tenantOf(DEVICE)).toBe(tenantId);
 });
 
 afterAll(async () => {
@@ -104,6 +105,8 @@ describe('restoring a policy version', () => {
     const atN = await decideAtTower(DEVICE, 'dropbox', 'upload');
     expect(atN.decision).toMatchObject({ effect: 'allow', reason: 'rule', rule_id: allowRule });
     expect(atN.batch.policy_version).toBe(n);
+    // The tower serves the tenant now: it gets the tenant's bundle.
+    await bundleAtLeast(n);
 
     // Version n+1 denies Dropbox uploads; the tower gets it, the workers decide with it.
     const { rule: deny } = await owner.post<{ rule: { id: string } }>('/api/v1/policy-rules', { policy_id: policyId, app: 'dropbox', action: 'upload', permission: 'deny' });
@@ -125,13 +128,13 @@ describe('restoring a policy version', () => {
     const bundle = await bundleAtLeast(n + 2);
     expect(bundle.version).toBe(n + 2);
     const { content } = await owner.get<{ content: PolicyContent }>(`/api/v1/policy-versions/${n}`);
-    const edge = compilePolicyIndex(modelFromBundle(bundle));
     const versionN = compilePolicyIndex(modelFromContent(content));
     for (const device of [DEVICE, OTHER, 'unknown-phone']) {
       for (const [app, action] of [['dropbox', 'upload'], ['dropbox', 'send'], ['slack', 'send'], ['zoom', 'join']] as const) {
-        const a = edge.decideForDevice(device, app, action);
+        const a = agent.localDecision({ device_id: device, app, action });
         const b = versionN.decideForDevice(device, app, action);
-        expect({ effect: a?.effect, rule: a?.rule?.rule_id ?? null }, `${device} ${app}/${action}`).toEqual({ effect: b?.effect, rule: b?.rule?.rule_id ?? null });
+        expect({ effect: a?.decision.effect, rule: a?.decision.rule_id ?? null }, `${device} ${app}/${action}`).toEqual({ effect: b?.effect, rule: b?.rule?.rule_id ?? null });
+        if (a) expect(a.bundle_version).toBe(n + 2);
       }
     }
     expect(agent.tenantOf(DEVICE)).toBe(tenantId);

@@ -79,8 +79,51 @@ export function describeUsageContract(state: ContractState): void {
       const res = await recordBatch(w, events);
       expect(res).toMatchObject({ inserted: 3, duplicates: 0 });
       const listed = (await store.usage.list(w.tenant.id)).items;
-      const expected = events.map(({ severity: _s, ...rest }) => rest).reverse();
+      const expected = events.map(({ severity: _s, ...rest }) => ({ ...rest, local_effect: null, local_policy_version: null, disagreement: false })).reverse();
       expect(listed).toEqual(expected);
+    });
+
+    it("records the tower's local decision and the disagreement with the cloud's, and filters on it", async () => {
+      const w = await seedWorld(store, 'a');
+      const agreed = usageEvent(w, { local_effect: 'allow', local_policy_version: 3 });
+      const overturned = denyEvent(w, { local_effect: 'allow', local_policy_version: 3 });
+      const lifted = usageEvent(w, { local_effect: 'deny', local_policy_version: 2 });
+      const online = usageEvent(w);
+      await recordBatch(w, [agreed, overturned, lifted, online]);
+      const got = async (id: string) => must(await store.usageHistory.get(w.tenant.id, id));
+      expect(await got(agreed.id)).toMatchObject({ effect: 'allow', local_effect: 'allow', local_policy_version: 3, disagreement: false });
+      expect(await got(overturned.id)).toMatchObject({ effect: 'deny', local_effect: 'allow', local_policy_version: 3, disagreement: true });
+      expect(await got(lifted.id)).toMatchObject({ effect: 'allow', local_effect: 'deny', local_policy_version: 2, disagreement: true });
+      expect(await got(online.id)).toMatchObject({ local_effect: null, local_policy_version: null, disagreement: false });
+      expect(ids((await store.usage.list(w.tenant.id, { disagreement: true })).items).sort()).toEqual([overturned.id, lifted.id].sort());
+      expect(ids((await store.usage.list(w.tenant.id, { disagreement: false })).items).sort()).toEqual([agreed.id, online.id].sort());
+      expect(ids((await store.usage.list(w.tenant.id, { disagreement: true, effect: 'deny' })).items)).toEqual([overturned.id]);
+      // Paged: the cursor walks the filtered rows only.
+      const first = await store.usage.list(w.tenant.id, { disagreement: true, limit: 1 });
+      const second = await store.usage.list(w.tenant.id, { disagreement: true, limit: 1, cursor: first.next_cursor });
+      expect([...ids(first.items), ...ids(second.items)].sort()).toEqual([overturned.id, lifted.id].sort());
+      expect(second.next_cursor).toBeNull();
+      // Another tenant's filter sees none of it.
+      const b = await seedWorld(store, 'b');
+      expect((await store.usage.list(b.tenant.id, { disagreement: true })).items).toEqual([]);
+    });
+
+    it('records a local decision reported after the event was stored, once, against the stored decision', async () => {
+      const w = await seedWorld(store, 'a');
+      const event = denyEvent(w);
+      await recordBatch(w, [event]);
+      // The tower decided locally after its first send (the cloud's answer was late) and reports
+      // it with the same event id; the cloud re-decides it as allow now, but the stored deny stands.
+      const report = usageEvent(w, { id: event.id, local_effect: 'allow', local_policy_version: 4 });
+      const res = await recordBatch(w, [report]);
+      expect(res).toMatchObject({ inserted: 0, duplicates: 1 });
+      expect(res.local_recorded).toEqual([{ id: event.id, local_effect: 'allow', effect: 'deny', disagreement: true }]);
+      expect(must(await store.usageHistory.get(w.tenant.id, event.id))).toMatchObject({ effect: 'deny', local_effect: 'allow', local_policy_version: 4, disagreement: true });
+      // A second report changes nothing, and raises nothing again.
+      const again = await recordBatch(w, [{ ...report, local_effect: 'deny' }]);
+      expect(again.local_recorded).toEqual([]);
+      expect(must(await store.usageHistory.get(w.tenant.id, event.id))).toMatchObject({ local_effect: 'allow', disagreement: true });
+      expect(must((await store.alerts.list(w.tenant.id)).items[0]).count).toBe(1);
     });
 
     it('is idempotent by event id: redelivery writes nothing else', async () => {
@@ -108,6 +151,7 @@ export function describeUsageContract(state: ContractState): void {
         alerts_opened: [],
         alerts_updated: [],
         discovered: [],
+        local_recorded: [],
       });
       const alert = must((await store.alerts.list(w.tenant.id)).items[0]);
       expect(alert.count).toBe(1);
@@ -379,7 +423,7 @@ export function describeUsageContract(state: ContractState): void {
       const res = await recordBatch(w, [blocked]);
       expect(res).toMatchObject({ inserted: 1, alerts_opened: [], discovered: [] });
       const { severity: _s, ...stored } = blocked;
-      expect((await store.usage.list(w.tenant.id)).items).toEqual([stored]);
+      expect((await store.usage.list(w.tenant.id)).items).toEqual([{ ...stored, local_effect: null, local_policy_version: null, disagreement: false }]);
     });
   });
 

@@ -267,6 +267,8 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
     idx(asc('tenant_id', 'user_id', 'ts')),
     idx(asc('tenant_id', 'tower_id', 'ts')),
     idx(asc('tenant_id', 'effect', 'ts')),
+    // Schema version 8 (issue #11): only events the edge decided otherwise than the cloud.
+    idx(asc('tenant_id', 'ts'), { name: 'usage_disagreement_ts', partialFilterExpression: { disagreement: true } }),
   ],
   usage_counters: [idx(asc('tenant_id'))],
   tenant_towers: [idx(asc('tenant_id', 'tower_id'))],

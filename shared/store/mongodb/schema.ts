@@ -9,6 +9,7 @@ import { C, INDEXES, INGEST_INDEXES, type CollectionName, type MigrationDoc, typ
 import { INDEX_NOT_FOUND, type Document, type MongoDbLike } from './db-like.js';
 import { MONGO_MIGRATION_5 } from './migration-5.js';
 import { MONGO_MIGRATION_6 } from './migration-6.js';
+import { MONGO_MIGRATION_8 } from './migration-8.js';
 
 export interface MongoMigration {
   version: number;
@@ -57,6 +58,7 @@ export const MONGO_MIGRATIONS: readonly MongoMigration[] = [
       await db.collection<Document>(C.towers).updateMany({ retired_at: { $exists: false } }, { $set: { retired_at: null } });
     },
   },
+  MONGO_MIGRATION_8,
 ];
 
 export async function runMongoMigrations(db: MongoDbLike, now: () => number, migrations = MONGO_MIGRATIONS): Promise<number[]> {

@@ -3,19 +3,19 @@
  * `_id`s are `${tenant}:${event}` (keys.ts), so a tenant's events sort by event id within its key
  * range: the scan is a range on `_id` with the window filtered on received_at.
  */
-import type { UsageRecord } from '../../domain.js';
 import type { ReplayRow, Store } from '../port.js';
 import { C, type UsageDoc } from './collections.js';
-import { strip, type MongoContext } from './context.js';
+import type { MongoContext } from './context.js';
 import type { Filter } from './db-like.js';
 import { usageKey } from './keys.js';
+import { toUsage } from './usage-repo.js';
 
 export function createUsageHistory(ctx: MongoContext): Store['usageHistory'] {
   const usage = ctx.coll<UsageDoc>(C.usage);
   return {
     async get(tenantId, eventId) {
       const doc = await usage.findOne({ _id: usageKey(tenantId, eventId), tenant_id: tenantId });
-      return doc ? (strip(doc) as UsageRecord) : null;
+      return doc ? toUsage(doc) : null;
     },
     async scan(tenantId, window, after, limit) {
       const filter = {

@@ -18,7 +18,7 @@ import type { AlertFilter, DashboardMetrics, DecidedUsage, RecordUsageInput, Rec
 import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, NO_WORKFLOW, alertKey, applyAlertAction, severityRank } from '../rules/alerts.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
 import { notFound } from '../rules/errors.js';
-import { batchLookups, batchResult, foldBatch, partitionFresh, PresenceThrottle, storedDecisionOf, validateBatch, type DevicePresence } from '../rules/usage-batch.js';
+import { batchLookups, batchResult, foldBatch, localFields, partitionFresh, PresenceThrottle, storedDecisionOf, validateBatch, type DevicePresence } from '../rules/usage-batch.js';
 import {
   C,
   type AlertDoc,
@@ -44,7 +44,11 @@ import { compositeKey, counterSlotKey, counterSlotOf, usageKey } from './keys.js
 /** Rows deleted per purge round, for the same reason as the audit purge. */
 const PURGE_SLICE = 5000;
 
-const toUsage = (d: UsageDoc): UsageRecord => strip(d);
+/** Events stored before schema version 8 carry no local decision: they read as none. */
+export const toUsage = (d: UsageDoc): UsageRecord => {
+  const r = strip(d);
+  return { ...r, local_effect: r.local_effect ?? null, local_policy_version: r.local_policy_version ?? null, disagreement: r.disagreement ?? false };
+};
 /** Alerts stored before the workflow existed carry none of its fields: they read as unset. */
 const toAlert = (d: AlertDoc): Alert => ({ ...NO_WORKFLOW, ...strip(d, 'severity_rank') });
 const toAlertEvent = (d: AlertEventDoc): AlertEvent => strip(d);
@@ -58,7 +62,7 @@ const toDiscovered = (d: DiscoveredDoc): DiscoveredDevice => strip(d);
 
 function toUsageDoc(r: DecidedUsage): UsageDoc {
   const { severity: _severity, ...record } = r;
-  return { _id: usageKey(r.tenant_id, r.id), ...record };
+  return { _id: usageKey(r.tenant_id, r.id), ...record, ...localFields(r) };
 }
 
 function alertFilter(tenantId: string, opts: AlertFilter | undefined): Document {
@@ -114,11 +118,30 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
     const tenantId = input.tenant_id;
     const keys = [...new Set(input.records.map((r) => usageKey(tenantId, r.id)))];
     const stored = new Map<string, StoredDecision>();
+    const hasLocal = new Set<string>();
     if (keys.length > 0) {
-      for (const doc of await usageColl.find({ tenant_id: tenantId, _id: { $in: keys } }, { session }).toArray()) stored.set(doc.id, storedDecisionOf(doc));
+      for (const doc of await usageColl.find({ tenant_id: tenantId, _id: { $in: keys } }, { session }).toArray()) {
+        stored.set(doc.id, storedDecisionOf(doc));
+        if ((doc.local_effect ?? null) !== null) hasLocal.add(doc.id);
+      }
     }
     const { fresh, storedDecisions } = partitionFresh(input.records, stored);
     if (fresh.length > 0) await insertChecked(() => usageColl.insertMany(fresh.map(toUsageDoc), { session, ordered: false }));
+    // A local decision reported after the event was stored: recorded once, against the stored decision.
+    const localRecorded: RecordUsageResult['local_recorded'] = [];
+    for (const r of input.records) {
+      const before = stored.get(r.id);
+      const local = localFields(r).local_effect;
+      if (!before || local === null || hasLocal.has(r.id)) continue;
+      hasLocal.add(r.id);
+      const disagreement = local !== before.effect;
+      await usageColl.updateOne(
+        { _id: usageKey(tenantId, r.id), tenant_id: tenantId },
+        { $set: { local_effect: local, local_policy_version: r.local_policy_version ?? null, disagreement } },
+        { session },
+      );
+      localRecorded.push({ id: r.id, local_effect: local, effect: before.effect, disagreement });
+    }
 
     const lookups = batchLookups(input, fresh);
     const openAlerts = new Map<string, Alert>();
@@ -178,7 +201,7 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
         { session, upsert: true },
       );
     }
-    return batchResult(input, fresh.length, storedDecisions, fold);
+    return batchResult(input, fresh.length, storedDecisions, fold, localRecorded);
   };
 
   const requireTenant = async (tenantId: string, session: SessionLike): Promise<void> => {
@@ -224,6 +247,8 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
         const value = opts?.[field];
         if (value !== undefined) filter[field] = value;
       }
+      // Events stored before schema version 8 have no flag: they count as no disagreement.
+      if (opts?.disagreement !== undefined) filter.disagreement = opts.disagreement ? true : { $ne: true };
       timeRange(filter, opts, 'ts', 'ts');
       return ctx.listPage(usageColl, filter, opts, 'usage', 'desc', toUsage, { keyOf: (id) => usageKey(tenantId, id) });
     },

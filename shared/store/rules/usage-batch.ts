@@ -4,7 +4,7 @@
  * sightings and counters. An adapter inserts the records, looks up what `batchLookups` names
  * (inside its transaction), calls `foldBatch`, and writes what it returns.
  */
-import type { Alert, DiscoveredDevice } from '../../domain.js';
+import type { Alert, DiscoveredDevice, Effect } from '../../domain.js';
 import type { DecidedUsage, RecordUsageInput, RecordUsageResult, StoredDecision } from '../port.js';
 import { alertKey, foldAlerts, raisesAlert } from './alerts.js';
 import { foldDiscovered, type DeviceSighting, type Tracked } from './discovery.js';
@@ -20,6 +20,16 @@ export function validateBatch(input: RecordUsageInput): void {
     if (r.reason === 'rule' && r.rule_id === null) throw invalid(`records.${i}.rule_id`, 'required when reason is rule');
     if (r.reason === 'rule' && r.policy_id === null) throw invalid(`records.${i}.policy_id`, 'required when reason is rule');
   });
+}
+
+/** The local-decision columns of a record: set when the tower decided itself, with the disagreement. */
+export function localFields(r: Pick<DecidedUsage, 'effect' | 'local_effect' | 'local_policy_version'>): {
+  local_effect: Effect | null;
+  local_policy_version: number | null;
+  disagreement: boolean;
+} {
+  const local = r.local_effect ?? null;
+  return { local_effect: local, local_policy_version: local === null ? null : (r.local_policy_version ?? null), disagreement: local !== null && local !== r.effect };
 }
 
 export function storedDecisionOf(r: DecidedUsage | StoredDecision): StoredDecision {
@@ -135,8 +145,10 @@ export function batchResult(
   inserted: number,
   storedDecisions: StoredDecision[],
   fold: BatchFold,
+  localRecorded: RecordUsageResult['local_recorded'] = [],
 ): RecordUsageResult {
   return {
+    local_recorded: localRecorded,
     inserted,
     duplicates: input.records.length - inserted,
     stored_decisions: storedDecisions,

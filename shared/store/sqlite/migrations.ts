@@ -21,6 +21,7 @@ import { MIGRATION_3 } from './migration-3.js';
 import { MIGRATION_4 } from './migration-4.js';
 import { MIGRATION_5 } from './migration-5.js';
 import { MIGRATION_6 } from './migration-6.js';
+import { MIGRATION_8 } from './migration-8.js';
 import { MIGRATION_9 } from './migration-9.js';
 import { MIGRATION_7 } from './migration-7.js';
 
@@ -305,6 +306,7 @@ CREATE TABLE processed_messages (
   MIGRATION_5,
   MIGRATION_6,
   MIGRATION_7,
+  MIGRATION_8,
   MIGRATION_9,
 ];
 

@@ -4,12 +4,12 @@
  * rows outside the window never reach JavaScript (usage carries no secondary index, by design:
  * migrations.ts).
  */
-import type { UsageRecord } from '../../domain.js';
 import type { ReplayRow, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
+import { usageFromRow, type UsageRow } from './usage-repo.js';
 
 const REPLAY_COLUMNS = 'id, received_at, ts, device_id, user_id, app, action, tower_id, effect, reason, rule_id, policy_id, policy_version';
-const USAGE_COLUMNS = `tenant_id, batch_id, bytes, ${REPLAY_COLUMNS}`;
+const USAGE_COLUMNS = `tenant_id, batch_id, bytes, ${REPLAY_COLUMNS}, local_effect, local_policy_version, disagreement`;
 
 /** REPLAY_COLUMNS, in order. */
 type ReplayTuple = [
@@ -29,7 +29,7 @@ type ReplayTuple = [
 ];
 
 export function createUsageHistory(ctx: SqliteContext): Store['usageHistory'] {
-  const get: Stmt<[string, string], UsageRecord> = ctx.db.prepare(`SELECT ${USAGE_COLUMNS} FROM usage WHERE tenant_id = ? AND id = ?`);
+  const get: Stmt<[string, string], UsageRow> = ctx.db.prepare(`SELECT ${USAGE_COLUMNS} FROM usage WHERE tenant_id = ? AND id = ?`);
   // Rows as arrays, made into objects here: objects of one literal shape are built several times
   // faster than better-sqlite3's per-row property objects, which a million-row replay feels.
   const scan = ctx.db
@@ -41,7 +41,8 @@ export function createUsageHistory(ctx: SqliteContext): Store['usageHistory'] {
     .raw(true);
   return {
     async get(tenantId, eventId) {
-      return get.get(tenantId, eventId) ?? null;
+      const row = get.get(tenantId, eventId);
+      return row ? usageFromRow(row) : null;
     },
     async scan(tenantId, window, after, limit) {
       // '' sorts before every id: no lower bound.

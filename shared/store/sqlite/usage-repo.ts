@@ -21,7 +21,7 @@ import { ALERT_WORKFLOW_FIELDS, alertKey, applyAlertAction } from '../rules/aler
 import { notFound } from '../rules/errors.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
 import { clampLimit, cursorError, decodeCursor, encodeCursor, SORT_TAG } from '../rules/pagination.js';
-import { batchLookups, batchResult, foldBatch, PresenceThrottle, validateBatch, type DevicePresence } from '../rules/usage-batch.js';
+import { batchLookups, batchResult, foldBatch, localFields, PresenceThrottle, validateBatch, type DevicePresence } from '../rules/usage-batch.js';
 import type { SqliteContext, Stmt } from './context.js';
 import type { TenantRefs } from './refs.js';
 
@@ -42,6 +42,9 @@ const USAGE_COLUMNS = [
   'rule_id',
   'policy_id',
   'policy_version',
+  'local_effect',
+  'local_policy_version',
+  'disagreement',
 ] as const;
 const ALERT_COLUMNS = [
   'id',
@@ -72,6 +75,12 @@ const DISCOVERED_COLUMNS = ['id', 'tenant_id', 'device_id', 'tower_id', 'first_s
 
 /** Rows a device- or user-filtered page reads at most (~5 ms). */
 export const SCAN_BUDGET = 20_000;
+/** A usage row as SQLite returns it: the disagreement flag is an integer. */
+export type UsageRow = Omit<UsageRecord, 'disagreement'> & { disagreement: number };
+
+export function usageFromRow(row: UsageRow): UsageRecord {
+  return { ...row, local_effect: row.local_effect ?? null, local_policy_version: row.local_policy_version ?? null, disagreement: row.disagreement === 1 };
+}
 
 export interface UsageRepos {
   usage: Store['usage'];
@@ -139,6 +148,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   const storedDecision: Stmt<[string, string], StoredDecision> = db.prepare(
     'SELECT id, effect, reason, rule_id, policy_id, policy_version FROM usage WHERE tenant_id = ? AND id = ?',
   );
+  // A local decision reported after the event was stored: recorded once, against the stored decision.
+  const recordLocal: Stmt<[string | null, number | null, string | null, string, string]> = db.prepare(
+    `UPDATE usage SET local_effect = ?, local_policy_version = ?, disagreement = (effect <> ?)
+     WHERE tenant_id = ? AND id = ? AND local_effect IS NULL`,
+  );
   const getAlert: Stmt<[string, string], Alert> = db.prepare(
     `SELECT ${alertCols} FROM alerts WHERE tenant_id = ? AND id = ?`,
   );
@@ -177,7 +191,9 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     const tenantId = input.tenant_id;
     const fresh: DecidedUsage[] = [];
     const storedDecisions: StoredDecision[] = [];
+    const localRecorded: RecordUsageResult['local_recorded'] = [];
     for (const r of input.records) {
+      const local = localFields(r);
       const inserted =
         insertUsage.run(
           tenantId,
@@ -196,6 +212,9 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
           r.rule_id,
           r.policy_id,
           r.policy_version,
+          local.local_effect,
+          local.local_policy_version,
+          local.disagreement ? 1 : 0,
         ).changes > 0;
       if (inserted) {
         fresh.push(r);
@@ -203,7 +222,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
       }
       // A redelivered event already raised its alert and discovery the first time.
       const stored = storedDecision.get(tenantId, r.id);
-      if (stored) storedDecisions.push(stored);
+      if (!stored) continue;
+      storedDecisions.push(stored);
+      if (local.local_effect !== null && recordLocal.run(local.local_effect, local.local_policy_version, local.local_effect, tenantId, r.id).changes > 0) {
+        localRecorded.push({ id: r.id, local_effect: local.local_effect, effect: stored.effect, disagreement: local.local_effect !== stored.effect });
+      }
     }
 
     const lookups = batchLookups(input, fresh);
@@ -228,7 +251,7 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     const due = presence.due(tenantId, fold.presence);
     for (const [deviceId, p] of due) upsertPresence.run(tenantId, deviceId, p.tower_id, p.received_at);
     if (due.length > 0) presencePending.push({ tenantId, rows: due });
-    return batchResult(input, fresh.length, storedDecisions, fold);
+    return batchResult(input, fresh.length, storedDecisions, fold, localRecorded);
   };
 
   /**
@@ -325,7 +348,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
         tower_id: opts?.tower_id,
         app: opts?.app,
       };
-      return ctx.listPage<UsageRecord>('usage', USAGE_COLUMNS.join(', '), filters, opts, 'desc', timeRange(opts, 'ts', 'ts'));
+      const extra = timeRange(opts, 'ts', 'ts');
+      // A literal, not a parameter, so the planner can use the partial index (disagreement = 1).
+      if (opts?.disagreement !== undefined) extra.clauses.push(opts.disagreement ? 'disagreement = 1' : 'disagreement = 0');
+      const page = ctx.listPage<UsageRow>('usage', USAGE_COLUMNS.join(', '), filters, opts, 'desc', extra);
+      return { ...page, items: page.items.map(usageFromRow) };
     },
     async countByEffect(tenantId, window) {
       return ctx.read(() => {

@@ -1,0 +1,625 @@
+/**
+ * The agent's durable journal (issue #11): every usage event it accepts, until the broker has
+ * acknowledged it (PUBACK) carrying the local decision the tower made for it, if any. A restarted
+ * agent replays what is still pending, in order; the cloud stores each event once (by id).
+ *
+ * Layout under `dir`: segment files of events, append-only, named by their first sequence number
+ * (`<first>.seg` while written, renamed `<first>-<count>.seg` once sealed), and `meta.log`, the
+ * append-only record of acknowledgements and of local decisions made after an event was journalled
+ * (the cloud's answer came late). Sequence numbers are contiguous across segments.
+ *
+ * Durability:
+ * - `append` writes the record with one write(2) before it returns, so once it returns a crash of
+ *   the process (kill -9) loses nothing: the bytes are in the kernel. `fsyncMs` bounds what a
+ *   power loss can take: the files are fdatasync'ed every `fsyncMs` (default 1 s, like Redis'
+ *   appendfsync everysec), or after every write with 0 (much slower). Sealing a segment syncs it.
+ * - A record cut short by a crash (torn write) fails its length or CRC: at open the last segment
+ *   and the meta file are truncated to their last whole record, the rest replays. Damage inside
+ *   an older segment ends that segment's replay; its remaining events are counted as corrupt.
+ *
+ * Bounded by `maxBytes` (segments + meta): beyond it the oldest segment is deleted whole, and its
+ * events not yet acknowledged are counted as evicted and reported (`onEvicted`), oldest first.
+ */
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LocalDecision } from '../../shared/mqtt/payloads.js';
+import {
+  nextRecord,
+  readAck,
+  readEvent,
+  readLate,
+  Reader,
+  REC_ACK,
+  REC_EVENT,
+  REC_FLOOR,
+  REC_LATE,
+  REC_STRING,
+  StringTable,
+  writeAck,
+  writeEvent,
+  writeFloor,
+  writeLate,
+  Writer,
+  type JournalEvent,
+} from './codec.js';
+
+export interface JournalOptions {
+  dir: string;
+  /** Disk budget: segments plus meta. */
+  maxBytes: number;
+  /** fdatasync interval (ms); 0 = after every write. */
+  fsyncMs?: number;
+  /** Oldest segments deleted for the budget: the events they still held, never sent. */
+  onEvicted?: (info: { events: number; bytes: number }) => void;
+  /** A background fdatasync failed (reported, not fatal). */
+  onError?: (err: Error) => void;
+}
+
+export interface OpenReport {
+  /** Events not yet acknowledged (with their local decision), to replay. */
+  pending: number;
+  segments: number;
+  /** Bytes cut from the end of the last segment or meta file: a torn last record. */
+  tornBytes: number;
+}
+
+export interface ReplayEvent extends JournalEvent {
+  seq: number;
+}
+
+interface Segment {
+  first: number;
+  /** Events in it (grows while it is the active one). */
+  count: number;
+  bytes: number;
+  file: string;
+  sealed: boolean;
+  acked: Uint8Array;
+  ackedCount: number;
+}
+
+const SEGMENT_RE = /^([0-9a-f]{16})(?:-([0-9a-f]{16}))?\.seg$/;
+const META = 'meta.log';
+const hex = (n: number): string => n.toString(16).padStart(16, '0');
+
+export class Journal {
+  readonly #o: Required<Omit<JournalOptions, 'onEvicted' | 'onError'>> & Pick<JournalOptions, 'onEvicted' | 'onError'>;
+  readonly #segmentBytes: number;
+  readonly #segments: Segment[] = [];
+  /** Late local decisions not yet acknowledged as sent with the event. */
+  readonly #late = new Map<number, LocalDecision>();
+  #nextSeq = 0;
+  #floor = 0;
+  #segBytes = 0;
+  #opened = false;
+  #metaFd: number | null = null;
+  #metaBytes = 0;
+  #activeFd: number | null = null;
+  #strings = new StringTable();
+  #lastTs = 0;
+  #dirty = false;
+  #fsyncTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+  #evictedEvents = 0;
+  #corruptEvents = 0;
+  readonly #writer = new Writer();
+
+  constructor(opts: JournalOptions) {
+    if (!(opts.maxBytes >= 1024 * 1024)) throw new Error(`journal maxBytes must be at least 1 MiB, got ${opts.maxBytes}`);
+    this.#o = { fsyncMs: 1000, ...opts };
+    // Eviction frees a segment at a time: at most a sixteenth of the budget.
+    this.#segmentBytes = Math.min(16 * 1024 * 1024, Math.max(64 * 1024, Math.floor(opts.maxBytes / 16)));
+  }
+
+  /** The next sequence number `append` gives. */
+  get nextSeq(): number {
+    return this.#nextSeq;
+  }
+
+  /** Bytes on disk (segments and meta). */
+  get bytes(): number {
+    return this.#segBytes + this.#metaBytes;
+  }
+
+  get evictedEvents(): number {
+    return this.#evictedEvents;
+  }
+
+  /** Events found damaged (not a torn tail) and skipped in replay. */
+  get corruptEvents(): number {
+    return this.#corruptEvents;
+  }
+
+  /** Events not acknowledged yet (with their local decision when they have one). */
+  get pendingEvents(): number {
+    let n = 0;
+    for (const s of this.#segments) n += s.count - s.ackedCount;
+    for (const seq of this.#late.keys()) if (this.#acked(seq)) n++;
+    return n;
+  }
+
+  /** The oldest sequence number still held. */
+  get firstSeq(): number {
+    return this.#segments[0]?.first ?? this.#nextSeq;
+  }
+
+  async open(): Promise<OpenReport> {
+    await mkdir(this.#o.dir, { recursive: true });
+    let torn = 0;
+    const names = (await readdir(this.#o.dir)).map((n) => ({ n, m: SEGMENT_RE.exec(n) })).filter((x) => x.m !== null);
+    names.sort((a, b) => (a.m![1]! < b.m![1]! ? -1 : 1));
+    for (const { n, m } of names) {
+      let file = join(this.#o.dir, n);
+      const first = parseInt(m![1]!, 16);
+      let count: number;
+      if (m![2] !== undefined) {
+        count = parseInt(m![2], 16);
+      } else {
+        // The segment being written when the agent stopped or died: keep its whole records (a
+        // torn last one is cut) and seal it; new events go to a new segment.
+        const size = (await stat(file)).size;
+        const scan = await scanSegment(file);
+        count = scan.events;
+        if (scan.validBytes < size) {
+          torn += size - scan.validBytes;
+          await truncate(file, scan.validBytes);
+        }
+        if (count === 0) {
+          await unlink(file);
+          continue;
+        }
+        const sealedFile = join(this.#o.dir, `${hex(first)}-${hex(count)}.seg`);
+        await rename(file, sealedFile);
+        file = sealedFile;
+      }
+      const bytes = (await stat(file)).size;
+      this.#segments.push({ first, count, bytes, file, sealed: true, acked: new Uint8Array(Math.ceil(count / 8)), ackedCount: 0 });
+      this.#segBytes += bytes;
+    }
+    const last = this.#segments.at(-1);
+    this.#nextSeq = last ? last.first + last.count : 0;
+    torn += await this.#loadMeta();
+    this.#floor = Math.max(this.#floor, this.firstSeq);
+    for (const s of [...this.#segments]) this.#maybeDelete(s);
+    await this.#rewriteMeta();
+    if (this.#o.fsyncMs > 0) {
+      this.#fsyncTimer = setInterval(() => this.#syncSoon(), this.#o.fsyncMs);
+      this.#fsyncTimer.unref();
+    }
+    this.#opened = true;
+    return { pending: this.pendingEvents, segments: this.#segments.length, tornBytes: torn };
+  }
+
+  /** Journals an event; returns its sequence number once the bytes are written. */
+  append(e: JournalEvent): number {
+    if (!this.#opened || this.#closed) throw new Error(this.#closed ? 'journal is closed' : 'journal is not open');
+    let seg = this.#segments.at(-1);
+    if (!seg || seg.sealed || seg.bytes >= this.#segmentBytes) seg = this.#rotate();
+    writeEvent(this.#writer, this.#strings, e, this.#lastTs);
+    const buf = this.#writer.take();
+    try {
+      writeAll(this.#activeFd!, buf);
+    } catch (err) {
+      // Whatever part reached the file is cut off, and the next event starts a new segment, so
+      // the string numbering on disk stays consistent with what later records use.
+      ftruncateSync(this.#activeFd!, seg.bytes);
+      this.#seal(seg);
+      throw err;
+    }
+    this.#lastTs = e.event.ts;
+    seg.bytes += buf.length;
+    this.#segBytes += buf.length;
+    seg.count++;
+    if (seg.acked.length * 8 < seg.count) seg.acked = grow(seg.acked);
+    this.#written(this.#activeFd!);
+    const seq = this.#nextSeq++;
+    this.#enforceBudget();
+    return seq;
+  }
+
+  /** The broker acknowledged these events; `withLocal`: the sends carried their local decisions. */
+  ack(seqs: readonly number[], withLocal: boolean): void {
+    const live = seqs.filter((s) => s >= this.#floor && s < this.#nextSeq);
+    if (live.length === 0 || !this.#opened || this.#closed) return;
+    writeAck(this.#writer, live, withLocal);
+    this.#writeMeta(this.#writer.take());
+    const touched = new Set<Segment>();
+    for (const seq of live) {
+      this.#markAcked(seq, withLocal);
+      const seg = this.#segmentOf(seq);
+      if (seg) touched.add(seg);
+    }
+    for (const s of touched) this.#maybeDelete(s);
+  }
+
+  /** A local decision made after the event was journalled: it must reach the cloud too. */
+  late(seq: number, local: LocalDecision): void {
+    if (!this.#opened || this.#closed || seq < this.#floor || seq >= this.#nextSeq) return;
+    writeLate(this.#writer, seq, local);
+    this.#writeMeta(this.#writer.take());
+    this.#late.set(seq, local);
+  }
+
+  /** True while the event still has to reach the cloud (with its local decision, if any). */
+  pending(seq: number): boolean {
+    if (seq < this.#floor || seq >= this.#nextSeq || !this.#segmentOf(seq)) return false;
+    return !this.#acked(seq) || this.#late.has(seq);
+  }
+
+  /** Reads pending events in order from `fromSeq` (see JournalReader). */
+  reader(fromSeq: number): JournalReader {
+    return new JournalReader(this, fromSeq);
+  }
+
+  /** Syncs and closes the files. What is pending stays for the next open. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#fsyncTimer) clearInterval(this.#fsyncTimer);
+    const seg = this.#segments.at(-1);
+    if (seg && !seg.sealed) this.#seal(seg);
+    if (this.#metaFd !== null) {
+      fdatasyncSync(this.#metaFd);
+      closeSync(this.#metaFd);
+      this.#metaFd = null;
+    }
+  }
+
+  // --- for JournalReader -----------------------------------------------------------------------
+
+  /** @internal The segment holding `seq` or the first after it; null past the end. */
+  segmentFrom(seq: number): { first: number; count: number; file: string; sealed: boolean; bytes: number } | null {
+    for (const s of this.#segments) if (s.first + s.count > seq || (!s.sealed && s.first >= seq)) return s;
+    return null;
+  }
+
+  /** @internal The local decision recorded after the event was journalled, if still to send. */
+  lateLocal(seq: number): LocalDecision | undefined {
+    return this.#late.get(seq);
+  }
+
+  /** @internal */
+  countCorrupt(n: number): void {
+    this.#corruptEvents += n;
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  #segmentOf(seq: number): Segment | undefined {
+    for (const s of this.#segments) if (seq >= s.first && seq < s.first + s.count) return s;
+    return undefined;
+  }
+
+  #acked(seq: number): boolean {
+    const s = this.#segmentOf(seq);
+    if (!s) return true;
+    const i = seq - s.first;
+    return (s.acked[i >> 3]! & (1 << (i & 7))) !== 0;
+  }
+
+  #markAcked(seq: number, withLocal: boolean): void {
+    const s = this.#segmentOf(seq);
+    if (!s) return;
+    const i = seq - s.first;
+    if ((s.acked[i >> 3]! & (1 << (i & 7))) === 0) {
+      s.acked[i >> 3]! |= 1 << (i & 7);
+      s.ackedCount++;
+    }
+    if (withLocal) this.#late.delete(seq);
+  }
+
+  #maybeDelete(s: Segment): void {
+    if (!s.sealed || s.ackedCount < s.count) return;
+    for (const seq of this.#late.keys()) if (seq >= s.first && seq < s.first + s.count) return;
+    this.#drop(s);
+  }
+
+  #drop(s: Segment): void {
+    const i = this.#segments.indexOf(s);
+    if (i < 0) return;
+    this.#segments.splice(i, 1);
+    this.#segBytes -= s.bytes;
+    for (const seq of [...this.#late.keys()]) if (seq >= s.first && seq < s.first + s.count) this.#late.delete(seq);
+    unlinkSync(s.file);
+    this.#floor = Math.max(this.#floor, this.firstSeq);
+    if (this.#metaBytes > Math.max(1024 * 1024, this.#segmentBytes)) this.#compactMetaSync();
+  }
+
+  #rotate(): Segment {
+    const prev = this.#segments.at(-1);
+    if (prev && !prev.sealed) this.#seal(prev);
+    const first = this.#nextSeq;
+    const file = join(this.#o.dir, `${hex(first)}.seg`);
+    this.#activeFd = openSync(file, 'w', 0o600);
+    this.#strings = new StringTable();
+    this.#lastTs = 0;
+    const seg: Segment = { first, count: 0, bytes: 0, file, sealed: false, acked: new Uint8Array(64), ackedCount: 0 };
+    this.#segments.push(seg);
+    return seg;
+  }
+
+  /** Syncs, closes and renames the active segment with its count: it never changes again. */
+  #seal(seg: Segment): void {
+    if (this.#activeFd !== null) {
+      fdatasyncSync(this.#activeFd);
+      closeSync(this.#activeFd);
+      this.#activeFd = null;
+    }
+    seg.sealed = true;
+    if (seg.count === 0) {
+      unlinkSync(seg.file);
+      this.#segments.splice(this.#segments.indexOf(seg), 1);
+      this.#segBytes -= seg.bytes;
+      return;
+    }
+    const sealedFile = join(this.#o.dir, `${hex(seg.first)}-${hex(seg.count)}.seg`);
+    renameSync(seg.file, sealedFile);
+    seg.file = sealedFile;
+    this.#maybeDelete(seg);
+  }
+
+  #enforceBudget(): void {
+    while (this.bytes > this.#o.maxBytes && this.#segments.length > 1) {
+      const oldest = this.#segments[0]!;
+      if (!oldest.sealed) break;
+      let lost = oldest.count - oldest.ackedCount;
+      for (const seq of this.#late.keys()) if (seq >= oldest.first && seq < oldest.first + oldest.count && this.#acked(seq)) lost++;
+      this.#evictedEvents += lost;
+      const bytes = oldest.bytes;
+      this.#drop(oldest);
+      this.#o.onEvicted?.({ events: lost, bytes });
+    }
+  }
+
+  #writeMeta(buf: Buffer): void {
+    if (this.#metaFd === null) return;
+    writeAll(this.#metaFd, buf);
+    this.#metaBytes += buf.length;
+    this.#written(this.#metaFd);
+  }
+
+  #written(fd: number): void {
+    if (this.#o.fsyncMs === 0) fdatasyncSync(fd);
+    else this.#dirty = true;
+  }
+
+  #syncSoon(): void {
+    if (!this.#dirty || this.#closed) return;
+    this.#dirty = false;
+    for (const fd of [this.#activeFd, this.#metaFd]) {
+      if (fd === null) continue;
+      fdatasync(fd, (err) => {
+        if (err && !this.#closed) this.#o.onError?.(err);
+      });
+    }
+  }
+
+  /** Reads meta.log (cutting a torn tail); returns the bytes cut. */
+  async #loadMeta(): Promise<number> {
+    const file = join(this.#o.dir, META);
+    let buf: Buffer;
+    try {
+      buf = await readFile(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
+    let offset = 0;
+    for (;;) {
+      const rec = nextRecord(buf, offset);
+      if (typeof rec === 'string') break;
+      offset = rec.next;
+      const r = new Reader(rec.payload);
+      const type = r.byte();
+      if (type === REC_ACK) {
+        const { seqs, withLocal } = readAck(r);
+        for (const seq of seqs) this.#markAcked(seq, withLocal);
+      } else if (type === REC_LATE) {
+        const { seq, local } = readLate(r);
+        if (this.#segmentOf(seq)) this.#late.set(seq, local);
+      } else if (type === REC_FLOOR) {
+        this.#floor = Math.max(this.#floor, r.varint());
+      }
+    }
+    return buf.length - offset;
+  }
+
+  /** Writes meta.log afresh with what is still relevant (atomically) and opens it for appending. */
+  async #rewriteMeta(): Promise<void> {
+    const file = join(this.#o.dir, META);
+    const content = this.#metaContent();
+    const tmp = `${file}.tmp`;
+    await writeFile(tmp, content, { mode: 0o600 });
+    const h = await open(tmp, 'r+');
+    await h.sync();
+    await h.close();
+    await rename(tmp, file);
+    this.#metaFd = openSync(file, 'a', 0o600);
+    this.#metaBytes = content.length;
+  }
+
+  #compactMetaSync(): void {
+    if (this.#metaFd === null) return;
+    const file = join(this.#o.dir, META);
+    const content = this.#metaContent();
+    const tmp = `${file}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    writeAll(fd, content);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, file);
+    closeSync(this.#metaFd);
+    this.#metaFd = openSync(file, 'a', 0o600);
+    this.#metaBytes = content.length;
+  }
+
+  #metaContent(): Buffer {
+    const w = this.#writer;
+    writeFloor(w, this.#floor);
+    for (const s of this.#segments) {
+      const seqs: number[] = [];
+      for (let i = 0; i < s.count; i++) if (s.acked[i >> 3]! & (1 << (i & 7))) seqs.push(s.first + i);
+      if (seqs.length > 0) writeAck(w, seqs, false);
+    }
+    for (const [seq, local] of this.#late) writeLate(w, seq, local);
+    return w.take();
+  }
+}
+
+/**
+ * Reads a journal's pending events in sequence order, from a starting point, in chunks (async
+ * file reads). Segments deleted or evicted meanwhile are skipped; the active segment is read up to
+ * what has been written. Each returned event carries its local decision, late ones merged in.
+ */
+export class JournalReader {
+  readonly #j: Journal;
+  #seq: number;
+  #segFirst = -1;
+  #fd: number | null = null;
+  #fileOffset = 0;
+  #buf = Buffer.alloc(0);
+  #strings = new StringTable();
+  #lastTs = 0;
+  #segSeq = 0;
+
+  constructor(journal: Journal, fromSeq: number) {
+    this.#j = journal;
+    this.#seq = fromSeq;
+  }
+
+  /** The sequence number the next read starts from. */
+  get position(): number {
+    return this.#seq;
+  }
+
+  /** Up to `max` pending events; an empty array means the reader reached the end of the journal. */
+  read(max: number): ReplayEvent[] {
+    const out: ReplayEvent[] = [];
+    while (out.length < max) {
+      const seg = this.#j.segmentFrom(this.#seq);
+      if (!seg) break;
+      if (seg.first !== this.#segFirst) this.#openSegment(seg);
+      if (this.#seq < seg.first) this.#seq = seg.first;
+      const ev = this.#next(seg);
+      if (ev === 'end') {
+        if (!seg.sealed) break; // the active segment: nothing more written yet
+        this.#seq = seg.first + seg.count;
+        this.#closeFile();
+        continue;
+      }
+      if (ev === null) continue;
+      out.push(ev);
+    }
+    return out;
+  }
+
+  close(): void {
+    this.#closeFile();
+  }
+
+  #openSegment(seg: { first: number; file: string }): void {
+    this.#closeFile();
+    this.#segFirst = seg.first;
+    this.#fd = openSync(seg.file, 'r');
+    this.#fileOffset = 0;
+    this.#buf = Buffer.alloc(0);
+    this.#strings = new StringTable();
+    this.#lastTs = 0;
+    this.#segSeq = seg.first;
+  }
+
+  #closeFile(): void {
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = null;
+    this.#segFirst = -1;
+  }
+
+  /** The next pending event of the segment, null for a record that is not one, 'end' at its end. */
+  #next(seg: { first: number; count: number; sealed: boolean; file: string }): ReplayEvent | null | 'end' {
+    for (;;) {
+      const rec = nextRecord(this.#buf, 0);
+      if (rec === 'partial') {
+        if (!this.#fill(seg)) return 'end';
+        continue;
+      }
+      if (rec === 'corrupt') {
+        // Damage inside the file (a torn tail was cut at open): the rest of it cannot be read.
+        if (seg.sealed) this.#j.countCorrupt(Math.max(0, seg.first + seg.count - this.#segSeq));
+        this.#buf = Buffer.alloc(0);
+        return 'end';
+      }
+      this.#buf = this.#buf.subarray(rec.next);
+      const r = new Reader(rec.payload);
+      const type = r.byte();
+      if (type === REC_STRING) {
+        this.#strings.define(r);
+        continue;
+      }
+      if (type !== REC_EVENT) continue;
+      const seq = this.#segSeq++;
+      const e = readEvent(r, this.#strings, this.#lastTs);
+      this.#lastTs = e.event.ts;
+      if (seq < this.#seq) continue;
+      this.#seq = seq + 1;
+      if (!this.#j.pending(seq)) return null;
+      const late = this.#j.lateLocal(seq);
+      if (late && !e.event.local) e.event.local = late;
+      return { seq, ...e };
+    }
+  }
+
+  /** Reads the next chunk of the segment; false when there is nothing more in the file yet. */
+  #fill(seg: { file: string }): boolean {
+    if (this.#fd === null) return false;
+    let size: number;
+    try {
+      size = fstatSync(this.#fd).size;
+    } catch {
+      return false;
+    }
+    if (this.#fileOffset >= size) return false;
+    const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, size - this.#fileOffset));
+    const n = readSync(this.#fd, chunk, 0, chunk.length, this.#fileOffset);
+    if (n === 0) return false;
+    this.#fileOffset += n;
+    this.#buf = this.#buf.length === 0 ? chunk.subarray(0, n) : Buffer.concat([this.#buf, chunk.subarray(0, n)]);
+    void seg;
+    return true;
+  }
+}
+
+/** Counts a segment's whole records and events; where its valid data ends. */
+async function scanSegment(file: string): Promise<{ events: number; validBytes: number }> {
+  const buf = await readFile(file);
+  let offset = 0;
+  let events = 0;
+  for (;;) {
+    const rec = nextRecord(buf, offset);
+    if (typeof rec === 'string') break;
+    if (rec.payload[0] === REC_EVENT) events++;
+    offset = rec.next;
+  }
+  return { events, validBytes: offset };
+}
+
+async function truncate(file: string, size: number): Promise<void> {
+  const h = await open(file, 'r+');
+  try {
+    await h.truncate(size);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+function writeAll(fd: number, buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+}
+
+function grow(a: Uint8Array): Uint8Array {
+  const b = new Uint8Array(a.length * 2);
+  b.set(a);
+  return b;
+}

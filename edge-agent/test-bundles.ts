@@ -1,0 +1,53 @@
+/**
+ * Test support (not a *.test.ts file): publishes what the cloud would for a tenant — its device
+ * directory slice and its policy bundle for the given towers — built with the workers' own
+ * builders (shared/policy/edge-bundle.ts), on a plain test broker.
+ */
+import type { Effect, Severity } from '../shared/mqtt/payloads.js';
+import { topics } from '../shared/mqtt/topics.js';
+import { buildDirectorySlice, buildPolicyBundle, deviceProfiles, directoryEntry } from '../shared/policy/edge-bundle.js';
+import type { PolicyModel } from '../shared/policy/model.js';
+import type { MessageRecorder } from './test-broker.js';
+
+/** The key the test cloud hashes device ids with (the real one derives from the service secret). */
+export const TEST_DIRECTORY_KEY = Buffer.alloc(32, 7);
+
+export interface TestTenant {
+  id: string;
+  version?: number;
+  defaultEffect?: Effect;
+  /** A device's roles are its owner's (no roles: no owner). */
+  devices: Array<{ id: string; roles?: string[] }>;
+  grants?: Array<{ rule_id: string; role_id: string; app: string; action: string; effect: Effect; policy_id?: string; severity?: Severity }>;
+}
+
+export function testModel(t: TestTenant): PolicyModel {
+  const userRoles = new Map<string, string[]>();
+  for (const d of t.devices) if (d.roles) userRoles.set(`owner-of-${d.id}`, d.roles);
+  return {
+    tenant_id: t.id,
+    version: t.version ?? 1,
+    default_effect: t.defaultEffect ?? 'allow',
+    devices: t.devices.map((d) => ({ id: d.id, user_id: d.roles ? `owner-of-${d.id}` : null })),
+    user_roles: userRoles,
+    grants: (t.grants ?? []).map((g) => ({ policy_id: 'P1', severity: 'high' as const, ...g })),
+  };
+}
+
+let seq = 0;
+const id = (): string => `01JTEST${String(++seq).padStart(19, '0')}`;
+
+/** Publishes (retained) the tenant's directory slice, and its bundle to each of `towers`. */
+export async function publishTenant(cloud: MessageRecorder, t: TestTenant, towers: string[], key = TEST_DIRECTORY_KEY): Promise<void> {
+  const model = testModel(t);
+  const retained = { qos: 1 as const, retain: true };
+  const entries = deviceProfiles(model).map((d) => directoryEntry(key, t.id, d.id, d.profile));
+  const slice = buildDirectorySlice(key, t.id, model.version, entries);
+  for (const [i, p] of slice.parts.entries()) await cloud.client.publishAsync(topics.directoryPart(slice.head.token, i), p, retained);
+  await cloud.client.publishAsync(topics.directory(slice.head.token), JSON.stringify({ ...slice.head, id: id(), published_at: Date.now() }), retained);
+  const bundle = buildPolicyBundle(model);
+  for (const tower of towers) {
+    for (const [i, p] of bundle.parts.entries()) await cloud.client.publishAsync(topics.policyPart(t.id, tower, i), p, retained);
+    await cloud.client.publishAsync(topics.policy(t.id, tower), JSON.stringify({ ...bundle.head, id: id(), tower_id: tower, published_at: Date.now() }), retained);
+  }
+}

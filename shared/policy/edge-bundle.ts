@@ -1,0 +1,237 @@
+/**
+ * What a tower holds to decide on its own, and nothing more (issue #11, least privilege):
+ *
+ * - a **policy bundle** per tenant it serves (towers where the tenant's devices were seen), with
+ *   the tenant's rules flattened onto roles and its *profiles* — the distinct role sets of device
+ *   owners, named by a hash of the role ids. No device ids, user ids or names.
+ * - the **device directory**, one slice per tenant, sent to every tower so that a device seen at
+ *   a tower for the first time is still mapped to its tenant (even a tenant the tower has never
+ *   served, even offline). A slice lists keyed hashes of device ids: entry = tag ‖ sealed, where
+ *   d = HMAC-SHA256(K, device id), tag = d[0..8] and sealed = (profile ‖ slice key) XOR d[8..24].
+ *   A tower computes d for a device it sees and looks the tag up; it cannot list the ids behind
+ *   the tags, and without a device id it cannot unseal an entry, so it learns neither a tenant's
+ *   ids nor its profiles. The tenant id itself is sealed with the slice key (64 bytes, padded),
+ *   and the slice's topic is an opaque token, so slices of tenants whose devices a tower never
+ *   sees stay anonymous blobs of a certain size. K is the same for every tower (it must compute
+ *   d): a tower can test ids it guesses, which is what seeing a device already tells it.
+ *
+ * Documents larger than one MQTT message are a head plus parts (payloads.ts); a directory slice is
+ * split by the top bits of the tag, so one device's change re-sends one part; a bundle's grants are
+ * split in rule-id order. The same builders run in the cloud (workers/bundle-publisher.ts) and in
+ * the bench, the same readers at the edge (edge-agent/edge-policy.ts).
+ */
+import { createHash, createHmac } from 'node:crypto';
+import type { BundleGrant, DirectoryHead, Effect, GrantTuple, PolicyBundle, PolicyBundlePart, Severity } from '../mqtt/payloads.js';
+import { BUNDLE_SCHEMA_VERSION } from '../mqtt/payloads.js';
+import type { PolicyModel } from './model.js';
+
+export const DIRECTORY_KEY_ID = 'k1';
+export const TAG_BYTES = 8;
+const PROFILE_BYTES = 6;
+const SLICE_KEY_BYTES = 10;
+const SEALED_BYTES = PROFILE_BYTES + SLICE_KEY_BYTES;
+export const ENTRY_BYTES = TAG_BYTES + SEALED_BYTES;
+const SEALED_TENANT_BYTES = 64;
+/** Directory entries per part, on average: 4,000 × 24 bytes ≈ 128 KiB of base64. */
+const ENTRIES_PER_PART = 4000;
+/** Grants per bundle part (~100 bytes each as JSON). */
+export const GRANTS_PER_PART = 1500;
+
+/** The directory key every tower gets, derived from the deployment's service secret. */
+export function deriveDirectoryKey(serviceSecret: string): Buffer {
+  return createHmac('sha256', serviceSecret).update('edgeplane/device-directory/v1').digest();
+}
+
+/** d = HMAC-SHA256(K, device id): its first bytes are the tag, the next ones unseal the entry. */
+export function deviceDigest(key: Buffer, deviceId: string): Buffer {
+  return createHmac('sha256', key).update(deviceId).digest();
+}
+
+/** A profile: the set of policy roles a device's owner holds, named by 12 hex digits. */
+export function profileRef(roleIds: Iterable<string>): string {
+  const sorted = [...new Set(roleIds)].sort();
+  return createHash('sha256').update(sorted.join('\n')).digest('hex').slice(0, PROFILE_BYTES * 2);
+}
+
+/** The opaque topic token of a tenant's directory slice. */
+export function directoryToken(key: Buffer, tenantId: string): string {
+  return createHmac('sha256', key).update(`token\u0000${tenantId}`).digest('base64url').slice(0, 16);
+}
+
+function sliceKey(key: Buffer, tenantId: string): Buffer {
+  return createHmac('sha256', key).update(`slice\u0000${tenantId}`).digest().subarray(0, SLICE_KEY_BYTES);
+}
+
+function tenantPad(k: Buffer): Buffer {
+  return createHmac('sha512', k).update('tenant').digest();
+}
+
+export function sealTenant(k: Buffer, tenantId: string): Buffer {
+  const plain = Buffer.alloc(SEALED_TENANT_BYTES);
+  if (plain.write(tenantId, 'utf8') !== Buffer.byteLength(tenantId)) throw new Error('tenant id longer than 64 bytes');
+  const pad = tenantPad(k);
+  for (let i = 0; i < SEALED_TENANT_BYTES; i++) plain[i]! ^= pad[i]!;
+  return plain;
+}
+
+/** The tenant id sealed in a slice head, with the slice key a device's entry revealed. */
+export function openTenant(k: Buffer, sealed: Buffer): string {
+  const pad = tenantPad(k);
+  const plain = Buffer.alloc(SEALED_TENANT_BYTES);
+  for (let i = 0; i < SEALED_TENANT_BYTES; i++) plain[i] = sealed[i]! ^ pad[i]!;
+  const end = plain.indexOf(0);
+  return plain.toString('utf8', 0, end === -1 ? SEALED_TENANT_BYTES : end);
+}
+
+/** One 24-byte directory entry (tag ‖ sealed profile and slice key). */
+export function directoryEntry(key: Buffer, tenantId: string, deviceId: string, profile: string): Buffer {
+  const d = deviceDigest(key, deviceId);
+  const entry = Buffer.alloc(ENTRY_BYTES);
+  d.copy(entry, 0, 0, TAG_BYTES);
+  Buffer.from(profile, 'hex').copy(entry, TAG_BYTES);
+  sliceKey(key, tenantId).copy(entry, TAG_BYTES + PROFILE_BYTES);
+  for (let i = 0; i < SEALED_BYTES; i++) entry[TAG_BYTES + i]! ^= d[TAG_BYTES + i]!;
+  return entry;
+}
+
+/** What a device's digest unseals from its entry's sealed bytes. */
+export function unsealEntry(digest: Buffer, sealed: Buffer): { profile: string; sliceKey: Buffer } {
+  const plain = Buffer.alloc(SEALED_BYTES);
+  for (let i = 0; i < SEALED_BYTES; i++) plain[i] = sealed[i]! ^ digest[TAG_BYTES + i]!;
+  return { profile: plain.toString('hex', 0, PROFILE_BYTES), sliceKey: plain.subarray(PROFILE_BYTES) };
+}
+
+/** The part a tag falls in, for a slice split into 2^bits parts. */
+export function partOfTag(tag: Buffer, bits: number): number {
+  return bits === 0 ? 0 : tag.readUInt16BE(0) >>> (16 - bits);
+}
+
+/** Content reference of a part: SHA-256 of its payload, 16 hex digits. */
+export function partRef(payload: Buffer): string {
+  return createHash('sha256').update(payload).digest('hex').slice(0, 16);
+}
+
+export interface PartedDocument<H> {
+  /** The head without the fields that differ per publication (id, published_at, tower). */
+  head: H;
+  /** Part payloads, exactly as published (their refs are in the head). */
+  parts: Buffer[];
+}
+
+/** A tenant's directory slice. `entries` come from directoryEntry(); order does not matter. */
+export function buildDirectorySlice(
+  key: Buffer,
+  tenantId: string,
+  version: number,
+  entries: readonly Buffer[],
+): PartedDocument<Omit<DirectoryHead, 'id' | 'published_at'>> {
+  const bits = Math.min(16, Math.max(0, Math.ceil(Math.log2(Math.max(1, entries.length / ENTRIES_PER_PART)))));
+  const buckets: Buffer[][] = Array.from({ length: 2 ** bits }, () => []);
+  for (const e of entries) buckets[partOfTag(e, bits)]!.push(e);
+  const parts = buckets.map((b, i) => {
+    b.sort(Buffer.compare);
+    const part = { v: BUNDLE_SCHEMA_VERSION, i, entries: Buffer.concat(b).toString('base64') };
+    return Buffer.from(JSON.stringify(part));
+  });
+  return {
+    head: {
+      v: BUNDLE_SCHEMA_VERSION,
+      token: directoryToken(key, tenantId),
+      version,
+      key_id: DIRECTORY_KEY_ID,
+      key: key.toString('base64'),
+      tenant_sealed: sealTenant(sliceKey(key, tenantId), tenantId).toString('base64'),
+      devices: entries.length,
+      part_bits: bits,
+      parts: parts.map(partRef),
+    },
+    parts,
+  };
+}
+
+/** Each device of the model with its profile (its owner's role set; no owner: no roles). */
+export function deviceProfiles(model: PolicyModel): Array<{ id: string; profile: string }> {
+  const memo = new Map<string | null, string>();
+  return model.devices.map((d) => {
+    let ref = memo.get(d.user_id);
+    if (ref === undefined) memo.set(d.user_id, (ref = profileRef(d.user_id === null ? [] : (model.user_roles.get(d.user_id) ?? []))));
+    return { id: d.id, profile: ref };
+  });
+}
+
+/** A tenant's policy bundle content, the same for every tower it serves. */
+export function buildPolicyBundle(model: PolicyModel): PartedDocument<Omit<PolicyBundle, 'id' | 'tower_id' | 'published_at'>> {
+  const policyIndex = new Map<string, number>();
+  const policies: Array<[string, Severity]> = [];
+  const roleIndex = new Map<string, number>();
+  const roles: string[] = [];
+  const roleOf = (id: string): number => {
+    let i = roleIndex.get(id);
+    if (i === undefined) {
+      roleIndex.set(id, (i = roles.length));
+      roles.push(id);
+    }
+    return i;
+  };
+  const sorted = [...model.grants].sort((a, b) => cmp(a.rule_id, b.rule_id) || cmp(a.role_id, b.role_id));
+  const tuples: GrantTuple[] = sorted.map((g) => {
+    let p = policyIndex.get(g.policy_id);
+    if (p === undefined) {
+      policyIndex.set(g.policy_id, (p = policies.length));
+      policies.push([g.policy_id, g.severity]);
+    }
+    return [g.rule_id, p, roleOf(g.role_id), g.app, g.action, g.effect];
+  });
+  const profiles: Record<string, number[]> = { [profileRef([])]: [] };
+  const seenUsers = new Set<string>();
+  for (const d of model.devices) {
+    if (d.user_id === null || seenUsers.has(d.user_id)) continue;
+    seenUsers.add(d.user_id);
+    const userRoles = model.user_roles.get(d.user_id) ?? [];
+    const ref = profileRef(userRoles);
+    profiles[ref] ??= [...new Set(userRoles)].sort().map(roleOf);
+  }
+  const parts: Buffer[] = [];
+  for (let i = 0; i * GRANTS_PER_PART < tuples.length; i++) {
+    const part: PolicyBundlePart = { v: BUNDLE_SCHEMA_VERSION, i, grants: tuples.slice(i * GRANTS_PER_PART, (i + 1) * GRANTS_PER_PART) };
+    parts.push(Buffer.from(JSON.stringify(part)));
+  }
+  return {
+    head: {
+      v: BUNDLE_SCHEMA_VERSION,
+      tenant_id: model.tenant_id,
+      version: model.version,
+      default_effect: model.default_effect,
+      policies,
+      roles,
+      profiles,
+      grants: tuples.length,
+      parts: parts.map(partRef),
+    },
+    parts,
+  };
+}
+
+/**
+ * The edge's PolicyModel of a complete bundle: profiles stand in for users (a device's profile is
+ * its owner's role set), so compilePolicyIndex and `decide(profile, …)` are the workers' own code.
+ */
+export function modelFromPolicyBundle(head: PolicyBundle, parts: readonly PolicyBundlePart[]): PolicyModel {
+  const grants: BundleGrant[] = [];
+  for (const part of parts) {
+    for (const [rule_id, p, r, app, action, effect] of part.grants) {
+      const policy = head.policies[p];
+      const role = head.roles[r];
+      if (!policy || role === undefined) throw new Error(`bundle part ${part.i}: grant ${rule_id} names a policy or role the head does not list`);
+      grants.push({ rule_id, policy_id: policy[0], role_id: role, app, action, effect: effect as Effect, severity: policy[1] });
+    }
+  }
+  if (grants.length !== head.grants) throw new Error(`bundle holds ${grants.length} grants, its head says ${head.grants}`);
+  const userRoles = new Map<string, string[]>();
+  for (const [ref, roleIdx] of Object.entries(head.profiles)) userRoles.set(ref, roleIdx.map((i) => head.roles[i] ?? ''));
+  return { tenant_id: head.tenant_id, version: head.version, default_effect: head.default_effect, devices: [], user_roles: userRoles, grants };
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,173 @@
+/**
+ * What the workers publish for the edge, and how they reconcile what the edge decided: per-tower
+ * policy bundles (only to towers that serve the tenant, at once to a tower that starts serving
+ * it, unchanged parts not resent), directory slices (only when devices change), and local
+ * decisions recorded on usage with their disagreements. Real SQLite store, real pipeline; the
+ * downlink (the broker boundary) records.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InProcessBus } from '../shared/bus.js';
+import { createIdFactory } from '../shared/ids.js';
+import { silentLogger } from '../shared/logger.js';
+import { Counters } from '../shared/metrics.js';
+import { decodePayload, encodePayload, PolicyBundleSchema, type LocalDecision, type UsageBatch } from '../shared/mqtt/payloads.js';
+import { parseTopic, topics } from '../shared/mqtt/topics.js';
+import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
+import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
+import { Pipeline } from './pipeline.js';
+import { testWorkerContext } from './test-support.js';
+
+class RecordingDownlink implements Downlink {
+  readonly sent: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
+  async publish(topic: string, payload: Buffer, opts?: { retain?: boolean }): Promise<void> {
+    this.sent.push({ topic, payload, retain: opts?.retain ?? false });
+  }
+  kinds(from = 0): string[] {
+    return this.sent.slice(from).map((m) => {
+      const p = parseTopic(m.topic);
+      if (p?.kind === 'policy' || p?.kind === 'policyPart') return `${p.kind}:${p.tenantId === tenantA ? 'A' : 'B'}:${p.towerId}`;
+      return p?.kind ?? m.topic;
+    });
+  }
+}
+
+const newId = createIdFactory();
+let dir: string;
+let store: SqliteStore;
+let bus: InProcessBus;
+let counters: Counters;
+let downlink: RecordingDownlink;
+let pipeline: Pipeline;
+let ctx: ReturnType<typeof testWorkerContext>;
+let tenantA: string;
+let tenantB: string;
+let roleId: string;
+let policyId: string;
+
+function usage(tenantId: string, towerId: string, events: Array<{ device: string; app: string; action: string; local?: LocalDecision; id?: string }>): { msg: UplinkMessage; batch: UsageBatch } {
+  const batch: UsageBatch = {
+    v: 1,
+    id: newId(),
+    sent_at: Date.now(),
+    events: events.map((e) => ({ id: e.id ?? newId(), ts: Date.now(), device_id: e.device, app: e.app, action: e.action, ...(e.local ? { local: e.local } : {}) })),
+  };
+  const topic = topics.usage(tenantId, towerId);
+  const parsed = parseTopic(topic);
+  if (!isUplinkTopic(parsed)) throw new Error('not an uplink');
+  return { msg: { topic, parsed, payload: encodePayload(batch), tower_id: towerId, received_at: Date.now() }, batch };
+}
+
+/** Resolves once the engine's debounced rebuild after a change has published its bundles. */
+async function settled(): Promise<void> {
+  await pipeline.engine.refresh(tenantA);
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'edgeplane-bundles-'));
+  bus = new InProcessBus();
+  counters = new Counters();
+  store = new SqliteStore({
+    file: join(dir, 'db.sqlite'),
+    hooks: { onPolicyChanged: (tenantId, version) => bus.publish('policy.changed', { tenant_id: tenantId, version }) },
+  });
+  await store.init();
+  downlink = new RecordingDownlink();
+  tenantA = (await store.tenants.create({ name: 'A' })).id;
+  tenantB = (await store.tenants.create({ name: 'B' })).id;
+  const user = await store.users.create(tenantA, { name: 'alice' });
+  roleId = (await store.roles.create(tenantA, { name: 'sales' })).id;
+  policyId = (await store.policies.create(tenantA, { name: 'no uploads', severity: 'high' })).id;
+  await store.userRoles.assign(tenantA, user.id, roleId);
+  await store.rolePolicies.assign(tenantA, roleId, policyId);
+  await store.rules.create(tenantA, { policy_id: policyId, app: 'dropbox', action: 'upload_file', permission: 'deny' });
+  await store.devices.create(tenantA, { id: 'devA1', name: 'phone', user_id: user.id });
+  await store.devices.create(tenantB, { id: 'devB1', name: 'phone' });
+  for (const t of ['T1', 'T2']) await store.towers.create({ id: t, name: t });
+  ctx = testWorkerContext({ store, bus, downlink, counters, logger: silentLogger(), newId });
+  pipeline = new Pipeline(ctx, { concurrency: 4, rebuildDebounceMs: 60_000 });
+  await pipeline.start();
+});
+
+afterEach(async () => {
+  await pipeline.stop();
+  await ctx.commands.stop();
+  await ctx.workflow.close();
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('edge bundles from the workers', () => {
+  it("sends a tenant's bundle to a tower once it serves the tenant, and only to towers that do", async () => {
+    const before = downlink.sent.length;
+    await pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await settled();
+    // The tower's first event of tenant A: A's bundle (its one part, then the head) to T1 alone.
+    const sent = downlink.kinds(before).filter((k) => k.startsWith('policy'));
+    expect(sent).toEqual(['policyPart:A:T1', 'policy:A:T1']);
+    const head = downlink.sent.find((m) => m.topic === topics.policy(tenantA, 'T1'))!;
+    const bundle = decodePayload(PolicyBundleSchema, head.payload);
+    expect(bundle.ok && bundle.value).toMatchObject({ tenant_id: tenantA, tower_id: 'T1', grants: 1 });
+    // Once per version: the next batch publishes nothing more.
+    const after = downlink.sent.length;
+    await pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    expect(downlink.kinds(after).filter((k) => k.startsWith('policy'))).toEqual([]);
+    // No tower gets tenant B's bundle: none serves B.
+    expect(downlink.kinds().filter((k) => k.includes(':B:'))).toEqual([]);
+  });
+
+  it('a rule change re-sends the bundle to every serving tower, without unchanged parts or the directory', async () => {
+    await pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await pipeline.accept(usage(tenantA, 'T2', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await settled();
+    const before = downlink.sent.length;
+    await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
+    await settled();
+    expect(downlink.kinds(before).sort()).toEqual(['policy:A:T1', 'policy:A:T2', 'policyPart:A:T1', 'policyPart:A:T2']);
+    // A new device changes the directory slice (and the bundle's version).
+    const again = downlink.sent.length;
+    await store.devices.create(tenantA, { id: 'devA2', name: 'tablet' });
+    await settled();
+    expect(downlink.kinds(again).filter((k) => k.startsWith('directory'))).toEqual(['directoryPart', 'directory']);
+    // Same grants: the parts are unchanged; only the heads go out again.
+    expect(downlink.kinds(again).filter((k) => k.startsWith('policy')).sort()).toEqual(['policy:A:T1', 'policy:A:T2']);
+  });
+
+  it('records local decisions and their disagreements, counts them, once also when reported after the event', async () => {
+    const allowed: LocalDecision = { effect: 'allow', reason: 'default', rule_id: null, policy_version: 1 };
+    const { msg, batch } = usage(tenantA, 'T1', [
+      { device: 'devA1', app: 'dropbox', action: 'upload_file', local: allowed },
+      { device: 'devA1', app: 'slack', action: 'send', local: allowed },
+      { device: 'devA1', app: 'slack', action: 'send' },
+    ]);
+    await pipeline.accept(msg);
+    const disagreeing = (await store.usage.list(tenantA, { disagreement: true })).items;
+    expect(disagreeing.map((u) => [u.id, u.effect, u.local_effect, u.local_policy_version])).toEqual([[batch.events[0]!.id, 'deny', 'allow', 1]]);
+    expect(counters.get('usage_local_decisions_reconciled_total')).toBe(2);
+    expect(counters.get('usage_disagreements_total', { local_effect: 'allow', cloud_effect: 'deny' })).toBe(1);
+    // The tower reports its late local decision for the third event (already stored): recorded once.
+    const late = usage(tenantA, 'T1', [{ id: batch.events[2]!.id, device: 'devA1', app: 'slack', action: 'send', local: { ...allowed, effect: 'deny' } }]);
+    await pipeline.accept(late.msg);
+    await pipeline.accept(late.msg);
+    expect((await store.usageHistory.get(tenantA, batch.events[2]!.id))!).toMatchObject({ effect: 'allow', local_effect: 'deny', disagreement: true });
+    expect(counters.get('usage_local_decisions_reconciled_total')).toBe(3);
+    expect(counters.get('usage_disagreements_total', { local_effect: 'deny', cloud_effect: 'allow' })).toBe(1);
+    expect((await store.usage.list(tenantA)).items).toHaveLength(3);
+  });
+
+  it("does not refuse events the tower already decided for the plan's event rate: a replayed backlog is stored whole", async () => {
+    await store.plans.update('free', { max_events_per_s: 2 });
+    const local: LocalDecision = { effect: 'allow', reason: 'default', rule_id: null, policy_version: 1 };
+    const events = Array.from({ length: 20 }, (_, i) => ({ device: 'devA1', app: 'slack', action: 'send', ...(i % 2 === 0 ? { local } : {}) }));
+    const { msg, batch } = usage(tenantA, 'T1', events);
+    await pipeline.accept(msg);
+    const stored = new Set((await store.usage.list(tenantA, { limit: 100 })).items.map((u) => u.id));
+    const replayed = batch.events.filter((e) => e.local).map((e) => e.id);
+    expect(replayed.every((id) => stored.has(id))).toBe(true);
+    // Live events beyond the plan's budget are refused as before.
+    expect(stored.size).toBeLessThan(20);
+    expect(counters.get('usage_events_rejected_total', { tower: 'T1', reason: 'plan_rate_limited' })).toBe(20 - stored.size);
+  });
+});

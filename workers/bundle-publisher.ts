@@ -1,0 +1,159 @@
+/**
+ * Publishes what towers decide from (shared/policy/edge-bundle.ts): each tenant's policy bundle to
+ * the towers that serve it — where its devices were seen (store: towers.listSeenByTenant) — and
+ * the tenant's slice of the device directory to every tower. A tower that starts serving a tenant
+ * (its first stored event of that tenant) gets the tenant's bundle at once (`serve`).
+ *
+ * Retained documents: parts first, then the head that names them, so a tower never holds a head
+ * without the parts being on their way. A part whose content this process already published on
+ * that topic is not sent again (a rule change re-sends the bundle's head and the part holding the
+ * rule; a new device re-sends one directory part). One process publishes each version (a lease);
+ * another process that later sees a tower start serving the tenant publishes to that tower alone.
+ */
+import { encodePayload } from '../shared/mqtt/payloads.js';
+import { topics } from '../shared/mqtt/topics.js';
+import { buildDirectorySlice, buildPolicyBundle, deviceProfiles, directoryEntry, directoryToken, type PartedDocument } from '../shared/policy/edge-bundle.js';
+import type { PolicyModel } from '../shared/policy/model.js';
+import type { PolicyBundle } from '../shared/mqtt/payloads.js';
+import type { WorkerContext } from './context.js';
+
+/** How long one process owns publishing a bundle version. */
+const BUNDLE_LEASE_MS = 10 * 60_000;
+
+type BundleContent = PartedDocument<Omit<PolicyBundle, 'id' | 'tower_id' | 'published_at'>>;
+
+interface TenantBundle {
+  version: number;
+  doc: BundleContent;
+  /** Towers this process published this version to. */
+  towers: Set<string>;
+}
+
+interface CachedEntry {
+  profile: string;
+  entry: Buffer;
+}
+
+export class BundlePublisher {
+  readonly #ctx: WorkerContext;
+  readonly #key: Buffer;
+  readonly #bundles = new Map<string, TenantBundle>();
+  /** Part ref last published on each part topic by this process. */
+  readonly #sentParts = new Map<string, string>();
+  /** Per tenant, the directory entry of each device (an HMAC each: recomputed only on change). */
+  readonly #entries = new Map<string, Map<string, CachedEntry>>();
+  /** Per tenant, the part refs of the directory slice last published. */
+  readonly #sliceSent = new Map<string, string>();
+  readonly #legacyCleared = new Set<string>();
+
+  constructor(ctx: WorkerContext, directoryKey: Buffer) {
+    this.#ctx = ctx;
+    this.#key = directoryKey;
+  }
+
+  /** Publishes the tenant's directory slice (if it changed) and its bundle to every tower serving it. */
+  async publishTenant(model: PolicyModel): Promise<void> {
+    const tenantId = model.tenant_id;
+    await this.#clearLegacy(tenantId);
+    await this.#publishDirectory(model);
+    const current = this.#bundles.get(tenantId);
+    if (current && current.version >= model.version) return;
+    const bundle: TenantBundle = { version: model.version, doc: buildPolicyBundle(model), towers: new Set() };
+    this.#bundles.set(tenantId, bundle);
+    if (!(await this.#lease(`bundle.${tenantId}.${model.version}`))) return;
+    for (const towerId of await this.#servingTowers(tenantId)) await this.#publishBundle(tenantId, towerId, bundle);
+  }
+
+  /** A tower's event of this tenant was stored: it serves the tenant, so it gets its bundle. */
+  async serve(tenantId: string, towerId: string): Promise<void> {
+    const bundle = this.#bundles.get(tenantId);
+    if (!bundle || bundle.towers.has(towerId)) return;
+    // Marked first: the batches that follow while this publish is under way need nothing more.
+    bundle.towers.add(towerId);
+    if (!(await this.#lease(`bundle.${tenantId}.${bundle.version}.${towerId}`))) return;
+    await this.#publishBundle(tenantId, towerId, bundle);
+  }
+
+  /** The tenant is gone: clears what this process published for it (retained empty payloads). */
+  async removeTenant(tenantId: string): Promise<void> {
+    const bundle = this.#bundles.get(tenantId);
+    this.#bundles.delete(tenantId);
+    this.#entries.delete(tenantId);
+    this.#sliceSent.delete(tenantId);
+    const token = directoryToken(this.#key, tenantId);
+    const prefixes = [topics.directory(token), ...[...(bundle?.towers ?? [])].map((t) => topics.policy(tenantId, t))];
+    for (const prefix of prefixes) {
+      for (const topic of [...this.#sentParts.keys()]) {
+        if (!topic.startsWith(`${prefix}/`)) continue;
+        this.#sentParts.delete(topic);
+        await this.#ctx.downlink.publish(topic, Buffer.alloc(0), { retain: true });
+      }
+      await this.#ctx.downlink.publish(prefix, Buffer.alloc(0), { retain: true });
+    }
+  }
+
+  async #publishBundle(tenantId: string, towerId: string, bundle: TenantBundle): Promise<void> {
+    bundle.towers.add(towerId);
+    const head: PolicyBundle = { ...bundle.doc.head, id: this.#ctx.newId(), tower_id: towerId, published_at: this.#ctx.now() };
+    await this.#publishParts(bundle.doc.parts, bundle.doc.head.parts, (i) => topics.policyPart(tenantId, towerId, i));
+    await this.#ctx.downlink.publish(topics.policy(tenantId, towerId), encodePayload(head), { retain: true });
+    this.#ctx.counters.inc('policy_bundles_published_total');
+  }
+
+  async #publishDirectory(model: PolicyModel): Promise<void> {
+    const tenantId = model.tenant_id;
+    const before = this.#entries.get(tenantId) ?? new Map<string, CachedEntry>();
+    const after = new Map<string, CachedEntry>();
+    for (const d of deviceProfiles(model)) {
+      const had = before.get(d.id);
+      after.set(d.id, had && had.profile === d.profile ? had : { profile: d.profile, entry: directoryEntry(this.#key, tenantId, d.id, d.profile) });
+    }
+    this.#entries.set(tenantId, after);
+    const slice = buildDirectorySlice(this.#key, tenantId, model.version, [...after.values()].map((e) => e.entry));
+    const identity = slice.head.parts.join(',');
+    if (this.#sliceSent.get(tenantId) === identity) return;
+    if (!(await this.#lease(`directory.${tenantId}.${model.version}`))) return;
+    const topic = topics.directory(slice.head.token);
+    await this.#publishParts(slice.parts, slice.head.parts, (i) => topics.directoryPart(slice.head.token, i));
+    await this.#ctx.downlink.publish(topic, encodePayload({ ...slice.head, id: this.#ctx.newId(), published_at: this.#ctx.now() }), { retain: true });
+    this.#sliceSent.set(tenantId, identity);
+    this.#ctx.counters.inc('directory_slices_published_total');
+  }
+
+  /** Publishes the parts whose content changed (by ref), and clears parts beyond the new count. */
+  async #publishParts(parts: readonly Buffer[], refs: readonly string[], partTopic: (i: number) => string): Promise<void> {
+    for (let i = 0; i < parts.length; i++) {
+      const topic = partTopic(i);
+      if (this.#sentParts.get(topic) === refs[i]) continue;
+      await this.#ctx.downlink.publish(topic, parts[i]!, { retain: true });
+      this.#sentParts.set(topic, refs[i]!);
+    }
+    for (let i = parts.length; this.#sentParts.has(partTopic(i)); i++) {
+      this.#sentParts.delete(partTopic(i));
+      await this.#ctx.downlink.publish(partTopic(i), Buffer.alloc(0), { retain: true });
+    }
+  }
+
+  /** Every tower where the tenant's devices were seen. */
+  async #servingTowers(tenantId: string): Promise<string[]> {
+    const out: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await this.#ctx.store.towers.listSeenByTenant(tenantId, { limit: 1000, cursor });
+      for (const t of page.items) out.push(t.id);
+      cursor = page.next_cursor;
+    } while (cursor);
+    return out;
+  }
+
+  /** Releases before bundle schema 2 retained every tenant's bundle for every tower: cleared once. */
+  async #clearLegacy(tenantId: string): Promise<void> {
+    if (this.#legacyCleared.has(tenantId)) return;
+    this.#legacyCleared.add(tenantId);
+    await this.#ctx.downlink.publish(topics.legacyPolicy(tenantId), Buffer.alloc(0), { retain: true });
+  }
+
+  #lease(name: string): Promise<boolean> {
+    return this.#ctx.leases.acquire(name, this.#ctx.processId, this.#ctx.now(), BUNDLE_LEASE_MS);
+  }
+}
