@@ -56,7 +56,7 @@ describe('unknown query parameters', () => {
     const body = JSON.parse(res.body) as ErrorReply;
     expect(body.error.message).toMatch(/^query\.devce_id: unknown query parameter \(did you mean 'device_id'\?\)/);
     expect(body.error.issues!.map((i) => i.field)).toEqual(['query.devce_id', 'query.colour']);
-    expect(body.error.issues![1]!.message).toContain('accepted: app, cursor, device_id, effect');
+    expect(body.error.issues![1]!.message).toContain('accepted: app, cursor, device_id, disagreement, effect');
     const none = await send(h, sessions.owner, { method: 'GET', url: '/api/v1/tenant?verbose=1' });
     expect((JSON.parse(none.body) as ErrorReply).error.message).toContain('this route takes no query parameters');
   });

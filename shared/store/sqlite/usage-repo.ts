@@ -276,10 +276,12 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
       where.push(`${column} = ?`);
       params.push(value);
     }
+    // A literal, not a parameter, as in the indexed path below.
+    if (opts.disagreement !== undefined) where.push(opts.disagreement ? 'disagreement = 1' : 'disagreement = 0');
     const range = timeRange(opts, 'ts', 'ts');
     where.push(...range.clauses);
     params.push(...range.params);
-    const stmt = ctx.stmt<unknown[], UsageRecord>(`SELECT ${USAGE_COLUMNS.join(', ')} FROM usage WHERE ${where.join(' AND ')} ORDER BY id DESC`);
+    const stmt = ctx.stmt<unknown[], UsageRow>(`SELECT ${USAGE_COLUMNS.join(', ')} FROM usage WHERE ${where.join(' AND ')} ORDER BY id DESC`);
     const items: UsageRecord[] = [];
     let scanned = 0;
     let lastId: string | null = null;
@@ -292,7 +294,7 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
           break;
         }
       } else if ((opts.device_id === undefined || row.device_id === opts.device_id) && (opts.user_id === undefined || row.user_id === opts.user_id)) {
-        items.push(row);
+        items.push(usageFromRow(row));
       }
       lastId = row.id;
       if (++scanned >= SCAN_BUDGET) {
