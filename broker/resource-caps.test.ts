@@ -238,11 +238,14 @@ describe.each(['memory', 'LevelDB', 'Redis'])('the queue of an offline session (
     await tower.subscribeAsync(filters.towerDecisions('T1'), { qos: 1 });
     await tower.endAsync();
     const body = Buffer.alloc(10 * 1024, 0x61);
+    // 60 MB offered, 1 MB queued. With Redis the clients still hold buffers of the last burst when
+    // it ends (measured up to ~30 MB, all released within a second): the bound is looser there,
+    // and still well under the 60 MB that keeping the offered messages would hold.
     const { heldMb } = await memoryGrowth(async () => {
-      for (let i = 0; i < 2000; i++) await h.broker.downlink.publish(topics.decisions('tenantA', 'T1'), body);
+      for (let i = 0; i < 6000; i++) await h.broker.downlink.publish(topics.decisions('tenantA', 'T1'), body);
     });
-    expect(h.counters.get('mqtt_dropped_total', { reason: 'session_queue_full' })).toBe(1900);
-    expect(heldMb).toBeLessThan(5); // 20 MB offered, 1 MB queued
+    expect(h.counters.get('mqtt_dropped_total', { reason: 'session_queue_full' })).toBe(5900);
+    expect(heldMb).toBeLessThan(kind === 'Redis' ? 40 : 5);
     const back = h.connectNow({ clientId: mqttIdentity.towerClientId('T1'), username: 'T1', password: t1.password, clean: false });
     const box = inbox(back);
     const decisions = () => box.messages.filter((m) => m.topic === topics.decisions('tenantA', 'T1')).length;

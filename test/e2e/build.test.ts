@@ -119,7 +119,7 @@ describe('npm run build', () => {
     for (const f of ['cli/edgeplane.js', 'cli/bench/relay-broker.js', 'shared/project-root.js', AGENT_BUNDLE_FILE, STAMP_FILE]) expect(out).toContain(f);
     const fixtures = out.filter((f) =>
       /(^|\/)(test|contract|fixtures)\//.test(f) ||
-      /\.test\.js$|\.contract\.js$|(^|\/)test-support\.js$|memory-.*-double\.js$|takeover-child\.js$|mqtt-bytes\.js$|seed-usage\.js$|test-routes\.js$|test-broker\.js$/.test(f),
+      /\.test\.js$|\.contract\.js$|(^|\/)test-support\.js$|memory-.*-double\.js$|takeover-child\.js$|mqtt-bytes\.js$|seed-usage\.js$|test-routes\.js$|test-broker\.js$|test-bundles\.js$/.test(f),
     );
     expect(fixtures).toEqual([]);
   });
