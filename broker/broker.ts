@@ -231,6 +231,12 @@ export class Broker {
           counters.inc('mqtt_dropped_total', { reason: 'session_queue_full' });
           this.#refusals.refused(clientId, 'session_queue_full', 'message not queued: session queue full', { cap: config.mqtt_max_queued_per_session });
         },
+        onRetainedStreamError: (err) => {
+          // Expected while stopping: the store closes under streams still reading.
+          if (this.#stopping) return;
+          counters.inc('mqtt_store_errors_total', { op: 'retained_stream' });
+          this.#log.error({ err, event: 'retained_stream_failed' }, 'reading retained messages for a subscription failed');
+        },
         now: this.#now,
       });
       this.#persistence = persistence;

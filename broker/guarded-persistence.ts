@@ -21,6 +21,11 @@
  * - Writes in flight when the broker stops: `settled()` waits for them, so closing the store
  *   does not cut a PUBACK's removal of its message in half (it would be replayed after a
  *   restart although the tower had acknowledged it).
+ * - Retained-message streams. aedes pipes the stream it opens for a SUBSCRIBE's retained
+ *   messages without an 'error' listener (lib/handlers/subscribe.js `deliverRetained`): a store
+ *   closed while a stream still reads (a stop during a reconnect storm: LevelDB's
+ *   LEVEL_ITERATOR_NOT_OPEN) or a store error took the whole process down as an unhandled
+ *   'error'. Each stream now ends at an error, which is reported to `onRetainedStreamError`.
  */
 import type { SessionPersistence } from './backends.js';
 
@@ -40,6 +45,11 @@ interface QueueOps {
   outgoingStream(client: ClientRef): AsyncIterable<unknown>;
 }
 
+/** What aedes 1.2 calls on a SUBSCRIBE: every backend returns a Readable it can pipe. */
+interface RetainedStreams {
+  createRetainedStreamCombi(patterns: string[]): NodeJS.ReadableStream;
+}
+
 export interface GuardedPersistenceOptions {
   maxQueuedPerSession: number;
   /** Subscription objects authorizeSubscribe refused (never stored). */
@@ -48,6 +58,8 @@ export interface GuardedPersistenceOptions {
   queueLength?: (clientId: string) => Promise<number>;
   /** A message was not queued for `clientId`: its queue is full. */
   onQueueFull: (clientId: string) => void;
+  /** A retained-message stream failed; the subscriber got the messages read before it. */
+  onRetainedStreamError?: (err: Error) => void;
   now: () => number;
 }
 
@@ -74,6 +86,13 @@ export function guardPersistence(persistence: SessionPersistence, opts: GuardedP
   const enqueueCombi = store.outgoingEnqueueCombi.bind(store);
   const clearMessageId = store.outgoingClearMessageId.bind(store);
   const outgoingStream = store.outgoingStream.bind(store);
+  const streams = store as unknown as RetainedStreams;
+  const retainedStream = streams.createRetainedStreamCombi.bind(store);
+  streams.createRetainedStreamCombi = (patterns) => {
+    const stream = retainedStream(patterns);
+    stream.on('error', (err: Error) => opts.onRetainedStreamError?.(err));
+    return stream;
+  };
 
   const byPacket = new WeakMap<SubscriptionRecord[], Promise<unknown>>();
   store.addSubscriptions = (client, subs) => {

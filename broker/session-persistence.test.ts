@@ -13,6 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatTowerPassword, randomSecret, sha256 } from '../shared/auth/secrets.js';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
 import { InProcessBus } from '../shared/bus.js';
 import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
@@ -78,13 +79,13 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function startNode(backends: BrokerBackends): Promise<Node> {
+async function startNode(backends: BrokerBackends, counters = new Counters()): Promise<Node> {
   const bus = new InProcessBus();
   const delivered = new EventEmitter();
   const broker = new Broker({
     config: testBrokerConfig(),
     logger: silentLogger(),
-    counters: new Counters(),
+    counters,
     bus,
     towerCredentials: store.towerCredentials,
     towers: store.towers,
@@ -419,5 +420,39 @@ describe("a service's QoS 1 PUBLISH is acknowledged once it is queued and emitte
     openGate();
     await published;
     expect((await tower.next((m) => m.payload.includes('gated'))).topic).toBe(DECISIONS);
+  });
+});
+
+describe('a failing read of retained messages', () => {
+  it('is counted and ends that stream; the process and the connection carry on', async () => {
+    // The store fails under a subscription's retained stream (as LevelDB does when it is closed
+    // while the stream reads: LEVEL_ITERATOR_NOT_OPEN). aedes pipes that stream without an
+    // 'error' listener: unguarded, this was an uncaught exception that ended the process.
+    const dirLevel = join(dir, 'broken-retained');
+    const inner = levelBackends({ location: dirLevel });
+    const backends: BrokerBackends = {
+      ...inner,
+      async persistence() {
+        const p = await inner.persistence();
+        const streams = p as unknown as { createRetainedStreamCombi(patterns: string[]): Readable };
+        const real = streams.createRetainedStreamCombi.bind(p);
+        // The broker's own read at start (pattern '#') works; subscriptions' reads fail.
+        streams.createRetainedStreamCombi = (patterns) =>
+          patterns.includes('#') ? real(patterns) : new Readable({
+            objectMode: true,
+            read() {
+              this.destroy(Object.assign(new Error('Iterator is not open'), { code: 'LEVEL_ITERATOR_NOT_OPEN' }));
+            },
+          });
+        return p;
+      },
+    };
+    const counters = new Counters();
+    const node = await startNode(backends, counters);
+    const tower = await connectTower(node, [...TOWER_FILTERS, filters.towerPolicies(TOWER)]);
+    await node.broker.downlink.publish(DECISIONS, Buffer.from('{"after":"error"}'));
+    expect((await tower.next((m) => m.payload.includes('after'))).topic).toBe(DECISIONS);
+    expect(counters.get('mqtt_store_errors_total', { op: 'retained_stream' })).toBeGreaterThan(0);
+    expect(tower.client.connected).toBe(true);
   });
 });

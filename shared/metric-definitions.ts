@@ -30,6 +30,7 @@ export const METRIC_DEFINITIONS = {
   mqtt_acl_denied_total: counter('MQTT publishes, subscriptions and forwards refused by the ACL', 'action', 'reason'),
   mqtt_rejected_total: counter('MQTT packets or connections refused by a broker limit (size, depth, rate)', 'reason'),
   mqtt_dropped_total: counter('QoS 1 messages not queued for an offline session because its queue was full', 'reason'),
+  mqtt_store_errors_total: counter('Reads of the broker session store that failed (the subscriber got what was read before)', 'op'),
 
   // --- API sign-in --------------------------------------------------------------------------------
   login_attempts_total: counter('API sign-in attempts, by outcome (success, failure, throttled)', 'outcome'),
