@@ -17,13 +17,22 @@
  *   passes a ULID as the aedes id for this reason.
  * - Wills are keyed by client id only, so a tower's new CONNECT replaces the will a killed
  *   broker left behind.
+ * - A retained message is the msgpack-lite encoding of its packet under `retained:<topic>`.
+ *   aedes-persistence-level finds the ones a SUBSCRIBE matches by decoding every retained message
+ *   (O(retained) per subscription, O(towers²) for a fleet connecting); this backend answers that
+ *   query itself from an index of the retained topics (retained-index.ts, built from the keys at
+ *   open) and reads only the matching keys. Writes still go through aedes-persistence-level.
  * One process at a time: LevelDB locks the directory, and a second opener gets a clear error.
  */
 import { mkdir } from 'node:fs/promises';
 import levelPersistence from 'aedes-persistence-level';
 import { ClassicLevel } from 'classic-level';
 import mqemitter from 'mqemitter';
+import msgpack from 'msgpack-lite';
 import { EMITTER_CONCURRENCY, type BrokerBackends, type MessageEmitter, type SessionPersistence } from './backends.js';
+import { RetainedIndex } from './retained-index.js';
+
+const RETAINED = 'retained:';
 
 export interface LevelBackendsOptions {
   /** The LevelDB directory, created if missing: `<data-dir>/broker-sessions` in embedded mode. */
@@ -45,7 +54,7 @@ export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
       const hint = cause?.code === 'LEVEL_LOCKED' ? ' (locked: is another EdgePlane process using this data dir?)' : '';
       throw new Error(`broker session store ${opts.location} cannot be opened${hint}`, { cause: err });
     }
-    return levelPersistence(db);
+    return indexRetained(levelPersistence(db), db);
   }
 
   return {
@@ -68,4 +77,46 @@ export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
       await persistence?.destroy();
     },
   };
+}
+
+/** The async implementation inside aedes-persistence's callback layer (callBackPersistence.js). */
+interface RetainedOps {
+  storeRetained(packet: { topic: string; payload: Buffer }): Promise<void>;
+  createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown>;
+  createRetainedStream(pattern: string): AsyncIterable<unknown>;
+}
+
+/** Serves retained lookups from an index of the retained topics (see the header). */
+async function indexRetained(persistence: SessionPersistence, db: ClassicLevel<string, Buffer>): Promise<SessionPersistence> {
+  const index = new RetainedIndex();
+  // Keys only: the values are not read at open. ';' follows ':' (the range is the prefix exactly).
+  for await (const key of db.keys({ gte: RETAINED, lt: 'retained;' })) index.add(key.slice(RETAINED.length));
+  const ops = (persistence as unknown as { asyncPersistence: RetainedOps }).asyncPersistence;
+  const store = ops.storeRetained.bind(ops);
+  // The index follows the last write issued per topic (LevelDB applies writes in issue order).
+  const latest = new Map<string, number>();
+  let seq = 0;
+  ops.storeRetained = async (packet) => {
+    const mine = ++seq;
+    latest.set(packet.topic, mine);
+    // Indexed before the write (a lookup meanwhile finds no value and skips it), removed after.
+    if (packet.payload.length > 0) index.add(packet.topic);
+    try {
+      await store(packet);
+    } finally {
+      if (latest.get(packet.topic) === mine) {
+        latest.delete(packet.topic);
+        if (packet.payload.length === 0) index.delete(packet.topic);
+      }
+    }
+  };
+  const matching = async function* (patterns: string[]): AsyncGenerator<unknown> {
+    for (const topic of index.match(patterns)) {
+      const blob = await db.get(RETAINED + topic);
+      if (blob !== undefined) yield msgpack.decode(blob);
+    }
+  };
+  ops.createRetainedStreamCombi = (patterns) => matching(patterns);
+  ops.createRetainedStream = (pattern) => matching([pattern]);
+  return persistence;
 }

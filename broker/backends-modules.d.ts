@@ -21,3 +21,9 @@ declare module 'aedes-persistence-redis' {
   }
   export default function redisPersistence(opts: RedisPersistenceOptions): SessionPersistence;
 }
+
+declare module 'msgpack-lite' {
+  /** The encoding aedes-persistence-level stores packets in (backends-level.ts reads retained ones). */
+  const msgpack: { encode(value: unknown): Buffer; decode(buffer: Buffer): unknown };
+  export default msgpack;
+}
