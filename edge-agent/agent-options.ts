@@ -15,7 +15,7 @@ export function resolveAgentOptions(opts: EdgeAgentOptions): ResolvedAgentOption
     password: opts.password,
     agentVersion: opts.agentVersion,
     batchMaxEvents: opts.batchMaxEvents ?? 100,
-    batchMaxDelayMs: opts.batchMaxDelayMs ?? 5,
+    batchMaxDelayMs: opts.batchMaxDelayMs ?? 50,
     discoveryMaxDelayMs: opts.discoveryMaxDelayMs ?? 1000,
     bufferMaxEvents: opts.bufferMaxEvents ?? 50_000,
     publishRatePerS: opts.publishRatePerS ?? DEFAULT_PUBLISH_RATE_PER_S,

@@ -15,6 +15,10 @@ export interface EdgeAgentOptions {
   password: string;
   agentVersion?: string;
   batchMaxEvents?: number;
+  /**
+   * While a batch of the tenant awaits its answer, the longest the next one accumulates before it
+   * goes anyway (default 50 ms). With nothing awaiting an answer an event goes out at once.
+   */
   batchMaxDelayMs?: number;
   /** Window over which unknown devices are aggregated into one DiscoveryBatch. */
   discoveryMaxDelayMs?: number;

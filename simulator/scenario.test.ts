@@ -98,7 +98,7 @@ describe('scenario files', () => {
     expect(s.seed).toBe(1);
     expect(s.arrival).toBe('poisson');
     expect(s.towers.id_prefix).toBe('tower');
-    expect(s.batch).toEqual({ max_events: 100, max_delay_ms: 5 });
+    expect(s.batch).toEqual({ max_events: 100, max_delay_ms: 50 });
     expect(s.violations).toEqual({ count: 0, pick: [] });
     expect(s.outages).toEqual([]);
     expect(s.tenants[0]).toMatchObject({ default_effect: 'allow', devices_per_user: 1, plan: 'free' });

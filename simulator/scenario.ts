@@ -88,8 +88,8 @@ export const ScenarioSchema = z
       .array(z.object({ tower_index: z.number().int().nonnegative(), at_s: z.number().nonnegative(), duration_s: z.number().positive() }))
       .default([]),
     batch: z
-      .object({ max_events: z.number().int().min(1).max(1000).default(100), max_delay_ms: z.number().nonnegative().default(5) })
-      .default({ max_events: 100, max_delay_ms: 5 }),
+      .object({ max_events: z.number().int().min(1).max(1000).default(100), max_delay_ms: z.number().nonnegative().default(50) })
+      .default({ max_events: 100, max_delay_ms: 50 }),
   })
   .superRefine((s, ctx) => {
     const issue = (path: (string | number)[], message: string): void => ctx.addIssue({ code: 'custom', path, message });

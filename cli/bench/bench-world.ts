@@ -25,7 +25,7 @@ export function benchScenario(opts: BenchWorldOptions = {}): Scenario {
     rate_eps: 1000,
     arrival: 'poisson',
     towers: { count: opts.towers ?? BENCH_TOWERS, id_prefix: 'bench-tower' },
-    batch: { max_events: 100, max_delay_ms: 5 },
+    batch: { max_events: 100, max_delay_ms: 50 },
     tenants: [
       {
         name: 'bench',

@@ -27,7 +27,7 @@ const options: Record<string, CommandOption> = {
   'decision-timeout-ms': { type: 'string', describe: 'At end of input, how long to wait for outstanding decisions', default: String(DEFAULT_DECISION_TIMEOUT_MS) },
   'unknown-device-effect': { type: 'string', describe: 'allow | deny: the decision for a device no tenant\'s bundle lists', default: 'allow' },
   'batch-max-events': { type: 'string', describe: 'Flush a batch at this many events', default: '100' },
-  'batch-max-delay-ms': { type: 'string', describe: 'Flush a batch this long after its first event', default: '5' },
+  'batch-max-delay-ms': { type: 'string', describe: 'While a batch awaits its answer, the longest the next one accumulates (nothing awaiting: sent at once)', default: '50' },
   'buffer-max-events': { type: 'string', describe: 'Events kept while offline; the oldest are dropped (and answered as rejected) beyond it', default: '50000' },
   'state-dir': { type: 'string', describe: 'Keep remediation state in <dir>/enforcer-<tower-id>.json (blocks survive restarts), unsent command acks in <dir>/acks-<tower-id>.json, and every usage event in the journal <dir>/journal-<tower-id>/ until the broker has it' },
   'local-deadline-ms': { type: 'string', describe: "Decide an event locally from its tenant's policy bundle when the cloud has not answered within this (0: only while the uplink is down)", default: '1000' },
