@@ -17,7 +17,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { EdgeAgent, type BundleInfo } from '../../edge-agent/edge-agent.js';
 import { Journal } from '../../edge-agent/journal/journal.js';
-import { randomSecret } from '../../shared/auth/secrets.js';
 import { createIdFactory } from '../../shared/ids.js';
 import type { BundleGrant } from '../../shared/mqtt/payloads.js';
 import { buildDirectorySlice, buildPolicyBundle, deriveDirectoryKey, deviceProfiles, directoryEntry } from '../../shared/policy/edge-bundle.js';
@@ -26,8 +25,7 @@ import { ApiClient } from '../../simulator/api-client.js';
 import { provisionWorld } from '../../simulator/provision.js';
 import { mulberry32 } from '../../simulator/prng.js';
 import { parseScenario, type ScenarioInput } from '../../simulator/scenario.js';
-import { spawnAndWait } from './child.js';
-import { BENCH_LIMITS } from './pipeline-bench.js';
+import { startBenchControlPlane } from './control-plane.js';
 
 export interface BundleSizeResult {
   devices: number;
@@ -227,20 +225,8 @@ function freshnessScenario(size: 'small' | 'large', towers: number): ScenarioInp
 }
 
 async function benchFreshness(size: 'small' | 'large', towerCount: number, changes: number, log: (s: string) => void): Promise<FreshnessResult> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'edgeplane-bench-fresh-'));
-  const adminPassword = randomSecret(16);
-  const { child, value: urls } = await spawnAndWait(
-    ['start', '--data-dir', dataDir, '--http-host', '127.0.0.1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--mqtt-port', '0', '--mqtt-ws-port', '0', '--admin-password', adminPassword, '--log-level', 'info', ...BENCH_LIMITS],
-    (line) => {
-      try {
-        const l = JSON.parse(line) as { msg?: string; http?: string; mqtt?: string };
-        return l.msg === 'EdgePlane control plane started' && l.http && l.mqtt ? { http: l.http, mqtt: l.mqtt } : undefined;
-      } catch {
-        return undefined;
-      }
-    },
-    { useBin: true },
-  );
+  const cp = await startBenchControlPlane();
+  const { urls, adminPassword } = cp;
   const agents: EdgeAgent[] = [];
   try {
     const scenario = parseScenario(freshnessScenario(size, towerCount));
@@ -297,8 +283,7 @@ async function benchFreshness(size: 'small' | 'large', towerCount: number, chang
     return { label: size, devices: tenant.device_ids.length, rules: SIZES[size].rules, towers: agents.length, changes, per_tower_ms: percentiles(perTower), all_towers_ms: percentiles(all) };
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
-    await child.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    await cp.stop();
   }
 }
 
