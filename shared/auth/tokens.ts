@@ -74,6 +74,7 @@ async function newKey(now: number): Promise<StoredKey> {
 export class KeyRing {
   #keys: StoredKey[];
   readonly #file: string | null;
+  #generation = 0;
 
   private constructor(keys: StoredKey[], file: string | null) {
     this.#keys = keys;
@@ -111,7 +112,13 @@ export class KeyRing {
     const keys = await readKeys(this.#file);
     if (!keys || JSON.stringify(keys.map((k) => k.kid)) === JSON.stringify(this.#keys.map((k) => k.kid))) return false;
     this.#keys = keys;
+    this.#generation++;
     return true;
+  }
+
+  /** Changes whenever the set of keys does (what was verified before may not verify now). */
+  get generation(): number {
+    return this.#generation;
   }
 
   hasKid(kid: string): boolean {
@@ -127,6 +134,7 @@ export class KeyRing {
     // Start from the file: another process may have rotated since we loaded it.
     await this.reload();
     this.#keys.push(await newKey(now));
+    this.#generation++;
     await this.#save();
     return this.currentKid;
   }
@@ -135,6 +143,7 @@ export class KeyRing {
   async retire(before: number): Promise<void> {
     const current = this.#keys[this.#keys.length - 1]!;
     this.#keys = this.#keys.filter((k) => k === current || k.created_at >= before);
+    this.#generation++;
     await this.#save();
   }
 
@@ -169,11 +178,23 @@ async function readKeys(file: string): Promise<StoredKey[] | null> {
 /** A token with an unknown kid makes the ring re-read its file at most this often. */
 const RELOAD_INTERVAL_MS = 5000;
 
+/** Access tokens whose verification is remembered (the oldest are forgotten first). */
+const VERIFIED_CACHE_SIZE = 10_000;
+
 export class TokenService {
   readonly #ring: KeyRing;
   readonly #ttlS: number;
   readonly #now: () => number;
   #lastReload = 0;
+  /** The ring's public keys, imported once per key-set generation (not per request). */
+  #keySet: { generation: number; get: ReturnType<typeof createLocalJWKSet> } | null = null;
+  /**
+   * Tokens already verified against the current keys, with their expiry: verifying an ES256
+   * signature (and importing the key) on every request was the largest CPU cost of an
+   * authenticated API call. An entry is used only while the key set is unchanged and the token
+   * has not expired; the claims carry nothing else a later check could contradict.
+   */
+  readonly #verified = new Map<string, { claims: AccessClaims; exp: number; generation: number }>();
 
   constructor(ring: KeyRing, accessTtlS: number, now: () => number = Date.now) {
     this.#ring = ring;
@@ -201,6 +222,12 @@ export class TokenService {
 
   /** Verifies signature, issuer, audience and expiry; throws TOKEN_EXPIRED or UNAUTHENTICATED. */
   async verify(token: string): Promise<AccessClaims> {
+    const hit = this.#verified.get(token);
+    if (hit) {
+      // jose's rule: expired once the current second reaches `exp`.
+      if (hit.generation === this.#ring.generation && Math.floor(this.#now() / 1000) < hit.exp) return { ...hit.claims };
+      this.#verified.delete(token);
+    }
     // A kid we do not know may come from a rotation made by another process sharing the ring.
     const kid = kidOf(token);
     if (kid && !this.#ring.hasKid(kid) && Date.now() - this.#lastReload >= RELOAD_INTERVAL_MS) {
@@ -208,7 +235,9 @@ export class TokenService {
       await this.#ring.reload().catch(() => false);
     }
     try {
-      const { payload } = await jwtVerify(token, createLocalJWKSet(this.#ring.jwks()), {
+      const generation = this.#ring.generation;
+      if (this.#keySet?.generation !== generation) this.#keySet = { generation, get: createLocalJWKSet(this.#ring.jwks()) };
+      const { payload } = await jwtVerify(token, this.#keySet.get, {
         issuer: TOKEN_ISSUER,
         audience: TOKEN_AUDIENCE,
         algorithms: [ALG],
@@ -216,6 +245,10 @@ export class TokenService {
       });
       const claims = ClaimsSchema.safeParse(payload);
       if (!claims.success) throw createError('UNAUTHENTICATED', 'access token has unexpected claims');
+      if (typeof payload.exp === 'number') {
+        if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
+        this.#verified.set(token, { claims: { ...claims.data }, exp: payload.exp, generation });
+      }
       return claims.data;
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw createError('TOKEN_EXPIRED', 'access token expired');
