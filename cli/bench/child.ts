@@ -34,7 +34,11 @@ export function spawnAndWait<T>(
   match: (line: string) => T | undefined,
   opts: { useBin?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ child: Child; value: T }> {
-  const argv = opts.useBin ? [projectPath('bin', 'edgeplane.js'), ...args] : args;
+  // EDGEPLANE_BENCH_CPU_PROF=<dir>: every server the bench starts writes a V8 CPU profile there
+  // when it exits (node --cpu-prof; NODE_OPTIONS may not carry it).
+  const profDir = process.env.EDGEPLANE_BENCH_CPU_PROF;
+  const prof = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const argv = [...prof, ...(opts.useBin ? [projectPath('bin', 'edgeplane.js'), ...args] : args)];
   const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: opts.env ?? process.env });
   const stop = () =>
     new Promise<number | null>((resolve) => {
