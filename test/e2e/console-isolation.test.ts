@@ -105,7 +105,11 @@ describeWithBrowser('console isolation and session security', () => {
     const rotated = (await cp.page.evaluate("sessionStorage.getItem('edgeplane.console.refresh')")) as string;
     expect(rotated).not.toBe(refresh);
 
+    // Signing out shows the login form at once, revokes the token, then reloads the page (which
+    // clears every bit of state): wait for that reload before reading the page again.
+    const reloaded = cp.page.waitForEvent('load');
     await cp.page.getByTestId('logout').click();
+    await reloaded;
     await cp.page.getByTestId('login-form').waitFor();
     expect(await storageKeys(cp.page)).toEqual({ local: [], session: [] });
     // The refresh token is dead at the API, and the feeds are closed.
