@@ -229,6 +229,8 @@ describe.each(['memory', 'LevelDB', 'Redis'])('the queue of an offline session (
     }
     if (kind === 'Redis') {
       const url = redisUrl();
+      // No redis-server: skipped (global setup prints the one line naming the install command;
+      // under CI=true global setup fails instead).
       if (!url) return ctx.skip();
       backends = redisBackends({ url, prefix: uniquePrefix() });
     }
