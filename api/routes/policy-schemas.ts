@@ -10,7 +10,7 @@ import type { Explanation } from '../../shared/policy/explain.js';
 import type { PolicyTest, PolicyTestRun } from '../../shared/policy/policy-tests.js';
 import type { VersionDiff } from '../../shared/policy/version-diff.js';
 import type { WhatIfResult } from '../../shared/policy/what-if.js';
-import { EscalationSchema, RemediationSchema } from '../../shared/schemas/records.js';
+import { PolicyRuleSchema, PolicySchema } from '../../shared/schemas/records.js';
 import type { PolicyVersionInfo } from '../../shared/store/port.js';
 import { HISTORY_KINDS } from '../../shared/store/rules/policy-history.js';
 
@@ -133,16 +133,17 @@ const SettingsSchema = z.object({
   max_events_per_s: z.number().int().nullable(),
   retention_days: z.number().int(),
 });
-const ContentPolicySchema = z.object({ id: z.string(), name: z.string(), description: z.string().nullable(), severity: SeveritySchema });
-const ContentRuleSchema = z.object({
-  id: z.string(),
-  policy_id: z.string(),
-  role_id: z.string().nullable(),
-  app: z.string(),
-  action: z.string(),
-  permission: EffectSchema,
-  remediation: RemediationSchema.nullable(),
-  escalation: EscalationSchema.nullable(),
+// A version's content holds the records' decision fields (no tenant or timestamps).
+const ContentPolicySchema = PolicySchema.pick({ id: true, name: true, description: true, severity: true });
+const ContentRuleSchema = PolicyRuleSchema.pick({
+  id: true,
+  policy_id: true,
+  role_id: true,
+  app: true,
+  action: true,
+  permission: true,
+  remediation: true,
+  escalation: true,
 });
 const RolePolicy = z.object({ role_id: z.string(), policy_id: z.string() });
 const UserRole = z.object({ user_id: z.string(), role_id: z.string() });
