@@ -20,6 +20,7 @@ import type { TenantPolicyState } from './policy-engine.js';
 import { dropUplink, type WorkerContext } from './context.js';
 import type { PolicyEngine } from './policy-engine.js';
 import type { RemediationEngine, Violation } from './remediation/remediation-engine.js';
+import { decidedUsage, localFields } from '../shared/store/rules/usage-batch.js';
 import { UsageWriter } from './usage-writer.js';
 
 /** A tower counts as active for the tenant's fair share of its plan rate this long. */
@@ -67,30 +68,9 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
         rejected.push({ event_id: ev.id, reason: r.reason });
         continue;
       }
-      const d = r.decision;
-      decisions.push(d);
-      records.push({
-        id: ev.id,
-        tenant_id: tenantId,
-        tower_id: msg.tower_id,
-        batch_id: batch.id,
-        device_id: ev.device_id,
-        user_id: r.user_id,
-        app: ev.app,
-        action: ev.action,
-        bytes: ev.bytes ?? null,
-        ts: ev.ts,
-        received_at: msg.received_at,
-        effect: d.effect,
-        reason: d.reason,
-        rule_id: d.rule_id,
-        policy_id: d.policy_id,
-        policy_version: index.version,
-        severity: d.severity,
-        local_effect: ev.local?.effect ?? null,
-        local_policy_version: ev.local?.policy_version ?? null,
-        disagreement: ev.local !== undefined && ev.local.effect !== d.effect,
-      });
+      decisions.push(r.decision);
+      const record = decidedUsage(ev, r, index.version, { tenant_id: tenantId, tower_id: msg.tower_id, batch_id: batch.id, received_at: msg.received_at });
+      records.push(Object.assign(record, localFields(record)));
     }
 
     const result = records.length

@@ -11,6 +11,7 @@ import { compilePolicyIndex } from '../../shared/policy/compile-policy-index.js'
 import { evaluateUsage } from '../../shared/policy/evaluate-usage.js';
 import { modelFromSnapshot } from '../../shared/policy/model.js';
 import type { DecidedUsage, RecordUsageInput } from '../../shared/store/port.js';
+import { decidedUsage } from '../../shared/store/rules/usage-batch.js';
 import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
 import { mulberry32 } from '../../simulator/prng.js';
 import { VIOLATION } from './bench-world.js';
@@ -59,22 +60,7 @@ export async function seedUsageRows(opts: SeedOptions): Promise<number> {
         const e = { id: newId(), ts: at, device_id: opts.deviceIds[Math.floor(rnd() * opts.deviceIds.length)]!, app: m.app, action: m.action };
         const r = evaluateUsage(index, e, () => undefined);
         if (r.kind !== 'decided') throw new Error(`seed event not decided: ${r.kind}`);
-        const d = r.decision;
-        records.push({
-          ...e,
-          tenant_id: opts.tenantId,
-          tower_id: towerId,
-          batch_id: batchId,
-          user_id: r.user_id,
-          bytes: null,
-          received_at: at,
-          effect: d.effect,
-          reason: d.reason,
-          rule_id: d.rule_id,
-          policy_id: d.policy_id,
-          policy_version: index.version,
-          severity: d.severity,
-        });
+        records.push(decidedUsage(e, r, index.version, { tenant_id: opts.tenantId, tower_id: towerId, batch_id: batchId, received_at: at }));
       }
       const last = records[records.length - 1]!;
       group.push({ tenant_id: opts.tenantId, tower_id: towerId, batch_id: batchId, now: last.received_at, alert_window_s: 300, records });

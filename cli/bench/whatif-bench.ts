@@ -25,6 +25,7 @@ import { modelFromSnapshot } from '../../shared/policy/model.js';
 import { runWhatIf } from '../../shared/policy/what-if.js';
 import type { DecidedUsage, RecordUsageInput } from '../../shared/store/port.js';
 import { canonicalJson } from '../../shared/store/rules/policy-history.js';
+import { decidedUsage } from '../../shared/store/rules/usage-batch.js';
 import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
 import { mulberry32 } from '../../simulator/prng.js';
 import { nodeArgsFor, spawnAndWait } from './child.js';
@@ -140,22 +141,7 @@ async function recordUsage(store: SqliteStore, tenantId: string, events: number,
       const e = { id, ts: at, device_id: `wb-dev${Math.floor(rnd() * SHAPE.devices)}`, app: SHAPE.apps[zipf(rnd, SHAPE.apps.length)]!, action: SHAPE.actions[Math.floor(rnd() * SHAPE.actions.length)]! };
       const r = evaluateUsage(index, e, () => undefined);
       if (r.kind !== 'decided') continue;
-      const d = r.decision;
-      records.push({
-        ...e,
-        tenant_id: tenantId,
-        tower_id: `tower${j % 50}`,
-        batch_id: batchId,
-        user_id: r.user_id,
-        bytes: null,
-        received_at: at,
-        effect: d.effect,
-        reason: d.reason,
-        rule_id: d.rule_id,
-        policy_id: d.policy_id,
-        policy_version: index.version,
-        severity: d.severity,
-      });
+      records.push(decidedUsage(e, r, index.version, { tenant_id: tenantId, tower_id: `tower${j % 50}`, batch_id: batchId, received_at: at }));
     }
     group.push({ tenant_id: tenantId, tower_id: 'tower0', batch_id: batchId, now: T0 + Math.floor((i / events) * DAY_MS), alert_window_s: 300, records });
     if (group.length === GROUP) {

@@ -5,6 +5,7 @@
  * (inside its transaction), calls `foldBatch`, and writes what it returns.
  */
 import type { Alert, DiscoveredDevice, Effect } from '../../domain.js';
+import type { Decision, UsageEvent } from '../../mqtt/payloads.js';
 import type { DecidedUsage, RecordUsageInput, RecordUsageResult, StoredDecision } from '../port.js';
 import { alertKey, foldAlerts, raisesAlert } from './alerts.js';
 import { foldDiscovered, type DeviceSighting, type Tracked } from './discovery.js';
@@ -20,6 +21,40 @@ export function validateBatch(input: RecordUsageInput): void {
     if (r.reason === 'rule' && r.rule_id === null) throw invalid(`records.${i}.rule_id`, 'required when reason is rule');
     if (r.reason === 'rule' && r.policy_id === null) throw invalid(`records.${i}.policy_id`, 'required when reason is rule');
   });
+}
+
+/**
+ * The record of one decided usage event, as the store takes it: the event, the decision and its
+ * policy version, where and when it was received, and the tower's own decision if it made one.
+ */
+export function decidedUsage(
+  event: Pick<UsageEvent, 'id' | 'ts' | 'device_id' | 'app' | 'action' | 'bytes' | 'local'>,
+  evaluation: { decision: Decision; user_id: string | null },
+  policyVersion: number,
+  at: { tenant_id: string; tower_id: string; batch_id: string; received_at: number },
+): DecidedUsage {
+  const d = evaluation.decision;
+  return {
+    id: event.id,
+    tenant_id: at.tenant_id,
+    tower_id: at.tower_id,
+    batch_id: at.batch_id,
+    device_id: event.device_id,
+    user_id: evaluation.user_id,
+    app: event.app,
+    action: event.action,
+    bytes: event.bytes ?? null,
+    ts: event.ts,
+    received_at: at.received_at,
+    effect: d.effect,
+    reason: d.reason,
+    rule_id: d.rule_id,
+    policy_id: d.policy_id,
+    policy_version: policyVersion,
+    severity: d.severity,
+    local_effect: event.local?.effect ?? null,
+    local_policy_version: event.local?.policy_version ?? null,
+  };
 }
 
 /** The local-decision columns of a record: set when the tower decided itself, with the disagreement. */
