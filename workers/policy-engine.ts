@@ -129,7 +129,7 @@ export class PolicyEngine {
    * policy bundle (once per version). Never throws: a failed publish is retried at the next change.
    */
   serve(tenantId: string, towerId: string): void {
-    this.#track(this.#publisher.serve(tenantId, towerId));
+    if (this.#publisher.needsServing(tenantId, towerId)) this.#track(this.#publisher.serve(tenantId, towerId));
   }
 
   #entry(tenantId: string): Entry {

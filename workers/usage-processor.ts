@@ -162,13 +162,17 @@ function violationsOf(records: DecidedUsage[], stored: StoredDecision[]): Violat
  * event was) and their disagreements with the stored decision; logs a local allow the cloud denies.
  */
 function reconcile(ctx: WorkerContext, tenantId: string, towerId: string, records: readonly UsageRecord[], result: RecordUsageResult): void {
+  // The common batch has no local decision at all: nothing to index then (this runs per batch).
+  if (result.local_recorded.length === 0 && !records.some((r) => r.local_effect !== null)) return;
   const duplicates = new Set(result.stored_decisions.map((s) => s.id));
-  const byId = new Map(records.map((r) => [r.id, r]));
   const reconciled: Array<{ record: UsageRecord; local: 'allow' | 'deny'; effect: 'allow' | 'deny' }> = [];
   for (const r of records) if (r.local_effect !== null && !duplicates.has(r.id)) reconciled.push({ record: r, local: r.local_effect, effect: r.effect });
-  for (const l of result.local_recorded) {
-    const r = byId.get(l.id);
-    if (r) reconciled.push({ record: r, local: l.local_effect, effect: l.effect });
+  if (result.local_recorded.length > 0) {
+    const byId = new Map(records.map((r) => [r.id, r]));
+    for (const l of result.local_recorded) {
+      const r = byId.get(l.id);
+      if (r) reconciled.push({ record: r, local: l.local_effect, effect: l.effect });
+    }
   }
   if (reconciled.length === 0) return;
   ctx.counters.inc('usage_local_decisions_reconciled_total', undefined, reconciled.length);
