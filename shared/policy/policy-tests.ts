@@ -37,6 +37,23 @@ export interface PolicyTestInput {
 
 export type PolicyTestPatch = Partial<PolicyTestInput>;
 
+/** A new test case from its input, as every adapter stores it (optional fields null). */
+export function newPolicyTest(tenantId: string, input: PolicyTestInput, id: string, now: number): PolicyTest {
+  return {
+    id,
+    tenant_id: tenantId,
+    name: input.name,
+    device_id: input.device_id ?? null,
+    user_id: input.user_id ?? null,
+    app: input.app,
+    action: input.action,
+    expected_effect: input.expected_effect,
+    expected_rule_id: input.expected_rule_id ?? null,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
 /** The subject rule every adapter checks on create and on the patched record. */
 export function requireOneSubject(t: { device_id?: string | null; user_id?: string | null }): void {
   const hasDevice = t.device_id !== undefined && t.device_id !== null;

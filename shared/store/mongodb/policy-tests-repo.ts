@@ -2,7 +2,7 @@
  * Stored policy test cases (port: policyTests). Plain tenant-owned records: they describe
  * expectations, not decisions, so no change here bumps the policy version.
  */
-import { requireOneSubject, type PolicyTest } from '../../policy/policy-tests.js';
+import { newPolicyTest, requireOneSubject, type PolicyTest } from '../../policy/policy-tests.js';
 import type { Store } from '../port.js';
 import { C, type PolicyTestDoc } from './collections.js';
 import { strip, type MongoContext } from './context.js';
@@ -23,20 +23,7 @@ export function createPolicyTestRepo(ctx: MongoContext, refs: TenantRefs): Store
       requireOneSubject(input);
       return ctx.write(async ({ session }) => {
         await refs.requireTenant(session, tenantId);
-        const now = ctx.now();
-        const test: PolicyTest = {
-          id: ctx.newId(),
-          tenant_id: tenantId,
-          name: input.name,
-          device_id: input.device_id ?? null,
-          user_id: input.user_id ?? null,
-          app: input.app,
-          action: input.action,
-          expected_effect: input.expected_effect,
-          expected_rule_id: input.expected_rule_id ?? null,
-          created_at: now,
-          updated_at: now,
-        };
+        const test = newPolicyTest(tenantId, input, ctx.newId(), ctx.now());
         await table.coll.insertOne({ _id: test.id, ...test }, { session });
         return test;
       });

@@ -2,7 +2,7 @@
  * Stored policy test cases (port: policyTests). Plain tenant-owned records: they describe
  * expectations, not decisions, so no change here bumps the policy version.
  */
-import { requireOneSubject, type PolicyTest } from '../../policy/policy-tests.js';
+import { newPolicyTest, requireOneSubject, type PolicyTest } from '../../policy/policy-tests.js';
 import type { Store } from '../port.js';
 import type { SqliteContext } from './context.js';
 import { EntityTable } from './entity-table.js';
@@ -37,20 +37,7 @@ export function createPolicyTestRepo(ctx: SqliteContext, refs: TenantRefs): Stor
       requireOneSubject(input);
       return ctx.write(() => {
         refs.requireTenant(tenantId);
-        const now = ctx.now();
-        return table.insert({
-          id: ctx.newId(),
-          tenant_id: tenantId,
-          name: input.name,
-          device_id: input.device_id ?? null,
-          user_id: input.user_id ?? null,
-          app: input.app,
-          action: input.action,
-          expected_effect: input.expected_effect,
-          expected_rule_id: input.expected_rule_id ?? null,
-          created_at: now,
-          updated_at: now,
-        });
+        return table.insert(newPolicyTest(tenantId, input, ctx.newId(), ctx.now()));
       });
     },
     async get(tenantId, id) {
