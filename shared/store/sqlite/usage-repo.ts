@@ -60,15 +60,7 @@ const ALERT_COLUMNS = [
   'count',
   'first_seen',
   'last_seen',
-  'status',
-  'acknowledged_by',
-  'acknowledged_at',
-  'assigned_to',
-  'assigned_at',
-  'assigned_by',
-  'resolved_by',
-  'resolved_at',
-  'note',
+  ...ALERT_WORKFLOW_FIELDS,
 ] as const;
 const ALERT_EVENT_COLUMNS = ['id', 'tenant_id', 'alert_id', 'kind', 'at', 'actor_id', 'assignee', 'note'] as const;
 const DISCOVERED_COLUMNS = ['id', 'tenant_id', 'device_id', 'tower_id', 'first_seen', 'last_seen', 'count'] as const;
