@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { Alert, AlertEvent, CommandRecord, DiscoveredDevice, Tower, UsageRecord } from './domain.js';
 import { AlertEventSchema, AlertSchema, CommandRecordSchema, DiscoveredDeviceSchema, TowerSchema, UsageRecordSchema } from './schemas/records.js';
+import type { PolicyChangeScope } from './store/port.js';
 
 export interface AlertStepEvent {
   tenant_id: string;
@@ -23,7 +24,7 @@ export const ALERT_STEP_EVENTS = {
 
 export interface BusEvents {
   /** A committed change bumped the tenant's policy version: recompile its index. */
-  'policy.changed': { tenant_id: string; version: number };
+  'policy.changed': { tenant_id: string; version: number; scope?: PolicyChangeScope };
   /** Usage events were decided and stored (only first deliveries, never redeliveries). */
   'usage.decided': { tenant_id: string; tower_id: string; records: UsageRecord[] };
   'alert.opened': { tenant_id: string; alert: Alert };
@@ -58,7 +59,8 @@ export type ConsoleUserRevokedReason = (typeof CONSOLE_USER_REVOKED_REASONS)[num
 const AlertStepEventSchema = z.object({ tenant_id: z.string(), alert: AlertSchema, step: AlertEventSchema });
 
 export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]> } = {
-  'policy.changed': z.object({ tenant_id: z.string(), version: z.number().int() }),
+  // No scope (a process of an earlier release): treated as 'inventory'.
+  'policy.changed': z.object({ tenant_id: z.string(), version: z.number().int(), scope: z.enum(['rules', 'inventory']).optional() }),
   'usage.decided': z.object({ tenant_id: z.string(), tower_id: z.string(), records: z.array(UsageRecordSchema) }),
   'alert.opened': z.object({ tenant_id: z.string(), alert: AlertSchema }),
   'alert.updated': z.object({ tenant_id: z.string(), alert: AlertSchema }),

@@ -46,6 +46,8 @@ let tenantA: string;
 let tenantB: string;
 let roleId: string;
 let policyId: string;
+/** While true, committed policy changes are not announced on the bus (a lost announcement). */
+let muted = false;
 
 function usage(tenantId: string, towerId: string, events: Array<{ device: string; app: string; action: string; local?: LocalDecision; id?: string }>): { msg: UplinkMessage; batch: UsageBatch } {
   const batch: UsageBatch = {
@@ -67,11 +69,12 @@ async function settled(): Promise<void> {
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'edgeplane-bundles-'));
+  muted = false;
   bus = new InProcessBus();
   counters = new Counters();
   store = new SqliteStore({
     file: join(dir, 'db.sqlite'),
-    hooks: { onPolicyChanged: (tenantId, version) => bus.publish('policy.changed', { tenant_id: tenantId, version }) },
+    hooks: { onPolicyChanged: (tenantId, version, scope) => muted || bus.publish('policy.changed', { tenant_id: tenantId, version, scope }) },
   });
   await store.init();
   downlink = new RecordingDownlink();
@@ -133,6 +136,51 @@ describe('edge bundles from the workers', () => {
     expect(downlink.kinds(again).filter((k) => k.startsWith('directory'))).toEqual(['directoryPart', 'directory']);
     // Same grants: the parts are unchanged; only the heads go out again.
     expect(downlink.kinds(again).filter((k) => k.startsWith('policy')).sort()).toEqual(['policy:A:T1', 'policy:A:T2']);
+  });
+
+  it('after rule-side changes only, rebuilds from the rule side and keeps the inventory; any other change, or a gap, reads everything', async () => {
+    await pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await settled();
+    const ruleSide = () => counters.get('policy_index_rule_side_builds_total');
+    const builds = () => counters.get('policy_index_builds_total');
+    const headAt = (from: number) => {
+      const m = downlink.sent.slice(from).find((s) => s.topic === topics.policy(tenantA, 'T1'));
+      const r = m && decodePayload(PolicyBundleSchema, m.payload);
+      return r?.ok ? r.value : null;
+    };
+    const b0 = builds();
+    const r0 = ruleSide();
+    let from = downlink.sent.length;
+    await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
+    await store.policies.update(tenantA, policyId, { severity: 'low' });
+    await settled();
+    expect([builds() - b0, ruleSide() - r0]).toEqual([1, 1]);
+    // The new rule side is what the towers get; the owner's profile is still there.
+    expect(headAt(from)).toMatchObject({ grants: 2, policies: [[policyId, 'low']] });
+    expect(Object.keys(headAt(from)!.profiles)).toHaveLength(2);
+    expect(downlink.kinds(from).filter((k) => k.startsWith('directory'))).toEqual([]);
+    expect(pipeline.engine.tenantOfDevice('devA1')).toBe(tenantA);
+
+    // An inventory change is read whole: the new device reaches the directory.
+    from = downlink.sent.length;
+    await store.devices.create(tenantA, { id: 'devA2', name: 'tablet' });
+    await settled();
+    expect(ruleSide() - r0).toBe(1);
+    expect(downlink.kinds(from).filter((k) => k.startsWith('directory'))).toEqual(['directoryPart', 'directory']);
+    expect(pipeline.engine.tenantOfDevice('devA2')).toBe(tenantA);
+
+    // A lost announcement: a device added unheard, then a rule change heard. The versions in
+    // between are not all known to be rule-side, so the engine reads everything again.
+    muted = true;
+    await store.devices.create(tenantA, { id: 'devA3', name: 'laptop' });
+    muted = false;
+    from = downlink.sent.length;
+    await store.rules.create(tenantA, { policy_id: policyId, app: 'telegram', action: '*', permission: 'deny' });
+    await settled();
+    expect(ruleSide() - r0).toBe(1);
+    expect(pipeline.engine.tenantOfDevice('devA3')).toBe(tenantA);
+    expect(headAt(from)).toMatchObject({ grants: 3 });
+    expect(downlink.kinds(from).filter((k) => k.startsWith('directory'))).toEqual(['directoryPart', 'directory']);
   });
 
   it('records local decisions and their disagreements, counts them, once also when reported after the event', async () => {

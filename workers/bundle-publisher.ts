@@ -7,12 +7,14 @@
  * Retained documents: parts first, then the head that names them, so a tower never holds a head
  * without the parts being on their way. A part whose content this process already published on
  * that topic is not sent again (a rule change re-sends the bundle's head and the part holding the
- * rule; a new device re-sends one directory part). One process publishes each version (a lease);
+ * rule; a new device re-sends one directory part). After rule-side changes only, the model keeps
+ * its inventory by reference (policy-engine.ts), and what depends on the inventory alone — the
+ * directory slice, the owners' profiles — is not computed again. One process publishes each version (a lease);
  * another process that later sees a tower start serving the tenant publishes to that tower alone.
  */
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
-import { buildDirectorySlice, buildPolicyBundle, deviceProfiles, directoryEntry, directoryToken, type PartedDocument } from '../shared/policy/edge-bundle.js';
+import { buildDirectorySlice, buildPolicyBundle, deviceProfiles, directoryEntry, directoryToken, ownerProfiles, type PartedDocument } from '../shared/policy/edge-bundle.js';
 import type { PolicyModel } from '../shared/policy/model.js';
 import type { PolicyBundle } from '../shared/mqtt/payloads.js';
 import type { WorkerContext } from './context.js';
@@ -34,6 +36,12 @@ interface CachedEntry {
   entry: Buffer;
 }
 
+type Inventory = Pick<PolicyModel, 'devices' | 'user_roles'>;
+
+function sameInventory(a: Inventory | undefined, b: Inventory): boolean {
+  return a !== undefined && a.devices === b.devices && a.user_roles === b.user_roles;
+}
+
 export class BundlePublisher {
   readonly #ctx: WorkerContext;
   readonly #key: Buffer;
@@ -45,6 +53,10 @@ export class BundlePublisher {
   /** Per tenant, the part refs of the directory slice last published. */
   readonly #sliceSent = new Map<string, string>();
   readonly #legacyCleared = new Set<string>();
+  /** Per tenant, the inventory its published directory slice was built from. */
+  readonly #sliceInventory = new Map<string, Inventory>();
+  /** Per tenant, its owners' profiles and the inventory they were computed from. */
+  readonly #profiles = new Map<string, { inventory: Inventory; profiles: Map<string, string[]> }>();
 
   constructor(ctx: WorkerContext, directoryKey: Buffer) {
     this.#ctx = ctx;
@@ -58,7 +70,7 @@ export class BundlePublisher {
     await this.#publishDirectory(model);
     const current = this.#bundles.get(tenantId);
     if (current && current.version >= model.version) return;
-    const bundle: TenantBundle = { version: model.version, doc: buildPolicyBundle(model), towers: new Set() };
+    const bundle: TenantBundle = { version: model.version, doc: buildPolicyBundle(model, this.#profilesOf(model)), towers: new Set() };
     this.#bundles.set(tenantId, bundle);
     if (!(await this.#lease(`bundle.${tenantId}.${model.version}`))) return;
     for (const towerId of await this.#servingTowers(tenantId)) await this.#publishBundle(tenantId, towerId, bundle);
@@ -86,6 +98,8 @@ export class BundlePublisher {
     this.#bundles.delete(tenantId);
     this.#entries.delete(tenantId);
     this.#sliceSent.delete(tenantId);
+    this.#sliceInventory.delete(tenantId);
+    this.#profiles.delete(tenantId);
     const token = directoryToken(this.#key, tenantId);
     const prefixes = [topics.directory(token), ...[...(bundle?.towers ?? [])].map((t) => topics.policy(tenantId, t))];
     for (const prefix of prefixes) {
@@ -106,8 +120,17 @@ export class BundlePublisher {
     this.#ctx.counters.inc('policy_bundles_published_total');
   }
 
+  #profilesOf(model: PolicyModel): Map<string, string[]> {
+    const held = this.#profiles.get(model.tenant_id);
+    if (held && sameInventory(held.inventory, model)) return held.profiles;
+    const profiles = ownerProfiles(model);
+    this.#profiles.set(model.tenant_id, { inventory: { devices: model.devices, user_roles: model.user_roles }, profiles });
+    return profiles;
+  }
+
   async #publishDirectory(model: PolicyModel): Promise<void> {
     const tenantId = model.tenant_id;
+    if (sameInventory(this.#sliceInventory.get(tenantId), model)) return;
     const before = this.#entries.get(tenantId) ?? new Map<string, CachedEntry>();
     const after = new Map<string, CachedEntry>();
     for (const d of deviceProfiles(model)) {
@@ -117,13 +140,15 @@ export class BundlePublisher {
     this.#entries.set(tenantId, after);
     const slice = buildDirectorySlice(this.#key, tenantId, model.version, [...after.values()].map((e) => e.entry));
     const identity = slice.head.parts.join(',');
-    if (this.#sliceSent.get(tenantId) === identity) return;
-    if (!(await this.#lease(`directory.${tenantId}.${model.version}`))) return;
-    const topic = topics.directory(slice.head.token);
-    await this.#publishParts(slice.parts, slice.head.parts, (i) => topics.directoryPart(slice.head.token, i));
-    await this.#ctx.downlink.publish(topic, encodePayload({ ...slice.head, id: this.#ctx.newId(), published_at: this.#ctx.now() }), { retain: true });
-    this.#sliceSent.set(tenantId, identity);
-    this.#ctx.counters.inc('directory_slices_published_total');
+    if (this.#sliceSent.get(tenantId) !== identity) {
+      if (!(await this.#lease(`directory.${tenantId}.${model.version}`))) return;
+      const topic = topics.directory(slice.head.token);
+      await this.#publishParts(slice.parts, slice.head.parts, (i) => topics.directoryPart(slice.head.token, i));
+      await this.#ctx.downlink.publish(topic, encodePayload({ ...slice.head, id: this.#ctx.newId(), published_at: this.#ctx.now() }), { retain: true });
+      this.#sliceSent.set(tenantId, identity);
+      this.#ctx.counters.inc('directory_slices_published_total');
+    }
+    this.#sliceInventory.set(tenantId, { devices: model.devices, user_roles: model.user_roles });
   }
 
   /** Publishes the parts whose content changed (by ref), and clears parts beyond the new count. */

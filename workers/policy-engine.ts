@@ -3,11 +3,14 @@
  * version changes (bus 'policy.changed'), and republishes the tenant's edge bundles
  * (bundle-publisher.ts) so towers decide with the same rules. Invalidation is immediate; the
  * rebuild happens on the next event or after a short debounce, whichever comes first, so a burst
- * of API edits costs one rebuild.
+ * of API edits costs one rebuild. When every version since the last build was announced as a
+ * rule-side change (bus scope 'rules'), the rebuild re-reads only the rule side and keeps the
+ * inventory it holds: a rule edit in a tenant of 100,000 devices does not re-read them.
  */
 import { randomBytes } from 'node:crypto';
 import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-policy-index.js';
-import { modelFromSnapshot, type PolicyModel } from '../shared/policy/model.js';
+import { modelFromRulesSnapshot, modelFromSnapshot, type PolicyModel } from '../shared/policy/model.js';
+import type { PolicyChangeScope, PolicyRulesSnapshot } from '../shared/store/port.js';
 import type { Plan, PolicyRule, Severity } from '../shared/domain.js';
 import { BundlePublisher } from './bundle-publisher.js';
 import type { WorkerContext } from './context.js';
@@ -29,7 +32,12 @@ interface Entry {
   generation: number;
   builtGeneration: number;
   building: Promise<TenantPolicyState | null> | null;
+  /** Versions announced as rule-side changes only, newer than the last build (bounded). */
+  rulesOnly: Set<number>;
 }
+
+/** More rule-only versions pending than this: forget them (the next build reads everything). */
+const MAX_RULES_ONLY_PENDING = 10_000;
 
 export interface PolicyEngineOptions {
   /** Coalesces bursts of changes into one rebuild + bundle publish. */
@@ -66,7 +74,7 @@ export class PolicyEngine {
       this.#setDevice(device_id, tenant_id);
     }
     // Cluster scope: a change made through any API process invalidates every worker's index.
-    this.#unsubscribe = this.#ctx.bus.subscribe('policy.changed', (e) => this.invalidate(e.tenant_id), this, 'cluster');
+    this.#unsubscribe = this.#ctx.bus.subscribe('policy.changed', (e) => this.invalidate(e.tenant_id, e), this, 'cluster');
     // Retained bundles may be missing (fresh broker) or stale: publish every tenant's current one.
     let cursor: string | null = null;
     do {
@@ -86,10 +94,17 @@ export class PolicyEngine {
 
   tenantOfDevice = (deviceId: string): string | undefined => this.#directory.get(deviceId);
 
-  /** Marks the tenant's index stale now and schedules a rebuild + bundle publish. */
-  invalidate(tenantId: string): void {
+  /**
+   * Marks the tenant's index stale now and schedules a rebuild + bundle publish. `change` names
+   * the version and what it can alter (no scope: anything).
+   */
+  invalidate(tenantId: string, change?: { version: number; scope?: PolicyChangeScope | undefined }): void {
     const e = this.#entry(tenantId);
     e.generation++;
+    if (change?.scope === 'rules') {
+      if (e.rulesOnly.size >= MAX_RULES_ONLY_PENDING) e.rulesOnly.clear();
+      e.rulesOnly.add(change.version);
+    }
     const prev = this.#timers.get(tenantId);
     if (prev) clearTimeout(prev);
     this.#timers.set(
@@ -135,7 +150,7 @@ export class PolicyEngine {
   #entry(tenantId: string): Entry {
     let e = this.#entries.get(tenantId);
     if (!e) {
-      e = { state: null, generation: 1, builtGeneration: 0, building: null };
+      e = { state: null, generation: 1, builtGeneration: 0, building: null, rulesOnly: new Set() };
       this.#entries.set(tenantId, e);
     }
     return e;
@@ -148,15 +163,16 @@ export class PolicyEngine {
         const gen = e.generation;
         e.building = (async () => {
           try {
-            const snapshot = await this.#ctx.store.policySnapshot(tenantId);
-            if (!snapshot) {
+            const read = await this.#read(tenantId, e);
+            if (!read) {
               e.state = null;
               e.builtGeneration = gen;
               return null;
             }
-            const model = modelFromSnapshot(snapshot);
+            const { snapshot, model } = read;
             const severities = new Map(snapshot.policies.map((p) => [p.id, p.severity]));
-            this.#replaceDevices(tenantId, model);
+            for (const v of e.rulesOnly) if (v <= model.version) e.rulesOnly.delete(v);
+            if (model.devices !== this.#models.get(tenantId)?.devices) this.#replaceDevices(tenantId, model);
             e.state = {
               index: compilePolicyIndex(model),
               alertWindowS: snapshot.tenant.alert_window_s,
@@ -178,6 +194,26 @@ export class PolicyEngine {
     }
   }
 
+  /**
+   * The tenant's current model: the rule side over the inventory held when every version since
+   * the held model was announced as rule-side only, otherwise a whole snapshot.
+   */
+  async #read(tenantId: string, e: Entry): Promise<{ snapshot: PolicyRulesSnapshot; model: PolicyModel } | null> {
+    const held = this.#models.get(tenantId);
+    if (held && e.rulesOnly.size > 0) {
+      const side = await this.#ctx.store.policyRulesSnapshot(tenantId);
+      if (!side) return null;
+      const version = side.tenant.policy_version;
+      let covered = version >= held.version;
+      for (let v = held.version + 1; covered && v <= version; v++) covered = e.rulesOnly.has(v);
+      if (covered) {
+        this.#ctx.counters.inc('policy_index_rule_side_builds_total');
+        return { snapshot: side, model: modelFromRulesSnapshot(side, held) };
+      }
+    }
+    const snapshot = await this.#ctx.store.policySnapshot(tenantId);
+    return snapshot && { snapshot, model: modelFromSnapshot(snapshot) };
+  }
 
   #replaceDevices(tenantId: string, model: PolicyModel): void {
     const old = this.#devicesOf.get(tenantId);

@@ -108,7 +108,7 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
   const store = openStore(storeUrl, {
     now,
     newId,
-    hooks: { onPolicyChanged: (tenantId, version) => bus.publish('policy.changed', { tenant_id: tenantId, version }) },
+    hooks: { onPolicyChanged: (tenantId, version, scope) => bus.publish('policy.changed', { tenant_id: tenantId, version, scope }) },
   });
   components.push(
     component(

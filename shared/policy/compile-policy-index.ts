@@ -195,6 +195,22 @@ export interface PolicyIndex {
   decideForDevice(deviceId: string, app: string, action: string): Outcome | undefined;
 }
 
+/**
+ * Device → owner of an inventory, shared by the indexes compiled over the same devices array (a
+ * rule-side change keeps the inventory by reference: model.ts modelFromRulesSnapshot). Read-only.
+ */
+const ownersByInventory = new WeakMap<PolicyModel['devices'], Map<string, string | null>>();
+
+function ownersOf(devices: PolicyModel['devices']): Map<string, string | null> {
+  let owners = ownersByInventory.get(devices);
+  if (!owners) {
+    owners = new Map();
+    for (const d of devices) owners.set(d.id, d.user_id);
+    ownersByInventory.set(devices, owners);
+  }
+  return owners;
+}
+
 export function compilePolicyIndex(model: PolicyModel, opts: CompileOptions = {}): PolicyIndex {
   const memoPerRoleSet = opts.memoPerRoleSet ?? MEMO_PER_ROLE_SET;
   const memoPerIndex = opts.memoPerIndex ?? MEMO_PER_INDEX;
@@ -204,8 +220,7 @@ export function compilePolicyIndex(model: PolicyModel, opts: CompileOptions = {}
     if (!list) byRole.set(g.role_id, (list = []));
     list.push(g);
   }
-  const owners = new Map<string, string | null>();
-  for (const d of model.devices) owners.set(d.id, d.user_id);
+  const owners = ownersOf(model.devices);
   const defaultOutcome: Outcome = { effect: model.default_effect, reason: 'default', rule: null };
 
   /** Built on first use: a tenant's index is rebuilt on every policy change. */

@@ -159,8 +159,29 @@ export function deviceProfiles(model: PolicyModel): Array<{ id: string; profile:
   });
 }
 
+/**
+ * The profiles of a tenant's device owners: profile ref → the owner's role ids, sorted (the empty
+ * profile always present). Depends on the inventory alone (devices, user roles), so a publisher
+ * may keep it across rule-side changes.
+ */
+export function ownerProfiles(model: Pick<PolicyModel, 'devices' | 'user_roles'>): Map<string, string[]> {
+  const out = new Map<string, string[]>([[profileRef([]), []]]);
+  const seenUsers = new Set<string>();
+  for (const d of model.devices) {
+    if (d.user_id === null || seenUsers.has(d.user_id)) continue;
+    seenUsers.add(d.user_id);
+    const userRoles = model.user_roles.get(d.user_id) ?? [];
+    const ref = profileRef(userRoles);
+    if (!out.has(ref)) out.set(ref, [...new Set(userRoles)].sort());
+  }
+  return out;
+}
+
 /** A tenant's policy bundle content, the same for every tower it serves. */
-export function buildPolicyBundle(model: PolicyModel): PartedDocument<Omit<PolicyBundle, 'id' | 'tower_id' | 'published_at'>> {
+export function buildPolicyBundle(
+  model: PolicyModel,
+  owners: ReadonlyMap<string, readonly string[]> = ownerProfiles(model),
+): PartedDocument<Omit<PolicyBundle, 'id' | 'tower_id' | 'published_at'>> {
   const policyIndex = new Map<string, number>();
   const policies: Array<[string, Severity]> = [];
   const roleIndex = new Map<string, number>();
@@ -182,15 +203,8 @@ export function buildPolicyBundle(model: PolicyModel): PartedDocument<Omit<Polic
     }
     return [g.rule_id, p, roleOf(g.role_id), g.app, g.action, g.effect];
   });
-  const profiles: Record<string, number[]> = { [profileRef([])]: [] };
-  const seenUsers = new Set<string>();
-  for (const d of model.devices) {
-    if (d.user_id === null || seenUsers.has(d.user_id)) continue;
-    seenUsers.add(d.user_id);
-    const userRoles = model.user_roles.get(d.user_id) ?? [];
-    const ref = profileRef(userRoles);
-    profiles[ref] ??= [...new Set(userRoles)].sort().map(roleOf);
-  }
+  const profiles: Record<string, number[]> = {};
+  for (const [ref, roleIds] of owners) profiles[ref] = roleIds.map(roleOf);
   const parts: Buffer[] = [];
   for (let i = 0; i * GRANTS_PER_PART < tuples.length; i++) {
     const part: PolicyBundlePart = { v: BUNDLE_SCHEMA_VERSION, i, grants: tuples.slice(i * GRANTS_PER_PART, (i + 1) * GRANTS_PER_PART) };

@@ -5,7 +5,7 @@
  */
 import type { PolicyRule } from '../domain.js';
 import type { BundleGrant, Effect, Severity } from '../mqtt/payloads.js';
-import type { PolicySnapshot } from '../store/port.js';
+import type { PolicyRulesSnapshot, PolicySnapshot } from '../store/port.js';
 import type { PolicyContent } from './content.js';
 
 export interface PolicyModel {
@@ -72,6 +72,21 @@ export function modelFromSnapshot(s: PolicySnapshot): PolicyModel {
     default_effect: s.tenant.default_effect,
     devices: s.devices,
     user_roles: userRolesOf(s.user_roles),
+    grants: flattenGrants(s.policies, s.rules, s.role_policies),
+  };
+}
+
+/**
+ * The model after rule-side changes only (PolicyChangeScope 'rules'): the new rule side over the
+ * inventory of an earlier model, shared by reference (so its consumers can tell it is unchanged).
+ */
+export function modelFromRulesSnapshot(s: PolicyRulesSnapshot, inventory: Pick<PolicyModel, 'devices' | 'user_roles'>): PolicyModel {
+  return {
+    tenant_id: s.tenant.id,
+    version: s.tenant.policy_version,
+    default_effect: s.tenant.default_effect,
+    devices: inventory.devices,
+    user_roles: inventory.user_roles,
     grants: flattenGrants(s.policies, s.rules, s.role_policies),
   };
 }

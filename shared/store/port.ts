@@ -408,15 +408,28 @@ export interface DiscoveryReport {
   count: number;
 }
 
-export interface PolicySnapshot {
+/** The rule side of a tenant's policy: what a rule, policy, role link or settings change alters. */
+export interface PolicyRulesSnapshot {
   tenant: Tenant;
   plan: Plan;
-  devices: Array<{ id: string; user_id: string | null }>;
-  user_roles: Array<{ user_id: string; role_id: string }>;
   role_policies: Array<{ role_id: string; policy_id: string }>;
   policies: Policy[];
   rules: PolicyRule[];
 }
+
+/** Everything a tenant's decisions depend on: the rule side plus its inventory (devices, user roles). */
+export interface PolicySnapshot extends PolicyRulesSnapshot {
+  devices: Array<{ id: string; user_id: string | null }>;
+  user_roles: Array<{ user_id: string; role_id: string }>;
+}
+
+/**
+ * What a policy version's change can alter: only the rule side ('rules': rules, policies, role ↔
+ * policy links, tenant or plan settings) or the inventory as well ('inventory': devices, users,
+ * roles, user ↔ role links, restores, imports). A listener that kept the inventory of an earlier
+ * version may re-read only the rule side after a chain of 'rules' changes.
+ */
+export type PolicyChangeScope = 'rules' | 'inventory';
 
 /** Who made a policy change, when the writer knows (a restore names its caller). */
 export interface ChangeActor {
@@ -484,7 +497,7 @@ export interface DashboardMetrics {
 
 export interface StoreHooks {
   /** Called after a committed change bumped a tenant's policy version. */
-  onPolicyChanged?: (tenantId: string, version: number) => void;
+  onPolicyChanged?: (tenantId: string, version: number, scope: PolicyChangeScope) => void;
 }
 
 export interface Store {
@@ -826,5 +839,7 @@ export interface Store {
   };
 
   policySnapshot(tenantId: string): Promise<PolicySnapshot | null>;
+  /** The rule side alone, in one read (cheap for tenants with large inventories). */
+  policyRulesSnapshot(tenantId: string): Promise<PolicyRulesSnapshot | null>;
   dashboard(tenantId: string): Promise<DashboardMetrics>;
 }

@@ -5,14 +5,15 @@
  * on a closed connection.
  */
 import { createError } from '../errors.js';
-import type { DashboardMetrics, PolicySnapshot, Store } from './port.js';
+import type { DashboardMetrics, PolicyRulesSnapshot, PolicySnapshot, Store } from './port.js';
 
-type Lifecycle = 'kind' | 'init' | 'close' | 'purgeUsage' | 'policySnapshot' | 'dashboard';
+type Lifecycle = 'kind' | 'init' | 'close' | 'purgeUsage' | 'policySnapshot' | 'policyRulesSnapshot' | 'dashboard';
 
 /** The repositories an adapter builds against an open connection. */
 export type StoreRepos = Omit<Store, Lifecycle> & {
   purgeUsage(tenantId: string, before: number): Promise<number> | number;
   snapshot(tenantId: string): Promise<PolicySnapshot | null> | PolicySnapshot | null;
+  rulesSnapshot(tenantId: string): Promise<PolicyRulesSnapshot | null> | PolicyRulesSnapshot | null;
   dashboard(tenantId: string): Promise<DashboardMetrics> | DashboardMetrics;
 };
 
@@ -138,6 +139,10 @@ export abstract class RepoBackedStore implements Store {
 
   async policySnapshot(tenantId: string): Promise<PolicySnapshot | null> {
     return this.r().snapshot(tenantId);
+  }
+
+  async policyRulesSnapshot(tenantId: string): Promise<PolicyRulesSnapshot | null> {
+    return this.r().rulesSnapshot(tenantId);
   }
 
   async dashboard(tenantId: string): Promise<DashboardMetrics> {

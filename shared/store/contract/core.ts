@@ -296,6 +296,31 @@ export function describeCoreContract(state: ContractState): void {
       expect(snap.policies).toEqual([a.policy]);
       expect(snap.rules).toEqual([a.rule]);
       expect(await store.policySnapshot('no-such-tenant')).toBeNull();
+      const { devices: _devices, user_roles: _userRoles, ...rulesSide } = snap;
+      expect(await store.policyRulesSnapshot(a.tenant.id)).toEqual(rulesSide);
+      expect(await store.policyRulesSnapshot('no-such-tenant')).toBeNull();
+    });
+
+    it('announces what each change can alter: the rule side only, or the inventory too', async () => {
+      const w = await seedWorld(store, 'a');
+      const scopeOf = async (op: () => Promise<unknown>): Promise<string[]> => {
+        const from = changes.length;
+        await op();
+        return changes.slice(from).map((c) => c.scope);
+      };
+      const t = w.tenant.id;
+      // Rule side: the inventory (devices, user → role links) of the version before still holds.
+      expect(await scopeOf(() => store.rules.update(t, w.rule.id, { permission: 'allow' }))).toEqual(['rules']);
+      expect(await scopeOf(() => store.rules.create(t, { policy_id: w.policy.id, app: 'zoom', action: '*', permission: 'deny' }))).toEqual(['rules']);
+      expect(await scopeOf(() => store.policies.update(t, w.policy.id, { severity: 'low' }))).toEqual(['rules']);
+      expect(await scopeOf(() => store.rolePolicies.unassign(t, w.role.id, w.policy.id))).toEqual(['rules']);
+      expect(await scopeOf(() => store.tenants.update(t, { default_effect: 'deny' }))).toEqual(['rules']);
+      // Inventory: who holds which roles, which devices exist and whose they are.
+      expect(await scopeOf(() => store.userRoles.unassign(t, w.user.id, w.role.id))).toEqual(['inventory']);
+      expect(await scopeOf(() => store.devices.create(t, { name: 'second', user_id: w.user.id }))).toEqual(['inventory']);
+      expect(await scopeOf(() => store.devices.update(t, w.device.id, { user_id: null }))).toEqual(['inventory']);
+      expect(await scopeOf(() => store.roles.delete(t, w.role.id))).toEqual(['inventory']);
+      expect(await scopeOf(() => store.users.delete(t, w.user.id))).toEqual(['inventory']);
     });
   });
 }

@@ -6,11 +6,12 @@ import { expect } from 'vitest';
 import type { Device, Policy, PolicyRule, Role, Tenant, User } from '../../domain.js';
 import { isEdgeplaneError, type ErrorCode } from '../../errors.js';
 import { createIdFactory } from '../../ids.js';
-import type { ConsoleUserInput, DecidedUsage, Page, RecordUsageResult, RuleInput, Store, StoreHooks } from '../port.js';
+import type { ConsoleUserInput, DecidedUsage, Page, PolicyChangeScope, RecordUsageResult, RuleInput, Store, StoreHooks } from '../port.js';
 
 export interface PolicyChange {
   tenantId: string;
   version: number;
+  scope: PolicyChangeScope;
 }
 
 export interface StoreContractHarness {
@@ -22,7 +23,7 @@ export interface StoreContractHarness {
 /** StoreHooks that record every policy change, for the harness `open` returns. */
 export function recordingHooks(): { hooks: StoreHooks; policyChanges: PolicyChange[] } {
   const policyChanges: PolicyChange[] = [];
-  return { hooks: { onPolicyChanged: (tenantId, version) => policyChanges.push({ tenantId, version }) }, policyChanges };
+  return { hooks: { onPolicyChanged: (tenantId, version, scope) => policyChanges.push({ tenantId, version, scope }) }, policyChanges };
 }
 
 export const eventId = createIdFactory();
@@ -147,7 +148,7 @@ export class ContractState {
     const result = await op();
     const after = must(await this.store.tenants.get(tenantId), 'tenant').policy_version;
     expect(after, 'policy_version').toBe(before + by);
-    expect(this.changes.slice(heard)).toEqual(by === 1 ? [{ tenantId, version: after }] : []);
+    expect(this.changes.slice(heard)).toMatchObject(by === 1 ? [{ tenantId, version: after }] : []);
     return result;
   };
 

@@ -235,7 +235,7 @@ export function describePolicyVersionContract(state: ContractState): void {
       expect(result.created).toBe(true);
       expect(result.version).toMatchObject({ version: before + 1, restored_from: n, actor });
       expect(result.not_restored).toEqual([{ kind: 'device', id: later.id, reason: 'registered after that version: kept' }]);
-      expect(changes.slice(heard)).toEqual([{ tenantId: w.tenant.id, version: before + 1 }]);
+      expect(changes.slice(heard)).toEqual([{ tenantId: w.tenant.id, version: before + 1, scope: 'inventory' }]);
       const now = await live(store, w.tenant.id);
       expect({ ...now, version: n, devices: now.devices.filter((d) => d.id !== later.id) }).toEqual(atN);
       // The deleted policy came back with its id, name and rules.

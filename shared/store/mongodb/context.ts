@@ -5,7 +5,7 @@
 import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
 import { finishPage, planPage, sortableOf, sortValue } from '../rules/pagination.js';
-import type { PolicyTouch } from '../rules/policy-history.js';
+import { changeScope, type PolicyTouch } from '../rules/policy-history.js';
 import { C, type CollectionName, type TenantDoc } from './collections.js';
 import {
   isDuplicateKeyError,
@@ -140,7 +140,7 @@ export class MongoContext {
 
   private notify(bump: PolicyBump): void {
     try {
-      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version);
+      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version, changeScope(bump.touch));
     } catch {
       // The write is committed; a failing listener must not make the caller believe it was not
       // (a retry would then duplicate it). Listeners own their error reporting.

@@ -93,8 +93,8 @@ describe('MongoStore specifics (over the boundary double)', () => {
     const { hooks, policyChanges } = recordingHooks();
     const store = await openStore({
       hooks: {
-        onPolicyChanged: (tenantId, version) => {
-          hooks.onPolicyChanged?.(tenantId, version);
+        onPolicyChanged: (tenantId, version, scope) => {
+          hooks.onPolicyChanged?.(tenantId, version, scope);
           throw new Error('listener bug');
         },
       },

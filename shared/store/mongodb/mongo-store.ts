@@ -37,7 +37,7 @@ import {
   createTowerCredentialRepo,
   createTowerRepo,
 } from './platform-repos.js';
-import { createRolePolicyRepo, createRuleRepo, createSnapshotReader, createUserRoleRepo } from './policy-repos.js';
+import { createRolePolicyRepo, createRuleRepo, createSnapshotReaders, createUserRoleRepo } from './policy-repos.js';
 import { runMongoMigrations } from './schema.js';
 import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
 import { createUsageHistory } from './usage-history.js';
@@ -80,7 +80,7 @@ export const connectWithDriver: MongoConnector = async (url, dbName) => {
 function buildRepos(ctx: MongoContext): StoreRepos {
   const refs = new TenantRefs(ctx);
   const usage = createUsageRepos(ctx);
-  const snapshot = createSnapshotReader(ctx);
+  const { snapshot, rulesSnapshot } = createSnapshotReaders(ctx);
   return {
     tenants: createTenantRepo(ctx),
     consoleUsers: createConsoleUserRepo(ctx, refs),
@@ -110,6 +110,7 @@ function buildRepos(ctx: MongoContext): StoreRepos {
     dashboard: usage.dashboard,
     purgeUsage: usage.purgeUsage,
     snapshot,
+    rulesSnapshot,
     policyVersions: createPolicyVersionsRepo(ctx, snapshot),
     policyTests: createPolicyTestRepo(ctx, refs),
     usageHistory: createUsageHistory(ctx),

@@ -4,7 +4,7 @@
  */
 import type { Policy, PolicyRule, Role, User } from '../../domain.js';
 import { createError } from '../../errors.js';
-import type { PolicySnapshot, Store } from '../port.js';
+import type { PolicyRulesSnapshot, PolicySnapshot, Store } from '../port.js';
 import type { PolicyTouch } from '../rules/policy-history.js';
 import { BUMPS, ruleUpdateBumps } from '../rules/policy-version.js';
 import {
@@ -193,20 +193,24 @@ export function createRolePolicyRepo(ctx: MongoContext, refs: TenantRefs): Store
 }
 
 /** One snapshot read: the version and the rows it describes come from the same instant. */
-export function createSnapshotReader(ctx: MongoContext): (tenantId: string, session?: SessionLike) => Promise<PolicySnapshot | null> {
+export function createSnapshotReaders(ctx: MongoContext): {
+  snapshot: (tenantId: string, session?: SessionLike) => Promise<PolicySnapshot | null>;
+  rulesSnapshot: (tenantId: string) => Promise<PolicyRulesSnapshot | null>;
+} {
   const byTenant = { sort: { _id: 1 } } as const;
-  // Inside a write (a restore reads the live content in its own transaction) or in a read of its own.
-  return (tenantId, outer) => (outer ? readWith(outer, tenantId) : ctx.read((session) => readWith(session, tenantId)));
-  async function readWith(session: SessionLike, tenantId: string): Promise<PolicySnapshot | null> {
+  return {
+    // Inside a write (a restore reads the live content in its own transaction) or in a read of its own.
+    snapshot: (tenantId, outer) => (outer ? readWith(outer, tenantId) : ctx.read((session) => readWith(session, tenantId))),
+    rulesSnapshot: (tenantId) => ctx.read((session) => rulesSide(session, tenantId)),
+  };
+  // One after another: operations of one session must not run concurrently in a transaction.
+  async function rulesSide(session: SessionLike, tenantId: string): Promise<PolicyRulesSnapshot | null> {
     const tenantDoc = await ctx.coll<TenantDoc>(C.tenants).findOne({ _id: tenantId }, { session });
     if (!tenantDoc) return null;
     const tenant = toTenant(tenantDoc);
     const planDoc = await ctx.coll<PlanDoc>(C.plans).findOne({ _id: tenant.plan_id }, { session });
     if (!planDoc) throw createError('INTERNAL', `tenant ${tenantId} refers to missing plan ${tenant.plan_id}`);
     const t = { tenant_id: tenantId };
-    // One after another: operations of one session must not run concurrently in a transaction.
-    const devices = await ctx.coll<DeviceDoc>(C.devices).find(t, { ...byTenant, session }).toArray();
-    const userRoles = await ctx.coll<UserRoleDoc>(C.userRoles).find(t, { sort: { user_id: 1, role_id: 1 }, session }).toArray();
     const rolePolicies = await ctx
       .coll<RolePolicyDoc>(C.rolePolicies)
       .find(t, { sort: { role_id: 1, policy_id: 1 }, session })
@@ -216,11 +220,21 @@ export function createSnapshotReader(ctx: MongoContext): (tenantId: string, sess
     return {
       tenant,
       plan: toPlan(planDoc),
-      devices: devices.map((d) => ({ id: d.id, user_id: d.user_id })),
-      user_roles: userRoles.map((l) => ({ user_id: l.user_id, role_id: l.role_id })),
       role_policies: rolePolicies.map((l) => ({ role_id: l.role_id, policy_id: l.policy_id })),
       policies: policies.map(toPolicy),
       rules: rules.map(toRule),
+    };
+  }
+  async function readWith(session: SessionLike, tenantId: string): Promise<PolicySnapshot | null> {
+    const side = await rulesSide(session, tenantId);
+    if (!side) return null;
+    const t = { tenant_id: tenantId };
+    const devices = await ctx.coll<DeviceDoc>(C.devices).find(t, { ...byTenant, session }).toArray();
+    const userRoles = await ctx.coll<UserRoleDoc>(C.userRoles).find(t, { sort: { user_id: 1, role_id: 1 }, session }).toArray();
+    return {
+      ...side,
+      devices: devices.map((d) => ({ id: d.id, user_id: d.user_id })),
+      user_roles: userRoles.map((l) => ({ user_id: l.user_id, role_id: l.role_id })),
     };
   }
 }

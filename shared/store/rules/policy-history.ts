@@ -21,6 +21,7 @@ import { createError } from '../../errors.js';
 import type { ContentPolicy, ContentRule, ContentSettings, PolicyContent } from '../../policy/content.js';
 import { normaliseContent } from '../../policy/content.js';
 import type { Effect, Severity } from '../../mqtt/payloads.js';
+import type { PolicyChangeScope } from '../port.js';
 
 export const HISTORY_KINDS = ['settings', 'policy', 'rule', 'role_policy', 'user_role', 'device'] as const;
 export type HistoryKind = (typeof HISTORY_KINDS)[number];
@@ -51,6 +52,19 @@ export type PolicyTouch =
   | { kind: 'device'; id: string }
   | { kind: 'user_role'; user_id: string; role_id: string }
   | { kind: 'role_policy'; role_id: string; policy_id: string };
+
+/** What a version's touch can alter (port.ts PolicyChangeScope); a role's removal unlinks its users. */
+export function changeScope(touch: PolicyTouch): PolicyChangeScope {
+  switch (touch.kind) {
+    case 'settings':
+    case 'policy':
+    case 'rule':
+    case 'role_policy':
+      return 'rules';
+    default:
+      return 'inventory';
+  }
+}
 
 export type ScopeQuery =
   | { kind: HistoryKind; by: 'all' }

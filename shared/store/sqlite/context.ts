@@ -7,7 +7,7 @@ import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
 import { keyset } from './cursor.js';
 import { conflict } from '../rules/errors.js';
-import type { PolicyTouch } from '../rules/policy-history.js';
+import { changeScope, type PolicyTouch } from '../rules/policy-history.js';
 import type { SqliteHistory, VersionMeta } from './policy-history.js';
 
 export type Db = Database.Database;
@@ -116,7 +116,7 @@ export class SqliteContext {
 
   private notify(bump: PolicyBump): void {
     try {
-      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version);
+      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version, changeScope(bump.touch));
     } catch {
       // The write is committed; a failing listener must not make the caller believe it was not
       // (a retry would then duplicate it). Listeners own their error reporting.

@@ -5,7 +5,7 @@
  */
 import type { Escalation, Policy, PolicyRule, Remediation, Role, Tenant, User } from '../../domain.js';
 import { createError } from '../../errors.js';
-import type { PolicySnapshot, RulePatch, Store } from '../port.js';
+import type { PolicyRulesSnapshot, PolicySnapshot, RulePatch, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { EntityTable } from './entity-table.js';
 import type { PolicyTouch } from '../rules/policy-history.js';
@@ -220,7 +220,8 @@ export function createRolePolicyRepo(ctx: SqliteContext, refs: TenantRefs): Stor
 
 export type SnapshotReader = (tenantId: string) => PolicySnapshot | null;
 
-export function createSnapshotReader(ctx: SqliteContext): SnapshotReader {
+/** The whole snapshot, and the rule side alone (PolicyRulesSnapshot). */
+export function createSnapshotReaders(ctx: SqliteContext): { snapshot: SnapshotReader; rulesSnapshot: (tenantId: string) => PolicyRulesSnapshot | null } {
   const tenants = tenantTable(ctx);
   const planOf = createPlanReader(ctx);
   const db = ctx.db;
@@ -240,22 +241,27 @@ export function createSnapshotReader(ctx: SqliteContext): SnapshotReader {
     `SELECT ${RULE_COLUMNS.join(', ')} FROM rules WHERE tenant_id = ? ORDER BY id`,
   );
 
-  // One read transaction: the version and the rows it describes come from the same instant.
-  return (tenantId) =>
-    ctx.read(() => {
-      const tenant: Tenant | null = tenants.get(null, tenantId);
-      if (!tenant) return null;
-      // tenants.plan_id is a foreign key, so a missing plan means a corrupted database.
-      const plan = planOf(tenant.plan_id);
-      if (!plan) throw createError('INTERNAL', `tenant ${tenantId} refers to missing plan ${tenant.plan_id}`);
-      return {
-        tenant,
-        plan,
-        devices: devices.all(tenantId),
-        user_roles: userRoles.all(tenantId),
-        role_policies: rolePolicies.all(tenantId),
-        policies: policies.all(tenantId),
-        rules: rules.all(tenantId).map(toRule),
-      };
-    });
+  // Call inside a read transaction: the version and the rows it describes come from one instant.
+  const rulesSide = (tenantId: string): PolicyRulesSnapshot | null => {
+    const tenant: Tenant | null = tenants.get(null, tenantId);
+    if (!tenant) return null;
+    // tenants.plan_id is a foreign key, so a missing plan means a corrupted database.
+    const plan = planOf(tenant.plan_id);
+    if (!plan) throw createError('INTERNAL', `tenant ${tenantId} refers to missing plan ${tenant.plan_id}`);
+    return {
+      tenant,
+      plan,
+      role_policies: rolePolicies.all(tenantId),
+      policies: policies.all(tenantId),
+      rules: rules.all(tenantId).map(toRule),
+    };
+  };
+  return {
+    snapshot: (tenantId) =>
+      ctx.read(() => {
+        const side = rulesSide(tenantId);
+        return side && { ...side, devices: devices.all(tenantId), user_roles: userRoles.all(tenantId) };
+      }),
+    rulesSnapshot: (tenantId) => ctx.read(() => rulesSide(tenantId)),
+  };
 }

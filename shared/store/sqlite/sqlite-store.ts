@@ -29,7 +29,7 @@ import {
   createTowerRepo,
 } from './platform-repos.js';
 import { createDeviceSessionRepo, createRadiusClientRepo } from './session-repos.js';
-import { createRolePolicyRepo, createRuleRepo, createSnapshotReader, createUserRoleRepo } from './policy-repos.js';
+import { createRolePolicyRepo, createRuleRepo, createSnapshotReaders, createUserRoleRepo } from './policy-repos.js';
 import { TenantRefs } from './refs.js';
 import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
 import { createUsageHistory } from './usage-history.js';
@@ -59,7 +59,7 @@ const ANALYSIS_ROW_LIMIT = 1000;
 function buildRepos(ctx: SqliteContext): StoreRepos {
   const refs = new TenantRefs(ctx);
   const usage = createUsageRepos(ctx, refs);
-  const snapshot = createSnapshotReader(ctx);
+  const { snapshot, rulesSnapshot } = createSnapshotReaders(ctx);
   return {
     tenants: createTenantRepo(ctx),
     consoleUsers: createConsoleUserRepo(ctx),
@@ -88,6 +88,7 @@ function buildRepos(ctx: SqliteContext): StoreRepos {
     discovered: usage.discovered,
     dashboard: usage.dashboard,
     snapshot,
+    rulesSnapshot,
     policyVersions: createPolicyVersionsRepo(ctx, snapshot),
     policyTests: createPolicyTestRepo(ctx, refs),
     usageHistory: createUsageHistory(ctx),
