@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTopic, topics } from '../shared/mqtt/topics.js';
-import { buildDirectorySlice, buildPolicyBundle, deviceProfiles, directoryEntry } from '../shared/policy/edge-bundle.js';
+import { buildDirectorySlice, buildPolicyBundle, deviceDigest, deviceProfiles, directoryEntry, ENTRY_BYTES, partRef, TAG_BYTES } from '../shared/policy/edge-bundle.js';
 import { EdgePolicy, type BundleInfo, type BundleTopic } from './edge-policy.js';
 import { TEST_DIRECTORY_KEY, testModel, type TestTenant } from './test-bundles.js';
 
@@ -82,6 +82,35 @@ describe('EdgePolicy', () => {
     expect(policy.decide({ ...r, profile: '000000000000' }, event('dev-sales', 'mail', 'send'))).toEqual({ ok: false, missing: 'bundle' });
     feed(messages(ACME).filter(([t]) => !t.startsWith('directory/')));
     expect(policy.decide({ ...r, profile: '000000000000' }, event('dev-sales', 'mail', 'send'))).toEqual({ ok: false, missing: 'profile' });
+  });
+
+  it('finds every device among slices of thousands, past tag collisions, also in a slice whose entries arrive unsorted', () => {
+    const { policy, feed } = holder();
+    const big: TestTenant = { id: 'globex', devices: Array.from({ length: 9000 }, (_, i) => ({ id: `g-${i}`, ...(i % 3 === 0 ? { roles: ['ops'] } : {}) })) };
+    const bigMsgs = messages(big);
+    expect(bigMsgs.filter(([t]) => parseTopic(t)?.kind === 'directoryPart').length).toBeGreaterThan(1);
+    // ACME's slice arrives with its entries in reverse order, and with a forged entry that carries
+    // dev-sales's tag but unseals nothing valid (a collision): both must not matter.
+    const acme = messages(ACME);
+    const partIndex = acme.findIndex(([t]) => parseTopic(t)?.kind === 'directoryPart');
+    const part = JSON.parse(acme[partIndex]![1].toString()) as { v: number; i: number; entries: string };
+    const entries = Buffer.from(part.entries, 'base64');
+    const forged = Buffer.alloc(ENTRY_BYTES, 0xff);
+    deviceDigest(TEST_DIRECTORY_KEY, 'dev-sales').copy(forged, 0, 0, TAG_BYTES);
+    const list = [forged];
+    for (let o = 0; o < entries.length; o += ENTRY_BYTES) list.push(entries.subarray(o, o + ENTRY_BYTES));
+    const payload = Buffer.from(JSON.stringify({ ...part, entries: Buffer.concat(list.reverse()).toString('base64') }));
+    acme[partIndex] = [acme[partIndex]![0], payload];
+    const headIndex = acme.findIndex(([t]) => parseTopic(t)?.kind === 'directory');
+    const head = JSON.parse(acme[headIndex]![1].toString()) as { parts: string[]; devices: number };
+    acme[headIndex] = [acme[headIndex]![0], Buffer.from(JSON.stringify({ ...head, parts: [partRef(payload)], devices: head.devices + 1 }))];
+    feed([...bigMsgs, ...acme]);
+    expect(policy.directorySize).toBe(9000 + 4);
+    const opsProfile = policy.resolve('g-0')!.profile;
+    for (let i = 0; i < 9000; i++) expect(policy.resolve(`g-${i}`)).toEqual({ tenantId: 'globex', profile: i % 3 === 0 ? opsProfile : expect.not.stringMatching(opsProfile) });
+    expect(policy.resolve('dev-sales')).toMatchObject({ tenantId: 'acme' });
+    expect(policy.decide(policy.resolve('dev-sales')!, event('dev-sales', 'dropbox', 'upload_file'))).toMatchObject({ ok: true, decision: { effect: 'deny', rule_id: 'R1' } });
+    expect(policy.resolve('g-9000')).toBeNull();
   });
 
   it('refuses old-style bundles and parts that do not match their topic; an empty payload clears', () => {

@@ -4,7 +4,8 @@
  * retained messages on `directory/#` and `tenants/+/towers/{id}/policy/#`.
  *
  * `resolve` maps a device id to its tenant and profile: one HMAC of the id with the directory key,
- * a lookup of its tag, and unsealing the entry with the rest of the digest. `decide` runs the
+ * a binary search of its tag in each slice (a slice's entries are held as one buffer sorted by tag:
+ * 24 bytes per device, no per-device objects), and unsealing the entry with the rest of the digest. `decide` runs the
  * workers' own evaluation (compilePolicyIndex, decisionOf) on the tenant's newest complete bundle.
  * An older version arriving late never replaces a newer one; version 1 bundles are refused.
  */
@@ -54,6 +55,7 @@ export type LocalVerdict =
 interface Slice {
   head: DirectoryHead;
   key: Buffer;
+  /** ENTRY_BYTES per device, sorted by tag. */
   entries: Buffer;
   /** Opened once a device of the slice is seen. */
   tenantId: string | null;
@@ -75,8 +77,7 @@ const RESOLVE_CACHE = 65_536;
 export class EdgePolicy {
   readonly #o: EdgePolicyOptions;
   readonly #slices = new Map<string, Slice>();
-  /** `${key id}:${tag hex}` → the slice holding the entry, and its offset. */
-  readonly #tags = new Map<string, { slice: Slice; offset: number }>();
+  #devices = 0;
   readonly #keys = new Map<string, Buffer>();
   readonly #bundles = new Map<string, TenantBundle>();
   readonly #resolved = new LruMap<string, Resolution | null>(RESOLVE_CACHE);
@@ -100,7 +101,7 @@ export class EdgePolicy {
 
   /** Devices in the directory (every tenant's). */
   get directorySize(): number {
-    return this.#tags.size;
+    return this.#devices;
   }
 
   /** A retained message on one of the bundle topics (an empty payload clears it). */
@@ -147,17 +148,20 @@ export class EdgePolicy {
     const cached = this.#resolved.get(deviceId);
     if (cached !== undefined) return cached;
     let found: Resolution | null = null;
-    for (const [keyId, key] of this.#keys) {
+    search: for (const [keyId, key] of this.#keys) {
       const digest = deviceDigest(key, deviceId);
-      const hit = this.#tags.get(`${keyId}:${digest.toString('hex', 0, TAG_BYTES)}`);
-      if (!hit) continue;
-      const { profile, sliceKey } = unsealEntry(digest, hit.slice.entries.subarray(hit.offset + TAG_BYTES, hit.offset + ENTRY_BYTES));
-      // Every entry of a slice unseals the same slice key; a tag collision unseals garbage.
-      const tenantId = openTenant(sliceKey, Buffer.from(hit.slice.head.tenant_sealed, 'base64'));
-      if (!TOPIC_ID_RE.test(tenantId)) continue;
-      hit.slice.tenantId ??= tenantId;
-      found = { tenantId, profile };
-      break;
+      for (const slice of this.#slices.values()) {
+        if (slice.head.key_id !== keyId) continue;
+        for (let offset = firstWithTag(slice.entries, digest); offset < slice.entries.length && sameTag(slice.entries, offset, digest); offset += ENTRY_BYTES) {
+          const { profile, sliceKey } = unsealEntry(digest, slice.entries.subarray(offset + TAG_BYTES, offset + ENTRY_BYTES));
+          // Every entry of a slice unseals the same slice key; a tag collision unseals garbage.
+          const tenantId = openTenant(sliceKey, Buffer.from(slice.head.tenant_sealed, 'base64'));
+          if (!TOPIC_ID_RE.test(tenantId)) continue;
+          slice.tenantId ??= tenantId;
+          found = { tenantId, profile };
+          break search;
+        }
+      }
     }
     this.#resolved.set(deviceId, found);
     return found;
@@ -190,11 +194,9 @@ export class EdgePolicy {
     this.#dropSlice(head.token);
     const key = Buffer.from(head.key, 'base64');
     this.#keys.set(head.key_id, key);
-    const slice: Slice = { head, key, entries: Buffer.concat(parts), tenantId: null };
+    const slice: Slice = { head, key, entries: sortedEntries(Buffer.concat(parts)), tenantId: null };
     this.#slices.set(head.token, slice);
-    for (let offset = 0; offset < slice.entries.length; offset += ENTRY_BYTES) {
-      this.#tags.set(`${head.key_id}:${slice.entries.toString('hex', offset, offset + TAG_BYTES)}`, { slice, offset });
-    }
+    this.#devices += slice.entries.length / ENTRY_BYTES;
     this.#resolved.clear();
     this.#o.onBundle(null, { kind: 'directory', version: head.version, devices: head.devices });
   }
@@ -203,12 +205,45 @@ export class EdgePolicy {
     const old = this.#slices.get(token);
     if (!old) return;
     this.#slices.delete(token);
-    for (let offset = 0; offset < old.entries.length; offset += ENTRY_BYTES) {
-      const tag: string = `${old.head.key_id}:${old.entries.toString('hex', offset, offset + TAG_BYTES)}`;
-      if (this.#tags.get(tag)?.slice === old) this.#tags.delete(tag);
-    }
+    this.#devices -= old.entries.length / ENTRY_BYTES;
     this.#resolved.clear();
   }
+}
+
+/** Compares the tag of the entry at `offset` with the tag of `digest`. */
+function compareTag(entries: Buffer, offset: number, digest: Buffer): number {
+  return entries.compare(digest, 0, TAG_BYTES, offset, offset + TAG_BYTES);
+}
+
+function sameTag(entries: Buffer, offset: number, digest: Buffer): boolean {
+  return compareTag(entries, offset, digest) === 0;
+}
+
+/** Offset of the first entry whose tag is not below the digest's (binary search; entries sorted). */
+function firstWithTag(entries: Buffer, digest: Buffer): number {
+  let lo = 0;
+  let hi = entries.length / ENTRY_BYTES;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareTag(entries, mid * ENTRY_BYTES, digest) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo * ENTRY_BYTES;
+}
+
+/**
+ * The slice's entries sorted by tag. The cloud sends each part sorted and the parts in tag order
+ * (edge-bundle.ts buildDirectorySlice), so this is one pass; anything else is sorted here.
+ */
+function sortedEntries(entries: Buffer): Buffer {
+  let sorted = true;
+  for (let offset = ENTRY_BYTES; sorted && offset < entries.length; offset += ENTRY_BYTES) {
+    sorted = entries.compare(entries, offset - ENTRY_BYTES, offset, offset, offset + ENTRY_BYTES) <= 0;
+  }
+  if (sorted) return entries;
+  const list: Buffer[] = [];
+  for (let offset = 0; offset < entries.length; offset += ENTRY_BYTES) list.push(entries.subarray(offset, offset + ENTRY_BYTES));
+  return Buffer.concat(list.sort(Buffer.compare));
 }
 
 /** Names the refusal of an old-style bundle (schema version 1: whole inventories, user ids). */
