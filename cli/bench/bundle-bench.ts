@@ -263,7 +263,7 @@ async function benchFreshness(size: 'small' | 'large', towerCount: number, chang
       }, 20);
     });
     for (const a of agents) a.observe({ device_id: tenant.device_ids[0]!, app: scenario.tenants[0]!.apps[0]!, action: scenario.tenants[0]!.actions[0]! });
-    await first;
+    await fleetWithin(first, () => `${applied.size} of ${agents.length} towers hold the tenant's bundle`);
     const { rules } = await owner.get<{ rules: Array<{ id: string; permission: 'allow' | 'deny' }> }>('/api/v1/policy-rules?limit=1');
     const rule = rules[0]!;
     const perTower: number[] = [];
@@ -275,7 +275,10 @@ async function benchFreshness(size: 'small' | 'large', towerCount: number, chang
       const samples: number[] = [];
       const done = new Promise<void>((resolve) => (waiting = { version, t0: performance.now(), samples, done: resolve }));
       await owner.patch(`/api/v1/policy-rules/${rule.id}`, { permission });
-      await done;
+      await fleetWithin(done, () => {
+        const behind = [...applied.values()].filter((v) => v < version);
+        return `change ${c + 1}: ${samples.length} of ${agents.length} towers applied version ${version}; the others hold ${[...new Set(behind)].join(', ') || 'nothing'}`;
+      });
       waiting = null;
       perTower.push(...samples);
       all.push(Math.max(...samples));
@@ -284,6 +287,21 @@ async function benchFreshness(size: 'small' | 'large', towerCount: number, chang
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
     await cp.stop();
+  }
+}
+
+/** A fleet that does not converge fails the part with what it reached, instead of hanging the bench. */
+const FLEET_TIMEOUT_MS = 120_000;
+
+async function fleetWithin(reached: Promise<void>, state: () => string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`bundle freshness: not converged within ${FLEET_TIMEOUT_MS / 1000} s: ${state()}`)), FLEET_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([reached, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
