@@ -22,6 +22,8 @@
  *   (O(retained) per subscription, O(towers²) for a fleet connecting); this backend answers that
  *   query itself from an index of the retained topics (retained-index.ts, built from the keys at
  *   open) and reads only the matching keys. Writes still go through aedes-persistence-level.
+ * - Writes are grouped into LevelDB batches (write-behind-level.ts): a write's promise still
+ *   resolves only once it is in LevelDB's log, and reads see every write issued before them.
  * One process at a time: LevelDB locks the directory, and a second opener gets a clear error.
  */
 import { mkdir } from 'node:fs/promises';
@@ -31,6 +33,7 @@ import mqemitter from 'mqemitter';
 import msgpack from 'msgpack-lite';
 import { EMITTER_CONCURRENCY, type BrokerBackends, type MessageEmitter, type SessionPersistence } from './backends.js';
 import { RetainedIndex } from './retained-index.js';
+import { WriteBehindLevel } from './write-behind-level.js';
 
 const RETAINED = 'retained:';
 
@@ -54,7 +57,9 @@ export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
       const hint = cause?.code === 'LEVEL_LOCKED' ? ' (locked: is another EdgePlane process using this data dir?)' : '';
       throw new Error(`broker session store ${opts.location} cannot be opened${hint}`, { cause: err });
     }
-    return indexRetained(levelPersistence(db), db);
+    // Writes grouped into batches (write-behind-level.ts); reads see them before they are written.
+    const store = new WriteBehindLevel(db).facade();
+    return indexRetained(levelPersistence(store), store);
   }
 
   return {
