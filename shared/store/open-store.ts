@@ -37,7 +37,7 @@ export function sqliteFileOf(url: string): string {
 
 export function openStore(url: string, opts: OpenStoreOptions = {}): Store {
   const trimmed = url.trim();
-  if (trimmed.startsWith('sqlite:')) return new SqliteStore({ file: sqliteFileOf(trimmed), ...opts });
+  if (trimmed.startsWith('sqlite:')) return new SqliteStore({ file: sqliteFileOf(trimmed), backgroundCheckpoints: true, ...opts });
   if (trimmed.startsWith('mongodb://') || trimmed.startsWith('mongodb+srv://')) return new MongoStore({ url: trimmed, ...opts });
   // Only the scheme is echoed: a store URL may carry credentials.
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(trimmed)?.[1];

@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isEdgeplaneError } from '../../errors.js';
 import { createIdFactory } from '../../ids.js';
 import type { DecidedUsage, StoreHooks } from '../port.js';
@@ -36,7 +36,7 @@ describe('SqliteStore specifics', () => {
   let file: string;
   const open: SqliteStore[] = [];
 
-  const openStore = async (opts: { hooks?: StoreHooks; now?: () => number } = {}): Promise<SqliteStore> => {
+  const openStore = async (opts: { hooks?: StoreHooks; now?: () => number; backgroundCheckpoints?: boolean } = {}): Promise<SqliteStore> => {
     const store = new SqliteStore({ file, ...opts });
     await store.init();
     open.push(store);
@@ -69,6 +69,20 @@ describe('SqliteStore specifics', () => {
     await store.init();
     await store.close();
     expect(() => store.tenants).toThrow(/init/);
+  });
+
+  it('with background checkpoints, a worker thread copies the WAL into the database file, not the committing connection', async () => {
+    const store = await openStore({ backgroundCheckpoints: true });
+    const before = statSync(file).size;
+    const tenant = await store.tenants.create({ name: 'acme' });
+    for (let i = 0; i < 20; i++) await store.devices.create(tenant.id, { id: `dev-${i}-${'x'.repeat(200)}`, name: 'phone' });
+    // The migrations and these writes (new pages) are ~400 WAL frames, below the committing
+    // connection's own threshold (10,000; SQLite's default 1,000 alike), and in WAL mode the
+    // database file grows only by checkpoints: a larger file means the worker checkpointed.
+    await vi.waitFor(() => expect(statSync(file).size).toBeGreaterThan(before), { timeout: 10_000, interval: 50 });
+    await store.close();
+    const again = await openStore();
+    expect((await again.devices.list(tenant.id)).items).toHaveLength(20);
   });
 
   it('keeps planner statistics, so filtered usage pages read the usage indexes instead of the whole tenant', async () => {

@@ -5,6 +5,7 @@
  * against the open connection; before init() (or after close()) every repository access throws.
  */
 import Database from 'better-sqlite3';
+import { Checkpointer } from './checkpointer.js';
 import { createIdFactory, type IdFactory } from '../../ids.js';
 import type { StoreHooks } from '../port.js';
 import { RepoBackedStore, type StoreRepos } from '../repo-backed-store.js';
@@ -43,7 +44,16 @@ export interface SqliteStoreOptions {
   hooks?: StoreHooks;
   now?: () => number;
   newId?: IdFactory;
+  /**
+   * WAL checkpoints in a worker thread instead of inside commits (checkpointer.ts). On for the
+   * deployed processes (open-store.ts); off by default, so a test's many short-lived stores do
+   * not each start a thread.
+   */
+  backgroundCheckpoints?: boolean;
 }
+
+/** How often the checkpointer thread copies the WAL back into the database file. */
+const CHECKPOINT_INTERVAL_MS = 250;
 
 /** How long a writer waits for another process's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -119,6 +129,8 @@ export class SqliteStore extends RepoBackedStore {
   private readonly newId: IdFactory;
   private db: Database.Database | null = null;
   private optimizer: NodeJS.Timeout | null = null;
+  private checkpointer: Checkpointer | null = null;
+  private readonly backgroundCheckpoints: boolean;
 
   constructor(opts: SqliteStoreOptions) {
     super();
@@ -126,6 +138,7 @@ export class SqliteStore extends RepoBackedStore {
     this.hooks = opts.hooks ?? {};
     this.now = opts.now ?? Date.now;
     this.newId = opts.newId ?? createIdFactory();
+    this.backgroundCheckpoints = opts.backgroundCheckpoints ?? false;
   }
 
   async init(): Promise<void> {
@@ -145,6 +158,7 @@ export class SqliteStore extends RepoBackedStore {
       this.db = db;
       this.optimizer = setInterval(() => optimize(db), OPTIMIZE_INTERVAL_MS);
       this.optimizer.unref();
+      if (this.backgroundCheckpoints) this.checkpointer = new Checkpointer(db, { file: this.file, intervalMs: CHECKPOINT_INTERVAL_MS, busyTimeoutMs: BUSY_TIMEOUT_MS });
     } catch (err) {
       db.close();
       throw err;
@@ -157,6 +171,9 @@ export class SqliteStore extends RepoBackedStore {
     this.repos = null;
     if (this.optimizer) clearInterval(this.optimizer);
     this.optimizer = null;
+    const checkpointer = this.checkpointer;
+    this.checkpointer = null;
+    await checkpointer?.stop();
     if (db) optimize(db);
     db?.close();
   }

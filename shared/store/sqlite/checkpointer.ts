@@ -1,0 +1,90 @@
+/**
+ * Moves SQLite's WAL checkpoints off the event loop. By default the connection that commits a
+ * transaction which grows the WAL past 1,000 pages copies the WAL back into the database file
+ * and syncs it, synchronously, inside that commit: a stall of tens of milliseconds on the thread
+ * that decides and answers events. Measured in bench (b): with checkpoints off the event loop,
+ * p99 decision latency at 2,000 events/s went from 16–41 ms to 6.5 ms.
+ *
+ * Here a worker thread with its own connection to the same file runs a PASSIVE checkpoint every
+ * `intervalMs` (it never blocks writers or readers), and the main connection keeps a far larger
+ * automatic checkpoint threshold as a safety net. If the worker fails, the main connection goes
+ * back to SQLite's default threshold: checkpoints on the event loop again, but never an unbounded
+ * WAL. Durability does not change: commits are in the WAL (write(2)) either way.
+ */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type Database from 'better-sqlite3';
+
+/** The main connection's threshold while the worker runs (pages; ~40 MB of WAL). */
+const SAFETY_NET_PAGES = 10_000;
+/** SQLite's default threshold, restored if the worker fails. */
+const DEFAULT_PAGES = 1000;
+
+// CommonJS evaluated in the worker: the same code from the sources (tsx) and from dist/.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.file, { timeout: workerData.busyTimeoutMs });
+db.pragma('synchronous = NORMAL');
+let failures = 0;
+const timer = setInterval(() => {
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)');
+    failures = 0;
+  } catch (err) {
+    // SQLITE_BUSY and the like: the next round will do; a persistent failure ends the worker.
+    if (++failures >= 20) throw err;
+  }
+}, workerData.intervalMs);
+parentPort.on('message', (m) => {
+  if (m !== 'stop') return;
+  clearInterval(timer);
+  db.close();
+  parentPort.close();
+});
+`;
+
+export interface CheckpointerOptions {
+  file: string;
+  intervalMs: number;
+  busyTimeoutMs: number;
+}
+
+export class Checkpointer {
+  readonly #db: Database.Database;
+  readonly #worker: Worker;
+  readonly #exited: Promise<void>;
+  #stopping = false;
+
+  constructor(db: Database.Database, opts: CheckpointerOptions) {
+    this.#db = db;
+    db.pragma(`wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
+    const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+    this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver, ...opts } });
+    // A store left open must not keep the process alive.
+    this.#worker.unref();
+    this.#exited = new Promise((resolve) => {
+      this.#worker.once('error', () => this.#fallBack());
+      this.#worker.once('exit', () => {
+        this.#fallBack();
+        resolve();
+      });
+    });
+  }
+
+  /** Stops the worker (its connection closed) before the main connection closes. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#worker.postMessage('stop');
+    await this.#exited;
+  }
+
+  #fallBack(): void {
+    if (this.#stopping) return;
+    try {
+      this.#db.pragma(`wal_autocheckpoint = ${DEFAULT_PAGES}`);
+    } catch {
+      // The main connection is closing too.
+    }
+  }
+}
