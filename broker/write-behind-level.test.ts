@@ -61,16 +61,26 @@ describe('WriteBehindLevel', () => {
     expect(values).toEqual(['new', 'y']);
   });
 
-  it('answers reads of keys it wrote lately from memory, and forgets what a clear removes', async () => {
+  it('answers reads of the small session-queue entries it wrote lately from memory, and forgets what a clear removes', async () => {
     const wb = new WriteBehindLevel(db);
     const f = wb.facade();
-    await Promise.all([f.put('in:1', b('a')), f.put('in:2', b('b')), f.put('out:1', b('c'))]);
-    await f.clear({ gte: 'in:', lt: 'in;' });
-    expect(await f.get('in:1')).toBeUndefined();
-    expect(await db.get('in:2')).toBeUndefined();
-    // With LevelDB closed underneath, a key written lately is still answered (from memory).
+    const big = Buffer.alloc(64 * 1024, 1);
+    await Promise.all([
+      f.put('outgoing-id:t1:1', b('a')),
+      f.put('outgoing-id:t1:2', b('b')),
+      f.put('outgoing:t2:x:1', b('c')),
+      f.put('outgoing:t2:x:2', big),
+      f.put('retained:towers/t2/status', b('online')),
+    ]);
+    await f.clear({ gte: 'outgoing-id:t1:', lt: 'outgoing-id:t1;' });
+    expect(await f.get('outgoing-id:t1:1')).toBeUndefined();
+    expect(await db.get('outgoing-id:t1:2')).toBeUndefined();
+    // With LevelDB closed underneath, only a small session-queue entry is answered (from memory);
+    // a large value, a retained message or a key never written goes to LevelDB.
     await db.close();
-    expect(await f.get('out:1')).toEqual(b('c'));
+    expect(await f.get('outgoing:t2:x:1')).toEqual(b('c'));
+    await expect(f.get('outgoing:t2:x:2')).rejects.toThrow();
+    await expect(f.get('retained:towers/t2/status')).rejects.toThrow();
     await expect(f.get('never-written')).rejects.toThrow();
   });
 
@@ -87,6 +97,18 @@ describe('WriteBehindLevel', () => {
     await Promise.all(more);
     expect(later).toBe(50);
     expect(wb.stats.batches).toBeGreaterThanOrEqual(2);
+  });
+
+  it('splits a large queue into batches of about 256 writes, never splitting one caller’s batch', async () => {
+    const wb = new WriteBehindLevel(db);
+    const f = wb.facade();
+    const singles = Array.from({ length: 250 }, (_, i) => f.put(`single-${String(i).padStart(3, '0')}`, b('x')));
+    // One caller's batch of 100 straddles the 256th write: it goes whole into the first batch.
+    const group = f.batch(Array.from({ length: 100 }, (_, i) => ({ type: 'put' as const, key: `group-${i}`, value: b('y') })));
+    const rest = Array.from({ length: 300 }, (_, i) => f.put(`rest-${i}`, b('z')));
+    await Promise.all([...singles, group, ...rest]);
+    expect(wb.stats).toEqual({ batches: 3, writes: 650 });
+    expect(await db.keys({ gte: 'group-', lt: 'group.' }).all()).toHaveLength(100);
   });
 
   it('a failed batch fails its writes, and reads go back to what LevelDB holds', async () => {
