@@ -14,7 +14,7 @@
  */
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
-import { buildDirectorySlice, buildPolicyBundle, deviceProfiles, directoryEntry, directoryToken, ownerProfiles, type PartedDocument } from '../shared/policy/edge-bundle.js';
+import { buildDirectorySlice, buildPolicyBundle, directoryEntry, directoryToken, inventoryProfiles, type InventoryProfiles, type PartedDocument } from '../shared/policy/edge-bundle.js';
 import type { PolicyModel } from '../shared/policy/model.js';
 import type { PolicyBundle } from '../shared/mqtt/payloads.js';
 import type { WorkerContext } from './context.js';
@@ -55,8 +55,8 @@ export class BundlePublisher {
   readonly #legacyCleared = new Set<string>();
   /** Per tenant, the inventory its published directory slice was built from. */
   readonly #sliceInventory = new Map<string, Inventory>();
-  /** Per tenant, its owners' profiles and the inventory they were computed from. */
-  readonly #profiles = new Map<string, { inventory: Inventory; profiles: Map<string, string[]> }>();
+  /** Per tenant, its inventory's profiles (one hash per owner) and the inventory they came from. */
+  readonly #profiles = new Map<string, { inventory: Inventory; profiles: InventoryProfiles }>();
 
   constructor(ctx: WorkerContext, directoryKey: Buffer) {
     this.#ctx = ctx;
@@ -70,7 +70,7 @@ export class BundlePublisher {
     await this.#publishDirectory(model);
     const current = this.#bundles.get(tenantId);
     if (current && current.version >= model.version) return;
-    const bundle: TenantBundle = { version: model.version, doc: buildPolicyBundle(model, this.#profilesOf(model)), towers: new Set() };
+    const bundle: TenantBundle = { version: model.version, doc: buildPolicyBundle(model, this.#profilesOf(model).owners), towers: new Set() };
     this.#bundles.set(tenantId, bundle);
     if (!(await this.#lease(`bundle.${tenantId}.${model.version}`))) return;
     for (const towerId of await this.#servingTowers(tenantId)) await this.#publishBundle(tenantId, towerId, bundle);
@@ -120,10 +120,10 @@ export class BundlePublisher {
     this.#ctx.counters.inc('policy_bundles_published_total');
   }
 
-  #profilesOf(model: PolicyModel): Map<string, string[]> {
+  #profilesOf(model: PolicyModel): InventoryProfiles {
     const held = this.#profiles.get(model.tenant_id);
     if (held && sameInventory(held.inventory, model)) return held.profiles;
-    const profiles = ownerProfiles(model);
+    const profiles = inventoryProfiles(model);
     this.#profiles.set(model.tenant_id, { inventory: { devices: model.devices, user_roles: model.user_roles }, profiles });
     return profiles;
   }
@@ -133,7 +133,7 @@ export class BundlePublisher {
     if (sameInventory(this.#sliceInventory.get(tenantId), model)) return;
     const before = this.#entries.get(tenantId) ?? new Map<string, CachedEntry>();
     const after = new Map<string, CachedEntry>();
-    for (const d of deviceProfiles(model)) {
+    for (const d of this.#profilesOf(model).devices) {
       const had = before.get(d.id);
       after.set(d.id, had && had.profile === d.profile ? had : { profile: d.profile, entry: directoryEntry(this.#key, tenantId, d.id, d.profile) });
     }

@@ -149,38 +149,44 @@ export function buildDirectorySlice(
   };
 }
 
-/** Each device of the model with its profile (its owner's role set; no owner: no roles). */
-export function deviceProfiles(model: PolicyModel): Array<{ id: string; profile: string }> {
-  const memo = new Map<string | null, string>();
-  return model.devices.map((d) => {
-    let ref = memo.get(d.user_id);
-    if (ref === undefined) memo.set(d.user_id, (ref = profileRef(d.user_id === null ? [] : (model.user_roles.get(d.user_id) ?? []))));
-    return { id: d.id, profile: ref };
-  });
+export interface InventoryProfiles {
+  /** Each device with its profile (its owner's role set; no owner: no roles). */
+  devices: Array<{ id: string; profile: string }>;
+  /** Profile ref → the role ids it stands for, sorted (the empty profile always present). */
+  owners: Map<string, string[]>;
 }
 
 /**
- * The profiles of a tenant's device owners: profile ref → the owner's role ids, sorted (the empty
- * profile always present). Depends on the inventory alone (devices, user roles), so a publisher
- * may keep it across rule-side changes.
+ * The profiles of a tenant's inventory, one hash per owner: what the directory slice (devices)
+ * and the policy bundle (owners) carry. Depends on the inventory alone (devices, user roles), so
+ * a publisher may keep it across rule-side changes.
  */
-export function ownerProfiles(model: Pick<PolicyModel, 'devices' | 'user_roles'>): Map<string, string[]> {
-  const out = new Map<string, string[]>([[profileRef([]), []]]);
-  const seenUsers = new Set<string>();
-  for (const d of model.devices) {
-    if (d.user_id === null || seenUsers.has(d.user_id)) continue;
-    seenUsers.add(d.user_id);
-    const userRoles = model.user_roles.get(d.user_id) ?? [];
-    const ref = profileRef(userRoles);
-    if (!out.has(ref)) out.set(ref, [...new Set(userRoles)].sort());
-  }
-  return out;
+export function inventoryProfiles(model: Pick<PolicyModel, 'devices' | 'user_roles'>): InventoryProfiles {
+  const none = profileRef([]);
+  const owners = new Map<string, string[]>([[none, []]]);
+  const ofUser = new Map<string, string>();
+  const devices = model.devices.map((d) => {
+    if (d.user_id === null) return { id: d.id, profile: none };
+    let ref = ofUser.get(d.user_id);
+    if (ref === undefined) {
+      const roles = model.user_roles.get(d.user_id) ?? [];
+      ofUser.set(d.user_id, (ref = profileRef(roles)));
+      if (!owners.has(ref)) owners.set(ref, [...new Set(roles)].sort());
+    }
+    return { id: d.id, profile: ref };
+  });
+  return { devices, owners };
+}
+
+/** Each device of the model with its profile (inventoryProfiles, devices alone). */
+export function deviceProfiles(model: Pick<PolicyModel, 'devices' | 'user_roles'>): Array<{ id: string; profile: string }> {
+  return inventoryProfiles(model).devices;
 }
 
 /** A tenant's policy bundle content, the same for every tower it serves. */
 export function buildPolicyBundle(
   model: PolicyModel,
-  owners: ReadonlyMap<string, readonly string[]> = ownerProfiles(model),
+  owners: ReadonlyMap<string, readonly string[]> = inventoryProfiles(model).owners,
 ): PartedDocument<Omit<PolicyBundle, 'id' | 'tower_id' | 'published_at'>> {
   const policyIndex = new Map<string, number>();
   const policies: Array<[string, Severity]> = [];
