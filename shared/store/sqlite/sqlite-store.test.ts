@@ -158,6 +158,43 @@ describe('SqliteStore specifics', () => {
     expect(pages.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('a device or user filter with other filters pages through every match in id order, across growing windows', async () => {
+    const store = await openStore();
+    const t = await store.tenants.create({ name: 'windows', plan_id: 'premium' });
+    const newEventId = createIdFactory();
+    const all: DecidedUsage[] = [];
+    for (let b = 0; b < 12; b++) {
+      const records: DecidedUsage[] = Array.from({ length: 1000 }, (_, i) => {
+        const n = b * 1000 + i;
+        return { id: newEventId(), tenant_id: t.id, tower_id: `tw-${n % 3}`, batch_id: `b${b}`, device_id: `d-${n % 7}`, user_id: n % 5 === 0 ? null : `u-${n % 4}`, app: n % 2 ? 'slack' : 'zoom', action: 'open', bytes: null, ts: n, received_at: n, effect: n % 11 === 0 ? 'deny' : 'allow', reason: 'default', rule_id: null, policy_id: null, policy_version: 1, severity: null } satisfies DecidedUsage;
+      });
+      all.push(...records);
+      await store.usage.recordBatch({ tenant_id: t.id, tower_id: 'tw-0', batch_id: `b${b}`, now: 1, alert_window_s: 300, records });
+    }
+    const newestFirst = [...all].sort((a, b) => (a.id < b.id ? 1 : -1));
+    const cases = [
+      { device_id: 'd-3' },
+      { device_id: 'd-3', effect: 'deny' as const },
+      { user_id: 'u-1', tower_id: 'tw-2', app: 'slack' },
+      { device_id: 'd-2', user_id: 'u-2', since: 2_500, until: 9_000 },
+    ];
+    for (const filter of cases) {
+      const want = newestFirst
+        .filter((r) => Object.entries(filter).every(([k, v]) => (k === 'since' ? r.ts >= (v as number) : k === 'until' ? r.ts < (v as number) : r[k as keyof DecidedUsage] === v)))
+        .map((r) => r.id);
+      const got: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const page = await store.usage.list(t.id, { ...filter, limit: 40, cursor });
+        expect(page.items.length).toBeLessThanOrEqual(40);
+        got.push(...page.items.map((r) => r.id));
+        cursor = page.next_cursor;
+      } while (cursor !== null && ++pages < 1000);
+      expect(got, JSON.stringify(filter)).toEqual(want);
+    }
+  });
+
   it('runs in WAL mode at the latest schema version', async () => {
     const store = await openStore();
     await store.tenants.create({ name: 'a' });
