@@ -79,6 +79,23 @@ export async function startBenchControlPlane(opts: StartOptions = {}): Promise<B
 }
 
 /** Resident set size of a process in bytes (Linux /proc; `ps` elsewhere). */
+/**
+ * Resident bytes of the process's brk heap (`[heap]` in /proc/<pid>/smaps): where glibc's main
+ * arena puts native allocations made on the main thread (not V8's heap pages, not the thread
+ * pool's arenas). 0 where /proc is not there.
+ */
+export function mallocHeapBytes(pid: number): number {
+  try {
+    const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+    const at = smaps.search(/^\S+ \S+ \S+ \S+ \S+\s+\[heap\]$/m);
+    if (at < 0) return 0;
+    const m = /^Rss:\s+(\d+) kB/m.exec(smaps.slice(at));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 export function rssBytes(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { ApiClient } from '../../simulator/api-client.js';
 import { provisionBenchWorld } from './bench-world.js';
 import { nodeArgsFor, siblingScript } from './child.js';
-import { MB, rssBytes, startBenchControlPlane, untilIdle, type BenchControlPlane } from './control-plane.js';
+import { MB, mallocHeapBytes, rssBytes, startBenchControlPlane, untilIdle, type BenchControlPlane } from './control-plane.js';
 import { InspectorClient } from './inspector.js';
 import { LoadFleet } from './load-fleet.js';
 import { freePort } from './redis-process.js';
@@ -30,6 +30,8 @@ export interface IdleTowersRow {
   kb_per_tower: number;
   heap_used_mb: number;
   heap_kb_per_tower: number;
+  /** RSS of the main thread's malloc heap (glibc's brk arena): native memory outside V8's heap. */
+  malloc_heap_mb: number;
 }
 
 export interface DriftResult {
@@ -48,7 +50,7 @@ export interface DriftResult {
 }
 
 export interface MemoryBenchResult {
-  idle: { baseline_rss_mb: number; baseline_heap_used_mb: number; rows: IdleTowersRow[] };
+  idle: { baseline_rss_mb: number; baseline_heap_used_mb: number; baseline_malloc_heap_mb: number; rows: IdleTowersRow[] };
   drift: DriftResult | null;
 }
 
@@ -57,7 +59,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 /** After the connections settled and a full GC: median RSS of 10 samples, and heap in use. */
-async function settled(pid: number, inspector: InspectorClient): Promise<{ rss: number; heapUsed: number }> {
+async function settled(pid: number, inspector: InspectorClient): Promise<{ rss: number; heapUsed: number; mallocHeap: number }> {
   // SUBACK is not the end of a connection's cost: the retained messages its subscriptions match
   // are still being delivered. Wait until the control plane is idle.
   await untilIdle(pid);
@@ -70,7 +72,7 @@ async function settled(pid: number, inspector: InspectorClient): Promise<{ rss: 
     xs.push(rssBytes(pid));
     await sleep(500);
   }
-  return { rss: median(xs), heapUsed: (await inspector.memoryUsage()).heapUsed };
+  return { rss: median(xs), heapUsed: (await inspector.memoryUsage()).heapUsed, mallocHeap: mallocHeapBytes(pid) };
 }
 
 async function provisionTowers(cp: BenchControlPlane, n: number, log: (s: string) => void): Promise<Array<{ id: string; password: string }>> {
@@ -116,15 +118,15 @@ async function benchIdle(counts: number[], log: (s: string) => void): Promise<Me
         const { connected, errors } = JSON.parse(next.value) as { connected: number; errors: number };
         const m = await settled(cp.pid, inspector);
         const per = (bytes: number) => bytes / 1024 / Math.max(1, connected);
-        const row = { towers: n, connected, rss_mb: m.rss / MB, kb_per_tower: per(m.rss - baseline.rss), heap_used_mb: m.heapUsed / MB, heap_kb_per_tower: per(m.heapUsed - baseline.heapUsed) };
+        const row = { towers: n, connected, rss_mb: m.rss / MB, kb_per_tower: per(m.rss - baseline.rss), heap_used_mb: m.heapUsed / MB, heap_kb_per_tower: per(m.heapUsed - baseline.heapUsed), malloc_heap_mb: m.mallocHeap / MB };
         rows.push(row);
-        log(`  ${connected}/${n} idle towers connected${errors ? ` (${errors} agent errors)` : ''}: RSS ${row.rss_mb.toFixed(1)} MB, ${row.kb_per_tower.toFixed(1)} KB per tower (heap ${row.heap_kb_per_tower.toFixed(1)} KB)`);
+        log(`  ${connected}/${n} idle towers connected${errors ? ` (${errors} agent errors)` : ''}: RSS ${row.rss_mb.toFixed(1)} MB, ${row.kb_per_tower.toFixed(1)} KB per tower (heap ${row.heap_kb_per_tower.toFixed(1)} KB, malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
       }
     } finally {
       child.stdin.end();
       await exited;
     }
-    return { baseline_rss_mb: baseline.rss / MB, baseline_heap_used_mb: baseline.heapUsed / MB, rows };
+    return { baseline_rss_mb: baseline.rss / MB, baseline_heap_used_mb: baseline.heapUsed / MB, baseline_malloc_heap_mb: baseline.mallocHeap / MB, rows };
   } finally {
     await inspector.stop();
     await cp.stop();
@@ -176,7 +178,7 @@ async function benchDrift(opts: { loadEps: number; loadFrom: string; minutes: nu
 }
 
 export async function benchMemory(opts: { towers: number[]; minutes: number; loadEps: number; loadFrom: string; log: (s: string) => void }): Promise<MemoryBenchResult> {
-  const idle = opts.towers.length > 0 ? await benchIdle(opts.towers, opts.log) : { baseline_rss_mb: 0, baseline_heap_used_mb: 0, rows: [] };
+  const idle = opts.towers.length > 0 ? await benchIdle(opts.towers, opts.log) : { baseline_rss_mb: 0, baseline_heap_used_mb: 0, baseline_malloc_heap_mb: 0, rows: [] };
   const drift = opts.minutes > 0 ? await benchDrift(opts) : null;
   if (drift) opts.log(`  drift over ${drift.minutes} min at ${drift.load_eps} ev/s: ${drift.first_mb.toFixed(1)} → ${drift.last_mb.toFixed(1)} MB (${drift.drift_percent.toFixed(1)} %)`);
   return { idle, drift };
@@ -185,11 +187,11 @@ export async function benchMemory(opts: { towers: number[]; minutes: number; loa
 export function printMemory(r: MemoryBenchResult, log: (s: string) => void, fmt: (n: number, d?: number) => string): void {
   log(`  (j) control plane memory   targets: ≤ 20 KB RSS per connected idle tower; < 5 % RSS drift at half the max sustained load`);
   if (r.idle.rows.length > 0) {
-    log('      after a full GC                    RSS MB   RSS KB/tower   heap used MB   heap KB/tower');
-    log(`      no tower connected             ${fmt(r.idle.baseline_rss_mb, 1).padStart(9)}                ${fmt(r.idle.baseline_heap_used_mb, 1).padStart(13)}`);
+    log('      after a full GC                    RSS MB   RSS KB/tower   heap used MB   heap KB/tower   malloc heap MB');
+    log(`      no tower connected             ${fmt(r.idle.baseline_rss_mb, 1).padStart(9)}                ${fmt(r.idle.baseline_heap_used_mb, 1).padStart(13)}                 ${fmt(r.idle.baseline_malloc_heap_mb, 1).padStart(14)}`);
   }
   for (const row of r.idle.rows) {
-    log(`      ${fmt(row.connected).padStart(6)} idle towers connected  ${fmt(row.rss_mb, 1).padStart(9)} ${fmt(row.kb_per_tower, 1).padStart(14)} ${fmt(row.heap_used_mb, 1).padStart(14)} ${fmt(row.heap_kb_per_tower, 1).padStart(15)}`);
+    log(`      ${fmt(row.connected).padStart(6)} idle towers connected  ${fmt(row.rss_mb, 1).padStart(9)} ${fmt(row.kb_per_tower, 1).padStart(14)} ${fmt(row.heap_used_mb, 1).padStart(14)} ${fmt(row.heap_kb_per_tower, 1).padStart(15)} ${fmt(row.malloc_heap_mb, 1).padStart(16)}`);
   }
   const d = r.drift;
   if (d) {

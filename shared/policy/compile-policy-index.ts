@@ -10,10 +10,12 @@
  * narrowest that decided (ties: the lowest rule id).
  *
  * Users holding the same set of roles share a memo of final outcomes by (app, action), so the hot
- * path is three lookups (device → memo, app, action) whatever the number of roles or rules. Memos
- * are bounded (per role set and per index) and only hold names the rules could decide on, so events
- * naming invented apps or actions (they come from the field) cannot grow memory without bound.
- * Outcomes are built once: a decision allocates nothing.
+ * path is a few lookups (device → role set, app → row, action → column, cell) whatever the number
+ * of roles or rules. A role set that decides often gets a dense memo: one typed array over every
+ * (app, action) the rules name, plus a row for any app and a column for any action no rule names
+ * (such names are decided alike), so events naming invented apps or actions (they come from the
+ * field) share cells instead of adding entries. Other role sets use a map memo, bounded per role
+ * set and per index. Outcomes are built once: a decision allocates nothing.
  */
 import type { BundleGrant, Effect, Severity } from '../mqtt/payloads.js';
 import type { PolicyModel } from './model.js';
@@ -172,11 +174,31 @@ export interface CompileOptions {
    */
   memoPerRoleSet?: number;
   memoPerIndex?: number;
+  /** Cells of dense memo for all role sets together (0: map memos only). */
+  gridCellsPerIndex?: number;
 }
+
+/**
+ * The dense memo (RoleSet.grid): cells one role set may hold, cells of all role sets of one index
+ * together (4 bytes each: 4 MB), and the decisions a role set makes on the map memo before it gets
+ * one, so role sets that decide little (most, in a tenant where many users hold a combination of
+ * their own) cost no grid. A catalogue of 300 apps × 20 actions is 6,321 cells (25 KB).
+ */
+const GRID_CELLS_PER_ROLE_SET = 65_536;
+const GRID_CELLS_PER_INDEX = 1_048_576;
+const GRID_AFTER_DECISIONS = 256;
 
 class RoleSet {
   readonly memo = new Map<string, Map<string, Outcome>>();
   size = 0;
+  /**
+   * The dense memo, when the rules' catalogue is small enough: outcome number + 1 by (app row,
+   * action column), 0 = not decided yet. One typed array per role set instead of a map per app:
+   * with thousands of role sets × apps, the maps' scattered entries cost a cache miss or two per
+   * decision, which is what made many rules slower than few (bench (c)).
+   */
+  grid: Int32Array | null = null;
+  decisions = 0;
   constructor(readonly tables: readonly RoleTable[]) {}
 }
 
@@ -214,6 +236,7 @@ function ownersOf(devices: PolicyModel['devices']): Map<string, string | null> {
 export function compilePolicyIndex(model: PolicyModel, opts: CompileOptions = {}): PolicyIndex {
   const memoPerRoleSet = opts.memoPerRoleSet ?? MEMO_PER_ROLE_SET;
   const memoPerIndex = opts.memoPerIndex ?? MEMO_PER_INDEX;
+  const gridCellsPerIndex = opts.gridCellsPerIndex ?? GRID_CELLS_PER_INDEX;
   const byRole = new Map<string, BundleGrant[]>();
   for (const g of model.grants) {
     let list = byRole.get(g.role_id);
@@ -229,6 +252,40 @@ export function compilePolicyIndex(model: PolicyModel, opts: CompileOptions = {}
   const userSets = new Map<string | null, RoleSet>();
   const deviceSets = new Map<string, RoleSet>();
   let memoTotal = 0;
+
+  // Rows and columns of the dense memo: every app and every action a rule names, plus one row for
+  // any app no rule names and one column for any action no rule names. An app no rule names is
+  // decided by the wildcard-app cells alone, so by its action only; an action no rule names by its
+  // app only (RoleTable.pair): every such name shares its row or column.
+  const appRow = new Map<string, number>();
+  const actionColumn = new Map<string, number>();
+  for (const g of model.grants) {
+    if (g.app !== WILDCARD && !appRow.has(g.app)) appRow.set(g.app, appRow.size);
+    if (g.action !== WILDCARD && !actionColumn.has(g.action)) actionColumn.set(g.action, actionColumn.size);
+  }
+  const otherApp = appRow.size;
+  const otherAction = actionColumn.size;
+  const columns = otherAction + 1;
+  const gridCells = (otherApp + 1) * columns;
+  let gridTotal = 0;
+  /** Outcomes the grids point at, numbered. */
+  const outcomes: Outcome[] = [];
+  const outcomeNumber = new Map<Outcome, number>();
+  function numberOf(out: Outcome): number {
+    let n = outcomeNumber.get(out);
+    if (n === undefined) {
+      n = outcomes.length;
+      outcomes.push(out);
+      outcomeNumber.set(out, n);
+    }
+    return n;
+  }
+  function tryGrid(set: RoleSet): void {
+    if (gridCells <= GRID_CELLS_PER_ROLE_SET && gridTotal + gridCells <= gridCellsPerIndex) {
+      set.grid = new Int32Array(gridCells);
+      gridTotal += gridCells;
+    }
+  }
 
   function roleSetOf(userId: string | null): RoleSet {
     const cached = userSets.get(userId);
@@ -249,6 +306,16 @@ export function compilePolicyIndex(model: PolicyModel, opts: CompileOptions = {}
   }
 
   function decideIn(set: RoleSet, app: string, action: string): Outcome {
+    const grid = set.grid;
+    if (grid !== null) {
+      const cell = (appRow.get(app) ?? otherApp) * columns + (actionColumn.get(action) ?? otherAction);
+      const n = grid[cell]!;
+      if (n !== 0) return outcomes[n - 1]!;
+      const out = decideOver(set.tables, app, action, defaultOutcome);
+      grid[cell] = numberOf(out) + 1;
+      return out;
+    }
+    if (++set.decisions === GRID_AFTER_DECISIONS) tryGrid(set);
     let byAction = set.memo.get(app);
     const hit = byAction?.get(action);
     if (hit !== undefined) return hit;

@@ -100,6 +100,40 @@ describe('policy semantics', () => {
     expect(removed.decide('alice', 'slack', 'upload_file').reason).toBe('default');
   });
 
+  it('the dense memo decides exactly as the map memo, for named, wildcard and unknown apps and actions', () => {
+    // A small deterministic generator: the same model and stream every run.
+    let x = 12345;
+    const rnd = () => ((x = (x * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const pick = <V>(xs: readonly V[]): V => xs[Math.floor(rnd() * xs.length)]!;
+    const apps = ['a0', 'a1', 'a2', 'a3', 'a4', '*'];
+    const actions = ['x0', 'x1', 'x2', '*'];
+    const roles = ['r0', 'r1', 'r2', 'r3'];
+    const grants = Array.from({ length: 60 }, (_, i) => grant(`R${String(i).padStart(3, '0')}`, pick(roles), pick(apps), pick(actions), rnd() < 0.35 ? 'deny' : 'allow'));
+    const users = Array.from({ length: 12 }, (_, i) => `u${i}`);
+    const m = model(grants, {
+      devices: users.map((u) => ({ id: `dev-${u}`, user_id: u })),
+      user_roles: new Map(users.map((u) => [u, roles.filter(() => rnd() < 0.5)])),
+    });
+    const dense = compilePolicyIndex(m);
+    const maps = compilePolicyIndex(m, { gridCellsPerIndex: 0 });
+    // Names no rule uses land in the shared row / column; the outcomes must not depend on which.
+    const eventApps = [...apps.filter((a) => a !== '*'), 'unnamed-1', 'unnamed-2', '*'];
+    const eventActions = [...actions.filter((a) => a !== '*'), 'other-1', 'other-2', '*'];
+    let compared = 0;
+    // Enough decisions per role set that every one gets its grid (256), then again from the memo.
+    for (let round = 0; round < 8; round++) {
+      for (const u of users) {
+        for (const app of eventApps) {
+          for (const action of eventActions) {
+            expect(dense.decideForDevice(`dev-${u}`, app, action), `${u} ${app} ${action}`).toEqual(maps.decideForDevice(`dev-${u}`, app, action));
+            compared++;
+          }
+        }
+      }
+    }
+    expect(compared).toBe(8 * users.length * eventApps.length * eventActions.length);
+  });
+
   it('memoised outcomes stay correct across many distinct keys', () => {
     const index = compilePolicyIndex(model([grant('R1', 'sales', 'app1', '*', 'deny')]));
     for (let i = 0; i < 60_000; i++) index.decide('alice', `app${i % 3}`, `act${i}`);
