@@ -8,7 +8,7 @@
  *    `connections` connections, as a share of the hello world's;
  *  - latency: p50/p99 with one connection (closed loop, no queueing) on /app-usage (unfiltered and
  *    with the filters the console uses) and /dashboard/alerts. SQLite usage pages filtered by
- *    device or user read at most 100,000 rows each by design (usage-repo.ts boundedScan) and may
+ *    device or user read at most 50,000 rows each by design (usage-repo.ts boundedScan) and may
  *    return fewer rows with a cursor to continue: rows per first page are reported beside them.
  * Every endpoint gets one unreported warm-up second first. autocannon is a devDependency, loaded
  * only by this part.
