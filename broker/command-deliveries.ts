@@ -36,8 +36,11 @@ export class CommandDeliveries {
   readonly #towerId: string;
   readonly #maxPayload: number;
   readonly #queue = new ByteQueue();
-  /** Command per packet id; an id reused while in flight keeps both, first written first. */
-  readonly #inFlight = new Map<number, CommandDelivery[]>();
+  /**
+   * Command per packet id; an id reused while in flight keeps both, first written first. Null
+   * while none is in flight: an idle tower (most of them) holds no map.
+   */
+  #inFlight: Map<number, CommandDelivery[]> | null = null;
   /** Bytes of the current frame still to skip (it is not one of this tower's commands). */
   #skip = 0;
   #lost = false;
@@ -65,10 +68,10 @@ export class CommandDeliveries {
 
   /** The tower PUBACKed `packetId`: the command it carried, if any. */
   acknowledged(packetId: number): CommandDelivery | null {
-    const list = this.#inFlight.get(packetId);
+    const list = this.#inFlight?.get(packetId);
     if (!list) return null;
     const first = list.shift()!;
-    if (list.length === 0) this.#inFlight.delete(packetId);
+    if (list.length === 0 && this.#inFlight!.delete(packetId) && this.#inFlight!.size === 0) this.#inFlight = null;
     return first;
   }
 
@@ -136,8 +139,9 @@ export class CommandDeliveries {
     }
     if (typeof id !== 'string') return;
     const entry = { tenant_id: tenantId, tower_id: this.#towerId, command_id: id };
-    const list = this.#inFlight.get(packetId);
-    if (!list) this.#inFlight.set(packetId, [entry]);
+    const inFlight = (this.#inFlight ??= new Map());
+    const list = inFlight.get(packetId);
+    if (!list) inFlight.set(packetId, [entry]);
     // aedes reuses an id only for a replay (see above); a tower that never acknowledges must
     // not grow this without bound.
     else if (list.push(entry) > MAX_SAME_ID) list.shift();

@@ -20,6 +20,8 @@
  * intact. Wills (published by aedes from Client#close) keep aedes' own path.
  */
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
+// Before any packet is written: no 65,536-entry number cache (~7 MB) in this process.
+import '../shared/mqtt/number-cache.js';
 
 type Done = (error?: Error) => void;
 type AuthorizePublish = NonNullable<AedesOptions['authorizePublish']>;

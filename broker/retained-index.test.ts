@@ -60,5 +60,9 @@ describe('RetainedIndex', () => {
       const filter = parts.join('/');
       expect({ filter, got: index.match([filter]).sort() }).toEqual({ filter, got: live.filter((t) => matches(filter, t)).sort() });
     }
+    // Pruned branches grow back (leaves hold no child map until they need one).
+    for (const t of removed) index.add(t);
+    expect(index.size).toBe(topics.size);
+    expect(index.match(['#']).sort()).toEqual([...topics].filter((t) => !t.startsWith('$')).sort());
   });
 });

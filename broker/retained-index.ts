@@ -15,12 +15,15 @@
  */
 
 interface Node {
-  children: Map<string, Node>;
+  /** Null on a leaf: most nodes are the last level of one tower's topic, and a map costs ~200 B. */
+  children: Map<string, Node> | null;
   /** Whether a retained message exists at exactly this topic. */
   terminal: boolean;
 }
 
-const node = (): Node => ({ children: new Map(), terminal: false });
+const node = (): Node => ({ children: null, terminal: false });
+const NO_CHILDREN: ReadonlyMap<string, Node> = new Map();
+const childrenOf = (n: Node): ReadonlyMap<string, Node> => n.children ?? NO_CHILDREN;
 
 export class RetainedIndex {
   readonly #root = node();
@@ -33,10 +36,10 @@ export class RetainedIndex {
   add(topic: string): void {
     let n = this.#root;
     for (const level of topic.split('/')) {
-      let next = n.children.get(level);
+      let next = n.children?.get(level);
       if (!next) {
         next = node();
-        n.children.set(level, next);
+        (n.children ??= new Map()).set(level, next);
       }
       n = next;
     }
@@ -48,7 +51,7 @@ export class RetainedIndex {
     const path: Array<[Node, string]> = [];
     let n = this.#root;
     for (const level of topic.split('/')) {
-      const next = n.children.get(level);
+      const next = n.children?.get(level);
       if (!next) return;
       path.push([n, level]);
       n = next;
@@ -59,9 +62,10 @@ export class RetainedIndex {
     // Prune the branch back to the first node that still leads somewhere.
     for (let i = path.length - 1; i >= 0; i--) {
       const [parent, level] = path[i]!;
-      const child = parent.children.get(level)!;
-      if (child.terminal || child.children.size > 0) break;
-      parent.children.delete(level);
+      const child = parent.children!.get(level)!;
+      if (child.terminal || child.children !== null) break;
+      parent.children!.delete(level);
+      if (parent.children!.size === 0) parent.children = null;
     }
   }
 
@@ -85,7 +89,7 @@ export class RetainedIndex {
       return;
     }
     if (level === '+') {
-      for (const [name, child] of n.children) {
+      for (const [name, child] of childrenOf(n)) {
         if (i === 0 && name.startsWith('$')) continue;
         path.push(name);
         this.#walk(child, levels, i + 1, path, out);
@@ -93,7 +97,7 @@ export class RetainedIndex {
       }
       return;
     }
-    const child = n.children.get(level);
+    const child = n.children?.get(level);
     if (!child) return;
     path.push(level);
     this.#walk(child, levels, i + 1, path, out);
@@ -102,7 +106,7 @@ export class RetainedIndex {
 
   /** Every terminal below `n` (not `n` itself). */
   #everything(n: Node, path: string[], atRoot: boolean, out: Set<string>): void {
-    for (const [name, child] of n.children) {
+    for (const [name, child] of childrenOf(n)) {
       if (atRoot && name.startsWith('$')) continue;
       path.push(name);
       if (child.terminal) out.add(path.join('/'));

@@ -6,6 +6,8 @@
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { connect, ErrorWithReasonCode, type IClientOptions, type MqttClient } from 'mqtt';
+// Before any packet is written: no 65,536-entry number cache (~7 MB) in this process.
+import '../shared/mqtt/number-cache.js';
 import WebSocket from 'ws';
 import { backoffDelay } from './backoff.js';
 

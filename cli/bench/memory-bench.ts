@@ -27,7 +27,10 @@ export interface IdleTowersRow {
   towers: number;
   connected: number;
   rss_mb: number;
+  /** RSS per tower beyond the first WARM_TOWERS: (RSS − warm RSS) / (connected − warm connected). */
   kb_per_tower: number;
+  /** RSS per tower counted from the control plane that never served a tower: one-time costs included. */
+  kb_per_tower_from_cold: number;
   heap_used_mb: number;
   heap_kb_per_tower: number;
   /** RSS of the main thread's malloc heap (glibc's brk arena): native memory outside V8's heap. */
@@ -50,9 +53,19 @@ export interface DriftResult {
 }
 
 export interface MemoryBenchResult {
-  idle: { baseline_rss_mb: number; baseline_heap_used_mb: number; baseline_malloc_heap_mb: number; rows: IdleTowersRow[] };
+  idle: {
+    baseline_rss_mb: number;
+    baseline_heap_used_mb: number;
+    baseline_malloc_heap_mb: number;
+    /** After WARM_TOWERS connected: the baseline of kb_per_tower. */
+    warm: { connected: number; rss_mb: number; heap_used_mb: number; malloc_heap_mb: number };
+    rows: IdleTowersRow[];
+  };
   drift: DriftResult | null;
 }
+
+/** Towers connected before the baseline of the per-tower figures (see benchIdle). */
+const WARM_TOWERS = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
@@ -109,24 +122,43 @@ async function benchIdle(counts: number[], log: (s: string) => void): Promise<Me
     const child = spawn(process.execPath, [...nodeArgsFor(siblingScript(import.meta.url, 'idle-towers')), cp.urls.mqtt, file], { stdio: ['pipe', 'pipe', 'inherit'] });
     const exited = new Promise<number | null>((r) => child.once('exit', r));
     const answers = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const connectUpTo = async (n: number): Promise<{ connected: number; errors: number }> => {
+      child.stdin.write(JSON.stringify({ connect: n }) + '\n');
+      const next = await answers.next();
+      if (next.done) throw new Error(`idle-towers exited (${await exited})`);
+      return JSON.parse(next.value) as { connected: number; errors: number };
+    };
     const rows: IdleTowersRow[] = [];
+    let warm: MemoryBenchResult['idle']['warm'];
     try {
+      // The first towers pay for what a process builds once, on first use (compiled code, the
+      // MQTT writers' state): measured from here, the rows are what each further tower costs.
+      const first = await connectUpTo(WARM_TOWERS);
+      const w = await settled(cp.pid, inspector);
+      warm = { connected: first.connected, rss_mb: w.rss / MB, heap_used_mb: w.heapUsed / MB, malloc_heap_mb: w.mallocHeap / MB };
+      log(`  ${first.connected} towers connected (warm baseline): RSS ${warm.rss_mb.toFixed(1)} MB, heap used ${warm.heap_used_mb.toFixed(1)} MB`);
       for (const n of [...counts].sort((a, b) => a - b)) {
-        child.stdin.write(JSON.stringify({ connect: n }) + '\n');
-        const next = await answers.next();
-        if (next.done) throw new Error(`idle-towers exited (${await exited})`);
-        const { connected, errors } = JSON.parse(next.value) as { connected: number; errors: number };
+        const { connected, errors } = await connectUpTo(n);
         const m = await settled(cp.pid, inspector);
-        const per = (bytes: number) => bytes / 1024 / Math.max(1, connected);
-        const row = { towers: n, connected, rss_mb: m.rss / MB, kb_per_tower: per(m.rss - baseline.rss), heap_used_mb: m.heapUsed / MB, heap_kb_per_tower: per(m.heapUsed - baseline.heapUsed), malloc_heap_mb: m.mallocHeap / MB };
+        const per = (bytes: number) => bytes / 1024 / Math.max(1, connected - first.connected);
+        const row = {
+          towers: n,
+          connected,
+          rss_mb: m.rss / MB,
+          kb_per_tower: per(m.rss - w.rss),
+          kb_per_tower_from_cold: (m.rss - baseline.rss) / 1024 / Math.max(1, connected),
+          heap_used_mb: m.heapUsed / MB,
+          heap_kb_per_tower: per(m.heapUsed - w.heapUsed),
+          malloc_heap_mb: m.mallocHeap / MB,
+        };
         rows.push(row);
-        log(`  ${connected}/${n} idle towers connected${errors ? ` (${errors} agent errors)` : ''}: RSS ${row.rss_mb.toFixed(1)} MB, ${row.kb_per_tower.toFixed(1)} KB per tower (heap ${row.heap_kb_per_tower.toFixed(1)} KB, malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
+        log(`  ${connected}/${n} idle towers connected${errors ? ` (${errors} agent errors)` : ''}: RSS ${row.rss_mb.toFixed(1)} MB, ${row.kb_per_tower.toFixed(1)} KB per tower beyond the first ${first.connected} (${row.kb_per_tower_from_cold.toFixed(1)} KB from cold; heap ${row.heap_kb_per_tower.toFixed(1)} KB, malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
       }
     } finally {
       child.stdin.end();
       await exited;
     }
-    return { baseline_rss_mb: baseline.rss / MB, baseline_heap_used_mb: baseline.heapUsed / MB, baseline_malloc_heap_mb: baseline.mallocHeap / MB, rows };
+    return { baseline_rss_mb: baseline.rss / MB, baseline_heap_used_mb: baseline.heapUsed / MB, baseline_malloc_heap_mb: baseline.mallocHeap / MB, warm, rows };
   } finally {
     await inspector.stop();
     await cp.stop();
@@ -178,7 +210,7 @@ async function benchDrift(opts: { loadEps: number; loadFrom: string; minutes: nu
 }
 
 export async function benchMemory(opts: { towers: number[]; minutes: number; loadEps: number; loadFrom: string; log: (s: string) => void }): Promise<MemoryBenchResult> {
-  const idle = opts.towers.length > 0 ? await benchIdle(opts.towers, opts.log) : { baseline_rss_mb: 0, baseline_heap_used_mb: 0, baseline_malloc_heap_mb: 0, rows: [] };
+  const idle = opts.towers.length > 0 ? await benchIdle(opts.towers, opts.log) : { baseline_rss_mb: 0, baseline_heap_used_mb: 0, baseline_malloc_heap_mb: 0, warm: { connected: 0, rss_mb: 0, heap_used_mb: 0, malloc_heap_mb: 0 }, rows: [] };
   const drift = opts.minutes > 0 ? await benchDrift(opts) : null;
   if (drift) opts.log(`  drift over ${drift.minutes} min at ${drift.load_eps} ev/s: ${drift.first_mb.toFixed(1)} → ${drift.last_mb.toFixed(1)} MB (${drift.drift_percent.toFixed(1)} %)`);
   return { idle, drift };
@@ -187,11 +219,14 @@ export async function benchMemory(opts: { towers: number[]; minutes: number; loa
 export function printMemory(r: MemoryBenchResult, log: (s: string) => void, fmt: (n: number, d?: number) => string): void {
   log(`  (j) control plane memory   targets: ≤ 20 KB RSS per connected idle tower; < 5 % RSS drift at half the max sustained load`);
   if (r.idle.rows.length > 0) {
-    log('      after a full GC                    RSS MB   RSS KB/tower   heap used MB   heap KB/tower   malloc heap MB');
-    log(`      no tower connected             ${fmt(r.idle.baseline_rss_mb, 1).padStart(9)}                ${fmt(r.idle.baseline_heap_used_mb, 1).padStart(13)}                 ${fmt(r.idle.baseline_malloc_heap_mb, 1).padStart(14)}`);
+    const w = r.idle.warm;
+    log(`      after a full GC; KB/tower counted beyond the first ${fmt(w.connected)} towers (from a cold control plane in brackets)`);
+    log('                                         RSS MB   RSS KB/tower          heap used MB   heap KB/tower   malloc heap MB');
+    log(`      no tower connected             ${fmt(r.idle.baseline_rss_mb, 1).padStart(9)}                       ${fmt(r.idle.baseline_heap_used_mb, 1).padStart(13)}                 ${fmt(r.idle.baseline_malloc_heap_mb, 1).padStart(14)}`);
+    log(`      ${fmt(w.connected).padStart(6)} towers (warm baseline)  ${fmt(w.rss_mb, 1).padStart(9)}                       ${fmt(w.heap_used_mb, 1).padStart(13)}                 ${fmt(w.malloc_heap_mb, 1).padStart(14)}`);
   }
   for (const row of r.idle.rows) {
-    log(`      ${fmt(row.connected).padStart(6)} idle towers connected  ${fmt(row.rss_mb, 1).padStart(9)} ${fmt(row.kb_per_tower, 1).padStart(14)} ${fmt(row.heap_used_mb, 1).padStart(14)} ${fmt(row.heap_kb_per_tower, 1).padStart(15)} ${fmt(row.malloc_heap_mb, 1).padStart(16)}`);
+    log(`      ${fmt(row.connected).padStart(6)} idle towers connected  ${fmt(row.rss_mb, 1).padStart(9)} ${fmt(row.kb_per_tower, 1).padStart(14)} ${`(${fmt(row.kb_per_tower_from_cold, 1)})`.padStart(8)} ${fmt(row.heap_used_mb, 1).padStart(13)} ${fmt(row.heap_kb_per_tower, 1).padStart(15)} ${fmt(row.malloc_heap_mb, 1).padStart(16)}`);
   }
   const d = r.drift;
   if (d) {
