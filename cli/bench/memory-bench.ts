@@ -31,6 +31,11 @@ export interface IdleTowersRow {
   kb_per_tower: number;
   /** RSS per tower counted from the control plane that never served a tower: one-time costs included. */
   kb_per_tower_from_cold: number;
+  /**
+   * RSS per tower added since the previous count (the first: since the warm baseline): the cost
+   * of one more tower once the bounded caches the first connections fill are full.
+   */
+  kb_per_tower_step: number;
   heap_used_mb: number;
   heap_kb_per_tower: number;
   /** RSS of the main thread's malloc heap (glibc's brk arena): native memory outside V8's heap. */
@@ -137,22 +142,26 @@ async function benchIdle(counts: number[], log: (s: string) => void): Promise<Me
       const w = await settled(cp.pid, inspector);
       warm = { connected: first.connected, rss_mb: w.rss / MB, heap_used_mb: w.heapUsed / MB, malloc_heap_mb: w.mallocHeap / MB };
       log(`  ${first.connected} towers connected (warm baseline): RSS ${warm.rss_mb.toFixed(1)} MB, heap used ${warm.heap_used_mb.toFixed(1)} MB`);
+      let previous = { rss: w.rss, connected: first.connected };
       for (const n of [...counts].sort((a, b) => a - b)) {
         const { connected, errors } = await connectUpTo(n);
         const m = await settled(cp.pid, inspector);
         const per = (bytes: number) => bytes / 1024 / Math.max(1, connected - first.connected);
+        const step = (m.rss - previous.rss) / 1024 / Math.max(1, connected - previous.connected);
+        previous = { rss: m.rss, connected };
         const row = {
           towers: n,
           connected,
           rss_mb: m.rss / MB,
           kb_per_tower: per(m.rss - w.rss),
           kb_per_tower_from_cold: (m.rss - baseline.rss) / 1024 / Math.max(1, connected),
+          kb_per_tower_step: step,
           heap_used_mb: m.heapUsed / MB,
           heap_kb_per_tower: per(m.heapUsed - w.heapUsed),
           malloc_heap_mb: m.mallocHeap / MB,
         };
         rows.push(row);
-        log(`  ${connected}/${n} idle towers connected${errors ? ` (${errors} agent errors)` : ''}: RSS ${row.rss_mb.toFixed(1)} MB, ${row.kb_per_tower.toFixed(1)} KB per tower beyond the first ${first.connected} (${row.kb_per_tower_from_cold.toFixed(1)} KB from cold; heap ${row.heap_kb_per_tower.toFixed(1)} KB, malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
+        log(`  ${connected}/${n} idle towers connected${errors ? ` (${errors} agent errors)` : ''}: RSS ${row.rss_mb.toFixed(1)} MB, ${row.kb_per_tower.toFixed(1)} KB per tower beyond the first ${first.connected} (${row.kb_per_tower_from_cold.toFixed(1)} KB from cold, ${row.kb_per_tower_step.toFixed(1)} KB each since the previous count; heap ${row.heap_kb_per_tower.toFixed(1)} KB, malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
       }
     } finally {
       child.stdin.end();
@@ -220,13 +229,13 @@ export function printMemory(r: MemoryBenchResult, log: (s: string) => void, fmt:
   log(`  (j) control plane memory   targets: ≤ 20 KB RSS per connected idle tower; < 5 % RSS drift at half the max sustained load`);
   if (r.idle.rows.length > 0) {
     const w = r.idle.warm;
-    log(`      after a full GC; KB/tower counted beyond the first ${fmt(w.connected)} towers (from a cold control plane in brackets)`);
-    log('                                         RSS MB   RSS KB/tower          heap used MB   heap KB/tower   malloc heap MB');
-    log(`      no tower connected             ${fmt(r.idle.baseline_rss_mb, 1).padStart(9)}                       ${fmt(r.idle.baseline_heap_used_mb, 1).padStart(13)}                 ${fmt(r.idle.baseline_malloc_heap_mb, 1).padStart(14)}`);
-    log(`      ${fmt(w.connected).padStart(6)} towers (warm baseline)  ${fmt(w.rss_mb, 1).padStart(9)}                       ${fmt(w.heap_used_mb, 1).padStart(13)}                 ${fmt(w.malloc_heap_mb, 1).padStart(14)}`);
+    log(`      after a full GC; KB/tower counted beyond the first ${fmt(w.connected)} towers (from a cold control plane in brackets), and for the towers added since the previous line`);
+    log('                                         RSS MB   RSS KB/tower          added    heap used MB   heap KB/tower   malloc heap MB');
+    log(`      no tower connected             ${fmt(r.idle.baseline_rss_mb, 1).padStart(9)}                                ${fmt(r.idle.baseline_heap_used_mb, 1).padStart(13)}                 ${fmt(r.idle.baseline_malloc_heap_mb, 1).padStart(14)}`);
+    log(`      ${fmt(w.connected).padStart(6)} towers (warm baseline)  ${fmt(w.rss_mb, 1).padStart(9)}                                ${fmt(w.heap_used_mb, 1).padStart(13)}                 ${fmt(w.malloc_heap_mb, 1).padStart(14)}`);
   }
   for (const row of r.idle.rows) {
-    log(`      ${fmt(row.connected).padStart(6)} idle towers connected  ${fmt(row.rss_mb, 1).padStart(9)} ${fmt(row.kb_per_tower, 1).padStart(14)} ${`(${fmt(row.kb_per_tower_from_cold, 1)})`.padStart(8)} ${fmt(row.heap_used_mb, 1).padStart(13)} ${fmt(row.heap_kb_per_tower, 1).padStart(15)} ${fmt(row.malloc_heap_mb, 1).padStart(16)}`);
+    log(`      ${fmt(row.connected).padStart(6)} idle towers connected  ${fmt(row.rss_mb, 1).padStart(9)} ${fmt(row.kb_per_tower, 1).padStart(14)} ${`(${fmt(row.kb_per_tower_from_cold, 1)})`.padStart(8)} ${fmt(row.kb_per_tower_step, 1).padStart(8)} ${fmt(row.heap_used_mb, 1).padStart(13)} ${fmt(row.heap_kb_per_tower, 1).padStart(15)} ${fmt(row.malloc_heap_mb, 1).padStart(16)}`);
   }
   const d = r.drift;
   if (d) {
