@@ -47,7 +47,9 @@ export const usageRoutes: FastifyPluginAsyncZod = async (app) => {
           'A page of JSON by default. `?format=csv|xml|json`, `Accept: text/csv` or `application/xml`, ' +
           'or `?export=true` (JSON) stream every matching row as an attachment instead: ' +
           'filters apply, `limit` and `page` do not, `cursor` starts the export there. CSV and XML ' +
-          'carry ISO 8601 times; CSV adds user_name, policy_name and rule next to their ids.',
+          'carry ISO 8601 times; CSV adds user_name, policy_name and rule next to their ids. ' +
+          'With device_id or user_id on the embedded (SQLite) store a page reads at most 50,000 events, so it may ' +
+          'hold fewer than `limit` (even none) and still carry a next_cursor: follow next_cursor until it is null.',
         querystring: UsageQuery,
         response: { 200: z.object({ usage: z.array(UsageRecordSchema), next_cursor: NextCursor }), ...errorResponses },
       },
