@@ -68,10 +68,12 @@ export class CommandDeliveries {
 
   /** The tower PUBACKed `packetId`: the command it carried, if any. */
   acknowledged(packetId: number): CommandDelivery | null {
-    const list = this.#inFlight?.get(packetId);
-    if (!list) return null;
+    const inFlight = this.#inFlight;
+    const list = inFlight?.get(packetId);
+    if (!inFlight || !list) return null;
     const first = list.shift()!;
-    if (list.length === 0 && this.#inFlight!.delete(packetId) && this.#inFlight!.size === 0) this.#inFlight = null;
+    if (list.length === 0) inFlight.delete(packetId);
+    if (inFlight.size === 0) this.#inFlight = null;
     return first;
   }
 

@@ -40,14 +40,10 @@ const KEEP_MAX_BYTES = 2048;
  * Subscriptions, wills and retained messages are read from LevelDB.
  */
 function worthKeeping(op: Op): boolean {
-  return op.key.startsWith('outgoing') && (op.type === 'del' || op.value!.length <= KEEP_MAX_BYTES);
+  return op.key.startsWith('outgoing') && (op.type === 'del' || op.value.length <= KEEP_MAX_BYTES);
 }
 
-interface Op {
-  type: 'put' | 'del';
-  key: string;
-  value?: Buffer;
-}
+type Op = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
 interface Pending {
   op: Op;
@@ -149,7 +145,7 @@ export class WriteBehindLevel {
         const seq = ++this.#seq;
         // Re-inserted, so the map stays in write order (eviction takes the oldest).
         this.#recent.delete(op.key);
-        this.#recent.set(op.key, { value: op.type === 'put' ? op.value! : null, seq });
+        this.#recent.set(op.key, { value: op.type === 'put' ? op.value : null, seq });
         const last = i === ops.length - 1;
         this.#queue.push({ op, seq, last, resolve: last ? resolve : noop, reject: last ? reject : noop });
       });
@@ -176,8 +172,7 @@ export class WriteBehindLevel {
     const group = this.#queue.splice(0, end + 1);
     this.stats.batches++;
     this.stats.writes += group.length;
-    const ops = group.map((p) => (p.op.type === 'put' ? { type: 'put' as const, key: p.op.key, value: p.op.value! } : { type: 'del' as const, key: p.op.key }));
-    this.#writing = this.#db.batch(ops).then(
+    this.#writing = this.#db.batch(group.map((p) => p.op)).then(
       () => this.#settle(group, null),
       (err: unknown) => this.#settle(group, err),
     );

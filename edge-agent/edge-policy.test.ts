@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTopic, topics } from '../shared/mqtt/topics.js';
-import { buildDirectorySlice, buildPolicyBundle, deviceDigest, deviceProfiles, directoryEntry, ENTRY_BYTES, partRef, TAG_BYTES } from '../shared/policy/edge-bundle.js';
+import { buildDirectorySlice, buildPolicyBundle, deviceDigest, inventoryProfiles, directoryEntry, ENTRY_BYTES, partRef, TAG_BYTES } from '../shared/policy/edge-bundle.js';
 import { EdgePolicy, type BundleInfo, type BundleTopic } from './edge-policy.js';
 import { TEST_DIRECTORY_KEY, testModel, type TestTenant } from './test-bundles.js';
 
@@ -18,7 +18,7 @@ const ACME: TestTenant = {
 /** The retained messages the cloud publishes for a tenant: [topic, payload]. */
 function messages(t: TestTenant): Array<[string, Buffer]> {
   const model = testModel(t);
-  const slice = buildDirectorySlice(TEST_DIRECTORY_KEY, t.id, model.version, deviceProfiles(model).map((d) => directoryEntry(TEST_DIRECTORY_KEY, t.id, d.id, d.profile)));
+  const slice = buildDirectorySlice(TEST_DIRECTORY_KEY, t.id, model.version, inventoryProfiles(model).devices.map((d) => directoryEntry(TEST_DIRECTORY_KEY, t.id, d.id, d.profile)));
   const bundle = buildPolicyBundle(model);
   return [
     ...slice.parts.map((p, i): [string, Buffer] => [topics.directoryPart(slice.head.token, i), p]),

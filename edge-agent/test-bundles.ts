@@ -5,7 +5,7 @@
  */
 import type { Effect, Severity } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
-import { buildDirectorySlice, buildPolicyBundle, deviceProfiles, directoryEntry } from '../shared/policy/edge-bundle.js';
+import { buildDirectorySlice, buildPolicyBundle, inventoryProfiles, directoryEntry } from '../shared/policy/edge-bundle.js';
 import type { PolicyModel } from '../shared/policy/model.js';
 import type { MessageRecorder } from './test-broker.js';
 
@@ -41,7 +41,7 @@ const id = (): string => `01JTEST${String(++seq).padStart(19, '0')}`;
 export async function publishTenant(cloud: MessageRecorder, t: TestTenant, towers: string[], key = TEST_DIRECTORY_KEY): Promise<void> {
   const model = testModel(t);
   const retained = { qos: 1 as const, retain: true };
-  const entries = deviceProfiles(model).map((d) => directoryEntry(key, t.id, d.id, d.profile));
+  const entries = inventoryProfiles(model).devices.map((d) => directoryEntry(key, t.id, d.id, d.profile));
   const slice = buildDirectorySlice(key, t.id, model.version, entries);
   for (const [i, p] of slice.parts.entries()) await cloud.client.publishAsync(topics.directoryPart(slice.head.token, i), p, retained);
   await cloud.client.publishAsync(topics.directory(slice.head.token), JSON.stringify({ ...slice.head, id: id(), published_at: Date.now() }), retained);

@@ -19,7 +19,7 @@ import { EdgeAgent, type BundleInfo } from '../../edge-agent/edge-agent.js';
 import { Journal } from '../../edge-agent/journal/journal.js';
 import { createIdFactory } from '../../shared/ids.js';
 import type { BundleGrant } from '../../shared/mqtt/payloads.js';
-import { buildDirectorySlice, buildPolicyBundle, deriveDirectoryKey, deviceProfiles, directoryEntry } from '../../shared/policy/edge-bundle.js';
+import { buildDirectorySlice, buildPolicyBundle, deriveDirectoryKey, inventoryProfiles, directoryEntry } from '../../shared/policy/edge-bundle.js';
 import type { PolicyModel } from '../../shared/policy/model.js';
 import { ApiClient } from '../../simulator/api-client.js';
 import { provisionWorld } from '../../simulator/provision.js';
@@ -122,7 +122,7 @@ function bundleSize(devices: number, rules: number): BundleSizeResult {
   const key = deriveDirectoryKey('bench-service-secret');
   const t0 = performance.now();
   const bundle = buildPolicyBundle(model);
-  const entries = deviceProfiles(model).map((d) => directoryEntry(key, model.tenant_id, d.id, d.profile));
+  const entries = inventoryProfiles(model).devices.map((d) => directoryEntry(key, model.tenant_id, d.id, d.profile));
   const slice = buildDirectorySlice(key, model.tenant_id, model.version, entries);
   const buildMs = performance.now() - t0;
   const bundleHead = Buffer.byteLength(JSON.stringify({ ...bundle.head, id: '01J00000000000000000000000', tower_id: 'tower-0001', published_at: Date.now() }));

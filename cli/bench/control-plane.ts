@@ -78,7 +78,6 @@ export async function startBenchControlPlane(opts: StartOptions = {}): Promise<B
   };
 }
 
-/** Resident set size of a process in bytes (Linux /proc; `ps` elsewhere). */
 /**
  * Resident bytes of the process's brk heap (`[heap]` in /proc/<pid>/smaps): where glibc's main
  * arena puts native allocations made on the main thread (not V8's heap pages, not the thread
@@ -96,6 +95,7 @@ export function mallocHeapBytes(pid: number): number {
   }
 }
 
+/** Resident set size of a process in bytes (Linux /proc; `ps` elsewhere). */
 export function rssBytes(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

@@ -8,6 +8,8 @@
  * acknowledged.
  */
 import mqtt, { type MqttClient } from 'mqtt';
+// Before any packet is written: no 65,536-entry number cache (~7 MB) in this process.
+import './number-cache.js';
 import { mqttIdentity } from './topics.js';
 import type { Downlink } from './transport.js';
 

@@ -9,11 +9,12 @@ import { describe, expect, it } from 'vitest';
 import { generate, parser, writeToStream } from 'mqtt-packet';
 import '../../broker/edgeplane-aedes.js';
 import '../../edge-agent/tower-session.js';
+import './mqtt-downlink.js';
 
 const numbers = createRequire(import.meta.url)('mqtt-packet/numbers.js') as { cache: Record<number, Buffer> };
 
 describe('mqtt-packet number cache', () => {
-  it('is off once the broker and the agent are loaded, and packets are written the same', async () => {
+  it('is off once the broker, the agent and the workers\' downlink are loaded, and packets are written the same', async () => {
     expect(writeToStream.cacheNumbers).toBe(false);
     const packet = { cmd: 'publish' as const, topic: 'tenants/t/towers/w/decisions', payload: Buffer.from('{"v":1}'), qos: 1 as const, messageId: 0x1234, retain: false, dup: false };
     const stream = new PassThrough();

@@ -7,7 +7,7 @@ import {
   buildDirectorySlice,
   buildPolicyBundle,
   deviceDigest,
-  deviceProfiles,
+  inventoryProfiles,
   directoryEntry,
   ENTRY_BYTES,
   GRANTS_PER_PART,
@@ -70,7 +70,7 @@ function receivePolicy(model: PolicyModel) {
 }
 
 function receiveDirectory(key: Buffer, model: PolicyModel) {
-  const entries = deviceProfiles(model).map((d) => directoryEntry(key, model.tenant_id, d.id, d.profile));
+  const entries = inventoryProfiles(model).devices.map((d) => directoryEntry(key, model.tenant_id, d.id, d.profile));
   const built = buildDirectorySlice(key, model.tenant_id, model.version, entries);
   const head = decodePayload(DirectoryHeadSchema, JSON.stringify({ ...built.head, id: '01J00000000000000000000000', published_at: 1 }));
   if (!head.ok) throw new Error(head.error);

@@ -178,11 +178,6 @@ export function inventoryProfiles(model: Pick<PolicyModel, 'devices' | 'user_rol
   return { devices, owners };
 }
 
-/** Each device of the model with its profile (inventoryProfiles, devices alone). */
-export function deviceProfiles(model: Pick<PolicyModel, 'devices' | 'user_roles'>): Array<{ id: string; profile: string }> {
-  return inventoryProfiles(model).devices;
-}
-
 /** A tenant's policy bundle content, the same for every tower it serves. */
 export function buildPolicyBundle(
   model: PolicyModel,
