@@ -22,8 +22,10 @@
  *   (O(retained) per subscription, O(towers²) for a fleet connecting); this backend answers that
  *   query itself from an index of the retained topics (retained-index.ts, built from the keys at
  *   open) and reads only the matching keys. Writes still go through aedes-persistence-level.
- * - Writes are grouped into LevelDB batches (write-behind-level.ts): a write's promise still
- *   resolves only once it is in LevelDB's log, and reads see every write issued before them.
+ * - Writes are grouped into LevelDB batches (write-behind-level.ts), and reads see every write
+ *   issued before them. A write's promise resolves once it is in LevelDB's log, except a
+ *   session-queue write's, which resolves at once; `durability` tells when those are written, and
+ *   a publish calls back only then (edgeplane-aedes.ts).
  * One process at a time: LevelDB locks the directory, and a second opener gets a clear error.
  */
 import { mkdir } from 'node:fs/promises';
@@ -31,7 +33,7 @@ import levelPersistence from 'aedes-persistence-level';
 import { ClassicLevel } from 'classic-level';
 import mqemitter from 'mqemitter';
 import msgpack from 'msgpack-lite';
-import { EMITTER_CONCURRENCY, type BrokerBackends, type MessageEmitter, type SessionPersistence } from './backends.js';
+import { EMITTER_CONCURRENCY, type BrokerBackends, type MessageEmitter, type SessionPersistence, type WriteDurability } from './backends.js';
 import { RetainedIndex } from './retained-index.js';
 import { WriteBehindLevel } from './write-behind-level.js';
 
@@ -46,6 +48,11 @@ export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
   let opening: Promise<SessionPersistence> | null = null;
   let emitter: MessageEmitter | null = null;
   let closed = false;
+  let writes: WriteBehindLevel | null = null;
+  const durability: WriteDurability = {
+    mark: () => writes?.mark() ?? 0,
+    durable: (mark) => writes?.durable(mark) ?? Promise.resolve(),
+  };
 
   async function open(): Promise<SessionPersistence> {
     await mkdir(opts.location, { recursive: true, mode: 0o700 });
@@ -58,12 +65,14 @@ export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
       throw new Error(`broker session store ${opts.location} cannot be opened${hint}`, { cause: err });
     }
     // Writes grouped into batches (write-behind-level.ts); reads see them before they are written.
-    const store = new WriteBehindLevel(db).facade();
+    writes = new WriteBehindLevel(db);
+    const store = writes.facade();
     return indexRetained(levelPersistence(store), store);
   }
 
   return {
     kind: 'level',
+    durability,
     persistence() {
       if (closed) return Promise.reject(new Error('broker session store is closed'));
       opening ??= open();

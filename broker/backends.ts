@@ -15,7 +15,8 @@
  *   `publishFuncsQoS`): it is written to the queue of every clean=false subscription matching
  *   the topic (`subscriptionsByTopic` + `outgoingEnqueueCombi`) before any delivery, and
  *   removed on the subscriber's PUBACK (`outgoingClearMessageId`, lib/handlers/puback.js). So a
- *   downlink survives a broker restart once `aedes.publish` has called back.
+ *   downlink survives a broker restart once `aedes.publish` has called back (with a store that
+ *   answers those writes early, EdgeplaneAedes holds the callback until they are durable).
  * - Retained messages go through `storeRetained` (an empty payload deletes [MQTT-3.3.1-10])
  *   and are read back on SUBSCRIBE (`createRetainedStreamCombi`), never on a restored session
  *   [MQTT-3.1.2.4]; towers re-SUBSCRIBE on every connection for that reason.
@@ -40,6 +41,14 @@ export interface SessionPersistence {
 
 export type MessageEmitter = mqemitter.MQEmitter;
 
+/** See `BrokerBackends.durability`. */
+export interface WriteDurability {
+  /** Where the writes issued so far end. */
+  mark(): number;
+  /** Resolves once every write issued so far is durable; rejects if one issued after `mark` failed. */
+  durable(mark: number): Promise<void>;
+}
+
 export interface BrokerBackends {
   /** 'memory' | 'level' | 'redis': for logs and readiness. */
   readonly kind: string;
@@ -49,6 +58,12 @@ export interface BrokerBackends {
   mq(): MessageEmitter;
   /** Closes the session store (after aedes closed). Idempotent. */
   close(): Promise<void>;
+  /**
+   * For a store that answers session-queue writes before they are durable (the LevelDB one,
+   * write-behind-level.ts): `durable(mark())` taken around a publish resolves once everything it
+   * wrote is. Absent: every write's promise already means durable.
+   */
+  durability?: WriteDurability;
   /**
    * Exact number of messages queued for a session, when the store can say it cheaply
    * (guarded-persistence.ts counts the session's queue otherwise).

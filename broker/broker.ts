@@ -257,7 +257,7 @@ export class Broker {
         onCommandDelivered: this.#deps.onCommandDelivered,
         now: this.#now,
       });
-      const aedes = new EdgeplaneAedes({ ...this.#aedesOptions(access), persistence, mq: this.#backends.mq() }, this.#consumed);
+      const aedes = new EdgeplaneAedes({ ...this.#aedesOptions(access), persistence, mq: this.#backends.mq() }, this.#consumed, this.#backends.durability ?? null);
       this.#aedes = aedes;
       await aedes.listen();
       this.#refusals.start();

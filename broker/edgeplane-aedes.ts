@@ -14,6 +14,12 @@
  *   refuses it (no PUBACK, the connection closes) and the publisher sends it again, to this
  *   node or another.
  *
+ * - A QoS 1 publish calls back only once the session-queue writes it issued are durable, when
+ *   the session store answers those early (BrokerBackends.durability; the LevelDB one does, so
+ *   that a message reaches an online subscriber's socket without waiting for its enqueue to be
+ *   written). Every caller — the PUBACK above, the in-process downlink, a will — keeps the
+ *   meaning "queued on disk" of a publish that called back.
+ *
  * aedes' PUBLISH handler calls `broker.publish(packet, client, done)` after the hook with the
  * same packet object, and writes the PUBACK around it (QoS 1: before; QoS 2: the PUBREC after,
  * which already follows the publish), so skipping the publish keeps the acknowledgement flow
@@ -22,6 +28,7 @@
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 // Before any packet is written: no 65,536-entry number cache (~7 MB) in this process.
 import '../shared/mqtt/number-cache.js';
+import type { WriteDurability } from './backends.js';
 
 type Done = (error?: Error) => void;
 type AuthorizePublish = NonNullable<AedesOptions['authorizePublish']>;
@@ -30,8 +37,9 @@ const basePublish = Aedes.prototype.publish as unknown as (this: Aedes, packet: 
 
 export class EdgeplaneAedes extends Aedes {
   readonly #consumed: WeakSet<object>;
+  readonly #durability: WriteDurability | null;
 
-  constructor(opts: AedesOptions, consumed: WeakSet<object>) {
+  constructor(opts: AedesOptions, consumed: WeakSet<object>, durability: WriteDurability | null = null) {
     const holder: { broker: EdgeplaneAedes | null } = { broker: null };
     const authorize = opts.authorizePublish;
     const authorizePublish: AuthorizePublish = (client, packet, callback) => {
@@ -50,6 +58,7 @@ export class EdgeplaneAedes extends Aedes {
     super({ ...opts, authorizePublish });
     holder.broker = this;
     this.#consumed = consumed;
+    this.#durability = durability;
   }
 
   /** aedes' own signature is `publish(packet, [client], done)`; its typings omit the client. */
@@ -59,7 +68,18 @@ export class EdgeplaneAedes extends Aedes {
       cb?.();
       return;
     }
-    basePublish.call(this, packet, clientOrDone, done);
+    const client = typeof clientOrDone === 'function' ? null : clientOrDone;
+    const cb = (typeof clientOrDone === 'function' ? clientOrDone : done) as Done | undefined;
+    const durability = this.#durability;
+    if (!durability || !cb || packet.qos === 0) return basePublish.call(this, packet, client, cb);
+    const mark = durability.mark();
+    basePublish.call(this, packet, client, (err?: Error) => {
+      if (err) return cb(err);
+      durability.durable(mark).then(
+        () => cb(),
+        (durableErr: unknown) => cb(durableErr instanceof Error ? durableErr : new Error(String(durableErr))),
+      );
+    });
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The session store's write batching over a real LevelDB (classic-level) in a temp dir: writes of
  * one turn become one batch, reads see every write issued before them, a write's promise means
- * it is in LevelDB, and a failed batch fails its writes. The aedes-persistence abstract suite
+ * it is in LevelDB (a session-queue write's: `durable(mark)`), and a failed batch fails its writes. The aedes-persistence abstract suite
  * (persistence-contract.test.ts) runs the LevelDB backend through it as well.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -39,7 +39,7 @@ describe('WriteBehindLevel', () => {
     const chained = f.batch().put('d', b('4')).del('b');
     writes.push(chained.write());
     await Promise.all(writes);
-    expect(wb.stats).toEqual({ batches: 1, writes: 6 });
+    expect(wb.stats).toEqual({ batches: 1, writes: 6, failedEarly: 0 });
     await f.close();
     db = await open();
     expect(await db.keys().all()).toEqual(['c', 'd']);
@@ -107,8 +107,47 @@ describe('WriteBehindLevel', () => {
     const group = f.batch(Array.from({ length: 100 }, (_, i) => ({ type: 'put' as const, key: `group-${i}`, value: b('y') })));
     const rest = Array.from({ length: 300 }, (_, i) => f.put(`rest-${i}`, b('z')));
     await Promise.all([...singles, group, ...rest]);
-    expect(wb.stats).toEqual({ batches: 3, writes: 650 });
+    expect(wb.stats).toEqual({ batches: 3, writes: 650, failedEarly: 0 });
     expect(await db.keys({ gte: 'group-', lt: 'group.' }).all()).toHaveLength(100);
+  });
+
+  it('answers session-queue writes once issued, and durable(mark) only once they are in LevelDB', async () => {
+    const wb = new WriteBehindLevel(db);
+    const f = wb.facade();
+    const mark = wb.mark();
+    // A queued message, its in-flight record, then its clear: each answered before any batch.
+    await f.put('outgoing:t1:b:1', b('m'));
+    await f.batch([{ type: 'put', key: 'outgoing-id:t1:7', value: b('m') }]);
+    expect(wb.stats.batches).toBe(0);
+    expect(await db.get('outgoing:t1:b:1')).toBeUndefined();
+    expect(String(await f.get('outgoing-id:t1:7'))).toBe('m');
+    // Anything else still waits for its batch; a mixed group counts as anything else.
+    let subscribed = false;
+    const sub = f.batch([{ type: 'put', key: 'outgoing:t1:b:2', value: b('n') }, { type: 'put', key: 'sub:t1', value: b('s') }]).then(() => (subscribed = true));
+    await Promise.resolve();
+    expect(subscribed).toBe(false);
+    await wb.durable(mark);
+    expect(await db.get('outgoing:t1:b:1')).toEqual(b('m'));
+    expect(await db.get('outgoing-id:t1:7')).toEqual(b('m'));
+    await sub;
+    await f.batch().del('outgoing:t1:b:1').del('outgoing-id:t1:7').write();
+    expect(await db.get('outgoing-id:t1:7')).toEqual(b('m'));
+    await wb.durable(mark);
+    expect(await db.get('outgoing-id:t1:7')).toBeUndefined();
+  });
+
+  it('a failed early-answered write fails durable() for marks taken before it, not after', async () => {
+    const wb = new WriteBehindLevel(db);
+    const f = wb.facade();
+    const before = wb.mark();
+    await db.close();
+    await f.put('outgoing:t1:b:1', b('m'));
+    await expect(wb.durable(before)).rejects.toThrow('session store write failed');
+    expect(wb.stats.failedEarly).toBe(1);
+    // Nothing pending past it: whatever began afterwards is not blamed for it.
+    await expect(wb.durable(wb.mark())).resolves.toBeUndefined();
+    db = await open();
+    expect(await new WriteBehindLevel(db).facade().get('outgoing:t1:b:1')).toBeUndefined();
   });
 
   it('a failed batch fails its writes, and reads go back to what LevelDB holds', async () => {

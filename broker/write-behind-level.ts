@@ -9,7 +9,18 @@
  *
  * What it keeps:
  * - Durability: a write's promise resolves only once the batch holding it is written (LevelDB's
- *   log, as for a single put), so whatever waits on it — a PUBACK, a CONNACK — waits as before.
+ *   log, as for a single put), so whatever waits on it — a SUBACK, a CONNACK — waits as before.
+ *   Except the session-queue writes (`outgoing:` / `outgoing-id:` keys: a message queued for a
+ *   session, its in-flight record, their clear at the PUBACK), which resolve once issued: aedes
+ *   waits on three of them one after another before it writes a QoS 1 message to an online
+ *   subscriber's socket, and each wait was a batch (a turn or more under load) — most of a
+ *   decision's latency. Their durability is asked for where it is promised instead: a publish
+ *   calls back only once every write issued before its callback is written (`mark` + `durable`,
+ *   edgeplane-aedes.ts), so a PUBACK or a downlink's completion still means "queued on disk".
+ *   What the early answer can lose in a crash is only what nobody was told is durable: a message
+ *   delivered before its enqueue was written (its publisher was not answered, so it is sent
+ *   again), an in-flight record (the message is resent from the queue with a new id) or a clear
+ *   (the message is delivered once more; QoS 1 receivers deduplicate).
  * - Order: batches are written one at a time, in the order the writes were issued.
  * - Reads see every write issued before them: `get` answers from the writes not yet written,
  *   and an iteration (`values`, `keys`) or `clear` starts only after they are written.
@@ -43,6 +54,11 @@ function worthKeeping(op: Op): boolean {
   return op.key.startsWith('outgoing') && (op.type === 'del' || op.value.length <= KEEP_MAX_BYTES);
 }
 
+/** A session-queue write: answered once issued, made durable by the publish it belongs to. */
+function answeredEarly(op: Op): boolean {
+  return op.key.startsWith('outgoing');
+}
+
 type Op = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
 interface Pending {
@@ -58,6 +74,8 @@ interface Pending {
 export interface WriteBehindStats {
   batches: number;
   writes: number;
+  /** Session-queue writes answered early whose batch then failed (see `durable`). */
+  failedEarly: number;
 }
 
 export class WriteBehindLevel {
@@ -74,7 +92,10 @@ export class WriteBehindLevel {
   /** Sequence of the last write settled (written or failed). */
   #settled = 0;
   readonly #barriers: Array<{ seq: number; resolve: () => void }> = [];
-  readonly stats: WriteBehindStats = { batches: 0, writes: 0 };
+  /** Sequence of the newest early-answered write that failed, and why. */
+  #failedEarly = 0;
+  #failedEarlyError: unknown = null;
+  readonly stats: WriteBehindStats = { batches: 0, writes: 0, failedEarly: 0 };
 
   constructor(db: Db) {
     this.#db = db;
@@ -137,20 +158,46 @@ export class WriteBehindLevel {
     });
   }
 
+  /** Where the writes issued so far end: hand it to `durable` once the work that began here is done. */
+  mark(): number {
+    return this.#seq;
+  }
+
+  /**
+   * Resolves once every write issued so far is in LevelDB; rejects if one of the early-answered
+   * writes issued after `mark` failed (then whoever waits was not made durable, and must not say so).
+   */
+  async durable(mark: number): Promise<void> {
+    await this.flush();
+    if (this.#failedEarly > mark) throw new Error('session store write failed', { cause: this.#failedEarlyError });
+  }
+
   #write(ops: readonly Op[]): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      // One promise for the group: its ops share the last op's settlement.
-      ops.forEach((op, i) => {
-        const seq = ++this.#seq;
-        // Re-inserted, so the map stays in write order (eviction takes the oldest).
-        this.#recent.delete(op.key);
-        this.#recent.set(op.key, { value: op.type === 'put' ? op.value : null, seq });
-        const last = i === ops.length - 1;
-        this.#queue.push({ op, seq, last, resolve: last ? resolve : noop, reject: last ? reject : noop });
-      });
-      this.#schedule();
+    if (ops.every(answeredEarly)) {
+      this.#enqueue(ops, noop, (err) => this.#earlyFailed(err));
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => this.#enqueue(ops, resolve, reject));
+  }
+
+  #earlyFailed(err: unknown): void {
+    this.stats.failedEarly++;
+    this.#failedEarly = this.#settled;
+    this.#failedEarlyError = err;
+  }
+
+  #enqueue(ops: readonly Op[], resolve: () => void, reject: (err: unknown) => void): void {
+    // One settlement for the group: its ops share the last op's.
+    ops.forEach((op, i) => {
+      const seq = ++this.#seq;
+      // Re-inserted, so the map stays in write order (eviction takes the oldest).
+      this.#recent.delete(op.key);
+      this.#recent.set(op.key, { value: op.type === 'put' ? op.value : null, seq });
+      const last = i === ops.length - 1;
+      this.#queue.push({ op, seq, last, resolve: last ? resolve : noop, reject: last ? reject : noop });
     });
+    this.#schedule();
   }
 
   #schedule(): void {
