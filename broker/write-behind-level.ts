@@ -51,11 +51,11 @@ const KEEP_MAX_BYTES = 2048;
  * Subscriptions, wills and retained messages are read from LevelDB.
  */
 function worthKeeping(op: Op): boolean {
-  return op.key.startsWith('outgoing') && (op.type === 'del' || op.value.length <= KEEP_MAX_BYTES);
+  return isSessionQueue(op) && (op.type === 'del' || op.value.length <= KEEP_MAX_BYTES);
 }
 
 /** A session-queue write: answered once issued, made durable by the publish it belongs to. */
-function answeredEarly(op: Op): boolean {
+function isSessionQueue(op: Op): boolean {
   return op.key.startsWith('outgoing');
 }
 
@@ -174,7 +174,7 @@ export class WriteBehindLevel {
 
   #write(ops: readonly Op[]): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
-    if (ops.every(answeredEarly)) {
+    if (ops.every(isSessionQueue)) {
       this.#enqueue(ops, noop, (err) => this.#earlyFailed(err));
       return Promise.resolve();
     }
