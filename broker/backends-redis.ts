@@ -16,6 +16,9 @@
  * so the emitter is mqemitter-redis' `MQEmitterRedisPrefix` with `<prefix>mqtt/` as the first
  * topic level: a whole level, so `#` and `+` keep their MQTT meaning after it.
  *
+ * Retained messages are found through an index of their topics by tower (retained-redis.ts):
+ * the library scans every retained message per SUBSCRIBE.
+ *
  * Two upstream gaps are closed here (both found reading aedes 1.2 against these packages):
  * - aedes stores a SUBSCRIBE's filters by calling `addSubscriptions(client, allFilters)` once
  *   PER filter, concurrently (lib/handlers/subscribe.js `storeSubscriptions` under
@@ -35,6 +38,7 @@ import { Redis } from 'ioredis';
 import redisPersistence from 'aedes-persistence-redis';
 import mqemitterRedis from 'mqemitter-redis';
 import { EMITTER_CONCURRENCY, type BrokerBackends, type MessageEmitter, type SessionPersistence } from './backends.js';
+import { indexRetainedRedis, type RetainedLookupStats } from './retained-redis.js';
 
 export interface RedisBackendsOptions {
   /** redis://[user:password@]host:port[/db] */
@@ -47,6 +51,8 @@ export interface RedisBackendsOptions {
    * decisions and commands.
    */
   maxSessionDelivery?: number;
+  /** Counts retained lookups answered from the index and by a scan (retained-redis.ts). */
+  retainedStats?: RetainedLookupStats;
   /** Connection errors of the Redis clients (they reconnect by themselves). */
   onError?: (err: Error) => void;
 }
@@ -105,7 +111,8 @@ export function redisBackends(opts: RedisBackendsOptions): BrokerBackends {
       throw new Error(`broker session store: cannot reach Redis at ${redactUrl(opts.url)}`, { cause: err });
     });
     const persistence = redisPersistence({ conn, maxSessionDelivery: opts.maxSessionDelivery ?? DEFAULT_MAX_SESSION_DELIVERY });
-    return withWillOwners(withSerialSubscriptions(persistence), conn);
+    // Retained lookups by bucket instead of a scan of every retained message (retained-redis.ts).
+    return withWillOwners(withSerialSubscriptions(await indexRetainedRedis(persistence, conn, opts.retainedStats)), conn);
   }
 
   return {

@@ -9,6 +9,7 @@ import { cpus } from 'node:os';
 import { benchAgent, printAgent, type AgentBenchResult } from '../bench/agent-bench.js';
 import { benchApi, printApi, type ApiBenchResult } from '../bench/api-bench.js';
 import { benchBundles, printBundles, type BundleBenchResult } from '../bench/bundle-bench.js';
+import { benchRetained, printRetained, type RetainedBenchResult } from '../bench/retained-bench.js';
 import { benchDistributed, type DistributedBenchResult } from '../bench/distributed-bench.js';
 import { benchMemory, printMemory, type MemoryBenchResult } from '../bench/memory-bench.js';
 import { benchPipeline, type PipelineBenchResult } from '../bench/pipeline-bench.js';
@@ -20,7 +21,7 @@ import { benchStartup, printStartup, type StartupBenchResult } from '../bench/st
 import { benchWhatIf, type WhatIfBenchResult } from '../bench/whatif-bench.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
 
-export const BENCH_PARTS = ['relay', 'pipeline', 'policy', 'distributed', 'whatif', 'startup', 'agent', 'remediation', 'api', 'memory', 'bundles'] as const;
+export const BENCH_PARTS = ['relay', 'pipeline', 'policy', 'distributed', 'whatif', 'startup', 'agent', 'remediation', 'api', 'memory', 'bundles', 'retained'] as const;
 type Part = (typeof BENCH_PARTS)[number];
 
 const options: Record<string, CommandOption> = {
@@ -48,6 +49,7 @@ const options: Record<string, CommandOption> = {
   'bundle-towers': { type: 'string', describe: 'Towers (agents) the bundle freshness part connects', default: '100' },
   'bundle-changes': { type: 'string', describe: 'Rule changes the bundle freshness part times', default: '20' },
   'bundle-sizes': { type: 'string', describe: 'Tenants the freshness part runs: small (1,000 devices, 100 rules), large (100,000, 10,000)', default: 'small,large' },
+  'retained-towers': { type: 'string', describe: "Towers whose bundles (a head and 8 parts each) the retained lookup part stores", default: '5000' },
 };
 
 export const benchHelp = `Usage: edgeplane bench [--report <file>] [--only <parts>] [options]
@@ -75,6 +77,8 @@ Measures on this machine, in one run (each part bounded; loopback only):
                   devices and 10,000 rules (bytes, parts, against the schema 1 bundle), the journal's
                   bytes per event and a week at 1,000 events/s, and the time from a rule change in
                   the API to the new version applied at every one of 100 connected towers
+  (l) retained    distributed mode's Redis session store: one tower's SUBSCRIBE with 5,000 towers'
+                  bundles retained, aedes-persistence-redis' scan vs our index, same data
 
 Options:
 ${optionsHelp(options)}
@@ -96,6 +100,7 @@ interface Results {
   api?: ApiBenchResult;
   memory?: MemoryBenchResult;
   bundles?: BundleBenchResult;
+  retained?: RetainedBenchResult;
 }
 
 export async function benchCommand(argv: string[]): Promise<number> {
@@ -171,6 +176,11 @@ export async function benchCommand(argv: string[]): Promise<number> {
     r.bundles = await benchBundles({ towers: Math.round(num('bundle-towers')), changes: Math.round(num('bundle-changes')), sizes, log });
   }
 
+  if (want('retained')) {
+    log('(l) retained lookups, Redis sessions …');
+    r.retained = await benchRetained({ towers: Math.round(num('retained-towers')), parts: 8, lookups: 100, log });
+  }
+
   log('');
   log('Results');
   printResults(r, log);
@@ -207,4 +217,5 @@ function printResults(r: Results, log: (s: string) => void): void {
   if (r.api) printApi(r.api, log, fmt);
   if (r.memory) printMemory(r.memory, log, fmt);
   if (r.bundles) printBundles(r.bundles, log, fmt);
+  if (r.retained) printRetained(r.retained, log, fmt);
 }
