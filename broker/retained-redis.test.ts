@@ -119,6 +119,8 @@ describeWithRedis('Redis retained index', (url) => {
     const p = await node(prefix);
     expect(await topicsOf(p, towerFilters('t9'))).toEqual(['tenants/a/towers/t9/policy']);
     expect(await admin.smembers(`${prefix}mqtt:retained-index:tower:t9`)).toEqual(['tenants/a/towers/t9/policy']);
+    // Indexed once per namespace: the next node to open does not read the hash again.
+    expect(await admin.exists(`${prefix}mqtt:retained-index:built`)).toBe(1);
   });
 
   it('two nodes storing and clearing the same topics concurrently leave the index and the messages in step', async () => {

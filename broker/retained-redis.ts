@@ -20,11 +20,14 @@
  *   MQTT's rules (RetainedIndex, the same matcher the LevelDB store uses) and reads only the
  *   matching fields (HMGET). A filter that could reach every tower's bucket (`#`, `+/…`,
  *   `tenants/+/towers/+/…`: services, never a tower) falls back to the library's scan.
- * - Each node indexes the hash's existing fields when it opens (once per start, O(retained),
- *   HSCAN), so messages retained before this index — or by a node of an older release during a
- *   rolling upgrade, once any newer node restarts — are found. A member whose field is gone (a
- *   race of that rebuild with a delete) is skipped and removed, atomically with a check that
- *   the field is still absent.
+ * - The first node to open a namespace without the index indexes the hash's existing fields
+ *   (one HSCAN, which also returns the values: O(retained bytes) once) and then sets
+ *   `retained-index:built`; later starts skip it. So messages retained before this release are
+ *   found. Not found: a message retained by a node of the previous release AFTER that, during a
+ *   rolling upgrade, until it is retained again (bundles are republished on every policy change);
+ *   deleting the marker key makes the next node to start index the hash again. A member whose
+ *   field is gone (a rebuild racing a delete) is skipped and removed, atomically with a check
+ *   that the field is still absent.
  */
 import type { Redis } from 'ioredis';
 import msgpack from 'msgpack-lite';
@@ -34,6 +37,8 @@ import { RetainedIndex } from './retained-index.js';
 /** aedes-persistence-redis' hash of retained messages (asyncPersistence.js RETAINEDKEY). */
 const RETAINED = 'retained';
 const INDEX = 'retained-index:';
+/** Set once the hash's fields written before the index existed are indexed. */
+const BUILT = 'retained-index:built';
 /** Fields per HMGET, members per SADD while rebuilding. */
 const CHUNK = 200;
 const PRUNE_IF_ABSENT = `if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return redis.call('SREM', KEYS[2], ARGV[1]) end return 0`;
@@ -140,8 +145,9 @@ export async function indexRetainedRedis(
   return persistence;
 }
 
-/** Adds every field of the retained hash to its bucket (idempotent; members are never removed here). */
+/** Adds every field of the retained hash to its bucket, once per namespace (idempotent). */
 async function indexExisting(conn: Redis): Promise<void> {
+  if ((await conn.exists(BUILT)) === 1) return;
   const byBucket = new Map<string, string[]>();
   const flush = async (): Promise<void> => {
     if (byBucket.size === 0) return;
@@ -169,4 +175,5 @@ async function indexExisting(conn: Redis): Promise<void> {
     }
   } while (cursor !== '0');
   await flush();
+  await conn.set(BUILT, String(Date.now()));
 }
