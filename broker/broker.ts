@@ -149,7 +149,7 @@ export class Broker {
 
   /** Cloud → tower publishing for in-process workers (decisions, commands, retained policy). */
   readonly downlink: Downlink = {
-    publish: (topic, payload, opts) => this.#publishDownlink(topic, payload, opts?.retain ?? false),
+    publish: (topic, payload, opts) => this.#publishDownlink(topic, payload, opts?.retain ?? false, opts?.qos ?? 1),
   };
 
   constructor(deps: BrokerDeps) {
@@ -442,7 +442,7 @@ export class Broker {
     if (tower) bus.publish('tower.status', { tower });
   }
 
-  #publishDownlink(topic: string, payload: Buffer, retain: boolean): Promise<void> {
+  #publishDownlink(topic: string, payload: Buffer, retain: boolean, qos: 0 | 1): Promise<void> {
     const aedes = this.#aedes;
     if (!aedes || this.#stopping) return Promise.reject(new Error('broker is not running'));
     const parsed = parseTopic(topic);
@@ -458,7 +458,7 @@ export class Broker {
       this.#refusals.refused(null, 'retained_quota', 'retained message not stored: quota', { topic });
     }
     return new Promise((resolve, reject) => {
-      aedes.publish({ cmd: 'publish', topic, payload, qos: 1, retain, dup: false }, (err) => (err ? reject(err) : resolve()));
+      aedes.publish({ cmd: 'publish', topic, payload, qos, retain, dup: false }, (err) => (err ? reject(err) : resolve()));
     });
   }
 

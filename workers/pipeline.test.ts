@@ -8,16 +8,16 @@ import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { DecisionBatchSchema, encodePayload, type DecisionBatch, type UsageBatch } from '../shared/mqtt/payloads.js';
 import { parseTopic, topics } from '../shared/mqtt/topics.js';
-import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
+import { isUplinkTopic, type Downlink, type DownlinkOptions, type UplinkMessage } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { Pipeline, ShuttingDownError } from './pipeline.js';
 import { testWorkerContext } from './test-support.js';
 
 /** Records what the pipeline publishes: the broker boundary. */
 class RecordingDownlink implements Downlink {
-  readonly sent: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
-  async publish(topic: string, payload: Buffer, opts?: { retain?: boolean }): Promise<void> {
-    this.sent.push({ topic, payload, retain: opts?.retain ?? false });
+  readonly sent: Array<{ topic: string; payload: Buffer; retain: boolean; qos: 0 | 1 }> = [];
+  async publish(topic: string, payload: Buffer, opts?: DownlinkOptions): Promise<void> {
+    this.sent.push({ topic, payload, retain: opts?.retain ?? false, qos: opts?.qos ?? 1 });
   }
   decisions(): DecisionBatch[] {
     return this.sent.filter((m) => m.topic.endsWith('/decisions')).map((m) => DecisionBatchSchema.parse(JSON.parse(m.payload.toString())));
@@ -93,6 +93,14 @@ describe('pipeline', () => {
     expect(downlink.sent.filter((m) => parseTopic(m.topic)?.kind === 'policy')).toEqual([]);
     // What releases before bundle schema 2 retained is cleared.
     expect(downlink.sent.filter((m) => m.topic === topics.legacyPolicy(tenantA)).map((m) => [m.payload.length, m.retain])).toEqual([[0, true]]);
+  });
+
+  it("answers at QoS 0 only a tower's own publish acknowledged after the answer; anything else at QoS 1", async () => {
+    const ev = () => encodePayload(batch([{ device: 'devA1', app: 'slack', action: 'send_message' }]));
+    // Distributed (the PUBACK meant "queued") and ingest plugins: no flag.
+    await pipeline.accept(uplink(topics.usage(tenantA, 'T1'), ev()));
+    await pipeline.accept({ ...uplink(topics.usage(tenantA, 'T1'), ev()), acked_after_answer: true });
+    expect(downlink.sent.filter((m) => m.topic.endsWith('/decisions')).map((m) => m.qos)).toEqual([1, 0]);
   });
 
   it('answers one DecisionBatch per UsageBatch, with a decision per event, and stores usage', async () => {

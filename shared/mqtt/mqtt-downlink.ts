@@ -11,7 +11,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 // Before any packet is written: no 65,536-entry number cache (~7 MB) in this process.
 import './number-cache.js';
 import { mqttIdentity } from './topics.js';
-import type { Downlink } from './transport.js';
+import type { Downlink, DownlinkOptions } from './transport.js';
 
 export interface MqttDownlinkOptions {
   /** Broker node URLs, tried in order (mqtt://host:port). */
@@ -59,10 +59,10 @@ export class MqttDownlink implements Downlink {
     this.#client.on('error', () => {});
   }
 
-  async publish(topic: string, payload: Buffer, opts?: { retain?: boolean }): Promise<void> {
+  async publish(topic: string, payload: Buffer, opts?: DownlinkOptions): Promise<void> {
     const client = this.#client;
     if (!client) throw new Error('downlink is not started');
-    await client.publishAsync(topic, payload, { qos: 1, retain: opts?.retain ?? false });
+    await client.publishAsync(topic, payload, { qos: opts?.qos ?? 1, retain: opts?.retain ?? false });
   }
 
   async stop(): Promise<void> {

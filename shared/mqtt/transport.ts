@@ -25,6 +25,15 @@ export interface UplinkMessage {
    */
   tower_id: string;
   received_at: number;
+  /**
+   * Set by the embedded composition only (cli/embedded.ts): this is the tower's own QoS 1 PUBLISH,
+   * whose PUBACK the broker writes on the same connection only after the message is processed —
+   * so the answer is written to that connection before the PUBACK, and a tower that does not get
+   * the PUBACK sends the message again [MQTT-4.4.0-1] and is answered again (usage-processor.ts).
+   * Never set where the acknowledgement means "queued" (distributed) or comes from elsewhere
+   * (ingest plugins).
+   */
+  acked_after_answer?: true;
 }
 
 /**
@@ -38,5 +47,15 @@ export interface UplinkSink {
 
 /** Publishes cloud → tower messages (decisions, commands, retained policy bundles). */
 export interface Downlink {
-  publish(topic: string, payload: Buffer, opts?: { retain?: boolean }): Promise<void>;
+  /**
+   * QoS 1 (queued for the tower's session until it PUBACKs) unless `qos: 0`: written to the
+   * tower's live connections only, for an answer the tower gets again by resending (see
+   * UplinkMessage.acked_after_answer).
+   */
+  publish(topic: string, payload: Buffer, opts?: DownlinkOptions): Promise<void>;
+}
+
+export interface DownlinkOptions {
+  retain?: boolean;
+  qos?: 0 | 1;
 }

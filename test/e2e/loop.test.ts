@@ -3,10 +3,10 @@
  * real control plane (`startEmbedded`), provisioned through the real HTTP API.
  */
 import { fileURLToPath } from 'node:url';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createIdFactory } from '../../shared/ids.js';
-import type { DecisionBatch, UsageBatch } from '../../shared/mqtt/payloads.js';
+import { decisionBatchId, type DecisionBatch, type UsageBatch } from '../../shared/mqtt/payloads.js';
 import { filters, topics } from '../../shared/mqtt/topics.js';
 import { ApiClient } from '../../simulator/api-client.js';
 import { runFleet } from '../../simulator/fleet.js';
@@ -137,6 +137,57 @@ describe('embedded control plane, end to end', () => {
     expect(alertsAfterSecond).toEqual(alertsAfterFirst);
     const usage = await owner.get<{ usage: Array<{ id: string }> }>(`/api/v1/app-usage?device_id=${device}`);
     expect(new Set(usage.usage.map((u) => u.id)).size).toBe(usage.usage.length);
+  });
+
+  it("answers a tower's own batch on its connection before the PUBACK, at QoS 0 (nothing queued in its session)", async () => {
+    const client = await rawTower();
+    const order: string[] = [];
+    const decisionsTopic = topics.decisions(tenantId, world.towers[0]!.id);
+    const onMessage = (topic: string, _payload: Buffer, packet: IPublishPacket) => {
+      if (topic === decisionsTopic) order.push(`decision qos ${packet.qos}`);
+    };
+    client.on('message', onMessage);
+    try {
+      const batch = usageBatch([{ device: deviceId, app: 'slack', action: 'send_message' }]);
+      await client.publishAsync(topics.usage(tenantId, world.towers[0]!.id), JSON.stringify(batch), { qos: 1 });
+      order.push('puback');
+    } finally {
+      client.off('message', onMessage);
+    }
+    expect(order).toEqual(['decision qos 0', 'puback']);
+  });
+
+  it('a tower that loses its connection before the PUBACK sends the batch again and gets the same answer; stored once', async () => {
+    await tower?.endAsync();
+    tower = null;
+    const t = world.towers[0]!;
+    const client = await mqtt.connectAsync(tcp.cp.mqttUrl, { protocolVersion: 4, clientId: `tower-${t.id}`, username: t.id, password: t.password, clean: false, reconnectPeriod: 50 });
+    try {
+      await client.subscribeAsync(filters.towerDecisions(t.id), { qos: 1 });
+      const batch = usageBatch([{ device: deviceId, app: 'slack', action: 'send_message' }]);
+      const answers: DecisionBatch[] = [];
+      client.on('message', (topic, payload) => {
+        if (topic === topics.decisions(tenantId, t.id)) answers.push(JSON.parse(payload.toString()) as DecisionBatch);
+      });
+      // The connection is cut the moment the PUBLISH is written: its PUBACK, and any answer, are lost.
+      let cut = false;
+      client.on('packetsend', (packet) => {
+        if (packet.cmd === 'publish' && !cut) {
+          cut = true;
+          client.stream.destroy();
+        }
+      });
+      const before = await metrics(owner);
+      // mqtt.js sends it again on the next connection (clean=false) and resolves on that PUBACK,
+      // which follows the answer on the same connection.
+      await client.publishAsync(topics.usage(tenantId, t.id), JSON.stringify(batch), { qos: 1 });
+      expect(cut).toBe(true);
+      expect(answers.length).toBeGreaterThanOrEqual(1);
+      for (const a of answers) expect(a).toMatchObject({ id: decisionBatchId(batch.id), decisions: [{ event_id: batch.events[0]!.id, effect: 'allow' }] });
+      expect((await metrics(owner)).usage_total - before.usage_total).toBe(1);
+    } finally {
+      await client.endAsync();
+    }
   });
 
   it('malformed payloads are dropped and counted, and the pipeline keeps serving other towers', async () => {
