@@ -97,7 +97,7 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
    * failure we refuse, the connection drops without a PUBACK, and the agent redelivers the
    * message on its next session [MQTT-4.4.0-1]; event ids make the redelivery idempotent.
    */
-  async function handOff(topic: string, payload: Buffer, towerId: string): Promise<void> {
+  async function handOff(topic: string, payload: Buffer, towerId: string, qos: number): Promise<void> {
     const parsed = parseTopic(topic);
     if (!isUplinkTopic(parsed)) return;
     const sink = ctx.sink();
@@ -107,7 +107,7 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       throw new PublishRefused('ingest not ready');
     }
     try {
-      await sink.accept({ topic, parsed, payload, tower_id: towerId, received_at: ctx.now() });
+      await sink.accept({ topic, parsed, payload, tower_id: towerId, received_at: ctx.now(), publish_qos: qos });
     } catch (err) {
       counters.inc('ingest_errors_total', { stage: 'broker', reason: 'sink_failed' });
       logger.error({ err, topic, tower_id: towerId }, 'uplink refused: ingest failed');
@@ -128,7 +128,7 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       throw denyAcl('publish', null, undefined, packet.topic);
     }
     if (payload.length > ctx.maxPayloadBytes) throw new PublishRefused('payload too large');
-    await handOff(packet.topic, payload, parsed.towerId);
+    await handOff(packet.topic, payload, parsed.towerId, packet.qos);
     admitRetained(null, packet, payload, `tower:${parsed.towerId}`);
   }
 
@@ -176,7 +176,7 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       return;
     }
     if (principal.kind === 'tower') {
-      await handOff(topic, payload, principal.towerId);
+      await handOff(topic, payload, principal.towerId, packet.qos);
       if (parseTopic(topic)?.kind !== 'status') {
         ctx.consumed.add(packet);
         return;

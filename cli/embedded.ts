@@ -131,9 +131,9 @@ async function startLocked(
   // Every process of a deployment derives the same device directory key (edge-bundle.ts).
   const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret) });
   const sink = timedSink(pipeline, counters);
-  // The broker's uplinks go straight into the pipeline and are PUBACKed after it (the
+  // The broker's uplinks go straight into the pipeline and, at QoS 1, are PUBACKed after it (the
   // UplinkMessage.acked_after_answer contract); ingest plugins get the plain sink.
-  broker.setSink({ accept: (msg) => sink.accept({ ...msg, acked_after_answer: true }) });
+  broker.setSink({ accept: (msg) => sink.accept((msg.publish_qos ?? 0) >= 1 ? { ...msg, acked_after_answer: true } : msg) });
   counters.gauge('ingest_in_flight', () => pipeline.inflight);
   counters.gauge('mqtt_connections', () => broker.connectionCount);
   counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);

@@ -25,6 +25,8 @@ export interface UplinkMessage {
    */
   tower_id: string;
   received_at: number;
+  /** QoS of the tower's own PUBLISH this came from (set by the broker; absent for ingest plugins). */
+  publish_qos?: number;
   /**
    * Set by the embedded composition only (cli/embedded.ts): this is the tower's own QoS 1 PUBLISH,
    * whose PUBACK the broker writes on the same connection only after the message is processed —

@@ -157,6 +157,22 @@ describe('embedded control plane, end to end', () => {
     expect(order).toEqual(['decision qos 0', 'puback']);
   });
 
+  it('answers a batch the tower published at QoS 0 (no PUBACK to follow the answer, never resent) at QoS 1', async () => {
+    const client = await rawTower();
+    const decisionsTopic = topics.decisions(tenantId, world.towers[0]!.id);
+    const qos = new Promise<number>((resolve) => {
+      const onMessage = (topic: string, _payload: Buffer, packet: IPublishPacket) => {
+        if (topic !== decisionsTopic) return;
+        client.off('message', onMessage);
+        resolve(packet.qos);
+      };
+      client.on('message', onMessage);
+    });
+    const batch = usageBatch([{ device: deviceId, app: 'slack', action: 'send_message' }]);
+    await client.publishAsync(topics.usage(tenantId, world.towers[0]!.id), JSON.stringify(batch), { qos: 0 });
+    expect(await qos).toBe(1);
+  });
+
   it('a tower that loses its connection before the PUBACK sends the batch again and gets the same answer; stored once', async () => {
     await tower?.endAsync();
     tower = null;
