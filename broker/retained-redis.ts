@@ -118,13 +118,9 @@ export async function indexRetainedRedis(
     const reads = conn.pipeline();
     for (const b of buckets) reads.smembers(INDEX + b);
     const index = new RetainedIndex();
-    const topicBucket = new Map<string, string>();
-    for (const [i, [err, members]] of ((await reads.exec()) ?? []).entries()) {
+    for (const [err, members] of (await reads.exec()) ?? []) {
       if (err) throw err;
-      for (const topic of members as string[]) {
-        index.add(topic);
-        topicBucket.set(topic, buckets[i]!);
-      }
+      for (const topic of members as string[]) index.add(topic);
     }
     const topics = index.match(patterns);
     for (let i = 0; i < topics.length; i += CHUNK) {
@@ -135,7 +131,7 @@ export async function indexRetainedRedis(
           yield msgpack.decode(value);
           continue;
         }
-        await conn.eval(PRUNE_IF_ABSENT, 2, RETAINED, INDEX + topicBucket.get(chunk[j]!)!, chunk[j]!);
+        await conn.eval(PRUNE_IF_ABSENT, 2, RETAINED, INDEX + bucketOf(chunk[j]!), chunk[j]!);
       }
     }
   }
