@@ -4,7 +4,7 @@
  * event for its report), memory here is bounded by the events in flight, and the agents stay
  * connected across phases (warm-up, measurement).
  *
- * Arrivals are evenly spaced at the offered rate, played in 5 ms slices; every device has a home
+ * Arrivals are evenly spaced at the offered rate, played in 1 ms slices; every device has a home
  * tower (device index modulo towers). A violation goes to a device that has never violated in this
  * fleet, so each one expects its own remediation command (a block already in force is not re-sent).
  */
@@ -153,7 +153,9 @@ export class LoadFleet {
             opts.onSecond?.(elapsed);
           }
           if (elapsed >= opts.seconds) resolve();
-          else setTimeout(tick, 5);
+          // Every 1 ms (the timer's granularity): events leave spread out as a fleet's would,
+          // not in synchronized bursts (see simulator/fleet.ts play).
+          else setTimeout(tick, 1);
         } catch (err) {
           reject(err instanceof Error ? err : new Error(String(err)));
         }
