@@ -3,6 +3,8 @@
  * a call site naming its own module), and logging to a pipe nobody reads never blocks the
  * process (the child-process check is in test/e2e/cli.test.ts).
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { duplicateKeys, LogCapture } from '../test/support/log-lines.js';
 import { createLogger, flushLogger } from './logger.js';
@@ -32,5 +34,17 @@ describe('createLogger', () => {
 
   it('flushLogger resolves for a logger with nothing to flush', async () => {
     await flushLogger(createLogger('info', new LogCapture()), 1000);
+  });
+
+  it('on a pipe, the lines of a turn are written at its end, and a process that exits first still writes them', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./fixtures/log-then-exit.ts', import.meta.url)), '500'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect(code).toBe(0);
+    const lines = out.trim().split('\n').map((l) => JSON.parse(l) as { i: number; msg: string });
+    expect(lines.map((l) => l.i)).toEqual(Array.from({ length: 500 }, (_, i) => i));
   });
 });
