@@ -98,24 +98,22 @@ interface Flushable {
   flush(cb: () => void): void;
 }
 
-/** Destinations with lines waiting for the end of the turn, written out if the process exits first. */
-const batching = new Set<StreamDestination>();
+/** Destinations holding a turn's lines (corked), written out if the process exits first. */
+const corked = new Set<StreamDestination>();
 let exitHookInstalled = false;
 
 /**
  * A pipe, socket or terminal as a non-blocking libuv stream. Writes never wait: beyond
- * MAX_BUFFERED_BYTES awaiting the reader, lines are dropped (and counted). The lines of one turn
- * of the event loop go out in one write at its end (setImmediate): under API load an access-log
- * line per request was a write(2) per request, 5 % of a small request's CPU. A process that exits
- * first writes them from its 'exit' handler (a stream write tries the descriptor synchronously).
- * Unref'd, so pending output never keeps a finished process alive; flushLogger() waits for it,
- * bounded.
+ * MAX_BUFFERED_BYTES awaiting the reader, lines are dropped (and counted). The socket is corked
+ * from the first line of a turn of the event loop to its end (setImmediate), so the turn's lines
+ * go out in one writev: under API load an access-log line per request was a write(2) per
+ * request, 5 % of a small request's CPU. A process that exits first uncorks from its 'exit'
+ * handler (a stream write tries the descriptor synchronously). Unref'd, so pending output never
+ * keeps a finished process alive; flushLogger() waits for it, bounded.
  */
 class StreamDestination extends Writable implements Flushable {
   readonly #socket: Socket;
   #closed = false;
-  #lines: Array<string | Buffer> = [];
-  #lineBytes = 0;
   dropped = 0;
 
   constructor(fd: number) {
@@ -127,38 +125,32 @@ class StreamDestination extends Writable implements Flushable {
     if (!exitHookInstalled) {
       exitHookInstalled = true;
       process.once('exit', () => {
-        for (const d of batching) d.writeLines();
+        for (const d of corked) d.release();
       });
     }
   }
 
   override _write(chunk: string | Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (!this.#closed && this.#socket.writableLength + this.#lineBytes + chunk.length <= MAX_BUFFERED_BYTES) {
-      if (this.#lines.length === 0) {
-        batching.add(this);
-        setImmediate(() => this.writeLines());
+    if (!this.#closed && this.#socket.writableLength + chunk.length <= MAX_BUFFERED_BYTES) {
+      if (!corked.has(this)) {
+        corked.add(this);
+        this.#socket.cork();
+        setImmediate(() => this.release());
       }
-      this.#lines.push(chunk);
-      this.#lineBytes += chunk.length;
+      this.#socket.write(chunk);
     } else {
       this.dropped++;
     }
     cb();
   }
 
-  /** Hands the lines of this turn to the socket, in one write. */
-  writeLines(): void {
-    if (this.#lines.length === 0) return;
-    const lines = this.#lines;
-    this.#lines = [];
-    this.#lineBytes = 0;
-    batching.delete(this);
-    if (this.#closed) return;
-    this.#socket.write(lines.every((l) => typeof l === 'string') ? lines.join('') : Buffer.concat(lines.map((l) => (typeof l === 'string' ? Buffer.from(l) : l))));
+  /** Hands the lines of this turn to the descriptor, in one writev. */
+  release(): void {
+    if (corked.delete(this)) this.#socket.uncork();
   }
 
   flush(cb: () => void): void {
-    this.writeLines();
+    this.release();
     if (this.#closed || this.#socket.writableLength === 0) return cb();
     const done = (): void => {
       this.#socket.off('drain', done).off('close', done);

@@ -2,7 +2,8 @@
  * When the fleet's playback observes each planned event (fleet.ts `play`), on fake timers: at
  * its planned time to within the timer's 1 ms, never before it — not in synchronized slices,
  * which made every tower send at the same instant — and, at a low rate, without ticking every
- * millisecond in between.
+ * millisecond in between. Every time here is the fake clock's: the tests check when the plan's
+ * events are handed to the agents, never how fast anything runs (that is bench (b)).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { PlannedEvent } from './playback.js';
