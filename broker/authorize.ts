@@ -21,6 +21,7 @@ import type { Sessions } from './sessions.js';
 type AuthorizePublishHook = NonNullable<AedesOptions['authorizePublish']>;
 type AuthorizeSubscribeHook = NonNullable<AedesOptions['authorizeSubscribe']>;
 type AuthorizeForwardHook = NonNullable<AedesOptions['authorizeForward']>;
+type Release = () => void;
 
 export type AclDenialReason = 'unauthenticated' | 'reserved_topic' | 'anonymous' | 'root_wildcard' | 'not_granted';
 
@@ -52,6 +53,12 @@ export interface AuthorizeContext {
   carrierFeeds?: CarrierFeedSink | null;
   /** True once the broker is shutting down. */
   stopping: () => boolean;
+  /**
+   * Writes a QoS 0 message to `client`'s own connection at once, held until the PUBACK aedes
+   * writes next (see `UplinkMessage.reply`); returns the release, or null when the message cannot
+   * go that way (the caller then publishes it through aedes). Absent: uplinks carry no reply.
+   */
+  answer?: (client: Client, topic: string, payload: Buffer) => (() => void) | null;
 }
 
 /** Refusal of a PUBLISH. aedes closes the connection on it [MQTT-3.3.5-2]. */
@@ -97,18 +104,32 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
    * failure we refuse, the connection drops without a PUBACK, and the agent redelivers the
    * message on its next session [MQTT-4.4.0-1]; event ids make the redelivery idempotent.
    */
-  async function handOff(topic: string, payload: Buffer, towerId: string, qos: number): Promise<void> {
+  async function handOff(topic: string, payload: Buffer, towerId: string, qos: number, client: Client | null = null): Promise<Release | null> {
     const parsed = parseTopic(topic);
-    if (!isUplinkTopic(parsed)) return;
+    if (!isUplinkTopic(parsed)) return null;
     const sink = ctx.sink();
     if (!sink) {
       counters.inc('ingest_errors_total', { stage: 'broker', reason: 'no_sink' });
       logger.warn({ topic, tower_id: towerId }, 'uplink refused: ingest is not ready');
       throw new PublishRefused('ingest not ready');
     }
+    // A QoS 1 PUBLISH of a connected tower is acknowledged on its own connection once `accept`
+    // resolves: the answer may be written there too, at once and in the same write as the PUBACK.
+    let release: Release | null = null;
+    const answer = ctx.answer;
+    const reply =
+      answer && client !== null && qos >= 1
+        ? (replyTopic: string, replyPayload: Buffer): boolean => {
+            if (release !== null) return false;
+            release = answer(client, replyTopic, replyPayload);
+            return release !== null;
+          }
+        : undefined;
     try {
-      await sink.accept({ topic, parsed, payload, tower_id: towerId, received_at: ctx.now(), publish_qos: qos });
+      await sink.accept({ topic, parsed, payload, tower_id: towerId, received_at: ctx.now(), publish_qos: qos, ...(reply && { reply }) });
+      return release;
     } catch (err) {
+      (release as Release | null)?.();
       counters.inc('ingest_errors_total', { stage: 'broker', reason: 'sink_failed' });
       logger.error({ err, topic, tower_id: towerId }, 'uplink refused: ingest failed');
       throw new PublishRefused('ingest failed');
@@ -132,7 +153,8 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
     admitRetained(null, packet, payload, `tower:${parsed.towerId}`);
   }
 
-  async function authorizePublishAsync(client: Client | null, packet: PublishPacket): Promise<void> {
+  /** Resolves with the release of an answer held for the PUBACK (handOff), if any. */
+  async function authorizePublishAsync(client: Client | null, packet: PublishPacket): Promise<Release | null | void> {
     const topic = packet.topic;
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     if (client === null) return authorizeOrphanWill(packet, payload);
@@ -176,11 +198,12 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       return;
     }
     if (principal.kind === 'tower') {
-      await handOff(topic, payload, principal.towerId, packet.qos);
+      const release = await handOff(topic, payload, principal.towerId, packet.qos, client);
       if (parseTopic(topic)?.kind !== 'status') {
         ctx.consumed.add(packet);
-        return;
+        return release;
       }
+      release?.();
       admitRetained(client, packet, payload, `tower:${principal.towerId}`);
       return;
     }
@@ -190,7 +213,11 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
   return {
     authorizePublish(client, packet, callback) {
       authorizePublishAsync(client, packet).then(
-        () => callback(null),
+        (release) => {
+          // aedes writes the PUBACK inside this callback, behind the held answer: one write.
+          callback(null);
+          release?.();
+        },
         (err: unknown) => callback(err instanceof Error ? err : new PublishRefused(String(err))),
       );
     },

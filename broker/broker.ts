@@ -25,7 +25,8 @@ import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { createIdFactory } from '../shared/ids.js';
 import type { Counters } from '../shared/metrics.js';
-import { parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
+import { writeToStream } from 'mqtt-packet';
+import { filterWithin, mayReceive, parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
 import { Access, authError } from './access.js';
@@ -134,6 +135,8 @@ export class Broker {
   /** Tower uplinks handed to ingest that aedes must not publish (authorize.ts). */
   readonly #consumed = new WeakSet<object>();
   readonly #refusedSubscriptions = new WeakSet<object>();
+  /** Answers written to a tower's connection directly (#answerOnConnection), by payload: aedes must not deliver them to it again. */
+  readonly #answeredOn = new WeakMap<Buffer, Client>();
   #persistence: GuardedPersistence | null = null;
   #sink: UplinkSink | null;
   #aedes: Aedes | null = null;
@@ -359,7 +362,9 @@ export class Broker {
       sink: () => this.#sink,
       carrierFeeds: this.#deps.carrierFeeds ?? null,
       stopping: () => this.#stopping,
+      answer: (client, topic, payload) => this.#answerOnConnection(client, topic, payload),
     });
+    const authorizeForward = hooks.authorizeForward;
     return {
       // A ULID rather than aedes' random UUID: fresh per start (aedes restarts its message
       // counter at 0), and time-ordered, so a LevelDB session queue keyed by broker id and
@@ -381,6 +386,8 @@ export class Broker {
         deliverOutOfOrderPackets(client);
         callback(null, true);
       },
+      ...hooks,
+      authorizeForward: (client, packet) => (this.#answeredOn.get(packet.payload as Buffer) === client ? null : authorizeForward(client, packet)),
       authenticate: (client, username, password, done) => {
         access.authenticate(client, username, password).then(
           (err) => (err ? done(err, false) : done(null, true)),
@@ -390,8 +397,37 @@ export class Broker {
           },
         );
       },
-      ...hooks,
     };
+  }
+
+  /**
+   * A tower's answer written to its own connection at once (UplinkMessage.reply), rather than
+   * through aedes, which writes a QoS 0 delivery a loop iteration later and calls back another
+   * one later still, so the PUBACK that must follow the answer went out in a separate write two
+   * iterations on. The connection is held (WireGuard.hold) until the PUBACK is written, so both
+   * leave in one write. The tower gets it only where aedes would have delivered it: the
+   * connection is open and not backed up, the tower is subscribed to the topic and its ACL
+   * covers it (what authorizeForward checks). Other subscribers (console users, services) still
+   * get it through aedes, which skips this connection for this payload.
+   */
+  #answerOnConnection(client: Client, topic: string, payload: Buffer): (() => void) | null {
+    const aedes = this.#aedes;
+    const guard = this.#gate.guardOf(client);
+    if (!aedes || this.#stopping || client.closed || !guard || guard.destroyed || guard.writableNeedDrain) return null;
+    const session = this.#sessions.get(client);
+    if (!session || !mayReceive(session.principal, topic)) return null;
+    let subscribed = false;
+    for (const filter of session.subscriptions) if (filterWithin(topic, filter)) subscribed = true;
+    if (!subscribed) return null;
+    const release = guard.hold();
+    writeToStream({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }, guard);
+    if (this.#sessions.listeners > 0) {
+      this.#answeredOn.set(payload, client);
+      aedes.publish({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }, (err) => {
+        if (err) this.#log.warn({ err, topic }, 'answer not published to other subscribers');
+      });
+    }
+    return release;
   }
 
   #accept(conn: Duplex, req: IncomingMessage | undefined, peer: string): void {

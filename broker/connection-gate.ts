@@ -72,6 +72,11 @@ export class ConnectionGate {
     this.#guards.set(client, guard);
   }
 
+  /** The guard serving `client` (aedes reads and writes it instead of the socket). */
+  guardOf(client: Client): WireGuard | undefined {
+    return this.#guards.get(client);
+  }
+
   /** The CONNECT of `client` was authenticated: it stops counting as pending. */
   authenticated(client: Client, session: GuardSession): void {
     const guard = this.#guards.get(client);

@@ -46,6 +46,8 @@ export class Sessions {
   readonly #deletedTowers = new Set<string>();
   /** Console users revoked, with when: access tokens issued before then are refused. */
   readonly #revokedUsers = new Map<string, number>();
+  /** Live console and service clients: besides a tower, the only ACLs that reach tenants' downlinks. */
+  #listeners = 0;
   /** Client ids of the persistent sessions each console user opened through this broker. */
   readonly #persistentByUser = new Map<string, Set<string>>();
 
@@ -61,6 +63,16 @@ export class Sessions {
     this.#byClient.set(client, session);
     this.#live.add(client);
     for (const key of indexKeys(session.principal)) addTo(this.#liveBy, key, client);
+    if (listens(session.principal)) this.#listeners++;
+  }
+
+  /**
+   * Live clients other than towers and carriers. A tower receives only its own downlinks and a
+   * carrier only its feeds' results (topics.ts subscribeAcl), so while this is 0 a tower's
+   * downlink has no other possible receiver.
+   */
+  get listeners(): number {
+    return this.#listeners;
   }
 
   get(client: Client): Session | undefined {
@@ -75,6 +87,7 @@ export class Sessions {
     if (session.expiry) clearTimeout(session.expiry);
     session.expiry = null;
     for (const key of indexKeys(session.principal)) removeFrom(this.#liveBy, key, client);
+    if (listens(session.principal)) this.#listeners--;
   }
 
   markRevoked(credentialId: string): void {
@@ -146,6 +159,10 @@ export class Sessions {
   liveCount(): number {
     return this.#live.size;
   }
+}
+
+function listens(p: MqttPrincipal): boolean {
+  return p.kind === 'console' || p.kind === 'service';
 }
 
 function indexKeys(p: MqttPrincipal): string[] {

@@ -104,8 +104,12 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     // as well cost three session-store writes per batch: at 10,000 events/s the control plane was
     // 81 % busy with them, 54 % without (bench b). Elsewhere (distributed: the PUBACK means
     // "queued"; ingest plugins) QoS 1.
-    const qos = msg.acked_after_answer ? 0 : 1;
-    await ctx.downlink.publish(topics.decisions(tenantId, msg.tower_id), encodePayload(answer), { qos });
+    // Where the broker offers it, the answer goes out on the tower's connection at once, in the
+    // same write as the PUBACK that follows (UplinkMessage.reply): one syscall, no loop iteration.
+    const topic = topics.decisions(tenantId, msg.tower_id);
+    const payload = encodePayload(answer);
+    if (!msg.acked_after_answer) await ctx.downlink.publish(topic, payload, { qos: 1 });
+    else if (!msg.reply?.(topic, payload)) await ctx.downlink.publish(topic, payload, { qos: 0 });
 
     const c = ctx.counters;
     c.inc('usage_batches_total');

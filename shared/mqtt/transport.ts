@@ -36,6 +36,15 @@ export interface UplinkMessage {
    * (ingest plugins).
    */
   acked_after_answer?: true;
+  /**
+   * Set by the broker on a connected tower's QoS 1 PUBLISH: writes a QoS 0 message (the answer)
+   * to the connection this message came on, at once, ahead of the PUBACK — in the same write when
+   * the PUBACK follows within the turn — and to other subscribers through the broker. Returns
+   * false when it cannot (the tower is not subscribed to `topic`, its connection is backed up or
+   * gone, or this message was replied to already): publish through the Downlink instead. Lost
+   * where messages cross a process boundary (a queue), where there is no connection to answer on.
+   */
+  reply?: (topic: string, payload: Buffer) => boolean;
 }
 
 /**
