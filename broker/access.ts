@@ -17,7 +17,7 @@ import { CommandDeliveries, type CommandDelivery } from './command-deliveries.js
 import type { ConnectionGate } from './connection-gate.js';
 import { TokenBucket } from './limits.js';
 import type { RefusalLog } from './refusal-log.js';
-import type { Session, Sessions } from './sessions.js';
+import { newSession, type Sessions } from './sessions.js';
 
 export interface AccessDeps {
   config: BrokerConfig;
@@ -94,7 +94,7 @@ export class Access {
         : new TokenBucket(config.mqtt_publish_rate, config.mqtt_publish_burst, this.#d.now);
     const statusWill = principal.kind === 'tower' && facts.willTopic === topics.status(principal.towerId);
     const deliveries = principal.kind === 'tower' ? new CommandDeliveries(principal.towerId, config.mqtt_max_payload_bytes) : null;
-    const session: Session = { principal, bucket, statusWill, subscriptions: new Set(), deliveries, expiry: null };
+    const session = newSession({ principal, bucket, statusWill, deliveries });
     sessions.open(client, session);
     if (outcome.expiresAt !== undefined) {
       // The session lasts as long as the access token that opened it.

@@ -138,6 +138,16 @@ describe('answer on the tower connection', () => {
     expect(replies).toEqual([false, false]);
   });
 
+  it('stops answering on the connection once the tower unsubscribes', async () => {
+    const c = await h.connectTower(t1);
+    await subscribeResult(c, filters.towerDecisions('T1'));
+    h.sink.impl = answerWith(T1_DECISIONS, ANSWER);
+    await c.publishAsync(topics.usage('tenantA', 'T1'), usage(), { qos: 1 });
+    await c.unsubscribeAsync(filters.towerDecisions('T1'));
+    await c.publishAsync(topics.usage('tenantA', 'T1'), usage(), { qos: 1 });
+    expect(replies).toEqual([true, false]);
+  });
+
   it('never reaches another tower', async () => {
     const other = await h.connectTower(t2);
     await subscribeResult(other, filters.towerDecisions('T2'));

@@ -10,7 +10,7 @@ import { topics, type MqttPrincipal } from '../shared/mqtt/topics.js';
 import { aclDenialReason, createAuthorizeHooks } from './authorize.js';
 import { RefusalLog } from './refusal-log.js';
 import { RetainedQuota } from './retained-quota.js';
-import { Sessions } from './sessions.js';
+import { newSession, Sessions } from './sessions.js';
 import { RecordingSink } from './test-support.js';
 
 /** The hooks only read `id` and `closed` from the client; aedes' Client type is far wider. */
@@ -36,7 +36,7 @@ function setup(stopping = false) {
   });
   const as = (principal: MqttPrincipal, id = 'c') => {
     const client = fakeClient(id);
-    sessions.open(client, { principal, bucket: null, statusWill: false, subscriptions: new Set(), deliveries: null, expiry: null });
+    sessions.open(client, newSession({ principal, bucket: null, statusWill: false, deliveries: null }));
     return client;
   };
   return { sessions, counters, sink, hooks, as };
@@ -94,7 +94,7 @@ describe('authorizePublish without a client (orphaned wills)', () => {
   it('publishes no will while the broker is stopping', async () => {
     const { hooks, sink, sessions } = setup(true);
     const closing = fakeClient('tower-T1', true);
-    sessions.open(closing, { principal: { kind: 'tower', towerId: 'T1', credentialId: 'c1' }, bucket: null, statusWill: true, subscriptions: new Set(), deliveries: null, expiry: null });
+    sessions.open(closing, newSession({ principal: { kind: 'tower', towerId: 'T1', credentialId: 'c1' }, bucket: null, statusWill: true, deliveries: null }));
     expect(await publish(hooks, closing, will(topics.status('T1'), 'tower-T1'))).toBeInstanceOf(Error);
     expect(sink.messages).toEqual([]);
   });

@@ -11,12 +11,12 @@
 import type { AedesOptions, AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
-import { mayPublish, mayReceive, maySubscribe, mqttIdentity, parseTopic, subscriptionMaxQos, type MqttPrincipal } from '../shared/mqtt/topics.js';
+import { mayPublish, mayReceive, maySubscribe, mqttIdentity, parseTopic, subscriptionMaxQos, type MqttPrincipal, type ParsedTopic } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type UplinkSink } from '../shared/mqtt/transport.js';
 import type { CarrierFeedSink } from './carrier-feed-ingest.js';
 import type { RefusalLog } from './refusal-log.js';
 import type { RetainedQuota } from './retained-quota.js';
-import type { Sessions } from './sessions.js';
+import { TOPIC_VERDICTS_MAX, type Session, type Sessions } from './sessions.js';
 
 type AuthorizePublishHook = NonNullable<AedesOptions['authorizePublish']>;
 type AuthorizeSubscribeHook = NonNullable<AedesOptions['authorizeSubscribe']>;
@@ -104,8 +104,7 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
    * failure we refuse, the connection drops without a PUBACK, and the agent redelivers the
    * message on its next session [MQTT-4.4.0-1]; event ids make the redelivery idempotent.
    */
-  async function handOff(topic: string, payload: Buffer, towerId: string, qos: number, client: Client | null = null): Promise<Release | null> {
-    const parsed = parseTopic(topic);
+  async function handOff(topic: string, parsed: ParsedTopic | null, payload: Buffer, towerId: string, qos: number, client: Client | null = null): Promise<Release | null> {
     if (!isUplinkTopic(parsed)) return null;
     const sink = ctx.sink();
     if (!sink) {
@@ -149,8 +148,22 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       throw denyAcl('publish', null, undefined, packet.topic);
     }
     if (payload.length > ctx.maxPayloadBytes) throw new PublishRefused('payload too large');
-    await handOff(packet.topic, payload, parsed.towerId, packet.qos);
+    await handOff(packet.topic, parsed, payload, parsed.towerId, packet.qos);
     admitRetained(null, packet, payload, `tower:${parsed.towerId}`);
+  }
+
+  /**
+   * `topic` parsed when the session may publish to it, undefined when not (mayPublish); the
+   * verdict is kept on the session for the few topics a connection publishes to.
+   */
+  function publishable(session: Session, topic: string): ParsedTopic | null | undefined {
+    const known = session.published?.get(topic);
+    if (known !== undefined) return known;
+    if (!mayPublish(session.principal, topic)) return undefined;
+    const parsed = parseTopic(topic);
+    const cache = (session.published ??= new Map());
+    if (cache.size < TOPIC_VERDICTS_MAX) cache.set(topic, parsed);
+    return parsed;
   }
 
   /** Resolves with the release of an answer held for the PUBACK (handOff), if any. */
@@ -180,10 +193,10 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       throw new PublishRefused('rate limited');
     }
     const principal = session.principal;
-    if (!mayPublish(principal, topic)) throw denyAcl('publish', client, principal, topic);
+    const parsed = publishable(session, topic);
+    if (parsed === undefined) throw denyAcl('publish', client, principal, topic);
 
     if (principal.kind === 'carrier') {
-      const parsed = parseTopic(topic);
       const kind = parsed?.kind === 'carrierTowers' ? 'towers' : parsed?.kind === 'carrierDevices' ? 'devices' : null;
       if (!kind || !ctx.carrierFeeds) throw denyAcl('publish', client, principal, topic);
       try {
@@ -198,8 +211,8 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       return;
     }
     if (principal.kind === 'tower') {
-      const release = await handOff(topic, payload, principal.towerId, packet.qos, client);
-      if (parseTopic(topic)?.kind !== 'status') {
+      const release = await handOff(topic, parsed, payload, principal.towerId, packet.qos, client);
+      if (parsed?.kind !== 'status') {
         ctx.consumed.add(packet);
         return release;
       }

@@ -40,7 +40,7 @@ import { guardPersistence, type GuardedPersistence } from './guarded-persistence
 import { maxFrameBytes } from './limits.js';
 import { RefusalLog } from './refusal-log.js';
 import { RetainedQuota } from './retained-quota.js';
-import { Sessions } from './sessions.js';
+import { Sessions, TOPIC_VERDICTS_MAX } from './sessions.js';
 
 export type BrokerConfig = Pick<
   Config,
@@ -275,8 +275,10 @@ export class Broker {
       aedes.on('clientError', onClientError);
       aedes.on('connectionError', onClientError);
       aedes.on('unsubscribe', (filters, client) => {
-        const subs = this.#sessions.get(client)?.subscriptions;
-        for (const f of filters) subs?.delete(f);
+        const session = this.#sessions.get(client);
+        if (!session) return;
+        for (const f of filters) session.subscriptions.delete(f);
+        session.answerable = null;
       });
       access.listen(bus, this);
 
@@ -415,10 +417,15 @@ export class Broker {
     const guard = this.#gate.guardOf(client);
     if (!aedes || this.#stopping || client.closed || !guard || guard.destroyed || guard.writableNeedDrain) return null;
     const session = this.#sessions.get(client);
-    if (!session || !mayReceive(session.principal, topic)) return null;
-    let subscribed = false;
-    for (const filter of session.subscriptions) if (filterWithin(topic, filter)) subscribed = true;
-    if (!subscribed) return null;
+    if (!session) return null;
+    if (!session.answerable?.has(topic)) {
+      if (!mayReceive(session.principal, topic)) return null;
+      let subscribed = false;
+      for (const filter of session.subscriptions) if (filterWithin(topic, filter)) subscribed = true;
+      if (!subscribed) return null;
+      const known = (session.answerable ??= new Set());
+      if (known.size < TOPIC_VERDICTS_MAX) known.add(topic);
+    }
     const release = guard.hold();
     writeToStream({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }, guard);
     if (this.#sessions.listeners > 0) {

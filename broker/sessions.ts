@@ -4,7 +4,7 @@
  * onto it, so nothing else can forge a principal.
  */
 import type { Client } from 'aedes';
-import type { MqttPrincipal } from '../shared/mqtt/topics.js';
+import type { MqttPrincipal, ParsedTopic } from '../shared/mqtt/topics.js';
 import type { CommandDeliveries } from './command-deliveries.js';
 import type { TokenBucket } from './limits.js';
 
@@ -20,6 +20,22 @@ export interface Session {
   readonly deliveries: CommandDeliveries | null;
   /** Closes a console session when its access token expires. */
   expiry: NodeJS.Timeout | null;
+  /**
+   * Topics this connection was allowed to publish to, parsed (authorize.ts), and topics it may
+   * be answered on directly (Broker#answerOnConnection): what the ACL and the subscriptions said
+   * the first time, for the few topics a connection uses (at most TOPIC_VERDICTS_MAX each), so
+   * a busy tower's messages skip re-parsing and re-checking them. Null until first used; the
+   * answerable set is dropped whenever a subscription goes. The principal never changes.
+   */
+  published: Map<string, ParsedTopic | null> | null;
+  answerable: Set<string> | null;
+}
+
+export const TOPIC_VERDICTS_MAX = 16;
+
+/** A new session's state; `fields` is what authentication established. */
+export function newSession(fields: Pick<Session, 'principal' | 'bucket' | 'statusWill' | 'deliveries'>): Session {
+  return { ...fields, subscriptions: new Set(), expiry: null, published: null, answerable: null };
 }
 
 /** What preConnect saw in the CONNECT, read back when authentication succeeds. */
