@@ -154,15 +154,18 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
 
   /**
    * `topic` parsed when the session may publish to it, undefined when not (mayPublish); the
-   * verdict is kept on the session for the few topics a connection publishes to.
+   * verdict is kept on the session for the few usage and acks topics a tower publishes to.
    */
   function publishable(session: Session, topic: string): ParsedTopic | null | undefined {
     const known = session.published?.get(topic);
     if (known !== undefined) return known;
     if (!mayPublish(session.principal, topic)) return undefined;
     const parsed = parseTopic(topic);
-    const cache = (session.published ??= new Map());
-    if (cache.size < TOPIC_VERDICTS_MAX) cache.set(topic, parsed);
+    // Only what a tower sends all the time: an idle tower (status at connect) keeps no map.
+    if (parsed?.kind === 'usage' || parsed?.kind === 'acks') {
+      const cache = (session.published ??= new Map());
+      if (cache.size < TOPIC_VERDICTS_MAX) cache.set(topic, parsed);
+    }
     return parsed;
   }
 

@@ -21,11 +21,12 @@ export interface Session {
   /** Closes a console session when its access token expires. */
   expiry: NodeJS.Timeout | null;
   /**
-   * Topics this connection was allowed to publish to, parsed (authorize.ts), and topics it may
-   * be answered on directly (Broker#answerOnConnection): what the ACL and the subscriptions said
-   * the first time, for the few topics a connection uses (at most TOPIC_VERDICTS_MAX each), so
-   * a busy tower's messages skip re-parsing and re-checking them. Null until first used; the
-   * answerable set is dropped whenever a subscription goes. The principal never changes.
+   * Usage and acks topics this connection was allowed to publish to, parsed (authorize.ts), and
+   * topics it may be answered on directly (Broker#answerOnConnection): what the ACL and the
+   * subscriptions said the first time, for the few topics a tower uses (at most
+   * TOPIC_VERDICTS_MAX each), so a busy tower's messages skip re-parsing and re-checking them.
+   * Null until first used (an idle tower holds neither); the answerable set is dropped whenever
+   * a subscription goes. The principal never changes.
    */
   published: Map<string, ParsedTopic | null> | null;
   answerable: Set<string> | null;
