@@ -115,6 +115,8 @@ export async function benchApi(opts: { rows: number; connections: number; second
       '/api/v1/app-usage',
       `/api/v1/app-usage?device_id=${device}`,
       ...(user ? [`/api/v1/app-usage?user_id=${user}`] : []),
+      // No index either (migration 10): a tower's share of the traffic is the world's 1 in N towers.
+      `/api/v1/app-usage?tower_id=${world.towers[0]!.id}`,
       '/api/v1/app-usage?app=dropbox',
       '/api/v1/app-usage?effect=deny',
       `/api/v1/app-usage?since=${since}`,

@@ -258,8 +258,8 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
   ],
   refresh_tokens: [idx(asc('token_hash'), { unique: true }), idx(asc('family_id')), idx(asc('user_id'))],
   // One index per filter people use with a time bound: each costs every insert, which MongoDB's
-  // storage absorbs where SQLite's WAL does not (there device and user filters scan within a
-  // budget instead, see sqlite/usage-repo.ts); (tenant, effect, ts) counts the dashboard window.
+  // storage absorbs where SQLite's WAL does not (there device, user and tower filters scan within
+  // a budget instead, see sqlite/usage-repo.ts); (tenant, effect, ts) counts the dashboard window.
   usage: [
     idx(asc('tenant_id', '_id')),
     idx(asc('tenant_id', 'received_at')),

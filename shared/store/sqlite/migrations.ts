@@ -23,6 +23,7 @@ import { MIGRATION_5 } from './migration-5.js';
 import { MIGRATION_6 } from './migration-6.js';
 import { MIGRATION_8 } from './migration-8.js';
 import { MIGRATION_9 } from './migration-9.js';
+import { MIGRATION_10 } from './migration-10.js';
 import { MIGRATION_7 } from './migration-7.js';
 
 export interface Migration {
@@ -308,6 +309,7 @@ CREATE TABLE processed_messages (
   MIGRATION_7,
   MIGRATION_8,
   MIGRATION_9,
+  MIGRATION_10,
 ];
 
 export interface MigrationReport {

@@ -249,10 +249,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   };
 
   /**
-   * A page of usage filtered by device and/or user, newest first, reading at most SCAN_BUDGET rows
-   * of the tenant per request: the answer holds what matched in that stretch, and its cursor
-   * continues after the last row read even when fewer than `limit` matched. So every page costs
-   * bounded time however rare the device or user is; clients follow next_cursor until null.
+   * A page of usage filtered by device, user and/or tower, newest first, reading at most
+   * SCAN_BUDGET rows of the tenant per request: the answer holds what matched in that stretch, and
+   * its cursor continues after the last row read even when fewer than `limit` matched. So every
+   * page costs bounded time however rare the device, user or tower is; clients follow next_cursor
+   * until null.
    *
    * Everything is filtered inside SQLite (a row costs ~0.1 µs there; a row brought into JavaScript
    * to be tested cost 4–10 µs), over windows of the primary key that grow 4× until the page is
@@ -341,9 +342,12 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
       return lastSeen.get(tenantId, deviceId) ?? null;
     },
     async list(tenantId, opts) {
-      // Filters by device or user have no index (each would cost every insert a random page
-      // write): they scan newest-first within a budget per request (see boundedScan).
-      if (opts?.sort === undefined && (opts?.device_id !== undefined || opts?.user_id !== undefined)) return boundedScan(tenantId, opts);
+      // Filters by device, user or tower have no index (each would cost every insert a page
+      // write of its own; migrations 9 and 10): they scan newest-first within a budget per
+      // request (see boundedScan).
+      if (opts?.sort === undefined && (opts?.device_id !== undefined || opts?.user_id !== undefined || opts?.tower_id !== undefined)) {
+        return boundedScan(tenantId, opts);
+      }
       const filters = {
         tenant_id: tenantId,
         user_id: opts?.user_id,
