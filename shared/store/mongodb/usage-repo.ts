@@ -18,7 +18,7 @@ import type { AlertFilter, DashboardMetrics, DecidedUsage, RecordUsageInput, Rec
 import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, NO_WORKFLOW, alertKey, applyAlertAction, severityRank } from '../rules/alerts.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
 import { notFound } from '../rules/errors.js';
-import { batchLookups, batchResult, foldBatch, localFields, partitionFresh, PresenceThrottle, storedDecisionOf, validateBatch, type DevicePresence } from '../rules/usage-batch.js';
+import { batchLookups, batchResult, foldBatch, localFields, partitionFresh, PresenceThrottle, storedDecisionOf, ThrottledWrites, TowerSightingThrottle, validateBatch } from '../rules/usage-batch.js';
 import {
   C,
   type AlertDoc,
@@ -94,12 +94,9 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
   const tenantTowers = ctx.coll<TenantTowerDoc>(C.tenantTowers);
   const presenceColl = ctx.coll<DevicePresenceDoc>(C.devicePresence);
   const presence = new PresenceThrottle();
-  // Presence writes of the running transaction, confirmed to the throttle after commit.
-  let presenceWritten: Array<{ tenantId: string; rows: Array<[string, DevicePresence]> }> = [];
-  const confirmPresence = (): void => {
-    for (const { tenantId, rows } of presenceWritten) presence.written(tenantId, rows);
-    presenceWritten = [];
-  };
+  const sightings = new TowerSightingThrottle();
+  // Throttled writes of the running transaction, confirmed to their throttles after commit.
+  const throttled = new ThrottledWrites();
   const tenants = ctx.coll<TenantDoc>(C.tenants);
 
   const writeDiscovered = async (tracked: Array<Tracked<DiscoveredDevice>>, session: SessionLike): Promise<void> => {
@@ -193,8 +190,10 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
         { session, upsert: true },
       );
     }
-    if (due.length > 0) presenceWritten.push({ tenantId, rows: due });
-    for (const [towerId, seen] of fold.towers) {
+    throttled.add(presence, tenantId, due);
+    const seenDue = sightings.due(tenantId, fold.towers);
+    throttled.add(sightings, tenantId, seenDue);
+    for (const [towerId, seen] of seenDue) {
       await tenantTowers.updateOne(
         { _id: compositeKey(tenantId, towerId), tenant_id: tenantId },
         { $min: { first_seen: seen.first_seen }, $max: { last_seen: seen.last_seen }, $setOnInsert: { tower_id: towerId } },
@@ -215,18 +214,18 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
       validateBatch(input);
       const result = await ctx.write(async ({ session }) => {
         // A retried transaction starts over: only the committed attempt's writes count.
-        presenceWritten = [];
+        throttled.reset();
         await requireTenant(input.tenant_id, session);
         return writeBatch(input, session);
       });
-      confirmPresence();
+      throttled.confirm();
       return result;
     },
     async recordBatches(inputs) {
       for (const input of inputs) validateBatch(input);
       if (inputs.length === 0) return [];
       const group = await ctx.write(async ({ session }) => {
-        presenceWritten = [];
+        throttled.reset();
         const checked = new Set<string>();
         const results: RecordUsageResult[] = [];
         for (const input of inputs) {
@@ -238,7 +237,7 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
         }
         return results;
       });
-      confirmPresence();
+      throttled.confirm();
       return group;
     },
     list(tenantId, opts) {

@@ -4,7 +4,7 @@ import { isEdgeplaneError } from '../../errors.js';
 import type { DecidedUsage, RecordUsageInput } from '../port.js';
 import { alertKey } from './alerts.js';
 import { foldDiscovered, foldSighting, reportSightings } from './discovery.js';
-import { batchLookups, batchResult, foldBatch, partitionFresh, storedDecisionOf, validateBatch } from './usage-batch.js';
+import { batchLookups, batchResult, foldBatch, partitionFresh, PresenceThrottle, storedDecisionOf, ThrottledWrites, TowerSightingThrottle, validateBatch } from './usage-batch.js';
 import { NO_WORKFLOW } from './alerts.js';
 
 const NOW = 1_000_000;
@@ -152,5 +152,45 @@ describe('usage batch rules', () => {
       [false, 'x', 5, 30, 3, 'tw-3', null],
       [true, 'y', 7, 7, 1, 'tw-3', null],
     ]);
+  });
+});
+
+describe('throttled writes', () => {
+  const sight = (first_seen: number, last_seen: number) => new Map([['tw-1', { first_seen, last_seen }]]);
+
+  it('writes a tower sighting the first time, when an earlier event comes, and every refresh interval', () => {
+    const t = new TowerSightingThrottle(10_000);
+    const writes = new ThrottledWrites();
+    const step = (tenant: string, first: number, last: number): number => {
+      const due = t.due(tenant, sight(first, last));
+      writes.add(t, tenant, due);
+      writes.confirm();
+      return due.length;
+    };
+    expect(step('t1', 1_000, 2_000)).toBe(1);
+    expect(step('t1', 1_500, 11_999)).toBe(0); // within the interval, nothing earlier
+    expect(step('t1', 900, 3_000)).toBe(1); // an earlier first sighting
+    expect(step('t1', 5_000, 13_000)).toBe(1); // 10 s past the last written
+    expect(step('t2', 5_000, 13_000)).toBe(1); // per tenant
+  });
+
+  it('counts only what a committed transaction wrote', () => {
+    const t = new TowerSightingThrottle(10_000);
+    const writes = new ThrottledWrites();
+    writes.add(t, 't1', t.due('t1', sight(1_000, 2_000)));
+    writes.reset(); // rolled back or retried
+    expect(t.due('t1', sight(1_000, 2_000))).toHaveLength(1);
+  });
+
+  it('writes presence on a tower change at once and otherwise once per interval, within its bound', () => {
+    const p = new PresenceThrottle(10_000, 2);
+    const at = (tower: string, received_at: number) => new Map([['d1', { tower_id: tower, received_at }]]);
+    p.written('t1', p.due('t1', at('tw-1', 0)));
+    expect(p.due('t1', at('tw-1', 9_999))).toHaveLength(0);
+    expect(p.due('t1', at('tw-2', 1))).toHaveLength(1);
+    expect(p.due('t1', at('tw-1', 10_000))).toHaveLength(1);
+    // Two more devices push d1 out of the bounded memory: it is written again.
+    p.written('t1', [['d2', { tower_id: 'tw-1', received_at: 0 }], ['d3', { tower_id: 'tw-1', received_at: 0 }]]);
+    expect(p.due('t1', at('tw-1', 1))).toHaveLength(1);
   });
 });

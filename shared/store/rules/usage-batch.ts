@@ -127,7 +127,7 @@ export interface BatchFold {
   alertsUpdated: Alert[];
   discovered: Array<Tracked<DiscoveredDevice>>;
   /** Earliest and latest event time per tower where the tenant's devices were seen. */
-  towers: Map<string, { first_seen: number; last_seen: number }>;
+  towers: Map<string, TowerSighting>;
   /** Fresh events per effect, for the dashboard's running totals. */
   counts: { allow: number; deny: number };
   /**
@@ -194,40 +194,89 @@ export function batchResult(
 }
 
 /**
- * Device presence is written when a device changes tower at once, and otherwise at most every
- * `refreshMs` per device (per store process): a busy device at one tower costs one presence write
- * per interval, not one per event. Bounded (LRU) so a flood of device ids cannot grow memory.
+ * Remembers, per tenant and key, the value last written (per store process), and says which of a
+ * batch's values are worth writing now (`stale`): a busy key costs one write per interval, not one
+ * per batch. Bounded (LRU) so a flood of keys cannot grow memory. `written` is called after the
+ * write committed, so a rolled-back group is written again by the next.
  */
-export class PresenceThrottle {
-  readonly #written = new Map<string, DevicePresence>();
+export class WriteThrottle<V> {
+  readonly #written = new Map<string, V>();
   constructor(
-    readonly refreshMs = 10_000,
-    readonly maxDevices = 200_000,
+    readonly stale: (last: V, next: V) => boolean,
+    readonly maxKeys: number,
   ) {}
 
-  /** The presences of `batch` worth writing now. */
-  due(tenantId: string, batch: ReadonlyMap<string, DevicePresence>): Array<[string, DevicePresence]> {
-    const out: Array<[string, DevicePresence]> = [];
-    for (const [deviceId, p] of batch) {
-      const key = `${tenantId}\u0000${deviceId}`;
-      const last = this.#written.get(key);
-      if (last && last.tower_id === p.tower_id && p.received_at < last.received_at + this.refreshMs) continue;
-      out.push([deviceId, p]);
+  /** The values of `batch` worth writing now. */
+  due(tenantId: string, batch: ReadonlyMap<string, V>): Array<[string, V]> {
+    const out: Array<[string, V]> = [];
+    for (const [key, value] of batch) {
+      const last = this.#written.get(`${tenantId}\u0000${key}`);
+      if (last === undefined || this.stale(last, value)) out.push([key, value]);
     }
     return out;
   }
 
   /** Call after the write committed. */
-  written(tenantId: string, rows: ReadonlyArray<[string, DevicePresence]>): void {
-    for (const [deviceId, p] of rows) {
-      const key = `${tenantId}\u0000${deviceId}`;
-      this.#written.delete(key);
-      this.#written.set(key, p);
+  written(tenantId: string, rows: ReadonlyArray<[string, V]>): void {
+    for (const [key, value] of rows) {
+      const k = `${tenantId}\u0000${key}`;
+      this.#written.delete(k);
+      this.#written.set(k, value);
     }
-    while (this.#written.size > this.maxDevices) {
+    while (this.#written.size > this.maxKeys) {
       const oldest = this.#written.keys().next().value;
       if (oldest === undefined) break;
       this.#written.delete(oldest);
     }
+  }
+}
+
+/**
+ * Device presence is written when a device changes tower at once, and otherwise at most every
+ * `refreshMs` per device: a busy device at one tower costs one presence write per interval.
+ */
+export class PresenceThrottle extends WriteThrottle<DevicePresence> {
+  constructor(refreshMs = 10_000, maxDevices = 200_000) {
+    super((last, p) => last.tower_id !== p.tower_id || p.received_at >= last.received_at + refreshMs, maxDevices);
+  }
+}
+
+/**
+ * The throttled writes (presence, tower sightings) of the running transaction, confirmed to their
+ * throttles once it committed; `reset` at the start of every attempt, so a rolled-back or retried
+ * transaction's writes do not count.
+ */
+export class ThrottledWrites {
+  #pending: Array<() => void> = [];
+
+  reset(): void {
+    this.#pending = [];
+  }
+
+  add<V>(throttle: WriteThrottle<V>, tenantId: string, rows: Array<[string, V]>): void {
+    if (rows.length > 0) this.#pending.push(() => throttle.written(tenantId, rows));
+  }
+
+  confirm(): void {
+    for (const written of this.#pending) written();
+    this.#pending = [];
+  }
+}
+
+export interface TowerSighting {
+  first_seen: number;
+  last_seen: number;
+}
+
+/**
+ * A tenant's tower sighting (`tenant_towers`: which towers saw the tenant's devices, first and
+ * last) is written the first time a store process sees the pair, when an event predates the first
+ * sighting written, and otherwise at most every `refreshMs`: it was rewritten by every batch, one
+ * page of the ~8 each SQLite group commit wrote (bench b). The store keeps the earliest and
+ * latest it is given, so a skipped write loses at most `refreshMs` of the last sighting.
+ */
+export class TowerSightingThrottle extends WriteThrottle<TowerSighting> {
+  constructor(refreshMs = 10_000, maxPairs = 100_000) {
+    super((last, next) => next.first_seen < last.first_seen || next.last_seen >= last.last_seen + refreshMs, maxPairs);
   }
 }

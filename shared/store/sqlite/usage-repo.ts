@@ -21,7 +21,7 @@ import { ALERT_WORKFLOW_FIELDS, alertKey, applyAlertAction } from '../rules/aler
 import { notFound } from '../rules/errors.js';
 import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '../rules/discovery.js';
 import { clampLimit, cursorError, decodeCursor, encodeCursor, SORT_TAG } from '../rules/pagination.js';
-import { batchLookups, batchResult, foldBatch, localFields, PresenceThrottle, validateBatch, type DevicePresence } from '../rules/usage-batch.js';
+import { batchLookups, batchResult, foldBatch, localFields, PresenceThrottle, ThrottledWrites, TowerSightingThrottle, validateBatch } from '../rules/usage-batch.js';
 import type { SqliteContext, Stmt } from './context.js';
 import type { TenantRefs } from './refs.js';
 
@@ -125,6 +125,9 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
      ON CONFLICT (tenant_id, effect) DO UPDATE SET count = count + excluded.count`,
   );
   const presence = new PresenceThrottle();
+  const sightings = new TowerSightingThrottle();
+  // Throttled writes of the running transaction, confirmed to their throttles after COMMIT.
+  const throttled = new ThrottledWrites();
   // Newer receipt wins, whatever order concurrent writers commit in.
   const upsertPresence: Stmt<[string, string, string, number]> = db.prepare(
     `INSERT INTO device_presence (tenant_id, device_id, tower_id, received_at) VALUES (?, ?, ?, ?)
@@ -174,12 +177,6 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   };
 
   /** The domain rules (../rules/usage-batch.ts) decide; this function reads and writes rows. */
-  // Presence writes of the running transaction, confirmed to the throttle after COMMIT.
-  let presencePending: Array<{ tenantId: string; rows: Array<[string, DevicePresence]> }> = [];
-  const confirmPresence = (): void => {
-    for (const { tenantId, rows } of presencePending) presence.written(tenantId, rows);
-    presencePending = [];
-  };
 
   const writeBatch = (input: RecordUsageInput): RecordUsageResult => {
     const tenantId = input.tenant_id;
@@ -241,10 +238,12 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     flushDiscovered(fold.discovered);
     if (fold.counts.allow > 0) addCount.run(tenantId, 'allow', fold.counts.allow);
     if (fold.counts.deny > 0) addCount.run(tenantId, 'deny', fold.counts.deny);
-    for (const [towerId, seen] of fold.towers) seenAtTower.run(tenantId, towerId, seen.first_seen, seen.last_seen);
+    const seen = sightings.due(tenantId, fold.towers);
+    for (const [towerId, s] of seen) seenAtTower.run(tenantId, towerId, s.first_seen, s.last_seen);
+    throttled.add(sightings, tenantId, seen);
     const due = presence.due(tenantId, fold.presence);
     for (const [deviceId, p] of due) upsertPresence.run(tenantId, deviceId, p.tower_id, p.received_at);
-    if (due.length > 0) presencePending.push({ tenantId, rows: due });
+    throttled.add(presence, tenantId, due);
     return batchResult(input, fresh.length, storedDecisions, fold, localRecorded);
   };
 
@@ -312,19 +311,19 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   const usage: Store['usage'] = {
     async recordBatch(input) {
       validateBatch(input);
-      presencePending = [];
+      throttled.reset();
       const result = ctx.write(() => {
         refs.requireTenant(input.tenant_id);
         return writeBatch(input);
       });
-      confirmPresence();
+      throttled.confirm();
       return result;
     },
     async recordBatches(inputs) {
       for (const input of inputs) validateBatch(input);
       // One commit for the whole group: per-commit WAL writes dominated the hot path when every
       // small batch had its own transaction.
-      presencePending = [];
+      throttled.reset();
       const results = ctx.write(() => {
         const checked = new Set<string>();
         return inputs.map((input) => {
@@ -335,7 +334,7 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
           return writeBatch(input);
         });
       });
-      confirmPresence();
+      throttled.confirm();
       return results;
     },
     async lastSeen(tenantId, deviceId) {
