@@ -177,7 +177,6 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
   };
 
   /** The domain rules (../rules/usage-batch.ts) decide; this function reads and writes rows. */
-
   const writeBatch = (input: RecordUsageInput): RecordUsageResult => {
     const tenantId = input.tenant_id;
     const fresh: DecidedUsage[] = [];
