@@ -9,6 +9,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { AuditRecord } from '../../domain.js';
 import type { AuditFilter, ListOptions, Page, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
+import { limitClause } from './context.js';
 import { keyset } from './cursor.js';
 import type { TenantRefs } from './refs.js';
 
@@ -76,9 +77,9 @@ export function createAuditRepo(ctx: SqliteContext, refs: TenantRefs, options: A
     `SELECT ${COLUMN_LIST} FROM audit_records WHERE id = ? AND tenant_id IS ?`,
   );
   // The inner SELECT walks the (tenant_id, at) index; the slice keeps each write lock short.
-  const purgeOne: Stmt<[string, string, number, number]> = ctx.db.prepare(
+  const purgeOne: Stmt<[string, string, number]> = ctx.db.prepare(
     `DELETE FROM audit_records WHERE tenant_id = ? AND id IN (
-       SELECT id FROM audit_records WHERE tenant_id = ? AND at < ? LIMIT ?)`,
+       SELECT id FROM audit_records WHERE tenant_id = ? AND at < ? ${limitClause(purgeSlice)})`,
   );
 
   return {
@@ -118,7 +119,7 @@ export function createAuditRepo(ctx: SqliteContext, refs: TenantRefs, options: A
     async purge(tenantId, before) {
       let deleted = 0;
       for (;;) {
-        const n = ctx.write(() => purgeOne.run(tenantId, tenantId, before, purgeSlice).changes);
+        const n = ctx.write(() => purgeOne.run(tenantId, tenantId, before).changes);
         deleted += n;
         if (n < purgeSlice) return deleted;
         await yieldToEventLoop();
@@ -163,8 +164,7 @@ function listAudit(
     where.push(plan.where);
     params.push(...plan.params);
   }
-  const sql = `SELECT ${COLUMN_LIST}${plan.select} FROM audit_records WHERE ${where.join(' AND ')} ORDER BY ${plan.orderBy} LIMIT ?`;
-  params.push(plan.limit + 1);
+  const sql = `SELECT ${COLUMN_LIST}${plan.select} FROM audit_records WHERE ${where.join(' AND ')} ORDER BY ${plan.orderBy} ${limitClause(plan.limit + 1)}`;
   const page = plan.page(ctx.stmt<Array<string | number>, AuditRow>(sql).all(...params));
   return { items: page.items.map(toRecord), next_cursor: page.next_cursor };
 }

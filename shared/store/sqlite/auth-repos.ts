@@ -6,7 +6,7 @@ import type { ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port
 import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
 import { normaliseEmail } from '../rules/platform.js';
 import type { SqliteContext, Stmt } from './context.js';
-import { insertOrConflict, notFound, sqliteErrorCode } from './context.js';
+import { insertOrConflict, limitClause, notFound, sqliteErrorCode } from './context.js';
 import { EntityTable } from './entity-table.js';
 
 const CONSOLE_USER_COLUMNS = [
@@ -34,9 +34,9 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
     `SELECT ${table.columnList}, password_hash FROM console_users WHERE id = ?`,
   );
   // Sign-in order (rules/console-users.ts compareSignInOrder): operators first, then the oldest.
-  const allByEmail: Stmt<[string, number], ConsoleUserRow> = db.prepare(
+  const allByEmail: Stmt<[string], ConsoleUserRow> = db.prepare(
     `SELECT ${table.columnList}, password_hash FROM console_users WHERE email = ?
-     ORDER BY tenant_id IS NOT NULL, created_at, id LIMIT ?`,
+     ORDER BY tenant_id IS NOT NULL, created_at, id ${limitClause(MAX_ACCOUNTS_PER_EMAIL_LOOKUP)}`,
   );
   const inScope: Stmt<[string, string | null], ConsoleUser> = db.prepare(
     `SELECT ${table.columnList} FROM console_users WHERE id = ? AND tenant_id IS ?`,
@@ -91,10 +91,10 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
       return withPassword.get(id) ?? null;
     },
     async findByEmail(email) {
-      return allByEmail.get(normaliseEmail(email), 1) ?? null;
+      return allByEmail.get(normaliseEmail(email)) ?? null;
     },
     async findAllByEmail(email) {
-      return allByEmail.all(normaliseEmail(email), MAX_ACCOUNTS_PER_EMAIL_LOOKUP);
+      return allByEmail.all(normaliseEmail(email));
     },
     async list(tenantId, opts) {
       return table.list({ tenant_id: tenantId, console_role: opts?.console_role }, opts);

@@ -4,7 +4,7 @@
 import type { Carrier, Tenant, Tower, TowerCredential } from '../../domain.js';
 import type { ListOptions, Page, Store, TowerCredentialRecord } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
-import { insertOrConflict, notFound } from './context.js';
+import { insertOrConflict, limitClause, notFound } from './context.js';
 import { keyset } from './cursor.js';
 import { EntityTable } from './entity-table.js';
 import { newTenant } from '../rules/defaults.js';
@@ -137,8 +137,8 @@ export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
       const plan = keyset(opts, 'towers', 'asc', 'tt.tower_id', 't.');
       const sql = `SELECT ${cols}${plan.select} FROM tenant_towers tt JOIN towers t ON t.id = tt.tower_id
         WHERE tt.tenant_id = ? ${plan.where === null ? '' : `AND ${plan.where}`}
-        ORDER BY ${plan.orderBy} LIMIT ?`;
-      return plan.page(ctx.stmt<Array<string | number>, Tower>(sql).all(tenantId, ...plan.params, plan.limit + 1));
+        ORDER BY ${plan.orderBy} ${limitClause(plan.limit + 1)}`;
+      return plan.page(ctx.stmt<Array<string | number>, Tower>(sql).all(tenantId, ...plan.params));
     },
   };
 }

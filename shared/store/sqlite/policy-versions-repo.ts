@@ -15,6 +15,7 @@ import {
 } from '../rules/policy-history.js';
 import { isEmptyPlan, planRestore, type RestorePlan } from '../rules/policy-restore.js';
 import type { SqliteContext, Stmt } from './context.js';
+import { limitClause } from './context.js';
 import { toJson } from './json-column.js';
 import type { SnapshotReader } from './policy-repos.js';
 
@@ -47,12 +48,11 @@ export function createPolicyVersionsRepo(ctx: SqliteContext, snapshot: SnapshotR
   const getVersion: Stmt<[string, number], VersionRow> = db.prepare(
     `SELECT ${VERSION_COLUMNS} FROM policy_versions WHERE tenant_id = ? AND version = ?`,
   );
-  const listFirst: Stmt<[string, number], VersionRow> = db.prepare(
-    `SELECT ${VERSION_COLUMNS} FROM policy_versions WHERE tenant_id = ? ORDER BY version DESC LIMIT ?`,
-  );
-  const listAfter: Stmt<[string, number, number], VersionRow> = db.prepare(
-    `SELECT ${VERSION_COLUMNS} FROM policy_versions WHERE tenant_id = ? AND version < ? ORDER BY version DESC LIMIT ?`,
-  );
+  // The page size is in the SQL (limitClause): one cached statement per size a client asks for.
+  const listFirst = (limit: number): Stmt<[string], VersionRow> =>
+    ctx.stmt(`SELECT ${VERSION_COLUMNS} FROM policy_versions WHERE tenant_id = ? ORDER BY version DESC ${limitClause(limit)}`);
+  const listAfter = (limit: number): Stmt<[string, number], VersionRow> =>
+    ctx.stmt(`SELECT ${VERSION_COLUMNS} FROM policy_versions WHERE tenant_id = ? AND version < ? ORDER BY version DESC ${limitClause(limit)}`);
   const entriesAt: Stmt<[string, number, number], HistoryEntry> = db.prepare(
     `SELECT kind, key, ref1, ref2, content, info FROM policy_history
      WHERE tenant_id = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)`,
@@ -81,7 +81,7 @@ export function createPolicyVersionsRepo(ctx: SqliteContext, snapshot: SnapshotR
     async list(tenantId, opts) {
       const limit = versionPageLimit(opts?.limit);
       const after = decodeVersionCursor(opts?.cursor);
-      const rows = after === null ? listFirst.all(tenantId, limit + 1) : listAfter.all(tenantId, after, limit + 1);
+      const rows = after === null ? listFirst(limit + 1).all(tenantId) : listAfter(limit + 1).all(tenantId, after);
       const items = rows.slice(0, limit).map(toInfo);
       return { items, next_cursor: rows.length > limit ? encodeVersionCursor(items[items.length - 1]!.version) : null };
     },

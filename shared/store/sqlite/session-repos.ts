@@ -7,7 +7,7 @@ import type { DeviceSession, RadiusClient, SessionTotals } from '../../domain.js
 import { foldAccounting, stopByReset, type TotalsDelta } from '../rules/sessions.js';
 import type { Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
-import { insertOrConflict, isUniqueViolation, notFound } from './context.js';
+import { insertOrConflict, isUniqueViolation, limitClause, notFound } from './context.js';
 import { keyset } from './cursor.js';
 import { conflict } from '../rules/errors.js';
 
@@ -113,13 +113,13 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
     `SELECT ${SESSION_COLUMNS} FROM device_sessions WHERE tower_id = ? AND status = 'active' AND last_update_at <= ?`,
   );
   // Sliced like usage retention: a synchronous DELETE must not hold the write lock for long.
-  const purgeSessions: Stmt<[string, string, number, number]> = db.prepare(
+  const purgeSessions: Stmt<[string, string, number]> = db.prepare(
     `DELETE FROM device_sessions WHERE tenant_id = ? AND id IN (
-       SELECT id FROM device_sessions WHERE tenant_id = ? AND status = 'stopped' AND last_update_at < ? LIMIT ?)`,
+       SELECT id FROM device_sessions WHERE tenant_id = ? AND status = 'stopped' AND last_update_at < ? ${limitClause(PURGE_SLICE)})`,
   );
-  const purgeRecords: Stmt<[string, number, number]> = db.prepare(
+  const purgeRecords: Stmt<[string, number]> = db.prepare(
     `DELETE FROM accounting_records WHERE (tower_id, key) IN (
-       SELECT tower_id, key FROM accounting_records WHERE tenant_id = ? AND processed_at < ? LIMIT ?)`,
+       SELECT tower_id, key FROM accounting_records WHERE tenant_id = ? AND processed_at < ? ${limitClause(PURGE_SLICE)})`,
   );
   const bump = (tenantId: string, dim: 'device' | 'tower', key: string, d: TotalsDelta) =>
     addTotals.run({ tenant_id: tenantId, dim, key, ...d });
@@ -163,9 +163,9 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
     async totals(tenantId, by, opts) {
       const plan = keyset(opts, 'session_totals', 'asc', 'key');
       const sql = `SELECT key AS id, sessions, active, input_octets, output_octets, last_update_at FROM session_totals
-        WHERE tenant_id = ? AND dim = ? ${plan.where === null ? '' : `AND ${plan.where}`} ORDER BY ${plan.orderBy} LIMIT ?`;
+        WHERE tenant_id = ? AND dim = ? ${plan.where === null ? '' : `AND ${plan.where}`} ORDER BY ${plan.orderBy} ${limitClause(plan.limit + 1)}`;
       type Row = Omit<SessionTotals, 'key'> & { id: string };
-      const page = plan.page(ctx.stmt<unknown[], Row>(sql).all(tenantId, by, ...plan.params, plan.limit + 1));
+      const page = plan.page(ctx.stmt<unknown[], Row>(sql).all(tenantId, by, ...plan.params));
       return { items: page.items.map(({ id, ...rest }) => ({ key: id, ...rest })), next_cursor: page.next_cursor };
     },
     async stopActiveAtTower(towerId, at, terminateCause) {
@@ -183,12 +183,12 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
     async purge(tenantId, before) {
       let deleted = 0;
       for (;;) {
-        const n = ctx.write(() => purgeSessions.run(tenantId, tenantId, before, PURGE_SLICE).changes);
+        const n = ctx.write(() => purgeSessions.run(tenantId, tenantId, before).changes);
         deleted += n;
         if (n < PURGE_SLICE) break;
         await yieldToEventLoop();
       }
-      while (ctx.write(() => purgeRecords.run(tenantId, before, PURGE_SLICE).changes) === PURGE_SLICE) await yieldToEventLoop();
+      while (ctx.write(() => purgeRecords.run(tenantId, before).changes) === PURGE_SLICE) await yieldToEventLoop();
       return deleted;
     },
     async summary(tenantId) {

@@ -6,6 +6,7 @@
  */
 import type { ReplayRow, Store } from '../port.js';
 import type { SqliteContext, Stmt } from './context.js';
+import { limitClause } from './context.js';
 import { usageFromRow, type UsageRow } from './usage-repo.js';
 
 const REPLAY_COLUMNS = 'id, received_at, ts, device_id, user_id, app, action, tower_id, effect, reason, rule_id, policy_id, policy_version';
@@ -32,13 +33,15 @@ export function createUsageHistory(ctx: SqliteContext): Store['usageHistory'] {
   const get: Stmt<[string, string], UsageRow> = ctx.db.prepare(`SELECT ${USAGE_COLUMNS} FROM usage WHERE tenant_id = ? AND id = ?`);
   // Rows as arrays, made into objects here: objects of one literal shape are built several times
   // faster than better-sqlite3's per-row property objects, which a million-row replay feels.
-  const scan = ctx.db
-    .prepare<[string, string, number, number, number], unknown[]>(
-      `SELECT ${REPLAY_COLUMNS} FROM usage
-       WHERE tenant_id = ? AND id > ? AND received_at >= ? AND received_at < ?
-       ORDER BY id LIMIT ?`,
-    )
-    .raw(true);
+  // The chunk size is in the SQL (limitClause): a replay asks with one size throughout.
+  const scan = (limit: number): Stmt<[string, string, number, number], unknown[]> =>
+    ctx
+      .stmt<[string, string, number, number], unknown[]>(
+        `SELECT ${REPLAY_COLUMNS} FROM usage
+         WHERE tenant_id = ? AND id > ? AND received_at >= ? AND received_at < ?
+         ORDER BY id ${limitClause(limit)}`,
+      )
+      .raw(true);
   return {
     async get(tenantId, eventId) {
       const row = get.get(tenantId, eventId);
@@ -46,7 +49,7 @@ export function createUsageHistory(ctx: SqliteContext): Store['usageHistory'] {
     },
     async scan(tenantId, window, after, limit) {
       // '' sorts before every id: no lower bound.
-      const rows = scan.all(tenantId, after ?? '', window.since, window.until, Math.max(1, Math.floor(limit))) as ReplayTuple[];
+      const rows = scan(Math.max(1, Math.floor(limit))).all(tenantId, after ?? '', window.since, window.until) as ReplayTuple[];
       const out: ReplayRow[] = new Array<ReplayRow>(rows.length);
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i]!;

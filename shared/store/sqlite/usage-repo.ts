@@ -23,6 +23,7 @@ import { foldDiscovered, reportSightings, sightedDevices, type Tracked } from '.
 import { clampLimit, cursorError, decodeCursor, encodeCursor, SORT_TAG } from '../rules/pagination.js';
 import { batchLookups, batchResult, foldBatch, localFields, PresenceThrottle, ThrottledWrites, TowerSightingThrottle, validateBatch } from '../rules/usage-batch.js';
 import type { SqliteContext, Stmt } from './context.js';
+import { limitClause } from './context.js';
 import type { TenantRefs } from './refs.js';
 
 const USAGE_COLUMNS = [
@@ -289,8 +290,8 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
       const lower = ctx.stmt<unknown[], string>(`SELECT id FROM usage WHERE tenant_id = ?${below} ORDER BY id DESC LIMIT 1 OFFSET ?`).pluck().get(tenantId, ...bound, span - 1);
       const above = lower === undefined ? '' : ' AND id >= ?';
       const rows = ctx
-        .stmt<unknown[], UsageRow>(`SELECT ${USAGE_COLUMNS.join(', ')} FROM usage WHERE tenant_id = ?${below}${above} AND ${filters} ORDER BY id DESC LIMIT ?`)
-        .all(tenantId, ...bound, ...(lower === undefined ? [] : [lower]), ...params, limit + 1 - items.length);
+        .stmt<unknown[], UsageRow>(`SELECT ${USAGE_COLUMNS.join(', ')} FROM usage WHERE tenant_id = ?${below}${above} AND ${filters} ORDER BY id DESC ${limitClause(limit + 1 - items.length)}`)
+        .all(tenantId, ...bound, ...(lower === undefined ? [] : [lower]), ...params);
       for (const row of rows) {
         // One more match than the page holds tells it is full and continues.
         if (items.length === limit) return { items, next_cursor: encodeCursor(items[limit - 1]!.id) };

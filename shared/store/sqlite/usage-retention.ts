@@ -7,6 +7,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { SqliteContext, Stmt } from './context.js';
+import { limitClause } from './context.js';
 
 /**
  * Rows deleted per transaction. better-sqlite3 is synchronous: one huge DELETE would hold the
@@ -17,15 +18,15 @@ const PURGE_SLICE = 5000;
 
 export function createUsagePurge(ctx: SqliteContext): (tenantId: string, before: number) => Promise<number> {
   // usage has no index on received_at (ingest speed wins); the slice scans the tenant's key range.
-  const purgeSlice: Stmt<[string, string, number, number]> = ctx.db.prepare(
+  const purgeSlice: Stmt<[string, string, number]> = ctx.db.prepare(
     `DELETE FROM usage WHERE tenant_id = ? AND id IN (
-       SELECT id FROM usage WHERE tenant_id = ? AND received_at < ? LIMIT ?)`,
+       SELECT id FROM usage WHERE tenant_id = ? AND received_at < ? ${limitClause(PURGE_SLICE)})`,
   );
 
   return async (tenantId, before) => {
     let deleted = 0;
     for (;;) {
-      const n = ctx.write(() => purgeSlice.run(tenantId, tenantId, before, PURGE_SLICE).changes);
+      const n = ctx.write(() => purgeSlice.run(tenantId, tenantId, before).changes);
       deleted += n;
       if (n < PURGE_SLICE) return deleted;
       await yieldToEventLoop();

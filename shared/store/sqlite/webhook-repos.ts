@@ -7,7 +7,7 @@ import type { Store } from '../port.js';
 import { nextAttemptAfter } from '../rules/platform.js';
 import { clampLimit } from './cursor.js';
 import type { SqliteContext, Stmt } from './context.js';
-import { notFound } from './context.js';
+import { limitClause, notFound } from './context.js';
 import { EntityTable } from './entity-table.js';
 import { fromJson, toJson } from './json-column.js';
 import type { TenantRefs } from './refs.js';
@@ -101,10 +101,11 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
     'SELECT id FROM webhooks WHERE tenant_id = ? AND id = ?',
   );
   // Most overdue first; the WHERE repeats the partial index's condition so the planner uses it.
-  const due: Stmt<[number, number], WebhookDelivery> = ctx.db.prepare(
-    `SELECT ${table.columnList} FROM webhook_deliveries
-     WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
-  );
+  const due = (limit: number): Stmt<[number], WebhookDelivery> =>
+    ctx.stmt(
+      `SELECT ${table.columnList} FROM webhook_deliveries
+       WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id ${limitClause(limit)}`,
+    );
   const attempt: Stmt<[string, number | null, string | null, number | null, number, string]> = ctx.db.prepare(
     `UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_status_code = ?, last_error = ?,
        next_attempt_at = ?, updated_at = ? WHERE id = ?`,
@@ -135,7 +136,7 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
       return table.get(tenantId, id);
     },
     async due(now, limit) {
-      return due.all(now, clampLimit(limit));
+      return due(clampLimit(limit)).all(now);
     },
     async recordAttempt(id, outcome) {
       attempt.run(outcome.status, outcome.status_code, outcome.error, nextAttemptAfter(outcome), outcome.at, id);

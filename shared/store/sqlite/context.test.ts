@@ -1,0 +1,61 @@
+import Database from 'better-sqlite3';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createIdFactory } from '../../ids.js';
+import { SqliteContext, limitClause } from './context.js';
+
+describe('limitClause', () => {
+  it('writes the page size into the SQL', () => {
+    expect(limitClause(51)).toBe('LIMIT 51');
+    expect(limitClause(0)).toBe('LIMIT 0');
+  });
+
+  it('refuses anything but a non-negative safe integer, so nothing but a number reaches the SQL', () => {
+    for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, '5; DROP TABLE x' as unknown as number]) {
+      expect(() => limitClause(bad), String(bad)).toThrow(RangeError);
+    }
+  });
+
+  it('no statement of the SQLite store binds its LIMIT (SQLite re-prepares such a statement on every run)', () => {
+    const here = dirname(fileURLToPath(import.meta.url));
+    const sources = readdirSync(here).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'));
+    expect(sources.length).toBeGreaterThan(10);
+    const offenders = sources.filter((f) => /\bLIMIT\s+\?/.test(readFileSync(join(here, f), 'utf8')));
+    expect(offenders).toEqual([]);
+  });
+});
+
+describe('SqliteContext statement cache', () => {
+  let db: Database.Database;
+  let ctx: SqliteContext;
+  beforeEach(() => {
+    db = new Database(':memory:');
+    db.exec('CREATE TABLE tenants (id TEXT PRIMARY KEY, policy_version INTEGER); CREATE TABLE t (id TEXT PRIMARY KEY)');
+    ctx = new SqliteContext(db, Date.now, createIdFactory(), {});
+  });
+  afterEach(() => db.close());
+
+  it('prepares a shape once and hands back the same statement', () => {
+    const a = ctx.stmt(`SELECT id FROM t ORDER BY id ${limitClause(10)}`);
+    expect(ctx.stmt(`SELECT id FROM t ORDER BY id ${limitClause(10)}`)).toBe(a);
+    expect(ctx.cachedStatements).toBe(1);
+  });
+
+  it('stays bounded when a client asks for every page size, dropping the least recently used', () => {
+    const hot = ctx.stmt(`SELECT id FROM t ORDER BY id ${limitClause(50)}`);
+    const cold = ctx.stmt(`SELECT id FROM t ORDER BY id DESC ${limitClause(50)}`);
+    for (let n = 1; n <= 2_000; n++) {
+      ctx.stmt(`SELECT id FROM t WHERE id > 'a' ORDER BY id ${limitClause(n)}`);
+      if (n % 100 === 0) expect(ctx.stmt(`SELECT id FROM t ORDER BY id ${limitClause(50)}`)).toBe(hot);
+    }
+    expect(ctx.cachedStatements).toBeLessThanOrEqual(512);
+    expect(ctx.stmt(`SELECT id FROM t ORDER BY id ${limitClause(50)}`)).toBe(hot);
+    // Dropped long ago: prepared again, and it still runs.
+    const again = ctx.stmt<[], { id: string }>(`SELECT id FROM t ORDER BY id DESC ${limitClause(50)}`);
+    expect(again).not.toBe(cold);
+    db.prepare("INSERT INTO t VALUES ('x')").run();
+    expect(again.all()).toEqual([{ id: 'x' }]);
+  });
+});
