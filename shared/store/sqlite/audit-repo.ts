@@ -165,6 +165,6 @@ function listAudit(
     params.push(...plan.params);
   }
   const sql = `SELECT ${COLUMN_LIST}${plan.select} FROM audit_records WHERE ${where.join(' AND ')} ORDER BY ${plan.orderBy} ${limitClause(plan.limit + 1)}`;
-  const page = plan.page(ctx.stmt<Array<string | number>, AuditRow>(sql).all(...params));
+  const page = plan.page(ctx.rows<AuditRow>(sql, params));
   return { items: page.items.map(toRecord), next_cursor: page.next_cursor };
 }

@@ -152,7 +152,7 @@ export function createDeviceMetadataRepo(ctx: SqliteContext): Store['deviceMetad
         const chunk = unique.slice(i, i + 500);
         const sql = `SELECT device_id, carrier_id, os, os_version, model, device_type, updated_at FROM device_metadata
           WHERE device_id IN (${chunk.map(() => '?').join(', ')}) ORDER BY device_id, updated_at DESC, carrier_id`;
-        rows.push(...ctx.stmt<string[], DeviceMetadata>(sql).all(...chunk));
+        rows.push(...ctx.rows<DeviceMetadata>(sql, chunk));
       }
       const newest = new Map<string, DeviceMetadata>();
       for (const r of rows) if (!newest.has(r.device_id)) newest.set(r.device_id, r);

@@ -58,4 +58,22 @@ describe('SqliteContext statement cache', () => {
     db.prepare("INSERT INTO t VALUES ('x')").run();
     expect(again.all()).toEqual([{ id: 'x' }]);
   });
+
+  it('rows() gives the objects better-sqlite3 would: every column by name, NULLs, a later column of the same name winning', () => {
+    db.exec("CREATE TABLE u (id TEXT PRIMARY KEY, n INTEGER, note TEXT); INSERT INTO u VALUES ('a', 1, NULL), ('b', 2, 'x'), ('c', 3, 'y')");
+    for (const sql of [
+      `SELECT id, n, note FROM u ORDER BY id ${limitClause(2)}`,
+      `SELECT id, n, note, n * 10 AS __sort_key FROM u WHERE id > ? ORDER BY id ${limitClause(5)}`,
+      `SELECT u.id, u.n, v.id FROM u JOIN u AS v ON v.n = u.n + 1 ORDER BY u.id ${limitClause(5)}`,
+    ]) {
+      const params = sql.includes('?') ? ['a'] : [];
+      const theirs = db.prepare(sql).all(...params);
+      expect(ctx.rows(sql, params)).toEqual(theirs);
+      // Twice: the cached raw statement and its column names serve again.
+      expect(ctx.rows(sql, params)).toEqual(theirs);
+    }
+    // A rows-mode statement does not turn the same SQL's `stmt` statement raw.
+    const sql = `SELECT id, n, note FROM u ORDER BY id ${limitClause(2)}`;
+    expect(ctx.stmt(sql).all()).toEqual([{ id: 'a', n: 1, note: null }, { id: 'b', n: 2, note: 'x' }]);
+  });
 });

@@ -29,6 +29,8 @@ export interface WriteScope {
  * page size could otherwise make the cache grow with its requests: least recently used go first.
  */
 const STATEMENT_CACHE_MAX = 512;
+/** Prefix of a rows-mode cache key: no SQL text starts with a NUL. */
+const RAW_KEY = '\u0000rows ';
 
 /**
  * `LIMIT n` with the number written into the SQL. SQLite re-prepares a statement on every run
@@ -54,7 +56,8 @@ interface PolicyBump {
 }
 
 export class SqliteContext {
-  private readonly statements = new Map<string, Stmt<unknown[]>>();
+  /** Keyed by SQL; rows-mode entries (`rows`) by RAW_KEY + SQL, with their column names. */
+  private readonly statements = new Map<string, { stmt: Stmt<unknown[]>; names: string[] | null }>();
   private readonly runInTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly bumpVersion: Stmt<[string], { policy_version: number }>;
 
@@ -72,7 +75,7 @@ export class SqliteContext {
     );
   }
 
-  /** How many statements `stmt` holds prepared (bounded by STATEMENT_CACHE_MAX). */
+  /** How many statements `stmt` and `rows` hold prepared (bounded by STATEMENT_CACHE_MAX). */
   get cachedStatements(): number {
     return this.statements.size;
   }
@@ -83,17 +86,45 @@ export class SqliteContext {
    * statement is finalized when nothing holds it any more).
    */
   stmt<P extends unknown[], R = unknown>(sql: string): Stmt<P, R> {
+    return this.cached(sql, false).stmt as unknown as Stmt<P, R>;
+  }
+
+  /**
+   * The rows of a SELECT assembled like `stmt`'s, as plain objects keyed by column name. Built here
+   * from better-sqlite3's raw arrays, every row of a statement with the same keys in the same
+   * order, instead of by better-sqlite3, which sets each property of each row through V8's slow
+   * path: a 51-row page of usage (19 columns) took 165–181 µs that way and 121–125 µs this way
+   * (measured on a copy of a bench database). As there, a later column of the same name wins.
+   */
+  rows<T>(sql: string, params: readonly unknown[]): T[] {
+    const { stmt, names } = this.cached(sql, true);
+    const raw = stmt.all(...params) as unknown[][];
+    const keys = names!;
+    const width = keys.length;
+    const out = new Array<T>(raw.length);
+    for (let j = 0; j < raw.length; j++) {
+      const values = raw[j]!;
+      const row: Record<string, unknown> = {};
+      for (let i = 0; i < width; i++) row[keys[i]!] = values[i];
+      out[j] = row as T;
+    }
+    return out;
+  }
+
+  private cached(sql: string, raw: boolean): { stmt: Stmt<unknown[]>; names: string[] | null } {
     const statements = this.statements;
-    let s = statements.get(sql);
-    if (s) {
+    const key = raw ? RAW_KEY + sql : sql;
+    let entry = statements.get(key);
+    if (entry) {
       // Most recently used last: Map keeps insertion order.
-      statements.delete(sql);
+      statements.delete(key);
     } else {
-      s = this.db.prepare(sql);
+      const stmt = this.db.prepare<unknown[]>(sql);
+      entry = raw ? { stmt: stmt.raw(true), names: stmt.columns().map((c) => c.name) } : { stmt, names: null };
       if (statements.size >= STATEMENT_CACHE_MAX) statements.delete(statements.keys().next().value!);
     }
-    statements.set(sql, s);
-    return s as unknown as Stmt<P, R>;
+    statements.set(key, entry);
+    return entry;
   }
 
   /**
@@ -188,8 +219,7 @@ export class SqliteContext {
     }
     const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
     const sql = `SELECT ${columns}${plan.select} FROM ${table} ${clause} ORDER BY ${plan.orderBy} ${limitClause(plan.limit + 1)}`;
-    const rows = this.stmt<unknown[], T>(sql).all(...params);
-    return plan.page(rows);
+    return plan.page(this.rows<T>(sql, params));
   }
 }
 

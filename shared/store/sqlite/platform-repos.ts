@@ -138,7 +138,7 @@ export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
       const sql = `SELECT ${cols}${plan.select} FROM tenant_towers tt JOIN towers t ON t.id = tt.tower_id
         WHERE tt.tenant_id = ? ${plan.where === null ? '' : `AND ${plan.where}`}
         ORDER BY ${plan.orderBy} ${limitClause(plan.limit + 1)}`;
-      return plan.page(ctx.stmt<Array<string | number>, Tower>(sql).all(tenantId, ...plan.params));
+      return plan.page(ctx.rows<Tower>(sql, [tenantId, ...plan.params]));
     },
   };
 }

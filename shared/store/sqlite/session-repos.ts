@@ -165,7 +165,7 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
       const sql = `SELECT key AS id, sessions, active, input_octets, output_octets, last_update_at FROM session_totals
         WHERE tenant_id = ? AND dim = ? ${plan.where === null ? '' : `AND ${plan.where}`} ORDER BY ${plan.orderBy} ${limitClause(plan.limit + 1)}`;
       type Row = Omit<SessionTotals, 'key'> & { id: string };
-      const page = plan.page(ctx.stmt<unknown[], Row>(sql).all(tenantId, by, ...plan.params));
+      const page = plan.page(ctx.rows<Row>(sql, [tenantId, by, ...plan.params]));
       return { items: page.items.map(({ id, ...rest }) => ({ key: id, ...rest })), next_cursor: page.next_cursor };
     },
     async stopActiveAtTower(towerId, at, terminateCause) {

@@ -289,9 +289,10 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
       // The lowest id of this window, or undefined when fewer rows than `span` are left.
       const lower = ctx.stmt<unknown[], string>(`SELECT id FROM usage WHERE tenant_id = ?${below} ORDER BY id DESC LIMIT 1 OFFSET ?`).pluck().get(tenantId, ...bound, span - 1);
       const above = lower === undefined ? '' : ' AND id >= ?';
-      const rows = ctx
-        .stmt<unknown[], UsageRow>(`SELECT ${USAGE_COLUMNS.join(', ')} FROM usage WHERE tenant_id = ?${below}${above} AND ${filters} ORDER BY id DESC ${limitClause(limit + 1 - items.length)}`)
-        .all(tenantId, ...bound, ...(lower === undefined ? [] : [lower]), ...params);
+      const rows = ctx.rows<UsageRow>(
+        `SELECT ${USAGE_COLUMNS.join(', ')} FROM usage WHERE tenant_id = ?${below}${above} AND ${filters} ORDER BY id DESC ${limitClause(limit + 1 - items.length)}`,
+        [tenantId, ...bound, ...(lower === undefined ? [] : [lower]), ...params],
+      );
       for (const row of rows) {
         // One more match than the page holds tells it is full and continues.
         if (items.length === limit) return { items, next_cursor: encodeCursor(items[limit - 1]!.id) };
