@@ -31,7 +31,7 @@ import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
 import { Access, authError } from './access.js';
 import { CONNACK } from './authenticate.js';
-import { deliverOutOfOrderPackets, memoryBackends, type BrokerBackends, type SessionPersistence } from './backends.js';
+import { deliverOutOfOrderPackets, memoryBackends, releaseConnectPacket, type BrokerBackends, type SessionPersistence } from './backends.js';
 import { createAuthorizeHooks, PublishRefused } from './authorize.js';
 import type { CarrierFeedSink } from './carrier-feed-ingest.js';
 import { ConnectionGate } from './connection-gate.js';
@@ -386,6 +386,7 @@ export class Broker {
           assignedClientId: !packet.clientId,
         });
         deliverOutOfOrderPackets(client);
+        releaseConnectPacket(client, packet);
         callback(null, true);
       },
       ...hooks,
