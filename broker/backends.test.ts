@@ -30,7 +30,7 @@ describe('deliverOutOfOrderPackets', () => {
 describe('releaseConnectPacket', () => {
   it('with real aedes and mqtt.js: the parser no longer holds the CONNECT, the will is a copy, and later packets still parse', async () => {
     const password = Buffer.from('tower-secret-password');
-    let connectPacket: { password?: Buffer; will?: { payload?: Buffer } } | null = null;
+    let connectPacket: { password?: Buffer; will?: { payload?: Buffer | string } } | null = null;
     const aedes = await Aedes.createBroker({
       preConnect: (client, packet, done) => {
         releaseConnectPacket(client, packet);
