@@ -5,12 +5,7 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type RouteOptions } from 'fastify';
-import {
-  createJsonSchemaTransform,
-  jsonSchemaTransformObject,
-  serializerCompiler,
-  validatorCompiler,
-} from 'fastify-type-provider-zod';
+import { createJsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler } from 'fastify-type-provider-zod';
 import { decoyHash } from '../shared/auth/passwords.js';
 import type { TrustProxy } from '../shared/config.js';
 import { createIdFactory } from '../shared/ids.js';
@@ -26,6 +21,7 @@ import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
 import { registerFeedTransport } from './feed-transport.js';
 import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
+import { serializerCompiler } from './response-serializer.js';
 import { registerStrictQuery } from './strict-query.js';
 import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';
