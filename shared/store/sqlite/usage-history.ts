@@ -33,7 +33,8 @@ export function createUsageHistory(ctx: SqliteContext): Store['usageHistory'] {
   const get: Stmt<[string, string], UsageRow> = ctx.db.prepare(`SELECT ${USAGE_COLUMNS} FROM usage WHERE tenant_id = ? AND id = ?`);
   // Rows as arrays, made into objects here: objects of one literal shape are built several times
   // faster than better-sqlite3's per-row property objects, which a million-row replay feels.
-  // The chunk size is in the SQL (limitClause): a replay asks with one size throughout.
+  // The chunk size is in the SQL (limitClause): a replay asks with its page size, a shorter last
+  // page and a probe of 1, so a few statements serve it.
   const scan = (limit: number): Stmt<[string, string, number, number], unknown[]> =>
     ctx
       .stmt<[string, string, number, number], unknown[]>(
