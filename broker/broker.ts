@@ -422,7 +422,12 @@ export class Broker {
     if (!session.answerable?.has(topic)) {
       if (!mayReceive(session.principal, topic)) return null;
       let subscribed = false;
-      for (const filter of session.subscriptions) if (filterWithin(topic, filter)) subscribed = true;
+      for (const filter of session.subscriptions) {
+        if (filterWithin(topic, filter)) {
+          subscribed = true;
+          break;
+        }
+      }
       if (!subscribed) return null;
       const known = (session.answerable ??= new Set());
       if (known.size < TOPIC_VERDICTS_MAX) known.add(topic);
