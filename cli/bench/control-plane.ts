@@ -50,7 +50,8 @@ export async function startBenchControlPlane(opts: StartOptions = {}): Promise<B
       '--data-dir', dataDir,
       '--http-host', '127.0.0.1', '--http-port', String(opts.ports?.http ?? 0),
       '--mqtt-host', '127.0.0.1', '--mqtt-port', String(opts.ports?.mqtt ?? 0), '--mqtt-ws-port', '0',
-      '--admin-password', adminPassword,
+      // One argument: a random secret may begin with '-', which would read as an option.
+      `--admin-password=${adminPassword}`,
       '--log-level', 'info',
       ...BENCH_LIMITS,
       ...(opts.args ?? []),

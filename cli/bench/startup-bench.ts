@@ -89,7 +89,7 @@ async function oneStart(runtime: Runtime, dataDir: string, adminPassword: string
   const mqttPort = await freePort();
   const env = { ...process.env, EDGEPLANE_RUN: runtime };
   const args = [
-    projectPath('bin', 'edgeplane.js'), 'start', '--data-dir', dataDir, '--admin-password', adminPassword, '--log-level', 'warn',
+    projectPath('bin', 'edgeplane.js'), 'start', '--data-dir', dataDir, `--admin-password=${adminPassword}`, '--log-level', 'warn',
     '--http-host', '127.0.0.1', '--http-port', String(http), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--mqtt-ws-port', '0',
   ];
   const t0 = performance.now();
