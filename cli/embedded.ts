@@ -139,7 +139,7 @@ async function startLocked(
   counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
   const ingest = buildIngestPlugins(f, sink);
   const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s });
-  const sinks = buildSinks(f, { deliverWebhooks: true });
+  const sinks = await buildSinks(f, { deliverWebhooks: true });
   const eventLog = new EventLog({ bus, logger: logger.child({ module: 'events' }) });
   const decisionMetrics = new DecisionMetrics({ bus, counters, now });
   let accepting = false;

@@ -205,7 +205,7 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     onError: (err) => logger.error({ module: 'workers', err }, 'uplink job failed for good'),
   });
   const retention = new RetentionJob(ctx, { intervalS: config.retention_interval_s });
-  const sinks = buildSinks(f, { deliverWebhooks: true });
+  const sinks = await buildSinks(f, { deliverWebhooks: true });
   const health = healthServer(f, () => ({ mqtt: downlink.connected }));
   const running = await startComponents(
     [
@@ -243,7 +243,7 @@ async function apiRole(config: Config, opts: RoleOptions, tls: TlsMaterial | nul
   const f = await buildFoundation(config, { role: 'api', logger: opts.logger });
   const { store, bus, counters, logger, now, tokens, keyRing } = f;
   const commands = buildCommandService(f);
-  const sinks = buildSinks(f, { deliverWebhooks: false });
+  const sinks = await buildSinks(f, { deliverWebhooks: false });
   let accepting = false;
   let port = 0;
   const eventLog = new EventLog({ bus, logger: logger.child({ module: 'events' }) });

@@ -3,7 +3,6 @@
  * event is handled once, where it was published): the command audit trail, webhook notifications
  * and deliveries, and the optional Firebase mirror.
  */
-import { createFirebaseWriter } from '../../shared/realtime/firebase-writer.js';
 import { FirebaseSink } from '../../shared/realtime/firebase-sink.js';
 import { CommandAudit } from '../../workers/audit/command-audit.js';
 import { WebhookDeliverer } from '../../workers/webhooks/webhook-deliverer.js';
@@ -16,7 +15,7 @@ export interface SinkOptions {
   deliverWebhooks: boolean;
 }
 
-export function buildSinks(f: Foundation, opts: SinkOptions): { components: Component[]; deliverer: WebhookDeliverer } {
+export async function buildSinks(f: Foundation, opts: SinkOptions): Promise<{ components: Component[]; deliverer: WebhookDeliverer }> {
   const { config, store, bus, counters, logger, now, newId, workflow } = f;
   const onError = (what: string) => (err: unknown) => logger.error({ module: 'workers', err }, `${what} failed`);
   const deliverer = new WebhookDeliverer({
@@ -42,12 +41,13 @@ export function buildSinks(f: Foundation, opts: SinkOptions): { components: Comp
     now,
     onError: onError('webhook notification'),
   });
-  // The Firebase mirror is opt-in: a database URL, or the emulator for development.
+  // The Firebase mirror is opt-in: a database URL, or the emulator for development. firebase-admin
+  // is loaded only then (~100 ms of start-up otherwise).
   const firebaseUrl = config.firebase_database_url;
   const firebase = firebaseUrl
     ? new FirebaseSink({
         bus,
-        writer: createFirebaseWriter({
+        writer: (await import('../../shared/realtime/firebase-writer.js')).createFirebaseWriter({
           databaseURL: firebaseUrl,
           ...(config.firebase_credentials_file ? { credentialsFile: config.firebase_credentials_file } : {}),
         }),

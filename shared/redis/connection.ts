@@ -4,6 +4,7 @@
  * names itself so `CLIENT LIST` on the server tells the roles apart.
  */
 import { Redis, type RedisOptions } from 'ioredis';
+import { redactUrl } from '../redact-url.js';
 
 export interface RedisConnectOptions {
   /** Shown in CLIENT LIST, e.g. 'edgeplane-worker-bus'. */
@@ -31,16 +32,5 @@ export async function connectRedis(redis: Redis, url: string): Promise<void> {
     await redis.ping();
   } catch (err) {
     throw new Error(`cannot reach Redis at ${redactUrl(url)} (--redis-url / EDGEPLANE_REDIS_URL): ${err instanceof Error ? err.message : String(err)}`);
-  }
-}
-
-/** The URL without its password, for messages and logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable URL)';
   }
 }

@@ -6,7 +6,6 @@
  * Like SqliteStore, the constructor does no I/O; init() connects, creates indexes and seeds the
  * plans; before init() (or after close()) every repository access throws.
  */
-import { MongoClient } from 'mongodb';
 import { createIdFactory, type IdFactory } from '../../ids.js';
 import type { StoreHooks } from '../port.js';
 import { RepoBackedStore, type StoreRepos } from '../repo-backed-store.js';
@@ -69,6 +68,8 @@ export function databaseOf(url: string): string | null {
 }
 
 export const connectWithDriver: MongoConnector = async (url, dbName) => {
+  // Loaded here, not at import: the embedded mode never needs the driver (~100 ms of start-up).
+  const { MongoClient } = await import('mongodb');
   const client = new MongoClient(url);
   await client.connect();
   // Assigning the driver's Db to MongoDbLike is the compile-time proof that the boundary the
