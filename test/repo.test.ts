@@ -80,4 +80,27 @@ describe('repository', () => {
     accessSync(new URL('bin/edgeplane.js', root), constants.X_OK);
     for (const s of ['test', 'demo', 'bench', 'lint', 'typecheck']) expect(pkg.scripts[s]).toBeDefined();
   });
+
+  it('the embedded start loads no distributed-only package (their drivers load where configured)', () => {
+    // Static imports reachable from the embedded entry; `import type` is erased, but under
+    // verbatimModuleSyntax `import { type X }` still loads its module, so only the former is skipped.
+    const distributedOnly = ['mongodb', 'bullmq', 'ioredis', 'firebase-admin'];
+    const reached = new Map<string, string>();
+    const seen = new Set<string>();
+    const visit = (file: URL) => {
+      if (seen.has(file.href)) return;
+      seen.add(file.href);
+      const src = readFileSync(file, 'utf8');
+      for (const m of src.matchAll(/^(?:import|export)\s+(type\s+)?(?:[^;'"]*?\sfrom\s+)?'([^']+)';/gm)) {
+        if (m[1]) continue;
+        const spec = m[2]!;
+        if (spec.startsWith('.')) visit(new URL(spec.replace(/\.js$/, '.ts'), file));
+        else reached.set(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!, file.pathname);
+      }
+    };
+    visit(new URL('cli/commands/start.ts', root));
+    expect(seen.size, 'the walk follows the embedded graph').toBeGreaterThan(100);
+    expect(reached.has('aedes') && reached.has('better-sqlite3'), 'the walk sees packages').toBe(true);
+    for (const pkg of distributedOnly) expect(reached.get(pkg), `${pkg} is imported statically`).toBeUndefined();
+  });
 });
