@@ -28,7 +28,7 @@ describe('deliverOutOfOrderPackets', () => {
 });
 
 describe('releaseConnectPacket', () => {
-  it('with real aedes and mqtt.js: the parser no longer holds the CONNECT, the will is a copy, and later packets still parse', async () => {
+  it('with real aedes and mqtt.js: the parser no longer holds the CONNECT, the will is a copy of its own size, and later packets still parse', async () => {
     const password = Buffer.from('tower-secret-password');
     let connectPacket: { password?: Buffer; will?: { payload?: Buffer | string } } | null = null;
     const aedes = await Aedes.createBroker({
@@ -65,6 +65,9 @@ describe('releaseConnectPacket', () => {
         expect(client.will!.payload.toString()).toBe('offline');
         const read = connectPacket!.password!.buffer;
         expect(client.will!.payload.buffer).not.toBe(read);
+        // ... and not a slice of Node's shared pool either, whose slab the will would keep alive.
+        expect(client.will!.payload.byteOffset).toBe(0);
+        expect(client.will!.payload.buffer.byteLength).toBe('offline'.length);
         // Packets after the CONNECT still parse (the parser reads the version from its settings).
         await c.publishAsync('usage', Buffer.from('x'), { qos: 1 });
         expect(await published).toMatchObject({ topic: 'usage', payload: Buffer.from('x') });
