@@ -1,7 +1,11 @@
 /**
  * When the agent may route an event whose device no bundle maps. The retained policy bundles
  * follow the SUBACK, and MQTT 3.1.1 marks no end to them: they count as arrived once none has
- * come for `settleMs` since the first connection (at most `waitMs` after it). Until then such
+ * come for `settleMs` since the first connection and no document whose head has come still
+ * misses a part (`assembling`), at most `waitMs` after the first connection. A quiet period alone
+ * was not enough: a large directory slice (3 MB in 32 parts) can pause longer than `settleMs`
+ * between parts on a busy link, and an event of a device in its missing parts was then taken for
+ * an unknown device, so its tenant never learned the tower served it (bench k). Until then such
  * events are held (held-events.ts); a bundle that maps a held event's device releases it at once.
  */
 import { HeldEvents, type HeldEvent } from './held-events.js';
@@ -16,6 +20,8 @@ export interface BundleGateOptions {
   onOverflow: (event: HeldEvent) => void;
   /** The bundles have arrived. */
   onReady: () => void;
+  /** A document whose head has come still misses parts: the gate stays shut (up to waitMs). */
+  assembling?: () => boolean;
 }
 
 export class BundleGate {
@@ -86,6 +92,10 @@ export class BundleGate {
 
   #open(): void {
     this.#timer = null;
+    if (this.#o.assembling?.() && this.#firstUpAt !== null && Date.now() < this.#firstUpAt + this.#o.waitMs) {
+      this.#arm();
+      return;
+    }
     this.#ready = true;
     for (const h of this.#held.take(() => true)) this.#o.onRelease(h);
     this.#o.onReady();

@@ -205,6 +205,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
         for (const h of events) this.#reject(h.id, h.usage.device_id, null, 'no_policy_bundle', message);
       },
       onOverflow: (h) => this.#reject(h.id, h.usage.device_id, null, 'buffer_overflow', 'too many events waiting for the policy bundles'),
+      assembling: () => this.#policy.assembling,
       onReady: () => {
         this.#log.info({ event: 'bundles_ready', tenants: this.#policy.knownTenants().length, directory_devices: this.#policy.directorySize }, 'policy bundles and device directory received');
         this.emit('ready');

@@ -99,6 +99,11 @@ export class EdgePolicy {
     return this.#bundles.get(tenantId)?.version;
   }
 
+  /** A policy bundle or directory slice whose head has come is still missing parts. */
+  get assembling(): boolean {
+    return this.#policyDocs.incomplete() || this.#directoryDocs.incomplete();
+  }
+
   /** Devices in the directory (every tenant's). */
   get directorySize(): number {
     return this.#devices;

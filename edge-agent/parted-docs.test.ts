@@ -18,10 +18,26 @@ const headOf = (version: number, ...parts: string[]): Head => ({ version, parts:
 function docs() {
   const completed: Array<[number, string[]]> = [];
   const d = new PartedDocs<Head, string>((_key, head, parts) => completed.push([head.version, parts]));
-  return { completed, head: (h: Head) => d.head('k', h), part: (i: number, s: string) => d.part('k', i, payload(s), s) };
+  return { completed, d, head: (h: Head) => d.head('k', h), part: (i: number, s: string) => d.part('k', i, payload(s), s) };
 }
 
 describe('PartedDocs', () => {
+  it('is incomplete from a head until every part it names is held, and again for a newer head', () => {
+    const { d, head, part } = docs();
+    expect(d.incomplete()).toBe(false);
+    part(0, 'a1');
+    // Parts without a head: nothing known to wait for.
+    expect(d.incomplete()).toBe(false);
+    head(headOf(1, 'a1', 'b1'));
+    expect(d.incomplete()).toBe(true);
+    part(1, 'b1');
+    expect(d.incomplete()).toBe(false);
+    head(headOf(2, 'a1', 'b2'));
+    expect(d.incomplete()).toBe(true);
+    part(1, 'b2');
+    expect(d.incomplete()).toBe(false);
+  });
+
   it('completes once every part the head names is held, in any order', () => {
     const { completed, head, part } = docs();
     part(1, 'b1');

@@ -50,6 +50,12 @@ export class PartedDocs<H extends { parts: string[]; version: number }, P> {
     this.#check(key);
   }
 
+  /** Some document's newest head names a part not held yet (its parts are still arriving). */
+  incomplete(): boolean {
+    for (const doc of this.#docs.values()) if (doc.head !== null && doc.head !== doc.done) return true;
+    return false;
+  }
+
   /** An empty retained payload on a head or part topic: the document (or that part) is gone. */
   clear(key: string, index: number | null): void {
     const doc = this.#docs.get(key);
