@@ -38,6 +38,7 @@ import { Redis } from 'ioredis';
 import redisPersistence from 'aedes-persistence-redis';
 import mqemitterRedis from 'mqemitter-redis';
 import { EMITTER_CONCURRENCY, type BrokerBackends, type MessageEmitter, type SessionPersistence } from './backends.js';
+import { redactUrl } from '../shared/redact-url.js';
 import { indexRetainedRedis, type RetainedLookupStats } from './retained-redis.js';
 
 export interface RedisBackendsOptions {
@@ -207,14 +208,4 @@ function withWillOwners(persistence: SessionPersistence, conn: Redis): SessionPe
     return will;
   };
   return store;
-}
-
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'the configured URL';
-  }
 }
