@@ -114,6 +114,27 @@ describe('EdgeAgent answers every event', () => {
     expect(agent.stats()).toMatchObject({ events_held: 0, events_unknown_device: 0 });
   });
 
+  it('a directory part still missing when the gate opens: an event of a device in it is held, then routed to the tenant when the part comes', async () => {
+    // 9,000 devices: a directory of several parts; the one holding dev-4321 is held back.
+    const tenant = { id: 'acme', devices: Array.from({ length: 9000 }, (_, i) => ({ id: `dev-${i}` })) };
+    const withheld = await publishTenant(cloud, tenant, [TOWER], undefined, { withholdPartOf: 'dev-4321' });
+    expect(withheld).toHaveLength(1);
+    const agent = makeAgent({ bundleSettleMs: 20, bundleWaitMs: 200, discoveryMaxDelayMs: 1, batchMaxDelayMs: 1 });
+    await agent.start();
+    // The gate opens at bundleWaitMs although the directory still misses a part.
+    await agent.whenReady();
+    expect(agent.tenantOf('dev-4321')).toBeUndefined();
+
+    const r = agent.observe({ device_id: 'dev-4321', app: 'slack', action: 'upload' });
+    expect(r).toMatchObject({ tenant_id: null, held: true, answered_locally: false });
+    await cloud.client.publishAsync(withheld[0]!.topic, withheld[0]!.payload, { qos: 1, retain: true });
+    const batch = await cloud.waitFor(() => cloud.json<UsageBatch>(topics.usage('acme', TOWER)).find((b) => b.events.some((e) => e.id === r.event_id)), 'the held event, as acme usage');
+    expect(batch.events.map((e) => e.device_id)).toEqual(['dev-4321']);
+    expect(await agent.flush()).toBe(true);
+    expect(cloud.json<DiscoveryBatch>(topics.discovery(TOWER))).toEqual([]);
+    expect(agent.stats()).toMatchObject({ events_held: 0, events_unknown_device: 0 });
+  });
+
   it('answers an unknown device with the default decision, reason unknown_device, and reports it for discovery', async () => {
     await publishTenant(cloud, { id: 'acme', devices: [{ id: 'dev-a1' }] }, [TOWER]);
     const agent = makeAgent({ bundleSettleMs: 50, discoveryMaxDelayMs: 1, unknownDeviceEffect: 'deny' });

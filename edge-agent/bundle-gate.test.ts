@@ -64,4 +64,48 @@ describe('BundleGate', () => {
     vi.advanceTimersByTime(1);
     expect(g.ready).toBe(true);
   });
+
+  it('open but still assembling: events of unmapped devices are held until a part maps them or the document completes', () => {
+    let assembling = true;
+    const { g, released } = gate(() => assembling);
+    g.connected();
+    vi.advanceTimersByTime(5_000);
+    g.hold(held('before'));
+    vi.advanceTimersByTime(5_000);
+    expect(g.ready).toBe(true);
+    // The device may be in a missing part: neither the held event nor a new one goes as unknown.
+    expect(released).toEqual([]);
+    expect(g.holding).toBe(true);
+    g.hold(held('after'));
+    // A part that maps 'after' releases it alone.
+    g.bundleArrived((e) => e.id === 'after');
+    expect(released).toEqual(['after']);
+    // The document completes: the rest go (to be routed, as unknown if still unmapped).
+    assembling = false;
+    expect(g.holding).toBe(false);
+    g.bundleArrived(() => false);
+    expect(released).toEqual(['after', 'before']);
+  });
+
+  it('open and assembling: a held event waits at most waitMs, then expires to the caller', () => {
+    const expired: string[] = [];
+    const g = new BundleGate({
+      settleMs: 300,
+      waitMs: 10_000,
+      maxHeld: 10,
+      onRelease: () => undefined,
+      onExpired: (events) => expired.push(...events.map((e) => e.id)),
+      onOverflow: () => undefined,
+      onReady: () => undefined,
+      assembling: () => true,
+    });
+    g.connected();
+    vi.advanceTimersByTime(10_000);
+    expect(g.ready).toBe(true);
+    g.hold(held('late'));
+    vi.advanceTimersByTime(9_999);
+    expect(expired).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(expired).toEqual(['late']);
+  });
 });

@@ -7,6 +7,11 @@
  * between parts on a busy link, and an event of a device in its missing parts was then taken for
  * an unknown device, so its tenant never learned the tower served it (bench k). Until then such
  * events are held (held-events.ts); a bundle that maps a held event's device releases it at once.
+ *
+ * A document can still miss parts when the gate opens at `waitMs` (a 3 MB directory to 100 towers
+ * at once on a slow link took longer): then an event of a device the directory does not map yet
+ * is still held — the device may be in a missing part — until a part maps it, the document
+ * completes, or its own `waitMs` passes; only then is it taken for an unknown device.
  */
 import { HeldEvents, type HeldEvent } from './held-events.js';
 
@@ -16,6 +21,7 @@ export interface BundleGateOptions {
   maxHeld: number;
   /** A held event may be routed now (its device is mapped, or the bundles have all arrived). */
   onRelease: (event: HeldEvent) => void;
+  /** Held events whose waitMs passed (the gate may be open by then: see `ready`). */
   onExpired: (events: HeldEvent[]) => void;
   onOverflow: (event: HeldEvent) => void;
   /** The bundles have arrived. */
@@ -46,6 +52,11 @@ export class BundleGate {
     return this.#held.size;
   }
 
+  /** An event of a device no bundle maps must wait: the bundles are on their way, or a document misses parts. */
+  get holding(): boolean {
+    return !this.#ready || this.#assembling();
+  }
+
   hold(event: HeldEvent): void {
     this.#held.hold(event);
   }
@@ -58,7 +69,10 @@ export class BundleGate {
 
   /** A bundle arrived: release what it maps, and restart the quiet period. */
   bundleArrived(mapped: (event: HeldEvent) => boolean): void {
-    if (this.#held.size > 0) for (const h of this.#held.take(mapped)) this.#o.onRelease(h);
+    if (this.#held.size > 0) {
+      const all = this.#ready && !this.#assembling();
+      for (const h of this.#held.take(all ? () => true : mapped)) this.#o.onRelease(h);
+    }
     this.#arm();
   }
 
@@ -90,14 +104,20 @@ export class BundleGate {
     this.#timer = setTimeout(() => this.#open(), Math.max(0, Math.min(this.#o.settleMs, capMs)));
   }
 
+  #assembling(): boolean {
+    return this.#o.assembling?.() ?? false;
+  }
+
   #open(): void {
     this.#timer = null;
-    if (this.#o.assembling?.() && this.#firstUpAt !== null && Date.now() < this.#firstUpAt + this.#o.waitMs) {
+    const assembling = this.#assembling();
+    if (assembling && this.#firstUpAt !== null && Date.now() < this.#firstUpAt + this.#o.waitMs) {
       this.#arm();
       return;
     }
     this.#ready = true;
-    for (const h of this.#held.take(() => true)) this.#o.onRelease(h);
+    // Still assembling at waitMs: the held events wait on (see above).
+    if (!assembling) for (const h of this.#held.take(() => true)) this.#o.onRelease(h);
     this.#o.onReady();
     this.release();
   }

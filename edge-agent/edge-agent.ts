@@ -199,6 +199,12 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       maxHeld: Math.max(1, this.#opts.bufferMaxEvents),
       onRelease: (h) => this.#routeHeld(h),
       onExpired: (events) => {
+        // Held after the bundles had arrived, while a document still missed parts: the parts did
+        // not map the device in time, so it is taken for an unknown one, as without the wait.
+        if (this.#gate.ready) {
+          for (const h of events) this.#routeHeld(h);
+          return;
+        }
         const message = this.#session.up
           ? `no policy bundle maps this device within ${waitMs} ms of connecting`
           : `no policy bundle within ${waitMs} ms: the broker has not been reachable`;
@@ -335,7 +341,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       const route = this.#path.usage(tenantId, resolved?.tenantId === tenantId ? resolved.profile : null, id, ts, e);
       return { event_id: id, tenant_id: tenantId, answered_locally: route !== 'awaiting', held: false };
     }
-    if (!this.#gate.ready) {
+    if (this.#gate.holding) {
       this.#gate.hold({ id, ts, usage: e, heldAt: Date.now() });
       return { event_id: id, tenant_id: null, answered_locally: false, held: true };
     }

@@ -37,17 +37,44 @@ export function testModel(t: TestTenant): PolicyModel {
 let seq = 0;
 const id = (): string => `01JTEST${String(++seq).padStart(19, '0')}`;
 
-/** Publishes (retained) the tenant's directory slice, and its bundle to each of `towers`. */
-export async function publishTenant(cloud: MessageRecorder, t: TestTenant, towers: string[], key = TEST_DIRECTORY_KEY): Promise<void> {
+/** A directory part held back by publishTenant (`withholdPartOf`), to publish later. */
+export interface WithheldPart {
+  topic: string;
+  payload: Buffer;
+}
+
+/**
+ * Publishes (retained) the tenant's directory slice, and its bundle to each of `towers`.
+ * `withholdPartOf`: the directory part holding that device's entry is not published, but returned.
+ */
+export async function publishTenant(
+  cloud: MessageRecorder,
+  t: TestTenant,
+  towers: string[],
+  key = TEST_DIRECTORY_KEY,
+  opts: { withholdPartOf?: string } = {},
+): Promise<WithheldPart[]> {
   const model = testModel(t);
   const retained = { qos: 1 as const, retain: true };
-  const entries = inventoryProfiles(model).devices.map((d) => directoryEntry(key, t.id, d.id, d.profile));
+  const devices = inventoryProfiles(model).devices;
+  const entries = devices.map((d) => directoryEntry(key, t.id, d.id, d.profile));
   const slice = buildDirectorySlice(key, t.id, model.version, entries);
-  for (const [i, p] of slice.parts.entries()) await cloud.client.publishAsync(topics.directoryPart(slice.head.token, i), p, retained);
+  const target = devices.find((d) => d.id === opts.withholdPartOf);
+  const withheldEntry = target ? directoryEntry(key, t.id, target.id, target.profile) : null;
+  const withheld: WithheldPart[] = [];
+  for (const [i, p] of slice.parts.entries()) {
+    const topic = topics.directoryPart(slice.head.token, i);
+    if (withheldEntry && Buffer.from((JSON.parse(p.toString()) as { entries: string }).entries, 'base64').includes(withheldEntry)) {
+      withheld.push({ topic, payload: p });
+      continue;
+    }
+    await cloud.client.publishAsync(topic, p, retained);
+  }
   await cloud.client.publishAsync(topics.directory(slice.head.token), JSON.stringify({ ...slice.head, id: id(), published_at: Date.now() }), retained);
   const bundle = buildPolicyBundle(model);
   for (const tower of towers) {
     for (const [i, p] of bundle.parts.entries()) await cloud.client.publishAsync(topics.policyPart(t.id, tower, i), p, retained);
     await cloud.client.publishAsync(topics.policy(t.id, tower), JSON.stringify({ ...bundle.head, id: id(), tower_id: tower, published_at: Date.now() }), retained);
   }
+  return withheld;
 }
