@@ -63,10 +63,16 @@ export function describePolicyVersionContract(state: ContractState): void {
       const policies: string[] = [];
       const rules: string[] = [];
       const devices: string[] = [];
+      const roleNames = new Map<string, string>();
+      const emails: string[] = [];
       let serial = 0;
       const ops: Array<() => Promise<unknown>> = [
         async () => users.push((await store.users.create(t.id, { name: `u${serial++}` })).id),
-        async () => roles.push((await store.roles.create(t.id, { name: `r${serial++}` })).id),
+        async () => {
+          const role = await store.roles.create(t.id, { name: `r${serial++}` });
+          roles.push(role.id);
+          roleNames.set(role.id, role.name);
+        },
         async () => policies.push((await store.policies.create(t.id, { name: `p${serial++}`, severity: pick(['low', 'high'] as const)! })).id),
         async () => {
           const policy = pick(policies);
@@ -114,6 +120,27 @@ export function describePolicyVersionContract(state: ContractState): void {
         async () => {
           const d = pick(devices);
           if (d && (await store.devices.delete(t.id, d))) devices.splice(devices.indexOf(d), 1);
+        },
+        // Bulk onboarding: a new or earlier imported user with roles by name, and a new device or
+        // an existing one that changes owner (the import names what it touched, not the tenant).
+        async () => {
+          const email = rand() < 0.4 ? pick(emails) : undefined;
+          const roleIds = [...new Set([pick(roles), pick(roles)].filter((r): r is string => r !== undefined))];
+          const row = {
+            user_email: email ?? `imported${serial++}@history.test`,
+            user_name: 'imported',
+            roles: roleIds.map((id) => roleNames.get(id)!),
+            device_id: (rand() < 0.5 ? pick(devices) : undefined) ?? `hist-imp-${serial++}`,
+            device_name: 'd',
+          };
+          const result = await store.directory.import(t.id, [row]);
+          for (const r of result.rows) {
+            if (r.user === 'created' && r.user_id !== null) {
+              users.push(r.user_id);
+              emails.push(row.user_email);
+            }
+            if (r.device === 'created' && r.device_id !== null) devices.push(r.device_id);
+          }
         },
         async () => {
           const p = pick(policies);

@@ -5,7 +5,7 @@
 import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
 import { finishPage, planPage, sortableOf, sortValue } from '../rules/pagination.js';
-import { changeScope, type PolicyTouch } from '../rules/policy-history.js';
+import { changeScope, touchList, type PolicyTouch } from '../rules/policy-history.js';
 import { C, type CollectionName, type TenantDoc } from './collections.js';
 import {
   isDuplicateKeyError,
@@ -23,9 +23,10 @@ export interface WriteScope {
   session: SessionLike;
   /**
    * Bumps the tenant's policy version inside the running transaction; listeners hear after commit.
-   * `touch` names what changed, so the version's history re-examines only that (default: all).
+   * `touch` names what changed (one scope or several, for a bulk write), so the version's history
+   * re-examines only that (default: all).
    */
-  bumpPolicy(tenantId: string, touch?: PolicyTouch, meta?: VersionMeta): Promise<void>;
+  bumpPolicy(tenantId: string, touch?: PolicyTouch | readonly PolicyTouch[], meta?: VersionMeta): Promise<void>;
   /** Records the tenant's current version as the start of its history (a new tenant). */
   recordVersion(tenantId: string): void;
 }
@@ -48,7 +49,7 @@ const MAX_INSERT_RACES = 5;
 interface PolicyBump {
   tenantId: string;
   version: number;
-  touch: PolicyTouch;
+  touches: readonly PolicyTouch[];
   meta: VersionMeta;
 }
 
@@ -82,13 +83,13 @@ export class MongoContext {
           const baselines: string[] = [];
           const scope: WriteScope = {
             session: s,
-            bumpPolicy: async (tenantId, touch = { kind: 'all' }, meta = {}) => {
+            bumpPolicy: async (tenantId, touch, meta = {}) => {
               const row = await tenants.findOneAndUpdate(
                 { _id: tenantId },
                 { $inc: { policy_version: 1 } },
                 { session: s, returnDocument: 'after' },
               );
-              if (row) bumps.push({ tenantId, version: row.policy_version, touch, meta });
+              if (row) bumps.push({ tenantId, version: row.policy_version, touches: touchList(touch), meta });
             },
             recordVersion: (tenantId) => baselines.push(tenantId),
           };
@@ -124,7 +125,7 @@ export class MongoContext {
       // Several bumps of one tenant in one transaction: the last version carries the changes.
       const last = list[list.length - 1]!;
       for (const b of list.slice(0, -1)) await history.versionRow(session, tenantId, b.version, at, 0, [], b.meta);
-      await history.record(session, tenantId, last.version, list.map((b) => b.touch), at, last.meta);
+      await history.record(session, tenantId, last.version, list.flatMap((b) => b.touches), at, last.meta);
     }
   }
 
@@ -140,7 +141,7 @@ export class MongoContext {
 
   private notify(bump: PolicyBump): void {
     try {
-      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version, changeScope(bump.touch));
+      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version, changeScope(bump.touches));
     } catch {
       // The write is committed; a failing listener must not make the caller believe it was not
       // (a retry would then duplicate it). Listeners own their error reporting.

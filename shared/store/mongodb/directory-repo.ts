@@ -9,7 +9,8 @@ import type { Device, Role, User } from '../../domain.js';
 import type { Store } from '../port.js';
 import { notFound } from '../rules/errors.js';
 import { emailKey } from '../rules/names.js';
-import { assignmentKey, directoryLookups, planDirectoryImport } from '../rules/onboarding.js';
+import { assignmentKey, directoryLookups, importTouches, planDirectoryImport } from '../rules/onboarding.js';
+import type { PolicyTouch } from '../rules/policy-history.js';
 import { C, type DeviceDoc, type DeviceRegistryDoc, type PlanDoc, type RoleDoc, type TenantDoc, type UserDoc, type UserRoleDoc } from './collections.js';
 import { insertChecked, strip, type MongoContext } from './context.js';
 import type { SessionLike } from './db-like.js';
@@ -30,7 +31,7 @@ export function createDirectoryRepo(ctx: MongoContext, refs: TenantRefs): Store[
     return p ? { id: p.id, max_devices: p.max_devices } : { id: 'unknown', max_devices: null };
   };
 
-  const importIn = async (session: SessionLike, tenantId: string, rows: Parameters<Store['directory']['import']>[1], dryRun: boolean, bump: () => Promise<void>) => {
+  const importIn = async (session: SessionLike, tenantId: string, rows: Parameters<Store['directory']['import']>[1], dryRun: boolean, bump: (touches: PolicyTouch[]) => Promise<void>) => {
     const lookups = directoryLookups(rows);
     const usersByEmail = new Map<string, User>();
     for (const doc of await users.find({ tenant_id: tenantId, email_key: { $in: lookups.emailKeys } }, { session }).toArray()) {
@@ -92,7 +93,7 @@ export function createDirectoryRepo(ctx: MongoContext, refs: TenantRefs): Store[
         ),
       );
     }
-    if (planned.bumpsPolicy) await bump();
+    if (planned.bumpsPolicy) await bump(importTouches(planned));
     return planned.result;
   };
 
@@ -107,7 +108,7 @@ export function createDirectoryRepo(ctx: MongoContext, refs: TenantRefs): Store[
       }
       return ctx.write(async ({ session, bumpPolicy }) => {
         await refs.requireTenant(session, tenantId);
-        return importIn(session, tenantId, rows, false, () => bumpPolicy(tenantId));
+        return importIn(session, tenantId, rows, false, (touches) => bumpPolicy(tenantId, touches));
       });
     },
   };

@@ -83,6 +83,35 @@ function toEntry(kind: Exclude<HistoryKind, 'settings'>, doc: Document): History
   }
 }
 
+type LiveKind = keyof typeof LIVE;
+
+/** Values per `$in` query. */
+const IN_CHUNK = 1000;
+
+/**
+ * Key and ref scopes of one kind are read together, with `$in`: a bulk import touches thousands of
+ * devices and links, a round trip each otherwise. The rest (settings, whole kinds, a ref the live
+ * collection does not have) are read one by one.
+ */
+function groupScopes(queries: readonly ScopeQuery[]): {
+  single: ScopeQuery[];
+  grouped: Array<{ kind: LiveKind; by: 'key' | 'ref1' | 'ref2'; values: string[] }>;
+} {
+  const single: ScopeQuery[] = [];
+  const groups = new Map<string, { kind: LiveKind; by: 'key' | 'ref1' | 'ref2'; values: string[] }>();
+  for (const q of queries) {
+    if (q.kind === 'settings' || q.by === 'all' || (q.by !== 'key' && LIVE[q.kind][q.by] === null)) {
+      single.push(q);
+      continue;
+    }
+    const id = `${q.kind}|${q.by}`;
+    let g = groups.get(id);
+    if (!g) groups.set(id, (g = { kind: q.kind, by: q.by, values: [] }));
+    g.values.push(q.value);
+  }
+  return { single, grouped: [...groups.values()] };
+}
+
 const fromDoc = (d: PolicyHistoryDoc): HistoryEntry => ({ kind: d.kind, key: d.key, ref1: d.ref1, ref2: d.ref2, content: d.content, info: d.info });
 
 export class MongoHistory {
@@ -125,6 +154,19 @@ export class MongoHistory {
     return docs.map((d) => toEntry(q.kind as Exclude<HistoryKind, 'settings'>, d));
   }
 
+  /** Live entries of many key or ref scopes of one kind, in one query (see groupScopes). */
+  async #currentIn(session: SessionLike, tenantId: string, kind: LiveKind, by: 'key' | 'ref1' | 'ref2', values: string[]): Promise<HistoryEntry[]> {
+    const live = LIVE[kind];
+    const find = async (field: string, among: string[]) =>
+      (await this.#db.collection<Document>(live.coll).find({ tenant_id: tenantId, [field]: { $in: among } } as Filter<Document>, { session }).toArray()).map((d) => toEntry(kind, d));
+    if (by !== 'key') return find(live[by]!, values);
+    if (live.key.length === 1) return find(live.key[0], values);
+    // A pair key: select by its first part, keep the pairs asked for.
+    const wanted = new Set(values);
+    const entries = await find(live.key[0], [...new Set(values.map((v) => v.split('\u0000')[0]!))]);
+    return entries.filter((e) => wanted.has(e.key));
+  }
+
   /** Open history entries of a scope. */
   async open(session: SessionLike, tenantId: string, q: ScopeQuery): Promise<HistoryEntry[]> {
     const filter: Document = { tenant_id: tenantId, kind: q.kind, valid_to: null };
@@ -138,9 +180,21 @@ export class MongoHistory {
     const current = new Map<string, HistoryEntry>();
     const open = new Map<string, HistoryEntry>();
     // One after another: operations of one session must not run concurrently in a transaction.
-    for (const q of scopesOfAll(touches)) {
+    const { single, grouped } = groupScopes(scopesOfAll(touches));
+    for (const q of single) {
       for (const e of await this.current(session, tenantId, q)) current.set(entryId(e), e);
       for (const e of await this.open(session, tenantId, q)) open.set(entryId(e), e);
+    }
+    for (const g of grouped) {
+      for (let i = 0; i < g.values.length; i += IN_CHUNK) {
+        const values = g.values.slice(i, i + IN_CHUNK);
+        for (const e of await this.#currentIn(session, tenantId, g.kind, g.by, values)) current.set(entryId(e), e);
+        const docs = await this.#db
+          .collection<PolicyHistoryDoc>(C.policyHistory)
+          .find({ tenant_id: tenantId, kind: g.kind, valid_to: null, [g.by]: { $in: values } } as Filter<PolicyHistoryDoc>, { session })
+          .toArray();
+        for (const d of docs) open.set(entryId(d), fromDoc(d));
+      }
     }
     const missing = missingKeys(current, open);
     for (const k of missing.current) for (const e of await this.current(session, tenantId, { kind: k.kind, by: 'key', value: k.key })) current.set(entryId(e), e);

@@ -14,6 +14,7 @@ import { createError, type FieldIssue } from '../../errors.js';
 import type { DirectoryImportResult, DirectoryRow, DirectoryRowResult, ImportOutcome } from '../port.js';
 import { emailKey, nameKey } from './names.js';
 import { BUMPS } from './policy-version.js';
+import type { PolicyTouch } from './policy-history.js';
 
 /** What an adapter reads before planning: only the records the rows name. */
 export interface DirectoryLookups {
@@ -48,6 +49,20 @@ export interface DirectoryPlan {
   /** Whether the writes can change a decision (rules/policy-version.ts). */
   bumpsPolicy: boolean;
   result: DirectoryImportResult;
+}
+
+/**
+ * What an import's writes can change in the policy history, so the version re-examines those
+ * scopes instead of the whole tenant (a 100,000-device tenant imported 1,000 rows at a time
+ * re-read every device and history entry on each call).
+ */
+export function importTouches(plan: DirectoryPlan): PolicyTouch[] {
+  const touches: PolicyTouch[] = [];
+  for (const u of plan.usersToCreate) touches.push({ kind: 'user', id: u.id });
+  for (const d of plan.devicesToCreate) touches.push({ kind: 'device', id: d.id });
+  for (const d of plan.devicesToUpdate) touches.push({ kind: 'device', id: d.id });
+  for (const a of plan.assignmentsToCreate) touches.push({ kind: 'user_role', user_id: a.user_id, role_id: a.role_id });
+  return touches;
 }
 
 export const assignmentKey = (userId: string, roleId: string): string => `${userId}\u0000${roleId}`;

@@ -53,17 +53,27 @@ export type PolicyTouch =
   | { kind: 'user_role'; user_id: string; role_id: string }
   | { kind: 'role_policy'; role_id: string; policy_id: string };
 
-/** What a version's touch can alter (port.ts PolicyChangeScope); a role's removal unlinks its users. */
-export function changeScope(touch: PolicyTouch): PolicyChangeScope {
-  switch (touch.kind) {
-    case 'settings':
-    case 'policy':
-    case 'rule':
-    case 'role_policy':
-      return 'rules';
-    default:
-      return 'inventory';
+/** What a version's touches can alter (port.ts PolicyChangeScope); a role's removal unlinks its users. */
+export function changeScope(touches: readonly PolicyTouch[]): PolicyChangeScope {
+  if (touches.length === 0) return 'inventory';
+  for (const touch of touches) {
+    switch (touch.kind) {
+      case 'settings':
+      case 'policy':
+      case 'rule':
+      case 'role_policy':
+        continue;
+      default:
+        return 'inventory';
+    }
   }
+  return 'rules';
+}
+
+/** A writer's touch or touches as a list; none named means the whole tenant ('all'). */
+export function touchList(touch: PolicyTouch | readonly PolicyTouch[] | undefined): readonly PolicyTouch[] {
+  if (touch === undefined) return [{ kind: 'all' }];
+  return Array.isArray(touch) ? touch : [touch as PolicyTouch];
 }
 
 export type ScopeQuery =

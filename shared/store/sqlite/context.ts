@@ -7,7 +7,7 @@ import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
 import { keyset } from './cursor.js';
 import { conflict } from '../rules/errors.js';
-import { changeScope, type PolicyTouch } from '../rules/policy-history.js';
+import { changeScope, touchList, type PolicyTouch } from '../rules/policy-history.js';
 import type { SqliteHistory, VersionMeta } from './policy-history.js';
 
 export type Db = Database.Database;
@@ -16,9 +16,10 @@ export type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
 export interface WriteScope {
   /**
    * Bumps the tenant's policy version inside the running transaction; listeners hear after commit.
-   * `touch` names what changed, so the version's history re-examines only that (default: all).
+   * `touch` names what changed (one scope or several, for a bulk write), so the version's history
+   * re-examines only that (default: all).
    */
-  bumpPolicy(tenantId: string, touch?: PolicyTouch, meta?: VersionMeta): void;
+  bumpPolicy(tenantId: string, touch?: PolicyTouch | readonly PolicyTouch[], meta?: VersionMeta): void;
   /** Records the tenant's current version as the start of its history (a new tenant). */
   recordVersion(tenantId: string): void;
 }
@@ -52,7 +53,7 @@ export type Filters = Record<string, string | null | undefined>;
 interface PolicyBump {
   tenantId: string;
   version: number;
-  touch: PolicyTouch;
+  touches: readonly PolicyTouch[];
   meta: VersionMeta;
 }
 
@@ -136,9 +137,9 @@ export class SqliteContext {
     const bumps: PolicyBump[] = [];
     const baselines: string[] = [];
     const scope: WriteScope = {
-      bumpPolicy: (tenantId, touch = { kind: 'all' }, meta = {}) => {
+      bumpPolicy: (tenantId, touch, meta = {}) => {
         const row = this.bumpVersion.get(tenantId);
-        if (row) bumps.push({ tenantId, version: row.policy_version, touch, meta });
+        if (row) bumps.push({ tenantId, version: row.policy_version, touches: touchList(touch), meta });
       },
       recordVersion: (tenantId) => baselines.push(tenantId),
     };
@@ -171,7 +172,7 @@ export class SqliteContext {
       // Several bumps of one tenant in one transaction: the last version carries the changes.
       const last = list[list.length - 1]!;
       for (const b of list.slice(0, -1)) history.versionRow(tenantId, b.version, at, 0, '[]', b.meta);
-      history.record(tenantId, last.version, list.map((b) => b.touch), at, last.meta);
+      history.record(tenantId, last.version, list.flatMap((b) => b.touches), at, last.meta);
     }
   }
 
@@ -182,7 +183,7 @@ export class SqliteContext {
 
   private notify(bump: PolicyBump): void {
     try {
-      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version, changeScope(bump.touch));
+      this.hooks.onPolicyChanged?.(bump.tenantId, bump.version, changeScope(bump.touches));
     } catch {
       // The write is committed; a failing listener must not make the caller believe it was not
       // (a retry would then duplicate it). Listeners own their error reporting.

@@ -5,7 +5,8 @@
  */
 import type { Device, Role, User } from '../../domain.js';
 import type { Store } from '../port.js';
-import { assignmentKey, directoryLookups, planDirectoryImport } from '../rules/onboarding.js';
+import { assignmentKey, directoryLookups, importTouches, planDirectoryImport } from '../rules/onboarding.js';
+import type { PolicyTouch } from '../rules/policy-history.js';
 import { emailKey } from '../rules/names.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { DEVICE_COLUMNS } from './device-repo.js';
@@ -46,7 +47,8 @@ export function createDirectoryRepo(ctx: SqliteContext, refs: TenantRefs): Store
     async import(tenantId, rows, opts) {
       const dryRun = opts?.dryRun ?? false;
       // A dry run reads in a plain transaction: one snapshot, no write lock.
-      const run = <T>(fn: (bump: () => void) => T): T => (dryRun ? ctx.read(() => fn(() => {})) : ctx.write((s) => fn(() => s.bumpPolicy(tenantId))));
+      const run = <T>(fn: (bump: (touches: PolicyTouch[]) => void) => T): T =>
+        dryRun ? ctx.read(() => fn(() => {})) : ctx.write((s) => fn((touches) => s.bumpPolicy(tenantId, touches)));
       return run((bump) => {
         refs.requireTenant(tenantId);
         const lookups = directoryLookups(rows);
@@ -90,7 +92,7 @@ export function createDirectoryRepo(ctx: SqliteContext, refs: TenantRefs): Store
         for (const d of plan.devicesToCreate) insertDevice.run(d);
         for (const d of plan.devicesToUpdate) updateDevice.run(d);
         for (const a of plan.assignmentsToCreate) assign.run(tenantId, a.user_id, a.role_id, ctx.now());
-        if (plan.bumpsPolicy) bump();
+        if (plan.bumpsPolicy) bump(importTouches(plan));
         return plan.result;
       });
     },
