@@ -25,7 +25,7 @@ import {
 } from '../shared/mqtt/payloads.js';
 import type { ParsedTopic } from '../shared/mqtt/topics.js';
 import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-policy-index.js';
-import { deviceDigest, ENTRY_BYTES, modelFromPolicyBundle, openTenant, TAG_BYTES, unsealEntry } from '../shared/policy/edge-bundle.js';
+import { deviceDigest, ENTRY_BYTES, BundleGrantCache, modelFromPolicyBundle, openTenant, TAG_BYTES, unsealEntry } from '../shared/policy/edge-bundle.js';
 import { decisionOf } from '../shared/policy/evaluate-usage.js';
 import { LruMap } from './lru.js';
 import { PartedDocs } from './parted-docs.js';
@@ -82,6 +82,7 @@ export class EdgePolicy {
   readonly #bundles = new Map<string, TenantBundle>();
   readonly #resolved = new LruMap<string, Resolution | null>(RESOLVE_CACHE);
   readonly #policyDocs: PartedDocs<PolicyBundle, PolicyBundlePart>;
+  readonly #grantCache = new BundleGrantCache();
   readonly #directoryDocs: PartedDocs<DirectoryHead, Buffer>;
 
   constructor(opts: EdgePolicyOptions) {
@@ -185,7 +186,7 @@ export class EdgePolicy {
     if (current && current.version > head.version) return;
     let index: PolicyIndex;
     try {
-      index = compilePolicyIndex(modelFromPolicyBundle(head, parts));
+      index = compilePolicyIndex(modelFromPolicyBundle(head, parts, this.#grantCache));
     } catch (err) {
       return this.#o.onInvalid(`bundle of ${head.tenant_id}`, (err as Error).message);
     }

@@ -4,6 +4,7 @@ import { createPrng } from '../../simulator/prng.js';
 import { decodePayload, DirectoryHeadSchema, DirectoryPartSchema, PolicyBundlePartSchema, PolicyBundleSchema, type BundleGrant, type DirectoryHead, type Effect, type PolicyBundle } from '../mqtt/payloads.js';
 import { compilePolicyIndex } from './compile-policy-index.js';
 import {
+  BundleGrantCache,
   buildDirectorySlice,
   buildPolicyBundle,
   deviceDigest,
@@ -157,6 +158,33 @@ describe('edge bundles', () => {
     expect(() => modelFromPolicyBundle(head, policy.parts)).toThrow(/21 grants|grants/);
     const bad = { ...policy.parts[0]!, grants: [['R1', 99, 0, 'a', 'b', 'deny'] as [string, number, number, string, string, Effect]] };
     expect(() => modelFromPolicyBundle({ ...policy.head, grants: 1 }, [bad])).toThrow(/names a policy or role/);
+  });
+
+  it('a grant cache converts only the parts that changed, and nothing when the policy or role tables moved', () => {
+    const model = randomModel(11, 10, 3 * GRANTS_PER_PART);
+    const v1 = receivePolicy(model);
+    expect(v1.parts).toHaveLength(3);
+    const cache = new BundleGrantCache();
+    const first = modelFromPolicyBundle(v1.head, v1.parts, cache);
+    expect(first).toEqual(modelFromPolicyBundle(v1.head, v1.parts));
+
+    // One rule changes: a tower keeps the two other decoded parts, and gets one new one.
+    const changed = model.grants.map((g, i) => (i === 0 ? { ...g, effect: (g.effect === 'deny' ? 'allow' : 'deny') as Effect } : g));
+    const v2 = receivePolicy({ ...model, version: model.version + 1, grants: changed });
+    const held = v2.head.parts.map((ref, i) => (ref === v1.head.parts[i] ? v1.parts[i]! : v2.parts[i]!));
+    expect(held.filter((p, i) => p === v1.parts[i])).toHaveLength(2);
+    const second = modelFromPolicyBundle(v2.head, held, cache);
+    expect(second).toEqual(modelFromPolicyBundle(v2.head, held));
+    // The grants of the unchanged parts are the very objects converted for v1.
+    const firstIds = new Set(first.grants);
+    expect(second.grants.filter((g) => firstIds.has(g))).toHaveLength(2 * GRANTS_PER_PART);
+
+    // A head whose policy and role tables read otherwise (a policy or role added before others
+    // moves their indexes): the same part objects mean other grants, so they are converted again.
+    const moved: PolicyBundle = { ...v1.head, version: v1.head.version + 2, policies: [...v1.head.policies].reverse(), roles: [...v1.head.roles].reverse() };
+    const third = modelFromPolicyBundle(moved, v1.parts, cache);
+    expect(third).toEqual(modelFromPolicyBundle(moved, v1.parts));
+    expect(third.grants).not.toEqual(first.grants);
   });
 
   it('refuses old-style (version 1) bundles', () => {
