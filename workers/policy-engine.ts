@@ -34,13 +34,21 @@ interface Entry {
   building: Promise<TenantPolicyState | null> | null;
   /** Versions announced as rule-side changes only, newer than the last build (bounded). */
   rulesOnly: Set<number>;
+  /** When the last scheduled refresh ended, and how long it took (ctx clock, ms). */
+  refreshedAt: number;
+  refreshMs: number;
+  /** The first change since the last scheduled refresh began (ctx clock), or null. */
+  pendingSince: number | null;
 }
+
+/** A burst of changes (a script creating rules one by one) still refreshes at least this often. */
+const REFRESH_MAX_WAIT_MS = 1000;
 
 /** More rule-only versions pending than this: forget them (the next build reads everything). */
 const MAX_RULES_ONLY_PENDING = 10_000;
 
 export interface PolicyEngineOptions {
-  /** Coalesces bursts of changes into one rebuild + bundle publish. */
+  /** Coalesces bursts of changes into one rebuild + bundle publish (see invalidate). */
   rebuildDebounceMs?: number;
   /**
    * The device directory key (edge-bundle.ts: deriveDirectoryKey), the same in every process of
@@ -105,14 +113,30 @@ export class PolicyEngine {
       if (e.rulesOnly.size >= MAX_RULES_ONLY_PENDING) e.rulesOnly.clear();
       e.rulesOnly.add(change.version);
     }
+    // Debounced: the refresh comes once changes pause for the debounce, but at most
+    // REFRESH_MAX_WAIT_MS after the first of them; and after a refresh that took long (a
+    // 100,000-device tenant's inventory: ~1 s), not before as long again has passed. A bulk import
+    // of such a tenant, one call after another, otherwise rebuilt and republished everything
+    // after every call and kept the control plane rebuilding instead of importing.
+    const now = this.#ctx.now();
+    e.pendingSince ??= now;
+    const quiet = Math.min(now + this.#debounceMs, e.pendingSince + REFRESH_MAX_WAIT_MS);
+    const at = Math.max(quiet, e.refreshedAt + e.refreshMs);
     const prev = this.#timers.get(tenantId);
     if (prev) clearTimeout(prev);
     this.#timers.set(
       tenantId,
       setTimeout(() => {
         this.#timers.delete(tenantId);
-        this.#track(this.refresh(tenantId));
-      }, this.#debounceMs),
+        e.pendingSince = null;
+        const started = this.#ctx.now();
+        this.#track(
+          this.refresh(tenantId).finally(() => {
+            e.refreshedAt = this.#ctx.now();
+            e.refreshMs = e.refreshedAt - started;
+          }),
+        );
+      }, Math.max(0, at - now)),
     );
   }
 
@@ -150,7 +174,7 @@ export class PolicyEngine {
   #entry(tenantId: string): Entry {
     let e = this.#entries.get(tenantId);
     if (!e) {
-      e = { state: null, generation: 1, builtGeneration: 0, building: null, rulesOnly: new Set() };
+      e = { state: null, generation: 1, builtGeneration: 0, building: null, rulesOnly: new Set(), refreshedAt: 0, refreshMs: 0, pendingSince: null };
       this.#entries.set(tenantId, e);
     }
     return e;
