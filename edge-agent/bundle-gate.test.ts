@@ -87,6 +87,18 @@ describe('BundleGate', () => {
     expect(released).toEqual(['after', 'before']);
   });
 
+  it('a document that never completes holds events for waitMs after the gate opened, not for ever', () => {
+    const { g } = gate(() => true);
+    g.connected();
+    vi.advanceTimersByTime(10_000);
+    expect(g.ready).toBe(true);
+    expect(g.holding).toBe(true);
+    vi.advanceTimersByTime(9_999);
+    expect(g.holding).toBe(true);
+    vi.advanceTimersByTime(1);
+    expect(g.holding).toBe(false);
+  });
+
   it('open and assembling: a held event waits at most waitMs, then expires to the caller', () => {
     const expired: string[] = [];
     const g = new BundleGate({

@@ -11,7 +11,9 @@
  * A document can still miss parts when the gate opens at `waitMs` (a 3 MB directory to 100 towers
  * at once on a slow link took longer): then an event of a device the directory does not map yet
  * is still held — the device may be in a missing part — until a part maps it, the document
- * completes, or its own `waitMs` passes; only then is it taken for an unknown device.
+ * completes, or its own `waitMs` passes; only then is it taken for an unknown device. A document
+ * that stays incomplete (a part refused as invalid, waiting for the next version) holds events
+ * for at most `waitMs` from when the open gate first found it incomplete, not for ever.
  */
 import { HeldEvents, type HeldEvent } from './held-events.js';
 
@@ -36,6 +38,8 @@ export class BundleGate {
   #ready = false;
   #closed = false;
   #firstUpAt: number | null = null;
+  /** When the open gate first found a document missing parts (reset once none does). */
+  #assemblingSince: number | null = null;
   #timer: NodeJS.Timeout | null = null;
   readonly #waiters = new Set<() => void>();
 
@@ -54,7 +58,7 @@ export class BundleGate {
 
   /** An event of a device no bundle maps must wait: the bundles are on their way, or a document misses parts. */
   get holding(): boolean {
-    return !this.#ready || this.#assembling();
+    return !this.#ready || this.#stillAssembling();
   }
 
   hold(event: HeldEvent): void {
@@ -70,7 +74,7 @@ export class BundleGate {
   /** A bundle arrived: release what it maps, and restart the quiet period. */
   bundleArrived(mapped: (event: HeldEvent) => boolean): void {
     if (this.#held.size > 0) {
-      const all = this.#ready && !this.#assembling();
+      const all = this.#ready && !this.#stillAssembling();
       for (const h of this.#held.take(all ? () => true : mapped)) this.#o.onRelease(h);
     }
     this.#arm();
@@ -106,6 +110,17 @@ export class BundleGate {
 
   #assembling(): boolean {
     return this.#o.assembling?.() ?? false;
+  }
+
+  /** A document misses parts, and has not for longer than waitMs since the open gate first saw it. */
+  #stillAssembling(): boolean {
+    if (!this.#assembling()) {
+      this.#assemblingSince = null;
+      return false;
+    }
+    const now = Date.now();
+    this.#assemblingSince ??= now;
+    return now - this.#assemblingSince < this.#o.waitMs;
   }
 
   #open(): void {
