@@ -1,9 +1,9 @@
 /**
  * When the policy engine rebuilds and republishes a tenant after changes: once changes pause for
- * the debounce, but at most a second after the first of a burst; and after a refresh that took
- * long, not sooner than that long again (a bulk import of a large tenant must not rebuild
- * everything after every call). Real SQLite store, fake timers and clock; the downlink moves the
- * clock on to play a slow publish.
+ * the debounce, but at most a second after the first of a burst; and after a refresh whose
+ * rebuild took long, not sooner than that long again (a bulk import of a large tenant must not
+ * rebuild everything after every call), while a slow publish alone spaces nothing. Real SQLite
+ * store, fake timers and clock; the store's snapshot read and the downlink move the clock on.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,12 +16,13 @@ import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { PolicyEngine } from './policy-engine.js';
 import { testWorkerContext } from './test-support.js';
 
-/** Added to the clock by the next publish: a refresh that takes that long. */
-let slowNext = 0;
+/** Added to the clock by the next snapshot read (a slow rebuild) and the next publish. */
+let slowBuild = 0;
+let slowPublish = 0;
 const downlink: Downlink = {
   publish: async () => {
-    vi.setSystemTime(Date.now() + slowNext);
-    slowNext = 0;
+    vi.setSystemTime(Date.now() + slowPublish);
+    slowPublish = 0;
   },
 };
 
@@ -44,6 +45,12 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'edgeplane-refresh-'));
   store = new SqliteStore({ file: join(dir, 'db.sqlite') });
   await store.init();
+  const snapshot = store.policySnapshot.bind(store);
+  store.policySnapshot = async (tenantId) => {
+    vi.setSystemTime(Date.now() + slowBuild);
+    slowBuild = 0;
+    return snapshot(tenantId);
+  };
   tenant = (await store.tenants.create({ name: 'A' })).id;
   counters = new Counters();
   ctx = testWorkerContext({ store, bus: new InProcessBus(), downlink, counters, now: () => Date.now() });
@@ -61,11 +68,11 @@ afterEach(async () => {
 });
 
 describe('policy engine refresh scheduling', () => {
-  it('rebuilds once changes pause for the debounce, then waits as long as a slow refresh took before the next', async () => {
+  it('rebuilds once changes pause for the debounce, then waits as long as a slow rebuild took before the next', async () => {
     const before = builds();
     // A burst: one rebuild, 20 ms after its last change.
     await store.devices.create(tenant, { id: 'd1', name: 'phone' });
-    slowNext = 5_000;
+    slowBuild = 5_000;
     engine.invalidate(tenant);
     await vi.advanceTimersByTimeAsync(10);
     engine.invalidate(tenant);
@@ -74,7 +81,9 @@ describe('policy engine refresh scheduling', () => {
     await vi.advanceTimersByTimeAsync(1);
     await drain();
     expect(builds()).toBe(before + 1);
-    // That refresh took 5 s (its directory publish): the next change waits 5 s, not 20 ms.
+    // That rebuild took 5 s: the next change waits 5 s, not 20 ms. Its publish is slow too, which
+    // spaces nothing.
+    slowPublish = 30_000;
     await store.devices.create(tenant, { id: 'd2', name: 'tablet' });
     engine.invalidate(tenant);
     await vi.advanceTimersByTimeAsync(4_999);
