@@ -9,7 +9,7 @@ import type { Device, Role, User } from '../../domain.js';
 import type { Store } from '../port.js';
 import { notFound } from '../rules/errors.js';
 import { emailKey } from '../rules/names.js';
-import { assignmentKey, directoryLookups, importTouches, planDirectoryImport } from '../rules/onboarding.js';
+import { assignmentKey, directoryLookups, planDirectoryImport } from '../rules/onboarding.js';
 import type { PolicyTouch } from '../rules/policy-history.js';
 import { C, type DeviceDoc, type DeviceRegistryDoc, type PlanDoc, type RoleDoc, type TenantDoc, type UserDoc, type UserRoleDoc } from './collections.js';
 import { insertChecked, strip, type MongoContext } from './context.js';
@@ -93,7 +93,7 @@ export function createDirectoryRepo(ctx: MongoContext, refs: TenantRefs): Store[
         ),
       );
     }
-    if (planned.bumpsPolicy) await bump(importTouches(planned));
+    if (planned.bumpsPolicy) await bump(planned.touches);
     return planned.result;
   };
 

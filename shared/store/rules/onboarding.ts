@@ -48,21 +48,13 @@ export interface DirectoryPlan {
   assignmentsToCreate: Array<{ user_id: string; role_id: string }>;
   /** Whether the writes can change a decision (rules/policy-version.ts). */
   bumpsPolicy: boolean;
+  /**
+   * What the writes can change in the policy history, so the version re-examines those scopes
+   * instead of the whole tenant (a 100,000-device tenant imported 1,000 rows at a time re-read
+   * every device and history entry on each call).
+   */
+  touches: PolicyTouch[];
   result: DirectoryImportResult;
-}
-
-/**
- * What an import's writes can change in the policy history, so the version re-examines those
- * scopes instead of the whole tenant (a 100,000-device tenant imported 1,000 rows at a time
- * re-read every device and history entry on each call).
- */
-export function importTouches(plan: DirectoryPlan): PolicyTouch[] {
-  const touches: PolicyTouch[] = [];
-  for (const u of plan.usersToCreate) touches.push({ kind: 'user', id: u.id });
-  for (const d of plan.devicesToCreate) touches.push({ kind: 'device', id: d.id });
-  for (const d of plan.devicesToUpdate) touches.push({ kind: 'device', id: d.id });
-  for (const a of plan.assignmentsToCreate) touches.push({ kind: 'user_role', user_id: a.user_id, role_id: a.role_id });
-  return touches;
 }
 
 export const assignmentKey = (userId: string, roleId: string): string => `${userId}\u0000${roleId}`;
@@ -227,12 +219,19 @@ export function planDirectoryImport(
     );
   }
   const usersToCreate = [...users.values()].filter((u) => created.users.has(u.id));
+  const devicesToUpdate = [...updated.devices.values()];
+  const touches: PolicyTouch[] = [
+    ...usersToCreate.map((u): PolicyTouch => ({ kind: 'user', id: u.id })),
+    ...[...devicesToCreate, ...devicesToUpdate].map((d): PolicyTouch => ({ kind: 'device', id: d.id })),
+    ...newAssignments.map((a): PolicyTouch => ({ kind: 'user_role', user_id: a.user_id, role_id: a.role_id })),
+  ];
   return {
     usersToCreate,
     usersToUpdate: [...updated.users.values()],
     devicesToCreate,
-    devicesToUpdate: [...updated.devices.values()],
+    devicesToUpdate,
     assignmentsToCreate: newAssignments,
+    touches,
     bumpsPolicy:
       (devicesToCreate.length > 0 && BUMPS.devices.create) ||
       ownersChanged ||

@@ -5,7 +5,7 @@
  */
 import type { Device, Role, User } from '../../domain.js';
 import type { Store } from '../port.js';
-import { assignmentKey, directoryLookups, importTouches, planDirectoryImport } from '../rules/onboarding.js';
+import { assignmentKey, directoryLookups, planDirectoryImport } from '../rules/onboarding.js';
 import type { PolicyTouch } from '../rules/policy-history.js';
 import { emailKey } from '../rules/names.js';
 import type { SqliteContext, Stmt } from './context.js';
@@ -92,7 +92,7 @@ export function createDirectoryRepo(ctx: SqliteContext, refs: TenantRefs): Store
         for (const d of plan.devicesToCreate) insertDevice.run(d);
         for (const d of plan.devicesToUpdate) updateDevice.run(d);
         for (const a of plan.assignmentsToCreate) assign.run(tenantId, a.user_id, a.role_id, ctx.now());
-        if (plan.bumpsPolicy) bump(importTouches(plan));
+        if (plan.bumpsPolicy) bump(plan.touches);
         return plan.result;
       });
     },
