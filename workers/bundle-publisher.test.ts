@@ -96,8 +96,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await pipeline.stop();
-  await ctx.commands.stop();
-  await ctx.workflow.close();
+  await ctx.close();
   await store.close();
   await rm(dir, { recursive: true, force: true });
 });

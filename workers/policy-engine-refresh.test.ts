@@ -60,8 +60,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await engine.stop();
-  await ctx.commands.stop();
-  await ctx.workflow.close();
+  await ctx.close();
   await store.close();
   vi.useRealTimers();
   await rm(dir, { recursive: true, force: true });

@@ -31,6 +31,8 @@ export interface TestWorkerContext extends WorkerContext {
   workflow: WorkflowPorts;
   /** Resolves once the queued work (command sends, acks…) caused so far has run. */
   settle(): Promise<void>;
+  /** Stops the command service and closes the workflow ports (the store and bus are the test's). */
+  close(): Promise<void>;
 }
 
 export function testWorkerContext(o: TestWorkerContextOptions): TestWorkerContext {
@@ -58,5 +60,9 @@ export function testWorkerContext(o: TestWorkerContextOptions): TestWorkerContex
     processId: 'test-worker',
     workflow,
     settle: () => (workflow.queues instanceof InProcessJobQueues ? workflow.queues.idle() : Promise.resolve()),
+    close: async () => {
+      await commands.stop();
+      await workflow.close();
+    },
   };
 }

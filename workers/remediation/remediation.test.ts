@@ -110,8 +110,7 @@ async function advance(ms: number): Promise<void> {
 
 afterEach(async () => {
   await pipeline.stop();
-  await ctx.commands.stop();
-  await ctx.workflow.close();
+  await ctx.close();
   await store.close();
   vi.useRealTimers();
   await rm(dir, { recursive: true, force: true });
@@ -275,8 +274,7 @@ describe('command lifecycle', () => {
     const { tenant, device } = await tenantOn('premium');
     await accept(uplink(topics.usage(tenant.id, 'T1'), violation(device)));
     await pipeline.stop();
-    await ctx.commands.stop();
-    await ctx.workflow.close();
+    await ctx.close();
     const before = downlink.commands().length;
     // A restarted process: fresh in-process queues, the same store.
     ctx = makeContext();
