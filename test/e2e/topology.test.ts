@@ -168,9 +168,19 @@ describeWithRedis('distributed topology: 2 brokers, 2 workers, 1 api on one host
       // Jobs worker 1 held when it stopped stay in the active list too: worker 0's is one that
       // appears there after the stop.
       const paused = topo.workers[1]!.run.child;
-      paused.kill('SIGSTOP');
-      await until(() => processState(paused.pid!) === 'T', 10_000, 'worker 1 stopped');
-      const release = holdStoreWriteLock(topo.storeUrl);
+      // SIGSTOP can freeze worker 1 inside a write transaction, holding the lock the test needs
+      // (seen once in CI: 'database is locked'): then let it run a moment and stop it again.
+      let release: (() => void) | null = null;
+      for (let attempt = 0; release === null; attempt++) {
+        paused.kill('SIGSTOP');
+        await until(() => processState(paused.pid!) === 'T', 10_000, 'worker 1 stopped');
+        release = holdStoreWriteLock(topo.storeUrl);
+        if (release === null) {
+          if (attempt >= 20) throw new Error('worker 1 kept the store write lock through 20 stops');
+          paused.kill('SIGCONT');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
       const redis = new Redis(topo.redis.url);
       held.length = 0;
       try {
@@ -279,11 +289,20 @@ function processState(pid: number): string {
   return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
 }
 
-/** On SQLite, takes the file's write lock until the returned function is called; else a no-op. */
-function holdStoreWriteLock(storeUrl: string): () => void {
+/**
+ * On SQLite, takes the file's write lock until the returned function is called (null when another
+ * connection holds it for 2 s); else a no-op.
+ */
+function holdStoreWriteLock(storeUrl: string): (() => void) | null {
   if (!storeUrl.startsWith('sqlite:')) return () => {};
-  const db = new Database(storeUrl.slice('sqlite:'.length));
-  db.exec('BEGIN IMMEDIATE');
+  const db = new Database(storeUrl.slice('sqlite:'.length), { timeout: 2000 });
+  try {
+    db.exec('BEGIN IMMEDIATE');
+  } catch (err) {
+    db.close();
+    if ((err as { code?: string }).code === 'SQLITE_BUSY') return null;
+    throw err;
+  }
   return () => {
     db.exec('ROLLBACK');
     db.close();
