@@ -100,6 +100,17 @@ describe('policy semantics', () => {
     expect(removed.decide('alice', 'slack', 'upload_file').reason).toBe('default');
   });
 
+  it('a rule decides through one outcome object, whichever roles hold it and cells it reaches', () => {
+    // A policy assigned to two roles is one rule in two grants; each cell it decides (named, the
+    // app's `*`, the wildcard app) returns the same object, so decisions touch one per rule.
+    const grants = [grant('R1', 'sales', 'slack', '*', 'deny'), grant('R1', 'eng', 'slack', '*', 'deny'), grant('R2', 'eng', '*', 'upload_file', 'allow')];
+    const index = compilePolicyIndex(model(grants, { user_roles: new Map([['alice', ['sales']], ['bob', ['eng']], ['carol', ['sales', 'eng']]]) }));
+    const outs = [index.decide('alice', 'slack', 'upload_file'), index.decide('bob', 'slack', 'send'), index.decide('carol', 'slack', 'upload_file')];
+    expect(outs.map((o) => o.rule?.rule_id)).toEqual(['R1', 'R1', 'R1']);
+    expect(new Set(outs).size).toBe(1);
+    expect(index.decide('bob', 'zoom', 'upload_file')).toBe(index.decide('carol', 'teams', 'upload_file'));
+  });
+
   it('the dense memo decides exactly as the map memo, for named, wildcard and unknown apps and actions', () => {
     // A small deterministic generator: the same model and stream every run.
     let x = 12345;
