@@ -26,20 +26,32 @@ describe('Batcher', () => {
     expect(batcher.pendingEvents).toBe(1);
   });
 
+  const microtasks = () => Promise.resolve();
   const sizes = () => out.map((b) => (b.kind === 'usage' ? b.batch.events.length : -1));
 
-  it('with nothing awaiting an answer, sends at once: events of the same turn travel together', () => {
+  it('with nothing awaiting an answer, sends at once: events of the same task travel together', async () => {
     batcher.addUsage('acme', ev());
     batcher.addUsage('acme', ev());
     expect(out).toHaveLength(0);
-    vi.advanceTimersToNextTimer(); // the setImmediate of this turn
+    await microtasks(); // no timer, no loop iteration
     expect(sizes()).toEqual([2]);
     expect(out[0]!.batch.sent_at).toBe(42);
+    expect(vi.getTimerCount()).toBe(0);
   });
 
-  it('while a batch awaits its answer, accumulates and sends when the answer comes', () => {
+  it('an idle batch that maxEvents already sent is not sent again by its microtask', async () => {
+    for (let i = 0; i < 4; i++) batcher.addUsage('acme', ev());
+    expect(sizes()).toEqual([3]);
+    await microtasks();
+    // The 4th event is in a new pending batch, held behind the 3 awaiting their answer.
+    expect(sizes()).toEqual([3]);
+    vi.advanceTimersByTime(5);
+    expect(sizes()).toEqual([3, 1]);
+  });
+
+  it('while a batch awaits its answer, accumulates and sends when the answer comes', async () => {
     batcher.addUsage('acme', ev());
-    vi.runOnlyPendingTimers();
+    await microtasks();
     expect(sizes()).toEqual([1]);
     const first = out[0]!;
     batcher.addUsage('acme', ev());
@@ -50,9 +62,9 @@ describe('Batcher', () => {
     expect(sizes()).toEqual([1, 2]);
   });
 
-  it('an answer that does not come holds a batch back maxDelayMs at most', () => {
+  it('an answer that does not come holds a batch back maxDelayMs at most', async () => {
     batcher.addUsage('acme', ev());
-    vi.runOnlyPendingTimers();
+    await microtasks();
     batcher.addUsage('acme', ev());
     vi.advanceTimersByTime(4);
     batcher.addUsage('acme', ev());
@@ -61,24 +73,24 @@ describe('Batcher', () => {
     expect(sizes()).toEqual([1, 2]);
   });
 
-  it('forgets an answer that never came after answerTimeoutMs', () => {
+  it('forgets an answer that never came after answerTimeoutMs', async () => {
     let clock = 0;
     const b = new Batcher({ maxEvents: 10, maxDelayMs: 50, discoveryMaxDelayMs: 100, newId, now: () => clock, onBatch: (x) => out.push(x), answerTimeoutMs: 1000 });
     b.addUsage('acme', ev());
-    vi.runOnlyPendingTimers();
+    await microtasks();
     clock = 2000;
     b.addUsage('acme', ev());
-    vi.advanceTimersToNextTimer();
-    // Sent through the immediate, not held for maxDelayMs behind the lost batch.
+    await microtasks();
+    // Sent at once, not held for maxDelayMs behind the lost batch.
     expect(sizes()).toEqual([1, 1]);
   });
 
-  it('keeps one pending batch per tenant; one tenant awaiting does not hold another back', () => {
+  it('keeps one pending batch per tenant; one tenant awaiting does not hold another back', async () => {
     batcher.addUsage('acme', ev());
-    vi.runOnlyPendingTimers();
+    await microtasks();
     batcher.addUsage('acme', ev());
     batcher.addUsage('globex', ev());
-    vi.advanceTimersToNextTimer();
+    await microtasks();
     expect(out.map((b) => (b.kind === 'usage' ? b.tenantId : ''))).toEqual(['acme', 'globex']);
     vi.advanceTimersByTime(5);
     expect(out.map((b) => (b.kind === 'usage' ? b.tenantId : ''))).toEqual(['acme', 'globex', 'acme']);
