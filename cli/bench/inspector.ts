@@ -3,6 +3,7 @@
  * `--inspect=127.0.0.1:<port>`, loopback only): a full garbage collection on demand, then
  * process.memoryUsage(). The memory part uses it so per-connection figures are not GC timing.
  */
+import { createWriteStream } from 'node:fs';
 import WebSocket from 'ws';
 
 export class InspectorClient {
@@ -10,6 +11,7 @@ export class InspectorClient {
   #ws: WebSocket | null = null;
   #nextId = 1;
   readonly #waiting = new Map<number, (msg: { result?: unknown; error?: { message: string } }) => void>();
+  #snapshotChunk: ((chunk: string) => void) | null = null;
 
   constructor(port: number) {
     this.#port = port;
@@ -25,8 +27,9 @@ export class InspectorClient {
       ws.once('error', reject);
     });
     ws.on('message', (data: Buffer) => {
-      const msg = JSON.parse(data.toString()) as { id?: number; result?: unknown; error?: { message: string } };
+      const msg = JSON.parse(data.toString()) as { id?: number; method?: string; params?: { chunk?: string }; result?: unknown; error?: { message: string } };
       if (msg.id !== undefined) this.#waiting.get(msg.id)?.(msg);
+      else if (msg.method === 'HeapProfiler.addHeapSnapshotChunk') this.#snapshotChunk?.(msg.params?.chunk ?? '');
     });
     this.#ws = ws;
   }
@@ -47,6 +50,18 @@ export class InspectorClient {
 
   async collectGarbage(): Promise<void> {
     await this.#call('HeapProfiler.collectGarbage');
+  }
+
+  /** Writes a V8 heap snapshot of the child to `file` (open it in Chrome's DevTools, Memory tab). */
+  async writeHeapSnapshot(file: string): Promise<void> {
+    const out = createWriteStream(file);
+    this.#snapshotChunk = (chunk) => out.write(chunk);
+    try {
+      await this.#call('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+    } finally {
+      this.#snapshotChunk = null;
+      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    }
   }
 
   async memoryUsage(): Promise<NodeJS.MemoryUsage> {

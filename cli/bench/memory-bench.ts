@@ -161,6 +161,10 @@ async function benchIdle(counts: number[], log: (s: string) => void): Promise<Me
           malloc_heap_mb: m.mallocHeap / MB,
         };
         rows.push(row);
+        // EDGEPLANE_BENCH_HEAP_SNAPSHOT=<dir>: a heap snapshot of the control plane at each count,
+        // to diff what the added towers hold (after the figures above: a snapshot allocates).
+        const snapshots = process.env.EDGEPLANE_BENCH_HEAP_SNAPSHOT;
+        if (snapshots) await inspector.writeHeapSnapshot(join(snapshots, `control-plane-${connected}-towers.heapsnapshot`));
         log(`  ${connected}/${n} idle towers connected${errors ? ` (${errors} agent errors)` : ''}: RSS ${row.rss_mb.toFixed(1)} MB, ${row.kb_per_tower.toFixed(1)} KB per tower beyond the first ${first.connected} (${row.kb_per_tower_from_cold.toFixed(1)} KB from cold, ${row.kb_per_tower_step.toFixed(1)} KB each since the previous count; heap ${row.heap_kb_per_tower.toFixed(1)} KB, malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
       }
     } finally {
