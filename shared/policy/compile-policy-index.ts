@@ -245,8 +245,8 @@ export function compilePolicyIndex(model: PolicyModel, opts: CompileOptions = {}
 
   // One outcome object per rule: a decision returns the deciding rule's, so a tenant's decisions
   // touch as many outcomes as rules decide, not one per (role, app, action) pair that a rule
-  // reaches (100,000 rules: 20,000 objects instead of 58,000; bench (c) 100,000 rules ~210 →
-  // ~100–130 ns, fewer cache misses).
+  // reaches (bench (c), 100,000 rules: decisions returned 20,000 distinct outcomes instead of
+  // 58,000, scattered over the heap; 223–303 → 138–241 ns per decision, README).
   const ruleOutcomes: Record<Effect, Map<string, RuleOutcome>> = { allow: new Map(), deny: new Map() };
   const outcomeOf = (g: BundleGrant): RuleOutcome => {
     const byId = ruleOutcomes[g.effect];
