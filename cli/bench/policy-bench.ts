@@ -213,6 +213,23 @@ export function benchPolicy(ruleCount: number, targetSeconds = 2, shape: Shape =
   };
 }
 
+/**
+ * 10 and 100,000 rules in alternating rounds, 1 s each: on a shared VM the speed drifts by tens of
+ * percent within a minute, so one run of each says little about their ratio. Reported: the run
+ * of each with the median rate, and the median of the rounds' paired ratios (with their range).
+ */
+export function benchRuleCounts(rounds = 3): { rules_10: PolicyBenchResult; rules_100k: PolicyBenchResult; ratio_100k_to_10: number; ratio_rounds: number[] } {
+  const small: PolicyBenchResult[] = [];
+  const large: PolicyBenchResult[] = [];
+  for (let i = 0; i < rounds; i++) {
+    small.push(benchPolicy(10, 1));
+    large.push(benchPolicy(100_000, 1));
+  }
+  const medianBy = (xs: PolicyBenchResult[]) => [...xs].sort((a, b) => a.decisions_per_s - b.decisions_per_s)[Math.floor(xs.length / 2)]!;
+  const ratios = large.map((l, i) => l.decisions_per_s / small[i]!.decisions_per_s);
+  return { rules_10: medianBy(small), rules_100k: medianBy(large), ratio_100k_to_10: [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)]!, ratio_rounds: ratios };
+}
+
 /** Every user with a random role combination: the memo per combination is cold. */
 export const REALISTIC_WORST: Shape = { ...REALISTIC, name: 'every user a random role combination', profiles: 0 };
 

@@ -13,7 +13,7 @@ import { benchRetained, printRetained, type RetainedBenchResult } from '../bench
 import { benchDistributed, type DistributedBenchResult } from '../bench/distributed-bench.js';
 import { benchMemory, printMemory, type MemoryBenchResult } from '../bench/memory-bench.js';
 import { benchPipeline, type PipelineBenchResult } from '../bench/pipeline-bench.js';
-import { benchCedarShapes, benchPolicy, REALISTIC_WORST } from '../bench/policy-bench.js';
+import { benchCedarShapes, benchPolicy, benchRuleCounts, REALISTIC_WORST } from '../bench/policy-bench.js';
 import { printDistributed, printPolicy, printWhatIf, type PolicyPartResult } from '../bench/print-core.js';
 import { benchRelay, type RelayResult } from '../bench/relay-bench.js';
 import { benchRemediation, printRemediation, type RemediationBenchResult } from '../bench/remediation-bench.js';
@@ -130,9 +130,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   }
   if (want('policy')) {
     log('(c) policy evaluation …');
-    const small = benchPolicy(10);
-    const large = benchPolicy(100_000);
-    r.policy = { rules_10: small, rules_100k: large, ratio_100k_to_10: large.decisions_per_s / small.decisions_per_s, worst_case_100k: benchPolicy(100_000, 1, REALISTIC_WORST), cedar_shapes: benchCedarShapes() };
+    r.policy = { ...benchRuleCounts(), worst_case_100k: benchPolicy(100_000, 1, REALISTIC_WORST), cedar_shapes: benchCedarShapes() };
   }
   if (want('distributed')) {
     log('(d) embedded vs distributed …');
