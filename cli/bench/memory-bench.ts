@@ -55,6 +55,11 @@ export interface DriftResult {
   achieved_eps: number;
   p99_ms: number;
   undecided: number;
+  /**
+   * Each minute: RSS, V8's heap (committed and in use, without forcing a GC) and the main
+   * thread's malloc heap, so a rise can be told apart as JavaScript heap or native memory.
+   */
+  by_minute: Array<{ minute: number; rss_mb: number; v8_heap_total_mb: number; v8_heap_used_mb: number; malloc_heap_mb: number }>;
 }
 
 export interface MemoryBenchResult {
@@ -179,8 +184,11 @@ async function benchIdle(counts: number[], log: (s: string) => void): Promise<Me
 }
 
 async function benchDrift(opts: { loadEps: number; loadFrom: string; minutes: number; log: (s: string) => void }): Promise<DriftResult> {
-  const cp = await startBenchControlPlane();
+  const inspectPort = await freePort();
+  const cp = await startBenchControlPlane({ env: { ...process.env, NODE_OPTIONS: `--inspect=127.0.0.1:${inspectPort}` } });
+  const inspector = new InspectorClient(inspectPort);
   try {
+    await inspector.start();
     const { world } = await provisionBenchWorld(cp.urls, cp.adminPassword);
     const fleet = new LoadFleet(world, cp.urls.mqtt);
     await fleet.start();
@@ -189,14 +197,22 @@ async function benchDrift(opts: { loadEps: number; loadFrom: string; minutes: nu
       const warmupS = Math.min(60, Math.max(5, seconds / 10));
       await fleet.play({ rateEps: opts.loadEps, seconds: warmupS });
       const samples: number[] = [];
+      const minutes: Array<Promise<DriftResult['by_minute'][number]>> = [];
+      const minuteOf = async (minute: number, rss: number): Promise<DriftResult['by_minute'][number]> => {
+        const v8 = await inspector.memoryUsage();
+        const row = { minute, rss_mb: rss, v8_heap_total_mb: v8.heapTotal / MB, v8_heap_used_mb: v8.heapUsed / MB, malloc_heap_mb: mallocHeapBytes(cp.pid) / MB };
+        opts.log(`    ${minute} min: RSS ${rss.toFixed(1)} MB (V8 heap ${row.v8_heap_total_mb.toFixed(1)} MB committed, ${row.v8_heap_used_mb.toFixed(1)} in use; malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
+        return row;
+      };
       const r = await fleet.play({
         rateEps: opts.loadEps,
         seconds,
         onSecond: (s) => {
           samples.push(rssBytes(cp.pid) / MB);
-          if (Math.floor(s) % 60 === 0) opts.log(`    ${Math.floor(s / 60)} min: RSS ${samples[samples.length - 1]!.toFixed(1)} MB`);
+          if (Math.floor(s) % 60 === 0) minutes.push(minuteOf(Math.floor(s / 60), samples[samples.length - 1]!));
         },
       });
+      const byMinute = await Promise.all(minutes);
       const tenth = Math.max(5, Math.floor(samples.length / 10));
       const first = mean(samples.slice(0, tenth));
       const last = mean(samples.slice(-tenth));
@@ -213,11 +229,13 @@ async function benchDrift(opts: { loadEps: number; loadFrom: string; minutes: nu
         achieved_eps: r.achieved_eps,
         p99_ms: r.latency_ms.p99,
         undecided: r.undecided,
+        by_minute: byMinute,
       };
     } finally {
       await fleet.stop();
     }
   } finally {
+    await inspector.stop();
     await cp.stop();
   }
 }
