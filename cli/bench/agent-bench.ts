@@ -19,6 +19,7 @@ import { bundleAgent } from '../build/bundle-agent.js';
 import { AGENT_BUNDLE_FILE, distIsCurrent } from '../build/build-dist.js';
 import { provisionBenchWorld } from './bench-world.js';
 import { MB, rssBytes, startBenchControlPlane } from './control-plane.js';
+import { median } from './stats.js';
 
 export interface AgentRun {
   idle_rss_mb: { median: number; max: number };
@@ -34,7 +35,6 @@ export interface AgentBenchResult {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
 interface Opts {
   idleSeconds: number;

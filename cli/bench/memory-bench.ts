@@ -22,6 +22,7 @@ import { MB, mallocHeapBytes, rssBytes, startBenchControlPlane, untilIdle, type 
 import { InspectorClient } from './inspector.js';
 import { LoadFleet } from './load-fleet.js';
 import { freePort } from './redis-process.js';
+import { median } from './stats.js';
 
 export interface IdleTowersRow {
   towers: number;
@@ -78,7 +79,6 @@ export interface MemoryBenchResult {
 const WARM_TOWERS = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 /** After the connections settled and a full GC: median RSS of 10 samples, and heap in use. */

@@ -20,6 +20,7 @@ import { evaluateUsage } from '../../shared/policy/evaluate-usage.js';
 import type { PolicyModel } from '../../shared/policy/model.js';
 // Deterministic, so both rule sets see the same event stream shape.
 import { mulberry32 } from '../../simulator/prng.js';
+import { median, medianBy } from './stats.js';
 
 export interface PolicyBenchResult {
   name: string;
@@ -225,9 +226,9 @@ export function benchRuleCounts(rounds = 3): { rules_10: PolicyBenchResult; rule
     small.push(benchPolicy(10, 1));
     large.push(benchPolicy(100_000, 1));
   }
-  const medianBy = (xs: PolicyBenchResult[]) => [...xs].sort((a, b) => a.decisions_per_s - b.decisions_per_s)[Math.floor(xs.length / 2)]!;
+  const rate = (r: PolicyBenchResult) => r.decisions_per_s;
   const ratios = large.map((l, i) => l.decisions_per_s / small[i]!.decisions_per_s);
-  return { rules_10: medianBy(small), rules_100k: medianBy(large), ratio_100k_to_10: [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)]!, ratio_rounds: ratios };
+  return { rules_10: medianBy(small, rate)!, rules_100k: medianBy(large, rate)!, ratio_100k_to_10: median(ratios), ratio_rounds: ratios };
 }
 
 /** Every user with a random role combination: the memo per combination is cold. */
