@@ -20,16 +20,20 @@ const SAFETY_NET_PAGES = 10_000;
 /** SQLite's default threshold, restored if the worker fails. */
 const DEFAULT_PAGES = 1000;
 
-// CommonJS evaluated in the worker: the same code from the sources (tsx) and from dist/.
+// CommonJS evaluated in the worker: the same code from the sources (tsx) and from dist/. The
+// checkpoint statement is prepared once: `db.pragma()` prepares a new one at every call, and an
+// idle worker's GC may not run for hours, so each call's sqlite3_stmt (1–2 KB of native memory)
+// stayed allocated: ~11 MB of RSS over 10,000 checkpoints (42 minutes at 4 a second), measured.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.file, { timeout: workerData.busyTimeoutMs });
 db.pragma('synchronous = NORMAL');
+const statement = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
 let failures = 0;
 const timer = setInterval(() => {
   try {
-    db.pragma('wal_checkpoint(PASSIVE)');
+    statement.get();
     failures = 0;
   } catch (err) {
     // SQLITE_BUSY and the like: the next round will do; a persistent failure ends the worker.
@@ -37,6 +41,16 @@ const timer = setInterval(() => {
   }
 }, workerData.intervalMs);
 parentPort.on('message', (m) => {
+  if (m === 'checkpoint') {
+    let reply;
+    try {
+      reply = { result: statement.get() };
+    } catch (err) {
+      reply = { error: String(err && err.message) };
+    }
+    parentPort.postMessage(reply);
+    return;
+  }
   if (m !== 'stop') return;
   clearInterval(timer);
   db.close();
@@ -44,31 +58,64 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/** What one PASSIVE checkpoint did (SQLite's `wal_checkpoint` row): WAL frames in all, and copied. */
+export interface CheckpointResult {
+  busy: number;
+  log: number;
+  checkpointed: number;
+}
+
 export interface CheckpointerOptions {
   file: string;
   intervalMs: number;
   busyTimeoutMs: number;
+  /** The better-sqlite3 module the worker loads (a resolved path); tests pass an instrumented one. */
+  driver?: string;
 }
 
 export class Checkpointer {
   readonly #db: Database.Database;
   readonly #worker: Worker;
   readonly #exited: Promise<void>;
+  /** Callers of checkpoint(), answered in order (the worker answers one message at a time). */
+  readonly #waiting: Array<{ resolve: (r: CheckpointResult) => void; reject: (e: Error) => void }> = [];
   #stopping = false;
 
   constructor(db: Database.Database, opts: CheckpointerOptions) {
     this.#db = db;
     db.pragma(`wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
-    const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver, ...opts } });
+    const driver = opts.driver ?? createRequire(import.meta.url).resolve('better-sqlite3');
+    // The worker holds one connection and one statement: a small heap, so its garbage (and the
+    // native memory behind it) is collected often.
+    this.#worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { ...opts, driver },
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
+    });
     // A store left open must not keep the process alive.
     this.#worker.unref();
+    this.#worker.on('message', (m: { result?: CheckpointResult; error?: string }) => {
+      const waiter = this.#waiting.shift();
+      if (!waiter) return;
+      if (m.result) waiter.resolve(m.result);
+      else waiter.reject(new Error(`checkpoint failed: ${m.error ?? 'unknown error'}`));
+    });
     this.#exited = new Promise((resolve) => {
       this.#worker.once('error', () => this.#fallBack());
       this.#worker.once('exit', () => {
         this.#fallBack();
+        for (const waiter of this.#waiting.splice(0)) waiter.reject(new Error('the checkpoint worker has stopped'));
         resolve();
       });
+    });
+  }
+
+  /** Runs one PASSIVE checkpoint in the worker now, besides the timer's. */
+  checkpoint(): Promise<CheckpointResult> {
+    if (this.#stopping) return Promise.reject(new Error('the checkpoint worker has stopped'));
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ resolve, reject });
+      this.#worker.postMessage('checkpoint');
     });
   }
 
