@@ -80,6 +80,7 @@ export class Checkpointer {
   /** Callers of checkpoint(), answered in order (the worker answers one message at a time). */
   readonly #waiting: Array<{ resolve: (r: CheckpointResult) => void; reject: (e: Error) => void }> = [];
   #stopping = false;
+  #gone = false;
 
   constructor(db: Database.Database, opts: CheckpointerOptions) {
     this.#db = db;
@@ -103,6 +104,7 @@ export class Checkpointer {
     this.#exited = new Promise((resolve) => {
       this.#worker.once('error', () => this.#fallBack());
       this.#worker.once('exit', () => {
+        this.#gone = true;
         this.#fallBack();
         for (const waiter of this.#waiting.splice(0)) waiter.reject(new Error('the checkpoint worker has stopped'));
         resolve();
@@ -112,7 +114,7 @@ export class Checkpointer {
 
   /** Runs one PASSIVE checkpoint in the worker now, besides the timer's. */
   checkpoint(): Promise<CheckpointResult> {
-    if (this.#stopping) return Promise.reject(new Error('the checkpoint worker has stopped'));
+    if (this.#stopping || this.#gone) return Promise.reject(new Error('the checkpoint worker has stopped'));
     return new Promise((resolve, reject) => {
       this.#waiting.push({ resolve, reject });
       this.#worker.postMessage('checkpoint');
