@@ -65,6 +65,8 @@ export interface CheckpointResult {
   checkpointed: number;
 }
 
+const STOPPED = 'the checkpoint worker has stopped';
+
 export interface CheckpointerOptions {
   file: string;
   intervalMs: number;
@@ -106,7 +108,7 @@ export class Checkpointer {
       this.#worker.once('exit', () => {
         this.#gone = true;
         this.#fallBack();
-        for (const waiter of this.#waiting.splice(0)) waiter.reject(new Error('the checkpoint worker has stopped'));
+        for (const waiter of this.#waiting.splice(0)) waiter.reject(new Error(STOPPED));
         resolve();
       });
     });
@@ -114,7 +116,7 @@ export class Checkpointer {
 
   /** Runs one PASSIVE checkpoint in the worker now, besides the timer's. */
   checkpoint(): Promise<CheckpointResult> {
-    if (this.#stopping || this.#gone) return Promise.reject(new Error('the checkpoint worker has stopped'));
+    if (this.#stopping || this.#gone) return Promise.reject(new Error(STOPPED));
     return new Promise((resolve, reject) => {
       this.#waiting.push({ resolve, reject });
       this.#worker.postMessage('checkpoint');
