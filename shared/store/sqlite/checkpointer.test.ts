@@ -9,6 +9,8 @@ import { Checkpointer } from './checkpointer.js';
 
 // better-sqlite3 with every prepared statement logged to EDGEPLANE_TEST_PREPARE_LOG.
 const COUNTING_DRIVER = fileURLToPath(new URL('./fixtures/counting-driver.cjs', import.meta.url));
+// better-sqlite3 that throws when opening a database: the worker dies as it starts.
+const FAILING_DRIVER = fileURLToPath(new URL('./fixtures/failing-driver.cjs', import.meta.url));
 
 describe('Checkpointer', () => {
   let dir: string;
@@ -64,5 +66,17 @@ describe('Checkpointer', () => {
     await expect(pending).resolves.toMatchObject({ busy: 0 });
     await expect(checkpointer!.checkpoint()).rejects.toThrow(/stopped/);
     checkpointer = null;
+  });
+
+  it('refuses at once after its worker died on its own, and hands checkpoints back to SQLite', async () => {
+    await checkpointer!.stop();
+    checkpointer = new Checkpointer(db, { file: join(dir, 'store.db'), intervalMs: 3_600_000, busyTimeoutMs: 1_000, driver: FAILING_DRIVER });
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(10_000);
+    // Asked before or after the worker is gone, the caller is answered either way.
+    await expect(checkpointer.checkpoint()).rejects.toThrow(/stopped/);
+    // Without a worker the main connection checkpoints as SQLite does by default: the WAL stays bounded.
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+    // Posting to the dead worker would wait forever: this must reject, not hang.
+    await expect(checkpointer.checkpoint()).rejects.toThrow(/stopped/);
   });
 });
