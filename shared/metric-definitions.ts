@@ -119,6 +119,15 @@ export const METRIC_DEFINITIONS = {
   firebase_writes_total: counter('Batched writes to the Firebase Realtime Database'),
   firebase_write_errors_total: counter('Failed writes to the Firebase Realtime Database'),
 
+  // --- process memory ------------------------------------------------------------------------------
+  malloc_trims_total: counter('glibc malloc_trim(0) calls after major GCs, by whether memory went back to the OS', 'released'),
+  malloc_trim_duration_seconds: {
+    type: 'histogram',
+    help: 'Time one malloc_trim(0) took on the thread pool (the event loop does not wait for it)',
+    labels: [],
+    buckets: LATENCY_BUCKETS_S,
+  },
+
   // --- event bus --------------------------------------------------------------------------------
   bus_publish_errors_total: counter('Bus events that could not be published to Redis', 'event'),
   bus_messages_dropped_total: counter('Bus messages from Redis dropped as invalid', 'reason'),

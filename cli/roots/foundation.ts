@@ -20,6 +20,7 @@ import { inProcessWorkflow, type WorkflowPorts } from '../../shared/workflow/ind
 import { loadOrCreateSecret, prepareDataDir, type DataDirPaths } from '../data-dir.js';
 import { StartupError } from '../startup-error.js';
 import { component, type Component } from './components.js';
+import { mallocTrimComponent } from './malloc-trim.js';
 
 export type Role = 'embedded' | 'broker' | 'worker' | 'api';
 
@@ -70,7 +71,8 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
   if (distributed && !config.redis_url) {
     throw new Error(`edgeplane ${role} needs Redis: set --redis-url / EDGEPLANE_REDIS_URL (e.g. redis://127.0.0.1:6379)`);
   }
-  const components: Component[] = [];
+  // First to start, last to stop: it only watches the process's own GC.
+  const components: Component[] = [mallocTrimComponent(config.malloc_trim_interval_s, logger, counters)];
   let redis: Redis | null = null;
   let bus: Bus;
   let workflow: WorkflowPorts;
