@@ -38,6 +38,7 @@ import { RetainedIndex } from './retained-index.js';
 import { WriteBehindLevel } from './write-behind-level.js';
 
 const RETAINED = 'retained:';
+const WRITE_BUFFER_BYTES = 1024 * 1024;
 
 export interface LevelBackendsOptions {
   /** The LevelDB directory, created if missing: `<data-dir>/broker-sessions` in embedded mode. */
@@ -56,7 +57,12 @@ export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
 
   async function open(): Promise<SessionPersistence> {
     await mkdir(opts.location, { recursive: true, mode: 0o700 });
-    const db = new ClassicLevel<string, Buffer>(opts.location, { valueEncoding: 'buffer' });
+    // A 1 MiB write buffer (LevelDB's default is 4 MiB): each tower's connect writes ~1.6 KB of
+    // session records, and the memtable holds them until the buffer flushes (~3.2 MB at 2,000
+    // idle towers). Bench (j), 3 alternating pairs with memory trimming on: RSS per idle tower
+    // 17.8–19.8 against 19.2–21.7 KB at 2,000 towers, 18.1–19.4 against 19.7–19.8 at 5,000. Under
+    // load the session store writes little (the answers are not queued), so flushes stay rare.
+    const db = new ClassicLevel<string, Buffer>(opts.location, { valueEncoding: 'buffer', writeBufferSize: WRITE_BUFFER_BYTES });
     try {
       await db.open();
     } catch (err) {
