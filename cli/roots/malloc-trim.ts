@@ -3,7 +3,7 @@
  * koffi takes ~16 ms, so it happens a second after start, off the start-up path.
  */
 import type { Logger } from '../../shared/logger.js';
-import { loadMallocTrim, MallocTrimmer, onMajorGc, type TrimReport } from '../../shared/malloc-trim.js';
+import { loadMallocTrim, MallocTrimmer, onMajorGc, type MallocTrimLoad, type TrimReport } from '../../shared/malloc-trim.js';
 import type { Counters } from '../../shared/metrics.js';
 import { component, type Component } from './components.js';
 
@@ -13,7 +13,7 @@ export function mallocTrimComponent(
   intervalS: number,
   logger: Logger,
   counters: Counters,
-  opts: { loadAfterMs?: number; onTrim?: (r: TrimReport) => void } = {},
+  opts: { loadAfterMs?: number; onTrim?: (r: TrimReport) => void; load?: () => MallocTrimLoad } = {},
 ): Component {
   const log = logger.child({ module: 'malloc-trim' });
   let loadTimer: NodeJS.Timeout | null = null;
@@ -25,7 +25,7 @@ export function mallocTrimComponent(
       if (intervalS === 0) return;
       loadTimer = setTimeout(() => {
         loadTimer = null;
-        const loaded = loadMallocTrim();
+        const loaded = (opts.load ?? loadMallocTrim)();
         if ('unavailable' in loaded) {
           log.info({ reason: loaded.unavailable }, 'freed native memory is not trimmed on this host');
           return;
