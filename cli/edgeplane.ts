@@ -1,6 +1,8 @@
 /**
  * `edgeplane` command-line entry point: dispatches to one command per process role.
  */
+// First: mqtt-packet must find its length encoder replaced when it loads (var-byte-int-table.ts says why).
+import '../shared/mqtt/var-byte-int-table.js';
 import { packageVersion } from '../shared/project-root.js';
 import { COMMANDS } from './commands/index.js';
 import { runMain } from './run-main.js';

@@ -7,6 +7,7 @@
  * the agent's session, the distributed workers' downlink), before they write: each number is then
  * written as a 2-byte slice of Node's buffer pool (two or three per packet).
  */
+import './var-byte-int-table.js';
 import { writeToStream } from 'mqtt-packet';
 
 writeToStream.cacheNumbers = false;
