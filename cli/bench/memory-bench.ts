@@ -60,7 +60,7 @@ export interface DriftResult {
    * Each minute: RSS, V8's heap (committed and in use, without forcing a GC) and the main
    * thread's malloc heap, so a rise can be told apart as JavaScript heap or native memory.
    */
-  by_minute: Array<{ minute: number; rss_mb: number; v8_heap_total_mb: number; v8_heap_used_mb: number; malloc_heap_mb: number }>;
+  by_minute: Array<{ minute: number; rss_mb: number; v8_heap_total_mb: number; v8_heap_used_mb: number; array_buffers_mb: number; external_mb: number; malloc_heap_mb: number }>;
 }
 
 export interface MemoryBenchResult {
@@ -200,8 +200,11 @@ async function benchDrift(opts: { loadEps: number; loadFrom: string; minutes: nu
       const minutes: Array<Promise<DriftResult['by_minute'][number]>> = [];
       const minuteOf = async (minute: number, rss: number): Promise<DriftResult['by_minute'][number]> => {
         const v8 = await inspector.memoryUsage();
-        const row = { minute, rss_mb: rss, v8_heap_total_mb: v8.heapTotal / MB, v8_heap_used_mb: v8.heapUsed / MB, malloc_heap_mb: mallocHeapBytes(cp.pid) / MB };
-        opts.log(`    ${minute} min: RSS ${rss.toFixed(1)} MB (V8 heap ${row.v8_heap_total_mb.toFixed(1)} MB committed, ${row.v8_heap_used_mb.toFixed(1)} in use; malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
+        // Optional, to diff what the load leaves behind from one minute to the next (a snapshot pauses the process).
+        const snapshots = process.env.EDGEPLANE_BENCH_HEAP_SNAPSHOT;
+        if (snapshots) await inspector.writeHeapSnapshot(join(snapshots, `control-plane-drift-${minute}-min.heapsnapshot`));
+        const row = { minute, rss_mb: rss, v8_heap_total_mb: v8.heapTotal / MB, v8_heap_used_mb: v8.heapUsed / MB, array_buffers_mb: v8.arrayBuffers / MB, external_mb: v8.external / MB, malloc_heap_mb: mallocHeapBytes(cp.pid) / MB };
+        opts.log(`    ${minute} min: RSS ${rss.toFixed(1)} MB (V8 heap ${row.v8_heap_total_mb.toFixed(1)} MB committed, ${row.v8_heap_used_mb.toFixed(1)} in use; ArrayBuffers ${row.array_buffers_mb.toFixed(1)} MB of ${row.external_mb.toFixed(1)} external; malloc heap ${row.malloc_heap_mb.toFixed(1)} MB)`);
         return row;
       };
       const r = await fleet.play({
