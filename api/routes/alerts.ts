@@ -52,7 +52,14 @@ export async function assigneeOf(store: Store, request: FastifyRequest, ref: str
   }
   const tenantId = tenantIdOf(request);
   const byId = await store.consoleUsers.get(ref);
-  const user = byId?.tenant_id === tenantId ? byId : ref.includes('@') ? await store.consoleUsers.findByEmail(ref) : null;
+  // E-mails are unique per tenant only: pick this tenant's account among all that hold the e-mail
+  // (findByEmail would answer another tenant's first, hiding ours and revealing theirs).
+  const user =
+    byId?.tenant_id === tenantId
+      ? byId
+      : ref.includes('@')
+        ? (await store.consoleUsers.findAllByEmail(ref)).find((u) => u.tenant_id === tenantId)
+        : null;
   if (user && user.tenant_id === tenantId) return user.id;
   if (strict) {
     throw createError('NOT_FOUND', `${field}: no such console user in this tenant`, [{ field, message: 'no such console user in this tenant' }]);
