@@ -1,7 +1,7 @@
 /** Sign-in, token refresh, sign-out and the caller's own account. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { createError } from '../../shared/errors.js';
+import { createError, isEdgeplaneError } from '../../shared/errors.js';
 import { NoContent, errorResponses } from '../schemas/common.js';
 import { ConsoleUserSchema } from '../../shared/schemas/records.js';
 import { ApiKeySchema } from '../routes/api-keys.js';
@@ -144,15 +144,33 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Change the caller’s own password; every other session of the account ends',
         description:
           'Checks the current password (401 INVALID_CREDENTIALS naming body.current_password), then ends ' +
-          'every session of the account, live feeds included, and returns a fresh token pair for the caller.',
+          'every session of the account, live feeds included, and returns a fresh token pair for the caller. ' +
+          'Guesses share the sign-in limits (per e-mail and client address): 429 RATE_LIMITED with Retry-After beyond them.',
         body: ChangePasswordBody,
         response: { 200: TokenPairSchema, ...errorResponses },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { userId } = userPrincipalOf(request);
       const { current_password, new_password } = request.body;
-      const { pair, user } = await app.sessions.changeOwnPassword(userId, current_password, new_password);
+      // Checking the current password answers whether a guess is right, like sign-in: it draws on
+      // the same budgets (per e-mail and address), so a stolen session cannot guess around them.
+      const account = await app.store.consoleUsers.get(userId);
+      if (!account) throw createError('UNAUTHENTICATED', 'account no longer exists or is disabled');
+      const throttled = await app.loginThrottle.admit(account.email, request.ip);
+      if (throttled) {
+        reply.header('retry-after', throttled.retryAfterS);
+        throw throttled.error;
+      }
+      let changed: Awaited<ReturnType<typeof app.sessions.changeOwnPassword>>;
+      try {
+        changed = await app.sessions.changeOwnPassword(userId, current_password, new_password);
+      } catch (err) {
+        if (isEdgeplaneError(err) && err.code === 'INVALID_CREDENTIALS') app.loginThrottle.failed();
+        throw err;
+      }
+      await app.loginThrottle.succeeded(account.email, request.ip);
+      const { pair, user } = changed;
       audit(request, { resource_id: userId });
       app.bus.publish('console-user.revoked', { user_id: userId, tenant_id: user.tenant_id, reason: 'password_changed' });
       return pair;
