@@ -19,7 +19,7 @@ import { authRoutes } from './auth/routes.js';
 import { SessionService } from './auth/sessions.js';
 import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
-import { registerFeedTransport } from './feed-transport.js';
+import { redactQueryToken, registerFeedTransport } from './feed-transport.js';
 import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
 import { serializerCompiler } from './response-serializer.js';
 import { registerStrictQuery } from './strict-query.js';
@@ -119,7 +119,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   // One line per request, with access tokens in query strings (WebSocket feeds) redacted.
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
-      { method: request.method, url: request.url.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]'), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      { method: request.method, url: redactQueryToken(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
       'request completed',
     );
   });

@@ -19,6 +19,33 @@ function offeredProtocols(header: string | string[] | undefined): string[] {
     .filter((p) => p.length > 0);
 }
 
+/** The query parameter a feed's access token may travel in (browsers cannot set headers). */
+const TOKEN_PARAM = 'access_token';
+
+/**
+ * `url` with the value of every `access_token` parameter replaced, for logs. Names are compared
+ * decoded, as the query parser reads them (`access%5Ftoken` is `access_token` to the API).
+ */
+export function redactQueryToken(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const pairs = url
+    .slice(q + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const rawName = eq < 0 ? pair : pair.slice(0, eq);
+      let name = rawName;
+      try {
+        name = decodeURIComponent(rawName.replace(/\+/g, ' '));
+      } catch {
+        // A malformed escape: compared as written.
+      }
+      return name.toLowerCase() === TOKEN_PARAM ? `${rawName}=[redacted]` : pair;
+    });
+  return `${url.slice(0, q + 1)}${pairs.join('&')}`;
+}
+
 /** The token an upgrade request carries where a browser can put one, or null. */
 export function upgradeToken(request: FastifyRequest): string | null {
   const protocols = offeredProtocols(request.headers['sec-websocket-protocol']);
@@ -26,8 +53,8 @@ export function upgradeToken(request: FastifyRequest): string | null {
   const fromProtocol = at >= 0 ? protocols[at + 1] : undefined;
   if (fromProtocol !== undefined) return fromProtocol;
   const query: unknown = request.query;
-  if (typeof query === 'object' && query !== null && 'access_token' in query) {
-    const token = query.access_token;
+  if (typeof query === 'object' && query !== null && TOKEN_PARAM in query) {
+    const token = query[TOKEN_PARAM];
     if (typeof token === 'string' && token.length > 0) return token;
   }
   return null;
