@@ -241,6 +241,8 @@ export class TokenService {
         issuer: TOKEN_ISSUER,
         audience: TOKEN_AUDIENCE,
         algorithms: [ALG],
+        // Every token issued here expires: one without `exp` would be valid for ever.
+        requiredClaims: ['exp'],
         currentDate: new Date(this.#now()),
       });
       const claims = ClaimsSchema.safeParse(payload);
