@@ -26,6 +26,13 @@
  *   closed while a stream still reads (a stop during a reconnect storm: LevelDB's
  *   LEVEL_ITERATOR_NOT_OPEN) or a store error took the whole process down as an unhandled
  *   'error'. Each stream now ends at an error, which is reported to `onRetainedStreamError`.
+ * - Inbound QoS 2 messages awaiting their PUBREL. aedes 1.2 publishes a QoS 2 PUBLISH at once
+ *   (before its PUBREC, lib/handlers/publish.js) and keeps a copy under its packet id only to
+ *   recognise a retransmission [MQTT-4.3.3-2] (`incomingGetPacket` is only asked whether the id
+ *   is known). The copy kept the whole payload, for as long as the session lived: a client that
+ *   never sent PUBREL held 1,000 payloads per connection (aedes' `maxInflightInbound`), and on a
+ *   persistent session it reconnected and held 1,000 more, up to 65,535 (16 GiB at the 256 KiB
+ *   payload limit). The copy is now stored without its payload.
  */
 import type { SessionPersistence } from './backends.js';
 
@@ -38,6 +45,7 @@ interface SubscriptionRecord {
 }
 
 interface QueueOps {
+  incomingStorePacket(client: ClientRef, packet: { payload?: unknown }): Promise<unknown>;
   addSubscriptions(client: ClientRef, subs: SubscriptionRecord[]): Promise<unknown>;
   outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<unknown>;
   outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: unknown): Promise<unknown>;
@@ -83,6 +91,9 @@ export function guardPersistence(persistence: SessionPersistence, opts: GuardedP
     while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
   };
   const addSubscriptions = store.addSubscriptions.bind(store);
+  const incomingStore = store.incomingStorePacket.bind(store);
+  // Only the packet id matters once the message is published (see the header).
+  store.incomingStorePacket = (client, packet) => incomingStore(client, { ...packet, payload: Buffer.alloc(0) });
   const enqueueCombi = store.outgoingEnqueueCombi.bind(store);
   const clearMessageId = store.outgoingClearMessageId.bind(store);
   const outgoingStream = store.outgoingStream.bind(store);
