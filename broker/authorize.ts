@@ -14,6 +14,7 @@ import type { Counters } from '../shared/metrics.js';
 import { mayPublish, mayReceive, maySubscribe, mqttIdentity, parseTopic, subscriptionMaxQos, type MqttPrincipal, type ParsedTopic } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type UplinkSink } from '../shared/mqtt/transport.js';
 import type { CarrierFeedSink } from './carrier-feed-ingest.js';
+import { MAX_FILTER_BYTES } from './frame-inspector.js';
 import type { RefusalLog } from './refusal-log.js';
 import type { RetainedQuota } from './retained-quota.js';
 import { TOPIC_VERDICTS_MAX, type Session, type Sessions } from './sessions.js';
@@ -250,6 +251,14 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       };
       if (!session || !principal || !maySubscribe(principal, sub.topic)) {
         denyAcl('subscribe', client, principal, sub.topic);
+        return refuse();
+      }
+      // A console user's or a service's ACL covers filters of any length under its prefix; the
+      // wire guard bounds a SUBSCRIBE as a whole, so one filter may still be 16 KiB, kept for
+      // the session (and stored, on a persistent one). Our filters are a few dozen bytes.
+      if (Buffer.byteLength(sub.topic) > MAX_FILTER_BYTES) {
+        counters.inc('mqtt_rejected_total', { reason: 'filter_too_long' });
+        refusals.refused(client.id, 'filter_too_long', 'subscription refused: filter too long', { bytes: Buffer.byteLength(sub.topic), cap: MAX_FILTER_BYTES });
         return refuse();
       }
       if (!session.subscriptions.has(sub.topic) && session.subscriptions.size >= ctx.maxSubscriptionsPerClient) {
