@@ -115,6 +115,8 @@ export interface BrokerPorts {
 
 /** Long enough for a slow link's TLS-less CONNECT, short enough that idle sockets do not pile up. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** How often the WebSocket listener looks for connections past their upgrade timeout. */
+const UPGRADE_CHECK_INTERVAL_MS = 1_000;
 /** MQTT 3.1.1 lets servers accept ids longer than 23 chars [MQTT-3.1.3-5]; towers use `tower-<64 chars>`. */
 const MAX_CLIENT_ID_LENGTH = 128;
 /** aedes reports a topic deeper than maxTopicLevels with this message (lib/utils.js). */
@@ -314,8 +316,26 @@ export class Broker {
       const upgradeOnly = (_req: IncomingMessage, res: import('node:http').ServerResponse) => {
         res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
       };
-      const http: HttpServer = tls ? createHttpsServer({ ...tls }, upgradeOnly) : createHttpServer(upgradeOnly);
+      // Until its upgrade, a WebSocket connection is as unauthenticated as a TCP one before its
+      // CONNECT: it counts against the same pending cap and must upgrade within the CONNECT
+      // timeout (Node's defaults let a silent or trickling request hold its socket 60–300 s,
+      // and a TLS handshake 120 s).
+      const upgradeWithin = {
+        headersTimeout: CONNECT_TIMEOUT_MS,
+        requestTimeout: CONNECT_TIMEOUT_MS,
+        connectionsCheckingInterval: UPGRADE_CHECK_INTERVAL_MS,
+      };
+      const http: HttpServer = tls
+        ? createHttpsServer({ ...tls, ...upgradeWithin, handshakeTimeout: CONNECT_TIMEOUT_MS }, upgradeOnly)
+        : createHttpServer(upgradeWithin, upgradeOnly);
       this.#http = http;
+      const upgrading = new WeakMap<Duplex, () => void>();
+      http.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+        const release = this.#gate.reserve(socket, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'} (ws)`);
+        if (release) upgrading.set(socket, release);
+      });
+      // Before ws takes the socket over (and admit() counts it as a connection of its own).
+      http.prependListener('upgrade', (req: IncomingMessage) => upgrading.get(req.socket)?.());
       // A WebSocket message never needs to exceed one MQTT frame; ws drops larger ones (1009).
       const wss = new WebSocketServer({ server: http, maxPayload: frameLimit });
       this.#wss = wss;

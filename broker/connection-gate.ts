@@ -67,6 +67,31 @@ export class ConnectionGate {
     return guard;
   }
 
+  /**
+   * Counts `socket` as pending from its accept until `release` is called or it closes: a
+   * WebSocket connection is unauthenticated during its HTTP upgrade too, before MQTT starts on
+   * it (and `admit` counts it from then on). Returns null, having destroyed the socket, when
+   * too many are pending.
+   */
+  reserve(socket: Duplex, peer: string): (() => void) | null {
+    const { counters, refusals } = this.#opts;
+    if (this.#pending >= this.#opts.maxPending) {
+      counters.inc('mqtt_rejected_total', { reason: 'too_many_pending' });
+      refusals.refused(null, 'too_many_pending', 'connection refused: too many unauthenticated connections', { peer, cap: this.#opts.maxPending });
+      socket.destroy();
+      return null;
+    }
+    this.#pending++;
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      this.#pending--;
+    };
+    socket.once('close', release);
+    return release;
+  }
+
   /** Remembers which guard serves `client`. */
   bind(client: Client, guard: WireGuard): void {
     this.#guards.set(client, guard);
