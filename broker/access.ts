@@ -9,13 +9,13 @@ import type { TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
-import { subscriptionMaxQos, topics } from '../shared/mqtt/topics.js';
+import { subscriptionMaxQos, topics, type MqttPrincipal } from '../shared/mqtt/topics.js';
 import type { Store } from '../shared/store/port.js';
 import { authenticateConnection, CONNACK, type AuthOutcome, type ConnackRefusal } from './authenticate.js';
 import type { BrokerConfig, BrokerDeps } from './broker.js';
 import { CommandDeliveries, type CommandDelivery } from './command-deliveries.js';
 import type { ConnectionGate } from './connection-gate.js';
-import { TokenBucket } from './limits.js';
+import { PublishBuckets } from './limits.js';
 import type { RefusalLog } from './refusal-log.js';
 import { newSession, type Sessions } from './sessions.js';
 
@@ -38,9 +38,11 @@ export interface AccessDeps {
 
 export class Access {
   readonly #d: AccessDeps;
+  readonly #buckets: PublishBuckets;
 
   constructor(deps: AccessDeps) {
     this.#d = deps;
+    this.#buckets = new PublishBuckets(deps.config.mqtt_publish_rate, deps.config.mqtt_publish_burst, deps.now);
   }
 
   /** Listens for revocations; `owner` removes the listeners (bus.removeAllFor). */
@@ -88,13 +90,11 @@ export class Access {
     // The socket may have gone while we were checking; aedes drops the CONNECT itself then.
     if (client.closed) return null;
     const principal = outcome.principal;
-    const bucket =
-      principal.kind === 'service'
-        ? null // the cloud's own fan-out; throttling it would throttle every tower's decisions
-        : new TokenBucket(config.mqtt_publish_rate, config.mqtt_publish_burst, this.#d.now);
+    // The cloud's own fan-out is not throttled: that would throttle every tower's decisions.
+    const rate = principal.kind === 'service' ? null : this.#buckets.acquire(publisherKey(principal));
     const statusWill = principal.kind === 'tower' && facts.willTopic === topics.status(principal.towerId);
     const deliveries = principal.kind === 'tower' ? new CommandDeliveries(principal.towerId, config.mqtt_max_payload_bytes) : null;
-    const session = newSession({ principal, bucket, statusWill, deliveries });
+    const session = newSession({ principal, bucket: rate?.bucket ?? null, ...(rate ? { releaseBucket: rate.release } : {}), statusWill, deliveries });
     sessions.open(client, session);
     if (outcome.expiresAt !== undefined) {
       // The session lasts as long as the access token that opened it.
@@ -169,4 +169,12 @@ export class Access {
 export function authError(returnCode: ConnackRefusal, message: string): AuthenticateError {
   // aedes copies `returnCode` (2..5) into the CONNACK (lib/handlers/connect.js).
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+/** Whose publish rate a connection draws on: its tower, console user or carrier (null: its own). */
+function publisherKey(p: MqttPrincipal): string | null {
+  if (p.kind === 'tower') return `tower:${p.towerId}`;
+  if (p.kind === 'console') return `user:${p.userId}`;
+  if (p.kind === 'carrier') return `carrier:${p.carrierId}`;
+  return null;
 }

@@ -98,6 +98,32 @@ describe('broker limits', () => {
     await other.publishAsync(topics.status('T2'), Buffer.from('{}'), { qos: 1 });
   });
 
+  it('does not give a tower a fresh burst for reconnecting: its connections share one bucket', async () => {
+    const c = await h.connectTower(t1);
+    for (let i = 0; i < 3; i++) await c.publishAsync(topics.status('T1'), Buffer.from('{}'), { qos: 1 }); // the burst
+    const gone = closed(c);
+    c.publish(topics.status('T1'), Buffer.from('{}'), { qos: 1 }, () => undefined);
+    await gone;
+    // At once again: the bucket is still empty, so the first PUBLISH closes the new connection too.
+    const again = await h.connectTower(t1);
+    const goneAgain = closed(again);
+    again.publish(topics.status('T1'), Buffer.from('{}'), { qos: 1 }, () => undefined);
+    await goneAgain;
+    expect(h.counters.get('mqtt_rejected_total', { reason: 'rate_limited' })).toBe(2);
+    expect(h.sink.messages).toHaveLength(3);
+    // Another tower's bucket is its own, however T1 spends.
+    const other = await h.connectTower(t2);
+    for (let i = 0; i < 3; i++) await other.publishAsync(topics.status('T2'), Buffer.from('{}'), { qos: 1 });
+    // Time refills T1's bucket (5/s, burst 3), and no further than the burst.
+    h.clock.now += 10_000;
+    const later = await h.connectTower(t1);
+    for (let i = 0; i < 3; i++) await later.publishAsync(topics.status('T1'), Buffer.from('{}'), { qos: 1 });
+    const goneLater = closed(later);
+    later.publish(topics.status('T1'), Buffer.from('{}'), { qos: 1 }, () => undefined);
+    await goneLater;
+    expect(h.counters.get('mqtt_rejected_total', { reason: 'rate_limited' })).toBe(3);
+  });
+
   it('logs rate-limit refusals once per client and interval, with their count', async () => {
     const lines: Array<Record<string, unknown>> = [];
     const sink = new Writable({
@@ -109,7 +135,9 @@ describe('broker limits', () => {
     const logged = await startHarness({ config: { mqtt_publish_rate: 5, mqtt_publish_burst: 3 }, logger: createLogger('info', sink) });
     const t = await logged.createTower('T1');
     for (let i = 0; i < 40; i++) {
-      // A fresh connection gets a fresh burst of 3; the 4th PUBLISH is refused and closes it.
+      // A second later the tower's bucket has refilled to its burst of 3; the 4th PUBLISH is
+      // refused and closes the connection.
+      logged.clock.now += 1_000;
       const c = await logged.connectTower(t);
       for (let k = 0; k < 3; k++) await c.publishAsync(topics.status('T1'), Buffer.from('{}'), { qos: 1 });
       const gone = closed(c);

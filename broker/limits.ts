@@ -1,5 +1,5 @@
 /**
- * Per-connection limits that aedes does not enforce itself: a publish-rate token bucket, and the
+ * Per-client limits that aedes does not enforce itself: a publish-rate token bucket per publisher, and the
  * largest frame a client may announce (enforced on the fixed header by frame-inspector.ts,
  * before the MQTT parser buffers an oversized packet).
  */
@@ -34,6 +34,55 @@ export class TokenBucket {
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;
     return true;
+  }
+}
+
+/**
+ * A broker process's publish buckets: one per publisher (a tower, a console user, a carrier), not
+ * per connection. The PUBLISH over the rate closes its connection, so with a bucket per
+ * connection a client that reconnected at once had a fresh burst each time — the limit was
+ * `burst` per reconnect. A publisher's connections share its bucket, and the bucket outlives the
+ * last of them until it would have refilled (burst / rate seconds), then is dropped: a fresh
+ * bucket is then no fuller than the kept one would be. Principals without a key (anonymous
+ * development clients, which may publish nothing) get a bucket of their own.
+ */
+export class PublishBuckets {
+  readonly #held = new Map<string, { bucket: TokenBucket; connections: number; idle: NodeJS.Timeout | null }>();
+  readonly #rate: number;
+  readonly #burst: number;
+  readonly #now: () => number;
+
+  constructor(ratePerSecond: number, burst: number, now: () => number) {
+    this.#rate = ratePerSecond;
+    this.#burst = burst;
+    this.#now = now;
+  }
+
+  /** `key`'s bucket (null: one of its own), and what to call once, when the connection ends. */
+  acquire(key: string | null): { bucket: TokenBucket; release: () => void } {
+    if (key === null) return { bucket: new TokenBucket(this.#rate, this.#burst, this.#now), release: () => undefined };
+    let held = this.#held.get(key);
+    if (!held) this.#held.set(key, (held = { bucket: new TokenBucket(this.#rate, this.#burst, this.#now), connections: 0, idle: null }));
+    if (held.idle) clearTimeout(held.idle);
+    held.idle = null;
+    held.connections++;
+    const entry = held;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (--entry.connections > 0) return;
+      entry.idle = setTimeout(() => {
+        if (entry.connections === 0 && this.#held.get(key) === entry) this.#held.delete(key);
+      }, Math.ceil((1000 * this.#burst) / this.#rate));
+      entry.idle.unref();
+    };
+    return { bucket: entry.bucket, release };
+  }
+
+  /** Publishers with a bucket (connected, or disconnected and not yet refilled). */
+  get size(): number {
+    return this.#held.size;
   }
 }
 

@@ -12,6 +12,8 @@ export interface Session {
   readonly principal: MqttPrincipal;
   /** Null for principals exempt from the publish rate limit (internal services). */
   readonly bucket: TokenBucket | null;
+  /** Hands the bucket back when the connection ends (limits.ts, PublishBuckets). */
+  readonly releaseBucket: () => void;
   /** True when CONNECT carried a will on the tower's own status topic (its availability LWT). */
   readonly statusWill: boolean;
   /** Filters granted on this connection (capped per client). */
@@ -35,8 +37,8 @@ export interface Session {
 export const TOPIC_VERDICTS_MAX = 16;
 
 /** A new session's state; `fields` is what authentication established. */
-export function newSession(fields: Pick<Session, 'principal' | 'bucket' | 'statusWill' | 'deliveries'>): Session {
-  return { ...fields, subscriptions: new Set(), expiry: null, published: null, answerable: null };
+export function newSession(fields: Pick<Session, 'principal' | 'bucket' | 'statusWill' | 'deliveries'> & Partial<Pick<Session, 'releaseBucket'>>): Session {
+  return { releaseBucket: () => undefined, ...fields, subscriptions: new Set(), expiry: null, published: null, answerable: null };
 }
 
 /** What preConnect saw in the CONNECT, read back when authentication succeeds. */
@@ -103,6 +105,7 @@ export class Sessions {
     if (!session) return;
     if (session.expiry) clearTimeout(session.expiry);
     session.expiry = null;
+    session.releaseBucket();
     for (const key of indexKeys(session.principal)) removeFrom(this.#liveBy, key, client);
     if (listens(session.principal)) this.#listeners--;
   }

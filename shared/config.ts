@@ -70,7 +70,7 @@ export const CONFIG_OPTIONS = {
   allow_anonymous: { flag: 'allow-anonymous', describe: 'DEVELOPMENT ONLY: accept anonymous MQTT clients (read-only, nothing granted); true/false, 1/0 or yes/no' },
   mqtt_max_payload_bytes: { flag: 'mqtt-max-payload-bytes', describe: 'Largest PUBLISH payload accepted; larger ones disconnect the client' },
   mqtt_max_topic_levels: { flag: 'mqtt-max-topic-levels', describe: 'Deepest topic accepted' },
-  mqtt_publish_rate: { flag: 'mqtt-publish-rate', describe: 'Sustained PUBLISH packets per second per client' },
+  mqtt_publish_rate: { flag: 'mqtt-publish-rate', describe: 'Sustained PUBLISH packets per second per publisher (a tower, console user or carrier; its connections share it)' },
   mqtt_publish_burst: { flag: 'mqtt-publish-burst', describe: 'Burst allowance above the sustained publish rate' },
   mqtt_drain_timeout_ms: { flag: 'mqtt-drain-timeout-ms', describe: 'Drop a subscriber whose socket stays blocked this long' },
   mqtt_max_connect_bytes: { flag: 'mqtt-max-connect-bytes', describe: 'Largest CONNECT packet accepted; checked on its header, before authentication' },
