@@ -23,6 +23,12 @@ export type BusListener<K extends keyof BusEvents> = (payload: BusEvents[K]) => 
 export interface Bus {
   publish<K extends keyof BusEvents>(event: K, payload: BusEvents[K]): void;
   subscribe<K extends keyof BusEvents>(event: K, listener: BusListener<K>, owner?: object, scope?: BusScope): () => void;
+  /**
+   * Called when other processes' events may have been missed (the adapter lost its connection
+   * and is subscribed again): a cache kept current by cluster events must not trust what it holds.
+   * Adapters that cannot miss events (one process) never call it.
+   */
+  onMissedEvents?(listener: () => void, owner?: object): () => void;
   removeAllFor(owner: object): void;
 }
 

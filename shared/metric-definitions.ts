@@ -131,6 +131,7 @@ export const METRIC_DEFINITIONS = {
   // --- event bus --------------------------------------------------------------------------------
   bus_publish_errors_total: counter('Bus events that could not be published to Redis', 'event'),
   bus_messages_dropped_total: counter('Bus messages from Redis dropped as invalid', 'reason'),
+  bus_resubscribes_total: counter('Times the bus subscribed again after losing its Redis connection (events published meanwhile were missed)'),
 } as const satisfies Record<string, MetricDefinition>;
 
 export type MetricName = keyof typeof METRIC_DEFINITIONS;

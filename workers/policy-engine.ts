@@ -70,6 +70,7 @@ export class PolicyEngine {
   readonly #pending = new Set<Promise<unknown>>();
   readonly #publisher: BundlePublisher;
   #unsubscribe: (() => void) | null = null;
+  #unsubscribeMissed: (() => void) | null = null;
 
   constructor(ctx: WorkerContext, opts: PolicyEngineOptions = {}) {
     this.#ctx = ctx;
@@ -83,6 +84,8 @@ export class PolicyEngine {
     }
     // Cluster scope: a change made through any API process invalidates every worker's index.
     this.#unsubscribe = this.#ctx.bus.subscribe('policy.changed', (e) => this.invalidate(e.tenant_id, e), this, 'cluster');
+    // Changes announced while the bus was disconnected never arrive: nothing held can be trusted.
+    this.#unsubscribeMissed = this.#ctx.bus.onMissedEvents?.(() => this.#invalidateAll(), this) ?? null;
     // Retained bundles may be missing (fresh broker) or stale: publish every tenant's current one.
     let cursor: string | null = null;
     do {
@@ -95,6 +98,8 @@ export class PolicyEngine {
   async stop(): Promise<void> {
     this.#unsubscribe?.();
     this.#unsubscribe = null;
+    this.#unsubscribeMissed?.();
+    this.#unsubscribeMissed = null;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
     await Promise.allSettled([...this.#pending]);
@@ -136,11 +141,25 @@ export class PolicyEngine {
     );
   }
 
+  /** Every tenant held is stale: the next event rebuilds it, and its bundles are refreshed. */
+  #invalidateAll(): void {
+    for (const tenantId of [...this.#entries.keys()]) this.invalidate(tenantId);
+  }
+
   /** The tenant's current compiled policy, or null for an unknown tenant. */
   async stateFor(tenantId: string): Promise<TenantPolicyState | null> {
     const e = this.#entry(tenantId);
     if (e.state && e.builtGeneration === e.generation) return e.state;
-    return this.#build(tenantId, e);
+    const state = await this.#build(tenantId, e);
+    // A tower may name any tenant id in its usage topic (the ACL cannot know which it serves):
+    // an unknown one is not remembered, or every id tried would stay in memory for good.
+    if (!state) this.#forget(tenantId, e);
+    return state;
+  }
+
+  /** Tenants this process holds state for (metrics, tests). */
+  get tenantsHeld(): number {
+    return this.#entries.size;
   }
 
   /** Rebuilds (if needed) and publishes the tenant's edge bundles. */
@@ -159,6 +178,7 @@ export class PolicyEngine {
         this.#models.delete(tenantId);
         await this.#publisher.removeTenant(tenantId);
       }
+      this.#forget(tenantId, e);
       return;
     }
     if (model) await this.#publisher.publishTenant(model);
@@ -249,6 +269,12 @@ export class PolicyEngine {
       this.#directory.set(d.id, tenantId);
     }
     this.#devicesOf.set(tenantId, next);
+  }
+
+  /** Drops the entry of a tenant that does not exist, unless a change or build is under way. */
+  #forget(tenantId: string, e: Entry): void {
+    if (this.#entries.get(tenantId) !== e || e.state || e.building || this.#timers.has(tenantId) || this.#models.has(tenantId)) return;
+    this.#entries.delete(tenantId);
   }
 
   #setDevice(deviceId: string, tenantId: string): void {

@@ -5,8 +5,9 @@
  * (BUS_EVENT_SCHEMAS); anything malformed or unknown is dropped and counted, never delivered.
  *
  * Pub/sub is at-most-once: a process that is disconnected misses events. What listens with
- * cluster scope is built for that: policy caches also rebuild on a version mismatch, live feeds are
- * best effort, and a revoked credential is refused at its next CONNECT by the store check.
+ * cluster scope is built for that: once the subscriber is back (ioredis reconnects and subscribes
+ * again), `onMissedEvents` listeners are told, so policy caches rebuild; live feeds are best
+ * effort, and a revoked credential is refused at its next CONNECT by the store check.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -37,7 +38,13 @@ export class RedisBus implements Bus {
   readonly #listeners: BusListeners;
   readonly #origin = randomUUID();
   readonly #channel: string;
+  readonly #missed = new Set<{ fn: () => void; owner: object | undefined }>();
   #started = false;
+  /** Subscribed once: a later 'ready' of the subscriber is a reconnection. */
+  #subscribed = false;
+  readonly #onReady = (): void => {
+    if (this.#subscribed) void this.#resubscribed();
+  };
 
   constructor(opts: RedisBusOptions) {
     this.#o = opts;
@@ -51,13 +58,46 @@ export class RedisBus implements Bus {
     this.#o.subscriber.on('message', (channel: string, message: string) => {
       if (channel === this.#channel) this.#receive(message);
     });
+    this.#o.subscriber.on('ready', this.#onReady);
     await this.#o.subscriber.subscribe(this.#channel);
+    this.#subscribed = true;
   }
 
   async stop(): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
+    this.#subscribed = false;
+    this.#o.subscriber.off('ready', this.#onReady);
     await this.#o.subscriber.unsubscribe(this.#channel).catch(() => undefined);
+  }
+
+  onMissedEvents(listener: () => void, owner?: object): () => void {
+    const entry = { fn: listener, owner };
+    this.#missed.add(entry);
+    return () => this.#missed.delete(entry);
+  }
+
+  /**
+   * The subscriber reconnected: whatever was published while it was away never arrives. ioredis
+   * subscribes again on its own; the listeners are told only once our own SUBSCRIBE is answered,
+   * i.e. events flow again (a cache rebuilt before that could miss a change made in between).
+   */
+  async #resubscribed(): Promise<void> {
+    try {
+      await this.#o.subscriber.subscribe(this.#channel);
+    } catch {
+      // Lost again: the next 'ready' tries again.
+      return;
+    }
+    if (!this.#started) return;
+    this.#o.counters?.inc('bus_resubscribes_total');
+    for (const l of [...this.#missed]) {
+      try {
+        l.fn();
+      } catch {
+        // One failing listener must not keep the others stale.
+      }
+    }
   }
 
   publish<K extends keyof BusEvents>(event: K, payload: BusEvents[K]): void {
@@ -75,6 +115,7 @@ export class RedisBus implements Bus {
 
   removeAllFor(owner: object): void {
     this.#listeners.removeAllFor(owner);
+    for (const l of this.#missed) if (l.owner === owner) this.#missed.delete(l);
   }
 
   #receive(message: string): void {
