@@ -5,7 +5,9 @@
  *
  * Both operations are idempotent, so a batch processed twice (a redelivery, a job re-run after a
  * worker died) changes nothing the second time:
- * - a violation is counted once per event id;
+ * - a violation is counted once per event id, also across a reset: the events a reset took out of
+ *   the count stay known (for as long as they would have stayed in the window), so an escalation's
+ *   batch processed again neither starts the next window nor remediates a second time;
  * - an action is claimed by an owner (the id of the command that carries it); claiming again
  *   with the same owner is granted again.
  *
@@ -37,10 +39,14 @@ export interface ClaimResult {
 export interface RemediationState {
   /**
    * Records violation `eventId` at `at` and returns how many distinct violations the key has in
-   * (at - windowMs, at]. Recording the same event id again does not count it twice.
+   * (at - windowMs, at]. Recording the same event id again does not count it twice. 0 when the
+   * event was taken out of the count by a reset (it took part in an escalation already).
    */
   countViolation(key: ViolationKey, eventId: string, at: number, windowMs: number): Promise<number>;
-  /** Forgets the key's violations (an escalation fired: the next one starts a new window). */
+  /**
+   * Takes the key's violations out of the count (an escalation fired: the next one starts a new
+   * window); their event ids stay known, so counting one of them again answers 0.
+   */
   resetViolations(key: ViolationKey): Promise<void>;
   /**
    * Claims the action for `owner` until `until`. Granted when nobody holds it, when the holder's
@@ -60,7 +66,10 @@ export function actionKey(k: ActionKey): string {
 const DEFAULT_MAX_KEYS = 100_000;
 
 export class InProcessRemediationState implements RemediationState {
-  /** key → (event id → time); insertion order doubles as LRU order for the memory bound. */
+  /**
+   * key → (event id → time; negated once a reset took it out of the count); insertion order
+   * doubles as LRU order for the memory bound.
+   */
   readonly #windows = new Map<string, Map<string, number>>();
   readonly #actions = new Map<string, { owner: string; until: number }>();
   readonly #maxKeys: number;
@@ -72,18 +81,20 @@ export class InProcessRemediationState implements RemediationState {
   async countViolation(key: ViolationKey, eventId: string, at: number, windowMs: number): Promise<number> {
     const k = violationKey(key);
     const events = this.#windows.get(k) ?? new Map<string, number>();
+    const spent = (events.get(eventId) ?? 0) < 0;
     if (!events.has(eventId)) events.set(eventId, at);
     let n = 0;
     for (const [id, t] of events) {
-      if (t > at - windowMs && t <= at) n++;
-      else if (t <= at - windowMs) events.delete(id);
+      if (Math.abs(t) <= at - windowMs) events.delete(id);
+      else if (t > 0 && t <= at) n++;
     }
     bump(this.#windows, k, events, this.#maxKeys);
-    return n;
+    return spent ? 0 : n;
   }
 
   async resetViolations(key: ViolationKey): Promise<void> {
-    this.#windows.delete(violationKey(key));
+    const events = this.#windows.get(violationKey(key));
+    if (events) for (const [id, t] of events) if (t > 0) events.set(id, -t);
   }
 
   async claimAction(key: ActionKey, owner: string, at: number, until: number): Promise<ClaimResult> {

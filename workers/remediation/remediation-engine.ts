@@ -6,7 +6,8 @@
  * burst of violations becomes one command, not hundreds. Free-plan tenants get alerts only.
  *
  * Idempotent, so a batch processed twice (QoS 1 redelivery, a queue job re-run after a worker
- * died, N workers) issues each command once: violations are counted once per event id, the
+ * died, N workers) issues each command once: violations are counted once per event id (also
+ * after the escalation they took part in reset the window), the
  * command id is derived from the event and the kind of remediation, the action is claimed by that
  * command id, and the store creates a command id once. The state (windows, actions in force) is a
  * port shared by every worker (shared/workflow/remediation-state.ts).
@@ -53,6 +54,12 @@ export class RemediationEngine {
     if (rule.escalation) {
       const key = { tenant_id: tenantId, tower_id: towerId, device_id: v.device_id, rule_id: rule.id };
       const n = await this.#ctx.remediationState.countViolation(key, v.event_id, now, rule.escalation.window_s * 1000);
+      // Taken out of the count by an escalation's reset: this is a batch processed again after
+      // that escalation, whose violations were remediated then (by it, or before it, as each came).
+      if (n === 0) {
+        this.#ctx.counters.inc('remediations_skipped_total', { reason: 'already_escalated' });
+        return;
+      }
       if (n >= rule.escalation.threshold) {
         // Issue first: if this process dies before the reset, a re-run finds the same window
         // (the event is counted once) and issues the same command id again, i.e. nothing new.
