@@ -21,7 +21,10 @@ export class RetentionJob {
 
   start(): void {
     const tick = () => {
-      this.#running = this.#runIfLeader().finally(() => (this.#running = null));
+      // A pass longer than the interval is not joined by a second one (the lease is this
+      // process' own, so it would be granted): passes would pile up, and stop() would wait for
+      // the last one only.
+      this.#running ??= this.#runIfLeader().finally(() => (this.#running = null));
       this.#timer = setTimeout(tick, this.#intervalMs);
       this.#timer.unref();
     };
