@@ -10,7 +10,9 @@
  * schedules it, each step runs once:
  * - `send.<id>.<n>`: publish attempt n+1 if the command is still pending with n attempts, then
  *   schedule `send.<id>.<n+1>` after the backoff. The attempt count is compared-and-set in the
- *   store, so two racing senders record one publish.
+ *   store, so two racing senders record one publish. A send whose every run failed (the store
+ *   down for longer than the job's backoff) is scheduled again `retryMaxMs` later as
+ *   `send.<id>.<n>.r<k>`, so an outage delays a command rather than stopping its sends.
  * - `expire.<id>`: at expires_at, expire it unless it was acked.
  * - `delivered.<id>`: the broker saw the tower's PUBACK (reported from whichever broker node).
  * A tower coming back online promotes its pending commands' next send to now.
@@ -27,11 +29,21 @@ import { encodePayload, type Command } from '../mqtt/payloads.js';
 import { topics } from '../mqtt/topics.js';
 import type { Downlink } from '../mqtt/transport.js';
 import type { CommandInput, Store } from '../store/port.js';
-import type { JobQueue, JobQueues } from '../workflow/job-queue.js';
+import type { JobInfo, JobQueue, JobQueues } from '../workflow/job-queue.js';
 import { isFinal } from './lifecycle.js';
 
+/** Runs of one command job before it is given up (backoff 0.5 s doubling: about a minute). */
+const JOB_ATTEMPTS = 8;
+
 export const CommandJobSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('send'), tenant_id: z.string(), command_id: z.string(), attempts: z.number().int().nonnegative() }),
+  z.object({
+    kind: z.literal('send'),
+    tenant_id: z.string(),
+    command_id: z.string(),
+    attempts: z.number().int().nonnegative(),
+    /** How many times this send was scheduled again after all its runs failed (absent: never). */
+    round: z.number().int().positive().optional(),
+  }),
   z.object({ kind: z.literal('expire'), tenant_id: z.string(), command_id: z.string() }),
   z.object({ kind: z.literal('delivered'), tenant_id: z.string(), tower_id: z.string(), command_id: z.string(), at: z.number().int() }),
 ]);
@@ -72,7 +84,7 @@ export class CommandService {
     this.#queue = deps.queues.open({
       name: 'commands',
       schema: CommandJobSchema,
-      attempts: 8,
+      attempts: JOB_ATTEMPTS,
       backoffMs: 500,
       onFailed: (err, job) => {
         deps.counters.inc('command_jobs_failed_total');
@@ -88,7 +100,7 @@ export class CommandService {
   /** Consume scheduled command work in this process, publishing through `downlink`. */
   startProcessing(downlink: Downlink, concurrency = 16): void {
     this.#downlink = downlink;
-    this.#queue.process((job) => this.#run(job), { concurrency });
+    this.#queue.process((job, info) => this.#run(job, info), { concurrency });
   }
 
   async stop(): Promise<void> {
@@ -163,15 +175,28 @@ export class CommandService {
     );
   }
 
-  async #run(job: CommandJob): Promise<void> {
+  async #run(job: CommandJob, info: JobInfo): Promise<void> {
     switch (job.kind) {
       case 'send':
-        return this.#send(job.tenant_id, job.command_id, job.attempts);
+        try {
+          return await this.#send(job.tenant_id, job.command_id, job.attempts);
+        } catch (err) {
+          // Every run failed (a store down for longer than the backoff): the next send is
+          // scheduled only by a send, so given up, the command would never go out again before
+          // its tower reconnects or a process restarts. It is tried again later under a new id.
+          if (info.attempt >= JOB_ATTEMPTS) await this.#sendAgainLater(job).catch(() => undefined);
+          throw err;
+        }
       case 'expire':
         return this.#expire(job.tenant_id, job.command_id);
       case 'delivered':
         return this.#delivered(job.tenant_id, job.tower_id, job.command_id, job.at);
     }
+  }
+
+  async #sendAgainLater(job: Extract<CommandJob, { kind: 'send' }>): Promise<void> {
+    const round = (job.round ?? 0) + 1;
+    await this.#queue.add({ ...job, round }, { id: `${sendJobId(job.command_id, job.attempts)}.r${round}`, delayMs: this.#opts.retryMaxMs });
   }
 
   async #send(tenantId: string, commandId: string, attempts: number): Promise<void> {
