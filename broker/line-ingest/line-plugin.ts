@@ -1,12 +1,13 @@
 /**
  * Example ingest plugin (shared/ingest/README.md walks through it): a line protocol over TCP for
- * tower equipment that cannot speak MQTT. It shows every part a plugin owns in ~150 lines.
+ * tower equipment that cannot speak MQTT. It shows every part a plugin owns in one file.
  *
  *   → AUTH <tower_id> <credential_id>.<secret>      ← OK | ERR <reason> (then close)
  *   → USAGE <tenant_id> <device_id> <app> <action> [bytes]
  *   → SEEN <device_id>                               (a device no tenant claims: discovery)
  *   ← ACK <n>  once line n (1-based, after AUTH) is stored, or durably queued
  *   ← ERR <n> <reason>  for a line the pipeline will never accept (the connection stays open)
+ *   ← ERR <n> credential revoked | tower retired   (then close: checked before every line)
  *
  * Credentials model: the tower's own MQTT credentials (tower-credentials API), checked the same
  * way the broker checks them. Decisions are not sent back on this connection: they go out on the
@@ -24,6 +25,8 @@ import type { UplinkMessage } from '../../shared/mqtt/transport.js';
 import type { Store } from '../../shared/store/port.js';
 
 const IDLE_TIMEOUT_MS = 60_000;
+/** From accept to a successful AUTH, or from a final ERR to the close (the broker's CONNECT timeout). */
+const AUTH_TIMEOUT_MS = 10_000;
 /** Connections at once; more are refused by the listener (memory stays bounded). */
 const MAX_CONNECTIONS = 1000;
 
@@ -35,11 +38,17 @@ export interface LinePluginOptions {
   maxLineBytes?: number;
 }
 
+interface TowerSession {
+  towerId: string;
+  credentialId: string;
+}
+
 export class LineIngestPlugin implements IngestPlugin {
   readonly name = 'line';
   readonly #ctx: IngestPluginContext;
   readonly #o: LinePluginOptions;
-  readonly #sockets = new Set<Socket>();
+  /** Open connections, each with how it winds down on stop(). */
+  readonly #connections = new Map<Socket, () => void>();
   #server: Server | null = null;
   #port = 0;
 
@@ -68,69 +77,160 @@ export class LineIngestPlugin implements IngestPlugin {
     const server = this.#server;
     this.#server = null;
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
-    // A line being stored finishes first (the socket is ended, not destroyed, after its ACK).
-    for (const s of this.#sockets) s.end();
+    // Nothing more is read; the lines already read are answered (a line being stored finishes
+    // first), then the socket is ended: ending it at once lost the ACK of a line already stored.
+    for (const drain of this.#connections.values()) drain();
     await closed;
   }
 
   #serve(socket: Socket): void {
-    this.#sockets.add(socket);
-    socket.on('close', () => this.#sockets.delete(socket));
+    // Authenticated or not, a connection that trickles a byte now and then resets the idle timer:
+    // it must authenticate within AUTH_TIMEOUT_MS of its accept, as an MQTT CONNECT must, or a
+    // slow client could hold every slot for days.
+    let deadline: ReturnType<typeof setTimeout> | undefined = setTimeout(() => socket.destroy(), AUTH_TIMEOUT_MS);
+    socket.on('close', () => {
+      clearTimeout(deadline);
+      this.#connections.delete(socket);
+    });
     socket.on('error', () => undefined);
-    // A connection that never authenticates (or goes quiet) does not hold a slot for ever.
+    // A connection that goes quiet does not hold a slot for ever.
     socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
     const max = this.#o.maxLineBytes ?? 4096;
     let buffered = '';
     let refused = false;
-    let towerId: string | null = null;
+    /** A final ERR was sent (or stop() ended it): lines still buffered are dropped, nothing more is read. */
+    let ended = false;
+    let session: TowerSession | null = null;
     let n = 0;
-    let busy = Promise.resolve();
+    /** A line is being answered; the socket stays paused meanwhile. */
+    let pumping = false;
+    let stopping = false;
+    let tooLong = false;
+    const end = (reply?: string) => {
+      refused = true;
+      ended = true;
+      buffered = '';
+      if (reply === undefined) socket.end();
+      else socket.end(reply);
+      // Read (and drop) what is left, so the client's FIN is seen and the socket closes.
+      socket.resume();
+      // A client that keeps its side open is cut, rather than kept by the idle timer.
+      clearTimeout(deadline);
+      if (!socket.destroyed) deadline = setTimeout(() => socket.destroy(), AUTH_TIMEOUT_MS);
+    };
+    // stop(): nothing more is read; the line being answered is answered, then the socket ends.
+    this.#connections.set(socket, () => {
+      stopping = true;
+      refused = true;
+      buffered = '';
+      if (!pumping && !ended) end();
+    });
+    const step = async (line: string): Promise<void> => {
+      if (ended) return;
+      if (session === null) {
+        const auth = await this.#authenticate(line);
+        if (typeof auth === 'string') return end(`ERR ${auth}\n`);
+        session = auth;
+        clearTimeout(deadline);
+        deadline = undefined;
+        socket.write('OK\n');
+        return;
+      }
+      n++;
+      // Revoking the credential, or retiring or deleting the tower, ends what it opened (as the
+      // broker closes the tower's MQTT sessions at once).
+      const gone = await this.#withdrawn(session);
+      if (gone === 'unavailable') {
+        this.#ctx.counters.message('store_unavailable');
+        socket.write(`ERR ${n} not stored, retry\n`);
+        return;
+      }
+      if (gone !== null) {
+        this.#ctx.counters.message('revoked');
+        return end(`ERR ${n} ${gone}\n`);
+      }
+      socket.write(await this.#handleLine(session.towerId, n, line));
+    };
+    const refuseLong = () => {
+      if (tooLong) return;
+      tooLong = true;
+      refused = true;
+      this.#ctx.counters.message('line_too_long');
+    };
+    // Lines are taken from `buffered` one at a time, each answered before the next is parsed, and
+    // the socket is paused until none is left: a client sending faster than the pipeline stores
+    // waits in TCP, and what the plugin holds is at most one read beyond the line bound (queueing
+    // every line of a read held ~44 MB for 64 KiB of empty lines).
+    const pump = async (): Promise<void> => {
+      pumping = true;
+      let nl: number;
+      while (!ended && !socket.destroyed && (nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl).replace(/\r$/, '');
+        buffered = buffered.slice(nl + 1);
+        if (line.length > max) {
+          refuseLong();
+          break;
+        }
+        try {
+          await step(line);
+        } catch (err) {
+          this.#ctx.logger.error({ err }, 'line ingest failed');
+          end('ERR 0 internal error\n');
+        }
+      }
+      pumping = false;
+      if (ended) return;
+      // A line (finished or not) longer than the bound ends the connection, after the lines before it.
+      if (tooLong) return end('ERR 0 line too long\n');
+      if (stopping) return end();
+      socket.resume();
+    };
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       if (refused) return;
       buffered += chunk;
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl).replace(/\r$/, '');
-        buffered = buffered.slice(nl + 1);
-        if (line.length > max) break;
-        socket.pause();
-        busy = busy.then(async () => {
-          if (towerId === null) {
-            towerId = await this.#authenticate(line);
-            socket.write(towerId ? 'OK\n' : 'ERR authentication failed\n');
-            if (!towerId) socket.end();
-            return;
-          }
-          n++;
-          socket.write(await this.#handleLine(towerId, n, line));
-        }).finally(() => socket.resume());
-      }
-      // A line (finished or not) longer than the bound ends the connection.
-      if (nl >= 0 || buffered.length > max) {
-        refused = true;
-        buffered = '';
-        this.#ctx.counters.message('line_too_long');
-        void busy.then(() => socket.end('ERR 0 line too long\n'));
-      }
+      if (buffered.length - buffered.lastIndexOf('\n') - 1 > max) refuseLong();
+      socket.pause();
+      if (!pumping) void pump();
     });
   }
 
-  async #authenticate(line: string): Promise<string | null> {
+  /** The tower the line speaks for, or the reason it may not (the reply after `ERR `). */
+  async #authenticate(line: string): Promise<TowerSession | string> {
     const [verb, towerId, password] = line.split(' ');
     const parsed = password ? parseTowerPassword(password) : null;
     if (verb !== 'AUTH' || !towerId || !parsed) return this.#refuse('malformed_auth');
-    const cred = await this.#o.towerCredentials.get(parsed.credentialId);
-    if (!cred || cred.tower_id !== towerId || !safeEqual(sha256(parsed.secret), cred.secret_hash)) return this.#refuse('bad_credentials');
-    if (cred.revoked_at !== null) return this.#refuse('revoked');
-    const tower = await this.#o.towers.get(towerId);
-    if (!tower || tower.retired_at !== null) return this.#refuse('unknown_tower');
-    return towerId;
+    let credentialId: string;
+    try {
+      const cred = await this.#o.towerCredentials.get(parsed.credentialId);
+      if (!cred || cred.tower_id !== towerId || !safeEqual(sha256(parsed.secret), cred.secret_hash)) return this.#refuse('bad_credentials');
+      if (cred.revoked_at !== null) return this.#refuse('revoked');
+      const tower = await this.#o.towers.get(towerId);
+      if (!tower || tower.retired_at !== null) return this.#refuse('unknown_tower');
+      credentialId = cred.id;
+    } catch {
+      // The credential may be fine; we could not check it (the broker answers CONNACK 3).
+      this.#ctx.counters.inc('line_auth_failures_total', { reason: 'store_unavailable' });
+      return 'authentication unavailable, retry later';
+    }
+    return { towerId, credentialId };
   }
 
-  #refuse(reason: string): null {
+  /** Why an authenticated connection may no longer speak for its tower, if it may not. */
+  async #withdrawn(s: TowerSession): Promise<'credential revoked' | 'tower retired' | 'unavailable' | null> {
+    try {
+      const [cred, tower] = await Promise.all([this.#o.towerCredentials.get(s.credentialId), this.#o.towers.get(s.towerId)]);
+      if (!cred || cred.revoked_at !== null) return 'credential revoked';
+      if (!tower || tower.retired_at !== null) return 'tower retired';
+      return null;
+    } catch {
+      return 'unavailable';
+    }
+  }
+
+  #refuse(reason: string): string {
     this.#ctx.counters.inc('line_auth_failures_total', { reason });
-    return null;
+    return 'authentication failed';
   }
 
   async #handleLine(towerId: string, n: number, line: string): Promise<string> {
