@@ -10,7 +10,7 @@
  * the deprecated `new Buffer()`, and reads its dictionaries from disk synchronously on first
  * use. Accounting needs ~15 attributes and two MD5s, which is this file.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 export const CODE = { ACCOUNTING_REQUEST: 4, ACCOUNTING_RESPONSE: 5 } as const;
 
@@ -31,6 +31,7 @@ export const ATTR = {
   ACCT_INPUT_GIGAWORDS: 52,
   ACCT_OUTPUT_GIGAWORDS: 53,
   EVENT_TIMESTAMP: 55,
+  MESSAGE_AUTHENTICATOR: 80,
 } as const;
 
 /** Acct-Status-Type values [RFC 2866 §5.1]. */
@@ -91,6 +92,28 @@ export function verifyRequestAuthenticator(packet: RadiusPacket, secret: Buffer)
   zeroed.fill(0, 4, HEADER);
   const expected = createHash('md5').update(zeroed).update(secret).digest();
   return timingSafeEqual(expected, packet.authenticator);
+}
+
+/**
+ * [RFC 3579 §3.2] A packet carrying a Message-Authenticator "MUST" be silently discarded when it
+ * does not verify: exactly one, 16 octets, equal to HMAC-MD5(secret) over the packet with that
+ * value zeroed. In an Accounting-Request the Request Authenticator field is zeroed too (it is a
+ * digest computed after the HMAC, over it), as FreeRADIUS' radclient computes it. A packet without
+ * one is fine (RFC 2866 does not require it). Expects a packet decodePacket accepted; constant time.
+ */
+export function verifyMessageAuthenticator(packet: RadiusPacket, secret: Buffer): boolean {
+  let offset = -1;
+  for (let at = HEADER; at < packet.raw.length; at += packet.raw[at + 1]!) {
+    if (packet.raw[at] !== ATTR.MESSAGE_AUTHENTICATOR) continue;
+    if (offset >= 0 || packet.raw[at + 1] !== 18) return false;
+    offset = at + 2;
+  }
+  if (offset < 0) return true;
+  const zeroed = Buffer.from(packet.raw);
+  zeroed.fill(0, 4, HEADER);
+  zeroed.fill(0, offset, offset + 16);
+  const expected = createHmac('md5', secret).update(zeroed).digest();
+  return timingSafeEqual(expected, packet.raw.subarray(offset, offset + 16));
 }
 
 /**

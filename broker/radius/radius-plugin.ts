@@ -29,6 +29,7 @@ import {
   encodeAccountingResponse,
   MalformedPacket,
   MAX_PACKET,
+  verifyMessageAuthenticator,
   verifyRequestAuthenticator,
   type RadiusPacket,
 } from './codec.js';
@@ -141,6 +142,7 @@ export class RadiusAccountingPlugin implements IngestPlugin {
     if (!client) return this.#count('unknown_nas', { from: from.address, nas_identifier: nasIdentifier });
     const secret = Buffer.from(client.secret, 'utf8');
     if (!verifyRequestAuthenticator(packet, secret)) return this.#count('bad_authenticator', { from: from.address, nas_identifier: nasIdentifier });
+    if (!verifyMessageAuthenticator(packet, secret)) return this.#count('bad_authenticator', { from: from.address, nas_identifier: nasIdentifier, attribute: 'Message-Authenticator' });
 
     let request;
     try {
