@@ -87,6 +87,22 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
     ]);
     redis = createRedis(url, { name: `edgeplane-${role}` });
     subscriber = createRedis(url, { name: `edgeplane-${role}-bus` });
+    // ioredis emits 'error' on every failed reconnect attempt, and prints "Unhandled error event"
+    // to stderr for each when nobody listens: one warning when a connection is lost, one line
+    // when it is back.
+    for (const [conn, which] of [[redis, 'commands'], [subscriber, 'bus']] as const) {
+      let lost = false;
+      conn.on('error', (err: Error) => {
+        if (lost) return;
+        lost = true;
+        logger.warn({ module: 'redis', connection: which, err: err.message }, 'redis connection lost; reconnecting');
+      });
+      conn.on('ready', () => {
+        if (!lost) return;
+        lost = false;
+        logger.info({ module: 'redis', connection: which }, 'redis connection back');
+      });
+    }
     const redisBus = new RedisBus({ publisher: redis, subscriber, prefix: config.redis_prefix, counters, onError: onBusError });
     bus = redisBus;
     workflow = redisWorkflow({ url, redis, prefix: config.redis_prefix, lockDurationMs: config.queue_lock_ms, name: `edgeplane-${role}` });
