@@ -51,6 +51,38 @@ export class Access {
     bus.subscribe('tower.deleted', (e) => this.#towerDeleted(e.tower_id), owner, 'cluster');
     bus.subscribe('console-user.revoked', (e) => this.#revokeUser(e.user_id), owner, 'cluster');
     bus.subscribe('carrier-credential.revoked', (e) => this.#revokeCredential(e.credential_id), owner, 'cluster');
+    // Pub/sub is at most once: what was revoked while the bus was disconnected is read back from the store.
+    bus.onMissedEvents?.(() => void this.recheckLive(), owner);
+  }
+
+  /**
+   * Checks every live session against the store again, as its CONNECT was (a revocation, deletion
+   * or retirement announced while the bus was disconnected never arrives), and closes those whose
+   * credential, tower or account is gone. A session that cannot be checked (store unavailable)
+   * stays open: the next CONNECT checks it.
+   */
+  async recheckLive(): Promise<void> {
+    const { sessions, towerCredentials, towers, carrierCredentials, consoleUsers } = this.#d;
+    for (const [client, p] of sessions.livePrincipals()) {
+      try {
+        if (p.kind === 'tower') {
+          const cred = await towerCredentials.get(p.credentialId);
+          if (!cred || cred.revoked_at !== null) {
+            this.#revokeCredential(p.credentialId);
+            continue;
+          }
+          const tower = await towers.get(p.towerId);
+          if (!tower || tower.retired_at !== null) this.close(client, 'tower retired or deleted');
+        } else if (p.kind === 'carrier' && carrierCredentials) {
+          const cred = await carrierCredentials.get(p.credentialId);
+          if (!cred || cred.revoked_at !== null) this.#revokeCredential(p.credentialId);
+        } else if (p.kind === 'console' && consoleUsers && !(await consoleUsers.isActive(p.userId, p.tenantId))) {
+          this.close(client, 'console user no longer active');
+        }
+      } catch (err) {
+        this.#d.log.warn({ err, client_id: client.id }, 'live session not rechecked');
+      }
+    }
   }
 
   /** Resolves null when the client may connect, or the error that refuses it. */

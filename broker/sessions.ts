@@ -179,6 +179,16 @@ export class Sessions {
   liveCount(): number {
     return this.#live.size;
   }
+
+  /** Every live client with its principal. */
+  livePrincipals(): Array<[Client, MqttPrincipal]> {
+    const out: Array<[Client, MqttPrincipal]> = [];
+    for (const client of this.#live) {
+      const session = this.#byClient.get(client);
+      if (session) out.push([client, session.principal]);
+    }
+    return out;
+  }
 }
 
 function listens(p: MqttPrincipal): boolean {

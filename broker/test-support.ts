@@ -107,6 +107,8 @@ export interface HarnessOptions {
   consoleUsers?: BrokerDeps['consoleUsers'];
   /** Session backends (default: in memory). */
   backends?: BrokerBackends;
+  /** The broker's bus (default: a fresh in-process one). */
+  bus?: InProcessBus;
 }
 
 /** A command delivery the broker reported (deps.onCommandDelivered). */
@@ -158,7 +160,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const clock = { now: Date.now() };
   // The same clock as the broker's, so tests can move both past a token's expiry.
   const tokens = new TokenService(ring, opts.tokenTtlS ?? 900, () => clock.now);
-  const bus = new InProcessBus();
+  const bus = opts.bus ?? new InProcessBus();
   const counters = new Counters();
   const sink = opts.sink ?? new RecordingSink();
   const deliveries: ReportedDelivery[] = [];
