@@ -217,6 +217,19 @@ describe('pipeline', () => {
     expect(platform.items[0]!.count).toBe(3);
   });
 
+  it("keeps a tower's latest status by when the broker received it, whatever order they are processed in", async () => {
+    const status = (state: 'online' | 'offline', receivedAt: number) => ({
+      ...uplink(topics.status('T1'), JSON.stringify({ v: 1, id: newId(), state, ts: 1 })),
+      received_at: receivedAt,
+    });
+    // A takeover: the old connection's will (received first) is processed after the new online.
+    await pipeline.accept(status('online', 2_000));
+    await pipeline.accept(status('offline', 1_000));
+    expect(await store.towers.get('T1')).toMatchObject({ state: 'online', last_seen: 2_000 });
+    await pipeline.accept(status('offline', 3_000));
+    expect(await store.towers.get('T1')).toMatchObject({ state: 'offline', last_seen: 3_000 });
+  });
+
   it('drains in-flight work on stop and refuses new messages', async () => {
     const inflight = pipeline.accept(uplink(topics.usage(tenantA, 'T1'), encodePayload(batch([{ device: 'devA1', app: 'slack', action: 'send_message' }]))));
     await pipeline.stop();

@@ -14,7 +14,9 @@ export function createStatusProcessor(ctx: WorkerContext) {
     const known = await ctx.store.towers.setStatus(msg.tower_id, {
       state: s.state,
       agent_version: s.agent_version ?? null,
-      at: ctx.now(),
+      // When the broker received it: messages of one tower may be processed out of order (other
+      // jobs, other workers), and the store keeps the latest by this time.
+      at: msg.received_at,
     });
     if (!known) return dropUplink(ctx, msg, 'unknown_tower');
     ctx.counters.inc('tower_status_total', { state: s.state });

@@ -580,6 +580,12 @@ export interface Store {
   };
 
   towers: PlatformCrud<Tower, TowerInput, TowerPatch> & {
+    /**
+     * Records the tower's status as of `at` (when the broker received it). A status older than the
+     * one stored (`at` < last_seen) changes nothing: status messages processed out of order (an old
+     * connection's will after the new one's online) must not leave the older one in place. False
+     * only for an unknown tower.
+     */
     setStatus(towerId: string, status: { state: TowerState; agent_version: string | null; at: number }): Promise<boolean>;
     /** Towers where devices of this tenant have been seen (usage or discovery). */
     listSeenByTenant(tenantId: string, opts?: ListOptions): Promise<Page<Tower>>;

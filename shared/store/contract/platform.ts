@@ -113,6 +113,11 @@ export function describePlatformContract(state: ContractState): void {
       expect(await store.towers.setStatus('tw-1', { state: 'online', agent_version: '1.2.3', at: T0 })).toBe(true);
       expect(await store.towers.get('tw-1')).toMatchObject({ state: 'online', agent_version: '1.2.3', last_seen: T0 });
       expect(await store.towers.setStatus('ghost', { state: 'online', agent_version: null, at: T0 })).toBe(false);
+      // Processed out of order: an older status (an old connection's will) does not replace a newer one.
+      expect(await store.towers.setStatus('tw-1', { state: 'offline', agent_version: null, at: T0 - 1 })).toBe(true);
+      expect(await store.towers.get('tw-1')).toMatchObject({ state: 'online', last_seen: T0 });
+      expect(await store.towers.setStatus('tw-1', { state: 'offline', agent_version: null, at: T0 + 1 })).toBe(true);
+      expect(await store.towers.get('tw-1')).toMatchObject({ state: 'offline', agent_version: '1.2.3', last_seen: T0 + 1 });
     });
 
     it('links carriers both ways and cleans up when a tower goes', async () => {

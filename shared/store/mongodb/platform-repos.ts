@@ -147,7 +147,9 @@ export function createTowerRepo(ctx: MongoContext): Store['towers'] {
       // An absent agent_version (e.g. the offline last-will) must not erase the version we know.
       const set: Partial<Tower> = { state: status.state, last_seen: status.at };
       if (status.agent_version !== null) set.agent_version = status.agent_version;
-      return (await table.coll.updateOne({ _id: towerId }, { $set: set })).matchedCount > 0;
+      // Not matched: either no such tower, or a newer status is stored already.
+      const r = await table.coll.updateOne({ _id: towerId, $or: [{ last_seen: null }, { last_seen: { $lte: status.at } }] }, { $set: set });
+      return r.matchedCount > 0 || (await table.coll.findOne({ _id: towerId })) !== null;
     },
     async listSeenByTenant(tenantId, opts) {
       // tenant_towers is maintained by usage.recordBatch, which is also the only source of

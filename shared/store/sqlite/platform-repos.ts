@@ -91,9 +91,10 @@ export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
   const table = new EntityTable<Tower>(ctx, 'towers', TOWER_COLUMNS, 'platform', ['name', 'lat', 'lon', 'radius_m']);
   const cols = TOWER_COLUMNS.map((c) => `t.${c}`).join(', ');
   // An absent agent_version (e.g. the offline last-will) must not erase the version we know.
-  const setStatus: Stmt<[string, string | null, number, string]> = ctx.db.prepare(
-    'UPDATE towers SET state = ?, agent_version = COALESCE(?, agent_version), last_seen = ? WHERE id = ?',
+  const setStatus: Stmt<[string, string | null, number, string, number]> = ctx.db.prepare(
+    'UPDATE towers SET state = ?, agent_version = COALESCE(?, agent_version), last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)',
   );
+  const exists: Stmt<[string]> = ctx.db.prepare('SELECT 1 FROM towers WHERE id = ?');
 
   return {
     async create(input) {
@@ -129,7 +130,8 @@ export function createTowerRepo(ctx: SqliteContext): Store['towers'] {
       return table.delete(null, id);
     },
     async setStatus(towerId, status) {
-      return setStatus.run(status.state, status.agent_version, status.at, towerId).changes > 0;
+      // Not changed: either no such tower, or a newer status is stored already.
+      return setStatus.run(status.state, status.agent_version, status.at, towerId, status.at).changes > 0 || exists.get(towerId) !== undefined;
     },
     async listSeenByTenant(tenantId, opts?: ListOptions): Promise<Page<Tower>> {
       // tenant_towers is maintained by usage.recordBatch, which is also the only source of
