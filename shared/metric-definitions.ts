@@ -46,6 +46,7 @@ export const METRIC_DEFINITIONS = {
   accounting_records_unmapped_total: counter('Accounting records of devices no tenant holds (reported for discovery)', 'source'),
   device_sessions_reset_total: counter('Open device sessions closed by an Accounting-On/Off of their NAS', 'source'),
   device_sessions_purged_total: counter('Stopped device sessions purged by retention'),
+  webhook_deliveries_purged_total: counter('Finished webhook deliveries purged by retention (the plan retention_days)'),
 
   // --- ingest ------------------------------------------------------------------------------------
   ingest_in_flight: gauge('Uplink messages accepted by this process\'s pipeline and not finished yet'),

@@ -1,6 +1,6 @@
 /**
- * Enforces each tenant's retention on an interval: usage records older than the plan's
- * `retention_days`, and audit records older than the tenant's `audit_retention_days`, are purged.
+ * Enforces each tenant's retention on an interval: usage records (and accounting sessions and
+ * finished webhook deliveries) older than the plan's `retention_days`, and audit records older than the tenant's `audit_retention_days`, are purged.
  * One tenant's failure is counted and does not stop the others (nor its other purge). Once per
  * interval in the whole cluster, not once per worker.
  */
@@ -61,6 +61,7 @@ export class RetentionJob {
     let purged = 0;
     let auditPurged = 0;
     let sessionsPurged = 0;
+    let deliveriesPurged = 0;
     let cursor: string | null = null;
     do {
       const page = await store.tenants.list({ limit: 200, cursor });
@@ -69,8 +70,9 @@ export class RetentionJob {
           const plan = await store.plans.get(t.plan_id);
           if (plan) {
             purged += await store.purgeUsage(t.id, now - plan.retention_days * DAY_MS);
-            // Accounting sessions follow the same retention as app usage.
+            // Accounting sessions and finished webhook deliveries follow the same retention as app usage.
             sessionsPurged += await store.deviceSessions.purge(t.id, now - plan.retention_days * DAY_MS);
+            deliveriesPurged += await store.webhookDeliveries.purge(t.id, now - plan.retention_days * DAY_MS);
           }
         } catch (err) {
           counters.inc('retention_errors_total');
@@ -88,6 +90,7 @@ export class RetentionJob {
     if (purged) counters.inc('usage_rows_purged_total', undefined, purged);
     if (auditPurged) counters.inc('audit_rows_purged_total', undefined, auditPurged);
     if (sessionsPurged) counters.inc('device_sessions_purged_total', undefined, sessionsPurged);
+    if (deliveriesPurged) counters.inc('webhook_deliveries_purged_total', undefined, deliveriesPurged);
     return { usage: purged, audit: auditPurged };
   }
 }

@@ -780,6 +780,8 @@ export interface Store {
       outcome: { status: 'pending' | 'delivered' | 'failed'; at: number; status_code: number | null; error: string | null; next_attempt_at: number | null },
     ): Promise<void>;
     list(tenantId: string, webhookId: string, opts?: ListOptions): Promise<Page<WebhookDelivery>>;
+    /** Deletes the tenant's finished (delivered or failed) deliveries last updated before `before`; returns how many. Pending ones stay. */
+    purge(tenantId: string, before: number): Promise<number>;
   };
 
   /**

@@ -127,6 +127,15 @@ export function describeWebhookContract(state: ContractState): void {
         { ...d1, status: 'delivered', attempts: 1, last_status_code: 200, next_attempt_at: null, updated_at: T0 + 2 },
       ]);
       expect(ids(await store.webhookDeliveries.due(T0 + 10_000, 10))).toEqual([d2.id]);
+
+      // Retention: the tenant's finished deliveries last updated before the cutoff go; pending
+      // ones and other tenants' stay.
+      expect(await store.webhookDeliveries.purge(a, T0 + 3)).toBe(1); // d1, delivered at T0 + 2
+      expect(await store.webhookDeliveries.get(a, d1.id)).toBeNull();
+      expect(await store.webhookDeliveries.purge(b, T0 + 10_000)).toBe(0); // d2 is still pending
+      expect(await store.webhookDeliveries.purge(a, T0 + 10_000)).toBe(1); // d3, failed
+      expect(await store.webhookDeliveries.get(b, d2.id)).not.toBeNull();
+      expect(await store.webhookDeliveries.purge('no-such-tenant', T0 + 10_000)).toBe(0);
     });
 
     it('lists a webhook’s deliveries newest first, per tenant, and deletes them with it', async () => {

@@ -51,6 +51,9 @@ export function createWebhookRepo(ctx: MongoContext, refs: TenantRefs): Store['w
   };
 }
 
+/** Deliveries deleted per round trip by `purge`. */
+const PURGE_SLICE = 5000;
+
 export function createWebhookDeliveryRepo(ctx: MongoContext): Store['webhookDeliveries'] {
   const deliveries = ctx.coll<DeliveryDoc>(C.deliveries);
   const webhooks = ctx.coll<WebhookDoc>(C.webhooks);
@@ -111,5 +114,14 @@ export function createWebhookDeliveryRepo(ctx: MongoContext): Store['webhookDeli
     },
     list: (tenantId, webhookId, opts) =>
       ctx.listPage(deliveries, { tenant_id: tenantId, webhook_id: webhookId }, opts, 'webhook_deliveries', 'desc', toDelivery),
+    async purge(tenantId, before) {
+      let deleted = 0;
+      const filter = { tenant_id: tenantId, status: { $ne: 'pending' as const }, updated_at: { $lt: before } };
+      for (;;) {
+        const slice = await deliveries.find(filter, { limit: PURGE_SLICE }).toArray();
+        if (slice.length > 0) deleted += (await deliveries.deleteMany({ tenant_id: tenantId, _id: { $in: slice.map((d) => d._id) } })).deletedCount;
+        if (slice.length < PURGE_SLICE) return deleted;
+      }
+    },
   };
 }

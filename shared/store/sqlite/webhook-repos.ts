@@ -2,6 +2,7 @@
  * Tenant webhooks and their delivery queue. The signing secret is stored as given (HMAC needs
  * it) and leaves the store only through `subscribers`, the delivery worker's read.
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Webhook, WebhookDelivery, WebhookEventType } from '../../domain.js';
 import type { Store } from '../port.js';
 import { nextAttemptAfter } from '../rules/platform.js';
@@ -95,6 +96,9 @@ const DELIVERY_COLUMNS = [
   'updated_at',
 ] as const;
 
+/** Deliveries deleted per transaction by `purge` (the event loop runs between slices). */
+const PURGE_SLICE = 5000;
+
 export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDeliveries'] {
   const table = new EntityTable<WebhookDelivery>(ctx, 'webhook_deliveries', DELIVERY_COLUMNS, 'tenant', []);
   const webhookExists: Stmt<[string, string], { id: string }> = ctx.db.prepare(
@@ -111,7 +115,21 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
        next_attempt_at = ?, updated_at = ? WHERE id = ?`,
   );
 
+  const purgeOne: Stmt<[string, string, number]> = ctx.db.prepare(
+    `DELETE FROM webhook_deliveries WHERE tenant_id = ? AND id IN (
+       SELECT id FROM webhook_deliveries WHERE tenant_id = ? AND status != 'pending' AND updated_at < ? ${limitClause(PURGE_SLICE)})`,
+  );
+
   return {
+    async purge(tenantId, before) {
+      let deleted = 0;
+      for (;;) {
+        const n = ctx.write(() => purgeOne.run(tenantId, tenantId, before).changes);
+        deleted += n;
+        if (n < PURGE_SLICE) return deleted;
+        await yieldToEventLoop();
+      }
+    },
     async create(rec) {
       return ctx.write(() => {
         if (!webhookExists.get(rec.tenant_id, rec.webhook_id)) throw notFound('webhook_id', 'no such webhook');
