@@ -9,15 +9,20 @@ export type ResolvedAgentOptions = Required<Omit<EdgeAgentOptions, 'agentVersion
 };
 
 export function resolveAgentOptions(opts: EdgeAgentOptions): ResolvedAgentOptions {
+  const bufferMaxEvents = opts.bufferMaxEvents ?? 50_000;
+  // Every batch, live or replayed, passes through the buffer: with no room at all nothing is ever sent.
+  if (!Number.isInteger(bufferMaxEvents) || bufferMaxEvents < 1) throw new Error(`bufferMaxEvents must be a positive integer, got ${bufferMaxEvents}`);
   return {
     url: opts.url,
     towerId: opts.towerId,
     password: opts.password,
     agentVersion: opts.agentVersion,
-    batchMaxEvents: opts.batchMaxEvents ?? 100,
+    // A batch larger than the buffer would be dropped whole on arrival, even online (and with a
+    // journal spilled and replayed, overflowing again): batches never exceed the buffer.
+    batchMaxEvents: Math.min(opts.batchMaxEvents ?? 100, bufferMaxEvents),
     batchMaxDelayMs: opts.batchMaxDelayMs ?? 50,
     discoveryMaxDelayMs: opts.discoveryMaxDelayMs ?? 1000,
-    bufferMaxEvents: opts.bufferMaxEvents ?? 50_000,
+    bufferMaxEvents,
     publishRatePerS: opts.publishRatePerS ?? DEFAULT_PUBLISH_RATE_PER_S,
     publishBurst: opts.publishBurst ?? DEFAULT_PUBLISH_BURST,
     maxInflight: opts.maxInflight ?? DEFAULT_MAX_INFLIGHT,

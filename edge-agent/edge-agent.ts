@@ -176,6 +176,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       now: this.#opts.now,
       online: () => this.#session.up,
       deadlineMs: this.#opts.localDecisionDeadlineMs,
+      batchMaxEvents: this.#opts.batchMaxEvents,
       reconcileMax: Math.max(100_000, this.#opts.bufferMaxEvents),
       awaitingMax: Math.max(4096, this.#opts.bufferMaxEvents),
       onCloud: (tenantId, d, batch) => {
@@ -184,6 +185,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       },
       onReject: (eventId, deviceId, tenantId, reason, message) => this.#reject(eventId, deviceId, tenantId, reason, message),
       onReconciled: (r) => this.emit('reconciled', r),
+      onJournalError: (err) => {
+        this.#log.warn({ event: 'journal_write_failed', error: err.message }, 'journal: an event could not be written (disk full?); events go on from memory until it can');
+        this.#fail(err);
+      },
     });
     this.#commandHandler = new CommandHandler({ enforcer: this.#enforcer, now: this.#opts.now, newId: this.#newId, cacheSize: this.#opts.commandCacheSize });
     this.#commands = new CommandFlow({
@@ -335,6 +340,14 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     const ts = e.ts ?? this.#opts.now();
     const resolved = this.#policy.resolve(e.device_id);
     this.#counters.events_observed++;
+    if (e.tenant_id !== undefined && resolved && resolved.tenantId !== e.tenant_id) {
+      // The directory maps the device to another tenant than the caller says: the cloud would
+      // refuse the event (device_tenant_mismatch), so it is refused here, and no topic of the
+      // caller's tenant carries another tenant's device.
+      const tenant = e.tenant_id;
+      queueMicrotask(() => this.#reject(id, e.device_id, tenant, 'device_tenant_mismatch', "the device directory lists this device under another tenant than the event's tenant_id"));
+      return { event_id: id, tenant_id: tenant, answered_locally: true, held: false };
+    }
     const tenantId = e.tenant_id ?? resolved?.tenantId ?? null;
     if (tenantId !== null) {
       // A caller-given tenant other than the directory's has no profile to decide from here.

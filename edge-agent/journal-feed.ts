@@ -19,7 +19,10 @@ export interface JournalFeedOptions {
   online: () => boolean;
   /** Events waiting in the uplink now. */
   buffered: () => number;
-  /** Keep at most this many events waiting in the uplink while replaying. */
+  /**
+   * Keep at most this many events waiting in the uplink while replaying; at most the uplink
+   * buffer's capacity, so a replay never overflows it.
+   */
   lowWater: number;
   push: (item: OutboundBatch) => void;
   /** The events of a batch about to be pushed (before it is). */
@@ -62,7 +65,10 @@ export class JournalFeed {
     this.#pumping = true;
     try {
       while (this.#reader && this.#o.online() && this.#o.buffered() < this.#o.lowWater) {
-        const events = this.#reader.read(Math.max(this.#o.batchMaxEvents * 4, 1000));
+        // Never more than the room left under lowWater (itself within the uplink buffer): a read
+        // that overflowed the buffer spilled, rewound this reader and was read again, for ever.
+        const room = this.#o.lowWater - this.#o.buffered();
+        const events = this.#reader.read(Math.min(room, Math.max(this.#o.batchMaxEvents * 4, 1000)));
         if (events.length === 0) {
           if (this.#reader.position >= this.#o.journal.nextSeq) this.#finish();
           break;

@@ -51,8 +51,9 @@ export class AgentJournal {
       batchMaxEvents: o.batchMaxEvents,
       online: o.online,
       buffered: o.buffered,
-      // Enough queued to keep the pacer busy, never the whole backlog in memory.
-      lowWater: Math.max(1000, Math.min(10_000, Math.floor(o.bufferMaxEvents / 2))),
+      // Enough queued to keep the pacer busy, never the whole backlog in memory, and never more
+      // than the uplink buffer holds (an overflow would spill and rewind the replay).
+      lowWater: Math.max(1, Math.min(o.bufferMaxEvents, Math.max(1000, Math.min(10_000, Math.floor(o.bufferMaxEvents / 2))))),
       push: o.push,
       onReplay: o.onReplay,
       onCaughtUp: () => o.log.info({ event: 'journal_caught_up', replayed: this.feed.replayed }, 'journal backlog replayed: events go live again'),

@@ -172,6 +172,10 @@ export class PersistentEnforcer implements Enforcer {
       case 'throttle': {
         if (c.type === 'block_app' && c.app === undefined) return none({ status: 'failed', reason: 'app required for block_app' });
         if (c.duration_s === undefined) return none({ status: 'failed', reason: 'duration_s required' });
+        // Its end must be a time the state file can hold: the contract takes any duration_s up to
+        // 2^53 s, but `until` past 2^53 ms is no integer the state's schema reads back, so the
+        // next start found the file corrupt, moved it aside and dropped every block and result.
+        if (!Number.isSafeInteger(now + c.duration_s * 1000)) return none({ status: 'failed', reason: 'duration_s out of range' });
         const block: ActiveBlock = {
           tenant_id: tenantId,
           device_id: c.device_id,

@@ -49,6 +49,10 @@ export interface UsagePathOptions {
   onCloud: (tenantId: string, decision: Decision, batch: DecisionBatch) => void;
   onReject: (eventId: string, deviceId: string | null, tenantId: string | null, reason: RejectionReason, message: string) => void;
   onReconciled: (r: Reconciliation) => void;
+  /** Events per report of late local decisions at most (the agent's batch size; default the contract's limit). */
+  batchMaxEvents?: number;
+  /** The journal could not take an event (disk full, I/O error): it goes on from memory only. */
+  onJournalError?: (err: Error) => void;
 }
 
 interface Awaiting {
@@ -57,7 +61,10 @@ interface Awaiting {
   /** The object in the batch that will be (or was) published. */
   event: UsageEvent;
   seq: number;
-  /** Wall clock (Date.now) by which the cloud must answer. */
+  /**
+   * Monotonic time (performance.now) by which the cloud must answer: on the wall clock, a clock
+   * stepped back by an hour delayed every local decision by deadline by that hour.
+   */
   due: number;
   sent: boolean;
 }
@@ -81,6 +88,8 @@ export class UsagePath {
   readonly #answered: LruMap<string, Answered>;
   /** Journal sequence numbers below this were written by an earlier run (set once it is open). */
   #runStartSeq = 0;
+  /** The last journal append failed. */
+  #journalFailing = false;
   readonly stats = { decided_locally: 0, reconciled: 0, disagreements: 0, unmatched: 0, no_bundle: 0 };
 
   constructor(opts: UsagePathOptions) {
@@ -117,10 +126,32 @@ export class UsagePath {
         route = 'awaiting';
       }
     }
-    const seq = this.#o.journal ? this.#o.journal.append({ tenantId, event }) : -1;
-    if (route === 'awaiting') this.#await({ tenantId, profile, event, seq, due: Date.now() + this.#o.deadlineMs, sent: false });
-    if (!this.#o.feed()?.catchingUp) this.#o.batcher.addUsage(tenantId, event, seq);
+    const seq = this.#journalled(tenantId, event);
+    if (route === 'awaiting') this.#await({ tenantId, profile, event, seq, due: performance.now() + this.#o.deadlineMs, sent: false });
+    // Behind a backlog an event goes out after it, from the journal; one the journal could not
+    // take goes out now, from memory.
+    if (seq < 0 || !this.#o.feed()?.catchingUp) this.#o.batcher.addUsage(tenantId, event, seq);
     return route;
+  }
+
+  /**
+   * Appends the event to the journal; -1 without one, or when the write failed (disk full): the
+   * event is then decided and sent all the same, from memory. A throw from here made observe()
+   * throw, so with the disk full every event was answered invalid_input and none was sent.
+   */
+  #journalled(tenantId: string, event: UsageEvent): number {
+    const journal = this.#o.journal;
+    if (!journal) return -1;
+    try {
+      const seq = journal.append({ tenantId, event });
+      this.#journalFailing = false;
+      return seq;
+    } catch (err) {
+      // Reported once per spell of failures, not once per event.
+      if (!this.#journalFailing) this.#o.onJournalError?.(err instanceof Error ? err : new Error(String(err)));
+      this.#journalFailing = true;
+      return -1;
+    }
   }
 
   /** A batch went to the connection (live, replayed or a report). */
@@ -161,11 +192,23 @@ export class UsagePath {
   /** The cloud's answer to one UsageBatch (already deduplicated by the agent). */
   decisionBatch(tenantId: string, batch: DecisionBatch): void {
     for (const d of batch.decisions) {
-      if (this.#awaiting.delete(d.event_id)) {
+      const w = this.#awaiting.get(d.event_id);
+      // An answer on another tenant's topic, or for another device, is not this event's answer
+      // (a confused or compromised broker): the event keeps waiting for its own.
+      if (w && (w.tenantId !== tenantId || w.event.device_id !== d.device_id)) {
+        this.stats.unmatched++;
+        continue;
+      }
+      if (w) {
+        this.#awaiting.delete(d.event_id);
         this.#o.onCloud(tenantId, d, batch);
         continue;
       }
       const a = this.#answered.get(d.event_id);
+      if (a && (a.tenantId !== tenantId || a.deviceId !== d.device_id)) {
+        this.stats.unmatched++;
+        continue;
+      }
       if (a) {
         this.#answered.delete(d.event_id);
         const disagreement = a.local !== null && a.local.effect !== d.effect;
@@ -179,8 +222,8 @@ export class UsagePath {
     }
     for (const r of batch.rejected) {
       const a = this.#awaiting.get(r.event_id);
-      this.#answered.delete(r.event_id);
-      if (!a) continue;
+      if (this.#answered.get(r.event_id)?.tenantId === tenantId) this.#answered.delete(r.event_id);
+      if (!a || a.tenantId !== tenantId) continue;
       this.#awaiting.delete(r.event_id);
       const message = r.reason === 'plan_rate_limited' ? "over the tenant plan's event rate" : 'the device belongs to another tenant than the topic';
       this.#o.onReject(r.event_id, a.event.device_id, tenantId, r.reason, message);
@@ -242,7 +285,7 @@ export class UsagePath {
     if (!first) return;
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      const now = Date.now();
+      const now = performance.now();
       const due: string[] = [];
       while (this.#queueHead < this.#queue.length) {
         const id = this.#queue[this.#queueHead]!;
@@ -253,7 +296,7 @@ export class UsagePath {
       }
       this.#decideLate(due, false);
       this.#arm();
-    }, Math.max(0, first.due - Date.now()));
+    }, Math.max(0, first.due - performance.now()));
   }
 
   /** Local decisions for events whose cloud answer is late; `final`: reject what cannot be. */
@@ -284,8 +327,10 @@ export class UsagePath {
     // Events already sent without it: the cloud records the local decision from a report.
     if (final) return;
     for (const [tenantId, list] of reports) {
-      for (let i = 0; i < list.length; i += MAX_EVENTS_PER_BATCH) {
-        const chunk = list.slice(i, i + MAX_EVENTS_PER_BATCH);
+      // No report larger than a batch: one larger than the uplink buffer was dropped whole.
+      const max = Math.min(MAX_EVENTS_PER_BATCH, Math.max(1, this.#o.batchMaxEvents ?? MAX_EVENTS_PER_BATCH));
+      for (let i = 0; i < list.length; i += max) {
+        const chunk = list.slice(i, i + max);
         this.#o.push({
           kind: 'usage',
           tenantId,

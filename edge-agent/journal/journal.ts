@@ -202,9 +202,15 @@ export class Journal {
       writeAll(this.#activeFd!, buf);
     } catch (err) {
       // Whatever part reached the file is cut off, and the next event starts a new segment, so
-      // the string numbering on disk stays consistent with what later records use.
-      ftruncateSync(this.#activeFd!, seg.bytes);
-      this.#seal(seg);
+      // the string numbering on disk stays consistent with what later records use. Neither may
+      // fail in turn and leave the segment open for the next event (a file that cannot be cut
+      // or synced, say): it is then closed and set aside all the same.
+      try {
+        ftruncateSync(this.#activeFd!, seg.bytes);
+        this.#seal(seg);
+      } catch {
+        this.#abandon(seg);
+      }
       throw err;
     }
     this.#lastTs = e.event.ts;
@@ -323,7 +329,14 @@ export class Journal {
     for (const seq of [...this.#late.keys()]) if (seq >= s.first && seq < s.first + s.count) this.#late.delete(seq);
     unlinkSync(s.file);
     this.#floor = Math.max(this.#floor, this.firstSeq);
-    if (this.#metaBytes > Math.max(1024 * 1024, this.#segmentBytes)) this.#compactMetaSync();
+    if (this.#metaBytes > Math.max(1024 * 1024, this.#segmentBytes)) {
+      try {
+        this.#compactMetaSync();
+      } catch (err) {
+        // The appended meta.log stays valid: compaction is tried again at the next drop.
+        this.#o.onError?.(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
   }
 
   #rotate(): Segment {
@@ -359,6 +372,28 @@ export class Journal {
     this.#maybeDelete(seg);
   }
 
+  /** Closes the active segment after a failed write without syncing it (see append). */
+  #abandon(seg: Segment): void {
+    if (this.#activeFd !== null) {
+      try {
+        closeSync(this.#activeFd);
+      } catch {
+        // Closed or not, it is not written again.
+      }
+      this.#activeFd = null;
+    }
+    if (seg.sealed) return;
+    seg.sealed = true;
+    if (seg.count > 0) return; // named without its count: the next open scans and seals it
+    try {
+      unlinkSync(seg.file);
+    } catch {
+      // An empty leftover is deleted at the next open.
+    }
+    this.#segments.splice(this.#segments.indexOf(seg), 1);
+    this.#segBytes -= seg.bytes;
+  }
+
   #enforceBudget(): void {
     while (this.bytes > this.#o.maxBytes && this.#segments.length > 1) {
       const oldest = this.#segments[0]!;
@@ -372,9 +407,25 @@ export class Journal {
     }
   }
 
+  /**
+   * Appends to meta.log. A failed write (disk full) is reported, not thrown: it ran in a PUBACK
+   * callback or a timer, and a throw there ended the process. The state in memory stands; what
+   * the file misses costs at most a resend after a restart (the cloud stores an event once).
+   */
   #writeMeta(buf: Buffer): void {
     if (this.#metaFd === null) return;
-    writeAll(this.#metaFd, buf);
+    try {
+      writeAll(this.#metaFd, buf);
+    } catch (err) {
+      // No torn record in the middle of the file, before the next one.
+      try {
+        ftruncateSync(this.#metaFd, this.#metaBytes);
+      } catch {
+        // A torn tail is cut at the next open anyway.
+      }
+      this.#o.onError?.(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
     this.#metaBytes += buf.length;
     this.#written(this.#metaFd);
   }
@@ -445,9 +496,12 @@ export class Journal {
     const content = this.#metaContent();
     const tmp = `${file}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
-    writeAll(fd, content);
-    fsyncSync(fd);
-    closeSync(fd);
+    try {
+      writeAll(fd, content);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, file);
     closeSync(this.#metaFd);
     this.#metaFd = openSync(file, 'a', 0o600);
@@ -543,22 +597,34 @@ export class JournalReader {
         if (!this.#fill(seg)) return 'end';
         continue;
       }
-      if (rec === 'corrupt') {
-        // Damage inside the file (a torn tail was cut at open): the rest of it cannot be read.
-        if (seg.sealed) this.#j.countCorrupt(Math.max(0, seg.first + seg.count - this.#segSeq));
-        this.#buf = Buffer.alloc(0);
-        return 'end';
-      }
+      if (rec === 'corrupt') return this.#damaged(seg);
       this.#buf = this.#buf.subarray(rec.next);
       const r = new Reader(rec.payload);
       const type = r.byte();
       if (type === REC_STRING) {
-        this.#strings.define(r);
+        try {
+          this.#strings.define(r);
+        } catch {
+          return this.#damaged(seg);
+        }
         continue;
       }
       if (type !== REC_EVENT) continue;
       const seq = this.#segSeq++;
-      const e = readEvent(r, this.#strings, this.#lastTs);
+      let e: JournalEvent;
+      try {
+        e = readEvent(r, this.#strings, this.#lastTs);
+      } catch {
+        // A whole record (length and checksum right) that does not decode, e.g. a time beyond
+        // what the codec holds exactly (written before observe() refused those): that event is
+        // skipped and counted as corrupt, the others replay. Thrown from here, it failed every
+        // replay, at every start, and the events after it were never sent.
+        if (seq >= this.#seq) {
+          this.#seq = seq + 1;
+          this.#j.countCorrupt(1);
+        }
+        continue;
+      }
       this.#lastTs = e.event.ts;
       if (seq < this.#seq) continue;
       this.#seq = seq + 1;
@@ -567,6 +633,13 @@ export class JournalReader {
       if (late && !e.event.local) e.event.local = late;
       return { seq, ...e };
     }
+  }
+
+  /** The rest of the segment cannot be read: its events are counted as corrupt. */
+  #damaged(seg: { first: number; count: number; sealed: boolean }): 'end' {
+    if (seg.sealed) this.#j.countCorrupt(Math.max(0, seg.first + seg.count - this.#segSeq));
+    this.#buf = Buffer.alloc(0);
+    return 'end';
   }
 
   /** Reads the next chunk of the segment; false when there is nothing more in the file yet. */
