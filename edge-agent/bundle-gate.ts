@@ -17,6 +17,9 @@
  */
 import { HeldEvents, type HeldEvent } from './held-events.js';
 
+// Times here are monotonic (performance.now): a wall clock stepped forward opened the gate before
+// the bundles had arrived, and one stepped back held it shut for as long as the step.
+
 export interface BundleGateOptions {
   settleMs: number;
   waitMs: number;
@@ -67,7 +70,7 @@ export class BundleGate {
 
   /** Subscribed (first connection or a reconnect): the retained bundles are on their way. */
   connected(): void {
-    this.#firstUpAt ??= Date.now();
+    this.#firstUpAt ??= performance.now();
     this.#arm();
   }
 
@@ -104,7 +107,7 @@ export class BundleGate {
   #arm(): void {
     if (this.#ready || this.#closed || this.#firstUpAt === null) return;
     if (this.#timer) clearTimeout(this.#timer);
-    const capMs = this.#firstUpAt + this.#o.waitMs - Date.now();
+    const capMs = this.#firstUpAt + this.#o.waitMs - performance.now();
     this.#timer = setTimeout(() => this.#open(), Math.max(0, Math.min(this.#o.settleMs, capMs)));
   }
 
@@ -118,7 +121,7 @@ export class BundleGate {
       this.#assemblingSince = null;
       return false;
     }
-    const now = Date.now();
+    const now = performance.now();
     this.#assemblingSince ??= now;
     return now - this.#assemblingSince < this.#o.waitMs;
   }
@@ -126,7 +129,7 @@ export class BundleGate {
   #open(): void {
     this.#timer = null;
     const assembling = this.#assembling();
-    if (assembling && this.#firstUpAt !== null && Date.now() < this.#firstUpAt + this.#o.waitMs) {
+    if (assembling && this.#firstUpAt !== null && performance.now() < this.#firstUpAt + this.#o.waitMs) {
       this.#arm();
       return;
     }

@@ -126,6 +126,8 @@ export class EdgePolicy {
         const r = decodePayload(PolicyBundleSchema, payload);
         if (!r.ok) return this.#o.onInvalid(topic, refusal(r.error));
         if (r.value.tenant_id !== parsed.tenantId) return this.#o.onInvalid(topic, 'tenant_id: does not match the topic');
+        // Another tower's bundle, re-published here (a confused or compromised broker): not ours.
+        if (r.value.tower_id !== parsed.towerId) return this.#o.onInvalid(topic, 'tower_id: does not match the topic');
         return this.#policyDocs.head(key, r.value);
       }
       case 'policyPart': {

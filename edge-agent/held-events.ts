@@ -11,9 +11,16 @@ export interface HeldEvent {
   id: string;
   ts: number;
   usage: ObservedUsage;
-  /** Wall clock (Date.now) when it was held: deadlines are timers, not timestamps. */
+  /** Wall clock (Date.now) when it was held, for the record: deadlines run on a monotonic clock. */
   heldAt: number;
 }
+
+/**
+ * Deadlines are measured on the monotonic clock: with the wall clock, a clock stepped back (NTP,
+ * GPS time at a tower) by an hour held events an hour longer, and one stepped forward expired
+ * them at once.
+ */
+const monotonic = (): number => performance.now();
 
 export interface HeldEventsOptions {
   max: number;
@@ -25,6 +32,8 @@ export interface HeldEventsOptions {
 export class HeldEvents {
   readonly #o: HeldEventsOptions;
   #events: HeldEvent[] = [];
+  /** When each of #events was held (monotonic ms), in the same order. */
+  #at: number[] = [];
   #timer: NodeJS.Timeout | null = null;
 
   constructor(opts: HeldEventsOptions) {
@@ -37,7 +46,11 @@ export class HeldEvents {
 
   hold(event: HeldEvent): void {
     this.#events.push(event);
-    if (this.#events.length > this.#o.max) this.#o.onOverflow(this.#events.shift()!);
+    this.#at.push(monotonic());
+    if (this.#events.length > this.#o.max) {
+      this.#at.shift();
+      this.#o.onOverflow(this.#events.shift()!);
+    }
     this.#arm();
   }
 
@@ -45,8 +58,14 @@ export class HeldEvents {
   take(routable: (e: HeldEvent) => boolean): HeldEvent[] {
     const taken: HeldEvent[] = [];
     const kept: HeldEvent[] = [];
-    for (const e of this.#events) (routable(e) ? taken : kept).push(e);
+    const keptAt: number[] = [];
+    this.#events.forEach((e, i) => {
+      if (routable(e)) return void taken.push(e);
+      kept.push(e);
+      keptAt.push(this.#at[i]!);
+    });
     this.#events = kept;
+    this.#at = keptAt;
     if (kept.length === 0) this.#disarm();
     return taken;
   }
@@ -54,21 +73,23 @@ export class HeldEvents {
   /** Removes and returns everything (stop). */
   drain(): HeldEvent[] {
     this.#disarm();
+    this.#at = [];
     return this.#events.splice(0);
   }
 
   #arm(): void {
     if (this.#timer || this.#events.length === 0) return;
-    const due = this.#events[0]!.heldAt + this.#o.waitMs;
+    const due = this.#at[0]! + this.#o.waitMs;
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      const now = Date.now();
+      const now = monotonic();
       let n = 0;
-      while (n < this.#events.length && this.#events[n]!.heldAt + this.#o.waitMs <= now) n++;
+      while (n < this.#events.length && this.#at[n]! + this.#o.waitMs <= now) n++;
       const expired = this.#events.splice(0, n);
+      this.#at.splice(0, n);
       this.#arm();
       if (expired.length > 0) this.#o.onExpired(expired);
-    }, Math.max(0, due - Date.now()));
+    }, Math.max(0, due - monotonic()));
   }
 
   #disarm(): void {
