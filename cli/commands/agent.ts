@@ -6,17 +6,29 @@
  * are in `agentHelp` below and in the README.
  */
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
-import { EdgeAgent, type DecisionOrigin, type Rejection } from '../../edge-agent/edge-agent.js';
+import { ErrorWithReasonCode } from 'mqtt';
+import { EdgeAgent, journalDir, type DecisionOrigin, type Rejection } from '../../edge-agent/edge-agent.js';
+import { TOPIC_ID_RE } from '../../shared/ids.js';
 import { createLogger, flushLogger, type LogFormat, type Logger } from '../../shared/logger.js';
 import type { Decision } from '../../shared/mqtt/payloads.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
+import { lockDataDir, type DataDirLock } from '../data-dir-lock.js';
+import { StartupError } from '../startup-error.js';
 
 /** Exit statuses, as documented in --help. */
 export const AGENT_EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, refused: 4 } as const;
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_DECISION_TIMEOUT_MS = 5_000;
+/**
+ * The longest input line read (bytes, without its line break): an event is a few hundred bytes.
+ * A longer line is answered invalid_input as soon as it passes this, and the rest of it is
+ * skipped, not held: a line of gigabytes without a newline no longer grows the process.
+ */
+export const MAX_LINE_BYTES = 64 * 1024;
+/** setTimeout's ceiling: a longer delay fires at once (Node sets it to 1 ms). */
+const MAX_TIMER_MS = 2_147_483_647;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 const options: Record<string, CommandOption> = {
   url: { type: 'string', describe: 'Broker URL: mqtt://host:1883, mqtts://host:8883, ws://host:8083 or wss://…; several mqtt(s):// comma-separated fail over', default: 'mqtt://127.0.0.1:1883' },
@@ -41,8 +53,10 @@ export const agentHelp = `Usage: edgeplane agent --tower-id <id> --password <cre
 
 Runs the edge agent of one tower. Reads usage events as JSON lines on stdin, e.g.
   {"device_id":"dev-42","app":"slack","action":"upload_file"}
-(optional: "ts" epoch ms, "bytes", "tenant_id"). Every non-empty input line gets exactly one JSON
-line on stdout, with "line" (its input line number) and "event_id":
+(optional: "ts" epoch ms, "bytes", "tenant_id", "tower_id": if given, this tower's; a tenant_id
+other than the one the device directory lists for the device is refused, device_tenant_mismatch).
+Every non-empty input line gets exactly one JSON line on stdout, with "line" (its input line
+number) and "event_id":
   decision   {"line":1,"event_id":"…","tenant_id":"acme","device_id":"dev-42","effect":"deny",
               "reason":"rule","rule_id":"…","policy_id":"…","severity":"high","source":"cloud"}
              reason: rule | default | blocked (a remediation block in force, answered at once,
@@ -56,6 +70,8 @@ line on stdout, with "line" (its input line number) and "event_id":
              device_tenant_mismatch | plan_rate_limited | no_decision (no cloud answer within
              --decision-timeout-ms after the end of input)
 Output lines come in the order answers arrive, not input order; match them by "line".
+A line is at most ${MAX_LINE_BYTES} bytes (UTF-8); a longer one is answered invalid_input (as soon
+as it is that long) and skipped to its end. Lines end at \\n, \\r\\n or \\r.
 With --state-dir every event is journalled until the broker acknowledges it: a restart (even
 after kill -9) sends what the last run could not, in order, before anything new.
 Events read before the policy bundles have arrived wait for them (they are not taken for
@@ -91,6 +107,84 @@ function checkUrl(value: string): void {
       throw new UsageError(`--url ${raw}: the scheme must be mqtt://, mqtts://, ws:// or wss://, not ${u.protocol}//`);
     }
     if (!u.hostname) throw new UsageError(`--url ${raw} names no host`);
+  }
+}
+
+/** One input line: its text, or that it was longer than the limit (its bytes not kept). */
+export type InputLine = { text: string } | { tooLong: true };
+
+/**
+ * Splits input bytes into lines as readline did (\n, \r\n or a lone \r; a last line without a
+ * break counts), holding at most `maxBytes` of a line: readline held a whole line, however long,
+ * so a writer that never sent a newline grew the agent without bound. A line passing the limit
+ * yields `{ tooLong: true }` at once, and its remaining bytes are skipped up to its break.
+ */
+export class LineSplitter {
+  readonly #max: number;
+  #parts: Buffer[] = [];
+  #size = 0;
+  /** The current line passed the limit (already reported): skipping to its end. */
+  #skipping = false;
+  /** The previous chunk ended in \r: a \n starting this one ends no further line. */
+  #cr = false;
+
+  constructor(maxBytes: number) {
+    this.#max = maxBytes;
+  }
+
+  /** Bytes held of the line being read (never more than maxBytes). */
+  get buffered(): number {
+    return this.#size;
+  }
+
+  push(chunk: Buffer): InputLine[] {
+    const out: InputLine[] = [];
+    let start = this.#cr && chunk[0] === 0x0a ? 1 : 0;
+    if (chunk.length > 0) this.#cr = false;
+    for (let i = start; i < chunk.length; i++) {
+      const b = chunk[i];
+      if (b !== 0x0a && b !== 0x0d) continue;
+      this.#add(chunk.subarray(start, i), out);
+      this.#end(out);
+      if (b === 0x0d) {
+        if (i + 1 === chunk.length) this.#cr = true;
+        else if (chunk[i + 1] === 0x0a) i++;
+      }
+      start = i + 1;
+    }
+    this.#add(chunk.subarray(start), out);
+    return out;
+  }
+
+  /** End of input: the last line, if it had no line break. */
+  end(): InputLine[] {
+    const out: InputLine[] = [];
+    if (this.#size > 0) this.#end(out);
+    this.#skipping = false;
+    return out;
+  }
+
+  #add(part: Buffer, out: InputLine[]): void {
+    if (this.#skipping || part.length === 0) return;
+    if (this.#size + part.length > this.#max) {
+      this.#parts = [];
+      this.#size = 0;
+      this.#skipping = true;
+      out.push({ tooLong: true });
+      return;
+    }
+    this.#parts.push(Buffer.from(part));
+    this.#size += part.length;
+  }
+
+  #end(out: InputLine[]): void {
+    if (this.#skipping) {
+      this.#skipping = false;
+      return;
+    }
+    out.push({ text: Buffer.concat(this.#parts, this.#size).toString('utf8') });
+    this.#parts = [];
+    this.#size = 0;
   }
 }
 
@@ -179,6 +273,20 @@ function parseEffect(v: unknown): 'allow' | 'deny' {
   throw new UsageError(`--unknown-device-effect must be allow or deny, got ${JSON.stringify(v)}`);
 }
 
+/** A count option: a whole number of at least 1. */
+function countOption(values: Record<string, unknown>, name: string): number | undefined {
+  const n = numberOption(values, name);
+  if (n !== undefined && !(Number.isInteger(n) && n >= 1)) throw new UsageError(`--${name} must be a whole number of at least 1, got ${JSON.stringify(values[name])}`);
+  return n;
+}
+
+/** A duration option (ms): at most what a timer can wait (a longer one would fire at once). */
+function msOption(values: Record<string, unknown>, name: string): number | undefined {
+  const n = numberOption(values, name);
+  if (n !== undefined && n > MAX_TIMER_MS) throw new UsageError(`--${name} must be at most ${MAX_TIMER_MS} (about 24.8 days), got ${JSON.stringify(values[name])}`);
+  return n;
+}
+
 function journalMaxBytes(values: Record<string, unknown>): number | undefined {
   const mb = numberOption(values, 'journal-max-mb');
   if (mb === undefined) return undefined;
@@ -197,6 +305,21 @@ async function readCa(file: string | undefined): Promise<Buffer | undefined> {
     return await readFile(file);
   } catch (err) {
     throw new UsageError(`--ca-file ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/**
+ * One agent per tower and state dir: two appended to one journal (the same segment names, opened
+ * truncating) and one ack and enforcer file, and each took the other's MQTT session over. The lock
+ * is the control plane's (cli/data-dir-lock.ts), on the tower's journal directory: a holder that
+ * died (kill -9, reboot) leaves a stale lock, taken over.
+ */
+async function lockStateDir(stateDir: string, towerId: string): Promise<DataDirLock> {
+  try {
+    return await lockDataDir(journalDir(stateDir, towerId));
+  } catch (err) {
+    if (err instanceof StartupError) throw new Error(err.message.replaceAll('--data-dir', '--state-dir').replace('another edgeplane process', `another edgeplane agent of tower ${towerId}`));
+    throw new UsageError(`--state-dir ${stateDir} cannot be used: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
 
@@ -238,6 +361,12 @@ async function connect(agent: EdgeAgent, url: string, timeoutMs: number): Promis
   return fail(outcome);
 
   function fail(err: Error): number {
+    // Only a CONNACK refusal is the credentials: anything else (the journal could not be opened,
+    // say) said "refused the connection … check --password" and exited 4.
+    if (!(err instanceof ErrorWithReasonCode)) {
+      process.stderr.write(`edgeplane agent: cannot start: ${err.message}\n`);
+      return AGENT_EXIT.failed;
+    }
     process.stderr.write(`edgeplane agent: the broker at ${url} refused the connection: ${err.message}; check --tower-id and --password\n`);
     return AGENT_EXIT.refused;
   }
@@ -278,15 +407,18 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const towerId = values['tower-id'];
   const password = (values.password as string | undefined) ?? process.env.EDGEPLANE_TOWER_PASSWORD;
   if (typeof towerId !== 'string') throw new UsageError('--tower-id is required');
+  if (!TOPIC_ID_RE.test(towerId)) throw new UsageError(`--tower-id must match ${TOPIC_ID_RE}, got ${JSON.stringify(towerId)}`);
   if (!password) throw new UsageError('--password (or EDGEPLANE_TOWER_PASSWORD) is required');
   const stateDir = values['state-dir'] as string | undefined;
   if (stateDir === '') throw new UsageError('--state-dir must not be empty');
   const url = values.url as string;
   checkUrl(url);
-  const connectTimeoutMs = numberOption(values, 'connect-timeout-ms') ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const decisionTimeoutMs = numberOption(values, 'decision-timeout-ms') ?? DEFAULT_DECISION_TIMEOUT_MS;
+  const connectTimeoutMs = msOption(values, 'connect-timeout-ms') ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const decisionTimeoutMs = msOption(values, 'decision-timeout-ms') ?? DEFAULT_DECISION_TIMEOUT_MS;
+  const logLevel = values['log-level'] as string;
+  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   const ca = await readCa(values['ca-file'] as string | undefined);
-  const logger = createLogger(values['log-level'] as 'info', { fd: 2, format: parseLogFormat(values['log-format']) }).child({ module: 'agent', tower_id: towerId });
+  const logger = createLogger(logLevel as 'info', { fd: 2, format: parseLogFormat(values['log-format']) }).child({ module: 'agent', tower_id: towerId });
   const agent = new EdgeAgent({
     url,
     towerId,
@@ -294,12 +426,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
     ...(ca ? { ca } : {}),
     connectTimeoutMs: Math.min(connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
     unknownDeviceEffect: parseEffect(values['unknown-device-effect']),
-    batchMaxEvents: numberOption(values, 'batch-max-events'),
-    batchMaxDelayMs: numberOption(values, 'batch-max-delay-ms'),
-    bufferMaxEvents: numberOption(values, 'buffer-max-events'),
-    localDecisionDeadlineMs: numberOption(values, 'local-deadline-ms'),
+    batchMaxEvents: countOption(values, 'batch-max-events'),
+    batchMaxDelayMs: msOption(values, 'batch-max-delay-ms'),
+    bufferMaxEvents: countOption(values, 'buffer-max-events'),
+    localDecisionDeadlineMs: msOption(values, 'local-deadline-ms'),
     journalMaxBytes: journalMaxBytes(values),
-    journalFsyncMs: numberOption(values, 'journal-fsync-ms'),
+    journalFsyncMs: msOption(values, 'journal-fsync-ms'),
     ...(stateDir !== undefined ? { stateDir } : {}),
     logger,
   });
@@ -307,8 +439,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
   agent.on('decision', (tenantId, d, origin) => answers.decision(tenantId, d, origin));
   agent.on('rejected', (r) => answers.rejected(r));
 
+  const lock = stateDir !== undefined ? await lockStateDir(stateDir, towerId) : null;
   const failed = await connect(agent, url, connectTimeoutMs);
   if (failed !== null) {
+    await lock?.release();
     await flushLogger(logger, 1000);
     return failed;
   }
@@ -317,15 +451,25 @@ export async function agentCommand(argv: string[]): Promise<number> {
   await agent.whenReady();
   logger.info({ event: 'connected', url }, 'agent connected');
 
-  const lines = createInterface({ input: process.stdin });
+  const splitter = new LineSplitter(MAX_LINE_BYTES);
+  let inputClosed = false;
+  const lines = (async function* (): AsyncGenerator<InputLine> {
+    for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+      if (inputClosed) return;
+      yield* splitter.push(chunk);
+    }
+    yield* splitter.end();
+  })();
   let stopping: Promise<void> | null = null;
   const shutdown = (): Promise<void> =>
     (stopping ??= (async () => {
-      lines.close();
+      inputClosed = true;
+      process.stdin.pause();
       await agent.flush(decisionTimeoutMs);
       await answers.drained(decisionTimeoutMs);
       answers.giveUp(`no decision within ${decisionTimeoutMs} ms (--decision-timeout-ms)`);
       await agent.stop();
+      await lock?.release();
       await flushLogger(logger, 1000);
     })());
   const onSignal = (): void => void shutdown().then(() => process.exit(AGENT_EXIT.ok));
@@ -334,13 +478,22 @@ export async function agentCommand(argv: string[]): Promise<number> {
   answers.onClosed = onSignal;
 
   let lineNo = 0;
-  for await (const line of lines) {
+  for await (const input of lines) {
+    if (stopping) break;
     lineNo++;
+    if (!('text' in input)) {
+      answers.invalid(lineNo, `line longer than ${MAX_LINE_BYTES} bytes: not read`);
+      continue;
+    }
+    const line = input.text;
     if (!line.trim()) continue;
     let e: Parameters<EdgeAgent['observe']>[0];
     try {
       e = JSON.parse(line) as Parameters<EdgeAgent['observe']>[0];
       if (e === null || typeof e !== 'object' || Array.isArray(e)) throw new TypeError('a line must be a JSON object');
+      // Usage another tower observed is not this tower's to report.
+      const claimed = (e as { tower_id?: unknown }).tower_id;
+      if (claimed !== undefined && claimed !== towerId) throw new TypeError(`tower_id ${JSON.stringify(claimed)} is not this agent's tower (${towerId})`);
     } catch (err) {
       answers.invalid(lineNo, err instanceof SyntaxError ? `not JSON: ${err.message}` : (err as Error).message);
       continue;
