@@ -40,19 +40,8 @@ export class ConnectionGate {
    */
   admit(conn: Duplex, peer: string, clientOf: () => Client | null): WireGuard | null {
     const { counters, refusals } = this.#opts;
-    if (this.#pending >= this.#opts.maxPending) {
-      counters.inc('mqtt_rejected_total', { reason: 'too_many_pending' });
-      refusals.refused(null, 'too_many_pending', 'connection refused: too many unauthenticated connections', { peer, cap: this.#opts.maxPending });
-      conn.destroy();
-      return null;
-    }
-    this.#pending++;
-    let counted = true;
-    const release = () => {
-      if (!counted) return;
-      counted = false;
-      this.#pending--;
-    };
+    const release = this.#count(conn, peer);
+    if (!release) return null;
     const guard = new WireGuard(conn, {
       maxFrameBytes: this.#opts.maxFrameBytes,
       maxConnectBytes: this.#opts.maxConnectBytes,
@@ -74,22 +63,27 @@ export class ConnectionGate {
    * too many are pending.
    */
   reserve(socket: Duplex, peer: string): (() => void) | null {
+    const release = this.#count(socket, peer);
+    if (release) socket.once('close', release);
+    return release;
+  }
+
+  /** Counts one more pending connection (its release, once), or refuses and destroys `conn` beyond the cap. */
+  #count(conn: Duplex, peer: string): (() => void) | null {
     const { counters, refusals } = this.#opts;
     if (this.#pending >= this.#opts.maxPending) {
       counters.inc('mqtt_rejected_total', { reason: 'too_many_pending' });
       refusals.refused(null, 'too_many_pending', 'connection refused: too many unauthenticated connections', { peer, cap: this.#opts.maxPending });
-      socket.destroy();
+      conn.destroy();
       return null;
     }
     this.#pending++;
     let counted = true;
-    const release = () => {
+    return () => {
       if (!counted) return;
       counted = false;
       this.#pending--;
     };
-    socket.once('close', release);
-    return release;
   }
 
   /** Remembers which guard serves `client`. */
