@@ -16,10 +16,29 @@ export function withQuery(path: string, query: Query = {}): string {
   return qs === '' ? path : `${path}${path.includes('?') ? '&' : '?'}${qs}`;
 }
 
+/** "." or "..", also spelled with %2e: the segments a URL parser resolves (WHATWG URL, path state). */
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
+/**
+ * `path` unchanged, or an ApiError when it holds a dot segment. fetch() resolves those, and
+ * encodeURIComponent leaves dots alone, so an id from the URL's hash or a name a tenant chose (a
+ * role may be called "..") would move a request to another endpoint with the user's token:
+ * `DELETE /api/v1/roles/../policies/<id>` is `DELETE /api/v1/policies/<id>`. No API path has one.
+ */
+export function checkedPath(path: string): string {
+  const pathname = path.split(/[?#]/, 1)[0] ?? '';
+  // The parser also drops tabs and newlines first, and reads a backslash as a slash.
+  if (pathname.replace(/[\t\n\r]/g, '').split(/[/\\]/).some((segment) => DOT_SEGMENT.test(segment))) {
+    throw new ApiError(400, 'INVALID_PATH', `Not sent: ${pathname} does not name a record (it holds a "." or ".." segment).`);
+  }
+  return path;
+}
+
 export class Api {
   constructor(readonly session: Session) {}
 
   async #fetch(method: string, path: string, body: unknown, accept: string, retried = false): Promise<Response> {
+    checkedPath(path);
     const token = await this.session.accessToken();
     const res = await fetch(path, {
       method,
