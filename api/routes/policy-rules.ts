@@ -201,7 +201,11 @@ export const policyRuleRoutes: FastifyPluginAsyncZod = async (app) => {
       await checkCatalogue(tenantId, request.body);
       const roleRef = request.body.role_id;
       const patch = roleRef === undefined || roleRef === null ? request.body : { ...request.body, role_id: await idOrSelf(app.store, tenantId, 'role', roleRef) };
-      const rule = found(await app.store.rules.update(tenantId, request.params.id, patch), 'rule');
+      // Checked again on the row inside the update's transaction: a concurrent PATCH may have
+      // changed the permission or remediation since `current` was read (two PATCHes that each
+      // pass against the old row, one adding a remediation and one making the rule allow, would
+      // otherwise store an allow rule that remediates).
+      const rule = found(await app.store.rules.update(tenantId, request.params.id, patch, checkRemediationOnDeny), 'rule');
       audit(request, { after: rule });
       return { rule };
     },

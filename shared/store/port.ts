@@ -527,11 +527,16 @@ export interface Store {
     /**
      * Applies the patch. A change that ends sessions bumps session_version and revokes every
      * refresh token of the account in the same transaction. CONFLICT (id) when it would leave a
-     * tenant without an active owner.
+     * tenant without an active owner. `check`, when given, sees the account as it is inside the
+     * transaction, before the change; throwing refuses the change (a caller's permission to
+     * manage the account is thus decided on its current role, not on a copy read earlier).
      */
-    update(scope: string | null, id: string, patch: ConsoleUserPatch): Promise<ConsoleUser | null>;
-    /** Deletes the account and its refresh tokens; CONFLICT (id) for a tenant's last active owner. */
-    delete(scope: string | null, id: string): Promise<boolean>;
+    update(scope: string | null, id: string, patch: ConsoleUserPatch, check?: (current: ConsoleUser) => void): Promise<ConsoleUser | null>;
+    /**
+     * Deletes the account and its refresh tokens; CONFLICT (id) for a tenant's last active owner.
+     * `check` as for update.
+     */
+    delete(scope: string | null, id: string, check?: (current: ConsoleUser) => void): Promise<boolean>;
   };
 
   refreshTokens: {
@@ -553,7 +558,15 @@ export interface Store {
   policies: TenantCrud<Policy, PolicyInput, Partial<PolicyInput>> & {
     findByName(tenantId: string, name: string): Promise<Policy | null>;
   };
-  rules: TenantCrud<PolicyRule, RuleInput, RulePatch, { policy_id?: string; role_id?: string }>;
+  rules: Omit<TenantCrud<PolicyRule, RuleInput, RulePatch, { policy_id?: string; role_id?: string }>, 'update'> & {
+    /**
+     * `check`, when given, sees the rule as the update leaves it, inside the update's transaction
+     * (so with every committed concurrent change); throwing refuses the update: nothing is
+     * written and no version is made. A caller's invariant over fields the patch does not name
+     * (only deny rules remediate) is thus checked against the row, not a copy read earlier.
+     */
+    update(tenantId: string, id: string, patch: RulePatch, check?: (after: PolicyRule) => void): Promise<PolicyRule | null>;
+  };
   apps: TenantCrud<App, CatalogInput, Partial<Pick<CatalogInput, 'name'>>>;
   actions: TenantCrud<Action, CatalogInput, Partial<Pick<CatalogInput, 'name'>>>;
   /** devices.create throws PLAN_LIMIT_EXCEEDED when the tenant's plan max_devices is reached. */

@@ -70,13 +70,15 @@ export function createRuleRepo(ctx: MongoContext, refs: TenantRefs): Store['rule
       if (opts?.role_id !== undefined) filter['role_id'] = opts.role_id;
       return table.list(filter, opts);
     },
-    async update(tenantId, id, patch) {
+    async update(tenantId, id, patch, check) {
       return ctx.write(async ({ session, bumpPolicy }) => {
         const before = await table.get(tenantId, id, session);
         if (!before) return null;
         if (patch.role_id !== undefined && patch.role_id !== null) await refs.requireRole(session, tenantId, patch.role_id);
         const after = await table.update(tenantId, id, patch, session);
         if (!after) return null;
+        // Throwing aborts the transaction: the update is never committed.
+        check?.(after);
         if (ruleUpdateBumps(before, after)) await bumpPolicy(tenantId, { kind: 'rule', id });
         return after;
       });

@@ -92,7 +92,7 @@ export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rul
       const page = table.list({ tenant_id: tenantId, policy_id: opts?.policy_id, role_id: opts?.role_id }, opts);
       return { items: page.items.map(toRule), next_cursor: page.next_cursor };
     },
-    async update(tenantId, id, patch) {
+    async update(tenantId, id, patch, check) {
       return ctx.write((scope) => {
         const before = table.get(tenantId, id);
         if (!before) return null;
@@ -100,6 +100,8 @@ export function createRuleRepo(ctx: SqliteContext, refs: TenantRefs): Store['rul
         const after = table.update(tenantId, id, toRowPatch(patch));
         if (!after) return null;
         const rule = toRule(after);
+        // Throwing rolls the whole transaction back.
+        check?.(rule);
         if (ruleUpdateBumps(toRule(before), rule)) scope.bumpPolicy(tenantId, { kind: 'rule', id });
         return rule;
       });
