@@ -12,7 +12,7 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ConsoleRole } from '../../shared/domain.js';
+import type { ConsoleRole, ConsoleUser } from '../../shared/domain.js';
 import { TENANT_CONSOLE_ROLES } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
 import { ConsoleUserSchema } from '../../shared/schemas/records.js';
@@ -57,6 +57,11 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
     requireGrantable(callerRole, user.console_role, 'params.id');
     return user;
   };
+  /**
+   * The same role check on the account as the store's transaction sees it: between `manageable`
+   * and the write, an owner may have made the account an owner, which an admin must not touch.
+   */
+  const stillManageable = (callerRole: ConsoleRole) => (current: ConsoleUser) => requireGrantable(callerRole, current.console_role, 'params.id');
 
   app.post(
     '/console-users',
@@ -133,7 +138,7 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
       const before = await manageable(tenantId, role, id);
       if (patch.console_role !== undefined) requireGrantable(role, patch.console_role, 'body.console_role');
       const after = found(
-        await recordUpdate(request, id, async () => before, () => app.store.consoleUsers.update(tenantId, id, patch)),
+        await recordUpdate(request, id, async () => before, () => app.store.consoleUsers.update(tenantId, id, patch, stillManageable(role))),
         'console user',
       );
       announceEndedSessions(app, before, after, patch);
@@ -157,7 +162,7 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
       const { role } = userPrincipalOf(request);
       const { id } = request.params;
       const before = await manageable(tenantId, role, id);
-      existed(await recordDelete(request, id, async () => before, () => app.store.consoleUsers.delete(tenantId, id)), 'console user');
+      existed(await recordDelete(request, id, async () => before, () => app.store.consoleUsers.delete(tenantId, id, stillManageable(role))), 'console user');
       announceEndedSessions(app, before, null);
       return reply.code(204).send();
     },
@@ -181,7 +186,7 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
       const before = await manageable(tenantId, role, id);
       const patch = await passwordPatch(app, id, request.body.password);
       const after = found(
-        await recordUpdate(request, id, async () => before, () => app.store.consoleUsers.update(tenantId, id, patch)),
+        await recordUpdate(request, id, async () => before, () => app.store.consoleUsers.update(tenantId, id, patch, stillManageable(role))),
         'console user',
       );
       announceEndedSessions(app, before, after, patch);

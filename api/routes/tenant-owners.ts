@@ -7,6 +7,7 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { ConsoleUser } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
 import { ConsoleUserSchema } from '../../shared/schemas/records.js';
 import type { ConsoleUserPatch } from '../../shared/store/port.js';
@@ -29,6 +30,13 @@ export const tenantOwnerRoutes: FastifyPluginAsyncZod = async (app) => {
     const user = await app.store.consoleUsers.get(userId);
     if (!user || user.tenant_id !== tenantId || user.console_role !== 'owner') throw createError('NOT_FOUND', 'owner not found');
     return user;
+  };
+  /**
+   * The same test on the account as the store's transaction sees it: an owner may have been made
+   * an admin (the tenant's business, not the operator's) since `ownerOf` read it.
+   */
+  const stillOwner = (current: ConsoleUser): void => {
+    if (current.console_role !== 'owner') throw createError('NOT_FOUND', 'owner not found');
   };
 
   app.get(
@@ -88,7 +96,7 @@ export const tenantOwnerRoutes: FastifyPluginAsyncZod = async (app) => {
       const patch: ConsoleUserPatch = request.body;
       const before = await ownerOf(id, userId);
       const after = found(
-        await recordUpdate(request, userId, async () => before, () => app.store.consoleUsers.update(id, userId, patch)),
+        await recordUpdate(request, userId, async () => before, () => app.store.consoleUsers.update(id, userId, patch, stillOwner)),
         'owner',
       );
       announceEndedSessions(app, before, after, patch);
@@ -109,7 +117,7 @@ export const tenantOwnerRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { id, userId } = request.params;
       const before = await ownerOf(id, userId);
-      existed(await recordDelete(request, userId, async () => before, () => app.store.consoleUsers.delete(id, userId)), 'owner');
+      existed(await recordDelete(request, userId, async () => before, () => app.store.consoleUsers.delete(id, userId, stillOwner)), 'owner');
       announceEndedSessions(app, before, null);
       return reply.code(204).send();
     },
@@ -131,7 +139,7 @@ export const tenantOwnerRoutes: FastifyPluginAsyncZod = async (app) => {
       const before = await ownerOf(id, userId);
       const patch = await passwordPatch(app, userId, request.body.password);
       const after = found(
-        await recordUpdate(request, userId, async () => before, () => app.store.consoleUsers.update(id, userId, patch)),
+        await recordUpdate(request, userId, async () => before, () => app.store.consoleUsers.update(id, userId, patch, stillOwner)),
         'owner',
       );
       announceEndedSessions(app, before, after, patch);

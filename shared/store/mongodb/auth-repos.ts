@@ -88,10 +88,11 @@ export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Stor
         'asc',
         toConsoleUser,
       ),
-    async update(scope, id, patch) {
+    async update(scope, id, patch, check) {
       return ctx.write(async ({ session }) => {
         const before = await lockInScope(session, scope, id);
         if (!before) return null;
+        check?.(before);
         const now = ctx.now();
         const after = patchedConsoleUser(before, patch, now);
         requireOwnerRemains(before, after, await activeOwners(session, before));
@@ -107,10 +108,11 @@ export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Stor
         return after;
       });
     },
-    async delete(scope, id) {
+    async delete(scope, id, check) {
       return ctx.write(async ({ session }) => {
         const before = await lockInScope(session, scope, id);
         if (!before) return false;
+        check?.(before);
         requireOwnerRemains(before, null, await activeOwners(session, before));
         await tokens.deleteMany({ user_id: id }, { session });
         return (await users.deleteOne({ _id: id }, { session })).deletedCount > 0;

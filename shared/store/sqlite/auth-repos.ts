@@ -99,10 +99,11 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
     async list(tenantId, opts) {
       return table.list({ tenant_id: tenantId, console_role: opts?.console_role }, opts);
     },
-    async update(scope, id, patch) {
+    async update(scope, id, patch, check) {
       return ctx.write(() => {
         const before = inScope.get(id, scope);
         if (!before) return null;
+        check?.(before);
         const now = ctx.now();
         const after = patchedConsoleUser(before, patch, now);
         requireOwnerRemains(before, after, ownersOf(before));
@@ -111,10 +112,11 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
         return after;
       });
     },
-    async delete(scope, id) {
+    async delete(scope, id, check) {
       return ctx.write(() => {
         const before = inScope.get(id, scope);
         if (!before) return false;
+        check?.(before);
         requireOwnerRemains(before, null, ownersOf(before));
         // refresh_tokens go with the account (ON DELETE CASCADE).
         return deleteUser.run(id).changes > 0;
