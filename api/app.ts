@@ -198,7 +198,23 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     transform: createJsonSchemaTransform({ skipList: ['/docs', '/docs/', '/docs/json', '/docs/yaml', '/docs/*'] }),
     transformObject: jsonSchemaTransformObject,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    // The API explorer holds no session, but it must not be framed (clickjacking) nor sniffed: the
+    // plugin's CSP, with frame-ancestors 'none' and without upgrade-insecure-requests (a plain-HTTP
+    // deployment would lose its scripts), and the console's other headers.
+    staticCSP: true,
+    transformStaticCSP: (header) =>
+      header
+        .replace("frame-ancestors 'self'", "frame-ancestors 'none'")
+        .replace(/\s*upgrade-insecure-requests;?/, ''),
+    uiHooks: {
+      onRequest: (_request, reply, done) => {
+        reply.header('x-frame-options', 'DENY').header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
+        done();
+      },
+    },
+  });
 
   await app.register(systemRoutes, {
     readiness: deps.readiness ?? (async () => ({ ok: true, checks: {} })),
