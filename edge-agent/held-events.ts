@@ -31,9 +31,8 @@ export interface HeldEventsOptions {
 
 export class HeldEvents {
   readonly #o: HeldEventsOptions;
-  #events: HeldEvent[] = [];
-  /** When each of #events was held (monotonic ms), in the same order. */
-  #at: number[] = [];
+  /** Oldest first, each with when it was held (monotonic ms). */
+  #events: Array<{ event: HeldEvent; at: number }> = [];
   #timer: NodeJS.Timeout | null = null;
 
   constructor(opts: HeldEventsOptions) {
@@ -45,27 +44,20 @@ export class HeldEvents {
   }
 
   hold(event: HeldEvent): void {
-    this.#events.push(event);
-    this.#at.push(monotonic());
-    if (this.#events.length > this.#o.max) {
-      this.#at.shift();
-      this.#o.onOverflow(this.#events.shift()!);
-    }
+    this.#events.push({ event, at: monotonic() });
+    if (this.#events.length > this.#o.max) this.#o.onOverflow(this.#events.shift()!.event);
     this.#arm();
   }
 
   /** Removes and returns, in arrival order, the held events `routable` accepts. */
   take(routable: (e: HeldEvent) => boolean): HeldEvent[] {
     const taken: HeldEvent[] = [];
-    const kept: HeldEvent[] = [];
-    const keptAt: number[] = [];
-    this.#events.forEach((e, i) => {
-      if (routable(e)) return void taken.push(e);
-      kept.push(e);
-      keptAt.push(this.#at[i]!);
-    });
+    const kept: Array<{ event: HeldEvent; at: number }> = [];
+    for (const h of this.#events) {
+      if (routable(h.event)) taken.push(h.event);
+      else kept.push(h);
+    }
     this.#events = kept;
-    this.#at = keptAt;
     if (kept.length === 0) this.#disarm();
     return taken;
   }
@@ -73,20 +65,18 @@ export class HeldEvents {
   /** Removes and returns everything (stop). */
   drain(): HeldEvent[] {
     this.#disarm();
-    this.#at = [];
-    return this.#events.splice(0);
+    return this.#events.splice(0).map((h) => h.event);
   }
 
   #arm(): void {
     if (this.#timer || this.#events.length === 0) return;
-    const due = this.#at[0]! + this.#o.waitMs;
+    const due = this.#events[0]!.at + this.#o.waitMs;
     this.#timer = setTimeout(() => {
       this.#timer = null;
       const now = monotonic();
       let n = 0;
-      while (n < this.#events.length && this.#at[n]! + this.#o.waitMs <= now) n++;
-      const expired = this.#events.splice(0, n);
-      this.#at.splice(0, n);
+      while (n < this.#events.length && this.#events[n]!.at + this.#o.waitMs <= now) n++;
+      const expired = this.#events.splice(0, n).map((h) => h.event);
       this.#arm();
       if (expired.length > 0) this.#o.onExpired(expired);
     }, Math.max(0, due - monotonic()));
