@@ -11,7 +11,7 @@ import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import { subscriptionMaxQos, topics, type MqttPrincipal } from '../shared/mqtt/topics.js';
 import type { Store } from '../shared/store/port.js';
-import { authenticateConnection, CONNACK, type AuthOutcome, type ConnackRefusal } from './authenticate.js';
+import { authenticateConnection, CONNACK, towerLoginWithdrawn, type AuthOutcome, type ConnackRefusal } from './authenticate.js';
 import type { BrokerConfig, BrokerDeps } from './broker.js';
 import { CommandDeliveries, type CommandDelivery } from './command-deliveries.js';
 import type { ConnectionGate } from './connection-gate.js';
@@ -66,13 +66,9 @@ export class Access {
     for (const [client, p] of sessions.livePrincipals()) {
       try {
         if (p.kind === 'tower') {
-          const cred = await towerCredentials.get(p.credentialId);
-          if (!cred || cred.revoked_at !== null) {
-            this.#revokeCredential(p.credentialId);
-            continue;
-          }
-          const tower = await towers.get(p.towerId);
-          if (!tower || tower.retired_at !== null) this.close(client, 'tower retired or deleted');
+          const withdrawn = await towerLoginWithdrawn({ towerCredentials, towers }, p.credentialId, p.towerId);
+          if (withdrawn === 'credential revoked') this.#revokeCredential(p.credentialId);
+          else if (withdrawn) this.close(client, 'tower retired or deleted');
         } else if (p.kind === 'carrier' && carrierCredentials) {
           const cred = await carrierCredentials.get(p.credentialId);
           if (!cred || cred.revoked_at !== null) this.#revokeCredential(p.credentialId);

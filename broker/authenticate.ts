@@ -134,6 +134,22 @@ async function authenticateCarrier(deps: AuthenticateDeps, clientId: string, car
   return { ok: true, principal: { kind: 'carrier', carrierId, credentialId } };
 }
 
+/**
+ * Why a tower's login no longer stands, or null: its credential gone or revoked, or its tower gone
+ * or retired — what a CONNECT checks once the secret is right. For sessions already open (the
+ * broker after a bus gap, the line ingest before each line). Throws when the store cannot answer.
+ */
+export async function towerLoginWithdrawn(
+  store: { towerCredentials: Pick<Store['towerCredentials'], 'get'>; towers: Pick<Store['towers'], 'get'> },
+  credentialId: string,
+  towerId: string,
+): Promise<'credential revoked' | 'tower retired' | null> {
+  const [credential, tower] = await Promise.all([store.towerCredentials.get(credentialId), store.towers.get(towerId)]);
+  if (!credential || credential.revoked_at !== null) return 'credential revoked';
+  if (!tower || tower.retired_at !== null) return 'tower retired';
+  return null;
+}
+
 async function authenticateTower(deps: AuthenticateDeps, clientId: string, towerId: string, password: string): Promise<AuthOutcome> {
   const parsed = parseTowerPassword(password);
   if (!parsed) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'malformed_password');

@@ -23,6 +23,7 @@ import { encodePayload, type DiscoveryBatch, type UsageBatch } from '../../share
 import { topics } from '../../shared/mqtt/topics.js';
 import type { UplinkMessage } from '../../shared/mqtt/transport.js';
 import type { Store } from '../../shared/store/port.js';
+import { towerLoginWithdrawn } from '../authenticate.js';
 
 const IDLE_TIMEOUT_MS = 60_000;
 /** From accept to a successful AUTH, or from a final ERR to the close (the broker's CONNECT timeout). */
@@ -219,10 +220,7 @@ export class LineIngestPlugin implements IngestPlugin {
   /** Why an authenticated connection may no longer speak for its tower, if it may not. */
   async #withdrawn(s: TowerSession): Promise<'credential revoked' | 'tower retired' | 'unavailable' | null> {
     try {
-      const [cred, tower] = await Promise.all([this.#o.towerCredentials.get(s.credentialId), this.#o.towers.get(s.towerId)]);
-      if (!cred || cred.revoked_at !== null) return 'credential revoked';
-      if (!tower || tower.retired_at !== null) return 'tower retired';
-      return null;
+      return await towerLoginWithdrawn(this.#o, s.credentialId, s.towerId);
     } catch {
       return 'unavailable';
     }
