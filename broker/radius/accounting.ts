@@ -10,15 +10,21 @@ import { ATTR, attrInt, attrText, MalformedPacket, STATUS_TYPE, terminateCauseNa
 
 const MAC_RE = /^([0-9A-Fa-f]{2})[:.-]?([0-9A-Fa-f]{2})[:.-]?([0-9A-Fa-f]{2})[:.-]?([0-9A-Fa-f]{2})[:.-]?([0-9A-Fa-f]{2})[:.-]?([0-9A-Fa-f]{2})$/;
 const DOTTED_MAC_RE = /^([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})$/;
+const BARE_DIGITS_RE = /^[0-9]{12}$/;
 
 /**
  * The device id a station identifier names. MAC addresses in any common notation become the
  * RFC 3580 §3.21 form ("00-10-A4-23-19-C0"), so one handset is one device whichever NAS reports
- * it; an E.164 number loses its '+'; anything else is used as is when it is a valid device id.
+ * it (a bare MAC must hold a hex letter: twelve decimal digits are a phone number); an E.164
+ * number loses its '+'; anything else is used as is when it is a valid device id.
  */
 export function deviceIdOf(station: string | undefined): string | undefined {
   if (station === undefined) return undefined;
   const s = station.trim();
+  // Twelve decimal digits without separators are a phone number (a UK MSISDN is 44 + 10 digits;
+  // 3GPP NASes send MSISDNs as bare digits), not a MAC: MACs come with separators or with hex
+  // letters in all but 0.4 % of cases.
+  if (BARE_DIGITS_RE.test(s)) return s;
   const dotted = DOTTED_MAC_RE.exec(s);
   const hex = dotted ? dotted.slice(1).join('') : null;
   const mac = hex ? MAC_RE.exec(hex) : MAC_RE.exec(s);

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { deviceIdOf, readAccountingRequest } from './accounting.js';
 import {
+  attrAddress,
   ATTR,
   CODE,
   decodePacket,
@@ -109,11 +110,32 @@ describe('RADIUS accounting codec', () => {
     expect(readAccountingRequest(on, 5000)).toEqual({ kind: 'control', status: 'accounting-on', at: 5000 });
   });
 
+  it('reads NAS-IP-Address and NAS-IPv6-Address as text, and ignores one of another length', () => {
+    const p = decodePacket(
+      encodeAccountingRequest(
+        1,
+        [
+          { type: ATTR.NAS_IP_ADDRESS, value: Buffer.from([10, 0, 0, 254]) },
+          { type: ATTR.NAS_IPV6_ADDRESS, value: Buffer.from('20010db8000000000000000000000001', 'hex') },
+        ],
+        SECRET,
+      ),
+    );
+    expect(attrAddress(p, ATTR.NAS_IP_ADDRESS)).toBe('10.0.0.254');
+    expect(attrAddress(p, ATTR.NAS_IPV6_ADDRESS)).toBe('2001:db8::1');
+    const odd = decodePacket(encodeAccountingRequest(1, [{ type: ATTR.NAS_IP_ADDRESS, value: Buffer.from([1, 2, 3, 4, 5]) }], SECRET));
+    expect(attrAddress(odd, ATTR.NAS_IP_ADDRESS)).toBeUndefined();
+  });
+
   it.each([
     ['00:1a:2b:3c:4d:5e', '00-1A-2B-3C-4D-5E'],
     ['00-1A-2B-3C-4D-5E', '00-1A-2B-3C-4D-5E'],
     ['001a.2b3c.4d5e', '00-1A-2B-3C-4D-5E'],
     ['001A2B3C4D5E', '00-1A-2B-3C-4D-5E'],
+    // Twelve decimal digits are an MSISDN (3GPP NASes send them bare), not a MAC.
+    ['447700900123', '447700900123'],
+    ['00:11:22:33:44:55', '00-11-22-33-44-55'],
+    ['0011.2233.4455', '00-11-22-33-44-55'],
     ['+33612345678', '33612345678'],
     ['imei-356938035643809', 'imei-356938035643809'],
     ['alice@realm', undefined],

@@ -11,6 +11,7 @@
  * use. Accounting needs ~15 attributes and two MD5s, which is this file.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { SocketAddress } from 'node:net';
 
 export const CODE = { ACCOUNTING_REQUEST: 4, ACCOUNTING_RESPONSE: 5 } as const;
 
@@ -32,6 +33,7 @@ export const ATTR = {
   ACCT_OUTPUT_GIGAWORDS: 53,
   EVENT_TIMESTAMP: 55,
   MESSAGE_AUTHENTICATOR: 80,
+  NAS_IPV6_ADDRESS: 95,
 } as const;
 
 /** Acct-Status-Type values [RFC 2866 §5.1]. */
@@ -147,6 +149,24 @@ export function encodeAccountingRequest(identifier: number, attributes: Array<{ 
 export function attrText(p: RadiusPacket, type: number): string | undefined {
   const a = p.attributes.find((x) => x.type === type);
   return a === undefined ? undefined : a.value.toString('utf8');
+}
+
+/**
+ * The address in a NAS-IP-Address (4 octets, dotted quad) or NAS-IPv6-Address (16 octets,
+ * RFC 5952 text as Node writes it) attribute; undefined when absent or not of that length.
+ */
+export function attrAddress(p: RadiusPacket, type: number): string | undefined {
+  const a = p.attributes.find((x) => x.type === type);
+  if (a === undefined) return undefined;
+  if (a.value.length === 4) return [...a.value].join('.');
+  if (a.value.length === 16) return new SocketAddress({ address: ipv6Text(a.value), family: 'ipv6' }).address;
+  return undefined;
+}
+
+function ipv6Text(b: Buffer): string {
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
+  return groups.join(':');
 }
 
 export function attrInt(p: RadiusPacket, type: number): number | undefined {

@@ -2,8 +2,9 @@
  * The RADIUS accounting ingest plugin (RFC 2866): a UDP listener whose Accounting-Requests become
  * `sessions` messages for the pipeline (shared/ingest/plugin.ts).
  *
- * Credentials model: one shared secret per NAS, found by the packet's NAS-Identifier among the
- * RADIUS clients operators configure through the API (`/radius/clients`); the client names the
+ * Credentials model: one shared secret per NAS, found by the packet's NAS-Identifier (else its
+ * NAS-IP-Address or NAS-IPv6-Address, as text) among the RADIUS clients operators configure
+ * through the API (`/radius/clients`); the client names the
  * tower the NAS serves. A packet from an unknown NAS, or whose Request Authenticator does not
  * verify with that NAS's secret, is silently discarded [RFC 2866 §3] and counted.
  *
@@ -22,6 +23,7 @@ import { topics } from '../../shared/mqtt/topics.js';
 import type { Store } from '../../shared/store/port.js';
 import { readAccountingRequest } from './accounting.js';
 import {
+  attrAddress,
   attrText,
   ATTR,
   CODE,
@@ -131,10 +133,22 @@ export class RadiusAccountingPlugin implements IngestPlugin {
       return this.#count('malformed', { from: from.address, err: (err as Error).message });
     }
     if (packet.code !== CODE.ACCOUNTING_REQUEST) return this.#count('unsupported_code', { code: packet.code });
-    const nasIdentifier = attrText(packet, ATTR.NAS_IDENTIFIER);
+    // [RFC 2866 §4.1] an Accounting-Request carries a NAS-Identifier or a NAS-IP-Address (or
+    // NAS-IPv6-Address, RFC 3162): a client registered under either name is found by it, the
+    // NAS-Identifier first.
+    const names = [attrText(packet, ATTR.NAS_IDENTIFIER), attrAddress(packet, ATTR.NAS_IP_ADDRESS), attrAddress(packet, ATTR.NAS_IPV6_ADDRESS)];
+    let nasIdentifier: string | undefined;
     let client: Awaited<ReturnType<RadiusPluginOptions['clients']['findByNasIdentifier']>> = null;
     try {
-      client = nasIdentifier ? await this.#o.clients.findByNasIdentifier(nasIdentifier) : null;
+      for (const name of names) {
+        if (name === undefined || name === '') continue;
+        nasIdentifier ??= name;
+        client = await this.#o.clients.findByNasIdentifier(name);
+        if (client) {
+          nasIdentifier = name;
+          break;
+        }
+      }
     } catch (err) {
       // Not answered: the NAS retransmits, and we may be able to check it then.
       return this.#count('store_unavailable', { nas_identifier: nasIdentifier, err: (err as Error).message });

@@ -111,6 +111,31 @@ describe.skipIf(!RADCLIENT && !RADCLIENT_REQUIRED)('RADIUS accounting with radcl
     expect(t.cp.counters.get('device_sessions_reset_total', { source: 'radius' })).toBe(1);
   });
 
+  it('finds a NAS registered by its address from NAS-IP-Address or NAS-IPv6-Address, and reads twelve bare digits as a phone number', async () => {
+    const tower2 = 'twr-radius-2';
+    const secret2 = 'second-nas-secret-456789';
+    await t.operator.post('/api/v1/towers', { id: tower2, name: 'Address-named NAS' });
+    await t.operator.post('/api/v1/radius/clients', { nas_identifier: '10.20.30.40', tower_id: tower2, secret: secret2 });
+    await t.operator.post('/api/v1/radius/clients', { nas_identifier: '2001:db8::7', tower_id: tower2, secret: secret2 });
+    await owner.post('/api/v1/devices', { id: '447700900123', name: 'bob phone (UK MSISDN)' });
+    const byV4 = ['NAS-IP-Address = 10.20.30.40', 'Acct-Session-Id = "sess-v4"', 'Calling-Station-Id = "447700900123"', 'Acct-Status-Type = Start', `Event-Timestamp = ${T0 + 3000}`];
+    expect((await radclient(port, secret2, [byV4])).out).toContain('Received Accounting-Response');
+    // A NAS-Identifier nobody registered does not hide the registered address.
+    const both = ['NAS-Identifier = "unregistered-name"', 'NAS-IPv6-Address = 2001:db8:0:0:0:0:0:7', 'Acct-Session-Id = "sess-v6"', 'Calling-Station-Id = "447700900123"', 'Acct-Status-Type = Start', `Event-Timestamp = ${T0 + 3001}`];
+    expect((await radclient(port, secret2, [both])).out).toContain('Received Accounting-Response');
+    const { sessions } = await owner.get<SessionBody>('/api/v1/sessions?device_id=447700900123');
+    expect(sessions.map((s) => [s.session_id, s.tower_id]).sort()).toEqual([
+      ['sess-v4', tower2],
+      ['sess-v6', tower2],
+    ]);
+    // The address names the client, the client's secret still has to verify: the first NAS's
+    // secret under the second NAS's address is dropped.
+    const before = outcome('bad_authenticator');
+    const forged = await radclient(port, SECRET, [['NAS-IP-Address = 10.20.30.40', 'Acct-Session-Id = "sess-forged-v4"', 'Calling-Station-Id = "447700900123"', 'Acct-Status-Type = Start']], { expectReply: false });
+    expect(forged.out).not.toContain('Received Accounting-Response');
+    expect(outcome('bad_authenticator')).toBe(before + 1);
+  });
+
   it("records a device no tenant holds as the platform's discovered device, not as anyone's session", async () => {
     const stranger = ['NAS-Identifier = "' + NAS + '"', 'Acct-Session-Id = "sess-x"', 'Calling-Station-Id = "+33612345678"', 'Acct-Status-Type = Start', `Event-Timestamp = ${T0}`];
     expect((await radclient(port, SECRET, [stranger])).out).toContain('Received Accounting-Response');
