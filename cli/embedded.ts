@@ -138,7 +138,7 @@ async function startLocked(
   counters.gauge('mqtt_connections', () => broker.connectionCount);
   counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
   const ingest = buildIngestPlugins(f, sink);
-  const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s });
+  const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s, platformAuditRetentionDays: config.platform_audit_retention_days });
   const sinks = await buildSinks(f, { deliverWebhooks: true });
   const eventLog = new EventLog({ bus, logger: logger.child({ module: 'events' }) });
   const decisionMetrics = new DecisionMetrics({ bus, counters, now });

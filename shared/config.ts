@@ -95,6 +95,10 @@ export const CONFIG_OPTIONS = {
   command_retry_min_ms: { flag: 'command-retry-min-ms', describe: 'First resend delay of an unacknowledged command (doubles up to the max)' },
   command_retry_max_ms: { flag: 'command-retry-max-ms', describe: 'Longest resend delay of an unacknowledged command' },
   retention_interval_s: { flag: 'retention-interval-s', describe: 'How often usage older than each tenant plan\'s retention is purged' },
+  platform_audit_retention_days: {
+    flag: 'platform-audit-retention-days',
+    describe: 'Platform audit records (operators, carriers; tenant null) older than this many days are purged (30..3650)',
+  },
   malloc_trim_interval_s: {
     flag: 'malloc-trim-interval-s',
     describe: 'After a major GC, give memory glibc keeps after it was freed back to the OS, at most once per this many seconds (0: never; Linux with glibc)',
@@ -165,6 +169,7 @@ export const ConfigSchema = z.object({
   command_retry_min_ms: positiveInt.default(1000),
   command_retry_max_ms: positiveInt.default(60_000),
   retention_interval_s: positiveInt.default(3600),
+  platform_audit_retention_days: z.coerce.number().int().min(30).max(3650).default(365),
   malloc_trim_interval_s: z.coerce.number().int().min(0).max(3600).default(5),
   webhook_max_attempts: positiveInt.max(20).default(8),
   webhook_timeout_ms: positiveInt.default(5000),

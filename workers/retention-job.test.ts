@@ -1,7 +1,8 @@
 /**
  * Retention purges what grows with traffic, per tenant and by its plan: here finished webhook
  * deliveries (delivered or failed), which nothing else removed but deleting their webhook. Pending
- * ones and other tenants' stay. Real SQLite store.
+ * ones and other tenants' stay. And the platform's own audit records (carrier feeds write one per
+ * request) by the platform retention. Real SQLite store.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -55,5 +56,38 @@ describe('retention', () => {
     expect(await store.webhookDeliveries.get(a, fresh.id)).not.toBeNull();
     expect(await store.webhookDeliveries.get(b, oldOfB.id)).toBeNull();
     expect(ctx.counters.get('webhook_deliveries_purged_total')).toBe(2);
+  });
+
+  it('purges platform audit records (operators, carriers) older than the platform retention, and no tenant record', async () => {
+    const a = (await store.tenants.create({ name: 'A' })).id;
+    const record = (tenantId: string | null, at: number) =>
+      store.audit.record({
+        tenant_id: tenantId,
+        actor_kind: 'system',
+        actor_id: 'carrier:c1',
+        actor_label: null,
+        action: 'towers.upsert',
+        resource_type: 'tower',
+        resource_id: 't1',
+        method: 'POST',
+        path: '/api/v1/carrier-feeds/towers',
+        status_code: 200,
+        ip: null,
+        user_agent: null,
+        before: null,
+        after: null,
+        at,
+      });
+    const start = clock.now;
+    const oldPlatform = await record(null, start);
+    const oldOfA = await record(a, start);
+    clock.now += 31 * DAY_MS;
+    const freshPlatform = await record(null, clock.now - DAY_MS);
+    await new RetentionJob(ctx, { intervalS: 3600, platformAuditRetentionDays: 30 }).run();
+    expect(await store.audit.get(null, oldPlatform.id)).toBeNull();
+    expect(await store.audit.get(null, freshPlatform.id)).not.toBeNull();
+    // The tenant's own retention (365 days by default) still keeps its record.
+    expect(await store.audit.get(a, oldOfA.id)).not.toBeNull();
+    expect(ctx.counters.get('audit_rows_purged_total')).toBe(1);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Enforces each tenant's retention on an interval: usage records (and accounting sessions and
- * finished webhook deliveries) older than the plan's `retention_days`, and audit records older than the tenant's `audit_retention_days`, are purged.
+ * finished webhook deliveries) older than the plan's `retention_days`, and audit records older than the tenant's `audit_retention_days`, are purged;
+ * so are platform audit records (operators' and carriers' actions) older than `platformAuditRetentionDays`.
  * One tenant's failure is counted and does not stop the others (nor its other purge). Once per
  * interval in the whole cluster, not once per worker.
  */
@@ -11,12 +12,14 @@ const DAY_MS = 86_400_000;
 export class RetentionJob {
   readonly #ctx: WorkerContext;
   readonly #intervalMs: number;
+  readonly #platformAuditMs: number;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<unknown> | null = null;
 
-  constructor(ctx: WorkerContext, opts: { intervalS: number }) {
+  constructor(ctx: WorkerContext, opts: { intervalS: number; platformAuditRetentionDays?: number }) {
     this.#ctx = ctx;
     this.#intervalMs = opts.intervalS * 1000;
+    this.#platformAuditMs = (opts.platformAuditRetentionDays ?? 365) * DAY_MS;
   }
 
   start(): void {
@@ -87,6 +90,12 @@ export class RetentionJob {
       }
       cursor = page.next_cursor;
     } while (cursor);
+    try {
+      auditPurged += await store.audit.purge(null, now - this.#platformAuditMs);
+    } catch (err) {
+      counters.inc('retention_errors_total');
+      logger.error({ err }, 'platform audit retention failed');
+    }
     if (purged) counters.inc('usage_rows_purged_total', undefined, purged);
     if (auditPurged) counters.inc('audit_rows_purged_total', undefined, auditPurged);
     if (sessionsPurged) counters.inc('device_sessions_purged_total', undefined, sessionsPurged);

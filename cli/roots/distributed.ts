@@ -204,7 +204,7 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     concurrency: Math.max(1, Math.ceil(config.ingest_concurrency / 8)),
     onError: (err) => logger.error({ module: 'workers', err }, 'uplink job failed for good'),
   });
-  const retention = new RetentionJob(ctx, { intervalS: config.retention_interval_s });
+  const retention = new RetentionJob(ctx, { intervalS: config.retention_interval_s, platformAuditRetentionDays: config.platform_audit_retention_days });
   const sinks = await buildSinks(f, { deliverWebhooks: true });
   const health = healthServer(f, () => ({ mqtt: downlink.connected }));
   const running = await startComponents(

@@ -807,8 +807,8 @@ export interface Store {
     /** Newest first. tenantId null lists platform-level records (operators). */
     list(tenantId: string | null, opts?: ListOptions & AuditFilter): Promise<Page<AuditRecord>>;
     get(tenantId: string | null, id: string): Promise<AuditRecord | null>;
-    /** Deletes the tenant's audit records older than `before`; returns rows deleted. */
-    purge(tenantId: string, before: number): Promise<number>;
+    /** Deletes the tenant's (null: the platform's) audit records older than `before`; returns rows deleted. */
+    purge(tenantId: string | null, before: number): Promise<number>;
   };
 
   /** Deleting a tenant deletes its keys. create: NOT_FOUND (tenant_id), CONFLICT (secret_hash). */

@@ -182,6 +182,19 @@ export function describeAuditContract(state: ContractState): void {
       expect(await listIds(b)).toEqual(newestFirst(ofB));
     });
 
+    it('purges platform records (tenant null) older than the cutoff, and no tenant’s', async () => {
+      const a = (await store.tenants.create({ name: 'a' })).id;
+      const times = [0, 10, 20, 30];
+      const ofA = await recordAll(times.map((dt) => entry(a, { at: T0 + dt })));
+      const platform = await recordAll(times.map((dt) => entry(null, { at: T0 + dt })));
+      expect(await store.audit.purge(null, T0 + 20)).toBe(2);
+      expect(await listIds(null)).toEqual(newestFirst(platform.slice(2)));
+      expect(await listIds(a)).toEqual(newestFirst(ofA));
+      expect(await store.audit.purge(null, T0 + 1000)).toBe(2);
+      expect(await listIds(null)).toEqual([]);
+      expect(await listIds(a)).toEqual(newestFirst(ofA));
+    });
+
     it('deleting a tenant deletes its records; platform records stay', async () => {
       const a = (await store.tenants.create({ name: 'a' })).id;
       const b = (await store.tenants.create({ name: 'b' })).id;

@@ -76,10 +76,11 @@ export function createAuditRepo(ctx: SqliteContext, refs: TenantRefs, options: A
   const getOne: Stmt<[string, string | null], AuditRow> = ctx.db.prepare(
     `SELECT ${COLUMN_LIST} FROM audit_records WHERE id = ? AND tenant_id IS ?`,
   );
-  // The inner SELECT walks the (tenant_id, at) index; the slice keeps each write lock short.
-  const purgeOne: Stmt<[string, string, number]> = ctx.db.prepare(
-    `DELETE FROM audit_records WHERE tenant_id = ? AND id IN (
-       SELECT id FROM audit_records WHERE tenant_id = ? AND at < ? ${limitClause(purgeSlice)})`,
+  // The inner SELECT walks the (tenant_id, at) index (IS: the platform's records too); the slice
+  // keeps each write lock short.
+  const purgeOne: Stmt<[string | null, string | null, number]> = ctx.db.prepare(
+    `DELETE FROM audit_records WHERE tenant_id IS ? AND id IN (
+       SELECT id FROM audit_records WHERE tenant_id IS ? AND at < ? ${limitClause(purgeSlice)})`,
   );
 
   return {
