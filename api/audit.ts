@@ -6,13 +6,15 @@
  *   call refused before its handler runs (401, 403, 400) is recorded under the right action;
  * - the handler fills `request.audit` (resource id, before, after) through `audit()` or the
  *   `recordCreate/Update/Delete` helpers as it reads and writes the store;
- * - one root onResponse hook writes the entry for every POST/PUT/PATCH/DELETE under the API
- *   prefix, successful or refused, plus any other request whose handler filled `request.audit`
- *   (exports). A mutating route that fills nothing still gets a generic entry ('METHOD /pattern').
+ * - root hooks (onSend for acknowledged changes, else onResponse) write the entry for every
+ *   POST/PUT/PATCH/DELETE under the API prefix, successful or refused, plus any other request
+ *   whose handler filled `request.audit` (exports). A mutating route that fills nothing still gets a generic entry ('METHOD /pattern').
  *
- * Written after the response so auditing adds no latency; `AuditTrail.flush()` (also run on
- * close) waits for the writes still in flight. Secrets never reach the store: before/after pass
- * through `redactSecrets`, and the generic entry carries no payload at all.
+ * A change the API acknowledges (2xx/3xx to a mutating call) is answered only once its entry is
+ * written; refused calls, sign-ins and audited reads are written after the response, and
+ * `AuditTrail.flush()` (also run on close) waits for the writes still in flight. Secrets never
+ * reach the store: before/after pass through `redactSecrets`, and the generic entry carries no
+ * payload at all.
  */
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sha256 } from '../shared/auth/secrets.js';
@@ -153,8 +155,11 @@ export class AuditTrail {
     this.#counters = deps.counters;
   }
 
-  /** Starts writing `build()`'s entries; failures are logged and counted, never thrown. */
-  write(build: () => Promise<AuditInput | AuditInput[]>): void {
+  /**
+   * Starts writing `build()`'s entries; failures are logged and counted, never thrown. The
+   * promise settles once they are written (or failed), and never rejects.
+   */
+  write(build: () => Promise<AuditInput | AuditInput[]>): Promise<void> {
     const p: Promise<void> = build()
       .then(async (input) => {
         for (const entry of Array.isArray(input) ? input : [input]) {
@@ -171,6 +176,7 @@ export class AuditTrail {
       )
       .finally(() => this.#pending.delete(p));
     this.#pending.add(p);
+    return p;
   }
 
   /** Resolves once every entry started so far is written (or failed). */
@@ -352,12 +358,27 @@ export function registerAuditTrail(app: FastifyInstance, opts: { prefix: string 
   const trail = new AuditTrail({ store: app.store, log: app.log, counters: app.counters });
   app.decorate('auditTrail', trail);
   app.decorateRequest('audit', null);
-  app.addHook('onResponse', async (request, reply) => {
+  const audited = (request: FastifyRequest, reply: FastifyReply): boolean => {
     const routeUrl = request.routeOptions.url;
-    if (routeUrl === undefined || !routeUrl.startsWith(`${opts.prefix}/`)) return;
-    if (!MUTATING.has(request.method) && request.audit === null) return;
-    if (reply.statusCode === 429) return;
-    trail.write(entryFor(app, opts.prefix, request, reply));
+    if (routeUrl === undefined || !routeUrl.startsWith(`${opts.prefix}/`)) return false;
+    if (!MUTATING.has(request.method) && request.audit === null) return false;
+    return reply.statusCode !== 429;
+  };
+  // A change the API acknowledges (a 2xx/3xx to a POST/PUT/PATCH/DELETE) is answered only once its
+  // audit entry is written too, so a crash after the answer cannot lose the entry of a change the
+  // client was told about. Sign-ins stay after the response (the account lookup must not change
+  // their timing), as do refused calls (they changed nothing) and audited reads (exports).
+  const writtenBeforeAnswer = new WeakSet<FastifyRequest>();
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (reply.statusCode >= 400 || !MUTATING.has(request.method) || !audited(request, reply)) return payload;
+    if (AUTH_ROUTES.has((request.routeOptions.url ?? '').slice(opts.prefix.length))) return payload;
+    writtenBeforeAnswer.add(request);
+    await trail.write(entryFor(app, opts.prefix, request, reply));
+    return payload;
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    if (writtenBeforeAnswer.has(request) || !audited(request, reply)) return;
+    void trail.write(entryFor(app, opts.prefix, request, reply));
   });
   app.addHook('onClose', async () => trail.flush());
 }
