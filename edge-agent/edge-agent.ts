@@ -139,6 +139,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
         this.emit('bundle', tenantId, info);
       },
       onInvalid: (topic, error) => this.#downlink.invalid(topic, error),
+      // Each drop is counted (invalid_messages); a flood logs its first and then every 10,000th.
+      onPartDropped: (topic, reason, total) => {
+        if (total === 1 || total % 10_000 === 0) this.#log.warn({ event: 'bundle_parts_dropped', topic, reason, total }, 'bundle document parts dropped: more than the agent holds for documents (parted-docs.ts)');
+      },
     });
     if (opts.stateDir !== undefined) {
       this.#store = new AgentJournal({

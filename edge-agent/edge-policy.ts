@@ -28,7 +28,7 @@ import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-p
 import { deviceDigest, ENTRY_BYTES, BundleGrantCache, modelFromPolicyBundle, openTenant, TAG_BYTES, unsealEntry } from '../shared/policy/edge-bundle.js';
 import { decisionOf } from '../shared/policy/evaluate-usage.js';
 import { LruMap } from './lru.js';
-import { PartedDocs } from './parted-docs.js';
+import { DEFAULT_PART_BUDGET_BYTES, PartBudget, PartedDocs, type PartDropReason, type PartLimits } from './parted-docs.js';
 
 export type BundleTopic = Extract<ParsedTopic, { kind: 'policy' | 'policyPart' | 'directory' | 'directoryPart' }>;
 
@@ -70,9 +70,25 @@ interface TenantBundle {
 export interface EdgePolicyOptions {
   onBundle: (tenantId: string | null, info: BundleInfo) => void;
   onInvalid: (topic: string, error: string) => void;
+  /**
+   * Bytes the policy and directory documents being assembled or kept may hold together (parts
+   * and heads, parted-docs.ts), and the caps on parts no head names yet. Defaults:
+   * DEFAULT_PART_BUDGET_BYTES, DEFAULT_PART_LIMITS.
+   */
+  partBudgetBytes?: number;
+  partLimits?: Partial<PartLimits>;
+  /** A part or head was dropped (also reported to onInvalid); `total` so far, for a log line. */
+  onPartDropped?: (topic: string, reason: PartDropReason, total: number) => void;
 }
 
 const RESOLVE_CACHE = 65_536;
+
+const DROP_REASONS: Record<PartDropReason, string> = {
+  out_of_range: 'part number out of range',
+  unnamed_evicted: 'no head names it and too many such parts are held (oldest evicted)',
+  too_large: 'larger than the parts kept before their head may hold',
+  over_budget: 'bundle documents hold their whole memory budget',
+};
 
 export class EdgePolicy {
   readonly #o: EdgePolicyOptions;
@@ -84,11 +100,41 @@ export class EdgePolicy {
   readonly #policyDocs: PartedDocs<PolicyBundle, PolicyBundlePart>;
   readonly #grantCache = new BundleGrantCache();
   readonly #directoryDocs: PartedDocs<DirectoryHead, Buffer>;
+  readonly #partBudget: PartBudget;
 
   constructor(opts: EdgePolicyOptions) {
     this.#o = opts;
-    this.#policyDocs = new PartedDocs((_key, head, parts) => this.#applyBundle(head, parts));
-    this.#directoryDocs = new PartedDocs((_key, head, parts) => this.#applySlice(head, parts));
+    // One budget for both kinds: a flood on one topic tree cannot hold twice the cap.
+    const budget = new PartBudget(opts.partBudgetBytes ?? DEFAULT_PART_BUDGET_BYTES);
+    let total = 0;
+    const dropped = (topicOf: (key: string, index: number | null) => string) => (key: string, index: number | null, reason: PartDropReason) => {
+      const topic = topicOf(key, index);
+      this.#o.onInvalid(topic, `${index === null ? 'head' : 'part'} dropped: ${DROP_REASONS[reason]}`);
+      this.#o.onPartDropped?.(topic, reason, ++total);
+    };
+    const limits = opts.partLimits ?? {};
+    this.#policyDocs = new PartedDocs((_key, head, parts) => this.#applyBundle(head, parts), {
+      budget,
+      limits,
+      onDrop: dropped((key, index) => `tenants/${key.replace('/', '/towers/')}/policy${index === null ? '' : `/${index}`}`),
+    });
+    this.#directoryDocs = new PartedDocs((_key, head, parts) => this.#applySlice(head, parts), {
+      budget,
+      limits,
+      onDrop: dropped((key, index) => `directory/${key}${index === null ? '' : `/${index}`}`),
+    });
+    this.#partBudget = budget;
+  }
+
+  /** What the documents being assembled or kept hold: bytes charged, parts, parts no head names, drops. */
+  get parts(): { bytes: number; held: number; unnamed: number; dropped: number } {
+    const docs = [this.#policyDocs, this.#directoryDocs];
+    return {
+      bytes: this.#partBudget.held,
+      held: docs.reduce((n, d) => n + d.heldParts, 0),
+      unnamed: docs.reduce((n, d) => n + d.unnamedParts, 0),
+      dropped: docs.reduce((n, d) => n + d.dropped, 0),
+    };
   }
 
   /** Tenants whose policy bundle this tower holds. */
@@ -128,7 +174,7 @@ export class EdgePolicy {
         if (r.value.tenant_id !== parsed.tenantId) return this.#o.onInvalid(topic, 'tenant_id: does not match the topic');
         // Another tower's bundle, re-published here (a confused or compromised broker): not ours.
         if (r.value.tower_id !== parsed.towerId) return this.#o.onInvalid(topic, 'tower_id: does not match the topic');
-        return this.#policyDocs.head(key, r.value);
+        return this.#policyDocs.head(key, r.value, payload.length);
       }
       case 'policyPart': {
         const r = decodePayload(PolicyBundlePartSchema, payload);
@@ -139,7 +185,7 @@ export class EdgePolicy {
         const r = decodePayload(DirectoryHeadSchema, payload);
         if (!r.ok) return this.#o.onInvalid(topic, refusal(r.error));
         if (r.value.token !== parsed.token) return this.#o.onInvalid(topic, 'token: does not match the topic');
-        return this.#directoryDocs.head(key, r.value);
+        return this.#directoryDocs.head(key, r.value, payload.length);
       }
       case 'directoryPart': {
         const r = decodePayload(DirectoryPartSchema, payload);

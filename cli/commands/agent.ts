@@ -7,6 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ErrorWithReasonCode } from 'mqtt';
+import { AnswerOutput } from '../../edge-agent/answer-output.js';
 import { EdgeAgent, journalDir, type DecisionOrigin, type Rejection } from '../../edge-agent/edge-agent.js';
 import { TOPIC_ID_RE } from '../../shared/ids.js';
 import { createLogger, flushLogger, type LogFormat, type Logger } from '../../shared/logger.js';
@@ -193,15 +194,17 @@ interface Pending {
   device_id: string;
 }
 
-/** Writes one answer line per event, each at most once. */
+/** Writes one answer line per event, each at most once; bounded when stdout is not read (answer-output.ts). */
 class AnswerWriter {
   readonly #pending = new Map<string, Pending>();
   readonly #drained = new Set<() => void>();
+  readonly #output: AnswerOutput;
   #closed = false;
   /** stdout went away (EPIPE): nobody reads the answers any more. */
   onClosed: () => void = () => {};
 
-  constructor() {
+  constructor(output: AnswerOutput) {
+    this.#output = output;
     process.stdout.on('error', () => {
       this.#closed = true;
       this.onClosed();
@@ -264,7 +267,7 @@ class AnswerWriter {
   }
 
   #write(obj: Record<string, unknown>): void {
-    if (!this.#closed) process.stdout.write(JSON.stringify(obj) + '\n');
+    if (!this.#closed) this.#output.write(JSON.stringify(obj) + '\n');
   }
 }
 
@@ -435,7 +438,16 @@ export async function agentCommand(argv: string[]): Promise<number> {
     ...(stateDir !== undefined ? { stateDir } : {}),
     logger,
   });
-  const answers = new AnswerWriter();
+  const output = new AnswerOutput(process.stdout, {
+    onDrop: (dropped) => {
+      if (dropped === 1 || dropped % 10_000 === 0) {
+        logger.warn({ event: 'answers_dropped', answers_dropped: dropped, queued_bytes: output.queuedBytes }, 'stdout is not being read: answers dropped (the events are still sent and decided in the cloud)');
+      }
+    },
+    onPause: (paused, queuedBytes) =>
+      logger.debug({ event: paused ? 'output_paused' : 'output_resumed', queued_bytes: queuedBytes }, paused ? 'stdout full: input paused' : 'stdout drained: input resumed'),
+  });
+  const answers = new AnswerWriter(output);
   agent.on('decision', (tenantId, d, origin) => answers.decision(tenantId, d, origin));
   agent.on('rejected', (r) => answers.rejected(r));
 
@@ -468,6 +480,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
       await agent.flush(decisionTimeoutMs);
       await answers.drained(decisionTimeoutMs);
       answers.giveUp(`no decision within ${decisionTimeoutMs} ms (--decision-timeout-ms)`);
+      if (output.dropped > 0) logger.warn({ event: 'answers_dropped', answers_dropped: output.dropped }, 'answers dropped in all because stdout was not read');
       await agent.stop();
       await lock?.release();
       await flushLogger(logger, 1000);
@@ -478,7 +491,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
   answers.onClosed = onSignal;
 
   let lineNo = 0;
-  for await (const input of lines) {
+  // Input waits while stdout is full: a reader that stops reading stops the agent's input, not its memory.
+  for await (const input of output.paced(lines)) {
     if (stopping) break;
     lineNo++;
     if (!('text' in input)) {
