@@ -1,14 +1,17 @@
 /**
  * What the console-account routes share (tenant users managing their tenant's accounts, operators
- * managing tenant owners): creating an account without revealing other tenants' e-mails, and
- * announcing ended sessions on the bus so every process closes what the account has open.
+ * managing tenant owners): creating an account without revealing other tenants' e-mails,
+ * deleting one (which unassigns its alerts), and announcing ended sessions on the bus so every
+ * process closes what the account has open.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { hashPassword } from '../shared/auth/passwords.js';
-import type { ConsoleUserRevokedReason } from '../shared/bus-events.js';
+import { ALERT_STEP_EVENTS, type ConsoleUserRevokedReason } from '../shared/bus-events.js';
 import type { ConsoleRole, ConsoleUser } from '../shared/domain.js';
 import { createError, isEdgeplaneError } from '../shared/errors.js';
-import type { ConsoleUserPatch } from '../shared/store/port.js';
+import type { AlertActor, ConsoleUserDeletion, ConsoleUserPatch } from '../shared/store/port.js';
+import { audit } from './audit.js';
+import { principalOf } from './auth/guard.js';
 
 /**
  * Creates an account. Its hash takes the salt of the e-mail's existing accounts (other tenants
@@ -54,4 +57,26 @@ function reasonFor(before: ConsoleUser, after: ConsoleUser | null, patch: Consol
 export function announceEndedSessions(app: FastifyInstance, before: ConsoleUser, after: ConsoleUser | null, patch: ConsoleUserPatch = {}): void {
   const reason = reasonFor(before, after, patch);
   if (reason !== null) app.bus.publish('console-user.revoked', { user_id: before.id, tenant_id: before.tenant_id, reason });
+}
+
+/**
+ * Deletes an account through `remove` (the store's delete, with the route's check), auditing it
+ * as it was. The store unassigns the account's alerts in the same transaction, as steps by the
+ * caller; each is announced as the alert routes announce an unassignment ('alert.assigned'), so
+ * live feeds, webhooks and Firebase stop showing the deleted account as the assignee.
+ * False when there was no such account.
+ */
+export async function deleteConsoleAccount(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  before: ConsoleUser,
+  remove: (actor: AlertActor) => Promise<ConsoleUserDeletion | null>,
+): Promise<boolean> {
+  audit(request, { resource_id: before.id, before });
+  const deletion = await remove({ by: principalOf(request).actorId, at: app.clock() });
+  if (deletion === null) return false;
+  for (const { alert, step } of deletion.unassigned) {
+    app.bus.publish(ALERT_STEP_EVENTS[step.kind], { tenant_id: alert.tenant_id, alert, step });
+  }
+  return true;
 }

@@ -6,6 +6,8 @@
  * revoked, access tokens refused at their next request, live feeds closed on every API process
  * and console MQTT sessions dropped by the brokers ('console-user.revoked' on the bus). Only
  * owners set another account's password. A tenant keeps at least one active owner (409).
+ * Deleting an account also unassigns its open and acknowledged alerts, in the delete's
+ * transaction (console-accounts.ts: deleteConsoleAccount).
  *
  * An e-mail used in another tenant is accepted like a fresh one (e-mails are unique per tenant),
  * so this route cannot be used to learn which e-mails other tenants have.
@@ -17,10 +19,10 @@ import { TENANT_CONSOLE_ROLES } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
 import { ConsoleUserSchema } from '../../shared/schemas/records.js';
 import type { ConsoleUserPatch } from '../../shared/store/port.js';
-import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
+import { recordCreate, recordUpdate } from '../audit.js';
 import { tenantIdOf, userPrincipalOf } from '../auth/guard.js';
 import { grantableRoles } from '../auth/permissions.js';
-import { announceEndedSessions, createConsoleAccount, passwordPatch } from '../console-accounts.js';
+import { announceEndedSessions, createConsoleAccount, deleteConsoleAccount, passwordPatch } from '../console-accounts.js';
 import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
 import { EmailSchema, PasswordSchema } from './tenants.js';
 
@@ -152,7 +154,8 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'console-users:write', audit: { action: 'console-users.delete', resource_type: 'console_user' } },
       schema: {
         summary: 'Delete a console user (ends its sessions)',
-        description: '409 when it would leave the tenant without an active owner.',
+        description:
+          'Its open and acknowledged alerts are unassigned in the same transaction (an `unassigned` step by the caller in each alert’s history); resolved alerts keep their assignee. 409 when it would leave the tenant without an active owner.',
         params: IdParams,
         response: { 204: NoContent, ...errorResponses },
       },
@@ -162,7 +165,7 @@ export const consoleUserRoutes: FastifyPluginAsyncZod = async (app) => {
       const { role } = userPrincipalOf(request);
       const { id } = request.params;
       const before = await manageable(tenantId, role, id);
-      existed(await recordDelete(request, id, async () => before, () => app.store.consoleUsers.delete(tenantId, id, stillManageable(role))), 'console user');
+      existed(await deleteConsoleAccount(app, request, before, (actor) => app.store.consoleUsers.delete(tenantId, id, stillManageable(role), actor)), 'console user');
       announceEndedSessions(app, before, null);
       return reply.code(204).send();
     },

@@ -11,8 +11,8 @@ import type { ConsoleUser } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
 import { ConsoleUserSchema } from '../../shared/schemas/records.js';
 import type { ConsoleUserPatch } from '../../shared/store/port.js';
-import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
-import { announceEndedSessions, createConsoleAccount, passwordPatch } from '../console-accounts.js';
+import { recordCreate, recordUpdate } from '../audit.js';
+import { announceEndedSessions, createConsoleAccount, deleteConsoleAccount, passwordPatch } from '../console-accounts.js';
 import { IdSchema, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
 import { PatchConsoleUserBody, SetPasswordBody } from './console-users.js';
 import { EmailSchema, PasswordSchema } from './tenants.js';
@@ -110,6 +110,7 @@ export const tenantOwnerRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'tenants:write', audit: { action: 'tenant-owners.delete', resource_type: 'console_user' } },
       schema: {
         summary: 'Delete an owner (ends its sessions)',
+        description: 'Its open and acknowledged alerts are unassigned in the same transaction, as a step by the operator.',
         params: OwnerParams,
         response: { 204: NoContent, ...errorResponses },
       },
@@ -117,7 +118,7 @@ export const tenantOwnerRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { id, userId } = request.params;
       const before = await ownerOf(id, userId);
-      existed(await recordDelete(request, userId, async () => before, () => app.store.consoleUsers.delete(id, userId, stillOwner)), 'owner');
+      existed(await deleteConsoleAccount(app, request, before, (actor) => app.store.consoleUsers.delete(id, userId, stillOwner, actor)), 'owner');
       announceEndedSessions(app, before, null);
       return reply.code(204).send();
     },

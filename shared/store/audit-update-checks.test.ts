@@ -147,7 +147,7 @@ describe.each(adapters)('consoleUsers.update/delete with a check ($name)', ({ op
     const demoted = await store.consoleUsers.update(t, target.id, { console_role: 'analyst' }, (c) => seen.push(structuredClone(c)));
     expect(seen).toEqual([promoted]);
     expect(demoted).toMatchObject({ console_role: 'analyst' });
-    expect(await store.consoleUsers.delete(t, target.id, notAnOwner)).toBe(true);
+    expect(await store.consoleUsers.delete(t, target.id, notAnOwner)).toEqual({ unassigned: [] });
     expect(await store.consoleUsers.get(target.id)).toBeNull();
   });
 });

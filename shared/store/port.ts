@@ -297,6 +297,19 @@ export interface ConsoleUserPatch {
 
 export type ConsoleUserWithPassword = ConsoleUser & { password_hash: string };
 
+/** Who makes an alert workflow step that is the consequence of another change, and when. */
+export interface AlertActor {
+  /** Actor id as in AlertEvent.actor_id; null for the system. */
+  by: string | null;
+  at: number;
+}
+
+/** What deleting a console account changed besides removing it and its refresh tokens. */
+export interface ConsoleUserDeletion {
+  /** Alerts the account was assigned, as unassigned, with the step recorded in each one's history. */
+  unassigned: Array<{ alert: Alert; step: AlertEvent }>;
+}
+
 export interface RefreshTokenRecord {
   id: string;
   user_id: string;
@@ -534,9 +547,12 @@ export interface Store {
     update(scope: string | null, id: string, patch: ConsoleUserPatch, check?: (current: ConsoleUser) => void): Promise<ConsoleUser | null>;
     /**
      * Deletes the account and its refresh tokens; CONFLICT (id) for a tenant's last active owner.
-     * `check` as for update.
+     * `check` as for update. In the same transaction, the account's active alerts (open or
+     * acknowledged, of its tenant only) are unassigned, each by an 'unassigned' step in the
+     * alert's history made by `actor` (default: the system, now) (rules/alerts.ts:
+     * unassignDeletedAssignee). null when there was no such account in `scope`.
      */
-    delete(scope: string | null, id: string, check?: (current: ConsoleUser) => void): Promise<boolean>;
+    delete(scope: string | null, id: string, check?: (current: ConsoleUser) => void, actor?: AlertActor): Promise<ConsoleUserDeletion | null>;
   };
 
   refreshTokens: {

@@ -1,10 +1,14 @@
 /**
  * Contract: the alert workflow (acknowledge, assign, resolve, with history), how workflow states
- * fold new denies, and the alert list filters.
+ * fold new denies, the alert list filters, and what deleting an assignee's account does to its
+ * alerts.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
+import type { Alert } from '../../domain.js';
+import { createError } from '../../errors.js';
 import type { Store } from '../port.js';
-import { consoleUser, denyEvent, expectError, ids, must, ruleInput, seedWorld, T0, type ContractState } from './harness.js';
+import { ASSIGNEE_DELETED_NOTE } from '../rules/alerts.js';
+import { consoleUser, denyEvent, expectError, ids, must, ruleInput, seedWorld, T0, type ContractState, type World } from './harness.js';
 
 export function describeAlertContract(state: ContractState): void {
   let store: Store;
@@ -134,6 +138,98 @@ export function describeAlertContract(state: ContractState): void {
       expect(await store.alerts.count(w.tenant.id, { since: T0 + 2000 })).toBe(1);
       expect(await store.alerts.count(w.tenant.id, { assigned_to: ana.id, status: 'open' })).toBe(1);
       expect(await store.alerts.count(other.tenant.id, { app: 'mail' })).toBe(0);
+    });
+  });
+
+  describe("deleting an assignee's console account", () => {
+    /** Alerts of `w` opened on distinct devices, by device. */
+    async function openAlerts(w: World, devices: string[]): Promise<Record<string, Alert>> {
+      const opened = (await recordBatch(w, devices.map((device_id) => denyEvent(w, { device_id })))).alerts_opened;
+      return Object.fromEntries(devices.map((d) => [d, must(opened.find((a) => a.device_id === d))]));
+    }
+    const assign = (t: string, alertId: string, assignee: string, at: number) =>
+      store.alerts.act(t, alertId, { kind: 'assign', assignee, by: 'u-lead', at });
+
+    it("unassigns the account's active alerts in the delete's write, each by a recorded step; resolved and other accounts' alerts keep theirs", async () => {
+      const w = await seedWorld(store, 'a');
+      const t = w.tenant.id;
+      const ana = await store.consoleUsers.create(consoleUser(t, 'ana@a.test'));
+      const bea = await store.consoleUsers.create(consoleUser(t, 'bea@a.test'));
+      const a = await openAlerts(w, ['d-open', 'd-acked', 'd-resolved', 'd-bea']);
+      for (const d of ['d-open', 'd-acked', 'd-resolved']) await assign(t, a[d]!.id, ana.id, T0 + 1);
+      await assign(t, a['d-bea']!.id, bea.id, T0 + 1);
+      await store.alerts.act(t, a['d-acked']!.id, { kind: 'acknowledge', by: ana.id, at: T0 + 2 });
+      await store.alerts.act(t, a['d-resolved']!.id, { kind: 'resolve', by: ana.id, at: T0 + 3 });
+      const untouched = [must(await store.alerts.get(t, a['d-resolved']!.id)), must(await store.alerts.get(t, a['d-bea']!.id))];
+
+      const deletion = must(await store.consoleUsers.delete(t, ana.id, undefined, { by: 'u-admin', at: T0 + 10 }));
+
+      const after = (d: string) => store.alerts.get(t, a[d]!.id);
+      const unassigned = { assigned_to: null, assigned_at: null, assigned_by: 'u-admin', note: ASSIGNEE_DELETED_NOTE };
+      expect(await after('d-open')).toMatchObject({ status: 'open', ...unassigned });
+      expect(await after('d-acked')).toMatchObject({ status: 'acknowledged', acknowledged_by: ana.id, ...unassigned });
+      expect([await after('d-resolved'), await after('d-bea')]).toEqual(untouched);
+      expect(untouched.map((x) => x.assigned_to)).toEqual([ana.id, bea.id]);
+
+      // The result names exactly what changed, as stored, with the step each alert's history got.
+      expect(deletion.unassigned.map((u) => u.alert).sort((x, y) => x.id.localeCompare(y.id))).toEqual(
+        [await after('d-open'), await after('d-acked')].sort((x, y) => must(x).id.localeCompare(must(y).id)),
+      );
+      for (const { alert, step } of deletion.unassigned) {
+        const history = await store.alerts.events(t, alert.id);
+        expect(history[history.length - 1]).toEqual(step);
+        expect(step).toMatchObject({ tenant_id: t, alert_id: alert.id, kind: 'unassigned', at: T0 + 10, actor_id: 'u-admin', assignee: null, note: ASSIGNEE_DELETED_NOTE });
+      }
+      expect((await store.alerts.events(t, a['d-open']!.id)).map((e) => e.kind)).toEqual(['assigned', 'unassigned']);
+      expect((await store.alerts.events(t, a['d-resolved']!.id)).map((e) => e.kind)).toEqual(['assigned', 'resolved']);
+      expect(await store.alerts.count(t, { assigned_to: ana.id, status: 'open' })).toBe(0);
+      expect(await store.alerts.count(t, { assigned_to: ana.id, status: 'acknowledged' })).toBe(0);
+      expect(await store.consoleUsers.get(ana.id)).toBeNull();
+      // The deleted account can no longer be assigned.
+      await expectError(assign(t, a['d-open']!.id, ana.id, T0 + 11), 'NOT_FOUND', 'assignee');
+    });
+
+    it("touches only the account's own tenant: another tenant's account with the same e-mail keeps its alerts", async () => {
+      const a = await seedWorld(store, 'a');
+      const b = await seedWorld(store, 'b');
+      const anaA = await store.consoleUsers.create(consoleUser(a.tenant.id, 'ana@shared.test'));
+      const anaB = await store.consoleUsers.create(consoleUser(b.tenant.id, 'ana@shared.test'));
+      const inA = must((await recordBatch(a, [denyEvent(a)])).alerts_opened[0]);
+      const inB = must((await recordBatch(b, [denyEvent(b)])).alerts_opened[0]);
+      await assign(a.tenant.id, inA.id, anaA.id, T0 + 1);
+      const bBefore = must(must(await assign(b.tenant.id, inB.id, anaB.id, T0 + 1)).alert);
+      const bHistory = await store.alerts.events(b.tenant.id, inB.id);
+
+      // Without an actor the steps are the system's.
+      const deletion = must(await store.consoleUsers.delete(a.tenant.id, anaA.id));
+      expect(deletion.unassigned.map((u) => [u.alert.id, u.alert.tenant_id, u.step.actor_id])).toEqual([[inA.id, a.tenant.id, null]]);
+      expect(must(await store.alerts.get(a.tenant.id, inA.id)).assigned_to).toBeNull();
+
+      expect(await store.alerts.get(b.tenant.id, inB.id)).toEqual(bBefore);
+      expect(await store.alerts.events(b.tenant.id, inB.id)).toEqual(bHistory);
+      expect(await store.alerts.count(b.tenant.id, { assigned_to: anaB.id })).toBe(1);
+      expect(await store.consoleUsers.get(anaB.id)).toMatchObject({ tenant_id: b.tenant.id });
+    });
+
+    it('a refused delete unassigns nothing; the delete that goes through does', async () => {
+      const w = await seedWorld(store, 'a');
+      const t = w.tenant.id;
+      const owner = await store.consoleUsers.create({ ...consoleUser(t, 'own@a.test'), console_role: 'owner' });
+      const alert = must((await recordBatch(w, [denyEvent(w)])).alerts_opened[0]);
+      const assigned = must(await assign(t, alert.id, owner.id, T0 + 1)).alert;
+      // The last active owner stays (CONFLICT); a caller's check refuses (FORBIDDEN).
+      await expectError(store.consoleUsers.delete(t, owner.id, undefined, { by: 'u-admin', at: T0 + 2 }), 'CONFLICT', 'owner');
+      const refuse = () => {
+        throw createError('FORBIDDEN', 'cannot manage owner accounts');
+      };
+      await store.consoleUsers.create({ ...consoleUser(t, 'own2@a.test'), console_role: 'owner' });
+      await expectError(store.consoleUsers.delete(t, owner.id, refuse, { by: 'u-admin', at: T0 + 3 }), 'FORBIDDEN');
+      expect(await store.alerts.get(t, alert.id)).toEqual(assigned);
+      expect((await store.alerts.events(t, alert.id)).map((e) => e.kind)).toEqual(['assigned']);
+
+      expect(must(await store.consoleUsers.delete(t, owner.id, undefined, { by: 'u-admin', at: T0 + 4 })).unassigned).toHaveLength(1);
+      expect(must(await store.alerts.get(t, alert.id)).assigned_to).toBeNull();
+      expect((await store.alerts.events(t, alert.id)).map((e) => e.kind)).toEqual(['assigned', 'unassigned']);
     });
   });
 }

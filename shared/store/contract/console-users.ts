@@ -113,8 +113,8 @@ export function describeConsoleUserContract(state: ContractState): void {
       expect(await store.consoleUsers.update(b.id, inA.id, { disabled: true })).toBeNull();
       expect(await store.consoleUsers.update(null, inA.id, { disabled: true })).toBeNull();
       expect(await store.consoleUsers.update(a.id, op.id, { disabled: true })).toBeNull();
-      expect(await store.consoleUsers.delete(b.id, inA.id)).toBe(false);
-      expect(await store.consoleUsers.delete(a.id, 'no-such-user')).toBe(false);
+      expect(await store.consoleUsers.delete(b.id, inA.id)).toBeNull();
+      expect(await store.consoleUsers.delete(a.id, 'no-such-user')).toBeNull();
       expect(must(await store.consoleUsers.get(inA.id)).disabled_at).toBeNull();
       expect(must(await store.consoleUsers.update(null, op.id, { password_hash: 'p' })).session_version).toBe(1);
     });
@@ -124,10 +124,10 @@ export function describeConsoleUserContract(state: ContractState): void {
       await account(t.id, 'owner@t.test', 'owner');
       const u = await account(t.id, 'u@t.test', 'analyst');
       const token = await refreshToken(u.id);
-      expect(await store.consoleUsers.delete(t.id, u.id)).toBe(true);
+      expect(await store.consoleUsers.delete(t.id, u.id)).toEqual({ unassigned: [] });
       expect(await store.consoleUsers.get(u.id)).toBeNull();
       expect(await store.refreshTokens.findByHash(`hash-${token}`)).toBeNull();
-      expect(await store.consoleUsers.delete(t.id, u.id)).toBe(false);
+      expect(await store.consoleUsers.delete(t.id, u.id)).toBeNull();
       // The e-mail is free again in that tenant.
       await expect(account(t.id, 'u@t.test', 'viewer')).resolves.toMatchObject({ email: 'u@t.test' });
     });
@@ -146,7 +146,7 @@ export function describeConsoleUserContract(state: ContractState): void {
       // A disabled owner does not count.
       await expectError(store.consoleUsers.delete(t.id, o1.id), 'CONFLICT', 'owner');
       await store.consoleUsers.update(t.id, o2.id, { disabled: false });
-      expect(await store.consoleUsers.delete(t.id, o1.id)).toBe(true);
+      expect(await store.consoleUsers.delete(t.id, o1.id)).toEqual({ unassigned: [] });
       expect(must(await store.consoleUsers.get(o2.id)).console_role).toBe('owner');
       // Nothing was half-written by the refusals.
       expect(ids((await store.consoleUsers.list(t.id)).items)).toEqual([o2.id]);

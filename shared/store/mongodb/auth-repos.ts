@@ -4,12 +4,14 @@
 import type { ConsoleUser } from '../../domain.js';
 import type { ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
 import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, compareSignInOrder, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
+import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, unassignDeletedAssignee } from '../rules/alerts.js';
 import { conflict, notFound } from '../rules/errors.js';
 import { normaliseEmail } from '../rules/platform.js';
-import { C, type ConsoleUserDoc, type RefreshTokenDoc } from './collections.js';
+import { C, type AlertDoc, type AlertEventDoc, type ConsoleUserDoc, type RefreshTokenDoc } from './collections.js';
 import { insertOrConflict, strip, type MongoContext } from './context.js';
-import type { SessionLike } from './db-like.js';
+import type { Document, SessionLike } from './db-like.js';
 import type { TenantRefs } from './entity.js';
+import { toAlert } from './usage-repo.js';
 
 /** Accounts written before schema version 2 lack the lifecycle fields: read them as never changed. */
 const toConsoleUser = (d: ConsoleUserDoc): ConsoleUser => ({
@@ -22,6 +24,8 @@ const withPassword = (d: ConsoleUserDoc): ConsoleUserWithPassword => ({ ...toCon
 export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Store['consoleUsers'] {
   const users = ctx.coll<ConsoleUserDoc>(C.consoleUsers);
   const tokens = ctx.coll<RefreshTokenDoc>(C.refreshTokens);
+  const alerts = ctx.coll<AlertDoc>(C.alerts);
+  const alertEvents = ctx.coll<AlertEventDoc>(C.alertEvents);
 
   /**
    * The account in `scope`, read with a guard write so two changes to one tenant's owners conflict
@@ -108,14 +112,34 @@ export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Stor
         return after;
       });
     },
-    async delete(scope, id, check) {
+    async delete(scope, id, check, actor) {
       return ctx.write(async ({ session }) => {
         const before = await lockInScope(session, scope, id);
-        if (!before) return false;
+        if (!before) return null;
         check?.(before);
         requireOwnerRemains(before, null, await activeOwners(session, before));
+        // Operators are nobody's assignee; a tenant's account only its own tenant's. An assignment
+        // racing this delete conflicts on the account's write_guard (alerts.act bumps it).
+        const assigned =
+          before.tenant_id === null
+            ? []
+            : await alerts
+                .find({ tenant_id: before.tenant_id, assigned_to: id, status: { $in: [...ACTIVE_ALERT_STATUSES] } }, { session, sort: { _id: 1 } })
+                .toArray();
+        const unassigned = unassignDeletedAssignee(
+          assigned.map(toAlert),
+          actor ?? { by: null, at: ctx.now() },
+          ctx.newId,
+        );
+        for (const { alert, step } of unassigned) {
+          const set: Document = {};
+          for (const field of ALERT_WORKFLOW_FIELDS) set[field] = alert[field];
+          await alerts.updateOne({ _id: alert.id, tenant_id: alert.tenant_id }, { $set: set }, { session });
+          await alertEvents.insertOne({ _id: step.id, ...step }, { session });
+        }
         await tokens.deleteMany({ user_id: id }, { session });
-        return (await users.deleteOne({ _id: id }, { session })).deletedCount > 0;
+        if ((await users.deleteOne({ _id: id }, { session })).deletedCount === 0) return null;
+        return { unassigned };
       });
     },
   };

@@ -240,6 +240,51 @@ describe('MongoStore specifics (over the boundary double)', () => {
     expect((await store.dashboard(tenant.id)).usage_total).toBe(20);
   });
 
+  it("an assignment writes its assignee's account, so on a server it conflicts with the account's delete", async () => {
+    // Snapshot isolation lets two transactions that write different documents both commit: an
+    // assignment that only read the account could commit beside the account's delete (which
+    // unassigns only the alerts it sees), leaving an alert assigned to a deleted account. The
+    // double serialises transactions, so the conflict itself shows on a real server only; here
+    // the guard write that causes it is checked.
+    const store = await openStore();
+    const tenant = await store.tenants.create({ name: 'a' });
+    const ana = await store.consoleUsers.create({ tenant_id: tenant.id, email: 'ana@a.test', console_role: 'analyst', password_hash: 'h' });
+    const opened = await store.usage.recordBatch({
+      tenant_id: tenant.id,
+      tower_id: 'tw',
+      batch_id: 'b',
+      now: 1,
+      alert_window_s: 60,
+      records: [
+        {
+          id: 'e1',
+          tenant_id: tenant.id,
+          tower_id: 'tw',
+          batch_id: 'b',
+          device_id: 'd',
+          user_id: null,
+          app: 'slack',
+          action: 'upload',
+          bytes: null,
+          ts: 1,
+          received_at: 1,
+          effect: 'deny',
+          reason: 'rule',
+          rule_id: 'r1',
+          policy_id: 'p1',
+          policy_version: 1,
+          severity: 'high',
+        },
+      ],
+    });
+    const alert = opened.alerts_opened[0]!;
+    const guard = () => (server.peek(DB, 'console_users', ana.id)?.['write_guard'] as number | undefined) ?? 0;
+    const before = guard();
+    await store.alerts.act(tenant.id, alert.id, { kind: 'assign', assignee: ana.id, by: null, at: 2 });
+    expect(guard()).toBe(before + 1);
+    expect(await store.consoleUsers.get(ana.id)).toEqual(ana);
+  });
+
   it('lets a second store on the same database read committed writes', async () => {
     const writer = await openStore();
     const reader = await openStore();

@@ -50,7 +50,7 @@ export const toUsage = (d: UsageDoc): UsageRecord => {
   return { ...r, local_effect: r.local_effect ?? null, local_policy_version: r.local_policy_version ?? null, disagreement: r.disagreement ?? false };
 };
 /** Alerts stored before the workflow existed carry none of its fields: they read as unset. */
-const toAlert = (d: AlertDoc): Alert => ({ ...NO_WORKFLOW, ...strip(d, 'severity_rank') });
+export const toAlert = (d: AlertDoc): Alert => ({ ...NO_WORKFLOW, ...strip(d, 'severity_rank') });
 const toAlertEvent = (d: AlertEventDoc): AlertEvent => strip(d);
 
 /** `since` bounds `from` (inclusive), `until` bounds `to` (exclusive). */
@@ -278,8 +278,12 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
         const doc = await alerts.findOne({ _id: id, tenant_id: tenantId }, { session });
         if (!doc) return null;
         if (action.kind === 'assign' && action.assignee !== null) {
-          const assignee = await consoleUsers.findOne({ _id: action.assignee, tenant_id: tenantId }, { session });
-          if (!assignee) throw notFound('assignee', 'no such console user in this tenant');
+          // A guard write, not a read: under snapshot isolation a read would let the account's
+          // delete commit beside this step (each writing other documents), leaving the alert
+          // assigned to a deleted account; the write makes the two conflict, and the retry
+          // finds no account.
+          const assignee = await consoleUsers.updateOne({ _id: action.assignee, tenant_id: tenantId }, { $inc: { write_guard: 1 } }, { session });
+          if (assignee.matchedCount === 0) throw notFound('assignee', 'no such console user in this tenant');
         }
         const { alert, event } = applyAlertAction(toAlert(doc), action, ctx.newId);
         if (event === null) return { alert, step: null };

@@ -158,3 +158,27 @@ export const ALERT_WORKFLOW_FIELDS = [
   'resolved_at',
   'note',
 ] as const satisfies ReadonlyArray<keyof Alert>;
+
+/** The note of the step that unassigns an alert because its assignee's account was deleted. */
+export const ASSIGNEE_DELETED_NOTE = "assignee's console account was deleted";
+
+/**
+ * Deleting a console account unassigns its active alerts in the delete's transaction, each by an
+ * ordinary 'unassigned' step (so history, live feeds and webhooks see it like any unassignment):
+ * left assigned, they pointed at nobody and appeared in nobody's "my alerts". Resolved alerts are
+ * closed and keep their assignee as history, like acknowledged_by and resolved_by.
+ * `assigned` are the alerts the adapter found assigned to the account (active ones only).
+ */
+export function unassignDeletedAssignee(
+  assigned: readonly Alert[],
+  actor: { by: string | null; at: number },
+  newId: () => string,
+): Array<{ alert: Alert; step: AlertEvent }> {
+  const steps: Array<{ alert: Alert; step: AlertEvent }> = [];
+  for (const before of assigned) {
+    if (before.status === 'resolved' || before.assigned_to === null) continue;
+    const { alert, event } = applyAlertAction(before, { kind: 'assign', assignee: null, by: actor.by, at: actor.at, note: ASSIGNEE_DELETED_NOTE }, newId);
+    if (event !== null) steps.push({ alert, step: event });
+  }
+  return steps;
+}

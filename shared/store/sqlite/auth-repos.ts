@@ -1,13 +1,15 @@
 /**
  * Console sign-in: console users (people, not device users) and rotating refresh tokens.
  */
-import type { ConsoleUser } from '../../domain.js';
+import type { Alert, AlertEvent, ConsoleUser } from '../../domain.js';
 import type { ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
+import { ALERT_WORKFLOW_FIELDS, unassignDeletedAssignee } from '../rules/alerts.js';
 import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
 import { normaliseEmail } from '../rules/platform.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, limitClause, notFound, sqliteErrorCode } from './context.js';
 import { EntityTable } from './entity-table.js';
+import { ALERT_COLUMNS, ALERT_EVENT_COLUMNS } from './usage-repo.js';
 
 const CONSOLE_USER_COLUMNS = [
   'id',
@@ -54,6 +56,17 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
        WHERE id = @id`,
     );
   const deleteUser: Stmt<[string]> = db.prepare('DELETE FROM console_users WHERE id = ?');
+  // An alert's assignee has no foreign key (alerts are history, migration 5): the delete
+  // unassigns them itself.
+  const activeAssigned: Stmt<[string, string], Alert> = db.prepare(
+    `SELECT ${ALERT_COLUMNS.join(', ')} FROM alerts WHERE tenant_id = ? AND assigned_to = ? AND status IN ('open', 'acknowledged') ORDER BY id`,
+  );
+  const saveWorkflow: Stmt<[Alert]> = db.prepare(
+    `UPDATE alerts SET ${ALERT_WORKFLOW_FIELDS.map((c) => `${c} = @${c}`).join(', ')} WHERE tenant_id = @tenant_id AND id = @id`,
+  );
+  const insertAlertEvent: Stmt<[AlertEvent]> = db.prepare(
+    `INSERT INTO alert_events (${ALERT_EVENT_COLUMNS.join(', ')}) VALUES (${ALERT_EVENT_COLUMNS.map((c) => `@${c}`).join(', ')})`,
+  );
   const revokeTokens: Stmt<[number, string]> = db.prepare(
     'UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL',
   );
@@ -112,14 +125,22 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
         return after;
       });
     },
-    async delete(scope, id, check) {
+    async delete(scope, id, check, actor) {
       return ctx.write(() => {
         const before = inScope.get(id, scope);
-        if (!before) return false;
+        if (!before) return null;
         check?.(before);
         requireOwnerRemains(before, null, ownersOf(before));
+        // Operators are nobody's assignee; a tenant's account only its own tenant's.
+        const assigned = before.tenant_id === null ? [] : activeAssigned.all(before.tenant_id, id);
+        const unassigned = unassignDeletedAssignee(assigned, actor ?? { by: null, at: ctx.now() }, ctx.newId);
+        for (const { alert, step } of unassigned) {
+          saveWorkflow.run(alert);
+          insertAlertEvent.run(step);
+        }
         // refresh_tokens go with the account (ON DELETE CASCADE).
-        return deleteUser.run(id).changes > 0;
+        if (deleteUser.run(id).changes === 0) return null;
+        return { unassigned };
       });
     },
   };

@@ -57,7 +57,7 @@ describe('migration 4: console account lifecycle, e-mails unique per tenant', ()
       ).rejects.toMatchObject({ code: 'CONFLICT' });
       // The foreign key still points at the rebuilt table: deleting the account takes its tokens.
       await store.consoleUsers.create({ tenant_id: 't1', email: 'o2@acme.test', console_role: 'owner', password_hash: 'x' });
-      expect(await store.consoleUsers.delete('t1', 'u1')).toBe(true);
+      expect(await store.consoleUsers.delete('t1', 'u1')).toEqual({ unassigned: [] });
       expect(await store.refreshTokens.findByHash('th1')).toBeNull();
     } finally {
       await store.close();

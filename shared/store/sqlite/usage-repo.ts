@@ -47,7 +47,7 @@ const USAGE_COLUMNS = [
   'local_policy_version',
   'disagreement',
 ] as const;
-const ALERT_COLUMNS = [
+export const ALERT_COLUMNS = [
   'id',
   'tenant_id',
   'device_id',
@@ -63,7 +63,7 @@ const ALERT_COLUMNS = [
   'last_seen',
   ...ALERT_WORKFLOW_FIELDS,
 ] as const;
-const ALERT_EVENT_COLUMNS = ['id', 'tenant_id', 'alert_id', 'kind', 'at', 'actor_id', 'assignee', 'note'] as const;
+export const ALERT_EVENT_COLUMNS = ['id', 'tenant_id', 'alert_id', 'kind', 'at', 'actor_id', 'assignee', 'note'] as const;
 const DISCOVERED_COLUMNS = ['id', 'tenant_id', 'device_id', 'tower_id', 'first_seen', 'last_seen', 'count'] as const;
 
 /** Rows a device- or user-filtered page reads at most (~10 ms inside SQLite, ~0.2 µs a row). */
