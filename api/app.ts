@@ -10,6 +10,7 @@ import { decoyHash } from '../shared/auth/passwords.js';
 import type { TrustProxy } from '../shared/config.js';
 import { createIdFactory } from '../shared/ids.js';
 import { InProcessRateBudgets } from '../shared/workflow/rate-budgets.js';
+import { StoreFaults } from '../shared/store/store-faults.js';
 import { bearerMatches } from '../shared/metrics-token.js';
 import { registerAuditTrail } from './audit.js';
 import { consolePlugin } from './console.js';
@@ -135,6 +136,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   app.decorate('counters', deps.counters);
   app.decorate('clock', now);
   app.decorate('newId', newId);
+  app.decorate('storeFaults', deps.storeFaults ?? new StoreFaults({ logger: deps.logger.child({ module: 'store' }), counters: deps.counters, now }));
   app.decorate(
     'sessions',
     new SessionService({

@@ -21,6 +21,7 @@ import { sha256 } from '../shared/auth/secrets.js';
 import type { AuditActorKind } from '../shared/domain.js';
 import type { Counters } from '../shared/metrics.js';
 import type { AuditInput, Store } from '../shared/store/port.js';
+import type { StoreFaults } from '../shared/store/store-faults.js';
 import { existed } from './schemas/common.js';
 
 export interface AuditActor {
@@ -147,12 +148,14 @@ export class AuditTrail {
   readonly #store: Store;
   readonly #log: FastifyBaseLogger;
   readonly #counters: Counters;
+  readonly #faults: StoreFaults | null;
   readonly #pending = new Set<Promise<void>>();
 
-  constructor(deps: { store: Store; log: FastifyBaseLogger; counters: Counters }) {
+  constructor(deps: { store: Store; log: FastifyBaseLogger; counters: Counters; storeFaults?: StoreFaults }) {
     this.#store = deps.store;
     this.#log = deps.log;
     this.#counters = deps.counters;
+    this.#faults = deps.storeFaults ?? null;
   }
 
   /**
@@ -165,12 +168,16 @@ export class AuditTrail {
         for (const entry of Array.isArray(input) ? input : [input]) {
           await this.#store.audit.record(entry);
           this.#counters.inc('audit_records_total');
+          // A record was written: the store has space (again).
+          this.#faults?.writable();
         }
       })
       .then(
         () => undefined,
         (err: unknown) => {
           this.#counters.inc('audit_write_errors_total');
+          // A full store refuses every request's record: counted, logged once per episode.
+          if (this.#faults?.refused(err, 'audit')) return;
           this.#log.error({ err }, 'audit record could not be written');
         },
       )
@@ -355,7 +362,7 @@ function entryFor(
  * throttled calls would otherwise turn into a flood of audit rows (the rate limiter counts them).
  */
 export function registerAuditTrail(app: FastifyInstance, opts: { prefix: string }): void {
-  const trail = new AuditTrail({ store: app.store, log: app.log, counters: app.counters });
+  const trail = new AuditTrail({ store: app.store, log: app.log, counters: app.counters, storeFaults: app.storeFaults });
   app.decorate('auditTrail', trail);
   app.decorateRequest('audit', null);
   const audited = (request: FastifyRequest, reply: FastifyReply): boolean => {

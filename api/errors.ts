@@ -1,12 +1,13 @@
 /**
  * The one error handler. Every failure leaves as `{ error: { code, message, issues? } }` with the
  * status the shared error registry assigns to the code. Client mistakes (validation, bad JSON,
- * wrong media type, oversized body) are 4xx; only our own faults are 500, and their details go to
- * the log, never to the client.
+ * wrong media type, oversized body) are 4xx; a full store is 503 UNAVAILABLE naming the storage;
+ * only our own faults are 500, and their details go to the log, never to the client.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ERROR_CODES, isEdgeplaneError, type EdgeplaneError, type ErrorCode, type FieldIssue } from '../shared/errors.js';
+import { isStoreFull, STORE_FULL_MESSAGE } from '../shared/store/store-faults.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; issues?: FieldIssue[] };
@@ -73,6 +74,12 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const first = issues[0];
       const message = first ? `${first.field}: ${first.message}` : 'request is invalid';
       return reply.code(400).send(body('VALIDATION_FAILED', message, issues));
+    }
+    if (isStoreFull(err)) {
+      // Not a fault of ours or the client's: the disk (or the database's size limit) is full.
+      // The failing write was rolled back; the refusal is counted and logged once per episode.
+      app.storeFaults.refused(err, 'api');
+      return reply.code(ERROR_CODES.UNAVAILABLE).send(body('UNAVAILABLE', STORE_FULL_MESSAGE));
     }
     if (isEdgeplaneError(err)) {
       if (err.status >= 500) request.log.error({ err }, 'request failed');

@@ -12,6 +12,7 @@ import type { IdFactory } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import type { Store } from '../shared/store/port.js';
+import type { StoreFaults } from '../shared/store/store-faults.js';
 import type { RateBudgets } from '../shared/workflow/rate-budgets.js';
 import type { Permission } from './auth/permissions.js';
 import type { LoginThrottle } from './auth/login-throttle.js';
@@ -49,6 +50,8 @@ export interface ApiDeps {
   /** Server clock (epoch ms); injectable so tests can expire tokens without sleeping. */
   now?: () => number;
   readiness?: () => Promise<Readiness>;
+  /** The process's store-full tracker (shared with the broker and workers); default: the API's own. */
+  storeFaults?: StoreFaults;
 }
 
 /** A console user, from the verified claims of a bearer access token. */
@@ -110,6 +113,8 @@ declare module 'fastify' {
     apiOptions: { webhookAllowPrivate: boolean };
     clock: () => number;
     newId: IdFactory;
+    /** Store-full refusals: 503 to the client, counted, logged once per episode. */
+    storeFaults: StoreFaults;
   }
   interface FastifyRequest {
     /** Set by the authentication hook on every route that declares a permission. */

@@ -33,6 +33,7 @@ export interface AccessDeps {
   tokens: Pick<TokenService, 'verify'>;
   consoleUsers: BrokerDeps['consoleUsers'];
   onCommandDelivered: BrokerDeps['onCommandDelivered'];
+  storeFaults?: BrokerDeps['storeFaults'];
   now: () => number;
 }
 
@@ -98,7 +99,10 @@ export class Access {
         userRevokedAt: (id) => sessions.userRevokedAt(id),
         ...(consoleUsers ? { isUserActive: (id: string, tenantId: string) => consoleUsers.isActive(id, tenantId) } : {}),
         now: this.#d.now,
-        onTouchError: (err, credentialId) => this.#d.log.warn({ err, credential_id: credentialId }, 'credential touch failed'),
+        onTouchError: (err, credentialId) => {
+          // A full store refuses every login's last-use stamp: counted, logged once per episode.
+          if (!this.#d.storeFaults?.refused(err, 'credentials')) this.#d.log.warn({ err, credential_id: credentialId }, 'credential touch failed');
+        },
       },
       { clientId: client.id, assignedClientId: facts.assignedClientId, username, password },
     );

@@ -13,6 +13,7 @@ import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import { mayPublish, mayReceive, maySubscribe, mqttIdentity, parseTopic, subscriptionMaxQos, type MqttPrincipal, type ParsedTopic } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type UplinkSink } from '../shared/mqtt/transport.js';
+import type { StoreFaults } from '../shared/store/store-faults.js';
 import type { CarrierFeedSink } from './carrier-feed-ingest.js';
 import { MAX_FILTER_BYTES } from './frame-inspector.js';
 import type { RefusalLog } from './refusal-log.js';
@@ -50,6 +51,8 @@ export interface AuthorizeContext {
   now: () => number;
   /** The ingest sink, or null while the workers are not built yet. */
   sink: () => UplinkSink | null;
+  /** A store-full refusal is counted there and logged once per episode, not once per uplink. */
+  storeFaults?: StoreFaults | null;
   /** Where carrier feeds go (carrier-feed-ingest.ts); null: carriers publish nothing. */
   carrierFeeds?: CarrierFeedSink | null;
   /** True once the broker is shutting down. */
@@ -130,6 +133,10 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       return release;
     } catch (err) {
       (release as Release | null)?.();
+      if (ctx.storeFaults?.refused(err, 'ingest')) {
+        counters.inc('ingest_errors_total', { stage: 'broker', reason: 'store_full' });
+        throw new PublishRefused('store full');
+      }
       counters.inc('ingest_errors_total', { stage: 'broker', reason: 'sink_failed' });
       logger.error({ err, topic, tower_id: towerId }, 'uplink refused: ingest failed');
       throw new PublishRefused('ingest failed');

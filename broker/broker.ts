@@ -28,6 +28,7 @@ import type { Counters } from '../shared/metrics.js';
 import { writeToStream } from 'mqtt-packet';
 import { filterWithin, mayReceive, parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
+import type { StoreFaults } from '../shared/store/store-faults.js';
 import type { Store } from '../shared/store/port.js';
 import { Access, authError } from './access.js';
 import { CONNACK } from './authenticate.js';
@@ -98,6 +99,11 @@ export interface BrokerDeps {
    * 'delivered' step. Errors are the callee's to count; the broker only logs them.
    */
   onCommandDelivered?: (e: { tenant_id: string; tower_id: string; command_id: string; at: number }) => Promise<void>;
+  /**
+   * Store-full refusals (an uplink the sink could not store, a credential's last-use stamp):
+   * counted and logged once per episode instead of once each. Without it, each is logged.
+   */
+  storeFaults?: StoreFaults | null;
   now?: () => number;
   /**
    * PEM certificate and key: MQTT over TLS listens on `mqtt_tls_port` and the WebSocket listener
@@ -260,6 +266,7 @@ export class Broker {
         tokens: this.#deps.tokens,
         consoleUsers: this.#deps.consoleUsers,
         onCommandDelivered: this.#deps.onCommandDelivered,
+        storeFaults: this.#deps.storeFaults ?? null,
         now: this.#now,
       });
       const aedes = new EdgeplaneAedes({ ...this.#aedesOptions(access), persistence, mq: this.#backends.mq() }, this.#consumed, this.#backends.durability ?? null);
@@ -382,6 +389,7 @@ export class Broker {
       maxSubscriptionsPerClient: config.mqtt_max_subscriptions_per_client,
       now: this.#now,
       sink: () => this.#sink,
+      storeFaults: this.#deps.storeFaults ?? null,
       carrierFeeds: this.#deps.carrierFeeds ?? null,
       stopping: () => this.#stopping,
       answer: (client, topic, payload) => this.#answerOnConnection(client, topic, payload),

@@ -82,7 +82,10 @@ export function buildCommandService(f: Foundation): CommandService {
       counters: f.counters,
       now: f.now,
       newId: f.newId,
-      onError: (err, what) => f.logger.error({ module: 'commands', err }, `${what} failed`),
+      // A full store is logged once per episode (StoreFaults); the job retries either way.
+      onError: (err, what) => {
+        if (!f.storeFaults.refused(err, 'commands')) f.logger.error({ module: 'commands', err }, `${what} failed`);
+      },
     },
     { ttlS: f.config.command_ttl_s, retryMinMs: f.config.command_retry_min_ms, retryMaxMs: f.config.command_retry_max_ms },
   );
@@ -127,6 +130,7 @@ async function startLocked(
     remediationState: f.workflow.remediation,
     leases: f.workflow.leases,
     processId: f.processId,
+    storeFaults: f.storeFaults,
   };
   // Every process of a deployment derives the same device directory key (edge-bundle.ts).
   const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret) });
@@ -185,6 +189,7 @@ async function startLocked(
               logger: logger.child({ module: 'api' }),
               config,
               budgets: f.workflow.budgets,
+              storeFaults: f.storeFaults,
               now,
               readiness: async () => ({ ok: accepting, checks: { store: accepting, broker: accepting, pipeline: accepting } }),
             },

@@ -5,6 +5,7 @@ import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import type { Downlink, UplinkMessage } from '../shared/mqtt/transport.js';
 import type { Store } from '../shared/store/port.js';
+import type { StoreFaults } from '../shared/store/store-faults.js';
 import type { Leases } from '../shared/workflow/leases.js';
 import type { RateBudgets } from '../shared/workflow/rate-budgets.js';
 import type { RemediationState } from '../shared/workflow/remediation-state.js';
@@ -26,6 +27,8 @@ export interface WorkerContext {
   leases: Leases;
   /** This process, for lease ownership (e.g. `worker-<host>-<pid>`). */
   processId: string;
+  /** Told when usage is stored, which ends a store-full episode (shared/store/store-faults.ts). */
+  storeFaults?: StoreFaults;
 }
 
 /**

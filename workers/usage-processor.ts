@@ -127,7 +127,11 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     // The tower now serves this tenant (if it did not already): it gets the tenant's bundle.
     engine.serve(tenantId, msg.tower_id);
     reconcile(ctx, tenantId, msg.tower_id, records, result);
-    if (result.inserted) c.inc('usage_events_stored_total', undefined, result.inserted);
+    if (result.inserted) {
+      c.inc('usage_events_stored_total', undefined, result.inserted);
+      // Rows were written: the store has space (again).
+      ctx.storeFaults?.writable();
+    }
     if (result.duplicates) c.inc('usage_events_duplicate_total', undefined, result.duplicates);
     if (result.inserted) ctx.bus.publish('usage.decided', { tenant_id: tenantId, tower_id: msg.tower_id, records });
     for (const alert of result.alerts_opened) ctx.bus.publish('alert.opened', { tenant_id: tenantId, alert });

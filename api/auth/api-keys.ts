@@ -6,6 +6,7 @@ import { randomSecret, sha256 } from '../../shared/auth/secrets.js';
 import type { ApiKey } from '../../shared/domain.js';
 import { createError } from '../../shared/errors.js';
 import type { Store } from '../../shared/store/port.js';
+import type { StoreFaults } from '../../shared/store/store-faults.js';
 import type { ApiKeyPrincipal } from '../types.js';
 import { isPermission, type Permission } from './permissions.js';
 
@@ -46,12 +47,19 @@ export function apiKeyPrincipal(key: ApiKey): ApiKeyPrincipal {
   };
 }
 
-/** Resolves a presented key to its principal, or throws UNAUTHENTICATED. */
-export async function authenticateApiKey(store: Store, credential: string, now: number): Promise<ApiKeyPrincipal> {
+/**
+ * Resolves a presented key to its principal, or throws UNAUTHENTICATED. The last-use stamp is
+ * bookkeeping: when the store is full it is skipped (counted by `faults`), so the key still reads.
+ */
+export async function authenticateApiKey(store: Store, credential: string, now: number, faults?: Pick<StoreFaults, 'refused'>): Promise<ApiKeyPrincipal> {
   const key = await store.apiKeys.findByHash(sha256(credential));
   if (!key || key.revoked_at !== null || (key.expires_at !== null && key.expires_at <= now)) throw invalidKey();
   if (key.last_used_at === null || now - key.last_used_at >= TOUCH_INTERVAL_MS) {
-    await store.apiKeys.touch(key.id, now);
+    try {
+      await store.apiKeys.touch(key.id, now);
+    } catch (err) {
+      if (!faults?.refused(err, 'credentials')) throw err;
+    }
   }
   return apiKeyPrincipal(key);
 }

@@ -72,7 +72,7 @@ async function authenticateCarrier(app: FastifyInstance, key: string): Promise<C
 
 async function authenticate(app: FastifyInstance, request: FastifyRequest): Promise<Principal> {
   const credential = credentialOf(request);
-  if (credential.kind === 'api_key') return authenticateApiKey(app.store, credential.value, app.clock());
+  if (credential.kind === 'api_key') return authenticateApiKey(app.store, credential.value, app.clock(), app.storeFaults);
   if (credential.kind === 'carrier') return authenticateCarrier(app, credential.value);
   return authenticateToken(app, credential.value);
 }

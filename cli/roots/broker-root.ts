@@ -35,6 +35,7 @@ export function buildBroker(
     // Deleted users, or users moved to another tenant, cannot open MQTT sessions with a token they still hold.
     consoleUsers: { isActive: (id, tenantId) => consoleUserActive(store, id, tenantId) },
     now: f.now,
+    storeFaults: f.storeFaults,
     onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),
     ...opts,
   });

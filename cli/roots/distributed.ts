@@ -192,6 +192,7 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     remediationState: f.workflow.remediation,
     leases: f.workflow.leases,
     processId: f.processId,
+    storeFaults: f.storeFaults,
   };
   // Every process of a deployment derives the same device directory key (edge-bundle.ts).
   const pipeline = new Pipeline(ctx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret) });
@@ -259,6 +260,7 @@ async function apiRole(config: Config, opts: RoleOptions, tls: TlsMaterial | nul
       config,
       budgets: f.workflow.budgets,
       redis: f.redis,
+      storeFaults: f.storeFaults,
       now,
       readiness: async () => {
         const checks = { ...f.connectionsReady(), api: accepting };

@@ -16,6 +16,7 @@ import { Counters } from '../../shared/metrics.js';
 import { redactUrl } from '../../shared/redact-url.js';
 import { openStore } from '../../shared/store/open-store.js';
 import type { Store } from '../../shared/store/port.js';
+import { StoreFaults } from '../../shared/store/store-faults.js';
 import { inProcessWorkflow, type WorkflowPorts } from '../../shared/workflow/index.js';
 import { loadOrCreateSecret, prepareDataDir, type DataDirPaths } from '../data-dir.js';
 import { StartupError } from '../startup-error.js';
@@ -36,6 +37,8 @@ export interface Foundation {
   paths: DataDirPaths;
   serviceSecret: string;
   store: Store;
+  /** Store-full refusals of this process: counted, logged once per episode. */
+  storeFaults: StoreFaults;
   bus: Bus;
   workflow: WorkflowPorts;
   keyRing: KeyRing;
@@ -160,6 +163,7 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
     paths,
     serviceSecret,
     store,
+    storeFaults: new StoreFaults({ logger: logger.child({ module: 'store' }), counters, now }),
     bus,
     workflow,
     keyRing,
