@@ -42,6 +42,7 @@ import { maxFrameBytes } from './limits.js';
 import { RefusalLog } from './refusal-log.js';
 import { RetainedQuota } from './retained-quota.js';
 import { Sessions, TOPIC_VERDICTS_MAX } from './sessions.js';
+import { TlsHandshakes } from './tls-handshakes.js';
 
 export type BrokerConfig = Pick<
   Config,
@@ -151,8 +152,9 @@ export class Broker {
   #tcp: NetServer | null = null;
   #http: HttpServer | null = null;
   #tlsServer: TlsServer | null = null;
-  /** Sockets of the TLS listener, handshake included: aedes knows them only once MQTT starts. */
+  /** Raw sockets of the TLS listeners (MQTT, WSS), handshake included: aedes knows them only once MQTT starts. */
   readonly #tlsSockets = new Set<Socket>();
+  readonly #handshakes: TlsHandshakes;
   #wss: WebSocketServer | null = null;
   #startPromise: Promise<BrokerPorts> | null = null;
   #stopPromise: Promise<void> | null = null;
@@ -185,6 +187,7 @@ export class Broker {
       counters,
       refusals: this.#refusals,
     });
+    this.#handshakes = new TlsHandshakes(this.#gate, CONNECT_TIMEOUT_MS);
   }
 
   setSink(sink: UplinkSink | null): void {
@@ -306,15 +309,22 @@ export class Broker {
       if (tls) {
         const tlsServer = createTlsServer({ ...tls, handshakeTimeout: CONNECT_TIMEOUT_MS }, (socket) => {
           socket.setNoDelay(true);
-          this.#accept(socket, undefined, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'} (tls)`);
+          // Counted from its accept until here; admit() counts it from now on.
+          this.#handshakes.secured(socket);
+          this.#handshakes.release(socket);
+          this.#accept(socket, undefined, `${peerOf(socket)} (tls)`);
         });
         this.#tlsServer = tlsServer;
-        tlsServer.on('connection', (socket: Socket) => {
-          this.#tlsSockets.add(socket);
-          socket.once('close', () => this.#tlsSockets.delete(socket));
+        // Unauthenticated from its TCP accept, handshake included: counted against the pending
+        // cap (refused beyond it) and closed unless the handshake completes within the CONNECT
+        // timeout (tls-handshakes.ts).
+        tlsServer.on('connection', (socket: Socket) => this.#acceptTlsSocket(socket, `${peerOf(socket)} (tls)`));
+        // A failed handshake (wrong CA, plain MQTT on the TLS port) is the client's problem. Node
+        // leaves the socket open after some of these (its handshake timeout among them).
+        tlsServer.on('tlsClientError', (err, socket) => {
+          this.#log.debug({ err: err.message }, 'mqtt tls handshake failed');
+          socket.destroy();
         });
-        // A failed handshake (wrong CA, plain MQTT on the TLS port) is the client's problem.
-        tlsServer.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'mqtt tls handshake failed'));
         tlsPort = await listen(tlsServer, config.mqtt_tls_port ?? 8883, config.mqtt_host);
         tlsServer.on('error', (err) => this.#log.error({ err }, 'mqtt tls listener error'));
       }
@@ -337,10 +347,20 @@ export class Broker {
         : createHttpServer(upgradeWithin, upgradeOnly);
       this.#http = http;
       const upgrading = new WeakMap<Duplex, () => void>();
-      http.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-        const release = this.#gate.reserve(socket, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'} (ws)`);
-        if (release) upgrading.set(socket, release);
-      });
+      if (tls) {
+        // WSS: counted from the TCP accept (not only once the handshake is done), as above;
+        // after the handshake, the HTTP timeouts bound the upgrade.
+        http.on('connection', (socket: Socket) => this.#acceptTlsSocket(socket, `${peerOf(socket)} (wss)`));
+        http.on('secureConnection', (socket: Socket) => {
+          this.#handshakes.secured(socket);
+          upgrading.set(socket, () => this.#handshakes.release(socket));
+        });
+      } else {
+        http.on('connection', (socket: Socket) => {
+          const release = this.#gate.reserve(socket, `${peerOf(socket)} (ws)`);
+          if (release) upgrading.set(socket, release);
+        });
+      }
       // Before ws takes the socket over (and admit() counts it as a connection of its own).
       http.prependListener('upgrade', (req: IncomingMessage) => upgrading.get(req.socket)?.());
       // A WebSocket message never needs to exceed one MQTT frame; ws drops larger ones (1009).
@@ -490,6 +510,17 @@ export class Broker {
     });
   }
 
+  /** The raw TCP socket of a TLS connection (MQTT over TLS or WSS), as it is accepted. */
+  #acceptTlsSocket(socket: Socket, peer: string): void {
+    if (this.#stopping) {
+      socket.destroy();
+      return;
+    }
+    this.#tlsSockets.add(socket);
+    socket.once('close', () => this.#tlsSockets.delete(socket));
+    this.#handshakes.accepted(socket, peer);
+  }
+
   #acceptWebSocket(ws: WebSocket, req: IncomingMessage): void {
     const stream = createWebSocketStream(ws);
     // Without a listener, an error on the wrapped socket would be thrown.
@@ -565,6 +596,10 @@ export class Broker {
     this.#http?.closeAllConnections();
     await Promise.all(closing);
   }
+}
+
+function peerOf(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
 }
 
 function listen(server: NetServer | HttpServer, port: number, host: string): Promise<number> {

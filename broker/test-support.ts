@@ -109,6 +109,8 @@ export interface HarnessOptions {
   backends?: BrokerBackends;
   /** The broker's bus (default: a fresh in-process one). */
   bus?: InProcessBus;
+  /** PEM certificate and key: MQTT over TLS on `tlsPort`, and WSS instead of WS on `wsPort`. */
+  tls?: BrokerDeps['tls'];
 }
 
 /** A command delivery the broker reported (deps.onCommandDelivered). */
@@ -123,6 +125,8 @@ export interface Harness {
   broker: Broker;
   mqttPort: number;
   wsPort: number;
+  /** MQTT over TLS; null without `tls`. */
+  tlsPort: number | null;
   store: SqliteStore;
   bus: InProcessBus;
   counters: Counters;
@@ -166,7 +170,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const deliveries: ReportedDelivery[] = [];
   const deliveryWaiters: Array<{ id: string; resolve: (d: ReportedDelivery) => void }> = [];
   const broker: Broker = new Broker({
-    config: testBrokerConfig(opts.config),
+    config: testBrokerConfig({ ...(opts.tls ? { mqtt_tls_port: 0 } : {}), ...opts.config }),
     logger: opts.logger ?? silentLogger(),
     onCommandDelivered: async (d) => {
       deliveries.push(d);
@@ -177,6 +181,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     },
     ...(opts.consoleUsers ? { consoleUsers: opts.consoleUsers } : {}),
     ...(opts.backends ? { backends: opts.backends } : {}),
+    ...(opts.tls ? { tls: opts.tls } : {}),
     counters,
     bus,
     towerCredentials: store.towerCredentials,
@@ -193,7 +198,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     sink: opts.sink === null ? null : sink,
     now: () => clock.now,
   });
-  const { mqttPort, wsPort } = await broker.start();
+  const { mqttPort, wsPort, tlsPort } = await broker.start();
   const clients = new Set<MqttClient>();
 
   const urlOf = (ws: boolean | undefined) => (ws ? `ws://127.0.0.1:${wsPort}/mqtt` : `mqtt://127.0.0.1:${mqttPort}`);
@@ -236,6 +241,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     broker,
     mqttPort,
     wsPort,
+    tlsPort,
     store,
     bus,
     counters,

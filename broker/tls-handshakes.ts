@@ -1,0 +1,77 @@
+/**
+ * TLS connections (MQTT over TLS, WSS) before their handshake is done: as unauthenticated as a
+ * TCP connection before its CONNECT, so they count against the same pending cap from their TCP
+ * accept, are refused beyond it, and are closed when the handshake has not completed within a
+ * deadline counted from the accept.
+ *
+ * Node's own `handshakeTimeout` does not do this: it is an idle timeout (a client sending a
+ * byte now and then resets it), and when it fires it only emits 'tlsClientError' on the server;
+ * the socket stays open (Node 20).
+ *
+ * tls.Server reports the raw socket at accept ('connection') and the TLSSocket wrapping it at the
+ * end of the handshake ('secureConnection'), with no public link between them. Both share one
+ * TCP handle, so they are matched by the connection's addresses and ports, which no two open
+ * TCP connections share.
+ */
+import type { Socket } from 'node:net';
+import type { ConnectionGate } from './connection-gate.js';
+
+interface Handshake {
+  release: () => void;
+  timer: NodeJS.Timeout | null;
+}
+
+export class TlsHandshakes {
+  readonly #gate: ConnectionGate;
+  readonly #timeoutMs: number;
+  readonly #open = new Map<string, Handshake>();
+
+  constructor(gate: ConnectionGate, timeoutMs: number) {
+    this.#gate = gate;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /**
+   * On the TLS server's 'connection' (the raw TCP socket): counts it as pending until `release`
+   * or its close, or refuses it (destroyed, counted and logged by the gate) beyond the cap. It is
+   * destroyed if its handshake has not completed (`secured`) within the deadline.
+   */
+  accepted(raw: Socket, peer: string): void {
+    const release = this.#gate.reserve(raw, peer);
+    if (!release) return;
+    const key = keyOf(raw);
+    const timer = setTimeout(() => raw.destroy(), this.#timeoutMs);
+    timer.unref();
+    const entry: Handshake = { release, timer };
+    this.#open.set(key, entry);
+    raw.once('close', () => this.#end(key, entry));
+  }
+
+  /** The handshake of `socket` completed: its deadline ends (it stays counted until `release`). */
+  secured(socket: Socket): void {
+    const entry = this.#open.get(keyOf(socket));
+    if (entry?.timer) clearTimeout(entry.timer);
+    if (entry) entry.timer = null;
+  }
+
+  /**
+   * `socket` (the TLSSocket) moves on to where it is counted again, or no longer needs to be
+   * (admit for MQTT, the WebSocket upgrade): its count from the accept is released, once.
+   */
+  release(socket: Socket): void {
+    const key = keyOf(socket);
+    const entry = this.#open.get(key);
+    if (entry) this.#end(key, entry);
+  }
+
+  #end(key: string, entry: Handshake): void {
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = null;
+    entry.release();
+    if (this.#open.get(key) === entry) this.#open.delete(key);
+  }
+}
+
+function keyOf(socket: Socket): string {
+  return `${socket.localAddress ?? '?'}|${socket.localPort ?? '?'}|${socket.remoteAddress ?? '?'}|${socket.remotePort ?? '?'}`;
+}
