@@ -804,6 +804,14 @@ export interface Store {
     get(tenantId: string, id: string): Promise<WebhookDelivery | null>;
     /** Pending deliveries whose next attempt is due, oldest first, across tenants. */
     due(now: number, limit: number): Promise<WebhookDelivery[]>;
+    /**
+     * Due deliveries, fair between tenants: of every tenant with pending deliveries due at `now`,
+     * its `perTenant` most overdue (next_attempt_at, then id), interleaved — each tenant's first in
+     * the order of their most overdue, then each one's second… — `limit` in all. Reads one index
+     * seek per tenant with pending deliveries plus the rows returned, never a tenant's backlog, so
+     * one tenant's thousands of due deliveries cannot push another tenant's out of the result.
+     */
+    dueFair(now: number, perTenant: number, limit: number): Promise<WebhookDelivery[]>;
     recordAttempt(
       id: string,
       outcome: { status: 'pending' | 'delivered' | 'failed'; at: number; status_code: number | null; error: string | null; next_attempt_at: number | null },

@@ -14,6 +14,26 @@
  * followed (a 3xx is a failed attempt): the signed request goes to the registered URL only. Every
  * attempt goes through the webhook transport, which connects to public addresses only, checked at
  * that attempt's own DNS resolution (webhook-transport.ts), unless private targets are allowed.
+ *
+ * Tenant fairness (isolation: one tenant's slow or unreachable receiver must not delay another
+ * tenant's deliveries). Two layers, both keyed by the delivery's tenant:
+ * - the sweep reads due deliveries per tenant (the store's dueFair: at most K + 1 of each due
+ *   tenant, its most overdue first, so however large one tenant's backlog, it takes no other
+ *   tenant's place) and hands at most `tenantConcurrency` (K) of one tenant's to the queue per
+ *   pass, interleaving tenants round-robin (first of each tenant, then second of each…). A tenant's
+ *   oldest due deliveries are the ones already queued or in flight (they stay due until their
+ *   attempt is recorded), so re-adding them is a no-op and a stuck tenant has about K jobs queued in
+ *   the whole cluster while the rest of its backlog waits in the store;
+ * - this process makes at most K attempts of one tenant at once out of its `concurrency` (N)
+ *   slots. A job beyond that (queued by an earlier pass, another sweeper, a race) is deferred: it
+ *   ends without an attempt and without touching the delivery, which stays pending and due in the
+ *   store, so a later sweep queues it again under the same job id. Nothing is lost and nothing is
+ *   recorded twice: the store row is the durable state, the job only a claim on one attempt.
+ * A finished attempt asks for a sweep when work was left behind, so the next delivery of a capped
+ * tenant is queued without waiting for the poll. An attempt is bounded by timeoutMs, so a hanging
+ * receiver holds at most K slots for that long. A pass queues at most `batchSize` deliveries, every
+ * due tenant's first before anyone's second: only with more tenants due at once than that do the
+ * tenants whose most overdue delivery is the newest wait for a later pass.
  */
 import { z } from 'zod';
 import type { Counters } from '../../shared/metrics.js';
@@ -39,8 +59,15 @@ export interface WebhookDelivererOptions {
   pollMs?: number;
   /** Due deliveries handed to the queue per sweep. Default 200. */
   batchSize?: number;
-  /** Attempts made at once by this process. Default 16. */
+  /** Attempts made at once by this process (N). Default 16. */
   concurrency?: number;
+  /**
+   * Attempts of one tenant made at once by this process (K of the N slots), and that tenant's
+   * deliveries handed to the queue per sweep. Default max(1, floor(N / 4)).
+   */
+  tenantConcurrency?: number;
+  /** Due deliveries read per sweep (at most K + 1 of each tenant) to pick from fairly. Default 1000. */
+  scanSize?: number;
   now?: () => number;
   /** config webhook_allow_private: deliver to loopback/private/link-local targets (on-premises). */
   allowPrivateTargets?: boolean;
@@ -74,6 +101,15 @@ export class WebhookDeliverer {
   readonly #now: () => number;
   readonly #transport: WebhookTransport;
   readonly #batchSize: number;
+  readonly #concurrency: number;
+  readonly #tenantConcurrency: number;
+  readonly #scanSize: number;
+  /** Attempts in flight in this process, by tenant (at most #tenantConcurrency each). */
+  readonly #inflight = new Map<string, number>();
+  /** Tenants with a job deferred at their cap since their last finished attempt. */
+  readonly #deferred = new Set<string>();
+  /** Tenants whose due deliveries the last sweep left behind (their quota); all when the batch or the scan was full. */
+  #backlog: { tenants: Set<string>; all: boolean } = { tenants: new Set(), all: false };
   readonly #queue: JobQueue<DeliveryJob>;
   /** Sweeps run one at a time; a sweep asked for while one runs is shared. */
   #tail: Promise<void> = Promise.resolve();
@@ -88,6 +124,9 @@ export class WebhookDeliverer {
     this.#now = opts.now ?? Date.now;
     this.#transport = opts.transport ?? createWebhookTransport({ allowPrivate: opts.allowPrivateTargets ?? false });
     this.#batchSize = opts.batchSize ?? 200;
+    this.#concurrency = Math.max(1, opts.concurrency ?? 16);
+    this.#tenantConcurrency = Math.max(1, Math.min(this.#concurrency, opts.tenantConcurrency ?? Math.floor(this.#concurrency / 4)));
+    this.#scanSize = Math.max(this.#batchSize, opts.scanSize ?? 1000);
     this.#queue = opts.queues.open({
       name: 'webhooks',
       schema: DeliveryJobSchema,
@@ -113,12 +152,32 @@ export class WebhookDeliverer {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#queue.process(
-      (job, info) =>
-        this.#attempt(job).finally(() => {
+      (job, info) => {
+        const settled = () => {
           this.#waiters.get(info.id)?.resolve();
           this.#waiters.delete(info.id);
-        }),
-      { concurrency: this.#opts.concurrency ?? 16 },
+        };
+        // Checked and counted before any await: the slots are this process's, taken in order.
+        const tenant = job.tenant_id;
+        const running = this.#inflight.get(tenant) ?? 0;
+        if (running >= this.#tenantConcurrency) {
+          // Deferred for fairness: the delivery is untouched (pending, due), a later sweep re-queues it.
+          this.#deferred.add(tenant);
+          settled();
+          return Promise.resolve();
+        }
+        this.#inflight.set(tenant, running + 1);
+        return this.#attempt(job).finally(() => {
+          const left = (this.#inflight.get(tenant) ?? 1) - 1;
+          if (left > 0) this.#inflight.set(tenant, left);
+          else this.#inflight.delete(tenant);
+          const deferred = this.#deferred.delete(tenant);
+          settled();
+          // A slot of this tenant is free: queue its next delivery now rather than at the next poll.
+          if (deferred || this.#backlog.all || this.#backlog.tenants.has(tenant)) this.poke();
+        });
+      },
+      { concurrency: this.#concurrency },
     );
   }
 
@@ -141,7 +200,8 @@ export class WebhookDeliverer {
   }
 
   /**
-   * One sweep, then waits until this process made the attempts it queued. For tests on the
+   * One sweep, then waits until this process made the attempts it queued (at most
+   * tenantConcurrency per tenant; a job deferred at the cap counts as done). For tests on the
    * in-process queue with an injected clock (in distributed mode another worker may take them).
    */
   async tick(): Promise<void> {
@@ -172,9 +232,16 @@ export class WebhookDeliverer {
     // One sweeper at a time in the cluster; job ids would make a second one harmless anyway.
     if (!(await leases.acquire('webhook-sweep', processId, now, this.#opts.pollMs ?? 1000))) return [];
     try {
-      const due = await store.webhookDeliveries.due(now, this.#batchSize);
+      // One more than K of each tenant: a tenant with more due than its share is seen as a backlog.
+      const due = await store.webhookDeliveries.dueFair(now, this.#tenantConcurrency + 1, this.#scanSize);
+      const picked = pickFairly(due, this.#tenantConcurrency, this.#batchSize);
+      const taken = new Set(picked.map((d) => d.id));
+      this.#backlog = {
+        tenants: new Set(due.filter((d) => !taken.has(d.id)).map((d) => d.tenant_id)),
+        all: (picked.length >= this.#batchSize && picked.length < due.length) || due.length >= this.#scanSize,
+      };
       const done: Array<Promise<void>> = [];
-      for (const d of due) {
+      for (const d of picked) {
         const id = `webhook.${d.id}.${d.attempts}`;
         if (wait) {
           // Registered before the add: the attempt may finish before add() returns.
@@ -247,6 +314,29 @@ export class WebhookDeliverer {
       return { ok: false, status_code: null, error: errorText(err) };
     }
   }
+}
+
+/**
+ * Round-robin over tenants in the order of their oldest due delivery: each tenant's first, then
+ * each one's second…, at most `perTenant` per tenant and `limit` in all; oldest first per tenant.
+ */
+export function pickFairly<T extends { tenant_id: string }>(due: readonly T[], perTenant: number, limit: number): T[] {
+  const byTenant = new Map<string, T[]>();
+  for (const d of due) {
+    const rows = byTenant.get(d.tenant_id);
+    if (!rows) byTenant.set(d.tenant_id, [d]);
+    else if (rows.length < perTenant) rows.push(d);
+  }
+  const picked: T[] = [];
+  for (let round = 0; round < perTenant && picked.length < limit; round++) {
+    for (const rows of byTenant.values()) {
+      const d = rows[round];
+      if (d === undefined) continue;
+      picked.push(d);
+      if (picked.length >= limit) break;
+    }
+  }
+  return picked;
 }
 
 function errorText(err: unknown): string {

@@ -265,14 +265,14 @@ describe('webhook delivery', () => {
     bus.publish('alert.opened', { tenant_id: tenantId, alert: alert(tenantId) });
     await notifier.idle();
     const [pending] = (await store.webhookDeliveries.list(tenantId, webhook.id)).items;
-    // The real store, with the webhook's deletion landing between the due() read and the send.
+    // The real store, with the webhook's deletion landing between the sweep's read and the send.
     const attempts: Array<{ id: string; status: string; error: string | null }> = [];
     const racing = Object.create(store) as SqliteStore;
     Object.defineProperty(racing, 'webhookDeliveries', {
       value: {
         ...store.webhookDeliveries,
-        async due(now: number, limit: number) {
-          const rows = await store.webhookDeliveries.due(now, limit);
+        async dueFair(now: number, perTenant: number, limit: number) {
+          const rows = await store.webhookDeliveries.dueFair(now, perTenant, limit);
           await store.webhooks.delete(tenantId, webhook.id);
           return rows;
         },

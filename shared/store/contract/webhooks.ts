@@ -138,6 +138,71 @@ export function describeWebhookContract(state: ContractState): void {
       expect(await store.webhookDeliveries.purge('no-such-tenant', T0 + 10_000)).toBe(0);
     });
 
+    it('dueFair: a tenant’s backlog of due deliveries does not push another tenant’s out', async () => {
+      const a = (await store.tenants.create({ name: 'stuck' })).id;
+      const b = (await store.tenants.create({ name: 'quiet' })).id;
+      const c = (await store.tenants.create({ name: 'busy' })).id;
+      const idle = (await store.tenants.create({ name: 'idle' })).id;
+      const hookA = await store.webhooks.create(a, hookInput(['alert.opened']));
+      const hookB = await store.webhooks.create(b, hookInput(['alert.opened']));
+      const hookC = await store.webhooks.create(c, hookInput(['alert.opened']));
+      const hookIdle = await store.webhooks.create(idle, hookInput(['alert.opened']));
+      // A: 12 due deliveries, every one older than B's and C's (an unreachable receiver and a flood).
+      const aDue = [];
+      for (let i = 0; i < 12; i++) aDue.push(await store.webhookDeliveries.create(delivery(a, hookA.id, T0 - 1000 + i)));
+      const aLater = await store.webhookDeliveries.create(delivery(a, hookA.id, T0 + 1));
+      const c0 = await store.webhookDeliveries.create(delivery(c, hookC.id, T0 - 500));
+      // Same time: by id.
+      const c1 = await store.webhookDeliveries.create(delivery(c, hookC.id, T0 - 400));
+      const c2 = await store.webhookDeliveries.create(delivery(c, hookC.id, T0 - 400));
+      const [cFirst, cSecond] = [c1.id, c2.id].sort() as [string, string];
+      const b0 = await store.webhookDeliveries.create(delivery(b, hookB.id, T0));
+      // Finished deliveries of B, even "older" ones, and a tenant with nothing due yet, never come back.
+      const bDone = await store.webhookDeliveries.create(delivery(b, hookB.id, T0 - 5000));
+      await store.webhookDeliveries.recordAttempt(bDone.id, { status: 'delivered', at: T0 - 4000, status_code: 200, error: null, next_attempt_at: null });
+      const bFailed = await store.webhookDeliveries.create(delivery(b, hookB.id, T0 - 5000));
+      await store.webhookDeliveries.recordAttempt(bFailed.id, { status: 'failed', at: T0 - 4000, status_code: 500, error: 'HTTP 500', next_attempt_at: T0 - 3000 });
+      const idleLater = await store.webhookDeliveries.create(delivery(idle, hookIdle.id, T0 + 60_000));
+
+      // The oldest across tenants are all A's: B and C are out of reach of that query.
+      expect(ids(await store.webhookDeliveries.due(T0, 12))).toEqual(ids(aDue));
+
+      // Each tenant's first, by its most overdue (A, C, B), then each one's second, third…
+      const fair = await store.webhookDeliveries.dueFair(T0, 3, 100);
+      expect(ids(fair)).toEqual([aDue[0]!.id, c0.id, b0.id, aDue[1]!.id, cFirst, aDue[2]!.id, cSecond]);
+      // Whole records, each under its own tenant: the store's own row, never another tenant's.
+      const created = new Map([...aDue, c0, c1, c2, b0].map((d) => [d.id, d]));
+      for (const d of fair) {
+        expect(d).toEqual(created.get(d.id));
+        expect(await store.webhookDeliveries.get(d.tenant_id, d.id)).toEqual(d);
+      }
+      const byTenant = (rows: typeof fair, tenant: string) => ids(rows.filter((d) => d.tenant_id === tenant));
+      expect(byTenant(fair, a)).toEqual(ids(aDue.slice(0, 3)));
+      expect(byTenant(fair, b)).toEqual([b0.id]);
+      expect(byTenant(fair, c)).toEqual([c0.id, cFirst, cSecond]);
+      // Never the finished ones, nor any not yet due.
+      const returned = new Set(ids(fair));
+      for (const d of [bDone, bFailed, aLater, idleLater]) expect(returned.has(d.id)).toBe(false);
+
+      // Per-tenant cap and overall limit.
+      expect(ids(await store.webhookDeliveries.dueFair(T0, 1, 100))).toEqual([aDue[0]!.id, c0.id, b0.id]);
+      expect(ids(await store.webhookDeliveries.dueFair(T0, 3, 4))).toEqual([aDue[0]!.id, c0.id, b0.id, aDue[1]!.id]);
+      expect(ids(await store.webhookDeliveries.dueFair(T0, 3, 2))).toEqual([aDue[0]!.id, c0.id]);
+      expect(ids(await store.webhookDeliveries.dueFair(T0, 20, 100))).toHaveLength(12 + 3 + 1);
+
+      // What is due follows `now` and the recorded attempts.
+      expect(ids(await store.webhookDeliveries.dueFair(T0 - 1000, 3, 100))).toEqual([aDue[0]!.id]);
+      expect(await store.webhookDeliveries.dueFair(T0 - 1001, 3, 100)).toEqual([]);
+      await store.webhookDeliveries.recordAttempt(b0.id, { status: 'pending', at: T0, status_code: 503, error: 'unavailable', next_attempt_at: T0 + 10 });
+      expect(byTenant(await store.webhookDeliveries.dueFair(T0, 3, 100), b)).toEqual([]);
+      const later = await store.webhookDeliveries.dueFair(T0 + 60_000, 2, 100);
+      expect(ids(later)).toEqual([aDue[0]!.id, c0.id, b0.id, idleLater.id, aDue[1]!.id, cFirst]);
+
+      // A deleted tenant's deliveries go with it.
+      await store.tenants.delete(a);
+      expect(ids(await store.webhookDeliveries.dueFair(T0, 3, 100))).toEqual([c0.id, cFirst, cSecond]);
+    });
+
     it('lists a webhook’s deliveries newest first, per tenant, and deletes them with it', async () => {
       const a = (await store.tenants.create({ name: 'a' })).id;
       const b = (await store.tenants.create({ name: 'b' })).id;

@@ -300,6 +300,8 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
   webhook_deliveries: [
     idx(asc('tenant_id', 'webhook_id', '_id')),
     idx(asc('next_attempt_at', '_id'), { partialFilterExpression: { status: 'pending' } }),
+    // dueFair: tenant by tenant, each one's most overdue.
+    idx(asc('tenant_id', 'next_attempt_at', '_id'), { partialFilterExpression: { status: 'pending' } }),
   ],
   audit_records: [
     idx(asc('tenant_id', '_id')),

@@ -6,9 +6,10 @@ import type { Webhook, WebhookDelivery } from '../../domain.js';
 import type { Store } from '../port.js';
 import { notFound } from '../rules/errors.js';
 import { clampLimit } from '../rules/pagination.js';
-import { nextAttemptAfter } from '../rules/platform.js';
+import { interleaveDue, nextAttemptAfter } from '../rules/platform.js';
 import { C, type DeliveryDoc, type WebhookDoc } from './collections.js';
 import { strip, type MongoContext } from './context.js';
+import type { Filter } from './db-like.js';
 import { MongoEntity, type TenantRefs } from './entity.js';
 
 const toWebhook = (d: WebhookDoc): Webhook => strip(d, 'secret');
@@ -96,6 +97,24 @@ export function createWebhookDeliveryRepo(ctx: MongoContext): Store['webhookDeli
         .find({ status: 'pending', next_attempt_at: { $lte: now } }, { sort: { next_attempt_at: 1, _id: 1 }, limit: clampLimit(limit) })
         .toArray();
       return rows.map(toDelivery);
+    },
+    async dueFair(now, perTenant, limit) {
+      // Tenant by tenant on the partial index (tenant_id, next_attempt_at, _id): each read starts
+      // after the last tenant, and its bounds skip a tenant's not-yet-due keys with one seek, so a
+      // backlog is never walked. Rows of the following tenant in a read are dropped (read with it).
+      const per = clampLimit(perTenant);
+      const lists: DeliveryDoc[][] = [];
+      let after: string | null = null;
+      for (;;) {
+        const filter: Filter<DeliveryDoc> = { status: 'pending', next_attempt_at: { $lte: now } };
+        if (after !== null) filter.tenant_id = { $gt: after };
+        const rows: DeliveryDoc[] = await deliveries.find(filter, { sort: { tenant_id: 1, next_attempt_at: 1, _id: 1 }, limit: per }).toArray();
+        const tenant: string | undefined = rows[0]?.tenant_id;
+        if (tenant === undefined) break;
+        lists.push(rows.filter((d) => d.tenant_id === tenant));
+        after = tenant;
+      }
+      return interleaveDue(lists, clampLimit(limit)).map(toDelivery);
     },
     async recordAttempt(id, outcome) {
       await deliveries.updateOne(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isEdgeplaneError } from '../../errors.js';
-import { nextAttemptAfter, normaliseEmail, requirePlanDeletable, requireRoomForDevice } from './platform.js';
+import { interleaveDue, nextAttemptAfter, normaliseEmail, requirePlanDeletable, requireRoomForDevice } from './platform.js';
 
 describe('platform rules', () => {
   const code = (fn: () => void): string => {
@@ -25,5 +25,18 @@ describe('platform rules', () => {
     expect(nextAttemptAfter({ status: 'pending', next_attempt_at: 5 })).toBe(5);
     expect(nextAttemptAfter({ status: 'failed', next_attempt_at: 5 })).toBeNull();
     expect(normaliseEmail('  Ann@Example.COM ')).toBe('ann@example.com');
+  });
+  it('interleaves due deliveries by tenant, the most overdue tenant first, up to the limit', () => {
+    const d = (id: string, at: number) => ({ id, next_attempt_at: at });
+    const a = [d('a1', 1), d('a2', 2), d('a3', 3)];
+    const b = [d('b1', 9), d('b2', 10)];
+    const c = [d('c1', 5)];
+    const ids = (rows: Array<{ id: string }>) => rows.map((r) => r.id);
+    expect(ids(interleaveDue([b, [], a, c], 100))).toEqual(['a1', 'c1', 'b1', 'a2', 'b2', 'a3']);
+    expect(ids(interleaveDue([b, a, c], 4))).toEqual(['a1', 'c1', 'b1', 'a2']);
+    expect(ids(interleaveDue([b, a, c], 2))).toEqual(['a1', 'c1']);
+    // Equal oldest times: by id.
+    expect(ids(interleaveDue([[d('y', 1)], [d('x', 1)]], 10))).toEqual(['x', 'y']);
+    expect(interleaveDue([], 10)).toEqual([]);
   });
 });

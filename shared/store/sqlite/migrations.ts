@@ -24,6 +24,7 @@ import { MIGRATION_6 } from './migration-6.js';
 import { MIGRATION_8 } from './migration-8.js';
 import { MIGRATION_9 } from './migration-9.js';
 import { MIGRATION_10 } from './migration-10.js';
+import { MIGRATION_11 } from './migration-11.js';
 import { MIGRATION_7 } from './migration-7.js';
 
 export interface Migration {
@@ -310,6 +311,7 @@ CREATE TABLE processed_messages (
   MIGRATION_8,
   MIGRATION_9,
   MIGRATION_10,
+  MIGRATION_11,
 ];
 
 export interface MigrationReport {

@@ -5,7 +5,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Webhook, WebhookDelivery, WebhookEventType } from '../../domain.js';
 import type { Store } from '../port.js';
-import { nextAttemptAfter } from '../rules/platform.js';
+import { interleaveDue, nextAttemptAfter } from '../rules/platform.js';
 import { clampLimit } from './cursor.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { limitClause, notFound } from './context.js';
@@ -96,6 +96,26 @@ const DELIVERY_COLUMNS = [
   'updated_at',
 ] as const;
 
+/**
+ * dueFair's statements, on webhook_deliveries_tenant_due (migration 11; its test checks their
+ * plans). SQLite has no skip scan over a range, so the distinct tenants with pending deliveries
+ * are found one index seek each (the first tenant after the last one), then each tenant's most
+ * overdue are read with a LIMIT: a tenant's backlog is never walked.
+ */
+export const DUE_FAIR_SQL = {
+  tenants: `WITH RECURSIVE tenants (tenant_id) AS (
+      SELECT (SELECT tenant_id FROM webhook_deliveries WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
+      UNION ALL
+      SELECT (SELECT d.tenant_id FROM webhook_deliveries d
+              WHERE d.status = 'pending' AND d.tenant_id > tenants.tenant_id ORDER BY d.tenant_id LIMIT 1)
+      FROM tenants WHERE tenants.tenant_id IS NOT NULL
+    )
+    SELECT tenant_id FROM tenants WHERE tenant_id IS NOT NULL`,
+  tenantDue: (limit: number): string =>
+    `SELECT ${DELIVERY_COLUMNS.join(', ')} FROM webhook_deliveries
+     WHERE tenant_id = ? AND status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id ${limitClause(limit)}`,
+};
+
 /** Deliveries deleted per transaction by `purge` (the event loop runs between slices). */
 const PURGE_SLICE = 5000;
 
@@ -110,6 +130,8 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
       `SELECT ${table.columnList} FROM webhook_deliveries
        WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id ${limitClause(limit)}`,
     );
+  const pendingTenants: Stmt<[], { tenant_id: string }> = ctx.db.prepare(DUE_FAIR_SQL.tenants);
+  const tenantDue = (limit: number): Stmt<[string, number], WebhookDelivery> => ctx.stmt(DUE_FAIR_SQL.tenantDue(limit));
   const attempt: Stmt<[string, number | null, string | null, number | null, number, string]> = ctx.db.prepare(
     `UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_status_code = ?, last_error = ?,
        next_attempt_at = ?, updated_at = ? WHERE id = ?`,
@@ -155,6 +177,11 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
     },
     async due(now, limit) {
       return due(clampLimit(limit)).all(now);
+    },
+    async dueFair(now, perTenant, limit) {
+      const perTenantDue = tenantDue(clampLimit(perTenant));
+      const lists = ctx.read(() => pendingTenants.all().map(({ tenant_id }) => perTenantDue.all(tenant_id, now)));
+      return interleaveDue(lists, clampLimit(limit));
     },
     async recordAttempt(id, outcome) {
       attempt.run(outcome.status, outcome.status_code, outcome.error, nextAttemptAfter(outcome), outcome.at, id);
