@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,8 @@ import { Checkpointer } from './checkpointer.js';
 const COUNTING_DRIVER = fileURLToPath(new URL('./fixtures/counting-driver.cjs', import.meta.url));
 // better-sqlite3 that throws when opening a database: the worker dies as it starts.
 const FAILING_DRIVER = fileURLToPath(new URL('./fixtures/failing-driver.cjs', import.meta.url));
+// better-sqlite3 whose statements throw while EDGEPLANE_TEST_CHECKPOINT_FAIL names a file that exists.
+const TOGGLING_DRIVER = fileURLToPath(new URL('./fixtures/toggling-driver.cjs', import.meta.url));
 
 describe('Checkpointer', () => {
   let dir: string;
@@ -78,5 +80,40 @@ describe('Checkpointer', () => {
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
     // Posting to the dead worker would wait forever: this must reject, not hang.
     await expect(checkpointer.checkpoint()).rejects.toThrow(/stopped/);
+  });
+
+  it('hands checkpoints back to SQLite while they fail round after round, and takes them again once one succeeds', async () => {
+    await checkpointer!.stop();
+    const flag = join(dir, 'fail');
+    writeFileSync(flag, '');
+    process.env.EDGEPLANE_TEST_CHECKPOINT_FAIL = flag;
+    const health: Array<{ working: boolean; error?: string }> = [];
+    let next: (() => void) | null = null;
+    const changed = () => new Promise<void>((r) => (next = r));
+    let failing = changed();
+    // Real rounds every 5 ms in the worker thread (fake timers do not reach it); 3 failures in a row.
+    checkpointer = new Checkpointer(db, {
+      file: join(dir, 'store.db'),
+      intervalMs: 5,
+      busyTimeoutMs: 1_000,
+      driver: TOGGLING_DRIVER,
+      failuresToFallBack: 3,
+      onHealth: (working, error) => {
+        health.push({ working, ...(error !== undefined && { error }) });
+        next?.();
+      },
+    });
+    try {
+      await failing;
+      expect(health).toEqual([{ working: false, error: expect.stringMatching(/SQLITE_FULL/) }]);
+      expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+      failing = changed();
+      rmSync(flag);
+      await failing;
+      expect(health.at(-1)).toEqual({ working: true });
+      expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(10_000);
+    } finally {
+      delete process.env.EDGEPLANE_TEST_CHECKPOINT_FAIL;
+    }
   });
 });

@@ -9,7 +9,9 @@
  * `intervalMs` (it never blocks writers or readers), and the main connection keeps a far larger
  * automatic checkpoint threshold as a safety net. If the worker fails, the main connection goes
  * back to SQLite's default threshold: checkpoints on the event loop again, but never an unbounded
- * WAL. Durability does not change: commits are in the WAL (write(2)) either way.
+ * WAL. The same while the worker's checkpoints fail round after round (a full disk): once one
+ * succeeds again the worker takes them back. Durability does not change: commits are in the WAL
+ * (write(2)) either way.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -34,10 +36,15 @@ let failures = 0;
 const timer = setInterval(() => {
   try {
     statement.get();
+    // Working again after a persistent failure (a full disk freed): the main connection may
+    // leave checkpoints to this thread again.
+    if (failures >= workerData.failuresToFallBack) parentPort.postMessage({ state: 'ok' });
     failures = 0;
   } catch (err) {
-    // SQLITE_BUSY and the like: the next round will do; a persistent failure ends the worker.
-    if (++failures >= 20) throw err;
+    // SQLITE_BUSY and the like: the next round will do. A persistent failure (SQLITE_FULL on a
+    // full disk, an I/O error) hands checkpoints back to the main connection until one succeeds;
+    // the thread keeps trying, so a failure that passes does not leave them on the event loop.
+    if (++failures === workerData.failuresToFallBack) parentPort.postMessage({ state: 'failing', error: String(err && err.message) });
   }
 }, workerData.intervalMs);
 parentPort.on('message', (m) => {
@@ -73,6 +80,10 @@ export interface CheckpointerOptions {
   busyTimeoutMs: number;
   /** The better-sqlite3 module the worker loads (a resolved path); tests pass an instrumented one. */
   driver?: string;
+  /** Failed rounds in a row before the main connection checkpoints again itself. Default 20. */
+  failuresToFallBack?: number;
+  /** The worker's checkpoints failed persistently (false), or work again (true). */
+  onHealth?: (working: boolean, error?: string) => void;
 }
 
 export class Checkpointer {
@@ -92,12 +103,22 @@ export class Checkpointer {
     // native memory behind it) is collected often.
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { ...opts, driver },
+      workerData: { file: opts.file, intervalMs: opts.intervalMs, busyTimeoutMs: opts.busyTimeoutMs, driver, failuresToFallBack: opts.failuresToFallBack ?? 20 },
       resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
     });
     // A store left open must not keep the process alive.
     this.#worker.unref();
-    this.#worker.on('message', (m: { result?: CheckpointResult; error?: string }) => {
+    this.#worker.on('message', (m: { result?: CheckpointResult; error?: string; state?: 'failing' | 'ok' }) => {
+      if (m.state === 'failing') {
+        this.#fallBack();
+        opts.onHealth?.(false, m.error);
+        return;
+      }
+      if (m.state === 'ok') {
+        if (!this.#stopping) this.#db.pragma(`wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
+        opts.onHealth?.(true);
+        return;
+      }
       const waiter = this.#waiting.shift();
       if (!waiter) return;
       if (m.result) waiter.resolve(m.result);
