@@ -11,17 +11,27 @@ import type { UplinkMessage } from '../shared/mqtt/transport.js';
 import type { DiscoveryReport } from '../shared/store/port.js';
 import { dropUplink, type WorkerContext } from './context.js';
 
+/**
+ * The `source` label of the accounting counters. A batch names its own source, and a tower may
+ * publish sessions itself with any name the schema allows: only the ingest plugins' names
+ * (cli/roots/ingest-plugins.ts) become label values, the rest is `other`, so a tower cannot add
+ * one series per name it invents. A new plugin that sends sessions adds its name here.
+ */
+const SESSION_SOURCE_LABELS: ReadonlySet<string> = new Set(['radius', 'line']);
+const sessionSourceLabel = (source: string): string => (SESSION_SOURCE_LABELS.has(source) ? source : 'other');
+
 export function createSessionProcessor(ctx: WorkerContext, tenantOfDevice: (deviceId: string) => string | undefined) {
   return async function processSessions(msg: UplinkMessage): Promise<void> {
     const decoded = decodePayload(SessionBatchSchema, msg.payload);
     if (!decoded.ok) return dropUplink(ctx, msg, 'invalid_payload', decoded.error);
     const batch = decoded.value;
+    const labels = { source: sessionSourceLabel(batch.source) };
     const now = ctx.now();
     if (batch.tower_reset) {
       // Before the records: a batch carrying both reports the restart first.
       const cause = batch.tower_reset.reason === 'accounting-on' ? 'NAS-Reboot' : 'NAS-Request';
       const stopped = await ctx.store.deviceSessions.stopActiveAtTower(msg.tower_id, batch.tower_reset.at, cause);
-      if (stopped) ctx.counters.inc('device_sessions_reset_total', { source: batch.source }, stopped);
+      if (stopped) ctx.counters.inc('device_sessions_reset_total', labels, stopped);
     }
     const byTenant = new Map<string, AccountingRecord[]>();
     const unmapped = new Map<string, DiscoveryReport>();
@@ -43,13 +53,13 @@ export function createSessionProcessor(ctx: WorkerContext, tenantOfDevice: (devi
     const c = ctx.counters;
     for (const [tenantId, records] of byTenant) {
       const res = await ctx.store.deviceSessions.record({ tenant_id: tenantId, tower_id: msg.tower_id, records, now });
-      if (res.inserted) c.inc('accounting_records_stored_total', { source: batch.source }, res.inserted);
-      if (res.duplicates) c.inc('accounting_records_duplicate_total', { source: batch.source }, res.duplicates);
+      if (res.inserted) c.inc('accounting_records_stored_total', labels, res.inserted);
+      if (res.duplicates) c.inc('accounting_records_duplicate_total', labels, res.duplicates);
     }
     if (unmapped.size > 0) {
       const reports = [...unmapped.values()];
       await ctx.store.discovered.recordReports(msg.tower_id, batch.id, reports, now);
-      c.inc('accounting_records_unmapped_total', { source: batch.source }, reports.reduce((n, r) => n + r.count, 0));
+      c.inc('accounting_records_unmapped_total', labels, reports.reduce((n, r) => n + r.count, 0));
     }
   };
 }
