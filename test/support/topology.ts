@@ -30,7 +30,8 @@ export interface Topology {
   api: RoleProcess;
   brokers: RoleProcess[];
   workers: RoleProcess[];
-  startBroker(name: string): Promise<RoleProcess>;
+  /** `env`: extra settings for this node only (e.g. EDGEPLANE_MQTT_PORT to restart one on its port). */
+  startBroker(name: string, env?: Record<string, string>): Promise<RoleProcess>;
   startWorker(name: string): Promise<RoleProcess>;
   stop(): Promise<void>;
 }
@@ -87,7 +88,8 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
   const brokers: RoleProcess[] = [];
   const workers: RoleProcess[] = [];
   const track = (p: RoleProcess) => (all.push(p), p);
-  const startBroker = async (name: string) => track(await startRole(['broker'], env, name, 'EdgePlane broker node started'));
+  const startBroker = async (name: string, extra: Record<string, string> = {}) =>
+    track(await startRole(['broker'], { ...env, ...extra }, name, 'EdgePlane broker node started'));
   const startWorker = async (name: string) =>
     track(await startRole(['worker'], { ...env, EDGEPLANE_MQTT_URL: brokers.map((b) => b.mqttUrl).join(',') }, name, 'EdgePlane worker started'));
   try {
