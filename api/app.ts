@@ -21,6 +21,13 @@ import { SessionService } from './auth/sessions.js';
 import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
 import { redactQueryToken, registerFeedTransport } from './feed-transport.js';
+import {
+  DEFAULT_HTTP_SERVER_LIMITS,
+  capConnections,
+  closeUnfinishedRequestsOnClose,
+  fastifyServerOptions,
+  type HttpServerLimits,
+} from './http-server-limits.js';
 import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
 import { serializerCompiler } from './response-serializer.js';
 import { registerStrictQuery } from './strict-query.js';
@@ -100,8 +107,14 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   // A logger already bound to module 'api' is used as is (pino would repeat the key otherwise).
   const logger: FastifyBaseLogger =
     deps.logger.bindings().module === 'api' ? deps.logger : deps.logger.child({ module: 'api' });
+  const serverLimits: HttpServerLimits = {
+    requestTimeoutMs: deps.config.http_request_timeout_ms ?? DEFAULT_HTTP_SERVER_LIMITS.requestTimeoutMs,
+    idleTimeoutMs: deps.config.http_idle_timeout_ms ?? DEFAULT_HTTP_SERVER_LIMITS.idleTimeoutMs,
+    maxConnections: deps.config.http_max_connections ?? DEFAULT_HTTP_SERVER_LIMITS.maxConnections,
+  };
   const app = Fastify({
-    ...(opts.https ? { https: opts.https } : {}),
+    // Slow clients (Slowloris, stalled readers) and connection floods: api/http-server-limits.ts.
+    ...fastifyServerOptions(serverLimits, opts.https),
     loggerInstance: logger,
     // Fastify's own request lines would log `?access_token=` (WebSocket feeds); ours redact it.
     logController: new LogController({ disableRequestLogging: true }),
@@ -117,6 +130,8 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     // Ids are case-sensitive and a trailing slash is the same resource.
     routerOptions: { ignoreTrailingSlash: true },
   });
+  capConnections(app.server, serverLimits, deps.counters);
+  closeUnfinishedRequestsOnClose(app);
   // One line per request, with access tokens in query strings (WebSocket feeds) redacted.
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(

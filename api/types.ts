@@ -37,9 +37,22 @@ export interface ApiDeps {
    * trust_proxy: Fastify's trustProxy (who may name the client in X-Forwarded-For); default false.
    * webhook_allow_private: webhook URLs may target internal addresses; default false.
    * redis_prefix: key prefix of the shared rate-limit counters (with `redis`).
+   * http_request_timeout_ms / http_idle_timeout_ms / http_max_connections: the listening
+   *   server's bounds on slow and numerous clients (api/http-server-limits.ts); defaults as the CLI's.
    */
   config: Pick<Config, 'refresh_token_ttl_s' | 'access_token_ttl_s'> &
-    Partial<Pick<Config, 'rate_limit_per_min' | 'trust_proxy' | 'webhook_allow_private' | 'redis_prefix'>>;
+    Partial<
+      Pick<
+        Config,
+        | 'rate_limit_per_min'
+        | 'trust_proxy'
+        | 'webhook_allow_private'
+        | 'redis_prefix'
+        | 'http_request_timeout_ms'
+        | 'http_idle_timeout_ms'
+        | 'http_max_connections'
+      >
+    >;
   /**
    * Sign-in throttles (auth/login-throttle.ts). Pass the deployment's shared adapter (Redis) so
    * every API process counts the same attempts; default: in this process.

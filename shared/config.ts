@@ -59,6 +59,18 @@ export const CONFIG_OPTIONS = {
   data_dir: { flag: 'data-dir', describe: 'Directory for the SQLite database, signing keys and secrets' },
   http_host: { flag: 'http-host', describe: 'Interface the HTTP API listens on' },
   http_port: { flag: 'http-port', describe: 'HTTP API port (0 = any free port)' },
+  http_request_timeout_ms: {
+    flag: 'http-request-timeout-ms',
+    describe: 'Longest a client may take to send one HTTP request, headers and body; a slower one (Slowloris) gets 408 and its connection is closed',
+  },
+  http_idle_timeout_ms: {
+    flag: 'http-idle-timeout-ms',
+    describe: 'Close an HTTP connection on which nothing was received or sent for this long, mid-request or mid-answer (a client that stopped reading); live feeds are exempt (they have their heartbeat)',
+  },
+  http_max_connections: {
+    flag: 'http-max-connections',
+    describe: 'Open HTTP connections (live feeds included) per API process; more are closed on accept and counted in http_connections_refused_total',
+  },
   mqtt_host: { flag: 'mqtt-host', describe: 'Interface the MQTT listeners bind to' },
   mqtt_port: { flag: 'mqtt-port', describe: 'MQTT over TCP port (0 = any free port)' },
   mqtt_ws_port: { flag: 'mqtt-ws-port', describe: 'MQTT over WebSocket port (0 = any free port)' },
@@ -134,6 +146,10 @@ export const ConfigSchema = z.object({
   data_dir: z.string().min(1).default('./.edgeplane'),
   http_host: z.string().default('0.0.0.0'),
   http_port: port.default(8080),
+  // Node's own defaults: 300 s for a request, 60 s for its headers; one bound for both is enough.
+  http_request_timeout_ms: positiveInt.min(100).default(60_000),
+  http_idle_timeout_ms: positiveInt.min(100).default(120_000),
+  http_max_connections: positiveInt.default(10_000),
   mqtt_host: z.string().default('0.0.0.0'),
   mqtt_port: port.default(1883),
   mqtt_ws_port: port.default(8083),

@@ -104,6 +104,7 @@ export const METRIC_DEFINITIONS = {
   command_acks_total: counter('Command acknowledgements received, by tower and outcome', 'tower', 'status'),
 
   // --- API, feeds, audit ---------------------------------------------------------------------------
+  http_connections_refused_total: counter('HTTP connections closed on accept because --http-max-connections were open'),
   feed_clients_dropped_total: counter('Live feed clients disconnected, by feed and reason', 'feed', 'reason'),
   audit_records_total: counter('Audit records written'),
   audit_write_errors_total: counter('Audit records that could not be written'),

@@ -1,0 +1,105 @@
+/**
+ * The listening server's bounds on slow and numerous clients. Fastify 5 leaves Node's
+ * `requestTimeout` and the socket idle timeout at 0 (off) and caps no connection count: a client
+ * that sent its headers but never its body, or stopped reading an answer, held its connection (and
+ * whatever its handler held) forever, and any number of them could be open.
+ *
+ * - `requestTimeout` = `headersTimeout` = `--http-request-timeout-ms`: a whole request, headers
+ *   included, must arrive within it, however slowly it trickles (Slowloris); Node answers 408 and
+ *   closes. Node looks for late requests every `connectionsCheckingInterval` (30 s by default), so
+ *   the interval follows the timeout.
+ * - `connectionTimeout` (socket idle) = `--http-idle-timeout-ms`: nothing received or sent, mid
+ *   request or mid answer. Upgraded WebSockets are exempt (ws clears the socket timeout); the feed
+ *   hub's heartbeat and send-buffer cap bound them (api/feeds.ts).
+ * - `maxConnections` = `--http-max-connections`: Node closes connections beyond it as it accepts
+ *   them ('drop'), counted in `http_connections_refused_total`. Upgraded feed sockets count too.
+ * Between requests, Fastify's keep-alive timeout (72 s) closes an idle connection.
+ *
+ * On close, Node stops checking request deadlines and waits for every connection that is not idle
+ * between requests: one that never sent a byte, or trickles its headers or body, held the API's
+ * stop (and every component stopping after it) until the process's shutdown timeout killed it.
+ * `closeUnfinishedRequestsOnClose` cuts those; requests already received are still answered.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { IncomingMessage, Server as HttpServer, ServerOptions as HttpServerOptions, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import type { Counters } from '../shared/metrics.js';
+
+export interface HttpServerLimits {
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+}
+
+/** The CLI's defaults (shared/config.ts), for apps built without them (tests). */
+export const DEFAULT_HTTP_SERVER_LIMITS: HttpServerLimits = {
+  requestTimeoutMs: 60_000,
+  idleTimeoutMs: 120_000,
+  maxConnections: 10_000,
+};
+
+export const HTTP_CONNECTIONS_REFUSED_COUNTER = 'http_connections_refused_total';
+
+/** Node's own deadline options, for `http.createServer` / `https.createServer`. */
+export function nodeServerTimeouts(limits: HttpServerLimits): Pick<HttpServerOptions, 'requestTimeout' | 'headersTimeout' | 'connectionsCheckingInterval'> {
+  return {
+    requestTimeout: limits.requestTimeoutMs,
+    headersTimeout: limits.requestTimeoutMs,
+    // A late request is found within a quarter of the timeout; never checked more often than 10 ms.
+    connectionsCheckingInterval: Math.min(30_000, Math.max(10, Math.floor(limits.requestTimeoutMs / 4))),
+  };
+}
+
+/** Fastify's options carrying the limits, with the HTTPS material when the API serves TLS. */
+export function fastifyServerOptions(
+  limits: HttpServerLimits,
+  https: HttpsServerOptions | undefined,
+): { requestTimeout: number; connectionTimeout: number } & ({ https: HttpsServerOptions } | { http: HttpServerOptions }) {
+  const timeouts = nodeServerTimeouts(limits);
+  return {
+    // Fastify sets these on the server after creating it (0 would switch them off again).
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    ...(https ? { https: { ...https, ...timeouts } } : { http: timeouts }),
+  };
+}
+
+/** Caps the open connections of `server` and counts those closed on accept. */
+export function capConnections(server: HttpServer, limits: HttpServerLimits, counters: Counters): void {
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', () => counters.inc(HTTP_CONNECTIONS_REFUSED_COUNTER));
+}
+
+/**
+ * At close, destroys the connections whose request has not fully arrived (none yet, headers or
+ * body still coming) or that sit between requests; a received request in flight keeps its
+ * connection until answered (Fastify answers later ones 503). Upgraded feed sockets are left to
+ * the feed hub, which closes them with 1001.
+ */
+export function closeUnfinishedRequestsOnClose(app: FastifyInstance): void {
+  const open = new Set<Socket>();
+  const upgraded = new WeakSet<Socket>();
+  const inFlight = new WeakMap<Socket, IncomingMessage>();
+  app.server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
+  app.server.on('upgrade', (_request: IncomingMessage, socket: Socket) => upgraded.add(socket));
+  app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
+    inFlight.set(socket, request);
+    const done = (): void => {
+      if (inFlight.get(socket) === request) inFlight.delete(socket);
+    };
+    response.once('finish', done);
+    response.once('close', done);
+  });
+  app.addHook('preClose', async () => {
+    for (const socket of open) {
+      if (upgraded.has(socket)) continue;
+      const request = inFlight.get(socket);
+      if (request === undefined || !request.complete) socket.destroy();
+    }
+  });
+}
