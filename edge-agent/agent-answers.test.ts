@@ -119,7 +119,10 @@ describe('EdgeAgent answers every event', () => {
     const tenant = { id: 'acme', devices: Array.from({ length: 9000 }, (_, i) => ({ id: `dev-${i}` })) };
     const withheld = await publishTenant(cloud, tenant, [TOWER], undefined, { withholdPartOf: 'dev-4321' });
     expect(withheld).toHaveLength(1);
-    const agent = makeAgent({ bundleSettleMs: 20, bundleWaitMs: 200, discoveryMaxDelayMs: 1, batchMaxDelayMs: 1 });
+    // bundleWaitMs both opens the gate and bounds how long after that an event still waits for the
+    // missing part: 1.5 s, so a loaded machine's pause between whenReady() and observe() (a CI run
+    // once took longer than 200 ms) cannot end the wait before the event is observed.
+    const agent = makeAgent({ bundleSettleMs: 20, bundleWaitMs: 1500, discoveryMaxDelayMs: 1, batchMaxDelayMs: 1 });
     await agent.start();
     // The gate opens at bundleWaitMs although the directory still misses a part.
     await agent.whenReady();
