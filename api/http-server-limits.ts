@@ -21,7 +21,7 @@
  * `closeUnfinishedRequestsOnClose` cuts those; requests already received are still answered.
  */
 import type { FastifyInstance } from 'fastify';
-import type { IncomingMessage, Server as HttpServer, ServerOptions as HttpServerOptions, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Counters } from '../shared/metrics.js';
@@ -55,14 +55,39 @@ export function nodeServerTimeouts(limits: HttpServerLimits): Pick<HttpServerOpt
 export function fastifyServerOptions(
   limits: HttpServerLimits,
   https: HttpsServerOptions | undefined,
-): { requestTimeout: number; connectionTimeout: number } & ({ https: HttpsServerOptions } | { http: HttpServerOptions }) {
+): { requestTimeout: number; connectionTimeout: number; clientErrorHandler: typeof clientErrorHandler } & ({ https: HttpsServerOptions } | { http: HttpServerOptions }) {
   const timeouts = nodeServerTimeouts(limits);
   return {
+    clientErrorHandler,
     // Fastify sets these on the server after creating it (0 would switch them off again).
     requestTimeout: limits.requestTimeoutMs,
     connectionTimeout: limits.idleTimeoutMs,
     ...(https ? { https: { ...https, ...timeouts } } : { http: timeouts }),
   };
+}
+
+/**
+ * Answers a request Node's parser refused before Fastify saw it (a late or malformed request,
+ * headers over the limit) in the API's error shape, `{"error":{"code","message"}}`, instead of
+ * Fastify's default body; then closes the connection, as Node does. A reset connection gets
+ * nothing. Fastify's `clientErrorHandler` option (`this` is the instance).
+ */
+export function clientErrorHandler(this: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'the request did not arrive whole in time']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'HEADERS_TOO_LARGE', 'the request line or headers are too large']
+        : [400, 'BAD_REQUEST', 'malformed HTTP request'];
+  this.log.trace({ err }, 'http client error');
+  if (socket.writable) {
+    const body = JSON.stringify({ error: { code, message } });
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }
 
 /** Caps the open connections of `server` and counts those closed on accept. */

@@ -12,11 +12,15 @@ export const ERROR_CODES = {
   /** The tenant's plan does not allow this (feature off or limit reached). */
   PLAN_LIMIT_EXCEEDED: 403,
   NOT_FOUND: 404,
+  /** The request did not arrive whole within --http-request-timeout-ms (answered by the server). */
+  REQUEST_TIMEOUT: 408,
   CONFLICT: 409,
   /** The request is well-formed but cannot be carried out in the current state. */
   UNPROCESSABLE: 422,
   PAYLOAD_TOO_LARGE: 413,
   RATE_LIMITED: 429,
+  /** The request line or headers exceed the server's limit (answered by the server). */
+  HEADERS_TOO_LARGE: 431,
   INTERNAL: 500,
   UNAVAILABLE: 503,
 } as const;

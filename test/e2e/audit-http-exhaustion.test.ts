@@ -61,6 +61,8 @@ function rawExchange(port: number, request: string | Buffer, opts: { trickleMs?:
 }
 
 const statusOf = (text: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+/** The error code of a raw answer's body, in the API's error shape. */
+const errorCodeOf = (text: string): string | undefined => (JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error?: { code?: string } }).error?.code;
 
 const UPGRADE_HEADERS = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
 
@@ -120,6 +122,7 @@ describe('slow clients, bodies and feeds (request timeout 400 ms)', () => {
     it('a connection that never sends anything: 408 and closed', async () => {
       const r = await rawExchange(port, '');
       expect(statusOf(r.text)).toBe(408);
+      expect(errorCodeOf(r.text)).toBe('REQUEST_TIMEOUT');
       expect(r.closedByServer).toBe(true);
     }, 15_000);
   });
@@ -155,10 +158,19 @@ describe('slow clients, bodies and feeds (request timeout 400 ms)', () => {
       expect(repeated.status).toBe(400);
       const longUrl = await rawExchange(port, `GET /api/v1/devices/${'x'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
       expect(statusOf(longUrl.text)).toBe(431);
+      expect(errorCodeOf(longUrl.text)).toBe('HEADERS_TOO_LARGE');
       expect(longUrl.closedByServer).toBe(true);
       const headers = Array.from({ length: 3000 }, (_, i) => `X-H${i}: 1\r\n`).join('');
       const manyHeaders = await rawExchange(port, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`);
       expect(statusOf(manyHeaders.text)).toBe(431);
+      await stillServing();
+    });
+
+    it('a request Node cannot parse: 400 in the API error shape, and closed', async () => {
+      const r = await rawExchange(port, 'NOT-HTTP\r\n\r\n');
+      expect(statusOf(r.text)).toBe(400);
+      expect(errorCodeOf(r.text)).toBe('BAD_REQUEST');
+      expect(r.closedByServer).toBe(true);
       await stillServing();
     });
 
