@@ -5,6 +5,7 @@
  * promtool is installed (it is skipped with one line otherwise; CI does not install it).
  */
 import { execFile, spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,6 +183,42 @@ describe('logs and metrics of a running control plane', () => {
       expect(text).toMatch(/^uplink_queue_depth 7$/m);
       expect(familiesWithoutHelp(text)).toEqual([]);
       await checkWithPromtool(text);
+      expect((await fetch(`http://127.0.0.1:${health.port}/healthz`)).status).toBe(200);
+    } finally {
+      await health.stop();
+    }
+  });
+
+  it('health ports bound slow and numerous clients: a late request gets 408 and is closed, connections beyond the cap are closed on accept', async () => {
+    const health = new HealthServer({ host: '127.0.0.1', port: 0, role: 'broker', counters: new Counters(), readiness: async () => ({}), requestTimeoutMs: 200, maxConnections: 2 });
+    await health.start();
+    /** A raw connection: what it received and whether the server closed it, once it is closed. */
+    const open = (send: string) => {
+      const socket = connect(health.port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      socket.on('data', (d: Buffer) => chunks.push(d));
+      socket.on('error', () => {});
+      const closed = new Promise<string>((resolve) => socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1'))));
+      socket.on('connect', () => socket.write(send));
+      return { socket, closed };
+    };
+    try {
+      // Headers never finished: Node's default waited 60 s for them, and 300 s for a whole request.
+      const slow = open('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+      const silent = open('');
+      expect(await slow.closed).toMatch(/^HTTP\/1\.1 408/);
+      expect(await silent.closed).toMatch(/^HTTP\/1\.1 408/);
+      // Two held, the third is closed unanswered; once they close, a probe is served again.
+      const a = open('');
+      const b = open('');
+      // Accepted by the server (not only connected on the client's side) before the third comes.
+      for (let i = 0; i < 1000 && (await health.openConnections()) < 2; i++) await new Promise<void>((r) => setImmediate(r));
+      expect(await health.openConnections()).toBe(2);
+      const third = open('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(await third.closed).toBe('');
+      a.socket.destroy();
+      b.socket.destroy();
+      await Promise.all([a.closed, b.closed]);
       expect((await fetch(`http://127.0.0.1:${health.port}/healthz`)).status).toBe(200);
     } finally {
       await health.stop();
