@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { ALERT_STEP_EVENTS, type ConsoleUserRevokedReason } from '../shared/bus-events.js';
-import type { ConsoleRole, ConsoleUser } from '../shared/domain.js';
+import type { ConsoleRole, ConsoleUser, Tenant } from '../shared/domain.js';
 import { createError, isEdgeplaneError } from '../shared/errors.js';
 import type { AlertActor, ConsoleUserDeletion, ConsoleUserPatch } from '../shared/store/port.js';
 import { audit } from './audit.js';
@@ -35,6 +35,21 @@ export async function createConsoleAccount(
     }
     throw err;
   }
+}
+
+/**
+ * A new tenant with its first owner, in one store transaction: both or neither. The owner's hash
+ * takes the e-mail's shared salt, as createConsoleAccount's does; a new tenant has no accounts, so
+ * its owner's e-mail cannot conflict.
+ */
+export async function createTenantWithOwner(
+  app: FastifyInstance,
+  input: Parameters<FastifyInstance['store']['tenants']['create']>[0],
+  owner: { email: string; password: string },
+): Promise<{ tenant: Tenant; owner: ConsoleUser }> {
+  const existing = await app.store.consoleUsers.findByEmail(owner.email);
+  const password_hash = await hashPassword(owner.password, existing?.password_hash);
+  return app.store.tenants.createWithOwner(input, { email: owner.email, password_hash });
 }
 
 /** A new password for an account, hashed with its own (the e-mail's shared) salt. */

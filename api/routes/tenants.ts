@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { EffectSchema, TopicId } from '../../shared/mqtt/payloads.js';
 import { audit, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { createConsoleAccount } from '../console-accounts.js';
+import { createTenantWithOwner } from '../console-accounts.js';
 import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate, sortQuery } from '../schemas/common.js';
 import { ConsoleUserSchema, TenantSchema } from '../../shared/schemas/records.js';
 import { PlanReply } from './plans.js';
@@ -68,19 +68,15 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { owner, ...input } = request.body;
-      const tenant = await app.store.tenants.create(input);
-      audit(request, { resource_id: tenant.id, after: { tenant, owner: null } });
-      if (!owner) return reply.code(201).send({ tenant });
-      try {
-        // A new tenant has no accounts: its owner's e-mail cannot conflict, even if other tenants use it.
-        const user = await createConsoleAccount(app, { tenant_id: tenant.id, email: owner.email, console_role: 'owner', password: owner.password }, 'body.owner.email');
-        audit(request, { after: { tenant, owner: user } });
-        return reply.code(201).send({ tenant, owner: user });
-      } catch (err) {
-        // Nothing is half-written: the tenant goes if its owner could not be created.
-        await app.store.tenants.delete(tenant.id);
-        throw err;
+      if (!owner) {
+        const tenant = await app.store.tenants.create(input);
+        audit(request, { resource_id: tenant.id, after: { tenant, owner: null } });
+        return reply.code(201).send({ tenant });
       }
+      // One transaction: a tenant is never left without the owner it was created with.
+      const created = await createTenantWithOwner(app, input, owner);
+      audit(request, { resource_id: created.tenant.id, after: created });
+      return reply.code(201).send(created);
     },
   );
 

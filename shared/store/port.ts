@@ -519,7 +519,13 @@ export interface Store {
   init(): Promise<void>;
   close(): Promise<void>;
 
-  tenants: PlatformCrud<Tenant, TenantInput, Partial<TenantInput>>;
+  tenants: PlatformCrud<Tenant, TenantInput, Partial<TenantInput>> & {
+    /**
+     * Creates a tenant and its first owner account in one transaction: both or neither (a
+     * tenant is never left without its owner, whatever fails). NOT_FOUND (plan_id) as create.
+     */
+    createWithOwner(input: TenantInput, owner: { email: string; password_hash: string }): Promise<{ tenant: Tenant; owner: ConsoleUser }>;
+  };
 
   /**
    * People who sign in (rules/console-users.ts). An e-mail is unique per tenant and among

@@ -102,6 +102,18 @@ export function describePlatformContract(state: ContractState): void {
   });
 
   describe('towers, carriers and credentials', () => {
+    it('creates a tenant and its first owner together, or neither', async () => {
+      const { tenant, owner } = await store.tenants.createWithOwner({ name: 'together' }, { email: 'First.Owner@together.test', password_hash: 'h' });
+      expect(await store.tenants.get(tenant.id)).toEqual(tenant);
+      expect(owner).toMatchObject({ tenant_id: tenant.id, email: 'first.owner@together.test', console_role: 'owner', disabled_at: null });
+      expect(await store.consoleUsers.get(owner.id)).toEqual(owner);
+      expect((await store.consoleUsers.getWithPassword(owner.id))?.password_hash).toBe('h');
+      // The tenant part refused: no account is left either.
+      await expectError(store.tenants.createWithOwner({ name: 'nowhere', plan_id: 'no-such-plan' }, { email: 'lost@nowhere.test', password_hash: 'h' }), 'NOT_FOUND', 'plan');
+      expect(await store.consoleUsers.findByEmail('lost@nowhere.test')).toBeNull();
+      expect((await store.tenants.list({ limit: 1000 })).items.map((t) => t.name)).not.toContain('nowhere');
+    });
+
     it('keeps tower CRUD and status', async () => {
       const tower = await store.towers.create({ id: 'tw-1', name: 'North', lat: 52.5, lon: 13.4, radius_m: 800 });
       expect(tower).toMatchObject({ id: 'tw-1', state: 'unknown', agent_version: null, last_seen: null, radius_m: 800 });

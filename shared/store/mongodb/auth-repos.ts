@@ -2,7 +2,7 @@
  * Console sign-in: console users (people, not device users) and rotating refresh tokens.
  */
 import type { ConsoleUser } from '../../domain.js';
-import type { ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
+import type { ConsoleUserInput, ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
 import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, compareSignInOrder, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
 import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, unassignDeletedAssignee } from '../rules/alerts.js';
 import { conflict, notFound } from '../rules/errors.js';
@@ -20,6 +20,29 @@ const toConsoleUser = (d: ConsoleUserDoc): ConsoleUser => ({
   session_version: d.session_version ?? 0,
 });
 const withPassword = (d: ConsoleUserDoc): ConsoleUserWithPassword => ({ ...toConsoleUser(d), password_hash: d.password_hash });
+
+/**
+ * Inserts one console account inside the caller's transaction (consoleUsers.create, and
+ * tenants.createWithOwner with its tenant); CONFLICT (email) within its scope.
+ */
+export async function insertConsoleUser(ctx: MongoContext, session: SessionLike, input: ConsoleUserInput): Promise<ConsoleUser> {
+  const now = ctx.now();
+  const user: ConsoleUser = {
+    id: ctx.newId(),
+    tenant_id: input.tenant_id,
+    email: normaliseEmail(input.email),
+    console_role: input.console_role,
+    disabled_at: null,
+    session_version: 0,
+    created_at: now,
+    updated_at: now,
+  };
+  await insertOrConflict(
+    () => ctx.coll<ConsoleUserDoc>(C.consoleUsers).insertOne({ _id: user.id, ...user, password_hash: input.password_hash }, { session }),
+    () => conflict('email', 'already taken'),
+  );
+  return user;
+}
 
 export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Store['consoleUsers'] {
   const users = ctx.coll<ConsoleUserDoc>(C.consoleUsers);
@@ -50,22 +73,7 @@ export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Stor
     async create(input) {
       return ctx.write(async ({ session }) => {
         if (input.tenant_id !== null) await refs.requireTenant(session, input.tenant_id);
-        const now = ctx.now();
-        const user: ConsoleUser = {
-          id: ctx.newId(),
-          tenant_id: input.tenant_id,
-          email: normaliseEmail(input.email),
-          console_role: input.console_role,
-          disabled_at: null,
-          session_version: 0,
-          created_at: now,
-          updated_at: now,
-        };
-        await insertOrConflict(
-          () => users.insertOne({ _id: user.id, ...user, password_hash: input.password_hash }, { session }),
-          () => conflict('email', 'already taken'),
-        );
-        return user;
+        return insertConsoleUser(ctx, session, input);
       });
     },
     async get(id) {

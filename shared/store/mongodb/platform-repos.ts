@@ -2,7 +2,8 @@
  * Platform-level repositories: tenants and the shared tower/carrier infrastructure.
  */
 import type { Carrier, Tenant, Tower, TowerCredential } from '../../domain.js';
-import type { Store, TowerCredentialRecord } from '../port.js';
+import type { Store, TenantInput, TowerCredentialRecord } from '../port.js';
+import { insertConsoleUser } from './auth-repos.js';
 import { newTenant } from '../rules/defaults.js';
 import { conflict, notFound } from '../rules/errors.js';
 import { tenantUpdateBumps } from '../rules/policy-version.js';
@@ -55,23 +56,35 @@ export function createTenantRepo(ctx: MongoContext): Store['tenants'] {
   const requirePlan = (planId: string, session: SessionLike): Promise<void> =>
     requireGuarded(ctx, C.plans, planId, session, () => notFound('plan_id', `no such plan: ${planId}`));
 
+  /** The tenant and its usage counter slots, inside the caller's transaction. */
+  const insertTenant = async (input: TenantInput, session: SessionLike): Promise<Tenant> => {
+    const tenant = newTenant(input, ctx.newId(), ctx.now());
+    await requirePlan(tenant.plan_id, session);
+    await table.coll.insertOne({ _id: tenant.id, ...tenant }, { session });
+    // Created with the tenant so every usage batch writes one: a deletion then conflicts with
+    // a concurrent batch instead of leaving its rows behind (usage-repo.ts).
+    const slots: UsageCounterDoc[] = Array.from({ length: COUNTER_SLOTS }, (_, slot) => ({
+      _id: counterSlotKey(tenant.id, slot),
+      tenant_id: tenant.id,
+      allow: 0,
+      deny: 0,
+    }));
+    await ctx.coll<UsageCounterDoc>(C.usageCounters).insertMany(slots, { session });
+    return tenant;
+  };
   return {
     async create(input) {
       return ctx.write(async ({ session, recordVersion }) => {
-        const tenant = newTenant(input, ctx.newId(), ctx.now());
-        await requirePlan(tenant.plan_id, session);
-        await table.coll.insertOne({ _id: tenant.id, ...tenant }, { session });
-        // Created with the tenant so every usage batch writes one: a deletion then conflicts with
-        // a concurrent batch instead of leaving its rows behind (usage-repo.ts).
-        const slots: UsageCounterDoc[] = Array.from({ length: COUNTER_SLOTS }, (_, slot) => ({
-          _id: counterSlotKey(tenant.id, slot),
-          tenant_id: tenant.id,
-          allow: 0,
-          deny: 0,
-        }));
-        await ctx.coll<UsageCounterDoc>(C.usageCounters).insertMany(slots, { session });
+        const tenant = await insertTenant(input, session);
         recordVersion(tenant.id);
         return tenant;
+      });
+    },
+    async createWithOwner(input, owner) {
+      return ctx.write(async ({ session, recordVersion }) => {
+        const tenant = await insertTenant(input, session);
+        recordVersion(tenant.id);
+        return { tenant, owner: await insertConsoleUser(ctx, session, { tenant_id: tenant.id, email: owner.email, console_role: 'owner', password_hash: owner.password_hash }) };
       });
     },
     get: (id) => table.get(null, id),

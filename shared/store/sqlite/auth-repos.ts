@@ -2,7 +2,7 @@
  * Console sign-in: console users (people, not device users) and rotating refresh tokens.
  */
 import type { Alert, AlertEvent, ConsoleUser } from '../../domain.js';
-import type { ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
+import type { ConsoleUserInput, ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
 import { ALERT_WORKFLOW_FIELDS, unassignDeletedAssignee } from '../rules/alerts.js';
 import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
 import { normaliseEmail } from '../rules/platform.js';
@@ -24,14 +24,40 @@ const CONSOLE_USER_COLUMNS = [
 
 type ConsoleUserRow = ConsoleUserWithPassword;
 
+/**
+ * Inserts one console account inside the caller's write transaction (consoleUsers.create, and
+ * tenants.createWithOwner with its tenant); CONFLICT (email) within its scope.
+ */
+export function consoleUserInserter(ctx: SqliteContext): (input: ConsoleUserInput) => ConsoleUser {
+  const insert: Stmt<[ConsoleUserRow]> = ctx.db.prepare(
+    `INSERT INTO console_users (${CONSOLE_USER_COLUMNS.join(', ')}, password_hash)
+     VALUES (${CONSOLE_USER_COLUMNS.map((c) => `@${c}`).join(', ')}, @password_hash)`,
+  );
+  return (input) => {
+    const now = ctx.now();
+    const row: ConsoleUserRow = {
+      id: ctx.newId(),
+      tenant_id: input.tenant_id,
+      // Stored lowercased so the UNIQUE indexes are case-insensitive and lookups hit them.
+      email: normaliseEmail(input.email),
+      console_role: input.console_role,
+      disabled_at: null,
+      session_version: 0,
+      password_hash: input.password_hash,
+      created_at: now,
+      updated_at: now,
+    };
+    insertOrConflict(() => insert.run(row), 'email', 'already taken');
+    const { password_hash: _omitted, ...user } = row;
+    return user;
+  };
+}
+
 export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers'] {
   const table = new EntityTable<ConsoleUser>(ctx, 'console_users', CONSOLE_USER_COLUMNS, 'platform', []);
   const db = ctx.db;
   const tenantExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM tenants WHERE id = ?');
-  const insert: Stmt<[ConsoleUserRow]> = db.prepare(
-    `INSERT INTO console_users (${table.columnList}, password_hash)
-     VALUES (${CONSOLE_USER_COLUMNS.map((c) => `@${c}`).join(', ')}, @password_hash)`,
-  );
+  const insertUser = consoleUserInserter(ctx);
   const withPassword: Stmt<[string], ConsoleUserRow> = db.prepare(
     `SELECT ${table.columnList}, password_hash FROM console_users WHERE id = ?`,
   );
@@ -79,22 +105,7 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
         if (input.tenant_id !== null && !tenantExists.get(input.tenant_id)) {
           throw notFound('tenant_id', 'no such tenant');
         }
-        const now = ctx.now();
-        const row: ConsoleUserRow = {
-          id: ctx.newId(),
-          tenant_id: input.tenant_id,
-          // Stored lowercased so the UNIQUE indexes are case-insensitive and lookups hit them.
-          email: normaliseEmail(input.email),
-          console_role: input.console_role,
-          disabled_at: null,
-          session_version: 0,
-          password_hash: input.password_hash,
-          created_at: now,
-          updated_at: now,
-        };
-        insertOrConflict(() => insert.run(row), 'email', 'already taken');
-        const { password_hash: _omitted, ...user } = row;
-        return user;
+        return insertUser(input);
       });
     },
     async get(id) {

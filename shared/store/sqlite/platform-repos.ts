@@ -2,8 +2,9 @@
  * Platform-level repositories: tenants and the shared tower/carrier infrastructure.
  */
 import type { Carrier, Tenant, Tower, TowerCredential } from '../../domain.js';
-import type { ListOptions, Page, Store, TowerCredentialRecord } from '../port.js';
-import type { SqliteContext, Stmt } from './context.js';
+import type { ListOptions, Page, Store, TenantInput, TowerCredentialRecord } from '../port.js';
+import { consoleUserInserter } from './auth-repos.js';
+import type { SqliteContext, Stmt, WriteScope } from './context.js';
 import { insertOrConflict, limitClause, notFound } from './context.js';
 import { keyset } from './cursor.js';
 import { EntityTable } from './entity-table.js';
@@ -36,14 +37,22 @@ export function createTenantRepo(ctx: SqliteContext): Store['tenants'] {
   const requirePlan = (planId: string): void => {
     if (!planExists.get(planId)) throw notFound('plan_id', `no such plan: ${planId}`);
   };
+  const insertUser = consoleUserInserter(ctx);
+  const insertTenant = (input: TenantInput, scope: WriteScope): Tenant => {
+    const tenant = newTenant(input, ctx.newId(), ctx.now());
+    requirePlan(tenant.plan_id);
+    table.insert(tenant);
+    scope.recordVersion(tenant.id);
+    return tenant;
+  };
   return {
     async create(input) {
+      return ctx.write((scope) => insertTenant(input, scope));
+    },
+    async createWithOwner(input, owner) {
       return ctx.write((scope) => {
-        const tenant = newTenant(input, ctx.newId(), ctx.now());
-        requirePlan(tenant.plan_id);
-        table.insert(tenant);
-        scope.recordVersion(tenant.id);
-        return tenant;
+        const tenant = insertTenant(input, scope);
+        return { tenant, owner: insertUser({ tenant_id: tenant.id, email: owner.email, console_role: 'owner', password_hash: owner.password_hash }) };
       });
     },
     async get(id) {
