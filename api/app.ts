@@ -30,6 +30,7 @@ import {
 } from './http-server-limits.js';
 import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
 import { serializerCompiler } from './response-serializer.js';
+import { nullableForOpenApi30 } from './openapi-nullable.js';
 import { registerStrictQuery } from './strict-query.js';
 import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';
@@ -213,7 +214,8 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
       },
     },
     transform: createJsonSchemaTransform({ skipList: ['/docs', '/docs/', '/docs/json', '/docs/yaml', '/docs/*'] }),
-    transformObject: jsonSchemaTransformObject,
+    // zod writes a nullable reference so that OpenAPI 3.0 reads it as not nullable: api/openapi-nullable.ts.
+    transformObject: (document) => nullableForOpenApi30(jsonSchemaTransformObject(document)),
   });
   await app.register(fastifySwaggerUi, {
     routePrefix: '/docs',

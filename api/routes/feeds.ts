@@ -43,6 +43,15 @@ const FEED_DOC =
 
 const AlertsFeedQuery = z.object({ access_token });
 
+/**
+ * A feed succeeds with the WebSocket handshake, which @fastify/websocket answers (no handler ever
+ * sends it): documented so that clients see the success answer, not only the errors.
+ */
+const feedResponses = {
+  101: z.undefined().describe('Switching Protocols: the WebSocket handshake succeeded and the feed is open'),
+  ...errorResponses,
+} as const;
+
 /** Who opened the feed and until when: what closes it again (expiry, revocation). */
 function feedClientOf(request: FastifyRequest, tenantId: string): FeedClient {
   const principal = principalOf(request);
@@ -76,7 +85,7 @@ export const feedRoutes: FastifyPluginAsyncZod<FeedRoutesOptions> = async (app, 
       description: FEED_DOC,
       tags: ['feeds'],
       querystring: AlertsFeedQuery,
-      response: errorResponses,
+      response: feedResponses,
     },
     handler: upgradeRequired,
     wsHandler: (socket, request) => {
@@ -98,7 +107,7 @@ export const feedRoutes: FastifyPluginAsyncZod<FeedRoutesOptions> = async (app, 
       description: FEED_DOC,
       tags: ['feeds'],
       querystring: StreamQuery,
-      response: errorResponses,
+      response: feedResponses,
     },
     handler: upgradeRequired,
     wsHandler: (socket, request) => {

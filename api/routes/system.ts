@@ -66,7 +66,14 @@ export const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (a
       schema: {
         tags: ['system'],
         summary: 'Prometheus metrics (text exposition format): operators, or `Authorization: Bearer <--metrics-token>`',
-        // No response schema: the body is text/plain, which a JSON serializer would quote.
+        // Documentation only: Fastify serializes no string sent with a non-JSON type, so the
+        // text/plain body leaves unquoted; the response schema gives clients its media type.
+        response: {
+          200: {
+            description: 'Prometheus text exposition format (version 0.0.4)',
+            content: { 'text/plain': { schema: z.string() } },
+          },
+        },
       },
     },
     async (_request, reply) => reply.type(app.counters.contentType).send(await app.counters.metrics()),
