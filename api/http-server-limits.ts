@@ -23,6 +23,7 @@
 import type { FastifyInstance } from 'fastify';
 import { STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Counters } from '../shared/metrics.js';
 
@@ -106,10 +107,34 @@ export function closeUnfinishedRequestsOnClose(app: FastifyInstance): void {
   const open = new Set<Socket>();
   const upgraded = new WeakSet<Socket>();
   const inFlight = new WeakMap<Socket, IncomingMessage>();
-  app.server.on('connection', (socket: Socket) => {
+  const track = (socket: Socket): void => {
     open.add(socket);
     socket.once('close', () => open.delete(socket));
-  });
+  };
+  if (app.server instanceof TlsServer) {
+    // HTTPS: requests and upgrades come on the TLSSocket, not on the TCP socket 'connection'
+    // reports, so the TLSSocket is what is tracked. A TCP socket whose handshake has not finished
+    // has no request at all: it is cut at close like a silent one. The two are matched by the
+    // peer's address and port (Node gives no public link between them).
+    const handshaking = new Map<string, Socket>();
+    const peer = (socket: Socket): string => `${socket.remoteAddress ?? '?'}|${socket.remotePort ?? '?'}`;
+    app.server.on('connection', (raw: Socket) => {
+      const key = peer(raw);
+      handshaking.set(key, raw);
+      raw.once('close', () => {
+        if (handshaking.get(key) === raw) handshaking.delete(key);
+      });
+    });
+    app.server.on('secureConnection', (socket: Socket) => {
+      handshaking.delete(peer(socket));
+      track(socket);
+    });
+    app.addHook('preClose', async () => {
+      for (const raw of handshaking.values()) raw.destroy();
+    });
+  } else {
+    app.server.on('connection', track);
+  }
   app.server.on('upgrade', (_request: IncomingMessage, socket: Socket) => upgraded.add(socket));
   app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     const socket = request.socket;
