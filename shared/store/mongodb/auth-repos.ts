@@ -3,7 +3,7 @@
  */
 import type { ConsoleUser } from '../../domain.js';
 import type { ConsoleUserInput, ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
-import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, compareSignInOrder, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
+import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, compareSignInOrder, newConsoleUser, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
 import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, unassignDeletedAssignee } from '../rules/alerts.js';
 import { conflict, notFound } from '../rules/errors.js';
 import { normaliseEmail } from '../rules/platform.js';
@@ -26,17 +26,7 @@ const withPassword = (d: ConsoleUserDoc): ConsoleUserWithPassword => ({ ...toCon
  * tenants.createWithOwner with its tenant); CONFLICT (email) within its scope.
  */
 export async function insertConsoleUser(ctx: MongoContext, session: SessionLike, input: ConsoleUserInput): Promise<ConsoleUser> {
-  const now = ctx.now();
-  const user: ConsoleUser = {
-    id: ctx.newId(),
-    tenant_id: input.tenant_id,
-    email: normaliseEmail(input.email),
-    console_role: input.console_role,
-    disabled_at: null,
-    session_version: 0,
-    created_at: now,
-    updated_at: now,
-  };
+  const user = newConsoleUser(input, ctx.newId(), ctx.now());
   await insertOrConflict(
     () => ctx.coll<ConsoleUserDoc>(C.consoleUsers).insertOne({ _id: user.id, ...user, password_hash: input.password_hash }, { session }),
     () => conflict('email', 'already taken'),

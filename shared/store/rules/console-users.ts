@@ -11,10 +11,26 @@
  * refresh tokens are revoked, in the same transaction as the change.
  */
 import type { ConsoleUser } from '../../domain.js';
-import type { ConsoleUserPatch } from '../port.js';
+import type { ConsoleUserInput, ConsoleUserPatch } from '../port.js';
 import { conflict } from './errors.js';
+import { normaliseEmail } from './platform.js';
 
 /** True when applying `patch` to `before` must end the account's sessions. */
+/** A new account as both adapters store it (the password hash is stored beside it). */
+export function newConsoleUser(input: ConsoleUserInput, id: string, now: number): ConsoleUser {
+  return {
+    id,
+    tenant_id: input.tenant_id,
+    // Stored lowercased so uniqueness is case-insensitive and lookups hit the index.
+    email: normaliseEmail(input.email),
+    console_role: input.console_role,
+    disabled_at: null,
+    session_version: 0,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
 export function endsSessions(before: ConsoleUser, patch: ConsoleUserPatch): boolean {
   if (patch.password_hash !== undefined) return true;
   if (patch.console_role !== undefined && patch.console_role !== before.console_role) return true;

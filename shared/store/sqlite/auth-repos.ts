@@ -4,7 +4,7 @@
 import type { Alert, AlertEvent, ConsoleUser } from '../../domain.js';
 import type { ConsoleUserInput, ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
 import { ALERT_WORKFLOW_FIELDS, unassignDeletedAssignee } from '../rules/alerts.js';
-import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
+import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, newConsoleUser, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
 import { normaliseEmail } from '../rules/platform.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, limitClause, notFound, sqliteErrorCode } from './context.js';
@@ -34,21 +34,8 @@ export function consoleUserInserter(ctx: SqliteContext): (input: ConsoleUserInpu
      VALUES (${CONSOLE_USER_COLUMNS.map((c) => `@${c}`).join(', ')}, @password_hash)`,
   );
   return (input) => {
-    const now = ctx.now();
-    const row: ConsoleUserRow = {
-      id: ctx.newId(),
-      tenant_id: input.tenant_id,
-      // Stored lowercased so the UNIQUE indexes are case-insensitive and lookups hit them.
-      email: normaliseEmail(input.email),
-      console_role: input.console_role,
-      disabled_at: null,
-      session_version: 0,
-      password_hash: input.password_hash,
-      created_at: now,
-      updated_at: now,
-    };
-    insertOrConflict(() => insert.run(row), 'email', 'already taken');
-    const { password_hash: _omitted, ...user } = row;
+    const user = newConsoleUser(input, ctx.newId(), ctx.now());
+    insertOrConflict(() => insert.run({ ...user, password_hash: input.password_hash }), 'email', 'already taken');
     return user;
   };
 }
