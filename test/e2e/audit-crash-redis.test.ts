@@ -98,7 +98,8 @@ describeWithRedis('crash audit: kill -9 of redis-server under the distributed st
         `unanswered ${ledger.unansweredByCloud().length}; roles alive ${[topo.api, ...topo.brokers, ...topo.workers].filter((r) => r.run.child.exitCode === null).length}/3`,
     );
     expect(acknowledged.length).toBeGreaterThan(0);
-    expect(queuedAfter).toBe(queuedBefore);
+    // Jobs queued between the count and the kill (the load runs on) are reloaded too.
+    expect(queuedAfter).toBeGreaterThanOrEqual(queuedBefore);
     expect(lostAcked).toEqual([]);
     expect([topo.api, ...topo.brokers, ...topo.workers].map((r) => r.run.child.exitCode)).toEqual([null, null, null]);
     expect(ledger.unansweredByCloud()).toEqual([]);

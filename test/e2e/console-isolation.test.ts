@@ -45,7 +45,7 @@ describeWithBrowser('console isolation and session security', () => {
     await a.owner.post('/api/v1/remedial-actions', { device_id: a.device, type: 'notify' });
     secretsOfA = [a.tenantId, a.device, 'alphaco', a.userName, a.userId, a.policyId, a.tower.id, 'alphaco-ghost-phone'];
     browser = await launchBrowser();
-  }, 60_000);
+  }, 150_000); // beside the crash audits on 2 cores, this setup once took over 60 s (console-operator)
   afterAll(async () => {
     await browser?.close();
     await towerA?.stop();

@@ -25,7 +25,7 @@ describeWithBrowser('the tenant console', () => {
     acme = await provisionConsoleTenant(tcp, 'acme', { lat: 48.8566, lon: 2.3522 });
     tower = await startTowerAgent(tcp, acme);
     browser = await launchBrowser();
-  }, 60_000);
+  }, 150_000); // beside the crash audits on 2 cores, this setup once took over 60 s (console-operator)
   afterEach(async () => {
     if (cp) {
       // Nothing the console did may have thrown, violated the CSP, or put a token into a URL.
