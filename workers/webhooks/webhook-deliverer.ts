@@ -38,6 +38,7 @@
 import { z } from 'zod';
 import type { Counters } from '../../shared/metrics.js';
 import type { Store } from '../../shared/store/port.js';
+import { roundRobin } from '../../shared/store/rules/platform.js';
 import type { Webhook } from '../../shared/domain.js';
 import type { JobQueue, JobQueues } from '../../shared/workflow/job-queue.js';
 import type { Leases } from '../../shared/workflow/leases.js';
@@ -327,16 +328,7 @@ export function pickFairly<T extends { tenant_id: string }>(due: readonly T[], p
     if (!rows) byTenant.set(d.tenant_id, [d]);
     else if (rows.length < perTenant) rows.push(d);
   }
-  const picked: T[] = [];
-  for (let round = 0; round < perTenant && picked.length < limit; round++) {
-    for (const rows of byTenant.values()) {
-      const d = rows[round];
-      if (d === undefined) continue;
-      picked.push(d);
-      if (picked.length >= limit) break;
-    }
-  }
-  return picked;
+  return roundRobin([...byTenant.values()], limit);
 }
 
 function errorText(err: unknown): string {

@@ -43,6 +43,15 @@ export function interleaveDue<T extends { id: string; next_attempt_at: number | 
   const lists = perTenant
     .filter((rows) => rows.length > 0)
     .sort((x, y) => overdue(x[0]!) - overdue(y[0]!) || (x[0]!.id < y[0]!.id ? -1 : x[0]!.id > y[0]!.id ? 1 : 0));
+  return roundRobin(lists, limit);
+}
+
+/**
+ * Takes turns over `lists` in their order — each one's first, then each one's second… — until
+ * `limit` items or every list is used up. The fair order of webhook deliveries (interleaveDue
+ * here, and the deliverer's pickFairly on what the store returns).
+ */
+export function roundRobin<T>(lists: ReadonlyArray<readonly T[]>, limit: number): T[] {
   const out: T[] = [];
   for (let turn = 0; out.length < limit; turn++) {
     const before = out.length;
