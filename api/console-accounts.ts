@@ -14,17 +14,22 @@ import { audit } from './audit.js';
 import { principalOf } from './auth/guard.js';
 
 /**
- * Creates an account. Its hash takes the salt of the e-mail's existing accounts (other tenants
- * included), so sign-in checks them all with one derivation. The work is the same whether or not
- * the e-mail exists elsewhere; only an account in the same scope conflicts.
+ * The hash of a new account's password with the salt of the e-mail's existing accounts (other
+ * tenants included), so sign-in checks them all with one derivation. The work is the same whether
+ * or not the e-mail exists elsewhere.
  */
+async function newAccountHash(app: FastifyInstance, email: string, password: string): Promise<string> {
+  const existing = await app.store.consoleUsers.findByEmail(email);
+  return hashPassword(password, existing?.password_hash);
+}
+
+/** Creates an account (newAccountHash); only an account in the same scope conflicts. */
 export async function createConsoleAccount(
   app: FastifyInstance,
   input: { tenant_id: string | null; email: string; console_role: ConsoleRole; password: string },
   emailField: string,
 ): Promise<ConsoleUser> {
-  const existing = await app.store.consoleUsers.findByEmail(input.email);
-  const password_hash = await hashPassword(input.password, existing?.password_hash);
+  const password_hash = await newAccountHash(app, input.email, input.password);
   try {
     return await app.store.consoleUsers.create({ tenant_id: input.tenant_id, email: input.email, console_role: input.console_role, password_hash });
   } catch (err) {
@@ -38,18 +43,15 @@ export async function createConsoleAccount(
 }
 
 /**
- * A new tenant with its first owner, in one store transaction: both or neither. The owner's hash
- * takes the e-mail's shared salt, as createConsoleAccount's does; a new tenant has no accounts, so
- * its owner's e-mail cannot conflict.
+ * A new tenant with its first owner, in one store transaction: both or neither (newAccountHash).
+ * A new tenant has no accounts, so its owner's e-mail cannot conflict.
  */
 export async function createTenantWithOwner(
   app: FastifyInstance,
   input: Parameters<FastifyInstance['store']['tenants']['create']>[0],
   owner: { email: string; password: string },
 ): Promise<{ tenant: Tenant; owner: ConsoleUser }> {
-  const existing = await app.store.consoleUsers.findByEmail(owner.email);
-  const password_hash = await hashPassword(owner.password, existing?.password_hash);
-  return app.store.tenants.createWithOwner(input, { email: owner.email, password_hash });
+  return app.store.tenants.createWithOwner(input, { email: owner.email, password_hash: await newAccountHash(app, owner.email, owner.password) });
 }
 
 /** A new password for an account, hashed with its own (the e-mail's shared) salt. */
