@@ -9,6 +9,7 @@
  * nothing moving for 30 s is closed, and at most 256 are open (more are closed on accept).
  */
 import { createServer, type Server } from 'node:http';
+import { nodeServerTimeouts } from '../../api/http-server-limits.js';
 import type { AddressInfo } from 'node:net';
 import type { Counters } from '../../shared/metrics.js';
 import { bearerMatches } from '../../shared/metrics-token.js';
@@ -49,13 +50,14 @@ export class HealthServer {
   }
 
   async start(): Promise<void> {
-    const requestTimeoutMs = this.#o.requestTimeoutMs ?? 10_000;
+    const limits = {
+      requestTimeoutMs: this.#o.requestTimeoutMs ?? 10_000,
+      idleTimeoutMs: this.#o.idleTimeoutMs ?? 30_000,
+      maxConnections: this.#o.maxConnections ?? 256,
+    };
+    // The API's own bounds on slow and numerous clients (api/http-server-limits.ts), tighter.
     const server = createServer(
-      {
-        requestTimeout: requestTimeoutMs,
-        headersTimeout: requestTimeoutMs,
-        connectionsCheckingInterval: Math.max(10, Math.min(30_000, Math.floor(requestTimeoutMs / 4))),
-      },
+      nodeServerTimeouts(limits),
       (req, res) => {
         const path = (req.url ?? '').split('?')[0];
         const json = (status: number, body: unknown) => {
@@ -89,8 +91,8 @@ export class HealthServer {
         json(404, { error: { code: 'NOT_FOUND', message: 'try /healthz, /readyz or /metrics' } });
       },
     );
-    server.maxConnections = this.#o.maxConnections ?? 256;
-    server.setTimeout(this.#o.idleTimeoutMs ?? 30_000, (socket) => socket.destroy());
+    server.maxConnections = limits.maxConnections;
+    server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
