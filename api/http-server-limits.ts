@@ -24,6 +24,7 @@ import type { FastifyInstance } from 'fastify';
 import { STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
+import { connectionKey } from '../shared/net/connection-key.js';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Counters } from '../shared/metrics.js';
 
@@ -114,19 +115,18 @@ export function closeUnfinishedRequestsOnClose(app: FastifyInstance): void {
   if (app.server instanceof TlsServer) {
     // HTTPS: requests and upgrades come on the TLSSocket, not on the TCP socket 'connection'
     // reports, so the TLSSocket is what is tracked. A TCP socket whose handshake has not finished
-    // has no request at all: it is cut at close like a silent one. The two are matched by the
-    // peer's address and port (Node gives no public link between them).
+    // has no request at all: it is cut at close like a silent one. The two are matched by
+    // `connectionKey` (shared/net/connection-key.ts).
     const handshaking = new Map<string, Socket>();
-    const peer = (socket: Socket): string => `${socket.remoteAddress ?? '?'}|${socket.remotePort ?? '?'}`;
     app.server.on('connection', (raw: Socket) => {
-      const key = peer(raw);
+      const key = connectionKey(raw);
       handshaking.set(key, raw);
       raw.once('close', () => {
         if (handshaking.get(key) === raw) handshaking.delete(key);
       });
     });
     app.server.on('secureConnection', (socket: Socket) => {
-      handshaking.delete(peer(socket));
+      handshaking.delete(connectionKey(socket));
       track(socket);
     });
     app.addHook('preClose', async () => {

@@ -9,11 +9,11 @@
  * the socket stays open (Node 20).
  *
  * tls.Server reports the raw socket at accept ('connection') and the TLSSocket wrapping it at the
- * end of the handshake ('secureConnection'), with no public link between them. Both share one
- * TCP handle, so they are matched by the connection's addresses and ports, which no two open
- * TCP connections share.
+ * end of the handshake ('secureConnection'), with no public link between them: they are matched
+ * by `connectionKey` (shared/net/connection-key.ts).
  */
 import type { Socket } from 'node:net';
+import { connectionKey } from '../shared/net/connection-key.js';
 import type { ConnectionGate } from './connection-gate.js';
 
 interface Handshake {
@@ -39,7 +39,7 @@ export class TlsHandshakes {
   accepted(raw: Socket, peer: string): void {
     const release = this.#gate.reserve(raw, peer);
     if (!release) return;
-    const key = keyOf(raw);
+    const key = connectionKey(raw);
     const timer = setTimeout(() => raw.destroy(), this.#timeoutMs);
     timer.unref();
     const entry: Handshake = { release, timer };
@@ -49,7 +49,7 @@ export class TlsHandshakes {
 
   /** The handshake of `socket` completed: its deadline ends (it stays counted until `release`). */
   secured(socket: Socket): void {
-    const entry = this.#open.get(keyOf(socket));
+    const entry = this.#open.get(connectionKey(socket));
     if (entry?.timer) clearTimeout(entry.timer);
     if (entry) entry.timer = null;
   }
@@ -59,7 +59,7 @@ export class TlsHandshakes {
    * (admit for MQTT, the WebSocket upgrade): its count from the accept is released, once.
    */
   release(socket: Socket): void {
-    const key = keyOf(socket);
+    const key = connectionKey(socket);
     const entry = this.#open.get(key);
     if (entry) this.#end(key, entry);
   }
@@ -70,8 +70,4 @@ export class TlsHandshakes {
     entry.release();
     if (this.#open.get(key) === entry) this.#open.delete(key);
   }
-}
-
-function keyOf(socket: Socket): string {
-  return `${socket.localAddress ?? '?'}|${socket.localPort ?? '?'}|${socket.remoteAddress ?? '?'}|${socket.remotePort ?? '?'}`;
 }
