@@ -252,7 +252,6 @@ export class LineIngestPlugin implements IngestPlugin {
   #toMessage(towerId: string, line: string): UplinkMessage | string {
     const parts = line.trim().split(/\s+/);
     const now = this.#ctx.now();
-    const base = { tower_id: towerId, received_at: now };
     if (parts[0] === 'USAGE') {
       const [, tenantId, deviceId, app, action, bytes] = parts;
       if (!tenantId || !TOPIC_ID_RE.test(tenantId) || !deviceId || !TOPIC_ID_RE.test(deviceId)) return 'bad tenant or device id';
@@ -264,13 +263,15 @@ export class LineIngestPlugin implements IngestPlugin {
         sent_at: now,
         events: [{ id: this.#ctx.newId(), ts: now, device_id: deviceId, app, action, ...(bytes !== undefined && { bytes: Number(bytes) }) }],
       };
-      return { ...base, topic: topics.usage(tenantId, towerId), parsed: { kind: 'usage', tenantId, towerId }, payload: encodePayload(batch) };
+      // Written out, not `{ ...base, topic, … }`: V8 (Node 20) builds a spread followed by keys its
+      // source lacks through a slow path, ~1 µs per added key (api/routes/devices.ts).
+      return { tower_id: towerId, received_at: now, topic: topics.usage(tenantId, towerId), parsed: { kind: 'usage', tenantId, towerId }, payload: encodePayload(batch) };
     }
     if (parts[0] === 'SEEN') {
       const deviceId = parts[1];
       if (!deviceId || !TOPIC_ID_RE.test(deviceId)) return 'bad device id';
       const batch: DiscoveryBatch = { v: 1, id: this.#ctx.newId(), sent_at: now, devices: [{ device_id: deviceId, first_seen: now, last_seen: now, count: 1 }] };
-      return { ...base, topic: topics.discovery(towerId), parsed: { kind: 'discovery', towerId }, payload: encodePayload(batch) };
+      return { tower_id: towerId, received_at: now, topic: topics.discovery(towerId), parsed: { kind: 'discovery', towerId }, payload: encodePayload(batch) };
     }
     return 'unknown verb (USAGE or SEEN)';
   }

@@ -57,11 +57,22 @@ export class PluginCounters {
   ) {}
 
   inc(name: string, labels?: Labels, by = 1): void {
-    this.counters.inc(name, { ...labels, plugin: this.plugin }, by);
+    this.counters.inc(name, this.#withPlugin(labels), by);
   }
 
   get(name: string, labels?: Labels): number {
-    return this.counters.get(name, { ...labels, plugin: this.plugin });
+    return this.counters.get(name, this.#withPlugin(labels));
+  }
+
+  /**
+   * `labels` with plugin=<name> (this plugin's name wins). Not `{ ...labels, plugin }`: V8 (Node 20)
+   * builds a spread followed by a key its source lacks through a slow path, ~1 µs per message
+   * counted (api/routes/devices.ts); assigning a key the spread already made is not.
+   */
+  #withPlugin(labels: Labels | undefined): Labels {
+    const out: Labels = { plugin: this.plugin, ...labels };
+    out.plugin = this.plugin;
+    return out;
   }
 
   /** A message reached the sink (`outcome`: accepted) or was dropped before it (the reason). */
