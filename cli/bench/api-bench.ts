@@ -5,7 +5,10 @@
  * `rows` usage events (seeded through the store, usage-seed.ts, not the API), so lists read a
  * realistic table:
  *  - throughput: requests/s of authenticated list endpoints (first page, default size) with
- *    `connections` connections, as a share of the hello world's;
+ *    `connections` connections, as a share of the hello world's, with the rows each first page
+ *    holds (a list of 2 policies costs what any authenticated request costs; a 50-row page is
+ *    mostly its rows), and `/tenant` (one row: the caller's tenant) as the floor an authenticated
+ *    request costs here;
  *  - latency: p50/p99 with one connection (closed loop, no queueing) on /app-usage (unfiltered and
  *    with the filters the console uses) and /dashboard/alerts. SQLite usage pages filtered by
  *    device or user read at most 50,000 rows each by design (usage-repo.ts boundedScan) and may
@@ -25,6 +28,8 @@ export interface ThroughputRow {
   p99_ms: number;
   non2xx: number;
   ratio_to_hello: number;
+  /** Items on the first page (1 for `/tenant`, the floor). */
+  rows_first_page: number;
 }
 
 export interface LatencyRow {
@@ -100,11 +105,12 @@ export async function benchApi(opts: { rows: number; connections: number; second
     const h = await run(`http://127.0.0.1:${hello.value}/hello`, opts.connections);
     opts.log(`  hello world: ${Math.round(h.requests.average)} req/s (p99 ${h.latency.p99} ms)`);
     const throughput: ThroughputRow[] = [];
-    for (const path of ['/api/v1/devices', '/api/v1/policies', '/api/v1/policy-rules', '/api/v1/remedial-actions', '/api/v1/app-usage', '/api/v1/dashboard/alerts']) {
+    for (const path of ['/api/v1/tenant', '/api/v1/devices', '/api/v1/policies', '/api/v1/policy-rules', '/api/v1/remedial-actions', '/api/v1/app-usage', '/api/v1/dashboard/alerts']) {
+      const rows = itemsOn(await api.get<Record<string, unknown>>(path));
       const r = await run(`${cp.urls.http}${path}`, opts.connections, auth);
-      const row = { path, requests_per_s: r.requests.average, p99_ms: r.latency.p99, non2xx: r.non2xx, ratio_to_hello: r.requests.average / h.requests.average };
+      const row = { path, requests_per_s: r.requests.average, p99_ms: r.latency.p99, non2xx: r.non2xx, ratio_to_hello: r.requests.average / h.requests.average, rows_first_page: rows };
       throughput.push(row);
-      opts.log(`  ${path}: ${Math.round(row.requests_per_s)} req/s (${(row.ratio_to_hello * 100).toFixed(1)} % of hello), p99 ${row.p99_ms} ms${row.non2xx ? `, ${row.non2xx} non-2xx!` : ''}`);
+      opts.log(`  ${path}: ${Math.round(row.requests_per_s)} req/s (${(row.ratio_to_hello * 100).toFixed(1)} % of hello, ${rows} rows), p99 ${row.p99_ms} ms${row.non2xx ? `, ${row.non2xx} non-2xx!` : ''}`);
     }
 
     const device = tenant.device_ids[7]!;
@@ -137,10 +143,19 @@ export async function benchApi(opts: { rows: number; connections: number; second
   }
 }
 
+/** Items a list page holds (its one array), 1 for a single resource. */
+function itemsOn(body: Record<string, unknown>): number {
+  const list = Object.values(body).find(Array.isArray);
+  return list ? list.length : 1;
+}
+
 export function printApi(r: ApiBenchResult, log: (s: string) => void, fmt: (n: number, d?: number) => string): void {
   log(`  (i) API, autocannon ${r.connections} connections × ${r.seconds} s, ${fmt(r.usage_rows)} usage rows in SQLite   target: lists ≥ 50 % of hello world; p99 ≤ 20 ms`);
   log(`      Fastify hello world                     ${fmt(r.hello.requests_per_s).padStart(8)} req/s   p99 ${fmt(r.hello.p99_ms, 1)} ms`);
-  for (const t of r.throughput) log(`      ${t.path.padEnd(40)}${fmt(t.requests_per_s).padStart(8)} req/s   ${fmt(t.ratio_to_hello * 100, 1).padStart(5)} %   p99 ${fmt(t.p99_ms, 1)} ms${t.non2xx ? `   ${t.non2xx} non-2xx` : ''}`);
+  for (const t of r.throughput) {
+    const label = t.path === '/api/v1/tenant' ? `${t.path} (floor: one row)` : t.path;
+    log(`      ${label.padEnd(40)}${fmt(t.requests_per_s).padStart(8)} req/s   ${fmt(t.ratio_to_hello * 100, 1).padStart(5)} %   p99 ${fmt(t.p99_ms, 1)} ms   ${String(t.rows_first_page).padStart(3)} rows${t.non2xx ? `   ${t.non2xx} non-2xx` : ''}`);
+  }
   log('      one connection (no queueing)                        p50 ms   p99 ms   max ms   rows/page');
   for (const l of r.latency) log(`      ${l.path.slice(0, 52).padEnd(52)} ${fmt(l.p50_ms, 1).padStart(6)} ${fmt(l.p99_ms, 1).padStart(8)} ${fmt(l.max_ms, 1).padStart(8)} ${String(l.rows_first_page).padStart(10)}`);
 }
