@@ -71,6 +71,33 @@ describe('SqliteStore specifics', () => {
     expect(() => store.tenants).toThrow(/init/);
   });
 
+  it('opens and serves reads while another process holds the write lock: start-up statistics are skipped, not awaited', async () => {
+    const store = await openStore();
+    const tenant = await store.tenants.create({ name: 'acme', plan_id: 'premium' });
+    for (let i = 0; i < 300; i++) await store.devices.create(tenant.id, { id: `dev-${i}`, name: 'phone' });
+    await store.close();
+    open.splice(open.indexOf(store), 1);
+    // Statistics out of date (as after a burst of writes by other processes), so the open's
+    // optimize wants to ANALYZE, a write. Another process stalled mid-transaction (a worker under
+    // SIGSTOP in test/e2e/audit-crash-broker.test.ts) holds the write lock: the open waited out
+    // busy_timeout and failed with "database is locked", so a node could not restart beside it.
+    const other = new Database(file);
+    try {
+      other.exec('DELETE FROM sqlite_stat1');
+      other.exec('BEGIN IMMEDIATE');
+      other.prepare("UPDATE tenants SET name = 'held' WHERE id = ?").run(tenant.id);
+      const again = await openStore();
+      expect((await again.devices.list(tenant.id, { limit: 500 })).items).toHaveLength(300);
+      other.exec('COMMIT');
+      // The lock released, this connection writes again, with its busy timeout back in force.
+      await again.devices.create(tenant.id, { id: 'dev-after', name: 'phone' });
+      expect((await again.tenants.get(tenant.id))?.name).toBe('held');
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+    }
+  });
+
   it('with background checkpoints, a worker thread copies the WAL into the database file, not the committing connection', async () => {
     const store = await openStore({ backgroundCheckpoints: true });
     const before = statSync(file).size;

@@ -112,12 +112,22 @@ function buildRepos(ctx: SqliteContext): StoreRepos {
   };
 }
 
-/** Statistics are an optimisation: a busy database (another writer) must not fail anything. */
-function optimize(db: Database.Database): void {
+/**
+ * Statistics are an optimisation: a busy database must neither fail nor hold anything. ANALYZE
+ * writes, so it needs the write lock; when another process holds it (a long write, or a process
+ * stopped or stalled mid-transaction), waiting out busy_timeout would block this process's event
+ * loop (better-sqlite3 is synchronous) and, at open, failed the start: a broker restarted beside
+ * a stalled worker on the same file exited with "database is locked". So it does not wait, and a
+ * refusal is skipped: the next round (hourly) will do.
+ */
+function optimize(db: Database.Database, pragma: string): void {
+  db.pragma('busy_timeout = 0');
   try {
-    db.pragma('optimize');
+    db.pragma(pragma);
   } catch {
-    // SQLITE_BUSY and the like: the next round will do.
+    // SQLITE_BUSY and the like.
+  } finally {
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   }
 }
 
@@ -153,10 +163,10 @@ export class SqliteStore extends RepoBackedStore {
       runMigrations(db, this.now);
       db.pragma(`analysis_limit = ${ANALYSIS_ROW_LIMIT}`);
       // 0x10002: analyse every table that needs it, not only those this connection has queried.
-      db.pragma('optimize = 0x10002');
+      optimize(db, 'optimize = 0x10002');
       this.repos = buildRepos(new SqliteContext(db, this.now, this.newId, this.hooks, new SqliteHistory(db)));
       this.db = db;
-      this.optimizer = setInterval(() => optimize(db), OPTIMIZE_INTERVAL_MS);
+      this.optimizer = setInterval(() => optimize(db, 'optimize'), OPTIMIZE_INTERVAL_MS);
       this.optimizer.unref();
       if (this.backgroundCheckpoints) this.checkpointer = new Checkpointer(db, { file: this.file, intervalMs: CHECKPOINT_INTERVAL_MS, busyTimeoutMs: BUSY_TIMEOUT_MS });
     } catch (err) {
@@ -174,7 +184,7 @@ export class SqliteStore extends RepoBackedStore {
     const checkpointer = this.checkpointer;
     this.checkpointer = null;
     await checkpointer?.stop();
-    if (db) optimize(db);
+    if (db) optimize(db, 'optimize');
     db?.close();
   }
 }
