@@ -7,7 +7,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ERROR_CODES, isEdgeplaneError, type EdgeplaneError, type ErrorCode, type FieldIssue } from '../shared/errors.js';
-import { isStoreFull, STORE_FULL_MESSAGE } from '../shared/store/store-faults.js';
+import { isStoreBusy, isStoreFull, STORE_BUSY_MESSAGE, STORE_FULL_MESSAGE } from '../shared/store/store-faults.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; issues?: FieldIssue[] };
@@ -80,6 +80,11 @@ export function registerErrorHandling(app: FastifyInstance): void {
       // The failing write was rolled back; the refusal is counted and logged once per episode.
       app.storeFaults.refused(err, 'api');
       return reply.code(ERROR_CODES.UNAVAILABLE).send(body('UNAVAILABLE', STORE_FULL_MESSAGE));
+    }
+    if (isStoreBusy(err)) {
+      // Another process held the store's write lock past the busy timeout: transient, rolled back.
+      request.log.warn({ event: 'store_busy', code: (err as { code?: unknown }).code }, 'store busy: request refused');
+      return reply.code(ERROR_CODES.UNAVAILABLE).header('retry-after', '1').send(body('UNAVAILABLE', STORE_BUSY_MESSAGE));
     }
     if (isEdgeplaneError(err)) {
       if (err.status >= 500) request.log.error({ err }, 'request failed');

@@ -29,6 +29,21 @@ export function isStoreFull(err: unknown): boolean {
 /** The message API clients get for a write refused for lack of space. */
 export const STORE_FULL_MESSAGE = 'storage is full: the change was not saved; retry once space has been freed';
 
+/**
+ * Whether `err` says the store's lock stayed taken past the busy timeout: SQLite's SQLITE_BUSY
+ * (and its extended codes) or SQLITE_LOCKED, when another process on the same file holds the
+ * write lock for longer than 5 s (a long write, or a process stalled mid-transaction). Transient,
+ * like a full disk a state of the environment: the write was rolled back and a retry may succeed.
+ */
+export function isStoreBusy(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { code } = err as { code?: unknown };
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
+}
+
+/** The message API clients get for a request refused because the store's lock stayed taken. */
+export const STORE_BUSY_MESSAGE = 'storage is busy (another process holds its write lock): the change was not saved; retry';
+
 export interface StoreFaultsDeps {
   logger: Logger;
   counters: Counters;

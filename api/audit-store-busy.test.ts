@@ -1,0 +1,69 @@
+/**
+ * Audit (fault injection): another process holds the SQLite store's write lock past the busy
+ * timeout (5 s) — a long write, or a process stalled mid-transaction on the same file (distributed
+ * roles on one host, a CLI command). Real SQLite file, a second real connection holding
+ * BEGIN IMMEDIATE with a pending write.
+ *
+ * Expected: reads go on; a write is refused with 503 UNAVAILABLE naming the storage and a
+ * Retry-After (it was a 500 INTERNAL with a stack in the log), leaves nothing behind, and the same
+ * request succeeds once the lock is released.
+ */
+import Database from 'better-sqlite3';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
+import { createTenant, json, login, OPERATOR_EMAIL, startHarness, type Harness, type Session } from './test-support.js';
+
+describe('API writes while another process holds the store write lock', () => {
+  let dir: string;
+  let file: string;
+  let store: SqliteStore;
+  let h: Harness;
+  let owner: Session;
+  let tenantId: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'edgeplane-busy-'));
+    file = join(dir, 'edgeplane.db');
+    store = new SqliteStore({ file });
+    await store.init();
+    h = await startHarness({ store });
+    const operator = await login(h.app, OPERATOR_EMAIL);
+    ({ tenantId, owner } = await createTenant(h.app, operator, 'Busy'));
+  });
+
+  afterAll(async () => {
+    await h?.close();
+    await store?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a write with 503 and Retry-After, serves reads, and accepts the retry once the lock is free', async () => {
+    const other = new Database(file);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      other.prepare("UPDATE tenants SET name = 'held' WHERE id = ?").run(tenantId);
+
+      const refused = await h.app.inject({ method: 'POST', url: '/api/v1/devices', headers: owner.headers, payload: { id: 'dev-busy', name: 'phone' } });
+      expect(refused.statusCode).toBe(503);
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(json<{ error: { code: string; message: string } }>(refused).error).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/storage is busy/) });
+
+      const read = await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: owner.headers });
+      expect(read.statusCode).toBe(200);
+      expect(json<{ devices: unknown[] }>(read).devices).toEqual([]);
+
+      other.exec('COMMIT');
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+    }
+    const retried = await h.app.inject({ method: 'POST', url: '/api/v1/devices', headers: owner.headers, payload: { id: 'dev-busy', name: 'phone' } });
+    expect(retried.statusCode).toBe(201);
+    const listed = json<{ devices: Array<{ id: string }> }>(await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: owner.headers }));
+    expect(listed.devices.map((d) => d.id)).toEqual(['dev-busy']);
+    expect((await store.tenants.get(tenantId))?.name).toBe('held');
+  }, 30_000);
+});
