@@ -15,7 +15,6 @@ import type { ConsoleUserInput, ConsoleUserPatch } from '../port.js';
 import { conflict } from './errors.js';
 import { normaliseEmail } from './platform.js';
 
-/** True when applying `patch` to `before` must end the account's sessions. */
 /** A new account as both adapters store it (the password hash is stored beside it). */
 export function newConsoleUser(input: ConsoleUserInput, id: string, now: number): ConsoleUser {
   return {
@@ -31,6 +30,7 @@ export function newConsoleUser(input: ConsoleUserInput, id: string, now: number)
   };
 }
 
+/** True when applying `patch` to `before` must end the account's sessions. */
 export function endsSessions(before: ConsoleUser, patch: ConsoleUserPatch): boolean {
   if (patch.password_hash !== undefined) return true;
   if (patch.console_role !== undefined && patch.console_role !== before.console_role) return true;
