@@ -8,6 +8,7 @@ import { Socket } from 'node:net';
 import { connect, ErrorWithReasonCode, type IClientOptions, type MqttClient } from 'mqtt';
 // Before any packet is written: no 65,536-entry number cache (~7 MB) in this process.
 import '../shared/mqtt/number-cache.js';
+import { mqttClientLog } from '../shared/mqtt/client-log.js';
 import WebSocket from 'ws';
 import { backoffDelay } from './backoff.js';
 
@@ -98,6 +99,7 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
       queueQoSZero: false,
       will: this.#opts.will(),
       createWebsocket: createWebSocket,
+      ...mqttClientLog(),
       ...(this.#opts.ca ? { ca: this.#opts.ca } : {}),
     };
     const client = servers ? connect({ ...options, ...servers[0], servers }) : connect(this.#opts.url, options);

@@ -12,6 +12,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { createIdFactory } from '../../shared/ids.js';
+import { mqttClientLog } from '../../shared/mqtt/client-log.js';
 import { encodePayload, type UsageBatch } from '../../shared/mqtt/payloads.js';
 import { filters, topics } from '../../shared/mqtt/topics.js';
 import { nodeArgsFor, siblingScript, spawnAndWait, type Child } from './child.js';
@@ -112,7 +113,8 @@ export async function relayStream(url: string, stream: RecordedStream, opts: { s
   const payloads = payloadsFor(active.flat());
   // Payload length → events: the subscriber counts events without decoding anything.
   const eventsByLength = new Map([...payloads].map(([n, p]) => [p.length, n]));
-  const sub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: 'relay-sub' });
+  // The same client logger as the agents' (no per-packet `debug` calls): a like-for-like load generator.
+  const sub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: 'relay-sub', ...mqttClientLog() });
   let messages = 0;
   let events = 0;
   sub.on('message', (_t, payload) => {
@@ -120,7 +122,7 @@ export async function relayStream(url: string, stream: RecordedStream, opts: { s
     events += eventsByLength.get(payload.length) ?? 0;
   });
   await sub.subscribeAsync(filters.allUsage, { qos: 1 });
-  const pubs: MqttClient[] = await Promise.all(active.map((_, i) => mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: `relay-tower-${i}` })));
+  const pubs: MqttClient[] = await Promise.all(active.map((_, i) => mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: `relay-tower-${i}`, ...mqttClientLog() })));
   let running = true;
   const loops = pubs.map(async (c, i) => {
     const sizes = active[i]!;

@@ -8,6 +8,7 @@
  * acknowledged.
  */
 import mqtt, { type MqttClient } from 'mqtt';
+import { mqttClientLog } from './client-log.js';
 // Before any packet is written: no 65,536-entry number cache (~7 MB) in this process.
 import './number-cache.js';
 import { mqttIdentity } from './topics.js';
@@ -54,6 +55,7 @@ export class MqttDownlink implements Downlink {
       // Publishes made while reconnecting wait in the client's outgoing store and go out (QoS 1,
       // same packet id) once connected, so a broker node's death does not lose a decision.
       queueQoSZero: false,
+      ...mqttClientLog(),
     });
     // mqtt.js emits 'error' for transient socket errors; it reconnects by itself.
     this.#client.on('error', () => {});
