@@ -174,11 +174,15 @@ describe('runFleet against a real Aedes broker', () => {
     const started = await startDecider(broker.url, world);
     decider = started.rec;
     const progress: FleetProgress[] = [];
+    // The phases a caller times (the bench's load-generator delay): playback after every agent is
+    // ready (no event sent before it), drained after the last decision.
+    const phases: Array<{ phase: string; sent: number; decided: number }> = [];
     const report = await runFleet(world, {
       mqttUrl: broker.url,
       drainTimeoutMs: 10_000,
       progressIntervalMs: 200,
       onProgress: (p) => progress.push(p),
+      onPhase: (phase) => phases.push({ phase, sent: progress.at(-1)?.sent ?? 0, decided: progress.at(-1)?.decided ?? 0 }),
       agent: { reconnectMinMs: 10, reconnectMaxMs: 50 },
     });
 
@@ -207,6 +211,8 @@ describe('runFleet against a real Aedes broker', () => {
     expect(report.latency_ms.p50).toBeGreaterThan(0);
     expect(report.latency_ms.max).toBeGreaterThanOrEqual(report.latency_ms.p99);
     expect(progress.at(-1)).toMatchObject({ sent: report.events_sent, decided: report.events_decided });
+    expect(phases.map((p) => p.phase)).toEqual(['playback', 'drained']);
+    expect(phases[0]).toMatchObject({ sent: 0, decided: 0 });
     expect(JSON.parse(JSON.stringify(report))).toEqual(report);
     expect(formatReport(report)).toMatch(/PASSED/);
     expect(formatReport(report)).toMatch(/remediations exp\/acked\s+3 \/ 3/);
@@ -300,7 +306,9 @@ describe('runFleet against a real Aedes broker', () => {
   });
 
   it('fails fast when towers cannot connect or never receive complete bundles', async () => {
-    await expect(runFleet(tinyWorld(), { mqttUrl: 'mqtt://127.0.0.1:1', readyTimeoutMs: 300 })).rejects.toThrow(/could not connect/);
+    const phases: string[] = [];
+    await expect(runFleet(tinyWorld(), { mqttUrl: 'mqtt://127.0.0.1:1', readyTimeoutMs: 300, onPhase: (p) => phases.push(p) })).rejects.toThrow(/could not connect/);
+    expect(phases).toEqual([]);
     // Connected, but no bundles or directory retained on this broker: devices cannot be mapped.
     await expect(runFleet(tinyWorld(), { mqttUrl: broker.url, readyTimeoutMs: 300 })).rejects.toThrow(/not ready/);
   });

@@ -50,6 +50,8 @@ export interface RunFleetOptions {
   signal?: AbortSignal;
   /** Sees each agent before it starts (the bench records the batches it sends). */
   onAgent?: (agent: EdgeAgent, towerIndex: number) => void;
+  /** Told when playback starts (agents connected and ready) and when the drain ends. */
+  onPhase?: (phase: 'playback' | 'drained') => void;
 }
 
 export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): Promise<FleetReport> {
@@ -101,6 +103,7 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
     }
     await waitUntilReady(agents, world, Math.max(0, readyBy - performance.now()));
 
+    opts.onPhase?.('playback');
     const t0 = performance.now();
     if (opts.onProgress) {
       const onProgress = opts.onProgress;
@@ -115,6 +118,7 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
     // A remediation command follows its decision (the cloud issues it after storing the deny).
     await settledWithin(recorder.remediationsSettled(), left());
     drainS = (performance.now() - drainStart) / 1000;
+    opts.onPhase?.('drained');
   } finally {
     if (progressTimer) clearInterval(progressTimer);
     await Promise.all(agents.map((a) => a.stop()));

@@ -9,6 +9,7 @@
  * step's stream is replayed through a bare Aedes (relay-bench.ts): the fair ceiling for that step,
  * and the ratio pipeline / relay on the same stream.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runFleet } from '../../simulator/fleet.js';
 import type { ProvisionedWorld } from '../../simulator/world.js';
 import { provisionBenchWorld } from './bench-world.js';
@@ -28,6 +29,12 @@ export interface PipelineStep {
   sustained: boolean;
   /** Usage batches the agents published in this step (MQTT messages), and their sizes. */
   stream: StreamSummary & { msgs_per_s: number };
+  /**
+   * The load generator's own event-loop delay during the step (sampled every 1 ms), p99 and max:
+   * all agents share this process, so its stalls (its own work and garbage collection) are in the
+   * measured latency too, and a decision p99 below them cannot be measured here.
+   */
+  generator_delay_ms: { p99: number; max: number };
   /** The bare relay on this step's stream (benchPipeline only). */
   relay?: RelayResult;
   /** achieved_eps / relay.events_per_s (benchPipeline only). */
@@ -68,11 +75,14 @@ export interface StepOptions {
 /** Plays `world` at `rate` for `seconds`, recording every usage batch each tower's agent sends. */
 async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, seconds: number) {
   const perTower: number[][] = world.towers.map(() => []);
+  // Over playback and drain only: connecting 20 agents and loading their bundles is not the step.
+  const delay = monitorEventLoopDelay({ resolution: 1 });
   const report = await runFleet(
     { ...world, scenario: { ...world.scenario, rate_eps: rate, duration_s: seconds, violations: { count: 0, pick: [] } } },
     {
       mqttUrl,
       drainTimeoutMs: 10_000,
+      onPhase: (phase) => (phase === 'playback' ? delay.enable() : delay.disable()),
       onAgent: (agent, i) => {
         agent.on('sent', (item) => {
           if (item.kind === 'usage') perTower[i]!.push(item.batch.events.length);
@@ -80,7 +90,9 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
       },
     },
   );
-  return { report, stream: { perTower } satisfies RecordedStream };
+  delay.disable();
+  const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+  return { report, stream: { perTower } satisfies RecordedStream, generatorDelay: { p99: ms(delay.percentile(99)), max: ms(delay.max) } };
 }
 
 /** benchSteps plus the recorded stream of each step (same order as `result.steps`). */
@@ -92,7 +104,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
   const steps: PipelineStep[] = [];
   const streams: RecordedStream[] = [];
   for (const rate of opts.steps) {
-    const { report: r, stream } = await playStep(world, urls.mqtt, rate, opts.stepSeconds);
+    const { report: r, stream, generatorDelay } = await playStep(world, urls.mqtt, rate, opts.stepSeconds);
     const summary = summarizeStream(stream);
     const step: PipelineStep = {
       offered_eps: rate,
@@ -104,12 +116,14 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
       max_ms: r.latency_ms.max,
       sustained: r.events_without_decision === 0 && r.throughput_eps >= rate * 0.95 && r.latency_ms.p99 <= opts.p99LimitMs,
       stream: { ...summary, msgs_per_s: r.playback_s > 0 ? summary.batches / r.playback_s : 0 },
+      generator_delay_ms: generatorDelay,
     };
     steps.push(step);
     streams.push(stream);
     opts.log(
       `  ${opts.label ?? 'pipeline'} offered ${rate} ev/s → ${step.achieved_eps} ev/s in ${Math.round(step.stream.msgs_per_s)} msg/s ` +
-        `(mean ${step.stream.mean_batch_events.toFixed(1)} events/batch), p50 ${step.p50_ms} ms, p99 ${step.p99_ms} ms${step.sustained ? '' : '  (not sustained)'}`,
+        `(mean ${step.stream.mean_batch_events.toFixed(1)} events/batch), p50 ${step.p50_ms} ms, p99 ${step.p99_ms} ms` +
+        ` (load generator's loop delay p99 ${step.generator_delay_ms.p99} / max ${step.generator_delay_ms.max} ms)${step.sustained ? '' : '  (not sustained)'}`,
     );
     const carried = step.undecided === 0 && step.achieved_eps >= rate * 0.95;
     if (!step.sustained && !(opts.continuePastLatency && carried)) break;
