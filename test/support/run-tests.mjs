@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// `npm test`: the suite as two vitest runs, one after the other (vitest.config.ts says which files
+// go where and why): EDGEPLANE_TEST_GROUP=parallel, then =serial. Both always run; the exit code
+// fails if either did, and the last line sums both runs' `N passed, N failed, N skipped` lines
+// (test/support/summary-reporter.ts) for CI systems that read a run's last line. Arguments pass
+// through to both runs (`npm test -- api/app.test.ts`; a group with no matching file passes).
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+const vitest = join(dirname(require.resolve('vitest/package.json')), 'vitest.mjs');
+const SUMMARY = /^(\d+) passed, (\d+) failed, (\d+) skipped$/;
+
+function run(group) {
+  return new Promise((resolve) => {
+    const env = { ...process.env, EDGEPLANE_TEST_GROUP: group, ...(process.stdout.isTTY && !process.env.NO_COLOR ? { FORCE_COLOR: '1' } : {}) };
+    const child = spawn(process.execPath, [vitest, 'run', '--passWithNoTests', ...process.argv.slice(2)], { env, stdio: ['inherit', 'pipe', 'inherit'] });
+    let summary = null;
+    let partial = '';
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk);
+      const lines = (partial + chunk.toString('utf8')).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        const m = SUMMARY.exec(line.trim());
+        if (m) summary = m.slice(1, 4).map(Number);
+      }
+    });
+    child.on('close', (code, signal) => resolve({ ok: code === 0, summary, signal }));
+  });
+}
+
+const totals = [0, 0, 0];
+let ok = true;
+for (const group of ['parallel', 'serial']) {
+  const r = await run(group);
+  if (r.signal) process.stderr.write(`vitest (${group}) ended by ${r.signal}\n`);
+  ok &&= r.ok;
+  // A run that printed no summary (it crashed before the end) counts as one failure.
+  const [passed, failed, skipped] = r.summary ?? [0, 1, 0];
+  totals[0] += passed;
+  totals[1] += failed;
+  totals[2] += skipped;
+}
+process.stdout.write(`\n${totals[0]} passed, ${totals[1]} failed, ${totals[2]} skipped\n`);
+process.exit(ok ? 0 : 1);
