@@ -175,14 +175,16 @@ describe('runFleet against a real Aedes broker', () => {
     decider = started.rec;
     const progress: FleetProgress[] = [];
     // The phases a caller times (the bench's load-generator delay): playback after every agent is
-    // ready (no event sent before it), drained after the last decision.
-    const phases: Array<{ phase: string; sent: number; decided: number }> = [];
+    // ready (no usage batch sent before it), drained after the last decision.
+    const phases: Array<{ phase: string; batches: number; decided: number }> = [];
+    let batches = 0;
     const report = await runFleet(world, {
       mqttUrl: broker.url,
       drainTimeoutMs: 10_000,
       progressIntervalMs: 200,
       onProgress: (p) => progress.push(p),
-      onPhase: (phase) => phases.push({ phase, sent: progress.at(-1)?.sent ?? 0, decided: progress.at(-1)?.decided ?? 0 }),
+      onAgent: (agent) => agent.on('sent', (item) => void (item.kind === 'usage' && batches++)),
+      onPhase: (phase) => phases.push({ phase, batches, decided: progress.at(-1)?.decided ?? 0 }),
       agent: { reconnectMinMs: 10, reconnectMaxMs: 50 },
     });
 
@@ -212,7 +214,8 @@ describe('runFleet against a real Aedes broker', () => {
     expect(report.latency_ms.max).toBeGreaterThanOrEqual(report.latency_ms.p99);
     expect(progress.at(-1)).toMatchObject({ sent: report.events_sent, decided: report.events_decided });
     expect(phases.map((p) => p.phase)).toEqual(['playback', 'drained']);
-    expect(phases[0]).toMatchObject({ sent: 0, decided: 0 });
+    expect(phases[0]).toMatchObject({ batches: 0, decided: 0 });
+    expect(phases[1]!.batches).toBeGreaterThan(0);
     expect(JSON.parse(JSON.stringify(report))).toEqual(report);
     expect(formatReport(report)).toMatch(/PASSED/);
     expect(formatReport(report)).toMatch(/remediations exp\/acked\s+3 \/ 3/);

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,4 +55,29 @@ describe('UsageWriter (group commit)', () => {
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((await store.dashboard(tenantId)).usage_total).toBe(3);
   });
+
+  it('a store that refuses (its write lock held past the busy timeout) fails the group once, not batch by batch', async () => {
+    const calls = { groups: 0, single: 0 };
+    const spy = {
+      usage: {
+        ...store.usage,
+        recordBatches: (inputs: RecordUsageInput[]) => (calls.groups++, store.usage.recordBatches(inputs)),
+        recordBatch: (one: RecordUsageInput) => (calls.single++, store.usage.recordBatch(one)),
+      },
+    };
+    const writer = new UsageWriter(spy);
+    const other = new Database(join(dir, 'db.sqlite'));
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const settled = await Promise.allSettled([writer.record(input(1)), writer.record(input(2)), writer.record(input(1))]);
+      // One busy timeout (5 s) for the group; retrying each batch would have been three more.
+      expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as { code?: string }).code : s.status))).toEqual(['SQLITE_BUSY', 'SQLITE_BUSY', 'SQLITE_BUSY']);
+      expect(calls).toEqual({ groups: 1, single: 0 });
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    // The lock released, the next group is written.
+    expect((await writer.record(input(2))).inserted).toBe(2);
+  }, 20_000);
 });

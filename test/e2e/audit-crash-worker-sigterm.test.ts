@@ -39,6 +39,8 @@ describeWithRedis('crash audit: SIGTERM to a worker in the middle of an uplink j
     const held: string[] = [];
     let exitCode: number | null = null;
     let delayAfterExit = NaN;
+    let signalledAt = NaN;
+    let stopMs = NaN;
     try {
       await ledger.until(() => ledger.cloudAnswered.size >= 200, 30_000, '200 answers');
       const paused = topo.workers[1]!.run.child;
@@ -69,12 +71,20 @@ describeWithRedis('crash audit: SIGTERM to a worker in the middle of an uplink j
         };
         await until(takenSince, 20_000, 'worker 0 holding a job of usage events');
         w0.run.child.kill('SIGTERM');
-        await w0.run.waitForLine((l) => jsonLine(l)?.msg === 'shutting down gracefully');
+        // Its time, not when this test saw it: a line can wait behind a blocked event loop.
+        signalledAt = Number(jsonLine(await w0.run.waitForLine((l) => jsonLine(l)?.msg === 'shutting down gracefully'))?.time);
       } finally {
         release();
         await redis.quit();
       }
       exitCode = await w0.run.exit;
+      stopMs = Date.now() - signalledAt;
+      // A failed stop says why in the worker's own log: its lines from the signal on.
+      if (exitCode !== 0) {
+        const lines = [...w0.run.stdout, ...w0.run.stderr];
+        const from = lines.findIndex((l) => jsonLine(l)?.msg === 'shutting down gracefully');
+        console.info(`worker 0 exited ${exitCode}; its log from the signal on:\n${lines.slice(Math.max(0, from - 5)).slice(0, 60).join('\n')}`);
+      }
       paused.kill('SIGCONT');
       const answeredAtExit = ledger.cloudAnswered.size;
       await ledger.until(() => ledger.cloudAnswered.size >= answeredAtExit + 200, 30_000, '200 answers from worker 1 alone');
@@ -95,7 +105,7 @@ describeWithRedis('crash audit: SIGTERM to a worker in the middle of an uplink j
     const restarted = await metricsOf(topo.workers[0]!.httpUrl);
     const survivor = await metricsOf(topo.workers[1]!.httpUrl);
     console.info(
-      `audit-crash worker SIGTERM: ${ledger.observed.size} events, exit ${exitCode}, held job(s) ${held.length}, stored ${stored.size}, ` +
+      `audit-crash worker SIGTERM: ${ledger.observed.size} events, exit ${exitCode} after ${stopMs} ms, held job(s) ${held.length}, stored ${stored.size}, ` +
         `unanswered ${ledger.unansweredByCloud().length}, decided locally first (cloud later than 1 s) ${fleet.agents.reduce((n, a) => n + a.stats().events_decided_locally, 0)}, ` +
         `median answer delay ${ledger.medianDelay(0)} ms (first 200 after the exit ${delayAfterExit} ms, last 100 ${ledger.medianDelay(ledger.answerDelays.length - 100)} ms), ` +
         `survivor jobs ${survivor('uplink_jobs_processed_total')} (retried ${survivor('uplink_jobs_retried_total')}), restarted worker jobs ${restarted('uplink_jobs_processed_total')}`,
