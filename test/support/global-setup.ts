@@ -18,9 +18,12 @@ declare module 'vitest' {
 
 let server: RedisServerHandle | null = null;
 
+/** `npm test` runs vitest twice (test/support/run-tests.mjs): the skip lines are said in the first run only. */
+export const saySkips = (): boolean => process.env.EDGEPLANE_SKIP_LINES_SHOWN !== '1';
+
 export async function setup(project: TestProject): Promise<void> {
   // The RADIUS suites skip without radclient (one line for the run, here); under CI=true they fail.
-  if (!RADCLIENT && process.env.CI !== 'true') console.log(`RADIUS tests skipped: ${RADCLIENT_SKIP_LINE}`);
+  if (!RADCLIENT && process.env.CI !== 'true' && saySkips()) console.log(`RADIUS tests skipped: ${RADCLIENT_SKIP_LINE}`);
   const fromEnv = process.env.REDIS_URL;
   if (fromEnv) {
     project.provide('redisUrl', fromEnv);
@@ -28,7 +31,7 @@ export async function setup(project: TestProject): Promise<void> {
   }
   if (!redisServerBinary()) {
     if (process.env.CI === 'true') throw new Error(`redis-server is required under CI=true (${REDIS_INSTALL_HINT})`);
-    console.log(`Redis tests skipped: redis-server not found (install: ${REDIS_INSTALL_HINT})`);
+    if (saySkips()) console.log(`Redis tests skipped: redis-server not found (install: ${REDIS_INSTALL_HINT})`);
     project.provide('redisUrl', null);
     return;
   }

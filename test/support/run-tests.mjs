@@ -12,9 +12,15 @@ const require = createRequire(import.meta.url);
 const vitest = join(dirname(require.resolve('vitest/package.json')), 'vitest.mjs');
 const SUMMARY = /^(\d+) passed, (\d+) failed, (\d+) skipped$/;
 
-function run(group) {
+function run(group, first) {
   return new Promise((resolve) => {
-    const env = { ...process.env, EDGEPLANE_TEST_GROUP: group, ...(process.stdout.isTTY && !process.env.NO_COLOR ? { FORCE_COLOR: '1' } : {}) };
+    const env = {
+      ...process.env,
+      EDGEPLANE_TEST_GROUP: group,
+      // The global setups' skip lines (no redis-server, radclient or Chromium) once, not per run.
+      ...(first ? {} : { EDGEPLANE_SKIP_LINES_SHOWN: '1' }),
+      ...(process.stdout.isTTY && !process.env.NO_COLOR ? { FORCE_COLOR: '1' } : {}),
+    };
     const child = spawn(process.execPath, [vitest, 'run', '--passWithNoTests', ...process.argv.slice(2)], { env, stdio: ['inherit', 'pipe', 'inherit'] });
     let summary = null;
     let partial = '';
@@ -34,7 +40,7 @@ function run(group) {
 const totals = [0, 0, 0];
 let ok = true;
 for (const group of ['parallel', 'serial']) {
-  const r = await run(group);
+  const r = await run(group, group === 'parallel');
   if (r.signal) process.stderr.write(`vitest (${group}) ended by ${r.signal}\n`);
   ok &&= r.ok;
   // A run that printed no summary (it crashed before the end) counts as one failure.
