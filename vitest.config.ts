@@ -4,8 +4,9 @@ import { defineConfig } from 'vitest/config';
 /**
  * Test files that start whole process stacks (control planes, brokers and workers as child
  * processes, kill -9 / SIGSTOP / SIGTERM audits, the CLI end to end) or drive third-party clients
- * as processes. They run one at a time: two of them side by side on 2 cores once made a crash
- * audit's worker miss its 10 s shutdown budget (1 run in 6).
+ * as processes. They run one at a time: several of them hold shutdown deadlines and lock timeouts
+ * that two stacks side by side on 2 cores would squeeze. (The crash-audit failure first blamed on
+ * that load was a product defect, found running alone and fixed: workers/usage-writer.ts.)
  */
 export const SERIAL_FILES = [
   'test/e2e/**/*.test.ts',

@@ -9,39 +9,26 @@
  * request succeeds once the lock is released.
  */
 import Database from 'better-sqlite3';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { createTenant, json, login, OPERATOR_EMAIL, startHarness, type Harness, type Session } from './test-support.js';
 
 describe('API writes while another process holds the store write lock', () => {
-  let dir: string;
-  let file: string;
-  let store: SqliteStore;
   let h: Harness;
   let owner: Session;
   let tenantId: string;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'edgeplane-busy-'));
-    file = join(dir, 'edgeplane.db');
-    store = new SqliteStore({ file });
-    await store.init();
-    h = await startHarness({ store });
+    h = await startHarness();
     const operator = await login(h.app, OPERATOR_EMAIL);
     ({ tenantId, owner } = await createTenant(h.app, operator, 'Busy'));
   });
 
   afterAll(async () => {
     await h?.close();
-    await store?.close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('refuses a write with 503 and Retry-After, serves reads, and accepts the retry once the lock is free', async () => {
-    const other = new Database(file);
+    const other = new Database(h.store.file);
     try {
       other.exec('BEGIN IMMEDIATE');
       other.prepare("UPDATE tenants SET name = 'held' WHERE id = ?").run(tenantId);
@@ -64,6 +51,6 @@ describe('API writes while another process holds the store write lock', () => {
     expect(retried.statusCode).toBe(201);
     const listed = json<{ devices: Array<{ id: string }> }>(await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: owner.headers }));
     expect(listed.devices.map((d) => d.id)).toEqual(['dev-busy']);
-    expect((await store.tenants.get(tenantId))?.name).toBe('held');
+    expect((await h.store.tenants.get(tenantId))?.name).toBe('held');
   }, 30_000);
 });

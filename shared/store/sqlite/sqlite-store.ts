@@ -133,7 +133,8 @@ function optimize(db: Database.Database, pragma: string): void {
 
 export class SqliteStore extends RepoBackedStore {
   readonly kind = 'sqlite' as const;
-  private readonly file: string;
+  /** Path of the database file (tests open a second connection to it). */
+  readonly file: string;
   private readonly hooks: StoreHooks;
   private readonly now: () => number;
   private readonly newId: IdFactory;
