@@ -6,7 +6,8 @@
  *
  * Expected: reads go on; a write is refused with 503 UNAVAILABLE naming the storage and a
  * Retry-After (it was a 500 INTERNAL with a stack in the log), leaves nothing behind, and the same
- * request succeeds once the lock is released.
+ * request succeeds once the lock is released. The refusals are counted and make one episode
+ * (`store_busy` gauge), closed by the first write that succeeds.
  */
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +39,13 @@ describe('API writes while another process holds the store write lock', () => {
       expect(refused.headers['retry-after']).toBe('1');
       expect(json<{ error: { code: string; message: string } }>(refused).error).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/storage is busy/) });
 
+      // Refused the same way while the lock stays held (without waiting for it again: the store
+      // stops waiting once a write has waited out its timeout), counted, one episode for both.
+      const again = await h.app.inject({ method: 'POST', url: '/api/v1/devices', headers: owner.headers, payload: { id: 'dev-busy-2', name: 'phone' } });
+      expect(again.statusCode).toBe(503);
+      expect(h.counters.get('store_busy_errors_total', { source: 'api' })).toBe(2);
+      expect(h.app.storeFaults.busy).toBe(true);
+
       const read = await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: owner.headers });
       expect(read.statusCode).toBe(200);
       expect(json<{ devices: unknown[] }>(read).devices).toEqual([]);
@@ -49,6 +57,8 @@ describe('API writes while another process holds the store write lock', () => {
     }
     const retried = await h.app.inject({ method: 'POST', url: '/api/v1/devices', headers: owner.headers, payload: { id: 'dev-busy', name: 'phone' } });
     expect(retried.statusCode).toBe(201);
+    await h.app.auditTrail.flush();
+    expect(h.app.storeFaults.busy).toBe(false);
     const listed = json<{ devices: Array<{ id: string }> }>(await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: owner.headers }));
     expect(listed.devices.map((d) => d.id)).toEqual(['dev-busy']);
     expect((await h.store.tenants.get(tenantId))?.name).toBe('held');

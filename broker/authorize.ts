@@ -133,9 +133,11 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       return release;
     } catch (err) {
       (release as Release | null)?.();
-      if (ctx.storeFaults?.refused(err, 'ingest')) {
-        counters.inc('ingest_errors_total', { stage: 'broker', reason: 'store_full' });
-        throw new PublishRefused('store full');
+      // A full or busy store refuses every delivery alike: counted, logged once per episode.
+      const fault = ctx.storeFaults?.refused(err, 'ingest');
+      if (fault) {
+        counters.inc('ingest_errors_total', { stage: 'broker', reason: `store_${fault}` });
+        throw new PublishRefused(`store ${fault}`);
       }
       counters.inc('ingest_errors_total', { stage: 'broker', reason: 'sink_failed' });
       logger.error({ err, topic, tower_id: towerId }, 'uplink refused: ingest failed');

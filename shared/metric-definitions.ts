@@ -110,6 +110,8 @@ export const METRIC_DEFINITIONS = {
   audit_write_errors_total: counter('Audit records that could not be written'),
   store_full_errors_total: counter('Store operations refused because the store is full (SQLite SQLITE_FULL, MongoDB out of disk space), by who was refused: ingest, api, audit, commands, credentials', 'source'),
   store_full: gauge('1 while the store refuses writes for lack of space (from the first refusal to the next write that succeeds), else 0'),
+  store_busy_errors_total: counter('Store operations refused because another process held the SQLite write lock past the busy timeout, by who was refused: ingest, api, audit, commands, credentials', 'source'),
+  store_busy: gauge('1 while the store refuses writes because another process holds its write lock (from the first refusal to the next write that succeeds), else 0'),
 
   // --- retention --------------------------------------------------------------------------------
   usage_rows_purged_total: counter('Usage rows purged by retention'),

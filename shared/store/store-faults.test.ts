@@ -1,14 +1,15 @@
 /**
- * StoreFaults: a full store is counted on every refusal and logged once per episode; other
- * errors are left to the caller.
+ * StoreFaults: a full or busy store is counted on every refusal and logged once per episode;
+ * other errors are left to the caller.
  */
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.js';
 import { Counters } from '../metrics.js';
 import { LogCapture } from '../../test/support/log-lines.js';
-import { isStoreFull, StoreFaults } from './store-faults.js';
+import { isStoreFull, storeFaultKind, StoreFaults } from './store-faults.js';
 
 const sqliteFull = Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+const sqliteBusy = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
 
 function setup() {
   const capture = new LogCapture();
@@ -35,7 +36,7 @@ describe('StoreFaults', () => {
     const { capture, counters, faults, tick } = setup();
     faults.writable();
     expect(capture.lines).toEqual([]);
-    for (let i = 0; i < 50; i++) expect(faults.refused(sqliteFull, i % 2 ? 'ingest' : 'api')).toBe(true);
+    for (let i = 0; i < 50; i++) expect(faults.refused(sqliteFull, i % 2 ? 'ingest' : 'api')).toBe('full');
     expect(faults.full).toBe(true);
     expect(counters.get('store_full_errors_total', { source: 'ingest' })).toBe(25);
     expect(counters.get('store_full_errors_total', { source: 'api' })).toBe(25);
@@ -44,7 +45,7 @@ describe('StoreFaults', () => {
     faults.writable();
     faults.writable();
     expect(faults.full).toBe(false);
-    expect(capture.events('store_writable')).toEqual([expect.objectContaining({ refused: 50, sources: ['api', 'ingest'], duration_ms: 5_000 })]);
+    expect(capture.events('store_writable')).toEqual([expect.objectContaining({ kind: 'full', refused: 50, sources: ['api', 'ingest'], duration_ms: 5_000 })]);
     // A later episode is logged again.
     faults.refused(sqliteFull, 'audit');
     expect(capture.events('store_full')).toHaveLength(2);
@@ -53,9 +54,43 @@ describe('StoreFaults', () => {
 
   it('leaves other errors to the caller: not counted, not logged, no episode', () => {
     const { capture, counters, faults } = setup();
-    expect(faults.refused(new Error('boom'), 'api')).toBe(false);
+    expect(faults.refused(new Error('boom'), 'api')).toBeNull();
+    expect(faults.refused(Object.assign(new Error('constraint'), { code: 'SQLITE_CONSTRAINT_UNIQUE' }), 'api')).toBeNull();
     expect(faults.full).toBe(false);
+    expect(faults.busy).toBe(false);
     expect(counters.total('store_full_errors_total')).toBe(0);
+    expect(counters.total('store_busy_errors_total')).toBe(0);
     expect(capture.lines).toEqual([]);
+  });
+
+  it('a busy store (another process holds the write lock) is its own episode: one warn line, every refusal counted', () => {
+    const { capture, counters, faults, tick } = setup();
+    for (let i = 0; i < 30; i++) expect(faults.refused(Object.assign(new Error('locked'), { code: i % 3 ? 'SQLITE_BUSY' : 'SQLITE_BUSY_TIMEOUT' }), i % 2 ? 'ingest' : 'audit')).toBe('busy');
+    expect(faults.busy).toBe(true);
+    expect(faults.full).toBe(false);
+    expect(counters.get('store_busy_errors_total', { source: 'ingest' })).toBe(15);
+    expect(counters.get('store_busy_errors_total', { source: 'audit' })).toBe(15);
+    expect(counters.total('store_full_errors_total')).toBe(0);
+    expect(capture.events('store_busy')).toEqual([expect.objectContaining({ level: 40, source: 'audit', code: 'SQLITE_BUSY_TIMEOUT' })]);
+    // A full store meanwhile opens its own episode; one success closes both, one line each.
+    faults.refused(sqliteFull, 'api');
+    tick(2_000);
+    faults.writable();
+    expect(faults.busy).toBe(false);
+    expect(capture.events('store_writable')).toEqual([
+      expect.objectContaining({ kind: 'busy', refused: 30, sources: ['audit', 'ingest'], duration_ms: 2_000 }),
+      expect.objectContaining({ kind: 'full', refused: 1, sources: ['api'], duration_ms: 2_000 }),
+    ]);
+    expect(capture.lines).toHaveLength(4);
+  });
+});
+
+describe('storeFaultKind', () => {
+  it('names full and busy stores, and nothing else', () => {
+    expect(storeFaultKind(sqliteFull)).toBe('full');
+    expect(storeFaultKind(sqliteBusy)).toBe('busy');
+    expect(storeFaultKind(Object.assign(new Error('x'), { code: 'SQLITE_LOCKED' }))).toBe('busy');
+    expect(storeFaultKind(new Error('database is locked'))).toBeNull();
+    expect(storeFaultKind(undefined)).toBeNull();
   });
 });

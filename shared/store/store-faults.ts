@@ -1,14 +1,17 @@
 /**
  * A full store — SQLite's SQLITE_FULL (the disk, or the file's page limit), MongoDB's out of disk
- * space — is a state of the environment, not a fault of the message or request that hit it.
- * Everything that writes fails the same way until space is freed: towers' uplinks are refused
- * (not PUBACKed, so the towers redeliver them), API writes answer 503, background jobs retry.
+ * space — and a busy one — another process holding SQLite's write lock past the busy timeout — are
+ * states of the environment, not faults of the message or request that hit them. Everything that
+ * writes fails the same way until space is freed or the lock released: towers' uplinks are
+ * refused (not PUBACKed, so the towers redeliver them), API writes answer 503, background jobs
+ * retry.
  *
  * One tracker per process says so once per episode instead of once per refusal: the first
- * refusal opens the episode (one `store_full` error line), every refusal is counted
- * (`store_full_errors_total{source}`), and the first write that succeeds afterwards closes it
- * (one `store_writable` line with the number refused). Errors that are not a full store are left
- * to their callers' own handling.
+ * refusal of a kind opens its episode (one `store_full` error line, or `store_busy` warn line),
+ * every refusal is counted (`store_full_errors_total{source}`, `store_busy_errors_total{source}`),
+ * and the first write that succeeds afterwards closes whatever is open (one `store_writable` line
+ * per episode, with its kind and the number refused). Errors of neither kind are left to their
+ * callers' own handling.
  */
 import type { Logger } from '../logger.js';
 import type { Counters } from '../metrics.js';
@@ -50,56 +53,90 @@ export interface StoreFaultsDeps {
   now: () => number;
 }
 
+export type StoreFaultKind = 'full' | 'busy';
+
+/** What each kind's opening line says, and at which level. */
+const OPENING: Record<StoreFaultKind, { level: 'error' | 'warn'; message: string }> = {
+  full: {
+    level: 'error',
+    message: 'the store is full: writes are refused until space is freed (tower events are not acknowledged and are redelivered, API writes answer 503)',
+  },
+  busy: {
+    level: 'warn',
+    message: 'the store is busy: another process holds its write lock past the busy timeout; writes are refused until it is released (tower events are not acknowledged and are redelivered, API writes answer 503)',
+  },
+};
+
+/** The kind of store refusal `err` is, or null for any other error. */
+export function storeFaultKind(err: unknown): StoreFaultKind | null {
+  if (isStoreFull(err)) return 'full';
+  if (isStoreBusy(err)) return 'busy';
+  return null;
+}
+
+interface Episode {
+  since: number;
+  refused: number;
+  sources: Set<string>;
+}
+
 export class StoreFaults {
   readonly #log: Logger;
   readonly #counters: Counters;
   readonly #now: () => number;
-  /** The open episode: since when, and how many refusals it counted. */
-  #episode: { since: number; refused: number; sources: Set<string> } | null = null;
+  /** The open episode of each kind: since when, and how many refusals it counted. */
+  readonly #episodes = new Map<StoreFaultKind, Episode>();
 
   constructor(deps: StoreFaultsDeps) {
     this.#log = deps.logger;
     this.#counters = deps.counters;
     this.#now = deps.now;
-    deps.counters.gauge('store_full', () => (this.#episode ? 1 : 0));
+    deps.counters.gauge('store_full', () => (this.#episodes.has('full') ? 1 : 0));
+    deps.counters.gauge('store_busy', () => (this.#episodes.has('busy') ? 1 : 0));
   }
 
   /** True while writes are known to fail for lack of space (since the last success). */
   get full(): boolean {
-    return this.#episode !== null;
+    return this.#episodes.has('full');
+  }
+
+  /** True while writes are known to fail on another process's write lock (since the last success). */
+  get busy(): boolean {
+    return this.#episodes.has('busy');
   }
 
   /**
-   * Reports a failed store operation of `source` (ingest, api, audit, …). Returns true when `err`
-   * is a full store: counted, and logged only if it opens an episode; the caller then skips its
-   * own error log. Returns false for any other error, which is left to the caller.
+   * Reports a failed store operation of `source` (ingest, api, audit, …). Returns the kind when
+   * `err` is a full or busy store: counted, and logged only if it opens an episode; the caller
+   * then skips its own error log. Returns null for any other error, which is left to the caller.
    */
-  refused(err: unknown, source: string): boolean {
-    if (!isStoreFull(err)) return false;
-    this.#counters.inc('store_full_errors_total', { source });
-    const episode = this.#episode;
+  refused(err: unknown, source: string): StoreFaultKind | null {
+    const kind = storeFaultKind(err);
+    if (kind === null) return null;
+    this.#counters.inc(kind === 'full' ? 'store_full_errors_total' : 'store_busy_errors_total', { source });
+    const episode = this.#episodes.get(kind);
     if (episode) {
       episode.refused++;
       episode.sources.add(source);
-      return true;
+      return kind;
     }
-    this.#episode = { since: this.#now(), refused: 1, sources: new Set([source]) };
+    this.#episodes.set(kind, { since: this.#now(), refused: 1, sources: new Set([source]) });
     const { code, message } = err as { code?: unknown; message?: unknown };
-    this.#log.error(
-      { event: 'store_full', source, code, error: typeof message === 'string' ? message : String(err) },
-      'the store is full: writes are refused until space is freed (tower events are not acknowledged and are redelivered, API writes answer 503)',
-    );
-    return true;
+    const opening = OPENING[kind];
+    this.#log[opening.level]({ event: `store_${kind}`, source, code, error: typeof message === 'string' ? message : String(err) }, opening.message);
+    return kind;
   }
 
-  /** A store write succeeded: closes the open episode, if any (one line). */
+  /** A store write succeeded: closes the open episodes, if any (one line each). */
   writable(): void {
-    const episode = this.#episode;
-    if (!episode) return;
-    this.#episode = null;
-    this.#log.warn(
-      { event: 'store_writable', refused: episode.refused, sources: [...episode.sources].sort(), duration_ms: this.#now() - episode.since },
-      'the store accepts writes again',
-    );
+    if (this.#episodes.size === 0) return;
+    const now = this.#now();
+    for (const [kind, episode] of this.#episodes) {
+      this.#log.warn(
+        { event: 'store_writable', kind, refused: episode.refused, sources: [...episode.sources].sort(), duration_ms: now - episode.since },
+        'the store accepts writes again',
+      );
+    }
+    this.#episodes.clear();
   }
 }

@@ -13,6 +13,11 @@
  * episode is logged once, not once per refused message or request.
  * When space is back: every event the towers retransmit is stored once and answered once, nothing
  * acknowledged before was lost, the API writes again and /readyz is ready.
+ *
+ * Then the same file is made busy instead: a second connection (as another process on the file
+ * would) holds BEGIN IMMEDIATE with a pending write, past the 5 s busy timeout. The same
+ * properties hold, logged and counted as a busy episode; after the first refusal has waited out
+ * the timeout, later writes are refused without waiting, so the process keeps answering.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -287,5 +292,65 @@ describe('the SQLite store becomes full, then space comes back', () => {
     const episodes = logLines().slice(linesAtStart);
     expect(episodes.filter((l) => l.event === 'store_full')).toHaveLength(1);
     expect(episodes.filter((l) => l.event === 'store_writable')).toHaveLength(1);
+  }, 60_000);
+});
+
+describe('another process holds the SQLite write lock, then releases it', () => {
+  it('refuses events without acknowledging them, once per episode in the log, and processes the retransmissions exactly once', async () => {
+    const operator = await ApiClient.login(cp.httpUrl, EMAIL, PASSWORD);
+    const usageBefore = await dashboardUsage();
+    const other = new Database(join(dir, 'edgeplane.db'));
+    let linesAtStart = capture.lines.length;
+    let agentIds: string[] = [];
+    let rawIds: string[] = [];
+    let published: Promise<unknown> = Promise.resolve();
+    let pubacked = false;
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      other.prepare('UPDATE tenants SET name = name WHERE id = ?').run(tenantId);
+      linesAtStart = capture.lines.length;
+
+      agentIds = Array.from({ length: EVENTS_PER_BATCH }, (_, i) => agent.observe({ device_id: devices[i % devices.length]!, app: 'slack', action: 'send_message' }).event_id);
+      const batch = usageBatch(EVENTS_PER_BATCH);
+      published = raw.publishAsync(topics.usage(tenantId, world.towers[1]!.id), JSON.stringify(batch), { qos: 1 }).then(() => (pubacked = true));
+      rawIds = batch.events.map((e) => e.id);
+
+      // Both towers redeliver and are refused each time: after the first refusal's wait, at once.
+      await until(async () => (await scrape(operator, 'store_busy_errors_total', 'source="ingest"')) >= REFUSALS_WHILE_FULL, 'refused deliveries while busy');
+      expect(pubacked).toBe(false);
+      expect(agentIds.filter((id) => agentDecisions.has(id))).toEqual([]);
+      expect(rawIds.filter((id) => rawDecisions.has(id))).toEqual([]);
+      expect((await fetch(`${cp.httpUrl}/healthz`)).status).toBe(200);
+      expect(await dashboardUsage()).toBe(usageBefore);
+      // An API write is refused the same way (503), counted in the same episode.
+      const refused = await owner.post('/api/v1/roles', { name: 'busy-role' }).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect(refused).toBeInstanceOf(ApiError);
+      expect((refused as ApiError).status).toBe(503);
+      expect((refused as ApiError).body).toEqual({ error: { code: 'UNAVAILABLE', message: expect.stringMatching(/^storage is busy/) } });
+      expect(await scrape(operator, 'store_busy')).toBe(1);
+      const during = logLines().slice(linesAtStart);
+      expect(during.filter((l) => l.event === 'store_busy')).toHaveLength(1);
+      expect(during.filter((l) => l.msg === 'uplink refused: ingest failed' || l.msg === 'request failed' || l.msg === 'audit record could not be written')).toEqual([]);
+      other.exec('COMMIT');
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+    }
+
+    // Released: what the towers retransmit is stored once and answered once.
+    await published;
+    await until(() => agentIds.every((id) => agentDecisions.has(id)) && rawIds.every((id) => rawDecisions.has(id)), 'decisions after the lock was released');
+    expect([...storedCounts([...agentIds, ...rawIds]).entries()].filter(([, n]) => n !== 1)).toEqual([]);
+    expect(agentIds.filter((id) => agentDecisions.get(id) !== 1)).toEqual([]);
+    expect(rawIds.filter((id) => rawDecisions.get(id) !== 1)).toEqual([]);
+    expect(await dashboardUsage()).toBe(usageBefore + agentIds.length + rawIds.length);
+    await owner.post('/api/v1/roles', { name: 'busy-role' });
+    expect(await scrape(operator, 'store_busy')).toBe(0);
+    const episode = logLines().slice(linesAtStart);
+    expect(episode.filter((l) => l.event === 'store_busy')).toHaveLength(1);
+    expect(episode.filter((l) => l.event === 'store_writable')).toEqual([expect.objectContaining({ kind: 'busy' })]);
   }, 60_000);
 });

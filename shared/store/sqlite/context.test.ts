@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -75,5 +76,58 @@ describe('SqliteContext statement cache', () => {
     // A rows-mode statement does not turn the same SQL's `stmt` statement raw.
     const sql = `SELECT id, n, note FROM u ORDER BY id ${limitClause(2)}`;
     expect(ctx.stmt(sql).all()).toEqual([{ id: 'a', n: 1, note: null }, { id: 'b', n: 2, note: 'x' }]);
+  });
+});
+
+describe('SqliteContext writes while another connection holds the write lock', () => {
+  let dir: string;
+  let db: Database.Database;
+  let other: Database.Database;
+  let ctx: SqliteContext;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'edgeplane-context-'));
+    const file = join(dir, 'store.db');
+    // A short busy timeout stands in for the store's 5 s: the first refusal waits it out.
+    db = new Database(file, { timeout: 50 });
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE tenants (id TEXT PRIMARY KEY, policy_version INTEGER); CREATE TABLE t (id TEXT PRIMARY KEY)');
+    ctx = new SqliteContext(db, Date.now, createIdFactory(), {});
+    other = new Database(file);
+  });
+  afterEach(() => {
+    if (other.inTransaction) other.exec('ROLLBACK');
+    other.close();
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const insert = (id: string) => ctx.write(() => db.prepare('INSERT INTO t (id) VALUES (?)').run(id));
+  const timeout = () => db.pragma('busy_timeout', { simple: true });
+
+  it('stops waiting once a write has waited out the timeout, refuses writes at once, and waits again after the next success', () => {
+    insert('before');
+    expect(timeout()).toBe(50);
+    other.exec('BEGIN IMMEDIATE');
+    other.prepare('INSERT INTO t (id) VALUES (?)').run('theirs');
+    expect(() => insert('a')).toThrow(expect.objectContaining({ code: 'SQLITE_BUSY' }));
+    // Later writes do not wait for a lock known to be held: refused at once, the same way.
+    expect(ctx.failingFast).toBe(true);
+    expect(timeout()).toBe(0);
+    expect(() => insert('b')).toThrow(expect.objectContaining({ code: 'SQLITE_BUSY' }));
+    // Reads go on meanwhile (WAL).
+    expect(db.prepare('SELECT id FROM t ORDER BY id').pluck().all()).toEqual(['before']);
+    other.exec('COMMIT');
+    insert('c');
+    expect(ctx.failingFast).toBe(false);
+    expect(timeout()).toBe(50);
+    // Nothing refused was half-written.
+    expect(db.prepare('SELECT id FROM t ORDER BY id').pluck().all()).toEqual(['before', 'c', 'theirs']);
+  });
+
+  it('a write that fails for another reason leaves the timeout alone', () => {
+    insert('dup');
+    expect(() => insert('dup')).toThrow(expect.objectContaining({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY' }));
+    expect(ctx.failingFast).toBe(false);
+    expect(timeout()).toBe(50);
   });
 });

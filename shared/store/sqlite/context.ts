@@ -7,6 +7,7 @@ import type { IdFactory } from '../../ids.js';
 import type { ListOptions, Page, StoreHooks } from '../port.js';
 import { keyset } from './cursor.js';
 import { conflict } from '../rules/errors.js';
+import { isStoreBusy } from '../store-faults.js';
 import { changeScope, touchList, type PolicyTouch } from '../rules/policy-history.js';
 import type { SqliteHistory, VersionMeta } from './policy-history.js';
 
@@ -62,6 +63,10 @@ export class SqliteContext {
   private readonly statements = new Map<string, { stmt: Stmt<unknown[]>; names: string[] | null }>();
   private readonly runInTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly bumpVersion: Stmt<[string], { policy_version: number }>;
+  /** The connection's configured busy timeout, read at construction. */
+  private readonly busyTimeoutMs: number;
+  /** Set while another connection is known to hold the write lock past the busy timeout. */
+  private lockHeldElsewhere = false;
 
   constructor(
     readonly db: Db,
@@ -72,6 +77,7 @@ export class SqliteContext {
     private readonly history: SqliteHistory | null = null,
   ) {
     this.runInTransaction = db.transaction((fn: () => unknown) => fn());
+    this.busyTimeoutMs = db.pragma('busy_timeout', { simple: true }) as number;
     this.bumpVersion = db.prepare(
       'UPDATE tenants SET policy_version = policy_version + 1 WHERE id = ? RETURNING policy_version',
     );
@@ -146,15 +152,42 @@ export class SqliteContext {
     // IMMEDIATE: take the write lock up front. Several processes may share the file (distributed
     // mode on one host); a deferred transaction that read before another process committed would
     // fail with SQLITE_BUSY_SNAPSHOT instead of waiting out busy_timeout.
-    const result = this.runInTransaction.immediate(() => {
-      const out = fn(scope);
-      // After every write of the transaction, before COMMIT: the version's content is exactly
-      // what commits with it.
-      this.recordHistory(bumps, baselines);
-      return out;
-    }) as T;
+    let result: T;
+    try {
+      result = this.runInTransaction.immediate(() => {
+        const out = fn(scope);
+        // After every write of the transaction, before COMMIT: the version's content is exactly
+        // what commits with it.
+        this.recordHistory(bumps, baselines);
+        return out;
+      }) as T;
+    } catch (err) {
+      if (isStoreBusy(err)) this.lockIsHeld(true);
+      throw err;
+    }
+    this.lockIsHeld(false);
     for (const bump of bumps) this.notify(bump);
     return result;
+  }
+
+  /**
+   * Once a write has waited out the whole busy timeout, another connection holds the write lock
+   * (a long write, or a process stopped mid-transaction): every later write would block this
+   * process's event loop (better-sqlite3 is synchronous) for the same timeout, each API request
+   * and each tower batch 5 s in turn, and the process would stop answering anything, health
+   * checks and MQTT keep-alives included. So from then on writes do not wait: each is refused at
+   * once with SQLITE_BUSY (the caller's 503 or unacknowledged publish, as after the first), until
+   * one gets the lock, which restores the timeout.
+   */
+  private lockIsHeld(held: boolean): void {
+    if (held === this.lockHeldElsewhere) return;
+    this.lockHeldElsewhere = held;
+    this.db.pragma(`busy_timeout = ${held ? 0 : this.busyTimeoutMs}`);
+  }
+
+  /** Whether writes currently fail fast because another connection held the lock (tests, metrics). */
+  get failingFast(): boolean {
+    return this.lockHeldElsewhere;
   }
 
   private recordHistory(bumps: readonly PolicyBump[], baselines: readonly string[]): void {

@@ -121,13 +121,15 @@ function buildRepos(ctx: SqliteContext): StoreRepos {
  * refusal is skipped: the next round (hourly) will do.
  */
 function optimize(db: Database.Database, pragma: string): void {
+  // Whatever the timeout is now (SqliteContext lowers it while another process holds the lock).
+  const timeout = db.pragma('busy_timeout', { simple: true }) as number;
   db.pragma('busy_timeout = 0');
   try {
     db.pragma(pragma);
   } catch {
     // SQLITE_BUSY and the like.
   } finally {
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.pragma(`busy_timeout = ${timeout}`);
   }
 }
 
