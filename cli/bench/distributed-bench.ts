@@ -61,7 +61,13 @@ async function benchTopology(workers: number, opts: StepOptions): Promise<Pipeli
       const w = await spawnAndWait(['worker', '--mqtt-url', mqtt], started('EdgePlane worker started'), { useBin: true, env });
       children.push(w.child);
     }
-    return await benchSteps({ http: `http://127.0.0.1:${api.value.http_port}`, mqtt }, adminPassword, { ...opts, label: `distributed (1 broker + ${workers} worker${workers > 1 ? 's' : ''})` });
+    // The deployment's CPU: every role and its Redis.
+    const serverPids = [...children.map((c) => c.proc.pid), redis.process.pid].filter((pid): pid is number => pid !== undefined);
+    return await benchSteps({ http: `http://127.0.0.1:${api.value.http_port}`, mqtt }, adminPassword, {
+      ...opts,
+      label: `distributed (1 broker + ${workers} worker${workers > 1 ? 's' : ''})`,
+      serverPids,
+    });
   } finally {
     for (const c of children.reverse()) await c.stop();
     await redis.stop();

@@ -13,7 +13,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runFleet } from '../../simulator/fleet.js';
 import type { ProvisionedWorld } from '../../simulator/world.js';
 import { provisionBenchWorld } from './bench-world.js';
-import { startBenchControlPlane } from './control-plane.js';
+import { cpuSeconds, startBenchControlPlane } from './control-plane.js';
 import { RelayBroker, relayStream, summarizeStream, type RecordedStream, type RelayResult, type StreamSummary } from './relay-bench.js';
 
 export { BENCH_LIMITS } from './control-plane.js';
@@ -35,6 +35,12 @@ export interface PipelineStep {
    * measured latency too, and a decision p99 below them cannot be measured here.
    */
   generator_delay_ms: { p99: number; max: number };
+  /**
+   * CPU the measured processes (StepOptions.serverPids) used from playback start to the end of the
+   * drain, per event decided and as cores busy: less noisy than latency on a VM whose speed moves
+   * (compare builds by it). Absent where /proc is not there or no pids were given.
+   */
+  server_cpu?: { us_per_event: number; cores: number };
   /** The bare relay on this step's stream (benchPipeline only). */
   relay?: RelayResult;
   /** achieved_eps / relay.events_per_s (benchPipeline only). */
@@ -70,19 +76,41 @@ export interface StepOptions {
    * ≥ 95 % of it): comparisons then show each deployment's throughput ceiling as well.
    */
   continuePastLatency?: boolean;
+  /** Processes whose CPU time each step reports (the control plane; a deployment's roles). */
+  serverPids?: number[];
 }
 
 /** Plays `world` at `rate` for `seconds`, recording every usage batch each tower's agent sends. */
-async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, seconds: number) {
+async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, seconds: number, serverPids: readonly number[] = []) {
   const perTower: number[][] = world.towers.map(() => []);
   // Over playback and drain only: connecting 20 agents and loading their bundles is not the step.
   const delay = monitorEventLoopDelay({ resolution: 1 });
+  const serverCpu = (): number | null => {
+    let sum = 0;
+    for (const pid of serverPids) {
+      const s = cpuSeconds(pid);
+      if (s === null) return null;
+      sum += s;
+    }
+    return serverPids.length > 0 ? sum : null;
+  };
+  let cpu: { start: number | null; end: number | null; seconds: number } = { start: null, end: null, seconds: 0 };
+  let t0 = 0;
   const report = await runFleet(
     { ...world, scenario: { ...world.scenario, rate_eps: rate, duration_s: seconds, violations: { count: 0, pick: [] } } },
     {
       mqttUrl,
       drainTimeoutMs: 10_000,
-      onPhase: (phase) => (phase === 'playback' ? delay.enable() : delay.disable()),
+      onPhase: (phase) => {
+        if (phase === 'playback') {
+          delay.enable();
+          t0 = performance.now();
+          cpu = { start: serverCpu(), end: null, seconds: 0 };
+        } else {
+          delay.disable();
+          cpu = { ...cpu, end: serverCpu(), seconds: (performance.now() - t0) / 1000 };
+        }
+      },
       onAgent: (agent, i) => {
         agent.on('sent', (item) => {
           if (item.kind === 'usage') perTower[i]!.push(item.batch.events.length);
@@ -92,7 +120,10 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
   );
   delay.disable();
   const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
-  return { report, stream: { perTower } satisfies RecordedStream, generatorDelay: { p99: ms(delay.percentile(99)), max: ms(delay.max) } };
+  const used = cpu.start !== null && cpu.end !== null ? cpu.end - cpu.start : null;
+  const decided = report.events_sent - report.events_without_decision;
+  const server = used !== null && decided > 0 && cpu.seconds > 0 ? { us_per_event: Math.round((used / decided) * 1e7) / 10, cores: Math.round((used / cpu.seconds) * 100) / 100 } : null;
+  return { report, stream: { perTower } satisfies RecordedStream, generatorDelay: { p99: ms(delay.percentile(99)), max: ms(delay.max) }, server };
 }
 
 /** benchSteps plus the recorded stream of each step (same order as `result.steps`). */
@@ -100,11 +131,11 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
   const { world } = await provisionBenchWorld(urls, adminPassword);
   // Warm-up, not reported: the first seconds after start are dominated by JIT compilation in
   // every process (measured: 150-340 ms latencies for ~1.5 s), not by the pipeline.
-  await playStep(world, urls.mqtt, opts.steps[0] ?? 2000, opts.warmupSeconds);
+  await playStep(world, urls.mqtt, opts.steps[0] ?? 2000, opts.warmupSeconds, opts.serverPids);
   const steps: PipelineStep[] = [];
   const streams: RecordedStream[] = [];
   for (const rate of opts.steps) {
-    const { report: r, stream, generatorDelay } = await playStep(world, urls.mqtt, rate, opts.stepSeconds);
+    const { report: r, stream, generatorDelay, server } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts.serverPids);
     const summary = summarizeStream(stream);
     const step: PipelineStep = {
       offered_eps: rate,
@@ -117,13 +148,16 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
       sustained: r.events_without_decision === 0 && r.throughput_eps >= rate * 0.95 && r.latency_ms.p99 <= opts.p99LimitMs,
       stream: { ...summary, msgs_per_s: r.playback_s > 0 ? summary.batches / r.playback_s : 0 },
       generator_delay_ms: generatorDelay,
+      ...(server && { server_cpu: server }),
     };
     steps.push(step);
     streams.push(stream);
     opts.log(
       `  ${opts.label ?? 'pipeline'} offered ${rate} ev/s → ${step.achieved_eps} ev/s in ${Math.round(step.stream.msgs_per_s)} msg/s ` +
         `(mean ${step.stream.mean_batch_events.toFixed(1)} events/batch), p50 ${step.p50_ms} ms, p99 ${step.p99_ms} ms` +
-        ` (load generator's loop delay p99 ${step.generator_delay_ms.p99} / max ${step.generator_delay_ms.max} ms)${step.sustained ? '' : '  (not sustained)'}`,
+        ` (load generator's loop delay p99 ${step.generator_delay_ms.p99} / max ${step.generator_delay_ms.max} ms)` +
+        (server ? `, server CPU ${server.us_per_event} µs/event (${server.cores} cores)` : '') +
+        (step.sustained ? '' : '  (not sustained)'),
     );
     const carried = step.undecided === 0 && step.achieved_eps >= rate * 0.95;
     if (!step.sustained && !(opts.continuePastLatency && carried)) break;
@@ -160,7 +194,7 @@ export async function benchPipeline(opts: PipelineOptions): Promise<PipelineBenc
   const cp = await startBenchControlPlane();
   let run: Awaited<ReturnType<typeof runSteps>>;
   try {
-    run = await runSteps(cp.urls, cp.adminPassword, opts);
+    run = await runSteps(cp.urls, cp.adminPassword, { ...opts, serverPids: [cp.pid] });
   } finally {
     await cp.stop();
   }
