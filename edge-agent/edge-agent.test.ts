@@ -2,7 +2,7 @@
  * Integration: the real agent against a real (plain, no-auth) Aedes broker on 127.0.0.1:0, with
  * a recorder client playing the cloud. No sleeps: every wait is for a message or an event.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createIdFactory } from '../shared/ids.js';
 import {
   SCHEMA_VERSION,
@@ -274,6 +274,48 @@ describe.each(['tcp', 'ws'] as const)('EdgeAgent against a real Aedes broker ove
       return s.length >= 3 && s;
     }, 'will then online');
     expect(states).toEqual(['online', 'offline', 'online']);
+  });
+
+  it('backs off while its connections keep dropping right after they come up, and starts over after one that lasted', async () => {
+    const agent = await startAgent({ reconnectMinMs: 5, reconnectMaxMs: 40 });
+    // A flapping link, or a broker that takes every connection and drops it at once (another
+    // agent configured with the same tower id takes the session over, and so on): each
+    // connection is acknowledged, subscribed, up, and then cut.
+    let flapping = true;
+    broker.aedes.on('subscribe', (_subs, client) => {
+      if (flapping && client?.id === `tower-${TOWER}`) setImmediate(() => broker.dropClient(client.id));
+    });
+    const attempts: number[] = [];
+    const ups: number[] = [];
+    agent.on('connect', () => ups.push(attempts.length));
+    const sixDrops = new Promise<void>((resolve) => {
+      agent.on('reconnecting', (info) => {
+        attempts.push(info.attempt);
+        if (attempts.length === 6) {
+          flapping = false;
+          resolve();
+        }
+      });
+    });
+    broker.dropClient(`tower-${TOWER}`);
+    await sixDrops;
+    // Every connection came up, yet the backoff grew (each CONNACK reset it: 0, 0, 0, … and a
+    // reconnect every reconnectMinMs for as long as it lasts).
+    expect(ups.length).toBeGreaterThanOrEqual(5);
+    expect(attempts).toEqual([0, 1, 2, 3, 4, 5]);
+
+    await cloud.waitFor(() => agent.online, 'the agent up on a connection that stays');
+    // A connection that outlives the longest backoff was a good one: the next loss starts over.
+    const real = performance.now.bind(performance);
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => real() + 60_000);
+    try {
+      const next = nextEvent(agent, 'reconnecting');
+      expect(broker.dropClient(`tower-${TOWER}`)).toBe(true);
+      const [info] = (await next) as [{ attempt: number }];
+      expect(info.attempt).toBe(0);
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it('rejects start() when the broker refuses the credentials', async () => {

@@ -53,7 +53,18 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
   #generation = 0;
   /** A socket exists (connecting or connected): never open a second one. */
   #socketOpen = false;
+  /**
+   * Reconnect attempts since the last connection that stayed up. Not reset by a connection that
+   * merely came up: one cut again at once (a flapping link, a broker that drops each new
+   * session, two agents configured with the same tower id taking the session from each other)
+   * reset it, and such a tower reconnected — TLS handshake, login, subscriptions, the retained
+   * bundles resent — every reconnectMinMs for as long as that lasted, instead of backing off to
+   * reconnectMaxMs. (A connection whose resent publishes are refused never comes up: mqtt.js
+   * says 'connect' only once its stored publishes are acknowledged.)
+   */
   #attempt = 0;
+  /** When the current connection was acknowledged (performance.now()), while it is. */
+  #connectedAt: number | null = null;
   #reconnectTimer: NodeJS.Timeout | null = null;
   #outageHold = false;
   #outageTimer: NodeJS.Timeout | null = null;
@@ -176,7 +187,7 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
 
   async #onConnect(client: MqttClient): Promise<void> {
     const generation = this.#generation;
-    this.#attempt = 0;
+    this.#connectedAt = performance.now();
     try {
       // Subscribing again on a resumed session is harmless, and the broker then resends the
       // retained messages [MQTT-3.8.4-3], so retained state is fresh after every outage.
@@ -199,6 +210,9 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
     this.#up = false;
     this.#socketOpen = false;
     this.#generation++;
+    // A connection that outlived the longest backoff was a good one: the next loss starts over.
+    if (this.#connectedAt !== null && performance.now() - this.#connectedAt >= this.#opts.reconnectMaxMs) this.#attempt = 0;
+    this.#connectedAt = null;
     this.emit('down', { wasUp });
     if (!this.#closed) this.#scheduleReconnect();
   }
