@@ -808,8 +808,6 @@ export interface Store {
   webhookDeliveries: {
     create(rec: { tenant_id: string; webhook_id: string; event: WebhookEventType; body: string; next_attempt_at: number }): Promise<WebhookDelivery>;
     get(tenantId: string, id: string): Promise<WebhookDelivery | null>;
-    /** Pending deliveries whose next attempt is due, oldest first, across tenants. */
-    due(now: number, limit: number): Promise<WebhookDelivery[]>;
     /**
      * Due deliveries, fair between tenants: of every tenant with pending deliveries due at `now`,
      * its `perTenant` most overdue (next_attempt_at, then id), interleaved — each tenant's first in

@@ -288,7 +288,7 @@ describe('webhook delivery', () => {
     // Deleting a webhook deletes its deliveries: the attempt finds none and records nothing.
     expect(pending).toBeDefined();
     expect(attempts).toEqual([]);
-    expect(await store.webhookDeliveries.due(clock + 3600_000, 50)).toEqual([]);
+    expect(await store.webhookDeliveries.dueFair(clock + 3600_000, 50, 50)).toEqual([]);
   });
 });
 

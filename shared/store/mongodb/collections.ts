@@ -299,8 +299,8 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
   webhooks: [idx(asc('tenant_id', '_id'))],
   webhook_deliveries: [
     idx(asc('tenant_id', 'webhook_id', '_id')),
-    idx(asc('next_attempt_at', '_id'), { partialFilterExpression: { status: 'pending' } }),
-    // dueFair: tenant by tenant, each one's most overdue.
+    // dueFair: tenant by tenant, each one's most overdue. (Deployments created before it also
+    // hold a cross-tenant (next_attempt_at, _id) index nothing reads any more; it may be dropped.)
     idx(asc('tenant_id', 'next_attempt_at', '_id'), { partialFilterExpression: { status: 'pending' } }),
   ],
   audit_records: [

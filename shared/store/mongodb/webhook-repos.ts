@@ -91,13 +91,6 @@ export function createWebhookDeliveryRepo(ctx: MongoContext): Store['webhookDeli
       const d = await deliveries.findOne({ _id: id, tenant_id: tenantId });
       return d ? toDelivery(d) : null;
     },
-    async due(now, limit) {
-      // Most overdue first, across tenants (the partial index on pending deliveries).
-      const rows = await deliveries
-        .find({ status: 'pending', next_attempt_at: { $lte: now } }, { sort: { next_attempt_at: 1, _id: 1 }, limit: clampLimit(limit) })
-        .toArray();
-      return rows.map(toDelivery);
-    },
     async dueFair(now, perTenant, limit) {
       // Tenant by tenant on the partial index (tenant_id, next_attempt_at, _id): each read starts
       // after the last tenant, and its bounds skip a tenant's not-yet-due keys with one seek, so a

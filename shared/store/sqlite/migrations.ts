@@ -25,6 +25,7 @@ import { MIGRATION_8 } from './migration-8.js';
 import { MIGRATION_9 } from './migration-9.js';
 import { MIGRATION_10 } from './migration-10.js';
 import { MIGRATION_11 } from './migration-11.js';
+import { MIGRATION_12 } from './migration-12.js';
 import { MIGRATION_7 } from './migration-7.js';
 
 export interface Migration {
@@ -312,6 +313,7 @@ CREATE TABLE processed_messages (
   MIGRATION_9,
   MIGRATION_10,
   MIGRATION_11,
+  MIGRATION_12,
 ];
 
 export interface MigrationReport {

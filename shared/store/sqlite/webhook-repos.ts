@@ -125,11 +125,6 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
     'SELECT id FROM webhooks WHERE tenant_id = ? AND id = ?',
   );
   // Most overdue first; the WHERE repeats the partial index's condition so the planner uses it.
-  const due = (limit: number): Stmt<[number], WebhookDelivery> =>
-    ctx.stmt(
-      `SELECT ${table.columnList} FROM webhook_deliveries
-       WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id ${limitClause(limit)}`,
-    );
   const pendingTenants: Stmt<[], { tenant_id: string }> = ctx.db.prepare(DUE_FAIR_SQL.tenants);
   const tenantDue = (limit: number): Stmt<[string, number], WebhookDelivery> => ctx.stmt(DUE_FAIR_SQL.tenantDue(limit));
   const attempt: Stmt<[string, number | null, string | null, number | null, number, string]> = ctx.db.prepare(
@@ -174,9 +169,6 @@ export function createWebhookDeliveryRepo(ctx: SqliteContext): Store['webhookDel
     },
     async get(tenantId, id) {
       return table.get(tenantId, id);
-    },
-    async due(now, limit) {
-      return due(clampLimit(limit)).all(now);
     },
     async dueFair(now, perTenant, limit) {
       const perTenantDue = tenantDue(clampLimit(perTenant));
