@@ -185,7 +185,7 @@ export class SqliteContext {
     this.db.pragma(`busy_timeout = ${held ? 0 : this.busyTimeoutMs}`);
   }
 
-  /** Whether writes currently fail fast because another connection held the lock (tests, metrics). */
+  /** Whether writes currently fail fast because another connection held the lock (the `store_busy` gauge says so to operators). */
   get failingFast(): boolean {
     return this.lockHeldElsewhere;
   }
