@@ -13,7 +13,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runFleet } from '../../simulator/fleet.js';
 import type { ProvisionedWorld } from '../../simulator/world.js';
 import { provisionBenchWorld } from './bench-world.js';
+import { ApiClient } from '../../simulator/api-client.js';
 import { cpuSeconds, startBenchControlPlane } from './control-plane.js';
+import { bucketQuantile, bucketsDelta, histogramBuckets, type HistogramBuckets } from './stats.js';
 import { RelayBroker, relayStream, summarizeStream, type RecordedStream, type RelayResult, type StreamSummary } from './relay-bench.js';
 
 export { BENCH_LIMITS } from './control-plane.js';
@@ -41,6 +43,14 @@ export interface PipelineStep {
    * (compare builds by it). Absent where /proc is not there or no pids were given.
    */
   server_cpu?: { us_per_event: number; cores: number };
+  /**
+   * The control plane's own time to accept a usage message (decided, stored, answered; its
+   * `ingest_duration_seconds` histogram over the same window), p50 and p99 interpolated in its
+   * buckets (0.5, 1, 2.5, 5, 10 ms …): the share of the tower's latency spent after the message
+   * was read from the socket. What the tower measures beyond it is queueing before that read,
+   * the network and the load generator. Embedded mode only.
+   */
+  accept_ms?: { p50: number; p99: number };
   /** The bare relay on this step's stream (benchPipeline only). */
   relay?: RelayResult;
   /** achieved_eps / relay.events_per_s (benchPipeline only). */
@@ -78,10 +88,20 @@ export interface StepOptions {
   continuePastLatency?: boolean;
   /** Processes whose CPU time each step reports (the control plane; a deployment's roles). */
   serverPids?: number[];
+  /** The control plane's /metrics exposition (embedded mode), for `accept_ms`; null when unreadable. */
+  serverMetrics?: () => Promise<string | null>;
+}
+
+const ACCEPT_HISTOGRAM = 'ingest_duration_seconds';
+
+async function acceptBuckets(metrics: StepOptions['serverMetrics']): Promise<HistogramBuckets | null> {
+  const text = metrics ? await metrics() : null;
+  return text === null ? null : histogramBuckets(text, ACCEPT_HISTOGRAM, ['kind="usage"']);
 }
 
 /** Plays `world` at `rate` for `seconds`, recording every usage batch each tower's agent sends. */
-async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, seconds: number, serverPids: readonly number[] = []) {
+async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, seconds: number, server: Pick<StepOptions, 'serverPids' | 'serverMetrics'> = {}) {
+  const serverPids = server.serverPids ?? [];
   const perTower: number[][] = world.towers.map(() => []);
   // Over playback and drain only: connecting 20 agents and loading their bundles is not the step.
   const delay = monitorEventLoopDelay({ resolution: 1 });
@@ -96,6 +116,8 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
   };
   let cpu: { start: number | null; end: number | null; seconds: number } = { start: null, end: null, seconds: 0 };
   let t0 = 0;
+  let acceptBefore: Promise<HistogramBuckets | null> = Promise.resolve(null);
+  let acceptAfter: Promise<HistogramBuckets | null> = Promise.resolve(null);
   const report = await runFleet(
     { ...world, scenario: { ...world.scenario, rate_eps: rate, duration_s: seconds, violations: { count: 0, pick: [] } } },
     {
@@ -106,9 +128,11 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
           delay.enable();
           t0 = performance.now();
           cpu = { start: serverCpu(), end: null, seconds: 0 };
+          acceptBefore = acceptBuckets(server.serverMetrics);
         } else {
           delay.disable();
           cpu = { ...cpu, end: serverCpu(), seconds: (performance.now() - t0) / 1000 };
+          acceptAfter = acceptBuckets(server.serverMetrics);
         }
       },
       onAgent: (agent, i) => {
@@ -122,8 +146,13 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
   const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
   const used = cpu.start !== null && cpu.end !== null ? cpu.end - cpu.start : null;
   const decided = report.events_sent - report.events_without_decision;
-  const server = used !== null && decided > 0 && cpu.seconds > 0 ? { us_per_event: Math.round((used / decided) * 1e7) / 10, cores: Math.round((used / cpu.seconds) * 100) / 100 } : null;
-  return { report, stream: { perTower } satisfies RecordedStream, generatorDelay: { p99: ms(delay.percentile(99)), max: ms(delay.max) }, server };
+  const serverCpuUsed = used !== null && decided > 0 && cpu.seconds > 0 ? { us_per_event: Math.round((used / decided) * 1e7) / 10, cores: Math.round((used / cpu.seconds) * 100) / 100 } : null;
+  const [before, after] = await Promise.all([acceptBefore, acceptAfter]);
+  const accepted = before && after ? bucketsDelta(before, after) : null;
+  const q = (x: number): number | null => (accepted ? bucketQuantile(accepted, x) : null);
+  const [p50, p99] = [q(0.5), q(0.99)];
+  const accept = p50 !== null && p99 !== null ? { p50: Math.round(p50 * 1e5) / 100, p99: Math.round(p99 * 1e5) / 100 } : null;
+  return { report, stream: { perTower } satisfies RecordedStream, generatorDelay: { p99: ms(delay.percentile(99)), max: ms(delay.max) }, server: serverCpuUsed, accept };
 }
 
 /** benchSteps plus the recorded stream of each step (same order as `result.steps`). */
@@ -131,11 +160,11 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
   const { world } = await provisionBenchWorld(urls, adminPassword);
   // Warm-up, not reported: the first seconds after start are dominated by JIT compilation in
   // every process (measured: 150-340 ms latencies for ~1.5 s), not by the pipeline.
-  await playStep(world, urls.mqtt, opts.steps[0] ?? 2000, opts.warmupSeconds, opts.serverPids);
+  await playStep(world, urls.mqtt, opts.steps[0] ?? 2000, opts.warmupSeconds, opts);
   const steps: PipelineStep[] = [];
   const streams: RecordedStream[] = [];
   for (const rate of opts.steps) {
-    const { report: r, stream, generatorDelay, server } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts.serverPids);
+    const { report: r, stream, generatorDelay, server, accept } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts);
     const summary = summarizeStream(stream);
     const step: PipelineStep = {
       offered_eps: rate,
@@ -149,6 +178,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
       stream: { ...summary, msgs_per_s: r.playback_s > 0 ? summary.batches / r.playback_s : 0 },
       generator_delay_ms: generatorDelay,
       ...(server && { server_cpu: server }),
+      ...(accept && { accept_ms: accept }),
     };
     steps.push(step);
     streams.push(stream);
@@ -157,6 +187,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
         `(mean ${step.stream.mean_batch_events.toFixed(1)} events/batch), p50 ${step.p50_ms} ms, p99 ${step.p99_ms} ms` +
         ` (load generator's loop delay p99 ${step.generator_delay_ms.p99} / max ${step.generator_delay_ms.max} ms)` +
         (server ? `, server CPU ${server.us_per_event} µs/event (${server.cores} cores)` : '') +
+        (accept ? `, accept p50 ${accept.p50} / p99 ${accept.p99} ms` : '') +
         (step.sustained ? '' : '  (not sustained)'),
     );
     const carried = step.undecided === 0 && step.achieved_eps >= rate * 0.95;
@@ -189,12 +220,28 @@ export interface PipelineOptions extends StepOptions {
   relayWarmupSeconds?: number;
 }
 
+/** Reads /metrics as the operator, signing in again when the token has expired; null on failure. */
+function operatorMetrics(httpUrl: string, adminPassword: string): () => Promise<string | null> {
+  let client: ApiClient | null = null;
+  return async () => {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        client ??= await ApiClient.login(httpUrl, 'admin@edgeplane.local', adminPassword);
+        return await client.get<string>('/metrics');
+      } catch {
+        client = null;
+      }
+    }
+    return null;
+  };
+}
+
 /** The embedded control plane (`edgeplane start`) in a child process, then the relay per step. */
 export async function benchPipeline(opts: PipelineOptions): Promise<PipelineBenchResult> {
   const cp = await startBenchControlPlane();
   let run: Awaited<ReturnType<typeof runSteps>>;
   try {
-    run = await runSteps(cp.urls, cp.adminPassword, { ...opts, serverPids: [cp.pid] });
+    run = await runSteps(cp.urls, cp.adminPassword, { ...opts, serverPids: [cp.pid], serverMetrics: operatorMetrics(cp.urls.http, cp.adminPassword) });
   } finally {
     await cp.stop();
   }
