@@ -15,7 +15,7 @@ import type { ProvisionedWorld } from '../../simulator/world.js';
 import { provisionBenchWorld } from './bench-world.js';
 import { ApiClient } from '../../simulator/api-client.js';
 import { cpuSeconds, startBenchControlPlane } from './control-plane.js';
-import { bucketQuantile, bucketsDelta, histogramBuckets, type HistogramBuckets } from './stats.js';
+import { bucketQuantile, bucketsDelta, gaugeValue, histogramBuckets, type HistogramBuckets } from './stats.js';
 import { RelayBroker, relayStream, summarizeStream, type RecordedStream, type RelayResult, type StreamSummary } from './relay-bench.js';
 
 export { BENCH_LIMITS } from './control-plane.js';
@@ -32,11 +32,19 @@ export interface PipelineStep {
   /** Usage batches the agents published in this step (MQTT messages), and their sizes. */
   stream: StreamSummary & { msgs_per_s: number };
   /**
-   * The load generator's own event-loop delay during the step (sampled every 1 ms), p99 and max:
-   * all agents share this process, so its stalls (its own work and garbage collection) are in the
-   * measured latency too, and a decision p99 below them cannot be measured here.
+   * The load generator's own event-loop delay during the step (sampled every 1 ms; the delay
+   * beyond that period), p99 and max: all agents share this process, so its stalls (its own work
+   * and garbage collection) are in the measured latency too, and a decision p99 below them cannot
+   * be measured here.
    */
   generator_delay_ms: { p99: number; max: number };
+  /**
+   * The control plane's event-loop delay over the step (prom-client's monitor, sampled every
+   * 10 ms, read and reset by the scrapes at either end; the delay beyond that period), p99 and
+   * max: a message that arrives while the loop is held waits at least that long to be read.
+   * Embedded mode only.
+   */
+  server_delay_ms?: { p99: number; max: number };
   /**
    * CPU the measured processes (StepOptions.serverPids) used from playback start to the end of the
    * drain, per event decided and as cores busy: less noisy than latency on a VM whose speed moves
@@ -94,9 +102,11 @@ export interface StepOptions {
 
 const ACCEPT_HISTOGRAM = 'ingest_duration_seconds';
 
-async function acceptBuckets(metrics: StepOptions['serverMetrics']): Promise<HistogramBuckets | null> {
-  const text = metrics ? await metrics() : null;
-  return text === null ? null : histogramBuckets(text, ACCEPT_HISTOGRAM, ['kind="usage"']);
+/** prom-client's event-loop monitor samples every 10 ms; its figures include that period. */
+const SERVER_LOOP_SAMPLE_S = 0.01;
+
+async function scrape(metrics: StepOptions['serverMetrics']): Promise<string | null> {
+  return metrics ? await metrics() : null;
 }
 
 /** Plays `world` at `rate` for `seconds`, recording every usage batch each tower's agent sends. */
@@ -116,8 +126,8 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
   };
   let cpu: { start: number | null; end: number | null; seconds: number } = { start: null, end: null, seconds: 0 };
   let t0 = 0;
-  let acceptBefore: Promise<HistogramBuckets | null> = Promise.resolve(null);
-  let acceptAfter: Promise<HistogramBuckets | null> = Promise.resolve(null);
+  let scrapeBefore: Promise<string | null> = Promise.resolve(null);
+  let scrapeAfter: Promise<string | null> = Promise.resolve(null);
   const report = await runFleet(
     { ...world, scenario: { ...world.scenario, rate_eps: rate, duration_s: seconds, violations: { count: 0, pick: [] } } },
     {
@@ -128,11 +138,11 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
           delay.enable();
           t0 = performance.now();
           cpu = { start: serverCpu(), end: null, seconds: 0 };
-          acceptBefore = acceptBuckets(server.serverMetrics);
+          scrapeBefore = scrape(server.serverMetrics);
         } else {
           delay.disable();
           cpu = { ...cpu, end: serverCpu(), seconds: (performance.now() - t0) / 1000 };
-          acceptAfter = acceptBuckets(server.serverMetrics);
+          scrapeAfter = scrape(server.serverMetrics);
         }
       },
       onAgent: (agent, i) => {
@@ -147,12 +157,21 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
   const used = cpu.start !== null && cpu.end !== null ? cpu.end - cpu.start : null;
   const decided = report.events_sent - report.events_without_decision;
   const serverCpuUsed = used !== null && decided > 0 && cpu.seconds > 0 ? { us_per_event: Math.round((used / decided) * 1e7) / 10, cores: Math.round((used / cpu.seconds) * 100) / 100 } : null;
-  const [before, after] = await Promise.all([acceptBefore, acceptAfter]);
-  const accepted = before && after ? bucketsDelta(before, after) : null;
+  const [before, after] = await Promise.all([scrapeBefore, scrapeAfter]);
+  const usageAccepts = (text: string): HistogramBuckets => histogramBuckets(text, ACCEPT_HISTOGRAM, ['kind="usage"']);
+  const accepted = before !== null && after !== null ? bucketsDelta(usageAccepts(before), usageAccepts(after)) : null;
+  const lag = (name: string): number | null => {
+    const v = after === null ? null : gaugeValue(after, name);
+    return v === null ? null : Math.round(Math.max(0, v - SERVER_LOOP_SAMPLE_S) * 1e5) / 100;
+  };
+  const [lagP99, lagMax] = [lag('nodejs_eventloop_lag_p99_seconds'), lag('nodejs_eventloop_lag_max_seconds')];
+  const serverDelay = lagP99 !== null && lagMax !== null ? { p99: lagP99, max: lagMax } : null;
   const q = (x: number): number | null => (accepted ? bucketQuantile(accepted, x) : null);
   const [p50, p99] = [q(0.5), q(0.99)];
   const accept = p50 !== null && p99 !== null ? { p50: Math.round(p50 * 1e5) / 100, p99: Math.round(p99 * 1e5) / 100 } : null;
-  return { report, stream: { perTower } satisfies RecordedStream, generatorDelay: { p99: ms(delay.percentile(99)), max: ms(delay.max) }, server: serverCpuUsed, accept };
+  // The monitor's figures include its 1 ms sampling period: the delay is what lies beyond it.
+  const beyond = (ns: number): number => ms(Math.max(0, ns - 1e6));
+  return { report, stream: { perTower } satisfies RecordedStream, generatorDelay: { p99: beyond(delay.percentile(99)), max: beyond(delay.max) }, server: serverCpuUsed, accept, serverDelay };
 }
 
 /** benchSteps plus the recorded stream of each step (same order as `result.steps`). */
@@ -164,7 +183,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
   const steps: PipelineStep[] = [];
   const streams: RecordedStream[] = [];
   for (const rate of opts.steps) {
-    const { report: r, stream, generatorDelay, server, accept } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts);
+    const { report: r, stream, generatorDelay, server, accept, serverDelay } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts);
     const summary = summarizeStream(stream);
     const step: PipelineStep = {
       offered_eps: rate,
@@ -179,6 +198,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
       generator_delay_ms: generatorDelay,
       ...(server && { server_cpu: server }),
       ...(accept && { accept_ms: accept }),
+      ...(serverDelay && { server_delay_ms: serverDelay }),
     };
     steps.push(step);
     streams.push(stream);
@@ -188,6 +208,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
         ` (load generator's loop delay p99 ${step.generator_delay_ms.p99} / max ${step.generator_delay_ms.max} ms)` +
         (server ? `, server CPU ${server.us_per_event} µs/event (${server.cores} cores)` : '') +
         (accept ? `, accept p50 ${accept.p50} / p99 ${accept.p99} ms` : '') +
+        (serverDelay ? `, control plane's loop delay p99 ${serverDelay.p99} / max ${serverDelay.max} ms` : '') +
         (step.sustained ? '' : '  (not sustained)'),
     );
     const carried = step.undecided === 0 && step.achieved_eps >= rate * 0.95;

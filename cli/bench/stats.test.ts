@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bucketQuantile, bucketsDelta, histogramBuckets, median } from './stats.js';
+import { bucketQuantile, bucketsDelta, gaugeValue, histogramBuckets, median } from './stats.js';
 
 const exposition = (n: (le: string) => number) =>
   [
@@ -44,5 +44,11 @@ describe('bench histogram helpers', () => {
     expect(bucketQuantile(b, 0.99)).toBe(0.005);
     expect(bucketQuantile([{ le: 0.001, count: 0 }, { le: Number.POSITIVE_INFINITY, count: 0 }], 0.5)).toBeNull();
     expect(median([3, 1, 2])).toBe(2);
+  });
+
+  it('reads a metric without labels, and only that one', () => {
+    const text = 'nodejs_eventloop_lag_p99_seconds 0.0123\nnodejs_eventloop_lag_p99_seconds_other 9\nnodejs_eventloop_lag_max_seconds{x="y"} 7';
+    expect(gaugeValue(text, 'nodejs_eventloop_lag_p99_seconds')).toBe(0.0123);
+    expect(gaugeValue(text, 'nodejs_eventloop_lag_max_seconds')).toBeNull();
   });
 });

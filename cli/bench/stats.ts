@@ -58,3 +58,9 @@ export function bucketQuantile(buckets: HistogramBuckets, q: number): number | n
   }
   return lowerBound;
 }
+
+/** The value of a metric without labels in a Prometheus text exposition; null when absent. */
+export function gaugeValue(exposition: string, name: string): number | null {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(exposition);
+  return m ? Number(m[1]) : null;
+}
