@@ -62,11 +62,11 @@ async function benchTopology(workers: number, opts: StepOptions): Promise<Pipeli
       children.push(w.child);
     }
     // The deployment's CPU: every role and its Redis.
-    const serverPids = [...children.map((c) => c.proc.pid), redis.process.pid].filter((pid): pid is number => pid !== undefined);
+    const pids = [...children.map((c) => c.proc.pid), redis.process.pid].filter((pid): pid is number => pid !== undefined);
     return await benchSteps({ http: `http://127.0.0.1:${api.value.http_port}`, mqtt }, adminPassword, {
       ...opts,
       label: `distributed (1 broker + ${workers} worker${workers > 1 ? 's' : ''})`,
-      serverPids,
+      server: { pids },
     });
   } finally {
     for (const c of children.reverse()) await c.stop();

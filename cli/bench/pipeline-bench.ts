@@ -14,13 +14,14 @@ import { runFleet } from '../../simulator/fleet.js';
 import type { ProvisionedWorld } from '../../simulator/world.js';
 import { provisionBenchWorld } from './bench-world.js';
 import { ApiClient } from '../../simulator/api-client.js';
-import { cpuSeconds, startBenchControlPlane } from './control-plane.js';
-import { bucketQuantile, bucketsDelta, gaugeValue, histogramBuckets, type HistogramBuckets } from './stats.js';
+import { startBenchControlPlane } from './control-plane.js';
+import { ServerWindow, type ServerFigures, type ServerProbe } from './server-window.js';
 import { RelayBroker, relayStream, summarizeStream, type RecordedStream, type RelayResult, type StreamSummary } from './relay-bench.js';
 
 export { BENCH_LIMITS } from './control-plane.js';
 
-export interface PipelineStep {
+/** One load step; ServerFigures are what the measured servers did over it (server-window.ts). */
+export interface PipelineStep extends ServerFigures {
   offered_eps: number;
   achieved_eps: number;
   events: number;
@@ -38,27 +39,6 @@ export interface PipelineStep {
    * be measured here.
    */
   generator_delay_ms: { p99: number; max: number };
-  /**
-   * The control plane's event-loop delay over the step (prom-client's monitor, sampled every
-   * 10 ms, read and reset by the scrapes at either end; the delay beyond that period), p99 and
-   * max: a message that arrives while the loop is held waits at least that long to be read.
-   * Embedded mode only.
-   */
-  server_delay_ms?: { p99: number; max: number };
-  /**
-   * CPU the measured processes (StepOptions.serverPids) used from playback start to the end of the
-   * drain, per event decided and as cores busy: less noisy than latency on a VM whose speed moves
-   * (compare builds by it). Absent where /proc is not there or no pids were given.
-   */
-  server_cpu?: { us_per_event: number; cores: number };
-  /**
-   * The control plane's own time to accept a usage message (decided, stored, answered; its
-   * `ingest_duration_seconds` histogram over the same window), p50 and p99 interpolated in its
-   * buckets (0.5, 1, 2.5, 5, 10 ms …): the share of the tower's latency spent after the message
-   * was read from the socket. What the tower measures beyond it is queueing before that read,
-   * the network and the load generator. Embedded mode only.
-   */
-  accept_ms?: { p50: number; p99: number };
   /** The bare relay on this step's stream (benchPipeline only). */
   relay?: RelayResult;
   /** achieved_eps / relay.events_per_s (benchPipeline only). */
@@ -94,40 +74,16 @@ export interface StepOptions {
    * ≥ 95 % of it): comparisons then show each deployment's throughput ceiling as well.
    */
   continuePastLatency?: boolean;
-  /** Processes whose CPU time each step reports (the control plane; a deployment's roles). */
-  serverPids?: number[];
-  /** The control plane's /metrics exposition (embedded mode), for `accept_ms`; null when unreadable. */
-  serverMetrics?: () => Promise<string | null>;
-}
-
-const ACCEPT_HISTOGRAM = 'ingest_duration_seconds';
-
-/** prom-client's event-loop monitor samples every 10 ms; its figures include that period. */
-const SERVER_LOOP_SAMPLE_S = 0.01;
-
-async function scrape(metrics: StepOptions['serverMetrics']): Promise<string | null> {
-  return metrics ? await metrics() : null;
+  /** What each step reports of the servers: their CPU, and the control plane's own figures. */
+  server?: ServerProbe;
 }
 
 /** Plays `world` at `rate` for `seconds`, recording every usage batch each tower's agent sends. */
-async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, seconds: number, server: Pick<StepOptions, 'serverPids' | 'serverMetrics'> = {}) {
-  const serverPids = server.serverPids ?? [];
+async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, seconds: number, probe: ServerProbe = {}) {
   const perTower: number[][] = world.towers.map(() => []);
   // Over playback and drain only: connecting 20 agents and loading their bundles is not the step.
   const delay = monitorEventLoopDelay({ resolution: 1 });
-  const serverCpu = (): number | null => {
-    let sum = 0;
-    for (const pid of serverPids) {
-      const s = cpuSeconds(pid);
-      if (s === null) return null;
-      sum += s;
-    }
-    return serverPids.length > 0 ? sum : null;
-  };
-  let cpu: { start: number | null; end: number | null; seconds: number } = { start: null, end: null, seconds: 0 };
-  let t0 = 0;
-  let scrapeBefore: Promise<string | null> = Promise.resolve(null);
-  let scrapeAfter: Promise<string | null> = Promise.resolve(null);
+  const server = new ServerWindow(probe);
   const report = await runFleet(
     { ...world, scenario: { ...world.scenario, rate_eps: rate, duration_s: seconds, violations: { count: 0, pick: [] } } },
     {
@@ -136,13 +92,10 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
       onPhase: (phase) => {
         if (phase === 'playback') {
           delay.enable();
-          t0 = performance.now();
-          cpu = { start: serverCpu(), end: null, seconds: 0 };
-          scrapeBefore = scrape(server.serverMetrics);
+          server.open();
         } else {
           delay.disable();
-          cpu = { ...cpu, end: serverCpu(), seconds: (performance.now() - t0) / 1000 };
-          scrapeAfter = scrape(server.serverMetrics);
+          server.close();
         }
       },
       onAgent: (agent, i) => {
@@ -153,25 +106,14 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
     },
   );
   delay.disable();
-  const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
-  const used = cpu.start !== null && cpu.end !== null ? cpu.end - cpu.start : null;
-  const decided = report.events_sent - report.events_without_decision;
-  const serverCpuUsed = used !== null && decided > 0 && cpu.seconds > 0 ? { us_per_event: Math.round((used / decided) * 1e7) / 10, cores: Math.round((used / cpu.seconds) * 100) / 100 } : null;
-  const [before, after] = await Promise.all([scrapeBefore, scrapeAfter]);
-  const usageAccepts = (text: string): HistogramBuckets => histogramBuckets(text, ACCEPT_HISTOGRAM, ['kind="usage"']);
-  const accepted = before !== null && after !== null ? bucketsDelta(usageAccepts(before), usageAccepts(after)) : null;
-  const lag = (name: string): number | null => {
-    const v = after === null ? null : gaugeValue(after, name);
-    return v === null ? null : Math.round(Math.max(0, v - SERVER_LOOP_SAMPLE_S) * 1e5) / 100;
-  };
-  const [lagP99, lagMax] = [lag('nodejs_eventloop_lag_p99_seconds'), lag('nodejs_eventloop_lag_max_seconds')];
-  const serverDelay = lagP99 !== null && lagMax !== null ? { p99: lagP99, max: lagMax } : null;
-  const q = (x: number): number | null => (accepted ? bucketQuantile(accepted, x) : null);
-  const [p50, p99] = [q(0.5), q(0.99)];
-  const accept = p50 !== null && p99 !== null ? { p50: Math.round(p50 * 1e5) / 100, p99: Math.round(p99 * 1e5) / 100 } : null;
   // The monitor's figures include its 1 ms sampling period: the delay is what lies beyond it.
-  const beyond = (ns: number): number => ms(Math.max(0, ns - 1e6));
-  return { report, stream: { perTower } satisfies RecordedStream, generatorDelay: { p99: beyond(delay.percentile(99)), max: beyond(delay.max) }, server: serverCpuUsed, accept, serverDelay };
+  const beyond = (ns: number): number => Math.round(Math.max(0, ns - 1e6) / 1e4) / 100;
+  return {
+    report,
+    stream: { perTower } satisfies RecordedStream,
+    generatorDelay: { p99: beyond(delay.percentile(99)), max: beyond(delay.max) },
+    server: await server.figures(report.events_sent - report.events_without_decision),
+  };
 }
 
 /** benchSteps plus the recorded stream of each step (same order as `result.steps`). */
@@ -179,11 +121,11 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
   const { world } = await provisionBenchWorld(urls, adminPassword);
   // Warm-up, not reported: the first seconds after start are dominated by JIT compilation in
   // every process (measured: 150-340 ms latencies for ~1.5 s), not by the pipeline.
-  await playStep(world, urls.mqtt, opts.steps[0] ?? 2000, opts.warmupSeconds, opts);
+  await playStep(world, urls.mqtt, opts.steps[0] ?? 2000, opts.warmupSeconds, opts.server);
   const steps: PipelineStep[] = [];
   const streams: RecordedStream[] = [];
   for (const rate of opts.steps) {
-    const { report: r, stream, generatorDelay, server, accept, serverDelay } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts);
+    const { report: r, stream, generatorDelay, server } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts.server);
     const summary = summarizeStream(stream);
     const step: PipelineStep = {
       offered_eps: rate,
@@ -196,9 +138,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
       sustained: r.events_without_decision === 0 && r.throughput_eps >= rate * 0.95 && r.latency_ms.p99 <= opts.p99LimitMs,
       stream: { ...summary, msgs_per_s: r.playback_s > 0 ? summary.batches / r.playback_s : 0 },
       generator_delay_ms: generatorDelay,
-      ...(server && { server_cpu: server }),
-      ...(accept && { accept_ms: accept }),
-      ...(serverDelay && { server_delay_ms: serverDelay }),
+      ...server,
     };
     steps.push(step);
     streams.push(stream);
@@ -206,9 +146,9 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
       `  ${opts.label ?? 'pipeline'} offered ${rate} ev/s → ${step.achieved_eps} ev/s in ${Math.round(step.stream.msgs_per_s)} msg/s ` +
         `(mean ${step.stream.mean_batch_events.toFixed(1)} events/batch), p50 ${step.p50_ms} ms, p99 ${step.p99_ms} ms` +
         ` (load generator's loop delay p99 ${step.generator_delay_ms.p99} / max ${step.generator_delay_ms.max} ms)` +
-        (server ? `, server CPU ${server.us_per_event} µs/event (${server.cores} cores)` : '') +
-        (accept ? `, accept p50 ${accept.p50} / p99 ${accept.p99} ms` : '') +
-        (serverDelay ? `, control plane's loop delay p99 ${serverDelay.p99} / max ${serverDelay.max} ms` : '') +
+        (server.server_cpu ? `, server CPU ${server.server_cpu.us_per_event} µs/event (${server.server_cpu.cores} cores)` : '') +
+        (server.accept_ms ? `, accept p50 ${server.accept_ms.p50} / p99 ${server.accept_ms.p99} ms` : '') +
+        (server.server_delay_ms ? `, control plane's loop delay p99 ${server.server_delay_ms.p99} / max ${server.server_delay_ms.max} ms` : '') +
         (step.sustained ? '' : '  (not sustained)'),
     );
     const carried = step.undecided === 0 && step.achieved_eps >= rate * 0.95;
@@ -262,7 +202,7 @@ export async function benchPipeline(opts: PipelineOptions): Promise<PipelineBenc
   const cp = await startBenchControlPlane();
   let run: Awaited<ReturnType<typeof runSteps>>;
   try {
-    run = await runSteps(cp.urls, cp.adminPassword, { ...opts, serverPids: [cp.pid], serverMetrics: operatorMetrics(cp.urls.http, cp.adminPassword) });
+    run = await runSteps(cp.urls, cp.adminPassword, { ...opts, server: { pids: [cp.pid], metrics: operatorMetrics(cp.urls.http, cp.adminPassword) } });
   } finally {
     await cp.stop();
   }
