@@ -77,6 +77,20 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
+/** Bounds a wait of the set-up: a hang fails with what was awaited and the agent's state, not a bare hook timeout. */
+const SETUP_WAIT_MS = 30_000;
+
+function within<T>(p: Promise<T>, what: string, agent: EdgeAgent): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const state = { online: agent.online, known_tenants: agent.knownTenants(), stats: agent.stats() };
+      reject(new Error(`${what}: nothing within ${SETUP_WAIT_MS} ms; agent ${JSON.stringify(state)}`));
+    }, SETUP_WAIT_MS);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** A real edge agent for the tenant's tower, started once its policy bundle names the tenant. */
 export async function startTowerAgent(tcp: TestControlPlane, t: ConsoleTenant): Promise<RunningAgent> {
   const stateDir = await mkdtemp(join(tmpdir(), 'edgeplane-console-agent-'));
@@ -91,19 +105,23 @@ export async function startTowerAgent(tcp: TestControlPlane, t: ConsoleTenant): 
     agent.on('bundle', on);
   });
   await agent.start();
-  if (!agent.tenantOf(t.device)) await bundled;
+  if (!agent.tenantOf(t.device)) await within(bundled, `the bundle naming ${t.device}'s tenant at ${t.tower.id}`, agent);
   return {
     agent,
-    decide: (deviceId, app, action, tenantId) =>
-      new Promise<Decision>((resolve) => {
+    decide: (deviceId, app, action, tenantId) => {
+      let eventId = '';
+      const decided = new Promise<Decision>((resolve) => {
         const { event_id } = agent.observe({ device_id: deviceId, app, action, ...(tenantId !== undefined && { tenant_id: tenantId }) });
+        eventId = event_id;
         const on = (_topic: string | null, d: Decision) => {
           if (d.event_id !== event_id) return;
           agent.off('decision', on);
           resolve(d);
         };
         agent.on('decision', on);
-      }),
+      });
+      return within(decided, `the decision of event ${eventId} (${deviceId} ${app} ${action})`, agent);
+    },
     stop: async () => {
       await agent.stop();
       await rm(stateDir, { recursive: true, force: true });
