@@ -7,7 +7,8 @@
  * Expected: reads go on; a write is refused with 503 UNAVAILABLE naming the storage and a
  * Retry-After (it was a 500 INTERNAL with a stack in the log), leaves nothing behind, and the same
  * request succeeds once the lock is released. The refusals are counted and make one episode
- * (`store_busy` gauge), closed by the first write that succeeds.
+ * (`store_busy` gauge), closed by the first write that succeeds; an API key's last-use stamp is
+ * skipped rather than failing its read.
  */
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +30,9 @@ describe('API writes while another process holds the store write lock', () => {
   });
 
   it('refuses a write with 503 and Retry-After, serves reads, and accepts the retry once the lock is free', async () => {
+    const created = await h.app.inject({ method: 'POST', url: '/api/v1/api-keys', headers: owner.headers, payload: { name: 'reader', scopes: ['devices:read'] } });
+    expect(created.statusCode).toBe(201);
+    const { key } = json<{ key: string }>(created);
     const other = new Database(h.store.file);
     try {
       other.exec('BEGIN IMMEDIATE');
@@ -49,6 +53,10 @@ describe('API writes while another process holds the store write lock', () => {
       const read = await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: owner.headers });
       expect(read.statusCode).toBe(200);
       expect(json<{ devices: unknown[] }>(read).devices).toEqual([]);
+      // An API key's first use stamps its last use, a write: skipped, counted, the read served.
+      const byKey = await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: { 'x-api-key': key } });
+      expect(byKey.statusCode).toBe(200);
+      expect(h.counters.get('store_busy_errors_total', { source: 'credentials' })).toBe(1);
 
       other.exec('COMMIT');
     } finally {
