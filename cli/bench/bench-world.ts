@@ -7,6 +7,7 @@
 import { ApiClient } from '../../simulator/api-client.js';
 import { provisionWorld, type Provisioned } from '../../simulator/provision.js';
 import { parseScenario, type Scenario } from '../../simulator/scenario.js';
+import { BENCH_ADMIN_EMAIL } from './control-plane.js';
 
 export const BENCH_TOWERS = 20;
 export const VIOLATION = { app: 'dropbox', action: 'upload_file' } as const;
@@ -62,7 +63,7 @@ export function benchScenario(opts: BenchWorldOptions = {}): Scenario {
  * is lifted first: the bench measures the pipeline, not the limiter.
  */
 export async function provisionBenchWorld(urls: { http: string }, adminPassword: string, opts: BenchWorldOptions = {}): Promise<Provisioned> {
-  const operator = await ApiClient.login(urls.http, 'admin@edgeplane.local', adminPassword);
+  const operator = await ApiClient.login(urls.http, BENCH_ADMIN_EMAIL, adminPassword);
   await operator.patch('/api/v1/plans/premium', { max_events_per_s: null });
-  return provisionWorld(benchScenario(opts), { apiUrl: urls.http, adminEmail: 'admin@edgeplane.local', adminPassword });
+  return provisionWorld(benchScenario(opts), { apiUrl: urls.http, adminEmail: BENCH_ADMIN_EMAIL, adminPassword });
 }

@@ -25,7 +25,7 @@ import { ApiClient } from '../../simulator/api-client.js';
 import { provisionWorld } from '../../simulator/provision.js';
 import { mulberry32 } from '../../simulator/prng.js';
 import { parseScenario, type ScenarioInput } from '../../simulator/scenario.js';
-import { startBenchControlPlane } from './control-plane.js';
+import { BENCH_ADMIN_EMAIL, startBenchControlPlane } from './control-plane.js';
 
 export interface BundleSizeResult {
   devices: number;
@@ -231,7 +231,7 @@ async function benchFreshness(size: 'small' | 'large', towerCount: number, chang
   try {
     const scenario = parseScenario(freshnessScenario(size, towerCount));
     const t0 = performance.now();
-    const { world, owners } = await provisionWorld(scenario, { apiUrl: urls.http, adminEmail: 'admin@edgeplane.local', adminPassword });
+    const { world, owners } = await provisionWorld(scenario, { apiUrl: urls.http, adminEmail: BENCH_ADMIN_EMAIL, adminPassword });
     log(`    provisioned in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const tenant = world.tenants[0]!;
     const owner = await ApiClient.login(urls.http, owners[0]!.email, owners[0]!.password);

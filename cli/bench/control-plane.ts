@@ -22,6 +22,9 @@ export interface BenchControlPlane {
   stop(opts?: { remove?: boolean }): Promise<void>;
 }
 
+/** The operator every benched control plane creates on first start (the config's default). */
+export const BENCH_ADMIN_EMAIL = 'admin@edgeplane.local';
+
 /** Flags every benched deployment gets. */
 export const BENCH_LIMITS = [
   // The bench offers far more than a real tower's rate; it measures the pipeline, not the limiter.

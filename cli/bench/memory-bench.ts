@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { ApiClient } from '../../simulator/api-client.js';
 import { provisionBenchWorld } from './bench-world.js';
 import { nodeArgsFor, siblingScript } from './child.js';
-import { MB, mallocHeapBytes, rssBytes, startBenchControlPlane, untilIdle, type BenchControlPlane } from './control-plane.js';
+import { BENCH_ADMIN_EMAIL, MB, mallocHeapBytes, rssBytes, startBenchControlPlane, untilIdle, type BenchControlPlane } from './control-plane.js';
 import { InspectorClient } from './inspector.js';
 import { LoadFleet } from './load-fleet.js';
 import { freePort } from './redis-process.js';
@@ -99,7 +99,7 @@ async function settled(pid: number, inspector: InspectorClient): Promise<{ rss: 
 }
 
 async function provisionTowers(cp: BenchControlPlane, n: number, log: (s: string) => void): Promise<Array<{ id: string; password: string }>> {
-  const operator = await ApiClient.login(cp.urls.http, 'admin@edgeplane.local', cp.adminPassword);
+  const operator = await ApiClient.login(cp.urls.http, BENCH_ADMIN_EMAIL, cp.adminPassword);
   const towers: Array<{ id: string; password: string }> = new Array(n);
   let next = 0;
   const worker = async () => {

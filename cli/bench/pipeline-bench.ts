@@ -14,7 +14,7 @@ import { runFleet } from '../../simulator/fleet.js';
 import type { ProvisionedWorld } from '../../simulator/world.js';
 import { provisionBenchWorld } from './bench-world.js';
 import { ApiClient } from '../../simulator/api-client.js';
-import { startBenchControlPlane } from './control-plane.js';
+import { BENCH_ADMIN_EMAIL, startBenchControlPlane } from './control-plane.js';
 import { ServerWindow, type ServerFigures, type ServerProbe } from './server-window.js';
 import { RelayBroker, relayStream, summarizeStream, type RecordedStream, type RelayResult, type StreamSummary } from './relay-bench.js';
 
@@ -187,7 +187,7 @@ function operatorMetrics(httpUrl: string, adminPassword: string): () => Promise<
   return async () => {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        client ??= await ApiClient.login(httpUrl, 'admin@edgeplane.local', adminPassword);
+        client ??= await ApiClient.login(httpUrl, BENCH_ADMIN_EMAIL, adminPassword);
         return await client.get<string>('/metrics');
       } catch {
         client = null;

@@ -12,7 +12,7 @@ import mqtt from 'mqtt';
 import { ApiClient } from '../../simulator/api-client.js';
 import { findProjectRoot, projectPath } from '../../shared/project-root.js';
 import { buildDist, distIsCurrent } from '../build/build-dist.js';
-import { startBenchControlPlane } from './control-plane.js';
+import { BENCH_ADMIN_EMAIL, startBenchControlPlane } from './control-plane.js';
 import { freePort } from './redis-process.js';
 
 type Runtime = 'source' | 'dist';
@@ -117,7 +117,7 @@ export async function benchStartup(opts: { rounds: number; log: (s: string) => v
   }
   // One data dir for every start, provisioned once (not measured): a tower with a credential.
   const cp = await startBenchControlPlane();
-  const operator = await ApiClient.login(cp.urls.http, 'admin@edgeplane.local', cp.adminPassword);
+  const operator = await ApiClient.login(cp.urls.http, BENCH_ADMIN_EMAIL, cp.adminPassword);
   await operator.post('/api/v1/towers', { id: 'startup-tower', name: 'start-up bench tower' });
   const cred = await operator.post<{ mqtt: { password: string } }>('/api/v1/towers/startup-tower/credentials', {});
   const tower = { id: 'startup-tower', password: cred.mqtt.password };
