@@ -13,7 +13,7 @@ import { InProcessBus } from '../shared/bus.js';
 import { createIdFactory } from '../shared/ids.js';
 import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
-import { decodePayload, encodePayload, PolicyBundleSchema, type LocalDecision, type UsageBatch } from '../shared/mqtt/payloads.js';
+import { decodePayload, DirectoryHeadSchema, encodePayload, PolicyBundleSchema, type LocalDecision, type UsageBatch } from '../shared/mqtt/payloads.js';
 import { parseTopic, topics } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
@@ -21,9 +21,29 @@ import { Pipeline } from './pipeline.js';
 import { testWorkerContext } from './test-support.js';
 
 class RecordingDownlink implements Downlink {
+  /** In the order the broker took them (a retained topic keeps the last). */
   readonly sent: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
+  #held: { reached: () => void; release: Promise<void> } | null = null;
   async publish(topic: string, payload: Buffer, opts?: { retain?: boolean }): Promise<void> {
+    const held = this.#held;
+    if (held) {
+      this.#held = null;
+      held.reached();
+      await held.release;
+    }
     this.sent.push({ topic, payload, retain: opts?.retain ?? false });
+  }
+  /** The next publish waits for `release` (a slow broker write); resolves once it is waiting. */
+  holdNext(release: Promise<void>): Promise<void> {
+    return new Promise((reached) => (this.#held = { reached, release }));
+  }
+  /** The last retained payload published on a topic of this kind (and tower). */
+  lastRetained(kind: string, towerId?: string): Buffer | undefined {
+    for (let i = this.sent.length - 1; i >= 0; i--) {
+      const p = parseTopic(this.sent[i]!.topic);
+      if (p?.kind === kind && (towerId === undefined || ('towerId' in p && p.towerId === towerId))) return this.sent[i]!.payload;
+    }
+    return undefined;
   }
   kinds(from = 0): string[] {
     return this.sent.slice(from).map((m) => {
@@ -135,6 +155,35 @@ describe('edge bundles from the workers', () => {
     expect(downlink.kinds(again).filter((k) => k.startsWith('directory'))).toEqual(['directoryPart', 'directory']);
     // Same grants: the parts are unchanged; only the heads go out again.
     expect(downlink.kinds(again).filter((k) => k.startsWith('policy')).sort()).toEqual(['policy:A:T1', 'policy:A:T2']);
+  });
+
+  it("publishes a tenant's documents in the order of its versions: a refresh that starts while an older one is still publishing goes after it", async () => {
+    await pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await settled();
+    // The refresh after a new device stalls on its first broker write (the directory's part).
+    let release!: () => void;
+    const held = downlink.holdNext(new Promise<void>((r) => (release = r)));
+    await store.devices.create(tenantA, { id: 'devA2', name: 'tablet' });
+    const older = pipeline.engine.refresh(tenantA);
+    await held;
+    // Another device meanwhile, and its refresh: it must not publish before the older one is done.
+    // And a tower starts serving the tenant: it gets the version current when its turn comes.
+    await store.devices.create(tenantA, { id: 'devA3', name: 'watch' });
+    await pipeline.accept(usage(tenantA, 'T2', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    const newer = pipeline.engine.refresh(tenantA);
+    // The store and the leases answer in microtasks: once a macrotask has run, the newer refresh
+    // has gone as far as it can without the held write.
+    await new Promise<void>((r) => setImmediate(r));
+    release();
+    await Promise.all([older, newer]);
+    const version = (await store.tenants.get(tenantA))!.policy_version;
+    // What the broker retains last — what a tower that connects now receives — is the newest.
+    const directory = decodePayload(DirectoryHeadSchema, downlink.lastRetained('directory')!);
+    expect(directory.ok && { version: directory.value.version, devices: directory.value.devices }).toEqual({ version, devices: 3 });
+    for (const tower of ['T1', 'T2']) {
+      const bundle = decodePayload(PolicyBundleSchema, downlink.lastRetained('policy', tower)!);
+      expect(bundle.ok && bundle.value.version, tower).toBe(version);
+    }
   });
 
   it('after rule-side changes only, rebuilds from the rule side and keeps the inventory; any other change, or a gap, reads everything', async () => {

@@ -11,6 +11,10 @@
  * its inventory by reference (policy-engine.ts), and what depends on the inventory alone — the
  * directory slice, the owners' profiles — is not computed again. One process publishes each version (a lease);
  * another process that later sees a tower start serving the tenant publishes to that tower alone.
+ *
+ * A tenant's publications take turns: a refresh that starts while an older one still waits on the
+ * broker goes after it. Run side by side, the older one's writes could land last and the broker
+ * would retain its stale directory or bundle — what every tower that connects later receives.
  */
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
@@ -57,6 +61,8 @@ export class BundlePublisher {
   readonly #sliceInventory = new Map<string, Inventory>();
   /** Per tenant, its inventory's profiles (one hash per owner) and the inventory they came from. */
   readonly #profiles = new Map<string, { inventory: Inventory; profiles: InventoryProfiles }>();
+  /** Per tenant, the end of its last queued publication (deleted once nothing is queued). */
+  readonly #turns = new Map<string, Promise<void>>();
 
   constructor(ctx: WorkerContext, directoryKey: Buffer) {
     this.#ctx = ctx;
@@ -64,12 +70,18 @@ export class BundlePublisher {
   }
 
   /** Publishes the tenant's directory slice (if it changed) and its bundle to every tower serving it. */
-  async publishTenant(model: PolicyModel): Promise<void> {
+  publishTenant(model: PolicyModel): Promise<void> {
+    return this.#inTurn(model.tenant_id, () => this.#publishTenant(model));
+  }
+
+  async #publishTenant(model: PolicyModel): Promise<void> {
     const tenantId = model.tenant_id;
+    // A model older than one published before it (its refresh was overtaken) has nothing to add.
+    const current = this.#bundles.get(tenantId);
+    if (current && current.version > model.version) return;
     await this.#clearLegacy(tenantId);
     await this.#publishDirectory(model);
-    const current = this.#bundles.get(tenantId);
-    if (current && current.version >= model.version) return;
+    if (current && current.version === model.version) return;
     const bundle: TenantBundle = { version: model.version, doc: buildPolicyBundle(model, this.#profilesOf(model).owners), towers: new Set() };
     this.#bundles.set(tenantId, bundle);
     if (!(await this.#lease(`bundle.${tenantId}.${model.version}`))) return;
@@ -84,16 +96,26 @@ export class BundlePublisher {
   }
 
   async serve(tenantId: string, towerId: string): Promise<void> {
-    const bundle = this.#bundles.get(tenantId);
-    if (!bundle || bundle.towers.has(towerId)) return;
+    const marked = this.#bundles.get(tenantId);
+    if (!marked || marked.towers.has(towerId)) return;
     // Marked first: the batches that follow while this publish is under way need nothing more.
-    bundle.towers.add(towerId);
-    if (!(await this.#lease(`bundle.${tenantId}.${bundle.version}.${towerId}`))) return;
-    await this.#publishBundle(tenantId, towerId, bundle);
+    marked.towers.add(towerId);
+    await this.#inTurn(tenantId, async () => {
+      // In its turn, the version current then: a newer one published meanwhile may have reached the tower already.
+      const bundle = this.#bundles.get(tenantId);
+      if (!bundle || (bundle !== marked && bundle.towers.has(towerId))) return;
+      bundle.towers.add(towerId);
+      if (!(await this.#lease(`bundle.${tenantId}.${bundle.version}.${towerId}`))) return;
+      await this.#publishBundle(tenantId, towerId, bundle);
+    });
   }
 
   /** The tenant is gone: clears what this process published for it (retained empty payloads). */
-  async removeTenant(tenantId: string): Promise<void> {
+  removeTenant(tenantId: string): Promise<void> {
+    return this.#inTurn(tenantId, () => this.#removeTenant(tenantId));
+  }
+
+  async #removeTenant(tenantId: string): Promise<void> {
     const bundle = this.#bundles.get(tenantId);
     this.#bundles.delete(tenantId);
     this.#entries.delete(tenantId);
@@ -182,6 +204,20 @@ export class BundlePublisher {
     if (this.#legacyCleared.has(tenantId)) return;
     this.#legacyCleared.add(tenantId);
     await this.#ctx.downlink.publish(topics.legacyPolicy(tenantId), Buffer.alloc(0), { retain: true });
+  }
+
+  /** Runs `publish` after the tenant's publications queued before it have ended (either way). */
+  #inTurn(tenantId: string, publish: () => Promise<void>): Promise<void> {
+    const run = (this.#turns.get(tenantId) ?? Promise.resolve()).then(publish);
+    const ended = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#turns.set(tenantId, ended);
+    void ended.then(() => {
+      if (this.#turns.get(tenantId) === ended) this.#turns.delete(tenantId);
+    });
+    return run;
   }
 
   #lease(name: string): Promise<boolean> {
