@@ -25,6 +25,8 @@ export const ALERT_STEP_EVENTS = {
 export interface BusEvents {
   /** A committed change bumped the tenant's policy version: recompile its index. */
   'policy.changed': { tenant_id: string; version: number; scope?: PolicyChangeScope };
+  /** A tower's first event of the tenant was stored by a process that does not publish bundles: the publisher serves the tower. */
+  'bundle.serve': { tenant_id: string; tower_id: string };
   /** Usage events were decided and stored (only first deliveries, never redeliveries). */
   'usage.decided': { tenant_id: string; tower_id: string; records: UsageRecord[] };
   'alert.opened': { tenant_id: string; alert: Alert };
@@ -61,6 +63,7 @@ const AlertStepEventSchema = z.object({ tenant_id: z.string(), alert: AlertSchem
 export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]> } = {
   // No scope (a process of an earlier release): treated as 'inventory'.
   'policy.changed': z.object({ tenant_id: z.string(), version: z.number().int(), scope: z.enum(['rules', 'inventory']).optional() }),
+  'bundle.serve': z.object({ tenant_id: z.string(), tower_id: z.string() }),
   'usage.decided': z.object({ tenant_id: z.string(), tower_id: z.string(), records: z.array(UsageRecordSchema) }),
   'alert.opened': z.object({ tenant_id: z.string(), alert: AlertSchema }),
   'alert.updated': z.object({ tenant_id: z.string(), alert: AlertSchema }),

@@ -90,6 +90,7 @@ export const METRIC_DEFINITIONS = {
   policy_index_builds_total: counter('Compiled policy indexes built'),
   policy_index_rule_side_builds_total: counter('Compiled policy indexes rebuilt from the rule side alone (the held inventory reused after rule-only changes)'),
   policy_bundles_published_total: counter('Policy bundles published to towers (one per tenant and tower served)'),
+  bundle_publisher: gauge('1 while this process is the cluster\'s one edge bundle publisher (the bundles.publisher lease), else 0'),
   directory_slices_published_total: counter("Device directory slices published (a tenant's keyed device hashes, for every tower)"),
   usage_local_decisions_reconciled_total: counter('Events a tower decided locally, decided again and stored by the cloud'),
   usage_disagreements_total: counter("Reconciled local decisions whose effect differs from the cloud's, by both effects", 'local_effect', 'cloud_effect'),

@@ -18,6 +18,7 @@ import { parseTopic, topics } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { Pipeline } from './pipeline.js';
+import { inProcessWorkflow } from '../shared/workflow/index.js';
 import { testWorkerContext } from './test-support.js';
 
 class RecordingDownlink implements Downlink {
@@ -265,5 +266,85 @@ describe('edge bundles from the workers', () => {
     // Live events beyond the plan's budget are refused as before.
     expect(stored.size).toBeLessThan(20);
     expect(counters.get('usage_events_rejected_total', { tower: 'T1', reason: 'plan_rate_limited' })).toBe(20 - stored.size);
+  });
+});
+
+describe('one bundle publisher for the cluster', () => {
+  /** A second worker process: its own pipeline and downlink, the same store, bus and leases. */
+  let second: { pipeline: Pipeline; downlink: RecordingDownlink; ctx: ReturnType<typeof testWorkerContext> };
+  let clock: number;
+
+  beforeEach(async () => {
+    // The first worker (started by the outer beforeEach) holds the lease; move both onto one clock.
+    clock = Date.now();
+    const down = new RecordingDownlink();
+    const base = testWorkerContext({ store, bus, downlink: down, logger: silentLogger(), newId, now: () => clock, workflow: { ...inProcessWorkflow(), leases: ctx.leases } });
+    const c2 = { ...base, processId: 'worker-2' };
+    const p2 = new Pipeline(c2, { concurrency: 4, rebuildDebounceMs: 60_000 });
+    await p2.start();
+    second = { pipeline: p2, downlink: down, ctx: base };
+  });
+
+  afterEach(async () => {
+    await second.pipeline.stop();
+    await second.ctx.close();
+  });
+
+  const edgeKinds = (d: RecordingDownlink, from = 0) => d.kinds(from).filter((k) => /^(policy|directory)/.test(k));
+
+  it("publishes from one process only; another process's tower is served through the publisher, with its tenant's bundle alone", async () => {
+    expect([pipeline.engine.publishing, second.pipeline.engine.publishing]).toEqual([true, false]);
+    expect(edgeKinds(second.downlink)).toEqual([]);
+    const from = downlink.sent.length;
+    // The second process stores T1's first event of tenant A: the publisher sends A's bundle to T1.
+    await second.pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await settled();
+    expect(edgeKinds(downlink, from)).toEqual(['policyPart:A:T1', 'policy:A:T1']);
+    // A rule added, then removed: the part holding it changes and comes back, from the one publisher.
+    const rule = await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
+    await Promise.all([settled(), second.pipeline.engine.refresh(tenantA)]);
+    await store.rules.delete(tenantA, rule.id);
+    await Promise.all([settled(), second.pipeline.engine.refresh(tenantA)]);
+    expect(edgeKinds(downlink, from)).toEqual(['policyPart:A:T1', 'policy:A:T1', 'policyPart:A:T1', 'policy:A:T1', 'policyPart:A:T1', 'policy:A:T1']);
+    expect(edgeKinds(second.downlink)).toEqual([]);
+  });
+
+  it('when the publisher stops, another process takes over at its next renewal and republishes every tenant whole', async () => {
+    await pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await settled();
+    await pipeline.stop();
+    await second.pipeline.engine.claimPublishing();
+    expect(second.pipeline.engine.publishing).toBe(true);
+    // Both tenants' directory slices and A's bundle for the tower serving it, parts included.
+    expect(edgeKinds(second.downlink).sort()).toEqual(['directory', 'directory', 'directoryPart', 'directoryPart', 'policy:A:T1', 'policyPart:A:T1']);
+    // A later change is published by the new publisher.
+    const from = second.downlink.sent.length;
+    await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
+    await second.pipeline.engine.refresh(tenantA);
+    expect(edgeKinds(second.downlink, from)).toEqual(['policyPart:A:T1', 'policy:A:T1']);
+  });
+
+  it('a publisher paused past its lease stops publishing, and forgets what it had sent when it takes the lease back', async () => {
+    // The second process runs on the test's clock: make it the publisher, then let its lease lapse.
+    await pipeline.engine.stop();
+    await second.pipeline.engine.claimPublishing();
+    await second.pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await second.pipeline.engine.refresh(tenantA);
+    expect(second.pipeline.engine.publishing).toBe(true);
+    clock += 11_000; // past its renewal margin, within the lease: it publishes nothing more
+    expect(second.pipeline.engine.publishing).toBe(false);
+    const from = second.downlink.sent.length;
+    await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
+    await second.pipeline.engine.refresh(tenantA);
+    expect(edgeKinds(second.downlink, from)).toEqual([]);
+    // Renewed before the lease ended: the same holder, its memory intact (only what changed goes).
+    await second.pipeline.engine.claimPublishing();
+    await second.pipeline.engine.refresh(tenantA);
+    expect(edgeKinds(second.downlink, from)).toEqual(['policyPart:A:T1', 'policy:A:T1']);
+    // Lapsed altogether: on taking the lease back, everything goes again, unchanged parts included.
+    clock += 16_000;
+    const again = second.downlink.sent.length;
+    await second.pipeline.engine.claimPublishing();
+    expect(edgeKinds(second.downlink, again).sort()).toEqual(['directory', 'directory', 'directoryPart', 'directoryPart', 'policy:A:T1', 'policyPart:A:T1']);
   });
 });

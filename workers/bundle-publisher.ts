@@ -9,12 +9,19 @@
  * that topic is not sent again (a rule change re-sends the bundle's head and the part holding the
  * rule; a new device re-sends one directory part). After rule-side changes only, the model keeps
  * its inventory by reference (policy-engine.ts), and what depends on the inventory alone — the
- * directory slice, the owners' profiles — is not computed again. One process publishes each version (a lease);
- * another process that later sees a tower start serving the tenant publishes to that tower alone.
+ * directory slice, the owners' profiles — is not computed again.
  *
- * A tenant's publications take turns: a refresh that starts while an older one still waits on the
- * broker goes after it. Run side by side, the older one's writes could land last and the broker
- * would retain its stale directory or bundle — what every tower that connects later receives.
+ * One process of the cluster publishes (the `bundles.publisher` lease, renewed every few seconds):
+ * every version of every tenant, to every tower, so what it remembers having sent on a topic is
+ * what the broker holds, and a tenant's versions go out in order. Its publications take turns per
+ * tenant: a refresh that starts while an older one still waits on the broker goes after it. (Run
+ * side by side — two refreshes in one process, or two processes each taking a version — the older
+ * writes could land last and the broker retained a stale directory or bundle, which every tower
+ * connecting later received; and a process skipped a part whose content came back to what it had
+ * sent itself, though another process had sent a different one in between.) The other processes
+ * build their models for their own decisions and, when a tower's first event of a tenant is
+ * stored there, ask the publisher over the bus to serve it (`bundle.serve`). A process that takes
+ * the lease over forgets what it had sent and republishes every tenant whole.
  */
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
@@ -23,15 +30,24 @@ import type { PolicyModel } from '../shared/policy/model.js';
 import type { PolicyBundle } from '../shared/mqtt/payloads.js';
 import type { WorkerContext } from './context.js';
 
-/** How long one process owns publishing a bundle version. */
-const BUNDLE_LEASE_MS = 10 * 60_000;
+/** The lease naming the cluster's one bundle publisher. */
+const PUBLISHER_LEASE = 'bundles.publisher';
+/** How long a claim of it lasts; renewed every PUBLISHER_RENEW_MS (policy-engine.ts). */
+export const PUBLISHER_LEASE_MS = 15_000;
+export const PUBLISHER_RENEW_MS = 5_000;
+/**
+ * A publisher that has not renewed within this much of its lease's end stops publishing by itself
+ * (a process paused past its lease must not publish beside the one that took over).
+ */
+const PUBLISHER_MARGIN_MS = PUBLISHER_LEASE_MS - 2 * PUBLISHER_RENEW_MS;
 
 type BundleContent = PartedDocument<Omit<PolicyBundle, 'id' | 'tower_id' | 'published_at'>>;
 
 interface TenantBundle {
   version: number;
-  doc: BundleContent;
-  /** Towers this process published this version to. */
+  /** Null in a process that does not publish (it needs the version and towers only). */
+  doc: BundleContent | null;
+  /** Towers this process published this version to (or, not publishing, asked the publisher to). */
   towers: Set<string>;
 }
 
@@ -63,10 +79,49 @@ export class BundlePublisher {
   readonly #profiles = new Map<string, { inventory: Inventory; profiles: InventoryProfiles }>();
   /** Per tenant, the end of its last queued publication (deleted once nothing is queued). */
   readonly #turns = new Map<string, Promise<void>>();
+  /** Until when (ctx clock) this process holds the publisher lease; 0: it does not. */
+  #publisherUntil = 0;
 
   constructor(ctx: WorkerContext, directoryKey: Buffer) {
     this.#ctx = ctx;
     this.#key = directoryKey;
+    ctx.counters.gauge('bundle_publisher', () => (this.publishing ? 1 : 0));
+  }
+
+  /** Whether this process is the cluster's bundle publisher now. */
+  get publishing(): boolean {
+    return this.#ctx.now() < this.#publisherUntil - PUBLISHER_MARGIN_MS;
+  }
+
+  /**
+   * Claims or renews the publisher lease. Resolves true when this process has just become the
+   * publisher (it had not held the lease, or let it lapse): what it remembered sending is forgotten,
+   * and the caller republishes every tenant.
+   */
+  async claim(): Promise<boolean> {
+    const now = this.#ctx.now();
+    // Renewed before the lease ran out: nobody else can have held it meanwhile.
+    const continuing = now < this.#publisherUntil;
+    if (!(await this.#ctx.leases.acquire(PUBLISHER_LEASE, this.#ctx.processId, now, PUBLISHER_LEASE_MS))) {
+      this.#publisherUntil = 0;
+      return false;
+    }
+    this.#publisherUntil = now + PUBLISHER_LEASE_MS;
+    if (continuing) return false;
+    // Another process may have published since this one last did: nothing remembered holds.
+    this.#bundles.clear();
+    this.#sentParts.clear();
+    this.#sliceSent.clear();
+    this.#sliceInventory.clear();
+    this.#ctx.logger.info({ event: 'bundle_publisher', process_id: this.#ctx.processId }, 'this process publishes the edge bundles');
+    return true;
+  }
+
+  /** Gives the publisher lease back (stop): another process takes over at its next renewal. */
+  async resign(): Promise<void> {
+    if (this.#publisherUntil === 0) return;
+    this.#publisherUntil = 0;
+    await this.#ctx.leases.release(PUBLISHER_LEASE, this.#ctx.processId);
   }
 
   /** Publishes the tenant's directory slice (if it changed) and its bundle to every tower serving it. */
@@ -79,13 +134,22 @@ export class BundlePublisher {
     // A model older than one published before it (its refresh was overtaken) has nothing to add.
     const current = this.#bundles.get(tenantId);
     if (current && current.version > model.version) return;
+    if (!this.publishing) {
+      if (!current || current.version < model.version) this.#bundles.set(tenantId, { version: model.version, doc: null, towers: new Set() });
+      return;
+    }
     await this.#clearLegacy(tenantId);
     await this.#publishDirectory(model);
-    if (current && current.version === model.version) return;
-    const bundle: TenantBundle = { version: model.version, doc: buildPolicyBundle(model, this.#profilesOf(model).owners), towers: new Set() };
-    this.#bundles.set(tenantId, bundle);
-    if (!(await this.#lease(`bundle.${tenantId}.${model.version}`))) return;
-    for (const towerId of await this.#servingTowers(tenantId)) await this.#publishBundle(tenantId, towerId, bundle);
+    let bundle = current;
+    if (!bundle || bundle.version < model.version || !bundle.doc) {
+      bundle = { version: model.version, doc: buildPolicyBundle(model, this.#profilesOf(model).owners), towers: new Set() };
+      this.#bundles.set(tenantId, bundle);
+    }
+    // Every serving tower this version has not reached: all of them for a new version, and for the
+    // same one those whose request to be served was lost on the way (the bus may drop messages).
+    for (const towerId of await this.#servingTowers(tenantId)) {
+      if (!bundle.towers.has(towerId)) await this.#publishBundle(tenantId, towerId, bundle);
+    }
   }
 
   /** A tower's event of this tenant was stored: it serves the tenant, so it gets its bundle. */
@@ -100,14 +164,21 @@ export class BundlePublisher {
     if (!marked || marked.towers.has(towerId)) return;
     // Marked first: the batches that follow while this publish is under way need nothing more.
     marked.towers.add(towerId);
+    if (!this.publishing) {
+      this.#ctx.bus.publish('bundle.serve', { tenant_id: tenantId, tower_id: towerId });
+      return;
+    }
     await this.#inTurn(tenantId, async () => {
       // In its turn, the version current then: a newer one published meanwhile may have reached the tower already.
       const bundle = this.#bundles.get(tenantId);
-      if (!bundle || (bundle !== marked && bundle.towers.has(towerId))) return;
-      bundle.towers.add(towerId);
-      if (!(await this.#lease(`bundle.${tenantId}.${bundle.version}.${towerId}`))) return;
+      if (!bundle || !this.publishing || (bundle !== marked && bundle.towers.has(towerId))) return;
       await this.#publishBundle(tenantId, towerId, bundle);
     });
+  }
+
+  /** Another process stored a tower's first event of the tenant (`bundle.serve`): the publisher serves it. */
+  async serveRequested(tenantId: string, towerId: string): Promise<void> {
+    if (this.publishing) await this.serve(tenantId, towerId);
   }
 
   /** The tenant is gone: clears what this process published for it (retained empty payloads). */
@@ -122,6 +193,7 @@ export class BundlePublisher {
     this.#sliceSent.delete(tenantId);
     this.#sliceInventory.delete(tenantId);
     this.#profiles.delete(tenantId);
+    if (!this.publishing) return;
     const token = directoryToken(this.#key, tenantId);
     const prefixes = [topics.directory(token), ...[...(bundle?.towers ?? [])].map((t) => topics.policy(tenantId, t))];
     for (const prefix of prefixes) {
@@ -135,9 +207,11 @@ export class BundlePublisher {
   }
 
   async #publishBundle(tenantId: string, towerId: string, bundle: TenantBundle): Promise<void> {
+    const doc = bundle.doc;
+    if (!doc) return;
     bundle.towers.add(towerId);
-    const head: PolicyBundle = { ...bundle.doc.head, id: this.#ctx.newId(), tower_id: towerId, published_at: this.#ctx.now() };
-    await this.#publishParts(bundle.doc.parts, bundle.doc.head.parts, (i) => topics.policyPart(tenantId, towerId, i));
+    const head: PolicyBundle = { ...doc.head, id: this.#ctx.newId(), tower_id: towerId, published_at: this.#ctx.now() };
+    await this.#publishParts(doc.parts, doc.head.parts, (i) => topics.policyPart(tenantId, towerId, i));
     await this.#ctx.downlink.publish(topics.policy(tenantId, towerId), encodePayload(head), { retain: true });
     this.#ctx.counters.inc('policy_bundles_published_total');
   }
@@ -163,7 +237,6 @@ export class BundlePublisher {
     const slice = buildDirectorySlice(this.#key, tenantId, model.version, [...after.values()].map((e) => e.entry));
     const identity = slice.head.parts.join(',');
     if (this.#sliceSent.get(tenantId) !== identity) {
-      if (!(await this.#lease(`directory.${tenantId}.${model.version}`))) return;
       const topic = topics.directory(slice.head.token);
       await this.#publishParts(slice.parts, slice.head.parts, (i) => topics.directoryPart(slice.head.token, i));
       await this.#ctx.downlink.publish(topic, encodePayload({ ...slice.head, id: this.#ctx.newId(), published_at: this.#ctx.now() }), { retain: true });
@@ -220,7 +293,4 @@ export class BundlePublisher {
     return run;
   }
 
-  #lease(name: string): Promise<boolean> {
-    return this.#ctx.leases.acquire(name, this.#ctx.processId, this.#ctx.now(), BUNDLE_LEASE_MS);
-  }
 }

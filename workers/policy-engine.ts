@@ -12,7 +12,7 @@ import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-p
 import { modelFromRulesSnapshot, modelFromSnapshot, type PolicyModel } from '../shared/policy/model.js';
 import type { PolicyChangeScope, PolicyRulesSnapshot } from '../shared/store/port.js';
 import type { Plan, PolicyRule, Severity } from '../shared/domain.js';
-import { BundlePublisher } from './bundle-publisher.js';
+import { BundlePublisher, PUBLISHER_RENEW_MS } from './bundle-publisher.js';
 import type { WorkerContext } from './context.js';
 
 export interface TenantPolicyState {
@@ -70,7 +70,9 @@ export class PolicyEngine {
   readonly #pending = new Set<Promise<unknown>>();
   readonly #publisher: BundlePublisher;
   #unsubscribe: (() => void) | null = null;
+  #unsubscribeServe: (() => void) | null = null;
   #unsubscribeMissed: (() => void) | null = null;
+  #renewTimer: NodeJS.Timeout | null = null;
 
   constructor(ctx: WorkerContext, opts: PolicyEngineOptions = {}) {
     this.#ctx = ctx;
@@ -84,25 +86,62 @@ export class PolicyEngine {
     }
     // Cluster scope: a change made through any API process invalidates every worker's index.
     this.#unsubscribe = this.#ctx.bus.subscribe('policy.changed', (e) => this.invalidate(e.tenant_id, e), this, 'cluster');
+    this.#unsubscribeServe = this.#ctx.bus.subscribe('bundle.serve', (e) => this.#track(this.#publisher.serveRequested(e.tenant_id, e.tower_id)), this, 'cluster');
     // Changes announced while the bus was disconnected never arrive: nothing held can be trusted.
     this.#unsubscribeMissed = this.#ctx.bus.onMissedEvents?.(() => this.#invalidateAll(), this) ?? null;
+    await this.#claim();
     // Retained bundles may be missing (fresh broker) or stale: publish every tenant's current one.
+    await this.#refreshAll();
+    this.#renewTimer = setInterval(() => this.#track(this.claimPublishing()), PUBLISHER_RENEW_MS);
+    this.#renewTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    this.#unsubscribeServe?.();
+    this.#unsubscribeServe = null;
+    this.#unsubscribeMissed?.();
+    this.#unsubscribeMissed = null;
+    if (this.#renewTimer) clearInterval(this.#renewTimer);
+    this.#renewTimer = null;
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    await Promise.allSettled([...this.#pending]);
+    // Handed back at once, so another process publishes from its next renewal, not after the lease.
+    await this.#publisher.resign();
+  }
+
+  /** Whether this process publishes the cluster's edge bundles (bundle-publisher.ts). */
+  get publishing(): boolean {
+    return this.#publisher.publishing;
+  }
+
+  /**
+   * Claims or renews the bundle publisher lease (every few seconds, and at start); a process that
+   * has just become the publisher republishes every tenant whole. A failed claim is logged and
+   * retried at the next renewal (the lease lapses meanwhile).
+   */
+  async claimPublishing(): Promise<void> {
+    if (await this.#claim()) await this.#refreshAll();
+  }
+
+  async #claim(): Promise<boolean> {
+    try {
+      return await this.#publisher.claim();
+    } catch (err) {
+      this.#ctx.logger.warn({ err, event: 'bundle_publisher_claim_failed' }, 'could not claim or renew the bundle publisher lease');
+      return false;
+    }
+  }
+
+  async #refreshAll(): Promise<void> {
     let cursor: string | null = null;
     do {
       const page = await this.#ctx.store.tenants.list({ limit: 500, cursor });
       for (const t of page.items) await this.refresh(t.id);
       cursor = page.next_cursor;
     } while (cursor);
-  }
-
-  async stop(): Promise<void> {
-    this.#unsubscribe?.();
-    this.#unsubscribe = null;
-    this.#unsubscribeMissed?.();
-    this.#unsubscribeMissed = null;
-    for (const t of this.#timers.values()) clearTimeout(t);
-    this.#timers.clear();
-    await Promise.allSettled([...this.#pending]);
   }
 
   tenantOfDevice = (deviceId: string): string | undefined => this.#directory.get(deviceId);
