@@ -11,7 +11,7 @@
  * its inventory by reference (policy-engine.ts), and what depends on the inventory alone — the
  * directory slice, the owners' profiles — is not computed again.
  *
- * One process of the cluster publishes (the `bundles.publisher` lease, renewed every few seconds):
+ * One process of the cluster publishes (the `bundles.publisher` lease, renewed every third of it):
  * every version of every tenant, to every tower, so what it remembers having sent on a topic is
  * what the broker holds, and a tenant's versions go out in order. Its publications take turns per
  * tenant: a refresh that starts while an older one still waits on the broker goes after it. (Run
@@ -32,14 +32,8 @@ import type { WorkerContext } from './context.js';
 
 /** The lease naming the cluster's one bundle publisher. */
 const PUBLISHER_LEASE = 'bundles.publisher';
-/** How long a claim of it lasts; renewed every PUBLISHER_RENEW_MS (policy-engine.ts). */
-export const PUBLISHER_LEASE_MS = 15_000;
-export const PUBLISHER_RENEW_MS = 5_000;
-/**
- * A publisher that has not renewed within this much of its lease's end stops publishing by itself
- * (a process paused past its lease must not publish beside the one that took over).
- */
-const PUBLISHER_MARGIN_MS = PUBLISHER_LEASE_MS - 2 * PUBLISHER_RENEW_MS;
+/** How long a claim of it lasts by default (`--bundle-publisher-lease-ms`); renewed every third of it. */
+export const DEFAULT_PUBLISHER_LEASE_MS = 15_000;
 
 type BundleContent = PartedDocument<Omit<PolicyBundle, 'id' | 'tower_id' | 'published_at'>>;
 
@@ -81,16 +75,25 @@ export class BundlePublisher {
   readonly #turns = new Map<string, Promise<void>>();
   /** Until when (ctx clock) this process holds the publisher lease; 0: it does not. */
   #publisherUntil = 0;
+  readonly #leaseMs: number;
+  /** How often the engine renews the lease (a third of it). */
+  readonly renewMs: number;
 
-  constructor(ctx: WorkerContext, directoryKey: Buffer) {
+  constructor(ctx: WorkerContext, directoryKey: Buffer, leaseMs = DEFAULT_PUBLISHER_LEASE_MS) {
     this.#ctx = ctx;
     this.#key = directoryKey;
+    this.#leaseMs = leaseMs;
+    this.renewMs = Math.floor(leaseMs / 3);
     ctx.counters.gauge('bundle_publisher', () => (this.publishing ? 1 : 0));
   }
 
-  /** Whether this process is the cluster's bundle publisher now. */
+  /**
+   * Whether this process is the cluster's bundle publisher now. It stops a third of the lease
+   * before the lease's end, by itself, when it has not renewed (two renewals missed): a process
+   * paused past its lease must not publish beside the one that took over.
+   */
   get publishing(): boolean {
-    return this.#ctx.now() < this.#publisherUntil - PUBLISHER_MARGIN_MS;
+    return this.#ctx.now() < this.#publisherUntil - this.renewMs;
   }
 
   /**
@@ -102,11 +105,11 @@ export class BundlePublisher {
     const now = this.#ctx.now();
     // Renewed before the lease ran out: nobody else can have held it meanwhile.
     const continuing = now < this.#publisherUntil;
-    if (!(await this.#ctx.leases.acquire(PUBLISHER_LEASE, this.#ctx.processId, now, PUBLISHER_LEASE_MS))) {
+    if (!(await this.#ctx.leases.acquire(PUBLISHER_LEASE, this.#ctx.processId, now, this.#leaseMs))) {
       this.#publisherUntil = 0;
       return false;
     }
-    this.#publisherUntil = now + PUBLISHER_LEASE_MS;
+    this.#publisherUntil = now + this.#leaseMs;
     if (continuing) return false;
     // Another process may have published since this one last did: nothing remembered holds.
     this.#bundles.clear();

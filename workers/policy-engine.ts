@@ -12,7 +12,7 @@ import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-p
 import { modelFromRulesSnapshot, modelFromSnapshot, type PolicyModel } from '../shared/policy/model.js';
 import type { PolicyChangeScope, PolicyRulesSnapshot } from '../shared/store/port.js';
 import type { Plan, PolicyRule, Severity } from '../shared/domain.js';
-import { BundlePublisher, PUBLISHER_RENEW_MS } from './bundle-publisher.js';
+import { BundlePublisher } from './bundle-publisher.js';
 import type { WorkerContext } from './context.js';
 
 export interface TenantPolicyState {
@@ -55,6 +55,8 @@ export interface PolicyEngineOptions {
    * the deployment. Default: a random key for this process (tests, single-process tools).
    */
   directoryKey?: Buffer;
+  /** The bundle publisher lease (bundle-publisher.ts); default 15 s. */
+  publisherLeaseMs?: number;
 }
 
 export class PolicyEngine {
@@ -77,7 +79,7 @@ export class PolicyEngine {
   constructor(ctx: WorkerContext, opts: PolicyEngineOptions = {}) {
     this.#ctx = ctx;
     this.#debounceMs = opts.rebuildDebounceMs ?? 20;
-    this.#publisher = new BundlePublisher(ctx, opts.directoryKey ?? randomBytes(32));
+    this.#publisher = new BundlePublisher(ctx, opts.directoryKey ?? randomBytes(32), opts.publisherLeaseMs);
   }
 
   async start(): Promise<void> {
@@ -92,7 +94,7 @@ export class PolicyEngine {
     await this.#claim();
     // Retained bundles may be missing (fresh broker) or stale: publish every tenant's current one.
     await this.#refreshAll();
-    this.#renewTimer = setInterval(() => this.#track(this.claimPublishing()), PUBLISHER_RENEW_MS);
+    this.#renewTimer = setInterval(() => this.#track(this.claimPublishing()), this.#publisher.renewMs);
     this.#renewTimer.unref();
   }
 

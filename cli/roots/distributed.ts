@@ -195,7 +195,7 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     storeFaults: f.storeFaults,
   };
   // Every process of a deployment derives the same device directory key (edge-bundle.ts).
-  const pipeline = new Pipeline(ctx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret) });
+  const pipeline = new Pipeline(ctx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret), publisherLeaseMs: config.bundle_publisher_lease_ms });
   counters.gauge('ingest_in_flight', () => pipeline.inflight);
   const decisionMetrics = new DecisionMetrics({ bus, counters, now });
   const consumer = new UplinkConsumer({
