@@ -295,5 +295,4 @@ export class BundlePublisher {
     });
     return run;
   }
-
 }
