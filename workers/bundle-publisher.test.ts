@@ -19,6 +19,7 @@ import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { Pipeline } from './pipeline.js';
 import { inProcessWorkflow } from '../shared/workflow/index.js';
+import { InProcessLeases, type Leases } from '../shared/workflow/leases.js';
 import { testWorkerContext } from './test-support.js';
 
 class RecordingDownlink implements Downlink {
@@ -322,6 +323,31 @@ describe('one bundle publisher for the cluster', () => {
     await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
     await second.pipeline.engine.refresh(tenantA);
     expect(edgeKinds(second.downlink, from)).toEqual(['policyPart:A:T1', 'policy:A:T1']);
+  });
+
+  it('with the lease store unreachable a worker starts and decides without publishing, and publishes once a claim succeeds', async () => {
+    let reachable = false;
+    const leases = new InProcessLeases();
+    const flaky: Leases = {
+      acquire: (...a) => (reachable ? leases.acquire(...a) : Promise.reject(new Error('lease store unreachable'))),
+      release: (...a) => leases.release(...a),
+    };
+    const down = new RecordingDownlink();
+    const base = testWorkerContext({ store, bus: new InProcessBus(), downlink: down, logger: silentLogger(), newId, workflow: { ...inProcessWorkflow(), leases: flaky } });
+    const third = new Pipeline({ ...base, processId: 'worker-3' }, { concurrency: 4, rebuildDebounceMs: 60_000 });
+    try {
+      await third.start();
+      expect(third.engine.publishing).toBe(false);
+      await third.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+      expect(down.kinds()).toEqual(['decisions']);
+      reachable = true;
+      await third.engine.claimPublishing();
+      expect(third.engine.publishing).toBe(true);
+      expect(edgeKinds(down).sort()).toEqual(['directory', 'directory', 'directoryPart', 'directoryPart', 'policy:A:T1', 'policyPart:A:T1']);
+    } finally {
+      await third.stop();
+      await base.close();
+    }
   });
 
   it('a publisher paused past its lease stops publishing, and forgets what it had sent when it takes the lease back', async () => {

@@ -110,8 +110,9 @@ export class PolicyEngine {
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
     await Promise.allSettled([...this.#pending]);
-    // Handed back at once, so another process publishes from its next renewal, not after the lease.
-    await this.#publisher.resign();
+    // Handed back at once, so another process publishes from its next renewal, not after the lease
+    // (if the lease store cannot be reached, the lease runs out instead).
+    await this.#publisher.resign().catch((err: unknown) => this.#ctx.logger.warn({ err, event: 'bundle_publisher_claim_failed' }, 'could not hand the bundle publisher lease back'));
   }
 
   /** Whether this process publishes the cluster's edge bundles (bundle-publisher.ts). */
