@@ -2,8 +2,9 @@
  * What the workers publish for the edge, and how they reconcile what the edge decided: per-tower
  * policy bundles (only to towers that serve the tenant, at once to a tower that starts serving
  * it, unchanged parts not resent), directory slices (only when devices change), and local
- * decisions recorded on usage with their disagreements. Real SQLite store, real pipeline; the
- * downlink (the broker boundary) records.
+ * decisions recorded on usage with their disagreements; a tenant's versions published in order,
+ * and one publisher for several worker processes (takeover, lapsed lease, unreachable lease store).
+ * Real SQLite store, real pipeline; the downlink (the broker boundary) records.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,9 +18,9 @@ import { decodePayload, DirectoryHeadSchema, encodePayload, PolicyBundleSchema, 
 import { parseTopic, topics } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
-import { Pipeline } from './pipeline.js';
 import { inProcessWorkflow } from '../shared/workflow/index.js';
 import { InProcessLeases, type Leases } from '../shared/workflow/leases.js';
+import { Pipeline } from './pipeline.js';
 import { testWorkerContext } from './test-support.js';
 
 class RecordingDownlink implements Downlink {
@@ -173,8 +174,8 @@ describe('edge bundles from the workers', () => {
     await store.devices.create(tenantA, { id: 'devA3', name: 'watch' });
     await pipeline.accept(usage(tenantA, 'T2', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
     const newer = pipeline.engine.refresh(tenantA);
-    // The store and the leases answer in microtasks: once a macrotask has run, the newer refresh
-    // has gone as far as it can without the held write.
+    // The store answers in microtasks: once a macrotask has run, the newer refresh has gone as far
+    // as it can without the held write.
     await new Promise<void>((r) => setImmediate(r));
     release();
     await Promise.all([older, newer]);
