@@ -155,13 +155,13 @@ export class BundlePublisher {
     }
   }
 
-  /** A tower's event of this tenant was stored: it serves the tenant, so it gets its bundle. */
   /** Whether `serve` has anything to do (checked per stored batch, so without a promise). */
   needsServing(tenantId: string, towerId: string): boolean {
     const bundle = this.#bundles.get(tenantId);
     return bundle !== undefined && !bundle.towers.has(towerId);
   }
 
+  /** A tower's event of this tenant was stored: it serves the tenant, so it gets its bundle. */
   async serve(tenantId: string, towerId: string): Promise<void> {
     const marked = this.#bundles.get(tenantId);
     if (!marked || marked.towers.has(towerId)) return;

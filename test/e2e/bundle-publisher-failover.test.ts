@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { EdgeAgent } from '../../edge-agent/edge-agent.js';
 import { ApiClient } from '../../simulator/api-client.js';
-import { until } from '../support/crash-audit.js';
+import { metricsOf, until } from '../support/crash-audit.js';
 import { describeWithRedis } from '../support/redis.js';
 import { startTopology, TOPOLOGY_ADMIN_EMAIL, TOPOLOGY_ADMIN_PASSWORD, type RoleProcess, type Topology } from '../support/topology.js';
 
@@ -20,9 +20,7 @@ const OWNER_PASSWORD = 'failover-owner-password-1';
 
 /** The `bundle_publisher` gauge of a worker (its /metrics). */
 async function publishing(worker: RoleProcess): Promise<number> {
-  const text = await (await fetch(`${worker.httpUrl}/metrics`)).text();
-  const m = /^bundle_publisher (\d+)/m.exec(text);
-  return m ? Number(m[1]) : Number.NaN;
+  return (await metricsOf(worker.httpUrl))('bundle_publisher');
 }
 
 describeWithRedis('the edge bundle publisher across worker processes', () => {
