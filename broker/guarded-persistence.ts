@@ -33,6 +33,12 @@
  *   never sent PUBREL held 1,000 payloads per connection (aedes' `maxInflightInbound`), and on a
  *   persistent session it reconnected and held 1,000 more, up to 65,535 (16 GiB at the 256 KiB
  *   payload limit). The copy is now stored without its payload.
+ * - Redeliveries carry DUP [MQTT-3.3.1-1]. aedes 1.2 resends a session's unacknowledged QoS 1/2
+ *   messages on reconnect with the flag as the message was first published (0): a client could
+ *   not tell a resend from a new message. A queued message that already has a packet id was
+ *   handed to the connection before (aedes stores the id it assigns as it sends,
+ *   `outgoingUpdate`; a message queued while the client was away has none until then), so it
+ *   comes out of `outgoingStream` with DUP set; one never sent keeps DUP 0.
  */
 import type { SessionPersistence } from './backends.js';
 
@@ -178,6 +184,8 @@ export function guardPersistence(persistence: SessionPersistence, opts: GuardedP
   store.outgoingEnqueueCombi = (subs, packet) => track(enqueue(subs, packet));
   store.outgoingEnqueue = (sub, packet) => track(enqueue([sub], packet));
 
+  store.outgoingStream = (client) => markResends(outgoingStream(client));
+
   store.outgoingClearMessageId = (client, packet) =>
     track(
       clearMessageId(client, packet).then((cleared) => {
@@ -187,4 +195,21 @@ export function guardPersistence(persistence: SessionPersistence, opts: GuardedP
       }),
     );
   return store;
+}
+
+interface QueuedPacket {
+  cmd?: string;
+  qos?: number;
+  messageId?: number | null;
+  dup?: boolean;
+}
+
+/** Sets DUP on each queued message that was sent before (it has a packet id): see the header. */
+async function* markResends(queue: AsyncIterable<unknown>): AsyncIterable<unknown> {
+  for await (const item of queue) {
+    const packet = item as QueuedPacket;
+    const sentBefore = (packet.cmd === undefined || packet.cmd === 'publish') && (packet.qos ?? 0) > 0 && typeof packet.messageId === 'number' && packet.messageId > 0;
+    // A copy: an in-memory store may hand out the object it keeps.
+    yield sentBefore && packet.dup !== true ? { ...packet, dup: true } : packet;
+  }
 }

@@ -41,6 +41,8 @@ interface Received {
   topic: string;
   payload: string;
   retain: boolean;
+  /** The PUBLISH's DUP flag: set on a redelivery [MQTT-3.3.1-1]. */
+  dup: boolean;
 }
 
 /** A tower's MQTT connection, with every message it received (listening from before CONNACK). */
@@ -105,8 +107,12 @@ async function stopNode(node: Node): Promise<void> {
   await node.broker.stop();
 }
 
-/** Connects as the tower with a persistent session; subscribes only when asked to. */
-async function connectTower(node: Node, subscribe: string[] = []): Promise<TowerConn> {
+/**
+ * Connects as the tower with a persistent session; subscribes only when asked to. With
+ * `withholdAcks` the tower reads its QoS 1 messages but never PUBACKs them (mqtt.js sends the
+ * PUBACK once `handleMessage` calls back).
+ */
+async function connectTower(node: Node, subscribe: string[] = [], opts: { withholdAcks?: boolean } = {}): Promise<TowerConn> {
   const client = connect(node.url, {
     clientId: mqttIdentity.towerClientId(TOWER),
     username: TOWER,
@@ -118,10 +124,11 @@ async function connectTower(node: Node, subscribe: string[] = []): Promise<Tower
   });
   clients.push(client);
   client.on('error', () => undefined);
+  if (opts.withholdAcks) client.handleMessage = () => undefined;
   const inbox: Received[] = [];
   const waiters: Array<{ match: (m: Received) => boolean; resolve: (m: Received) => void }> = [];
   client.on('message', (topic, payload, packet) => {
-    const m = { topic, payload: payload.toString('utf8'), retain: packet.retain };
+    const m = { topic, payload: payload.toString('utf8'), retain: packet.retain, dup: packet.dup };
     inbox.push(m);
     for (const w of [...waiters]) if (w.match(m)) {
       waiters.splice(waiters.indexOf(w), 1);
@@ -258,7 +265,7 @@ describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker rest
     const second = await startNode(factory.next());
     const tower = await connectTower(second, [filters.towerPolicies(TOWER)]);
     const m = await tower.next((r) => r.topic === POLICY);
-    expect(m).toEqual({ topic: POLICY, payload: '{"bundle":1}', retain: true });
+    expect(m).toEqual({ topic: POLICY, payload: '{"bundle":1}', retain: true, dup: false });
   });
 
   it('keeps the last of many retained messages published at once on one topic', async () => {
@@ -287,6 +294,69 @@ describe.each(['LevelDB', 'Redis'])('durable sessions (%s) survive a broker rest
     await second.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"after"}'));
     await back.next((m) => m.payload.includes('after'));
     expect(back.inbox.map((m) => m.payload)).toEqual(['{"id":"after"}']);
+  });
+});
+
+describe.each(['memory', 'LevelDB', 'Redis'])('a redelivered QoS 1 message carries DUP [MQTT-3.3.1-1] (%s sessions)', (kind) => {
+  it('one sent but not acknowledged comes again with DUP set; one queued while the tower was away comes without; neither a third time', async (ctx) => {
+    const factory = kind === 'memory' ? null : durableCases().find((c) => c.name === kind);
+    if (factory === undefined) return ctx.skip();
+    const backends = (): BrokerBackends => (factory === null ? memoryBackends() : factory.next());
+    let node = await startNode(backends());
+    // Messages are queued once the broker knows the tower is gone: one published while it still
+    // writes to the dead socket was handed to the connection, and comes again with DUP (rightly).
+    const dropped = async (client: MqttClient): Promise<void> => {
+      // As a tower's status message would have (the broker reports only a change to offline).
+      await store.towers.setStatus(TOWER, { state: 'online', agent_version: null, at: Date.now() });
+      const bus = node.bus;
+      const offline = new Promise<void>((resolve) => {
+        const off = bus.subscribe('tower.status', ({ tower: t }) => {
+          if (t.id === TOWER && t.state === 'offline') {
+            off();
+            resolve();
+          }
+        });
+      });
+      await dropWithoutDisconnect(client);
+      await offline;
+    };
+    const acked = (n: number): Promise<void> =>
+      new Promise((resolve) => {
+        let left = n;
+        const on = (): void => {
+          if (--left > 0) return;
+          node.delivered.off('delivered', on);
+          resolve();
+        };
+        node.delivered.on('delivered', on);
+      });
+
+    const tower = await connectTower(node, TOWER_FILTERS, { withholdAcks: true });
+    await node.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"sent-once"}'));
+    expect((await tower.next((m) => m.payload.includes('sent-once'))).dup).toBe(false);
+    await dropped(tower.client);
+    await node.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"queued-while-away"}'));
+    // A durable store keeps the packet id it recorded as it sent, across a restart.
+    if (factory !== null) {
+      await stopNode(node);
+      node = await startNode(backends());
+    }
+    const bothAcked = acked(2);
+    const back = await connectTower(node);
+    expect(back.connack.sessionPresent).toBe(true);
+    await back.next((m) => m.payload.includes('sent-once'));
+    await back.next((m) => m.payload.includes('queued-while-away'));
+    expect(back.inbox.map((m) => [m.payload, m.dup]).sort()).toEqual([
+      ['{"id":"queued-while-away"}', false],
+      ['{"id":"sent-once"}', true],
+    ]);
+    // Both acknowledged this time: the next connection gets only what was queued since.
+    await bothAcked;
+    await dropped(back.client);
+    await node.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"later"}'));
+    const again = await connectTower(node);
+    await again.next((m) => m.payload.includes('later'));
+    expect(again.inbox.map((m) => [m.payload, m.dup])).toEqual([['{"id":"later"}', false]]);
   });
 });
 
