@@ -38,7 +38,10 @@ export function spawnAndWait<T>(
   // when it exits (node --cpu-prof; NODE_OPTIONS may not carry it).
   const profDir = process.env.EDGEPLANE_BENCH_CPU_PROF;
   const prof = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
-  const argv = [...prof, ...(opts.useBin ? [projectPath('bin', 'edgeplane.js'), ...args] : args)];
+  // EDGEPLANE_BENCH_NODE_ARGS="--flag …": Node/V8 flags for every server the bench starts, for
+  // experiments with those NODE_OPTIONS refuses (e.g. --single-threaded-gc).
+  const extra = (process.env.EDGEPLANE_BENCH_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
+  const argv = [...extra, ...prof, ...(opts.useBin ? [projectPath('bin', 'edgeplane.js'), ...args] : args)];
   const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: opts.env ?? process.env });
   const stop = () =>
     new Promise<number | null>((resolve) => {
