@@ -4,13 +4,14 @@
  * cloud is late, the journal carrying them across a restart, replay from disk when the memory
  * buffer overflows, and reconciliation when the cloud's decisions arrive. No sleeps.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION, type Decision, type DecisionBatch, type UsageBatch, type UsageEvent } from '../shared/mqtt/payloads.js';
 import { filters, topics } from '../shared/mqtt/topics.js';
-import { EdgeAgent, type DecisionOrigin, type EdgeAgentEvents, type EdgeAgentOptions, type Reconciliation, type Rejection } from './edge-agent.js';
+import { bundleMirrorDir, mirrorFile } from './bundle-mirror.js';
+import { EdgeAgent, type BundleInfo, type DecisionOrigin, type EdgeAgentEvents, type EdgeAgentOptions, type Reconciliation, type Rejection } from './edge-agent.js';
 import { RecordingEnforcer } from './enforcer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
 import { publishTenant, type TestTenant } from './test-bundles.js';
@@ -84,6 +85,23 @@ function answerUsage(cloud: MessageRecorder, decide: (e: UsageEvent) => Pick<Dec
     void cloud.publishJson(topics.decisions('acme', TOWER), answer);
   });
 }
+
+/** Resolves once the agent applied a document of each kind (policy bundle, directory slice). */
+function untilApplied(agent: EdgeAgent, kinds: Array<BundleInfo['kind']>): Promise<void> {
+  const left = new Set(kinds);
+  return new Promise((resolve) => {
+    const on = (_tenant: string | null, info: BundleInfo): void => {
+      left.delete(info.kind);
+      if (left.size > 0) return;
+      agent.off('bundle', on);
+      resolve();
+    };
+    agent.on('bundle', on);
+  });
+}
+
+/** A port nothing listens on: every connection attempt is refused. */
+const UNREACHABLE = 'mqtt://127.0.0.1:1';
 
 describe('EdgeAgent decides alone when it must', () => {
   let broker: TestBroker;
@@ -250,5 +268,56 @@ describe('EdgeAgent decides alone when it must', () => {
     await comeBack(agent);
     await answers.until(() => answers.decisions.has(r.event_id));
     expect(answers.decisions.get(r.event_id)).toMatchObject({ decision: { effect: 'deny' }, origin: { source: 'cloud' } });
+  });
+  it('restarted while the broker is unreachable: decides from the bundles it copied under --state-dir (only its own documents are copied)', async () => {
+    // Another tower's bundle is on the broker too: this tower neither receives nor copies it.
+    await publishTenant(cloud, ACME, ['tower-8']);
+    const first = await startAgent({ stateDir });
+    await first.stop();
+    const copied = (await readdir(bundleMirrorDir(stateDir, TOWER))).map((name) => Buffer.from(name, 'base64url').toString());
+    expect(copied).toContain(topics.policy('acme', TOWER));
+    expect(copied.filter((t) => !t.startsWith('directory/') && !t.startsWith(`tenants/acme/towers/${TOWER}/policy`))).toEqual([]);
+
+    const enforcer = new RecordingEnforcer();
+    const second = makeAgent({ stateDir, enforcer, url: UNREACHABLE });
+    const answers = new Answers(second);
+    const restored = untilApplied(second, ['policy', 'directory']);
+    // start() resolves once connected, which it never is here.
+    void second.start().catch(() => undefined);
+    await restored;
+    expect(second.bundleVersion('acme')).toBe(5);
+    const cases = [
+      { device_id: 'dev-sales', app: 'dropbox', action: 'upload_file', effect: 'deny', rule_id: 'R-no-dropbox' },
+      { device_id: 'dev-eng', app: 'dropbox', action: 'upload_file', effect: 'allow', rule_id: 'R-eng-dropbox' },
+    ] as const;
+    const ids = cases.map((c) => second.observe({ device_id: c.device_id, app: c.app, action: c.action }));
+    expect(ids.every((r) => r.answered_locally && r.tenant_id === 'acme')).toBe(true);
+    await answers.until(() => answers.decisions.size === cases.length);
+    cases.forEach((c, i) => {
+      expect(answers.decisions.get(ids[i]!.event_id)).toMatchObject({ decision: { effect: c.effect, rule_id: c.rule_id }, origin: { source: 'local', bundle_version: 5 } });
+    });
+    expect(enforcer.decisions.map((d) => d.decision.effect)).toEqual(['deny', 'allow']);
+    // Journalled for the cloud as before.
+    expect(second.stats().journal_pending_events).toBe(2);
+  });
+
+  it('a copy changed on disk is checked like a message from the broker, and not decided from', async () => {
+    const first = await startAgent({ stateDir });
+    await first.stop();
+    // The bundle's part, edited to allow what the rule denies: its content no longer matches the
+    // ref its head names.
+    const part = mirrorFile(bundleMirrorDir(stateDir, TOWER), topics.policyPart('acme', TOWER, 0));
+    const text = await readFile(part, 'utf8');
+    expect(text).toContain('"deny"');
+    await writeFile(part, text.replaceAll('"deny"', '"allow"'));
+
+    const second = makeAgent({ stateDir, url: UNREACHABLE });
+    const directory = untilApplied(second, ['directory']);
+    void second.start().catch(() => undefined);
+    // Every copy is fed in one pass: once the directory is applied, the bundle had its chance.
+    await directory;
+    expect(second.bundleVersion('acme')).toBeUndefined();
+    const r = second.observe({ device_id: 'dev-sales', app: 'dropbox', action: 'upload_file' });
+    expect(r).toMatchObject({ tenant_id: 'acme', answered_locally: false });
   });
 });

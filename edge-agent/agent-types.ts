@@ -70,7 +70,9 @@ export interface EdgeAgentOptions {
    * Always: command acks the broker has not acknowledged yet are kept in
    * `<stateDir>/acks-<towerId>.json` and sent at the next start, and usage events in the journal
    * `<stateDir>/journal-<towerId>/` until the broker acknowledges them (journal/journal.ts), so an
-   * agent killed while offline loses none of them.
+   * agent killed while offline loses none of them; and the tower's bundle and directory documents
+   * are copied to `<stateDir>/bundles-<towerId>/` (bundle-mirror.ts), so an agent restarted while
+   * the broker is unreachable decides locally from the bundles it held.
    */
   stateDir?: string;
   /** Clock for timestamps only; timers always use setTimeout. */

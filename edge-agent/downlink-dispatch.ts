@@ -33,6 +33,8 @@ export interface DownlinkDispatchOptions {
   onCommand: (tenantId: string, command: Command, ack: CommandAck, duplicate: boolean) => void;
   onInvalid: (info: { topic: string; error: string }) => void;
   onError: (err: Error) => void;
+  /** A message on one of this tower's bundle or directory topics (bundle-mirror.ts keeps a copy). */
+  onBundleMessage?: (topic: string, payload: Buffer) => void;
 }
 
 export class DownlinkDispatch {
@@ -50,6 +52,7 @@ export class DownlinkDispatch {
       const mine = parsed !== null && 'towerId' in parsed && parsed.towerId === this.#o.towerId;
       if (parsed?.kind === 'directory' || parsed?.kind === 'directoryPart' || ((parsed?.kind === 'policy' || parsed?.kind === 'policyPart') && mine)) {
         this.#o.policy.receive(topic, parsed, payload);
+        this.#o.onBundleMessage?.(topic, payload);
         // Held events the directory now maps go; the rest wait for the quiet period.
         this.#o.gate.bundleArrived((e) => this.#o.policy.resolve(e.usage.device_id) !== null);
         return;

@@ -22,18 +22,20 @@ import { EventEmitter } from 'node:events';
 import { createIdFactory, TOPIC_ID_RE, type IdFactory } from '../shared/ids.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { encodePayload, type Decision, type TowerStatus } from '../shared/mqtt/payloads.js';
-import { filters, topics } from '../shared/mqtt/topics.js';
+import { filters, parseTopic, topics } from '../shared/mqtt/topics.js';
 import type { AgentStats, DroppedInfo, EdgeAgentEvents, EdgeAgentOptions, ObservedUsage, ObserveResult, RejectionReason } from './agent-types.js';
 import { ackJournalFile } from './ack-journal.js';
 import { resolveAgentOptions, towerStatusPayload, type ResolvedAgentOptions } from './agent-options.js';
 import { Batcher } from './batcher.js';
 import { BundleGate } from './bundle-gate.js';
+import { BundleMirror, bundleMirrorDir } from './bundle-mirror.js';
 import { CommandFlow } from './command-flow.js';
 import { CommandHandler } from './command-handler.js';
 import { DownlinkDispatch } from './downlink-dispatch.js';
 import { EdgePolicy } from './edge-policy.js';
 import { LoggingEnforcer, type Enforcer } from './enforcer.js';
 import { EventRouter } from './event-router.js';
+import { DEFAULT_PART_BUDGET_BYTES } from './parted-docs.js';
 import { AgentJournal } from './journal-wiring.js';
 import type { JournalFeed } from './journal-feed.js';
 import type { Journal } from './journal/journal.js';
@@ -75,6 +77,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   readonly #newId: IdFactory = createIdFactory();
   readonly #policy: EdgePolicy;
   readonly #store: AgentJournal | null = null;
+  /** With `stateDir`: the copy of this tower's bundle documents an agent restarted offline starts from. */
+  readonly #mirror: BundleMirror | null = null;
   readonly #journal: Journal | null = null;
   readonly #feed: JournalFeed | null = null;
   readonly #path: UsagePath;
@@ -98,6 +102,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   #state: State = 'idle';
   /** Came online at least once (an agent that never connected stops quietly). */
   #wasOnline = false;
+  #restoredTenants = 0;
   #stopping: Promise<void> | null = null;
 
   constructor(opts: EdgeAgentOptions) {
@@ -145,6 +150,10 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       },
     });
     if (opts.stateDir !== undefined) {
+      this.#mirror = new BundleMirror(bundleMirrorDir(opts.stateDir, opts.towerId), {
+        maxBytes: DEFAULT_PART_BUDGET_BYTES,
+        onError: (err) => this.#log.warn({ event: 'bundle_copy_failed', error: err.message }, 'bundle documents: a copy under --state-dir could not be written; it is written again with the next message'),
+      });
       this.#store = new AgentJournal({
         stateDir: opts.stateDir,
         towerId: opts.towerId,
@@ -241,6 +250,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       onCommand: (tenantId, command, ack, duplicate) => this.emit('command', tenantId, command, ack, duplicate),
       onInvalid: (info) => this.emit('invalid', info),
       onError: (err) => this.#fail(err),
+      ...(this.#mirror ? { onBundleMessage: (topic: string, payload: Buffer) => this.#mirror!.record(topic, payload) } : {}),
     });
     this.#session = new TowerSession({
       ...(opts.ca ? { ca: opts.ca } : {}),
@@ -323,6 +333,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       await this.#store.open();
       this.#path.journalOpened();
     }
+    if (this.#mirror) await this.#restoreBundles(this.#mirror);
     try {
       await session.open();
     } catch (err) {
@@ -364,6 +375,11 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     }
     this.#router.unknown(id, ts, e);
     return { event_id: id, tenant_id: null, answered_locally: true, held: false };
+  }
+
+  /** Tenants whose policy bundle start() restored from `stateDir` (before any connection). */
+  get restoredTenants(): number {
+    return this.#restoredTenants;
   }
 
   /** Tenants whose policy bundle this tower holds (those it serves). */
@@ -540,6 +556,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     await this.#session.close();
     await this.#commands.settled();
     await this.#ownEnforcer?.close();
+    await this.#mirror?.settled();
     // Journalled events stay for the next start; without a journal they are gone.
     if (left.length > 0 && !this.#store) this.#recordDropped(left, 'shutdown');
     await this.#store?.close();
@@ -554,6 +571,44 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   }
 
   // --- helpers ---------------------------------------------------------------------------------
+
+  /**
+   * Feeds the bundle documents copied by an earlier run through the broker messages' own path
+   * (bundle-mirror.ts), heads first so that each part is named as it comes. What the broker
+   * delivers after connecting replaces them as usual.
+   */
+  async #restoreBundles(mirror: BundleMirror): Promise<void> {
+    let loaded: Awaited<ReturnType<BundleMirror['load']>>;
+    try {
+      loaded = await mirror.load();
+    } catch (err) {
+      this.#log.warn({ event: 'bundle_copy_unreadable', error: (err as Error).message }, 'bundle documents under --state-dir unreadable: starting without them');
+      return;
+    }
+    const isHead = (topic: string): boolean => {
+      const kind = parseTopic(topic)?.kind;
+      return kind === 'policy' || kind === 'directory';
+    };
+    const heads = loaded.messages.filter((m) => isHead(m.topic));
+    const parts = loaded.messages.filter((m) => !isHead(m.topic));
+    const invalidBefore = this.#counters.invalid_messages;
+    for (const m of [...heads, ...parts]) this.#downlink.message(m.topic, m.payload);
+    this.#restoredTenants = this.#policy.knownTenants().length;
+    if (loaded.messages.length > 0 || loaded.unreadable > 0) {
+      this.#log.info(
+        {
+          event: 'bundles_restored',
+          messages: loaded.messages.length,
+          bytes: mirror.bytes,
+          unreadable: loaded.unreadable,
+          invalid: this.#counters.invalid_messages - invalidBefore,
+          tenants: this.#policy.knownTenants().length,
+          directory_devices: this.#policy.directorySize,
+        },
+        'policy bundles and device directory restored from --state-dir (replaced by what the broker sends once connected)',
+      );
+    }
+  }
 
   #status(state: TowerStatus['state']): Buffer {
     return towerStatusPayload(state, this.stats(), this.#newId, this.#opts.now(), this.#opts.agentVersion);

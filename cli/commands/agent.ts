@@ -36,13 +36,13 @@ const options: Record<string, CommandOption> = {
   'tower-id': { type: 'string', describe: 'This tower\'s id (its MQTT username)' },
   password: { type: 'string', describe: 'Tower credential from POST /towers/{id}/credentials (env EDGEPLANE_TOWER_PASSWORD)' },
   'ca-file': { type: 'string', describe: 'PEM CA certificate to trust for mqtts:// and wss:// (a private or self-signed CA)' },
-  'connect-timeout-ms': { type: 'string', describe: 'Exit with status 3 when the broker cannot be reached within this at start', default: String(DEFAULT_CONNECT_TIMEOUT_MS) },
+  'connect-timeout-ms': { type: 'string', describe: 'Exit with status 3 when the broker cannot be reached within this at start (with --state-dir holding the policy bundles of an earlier run: go on, deciding from them, and keep reconnecting)', default: String(DEFAULT_CONNECT_TIMEOUT_MS) },
   'decision-timeout-ms': { type: 'string', describe: 'At end of input, how long to wait for outstanding decisions', default: String(DEFAULT_DECISION_TIMEOUT_MS) },
   'unknown-device-effect': { type: 'string', describe: 'allow | deny: the decision for a device no tenant\'s bundle lists', default: 'allow' },
   'batch-max-events': { type: 'string', describe: 'Flush a batch at this many events', default: '100' },
   'batch-max-delay-ms': { type: 'string', describe: 'While a batch awaits its answer, the longest the next one accumulates (nothing awaiting: sent at once)', default: '50' },
   'buffer-max-events': { type: 'string', describe: 'Events kept while offline; the oldest are dropped (and answered as rejected) beyond it', default: '50000' },
-  'state-dir': { type: 'string', describe: 'Keep remediation state in <dir>/enforcer-<tower-id>.json (blocks survive restarts), unsent command acks in <dir>/acks-<tower-id>.json, and every usage event in the journal <dir>/journal-<tower-id>/ until the broker has it' },
+  'state-dir': { type: 'string', describe: 'Keep remediation state in <dir>/enforcer-<tower-id>.json (blocks survive restarts), unsent command acks in <dir>/acks-<tower-id>.json, every usage event in the journal <dir>/journal-<tower-id>/ until the broker has it, and a copy of the tower\'s policy bundles and directory in <dir>/bundles-<tower-id>/ (a restart while the broker is unreachable decides from them)' },
   'local-deadline-ms': { type: 'string', describe: "Decide an event locally from its tenant's policy bundle when the cloud has not answered within this (0: only while the uplink is down)", default: '1000' },
   'journal-max-mb': { type: 'string', describe: "The journal's disk budget (MiB); beyond it the oldest events are evicted, counted and logged", default: '1024' },
   'journal-fsync-ms': { type: 'string', describe: 'How often the journal is fdatasync\'ed (0: after every write, slower); a kill -9 loses nothing either way, a power loss at most this', default: '1000' },
@@ -74,7 +74,9 @@ Output lines come in the order answers arrive, not input order; match them by "l
 A line is at most ${MAX_LINE_BYTES} bytes (UTF-8); a longer one is answered invalid_input (as soon
 as it is that long) and skipped to its end. Lines end at \\n, \\r\\n or \\r.
 With --state-dir every event is journalled until the broker acknowledges it: a restart (even
-after kill -9) sends what the last run could not, in order, before anything new.
+after kill -9) sends what the last run could not, in order, before anything new; and the
+policy bundles and directory are copied there, so an agent restarted while the broker cannot
+be reached decides locally from them (once --connect-timeout-ms has passed).
 Events read before the policy bundles have arrived wait for them (they are not taken for
 unknown devices).
 
@@ -85,8 +87,10 @@ disconnects. Remediation commands applied and blocks lifted are logged on stderr
 
 Exit status: 0 input ended (or a signal) and every line was answered; 1 unexpected failure;
 2 bad options; 3 the broker could not be reached within --connect-timeout-ms (default
-${DEFAULT_CONNECT_TIMEOUT_MS} ms): bad host, closed port, TLS failure; 4 the broker refused the
-tower's credentials. After the first connection, outages are retried for as long as it runs.
+${DEFAULT_CONNECT_TIMEOUT_MS} ms): bad host, closed port, TLS failure — unless --state-dir holds
+the policy bundles of an earlier run: then it logs started_offline, decides locally from them and
+keeps reconnecting; 4 the broker refused the tower's credentials. After the first connection,
+outages are retried for as long as it runs.
 
 Options:
 ${optionsHelp(options)}
@@ -327,10 +331,11 @@ async function lockStateDir(stateDir: string, towerId: string): Promise<DataDirL
 }
 
 /**
- * Connects, bounded by `timeoutMs` until the first CONNACK; then waits for the policy bundles.
- * Returns an exit status when the agent cannot run.
+ * Connects, bounded by `timeoutMs` until the first CONNACK. Returns an exit status when the agent
+ * cannot run, or 'offline' when the broker could not be reached but the agent restored policy
+ * bundles from --state-dir: it then decides from them and goes on reconnecting.
  */
-async function connect(agent: EdgeAgent, url: string, timeoutMs: number): Promise<number | null> {
+async function connect(agent: EdgeAgent, url: string, timeoutMs: number): Promise<number | null | 'offline'> {
   let lastError: string | null = null;
   const noteError = (err: Error): void => void (lastError = err.message);
   const noteRetry = (info: { error?: string }): void => void (lastError = info.error ?? lastError);
@@ -348,6 +353,7 @@ async function connect(agent: EdgeAgent, url: string, timeoutMs: number): Promis
   agent.off('error', noteError);
   agent.off('reconnecting', noteRetry);
   if (outcome === 'ok') return null;
+  if (outcome === 'timeout' && !agent.online && agent.restoredTenants > 0) return 'offline';
   if (outcome === 'timeout' && !agent.online) {
     await agent.stop();
     const why = lastError ? ` (${lastError})` : '';
@@ -452,16 +458,25 @@ export async function agentCommand(argv: string[]): Promise<number> {
   agent.on('rejected', (r) => answers.rejected(r));
 
   const lock = stateDir !== undefined ? await lockStateDir(stateDir, towerId) : null;
-  const failed = await connect(agent, url, connectTimeoutMs);
-  if (failed !== null) {
+  const connected = await connect(agent, url, connectTimeoutMs);
+  if (typeof connected === 'number') {
     await lock?.release();
     await flushLogger(logger, 1000);
-    return failed;
+    return connected;
   }
   wireLogs(agent, logger);
-  // Input read from here on finds the tenants' bundles in place (earlier events would wait).
-  await agent.whenReady();
-  logger.info({ event: 'connected', url }, 'agent connected');
+  if (connected === 'offline') {
+    // A restart during an outage: the bundles of the last run decide until the broker is back.
+    logger.warn(
+      { event: 'started_offline', url, connect_timeout_ms: connectTimeoutMs, restored_tenants: agent.restoredTenants },
+      'cannot reach the broker: deciding locally from the policy bundles restored from --state-dir, and reconnecting',
+    );
+    agent.once('connect', () => logger.info({ event: 'connected', url }, 'agent connected'));
+  } else {
+    // Input read from here on finds the tenants' bundles in place (earlier events would wait).
+    await agent.whenReady();
+    logger.info({ event: 'connected', url }, 'agent connected');
+  }
 
   const splitter = new LineSplitter(MAX_LINE_BYTES);
   let inputClosed = false;

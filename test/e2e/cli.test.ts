@@ -261,6 +261,17 @@ describe('edgeplane agent and simulate against a running control plane', () => {
       expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^edgeplane agent: cannot reach the broker at ${url.replace(/[.]/g, '\\.')} within 1000 ms \\(.+\\); check --url`))]);
       expect(r.stdout).toBe('');
     }
+    // A --state-dir without the bundles of an earlier run changes nothing: there is nothing to
+    // decide from (with them the agent starts offline: test/e2e/edge-autonomy.test.ts).
+    const stateDir = await mkdtemp(join(tmpdir(), 'edgeplane-agent-state-'));
+    try {
+      const url = `mqtt://127.0.0.1:${await closedPort()}`;
+      const r = await runCli([...base, '--url', url, '--state-dir', stateDir], { env });
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toContain(`edgeplane agent: cannot reach the broker at ${url} within 1000 ms`);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
     const wrong = await runCli([...base, '--url', 'http://127.0.0.1:1883'], { env });
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('--url http://127.0.0.1:1883: the scheme must be mqtt://, mqtts://, ws:// or wss://');

@@ -5,7 +5,9 @@
  *      tenant) gets the tenant's policy bundle;
  *   2. the control plane stops; every event gets a local decision from that bundle, at once,
  *      with the effect the policy says, printed as "source":"local" with the bundle version;
- *   3. the agent is killed with -9 while still offline (its journal holds the events);
+ *   3. the agent is killed with -9 while still offline (its journal holds the events), and
+ *      restarted while the control plane is still down: it decides more events at once from
+ *      the bundle it copied under --state-dir, and is killed with -9 again;
  *   4. the control plane restarts and the policy changes meanwhile (slack sends now denied);
  *   5. the agent restarts: it replays the journal, the cloud decides every event again and
  *      stores each exactly once, records the local decision and flags each disagreement, counts
@@ -28,6 +30,9 @@ import { ADMIN_EMAIL, ADMIN_PASSWORD } from '../support/control-plane.js';
 const LONG_OUTAGE = fileURLToPath(new URL('../../simulator/scenarios/long-outage.yaml', import.meta.url));
 const OWNER = { email: 'owner@edge.test', password: 'edge-owner-password-1' };
 const OFFLINE_EVENTS = 40;
+/** Events the agent restarted while the control plane is down decides (step 3). */
+const RESTART_EVENTS = 4;
+const JOURNALLED = OFFLINE_EVENTS + RESTART_EVENTS;
 
 let dataDir: string;
 let stateDir: string;
@@ -59,10 +64,11 @@ async function started(p: Running): Promise<void> {
   await p.waitForLine((l) => jsonLine(l)?.msg === 'EdgePlane control plane started');
 }
 
-function startAgent(): Running {
+function startAgent(extra: string[] = []): Running {
   const p = startCli(
     [
       'agent',
+      ...extra,
       '--url', `mqtt://127.0.0.1:${ports.mqtt}`,
       '--tower-id', 'edge-tower',
       '--state-dir', stateDir,
@@ -181,6 +187,26 @@ describe('the tower decides alone, survives kill -9, and reconciles', () => {
     await agent.exit;
     expect((await readdir(join(stateDir, 'journal-edge-tower'))).some((n) => n.endsWith('.seg'))).toBe(true);
 
+    // Restarted while the control plane is still down: the bundle copied under --state-dir
+    // decides at once, with the same version (an agent without it would have nothing to decide
+    // from, and would exit 3 when the broker cannot be reached at start).
+    agent = startAgent(['--connect-timeout-ms', '500']);
+    const restored = jsonLine(await logged(agent, 'bundles_restored'))!;
+    expect(restored).toMatchObject({ tenants: 1, invalid: 0, unreadable: 0 });
+    await logged(agent, 'started_offline');
+    for (let i = 0; i < RESTART_EVENTS; i++) {
+      const e = offlineEvent(OFFLINE_EVENTS + i);
+      agent.child.stdin.write(JSON.stringify({ device_id: e.device, app: e.app, action: e.action }) + '\n');
+    }
+    const afterRestart = await Promise.all(Array.from({ length: RESTART_EVENTS }, (_, i) => answer(agent, i + 1)));
+    afterRestart.forEach((a, i) => {
+      const e = offlineEvent(OFFLINE_EVENTS + i);
+      expect(a, `restarted, line ${i + 1}`).toMatchObject({ tenant_id: tenantId, device_id: e.device, effect: e.effect, reason: e.reason, source: 'local', bundle_version: v });
+    });
+    offlineIds.push(...afterRestart.map((a) => a.event_id as string));
+    agent.child.kill('SIGKILL');
+    await agent.exit;
+
     // 4. The control plane comes back; the policy changes meanwhile: staff may not send on slack.
     cp = startControlPlane();
     await started(cp);
@@ -190,17 +216,17 @@ describe('the tower decides alone, survives kill -9, and reconciles', () => {
 
     // 5. The agent restarts: it replays the journal (then input ends, and it drains and exits).
     agent = startAgent();
-    await logged(agent, 'journal_replay', (j) => j.events === OFFLINE_EVENTS);
+    await logged(agent, 'journal_replay', (j) => j.events === JOURNALLED);
     await logged(agent, 'connected');
     agent.child.stdin.end();
     expect(await agent.exit).toBe(0);
     const stopped = jsonLine(agent.stderr.find((l) => jsonLine(l)?.event === 'stopped')!)!;
-    expect(stopped).toMatchObject({ journal_pending_events: 0, events_replayed: OFFLINE_EVENTS, local_decisions_reconciled: OFFLINE_EVENTS, local_disagreements: OFFLINE_EVENTS / 4 });
+    expect(stopped).toMatchObject({ journal_pending_events: 0, events_replayed: JOURNALLED, local_decisions_reconciled: JOURNALLED, local_disagreements: JOURNALLED / 4 });
 
     // Every journalled event stored exactly once, with the tower's local decision beside the
     // cloud's; the edge-phone slack sends (allowed locally, denied by the new rule) disagree.
     const rows = usageRows();
-    expect(rows.size).toBe(OFFLINE_EVENTS + 1);
+    expect(rows.size).toBe(JOURNALLED + 1);
     expect([...rows.keys()].sort()).toEqual([first.event_id as string, ...offlineIds].sort());
     const expectedDisagreements: string[] = [];
     offlineIds.forEach((id, i) => {
@@ -212,7 +238,7 @@ describe('the tower decides alone, survives kill -9, and reconciles', () => {
       expect(row.disagreement, `line ${i + 2}`).toBe(cloud !== e.effect ? 1 : 0);
       if (cloud !== e.effect) expectedDisagreements.push(id);
     });
-    expect(expectedDisagreements).toHaveLength(OFFLINE_EVENTS / 4);
+    expect(expectedDisagreements).toHaveLength(JOURNALLED / 4);
     expect(rows.get(first.event_id as string)).toMatchObject({ local_effect: null, disagreement: 0 });
 
     // Visible in the API, and alerted on: every local allow the cloud denies is logged.
