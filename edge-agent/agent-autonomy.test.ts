@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION, type Decision, type DecisionBatch, type UsageBatch, type UsageEvent } from '../shared/mqtt/payloads.js';
 import { filters, topics } from '../shared/mqtt/topics.js';
-import { bundleMirrorDir, mirrorFile } from './bundle-mirror.js';
+import { buildPolicyBundle } from '../shared/policy/edge-bundle.js';
+import { BundleMirror, bundleMirrorDir, mirrorFile } from './bundle-mirror.js';
 import { EdgeAgent, type BundleInfo, type DecisionOrigin, type EdgeAgentEvents, type EdgeAgentOptions, type Reconciliation, type Rejection } from './edge-agent.js';
 import { RecordingEnforcer } from './enforcer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
-import { publishTenant, type TestTenant } from './test-bundles.js';
+import { publishTenant, testModel, type TestTenant } from './test-bundles.js';
 
 const TOWER = 'tower-7';
 const ACME: TestTenant = {
@@ -319,5 +320,30 @@ describe('EdgeAgent decides alone when it must', () => {
     expect(second.bundleVersion('acme')).toBeUndefined();
     const r = second.observe({ device_id: 'dev-sales', app: 'dropbox', action: 'upload_file' });
     expect(r).toMatchObject({ tenant_id: 'acme', answered_locally: false });
+  });
+  it.each([
+    ['its parts but not its head (parts come first)', 'parts'],
+    ['its head but not its parts (a fresh connection delivers them in any order)', 'head'],
+  ] as const)('killed while copying a new version, %s: the version before still decides after the restart', async (_label, copied) => {
+    const first = await startAgent({ stateDir });
+    await first.stop();
+    // Version 6 flips the sales rule; the copy gets only one side of it, as a kill would leave it.
+    const v6 = buildPolicyBundle(testModel({ ...ACME, version: 6, grants: ACME.grants!.map((g) => ({ ...g, effect: 'allow' as const })) }));
+    const copy = new BundleMirror(bundleMirrorDir(stateDir, TOWER), { maxBytes: 1 << 30, onError: (err) => expect.fail(err.message) });
+    await copy.load();
+    if (copied === 'parts') v6.parts.forEach((p, i) => copy.record(topics.policyPart('acme', TOWER, i), p));
+    else copy.record(topics.policy('acme', TOWER), Buffer.from(JSON.stringify({ ...v6.head, id: '01JTEST0000000000000000V6H', tower_id: TOWER, published_at: Date.now() })));
+    await copy.settled();
+
+    const second = makeAgent({ stateDir, url: UNREACHABLE });
+    const answers = new Answers(second);
+    const restored = untilApplied(second, ['policy', 'directory']);
+    void second.start().catch(() => undefined);
+    await restored;
+    expect(second.bundleVersion('acme')).toBe(5);
+    const r = second.observe({ device_id: 'dev-sales', app: 'dropbox', action: 'upload_file' });
+    expect(r.answered_locally).toBe(true);
+    await answers.until(() => answers.decisions.has(r.event_id));
+    expect(answers.decisions.get(r.event_id)).toMatchObject({ decision: { effect: 'deny', rule_id: 'R-no-dropbox' }, origin: { source: 'local', bundle_version: 5 } });
   });
 });

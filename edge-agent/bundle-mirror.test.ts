@@ -30,23 +30,26 @@ const PART = 'tenants/acme/towers/t1/policy/0';
 const DIRECTORY = 'directory/tok-1';
 
 describe('BundleMirror', () => {
-  it('gives a later run each topic’s last payload; an empty payload removes the topic', async () => {
+  it('gives a later run each topic’s last payload and the one before; an empty payload removes the topic', async () => {
     const first = mirror();
     await first.load();
     first.record(HEAD, Buffer.from('head v1'));
     first.record(PART, Buffer.from('part 0'));
     first.record(HEAD, Buffer.from('head v2'));
+    first.record(HEAD, Buffer.from('head v3'));
     first.record(DIRECTORY, Buffer.from('dir'));
+    first.record(DIRECTORY, Buffer.from('dir 2'));
     first.record(DIRECTORY, Buffer.alloc(0));
     await first.settled();
-    expect(first.bytes).toBe('head v2'.length + 'part 0'.length);
+    expect(first.bytes).toBe('head v3'.length + 'head v2'.length + 'part 0'.length);
 
     const second = mirror();
     const loaded = await second.load();
     expect(loaded.unreadable).toBe(0);
-    expect(loaded.messages.map((m) => [m.topic, m.payload.toString()]).sort()).toEqual([
-      [HEAD, 'head v2'],
-      [PART, 'part 0'],
+    expect(loaded.messages.map((m) => [m.topic, m.payload.toString(), m.previous]).sort()).toEqual([
+      [HEAD, 'head v2', true],
+      [HEAD, 'head v3', false],
+      [PART, 'part 0', false],
     ]);
     expect(second.bytes).toBe(first.bytes);
     expect(errors).toEqual([]);
@@ -75,15 +78,22 @@ describe('BundleMirror', () => {
     await m.load();
     m.record(HEAD, Buffer.from('123456'));
     m.record(PART, Buffer.from('12345'));
-    // A replacement counts only the difference: 10 bytes in all fit, 11 do not.
-    m.record(HEAD, Buffer.from('12345678901'));
+    // A new payload keeps the last one as the previous: 6 + 4 fit in 10, 6 + 5 do not.
+    m.record(HEAD, Buffer.from('12345'));
     await m.settled();
     expect(m.skipped).toBe(2);
     expect(m.bytes).toBe(6);
-    m.record(HEAD, Buffer.from('1234567890'));
+    m.record(HEAD, Buffer.from('1234'));
     await m.settled();
     expect(m.bytes).toBe(10);
-    expect((await mirror(10).load()).messages.map((x) => [x.topic, x.payload.toString()])).toEqual([[HEAD, '1234567890']]);
+    // The one before goes when another comes: 4 + 3.
+    m.record(HEAD, Buffer.from('123'));
+    await m.settled();
+    expect(m.bytes).toBe(7);
+    expect((await mirror(10).load()).messages.map((x) => [x.topic, x.payload.toString(), x.previous])).toEqual([
+      [HEAD, '123', false],
+      [HEAD, '1234', true],
+    ]);
   });
 
   it('removes files that are not copies (temporary leftovers, foreign names) and counts the foreign ones', async () => {
@@ -98,6 +108,20 @@ describe('BundleMirror', () => {
     const loaded = await mirror().load();
     expect(loaded.messages.map((x) => [x.topic, x.payload.toString()])).toEqual([[HEAD, 'kept']]);
     expect(loaded.unreadable).toBe(2);
+    expect(await readdir(dir)).toEqual([Buffer.from(HEAD).toString('base64url')]);
+  });
+
+  it('a previous payload left alone by a kill between the two renames of a write is the last one', async () => {
+    const m = mirror();
+    await m.load();
+    m.record(HEAD, Buffer.from('v1'));
+    await m.settled();
+    // As after rename(file → .prev) and before the new file: only .prev is there.
+    const file = mirrorFile(dir, HEAD);
+    await writeFile(`${file}.prev`, await readFile(file));
+    await rm(file);
+    const loaded = await mirror().load();
+    expect(loaded.messages.map((x) => [x.topic, x.payload.toString(), x.previous])).toEqual([[HEAD, 'v1', false]]);
     expect(await readdir(dir)).toEqual([Buffer.from(HEAD).toString('base64url')]);
   });
 

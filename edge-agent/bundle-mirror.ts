@@ -7,13 +7,18 @@
  *
  * - One file per topic, holding that topic's last payload (a retained message replaces the one
  *   before it; an empty payload, the broker clearing the topic, deletes the file), named by the
- *   topic in base64url. Written to a temporary file and renamed over the old one, so a kill
- *   leaves the old or the new payload, never half of one. Not fsync'ed: a copy lost in a power
- *   cut comes back from the broker, and a damaged one fails its checks.
+ *   topic in base64url, and beside it (`.prev`) the payload before that. Written to a temporary
+ *   file and renamed, so a kill leaves whole payloads, never half of one. The previous payload is
+ *   what keeps a kill between two files harmless: a new version's parts come before its head
+ *   (and on a fresh connection in any order), so a run killed after copying some of them holds
+ *   the parts of the head it has, or the head of the parts it has, among the two. Not fsync'ed:
+ *   a copy lost in a power cut comes back from the broker, and a damaged one fails its checks.
  * - At start the files are read back and fed through the path broker messages take
  *   (DownlinkDispatch → EdgePolicy), so a file is checked exactly as a retained message is:
  *   schemas, each part's content against the ref its head names, versions (an older document
- *   never replaces a newer one). What fails is dropped and counted there, never trusted.
+ *   never replaces a newer one). What fails is dropped and counted there, never trusted. The
+ *   agent feeds previous heads first, then every part, then the last heads: an older document
+ *   completes before a newer head that may miss parts replaces it as the pending one.
  * - A payload equal to the one on disk is not written again (every reconnect redelivers the
  *   retained documents); bounded by `maxBytes` (the agent's document budget): a topic that would
  *   pass it is not copied (`skipped`).
@@ -34,6 +39,8 @@ export function mirrorFile(dir: string, topic: string): string {
 export interface MirroredMessage {
   topic: string;
   payload: Buffer;
+  /** The payload before the topic's last one. */
+  previous: boolean;
 }
 
 export interface BundleMirrorOptions {
@@ -43,14 +50,15 @@ export interface BundleMirrorOptions {
 }
 
 const TMP = '.tmp';
+const PREV = '.prev';
 
 const digest = (payload: Buffer): string => createHash('sha256').update(payload).digest('base64url');
 
 export class BundleMirror {
   readonly #dir: string;
   readonly #o: BundleMirrorOptions;
-  /** Per topic on disk (or being written): its payload's digest and size. */
-  readonly #held = new Map<string, { digest: string; bytes: number }>();
+  /** Per topic on disk (or being written): its last payload's digest and size, and the previous payload's size. */
+  readonly #held = new Map<string, { digest: string; bytes: number; prevBytes: number }>();
   #bytes = 0;
   #writing: Promise<void> = Promise.resolve();
   /** Topics not copied because the copy would pass maxBytes. */
@@ -67,25 +75,32 @@ export class BundleMirror {
   }
 
   /**
-   * Reads what an earlier run copied. A file that cannot be read or whose name is not a topic is
+   * Reads what an earlier run copied. A file that cannot be read or whose name is not a topic's is
    * removed and counted in `unreadable`; leftover temporary files are removed.
    */
   async load(): Promise<{ messages: MirroredMessage[]; unreadable: number }> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     const messages: MirroredMessage[] = [];
     let unreadable = 0;
-    for (const name of await readdir(this.#dir)) {
+    // Last payloads first, so that the byte bound keeps them rather than previous ones.
+    const names = (await readdir(this.#dir)).sort((a, b) => Number(a.endsWith(PREV)) - Number(b.endsWith(PREV)));
+    for (const name of names) {
       const path = join(this.#dir, name);
-      const topic = name.endsWith(TMP) ? null : topicOf(name);
-      if (topic === null) {
-        if (!name.endsWith(TMP)) unreadable++;
+      if (name.endsWith(TMP)) {
         await rm(path, { force: true, recursive: true });
         continue;
       }
-      let payload: Buffer;
-      try {
-        payload = await readFile(path);
-      } catch {
+      const previous = name.endsWith(PREV);
+      const topic = topicOf(previous ? name.slice(0, -PREV.length) : name);
+      let payload: Buffer | null = null;
+      if (topic !== null) {
+        try {
+          payload = await readFile(path);
+        } catch {
+          payload = null;
+        }
+      }
+      if (topic === null || payload === null) {
         unreadable++;
         await rm(path, { force: true, recursive: true });
         continue;
@@ -94,9 +109,16 @@ export class BundleMirror {
         await rm(path, { force: true });
         continue;
       }
-      this.#held.set(topic, { digest: digest(payload), bytes: payload.length });
+      const held = this.#held.get(topic);
+      if (previous && held) {
+        held.prevBytes = payload.length;
+      } else {
+        // A previous payload alone (a kill between the two renames of a write) is the last one now.
+        if (previous) await rename(path, mirrorFile(this.#dir, topic));
+        this.#held.set(topic, { digest: digest(payload), bytes: payload.length, prevBytes: 0 });
+      }
       this.#bytes += payload.length;
-      messages.push({ topic, payload });
+      messages.push({ topic, payload, previous: previous && held !== undefined });
     }
     return { messages, unreadable };
   }
@@ -104,25 +126,29 @@ export class BundleMirror {
   /** Copies the topic's payload (an empty one removes the copy); writes take turns, in order. */
   record(topic: string, payload: Buffer): void {
     const before = this.#held.get(topic);
+    const path = mirrorFile(this.#dir, topic);
     if (payload.length === 0) {
       if (!before) return;
       this.#held.delete(topic);
-      this.#bytes -= before.bytes;
-      this.#queue(topic, () => rm(mirrorFile(this.#dir, topic), { force: true }));
+      this.#bytes -= before.bytes + before.prevBytes;
+      this.#queue(topic, async () => {
+        await rm(path, { force: true });
+        await rm(path + PREV, { force: true });
+      });
       return;
     }
     const d = digest(payload);
     if (before?.digest === d) return;
-    const bytes = this.#bytes - (before?.bytes ?? 0) + payload.length;
+    // The last payload becomes the previous one; the one before that goes.
+    const bytes = this.#bytes - (before?.prevBytes ?? 0) + payload.length;
     if (bytes > this.#o.maxBytes) {
       this.skipped++;
       return;
     }
-    const entry = { digest: d, bytes: payload.length };
-    this.#held.set(topic, entry);
+    this.#held.set(topic, { digest: d, bytes: payload.length, prevBytes: before?.bytes ?? 0 });
     this.#bytes = bytes;
-    const path = mirrorFile(this.#dir, topic);
     this.#queue(topic, async () => {
+      if (before) await rename(path, path + PREV);
       await writeFile(path + TMP, payload, { mode: 0o600 });
       await rename(path + TMP, path);
     });
@@ -141,7 +167,7 @@ export class BundleMirror {
         const entry = this.#held.get(topic);
         if (entry) {
           this.#held.delete(topic);
-          this.#bytes -= entry.bytes;
+          this.#bytes -= entry.bytes + entry.prevBytes;
         }
         this.#o.onError(err instanceof Error ? err : new Error(String(err)));
       },

@@ -103,6 +103,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
   /** Came online at least once (an agent that never connected stops quietly). */
   #wasOnline = false;
   #restoredTenants = 0;
+  #restoring = false;
   #stopping: Promise<void> | null = null;
 
   constructor(opts: EdgeAgentOptions) {
@@ -250,7 +251,14 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       onCommand: (tenantId, command, ack, duplicate) => this.emit('command', tenantId, command, ack, duplicate),
       onInvalid: (info) => this.emit('invalid', info),
       onError: (err) => this.#fail(err),
-      ...(this.#mirror ? { onBundleMessage: (topic: string, payload: Buffer) => this.#mirror!.record(topic, payload) } : {}),
+      // Not while start() feeds the copies back: they are on disk already, previous ones included.
+      ...(this.#mirror
+        ? {
+            onBundleMessage: (topic: string, payload: Buffer): void => {
+              if (!this.#restoring) this.#mirror!.record(topic, payload);
+            },
+          }
+        : {}),
     });
     this.#session = new TowerSession({
       ...(opts.ca ? { ca: opts.ca } : {}),
@@ -574,8 +582,9 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
 
   /**
    * Feeds the bundle documents copied by an earlier run through the broker messages' own path
-   * (bundle-mirror.ts), heads first so that each part is named as it comes. What the broker
-   * delivers after connecting replaces them as usual.
+   * (bundle-mirror.ts): the previous heads, then every part, then the last heads, so that an
+   * older document completes before a newer head that may miss parts becomes the pending one.
+   * What the broker delivers after connecting replaces them as usual.
    */
   async #restoreBundles(mirror: BundleMirror): Promise<void> {
     let loaded: Awaited<ReturnType<BundleMirror['load']>>;
@@ -589,10 +598,16 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       const kind = parseTopic(topic)?.kind;
       return kind === 'policy' || kind === 'directory';
     };
-    const heads = loaded.messages.filter((m) => isHead(m.topic));
+    const previousHeads = loaded.messages.filter((m) => m.previous && isHead(m.topic));
     const parts = loaded.messages.filter((m) => !isHead(m.topic));
+    const lastHeads = loaded.messages.filter((m) => !m.previous && isHead(m.topic));
     const invalidBefore = this.#counters.invalid_messages;
-    for (const m of [...heads, ...parts]) this.#downlink.message(m.topic, m.payload);
+    this.#restoring = true;
+    try {
+      for (const m of [...previousHeads, ...parts, ...lastHeads]) this.#downlink.message(m.topic, m.payload);
+    } finally {
+      this.#restoring = false;
+    }
     this.#restoredTenants = this.#policy.knownTenants().length;
     if (loaded.messages.length > 0 || loaded.unreadable > 0) {
       this.#log.info(
