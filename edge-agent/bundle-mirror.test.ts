@@ -7,13 +7,14 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BundleMirror, mirrorFile } from './bundle-mirror.js';
+import { BundleMirror, FILE_OVERHEAD_BYTES, mirrorFile } from './bundle-mirror.js';
 
 let dir: string;
 const errors: Error[] = [];
 
-function mirror(maxBytes = 1024): BundleMirror {
-  return new BundleMirror(dir, { maxBytes, onError: (err) => errors.push(err) });
+/** Without the per-file overhead unless asked: the byte figures below are the payloads'. */
+function mirror(maxBytes = 1024, fileOverheadBytes = 0): BundleMirror {
+  return new BundleMirror(dir, { maxBytes, fileOverheadBytes, onError: (err) => errors.push(err) });
 }
 
 beforeEach(async () => {
@@ -94,6 +95,16 @@ describe('BundleMirror', () => {
       [HEAD, '123', false],
       [HEAD, '1234', true],
     ]);
+  });
+
+  it('charges each file its overhead, so many tiny payloads are bounded in files too', async () => {
+    const m = mirror(3 * FILE_OVERHEAD_BYTES + 10, FILE_OVERHEAD_BYTES);
+    await m.load();
+    for (let i = 0; i < 5; i++) m.record(`directory/tok-${i}`, Buffer.from('x'));
+    await m.settled();
+    expect(m.skipped).toBe(2);
+    expect(await readdir(dir)).toHaveLength(3);
+    expect(m.bytes).toBe(3 * (FILE_OVERHEAD_BYTES + 1));
   });
 
   it('removes files that are not copies (temporary leftovers, foreign names) and counts the foreign ones', async () => {

@@ -20,7 +20,9 @@
  *   agent feeds previous heads first, then every part, then the last heads: an older document
  *   completes before a newer head that may miss parts replaces it as the pending one.
  * - A payload equal to the one on disk is not written again (every reconnect redelivers the
- *   retained documents); bounded by `maxBytes` (the agent's document budget): a topic that would
+ *   retained documents); bounded by `maxBytes` (the agent's document budget), each file charged
+ *   `fileOverheadBytes` beyond its payload (a file takes a disk block however small; so a flood
+ *   of tiny parts is bounded in files, not only in bytes): a topic that would
  *   pass it is not copied (`skipped`).
  */
 import { createHash } from 'node:crypto';
@@ -45,9 +47,14 @@ export interface MirroredMessage {
 
 export interface BundleMirrorOptions {
   maxBytes: number;
+  /** What each file costs beyond its payload (default FILE_OVERHEAD_BYTES). */
+  fileOverheadBytes?: number;
   /** A write or delete failed (disk full, permissions): the copy lags until the topic's next message. */
   onError: (err: Error) => void;
 }
+
+/** A file's cost beyond its payload: one block of a common file system. */
+export const FILE_OVERHEAD_BYTES = 4096;
 
 const TMP = '.tmp';
 const PREV = '.prev';
@@ -60,6 +67,7 @@ export class BundleMirror {
   /** Per topic on disk (or being written): its last payload's digest and size, and the previous payload's size. */
   readonly #held = new Map<string, { digest: string; bytes: number; prevBytes: number }>();
   #bytes = 0;
+  readonly #overhead: number;
   #writing: Promise<void> = Promise.resolve();
   /** Topics not copied because the copy would pass maxBytes. */
   skipped = 0;
@@ -67,9 +75,10 @@ export class BundleMirror {
   constructor(dir: string, opts: BundleMirrorOptions) {
     this.#dir = dir;
     this.#o = opts;
+    this.#overhead = opts.fileOverheadBytes ?? FILE_OVERHEAD_BYTES;
   }
 
-  /** Bytes of payload the copy holds. */
+  /** What the copy holds, in bytes: payloads and each file's overhead. */
   get bytes(): number {
     return this.#bytes;
   }
@@ -105,19 +114,20 @@ export class BundleMirror {
         await rm(path, { force: true, recursive: true });
         continue;
       }
-      if (payload.length === 0 || this.#bytes + payload.length > this.#o.maxBytes) {
+      const cost = payload.length + this.#overhead;
+      if (payload.length === 0 || this.#bytes + cost > this.#o.maxBytes) {
         await rm(path, { force: true });
         continue;
       }
       const held = this.#held.get(topic);
       if (previous && held) {
-        held.prevBytes = payload.length;
+        held.prevBytes = cost;
       } else {
         // A previous payload alone (a kill between the two renames of a write) is the last one now.
         if (previous) await rename(path, mirrorFile(this.#dir, topic));
-        this.#held.set(topic, { digest: digest(payload), bytes: payload.length, prevBytes: 0 });
+        this.#held.set(topic, { digest: digest(payload), bytes: cost, prevBytes: 0 });
       }
-      this.#bytes += payload.length;
+      this.#bytes += cost;
       messages.push({ topic, payload, previous: previous && held !== undefined });
     }
     return { messages, unreadable };
@@ -140,12 +150,13 @@ export class BundleMirror {
     const d = digest(payload);
     if (before?.digest === d) return;
     // The last payload becomes the previous one; the one before that goes.
-    const bytes = this.#bytes - (before?.prevBytes ?? 0) + payload.length;
+    const cost = payload.length + this.#overhead;
+    const bytes = this.#bytes - (before?.prevBytes ?? 0) + cost;
     if (bytes > this.#o.maxBytes) {
       this.skipped++;
       return;
     }
-    this.#held.set(topic, { digest: d, bytes: payload.length, prevBytes: before?.bytes ?? 0 });
+    this.#held.set(topic, { digest: d, bytes: cost, prevBytes: before?.bytes ?? 0 });
     this.#bytes = bytes;
     this.#queue(topic, async () => {
       if (before) await rename(path, path + PREV);
