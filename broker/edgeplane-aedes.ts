@@ -20,6 +20,12 @@
  *   written). Every caller — the PUBACK above, the in-process downlink, a will — keeps the
  *   meaning "queued on disk" of a publish that called back.
  *
+ * - A PUBLISH that came with DUP set (its publisher's resend) goes on without it
+ *   [MQTT-3.3.1-3]: aedes copied the flag into what it delivered and retained, so subscribers
+ *   got a first delivery marked as a resend (and a QoS 0 delivery with DUP set, which
+ *   [MQTT-3.3.1-2] forbids). A resend to a subscriber is marked by its session queue
+ *   (guarded-persistence.ts).
+ *
  * aedes' PUBLISH handler calls `broker.publish(packet, client, done)` after the hook with the
  * same packet object, and writes the PUBACK around it (QoS 1: before; QoS 2: the PUBREC after,
  * which already follows the publish), so skipping the publish keeps the acknowledgement flow
@@ -63,6 +69,8 @@ export class EdgeplaneAedes extends Aedes {
 
   /** aedes' own signature is `publish(packet, [client], done)`; its typings omit the client. */
   override publish(packet: PublishPacket, clientOrDone?: unknown, done?: unknown): void {
+    // Whether this copy is a resend is the publisher's business, not the subscribers' (see above).
+    if (packet.dup) packet.dup = false;
     if (this.#consumed.has(packet)) {
       const cb = (typeof clientOrDone === 'function' ? clientOrDone : done) as Done | undefined;
       cb?.();

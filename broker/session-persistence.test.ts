@@ -360,6 +360,26 @@ describe.each(['memory', 'LevelDB', 'Redis'])('a redelivered QoS 1 message carri
   });
 });
 
+describe('a PUBLISH that came with DUP set (its publisher resent it)', () => {
+  it('reaches subscribers, and its retained copy new subscribers, without DUP [MQTT-3.3.1-3]', async () => {
+    const node = await startNode(memoryBackends());
+    const tower = await connectTower(node, TOWER_FILTERS);
+    const service = connect(node.url, { clientId: 'service-dup', username: mqttIdentity.serviceUsername('dup'), password: TEST_SERVICE_SECRET, protocolVersion: 4, reconnectPeriod: 0 });
+    clients.push(service);
+    service.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      service.once('connect', () => resolve());
+      service.once('close', () => reject(new Error('service connection closed before CONNACK')));
+    });
+    await service.publishAsync(COMMANDS, '{"id":"resent"}', { qos: 1, dup: true });
+    expect(await tower.next((m) => m.payload.includes('resent'))).toMatchObject({ topic: COMMANDS, dup: false });
+    await service.publishAsync(POLICY, '{"bundle":2}', { qos: 1, retain: true, dup: true });
+    await tower.client.subscribeAsync([filters.towerPolicies(TOWER)], { qos: 1 });
+    const retained = await tower.next((m) => m.topic === POLICY && m.retain);
+    expect(retained).toEqual({ topic: POLICY, payload: '{"bundle":2}', retain: true, dup: false });
+  });
+});
+
 describe.each(['memory', 'LevelDB', 'Redis'])('many concurrent downlinks to one tower (%s sessions)', (kind) => {
   it('are all delivered, whatever order the store completes its writes in', async (ctx) => {
     const backends = kind === 'memory' ? memoryBackends() : durableCases().find((c) => c.name === kind)?.next();
