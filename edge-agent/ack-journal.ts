@@ -9,10 +9,11 @@
  * The file is rewritten whole (temp file, fsync, rename) on every change: acks are rare and the
  * file holds only the unacknowledged ones.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CommandAckSchema, type CommandAck } from '../shared/mqtt/payloads.js';
+import { replaceFile } from './atomic-file.js';
 
 export interface JournalledAck {
   tenant_id: string;
@@ -96,13 +97,5 @@ export class AckJournal {
 
 async function writeAtomically(file: string, text: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
+  await replaceFile(file, text, { sync: true });
 }

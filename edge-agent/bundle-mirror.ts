@@ -26,8 +26,9 @@
  *   pass it is not copied (`skipped`).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { replaceFile } from './atomic-file.js';
 
 export function bundleMirrorDir(stateDir: string, towerId: string): string {
   return join(stateDir, `bundles-${towerId}`);
@@ -160,8 +161,7 @@ export class BundleMirror {
     this.#bytes = bytes;
     this.#queue(topic, async () => {
       if (before) await rename(path, path + PREV);
-      await writeFile(path + TMP, payload, { mode: 0o600 });
-      await rename(path + TMP, path);
+      await replaceFile(path, payload, { sync: false });
     });
   }
 

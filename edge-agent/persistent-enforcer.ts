@@ -16,10 +16,11 @@
  * also keeps the results of the last `resultCacheSize` command ids. A corrupt file is moved
  * aside (`<file>.corrupt-<ts>`) and the agent starts empty: a tower must come up regardless.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { Command, Decision } from '../shared/mqtt/payloads.js';
+import { replaceFile } from './atomic-file.js';
 import { BlockTable, type ActiveBlock, type LiftCause } from './block-table.js';
 import type { BlockStatus, CommandResult, Enforcer } from './enforcer.js';
 
@@ -250,16 +251,7 @@ export class PersistentEnforcer implements Enforcer {
         this.#dirty = false;
         const body = JSON.stringify({ v: 1, blocks: this.#table.all(), results: [...this.#results.values()] });
         await mkdir(dirname(this.#file), { recursive: true });
-        const tmp = `${this.#file}.tmp`;
-        const fh = await open(tmp, 'w', 0o600);
-        try {
-          await fh.writeFile(body, 'utf8');
-          // Towers lose power: the rename must not publish a file whose data is not on disk.
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await rename(tmp, this.#file);
+        await replaceFile(this.#file, body, { sync: true });
       }
     } finally {
       // Synchronous with the last `#dirty` check: a change after it starts a new loop.

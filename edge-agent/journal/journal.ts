@@ -21,9 +21,10 @@
  * events not yet acknowledged are counted as evicted and reported (`onEvicted`), oldest first.
  */
 import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LocalDecision } from '../../shared/mqtt/payloads.js';
+import { replaceFile } from '../atomic-file.js';
 import {
   nextRecord,
   readAck,
@@ -480,12 +481,7 @@ export class Journal {
   async #rewriteMeta(): Promise<void> {
     const file = join(this.#o.dir, META);
     const content = this.#metaContent();
-    const tmp = `${file}.tmp`;
-    await writeFile(tmp, content, { mode: 0o600 });
-    const h = await open(tmp, 'r+');
-    await h.sync();
-    await h.close();
-    await rename(tmp, file);
+    await replaceFile(file, content, { sync: true });
     this.#metaFd = openSync(file, 'a', 0o600);
     this.#metaBytes = content.length;
   }
