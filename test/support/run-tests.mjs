@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 const require = createRequire(import.meta.url);
 const vitest = join(dirname(require.resolve('vitest/package.json')), 'vitest.mjs');
 const SUMMARY = /^(\d+) passed, (\d+) failed, (\d+) skipped$/;
+const FAILED = /^FAILED /;
 
 function run(group, first) {
   return new Promise((resolve) => {
@@ -23,6 +24,7 @@ function run(group, first) {
     };
     const child = spawn(process.execPath, [vitest, 'run', '--passWithNoTests', ...process.argv.slice(2)], { env, stdio: ['inherit', 'pipe', 'inherit'] });
     let summary = null;
+    const failures = [];
     let partial = '';
     child.stdout.on('data', (chunk) => {
       process.stdout.write(chunk);
@@ -31,23 +33,28 @@ function run(group, first) {
       for (const line of lines) {
         const m = SUMMARY.exec(line.trim());
         if (m) summary = m.slice(1, 4).map(Number);
+        else if (FAILED.test(line)) failures.push(line);
       }
     });
-    child.on('close', (code, signal) => resolve({ ok: code === 0, summary, signal }));
+    child.on('close', (code, signal) => resolve({ ok: code === 0, summary, failures, signal }));
   });
 }
 
 const totals = [0, 0, 0];
+const failures = [];
 let ok = true;
 for (const group of ['parallel', 'serial']) {
   const r = await run(group, group === 'parallel');
   if (r.signal) process.stderr.write(`vitest (${group}) ended by ${r.signal}\n`);
   ok &&= r.ok;
+  failures.push(...r.failures);
   // A run that printed no summary (it crashed before the end) counts as one failure.
   const [passed, failed, skipped] = r.summary ?? [0, 1, 0];
   totals[0] += passed;
   totals[1] += failed;
   totals[2] += skipped;
 }
+// The failures of both runs again, just above the last line: a log cut to its end still names them.
+if (failures.length > 0) process.stdout.write(`\n${failures.join('\n')}\n`);
 process.stdout.write(`\n${totals[0]} passed, ${totals[1]} failed, ${totals[2]} skipped\n`);
 process.exit(ok ? 0 : 1);
