@@ -334,6 +334,13 @@ export interface RadiusClient {
   /** The NAS-Identifier attribute the NAS sends (RFC 2865 §5.32). */
   nas_identifier: string;
   tower_id: string;
+  /**
+   * null: the NAS reports over RADIUS/UDP, authenticated by its shared secret. Set: it reports
+   * only over RADIUS/TLS (RadSec, RFC 6614), through a TLS peer (the NAS itself or the proxy in
+   * front of it) whose client certificate names this identity (a DNS subjectAltName, else the
+   * subject CN; compared case-insensitively); its UDP packets are refused.
+   */
+  radsec_identity: string | null;
   created_at: number;
   updated_at: number;
 }

@@ -2,7 +2,9 @@
  * RADIUS accounting clients (operators): which NAS, by its NAS-Identifier, reports for which
  * tower, and the shared secret its packets are authenticated with. The secret is given by the
  * operator (it is also configured on the NAS) or generated and shown once; it is never returned
- * afterwards. A change takes effect for the next packet.
+ * afterwards. A client with a `radsec_identity` reports over RADIUS/TLS only (RadSec,
+ * broker/radius/radsec-plugin.ts), from a TLS peer whose certificate names that identity. A
+ * change takes effect for the next packet.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -19,10 +21,30 @@ const Secret = z
   .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
 const NasIdentifier = z.string().min(1).max(253).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').describe('NAS-Identifier the NAS sends');
 
+/** A certificate's DNS name or subject CN: printable ASCII, inner spaces allowed (a CN may hold them). */
+const RadsecIdentity = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/, 'printable ASCII, no leading or trailing space')
+  .describe(
+    'RADIUS/TLS (RadSec) only: the identity (DNS subjectAltName, else subject CN; case-insensitive) of the TLS peer that carries this NAS’s accounting, the NAS or its proxy. Its UDP packets are then refused',
+  );
+
 const CreateBody = z
-  .strictObject({ nas_identifier: NasIdentifier, tower_id: IdSchema, secret: Secret.optional().describe('generated (and returned once) when absent') })
+  .strictObject({
+    nas_identifier: NasIdentifier,
+    tower_id: IdSchema,
+    secret: Secret.optional().describe('generated (and returned once) when absent'),
+    radsec_identity: RadsecIdentity.optional(),
+  })
   .meta({ example: { nas_identifier: 'bng-paris-1', tower_id: 'twr-paris-001' } });
-const PatchBody = z.strictObject({ nas_identifier: NasIdentifier.optional(), tower_id: IdSchema.optional(), secret: Secret.optional() });
+const PatchBody = z.strictObject({
+  nas_identifier: NasIdentifier.optional(),
+  tower_id: IdSchema.optional(),
+  secret: Secret.optional(),
+  radsec_identity: RadsecIdentity.nullable().optional().describe('null: back to RADIUS/UDP with the shared secret'),
+});
 const ClientReply = z.object({ client: RadiusClientSchema });
 
 export const radiusClientRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -76,7 +98,7 @@ export const radiusClientRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { permission: 'radius-clients:write', audit: { action: 'radius-clients.update', resource_type: 'radius_client' } },
       schema: {
-        summary: 'Change a RADIUS client (its tower, NAS-Identifier or secret)',
+        summary: 'Change a RADIUS client (its tower, NAS-Identifier, secret or RadSec identity)',
         params: IdParams,
         body: PatchBody,
         response: { 200: ClientReply, ...errorResponses },

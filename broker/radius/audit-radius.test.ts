@@ -48,7 +48,7 @@ async function setup() {
     {
       host: '127.0.0.1',
       port: 0,
-      clients: { findByNasIdentifier: async (nas) => (nas === 'nas-1' ? { id: 'c1', nas_identifier: 'nas-1', tower_id: 'T1', secret: SECRET, created_at: 0, updated_at: 0 } : null) },
+      clients: { findByNasIdentifier: async (nas) => (nas === 'nas-1' ? { id: 'c1', nas_identifier: 'nas-1', tower_id: 'T1', secret: SECRET, radsec_identity: null, created_at: 0, updated_at: 0 } : null) },
     },
   );
   await plugin.start();

@@ -44,7 +44,7 @@ async function setup(sink: UplinkSink, maxInflight = 8) {
   const counters = new Counters();
   plugin = new RadiusAccountingPlugin(
     { sink, counters: new PluginCounters(counters, 'radius'), logger: silentLogger(), now: () => 1_000_000, newId: createIdFactory() },
-    { host: '127.0.0.1', port: 0, maxInflight, clients: { findByNasIdentifier: async (nas) => (nas === 'nas-1' ? { id: 'c1', nas_identifier: 'nas-1', tower_id: 'T1', secret: SECRET, created_at: 0, updated_at: 0 } : null) } },
+    { host: '127.0.0.1', port: 0, maxInflight, clients: { findByNasIdentifier: async (nas) => (nas === 'nas-1' ? { id: 'c1', nas_identifier: 'nas-1', tower_id: 'T1', secret: SECRET, radsec_identity: null, created_at: 0, updated_at: 0 } : null) } },
   );
   await plugin.start();
   const sock = createSocket('udp4');

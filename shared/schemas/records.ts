@@ -210,7 +210,16 @@ export const DeviceMetadataSchema = z
   .meta({ id: 'DeviceMetadata', description: 'what a carrier says about the device (the newest carrier statement)' });
 
 export const RadiusClientSchema = z
-  .object({ id: z.string(), nas_identifier: z.string(), tower_id: z.string(), ...ts })
+  .object({
+    id: z.string(),
+    nas_identifier: z.string(),
+    tower_id: z.string(),
+    radsec_identity: z
+      .string()
+      .nullable()
+      .describe('null: RADIUS/UDP with the shared secret; else only RADIUS/TLS (RadSec), from a TLS peer whose certificate names this identity (DNS subjectAltName, else CN)'),
+    ...ts,
+  })
   .meta({ id: 'RadiusClient' });
 
 export const DeviceSessionSchema = z

@@ -336,6 +336,8 @@ export interface RadiusClientInput {
   tower_id: string;
   /** Stored as is: verifying a Request Authenticator needs the secret itself (like webhook secrets). */
   secret: string;
+  /** See RadiusClient.radsec_identity; absent on create: null (RADIUS/UDP). */
+  radsec_identity?: string | null;
 }
 
 export interface RecordSessionsInput {

@@ -117,6 +117,26 @@ export function describeIngestContract(state: ContractState): void {
       await store.towers.delete('tw-r');
       expect(await store.radiusClients.get(c.id)).toBeNull();
     });
+
+    it('keep a client on RADIUS/UDP unless it names a RadSec identity, which can be set and cleared', async () => {
+      await store.towers.create({ id: 'tw-s', name: 'S' });
+      const udp = await store.radiusClients.create({ nas_identifier: 'nas-udp', tower_id: 'tw-s', secret: 'secret-u' });
+      expect(udp.radsec_identity).toBeNull();
+      const tls = await store.radiusClients.create({ nas_identifier: 'nas-tls', tower_id: 'tw-s', secret: 'secret-t', radsec_identity: 'proxy.carrier.example' });
+      expect(tls.radsec_identity).toBe('proxy.carrier.example');
+      // One proxy may carry several NAS: the identity is not unique.
+      const second = await store.radiusClients.create({ nas_identifier: 'nas-tls-2', tower_id: 'tw-s', secret: 'secret-2', radsec_identity: 'proxy.carrier.example' });
+      expect(await store.radiusClients.findByNasIdentifier('nas-tls')).toMatchObject({ radsec_identity: 'proxy.carrier.example', secret: 'secret-t' });
+      expect(await store.radiusClients.get(udp.id)).toEqual(udp);
+      expect(await store.radiusClients.update(udp.id, { radsec_identity: 'nas-udp.carrier.example' })).toMatchObject({ radsec_identity: 'nas-udp.carrier.example' });
+      expect(await store.radiusClients.update(tls.id, { radsec_identity: null })).toMatchObject({ radsec_identity: null });
+      expect((await store.radiusClients.findByNasIdentifier('nas-tls'))?.radsec_identity).toBeNull();
+      // A patch that does not name it leaves it.
+      expect(await store.radiusClients.update(second.id, { secret: 'secret-3' })).toMatchObject({ radsec_identity: 'proxy.carrier.example' });
+      expect((await store.radiusClients.list({ tower_id: 'tw-s' })).items.map((c) => c.radsec_identity)).toEqual(['nas-udp.carrier.example', null, 'proxy.carrier.example']);
+      await store.towers.delete('tw-s');
+      expect(await store.radiusClients.get(tls.id)).toBeNull();
+    });
   });
 
   describe('device sessions', () => {

@@ -17,7 +17,8 @@ import { toTower } from './platform-repos.js';
 type CarrierCredentialDoc = CarrierCredential & { _id: string; secret_hash: string };
 type PolygonDoc = { _id: string; polygon: Array<[number, number]> };
 type MetadataDoc = DeviceMetadata & { _id: string };
-type RadiusClientDoc = RadiusClient & { _id: string; secret: string };
+// radsec_identity is absent from documents written before it existed.
+type RadiusClientDoc = Omit<RadiusClient, 'radsec_identity'> & { _id: string; secret: string; radsec_identity?: string | null };
 type SessionDoc = DeviceSession & { _id: string; tenant_tower_session: string };
 type IdDoc = { _id: string };
 type AccountingRecordDoc = { _id: string; tenant_id: string; processed_at: number };
@@ -149,7 +150,8 @@ export function createDeviceMetadataRepo(ctx: MongoContext): Store['deviceMetada
   };
 }
 
-const toClient = (d: RadiusClientDoc): RadiusClient => strip(d, 'secret');
+// Documents written before radsec_identity existed have no such field: a RADIUS/UDP client.
+const toClient = (d: RadiusClientDoc): RadiusClient => ({ ...strip(d, 'secret'), radsec_identity: d.radsec_identity ?? null });
 
 export function createRadiusClientRepo(ctx: MongoContext): Store['radiusClients'] {
   const coll = ctx.coll<RadiusClientDoc>(C.radiusClients);
@@ -164,7 +166,16 @@ export function createRadiusClientRepo(ctx: MongoContext): Store['radiusClients'
         await requireTower(input.tower_id, session);
         const now = ctx.now();
         const id = ctx.newId();
-        const doc: RadiusClientDoc = { _id: id, id, nas_identifier: input.nas_identifier, tower_id: input.tower_id, secret: input.secret, created_at: now, updated_at: now };
+        const doc: RadiusClientDoc = {
+          _id: id,
+          id,
+          nas_identifier: input.nas_identifier,
+          tower_id: input.tower_id,
+          radsec_identity: input.radsec_identity ?? null,
+          secret: input.secret,
+          created_at: now,
+          updated_at: now,
+        };
         await insertOrConflict(() => coll.insertOne(doc, { session }), nasConflict);
         return toClient(doc);
       });
@@ -178,14 +189,14 @@ export function createRadiusClientRepo(ctx: MongoContext): Store['radiusClients'
     },
     async findByNasIdentifier(nasIdentifier) {
       const doc = await coll.findOne({ nas_identifier: nasIdentifier });
-      return doc ? strip(doc) : null;
+      return doc ? { ...toClient(doc), secret: doc.secret } : null;
     },
     async update(id, patch) {
       return ctx.write(async ({ session }) => {
         if (!(await coll.findOne({ _id: id }, { session }))) return null;
         if (patch.tower_id !== undefined) await requireTower(patch.tower_id, session);
         const set: Record<string, unknown> = { updated_at: ctx.now() };
-        for (const k of ['nas_identifier', 'tower_id', 'secret'] as const) if (patch[k] !== undefined) set[k] = patch[k];
+        for (const k of ['nas_identifier', 'tower_id', 'secret', 'radsec_identity'] as const) if (patch[k] !== undefined) set[k] = patch[k];
         try {
           await coll.updateOne({ _id: id }, { $set: set }, { session });
         } catch (err) {

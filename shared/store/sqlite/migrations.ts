@@ -26,6 +26,7 @@ import { MIGRATION_9 } from './migration-9.js';
 import { MIGRATION_10 } from './migration-10.js';
 import { MIGRATION_11 } from './migration-11.js';
 import { MIGRATION_12 } from './migration-12.js';
+import { MIGRATION_13 } from './migration-13.js';
 import { MIGRATION_7 } from './migration-7.js';
 
 export interface Migration {
@@ -314,6 +315,7 @@ CREATE TABLE processed_messages (
   MIGRATION_10,
   MIGRATION_11,
   MIGRATION_12,
+  MIGRATION_13,
 ];
 
 export interface MigrationReport {

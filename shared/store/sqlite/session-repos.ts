@@ -11,7 +11,7 @@ import { insertOrConflict, isUniqueViolation, limitClause, notFound } from './co
 import { keyset } from './cursor.js';
 import { conflict } from '../rules/errors.js';
 
-const CLIENT_COLUMNS = 'id, nas_identifier, tower_id, created_at, updated_at';
+const CLIENT_COLUMNS = 'id, nas_identifier, tower_id, radsec_identity, created_at, updated_at';
 
 export function createRadiusClientRepo(ctx: SqliteContext): Store['radiusClients'] {
   const db = ctx.db;
@@ -21,8 +21,8 @@ export function createRadiusClientRepo(ctx: SqliteContext): Store['radiusClients
     `SELECT ${CLIENT_COLUMNS}, secret FROM radius_clients WHERE nas_identifier = ?`,
   );
   const insert: Stmt<[RadiusClient & { secret: string }]> = db.prepare(
-    `INSERT INTO radius_clients (id, nas_identifier, tower_id, secret, created_at, updated_at)
-     VALUES (@id, @nas_identifier, @tower_id, @secret, @created_at, @updated_at)`,
+    `INSERT INTO radius_clients (id, nas_identifier, tower_id, radsec_identity, secret, created_at, updated_at)
+     VALUES (@id, @nas_identifier, @tower_id, @radsec_identity, @secret, @created_at, @updated_at)`,
   );
   const del: Stmt<[string]> = db.prepare('DELETE FROM radius_clients WHERE id = ?');
   const requireTower = (id: string) => {
@@ -33,7 +33,14 @@ export function createRadiusClientRepo(ctx: SqliteContext): Store['radiusClients
       return ctx.write(() => {
         requireTower(input.tower_id);
         const now = ctx.now();
-        const row = { id: ctx.newId(), nas_identifier: input.nas_identifier, tower_id: input.tower_id, created_at: now, updated_at: now };
+        const row: RadiusClient = {
+          id: ctx.newId(),
+          nas_identifier: input.nas_identifier,
+          tower_id: input.tower_id,
+          radsec_identity: input.radsec_identity ?? null,
+          created_at: now,
+          updated_at: now,
+        };
         insertOrConflict(() => insert.run({ ...row, secret: input.secret }), 'nas_identifier', 'a RADIUS client with this NAS-Identifier exists');
         return row;
       });
@@ -53,7 +60,7 @@ export function createRadiusClientRepo(ctx: SqliteContext): Store['radiusClients
         if (patch.tower_id !== undefined) requireTower(patch.tower_id);
         const sets: string[] = [];
         const values: unknown[] = [];
-        for (const k of ['nas_identifier', 'tower_id', 'secret'] as const) {
+        for (const k of ['nas_identifier', 'tower_id', 'secret', 'radsec_identity'] as const) {
           if (patch[k] === undefined) continue;
           sets.push(`${k} = ?`);
           values.push(patch[k]);
