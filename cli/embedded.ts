@@ -92,7 +92,7 @@ export function buildCommandService(f: Foundation): CommandService {
 }
 
 export async function startEmbedded(config: Config, opts: EmbeddedOptions): Promise<EmbeddedHandle> {
-  const { tls } = await preflight(config, ['http', 'mqtt', 'mqttWs', 'mqttTls']);
+  const { tls } = await preflight(config, ['http', 'mqtt', 'mqttWs', 'mqttTls', 'radsec']);
   const lock = await lockDataDir(config.data_dir);
   try {
     return await startLocked(config, opts, tls, lock.release);
@@ -143,7 +143,7 @@ async function startLocked(
   counters.gauge('ingest_in_flight', () => pipeline.inflight);
   counters.gauge('mqtt_connections', () => broker.connectionCount);
   counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
-  const ingest = buildIngestPlugins(f, sink);
+  const ingest = buildIngestPlugins(f, sink, tls);
   const retention = new RetentionJob(workerCtx, { intervalS: config.retention_interval_s, platformAuditRetentionDays: config.platform_audit_retention_days });
   const sinks = await buildSinks(f, { deliverWebhooks: true });
   const eventLog = new EventLog({ bus, logger: logger.child({ module: 'events' }) });
@@ -228,7 +228,7 @@ async function startLocked(
     pipeline,
     commands,
     broker,
-    ingest: { radius: ingest.radius, line: ingest.line },
+    ingest: { radius: ingest.radius, radsec: ingest.radsec, line: ingest.line },
     app: built,
     serviceSecret: f.serviceSecret,
     generatedAdminPassword,

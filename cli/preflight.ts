@@ -5,6 +5,7 @@
  * password file and no secrets behind. (A port taken between this check and the real listen()
  * still fails startup, explained the same way by explainStartupError.)
  */
+import { X509Certificate } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -17,6 +18,8 @@ export interface TlsMaterial {
   cert: Buffer;
   key: Buffer;
   ca?: Buffer;
+  /** --radsec-ca-file: the CA of RadSec peers' client certificates (with --radsec-port). */
+  radsecCa?: Buffer;
 }
 
 export interface PreflightResult {
@@ -29,7 +32,8 @@ export type ListenerName = keyof typeof LISTENERS;
 export async function preflight(config: Config, listeners: readonly ListenerName[]): Promise<PreflightResult> {
   await checkDataDir(config.data_dir);
   const tls = await loadTls(config);
-  const wanted = listeners.filter((l) => l !== 'mqttTls' || tls !== null);
+  // RadSec is off at port 0 (any other listener at 0 takes a free port).
+  const wanted = listeners.filter((l) => (l !== 'mqttTls' || tls !== null) && (l !== 'radsec' || config.radsec_port !== 0));
   checkDistinctPorts(config, wanted);
   for (const l of wanted) await checkListen(config, LISTENERS[l]);
   return { tls };
@@ -74,7 +78,7 @@ async function checkDataDir(dir: string): Promise<void> {
 
 async function loadTls(config: Config): Promise<TlsMaterial | null> {
   if (!tlsConfigured(config)) return null;
-  const read = async (key: 'tls_cert_file' | 'tls_key_file' | 'tls_ca_file'): Promise<Buffer> => {
+  const read = async (key: 'tls_cert_file' | 'tls_key_file' | 'tls_ca_file' | 'radsec_ca_file'): Promise<Buffer> => {
     const file = config[key]!;
     try {
       return await readFile(file);
@@ -96,7 +100,17 @@ async function loadTls(config: Config): Promise<TlsMaterial | null> {
         : `--tls-cert-file ${config.tls_cert_file} / --tls-key-file ${config.tls_key_file} are not a usable PEM certificate and key: ${message}`,
     );
   }
-  return { cert, key, ...(ca ? { ca } : {}) };
+  const radsecCa = config.radsec_ca_file !== undefined ? await read('radsec_ca_file') : undefined;
+  if (radsecCa) {
+    try {
+      // A file with no certificate in it would let no peer in, silently: refuse it here.
+      new X509Certificate(radsecCa);
+      createSecureContext({ ca: radsecCa });
+    } catch (err) {
+      throw new StartupError(`--radsec-ca-file ${config.radsec_ca_file} is not a usable PEM CA bundle: ${(err as Error).message} (${envName('radsec_ca_file')})`);
+    }
+  }
+  return { cert, key, ...(ca ? { ca } : {}), ...(radsecCa ? { radsecCa } : {}) };
 }
 
 function checkDistinctPorts(config: Config, listeners: readonly ListenerName[]): void {

@@ -28,6 +28,7 @@ export const LISTENERS = {
   mqtt: { portKey: 'mqtt_port', hostKey: 'mqtt_host' },
   mqttWs: { portKey: 'mqtt_ws_port', hostKey: 'mqtt_host' },
   mqttTls: { portKey: 'mqtt_tls_port', hostKey: 'mqtt_host' },
+  radsec: { portKey: 'radsec_port', hostKey: 'radsec_host' },
 } as const satisfies Record<string, ListenSpec>;
 
 /** Explains a listen() failure in terms of the options that chose the address. */

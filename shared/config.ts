@@ -140,6 +140,12 @@ export const CONFIG_OPTIONS = {
   metrics_token: { flag: 'metrics-token', describe: 'Static bearer token that may scrape /metrics (API, broker and worker health ports); unset: operators only on the API, open on health ports' },
   radius_acct_host: { flag: 'radius-acct-host', describe: 'Interface the RADIUS accounting listener binds to' },
   radius_acct_port: { flag: 'radius-acct-port', describe: 'RADIUS accounting (RFC 2866) UDP port, usually 1813; 0 = off. Embedded, or the broker role' },
+  radsec_host: { flag: 'radsec-host', describe: 'Interface the RADIUS/TLS (RadSec) accounting listener binds to' },
+  radsec_port: {
+    flag: 'radsec-port',
+    describe: 'RADIUS accounting over TLS (RadSec, RFC 6614) TCP port, usually 2083; 0 = off. Needs --tls-cert-file/--tls-key-file and --radsec-ca-file. Embedded, or the broker role',
+  },
+  radsec_ca_file: { flag: 'radsec-ca-file', describe: 'PEM CA bundle that issues the client certificates of RadSec peers (NAS or proxies); required with --radsec-port' },
   line_ingest_port: { flag: 'line-ingest-port', describe: 'Example line-protocol ingest plugin (TCP, tower credentials); 0 = off. Embedded, or the broker role' },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -213,6 +219,9 @@ export const ConfigSchema = z.object({
   metrics_token: z.string().min(16, 'must be at least 16 characters').optional(),
   radius_acct_host: z.string().default('0.0.0.0'),
   radius_acct_port: port.default(0),
+  radsec_host: z.string().default('0.0.0.0'),
+  radsec_port: port.default(0),
+  radsec_ca_file: z.string().min(1).optional(),
   line_ingest_port: port.default(0),
 }).superRefine((c, ctx) => {
   // A certificate without its key (or the reverse) is a half-made TLS setup: refuse it by name.
@@ -222,6 +231,16 @@ export const ConfigSchema = z.object({
   }
   if (c.tls_ca_file !== undefined && c.tls_cert_file === undefined) {
     ctx.addIssue({ code: 'custom', path: ['tls_ca_file'], message: 'needs --tls-cert-file and --tls-key-file' });
+  }
+  // RadSec is mutual TLS: the server's certificate, and the CA its peers' certificates come from.
+  if (c.radsec_port !== 0 && c.tls_cert_file === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['radsec_port'], message: 'needs --tls-cert-file and --tls-key-file (the certificate RadSec peers verify)' });
+  }
+  if (c.radsec_port !== 0 && c.radsec_ca_file === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['radsec_ca_file'], message: 'required with --radsec-port: the CA that issues the RadSec peers’ client certificates' });
+  }
+  if (c.radsec_ca_file !== undefined && c.radsec_port === 0) {
+    ctx.addIssue({ code: 'custom', path: ['radsec_ca_file'], message: 'needs --radsec-port' });
   }
 });
 

@@ -39,6 +39,7 @@ export const METRIC_DEFINITIONS = {
   ingest_plugin_messages_total: counter('Messages of an ingest plugin, accepted into the pipeline or dropped (by reason)', 'outcome', 'plugin'),
   line_auth_failures_total: counter('Line-protocol ingest connections refused at authentication', 'reason', 'plugin'),
   radius_requests_total: counter('RADIUS accounting requests, by outcome (stored, duplicate, bad_authenticator, unknown_nas…)', 'outcome', 'plugin'),
+  radsec_connections_total: counter('RADIUS/TLS (RadSec) connections accepted, or closed before carrying a request (by reason)', 'outcome', 'plugin'),
   carrier_feed_records_total: counter('Carrier feed records applied or refused', 'kind', 'outcome'),
   carrier_feeds_dropped_total: counter('Carrier feed messages dropped before any record was read', 'carrier', 'kind', 'reason'),
   accounting_records_stored_total: counter('Accounting records (sessions) stored for the first time', 'source'),

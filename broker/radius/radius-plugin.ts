@@ -1,67 +1,41 @@
 /**
- * The RADIUS accounting ingest plugin (RFC 2866): a UDP listener whose Accounting-Requests become
- * `sessions` messages for the pipeline (shared/ingest/plugin.ts).
+ * The RADIUS accounting ingest plugin (RFC 2866) over UDP: a listener whose Accounting-Requests
+ * become `sessions` messages for the pipeline (shared/ingest/plugin.ts) through
+ * AccountingRequests (accounting-requests.ts), which radsec-plugin.ts (RADIUS/TLS) shares.
  *
  * Credentials model: one shared secret per NAS, found by the packet's NAS-Identifier (else its
  * NAS-IP-Address or NAS-IPv6-Address, as text) among the RADIUS clients operators configure
- * through the API (`/radius/clients`); the client names the
- * tower the NAS serves. A packet from an unknown NAS, or whose Request Authenticator does not
- * verify with that NAS's secret, is silently discarded [RFC 2866 §3] and counted.
+ * through the API (`/radius/clients`); the client names the tower the NAS serves. A packet from
+ * an unknown NAS, or whose Request Authenticator does not verify with that NAS's secret, is
+ * silently discarded [RFC 2866 §3] and counted; so is one for a client that reports over
+ * RADIUS/TLS (it has a `radsec_identity`): its secret must not be accepted over plain UDP.
  *
- * "Acknowledged means durable": the Accounting-Response is sent only once `sink.accept` resolved
- * (stored, or durably queued in distributed mode). A request that could not be recorded gets no
- * response [RFC 2866 §3: the server MUST NOT reply if it cannot record], so the NAS retransmits.
- * UDP has no backpressure, so packets beyond `maxInflight` are dropped and counted; the NAS
- * retransmits those too.
+ * "Acknowledged means durable": the Accounting-Response is sent only once the request is stored
+ * (or durably queued in distributed mode); one that could not be recorded gets none, so the NAS
+ * retransmits. UDP has no backpressure, so packets beyond `maxInflight` are dropped and counted;
+ * the NAS retransmits those too.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { IngestPlugin, IngestPluginContext } from '../../shared/ingest/plugin.js';
-import { encodePayload } from '../../shared/mqtt/payloads.js';
-import type { SessionBatch } from '../../shared/mqtt/session-payloads.js';
-import { topics } from '../../shared/mqtt/topics.js';
-import type { Store } from '../../shared/store/port.js';
-import { readAccountingRequest } from './accounting.js';
-import {
-  attrAddress,
-  attrText,
-  ATTR,
-  CODE,
-  decodePacket,
-  encodeAccountingResponse,
-  MalformedPacket,
-  MAX_PACKET,
-  verifyMessageAuthenticator,
-  verifyRequestAuthenticator,
-  type RadiusPacket,
-} from './codec.js';
+import { AccountingRequests, type RadiusClientLookup, type RequestTransport } from './accounting-requests.js';
+import { MAX_PACKET } from './codec.js';
+
+export type { RadiusOutcome } from './accounting-requests.js';
 
 export interface RadiusPluginOptions {
   host: string;
   port: number;
-  clients: Pick<Store['radiusClients'], 'findByNasIdentifier'>;
+  clients: RadiusClientLookup;
   /** Requests being recorded at once; more are dropped (counted) and retransmitted by the NAS. */
   maxInflight?: number;
 }
-
-export type RadiusOutcome =
-  | 'recorded'
-  | 'control'
-  | 'malformed'
-  | 'unsupported_code'
-  | 'unknown_nas'
-  | 'bad_authenticator'
-  | 'unsupported_status'
-  | 'no_session_id'
-  | 'no_device'
-  | 'overloaded'
-  | 'store_unavailable'
-  | 'sink_failed';
 
 export class RadiusAccountingPlugin implements IngestPlugin {
   readonly name = 'radius';
   readonly #ctx: IngestPluginContext;
   readonly #o: RadiusPluginOptions;
+  readonly #requests: AccountingRequests;
   readonly #maxInflight: number;
   #socket: Socket | null = null;
   #port = 0;
@@ -72,6 +46,7 @@ export class RadiusAccountingPlugin implements IngestPlugin {
   constructor(ctx: IngestPluginContext, opts: RadiusPluginOptions) {
     this.#ctx = ctx;
     this.#o = opts;
+    this.#requests = new AccountingRequests(ctx, opts.clients, this.name);
     this.#maxInflight = opts.maxInflight ?? 1024;
   }
 
@@ -105,16 +80,10 @@ export class RadiusAccountingPlugin implements IngestPlugin {
     if (socket) await new Promise<void>((r) => socket.close(() => r()));
   }
 
-  #count(outcome: RadiusOutcome, detail?: Record<string, unknown>): void {
-    this.#ctx.counters.inc('radius_requests_total', { outcome });
-    this.#ctx.counters.message(outcome === 'recorded' || outcome === 'control' ? 'accepted' : outcome);
-    if (detail && outcome !== 'recorded' && outcome !== 'control') this.#ctx.logger.debug({ outcome, ...detail }, 'radius request not recorded');
-  }
-
   #onDatagram(datagram: Buffer, from: RemoteInfo): void {
     if (this.#stopping) return;
-    if (datagram.length > MAX_PACKET) return this.#count('malformed', { from: from.address });
-    if (this.#inflight >= this.#maxInflight) return this.#count('overloaded');
+    if (datagram.length > MAX_PACKET) return this.#requests.count('malformed', { from: from.address });
+    if (this.#inflight >= this.#maxInflight) return this.#requests.count('overloaded');
     this.#inflight++;
     this.#handle(datagram, from)
       .catch((err: unknown) => this.#ctx.logger.error({ err }, 'radius request failed'))
@@ -125,66 +94,18 @@ export class RadiusAccountingPlugin implements IngestPlugin {
   }
 
   async #handle(datagram: Buffer, from: RemoteInfo): Promise<void> {
-    const receivedAt = this.#ctx.now();
-    let packet: RadiusPacket;
-    try {
-      packet = decodePacket(datagram);
-    } catch (err) {
-      return this.#count('malformed', { from: from.address, err: (err as Error).message });
-    }
-    if (packet.code !== CODE.ACCOUNTING_REQUEST) return this.#count('unsupported_code', { code: packet.code });
-    // [RFC 2866 §4.1] an Accounting-Request carries a NAS-Identifier or a NAS-IP-Address (or
-    // NAS-IPv6-Address, RFC 3162): a client registered under either name is found by it, the
-    // NAS-Identifier first.
-    const names = [attrText(packet, ATTR.NAS_IDENTIFIER), attrAddress(packet, ATTR.NAS_IP_ADDRESS), attrAddress(packet, ATTR.NAS_IPV6_ADDRESS)];
-    let nasIdentifier: string | undefined;
-    let client: Awaited<ReturnType<RadiusPluginOptions['clients']['findByNasIdentifier']>> = null;
-    try {
-      for (const name of names) {
-        if (name === undefined || name === '') continue;
-        nasIdentifier ??= name;
-        client = await this.#o.clients.findByNasIdentifier(name);
-        if (client) {
-          nasIdentifier = name;
-          break;
-        }
-      }
-    } catch (err) {
-      // Not answered: the NAS retransmits, and we may be able to check it then.
-      return this.#count('store_unavailable', { nas_identifier: nasIdentifier, err: (err as Error).message });
-    }
-    if (!client) return this.#count('unknown_nas', { from: from.address, nas_identifier: nasIdentifier });
-    const secret = Buffer.from(client.secret, 'utf8');
-    if (!verifyRequestAuthenticator(packet, secret)) return this.#count('bad_authenticator', { from: from.address, nas_identifier: nasIdentifier });
-    if (!verifyMessageAuthenticator(packet, secret)) return this.#count('bad_authenticator', { from: from.address, nas_identifier: nasIdentifier, attribute: 'Message-Authenticator' });
-
-    let request;
-    try {
-      request = readAccountingRequest(packet, receivedAt);
-    } catch (err) {
-      if (err instanceof MalformedPacket) return this.#count('malformed', { nas_identifier: nasIdentifier, err: err.message });
-      throw err;
-    }
-    if (request.kind === 'unusable') return this.#count(request.reason, { nas_identifier: nasIdentifier });
-    // Accounting-On/Off: the NAS restarted or stops, so what it had open has ended [RFC 2866 §5.1].
-    const batch: SessionBatch =
-      request.kind === 'record'
-        ? { v: 1, id: this.#ctx.newId(), sent_at: receivedAt, source: this.name, records: [request.record] }
-        : { v: 1, id: this.#ctx.newId(), sent_at: receivedAt, source: this.name, records: [], tower_reset: { at: request.at, reason: request.status } };
-    try {
-      await this.#ctx.sink.accept({
-        topic: topics.sessions(client.tower_id),
-        parsed: { kind: 'sessions', towerId: client.tower_id },
-        payload: encodePayload(batch),
-        tower_id: client.tower_id,
-        received_at: receivedAt,
-      });
-    } catch (err) {
-      return this.#count('sink_failed', { nas_identifier: nasIdentifier, err: (err as Error).message });
-    }
-    this.#count(request.kind === 'record' ? 'recorded' : 'control');
+    const { response } = await this.#requests.handle(datagram, udpTransport(from.address));
     const socket = this.#socket;
     // Awaited, so stop() (which waits for requests in flight) never closes under a response.
-    if (socket) await new Promise<void>((r) => socket.send(encodeAccountingResponse(packet, secret), from.port, from.address, () => r()));
+    if (response && socket) await new Promise<void>((r) => socket.send(response, from.port, from.address, () => r()));
   }
+}
+
+/** RADIUS/UDP: the NAS's own shared secret; a client that reports over RADIUS/TLS is refused. */
+function udpTransport(peer: string): RequestTransport {
+  return {
+    peer,
+    refuse: (client) => (client.radsec_identity === null ? null : 'wrong_transport'),
+    secret: (client) => Buffer.from(client.secret, 'utf8'),
+  };
 }

@@ -103,7 +103,7 @@ function handle(f: Foundation, running: RunningComponents, httpPort: number, mqt
 
 /** A broker node: Aedes with sessions in Redis, uplinks into the queue. */
 export function startBrokerRole(config: Config, opts: RoleOptions): Promise<RoleHandle> {
-  return startRole(config, ['http', 'mqtt', 'mqttWs', 'mqttTls'], (tls) => brokerRole(config, opts, tls));
+  return startRole(config, ['http', 'mqtt', 'mqttWs', 'mqttTls', 'radsec'], (tls) => brokerRole(config, opts, tls));
 }
 
 async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | null): Promise<RoleHandle> {
@@ -130,7 +130,7 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
   counters.gauge('mqtt_connections', () => broker.connectionCount);
   counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
   // Ingest, like MQTT: plugins hand their messages to the same uplink queue.
-  const ingest = buildIngestPlugins(f, sink);
+  const ingest = buildIngestPlugins(f, sink, tls);
   let brokerUp = false;
   let mqttPort = 0;
   let tlsPort: number | null = null;

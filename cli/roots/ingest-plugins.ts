@@ -5,17 +5,24 @@
  */
 import { LineIngestPlugin } from '../../broker/line-ingest/line-plugin.js';
 import { RadiusAccountingPlugin } from '../../broker/radius/radius-plugin.js';
+import { RadSecAccountingPlugin } from '../../broker/radius/radsec-plugin.js';
 import { IngestPlugins, PluginCounters, type IngestPluginContext } from '../../shared/ingest/plugin.js';
 import type { UplinkSink } from '../../shared/mqtt/transport.js';
+import type { TlsMaterial } from '../preflight.js';
 import type { Foundation } from './foundation.js';
 
 export interface BuiltIngestPlugins {
   plugins: IngestPlugins;
   radius: RadiusAccountingPlugin | null;
+  radsec: RadSecAccountingPlugin | null;
   line: LineIngestPlugin | null;
 }
 
-export function buildIngestPlugins(f: Pick<Foundation, 'config' | 'store' | 'counters' | 'logger' | 'now' | 'newId'>, sink: UplinkSink): BuiltIngestPlugins {
+export function buildIngestPlugins(
+  f: Pick<Foundation, 'config' | 'store' | 'counters' | 'logger' | 'now' | 'newId'>,
+  sink: UplinkSink,
+  tls: TlsMaterial | null,
+): BuiltIngestPlugins {
   const { config, store } = f;
   const context = (name: string): IngestPluginContext => ({
     sink,
@@ -24,14 +31,14 @@ export function buildIngestPlugins(f: Pick<Foundation, 'config' | 'store' | 'cou
     now: f.now,
     newId: f.newId,
   });
+  const clients = { findByNasIdentifier: (nas: string) => store.radiusClients.findByNasIdentifier(nas) };
   const radius =
-    config.radius_acct_port === 0
+    config.radius_acct_port === 0 ? null : new RadiusAccountingPlugin(context('radius'), { host: config.radius_acct_host, port: config.radius_acct_port, clients });
+  // The configuration schema and the preflight make sure the TLS files are there with the port.
+  const radsec =
+    config.radsec_port === 0 || !tls?.radsecCa
       ? null
-      : new RadiusAccountingPlugin(context('radius'), {
-          host: config.radius_acct_host,
-          port: config.radius_acct_port,
-          clients: { findByNasIdentifier: (nas) => store.radiusClients.findByNasIdentifier(nas) },
-        });
+      : new RadSecAccountingPlugin(context('radsec'), { host: config.radsec_host, port: config.radsec_port, clients, cert: tls.cert, key: tls.key, ca: tls.radsecCa });
   const line =
     config.line_ingest_port === 0
       ? null
@@ -41,5 +48,5 @@ export function buildIngestPlugins(f: Pick<Foundation, 'config' | 'store' | 'cou
           towerCredentials: { get: (id) => store.towerCredentials.get(id) },
           towers: { get: (id) => store.towers.get(id) },
         });
-  return { plugins: new IngestPlugins([radius, line].filter((p) => p !== null)), radius, line };
+  return { plugins: new IngestPlugins([radius, radsec, line].filter((p) => p !== null)), radius, radsec, line };
 }
