@@ -18,13 +18,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded, type EmbeddedHandle } from '../../cli/embedded.js';
-import { loadConfig } from '../../shared/config.js';
 import { silentLogger } from '../../shared/logger.js';
 import { runCli } from '../support/cli.js';
 import { makeTestCa, OPENSSL_SKIP_LINE, type PemPair, type TestCa } from '../support/pki.js';
 import { RADCLIENT, RADCLIENT_SKIP_LINE, freeUdpPort, radclient } from '../support/radclient.js';
 import { freeTcpPort, RADSECPROXY, RADSECPROXY_SKIP_LINE, startRadsecproxy, type RunningRadsecproxy } from '../support/radsecproxy.js';
-import { httpsJson } from '../support/tls.js';
+import { httpsJson, loopbackTlsConfig } from '../support/tls.js';
 
 const EMAIL = 'admin@radsec.test';
 const PASSWORD = 'radsec-operator-password-1234';
@@ -76,27 +75,9 @@ describe.skipIf(missing.length > 0 && !required)('RadSec accounting through rads
     const certB = await ca.issue('proxy-b', { cn: 'proxy-b', dns: ['proxy-b.carrier-b.test'] });
     const radsecPort = await freeTcpPort();
     udpDirect = await freeUdpPort();
-    const config = loadConfig(
-      {
-        data_dir: join(dir, 'data'),
-        http_host: '127.0.0.1',
-        http_port: 0,
-        mqtt_host: '127.0.0.1',
-        mqtt_port: 0,
-        mqtt_ws_port: 0,
-        mqtt_tls_port: 0,
-        tls_cert_file: server.certFile,
-        tls_key_file: server.keyFile,
-        radsec_host: '127.0.0.1',
-        radsec_port: radsecPort,
-        radsec_ca_file: ca.certFile,
-        radius_acct_host: '127.0.0.1',
-        radius_acct_port: udpDirect,
-        admin_email: EMAIL,
-        admin_password: PASSWORD,
-        log_level: 'silent',
-      },
-      {},
+    const config = loopbackTlsConfig(
+      { dataDir: join(dir, 'data'), certFile: server.certFile, keyFile: server.keyFile, email: EMAIL, password: PASSWORD },
+      { radsec_host: '127.0.0.1', radsec_port: radsecPort, radsec_ca_file: ca.certFile, radius_acct_host: '127.0.0.1', radius_acct_port: udpDirect },
     );
     cp = await startEmbedded(config, { logger: silentLogger() });
     expect(cp.ingest.radsec?.port).toBe(radsecPort);

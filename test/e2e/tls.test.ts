@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded, type EmbeddedHandle } from '../../cli/embedded.js';
 import { EdgeAgent } from '../../edge-agent/edge-agent.js';
-import { loadConfig } from '../../shared/config.js';
 import { silentLogger } from '../../shared/logger.js';
 import { jsonLine, runCli } from '../support/cli.js';
-import { httpsJson, makeSelfSignedCertificate, type TestCertificate } from '../support/tls.js';
+import { httpsJson, loopbackTlsConfig, makeSelfSignedCertificate, type TestCertificate } from '../support/tls.js';
 
 const EMAIL = 'admin@tls.test';
 const PASSWORD = 'tls-operator-password-1234';
@@ -36,23 +35,7 @@ describe.skipIf(!opensslAvailable && process.env.CI !== 'true')('TLS with a self
     const made = await makeSelfSignedCertificate(dir);
     if (!made) throw new Error('openssl is required under CI=true (apt-get install -y openssl)');
     cert = made;
-    const config = loadConfig(
-      {
-        data_dir: join(dir, 'data'),
-        http_host: '127.0.0.1',
-        http_port: 0,
-        mqtt_host: '127.0.0.1',
-        mqtt_port: 0,
-        mqtt_ws_port: 0,
-        mqtt_tls_port: 0,
-        tls_cert_file: cert.certFile,
-        tls_key_file: cert.keyFile,
-        admin_email: EMAIL,
-        admin_password: PASSWORD,
-        log_level: 'silent',
-      },
-      {},
-    );
+    const config = loopbackTlsConfig({ dataDir: join(dir, 'data'), certFile: cert.certFile, keyFile: cert.keyFile, email: EMAIL, password: PASSWORD });
     cp = await startEmbedded(config, { logger: silentLogger() });
     const login = await httpsJson<{ access_token: string }>('POST', `${cp.httpUrl}/api/v1/auth/login`, { ca: cert.cert, body: { email: EMAIL, password: PASSWORD } });
     const token = login.body.access_token;

@@ -1,12 +1,14 @@
 /**
  * A throwaway self-signed certificate for 127.0.0.1/localhost, made with the openssl CLI in the
- * test's temp dir, and a tiny HTTPS JSON client that trusts it (fetch cannot take a CA).
+ * test's temp dir, a control plane configuration serving TLS with it, and a tiny HTTPS JSON
+ * client that trusts it (fetch cannot take a CA).
  */
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { loadConfig, type Config } from '../../shared/config.js';
 
 export interface TestCertificate {
   certFile: string;
@@ -29,6 +31,31 @@ export async function makeSelfSignedCertificate(dir: string): Promise<TestCertif
     throw err;
   }
   return { certFile, keyFile, cert: await readFile(certFile) };
+}
+
+/**
+ * An embedded control plane's configuration on loopback, every port chosen by the system, serving
+ * TLS from `certFile`/`keyFile`; `extra` adds or overrides options.
+ */
+export function loopbackTlsConfig(o: { dataDir: string; certFile: string; keyFile: string; email: string; password: string }, extra: Record<string, unknown> = {}): Config {
+  return loadConfig(
+    {
+      data_dir: o.dataDir,
+      http_host: '127.0.0.1',
+      http_port: 0,
+      mqtt_host: '127.0.0.1',
+      mqtt_port: 0,
+      mqtt_ws_port: 0,
+      mqtt_tls_port: 0,
+      tls_cert_file: o.certFile,
+      tls_key_file: o.keyFile,
+      admin_email: o.email,
+      admin_password: o.password,
+      log_level: 'silent',
+      ...extra,
+    },
+    {},
+  );
 }
 
 /** One HTTPS JSON request that trusts `ca`. */
