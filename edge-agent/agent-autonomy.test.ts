@@ -117,10 +117,17 @@ describe('EdgeAgent decides alone when it must', () => {
     return agent;
   }
 
+  /**
+   * Started, with its tenant's policy bundle and directory slice applied. whenReady() alone only
+   * says no document came for bundleSettleMs (30 ms) since the SUBACK: on a loaded machine the
+   * retained documents can come later than that, and a test then decided, or copied to its state
+   * dir, without them.
+   */
   async function startAgent(opts: Partial<EdgeAgentOptions> = {}): Promise<EdgeAgent> {
     const agent = makeAgent(opts);
+    const applied = untilApplied(agent, ['policy', 'directory']);
     await agent.start();
-    await agent.whenReady();
+    await Promise.all([applied, agent.whenReady()]);
     return agent;
   }
 
