@@ -12,10 +12,10 @@ import { SCHEMA_VERSION, type Decision, type DecisionBatch, type UsageBatch, typ
 import { filters, topics } from '../shared/mqtt/topics.js';
 import { buildPolicyBundle } from '../shared/policy/edge-bundle.js';
 import { BundleMirror, bundleMirrorDir, mirrorFile } from './bundle-mirror.js';
-import { EdgeAgent, type BundleInfo, type DecisionOrigin, type EdgeAgentEvents, type EdgeAgentOptions, type Reconciliation, type Rejection } from './edge-agent.js';
+import { EdgeAgent, type DecisionOrigin, type EdgeAgentEvents, type EdgeAgentOptions, type Reconciliation, type Rejection } from './edge-agent.js';
 import { RecordingEnforcer } from './enforcer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
-import { publishTenant, testModel, type TestTenant } from './test-bundles.js';
+import { publishTenant, startWithBundles, testModel, untilApplied, type TestTenant } from './test-bundles.js';
 
 const TOWER = 'tower-7';
 const ACME: TestTenant = {
@@ -87,20 +87,6 @@ function answerUsage(cloud: MessageRecorder, decide: (e: UsageEvent) => Pick<Dec
   });
 }
 
-/** Resolves once the agent applied a document of each kind (policy bundle, directory slice). */
-function untilApplied(agent: EdgeAgent, kinds: Array<BundleInfo['kind']>): Promise<void> {
-  const left = new Set(kinds);
-  return new Promise((resolve) => {
-    const on = (_tenant: string | null, info: BundleInfo): void => {
-      left.delete(info.kind);
-      if (left.size > 0) return;
-      agent.off('bundle', on);
-      resolve();
-    };
-    agent.on('bundle', on);
-  });
-}
-
 /** A port nothing listens on: every connection attempt is refused. */
 const UNREACHABLE = 'mqtt://127.0.0.1:1';
 
@@ -117,17 +103,10 @@ describe('EdgeAgent decides alone when it must', () => {
     return agent;
   }
 
-  /**
-   * Started, with its tenant's policy bundle and directory slice applied. whenReady() alone only
-   * says no document came for bundleSettleMs (30 ms) since the SUBACK: on a loaded machine the
-   * retained documents can come later than that, and a test then decided, or copied to its state
-   * dir, without them.
-   */
+  /** Started, with its tenant's policy bundle and directory slice applied (see startWithBundles). */
   async function startAgent(opts: Partial<EdgeAgentOptions> = {}): Promise<EdgeAgent> {
     const agent = makeAgent(opts);
-    const applied = untilApplied(agent, ['policy', 'directory']);
-    await agent.start();
-    await Promise.all([applied, agent.whenReady()]);
+    await startWithBundles(agent);
     return agent;
   }
 

@@ -20,7 +20,7 @@ import { Journal } from './journal/journal.js';
 import { MAX_TS } from './observation.js';
 import { OfflineBuffer, type OutboundBatch } from './offline-buffer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
-import { publishTenant, type TestTenant } from './test-bundles.js';
+import { publishTenant, startWithBundles, type TestTenant } from './test-bundles.js';
 
 const newId = createIdFactory();
 const TOWER = 'tower-audit';
@@ -169,8 +169,7 @@ describe('EdgeAgent replays a journal backlog through a small buffer', () => {
 
   it('a restarted agent with --buffer-max-events below the backlog and one publish in flight sends every journalled event once, in order', async () => {
     const first = makeAgent({ bufferMaxEvents: 20, batchMaxEvents: 5 });
-    await first.start();
-    await first.whenReady();
+    await startWithBundles(first);
     const offline = nextEvent(first, 'offline');
     first.simulateOutage({ holdMs: 600_000 });
     await offline;
@@ -196,8 +195,7 @@ describe('EdgeAgent replays a journal backlog through a small buffer', () => {
   it('live, a batch larger than the buffer is never built: batches of a busy tenant are sent, not dropped', async () => {
     // Without a journal an oversized batch was dropped whole on arrival, even online.
     const agent = makeAgent({ stateDir: undefined, bufferMaxEvents: 3, batchMaxEvents: 100, localDecisionDeadlineMs: 0 });
-    await agent.start();
-    await agent.whenReady();
+    await startWithBundles(agent);
     const rejected: string[] = [];
     agent.on('rejected', (r) => rejected.push(r.reason));
     const ids = Array.from({ length: 9 }, () => agent.observe({ device_id: 'dev-1', app: 'mail', action: 'send' }).event_id);
@@ -215,8 +213,7 @@ describe('EdgeAgent replays a journal backlog through a small buffer', () => {
     agent.on('error', (err) => errors.push(err));
     const decided = new Set<string>();
     agent.on('decision', (_t, d) => decided.add(d.event_id));
-    await agent.start();
-    await agent.whenReady();
+    await startWithBundles(agent);
     // The segment the first append opens is a device that is always full.
     await symlink('/dev/full', join(journalDir(stateDir, TOWER), '0000000000000000.seg'));
     const ids = Array.from({ length: 3 }, () => agent.observe({ device_id: 'dev-1', app: 'mail', action: 'send' }).event_id);
@@ -243,8 +240,7 @@ describe('EdgeAgent replays a journal backlog through a small buffer', () => {
     const agent = makeAgent({ stateDir: undefined, bufferMaxEvents: 3, batchMaxEvents: 3, localDecisionDeadlineMs: 20 });
     const drops: unknown[] = [];
     agent.on('dropped', (d) => drops.push(d));
-    await agent.start();
-    await agent.whenReady();
+    await startWithBundles(agent);
     const ids = Array.from({ length: 9 }, () => agent.observe({ device_id: 'dev-1', app: 'mail', action: 'send' }).event_id);
     const reported = (): Set<string> =>
       new Set(

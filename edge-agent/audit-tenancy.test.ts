@@ -12,7 +12,7 @@ import { EdgeAgent, type DecisionOrigin, type Rejection } from './edge-agent.js'
 import { RecordingEnforcer } from './enforcer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
 import { buildPolicyBundle } from '../shared/policy/edge-bundle.js';
-import { publishTenant, testModel, type TestTenant } from './test-bundles.js';
+import { publishTenant, startWithBundles, testModel, type TestTenant } from './test-bundles.js';
 
 const TOWER = 'tower-tenancy';
 const ACME: TestTenant = { id: 'acme', version: 2, devices: [{ id: 'dev-1', roles: ['eng'] }], grants: [], defaultEffect: 'allow' };
@@ -36,8 +36,7 @@ describe('EdgeAgent keeps tenants apart', () => {
     agent.on('error', () => undefined);
     agent.on('decision', (tenantId, decision, origin) => decisions.push({ tenantId, decision, origin }));
     agent.on('rejected', (r) => rejections.push(r));
-    await agent.start();
-    await agent.whenReady();
+    await startWithBundles(agent);
     expect(agent.tenantOf('dev-1')).toBe('acme');
   });
 

@@ -17,7 +17,7 @@ import { filters, topics } from '../shared/mqtt/topics.js';
 import { EdgeAgent, type EdgeAgentEvents, type EdgeAgentOptions } from './edge-agent.js';
 import { RecordingEnforcer } from './enforcer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
-import { publishTenant } from './test-bundles.js';
+import { publishTenant, startWithBundles } from './test-bundles.js';
 
 const newId = createIdFactory();
 const TOWER = 'tower-1';
@@ -73,8 +73,7 @@ describe.each(['tcp', 'ws'] as const)('EdgeAgent against a real Aedes broker ove
     agents.push(agent);
     const bundles: Array<string | null> = [];
     agent.on('bundle', (tenantId) => bundles.push(tenantId));
-    await agent.start();
-    await agent.whenReady();
+    await startWithBundles(agent, ['policy', 'policy', 'directory', 'directory']);
     // Two policy bundles (this tower serves both tenants) and two directory slices.
     expect(bundles.filter((t) => t !== null).sort()).toEqual(['acme', 'globex']);
     expect(bundles.filter((t) => t === null)).toHaveLength(2);
@@ -277,7 +276,10 @@ describe.each(['tcp', 'ws'] as const)('EdgeAgent against a real Aedes broker ove
   });
 
   it('backs off while its connections keep dropping right after they come up, and starts over after one that lasted', async () => {
-    const agent = await startAgent({ reconnectMinMs: 5, reconnectMaxMs: 40 });
+    // A connection counts as one that lasted once it outlives the longest backoff: 5 s, so a
+    // loaded machine's pause between a connection's up and its drop (40 ms did) does not pass
+    // for one. Six attempts still back off within ~0.3 s (5, 10, 20, 40, 80, 160 ms).
+    const agent = await startAgent({ reconnectMinMs: 5, reconnectMaxMs: 5_000 });
     // A flapping link, or a broker that takes every connection and drops it at once (another
     // agent configured with the same tower id takes the session over, and so on): each
     // connection is acknowledged, subscribed, up, and then cut.

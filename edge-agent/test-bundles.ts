@@ -1,12 +1,14 @@
 /**
  * Test support (not a *.test.ts file): publishes what the cloud would for a tenant — its device
  * directory slice and its policy bundle for the given towers — built with the workers' own
- * builders (shared/policy/edge-bundle.ts), on a plain test broker.
+ * builders (shared/policy/edge-bundle.ts), on a plain test broker — and waits for an agent to
+ * have applied them.
  */
 import type { Effect, Severity } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
 import { buildDirectorySlice, buildPolicyBundle, inventoryProfiles, directoryEntry } from '../shared/policy/edge-bundle.js';
 import type { PolicyModel } from '../shared/policy/model.js';
+import type { BundleInfo, EdgeAgent } from './edge-agent.js';
 import type { MessageRecorder } from './test-broker.js';
 
 /** The key the test cloud hashes device ids with (the real one derives from the service secret). */
@@ -77,4 +79,36 @@ export async function publishTenant(
     await cloud.client.publishAsync(topics.policy(t.id, tower), JSON.stringify({ ...bundle.head, id: id(), tower_id: tower, published_at: Date.now() }), retained);
   }
   return withheld;
+}
+
+/**
+ * Resolves once `agent` applied one document per entry of `kinds` (a policy bundle, a directory
+ * slice; an entry twice for two). Call it before start(): what start() restores or receives counts.
+ */
+export function untilApplied(agent: EdgeAgent, kinds: ReadonlyArray<BundleInfo['kind']>): Promise<void> {
+  const left = [...kinds];
+  return new Promise((resolve) => {
+    if (left.length === 0) return resolve();
+    const on = (_tenant: string | null, info: BundleInfo): void => {
+      const i = left.indexOf(info.kind);
+      if (i >= 0) left.splice(i, 1);
+      if (left.length > 0) return;
+      agent.off('bundle', on);
+      resolve();
+    };
+    agent.on('bundle', on);
+  });
+}
+
+/**
+ * Starts `agent` and resolves once it applied `kinds` (its tenant's policy bundle and directory
+ * slice by default) and its gate is ready. whenReady() alone only says that no document came for
+ * bundleSettleMs since the SUBACK: on a loaded machine the retained documents can come later than
+ * a test's short settle time, and the test then decided without them (a CI flake, reproduced with
+ * busy loops beside the tests).
+ */
+export async function startWithBundles(agent: EdgeAgent, kinds: ReadonlyArray<BundleInfo['kind']> = ['policy', 'directory']): Promise<void> {
+  const applied = untilApplied(agent, kinds);
+  await agent.start();
+  await Promise.all([applied, agent.whenReady()]);
 }
