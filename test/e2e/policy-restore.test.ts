@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeAgent, type BundleInfo } from '../../edge-agent/edge-agent.js';
+import { startWithBundles } from '../../edge-agent/test-bundles.js';
 import type { Decision, DecisionBatch } from '../../shared/mqtt/payloads.js';
 import { compilePolicyIndex } from '../../shared/policy/compile-policy-index.js';
 import type { PolicyContent } from '../../shared/policy/content.js';
@@ -88,8 +89,9 @@ beforeAll(async () => {
   agent.on('bundle', (t, b) => {
     if (t === tenantId) bundles.push(b);
   });
-  await agent.start();
-  await agent.whenReady();
+  // Its tenant's directory slice applied (the policy bundle follows once the tower serves the
+  // tenant), not only a quiet period passed: a loaded machine can pause longer than that first.
+  await startWithBundles(agent, ['directory']);
   expect(agent.tenantOf(DEVICE)).toBe(tenantId);
 });
 
