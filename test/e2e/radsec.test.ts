@@ -128,7 +128,7 @@ describe.skipIf(missing.length > 0 && !required)('RadSec accounting through rads
     expect(direct.out).not.toContain('Received Accounting-Response');
     // radsecproxy forwards once the TLS connection is up; the refusal is counted when it arrives.
     await expect.poll(() => outcome('radsec', 'identity_mismatch'), { timeout: 10_000 }).toBe(1);
-    expect(outcome('radius', 'wrong_transport')).toBe(1);
+    await expect.poll(() => outcome('radius', 'wrong_transport'), { timeout: 10_000 }).toBe(1);
     const { body } = await api<SessionBody>('GET', '/sessions', ownerToken);
     expect(body.sessions.map((s) => s.session_id)).toEqual(['tls-0001']);
   });
