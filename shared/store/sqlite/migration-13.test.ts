@@ -10,7 +10,7 @@ describe('migration 13: RADIUS clients over RADIUS/TLS', () => {
       runMigrations(db, () => 1, MIGRATIONS.filter((m) => m.version < 13));
       db.prepare("INSERT INTO towers (id, name, state, created_at, updated_at) VALUES ('tw-1', 'One', 'unknown', 1, 1)").run();
       db.prepare("INSERT INTO radius_clients (id, nas_identifier, tower_id, secret, created_at, updated_at) VALUES ('rc-1', 'nas-1', 'tw-1', 'a-secret-of-16-chars', 1, 1)").run();
-      expect(runMigrations(db, () => 1).applied).toEqual([13]);
+      expect(runMigrations(db, () => 1, MIGRATIONS.filter((m) => m.version <= 13)).applied).toEqual([13]);
       expect(db.prepare('SELECT id, nas_identifier, secret, radsec_identity FROM radius_clients').all()).toEqual([
         { id: 'rc-1', nas_identifier: 'nas-1', secret: 'a-secret-of-16-chars', radsec_identity: null },
       ]);
