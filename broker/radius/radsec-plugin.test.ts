@@ -358,6 +358,18 @@ describe.skipIf(!hasOpenssl && !OPENSSL_REQUIRED)('RadSec (RADIUS/TLS) accountin
     expect(t.connection('handshake_failed')).toBe(0);
   });
 
+  it('ends a connection that sends nothing for the idle timeout once it has answered what it read', async () => {
+    const sink = new GateSink();
+    sink.open = true;
+    await start(sink, { idleTimeoutMs: 100 });
+    const { socket, reader } = await peer(proxyA);
+    socket.write(request(1, 'nas-a'));
+    await reader.close();
+    expect(reader.packets.map((p) => p[1])).toEqual([1]);
+    // The listener's side closes too (its place is free).
+    await until(() => plugin!.connections === 0);
+  });
+
   it('closes connections beyond the cap at accept, and takes one again once a place is free', async () => {
     const sink = new GateSink();
     sink.open = true;

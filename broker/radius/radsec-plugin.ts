@@ -298,7 +298,7 @@ class RadSecConnection {
       secret: () => RADSEC_SECRET,
     };
     socket.setTimeout(plugin.options.idleTimeoutMs, () => {
-      if (this.#inflight === 0 && this.#queued.length === 0) socket.end();
+      if (this.#inflight === 0 && this.#queued.length === 0) this.end();
     });
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.resumeIfDue());
