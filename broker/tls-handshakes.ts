@@ -14,21 +14,33 @@
  */
 import type { Socket } from 'node:net';
 import { connectionKey } from '../shared/net/connection-key.js';
-import type { ConnectionGate } from './connection-gate.js';
+
+/**
+ * Who admits a connection at accept: a count and its release, or null when it refused (and
+ * destroyed) the connection. The broker's ConnectionGate (pending MQTT connections) is one; the
+ * RadSec listener's connection cap is another.
+ */
+export interface HandshakeAdmission {
+  reserve(raw: Socket, peer: string): (() => void) | null;
+}
 
 interface Handshake {
+  raw: Socket;
   release: () => void;
   timer: NodeJS.Timeout | null;
 }
 
 export class TlsHandshakes {
-  readonly #gate: ConnectionGate;
+  readonly #gate: HandshakeAdmission;
   readonly #timeoutMs: number;
+  readonly #onTimeout: ((raw: Socket) => void) | undefined;
   readonly #open = new Map<string, Handshake>();
 
-  constructor(gate: ConnectionGate, timeoutMs: number) {
+  /** `onTimeout` hears of each connection the deadline closes (before it is destroyed). */
+  constructor(gate: HandshakeAdmission, timeoutMs: number, onTimeout?: (raw: Socket) => void) {
     this.#gate = gate;
     this.#timeoutMs = timeoutMs;
+    this.#onTimeout = onTimeout;
   }
 
   /**
@@ -40,9 +52,12 @@ export class TlsHandshakes {
     const release = this.#gate.reserve(raw, peer);
     if (!release) return;
     const key = connectionKey(raw);
-    const timer = setTimeout(() => raw.destroy(), this.#timeoutMs);
+    const timer = setTimeout(() => {
+      this.#onTimeout?.(raw);
+      raw.destroy();
+    }, this.#timeoutMs);
     timer.unref();
-    const entry: Handshake = { release, timer };
+    const entry: Handshake = { raw, release, timer };
     this.#open.set(key, entry);
     raw.once('close', () => this.#end(key, entry));
   }
@@ -62,6 +77,11 @@ export class TlsHandshakes {
     const key = connectionKey(socket);
     const entry = this.#open.get(key);
     if (entry) this.#end(key, entry);
+  }
+
+  /** Closes every connection whose handshake is not done yet (the listener stops). */
+  destroyPending(): void {
+    for (const entry of this.#open.values()) if (entry.timer) entry.raw.destroy();
   }
 
   #end(key: string, entry: Handshake): void {

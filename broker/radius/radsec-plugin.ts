@@ -33,7 +33,7 @@
 import type { Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { IngestPlugin, IngestPluginContext } from '../../shared/ingest/plugin.js';
-import { connectionKey } from '../../shared/net/connection-key.js';
+import { TlsHandshakes } from '../tls-handshakes.js';
 import { AccountingRequests, NOT_RECORDED, type RadiusClientLookup, type RadiusClientRecord, type RequestTransport } from './accounting-requests.js';
 import { MAX_PACKET } from './codec.js';
 
@@ -86,8 +86,8 @@ export class RadSecAccountingPlugin implements IngestPlugin {
   readonly #ctx: IngestPluginContext;
   readonly #o: ResolvedOptions;
   readonly #requests: AccountingRequests;
-  /** TCP connections whose TLS handshake is not done, by connectionKey. */
-  readonly #handshakes = new Map<string, { raw: Socket; timer: NodeJS.Timeout }>();
+  /** The handshake deadline from each TCP accept (broker/tls-handshakes.ts, as for MQTT over TLS). */
+  readonly #handshakes: TlsHandshakes;
   readonly #connections = new Set<RadSecConnection>();
   /** Connections that stopped reading because the listener's in-flight cap was reached. */
   readonly #waiting = new Set<RadSecConnection>();
@@ -110,6 +110,11 @@ export class RadSecAccountingPlugin implements IngestPlugin {
     };
     // Session records say they came from RADIUS accounting, whatever carried them.
     this.#requests = new AccountingRequests(ctx, opts.clients, 'radius');
+    // A connection counts against maxConnections from its accept to its close (its count is
+    // never handed on, unlike MQTT's pending one).
+    this.#handshakes = new TlsHandshakes({ reserve: (raw) => this.#admit(raw) }, this.#o.handshakeTimeoutMs, (raw) =>
+      this.#countConnection('handshake_timeout', { from: raw.remoteAddress }),
+    );
   }
 
   /** The bound TCP port (after start). */
@@ -134,13 +139,9 @@ export class RadSecAccountingPlugin implements IngestPlugin {
       minVersion: 'TLSv1.2',
     });
     this.#server = server;
-    server.on('connection', (raw: Socket) => this.#accepted(raw));
+    server.on('connection', (raw: Socket) => this.#handshakes.accepted(raw, raw.remoteAddress ?? '?'));
     server.on('secureConnection', (socket: TLSSocket) => this.#secured(socket));
     server.on('tlsClientError', (err, socket) => {
-      const key = connectionKey(socket);
-      const pending = this.#handshakes.get(key);
-      if (pending) clearTimeout(pending.timer);
-      this.#handshakes.delete(key);
       // ECONNRESET: the TCP connection closed before the handshake was done, by the peer or by
       // us (refused at capacity, or past the deadline: both counted as such). Anything else is a
       // handshake TLS refused (a protocol error; an untrusted certificate is refused above).
@@ -165,11 +166,7 @@ export class RadSecAccountingPlugin implements IngestPlugin {
     const server = this.#server;
     this.#server = null;
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
-    for (const { raw, timer } of this.#handshakes.values()) {
-      clearTimeout(timer);
-      raw.destroy();
-    }
-    this.#handshakes.clear();
+    this.#handshakes.destroyPending();
     // Nothing more is read; requests already handed to the sink still get their response.
     for (const c of this.#connections) c.pauseForStop();
     if (this.#inflight > 0) await new Promise<void>((r) => this.#idle.push(r));
@@ -182,36 +179,24 @@ export class RadSecAccountingPlugin implements IngestPlugin {
     if (detail) this.#ctx.logger.debug({ outcome, ...detail }, 'radsec connection refused');
   }
 
-  #accepted(raw: Socket): void {
+  /** At accept: a place among maxConnections (released at close), or refused and destroyed. */
+  #admit(raw: Socket): (() => void) | null {
     if (this.#stopping || this.#open >= this.#o.maxConnections) {
       this.#countConnection('refused_capacity', { from: raw.remoteAddress });
       raw.destroy();
-      return;
+      return null;
     }
     this.#open++;
-    const key = connectionKey(raw);
-    const timer = setTimeout(() => {
-      this.#handshakes.delete(key);
-      this.#countConnection('handshake_timeout', { from: raw.remoteAddress });
-      raw.destroy();
-    }, this.#o.handshakeTimeoutMs);
-    timer.unref();
-    this.#handshakes.set(key, { raw, timer });
-    raw.once('close', () => {
+    let counted = true;
+    return () => {
+      if (!counted) return;
+      counted = false;
       this.#open--;
-      const pending = this.#handshakes.get(key);
-      if (pending?.raw === raw) {
-        clearTimeout(pending.timer);
-        this.#handshakes.delete(key);
-      }
-    });
+    };
   }
 
   #secured(socket: TLSSocket): void {
-    const key = connectionKey(socket);
-    const pending = this.#handshakes.get(key);
-    if (pending) clearTimeout(pending.timer);
-    this.#handshakes.delete(key);
+    this.#handshakes.secured(socket);
     if (this.#stopping) {
       socket.destroy();
       return;
