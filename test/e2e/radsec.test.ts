@@ -17,12 +17,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../cli/bench/redis-process.js';
 import { startEmbedded, type EmbeddedHandle } from '../../cli/embedded.js';
 import { silentLogger } from '../../shared/logger.js';
 import { runCli } from '../support/cli.js';
 import { makeTestCa, OPENSSL_SKIP_LINE, type PemPair, type TestCa } from '../support/pki.js';
 import { RADCLIENT, RADCLIENT_SKIP_LINE, freeUdpPort, radclient } from '../support/radclient.js';
-import { freeTcpPort, RADSECPROXY, RADSECPROXY_SKIP_LINE, startRadsecproxy, type RunningRadsecproxy } from '../support/radsecproxy.js';
+import { RADSECPROXY, RADSECPROXY_SKIP_LINE, startRadsecproxy, type RunningRadsecproxy } from '../support/radsecproxy.js';
 import { httpsJson, loopbackTlsConfig } from '../support/tls.js';
 
 const EMAIL = 'admin@radsec.test';
@@ -73,7 +74,7 @@ describe.skipIf(missing.length > 0 && !required)('RadSec accounting through rads
     server = await ca.issue('server', { cn: 'localhost', dns: ['localhost'], ip: ['127.0.0.1'] });
     const certA = await ca.issue('proxy-a', { cn: 'proxy-a', dns: ['proxy-a.carrier-a.test'] });
     const certB = await ca.issue('proxy-b', { cn: 'proxy-b', dns: ['proxy-b.carrier-b.test'] });
-    const radsecPort = await freeTcpPort();
+    const radsecPort = await freePort();
     udpDirect = await freeUdpPort();
     const config = loopbackTlsConfig(
       { dataDir: join(dir, 'data'), certFile: server.certFile, keyFile: server.keyFile, email: EMAIL, password: PASSWORD },
@@ -158,7 +159,7 @@ describe.skipIf(missing.length > 0 && !required)('RadSec accounting through rads
       const fresh = join(dir, `never-created-${reason.length}`);
       const r = await runCli([
         'start', '--data-dir', fresh, '--http-host', '127.0.0.1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--mqtt-port', '0', '--mqtt-ws-port', '0',
-        '--mqtt-tls-port', '0', '--tls-cert-file', server.certFile, '--tls-key-file', server.keyFile, '--radsec-port', String(await freeTcpPort()), '--radsec-ca-file', file,
+        '--mqtt-tls-port', '0', '--tls-cert-file', server.certFile, '--tls-key-file', server.keyFile, '--radsec-port', String(await freePort()), '--radsec-ca-file', file,
       ]);
       expect(r.code).toBe(1);
       expect(r.stderr.trim()).toMatch(new RegExp(`^edgeplane: --radsec-ca-file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} ${reason}.*\\(EDGEPLANE_RADSEC_CA_FILE\\)$`));

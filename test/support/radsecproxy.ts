@@ -7,7 +7,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 function find(): string | null {
@@ -17,14 +16,6 @@ function find(): string | null {
 
 export const RADSECPROXY = find();
 export const RADSECPROXY_SKIP_LINE = 'radsecproxy not found (apt-get install -y radsecproxy)';
-
-export async function freeTcpPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const address = server.address();
-  await new Promise<void>((r) => server.close(() => r()));
-  return typeof address === 'object' && address !== null ? address.port : 0;
-}
 
 export interface RadsecproxyOptions {
   /** Loopback UDP port radclient sends to, and the secret it signs with. */
