@@ -9,11 +9,11 @@
  * The file is rewritten whole (temp file, fsync, rename) on every change: acks are rare and the
  * file holds only the unacknowledged ones.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CommandAckSchema, type CommandAck } from '../shared/mqtt/payloads.js';
-import { replaceFile } from './atomic-file.js';
+import { makeDirectory, replaceFile } from './atomic-file.js';
 
 export interface JournalledAck {
   tenant_id: string;
@@ -96,6 +96,6 @@ export class AckJournal {
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
+  await makeDirectory(dirname(file));
   await replaceFile(file, text, { sync: true });
 }

@@ -11,8 +11,10 @@
  *   file and renamed, so a kill leaves whole payloads, never half of one. The previous payload is
  *   what keeps a kill between two files harmless: a new version's parts come before its head
  *   (and on a fresh connection in any order), so a run killed after copying some of them holds
- *   the parts of the head it has, or the head of the parts it has, among the two. Not fsync'ed:
- *   a copy lost in a power cut comes back from the broker, and a damaged one fails its checks.
+ *   the parts of the head it has, or the head of the parts it has, among the two. Each write
+ *   and removal is fsync'ed, the file and then the directory, before the next one starts: the copy
+ *   exists for a power cut at the tower during a backhaul outage, so it must outlive one (a
+ *   rename not yet on disk could come back as the payload before it, or as nothing).
  * - At start the files are read back and fed through the path broker messages take
  *   (DownlinkDispatch → EdgePolicy), so a file is checked exactly as a retained message is:
  *   schemas, each part's content against the ref its head names, versions (an older document
@@ -26,9 +28,9 @@
  *   pass it is not copied (`skipped`).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { replaceFile } from './atomic-file.js';
+import { makeDirectory, replaceFile, syncDirectory } from './atomic-file.js';
 
 export function bundleMirrorDir(stateDir: string, towerId: string): string {
   return join(stateDir, `bundles-${towerId}`);
@@ -89,7 +91,7 @@ export class BundleMirror {
    * removed and counted in `unreadable`; leftover temporary files are removed.
    */
   async load(): Promise<{ messages: MirroredMessage[]; unreadable: number }> {
-    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    await makeDirectory(this.#dir, { mode: 0o700 });
     const messages: MirroredMessage[] = [];
     let unreadable = 0;
     // Last payloads first, so that the byte bound keeps them rather than previous ones.
@@ -145,6 +147,7 @@ export class BundleMirror {
       this.#queue(topic, async () => {
         await rm(path, { force: true });
         await rm(path + PREV, { force: true });
+        await syncDirectory(this.#dir);
       });
       return;
     }
@@ -161,7 +164,7 @@ export class BundleMirror {
     this.#bytes = bytes;
     this.#queue(topic, async () => {
       if (before) await rename(path, path + PREV);
-      await replaceFile(path, payload, { sync: false });
+      await replaceFile(path, payload, { sync: true });
     });
   }
 

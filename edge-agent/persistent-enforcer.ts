@@ -16,11 +16,11 @@
  * also keeps the results of the last `resultCacheSize` command ids. A corrupt file is moved
  * aside (`<file>.corrupt-<ts>`) and the agent starts empty: a tower must come up regardless.
  */
-import { mkdir, readFile, rename } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { Command, Decision } from '../shared/mqtt/payloads.js';
-import { replaceFile } from './atomic-file.js';
+import { makeDirectory, replaceFile } from './atomic-file.js';
 import { BlockTable, type ActiveBlock, type LiftCause } from './block-table.js';
 import type { BlockStatus, CommandResult, Enforcer } from './enforcer.js';
 
@@ -250,7 +250,7 @@ export class PersistentEnforcer implements Enforcer {
       while (this.#dirty) {
         this.#dirty = false;
         const body = JSON.stringify({ v: 1, blocks: this.#table.all(), results: [...this.#results.values()] });
-        await mkdir(dirname(this.#file), { recursive: true });
+        await makeDirectory(dirname(this.#file));
         await replaceFile(this.#file, body, { sync: true });
       }
     } finally {

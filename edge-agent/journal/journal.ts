@@ -13,6 +13,9 @@
  *   the process (kill -9) loses nothing: the bytes are in the kernel. `fsyncMs` bounds what a
  *   power loss can take: the files are fdatasync'ed every `fsyncMs` (default 1 s, like Redis'
  *   appendfsync everysec), or after every write with 0 (much slower). Sealing a segment syncs it.
+ *   The directory is synced with them whenever a segment was created, renamed or deleted since
+ *   the last sync (at once with 0): an fdatasync'ed segment whose directory entry never reached
+ *   the disk would vanish in a power cut with every event it holds.
  * - A record cut short by a crash (torn write) fails its length or CRC: at open the last segment
  *   and the meta file are truncated to their last whole record, the rest replays. Damage inside
  *   an older segment ends that segment's replay; its remaining events are counted as corrupt.
@@ -21,10 +24,10 @@
  * events not yet acknowledged are counted as evicted and reported (`onEvicted`), oldest first.
  */
 import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LocalDecision } from '../../shared/mqtt/payloads.js';
-import { replaceFile } from '../atomic-file.js';
+import { makeDirectory, replaceFile, syncDirectory, syncDirectorySync } from '../atomic-file.js';
 import {
   nextRecord,
   readAck,
@@ -100,6 +103,8 @@ export class Journal {
   #strings = new StringTable();
   #lastTs = 0;
   #dirty = false;
+  /** A segment or the meta file was created, renamed or removed since the directory's last sync. */
+  #dirDirty = false;
   #fsyncTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #evictedEvents = 0;
@@ -146,7 +151,7 @@ export class Journal {
   }
 
   async open(): Promise<OpenReport> {
-    await mkdir(this.#o.dir, { recursive: true });
+    await makeDirectory(this.#o.dir);
     let torn = 0;
     const names = (await readdir(this.#o.dir)).map((n) => ({ n, m: SEGMENT_RE.exec(n) })).filter((x) => x.m !== null);
     names.sort((a, b) => (a.m![1]! < b.m![1]! ? -1 : 1));
@@ -271,6 +276,10 @@ export class Journal {
       closeSync(this.#metaFd);
       this.#metaFd = null;
     }
+    if (this.#dirDirty) {
+      this.#dirDirty = false;
+      await syncDirectory(this.#o.dir).catch((err: unknown) => this.#o.onError?.(err instanceof Error ? err : new Error(String(err))));
+    }
   }
 
   // --- for JournalReader -----------------------------------------------------------------------
@@ -329,6 +338,7 @@ export class Journal {
     this.#segBytes -= s.bytes;
     for (const seq of [...this.#late.keys()]) if (seq >= s.first && seq < s.first + s.count) this.#late.delete(seq);
     unlinkSync(s.file);
+    this.#dirChanged();
     this.#floor = Math.max(this.#floor, this.firstSeq);
     if (this.#metaBytes > Math.max(1024 * 1024, this.#segmentBytes)) {
       try {
@@ -346,6 +356,7 @@ export class Journal {
     const first = this.#nextSeq;
     const file = join(this.#o.dir, `${hex(first)}.seg`);
     this.#activeFd = openSync(file, 'w', 0o600);
+    this.#dirChanged();
     this.#strings = new StringTable();
     this.#lastTs = 0;
     const seg: Segment = { first, count: 0, bytes: 0, file, sealed: false, acked: new Uint8Array(64), ackedCount: 0 };
@@ -369,6 +380,7 @@ export class Journal {
     }
     const sealedFile = join(this.#o.dir, `${hex(seg.first)}-${hex(seg.count)}.seg`);
     renameSync(seg.file, sealedFile);
+    this.#dirChanged();
     seg.file = sealedFile;
     this.#maybeDelete(seg);
   }
@@ -436,8 +448,22 @@ export class Journal {
     else this.#dirty = true;
   }
 
+  /** Directory entries changed: synced with the next data sync (at once when every write is). */
+  #dirChanged(): void {
+    if (this.#o.fsyncMs === 0) syncDirectorySync(this.#o.dir);
+    else this.#dirDirty = true;
+  }
+
   #syncSoon(): void {
-    if (!this.#dirty || this.#closed) return;
+    if ((!this.#dirty && !this.#dirDirty) || this.#closed) return;
+    if (this.#dirDirty) {
+      this.#dirDirty = false;
+      syncDirectory(this.#o.dir).catch((err: unknown) => {
+        this.#dirDirty = true;
+        if (!this.#closed) this.#o.onError?.(err instanceof Error ? err : new Error(String(err)));
+      });
+    }
+    if (!this.#dirty) return;
     this.#dirty = false;
     for (const fd of [this.#activeFd, this.#metaFd]) {
       if (fd === null) continue;
@@ -499,6 +525,7 @@ export class Journal {
       closeSync(fd);
     }
     renameSync(tmp, file);
+    this.#dirChanged();
     closeSync(this.#metaFd);
     this.#metaFd = openSync(file, 'a', 0o600);
     this.#metaBytes = content.length;
