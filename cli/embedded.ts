@@ -10,13 +10,13 @@
  * The operator is created only once the broker holds its ports, so a start that fails leaves no
  * operator and no password file behind.
  */
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
 import { levelBackends } from '../broker/backends-level.js';
 import type { Broker } from '../broker/broker.js';
 import { buildBroker } from './roots/broker-root.js';
+import { replaceFile } from '../shared/atomic-file.js';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { randomSecret } from '../shared/auth/secrets.js';
 import type { KeyRing, TokenService } from '../shared/auth/tokens.js';
@@ -254,6 +254,9 @@ export async function ensureOperator(store: Store, config: Config, paths: DataDi
   }
   const generated = config.admin_password ? null : randomSecret(18);
   const password = config.admin_password ?? generated!;
+  // On disk (synced) before the operator exists: a crash or power cut in between leaves a file
+  // that the next start overwrites (no operator yet), never an operator whose password is lost.
+  if (generated) await replaceFile(paths.initialAdminPassword, generated + '\n', { sync: true });
   await store.consoleUsers.create({
     tenant_id: null,
     email: config.admin_email,
@@ -261,7 +264,6 @@ export async function ensureOperator(store: Store, config: Config, paths: DataDi
     password_hash: await hashPassword(password),
   });
   if (generated) {
-    await writeFile(paths.initialAdminPassword, generated + '\n', { mode: 0o600 });
     logger.warn(
       { module: 'embedded', email: config.admin_email, password_file: paths.initialAdminPassword },
       'created platform operator with a generated password (see password_file; change it after first login)',

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CommandAckSchema, type CommandAck } from '../shared/mqtt/payloads.js';
-import { makeDirectory, replaceFile } from './atomic-file.js';
+import { makeDirectory, replaceFile } from '../shared/atomic-file.js';
 
 export interface JournalledAck {
   tenant_id: string;

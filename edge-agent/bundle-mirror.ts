@@ -30,7 +30,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeDirectory, replaceFile, syncDirectory } from './atomic-file.js';
+import { makeDirectory, replaceFile, syncDirectory } from '../shared/atomic-file.js';
 
 export function bundleMirrorDir(stateDir: string, towerId: string): string {
   return join(stateDir, `bundles-${towerId}`);

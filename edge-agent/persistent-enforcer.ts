@@ -20,7 +20,7 @@ import { readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { Command, Decision } from '../shared/mqtt/payloads.js';
-import { makeDirectory, replaceFile } from './atomic-file.js';
+import { makeDirectory, replaceFile } from '../shared/atomic-file.js';
 import { BlockTable, type ActiveBlock, type LiftCause } from './block-table.js';
 import type { BlockStatus, CommandResult, Enforcer } from './enforcer.js';
 

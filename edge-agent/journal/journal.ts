@@ -27,7 +27,7 @@ import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, fsyncSyn
 import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LocalDecision } from '../../shared/mqtt/payloads.js';
-import { makeDirectory, replaceFile, syncDirectory, syncDirectorySync } from '../atomic-file.js';
+import { makeDirectory, replaceFile, syncDirectory, syncDirectorySync } from '../../shared/atomic-file.js';
 import {
   nextRecord,
   readAck,

@@ -3,8 +3,7 @@
  * in the data dir; the newest signs, all verify, and the JWKS endpoint publishes every public key
  * so services can verify tokens signed before a rotation until those expire.
  */
-import { randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
   SignJWT,
@@ -20,6 +19,7 @@ import {
 import { z } from 'zod';
 import type { ConsoleRole } from '../domain.js';
 import { createError } from '../errors.js';
+import { createFileOnce, makeDirectory, replaceFile } from '../atomic-file.js';
 
 const ALG = 'ES256';
 export const TOKEN_ISSUER = 'edgeplane';
@@ -90,17 +90,8 @@ export class KeyRing {
     if (!file) return new KeyRing([await newKey(now)], null);
     const existing = await readKeys(file);
     if (existing) return new KeyRing(existing, file);
-    await mkdir(dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, JSON.stringify({ keys: [await newKey(now)] }), { mode: 0o600 });
-    try {
-      // link() fails if the file exists: an atomic create-if-absent of a complete file.
-      await link(tmp, file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    } finally {
-      await unlink(tmp).catch(() => undefined);
-    }
+    // Created once, whole and durably; a process that loses the race reads the winner's.
+    await createFileOnce(file, JSON.stringify({ keys: [await newKey(now)] }));
     const keys = await readKeys(file);
     if (!keys) throw new Error(`signing key file ${file} is empty`);
     return new KeyRing(keys, file);
@@ -157,11 +148,10 @@ export class KeyRing {
 
   async #save(): Promise<void> {
     if (!this.#file) return;
-    await mkdir(dirname(this.#file), { recursive: true });
-    const tmp = `${this.#file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    // Written then renamed so a crash never leaves a truncated key file; 0600: private keys.
-    await writeFile(tmp, JSON.stringify({ keys: this.#keys }), { mode: 0o600 });
-    await rename(tmp, this.#file);
+    await makeDirectory(dirname(this.#file));
+    // Replaced whole and synced, so neither a crash nor a power cut leaves a truncated key file
+    // (0600: private keys); a temporary name of its own, as other processes may rotate too.
+    await replaceFile(this.#file, JSON.stringify({ keys: this.#keys }), { sync: true, uniqueTmp: true });
   }
 }
 
@@ -171,6 +161,9 @@ async function readKeys(file: string): Promise<StoredKey[] | null> {
     return parsed.keys.length > 0 ? (parsed.keys as StoredKey[]) : null;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (err instanceof SyntaxError || err instanceof z.ZodError) {
+      throw new Error(`signing key file ${file} is not a key ring (${err instanceof SyntaxError ? err.message : 'unexpected shape'}); restore it, or delete it to have new keys generated (every token signed so far then stops verifying)`, { cause: err });
+    }
     throw err;
   }
 }
