@@ -4,7 +4,8 @@
  * subscriptions, the QoS 1 messages queued for them, retained messages and wills survive a
  * restart of the process, including kill -9: LevelDB appends each write to its log with
  * write(2) before the call returns, so the OS holds it even if the process dies (only a machine
- * crash could lose the last unsynced writes).
+ * crash could lose the last unsynced writes — unless `durability: 'power'`, which fsyncs each
+ * batch before its writes resolve).
  *
  * Things relied on from aedes-persistence-level 9.2 (asyncPersistence.js):
  * - `setup()` loads every stored subscription into an in-memory trie; lookups by topic never
@@ -43,6 +44,12 @@ const WRITE_BUFFER_BYTES = 1024 * 1024;
 export interface LevelBackendsOptions {
   /** The LevelDB directory, created if missing: `<data-dir>/broker-sessions` in embedded mode. */
   location: string;
+  /**
+   * `power`: each batch is fsync'ed before the writes in it resolve, so what the broker acked
+   * (a PUBACK) survives a power cut too. Default `process`: written to LevelDB's log with
+   * write(2), surviving the process (kill -9), not the machine.
+   */
+  durability?: 'process' | 'power';
 }
 
 export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
@@ -71,7 +78,7 @@ export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {
       throw new Error(`broker session store ${opts.location} cannot be opened${hint}`, { cause: err });
     }
     // Writes grouped into batches (write-behind-level.ts); reads see them before they are written.
-    writes = new WriteBehindLevel(db);
+    writes = new WriteBehindLevel(db, { sync: opts.durability === 'power' });
     const store = writes.facade();
     return indexRetained(levelPersistence(store), store);
   }

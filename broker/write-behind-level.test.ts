@@ -45,6 +45,19 @@ describe('WriteBehindLevel', () => {
     expect(await db.keys().all()).toEqual(['c', 'd']);
   });
 
+  it('asks LevelDB to fsync each batch only when built for power durability', async () => {
+    const seen: unknown[] = [];
+    const batch = db.batch.bind(db) as (ops: unknown, opts?: unknown) => Promise<void>;
+    (db as unknown as { batch: (ops: unknown, opts?: unknown) => Promise<void> }).batch = (ops, opts) => {
+      seen.push(opts);
+      return batch(ops, opts);
+    };
+    await new WriteBehindLevel(db).facade().put('a', b('1'));
+    await new WriteBehindLevel(db, { sync: true }).facade().put('b', b('2'));
+    expect(seen).toEqual([{ sync: false }, { sync: true }]);
+    expect(await db.get('b')).toEqual(b('2'));
+  });
+
   it('reads see every write issued before them, also before it is written', async () => {
     const wb = new WriteBehindLevel(db);
     const f = wb.facade();

@@ -97,8 +97,12 @@ export class WriteBehindLevel {
   #failedEarlyError: unknown = null;
   readonly stats: WriteBehindStats = { batches: 0, writes: 0, failedEarly: 0 };
 
-  constructor(db: Db) {
+  /** fsync each batch before its writes resolve (`durability: 'power'`). */
+  readonly #sync: boolean;
+
+  constructor(db: Db, opts: { sync?: boolean } = {}) {
     this.#db = db;
+    this.#sync = opts.sync ?? false;
   }
 
   /** The object to hand to aedes-persistence-level in place of `db`. */
@@ -219,7 +223,7 @@ export class WriteBehindLevel {
     const group = this.#queue.splice(0, end + 1);
     this.stats.batches++;
     this.stats.writes += group.length;
-    this.#writing = this.#db.batch(group.map((p) => p.op)).then(
+    this.#writing = this.#db.batch(group.map((p) => p.op), { sync: this.#sync }).then(
       () => this.#settle(group, null),
       (err: unknown) => this.#settle(group, err),
     );

@@ -114,7 +114,7 @@ async function startLocked(
   const commands = buildCommandService(f);
   const broker = buildBroker(f, commands, {
     // Sessions (subscriptions, queued QoS 1 messages, retained bundles) survive a restart.
-    backends: levelBackends({ location: join(f.paths.root, 'broker-sessions') }),
+    backends: levelBackends({ location: join(f.paths.root, 'broker-sessions'), durability: f.config.durability }),
     tls,
   });
   const workerCtx: WorkerContext = {
@@ -235,7 +235,7 @@ async function startLocked(
     stop: () => running.stop(),
   };
   logger.info(
-    { module: 'embedded', http: handle.httpUrl, mqtt: handle.mqttUrl, mqtt_ws: handle.mqttWsUrl, mqtt_tls: handle.mqttTlsUrl, data_dir: f.paths.root },
+    { module: 'embedded', http: handle.httpUrl, mqtt: handle.mqttUrl, mqtt_ws: handle.mqttWsUrl, mqtt_tls: handle.mqttTlsUrl, data_dir: f.paths.root, durability: f.config.durability },
     'EdgePlane control plane started',
   );
   return handle;

@@ -124,6 +124,11 @@ export const CONFIG_OPTIONS = {
   firebase_database_url: { flag: 'firebase-database-url', describe: 'Mirror live alerts/remediations/counters to this Firebase Realtime Database (off when unset)' },
   firebase_credentials_file: { flag: 'firebase-credentials-file', describe: 'Service account JSON for Firebase (not needed with FIREBASE_DATABASE_EMULATOR_HOST)' },
   firebase_flush_ms: { flag: 'firebase-flush-ms', describe: 'Firebase writes are batched: at most one multi-path update per interval' },
+  durability: {
+    flag: 'durability',
+    describe:
+      'What an acknowledged write (PUBACK, 2xx) survives, for the SQLite store and the embedded broker\'s sessions: process (default: a crash or kill -9; written before the ack, not fsync\'ed) | power (also a power cut or OS crash: fsync\'ed before the ack, slower)',
+  },
   store_url: { flag: 'store-url', describe: 'Store: sqlite:<file> or mongodb://… (replica set); default sqlite:<data-dir>/edgeplane.db' },
   redis_url: { flag: 'redis-url', describe: 'Redis of the distributed mode (queues, workflow state, bus, broker sessions); required by broker/worker/api' },
   redis_prefix: { flag: 'redis-prefix', describe: 'Prefix of every Redis key and channel of this deployment' },
@@ -162,6 +167,7 @@ export const ConfigSchema = z.object({
   mqtt_ws_port: port.default(8083),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   log_format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  durability: z.enum(['process', 'power']).default('process'),
   admin_email: z.email().default('admin@edgeplane.local'),
   admin_password: z.string().min(12, 'must be at least 12 characters').optional(),
   service_secret: z.string().min(24, 'must be at least 24 characters').optional(),

@@ -133,6 +133,7 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
   const store = openStore(storeUrl, {
     now,
     newId,
+    durability: config.durability,
     hooks: { onPolicyChanged: (tenantId, version, scope) => bus.publish('policy.changed', { tenant_id: tenantId, version, scope }) },
   });
   components.push(

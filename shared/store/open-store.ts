@@ -14,6 +14,11 @@ export interface OpenStoreOptions {
   now?: () => number;
   newId?: IdFactory;
   hooks?: StoreHooks;
+  /**
+   * SQLite: whether a commit is fsync'ed (`power`) or only written (`process`, the default); see
+   * SqliteStore. MongoDB takes its durability from the write concern (the URL's `w`, `journal`).
+   */
+  durability?: 'process' | 'power';
 }
 
 const USAGE = 'use sqlite:<file> (relative or absolute path) or mongodb://… / mongodb+srv://…';
@@ -38,7 +43,10 @@ export function sqliteFileOf(url: string): string {
 export function openStore(url: string, opts: OpenStoreOptions = {}): Store {
   const trimmed = url.trim();
   if (trimmed.startsWith('sqlite:')) return new SqliteStore({ file: sqliteFileOf(trimmed), backgroundCheckpoints: true, ...opts });
-  if (trimmed.startsWith('mongodb://') || trimmed.startsWith('mongodb+srv://')) return new MongoStore({ url: trimmed, ...opts });
+  if (trimmed.startsWith('mongodb://') || trimmed.startsWith('mongodb+srv://')) {
+    const { durability: _, ...mongoOpts } = opts;
+    return new MongoStore({ url: trimmed, ...mongoOpts });
+  }
   // Only the scheme is echoed: a store URL may carry credentials.
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(trimmed)?.[1];
   throw refuse(scheme === undefined ? 'not a store URL' : `unsupported scheme "${scheme}:"`);

@@ -36,7 +36,7 @@ describe('SqliteStore specifics', () => {
   let file: string;
   const open: SqliteStore[] = [];
 
-  const openStore = async (opts: { hooks?: StoreHooks; now?: () => number; backgroundCheckpoints?: boolean } = {}): Promise<SqliteStore> => {
+  const openStore = async (opts: { hooks?: StoreHooks; now?: () => number; backgroundCheckpoints?: boolean; durability?: 'process' | 'power' } = {}): Promise<SqliteStore> => {
     const store = new SqliteStore({ file, ...opts });
     await store.init();
     open.push(store);
@@ -233,6 +233,11 @@ describe('SqliteStore specifics', () => {
     expect(existsSync(`${file}-wal`)).toBe(true);
     const version = inspect((db) => db.prepare('SELECT max(version) AS v FROM schema_migrations').get());
     expect(version).toEqual({ v: Math.max(...MIGRATIONS.map((m) => m.version)) });
+  });
+
+  it('fsyncs every commit only with durability power (the writing connection\'s synchronous pragma)', async () => {
+    expect((await openStore()).durability()).toBe('process');
+    expect((await openStore({ durability: 'power' })).durability()).toBe('power');
   });
 
   it('applies migrations once and keeps data across close and reopen', async () => {

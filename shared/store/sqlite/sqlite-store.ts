@@ -50,6 +50,12 @@ export interface SqliteStoreOptions {
    * not each start a thread.
    */
   backgroundCheckpoints?: boolean;
+  /**
+   * `power`: every commit fsyncs the WAL (`synchronous = FULL`), so what was committed survives a
+   * power cut or an OS crash too. Default `process`: `synchronous = NORMAL`, a commit is written to
+   * the WAL (it survives the process, kill -9 included) and synced at the next checkpoint.
+   */
+  durability?: 'process' | 'power';
 }
 
 /** How often the checkpointer thread copies the WAL back into the database file. */
@@ -144,6 +150,7 @@ export class SqliteStore extends RepoBackedStore {
   private optimizer: NodeJS.Timeout | null = null;
   private checkpointer: Checkpointer | null = null;
   private readonly backgroundCheckpoints: boolean;
+  private readonly synchronous: 'NORMAL' | 'FULL';
 
   constructor(opts: SqliteStoreOptions) {
     super();
@@ -152,6 +159,7 @@ export class SqliteStore extends RepoBackedStore {
     this.now = opts.now ?? Date.now;
     this.newId = opts.newId ?? createIdFactory();
     this.backgroundCheckpoints = opts.backgroundCheckpoints ?? false;
+    this.synchronous = opts.durability === 'power' ? 'FULL' : 'NORMAL';
   }
 
   async init(): Promise<void> {
@@ -160,7 +168,8 @@ export class SqliteStore extends RepoBackedStore {
     try {
       db.pragma('journal_mode = WAL');
       // WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last ones.
-      db.pragma('synchronous = NORMAL');
+      // FULL (durability power) syncs the WAL at every commit.
+      db.pragma(`synchronous = ${this.synchronous}`);
       db.pragma('foreign_keys = ON');
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       runMigrations(db, this.now);
@@ -176,6 +185,15 @@ export class SqliteStore extends RepoBackedStore {
       db.close();
       throw err;
     }
+  }
+
+  /**
+   * What a commit survives, read back from the writing connection's `PRAGMA synchronous` (1 =
+   * NORMAL, 2 = FULL): the setting is per connection, no other connection can check it.
+   */
+  durability(): 'process' | 'power' {
+    if (!this.db) throw new Error('store is not open');
+    return (this.db.pragma('synchronous', { simple: true }) as number) >= 2 ? 'power' : 'process';
   }
 
   async close(): Promise<void> {
