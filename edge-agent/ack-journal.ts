@@ -96,6 +96,6 @@ export class AckJournal {
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {
-  await makeDirectory(dirname(file));
+  await makeDirectory(dirname(file), { mode: 0o700 });
   await replaceFile(file, text, { sync: true });
 }

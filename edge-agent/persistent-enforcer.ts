@@ -250,7 +250,7 @@ export class PersistentEnforcer implements Enforcer {
       while (this.#dirty) {
         this.#dirty = false;
         const body = JSON.stringify({ v: 1, blocks: this.#table.all(), results: [...this.#results.values()] });
-        await makeDirectory(dirname(this.#file));
+        await makeDirectory(dirname(this.#file), { mode: 0o700 });
         await replaceFile(this.#file, body, { sync: true });
       }
     } finally {

@@ -5,7 +5,7 @@
  * wrapped only to record each fsync (test/support/fsync-recorder.ts). A rename, a new file or a
  * removal is durable only once its directory is synced.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -56,6 +56,7 @@ describe('journal directory', () => {
     const j = new Journal({ dir, maxBytes: 1024 * 1024, fsyncMs: 0 });
     await j.open();
     try {
+      expect(statSync(dir).mode & 0o777).toBe(0o700); // the tower's own: device and tenant ids
       const next = appendUntilRotation(j, dir, 0); // the first segment is created
       fsyncs.clear();
       appendUntilRotation(j, dir, next); // the first is sealed (renamed), a second created

@@ -70,6 +70,7 @@ describe('createFileOnce', () => {
     expect(dataSync).toBeGreaterThanOrEqual(0);
     expect(fsyncs.paths.lastIndexOf(join(base, 'secrets'))).toBeGreaterThan(dataSync);
     expect(fsyncs.paths).toContain(base); // the directory it made, in its parent
+    expect((await stat(join(base, 'secrets'))).mode & 0o777).toBe(0o700);
 
     expect(await createFileOnce(file, 'second')).toBe(false);
     expect(await readFile(file, 'utf8')).toBe('first');

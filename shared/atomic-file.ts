@@ -58,7 +58,7 @@ export async function replaceFile(file: string, data: string | Buffer, opts: Rep
  * the others read the winner's. Resolves true when this call created it.
  */
 export async function createFileOnce(file: string, data: string | Buffer): Promise<boolean> {
-  await makeDirectory(dirname(file));
+  await makeDirectory(dirname(file), { mode: 0o700 });
   const tmp = tmpName(file, true);
   let created = true;
   try {

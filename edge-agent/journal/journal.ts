@@ -151,7 +151,7 @@ export class Journal {
   }
 
   async open(): Promise<OpenReport> {
-    await makeDirectory(this.#o.dir);
+    await makeDirectory(this.#o.dir, { mode: 0o700 });
     let torn = 0;
     const names = (await readdir(this.#o.dir)).map((n) => ({ n, m: SEGMENT_RE.exec(n) })).filter((x) => x.m !== null);
     names.sort((a, b) => (a.m![1]! < b.m![1]! ? -1 : 1));

@@ -148,7 +148,7 @@ export class KeyRing {
 
   async #save(): Promise<void> {
     if (!this.#file) return;
-    await makeDirectory(dirname(this.#file));
+    await makeDirectory(dirname(this.#file), { mode: 0o700 });
     // Replaced whole and synced, so neither a crash nor a power cut leaves a truncated key file
     // (0600: private keys); a temporary name of its own, as other processes may rotate too.
     await replaceFile(this.#file, JSON.stringify({ keys: this.#keys }), { sync: true, uniqueTmp: true });

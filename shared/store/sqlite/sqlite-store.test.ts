@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -233,6 +233,23 @@ describe('SqliteStore specifics', () => {
     expect(existsSync(`${file}-wal`)).toBe(true);
     const version = inspect((db) => db.prepare('SELECT max(version) AS v FROM schema_migrations').get());
     expect(version).toEqual({ v: Math.max(...MIGRATIONS.map((m) => m.version)) });
+  });
+
+  it('creates a new database file, and with it its WAL, readable by its owner only; an existing file keeps its mode', async () => {
+    const store = await openStore();
+    await store.tenants.create({ name: 'a' });
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(`${file}-wal`).mode & 0o777).toBe(0o600);
+    await store.close();
+
+    const other = join(dir, 'chosen.db');
+    writeFileSync(other, '');
+    chmodSync(other, 0o640);
+    const kept = new SqliteStore({ file: other });
+    await kept.init();
+    open.push(kept);
+    await kept.tenants.create({ name: 'b' });
+    expect(statSync(other).mode & 0o777).toBe(0o640);
   });
 
   it('fsyncs every commit only with durability power (the writing connection\'s synchronous pragma)', async () => {

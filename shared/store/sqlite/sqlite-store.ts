@@ -4,6 +4,7 @@
  * fits the same shape. Repositories are built in init() because they prepare their statements
  * against the open connection; before init() (or after close()) every repository access throws.
  */
+import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { Checkpointer } from './checkpointer.js';
 import { createIdFactory, type IdFactory } from '../../ids.js';
@@ -164,6 +165,7 @@ export class SqliteStore extends RepoBackedStore {
 
   async init(): Promise<void> {
     if (this.db) return;
+    createPrivately(this.file);
     const db = new Database(this.file, { timeout: BUSY_TIMEOUT_MS });
     try {
       db.pragma('journal_mode = WAL');
@@ -207,5 +209,21 @@ export class SqliteStore extends RepoBackedStore {
     await checkpointer?.stop();
     if (db) optimize(db, 'optimize');
     db?.close();
+  }
+}
+
+/**
+ * Creates a new database file with mode 0600 before SQLite opens it (SQLite would create it 0644
+ * under the usual umask): it holds password and key hashes and every tenant's usage. SQLite gives
+ * its -wal and -shm files the database file's mode. An existing file keeps the mode it has (an
+ * operator may have chosen it); `:memory:` and files whose directory is missing are left to
+ * SQLite (its own error names the latter).
+ */
+function createPrivately(file: string): void {
+  if (file === ':memory:' || file === '') return;
+  try {
+    closeSync(openSync(file, 'wx', 0o600));
+  } catch {
+    // Exists already (EEXIST), or SQLite reports the problem when it opens the file.
   }
 }
