@@ -179,6 +179,8 @@ export interface PipelineOptions extends StepOptions {
   /** Seconds of relay measurement per step's stream (after `relayWarmupSeconds`); 0 skips it. */
   relaySeconds: number;
   relayWarmupSeconds?: number;
+  /** More `edgeplane start` flags for the control plane measured. */
+  controlPlaneArgs?: string[];
 }
 
 /** Reads /metrics as the operator, signing in again when the token has expired; null on failure. */
@@ -199,7 +201,7 @@ function operatorMetrics(httpUrl: string, adminPassword: string): () => Promise<
 
 /** The embedded control plane (`edgeplane start`) in a child process, then the relay per step. */
 export async function benchPipeline(opts: PipelineOptions): Promise<PipelineBenchResult> {
-  const cp = await startBenchControlPlane();
+  const cp = await startBenchControlPlane({ args: opts.controlPlaneArgs ?? [] });
   let run: Awaited<ReturnType<typeof runSteps>>;
   try {
     run = await runSteps(cp.urls, cp.adminPassword, { ...opts, server: { pids: [cp.pid], metrics: operatorMetrics(cp.urls.http, cp.adminPassword) } });

@@ -11,6 +11,7 @@ import { benchApi, printApi, type ApiBenchResult } from '../bench/api-bench.js';
 import { benchBundles, printBundles, type BundleBenchResult } from '../bench/bundle-bench.js';
 import { benchRetained, printRetained, type RetainedBenchResult } from '../bench/retained-bench.js';
 import { benchDistributed, type DistributedBenchResult } from '../bench/distributed-bench.js';
+import { benchDurability, printDurability, type DurabilityBenchResult } from '../bench/durability-bench.js';
 import { benchMemory, printMemory, type MemoryBenchResult } from '../bench/memory-bench.js';
 import { benchPipeline, type PipelineBenchResult } from '../bench/pipeline-bench.js';
 import { benchCedarShapes, benchPolicy, benchRuleCounts, REALISTIC_WORST } from '../bench/policy-bench.js';
@@ -21,7 +22,7 @@ import { benchStartup, printStartup, type StartupBenchResult } from '../bench/st
 import { benchWhatIf, type WhatIfBenchResult } from '../bench/whatif-bench.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
 
-export const BENCH_PARTS = ['relay', 'pipeline', 'policy', 'distributed', 'whatif', 'startup', 'agent', 'remediation', 'api', 'memory', 'bundles', 'retained'] as const;
+export const BENCH_PARTS = ['relay', 'pipeline', 'policy', 'distributed', 'whatif', 'startup', 'agent', 'remediation', 'api', 'memory', 'bundles', 'retained', 'durability'] as const;
 type Part = (typeof BENCH_PARTS)[number];
 
 const options: Record<string, CommandOption> = {
@@ -50,6 +51,8 @@ const options: Record<string, CommandOption> = {
   'bundle-changes': { type: 'string', describe: 'Rule changes the bundle freshness part times', default: '20' },
   'bundle-sizes': { type: 'string', describe: 'Tenants the freshness part runs: small (1,000 devices, 100 rules), large (100,000, 10,000)', default: 'small,large' },
   'retained-towers': { type: 'string', describe: "Towers whose bundles (a head and 8 parts each) the retained lookup part stores", default: '5000' },
+  'durability-eps': { type: 'string', describe: 'Offered load (events/s) of the durability comparison', default: '10000' },
+  'durability-pairs': { type: 'string', describe: 'Alternating process/power rounds of the durability comparison', default: '3' },
 };
 
 export const benchHelp = `Usage: edgeplane bench [--report <file>] [--only <parts>] [options]
@@ -79,6 +82,8 @@ Measures on this machine, in one run (each part bounded; loopback only):
                   the API to the new version applied at every one of 100 connected towers
   (l) retained    distributed mode's Redis session store: one tower's SUBSCRIBE with 5,000 towers'
                   bundles retained, aedes-persistence-redis' scan vs our index, same data
+  (m) durability  the embedded pipeline at one load with --durability power vs process (alternating
+                  rounds): decision and PUBACK latency, CPU per event, and the ratios
 
 Options:
 ${optionsHelp(options)}
@@ -101,6 +106,7 @@ interface Results {
   memory?: MemoryBenchResult;
   bundles?: BundleBenchResult;
   retained?: RetainedBenchResult;
+  durability?: DurabilityBenchResult;
 }
 
 export async function benchCommand(argv: string[]): Promise<number> {
@@ -179,6 +185,11 @@ export async function benchCommand(argv: string[]): Promise<number> {
     r.retained = await benchRetained({ towers: Math.round(num('retained-towers')), parts: 8, lookups: 100, log });
   }
 
+  if (want('durability')) {
+    log('(m) durability, power vs process …');
+    r.durability = await benchDurability({ ...stepOpts, rateEps: Math.round(num('durability-eps')), pairs: Math.max(1, Math.round(num('durability-pairs'))) });
+  }
+
   log('');
   log('Results');
   printResults(r, log);
@@ -216,4 +227,5 @@ function printResults(r: Results, log: (s: string) => void): void {
   if (r.memory) printMemory(r.memory, log, fmt);
   if (r.bundles) printBundles(r.bundles, log, fmt);
   if (r.retained) printRetained(r.retained, log, fmt);
+  if (r.durability) printDurability(r.durability, log, fmt);
 }
