@@ -163,6 +163,7 @@ export class Broker {
   /** Cloud → tower publishing for in-process workers (decisions, commands, retained policy). */
   readonly downlink: Downlink = {
     publish: (topic, payload, opts) => this.#publishDownlink(topic, payload, opts?.retain ?? false, opts?.qos ?? 1),
+    retainedUnder: (prefix) => this.#retainedUnder(prefix),
   };
 
   constructor(deps: BrokerDeps) {
@@ -548,6 +549,20 @@ export class Broker {
     if (!changed) return;
     const tower = await towers.get(towerId);
     if (tower) bus.publish('tower.status', { tower });
+  }
+
+  async #retainedUnder(prefix: string): Promise<string[]> {
+    const persistence = this.#persistence;
+    if (!persistence || this.#stopping) throw new Error('broker is not running');
+    const parsed = parseTopic(prefix);
+    // A downlink topic only: no wildcard, no uplink (a tower's claims are never retained anyway).
+    if (!parsed || TOPIC_SPECS[parsed.kind].direction !== 'downlink') throw new Error(`not a downlink topic: ${JSON.stringify(prefix)}`);
+    const out: string[] = [];
+    for await (const packet of persistence.createRetainedStreamCombi([`${prefix}/+`])) {
+      const { topic, payload } = packet as { topic?: unknown; payload?: unknown };
+      if (typeof topic === 'string' && Buffer.isBuffer(payload) && payload.length > 0) out.push(topic);
+    }
+    return out;
   }
 
   #publishDownlink(topic: string, payload: Buffer, retain: boolean, qos: 0 | 1): Promise<void> {

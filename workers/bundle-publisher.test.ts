@@ -26,7 +26,11 @@ import { testWorkerContext } from './test-support.js';
 class RecordingDownlink implements Downlink {
   /** In the order the broker took them (a retained topic keeps the last). */
   readonly sent: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
+  /** Heads whose retained parts were looked up, in order. */
+  readonly lookups: string[] = [];
   #held: { reached: () => void; release: Promise<void> } | null = null;
+  /** What the broker retains: shared by the downlinks of processes on one broker. */
+  constructor(readonly retained = new Map<string, Buffer>()) {}
   async publish(topic: string, payload: Buffer, opts?: { retain?: boolean }): Promise<void> {
     const held = this.#held;
     if (held) {
@@ -35,6 +39,14 @@ class RecordingDownlink implements Downlink {
       await held.release;
     }
     this.sent.push({ topic, payload, retain: opts?.retain ?? false });
+    if (opts?.retain) {
+      if (payload.length === 0) this.retained.delete(topic);
+      else this.retained.set(topic, payload);
+    }
+  }
+  async retainedUnder(prefix: string): Promise<string[]> {
+    this.lookups.push(prefix);
+    return [...this.retained.keys()].filter((t) => t.startsWith(`${prefix}/`) && !t.slice(prefix.length + 1).includes('/'));
   }
   /** The next publish waits for `release` (a slow broker write); resolves once it is waiting. */
   holdNext(release: Promise<void>): Promise<void> {
@@ -58,6 +70,8 @@ class RecordingDownlink implements Downlink {
 }
 
 const newId = createIdFactory();
+/** One directory key for every process, as in a deployment (derived from the shared service secret). */
+const DIRECTORY_KEY = Buffer.alloc(32, 7);
 let dir: string;
 let store: SqliteStore;
 let bus: InProcessBus;
@@ -113,7 +127,7 @@ beforeEach(async () => {
   await store.devices.create(tenantB, { id: 'devB1', name: 'phone' });
   for (const t of ['T1', 'T2']) await store.towers.create({ id: t, name: t });
   ctx = testWorkerContext({ store, bus, downlink, counters, logger: silentLogger(), newId });
-  pipeline = new Pipeline(ctx, { concurrency: 4, rebuildDebounceMs: 60_000 });
+  pipeline = new Pipeline(ctx, { concurrency: 4, rebuildDebounceMs: 60_000, directoryKey: DIRECTORY_KEY });
   await pipeline.start();
 });
 
@@ -279,10 +293,10 @@ describe('one bundle publisher for the cluster', () => {
   beforeEach(async () => {
     // The first worker (started by the outer beforeEach) holds the lease; move both onto one clock.
     clock = Date.now();
-    const down = new RecordingDownlink();
+    const down = new RecordingDownlink(downlink.retained);
     const base = testWorkerContext({ store, bus, downlink: down, logger: silentLogger(), newId, now: () => clock, workflow: { ...inProcessWorkflow(), leases: ctx.leases } });
     const c2 = { ...base, processId: 'worker-2' };
-    const p2 = new Pipeline(c2, { concurrency: 4, rebuildDebounceMs: 60_000 });
+    const p2 = new Pipeline(c2, { concurrency: 4, rebuildDebounceMs: 60_000, directoryKey: DIRECTORY_KEY });
     await p2.start();
     second = { pipeline: p2, downlink: down, ctx: base };
   });
@@ -324,6 +338,36 @@ describe('one bundle publisher for the cluster', () => {
     await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
     await second.pipeline.engine.refresh(tenantA);
     expect(edgeKinds(second.downlink, from)).toEqual(['policyPart:A:T1', 'policy:A:T1']);
+  });
+
+  it('a new publisher clears the parts an earlier one retained beyond each document\'s count, once per document, and nothing of other tenants or towers', async () => {
+    await pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await settled();
+    const dirHead = downlink.sent.find((m) => parseTopic(m.topic)?.kind === 'directory' && decodePayload(DirectoryHeadSchema, m.payload).ok)!.topic;
+    // What a run with larger documents left at the broker: parts 3 and 4 of A's bundle for T1, and
+    // part 6 of a directory slice; beside them, parts of documents this tenant's publication must
+    // not touch (tenant B's bundle at T1, A's bundle at a tower that does not serve A).
+    const stale = [`${topics.policy(tenantA, 'T1')}/3`, `${topics.policy(tenantA, 'T1')}/4`, `${dirHead}/6`];
+    const others = [`${topics.policy(tenantB, 'T1')}/2`, `${topics.policy(tenantA, 'T2')}/2`];
+    for (const t of [...stale, ...others]) downlink.retained.set(t, Buffer.from('part of an earlier version'));
+
+    await pipeline.stop();
+    await second.pipeline.engine.claimPublishing();
+    const cleared = second.downlink.sent.filter((m) => m.retain && m.payload.length === 0).map((m) => m.topic);
+    expect(cleared.filter((t) => stale.includes(t) || others.includes(t)).sort()).toEqual([...stale].sort());
+    for (const t of stale) expect(downlink.retained.has(t)).toBe(false);
+    for (const t of others) expect(downlink.retained.has(t)).toBe(true);
+    // Cleared before the head that no longer names them is published again.
+    const headAt = second.downlink.sent.findIndex((m) => m.topic === topics.policy(tenantA, 'T1'));
+    expect(second.downlink.sent.findIndex((m) => m.topic === stale[1])).toBeLessThan(headAt);
+    expect(second.ctx.counters.get('bundle_stale_parts_cleared_total')).toBe(stale.length);
+
+    // Looked up once per document: a later version publishes without asking again.
+    const asked = second.downlink.lookups.length;
+    expect(second.downlink.lookups).toContain(topics.policy(tenantA, 'T1'));
+    await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
+    await second.pipeline.engine.refresh(tenantA);
+    expect(second.downlink.lookups.length).toBe(asked);
   });
 
   it('with the lease store unreachable a worker starts and decides without publishing, and publishes once a claim succeeds', async () => {

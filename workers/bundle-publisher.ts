@@ -22,6 +22,13 @@
  * build their models for their own decisions and, when a tower's first event of a tenant is
  * stored there, ask the publisher over the bus to serve it (`bundle.serve`). A process that takes
  * the lease over forgets what it had sent and republishes every tenant whole.
+ *
+ * Parts beyond a document's current count are cleared (an empty retained payload) when this
+ * process published them. Parts an earlier run or another process retained are found, where the
+ * downlink can read the broker's retained store (`retainedUnder`: the embedded broker), at the
+ * first publication of each document after this process became the publisher; elsewhere they
+ * stay retained until a later version has that many parts again (towers ignore parts their head
+ * does not name, and bound what they hold).
  */
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
@@ -62,6 +69,8 @@ export class BundlePublisher {
   readonly #bundles = new Map<string, TenantBundle>();
   /** Part ref last published on each part topic by this process. */
   readonly #sentParts = new Map<string, string>();
+  /** Documents (head topics) whose retained parts were looked up since this process became the publisher. */
+  readonly #swept = new Set<string>();
   /** Per tenant, the directory entry of each device (an HMAC each: recomputed only on change). */
   readonly #entries = new Map<string, Map<string, CachedEntry>>();
   /** Per tenant, the part refs of the directory slice last published. */
@@ -114,6 +123,7 @@ export class BundlePublisher {
     // Another process may have published since this one last did: nothing remembered holds.
     this.#bundles.clear();
     this.#sentParts.clear();
+    this.#swept.clear();
     this.#sliceSent.clear();
     this.#sliceInventory.clear();
     this.#ctx.logger.info({ event: 'bundle_publisher', process_id: this.#ctx.processId }, 'this process publishes the edge bundles');
@@ -214,7 +224,7 @@ export class BundlePublisher {
     if (!doc) return;
     bundle.towers.add(towerId);
     const head: PolicyBundle = { ...doc.head, id: this.#ctx.newId(), tower_id: towerId, published_at: this.#ctx.now() };
-    await this.#publishParts(doc.parts, doc.head.parts, (i) => topics.policyPart(tenantId, towerId, i));
+    await this.#publishParts(topics.policy(tenantId, towerId), doc.parts, doc.head.parts, (i) => topics.policyPart(tenantId, towerId, i));
     await this.#ctx.downlink.publish(topics.policy(tenantId, towerId), encodePayload(head), { retain: true });
     this.#ctx.counters.inc('policy_bundles_published_total');
   }
@@ -241,7 +251,7 @@ export class BundlePublisher {
     const identity = slice.head.parts.join(',');
     if (this.#sliceSent.get(tenantId) !== identity) {
       const topic = topics.directory(slice.head.token);
-      await this.#publishParts(slice.parts, slice.head.parts, (i) => topics.directoryPart(slice.head.token, i));
+      await this.#publishParts(topic, slice.parts, slice.head.parts, (i) => topics.directoryPart(slice.head.token, i));
       await this.#ctx.downlink.publish(topic, encodePayload({ ...slice.head, id: this.#ctx.newId(), published_at: this.#ctx.now() }), { retain: true });
       this.#sliceSent.set(tenantId, identity);
       this.#ctx.counters.inc('directory_slices_published_total');
@@ -249,8 +259,16 @@ export class BundlePublisher {
     this.#sliceInventory.set(tenantId, { devices: model.devices, user_roles: model.user_roles });
   }
 
-  /** Publishes the parts whose content changed (by ref), and clears parts beyond the new count. */
-  async #publishParts(parts: readonly Buffer[], refs: readonly string[], partTopic: (i: number) => string): Promise<void> {
+  /**
+   * Publishes the parts whose content changed (by ref), and clears parts beyond the new count:
+   * those this process sent, and, at the document's first publication since this process became
+   * the publisher, those the broker retains from before (`#staleParts`).
+   */
+  async #publishParts(head: string, parts: readonly Buffer[], refs: readonly string[], partTopic: (i: number) => string): Promise<void> {
+    for (const topic of await this.#staleParts(head, parts.length, partTopic)) {
+      await this.#ctx.downlink.publish(topic, Buffer.alloc(0), { retain: true });
+      this.#ctx.counters.inc('bundle_stale_parts_cleared_total');
+    }
     for (let i = 0; i < parts.length; i++) {
       const topic = partTopic(i);
       if (this.#sentParts.get(topic) === refs[i]) continue;
@@ -261,6 +279,26 @@ export class BundlePublisher {
       this.#sentParts.delete(partTopic(i));
       await this.#ctx.downlink.publish(partTopic(i), Buffer.alloc(0), { retain: true });
     }
+  }
+
+  /**
+   * Part topics of `head` the broker retains at index `count` or beyond that this process did not
+   * send (it clears its own below): looked up once per document after a claim. A failed lookup is
+   * logged and tried again at the document's next publication.
+   */
+  async #staleParts(head: string, count: number, partTopic: (i: number) => string): Promise<string[]> {
+    const lookup = this.#ctx.downlink.retainedUnder;
+    if (!lookup || this.#swept.has(head)) return [];
+    let retained: string[];
+    try {
+      retained = await lookup.call(this.#ctx.downlink, head);
+    } catch (err) {
+      this.#ctx.logger.warn({ err, event: 'bundle_parts_lookup_failed', topic: head }, 'could not read the retained parts of a document; parts beyond its count may stay retained');
+      return [];
+    }
+    this.#swept.add(head);
+    const current = new Set(Array.from({ length: count }, (_, i) => partTopic(i)));
+    return retained.filter((t) => !current.has(t) && !this.#sentParts.has(t) && t.startsWith(`${head}/`));
   }
 
   /** Every tower where the tenant's devices were seen. */
