@@ -87,6 +87,11 @@ interface WillStore {
   delWill(client: WillHolder): Promise<unknown>;
 }
 
+/** The key prefix of the session store's keys (retained messages and their index among them) under `prefix`. */
+export function sessionKeyPrefix(prefix = DEFAULT_PREFIX): string {
+  return `${prefix}mqtt:`;
+}
+
 export function redisBackends(opts: RedisBackendsOptions): BrokerBackends {
   const prefix = opts.prefix ?? DEFAULT_PREFIX;
   const onError = opts.onError ?? (() => {});
@@ -104,7 +109,7 @@ export function redisBackends(opts: RedisBackendsOptions): BrokerBackends {
   }
 
   async function open(): Promise<SessionPersistence> {
-    const conn = connection(`${prefix}mqtt:`);
+    const conn = connection(sessionKeyPrefix(prefix));
     store = conn;
     // Fail the start with a clear error rather than serve without a session store.
     await conn.connect().catch((err: unknown) => {

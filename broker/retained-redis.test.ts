@@ -10,8 +10,8 @@ import msgpack from 'msgpack-lite';
 import { afterAll, describe, expect, it } from 'vitest';
 import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
 import type { BrokerBackends } from './backends.js';
-import { redisBackends } from './backends-redis.js';
-import { bucketOf, bucketsOf, type RetainedLookupStats } from './retained-redis.js';
+import { redisBackends, sessionKeyPrefix } from './backends-redis.js';
+import { bucketOf, bucketsOf, retainedTopicsUnder, type RetainedLookupStats } from './retained-redis.js';
 import { RetainedIndex } from './retained-index.js';
 
 interface RetainedCalls {
@@ -94,6 +94,22 @@ describeWithRedis('Redis retained index', (url) => {
     // A service's fleet-wide filter still gets everything it matches (through the scan).
     expect(await topicsOf(p, ['tenants/+/towers/+/policy'])).toEqual(['tenants/a/towers/t1/policy', 'tenants/a/towers/t2/policy', 'tenants/a/towers/t3/policy', 'tenants/b/towers/t1/policy']);
     expect(stats).toEqual({ indexed: 3, scanned: 1 });
+  });
+
+  it("lets another process (a worker, on its own connection) list one document's retained parts, never another tower's or tenant's", async () => {
+    const prefix = uniquePrefix();
+    const p = await node(prefix);
+    const keyPrefix = sessionKeyPrefix(prefix);
+    if (admin.status === 'wait') await admin.connect();
+    const head = 'tenants/a/towers/t1/policy';
+    for (const t of [head, `${head}/0`, `${head}/1`, `${head}/2`, 'tenants/a/towers/t2/policy/5', 'tenants/b/towers/t1/policy/6', `${head}/0/deeper`, 'directory/tok/3']) await p.storeRetained(retain(t));
+    await p.storeRetained({ ...retain(`${head}/1`), payload: Buffer.alloc(0) });
+    expect((await retainedTopicsUnder(admin, keyPrefix, head)).sort()).toEqual([`${head}/0`, `${head}/2`]);
+    expect(await retainedTopicsUnder(admin, keyPrefix, 'directory/tok')).toEqual(['directory/tok/3']);
+    expect(await retainedTopicsUnder(admin, keyPrefix, 'tenants/c/towers/t1/policy')).toEqual([]);
+    await expect(retainedTopicsUnder(admin, keyPrefix, 'tenants/+/towers/t1/policy')).rejects.toThrow(/not a topic/);
+    // A namespace no broker node has opened: no index to trust.
+    await expect(retainedTopicsUnder(admin, sessionKeyPrefix(uniquePrefix()), head)).rejects.toThrow(/not built/);
   });
 
   it('an empty retained message deletes the message and its index entry; a new one comes back', async () => {

@@ -43,6 +43,21 @@ const BUILT = 'retained-index:built';
 const CHUNK = 200;
 const PRUNE_IF_ABSENT = `if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return redis.call('SREM', KEYS[2], ARGV[1]) end return 0`;
 
+/**
+ * The retained topics one level below `head` (`<head>/+`: a document's parts), read from the
+ * index by another process of the deployment (a worker) on its own connection: `keyPrefix` is
+ * the session store's (backends-redis.ts sessionKeyPrefix). Members of one bucket only, so a
+ * tower's document never lists another tower's topics. Throws while the index is not built (the
+ * first broker node of a namespace builds it at start): messages retained before it existed
+ * could be missed.
+ */
+export async function retainedTopicsUnder(conn: Redis, keyPrefix: string, head: string): Promise<string[]> {
+  if (head.includes('+') || head.includes('#')) throw new Error(`not a topic: ${JSON.stringify(head)}`);
+  const [built, members] = await Promise.all([conn.exists(keyPrefix + BUILT), conn.smembers(keyPrefix + INDEX + bucketOf(`${head}/0`))]);
+  if (built === 0) throw new Error('the retained index is not built yet (no broker node has started on this Redis namespace)');
+  return members.filter((t) => t.startsWith(`${head}/`) && !t.slice(head.length + 1).includes('/'));
+}
+
 /** The bucket a retained topic is indexed under. */
 export function bucketOf(topic: string): string {
   const l = topic.split('/');

@@ -24,11 +24,11 @@
  * the lease over forgets what it had sent and republishes every tenant whole.
  *
  * Parts beyond a document's current count are cleared (an empty retained payload) when this
- * process published them. Parts an earlier run or another process retained are found, where the
- * downlink can read the broker's retained store (`retainedUnder`: the embedded broker), at the
- * first publication of each document after this process became the publisher; elsewhere they
- * stay retained until a later version has that many parts again (towers ignore parts their head
- * does not name, and bound what they hold).
+ * process published them. Parts an earlier run or another process retained are found through the
+ * downlink's view of the broker's retained store (`retainedUnder`: the embedded broker's LevelDB
+ * store, or the broker nodes' Redis index for a worker) at the first publication of each document
+ * after this process became the publisher. Without that view they would stay retained until a
+ * later version has that many parts again (towers ignore parts their head does not name).
  */
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';

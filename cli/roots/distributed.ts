@@ -4,7 +4,9 @@
  * workflow state, bus, broker sessions) and one store (MongoDB; or one SQLite file on one host).
  * Like the embedded root, each declares its components once, in start order.
  */
-import { redisBackends } from '../../broker/backends-redis.js';
+import type { Redis } from 'ioredis';
+import { redisBackends, sessionKeyPrefix } from '../../broker/backends-redis.js';
+import { retainedTopicsUnder } from '../../broker/retained-redis.js';
 import { buildBroker } from './broker-root.js';
 import { QueueUplinkSink } from '../../broker/queue-uplink-sink.js';
 import { buildApp } from '../../api/app.js';
@@ -121,7 +123,7 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
   const broker = buildBroker(f, commands, {
     backends: redisBackends({
       url: config.redis_url!,
-      prefix: `${config.redis_prefix}mqtt:`,
+      prefix: brokerRedisPrefix(config),
       onError: (err) => logger.warn({ module: 'broker', err: err.message }, 'broker session store connection error'),
     }),
     sink: timedSink(sink, counters),
@@ -177,6 +179,8 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     // Unique per process: two workers must not take over each other's MQTT session.
     name: f.processId.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64),
     serviceSecret: f.serviceSecret,
+    // The bundle publisher finds parts an earlier publisher left retained in the broker nodes' index.
+    ...(f.redis ? { retainedUnder: retainedReader(f.redis, sessionKeyPrefix(brokerRedisPrefix(config))) } : {}),
   });
   const commands = buildCommandService(f);
   const ctx: WorkerContext = {
@@ -294,4 +298,13 @@ async function apiRole(config: Config, opts: RoleOptions, tls: TlsMaterial | nul
   );
   logger.info({ module: 'api-role', http_port: port, https: tls !== null }, 'EdgePlane API started');
   return handle(f, running, port, undefined, tls !== null);
+}
+
+/** The broker nodes' session store namespace in Redis (the worker reads its retained index). */
+function brokerRedisPrefix(config: Config): string {
+  return `${config.redis_prefix}mqtt:`;
+}
+
+function retainedReader(redis: Redis, keyPrefix: string): (head: string) => Promise<string[]> {
+  return (head) => retainedTopicsUnder(redis, keyPrefix, head);
 }

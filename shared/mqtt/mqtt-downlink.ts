@@ -21,15 +21,22 @@ export interface MqttDownlinkOptions {
   name: string;
   serviceSecret: string;
   connectTimeoutMs?: number;
+  /**
+   * Reads the broker's retained store (Downlink.retainedUnder) where this process can: the
+   * worker role reads the broker nodes' Redis index (broker/retained-redis.ts).
+   */
+  retainedUnder?: (prefix: string) => Promise<string[]>;
 }
 
 export class MqttDownlink implements Downlink {
   readonly #o: MqttDownlinkOptions;
   #client: MqttClient | null = null;
+  readonly retainedUnder?: (prefix: string) => Promise<string[]>;
 
   constructor(opts: MqttDownlinkOptions) {
     if (opts.urls.length === 0) throw new Error('--mqtt-url: at least one broker URL is required');
     this.#o = opts;
+    if (opts.retainedUnder) this.retainedUnder = opts.retainedUnder;
   }
 
   get connected(): boolean {

@@ -66,9 +66,10 @@ export interface Downlink {
   publish(topic: string, payload: Buffer, opts?: DownlinkOptions): Promise<void>;
   /**
    * The topics one level below the downlink topic `prefix` (`<prefix>/+`) that hold a retained
-   * message now. Only where the broker's retained store is at hand (the embedded broker's own
-   * downlink); absent otherwise. The bundle publisher asks it once per document after it starts
-   * publishing, to clear parts an earlier run retained beyond the current part count.
+   * message now, where the broker's retained store can be read (the embedded broker's own
+   * downlink; a worker's, from the broker nodes' Redis index). The bundle publisher asks it once
+   * per document after it starts publishing, to clear parts an earlier publisher retained beyond
+   * the current part count.
    */
   retainedUnder?(prefix: string): Promise<string[]>;
 }

@@ -4,12 +4,18 @@
  * it is killed with SIGKILL the other takes over once the lease has run out, and a change made
  * after the kill reaches a tower that was connected all along and one that connects afterwards;
  * a tower's first event, whichever worker stores it, brings it its tenant's bundle and no other
- * tenant's.
+ * tenant's; a retained part the killed publisher left beyond a bundle's count is cleared by the
+ * new one (found in the broker nodes' Redis index).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import msgpack from 'msgpack-lite';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { sessionKeyPrefix } from '../../broker/backends-redis.js';
+import { bucketOf } from '../../broker/retained-redis.js';
+import { topics } from '../../shared/mqtt/topics.js';
 import { EdgeAgent } from '../../edge-agent/edge-agent.js';
 import { ApiClient } from '../../simulator/api-client.js';
 import { metricsOf, until } from '../support/crash-audit.js';
@@ -76,9 +82,26 @@ describeWithRedis('the edge bundle publisher across worker processes', () => {
     const publisher = topo.workers[gauges.indexOf(1)]!;
     const survivor = topo.workers[gauges.indexOf(0)]!;
     await publisher.kill('SIGKILL');
-    // A change after the kill: a new device of alpha.
-    await alpha.owner.post('/api/v1/devices', { id: 'alpha-tablet', name: 'alpha tablet' });
-    await until(async () => (await publishing(survivor)) === 1, 20_000, 'the surviving worker publishing');
+    // A part the killed publisher left at the broker beyond alpha's bundle's count (as a version
+    // with more parts would): written into the broker nodes' store the way a node stores it, now,
+    // while the lease still runs. The new publisher must find it and clear it.
+    const stalePart = `${topics.policy(alpha.id, 'tower-1')}/7`;
+    const keyPrefix = sessionKeyPrefix('edgeplane:mqtt:');
+    const redis = new Redis(topo.redis.url);
+    try {
+      await redis
+        .multi()
+        .hset(`${keyPrefix}retained`, stalePart, msgpack.encode({ cmd: 'publish', topic: stalePart, payload: Buffer.from('left behind'), qos: 1, retain: true }))
+        .sadd(`${keyPrefix}retained-index:${bucketOf(stalePart)}`, stalePart)
+        .exec();
+      // A change after the kill: a new device of alpha.
+      await alpha.owner.post('/api/v1/devices', { id: 'alpha-tablet', name: 'alpha tablet' });
+      await until(async () => (await publishing(survivor)) === 1, 20_000, 'the surviving worker publishing');
+      await until(async () => (await redis.hexists(`${keyPrefix}retained`, stalePart)) === 0, 20_000, 'the part left behind cleared');
+      expect((await metricsOf(survivor.httpUrl))('bundle_stale_parts_cleared_total')).toBe(1);
+    } finally {
+      redis.disconnect();
+    }
     await until(() => first.tenantOf('alpha-tablet') === alpha.id, 20_000, 'the new device at the tower connected all along');
     const second = await tower('tower-2');
     await until(() => second.tenantOf('alpha-tablet') === alpha.id && second.tenantOf(beta.device) === beta.id, 20_000, 'the directory at a tower connecting after the kill');
