@@ -102,7 +102,7 @@ describeWithRedis('Redis retained index', (url) => {
     const keyPrefix = sessionKeyPrefix(prefix);
     if (admin.status === 'wait') await admin.connect();
     const head = 'tenants/a/towers/t1/policy';
-    for (const t of [head, `${head}/0`, `${head}/1`, `${head}/2`, 'tenants/a/towers/t2/policy/5', 'tenants/b/towers/t1/policy/6', `${head}/0/deeper`, 'directory/tok/3']) await p.storeRetained(retain(t));
+    for (const t of [head, `${head}/0`, `${head}/1`, `${head}/2`, 'tenants/a/towers/t2/policy/5', 'tenants/b/towers/t1/policy/6', `${head}/0/deeper`, 'directory/tok/3', 'directory/tok2/1', 'directory/tok/3/x']) await p.storeRetained(retain(t));
     await p.storeRetained({ ...retain(`${head}/1`), payload: Buffer.alloc(0) });
     expect((await retainedTopicsUnder(admin, keyPrefix, head)).sort()).toEqual([`${head}/0`, `${head}/2`]);
     expect(await retainedTopicsUnder(admin, keyPrefix, 'directory/tok')).toEqual(['directory/tok/3']);

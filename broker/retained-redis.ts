@@ -47,15 +47,31 @@ const PRUNE_IF_ABSENT = `if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then re
  * The retained topics one level below `head` (`<head>/+`: a document's parts), read from the
  * index by another process of the deployment (a worker) on its own connection: `keyPrefix` is
  * the session store's (backends-redis.ts sessionKeyPrefix). Members of one bucket only, so a
- * tower's document never lists another tower's topics. Throws while the index is not built (the
- * first broker node of a namespace builds it at start): messages retained before it existed
- * could be missed.
+ * tower's document never lists another tower's topics: a tower's bucket (its own topics, small)
+ * is read whole; a shared one (`level:directory`: every tenant's slices) is scanned with a MATCH
+ * on the head, so only that document's topics cross the network. Throws while the index is not
+ * built (the first broker node of a namespace builds it at start): messages retained before it
+ * existed could be missed.
  */
 export async function retainedTopicsUnder(conn: Redis, keyPrefix: string, head: string): Promise<string[]> {
   if (head.includes('+') || head.includes('#')) throw new Error(`not a topic: ${JSON.stringify(head)}`);
-  const [built, members] = await Promise.all([conn.exists(keyPrefix + BUILT), conn.smembers(keyPrefix + INDEX + bucketOf(`${head}/0`))]);
-  if (built === 0) throw new Error('the retained index is not built yet (no broker node has started on this Redis namespace)');
-  return members.filter((t) => t.startsWith(`${head}/`) && !t.slice(head.length + 1).includes('/'));
+  if ((await conn.exists(keyPrefix + BUILT)) === 0) throw new Error('the retained index is not built yet (no broker node has started on this Redis namespace)');
+  const bucket = bucketOf(`${head}/0`);
+  const key = keyPrefix + INDEX + bucket;
+  let members: string[];
+  if (bucket.startsWith('tower:')) {
+    members = await conn.smembers(key);
+  } else {
+    members = [];
+    const match = `${head.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}/*`;
+    let cursor = '0';
+    do {
+      const [next, page] = await conn.sscan(key, cursor, 'MATCH', match, 'COUNT', 1000);
+      members.push(...page);
+      cursor = next;
+    } while (cursor !== '0');
+  }
+  return [...new Set(members)].filter((t) => t.startsWith(`${head}/`) && !t.slice(head.length + 1).includes('/'));
 }
 
 /** The bucket a retained topic is indexed under. */
