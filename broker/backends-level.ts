@@ -34,6 +34,7 @@ import levelPersistence from 'aedes-persistence-level';
 import { ClassicLevel } from 'classic-level';
 import mqemitter from 'mqemitter';
 import msgpack from 'msgpack-lite';
+import type { Durability } from '../shared/config.js';
 import { EMITTER_CONCURRENCY, type BrokerBackends, type MessageEmitter, type SessionPersistence, type WriteDurability } from './backends.js';
 import { RetainedIndex } from './retained-index.js';
 import { WriteBehindLevel } from './write-behind-level.js';
@@ -49,7 +50,7 @@ export interface LevelBackendsOptions {
    * (a PUBACK) survives a power cut too. Default `process`: written to LevelDB's log with
    * write(2), surviving the process (kill -9), not the machine.
    */
-  durability?: 'process' | 'power';
+  durability?: Durability;
 }
 
 export function levelBackends(opts: LevelBackendsOptions): BrokerBackends {

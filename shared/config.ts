@@ -154,6 +154,10 @@ export const CONFIG_OPTIONS = {
   line_ingest_port: { flag: 'line-ingest-port', describe: 'Example line-protocol ingest plugin (TCP, tower credentials); 0 = off. Embedded, or the broker role' },
 } as const satisfies Record<string, OptionSpec>;
 
+/** What an acknowledged write survives (`--durability`): a crash of the process, or a power cut too. */
+export const DURABILITY = ['process', 'power'] as const;
+export type Durability = (typeof DURABILITY)[number];
+
 export const ConfigSchema = z.object({
   data_dir: z.string().min(1).default('./.edgeplane'),
   http_host: z.string().default('0.0.0.0'),
@@ -167,7 +171,7 @@ export const ConfigSchema = z.object({
   mqtt_ws_port: port.default(8083),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   log_format: z.enum(['auto', 'json', 'pretty']).default('auto'),
-  durability: z.enum(['process', 'power']).default('process'),
+  durability: z.enum(DURABILITY).default('process'),
   admin_email: z.email().default('admin@edgeplane.local'),
   admin_password: z.string().min(12, 'must be at least 12 characters').optional(),
   service_secret: z.string().min(24, 'must be at least 24 characters').optional(),

@@ -6,9 +6,9 @@
  * tower's PUBACK (accept) p50/p99 and the control plane's CPU per event, and the ratios of the
  * medians (power / process).
  */
+import type { Durability } from '../../shared/config.js';
 import { benchPipeline, type StepOptions } from './pipeline-bench.js';
-
-export type Durability = 'process' | 'power';
+import { median } from './stats.js';
 
 export interface DurabilityRound {
   durability: Durability;
@@ -35,12 +35,6 @@ export interface DurabilityBenchResult {
   power: DurabilityMedians;
   /** power / process of the medians. */
   ratio: { p50: number; p99: number; accept_p50: number | null; us_per_event: number | null };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 function medians(rounds: DurabilityRound[]): DurabilityMedians {
@@ -74,18 +68,18 @@ export async function benchDurability(opts: Omit<StepOptions, 'steps'> & { rateE
       });
     }
   }
-  const process = medians(rounds.filter((r) => r.durability === 'process'));
-  const power = medians(rounds.filter((r) => r.durability === 'power'));
+  const unsynced = medians(rounds.filter((r) => r.durability === 'process'));
+  const synced = medians(rounds.filter((r) => r.durability === 'power'));
   return {
     rate_eps: opts.rateEps,
     rounds,
-    process,
-    power,
+    process: unsynced,
+    power: synced,
     ratio: {
-      p50: power.p50_ms / process.p50_ms,
-      p99: power.p99_ms / process.p99_ms,
-      accept_p50: ratioOf(power.accept_p50_ms, process.accept_p50_ms),
-      us_per_event: ratioOf(power.us_per_event, process.us_per_event),
+      p50: synced.p50_ms / unsynced.p50_ms,
+      p99: synced.p99_ms / unsynced.p99_ms,
+      accept_p50: ratioOf(synced.accept_p50_ms, unsynced.accept_p50_ms),
+      us_per_event: ratioOf(synced.us_per_event, unsynced.us_per_event),
     },
   };
 }

@@ -4,7 +4,6 @@
  * workflow state, bus, broker sessions) and one store (MongoDB; or one SQLite file on one host).
  * Like the embedded root, each declares its components once, in start order.
  */
-import type { Redis } from 'ioredis';
 import { redisBackends, sessionKeyPrefix } from '../../broker/backends-redis.js';
 import { retainedTopicsUnder } from '../../broker/retained-redis.js';
 import { buildBroker } from './broker-root.js';
@@ -173,14 +172,14 @@ export function startWorkerRole(config: Config, opts: RoleOptions): Promise<Role
 
 async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): Promise<RoleHandle> {
   const f = await buildFoundation(config, { role: 'worker', logger: opts.logger });
-  const { store, bus, counters, logger, now, newId } = f;
+  const { store, bus, counters, logger, now, newId, redis } = f;
   const downlink = new MqttDownlink({
     urls: mqttUrl.split(','),
     // Unique per process: two workers must not take over each other's MQTT session.
     name: f.processId.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64),
     serviceSecret: f.serviceSecret,
     // The bundle publisher finds parts an earlier publisher left retained in the broker nodes' index.
-    ...(f.redis ? { retainedUnder: retainedReader(f.redis, sessionKeyPrefix(brokerRedisPrefix(config))) } : {}),
+    ...(redis ? { retainedUnder: (head: string) => retainedTopicsUnder(redis, sessionKeyPrefix(brokerRedisPrefix(config)), head) } : {}),
   });
   const commands = buildCommandService(f);
   const ctx: WorkerContext = {
@@ -303,8 +302,4 @@ async function apiRole(config: Config, opts: RoleOptions, tls: TlsMaterial | nul
 /** The broker nodes' session store namespace in Redis (the worker reads its retained index). */
 function brokerRedisPrefix(config: Config): string {
   return `${config.redis_prefix}mqtt:`;
-}
-
-function retainedReader(redis: Redis, keyPrefix: string): (head: string) => Promise<string[]> {
-  return (head) => retainedTopicsUnder(redis, keyPrefix, head);
 }

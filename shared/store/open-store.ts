@@ -4,6 +4,7 @@
  * unopened (constructors do no I/O): the caller runs init() and close() as part of its start/stop.
  */
 import { resolve } from 'node:path';
+import type { Durability } from '../config.js';
 import { createError } from '../errors.js';
 import type { IdFactory } from '../ids.js';
 import { MongoStore } from './mongodb/mongo-store.js';
@@ -18,7 +19,7 @@ export interface OpenStoreOptions {
    * SQLite: whether a commit is fsync'ed (`power`) or only written (`process`, the default); see
    * SqliteStore. MongoDB takes its durability from the write concern (the URL's `w`, `journal`).
    */
-  durability?: 'process' | 'power';
+  durability?: Durability;
 }
 
 const USAGE = 'use sqlite:<file> (relative or absolute path) or mongodb://… / mongodb+srv://…';

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Durability } from '../../config.js';
 import { isEdgeplaneError } from '../../errors.js';
 import { createIdFactory } from '../../ids.js';
 import type { DecidedUsage, StoreHooks } from '../port.js';
@@ -36,7 +37,7 @@ describe('SqliteStore specifics', () => {
   let file: string;
   const open: SqliteStore[] = [];
 
-  const openStore = async (opts: { hooks?: StoreHooks; now?: () => number; backgroundCheckpoints?: boolean; durability?: 'process' | 'power' } = {}): Promise<SqliteStore> => {
+  const openStore = async (opts: { hooks?: StoreHooks; now?: () => number; backgroundCheckpoints?: boolean; durability?: Durability } = {}): Promise<SqliteStore> => {
     const store = new SqliteStore({ file, ...opts });
     await store.init();
     open.push(store);

@@ -6,6 +6,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import type { Durability } from '../../config.js';
 import { Checkpointer } from './checkpointer.js';
 import { createIdFactory, type IdFactory } from '../../ids.js';
 import type { StoreHooks } from '../port.js';
@@ -56,7 +57,7 @@ export interface SqliteStoreOptions {
    * power cut or an OS crash too. Default `process`: `synchronous = NORMAL`, a commit is written to
    * the WAL (it survives the process, kill -9 included) and synced at the next checkpoint.
    */
-  durability?: 'process' | 'power';
+  durability?: Durability;
 }
 
 /** How often the checkpointer thread copies the WAL back into the database file. */
@@ -193,7 +194,7 @@ export class SqliteStore extends RepoBackedStore {
    * What a commit survives, read back from the writing connection's `PRAGMA synchronous` (1 =
    * NORMAL, 2 = FULL): the setting is per connection, no other connection can check it.
    */
-  durability(): 'process' | 'power' {
+  durability(): Durability {
     if (!this.db) throw new Error('store is not open');
     return (this.db.pragma('synchronous', { simple: true }) as number) >= 2 ? 'power' : 'process';
   }
