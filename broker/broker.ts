@@ -554,9 +554,9 @@ export class Broker {
   async #retainedUnder(prefix: string): Promise<string[]> {
     const persistence = this.#persistence;
     if (!persistence || this.#stopping) throw new Error('broker is not running');
-    const parsed = parseTopic(prefix);
     // A downlink topic only: no wildcard, no uplink (a tower's claims are never retained anyway).
-    if (!parsed || TOPIC_SPECS[parsed.kind].direction !== 'downlink') throw new Error(`not a downlink topic: ${JSON.stringify(prefix)}`);
+    const refused = notDownlink(prefix);
+    if (refused) throw refused;
     const out: string[] = [];
     for await (const packet of persistence.createRetainedStreamCombi([`${prefix}/+`])) {
       const { topic, payload } = packet as { topic?: unknown; payload?: unknown };
@@ -568,10 +568,8 @@ export class Broker {
   #publishDownlink(topic: string, payload: Buffer, retain: boolean, qos: 0 | 1): Promise<void> {
     const aedes = this.#aedes;
     if (!aedes || this.#stopping) return Promise.reject(new Error('broker is not running'));
-    const parsed = parseTopic(topic);
-    if (!parsed || TOPIC_SPECS[parsed.kind].direction !== 'downlink') {
-      return Promise.reject(new Error(`not a downlink topic: ${JSON.stringify(topic)}`));
-    }
+    const refused = notDownlink(topic);
+    if (refused) return Promise.reject(refused);
     // Published by the broker itself, so authorizePublish is not consulted; authorizeForward still
     // decides who receives it. Retained messages are kept by aedes' persistence [MQTT-3.3.1-5],
     // within the retained quota (beyond it the message is delivered but not kept, and counted).
@@ -631,4 +629,10 @@ function listen(server: NetServer | HttpServer, port: number, host: string): Pro
 function closeServer(server: NetServer | HttpServer | TlsServer | null): Promise<void> {
   if (!server || !server.listening) return Promise.resolve();
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** The error for a topic the cloud may not publish to (or read back) towards the towers; null for a downlink topic. */
+function notDownlink(topic: string): Error | null {
+  const parsed = parseTopic(topic);
+  return parsed && TOPIC_SPECS[parsed.kind].direction === 'downlink' ? null : new Error(`not a downlink topic: ${JSON.stringify(topic)}`);
 }
