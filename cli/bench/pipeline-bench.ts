@@ -39,6 +39,13 @@ export interface PipelineStep extends ServerFigures {
    * be measured here.
    */
   generator_delay_ms: { p99: number; max: number };
+  /**
+   * The CPU this process used over the same window (every agent, their MQTT clients and the
+   * recorder; all threads), per event decided and as cores busy: what offering the step's load
+   * with real agents costs on this host, beside the control plane's `server_cpu`. On a 2-core
+   * host the two must fit on the two cores.
+   */
+  generator_cpu: { us_per_event: number; cores: number };
   /** The bare relay on this step's stream (benchPipeline only). */
   relay?: RelayResult;
   /** achieved_eps / relay.events_per_s (benchPipeline only). */
@@ -84,6 +91,8 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
   // Over playback and drain only: connecting 20 agents and loading their bundles is not the step.
   const delay = monitorEventLoopDelay({ resolution: 1 });
   const server = new ServerWindow(probe);
+  // The agents' CPU over the same window (assigned in onPhase).
+  const generator = { cpuStart: process.cpuUsage(), usedUs: 0, startedAt: 0, seconds: 0 };
   const report = await runFleet(
     { ...world, scenario: { ...world.scenario, rate_eps: rate, duration_s: seconds, violations: { count: 0, pick: [] } } },
     {
@@ -93,9 +102,14 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
         if (phase === 'playback') {
           delay.enable();
           server.open();
+          generator.startedAt = performance.now();
+          generator.cpuStart = process.cpuUsage();
         } else {
           delay.disable();
           server.close();
+          generator.seconds = (performance.now() - generator.startedAt) / 1000;
+          const used = process.cpuUsage(generator.cpuStart);
+          generator.usedUs = used.user + used.system;
         }
       },
       onAgent: (agent, i) => {
@@ -108,11 +122,16 @@ async function playStep(world: ProvisionedWorld, mqttUrl: string, rate: number, 
   delay.disable();
   // The monitor's figures include its 1 ms sampling period: the delay is what lies beyond it.
   const beyond = (ns: number): number => Math.round(Math.max(0, ns - 1e6) / 1e4) / 100;
+  const decided = report.events_sent - report.events_without_decision;
   return {
     report,
     stream: { perTower } satisfies RecordedStream,
     generatorDelay: { p99: beyond(delay.percentile(99)), max: beyond(delay.max) },
-    server: await server.figures(report.events_sent - report.events_without_decision),
+    generatorCpu: {
+      us_per_event: decided > 0 ? Math.round((generator.usedUs / decided) * 10) / 10 : 0,
+      cores: generator.seconds > 0 ? Math.round((generator.usedUs / 1e6 / generator.seconds) * 100) / 100 : 0,
+    },
+    server: await server.figures(decided),
   };
 }
 
@@ -125,7 +144,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
   const steps: PipelineStep[] = [];
   const streams: RecordedStream[] = [];
   for (const rate of opts.steps) {
-    const { report: r, stream, generatorDelay, server } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts.server);
+    const { report: r, stream, generatorDelay, generatorCpu, server } = await playStep(world, urls.mqtt, rate, opts.stepSeconds, opts.server);
     const summary = summarizeStream(stream);
     const step: PipelineStep = {
       offered_eps: rate,
@@ -138,6 +157,7 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
       sustained: r.events_without_decision === 0 && r.throughput_eps >= rate * 0.95 && r.latency_ms.p99 <= opts.p99LimitMs,
       stream: { ...summary, msgs_per_s: r.playback_s > 0 ? summary.batches / r.playback_s : 0 },
       generator_delay_ms: generatorDelay,
+      generator_cpu: generatorCpu,
       ...server,
     };
     steps.push(step);
@@ -145,7 +165,8 @@ export async function runSteps(urls: { http: string; mqtt: string }, adminPasswo
     opts.log(
       `  ${opts.label ?? 'pipeline'} offered ${rate} ev/s → ${step.achieved_eps} ev/s in ${Math.round(step.stream.msgs_per_s)} msg/s ` +
         `(mean ${step.stream.mean_batch_events.toFixed(1)} events/batch), p50 ${step.p50_ms} ms, p99 ${step.p99_ms} ms` +
-        ` (load generator's loop delay p99 ${step.generator_delay_ms.p99} / max ${step.generator_delay_ms.max} ms)` +
+        ` (load generator's loop delay p99 ${step.generator_delay_ms.p99} / max ${step.generator_delay_ms.max} ms, ` +
+        `its CPU ${step.generator_cpu.us_per_event} µs/event (${step.generator_cpu.cores} cores))` +
         (server.server_cpu ? `, server CPU ${server.server_cpu.us_per_event} µs/event (${server.server_cpu.cores} cores)` : '') +
         (server.accept_ms ? `, accept p50 ${server.accept_ms.p50} / p99 ${server.accept_ms.p99} ms` : '') +
         (server.server_delay_ms ? `, control plane's loop delay p99 ${server.server_delay_ms.p99} / max ${server.server_delay_ms.max} ms` : '') +

@@ -206,12 +206,12 @@ function printResults(r: Results, log: (s: string) => void): void {
   if (p) {
     log(`  (b) pipeline max sustained (p99 ≤ ${p.p99_limit_ms} ms)   ${fmt(p.max_sustained_eps).padStart(10)} events/s   p99 ${p.p99_at_max_sustained_ms ?? '-'} ms   target ≥ 50,000 events/s at p99 ≤ 10 ms`);
     if (p.ratio_to_relay_at_max_sustained != null) log(`      pipeline / relay on the same stream at max sustained   ${fmt(p.ratio_to_relay_at_max_sustained * 100, 1)} %   target ≥ 50 %`);
-    log('      offered    achieved ev/s   msg/s  ev/msg   p50 ms   p99 ms   max ms  sustained  gen. delay p99/max ms  CP loop delay p99/max ms  CP µs/event (cores)  accept p50/p99 ms   relay ev/s   relay msg/s   pipeline/relay');
+    log('      offered    achieved ev/s   msg/s  ev/msg   p50 ms   p99 ms   max ms  sustained  gen. delay p99/max ms  gen. µs/event (cores)  CP loop delay p99/max ms  CP µs/event (cores)  accept p50/p99 ms   relay ev/s   relay msg/s   pipeline/relay');
     for (const s of p.steps) {
       const relay = s.relay ? `${fmt(s.relay.events_per_s).padStart(12)} ${fmt(s.relay.msgs_per_s).padStart(13)} ${fmt((s.ratio_to_relay ?? 0) * 100, 1).padStart(14)} %` : '';
       log(
         `      ${fmt(s.offered_eps).padStart(7)} ${fmt(s.achieved_eps).padStart(15)} ${fmt(s.stream.msgs_per_s).padStart(7)} ${fmt(s.stream.mean_batch_events, 1).padStart(7)} ` +
-          `${fmt(s.p50_ms, 2).padStart(8)} ${fmt(s.p99_ms, 2).padStart(8)} ${fmt(s.max_ms, 2).padStart(8)}  ${(s.sustained ? 'yes' : 'no').padStart(9)} ${`${fmt(s.generator_delay_ms.p99, 1)} / ${fmt(s.generator_delay_ms.max, 1)}`.padStart(21)} ${(s.server_delay_ms ? `${fmt(s.server_delay_ms.p99, 1)} / ${fmt(s.server_delay_ms.max, 1)}` : '-').padStart(24)} ${(s.server_cpu ? `${fmt(s.server_cpu.us_per_event, 1)} (${fmt(s.server_cpu.cores, 2)})` : '-').padStart(20)} ${(s.accept_ms ? `${fmt(s.accept_ms.p50, 2)} / ${fmt(s.accept_ms.p99, 2)}` : '-').padStart(17)} ${relay}`,
+          `${fmt(s.p50_ms, 2).padStart(8)} ${fmt(s.p99_ms, 2).padStart(8)} ${fmt(s.max_ms, 2).padStart(8)}  ${(s.sustained ? 'yes' : 'no').padStart(9)} ${`${fmt(s.generator_delay_ms.p99, 1)} / ${fmt(s.generator_delay_ms.max, 1)}`.padStart(21)} ${`${fmt(s.generator_cpu.us_per_event, 1)} (${fmt(s.generator_cpu.cores, 2)})`.padStart(21)} ${(s.server_delay_ms ? `${fmt(s.server_delay_ms.p99, 1)} / ${fmt(s.server_delay_ms.max, 1)}` : '-').padStart(24)} ${(s.server_cpu ? `${fmt(s.server_cpu.us_per_event, 1)} (${fmt(s.server_cpu.cores, 2)})` : '-').padStart(20)} ${(s.accept_ms ? `${fmt(s.accept_ms.p50, 2)} / ${fmt(s.accept_ms.p99, 2)}` : '-').padStart(17)} ${relay}`,
       );
     }
     const at10k = p.steps.find((s) => s.offered_eps === 10_000);
