@@ -26,7 +26,7 @@ import type { Logger } from '../shared/logger.js';
 import { createIdFactory } from '../shared/ids.js';
 import type { Counters } from '../shared/metrics.js';
 import { writeToStream } from 'mqtt-packet';
-import { filterWithin, mayReceive, parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
+import { filters, filterWithin, mayReceive, parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { StoreFaults } from '../shared/store/store-faults.js';
 import type { Store } from '../shared/store/port.js';
@@ -164,6 +164,7 @@ export class Broker {
   readonly downlink: Downlink = {
     publish: (topic, payload, opts) => this.#publishDownlink(topic, payload, opts?.retain ?? false, opts?.qos ?? 1),
     retainedUnder: (prefix) => this.#retainedUnder(prefix),
+    retainedEdgeDocuments: () => this.#retainedTopics(filters.edgeDocuments),
   };
 
   constructor(deps: BrokerDeps) {
@@ -552,13 +553,18 @@ export class Broker {
   }
 
   async #retainedUnder(prefix: string): Promise<string[]> {
-    const persistence = this.#persistence;
-    if (!persistence || this.#stopping) throw new Error('broker is not running');
     // A downlink topic only: no wildcard, no uplink (a tower's claims are never retained anyway).
     const refused = notDownlink(prefix);
     if (refused) throw refused;
+    return this.#retainedTopics([`${prefix}/+`]);
+  }
+
+  /** The topics matching `patterns` that hold a retained message (not an empty one). */
+  async #retainedTopics(patterns: readonly string[]): Promise<string[]> {
+    const persistence = this.#persistence;
+    if (!persistence || this.#stopping) throw new Error('broker is not running');
     const out: string[] = [];
-    for await (const packet of persistence.createRetainedStreamCombi([`${prefix}/+`])) {
+    for await (const packet of persistence.createRetainedStreamCombi([...patterns])) {
       const { topic, payload } = packet as { topic?: unknown; payload?: unknown };
       if (typeof topic === 'string' && Buffer.isBuffer(payload) && payload.length > 0) out.push(topic);
     }

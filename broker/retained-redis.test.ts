@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
 import type { BrokerBackends } from './backends.js';
 import { redisBackends, sessionKeyPrefix } from './backends-redis.js';
-import { bucketOf, bucketsOf, retainedTopicsUnder, type RetainedLookupStats } from './retained-redis.js';
+import { bucketOf, bucketsOf, retainedEdgeTopics, retainedTopicsUnder, type RetainedLookupStats } from './retained-redis.js';
 import { RetainedIndex } from './retained-index.js';
 
 interface RetainedCalls {
@@ -110,6 +110,25 @@ describeWithRedis('Redis retained index', (url) => {
     await expect(retainedTopicsUnder(admin, keyPrefix, 'tenants/+/towers/t1/policy')).rejects.toThrow(/not a topic/);
     // A namespace no broker node has opened: no index to trust.
     await expect(retainedTopicsUnder(admin, sessionKeyPrefix(uniquePrefix()), head)).rejects.toThrow(/not built/);
+  });
+
+  it('lets a worker list every retained edge document of every tower and tenant, and nothing else, from another namespace never', async () => {
+    const prefix = uniquePrefix();
+    const p = await node(prefix);
+    const keyPrefix = sessionKeyPrefix(prefix);
+    if (admin.status === 'wait') await admin.connect();
+    const documents = [
+      'tenants/a/towers/t1/policy', 'tenants/a/towers/t1/policy/0', 'tenants/b/towers/t2/policy', 'tenants/b/towers/t2/policy/4',
+      'tenants/c/policy', 'directory/tok', 'directory/tok/0', 'directory/tok2/1',
+    ];
+    const others = ['tenants/a/towers/t1/decisions', 'towers/t1/status', 'carriers/c/feeds/results', 'tenants/a/towers/t1/policy/0/deeper', 'directory/tok/3/x'];
+    for (const t of [...documents, ...others, 'tenants/b/towers/t3/policy/1']) await p.storeRetained(retain(t));
+    await p.storeRetained({ ...retain('tenants/b/towers/t3/policy/1'), payload: Buffer.alloc(0) });
+    // Another deployment's namespace on the same Redis: never listed.
+    const q = await node(uniquePrefix());
+    await q.storeRetained(retain('tenants/z/towers/t1/policy'));
+    expect((await retainedEdgeTopics(admin, keyPrefix)).sort()).toEqual([...documents].sort());
+    await expect(retainedEdgeTopics(admin, sessionKeyPrefix(uniquePrefix()))).rejects.toThrow(/not built/);
   });
 
   it('an empty retained message deletes the message and its index entry; a new one comes back', async () => {

@@ -32,6 +32,7 @@
 import type { Redis } from 'ioredis';
 import msgpack from 'msgpack-lite';
 import type { SessionPersistence } from './backends.js';
+import { edgeDocumentOf } from '../shared/mqtt/topics.js';
 import { RetainedIndex } from './retained-index.js';
 
 /** aedes-persistence-redis' hash of retained messages (asyncPersistence.js RETAINEDKEY). */
@@ -63,7 +64,7 @@ export async function retainedTopicsUnder(conn: Redis, keyPrefix: string, head: 
     members = await conn.smembers(key);
   } else {
     members = [];
-    const match = `${head.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}/*`;
+    const match = `${globEscape(head)}/*`;
     let cursor = '0';
     do {
       const [next, page] = await conn.sscan(key, cursor, 'MATCH', match, 'COUNT', 1000);
@@ -72,6 +73,40 @@ export async function retainedTopicsUnder(conn: Redis, keyPrefix: string, head: 
     } while (cursor !== '0');
   }
   return [...new Set(members)].filter((t) => t.startsWith(`${head}/`) && !t.slice(head.length + 1).includes('/'));
+}
+
+/**
+ * Every retained edge document (filters.edgeDocuments: bundles per tower, legacy bundles,
+ * directory slices, their parts), read from the index like `retainedTopicsUnder`, on a worker's
+ * own connection: the towers' buckets (found with SCAN over the index keys) and the `tenants` and
+ * `directory` buckets. Read once by a bundle publisher after it takes over, to clear the documents
+ * of tenants that are gone. Throws while the index is not built.
+ */
+export async function retainedEdgeTopics(conn: Redis, keyPrefix: string): Promise<string[]> {
+  if ((await conn.exists(keyPrefix + BUILT)) === 0) throw new Error('the retained index is not built yet (no broker node has started on this Redis namespace)');
+  const keys = [keyPrefix + INDEX + 'level:tenants', keyPrefix + INDEX + 'level:directory'];
+  const towerKeys = `${globEscape(keyPrefix + INDEX + 'tower:')}*`;
+  let cursor = '0';
+  do {
+    const [next, page] = await conn.scan(cursor, 'MATCH', towerKeys, 'COUNT', 1000);
+    keys.push(...page);
+    cursor = next;
+  } while (cursor !== '0');
+  const out = new Set<string>();
+  for (let i = 0; i < keys.length; i += CHUNK) {
+    const reads = conn.pipeline();
+    for (const key of keys.slice(i, i + CHUNK)) reads.smembers(key);
+    for (const [err, members] of (await reads.exec()) ?? []) {
+      if (err) throw err;
+      for (const topic of members as string[]) if (edgeDocumentOf(topic)) out.add(topic);
+    }
+  }
+  return [...out];
+}
+
+/** `s` as a literal in a Redis MATCH pattern. */
+function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
 /** The bucket a retained topic is indexed under. */

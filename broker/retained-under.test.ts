@@ -4,6 +4,8 @@
  * clear parts an earlier run left behind (workers/bundle-publisher.ts). Real broker, real LevelDB
  * session store, across a restart of the broker on the same directory; only the document asked
  * for is returned, never another tower's or tenant's; only downlink topics are accepted.
+ * And `downlink.retainedEdgeDocuments()`: every retained edge document (what the publisher clears
+ * for tenants that are gone), and nothing else the broker retains.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,5 +56,30 @@ describe('downlink.retainedUnder', () => {
     for (const bad of ['tenants/+/towers/T1/policy', '#', topics.usage('tenantA', 'T1'), 'not/a/topic']) {
       await expect(b.broker.downlink.retainedUnder!(bad), bad).rejects.toThrow(/not a downlink topic/);
     }
+  });
+});
+
+describe('downlink.retainedEdgeDocuments', () => {
+  it('lists every retained bundle, legacy bundle and directory slice with their parts, across a restart, and nothing else', async () => {
+    let b = await start();
+    const put = (topic: string, body = 'x') => b.broker.downlink.publish(topic, Buffer.from(body), { retain: true });
+    const documents = [
+      topics.policy('tenantA', 'T1'),
+      topics.policyPart('tenantA', 'T1', 0),
+      topics.policy('tenantB', 'T2'),
+      topics.policyPart('tenantB', 'T2', 7),
+      topics.directory('tokA'),
+      topics.directoryPart('tokA', 0),
+      topics.directoryPart('tokA', 1),
+    ];
+    for (const t of documents) await put(t);
+    // Not listed: another retained downlink message, and a part cleared by an empty payload.
+    await put(topics.decisions('tenantA', 'T1'));
+    await put(topics.policyPart('tenantB', 'T2', 8));
+    await b.broker.downlink.publish(topics.policyPart('tenantB', 'T2', 8), Buffer.alloc(0), { retain: true });
+    await b.close();
+
+    b = await start();
+    expect((await b.broker.downlink.retainedEdgeDocuments!()).sort()).toEqual([...documents].sort());
   });
 });

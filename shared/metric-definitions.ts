@@ -93,6 +93,7 @@ export const METRIC_DEFINITIONS = {
   policy_bundles_published_total: counter('Policy bundles published to towers (one per tenant and tower served)'),
   bundle_publisher: gauge('1 while this process is the cluster\'s one edge bundle publisher (the bundles.publisher lease), else 0'),
   directory_slices_published_total: counter("Device directory slices published (a tenant's keyed device hashes, for every tower)"),
+  bundle_orphans_cleared_total: counter('Retained bundles, directory slices and their parts of tenants that no longer exist, cleared by a publisher after a restart or takeover'),
   bundle_stale_parts_cleared_total: counter('Retained bundle or directory parts an earlier run left beyond a document\'s current part count, cleared after a restart or takeover'),
   usage_local_decisions_reconciled_total: counter('Events a tower decided locally, decided again and stored by the cloud'),
   usage_disagreements_total: counter("Reconciled local decisions whose effect differs from the cloud's, by both effects", 'local_effect', 'cloud_effect'),

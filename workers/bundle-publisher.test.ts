@@ -15,11 +15,12 @@ import { createIdFactory } from '../shared/ids.js';
 import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import { decodePayload, DirectoryHeadSchema, encodePayload, PolicyBundleSchema, type LocalDecision, type UsageBatch } from '../shared/mqtt/payloads.js';
-import { parseTopic, topics } from '../shared/mqtt/topics.js';
+import { edgeDocumentOf, parseTopic, topics } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { inProcessWorkflow } from '../shared/workflow/index.js';
 import { InProcessLeases, type Leases } from '../shared/workflow/leases.js';
+import { directoryToken } from '../shared/policy/edge-bundle.js';
 import { Pipeline } from './pipeline.js';
 import { testWorkerContext } from './test-support.js';
 
@@ -28,6 +29,9 @@ class RecordingDownlink implements Downlink {
   readonly sent: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
   /** Heads whose retained parts were looked up, in order. */
   readonly lookups: string[] = [];
+  /** Listings of every retained edge document; `failEdgeListings` of them throw first. */
+  edgeListings = 0;
+  failEdgeListings = 0;
   #held: { reached: () => void; release: Promise<void> } | null = null;
   /** What the broker retains: shared by the downlinks of processes on one broker. */
   constructor(readonly retained = new Map<string, Buffer>()) {}
@@ -47,6 +51,14 @@ class RecordingDownlink implements Downlink {
   async retainedUnder(prefix: string): Promise<string[]> {
     this.lookups.push(prefix);
     return [...this.retained.keys()].filter((t) => t.startsWith(`${prefix}/`) && !t.slice(prefix.length + 1).includes('/'));
+  }
+  async retainedEdgeDocuments(): Promise<string[]> {
+    this.edgeListings++;
+    if (this.failEdgeListings > 0) {
+      this.failEdgeListings--;
+      throw new Error('retained index not built yet');
+    }
+    return [...this.retained.keys()].filter((t) => edgeDocumentOf(t) !== null);
   }
   /** The next publish waits for `release` (a slow broker write); resolves once it is waiting. */
   holdNext(release: Promise<void>): Promise<void> {
@@ -368,6 +380,52 @@ describe('one bundle publisher for the cluster', () => {
     await store.rules.create(tenantA, { policy_id: policyId, app: 'tiktok', action: '*', permission: 'deny' });
     await second.pipeline.engine.refresh(tenantA);
     expect(second.downlink.lookups.length).toBe(asked);
+  });
+
+  it("a new publisher clears what the broker retains of a tenant deleted while no process published, once, and nothing of the tenants that remain", async () => {
+    // Tenant C is served by T1 and T2: its bundles there and its directory slice are retained.
+    const tenantC = (await store.tenants.create({ name: 'C' })).id;
+    await store.devices.create(tenantC, { id: 'devC1', name: 'phone' });
+    await pipeline.engine.refresh(tenantC);
+    for (const t of ['T1', 'T2']) await pipeline.accept(usage(tenantC, t, [{ device: 'devC1', app: 'slack', action: 'send' }]).msg);
+    await pipeline.accept(usage(tenantA, 'T1', [{ device: 'devA1', app: 'slack', action: 'send' }]).msg);
+    await Promise.all([settled(), pipeline.engine.refresh(tenantC)]);
+    const ofC = (t: string): boolean => {
+      const doc = edgeDocumentOf(t)!;
+      return 'tenantId' in doc ? doc.tenantId === tenantC : doc.token === directoryToken(DIRECTORY_KEY, tenantC);
+    };
+    const edge = (): string[] => [...downlink.retained.keys()].filter((t) => edgeDocumentOf(t) !== null);
+    // What a release before bundle schema 2 left for C, beside what this one published.
+    downlink.retained.set(topics.legacyPolicy(tenantC), Buffer.from('{"whole":"bundle"}'));
+    const leftOfC = edge().filter(ofC);
+    const remaining = edge().filter((t) => !ofC(t));
+    expect(leftOfC.filter((t) => edgeDocumentOf(t)!.kind === 'policy').length).toBe(2);
+    expect(leftOfC.some((t) => edgeDocumentOf(t)!.kind === 'directoryPart')).toBe(true);
+    expect(remaining.length).toBeGreaterThan(0);
+
+    // The publisher stops; C is deleted with no publisher running and its announcement lost.
+    await pipeline.stop();
+    muted = true;
+    expect(await store.tenants.delete(tenantC)).toBe(true);
+    muted = false;
+    // The first listing fails (the broker's index not built yet): tried again at the next renewal.
+    second.downlink.failEdgeListings = 1;
+    await second.pipeline.engine.claimPublishing();
+    expect(second.pipeline.engine.publishing).toBe(true);
+    expect(edge().filter(ofC).sort()).toEqual([...leftOfC].sort());
+    await second.pipeline.engine.claimPublishing();
+    expect(edge().filter(ofC)).toEqual([]);
+    expect(edge().filter((t) => !ofC(t)).sort()).toEqual([...remaining].sort());
+    const cleared = second.downlink.sent.filter((m) => m.retain && m.payload.length === 0 && ofC(m.topic)).map((m) => m.topic);
+    expect([...cleared].sort()).toEqual([...leftOfC].sort());
+    // Parts before heads.
+    const isPart = (t: string): boolean => ['policyPart', 'directoryPart'].includes(edgeDocumentOf(t)!.kind);
+    expect(cleared.findIndex((t) => !isPart(t))).toBeGreaterThan(cleared.findLastIndex((t) => isPart(t)));
+    expect(second.ctx.counters.get('bundle_orphans_cleared_total')).toBe(leftOfC.length);
+    // Once per claim: later renewals do not list again.
+    const listings = second.downlink.edgeListings;
+    await second.pipeline.engine.claimPublishing();
+    expect(second.downlink.edgeListings).toBe(listings);
   });
 
   it('with the lease store unreachable a worker starts and decides without publishing, and publishes once a claim succeeds', async () => {

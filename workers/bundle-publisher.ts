@@ -31,7 +31,7 @@
  * later version has that many parts again (towers ignore parts their head does not name).
  */
 import { encodePayload } from '../shared/mqtt/payloads.js';
-import { topics } from '../shared/mqtt/topics.js';
+import { edgeDocumentOf, topics } from '../shared/mqtt/topics.js';
 import { buildDirectorySlice, buildPolicyBundle, directoryEntry, directoryToken, inventoryProfiles, type InventoryProfiles, type PartedDocument } from '../shared/policy/edge-bundle.js';
 import type { PolicyModel } from '../shared/policy/model.js';
 import type { PolicyBundle } from '../shared/mqtt/payloads.js';
@@ -71,6 +71,8 @@ export class BundlePublisher {
   readonly #sentParts = new Map<string, string>();
   /** Documents (head topics) whose retained parts were looked up since this process became the publisher. */
   readonly #swept = new Set<string>();
+  /** Whether the documents of tenants that are gone were cleared since this process became the publisher. */
+  #orphansSwept = false;
   /** Per tenant, the directory entry of each device (an HMAC each: recomputed only on change). */
   readonly #entries = new Map<string, Map<string, CachedEntry>>();
   /** Per tenant, the part refs of the directory slice last published. */
@@ -124,6 +126,7 @@ export class BundlePublisher {
     this.#bundles.clear();
     this.#sentParts.clear();
     this.#swept.clear();
+    this.#orphansSwept = false;
     this.#sliceSent.clear();
     this.#sliceInventory.clear();
     this.#ctx.logger.info({ event: 'bundle_publisher', process_id: this.#ctx.processId }, 'this process publishes the edge bundles');
@@ -217,6 +220,48 @@ export class BundlePublisher {
       }
       await this.#ctx.downlink.publish(prefix, Buffer.alloc(0), { retain: true });
     }
+  }
+
+  /**
+   * Clears what the broker retains for tenants that no longer exist — their bundles at every
+   * tower, legacy bundles and directory slices, parts before heads — once after this process
+   * became the publisher. A tenant deleted while this process publishes is cleared by
+   * `removeTenant`; this clears what was left by one deleted while no process published, or
+   * across a crash between its deletion and those clears. `liveTenants` is read after the
+   * broker's listing: a tenant whose document was listed existed before it, so it is in the set
+   * unless it was deleted meanwhile (tenant ids are never reused). Without the broker's view
+   * (`retainedEdgeDocuments`) nothing is done; a failed listing is logged and tried again at the
+   * next call (the engine calls at every lease renewal).
+   */
+  async sweepOrphans(liveTenants: () => Promise<ReadonlySet<string>>): Promise<void> {
+    const list = this.#ctx.downlink.retainedEdgeDocuments;
+    if (!list || this.#orphansSwept || !this.publishing) return;
+    let orphans: string[];
+    try {
+      const retained = await list.call(this.#ctx.downlink);
+      const live = await liveTenants();
+      const liveTokens = new Set([...live].map((t) => directoryToken(this.#key, t)));
+      const parts: string[] = [];
+      const heads: string[] = [];
+      for (const topic of retained) {
+        const doc = edgeDocumentOf(topic);
+        if (!doc || ('tenantId' in doc ? live.has(doc.tenantId) : liveTokens.has(doc.token))) continue;
+        (doc.kind === 'policyPart' || doc.kind === 'directoryPart' ? parts : heads).push(topic);
+      }
+      // Parts before heads, as a tenant's documents are removed.
+      orphans = [...parts, ...heads];
+    } catch (err) {
+      this.#ctx.logger.warn({ err, event: 'bundle_orphans_lookup_failed' }, 'could not list the retained edge documents; those of deleted tenants stay retained until the next try');
+      return;
+    }
+    for (const topic of orphans) {
+      if (!this.publishing) return;
+      await this.#ctx.downlink.publish(topic, Buffer.alloc(0), { retain: true });
+      this.#sentParts.delete(topic);
+      this.#ctx.counters.inc('bundle_orphans_cleared_total');
+    }
+    this.#orphansSwept = true;
+    if (orphans.length > 0) this.#ctx.logger.info({ event: 'bundle_orphans_cleared', topics: orphans.length }, 'cleared the retained edge documents of deleted tenants');
   }
 
   async #publishBundle(tenantId: string, towerId: string, bundle: TenantBundle): Promise<void> {

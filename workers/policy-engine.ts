@@ -94,6 +94,7 @@ export class PolicyEngine {
     await this.#claim();
     // Retained bundles may be missing (fresh broker) or stale: publish every tenant's current one.
     await this.#refreshAll();
+    this.#track(this.#sweepOrphans());
     this.#renewTimer = setInterval(() => this.#track(this.claimPublishing()), this.#publisher.renewMs);
     this.#renewTimer.unref();
   }
@@ -127,6 +128,26 @@ export class PolicyEngine {
    */
   async claimPublishing(): Promise<void> {
     if (await this.#claim()) await this.#refreshAll();
+    await this.#sweepOrphans();
+  }
+
+  /** Clears the retained documents of tenants that are gone, once per claim (bundle-publisher.ts). */
+  async #sweepOrphans(): Promise<void> {
+    await this.#publisher.sweepOrphans(async () => {
+      const ids = new Set<string>();
+      for await (const id of this.#tenantIds()) ids.add(id);
+      return ids;
+    });
+  }
+
+  /** Every tenant in the store, by page. */
+  async *#tenantIds(): AsyncGenerator<string> {
+    let cursor: string | null = null;
+    do {
+      const page = await this.#ctx.store.tenants.list({ limit: 500, cursor });
+      for (const t of page.items) yield t.id;
+      cursor = page.next_cursor;
+    } while (cursor);
   }
 
   async #claim(): Promise<boolean> {
@@ -139,12 +160,7 @@ export class PolicyEngine {
   }
 
   async #refreshAll(): Promise<void> {
-    let cursor: string | null = null;
-    do {
-      const page = await this.#ctx.store.tenants.list({ limit: 500, cursor });
-      for (const t of page.items) await this.refresh(t.id);
-      cursor = page.next_cursor;
-    } while (cursor);
+    for await (const id of this.#tenantIds()) await this.refresh(id);
   }
 
   tenantOfDevice = (deviceId: string): string | undefined => this.#directory.get(deviceId);

@@ -5,7 +5,7 @@
  * Like the embedded root, each declares its components once, in start order.
  */
 import { redisBackends, sessionKeyPrefix } from '../../broker/backends-redis.js';
-import { retainedTopicsUnder } from '../../broker/retained-redis.js';
+import { retainedEdgeTopics, retainedTopicsUnder } from '../../broker/retained-redis.js';
 import { buildBroker } from './broker-root.js';
 import { QueueUplinkSink } from '../../broker/queue-uplink-sink.js';
 import { buildApp } from '../../api/app.js';
@@ -178,8 +178,14 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     // Unique per process: two workers must not take over each other's MQTT session.
     name: f.processId.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64),
     serviceSecret: f.serviceSecret,
-    // The bundle publisher finds parts an earlier publisher left retained in the broker nodes' index.
-    ...(redis ? { retainedUnder: (head: string) => retainedTopicsUnder(redis, sessionKeyPrefix(brokerRedisPrefix(config)), head) } : {}),
+    // The bundle publisher finds parts an earlier publisher left retained in the broker nodes'
+    // index, and the documents of tenants that are gone.
+    ...(redis
+      ? {
+          retainedUnder: (head: string) => retainedTopicsUnder(redis, sessionKeyPrefix(brokerRedisPrefix(config)), head),
+          retainedEdgeDocuments: () => retainedEdgeTopics(redis, sessionKeyPrefix(brokerRedisPrefix(config))),
+        }
+      : {}),
   });
   const commands = buildCommandService(f);
   const ctx: WorkerContext = {

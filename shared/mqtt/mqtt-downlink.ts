@@ -26,17 +26,21 @@ export interface MqttDownlinkOptions {
    * worker role reads the broker nodes' Redis index (broker/retained-redis.ts).
    */
   retainedUnder?: (prefix: string) => Promise<string[]>;
+  /** Downlink.retainedEdgeDocuments, likewise. */
+  retainedEdgeDocuments?: () => Promise<string[]>;
 }
 
 export class MqttDownlink implements Downlink {
   readonly #o: MqttDownlinkOptions;
   #client: MqttClient | null = null;
   readonly retainedUnder?: (prefix: string) => Promise<string[]>;
+  readonly retainedEdgeDocuments?: () => Promise<string[]>;
 
   constructor(opts: MqttDownlinkOptions) {
     if (opts.urls.length === 0) throw new Error('--mqtt-url: at least one broker URL is required');
     this.#o = opts;
     if (opts.retainedUnder) this.retainedUnder = opts.retainedUnder;
+    if (opts.retainedEdgeDocuments) this.retainedEdgeDocuments = opts.retainedEdgeDocuments;
   }
 
   get connected(): boolean {

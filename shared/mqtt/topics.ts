@@ -103,7 +103,26 @@ export const filters = {
   towerPolicies: (towerId: string) => `tenants/+/towers/${checkId('towerId', towerId)}/policy/#`,
   /** The device directory: every tenant's slice, heads and parts. */
   directory: 'directory/#',
+  /** Every retained edge document, whichever tenant or tower: bundles, legacy bundles, directory slices, parts. */
+  edgeDocuments: ['tenants/+/towers/+/policy', 'tenants/+/towers/+/policy/+', 'tenants/+/policy', 'directory/+', 'directory/+/+'],
 } as const;
+
+/** An edge document's topic (a head or a part), as `filters.edgeDocuments` match them. */
+export type EdgeDocumentTopic = Extract<ParsedTopic, { kind: 'policy' | 'policyPart' | 'directory' | 'directoryPart' | 'legacyPolicy' }>;
+
+export function edgeDocumentOf(topic: string): EdgeDocumentTopic | null {
+  const p = parseTopic(topic);
+  switch (p?.kind) {
+    case 'policy':
+    case 'policyPart':
+    case 'directory':
+    case 'directoryPart':
+    case 'legacyPolicy':
+      return p;
+    default:
+      return null;
+  }
+}
 
 /** Recognises a concrete topic (no wildcards). Returns null for anything that is not ours. */
 export function parseTopic(topic: string): ParsedTopic | null {

@@ -72,6 +72,13 @@ export interface Downlink {
    * the current part count.
    */
   retainedUnder?(prefix: string): Promise<string[]>;
+  /**
+   * Every retained topic of the edge documents, whichever tenant or tower (per-tower bundles,
+   * legacy bundles, directory slices, and their parts), where the broker's retained store can be
+   * read as for `retainedUnder`. The bundle publisher asks it once after it starts publishing, to
+   * clear the documents of tenants that no longer exist.
+   */
+  retainedEdgeDocuments?(): Promise<string[]>;
 }
 
 export interface DownlinkOptions {

@@ -5,7 +5,8 @@
  * after the kill reaches a tower that was connected all along and one that connects afterwards;
  * a tower's first event, whichever worker stores it, brings it its tenant's bundle and no other
  * tenant's; a retained part the killed publisher left beyond a bundle's count is cleared by the
- * new one (found in the broker nodes' Redis index).
+ * new one (found in the broker nodes' Redis index), and so is the bundle of a tenant that no
+ * longer exists.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -86,19 +87,25 @@ describeWithRedis('the edge bundle publisher across worker processes', () => {
     // with more parts would): written into the broker nodes' store the way a node stores it, now,
     // while the lease still runs. The new publisher must find it and clear it.
     const stalePart = `${topics.policy(alpha.id, 'tower-1')}/7`;
+    // And the bundle of a tenant deleted while no process published (a head and a part at tower-1).
+    const orphans = [topics.policyPart('gone-tenant', 'tower-1', 0), topics.policy('gone-tenant', 'tower-1')];
     const keyPrefix = sessionKeyPrefix('edgeplane:mqtt:');
     const redis = new Redis(topo.redis.url);
     try {
-      await redis
-        .multi()
-        .hset(`${keyPrefix}retained`, stalePart, msgpack.encode({ cmd: 'publish', topic: stalePart, payload: Buffer.from('left behind'), qos: 1, retain: true }))
-        .sadd(`${keyPrefix}retained-index:${bucketOf(stalePart)}`, stalePart)
-        .exec();
+      for (const topic of [stalePart, ...orphans]) {
+        await redis
+          .multi()
+          .hset(`${keyPrefix}retained`, topic, msgpack.encode({ cmd: 'publish', topic, payload: Buffer.from('left behind'), qos: 1, retain: true }))
+          .sadd(`${keyPrefix}retained-index:${bucketOf(topic)}`, topic)
+          .exec();
+      }
       // A change after the kill: a new device of alpha.
       await alpha.owner.post('/api/v1/devices', { id: 'alpha-tablet', name: 'alpha tablet' });
       await until(async () => (await publishing(survivor)) === 1, 20_000, 'the surviving worker publishing');
       await until(async () => (await redis.hexists(`${keyPrefix}retained`, stalePart)) === 0, 20_000, 'the part left behind cleared');
       expect((await metricsOf(survivor.httpUrl))('bundle_stale_parts_cleared_total')).toBe(1);
+      await until(async () => (await redis.hmget(`${keyPrefix}retained`, ...orphans)).every((v) => v === null), 20_000, "the deleted tenant's bundle cleared");
+      expect((await metricsOf(survivor.httpUrl))('bundle_orphans_cleared_total')).toBe(2);
     } finally {
       redis.disconnect();
     }
