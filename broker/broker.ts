@@ -37,6 +37,7 @@ import { createAuthorizeHooks, PublishRefused } from './authorize.js';
 import type { CarrierFeedSink } from './carrier-feed-ingest.js';
 import { ConnectionGate } from './connection-gate.js';
 import { EdgeplaneAedes } from './edgeplane-aedes.js';
+import { MAX_CLIENT_ID_BYTES } from './frame-inspector.js';
 import { guardPersistence, type GuardedPersistence } from './guarded-persistence.js';
 import { maxFrameBytes } from './limits.js';
 import { RefusalLog } from './refusal-log.js';
@@ -124,8 +125,6 @@ export interface BrokerPorts {
 const CONNECT_TIMEOUT_MS = 10_000;
 /** How often the WebSocket listener looks for connections past their upgrade timeout. */
 const UPGRADE_CHECK_INTERVAL_MS = 1_000;
-/** MQTT 3.1.1 lets servers accept ids longer than 23 chars [MQTT-3.1.3-5]; towers use `tower-<64 chars>`. */
-const MAX_CLIENT_ID_LENGTH = 128;
 /** aedes reports a topic deeper than maxTopicLevels with this message (lib/utils.js). */
 const TOPIC_TOO_DEEP_MESSAGE = 'topic has too many levels';
 /** Repeated refusals of one client are summed up in one log line per interval. */
@@ -426,7 +425,8 @@ export class Broker {
       // A subscriber that stops reading would otherwise stall delivery to everyone.
       drainTimeout: config.mqtt_drain_timeout_ms,
       maxTopicLevels: config.mqtt_max_topic_levels,
-      maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
+      // The wire guard refuses longer ids at every protocol level; aedes checks MQTT 3.1 only.
+      maxClientsIdLength: MAX_CLIENT_ID_BYTES,
       preConnect: (client, packet, callback) => {
         // aedes authorizes the will only when it publishes it; remember its topic now so the
         // session knows whether the tower declared its availability LWT.

@@ -24,6 +24,7 @@ export type ViolationReason =
   | 'malformed_connect'
   | 'will_qos'
   | 'empty_client_id'
+  | 'client_id_too_long'
   | 'invalid_utf8'
   | 'null_character'
   | 'empty_topic'
@@ -66,6 +67,13 @@ export interface InspectResult {
   /** Set when a frame broke a rule: nothing from that frame on was forwarded. */
   violation: Violation | null;
 }
+
+/**
+ * The longest client id a CONNECT may carry, in bytes. MQTT 3.1.1 lets a server accept ids longer
+ * than 23 characters or refuse them with CONNACK 0x02 [MQTT-3.1.3-5] [MQTT-3.1.3-9]; ours are at
+ * most `console-<64>.<32>` (105 bytes). aedes applies its own `maxClientsIdLength` to MQTT 3.1 only.
+ */
+export const MAX_CLIENT_ID_BYTES = 128;
 
 /** The longest filter a SUBSCRIBE may carry; our ACLs never grant one a tenth as long. */
 export const MAX_FILTER_BYTES = 1024;
@@ -363,6 +371,8 @@ function checkConnect(body: Buffer): Violation | null {
   if (cv) return cv;
   // [MQTT-3.1.3-8] an empty client id needs a clean session: CONNACK 0x02, then close.
   if (clientId.length === 0 && !clean) return violation('empty_client_id', '[MQTT-3.1.3-8]', 2);
+  // [MQTT-3.1.3-9] an id the server does not accept: CONNACK 0x02, then close.
+  if (clientId.length > MAX_CLIENT_ID_BYTES) return violation('client_id_too_long', '[MQTT-3.1.3-5] client ids of at most 128 bytes', 2);
   if (will) {
     const topic = field();
     if (topic === null) return malformed('[MQTT-3.1.3-10] will topic');
