@@ -171,11 +171,15 @@ describe('broker', () => {
       expect(retained.payload.equals(offline)).toBe(true);
     });
 
-    it('discards the LWT on a clean DISCONNECT [MQTT-3.1.2-10]', async () => {
+    it('discards the LWT on a clean DISCONNECT [MQTT-3.1.2-10], and marks the tower offline itself', async () => {
+      const statusEvent = new Promise<string>((resolve) => h.bus.subscribe('tower.status', (e) => resolve(e.tower.state)));
       const c = await h.connectTower(t1, { will: { topic: topics.status('T1'), payload: statusPayload('offline'), qos: 1, retain: true } });
       await c.endAsync();
       await expect.poll(() => h.broker.connectionCount).toBe(0);
       expect(h.sink.messages).toEqual([]);
+      // The will that would have said so is gone: without this the tower stayed online for good.
+      expect(await statusEvent).toBe('offline');
+      expect((await h.store.towers.get('T1'))?.state).toBe('offline');
     });
 
     it('refuses a will on another tower’s status topic', async () => {

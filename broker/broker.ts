@@ -535,8 +535,10 @@ export class Broker {
     this.#sessions.closed(client);
     if (!session || session.principal.kind !== 'tower' || this.#stopping) return;
     // A tower with a status LWT reports its own availability: aedes publishes the will through
-    // authorizePublish, which hands it to the sink. Only towers without one are marked here.
-    if (session.statusWill) return;
+    // authorizePublish, which hands it to the sink. Towers without one are marked here, and so
+    // are those that ended with a DISCONNECT, whose will is discarded [MQTT-3.1.2-10] (a client
+    // that says nothing more would otherwise stay online for good).
+    if (session.statusWill && !(client as Client & { _disconnected?: boolean })._disconnected) return;
     const towerId = session.principal.towerId;
     if (this.#sessions.towerHasOtherLiveConnection(towerId, client)) return;
     this.#markOffline(towerId).catch((err: unknown) => this.#log.warn({ err, tower_id: towerId }, 'marking tower offline failed'));
