@@ -273,14 +273,17 @@ function firstSegment(routeUrl: string, prefix: string): string {
  * The actor is found from the e-mail or the refresh token's record (after the response, so the
  * lookup cannot change the sign-in's timing); only the e-mail is recorded, as the label. A
  * successful sign-in names its account itself (the route's draft). A failed one was checked
- * against every account of the e-mail (one per tenant at most), so it is recorded in each of
- * their tenants, and on the platform's trail when the e-mail has none.
+ * against every account of the e-mail (one per tenant at most), or only the one of the tenant it
+ * named, so it is recorded in each of their tenants, and on the platform's trail when there is none.
  */
 async function authCallers(store: Store, action: string, body: unknown): Promise<Caller[]> {
   if (action === 'auth.login') {
     const email = str(field(body, 'email'))?.slice(0, LABEL_MAX) ?? null;
     if (email === null) return [];
-    const users = await store.consoleUsers.findAllByEmail(email);
+    // A sign-in naming its tenant (`tenant_id`, null for operators) was checked against that
+    // scope's account only: no other tenant holding the e-mail may read of it in its trail.
+    const scope = field(body, 'tenant_id');
+    const users = (await store.consoleUsers.findAllByEmail(email)).filter((u) => scope === undefined || u.tenant_id === scope);
     if (users.length === 0) return [{ tenantId: null, actor: { kind: 'console_user', id: null, label: email } }];
     return users.map((user) => ({ tenantId: user.tenant_id, actor: { kind: 'console_user', id: user.id, label: email } }));
   }

@@ -41,7 +41,7 @@ export const signingKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'signing-keys:write' },
       schema: {
         summary: 'Drop verification keys created before a time (the signing key is always kept)',
-        description: 'Access tokens signed with a dropped key answer 401 from now on.',
+        description: 'Access tokens signed with a dropped key answer 401 at once on this process, and within 5 s on every other process sharing the key file.',
         body: RetireBody,
         response: { 200: KeyRingStateSchema, ...errorResponses },
       },

@@ -120,6 +120,14 @@ export function invalidField(field: string, message: string): never {
 const ISO_8601_RE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
 const MAX_EPOCH_MS = 8_640_000_000_000_000;
 
+/** Whether an ISO 8601 text names a calendar day that exists (Date.parse rolls 2026-02-30 over to March 2). */
+function isRealDay(text: string): boolean {
+  const [y, m, d] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const day = new Date(0);
+  day.setUTCFullYear(y, m - 1, d);
+  return day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
+}
+
 /**
  * A point in time in a query: epoch milliseconds, or ISO 8601 (`2026-01-31`, `2026-01-31T12:00Z`,
  * with an offset or Z; a date alone is midnight UTC). Anything else is a 400, never a guess.
@@ -129,7 +137,7 @@ export const TimeQuery = z
   .max(40)
   .transform((raw, ctx) => {
     const text = raw.trim();
-    const ms = /^\d{1,16}$/.test(text) ? Number(text) : ISO_8601_RE.test(text) ? Date.parse(text) : Number.NaN;
+    const ms = /^\d{1,16}$/.test(text) ? Number(text) : ISO_8601_RE.test(text) && isRealDay(text) ? Date.parse(text) : Number.NaN;
     if (!Number.isSafeInteger(ms) || ms < 0 || ms > MAX_EPOCH_MS) {
       ctx.addIssue({ code: 'custom', message: 'must be epoch milliseconds or an ISO 8601 date-time (e.g. 2026-01-31T12:00:00Z)' });
       return z.NEVER;

@@ -132,6 +132,9 @@ export class KeyRing {
 
   /** Drops verification keys created before `before`, always keeping the current one. */
   async retire(before: number): Promise<void> {
+    // Start from the file, like rotate: a ring that missed another process's rotation would
+    // otherwise keep its own (older) key as the current one and write the newer one away.
+    await this.reload();
     const current = this.#keys[this.#keys.length - 1]!;
     this.#keys = this.#keys.filter((k) => k === current || k.created_at >= before);
     this.#generation++;
@@ -168,8 +171,14 @@ async function readKeys(file: string): Promise<StoredKey[] | null> {
   }
 }
 
-/** A token with an unknown kid makes the ring re-read its file at most this often. */
-const RELOAD_INTERVAL_MS = 5000;
+/**
+ * A token with an unknown kid makes the ring re-read its file at most this often; and every
+ * process re-reads it at least this often (by the service's clock) while it verifies tokens, so
+ * keys another process retired stop verifying here too (all its kids are known: nothing else
+ * would make it look).
+ */
+export const KEY_RELOAD_INTERVAL_MS = 5000;
+const RELOAD_INTERVAL_MS = KEY_RELOAD_INTERVAL_MS;
 
 /** Access tokens whose verification is remembered (the oldest are forgotten first). */
 const VERIFIED_CACHE_SIZE = 10_000;
@@ -179,6 +188,8 @@ export class TokenService {
   readonly #ttlS: number;
   readonly #now: () => number;
   #lastReload = 0;
+  /** When the ring was last re-read for retirements made elsewhere (the service's clock). */
+  #lastRefresh: number | null = null;
   /** The ring's public keys, imported once per key-set generation (not per request). */
   #keySet: { generation: number; get: ReturnType<typeof createLocalJWKSet> } | null = null;
   /**
@@ -215,6 +226,11 @@ export class TokenService {
 
   /** Verifies signature, issuer, audience and expiry; throws TOKEN_EXPIRED or UNAUTHENTICATED. */
   async verify(token: string): Promise<AccessClaims> {
+    const now = this.#now();
+    if (this.#lastRefresh === null || now < this.#lastRefresh || now - this.#lastRefresh >= RELOAD_INTERVAL_MS) {
+      this.#lastRefresh = now;
+      await this.#ring.reload().catch(() => false);
+    }
     const hit = this.#verified.get(token);
     if (hit) {
       // jose's rule: expired once the current second reaches `exp`.
