@@ -61,8 +61,13 @@ export function upgradeToken(request: FastifyRequest): string | null {
 }
 
 /** When the access token in `Authorization` expires (epoch ms); null for tokens that are not JWTs. */
+/** The bearer credential of the request (the feed's access token or API key), if any. */
+export function bearerOf(request: FastifyRequest): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+}
+
 export function accessTokenExpiry(request: FastifyRequest): number | null {
-  const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+  const token = bearerOf(request);
   if (token === undefined) return null;
   try {
     const { exp } = decodeJwt(token);

@@ -120,6 +120,23 @@ describe('feeds close when their credential ends (one process)', () => {
     expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
   });
 
+  it("retiring the signing key closes the feeds opened with tokens it signed, and only those", async () => {
+    const operator = await login(h.app, OPERATOR_EMAIL);
+    const oldFeed = await openFeed(h, owner.access);
+    sockets.push(oldFeed.ws);
+    expect((await call(h, operator, 'POST', '/api/v1/signing-keys/rotate')).statusCode).toBe(200);
+    // Signed with the new key: stays open.
+    const fresh = await login(h.app, 'owner@acme.test');
+    const newFeed = await openFeed(h, fresh.access);
+    sockets.push(newFeed.ws);
+    h.clock.now += 1000;
+    const res = await call(h, operator, 'POST', '/api/v1/signing-keys/retire', { before: h.clock.now });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(await oldFeed.closed).toEqual({ code: 4401, reason: 'credential no longer valid' });
+    expect(newFeed.ws.readyState).toBe(WebSocket.OPEN);
+    expect(h.app.feeds.size).toBe(1);
+  });
+
   it('an access token closes its feed when it expires, without a heartbeat', async () => {
     const exp = (decodeJwt(owner.access).exp ?? 0) * 1000;
     // One millisecond before expiry on the server's clock: the upgrade is accepted, then the

@@ -69,6 +69,11 @@ export interface FeedClient {
   principal: FeedPrincipal;
   /** Epoch ms after which the credential that opened the feed is no longer valid; null if never. */
   expiresAt: number | null;
+  /**
+   * Whether the credential still verifies (an access token: its signing key may have been
+   * retired since). Asked at every heartbeat and by `recheck`; absent: nothing to ask.
+   */
+  stillValid?: () => Promise<boolean>;
 }
 
 const principalKey = (p: FeedPrincipal): string => `${p.kind}:${p.id}`;
@@ -220,9 +225,23 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
   }
 
   /**
+   * Closes (4401) every feed whose credential no longer verifies: the signing key of its access
+   * token was retired, here (the retire route calls this) or by another process (found within
+   * the key file's reload interval, at a heartbeat).
+   */
+  async recheck(): Promise<void> {
+    await Promise.all(
+      [...this.#connections].map(async (conn) => {
+        const check = conn.client.stillValid;
+        if (check && !(await check()) && this.#connections.has(conn)) conn.close(FEED_CLOSE.tokenExpired, 'credential no longer valid');
+      }),
+    );
+  }
+
+  /**
    * One heartbeat round (the timer calls it; tests call it directly instead of waiting): closes
    * connections whose credential expired, terminates those that did not answer the last ping,
-   * pings the rest.
+   * pings the rest, and rechecks the credentials (`recheck`).
    */
   sweep(): void {
     const now = this.#clock();
@@ -238,6 +257,7 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
         conn.socket.ping();
       }
     }
+    void this.recheck().catch((err: unknown) => this.#onError(err));
   }
 
   /** `/ws/alerts`: alert.opened, alert.updated and command.updated (as 'remediation') of the tenant. */

@@ -20,7 +20,7 @@ import { z } from 'zod';
 import { createError } from '../../shared/errors.js';
 import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import { principalOf } from '../auth/guard.js';
-import { accessTokenExpiry } from '../feed-transport.js';
+import { accessTokenExpiry, bearerOf } from '../feed-transport.js';
 import { FEED_CLOSE, type FeedClient } from '../feeds.js';
 import { IdSchema, errorResponses } from '../schemas/common.js';
 
@@ -57,9 +57,16 @@ function feedClientOf(request: FastifyRequest, tenantId: string): FeedClient {
   const principal = principalOf(request);
   // Unreachable (carriers hold no 'feeds:read'), kept for the type.
   if (principal.kind === 'carrier') throw createError('FORBIDDEN', 'carrier credentials open no feeds');
-  return principal.kind === 'user'
-    ? { tenantId, principal: { kind: 'user', id: principal.userId }, expiresAt: accessTokenExpiry(request) }
-    : { tenantId, principal: { kind: 'api_key', id: principal.keyId }, expiresAt: principal.expiresAt };
+  if (principal.kind === 'api_key') return { tenantId, principal: { kind: 'api_key', id: principal.keyId }, expiresAt: principal.expiresAt };
+  // An access token stops verifying when its signing key is retired: the hub asks again.
+  const token = bearerOf(request);
+  const tokens = request.server.tokens;
+  return {
+    tenantId,
+    principal: { kind: 'user', id: principal.userId },
+    expiresAt: accessTokenExpiry(request),
+    ...(token !== undefined ? { stillValid: () => tokens.verify(token).then(() => true, () => false) } : {}),
+  };
 }
 const StreamQuery = z.object({
   access_token,

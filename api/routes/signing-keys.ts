@@ -41,13 +41,15 @@ export const signingKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'signing-keys:write' },
       schema: {
         summary: 'Drop verification keys created before a time (the signing key is always kept)',
-        description: 'Access tokens signed with a dropped key answer 401 at once on this process, and within 5 s on every other process sharing the key file.',
+        description: 'Access tokens signed with a dropped key answer 401, and the live feeds they opened close (4401), at once on this process; on every other process sharing the key file, within 5 s (feeds: at their next heartbeat).',
         body: RetireBody,
         response: { 200: KeyRingStateSchema, ...errorResponses },
       },
     },
     async (request) => {
       await app.keyRing.retire(request.body.before);
+      // Live feeds opened with tokens of a dropped key close too (other processes: at a heartbeat).
+      await app.feeds.recheck();
       return state();
     },
   );
