@@ -168,6 +168,8 @@ export interface AgentStats extends TowerCounters {
   events_replayed: number;
   /** Events the journal's disk budget evicted before they reached the cloud (also in events_dropped). */
   events_evicted: number;
+  /** Journalled events found damaged on disk (a record that does not read back, a segment cut short), never sent. */
+  events_corrupt: number;
   /** DecisionBatches ignored because their id was already processed (QoS 1 redelivery). */
   redeliveries_ignored: number;
 }

@@ -439,6 +439,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       journal_bytes: this.#journal?.bytes ?? 0,
       events_replayed: this.#feed?.replayed ?? 0,
       events_evicted: this.#journal?.evictedEvents ?? 0,
+      events_corrupt: this.#journal?.corruptEvents ?? 0,
     };
   }
 

@@ -31,6 +31,7 @@ export class AgentJournal {
   readonly journal: Journal;
   readonly feed: JournalFeed;
   readonly #log: Logger;
+  #corruptReported = 0;
 
   constructor(o: AgentJournalOptions) {
     this.#log = o.log;
@@ -56,7 +57,15 @@ export class AgentJournal {
       lowWater: Math.max(1, Math.min(o.bufferMaxEvents, Math.max(1000, Math.min(10_000, Math.floor(o.bufferMaxEvents / 2))))),
       push: o.push,
       onReplay: o.onReplay,
-      onCaughtUp: () => o.log.info({ event: 'journal_caught_up', replayed: this.feed.replayed }, 'journal backlog replayed: events go live again'),
+      onCaughtUp: () => {
+        o.log.info({ event: 'journal_caught_up', replayed: this.feed.replayed }, 'journal backlog replayed: events go live again');
+        // Damage found on the way is said once, not only counted where nobody looks.
+        const corrupt = this.journal.corruptEvents;
+        if (corrupt > this.#corruptReported) {
+          o.log.warn({ event: 'journal_corrupt', events: corrupt - this.#corruptReported, total: corrupt }, 'journal: events damaged on disk could not be read back and were not sent');
+          this.#corruptReported = corrupt;
+        }
+      },
     });
   }
 

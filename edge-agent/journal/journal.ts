@@ -185,10 +185,19 @@ export class Journal {
     }
     const last = this.#segments.at(-1);
     this.#nextSeq = last ? last.first + last.count : 0;
-    torn += await this.#loadMeta();
+    const meta = await this.#loadMeta();
+    torn += meta.torn;
     this.#floor = Math.max(this.#floor, this.firstSeq);
     for (const s of [...this.#segments]) this.#maybeDelete(s);
-    await this.#rewriteMeta();
+    try {
+      await this.#rewriteMeta();
+    } catch (err) {
+      // A full disk (or a read-only one) at start: the compacted copy cannot be written. The
+      // file as it is stays valid (its torn tail cut): new records are appended to it, and the
+      // journal opens all the same. Refusing to open left the agent unable to start at all.
+      this.#o.onError?.(toError(err));
+      this.#appendToMeta(meta.validBytes);
+    }
     if (this.#o.fsyncMs > 0) {
       this.#fsyncTimer = setInterval(() => this.#syncSoon(), this.#o.fsyncMs);
       this.#fsyncTimer.unref();
@@ -206,6 +215,10 @@ export class Journal {
     const buf = this.#writer.take();
     try {
       writeAll(this.#activeFd!, buf);
+      // With fsyncMs 0 the record counts only once synced; a failed sync fails the append like a
+      // failed write. Thrown after the event was counted, it left the segment one event ahead of
+      // the sequence numbers, and every later event was acknowledged as its predecessor.
+      this.#written(this.#activeFd!);
     } catch (err) {
       // Whatever part reached the file is cut off, and the next event starts a new segment, so
       // the string numbering on disk stays consistent with what later records use. Neither may
@@ -224,7 +237,6 @@ export class Journal {
     this.#segBytes += buf.length;
     seg.count++;
     if (seg.acked.length * 8 < seg.count) seg.acked = grow(seg.acked);
-    this.#written(this.#activeFd!);
     const seq = this.#nextSeq++;
     this.#enforceBudget();
     return seq;
@@ -337,8 +349,15 @@ export class Journal {
     this.#segments.splice(i, 1);
     this.#segBytes -= s.bytes;
     for (const seq of [...this.#late.keys()]) if (seq >= s.first && seq < s.first + s.count) this.#late.delete(seq);
-    unlinkSync(s.file);
-    this.#dirChanged();
+    try {
+      unlinkSync(s.file);
+      this.#dirChanged();
+    } catch (err) {
+      // Runs in PUBACK callbacks, where a throw ended the process (a file system remounted
+      // read-only after I/O errors, say). meta.log holds the acknowledgements: a later open
+      // finds the file fully acknowledged and deletes it.
+      this.#o.onError?.(toError(err));
+    }
     this.#floor = Math.max(this.#floor, this.firstSeq);
     if (this.#metaBytes > Math.max(1024 * 1024, this.#segmentBytes)) {
       try {
@@ -440,7 +459,12 @@ export class Journal {
       return;
     }
     this.#metaBytes += buf.length;
-    this.#written(this.#metaFd);
+    try {
+      this.#written(this.#metaFd);
+    } catch (err) {
+      // The record is written; only its sync failed (fsyncMs 0). Reported, like a failed write.
+      this.#o.onError?.(toError(err));
+    }
   }
 
   #written(fd: number): void {
@@ -473,14 +497,14 @@ export class Journal {
     }
   }
 
-  /** Reads meta.log (cutting a torn tail); returns the bytes cut. */
-  async #loadMeta(): Promise<number> {
+  /** Reads meta.log; returns the bytes of its torn tail and where its valid records end. */
+  async #loadMeta(): Promise<{ torn: number; validBytes: number }> {
     const file = join(this.#o.dir, META);
     let buf: Buffer;
     try {
       buf = await readFile(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { torn: 0, validBytes: 0 };
       throw err;
     }
     let offset = 0;
@@ -500,7 +524,25 @@ export class Journal {
         this.#floor = Math.max(this.#floor, r.varint());
       }
     }
-    return buf.length - offset;
+    return { torn: buf.length - offset, validBytes: offset };
+  }
+
+  /** Opens meta.log for appending as it is, cut back to its last whole record (see open). */
+  #appendToMeta(validBytes: number): void {
+    try {
+      const fd = openSync(join(this.#o.dir, META), 'a', 0o600);
+      try {
+        ftruncateSync(fd, validBytes);
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
+      this.#metaFd = fd;
+      this.#metaBytes = validBytes;
+    } catch (err) {
+      // Acknowledgements then live in memory only: at worst a restart sends events again.
+      this.#o.onError?.(toError(err));
+    }
   }
 
   /** Writes meta.log afresh with what is still relevant (atomically) and opens it for appending. */
@@ -581,6 +623,9 @@ export class JournalReader {
       const ev = this.#next(seg);
       if (ev === 'end') {
         if (!seg.sealed) break; // the active segment: nothing more written yet
+        // The file ended before the count its name gives (cut or emptied on disk): the events it
+        // lost are damage too, counted like a record that does not read back, not skipped unseen.
+        if (this.#segSeq < seg.first + seg.count) this.#damaged(seg);
         this.#seq = seg.first + seg.count;
         this.#closeFile();
         continue;
@@ -660,7 +705,10 @@ export class JournalReader {
 
   /** The rest of the segment cannot be read: its events are counted as corrupt. */
   #damaged(seg: { first: number; count: number; sealed: boolean }): 'end' {
-    if (seg.sealed) this.#j.countCorrupt(Math.max(0, seg.first + seg.count - this.#segSeq));
+    if (seg.sealed) {
+      this.#j.countCorrupt(Math.max(0, seg.first + seg.count - this.#segSeq));
+      this.#segSeq = seg.first + seg.count;
+    }
     this.#buf = Buffer.alloc(0);
     return 'end';
   }
@@ -707,6 +755,10 @@ async function truncate(file: string, size: number): Promise<void> {
   } finally {
     await h.close();
   }
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 function writeAll(fd: number, buf: Buffer): void {
