@@ -39,6 +39,21 @@ describe('FleetRecorder', () => {
     rec.close();
   });
 
+  it('never reports a percentile above the largest latency recorded (HDR buckets round up)', () => {
+    let now = 0;
+    const rec = new FleetRecorder(['t0'], () => now);
+    // One latency of 44.2 ms: its HDR bucket's highest value is 44.22 ms.
+    rec.recordSent('e0', 0, false, true, 0);
+    now = 44.2;
+    rec.recordDecision(decision('e0'));
+    const { latency_ms } = rec.report({ ...run, ends: [{ dropped: 0, lost: 0 }] });
+    expect(latency_ms.max).toBe(44.2);
+    expect(latency_ms.p99).toBe(44.2);
+    expect(latency_ms.p50).toBe(44.2);
+    expect(rec.progress(1).p99_ms).toBe(44.2);
+    rec.close();
+  });
+
   it('counts distinct remediation commands per tenant, received and applied', () => {
     const rec = new FleetRecorder(['t0']);
     rec.recordRemediationExpected('d1');

@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { EdgeAgent } from '../../edge-agent/edge-agent.js';
 import { mulberry32 } from '../../simulator/prng.js';
+import { percentile } from '../../simulator/report.js';
 import type { ProvisionedWorld } from '../../simulator/world.js';
 import { VIOLATION } from './bench-world.js';
 
@@ -186,7 +187,7 @@ export class LoadFleet {
       decided: this.#decided,
       undecided,
       achieved_eps: this.#decided / playbackS,
-      latency_ms: { p50: ms(h.getValueAtPercentile(50)), p99: ms(h.getValueAtPercentile(99)), max: ms(h.maxValue) },
+      latency_ms: { p50: ms(percentile(h, 50)), p99: ms(percentile(h, 99)), max: ms(h.maxValue) },
       violations: [...this.#violations.values()].map((v) => v.record),
     };
   }
