@@ -128,7 +128,7 @@ export class AccountingRequests {
 
     let request;
     try {
-      request = readAccountingRequest(packet, receivedAt);
+      request = readAccountingRequest(packet, receivedAt, client.id);
     } catch (err) {
       if (err instanceof MalformedPacket) return this.#drop('malformed', { from, nas_identifier: nasIdentifier, err: err.message });
       throw err;

@@ -45,8 +45,12 @@ const STATUS: Record<number, AccountingStatus> = {
   [STATUS_TYPE.INTERIM_UPDATE]: 'interim',
 };
 
-/** Throws MalformedPacket for integer attributes of the wrong size. */
-export function readAccountingRequest(p: RadiusPacket, receivedAt: number): AccountingRequest {
+/**
+ * Throws MalformedPacket for integer attributes of the wrong size. `nas` (the RADIUS client's id)
+ * scopes the record's key: an Acct-Session-Id is the NAS's own name for a session, and two NASes
+ * of one tower may use the same one (records are stored once per tower and key).
+ */
+export function readAccountingRequest(p: RadiusPacket, receivedAt: number, nas?: string): AccountingRequest {
   const statusType = attrInt(p, ATTR.ACCT_STATUS_TYPE);
   if (statusType === STATUS_TYPE.ACCOUNTING_ON || statusType === STATUS_TYPE.ACCOUNTING_OFF) {
     const eventTs = attrInt(p, ATTR.EVENT_TIMESTAMP);
@@ -77,7 +81,7 @@ export function readAccountingRequest(p: RadiusPacket, receivedAt: number): Acco
   // Interim-Update from the next.
   const when = eventTs !== undefined ? `e${eventTs}` : `t${sessionTime ?? ''}:${input}:${output}`;
   const record: AccountingRecord = {
-    key: `${sessionId}|${status}|${when}`,
+    key: `${nas === undefined ? '' : `${nas}|`}${sessionId}|${status}|${when}`,
     session_id: sessionId,
     status,
     device_id: deviceId,

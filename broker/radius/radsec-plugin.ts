@@ -282,8 +282,14 @@ class RadSecConnection {
         client.radsec_identity === null ? 'wrong_transport' : this.#identities.has(client.radsec_identity.toLowerCase()) ? null : 'identity_mismatch',
       secret: () => RADSEC_SECRET,
     };
-    socket.setTimeout(plugin.options.idleTimeoutMs, () => {
+    // Every idle period is checked, not only the first: setTimeout's own callback is a `once`
+    // listener, so a first timeout that found work in flight left the connection open for good.
+    // One that finds work re-arms the timer (a request answered with nothing written moves none).
+    const idleMs = plugin.options.idleTimeoutMs;
+    socket.setTimeout(idleMs);
+    socket.on('timeout', () => {
       if (this.#inflight === 0 && this.#queued.length === 0) this.end();
+      else socket.setTimeout(idleMs);
     });
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.resumeIfDue());

@@ -154,12 +154,15 @@ export class InProcessRateBudgets implements RateBudgets {
       members = new Map();
       this.#members.set(req.group, members);
     }
+    // Kept in the order of their last take (moved to the end on each), so the idle ones are at the
+    // front: dropping them stops at the first active one instead of walking every member.
+    members.delete(req.member);
     members.set(req.member, now);
-    let active = 0;
     for (const [m, at] of members) {
-      if (at > now - req.active_window_ms) active++;
-      else members.delete(m);
+      if (at > now - req.active_window_ms) break;
+      members.delete(m);
     }
+    const active = members.size;
     // Bounded like the buckets: a group is forgotten when it has been idle longest.
     this.#members.delete(req.group);
     this.#members.set(req.group, members);

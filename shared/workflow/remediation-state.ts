@@ -67,10 +67,12 @@ const DEFAULT_MAX_KEYS = 100_000;
 
 export class InProcessRemediationState implements RemediationState {
   /**
-   * key → (event id → time; negated once a reset took it out of the count); insertion order
-   * doubles as LRU order for the memory bound.
+   * key → its window: the ids counted (at most about `threshold`, as an escalation resets them)
+   * and the ids a reset took out of the count, kept in the order they were spent (about time
+   * order) and dropped from the oldest, so a violation costs O(counted), not O(everything the
+   * window remembers). Insertion order of the keys doubles as LRU order for the memory bound.
    */
-  readonly #windows = new Map<string, Map<string, number>>();
+  readonly #windows = new Map<string, { counted: Map<string, number>; spent: Map<string, number> }>();
   readonly #actions = new Map<string, { owner: string; until: number }>();
   readonly #maxKeys: number;
 
@@ -80,21 +82,28 @@ export class InProcessRemediationState implements RemediationState {
 
   async countViolation(key: ViolationKey, eventId: string, at: number, windowMs: number): Promise<number> {
     const k = violationKey(key);
-    const events = this.#windows.get(k) ?? new Map<string, number>();
-    const spent = (events.get(eventId) ?? 0) < 0;
-    if (!events.has(eventId)) events.set(eventId, at);
-    let n = 0;
-    for (const [id, t] of events) {
-      if (Math.abs(t) <= at - windowMs) events.delete(id);
-      else if (t > 0 && t <= at) n++;
+    const w = this.#windows.get(k) ?? { counted: new Map<string, number>(), spent: new Map<string, number>() };
+    const from = at - windowMs;
+    const spent = w.spent.has(eventId);
+    if (!spent && !w.counted.has(eventId)) w.counted.set(eventId, at);
+    for (const [id, t] of w.spent) {
+      if (t > from) break;
+      w.spent.delete(id);
     }
-    bump(this.#windows, k, events, this.#maxKeys);
+    let n = 0;
+    for (const [id, t] of w.counted) {
+      if (t <= from) w.counted.delete(id);
+      else if (t <= at) n++;
+    }
+    bump(this.#windows, k, w, this.#maxKeys);
     return spent ? 0 : n;
   }
 
   async resetViolations(key: ViolationKey): Promise<void> {
-    const events = this.#windows.get(violationKey(key));
-    if (events) for (const [id, t] of events) if (t > 0) events.set(id, -t);
+    const w = this.#windows.get(violationKey(key));
+    if (!w) return;
+    for (const [id, t] of w.counted) w.spent.set(id, t);
+    w.counted.clear();
   }
 
   async claimAction(key: ActionKey, owner: string, at: number, until: number): Promise<ClaimResult> {

@@ -7,10 +7,10 @@
  *
  * Idempotent, so a batch processed twice (QoS 1 redelivery, a queue job re-run after a worker
  * died, N workers) issues each command once: violations are counted once per event id (also
- * after the escalation they took part in reset the window), the
- * command id is derived from the event and the kind of remediation, the action is claimed by that
- * command id, and the store creates a command id once. The state (windows, actions in force) is a
- * port shared by every worker (shared/workflow/remediation-state.ts).
+ * after the escalation they took part in reset the window), the command id is derived from the
+ * tenant, the event and the kind of remediation, the action is claimed by that command id, and
+ * the store creates a command id once. The state (windows, actions in force) is a port shared by
+ * every worker (shared/workflow/remediation-state.ts).
  *
  * Windows and claims are keyed by tower as well: towers are shared infrastructure, so what one
  * tower reports can neither push a device over a threshold at another tower nor suppress another
@@ -81,7 +81,10 @@ export class RemediationEngine {
     now: number,
   ): Promise<void> {
     const app = remediation.type === 'block_app' ? v.app : null;
-    const commandId = derivedCommandId(v.event_id, `${source}:${remediation.type}`);
+    // Scoped by tenant: event ids are chosen by towers and unique per tenant only (usage is keyed by
+    // tenant), while a command id is unique platform-wide, so another tenant's equal event id must
+    // not collide with it. (Not by tower: within a tenant an event id is one event, stored once.)
+    const commandId = derivedCommandId(v.event_id, `${tenantId}\u0000${source}:${remediation.type}`);
     const claim = await this.#ctx.remediationState.claimAction(
       { tenant_id: tenantId, tower_id: towerId, device_id: v.device_id, type: remediation.type, app },
       commandId,

@@ -1,0 +1,108 @@
+/**
+ * Acct-Session-Id is the NAS's own name for a session: two NASes number their sessions alike
+ * ("00000001", a counter since boot, is common), and several NASes may serve one tower (one client
+ * per NAS-Identifier, each bound to a tower). A retransmission is recognised by its record key,
+ * stored once per (tower, key): the key must therefore name the NAS too, or the Start of one
+ * NAS's session is taken for a retransmission of another NAS's Start at the same tower and
+ * dropped after its Accounting-Response was sent, even when its device belongs to another
+ * tenant. Over a real UDP socket, into the session processor and a real SQLite store.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createIdFactory } from '../../shared/ids.js';
+import { PluginCounters } from '../../shared/ingest/plugin.js';
+import { silentLogger } from '../../shared/logger.js';
+import { Counters } from '../../shared/metrics.js';
+import type { UplinkMessage, UplinkSink } from '../../shared/mqtt/transport.js';
+import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
+import type { WorkerContext } from '../../workers/context.js';
+import { createSessionProcessor } from '../../workers/session-processor.js';
+import type { RadiusClientRecord } from './accounting-requests.js';
+import { ATTR, encodeAccountingRequest, intValue, STATUS_TYPE } from './codec.js';
+import { RadiusAccountingPlugin } from './radius-plugin.js';
+
+const NAS: Record<string, RadiusClientRecord> = {
+  'nas-1': { id: 'client-1', nas_identifier: 'nas-1', tower_id: 'T1', secret: 'secret-of-nas-1-0123', radsec_identity: null, created_at: 0, updated_at: 0 },
+  'nas-2': { id: 'client-2', nas_identifier: 'nas-2', tower_id: 'T1', secret: 'secret-of-nas-2-0123', radsec_identity: null, created_at: 0, updated_at: 0 },
+};
+
+let plugin: RadiusAccountingPlugin | null = null;
+let client: Socket | null = null;
+let store: SqliteStore | null = null;
+let dir: string | null = null;
+afterEach(async () => {
+  await plugin?.stop();
+  client?.close();
+  await store?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+  plugin = null;
+  client = null;
+  store = null;
+  dir = null;
+});
+
+describe('RADIUS accounting, one Acct-Session-Id at two NASes of one tower', () => {
+  it("records each NAS's session, also when their devices belong to different tenants", async () => {
+    dir = await mkdtemp(join(tmpdir(), 'edgeplane-acct-collision-'));
+    const s = new SqliteStore({ file: join(dir, 'store.db') });
+    store = s;
+    await s.init();
+    const tenantA = await s.tenants.create({ name: 'tenant-a' });
+    const tenantB = await s.tenants.create({ name: 'tenant-b' });
+    const owner: Record<string, string> = { 'dev-a': tenantA.id, 'dev-b': tenantB.id };
+
+    // The pipeline's session processor on the real store: the sink resolves once it is stored.
+    const counters = new Counters();
+    const ctx = { store: s, counters, logger: silentLogger(), now: () => 1_000_000 } as unknown as WorkerContext;
+    const processSessions = createSessionProcessor(ctx, (device) => owner[device]);
+    const sink: UplinkSink = { accept: (msg: UplinkMessage) => processSessions(msg) };
+
+    plugin = new RadiusAccountingPlugin(
+      { sink, counters: new PluginCounters(new Counters(), 'radius'), logger: silentLogger(), now: () => 1_000_000, newId: createIdFactory() },
+      { host: '127.0.0.1', port: 0, clients: { findByNasIdentifier: async (nas) => NAS[nas] ?? null } },
+    );
+    await plugin.start();
+    const sock = createSocket('udp4');
+    client = sock;
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const replies: number[] = [];
+    const waiters: Array<() => void> = [];
+    sock.on('message', (m) => {
+      replies.push(m[1]!);
+      for (const w of waiters.splice(0)) w();
+    });
+    const start = (id: number, nas: string, device: string) =>
+      encodeAccountingRequest(
+        id,
+        [
+          { type: ATTR.NAS_IDENTIFIER, value: Buffer.from(nas) },
+          { type: ATTR.ACCT_STATUS_TYPE, value: intValue(STATUS_TYPE.START) },
+          { type: ATTR.ACCT_SESSION_ID, value: Buffer.from('00000001') },
+          { type: ATTR.CALLING_STATION_ID, value: Buffer.from(device) },
+        ],
+        Buffer.from(NAS[nas]!.secret),
+      );
+    const answered = async (id: number) => {
+      while (!replies.includes(id)) await new Promise<void>((r) => waiters.push(r));
+    };
+
+    sock.send(start(1, 'nas-1', 'dev-a'), plugin.port, '127.0.0.1');
+    await answered(1);
+    sock.send(start(2, 'nas-2', 'dev-b'), plugin.port, '127.0.0.1');
+    await answered(2);
+
+    // Both were answered, so both must be stored: each tenant sees its own device's session.
+    expect((await s.deviceSessions.list(tenantA.id)).items.map((x) => x.device_id)).toEqual(['dev-a']);
+    expect((await s.deviceSessions.list(tenantB.id)).items.map((x) => x.device_id)).toEqual(['dev-b']);
+    expect(counters.get('accounting_records_duplicate_total', { source: 'radius' })).toBe(0);
+
+    // A retransmission of either is still stored once.
+    sock.send(start(3, 'nas-2', 'dev-b'), plugin.port, '127.0.0.1');
+    await answered(3);
+    expect(counters.get('accounting_records_duplicate_total', { source: 'radius' })).toBe(1);
+    expect(counters.get('accounting_records_stored_total', { source: 'radius' })).toBe(2);
+  });
+});
