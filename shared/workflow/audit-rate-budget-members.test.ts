@@ -6,24 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InProcessRateBudgets, type SharedTake } from './rate-budgets.js';
+import { stepsOf } from '../../test/support/map-steps.js';
 
 const T0 = 1_700_000_000_000;
-
-function stepsOf<R>(call: () => Promise<R>): { steps: number; result: Promise<R> } {
-  const proto = Object.getPrototypeOf(new Map().entries()) as { next: (...a: unknown[]) => unknown };
-  const next = proto.next;
-  let steps = 0;
-  proto.next = function (this: unknown, ...a: unknown[]) {
-    steps++;
-    return next.apply(this, a);
-  };
-  try {
-    const result = call();
-    return { steps, result };
-  } finally {
-    proto.next = next;
-  }
-}
 
 const take = (member: string): SharedTake => ({ group: 'plan:ten-a', member, rate_per_s: 50_000, active_window_ms: 10_000 });
 

@@ -10,28 +10,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InProcessRemediationState, type ViolationKey } from './remediation-state.js';
+import { stepsOf } from '../../test/support/map-steps.js';
 
 const T0 = 1_700_000_000_000;
 const KEY: ViolationKey = { tenant_id: 'ten-a', tower_id: 'tw-1', device_id: 'dev-1', rule_id: 'r1' };
 const WINDOW_MS = 24 * 3600 * 1000;
 const THRESHOLD = 3;
-
-/** Map entries visited while `call` runs synchronously (the in-process adapter never awaits inside). */
-function stepsOf(call: () => Promise<unknown>): { steps: number; result: Promise<unknown> } {
-  const proto = Object.getPrototypeOf(new Map().entries()) as { next: (...a: unknown[]) => unknown };
-  const next = proto.next;
-  let steps = 0;
-  proto.next = function (this: unknown, ...a: unknown[]) {
-    steps++;
-    return next.apply(this, a);
-  };
-  try {
-    const result = call();
-    return { steps, result };
-  } finally {
-    proto.next = next;
-  }
-}
 
 describe('in-process remediation state: cost of a violation', () => {
   it('counting a violation does not walk the ids earlier escalations took out of the count', async () => {
