@@ -413,7 +413,10 @@ describe('one bundle publisher for the cluster', () => {
     await second.pipeline.engine.claimPublishing();
     expect(second.pipeline.engine.publishing).toBe(true);
     expect(edge().filter(ofC).sort()).toEqual([...leftOfC].sort());
-    await second.pipeline.engine.claimPublishing();
+    // Two renewals at once (a slow listing overtaken by the next renewal): one sweep, joined.
+    const before = second.downlink.edgeListings;
+    await Promise.all([second.pipeline.engine.claimPublishing(), second.pipeline.engine.claimPublishing()]);
+    expect(second.downlink.edgeListings).toBe(before + 1);
     expect(edge().filter(ofC)).toEqual([]);
     expect(edge().filter((t) => !ofC(t)).sort()).toEqual([...remaining].sort());
     const cleared = second.downlink.sent.filter((m) => m.retain && m.payload.length === 0 && ofC(m.topic)).map((m) => m.topic);

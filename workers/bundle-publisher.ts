@@ -73,6 +73,8 @@ export class BundlePublisher {
   readonly #swept = new Set<string>();
   /** Whether the documents of tenants that are gone were cleared since this process became the publisher. */
   #orphansSwept = false;
+  /** The sweep under way, which a renewal meanwhile joins instead of starting another. */
+  #orphanSweep: Promise<void> | null = null;
   /** Per tenant, the directory entry of each device (an HMAC each: recomputed only on change). */
   readonly #entries = new Map<string, Map<string, CachedEntry>>();
   /** Per tenant, the part refs of the directory slice last published. */
@@ -233,7 +235,12 @@ export class BundlePublisher {
    * (`retainedEdgeDocuments`) nothing is done; a failed listing is logged and tried again at the
    * next call (the engine calls at every lease renewal).
    */
-  async sweepOrphans(liveTenants: () => Promise<ReadonlySet<string>>): Promise<void> {
+  sweepOrphans(liveTenants: () => Promise<ReadonlySet<string>>): Promise<void> {
+    this.#orphanSweep ??= this.#sweepOrphans(liveTenants).finally(() => (this.#orphanSweep = null));
+    return this.#orphanSweep;
+  }
+
+  async #sweepOrphans(liveTenants: () => Promise<ReadonlySet<string>>): Promise<void> {
     const list = this.#ctx.downlink.retainedEdgeDocuments;
     if (!list || this.#orphansSwept || !this.publishing) return;
     let orphans: string[];
