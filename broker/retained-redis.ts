@@ -56,7 +56,7 @@ const PRUNE_IF_ABSENT = `if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then re
  */
 export async function retainedTopicsUnder(conn: Redis, keyPrefix: string, head: string): Promise<string[]> {
   if (head.includes('+') || head.includes('#')) throw new Error(`not a topic: ${JSON.stringify(head)}`);
-  if ((await conn.exists(keyPrefix + BUILT)) === 0) throw new Error('the retained index is not built yet (no broker node has started on this Redis namespace)');
+  await requireIndexBuilt(conn, keyPrefix);
   const bucket = bucketOf(`${head}/0`);
   const key = keyPrefix + INDEX + bucket;
   let members: string[];
@@ -83,7 +83,7 @@ export async function retainedTopicsUnder(conn: Redis, keyPrefix: string, head: 
  * of tenants that are gone. Throws while the index is not built.
  */
 export async function retainedEdgeTopics(conn: Redis, keyPrefix: string): Promise<string[]> {
-  if ((await conn.exists(keyPrefix + BUILT)) === 0) throw new Error('the retained index is not built yet (no broker node has started on this Redis namespace)');
+  await requireIndexBuilt(conn, keyPrefix);
   const keys = [keyPrefix + INDEX + 'level:tenants', keyPrefix + INDEX + 'level:directory'];
   const towerKeys = `${globEscape(keyPrefix + INDEX + 'tower:')}*`;
   let cursor = '0';
@@ -102,6 +102,11 @@ export async function retainedEdgeTopics(conn: Redis, keyPrefix: string): Promis
     }
   }
   return [...out];
+}
+
+/** Throws while no broker node has indexed the namespace: messages retained before could be missed. */
+async function requireIndexBuilt(conn: Redis, keyPrefix: string): Promise<void> {
+  if ((await conn.exists(keyPrefix + BUILT)) === 0) throw new Error('the retained index is not built yet (no broker node has started on this Redis namespace)');
 }
 
 /** `s` as a literal in a Redis MATCH pattern. */

@@ -173,6 +173,7 @@ export function startWorkerRole(config: Config, opts: RoleOptions): Promise<Role
 async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): Promise<RoleHandle> {
   const f = await buildFoundation(config, { role: 'worker', logger: opts.logger });
   const { store, bus, counters, logger, now, newId, redis } = f;
+  const retainedKeys = sessionKeyPrefix(brokerRedisPrefix(config));
   const downlink = new MqttDownlink({
     urls: mqttUrl.split(','),
     // Unique per process: two workers must not take over each other's MQTT session.
@@ -182,8 +183,8 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     // index, and the documents of tenants that are gone.
     ...(redis
       ? {
-          retainedUnder: (head: string) => retainedTopicsUnder(redis, sessionKeyPrefix(brokerRedisPrefix(config)), head),
-          retainedEdgeDocuments: () => retainedEdgeTopics(redis, sessionKeyPrefix(brokerRedisPrefix(config))),
+          retainedUnder: (head: string) => retainedTopicsUnder(redis, retainedKeys, head),
+          retainedEdgeDocuments: () => retainedEdgeTopics(redis, retainedKeys),
         }
       : {}),
   });
