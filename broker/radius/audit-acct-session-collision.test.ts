@@ -7,10 +7,11 @@
  * dropped after its Accounting-Response was sent, even when its device belongs to another
  * tenant. Over a real UDP socket, into the session processor and a real SQLite store.
  */
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { udpNas } from '../../test/support/udp-nas.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createIdFactory } from '../../shared/ids.js';
 import { PluginCounters } from '../../shared/ingest/plugin.js';
@@ -65,15 +66,8 @@ describe('RADIUS accounting, one Acct-Session-Id at two NASes of one tower', () 
       { host: '127.0.0.1', port: 0, clients: { findByNasIdentifier: async (nas) => NAS[nas] ?? null } },
     );
     await plugin.start();
-    const sock = createSocket('udp4');
-    client = sock;
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-    const replies: number[] = [];
-    const waiters: Array<() => void> = [];
-    sock.on('message', (m) => {
-      replies.push(m[1]!);
-      for (const w of waiters.splice(0)) w();
-    });
+    const nas = await udpNas(plugin.port);
+    client = nas.sock;
     const start = (id: number, nas: string, device: string) =>
       encodeAccountingRequest(
         id,
@@ -85,14 +79,11 @@ describe('RADIUS accounting, one Acct-Session-Id at two NASes of one tower', () 
         ],
         Buffer.from(NAS[nas]!.secret),
       );
-    const answered = async (id: number) => {
-      while (!replies.includes(id)) await new Promise<void>((r) => waiters.push(r));
-    };
 
-    sock.send(start(1, 'nas-1', 'dev-a'), plugin.port, '127.0.0.1');
-    await answered(1);
-    sock.send(start(2, 'nas-2', 'dev-b'), plugin.port, '127.0.0.1');
-    await answered(2);
+    nas.send(start(1, 'nas-1', 'dev-a'));
+    await nas.replyTo(1);
+    nas.send(start(2, 'nas-2', 'dev-b'));
+    await nas.replyTo(2);
 
     // Both were answered, so both must be stored: each tenant sees its own device's session.
     expect((await s.deviceSessions.list(tenantA.id)).items.map((x) => x.device_id)).toEqual(['dev-a']);
@@ -100,8 +91,8 @@ describe('RADIUS accounting, one Acct-Session-Id at two NASes of one tower', () 
     expect(counters.get('accounting_records_duplicate_total', { source: 'radius' })).toBe(0);
 
     // A retransmission of either is still stored once.
-    sock.send(start(3, 'nas-2', 'dev-b'), plugin.port, '127.0.0.1');
-    await answered(3);
+    nas.send(start(3, 'nas-2', 'dev-b'));
+    await nas.replyTo(3);
     expect(counters.get('accounting_records_duplicate_total', { source: 'radius' })).toBe(1);
     expect(counters.get('accounting_records_stored_total', { source: 'radius' })).toBe(2);
   });

@@ -10,7 +10,8 @@
  * (handled first, its lookup resolving earlier) has been dropped or answered.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
+import { udpNas } from '../../test/support/udp-nas.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createIdFactory } from '../../shared/ids.js';
 import { PluginCounters } from '../../shared/ingest/plugin.js';
@@ -52,25 +53,16 @@ async function setup() {
     },
   );
   await plugin.start();
-  const sock = createSocket('udp4');
-  client = sock;
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  const replies: number[] = [];
-  const waiters: Array<() => void> = [];
-  sock.on('message', (m) => {
-    replies.push(m[1]!);
-    for (const w of waiters.splice(0)) w();
-  });
   const port = plugin.port;
+  const nas = await udpNas(port);
+  client = nas.sock;
   return {
     counters,
     sink,
-    replies,
+    replies: nas.replies,
     port,
-    send: (packet: Buffer) => sock.send(packet, port, '127.0.0.1'),
-    replyTo: async (id: number) => {
-      while (!replies.includes(id)) await new Promise<void>((r) => waiters.push(r));
-    },
+    send: nas.send,
+    replyTo: nas.replyTo,
     outcome: (o: string) => counters.get('radius_requests_total', { outcome: o, plugin: 'radius' }),
   };
 }
