@@ -91,6 +91,25 @@ export function buildCommandService(f: Foundation): CommandService {
   );
 }
 
+/** What the workers of this process share (the pipeline, retention, the uplink consumer). */
+export function buildWorkerContext(f: Foundation, downlink: WorkerContext['downlink'], commands: CommandService): WorkerContext {
+  return {
+    store: f.store,
+    bus: f.bus,
+    downlink,
+    counters: f.counters,
+    logger: f.logger.child({ module: 'workers' }),
+    now: f.now,
+    newId: f.newId,
+    commands,
+    budgets: f.workflow.budgets,
+    remediationState: f.workflow.remediation,
+    leases: f.workflow.leases,
+    processId: f.processId,
+    storeFaults: f.storeFaults,
+  };
+}
+
 export async function startEmbedded(config: Config, opts: EmbeddedOptions): Promise<EmbeddedHandle> {
   const { tls } = await preflight(config, ['http', 'mqtt', 'mqttWs', 'mqttTls', 'radsec']);
   const lock = await lockDataDir(config.data_dir);
@@ -110,28 +129,14 @@ async function startLocked(
 ): Promise<EmbeddedHandle> {
   const { logger } = opts;
   const f = await buildFoundation(config, { role: 'embedded', logger, ...(opts.now ? { now: opts.now } : {}) });
-  const { store, bus, counters, now, newId, tokens, keyRing } = f;
+  const { store, bus, counters, now, tokens, keyRing } = f;
   const commands = buildCommandService(f);
   const broker = buildBroker(f, commands, {
     // Sessions (subscriptions, queued QoS 1 messages, retained bundles) survive a restart.
     backends: levelBackends({ location: join(f.paths.root, 'broker-sessions'), durability: f.config.durability }),
     tls,
   });
-  const workerCtx: WorkerContext = {
-    store,
-    bus,
-    downlink: broker.downlink,
-    counters,
-    logger: logger.child({ module: 'workers' }),
-    now,
-    newId,
-    commands,
-    budgets: f.workflow.budgets,
-    remediationState: f.workflow.remediation,
-    leases: f.workflow.leases,
-    processId: f.processId,
-    storeFaults: f.storeFaults,
-  };
+  const workerCtx = buildWorkerContext(f, broker.downlink, commands);
   // Every process of a deployment derives the same device directory key (edge-bundle.ts).
   const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret) });
   const sink = timedSink(pipeline, counters);

@@ -13,12 +13,11 @@ import type { Config } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
 import { MqttDownlink } from '../../shared/mqtt/mqtt-downlink.js';
 import { UPLINK_QUEUE, UplinkJobSchema } from '../../shared/mqtt/uplink-jobs.js';
-import type { WorkerContext } from '../../workers/context.js';
 import { Pipeline } from '../../workers/pipeline.js';
 import { deriveDirectoryKey } from '../../shared/policy/edge-bundle.js';
 import { RetentionJob } from '../../workers/retention-job.js';
 import { UplinkConsumer } from '../../workers/uplink-consumer.js';
-import { buildCommandService, ensureOperator } from '../embedded.js';
+import { buildCommandService, buildWorkerContext, ensureOperator } from '../embedded.js';
 import { preflight, type ListenerName, type TlsMaterial } from '../preflight.js';
 import { explainStartupError, StartupError } from '../startup-error.js';
 import { component, startComponents, type Component, type RunningComponents } from './components.js';
@@ -172,7 +171,7 @@ export function startWorkerRole(config: Config, opts: RoleOptions): Promise<Role
 
 async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): Promise<RoleHandle> {
   const f = await buildFoundation(config, { role: 'worker', logger: opts.logger });
-  const { store, bus, counters, logger, now, newId, redis } = f;
+  const { bus, counters, logger, now, redis } = f;
   const retainedKeys = sessionKeyPrefix(brokerRedisPrefix(config));
   const downlink = new MqttDownlink({
     urls: mqttUrl.split(','),
@@ -189,21 +188,7 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
       : {}),
   });
   const commands = buildCommandService(f);
-  const ctx: WorkerContext = {
-    store,
-    bus,
-    downlink,
-    counters,
-    logger: logger.child({ module: 'workers' }),
-    now,
-    newId,
-    commands,
-    budgets: f.workflow.budgets,
-    remediationState: f.workflow.remediation,
-    leases: f.workflow.leases,
-    processId: f.processId,
-    storeFaults: f.storeFaults,
-  };
+  const ctx = buildWorkerContext(f, downlink, commands);
   // Every process of a deployment derives the same device directory key (edge-bundle.ts).
   const pipeline = new Pipeline(ctx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret), publisherLeaseMs: config.bundle_publisher_lease_ms });
   counters.gauge('ingest_in_flight', () => pipeline.inflight);
