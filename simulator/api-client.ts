@@ -17,6 +17,26 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * `fetch`, with a failure to reach the server explained: undici says only "fetch failed" and
+ * keeps the reason (ECONNREFUSED, ENOTFOUND, a certificate error) in `cause`.
+ */
+export async function apiFetch(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+    const why = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : (err as Error).message;
+    let where = url;
+    try {
+      where = new URL(url).origin;
+    } catch {
+      // not a URL: fetch's own message says so
+    }
+    throw new Error(`cannot reach the API at ${where}: ${why}`, { cause: err });
+  }
+}
+
 export interface TokenPair {
   access_token: string;
   refresh_token: string;
@@ -62,14 +82,14 @@ export class ApiClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.#token) headers.authorization = `Bearer ${this.#token}`;
-    let res = await fetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    let res = await apiFetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     // Rate limited: wait as the server asks (bounded), then try again. Bulk provisioning against
     // a deployment with the default per-principal limit is slow but succeeds.
     for (let attempt = 0; res.status === 429 && attempt < this.#maxRateLimitRetries; attempt++) {
       const waitS = Math.min(120, Math.max(1, Number(res.headers.get('retry-after') ?? '1') || 1));
       await res.arrayBuffer();
       await new Promise((r) => setTimeout(r, waitS * 1000));
-      res = await fetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      res = await apiFetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     }
     const text = await res.text();
     let parsed: unknown = undefined;

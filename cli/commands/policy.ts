@@ -14,6 +14,7 @@ import { once } from 'node:events';
 import { DraftSchema } from '../../shared/policy/draft.js';
 import type { Flip, WhatIfResult } from '../../shared/policy/what-if.js';
 import { optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
+import { apiFetch } from '../../simulator/api-client.js';
 
 const options: Record<string, CommandOption> = {
   tenant: { type: 'string', describe: 'Tenant id (picks the account at sign-in; must be the API key’s tenant)' },
@@ -66,7 +67,7 @@ async function call(api: string, auth: Auth | null, method: string, path: string
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (auth) headers.authorization = `Bearer ${auth.token}`;
-  return fetch(`${api.replace(/\/$/, '')}/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  return apiFetch(`${api.replace(/\/$/, '')}/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
 }
 
 async function failure(res: Response, what: string): Promise<Error> {

@@ -3,6 +3,7 @@
  * control plane, with usage recorded by a real edge agent.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -107,4 +108,20 @@ describe('edgeplane policy what-if', () => {
     const other = await runCli(['policy', 'what-if', '--tenant', '01J0000000000000000000000Z', '--draft', draftFile, '--since', '1h', ...auth()]);
     expect(other.code).toBe(1);
   });
+
+  it('names the API it cannot reach and why, not just "fetch failed"', async () => {
+    const port = await closedPort();
+    const r = await runCli(['policy', 'what-if', '--tenant', tenantId, '--draft', draftFile, '--since', '1h', '--api', `http://127.0.0.1:${port}`, '--api-key', 'k']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot reach the API at http://127.0.0.1:${port}: ECONNREFUSED`);
+  });
 });
+
+/** A loopback port nothing listens on: bound, then closed. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
