@@ -102,6 +102,10 @@ export const METRIC_DEFINITIONS = {
   // --- remediation and commands -------------------------------------------------------------------
   remediations_issued_total: counter('Remediation commands issued, by source and type', 'source', 'type'),
   remediations_skipped_total: counter('Remediations not issued, by reason', 'reason'),
+  remediation_state_dropped_total: counter(
+    'Embedded mode: escalation windows or actions still in force forgotten because they alone filled the in-process bound',
+    'what',
+  ),
   commands_published_total: counter('Command sends to towers (first sends and resends)'),
   commands_expired_total: counter('Commands expired before the tower acknowledged them'),
   command_jobs_failed_total: counter('Command send/expiry jobs given up'),

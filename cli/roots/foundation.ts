@@ -126,7 +126,14 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
     );
   } else {
     bus = new InProcessBus(onBusError);
-    workflow = inProcessWorkflow();
+    workflow = inProcessWorkflow({
+      remediation: {
+        onLiveDropped: (what, n) => {
+          counters.inc('remediation_state_dropped_total', { what }, n);
+          logger.warn({ module: 'remediation', event: 'remediation_state_full', what, dropped: n }, 'remediation state full: entries still in force forgotten');
+        },
+      },
+    });
   }
 
   const storeUrl = config.store_url ?? `sqlite:${join(paths.root, 'edgeplane.db')}`;

@@ -5,7 +5,7 @@
 import { InProcessJobQueues, type JobQueues } from './job-queue.js';
 import { InProcessLeases, type Leases } from './leases.js';
 import { InProcessRateBudgets, type RateBudgets } from './rate-budgets.js';
-import { InProcessRemediationState, type RemediationState } from './remediation-state.js';
+import { InProcessRemediationState, type InProcessRemediationStateOptions, type RemediationState } from './remediation-state.js';
 
 export interface WorkflowPorts {
   budgets: RateBudgets;
@@ -16,11 +16,11 @@ export interface WorkflowPorts {
   close(): Promise<void>;
 }
 
-export function inProcessWorkflow(): WorkflowPorts {
+export function inProcessWorkflow(opts: { remediation?: InProcessRemediationStateOptions } = {}): WorkflowPorts {
   const queues = new InProcessJobQueues();
   return {
     budgets: new InProcessRateBudgets(),
-    remediation: new InProcessRemediationState(),
+    remediation: new InProcessRemediationState(opts.remediation),
     leases: new InProcessLeases(),
     queues,
     close: () => queues.close(),

@@ -65,24 +65,44 @@ export function actionKey(k: ActionKey): string {
 
 const DEFAULT_MAX_KEYS = 100_000;
 
+export interface InProcessRemediationStateOptions {
+  /** Keys kept per map (windows, actions) before the ended ones are swept out. */
+  maxKeys?: number;
+  /**
+   * Told when live entries had to go (more than 90 % of maxKeys still in force): `n` windows or
+   * actions forgotten early, so a violation may be counted anew or a block issued again.
+   */
+  onLiveDropped?: (what: 'windows' | 'actions', n: number) => void;
+}
+
+interface Window {
+  counted: Map<string, number>;
+  spent: Map<string, number>;
+  /** When everything the window remembers has left it (its newest time + its length). */
+  end: number;
+}
+
 export class InProcessRemediationState implements RemediationState {
   /**
    * key → its window: the ids counted (at most about `threshold`, as an escalation resets them)
    * and the ids a reset took out of the count, kept in the order they were spent (about time
    * order) and dropped from the oldest, so a violation costs O(counted), not O(everything the
-   * window remembers). Insertion order of the keys doubles as LRU order for the memory bound.
+   * window remembers).
    */
-  readonly #windows = new Map<string, { counted: Map<string, number>; spent: Map<string, number> }>();
-  readonly #actions = new Map<string, { owner: string; until: number }>();
-  readonly #maxKeys: number;
+  readonly #windows: EndingMap<Window>;
+  /** key → who holds the action and until when (`end`). */
+  readonly #actions: EndingMap<{ owner: string; end: number }>;
 
-  constructor(opts: { maxKeys?: number } = {}) {
-    this.#maxKeys = opts.maxKeys ?? DEFAULT_MAX_KEYS;
+  constructor(opts: InProcessRemediationStateOptions = {}) {
+    const max = opts.maxKeys ?? DEFAULT_MAX_KEYS;
+    const dropped = opts.onLiveDropped ?? (() => undefined);
+    this.#windows = new EndingMap(max, (n) => dropped('windows', n));
+    this.#actions = new EndingMap(max, (n) => dropped('actions', n));
   }
 
   async countViolation(key: ViolationKey, eventId: string, at: number, windowMs: number): Promise<number> {
     const k = violationKey(key);
-    const w = this.#windows.get(k) ?? { counted: new Map<string, number>(), spent: new Map<string, number>() };
+    const w = this.#windows.get(k) ?? { counted: new Map<string, number>(), spent: new Map<string, number>(), end: 0 };
     const from = at - windowMs;
     const spent = w.spent.has(eventId);
     if (!spent && !w.counted.has(eventId)) w.counted.set(eventId, at);
@@ -95,7 +115,8 @@ export class InProcessRemediationState implements RemediationState {
       if (t <= from) w.counted.delete(id);
       else if (t <= at) n++;
     }
-    bump(this.#windows, k, w, this.#maxKeys);
+    w.end = Math.max(w.end, at + windowMs);
+    this.#windows.set(k, w, at);
     return spent ? 0 : n;
   }
 
@@ -109,18 +130,48 @@ export class InProcessRemediationState implements RemediationState {
   async claimAction(key: ActionKey, owner: string, at: number, until: number): Promise<ClaimResult> {
     const k = actionKey(key);
     const held = this.#actions.get(k);
-    if (held && held.until > at && held.owner !== owner) return { granted: false, holder: held.owner };
-    bump(this.#actions, k, { owner, until: held?.owner === owner ? Math.max(held.until, until) : until }, this.#maxKeys);
+    if (held && held.end > at && held.owner !== owner) return { granted: false, holder: held.owner };
+    const end = held?.owner === owner ? Math.max(held.end, until) : until;
+    this.#actions.set(k, { owner, end }, at);
     return { granted: true, holder: owner };
   }
 }
 
-function bump<V>(map: Map<string, V>, key: string, value: V, max: number): void {
-  map.delete(key);
-  map.set(key, value);
-  while (map.size > max) {
-    const oldest = map.keys().next().value;
-    if (oldest === undefined) break;
-    map.delete(oldest);
+/**
+ * A map bounded by what has ended, not by use: an action in force or a window that still counts
+ * is never pushed out by newer keys (an LRU did that, so a block still in force was forgotten and
+ * the next violation remediated again). Over the bound, a sweep drops the entries that ended; if
+ * that frees less than a tenth of the bound, the live entries that end soonest go too, reported,
+ * so that sweeps (each walks the map) come at most once per tenth of the bound of new keys.
+ */
+class EndingMap<V extends { end: number }> {
+  readonly #map = new Map<string, V>();
+  readonly #max: number;
+  readonly #onLiveDropped: (n: number) => void;
+
+  constructor(max: number, onLiveDropped: (n: number) => void) {
+    this.#max = max;
+    this.#onLiveDropped = onLiveDropped;
+  }
+
+  get(key: string): V | undefined {
+    return this.#map.get(key);
+  }
+
+  set(key: string, value: V, now: number): void {
+    this.#map.set(key, value);
+    if (this.#map.size > this.#max) this.#sweep(key, now);
+  }
+
+  /** Never drops `kept`, the entry just written (it was claimed or counted for this call). */
+  #sweep(kept: string, now: number): void {
+    for (const [k, v] of this.#map) if (v.end <= now) this.#map.delete(k);
+    const keep = Math.floor(this.#max * 0.9);
+    const excess = this.#map.size - keep;
+    if (excess <= 0) return;
+    const live = [...this.#map].filter(([k]) => k !== kept);
+    const soonest = live.sort((a, b) => a[1].end - b[1].end).slice(0, excess);
+    for (const [k] of soonest) this.#map.delete(k);
+    this.#onLiveDropped(excess);
   }
 }

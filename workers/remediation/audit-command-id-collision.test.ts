@@ -14,6 +14,7 @@ import { Counters } from '../../shared/metrics.js';
 import { CommandSchema, encodePayload, type Command, type UsageBatch } from '../../shared/mqtt/payloads.js';
 import { parseTopic, topics } from '../../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../../shared/mqtt/transport.js';
+import { derivedCommandId } from '../../shared/commands/command-id.js';
 import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
 import { Pipeline } from '../pipeline.js';
 import { testWorkerContext, type TestWorkerContext } from '../test-support.js';
@@ -150,5 +151,48 @@ describe('remediation of a re-processed event', () => {
     const cmds = (await store.commands.list(a.tenant.id)).items;
     expect(cmds.map((c) => c.device_id)).toEqual([a.device]);
     expect(downlink.sent.filter((m) => m.topic.endsWith('/commands'))).toHaveLength(1);
+  });
+});
+
+describe('a batch redelivered across the upgrade that scoped command ids by tenant', () => {
+  /** What a version before the scoping issued for the event: the id derived without the tenant. */
+  async function issuedByOldVersion(tenantId: string, device: string, eventId: string) {
+    const { command } = await ctx.commands.issue({
+      id: derivedCommandId(eventId, 'auto:block_app'),
+      tenant_id: tenantId,
+      tower_id: 'T1',
+      device_id: device,
+      type: 'block_app',
+      app: 'dropbox',
+      duration_s: 600,
+      reason: 'rule: dropbox/upload_file denied',
+      source: 'auto',
+      rule_id: null,
+    });
+    await ctx.settle();
+    return command;
+  }
+
+  it('does not issue the command a second time under the new id', async () => {
+    const a = await premiumTenant('a');
+    const eventId = newId();
+    // The old version decided the batch and issued its command, then stopped before the batch was
+    // acknowledged; this process starts with no claims (embedded state is in memory) and gets it again.
+    const old = await issuedByOldVersion(a.tenant.id, a.device, eventId);
+    await pipeline.accept(uplink(topics.usage(a.tenant.id, 'T1'), violation(a.device, eventId)));
+    await ctx.settle();
+    expect((await store.commands.list(a.tenant.id)).items.map((c) => c.id)).toEqual([old.id]);
+    expect(downlink.commands(topics.commands(a.tenant.id, 'T1'))).toHaveLength(1);
+    expect(counters.get('remediations_skipped_total', { reason: 'already_issued' })).toBe(1);
+  });
+
+  it("another tenant's command under the legacy id does not hold this tenant's remediation", async () => {
+    const a = await premiumTenant('a');
+    const b = await premiumTenant('b');
+    const eventId = newId();
+    await issuedByOldVersion(b.tenant.id, b.device, eventId);
+    await pipeline.accept(uplink(topics.usage(a.tenant.id, 'T1'), violation(a.device, eventId)));
+    await ctx.settle();
+    expect(downlink.commands(topics.commands(a.tenant.id, 'T1'))).toMatchObject([{ device_id: a.device, type: 'block_app' }]);
   });
 });

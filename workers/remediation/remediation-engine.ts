@@ -9,8 +9,9 @@
  * died, N workers) issues each command once: violations are counted once per event id (also
  * after the escalation they took part in reset the window), the command id is derived from the
  * tenant, the event and the kind of remediation, the action is claimed by that command id, and
- * the store creates a command id once. The state (windows, actions in force) is a port shared by
- * every worker (shared/workflow/remediation-state.ts).
+ * the store creates a command id once (one issued under the id form before the tenant scoping is
+ * found too). The state (windows, actions in force) is a port shared by every worker
+ * (shared/workflow/remediation-state.ts).
  *
  * Windows and claims are keyed by tower as well: towers are shared infrastructure, so what one
  * tower reports can neither push a device over a threshold at another tower nor suppress another
@@ -95,6 +96,10 @@ export class RemediationEngine {
       this.#ctx.counters.inc('remediations_skipped_total', { reason: 'already_active' });
       return;
     }
+    if (await this.#issuedUnderLegacyId(tenantId, v, `${source}:${remediation.type}`)) {
+      this.#ctx.counters.inc('remediations_skipped_total', { reason: 'already_issued' });
+      return;
+    }
     await this.#ctx.commands.issue({
       id: commandId,
       tenant_id: tenantId,
@@ -107,5 +112,18 @@ export class RemediationEngine {
       source,
       rule_id: ruleId,
     });
+  }
+
+  /**
+   * Versions before command ids were scoped by tenant derived them from the event and the kind
+   * alone. A batch they processed and that comes again after the upgrade (a redelivery, a queue
+   * job re-run, an embedded restart that lost the claims) finds its command under that id. Read
+   * within the tenant (a legacy id may be another tenant's: the collision the scoping fixed) and
+   * for the same device; one read by key, made only when the claim was granted, i.e. about once
+   * per command rather than once per violation.
+   */
+  async #issuedUnderLegacyId(tenantId: string, v: Violation, kind: string): Promise<boolean> {
+    const legacy = await this.#ctx.store.commands.get(tenantId, derivedCommandId(v.event_id, kind));
+    return legacy !== null && legacy.device_id === v.device_id;
   }
 }
