@@ -30,7 +30,7 @@ export function createSessionProcessor(ctx: WorkerContext, tenantOfDevice: (devi
     if (batch.tower_reset) {
       // Before the records: a batch carrying both reports the restart first.
       const cause = batch.tower_reset.reason === 'accounting-on' ? 'NAS-Reboot' : 'NAS-Request';
-      const stopped = await ctx.store.deviceSessions.stopActiveAtTower(msg.tower_id, batch.tower_reset.at, cause);
+      const stopped = await ctx.store.deviceSessions.stopActiveAtTower(msg.tower_id, batch.tower_reset.at, cause, batch.tower_reset.nas);
       if (stopped) ctx.counters.inc('device_sessions_reset_total', labels, stopped);
     }
     const byTenant = new Map<string, AccountingRecord[]>();

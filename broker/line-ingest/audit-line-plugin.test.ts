@@ -4,7 +4,8 @@
  * - backpressure: the socket stays paused until every line already read is answered, so a client
  *   pipelining faster than the sink stores waits in TCP, not in the plugin's queue (it used to
  *   resume after the first line, and to queue a promise chain per line of a read: ~44 MB held for
- *   64 KiB of empty lines);
+ *   64 KiB of empty lines); replies too: a client that sends without reading its replies is no
+ *   longer read until it does (each 1-byte empty line queued a ~40-byte ERR in our write buffer);
  * - a store failure while checking AUTH answers ERR and closes (it used to reject a promise nobody
  *   handled: an unhandled rejection ends a Node 20 process);
  * - after a failed AUTH nothing else the client already sent is read as another AUTH attempt or a
@@ -127,14 +128,20 @@ async function client(port: number) {
   };
 }
 
+/** The server side of each connection the listener accepts from now on. */
+function acceptedSockets(): Socket[] {
+  const accepted: Socket[] = [];
+  const emit = Server.prototype.emit as (this: Server, event: string | symbol, ...args: unknown[]) => boolean;
+  vi.spyOn(Server.prototype, 'emit').mockImplementation(function (this: Server, event: string | symbol, ...args: unknown[]) {
+    if (event === 'connection') accepted.push(args[0] as Socket);
+    return emit.call(this, event, ...args);
+  });
+  return accepted;
+}
+
 describe('line ingest plugin, adversarial', () => {
   it('keeps the socket paused until every line already read is answered (backpressure)', async () => {
-    const accepted: Socket[] = [];
-    const emit = Server.prototype.emit as (this: Server, event: string | symbol, ...args: unknown[]) => boolean;
-    vi.spyOn(Server.prototype, 'emit').mockImplementation(function (this: Server, event: string | symbol, ...args: unknown[]) {
-      if (event === 'connection') accepted.push(args[0] as Socket);
-      return emit.call(this, event, ...args);
-    });
+    const accepted = acceptedSockets();
     const sink = new GateSink();
     await setup(sink);
     const c = await client(plugin!.port);
@@ -155,6 +162,31 @@ describe('line ingest plugin, adversarial', () => {
     // Drained: reading again.
     expect(server.isPaused()).toBe(false);
     expect(c.lines).toEqual(['OK', 'ACK 1', 'ACK 2', 'ACK 3']);
+  });
+
+  it('stops reading a client that does not read its replies, and answers every line once it does', { timeout: 60_000 }, async () => {
+    const accepted = acceptedSockets();
+    const { counters } = await setup(new GateSink(true));
+    const c = await client(plugin!.port);
+    c.socket.write(`AUTH T1 ${PASSWORD}\n`);
+    expect(await c.line(0)).toBe('OK');
+    const server = accepted[0]!;
+    const drainListeners = server.listenerCount('drain');
+    const answered = () => counters.get('ingest_plugin_messages_total', { outcome: 'invalid_line', plugin: 'line' });
+    // Empty lines, each answered with a ~40-byte ERR: more replies than the kernel's socket buffers
+    // hold while the client reads nothing (its receive buffer does not grow then).
+    const n = 300_000;
+    c.socket.pause();
+    c.socket.write(Buffer.alloc(n, 0x0a));
+    // Until every line was answered into memory, or the plugin waits for the client to read.
+    while (answered() < n && server.listenerCount('drain') === drainListeners) await new Promise<void>((r) => setImmediate(r));
+    expect(answered()).toBeLessThan(n);
+    expect(server.isPaused()).toBe(true);
+    expect(server.writableLength).toBeLessThan(1_000_000);
+    // Reading again: the lines left are answered, none lost.
+    c.socket.resume();
+    expect(await c.line(n)).toBe(`ERR ${n} unknown verb (USAGE or SEEN)`);
+    expect(answered()).toBe(n);
   });
 
   it('holds at most about one read of a pipelined flood while a line is being stored', async () => {

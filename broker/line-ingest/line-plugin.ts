@@ -12,8 +12,9 @@
  * Credentials model: the tower's own MQTT credentials (tower-credentials API), checked the same
  * way the broker checks them. Decisions are not sent back on this connection: they go out on the
  * tower's MQTT decisions topic like any other, so equipment that needs them subscribes there.
- * Lines are processed one at a time and the socket is paused meanwhile: a client sending faster
- * than the pipeline stores waits in TCP, never in our memory.
+ * Lines are processed one at a time and the socket is paused meanwhile, and while the client has
+ * not read our replies: a client sending faster than the pipeline stores, or than it reads, waits
+ * in TCP, never in our memory.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { parseTowerPassword, safeEqual, sha256 } from '../../shared/auth/secrets.js';
@@ -161,11 +162,13 @@ export class LineIngestPlugin implements IngestPlugin {
     // Lines are taken from `buffered` one at a time, each answered before the next is parsed, and
     // the socket is paused until none is left: a client sending faster than the pipeline stores
     // waits in TCP, and what the plugin holds is at most one read beyond the line bound (queueing
-    // every line of a read held ~44 MB for 64 KiB of empty lines).
+    // every line of a read held ~44 MB for 64 KiB of empty lines). Replies are backpressured too:
+    // a client that sends without reading its replies (each ERR is ~40 bytes for a 1-byte empty
+    // line) waits for the socket to drain, instead of growing our write buffer without bound.
     const pump = async (): Promise<void> => {
       pumping = true;
       let nl: number;
-      while (!ended && !socket.destroyed && (nl = buffered.indexOf('\n')) >= 0) {
+      while (!ended && !socket.destroyed && !socket.writableNeedDrain && (nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl).replace(/\r$/, '');
         buffered = buffered.slice(nl + 1);
         if (line.length > max) {
@@ -181,6 +184,11 @@ export class LineIngestPlugin implements IngestPlugin {
       }
       pumping = false;
       if (ended) return;
+      if (socket.writableNeedDrain && !socket.destroyed) {
+        // Still paused; the lines left are answered once the client has read the replies.
+        socket.once('drain', () => void pump());
+        return;
+      }
       // A line (finished or not) longer than the bound ends the connection, after the lines before it.
       if (tooLong) return end('ERR 0 line too long\n');
       if (stopping) return end();

@@ -134,12 +134,13 @@ export class AccountingRequests {
       throw err;
     }
     if (request.kind === 'unusable') return this.#drop(request.reason, { from, nas_identifier: nasIdentifier });
-    // Accounting-On/Off: the NAS restarted or stops, so what it had open has ended [RFC 2866 §5.1].
+    // Accounting-On/Off: the NAS restarted or stops, so what it had open has ended [RFC 2866 §5.1]
+    // (only what it had open: another NAS of the tower keeps its sessions).
     const ctx = this.#ctx;
     const batch: SessionBatch =
       request.kind === 'record'
         ? { v: 1, id: ctx.newId(), sent_at: receivedAt, source: this.#source, records: [request.record] }
-        : { v: 1, id: ctx.newId(), sent_at: receivedAt, source: this.#source, records: [], tower_reset: { at: request.at, reason: request.status } };
+        : { v: 1, id: ctx.newId(), sent_at: receivedAt, source: this.#source, records: [], tower_reset: { at: request.at, reason: request.status, nas: client.id } };
     try {
       await ctx.sink.accept({
         topic: topics.sessions(client.tower_id),

@@ -48,7 +48,8 @@ const STATUS: Record<number, AccountingStatus> = {
 /**
  * Throws MalformedPacket for integer attributes of the wrong size. `nas` (the RADIUS client's id)
  * scopes the record's key: an Acct-Session-Id is the NAS's own name for a session, and two NASes
- * of one tower may use the same one (records are stored once per tower and key).
+ * of one tower may use the same one (records are stored once per tower and key, and sessions
+ * are kept per tower, NAS and Acct-Session-Id).
  */
 export function readAccountingRequest(p: RadiusPacket, receivedAt: number, nas?: string): AccountingRequest {
   const statusType = attrInt(p, ATTR.ACCT_STATUS_TYPE);
@@ -83,6 +84,7 @@ export function readAccountingRequest(p: RadiusPacket, receivedAt: number, nas?:
   const record: AccountingRecord = {
     key: `${nas === undefined ? '' : `${nas}|`}${sessionId}|${status}|${when}`,
     session_id: sessionId,
+    ...(nas !== undefined && { nas }),
     status,
     device_id: deviceId,
     ts: eventTs !== undefined ? eventTs * 1000 : Math.max(0, receivedAt - delay * 1000),

@@ -5,13 +5,16 @@
  * stored once per (tower, key): the key must therefore name the NAS too, or the Start of one
  * NAS's session is taken for a retransmission of another NAS's Start at the same tower and
  * dropped after its Accounting-Response was sent, even when its device belongs to another
- * tenant. Over a real UDP socket, into the session processor and a real SQLite store.
+ * tenant. The session itself is kept per NAS as well: folded into one, the second NAS's device
+ * was lost and one NAS's Stop ended the other's session. Over a real UDP socket (and FreeRADIUS'
+ * radclient), into the session processor and a real SQLite store.
  */
 import type { Socket } from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { udpNas } from '../../test/support/udp-nas.js';
+import { RADCLIENT, RADCLIENT_REQUIRED, radclient } from '../../test/support/radclient.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createIdFactory } from '../../shared/ids.js';
 import { PluginCounters } from '../../shared/ingest/plugin.js';
@@ -95,5 +98,63 @@ describe('RADIUS accounting, one Acct-Session-Id at two NASes of one tower', () 
     await nas.replyTo(3);
     expect(counters.get('accounting_records_duplicate_total', { source: 'radius' })).toBe(1);
     expect(counters.get('accounting_records_stored_total', { source: 'radius' })).toBe(2);
+  });
+
+  describe.skipIf(!RADCLIENT && !RADCLIENT_REQUIRED)('with radclient', () => {
+    /** Both NASes registered at tower T1 of a real store, every device held by one tenant. */
+    async function twoNases() {
+      expect(RADCLIENT, 'radclient is required under CI=true (apt-get install -y freeradius-utils)').not.toBeNull();
+      dir = await mkdtemp(join(tmpdir(), 'edgeplane-acct-collision-'));
+      const s = new SqliteStore({ file: join(dir, 'store.db') });
+      store = s;
+      await s.init();
+      const tenant = await s.tenants.create({ name: 'tenant-a' });
+      const tower = await s.towers.create({ id: 'T1', name: 'Tower 1' });
+      for (const nas of Object.values(NAS)) await s.radiusClients.create({ nas_identifier: nas.nas_identifier, tower_id: tower.id, secret: nas.secret });
+
+      const ctx = { store: s, counters: new Counters(), logger: silentLogger(), now: () => 1_000_000 } as unknown as WorkerContext;
+      const processSessions = createSessionProcessor(ctx, () => tenant.id);
+      plugin = new RadiusAccountingPlugin(
+        { sink: { accept: (msg) => processSessions(msg) }, counters: new PluginCounters(new Counters(), 'radius'), logger: silentLogger(), now: () => 1_000_000, newId: createIdFactory() },
+        { host: '127.0.0.1', port: 0, clients: s.radiusClients },
+      );
+      await plugin.start();
+      const port = plugin.port;
+      return {
+        send: async (nas: string, status: 'Start' | 'Stop' | 'Accounting-On', device: string, octets: number) => {
+          const packet = [`NAS-Identifier = "${nas}"`, `Acct-Status-Type = ${status}`, 'Acct-Session-Id = "00000001"', `Calling-Station-Id = "${device}"`, `Acct-Input-Octets = ${octets}`];
+          const res = await radclient(port, NAS[nas]!.secret, [packet]);
+          expect(res.out, res.out).toContain('Received Accounting-Response');
+        },
+        /** The tenant's sessions by device. */
+        sessions: async () => Object.fromEntries((await s.deviceSessions.list(tenant.id)).items.map((x) => [x.device_id, x])),
+        summary: () => s.deviceSessions.summary(tenant.id),
+      };
+    }
+
+    it("keeps the two NASes' sessions of one tenant apart, and a Stop closes only its own", async () => {
+      const t = await twoNases();
+      await t.send('nas-1', 'Start', '00:11:22:33:44:01', 100);
+      await t.send('nas-2', 'Start', '00:11:22:33:44:02', 200);
+      await t.send('nas-2', 'Stop', '00:11:22:33:44:02', 900);
+
+      const sessions = await t.sessions();
+      expect(Object.keys(sessions).sort()).toEqual(['00-11-22-33-44-01', '00-11-22-33-44-02']);
+      expect(sessions['00-11-22-33-44-01']).toMatchObject({ session_id: '00000001', status: 'active', input_octets: 100, records: 1 });
+      expect(sessions['00-11-22-33-44-02']).toMatchObject({ session_id: '00000001', status: 'stopped', input_octets: 900, records: 2 });
+      expect(await t.summary()).toEqual({ sessions: 2, active: 1, input_octets: 1000, output_octets: 0 });
+    });
+
+    it("ends only the restarted NAS's sessions on its Accounting-On, not those of the tower's other NAS", async () => {
+      const t = await twoNases();
+      await t.send('nas-1', 'Start', '00:11:22:33:44:01', 100);
+      await t.send('nas-2', 'Start', '00:11:22:33:44:02', 200);
+      await t.send('nas-1', 'Accounting-On', '00:11:22:33:44:01', 0);
+
+      const sessions = await t.sessions();
+      expect(sessions['00-11-22-33-44-01']).toMatchObject({ status: 'stopped', terminate_cause: 'NAS-Reboot' });
+      expect(sessions['00-11-22-33-44-02']).toMatchObject({ status: 'active', terminate_cause: null });
+      expect(await t.summary()).toMatchObject({ sessions: 2, active: 1 });
+    });
   });
 });

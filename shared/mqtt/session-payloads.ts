@@ -19,8 +19,13 @@ export type AccountingStatus = z.infer<typeof AccountingStatusSchema>;
 export const AccountingRecordSchema = z.object({
   /** The same accounting event always carries the same key (its retransmissions included). */
   key: z.string().min(1).max(512),
-  /** The session as the source names it (RADIUS Acct-Session-Id): unique per tower. */
+  /** The session as the source names it (RADIUS Acct-Session-Id): unique per tower and `nas`. */
   session_id: z.string().min(1).max(253),
+  /**
+   * The equipment that names the session (the RADIUS client's id): two NASes of one tower may
+   * number their sessions alike, so a session is one per (tower, nas, session_id).
+   */
+  nas: z.string().min(1).max(64).optional(),
   status: AccountingStatusSchema,
   device_id: TopicId,
   /** When the event happened at the source (epoch ms). */
@@ -43,9 +48,10 @@ export const SessionBatchSchema = z
     records: z.array(AccountingRecordSchema).max(MAX_RECORDS_PER_SESSION_BATCH),
     /**
      * The equipment restarted or stops accounting (RADIUS Accounting-On/Off [RFC 2866 §5.1]):
-     * every session still active at the tower and not updated after `at` has ended.
+     * every session still active at the tower and not updated after `at` has ended; with `nas`,
+     * only the sessions that equipment named (another NAS of the tower did not restart).
      */
-    tower_reset: z.object({ at: EpochMs, reason: z.enum(['accounting-on', 'accounting-off']) }).optional(),
+    tower_reset: z.object({ at: EpochMs, reason: z.enum(['accounting-on', 'accounting-off']), nas: z.string().min(1).max(64).optional() }).optional(),
   })
   .refine((b) => b.records.length > 0 || b.tower_reset !== undefined, { message: 'records or tower_reset', path: ['records'] });
 export type SessionBatch = z.infer<typeof SessionBatchSchema>;

@@ -700,9 +700,10 @@ export interface Store {
     /**
      * The tower's equipment restarted (platform-level: its sessions belong to many tenants):
      * every session still active there and last updated at or before `at` is stopped at `at`
-     * with `terminateCause`, totals following. Idempotent; returns the sessions stopped.
+     * with `terminateCause`, totals following; with `nas`, only the sessions that NAS named
+     * (records' `nas`). Idempotent; returns the sessions stopped.
      */
-    stopActiveAtTower(towerId: string, at: number, terminateCause: string): Promise<number>;
+    stopActiveAtTower(towerId: string, at: number, terminateCause: string, nas?: string): Promise<number>;
   };
 
   usage: {

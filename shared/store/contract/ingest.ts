@@ -203,5 +203,57 @@ export function describeIngestContract(state: ContractState): void {
       await store.tenants.delete(t.id);
       expect((await store.deviceSessions.totals(t.id, 'device')).items).toEqual([]);
     });
+
+    it('keep one session per NAS when two NASes of a tower use the same session id, a Stop ending only its own', async () => {
+      const t = await store.tenants.create({ name: 'two-nas' });
+      const at = (nas: string, over: Partial<AccountingRecord> & Pick<AccountingRecord, 'key'>) =>
+        rec({ session_id: '00000001', nas, device_id: nas === 'nas-a' ? 'dev-a' : 'dev-b', ...over });
+      const started = await store.deviceSessions.record({
+        tenant_id: t.id,
+        tower_id: 'tw-1',
+        records: [at('nas-a', { key: 'a|start', input_octets: 10 }), at('nas-b', { key: 'b|start', input_octets: 20 })],
+        now: T0,
+      });
+      expect(started).toMatchObject({ inserted: 2, duplicates: 0 });
+      expect(new Set(started.sessions.map((s) => s.id)).size).toBe(2);
+      await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records: [at('nas-b', { key: 'b|stop', status: 'stop', ts: T0 + 60_000, input_octets: 70 })], now: T0 });
+      const byDevice = Object.fromEntries((await store.deviceSessions.list(t.id)).items.map((s) => [s.device_id, s]));
+      expect(byDevice['dev-a']).toMatchObject({ session_id: '00000001', status: 'active', input_octets: 10, records: 1 });
+      expect(byDevice['dev-b']).toMatchObject({ session_id: '00000001', status: 'stopped', input_octets: 70, records: 2 });
+      // A record naming no NAS (a tower's own report) is a third session, not either NAS's.
+      await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records: [rec({ key: 'own', session_id: '00000001', device_id: 'dev-c' })], now: T0 });
+      expect(await store.deviceSessions.summary(t.id)).toEqual({ sessions: 3, active: 2, input_octets: 80, output_octets: 0 });
+    });
+
+    it('let the NAS that continues a session recorded without one (before sessions were per NAS) take it over', async () => {
+      const t = await store.tenants.create({ name: 'upgrade' });
+      // As stored before sessions were kept per NAS: the record names none.
+      await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records: [rec({ key: 'old', session_id: '7', input_octets: 5 })], now: T0 });
+      const other = await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records: [rec({ key: 'b', session_id: '7', nas: 'nas-b', device_id: 'dev-2' })], now: T0 });
+      const stop = rec({ key: 'a|stop', session_id: '7', nas: 'nas-a', status: 'stop', ts: T0 + 1000, input_octets: 50 });
+      await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records: [stop], now: T0 });
+      const byDevice = Object.fromEntries((await store.deviceSessions.list(t.id)).items.map((s) => [s.device_id, s]));
+      expect(byDevice['dev-1']).toMatchObject({ status: 'stopped', input_octets: 50, records: 2 });
+      expect(byDevice['dev-2']).toMatchObject({ id: must(other.sessions[0]).id, status: 'active', records: 1 });
+      expect(await store.deviceSessions.summary(t.id)).toEqual({ sessions: 2, active: 1, input_octets: 50, output_octets: 0 });
+      // Taken over: the NAS's later records find it under its own name.
+      await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records: [rec({ key: 'a|late', session_id: '7', nas: 'nas-a', status: 'interim', ts: T0 + 500 })], now: T0 });
+      expect((await store.deviceSessions.list(t.id, { device_id: 'dev-1' })).items).toEqual([expect.objectContaining({ status: 'stopped', records: 3 })]);
+    });
+
+    it("stop only a restarted NAS's sessions when the reset names that NAS", async () => {
+      const t = await store.tenants.create({ name: 'nas-reset' });
+      const records = [rec({ key: 'a', session_id: '1', nas: 'nas-a' }), rec({ key: 'b', session_id: '1', nas: 'nas-b', device_id: 'dev-2' })];
+      await store.deviceSessions.record({ tenant_id: t.id, tower_id: 'tw-1', records, now: T0 });
+      expect(await store.deviceSessions.stopActiveAtTower('tw-1', T0 + 1000, 'NAS-Reboot', 'nas-a')).toBe(1);
+      expect(await store.deviceSessions.stopActiveAtTower('tw-1', T0 + 1000, 'NAS-Reboot', 'nas-a')).toBe(0);
+      const byDevice = Object.fromEntries((await store.deviceSessions.list(t.id)).items.map((s) => [s.device_id, s]));
+      expect(byDevice['dev-1']).toMatchObject({ status: 'stopped', terminate_cause: 'NAS-Reboot' });
+      expect(byDevice['dev-2']).toMatchObject({ status: 'active' });
+      expect(byDevice['dev-2']).not.toHaveProperty('nas');
+      expect(await store.deviceSessions.summary(t.id)).toMatchObject({ sessions: 2, active: 1 });
+      // A reset naming no NAS (the tower's own) ends everything still active there.
+      expect(await store.deviceSessions.stopActiveAtTower('tw-1', T0 + 1000, 'NAS-Reboot')).toBe(1);
+    });
   });
 }

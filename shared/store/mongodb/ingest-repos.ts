@@ -19,7 +19,8 @@ type PolygonDoc = { _id: string; polygon: Array<[number, number]> };
 type MetadataDoc = DeviceMetadata & { _id: string };
 // radsec_identity is absent from documents written before it existed.
 type RadiusClientDoc = Omit<RadiusClient, 'radsec_identity'> & { _id: string; secret: string; radsec_identity?: string | null };
-type SessionDoc = DeviceSession & { _id: string; tenant_tower_session: string };
+// nas: the RADIUS client that named the session; absent when none did (and before it was kept).
+type SessionDoc = DeviceSession & { _id: string; tenant_tower_session: string; nas?: string };
 type IdDoc = { _id: string };
 type AccountingRecordDoc = { _id: string; tenant_id: string; processed_at: number };
 type TotalsDoc = Omit<SessionTotals, 'key'> & { _id: string; tenant_id: string; dim: 'device' | 'tower'; key: string };
@@ -215,7 +216,7 @@ export function createRadiusClientRepo(ctx: MongoContext): Store['radiusClients'
 
 const PURGE_SLICE = 5000;
 
-const toSession = (d: SessionDoc): DeviceSession => strip(d, 'tenant_tower_session');
+const toSession = (d: SessionDoc): DeviceSession => strip(d, 'tenant_tower_session', 'nas');
 const totalsKey = (tenantId: string, dim: 'device' | 'tower', key: string) => `${tenantId}:${dim}:${key}`;
 
 export function createDeviceSessionRepo(ctx: MongoContext): Store['deviceSessions'] {
@@ -248,11 +249,22 @@ export function createDeviceSessionRepo(ctx: MongoContext): Store['deviceSession
           }
           await records.insertOne({ _id, tenant_id: input.tenant_id, processed_at: input.now }, { session });
           inserted++;
-          const ttsKey = compositeKey(input.tenant_id, input.tower_id, rec.session_id);
-          const doc = await sessions.findOne({ tenant_id: input.tenant_id, tenant_tower_session: ttsKey }, { session });
+          // A session is named by its NAS too: two NASes of one tower number theirs alike. A
+          // record naming no NAS keeps the three-part key (every session stored before had it).
+          const unnamedKey = compositeKey(input.tenant_id, input.tower_id, rec.session_id);
+          const ttsKey = rec.nas === undefined ? unnamedKey : compositeKey(input.tenant_id, input.tower_id, rec.session_id, rec.nas);
+          let doc = await sessions.findOne({ tenant_id: input.tenant_id, tenant_tower_session: ttsKey }, { session });
+          if (!doc && rec.nas !== undefined) {
+            // A session recorded before sessions were kept per NAS names none: the NAS that
+            // continues it (same device) takes it over (the update below re-keys it), so its
+            // Interim-Updates and Stop still reach it.
+            const legacy = await sessions.findOne({ tenant_id: input.tenant_id, tenant_tower_session: unnamedKey }, { session });
+            if (legacy?.device_id === rec.device_id) doc = legacy;
+          }
           const existing = doc ? toSession(doc) : null;
           const { session: next, delta } = foldAccounting(existing, rec, { id: existing?.id ?? ctx.newId(), tenant_id: input.tenant_id, tower_id: input.tower_id });
-          await sessions.updateOne({ _id: next.id }, { $set: { ...next, tenant_tower_session: ttsKey } }, { session, upsert: true });
+          const named = rec.nas === undefined ? {} : { nas: rec.nas };
+          await sessions.updateOne({ _id: next.id }, { $set: { ...next, ...named, tenant_tower_session: ttsKey } }, { session, upsert: true });
           await bump(input.tenant_id, 'device', next.device_id, delta, session);
           await bump(input.tenant_id, 'tower', input.tower_id, delta, session);
           changed.set(next.id, next);
@@ -281,9 +293,10 @@ export function createDeviceSessionRepo(ctx: MongoContext): Store['deviceSession
       );
       return { items: page.items.map(({ id: _id, ...rest }) => rest), next_cursor: page.next_cursor };
     },
-    async stopActiveAtTower(towerId, at, terminateCause) {
+    async stopActiveAtTower(towerId, at, terminateCause, nas) {
       return ctx.write(async ({ session }) => {
-        const open = await sessions.find({ tower_id: towerId, status: 'active', last_update_at: { $lte: at } }, { session }).toArray();
+        const filter = { tower_id: towerId, status: 'active' as const, last_update_at: { $lte: at }, ...(nas === undefined ? {} : { nas }) };
+        const open = await sessions.find(filter, { session }).toArray();
         for (const doc of open) {
           const { session: next, delta } = stopByReset(toSession(doc), at, terminateCause);
           await sessions.updateOne({ _id: next.id }, { $set: { status: next.status, stopped_at: next.stopped_at, last_update_at: next.last_update_at, terminate_cause: next.terminate_cause } }, { session });

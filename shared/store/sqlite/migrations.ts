@@ -27,6 +27,7 @@ import { MIGRATION_10 } from './migration-10.js';
 import { MIGRATION_11 } from './migration-11.js';
 import { MIGRATION_12 } from './migration-12.js';
 import { MIGRATION_13 } from './migration-13.js';
+import { MIGRATION_14 } from './migration-14.js';
 import { MIGRATION_7 } from './migration-7.js';
 
 export interface Migration {
@@ -316,6 +317,7 @@ CREATE TABLE processed_messages (
   MIGRATION_11,
   MIGRATION_12,
   MIGRATION_13,
+  MIGRATION_14,
 ];
 
 export interface MigrationReport {

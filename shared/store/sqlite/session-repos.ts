@@ -92,12 +92,14 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
   const markRecord: Stmt<[string, string, string, number]> = db.prepare(
     'INSERT INTO accounting_records (tower_id, key, tenant_id, processed_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
   );
-  const findSession: Stmt<[string, string, string], DeviceSession> = db.prepare(
-    `SELECT ${SESSION_COLUMNS} FROM device_sessions WHERE tenant_id = ? AND tower_id = ? AND session_id = ?`,
+  // A session is named by its NAS too (migration 14): two NASes of one tower number theirs alike.
+  const findSession: Stmt<[string, string, string, string], DeviceSession> = db.prepare(
+    `SELECT ${SESSION_COLUMNS} FROM device_sessions WHERE tenant_id = ? AND tower_id = ? AND nas = ? AND session_id = ?`,
   );
+  const adoptSession: Stmt<[string, string]> = db.prepare('UPDATE device_sessions SET nas = ? WHERE id = ?');
   const getSession: Stmt<[string, string], DeviceSession> = db.prepare(`SELECT ${SESSION_COLUMNS} FROM device_sessions WHERE tenant_id = ? AND id = ?`);
-  const insertSession: Stmt<[DeviceSession]> = db.prepare(
-    `INSERT INTO device_sessions (${SESSION_COLUMNS}) VALUES (${SESSION_COLUMNS.split(', ').map((c) => `@${c}`).join(', ')})`,
+  const insertSession: Stmt<[DeviceSession & { nas: string }]> = db.prepare(
+    `INSERT INTO device_sessions (nas, ${SESSION_COLUMNS}) VALUES (@nas, ${SESSION_COLUMNS.split(', ').map((c) => `@${c}`).join(', ')})`,
   );
   const updateSession: Stmt<[DeviceSession]> = db.prepare(
     `UPDATE device_sessions SET status = @status, started_at = @started_at, last_update_at = @last_update_at, stopped_at = @stopped_at,
@@ -118,6 +120,9 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
   const tenantExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM tenants WHERE id = ?');
   const activeAtTower: Stmt<[string, number], DeviceSession> = db.prepare(
     `SELECT ${SESSION_COLUMNS} FROM device_sessions WHERE tower_id = ? AND status = 'active' AND last_update_at <= ?`,
+  );
+  const activeOfNas: Stmt<[string, number, string], DeviceSession> = db.prepare(
+    `SELECT ${SESSION_COLUMNS} FROM device_sessions WHERE tower_id = ? AND status = 'active' AND last_update_at <= ? AND nas = ?`,
   );
   // Sliced like usage retention: a synchronous DELETE must not hold the write lock for long.
   const purgeSessions: Stmt<[string, string, number]> = db.prepare(
@@ -144,10 +149,20 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
             continue;
           }
           inserted++;
-          const existing = findSession.get(input.tenant_id, input.tower_id, rec.session_id) ?? null;
+          const nas = rec.nas ?? '';
+          let existing = findSession.get(input.tenant_id, input.tower_id, nas, rec.session_id) ?? null;
+          if (!existing && nas !== '') {
+            // A session recorded before sessions were kept per NAS names none: the NAS that
+            // continues it (same device) takes it over, so its Interim-Updates and Stop still reach it.
+            const legacy = findSession.get(input.tenant_id, input.tower_id, '', rec.session_id);
+            if (legacy !== undefined && legacy.device_id === rec.device_id) {
+              adoptSession.run(nas, legacy.id);
+              existing = legacy;
+            }
+          }
           const { session, delta } = foldAccounting(existing, rec, { id: existing?.id ?? ctx.newId(), tenant_id: input.tenant_id, tower_id: input.tower_id });
           if (existing) updateSession.run(session);
-          else insertSession.run(session);
+          else insertSession.run({ ...session, nas });
           bump(input.tenant_id, 'device', session.device_id, delta);
           bump(input.tenant_id, 'tower', input.tower_id, delta);
           changed.set(session.id, session);
@@ -175,9 +190,9 @@ export function createDeviceSessionRepo(ctx: SqliteContext): Store['deviceSessio
       const page = plan.page(ctx.rows<Row>(sql, [tenantId, by, ...plan.params]));
       return { items: page.items.map(({ id, ...rest }) => ({ key: id, ...rest })), next_cursor: page.next_cursor };
     },
-    async stopActiveAtTower(towerId, at, terminateCause) {
+    async stopActiveAtTower(towerId, at, terminateCause, nas) {
       return ctx.write(() => {
-        const open = activeAtTower.all(towerId, at);
+        const open = nas === undefined ? activeAtTower.all(towerId, at) : activeOfNas.all(towerId, at, nas);
         for (const existing of open) {
           const { session, delta } = stopByReset(existing, at, terminateCause);
           updateSession.run(session);
