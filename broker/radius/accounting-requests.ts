@@ -24,6 +24,7 @@ import {
   MalformedPacket,
   verifyMessageAuthenticator,
   verifyRequestAuthenticator,
+  verifyStatusServer,
   type RadiusPacket,
 } from './codec.js';
 
@@ -33,6 +34,7 @@ export type RadiusClientLookup = Pick<Store['radiusClients'], 'findByNasIdentifi
 export type RadiusOutcome =
   | 'recorded'
   | 'control'
+  | 'status_server'
   | 'malformed'
   | 'unsupported_code'
   | 'unknown_nas'
@@ -79,8 +81,9 @@ export class AccountingRequests {
 
   count(outcome: RadiusOutcome, detail?: Record<string, unknown>): void {
     this.#ctx.counters.inc('radius_requests_total', { outcome });
-    this.#ctx.counters.message(outcome === 'recorded' || outcome === 'control' ? 'accepted' : outcome);
-    if (detail && outcome !== 'recorded' && outcome !== 'control') this.#ctx.logger.debug({ outcome, ...detail }, 'radius request not recorded');
+    const taken = outcome === 'recorded' || outcome === 'control' || outcome === 'status_server';
+    this.#ctx.counters.message(taken ? 'accepted' : outcome);
+    if (detail && !taken) this.#ctx.logger.debug({ outcome, ...detail }, 'radius request not recorded');
   }
 
   #drop(outcome: RadiusOutcome, detail?: Record<string, unknown>): RequestResult {
@@ -98,7 +101,7 @@ export class AccountingRequests {
     } catch (err) {
       return this.#drop('malformed', { from, err: (err as Error).message });
     }
-    if (packet.code !== CODE.ACCOUNTING_REQUEST) return this.#drop('unsupported_code', { from, code: packet.code });
+    if (packet.code !== CODE.ACCOUNTING_REQUEST && packet.code !== CODE.STATUS_SERVER) return this.#drop('unsupported_code', { from, code: packet.code });
     // [RFC 2866 §4.1] an Accounting-Request carries a NAS-Identifier or a NAS-IP-Address (or
     // NAS-IPv6-Address, RFC 3162): a client registered under either name is found by it, the
     // NAS-Identifier first.
@@ -123,6 +126,13 @@ export class AccountingRequests {
     const refused = transport.refuse(client);
     if (refused !== null) return this.#drop(refused, { from, nas_identifier: nasIdentifier });
     const secret = transport.secret(client);
+    if (packet.code === CODE.STATUS_SERVER) {
+      // [RFC 5997] "are you alive?" from a NAS or a proxy (radsecproxy, FreeRADIUS with status
+      // checks on): answered on the accounting port with an Accounting-Response, nothing recorded.
+      if (!verifyStatusServer(packet, secret)) return this.#drop('bad_authenticator', { from, nas_identifier: nasIdentifier, attribute: 'Message-Authenticator' });
+      this.count('status_server');
+      return { outcome: 'status_server', response: encodeAccountingResponse(packet, secret, { messageAuthenticator: true }) };
+    }
     if (!verifyRequestAuthenticator(packet, secret)) return this.#drop('bad_authenticator', { from, nas_identifier: nasIdentifier });
     if (!verifyMessageAuthenticator(packet, secret)) return this.#drop('bad_authenticator', { from, nas_identifier: nasIdentifier, attribute: 'Message-Authenticator' });
 
@@ -133,7 +143,14 @@ export class AccountingRequests {
       if (err instanceof MalformedPacket) return this.#drop('malformed', { from, nas_identifier: nasIdentifier, err: err.message });
       throw err;
     }
-    if (request.kind === 'unusable') return this.#drop(request.reason, { from, nas_identifier: nasIdentifier });
+    if (request.kind === 'unusable') {
+      this.count(request.reason, { from, nas_identifier: nasIdentifier });
+      // An authentic request we have no use for (a status type we do not keep, such as Failed or
+      // the tunnel types; a station id that names no device) is answered, as FreeRADIUS answers
+      // what its accounting section ignores: else the NAS resends it until it gives up and may
+      // mark this server dead. One without Acct-Session-Id is malformed [RFC 2866 §5.5], dropped.
+      return { outcome: request.reason, response: request.reason === 'no_session_id' ? null : encodeAccountingResponse(packet, secret) };
+    }
     // Accounting-On/Off: the NAS restarted or stops, so what it had open has ended [RFC 2866 §5.1]
     // (only what it had open: another NAS of the tower keeps its sessions).
     const ctx = this.#ctx;

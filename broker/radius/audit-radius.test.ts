@@ -133,5 +133,40 @@ describe('RADIUS accounting listener, adversarial', () => {
       expect(t.outcome('bad_authenticator')).toBe(1);
       expect(t.sink.messages).toHaveLength(1);
     });
+
+    it('answers a Status-Server (RFC 5997) on the accounting port, signed, recording nothing; one with the wrong secret is dropped', async () => {
+      const t = await setup();
+      // Status-Server "MUST" carry a Message-Authenticator (else anyone could forge it); radclient
+      // computes one when the packet names it.
+      const status = ['NAS-Identifier = "nas-1"', 'Message-Authenticator = 0x00'];
+      const alive = await radclient(t.port, SECRET, [status], { command: 'status' });
+      // radclient checks the answer's Response Authenticator and Message-Authenticator.
+      expect(alive.out, alive.out).toContain('Received Accounting-Response');
+      expect(alive.code).toBe(0);
+      expect(t.outcome('status_server')).toBe(1);
+      const wrong = await radclient(t.port, 'not-the-secret-0123456', [status], { command: 'status', expectReply: false });
+      expect(wrong.out).not.toContain('Received Accounting-Response');
+      const unsigned = await radclient(t.port, SECRET, [['NAS-Identifier = "nas-1"']], { command: 'status', expectReply: false });
+      expect(unsigned.out).not.toContain('Received Accounting-Response');
+      expect(t.outcome('bad_authenticator')).toBe(2);
+      expect(t.outcome('status_server')).toBe(1);
+      expect(t.sink.messages).toHaveLength(0);
+    });
+
+    it('answers authentic requests it has no use for (so the NAS does not resend them forever), records none, and drops one without Acct-Session-Id', async () => {
+      const t = await setup();
+      const failed = await radclient(t.port, SECRET, [['NAS-Identifier = "nas-1"', 'Acct-Status-Type = Failed', 'Acct-Session-Id = "s-failed"', 'Calling-Station-Id = "dev-1"']]);
+      expect(failed.out, failed.out).toContain('Received Accounting-Response');
+      const tunnel = await radclient(t.port, SECRET, [['NAS-Identifier = "nas-1"', 'Acct-Status-Type = Tunnel-Start', 'Acct-Session-Id = "s-tunnel"']]);
+      expect(tunnel.out, tunnel.out).toContain('Received Accounting-Response');
+      const nobody = await radclient(t.port, SECRET, [['NAS-Identifier = "nas-1"', 'Acct-Status-Type = Start', 'Acct-Session-Id = "s-nobody"', 'Calling-Station-Id = "not a device id!"']]);
+      expect(nobody.out, nobody.out).toContain('Received Accounting-Response');
+      const noSession = await radclient(t.port, SECRET, [['NAS-Identifier = "nas-1"', 'Acct-Status-Type = Start', 'Calling-Station-Id = "dev-1"']], { expectReply: false });
+      expect(noSession.out).not.toContain('Received Accounting-Response');
+      expect(t.outcome('unsupported_status')).toBe(2);
+      expect(t.outcome('no_device')).toBe(1);
+      expect(t.outcome('no_session_id')).toBe(1);
+      expect(t.sink.messages).toHaveLength(0);
+    });
   });
 });

@@ -13,7 +13,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { SocketAddress } from 'node:net';
 
-export const CODE = { ACCOUNTING_REQUEST: 4, ACCOUNTING_RESPONSE: 5 } as const;
+export const CODE = { ACCOUNTING_REQUEST: 4, ACCOUNTING_RESPONSE: 5, STATUS_SERVER: 12 } as const;
 
 /** Attribute types used by accounting (RFC 2865 §5, RFC 2866 §5, RFC 2869 §5). */
 export const ATTR = {
@@ -104,15 +104,34 @@ export function verifyRequestAuthenticator(packet: RadiusPacket, secret: Buffer)
  * one is fine (RFC 2866 does not require it). Expects a packet decodePacket accepted; constant time.
  */
 export function verifyMessageAuthenticator(packet: RadiusPacket, secret: Buffer): boolean {
+  const offset = messageAuthenticatorAt(packet);
+  if (offset === -1) return true;
+  return offset >= 0 && hmacMatches(packet, secret, offset, true);
+}
+
+/**
+ * [RFC 5997 §3] A Status-Server (a NAS or proxy asking whether we are alive) "MUST" carry a
+ * Message-Authenticator; its Request Authenticator is random, so the HMAC covers it as sent.
+ */
+export function verifyStatusServer(packet: RadiusPacket, secret: Buffer): boolean {
+  const offset = messageAuthenticatorAt(packet);
+  return offset >= 0 && hmacMatches(packet, secret, offset, false);
+}
+
+/** Offset of the one Message-Authenticator's value; -1 when there is none, -2 when malformed. */
+function messageAuthenticatorAt(packet: RadiusPacket): number {
   let offset = -1;
   for (let at = HEADER; at < packet.raw.length; at += packet.raw[at + 1]!) {
     if (packet.raw[at] !== ATTR.MESSAGE_AUTHENTICATOR) continue;
-    if (offset >= 0 || packet.raw[at + 1] !== 18) return false;
+    if (offset >= 0 || packet.raw[at + 1] !== 18) return -2;
     offset = at + 2;
   }
-  if (offset < 0) return true;
+  return offset;
+}
+
+function hmacMatches(packet: RadiusPacket, secret: Buffer, offset: number, zeroAuthenticator: boolean): boolean {
   const zeroed = Buffer.from(packet.raw);
-  zeroed.fill(0, 4, HEADER);
+  if (zeroAuthenticator) zeroed.fill(0, 4, HEADER);
   zeroed.fill(0, offset, offset + 16);
   const expected = createHmac('md5', secret).update(zeroed).digest();
   return timingSafeEqual(expected, packet.raw.subarray(offset, offset + 16));
@@ -121,13 +140,21 @@ export function verifyMessageAuthenticator(packet: RadiusPacket, secret: Buffer)
 /**
  * [RFC 2866 §3] An Accounting-Response: same Identifier, no attributes required, its
  * Response Authenticator = MD5(Code + Identifier + Length + Request Authenticator + attributes + secret).
+ * The answer to a Status-Server carries a Message-Authenticator [RFC 5997 §3], the HMAC computed
+ * over the response with the request's authenticator in place [RFC 3579 §3.2], before that MD5.
  */
-export function encodeAccountingResponse(request: RadiusPacket, secret: Buffer): Buffer {
-  const out = Buffer.alloc(HEADER);
+export function encodeAccountingResponse(request: RadiusPacket, secret: Buffer, opts: { messageAuthenticator?: boolean } = {}): Buffer {
+  const length = HEADER + (opts.messageAuthenticator ? 18 : 0);
+  const out = Buffer.alloc(length);
   out[0] = CODE.ACCOUNTING_RESPONSE;
   out[1] = request.identifier;
-  out.writeUInt16BE(HEADER, 2);
+  out.writeUInt16BE(length, 2);
   request.authenticator.copy(out, 4);
+  if (opts.messageAuthenticator) {
+    out[HEADER] = ATTR.MESSAGE_AUTHENTICATOR;
+    out[HEADER + 1] = 18;
+    createHmac('md5', secret).update(out).digest().copy(out, HEADER + 2);
+  }
   const auth = createHash('md5').update(out).update(secret).digest();
   auth.copy(out, 4);
   return out;

@@ -22,12 +22,12 @@ export function radclient(
   port: number,
   secret: string,
   packets: string[][],
-  opts: { count?: number; expectReply?: boolean } = {},
+  opts: { count?: number; expectReply?: boolean; command?: 'acct' | 'status' } = {},
 ): Promise<{ code: number | null; out: string }> {
   // Expecting no reply: one try with a short timeout (waiting it out is the only way to see
   // "no answer"; nothing asserts how long it took).
   const timing = opts.expectReply === false ? ['-t', '0.3', '-r', '1'] : ['-t', '2', '-r', '3'];
-  const args = ['-x', ...timing, ...(opts.count ? ['-c', String(opts.count)] : []), `127.0.0.1:${port}`, 'acct', secret];
+  const args = ['-x', ...timing, ...(opts.count ? ['-c', String(opts.count)] : []), `127.0.0.1:${port}`, opts.command ?? 'acct', secret];
   return new Promise((resolve, reject) => {
     if (!RADCLIENT) return reject(new Error(RADCLIENT_SKIP_LINE));
     const child = spawn(RADCLIENT, args, { stdio: ['pipe', 'pipe', 'pipe'] });
