@@ -6,8 +6,11 @@
  * forever while the tower holds it as applied. The cloud takes an ack once, so sending one twice
  * (after a PUBACK lost in a crash) is harmless.
  *
- * The file is rewritten whole (temp file, fsync, rename) on every change: acks are rare and the
- * file holds only the unacknowledged ones.
+ * The file is rewritten whole (temp file, fsync, rename) after changes: it holds only the
+ * unacknowledged ones. Writes are coalesced: changes made while one is in flight go out together
+ * in the next. One write per change made a flood of commands (or a broker that acknowledges no
+ * ack, so the file holds MAX_ACKS of them) queue one full rewrite each, and every ack waited for
+ * all the rewrites queued before its own.
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -23,7 +26,7 @@ export interface JournalledAck {
 const FileSchema = z.object({ v: z.literal(1), acks: z.array(z.object({ tenant_id: z.string().min(1), ack: CommandAckSchema })) });
 
 /** Unacknowledged acks kept at most; beyond it the oldest are dropped (a tower offline for weeks). */
-const MAX_ACKS = 10_000;
+export const MAX_ACKS = 10_000;
 
 export function ackJournalFile(stateDir: string, towerId: string): string {
   return join(stateDir, `acks-${towerId}.json`);
@@ -32,8 +35,9 @@ export function ackJournalFile(stateDir: string, towerId: string): string {
 export class AckJournal {
   readonly #file: string | null;
   readonly #pending = new Map<string, JournalledAck>();
-  /** Writes are serialized: each one writes the state at its turn. */
-  #writing: Promise<void> = Promise.resolve();
+  /** The write loop in progress, if any; `#dirty`: a change it has not written yet. */
+  #writing: Promise<void> | null = null;
+  #dirty = false;
 
   /** `file` null: in memory only (the agent has no state dir). */
   constructor(file: string | null) {
@@ -82,16 +86,28 @@ export class AckJournal {
 
   /** Resolves when every write issued so far is done. */
   settled(): Promise<void> {
-    return this.#writing;
+    return (this.#writing ?? Promise.resolve()).catch(() => undefined);
   }
 
+  /** Resolves once a write that started after this call has completed (the callers see its error). */
   #persist(): Promise<void> {
     const file = this.#file;
     if (!file) return Promise.resolve();
-    const next = this.#writing.then(() => writeAtomically(file, JSON.stringify({ v: 1, acks: [...this.#pending.values()] })));
-    // A failed write must not wedge the chain; the caller of this write sees the error.
-    this.#writing = next.catch(() => undefined);
-    return next;
+    this.#dirty = true;
+    this.#writing ??= this.#writeLoop(file);
+    return this.#writing;
+  }
+
+  async #writeLoop(file: string): Promise<void> {
+    try {
+      while (this.#dirty) {
+        this.#dirty = false;
+        await writeAtomically(file, JSON.stringify({ v: 1, acks: [...this.#pending.values()] }));
+      }
+    } finally {
+      // Synchronous with the last `#dirty` check: a change after it starts a new loop.
+      this.#writing = null;
+    }
   }
 }
 

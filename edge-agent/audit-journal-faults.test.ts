@@ -231,6 +231,61 @@ describe('journal segments damaged on disk', () => {
   });
 });
 
+describe('journal segments damaged on disk, once counted', () => {
+  it('a damaged segment is deleted once its readable events are acknowledged, and a restart neither reads nor counts its corrupt events again', async () => {
+    const dir = join(base, 'journal');
+    const j = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
+    await j.open();
+    for (let i = 0; i < 30; i++) j.append(event(i));
+    await j.close();
+    const [damaged] = segments(dir);
+    const file = join(dir, damaged!);
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    const again = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
+    await again.open();
+    const read = readAll(again);
+    expect(read.length + again.corruptEvents).toBe(30);
+    expect(again.pendingEvents).toBe(read.length);
+    // Read again (a replay rewound by an overflow): nothing counted twice.
+    readAll(again);
+    expect(again.corruptEvents).toBe(30 - read.length);
+    again.ack(read.map((e) => e.seq), false);
+    expect(segments(dir)).toEqual([]);
+    expect(again.bytes).toBe(statSync(join(dir, 'meta.log')).size);
+    await again.close();
+
+    const third = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
+    expect((await third.open()).pending).toBe(0);
+    expect(readAll(third)).toEqual([]);
+    expect(third.corruptEvents).toBe(0);
+    await third.close();
+  });
+
+  it('a restart before the readable events are acknowledged replays them, without counting the corrupt ones again', async () => {
+    const dir = join(base, 'journal');
+    const j = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
+    await j.open();
+    for (let i = 0; i < 30; i++) j.append(event(i));
+    await j.close();
+    const file = join(dir, segments(dir)[0]!);
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    const again = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
+    await again.open();
+    const read = readAll(again).map((e) => e.seq);
+    const corrupt = again.corruptEvents;
+    expect(corrupt).toBeGreaterThan(0);
+    await again.close();
+
+    const third = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
+    expect((await third.open()).pending).toBe(read.length);
+    expect(readAll(third).map((e) => e.seq)).toEqual(read);
+    expect(third.corruptEvents).toBe(0);
+    third.ack(read, false);
+    expect(segments(dir)).toEqual([]);
+    await third.close();
+  });
+});
+
 describe('EdgeAgent with a journal on a disk gone read-only', () => {
   it('a replayed backlog acknowledged while its segment cannot be deleted: the error is reported, the agent goes on (no unhandled rejection ends it)', async () => {
     const TOWER = 'tower-ro';
@@ -319,6 +374,14 @@ describe('EdgeAgent restarted on a damaged journal', () => {
       await cloud.waitFor(() => cloud.json<UsageBatch>(topics.usage('acme', TOWER)).length > 0, 'the new event at the cloud');
       expect(cloud.json<UsageBatch>(topics.usage('acme', TOWER)).flatMap((b) => b.events.map((e) => e.id))).toEqual([later]);
       expect(second.stats().events_corrupt).toBe(20);
+      expect(lines.filter((l) => l.event === 'journal_corrupt').map((l) => l.events)).toEqual([20]);
+      // Counted once: the damaged segment is gone, and the next start neither reads nor counts it.
+      expect(segments(dir)).not.toContain(sealed);
+      await second.stop();
+      const third = make();
+      await third.start();
+      expect(await third.flush(10_000)).toBe(true);
+      expect(third.stats().events_corrupt).toBe(0);
       expect(lines.filter((l) => l.event === 'journal_corrupt').map((l) => l.events)).toEqual([20]);
     } finally {
       for (const a of agents) await a.stop();

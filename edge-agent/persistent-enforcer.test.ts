@@ -135,6 +135,26 @@ describe('PersistentEnforcer', () => {
     expect(e.activeBlocks()).toEqual([]);
   });
 
+  it('a block issued before an unblock already applied to its target (delivered out of order) is refused, not put in force', async () => {
+    const e = await enforcer();
+    // The unblocks come first, though issued after the blocks below.
+    expect(await e.applyCommand('acme', cmd('unblock_device', {}, T0 + 10))).toMatchObject({ status: 'applied' });
+    expect(await e.applyCommand('acme', cmd('unblock_app', { app: 'tiktok' }, T0 + 10))).toMatchObject({ status: 'applied' });
+    const superseded = { status: 'failed', reason: 'superseded by a later unblock' };
+    expect(await e.applyCommand('acme', cmd('block_device', { duration_s: 60 }, T0))).toEqual(superseded);
+    expect(await e.applyCommand('acme', cmd('quarantine', { duration_s: 60 }, T0))).toEqual(superseded);
+    expect(await e.applyCommand('acme', cmd('block_app', { app: 'tiktok', duration_s: 60 }, T0))).toEqual(superseded);
+    expect(e.isBlocked('acme', 'd1', 'tiktok')).toBeNull();
+    expect(e.activeBlocks()).toEqual([]);
+    // Other targets, other tenants, and blocks issued after the unblock are not affected.
+    const otherApp = cmd('block_app', { app: 'slack', duration_s: 60 }, T0);
+    expect(await e.applyCommand('acme', otherApp)).toEqual({ status: 'applied' });
+    expect(await e.applyCommand('globex', cmd('block_device', { duration_s: 60 }, T0))).toEqual({ status: 'applied' });
+    const later = cmd('block_device', { duration_s: 60 }, T0 + 20);
+    expect(await e.applyCommand('acme', later)).toEqual({ status: 'applied' });
+    expect(e.isBlocked('acme', 'd1', 'tiktok')).toEqual({ blocked: true, command_id: later.id, type: 'block_device' });
+  });
+
   it('survives a restart: blocks still in force, results remembered, nothing applied twice', async () => {
     const first = await enforcer();
     const block = cmd('block_device', { duration_s: 600 });

@@ -10,6 +10,10 @@
  * - throttle is recorded with its expiry but never denies here: shaping is done by the tower's
  *   traffic control, which reads this state; the agent only records it.
  * - notify has nothing to hold and is acked 'applied'.
+ * - A block issued before an unblock of its target that was already applied (delivered out of
+ *   order: a cloud retry, a broker node failing over) is acked 'failed', reason 'superseded by a
+ *   later unblock', and never put in force: the later unblock is the cloud's intent. The issue
+ *   times of the last LIFTS_KEPT unblocks are remembered, in memory.
  *
  * The file is rewritten atomically (write a temp file, fsync, rename) after every change and
  * before the command is acked, so an 'applied' ack means "still in force after a restart". It
@@ -22,6 +26,7 @@ import { z } from 'zod';
 import type { Command, Decision } from '../shared/mqtt/payloads.js';
 import { makeDirectory, replaceFile } from '../shared/atomic-file.js';
 import { BlockTable, type ActiveBlock, type LiftCause } from './block-table.js';
+import { LruMap } from './lru.js';
 import type { BlockStatus, CommandResult, Enforcer } from './enforcer.js';
 
 export type { ActiveBlock, HeldType, LiftCause } from './block-table.js';
@@ -65,6 +70,16 @@ type StoredResult = z.infer<typeof StoredResultSchema>;
 /** setTimeout's ceiling (~24.8 days); a longer block re-arms the timer when it fires. */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** Unblock targets whose latest issue time is remembered (see #superseded). */
+const LIFTS_KEPT = 16_384;
+
+/** What an unblock lifts, and what lifts a block: the device's device-level holds, or one app's block. */
+const liftKey = (tenantId: string, c: Pick<Command, 'type' | 'device_id' | 'app'>): string | null => {
+  if (c.type === 'unblock_device' || c.type === 'block_device' || c.type === 'quarantine') return `${tenantId}\u0000${c.device_id}\u0000`;
+  if (c.type === 'unblock_app' || c.type === 'block_app') return `${tenantId}\u0000${c.device_id}\u0000app\u0000${c.app ?? ''}`;
+  return null;
+};
+
 interface Change {
   result: CommandResult;
   undo: () => void;
@@ -78,6 +93,8 @@ export class PersistentEnforcer implements Enforcer {
   readonly #maxResults: number;
   readonly #table = new BlockTable();
   readonly #results = new Map<string, StoredResult>();
+  /** Per unblock target, the latest issued_at of an unblock applied to it. */
+  readonly #lifts = new LruMap<string, number>(LIFTS_KEPT);
   #loaded = false;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -133,6 +150,7 @@ export class PersistentEnforcer implements Enforcer {
       return { status: 'failed', reason: `state not saved: ${toError(err).message}` };
     }
     this.#arm();
+    if (change.result.status === 'applied' && (command.type === 'unblock_device' || command.type === 'unblock_app')) this.#noteLift(tenantId, command);
     for (const b of change.lifted) this.#opts.onLifted?.(b, 'unblocked');
     return change.result;
   }
@@ -177,6 +195,7 @@ export class PersistentEnforcer implements Enforcer {
         // 2^53 s, but `until` past 2^53 ms is no integer the state's schema reads back, so the
         // next start found the file corrupt, moved it aside and dropped every block and result.
         if (!Number.isSafeInteger(now + c.duration_s * 1000)) return none({ status: 'failed', reason: 'duration_s out of range' });
+        if (this.#superseded(tenantId, c)) return none({ status: 'failed', reason: 'superseded by a later unblock' });
         const block: ActiveBlock = {
           tenant_id: tenantId,
           device_id: c.device_id,
@@ -199,6 +218,18 @@ export class PersistentEnforcer implements Enforcer {
       case 'notify':
         return none({ status: 'applied' });
     }
+  }
+
+  /** A block issued before the last unblock applied to its target. */
+  #superseded(tenantId: string, c: Command): boolean {
+    const key = liftKey(tenantId, c);
+    const lifted = key === null ? undefined : this.#lifts.get(key);
+    return lifted !== undefined && c.issued_at < lifted;
+  }
+
+  #noteLift(tenantId: string, c: Command): void {
+    const key = liftKey(tenantId, c)!;
+    this.#lifts.set(key, Math.max(this.#lifts.get(key) ?? c.issued_at, c.issued_at));
   }
 
   #remember(r: StoredResult): void {

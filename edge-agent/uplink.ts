@@ -34,6 +34,12 @@ export class Uplink {
   readonly #pacer: PublishPacer;
   readonly #idle = new Waiters();
   #paceTimer: NodeJS.Timeout | null = null;
+  /**
+   * This uplink's publishes awaiting their PUBACK: what maxInflight bounds. Not the session's
+   * count, which holds command acks and status publishes too: acks a broker never acknowledged
+   * took every slot, and usage stopped for good.
+   */
+  #inflight = 0;
 
   constructor(opts: UplinkOptions) {
     this.#o = opts;
@@ -60,7 +66,7 @@ export class Uplink {
     if (this.#paceTimer) return; // a token is on its way; the timer drains
     const session = this.#o.session;
     while (session.up && this.#buffer.length > 0) {
-      const verdict = this.#pacer.acquire(session.inflight);
+      const verdict = this.#pacer.acquire(this.#inflight);
       if (!verdict.go) {
         // null: too many awaiting a PUBACK; the next PUBACK drains (see #publish).
         if (verdict.retryInMs !== null) {
@@ -104,7 +110,9 @@ export class Uplink {
     const topic = item.kind === 'usage' ? topics.usage(item.tenantId, this.#o.towerId) : topics.discovery(this.#o.towerId);
     // What the payload carries now: a local decision attached later is not in this send.
     const withLocal = item.kind === 'usage' ? item.batch.events.map((e) => e.local !== undefined) : [];
+    this.#inflight++;
     void this.#o.session.publish(topic, encodePayload(item.batch), false).then((acked) => {
+      this.#inflight--;
       if (acked) this.#o.onAcked?.(item, withLocal);
       this.drain();
     });

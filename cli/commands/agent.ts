@@ -319,11 +319,13 @@ async function readCa(file: string | undefined): Promise<Buffer | undefined> {
  * One agent per tower and state dir: two appended to one journal (the same segment names, opened
  * truncating) and one ack and enforcer file, and each took the other's MQTT session over. The lock
  * is the control plane's (cli/data-dir-lock.ts), on the tower's journal directory: a holder that
- * died (kill -9, reboot) leaves a stale lock, taken over.
+ * died (kill -9, reboot) leaves a stale lock, taken over. Its file is kept between runs and
+ * rewritten in place: a tower's disk fills up, and the journal opens on a full disk, so the lock
+ * must not need room for a new file at each start.
  */
-async function lockStateDir(stateDir: string, towerId: string): Promise<DataDirLock> {
+export async function lockStateDir(stateDir: string, towerId: string): Promise<DataDirLock> {
   try {
-    return await lockDataDir(journalDir(stateDir, towerId));
+    return await lockDataDir(journalDir(stateDir, towerId), { keepFile: true });
   } catch (err) {
     if (err instanceof StartupError) throw new Error(err.message.replaceAll('--data-dir', '--state-dir').replace('another edgeplane process', `another edgeplane agent of tower ${towerId}`));
     throw new UsageError(`--state-dir ${stateDir} cannot be used: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);

@@ -18,7 +18,8 @@
  *   the disk would vanish in a power cut with every event it holds.
  * - A record cut short by a crash (torn write) fails its length or CRC: at open the last segment
  *   and the meta file are truncated to their last whole record, the rest replays. Damage inside
- *   an older segment ends that segment's replay; its remaining events are counted as corrupt.
+ *   an older segment ends that segment's replay; its remaining events are counted as corrupt,
+ *   once: they are given up in meta.log, so the segment goes once its readable events are acked.
  *
  * Bounded by `maxBytes` (segments + meta): beyond it the oldest segment is deleted whole, and its
  * events not yet acknowledged are counted as evicted and reported (`onEvicted`), oldest first.
@@ -307,9 +308,18 @@ export class Journal {
     return this.#late.get(seq);
   }
 
-  /** @internal */
-  countCorrupt(n: number): void {
-    this.#corruptEvents += n;
+  /**
+   * @internal Events in [from, to) that cannot be read back: those still pending are counted as
+   * corrupt and given up like acknowledged ones (recorded in meta.log). Their segment is then
+   * deleted once its readable events are acknowledged, instead of holding disk budget until
+   * evicted, and a restart neither reads them again nor counts them a second time.
+   */
+  discardCorrupt(from: number, to: number): void {
+    const seqs: number[] = [];
+    for (let seq = from; seq < to; seq++) if (this.pending(seq)) seqs.push(seq);
+    if (seqs.length === 0) return;
+    this.#corruptEvents += seqs.length;
+    this.ack(seqs, true);
   }
 
   // --- internals -------------------------------------------------------------------------------
@@ -689,7 +699,7 @@ export class JournalReader {
         // replay, at every start, and the events after it were never sent.
         if (seq >= this.#seq) {
           this.#seq = seq + 1;
-          this.#j.countCorrupt(1);
+          this.#j.discardCorrupt(seq, seq + 1);
         }
         continue;
       }
@@ -706,7 +716,7 @@ export class JournalReader {
   /** The rest of the segment cannot be read: its events are counted as corrupt. */
   #damaged(seg: { first: number; count: number; sealed: boolean }): 'end' {
     if (seg.sealed) {
-      this.#j.countCorrupt(Math.max(0, seg.first + seg.count - this.#segSeq));
+      this.#j.discardCorrupt(this.#segSeq, seg.first + seg.count);
       this.#segSeq = seg.first + seg.count;
     }
     this.#buf = Buffer.alloc(0);
