@@ -17,7 +17,10 @@ import { CommandDeliveries, type CommandDelivery } from './command-deliveries.js
 import type { ConnectionGate } from './connection-gate.js';
 import { PublishBuckets } from './limits.js';
 import type { RefusalLog } from './refusal-log.js';
-import { newSession, type Sessions } from './sessions.js';
+import { newSession, type Session, type Sessions } from './sessions.js';
+
+/** The longest delay setTimeout honours (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 export interface AccessDeps {
   config: BrokerConfig;
@@ -128,11 +131,8 @@ export class Access {
     const deliveries = principal.kind === 'tower' ? new CommandDeliveries(principal.towerId, config.mqtt_max_payload_bytes) : null;
     const session = newSession({ principal, bucket: rate?.bucket ?? null, ...(rate ? { releaseBucket: rate.release } : {}), statusWill, deliveries });
     sessions.open(client, session);
-    if (outcome.expiresAt !== undefined) {
-      // The session lasts as long as the access token that opened it.
-      session.expiry = setTimeout(() => this.close(client, 'access token expired'), Math.max(0, outcome.expiresAt - this.#d.now()));
-      session.expiry.unref();
-    }
+    // The session lasts as long as the access token that opened it.
+    if (outcome.expiresAt !== undefined) this.#expireAt(client, session, outcome.expiresAt);
     this.#d.gate.authenticated(client, {
       maxQos: (filter) => subscriptionMaxQos(principal, filter),
       onPuback: (packetId) => this.#delivered(deliveries?.acknowledged(packetId) ?? null),
@@ -140,6 +140,17 @@ export class Access {
     });
     this.#d.log.debug({ client_id: client.id, principal: principal.kind }, 'mqtt client authenticated');
     return null;
+  }
+
+  /**
+   * Closes the session at `expiresAt`. A timer waits at most MAX_TIMER_MS; Node fires a longer
+   * one at once (TimeoutOverflowWarning), which closed every console session right after its
+   * CONNECT under an --access-token-ttl-s above 24.8 days. Such a wait is taken in steps.
+   */
+  #expireAt(client: Client, session: Session, expiresAt: number): void {
+    const wait = Math.max(0, expiresAt - this.#d.now());
+    session.expiry = setTimeout(() => (wait > MAX_TIMER_MS ? this.#expireAt(client, session, expiresAt) : this.close(client, 'access token expired')), Math.min(wait, MAX_TIMER_MS));
+    session.expiry.unref();
   }
 
   close(client: Client, why: string): void {

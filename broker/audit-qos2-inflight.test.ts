@@ -140,4 +140,43 @@ describe('QoS 2 PUBLISHes whose PUBREL never comes', () => {
     expect(box.messages.map((m) => m.payload.toString())).toEqual(['{"once":true}', '{"marker":true}']);
     svc.destroy();
   });
+
+  it("hand a tower's uplink to ingest once, however often it is retransmitted before its PUBREL: on its connection, in one read, after a reconnect [MQTT-4.3.3-2]", async () => {
+    h = await startHarness();
+    const t1 = await h.createTower('T1');
+    const topic = topics.usage('tenantA', 'T1');
+    const connect = connectPacket({ clientId: mqttIdentity.towerClientId('T1'), username: 'T1', password: t1.password, flags: PERSISTENT });
+    const resent = (packet: Buffer) => Buffer.concat([Buffer.from([packet[0]! | 0x08]), packet.subarray(1)]);
+    const first = publishPacket(topic, Buffer.from('{"n":1}'), { qos: 2, packetId: 1 });
+    const second = publishPacket(topic, Buffer.from('{"n":2}'), { qos: 2, packetId: 2 });
+    const third = publishPacket(topic, Buffer.from('{"n":3}'), { qos: 2, packetId: 3 });
+
+    const c = await rawClient(h.mqttPort);
+    c.write(connect);
+    await c.bytes(4);
+    // Its PUBREC answered, then the same message again (a tower that missed the PUBREC).
+    c.write(first);
+    await c.bytes(8);
+    c.write(resent(first));
+    // The first copy and its retransmission in one read: the second waits for the first.
+    c.write(Buffer.concat([second, resent(second)]));
+    c.write(third);
+    const acks = await c.bytes(4 + 5 * 4);
+    expect([...acks.subarray(4)].filter((_, i) => i % 4 === 0)).toEqual([PUBREC, PUBREC, PUBREC, PUBREC, PUBREC]);
+    c.destroy();
+    await c.closed;
+    await vi.waitFor(() => expect(h!.broker.connectionCount).toBe(0));
+
+    // The persistent session resends what it has no PUBREC for on its next connection; then PUBREL.
+    const again = await rawClient(h.mqttPort);
+    again.write(connect);
+    await again.bytes(4);
+    again.write(Buffer.concat([resent(third), resent(first)]));
+    await again.bytes(12);
+    again.write(Buffer.from([0x62, 0x02, 0x00, 0x03]));
+    expect([...(await again.bytes(16)).subarray(12)]).toEqual([PUBCOMP, 2, 0, 3]);
+    again.destroy();
+
+    expect(h.sink.messages.map((m) => m.payload.toString())).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
+  });
 });

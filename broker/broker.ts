@@ -26,7 +26,7 @@ import type { Logger } from '../shared/logger.js';
 import { createIdFactory } from '../shared/ids.js';
 import type { Counters } from '../shared/metrics.js';
 import { writeToStream } from 'mqtt-packet';
-import { filters, filterWithin, mayReceive, parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
+import { filters, filterWithin, mayReceive, mqttIdentity, parseTopic, TOPIC_SPECS } from '../shared/mqtt/topics.js';
 import type { Downlink, UplinkSink } from '../shared/mqtt/transport.js';
 import type { StoreFaults } from '../shared/store/store-faults.js';
 import type { Store } from '../shared/store/port.js';
@@ -129,6 +129,8 @@ const UPGRADE_CHECK_INTERVAL_MS = 1_000;
 const TOPIC_TOO_DEEP_MESSAGE = 'topic has too many levels';
 /** Repeated refusals of one client are summed up in one log line per interval. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
+/** What every aedes node publishes, on the shared emitter, when a client connects to it (aedes.js). */
+const NEW_CLIENTS_TOPIC = '$SYS/+/new/clients';
 
 export class Broker {
   readonly #deps: BrokerDeps;
@@ -145,6 +147,8 @@ export class Broker {
   readonly #refusedSubscriptions = new WeakSet<object>();
   /** Answers written to a tower's connection directly (#answerOnConnection), by payload: aedes must not deliver them to it again. */
   readonly #answeredOn = new WeakMap<Buffer, Client>();
+  /** Tower connections closed because the tower connected to another broker node (see #onClientElsewhere). */
+  readonly #movedAway = new WeakSet<Client>();
   #persistence: GuardedPersistence | null = null;
   #sink: UplinkSink | null;
   #aedes: Aedes | null = null;
@@ -287,6 +291,10 @@ export class Broker {
       };
       aedes.on('clientError', onClientError);
       aedes.on('connectionError', onClientError);
+      this.#backends.mq().on(NEW_CLIENTS_TOPIC, (packet, done) => {
+        this.#onClientElsewhere(aedes.id, packet);
+        done();
+      });
       aedes.on('unsubscribe', (filters, client) => {
         const session = this.#sessions.get(client);
         if (!session) return;
@@ -530,10 +538,29 @@ export class Broker {
     this.#accept(stream, req, `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'} (ws)`);
   }
 
+  /**
+   * A client connected to a broker node. When it is a tower connected here too and the node is
+   * another one, aedes closes the connection here [MQTT-3.1.4-2] (aedes.js `closeSameClients`,
+   * called for the same message just before this, marks the client closed at once): the tower
+   * moved to that node and is not offline (#onConnectionClosed only sees this node's
+   * connections). Runs before the socket's 'close', which Node emits on a later turn.
+   */
+  #onClientElsewhere(ownId: string, packet: { topic: string; payload?: unknown }): void {
+    const payload = packet.payload;
+    if (packet.topic.split('/')[1] === ownId || !Buffer.isBuffer(payload)) return;
+    const clientId = payload.toString('utf8');
+    if (!clientId.startsWith(mqttIdentity.towerClientIdPrefix)) return;
+    for (const client of this.#sessions.ofTower(clientId.slice(mqttIdentity.towerClientIdPrefix.length))) {
+      if (client.id === clientId && client.closed) this.#movedAway.add(client);
+    }
+  }
+
   #onConnectionClosed(client: Client): void {
     const session = this.#sessions.get(client);
     this.#sessions.closed(client);
     if (!session || session.principal.kind !== 'tower' || this.#stopping) return;
+    // It connected to another node, which now reports its availability.
+    if (this.#movedAway.has(client)) return;
     // A tower with a status LWT reports its own availability: aedes publishes the will through
     // authorizePublish, which hands it to the sink. Towers without one are marked here, and so
     // are those that ended with a DISCONNECT, whose will is discarded [MQTT-3.1.2-10] (a client

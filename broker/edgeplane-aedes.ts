@@ -26,6 +26,13 @@
  *   [MQTT-3.3.1-2] forbids). A resend to a subscriber is marked by its session queue
  *   (guarded-persistence.ts).
  *
+ * - A QoS 2 PUBLISH whose packet id the session already holds (a retransmission, DUP set or not,
+ *   before its PUBREL [MQTT-4.3.3-2]) is not authorized again. aedes asks the authorizePublish
+ *   hook first and its store whether the id is known only after, so each copy of a tower's
+ *   QoS 2 uplink (or a carrier's feed) was handed to ingest again: the message was processed
+ *   once per copy. A known id is now acknowledged (PUBREC) and nothing more; a copy that arrives
+ *   while the first is still on its way to the store (both in one read) waits for it.
+ *
  * aedes' PUBLISH handler calls `broker.publish(packet, client, done)` after the hook with the
  * same packet object, and writes the PUBACK around it (QoS 1: before; QoS 2: the PUBREC after,
  * which already follows the publish), so skipping the publish keeps the acknowledgement flow
@@ -38,17 +45,29 @@ import type { WriteDurability } from './backends.js';
 
 type Done = (error?: Error) => void;
 type AuthorizePublish = NonNullable<AedesOptions['authorizePublish']>;
+type Callback = Parameters<AuthorizePublish>[2];
+/** The part of aedes' session store asked here (every backend rejects for an unknown id). */
+interface IncomingPackets {
+  incomingGetPacket(client: Client, packet: PublishPacket): Promise<unknown>;
+}
 
 const basePublish = Aedes.prototype.publish as unknown as (this: Aedes, packet: PublishPacket, client: unknown, done: unknown) => void;
 
 export class EdgeplaneAedes extends Aedes {
   readonly #consumed: WeakSet<object>;
   readonly #durability: WriteDurability | null;
+  /** Releases the claim of a client's QoS 2 packet id once aedes stored the packet (see `publish`). */
+  readonly #stored: WeakMap<object, () => void>;
 
   constructor(opts: AedesOptions, consumed: WeakSet<object>, durability: WriteDurability | null = null) {
     const holder: { broker: EdgeplaneAedes | null } = { broker: null };
     const authorize = opts.authorizePublish;
-    const authorizePublish: AuthorizePublish = (client, packet, callback) => {
+    const persistence = opts.persistence as IncomingPackets | undefined;
+    const stored = new WeakMap<object, () => void>();
+    /** Per client: the QoS 2 packet ids whose first copy is between this hook and the store. */
+    const receiving = new WeakMap<Client, Map<number, Promise<void>>>();
+
+    const authorizeFirst = (client: Client | null, packet: PublishPacket, callback: Callback) => {
       const authorized = (err?: Error | null) => {
         const broker = holder.broker;
         if (err || !broker || !publishesBeforeAck(client, packet) || consumed.has(packet)) return callback(err ?? null);
@@ -61,16 +80,63 @@ export class EdgeplaneAedes extends Aedes {
       if (authorize) authorize.call(holder.broker, client, packet, authorized);
       else authorized(null);
     };
+
+    const receiveQos2 = (client: Client, store: IncomingPackets, packet: PublishPacket & { messageId: number }, callback: Callback): void => {
+      const ids = receiving.get(client) ?? new Map<number, Promise<void>>();
+      receiving.set(client, ids);
+      const id = packet.messageId;
+      const earlier = ids.get(id);
+      if (earlier) {
+        void earlier.then(() => receiveQos2(client, store, packet, callback));
+        return;
+      }
+      let done!: () => void;
+      const claim = new Promise<void>((resolve) => (done = resolve));
+      ids.set(id, claim);
+      const release = () => {
+        if (ids.get(id) === claim) ids.delete(id);
+        done();
+      };
+      store.incomingGetPacket(client, packet).then(
+        () => {
+          // A retransmission: aedes finds the id too and answers PUBREC without publishing.
+          consumed.add(packet);
+          release();
+          callback(null);
+        },
+        () => {
+          stored.set(packet, release);
+          authorizeFirst(client, packet, (err) => {
+            if (err) release();
+            callback(err);
+          });
+        },
+      );
+    };
+
+    const authorizePublish: AuthorizePublish = (client, packet, callback) => {
+      if (client === null || client.closed || packet.qos !== 2 || typeof packet.messageId !== 'number' || !persistence) {
+        return authorizeFirst(client, packet, callback);
+      }
+      receiveQos2(client, persistence, packet as PublishPacket & { messageId: number }, callback);
+    };
     super({ ...opts, authorizePublish });
     holder.broker = this;
     this.#consumed = consumed;
     this.#durability = durability;
+    this.#stored = stored;
   }
 
   /** aedes' own signature is `publish(packet, [client], done)`; its typings omit the client. */
   override publish(packet: PublishPacket, clientOrDone?: unknown, done?: unknown): void {
     // Whether this copy is a resend is the publisher's business, not the subscribers' (see above).
     if (packet.dup) packet.dup = false;
+    // aedes publishes a client's QoS 2 PUBLISH once it stored its id: a copy may now be recognised.
+    const stored = this.#stored.get(packet);
+    if (stored) {
+      this.#stored.delete(packet);
+      stored();
+    }
     if (this.#consumed.has(packet)) {
       const cb = (typeof clientOrDone === 'function' ? clientOrDone : done) as Done | undefined;
       cb?.();

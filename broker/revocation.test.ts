@@ -5,12 +5,13 @@
  * then on, and a user the store no longer knows is refused at CONNECT. (Tower credentials and
  * deleted towers: broker.test.ts and tower-isolation.test.ts.)
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { mqttIdentity } from '../shared/mqtt/topics.js';
-import { closed, startHarness, type Harness } from './test-support.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { mqttIdentity, topics } from '../shared/mqtt/topics.js';
+import { closed, inbox, startHarness, type Harness } from './test-support.js';
 
 let h: Harness;
 afterEach(async () => {
+  vi.useRealTimers();
   await h.close();
 });
 
@@ -45,6 +46,23 @@ describe('console users on MQTT', () => {
     await closed(session); // within a second: the token's exp
     h.clock.now += 2000;
     expect(await h.refusedWith(login)).toBe(4); // and the token no longer opens one
+  });
+
+  it('a token valid for longer than a timer can wait (24.8 days) keeps its session open until it expires', async () => {
+    const ttlS = 30 * 24 * 3600;
+    h = await startHarness({ tokenTtlS: ttlS });
+    // The session's expiry timer is armed at CONNECT; keepalive 0: no client timers to run.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const session = await h.connect({ ...(await consoleLogin('alice', 'wall')), keepalive: 0 });
+    const ended = closed(session);
+    const box = inbox(session);
+    await session.subscribeAsync('tenants/tenantA/#');
+    vi.advanceTimersByTime(60_000);
+    await h.broker.downlink.publish(topics.decisions('tenantA', 'T1'), Buffer.from('{"still":"open"}'));
+    expect(await Promise.race([box.next(() => true).then(() => 'open'), ended.then(() => 'closed')])).toBe('open');
+    h.clock.now += ttlS * 1000;
+    vi.advanceTimersByTime(ttlS * 1000);
+    await ended;
   });
 
   it('a user the store no longer knows (deleted, disabled, moved) is refused at CONNECT', async () => {

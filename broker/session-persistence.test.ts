@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type IConnackPacket, type MqttClient } from 'mqtt';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { formatTowerPassword, randomSecret, sha256 } from '../shared/auth/secrets.js';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import { EventEmitter } from 'node:events';
@@ -444,6 +444,24 @@ describeWithRedis('two broker nodes on one Redis', (url) => {
     await b.broker.downlink.publish(COMMANDS, Buffer.from('{"id":"live-on-b"}'));
     await moved.next((m) => m.payload.includes('live-on-b'));
     expect(moved.inbox).toHaveLength(3);
+  });
+
+  it('a tower that connects to node B while node A still holds its connection: A closes it and does not mark the tower offline', async () => {
+    const a = await startNode(redisBackends({ url, prefix }));
+    const b = await startNode(redisBackends({ url, prefix }));
+    // No status will, as a third-party client: node A marks such a tower offline when its connection ends.
+    const first = await connectTower(a, TOWER_FILTERS);
+    await store.towers.setStatus(TOWER, { state: 'online', agent_version: null, at: Date.now() });
+    const takenOver = new Promise<void>((resolve) => first.client.once('close', () => resolve()));
+    const moved = await connectTower(b);
+    await takenOver;
+    // A's side of the connection is gone too: whatever A does about it has been started.
+    await vi.waitFor(() => expect(a.broker.connectionCount).toBe(0));
+    expect(moved.client.connected).toBe(true);
+    expect((await store.towers.get(TOWER))?.state).toBe('online');
+    // A tower that just drops is still marked offline.
+    await dropWithoutDisconnect(moved.client);
+    await vi.waitFor(async () => expect((await store.towers.get(TOWER))?.state).toBe('offline'));
   });
 
   it('brokers with different prefixes share nothing: sessions, retained messages, publishes', async () => {
