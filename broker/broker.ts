@@ -112,6 +112,8 @@ export interface BrokerDeps {
    * serves WSS instead of WS. The composition root reads the files (--tls-cert-file …).
    */
   tls?: { cert: Buffer; key: Buffer; ca?: Buffer } | null;
+  /** How often repeated refusals are summed up in one log line (default 10 s). */
+  refusalLogIntervalMs?: number;
 }
 
 export interface BrokerPorts {
@@ -178,7 +180,7 @@ export class Broker {
     this.#backends = deps.backends ?? memoryBackends();
     this.#sink = deps.sink ?? null;
     const { config, counters } = deps;
-    this.#refusals = new RefusalLog(this.#log, REFUSAL_LOG_INTERVAL_MS);
+    this.#refusals = new RefusalLog(this.#log, deps.refusalLogIntervalMs ?? REFUSAL_LOG_INTERVAL_MS);
     this.#retained = new RetainedQuota({
       perOwnerBytes: config.mqtt_max_retained_bytes_per_client,
       totalMessages: config.mqtt_max_retained_messages,

@@ -111,6 +111,7 @@ export interface HarnessOptions {
   bus?: InProcessBus;
   /** PEM certificate and key: MQTT over TLS on `tlsPort`, and WSS instead of WS on `wsPort`. */
   tls?: BrokerDeps['tls'];
+  refusalLogIntervalMs?: number;
 }
 
 /** A command delivery the broker reported (deps.onCommandDelivered). */
@@ -182,6 +183,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     ...(opts.consoleUsers ? { consoleUsers: opts.consoleUsers } : {}),
     ...(opts.backends ? { backends: opts.backends } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
+    ...(opts.refusalLogIntervalMs !== undefined ? { refusalLogIntervalMs: opts.refusalLogIntervalMs } : {}),
     counters,
     bus,
     towerCredentials: store.towerCredentials,
