@@ -1,6 +1,7 @@
 /**
- * The console's entry: restores this tab's session (or shows the sign-in), learns what the user
- * may do (/me/permissions), opens the live feeds for tenant users, and renders the shell.
+ * The console's entry: restores this tab's session (or shows the sign-in; during an outage, offers
+ * to try again with the session kept), learns what the user may do (/me/permissions), opens the
+ * live feeds for tenant users, and renders the shell.
  */
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -8,7 +9,7 @@ import './styles.css';
 import { Api } from './lib/api';
 import type { ConsoleContext } from './lib/context';
 import { Directory } from './lib/directory';
-import { describeError } from './lib/errors';
+import { ApiError, describeError } from './lib/errors';
 import { Features } from './lib/features';
 import { LiveHub } from './lib/live';
 import { Session } from './lib/session';
@@ -28,7 +29,34 @@ async function open(session: Session): Promise<ConsoleContext> {
   return { api, session, perms, can, live, names, features: new Features(), tenantName };
 }
 
-type State = { kind: 'boot' } | { kind: 'signed-out'; message: string | null } | { kind: 'console'; ctx: ConsoleContext };
+type State =
+  | { kind: 'boot' }
+  | { kind: 'signed-out'; message: string | null }
+  | { kind: 'unavailable'; message: string; retry: () => void }
+  | { kind: 'console'; ctx: ConsoleContext };
+
+/**
+ * An outage rather than a verdict on the session: no answer, 429 or 5xx. The session is kept
+ * (a reload or "Try again" resumes it) instead of being thrown away with its refresh token.
+ */
+function transient(err: unknown): boolean {
+  return err instanceof TypeError || (err instanceof ApiError && (err.status === 429 || err.status >= 500));
+}
+
+function Unavailable(props: { message: string; retry: () => void }) {
+  return (
+    <div class="login">
+      <div class="card login-card" data-testid="unavailable">
+        <p class="banner banner-error" role="alert">
+          {props.message}
+        </p>
+        <button type="button" class="primary" onClick={props.retry}>
+          Try again
+        </button>
+      </div>
+    </div>
+  );
+}
 
 function Root() {
   const [state, setState] = useState<State>({ kind: 'boot' });
@@ -44,19 +72,36 @@ function Root() {
       void ctx.names.load();
       setState({ kind: 'console', ctx });
     } catch (err) {
+      if (!session.ended && transient(err)) {
+        setState({ kind: 'unavailable', message: describeError(err), retry: () => void retry(() => enter(session)) });
+        return;
+      }
       session.end(describeError(err));
       setState({ kind: 'signed-out', message: describeError(err) });
     }
   };
 
+  const restore = async () => {
+    try {
+      const s = await Session.restore();
+      if (s) await enter(s);
+      else setState({ kind: 'signed-out', message: null });
+    } catch (err) {
+      setState({ kind: 'unavailable', message: describeError(err), retry: () => void retry(restore) });
+    }
+  };
+
+  const retry = async (step: () => Promise<void>) => {
+    setState({ kind: 'boot' });
+    await step();
+  };
+
   useEffect(() => {
-    Session.restore().then(
-      (s) => (s ? void enter(s) : setState({ kind: 'signed-out', message: null })),
-      () => setState({ kind: 'signed-out', message: 'The control plane cannot be reached.' }),
-    );
+    void restore();
   }, []);
 
   if (state.kind === 'boot') return <p class="boot">Loading the EdgePlane console…</p>;
+  if (state.kind === 'unavailable') return <Unavailable message={state.message} retry={state.retry} />;
   if (state.kind === 'signed-out') return <Login message={state.message} onSignedIn={(s) => void enter(s)} />;
   return <Shell ctx={state.ctx} />;
 }

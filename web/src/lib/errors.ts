@@ -27,7 +27,8 @@ export async function errorOf(res: Response): Promise<ApiError> {
 /** A message fit for a banner, from anything a request may throw. */
 export function describeError(err: unknown): string {
   if (err instanceof ApiError) {
-    if (err.status === 429) return `Too many requests: retrying in ${err.retryAfterS ?? 60} s.`;
+    // Only polls retry on their own; a refused action must not read as if it will still be done.
+    if (err.status === 429) return `Too many requests: try again in ${err.retryAfterS ?? 60} s.`;
     return err.message;
   }
   if (err instanceof TypeError) return 'The control plane cannot be reached.';

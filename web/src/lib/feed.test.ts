@@ -2,7 +2,8 @@
  * LiveFeed's reconnection policy on fake timers, with the browser's WebSocket replaced at its
  * boundary by a scripted socket (the real one is exercised by test/e2e/console-live.test.ts):
  * the token goes in the subprotocol, delays double from 0.5 s to 30 s and reset once a
- * connection is ready, a reconnection triggers a resume, 4401 refreshes the token first, 4403 stops.
+ * connection is ready, a reconnection triggers a resume, 4401 refreshes the token first, 4403 stops,
+ * and no race with "reconnect now" leaves two sockets open.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LiveFeed, backoffDelay, type FeedStatus } from './feed';
@@ -117,6 +118,39 @@ describe('LiveFeed', () => {
     await settle();
     expect(sockets).toHaveLength(2);
     expect(sockets[1]!.protocols).toEqual(['bearer', 'tok-2']);
+  });
+
+  it('never leaves a second socket open when "reconnect now" or a restart races a token wait', async () => {
+    const open = (sockets: ScriptedSocket[]) => sockets.filter((s) => s.closed === null && s.readyState !== 3);
+
+    // Reconnect now (and stop, start) while the first attempt still waits for its token.
+    const waiting = setup();
+    let grant: (token: string) => void = () => undefined;
+    waiting.session.accessToken.mockImplementation(() => new Promise<string>((resolve) => (grant = resolve)));
+    waiting.feed.start();
+    const first = grant;
+    waiting.feed.reconnectNow();
+    waiting.feed.stop();
+    waiting.feed.start();
+    first('tok-1');
+    grant('tok-2');
+    await settle();
+    expect(open(waiting.sockets).map((s) => s.protocols)).toEqual([['bearer', 'tok-2']]);
+
+    // Reconnect now while the refresh after a 4401 is in flight.
+    const refreshing = setup();
+    refreshing.feed.start();
+    await settle();
+    refreshing.sockets[0]!.ready();
+    let renewed: () => void = () => undefined;
+    refreshing.session.refresh.mockImplementation(() => new Promise<undefined>((resolve) => (renewed = () => resolve(undefined))));
+    refreshing.sockets[0]!.drop(4401);
+    refreshing.feed.reconnectNow();
+    await settle();
+    renewed();
+    await settle();
+    expect(open(refreshing.sockets)).toHaveLength(1);
+    expect(refreshing.sockets).toHaveLength(2);
   });
 
   it('stops for good when the account may not have a feed (4403), and when stopped', async () => {

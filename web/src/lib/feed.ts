@@ -52,6 +52,13 @@ export class LiveFeed {
   #attempt = 0;
   #connectedOnce = false;
   #stopped = true;
+  /**
+   * Bumped by every connection attempt, stop and "reconnect now": a step that resumes after an
+   * await (the token, a refresh after 4401) goes on only if no newer one began meanwhile, so two
+   * sockets never run side by side (the older one would stay open, unread, holding one of the
+   * tenant's feed connections).
+   */
+  #epoch = 0;
   #status: FeedStatus = { state: 'stopped', reason: 'not started' };
 
   constructor(opts: LiveFeedOptions) {
@@ -76,6 +83,7 @@ export class LiveFeed {
 
   stop(reason = 'stopped'): void {
     this.#stopped = true;
+    this.#epoch++;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     const s = this.#socket;
@@ -103,16 +111,18 @@ export class LiveFeed {
 
   async #connect(): Promise<void> {
     if (this.#stopped) return;
+    const epoch = ++this.#epoch;
     this.#attempt++;
     this.#setStatus({ state: 'connecting', attempt: this.#attempt });
     let token: string;
     try {
       token = await this.#o.session.accessToken();
     } catch {
+      if (epoch !== this.#epoch) return;
       if (this.#o.session.ended) return this.stop('signed out');
       return this.#retry('token refresh failed');
     }
-    if (this.#stopped) return;
+    if (epoch !== this.#epoch) return;
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const socket = this.#o.createSocket(`${scheme}://${location.host}${this.#o.path}`, ['bearer', token]);
     this.#socket = socket;
@@ -139,9 +149,16 @@ export class LiveFeed {
       if (ev.code === CLOSE_FORBIDDEN) return this.stop('this account has no live feed');
       if (ev.code === CLOSE_CREDENTIAL) {
         // The token expired or was revoked: a refresh tells which (a revoked session ends here).
+        // Its outcome is dropped when the user reconnected or stopped the feed meanwhile.
         void this.#o.session.refresh().then(
-          () => this.#retry('token renewed', 0),
-          () => (this.#o.session.ended ? this.stop('signed out') : this.#retry('token refresh failed')),
+          () => {
+            if (epoch === this.#epoch) this.#retry('token renewed', 0);
+          },
+          () => {
+            if (epoch !== this.#epoch) return;
+            if (this.#o.session.ended) this.stop('signed out');
+            else this.#retry('token refresh failed');
+          },
         );
         return;
       }

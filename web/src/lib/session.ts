@@ -20,6 +20,13 @@ import type { TokenPair } from './types';
 const REFRESH_KEY = 'edgeplane.console.refresh';
 /** Refresh this long before the access token expires, so requests never race its expiry. */
 const REFRESH_AHEAD_MS = 60_000;
+/**
+ * The generation of this tab's newest session. A session may touch the stored refresh token only
+ * while it is the newest one and has not ended: a refresh still in flight when its session ends
+ * (sign-out, a refused refresh) must not later write its token over the next sign-in's, nor
+ * spend (and so rotate away) the next session's token.
+ */
+let currentGeneration = 0;
 
 async function postJson(path: string, body: unknown): Promise<Response> {
   return fetch(path, {
@@ -31,12 +38,18 @@ async function postJson(path: string, body: unknown): Promise<Response> {
   });
 }
 
+/** The API's answers to a refresh token it will never take (malformed, expired, revoked, reused). */
+function refused(status: number): boolean {
+  return status === 400 || status === 401;
+}
+
 export class Session {
   #access: string;
   #expiresAt: number;
   #refreshing: Promise<void> | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #ended = false;
+  readonly #generation = ++currentGeneration;
   readonly #onEnded = new Set<(reason: string) => void>();
 
   private constructor(pair: TokenPair) {
@@ -52,12 +65,18 @@ export class Session {
     return new Session((await res.json()) as TokenPair);
   }
 
-  /** The session of this tab after a reload, or null when there is none (or it ended). */
+  /**
+   * The session of this tab after a reload, or null when there is none (or it ended). Rejects,
+   * keeping the stored token for the next try, when the API cannot answer (network, 429, 5xx).
+   */
   static async restore(): Promise<Session | null> {
     const refresh = sessionStorage.getItem(REFRESH_KEY);
     if (refresh === null) return null;
     const res = await postJson('/api/v1/auth/refresh', { refresh_token: refresh });
     if (!res.ok) {
+      const err = await errorOf(res);
+      // Like refresh(): only a refused token ends the session, not an outage or a rate limit.
+      if (!refused(res.status)) throw err;
       sessionStorage.removeItem(REFRESH_KEY);
       return null;
     }
@@ -66,6 +85,11 @@ export class Session {
 
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /** True while this session may use the stored refresh token (see currentGeneration). */
+  get #live(): boolean {
+    return !this.#ended && this.#generation === currentGeneration;
   }
 
   /** A valid access token, refreshed first when it is about to expire. */
@@ -79,16 +103,19 @@ export class Session {
   refresh(): Promise<void> {
     this.#refreshing ??= (async () => {
       try {
+        if (!this.#live) throw new ApiError(401, 'UNAUTHENTICATED', 'signed out');
         const refresh = sessionStorage.getItem(REFRESH_KEY);
         if (refresh === null) throw new ApiError(401, 'UNAUTHENTICATED', 'no refresh token in this tab');
         const res = await postJson('/api/v1/auth/refresh', { refresh_token: refresh });
         if (!res.ok) {
           const err = await errorOf(res);
           // A network failure or 5xx is not the end of the session; a refused token is.
-          if (res.status === 400 || res.status === 401) this.end('Your session ended: please sign in again.');
+          if (refused(res.status)) this.end('Your session ended: please sign in again.');
           throw err;
         }
         const pair = (await res.json()) as TokenPair;
+        // The session may have ended (or been replaced by a new sign-in) while the request ran.
+        if (!this.#live) throw new ApiError(401, 'UNAUTHENTICATED', 'signed out');
         this.#access = pair.access_token;
         this.#expiresAt = Date.now() + pair.expires_in * 1000;
         sessionStorage.setItem(REFRESH_KEY, pair.refresh_token);
@@ -108,16 +135,17 @@ export class Session {
   /** Ends the session locally (the API already refused it, or the user signed out). */
   end(reason: string): void {
     if (this.#ended) return;
+    // A replaced session leaves the stored token alone: it is the newer session's.
+    if (this.#generation === currentGeneration) sessionStorage.removeItem(REFRESH_KEY);
     this.#ended = true;
     if (this.#timer) clearTimeout(this.#timer);
-    sessionStorage.removeItem(REFRESH_KEY);
     this.#access = '';
     for (const l of this.#onEnded) l(reason);
   }
 
   /** Revokes the refresh token at the API, then clears everything by reloading the page. */
   async logout(): Promise<void> {
-    const refresh = sessionStorage.getItem(REFRESH_KEY);
+    const refresh = this.#live ? sessionStorage.getItem(REFRESH_KEY) : null;
     this.end('Signed out.');
     if (refresh !== null) await postJson('/api/v1/auth/logout', { refresh_token: refresh }).catch(() => undefined);
     sessionStorage.clear();
