@@ -206,13 +206,15 @@ describe('server faults', () => {
 });
 
 describe('ETags', () => {
-  it('reads carry a weak ETag and If-None-Match answers 304 until the data changes', async () => {
+  it('reads carry an ETag and If-None-Match (weak comparison) answers 304 until the data changes', async () => {
     h = await startHarness();
     const operator = await login(h.app, OPERATOR_EMAIL);
     const { owner } = await createTenant(h.app, operator, 'Acme');
     const first = await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: owner.headers });
     const etag = first.headers.etag;
-    expect(etag).toMatch(/^W\/".+"$/);
+    expect(etag).toMatch(/^".+"$/);
+    const weakly = await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: { ...owner.headers, 'if-none-match': `W/${String(etag)}` } });
+    expect(weakly.statusCode).toBe(304);
 
     const cached = await h.app.inject({
       method: 'GET',
@@ -230,5 +232,47 @@ describe('ETags', () => {
     });
     expect(changed.statusCode).toBe(200);
     expect(changed.headers.etag).not.toBe(etag);
+  });
+
+  it('If-Match on a write: the ETag just read succeeds, a stale one is 412 and changes nothing', async () => {
+    h = await startHarness();
+    const operator = await login(h.app, OPERATOR_EMAIL);
+    const { owner } = await createTenant(h.app, operator, 'Acme');
+    const created = await h.app.inject({ method: 'POST', url: '/api/v1/roles', headers: owner.headers, payload: { name: 'field' } });
+    const url = `/api/v1/roles/${json<{ role: { id: string } }>(created).role.id}`;
+    const read = async () => h!.app.inject({ method: 'GET', url, headers: owner.headers });
+    const patch = (ifMatch: string, name: string) =>
+      h!.app.inject({ method: 'PATCH', url, headers: { ...owner.headers, 'if-match': ifMatch }, payload: { name } });
+
+    const etag = String((await read()).headers.etag);
+    const fresh = await patch(etag, 'field-2');
+    expect(fresh.statusCode, fresh.body).toBe(200);
+
+    const stale = await patch(etag, 'field-3');
+    expect(stale.statusCode, stale.body).toBe(412);
+    expect(json<{ error: { code: string } }>(stale).error.code).toBe('PRECONDITION_FAILED');
+    expect(json<{ role: { name: string } }>(await read()).role.name).toBe('field-2');
+    // A weak tag never passes If-Match (strong comparison); `*` only asks that the record exists.
+    expect((await patch(`W/${String((await read()).headers.etag)}`, 'x')).statusCode).toBe(412);
+    expect((await patch('*', 'field-4')).statusCode).toBe(200);
+    const gone = await h.app.inject({ method: 'DELETE', url, headers: { ...owner.headers, 'if-match': String((await read()).headers.etag) } });
+    expect(gone.statusCode, gone.body).toBe(204);
+    expect((await patch('*', 'field-5')).statusCode).toBe(412);
+  });
+
+  it('If-Match: of writers racing with the same ETag exactly one wins, the others get 412', async () => {
+    h = await startHarness();
+    const operator = await login(h.app, OPERATOR_EMAIL);
+    const { owner } = await createTenant(h.app, operator, 'Acme');
+    const etag = String((await h.app.inject({ method: 'GET', url: '/api/v1/tenant', headers: owner.headers })).headers.etag);
+    const writers = await Promise.all(
+      [31, 32, 33, 34].map((days) =>
+        h!.app.inject({ method: 'PATCH', url: '/api/v1/tenant', headers: { ...owner.headers, 'if-match': etag }, payload: { audit_retention_days: days } }),
+      ),
+    );
+    expect(writers.map((w) => w.statusCode).sort()).toEqual([200, 412, 412, 412]);
+    const winner = writers.findIndex((w) => w.statusCode === 200);
+    const tenant = json<{ tenant: { audit_retention_days: number } }>(await h.app.inject({ method: 'GET', url: '/api/v1/tenant', headers: owner.headers }));
+    expect(tenant.tenant.audit_retention_days).toBe(31 + winner);
   });
 });

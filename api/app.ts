@@ -18,6 +18,7 @@ import { registerGuard } from './auth/guard.js';
 import { LoginThrottle } from './auth/login-throttle.js';
 import { authRoutes } from './auth/routes.js';
 import { SessionService } from './auth/sessions.js';
+import { documentIfMatch, registerConditionalWrites } from './conditional-writes.js';
 import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
 import { redactQueryToken, registerFeedTransport } from './feed-transport.js';
@@ -31,6 +32,7 @@ import {
 import { DEFAULT_REQUESTS_PER_MIN, registerRequestRateLimits } from './rate-limit.js';
 import { serializerCompiler } from './response-serializer.js';
 import { nullableForOpenApi30 } from './openapi-nullable.js';
+import { requireWellFormedUnicode } from './well-formed-json.js';
 import { registerStrictQuery } from './strict-query.js';
 import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';
@@ -58,9 +60,28 @@ function tagRoute(route: RouteOptions): void {
 }
 
 /**
+ * Names every documented operation (`GET /api/v1/roles/:id` → `getRolesById`): code generators
+ * name a client's methods after operationIds, and without them each invents its own names.
+ * Method and path are unique per route, so the names are too (api/openapi-valid.test.ts).
+ */
+function nameOperation(route: RouteOptions): void {
+  if (route.schema?.operationId || typeof route.method !== 'string') return;
+  const path = route.url.startsWith(`${API_PREFIX}/`) ? route.url.slice(API_PREFIX.length) : route.url;
+  const words = path
+    .split('/')
+    .filter(Boolean)
+    .flatMap((segment) => (segment.startsWith(':') ? ['by', segment.slice(1)] : [segment]))
+    .flatMap((segment) => segment.split(/[^A-Za-z0-9]+/))
+    .filter(Boolean);
+  const capitalized = words.map((w) => w[0]!.toUpperCase() + w.slice(1));
+  route.schema = { ...route.schema, operationId: route.method.toLowerCase() + capitalized.join('') };
+}
+
+/**
  * Many HTTP clients send `content-type: application/json` on every request, including bodiless
  * DELETEs; Fastify would answer 400 for the empty body. Bodies of other methods still go through
- * Fastify's own parser (prototype-poisoning protection included).
+ * Fastify's own parser (prototype-poisoning protection included), then must be valid Unicode
+ * (api/well-formed-json.ts).
  */
 function acceptEmptyJsonOnBodilessMethods(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error');
@@ -70,7 +91,16 @@ function acceptEmptyJsonOnBodilessMethods(app: FastifyInstance): void {
       done(null, undefined);
       return;
     }
-    parseJson(request, typeof body === 'string' ? body : body.toString('utf8'), done);
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    parseJson(request, text, (err, parsed) => {
+      if (err) return done(err, undefined);
+      try {
+        requireWellFormedUnicode(text, parsed);
+      } catch (refused) {
+        return done(refused as Error, undefined);
+      }
+      done(null, parsed);
+    });
   });
 }
 
@@ -187,9 +217,11 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     }),
   );
   registerEtags(app);
+  registerConditionalWrites(app, { prefix: API_PREFIX });
   registerStrictQuery(app);
   registerAuditTrail(app, { prefix: API_PREFIX });
   app.addHook('onRoute', tagRoute);
+  app.addHook('onRoute', nameOperation);
   const routes: RouteOptions[] = [];
   routeRegistry.set(app, routes);
   app.addHook('onRoute', (route) => void routes.push(route));
@@ -214,25 +246,28 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
       },
     },
     transform: createJsonSchemaTransform({ skipList: ['/docs', '/docs/', '/docs/json', '/docs/yaml', '/docs/*'] }),
-    // zod writes a nullable reference so that OpenAPI 3.0 reads it as not nullable: api/openapi-nullable.ts.
-    transformObject: (document) => nullableForOpenApi30(jsonSchemaTransformObject(document)),
+    // zod writes a nullable reference so that OpenAPI 3.0 reads it as not nullable: api/openapi-nullable.ts;
+    // writes take If-Match: api/conditional-writes.ts.
+    transformObject: (document) => documentIfMatch(nullableForOpenApi30(jsonSchemaTransformObject(document)), API_PREFIX),
   });
-  await app.register(fastifySwaggerUi, {
-    routePrefix: '/docs',
-    // The API explorer holds no session, but it must not be framed (clickjacking) nor sniffed: the
-    // plugin's CSP, with frame-ancestors 'none' and without upgrade-insecure-requests (a plain-HTTP
-    // deployment would lose its scripts), and the console's other headers.
-    staticCSP: true,
-    transformStaticCSP: (header) =>
-      header
-        .replace("frame-ancestors 'self'", "frame-ancestors 'none'")
-        .replace(/\s*upgrade-insecure-requests;?/, ''),
-    uiHooks: {
-      onRequest: (_request, reply, done) => {
-        reply.header('x-frame-options', 'DENY').header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
-        done();
-      },
-    },
+  // The API explorer holds no session, but it must not be framed (clickjacking) nor sniffed: the
+  // plugin's CSP, with frame-ancestors 'none' and without upgrade-insecure-requests (a plain-HTTP
+  // deployment would lose its scripts), and the console's other headers. Those are set by a hook
+  // of a scope of its own rather than the plugin's uiHooks, which skip its static files
+  // (/docs/static/*).
+  await app.register(async (docs) => {
+    docs.addHook('onRequest', (_request, reply, done) => {
+      reply.header('x-frame-options', 'DENY').header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
+      done();
+    });
+    await docs.register(fastifySwaggerUi, {
+      routePrefix: '/docs',
+      staticCSP: true,
+      transformStaticCSP: (header) =>
+        header
+          .replace("frame-ancestors 'self'", "frame-ancestors 'none'")
+          .replace(/\s*upgrade-insecure-requests;?/, ''),
+    });
   });
 
   await app.register(systemRoutes, {

@@ -1,7 +1,7 @@
 /**
- * The web console as the API serves it: the page and its two files, their security headers, gzip
- * and revalidation, the size budget (printed), exemption from the per-address request limit, and
- * the 503 page when the bundle cannot be built.
+ * The web console as the API serves it: the page and its two files, their security headers (and
+ * the API explorer's at /docs), gzip and revalidation, the size budget (printed), exemption from
+ * the per-address request limit, and the 503 page when the bundle cannot be built.
  */
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,6 +76,13 @@ describe('the console served by the API', () => {
     const css = await h.app.inject({ url: CONSOLE_PATHS.style });
     expect(css.headers['content-type']).toBe('text/css; charset=utf-8');
     expect(css.body).toContain('.uplot');
+  });
+
+  it('gives the API explorer, its static files included, the console’s nosniff and referrer headers', async () => {
+    for (const url of ['/docs/', '/docs/static/swagger-ui-bundle.js', '/docs/static/index.css', '/docs/static/no-such-file.js']) {
+      const res = await h.app.inject({ url });
+      expect([url, res.headers['x-content-type-options'], res.headers['referrer-policy'], res.headers['x-frame-options']]).toEqual([url, 'nosniff', 'no-referrer', 'DENY']);
+    }
   });
 
   it('is outside the per-address request limit (an office behind one address reloads it often)', async () => {

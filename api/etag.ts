@@ -1,17 +1,18 @@
 /**
- * Weak ETags on successful reads. The tag is a hash of the serialized body, so it is the same for
- * any caller who would receive the same bytes and changes whenever the representation does; a
+ * ETags on successful reads. The tag is a hash of the serialized body, so it is the same for any
+ * caller who would receive the same bytes and changes whenever the representation does: a strong
+ * validator (RFC 9110 §8.8.1), which is what If-Match compares (api/conditional-writes.ts). A
  * matching If-None-Match turns the response into a bodiless 304.
  */
 import { hash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 
 /** One-shot `crypto.hash` (Node ≥ 20.12): 0.26 µs for a small body where a Hash object took 0.86. */
-export function weakEtag(payload: string | Buffer): string {
-  return `W/"${hash('sha1', payload, 'base64url')}"`;
+export function entityTag(payload: string | Buffer): string {
+  return `"${hash('sha1', payload, 'base64url')}"`;
 }
 
-/** RFC 9110 §13.1.2: If-None-Match uses weak comparison, so the W/ prefix is ignored. */
+/** RFC 9110 §13.1.2: If-None-Match uses weak comparison, so a W/ prefix is ignored. */
 export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   const opaque = (t: string) => t.trim().replace(/^W\//, '');
@@ -23,7 +24,7 @@ export function registerEtags(app: FastifyInstance): void {
   app.addHook('onSend', async (request, reply, payload) => {
     if ((request.method !== 'GET' && request.method !== 'HEAD') || reply.statusCode !== 200) return payload;
     if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return payload;
-    const etag = weakEtag(payload);
+    const etag = entityTag(payload);
     reply.header('etag', etag);
     if (request.url.startsWith('/api/')) reply.header('cache-control', 'private, no-cache');
     if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) {

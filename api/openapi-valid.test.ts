@@ -145,14 +145,42 @@ describe('OpenAPI document validity', () => {
     expect(dangling, 'unresolved $ref (where → target)').toEqual([]);
   });
 
-  it('gives operations unique operationIds', () => {
+  it('gives every operation a unique operationId (code generators name client methods after them)', () => {
     const seen = new Map<string, string[]>();
+    const unnamed: string[] = [];
     for (const { where, op } of operations(doc)) {
-      if (op.operationId === undefined) continue;
+      if (op.operationId === undefined) {
+        unnamed.push(where);
+        continue;
+      }
       seen.set(op.operationId, [...(seen.get(op.operationId) ?? []), where]);
     }
+    expect(unnamed, 'operations without an operationId').toEqual([]);
     const duplicates = [...seen].filter(([, where]) => where.length > 1).map(([id, where]) => `${id}: ${where.join(', ')}`);
     expect(duplicates, 'operationIds used more than once').toEqual([]);
+    expect(doc.paths['/api/v1/roles/{id}']?.['patch']?.operationId).toBe('patchRolesById');
+  });
+
+  it('documents the optional If-Match header on every /api/v1 write', () => {
+    const missing = operations(doc)
+      .filter(({ where }) => /^(PATCH|PUT|DELETE) \/api\/v1\//.test(where))
+      .filter(({ item, op }) => !parametersOf(item, op).some((p) => p.in === 'header' && p.name === 'If-Match' && p.required === false))
+      .map(({ where }) => where);
+    expect(missing, 'writes without an If-Match parameter').toEqual([]);
+  });
+
+  it('serves the same document at /openapi.json, where generators and gateways look first, unthrottled', async () => {
+    const limited = await startHarness({ rateLimitPerMin: 1 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await limited.app.inject({ method: 'GET', url: '/openapi.json' });
+        expect(res.statusCode, res.body).toBe(200);
+        expect(res.headers['content-type']).toMatch(/^application\/json/);
+        expect(res.json()).toEqual(doc);
+      }
+    } finally {
+      await limited.close();
+    }
   });
 
   it('declares every path template parameter, required, and no path parameter the template lacks', () => {

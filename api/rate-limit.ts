@@ -45,7 +45,15 @@ declare module 'fastify' {
  */
 export function isRateLimitExempt(url: string | undefined): boolean {
   if (url === undefined) return false;
-  return url === '/healthz' || url === '/readyz' || url === '/docs' || url.startsWith('/docs/') || url === '/' || url.startsWith('/console/');
+  return (
+    url === '/healthz' ||
+    url === '/readyz' ||
+    url === '/docs' ||
+    url.startsWith('/docs/') ||
+    url === '/openapi.json' ||
+    url === '/' ||
+    url.startsWith('/console/')
+  );
 }
 
 /** The unauthenticated subject: the client address, IPv6 per /64 (what one host is given). */

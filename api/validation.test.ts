@@ -96,6 +96,30 @@ describe('request validation names the field', () => {
     await expectIssue({ method: 'GET', url: '/api/v1/devices?cursor=abc&page=2' }, 400, 'VALIDATION_FAILED', 'query.page');
     await expectIssue({ method: 'GET', url: '/api/v1/devices?cursor=not-a-real-cursor' }, 400, 'VALIDATION_FAILED', 'query.cursor');
   });
+
+  it('a lone surrogate escape is refused naming the field, so two names cannot collapse into one stored name', async () => {
+    const send = (payload: string) =>
+      h.app.inject({ method: 'POST', url: '/api/v1/roles', headers: { ...owner.headers, 'content-type': 'application/json' }, payload });
+    // Both would be stored as the same U+FFFD text, past the per-tenant name uniqueness.
+    for (const name of ['\\ud800', '\\udbff', 'x\\udc00y']) {
+      const res = await send(`{"name":"${name}"}`);
+      expect(res.statusCode, res.body).toBe(400);
+      expect(json<ErrorReply>(res).error.issues).toEqual([{ field: 'body.name', message: expect.stringContaining('surrogate') }]);
+    }
+    // In a key, and deep inside nesting the call stack could not walk.
+    const deep = `${'['.repeat(100_000)}"\\ud800"${']'.repeat(100_000)}`;
+    for (const payload of ['{"\\ud800":1}', `{"name":${deep}}`]) {
+      const res = await send(payload);
+      expect(res.statusCode, res.body).toBe(400);
+      expect(json<ErrorReply>(res).error.code).toBe('VALIDATION_FAILED');
+    }
+    // A well-formed pair, escaped or not, is ordinary text.
+    const paired = await send('{"name":"rocket \\ud83d\\ude80 🚀"}');
+    expect(paired.statusCode, paired.body).toBe(201);
+    expect(json<{ role: { name: string } }>(paired).role.name).toBe('rocket 🚀 🚀');
+    const list = json<{ roles: Array<{ name: string }> }>(await h.app.inject({ method: 'GET', url: '/api/v1/roles', headers: owner.headers }));
+    expect(list.roles.map((r) => r.name)).toEqual(['rocket 🚀 🚀']);
+  });
 });
 
 describe('policy rules', () => {

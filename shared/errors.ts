@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   /** The request did not arrive whole within --http-request-timeout-ms (answered by the server). */
   REQUEST_TIMEOUT: 408,
   CONFLICT: 409,
+  /** An If-Match precondition failed: the resource changed since the client read it. */
+  PRECONDITION_FAILED: 412,
   /** The request is well-formed but cannot be carried out in the current state. */
   UNPROCESSABLE: 422,
   PAYLOAD_TOO_LARGE: 413,

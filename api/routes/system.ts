@@ -1,7 +1,7 @@
 /**
- * Process-level endpoints: liveness, readiness, the JWKS other services verify tokens with, and
- * the Prometheus metrics (operators, or a scraper with the static --metrics-token, checked in
- * api/app.ts: they reveal traffic across tenants).
+ * Process-level endpoints: liveness, readiness, the OpenAPI document at its conventional address,
+ * the JWKS other services verify tokens with, and the Prometheus metrics (operators, or a scraper
+ * with the static --metrics-token, checked in api/app.ts: they reveal traffic across tenants).
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -52,6 +52,10 @@ export const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (a
       return reply.code(r.ok ? 200 : 503).send({ status: r.ok ? 'ready' : 'unavailable', checks: r.checks });
     },
   );
+
+  // The conventional address code generators and API gateways fetch first; the same document
+  // as /docs/json (kept out of itself).
+  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
   app.get(
     '/.well-known/jwks.json',
