@@ -4,7 +4,6 @@
  * playing the cloud. Waits are for messages and events, never sleeps.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import { EdgeAgent, type EdgeAgentEvents, type EdgeAgentOptions, type Rejection 
 import type { CommandResult, Enforcer } from './enforcer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
 import { publishTenant } from './test-bundles.js';
+import { closedPort } from '../test/support/ports.js';
 
 const newId = createIdFactory();
 const TOWER = 'tower-9';
@@ -64,14 +64,6 @@ function gatedEnforcer(): { enforcer: Enforcer; applying: Promise<void>; release
     },
   };
   return { enforcer, applying: applying.promise, release: gate.resolve };
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
 }
 
 describe('EdgeAgent answers every event', () => {

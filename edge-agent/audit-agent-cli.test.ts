@@ -5,7 +5,6 @@
  * made the agent exit 1 or misbehave instead of exiting 2 with the option named.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { LineSplitter, MAX_LINE_BYTES, type InputLine } from '../cli/commands/ag
 import { jsonLine, runCli, startCli } from '../test/support/cli.js';
 import { journalDir } from './journal-dir.js';
 import { startTestBroker, type TestBroker } from './test-broker.js';
+import { closedPort } from '../test/support/ports.js';
 
 const texts = (lines: InputLine[]): Array<string | null> => lines.map((l) => ('text' in l ? l.text : null));
 
@@ -147,15 +147,6 @@ describe('edgeplane agent: one agent per tower and state dir', () => {
     expect(r.stderr).toMatch(/^edgeplane: --state-dir .+ cannot be used: E[A-Z]+/);
   });
 });
-
-/** A port nothing listens on (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 describe('edgeplane agent refuses bad options with exit 2, naming the option', () => {
   it.each([

@@ -14,18 +14,10 @@ import { provisionWorld } from '../../simulator/provision.js';
 import { loadScenario } from '../../simulator/scenario.js';
 import { BIN, jsonLine, runCli, startCli } from '../support/cli.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { closedPort } from '../support/ports.js';
 
 const SMOKE = fileURLToPath(new URL('../../simulator/scenarios/smoke.yaml', import.meta.url));
 const LOOPBACK = ['--http-host', '127.0.0.1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--mqtt-port', '0', '--mqtt-ws-port', '0'];
-
-/** A port nothing listens on (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 describe('edgeplane --help', () => {
   it('lists every command and exits 0', async () => {

@@ -3,7 +3,6 @@
  * control plane, with usage recorded by a real edge agent.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import type { Decision } from '../../shared/mqtt/payloads.js';
 import { ApiClient } from '../../simulator/api-client.js';
 import { runCli } from '../support/cli.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { closedPort } from '../support/ports.js';
 
 const EMAIL = 'owner@cli-whatif.test';
 const PASSWORD = 'cli-whatif-owner-password';
@@ -117,11 +117,3 @@ describe('edgeplane policy what-if', () => {
   });
 });
 
-/** A loopback port nothing listens on: bound, then closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
