@@ -96,6 +96,19 @@ function readAll(j: Journal): ReplayEvent[] {
 
 const segments = (dir: string): string[] => readdirSync(dir).filter((n) => n.endsWith('.seg')).sort();
 
+/** 30 events journalled in `dir`, its first (sealed) segment cut in half on disk, then the journal opened again. */
+async function reopenedWithFirstSegmentCut(dir: string): Promise<Journal> {
+  const j = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
+  await j.open();
+  for (let i = 0; i < 30; i++) j.append(event(i));
+  await j.close();
+  const file = join(dir, segments(dir)[0]!);
+  truncateSync(file, Math.floor(statSync(file).size / 2));
+  const again = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
+  await again.open();
+  return again;
+}
+
 beforeEach(async () => {
   base = resolve(await mkdtemp(join(tmpdir(), 'edgeplane-journal-faults-')));
   faults.under = base;
@@ -214,14 +227,7 @@ describe('journal segments damaged on disk', () => {
 
   it('a sealed segment cut in the middle of a record: the whole records before the cut replay, the rest are counted as corrupt', async () => {
     const dir = join(base, 'journal');
-    const j = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
-    await j.open();
-    for (let i = 0; i < 30; i++) j.append(event(i));
-    await j.close();
-    const file = join(dir, segments(dir)[0]!);
-    truncateSync(file, Math.floor(statSync(file).size / 2));
-    const again = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
-    await again.open();
+    const again = await reopenedWithFirstSegmentCut(dir);
     const read = readAll(again);
     expect(read.length).toBeGreaterThan(0);
     expect(read.length).toBeLessThan(30);
@@ -234,15 +240,7 @@ describe('journal segments damaged on disk', () => {
 describe('journal segments damaged on disk, once counted', () => {
   it('a damaged segment is deleted once its readable events are acknowledged, and a restart neither reads nor counts its corrupt events again', async () => {
     const dir = join(base, 'journal');
-    const j = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
-    await j.open();
-    for (let i = 0; i < 30; i++) j.append(event(i));
-    await j.close();
-    const [damaged] = segments(dir);
-    const file = join(dir, damaged!);
-    truncateSync(file, Math.floor(statSync(file).size / 2));
-    const again = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
-    await again.open();
+    const again = await reopenedWithFirstSegmentCut(dir);
     const read = readAll(again);
     expect(read.length + again.corruptEvents).toBe(30);
     expect(again.pendingEvents).toBe(read.length);
@@ -263,14 +261,7 @@ describe('journal segments damaged on disk, once counted', () => {
 
   it('a restart before the readable events are acknowledged replays them, without counting the corrupt ones again', async () => {
     const dir = join(base, 'journal');
-    const j = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
-    await j.open();
-    for (let i = 0; i < 30; i++) j.append(event(i));
-    await j.close();
-    const file = join(dir, segments(dir)[0]!);
-    truncateSync(file, Math.floor(statSync(file).size / 2));
-    const again = new Journal({ dir, maxBytes: MiB, fsyncMs: 1000 });
-    await again.open();
+    const again = await reopenedWithFirstSegmentCut(dir);
     const read = readAll(again).map((e) => e.seq);
     const corrupt = again.corruptEvents;
     expect(corrupt).toBeGreaterThan(0);
