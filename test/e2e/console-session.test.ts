@@ -3,11 +3,12 @@
  * against the real embedded control plane: a 503 (or a 429) answered to the reload's token refresh
  * or to the first request after it is not a refused session, so the console keeps this tab's
  * refresh token, says what happened and resumes the session on "Try again", instead of signing
- * the user out and discarding a token the API would still take.
+ * the user out and discarding a token the API would still take. A request refused again right
+ * after a refresh the API accepted ends the session instead of showing the error and carrying on.
  */
 import type { Browser, Route } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { describeWithBrowser, launchBrowser, openConsole, signIn, storageKeys, type ConsolePage } from '../support/browser.js';
+import { describeWithBrowser, goTo, launchBrowser, openConsole, signIn, storageKeys, type ConsolePage } from '../support/browser.js';
 import { CONSOLE_PASSWORD, provisionConsoleTenant, type ConsoleTenant } from '../support/console-world.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 
@@ -46,6 +47,30 @@ describeWithBrowser('the console session through an outage', () => {
   afterAll(async () => {
     await browser?.close();
     await tcp?.destroy();
+  });
+
+  it('ends the session when a request is refused again right after a successful refresh', async () => {
+    cp = await openConsole(browser, tcp.cp.httpUrl);
+    await signIn(cp, acme.emails.owner, CONSOLE_PASSWORD);
+    const { page } = cp;
+    // The device list refuses every token as expired, the one the refresh has just issued too.
+    let refused = 0;
+    await page.route(
+      (url) => url.pathname === '/api/v1/devices',
+      async (route) => {
+        refused++;
+        await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ error: { code: 'TOKEN_EXPIRED', message: 'access token expired' } }) });
+      },
+    );
+    const refreshes = cp.urls.filter((u) => u.endsWith('/api/v1/auth/refresh')).length;
+
+    await goTo(page, '#/devices');
+    await page.getByTestId('login-form').waitFor();
+    expect(await page.locator('.banner').textContent()).toBe('Your session ended: please sign in again.');
+    expect((await storageKeys(page)).session).toEqual([]);
+    // One refresh and one retry, then the end: no loop.
+    expect(refused).toBe(2);
+    expect(cp.urls.filter((u) => u.endsWith('/api/v1/auth/refresh')).length - refreshes).toBe(1);
   });
 
   for (const [path, status] of [

@@ -2,7 +2,7 @@
  * The REST client: same-origin fetch with the session's bearer token, the API's error shape
  * turned into ApiError, one retry after refreshing an expired token, and downloads of the API's
  * exports (the token goes in a header, never in the URL, so a download is fetched and saved as a
- * blob rather than opened as a link).
+ * blob rather than opened as a link; what the tab holds of one is bounded, see MAX_DOWNLOAD_BYTES).
  */
 import { ApiError, errorOf } from './errors';
 import type { Session } from './session';
@@ -34,6 +34,47 @@ export function checkedPath(path: string): string {
   return path;
 }
 
+/**
+ * The largest export the console saves. A download is held in the tab until it is complete (the
+ * token travels in a header, so the browser cannot stream it to disk as a link), and a whole
+ * history (a million usage rows is some 200 MB of CSV) would exhaust the tab: past this the
+ * download is cancelled, which also stops the API's walk, and the user is told what to do instead.
+ */
+export const MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024;
+
+function tooLarge(): ApiError {
+  return new ApiError(
+    413,
+    'EXPORT_TOO_LARGE',
+    `This export is larger than the console can save (${MAX_DOWNLOAD_BYTES / 1024 / 1024} MB): narrow the filters, or fetch it from the API with an API key.`,
+  );
+}
+
+/** The body of `res`, refused (and its transfer cancelled) once it passes MAX_DOWNLOAD_BYTES. */
+async function boundedBody(res: Response): Promise<Blob> {
+  const type = res.headers.get('content-type') ?? '';
+  if (Number(res.headers.get('content-length')) > MAX_DOWNLOAD_BYTES) {
+    await res.body?.cancel();
+    throw tooLarge();
+  }
+  if (res.body === null) return new Blob([], { type });
+  const reader = res.body.getReader();
+  const chunks: Array<Uint8Array<ArrayBuffer>> = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_DOWNLOAD_BYTES) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    // A fetched body is never backed by shared memory.
+    chunks.push(value as Uint8Array<ArrayBuffer>);
+  }
+  return new Blob(chunks, { type });
+}
+
 export class Api {
   constructor(readonly session: Session) {}
 
@@ -53,11 +94,13 @@ export class Api {
     });
     if (res.ok) return res;
     const err = await errorOf(res);
-    if (res.status === 401 && !retried) {
-      if (err.code === 'TOKEN_EXPIRED') {
+    if (res.status === 401) {
+      if (err.code === 'TOKEN_EXPIRED' && !retried) {
         await this.session.refresh();
         return this.#fetch(method, path, body, accept, true);
       }
+      // Refused outright, or refused again right after a refresh the API accepted: the token it
+      // just issued does not work either, so another refresh would not help.
       this.session.end('Your session ended: please sign in again.');
     }
     throw err;
@@ -92,7 +135,7 @@ export class Api {
     const res = await this.#fetch('GET', withQuery(path, query), undefined, '*/*');
     const disposition = res.headers.get('content-disposition') ?? '';
     const name = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? fallbackName;
-    const url = URL.createObjectURL(await res.blob());
+    const url = URL.createObjectURL(await boundedBody(res));
     try {
       const a = document.createElement('a');
       a.href = url;

@@ -120,6 +120,36 @@ describe('LiveFeed', () => {
     expect(sockets[1]!.protocols).toEqual(['bearer', 'tok-2']);
   });
 
+  it('backs off when the server refuses the renewed token too (4401 again before ready)', async () => {
+    const { feed, sockets, statuses, session } = setup();
+    feed.start();
+    await settle();
+    // The first 4401 reconnects at once with the renewed token.
+    sockets[0]!.drop(4401);
+    await settle();
+    await settle();
+    expect(sockets).toHaveLength(2);
+    // Every later one in a row waits out the backoff, doubling as for any failed attempt.
+    const delays: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      sockets.at(-1)!.drop(4401);
+      await settle();
+      const s = statuses.at(-1)!;
+      expect(s.state).toBe('waiting');
+      const delay = s.state === 'waiting' ? s.retryAt - Date.now() : 0;
+      delays.push(delay);
+      await vi.advanceTimersByTimeAsync(delay);
+    }
+    expect(delays).toEqual([2000, 4000, 8000]);
+    expect(session.refresh).toHaveBeenCalledTimes(4);
+    // A connection that became ready starts the count again.
+    sockets.at(-1)!.ready();
+    sockets.at(-1)!.drop(4401);
+    await settle();
+    await settle();
+    expect(sockets).toHaveLength(6);
+  });
+
   it('never leaves a second socket open when "reconnect now" or a restart races a token wait', async () => {
     const open = (sockets: ScriptedSocket[]) => sockets.filter((s) => s.closed === null && s.readyState !== 3);
 

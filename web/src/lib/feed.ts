@@ -2,9 +2,9 @@
  * One live feed (WebSocket) that stays connected: the access token travels in the subprotocol
  * (`Sec-WebSocket-Protocol: bearer, <token>`), never in the URL; a dropped connection is retried
  * with exponential backoff and full jitter (0.5 s doubling to 30 s), reset once a connection has
- * delivered its `ready` message; an expired or revoked token (4401) is refreshed once before
- * retrying; every reconnection after the first calls `onResume` so the views can fetch what they
- * missed over REST. Close codes: 1013 slow consumer and 1001 shutdown retry; 4403 (not a tenant
+ * delivered its `ready` message; an expired or revoked token (4401) is refreshed before retrying,
+ * at once the first time and with the backoff when 4401 comes again before a `ready`; every
+ * reconnection after the first calls `onResume` so the views can fetch what they missed over REST. Close codes: 1013 slow consumer and 1001 shutdown retry; 4403 (not a tenant
  * caller) stops for good.
  */
 import type { Session } from './session';
@@ -51,6 +51,8 @@ export class LiveFeed {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #attempt = 0;
   #connectedOnce = false;
+  /** 4401 closes since the last `ready`: a server that refuses every fresh token is retried with backoff. */
+  #credentialCloses = 0;
   #stopped = true;
   /**
    * Bumped by every connection attempt, stop and "reconnect now": a step that resumes after an
@@ -136,6 +138,7 @@ export class LiveFeed {
       }
       if (message.type === 'ready') {
         this.#attempt = 0;
+        this.#credentialCloses = 0;
         this.#setStatus({ state: 'live', since: Date.now() });
         if (this.#connectedOnce) this.#o.onResume?.();
         this.#connectedOnce = true;
@@ -149,10 +152,13 @@ export class LiveFeed {
       if (ev.code === CLOSE_FORBIDDEN) return this.stop('this account has no live feed');
       if (ev.code === CLOSE_CREDENTIAL) {
         // The token expired or was revoked: a refresh tells which (a revoked session ends here).
-        // Its outcome is dropped when the user reconnected or stopped the feed meanwhile.
+        // Its outcome is dropped when the user reconnected or stopped the feed meanwhile. Only the
+        // first 4401 in a row retries at once: a server that refuses the renewed token too would
+        // otherwise be hammered with refreshes and connections in a tight loop.
+        const immediate = ++this.#credentialCloses === 1;
         void this.#o.session.refresh().then(
           () => {
-            if (epoch === this.#epoch) this.#retry('token renewed', 0);
+            if (epoch === this.#epoch) this.#retry('token renewed', immediate ? 0 : undefined);
           },
           () => {
             if (epoch !== this.#epoch) return;
