@@ -134,6 +134,8 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     }
     if (result.duplicates) c.inc('usage_events_duplicate_total', undefined, result.duplicates);
     if (result.inserted) ctx.bus.publish('usage.decided', { tenant_id: tenantId, tower_id: msg.tower_id, records });
+    // Announced for live views; their webhook deliveries were committed with them (the store's
+    // outbox), so a worker dying before these lines loses no webhook.
     for (const alert of result.alerts_opened) ctx.bus.publish('alert.opened', { tenant_id: tenantId, alert });
     for (const alert of result.alerts_updated) ctx.bus.publish('alert.updated', { tenant_id: tenantId, alert });
     for (const device of result.discovered) ctx.bus.publish('device.discovered', { tenant_id: tenantId, device });

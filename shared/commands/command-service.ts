@@ -3,7 +3,9 @@
  * remediation engine and the API alike), sends and resends them, records their delivery, takes the
  * tower's acks and expires them. Every status change goes through `store.commands.transition`
  * (forward moves only, see lifecycle.ts) and is announced once, as `command.updated`, by the
- * process that made it.
+ * process that made it. The announcement feeds live views; webhooks do not depend on it: the store
+ * writes a change's webhook deliveries in the change's own transaction, so a process killed
+ * before announcing loses none (shared/store/rules/webhook-outbox.ts).
  *
  * Time-driven work is scheduled on the 'commands' job queue (in-process timers in embedded mode,
  * BullMQ delayed jobs in distributed mode), with deterministic job ids so that whichever process

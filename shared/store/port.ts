@@ -707,7 +707,11 @@ export interface Store {
   };
 
   usage: {
-    /** Idempotent by event id; writes usage rows, alerts and discovered devices in one transaction. */
+    /**
+     * Idempotent by event id; writes usage rows, alerts and discovered devices in one transaction,
+     * with the webhook deliveries of the alerts opened and updated and the devices discovered (one
+     * per enabled subscriber of the tenant; rules/webhook-outbox.ts).
+     */
     recordBatch(input: RecordUsageInput): Promise<RecordUsageResult>;
     /**
      * Group commit: the same as calling recordBatch for each input in order, but in ONE
@@ -764,7 +768,11 @@ export interface Store {
   plans: PlatformCrud<Plan, PlanInput, PlanPatch>;
 
   commands: {
-    /** Creates the command as 'pending' and records that step. */
+    /**
+     * Creates the command as 'pending' and records that step. Here, in createIfAbsent when it
+     * creates, and in transition when it changes the status, the command.updated webhook
+     * deliveries are written in the same transaction (rules/webhook-outbox.ts).
+     */
     create(input: CommandInput): Promise<CommandRecord>;
     /**
      * The same with a caller-chosen id, idempotent on it: when a command with this id already

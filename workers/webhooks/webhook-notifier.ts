@@ -1,18 +1,26 @@
 /**
- * Turns bus events into webhook deliveries: for each enabled webhook of the event's tenant that
- * subscribed to it, one pending delivery whose body is fixed (and later signed) as
+ * Turns the alert workflow's bus events (alert.acknowledged, alert.assigned, alert.resolved) into
+ * webhook deliveries: for each enabled webhook of the event's tenant that subscribed to it, one
+ * pending delivery whose body is fixed (and later signed) as
  *   { id, type, tenant_id, created_at, data }
  * `id` identifies the event (the same in every subscriber's delivery; receivers deduplicate on it),
  * `data` is the record as the REST API returns it. Then it pokes the deliverer.
  *
- * Deliveries are written to the store before any attempt, so a restart loses none; events of
- * devices no tenant claims yet (device.discovered with tenant_id null) notify nobody.
+ * The events the store commits itself (alert.opened, alert.updated, command.updated,
+ * device.discovered) have their deliveries written in the record's own transaction (the outbox,
+ * shared/store/rules/webhook-outbox.ts), so a worker killed between the commit and the
+ * announcement loses none: their announcement only pokes the deliverer here.
+ *
+ * Deliveries are written to the store before any attempt, so a restart loses none.
  */
 import type { Bus } from '../../shared/bus.js';
 import type { WebhookEventType } from '../../shared/domain.js';
 import type { IdFactory } from '../../shared/ids.js';
 import type { Counters } from '../../shared/metrics.js';
 import type { Store } from '../../shared/store/port.js';
+import { OUTBOX_EVENTS, webhookEventBody } from '../../shared/store/rules/webhook-outbox.js';
+
+export type { WebhookEventBody } from '../../shared/store/rules/webhook-outbox.js';
 
 export interface WebhookNotifierOptions {
   store: Store;
@@ -24,14 +32,6 @@ export interface WebhookNotifierOptions {
   now?: () => number;
   /** Store failures while fanning out (the event is then not notified); the root logs them. */
   onError?: (err: unknown) => void;
-}
-
-export interface WebhookEventBody {
-  id: string;
-  type: WebhookEventType;
-  tenant_id: string;
-  created_at: number;
-  data: unknown;
 }
 
 export class WebhookNotifier {
@@ -49,20 +49,12 @@ export class WebhookNotifier {
     if (this.#started) return;
     this.#started = true;
     const { bus } = this.#opts;
-    bus.subscribe('alert.opened', (e) => this.#notify('alert.opened', e.tenant_id, e.alert), this);
-    bus.subscribe('alert.updated', (e) => this.#notify('alert.updated', e.tenant_id, e.alert), this);
     // Workflow steps carry the alert after the step (who/when/note are on it), like the others.
     for (const type of ['alert.acknowledged', 'alert.assigned', 'alert.resolved'] as const) {
       bus.subscribe(type, (e) => this.#notify(type, e.tenant_id, e.alert), this);
     }
-    bus.subscribe('command.updated', (e) => this.#notify('command.updated', e.tenant_id, e.command), this);
-    bus.subscribe(
-      'device.discovered',
-      (e) => {
-        if (e.tenant_id !== null) this.#notify('device.discovered', e.tenant_id, e.device);
-      },
-      this,
-    );
+    // Stored with their record already: delivered now rather than at the next sweep.
+    for (const type of OUTBOX_EVENTS) bus.subscribe(type, () => this.#opts.deliverer.poke(), this);
   }
 
   /** Unsubscribes and waits until the events already received are written as deliveries. */
@@ -93,8 +85,7 @@ export class WebhookNotifier {
     const hooks = await store.webhooks.subscribers(tenantId, type);
     if (hooks.length === 0) return;
     const now = this.#now();
-    const body: WebhookEventBody = { id: this.#opts.newId(), type, tenant_id: tenantId, created_at: now, data };
-    const json = JSON.stringify(body);
+    const json = webhookEventBody(this.#opts.newId(), type, tenantId, now, data);
     for (const hook of hooks) {
       await store.webhookDeliveries.create({
         tenant_id: tenantId,

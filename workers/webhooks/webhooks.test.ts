@@ -1,6 +1,6 @@
 /**
- * Webhook notification end to end below the API: bus event → WebhookNotifier → real SQLite
- * deliveries → WebhookDeliverer → a real HTTP receiver on 127.0.0.1, which is why these run with
+ * Webhook notification end to end below the API: a record committed with its deliveries (the
+ * store's outbox) or a workflow bus event → WebhookNotifier → real SQLite deliveries → WebhookDeliverer → a real HTTP receiver on 127.0.0.1, which is why these run with
  * private targets allowed (--webhook-allow-private; the refusals are webhook-targets.test.ts).
  * Time is an injected clock and passes run through deliverer.tick(): no sleeps, backoff is crossed
  * by moving the clock.
@@ -12,9 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InProcessBus } from '../../shared/bus.js';
-import type { Alert, AlertEvent, CommandRecord, WebhookEventType } from '../../shared/domain.js';
+import type { Alert, AlertEvent, WebhookEventType } from '../../shared/domain.js';
 import { createIdFactory } from '../../shared/ids.js';
 import { Counters } from '../../shared/metrics.js';
+import type { DecidedUsage } from '../../shared/store/port.js';
 import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
 import { signWebhook, verifyWebhookSignature } from '../../shared/webhook-signature.js';
 import { InProcessJobQueues } from '../../shared/workflow/job-queue.js';
@@ -142,6 +143,37 @@ function alert(tenantId: string, id = 'alert-1'): Alert {
   };
 }
 
+const newId = createIdFactory();
+
+/**
+ * Commits a deny (and with `discover`, an unknown device's event) as a worker does, which writes
+ * their deliveries, then announces what it opened and found, as the worker does next.
+ */
+async function openAlert(tenantId: string, opts: { discover?: boolean } = {}): Promise<Alert> {
+  const base = {
+    tenant_id: tenantId,
+    tower_id: 'T1',
+    batch_id: 'b1',
+    user_id: null,
+    app: 'dropbox',
+    action: 'upload',
+    bytes: null,
+    ts: START,
+    received_at: START,
+    policy_version: 1,
+    local_effect: null,
+    local_policy_version: null,
+  };
+  const records: DecidedUsage[] = [{ ...base, id: newId(), device_id: 'dev-1', effect: 'deny', reason: 'rule', rule_id: 'r1', policy_id: 'p1', severity: 'high' }];
+  if (opts.discover) {
+    records.push({ ...base, id: newId(), device_id: 'stranger', effect: 'deny', reason: 'unknown_device', rule_id: null, policy_id: null, severity: null });
+  }
+  const r = await store.usage.recordBatch({ tenant_id: tenantId, tower_id: 'T1', batch_id: newId(), now: clock, alert_window_s: 300, records });
+  for (const a of r.alerts_opened) bus.publish('alert.opened', { tenant_id: tenantId, alert: a });
+  for (const device of r.discovered) bus.publish('device.discovered', { tenant_id: tenantId, device });
+  return r.alerts_opened[0]!;
+}
+
 /** Lets the notifier store its deliveries, then runs one delivery pass. */
 async function deliver(): Promise<void> {
   await notifier.idle();
@@ -151,7 +183,7 @@ async function deliver(): Promise<void> {
 describe('webhook delivery', () => {
   it('POSTs the event signed with the webhook secret', async () => {
     const { tenantId, webhook, secret, path } = await tenantWithHook('acme', ['alert.opened']);
-    bus.publish('alert.opened', { tenant_id: tenantId, alert: alert(tenantId) });
+    const opened = await openAlert(tenantId);
     await deliver();
 
     const [req] = receiver.on(path);
@@ -168,7 +200,7 @@ describe('webhook delivery', () => {
     expect(verifyWebhookSignature(secret, signature, req!.body, clock + 301_000)).toBe(false);
 
     const body = JSON.parse(req!.body) as WebhookEventBody;
-    expect(body).toEqual({ id: expect.any(String), type: 'alert.opened', tenant_id: tenantId, created_at: START, data: alert(tenantId) });
+    expect(body).toEqual({ id: expect.any(String), type: 'alert.opened', tenant_id: tenantId, created_at: START, data: opened });
     expect(delivery).toMatchObject({ status: 'delivered', attempts: 1, last_status_code: 200, last_error: null, next_attempt_at: null });
     expect(counters.get('webhook_deliveries_total', { status: 'delivered' })).toBe(1);
 
@@ -179,7 +211,7 @@ describe('webhook delivery', () => {
   it('retries 500, 500 then 200 with growing backoff, every attempt recorded', async () => {
     const { tenantId, webhook, secret, path } = await tenantWithHook('acme', ['alert.opened']);
     receiver.script.push(500, 500);
-    bus.publish('alert.opened', { tenant_id: tenantId, alert: alert(tenantId) });
+    await openAlert(tenantId);
     await deliver();
 
     const state = async () => (await store.webhookDeliveries.list(tenantId, webhook.id)).items[0]!;
@@ -217,7 +249,7 @@ describe('webhook delivery', () => {
   it('marks the delivery failed after webhook_max_attempts', async () => {
     const { tenantId, webhook, path } = await tenantWithHook('acme', ['alert.opened']);
     receiver.script.push(...Array<number>(MAX_ATTEMPTS + 2).fill(503));
-    bus.publish('alert.opened', { tenant_id: tenantId, alert: alert(tenantId) });
+    await openAlert(tenantId);
     await deliver();
     for (let i = 1; i < MAX_ATTEMPTS; i++) {
       clock += backoffMs(i);
@@ -240,7 +272,7 @@ describe('webhook delivery', () => {
     await refused.close();
     const tenant = await store.tenants.create({ name: 'acme' });
     const webhook = await store.webhooks.create(tenant.id, { url, events: ['alert.opened'], secret: 's' });
-    bus.publish('alert.opened', { tenant_id: tenant.id, alert: alert(tenant.id) });
+    await openAlert(tenant.id);
     await deliver();
     const [d] = (await store.webhookDeliveries.list(tenant.id, webhook.id)).items;
     expect(d).toMatchObject({ status: 'pending', attempts: 1, last_status_code: null });
@@ -250,7 +282,7 @@ describe('webhook delivery', () => {
   it("fails a disabled webhook's pending delivery with 'webhook removed', sending nothing", async () => {
     await rebuild({ poke: false });
     const { tenantId, webhook } = await tenantWithHook('acme', ['alert.opened']);
-    bus.publish('alert.opened', { tenant_id: tenantId, alert: alert(tenantId) });
+    await openAlert(tenantId);
     await notifier.idle();
     await store.webhooks.update(tenantId, webhook.id, { enabled: false });
     await deliverer.tick();
@@ -262,7 +294,7 @@ describe('webhook delivery', () => {
   it('sends nothing for a delivery whose webhook is deleted between the sweep and the attempt', async () => {
     await rebuild({ poke: false });
     const { tenantId, webhook } = await tenantWithHook('acme', ['alert.opened']);
-    bus.publish('alert.opened', { tenant_id: tenantId, alert: alert(tenantId) });
+    await openAlert(tenantId);
     await notifier.idle();
     const [pending] = (await store.webhookDeliveries.list(tenantId, webhook.id)).items;
     // The real store, with the webhook's deletion landing between the sweep's read and the send.
@@ -296,12 +328,20 @@ describe('webhook fan-out', () => {
   it("never delivers another tenant's events", async () => {
     const a = await tenantWithHook('alpha', ['alert.opened', 'command.updated', 'device.discovered']);
     const b = await tenantWithHook('bravo', ['alert.opened', 'command.updated', 'device.discovered']);
-    bus.publish('alert.opened', { tenant_id: b.tenantId, alert: alert(b.tenantId) });
-    bus.publish('command.updated', { tenant_id: b.tenantId, command: { id: 'c1', tenant_id: b.tenantId } as CommandRecord });
-    bus.publish('device.discovered', {
+    await openAlert(b.tenantId, { discover: true });
+    const command = await store.commands.create({
       tenant_id: b.tenantId,
-      device: { id: 'd1', tenant_id: b.tenantId, device_id: 'stranger', tower_id: 'T1', first_seen: START, last_seen: START, count: 1 },
+      tower_id: 'T1',
+      device_id: 'dev-1',
+      type: 'block_app',
+      app: 'dropbox',
+      duration_s: 60,
+      reason: null,
+      source: 'auto',
+      rule_id: 'r1',
+      expires_at: START + 60_000,
     });
+    bus.publish('command.updated', { tenant_id: b.tenantId, command });
     // Unclaimed devices belong to no tenant: nobody is notified.
     bus.publish('device.discovered', {
       tenant_id: null,
@@ -324,7 +364,7 @@ describe('webhook fan-out', () => {
     const a = await tenantWithHook('alpha', ['alert.opened'], '/first');
     await store.webhooks.create(a.tenantId, { url: receiver.url('/second'), events: ['alert.opened', 'alert.updated'], secret: 'x' });
     await store.webhooks.create(a.tenantId, { url: receiver.url('/commands'), events: ['command.updated'], secret: 'y' });
-    bus.publish('alert.opened', { tenant_id: a.tenantId, alert: alert(a.tenantId) });
+    await openAlert(a.tenantId);
     await deliver();
     expect(receiver.requests.map((r) => r.path).sort()).toEqual(['/first', '/second']);
     const ids = receiver.requests.map((r) => (JSON.parse(r.body) as WebhookEventBody).id);

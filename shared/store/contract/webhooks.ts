@@ -2,9 +2,10 @@
  * Contract: tenant webhooks (the secret never leaves through CRUD) and the delivery queue.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { WebhookEventType } from '../../domain.js';
-import type { Store, WebhookInput } from '../port.js';
-import { expectError, ids, must, T0, walk, type ContractState } from './harness.js';
+import type { WebhookDelivery, WebhookEventType } from '../../domain.js';
+import type { CommandInput, Store, WebhookInput } from '../port.js';
+import type { WebhookEventBody } from '../rules/webhook-outbox.js';
+import { denyEvent, expectError, ids, must, seedWorld, T0, usageEvent, walk, type ContractState } from './harness.js';
 
 const hookInput = (events: WebhookEventType[], secret = 'whsec-1'): WebhookInput => ({
   url: 'https://hooks.example.com/edgeplane',
@@ -219,6 +220,87 @@ export function describeWebhookContract(state: ContractState): void {
       expect(ids(await store.webhookDeliveries.dueFair(T0 + 10, 10, 10))).toEqual([other.id]);
       await store.tenants.delete(a);
       expect(await store.webhookDeliveries.dueFair(T0 + 10, 10, 10)).toEqual([]);
+    });
+  });
+
+  describe('outbox: deliveries committed with the record', () => {
+    const bodyOf = (d: WebhookDelivery): WebhookEventBody => JSON.parse(d.body) as WebhookEventBody;
+    /** Every delivery of the tenant's webhooks, oldest first. */
+    const deliveriesOf = async (tenantId: string, hookIds: string[]): Promise<WebhookDelivery[]> => {
+      const all: WebhookDelivery[] = [];
+      for (const id of hookIds) all.push(...(await walk((cursor) => store.webhookDeliveries.list(tenantId, id, { cursor }))));
+      return all.sort((x, y) => (x.id < y.id ? -1 : 1));
+    };
+
+    it('writes one pending delivery per subscriber for alerts and discoveries a batch commits, none on redelivery', async () => {
+      const { recordBatch } = state;
+      const w = await seedWorld(store, 'a');
+      const other = await seedWorld(store, 'b');
+      const opened = await store.webhooks.create(w.tenant.id, hookInput(['alert.opened', 'device.discovered']));
+      const both = await store.webhooks.create(w.tenant.id, hookInput(['alert.opened', 'alert.updated']));
+      const off = await store.webhooks.create(w.tenant.id, hookInput(['alert.opened']));
+      await store.webhooks.update(w.tenant.id, off.id, { enabled: false });
+      const foreign = await store.webhooks.create(other.tenant.id, hookInput(['alert.opened', 'alert.updated', 'device.discovered']));
+      const hooks = [opened.id, both.id, off.id];
+
+      const deny = denyEvent(w);
+      const stranger = usageEvent(w, { device_id: 'stranger', user_id: null, reason: 'unknown_device' });
+      const first = await recordBatch(w, [deny, stranger]);
+      const alert = must(first.alerts_opened[0]);
+      const seen = must(first.discovered[0]);
+      let made = await deliveriesOf(w.tenant.id, hooks);
+      expect(made.map((d) => [d.webhook_id, d.event, d.status, d.attempts])).toEqual([
+        [opened.id, 'alert.opened', 'pending', 0],
+        [both.id, 'alert.opened', 'pending', 0],
+        [opened.id, 'device.discovered', 'pending', 0],
+      ]);
+      const [toOpened, toBoth, discovery] = made.map(bodyOf);
+      expect(toOpened).toEqual({ id: expect.any(String), type: 'alert.opened', tenant_id: w.tenant.id, created_at: made[0]!.created_at, data: alert });
+      // One event id for every subscriber of the event; another for each event.
+      expect(toBoth!.id).toBe(toOpened!.id);
+      expect(discovery).toMatchObject({ type: 'device.discovered', data: seen });
+      expect(discovery!.id).not.toBe(toOpened!.id);
+
+      // The same events again (a batch redelivered after a crash): nothing new to announce.
+      await recordBatch(w, [deny, stranger]);
+      expect(await deliveriesOf(w.tenant.id, hooks)).toEqual(made);
+
+      const bumped = must((await recordBatch(w, [denyEvent(w)])).alerts_updated[0]);
+      made = await deliveriesOf(w.tenant.id, hooks);
+      expect(made.slice(3).map((d) => [d.webhook_id, d.event, bodyOf(d).data])).toEqual([[both.id, 'alert.updated', bumped]]);
+      expect((await store.webhookDeliveries.list(other.tenant.id, foreign.id)).items).toEqual([]);
+    });
+
+    it('writes one command.updated delivery per command change, none for a no-op', async () => {
+      const a = (await store.tenants.create({ name: 'a' })).id;
+      const b = (await store.tenants.create({ name: 'b' })).id;
+      const hook = await store.webhooks.create(a, hookInput(['command.updated']));
+      const foreign = await store.webhooks.create(b, hookInput(['command.updated']));
+      const input: CommandInput & { id: string } = {
+        id: 'cmd-1',
+        tenant_id: a,
+        tower_id: 'tw-1',
+        device_id: 'dev-1',
+        type: 'block_app',
+        app: 'slack',
+        duration_s: 600,
+        reason: null,
+        source: 'auto',
+        rule_id: 'r1',
+        expires_at: T0 + 60_000,
+      };
+      const { command } = await store.commands.createIfAbsent(input);
+      expect((await store.commands.createIfAbsent(input)).created).toBe(false);
+      const delivered = must(await store.commands.transition(a, command.id, 'delivered', T0 + 1)).command;
+      expect(must(await store.commands.transition(a, command.id, 'delivered', T0 + 2)).changed).toBe(false);
+      await store.commands.markPublished(a, command.id, T0 + 3);
+      const made = await deliveriesOf(a, [hook.id]);
+      expect(made.map((d) => [d.event, bodyOf(d).type, bodyOf(d).data])).toEqual([
+        ['command.updated', 'command.updated', command],
+        ['command.updated', 'command.updated', delivered],
+      ]);
+      expect(new Set(made.map((d) => bodyOf(d).id)).size).toBe(2);
+      expect((await store.webhookDeliveries.list(b, foreign.id)).items).toEqual([]);
     });
   });
 }

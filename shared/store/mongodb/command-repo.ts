@@ -1,6 +1,8 @@
 /**
  * Remediation commands and their lifecycle. Every step is recorded in command_events in the same
- * transaction as the status it describes; the moves themselves are ../rules/commands.ts.
+ * transaction as the status it describes, and so are the command.updated webhook deliveries of its
+ * creation and of every status change (../rules/webhook-outbox.ts); the moves themselves are
+ * ../rules/commands.ts.
  */
 import type { CommandEvent, CommandRecord } from '../../domain.js';
 import type { CommandInput, Store } from '../port.js';
@@ -9,10 +11,11 @@ import { C, type CommandDoc, type CommandEventDoc, type DeviceRegistryDoc } from
 import { insertChecked, strip, type MongoContext } from './context.js';
 import type { Document, SessionLike } from './db-like.js';
 import { MongoEntity, type TenantRefs } from './entity.js';
+import type { MongoOutbox } from './webhook-repos.js';
 
 const toCommand = (d: CommandDoc): CommandRecord => strip(d);
 
-export function createCommandRepo(ctx: MongoContext, refs: TenantRefs): Store['commands'] {
+export function createCommandRepo(ctx: MongoContext, refs: TenantRefs, outbox: MongoOutbox): Store['commands'] {
   const table = new MongoEntity<CommandDoc, CommandRecord>(ctx, C.commands, 'tenant', [], toCommand);
   const events = ctx.coll<CommandEventDoc>(C.commandEvents);
   const registry = ctx.coll<DeviceRegistryDoc>(C.deviceRegistry);
@@ -29,6 +32,7 @@ export function createCommandRepo(ctx: MongoContext, refs: TenantRefs): Store['c
     const command = newCommand(input, input.id ?? ctx.newId(), now);
     await insertChecked(() => table.coll.insertOne({ _id: command.id, ...command }, { session }));
     await record(command, 'pending', now, null, session);
+    await outbox(command.tenant_id, 'command.updated', [command], session);
     return command;
   };
 
@@ -91,6 +95,7 @@ export function createCommandRepo(ctx: MongoContext, refs: TenantRefs): Store['c
         );
         if (moved.matchedCount === 0) return { command: before, changed: false };
         await record(after, status, at, detail, session);
+        await outbox(tenantId, 'command.updated', [after], session);
         return { command: after, changed: true };
       });
     },

@@ -41,7 +41,7 @@ import { runMongoMigrations } from './schema.js';
 import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
 import { createUsageHistory } from './usage-history.js';
 import { createUsageRepos } from './usage-repo.js';
-import { createWebhookDeliveryRepo, createWebhookRepo } from './webhook-repos.js';
+import { createWebhookDeliveryRepo, createWebhookOutbox, createWebhookRepo } from './webhook-repos.js';
 
 /** Opens the database a store uses; the default one is the real driver. */
 export type MongoConnector = (url: string, dbName: string) => Promise<MongoConnection>;
@@ -80,7 +80,8 @@ export const connectWithDriver: MongoConnector = async (url, dbName) => {
 
 function buildRepos(ctx: MongoContext): StoreRepos {
   const refs = new TenantRefs(ctx);
-  const usage = createUsageRepos(ctx);
+  const outbox = createWebhookOutbox(ctx);
+  const usage = createUsageRepos(ctx, outbox);
   const { snapshot, rulesSnapshot } = createSnapshotReaders(ctx);
   return {
     tenants: createTenantRepo(ctx),
@@ -116,7 +117,7 @@ function buildRepos(ctx: MongoContext): StoreRepos {
     policyTests: createPolicyTestRepo(ctx, refs),
     usageHistory: createUsageHistory(ctx),
     plans: createPlanRepo(ctx),
-    commands: createCommandRepo(ctx, refs),
+    commands: createCommandRepo(ctx, refs, outbox),
     webhooks: createWebhookRepo(ctx, refs),
     webhookDeliveries: createWebhookDeliveryRepo(ctx),
     audit: createAuditRepo(ctx, refs),

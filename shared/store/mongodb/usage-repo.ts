@@ -40,6 +40,7 @@ import {
 import { insertChecked, strip, type MongoContext } from './context.js';
 import type { Document, SessionLike } from './db-like.js';
 import { compositeKey, counterSlotKey, counterSlotOf, usageKey } from './keys.js';
+import type { MongoOutbox } from './webhook-repos.js';
 
 /** Rows deleted per purge round, for the same reason as the audit purge. */
 const PURGE_SLICE = 5000;
@@ -83,7 +84,7 @@ export interface UsageRepos {
   purgeUsage: (tenantId: string, before: number) => Promise<number>;
 }
 
-export function createUsageRepos(ctx: MongoContext): UsageRepos {
+export function createUsageRepos(ctx: MongoContext, outbox: MongoOutbox): UsageRepos {
   const usageColl = ctx.coll<UsageDoc>(C.usage);
   const alerts = ctx.coll<AlertDoc>(C.alerts);
   const alertKeys = ctx.coll<AlertKeyDoc>(C.alertKeys);
@@ -171,6 +172,11 @@ export function createUsageRepos(ctx: MongoContext): UsageRepos {
       );
     }
     await writeDiscovered(fold.discovered, session);
+    // Their webhook deliveries commit with them (the outbox): a crash before the announcement
+    // loses none, and a redelivered batch folds no alert again, so writes none twice.
+    await outbox(tenantId, 'alert.opened', fold.alertsOpened, session);
+    await outbox(tenantId, 'alert.updated', fold.alertsUpdated, session);
+    await outbox(tenantId, 'device.discovered', fold.discovered.map((t) => t.row), session);
     if (fresh.length > 0) {
       await counters.updateOne(
         { _id: counterSlotKey(tenantId, counterSlotOf(input.batch_id)), tenant_id: tenantId },

@@ -2,14 +2,15 @@
  * Tenant webhooks and their delivery queue. The signing secret leaves the store only through
  * `subscribers`, the delivery worker's read.
  */
-import type { Webhook, WebhookDelivery } from '../../domain.js';
+import type { Webhook, WebhookDelivery, WebhookEventType } from '../../domain.js';
 import type { Store } from '../port.js';
 import { notFound } from '../rules/errors.js';
 import { clampLimit } from '../rules/pagination.js';
 import { interleaveDue, nextAttemptAfter } from '../rules/platform.js';
+import { outboxDeliveries } from '../rules/webhook-outbox.js';
 import { C, type DeliveryDoc, type WebhookDoc } from './collections.js';
 import { strip, type MongoContext } from './context.js';
-import type { Filter } from './db-like.js';
+import type { Filter, SessionLike } from './db-like.js';
 import { MongoEntity, type TenantRefs } from './entity.js';
 
 const toWebhook = (d: WebhookDoc): Webhook => strip(d, 'secret');
@@ -49,6 +50,29 @@ export function createWebhookRepo(ctx: MongoContext, refs: TenantRefs): Store['w
       const rows = await table.coll.find({ tenant_id: tenantId, enabled: true, events: event }, { sort: { _id: 1 } }).toArray();
       return rows.map((d) => ({ ...toWebhook(d), secret: d.secret }));
     },
+  };
+}
+
+/**
+ * Writes the deliveries of events the store commits (../rules/webhook-outbox.ts), in the
+ * transaction of `session`: one subscriber read and one insert per call, none for no records.
+ * Unlike `create`, no guard write on the webhooks: every deny batch of a tenant would then write
+ * its webhook documents, and concurrent batches would conflict there. A webhook deleted beside
+ * the batch leaves a delivery nobody reads but the deliverer, which fails it ('webhook removed')
+ * without sending anything.
+ */
+export type MongoOutbox = (tenantId: string, type: WebhookEventType, records: readonly unknown[], session: SessionLike) => Promise<void>;
+
+export function createWebhookOutbox(ctx: MongoContext): MongoOutbox {
+  const webhooks = ctx.coll<WebhookDoc>(C.webhooks);
+  const deliveries = ctx.coll<DeliveryDoc>(C.deliveries);
+  return async (tenantId, type, records, session) => {
+    if (records.length === 0) return;
+    const hooks = await webhooks.find({ tenant_id: tenantId, enabled: true, events: type }, { sort: { _id: 1 }, session }).toArray();
+    if (hooks.length === 0) return;
+    const ids = hooks.map((h) => h._id);
+    const docs = outboxDeliveries(tenantId, type, records, ids, ctx.now(), () => ctx.newId()).map((d) => ({ _id: d.id, ...d }));
+    await deliveries.insertMany(docs, { session });
   };
 }
 

@@ -1,6 +1,7 @@
 /**
  * Remediation commands sent to towers and their lifecycle (DESIGN §4). Every step is recorded in
- * command_events, in the same transaction as the status it describes.
+ * command_events, in the same transaction as the status it describes; so are the command.updated
+ * webhook deliveries of its creation and of every status change (../rules/webhook-outbox.ts).
  */
 import type { CommandEvent, CommandRecord, CommandStatus } from '../../domain.js';
 import type { CommandInput, Store } from '../port.js';
@@ -8,6 +9,7 @@ import { applyTransition, newCommand, requireCommandDevice } from '../rules/comm
 import type { SqliteContext, Stmt } from './context.js';
 import { EntityTable } from './entity-table.js';
 import type { TenantRefs } from './refs.js';
+import type { SqliteOutbox } from './webhook-repos.js';
 
 const COMMAND_COLUMNS = [
   'id',
@@ -31,7 +33,7 @@ const COMMAND_COLUMNS = [
   'ack_reason',
 ] as const;
 
-export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['commands'] {
+export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs, outbox: SqliteOutbox): Store['commands'] {
   const db = ctx.db;
   const table = new EntityTable<CommandRecord>(ctx, 'commands', COMMAND_COLUMNS, 'tenant', []);
   const cols = table.columnList;
@@ -81,6 +83,7 @@ export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['
     const command = newCommand(input, input.id ?? ctx.newId(), now);
     table.insert(command);
     record(command, 'pending', now, null);
+    outbox(command.tenant_id, 'command.updated', [command]);
     return command;
   };
 
@@ -125,6 +128,7 @@ export function createCommandRepo(ctx: SqliteContext, refs: TenantRefs): Store['
           move.run(status, at, after.delivered_at, after.acked_at, after.ack_reason, tenantId, id, before.status).changes > 0;
         if (!moved) return { command: before, changed: false };
         record(after, status, at, detail);
+        outbox(tenantId, 'command.updated', [after]);
         return { command: after, changed: true };
       });
     },

@@ -38,7 +38,7 @@ import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } f
 import { createUsageHistory } from './usage-history.js';
 import { createUsageRepos } from './usage-repo.js';
 import { createUsagePurge } from './usage-retention.js';
-import { createWebhookDeliveryRepo, createWebhookRepo } from './webhook-repos.js';
+import { createWebhookDeliveryRepo, createWebhookOutbox, createWebhookRepo } from './webhook-repos.js';
 
 export interface SqliteStoreOptions {
   /** Path of the database file (created if missing). */
@@ -76,7 +76,8 @@ const ANALYSIS_ROW_LIMIT = 1000;
 
 function buildRepos(ctx: SqliteContext): StoreRepos {
   const refs = new TenantRefs(ctx);
-  const usage = createUsageRepos(ctx, refs);
+  const outbox = createWebhookOutbox(ctx);
+  const usage = createUsageRepos(ctx, refs, outbox);
   const { snapshot, rulesSnapshot } = createSnapshotReaders(ctx);
   return {
     tenants: createTenantRepo(ctx),
@@ -111,7 +112,7 @@ function buildRepos(ctx: SqliteContext): StoreRepos {
     policyTests: createPolicyTestRepo(ctx, refs),
     usageHistory: createUsageHistory(ctx),
     plans: createPlanRepo(ctx),
-    commands: createCommandRepo(ctx, refs),
+    commands: createCommandRepo(ctx, refs, outbox),
     webhooks: createWebhookRepo(ctx, refs),
     webhookDeliveries: createWebhookDeliveryRepo(ctx),
     audit: createAuditRepo(ctx, refs),

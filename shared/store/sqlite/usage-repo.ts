@@ -25,6 +25,7 @@ import { batchLookups, batchResult, foldBatch, localFields, PresenceThrottle, Th
 import type { SqliteContext, Stmt } from './context.js';
 import { limitClause } from './context.js';
 import type { TenantRefs } from './refs.js';
+import type { SqliteOutbox } from './webhook-repos.js';
 
 const USAGE_COLUMNS = [
   'tenant_id',
@@ -84,7 +85,7 @@ export interface UsageRepos {
   dashboard: (tenantId: string) => DashboardMetrics;
 }
 
-export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRepos {
+export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs, outbox: SqliteOutbox): UsageRepos {
   const db = ctx.db;
   const alertCols = ALERT_COLUMNS.join(', ');
   const discoveredCols = DISCOVERED_COLUMNS.join(', ');
@@ -236,6 +237,11 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs): UsageRep
     for (const alert of fold.alertsOpened) insertAlert.run(alert);
     for (const alert of fold.alertsUpdated) bumpAlert.run(alert.count, alert.last_seen, alert.tower_id, alert.id);
     flushDiscovered(fold.discovered);
+    // Their webhook deliveries commit with them (the outbox): a crash before the announcement
+    // loses none, and a redelivered batch folds no alert again, so writes none twice.
+    outbox(tenantId, 'alert.opened', fold.alertsOpened);
+    outbox(tenantId, 'alert.updated', fold.alertsUpdated);
+    outbox(tenantId, 'device.discovered', fold.discovered.map((t) => t.row));
     if (fold.counts.allow > 0) addCount.run(tenantId, 'allow', fold.counts.allow);
     if (fold.counts.deny > 0) addCount.run(tenantId, 'deny', fold.counts.deny);
     const seen = sightings.due(tenantId, fold.towers);

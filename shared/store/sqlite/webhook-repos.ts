@@ -6,6 +6,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Webhook, WebhookDelivery, WebhookEventType } from '../../domain.js';
 import type { Store } from '../port.js';
 import { interleaveDue, nextAttemptAfter } from '../rules/platform.js';
+import { outboxDeliveries } from '../rules/webhook-outbox.js';
 import { clampLimit } from './cursor.js';
 import type { SqliteContext, Stmt } from './context.js';
 import { limitClause, notFound } from './context.js';
@@ -115,6 +116,31 @@ export const DUE_FAIR_SQL = {
     `SELECT ${DELIVERY_COLUMNS.join(', ')} FROM webhook_deliveries
      WHERE tenant_id = ? AND status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id ${limitClause(limit)}`,
 };
+
+/**
+ * Writes the deliveries of events the store commits (../rules/webhook-outbox.ts). Call inside
+ * the write transaction of the records; one subscriber read per call, none for no records.
+ */
+export type SqliteOutbox = (tenantId: string, type: WebhookEventType, records: readonly unknown[]) => void;
+
+export function createWebhookOutbox(ctx: SqliteContext): SqliteOutbox {
+  const subscriberIds: Stmt<[string, string], string> = ctx.db
+    .prepare<[string, string], string>(
+      `SELECT id FROM webhooks
+       WHERE tenant_id = ? AND enabled = 1 AND EXISTS (SELECT 1 FROM json_each(webhooks.events) WHERE value = ?)
+       ORDER BY id`,
+    )
+    .pluck();
+  const insert: Stmt<[WebhookDelivery]> = ctx.db.prepare(
+    `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS.join(', ')}) VALUES (${DELIVERY_COLUMNS.map((c) => `@${c}`).join(', ')})`,
+  );
+  return (tenantId, type, records) => {
+    if (records.length === 0) return;
+    const hooks = subscriberIds.all(tenantId, type);
+    if (hooks.length === 0) return;
+    for (const d of outboxDeliveries(tenantId, type, records, hooks, ctx.now(), ctx.newId)) insert.run(d);
+  };
+}
 
 /** Deliveries deleted per transaction by `purge` (the event loop runs between slices). */
 const PURGE_SLICE = 5000;
