@@ -3,6 +3,7 @@ import type { IdFactory } from '../shared/ids.js';
 import { encodePayload, SCHEMA_VERSION, type TowerStatus } from '../shared/mqtt/payloads.js';
 import type { AgentStats, EdgeAgentOptions } from './agent-types.js';
 import { DEFAULT_MAX_INFLIGHT, DEFAULT_PUBLISH_BURST, DEFAULT_PUBLISH_RATE_PER_S } from './publish-pacer.js';
+import { DEFAULT_MAX_PACKET_BYTES } from './tower-session.js';
 
 export type ResolvedAgentOptions = Required<Omit<EdgeAgentOptions, 'agentVersion' | 'logger' | 'enforcer' | 'stateDir' | 'ca'>> & {
   agentVersion: string | undefined;
@@ -26,6 +27,7 @@ export function resolveAgentOptions(opts: EdgeAgentOptions): ResolvedAgentOption
     publishRatePerS: opts.publishRatePerS ?? DEFAULT_PUBLISH_RATE_PER_S,
     publishBurst: opts.publishBurst ?? DEFAULT_PUBLISH_BURST,
     maxInflight: opts.maxInflight ?? DEFAULT_MAX_INFLIGHT,
+    maxPacketBytes: opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
     reconnectMinMs: opts.reconnectMinMs ?? 250,
     reconnectMaxMs: opts.reconnectMaxMs ?? 10_000,
     connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,

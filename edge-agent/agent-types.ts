@@ -32,6 +32,11 @@ export interface EdgeAgentOptions {
   publishBurst?: number;
   /** Uplink publishes awaiting their PUBACK at most (default 100); more wait in the buffer. */
   maxInflight?: number;
+  /**
+   * Largest packet taken from the broker (default 16 MiB, far above the broker's payload limit):
+   * a larger one closes the connection (counted in `oversized_packets`), and the agent reconnects.
+   */
+  maxPacketBytes?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   /** Time allowed for a CONNACK before the attempt counts as failed. */
@@ -172,6 +177,10 @@ export interface AgentStats extends TowerCounters {
   events_corrupt: number;
   /** DecisionBatches ignored because their id was already processed (QoS 1 redelivery). */
   redeliveries_ignored: number;
+  /** Connections closed because the broker sent a packet larger than maxPacketBytes. */
+  oversized_packets: number;
+  /** With stateDir: blocks and throttles refused because the most allowed were in force (DEFAULT_MAX_BLOCKS). */
+  blocks_refused: number;
 }
 
 /** The cloud's decision of an event the agent had answered locally (or an earlier run had journalled). */

@@ -57,6 +57,11 @@ export class BlockTable {
     };
   }
 
+  /** Whether a hold of this kind is in force (or not yet expired) for this target. */
+  holds(tenantId: string, deviceId: string, type: HeldType, app: string | null): boolean {
+    return this.#byDevice.get(deviceKey(tenantId, deviceId))?.has(slotKey(type, app)) ?? false;
+  }
+
   /** Removes the device-level blocks (block_device, quarantine) of a device; returns them. */
   liftDevice(tenantId: string, deviceId: string): ActiveBlock[] {
     return DEVICE_BLOCKS.flatMap((type) => this.#take(tenantId, deviceId, slotKey(type, null)));

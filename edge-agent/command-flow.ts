@@ -78,7 +78,7 @@ export class CommandFlow {
 
   /**
    * Publishes the earlier run's acks, once (on the first connection). Acks of this run that are
-   * waiting while offline sit in mqtt.js's session store, which resends them by itself.
+   * waiting while offline wait in the publish (the uplink sends them once it is up again).
    */
   replay(): void {
     for (const a of this.#replay.splice(0)) this.#send(a.tenant_id, a.ack);

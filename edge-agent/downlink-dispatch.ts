@@ -89,7 +89,7 @@ export class DownlinkDispatch {
   async #command(topic: string, tenantId: string, payload: Buffer): Promise<void> {
     const r = decodePayload(CommandSchema, payload);
     if (!r.ok) return this.invalid(topic, r.error);
-    // Acks are small and rare: unlike usage they may wait in mqtt.js's store while offline.
+    // The ack is published paced, ahead of buffered usage (see uplink.ts).
     const { ack, duplicate } = await this.#o.commands.handle(tenantId, r.value);
     this.#o.onCommand(tenantId, r.value, ack, duplicate);
   }

@@ -117,6 +117,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
         now: opts.now,
         onLifted: (block, cause) => this.emit('blockLifted', block, cause),
         onError: (err) => this.#fail(err),
+        onFull: (info) => this.#log.warn({ event: 'blocks_full', ...info }, 'block refused: too many blocks in force'),
       });
     }
     this.#enforcer = opts.enforcer ?? this.#ownEnforcer ?? new LoggingEnforcer();
@@ -208,7 +209,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#commands = new CommandFlow({
       handler: this.#commandHandler,
       journalFile: opts.stateDir !== undefined ? ackJournalFile(opts.stateDir, opts.towerId) : null,
-      publish: (tenantId, ack) => this.#session.publish(topics.acks(tenantId, this.towerId), encodePayload(ack), false),
+      // Paced with usage, so a flood of commands keeps the agent within the broker's rate.
+      publish: (tenantId, ack) => this.#uplink.publishAck(topics.acks(tenantId, this.towerId), encodePayload(ack)),
       onError: (err) => this.#fail(err),
     });
     const waitMs = this.#opts.bundleWaitMs;
@@ -269,6 +271,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       reconnectMaxMs: this.#opts.reconnectMaxMs,
       connectTimeoutMs: this.#opts.connectTimeoutMs,
       random: this.#opts.random,
+      maxPacketBytes: this.#opts.maxPacketBytes,
       subscriptions: [filters.towerDecisions(this.towerId), filters.towerCommands(this.towerId), filters.towerPolicies(this.towerId), filters.directory],
       will: () => ({ topic: topics.status(this.towerId), payload: this.#status('offline'), qos: 1, retain: true }),
     });
@@ -440,6 +443,8 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
       events_replayed: this.#feed?.replayed ?? 0,
       events_evicted: this.#journal?.evictedEvents ?? 0,
       events_corrupt: this.#journal?.corruptEvents ?? 0,
+      oversized_packets: this.#session.oversizedPackets,
+      blocks_refused: this.#ownEnforcer?.refusedFull ?? 0,
     };
   }
 
@@ -502,8 +507,7 @@ export class EdgeAgent extends EventEmitter<EdgeAgentEvents> {
     this.#uplink.drain();
     this.#feed?.pump();
     void this.#session.publish(topics.status(this.towerId), this.#status('online'), true);
-    // Acks an earlier run could not send. Later ones wait in mqtt.js's session store while
-    // offline and are resent by it, so these go out once.
+    // Acks an earlier run could not send (this run's wait in the uplink while offline), once.
     this.#commands.replay();
     this.#gate.connected();
     this.#wasOnline = true;

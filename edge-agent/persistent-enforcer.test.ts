@@ -194,6 +194,36 @@ describe('PersistentEnforcer', () => {
     expect(cmds.map((c) => e.previousResult('acme', c.id)?.status)).toEqual([undefined, 'applied', 'applied']);
   });
 
+  it('holds at most maxBlocks: a block for one more target is refused, counted and reported; renewals and freed room still apply', async () => {
+    const full: Array<{ refused: number; maxBlocks: number }> = [];
+    const e = await enforcer({ maxBlocks: 3, onFull: (info) => full.push(info) });
+    for (const d of ['d1', 'd2', 'd3']) expect(await e.applyCommand('acme', cmd('block_device', { device_id: d, duration_s: 60 }))).toEqual({ status: 'applied' });
+    const refused = cmd('block_app', { device_id: 'd4', app: 'tiktok', duration_s: 60 });
+    expect(await e.applyCommand('acme', refused)).toEqual({ status: 'failed', reason: 'too many blocks in force (3)' });
+    expect(await e.applyCommand('acme', cmd('throttle', { device_id: 'd5', duration_s: 60 }))).toMatchObject({ status: 'failed' });
+    expect(e.isBlocked('acme', 'd4', 'tiktok')).toBeNull();
+    expect(e.refusedFull).toBe(2);
+    expect(full).toEqual([{ refused: 1, maxBlocks: 3 }]);
+    // The state file holds only what is in force.
+    expect((JSON.parse(await readFile(file, 'utf8')) as { blocks: unknown[] }).blocks).toHaveLength(3);
+    // Renewing a hold in force adds none; an unblock makes room.
+    expect(await e.applyCommand('acme', cmd('block_device', { device_id: 'd1', duration_s: 120 }))).toEqual({ status: 'applied' });
+    expect(await e.applyCommand('acme', cmd('unblock_device', { device_id: 'd2' }))).toEqual({ status: 'applied' });
+    expect(await e.applyCommand('acme', cmd('block_app', { device_id: 'd4', app: 'tiktok', duration_s: 60 }))).toEqual({ status: 'applied' });
+    expect(e.activeBlocks()).toHaveLength(3);
+  });
+
+  it('a full table lifts the holds whose time ran out before it refuses one more', async () => {
+    const e = await enforcer({ maxBlocks: 2 });
+    await e.applyCommand('acme', cmd('block_device', { device_id: 'd1', duration_s: 10 }));
+    await e.applyCommand('acme', cmd('block_device', { device_id: 'd2', duration_s: 60 }));
+    // d1's time is up; its timer has not run yet (the clock is the test's).
+    clock = T0 + 10_000;
+    expect(await e.applyCommand('acme', cmd('block_device', { device_id: 'd3', duration_s: 60 }, clock))).toEqual({ status: 'applied' });
+    expect(e.activeBlocks().map((b) => b.device_id).sort()).toEqual(['d2', 'd3']);
+    expect(e.refusedFull).toBe(0);
+  });
+
   it.each([
     ['not JSON', '{"v":1,"blocks":['],
     ['a wrong shape', JSON.stringify({ v: 1, blocks: [{ tenant_id: 'acme' }], results: [] })],

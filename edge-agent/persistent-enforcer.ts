@@ -10,6 +10,11 @@
  * - throttle is recorded with its expiry but never denies here: shaping is done by the tower's
  *   traffic control, which reads this state; the agent only records it.
  * - notify has nothing to hold and is acked 'applied'.
+ * - At most `maxBlocks` holds are in force at a time: a block or throttle that would add one more
+ *   is acked 'failed', reason 'too many blocks in force', and counted (`refusedFull`). Renewing a
+ *   hold already in force is still applied. Without the cap a flood of blocks for distinct
+ *   devices (a hostile or buggy cloud, a replayed command stream) grew the table, and the state
+ *   file rewritten before every ack, with no bound but each block's duration.
  * - A block issued before an unblock of its target that was already applied (delivered out of
  *   order: a cloud retry, a broker node failing over) is acked 'failed', reason 'superseded by a
  *   later unblock', and never put in force: the later unblock is the cloud's intent. The issue
@@ -25,7 +30,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { Command, Decision } from '../shared/mqtt/payloads.js';
 import { makeDirectory, replaceFile } from '../shared/atomic-file.js';
-import { BlockTable, type ActiveBlock, type LiftCause } from './block-table.js';
+import { BlockTable, type ActiveBlock, type HeldType, type LiftCause } from './block-table.js';
 import { LruMap } from './lru.js';
 import type { BlockStatus, CommandResult, Enforcer } from './enforcer.js';
 
@@ -42,7 +47,14 @@ export interface PersistentEnforcerOptions {
   onError?: (err: Error) => void;
   /** Command results remembered across restarts (default 1024). */
   resultCacheSize?: number;
+  /** Holds (blocks and throttles) in force at most (default DEFAULT_MAX_BLOCKS). */
+  maxBlocks?: number;
+  /** A hold was refused for `maxBlocks`: called on the first refusal and every 1,000th after it. */
+  onFull?: (info: { refused: number; maxBlocks: number }) => void;
 }
+
+/** Holds in force at most, by default: far more than a tower serves devices, and a state file of ~20 MB. */
+export const DEFAULT_MAX_BLOCKS = 100_000;
 
 export type LoadOutcome =
   | { state: 'empty' }
@@ -91,6 +103,7 @@ export class PersistentEnforcer implements Enforcer {
   readonly #now: () => number;
   readonly #opts: PersistentEnforcerOptions;
   readonly #maxResults: number;
+  readonly #maxBlocks: number;
   readonly #table = new BlockTable();
   readonly #results = new Map<string, StoredResult>();
   /** Per unblock target, the latest issued_at of an unblock applied to it. */
@@ -100,12 +113,19 @@ export class PersistentEnforcer implements Enforcer {
   #timer: NodeJS.Timeout | undefined;
   #dirty = false;
   #writing: Promise<void> | null = null;
+  #refusedFull = 0;
 
   constructor(opts: PersistentEnforcerOptions) {
     this.#opts = opts;
     this.#file = opts.stateFile;
     this.#now = opts.now ?? (() => Date.now());
     this.#maxResults = opts.resultCacheSize ?? 1024;
+    this.#maxBlocks = opts.maxBlocks ?? DEFAULT_MAX_BLOCKS;
+  }
+
+  /** Blocks and throttles refused because `maxBlocks` holds were in force. */
+  get refusedFull(): number {
+    return this.#refusedFull;
   }
 
   /** Reads the state file; call once before use. Never throws (see LoadOutcome). */
@@ -196,11 +216,16 @@ export class PersistentEnforcer implements Enforcer {
         // next start found the file corrupt, moved it aside and dropped every block and result.
         if (!Number.isSafeInteger(now + c.duration_s * 1000)) return none({ status: 'failed', reason: 'duration_s out of range' });
         if (this.#superseded(tenantId, c)) return none({ status: 'failed', reason: 'superseded by a later unblock' });
+        // Device-level holds ignore an app the cloud may send for context.
+        const app = c.type === 'block_app' || c.type === 'throttle' ? (c.app ?? null) : null;
+        if (this.#full(tenantId, c.device_id, c.type, app)) {
+          if (++this.#refusedFull === 1 || this.#refusedFull % 1000 === 0) this.#opts.onFull?.({ refused: this.#refusedFull, maxBlocks: this.#maxBlocks });
+          return none({ status: 'failed', reason: `too many blocks in force (${this.#maxBlocks})` });
+        }
         const block: ActiveBlock = {
           tenant_id: tenantId,
           device_id: c.device_id,
-          // Device-level holds ignore an app the cloud may send for context.
-          app: c.type === 'block_app' || c.type === 'throttle' ? (c.app ?? null) : null,
+          app,
           type: c.type,
           command_id: c.id,
           since: now,
@@ -218,6 +243,13 @@ export class PersistentEnforcer implements Enforcer {
       case 'notify':
         return none({ status: 'applied' });
     }
+  }
+
+  /** Putting this hold in force would exceed `maxBlocks` (holds whose time ran out are lifted first). */
+  #full(tenantId: string, deviceId: string, type: HeldType, app: string | null): boolean {
+    if (this.#table.size < this.#maxBlocks || this.#table.holds(tenantId, deviceId, type, app)) return false;
+    this.#liftExpired();
+    return this.#table.size >= this.#maxBlocks;
   }
 
   /** A block issued before the last unblock applied to its target. */

@@ -6,11 +6,14 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { AedesOptions } from 'aedes';
-import type { UsageBatch } from '../shared/mqtt/payloads.js';
+import { createIdFactory } from '../shared/ids.js';
+import { SCHEMA_VERSION, type CommandAck, type UsageBatch } from '../shared/mqtt/payloads.js';
 import { filters, topics } from '../shared/mqtt/topics.js';
 import { EdgeAgent, type EdgeAgentOptions } from './edge-agent.js';
+import { RecordingEnforcer } from './enforcer.js';
 import { DEFAULT_MAX_INFLIGHT, DEFAULT_PUBLISH_BURST, DEFAULT_PUBLISH_RATE_PER_S, PublishPacer } from './publish-pacer.js';
 import { MessageRecorder, startTestBroker, type TestBroker } from './test-broker.js';
+import { TowerSession } from './tower-session.js';
 
 describe('PublishPacer', () => {
   const clock = { now: 1_000_000 };
@@ -95,6 +98,7 @@ describe('EdgeAgent uplink pacing against a real broker', () => {
 
   afterEach(async () => {
     vi.useRealTimers();
+    vi.restoreAllMocks();
     holdAcks = false;
     for (const release of held.splice(0)) release();
     await agent?.stop();
@@ -149,6 +153,74 @@ describe('EdgeAgent uplink pacing against a real broker', () => {
     for (const release of held.splice(0)) release();
     expect(await a.flush(5000)).toBe(true);
     expect(sent()).toBe(5);
+  });
+
+  it('paces command acks with usage, ahead of the usage backlog', async () => {
+    const { agent: a, sent } = await online({ publishRatePerS: 10, publishBurst: 3 });
+    // Acks handed to the connection, counted as they are (publish is synchronous with the pacer).
+    let acks = 0;
+    const original = TowerSession.prototype.publish;
+    vi.spyOn(TowerSession.prototype, 'publish').mockImplementation(function (this: TowerSession, topic, payload, retain) {
+      if (topic === topics.acks('acme', TOWER)) acks++;
+      return original.call(this, topic, payload, retain);
+    });
+    observe(a, 10);
+    expect(sent()).toBe(3);
+    // A flood of commands while the bucket is empty: no ack goes before a token does.
+    const newId = createIdFactory();
+    const N = 5;
+    let handled = 0;
+    const allHandled = new Promise<void>((resolve) => a.on('command', () => ++handled === N && resolve()));
+    const commander = await MessageRecorder.connect(broker.url, [topics.acks('acme', TOWER)]);
+    for (let i = 0; i < N; i++) {
+      await commander.publishJson(topics.commands('acme', TOWER), { v: SCHEMA_VERSION, id: newId(), type: 'notify', device_id: 'd1', issued_at: Date.now(), expires_at: Date.now() + 600_000 });
+    }
+    await allHandled;
+    expect(acks).toBe(0);
+    // Each token goes to an ack first, not to the 7 batches buffered before them.
+    await vi.advanceTimersByTimeAsync(100);
+    expect([acks, sent()]).toEqual([1, 3]);
+    await vi.advanceTimersByTimeAsync(400);
+    expect([acks, sent()]).toEqual([N, 3]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect([acks, sent()]).toEqual([N, 4]);
+    await vi.advanceTimersByTimeAsync(600);
+    expect([acks, sent()]).toEqual([N, 10]);
+    const got = await commander.waitFor(() => {
+      const b = commander.json<CommandAck>(topics.acks('acme', TOWER));
+      return b.length === N && b;
+    }, 'every ack');
+    await commander.close();
+    expect(got.map((ack) => ack.status)).toEqual(Array(N).fill('applied'));
+  });
+
+  it('an ack made while offline waits in the uplink and goes once the agent is back', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let applying!: () => void;
+    const entered = new Promise<void>((r) => (applying = r));
+    const enforcer = new RecordingEnforcer(async () => {
+      applying();
+      await released;
+      return { status: 'applied' };
+    });
+    const { agent: a } = await online({ enforcer });
+    const commander = await MessageRecorder.connect(broker.url, [topics.acks('acme', TOWER)]);
+    const id = createIdFactory()();
+    await commander.publishJson(topics.commands('acme', TOWER), { v: SCHEMA_VERSION, id, type: 'notify', device_id: 'd1', issued_at: Date.now(), expires_at: Date.now() + 600_000 });
+    await entered;
+    const offline = new Promise<void>((resolve) => a.once('offline', () => resolve()));
+    a.simulateOutage({ holdMs: 60_000 });
+    await offline;
+    const handled = new Promise<void>((resolve) => a.once('command', () => resolve()));
+    release();
+    await handled;
+    const back = new Promise<void>((resolve) => a.once('connect', () => resolve()));
+    a.endOutage();
+    await back;
+    const got = await commander.waitFor(() => commander.json<CommandAck>(topics.acks('acme', TOWER)).find((ack) => ack.command_id === id), 'the ack');
+    await commander.close();
+    expect(got.status).toBe('applied');
   });
 
   it('replays an offline backlog at the paced rate after reconnecting', async () => {

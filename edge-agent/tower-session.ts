@@ -11,6 +11,14 @@ import '../shared/mqtt/number-cache.js';
 import { mqttClientLog } from '../shared/mqtt/client-log.js';
 import WebSocket from 'ws';
 import { backoffDelay } from './backoff.js';
+import { PacketSizeGuard } from './packet-size-guard.js';
+
+/**
+ * Largest packet the agent takes from the broker, by default. Every downlink passed the broker's
+ * payload limit (mqtt_max_payload_bytes, default 256 KiB; bundle and directory documents are split
+ * into parts of ~128 KiB to fit it), so this leaves room for a deployment that raises that limit.
+ */
+export const DEFAULT_MAX_PACKET_BYTES = 16 * 1024 * 1024;
 
 export interface TowerSessionOptions {
   /**
@@ -30,6 +38,8 @@ export interface TowerSessionOptions {
   will: () => { topic: string; payload: Buffer; qos: 1; retain: true };
   /** PEM CA certificate(s) trusted for mqtts:// and wss:// (e.g. a private CA); default: the system's. */
   ca?: Buffer;
+  /** A packet from the broker larger than this closes the connection (default DEFAULT_MAX_PACKET_BYTES). */
+  maxPacketBytes?: number;
 }
 
 export interface TowerSessionEvents {
@@ -71,6 +81,7 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
   #inflight = 0;
   #opening: { resolve: () => void; reject: (err: Error) => void } | null = null;
   #lastError: Error | null = null;
+  #oversizedPackets = 0;
 
   constructor(opts: TowerSessionOptions) {
     super();
@@ -79,6 +90,11 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
 
   get up(): boolean {
     return this.#up && this.#client?.connected === true;
+  }
+
+  /** Connections closed because the broker sent a packet larger than maxPacketBytes. */
+  get oversizedPackets(): number {
+    return this.#oversizedPackets;
   }
 
   /** Publishes handed to mqtt.js and not yet PUBACKed (including ones it will resend). */
@@ -116,7 +132,7 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
     const client = servers ? connect({ ...options, ...servers[0], servers }) : connect(this.#opts.url, options);
     this.#client = client;
     this.#socketOpen = true;
-    noDelay(client);
+    this.#prepareStream(client);
     client.on('connect', () => void this.#onConnect(client));
     client.on('close', () => this.#onClose());
     client.on('message', (topic, payload) => this.emit('message', topic, payload));
@@ -253,7 +269,35 @@ export class TowerSession extends EventEmitter<TowerSessionEvents> {
     // connect(), not reconnect(): reconnect() swaps in empty stores and would forget the QoS 1
     // publishes still awaiting a PUBACK, which the resumed session must resend [MQTT-4.4.0-1].
     client.connect();
+    this.#prepareStream(client);
+  }
+
+  /** Every new socket: no Nagle, and a bound on the packets it may bring. */
+  #prepareStream(client: MqttClient): void {
     noDelay(client);
+    const stream = client.stream;
+    const max = this.#opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+    const guard = new PacketSizeGuard(max);
+    // In front of every reader, mqtt.js's parser included: a 'data' listener would see a chunk only
+    // after the parser had taken it, and a packet that came whole in one chunk would be acted on.
+    const emit = stream.emit.bind(stream) as (event: string | symbol, ...args: unknown[]) => boolean;
+    let tripped = false;
+    (stream as { emit: typeof emit }).emit = (event, ...args) => {
+      const chunk = args[0];
+      if (event !== 'data' || !(chunk instanceof Uint8Array)) return emit(event, ...args);
+      if (tripped) return false;
+      const over = guard.push(chunk);
+      if (over === null) return emit(event, ...args);
+      tripped = true;
+      // The whole packets before it still count (a PUBACK, a command already complete).
+      if (over.start > 0) emit('data', chunk.subarray(0, over.start));
+      this.#oversizedPackets++;
+      const err = new Error(`broker sent a packet of ${over.length} bytes or more, above the ${max} allowed: connection closed`);
+      this.#lastError = err;
+      this.#fail(err);
+      stream.destroy();
+      return false;
+    };
   }
 
   #clearTimers(): void {

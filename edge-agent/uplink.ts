@@ -2,6 +2,11 @@
  * The tower → cloud path of finished batches: a bounded buffer (what waits while offline, and
  * what the pacer holds back while online), drained oldest first within the publish pacer's rate
  * and in-flight window, so a replayed backlog never trips the broker's per-client rate limit.
+ *
+ * Command acks take the same tokens, ahead of the buffer: a flood of commands published its acks
+ * at once and could push the agent over the broker's rate (and get it disconnected), yet an ack
+ * never waits behind a usage backlog, only behind earlier acks. Their number is bounded by
+ * CommandFlow (MAX_ACKS_IN_FLIGHT), so they do not count against maxInflight.
  */
 import { encodePayload } from '../shared/mqtt/payloads.js';
 import { topics } from '../shared/mqtt/topics.js';
@@ -28,12 +33,21 @@ export interface UplinkOptions {
   onAcked?: (item: OutboundBatch, withLocal: boolean[]) => void;
 }
 
+interface PendingAck {
+  topic: string;
+  payload: Buffer;
+  done: (acked: boolean) => void;
+}
+
 export class Uplink {
   readonly #o: UplinkOptions;
   readonly #buffer: OfflineBuffer;
   readonly #pacer: PublishPacer;
   readonly #idle = new Waiters();
   #paceTimer: NodeJS.Timeout | null = null;
+  /** Acks waiting for a token, oldest first. */
+  readonly #acks: PendingAck[] = [];
+  #stopped = false;
   /**
    * This uplink's publishes awaiting their PUBACK: what maxInflight bounds. Not the session's
    * count, which holds command acks and status publishes too: acks a broker never acknowledged
@@ -61,12 +75,26 @@ export class Uplink {
     this.drain();
   }
 
-  /** Publishes buffered batches, oldest first, as fast as the pacer allows. */
+  /**
+   * QoS 1 publish of a command ack at the next token, before any buffered batch; resolves true on
+   * PUBACK, false when it failed or the uplink stopped first. While offline it waits here.
+   */
+  publishAck(topic: string, payload: Buffer): Promise<boolean> {
+    if (this.#stopped) return Promise.resolve(false);
+    return new Promise((done) => {
+      this.#acks.push({ topic, payload, done });
+      this.drain();
+    });
+  }
+
+  /** Publishes waiting acks, then buffered batches, oldest first, as fast as the pacer allows. */
   drain(): void {
     if (this.#paceTimer) return; // a token is on its way; the timer drains
     const session = this.#o.session;
-    while (session.up && this.#buffer.length > 0) {
-      const verdict = this.#pacer.acquire(this.#inflight);
+    while (session.up && (this.#acks.length > 0 || this.#buffer.length > 0)) {
+      const ack = this.#acks.length > 0;
+      // Acks have their own in-flight bound (see above): only usage waits for maxInflight.
+      const verdict = this.#pacer.acquire(ack ? 0 : this.#inflight);
       if (!verdict.go) {
         // null: too many awaiting a PUBACK; the next PUBACK drains (see #publish).
         if (verdict.retryInMs !== null) {
@@ -77,7 +105,10 @@ export class Uplink {
         }
         return;
       }
-      this.#publish(this.#buffer.shift()!);
+      if (ack) {
+        const { topic, payload, done } = this.#acks.shift()!;
+        void session.publish(topic, payload, false).then(done);
+      } else this.#publish(this.#buffer.shift()!);
     }
   }
 
@@ -86,9 +117,9 @@ export class Uplink {
     this.#idle.wake();
   }
 
-  /** True once nothing is buffered or awaiting a PUBACK, false when `timeoutMs` passed first. */
+  /** True once nothing is waiting (acks or batches) or awaiting a PUBACK, false when `timeoutMs` passed first. */
   untilIdle(timeoutMs: number): Promise<boolean> {
-    return this.#idle.until(() => this.#o.session.inflight === 0 && this.#buffer.length === 0, timeoutMs);
+    return this.#idle.until(() => this.#o.session.inflight === 0 && this.#buffer.length === 0 && this.#acks.length === 0, timeoutMs);
   }
 
   /** Removes the usage batches waiting in the buffer (discovery reports stay), oldest first. */
@@ -99,10 +130,12 @@ export class Uplink {
     return usage;
   }
 
-  /** Stops pacing; returns what was never sent, oldest first. */
+  /** Stops pacing; returns what was never sent, oldest first. Waiting acks resolve false (their journal keeps them). */
   stop(): OutboundBatch[] {
     if (this.#paceTimer) clearTimeout(this.#paceTimer);
     this.#paceTimer = null;
+    this.#stopped = true;
+    for (const a of this.#acks.splice(0)) a.done(false);
     return this.#buffer.drain();
   }
 
