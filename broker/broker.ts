@@ -125,6 +125,17 @@ export interface BrokerPorts {
 
 /** Long enough for a slow link's TLS-less CONNECT, short enough that idle sockets do not pile up. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * TCP keepalive on every accepted socket (MQTT, TLS, WS, WSS), probing after this much silence.
+ * A client with MQTT keep alive 0 asks the broker never to time it out [MQTT-3.1.2-23]: if its
+ * link dies without a FIN or RST (power cut, NAT or radio link gone), nothing was ever written to
+ * the socket again, so it stayed open, its session live and its tower "online", for good. With
+ * keepalive, the kernel probes the idle peer (Linux: tcp_keepalive_intvl, 75 s apart, up to
+ * tcp_keepalive_probes, 9) and, unanswered, resets the socket (ETIMEDOUT): the connection closes
+ * as any other (the will is published, or the tower marked offline).
+ */
+const TCP_KEEPALIVE_MS = 60_000;
+const keepAliveOptions = { keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS };
 /** How often the WebSocket listener looks for connections past their upgrade timeout. */
 const UPGRADE_CHECK_INTERVAL_MS = 1_000;
 /** aedes reports a topic deeper than maxTopicLevels with this message (lib/utils.js). */
@@ -305,7 +316,7 @@ export class Broker {
       });
       access.listen(bus, this);
 
-      const tcp = createNetServer((socket) => {
+      const tcp = createNetServer(keepAliveOptions, (socket) => {
         // Decisions are small latency-sensitive frames: Nagle would hold them for the peer's ACK.
         socket.setNoDelay(true);
         this.#accept(socket, undefined, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`);
@@ -318,7 +329,7 @@ export class Broker {
       const tls = this.#deps.tls ?? null;
       let tlsPort: number | null = null;
       if (tls) {
-        const tlsServer = createTlsServer({ ...tls, handshakeTimeout: CONNECT_TIMEOUT_MS }, (socket) => {
+        const tlsServer = createTlsServer({ ...tls, ...keepAliveOptions, handshakeTimeout: CONNECT_TIMEOUT_MS }, (socket) => {
           socket.setNoDelay(true);
           // Counted from its accept until here; admit() counts it from now on.
           this.#handshakes.secured(socket);
@@ -354,8 +365,8 @@ export class Broker {
         connectionsCheckingInterval: UPGRADE_CHECK_INTERVAL_MS,
       };
       const http: HttpServer = tls
-        ? createHttpsServer({ ...tls, ...upgradeWithin, handshakeTimeout: CONNECT_TIMEOUT_MS }, upgradeOnly)
-        : createHttpServer(upgradeWithin, upgradeOnly);
+        ? createHttpsServer({ ...tls, ...upgradeWithin, ...keepAliveOptions, handshakeTimeout: CONNECT_TIMEOUT_MS }, upgradeOnly)
+        : createHttpServer({ ...upgradeWithin, ...keepAliveOptions }, upgradeOnly);
       this.#http = http;
       const upgrading = new WeakMap<Duplex, () => void>();
       if (tls) {

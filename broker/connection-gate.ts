@@ -50,6 +50,7 @@ export class ConnectionGate {
         counters.inc('mqtt_rejected_total', { reason: v.reason });
         refusals.refused(clientOf()?.id ?? null, v.reason, 'connection closed: protocol violation or limit', { peer, rule: v.rule });
       },
+      onReceived: () => keepAlive(clientOf()),
     });
     guard.once('close', release);
     this.#releases.set(guard, release);
@@ -103,4 +104,16 @@ export class ConnectionGate {
     this.#releases.get(guard)?.();
     guard.authenticate(session);
   }
+}
+
+/**
+ * Restarts aedes' keep-alive timer of `client` (armed at CONNECT, lib/handlers/connect.js), as
+ * aedes does for each packet it handles (lib/handlers/index.js). Called for each packet the
+ * guard receives: aedes reads none while packets it read earlier wait (uplinks held by ingest;
+ * see WireGuard's PINGREQ), and would close a connection whose client is alive and pinging
+ * [MQTT-3.1.2-24]. Its typings leave these fields out.
+ */
+function keepAlive(client: Client | null): void {
+  const c = client as (Client & { _keepaliveInterval?: number; _keepaliveTimer?: NodeJS.Timeout | null }) | null;
+  if (c && (c._keepaliveInterval ?? 0) > 0) c._keepaliveTimer?.refresh();
 }

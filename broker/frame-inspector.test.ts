@@ -1,12 +1,16 @@
 /**
  * The byte-level inspector on its own: framing across any chunking, holding what follows a
  * CONNECT until authentication, and the verdicts that the conformance tests then prove over
- * real sockets (broker/conformance.test.ts).
+ * real sockets (broker/conformance.test.ts); and the WireGuard's own PINGREQ answer (over real
+ * sockets: broker/audit-keepalive.test.ts).
  */
+import { once } from 'node:events';
+import { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { CommandDeliveries } from './command-deliveries.js';
 import { FrameInspector, type InspectorHooks } from './frame-inspector.js';
 import { connectPacket, frame, publishPacket, pubackPacket, subscribePacket } from './mqtt-bytes.js';
+import { WireGuard } from './wire-guard.js';
 
 const LIMITS = { maxFrameBytes: 10_000, maxConnectBytes: 512, maxFiltersPerPacket: 4 };
 
@@ -75,12 +79,80 @@ describe('FrameInspector', () => {
     expect(Buffer.concat(forward)).toEqual(subscribePacket(1, [['a/b', 0], ['c/d', 0]]));
   });
 
+  it('does not hand on a PINGREQ the caller answered, and reports every packet received', () => {
+    const inspector = new FrameInspector(LIMITS);
+    inspector.feed(connectPacket({ clientId: 'c' }));
+    let received = 0;
+    let answer = true;
+    inspector.authenticated({ ...hooks(), received: () => received++, pingreq: () => answer });
+    const publish = publishPacket('a/b', Buffer.alloc(50), { qos: 1, packetId: 1 });
+    const ping = Buffer.from([0xc0, 0x00]);
+    expect(Buffer.concat(inspector.feed(Buffer.concat([publish, ping, ping])).forward)).toEqual(publish);
+    expect(received).toBe(3);
+    // Not answered (the connection is backed up): aedes gets it.
+    answer = false;
+    expect(Buffer.concat(inspector.feed(ping).forward)).toEqual(ping);
+    expect(received).toBe(4);
+  });
+
   it('counts filters against the per-packet cap', () => {
     const inspector = new FrameInspector(LIMITS);
     inspector.feed(connectPacket({ clientId: 'c' }));
     inspector.authenticated(hooks());
     const five = Array.from({ length: 5 }, (_, i): [string, number] => [`f/${i}`, 1]);
     expect(inspector.feed(subscribePacket(1, five)).violation?.reason).toBe('too_many_filters');
+  });
+});
+
+describe('WireGuard', () => {
+  const PINGREQ = Buffer.from([0xc0, 0x00]);
+  /** Pushes `bytes` as the client's and resolves once the guard (listening first) has read them. */
+  const receive = (inner: Duplex, bytes: Buffer) => {
+    const read = once(inner, 'data');
+    inner.push(bytes);
+    return read;
+  };
+
+  const guarded = async () => {
+    const written: Buffer[] = [];
+    const pending: { flush: (() => void) | null } = { flush: null };
+    const flush = () => pending.flush?.();
+    // The client's side of the socket: it takes what is written only when the test flushes it.
+    const inner = new Duplex({
+      read: () => undefined,
+      write: (chunk: Buffer, _enc, cb) => {
+        written.push(chunk);
+        pending.flush = () => cb();
+      },
+      highWaterMark: 1,
+    });
+    const guard = new WireGuard(inner, { ...LIMITS, onViolation: () => undefined });
+    await receive(inner, connectPacket({ clientId: 'c' }));
+    guard.authenticate({ ...hooks(), written: null });
+    // aedes' CONNACK, taken by the client: a PINGRESP may follow it.
+    guard.write(Buffer.from([0x20, 0x02, 0x00, 0x00]));
+    const drained = once(inner, 'drain');
+    flush();
+    await drained;
+    written.length = 0;
+    return { inner, guard, written, flush };
+  };
+
+  it('answers a PINGREQ itself, without handing it to aedes [MQTT-3.12.4-1]', async () => {
+    const { inner, guard, written } = await guarded();
+    await receive(inner, PINGREQ);
+    expect(guard.read()).toEqual(connectPacket({ clientId: 'c' }));
+    expect(written).toEqual([Buffer.from([0xd0, 0x00])]);
+    expect(guard.read()).toBeNull();
+  });
+
+  it('hands a PINGREQ to aedes while what was written has not drained', async () => {
+    const { inner, guard, written, flush } = await guarded();
+    guard.write(Buffer.alloc(100));
+    await receive(inner, PINGREQ);
+    expect(written).toHaveLength(1);
+    expect(guard.read()).toEqual(Buffer.concat([connectPacket({ clientId: 'c' }), PINGREQ]));
+    flush();
   });
 });
 

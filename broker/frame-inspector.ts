@@ -8,7 +8,8 @@
  * Frames are held only as long as a verdict needs them, bounded by the limits: a CONNECT
  * (`maxConnectBytes`), a SUBSCRIBE/UNSUBSCRIBE (`maxFiltersPerPacket` filters), a PUBLISH's
  * variable header (its topic and packet id; the payload streams through). A frame that breaks a
- * rule is never handed on, so aedes never acts on it; the caller closes the connection.
+ * rule is never handed on, so aedes never acts on it; the caller closes the connection. A PINGREQ
+ * the caller answered itself (hooks.pingreq) is not handed on either.
  */
 import { isUtf8 } from 'node:buffer';
 import { ByteQueue } from './byte-queue.js';
@@ -59,6 +60,13 @@ export interface InspectorHooks {
   maxQos(filter: string): number;
   /** The client acknowledged the PUBLISH with this packet id. */
   onPuback(packetId: number): void;
+  /**
+   * A control packet arrived from the client (a PUBLISH once its head did), whether or not
+   * aedes reads it yet: what the server's keep alive counts [MQTT-3.1.2-24].
+   */
+  received?(): void;
+  /** A PINGREQ arrived: true when it was answered, so it is not handed on. */
+  pingreq?(): boolean;
 }
 
 export interface InspectResult {
@@ -166,6 +174,7 @@ export class FrameInspector {
         const head = q.take(headLength);
         const pv = checkPublishHead(head, h, topicLength, qos);
         if (pv) return pv;
+        this.#hooks?.received?.();
         out.push(head);
         this.#streaming = total - headLength;
         continue;
@@ -174,6 +183,8 @@ export class FrameInspector {
       const frame = q.take(total);
       const fv = this.#checkFrame(h, frame);
       if (fv) return fv;
+      this.#hooks?.received?.();
+      if (h.type === PINGREQ && this.#hooks?.pingreq?.()) continue;
       out.push(frame);
     }
   }

@@ -14,9 +14,14 @@ import { FrameInspector, type InspectorHooks, type InspectorLimits, type Violati
 export interface WireGuardOptions extends InspectorLimits {
   /** A frame broke a rule; the guard closes the connection right after this returns. */
   onViolation(v: Violation): void;
+  /** An authenticated client sent a control packet, whether or not aedes reads it yet (keep alive). */
+  onReceived?(): void;
 }
 
-export interface GuardSession extends InspectorHooks {
+/** PINGRESP: fixed header 0xd0, remaining length 0 [MQTT-3.13]. */
+const PINGRESP = Buffer.from([0xd0, 0x00]);
+
+export interface GuardSession extends Pick<InspectorHooks, 'maxQos' | 'onPuback'> {
   /** Observes bytes written to the client (null: nothing to observe). */
   written: ((chunk: Buffer) => void) | null;
 }
@@ -25,6 +30,7 @@ export class WireGuard extends Duplex {
   readonly #inner: Duplex;
   readonly #inspector: FrameInspector;
   readonly #onViolation: (v: Violation) => void;
+  readonly #onReceived: (() => void) | undefined;
   readonly #holdLimit: number;
   #session: GuardSession | null = null;
   /** The inner stream is paused because aedes is not reading or authentication is pending. */
@@ -33,12 +39,15 @@ export class WireGuard extends Duplex {
   #ending = false;
   #innerEnded = false;
   #pendingWrite: (() => void) | null = null;
+  /** Something was written to the client: aedes' CONNACK, always its first packet [MQTT-3.2.0-1]. */
+  #connacked = false;
 
   constructor(inner: Duplex, opts: WireGuardOptions) {
     super({ allowHalfOpen: false });
     this.#inner = inner;
     this.#inspector = new FrameInspector(opts);
     this.#onViolation = opts.onViolation;
+    this.#onReceived = opts.onReceived;
     // While the CONNECT is being authenticated, what the client sends next waits here; past
     // this, the socket is not read at all (TCP flow control holds the client).
     this.#holdLimit = opts.maxConnectBytes;
@@ -64,8 +73,29 @@ export class WireGuard extends Duplex {
   /** Authentication succeeded: frames after the CONNECT may pass from now on. */
   authenticate(session: GuardSession): void {
     this.#session = session;
-    this.#inspector.authenticated(session);
+    this.#inspector.authenticated({
+      maxQos: (filter) => session.maxQos(filter),
+      onPuback: (packetId) => session.onPuback(packetId),
+      received: () => this.#onReceived?.(),
+      pingreq: () => this.#answerPing(),
+    });
     this.#process(Buffer.alloc(0));
+  }
+
+  /**
+   * Answers a PINGREQ here rather than in aedes [MQTT-3.12.4-1]. aedes reads nothing more from a
+   * connection while two or more packets it read together are unfinished (lib/client.js counts
+   * them per read): two uplinks of a tower held by ingest (the pipeline's backpressure) left its
+   * PINGREQ unanswered, so the client (or aedes' own keep-alive timer) dropped the connection,
+   * and the tower reconnected and resent just when the system was overloaded.
+   * The PINGREQ goes on to aedes, which answers it in its turn, before the CONNACK is written
+   * (it must come first) and while what was written has not drained (a client that pings
+   * without reading cannot grow the write buffer).
+   */
+  #answerPing(): boolean {
+    if (!this.#connacked || this.destroyed || this.writableEnded || this.writableNeedDrain || this.#pendingWrite) return false;
+    this.write(PINGRESP);
+    return true;
   }
 
   /**
@@ -93,12 +123,14 @@ export class WireGuard extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.#connacked = true;
     this.#session?.written?.(chunk);
     if (this.#inner.write(chunk)) cb();
     else this.#pendingWrite = () => cb();
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    this.#connacked = true;
     // mqtt-packet writes one packet in several pieces under cork(): keep them one syscall.
     this.#inner.cork();
     let ok = true;
