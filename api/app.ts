@@ -34,6 +34,7 @@ import { serializerCompiler } from './response-serializer.js';
 import { nullableForOpenApi30 } from './openapi-nullable.js';
 import { requireWellFormedUnicode } from './well-formed-json.js';
 import { registerStrictQuery } from './strict-query.js';
+import { registerCursorScope } from './cursor-scope.js';
 import { feedRoutes } from './routes/feeds.js';
 import { apiRoutes } from './routes/index.js';
 import { liveStatsRoutes } from './routes/live-stats.js';
@@ -219,6 +220,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   registerEtags(app);
   registerConditionalWrites(app, { prefix: API_PREFIX });
   registerStrictQuery(app);
+  registerCursorScope(app, { prefix: API_PREFIX });
   registerAuditTrail(app, { prefix: API_PREFIX });
   app.addHook('onRoute', tagRoute);
   app.addHook('onRoute', nameOperation);

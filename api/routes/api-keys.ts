@@ -10,7 +10,7 @@ import { createError, type FieldIssue } from '../../shared/errors.js';
 import { generateApiKey } from '../auth/api-keys.js';
 import { tenantIdOf, userPrincipalOf } from '../auth/guard.js';
 import { apiKeyScopeProblem } from '../auth/permissions.js';
-import { EpochMsSchema, IdParams, ListQuery, NextCursor, NoContent, errorResponses, found, paginate } from '../schemas/common.js';
+import { EpochMsSchema, IdParams, ListQuery, NextCursor, NoContent, errorResponses, found, humanName, paginate } from '../schemas/common.js';
 
 export const ApiKeySchema = z
   .object({
@@ -50,7 +50,7 @@ const MAX_EXPIRY_S = 10 * 365 * 24 * 3600;
 
 const CreateApiKeyBody = z
   .strictObject({
-    name: z.string().trim().min(1).max(100),
+    name: humanName(100),
     scopes: z
       .array(z.string().min(1).max(64))
       .min(1)

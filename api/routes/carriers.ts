@@ -3,23 +3,12 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { audit, recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { principalOf } from '../auth/guard.js';
-import {
-  IdParams,
-  IdSchema,
-  ListQuery,
-  NextCursor,
-  NoContent,
-  errorResponses,
-  existed,
-  found,
-  paginate,
-  referenceNotFound,
-} from '../schemas/common.js';
+import { IdParams, IdSchema, ListQuery, NextCursor, NoContent, errorResponses, existed, found, humanName, paginate, referenceNotFound } from '../schemas/common.js';
 import { CarrierSchema } from '../../shared/schemas/records.js';
 import { visibleTower } from './towers.js';
 
 const fields = {
-  name: z.string().trim().min(1).max(200),
+  name: humanName(),
   mcc_mnc: z
     .string()
     .regex(/^\d{5,6}$/, 'must be the 5-6 digit MCC+MNC, e.g. "20801"')

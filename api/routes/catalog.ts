@@ -8,7 +8,7 @@ import { CatalogKey } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
 import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, found, paginate, sortQuery } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, found, humanName, paginate, sortQuery } from '../schemas/common.js';
 import { ActionSchema, AppSchema } from '../../shared/schemas/records.js';
 
 export interface CatalogRoutesOptions {
@@ -27,9 +27,9 @@ export const catalogRoutes: FastifyPluginAsyncZod<CatalogRoutesOptions> = async 
   const Reply = z.object({ [one]: ItemSchema });
   const ListReply = z.object({ [kind]: z.array(ItemSchema), next_cursor: NextCursor });
   const CreateBody = z
-    .strictObject({ key: CatalogKey, name: z.string().trim().min(1).max(200) })
+    .strictObject({ key: CatalogKey, name: humanName() })
     .meta({ example: EXAMPLES[kind] });
-  const PatchBody = z.strictObject({ name: z.string().trim().min(1).max(200).optional() });
+  const PatchBody = z.strictObject({ name: humanName().optional() });
 
   app.post(
     `/${kind}`,

@@ -7,18 +7,7 @@ import { z } from 'zod';
 import { TopicId } from '../../shared/mqtt/payloads.js';
 import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
-import {
-  ErrorBodySchema,
-  IdParams,
-  ListQuery,
-  NextCursor,
-  NoContent,
-  errorResponses,
-  found,
-  listQuery,
-  paginate,
-  sortQuery,
-} from '../schemas/common.js';
+import { ErrorBodySchema, IdParams, ListQuery, NextCursor, NoContent, errorResponses, found, humanName, listQuery, paginate, sortQuery } from '../schemas/common.js';
 import type { DeviceMetadata } from '../../shared/domain.js';
 import type { Store } from '../../shared/store/port.js';
 import { DeviceMetadataSchema, DeviceSchema, DiscoveredDeviceSchema } from '../../shared/schemas/records.js';
@@ -26,8 +15,8 @@ import { idOrSelf, refField } from './natural-keys.js';
 
 const fields = {
   user_id: refField('user').nullable().describe('the device user who owns the device: id or e-mail'),
-  name: z.string().trim().min(1).max(200),
-  os: z.string().trim().min(1).max(100).nullable(),
+  name: humanName(),
+  os: humanName(100).nullable(),
 };
 const CreateDeviceBody = z
   .strictObject({

@@ -12,7 +12,7 @@ import type { Plan } from '../../shared/domain.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import { PERMISSIONS, holds, type Permission } from '../auth/permissions.js';
 import { LiveStats } from '../live-stats.js';
-import { EpochMsSchema, ListQuery, NextCursor, errorResponses, paginate } from '../schemas/common.js';
+import { EpochMsSchema, ListQuery, NextCursor, errorResponses, intQuery, paginate } from '../schemas/common.js';
 
 export interface LiveStatsRoutesOptions {
   /** Overrides the bucket geometry (tests); default one-minute buckets over an hour. */
@@ -20,7 +20,7 @@ export interface LiveStatsRoutesOptions {
 }
 
 const MinutesQuery = z.strictObject({
-  minutes: z.coerce.number().int().min(1).max(60).default(60).describe('how many of the last one-minute buckets (1–60)'),
+  minutes: intQuery(1, 60, 60).describe('how many of the last one-minute buckets (1–60)'),
 });
 
 const windowFields = {

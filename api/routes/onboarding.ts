@@ -21,7 +21,7 @@ import { audit } from '../audit.js';
 import { holds } from '../auth/permissions.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import { parseCsvTable } from '../csv-table.js';
-import { BooleanQuery, errorResponses } from '../schemas/common.js';
+import { BooleanQuery, errorResponses, humanName } from '../schemas/common.js';
 
 /** Rows per request; a larger directory is imported in several requests (each all or nothing). */
 export const MAX_IMPORT_ROWS = 50_000;
@@ -36,14 +36,14 @@ const cell = <T extends z.ZodType>(schema: T) => z.union([schema, z.literal('')]
 const RowSchema = z
   .strictObject({
     user_email: cell(z.email().max(320)).describe("the device user's key (case-insensitive)"),
-    user_name: cell(z.string().trim().min(1).max(200)).describe('set on a new user; updates an existing one when different'),
+    user_name: cell(humanName()).describe('set on a new user; updates an existing one when different'),
     roles: z
       .union([z.array(z.string().trim().min(1).max(200)).max(100), z.string().max(20_000)])
       .optional()
       .describe('role names to assign (added, never removed); in CSV separated by ";"'),
     device_id: cell(TopicId).describe('the identifier towers report'),
-    device_name: cell(z.string().trim().min(1).max(200)),
-    device_os: cell(z.string().trim().min(1).max(100)),
+    device_name: cell(humanName()),
+    device_os: cell(humanName(100)),
   })
   .meta({ id: 'DirectoryRow' });
 

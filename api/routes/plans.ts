@@ -6,11 +6,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TopicId } from '../../shared/mqtt/payloads.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, humanName, paginate } from '../schemas/common.js';
 import { PlanSchema } from '../../shared/schemas/records.js';
 
 const fields = {
-  name: z.string().trim().min(1).max(200),
+  name: humanName(),
   auto_remediation: z.boolean().describe('rules with a remediation act at the tower automatically when they deny'),
   max_devices: z.number().int().min(0).max(100_000_000).nullable().describe('registered devices; null = unlimited'),
   max_events_per_s: z.number().int().min(0).max(10_000_000).nullable().describe('usage events per second at ingest; null = unlimited'),

@@ -9,23 +9,14 @@ import { SeveritySchema } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
 import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import {
-  NextCursor,
-  NoContent,
-  errorResponses,
-  found,
-  invalidField,
-  listQuery,
-  paginate,
-  sortQuery,
-} from '../schemas/common.js';
+import { NextCursor, NoContent, errorResponses, found, humanName, invalidField, listQuery, paginate, sortQuery } from '../schemas/common.js';
 import { PolicySchema } from '../../shared/schemas/records.js';
 import { idOrSelf, refField, requireRef } from './natural-keys.js';
 
 const IdParams = z.object({ id: refField('policy') });
 
 const fields = {
-  name: z.string().trim().min(1).max(200),
+  name: humanName(),
   description: z.string().max(2000).nullable(),
   severity: SeveritySchema.describe('severity of alerts raised by this policy’s deny rules'),
 };

@@ -7,11 +7,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { Explainer } from '../../shared/policy/explain.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, IdSchema, errorResponses, found, invalidField, referenceNotFound } from '../schemas/common.js';
+import { IdParams, IdSchema, errorResponses, found, intQuery, invalidField, referenceNotFound } from '../schemas/common.js';
 import type { PolicyContents } from './policy-contents.js';
 import { ExplanationSchema, RecordedDecisionSchema } from './policy-schemas.js';
 
-export const VersionNumber = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+export const VersionNumber = intQuery(1, Number.MAX_SAFE_INTEGER);
 
 const Name = z.string().trim().min(1).max(128);
 const ExplainBody = z

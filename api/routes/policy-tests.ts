@@ -9,14 +9,14 @@ import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import { runPolicyTests, type PolicyTest } from '../../shared/policy/policy-tests.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { IdParams, IdSchema, NextCursor, NoContent, errorResponses, existed, found, listQuery, paginate } from '../schemas/common.js';
+import { IdParams, IdSchema, NextCursor, NoContent, errorResponses, existed, found, humanName, listQuery, paginate } from '../schemas/common.js';
 import type { PolicyContents } from './policy-contents.js';
 import { VersionNumber } from './policy-explain.js';
 import { PolicyTestRunSchema, PolicyTestSchema } from './policy-schemas.js';
 
 const Name = z.string().trim().min(1).max(128);
 const fields = {
-  name: z.string().trim().min(1).max(200),
+  name: humanName(),
   device_id: IdSchema.nullable().describe('the device doing it (its owner’s roles decide); give this or user_id'),
   user_id: IdSchema.nullable().describe('the device user doing it'),
   app: Name,

@@ -11,7 +11,7 @@ import { EffectSchema, TopicId } from '../../shared/mqtt/payloads.js';
 import { audit, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { createTenantWithOwner } from '../console-accounts.js';
-import { IdParams, ListQuery, NextCursor, errorResponses, found, paginate, sortQuery } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, errorResponses, found, humanName, paginate, sortQuery } from '../schemas/common.js';
 import { ConsoleUserSchema, TenantSchema } from '../../shared/schemas/records.js';
 import { PlanReply } from './plans.js';
 
@@ -21,7 +21,7 @@ export const EmailSchema = z.email().max(320);
 export const MIN_AUDIT_RETENTION_DAYS = 30;
 
 const tenantFields = {
-  name: z.string().trim().min(1).max(200),
+  name: humanName(),
   default_effect: EffectSchema.describe('effect when no rule matches'),
   alert_window_s: z.number().int().min(1).max(7 * 24 * 3600).describe('deny alerts for one device+rule merge within this window'),
   plan_id: TopicId.describe("the tenant's plan (features and limits); default 'free'"),

@@ -9,12 +9,12 @@ import type { Page, Store } from '../../shared/store/port.js';
 import type { Tower } from '../../shared/domain.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { principalOf } from '../auth/guard.js';
-import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, paginate, sortQuery } from '../schemas/common.js';
+import { IdParams, ListQuery, NextCursor, NoContent, errorResponses, existed, found, humanName, paginate, sortQuery } from '../schemas/common.js';
 import { TowerSchema } from '../../shared/schemas/records.js';
 import type { Principal } from '../types.js';
 
 const fields = {
-  name: z.string().trim().min(1).max(200),
+  name: humanName(),
   lat: z.number().min(-90).max(90).nullable(),
   lon: z.number().min(-180).max(180).nullable(),
   radius_m: z.number().positive().max(100_000).nullable().describe('coverage radius in metres'),

@@ -27,22 +27,69 @@ export const NoContent = z.undefined().describe('No content');
 
 export { EpochMsSchema } from '../../shared/schemas/records.js';
 
+/**
+ * Characters no human name may hold: controls (C0, DEL, C1: a NUL or a newline in a name breaks
+ * logs, exports and the console), bidirectional embeddings, overrides, isolates and marks (they
+ * make a name display as another: "\u202Egnp.exe" shows as "exe.png"), line/paragraph separators,
+ * and invisible characters with no linguistic role (soft hyphen, zero-width space, word joiner
+ * and the invisible operators, byte-order mark), which would let "engineer\u200B" pass for
+ * "engineer" while being another unique name.
+ */
+const FORBIDDEN_IN_NAME = /[\p{Cc}\u00AD\u061C\u200B\u200E\u200F\u2028-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/u;
+/**
+ * Zero-width (non-)joiners do carry meaning between two non-ASCII characters (Persian and Indic
+ * spelling, emoji sequences), where they also change what is drawn; anywhere else (an end, next to
+ * ASCII) they are invisible, so they are refused there.
+ */
+const STRAY_JOINER = /(?:^|\p{ASCII})[\u200C\u200D]|[\u200C\u200D](?:$|\p{ASCII})/u;
+
+const codePoint = (text: string, at: number): string => `U+${(text.codePointAt(at) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+
+/**
+ * The one schema for a name people read (roles, policies, users, devices, apps, towers, tenants…):
+ * trimmed, 1–`max` characters, no controls, bidi overrides or invisible characters (400 naming the
+ * field and the code point). Names stored before this rule are left as they are and can still be
+ * looked up; only creating or renaming to such a name is refused.
+ */
+export function humanName(max = 200) {
+  return z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .superRefine((name, ctx) => {
+      const bad = FORBIDDEN_IN_NAME.exec(name) ?? STRAY_JOINER.exec(name);
+      if (bad === null) return;
+      // A stray-joiner match may include its ASCII neighbour: name the joiner itself.
+      const at = bad.index + Math.max(0, bad[0].search(/[\u200C\u200D]/u));
+      ctx.addIssue({ code: 'custom', message: `must not contain control, bidirectional or invisible characters (found ${codePoint(name, at)})` });
+    });
+}
+
 /** Record ids in paths: the store decides whether they exist in the caller's tenant. */
 export const IdSchema = z.string().min(1).max(128);
 export const IdParams = z.object({ id: IdSchema });
 
 export const MAX_PAGE = 1000;
 
+const DECIMAL_INT_RE = /^(0|[1-9]\d{0,15})$/;
+
+/**
+ * A whole number in a query or path (also taken as a JSON number in a body): plain decimal digits
+ * only. `z.coerce.number()` would take "0x10", "1e2", " 5", "5.0" or "" (as 0), so a client's
+ * typo became some other number instead of a 400. The pipe keeps the OpenAPI type `integer`
+ * (and its default), which is what the schema generator reads from its output side.
+ */
+export function intQuery(min: number, max: number, fallback?: number) {
+  const n = z.number({ error: `must be a whole number in decimal digits, ${min}–${max}` }).int().min(min).max(max);
+  const toNumber = (v: unknown): unknown => (typeof v === 'string' && DECIMAL_INT_RE.test(v) ? Number(v) : v);
+  return fallback === undefined ? z.preprocess(toNumber, n) : z.preprocess(toNumber, n.default(fallback));
+}
+
 export const ListQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  limit: intQuery(1, 1000, 50),
   cursor: z.string().min(1).max(512).optional().describe('next_cursor of the previous page'),
-  page: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(MAX_PAGE)
-    .optional()
-    .describe('1-based page number; an alternative to cursor (walks the cursor chain)'),
+  page: intQuery(1, MAX_PAGE).optional().describe('1-based page number; an alternative to cursor (walks the cursor chain)'),
 });
 export type ListQueryT = z.output<typeof ListQuery>;
 
