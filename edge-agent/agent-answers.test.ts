@@ -112,9 +112,10 @@ describe('EdgeAgent answers every event', () => {
     const withheld = await publishTenant(cloud, tenant, [TOWER], undefined, { withholdPartOf: 'dev-4321' });
     expect(withheld).toHaveLength(1);
     // bundleWaitMs both opens the gate and bounds how long after that an event still waits for the
-    // missing part: 1.5 s, so a loaded machine's pause between whenReady() and observe() (a CI run
-    // once took longer than 200 ms) cannot end the wait before the event is observed.
-    const agent = makeAgent({ bundleSettleMs: 20, bundleWaitMs: 1500, discoveryMaxDelayMs: 1, batchMaxDelayMs: 1 });
+    // missing part: 4 s, so a loaded machine's pause between whenReady() and observe(), or between
+    // observe() and the part's arrival, cannot end the wait first (a CI run once took longer than
+    // 200 ms; at 1.5 s it still failed once with seven test files running beside it).
+    const agent = makeAgent({ bundleSettleMs: 20, bundleWaitMs: 4000, discoveryMaxDelayMs: 1, batchMaxDelayMs: 1 });
     await agent.start();
     // The gate opens at bundleWaitMs although the directory still misses a part.
     await agent.whenReady();
