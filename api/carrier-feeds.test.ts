@@ -76,6 +76,20 @@ describe('carrier tower feed over REST', () => {
     expect(await h.store.towers.list()).toEqual(before);
   });
 
+  it('refuses a tower name with a bidi override or an invisible character, as the API does for every name', async () => {
+    const res = await push(carrierA.session, 'towers', [
+      { op: 'upsert', tower_id: 'twr-name-1', name: '\u202Egnp.exe' },
+      { op: 'upsert', tower_id: 'twr-name-2', name: 'North\u200B' },
+      { op: 'upsert', tower_id: 'twr-name-3', name: 'North' },
+    ]);
+    expect(res.statusCode, res.body).toBe(200);
+    const body = json<{ results: Array<{ outcome: string; reason?: string }> }>(res);
+    expect(body.results.map((r) => r.outcome)).toEqual(['refused', 'refused', 'created']);
+    expect(body.results[0]?.reason).toMatch(/^name: .*U\+202E/);
+    expect(body.results[1]?.reason).toMatch(/^name: .*U\+200B/);
+    expect(await h.store.towers.get('twr-name-1')).toBeNull();
+  });
+
   it("never writes another carrier's tower, nor an operator's", async () => {
     await post(h.app, operator, '/api/v1/towers', { id: 'twr-op', name: 'Operator tower' });
     const before = [await h.store.towers.get('twr-a1'), await h.store.towers.get('twr-op')];

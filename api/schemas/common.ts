@@ -26,45 +26,7 @@ export const errorResponses = { '4xx': ErrorBodySchema, '5xx': ErrorBodySchema }
 export const NoContent = z.undefined().describe('No content');
 
 export { EpochMsSchema } from '../../shared/schemas/records.js';
-
-/**
- * Characters no human name may hold: controls (C0, DEL, C1: a NUL or a newline in a name breaks
- * logs, exports and the console), bidirectional embeddings, overrides, isolates and marks (they
- * make a name display as another: "\u202Egnp.exe" shows as "exe.png"), line/paragraph separators,
- * and invisible characters with no linguistic role (soft hyphen, zero-width space, word joiner
- * and the invisible operators, byte-order mark), which would let "engineer\u200B" pass for
- * "engineer" while being another unique name.
- */
-const FORBIDDEN_IN_NAME = /[\p{Cc}\u00AD\u061C\u200B\u200E\u200F\u2028-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/u;
-/**
- * Zero-width (non-)joiners do carry meaning between two non-ASCII characters (Persian and Indic
- * spelling, emoji sequences), where they also change what is drawn; anywhere else (an end, next to
- * ASCII) they are invisible, so they are refused there.
- */
-const STRAY_JOINER = /(?:^|\p{ASCII})[\u200C\u200D]|[\u200C\u200D](?:$|\p{ASCII})/u;
-
-const codePoint = (text: string, at: number): string => `U+${(text.codePointAt(at) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
-
-/**
- * The one schema for a name people read (roles, policies, users, devices, apps, towers, tenants…):
- * trimmed, 1–`max` characters, no controls, bidi overrides or invisible characters (400 naming the
- * field and the code point). Names stored before this rule are left as they are and can still be
- * looked up; only creating or renaming to such a name is refused.
- */
-export function humanName(max = 200) {
-  return z
-    .string()
-    .trim()
-    .min(1)
-    .max(max)
-    .superRefine((name, ctx) => {
-      const bad = FORBIDDEN_IN_NAME.exec(name) ?? STRAY_JOINER.exec(name);
-      if (bad === null) return;
-      // A stray-joiner match may include its ASCII neighbour: name the joiner itself.
-      const at = bad.index + Math.max(0, bad[0].search(/[\u200C\u200D]/u));
-      ctx.addIssue({ code: 'custom', message: `must not contain control, bidirectional or invisible characters (found ${codePoint(name, at)})` });
-    });
-}
+export { humanName } from '../../shared/schemas/names.js';
 
 /** Record ids in paths: the store decides whether they exist in the caller's tenant. */
 export const IdSchema = z.string().min(1).max(128);

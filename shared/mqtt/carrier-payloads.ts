@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { EpochMs, SCHEMA_VERSION, TopicId, Ulid } from './payloads.js';
+import { humanName } from '../schemas/names.js';
 
 export const MAX_FEED_RECORDS = 5000;
 
@@ -26,7 +27,7 @@ export const TowerFeedRecordSchema = z.discriminatedUnion('op', [
       /** Creates the tower, or updates it when this carrier already manages it. */
       op: z.literal('upsert'),
       tower_id: TopicId,
-      name: z.string().trim().min(1).max(200),
+      name: humanName(200),
       lat: Lat.optional(),
       lon: Lon.optional(),
       coverage: TowerCoverageSchema.nullable().optional(),
