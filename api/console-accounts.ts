@@ -79,8 +79,9 @@ export function announceEndedSessions(app: FastifyInstance, before: ConsoleUser,
 /**
  * Deletes an account through `remove` (the store's delete, with the route's check), auditing it
  * as it was. The store unassigns the account's alerts in the same transaction, as steps by the
- * caller; each is announced as the alert routes announce an unassignment ('alert.assigned'), so
- * live feeds, webhooks and Firebase stop showing the deleted account as the assignee.
+ * caller, with their webhook deliveries (alert.assigned); each is announced as the alert routes
+ * announce an unassignment, so live feeds and Firebase stop showing the deleted account as the
+ * assignee and the webhook deliverer wakes.
  * False when there was no such account.
  */
 export async function deleteConsoleAccount(

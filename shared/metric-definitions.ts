@@ -127,8 +127,7 @@ export const METRIC_DEFINITIONS = {
   retention_errors_total: counter('Failed retention passes'),
 
   // --- outbound integrations ------------------------------------------------------------------------
-  webhook_events_total: counter('Alert workflow events (acknowledged, assigned, resolved) queued for webhook delivery by this process, by event; the deliveries of alert.opened/updated, command.updated and device.discovered are written by the store with their record', 'event'),
-  webhook_notify_errors_total: counter('Events that could not be queued for webhook delivery', 'event'),
+  webhook_events_total: counter('Webhook events announced to this process, by event (each wakes the deliverer; their deliveries are written by the store with the record they announce)', 'event'),
   webhook_deliveries_total: counter('Webhook delivery attempts, by outcome', 'status'),
   firebase_writes_total: counter('Batched writes to the Firebase Realtime Database'),
   firebase_write_errors_total: counter('Failed writes to the Firebase Realtime Database'),

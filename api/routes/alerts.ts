@@ -1,9 +1,10 @@
 /**
  * The alert workflow: acknowledge, assign (or unassign), resolve, each with an optional note.
- * The store applies the step and records it in the alert's history in one transaction
- * (shared/store/rules/alerts.ts has the transition table); the route then audits it and
- * announces it on the bus (alert.acknowledged / alert.assigned / alert.resolved), from where it
- * reaches live feeds, webhooks and Firebase. Repeating a step that already holds answers 200 with
+ * The store applies the step and records it in the alert's history in one transaction, with its
+ * webhook deliveries (shared/store/rules/alerts.ts has the transition table,
+ * shared/store/rules/webhook-outbox.ts the outbox); the route then audits it and announces it on
+ * the bus (alert.acknowledged / alert.assigned / alert.resolved), from where it reaches live
+ * feeds and Firebase and wakes the webhook deliverer. Repeating a step that already holds answers 200 with
  * `changed: false` and announces nothing, so clients may retry freely.
  *
  * A resolved alert is closed: acknowledging or assigning it is a 409, and the next deny of the

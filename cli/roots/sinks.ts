@@ -11,12 +11,12 @@ import { component, type Component } from './components.js';
 import type { Foundation } from './foundation.js';
 
 export interface SinkOptions {
-  /** Make webhook attempts in this process (workers, embedded); others only write deliveries. */
+  /** Make webhook attempts in this process (workers, embedded); others leave them to those. */
   deliverWebhooks: boolean;
 }
 
 export async function buildSinks(f: Foundation, opts: SinkOptions): Promise<{ components: Component[]; deliverer: WebhookDeliverer }> {
-  const { config, store, bus, counters, logger, now, newId, workflow } = f;
+  const { config, store, bus, counters, logger, now, workflow } = f;
   const onError = (what: string) => (err: unknown) => logger.error({ module: 'workers', err }, `${what} failed`);
   const deliverer = new WebhookDeliverer({
     store,
@@ -32,14 +32,10 @@ export async function buildSinks(f: Foundation, opts: SinkOptions): Promise<{ co
   });
   const commandAudit = new CommandAudit({ store, bus, onError: onError('command audit') });
   const notifier = new WebhookNotifier({
-    store,
     bus,
-    // Roles that do not deliver still wake the deliverers: they sweep on their own timer.
+    // Roles that do not deliver leave the deliverers to their own sweep timer.
     deliverer: opts.deliverWebhooks ? deliverer : { poke: () => {} },
     counters,
-    newId,
-    now,
-    onError: onError('webhook notification'),
   });
   // The Firebase mirror is opt-in: a database URL, or the emulator for development. firebase-admin
   // is loaded only then (~100 ms of start-up otherwise).

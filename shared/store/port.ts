@@ -558,7 +558,8 @@ export interface Store {
      * `check` as for update. In the same transaction, the account's active alerts (open or
      * acknowledged, of its tenant only) are unassigned, each by an 'unassigned' step in the
      * alert's history made by `actor` (default: the system, now) (rules/alerts.ts:
-     * unassignDeletedAssignee). null when there was no such account in `scope`.
+     * unassignDeletedAssignee), with its alert.assigned webhook deliveries
+     * (rules/webhook-outbox.ts). null when there was no such account in `scope`.
      */
     delete(scope: string | null, id: string, check?: (current: ConsoleUser) => void, actor?: AlertActor): Promise<ConsoleUserDeletion | null>;
   };
@@ -735,8 +736,9 @@ export interface Store {
     count(tenantId: string, filter?: AlertFilter): Promise<number>;
     /**
      * A workflow step (acknowledge, assign, resolve), recorded in the alert's history in the same
-     * transaction, which `step` returns. null for an unknown alert; `step: null` when the step
-     * already held (nothing was written).
+     * transaction, which `step` returns, with the step's webhook deliveries (alert.acknowledged,
+     * alert.assigned or alert.resolved; rules/webhook-outbox.ts). null for an unknown alert;
+     * `step: null` when the step already held (nothing was written).
      * NOT_FOUND (assignee) unless the assignee is a console user of the tenant; CONFLICT (status)
      * for acknowledging or assigning a resolved alert.
      */

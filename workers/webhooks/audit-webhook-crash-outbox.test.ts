@@ -66,7 +66,7 @@ describe('webhook deliveries across a worker killed between commit and announcem
     const ctx = testWorkerContext({ store, bus, downlink, now: () => T0, newId });
     const pipeline = new Pipeline(ctx, { concurrency: 4, rebuildDebounceMs: 1 });
     await pipeline.start();
-    const notifier = new WebhookNotifier({ store, bus, deliverer: { poke: () => pokes.push('poke') }, counters: ctx.counters, newId, now: () => T0 });
+    const notifier = new WebhookNotifier({ bus, deliverer: { poke: () => pokes.push('poke') }, counters: ctx.counters });
     notifier.start();
     return { store, ctx, pipeline, notifier };
   }

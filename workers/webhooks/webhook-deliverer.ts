@@ -2,8 +2,8 @@
  * Sends webhook deliveries: one signed POST per attempt, exponential backoff on failure, and
  * every attempt recorded on the delivery (visible through GET /webhooks/{id}/deliveries).
  *
- * Deliveries live in the store (written by the notifier before any attempt, so a restart loses
- * none). A sweep hands the due ones to the 'webhooks' job queue as `webhook.<delivery>.<attempts>`
+ * Deliveries live in the store (written with the record they announce, the outbox of
+ * shared/store/rules/webhook-outbox.ts, before any attempt, so a restart loses none). A sweep hands the due ones to the 'webhooks' job queue as `webhook.<delivery>.<attempts>`
  * jobs: in distributed mode several workers sweep and consume, and the job id lets exactly one
  * of them make each attempt. Before posting, the handler re-reads the delivery and skips it unless
  * it is still pending with the same attempt count, so a sweep that raced a finished attempt

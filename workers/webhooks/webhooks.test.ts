@@ -1,7 +1,8 @@
 /**
  * Webhook notification end to end below the API: a record committed with its deliveries (the
- * store's outbox) or a workflow bus event → WebhookNotifier → real SQLite deliveries → WebhookDeliverer → a real HTTP receiver on 127.0.0.1, which is why these run with
- * private targets allowed (--webhook-allow-private; the refusals are webhook-targets.test.ts).
+ * store's outbox, real SQLite) → its bus announcement → WebhookNotifier pokes → WebhookDeliverer
+ * → a real HTTP receiver on 127.0.0.1, which is why these run with private targets allowed
+ * (--webhook-allow-private; the refusals are webhook-targets.test.ts).
  * Time is an injected clock and passes run through deliverer.tick(): no sleeps, backoff is crossed
  * by moving the clock.
  */
@@ -12,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InProcessBus } from '../../shared/bus.js';
-import type { Alert, AlertEvent, WebhookEventType } from '../../shared/domain.js';
+import { ALERT_STEP_EVENTS } from '../../shared/bus-events.js';
+import type { Alert, WebhookEventType } from '../../shared/domain.js';
 import { createIdFactory } from '../../shared/ids.js';
 import { Counters } from '../../shared/metrics.js';
 import type { DecidedUsage } from '../../shared/store/port.js';
@@ -22,7 +24,6 @@ import { InProcessJobQueues } from '../../shared/workflow/job-queue.js';
 import { InProcessLeases } from '../../shared/workflow/leases.js';
 import { WebhookDeliverer, backoffMs } from './webhook-deliverer.js';
 import { WebhookNotifier, type WebhookEventBody } from './webhook-notifier.js';
-import { NO_WORKFLOW } from '../../shared/store/rules/alerts.js';
 
 const START = 1_700_000_000_000;
 const MAX_ATTEMPTS = 4;
@@ -87,7 +88,7 @@ function build(opts: { store?: SqliteStore; poke?: boolean } = {}): void {
   });
   deliverer.startProcessing();
   const poked = opts.poke === false ? { poke: () => {} } : deliverer;
-  notifier = new WebhookNotifier({ store, bus, deliverer: poked, counters, newId: createIdFactory(now), now });
+  notifier = new WebhookNotifier({ bus, deliverer: poked, counters });
   notifier.start();
 }
 
@@ -123,26 +124,6 @@ async function tenantWithHook(name: string, events: WebhookEventType[], path = `
   return { tenantId: tenant.id, webhook, secret, path };
 }
 
-function alert(tenantId: string, id = 'alert-1'): Alert {
-  return {
-    id,
-    tenant_id: tenantId,
-    device_id: 'dev-1',
-    user_id: null,
-    rule_id: 'r1',
-    policy_id: 'p1',
-    app: 'dropbox',
-    action: 'upload',
-    tower_id: 'T1',
-    severity: 'high',
-    count: 1,
-    first_seen: START,
-    last_seen: START,
-    status: 'open',
-    ...NO_WORKFLOW,
-  };
-}
-
 const newId = createIdFactory();
 
 /**
@@ -174,9 +155,8 @@ async function openAlert(tenantId: string, opts: { discover?: boolean } = {}): P
   return r.alerts_opened[0]!;
 }
 
-/** Lets the notifier store its deliveries, then runs one delivery pass. */
+/** Runs one delivery pass (the deliveries were committed with their records). */
 async function deliver(): Promise<void> {
-  await notifier.idle();
   await deliverer.tick();
 }
 
@@ -283,7 +263,6 @@ describe('webhook delivery', () => {
     await rebuild({ poke: false });
     const { tenantId, webhook } = await tenantWithHook('acme', ['alert.opened']);
     await openAlert(tenantId);
-    await notifier.idle();
     await store.webhooks.update(tenantId, webhook.id, { enabled: false });
     await deliverer.tick();
     expect(receiver.requests).toHaveLength(0);
@@ -295,7 +274,6 @@ describe('webhook delivery', () => {
     await rebuild({ poke: false });
     const { tenantId, webhook } = await tenantWithHook('acme', ['alert.opened']);
     await openAlert(tenantId);
-    await notifier.idle();
     const [pending] = (await store.webhookDeliveries.list(tenantId, webhook.id)).items;
     // The real store, with the webhook's deletion landing between the sweep's read and the send.
     const attempts: Array<{ id: string; status: string; error: string | null }> = [];
@@ -375,20 +353,25 @@ describe('webhook fan-out', () => {
   it('delivers alert workflow steps (acknowledged, assigned, resolved) with the alert after the step', async () => {
     const { tenantId, path } = await tenantWithHook('flow', ['alert.acknowledged', 'alert.assigned', 'alert.resolved']);
     await store.webhooks.create(tenantId, { url: receiver.url('/opened-only'), events: ['alert.opened'], secret: 'z' });
-    const base = alert(tenantId);
-    const step = (kind: AlertEvent['kind']): AlertEvent => ({ id: `s-${kind}`, tenant_id: tenantId, alert_id: base.id, kind, at: START, actor_id: 'u-1', assignee: null, note: null });
-    const acked = { ...base, status: 'acknowledged' as const, acknowledged_by: 'u-1', acknowledged_at: START };
-    bus.publish('alert.acknowledged', { tenant_id: tenantId, alert: acked, step: step('acknowledged') });
-    bus.publish('alert.assigned', { tenant_id: tenantId, alert: { ...acked, assigned_to: 'u-2', assigned_at: START, assigned_by: 'u-1' }, step: step('assigned') });
-    bus.publish('alert.resolved', { tenant_id: tenantId, alert: { ...acked, status: 'resolved', resolved_by: 'u-1', resolved_at: START, note: 'done' }, step: step('resolved') });
+    const analyst = await store.consoleUsers.create({ tenant_id: tenantId, email: 'ana@flow.test', console_role: 'analyst', password_hash: 'h' });
+    const opened = await openAlert(tenantId);
+    // Each step as the API makes it: the store's transaction (with its deliveries), then the announcement.
+    for (const action of [
+      { kind: 'acknowledge', by: 'u-1', at: START },
+      { kind: 'assign', assignee: analyst.id, by: 'u-1', at: START },
+      { kind: 'resolve', by: 'u-1', at: START, note: 'done' },
+    ] as const) {
+      const { alert: after, step } = (await store.alerts.act(tenantId, opened.id, action))!;
+      bus.publish(ALERT_STEP_EVENTS[step!.kind], { tenant_id: tenantId, alert: after, step: step! });
+    }
     await deliver();
     const got = receiver.on(path).map((r) => JSON.parse(r.body) as WebhookEventBody);
     expect(got.map((b) => [b.type, (b.data as Alert).status, (b.data as Alert).assigned_to])).toEqual([
       ['alert.acknowledged', 'acknowledged', null],
-      ['alert.assigned', 'acknowledged', 'u-2'],
-      ['alert.resolved', 'resolved', null],
+      ['alert.assigned', 'acknowledged', analyst.id],
+      ['alert.resolved', 'resolved', analyst.id],
     ]);
-    expect(receiver.on('/opened-only')).toEqual([]);
+    expect(receiver.on('/opened-only').map((r) => r.headers['x-edgeplane-event'])).toEqual(['alert.opened']);
   });
 });
 

@@ -2,10 +2,10 @@
  * Contract: tenant webhooks (the secret never leaves through CRUD) and the delivery queue.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { WebhookDelivery, WebhookEventType } from '../../domain.js';
+import type { Alert, WebhookDelivery, WebhookEventType } from '../../domain.js';
 import type { CommandInput, Store, WebhookInput } from '../port.js';
 import type { WebhookEventBody } from '../rules/webhook-outbox.js';
-import { denyEvent, expectError, ids, must, seedWorld, T0, usageEvent, walk, type ContractState } from './harness.js';
+import { consoleUser, denyEvent, expectError, ids, must, seedWorld, T0, usageEvent, walk, type ContractState } from './harness.js';
 
 const hookInput = (events: WebhookEventType[], secret = 'whsec-1'): WebhookInput => ({
   url: 'https://hooks.example.com/edgeplane',
@@ -301,6 +301,56 @@ export function describeWebhookContract(state: ContractState): void {
       ]);
       expect(new Set(made.map((d) => bodyOf(d).id)).size).toBe(2);
       expect((await store.webhookDeliveries.list(b, foreign.id)).items).toEqual([]);
+    });
+
+    it('writes one delivery per subscriber for each alert workflow step, none for a step that already held', async () => {
+      const { recordBatch } = state;
+      const w = await seedWorld(store, 'a');
+      const other = await seedWorld(store, 'b');
+      const steps = await store.webhooks.create(w.tenant.id, hookInput(['alert.acknowledged', 'alert.assigned', 'alert.resolved']));
+      const resolvedOnly = await store.webhooks.create(w.tenant.id, hookInput(['alert.resolved']));
+      const foreign = await store.webhooks.create(other.tenant.id, hookInput(['alert.acknowledged', 'alert.assigned', 'alert.resolved']));
+      const analyst = await store.consoleUsers.create(consoleUser(w.tenant.id, 'ana@a.test'));
+      const alert = must((await recordBatch(w, [denyEvent(w)])).alerts_opened[0]);
+      const t = w.tenant.id;
+
+      const acked = must(await store.alerts.act(t, alert.id, { kind: 'acknowledge', by: 'u-1', at: T0 + 1 })).alert;
+      expect(must(await store.alerts.act(t, alert.id, { kind: 'acknowledge', by: 'u-2', at: T0 + 2 })).step).toBeNull();
+      const assigned = must(await store.alerts.act(t, alert.id, { kind: 'assign', assignee: analyst.id, by: 'u-1', at: T0 + 3 })).alert;
+      expect(must(await store.alerts.act(t, alert.id, { kind: 'assign', assignee: analyst.id, by: 'u-1', at: T0 + 4 })).step).toBeNull();
+      const resolved = must(await store.alerts.act(t, alert.id, { kind: 'resolve', by: 'u-1', at: T0 + 5 })).alert;
+      expect(must(await store.alerts.act(t, alert.id, { kind: 'resolve', by: 'u-1', at: T0 + 6 })).step).toBeNull();
+
+      const made = await deliveriesOf(t, [steps.id, resolvedOnly.id]);
+      expect(made.map((d) => [d.webhook_id, d.event, d.status, bodyOf(d).type, bodyOf(d).tenant_id, bodyOf(d).data])).toEqual([
+        [steps.id, 'alert.acknowledged', 'pending', 'alert.acknowledged', t, acked],
+        [steps.id, 'alert.assigned', 'pending', 'alert.assigned', t, assigned],
+        [steps.id, 'alert.resolved', 'pending', 'alert.resolved', t, resolved],
+        [resolvedOnly.id, 'alert.resolved', 'pending', 'alert.resolved', t, resolved],
+      ]);
+      // One event id for every subscriber of a step; another for each step.
+      expect(bodyOf(made[3]!).id).toBe(bodyOf(made[2]!).id);
+      expect(new Set(made.map((d) => bodyOf(d).id)).size).toBe(3);
+      expect((await store.webhookDeliveries.list(other.tenant.id, foreign.id)).items).toEqual([]);
+    });
+
+    it("writes an alert.assigned delivery for each active alert a deleted account's delete unassigns", async () => {
+      const { recordBatch } = state;
+      const w = await seedWorld(store, 'a');
+      const hook = await store.webhooks.create(w.tenant.id, hookInput(['alert.assigned']));
+      const analyst = await store.consoleUsers.create(consoleUser(w.tenant.id, 'ana@a.test'));
+      const alert = must((await recordBatch(w, [denyEvent(w)])).alerts_opened[0]);
+      await store.alerts.act(w.tenant.id, alert.id, { kind: 'assign', assignee: analyst.id, by: 'u-1', at: T0 + 1 });
+
+      const deletion = must(await store.consoleUsers.delete(w.tenant.id, analyst.id, undefined, { by: 'u-1', at: T0 + 2 }));
+      const unassigned = must(deletion.unassigned[0]).alert;
+      expect(unassigned).toMatchObject({ id: alert.id, assigned_to: null });
+      const made = await deliveriesOf(w.tenant.id, [hook.id]);
+      expect(made.map((d) => [d.event, (bodyOf(d).data as Alert).assigned_to])).toEqual([
+        ['alert.assigned', analyst.id],
+        ['alert.assigned', null],
+      ]);
+      expect(bodyOf(made[1]!)).toMatchObject({ type: 'alert.assigned', tenant_id: w.tenant.id, data: unassigned });
     });
   });
 }

@@ -1,6 +1,7 @@
 /**
  * Console sign-in: console users (people, not device users) and rotating refresh tokens.
  */
+import { ALERT_STEP_EVENTS } from '../../bus-events.js';
 import type { ConsoleUser } from '../../domain.js';
 import type { ConsoleUserInput, ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
 import { MAX_ACCOUNTS_PER_EMAIL_LOOKUP, compareSignInOrder, newConsoleUser, patchedConsoleUser, requireOwnerRemains } from '../rules/console-users.js';
@@ -12,6 +13,7 @@ import { insertOrConflict, strip, type MongoContext } from './context.js';
 import type { Document, SessionLike } from './db-like.js';
 import type { TenantRefs } from './entity.js';
 import { toAlert } from './usage-repo.js';
+import type { MongoOutbox } from './webhook-repos.js';
 
 /** Accounts written before schema version 2 lack the lifecycle fields: read them as never changed. */
 const toConsoleUser = (d: ConsoleUserDoc): ConsoleUser => ({
@@ -34,7 +36,7 @@ export async function insertConsoleUser(ctx: MongoContext, session: SessionLike,
   return user;
 }
 
-export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Store['consoleUsers'] {
+export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs, outbox: MongoOutbox): Store['consoleUsers'] {
   const users = ctx.coll<ConsoleUserDoc>(C.consoleUsers);
   const tokens = ctx.coll<RefreshTokenDoc>(C.refreshTokens);
   const alerts = ctx.coll<AlertDoc>(C.alerts);
@@ -135,6 +137,8 @@ export function createConsoleUserRepo(ctx: MongoContext, refs: TenantRefs): Stor
           await alerts.updateOne({ _id: alert.id, tenant_id: alert.tenant_id }, { $set: set }, { session });
           await alertEvents.insertOne({ _id: step.id, ...step }, { session });
         }
+        // Their webhook deliveries (alert.assigned, assigned_to null) commit with the steps.
+        if (before.tenant_id !== null) await outbox(before.tenant_id, ALERT_STEP_EVENTS.unassigned, unassigned.map((u) => u.alert), session);
         await tokens.deleteMany({ user_id: id }, { session });
         if ((await users.deleteOne({ _id: id }, { session })).deletedCount === 0) return null;
         return { unassigned };

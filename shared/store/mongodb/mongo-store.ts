@@ -85,7 +85,7 @@ function buildRepos(ctx: MongoContext): StoreRepos {
   const { snapshot, rulesSnapshot } = createSnapshotReaders(ctx);
   return {
     tenants: createTenantRepo(ctx),
-    consoleUsers: createConsoleUserRepo(ctx, refs),
+    consoleUsers: createConsoleUserRepo(ctx, refs, outbox),
     refreshTokens: createRefreshTokenRepo(ctx),
     users: createUserRepo(ctx, refs),
     roles: createRoleRepo(ctx, refs),

@@ -13,6 +13,7 @@
  * the call, and the transaction leaves nothing half-written.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { ALERT_STEP_EVENTS } from '../../bus-events.js';
 import type { Alert, AlertEvent, DiscoveredDevice, Effect, UsageRecord } from '../../domain.js';
 import type { AlertFilter, DashboardMetrics, DecidedUsage, RecordUsageInput, RecordUsageResult, Store, StoredDecision } from '../port.js';
 import { ACTIVE_ALERT_STATUSES, ALERT_WORKFLOW_FIELDS, NO_WORKFLOW, alertKey, applyAlertAction, severityRank } from '../rules/alerts.js';
@@ -297,6 +298,9 @@ export function createUsageRepos(ctx: MongoContext, outbox: MongoOutbox): UsageR
         for (const field of ALERT_WORKFLOW_FIELDS) set[field] = alert[field];
         await alerts.updateOne({ _id: id, tenant_id: tenantId }, { $set: set }, { session });
         await alertEvents.insertOne({ _id: event.id, ...event }, { session });
+        // The step's webhook deliveries commit with it (the outbox): an API killed before its
+        // announcement loses none; a step that already held wrote nothing above, so none here.
+        await outbox(tenantId, ALERT_STEP_EVENTS[event.kind], [alert], session);
         return { alert, step: event };
       });
     },

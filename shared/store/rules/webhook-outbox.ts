@@ -1,11 +1,13 @@
 /**
- * The webhook outbox: the deliveries of an event the store itself commits (alert.opened,
- * alert.updated, device.discovered from usage.recordBatch; command.updated from commands.create,
- * createIfAbsent and transition) are written in the record's own transaction, one pending
- * delivery per enabled subscriber of the tenant. A process killed after the commit therefore
- * loses none, and a redelivered batch (its events stored already, so no alert or discovery
- * folded) writes none again: each such event has its deliveries exactly once. The bus
- * announcement that follows only pokes the deliverer; its sweep finds them anyway.
+ * The webhook outbox: the deliveries of every webhook event are written in the transaction of
+ * the record it announces, one pending delivery per enabled subscriber of the tenant:
+ * alert.opened, alert.updated, device.discovered from usage.recordBatch; command.updated from
+ * commands.create, createIfAbsent and transition; alert.acknowledged, alert.assigned,
+ * alert.resolved from alerts.act and (the unassignments) consoleUsers.delete. A process killed
+ * after the commit therefore loses none, and a redelivered batch (its events stored already, so
+ * no alert or discovery folded) or a repeated workflow step (nothing changed, no step recorded)
+ * writes none again: each event has its deliveries exactly once. The bus announcement that
+ * follows only pokes the deliverer; its sweep finds them anyway.
  *
  * Every delivery's body is fixed here as { id, type, tenant_id, created_at, data }: `id`
  * identifies the event (the same in every subscriber's delivery; receivers deduplicate on it),
@@ -13,8 +15,16 @@
  */
 import type { WebhookDelivery, WebhookEventType } from '../../domain.js';
 
-/** The event types whose deliveries the store writes with the record (see above). */
-export const OUTBOX_EVENTS = ['alert.opened', 'alert.updated', 'device.discovered', 'command.updated'] as const satisfies readonly WebhookEventType[];
+/** The event types whose deliveries the store writes with the record (see above): all of them. */
+export const OUTBOX_EVENTS = [
+  'alert.opened',
+  'alert.updated',
+  'alert.acknowledged',
+  'alert.assigned',
+  'alert.resolved',
+  'device.discovered',
+  'command.updated',
+] as const satisfies readonly WebhookEventType[];
 
 export interface WebhookEventBody {
   id: string;

@@ -1,6 +1,7 @@
 /**
  * Console sign-in: console users (people, not device users) and rotating refresh tokens.
  */
+import { ALERT_STEP_EVENTS } from '../../bus-events.js';
 import type { Alert, AlertEvent, ConsoleUser } from '../../domain.js';
 import type { ConsoleUserInput, ConsoleUserWithPassword, RefreshTokenRecord, Store } from '../port.js';
 import { ALERT_WORKFLOW_FIELDS, unassignDeletedAssignee } from '../rules/alerts.js';
@@ -10,6 +11,7 @@ import type { SqliteContext, Stmt } from './context.js';
 import { insertOrConflict, limitClause, notFound, sqliteErrorCode } from './context.js';
 import { EntityTable } from './entity-table.js';
 import { ALERT_COLUMNS, ALERT_EVENT_COLUMNS } from './usage-repo.js';
+import type { SqliteOutbox } from './webhook-repos.js';
 
 const CONSOLE_USER_COLUMNS = [
   'id',
@@ -40,7 +42,7 @@ export function consoleUserInserter(ctx: SqliteContext): (input: ConsoleUserInpu
   };
 }
 
-export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers'] {
+export function createConsoleUserRepo(ctx: SqliteContext, outbox: SqliteOutbox): Store['consoleUsers'] {
   const table = new EntityTable<ConsoleUser>(ctx, 'console_users', CONSOLE_USER_COLUMNS, 'platform', []);
   const db = ctx.db;
   const tenantExists: Stmt<[string], { id: string }> = db.prepare('SELECT id FROM tenants WHERE id = ?');
@@ -136,6 +138,8 @@ export function createConsoleUserRepo(ctx: SqliteContext): Store['consoleUsers']
           saveWorkflow.run(alert);
           insertAlertEvent.run(step);
         }
+        // Their webhook deliveries (alert.assigned, assigned_to null) commit with the steps.
+        if (before.tenant_id !== null) outbox(before.tenant_id, ALERT_STEP_EVENTS.unassigned, unassigned.map((u) => u.alert));
         // refresh_tokens go with the account (ON DELETE CASCADE).
         if (deleteUser.run(id).changes === 0) return null;
         return { unassigned };

@@ -81,7 +81,7 @@ function buildRepos(ctx: SqliteContext): StoreRepos {
   const { snapshot, rulesSnapshot } = createSnapshotReaders(ctx);
   return {
     tenants: createTenantRepo(ctx),
-    consoleUsers: createConsoleUserRepo(ctx),
+    consoleUsers: createConsoleUserRepo(ctx, outbox),
     refreshTokens: createRefreshTokenRepo(ctx),
     users: createUserRepo(ctx, refs),
     roles: createRoleRepo(ctx, refs),

@@ -4,6 +4,7 @@
  * folding rules live in ../rules/ and run in memory, and their result is written once per row at
  * the end, so a batch costs one INSERT per event plus one write per alert/device.
  */
+import { ALERT_STEP_EVENTS } from '../../bus-events.js';
 import type { Alert, AlertEvent, DiscoveredDevice, Effect, UsageRecord } from '../../domain.js';
 import type {
   AlertFilter,
@@ -417,6 +418,9 @@ export function createUsageRepos(ctx: SqliteContext, refs: TenantRefs, outbox: S
         if (event === null) return { alert, step: null };
         saveWorkflow.run(alert);
         insertAlertEvent.run(event);
+        // The step's webhook deliveries commit with it (the outbox): an API killed before its
+        // announcement loses none; a step that already held wrote nothing above, so none here.
+        outbox(tenantId, ALERT_STEP_EVENTS[event.kind], [alert]);
         return { alert, step: event };
       });
     },
