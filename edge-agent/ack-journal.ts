@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CommandAckSchema, type CommandAck } from '../shared/mqtt/payloads.js';
 import { makeDirectory, replaceFile } from '../shared/atomic-file.js';
+import { CoalescedWrites } from './coalesced-writes.js';
 
 export interface JournalledAck {
   tenant_id: string;
@@ -35,13 +36,13 @@ export function ackJournalFile(stateDir: string, towerId: string): string {
 export class AckJournal {
   readonly #file: string | null;
   readonly #pending = new Map<string, JournalledAck>();
-  /** The write loop in progress, if any; `#dirty`: a change it has not written yet. */
-  #writing: Promise<void> | null = null;
-  #dirty = false;
+  /** Rewrites of the file, coalesced (null: in memory only). */
+  readonly #writes: CoalescedWrites | null;
 
   /** `file` null: in memory only (the agent has no state dir). */
   constructor(file: string | null) {
     this.#file = file;
+    this.#writes = file === null ? null : new CoalescedWrites(() => writeAtomically(file, JSON.stringify({ v: 1, acks: [...this.#pending.values()] })));
   }
 
   get size(): number {
@@ -86,28 +87,12 @@ export class AckJournal {
 
   /** Resolves when every write issued so far is done. */
   settled(): Promise<void> {
-    return (this.#writing ?? Promise.resolve()).catch(() => undefined);
+    return this.#writes?.settled() ?? Promise.resolve();
   }
 
   /** Resolves once a write that started after this call has completed (the callers see its error). */
   #persist(): Promise<void> {
-    const file = this.#file;
-    if (!file) return Promise.resolve();
-    this.#dirty = true;
-    this.#writing ??= this.#writeLoop(file);
-    return this.#writing;
-  }
-
-  async #writeLoop(file: string): Promise<void> {
-    try {
-      while (this.#dirty) {
-        this.#dirty = false;
-        await writeAtomically(file, JSON.stringify({ v: 1, acks: [...this.#pending.values()] }));
-      }
-    } finally {
-      // Synchronous with the last `#dirty` check: a change after it starts a new loop.
-      this.#writing = null;
-    }
+    return this.#writes?.request() ?? Promise.resolve();
   }
 }
 

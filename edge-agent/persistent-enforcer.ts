@@ -32,6 +32,7 @@ import type { Command, Decision } from '../shared/mqtt/payloads.js';
 import { makeDirectory, replaceFile } from '../shared/atomic-file.js';
 import { BlockTable, type ActiveBlock, type HeldType, type LiftCause } from './block-table.js';
 import { LruMap } from './lru.js';
+import { CoalescedWrites } from './coalesced-writes.js';
 import type { BlockStatus, CommandResult, Enforcer } from './enforcer.js';
 
 export type { ActiveBlock, HeldType, LiftCause } from './block-table.js';
@@ -111,8 +112,12 @@ export class PersistentEnforcer implements Enforcer {
   #loaded = false;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
-  #dirty = false;
-  #writing: Promise<void> | null = null;
+  /** Writes of the state file, coalesced: changes made during one go out together in the next. */
+  readonly #writes = new CoalescedWrites(async () => {
+    const body = JSON.stringify({ v: 1, blocks: this.#table.all(), results: [...this.#results.values()] });
+    await makeDirectory(dirname(this.#file), { mode: 0o700 });
+    await replaceFile(this.#file, body, { sync: true });
+  });
   #refusedFull = 0;
 
   constructor(opts: PersistentEnforcerOptions) {
@@ -196,7 +201,7 @@ export class PersistentEnforcer implements Enforcer {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    await this.#writing?.catch(() => {});
+    await this.#writes.settled();
   }
 
   // --- state changes ---------------------------------------------------------------------------
@@ -298,28 +303,9 @@ export class PersistentEnforcer implements Enforcer {
 
   // --- file ------------------------------------------------------------------------------------
 
-  /**
-   * Resolves once a write that started after this call has completed. Writes are coalesced:
-   * changes made while a write is in flight go out together in the next one.
-   */
+  /** Resolves once a write that started after this call has completed (see #writes). */
   #save(): Promise<void> {
-    this.#dirty = true;
-    this.#writing ??= this.#writeLoop();
-    return this.#writing;
-  }
-
-  async #writeLoop(): Promise<void> {
-    try {
-      while (this.#dirty) {
-        this.#dirty = false;
-        const body = JSON.stringify({ v: 1, blocks: this.#table.all(), results: [...this.#results.values()] });
-        await makeDirectory(dirname(this.#file), { mode: 0o700 });
-        await replaceFile(this.#file, body, { sync: true });
-      }
-    } finally {
-      // Synchronous with the last `#dirty` check: a change after it starts a new loop.
-      this.#writing = null;
-    }
+    return this.#writes.request();
   }
 
   async #moveAside(err: unknown): Promise<LoadOutcome> {
