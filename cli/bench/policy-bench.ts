@@ -1,7 +1,9 @@
 /**
  * (c) Policy evaluation alone, on one core: the engine's decision (device → user → roles →
- * rules, `decideForDevice`) and the full per-event evaluation the pipeline runs (`evaluateUsage`,
- * which also builds the wire Decision).
+ * rules → the deciding outcome's number and its effect, `decisionNumber` and `effectOf`: what an
+ * enforcement point needs to allow or deny, the rule named by its number) and the full per-event
+ * evaluation the pipeline runs (`evaluateUsage`, which also reads the deciding rule and builds the
+ * wire Decision).
  *
  * A realistic tenant: a catalogue of 300 apps with 20 actions each, traffic concentrated on
  * popular apps (Zipf), 40 policy roles, 5,000 users holding 3 roles each through 60 job profiles
@@ -27,7 +29,7 @@ export interface PolicyBenchResult {
   rules: number;
   compile_ms: number;
   decisions: number;
-  /** Engine decisions per second on one core (decideForDevice). */
+  /** Engine decisions per second on one core (decisionNumber + effectOf). */
   decisions_per_s: number;
   ns_per_decision: number;
   /** Full evaluation including the wire Decision object (evaluateUsage). */
@@ -191,7 +193,10 @@ export function benchPolicy(ruleCount: number, targetSeconds = 2, shape: Shape =
   const noOther = () => undefined;
   const engine = rate(events, targetSeconds, () => {
     let denied = 0;
-    for (const e of events) if (index.decideForDevice(e.device_id, e.app, e.action)?.effect === 'deny') denied++;
+    for (const e of events) {
+      const n = index.decisionNumber(e.device_id, e.app, e.action);
+      if (n >= 0 && index.effectOf(n) === 'deny') denied++;
+    }
     return denied;
   });
   const full = rate(events, targetSeconds / 2, () => {

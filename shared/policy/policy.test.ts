@@ -145,6 +145,39 @@ describe('policy semantics', () => {
     expect(compared).toBe(8 * users.length * eventApps.length * eventActions.length);
   });
 
+  it('a decision by number names the same outcome and effect as decideForDevice, on both memos', () => {
+    let x = 777;
+    const rnd = () => ((x = (x * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const pick = <V>(xs: readonly V[]): V => xs[Math.floor(rnd() * xs.length)]!;
+    const roles = ['r0', 'r1', 'r2'];
+    const grants = Array.from({ length: 40 }, (_, i) => grant(`R${String(i).padStart(3, '0')}`, pick(roles), pick(['a0', 'a1', 'a2', '*']), pick(['x0', 'x1', '*']), rnd() < 0.4 ? 'deny' : 'allow'));
+    const users = ['u0', 'u1', 'u2', 'u3'];
+    const m = model(grants, {
+      devices: [...users.map((u) => ({ id: `dev-${u}`, user_id: u })), { id: 'dev-nobody', user_id: null }],
+      user_roles: new Map(users.map((u, i) => [u, roles.slice(0, i)])),
+    });
+    for (const index of [compilePolicyIndex(m), compilePolicyIndex(m, { gridCellsPerIndex: 0 })]) {
+      const seen = new Set<string>();
+      // 300 rounds: past the 256 decisions after which a role set gets its dense memo.
+      for (let round = 0; round < 300; round++) {
+        for (const device of ['dev-u0', 'dev-u1', 'dev-u2', 'dev-u3', 'dev-nobody']) {
+          for (const [app, action] of [['a0', 'x0'], ['a1', 'x1'], ['a2', 'other'], ['unnamed', 'x0']] as const) {
+            const n = index.decisionNumber(device, app, action);
+            const out = index.decideForDevice(device, app, action)!;
+            expect(index.outcomeAt(n)).toBe(out);
+            expect(index.effectOf(n)).toBe(out.effect);
+            seen.add(`${out.effect}:${out.rule?.rule_id ?? 'default'}`);
+          }
+        }
+      }
+      // The stream reaches denies, allows and the default, so the effect table is not all one value.
+      expect([...seen].some((k) => k.startsWith('deny:'))).toBe(true);
+      expect([...seen].some((k) => k.startsWith('allow:R'))).toBe(true);
+      expect(seen.has('allow:default')).toBe(true);
+      expect(index.decisionNumber('dev-unknown', 'a0', 'x0')).toBe(-1);
+    }
+  });
+
   it('memoised outcomes stay correct across many distinct keys', () => {
     const index = compilePolicyIndex(model([grant('R1', 'sales', 'app1', '*', 'deny')]));
     for (let i = 0; i < 60_000; i++) index.decide('alice', `app${i % 3}`, `act${i}`);
