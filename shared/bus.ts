@@ -21,6 +21,11 @@ export type BusScope = 'local' | 'cluster';
 export type BusListener<K extends keyof BusEvents> = (payload: BusEvents[K]) => void;
 
 export interface Bus {
+  /**
+   * Never throws: routes announce after their commit, so a throw would fail a request whose change
+   * is stored. A listener's error goes to the adapter's error handler (the other listeners still
+   * get the event); a failed send to other processes is counted (`bus_publish_errors_total`).
+   */
   publish<K extends keyof BusEvents>(event: K, payload: BusEvents[K]): void;
   subscribe<K extends keyof BusEvents>(event: K, listener: BusListener<K>, owner?: object, scope?: BusScope): () => void;
   /**

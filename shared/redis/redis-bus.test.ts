@@ -77,6 +77,25 @@ describeWithRedis('RedisBus', (url) => {
     expect(counters.get('bus_messages_dropped_total', { reason: 'invalid_payload' })).toBe(1);
   });
 
+  it('publish never throws to its caller: a closed publisher connection is counted and reported', async () => {
+    const counters = new Counters();
+    const publisher = createRedis(url, { name: 'bus-test-pub' });
+    const subscriber = createRedis(url, { name: 'bus-test-sub' });
+    open.push(subscriber);
+    let report!: (event: string) => void;
+    const reported = new Promise<string>((r) => (report = r));
+    const bus = new RedisBus({ publisher, subscriber, prefix, counters, onError: (_err, event) => report(event) });
+    await bus.start();
+    await publisher.quit();
+    const heard: string[] = [];
+    bus.subscribe('credential.revoked', (e) => heard.push(e.credential_id));
+    expect(() => bus.publish('credential.revoked', { tower_id: 'T1', credential_id: 'c1' })).not.toThrow();
+    // This process's own listeners still hear it.
+    expect(heard).toEqual(['c1']);
+    expect(await reported).toBe('credential.revoked');
+    expect(counters.get('bus_publish_errors_total', { event: 'credential.revoked' })).toBe(1);
+  });
+
   it('deployments with different prefixes do not hear each other', async () => {
     const a = await make();
     const other = await make(uniquePrefix());
