@@ -4,6 +4,7 @@
  * values are plain decimal digits (z.coerce.number() read "0x10" as 16 and "1e2" as 100).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedUsage } from './seed-usage.js';
 import { OPERATOR_EMAIL, createTenant, json, login, startHarness, type Harness, type Session } from './test-support.js';
 
 let h: Harness;
@@ -167,6 +168,21 @@ describe('cursors are tied to their list and tenant', () => {
     const rolesCursor = encodeURIComponent(await firstCursor('/api/v1/roles?limit=1', other));
     await expect400('GET', `/api/v1/roles?limit=1&cursor=${rolesCursor}`, 'query.cursor');
     expect((await send('GET', `/api/v1/roles?limit=1&cursor=${rolesCursor}`, undefined, other)).statusCode).toBe(200);
+  });
+
+  it('a list under a path value refuses the cursor of the same list under another value', async () => {
+    const user = json<{ user: { id: string } }>(await send('POST', '/api/v1/users', { name: 'cursor-owner' })).user.id;
+    for (const id of ['cur-dev-a', 'cur-dev-b']) {
+      expect((await send('POST', '/api/v1/devices', { id, name: `phone ${id}`, user_id: user })).statusCode).toBe(201);
+      const event = { device_id: id, user_id: user, app: 'slack', action: 'send', effect: 'allow' as const };
+      await seedUsage(h.store, tenantId, 'twr-cursor', [event, event, event]);
+    }
+    const cursorA = encodeURIComponent(await firstCursor('/api/v1/devices/cur-dev-a/usage?limit=1'));
+    // Its own list walks on; the other device's list refuses it instead of paging from A's position.
+    const next = await send('GET', `/api/v1/devices/cur-dev-a/usage?limit=1&cursor=${cursorA}`);
+    expect(next.statusCode, next.body).toBe(200);
+    expect(json<{ usage: Array<{ device_id: string }> }>(next).usage.map((u) => u.device_id)).toEqual(['cur-dev-a']);
+    await expect400('GET', `/api/v1/devices/cur-dev-b/usage?limit=1&cursor=${cursorA}`, 'query.cursor');
   });
 
   it('an export resumes from a cursor of its own list', async () => {

@@ -1,6 +1,6 @@
 /**
  * List cursors are tied to the list and the tenant that returned them: every `next_cursor` the API
- * answers is prefixed with a tag of (route, caller's tenant), and a `cursor` query value without
+ * answers is prefixed with a tag of (route, path values, caller's tenant), and a `cursor` query value without
  * this route's and tenant's tag is a 400 naming `query.cursor`. Before, a cursor from /users was
  * read as a position in /roles, and tenant A's cursor was honoured for tenant B: nothing leaked
  * (every store read is tenant-scoped), but the client silently got a page from a wrong position.
@@ -19,7 +19,13 @@ const TAG_LENGTH = 8;
 function tagOf(request: FastifyRequest): string | null {
   const route = request.routeOptions.url;
   if (route === undefined || !request.principal) return null;
-  const scope = `${request.method} ${route}\n${request.principal.tenantId ?? 'platform'}`;
+  let scope = `${request.method} ${route}\n${request.principal.tenantId ?? 'platform'}`;
+  // A list under a path value (`/devices/{id}/usage`) is another list for every value. Routes
+  // without one keep the tag they had, so their cursors outlive the upgrade that added this.
+  const params = request.params as Record<string, unknown> | undefined;
+  if (params) {
+    for (const key of Object.keys(params).sort()) scope += `\n${key}=${String(params[key])}`;
+  }
   return createHash('sha256').update(scope).digest('base64url').slice(0, TAG_LENGTH);
 }
 
