@@ -77,10 +77,12 @@ export function readAccountingRequest(p: RadiusPacket, receivedAt: number, nas?:
   const sessionTime = attrInt(p, ATTR.ACCT_SESSION_TIME);
   const cause = attrInt(p, ATTR.ACCT_TERMINATE_CAUSE);
   // [RFC 2866 §5.2] a retransmission may carry a new Acct-Delay-Time (hence a new Identifier and
-  // authenticator), so the key is built from what stays the same: the session, the status and
-  // when the event happened. Without Event-Timestamp, the counters and session time tell one
-  // Interim-Update from the next.
-  const when = eventTs !== undefined ? `e${eventTs}` : `t${sessionTime ?? ''}:${input}:${output}`;
+  // authenticator), so the key is built from what stays the same: the session, the status, when
+  // the event happened, and the counters and session time it reports. Event-Timestamp has 1 s
+  // resolution: two Interim-Updates of one second (a NAS's interval timer and a rate change, say)
+  // are told apart by their counters; a retransmission repeats them.
+  const counters = `t${sessionTime ?? ''}:${input}:${output}`;
+  const when = eventTs !== undefined ? `e${eventTs}:${counters}` : counters;
   const record: AccountingRecord = {
     key: `${nas === undefined ? '' : `${nas}|`}${sessionId}|${status}|${when}`,
     session_id: sessionId,

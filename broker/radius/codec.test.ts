@@ -22,7 +22,7 @@ import {
 const SECRET = Buffer.from('shared-secret-0123456789');
 const text = (s: string) => Buffer.from(s);
 
-function request(extra: Array<{ type: number; value: Buffer }> = [], id = 7) {
+function request(extra: Array<{ type: number; value: Buffer }> = [], id = 7, outputOctets = 20) {
   return encodeAccountingRequest(
     id,
     [
@@ -32,7 +32,7 @@ function request(extra: Array<{ type: number; value: Buffer }> = [], id = 7) {
       { type: ATTR.CALLING_STATION_ID, value: text('00:1a:2b:3c:4d:5e') },
       { type: ATTR.ACCT_INPUT_OCTETS, value: intValue(10) },
       { type: ATTR.ACCT_INPUT_GIGAWORDS, value: intValue(2) },
-      { type: ATTR.ACCT_OUTPUT_OCTETS, value: intValue(20) },
+      { type: ATTR.ACCT_OUTPUT_OCTETS, value: intValue(outputOctets) },
       { type: ATTR.EVENT_TIMESTAMP, value: intValue(1_767_225_600) },
       ...extra,
     ],
@@ -84,7 +84,7 @@ describe('RADIUS accounting codec', () => {
     expect(r).toEqual({
       kind: 'record',
       record: {
-        key: 's-1|interim|e1767225600',
+        key: 's-1|interim|e1767225600:t:8589934602:20',
         session_id: 's-1',
         status: 'interim',
         device_id: '00-1A-2B-3C-4D-5E',
@@ -99,6 +99,15 @@ describe('RADIUS accounting codec', () => {
     const first = readAccountingRequest(decodePacket(request()), 0);
     const resent = readAccountingRequest(decodePacket(request([{ type: ATTR.ACCT_DELAY_TIME, value: intValue(9) }], 8)), 0);
     expect(first.kind === 'record' && resent.kind === 'record' && first.record.key === resent.record.key).toBe(true);
+  });
+
+  it('tells apart two Interim-Updates of one Event-Timestamp second by their counters', () => {
+    const first = readAccountingRequest(decodePacket(request()), 0);
+    const later = readAccountingRequest(decodePacket(request([], 8, 4096)), 0);
+    expect(first.kind === 'record' && later.kind === 'record').toBe(true);
+    if (first.kind !== 'record' || later.kind !== 'record') return;
+    expect(later.record.ts).toBe(first.record.ts);
+    expect(later.record.key).not.toBe(first.record.key);
   });
 
   it('refuses a 3-octet integer as malformed, and names what it cannot use', () => {
