@@ -31,6 +31,11 @@ export class LruMap<K, V> {
     }
   }
 
+  /** Values from least to most recently used. */
+  values(): IterableIterator<V> {
+    return this.#map.values();
+  }
+
   delete(key: K): boolean {
     return this.#map.delete(key);
   }

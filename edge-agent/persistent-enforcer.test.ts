@@ -155,6 +155,35 @@ describe('PersistentEnforcer', () => {
     expect(e.isBlocked('acme', 'd1', 'tiktok')).toEqual({ blocked: true, command_id: later.id, type: 'block_device' });
   });
 
+  it('refuses a late block after a restart too, and keeps each lift on disk only until its unblock expires', async () => {
+    const first = await enforcer();
+    // Unblocks issued at T0 + 10, living 60 s (cmd's expires_at); the blocks they overtook were issued at T0.
+    await first.applyCommand('acme', cmd('unblock_device', {}, T0 + 10));
+    await first.applyCommand('acme', cmd('unblock_app', { app: 'tiktok' }, T0 + 10));
+    await first.close();
+
+    clock += 1000;
+    const second = await enforcer();
+    const superseded = { status: 'failed', reason: 'superseded by a later unblock' };
+    expect(await second.applyCommand('acme', cmd('block_device', { duration_s: 60 }, T0))).toEqual(superseded);
+    expect(await second.applyCommand('acme', cmd('block_app', { app: 'tiktok', duration_s: 60 }, T0))).toEqual(superseded);
+    expect(second.activeBlocks()).toEqual([]);
+    const saved = async () => (JSON.parse(await readFile(file, 'utf8')) as { lifts?: Array<{ app: string | null }> }).lifts;
+    expect((await saved())?.map((l) => l.app).sort()).toEqual([null, 'tiktok'].sort());
+
+    // Past the unblocks' expiry every block issued before them has expired too: the next write drops them.
+    clock = T0 + 10 + 60_000;
+    await second.applyCommand('acme', cmd('notify', {}, clock));
+    expect(await saved()).toEqual([]);
+  });
+
+  it('loads a state file written before lifts were kept', async () => {
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, JSON.stringify({ v: 1, blocks: [], results: [] }));
+    const e = await enforcer();
+    expect(await e.applyCommand('acme', cmd('block_device', { duration_s: 60 }))).toEqual({ status: 'applied' });
+  });
+
   it('survives a restart: blocks still in force, results remembered, nothing applied twice', async () => {
     const first = await enforcer();
     const block = cmd('block_device', { duration_s: 600 });

@@ -18,7 +18,10 @@
  * - A block issued before an unblock of its target that was already applied (delivered out of
  *   order: a cloud retry, a broker node failing over) is acked 'failed', reason 'superseded by a
  *   later unblock', and never put in force: the later unblock is the cloud's intent. The issue
- *   times of the last LIFTS_KEPT unblocks are remembered, in memory.
+ *   times of the last LIFTS_KEPT unblocks are remembered, and saved with the state until the
+ *   unblock's own expiry: a block issued before it expires no later than it does (the cloud gives
+ *   every command the same time to live), so a late block arriving after an agent restart is
+ *   still refused, and the file holds only the lifts that can still matter.
  *
  * The file is rewritten atomically (write a temp file, fsync, rename) after every change and
  * before the command is acked, so an 'applied' ack means "still in force after a restart". It
@@ -77,7 +80,19 @@ const StoredResultSchema = z.object({
   status: z.enum(['applied', 'failed']),
   reason: z.string().optional(),
 });
-const StateSchema = z.object({ v: z.literal(1), blocks: z.array(BlockSchema), results: z.array(StoredResultSchema) });
+const LiftSchema = z.object({
+  tenant_id: z.string().min(1),
+  device_id: z.string().min(1),
+  /** null: the device-level holds were lifted (unblock_device). */
+  app: z.string().nullable(),
+  issued_at: z.number().int(),
+  /** The unblock's expiry: after it no block issued before the unblock can still arrive unexpired. */
+  keep_until: z.number().int(),
+});
+type Lift = z.infer<typeof LiftSchema>;
+// `lifts` is optional: files written before it was kept load as they are, and an older agent reading
+// a newer file ignores the key (zod drops unknown keys), so v stays 1.
+const StateSchema = z.object({ v: z.literal(1), blocks: z.array(BlockSchema), results: z.array(StoredResultSchema), lifts: z.array(LiftSchema).optional() });
 type StoredResult = z.infer<typeof StoredResultSchema>;
 
 /** setTimeout's ceiling (~24.8 days); a longer block re-arms the timer when it fires. */
@@ -93,6 +108,9 @@ const liftKey = (tenantId: string, c: Pick<Command, 'type' | 'device_id' | 'app'
   return null;
 };
 
+const liftKeyOf = (l: Lift): string =>
+  liftKey(l.tenant_id, l.app === null ? { type: 'unblock_device', device_id: l.device_id } : { type: 'unblock_app', device_id: l.device_id, app: l.app })!;
+
 interface Change {
   result: CommandResult;
   undo: () => void;
@@ -107,14 +125,16 @@ export class PersistentEnforcer implements Enforcer {
   readonly #maxBlocks: number;
   readonly #table = new BlockTable();
   readonly #results = new Map<string, StoredResult>();
-  /** Per unblock target, the latest issued_at of an unblock applied to it. */
-  readonly #lifts = new LruMap<string, number>(LIFTS_KEPT);
+  /** Per unblock target, the latest unblock applied to it. */
+  readonly #lifts = new LruMap<string, Lift>(LIFTS_KEPT);
   #loaded = false;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
   /** Writes of the state file, coalesced: changes made during one go out together in the next. */
   readonly #writes = new CoalescedWrites(async () => {
-    const body = JSON.stringify({ v: 1, blocks: this.#table.all(), results: [...this.#results.values()] });
+    const now = this.#now();
+    const lifts = [...this.#lifts.values()].filter((l) => l.keep_until > now);
+    const body = JSON.stringify({ v: 1, blocks: this.#table.all(), results: [...this.#results.values()], lifts });
     await makeDirectory(dirname(this.#file), { mode: 0o700 });
     await replaceFile(this.#file, body, { sync: true });
   });
@@ -137,12 +157,15 @@ export class PersistentEnforcer implements Enforcer {
   async load(): Promise<LoadOutcome> {
     this.#table.clear();
     this.#results.clear();
+    this.#lifts.clear();
     let outcome: LoadOutcome;
     try {
       const text = await readFile(this.#file, 'utf8');
       const state = StateSchema.parse(JSON.parse(text));
       for (const b of state.blocks) this.#table.put(b);
       for (const r of state.results) this.#remember(r);
+      const now = this.#now();
+      for (const l of state.lifts ?? []) if (l.keep_until > now) this.#lifts.set(liftKeyOf(l), l);
       outcome = { state: 'loaded', blocks: this.#table.size, results: this.#results.size };
     } catch (err) {
       outcome = isNotFound(err) ? { state: 'empty' } : await this.#moveAside(err);
@@ -166,16 +189,18 @@ export class PersistentEnforcer implements Enforcer {
     const change = this.#change(tenantId, command, now);
     const stored: StoredResult = { command_id: command.id, tenant_id: tenantId, ...change.result };
     this.#remember(stored);
+    // Saved with the change, so the guard against a late block holds across a restart too.
+    const undoLift = change.result.status === 'applied' && (command.type === 'unblock_device' || command.type === 'unblock_app') ? this.#noteLift(tenantId, command) : () => {};
     try {
       await this.#save();
     } catch (err) {
       change.undo();
+      undoLift();
       this.#results.delete(command.id);
       this.#arm();
       return { status: 'failed', reason: `state not saved: ${toError(err).message}` };
     }
     this.#arm();
-    if (change.result.status === 'applied' && (command.type === 'unblock_device' || command.type === 'unblock_app')) this.#noteLift(tenantId, command);
     for (const b of change.lifted) this.#opts.onLifted?.(b, 'unblocked');
     return change.result;
   }
@@ -261,12 +286,17 @@ export class PersistentEnforcer implements Enforcer {
   #superseded(tenantId: string, c: Command): boolean {
     const key = liftKey(tenantId, c);
     const lifted = key === null ? undefined : this.#lifts.get(key);
-    return lifted !== undefined && c.issued_at < lifted;
+    return lifted !== undefined && c.issued_at < lifted.issued_at;
   }
 
-  #noteLift(tenantId: string, c: Command): void {
+  /** Remembers an applied unblock (the latest per target); returns how to take it back. */
+  #noteLift(tenantId: string, c: Command): () => void {
     const key = liftKey(tenantId, c)!;
-    this.#lifts.set(key, Math.max(this.#lifts.get(key) ?? c.issued_at, c.issued_at));
+    const before = this.#lifts.get(key);
+    if (before !== undefined && before.issued_at >= c.issued_at) return () => {};
+    const app = c.type === 'unblock_app' ? (c.app ?? null) : null;
+    this.#lifts.set(key, { tenant_id: tenantId, device_id: c.device_id, app, issued_at: c.issued_at, keep_until: c.expires_at });
+    return () => (before === undefined ? this.#lifts.delete(key) : this.#lifts.set(key, before));
   }
 
   #remember(r: StoredResult): void {
