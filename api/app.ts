@@ -218,7 +218,10 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     }),
   );
   registerEtags(app);
-  registerConditionalWrites(app, { prefix: API_PREFIX });
+  registerConditionalWrites(app, {
+    prefix: API_PREFIX,
+    redis: deps.redis ? { connection: deps.redis, prefix: deps.config.redis_prefix ?? 'edgeplane:' } : null,
+  });
   registerStrictQuery(app);
   registerCursorScope(app, { prefix: API_PREFIX });
   registerAuditTrail(app, { prefix: API_PREFIX });

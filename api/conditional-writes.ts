@@ -5,11 +5,14 @@
  * current ETag is the one a GET of the same URL would answer, so the tag a client holds is the
  * tag it compares against; `*` asks only that the resource exists. Without If-Match nothing changes.
  *
- * Check and write are one step per API process: conditional writes to one URL (per tenant) wait
- * for each other, so two writers holding the same ETag cannot both succeed.
+ * Check and write are one step: conditional writes to one URL (per tenant) wait for each other,
+ * so two writers holding the same ETag cannot both succeed — within a process by a queue, and with
+ * Redis (several API processes of a deployment) also by a lock in Redis.
  */
+import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { createError } from '../shared/errors.js';
+import type { Redis } from 'ioredis';
+import { createError, isEdgeplaneError } from '../shared/errors.js';
 
 const CONDITIONAL: ReadonlySet<string> = new Set(['PATCH', 'PUT', 'DELETE']);
 
@@ -20,8 +23,13 @@ declare module 'fastify' {
   }
 }
 
+interface Turns {
+  /** Waits for the key's turn; resolves to the function that ends it. */
+  take(key: string): Promise<() => void>;
+}
+
 /** One turn at a time per key; waiters queue in arrival order. Entries live only while held. */
-class KeyedTurns {
+class KeyedTurns implements Turns {
   private readonly tails = new Map<string, Promise<void>>();
 
   async take(key: string): Promise<() => void> {
@@ -37,6 +45,51 @@ class KeyedTurns {
       ended = true;
       end();
       if (this.tails.get(key) === tail) this.tails.delete(key);
+    };
+  }
+}
+
+/** A lock older than this is taken as its holder's (a process that died holding it). */
+const LOCK_HOLD_MS = 30_000;
+/** A writer that cannot get the lock within this gets 503 rather than waiting on. */
+const LOCK_WAIT_MS = 10_000;
+/** Deletes the lock only if it is still the holder's (it may have expired and been taken since). */
+const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/**
+ * Turns across API processes: this process's queue first (its own writers wait in order without
+ * polling Redis), then a lock in Redis (`SET NX PX`), polled with backoff up to LOCK_WAIT_MS.
+ * Redis unreachable: 503, never a write unchecked against the others.
+ */
+class RedisTurns implements Turns {
+  readonly #local = new KeyedTurns();
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
+
+  async take(key: string): Promise<() => void> {
+    const endLocal = await this.#local.take(key);
+    const lock = `${this.prefix}ifmatch:${createHash('sha256').update(key).digest('base64url')}`;
+    const token = randomUUID();
+    try {
+      const deadline = Date.now() + LOCK_WAIT_MS;
+      for (let pause = 2; ; pause = Math.min(50, pause * 2)) {
+        if ((await this.redis.set(lock, token, 'PX', LOCK_HOLD_MS, 'NX')) === 'OK') break;
+        if (Date.now() >= deadline) throw createError('UNAVAILABLE', 'another write to this resource is still in progress; retry');
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    } catch (err) {
+      endLocal();
+      if (isEdgeplaneError(err)) throw err;
+      throw createError('UNAVAILABLE', 'If-Match could not be checked against the other API processes (Redis unreachable); retry');
+    }
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      // The next local writer goes once the lock is gone (or could not be deleted: it expires).
+      this.redis.eval(RELEASE_SCRIPT, 1, lock, token).then(endLocal, endLocal);
     };
   }
 }
@@ -66,8 +119,8 @@ async function currentEtag(app: FastifyInstance, request: FastifyRequest): Promi
   return res.statusCode === 200 && typeof etag === 'string' ? etag : null;
 }
 
-export function registerConditionalWrites(app: FastifyInstance, opts: { prefix: string }): void {
-  const turns = new KeyedTurns();
+export function registerConditionalWrites(app: FastifyInstance, opts: { prefix: string; redis?: { connection: Redis; prefix: string } | null }): void {
+  const turns: Turns = opts.redis ? new RedisTurns(opts.redis.connection, opts.redis.prefix) : new KeyedTurns();
   app.decorateRequest('releaseConditional', null);
 
   // preHandler: the caller is authenticated and the request valid; the handler has not written yet.
