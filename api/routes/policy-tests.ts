@@ -6,7 +6,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { EffectSchema } from '../../shared/mqtt/payloads.js';
-import { runPolicyTests, type PolicyTest } from '../../shared/policy/policy-tests.js';
+import { MAX_POLICY_TESTS, runPolicyTests, type PolicyTest } from '../../shared/policy/policy-tests.js';
 import { recordCreate, recordDelete, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { IdParams, IdSchema, NextCursor, NoContent, errorResponses, existed, found, humanName, listQuery, paginate } from '../schemas/common.js';
@@ -52,8 +52,6 @@ const RunBody = z
   .meta({ example: {} });
 const TestReply = z.object({ policy_test: PolicyTestSchema });
 
-const MAX_TESTS = 10_000;
-
 export const policyTestRoutes: FastifyPluginAsyncZod<{ contents: PolicyContents }> = async (app, opts) => {
   const { contents } = opts;
 
@@ -61,7 +59,12 @@ export const policyTestRoutes: FastifyPluginAsyncZod<{ contents: PolicyContents 
     '/policy-tests',
     {
       config: { permission: 'policies:write', audit: { action: 'policy-tests.create', resource_type: 'policy_test' } },
-      schema: { summary: 'Store a policy test case', body: CreateBody, response: { 201: TestReply, ...errorResponses } },
+      schema: {
+        summary: 'Store a policy test case',
+        description: `A tenant keeps at most ${MAX_POLICY_TESTS} tests (every run reads them all): 409 CONFLICT beyond.`,
+        body: CreateBody,
+        response: { 201: TestReply, ...errorResponses },
+      },
     },
     async (request, reply) => {
       const policy_test = await recordCreate(request, () => app.store.policyTests.create(tenantIdOf(request), request.body));
@@ -107,7 +110,7 @@ export const policyTestRoutes: FastifyPluginAsyncZod<{ contents: PolicyContents 
           const page: Awaited<ReturnType<typeof app.store.policyTests.list>> = await app.store.policyTests.list(tenantId, { limit: 1000, cursor });
           tests = tests.concat(page.items);
           cursor = page.next_cursor;
-        } while (cursor !== null && tests.length < MAX_TESTS);
+        } while (cursor !== null && tests.length < MAX_POLICY_TESTS);
       }
       const content = version === undefined ? (await contents.live(tenantId)).content : await contents.at(tenantId, version, 'body.version');
       return runPolicyTests(content, tests);

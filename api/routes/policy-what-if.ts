@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { createError, isEdgeplaneError } from '../../shared/errors.js';
 import { applyDraft, DraftSchema } from '../../shared/policy/draft.js';
 import { runWhatIf, type Flip, type WhatIfOptions, type WhatIfResult } from '../../shared/policy/what-if.js';
-import type { PolicyTest } from '../../shared/policy/policy-tests.js';
+import { MAX_POLICY_TESTS, type PolicyTest } from '../../shared/policy/policy-tests.js';
 import { tenantIdOf } from '../auth/guard.js';
 import { errorResponses, invalidField } from '../schemas/common.js';
 import type { PolicyContents } from './policy-contents.js';
@@ -45,7 +45,6 @@ const WhatIfQuery = z.object({ stream: z.enum(['ndjson']).optional().describe('s
 
 /** A what-if holds a core for as long as the window takes: one per tenant, two per API process. */
 const MAX_RUNNING = 2;
-const MAX_TESTS = 10_000;
 
 function wantsStream(request: FastifyRequest, stream: string | undefined): boolean {
   if (stream === 'ndjson') return true;
@@ -55,9 +54,10 @@ function wantsStream(request: FastifyRequest, stream: string | undefined): boole
 
 /**
  * NDJSON out of a replay: flips are pushed as they are found, and the replay waits whenever the
- * socket has not taken what it was given (push() returned false), so memory stays bounded.
+ * socket has not taken what it was given (push() returned false), so memory stays bounded. The
+ * replay stops when the stream is destroyed or `gone` aborts (the caller went away before it).
  */
-function ndjson(run: (emit: (flip: Flip) => Promise<void>, signal: AbortSignal) => Promise<WhatIfResult>): Readable {
+function ndjson(run: (emit: (flip: Flip) => Promise<void>, signal: AbortSignal) => Promise<WhatIfResult>, gone: AbortSignal): Readable {
   const controller = new AbortController();
   let wake: (() => void) | null = null;
   const stream = new Readable({
@@ -75,7 +75,7 @@ function ndjson(run: (emit: (flip: Flip) => Promise<void>, signal: AbortSignal) 
     if (stream.destroyed) return;
     if (!stream.push(`${JSON.stringify({ type: 'flip', ...flip })}\n`)) await new Promise<void>((resolve) => (wake = resolve));
   };
-  run(emit, controller.signal).then(
+  run(emit, AbortSignal.any([controller.signal, gone])).then(
     (summary) => {
       if (stream.destroyed) return;
       stream.push(`${JSON.stringify({ type: 'summary', ...summary })}\n`);
@@ -127,6 +127,13 @@ export const policyWhatIfRoutes: FastifyPluginAsyncZod<{ contents: PolicyContent
         throw createError('RATE_LIMITED', 'a what-if is already running for this tenant (or this API process is busy with others); try again shortly');
       }
       running.add(tenantId);
+      // Watched from here, not from the replay's start: a caller gone while the draft's references
+      // and the tests are read (seconds on a remote store) must not have the window replayed for nobody.
+      const gone = new AbortController();
+      const onClose = () => {
+        if (!reply.raw.writableFinished) gone.abort(new Error('client went away'));
+      };
+      reply.raw.once('close', onClose);
       let handedToStream = false;
       try {
         const { content: base, alertWindowS } = await contents.live(tenantId);
@@ -150,23 +157,23 @@ export const policyWhatIfRoutes: FastifyPluginAsyncZod<{ contents: PolicyContent
           signal,
         });
         if (wantsStream(request, request.query.stream)) {
-          const stream = ndjson((emit, signal) => runWhatIf(options(signal, emit)).finally(() => running.delete(tenantId)));
+          const stream = ndjson(
+            (emit, signal) =>
+              runWhatIf(options(signal, emit)).finally(() => {
+                reply.raw.off('close', onClose);
+                running.delete(tenantId);
+              }),
+            gone.signal,
+          );
           handedToStream = true;
           return sendNdjson(reply, stream);
         }
-        // The response closing before it was written means the caller went away: stop reading.
-        const controller = new AbortController();
-        const onClose = () => {
-          if (!reply.raw.writableFinished) controller.abort(new Error('client went away'));
-        };
-        reply.raw.once('close', onClose);
-        try {
-          return await runWhatIf(options(controller.signal));
-        } finally {
-          reply.raw.off('close', onClose);
-        }
+        return await runWhatIf(options(gone.signal));
       } finally {
-        if (!handedToStream) running.delete(tenantId);
+        if (!handedToStream) {
+          reply.raw.off('close', onClose);
+          running.delete(tenantId);
+        }
       }
     },
   );
@@ -178,7 +185,7 @@ export const policyWhatIfRoutes: FastifyPluginAsyncZod<{ contents: PolicyContent
       const page: Awaited<ReturnType<typeof app.store.policyTests.list>> = await app.store.policyTests.list(tenantId, { limit: 1000, cursor });
       tests.push(...page.items);
       cursor = page.next_cursor;
-    } while (cursor !== null && tests.length < MAX_TESTS);
+    } while (cursor !== null && tests.length < MAX_POLICY_TESTS);
     return tests;
   }
 };

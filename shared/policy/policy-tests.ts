@@ -37,6 +37,19 @@ export interface PolicyTestInput {
 
 export type PolicyTestPatch = Partial<PolicyTestInput>;
 
+/**
+ * Tests a tenant keeps. A run and a what-if read every one of them, so their number is bounded
+ * at creation: a bound applied when reading would leave the tests past it silently unrun.
+ */
+export const MAX_POLICY_TESTS = 10_000;
+
+/** The bound every adapter checks on create, with the count of the tenant's stored tests. */
+export function requireRoomForTest(stored: number): void {
+  if (stored < MAX_POLICY_TESTS) return;
+  const message = `a tenant keeps at most ${MAX_POLICY_TESTS} policy tests; delete some before adding more`;
+  throw createError('CONFLICT', message, [{ field: 'policy_tests', message }]);
+}
+
 /** A new test case from its input, as every adapter stores it (optional fields null). */
 export function newPolicyTest(tenantId: string, input: PolicyTestInput, id: string, now: number): PolicyTest {
   return {

@@ -2,7 +2,7 @@
  * Stored policy test cases (port: policyTests). Plain tenant-owned records: they describe
  * expectations, not decisions, so no change here bumps the policy version.
  */
-import { newPolicyTest, requireOneSubject, type PolicyTest } from '../../policy/policy-tests.js';
+import { newPolicyTest, requireOneSubject, requireRoomForTest, type PolicyTest } from '../../policy/policy-tests.js';
 import type { Store } from '../port.js';
 import { C, type PolicyTestDoc } from './collections.js';
 import { strip, type MongoContext } from './context.js';
@@ -22,7 +22,9 @@ export function createPolicyTestRepo(ctx: MongoContext, refs: TenantRefs): Store
     async create(tenantId, input) {
       requireOneSubject(input);
       return ctx.write(async ({ session }) => {
+        // requireTenant writes the tenant's document: concurrent creates conflict, so the count is exact.
         await refs.requireTenant(session, tenantId);
+        requireRoomForTest(await table.coll.countDocuments({ tenant_id: tenantId }, { session }));
         const test = newPolicyTest(tenantId, input, ctx.newId(), ctx.now());
         await table.coll.insertOne({ _id: test.id, ...test }, { session });
         return test;

@@ -5,7 +5,9 @@
 import { contentFromSnapshot, type PolicyContent } from '../../policy/content.js';
 import type { PolicySnapshot, PolicyVersionInfo, Store } from '../port.js';
 import { contentOfEntries, decodeVersionCursor, encodeVersionCursor, versionPageLimit } from '../rules/policy-history.js';
-import { isEmptyPlan, planRestore, type RestorePlan } from '../rules/policy-restore.js';
+import { conflict } from '../rules/errors.js';
+import { nameKey } from '../rules/names.js';
+import { isEmptyPlan, planRestore, restoredNameTaken, type RestorePlan } from '../rules/policy-restore.js';
 import {
   C,
   type DeviceDoc,
@@ -19,7 +21,7 @@ import {
   type UserDoc,
   type UserRoleDoc,
 } from './collections.js';
-import type { MongoContext } from './context.js';
+import { insertOrConflict, type MongoContext } from './context.js';
 import type { Document, Filter, SessionLike } from './db-like.js';
 import { compositeKey } from './keys.js';
 import { versionDocId } from './policy-history.js';
@@ -117,8 +119,10 @@ async function applyRestore(ctx: MongoContext, session: SessionLike, t: string, 
     await rp.deleteMany({ tenant_id: t, policy_id: id }, o);
     await policies.deleteOne({ _id: id, tenant_id: t }, o);
   }
+  // With its natural key, as policies.create writes it: unique per tenant and found by name.
   for (const p of plan.policies.create) {
-    await policies.insertOne({ _id: p.id, id: p.id, tenant_id: t, name: p.name, description: p.description, severity: p.severity, created_at: now, updated_at: now }, o);
+    const doc: PolicyDoc = { _id: p.id, id: p.id, tenant_id: t, name: p.name, name_key: nameKey(p.name), description: p.description, severity: p.severity, created_at: now, updated_at: now };
+    await insertOrConflict(() => policies.insertOne(doc, o), () => conflict('name', restoredNameTaken(p)));
   }
   for (const p of plan.policies.update) await policies.updateOne({ _id: p.id, tenant_id: t }, { $set: { severity: p.severity, updated_at: now } }, o);
   for (const r of plan.rules.create) await rules.insertOne({ _id: r.id, ...r, tenant_id: t, created_at: now, updated_at: now }, o);

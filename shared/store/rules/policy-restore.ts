@@ -131,6 +131,14 @@ function planPart(c: PolicyContent): Omit<PolicyContent['settings'], 'default_ef
   return rest;
 }
 
+/**
+ * Why a policy could not be recreated: a policy that stays holds its name now (names are unique
+ * per tenant; renames make no version, so the name kept is the one of its last version).
+ */
+export function restoredNameTaken(p: ContentPolicy): string {
+  return `policy ${p.id} cannot be restored as "${p.name}": another policy has this name now; rename that one and restore again`;
+}
+
 /** Whether applying the plan changes anything at all. */
 export function isEmptyPlan(p: RestorePlan): boolean {
   return (

@@ -2,9 +2,9 @@
  * Stored policy test cases (port: policyTests). Plain tenant-owned records: they describe
  * expectations, not decisions, so no change here bumps the policy version.
  */
-import { newPolicyTest, requireOneSubject, type PolicyTest } from '../../policy/policy-tests.js';
+import { newPolicyTest, requireOneSubject, requireRoomForTest, type PolicyTest } from '../../policy/policy-tests.js';
 import type { Store } from '../port.js';
-import type { SqliteContext } from './context.js';
+import type { SqliteContext, Stmt } from './context.js';
 import { EntityTable } from './entity-table.js';
 import type { TenantRefs } from './refs.js';
 
@@ -32,11 +32,13 @@ export function createPolicyTestRepo(ctx: SqliteContext, refs: TenantRefs): Stor
     'expected_effect',
     'expected_rule_id',
   ]);
+  const countOf: Stmt<[string], number> = ctx.db.prepare<[string], number>('SELECT count(*) FROM policy_tests WHERE tenant_id = ?').pluck();
   return {
     async create(tenantId, input) {
       requireOneSubject(input);
       return ctx.write(() => {
         refs.requireTenant(tenantId);
+        requireRoomForTest(countOf.get(tenantId) ?? 0);
         return table.insert(newPolicyTest(tenantId, input, ctx.newId(), ctx.now()));
       });
     },

@@ -13,9 +13,10 @@ import {
   type HistoryChange,
   type HistoryEntry,
 } from '../rules/policy-history.js';
-import { isEmptyPlan, planRestore, type RestorePlan } from '../rules/policy-restore.js';
+import { nameKey } from '../rules/names.js';
+import { isEmptyPlan, planRestore, restoredNameTaken, type RestorePlan } from '../rules/policy-restore.js';
 import type { SqliteContext, Stmt } from './context.js';
-import { limitClause } from './context.js';
+import { insertOrConflict, limitClause } from './context.js';
 import { toJson } from './json-column.js';
 import type { SnapshotReader } from './policy-repos.js';
 
@@ -124,8 +125,9 @@ function restoreStatements(ctx: SqliteContext): (tenantId: string, plan: Restore
   const removeRp = db.prepare<[string, string, string]>('DELETE FROM role_policies WHERE tenant_id = ? AND role_id = ? AND policy_id = ?');
   const removeUr = db.prepare<[string, string, string]>('DELETE FROM user_roles WHERE tenant_id = ? AND user_id = ? AND role_id = ?');
   const deletePolicy = db.prepare<[string, string]>('DELETE FROM policies WHERE tenant_id = ? AND id = ?');
-  const createPolicy = db.prepare<[string, string, string, string | null, string, number, number]>(
-    'INSERT INTO policies (id, tenant_id, name, description, severity, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  // With its natural key, as policies.create writes it: unique per tenant and found by name.
+  const createPolicy = db.prepare<[string, string, string, string, string | null, string, number, number]>(
+    'INSERT INTO policies (id, tenant_id, name, name_key, description, severity, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   );
   const updatePolicy = db.prepare<[string, number, string, string]>('UPDATE policies SET severity = ?, updated_at = ? WHERE tenant_id = ? AND id = ?');
   const createRule = db.prepare<[string, string, string, string | null, string, string, string, string | null, string | null, number, number]>(
@@ -151,7 +153,9 @@ function restoreStatements(ctx: SqliteContext): (tenantId: string, plan: Restore
     for (const l of plan.role_policies.remove) removeRp.run(t, l.role_id, l.policy_id);
     for (const l of plan.user_roles.remove) removeUr.run(t, l.user_id, l.role_id);
     for (const id of plan.policies.delete) deletePolicy.run(t, id);
-    for (const p of plan.policies.create) createPolicy.run(p.id, t, p.name, p.description, p.severity, now, now);
+    for (const p of plan.policies.create) {
+      insertOrConflict(() => createPolicy.run(p.id, t, p.name, nameKey(p.name), p.description, p.severity, now, now), 'name', restoredNameTaken(p));
+    }
     for (const p of plan.policies.update) updatePolicy.run(p.severity, now, t, p.id);
     for (const r of plan.rules.create) {
       createRule.run(r.id, t, r.policy_id, r.role_id, r.app, r.action, r.permission, toJson(r.remediation), toJson(r.escalation), now, now);
