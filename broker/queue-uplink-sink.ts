@@ -8,6 +8,16 @@
  * Backpressure: when more than `highWater` uplink jobs wait, `accept` waits too, which holds the
  * towers' PUBACKs (and so their in-flight windows) until the workers catch up, instead of letting
  * Redis grow without bound.
+ *
+ * Redis away: the job queue's connection holds its commands until Redis is back (ioredis' offline
+ * queue), so an add would wait for good and every message behind it stay in this process. Each
+ * tower's waiting PUBLISHes stall its connection until its keep alive runs out; it reconnects and
+ * resends them, and the copies piled up once per keep alive period, without bound. So what waits
+ * for Redis is bounded twice: a message Redis has not confirmed within `confirmTimeoutMs` is
+ * refused (no PUBACK: the broker closes the connection and the tower resends later), and beyond
+ * `maxHeldBytes` of payloads still waiting (refused ones included, since their add is still
+ * queued on the connection) new messages are refused at once. A refused message whose add
+ * completes later is a job without a PUBACK: its resend is recognised by event id.
  */
 import { createIdFactory } from '../shared/ids.js';
 import type { Counters } from '../shared/metrics.js';
@@ -26,10 +36,26 @@ export interface QueueUplinkSinkOptions {
   highWater: number;
   /** How often the queue depth is read while above the high-water mark. */
   depthPollMs?: number;
+  /** Longest a message waits for Redis to confirm its job (or the queue depth) before it is refused. */
+  confirmTimeoutMs?: number;
+  /** Payload bytes held waiting for Redis above which new messages are refused at once. */
+  maxHeldBytes?: number;
+}
+
+const DEFAULT_CONFIRM_TIMEOUT_MS = 15_000;
+const DEFAULT_MAX_HELD_BYTES = 64 * 1024 * 1024;
+
+/** Redis did not take an uplink: the broker refuses the PUBLISH, so it gets no PUBACK. */
+export class UplinkQueueUnavailable extends Error {
+  constructor(message: string) {
+    super(`uplink queue unavailable: ${message}`);
+    this.name = 'UplinkQueueUnavailable';
+  }
 }
 
 interface Pending {
   message: UplinkJob['messages'][number];
+  bytes: number;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -43,7 +69,11 @@ export class QueueUplinkSink implements UplinkSink {
   #immediate: NodeJS.Immediate | null = null;
   #depth = 0;
   #depthAt = 0;
+  #depthRead: Promise<void> | null = null;
   #closed = false;
+  /** Payload bytes of the messages accepted and not yet confirmed or failed by Redis. */
+  #heldBytes = 0;
+  /** Batches not answered yet (confirmed, failed or timed out): what close() waits for. */
   readonly #flushing = new Set<Promise<void>>();
 
   constructor(opts: QueueUplinkSinkOptions) {
@@ -51,11 +81,30 @@ export class QueueUplinkSink implements UplinkSink {
     this.#queue = opts.queues.open({ name: UPLINK_QUEUE, schema: UplinkJobSchema });
   }
 
+  /** Payload bytes held waiting for Redis. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
   async accept(msg: UplinkMessage): Promise<void> {
     if (this.#closed) throw new Error('uplink sink is closed');
-    await this.#belowHighWater();
+    const bytes = msg.payload.length;
+    const maxHeld = this.#o.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES;
+    // One message always goes, so a payload above the cap is not refused for good.
+    if (this.#heldBytes > 0 && this.#heldBytes + bytes > maxHeld) {
+      this.#o.counters.inc('uplink_refused_total', { reason: 'held_full' });
+      throw new UplinkQueueUnavailable(`${this.#heldBytes} bytes of uplinks already wait for Redis (limit ${maxHeld})`);
+    }
+    this.#heldBytes += bytes;
+    try {
+      await this.#belowHighWater();
+    } catch (err) {
+      this.#heldBytes -= bytes;
+      if (err instanceof UplinkQueueUnavailable) this.#o.counters.inc('uplink_refused_total', { reason: 'timeout' });
+      throw err;
+    }
     return new Promise<void>((resolve, reject) => {
-      this.#batch.push({ message: packUplink(msg), resolve, reject });
+      this.#batch.push({ message: packUplink(msg), bytes, resolve, reject });
       if (this.#batch.length >= this.#o.batchMax) this.#flush();
       else this.#schedule();
     });
@@ -82,8 +131,13 @@ export class QueueUplinkSink implements UplinkSink {
     const batch = this.#batch;
     this.#batch = [];
     if (batch.length === 0) return;
-    const p = this.#queue
-      .add({ messages: batch.map((b) => b.message) }, { id: this.#newId() })
+    const added = this.#queue.add({ messages: batch.map((b) => b.message) }, { id: this.#newId() });
+    // Its bytes stay held until Redis answers, even after a timeout: the add is still queued.
+    const release = (): void => {
+      for (const b of batch) this.#heldBytes -= b.bytes;
+    };
+    void added.then(release, release);
+    const answered = this.#confirmed(added, 'confirming an uplink job')
       .then(
         () => {
           this.#o.counters.inc('uplink_jobs_queued_total');
@@ -91,21 +145,39 @@ export class QueueUplinkSink implements UplinkSink {
           for (const b of batch) b.resolve();
         },
         (err: unknown) => {
-          this.#o.counters.inc('uplink_queue_errors_total');
+          if (err instanceof UplinkQueueUnavailable) this.#o.counters.inc('uplink_refused_total', { reason: 'timeout' }, batch.length);
+          else this.#o.counters.inc('uplink_queue_errors_total');
           for (const b of batch) b.reject(err);
         },
       )
-      .finally(() => this.#flushing.delete(p));
-    this.#flushing.add(p);
+      .finally(() => this.#flushing.delete(answered));
+    this.#flushing.add(answered);
+  }
+
+  /** `work`, or an UplinkQueueUnavailable once Redis has not answered within the timeout. */
+  #confirmed<T>(work: Promise<T>, what: string): Promise<T> {
+    const ms = this.#o.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new UplinkQueueUnavailable(`Redis did not answer within ${ms} ms (${what})`)), ms);
+    });
+    return Promise.race([work, timedOut]).finally(() => clearTimeout(timer));
   }
 
   async #belowHighWater(): Promise<void> {
     const pollMs = this.#o.depthPollMs ?? 100;
     for (;;) {
       const now = Date.now();
-      if (now - this.#depthAt >= pollMs) {
+      // One read at a time: while Redis is away, the others go on with the last depth known
+      // (and their adds time out) instead of each adding a read that waits for it.
+      if (now - this.#depthAt >= pollMs && !this.#depthRead) {
         this.#depthAt = now;
-        this.#depth = await this.#queue.depth();
+        const read = this.#queue.depth().then((depth) => {
+          this.#depth = depth;
+        });
+        this.#depthRead = read;
+        void read.catch(() => undefined).then(() => (this.#depthRead = null));
+        await this.#confirmed(read, 'reading the uplink queue depth');
       }
       if (this.#depth <= this.#o.highWater || this.#closed) return;
       this.#o.counters.inc('uplink_backpressure_waits_total');

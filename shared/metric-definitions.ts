@@ -82,6 +82,7 @@ export const METRIC_DEFINITIONS = {
   uplink_messages_queued_total: counter('Uplink messages queued by this broker node'),
   uplink_queue_errors_total: counter('Uplink micro-batches that could not be queued'),
   uplink_backpressure_waits_total: counter('Times this broker node held PUBACKs because the uplink queue was above its high-water mark'),
+  uplink_refused_total: counter('Uplink messages this broker node refused without a PUBACK because Redis did not take them: no answer in time (timeout) or too many bytes already waiting for it (held_full)', 'reason'),
   uplink_jobs_started_total: counter('Uplink jobs started by this worker (retries included)'),
   uplink_jobs_retried_total: counter('Uplink jobs run again after a failure or a dead worker'),
   uplink_jobs_processed_total: counter('Uplink jobs finished by this worker'),
@@ -131,6 +132,7 @@ export const METRIC_DEFINITIONS = {
   webhook_deliveries_total: counter('Webhook delivery attempts, by outcome', 'status'),
   firebase_writes_total: counter('Batched writes to the Firebase Realtime Database'),
   firebase_write_errors_total: counter('Failed writes to the Firebase Realtime Database'),
+  firebase_dropped_total: counter('Firebase mirror updates given up: new paths beyond the pending bound during an outage, and paths still unwritten when stop() stopped waiting'),
 
   // --- process memory ------------------------------------------------------------------------------
   malloc_trims_total: counter('glibc malloc_trim(0) calls after major GCs, by whether memory went back to the OS', 'released'),

@@ -20,6 +20,11 @@
  * ONE multi-path update at most every `flushMs`, and only one write is in flight at a time, so a
  * burst of any size costs one write per interval. A failed write is merged back under the newer
  * values (increments summed, so no count is lost) and retried at the next flush.
+ *
+ * Outages are bounded: while writes fail, updates of paths already pending still merge in place,
+ * but at most `maxPendingPaths` paths wait; a new path beyond that is dropped and counted
+ * (firebase_dropped_total). stop() waits at most `stopTimeoutMs` for the last writes (the SDK does
+ * not settle a write while the database is unreachable); what it gives up on is counted too.
  */
 import type { Bus } from '../bus.js';
 import type { Alert, CommandRecord, UsageRecord } from '../domain.js';
@@ -88,11 +93,26 @@ export interface FirebaseSinkOptions {
   now?: () => number;
   /** Write failures (the sink retries them itself); the composition root logs them. */
   onError?: (err: unknown) => void;
+  /** Most paths waiting for a write (default DEFAULT_MAX_PENDING_PATHS). */
+  maxPendingPaths?: number;
+  /** Longest wait of stop() for the last writes (default DEFAULT_STOP_TIMEOUT_MS). */
+  stopTimeoutMs?: number;
 }
 
-/** Realtime Database keys may not contain . $ # [ ] / (nor %, to keep the encoding reversible). */
+export const DEFAULT_MAX_PENDING_PATHS = 10_000;
+export const DEFAULT_STOP_TIMEOUT_MS = 5_000;
+
+/**
+ * One path segment as a Realtime Database key. Keys may not contain . $ # [ ] / nor ASCII control
+ * characters, and may not be empty: the SDK drops empty segments, so `tenants//alerts/x` would
+ * write `tenants/alerts/x`, another node, and an invalid key makes the SDK refuse the whole batch
+ * at every retry. Those characters (and %, to keep the encoding reversible) become %XX; the empty
+ * string becomes a lone %, which no other segment encodes to.
+ */
 function key(segment: string): string {
-  return segment.replace(/[.$#[\]/%]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+  if (segment === '') return '%';
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what must go
+  return segment.replace(/[.$#[\]/%\u0000-\u001f\u007f]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
 
 function pick<T, const K extends keyof T>(record: T, fields: readonly K[]): Pick<T, K> {
@@ -132,15 +152,31 @@ export class FirebaseSink {
     bus.subscribe('usage.decided', (e) => this.#usage(e.tenant_id, e.records), this);
   }
 
-  /** Unsubscribes, writes what is pending (once, no retry), then closes the writer. */
+  /**
+   * Unsubscribes, writes what is pending (once, no retry), then closes the writer. Waits at most
+   * stopTimeoutMs for those writes: an unreachable database must not hold up shutdown.
+   */
   async stop(): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
     this.#opts.bus.removeAllFor(this);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
-    if (this.#writing) await this.#writing;
-    if (this.#pending.size > 0) await this.#flush();
+    const drain = async (): Promise<void> => {
+      if (this.#writing) await this.#writing;
+      if (this.#pending.size > 0) await this.#flush();
+    };
+    const timeoutMs = this.#opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+    let deadline: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<true>((resolve) => (deadline = setTimeout(() => resolve(true), timeoutMs)));
+    const gaveUp = await Promise.race([drain().then(() => false), timedOut]);
+    clearTimeout(deadline);
+    if (gaveUp) {
+      // The batch in flight is the writer's to deliver or lose once closed; what never left is lost.
+      this.#opts.counters.inc('firebase_dropped_total', undefined, this.#pending.size);
+      this.#pending = new Map();
+      this.#opts.onError?.(new Error(`firebase writes still unanswered after ${timeoutMs} ms at stop; giving up on them`));
+    }
     await this.#opts.writer.close();
   }
 
@@ -168,8 +204,15 @@ export class FirebaseSink {
   }
 
   #set(path: string, value: unknown): void {
-    this.#pending.set(path, this.#pending.has(path) ? merge(this.#pending.get(path), value) : value);
+    if (this.#pending.has(path)) this.#pending.set(path, merge(this.#pending.get(path), value));
+    else this.#admit(path, value);
     this.#schedule();
+  }
+
+  /** Adds a path not pending yet, unless maxPendingPaths are already waiting: then it is dropped. */
+  #admit(path: string, value: unknown): void {
+    if (this.#pending.size < (this.#opts.maxPendingPaths ?? DEFAULT_MAX_PENDING_PATHS)) this.#pending.set(path, value);
+    else this.#opts.counters.inc('firebase_dropped_total');
   }
 
   /** Arms the flush timer unless one is armed or a write is in flight (it re-arms when done). */
@@ -196,7 +239,8 @@ export class FirebaseSink {
       this.#opts.counters.inc('firebase_write_errors_total');
       // Values recorded while the write was in flight are newer: they stay on top.
       for (const [path, older] of batch) {
-        this.#pending.set(path, this.#pending.has(path) ? merge(older, this.#pending.get(path)) : older);
+        if (this.#pending.has(path)) this.#pending.set(path, merge(older, this.#pending.get(path)));
+        else this.#admit(path, older);
       }
       this.#opts.onError?.(err);
     }

@@ -69,6 +69,8 @@ export interface MongoConnection {
 
 export const DUPLICATE_KEY = 11000;
 export const INDEX_NOT_FOUND = 27;
+/** What a standalone mongod answers to any operation inside a transaction. */
+export const ILLEGAL_OPERATION = 20;
 
 /**
  * A duplicate-key failure: a single write's error (code 11000), or a bulk write's whose every

@@ -4,7 +4,9 @@
  * mingo's (a maintained implementation of MongoDB's query language), not hand-written; what the
  * double adds is what the adapter relies on from a server: unique indexes raising E11000 (single
  * writes: code 11000; unordered bulk inserts: writeErrors per failed document), upserts seeded
- * from the filter's equality fields, and copies in and out so callers never share its state.
+ * from the filter's equality fields, copies in and out so callers never share its state, and the
+ * server's refusals of updates mingo would apply: one path changed by two operators ($set and
+ * $setOnInsert of one field, code 40) and $inc of or by a non-number (code 14).
  */
 import { Query, find, update as applyUpdate } from 'mingo';
 import type { AnyObject } from 'mingo/types';
@@ -74,6 +76,31 @@ function upsertSeed(filter: AnyObject): AnyObject {
 
 type Modifier = Parameters<typeof applyUpdate>[1];
 
+function serverError(code: number, codeName: string, message: string): Error & { code: number } {
+  return Object.assign(new Error(message), { name: 'MongoServerError', code, codeName });
+}
+
+/** Where mingo is more lenient than a server, the update is refused as the server refuses it. */
+function checkUpdate(doc: AnyObject, update: unknown): void {
+  const paths = Object.values(asObject(update)).flatMap((fields) => Object.keys(asObject(fields)));
+  // One path (or a path and its parent) changed by two operators: ConflictingUpdateOperators.
+  for (const [i, a] of paths.entries()) {
+    for (const b of paths.slice(i + 1)) {
+      if (a === b || a.startsWith(`${b}.`) || b.startsWith(`${a}.`)) {
+        throw serverError(40, 'ConflictingUpdateOperators', `Updating the path '${b}' would create a conflict at '${a}'`);
+      }
+    }
+  }
+  // $inc adds numbers to numbers (or to a missing field) only: TypeMismatch.
+  for (const [path, by] of Object.entries(asObject(asObject(update)['$inc'] ?? {}))) {
+    if (typeof by !== 'number') throw serverError(14, 'TypeMismatch', `Cannot increment with non-numeric argument: {${path}: ${JSON.stringify(by)}}`);
+    const current = path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? asObject(v)[k] : undefined), doc);
+    if (current !== undefined && typeof current !== 'number') {
+      throw serverError(14, 'TypeMismatch', `Cannot apply $inc to a value of non-numeric type. The field '${path}' has a non-numeric value`);
+    }
+  }
+}
+
 function toModifier(update: unknown, inserting: boolean): Modifier {
   const { $setOnInsert, ...rest } = asObject(update);
   if (!inserting || $setOnInsert === undefined) return rest as Modifier;
@@ -120,6 +147,7 @@ export class MemoryCollection<T extends Document> implements CollectionLike<T> {
   /** Applies `update` to a copy of `doc`, checks unique indexes, then replaces it. */
   private replace(state: CollectionState, doc: AnyObject, update: unknown): AnyObject {
     const next = structuredClone(doc);
+    checkUpdate(next, update);
     applyUpdate(next, toModifier(update, false));
     const self = idKey(doc['_id']);
     if (idKey(next['_id']) !== self) throw new Error(`${this.name}: _id is immutable`);
@@ -130,6 +158,7 @@ export class MemoryCollection<T extends Document> implements CollectionLike<T> {
 
   private upsert(state: CollectionState, filter: unknown, update: unknown): AnyObject {
     const doc = upsertSeed(asObject(filter));
+    checkUpdate(doc, update);
     applyUpdate(doc, toModifier(update, true));
     this.insertInto(state, doc);
     return doc;

@@ -11,13 +11,21 @@
  * the server, any write error inside a transaction aborts it: later operations of the session
  * fail and the commit never happens. An operation issued inside a transaction without its session
  * is refused, because on a server it would run outside the transaction.
+ *
+ * `standalone: true` plays a standalone mongod: single operations work, but every operation inside
+ * a transaction fails as the server fails it (IllegalOperation, code 20).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { MongoConnector } from './mongo-store.js';
-import type { CollectionLike, Document, MongoDbLike, OpOptions, SessionLike } from './db-like.js';
+import { ILLEGAL_OPERATION, type CollectionLike, type Document, type MongoDbLike, type OpOptions, type SessionLike } from './db-like.js';
 import { MemoryCollection, cloneState, emptyState, type CollectionState, type StateAccess } from './memory-collection-double.js';
 
 type Databases = Map<string, Map<string, CollectionState>>;
+
+export interface MemoryMongoOptions {
+  /** Behave as a standalone mongod, which refuses transactions. */
+  standalone?: boolean;
+}
 
 interface Transaction {
   /** Working copies of the collections touched so far, by database and collection. */
@@ -60,6 +68,8 @@ export class MemoryMongo {
   private readonly databases: Databases = new Map();
   private readonly mutex = new Mutex();
   private readonly inTransaction = new AsyncLocalStorage<MemorySession>();
+
+  constructor(private readonly options: MemoryMongoOptions = {}) {}
 
   /** Hands MongoStore this double instead of the driver (MongoStoreOptions.connector). */
   readonly connector: MongoConnector = async (_url, dbName) => ({ db: this.db(dbName), close: async () => {} });
@@ -112,6 +122,10 @@ export class MemoryMongo {
         }
         if (!(session instanceof MemorySession) || session.transaction === null) {
           throw new Error(`${collection}: the adapter passes sessions only inside withTransaction`);
+        }
+        if (this.options.standalone) {
+          const message = 'Transaction numbers are only allowed on a replica set member or mongos';
+          throw Object.assign(new Error(message), { name: 'MongoServerError', code: ILLEGAL_OPERATION, codeName: 'IllegalOperation' });
         }
         const txn = session.transaction;
         if (txn.aborted) throw Object.assign(new Error('Transaction has been aborted'), { code: 251, cause: txn.aborted });

@@ -6,6 +6,8 @@
  * Like SqliteStore, the constructor does no I/O; init() connects, creates indexes and seeds the
  * plans; before init() (or after close()) every repository access throws.
  */
+import type { MongoClientOptions } from 'mongodb';
+import { createError } from '../../errors.js';
 import { createIdFactory, type IdFactory } from '../../ids.js';
 import type { StoreHooks } from '../port.js';
 import { RepoBackedStore, type StoreRepos } from '../repo-backed-store.js';
@@ -37,7 +39,7 @@ import {
   createTowerRepo,
 } from './platform-repos.js';
 import { createRolePolicyRepo, createRuleRepo, createSnapshotReaders, createUserRoleRepo } from './policy-repos.js';
-import { runMongoMigrations } from './schema.js';
+import { requireTransactions, runMongoMigrations } from './schema.js';
 import { createCatalogRepo, createPolicyRepo, createRoleRepo, createUserRepo } from './tenant-repos.js';
 import { createUsageHistory } from './usage-history.js';
 import { createUsageRepos } from './usage-repo.js';
@@ -67,10 +69,24 @@ export function databaseOf(url: string): string | null {
   return name === '' ? null : name;
 }
 
+/**
+ * Every write (and every transaction's commit) waits for a majority of the replica set and its
+ * journal: what the store acknowledges (an answered request, a PUBACKed event) then survives a
+ * crash of the primary or a failover. The server's default is not enough: it is w:1 on older
+ * servers and on replica sets with an arbiter, and operators may lower it (setDefaultRWConcern).
+ * They win over a `w` in the URL; a URL's `journal=false` would win over them, so it is refused.
+ */
+const DURABLE_CLIENT_OPTIONS = { writeConcern: { w: 'majority', journal: true } } as const satisfies MongoClientOptions;
+
 export const connectWithDriver: MongoConnector = async (url, dbName) => {
   // Loaded here, not at import: the embedded mode never needs the driver (~100 ms of start-up).
   const { MongoClient } = await import('mongodb');
-  const client = new MongoClient(url);
+  const client = new MongoClient(url, DURABLE_CLIENT_OPTIONS);
+  const { w, journal } = client.options.writeConcern ?? {};
+  if (w !== 'majority' || journal !== true) {
+    const message = 'mongodb: writes must be acknowledged by a majority and journaled; remove journal=false from the URL';
+    throw createError('VALIDATION_FAILED', `--store-url: ${message}`, [{ field: 'store_url', message }]);
+  }
   await client.connect();
   // Assigning the driver's Db to MongoDbLike is the compile-time proof that the boundary the
   // adapter (and the in-memory double) uses is a true subset of the real driver's API.
@@ -149,6 +165,7 @@ export class MongoStore extends RepoBackedStore {
     if (this.connection) return;
     const connection = await this.connector(this.url, this.dbName);
     try {
+      await requireTransactions(connection.db);
       await runMongoMigrations(connection.db, this.now);
       this.repos = buildRepos(new MongoContext(connection.db, this.now, this.newId, this.hooks, new MongoHistory(connection.db)));
       this.connection = connection;

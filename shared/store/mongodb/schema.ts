@@ -6,7 +6,7 @@
 import { createError } from '../../errors.js';
 import { SEED_PLANS } from '../rules/defaults.js';
 import { C, INDEXES, INGEST_INDEXES, type CollectionName, type MigrationDoc, type PlanDoc } from './collections.js';
-import { INDEX_NOT_FOUND, type Document, type MongoDbLike } from './db-like.js';
+import { ILLEGAL_OPERATION, INDEX_NOT_FOUND, type Document, type MongoDbLike } from './db-like.js';
 import { MONGO_MIGRATION_5 } from './migration-5.js';
 import { MONGO_MIGRATION_6 } from './migration-6.js';
 import { MONGO_MIGRATION_8 } from './migration-8.js';
@@ -60,6 +60,28 @@ export const MONGO_MIGRATIONS: readonly MongoMigration[] = [
   },
   MONGO_MIGRATION_8,
 ];
+
+/**
+ * Fails start-up with a clear error when the server refuses transactions (a standalone mongod):
+ * otherwise init() would succeed (indexes and seeds need none) and every write would fail later.
+ */
+export async function requireTransactions(db: MongoDbLike): Promise<void> {
+  const session = db.client.startSession();
+  try {
+    // A transaction that sends nothing never reaches the server: the probe reads once inside it.
+    await session.withTransaction(async (s) => {
+      await db.collection<MigrationDoc>(C.migrations).findOne({}, { session: s });
+    });
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== ILLEGAL_OPERATION) throw err;
+    throw createError(
+      'UNAVAILABLE',
+      'MongoDB refuses transactions: EdgePlane needs a replica set (a one-node one is enough: mongod --replSet rs0, then rs.initiate()) or a mongos',
+    );
+  } finally {
+    await session.endSession();
+  }
+}
 
 export async function runMongoMigrations(db: MongoDbLike, now: () => number, migrations = MONGO_MIGRATIONS): Promise<number[]> {
   const record = db.collection<MigrationDoc>(C.migrations);
