@@ -10,9 +10,12 @@ import { defineConfig } from 'vitest/config';
  */
 export const SERIAL_FILES = [
   'test/e2e/**/*.test.ts',
+  'broker/audit-interop-clients.test.ts',
   'broker/audit-third-party-clients.test.ts',
   'broker/command-delivery.test.ts',
   'broker/write-behind-kill.test.ts',
+  'cli/audit-ops-config.test.ts',
+  'cli/audit-ops-shutdown.test.ts',
   'edge-agent/audit-agent-cli.test.ts',
   'edge-agent/audit-output-backpressure.test.ts',
   'shared/logger.test.ts',

@@ -7,21 +7,15 @@
  * retained, the SUBACK grants what the ACL says at the QoS the broker serves, and the downlink
  * arrives. A tool that is missing skips its suite with one line, except under CI=true.
  */
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { filters, mqttIdentity, topics } from '../shared/mqtt/topics.js';
+import { MOSQUITTO, PAHO_PYTHON, TOOLS_REQUIRED as REQUIRED, spawnLines, warnMissingTools } from './fixtures/third-party-clients.js';
 import { inbox, startHarness, subscribeResult, type Harness, type TowerLogin } from './test-support.js';
 
 const run = promisify(execFile);
-const REQUIRED = process.env['CI'] === 'true';
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() !== '';
-const MOSQUITTO = has('mosquitto_pub') && has('mosquitto_sub');
-/** The first python3 that has paho (a pyenv shim may shadow the system one that does). */
-const PAHO_PYTHON = ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import paho.mqtt.client'], { stdio: 'ignore' }).status === 0) ?? null;
-if (!MOSQUITTO && !REQUIRED) console.warn('broker/audit-third-party-clients.test.ts: mosquitto clients skipped: not installed (apt-get install -y mosquitto-clients)');
-if (!PAHO_PYTHON && !REQUIRED) console.warn('broker/audit-third-party-clients.test.ts: paho skipped: not installed (apt-get install -y python3-paho-mqtt)');
+warnMissingTools('broker/audit-third-party-clients.test.ts');
 
 const A = 'tenantA';
 const USAGE = topics.usage(A, 'T1');
@@ -45,14 +39,6 @@ async function nothingRetained(): Promise<void> {
   await h.broker.downlink.publish(topics.policy(A, 'T9'), Buffer.from('{"marker":true}'), { retain: true });
   await box.next((t) => t === topics.policy(A, 'T9'));
   expect(box.messages.map((m) => m.topic)).toEqual([topics.policy(A, 'T9')]);
-}
-
-/** Spawns `cmd`, calling `onLine` for each line it prints (stdout and stderr); resolves with its exit code. */
-function spawnLines(cmd: string, args: string[], onLine: (line: string) => void): Promise<number | null> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  createInterface({ input: child.stdout }).on('line', onLine);
-  createInterface({ input: child.stderr }).on('line', onLine);
-  return new Promise((resolve) => child.on('close', (code) => resolve(code)));
 }
 
 describe.skipIf(!MOSQUITTO && !REQUIRED)('mosquitto clients with a tower credential', () => {

@@ -98,7 +98,15 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
   function denyAcl(action: 'publish' | 'subscribe' | 'forward', client: Client | null, principal: MqttPrincipal | undefined, topic: string) {
     const reason = aclDenialReason(principal, topic);
     counters.inc('mqtt_acl_denied_total', { action, reason });
-    logger.debug({ client_id: client?.id, principal: principal?.kind, topic, action, reason }, 'acl denied');
+    if (action === 'publish' && client !== null) {
+      // The client is told nothing: MQTT 3.1.1 has no negative acknowledgement, so the refusal
+      // closes its connection [MQTT-3.3.5-2], at every QoS, and a will is simply not published.
+      // This line is the only place that says why (a debug line did, out of sight by default).
+      const message = client.closed ? 'will not published: topic not allowed by the ACL' : 'publish refused: topic not allowed by the ACL; connection closed';
+      refusals.refused(client.id, 'acl_denied', message, { event: 'mqtt_publish_refused', principal: principal?.kind, topic, acl: reason }, 'warn');
+    } else {
+      logger.debug({ client_id: client?.id, principal: principal?.kind, topic, action, reason }, 'acl denied');
+    }
     return new PublishRefused(`acl ${reason}`);
   }
 

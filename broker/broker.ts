@@ -43,6 +43,7 @@ import { maxFrameBytes } from './limits.js';
 import { RefusalLog } from './refusal-log.js';
 import { RetainedQuota } from './retained-quota.js';
 import { Sessions, TOPIC_VERDICTS_MAX } from './sessions.js';
+import { SubackPerFilter } from './suback-per-filter.js';
 import { TlsHandshakes } from './tls-handshakes.js';
 
 export type BrokerConfig = Pick<
@@ -155,6 +156,7 @@ export class Broker {
   readonly #refusals: RefusalLog;
   readonly #retained: RetainedQuota;
   readonly #gate: ConnectionGate;
+  readonly #subacks = new SubackPerFilter();
   /** Tower uplinks handed to ingest that aedes must not publish (authorize.ts). */
   readonly #consumed = new WeakSet<object>();
   readonly #refusedSubscriptions = new WeakSet<object>();
@@ -308,6 +310,7 @@ export class Broker {
         this.#onClientElsewhere(aedes.id, packet);
         done();
       });
+      aedes.on('subscribe', (subs, client) => this.#subacks.subscribed(subs, client));
       aedes.on('unsubscribe', (filters, client) => {
         const session = this.#sessions.get(client);
         if (!session) return;
@@ -458,6 +461,7 @@ export class Broker {
         });
         deliverOutOfOrderPackets(client);
         releaseConnectPacket(client, packet);
+        this.#subacks.watch(client);
         callback(null, true);
       },
       ...hooks,

@@ -48,7 +48,8 @@ export class ConnectionGate {
       maxFiltersPerPacket: this.#opts.maxFiltersPerPacket,
       onViolation: (v: Violation) => {
         counters.inc('mqtt_rejected_total', { reason: v.reason });
-        refusals.refused(clientOf()?.id ?? null, v.reason, 'connection closed: protocol violation or limit', { peer, rule: v.rule });
+        const { client_id: asked = null, ...detail } = v.detail ?? {};
+        refusals.refused(clientOf()?.id ?? asked, v.reason, 'connection closed: protocol violation or limit', { peer, rule: v.rule, ...detail });
       },
       onReceived: () => keepAlive(clientOf()),
     });

@@ -44,6 +44,8 @@ export interface Violation {
   rule: string;
   /** A CONNACK return code the spec requires before closing (only for a CONNECT). */
   connack?: 1 | 2;
+  /** What the refused frame asked for, for the log (a CONNECT's protocol level and client id). */
+  detail?: { protocol: string; protocol_level: number; client_id: string | null };
 }
 
 export interface InspectorLimits {
@@ -358,8 +360,10 @@ function checkConnect(body: Buffer): Violation | null {
   const flags = body[off + 1]!;
   off += 4;
   // [MQTT-3.1.2-2] any other level (5, or 0x84: a bridge bit on 4) gets CONNACK 0x01, then close.
+  // The client learns only "unacceptable protocol version"; the log names the level it asked for
+  // and, where it can be read, its client id, so an operator can tell which device speaks MQTT 5.
   if (!((protocol === 'MQTT' && level === 4) || (protocol === 'MQIsdp' && level === 3))) {
-    return violation('protocol_level', '[MQTT-3.1.2-2]', 1);
+    return { ...violation('protocol_level', '[MQTT-3.1.2-2]', 1), detail: { protocol, protocol_level: level, client_id: clientIdAt(body, off, level) } };
   }
   // [MQTT-3.1.2-3] the reserved flag is zero.
   if (flags & 0x01) return violation('reserved_flags', '[MQTT-3.1.2-3]');
@@ -401,4 +405,25 @@ function checkConnect(body: Buffer): Violation | null {
   // [MQTT-4.8.0-1] bytes after the last field make the packet malformed: close.
   if (off !== body.length) return malformed('[MQTT-4.8.0-1] trailing bytes after the last field');
   return null;
+}
+
+/**
+ * The client id of a CONNECT whose variable header ends at `off`, or null when it cannot be read.
+ * MQTT 5 puts the CONNECT's properties (a variable byte length, then the properties) before it.
+ */
+function clientIdAt(body: Buffer, off: number, level: number): string | null {
+  if (level === 5) {
+    let length = 0;
+    for (let i = 0, multiplier = 1; ; i++, multiplier *= 128) {
+      if (i === 4 || off >= body.length) return null;
+      const b = body[off++]!;
+      length += (b & 0x7f) * multiplier;
+      if ((b & 0x80) === 0) break;
+    }
+    off += length;
+  }
+  if (off + 2 > body.length) return null;
+  const idLength = body.readUInt16BE(off);
+  const id = body.subarray(off + 2, off + 2 + idLength);
+  return id.length === idLength && isUtf8(id) ? id.toString('utf8') : null;
 }
