@@ -71,6 +71,8 @@ export interface EmbeddedHandle {
 export interface EmbeddedOptions {
   logger: Logger;
   now?: () => number;
+  /** Aborting it gives the start up (StartInterrupted): what had started is stopped, the lock released. */
+  signal?: AbortSignal;
 }
 
 export function buildCommandService(f: Foundation): CommandService {
@@ -198,7 +200,11 @@ async function startLocked(
               budgets: f.workflow.budgets,
               storeFaults: f.storeFaults,
               now,
-              readiness: async () => ({ ok: accepting, checks: { store: accepting, broker: accepting, pipeline: accepting } }),
+              // The store is asked (it may fail its reads); the rest are this process's own.
+              readiness: async () => {
+                const storeOk = accepting && (await f.storeReady());
+                return { ok: accepting && storeOk, checks: { store: storeOk, broker: accepting, pipeline: accepting } };
+              },
             },
             { ...(tls ? { https: tls } : {}), ...(config.metrics_token ? { metricsToken: config.metrics_token } : {}) },
           );
@@ -212,6 +218,7 @@ async function startLocked(
       ),
     ],
     logger,
+    opts.signal,
   );
 
   const built = app as FastifyInstance | null;

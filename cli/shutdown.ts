@@ -5,6 +5,7 @@
  * stopped reading). A second signal exits at once with 130.
  */
 import { flushLogger, type Logger } from '../shared/logger.js';
+import { StartInterrupted } from './roots/components.js';
 
 /** Longest wait for buffered log lines to be written once everything has stopped. */
 const FLUSH_MAX_MS = 1000;
@@ -42,4 +43,28 @@ export function onShutdownSignal(stop: () => Promise<void>, logger: Logger, time
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
+}
+
+/**
+ * Starts a process role with `start(signal)` and keeps it running until SIGINT/SIGTERM stops it
+ * (onShutdownSignal). A signal during startup gives the start up (`signal` aborts): what had
+ * started stops, the data dir's lock is released, and the process exits 0, without waiting for a
+ * component still starting, e.g. a store or Redis that does not answer (MongoDB's server selection
+ * takes 30 s, longer than the shutdown may). A start that fails on its own rejects as before.
+ */
+export async function runUntilSignal(start: (signal: AbortSignal) => Promise<{ stop(): Promise<void> }>, logger: Logger, timeoutMs: number): Promise<never> {
+  const interrupt = new AbortController();
+  const starting = start(interrupt.signal);
+  onShutdownSignal(
+    async () => {
+      interrupt.abort();
+      await (await starting.catch(() => null))?.stop();
+    },
+    logger,
+    timeoutMs,
+  );
+  // An interrupted start is not a failed one: the shutdown handler exits once it is undone.
+  await starting.catch((err: unknown) => (err instanceof StartInterrupted ? undefined : Promise.reject(err)));
+  // Keep running until a signal arrives.
+  return new Promise<never>(() => {});
 }

@@ -49,6 +49,16 @@ function parseTrustProxy(value: boolean | number | string, ctx: z.RefinementCtx)
 }
 const positiveInt = z.coerce.number().int().positive();
 
+/**
+ * The longest delay a Node timer takes (2^31 - 1 ms, ~24.8 days). A longer one is not an error to
+ * Node: it warns and fires after 1 ms, so a monthly `--retention-interval-s` would purge in a busy
+ * loop and a long `--shutdown-timeout-ms` would cut every shutdown short. Every duration that
+ * becomes a timer is bounded by it and refused beyond.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const timerMs = positiveInt.max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms (~24.8 days), the longest timer Node keeps`);
+const timerS = positiveInt.max(Math.floor(MAX_TIMER_MS / 1000), `must be at most ${Math.floor(MAX_TIMER_MS / 1000)} s (~24.8 days), the longest timer Node keeps`);
+
 export interface OptionSpec {
   /** Flag name without the leading dashes; env var is EDGEPLANE_ + upper snake case of key. */
   flag: string;
@@ -163,8 +173,8 @@ export const ConfigSchema = z.object({
   http_host: z.string().default('0.0.0.0'),
   http_port: port.default(8080),
   // Node's own defaults: 300 s for a request, 60 s for its headers; one bound for both is enough.
-  http_request_timeout_ms: positiveInt.min(100).default(60_000),
-  http_idle_timeout_ms: positiveInt.min(100).default(120_000),
+  http_request_timeout_ms: timerMs.min(100).default(60_000),
+  http_idle_timeout_ms: timerMs.min(100).default(120_000),
   http_max_connections: positiveInt.default(10_000),
   mqtt_host: z.string().default('0.0.0.0'),
   mqtt_port: port.default(1883),
@@ -180,7 +190,7 @@ export const ConfigSchema = z.object({
   mqtt_max_topic_levels: positiveInt.max(100).default(8),
   mqtt_publish_rate: positiveInt.default(1000),
   mqtt_publish_burst: positiveInt.default(2000),
-  mqtt_drain_timeout_ms: positiveInt.default(5000),
+  mqtt_drain_timeout_ms: timerMs.default(5000),
   // A console CONNECT carries a ~1 KB JWT, a tower's a will of a few hundred bytes.
   mqtt_max_connect_bytes: positiveInt.min(512).max(65_536 * 5).default(16 * 1024),
   mqtt_max_pending_connections: positiveInt.default(1000),
@@ -197,19 +207,19 @@ export const ConfigSchema = z.object({
   refresh_token_ttl_s: positiveInt.default(30 * 24 * 3600),
   rate_limit_per_min: positiveInt.default(100),
   trust_proxy: z.union([z.boolean(), z.number(), z.string()]).default(false).transform(parseTrustProxy),
-  shutdown_timeout_ms: positiveInt.default(15000),
-  command_ttl_s: positiveInt.default(3600),
-  command_retry_min_ms: positiveInt.default(1000),
-  command_retry_max_ms: positiveInt.default(60_000),
-  retention_interval_s: positiveInt.default(3600),
+  shutdown_timeout_ms: timerMs.default(15000),
+  command_ttl_s: timerS.default(3600),
+  command_retry_min_ms: timerMs.default(1000),
+  command_retry_max_ms: timerMs.default(60_000),
+  retention_interval_s: timerS.default(3600),
   platform_audit_retention_days: z.coerce.number().int().min(30).max(3650).default(365),
   malloc_trim_interval_s: z.coerce.number().int().min(0).max(3600).default(5),
   webhook_max_attempts: positiveInt.max(20).default(8),
-  webhook_timeout_ms: positiveInt.default(5000),
+  webhook_timeout_ms: timerMs.default(5000),
   webhook_allow_private: bool.default(false),
   firebase_database_url: z.url().optional(),
   firebase_credentials_file: z.string().min(1).optional(),
-  firebase_flush_ms: positiveInt.default(1000),
+  firebase_flush_ms: timerMs.default(1000),
   store_url: z
     .string()
     .regex(/^(sqlite:.+|mongodb(\+srv)?:\/\/.+)$/, 'must be sqlite:<file> or mongodb://…')
@@ -217,7 +227,7 @@ export const ConfigSchema = z.object({
   redis_url: z.string().regex(/^rediss?:\/\/.+/, 'must be redis://… or rediss://…').optional(),
   redis_prefix: z.string().regex(/^[A-Za-z0-9_.-]{1,32}:$/, 'must be 1-32 chars of [A-Za-z0-9_.-] ending with ":"').default('edgeplane:'),
   mqtt_url: z.string().regex(/^(mqtts?|wss?|tcp):\/\/[^,]+(,(mqtts?|wss?|tcp):\/\/[^,]+)*$/, 'must be mqtt://host:port[,mqtt://…]').optional(),
-  queue_lock_ms: positiveInt.min(1000).default(30_000),
+  queue_lock_ms: timerMs.min(1000).default(30_000),
   bundle_publisher_lease_ms: positiveInt.min(1500).max(600_000).default(15_000),
   uplink_batch_max: positiveInt.max(5000).default(256),
   uplink_batch_ms: z.coerce.number().int().min(0).max(1000).default(2),
@@ -279,7 +289,8 @@ export function loadConfig(flags: Partial<Record<ConfigKey, unknown>>, env: Node
       const spec = CONFIG_OPTIONS[key];
       return spec ? `--${spec.flag} / ${envName(key)}: ${i.message}` : `${i.path.join('.')}: ${i.message}`;
     });
-    throw new Error(`invalid configuration:\n  ${lines.join('\n  ')}`);
+    // One line, as every startup error (the CLI prints it without a stack trace).
+    throw new Error(`invalid configuration: ${lines.join('; ')}`);
   }
   return r.data;
 }

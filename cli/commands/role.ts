@@ -6,12 +6,12 @@ import { configHelp, loadConfig, type Config } from '../../shared/config.js';
 import { createLogger, type Logger } from '../../shared/logger.js';
 import { parseCommandArgs } from '../args.js';
 import { startApiRole, startBrokerRole, startWorkerRole, type RoleHandle } from '../roots/distributed.js';
-import { onShutdownSignal } from '../shutdown.js';
+import { runUntilSignal } from '../shutdown.js';
 
 interface RoleSpec {
   name: 'broker' | 'worker' | 'api';
   description: string;
-  start: (config: Config, opts: { logger: Logger }) => Promise<RoleHandle>;
+  start: (config: Config, opts: { logger: Logger; signal?: AbortSignal }) => Promise<RoleHandle>;
 }
 
 const COMMON = `Distributed mode: every role needs --redis-url and the same --store-url (mongodb://… for
@@ -40,11 +40,7 @@ function roleCommand(spec: RoleSpec): (argv: string[]) => Promise<number> {
     }
     const config = loadConfig(flags);
     const logger = createLogger(config.log_level, { format: config.log_format }).child({ role: spec.name });
-    const starting = spec.start(config, { logger });
-    // Before startup finishes: a signal during startup waits for it, then stops what started.
-    onShutdownSignal(async () => (await starting.catch(() => null))?.stop(), logger, config.shutdown_timeout_ms);
-    await starting;
-    await new Promise<never>(() => {});
+    await runUntilSignal((signal) => spec.start(config, { logger, signal }), logger, config.shutdown_timeout_ms);
     return 0;
   };
 }

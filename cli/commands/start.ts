@@ -2,7 +2,7 @@ import { configHelp, loadConfig } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import { parseCommandArgs } from '../args.js';
 import { startEmbedded } from '../embedded.js';
-import { onShutdownSignal } from '../shutdown.js';
+import { runUntilSignal } from '../shutdown.js';
 
 export const startHelp = `Usage: edgeplane start [options]
 
@@ -27,11 +27,6 @@ export async function startCommand(argv: string[]): Promise<number> {
   }
   const config = loadConfig(flags);
   const logger = createLogger(config.log_level, { format: config.log_format });
-  const starting = startEmbedded(config, { logger });
-  // Before startup finishes: a signal during startup waits for it, then stops what started.
-  onShutdownSignal(async () => (await starting.catch(() => null))?.stop(), logger, config.shutdown_timeout_ms);
-  await starting;
-  // Keep running until a signal arrives.
-  await new Promise<never>(() => {});
+  await runUntilSignal((signal) => startEmbedded(config, { logger, signal }), logger, config.shutdown_timeout_ms);
   return 0;
 }

@@ -16,11 +16,34 @@ export interface RunningComponents {
   stop(): Promise<void>;
 }
 
+/** Thrown by startComponents when its signal aborted the start (a SIGTERM before the process was ready). */
+export class StartInterrupted extends Error {
+  constructor() {
+    super('start interrupted');
+    this.name = 'StartInterrupted';
+  }
+}
+
 /**
- * Starts `components` in order. If one fails, those already started are stopped (in reverse)
- * and the error is rethrown.
+ * Waits for `start`, or rejects with StartInterrupted as soon as `signal` aborts. The start given
+ * up on is not awaited: it may wait on a store or Redis that does not answer for tens of seconds
+ * (MongoDB's server selection takes 30 s), and the process is about to exit.
  */
-export async function startComponents(components: readonly Component[], logger: Logger): Promise<RunningComponents> {
+function unlessInterrupted(start: Promise<unknown>, signal: AbortSignal | undefined): Promise<unknown> {
+  if (!signal) return start;
+  if (signal.aborted) return Promise.reject(new StartInterrupted());
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new StartInterrupted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    start.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * Starts `components` in order. If one fails, or `signal` aborts before the last has started,
+ * those already started are stopped (in reverse) and the error (StartInterrupted) is rethrown.
+ */
+export async function startComponents(components: readonly Component[], logger: Logger, signal?: AbortSignal): Promise<RunningComponents> {
   const started: Component[] = [];
   const stopAll = async (): Promise<void> => {
     for (const c of started.splice(0).reverse()) {
@@ -33,7 +56,7 @@ export async function startComponents(components: readonly Component[], logger: 
   };
   for (const c of components) {
     try {
-      await c.start();
+      await unlessInterrupted(Promise.resolve(c.start()), signal);
     } catch (err) {
       await stopAll();
       throw err;

@@ -39,6 +39,8 @@ export interface RoleHandle {
 
 interface RoleOptions {
   logger: Logger;
+  /** Aborting it gives the start up (StartInterrupted): what had started is stopped. */
+  signal?: AbortSignal;
 }
 
 function healthServer(f: Foundation, extra: () => Record<string, boolean>): HealthServer {
@@ -48,7 +50,7 @@ function healthServer(f: Foundation, extra: () => Record<string, boolean>): Heal
     role: f.role,
     counters: f.counters,
     ...(f.config.metrics_token ? { metricsToken: f.config.metrics_token } : {}),
-    readiness: async () => ({ ...f.connectionsReady(), ...extra() }),
+    readiness: async () => ({ ...f.connectionsReady(), store: await f.storeReady(), ...extra() }),
   });
 }
 
@@ -158,6 +160,7 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
       component('ingest-plugins', () => ingest.plugins.start(), () => ingest.plugins.stop()),
     ],
     logger,
+    opts.signal,
   );
   logger.info({ module: 'broker-role', mqtt_port: mqttPort, mqtt_tls_port: tlsPort, health_port: health.port }, 'EdgePlane broker node started');
   return handle(f, running, health.port, mqttPort);
@@ -225,6 +228,7 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
       component('retention', () => retention.start(), () => retention.stop()),
     ],
     logger,
+    opts.signal,
   );
   logger.info({ module: 'worker-role', health_port: health.port }, 'EdgePlane worker started');
   return handle(f, running, health.port);
@@ -258,7 +262,7 @@ async function apiRole(config: Config, opts: RoleOptions, tls: TlsMaterial | nul
       storeFaults: f.storeFaults,
       now,
       readiness: async () => {
-        const checks = { ...f.connectionsReady(), api: accepting };
+        const checks = { ...f.connectionsReady(), store: accepting && (await f.storeReady()), api: accepting };
         return { ok: Object.values(checks).every(Boolean), checks };
       },
     },
@@ -286,6 +290,7 @@ async function apiRole(config: Config, opts: RoleOptions, tls: TlsMaterial | nul
       ),
     ],
     logger,
+    opts.signal,
   );
   logger.info({ module: 'api-role', http_port: port, https: tls !== null }, 'EdgePlane API started');
   return handle(f, running, port, undefined, tls !== null);

@@ -21,6 +21,7 @@ import { inProcessWorkflow, type WorkflowPorts } from '../../shared/workflow/ind
 import { loadOrCreateSecret, prepareDataDir, type DataDirPaths } from '../data-dir.js';
 import { StartupError } from '../startup-error.js';
 import { component, type Component } from './components.js';
+import { storeProbe } from './store-probe.js';
 import { mallocTrimComponent } from './malloc-trim.js';
 
 export type Role = 'embedded' | 'broker' | 'worker' | 'api';
@@ -47,6 +48,8 @@ export interface Foundation {
   redis: Redis | null;
   /** Reports whether the process' connections are up (for /readyz). */
   connectionsReady(): Record<string, boolean>;
+  /** Whether the store answers a read now (for /readyz; cli/roots/store-probe.ts). */
+  storeReady(): Promise<boolean>;
   /** In start order; the role appends its own. */
   components: Component[];
 }
@@ -179,6 +182,7 @@ export async function buildFoundation(config: Config, opts: FoundationOptions): 
     redis,
     connectionsReady: (): Record<string, boolean> =>
       redis && subscriber ? { redis: redis.status === 'ready', bus: subscriber.status === 'ready' } : {},
+    storeReady: storeProbe(store),
     components,
   };
 }
