@@ -193,3 +193,30 @@ describe('cursors are tied to their list and tenant', () => {
     await expect400('GET', `/api/v1/audit?format=csv&cursor=${usersCursor}`, 'query.cursor');
   });
 });
+
+describe('free text refuses controls and bidi overrides, and keeps what writing uses', () => {
+  const HIDDEN = ['nul\u0000', 'esc\u001b[31m', 'del\u007f', 'c1\u0085', 'lre\u202a', 'rlo\u202e', 'rli\u2067', 'pdi\u2069'];
+
+  it('descriptions of roles, users and policies', async () => {
+    const role = json<{ role: { id: string } }>(await send('POST', '/api/v1/roles', { name: 'text-role' })).role.id;
+    const user = json<{ user: { id: string } }>(await send('POST', '/api/v1/users', { name: 'text-user' })).user.id;
+    for (const text of HIDDEN) {
+      await expect400('PATCH', `/api/v1/roles/${role}`, 'body.description', { description: `a ${text}` });
+      await expect400('PATCH', `/api/v1/users/${user}`, 'body.description', { description: `a ${text}` });
+      await expect400('POST', '/api/v1/policies', 'body.description', { name: `p-${HIDDEN.indexOf(text)}`, description: `a ${text}` });
+    }
+    // Line breaks, tabs, right-to-left text with its marks and emoji joiners are ordinary text.
+    const kept = 'line one\n\tline two\r\nשלום\u200f עולם 👩\u200d💻';
+    const patched = await send('PATCH', `/api/v1/roles/${role}`, { description: kept });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect(json<{ role: { description: string } }>(patched).role.description).toBe(kept);
+    expect((await send('POST', '/api/v1/policies', { name: 'p-kept', description: kept })).statusCode).toBe(201);
+  });
+
+  it('a command reason', async () => {
+    const user = json<{ user: { id: string } }>(await send('POST', '/api/v1/users', { name: 'reason-user' })).user.id;
+    expect((await send('POST', '/api/v1/devices', { id: 'reason-dev', name: 'phone', user_id: user })).statusCode).toBe(201);
+    const body = { device_id: 'reason-dev', type: 'notify', tower_id: 'twr-text' };
+    await expect400('POST', '/api/v1/remedial-actions', 'body.reason', { ...body, reason: 'see \u202egnp.exe' });
+  });
+});

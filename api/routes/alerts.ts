@@ -18,10 +18,10 @@ import { createError } from '../../shared/errors.js';
 import type { AlertAction, Store } from '../../shared/store/port.js';
 import { audit } from '../audit.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
-import { IdParams, errorResponses, found, invalidField } from '../schemas/common.js';
+import { IdParams, errorResponses, found, invalidField, plainText } from '../schemas/common.js';
 import { AlertEventSchema, AlertSchema } from '../../shared/schemas/records.js';
 
-const note = z.string().trim().min(1).max(2000).optional().describe('why: kept with the step in the alert’s history');
+const note = z.string().trim().min(1).max(2000).superRefine(plainText).optional().describe('why: kept with the step in the alert’s history');
 const NoteBody = z.strictObject({ note }).nullish().meta({ example: { note: 'Contractor confirmed; blocking upload rights' } });
 const AssignBody = z
   .strictObject({

@@ -9,7 +9,7 @@ import { SeveritySchema } from '../../shared/mqtt/payloads.js';
 import type { Store } from '../../shared/store/port.js';
 import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { NextCursor, NoContent, errorResponses, found, humanName, invalidField, listQuery, paginate, sortQuery } from '../schemas/common.js';
+import { NextCursor, NoContent, errorResponses, found, humanName, invalidField, listQuery, paginate, plainText, sortQuery } from '../schemas/common.js';
 import { PolicySchema } from '../../shared/schemas/records.js';
 import { idOrSelf, refField, requireRef } from './natural-keys.js';
 
@@ -17,7 +17,7 @@ const IdParams = z.object({ id: refField('policy') });
 
 const fields = {
   name: humanName(),
-  description: z.string().max(2000).nullable(),
+  description: z.string().max(2000).superRefine(plainText).nullable(),
   severity: SeveritySchema.describe('severity of alerts raised by this policy’s deny rules'),
 };
 const CreatePolicyBody = z

@@ -19,6 +19,7 @@ import {
   invalidField,
   listQuery,
   paginate,
+  plainText,
   referenceNotFound,
   sortQuery,
 } from '../schemas/common.js';
@@ -43,7 +44,7 @@ const CreateRemedialActionBody = z
       .max(MAX_REMEDIATION_S)
       .optional()
       .describe('required for block_device, block_app, quarantine and throttle'),
-    reason: z.string().trim().min(1).max(500).optional(),
+    reason: z.string().trim().min(1).max(500).superRefine(plainText).optional(),
     tower_id: TopicId.optional().describe('default: the tower where the device was last seen'),
   })
   .meta({ example: { device_id: 'imei-356938035643809', type: 'block_app', app: 'dropbox', duration_s: 3600, reason: 'exfiltration' } });

@@ -9,7 +9,7 @@ import type { Role, User } from '../../shared/domain.js';
 import type { ListOptions, Page, Store } from '../../shared/store/port.js';
 import { recordCreate, deleteTenantRecord, recordUpdate } from '../audit.js';
 import { tenantIdOf } from '../auth/guard.js';
-import { ListQuery, NextCursor, NoContent, errorResponses, found, humanName, paginate, sortQuery } from '../schemas/common.js';
+import { ListQuery, NextCursor, NoContent, errorResponses, found, humanName, paginate, plainText, sortQuery } from '../schemas/common.js';
 import { idOrSelf, refField } from './natural-keys.js';
 import { RoleSchema, UserSchema } from '../../shared/schemas/records.js';
 
@@ -20,7 +20,7 @@ export interface UsersRolesRoutesOptions {
 
 const name = humanName();
 const email = z.email().max(320).nullable();
-const description = z.string().max(2000).nullable();
+const description = z.string().max(2000).superRefine(plainText).nullable();
 
 /** A tenant repository seen through what these routes need (method syntax: inputs widen safely). */
 interface NamedRepo {

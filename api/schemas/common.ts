@@ -26,7 +26,7 @@ export const errorResponses = { '4xx': ErrorBodySchema, '5xx': ErrorBodySchema }
 export const NoContent = z.undefined().describe('No content');
 
 export { EpochMsSchema } from '../../shared/schemas/records.js';
-export { humanName } from '../../shared/schemas/names.js';
+export { humanName, plainText } from '../../shared/schemas/names.js';
 
 /** Record ids in paths: the store decides whether they exist in the caller's tenant. */
 export const IdSchema = z.string().min(1).max(128);

@@ -1,6 +1,7 @@
 /**
  * Names people read (roles, policies, users, devices, apps, towers, tenants…), wherever they enter:
- * the REST API and the carriers' tower feeds (MQTT and HTTP) alike.
+ * the REST API and the carriers' tower feeds (MQTT and HTTP) alike; and the free text beside them
+ * (descriptions, notes, reasons).
  */
 import { z } from 'zod';
 
@@ -41,4 +42,22 @@ export function humanName(max = 200) {
       const at = bad.index + Math.max(0, bad[0].search(/[\u200C\u200D]/u));
       ctx.addIssue({ code: 'custom', message: `must not contain control, bidirectional or invisible characters (found ${codePoint(name, at)})` });
     });
+}
+
+/**
+ * Characters free text (a description, a step's note, a command's reason) may not hold: controls
+ * other than tab and line breaks (a NUL or an escape sequence breaks logs, exports and terminals)
+ * and bidirectional embeddings, overrides and isolates (they reorder what follows when displayed:
+ * an override in a note makes the rest of the line, or the console text after it, read backwards).
+ * Zero-width characters and the bidi marks are kept: free text has no uniqueness to fool, and
+ * right-to-left writing uses them.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+const FORBIDDEN_IN_TEXT = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/u;
+
+/** Refines free text: 400 naming the field and the code point of the first forbidden character. */
+export function plainText(text: string, ctx: z.RefinementCtx): void {
+  const bad = FORBIDDEN_IN_TEXT.exec(text);
+  if (bad === null) return;
+  ctx.addIssue({ code: 'custom', message: `must not contain control or bidirectional override characters (found ${codePoint(text, bad.index)})` });
 }
