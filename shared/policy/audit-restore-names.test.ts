@@ -3,41 +3,12 @@
  * every other write follows (unique per tenant, case- and space-insensitive, findable by name),
  * on both adapters: SQLite and MongoDB (over the in-memory boundary double).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MemoryMongo } from '../store/mongodb/memory-mongo-double.js';
-import { MongoStore } from '../store/mongodb/mongo-store.js';
 import type { Store } from '../store/port.js';
+import { bothAdapters } from '../store/contract/adapters.js';
 import { expectError, must } from '../store/contract/harness.js';
-import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 
-const adapters: Array<{ name: string; open: () => Promise<{ store: Store; close: () => Promise<void> }> }> = [
-  {
-    name: 'sqlite',
-    open: async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'edgeplane-restore-names-'));
-      const store = new SqliteStore({ file: join(dir, 'store.db') });
-      await store.init();
-      return {
-        store,
-        close: async () => {
-          await store.close();
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    name: 'mongodb (boundary double)',
-    open: async () => {
-      const store = new MongoStore({ url: 'mongodb://double/restore-names', connector: new MemoryMongo().connector });
-      await store.init();
-      return { store, close: () => store.close() };
-    },
-  },
-];
+const adapters = bothAdapters('restore-names');
 
 describe.each(adapters)('restoring deleted policies keeps their names unique ($name)', ({ open }) => {
   let store: Store;

@@ -8,12 +8,11 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InProcessBus } from '../bus.js';
 import type { Alert } from '../domain.js';
 import { Counters } from '../metrics.js';
-import { NO_WORKFLOW } from '../store/rules/alerts.js';
+import { NOW, testAlert } from './test-alerts.js';
 import { FirebaseSink } from './firebase-sink.js';
 import type { RealtimeWriter } from './realtime-writer.js';
 
 const FLUSH_MS = 1000;
-const NOW = 1_700_000_000_000;
 // eslint-disable-next-line no-control-regex -- the SDK's own rule, control characters included
 const SDK_INVALID_PATH = /[[\].#$\u0000-\u001F\u007F]/;
 
@@ -34,23 +33,7 @@ class SdkRulesWriter implements RealtimeWriter {
 }
 
 function alert(id: string, tenant: string): Alert {
-  return {
-    id,
-    tenant_id: tenant,
-    device_id: 'dev-1',
-    user_id: 'u1',
-    rule_id: 'r1',
-    policy_id: 'p1',
-    app: 'dropbox',
-    action: 'upload',
-    tower_id: 'T1',
-    severity: 'high',
-    count: 1,
-    first_seen: NOW,
-    last_seen: NOW,
-    status: 'open',
-    ...NO_WORKFLOW,
-  };
+  return testAlert(id, { tenant_id: tenant });
 }
 
 let bus: InProcessBus;

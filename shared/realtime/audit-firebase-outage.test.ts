@@ -8,13 +8,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InProcessBus } from '../bus.js';
 import type { Alert } from '../domain.js';
 import { Counters } from '../metrics.js';
-import { NO_WORKFLOW } from '../store/rules/alerts.js';
+import { NOW, testAlert } from './test-alerts.js';
 import { FirebaseSink } from './firebase-sink.js';
 import type { RealtimeWriter } from './realtime-writer.js';
 
 const FLUSH_MS = 1000;
 const STOP_TIMEOUT_MS = 5000;
-const NOW = 1_700_000_000_000;
 
 /** A database that is down: each update either rejects, or never settles when `hang` is set. */
 class DownWriter implements RealtimeWriter {
@@ -32,25 +31,7 @@ class DownWriter implements RealtimeWriter {
   }
 }
 
-function alert(id: string): Alert {
-  return {
-    id,
-    tenant_id: 't1',
-    device_id: 'dev-1',
-    user_id: 'u1',
-    rule_id: 'r1',
-    policy_id: 'p1',
-    app: 'dropbox',
-    action: 'upload',
-    tower_id: 'T1',
-    severity: 'high',
-    count: 1,
-    first_seen: NOW,
-    last_seen: NOW,
-    status: 'open',
-    ...NO_WORKFLOW,
-  };
-}
+const alert = (id: string): Alert => testAlert(id);
 
 let bus: InProcessBus;
 let writer: DownWriter;

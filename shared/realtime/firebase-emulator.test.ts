@@ -15,12 +15,12 @@ import { deleteApp, initializeApp, type App } from 'firebase-admin/app';
 import { getDatabase } from 'firebase-admin/database';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InProcessBus } from '../bus.js';
-import type { Alert, UsageRecord } from '../domain.js';
+import type { UsageRecord } from '../domain.js';
 import { Counters } from '../metrics.js';
 import { createFirebaseWriter } from './firebase-writer.js';
 import { FirebaseSink } from './firebase-sink.js';
 import type { RealtimeWriter } from './realtime-writer.js';
-import { NO_WORKFLOW } from '../store/rules/alerts.js';
+import { testAlert } from './test-alerts.js';
 
 const EMULATOR_HOST = process.env.FIREBASE_DATABASE_EMULATOR_HOST;
 if (!EMULATOR_HOST) console.log('firebase emulator leg skipped: FIREBASE_DATABASE_EMULATOR_HOST is not set (no npm stand-in works: docs/firebase-dashboard/README.md)');
@@ -103,23 +103,7 @@ describe.skipIf(!EMULATOR_HOST)('FirebaseSink against the Realtime Database emul
       now: () => 1234,
     });
     sink.start();
-    const alert: Alert = {
-      id: 'a1',
-      tenant_id: tenant,
-      device_id: 'dev-1',
-      user_id: null,
-      rule_id: 'r1',
-      policy_id: 'p1',
-      app: 'dropbox',
-      action: 'upload',
-      tower_id: 'T1',
-      severity: 'high',
-      count: 3,
-      first_seen: 1,
-      last_seen: 2,
-      status: 'open',
-      ...NO_WORKFLOW,
-    };
+    const alert = testAlert('a1', { tenant_id: tenant, user_id: null, count: 3, first_seen: 1, last_seen: 2 });
     bus.publish('alert.opened', { tenant_id: tenant, alert });
     bus.publish('usage.decided', { tenant_id: tenant, tower_id: 'T1', records: usage(5, 2, tenant) });
     await firstWrite;

@@ -6,12 +6,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InProcessBus } from '../bus.js';
 import type { Alert, CommandRecord, UsageRecord } from '../domain.js';
 import { Counters } from '../metrics.js';
+import { NOW, testAlert } from './test-alerts.js';
 import { FIREBASE_PATHS, FirebaseSink } from './firebase-sink.js';
 import { INCREMENT, type RealtimeWriter } from './realtime-writer.js';
 import { NO_WORKFLOW } from '../store/rules/alerts.js';
 
 const FLUSH_MS = 1000;
-const NOW = 1_700_000_000_000;
 
 class RecordingWriter implements RealtimeWriter {
   readonly updates: Array<Record<string, unknown>> = [];
@@ -33,23 +33,7 @@ class RecordingWriter implements RealtimeWriter {
 }
 
 function alert(id: string, count: number, tenant = 't1'): Alert {
-  return {
-    id,
-    tenant_id: tenant,
-    device_id: 'dev-1',
-    user_id: 'u1',
-    rule_id: 'r1',
-    policy_id: 'p1',
-    app: 'dropbox',
-    action: 'upload',
-    tower_id: 'T1',
-    severity: 'high',
-    count,
-    first_seen: NOW,
-    last_seen: NOW + count,
-    status: 'open',
-    ...NO_WORKFLOW,
-  };
+  return testAlert(id, { tenant_id: tenant, count, last_seen: NOW + count });
 }
 
 function command(id: string, status: CommandRecord['status']): CommandRecord {

@@ -10,16 +10,11 @@
  * manage an account was decided on a copy read earlier, so an account promoted to owner meanwhile
  * could still be disabled or deleted by an admin.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ConsoleUser, PolicyRule } from '../domain.js';
 import { createError, isEdgeplaneError } from '../errors.js';
-import { MemoryMongo } from './mongodb/memory-mongo-double.js';
-import { MongoStore } from './mongodb/mongo-store.js';
+import { bothAdapters } from './contract/adapters.js';
 import type { Store } from './port.js';
-import { SqliteStore } from './sqlite/sqlite-store.js';
 
 const onlyDenyRemediates = (rule: PolicyRule): void => {
   if (rule.permission !== 'deny' && (rule.remediation !== null || rule.escalation !== null)) {
@@ -27,31 +22,7 @@ const onlyDenyRemediates = (rule: PolicyRule): void => {
   }
 };
 
-const adapters: Array<{ name: string; open: () => Promise<{ store: Store; close: () => Promise<void> }> }> = [
-  {
-    name: 'sqlite',
-    open: async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'edgeplane-audit-rule-'));
-      const store = new SqliteStore({ file: join(dir, 'store.db') });
-      await store.init();
-      return {
-        store,
-        close: async () => {
-          await store.close();
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    name: 'mongodb (boundary double)',
-    open: async () => {
-      const store = new MongoStore({ url: 'mongodb://double/audit-rule', connector: new MemoryMongo().connector });
-      await store.init();
-      return { store, close: () => store.close() };
-    },
-  },
-];
+const adapters = bothAdapters('audit-rule');
 
 describe.each(adapters)('rules.update with a check ($name)', ({ open }) => {
   let close: (() => Promise<void>) | null = null;
