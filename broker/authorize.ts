@@ -148,7 +148,9 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
         throw new PublishRefused(`store ${fault}`);
       }
       counters.inc('ingest_errors_total', { stage: 'broker', reason: 'sink_failed' });
-      logger.error({ err, topic, tower_id: towerId }, 'uplink refused: ingest failed');
+      // Once per tower per interval: in an outage of what ingest needs (Redis, in distributed
+      // mode) every tower's every resend lands here, and a line each flooded the log.
+      refusals.refused(client?.id ?? towerId, 'ingest_failed', 'uplink refused: ingest failed', { err, topic, tower_id: towerId }, 'error');
       throw new PublishRefused('ingest failed');
     }
   }

@@ -17,9 +17,11 @@ export const REFUSAL_LOG_MAX_ENTRIES = 1000;
 /** Longest string a refusal keeps and logs (client id, username, topic). */
 export const REFUSAL_LOG_MAX_FIELD_CHARS = 256;
 
+export type RefusalLevel = 'info' | 'warn' | 'error';
+
 interface Entry {
   first: Record<string, unknown>;
-  level: 'info' | 'warn';
+  level: RefusalLevel;
   suppressed: number;
 }
 
@@ -50,7 +52,7 @@ export class RefusalLog {
    * One refusal of `clientId` for `reason`; `fields` are logged with the first of the interval,
    * at `level` (refused logins are operational events: warn).
    */
-  refused(clientId: string | null, reason: string, message: string, fields: Record<string, unknown> = {}, level: 'info' | 'warn' = 'info'): void {
+  refused(clientId: string | null, reason: string, message: string, fields: Record<string, unknown> = {}, level: RefusalLevel = 'info'): void {
     const id = clientId === null ? null : clip(clientId);
     let key = `${reason}\u0000${id ?? ''}`;
     let entry = this.#entries.get(key);
