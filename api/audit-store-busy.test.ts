@@ -11,6 +11,7 @@
  * skipped rather than failing its read.
  */
 import Database from 'better-sqlite3';
+import { MongoNetworkError } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant, json, login, OPERATOR_EMAIL, startHarness, type Harness, type Session } from './test-support.js';
 
@@ -71,4 +72,45 @@ describe('API writes while another process holds the store write lock', () => {
     expect(listed.devices.map((d) => d.id)).toEqual(['dev-busy']);
     expect((await h.store.tenants.get(tenantId))?.name).toBe('held');
   }, 30_000);
+});
+
+describe('API requests while the store does not answer (MongoDB unreachable, no primary)', () => {
+  let h: Harness;
+  let owner: Session;
+
+  beforeAll(async () => {
+    h = await startHarness();
+    owner = (await createTenant(h.app, await login(h.app, OPERATOR_EMAIL), 'Unreachable')).owner;
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('answers 503 with Retry-After naming the storage, not 500, for reads and writes, and serves again once it answers', async () => {
+    // The store as the MongoDB driver fails while no server answers (the SQLite file stands in:
+    // no MongoDB server runs here; the error is the driver's own class).
+    const list = h.store.devices.list.bind(h.store.devices);
+    const create = h.store.devices.create.bind(h.store.devices);
+    const down = () => Promise.reject(new MongoNetworkError('connection 3 to 10.0.0.5:27017 closed'));
+    h.store.devices.list = down;
+    h.store.devices.create = down;
+    try {
+      const refused = (res: Awaited<ReturnType<typeof h.app.inject>>) => {
+        expect(res.statusCode, res.body).toBe(503);
+        expect(res.headers['retry-after']).toBe('5');
+        expect(json<{ error: { code: string; message: string } }>(res).error).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/storage is unreachable/) });
+      };
+      refused(await h.app.inject({ method: 'GET', url: '/api/v1/devices', headers: owner.headers }));
+      expect(h.app.storeFaults.unreachable).toBe(true);
+      refused(await h.app.inject({ method: 'POST', url: '/api/v1/devices', headers: owner.headers, payload: { id: 'dev-down', name: 'phone' } }));
+      expect(h.counters.get('store_unreachable_errors_total', { source: 'api' })).toBe(2);
+    } finally {
+      h.store.devices.list = list;
+      h.store.devices.create = create;
+    }
+    const created = await h.app.inject({ method: 'POST', url: '/api/v1/devices', headers: owner.headers, payload: { id: 'dev-down', name: 'phone' } });
+    expect(created.statusCode, created.body).toBe(201);
+    await h.app.auditTrail.flush();
+    expect(h.app.storeFaults.unreachable).toBe(false);
+  });
 });

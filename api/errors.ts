@@ -7,7 +7,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ERROR_CODES, isEdgeplaneError, type EdgeplaneError, type ErrorCode, type FieldIssue } from '../shared/errors.js';
-import { STORE_BUSY_MESSAGE, STORE_FULL_MESSAGE } from '../shared/store/store-faults.js';
+import { STORE_BUSY_MESSAGE, STORE_FULL_MESSAGE, STORE_UNREACHABLE_MESSAGE } from '../shared/store/store-faults.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; issues?: FieldIssue[] };
@@ -75,12 +75,14 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const message = first ? `${first.field}: ${first.message}` : 'request is invalid';
       return reply.code(400).send(body('VALIDATION_FAILED', message, issues));
     }
-    // Not a fault of ours or the client's: the disk (or the database's size limit) is full, or
-    // another process held the store's write lock past the busy timeout. The failing write was
+    // Not a fault of ours or the client's: the disk (or the database's size limit) is full,
+    // another process held the store's write lock past the busy timeout, or the database does not
+    // answer (MongoDB unreachable, or a failover without a primary yet). The failing write was
     // rolled back; the refusal is counted and logged once per episode.
     const fault = app.storeFaults.refused(err, 'api');
     if (fault === 'full') return reply.code(ERROR_CODES.UNAVAILABLE).send(body('UNAVAILABLE', STORE_FULL_MESSAGE));
     if (fault === 'busy') return reply.code(ERROR_CODES.UNAVAILABLE).header('retry-after', '1').send(body('UNAVAILABLE', STORE_BUSY_MESSAGE));
+    if (fault === 'unreachable') return reply.code(ERROR_CODES.UNAVAILABLE).header('retry-after', '5').send(body('UNAVAILABLE', STORE_UNREACHABLE_MESSAGE));
     if (isEdgeplaneError(err)) {
       if (err.status >= 500) request.log.error({ err }, 'request failed');
       const { message, issues } = locate(request, err);

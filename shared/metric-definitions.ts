@@ -121,6 +121,8 @@ export const METRIC_DEFINITIONS = {
   store_full: gauge('1 while the store refuses writes for lack of space (from the first refusal to the next write that succeeds), else 0'),
   store_busy_errors_total: counter('Store operations refused because another process held the SQLite write lock past the busy timeout, by who was refused: ingest, api, audit, commands, credentials', 'source'),
   store_busy: gauge('1 while the store refuses writes because another process holds its write lock (from the first refusal to the next write that succeeds), else 0'),
+  store_unreachable_errors_total: counter('Store operations refused because the store did not answer (MongoDB network or server-selection errors, no primary), by who was refused: ingest, api, audit, commands, credentials', 'source'),
+  store_unreachable: gauge('1 while store operations fail because the store does not answer (from the first refusal to the next write that succeeds), else 0'),
 
   // --- retention --------------------------------------------------------------------------------
   usage_rows_purged_total: counter('Usage rows purged by retention'),

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.js';
 import { Counters } from '../metrics.js';
 import { LogCapture } from '../../test/support/log-lines.js';
-import { isStoreFull, storeFaultKind, StoreFaults } from './store-faults.js';
+import { MongoNetworkError, MongoServerError, MongoServerSelectionError } from 'mongodb';
+import { isStoreFull, isStoreUnreachable, storeFaultKind, StoreFaults } from './store-faults.js';
 
 const sqliteFull = Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
 const sqliteBusy = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
@@ -28,6 +29,35 @@ describe('isStoreFull', () => {
     expect(isStoreFull(new Error('database or disk is full'))).toBe(false);
     expect(isStoreFull(null)).toBe(false);
     expect(isStoreFull('SQLITE_FULL')).toBe(false);
+  });
+});
+
+describe('isStoreUnreachable', () => {
+  it("knows the MongoDB driver's errors for servers it cannot reach and a replica set without a primary", () => {
+    expect(isStoreUnreachable(new MongoNetworkError('connect ECONNREFUSED 127.0.0.1:27017'))).toBe(true);
+    expect(isStoreUnreachable(new MongoServerSelectionError('Server selection timed out after 30000 ms', {} as never))).toBe(true);
+    expect(isStoreUnreachable(new MongoServerError({ code: 10107, codeName: 'NotWritablePrimary', errmsg: 'not primary' }))).toBe(true);
+    expect(isStoreUnreachable(new MongoServerError({ code: 189, codeName: 'PrimarySteppedDown', errmsg: 'stepped down' }))).toBe(true);
+    // Errors of the request, not of reaching the store.
+    expect(isStoreUnreachable(new MongoServerError({ code: 11000, codeName: 'DuplicateKey', errmsg: 'E11000' }))).toBe(false);
+    expect(isStoreUnreachable(new MongoServerError({ code: 2, codeName: 'BadValue', errmsg: 'bad' }))).toBe(false);
+    expect(isStoreUnreachable(new Error('ECONNREFUSED'))).toBe(false);
+    expect(isStoreUnreachable(null)).toBe(false);
+  });
+
+  it('is its own kind of episode, counted per source and closed by a write that succeeds', () => {
+    const { capture, counters, faults } = setup();
+    const down = new MongoNetworkError('connection closed');
+    expect(faults.refused(down, 'api')).toBe('unreachable');
+    expect(faults.refused(down, 'ingest')).toBe('unreachable');
+    expect(storeFaultKind(down)).toBe('unreachable');
+    expect(faults.unreachable).toBe(true);
+    expect(counters.get('store_unreachable_errors_total', { source: 'api' })).toBe(1);
+    expect(counters.get('store_unreachable_errors_total', { source: 'ingest' })).toBe(1);
+    expect(capture.events('store_unreachable')).toEqual([expect.objectContaining({ level: 50, source: 'api' })]);
+    faults.writable();
+    expect(faults.unreachable).toBe(false);
+    expect(capture.events('store_writable')).toEqual([expect.objectContaining({ kind: 'unreachable', refused: 2 })]);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * A full store — SQLite's SQLITE_FULL (the disk, or the file's page limit), MongoDB's out of disk
- * space — and a busy one — another process holding SQLite's write lock past the busy timeout — are
- * states of the environment, not faults of the message or request that hit them. Everything that
+ * space —, a busy one — another process holding SQLite's write lock past the busy timeout — and an
+ * unreachable one — MongoDB's servers not answering, or no primary (a failover) — are states of
+ * the environment, not faults of the message or request that hit them. Everything that
  * writes fails the same way until space is freed or the lock released: towers' uplinks are
  * refused (not PUBACKed, so the towers redeliver them), API writes answer 503, background jobs
  * retry.
@@ -47,19 +48,52 @@ export function isStoreBusy(err: unknown): boolean {
 /** The message API clients get for a request refused because the store's lock stayed taken. */
 export const STORE_BUSY_MESSAGE = 'storage is busy (another process holds its write lock): the change was not saved; retry';
 
+/** The MongoDB driver's errors for servers it cannot reach (by class name: the driver is loaded lazily). */
+const MONGO_UNREACHABLE_ERRORS: ReadonlySet<string> = new Set([
+  'MongoNetworkError',
+  'MongoNetworkTimeoutError',
+  'MongoServerSelectionError',
+  'MongoTopologyClosedError',
+  'MongoNotConnectedError',
+]);
+/**
+ * MongoDB server codes for "no primary to take this now": NotWritablePrimary, NotPrimaryNoSecondaryOk,
+ * NotPrimaryOrSecondary, PrimarySteppedDown, InterruptedDueToReplStateChange, InterruptedAtShutdown,
+ * ShutdownInProgress — what a replica set answers during a failover or a restart.
+ */
+const MONGO_NO_PRIMARY_CODES: ReadonlySet<number> = new Set([10107, 13435, 13436, 189, 11602, 11600, 91]);
+
+/**
+ * Whether `err` says the store cannot be reached now: MongoDB's network, server-selection and
+ * closed-topology errors, and a replica set without a primary. Transient: the operation was not
+ * applied (or, for a write in a transaction, rolled back), and a retry may succeed.
+ */
+export function isStoreUnreachable(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { name, code } = err as { name?: unknown; code?: unknown };
+  return (typeof name === 'string' && MONGO_UNREACHABLE_ERRORS.has(name)) || (typeof code === 'number' && MONGO_NO_PRIMARY_CODES.has(code));
+}
+
+/** The message API clients get for a request refused because the store does not answer. */
+export const STORE_UNREACHABLE_MESSAGE = 'storage is unreachable (no database server answers, or none is primary): nothing was changed; retry';
+
 export interface StoreFaultsDeps {
   logger: Logger;
   counters: Counters;
   now: () => number;
 }
 
-export type StoreFaultKind = 'full' | 'busy';
+export type StoreFaultKind = 'full' | 'busy' | 'unreachable';
 
 /** What each kind's opening line says, and at which level. */
 const OPENING: Record<StoreFaultKind, { level: 'error' | 'warn'; message: string }> = {
   full: {
     level: 'error',
     message: 'the store is full: writes are refused until space is freed (tower events are not acknowledged and are redelivered, API writes answer 503)',
+  },
+  unreachable: {
+    level: 'error',
+    message: 'the store is unreachable: operations are refused until it answers (tower events are not acknowledged and are redelivered, API requests answer 503)',
   },
   busy: {
     level: 'warn',
@@ -71,6 +105,7 @@ const OPENING: Record<StoreFaultKind, { level: 'error' | 'warn'; message: string
 export function storeFaultKind(err: unknown): StoreFaultKind | null {
   if (isStoreFull(err)) return 'full';
   if (isStoreBusy(err)) return 'busy';
+  if (isStoreUnreachable(err)) return 'unreachable';
   return null;
 }
 
@@ -93,6 +128,7 @@ export class StoreFaults {
     this.#now = deps.now;
     deps.counters.gauge('store_full', () => (this.#episodes.has('full') ? 1 : 0));
     deps.counters.gauge('store_busy', () => (this.#episodes.has('busy') ? 1 : 0));
+    deps.counters.gauge('store_unreachable', () => (this.#episodes.has('unreachable') ? 1 : 0));
   }
 
   /** True while writes are known to fail for lack of space (since the last success). */
@@ -105,15 +141,20 @@ export class StoreFaults {
     return this.#episodes.has('busy');
   }
 
+  /** True while operations are known to fail because the store does not answer (since the last success). */
+  get unreachable(): boolean {
+    return this.#episodes.has('unreachable');
+  }
+
   /**
    * Reports a failed store operation of `source` (ingest, api, audit, …). Returns the kind when
-   * `err` is a full or busy store: counted, and logged only if it opens an episode; the caller
+   * `err` is a full, busy or unreachable store: counted, and logged only if it opens an episode; the caller
    * then skips its own error log. Returns null for any other error, which is left to the caller.
    */
   refused(err: unknown, source: string): StoreFaultKind | null {
     const kind = storeFaultKind(err);
     if (kind === null) return null;
-    this.#counters.inc(kind === 'full' ? 'store_full_errors_total' : 'store_busy_errors_total', { source });
+    this.#counters.inc(`store_${kind}_errors_total`, { source });
     const episode = this.#episodes.get(kind);
     if (episode) {
       episode.refused++;
