@@ -157,6 +157,8 @@ describe('edgeplane agent refuses bad options with exit 2, naming the option', (
     ['--decision-timeout-ms', ['--decision-timeout-ms', '3000000000']],
     ['--local-deadline-ms', ['--local-deadline-ms', '1e10']],
     ['--log-level', ['--log-level', 'loud']],
+    ['--max-packet-mb', ['--max-packet-mb', '0']],
+    ['--max-packet-mb', ['--max-packet-mb', '300']],
   ])('%s', async (flag, args) => {
     // Unreachable on purpose: an option that slipped through fails differently (exit 3).
     const url = `mqtt://127.0.0.1:${await closedPort()}`;

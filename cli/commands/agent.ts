@@ -45,6 +45,7 @@ const options: Record<string, CommandOption> = {
   'state-dir': { type: 'string', describe: 'Keep remediation state in <dir>/enforcer-<tower-id>.json (blocks survive restarts), unsent command acks in <dir>/acks-<tower-id>.json, every usage event in the journal <dir>/journal-<tower-id>/ until the broker has it, and a copy of the tower\'s policy bundles and directory in <dir>/bundles-<tower-id>/ (a restart while the broker is unreachable decides from them)' },
   'local-deadline-ms': { type: 'string', describe: "Decide an event locally from its tenant's policy bundle when the cloud has not answered within this (0: only while the uplink is down)", default: '1000' },
   'journal-max-mb': { type: 'string', describe: "The journal's disk budget (MiB); beyond it the oldest events are evicted, counted and logged", default: '1024' },
+  'max-packet-mb': { type: 'string', describe: 'Largest packet taken from the broker (MiB, 1–256); a larger one closes the connection, counted and logged (bundle parts and commands are far smaller)', default: '16' },
   'journal-fsync-ms': { type: 'string', describe: 'How often the journal is fdatasync\'ed (0: after every write, slower); a kill -9 loses nothing either way, a power loss at most this', default: '1000' },
   'log-level': { type: 'string', describe: 'Log level (logs go to stderr)', default: 'info' },
   'log-format': { type: 'string', describe: 'auto | json | pretty (auto: human-readable on a terminal)', default: 'auto' },
@@ -294,6 +295,16 @@ function msOption(values: Record<string, unknown>, name: string): number | undef
   return n;
 }
 
+/** MQTT's own ceiling: a remaining length of at most 268,435,455 bytes (256 MiB). */
+const MQTT_MAX_PACKET_MB = 256;
+
+function maxPacketBytes(values: Record<string, unknown>): number | undefined {
+  const mb = numberOption(values, 'max-packet-mb');
+  if (mb === undefined) return undefined;
+  if (mb < 1 || mb > MQTT_MAX_PACKET_MB) throw new UsageError(`--max-packet-mb must be between 1 and ${MQTT_MAX_PACKET_MB}, got ${JSON.stringify(values['max-packet-mb'])}`);
+  return Math.floor(mb * 1024 * 1024);
+}
+
 function journalMaxBytes(values: Record<string, unknown>): number | undefined {
   const mb = numberOption(values, 'journal-max-mb');
   if (mb === undefined) return undefined;
@@ -443,6 +454,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     localDecisionDeadlineMs: msOption(values, 'local-deadline-ms'),
     journalMaxBytes: journalMaxBytes(values),
     journalFsyncMs: msOption(values, 'journal-fsync-ms'),
+    maxPacketBytes: maxPacketBytes(values),
     ...(stateDir !== undefined ? { stateDir } : {}),
     logger,
   });
