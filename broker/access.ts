@@ -53,6 +53,7 @@ export class Access {
   listen(bus: Bus, owner: object): void {
     bus.subscribe('credential.revoked', (e) => this.#revokeCredential(e.credential_id), owner, 'cluster');
     bus.subscribe('tower.deleted', (e) => this.#towerDeleted(e.tower_id), owner, 'cluster');
+    bus.subscribe('tower.retired', (e) => this.#towerRetired(e.tower_id), owner, 'cluster');
     bus.subscribe('console-user.revoked', (e) => this.#revokeUser(e.user_id), owner, 'cluster');
     bus.subscribe('carrier-credential.revoked', (e) => this.#revokeCredential(e.credential_id), owner, 'cluster');
     // Pub/sub is at most once: what was revoked while the bus was disconnected is read back from the store.
@@ -199,6 +200,11 @@ export class Access {
   #towerDeleted(towerId: string): void {
     this.#d.sessions.markTowerDeleted(towerId);
     for (const client of this.#d.sessions.ofTower(towerId)) this.close(client, 'tower deleted');
+  }
+
+  /** Not remembered as a deletion is: the store refuses the CONNECT until a feed brings it back. */
+  #towerRetired(towerId: string): void {
+    for (const client of this.#d.sessions.ofTower(towerId)) this.close(client, 'tower retired');
   }
 
   #revokeUser(userId: string): void {

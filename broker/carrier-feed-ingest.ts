@@ -6,9 +6,11 @@
  *
  * A message that is not a feed envelope (bad JSON, no id, too many records) is dropped and
  * counted: there is no feed id to answer under. A store failure refuses the PUBLISH, so the
- * carrier redelivers; re-applying is harmless (feeds are idempotent).
+ * carrier redelivers; re-applying is harmless (feeds are idempotent). A tower the feed retired is
+ * announced on the bus ('tower.retired'), so every broker drops its live sessions at once.
  */
-import { applyCarrierFeed, type FeedKind } from '../shared/ingest/carrier-feeds.js';
+import type { Bus } from '../shared/bus.js';
+import { announceRetired, applyCarrierFeed, type FeedKind } from '../shared/ingest/carrier-feeds.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import { CarrierTowerFeedSchema } from '../shared/mqtt/carrier-payloads.js';
@@ -24,6 +26,8 @@ export interface CarrierFeedIngestDeps {
   store: Pick<Store, 'carrierFeeds'>;
   /** Publishes the result (the broker's own downlink). */
   publish: (topic: string, payload: Buffer) => Promise<void>;
+  /** Where retirements are announced (brokers close the retired towers' sessions). */
+  bus: Pick<Bus, 'publish'>;
   counters: Counters;
   logger: Logger;
   now: () => number;
@@ -41,6 +45,7 @@ export class CarrierFeedIngest implements CarrierFeedSink {
     }
     const feed = decoded.value;
     const result = await applyCarrierFeed(this.d.store, { carrierId, kind, feedId: feed.id, records: feed.records, now: this.d.now() });
+    announceRetired(this.d.bus, result);
     this.d.counters.inc('carrier_feed_records_total', { kind, outcome: 'refused' }, result.counts.refused);
     this.d.counters.inc('carrier_feed_records_total', { kind, outcome: 'applied' }, feed.records.length - result.counts.refused);
     // Applied is what the PUBACK stands for; a lost result is recovered by resending the feed.

@@ -192,6 +192,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     carrierFeeds: new CarrierFeedIngest({
       store,
       publish: (topic, payload) => broker.downlink.publish(topic, payload),
+      bus,
       counters,
       logger: silentLogger(),
       now: () => clock.now,

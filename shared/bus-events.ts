@@ -52,6 +52,11 @@ export interface BusEvents {
   'api-key.revoked': { key_id: string; tenant_id: string };
   /** A tower was deleted: brokers must drop its live sessions and refuse it from now on. */
   'tower.deleted': { tower_id: string };
+  /**
+   * Its carrier's feed retired a tower: brokers drop its live sessions (the store refuses its next
+   * CONNECT; unlike a deletion, upserting it again brings it back).
+   */
+  'tower.retired': { tower_id: string };
   /** A carrier's feed credential was revoked: brokers drop the MQTT sessions opened with it. */
   'carrier-credential.revoked': { carrier_id: string; credential_id: string };
 }
@@ -81,6 +86,7 @@ export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]
   }),
   'api-key.revoked': z.object({ key_id: z.string(), tenant_id: z.string() }),
   'tower.deleted': z.object({ tower_id: z.string() }),
+  'tower.retired': z.object({ tower_id: z.string() }),
   'carrier-credential.revoked': z.object({ carrier_id: z.string(), credential_id: z.string() }),
 };
 

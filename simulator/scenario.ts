@@ -69,6 +69,14 @@ const TenantSchema = z.object({
 
 const ViolationPickSchema = z.object({ tenant: Name, app: Key, action: Key });
 
+/**
+ * How big a fleet one simulator process plays: each tower is a live agent and connection, each
+ * device is provisioned and held in memory, and the report keeps every event sent until the end
+ * (duplicate decisions are counted). Beyond these a run exhausts the machine instead of failing
+ * with a clear message.
+ */
+export const SCENARIO_LIMITS = { towers: 10_000, devices: 1_000_000, events: 5_000_000 } as const;
+
 export const ScenarioSchema = z
   .object({
     name: Name,
@@ -77,12 +85,12 @@ export const ScenarioSchema = z
     rate_eps: z.number().positive(),
     arrival: z.enum(['poisson', 'uniform']).default('poisson'),
     towers: z.object({
-      count: z.number().int().positive(),
+      count: z.number().int().positive().max(SCENARIO_LIMITS.towers),
       id_prefix: z.string().regex(/^[A-Za-z0-9_-]{1,48}$/, 'must be 1-48 chars of [A-Za-z0-9_-]').default('tower'),
     }),
     tenants: z.array(TenantSchema).min(1),
     violations: z
-      .object({ count: z.number().int().nonnegative().default(0), pick: z.array(ViolationPickSchema).default([]) })
+      .object({ count: z.number().int().nonnegative().max(SCENARIO_LIMITS.events).default(0), pick: z.array(ViolationPickSchema).default([]) })
       .default({ count: 0, pick: [] }),
     outages: z
       .array(z.object({ tower_index: z.number().int().nonnegative(), at_s: z.number().nonnegative(), duration_s: z.number().positive() }))
@@ -123,6 +131,10 @@ export const ScenarioSchema = z
         if (!actions.has(m.action)) issue(at('mix', mi, 'action'), `"${m.action}" is not in the tenant's actions`);
       });
     });
+    const devices = s.tenants.reduce((n, t) => n + t.users.count * t.devices_per_user, 0);
+    if (devices > SCENARIO_LIMITS.devices) issue(['tenants'], `${devices} devices in all (users.count × devices_per_user): at most ${SCENARIO_LIMITS.devices}`);
+    const events = s.rate_eps * s.duration_s;
+    if (events > SCENARIO_LIMITS.events) issue(['rate_eps'], `rate_eps × duration_s is ${Math.round(events)} events: at most ${SCENARIO_LIMITS.events}`);
     if (s.violations.count > 0 && s.violations.pick.length === 0) issue(['violations', 'pick'], 'at least one pick is needed when count > 0');
     s.violations.pick.forEach((v, vi) => {
       const t = s.tenants.find((x) => x.name === v.tenant);

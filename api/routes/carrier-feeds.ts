@@ -7,7 +7,7 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { applyCarrierFeed, type FeedKind } from '../../shared/ingest/carrier-feeds.js';
+import { announceRetired, applyCarrierFeed, type FeedKind } from '../../shared/ingest/carrier-feeds.js';
 import { FeedResultSchema, MAX_FEED_RECORDS } from '../../shared/mqtt/carrier-payloads.js';
 import { Ulid } from '../../shared/mqtt/payloads.js';
 import { audit } from '../audit.js';
@@ -61,6 +61,7 @@ export const carrierFeedRoutes: FastifyPluginAsyncZod = async (app) => {
           records: request.body.records,
           now: app.clock(),
         });
+        announceRetired(app.bus, result);
         audit(request, { resource_id: principal.carrierId, after: { feed_id: result.feed_id, counts: result.counts } });
         return result;
       },

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { createLogger } from '../../shared/logger.js';
 import { runFleet } from '../../simulator/fleet.js';
 import { provisionWorld } from '../../simulator/provision.js';
-import { formatReport } from '../../simulator/report.js';
-import { loadScenario } from '../../simulator/scenario.js';
+import { formatReport, type FleetReport } from '../../simulator/report.js';
+import { loadScenario, parseScenario } from '../../simulator/scenario.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
 import { withDuration } from '../scenario-duration.js';
 
@@ -32,12 +32,20 @@ decided, the p99 latency of that second and any tower offline, and reports throu
 latency, undecided and duplicated events, injected violations caught, remediation commands,
 and for outages the decisions towers made locally, reconciled with the cloud, disagreements and
 events lost. Exits 1 if any event was left without a decision or lost, any injected violation
-was missed or any expected remediation was not applied at a tower.
+was missed or any expected remediation was not applied at a tower. SIGINT or SIGTERM ends the
+playback early: the events already sent are drained and the report covers what was played.
 
 Options:
 ${optionsHelp(options)}
   -h, --help                   Show this help
 `;
+
+/** A --duration or --rate override: 0 would silently mean "the scenario's own", so it is refused. */
+function positiveOption(values: Record<string, unknown>, name: string): number | undefined {
+  const n = numberOption(values, name);
+  if (n === 0) throw new UsageError(`--${name} must be greater than 0`);
+  return n;
+}
 
 export async function simulateCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, options, false);
@@ -50,8 +58,11 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   const adminPassword = (values['admin-password'] as string | undefined) ?? process.env.EDGEPLANE_ADMIN_PASSWORD;
   if (!adminPassword) throw new UsageError('--admin-password (or EDGEPLANE_ADMIN_PASSWORD) is required');
 
-  let scenario = await loadScenario(values.scenario);
-  scenario = withDuration(scenario, numberOption(values, 'duration'), numberOption(values, 'rate'));
+  const duration = positiveOption(values, 'duration');
+  const rate = positiveOption(values, 'rate');
+  const loaded = await loadScenario(values.scenario);
+  // Checked again with the overrides: a --rate or --duration may take it past the scenario limits.
+  const scenario = parseScenario(withDuration(loaded, duration, rate), `${values.scenario} with --duration/--rate`);
   const logger = createLogger(values['log-level'] as 'warn');
   const { world } = await provisionWorld(scenario, {
     apiUrl: values.api as string,
@@ -61,17 +72,33 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   });
   const given = values['state-dir'] as string | undefined;
   const stateDir = given ?? (await mkdtemp(join(tmpdir(), 'edgeplane-simulate-')));
-  const report = await runFleet(world, {
-    mqttUrl: values.mqtt as string,
-    logger,
-    stateDir,
-    onProgress: (p) =>
-      process.stderr.write(
-        `t=${p.elapsed_s.toFixed(0)}s sent=${p.sent} decided=${p.decided} p99_last_interval=${p.p99_ms}ms` +
-          `${p.offline_towers.length > 0 || p.outages_started.length > 0 ? ` OUTAGE=${[...new Set([...p.outages_started, ...p.offline_towers])].join(',')}` : ''}\n`,
-      ),
-  });
-  if (given === undefined) await rm(stateDir, { recursive: true, force: true });
+  // Interrupted, the fleet stops playing, drains and reports instead of dying with its agents'
+  // connections and the temporary state directory left behind. A second SIGINT kills at once.
+  const interrupt = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`${signal}: stopping the playback, draining and reporting\n`);
+    interrupt.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let report: FleetReport;
+  try {
+    report = await runFleet(world, {
+      mqttUrl: values.mqtt as string,
+      logger,
+      stateDir,
+      signal: interrupt.signal,
+      onProgress: (p) =>
+        process.stderr.write(
+          `t=${p.elapsed_s.toFixed(0)}s sent=${p.sent} decided=${p.decided} p99_last_interval=${p.p99_ms}ms` +
+            `${p.offline_towers.length > 0 || p.outages_started.length > 0 ? ` OUTAGE=${[...new Set([...p.outages_started, ...p.offline_towers])].join(',')}` : ''}\n`,
+        ),
+    });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (given === undefined) await rm(stateDir, { recursive: true, force: true });
+  }
   process.stdout.write(formatReport(report) + '\n');
   if (typeof values.report === 'string') await writeFile(values.report, JSON.stringify(report, null, 2) + '\n');
   return report.passed ? 0 : 1;

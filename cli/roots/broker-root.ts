@@ -27,6 +27,7 @@ export function buildBroker(
       store,
       // The broker answers the carrier itself: the result topic is its own downlink.
       publish: (topic, payload) => broker.downlink.publish(topic, payload),
+      bus: f.bus,
       counters,
       logger: logger.child({ module: 'carrier-feeds' }),
       now: f.now,

@@ -12,6 +12,7 @@ import {
   type FeedRecordResult,
   type FeedResult,
 } from '../mqtt/carrier-payloads.js';
+import type { Bus } from '../bus.js';
 import type { Store } from '../store/port.js';
 
 export type FeedKind = 'towers' | 'devices';
@@ -51,4 +52,13 @@ export async function applyCarrierFeed(
     results.push({ index, id, outcome: applied.outcome, ...(applied.reason !== undefined && { reason: applied.reason }) });
   }
   return { v: 1, feed_id: input.feedId, kind: input.kind, counts, results };
+}
+
+/**
+ * Tells every broker which towers a feed retired, so their live sessions close at once as a
+ * revoked credential's do: the store refuses the next CONNECT, but an open session is never asked
+ * again. A replayed feed answers 'unchanged' and announces nothing (nothing is open to close).
+ */
+export function announceRetired(bus: Pick<Bus, 'publish'>, result: FeedResult): void {
+  for (const r of result.results) if (r.outcome === 'retired' && r.id !== null) bus.publish('tower.retired', { tower_id: r.id });
 }
