@@ -2,6 +2,9 @@
 export function fmtTime(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return '—';
   const d = new Date(ms);
+  // A tower's clock is its own: an epoch ms past what a Date holds (8.64e15) would make
+  // toISOString throw, and with it the render of the whole view. Shown as the number it is.
+  if (Number.isNaN(d.getTime())) return `${ms} ms (not a valid time)`;
   const today = new Date();
   const time = d.toLocaleTimeString(undefined, { hour12: false });
   return d.toDateString() === today.toDateString() ? time : `${d.toISOString().slice(0, 10)} ${time}`;

@@ -139,7 +139,11 @@ export function TowersMap(_props: { route: Route }) {
     const latStep = niceStep(topLeft.lat - bottomRight.lat, 6);
     const lonStep = niceStep(bottomRight.lon - topLeft.lon, 8);
     const decimals = (step: number) => Math.max(0, -Math.floor(Math.log10(step)));
-    for (let lat = Math.ceil(bottomRight.lat / latStep) * latStep; lat <= topLeft.lat; lat += latStep) {
+    // Lines only where the globe has coordinates: near a pole cos(latitude) is about 0, the drawing
+    // spans up to 1e15 degrees of longitude, and a line every 90 of them would never finish.
+    const lats = { from: Math.max(-90, bottomRight.lat), to: Math.min(90, topLeft.lat) };
+    const lons = { from: Math.max(-180, topLeft.lon), to: Math.min(180, bottomRight.lon) };
+    for (let lat = Math.ceil(lats.from / latStep) * latStep; lat <= lats.to; lat += latStep) {
       const { y } = projection.project(lat, topLeft.lon);
       grid.push(<line key={`lat${lat}`} x1={0} x2={WIDTH} y1={y} y2={y} class="graticule" />);
       grid.push(
@@ -148,7 +152,7 @@ export function TowersMap(_props: { route: Route }) {
         </text>,
       );
     }
-    for (let lon = Math.ceil(topLeft.lon / lonStep) * lonStep; lon <= bottomRight.lon; lon += lonStep) {
+    for (let lon = Math.ceil(lons.from / lonStep) * lonStep; lon <= lons.to; lon += lonStep) {
       const { x } = projection.project(topLeft.lat, lon);
       grid.push(<line key={`lon${lon}`} x1={x} x2={x} y1={0} y2={HEIGHT} class="graticule" />);
       grid.push(
