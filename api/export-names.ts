@@ -37,14 +37,28 @@ interface Named {
   rule_id: string | null;
 }
 
-/** user_name, policy_name and rule columns for rows carrying user_id, policy_id and rule_id. */
-export function decisionLabels<T extends Named>(store: Store, tenantId: string): ExportLabels<T> {
-  const users = new NameCache(async (id) => (await store.users.get(tenantId, id))?.name ?? null);
-  const policies = new NameCache(async (id) => (await store.policies.get(tenantId, id))?.name ?? null);
-  const rules = new NameCache(async (id) => {
-    const rule = await store.rules.get(tenantId, id);
-    return rule ? ruleText(rule) : null;
-  });
+/** Which of the names the caller may read (users:read, policies:read, rules:read); default all. */
+export interface ReadableNames {
+  users: boolean;
+  policies: boolean;
+  rules: boolean;
+}
+
+/**
+ * user_name, policy_name and rule columns for rows carrying user_id, policy_id and rule_id. A
+ * name the caller may not read stays empty (the columns stay, so a file's layout never depends on
+ * who downloaded it).
+ */
+export function decisionLabels<T extends Named>(store: Store, tenantId: string, readable: ReadableNames = { users: true, policies: true, rules: true }): ExportLabels<T> {
+  const hidden = new NameCache(async () => null);
+  const users = readable.users ? new NameCache(async (id) => (await store.users.get(tenantId, id))?.name ?? null) : hidden;
+  const policies = readable.policies ? new NameCache(async (id) => (await store.policies.get(tenantId, id))?.name ?? null) : hidden;
+  const rules = readable.rules
+    ? new NameCache(async (id) => {
+        const rule = await store.rules.get(tenantId, id);
+        return rule ? ruleText(rule) : null;
+      })
+    : hidden;
   return {
     columns: [
       { after: 'user_id' as keyof T & string, name: 'user_name' },

@@ -64,7 +64,7 @@ async function createViewer(h: Harness, owner: Session, email: string): Promise<
 }
 
 async function createKey(h: Harness, owner: Session): Promise<{ id: string; key: string }> {
-  const res = await call(h, owner, 'POST', '/api/v1/api-keys', { name: 'feed', scopes: ['feeds:read'] });
+  const res = await call(h, owner, 'POST', '/api/v1/api-keys', { name: 'feed', scopes: ['feeds:read', 'alerts:read', 'remediation:read'] });
   const body = json<{ api_key: { id: string }; key: string }>(res);
   return { id: body.api_key.id, key: body.key };
 }
@@ -148,7 +148,7 @@ describe('feeds close when their credential ends (one process)', () => {
   });
 
   it('an API key closes its feed when the key expires', async () => {
-    const res = await call(h, owner, 'POST', '/api/v1/api-keys', { name: 'short', scopes: ['feeds:read'], expires_in_s: 60 });
+    const res = await call(h, owner, 'POST', '/api/v1/api-keys', { name: 'short', scopes: ['feeds:read', 'alerts:read', 'remediation:read'], expires_in_s: 60 });
     const { api_key, key } = json<{ api_key: { expires_at: number }; key: string }>(res);
     h.clock.now = api_key.expires_at - 1;
     const feed = await openFeed(h, key);

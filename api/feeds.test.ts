@@ -259,7 +259,7 @@ describe('authentication and authorization of the upgrade', () => {
   });
 
   it("accepts an API key holding 'feeds:read' and refuses one without it", async () => {
-    const withScope = await post<{ key: string }>(h.app, ownerA, '/api/v1/api-keys', { name: 'dashboard', scopes: ['feeds:read'] });
+    const withScope = await post<{ key: string }>(h.app, ownerA, '/api/v1/api-keys', { name: 'dashboard', scopes: ['feeds:read', 'alerts:read', 'remediation:read'] });
     const without = await post<{ key: string }>(h.app, ownerA, '/api/v1/api-keys', { name: 'crm', scopes: ['devices:read'] });
     const feed = await connect('/ws/alerts', { protocol: withScope.key });
     h.bus.publish('alert.opened', { tenant_id: tenantA, alert: alert(tenantA) });

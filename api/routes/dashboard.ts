@@ -8,7 +8,8 @@ import type { Alert } from '../../shared/domain.js';
 import { CatalogKey, SeveritySchema } from '../../shared/mqtt/payloads.js';
 import type { AlertFilter } from '../../shared/store/port.js';
 import { audit } from '../audit.js';
-import { tenantIdOf } from '../auth/guard.js';
+import { principalOf, tenantIdOf } from '../auth/guard.js';
+import { readableNames } from '../auth/reveal.js';
 import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
 import { decisionLabels } from '../export-names.js';
 import {
@@ -151,7 +152,7 @@ export const dashboardRoutes: FastifyPluginAsyncZod = async (app) => {
             columns: ALERT_COLUMNS,
             filename: 'alerts',
             times: ALERT_TIME_COLUMNS,
-            labels: decisionLabels(app.store, tenantId),
+            labels: decisionLabels(app.store, tenantId, readableNames(principalOf(request))),
             fetchPage: (cursor) => app.store.alerts.list(tenantId, { ...filters, limit: EXPORT_PAGE_SIZE, cursor }),
           },
           { now: app.clock(), startCursor: q.cursor ?? null },

@@ -20,6 +20,8 @@ import { z } from 'zod';
 import { createError } from '../../shared/errors.js';
 import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import { principalOf } from '../auth/guard.js';
+import type { Permission } from '../auth/permissions.js';
+import { lacking } from '../auth/reveal.js';
 import { accessTokenExpiry, bearerOf } from '../feed-transport.js';
 import { FEED_CLOSE, type FeedClient } from '../feeds.js';
 import { IdSchema, errorResponses } from '../schemas/common.js';
@@ -74,6 +76,18 @@ const StreamQuery = z.object({
   effect: EffectSchema.optional().describe('only allowed or only denied records'),
 });
 
+/**
+ * A feed carries another permission's records (alerts and remediations, decided usage): the caller
+ * must hold that permission too, before the handshake, so a key scoped to `feeds:read` alone reads
+ * nothing its scopes do not cover. Every console role that holds `feeds:read` holds them.
+ */
+function alsoNeeds(...needed: Permission[]) {
+  return async (request: FastifyRequest): Promise<void> => {
+    const missing = lacking(principalOf(request), needed);
+    if (missing.length > 0) throw createError('FORBIDDEN', `this feed also needs ${missing.map((p) => `'${p}'`).join(' and ')}`);
+  };
+}
+
 /** A plain HTTP request reached a feed: say what it is instead of an empty 404. */
 async function upgradeRequired(_request: FastifyRequest, reply: FastifyReply): Promise<never> {
   reply.header('upgrade', 'websocket');
@@ -89,11 +103,12 @@ export const feedRoutes: FastifyPluginAsyncZod<FeedRoutesOptions> = async (app, 
     config: { permission: 'feeds:read' },
     schema: {
       summary: 'Live alerts and remediations of the caller’s tenant (WebSocket)',
-      description: FEED_DOC,
+      description: `${FEED_DOC} Also needs 'alerts:read' and 'remediation:read'.`,
       tags: ['feeds'],
       querystring: AlertsFeedQuery,
       response: feedResponses,
     },
+    preHandler: alsoNeeds('alerts:read', 'remediation:read'),
     handler: upgradeRequired,
     wsHandler: (socket, request) => {
       const { tenantId } = principalOf(request);
@@ -111,11 +126,12 @@ export const feedRoutes: FastifyPluginAsyncZod<FeedRoutesOptions> = async (app, 
     config: { permission: 'feeds:read' },
     schema: {
       summary: 'Live decided usage of the caller’s tenant (WebSocket)',
-      description: FEED_DOC,
+      description: `${FEED_DOC} Also needs 'usage:read'.`,
       tags: ['feeds'],
       querystring: StreamQuery,
       response: feedResponses,
     },
+    preHandler: alsoNeeds('usage:read'),
     handler: upgradeRequired,
     wsHandler: (socket, request) => {
       const { tenantId } = principalOf(request);

@@ -221,6 +221,7 @@ export const nestedRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'policies:read' },
       schema: {
         summary: "Policies reaching a device through its owner's roles",
+        description: "Also needs 'devices:read' (it names the device's owner; API keys must hold that scope too).",
         params: IdParams,
         response: {
           200: z.object({ device_id: z.string(), user_id: z.string().nullable(), policies: z.array(PolicySchema) }),
@@ -229,6 +230,7 @@ export const nestedRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
+      if (!holds(principalOf(request), 'devices:read')) throw createError('FORBIDDEN', "lacks permission 'devices:read'");
       const tenantId = tenantIdOf(request);
       const device = await deviceOf(app.store, tenantId, request.params.id);
       // A device without owner is decided by the tenant default alone: no policy reaches it.

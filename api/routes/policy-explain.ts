@@ -5,8 +5,11 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { Explainer } from '../../shared/policy/explain.js';
-import { tenantIdOf } from '../auth/guard.js';
+import { Explainer, type Explanation } from '../../shared/policy/explain.js';
+import { principalOf, tenantIdOf } from '../auth/guard.js';
+import type { Permission } from '../auth/permissions.js';
+import { lacking } from '../auth/reveal.js';
+import type { Principal } from '../types.js';
 import { IdParams, IdSchema, errorResponses, found, intQuery, invalidField, referenceNotFound } from '../schemas/common.js';
 import type { PolicyContents } from './policy-contents.js';
 import { ExplanationSchema, RecordedDecisionSchema } from './policy-schemas.js';
@@ -24,6 +27,48 @@ const ExplainBody = z
   })
   .meta({ example: { user_id: '01J9Z0USER00000000000000JA', app: 'dropbox', action: 'upload' } });
 
+/** Read permissions guarding parts of an explanation (the route's own permission aside). */
+const EXPLANATION_PARTS: readonly Permission[] = ['roles:read', 'policies:read', 'rules:read'];
+
+const Redacted = z
+  .array(z.string())
+  .describe('permissions the caller lacks: the parts they guard are left out (roles, policy names, matching rules; the summary names no rule, policy or role)')
+  .meta({ example: [] });
+
+/**
+ * The explanation as far as the caller may read it: roles need `roles:read`, policy names and
+ * severities `policies:read`, the matching rules `rules:read`. The decision itself (effect,
+ * reason, rule and policy id, severity) is what a usage record carries, so it always stays.
+ */
+function visible(principal: Principal, e: Explanation): { explanation: Explanation; redacted: Permission[] } {
+  const redacted = lacking(principal, EXPLANATION_PARTS);
+  if (redacted.length === 0) return { explanation: e, redacted };
+  const can = (p: Permission) => !redacted.includes(p);
+  const verdict = e.effect === 'deny' ? 'Denied' : 'Allowed';
+  const cause =
+    e.reason === 'rule'
+      ? `by rule ${e.rule_id} of policy ${e.policy_id}`
+      : e.reason === 'unknown_device'
+        ? `by the tenant default: device ${e.device?.id} is not registered to this tenant`
+        : 'by the tenant default';
+  return {
+    explanation: {
+      ...e,
+      roles: can('roles:read') ? e.roles.map((r) => ({ ...r, policies: can('policies:read') ? r.policies : [] })) : [],
+      matches: can('rules:read')
+        ? e.matches.map((m) => ({
+            ...m,
+            policy_name: can('policies:read') ? m.policy_name : null,
+            via_roles: can('roles:read') ? m.via_roles : [],
+            scoped_to_role: can('roles:read') ? m.scoped_to_role : null,
+          }))
+        : [],
+      summary: `${verdict} ${cause} (the full explanation needs ${redacted.join(', ')}).`,
+    },
+    redacted,
+  };
+}
+
 const EventExplanationReply = z.object({
   event_id: z.string(),
   recorded: RecordedDecisionSchema,
@@ -31,6 +76,7 @@ const EventExplanationReply = z.object({
   /** False when deciding again at that version gives another answer (see `note`). */
   consistent: z.boolean(),
   note: z.string().nullable(),
+  redacted: Redacted,
 });
 
 export const policyExplainRoutes: FastifyPluginAsyncZod<{ contents: PolicyContents }> = async (app, opts) => {
@@ -44,7 +90,9 @@ export const policyExplainRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
         summary: 'Explain a recorded decision at the policy version that made it',
         description:
           'device → user → roles → policies → every matching rule (allows a deny overrode, wildcard matches), the rule that ' +
-          'decided or the tenant default, and one sentence — as of the policy version stored on the event.',
+          'decided or the tenant default, and one sentence — as of the policy version stored on the event. Roles, ' +
+          'policy names and matching rules are included only for a caller that also holds roles:read, policies:read, ' +
+          'rules:read (every console role does; an API key needs those scopes): `redacted` names what was left out.',
         params: IdParams,
         response: { 200: EventExplanationReply, ...errorResponses },
       },
@@ -62,7 +110,7 @@ export const policyExplainRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       return {
         event_id: event.id,
         recorded: { effect: event.effect, reason: event.reason, rule_id: event.rule_id, policy_id: event.policy_id, policy_version: event.policy_version },
-        explanation,
+        ...visible(principalOf(request), explanation),
         consistent,
         note,
       };
@@ -75,8 +123,11 @@ export const policyExplainRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       config: { permission: 'policies:read' },
       schema: {
         summary: 'Explain a hypothetical decision ("could Jane upload to Dropbox?")',
+        description:
+          'The matching rules need rules:read and the roles roles:read as well (every console role holds them; an ' +
+          'API key needs those scopes): `redacted` names what was left out.',
         body: ExplainBody,
-        response: { 200: z.object({ explanation: ExplanationSchema }), ...errorResponses },
+        response: { 200: z.object({ explanation: ExplanationSchema, redacted: Redacted }), ...errorResponses },
       },
     },
     async (request) => {
@@ -91,7 +142,7 @@ export const policyExplainRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       }
       const content = version === undefined ? (await contents.live(tenantId)).content : await contents.at(tenantId, version, 'body.version');
       const subject = device_id !== undefined ? { device_id } : { user_id: user_id! };
-      return { explanation: new Explainer(content).explain(subject, appKey, action) };
+      return visible(principalOf(request), new Explainer(content).explain(subject, appKey, action));
     },
   );
 };

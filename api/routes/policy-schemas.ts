@@ -125,7 +125,7 @@ export const AttributionSchema = z
   .nullable()
   .describe('the audit record of the change that made this version (matched by time and resource)');
 
-const SettingsSchema = z.object({
+export const SettingsSchema = z.object({
   default_effect: EffectSchema,
   plan_id: z.string(),
   auto_remediation: z.boolean(),

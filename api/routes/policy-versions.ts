@@ -11,18 +11,23 @@
  * A restore is a new version and propagates like any change: the store announces it (bus
  * `policy.changed`), workers rebuild their index and republish the retained bundle to towers.
  */
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createError } from '../../shared/errors.js';
 import type { AuditRecord } from '../../shared/domain.js';
+import type { PolicyContent } from '../../shared/policy/content.js';
 import { diffVersions } from '../../shared/policy/version-diff.js';
 import type { ChangeActor, PolicyVersionInfo } from '../../shared/store/port.js';
+import type { HistoryKind } from '../../shared/store/rules/policy-history.js';
 import { audit } from '../audit.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
+import type { Permission } from '../auth/permissions.js';
+import { lacking } from '../auth/reveal.js';
 import { ListQuery, NextCursor, errorResponses, found } from '../schemas/common.js';
 import type { PolicyContents } from './policy-contents.js';
 import { VersionNumber } from './policy-explain.js';
-import { AttributionSchema, PolicyContentSchema, PolicyVersionSchema, VersionDiffSchema } from './policy-schemas.js';
+import { AttributionSchema, PolicyContentSchema, PolicyVersionSchema, SettingsSchema, VersionDiffSchema } from './policy-schemas.js';
 
 const ATTRIBUTION_WINDOW_MS = 5000;
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -31,7 +36,20 @@ const VersionParams = z.object({ version: VersionNumber });
 const VersionWithAttribution = PolicyVersionSchema.extend({ attributed_to: AttributionSchema });
 const ListVersionsQuery = ListQuery.pick({ limit: true, cursor: true });
 const DiffQuery = z.object({
-  against: VersionNumber.optional().describe('the version to compare with; default the one before'),
+  against: VersionNumber.optional().describe('the version to compare with; default the one before (nothing, for the first kept version)'),
+});
+const Redacted = z
+  .array(z.string())
+  .describe('permissions the caller lacks: rules (rules:read), role links (roles:read), user roles (users:read, roles:read) and device owners (devices:read) are left out')
+  .meta({ example: [] });
+
+/** The first kept version compared with nothing: its settings have no `before`. */
+const DiffReply = z.object({
+  diff: VersionDiffSchema.extend({
+    settings: z.object({ before: SettingsSchema.nullable(), after: SettingsSchema }).nullable(),
+  }),
+  note: z.string().nullable(),
+  redacted: Redacted,
 });
 const NotRestored = z.object({ kind: z.enum(['rule', 'role_policy', 'user_role', 'device', 'plan']), id: z.string(), reason: z.string() });
 const RestoreReply = z
@@ -49,6 +67,32 @@ const RestoreReply = z
   });
 
 type Attribution = z.infer<typeof AttributionSchema>;
+
+/**
+ * The parts of a version beyond `policies:read` (the routes' own permission, which covers the
+ * policies and settings) and what each needs: a key scoped to policies reads no rule, role link,
+ * user's roles or device owner through the history. Every console role holds them all.
+ */
+const CONTENT_PARTS = [
+  { list: 'rules', kind: 'rule', needs: ['rules:read'] },
+  { list: 'role_policies', kind: 'role_policy', needs: ['roles:read'] },
+  { list: 'user_roles', kind: 'user_role', needs: ['users:read', 'roles:read'] },
+  { list: 'devices', kind: 'device', needs: ['devices:read'] },
+] as const satisfies ReadonlyArray<{ list: keyof PolicyContent; kind: HistoryKind; needs: readonly Permission[] }>;
+const CONTENT_PERMISSIONS: readonly Permission[] = [...new Set(CONTENT_PARTS.flatMap((p) => p.needs))];
+
+/** What of the versions' contents the caller may read: the hidden parts and the change kinds they cover. */
+function readable(request: FastifyRequest) {
+  const redacted = lacking(principalOf(request), CONTENT_PERMISSIONS);
+  const hidden = CONTENT_PARTS.filter((p) => p.needs.some((n) => redacted.includes(n)));
+  const hiddenKinds = new Set<HistoryKind>(hidden.map((p) => p.kind));
+  return {
+    redacted,
+    content: (c: PolicyContent): PolicyContent => (hidden.length === 0 ? c : { ...c, ...Object.fromEntries(hidden.map((p) => [p.list, []])) }),
+    /** A version's change list without the keys of hidden kinds (device ids, user↔role pairs…); its count stays. */
+    info: <V extends PolicyVersionInfo>(v: V): V => (hiddenKinds.size === 0 ? v : { ...v, changes: v.changes.filter((c) => !hiddenKinds.has(c.kind)) }),
+  };
+}
 
 export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyContents }> = async (app, opts) => {
   const { contents } = opts;
@@ -92,6 +136,7 @@ export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
             versions: z.array(VersionWithAttribution),
             next_cursor: NextCursor,
             history_starts_at: z.number().int().nullable().describe('the oldest version whose content is kept'),
+            redacted: Redacted,
           }),
           ...errorResponses,
         },
@@ -102,11 +147,13 @@ export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       const page = await app.store.policyVersions.list(tenantId, { limit: request.query.limit, cursor: request.query.cursor ?? null });
       const who = await attribute(tenantId, page.items);
       const storage = await app.store.policyVersions.storage(tenantId);
+      const view = readable(request);
       return {
         // The added key first: `{ ...v, attributed_to }` takes V8's slow path per row (api/routes/devices.ts).
-        versions: page.items.map((v) => ({ attributed_to: who.get(v.version) ?? null, ...v })),
+        versions: page.items.map((v) => ({ attributed_to: who.get(v.version) ?? null, ...view.info(v) })),
         next_cursor: page.next_cursor,
         history_starts_at: storage.first_version,
+        redacted: view.redacted,
       };
     },
   );
@@ -118,7 +165,7 @@ export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       schema: {
         summary: 'One policy version: what it changed and its whole content (every decision input)',
         params: VersionParams,
-        response: { 200: z.object({ version: VersionWithAttribution, content: PolicyContentSchema }), ...errorResponses },
+        response: { 200: z.object({ version: VersionWithAttribution, content: PolicyContentSchema, redacted: Redacted }), ...errorResponses },
       },
     },
     async (request) => {
@@ -126,7 +173,8 @@ export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       const info = found(await app.store.policyVersions.get(tenantId, request.params.version), 'policy version');
       const content = await contents.at(tenantId, info.version, 'params.version');
       const who = await attribute(tenantId, [info]);
-      return { version: { ...info, attributed_to: who.get(info.version) ?? null }, content };
+      const view = readable(request);
+      return { version: { ...view.info(info), attributed_to: who.get(info.version) ?? null }, content: view.content(content), redacted: view.redacted };
     },
   );
 
@@ -136,18 +184,35 @@ export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       config: { permission: 'policies:read' },
       schema: {
         summary: 'What differs between two policy versions (default: what this version changed)',
+        description:
+          'Without `against`, what this version changed: the diff from the version before. The first version whose ' +
+          'content is kept (a new tenant\'s first version, or where an upgraded tenant\'s history starts) has nothing ' +
+          'before it: its whole content is listed as added, `from` is 0, `settings.before` is null and `note` says so.',
         params: VersionParams,
         querystring: DiffQuery,
-        response: { 200: z.object({ diff: VersionDiffSchema }), ...errorResponses },
+        response: { 200: DiffReply, ...errorResponses },
       },
     },
     async (request) => {
       const tenantId = tenantIdOf(request);
       const { version } = request.params;
+      const { against } = request.query;
       found(await app.store.policyVersions.get(tenantId, version), 'policy version');
-      const to = await contents.at(tenantId, version, 'params.version');
-      const from = await contents.at(tenantId, request.query.against ?? Math.max(1, version - 1), 'query.against');
-      return { diff: diffVersions(from, to) };
+      const { redacted, content: visible } = readable(request);
+      const to = visible(await contents.at(tenantId, version, 'params.version'));
+      if (against !== undefined) return { diff: diffVersions(visible(await contents.at(tenantId, against, 'query.against')), to), note: null, redacted };
+      // The version before the first kept one has no content (a 422 naming a query parameter the
+      // caller never sent, before) or is the version itself (an empty diff): compare with nothing.
+      const { first_version } = await app.store.policyVersions.storage(tenantId);
+      if (first_version === null || version <= first_version) {
+        const diff = diffVersions({ ...to, version: 0, policies: [], rules: [], role_policies: [], user_roles: [], devices: [] }, to);
+        return {
+          diff: { ...diff, settings: { before: null, after: to.settings }, total: diff.total + 1 },
+          note: `version ${version} is the first kept version: compared with nothing, its whole content is added`,
+          redacted,
+        };
+      }
+      return { diff: diffVersions(visible(await contents.at(tenantId, version - 1, 'params.version')), to), note: null, redacted };
     },
   );
 

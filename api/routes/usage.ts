@@ -11,7 +11,8 @@ import type { UsageRecord } from '../../shared/domain.js';
 import { CatalogKey, EffectSchema } from '../../shared/mqtt/payloads.js';
 import type { UsageFilter } from '../../shared/store/port.js';
 import { audit } from '../audit.js';
-import { tenantIdOf } from '../auth/guard.js';
+import { principalOf, tenantIdOf } from '../auth/guard.js';
+import { readableNames } from '../auth/reveal.js';
 import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
 import { decisionLabels } from '../export-names.js';
 import { BooleanQuery, IdSchema, NextCursor, checkTimeRange, definedOf, errorResponses, listQuery, paginate, sortQuery, timeRangeQuery } from '../schemas/common.js';
@@ -75,7 +76,7 @@ export const usageRoutes: FastifyPluginAsyncZod = async (app) => {
             columns: USAGE_COLUMNS,
             filename: 'app-usage',
             times: USAGE_TIME_COLUMNS,
-            labels: decisionLabels(app.store, tenantId),
+            labels: decisionLabels(app.store, tenantId, readableNames(principalOf(request))),
             fetchPage: (cursor) => app.store.usage.list(tenantId, { ...filters, limit: EXPORT_PAGE_SIZE, cursor }),
           },
           { now: app.clock(), startCursor: q.cursor ?? null },

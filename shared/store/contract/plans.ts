@@ -77,6 +77,29 @@ export function describePlanContract(state: ContractState): void {
       expect(await store.plans.get('free')).not.toBeNull();
     });
 
+    it('a plan deleted while a tenant is created on it or moved onto it never leaves that tenant on no plan', async () => {
+      // The delete counts the tenants on the plan; the tenant write must conflict with it (it
+      // writes a guard on the plan), else both commit and the tenant names a deleted plan.
+      const moving = await store.tenants.create({ name: 'mover', plan_id: 'premium' });
+      for (let round = 0; round < 10; round++) {
+        const plan = `race${round}`;
+        await store.plans.create(planInput(plan));
+        const write = round % 2 === 0 ? store.tenants.create({ name: `t${round}`, plan_id: plan }) : store.tenants.update(moving.id, { plan_id: plan });
+        const [deleted, written] = await Promise.allSettled([store.plans.delete(plan), write]);
+        const planGone = deleted.status === 'fulfilled' && deleted.value === true;
+        const onPlan = (await store.tenants.list({ limit: 1000 })).items.filter((t) => t.plan_id === plan);
+        // Exactly one of them wins: the plan is gone and no tenant is on it, or the tenant is on
+        // the plan and the delete was refused.
+        expect({ round, planGone, onPlan: onPlan.length, written: written.status }).toEqual(
+          planGone ? { round, planGone, onPlan: 0, written: 'rejected' } : { round, planGone, onPlan: 1, written: 'fulfilled' },
+        );
+        if (!planGone) {
+          if (round % 2 === 0) await store.tenants.delete(onPlan[0]!.id);
+          else await store.tenants.update(moving.id, { plan_id: 'premium' });
+        }
+      }
+    });
+
     it('a plan change that alters what decisions do bumps every tenant on it', async () => {
       await store.plans.create(planInput('gold'));
       const a = await store.tenants.create({ name: 'a', plan_id: 'gold' });
