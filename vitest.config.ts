@@ -16,9 +16,12 @@ export const SERIAL_FILES = [
   'broker/write-behind-kill.test.ts',
   'cli/audit-ops-config.test.ts',
   'cli/audit-ops-shutdown.test.ts',
+  'cli/audit-wiring-broker-role.test.ts',
+  'cli/audit-wiring-readiness.test.ts',
   'edge-agent/audit-agent-cli.test.ts',
   'edge-agent/audit-output-backpressure.test.ts',
   'shared/logger.test.ts',
+  'simulator/audit-simulate-cli.test.ts',
   'shared/store/sqlite/sqlite-store.test.ts',
   'shared/workflow/redis/bullmq-takeover.test.ts',
 ];

@@ -219,6 +219,17 @@ export class Broker {
     return this.#sessions.liveCount();
   }
 
+  /**
+   * Readiness: every MQTT listener (TCP, WebSocket, TLS when configured) is bound and new
+   * connections are taken. False before start() has bound them, from the moment stop() begins,
+   * and when a listener has closed under a process that otherwise runs on.
+   */
+  get accepting(): boolean {
+    if (!this.#aedes || this.#aedes.closed || this.#stopping) return false;
+    const listeners = [this.#tcp, this.#http, ...(this.#deps.tls ? [this.#tlsServer] : [])];
+    return listeners.every((server) => server?.listening === true);
+  }
+
   /** Number of connections whose CONNECT is not authenticated yet. */
   get pendingConnectionCount(): number {
     return this.#gate.pending;

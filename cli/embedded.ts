@@ -200,10 +200,12 @@ async function startLocked(
               budgets: f.workflow.budgets,
               storeFaults: f.storeFaults,
               now,
-              // The store is asked (it may fail its reads); the rest are this process's own.
+              // The store is asked (it may fail its reads) and the broker's listeners are looked at;
+              // the pipeline is this process's own.
               readiness: async () => {
                 const storeOk = accepting && (await f.storeReady());
-                return { ok: accepting && storeOk, checks: { store: storeOk, broker: accepting, pipeline: accepting } };
+                const brokerOk = accepting && broker.accepting;
+                return { ok: storeOk && brokerOk, checks: { store: storeOk, broker: brokerOk, pipeline: accepting } };
               },
             },
             { ...(tls ? { https: tls } : {}), ...(config.metrics_token ? { metricsToken: config.metrics_token } : {}) },

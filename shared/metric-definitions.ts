@@ -82,6 +82,7 @@ export const METRIC_DEFINITIONS = {
   uplink_messages_queued_total: counter('Uplink messages queued by this broker node'),
   uplink_queue_errors_total: counter('Uplink micro-batches that could not be queued'),
   uplink_backpressure_waits_total: counter('Times this broker node held PUBACKs because the uplink queue was above its high-water mark'),
+  uplink_held_bytes: gauge('Uplink payload bytes this broker node holds waiting for Redis to confirm them (refused beyond --uplink-max-held-bytes)'),
   uplink_refused_total: counter('Uplink messages this broker node refused without a PUBACK because Redis did not take them: no answer in time (timeout) or too many bytes already waiting for it (held_full)', 'reason'),
   uplink_jobs_started_total: counter('Uplink jobs started by this worker (retries included)'),
   uplink_jobs_retried_total: counter('Uplink jobs run again after a failure or a dead worker'),

@@ -33,6 +33,8 @@ export interface UplinkConsumerOptions {
   retryMaxMs?: number;
   /** How long one run keeps re-running a failing job before it fails to the queue. Default 10 min. */
   retryForMs?: number;
+  /** The clock `retryForMs` is measured by (injected, like every clock here, so tests drive it). */
+  now?: () => number;
 }
 
 const DEFAULT_RETRY_MS = 200;
@@ -81,14 +83,15 @@ export class UplinkConsumer {
 
   async #processUntilDone(job: UplinkJob): Promise<void> {
     const retryMaxMs = this.#o.retryMaxMs ?? DEFAULT_RETRY_MAX_MS;
-    const giveUpAt = Date.now() + (this.#o.retryForMs ?? DEFAULT_RETRY_FOR_MS);
+    const now = this.#o.now ?? Date.now;
+    const giveUpAt = now() + (this.#o.retryForMs ?? DEFAULT_RETRY_FOR_MS);
     let waitMs = this.#o.retryMs ?? DEFAULT_RETRY_MS;
     for (;;) {
       try {
         await this.#process(job);
         return;
       } catch (err) {
-        if (err instanceof UnrecoverableJobError || this.#stopping || Date.now() + waitMs > giveUpAt) throw err;
+        if (err instanceof UnrecoverableJobError || this.#stopping || now() + waitMs > giveUpAt) throw err;
       }
       await this.#wait(waitMs);
       waitMs = Math.min(waitMs * 2, retryMaxMs);

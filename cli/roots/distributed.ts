@@ -89,8 +89,23 @@ const DOWNLINK_CONNECT_TIMEOUT_MS = 15_000;
 function observability(f: Foundation): Component[] {
   const eventLog = new EventLog({ bus: f.bus, logger: f.logger.child({ module: 'events' }) });
   const uplinks = f.workflow.queues.open({ name: UPLINK_QUEUE, schema: UplinkJobSchema });
-  f.counters.gauge('uplink_queue_depth', () => uplinks.depth());
+  f.counters.gauge('uplink_queue_depth', () => answeredWithin(uplinks.depth(), GAUGE_READ_TIMEOUT_MS));
   return [component('event-log', () => eventLog.start(), () => eventLog.stop())];
+}
+
+/**
+ * A gauge read from Redis is bounded: while Redis is away the read waits in the connection's
+ * offline queue, and a gauge that never answers held the whole /metrics scrape (every other
+ * family with it) just when an operator looks. Unanswered, it fails and reads NaN (metrics.ts).
+ */
+const GAUGE_READ_TIMEOUT_MS = 2000;
+
+function answeredWithin<T>(read: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([read, timedOut]).finally(() => clearTimeout(timer));
 }
 
 function handle(f: Foundation, running: RunningComponents, httpPort: number, mqttPort?: number, https = false): RoleHandle {
@@ -119,6 +134,8 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
     batchMax: config.uplink_batch_max,
     batchMs: config.uplink_batch_ms,
     highWater: config.uplink_queue_high_water,
+    confirmTimeoutMs: config.uplink_confirm_timeout_ms,
+    maxHeldBytes: config.uplink_max_held_bytes,
   });
   const broker = buildBroker(f, commands, {
     backends: redisBackends({
@@ -131,12 +148,13 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
   });
   counters.gauge('mqtt_connections', () => broker.connectionCount);
   counters.gauge('mqtt_connected_towers', () => broker.connectedTowers);
+  counters.gauge('uplink_held_bytes', () => sink.heldBytes);
   // Ingest, like MQTT: plugins hand their messages to the same uplink queue.
   const ingest = buildIngestPlugins(f, sink, tls);
-  let brokerUp = false;
   let mqttPort = 0;
   let tlsPort: number | null = null;
-  const health = healthServer(f, () => ({ broker: brokerUp }));
+  // The broker's own state: its MQTT listeners bound and taking connections.
+  const health = healthServer(f, () => ({ broker: broker.accepting }));
   const running = await startComponents(
     [
       ...f.components,
@@ -150,12 +168,8 @@ async function brokerRole(config: Config, opts: RoleOptions, tls: TlsMaterial | 
           const ports = await broker.start();
           mqttPort = ports.mqttPort;
           tlsPort = ports.tlsPort;
-          brokerUp = true;
         },
-        async () => {
-          brokerUp = false;
-          await broker.stop();
-        },
+        () => broker.stop(),
       ),
       component('ingest-plugins', () => ingest.plugins.start(), () => ingest.plugins.stop()),
     ],
@@ -201,6 +215,7 @@ async function workerRole(config: Config, opts: RoleOptions, mqttUrl: string): P
     sink: timedSink(pipeline, counters),
     counters,
     concurrency: Math.max(1, Math.ceil(config.ingest_concurrency / 8)),
+    now,
     onError: (err) => logger.error({ module: 'workers', err }, 'uplink job failed for good'),
   });
   const retention = new RetentionJob(ctx, { intervalS: config.retention_interval_s, platformAuditRetentionDays: config.platform_audit_retention_days });
