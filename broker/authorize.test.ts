@@ -33,6 +33,7 @@ function setup(stopping = false) {
     now: () => 42,
     sink: () => sink,
     stopping: () => stopping,
+    movedAway: () => false,
   });
   const as = (principal: MqttPrincipal, id = 'c') => {
     const client = fakeClient(id);

@@ -57,6 +57,8 @@ export interface AuthorizeContext {
   carrierFeeds?: CarrierFeedSink | null;
   /** True once the broker is shutting down. */
   stopping: () => boolean;
+  /** True for a tower connection closed because the tower connected to another broker node. */
+  movedAway: (client: Client) => boolean;
   /**
    * Writes a QoS 0 message to `client`'s own connection at once, held until the PUBACK aedes
    * writes next (see `UplinkMessage.reply`); returns the release, or null when the message cannot
@@ -201,7 +203,19 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
     const isWill = client.closed;
     // On shutdown every client is closed by the broker, not lost by the tower: publishing their
     // offline LWTs would mark the whole fleet offline, and the sink is already stopped anyway.
-    if (isWill && ctx.stopping()) throw new PublishRefused('broker stopping');
+    if (isWill && ctx.stopping()) {
+      counters.inc('mqtt_wills_suppressed_total', { reason: 'stopping' });
+      throw new PublishRefused('broker stopping');
+    }
+    // The tower connected to another node, which closed this connection [MQTT-3.1.4-2]: it is not
+    // gone, and its "offline" LWT, ordered against the new node's "online" only by the two hosts'
+    // clocks (and published after it, since this node learns of the move second), would show a
+    // connected tower offline and retain that cluster-wide. MQTT 5 names the same rule: a will is
+    // not sent when the session continues on a new connection [MQTT-3.1.3-9].
+    if (isWill && ctx.movedAway(client)) {
+      counters.inc('mqtt_wills_suppressed_total', { reason: 'moved_away' });
+      throw new PublishRefused('client connected to another node');
+    }
     if (!session) throw denyAcl('publish', client, undefined, topic);
 
     if (payload.length > ctx.maxPayloadBytes) {

@@ -8,7 +8,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type IConnackPacket, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { formatTowerPassword, randomSecret, sha256 } from '../shared/auth/secrets.js';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
@@ -17,6 +17,7 @@ import { Readable } from 'node:stream';
 import { InProcessBus } from '../shared/bus.js';
 import { silentLogger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
+import { SCHEMA_VERSION } from '../shared/mqtt/payloads.js';
 import { filters, mqttIdentity, topics } from '../shared/mqtt/topics.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { describeWithRedis, redisUrl, uniquePrefix } from '../test/support/redis.js';
@@ -32,6 +33,9 @@ const TOWER = 'tower-1';
 interface Node {
   broker: Broker;
   bus: InProcessBus;
+  /** What the node handed to ingest (tower uplinks and status wills). */
+  sink: RecordingSink;
+  counters: Counters;
   /** Command PUBACKs the broker reported. */
   delivered: EventEmitter;
   url: string;
@@ -83,6 +87,7 @@ afterEach(async () => {
 
 async function startNode(backends: BrokerBackends, counters = new Counters()): Promise<Node> {
   const bus = new InProcessBus();
+  const sink = new RecordingSink();
   const delivered = new EventEmitter();
   const broker = new Broker({
     config: testBrokerConfig(),
@@ -92,12 +97,12 @@ async function startNode(backends: BrokerBackends, counters = new Counters()): P
     towerCredentials: store.towerCredentials,
     towers: store.towers,
     tokens,
-    sink: new RecordingSink(),
+    sink,
     backends,
     onCommandDelivered: async (e) => void delivered.emit('delivered', e),
   });
   const { mqttPort } = await broker.start();
-  const node = { broker, bus, delivered, url: `mqtt://127.0.0.1:${mqttPort}` };
+  const node = { broker, bus, sink, counters, delivered, url: `mqtt://127.0.0.1:${mqttPort}` };
   nodes.push(node);
   return node;
 }
@@ -112,8 +117,9 @@ async function stopNode(node: Node): Promise<void> {
  * `withholdAcks` the tower reads its QoS 1 messages but never PUBACKs them (mqtt.js sends the
  * PUBACK once `handleMessage` calls back).
  */
-async function connectTower(node: Node, subscribe: string[] = [], opts: { withholdAcks?: boolean } = {}): Promise<TowerConn> {
+async function connectTower(node: Node, subscribe: string[] = [], opts: { withholdAcks?: boolean; will?: IClientOptions['will'] } = {}): Promise<TowerConn> {
   const client = connect(node.url, {
+    ...(opts.will && { will: opts.will }),
     clientId: mqttIdentity.towerClientId(TOWER),
     username: TOWER,
     password,
@@ -462,6 +468,26 @@ describeWithRedis('two broker nodes on one Redis', (url) => {
     // A tower that just drops is still marked offline.
     await dropWithoutDisconnect(moved.client);
     await vi.waitFor(async () => expect((await store.towers.get(TOWER))?.state).toBe('offline'));
+  });
+
+  it("a tower with a status will that connects to node B: node A neither publishes nor ingests its 'offline' will", async () => {
+    const a = await startNode(redisBackends({ url, prefix }));
+    const b = await startNode(redisBackends({ url, prefix }));
+    // As the edge agent connects: a retained QoS 1 "offline" status as its last will.
+    const offline = JSON.stringify({ v: SCHEMA_VERSION, id: '01J00000000000000000000001', state: 'offline', ts: Date.now() });
+    const will = { topic: topics.status(TOWER), payload: Buffer.from(offline), qos: 1 as const, retain: true };
+    const first = await connectTower(a, TOWER_FILTERS, { will });
+    const takenOver = new Promise<void>((resolve) => first.client.once('close', () => resolve()));
+    const moved = await connectTower(b, [], { will });
+    await takenOver;
+    // Node A decided about the will when it closed the connection: suppressed, not published.
+    await vi.waitFor(() => expect(a.counters.get('mqtt_wills_suppressed_total', { reason: 'moved_away' })).toBe(1));
+    expect(a.sink.messages.filter((m) => m.topic === topics.status(TOWER))).toEqual([]);
+    expect(moved.client.connected).toBe(true);
+    // A tower that just drops is still reported offline by its will, by the node it was on.
+    await dropWithoutDisconnect(moved.client);
+    const reported = await b.sink.waitFor((m) => m.topic === topics.status(TOWER));
+    expect(reported.payload.toString()).toBe(offline);
   });
 
   it('brokers with different prefixes share nothing: sessions, retained messages, publishes', async () => {

@@ -79,6 +79,7 @@ export const METRIC_DEFINITIONS = {
   // --- distributed uplink queue ------------------------------------------------------------------
   uplink_queue_depth: gauge('Uplink jobs waiting, delayed or running in the shared queue'),
   uplink_jobs_queued_total: counter('Uplink micro-batch jobs queued by this broker node'),
+  mqtt_wills_suppressed_total: counter("Tower wills not published: the broker was stopping (it closed the connection, the tower did not go away), or the tower connected to another node (moved_away)", 'reason'),
   uplink_messages_queued_total: counter('Uplink messages queued by this broker node'),
   uplink_queue_errors_total: counter('Uplink micro-batches that could not be queued'),
   uplink_backpressure_waits_total: counter('Times this broker node held PUBACKs because the uplink queue was above its high-water mark'),
