@@ -17,7 +17,6 @@ export const SERIAL_FILES = [
   'cli/audit-ops-config.test.ts',
   'cli/audit-ops-shutdown.test.ts',
   'cli/audit-wiring-broker-role.test.ts',
-  'cli/audit-wiring-readiness.test.ts',
   'edge-agent/audit-agent-cli.test.ts',
   'edge-agent/audit-output-backpressure.test.ts',
   'shared/logger.test.ts',

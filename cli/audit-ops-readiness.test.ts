@@ -10,7 +10,13 @@
  * then removed: /readyz answers 503 naming the store, then 200 again, without a restart. A read
  * that never answers (a store that hangs) is unready once the probe's bound has passed (fake
  * timers), and concurrent probes share one read (/readyz is public and not rate limited).
+ *
+ * And the broker: /readyz reported `broker: true` from the API's own flag, whatever the broker did:
+ * with its MQTT listeners closed every probe still answered 200 while no tower could connect. Now
+ * the broker is asked (Broker#accepting: its listeners bound and taking connections); checked last,
+ * since it stops the shared control plane's broker.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Store } from '../shared/store/port.js';
 import { startTestControlPlane, type TestControlPlane } from '../test/support/control-plane.js';
@@ -67,5 +73,29 @@ describe('the store probe', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+/** Whether a TCP connection to the MQTT port is accepted. */
+function mqttPortOpen(): Promise<boolean> {
+  const url = new URL(tcp.cp.mqttUrl);
+  return new Promise((resolve) => {
+    const socket = connect(Number(url.port), url.hostname);
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+describe('/readyz and the broker', () => {
+  it('answers 503 naming the broker once its MQTT listener is closed', async () => {
+    expect(tcp.cp.broker.accepting).toBe(true);
+    expect(await readyz()).toEqual({ status: 200, body: { status: 'ready', checks: { store: true, broker: true, pipeline: true } } });
+
+    await tcp.cp.broker.stop();
+    expect(await mqttPortOpen()).toBe(false);
+    expect(tcp.cp.broker.accepting).toBe(false);
+    expect(await readyz()).toEqual({ status: 503, body: { status: 'unavailable', checks: { store: true, broker: false, pipeline: true } } });
+    // Liveness is not readiness: the process itself still answers.
+    expect((await fetch(`${tcp.cp.httpUrl}/healthz`)).status).toBe(200);
   });
 });
