@@ -8,7 +8,7 @@
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeWithBrowser, goTo, launchBrowser, openConsole, signIn, type ConsolePage } from '../test/support/browser.js';
+import { describeWithBrowser, goTo, launchBrowser, openConsole, openConsoleWithoutCsp, signIn, type ConsolePage } from '../test/support/browser.js';
 import { CONSOLE_PASSWORD, provisionConsoleTenant, startTowerAgent, type ConsoleTenant, type RunningAgent } from '../test/support/console-world.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, startTestControlPlane, type TestControlPlane } from '../test/support/control-plane.js';
 
@@ -62,19 +62,7 @@ describeWithBrowser('console audit: stored and hash XSS, path traversal', () => 
 
   /** A console page; `bypassCSP` leaves the page without its CSP, so only the rendering defends it. */
   async function open(bypassCSP: boolean): Promise<ConsolePage> {
-    if (!bypassCSP) {
-      const cp = await openConsole(browser, tcp.cp.httpUrl);
-      opened.push(cp);
-      return cp;
-    }
-    const context = await browser.newContext({ baseURL: tcp.cp.httpUrl, viewport: { width: 1400, height: 900 }, bypassCSP: true });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    const urls: string[] = [];
-    page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
-    page.on('request', (req) => urls.push(req.url()));
-    await page.goto('/');
-    const cp: ConsolePage = { context, page, errors, urls, close: () => context.close() };
+    const cp = bypassCSP ? await openConsoleWithoutCsp(browser, tcp.cp.httpUrl) : await openConsole(browser, tcp.cp.httpUrl);
     opened.push(cp);
     return cp;
   }

@@ -17,7 +17,7 @@ import { EdgeAgent } from '../../edge-agent/edge-agent.js';
 import { createIdFactory } from '../../shared/ids.js';
 import { SCHEMA_VERSION, encodePayload } from '../../shared/mqtt/payloads.js';
 import { topics } from '../../shared/mqtt/topics.js';
-import { describeWithBrowser, goTo, launchBrowser, openConsole, signIn, type ConsolePage } from '../support/browser.js';
+import { describeWithBrowser, goTo, launchBrowser, openConsole, openConsoleWithoutCsp, signIn, type ConsolePage } from '../support/browser.js';
 import { CONSOLE_PASSWORD, provisionConsoleTenant, type ConsoleTenant } from '../support/console-world.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 
@@ -54,21 +54,7 @@ describeWithBrowser('console audit: tower-written strings and the CSP in a real 
 
   /** A console page; `bypassCSP` leaves the page without its CSP, so only the rendering defends it. */
   async function open(bypassCSP: boolean): Promise<ConsolePage> {
-    if (!bypassCSP) {
-      const cp = await openConsole(browser, tcp.cp.httpUrl);
-      opened.push(cp);
-      return cp;
-    }
-    const context = await browser.newContext({ baseURL: tcp.cp.httpUrl, viewport: { width: 1400, height: 900 }, bypassCSP: true });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
-    page.on('dialog', (d) => {
-      errors.push(`dialog: ${d.message()}`);
-      void d.dismiss();
-    });
-    await page.goto('/');
-    const cp: ConsolePage = { context, page, errors, urls: [], close: () => context.close() };
+    const cp = bypassCSP ? await openConsoleWithoutCsp(browser, tcp.cp.httpUrl) : await openConsole(browser, tcp.cp.httpUrl);
     opened.push(cp);
     return cp;
   }

@@ -90,6 +90,26 @@ export async function openConsole(browser: Browser, baseUrl: string, prepare?: (
   return { context, page, errors, urls, close: () => context.close() };
 }
 
+/**
+ * A console page without its CSP (Playwright's `bypassCSP`), so only the rendering defends it: what
+ * the XSS audits use to show a payload stays text even where no CSP would stop it. Page errors and
+ * dialogs (an `alert()` that ran) are recorded in `errors`.
+ */
+export async function openConsoleWithoutCsp(browser: Browser, baseUrl: string): Promise<ConsolePage> {
+  const context = await browser.newContext({ baseURL: baseUrl, viewport: { width: 1400, height: 900 }, bypassCSP: true });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  const urls: string[] = [];
+  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
+  page.on('dialog', (d) => {
+    errors.push(`dialog: ${d.message()}`);
+    void d.dismiss();
+  });
+  page.on('request', (req) => urls.push(req.url()));
+  await page.goto('/');
+  return { context, page, errors, urls, close: () => context.close() };
+}
+
 /** Signs in through the form and waits for the shell. */
 export async function signIn(cp: ConsolePage, email: string, password: string): Promise<void> {
   const { page } = cp;
