@@ -131,13 +131,15 @@ describe('POST /policies/explain', () => {
     const res = await explainHypothetical(await keyWith(['policies:read']));
     expect(res.statusCode, res.body).toBe(200);
     const body = json<EventReply>(res);
-    expect(body.redacted).toEqual(['roles:read', 'rules:read']);
-    expect(body.explanation).toMatchObject({ effect: 'deny', rule_id: ruleId, roles: [], matches: [] });
+    expect(body.redacted).toEqual(['roles:read', 'rules:read', 'devices:read']);
+    expect(body.explanation).toMatchObject({ effect: 'deny', rule_id: ruleId, roles: [], matches: [], user_id: null, device: { id: 'perm-phone', owner_user_id: null } });
     expect(res.body).not.toContain(roleId);
+    // Who owns the device is devices:read's.
+    expect(res.body).not.toContain(userId);
   });
 
   it('shows the rules to a key that also holds rules:read and roles:read, and to every console role', async () => {
-    const full = [await keyWith(['policies:read', 'rules:read', 'roles:read']), ...TENANT_CONSOLE_ROLES.map((r) => sessions[r])];
+    const full = [await keyWith(['policies:read', 'rules:read', 'roles:read', 'devices:read']), ...TENANT_CONSOLE_ROLES.map((r) => sessions[r])];
     for (const session of full) {
       const body = json<EventReply>(await explainHypothetical(session));
       expect(body.redacted).toEqual([]);

@@ -32,7 +32,7 @@ const EXPLANATION_PARTS: readonly Permission[] = ['roles:read', 'policies:read',
 
 const Redacted = z
   .array(z.string())
-  .describe('permissions the caller lacks: the parts they guard are left out (roles, policy names, matching rules; the summary names no rule, policy or role)')
+  .describe('permissions the caller lacks: the parts they guard are left out (roles, policy names, matching rules, the owner of a device asked about; the summary names no rule, policy or role)')
   .meta({ example: [] });
 
 /**
@@ -40,8 +40,8 @@ const Redacted = z
  * severities `policies:read`, the matching rules `rules:read`. The decision itself (effect,
  * reason, rule and policy id, severity) is what a usage record carries, so it always stays.
  */
-function visible(principal: Principal, e: Explanation): { explanation: Explanation; redacted: Permission[] } {
-  const redacted = lacking(principal, EXPLANATION_PARTS);
+function visible(principal: Principal, e: Explanation, parts: readonly Permission[] = EXPLANATION_PARTS): { explanation: Explanation; redacted: Permission[] } {
+  const redacted = lacking(principal, parts);
   if (redacted.length === 0) return { explanation: e, redacted };
   const can = (p: Permission) => !redacted.includes(p);
   const verdict = e.effect === 'deny' ? 'Denied' : 'Allowed';
@@ -51,9 +51,13 @@ function visible(principal: Principal, e: Explanation): { explanation: Explanati
       : e.reason === 'unknown_device'
         ? `by the tenant default: device ${e.device?.id} is not registered to this tenant`
         : 'by the tenant default';
+  // Who owns a device is `devices:read`'s: asked about a device, a caller without it learns the
+  // decision, not the owner (a usage record names its user, so the event's explanation keeps it).
+  const owner = can('devices:read') ? {} : { user_id: null, device: e.device && { ...e.device, owner_user_id: null } };
   return {
     explanation: {
       ...e,
+      ...owner,
       roles: can('roles:read') ? e.roles.map((r) => ({ ...r, policies: can('policies:read') ? r.policies : [] })) : [],
       matches: can('rules:read')
         ? e.matches.map((m) => ({
@@ -142,7 +146,8 @@ export const policyExplainRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
       }
       const content = version === undefined ? (await contents.live(tenantId)).content : await contents.at(tenantId, version, 'body.version');
       const subject = device_id !== undefined ? { device_id } : { user_id: user_id! };
-      return visible(principalOf(request), new Explainer(content).explain(subject, appKey, action));
+      const parts = device_id !== undefined ? [...EXPLANATION_PARTS, 'devices:read' as const] : EXPLANATION_PARTS;
+      return visible(principalOf(request), new Explainer(content).explain(subject, appKey, action), parts);
     },
   );
 };
