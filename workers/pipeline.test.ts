@@ -217,6 +217,12 @@ describe('pipeline', () => {
     expect(platform.items[0]!.count).toBe(3);
   });
 
+  it('stores the agent version a tower reports without controls or bidi overrides', async () => {
+    const planted = 'v1\u202e2.3\u001b[31m\u2066';
+    await pipeline.accept(uplink(topics.status('T1'), JSON.stringify({ v: 1, id: newId(), state: 'online', ts: 1, agent_version: planted })));
+    expect((await store.towers.get('T1'))!.agent_version).toBe('v1\ufffd2.3\ufffd[31m\ufffd');
+  });
+
   it("keeps a tower's latest status by when the broker received it, whatever order they are processed in", async () => {
     const status = (state: 'online' | 'offline', receivedAt: number) => ({
       ...uplink(topics.status('T1'), JSON.stringify({ v: 1, id: newId(), state, ts: 1 })),

@@ -3,6 +3,7 @@
  * per status message in the cluster, so it is also where a returning tower's commands are resent.
  */
 import { decodePayload, TowerStatusSchema } from '../shared/mqtt/payloads.js';
+import { shownPlainText } from '../shared/schemas/names.js';
 import type { UplinkMessage } from '../shared/mqtt/transport.js';
 import { dropUplink, type WorkerContext } from './context.js';
 
@@ -13,7 +14,8 @@ export function createStatusProcessor(ctx: WorkerContext) {
     const s = decoded.value;
     const known = await ctx.store.towers.setStatus(msg.tower_id, {
       state: s.state,
-      agent_version: s.agent_version ?? null,
+      // What the tower says, made safe to show (no controls, no bidi overrides).
+      agent_version: s.agent_version === undefined ? null : shownPlainText(s.agent_version),
       // When the broker received it: messages of one tower may be processed out of order (other
       // jobs, other workers), and the store keeps the latest by this time.
       at: msg.received_at,

@@ -61,3 +61,12 @@ export function plainText(text: string, ctx: z.RefinementCtx): void {
   if (bad === null) return;
   ctx.addIssue({ code: 'custom', message: `must not contain control or bidirectional override characters (found ${codePoint(text, bad.index)})` });
 }
+
+/**
+ * Free text a tower reports (its agent version), made safe to show: every character plainText
+ * refuses becomes U+FFFD. A tower's report is not refused for it (its status would be lost), but a
+ * bidi override or an escape sequence must not reach the console, logs or exports as such.
+ */
+export function shownPlainText(text: string): string {
+  return text.replace(new RegExp(FORBIDDEN_IN_TEXT.source, 'gu'), '\uFFFD');
+}

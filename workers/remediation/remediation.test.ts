@@ -212,10 +212,11 @@ describe('command lifecycle', () => {
     await ctx.settle();
     await advance(20_000);
     expect(downlink.commands().filter((c) => c.id === id)).toHaveLength(3);
-    const ack = { v: 1, id: newId(), command_id: id, status: 'applied', reason: 'blocked dropbox', ts: clock };
+    // The agent's reason is stored as shown: a bidi override from the field becomes U+FFFD.
+    const ack = { v: 1, id: newId(), command_id: id, status: 'applied', reason: 'blocked \u202edropbox', ts: clock };
     await accept(uplink(topics.acks(tenant.id, 'T1'), encodePayload(ack)));
     const cmd = await store.commands.get(tenant.id, id);
-    expect(cmd).toMatchObject({ status: 'applied', attempts: 3, ack_reason: 'blocked dropbox' });
+    expect(cmd).toMatchObject({ status: 'applied', attempts: 3, ack_reason: 'blocked \ufffddropbox' });
     const steps = (await store.commands.events(tenant.id, id)).map((e) => e.kind);
     expect(steps).toEqual(['pending', 'published', 'published', 'published', 'delivered', 'applied']);
     expect(updates.filter((u) => u.id === id).map((u) => u.status)).toEqual(['pending', 'delivered', 'applied']);
