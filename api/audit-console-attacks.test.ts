@@ -8,7 +8,7 @@
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeWithBrowser, goTo, launchBrowser, openConsole, openConsoleWithoutCsp, signIn, type ConsolePage } from '../test/support/browser.js';
+import { describeWithBrowser, expectInert, goTo, launchBrowser, openConsole, openConsoleWithoutCsp, signIn, type ConsolePage } from '../test/support/browser.js';
 import { CONSOLE_PASSWORD, provisionConsoleTenant, startTowerAgent, type ConsoleTenant, type RunningAgent } from '../test/support/console-world.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, startTestControlPlane, type TestControlPlane } from '../test/support/control-plane.js';
 
@@ -65,12 +65,6 @@ describeWithBrowser('console audit: stored and hash XSS, path traversal', () => 
     const cp = bypassCSP ? await openConsoleWithoutCsp(browser, tcp.cp.httpUrl) : await openConsole(browser, tcp.cp.httpUrl);
     opened.push(cp);
     return cp;
-  }
-
-  /** Nothing ran and no element came out of a string: the payload is on the page as text only. */
-  async function expectInert(page: Page, where: string): Promise<void> {
-    expect(await page.evaluate('window.__xss'), where).toBeUndefined();
-    expect(await page.evaluate("document.querySelectorAll('img, [onerror], [onload]').length"), where).toBe(0);
   }
 
   async function expectShownAsText(page: Page, where: string, labels: string[]): Promise<void> {

@@ -10,14 +10,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { EdgeAgent } from '../../edge-agent/edge-agent.js';
 import { createIdFactory } from '../../shared/ids.js';
 import { SCHEMA_VERSION, encodePayload } from '../../shared/mqtt/payloads.js';
 import { topics } from '../../shared/mqtt/topics.js';
-import { describeWithBrowser, goTo, launchBrowser, openConsole, openConsoleWithoutCsp, signIn, type ConsolePage } from '../support/browser.js';
+import { describeWithBrowser, expectInert, goTo, launchBrowser, openConsole, openConsoleWithoutCsp, signIn, type ConsolePage } from '../support/browser.js';
 import { CONSOLE_PASSWORD, provisionConsoleTenant, type ConsoleTenant } from '../support/console-world.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 
@@ -57,11 +57,6 @@ describeWithBrowser('console audit: tower-written strings and the CSP in a real 
     const cp = bypassCSP ? await openConsoleWithoutCsp(browser, tcp.cp.httpUrl) : await openConsole(browser, tcp.cp.httpUrl);
     opened.push(cp);
     return cp;
-  }
-
-  async function expectInert(page: Page, where: string): Promise<void> {
-    expect(await page.evaluate('window.__xss'), where).toBeUndefined();
-    expect(await page.evaluate("document.querySelectorAll('img, [onerror], [onload]').length"), where).toBe(0);
   }
 
   it('shows the agent version a tower reports as text on the map and the carrier view, with the CSP switched off', async () => {

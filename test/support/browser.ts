@@ -15,7 +15,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 export const CHROMIUM_PATH = process.env.EDGEPLANE_CHROMIUM ?? '/usr/bin/chromium';
 export const SCREENSHOT_DIR = fileURLToPath(new URL('../../reports/screenshots/', import.meta.url));
@@ -108,6 +108,12 @@ export async function openConsoleWithoutCsp(browser: Browser, baseUrl: string): 
   page.on('request', (req) => urls.push(req.url()));
   await page.goto('/');
   return { context, page, errors, urls, close: () => context.close() };
+}
+
+/** Nothing planted ran and no element came out of a string: a payload is on the page as text only. */
+export async function expectInert(page: Page, where: string): Promise<void> {
+  expect(await page.evaluate('window.__xss'), where).toBeUndefined();
+  expect(await page.evaluate("document.querySelectorAll('img, [onerror], [onload]').length"), where).toBe(0);
 }
 
 /** Signs in through the form and waits for the shell. */
