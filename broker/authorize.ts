@@ -207,6 +207,10 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       counters.inc('mqtt_wills_suppressed_total', { reason: 'stopping' });
       throw new PublishRefused('broker stopping');
     }
+    // A will of a tower that moved is refused below; whether it moved is learnt by the broker's
+    // handler of the other node's announcement, which runs right after aedes' own (the one that
+    // closed the client, and may have come here synchronously): decide a microtask later.
+    if (isWill) await Promise.resolve();
     // The tower connected to another node, which closed this connection [MQTT-3.1.4-2]: it is not
     // gone, and its "offline" LWT, ordered against the new node's "online" only by the two hosts'
     // clocks (and published after it, since this node learns of the move second), would show a

@@ -303,16 +303,7 @@ export class Broker {
         storeFaults: this.#deps.storeFaults ?? null,
         now: this.#now,
       });
-      const options = this.#aedesOptions(access);
-      const mq = this.#backends.mq();
-      // Before aedes is built: its own handler of this topic (closeSameClients, registered in its
-      // constructor) closes the connection the tower left here, and that close publishes the
-      // will, so the move must be known first (mqemitter calls handlers in registration order).
-      mq.on(NEW_CLIENTS_TOPIC, (packet, done) => {
-        this.#onClientElsewhere(options.id, packet);
-        done();
-      });
-      const aedes = new EdgeplaneAedes({ ...options, persistence, mq }, this.#consumed, this.#backends.durability ?? null);
+      const aedes = new EdgeplaneAedes({ ...this.#aedesOptions(access), persistence, mq: this.#backends.mq() }, this.#consumed, this.#backends.durability ?? null);
       this.#aedes = aedes;
       await aedes.listen();
       this.#refusals.start();
@@ -326,6 +317,10 @@ export class Broker {
       };
       aedes.on('clientError', onClientError);
       aedes.on('connectionError', onClientError);
+      this.#backends.mq().on(NEW_CLIENTS_TOPIC, (packet, done) => {
+        this.#onClientElsewhere(aedes.id, packet);
+        done();
+      });
       aedes.on('subscribe', (subs, client) => this.#subacks.subscribed(subs, client));
       aedes.on('unsubscribe', (filters, client) => {
         const session = this.#sessions.get(client);
@@ -436,7 +431,7 @@ export class Broker {
     }
   }
 
-  #aedesOptions(access: Access): AedesOptions & { id: string } {
+  #aedesOptions(access: Access): AedesOptions {
     const { config, counters } = this.#deps;
     const hooks = createAuthorizeHooks({
       sessions: this.#sessions,
@@ -573,22 +568,21 @@ export class Broker {
   }
 
   /**
-   * A client connected to a broker node. When it is a tower registered here too and the node is
+   * A client connected to a broker node. When it is a tower connected here too and the node is
    * another one, aedes closes the connection here [MQTT-3.1.4-2] (aedes.js `closeSameClients`,
-   * called for the same message right after this): the tower moved to that node and is not
-   * offline — this node neither marks it offline (#onConnectionClosed) nor publishes its will
-   * (authorize.ts). Only the client aedes will close is marked: one registered under that id and
-   * still open (a connection still in its CONNECT is not registered, and is not the one leaving).
+   * called for the same message just before this, in the same synchronous pass over the
+   * handlers, marks the client closed at once): the tower moved to that node and is not offline —
+   * this node neither marks it offline (#onConnectionClosed) nor publishes its will (authorize.ts
+   * decides about a will a microtask later, after this has run). Runs before the socket's
+   * 'close', which Node emits on a later turn.
    */
   #onClientElsewhere(ownId: string, packet: { topic: string; payload?: unknown }): void {
     const payload = packet.payload;
     if (packet.topic.split('/')[1] === ownId || !Buffer.isBuffer(payload)) return;
     const clientId = payload.toString('utf8');
     if (!clientId.startsWith(mqttIdentity.towerClientIdPrefix)) return;
-    // aedes' typings leave out its client registry (aedes.js `clients`, what closeSameClients reads).
-    const registered = (this.#aedes as unknown as { clients: Record<string, Client | undefined> } | null)?.clients[clientId];
     for (const client of this.#sessions.ofTower(clientId.slice(mqttIdentity.towerClientIdPrefix.length))) {
-      if (client === registered && !client.closed) this.#movedAway.add(client);
+      if (client.id === clientId && client.closed) this.#movedAway.add(client);
     }
   }
 
