@@ -20,6 +20,7 @@
  * completes later is a job without a PUBACK: its resend is recognised by event id.
  */
 import { createIdFactory } from '../shared/ids.js';
+import { withDeadline } from '../shared/deadline.js';
 import type { Counters } from '../shared/metrics.js';
 import { packUplink, UPLINK_QUEUE, UplinkJobSchema, type UplinkJob } from '../shared/mqtt/uplink-jobs.js';
 import type { UplinkMessage, UplinkSink } from '../shared/mqtt/transport.js';
@@ -157,11 +158,9 @@ export class QueueUplinkSink implements UplinkSink {
   /** `work`, or an UplinkQueueUnavailable once Redis has not answered within the timeout. */
   #confirmed<T>(work: Promise<T>, what: string): Promise<T> {
     const ms = this.#o.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new UplinkQueueUnavailable(`Redis did not answer within ${ms} ms (${what})`)), ms);
+    return withDeadline(work, ms, () => {
+      throw new UplinkQueueUnavailable(`Redis did not answer within ${ms} ms (${what})`);
     });
-    return Promise.race([work, timedOut]).finally(() => clearTimeout(timer));
   }
 
   async #belowHighWater(): Promise<void> {

@@ -20,6 +20,7 @@ import { UplinkConsumer } from '../../workers/uplink-consumer.js';
 import { buildCommandService, buildWorkerContext, ensureOperator } from '../embedded.js';
 import { preflight, type ListenerName, type TlsMaterial } from '../preflight.js';
 import { explainStartupError, StartupError } from '../startup-error.js';
+import { withDeadline } from '../../shared/deadline.js';
 import { component, startComponents, type Component, type RunningComponents } from './components.js';
 import { EventLog } from './event-log.js';
 import { buildFoundation, urlHost, type Foundation } from './foundation.js';
@@ -69,18 +70,9 @@ async function startRole(config: Config, listeners: readonly ListenerName[], sta
 
 /** The worker's first connection to the brokers: bounded, and named after --mqtt-url when it fails. */
 async function startDownlink(downlink: MqttDownlink, mqttUrl: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new StartupError(`--mqtt-url ${mqttUrl}: no broker node answered within ${DOWNLINK_CONNECT_TIMEOUT_MS / 1000} s; check the URLs and that the broker roles run (--mqtt-url / EDGEPLANE_MQTT_URL)`)),
-      DOWNLINK_CONNECT_TIMEOUT_MS,
-    );
+  await withDeadline(downlink.start(), DOWNLINK_CONNECT_TIMEOUT_MS, () => {
+    throw new StartupError(`--mqtt-url ${mqttUrl}: no broker node answered within ${DOWNLINK_CONNECT_TIMEOUT_MS / 1000} s; check the URLs and that the broker roles run (--mqtt-url / EDGEPLANE_MQTT_URL)`);
   });
-  try {
-    await Promise.race([downlink.start(), timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 const DOWNLINK_CONNECT_TIMEOUT_MS = 15_000;
@@ -89,7 +81,11 @@ const DOWNLINK_CONNECT_TIMEOUT_MS = 15_000;
 function observability(f: Foundation): Component[] {
   const eventLog = new EventLog({ bus: f.bus, logger: f.logger.child({ module: 'events' }) });
   const uplinks = f.workflow.queues.open({ name: UPLINK_QUEUE, schema: UplinkJobSchema });
-  f.counters.gauge('uplink_queue_depth', () => answeredWithin(uplinks.depth(), GAUGE_READ_TIMEOUT_MS));
+  f.counters.gauge('uplink_queue_depth', () =>
+    withDeadline(uplinks.depth(), GAUGE_READ_TIMEOUT_MS, () => {
+      throw new Error(`no answer within ${GAUGE_READ_TIMEOUT_MS} ms`);
+    }),
+  );
   return [component('event-log', () => eventLog.start(), () => eventLog.stop())];
 }
 
@@ -99,14 +95,6 @@ function observability(f: Foundation): Component[] {
  * family with it) just when an operator looks. Unanswered, it fails and reads NaN (metrics.ts).
  */
 const GAUGE_READ_TIMEOUT_MS = 2000;
-
-function answeredWithin<T>(read: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([read, timedOut]).finally(() => clearTimeout(timer));
-}
 
 function handle(f: Foundation, running: RunningComponents, httpPort: number, mqttPort?: number, https = false): RoleHandle {
   const host = urlHost(f.config.http_host);

@@ -11,6 +11,7 @@
  * is under way get its answer rather than a read of their own.
  */
 import type { Store } from '../../shared/store/port.js';
+import { withDeadline } from '../../shared/deadline.js';
 
 /** A read not answered within this is a store that does not answer. */
 export const STORE_PROBE_TIMEOUT_MS = 2000;
@@ -20,16 +21,14 @@ const PROBE_ID = 'readiness-probe';
 
 export function storeProbe(store: Store, timeoutMs = STORE_PROBE_TIMEOUT_MS): () => Promise<boolean> {
   let inFlight: Promise<boolean> | null = null;
-  const probe = async (): Promise<boolean> => {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), timeoutMs);
-    });
-    try {
-      return await Promise.race([store.tenants.get(PROBE_ID).then(() => true, () => false), timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const probe = (): Promise<boolean> =>
+    withDeadline(
+      store.tenants.get(PROBE_ID).then(
+        () => true,
+        () => false,
+      ),
+      timeoutMs,
+      () => false,
+    );
   return () => (inFlight ??= probe().finally(() => (inFlight = null)));
 }

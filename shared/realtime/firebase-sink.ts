@@ -27,6 +27,7 @@
  * not settle a write while the database is unreachable); what it gives up on is counted too.
  */
 import type { Bus } from '../bus.js';
+import { withDeadline } from '../deadline.js';
 import type { Alert, CommandRecord, UsageRecord } from '../domain.js';
 import type { Counters } from '../metrics.js';
 import { INCREMENT, isIncrement, type RealtimeWriter } from './realtime-writer.js';
@@ -167,10 +168,11 @@ export class FirebaseSink {
       if (this.#pending.size > 0) await this.#flush();
     };
     const timeoutMs = this.#opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
-    let deadline: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<true>((resolve) => (deadline = setTimeout(() => resolve(true), timeoutMs)));
-    const gaveUp = await Promise.race([drain().then(() => false), timedOut]);
-    clearTimeout(deadline);
+    const gaveUp = await withDeadline(
+      drain().then(() => false),
+      timeoutMs,
+      () => true,
+    );
     if (gaveUp) {
       // The batch in flight is the writer's to deliver or lose once closed; what never left is lost.
       this.#opts.counters.inc('firebase_dropped_total', undefined, this.#pending.size);
