@@ -12,7 +12,7 @@ import { withDuration } from '../scenario-duration.js';
 const options: Record<string, CommandOption> = {
   scenario: { type: 'string', describe: 'Scenario file (.yaml, .yml or .json)' },
   api: { type: 'string', describe: 'Control plane API base URL', default: 'http://127.0.0.1:8080' },
-  mqtt: { type: 'string', describe: 'Broker URL the towers connect to (mqtt:// or ws://)', default: 'mqtt://127.0.0.1:1883' },
+  mqtt: { type: 'string', describe: 'Broker URL the towers connect to (mqtt:// or ws://); several mqtt(s):// comma-separated fail over', default: 'mqtt://127.0.0.1:1883' },
   'admin-email': { type: 'string', describe: 'Platform operator e-mail (env EDGEPLANE_ADMIN_EMAIL; default admin@edgeplane.local)' },
   'admin-password': { type: 'string', describe: 'Platform operator password (env EDGEPLANE_ADMIN_PASSWORD)' },
   duration: { type: 'string', describe: 'Override the scenario duration, seconds (outages are scaled to fit)' },

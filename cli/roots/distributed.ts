@@ -69,8 +69,10 @@ async function startRole(config: Config, listeners: readonly ListenerName[], sta
 }
 
 /** The worker's first connection to the brokers: bounded, and named after --mqtt-url when it fails. */
-async function startDownlink(downlink: MqttDownlink, mqttUrl: string): Promise<void> {
+export async function startDownlink(downlink: MqttDownlink, mqttUrl: string): Promise<void> {
   await withDeadline(downlink.start(), DOWNLINK_CONNECT_TIMEOUT_MS, () => {
+    // Its client would otherwise go on reconnecting, holding the process open.
+    void downlink.stop();
     throw new StartupError(`--mqtt-url ${mqttUrl}: no broker node answered within ${DOWNLINK_CONNECT_TIMEOUT_MS / 1000} s; check the URLs and that the broker roles run (--mqtt-url / EDGEPLANE_MQTT_URL)`);
   });
 }

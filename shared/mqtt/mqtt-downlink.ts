@@ -53,7 +53,11 @@ export class MqttDownlink implements Downlink {
       return { host: url.hostname, port: Number(url.port || (url.protocol === 'mqtts:' ? 8883 : 1883)), protocol: url.protocol.replace(':', '') as 'mqtt' | 'mqtts' };
     });
     const first = servers[0]!;
-    this.#client = await mqtt.connectAsync({
+    // mqtt.connect, not connectAsync: connectAsync gives up at the first refused connection, so a
+    // worker started beside its brokers (before they listen) exited at once, without trying the
+    // next URL. This waits for the first CONNACK from any node while mqtt.js reconnects, in turn;
+    // the caller bounds the wait and stops the client when it gives up.
+    const client = mqtt.connect({
       ...first,
       servers,
       protocolVersion: 4,
@@ -68,8 +72,37 @@ export class MqttDownlink implements Downlink {
       queueQoSZero: false,
       ...mqttClientLog(),
     });
-    // mqtt.js emits 'error' for transient socket errors; it reconnects by itself.
-    this.#client.on('error', () => {});
+    // mqtt.js emits 'error' for transient socket errors (a refused connection included); it
+    // reconnects by itself, to the next URL.
+    client.on('error', () => {});
+    this.#client = client;
+    await new Promise<void>((resolve, reject) => {
+      const settle = () => {
+        client.off('connect', onConnect);
+        client.off('end', onEnd);
+        client.off('error', onRefused);
+      };
+      const onConnect = () => {
+        settle();
+        resolve();
+      };
+      const onEnd = () => {
+        settle();
+        reject(new Error('the downlink was stopped before a broker node took its connection'));
+      };
+      // A CONNACK refusal (a wrong service secret) carries a numeric reason code, and mqtt.js
+      // does not reconnect after it: fail now, with its reason, as before.
+      const onRefused = (err: Error & { code?: unknown }) => {
+        if (typeof err.code !== 'number') return;
+        settle();
+        this.#client = null;
+        client.end(true);
+        reject(err);
+      };
+      client.on('connect', onConnect);
+      client.on('end', onEnd);
+      client.on('error', onRefused);
+    });
   }
 
   async publish(topic: string, payload: Buffer, opts?: DownlinkOptions): Promise<void> {
