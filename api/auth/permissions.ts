@@ -138,14 +138,15 @@ export function apiKeyScopeProblem(role: ConsoleRole, scope: string): string | n
   return null;
 }
 
-/**
- * The one authorization decision. A console user holds what its role holds; an API key holds
- * exactly its scopes. The delegation rules are checked again here so a stored key can never exceed
- * them, even one written before a rule was tightened.
- */
 /** What a carrier principal holds: its feeds, nothing a tenant or an operator can do. */
 export const CARRIER_PERMISSIONS: ReadonlySet<Permission> = new Set<Permission>(['carrier-feeds:write']);
 
+/**
+ * The one authorization decision. A console user holds what its role holds; an API key holds its
+ * principal's scopes: the stored ones its creator's current role may still delegate (narrowed at
+ * authentication, api-keys.ts). The delegation rules are checked again here so a key can never
+ * exceed them, even one written before a rule was tightened.
+ */
 export function holds(principal: Principal, permission: Permission): boolean {
   if (principal.kind === 'user') return isAllowed(principal.role, permission);
   if (principal.kind === 'carrier') return CARRIER_PERMISSIONS.has(permission);

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { createError, isEdgeplaneError } from '../../shared/errors.js';
 import { NoContent, errorResponses } from '../schemas/common.js';
 import { ConsoleUserSchema } from '../../shared/schemas/records.js';
-import { ApiKeySchema } from '../routes/api-keys.js';
+import { ApiKeyViewSchema } from '../routes/api-keys.js';
 import { audit } from '../audit.js';
 import { PasswordSchema } from '../routes/tenants.js';
 import { principalOf, userPrincipalOf } from './guard.js';
@@ -114,9 +114,9 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { permission: 'session:read' },
       schema: {
         summary: 'The caller: the signed-in console user, or the API key in use',
-        description: 'An API key needs the session:read scope and is answered with `api_key` instead of `user`.',
+        description: 'An API key needs the session:read scope and is answered with `api_key` instead of `user`, with the scopes it holds now (`effective_scopes`: those its creator’s current role may still delegate).',
         response: {
-          200: z.union([z.object({ user: ConsoleUserSchema }), z.object({ api_key: ApiKeySchema })]),
+          200: z.union([z.object({ user: ConsoleUserSchema }), z.object({ api_key: ApiKeyViewSchema })]),
           ...errorResponses,
         },
       },
@@ -126,7 +126,8 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
       if (principal.kind === 'api_key') {
         const apiKey = await app.store.apiKeys.get(principal.tenantId, principal.keyId);
         if (!apiKey) throw createError('UNAUTHENTICATED', 'API key is invalid, expired or revoked');
-        return { api_key: apiKey };
+        // It authenticated just now, so it is active, with the scopes its principal was given.
+        return { api_key: { ...apiKey, status: 'active' as const, effective_scopes: [...principal.scopes] } };
       }
       // Unreachable (carriers hold no 'session:read'), kept for the type.
       if (principal.kind === 'carrier') throw createError('FORBIDDEN', 'carrier credentials have no session');

@@ -1,13 +1,14 @@
 /**
  * Tenant API keys for integrations. A key is shown once, at creation; afterwards only its prefix
  * is visible. Its scopes are a subset of what its creator holds and never include managing keys or
- * console users, so a key cannot mint a credential broader than itself.
+ * console users, so a key cannot mint a credential broader than itself. It works only while its
+ * creator's account does (auth/api-keys.ts); the replies say whether it works now, and with what.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiKey } from '../../shared/domain.js';
+import type { ApiKey, ConsoleUser } from '../../shared/domain.js';
 import { createError, type FieldIssue } from '../../shared/errors.js';
-import { generateApiKey } from '../auth/api-keys.js';
+import { API_KEY_STATUSES, apiKeyStanding, creatorsOf, generateApiKey, type ApiKeyStatus } from '../auth/api-keys.js';
 import { tenantIdOf, userPrincipalOf } from '../auth/guard.js';
 import { apiKeyScopeProblem } from '../auth/permissions.js';
 import { EpochMsSchema, IdParams, ListQuery, NextCursor, NoContent, errorResponses, found, humanName, paginate } from '../schemas/common.js';
@@ -46,6 +47,36 @@ type Assert<T extends true> = T;
 /** Compiles only while the schema matches the domain type. */
 export type ApiKeySchemaMatchesDomain = Assert<Same<z.output<typeof ApiKeySchema>, ApiKey>>;
 
+/** A key as the tenant's admins see it: the stored record and whether it authenticates now. */
+export interface ApiKeyView extends ApiKey {
+  status: ApiKeyStatus;
+  effective_scopes: string[];
+}
+
+export const ApiKeyViewSchema = ApiKeySchema.extend({
+  status: z
+    .enum(API_KEY_STATUSES)
+    .describe('active, or why requests with the key answer 401: revoked, expired, creator_disabled (works again once the account is enabled), creator_missing (the creating account was deleted or is not recorded)'),
+  effective_scopes: z
+    .array(z.string())
+    .describe('the scopes the key holds now: those its creator’s current console role may still delegate; empty unless active'),
+}).meta({
+  id: 'ApiKeyView',
+  example: {
+    ...(ApiKeySchema.meta()?.example as ApiKey),
+    status: 'active',
+    effective_scopes: ['devices:read', 'usage:read'],
+  } satisfies ApiKeyView,
+});
+
+/** Compiles only while the schema matches the view type. */
+export type ApiKeyViewSchemaMatchesView = Assert<Same<z.output<typeof ApiKeyViewSchema>, ApiKeyView>>;
+
+function viewOf(key: ApiKey, creators: ReadonlyMap<string, ConsoleUser | null>, now: number): ApiKeyView {
+  const standing = apiKeyStanding(key, key.created_by === null ? null : (creators.get(key.created_by) ?? null), now);
+  return { ...key, status: standing.status, effective_scopes: standing.effectiveScopes };
+}
+
 const MAX_EXPIRY_S = 10 * 365 * 24 * 3600;
 
 const CreateApiKeyBody = z
@@ -72,7 +103,7 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
           'with exactly its scopes; 400 naming body.scopes.N for a scope the creator may not delegate.',
         body: CreateApiKeyBody,
         response: {
-          201: z.object({ api_key: ApiKeySchema, key: z.string().meta({ example: 'epk_Qx2f8Kd1mVb9sLw4nRt6yHc3jZa0pUeQ8vX2bN5mK7w' }) }),
+          201: z.object({ api_key: ApiKeyViewSchema, key: z.string().meta({ example: 'epk_Qx2f8Kd1mVb9sLw4nRt6yHc3jZa0pUeQ8vX2bN5mK7w' }) }),
           ...errorResponses,
         },
       },
@@ -101,7 +132,8 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       });
       // The key must never be cached by anything between us and the caller.
       reply.header('cache-control', 'no-store');
-      return reply.code(201).send({ api_key: apiKey, key: generated.key });
+      const view = viewOf(apiKey, await creatorsOf(app.store, [apiKey]), app.clock());
+      return reply.code(201).send({ api_key: view, key: generated.key });
     },
   );
 
@@ -112,13 +144,15 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'List the tenant’s API keys (revoked and expired included)',
         querystring: ListQuery,
-        response: { 200: z.object({ api_keys: z.array(ApiKeySchema), next_cursor: NextCursor }), ...errorResponses },
+        response: { 200: z.object({ api_keys: z.array(ApiKeyViewSchema), next_cursor: NextCursor }), ...errorResponses },
       },
     },
     async (request) => {
       const tenantId = tenantIdOf(request);
       const page = await paginate(request.query, (o) => app.store.apiKeys.list(tenantId, o));
-      return { api_keys: page.items, next_cursor: page.next_cursor };
+      const creators = await creatorsOf(app.store, page.items);
+      const now = app.clock();
+      return { api_keys: page.items.map((k) => viewOf(k, creators, now)), next_cursor: page.next_cursor };
     },
   );
 
@@ -129,12 +163,13 @@ export const apiKeyRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'One API key',
         params: IdParams,
-        response: { 200: z.object({ api_key: ApiKeySchema }), ...errorResponses },
+        response: { 200: z.object({ api_key: ApiKeyViewSchema }), ...errorResponses },
       },
     },
-    async (request) => ({
-      api_key: found(await app.store.apiKeys.get(tenantIdOf(request), request.params.id), 'API key'),
-    }),
+    async (request) => {
+      const key = found(await app.store.apiKeys.get(tenantIdOf(request), request.params.id), 'API key');
+      return { api_key: viewOf(key, await creatorsOf(app.store, [key]), app.clock()) };
+    },
   );
 
   app.delete(

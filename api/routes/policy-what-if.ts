@@ -7,6 +7,11 @@
  * Large results: the answer is bounded (counts, top keys, a sample); every flipped event can be
  * streamed as NDJSON (`?stream=ndjson` or `Accept: application/x-ndjson`: one `flip` line per
  * event, then the `summary` line), and `max_events` + `after` page through a huge window.
+ *
+ * The replayed events are recorded usage: like explanations and versions (auth/reveal.ts), a
+ * caller without `usage:read` (an API key not given it) gets the counts and consequences but no
+ * event, nor the per user/app/action/tower breakdowns that would rebuild them, and `redacted`
+ * says so; the stored tests' results need `policies:read`, the permission that reads the tests.
  */
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -16,7 +21,9 @@ import { createError, isEdgeplaneError } from '../../shared/errors.js';
 import { applyDraft, DraftSchema } from '../../shared/policy/draft.js';
 import { runWhatIf, type Flip, type WhatIfOptions, type WhatIfResult } from '../../shared/policy/what-if.js';
 import { MAX_POLICY_TESTS, type PolicyTest } from '../../shared/policy/policy-tests.js';
-import { tenantIdOf } from '../auth/guard.js';
+import { principalOf, tenantIdOf } from '../auth/guard.js';
+import type { Permission } from '../auth/permissions.js';
+import { lacking } from '../auth/reveal.js';
 import { errorResponses, invalidField } from '../schemas/common.js';
 import type { PolicyContents } from './policy-contents.js';
 import { WhatIfResultSchema } from './policy-schemas.js';
@@ -41,6 +48,33 @@ const WhatIfBody = z
     },
   });
 
+/** Read permissions guarding parts of the answer (the route's own permission aside). */
+const WHAT_IF_PARTS: readonly Permission[] = ['usage:read', 'policies:read'];
+
+const Redacted = z
+  .array(z.string())
+  .describe(
+    'permissions the caller lacks: without usage:read no flipped event (sample, NDJSON flip lines) and no breakdown by user, app, action or tower; ' +
+      'without policies:read no broken or fixed test results. Counts, consequences and test totals stay.',
+  )
+  .meta({ example: [] });
+
+const WhatIfReply = WhatIfResultSchema.extend({ redacted: Redacted });
+type WhatIfReply = z.output<typeof WhatIfReply>;
+
+/** The answer as far as the caller may read it. */
+function visible(result: WhatIfResult, redacted: readonly Permission[]): WhatIfReply {
+  const events = !redacted.includes('usage:read');
+  const tests = !redacted.includes('policies:read');
+  return {
+    ...result,
+    flips: events ? result.flips : { ...result.flips, by_user: [], by_app: [], by_action: [], by_tower: [] },
+    sample: events ? result.sample : [],
+    tests: tests ? result.tests : { ...result.tests, broken: [], fixed: [] },
+    redacted: [...redacted],
+  };
+}
+
 const WhatIfQuery = z.object({ stream: z.enum(['ndjson']).optional().describe('stream every flipped event as NDJSON, then the summary') });
 
 /** A what-if holds a core for as long as the window takes: one per tenant, two per API process. */
@@ -57,7 +91,7 @@ function wantsStream(request: FastifyRequest, stream: string | undefined): boole
  * socket has not taken what it was given (push() returned false), so memory stays bounded. The
  * replay stops when the stream is destroyed or `gone` aborts (the caller went away before it).
  */
-function ndjson(run: (emit: (flip: Flip) => Promise<void>, signal: AbortSignal) => Promise<WhatIfResult>, gone: AbortSignal): Readable {
+function ndjson(run: (emit: (flip: Flip) => Promise<void>, signal: AbortSignal) => Promise<WhatIfReply>, gone: AbortSignal): Readable {
   const controller = new AbortController();
   let wake: (() => void) | null = null;
   const stream = new Readable({
@@ -111,14 +145,16 @@ export const policyWhatIfRoutes: FastifyPluginAsyncZod<{ contents: PolicyContent
           'Decides the tenant’s usage recorded in [since, until) again with the draft applied, using the same compiled index as ' +
           'production, and reports flipped decisions with counts by user/app/action/tower, a sample, the alerts and remediations ' +
           'each side would have raised, the stored policy tests the draft breaks, and the replay time. `?stream=ndjson` streams ' +
-          'every flip, then the summary.',
+          'every flip, then the summary. Flipped events and their breakdowns need usage:read, test results policies:read ' +
+          '(every console role that may run a what-if holds both; an API key needs those scopes): `redacted` names what was left out.',
         body: WhatIfBody,
         querystring: WhatIfQuery,
-        response: { 200: WhatIfResultSchema, ...errorResponses },
+        response: { 200: WhatIfReply, ...errorResponses },
       },
     },
     async (request, reply) => {
       const tenantId = tenantIdOf(request);
+      const redacted = lacking(principalOf(request), WHAT_IF_PARTS);
       const body = request.body;
       const until = body.until ?? app.clock();
       if (until <= body.since) invalidField('body.until', 'must be after since');
@@ -159,16 +195,19 @@ export const policyWhatIfRoutes: FastifyPluginAsyncZod<{ contents: PolicyContent
         if (wantsStream(request, request.query.stream)) {
           const stream = ndjson(
             (emit, signal) =>
-              runWhatIf(options(signal, emit)).finally(() => {
-                reply.raw.off('close', onClose);
-                running.delete(tenantId);
-              }),
+              // Without usage:read no flip is handed out: the replay runs for the summary alone.
+              runWhatIf(options(signal, redacted.includes('usage:read') ? undefined : emit))
+                .then((result) => visible(result, redacted))
+                .finally(() => {
+                  reply.raw.off('close', onClose);
+                  running.delete(tenantId);
+                }),
             gone.signal,
           );
           handedToStream = true;
           return sendNdjson(reply, stream);
         }
-        return await runWhatIf(options(gone.signal));
+        return visible(await runWhatIf(options(gone.signal)), redacted);
       } finally {
         if (!handedToStream) {
           reply.raw.off('close', onClose);
