@@ -21,6 +21,7 @@ import { SessionService } from './auth/sessions.js';
 import { documentIfMatch, registerConditionalWrites } from './conditional-writes.js';
 import { registerErrorHandling } from './errors.js';
 import { registerEtags } from './etag.js';
+import { redactDownloadToken } from './download-tokens.js';
 import { redactQueryToken, registerFeedTransport } from './feed-transport.js';
 import {
   DEFAULT_HTTP_SERVER_LIMITS,
@@ -36,6 +37,7 @@ import { requireWellFormedUnicode } from './well-formed-json.js';
 import { registerStrictQuery } from './strict-query.js';
 import { registerCursorScope } from './cursor-scope.js';
 import { feedRoutes } from './routes/feeds.js';
+import { downloadTokenRoutes } from './routes/download-tokens.js';
 import { apiRoutes } from './routes/index.js';
 import { liveStatsRoutes } from './routes/live-stats.js';
 import { systemRoutes } from './routes/system.js';
@@ -164,10 +166,11 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   });
   capConnections(app.server, serverLimits, deps.counters);
   closeUnfinishedRequestsOnClose(app);
-  // One line per request, with access tokens in query strings (WebSocket feeds) redacted.
+  // One line per request, with access tokens in query strings (WebSocket feeds) and download
+  // tokens in paths redacted.
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
-      { method: request.method, url: redactQueryToken(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      { method: request.method, url: redactDownloadToken(redactQueryToken(request.url)), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
       'request completed',
     );
   });
@@ -280,6 +283,12 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   });
   await app.register(authRoutes, { prefix: API_PREFIX });
   await app.register(apiRoutes, { prefix: API_PREFIX });
+  await app.register(downloadTokenRoutes, {
+    prefix: API_PREFIX,
+    routes,
+    apiPrefix: API_PREFIX,
+    redis: deps.redis ? { connection: deps.redis, prefix: deps.config.redis_prefix ?? 'edgeplane:' } : null,
+  });
   await app.register(feedRoutes, { apiPrefix: API_PREFIX });
   // The consoles' overview, plan usage and permission introspection, then the console itself at `/`.
   await app.register(liveStatsRoutes, { prefix: API_PREFIX });

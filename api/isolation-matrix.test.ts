@@ -136,6 +136,9 @@ const PLATFORM_ONLY: ReadonlySet<string> = new Set([
   '/api/v1/carriers/:id/towers',
   '/api/v1/carriers/:id/coverage',
   '/api/v1/carriers/:id/performance',
+  // Not an id but a single-use secret (a download link): called with an unknown one and checked
+  // for leaks; what a real link exports, and for whom, is api/download-tokens.test.ts.
+  '/api/v1/downloads/:token',
 ]);
 
 /**

@@ -129,7 +129,7 @@ describeWithBrowser('the tenant console', () => {
     expect(answered_locally).toBe(true);
   });
 
-  it('exports a list as the API streams it (CSV), with the token in a header, not the URL', async () => {
+  it('exports a list as the API streams it (CSV), through a single-use link, never the access token in a URL', async () => {
     const { page } = await signedIn('analyst', '#/alerts');
     const exportMenu = page.getByTestId('export');
     await exportMenu.waitFor();

@@ -1,9 +1,10 @@
 /**
  * Export buttons for a list the API can stream as a file (JSON, CSV, XML with the list's current
- * filters). Shown only when the API's OpenAPI document says the list takes `?format=`.
+ * filters), saved by the browser through a single-use link (Api.download), so of any size.
+ * Shown only when the API's OpenAPI document says the list takes `?format=`.
  */
 import { useState } from 'preact/hooks';
-import type { Query } from '../lib/api';
+import type { ExportFormat, Query } from '../lib/api';
 import { useConsole } from '../lib/context';
 import { describeError } from '../lib/errors';
 import { useAsync } from '../lib/hooks';
@@ -14,11 +15,11 @@ export function ExportMenu(props: { path: string; query: Query; name: string }) 
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   if (supported.data !== true) return null;
-  const run = async (format: 'csv' | 'json' | 'xml') => {
+  const run = async (format: ExportFormat) => {
     setBusy(format);
     setError(null);
     try {
-      await api.download(props.path, { ...props.query, format }, `${props.name}.${format}`);
+      await api.download(props.path, props.query, format);
     } catch (err) {
       setError(describeError(err));
     } finally {

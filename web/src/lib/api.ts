@@ -1,8 +1,8 @@
 /**
  * The REST client: same-origin fetch with the session's bearer token, the API's error shape
  * turned into ApiError, one retry after refreshing an expired token, and downloads of the API's
- * exports (the token goes in a header, never in the URL, so a download is fetched and saved as a
- * blob rather than opened as a link; what the tab holds of one is bounded, see MAX_DOWNLOAD_BYTES).
+ * exports (the bearer token goes in a header, never in a URL: a download is a single-use link the
+ * API issues for one export, which the browser saves to disk as it streams, whatever its size).
  */
 import { ApiError, errorOf } from './errors';
 import type { Session } from './session';
@@ -34,45 +34,13 @@ export function checkedPath(path: string): string {
   return path;
 }
 
-/**
- * The largest export the console saves. A download is held in the tab until it is complete (the
- * token travels in a header, so the browser cannot stream it to disk as a link), and a whole
- * history (a million usage rows is some 200 MB of CSV) would exhaust the tab: past this the
- * download is cancelled, which also stops the API's walk, and the user is told what to do instead.
- */
-export const MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024;
+export type ExportFormat = 'csv' | 'json' | 'xml';
 
-function tooLarge(): ApiError {
-  return new ApiError(
-    413,
-    'EXPORT_TOO_LARGE',
-    `This export is larger than the console can save (${MAX_DOWNLOAD_BYTES / 1024 / 1024} MB): narrow the filters, or fetch it from the API with an API key.`,
-  );
-}
-
-/** The body of `res`, refused (and its transfer cancelled) once it passes MAX_DOWNLOAD_BYTES. */
-async function boundedBody(res: Response): Promise<Blob> {
-  const type = res.headers.get('content-type') ?? '';
-  if (Number(res.headers.get('content-length')) > MAX_DOWNLOAD_BYTES) {
-    await res.body?.cancel();
-    throw tooLarge();
-  }
-  if (res.body === null) return new Blob([], { type });
-  const reader = res.body.getReader();
-  const chunks: Array<Uint8Array<ArrayBuffer>> = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_DOWNLOAD_BYTES) {
-      await reader.cancel();
-      throw tooLarge();
-    }
-    // A fetched body is never backed by shared memory.
-    chunks.push(value as Uint8Array<ArrayBuffer>);
-  }
-  return new Blob(chunks, { type });
+/** What an export link is asked for with: the query's set values, as the URL would carry them. */
+function exportQuery(query: Query): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '' && k !== 'format') out[k] = String(v);
+  return out;
 }
 
 export class Api {
@@ -130,23 +98,24 @@ export class Api {
     return (await this.#fetch('GET', path, undefined, 'text/plain')).text();
   }
 
-  /** Fetches an export and hands it to the browser as a file download. */
-  async download(path: string, query: Query, fallbackName: string): Promise<void> {
-    const res = await this.#fetch('GET', withQuery(path, query), undefined, '*/*');
-    const disposition = res.headers.get('content-disposition') ?? '';
-    const name = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? fallbackName;
-    const url = URL.createObjectURL(await boundedBody(res));
-    try {
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = name;
-      document.body.append(a);
-      a.click();
-      a.remove();
-    } finally {
-      // The click has started the download; the blob can go once the event loop moves on.
-      setTimeout(() => URL.revokeObjectURL(url), 0);
-    }
+  /**
+   * Saves an export of any size: the API is asked (with the bearer token, in a header) for a
+   * single-use link to exactly this export, and the browser's download manager fetches the link and
+   * streams the file to disk. The tab never holds the file, and the link is spent by that one
+   * download within a minute. A refused export (permission, a bad filter) is an ApiError here,
+   * before anything is downloaded.
+   */
+  async download(path: string, query: Query, format: ExportFormat): Promise<void> {
+    checkedPath(path);
+    const link = await this.post<{ url: string; expires_at: number }>('/api/v1/downloads', { path, query: exportQuery(query), format });
+    const a = document.createElement('a');
+    a.href = checkedPath(link.url);
+    // Empty: the file is named by the API's Content-Disposition.
+    a.download = '';
+    a.rel = 'noreferrer';
+    document.body.append(a);
+    a.click();
+    a.remove();
   }
 }
 

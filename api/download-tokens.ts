@@ -1,0 +1,131 @@
+/**
+ * Single-use download tokens: how a browser saves an export of any size. The console cannot put
+ * its bearer token on a link, and a download fetched with the token in a header has to be held in
+ * the tab until it is complete. So the console asks (with its bearer token) for a token that
+ * stands for one exact export request, and lets the browser's download manager fetch
+ * `/api/v1/downloads/<token>`, which the API streams to disk like any other export.
+ *
+ * A token is 256 random bits, handed out once and stored only as its SHA-256 (a leaked store or
+ * Redis dump redeems nothing). It lives DOWNLOAD_TOKEN_TTL_MS, is redeemed at most once (the take
+ * is atomic: a Map delete in one process, GETDEL in Redis), and names the tenant, the account and
+ * the session version it was issued under and the export URL; nothing in the download request can
+ * change any of them.
+ *
+ * Where the tokens live is a port: in the API process by default (one API process, the embedded
+ * deployment), in Redis when the API is given Redis (several API processes behind a balancer: a
+ * token issued by one is redeemed by whichever process the browser reaches). Expiry is checked
+ * against the API's injected clock in both adapters (Redis' own expiry only collects the garbage).
+ */
+import type { Redis } from 'ioredis';
+import { randomSecret, sha256 } from '../shared/auth/secrets.js';
+
+/** How long a token may wait for its download: the console redeems it at once. */
+export const DOWNLOAD_TOKEN_TTL_MS = 60_000;
+/** Marks a download token (like `epk_` an API key), so a log scanner or a person can tell it apart. */
+export const DOWNLOAD_TOKEN_PREFIX = 'epd_';
+/** Where a token is redeemed, under the API prefix. */
+export const DOWNLOADS_PATH = '/downloads';
+
+/** What one token stands for. */
+export interface DownloadGrant {
+  tenant_id: string | null;
+  user_id: string;
+  /** The account's session version at issue: a role change, disable or password change ends the token. */
+  session_version: number;
+  /** The export request, path and query (`/api/v1/app-usage?format=csv&…`). */
+  url: string;
+  /** Epoch ms. */
+  expires_at: number;
+}
+
+export interface DownloadTokenStore {
+  /** Remembers `grant` under the hash of a token. */
+  put(tokenHash: string, grant: DownloadGrant): Promise<void>;
+  /** The grant, removed in the same step, or null when unknown or already taken. */
+  take(tokenHash: string): Promise<DownloadGrant | null>;
+}
+
+/** A new token (returned once) and the hash it is stored under. */
+export function newDownloadToken(): { token: string; hash: string } {
+  const token = `${DOWNLOAD_TOKEN_PREFIX}${randomSecret(32)}`;
+  return { token, hash: sha256(token) };
+}
+
+export function downloadTokenHash(token: string): string {
+  return sha256(token);
+}
+
+/** The grant `token` stands for, taken (never again), or null: unknown, used or expired at `now`. */
+export async function redeemDownloadToken(store: DownloadTokenStore, token: string, now: number): Promise<DownloadGrant | null> {
+  const grant = await store.take(downloadTokenHash(token));
+  return grant !== null && now < grant.expires_at ? grant : null;
+}
+
+/**
+ * In the API process. Tokens all live the same time, so insertion order is expiry order and the
+ * expired ones are dropped from the front on each issue: memory stays at the tokens issued in
+ * the last minute.
+ */
+export class InProcessDownloadTokens implements DownloadTokenStore {
+  readonly #grants = new Map<string, DownloadGrant>();
+
+  constructor(private readonly now: () => number) {}
+
+  async put(tokenHash: string, grant: DownloadGrant): Promise<void> {
+    const now = this.now();
+    for (const [hash, held] of this.#grants) {
+      if (held.expires_at > now) break;
+      this.#grants.delete(hash);
+    }
+    this.#grants.set(tokenHash, grant);
+  }
+
+  async take(tokenHash: string): Promise<DownloadGrant | null> {
+    const grant = this.#grants.get(tokenHash);
+    if (grant === undefined) return null;
+    this.#grants.delete(tokenHash);
+    return grant;
+  }
+
+  /** Tokens held (issued and neither taken nor dropped): for tests. */
+  get size(): number {
+    return this.#grants.size;
+  }
+}
+
+/** In Redis, shared by every API process of a deployment. */
+export class RedisDownloadTokens implements DownloadTokenStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly now: () => number,
+  ) {}
+
+  #key(tokenHash: string): string {
+    return `${this.prefix}download-token:${tokenHash}`;
+  }
+
+  async put(tokenHash: string, grant: DownloadGrant): Promise<void> {
+    const ttlMs = Math.max(1, grant.expires_at - this.now());
+    await this.redis.set(this.#key(tokenHash), JSON.stringify(grant), 'PX', ttlMs);
+  }
+
+  async take(tokenHash: string): Promise<DownloadGrant | null> {
+    // GETDEL (Redis 6.2): of two processes redeeming the same token at once, one gets it.
+    const raw = await this.redis.getdel(this.#key(tokenHash));
+    if (raw === null) return null;
+    try {
+      return JSON.parse(raw) as DownloadGrant;
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** The rest of a path after a `downloads` segment, in any case (also a path the router refused). */
+const DOWNLOAD_PATH_RE = /^([^?#]*\/downloads\/)[^?#]+/i;
+
+/** `url` with a download token in its path replaced, for logs. */
+export function redactDownloadToken(url: string): string {
+  return url.replace(DOWNLOAD_PATH_RE, '$1[redacted]');
+}
