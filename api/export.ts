@@ -7,6 +7,11 @@
  * page only when the socket drained what it had (Readable.from over an async generator), so
  * memory stays at about one page whatever the row count, and a client that goes away stops the
  * walk. The first page is read before any header is sent, so a bad cursor is still a clean 400.
+ * Each page is sent only once the caller's credential was authenticated again (one store read per
+ * page, credential-recheck.ts): an export walking its pages when the key or session is revoked,
+ * through any API process, stops at the next page; the response is cut (no final chunk, so
+ * the client sees an incomplete download, never a complete-looking one) and counted in
+ * `exports_cut_total`.
  *
  * Rows are written column by column from a fixed list (the record's response schema), so an
  * export can never carry a field the JSON response would have stripped.
@@ -20,6 +25,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Page } from '../shared/store/port.js';
+import { credentialRecheck } from './credential-recheck.js';
 import { BooleanQuery } from './schemas/common.js';
 
 export type ExportFormat = 'json' | 'csv' | 'xml';
@@ -210,13 +216,21 @@ function closing(format: ExportFormat, spec: ExportSpec<unknown>): string {
 }
 
 /** The whole document, one page per chunk; the next page is read only when asked for. */
-async function* exportChunks<T>(format: ExportFormat, spec: ExportSpec<T>, firstPage: Page<T>): AsyncGenerator<string> {
+async function* exportChunks<T>(
+  format: ExportFormat,
+  spec: ExportSpec<T>,
+  firstPage: Page<T>,
+  authorized?: () => Promise<boolean>,
+): AsyncGenerator<string> {
   yield opening(format, spec as ExportSpec<unknown>);
   let page = firstPage;
   let first = true;
   for (;;) {
     if (page.items.length > 0) {
-      yield await serializePage(format, spec, page.items, first);
+      const chunk = await serializePage(format, spec, page.items, first);
+      // Checked last, right before the page goes out.
+      if (authorized && !(await authorized())) throw new Error('export cut: the credential was revoked');
+      yield chunk;
       first = false;
     }
     if (page.next_cursor === null) break;
@@ -226,8 +240,8 @@ async function* exportChunks<T>(format: ExportFormat, spec: ExportSpec<T>, first
 }
 
 /** Byte stream of the export; starts reading the store only when consumed. */
-export function exportStream<T>(format: ExportFormat, spec: ExportSpec<T>, firstPage: Page<T>): Readable {
-  return Readable.from(exportChunks(format, spec, firstPage), { objectMode: false, highWaterMark: 64 * 1024 });
+export function exportStream<T>(format: ExportFormat, spec: ExportSpec<T>, firstPage: Page<T>, authorized?: () => Promise<boolean>): Readable {
+  return Readable.from(exportChunks(format, spec, firstPage, authorized), { objectMode: false, highWaterMark: 64 * 1024 });
 }
 
 /** `20250102T030405Z`: sortable and safe in a file name. */
@@ -246,6 +260,15 @@ export async function sendExport<T>(
   opts: { now: number; startCursor: string | null },
 ): Promise<FastifyReply> {
   const firstPage = await spec.fetchPage(opts.startCursor);
+  const recheck = credentialRecheck(reply.request);
+  const counters = reply.server.counters;
+  const authorized =
+    recheck &&
+    (async () => {
+      if (await recheck.stillAuthorized()) return true;
+      counters.inc('exports_cut_total', { reason: 'revoked' });
+      return false;
+    });
   const filename = `${spec.filename}-${stamp(opts.now)}.${format}`;
   return reply
     .code(200)
@@ -253,5 +276,5 @@ export async function sendExport<T>(
     .header('content-disposition', `attachment; filename="${filename}"`)
     .header('cache-control', 'no-store')
     .header('x-content-type-options', 'nosniff')
-    .send(exportStream(format, spec, firstPage));
+    .send(exportStream(format, spec, firstPage, authorized));
 }

@@ -93,7 +93,7 @@ export async function registerFeedTransport(app: FastifyInstance, limits: Partia
     counters: app.counters,
     clock: app.clock,
     limits,
-    onError: (err) => app.log.error({ err }, 'feed message could not be built'),
+    onError: (err) => app.log.error({ err }, 'feed message could not be built, or a feed credential could not be checked again'),
   });
   await app.register(fastifyWebsocket, {
     options: {

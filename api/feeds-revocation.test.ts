@@ -2,8 +2,10 @@
  * A live feed never outlives the credential that opened it, over real WebSockets: revoking the API
  * key, or disabling, deleting, re-roling or re-passwording the console account, closes its feeds
  * (4401) — in the same process, and across API processes through the Redis bus ('cluster' scope).
- * An access token's expiry closes its feed by itself, without waiting for a heartbeat. Nothing
- * sleeps: tests await the socket's close.
+ * An access token's expiry closes its feed by itself, without waiting for a heartbeat. And when the
+ * announcement between processes is lost (two API processes on one store file, each with its own
+ * in-process bus), the periodic re-authentication of every open credential still closes the feed.
+ * Nothing sleeps: tests await the socket's close.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +19,7 @@ import { KeyRing } from '../shared/auth/tokens.js';
 import type { ConsoleUser } from '../shared/domain.js';
 import { createRedis } from '../shared/redis/connection.js';
 import { RedisBus } from '../shared/redis/redis-bus.js';
+import { FEED_DROPPED_COUNTER } from './feeds.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, startHarness, type Harness, type Session } from './test-support.js';
 
@@ -221,5 +224,101 @@ describeWithRedis('feeds close when their credential ends on another API process
     // Process A refuses the token on its own (session version in the shared store).
     expect(await upgradeStatus(a, session.access)).toBe(401);
     expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
+  });
+});
+
+describe('feeds close when their credential ends on another API process whose announcement is lost', () => {
+  let dir: string;
+  let a: Harness;
+  let b: Harness;
+  let ownerOnB: Session;
+  const cleanup: Array<() => Promise<unknown>> = [];
+  const sockets: WebSocket[] = [];
+
+  /** An API process on the shared file with its own in-process bus: it hears nothing from the other. */
+  async function isolatedProcess(file: string, keyRing: KeyRing): Promise<Harness> {
+    const store = new SqliteStore({ file });
+    await store.init();
+    const h = await startHarness({ rateLimitPerMin: 1_000_000, store, keyRing });
+    cleanup.push(async () => {
+      await h.close();
+      await store.close();
+    });
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    return h;
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'edgeplane-feeds-lost-'));
+    const file = join(dir, 'edgeplane.db');
+    const keyRing = await KeyRing.open(null);
+    a = await isolatedProcess(file, keyRing);
+    b = await isolatedProcess(file, keyRing);
+    const operator = await login(b.app, OPERATOR_EMAIL);
+    ownerOnB = (await createTenant(b.app, operator, 'Acme')).owner;
+  });
+  afterEach(async () => {
+    for (const ws of sockets.splice(0)) ws.terminate();
+    for (const close of cleanup.splice(0).reverse()) await close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a key revoked through B: the next credential round on A closes its feed, and only its feed', async () => {
+    const [revoked, kept] = [await createKey(b, ownerOnB), await createKey(b, ownerOnB)];
+    const feed = await openFeed(a, revoked.key);
+    const twin = await openFeed(a, revoked.key);
+    const other = await openFeed(a, kept.key);
+    const ownerFeed = await openFeed(a, ownerOnB.access);
+    sockets.push(feed.ws, twin.ws, other.ws, ownerFeed.ws);
+    expect((await call(b, ownerOnB, 'DELETE', `/api/v1/api-keys/${revoked.id}`)).statusCode).toBe(204);
+    // The hub's own timer may have run the round already; running it again changes nothing.
+    await a.app.feeds.recheckAuthorizations();
+    expect(a.app.feeds.size).toBe(2);
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'credential revoked' });
+    expect(await twin.closed).toEqual({ code: 4401, reason: 'credential revoked' });
+    expect(a.counters.get(FEED_DROPPED_COUNTER, { feed: 'alerts', reason: 'revoked' })).toBe(2);
+    expect(other.ws.readyState).toBe(WebSocket.OPEN);
+    expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('an account disabled through B loses its feed on A at the next round of the timer', async () => {
+    const viewer = await createViewer(b, ownerOnB, 'viewer@acme.test');
+    const session = await login(a.app, 'viewer@acme.test');
+    const feed = await openFeed(a, session.access);
+    const ownerFeed = await openFeed(a, ownerOnB.access);
+    sockets.push(feed.ws, ownerFeed.ws);
+    expect((await call(b, ownerOnB, 'PATCH', `/api/v1/console-users/${viewer.id}`, { disabled: true })).statusCode).toBe(200);
+    // Nothing is called: the hub's own credential timer finds it.
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'credential revoked' });
+    expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("a key whose creator is demoted on B loses its feed on A when it loses a read scope, not when it loses only a write scope", async () => {
+    const res = await call(b, ownerOnB, 'POST', '/api/v1/console-users', { email: 'admin@acme.test', password: PASSWORD, console_role: 'admin' });
+    expect(res.statusCode, res.body).toBe(201);
+    const adminId = json<{ user: ConsoleUser }>(res).user.id;
+    const admin = await login(b.app, 'admin@acme.test');
+    const keyWith = async (scopes: string[]) => json<{ key: string }>(await call(b, admin, 'POST', '/api/v1/api-keys', { name: 'feed', scopes })).key;
+    const readsAudit = await openFeed(a, await keyWith(['feeds:read', 'alerts:read', 'remediation:read', 'audit:read']));
+    const writesDevices = await openFeed(a, await keyWith(['feeds:read', 'alerts:read', 'remediation:read', 'devices:write']));
+    sockets.push(readsAudit.ws, writesDevices.ws);
+    // An analyst holds neither audit:read nor devices:write.
+    expect((await call(b, ownerOnB, 'PATCH', `/api/v1/console-users/${adminId}`, { console_role: 'analyst' })).statusCode).toBe(200);
+    await a.app.feeds.recheckAuthorizations();
+    expect(await readsAudit.closed).toEqual({ code: 4401, reason: 'credential revoked' });
+    expect(writesDevices.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('a re-roled account loses its feed on A; the owner, unchanged, keeps theirs', async () => {
+    const viewer = await createViewer(b, ownerOnB, 'viewer@acme.test');
+    const session = await login(a.app, 'viewer@acme.test');
+    const feed = await openFeed(a, session.access);
+    const ownerFeed = await openFeed(a, ownerOnB.access);
+    sockets.push(feed.ws, ownerFeed.ws);
+    expect((await call(b, ownerOnB, 'PATCH', `/api/v1/console-users/${viewer.id}`, { console_role: 'analyst' })).statusCode).toBe(200);
+    await a.app.feeds.recheckAuthorizations();
+    expect(await feed.closed).toEqual({ code: 4401, reason: 'credential revoked' });
+    expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
+    expect(a.app.feeds.size).toBe(1);
   });
 });

@@ -14,11 +14,22 @@
  * principal's feeds on every API process at once. The heartbeat checks expiry again against the
  * injected clock.
  *
+ * Pub/sub between processes is at most once, so a revocation made through another API process is
+ * not left to its announcement alone: every `credentialRecheckMs` (1 s by default) each open
+ * credential is authenticated again against the store, as the guard would (one read per distinct
+ * credential, not per feed nor per message), and its feeds close (4401) when it no longer
+ * authenticates; when the bus reports missed events the round runs at once. So after a revocation
+ * is answered, its feeds emit nothing more in the process that made it, and at most
+ * `credentialRecheckMs` plus one store read of messages elsewhere. Every feed closed for a
+ * revocation is counted (`feed_clients_dropped_total{reason="revoked"}`). A credential that cannot
+ * be checked (store unavailable) keeps its feeds; the error is reported and the next round asks again.
+ *
  * Authentication is the API's guard; the token lift and the Fastify wiring are feed-transport.ts.
  */
 import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
 import type { Bus, BusEvents } from '../shared/bus.js';
+import { noLongerAuthorized, type CredentialRecheck } from './credential-recheck.js';
 import type { Effect } from '../shared/domain.js';
 import type { Counters } from '../shared/metrics.js';
 import { AlertEventSchema, AlertSchema, CommandRecordSchema, UsageRecordSchema } from '../shared/schemas/records.js';
@@ -34,6 +45,8 @@ export interface FeedLimits {
   closeGraceMs: number;
   /** Open feed connections per tenant; more are refused with 4429. */
   maxConnectionsPerTenant: number;
+  /** How often each open credential is authenticated again against the store. */
+  credentialRecheckMs: number;
 }
 
 export const DEFAULT_FEED_LIMITS: FeedLimits = {
@@ -41,6 +54,7 @@ export const DEFAULT_FEED_LIMITS: FeedLimits = {
   heartbeatIntervalMs: 30_000,
   closeGraceMs: 5_000,
   maxConnectionsPerTenant: 200,
+  credentialRecheckMs: 1_000,
 };
 
 /** Close codes sent to feed clients (4xxx mirror the HTTP status a REST call would get). */
@@ -74,6 +88,12 @@ export interface FeedClient {
    * retired since). Asked at every heartbeat and by `recheck`; absent: nothing to ask.
    */
   stillValid?: () => Promise<boolean>;
+  /**
+   * Authenticates the credential again against the store (revoked key, disabled or re-roled
+   * account…), every `credentialRecheckMs`; `key` names the credential, so feeds opened with the
+   * same one share a read. Throws when it cannot tell (store unavailable).
+   */
+  authorization?: CredentialRecheck;
 }
 
 const principalKey = (p: FeedPrincipal): string => `${p.kind}:${p.id}`;
@@ -87,14 +107,14 @@ export interface FeedHubEvents {
   dropped: [feed: FeedName, tenantId: string, reason: DropReason];
 }
 
-export type DropReason = 'slow_consumer' | 'heartbeat_timeout';
+export type DropReason = 'slow_consumer' | 'heartbeat_timeout' | 'revoked';
 
 export interface FeedHubDeps {
   bus: Bus;
   counters: Counters;
   clock: () => number;
   limits?: Partial<FeedLimits>;
-  /** A message that could not be shaped (a record drifted from its schema); skipped, reported. */
+  /** A message that could not be shaped (a record drifted from its schema; skipped), or a credential recheck that failed (the feed stays): reported. */
   onError?: (err: unknown) => void;
 }
 
@@ -178,6 +198,9 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
   /** One serialization per published event and message type, shared by every receiving connection. */
   readonly #serialized = new Map<string, WeakMap<object, string>>();
   #heartbeat: NodeJS.Timeout | null = null;
+  #credentialTimer: NodeJS.Timeout | null = null;
+  /** The credential round in progress: rounds never overlap (a slow store would pile them up). */
+  #authorizing: Promise<void> | null = null;
   /** After stop(), late upgrades (a keep-alive connection during shutdown) are closed at once. */
   #stopped = false;
 
@@ -200,6 +223,10 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     if (this.#heartbeat) return;
     this.#heartbeat = setInterval(() => this.sweep(), this.limits.heartbeatIntervalMs);
     this.#heartbeat.unref();
+    this.#credentialTimer = setInterval(() => void this.recheckAuthorizations(), this.limits.credentialRecheckMs);
+    this.#credentialTimer.unref();
+    // Announcements missed while the bus was away: do not wait for the next round.
+    this.#bus.onMissedEvents?.(() => void this.recheckAuthorizations(), this);
     // Cluster scope: the revocation may have been made through another API process.
     this.#bus.subscribe(
       'console-user.revoked',
@@ -215,13 +242,38 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     this.#stopped = true;
     this.#bus.removeAllFor(this);
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#credentialTimer) clearInterval(this.#credentialTimer);
     this.#heartbeat = null;
+    this.#credentialTimer = null;
     for (const conn of [...this.#connections]) conn.close(FEED_CLOSE.shuttingDown, 'server shutting down');
   }
 
   /** Closes every feed `principal` has open in this process (4401). */
   revoke(principal: FeedPrincipal, reason: string): void {
-    for (const conn of [...(this.#byPrincipal.get(principalKey(principal)) ?? [])]) conn.close(FEED_CLOSE.tokenExpired, reason);
+    for (const conn of [...(this.#byPrincipal.get(principalKey(principal)) ?? [])]) this.#revoked(conn, reason);
+  }
+
+  /**
+   * One credential round (the timer calls it; tests call it directly): authenticates each distinct
+   * open credential again and closes (4401) the feeds of those that no longer authenticate.
+   * Resolves when the round is over; a call during a round joins it.
+   */
+  recheckAuthorizations(): Promise<void> {
+    this.#authorizing ??= this.#authorizeRound().finally(() => {
+      this.#authorizing = null;
+    });
+    return this.#authorizing;
+  }
+
+  async #authorizeRound(): Promise<void> {
+    const revoked = await noLongerAuthorized([...this.#connections], (conn) => conn.client.authorization, this.#onError);
+    for (const conn of revoked) if (this.#connections.has(conn)) this.#revoked(conn, 'credential revoked');
+  }
+
+  #revoked(conn: FeedConnection, reason: string): void {
+    if (conn.closing) return;
+    this.#count(conn, 'revoked');
+    conn.close(FEED_CLOSE.tokenExpired, reason);
   }
 
   /**

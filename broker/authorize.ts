@@ -9,6 +9,7 @@
  * another client, whatever the PUBLISH's retain flag or the subscriptions that match it.
  */
 import type { AedesOptions, AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes';
+import { FeedCut } from '../shared/ingest/carrier-feeds.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import { mayPublish, mayReceive, maySubscribe, mqttIdentity, parseTopic, subscriptionMaxQos, type MqttPrincipal, type ParsedTopic } from '../shared/mqtt/topics.js';
@@ -242,8 +243,10 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       if (!kind || !ctx.carrierFeeds) throw denyAcl('publish', client, principal, topic);
       try {
         // Applied before the PUBACK, and consumed: a feed is never relayed, retained or queued.
-        await ctx.carrierFeeds.accept(principal.carrierId, kind, payload);
+        const credentialId = principal.credentialId;
+        await ctx.carrierFeeds.accept(principal.carrierId, kind, payload, { id: credentialId, revoked: () => sessions.isRevoked(credentialId) });
       } catch (err) {
+        if (err instanceof FeedCut) throw new PublishRefused('carrier credential revoked');
         counters.inc('ingest_errors_total', { stage: 'broker', reason: 'carrier_feed_failed' });
         logger.error({ err, topic, carrier_id: principal.carrierId }, 'carrier feed refused: applying it failed');
         throw new PublishRefused('carrier feed failed');

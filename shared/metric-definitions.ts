@@ -79,6 +79,7 @@ export const METRIC_DEFINITIONS = {
   // --- distributed uplink queue ------------------------------------------------------------------
   uplink_queue_depth: gauge('Uplink jobs waiting, delayed or running in the shared queue'),
   uplink_jobs_queued_total: counter('Uplink micro-batch jobs queued by this broker node'),
+  mqtt_sessions_revoked_total: counter('MQTT sessions closed because what opened them was withdrawn (credential_revoked, tower_withdrawn: retired or deleted, user_revoked: console account disabled, deleted, re-roled or re-passworded), by who noticed: the bus, or the periodic re-check against the store (the announcement was lost)', 'reason', 'source'),
   mqtt_wills_suppressed_total: counter("Tower wills not published: the broker was stopping (it closed the connection, the tower did not go away), or the tower connected to another node (moved_away)", 'reason'),
   uplink_messages_queued_total: counter('Uplink messages queued by this broker node'),
   uplink_queue_errors_total: counter('Uplink micro-batches that could not be queued'),
@@ -117,6 +118,7 @@ export const METRIC_DEFINITIONS = {
   // --- API, feeds, audit ---------------------------------------------------------------------------
   http_connections_refused_total: counter('HTTP connections closed on accept because --http-max-connections were open'),
   feed_clients_dropped_total: counter('Live feed clients disconnected, by feed and reason', 'feed', 'reason'),
+  exports_cut_total: counter("Exports stopped before their end because the caller's credential was revoked meanwhile", 'reason'),
   audit_records_total: counter('Audit records written'),
   audit_write_errors_total: counter('Audit records that could not be written'),
   store_full_errors_total: counter('Store operations refused because the store is full (SQLite SQLITE_FULL, MongoDB out of disk space), by who was refused: ingest, api, audit, commands, credentials', 'source'),

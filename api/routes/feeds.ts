@@ -22,6 +22,7 @@ import { EffectSchema } from '../../shared/mqtt/payloads.js';
 import { principalOf } from '../auth/guard.js';
 import type { Permission } from '../auth/permissions.js';
 import { lacking } from '../auth/reveal.js';
+import { credentialRecheck } from '../credential-recheck.js';
 import { accessTokenExpiry, bearerOf } from '../feed-transport.js';
 import { FEED_CLOSE, type FeedClient } from '../feeds.js';
 import { IdSchema, errorResponses } from '../schemas/common.js';
@@ -59,7 +60,10 @@ function feedClientOf(request: FastifyRequest, tenantId: string): FeedClient {
   const principal = principalOf(request);
   // Unreachable (carriers hold no 'feeds:read'), kept for the type.
   if (principal.kind === 'carrier') throw createError('FORBIDDEN', 'carrier credentials open no feeds');
-  if (principal.kind === 'api_key') return { tenantId, principal: { kind: 'api_key', id: principal.keyId }, expiresAt: principal.expiresAt };
+  // Authenticated again while the feed is open: a revocation whose announcement was lost still ends it.
+  const authorization = credentialRecheck(request);
+  const rechecked = authorization ? { authorization } : {};
+  if (principal.kind === 'api_key') return { tenantId, principal: { kind: 'api_key', id: principal.keyId }, expiresAt: principal.expiresAt, ...rechecked };
   // An access token stops verifying when its signing key is retired: the hub asks again.
   const token = bearerOf(request);
   const tokens = request.server.tokens;
@@ -67,6 +71,7 @@ function feedClientOf(request: FastifyRequest, tenantId: string): FeedClient {
     tenantId,
     principal: { kind: 'user', id: principal.userId },
     expiresAt: accessTokenExpiry(request),
+    ...rechecked,
     ...(token !== undefined ? { stillValid: () => tokens.verify(token).then(() => true, () => false) } : {}),
   };
 }

@@ -39,3 +39,15 @@ export async function checkCarrierKey(
   if (cred.revoked_at !== null) return { ok: false, reason: 'revoked' };
   return { ok: true, carrierId: cred.carrier_id, credentialId: cred.id };
 }
+
+/**
+ * Whether an authenticated credential still stands (read again while its feed is being applied):
+ * it exists and is not revoked. The secret was checked at authentication; only revocation changes.
+ */
+export async function carrierCredentialActive(
+  credentialId: string,
+  get: (credentialId: string) => Promise<CarrierCredentialRecord | null>,
+): Promise<boolean> {
+  const cred = await get(credentialId);
+  return cred !== null && cred.revoked_at === null;
+}

@@ -54,6 +54,8 @@ export function humanName(max = 200) {
  */
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const FORBIDDEN_IN_TEXT = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/u;
+/** The same characters, every occurrence: built once (shownPlainText runs on every tower report). */
+const FORBIDDEN_IN_TEXT_ALL = new RegExp(FORBIDDEN_IN_TEXT.source, 'gu');
 
 /** Refines free text: 400 naming the field and the code point of the first forbidden character. */
 export function plainText(text: string, ctx: z.RefinementCtx): void {
@@ -68,5 +70,7 @@ export function plainText(text: string, ctx: z.RefinementCtx): void {
  * bidi override or an escape sequence must not reach the console, logs or exports as such.
  */
 export function shownPlainText(text: string): string {
-  return text.replace(new RegExp(FORBIDDEN_IN_TEXT.source, 'gu'), '\uFFFD');
+  // A global RegExp carries `lastIndex`; String.prototype.replace resets it to 0 before matching
+  // and leaves it at 0 (ECMA-262 RegExp.prototype[@@replace]), so one shared instance is safe.
+  return text.replace(FORBIDDEN_IN_TEXT_ALL, '\uFFFD');
 }

@@ -1,0 +1,94 @@
+/**
+ * The caller's credential, authenticated again while long-lived work done under it goes on (a live
+ * feed, an export walking its pages): a revocation made since, through any API process, ends that
+ * work even when its bus announcement was lost. The same answers as the guard gives a new request:
+ * an API key through `authenticateApiKey` itself (revoked, expired, its creator disabled or gone),
+ * and still holding every read scope it held when the work began (its creator demoted); an
+ * access token by the account checks the guard makes on every request (authenticateToken in
+ * auth/guard.ts: the account exists, is enabled, is in the same tenant, and is at the session
+ * version the token was issued under). The token's signature is not verified again (277 µs each):
+ * its expiry and its signing key's retirement are watched apart (feeds.ts).
+ */
+import type { FastifyRequest } from 'fastify';
+import { decodeJwt } from 'jose';
+import { EdgeplaneError } from '../shared/errors.js';
+import { authenticateApiKey } from './auth/api-keys.js';
+
+export interface CredentialRecheck {
+  /** Names the credential: work under the same one can share a read. */
+  key: string;
+  /** False when the credential no longer authenticates; throws when it cannot tell (store unavailable). */
+  stillAuthorized: () => Promise<boolean>;
+}
+
+const BEARER_RE = /^Bearer\s+(\S+)\s*$/i;
+
+/** The recheck of the request's credential; undefined for credentials not re-checked here (carriers: their push is). */
+export function credentialRecheck(request: FastifyRequest): CredentialRecheck | undefined {
+  const principal = request.principal;
+  if (!principal) return undefined;
+  const app = request.server;
+  const bearer = BEARER_RE.exec(request.headers.authorization ?? '')?.[1];
+  if (principal.kind === 'api_key') {
+    const header = request.headers['x-api-key'];
+    // As the guard reads it: Authorization first, else x-api-key.
+    const key = bearer ?? (typeof header === 'string' ? header.trim() : undefined);
+    if (key === undefined) return undefined;
+    // What the work may read was decided under the key's read scopes then: a key whose creator was
+    // demoted since and lost one of them (audit:read, say) ends the work; a write scope lost
+    // changes nothing a feed or an export sends.
+    const held = principal.scopes.filter((scope) => scope.endsWith(':read'));
+    return {
+      key: `api_key:${principal.keyId}`,
+      stillAuthorized: () =>
+        authenticateApiKey(app.store, key, app.clock(), app.storeFaults).then(
+          (now) => held.every((scope) => now.scopes.includes(scope)),
+          (err: unknown) => {
+            if (err instanceof EdgeplaneError && err.code === 'UNAUTHENTICATED') return false;
+            throw err;
+          },
+        ),
+    };
+  }
+  if (principal.kind !== 'user' || bearer === undefined) return undefined;
+  const { sv } = decodeJwt(bearer);
+  const sessionVersion = typeof sv === 'number' ? sv : 0;
+  const { userId, tenantId } = principal;
+  return {
+    key: `user:${userId}:${sessionVersion}`,
+    stillAuthorized: async () => {
+      const user = await app.store.consoleUsers.get(userId);
+      return user !== null && user.disabled_at === null && user.tenant_id === tenantId && user.session_version === sessionVersion;
+    },
+  };
+}
+
+/**
+ * The items whose credential no longer authenticates, asking each distinct credential (by `key`)
+ * once. A check that fails (store unavailable) goes to `onError` and keeps its items.
+ */
+export async function noLongerAuthorized<T>(
+  items: readonly T[],
+  recheckOf: (item: T) => CredentialRecheck | undefined,
+  onError: (err: unknown) => void,
+): Promise<T[]> {
+  const byCredential = new Map<string, { check: CredentialRecheck['stillAuthorized']; items: T[] }>();
+  for (const item of items) {
+    const recheck = recheckOf(item);
+    if (!recheck) continue;
+    const group = byCredential.get(recheck.key);
+    if (group) group.items.push(item);
+    else byCredential.set(recheck.key, { check: recheck.stillAuthorized, items: [item] });
+  }
+  const revoked = await Promise.all(
+    [...byCredential.values()].map(async ({ check, items: same }) => {
+      try {
+        return (await check()) ? [] : same;
+      } catch (err) {
+        onError(err);
+        return [];
+      }
+    }),
+  );
+  return revoked.flat();
+}
