@@ -76,17 +76,17 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
       }),
   );
   agents.forEach((agent, i) => opts.onAgent?.(agent, i));
-  for (const agent of agents) {
+  agents.forEach((agent, towerIndex) => {
     agent.on('decision', (_tenantId, decision, origin) => recorder.recordDecision(decision, undefined, 'bundle_version' in origin));
     agent.on('reconciled', (r) => recorder.recordReconciled(r.disagreement));
     agent.on('decisionBatch', (_tenantId, batch) => {
       for (const r of batch.rejected) recorder.recordRejected(r.event_id);
     });
     agent.on('command', (tenantId, command, ack) => {
-      recorder.recordCommand(tenantId, command.id, command.device_id, ack.status);
+      recorder.recordCommand(towerIndex, tenantId, command, ack.status);
     });
     agent.on('error', () => recorder.recordAgentError());
-  }
+  });
 
   let progressTimer: NodeJS.Timeout | undefined;
   const offline = (): string[] => agents.filter((a) => !a.online).map((a) => a.towerId);
@@ -201,7 +201,7 @@ export function play(
     const agent = agents[ev.towerIndex]!;
     const { event_id, tenant_id } = agent.observe({ device_id: ev.deviceId, app: ev.app, action: ev.action });
     recorder.recordSent(event_id, ev.towerIndex, ev.violation, tenant_id !== null);
-    if (ev.remediationExpected) recorder.recordRemediationExpected(ev.deviceId);
+    if (ev.remediation) recorder.recordRemediationExpected(ev.towerIndex, ev.deviceId, ev.app, ev.remediation);
   };
   return new Promise((resolve, reject) => {
     const t0 = performance.now();

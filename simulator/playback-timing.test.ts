@@ -22,7 +22,7 @@ function uniformPlan(rate: number, durationS: number) {
       nextArrival: () => (clock += 1 / rate),
       nextEvent: (): PlannedEvent => {
         planned.push(clock);
-        return { tenantIndex: 0, deviceId: `d${n++}`, app: 'slack', action: 'open', towerIndex: n % 2, violation: false, remediationExpected: false };
+        return { tenantIndex: 0, deviceId: `d${n++}`, app: 'slack', action: 'open', towerIndex: n % 2, violation: false, remediation: null };
       },
       nextViolation: (): PlannedEvent => {
         throw new Error('no violations planned');

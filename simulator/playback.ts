@@ -3,6 +3,7 @@
  * violations happen and on which tower each device is seen. Given the same world and seed the
  * sequence is identical; only wall-clock timing differs between runs.
  */
+import type { RemediationType } from '../shared/domain.js';
 import { createPrng, weightedPicker, type Prng } from './prng.js';
 import { expectedRemediations } from './scenario.js';
 import type { ProvisionedWorld } from './world.js';
@@ -14,8 +15,8 @@ export interface PlannedEvent {
   action: string;
   towerIndex: number;
   violation: boolean;
-  /** An injected violation whose tenant and deciding rule call for a remediation command. */
-  remediationExpected: boolean;
+  /** For an injected violation whose tenant and deciding rule call for a remediation command, its type. */
+  remediation: RemediationType | null;
 }
 
 interface PlannedDevice {
@@ -34,7 +35,7 @@ export class EventPlan {
   readonly #mix: Array<() => { app: string; action: string }>;
   readonly #rate: number;
   readonly #poisson: boolean;
-  readonly #picks: Array<{ tenantIndex: number; app: string; action: string; remediation: boolean }>;
+  readonly #picks: Array<{ tenantIndex: number; app: string; action: string; remediation: RemediationType | null }>;
   #nextViolation = 0;
   #clock = 0;
 
@@ -66,7 +67,7 @@ export class EventPlan {
       tenantIndex: tenants.findIndex((t) => t.scenario.name === v.tenant),
       app: v.app,
       action: v.action,
-      remediation: remediations[i]?.expected ?? false,
+      remediation: remediations[i]?.expected ? remediations[i]!.remediation!.type : null,
     }));
     this.violationTimes = Array.from({ length: s.violations.count }, () => this.#prng.next() * s.duration_s).sort((a, b) => a - b);
   }
@@ -81,7 +82,7 @@ export class EventPlan {
   nextEvent(): PlannedEvent {
     const d = this.#devices[this.#prng.int(this.#devices.length)]!;
     const m = this.#mix[d.tenantIndex]!();
-    return { tenantIndex: d.tenantIndex, deviceId: d.deviceId, app: m.app, action: m.action, towerIndex: d.towerIndex, violation: false, remediationExpected: false };
+    return { tenantIndex: d.tenantIndex, deviceId: d.deviceId, app: m.app, action: m.action, towerIndex: d.towerIndex, violation: false, remediation: null };
   }
 
   /** The next injected violation: picks in turn, a random device of the picked tenant. */
@@ -95,7 +96,7 @@ export class EventPlan {
       action: pick.action,
       towerIndex: d.towerIndex,
       violation: true,
-      remediationExpected: pick.remediation,
+      remediation: pick.remediation,
     };
   }
 }

@@ -1,14 +1,24 @@
 /**
  * FleetRecorder's live progress is per interval (a latency spike shows in the interval it happens
- * in, not averaged into the whole run) and its command counts are per tenant and distinct, so
- * they can be held against the control plane's own count.
+ * in, not averaged into the whole run); its command counts are per tenant and distinct, so they
+ * can be held against the control plane's own count; and an expected remediation is acked only by
+ * a command that covers it, the report saying how many commands the acked violations share.
  */
 import { describe, expect, it } from 'vitest';
-import type { Decision } from '../shared/mqtt/payloads.js';
+import type { Command, Decision } from '../shared/mqtt/payloads.js';
 import { FleetRecorder, formatReport } from './report.js';
 
 const decision = (event_id: string): Decision =>
   ({ event_id, effect: 'allow', reason: 'default', rule_id: null, policy_id: null, policy_version: 1 }) as unknown as Decision;
+
+/** A remediation command as a tower receives it (the fields the recorder reads). */
+const cmd = (id: string, type: Command['type'], device_id: string, app?: string, duration_s?: number): Pick<Command, 'id' | 'type' | 'device_id' | 'app' | 'duration_s'> => ({
+  id,
+  type,
+  device_id,
+  ...(app !== undefined && { app }),
+  ...(duration_s !== undefined && { duration_s }),
+});
 
 const run = { scenario: 's', seed: 1, startedAt: new Date(0), tenants: 2, offeredRateEps: 10, playbackS: 2, drainS: 0, ends: [{ dropped: 0, lost: 0 }, { dropped: 0, lost: 0 }] };
 
@@ -56,15 +66,16 @@ describe('FleetRecorder', () => {
 
   it('counts distinct remediation commands per tenant, received and applied', () => {
     const rec = new FleetRecorder(['t0']);
-    rec.recordRemediationExpected('d1');
-    rec.recordCommand('tenant-b', 'c1', 'd1', 'applied');
-    rec.recordCommand('tenant-b', 'c1', 'd1', 'applied'); // a redelivery of the same command
-    rec.recordCommand('tenant-b', 'c2', 'd1', 'applied'); // an escalation for the same device
-    rec.recordCommand('tenant-a', 'c3', 'd9', 'failed');
+    rec.recordRemediationExpected(0, 'd1', 'dropbox', 'block_app');
+    rec.recordCommand(0, 'tenant-b', cmd('c1', 'block_app', 'd1', 'dropbox'), 'applied');
+    rec.recordCommand(0, 'tenant-b', cmd('c1', 'block_app', 'd1', 'dropbox'), 'applied'); // a redelivery of the same command
+    rec.recordCommand(0, 'tenant-b', cmd('c2', 'block_device', 'd1'), 'applied'); // an escalation for the same device
+    rec.recordCommand(0, 'tenant-a', cmd('c3', 'block_app', 'd9', 'dropbox'), 'failed');
     const r = rec.report({ ...run, ends: [{ dropped: 0, lost: 0 }] });
     expect(r).toMatchObject({
       remediations_expected: 1,
       remediations_acked: 1,
+      remediations_acked_by_commands: 1,
       commands_received: 3,
       commands_applied: 2,
       commands_per_tenant: [
@@ -73,6 +84,56 @@ describe('FleetRecorder', () => {
       ],
     });
     expect(formatReport(r)).toMatch(/remediation commands\s+3 received at towers, 2 applied/);
+    rec.close();
+  });
+
+  // The demo's "remediations exp/acked 10 / 10" beside "9 received at towers, 9 applied": one
+  // device violated the same rule twice at its tower, the second time during the block the
+  // first brought, so the control plane (rightly) sent no second command. The report must say
+  // that rather than leave two different units side by side.
+  it('acks a violation during a block in force by that block, and says how many commands acked the violations', () => {
+    let now = 0;
+    const rec = new FleetRecorder(['t0'], () => now);
+    rec.recordRemediationExpected(0, 'd1', 'dropbox', 'block_app');
+    now = 100;
+    rec.recordCommand(0, 'T', cmd('c1', 'block_app', 'd1', 'dropbox', 600), 'applied');
+    rec.recordRemediationExpected(0, 'd2', 'tiktok', 'block_app');
+    now = 200;
+    rec.recordCommand(0, 'T', cmd('c2', 'block_app', 'd2', 'tiktok', 300), 'applied');
+    now = 11_000;
+    rec.recordRemediationExpected(0, 'd1', 'dropbox', 'block_app'); // c1 still holds
+    const r = rec.report({ ...run, ends: [{ dropped: 0, lost: 0 }] });
+    expect(r).toMatchObject({ remediations_expected: 3, remediations_acked: 3, remediations_acked_by_commands: 2, commands_received: 2, commands_applied: 2, passed: true });
+    const text = formatReport(r);
+    expect(text).toMatch(/remediations exp\/acked\s+3 \/ 3 \(violations, acked by 2 distinct commands; 1 violation came during a block already in force\)/);
+    expect(text).toMatch(/remediation commands\s+2 received at towers, 2 applied/);
+    rec.close();
+  });
+
+  it("acks a violation only by a command that covers it: same tower and device, its app's block or the device's, in force", async () => {
+    let now = 0;
+    const rec = new FleetRecorder(['t0', 't1'], () => now);
+    rec.recordCommand(0, 'T', cmd('c1', 'block_app', 'd1', 'dropbox', 60), 'applied');
+    // Another app of the same device: the dropbox block is not its remediation.
+    rec.recordRemediationExpected(0, 'd1', 'tiktok', 'block_app');
+    // The same device and app at another tower: that tower's remediation is its own.
+    rec.recordRemediationExpected(1, 'd1', 'dropbox', 'block_app');
+    // A command the tower could not apply acks nothing.
+    rec.recordCommand(1, 'T', cmd('c2', 'block_app', 'd1', 'dropbox', 60), 'failed');
+    // After the block's 60 s the tower has lifted it: a new violation needs a new command.
+    now = 61_000;
+    rec.recordRemediationExpected(0, 'd1', 'dropbox', 'block_app');
+    expect(rec.report(run)).toMatchObject({ remediations_expected: 3, remediations_acked: 0, remediations_acked_by_commands: 0, passed: false });
+    let settled = false;
+    const waiting = rec.remediationsSettled().then(() => (settled = true));
+
+    rec.recordCommand(1, 'T', cmd('c3', 'block_app', 'd1', 'dropbox', 60), 'applied');
+    expect(rec.report(run)).toMatchObject({ remediations_acked: 1, remediations_acked_by_commands: 1 });
+    // An escalation's block of the whole device covers both of tower 0's violations.
+    rec.recordCommand(0, 'T', cmd('c4', 'block_device', 'd1', undefined, 3600), 'applied');
+    await waiting;
+    expect(settled).toBe(true);
+    expect(rec.report(run)).toMatchObject({ remediations_expected: 3, remediations_acked: 3, remediations_acked_by_commands: 2, commands_applied: 3, passed: true });
     rec.close();
   });
 

@@ -3,13 +3,20 @@
  * rejection) comes back, so losses, duplicates and missed violations are counted exactly, and
  * end-to-end latency (observed at the tower → decision received at the tower) goes into an HDR
  * histogram at microsecond resolution. Auto-remediation is checked per injected violation: one
- * that expects a remediation counts as acked once any command for its device was acked 'applied'
- * at a tower.
+ * that expects a remediation counts as acked once a command that covers it was acked 'applied' at
+ * the tower the violation was seen at: for the same device, of the type the deciding rule calls
+ * for (a block_app for the violation's app) or a block_device (an escalation), and in force when
+ * the violation happened (applied no longer than its duration_s before). "Any command for the
+ * device" was too lax: a device's dropbox block acked its tiktok violation, whose own command the
+ * run then never checked.
  *
  * Commands are also counted as such, per tenant (distinct command ids received and applied at the
  * towers), so the report can be held against the control plane's own count of remediation
- * commands: several violations may share one command (a block already in force is not re-sent),
- * and an escalation adds one, so "violations remediated" and "commands" are different numbers.
+ * commands. Violations and commands are different units: a violation while its block is in force
+ * shares that block's command (the control plane does not send it again), and an escalation adds
+ * one. So the report also says how many distinct commands the acked violations were acked by
+ * (`remediations_acked_by_commands`): "10 acked" beside "9 commands applied" is one repeat
+ * violation during a block, not an ack without a command.
  *
  * Live progress is per interval: the p99 printed every second covers the events decided since the
  * previous line, so a spike (an outage's replay) shows when it happens instead of being averaged
@@ -22,7 +29,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { build, type Histogram } from 'hdr-histogram-js';
-import type { Decision } from '../shared/mqtt/payloads.js';
+import type { RemediationType } from '../shared/domain.js';
+import type { Command, Decision } from '../shared/mqtt/payloads.js';
 
 export interface LatencySummary {
   p50: number;
@@ -82,8 +90,13 @@ export interface FleetReport {
   violations_missed: number;
   /** Injected violations that expect a remediation command (premium tenant, rule with one). */
   remediations_expected: number;
-  /** Of those, how many saw a command for their device acked 'applied' at a tower. */
+  /** Of those, how many saw a command covering them acked 'applied' at their tower. */
   remediations_acked: number;
+  /**
+   * Distinct commands the acked remediations were acked by: fewer than remediations_acked when a
+   * violation came while its block was in force (one command covers both).
+   */
+  remediations_acked_by_commands: number;
   /** Distinct remediation commands received at the towers, and applied there (all tenants). */
   commands_received: number;
   commands_applied: number;
@@ -129,6 +142,28 @@ interface EventRecord {
   state: typeof PENDING | typeof DECIDED | typeof REJECTED;
 }
 
+/** An injected violation's remediation, not acked yet. */
+interface ExpectedRemediation {
+  app: string;
+  type: RemediationType;
+  /** When the tower observed the violation (the recorder's clock). */
+  at: number;
+}
+
+/** A command acked 'applied' at a tower, in force (by the recorder's clock) until `until`. */
+interface AppliedCommand {
+  id: string;
+  type: Command['type'];
+  app: string | undefined;
+  until: number;
+}
+
+/** Whether `c` is the command `e` calls for, or stronger (a block of the whole device), in force then. */
+function covers(c: AppliedCommand, e: ExpectedRemediation): boolean {
+  const kind = c.type === 'block_device' || (c.type === e.type && (e.type !== 'block_app' || c.app === e.app));
+  return kind && c.until > e.at;
+}
+
 interface TowerTally {
   sent: number;
   decided: number;
@@ -151,10 +186,12 @@ export class FleetRecorder {
   readonly #now: () => number;
   readonly #settledWaiters = new Set<() => void>();
   readonly #remediationWaiters = new Set<() => void>();
-  /** Device → expected remediations not acked yet. */
-  readonly #remediationsPending = new Map<string, number>();
-  /** Devices with at least one command acked 'applied'. */
-  readonly #remediatedDevices = new Set<string>();
+  /** Tower and device → expected remediations not acked yet. */
+  readonly #remediationsPending = new Map<string, ExpectedRemediation[]>();
+  /** Tower and device → commands acked 'applied' there. */
+  readonly #appliedCommands = new Map<string, AppliedCommand[]>();
+  /** Commands that acked at least one expected remediation. */
+  readonly #ackingCommands = new Set<string>();
   #remediationsExpected = 0;
   #remediationsAcked = 0;
   #sent = 0;
@@ -244,34 +281,57 @@ export class FleetRecorder {
     this.#settle();
   }
 
-  /** An injected violation of `deviceId` that expects a remediation command. */
-  recordRemediationExpected(deviceId: string): void {
+  /**
+   * An injected violation of `app` by `deviceId`, seen at `tower`, whose deciding rule calls for a
+   * remediation of `type`. Acked at once if a command covering it is in force there already (the
+   * control plane does not send it again).
+   */
+  recordRemediationExpected(tower: number, deviceId: string, app: string, type: RemediationType, at = this.#now()): void {
     this.#remediationsExpected++;
-    if (this.#remediatedDevices.has(deviceId)) this.#remediationsAcked++;
-    else this.#remediationsPending.set(deviceId, (this.#remediationsPending.get(deviceId) ?? 0) + 1);
+    const key = `${tower}\u0000${deviceId}`;
+    const expected: ExpectedRemediation = { app, type, at };
+    const cover = this.#appliedCommands.get(key)?.find((c) => covers(c, expected));
+    if (cover) {
+      this.#remediationsAcked++;
+      this.#ackingCommands.add(cover.id);
+    } else {
+      const pending = this.#remediationsPending.get(key);
+      if (pending) pending.push(expected);
+      else this.#remediationsPending.set(key, [expected]);
+    }
     this.#checkRemediations();
   }
 
-  /** A tower received a remediation command (redeliveries included) and acked it with `status`. */
-  recordCommand(tenantId: string, commandId: string, deviceId: string, status: 'applied' | 'failed'): void {
+  /** `tower` received a remediation command (redeliveries included) and acked it with `status`. */
+  recordCommand(
+    tower: number,
+    tenantId: string,
+    command: Pick<Command, 'id' | 'type' | 'device_id' | 'app' | 'duration_s'>,
+    status: 'applied' | 'failed',
+    at = this.#now(),
+  ): void {
     let t = this.#commands.get(tenantId);
     if (!t) {
       t = { received: new Set(), applied: new Set() };
       this.#commands.set(tenantId, t);
     }
-    t.received.add(commandId);
-    if (status === 'applied') {
-      t.applied.add(commandId);
-      this.recordCommandApplied(deviceId);
-    }
-  }
-
-  /** A tower acked a command for `deviceId` as applied (any type, redeliveries included). */
-  recordCommandApplied(deviceId: string): void {
-    if (this.#remediatedDevices.has(deviceId)) return;
-    this.#remediatedDevices.add(deviceId);
-    this.#remediationsAcked += this.#remediationsPending.get(deviceId) ?? 0;
-    this.#remediationsPending.delete(deviceId);
+    t.received.add(command.id);
+    if (status !== 'applied' || t.applied.has(command.id)) return;
+    t.applied.add(command.id);
+    const key = `${tower}\u0000${command.device_id}`;
+    // Without a duration the tower holds it until told otherwise.
+    const applied: AppliedCommand = { id: command.id, type: command.type, app: command.app, until: command.duration_s === undefined ? Infinity : at + command.duration_s * 1000 };
+    const list = this.#appliedCommands.get(key);
+    if (list) list.push(applied);
+    else this.#appliedCommands.set(key, [applied]);
+    const pending = this.#remediationsPending.get(key);
+    if (!pending) return;
+    const left = pending.filter((e) => !covers(applied, e));
+    if (left.length === pending.length) return;
+    this.#remediationsAcked += pending.length - left.length;
+    this.#ackingCommands.add(command.id);
+    if (left.length > 0) this.#remediationsPending.set(key, left);
+    else this.#remediationsPending.delete(key);
     this.#checkRemediations();
   }
 
@@ -368,6 +428,7 @@ export class FleetRecorder {
       violations_missed: this.#violations - violationsCaught,
       remediations_expected: this.#remediationsExpected,
       remediations_acked: this.#remediationsAcked,
+      remediations_acked_by_commands: this.#ackingCommands.size,
       ...this.#commandTotals(),
       throughput_eps: run.playbackS > 0 ? round2(this.#decided / run.playbackS) : 0,
       latency_ms: {
@@ -447,7 +508,7 @@ export function formatReport(r: FleetReport): string {
     row('unexpected decisions', r.unexpected_decisions),
     row('rejected events', r.rejected_events),
     row('violations inj/caught/miss', `${r.violations_injected} / ${r.violations_caught} / ${r.violations_missed}`),
-    row('remediations exp/acked', `${r.remediations_expected} / ${r.remediations_acked}`),
+    row('remediations exp/acked', `${r.remediations_expected} / ${r.remediations_acked}${ackedBy(r)}`),
     row('remediation commands', `${r.commands_received} received at towers, ${r.commands_applied} applied`),
     row('local decisions', `${r.local_decisions} (reconciled ${r.reconciled_events}, disagreements ${r.disagreements})`),
     row('events lost', r.events_lost),
@@ -462,6 +523,18 @@ export function formatReport(r: FleetReport): string {
     lines.push('', fmt(header), ...rows.map(fmt));
   }
   return lines.join('\n');
+}
+
+/**
+ * What the acked violations were acked by, so the line is not read against the commands line as
+ * the same unit: a violation while its block was in force got no command of its own.
+ */
+function ackedBy(r: FleetReport): string {
+  if (r.remediations_acked === 0) return '';
+  const n = r.remediations_acked_by_commands;
+  const shared = r.remediations_acked - n;
+  const repeats = shared > 0 ? `; ${shared} violation${shared === 1 ? '' : 's'} came during a block already in force` : '';
+  return ` (violations, acked by ${n} distinct command${n === 1 ? '' : 's'}${repeats})`;
 }
 
 /**

@@ -10,7 +10,12 @@
  * The final report puts the towers' count of remediation commands next to the control plane's,
  * read back through the API once the acks the towers sent have landed, so the two can be checked
  * against each other rather than compared with a different unit (violations).
+ *
+ * The control plane logs to a file named on the first lines (cli/demo-log.ts), errors also to
+ * stderr: its warn lines (an alert per violation, a tower going offline) used to come as JSON
+ * between the live lines. `--log-file -` logs to the terminal as `edgeplane start` does.
  */
+import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,13 +23,14 @@ import { join } from 'node:path';
 import { randomSecret } from '../../shared/auth/secrets.js';
 import { projectPath } from '../../shared/project-root.js';
 import { CONFIG_OPTIONS, configHelp, loadConfig, type ConfigKey } from '../../shared/config.js';
-import { createLogger } from '../../shared/logger.js';
+import { createLogger, type Logger } from '../../shared/logger.js';
 import { ApiClient } from '../../simulator/api-client.js';
 import { runFleet } from '../../simulator/fleet.js';
 import { provisionWorld } from '../../simulator/provision.js';
 import { formatReport, type FleetProgress, type FleetReport } from '../../simulator/report.js';
 import { loadScenario } from '../../simulator/scenario.js';
 import { numberOption, optionsHelp, parseCommandArgs, type CommandOption } from '../args.js';
+import { DemoLogSink } from '../demo-log.js';
 import { startEmbedded, type EmbeddedHandle } from '../embedded.js';
 import { withDuration } from '../scenario-duration.js';
 import { onShutdownSignal } from '../shutdown.js';
@@ -34,6 +40,10 @@ const options: Record<string, CommandOption> = {
   report: { type: 'string', describe: 'Write the JSON report here; with it the demo exits after the report' },
   scenario: { type: 'string', describe: 'Scenario file to play', default: 'simulator/scenarios/demo.yaml' },
   rate: { type: 'string', describe: 'Override the scenario rate, events/s (the demo scenario: 500)' },
+  'log-file': {
+    type: 'string',
+    describe: "Control plane log (JSON lines; errors also on stderr), kept after the demo; '-' logs to the terminal. Default: a new file in the temp dir",
+  },
 };
 
 /** What the demo sets differently from `edgeplane start` (flags and env vars still override). */
@@ -110,7 +120,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     ...flags,
     admin_password: adminPassword,
   });
-  const logger = createLogger(config.log_level);
+  const { logger, logFile } = demoLogger(values['log-file'] as string | undefined, ownDataDir, config.log_level, config.log_format);
   const scenarioFile = values.scenario === options.scenario!.default ? projectPath('simulator', 'scenarios', 'demo.yaml') : (values.scenario as string);
   const scenario = withDuration(await loadScenario(scenarioFile), numberOption(values, 'duration'), numberOption(values, 'rate'));
 
@@ -118,6 +128,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const cp = await startEmbedded(config, { logger });
   onShutdownSignal(cp.stop, logger, config.shutdown_timeout_ms);
   out(`EdgePlane demo — control plane up: API ${cp.httpUrl} (docs ${cp.httpUrl}/docs), MQTT ${cp.mqttUrl}, data ${cp.paths.root}${ownDataDir !== null ? ' (removed on exit)' : ''}`);
+  if (logFile !== null) out(`  control plane log: ${logFile.path} (level ${config.log_level} and above, kept after the demo; errors are also shown here)`);
 
   let report: FleetReport;
   try {
@@ -148,11 +159,16 @@ export async function demoCommand(argv: string[]): Promise<number> {
           `remediation commands ${s.commands} (applied ${s.commands_applied}); towers received ${s.towers_received}, applied ${s.towers_applied}: ${agree}`,
       );
     }
+    // The control plane's side of "violations, acked by N distinct commands": a violation while
+    // the device's block is in force issues no command.
+    const notResent = cp.counters.get('remediations_skipped_total', { reason: 'already_active' });
+    out(`  violations that issued no command (a block already in force for the device): ${notResent}`);
     const full = {
       ...report,
       control_plane: {
         tenants: summary,
         remediation_counts_agree: summary.every((s) => s.commands_applied === s.towers_applied),
+        remediations_not_resent: notResent,
         counters: cp.counters.snapshot(),
       },
     };
@@ -160,6 +176,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       await writeFile(values.report, JSON.stringify(full, null, 2) + '\n');
       out(`Report written to ${values.report}`);
     }
+    if (logFile !== null) out(`Control plane log: ${logFile.path}`);
     if (interactive) {
       out('');
       out(`The console and the API stay up until Ctrl-C${ownDataDir !== null ? ' (which also removes the demo data)' : ''}. Sign in at ${cp.httpUrl}/ (API docs: ${cp.httpUrl}/docs):`);
@@ -169,10 +186,28 @@ export async function demoCommand(argv: string[]): Promise<number> {
     }
   } catch (err) {
     await cp.stop();
+    logFile?.closeFile();
     throw err;
   }
   await cp.stop();
+  logFile?.closeFile();
   return report.passed ? 0 : 1;
+}
+
+/**
+ * The control plane's logger: to `path` ('-': the terminal, as `edgeplane start`), by default to a
+ * new file in the temp dir (beside the demo's own data dir, named after it).
+ */
+function demoLogger(
+  path: string | undefined,
+  ownDataDir: string | null,
+  level: Parameters<typeof createLogger>[0],
+  format: 'auto' | 'json' | 'pretty',
+): { logger: Logger; logFile: DemoLogSink | null } {
+  if (path === '-') return { logger: createLogger(level, { format }), logFile: null };
+  const file = path ?? (ownDataDir !== null ? `${ownDataDir}.log` : join(tmpdir(), `edgeplane-demo-${randomBytes(4).toString('hex')}.log`));
+  const logFile = new DemoLogSink(file);
+  return { logger: createLogger(level, logFile), logFile };
 }
 
 /** Applied commands of the given tenants, as the control plane has recorded them. */
