@@ -3,6 +3,18 @@
  * opens the session (rate bucket, command-delivery tracking, token expiry), lets the wire guard
  * pass the client's frames, and closes sessions when the bus revokes what opened them
  * (credentials, deleted towers, console users; cluster scope, as any API process may revoke).
+ *
+ * The bus is not enough alone: pub/sub between processes is at most once, and a message can be
+ * dropped while the bus stays connected (no gap is reported then). So the live sessions are also
+ * checked against the store as their CONNECT was, one read per distinct credential or account
+ * (not per session), in rounds every `liveRecheckMs` (1 s by default): console accounts and
+ * carrier credentials every round, the same policy as the API's live feeds (api/feeds.ts); tower
+ * credentials, thousands on a node, each every TOWER_RECHECK_ROUNDS rounds (30 s), spread evenly
+ * over them (better-sqlite3 reads block the event loop: 10,000 towers every second would take
+ * about a third of it). A session whose revocation announcement was lost thus ends within that
+ * bound instead of at its token's expiry (console, up to 15 min) or never (towers, carriers).
+ * Every session closed for a revocation is counted (`mqtt_sessions_revoked_total`, by reason and
+ * by who noticed: the bus or the re-check).
  */
 import type { AuthenticateError, Client } from 'aedes';
 import type { TokenService } from '../shared/auth/tokens.js';
@@ -22,6 +34,27 @@ import { newSession, type Session, type Sessions } from './sessions.js';
 /** The longest delay setTimeout honours (2^31 - 1 ms, about 24.8 days). */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** Default period of the live sessions' re-check against the store. */
+export const LIVE_RECHECK_MS = 1_000;
+/** A tower credential is re-read once every this many periodic rounds (a bus gap re-reads all at once). */
+export const TOWER_RECHECK_ROUNDS = 30;
+/** Store reads in flight at once in a re-check round: 10,000 towers are not 20,000 queries at once. */
+const RECHECK_CONCURRENCY = 16;
+
+type RevokedReason = 'credential_revoked' | 'tower_withdrawn' | 'user_revoked';
+type NoticedBy = 'bus' | 'recheck';
+
+/** What one store read found about a credential or account that opened live sessions. */
+type Withdrawal = 'credential revoked' | 'tower retired' | 'user inactive' | null;
+
+interface LiveCheck {
+  read: () => Promise<Withdrawal>;
+  credentialId: string | null;
+  clients: Client[];
+  /** A tower's: read every TOWER_RECHECK_ROUNDS periodic rounds, not every round. */
+  spread: boolean;
+}
+
 export interface AccessDeps {
   config: BrokerConfig;
   serviceSecret: string;
@@ -38,11 +71,24 @@ export interface AccessDeps {
   onCommandDelivered: BrokerDeps['onCommandDelivered'];
   storeFaults?: BrokerDeps['storeFaults'];
   now: () => number;
+  /** Period of the live sessions' re-check against the store (default LIVE_RECHECK_MS). */
+  liveRecheckMs?: number;
 }
 
 export class Access {
   readonly #d: AccessDeps;
   readonly #buckets: PublishBuckets;
+  /** The session version of the access token behind each console session (its `sv` claim). */
+  readonly #consoleVersions = new WeakMap<Client, number>();
+  #recheckTimer: NodeJS.Timeout | null = null;
+  #round: Promise<void> | null = null;
+  #nextRound: Promise<void> | null = null;
+  /** Periodic rounds so far, and the round at which each tower check (by key) is next due. */
+  #rounds = 0;
+  readonly #towerDue = new Map<string, number>();
+  #stopped = false;
+  /** A re-check read failed and that was logged; logged again only once reads succeed again. */
+  #recheckFailing = false;
 
   constructor(deps: AccessDeps) {
     this.#d = deps;
@@ -51,39 +97,128 @@ export class Access {
 
   /** Listens for revocations; `owner` removes the listeners (bus.removeAllFor). */
   listen(bus: Bus, owner: object): void {
-    bus.subscribe('credential.revoked', (e) => this.#revokeCredential(e.credential_id), owner, 'cluster');
+    bus.subscribe('credential.revoked', (e) => this.#revokeCredential(e.credential_id, 'bus'), owner, 'cluster');
     bus.subscribe('tower.deleted', (e) => this.#towerDeleted(e.tower_id), owner, 'cluster');
     bus.subscribe('tower.retired', (e) => this.#towerRetired(e.tower_id), owner, 'cluster');
     bus.subscribe('console-user.revoked', (e) => this.#revokeUser(e.user_id), owner, 'cluster');
-    bus.subscribe('carrier-credential.revoked', (e) => this.#revokeCredential(e.credential_id), owner, 'cluster');
+    bus.subscribe('carrier-credential.revoked', (e) => this.#revokeCredential(e.credential_id, 'bus'), owner, 'cluster');
     // Pub/sub is at most once: what was revoked while the bus was disconnected is read back from the store.
     bus.onMissedEvents?.(() => void this.recheckLive(), owner);
+    // And a message dropped while it stayed connected is never reported: the store is re-read anyway.
+    this.#recheckTimer ??= setInterval(() => this.#periodicRound(), this.#d.liveRecheckMs ?? LIVE_RECHECK_MS);
+    this.#recheckTimer.unref();
+  }
+
+  /** Stops the periodic re-check; a round under way closes nothing more. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#recheckTimer) clearInterval(this.#recheckTimer);
+    this.#recheckTimer = null;
   }
 
   /**
    * Checks every live session against the store again, as its CONNECT was (a revocation, deletion
-   * or retirement announced while the bus was disconnected never arrives), and closes those whose
-   * credential, tower or account is gone. A session that cannot be checked (store unavailable)
-   * stays open: the next CONNECT checks it.
+   * or retirement whose announcement was lost never arrives), and closes those whose credential,
+   * tower or account is gone. One round at a time: called while one is under way (whose reads may
+   * predate what the caller knows changed), one more round follows it, never more, so a slow
+   * store delays rounds and never piles them up. A session that cannot be checked (store
+   * unavailable) stays open: the next round or CONNECT checks it.
    */
-  async recheckLive(): Promise<void> {
-    const { sessions, towerCredentials, towers, carrierCredentials, consoleUsers } = this.#d;
-    for (const [client, p] of sessions.livePrincipals()) {
-      try {
-        if (p.kind === 'tower') {
-          const withdrawn = await towerLoginWithdrawn({ towerCredentials, towers }, p.credentialId, p.towerId);
-          if (withdrawn === 'credential revoked') this.#revokeCredential(p.credentialId);
-          else if (withdrawn) this.close(client, 'tower retired or deleted');
-        } else if (p.kind === 'carrier' && carrierCredentials) {
-          const cred = await carrierCredentials.get(p.credentialId);
-          if (!cred || cred.revoked_at !== null) this.#revokeCredential(p.credentialId);
-        } else if (p.kind === 'console' && consoleUsers && !(await consoleUsers.isActive(p.userId, p.tenantId))) {
-          this.close(client, 'console user no longer active');
+  recheckLive(): Promise<void> {
+    if (this.#round) {
+      this.#nextRound ??= this.#round.then(() => {
+        this.#nextRound = null;
+        return this.recheckLive();
+      });
+      return this.#nextRound;
+    }
+    return this.#startRound(true);
+  }
+
+  /** The timer's round: skipped while another is under way (a slow store), never queued. */
+  #periodicRound(): void {
+    this.#rounds++;
+    if (!this.#round) void this.#startRound(false);
+  }
+
+  #startRound(all: boolean): Promise<void> {
+    this.#round = this.#recheckRound(all).finally(() => {
+      this.#round = null;
+    });
+    return this.#round;
+  }
+
+  /** `all`: every check, towers included (a bus gap); else towers only when due. */
+  async #recheckRound(all: boolean): Promise<void> {
+    const live = this.#liveChecks();
+    for (const key of this.#towerDue.keys()) if (!live.has(key)) this.#towerDue.delete(key);
+    const checks: LiveCheck[] = [];
+    for (const [key, check] of live) {
+      if (check.spread) {
+        // First seen (its CONNECT just read the store): due within the next TOWER_RECHECK_ROUNDS
+        // rounds, at one its key places, so a thousand towers reconnecting at once are not read at once.
+        const due = this.#towerDue.get(key) ?? this.#rounds + (spreadHash(key) % TOWER_RECHECK_ROUNDS);
+        this.#towerDue.set(key, due);
+        if (!all && due > this.#rounds) continue;
+        this.#towerDue.set(key, this.#rounds + TOWER_RECHECK_ROUNDS);
+      }
+      checks.push(check);
+    }
+    let failure: unknown = null;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let check = checks[next++]; check; check = checks[next++]) {
+        if (this.#stopped) return;
+        let withdrawn: Withdrawal;
+        try {
+          withdrawn = await check.read();
+        } catch (err) {
+          failure ??= err;
+          continue;
         }
-      } catch (err) {
-        this.#d.log.warn({ err, client_id: client.id }, 'live session not rechecked');
+        if (withdrawn && !this.#stopped) this.#withdraw(withdrawn, check);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RECHECK_CONCURRENCY, checks.length) }, worker));
+    // Once per episode, not once a second per session for as long as the store is away.
+    if (failure !== null && !this.#recheckFailing) this.#d.log.warn({ err: failure, event: 'live_recheck_failed' }, 'live sessions not rechecked: store unavailable');
+    else if (failure === null && this.#recheckFailing) this.#d.log.info({ event: 'live_recheck_recovered' }, 'live sessions rechecked again');
+    this.#recheckFailing = failure !== null;
+  }
+
+  /** The live sessions grouped by what opened them, each group with the one read that checks it. */
+  #liveChecks(): Map<string, LiveCheck> {
+    const { sessions, towerCredentials, towers, carrierCredentials, consoleUsers } = this.#d;
+    const checks = new Map<string, LiveCheck>();
+    const add = (key: string, client: Client, credentialId: string | null, read: LiveCheck['read'], spread = false) => {
+      const group = checks.get(key);
+      if (group) group.clients.push(client);
+      else checks.set(key, { read, credentialId, clients: [client], spread });
+    };
+    for (const [client, p] of sessions.livePrincipals()) {
+      if (client.closed) continue;
+      if (p.kind === 'tower') {
+        add(`tower:${p.credentialId}:${p.towerId}`, client, p.credentialId, () => towerLoginWithdrawn({ towerCredentials, towers }, p.credentialId, p.towerId), true);
+      } else if (p.kind === 'carrier' && carrierCredentials) {
+        add(`carrier:${p.credentialId}`, client, p.credentialId, async () => {
+          const cred = await carrierCredentials.get(p.credentialId);
+          return !cred || cred.revoked_at !== null ? 'credential revoked' : null;
+        });
+      } else if (p.kind === 'console' && consoleUsers) {
+        // Tokens of one account under another session version (re-roled since) are checked apart.
+        const version = this.#consoleVersions.get(client) ?? 0;
+        add(`console:${p.userId}:${p.tenantId}:${version}`, client, null, async () =>
+          (await consoleUsers.isActive(p.userId, p.tenantId, version)) ? null : 'user inactive',
+        );
       }
     }
+    return checks;
+  }
+
+  #withdraw(withdrawn: Exclude<Withdrawal, null>, check: LiveCheck): void {
+    if (withdrawn === 'credential revoked' && check.credentialId !== null) this.#revokeCredential(check.credentialId, 'recheck');
+    else if (withdrawn === 'tower retired') for (const client of check.clients) this.#end(client, 'tower retired or deleted', 'tower_withdrawn', 'recheck');
+    else for (const client of check.clients) this.#end(client, 'console user no longer active', 'user_revoked', 'recheck');
   }
 
   /** Resolves null when the client may connect, or the error that refuses it. */
@@ -101,7 +236,7 @@ export class Access {
         tokens: this.#d.tokens,
         isRevoked: (id) => sessions.isRevoked(id),
         userRevokedAt: (id) => sessions.userRevokedAt(id),
-        ...(consoleUsers ? { isUserActive: (id: string, tenantId: string) => consoleUsers.isActive(id, tenantId) } : {}),
+        ...(consoleUsers ? { isUserActive: (id: string, tenantId: string, version: number) => consoleUsers.isActive(id, tenantId, version) } : {}),
         now: this.#d.now,
         onTouchError: (err, credentialId) => {
           // A full store refuses every login's last-use stamp: counted, logged once per episode.
@@ -132,6 +267,7 @@ export class Access {
     const deliveries = principal.kind === 'tower' ? new CommandDeliveries(principal.towerId, config.mqtt_max_payload_bytes) : null;
     const session = newSession({ principal, bucket: rate?.bucket ?? null, ...(rate ? { releaseBucket: rate.release } : {}), statusWill, deliveries });
     sessions.open(client, session);
+    if (outcome.sessionVersion !== undefined) this.#consoleVersions.set(client, outcome.sessionVersion);
     // The session lasts as long as the access token that opened it.
     if (outcome.expiresAt !== undefined) this.#expireAt(client, session, outcome.expiresAt);
     this.#d.gate.authenticated(client, {
@@ -152,6 +288,13 @@ export class Access {
     const wait = Math.max(0, expiresAt - this.#d.now());
     session.expiry = setTimeout(() => (wait > MAX_TIMER_MS ? this.#expireAt(client, session, expiresAt) : this.close(client, 'access token expired')), Math.min(wait, MAX_TIMER_MS));
     session.expiry.unref();
+  }
+
+  /** Closes a session for a revocation, counted once: a session already closing is left be. */
+  #end(client: Client, why: string, reason: RevokedReason, noticedBy: NoticedBy): void {
+    if (client.closed) return;
+    this.#d.counters.inc('mqtt_sessions_revoked_total', { reason, source: noticedBy });
+    this.close(client, why);
   }
 
   close(client: Client, why: string): void {
@@ -192,32 +335,39 @@ export class Access {
     );
   }
 
-  #revokeCredential(credentialId: string): void {
+  #revokeCredential(credentialId: string, noticedBy: NoticedBy): void {
     this.#d.sessions.markRevoked(credentialId);
-    for (const client of this.#d.sessions.withCredential(credentialId)) this.close(client, 'credential revoked');
+    for (const client of this.#d.sessions.withCredential(credentialId)) this.#end(client, 'credential revoked', 'credential_revoked', noticedBy);
   }
 
   #towerDeleted(towerId: string): void {
     this.#d.sessions.markTowerDeleted(towerId);
-    for (const client of this.#d.sessions.ofTower(towerId)) this.close(client, 'tower deleted');
+    for (const client of this.#d.sessions.ofTower(towerId)) this.#end(client, 'tower deleted', 'tower_withdrawn', 'bus');
   }
 
   /** Not remembered as a deletion is: the store refuses the CONNECT until a feed brings it back. */
   #towerRetired(towerId: string): void {
-    for (const client of this.#d.sessions.ofTower(towerId)) this.close(client, 'tower retired');
+    for (const client of this.#d.sessions.ofTower(towerId)) this.#end(client, 'tower retired', 'tower_withdrawn', 'bus');
   }
 
   #revokeUser(userId: string): void {
     const now = this.#d.now();
     // Tokens older than their lifetime are refused anyway; so are revocations older than that.
     this.#d.sessions.markUserRevoked(userId, now, now - this.#d.config.access_token_ttl_s * 1000);
-    for (const client of this.#d.sessions.ofUser(userId)) this.close(client, 'console user revoked');
+    for (const client of this.#d.sessions.ofUser(userId)) this.#end(client, 'console user revoked', 'user_revoked', 'bus');
   }
 }
 
 export function authError(returnCode: ConnackRefusal, message: string): AuthenticateError {
   // aedes copies `returnCode` (2..5) into the CONNACK (lib/handlers/connect.js).
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+/** A key's place among the rounds (FNV-1a): tower checks spread evenly. */
+function spreadHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** Whose publish rate a connection draws on: its tower, console user or carrier (null: its own). */

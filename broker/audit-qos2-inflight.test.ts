@@ -180,3 +180,65 @@ describe('QoS 2 PUBLISHes whose PUBREL never comes', () => {
     expect(h.sink.messages.map((m) => m.payload.toString())).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
   });
 });
+
+describe('a QoS 2 uplink resent on a new connection while ingest still holds the first copy', () => {
+  /** Holds every uplink in the sink until the returned release is called (or fails them). */
+  function holdIngest(harness: Harness): { release: () => void; fail: () => void } {
+    let settle!: (ok: boolean) => void;
+    const gate = new Promise<boolean>((r) => (settle = r));
+    harness.sink.impl = async () => {
+      if (!(await gate)) throw new Error('ingest failed');
+    };
+    return { release: () => settle(true), fail: () => settle(false) };
+  }
+
+  /** Tower T1's persistent session: the first copy of QoS 2 usage id 1 on one connection, held by ingest; then a new connection. */
+  async function resendWhileHeld(harness: Harness, login: TowerLogin) {
+    const connect = connectPacket({ clientId: mqttIdentity.towerClientId('T1'), username: 'T1', password: login.password, flags: PERSISTENT });
+    const publish = publishPacket(topics.usage('tenantA', 'T1'), Buffer.from('{"n":1}'), { qos: 2, packetId: 1 });
+    const first = await rawClient(harness.mqttPort);
+    first.write(connect);
+    await first.bytes(4);
+    first.write(publish);
+    await expect.poll(() => harness.sink.messages.length).toBe(1);
+    // The tower gave up on that connection and connects again: the broker closes the old one
+    // [MQTT-3.1.4-2]; the session resends what it has no PUBREC for, DUP set [MQTT-4.4.0-1].
+    const again = await rawClient(harness.mqttPort);
+    again.write(connect);
+    expect([...(await again.bytes(4))].slice(0, 2)).toEqual([0x20, 0x02]);
+    expect(again.received()[3]).toBe(0);
+    await first.closed;
+    again.write(Buffer.concat([Buffer.from([publish[0]! | 0x08]), publish.subarray(1)]));
+    return again;
+  }
+
+  it('is handed to ingest once, acknowledged once the first copy is processed, and its flow completes [MQTT-4.3.3-2]', async () => {
+    h = await startHarness();
+    const login = await h.createTower('T1');
+    const ingest = holdIngest(h);
+    const again = await resendWhileHeld(h, login);
+    // Let the resend reach the broker (a PINGREQ behind it is answered once it was read).
+    again.write(Buffer.from([0xc0, 0x00]));
+    expect([...(await again.bytes(6)).subarray(4)]).toEqual([0xd0, 0x00]);
+    ingest.release();
+    expect([...(await again.bytes(10)).subarray(6)]).toEqual([PUBREC, 2, 0, 1]);
+    again.write(Buffer.from([0x62, 0x02, 0x00, 0x01]));
+    expect([...(await again.bytes(14)).subarray(10)]).toEqual([PUBCOMP, 2, 0, 1]);
+    again.destroy();
+    expect(h.sink.messages.map((m) => m.payload.toString())).toEqual(['{"n":1}']);
+  });
+
+  it('is handed to ingest itself when the first copy was refused', async () => {
+    h = await startHarness();
+    const login = await h.createTower('T1');
+    const ingest = holdIngest(h);
+    const again = await resendWhileHeld(h, login);
+    again.write(Buffer.from([0xc0, 0x00]));
+    await again.bytes(6);
+    h.sink.impl = async () => undefined;
+    ingest.fail();
+    expect([...(await again.bytes(10)).subarray(6)]).toEqual([PUBREC, 2, 0, 1]);
+    again.destroy();
+    expect(h.sink.messages.map((m) => m.payload.toString())).toEqual(['{"n":1}', '{"n":1}']);
+  });
+});

@@ -46,8 +46,11 @@ export type AuthFailureReason =
   | 'store_unavailable';
 
 export type AuthOutcome =
-  /** `expiresAt`: when the console user's access token expires (ms), and the session with it. */
-  | { ok: true; principal: MqttPrincipal; expiresAt?: number }
+  /**
+   * `expiresAt`: when the console user's access token expires (ms), and the session with it;
+   * `sessionVersion`: the account's session version the token was issued under (its `sv`).
+   */
+  | { ok: true; principal: MqttPrincipal; expiresAt?: number; sessionVersion?: number }
   | { ok: false; returnCode: ConnackRefusal; reason: AuthFailureReason };
 
 export interface AuthenticateDeps {
@@ -62,8 +65,11 @@ export interface AuthenticateDeps {
   isRevoked: (credentialId: string) => boolean;
   /** When a console user was revoked (bus), if it was: tokens issued before are refused. */
   userRevokedAt: (userId: string) => number | undefined;
-  /** Whether the console user still exists and may sign in (the store), when known. */
-  isUserActive?: (userId: string, tenantId: string) => Promise<boolean>;
+  /**
+   * Whether the console user still exists and may sign in (the store), when known, under the
+   * session version its token was issued with (a role or password change since ends the token).
+   */
+  isUserActive?: (userId: string, tenantId: string, sessionVersion: number) => Promise<boolean>;
   now: () => number;
   /** `touch` runs off the hot path; its failure is reported here and never fails the CONNECT. */
   onTouchError: (err: unknown, credentialId: string) => void;
@@ -214,14 +220,16 @@ async function authenticateConsole(deps: AuthenticateDeps, req: ConnectRequest, 
   const revokedAt = deps.userRevokedAt(claims.sub);
   // Disabled or deleted after this token was issued: it still verifies, but is no longer good.
   if (revokedAt !== undefined && times.issuedAt <= revokedAt) return refuse(CONNACK.NOT_AUTHORIZED, 'user_revoked');
+  // Tokens issued before session versions existed read as version 0, as the API's guard reads them.
+  const sessionVersion = claims.sv ?? 0;
   if (deps.isUserActive) {
     try {
-      if (!(await deps.isUserActive(claims.sub, claims.tenant_id))) return refuse(CONNACK.NOT_AUTHORIZED, 'user_revoked');
+      if (!(await deps.isUserActive(claims.sub, claims.tenant_id, sessionVersion))) return refuse(CONNACK.NOT_AUTHORIZED, 'user_revoked');
     } catch {
       return refuse(CONNACK.SERVER_UNAVAILABLE, 'store_unavailable');
     }
   }
-  return { ok: true, principal: { kind: 'console', tenantId: claims.tenant_id, userId: claims.sub }, expiresAt: times.expiresAt };
+  return { ok: true, principal: { kind: 'console', tenantId: claims.tenant_id, userId: claims.sub }, expiresAt: times.expiresAt, sessionVersion };
 }
 
 /**

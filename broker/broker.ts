@@ -85,11 +85,12 @@ export interface BrokerDeps {
   carrierFeeds?: CarrierFeedSink;
   tokens: Pick<TokenService, 'verify'>;
   /**
-   * Whether a console user may still use MQTT: it exists, belongs to the tenant, and is not
-   * disabled. Checked at CONNECT (revocations while connected arrive on the bus). Without it,
-   * only revocations seen on the bus since start are refused.
+   * Whether a console user may still use MQTT: it exists, belongs to the tenant, is not
+   * disabled, and is still at `sessionVersion` (the token's `sv`: no role or password change
+   * since). Checked at CONNECT and, for live sessions, every second (access.ts; revocations also
+   * arrive on the bus). Without it, only revocations seen on the bus since start are refused.
    */
-  consoleUsers?: { isActive(userId: string, tenantId: string): Promise<boolean> };
+  consoleUsers?: { isActive(userId: string, tenantId: string, sessionVersion: number): Promise<boolean> };
   /**
    * Session store and emitter (broker/backends.ts). Default: in memory, sessions lost on
    * restart; `edgeplane start` passes the durable one. The broker closes it when it stops.
@@ -137,6 +138,14 @@ const CONNECT_TIMEOUT_MS = 10_000;
  */
 const TCP_KEEPALIVE_MS = 60_000;
 const keepAliveOptions = { keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS };
+/**
+ * TCP keepalive does not probe a socket with unacknowledged data (the kernel retransmits it for
+ * tcp_retries2, ~15 min), and Node 20 offers no TCP_USER_TIMEOUT: a client that owes an answer
+ * to a QoS 1/2 PUBLISH (or PUBREL) written to it and sends nothing for this long is closed as
+ * dead (ack-deadline.ts). Long enough for a slow link's PUBACK; a client with MQTT keep alive
+ * pings within it anyway.
+ */
+const ACK_TIMEOUT_MS = 60_000;
 /** How often the WebSocket listener looks for connections past their upgrade timeout. */
 const UPGRADE_CHECK_INTERVAL_MS = 1_000;
 /** aedes reports a topic deeper than maxTopicLevels with this message (lib/utils.js). */
@@ -167,6 +176,7 @@ export class Broker {
   #persistence: GuardedPersistence | null = null;
   #sink: UplinkSink | null;
   #aedes: Aedes | null = null;
+  #access: Access | null = null;
   #tcp: NetServer | null = null;
   #http: HttpServer | null = null;
   #tlsServer: TlsServer | null = null;
@@ -204,6 +214,7 @@ export class Broker {
       maxConnectBytes: config.mqtt_max_connect_bytes,
       maxFiltersPerPacket: config.mqtt_max_filters_per_subscribe,
       maxPending: config.mqtt_max_pending_connections,
+      ackTimeoutMs: ACK_TIMEOUT_MS,
       counters,
       refusals: this.#refusals,
     });
@@ -303,6 +314,7 @@ export class Broker {
         storeFaults: this.#deps.storeFaults ?? null,
         now: this.#now,
       });
+      this.#access = access;
       const aedes = new EdgeplaneAedes({ ...this.#aedesOptions(access), persistence, mq: this.#backends.mq() }, this.#consumed, this.#backends.durability ?? null);
       this.#aedes = aedes;
       await aedes.listen();
@@ -654,6 +666,8 @@ export class Broker {
     this.#deps.bus.removeAllFor(this);
     this.#refusals.stop();
     if (this.#startPromise) await this.#startPromise.catch(() => undefined);
+    // After the start it may have interrupted, which set the re-check going.
+    this.#access?.stop();
     await this.#teardown();
     this.#log.info('broker stopped');
   }

@@ -14,6 +14,8 @@ import { WireGuard, type GuardSession } from './wire-guard.js';
 
 export interface ConnectionGateOptions extends InspectorLimits {
   maxPending: number;
+  /** WireGuardOptions.ackTimeoutMs for every connection (0: none). */
+  ackTimeoutMs?: number;
   counters: Counters;
   refusals: RefusalLog;
 }
@@ -52,8 +54,21 @@ export class ConnectionGate {
         refusals.refused(clientOf()?.id ?? asked, v.reason, 'connection closed: protocol violation or limit', { peer, rule: v.rule, ...detail });
       },
       onReceived: () => keepAlive(clientOf()),
+      onReadPaused: (paused) => unread.paused(paused, clientOf()),
+      ackTimeoutMs: this.#opts.ackTimeoutMs ?? 0,
+      onAckTimeout: () => {
+        counters.inc('mqtt_rejected_total', { reason: 'ack_timeout' });
+        refusals.refused(clientOf()?.id ?? null, 'ack_timeout', 'connection closed: the client answered nothing it owed', {
+          peer,
+          timeout_ms: this.#opts.ackTimeoutMs,
+        });
+      },
     });
-    guard.once('close', release);
+    const unread = new UnreadKeepAlive();
+    guard.once('close', () => {
+      unread.paused(false, null);
+      release();
+    });
     this.#releases.set(guard, release);
     return guard;
   }
@@ -115,6 +130,35 @@ export class ConnectionGate {
  * [MQTT-3.1.2-24]. Its typings leave these fields out.
  */
 function keepAlive(client: Client | null): void {
-  const c = client as (Client & { _keepaliveInterval?: number; _keepaliveTimer?: NodeJS.Timeout | null }) | null;
+  const c = client as KeepAliveClient | null;
   if (c && (c._keepaliveInterval ?? 0) > 0) c._keepaliveTimer?.refresh();
+}
+
+type KeepAliveClient = Client & { _keepaliveInterval?: number; _keepaliveTimer?: NodeJS.Timeout | null };
+
+/**
+ * Holds aedes' keep-alive timer of a client while the guard does not read its connection (the
+ * read-ahead is full behind packets aedes has not finished): the client may be pinging all along,
+ * and its PINGREQs wait in TCP because the broker chose not to read them. The keep alive
+ * [MQTT-3.1.2-24] counts what the server receives, and it received nothing by its own choice. The timer starts a
+ * full period again when reading resumes, so a peer that died meanwhile is still found then.
+ * A cleared Node timer cannot be re-armed with refresh() (aedes re-arms it that way for every
+ * packet), so it is kept, and refreshed often enough that it never fires.
+ */
+class UnreadKeepAlive {
+  #timer: NodeJS.Timeout | null = null;
+
+  paused(paused: boolean, client: Client | null): void {
+    if (this.#timer) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+    }
+    const c = client as KeepAliveClient | null;
+    const interval = c?._keepaliveInterval ?? 0;
+    if (!c || interval <= 0) return;
+    c._keepaliveTimer?.refresh();
+    if (!paused) return;
+    this.#timer = setInterval(() => keepAlive(c), Math.max(1, Math.floor(interval / 3)));
+    this.#timer.unref();
+  }
 }

@@ -31,7 +31,9 @@
  *   hook first and its store whether the id is known only after, so each copy of a tower's
  *   QoS 2 uplink (or a carrier's feed) was handed to ingest again: the message was processed
  *   once per copy. A known id is now acknowledged (PUBREC) and nothing more; a copy that arrives
- *   while the first is still on its way to the store (both in one read) waits for it.
+ *   while the first is still on its way to the store (both in one read, or resent on a new
+ *   connection of the same persistent session while ingest still holds the first on the old
+ *   one) waits for it, and is handed on only if the first was refused.
  *
  * aedes' PUBLISH handler calls `broker.publish(packet, client, done)` after the hook with the
  * same packet object, and writes the PUBACK around it (QoS 1: before; QoS 2: the PUBREC after,
@@ -49,6 +51,7 @@ type Callback = Parameters<AuthorizePublish>[2];
 /** The part of aedes' session store asked here (every backend rejects for an unknown id). */
 interface IncomingPackets {
   incomingGetPacket(client: Client, packet: PublishPacket): Promise<unknown>;
+  incomingStorePacket?(client: Client, packet: PublishPacket): Promise<unknown>;
 }
 
 const basePublish = Aedes.prototype.publish as unknown as (this: Aedes, packet: PublishPacket, client: unknown, done: unknown) => void;
@@ -64,8 +67,25 @@ export class EdgeplaneAedes extends Aedes {
     const authorize = opts.authorizePublish;
     const persistence = opts.persistence as IncomingPackets | undefined;
     const stored = new WeakMap<object, () => void>();
-    /** Per client: the QoS 2 packet ids whose first copy is between this hook and the store. */
-    const receiving = new WeakMap<Client, Map<number, Promise<void>>>();
+    /**
+     * Per session: the QoS 2 packet ids whose first copy is between this hook and the store. A
+     * persistent session's ids outlive its connection [MQTT-4.3.3-2]: its client id is the key, so
+     * a copy resent on the next connection waits for the first (ingest's event-id dedup was all
+     * that caught it: the tower's events were decided twice, and its plan's rate budget spent
+     * twice). A clean session's ids are its connection's alone [MQTT-3.1.2-6].
+     */
+    const receiving = new Map<Client | string, Map<number, Promise<boolean>>>();
+    // aedes reports a failed store only to its client (which closes): the claim goes with it.
+    const storeIncoming = persistence?.incomingStorePacket?.bind(persistence);
+    if (persistence && storeIncoming) {
+      persistence.incomingStorePacket = (client, packet) =>
+        storeIncoming(client, packet).catch((err: unknown) => {
+          const release = stored.get(packet);
+          stored.delete(packet);
+          release?.();
+          throw err;
+        });
+    }
 
     const authorizeFirst = (client: Client | null, packet: PublishPacket, callback: Callback) => {
       const authorized = (err?: Error | null) => {
@@ -82,32 +102,57 @@ export class EdgeplaneAedes extends Aedes {
     };
 
     const receiveQos2 = (client: Client, store: IncomingPackets, packet: PublishPacket & { messageId: number }, callback: Callback): void => {
-      const ids = receiving.get(client) ?? new Map<number, Promise<void>>();
-      receiving.set(client, ids);
+      const key = client.clean === false && client.id ? client.id : client;
+      const ids = receiving.get(key) ?? new Map<number, Promise<boolean>>();
+      receiving.set(key, ids);
       const id = packet.messageId;
       const earlier = ids.get(id);
       if (earlier) {
-        void earlier.then(() => receiveQos2(client, store, packet, callback));
+        void earlier.then((processed) => {
+          if (!processed) return receiveQos2(client, store, packet, callback);
+          // The first copy was handed on and consumed (a tower's uplink, a carrier's feed): this
+          // one is acknowledged, not handed on again, whether or not the first is stored yet.
+          consumed.add(packet);
+          callback(null);
+        });
         return;
       }
-      let done!: () => void;
-      const claim = new Promise<void>((resolve) => (done = resolve));
+      let done!: (processed: boolean) => void;
+      const claim = new Promise<boolean>((resolve) => (done = resolve));
       ids.set(id, claim);
-      const release = () => {
+      let released = false;
+      let detach: (() => void) | null = null;
+      const release = (processed: boolean) => {
+        if (released) return;
+        released = true;
+        detach?.();
+        stored.delete(packet);
         if (ids.get(id) === claim) ids.delete(id);
-        done();
+        if (ids.size === 0 && receiving.get(key) === ids) receiving.delete(key);
+        done(processed);
       };
       store.incomingGetPacket(client, packet).then(
         () => {
           // A retransmission: aedes finds the id too and answers PUBREC without publishing.
           consumed.add(packet);
-          release();
+          release(false);
           callback(null);
         },
         () => {
-          stored.set(packet, release);
+          stored.set(packet, () => release(false));
           authorizeFirst(client, packet, (err) => {
-            if (err) release();
+            if (err) release(false);
+            else if (consumed.has(packet)) release(true);
+            // Published once stored (see `publish`); a copy then finds the id. Should aedes store
+            // nothing (its inbound window full, which closes the connection), the claim ends
+            // with the connection: a later copy is not held for good.
+            else if (client.conn.destroyed) release(false);
+            else {
+              const conn = client.conn;
+              const onClose = () => release(false);
+              conn.once('close', onClose);
+              detach = () => conn.off('close', onClose);
+            }
             callback(err);
           });
         },

@@ -62,6 +62,8 @@ export interface InspectorHooks {
   maxQos(filter: string): number;
   /** The client acknowledged the PUBLISH with this packet id. */
   onPuback(packetId: number): void;
+  /** The client answered what the broker wrote under this packet id (PUBACK, PUBREC or PUBCOMP). */
+  answered?(packetId: number): void;
   /**
    * A control packet arrived from the client (a PUBLISH once its head did), whether or not
    * aedes reads it yet: what the server's keep alive counts [MQTT-3.1.2-24].
@@ -260,6 +262,7 @@ export class FrameInspector {
         const id = body.readUInt16BE(0);
         if (id === 0) return violation('packet_id_zero', '[MQTT-2.3.1-1]');
         if (h.type === PUBACK) this.#hooks?.onPuback(id);
+        if (h.type !== PUBREL) this.#hooks?.answered?.(id);
         return null;
       }
       case PINGREQ:

@@ -3,7 +3,8 @@
  * the user is revoked (disabled, deleted: 'console-user.revoked' on the bus) and when the
  * access token that opened them expires; the revoked user's still-valid tokens are refused from
  * then on, and a user the store no longer knows is refused at CONNECT. (Tower credentials and
- * deleted towers: broker.test.ts and tower-isolation.test.ts.)
+ * deleted towers: broker.test.ts and tower-isolation.test.ts; revocations whose announcement
+ * was lost, ended by the periodic re-check: audit-lost-revocation.test.ts.)
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mqttIdentity, topics } from '../shared/mqtt/topics.js';

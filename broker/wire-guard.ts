@@ -7,8 +7,14 @@
  * On a violation the guard never hands the offending frame on; it writes the CONNACK the spec
  * asks for (if any), ends the socket once that is flushed, and ends the aedes side, which then
  * closes its client (publishing the will of an established session [MQTT-3.1.2-8]).
+ *
+ * Liveness does not depend on aedes reading: while it does not, the guard reads ahead (bounded)
+ * and answers PINGREQs itself; past the bound it stops reading and says so (onReadPaused), so the
+ * broker's keep alive and ack deadline (ack-deadline.ts) wait instead of judging a silence the
+ * broker caused.
  */
 import { Duplex } from 'node:stream';
+import { AckDeadline } from './ack-deadline.js';
 import { FrameInspector, type InspectorHooks, type InspectorLimits, type Violation } from './frame-inspector.js';
 
 export interface WireGuardOptions extends InspectorLimits {
@@ -16,6 +22,21 @@ export interface WireGuardOptions extends InspectorLimits {
   onViolation(v: Violation): void;
   /** An authenticated client sent a control packet, whether or not aedes reads it yet (keep alive). */
   onReceived?(): void;
+  /**
+   * The guard stopped reading an authenticated connection (true), because what aedes has not
+   * read yet reached the read-ahead bound, or started again (false). Whatever the client sends
+   * meanwhile waits in TCP unseen, its PINGREQs included: the broker's keep alive must not count
+   * that silence against it.
+   */
+  onReadPaused?(paused: boolean): void;
+  /**
+   * How long an authenticated client that owes an answer (a PUBACK, PUBREC or PUBCOMP for what
+   * was written to it) may stay silent before the connection is closed as dead (ack-deadline.ts);
+   * 0 or absent: never.
+   */
+  ackTimeoutMs?: number;
+  /** The ack deadline expired; the guard destroys the connection right after this returns. */
+  onAckTimeout?(): void;
 }
 
 /** PINGRESP: fixed header 0xd0, remaining length 0 [MQTT-3.13]. */
@@ -31,10 +52,17 @@ export class WireGuard extends Duplex {
   readonly #inspector: FrameInspector;
   readonly #onViolation: (v: Violation) => void;
   readonly #onReceived: (() => void) | undefined;
+  readonly #onReadPaused: ((paused: boolean) => void) | undefined;
   readonly #holdLimit: number;
+  readonly #readAhead: number;
+  readonly #ackTimeoutMs: number;
+  readonly #onAckTimeout: (() => void) | undefined;
+  #ackDeadline: AckDeadline | null = null;
   #session: GuardSession | null = null;
-  /** The inner stream is paused because aedes is not reading or authentication is pending. */
+  /** The inner stream is paused: authentication is pending, or aedes left more than the read-ahead unread. */
   #paused = false;
+  /** Reported to onReadPaused: paused after authentication because aedes is not reading. */
+  #backPressured = false;
   #wantRead = true;
   #ending = false;
   #innerEnded = false;
@@ -48,9 +76,19 @@ export class WireGuard extends Duplex {
     this.#inspector = new FrameInspector(opts);
     this.#onViolation = opts.onViolation;
     this.#onReceived = opts.onReceived;
+    this.#onReadPaused = opts.onReadPaused;
     // While the CONNECT is being authenticated, what the client sends next waits here; past
     // this, the socket is not read at all (TCP flow control holds the client).
     this.#holdLimit = opts.maxConnectBytes;
+    // While aedes reads nothing (packets it read earlier are unfinished: uplinks held by ingest),
+    // the socket is still read, and the frames inspected, for this much beyond the stream's own
+    // buffer: a PINGREQ sent behind up to one frame of the largest size is seen and answered
+    // (#answerPing), and counts as the client's keep alive. Past it, the socket is not read
+    // (TCP flow control holds the client), so a client that goes on publishing is held at
+    // highWaterMark + maxFrameBytes (+ one socket read) per connection, never more.
+    this.#readAhead = opts.maxFrameBytes;
+    this.#ackTimeoutMs = opts.ackTimeoutMs ?? 0;
+    this.#onAckTimeout = opts.onAckTimeout;
     inner.on('data', (chunk: Buffer) => this.#onData(chunk));
     inner.on('end', () => {
       this.#innerEnded = true;
@@ -73,10 +111,16 @@ export class WireGuard extends Duplex {
   /** Authentication succeeded: frames after the CONNECT may pass from now on. */
   authenticate(session: GuardSession): void {
     this.#session = session;
+    const deadline = this.#ackTimeoutMs > 0 ? new AckDeadline(this.#ackTimeoutMs, () => this.#ackExpired()) : null;
+    this.#ackDeadline = deadline;
     this.#inspector.authenticated({
       maxQos: (filter) => session.maxQos(filter),
       onPuback: (packetId) => session.onPuback(packetId),
-      received: () => this.#onReceived?.(),
+      answered: (packetId) => deadline?.answered(packetId),
+      received: () => {
+        deadline?.heard();
+        this.#onReceived?.();
+      },
       pingreq: () => this.#answerPing(),
     });
     this.#process(Buffer.alloc(0));
@@ -125,6 +169,7 @@ export class WireGuard extends Duplex {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.#connacked = true;
     this.#session?.written?.(chunk);
+    this.#ackDeadline?.written(chunk);
     if (this.#inner.write(chunk)) cb();
     else this.#pendingWrite = () => cb();
   }
@@ -136,6 +181,7 @@ export class WireGuard extends Duplex {
     let ok = true;
     for (const { chunk } of chunks) {
       this.#session?.written?.(chunk);
+      this.#ackDeadline?.written(chunk);
       ok = this.#inner.write(chunk);
     }
     this.#inner.uncork();
@@ -149,6 +195,7 @@ export class WireGuard extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#ackDeadline?.stop();
     // After a violation with a CONNACK, the socket ends by itself once the CONNACK is flushed.
     if (!this.#ending) this.#inner.destroy();
     const resume = this.#pendingWrite;
@@ -183,7 +230,9 @@ export class WireGuard extends Duplex {
 
   #updateFlow(): void {
     const hold = this.#session === null && this.#inspector.buffered > this.#holdLimit;
-    const pause = hold || !this.#wantRead;
+    const unread = this.readableLength + this.#inspector.buffered;
+    const full = !this.#wantRead && unread > this.readableHighWaterMark + this.#readAhead;
+    const pause = hold || full;
     if (pause && !this.#paused) {
       this.#paused = true;
       this.#inner.pause();
@@ -191,6 +240,19 @@ export class WireGuard extends Duplex {
       this.#paused = false;
       this.#inner.resume();
     }
+    const backPressured = full && this.#session !== null;
+    if (backPressured !== this.#backPressured) {
+      this.#backPressured = backPressured;
+      this.#ackDeadline?.paused(backPressured);
+      this.#onReadPaused?.(backPressured);
+    }
+  }
+
+  /** The client owed an answer and said nothing for the ack timeout: its peer is presumed dead. */
+  #ackExpired(): void {
+    if (this.destroyed) return;
+    this.#onAckTimeout?.();
+    this.destroy(new Error('ack timeout: the client answered nothing it owed'));
   }
 
   #reject(v: Violation): void {

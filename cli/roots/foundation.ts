@@ -192,8 +192,12 @@ export function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-/** A console user may keep an MQTT session: it exists in this tenant and is not disabled. */
-export async function consoleUserActive(store: Store, userId: string, tenantId: string): Promise<boolean> {
+/**
+ * A console user may keep an MQTT session: it exists in this tenant, is not disabled, and its
+ * token's session version is still the account's (no role or password change since), as the
+ * API's guard checks a request.
+ */
+export async function consoleUserActive(store: Store, userId: string, tenantId: string, sessionVersion: number): Promise<boolean> {
   const user = await store.consoleUsers.get(userId);
-  return user !== null && user.tenant_id === tenantId && user.disabled_at === null;
+  return user !== null && user.tenant_id === tenantId && user.disabled_at === null && user.session_version === sessionVersion;
 }
