@@ -68,7 +68,7 @@ export const METRIC_DEFINITIONS = {
   ingest_errors_total: counter('Uplink messages that failed on infrastructure (store, broker) and were refused for redelivery', 'stage', 'reason', 'kind'),
   uplink_dropped_total: counter('Uplink messages dropped as invalid, by tower, kind and reason', 'tower', 'kind', 'reason'),
   usage_batches_total: counter('Usage batches decided'),
-  decisions_sent_total: counter('Decisions sent back to towers, by effect', 'effect'),
+  decisions_sent_total: counter('Decisions sent back to towers, by effect (a redelivered batch counted once)', 'effect'),
   usage_events_stored_total: counter('Usage events stored (first deliveries)'),
   usage_events_duplicate_total: counter('Usage events received again (QoS 1 redelivery) and not stored twice'),
   usage_events_rejected_total: counter('Usage events the cloud refused to decide, by tower and reason', 'tower', 'reason'),

@@ -109,5 +109,25 @@ export function describeRateBudgetsContract(name: string, open: () => Promise<Ra
       // A is idle for longer than the window: B alone again, refilled to the whole budget.
       expect(await h.budgets.takeShared(req('g', 'B'), 100, T0 + 5000)).toBe(10);
     });
+
+    it('a named take repeated gets the first grant back and spends nothing, until it is forgotten', async () => {
+      const req = { group: 'plan:t', member: 'A', rate_per_s: 10, active_window_ms: 10_000 };
+      const once = (id: string) => ({ id, remember_ms: 60_000 });
+      expect(await h.budgets.takeSharedOnce(req, once('b1'), 8, T0)).toEqual({ granted: 8, repeated: false });
+      // Again at once, and again after the budget refilled: the first grant, nothing spent.
+      expect(await h.budgets.takeSharedOnce(req, once('b1'), 8, T0)).toEqual({ granted: 8, repeated: true });
+      expect(await h.budgets.takeSharedOnce(req, once('b2'), 5, T0)).toEqual({ granted: 2, repeated: false });
+      expect(await h.budgets.takeSharedOnce(req, once('b2'), 5, T0 + 5000)).toEqual({ granted: 2, repeated: true });
+      // Concurrent repeats of one take are charged once (one atomic step).
+      const racing = await Promise.all([1, 2, 3].map(() => h.budgets.takeSharedOnce(req, once('b3'), 4, T0 + 5000)));
+      expect(racing.map((r) => r.granted)).toEqual([4, 4, 4]);
+      expect(racing.filter((r) => !r.repeated)).toHaveLength(1);
+      expect(await h.budgets.takeShared(req, 100, T0 + 5000)).toBe(6);
+      // Names are per group; remember_ms after the latest repeat (the caller's clock) the take is
+      // charged as new: b1 was last repeated at T0, b2 at T0 + 5 s.
+      expect(await h.budgets.takeSharedOnce({ ...req, group: 'plan:u' }, once('b1'), 3, T0 + 5000)).toEqual({ granted: 3, repeated: false });
+      expect(await h.budgets.takeSharedOnce(req, once('b1'), 8, T0 + 61_000)).toEqual({ granted: 8, repeated: false });
+      expect(await h.budgets.takeSharedOnce(req, once('b2'), 5, T0 + 64_000)).toEqual({ granted: 2, repeated: true });
+    });
   });
 }

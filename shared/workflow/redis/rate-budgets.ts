@@ -5,7 +5,17 @@
  * sorted set. Keys expire once a bucket would be full again (nothing to remember then).
  */
 import type { Redis } from 'ioredis';
-import { OTHERS_HEADROOM, sharedGroupKey, sharedMemberKey, type BucketLimit, type RateBudgets, type SharedTake } from '../rate-budgets.js';
+import {
+  OTHERS_HEADROOM,
+  sharedGroupKey,
+  sharedMemberKey,
+  sharedOnceKey,
+  type BucketLimit,
+  type OnceGrant,
+  type RateBudgets,
+  type SharedTake,
+  type TakeOnce,
+} from '../rate-budgets.js';
 
 // refill(b, rate, burst, now, reset) -> tokens, at   (mirrors rate-budgets.ts)
 const REFILL = `
@@ -40,7 +50,7 @@ return granted
 
 // KEYS: group bucket, member bucket, members zset. ARGV: rate, window, wanted, now, member, headroom
 // Mirrors InProcessRateBudgets.takeShared (memberCap and rollWindow in rate-budgets.ts).
-const TAKE_SHARED = `${REFILL}
+const SHARED = `${REFILL}
 local function roll(key, now)
   local v = redis.call('HMGET', key, 'ww', 'wc', 'wp')
   local sec = math.floor(now / 1000)
@@ -49,6 +59,7 @@ local function roll(key, now)
   if sec == win + 1 then return sec, 0, tonumber(v[2]) end
   return win, tonumber(v[2]), tonumber(v[3])
 end
+local function take_shared()
 local rate = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local wanted = tonumber(ARGV[3]); local now = tonumber(ARGV[4])
 local headroom = tonumber(ARGV[6])
 redis.call('ZADD', KEYS[3], now, ARGV[5])
@@ -74,6 +85,30 @@ redis.call('HSET', KEYS[2], 'ww', mwin, 'wc', mcur + wanted, 'wp', mprev)
 redis.call('PEXPIRE', KEYS[1], math.max(window, 2000))
 redis.call('PEXPIRE', KEYS[2], math.max(window, 2000))
 return granted
+end
+`;
+
+const TAKE_SHARED = `${SHARED}
+return take_shared()
+`;
+
+// KEYS as TAKE_SHARED, then the take's grant key. ARGV as TAKE_SHARED, then how long to remember.
+// Returns {granted, repeated (0/1)}: a remembered take is answered without touching the budget.
+// Remembered until the caller's clock passes `u` (like every time here); the expiry collects it.
+const TAKE_SHARED_ONCE = `${SHARED}
+local seen = redis.call('HMGET', KEYS[4], 'g', 'u')
+local now = tonumber(ARGV[4])
+local untl = now + tonumber(ARGV[7])
+if seen[1] and tonumber(seen[2]) > now then
+  -- Remembered for remember_ms after the latest repeat too (InProcessRateBudgets.takeSharedOnce).
+  if untl > tonumber(seen[2]) then redis.call('HSET', KEYS[4], 'u', string.format('%.17g', untl)) end
+  redis.call('PEXPIRE', KEYS[4], ARGV[7])
+  return {tonumber(seen[1]), 1}
+end
+local granted = take_shared()
+redis.call('HSET', KEYS[4], 'g', granted, 'u', string.format('%.17g', untl))
+redis.call('PEXPIRE', KEYS[4], ARGV[7])
+return {granted, 0}
 `;
 
 const LEVEL = `${REFILL}
@@ -84,6 +119,19 @@ return tostring(tokens)
 type Scripted = Redis & {
   edgeplaneTake(key: string, rate: number, burst: number, wanted: number, now: number): Promise<number>;
   edgeplaneTakeShared(g: string, m: string, z: string, rate: number, window: number, wanted: number, now: number, member: string, headroom: number): Promise<number>;
+  edgeplaneTakeSharedOnce(
+    g: string,
+    m: string,
+    z: string,
+    once: string,
+    rate: number,
+    window: number,
+    wanted: number,
+    now: number,
+    member: string,
+    headroom: number,
+    rememberMs: number,
+  ): Promise<[number, number]>;
   edgeplaneLevel(key: string, rate: number, burst: number, now: number): Promise<string>;
 };
 
@@ -95,8 +143,9 @@ export class RedisRateBudgets implements RateBudgets {
   constructor(redis: Redis, prefix: string) {
     this.#prefix = `${prefix}rb:`;
     // defineCommand sends EVALSHA and falls back to EVAL once per connection.
-    if (!('edgeplaneTake' in redis)) {
+    if (!('edgeplaneTakeSharedOnce' in redis)) {
       redis.defineCommand('edgeplaneTake', { numberOfKeys: 1, lua: TAKE });
+      redis.defineCommand('edgeplaneTakeSharedOnce', { numberOfKeys: 4, lua: TAKE_SHARED_ONCE });
       redis.defineCommand('edgeplaneTakeShared', { numberOfKeys: 3, lua: TAKE_SHARED });
       redis.defineCommand('edgeplaneLevel', { numberOfKeys: 1, lua: LEVEL });
     }
@@ -120,6 +169,24 @@ export class RedisRateBudgets implements RateBudgets {
       req.member,
       OTHERS_HEADROOM,
     );
+  }
+
+  async takeSharedOnce(req: SharedTake, once: TakeOnce, wanted: number, now: number): Promise<OnceGrant> {
+    const p = this.#prefix;
+    const [granted, repeated] = await this.#redis.edgeplaneTakeSharedOnce(
+      p + sharedGroupKey(req.group),
+      p + sharedMemberKey(req.group, req.member),
+      `${p}${sharedGroupKey(req.group)}:members`,
+      p + sharedOnceKey(req.group, once.id),
+      req.rate_per_s,
+      req.active_window_ms,
+      wanted,
+      now,
+      req.member,
+      OTHERS_HEADROOM,
+      Math.max(1, Math.ceil(once.remember_ms)),
+    );
+    return { granted, repeated: repeated === 1 };
   }
 
   async level(key: string, limit: BucketLimit, now: number): Promise<number> {
