@@ -12,6 +12,7 @@
 import type { FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
 import { EdgeplaneError } from '../shared/errors.js';
+import { sessionStands } from '../shared/auth/console-session.js';
 import { authenticateApiKey } from './auth/api-keys.js';
 
 export interface CredentialRecheck {
@@ -58,7 +59,7 @@ export function credentialRecheck(request: FastifyRequest): CredentialRecheck | 
     key: `user:${userId}:${sessionVersion}`,
     stillAuthorized: async () => {
       const user = await app.store.consoleUsers.get(userId);
-      return user !== null && user.disabled_at === null && user.tenant_id === tenantId && user.session_version === sessionVersion;
+      return sessionStands(user, tenantId, sessionVersion);
     },
   };
 }

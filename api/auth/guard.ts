@@ -12,6 +12,7 @@ import { checkCarrierKey, looksLikeCarrierKey } from '../../shared/auth/carrier-
 import type { CarrierPrincipal, Principal, UserPrincipal } from '../types.js';
 import { authenticateApiKey, looksLikeApiKey } from './api-keys.js';
 import { holds } from './permissions.js';
+import { sessionStands } from '../../shared/auth/console-session.js';
 
 const BEARER_RE = /^Bearer\s+(\S+)\s*$/i;
 
@@ -50,7 +51,7 @@ async function authenticateToken(app: FastifyInstance, token: string): Promise<U
     throw createError('UNAUTHENTICATED', 'access token is invalid');
   }
   const user = await app.store.consoleUsers.get(claims.sub);
-  if (!user || user.disabled_at !== null || user.tenant_id !== claims.tenant_id || user.session_version !== (claims.sv ?? 0)) {
+  if (!sessionStands(user, claims.tenant_id, claims.sv ?? 0)) {
     throw createError('UNAUTHENTICATED', 'access token is no longer valid: sign in again');
   }
   return { kind: 'user', userId: user.id, tenantId: user.tenant_id, role: user.console_role, actorId: user.id, label: null };

@@ -18,6 +18,7 @@ import type { RouteOptions } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { sessionStands } from '../../shared/auth/console-session.js';
 import { createError, type FieldIssue } from '../../shared/errors.js';
 import { audit } from '../audit.js';
 import { userPrincipalOf } from '../auth/guard.js';
@@ -175,7 +176,7 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
       const grant = await reachable(redeemDownloadToken(store, request.params.token, app.clock()));
       if (grant === null) throw createError('NOT_FOUND', 'This download link is unknown, already used or expired: start the export again.');
       const user = await app.store.consoleUsers.get(grant.user_id);
-      if (!user || user.disabled_at !== null || user.tenant_id !== grant.tenant_id || user.session_version !== grant.session_version) {
+      if (!sessionStands(user, grant.tenant_id, grant.session_version)) {
         throw createError('UNAUTHENTICATED', 'The session this download link was issued to has ended: sign in and start the export again.');
       }
       const access = await app.tokens.sign({ sub: user.id, tenant_id: user.tenant_id, role: user.console_role, sv: user.session_version });

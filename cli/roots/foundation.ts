@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { sessionStands } from '../../shared/auth/console-session.js';
 import { KeyRing, TokenService } from '../../shared/auth/tokens.js';
 import { InProcessBus, type Bus } from '../../shared/bus.js';
 import type { Config } from '../../shared/config.js';
@@ -199,5 +200,5 @@ export function urlHost(host: string): string {
  */
 export async function consoleUserActive(store: Store, userId: string, tenantId: string, sessionVersion: number): Promise<boolean> {
   const user = await store.consoleUsers.get(userId);
-  return user !== null && user.tenant_id === tenantId && user.disabled_at === null && user.session_version === sessionVersion;
+  return sessionStands(user, tenantId, sessionVersion);
 }
