@@ -14,35 +14,14 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
 import { KeyRing } from '../shared/auth/tokens.js';
-import { createRedis } from '../shared/redis/connection.js';
-import { RedisBus } from '../shared/redis/redis-bus.js';
 import { DEFAULT_RECHECK } from '../shared/auth/bounded-recheck.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { seedUsage } from './seed-usage.js';
-import { OPERATOR_EMAIL, createTenant, login, post, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, createTenant, login, post, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
+import { holdTowerFeedAfter as holdAfter, feedTowers } from '../test/support/hold-carrier-feed.js';
 
-/** Holds `store`'s tower feed right after the record for `towerId` was applied, until released. */
-function holdAfter(store: SqliteStore, towerId: string) {
-  const repo = store.carrierFeeds;
-  const apply = repo.applyTower.bind(repo);
-  const appliedIds: string[] = [];
-  let reached!: () => void;
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (reached = resolve));
-  const released = new Promise<void>((resolve) => (release = resolve));
-  repo.applyTower = async (carrierId, record, now) => {
-    const outcome = await apply(carrierId, record, now);
-    appliedIds.push(record.tower_id);
-    if (record.tower_id === towerId) {
-      reached();
-      await released;
-    }
-    return outcome;
-  };
-  return { appliedIds, held, release };
-}
 
-const towers = (n: number) => Array.from({ length: n }, (_, i) => ({ op: 'upsert', tower_id: `cut-${i}`, name: `Tower ${i}` }));
+const towers = (n: number) => feedTowers(n, 'cut-');
 
 function baseUrl(h: Harness): string {
   return `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
@@ -74,17 +53,7 @@ describe('a carrier push in progress stops at its revocation', () => {
   let dir: string;
   const cleanup: Array<() => Promise<unknown>> = [];
 
-  async function apiProcess(file: string, keyRing: KeyRing): Promise<{ h: Harness; store: SqliteStore }> {
-    const store = new SqliteStore({ file });
-    await store.init();
-    const h = await startHarness({ rateLimitPerMin: 1_000_000, store, keyRing });
-    cleanup.push(async () => {
-      await h.close();
-      await store.close();
-    });
-    await h.app.listen({ host: '127.0.0.1', port: 0 });
-    return { h, store };
-  }
+  const apiProcess = (file: string, keyRing: KeyRing) => startApiProcess({ file, keyRing, cleanup });
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'edgeplane-push-revoke-'));
@@ -231,24 +200,7 @@ describeWithRedis('a carrier push in progress stops at a revocation announced fr
   let dir: string;
   const cleanup: Array<() => Promise<unknown>> = [];
 
-  async function apiProcess(file: string, prefix: string, keyRing: KeyRing): Promise<{ h: Harness; store: SqliteStore; bus: RedisBus }> {
-    const store = new SqliteStore({ file });
-    await store.init();
-    const publisher = createRedis(url, { name: 'push-revoke-pub' });
-    const subscriber = createRedis(url, { name: 'push-revoke-sub' });
-    const bus = new RedisBus({ publisher, subscriber, prefix });
-    await bus.start();
-    const h = await startHarness({ rateLimitPerMin: 1_000_000, store, bus, keyRing });
-    cleanup.push(async () => {
-      await h.close();
-      await bus.stop();
-      await subscriber.quit();
-      await publisher.quit();
-      await store.close();
-    });
-    await h.app.listen({ host: '127.0.0.1', port: 0 });
-    return { h, store, bus };
-  }
+  const apiProcess = (file: string, prefix: string, keyRing: KeyRing) => startApiProcess({ file, keyRing, cleanup, redis: { url, prefix } });
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'edgeplane-push-revoke-redis-'));
@@ -271,7 +223,7 @@ describeWithRedis('a carrier push in progress stops at a revocation announced fr
     await hold.held;
 
     // Registered after the push route's listener, so it runs after it.
-    const heard = new Promise<void>((resolve) => a.bus.subscribe('carrier-credential.revoked', () => resolve(), {}, 'cluster'));
+    const heard = new Promise<void>((resolve) => a.h.bus.subscribe('carrier-credential.revoked', () => resolve(), {}, 'cluster'));
     expect((await revokeOver(b.h, operatorOnB, carrier.carrierId, carrier.credentialId)).status).toBe(204);
     await heard;
     hold.release();

@@ -7,34 +7,19 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
-import { createLogger } from '../shared/logger.js';
 import { redactQueryToken } from './feed-transport.js';
-import { OPERATOR_EMAIL, createTenant, login, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, createTenant, login, requestLogCapture, startHarness, type Harness, type Session } from './test-support.js';
 
 let h: Harness;
 let owner: Session;
-const lines: string[] = [];
+// The harness logs nowhere: every request gets a logger this test can read. (Its hook runs after
+// the guard, so the probes use a public route.)
+const { lines, beforeReady } = requestLogCapture();
 
 beforeAll(async () => {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString('utf8'));
-      done();
-    },
-  });
-  const capture = createLogger('info', sink);
-  h = await startHarness({
-    beforeReady: (app) => {
-      // The harness logs nowhere; give every request a logger this test can read.
-      // (Hooks added here run after the guard, so the probes use a public route.)
-      app.addHook('onRequest', async (request) => {
-        request.log = capture;
-      });
-    },
-  });
+  h = await startHarness({ beforeReady });
   const operator = await login(h.app, OPERATOR_EMAIL);
   ({ owner } = await createTenant(h.app, operator, 'Alpha'));
 });

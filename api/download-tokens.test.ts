@@ -9,17 +9,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KeyRing } from '../shared/auth/tokens.js';
-import { createLogger } from '../shared/logger.js';
 import { createRedis } from '../shared/redis/connection.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
 import { DOWNLOAD_TOKEN_TTL_MS, InProcessDownloadTokens, RedisDownloadTokens, redactDownloadToken, type DownloadTokenStore } from './download-tokens.js';
 import { seedUsage } from './seed-usage.js';
-import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, requestLogCapture, startHarness, type Harness, type Session } from './test-support.js';
 
 const USAGE_ROWS = 2500;
 
@@ -49,24 +47,10 @@ describe('download links on one API process', () => {
   let ownerA: Session;
   let ownerB: Session;
   let tenantA: string;
-  const lines: string[] = [];
+  const { lines, beforeReady } = requestLogCapture();
 
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString('utf8'));
-        done();
-      },
-    });
-    const capture = createLogger('info', sink);
-    h = await startHarness({
-      rateLimitPerMin: 1_000_000,
-      beforeReady: (app) => {
-        app.addHook('onRequest', async (request) => {
-          request.log = capture;
-        });
-      },
-    });
+    h = await startHarness({ rateLimitPerMin: 1_000_000, beforeReady });
     operator = await login(h.app, OPERATOR_EMAIL);
     ({ owner: ownerA, tenantId: tenantA } = await createTenant(h.app, operator, 'Alpha'));
     let tenantB: string;

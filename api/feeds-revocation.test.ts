@@ -17,11 +17,8 @@ import WebSocket from 'ws';
 import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
 import { KeyRing } from '../shared/auth/tokens.js';
 import type { ConsoleUser } from '../shared/domain.js';
-import { createRedis } from '../shared/redis/connection.js';
-import { RedisBus } from '../shared/redis/redis-bus.js';
 import { FEED_DROPPED_COUNTER } from './feeds.js';
-import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
-import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
 
 interface Opened {
   ws: WebSocket;
@@ -169,24 +166,7 @@ describeWithRedis('feeds close when their credential ends on another API process
   const sockets: WebSocket[] = [];
 
   /** An API process: its own store handle on the shared file, its own Redis bus, shared keys. */
-  async function apiProcess(file: string, prefix: string, keyRing: KeyRing): Promise<Harness> {
-    const store = new SqliteStore({ file });
-    await store.init();
-    const publisher = createRedis(url, { name: 'feeds-test-pub' });
-    const subscriber = createRedis(url, { name: 'feeds-test-sub' });
-    const bus = new RedisBus({ publisher, subscriber, prefix });
-    await bus.start();
-    const h = await startHarness({ rateLimitPerMin: 1_000_000, store, bus, keyRing });
-    cleanup.push(async () => {
-      await h.close();
-      await bus.stop();
-      await subscriber.quit();
-      await publisher.quit();
-      await store.close();
-    });
-    await h.app.listen({ host: '127.0.0.1', port: 0 });
-    return h;
-  }
+  const apiProcess = async (file: string, prefix: string, keyRing: KeyRing) => (await startApiProcess({ file, keyRing, cleanup, redis: { url, prefix } })).h;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'edgeplane-feeds-cluster-'));
@@ -236,17 +216,7 @@ describe('feeds close when their credential ends on another API process whose an
   const sockets: WebSocket[] = [];
 
   /** An API process on the shared file with its own in-process bus: it hears nothing from the other. */
-  async function isolatedProcess(file: string, keyRing: KeyRing): Promise<Harness> {
-    const store = new SqliteStore({ file });
-    await store.init();
-    const h = await startHarness({ rateLimitPerMin: 1_000_000, store, keyRing });
-    cleanup.push(async () => {
-      await h.close();
-      await store.close();
-    });
-    await h.app.listen({ host: '127.0.0.1', port: 0 });
-    return h;
-  }
+  const isolatedProcess = async (file: string, keyRing: KeyRing) => (await startApiProcess({ file, keyRing, cleanup })).h;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'edgeplane-feeds-lost-'));

@@ -15,8 +15,11 @@ import { CommandService } from '../shared/commands/command-service.js';
 import { createIdFactory } from '../shared/ids.js';
 import { InProcessJobQueues } from '../shared/workflow/job-queue.js';
 import { InProcessRateBudgets, type RateBudgets } from '../shared/workflow/rate-budgets.js';
-import { silentLogger } from '../shared/logger.js';
+import { createLogger, silentLogger } from '../shared/logger.js';
+import { LogCapture } from '../test/support/log-lines.js';
 import { Counters } from '../shared/metrics.js';
+import { createRedis } from '../shared/redis/connection.js';
+import { RedisBus } from '../shared/redis/redis-bus.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { buildApp, type Readiness } from './app.js';
 
@@ -179,4 +182,55 @@ export async function post<T = Record<string, unknown>>(
   const res = await app.inject({ method: 'POST', url, headers: session.headers, payload });
   if (res.statusCode !== expected) throw new Error(`POST ${url}: ${res.statusCode} ${res.body}`);
   return json<T>(res);
+}
+
+/**
+ * One API process of several sharing a SQLite file, listening on 127.0.0.1: its own store handle,
+ * and its own bus — over Redis when `redis` is given, else in process (it then hears nothing the
+ * others announce: a lost announcement). Closed, in order, by the functions pushed on `cleanup`.
+ */
+export async function startApiProcess(opts: {
+  file: string;
+  keyRing: KeyRing;
+  cleanup: Array<() => Promise<unknown>>;
+  redis?: { url: string; prefix: string };
+}): Promise<{ h: Harness; store: SqliteStore }> {
+  const store = new SqliteStore({ file: opts.file });
+  await store.init();
+  let bus: RedisBus | undefined;
+  let clients: Redis[] = [];
+  if (opts.redis) {
+    const publisher = createRedis(opts.redis.url, { name: 'api-process-pub' });
+    const subscriber = createRedis(opts.redis.url, { name: 'api-process-sub' });
+    clients = [subscriber, publisher];
+    bus = new RedisBus({ publisher, subscriber, prefix: opts.redis.prefix });
+    await bus.start();
+  }
+  const h = await startHarness({ rateLimitPerMin: 1_000_000, store, keyRing: opts.keyRing, ...(bus ? { bus } : {}) });
+  opts.cleanup.push(async () => {
+    await h.close();
+    await bus?.stop();
+    for (const client of clients) await client.quit();
+    await store.close();
+  });
+  await h.app.listen({ host: '127.0.0.1', port: 0 });
+  return { h, store };
+}
+
+/**
+ * The request log, captured (the harness logs nowhere): pass `beforeReady` to startHarness and read
+ * `lines` (clear it with `lines.length = 0`). Its hook runs after the guard, so what a refused
+ * request would log is read through a public route.
+ */
+export function requestLogCapture(): { lines: string[]; beforeReady: (app: FastifyInstance) => void } {
+  const sink = new LogCapture();
+  const logger = createLogger('info', sink);
+  return {
+    lines: sink.lines,
+    beforeReady: (app) => {
+      app.addHook('onRequest', async (request) => {
+        request.log = logger;
+      });
+    },
+  };
 }

@@ -10,32 +10,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_RECHECK } from '../shared/auth/bounded-recheck.js';
 import { createIdFactory } from '../shared/ids.js';
 import { topics } from '../shared/mqtt/topics.js';
-import type { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { startHarness, type Harness } from './test-support.js';
+import { holdTowerFeedAfter as holdAfter, feedTowers } from '../test/support/hold-carrier-feed.js';
 
 const newId = createIdFactory();
-const towers = (n: number) => Array.from({ length: n }, (_, i) => ({ op: 'upsert', tower_id: `mq-cut-${i}`, name: `Tower ${i}` }));
+const towers = (n: number) => feedTowers(n, 'mq-cut-');
 
-/** Holds the tower feed right after the record for `towerId` was applied, until released. */
-function holdAfter(store: SqliteStore, towerId: string) {
-  const repo = store.carrierFeeds;
-  const apply = repo.applyTower.bind(repo);
-  const appliedIds: string[] = [];
-  let reached!: () => void;
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (reached = resolve));
-  const released = new Promise<void>((resolve) => (release = resolve));
-  repo.applyTower = async (carrierId, record, now) => {
-    const outcome = await apply(carrierId, record, now);
-    appliedIds.push(record.tower_id);
-    if (record.tower_id === towerId) {
-      reached();
-      await released;
-    }
-    return outcome;
-  };
-  return { appliedIds, held, release };
-}
 
 /** Resolves with the outcome label of the first record count the ingest reports (applied or cut). */
 function feedFinished(h: Harness): Promise<string> {
