@@ -153,7 +153,10 @@ async function readStream(res: Response, out: WriteStream): Promise<WhatIfResult
 
 const n = (x: number): string => x.toLocaleString('en-US');
 
-export function formatWhatIf(r: WhatIfResult): string {
+/** The answer as the API gives it: what the caller's permissions left out is named in `redacted`. */
+type WhatIfReply = WhatIfResult & { redacted?: string[] };
+
+export function formatWhatIf(r: WhatIfReply): string {
   const lines: string[] = [];
   const s = r.timing.replay_ms / 1000;
   lines.push(`what-if for tenant ${r.tenant_id}, ${new Date(r.window.since).toISOString()} → ${new Date(r.window.until).toISOString()}`);
@@ -178,6 +181,9 @@ export function formatWhatIf(r: WhatIfResult): string {
     for (const f of r.sample) {
       lines.push(`    ${f.event_id} ${f.device_id} ${f.app}/${f.action} @${f.tower_id}: ${f.before.effect} → ${f.after.effect}${f.after.rule_id ? ` (rule ${f.after.rule_id})` : ''}`);
     }
+  }
+  if (r.redacted && r.redacted.length > 0) {
+    lines.push(`  left out                 what needs ${r.redacted.join(', ')}, which these credentials lack (flipped events and breakdowns: usage:read; test results: policies:read)`);
   }
   return lines.join('\n');
 }
@@ -213,7 +219,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
   const api = values.api as string;
   const auth = await signIn(values, api, tenant);
 
-  let result: WhatIfResult;
+  let result: WhatIfReply;
   if (typeof values.flips === 'string') {
     const out = createWriteStream(values.flips);
     try {
@@ -227,11 +233,16 @@ export async function policyCommand(argv: string[]): Promise<number> {
   } else {
     const res = await call(api, auth, 'POST', '/policies/what-if', body);
     if (!res.ok) throw await failure(res, 'what-if');
-    result = (await res.json()) as WhatIfResult;
+    result = (await res.json()) as WhatIfReply;
   }
   // The API runs a what-if on the caller's own tenant; an API key of another tenant is refused here.
   if (result.tenant_id !== tenant) throw new Error(`the credentials are tenant ${result.tenant_id}'s, not ${tenant}'s`);
   process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatWhatIf(result)}\n`);
   if (values['fail-on-flips'] && (result.flips.total > 0 || result.tests.broken.length > 0)) return 3;
+  // A gate that cannot see the stored tests' results does not pass: it says why.
+  if (values['fail-on-flips'] && result.redacted?.includes('policies:read') && result.tests.total > 0) {
+    process.stderr.write('edgeplane policy what-if: --fail-on-flips cannot tell whether stored policy tests break: these credentials lack policies:read\n');
+    return 1;
+  }
   return 0;
 }

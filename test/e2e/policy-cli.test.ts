@@ -94,6 +94,22 @@ describe('edgeplane policy what-if', () => {
     expect(r.stdout).toContain('by app                   dropbox +3/-0');
   });
 
+  it('names what a narrowly scoped key was not shown, and a --fail-on-flips gate that cannot see the tests does not pass', async () => {
+    const owner = await ApiClient.login(tcp.cp.httpUrl, EMAIL, PASSWORD);
+    await owner.post('/api/v1/policy-tests', { name: 'phones open dropbox', device_id: 'cli-phone', app: 'dropbox', action: 'open', expected_effect: 'allow' });
+    const { key } = await owner.post<{ key: string }>('/api/v1/api-keys', { name: 'ci gate', scopes: ['policies:simulate'] });
+    const quiet = join(dir, 'quiet.json');
+    await writeFile(quiet, JSON.stringify({ rules: { add: [{ policy_id: policyId, app: 'dropbox', action: 'open', permission: 'allow' }] } }));
+    const args = ['policy', 'what-if', '--tenant', tenantId, '--since', '1h', '--api', tcp.cp.httpUrl, '--api-key', key];
+    const gate = await runCli([...args, '--draft', quiet, '--fail-on-flips']);
+    expect(gate.stdout).toMatch(/decisions flipped\s+0 /);
+    expect(gate.stdout).toContain('left out                 what needs usage:read, policies:read');
+    expect(gate.stderr).toContain('cannot tell whether stored policy tests break: these credentials lack policies:read');
+    expect(gate.code).toBe(1);
+    // Flips are still seen, and fail the gate as ever.
+    expect((await runCli([...args, '--draft', draftFile, '--fail-on-flips'])).code).toBe(3);
+  });
+
   it('refuses bad usage with exit 2, and another tenant than the account’s with exit 1', async () => {
     const missing = await runCli(['policy', 'what-if', '--tenant', tenantId, '--since', '1h', ...auth()]);
     expect(missing.code).toBe(2);
