@@ -106,3 +106,42 @@ describe('what-if for a caller without usage:read', () => {
     expect(json<Reply>(res)).toMatchObject({ redacted: [], sample: [{}, {}] });
   });
 });
+
+describe('a what-if streaming recorded usage stops at the revocation of its key', () => {
+  it('revoked between two pages: the rest is not sent, the stream ends with an error line', async () => {
+    // 5,000 more events: with the two of every test, a first page of 5,000 and a second of 2.
+    const more = Array.from({ length: 5_000 }, (_, i) => ({ device_id: `dev-${i}`, app: 'slack', action: 'open', effect: 'allow' as const }));
+    for (let i = 0; i < more.length; i += 1_000) await seedUsage(h.store, tenantId, 'twr-1', more.slice(i, i + 1_000), h.clock.now);
+    const issued = await post<{ api_key: { id: string }; key: string }>(h.app, owner, '/api/v1/api-keys', {
+      name: 'what-if',
+      scopes: ['policies:simulate', 'usage:read'],
+    });
+    // The second page is held until released: the revocation comes between the pages.
+    const scan = h.store.usageHistory.scan.bind(h.store.usageHistory);
+    let pages = 0;
+    let reached!: () => void;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (reached = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    h.store.usageHistory.scan = async (...args) => {
+      if (++pages === 2) {
+        reached();
+        await released;
+      }
+      return scan(...args);
+    };
+
+    const streamed = whatIf(issued.key, '?stream=ndjson');
+    await held;
+    const revoked = await h.app.inject({ method: 'DELETE', url: `/api/v1/api-keys/${issued.api_key.id}`, headers: owner.headers });
+    expect(revoked.statusCode).toBe(204);
+    // The next flip is past the re-read interval.
+    h.clock.advance(1_001);
+    release();
+    const res = await streamed;
+    expect(res.statusCode).toBe(200);
+    const lines = res.body.trim().split('\n').map((l) => JSON.parse(l) as { type: string; error?: { code: string } });
+    expect(lines.filter((l) => l.type === 'flip')).toHaveLength(5_000);
+    expect(lines.at(-1)).toMatchObject({ type: 'error', error: { code: 'UNAUTHENTICATED' } });
+  });
+});

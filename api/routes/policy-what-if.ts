@@ -21,7 +21,9 @@ import { createError, isEdgeplaneError } from '../../shared/errors.js';
 import { applyDraft, DraftSchema } from '../../shared/policy/draft.js';
 import { runWhatIf, type Flip, type WhatIfOptions, type WhatIfResult } from '../../shared/policy/what-if.js';
 import { MAX_POLICY_TESTS, type PolicyTest } from '../../shared/policy/policy-tests.js';
+import { BoundedRecheck, DEFAULT_RECHECK } from '../../shared/auth/bounded-recheck.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
+import { credentialRecheck } from '../credential-recheck.js';
 import type { Permission } from '../auth/permissions.js';
 import { lacking } from '../auth/reveal.js';
 import { errorResponses, invalidField } from '../schemas/common.js';
@@ -193,10 +195,28 @@ export const policyWhatIfRoutes: FastifyPluginAsyncZod<{ contents: PolicyContent
           signal,
         });
         if (wantsStream(request, request.query.stream)) {
+          // A stream of recorded usage goes on only while its credential stands: re-authenticated
+          // at least every second or every 1,000 flips (credential-recheck.ts), so a revocation made
+          // meanwhile, through any API process, ends it with an error line.
+          const recheck = credentialRecheck(request);
+          const authority =
+            recheck && new BoundedRecheck({ read: recheck.stillAuthorized, now: app.clock, intervalMs: DEFAULT_RECHECK.intervalMs, everySteps: 1_000, readAt: app.clock() });
           const stream = ndjson(
             (emit, signal) =>
               // Without usage:read no flip is handed out: the replay runs for the summary alone.
-              runWhatIf(options(signal, redacted.includes('usage:read') ? undefined : emit))
+              runWhatIf(
+                options(
+                  signal,
+                  redacted.includes('usage:read')
+                    ? undefined
+                    : async (flip) => {
+                        if (authority && !(await authority.stillValid())) {
+                          throw createError('UNAUTHENTICATED', 'the credential was revoked while the what-if streamed: the replay stopped');
+                        }
+                        await emit(flip);
+                      },
+                ),
+              )
                 .then((result) => visible(result, redacted))
                 .finally(() => {
                   reply.raw.off('close', onClose);
