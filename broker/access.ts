@@ -17,6 +17,7 @@
  * by who noticed: the bus or the re-check).
  */
 import type { AuthenticateError, Client } from 'aedes';
+import { carrierCredentialActive } from '../shared/auth/carrier-keys.js';
 import type { TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
 import type { Logger } from '../shared/logger.js';
@@ -200,10 +201,9 @@ export class Access {
       if (p.kind === 'tower') {
         add(`tower:${p.credentialId}:${p.towerId}`, client, p.credentialId, () => towerLoginWithdrawn({ towerCredentials, towers }, p.credentialId, p.towerId), true);
       } else if (p.kind === 'carrier' && carrierCredentials) {
-        add(`carrier:${p.credentialId}`, client, p.credentialId, async () => {
-          const cred = await carrierCredentials.get(p.credentialId);
-          return !cred || cred.revoked_at !== null ? 'credential revoked' : null;
-        });
+        add(`carrier:${p.credentialId}`, client, p.credentialId, async () =>
+          (await carrierCredentialActive(p.credentialId, (id) => carrierCredentials.get(id))) ? null : 'credential revoked',
+        );
       } else if (p.kind === 'console' && consoleUsers) {
         // Tokens of one account under another session version (re-roled since) are checked apart.
         const version = this.#consoleVersions.get(client) ?? 0;
