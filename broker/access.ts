@@ -273,7 +273,7 @@ export class Access {
     this.#d.gate.authenticated(client, {
       maxQos: (filter) => subscriptionMaxQos(principal, filter),
       onPuback: (packetId) => this.#delivered(deliveries?.acknowledged(packetId) ?? null),
-      written: deliveries ? (chunk) => deliveries.written(chunk) : null,
+      watch: deliveries,
     });
     this.#d.log.debug({ client_id: client.id, principal: principal.kind }, 'mqtt client authenticated');
     return null;

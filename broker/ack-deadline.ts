@@ -16,21 +16,14 @@
  * read-ahead is full, see WireGuard), the client's answers could not be seen: the deadline waits,
  * and starts a full period again when reading resumes.
  */
-import { ByteQueue } from './byte-queue.js';
-
-const PUBLISH = 3;
-const PUBREL = 6;
 /** A packet id is 16 bits; a client owes at most this many answers. */
 const MAX_IDS = 65_535;
 
 export class AckDeadline {
   readonly #timeoutMs: number;
   readonly #onExpired: () => void;
-  readonly #queue = new ByteQueue();
   /** Packet ids of PUBLISHes (QoS > 0) and PUBRELs written and not answered yet. */
   readonly #owed = new Set<number>();
-  /** Bytes of the current outbound frame still to skip. */
-  #skip = 0;
   #lost = false;
   #paused = false;
   #timer: NodeJS.Timeout | null = null;
@@ -46,21 +39,22 @@ export class AckDeadline {
     return this.#owed.size;
   }
 
-  /** Observes bytes written to the client, in order, however they are split. */
-  written(chunk: Buffer): void {
+  /** A QoS 1/2 PUBLISH or a PUBREL with `packetId` was written (outbound-frames.ts reads them). */
+  owe(packetId: number): void {
     if (this.#lost || this.#stopped) return;
-    this.#queue.push(chunk);
     const before = this.#owed.size;
-    if (!this.#scan()) {
-      // Unreadable framing (aedes never writes it): stop judging this connection rather than
-      // misjudge it.
-      this.#lost = true;
-      this.#queue.drain();
-      this.#owed.clear();
-      this.#disarm();
-      return;
-    }
+    if (before < MAX_IDS) this.#owed.add(packetId);
     if (before === 0 && this.#owed.size > 0) this.#arm();
+  }
+
+  /**
+   * What was written could not be read (aedes never writes such framing): stop judging this
+   * connection rather than misjudge it.
+   */
+  lost(): void {
+    this.#lost = true;
+    this.#owed.clear();
+    this.#disarm();
   }
 
   /** The client answered `packetId` (PUBACK, PUBREC or PUBCOMP). */
@@ -85,7 +79,6 @@ export class AckDeadline {
     this.#stopped = true;
     this.#disarm();
     this.#owed.clear();
-    this.#queue.drain();
   }
 
   #arm(): void {
@@ -105,49 +98,5 @@ export class AckDeadline {
     if (!this.#timer) return;
     clearTimeout(this.#timer);
     this.#timer = null;
-  }
-
-  /** Reads whole frame heads from the queue; false on framing it cannot read. */
-  #scan(): boolean {
-    const q = this.#queue;
-    for (;;) {
-      if (this.#skip > 0) {
-        const n = Math.min(this.#skip, q.length);
-        if (n === 0) return true;
-        q.takeChunks(n);
-        this.#skip -= n;
-        continue;
-      }
-      if (q.length < 2) return true;
-      let remaining = 0;
-      let headerLength = 0;
-      for (let i = 1, multiplier = 1; ; i++, multiplier *= 128) {
-        if (i > 4) return false;
-        if (q.length <= i) return true;
-        const b = q.peek(i);
-        remaining += (b & 0x7f) * multiplier;
-        if ((b & 0x80) === 0) {
-          headerLength = i + 1;
-          break;
-        }
-      }
-      const first = q.peek(0);
-      const type = first >> 4;
-      const qos = (first >> 1) & 3;
-      let idAt = -1;
-      if (type === PUBLISH && qos > 0) {
-        if (q.length < headerLength + 2) return true;
-        idAt = headerLength + 2 + ((q.peek(headerLength) << 8) | q.peek(headerLength + 1));
-      } else if (type === PUBREL) {
-        idAt = headerLength;
-      }
-      if (idAt >= 0) {
-        if (idAt + 2 > headerLength + remaining) return false;
-        if (q.length < idAt + 2) return true;
-        const id = (q.peek(idAt) << 8) | q.peek(idAt + 1);
-        if (this.#owed.size < MAX_IDS) this.#owed.add(id);
-      }
-      this.#skip = headerLength + remaining;
-    }
   }
 }

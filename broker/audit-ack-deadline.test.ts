@@ -10,6 +10,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { filters, mqttIdentity, topics } from '../shared/mqtt/topics.js';
 import { AckDeadline } from './ack-deadline.js';
+import { OutboundFrames } from './outbound-frames.js';
 import { connectPacket, pubackPacket, publishPacket, subscribePacket } from './mqtt-bytes.js';
 import { rawClient, startHarness, type Harness, type RawClient } from './test-support.js';
 
@@ -92,17 +93,20 @@ describe('AckDeadline', () => {
   afterEach(() => vi.useRealTimers());
   const qos2 = (id: number) => publishPacket('t/x', Buffer.alloc(300), { qos: 2, packetId: id });
   const pubrel = (id: number) => Buffer.from([0x62, 0x02, id >> 8, id & 0xff]);
+  /** The deadline as the wire guard feeds it: through the one reader of what is written. */
+  const readFor = (d: AckDeadline) => new OutboundFrames({ owed: (id) => d.owe(id), watch: null, lost: () => d.lost() });
 
   it.each([1, 2, 7, 1000])('follows what it owes across any split of the writes (%i bytes at a time)', (size) => {
     vi.useFakeTimers();
     let expired = 0;
     const d = new AckDeadline(1000, () => expired++);
+    const frames = readFor(d);
     const out = Buffer.concat([publishPacket('t/q0', Buffer.alloc(200)), qos2(5), publishPacket('t/q1', Buffer.alloc(10), { qos: 1, packetId: 6 })]);
-    for (let i = 0; i < out.length; i += size) d.written(out.subarray(i, i + size));
+    for (let i = 0; i < out.length; i += size) frames.written(out.subarray(i, i + size));
     expect(d.owed).toBe(2);
     d.answered(5); // PUBREC
     d.heard();
-    d.written(pubrel(5)); // the PUBREL is owed its PUBCOMP
+    frames.written(pubrel(5)); // the PUBREL is owed its PUBCOMP
     d.answered(6);
     d.heard();
     expect(d.owed).toBe(1);
@@ -119,7 +123,7 @@ describe('AckDeadline', () => {
     vi.useFakeTimers();
     let expired = 0;
     const d = new AckDeadline(1000, () => expired++);
-    d.written(qos2(1));
+    readFor(d).written(qos2(1));
     vi.advanceTimersByTime(900);
     d.paused(true);
     vi.advanceTimersByTime(60_000);

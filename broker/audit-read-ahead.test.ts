@@ -60,7 +60,7 @@ describe('WireGuard on a real socket whose reader (aedes) has stopped reading', 
     c.write(connectPacket({ clientId: 'c' }));
     await once(guard, 'readable');
     expect(guard.read()).toEqual(connectPacket({ clientId: 'c' }));
-    guard.authenticate({ maxQos: () => 1, onPuback: () => undefined, written: null });
+    guard.authenticate({ maxQos: () => 1, onPuback: () => undefined, watch: null });
     guard.write(CONNACK);
     await once(c, 'data');
     received.length = 0;

@@ -9,6 +9,7 @@ import { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { CommandDeliveries } from './command-deliveries.js';
 import { FrameInspector, type InspectorHooks } from './frame-inspector.js';
+import { OutboundFrames } from './outbound-frames.js';
 import { connectPacket, frame, publishPacket, pubackPacket, subscribePacket } from './mqtt-bytes.js';
 import { WireGuard } from './wire-guard.js';
 
@@ -128,7 +129,7 @@ describe('WireGuard', () => {
     });
     const guard = new WireGuard(inner, { ...LIMITS, onViolation: () => undefined });
     await receive(inner, connectPacket({ clientId: 'c' }));
-    guard.authenticate({ ...hooks(), written: null });
+    guard.authenticate({ ...hooks(), watch: null });
     // aedes' CONNACK, taken by the client: a PINGRESP may follow it.
     guard.write(Buffer.from([0x20, 0x02, 0x00, 0x00]));
     const drained = once(inner, 'drain');
@@ -162,6 +163,7 @@ describe('CommandDeliveries', () => {
 
   it.each([1, 3, 11, 100_000])('maps packet ids to the commands written, across any chunking (%i)', (size) => {
     const d = new CommandDeliveries('T1', 1024);
+    const frames = new OutboundFrames({ owed: null, watch: d, lost: () => undefined });
     const written = Buffer.concat([
       Buffer.from([0x20, 0x02, 0x00, 0x00]), // CONNACK
       publishPacket('tenants/A/towers/T1/decisions', Buffer.alloc(500), { qos: 1, packetId: 1 }),
@@ -170,14 +172,14 @@ describe('CommandDeliveries', () => {
       command('B', 'T1', 'cmd-2', 3),
       command('A', 'T2', 'not-mine', 4), // cannot happen on T1's connection; ignored if it did
     ]);
-    for (let i = 0; i < written.length; i += size) d.written(written.subarray(i, i + size));
+    for (let i = 0; i < written.length; i += size) frames.written(written.subarray(i, i + size));
     expect([1, 2, 3, 4, 5].map((id) => d.acknowledged(id)?.command_id ?? null)).toEqual([null, 'cmd-1', 'cmd-2', null, null]);
     expect(d.acknowledged(3)).toBeNull(); // each PUBACK counts once
   });
 
   it('keeps both commands when a packet id is in flight twice (a replayed message)', () => {
     const d = new CommandDeliveries('T1', 1024);
-    d.written(Buffer.concat([command('A', 'T1', 'replayed', 7), command('A', 'T1', 'live', 7)]));
+    new OutboundFrames({ owed: null, watch: d, lost: () => undefined }).written(Buffer.concat([command('A', 'T1', 'replayed', 7), command('A', 'T1', 'live', 7)]));
     expect([d.acknowledged(7)?.command_id, d.acknowledged(7)?.command_id]).toEqual(['replayed', 'live']);
   });
 });

@@ -1,8 +1,8 @@
 /**
  * The stream aedes reads and writes instead of the socket: every inbound byte passes the
  * FrameInspector first, so aedes only ever parses frames that broke no rule, and nothing after
- * a CONNECT until the broker authenticated it. Outbound bytes pass through untouched (observed
- * for command deliveries on tower connections).
+ * a CONNECT until the broker authenticated it. Outbound bytes pass through untouched, read once
+ * (outbound-frames.ts) for the ack deadline and, on tower connections, the command deliveries.
  *
  * On a violation the guard never hands the offending frame on; it writes the CONNACK the spec
  * asks for (if any), ends the socket once that is flushed, and ends the aedes side, which then
@@ -16,6 +16,7 @@
 import { Duplex } from 'node:stream';
 import { AckDeadline } from './ack-deadline.js';
 import { FrameInspector, type InspectorHooks, type InspectorLimits, type Violation } from './frame-inspector.js';
+import { OutboundFrames, type PublishWatch } from './outbound-frames.js';
 
 export interface WireGuardOptions extends InspectorLimits {
   /** A frame broke a rule; the guard closes the connection right after this returns. */
@@ -43,8 +44,8 @@ export interface WireGuardOptions extends InspectorLimits {
 const PINGRESP = Buffer.from([0xd0, 0x00]);
 
 export interface GuardSession extends Pick<InspectorHooks, 'maxQos' | 'onPuback'> {
-  /** Observes bytes written to the client (null: nothing to observe). */
-  written: ((chunk: Buffer) => void) | null;
+  /** The outbound PUBLISHes to hand over with their payload (command deliveries), if any. */
+  watch: PublishWatch | null;
 }
 
 export class WireGuard extends Duplex {
@@ -58,6 +59,8 @@ export class WireGuard extends Duplex {
   readonly #ackTimeoutMs: number;
   readonly #onAckTimeout: (() => void) | undefined;
   #ackDeadline: AckDeadline | null = null;
+  /** Reads what is written to the client, when anything needs to know (null: nothing does). */
+  #outbound: OutboundFrames | null = null;
   #session: GuardSession | null = null;
   /** The inner stream is paused: authentication is pending, or aedes left more than the read-ahead unread. */
   #paused = false;
@@ -113,6 +116,13 @@ export class WireGuard extends Duplex {
     this.#session = session;
     const deadline = this.#ackTimeoutMs > 0 ? new AckDeadline(this.#ackTimeoutMs, () => this.#ackExpired()) : null;
     this.#ackDeadline = deadline;
+    if (deadline || session.watch) {
+      this.#outbound = new OutboundFrames({
+        owed: deadline ? (packetId) => deadline.owe(packetId) : null,
+        watch: session.watch,
+        lost: () => deadline?.lost(),
+      });
+    }
     this.#inspector.authenticated({
       maxQos: (filter) => session.maxQos(filter),
       onPuback: (packetId) => session.onPuback(packetId),
@@ -168,8 +178,7 @@ export class WireGuard extends Duplex {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.#connacked = true;
-    this.#session?.written?.(chunk);
-    this.#ackDeadline?.written(chunk);
+    this.#outbound?.written(chunk);
     if (this.#inner.write(chunk)) cb();
     else this.#pendingWrite = () => cb();
   }
@@ -180,8 +189,7 @@ export class WireGuard extends Duplex {
     this.#inner.cork();
     let ok = true;
     for (const { chunk } of chunks) {
-      this.#session?.written?.(chunk);
-      this.#ackDeadline?.written(chunk);
+      this.#outbound?.written(chunk);
       ok = this.#inner.write(chunk);
     }
     this.#inner.uncork();
@@ -196,6 +204,7 @@ export class WireGuard extends Duplex {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.#ackDeadline?.stop();
+    this.#outbound?.stop();
     // After a violation with a CONNACK, the socket ends by itself once the CONNACK is flushed.
     if (!this.#ending) this.#inner.destroy();
     const resume = this.#pendingWrite;
