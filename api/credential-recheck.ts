@@ -64,32 +64,3 @@ export function credentialRecheck(request: FastifyRequest): CredentialRecheck | 
   };
 }
 
-/**
- * The items whose credential no longer authenticates, asking each distinct credential (by `key`)
- * once. A check that fails (store unavailable) goes to `onError` and keeps its items.
- */
-export async function noLongerAuthorized<T>(
-  items: readonly T[],
-  recheckOf: (item: T) => CredentialRecheck | undefined,
-  onError: (err: unknown) => void,
-): Promise<T[]> {
-  const byCredential = new Map<string, { check: CredentialRecheck['stillAuthorized']; items: T[] }>();
-  for (const item of items) {
-    const recheck = recheckOf(item);
-    if (!recheck) continue;
-    const group = byCredential.get(recheck.key);
-    if (group) group.items.push(item);
-    else byCredential.set(recheck.key, { check: recheck.stillAuthorized, items: [item] });
-  }
-  const revoked = await Promise.all(
-    [...byCredential.values()].map(async ({ check, items: same }) => {
-      try {
-        return (await check()) ? [] : same;
-      } catch (err) {
-        onError(err);
-        return [];
-      }
-    }),
-  );
-  return revoked.flat();
-}

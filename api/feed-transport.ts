@@ -94,6 +94,7 @@ export async function registerFeedTransport(app: FastifyInstance, limits: Partia
     clock: app.clock,
     limits,
     onError: (err) => app.log.error({ err }, 'feed message could not be built, or a feed credential could not be checked again'),
+    onRecheckRecovered: () => app.log.info({ event: 'feed_recheck_recovered' }, 'feed credentials checked again'),
   });
   await app.register(fastifyWebsocket, {
     options: {

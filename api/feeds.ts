@@ -18,18 +18,20 @@
  * not left to its announcement alone: every `credentialRecheckMs` (1 s by default) each open
  * credential is authenticated again against the store, as the guard would (one read per distinct
  * credential, not per feed nor per message), and its feeds close (4401) when it no longer
- * authenticates; when the bus reports missed events the round runs at once. So after a revocation
- * is answered, its feeds emit nothing more in the process that made it, and at most
- * `credentialRecheckMs` plus one store read of messages elsewhere. Every feed closed for a
- * revocation is counted (`feed_clients_dropped_total{reason="revoked"}`). A credential that cannot
- * be checked (store unavailable) keeps its feeds; the error is reported and the next round asks again.
+ * authenticates; when the bus reports missed events a round runs at once (after the one under way,
+ * whose reads may predate the gap). So after a revocation is answered, its feeds emit nothing more
+ * in the process that made it, and at most `credentialRecheckMs` plus one store read of messages
+ * elsewhere. Every feed closed for a revocation is counted (`feed_clients_dropped_total{reason="revoked"}`).
+ * A credential that cannot be checked (store unavailable) keeps its feeds and the next round asks
+ * again; the outage is reported once, and its end once. The rounds are shared/auth/credential-sweep.ts.
  *
  * Authentication is the API's guard; the token lift and the Fastify wiring are feed-transport.ts.
  */
 import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
 import type { Bus, BusEvents } from '../shared/bus.js';
-import { noLongerAuthorized, type CredentialRecheck } from './credential-recheck.js';
+import { CredentialSweep, type SweepCheck } from '../shared/auth/credential-sweep.js';
+import type { CredentialRecheck } from './credential-recheck.js';
 import type { Effect } from '../shared/domain.js';
 import type { Counters } from '../shared/metrics.js';
 import { AlertEventSchema, AlertSchema, CommandRecordSchema, UsageRecordSchema } from '../shared/schemas/records.js';
@@ -114,8 +116,13 @@ export interface FeedHubDeps {
   counters: Counters;
   clock: () => number;
   limits?: Partial<FeedLimits>;
-  /** A message that could not be shaped (a record drifted from its schema; skipped), or a credential recheck that failed (the feed stays): reported. */
+  /**
+   * A message that could not be shaped (a record drifted from its schema; skipped), or the first
+   * credential re-check of a store outage that failed (the feeds stay): reported.
+   */
   onError?: (err: unknown) => void;
+  /** Credential re-checks read the store again after an outage `onError` reported. */
+  onRecheckRecovered?: () => void;
 }
 
 /** One connected socket: its bus listeners, liveness and close bookkeeping. */
@@ -198,9 +205,8 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
   /** One serialization per published event and message type, shared by every receiving connection. */
   readonly #serialized = new Map<string, WeakMap<object, string>>();
   #heartbeat: NodeJS.Timeout | null = null;
-  #credentialTimer: NodeJS.Timeout | null = null;
-  /** The credential round in progress: rounds never overlap (a slow store would pile them up). */
-  #authorizing: Promise<void> | null = null;
+  /** The credential rounds: one read per distinct credential, never two rounds at once. */
+  readonly #sweep: CredentialSweep<FeedConnection, SweepCheck<boolean>>;
   /** After stop(), late upgrades (a keep-alive connection during shutdown) are closed at once. */
   #stopped = false;
 
@@ -211,6 +217,15 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     this.#clock = deps.clock;
     this.#onError = deps.onError ?? (() => {});
     this.limits = { ...DEFAULT_FEED_LIMITS, ...deps.limits };
+    this.#sweep = new CredentialSweep({
+      periodMs: this.limits.credentialRecheckMs,
+      live: () => this.#liveCredentials(),
+      settle: (stands, conns) => {
+        if (!stands) for (const conn of conns) if (this.#connections.has(conn)) this.#revoked(conn, 'credential revoked');
+      },
+      onFailure: (err) => this.#onError(err),
+      onRecovered: deps.onRecheckRecovered ?? (() => {}),
+    });
   }
 
   /** Open connections (all feeds, all tenants). */
@@ -223,10 +238,9 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     if (this.#heartbeat) return;
     this.#heartbeat = setInterval(() => this.sweep(), this.limits.heartbeatIntervalMs);
     this.#heartbeat.unref();
-    this.#credentialTimer = setInterval(() => void this.recheckAuthorizations(), this.limits.credentialRecheckMs);
-    this.#credentialTimer.unref();
+    this.#sweep.start();
     // Announcements missed while the bus was away: do not wait for the next round.
-    this.#bus.onMissedEvents?.(() => void this.recheckAuthorizations(), this);
+    this.#bus.onMissedEvents?.(() => void this.#sweep.requestRound(), this);
     // Cluster scope: the revocation may have been made through another API process.
     this.#bus.subscribe(
       'console-user.revoked',
@@ -242,9 +256,8 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
     this.#stopped = true;
     this.#bus.removeAllFor(this);
     if (this.#heartbeat) clearInterval(this.#heartbeat);
-    if (this.#credentialTimer) clearInterval(this.#credentialTimer);
     this.#heartbeat = null;
-    this.#credentialTimer = null;
+    this.#sweep.stop();
     for (const conn of [...this.#connections]) conn.close(FEED_CLOSE.shuttingDown, 'server shutting down');
   }
 
@@ -254,20 +267,20 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
   }
 
   /**
-   * One credential round (the timer calls it; tests call it directly): authenticates each distinct
-   * open credential again and closes (4401) the feeds of those that no longer authenticate.
-   * Resolves when the round is over; a call during a round joins it.
+   * One credential round (the timer runs its own; a bus gap and tests ask for one): authenticates
+   * each distinct open credential again and closes (4401) the feeds of those that no longer
+   * authenticate. Resolves when the round is over; asked during a round, it runs after that one,
+   * whose reads may predate what the caller knows changed.
    */
   recheckAuthorizations(): Promise<void> {
-    this.#authorizing ??= this.#authorizeRound().finally(() => {
-      this.#authorizing = null;
-    });
-    return this.#authorizing;
+    return this.#sweep.requestRound();
   }
 
-  async #authorizeRound(): Promise<void> {
-    const revoked = await noLongerAuthorized([...this.#connections], (conn) => conn.client.authorization, this.#onError);
-    for (const conn of revoked) if (this.#connections.has(conn)) this.#revoked(conn, 'credential revoked');
+  *#liveCredentials(): Iterable<[FeedConnection, SweepCheck<boolean>]> {
+    for (const conn of this.#connections) {
+      const recheck = conn.client.authorization;
+      if (recheck) yield [conn, { key: recheck.key, read: recheck.stillAuthorized }];
+    }
   }
 
   #revoked(conn: FeedConnection, reason: string): void {

@@ -14,10 +14,12 @@
  * about a third of it). A session whose revocation announcement was lost thus ends within that
  * bound instead of at its token's expiry (console, up to 15 min) or never (towers, carriers).
  * Every session closed for a revocation is counted (`mqtt_sessions_revoked_total`, by reason and
- * by who noticed: the bus or the re-check).
+ * by who noticed: the bus or the re-check). The rounds themselves (one at a time, bounded reads,
+ * an outage logged once) are shared/auth/credential-sweep.ts, as the API's feeds' are.
  */
 import type { AuthenticateError, Client } from 'aedes';
 import { carrierCredentialActive } from '../shared/auth/carrier-keys.js';
+import { CredentialSweep, type SweepCheck } from '../shared/auth/credential-sweep.js';
 import type { TokenService } from '../shared/auth/tokens.js';
 import type { Bus } from '../shared/bus.js';
 import type { Logger } from '../shared/logger.js';
@@ -39,8 +41,6 @@ const MAX_TIMER_MS = 2_147_483_647;
 export const LIVE_RECHECK_MS = 1_000;
 /** A tower credential is re-read once every this many periodic rounds (a bus gap re-reads all at once). */
 export const TOWER_RECHECK_ROUNDS = 30;
-/** Store reads in flight at once in a re-check round: 10,000 towers are not 20,000 queries at once. */
-const RECHECK_CONCURRENCY = 16;
 
 type RevokedReason = 'credential_revoked' | 'tower_withdrawn' | 'user_revoked';
 type NoticedBy = 'bus' | 'recheck';
@@ -48,12 +48,9 @@ type NoticedBy = 'bus' | 'recheck';
 /** What one store read found about a credential or account that opened live sessions. */
 type Withdrawal = 'credential revoked' | 'tower retired' | 'user inactive' | null;
 
-interface LiveCheck {
-  read: () => Promise<Withdrawal>;
+/** A tower's is read every TOWER_RECHECK_ROUNDS periodic rounds (`everyRounds`), not every round. */
+interface LiveCheck extends SweepCheck<Withdrawal> {
   credentialId: string | null;
-  clients: Client[];
-  /** A tower's: read every TOWER_RECHECK_ROUNDS periodic rounds, not every round. */
-  spread: boolean;
 }
 
 export interface AccessDeps {
@@ -81,19 +78,22 @@ export class Access {
   readonly #buckets: PublishBuckets;
   /** The session version of the access token behind each console session (its `sv` claim). */
   readonly #consoleVersions = new WeakMap<Client, number>();
-  #recheckTimer: NodeJS.Timeout | null = null;
-  #round: Promise<void> | null = null;
-  #nextRound: Promise<void> | null = null;
-  /** Periodic rounds so far, and the round at which each tower check (by key) is next due. */
-  #rounds = 0;
-  readonly #towerDue = new Map<string, number>();
-  #stopped = false;
-  /** A re-check read failed and that was logged; logged again only once reads succeed again. */
-  #recheckFailing = false;
+  /** The live sessions' re-check against the store. */
+  readonly #sweep: CredentialSweep<Client, LiveCheck>;
 
   constructor(deps: AccessDeps) {
     this.#d = deps;
     this.#buckets = new PublishBuckets(deps.config.mqtt_publish_rate, deps.config.mqtt_publish_burst, deps.now);
+    this.#sweep = new CredentialSweep({
+      periodMs: deps.liveRecheckMs ?? LIVE_RECHECK_MS,
+      live: () => this.#liveChecks(),
+      settle: (withdrawn, clients, check) => {
+        if (withdrawn) this.#withdraw(withdrawn, check, clients);
+      },
+      // Once per outage, not once a second per session for as long as the store is away.
+      onFailure: (err) => deps.log.warn({ err, event: 'live_recheck_failed' }, 'live sessions not rechecked: store unavailable'),
+      onRecovered: () => deps.log.info({ event: 'live_recheck_recovered' }, 'live sessions rechecked again'),
+    });
   }
 
   /** Listens for revocations; `owner` removes the listeners (bus.removeAllFor). */
@@ -106,15 +106,12 @@ export class Access {
     // Pub/sub is at most once: what was revoked while the bus was disconnected is read back from the store.
     bus.onMissedEvents?.(() => void this.recheckLive(), owner);
     // And a message dropped while it stayed connected is never reported: the store is re-read anyway.
-    this.#recheckTimer ??= setInterval(() => this.#periodicRound(), this.#d.liveRecheckMs ?? LIVE_RECHECK_MS);
-    this.#recheckTimer.unref();
+    this.#sweep.start();
   }
 
   /** Stops the periodic re-check; a round under way closes nothing more. */
   stop(): void {
-    this.#stopped = true;
-    if (this.#recheckTimer) clearInterval(this.#recheckTimer);
-    this.#recheckTimer = null;
+    this.#sweep.stop();
   }
 
   /**
@@ -126,99 +123,33 @@ export class Access {
    * unavailable) stays open: the next round or CONNECT checks it.
    */
   recheckLive(): Promise<void> {
-    if (this.#round) {
-      this.#nextRound ??= this.#round.then(() => {
-        this.#nextRound = null;
-        return this.recheckLive();
-      });
-      return this.#nextRound;
-    }
-    return this.#startRound(true);
+    return this.#sweep.requestRound();
   }
 
-  /** The timer's round: skipped while another is under way (a slow store), never queued. */
-  #periodicRound(): void {
-    this.#rounds++;
-    if (!this.#round) void this.#startRound(false);
-  }
-
-  #startRound(all: boolean): Promise<void> {
-    this.#round = this.#recheckRound(all).finally(() => {
-      this.#round = null;
-    });
-    return this.#round;
-  }
-
-  /** `all`: every check, towers included (a bus gap); else towers only when due. */
-  async #recheckRound(all: boolean): Promise<void> {
-    const live = this.#liveChecks();
-    for (const key of this.#towerDue.keys()) if (!live.has(key)) this.#towerDue.delete(key);
-    const checks: LiveCheck[] = [];
-    for (const [key, check] of live) {
-      if (check.spread) {
-        // First seen (its CONNECT just read the store): due within the next TOWER_RECHECK_ROUNDS
-        // rounds, at one its key places, so a thousand towers reconnecting at once are not read at once.
-        const due = this.#towerDue.get(key) ?? this.#rounds + (spreadHash(key) % TOWER_RECHECK_ROUNDS);
-        this.#towerDue.set(key, due);
-        if (!all && due > this.#rounds) continue;
-        this.#towerDue.set(key, this.#rounds + TOWER_RECHECK_ROUNDS);
-      }
-      checks.push(check);
-    }
-    let failure: unknown = null;
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      for (let check = checks[next++]; check; check = checks[next++]) {
-        if (this.#stopped) return;
-        let withdrawn: Withdrawal;
-        try {
-          withdrawn = await check.read();
-        } catch (err) {
-          failure ??= err;
-          continue;
-        }
-        if (withdrawn && !this.#stopped) this.#withdraw(withdrawn, check);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(RECHECK_CONCURRENCY, checks.length) }, worker));
-    // Once per episode, not once a second per session for as long as the store is away.
-    if (failure !== null && !this.#recheckFailing) this.#d.log.warn({ err: failure, event: 'live_recheck_failed' }, 'live sessions not rechecked: store unavailable');
-    else if (failure === null && this.#recheckFailing) this.#d.log.info({ event: 'live_recheck_recovered' }, 'live sessions rechecked again');
-    this.#recheckFailing = failure !== null;
-  }
-
-  /** The live sessions grouped by what opened them, each group with the one read that checks it. */
-  #liveChecks(): Map<string, LiveCheck> {
+  /** The live sessions, each with the one read that checks what opened it (shared by the sessions it opened). */
+  *#liveChecks(): Iterable<[Client, LiveCheck]> {
     const { sessions, towerCredentials, towers, carrierCredentials, consoleUsers } = this.#d;
-    const checks = new Map<string, LiveCheck>();
-    const add = (key: string, client: Client, credentialId: string | null, read: LiveCheck['read'], spread = false) => {
-      const group = checks.get(key);
-      if (group) group.clients.push(client);
-      else checks.set(key, { read, credentialId, clients: [client], spread });
-    };
     for (const [client, p] of sessions.livePrincipals()) {
       if (client.closed) continue;
       if (p.kind === 'tower') {
-        add(`tower:${p.credentialId}:${p.towerId}`, client, p.credentialId, () => towerLoginWithdrawn({ towerCredentials, towers }, p.credentialId, p.towerId), true);
+        const read = () => towerLoginWithdrawn({ towerCredentials, towers }, p.credentialId, p.towerId);
+        yield [client, { key: `tower:${p.credentialId}:${p.towerId}`, credentialId: p.credentialId, read, everyRounds: TOWER_RECHECK_ROUNDS }];
       } else if (p.kind === 'carrier' && carrierCredentials) {
-        add(`carrier:${p.credentialId}`, client, p.credentialId, async () =>
-          (await carrierCredentialActive(p.credentialId, (id) => carrierCredentials.get(id))) ? null : 'credential revoked',
-        );
+        const read = async (): Promise<Withdrawal> => ((await carrierCredentialActive(p.credentialId, (id) => carrierCredentials.get(id))) ? null : 'credential revoked');
+        yield [client, { key: `carrier:${p.credentialId}`, credentialId: p.credentialId, read }];
       } else if (p.kind === 'console' && consoleUsers) {
         // Tokens of one account under another session version (re-roled since) are checked apart.
         const version = this.#consoleVersions.get(client) ?? 0;
-        add(`console:${p.userId}:${p.tenantId}:${version}`, client, null, async () =>
-          (await consoleUsers.isActive(p.userId, p.tenantId, version)) ? null : 'user inactive',
-        );
+        const read = async (): Promise<Withdrawal> => ((await consoleUsers.isActive(p.userId, p.tenantId, version)) ? null : 'user inactive');
+        yield [client, { key: `console:${p.userId}:${p.tenantId}:${version}`, credentialId: null, read }];
       }
     }
-    return checks;
   }
 
-  #withdraw(withdrawn: Exclude<Withdrawal, null>, check: LiveCheck): void {
+  #withdraw(withdrawn: Exclude<Withdrawal, null>, check: LiveCheck, clients: readonly Client[]): void {
     if (withdrawn === 'credential revoked' && check.credentialId !== null) this.#revokeCredential(check.credentialId, 'recheck');
-    else if (withdrawn === 'tower retired') for (const client of check.clients) this.#end(client, 'tower retired or deleted', 'tower_withdrawn', 'recheck');
-    else for (const client of check.clients) this.#end(client, 'console user no longer active', 'user_revoked', 'recheck');
+    else if (withdrawn === 'tower retired') for (const client of clients) this.#end(client, 'tower retired or deleted', 'tower_withdrawn', 'recheck');
+    else for (const client of clients) this.#end(client, 'console user no longer active', 'user_revoked', 'recheck');
   }
 
   /** Resolves null when the client may connect, or the error that refuses it. */
@@ -361,13 +292,6 @@ export class Access {
 export function authError(returnCode: ConnackRefusal, message: string): AuthenticateError {
   // aedes copies `returnCode` (2..5) into the CONNACK (lib/handlers/connect.js).
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
-}
-
-/** A key's place among the rounds (FNV-1a): tower checks spread evenly. */
-function spreadHash(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h >>> 0;
 }
 
 /** Whose publish rate a connection draws on: its tower, console user or carrier (null: its own). */
