@@ -65,6 +65,20 @@ describe('a keep-alive-0 tower that owes a PUBACK and falls silent', () => {
     expect(h.broker.connectionCount).toBe(0);
   });
 
+  it('is closed after the configured --mqtt-ack-timeout-s instead', async () => {
+    h = await startHarness({ config: { mqtt_ack_timeout_s: 5 } });
+    const { raw, seen } = await silentTower(h);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    await h.broker.downlink.publish(topics.decisions('tenantA', 'T1'), Buffer.from('{"decision":1}'), { qos: 1 });
+    await raw.bytes(seen + 1);
+    const ended = raw.closed.then(() => 'closed' as const);
+    vi.advanceTimersByTime(4_999);
+    expect(h.broker.connectionCount).toBe(1);
+    vi.advanceTimersByTime(1);
+    expect(await ended).toBe('closed');
+    expect(h.counters.get('mqtt_rejected_total', { reason: 'ack_timeout' })).toBe(1);
+  });
+
   it('stays connected once it answered, and when it is owed nothing (QoS 0) [MQTT-3.1.2-23]', async () => {
     h = await startHarness();
     const { raw, seen } = await silentTower(h);

@@ -57,6 +57,7 @@ export type BrokerConfig = Pick<
   | 'mqtt_publish_rate'
   | 'mqtt_publish_burst'
   | 'mqtt_drain_timeout_ms'
+  | 'mqtt_ack_timeout_s'
   | 'mqtt_max_connect_bytes'
   | 'mqtt_max_pending_connections'
   | 'mqtt_max_filters_per_subscribe'
@@ -138,14 +139,6 @@ const CONNECT_TIMEOUT_MS = 10_000;
  */
 const TCP_KEEPALIVE_MS = 60_000;
 const keepAliveOptions = { keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS };
-/**
- * TCP keepalive does not probe a socket with unacknowledged data (the kernel retransmits it for
- * tcp_retries2, ~15 min), and Node 20 offers no TCP_USER_TIMEOUT: a client that owes an answer
- * to a QoS 1/2 PUBLISH (or PUBREL) written to it and sends nothing for this long is closed as
- * dead (ack-deadline.ts). Long enough for a slow link's PUBACK; a client with MQTT keep alive
- * pings within it anyway.
- */
-const ACK_TIMEOUT_MS = 60_000;
 /** How often the WebSocket listener looks for connections past their upgrade timeout. */
 const UPGRADE_CHECK_INTERVAL_MS = 1_000;
 /** aedes reports a topic deeper than maxTopicLevels with this message (lib/utils.js). */
@@ -214,7 +207,12 @@ export class Broker {
       maxConnectBytes: config.mqtt_max_connect_bytes,
       maxFiltersPerPacket: config.mqtt_max_filters_per_subscribe,
       maxPending: config.mqtt_max_pending_connections,
-      ackTimeoutMs: ACK_TIMEOUT_MS,
+      // TCP keepalive does not probe a socket with unacknowledged data (the kernel retransmits it
+      // for tcp_retries2, ~15 min), and Node 20 offers no TCP_USER_TIMEOUT: a client that owes an
+      // answer to a QoS 1/2 PUBLISH (or PUBREL) written to it and sends nothing for this long is
+      // closed as dead (ack-deadline.ts). The default (60 s) is long enough for a slow link's
+      // PUBACK; a client with MQTT keep alive pings within it anyway.
+      ackTimeoutMs: config.mqtt_ack_timeout_s * 1000,
       counters,
       refusals: this.#refusals,
     });

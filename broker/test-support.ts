@@ -40,6 +40,7 @@ export function testBrokerConfig(overrides: Partial<BrokerConfig> = {}): BrokerC
     mqtt_publish_rate: 1000,
     mqtt_publish_burst: 2000,
     mqtt_drain_timeout_ms: 5000,
+    mqtt_ack_timeout_s: 60,
     mqtt_max_connect_bytes: d.mqtt_max_connect_bytes,
     mqtt_max_pending_connections: d.mqtt_max_pending_connections,
     mqtt_max_filters_per_subscribe: d.mqtt_max_filters_per_subscribe,

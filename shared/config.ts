@@ -95,6 +95,7 @@ export const CONFIG_OPTIONS = {
   mqtt_publish_rate: { flag: 'mqtt-publish-rate', describe: 'Sustained PUBLISH packets per second per publisher (a tower, console user or carrier; its connections share it)' },
   mqtt_publish_burst: { flag: 'mqtt-publish-burst', describe: 'Burst allowance above the sustained publish rate' },
   mqtt_drain_timeout_ms: { flag: 'mqtt-drain-timeout-ms', describe: 'Drop a subscriber whose socket stays blocked this long' },
+  mqtt_ack_timeout_s: { flag: 'mqtt-ack-timeout-s', describe: 'Close a client that owes an answer (PUBACK, PUBREC, PUBCOMP) to a message written to it and sends nothing for this long (a dead peer TCP keepalive cannot find)' },
   mqtt_max_connect_bytes: { flag: 'mqtt-max-connect-bytes', describe: 'Largest CONNECT packet accepted; checked on its header, before authentication' },
   mqtt_max_pending_connections: { flag: 'mqtt-max-pending-connections', describe: 'Connections not yet authenticated at once (per broker process); more are closed on accept' },
   mqtt_max_filters_per_subscribe: { flag: 'mqtt-max-filters-per-subscribe', describe: 'Topic filters in one SUBSCRIBE or UNSUBSCRIBE; more close the connection' },
@@ -193,6 +194,7 @@ export const ConfigSchema = z.object({
   mqtt_publish_rate: positiveInt.default(1000),
   mqtt_publish_burst: positiveInt.default(2000),
   mqtt_drain_timeout_ms: timerMs.default(5000),
+  mqtt_ack_timeout_s: timerS.default(60),
   // A console CONNECT carries a ~1 KB JWT, a tower's a will of a few hundred bytes.
   mqtt_max_connect_bytes: positiveInt.min(512).max(65_536 * 5).default(16 * 1024),
   mqtt_max_pending_connections: positiveInt.default(1000),
