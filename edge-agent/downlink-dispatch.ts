@@ -4,14 +4,18 @@
  * commands to the command flow; anything else, or anything invalid, is counted and reported.
  * Listener or enforcer faults never unwind into the MQTT client's parser.
  */
-import { CommandSchema, DecisionBatchSchema, decodePayload, type Command, type CommandAck, type DecisionBatch } from '../shared/mqtt/payloads.js';
-import { parseTopic } from '../shared/mqtt/topics.js';
+import { CommandSchema, decodePayload, type Command, type CommandAck, type DecisionBatch } from '../shared/mqtt/payloads.js';
+import { parseTopic, type ParsedTopic } from '../shared/mqtt/topics.js';
 import type { Batcher } from './batcher.js';
 import type { BundleGate } from './bundle-gate.js';
 import type { CommandFlow } from './command-flow.js';
+import { decodeDecisionBatch } from './decision-batch-decoder.js';
 import type { EdgePolicy } from './edge-policy.js';
 import { LruMap } from './lru.js';
 import type { UsagePath } from './usage-path.js';
+
+/** Decision and command topics whose parse is remembered at most (see #parse). */
+const HOT_TOPICS_MAX = 256;
 
 export interface DownlinkCounters {
   decisions_received: number;
@@ -40,6 +44,7 @@ export interface DownlinkDispatchOptions {
 export class DownlinkDispatch {
   readonly #o: DownlinkDispatchOptions;
   readonly #seen: LruMap<string, true>;
+  readonly #hotTopics = new Map<string, ParsedTopic>();
 
   constructor(opts: DownlinkDispatchOptions) {
     this.#o = opts;
@@ -48,7 +53,7 @@ export class DownlinkDispatch {
 
   message(topic: string, payload: Buffer): void {
     try {
-      const parsed = parseTopic(topic);
+      const parsed = this.#parse(topic);
       const mine = parsed !== null && 'towerId' in parsed && parsed.towerId === this.#o.towerId;
       if (parsed?.kind === 'directory' || parsed?.kind === 'directoryPart' || ((parsed?.kind === 'policy' || parsed?.kind === 'policyPart') && mine)) {
         this.#o.policy.receive(topic, parsed, payload);
@@ -65,13 +70,30 @@ export class DownlinkDispatch {
     }
   }
 
+  /**
+   * parseTopic, remembered for the topics every answer and command arrives on (one per tenant the
+   * tower serves): splitting and checking the same topic again for every DecisionBatch was a
+   * per-message cost. Other kinds are parsed each time (their results are handed on).
+   */
+  #parse(topic: string): ParsedTopic | null {
+    const known = this.#hotTopics.get(topic);
+    if (known) return known;
+    const parsed = parseTopic(topic);
+    if (parsed?.kind === 'decisions' || parsed?.kind === 'commands') {
+      // Bounded: topics of tenants this tower no longer serves, or never did, cannot pile up.
+      if (this.#hotTopics.size >= HOT_TOPICS_MAX) this.#hotTopics.clear();
+      this.#hotTopics.set(topic, parsed);
+    }
+    return parsed;
+  }
+
   invalid(topic: string, error: string): void {
     this.#o.counters.invalid_messages++;
     this.#o.onInvalid({ topic, error });
   }
 
   #decisions(topic: string, tenantId: string, payload: Buffer): void {
-    const r = decodePayload(DecisionBatchSchema, payload);
+    const r = decodeDecisionBatch(payload);
     if (!r.ok) return this.invalid(topic, r.error);
     const batch = r.value;
     // The next batch of this tenant may go now (adaptive batching).

@@ -27,7 +27,7 @@ import type { ParsedTopic } from '../shared/mqtt/topics.js';
 import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-policy-index.js';
 import { deviceDigest, ENTRY_BYTES, BundleGrantCache, modelFromPolicyBundle, openTenant, TAG_BYTES, unsealEntry } from '../shared/policy/edge-bundle.js';
 import { decisionOf } from '../shared/policy/evaluate-usage.js';
-import { LruMap } from './lru.js';
+import { GenerationalCache } from './lru.js';
 import { DEFAULT_PART_BUDGET_BYTES, PartBudget, PartedDocs, type PartDropReason, type PartLimits } from './parted-docs.js';
 
 export type BundleTopic = Extract<ParsedTopic, { kind: 'policy' | 'policyPart' | 'directory' | 'directoryPart' }>;
@@ -96,7 +96,7 @@ export class EdgePolicy {
   #devices = 0;
   readonly #keys = new Map<string, Buffer>();
   readonly #bundles = new Map<string, TenantBundle>();
-  readonly #resolved = new LruMap<string, Resolution | null>(RESOLVE_CACHE);
+  readonly #resolved = new GenerationalCache<string, Resolution | null>(RESOLVE_CACHE);
   readonly #policyDocs: PartedDocs<PolicyBundle, PolicyBundlePart>;
   readonly #grantCache = new BundleGrantCache();
   readonly #directoryDocs: PartedDocs<DirectoryHead, Buffer>;

@@ -15,6 +15,9 @@ import { PublishPacer } from './publish-pacer.js';
 import type { TowerSession } from './tower-session.js';
 import { Waiters } from './waiters.js';
 
+/** Tenants whose usage topic is remembered at most (see #usageTopic). */
+const USAGE_TOPICS_MAX = 256;
+
 export interface UplinkOptions {
   session: TowerSession;
   towerId: string;
@@ -54,6 +57,7 @@ export class Uplink {
    * took every slot, and usage stopped for good.
    */
   #inflight = 0;
+  readonly #usageTopics = new Map<string, string>();
 
   constructor(opts: UplinkOptions) {
     this.#o = opts;
@@ -139,8 +143,20 @@ export class Uplink {
     return this.#buffer.drain();
   }
 
+  /** topics.usage, built and checked once per tenant rather than for every batch. */
+  #usageTopic(tenantId: string): string {
+    let topic = this.#usageTopics.get(tenantId);
+    if (topic === undefined) {
+      topic = topics.usage(tenantId, this.#o.towerId);
+      // Bounded: a tower serves a few tenants; ids it was handed and no longer sees cannot pile up.
+      if (this.#usageTopics.size >= USAGE_TOPICS_MAX) this.#usageTopics.clear();
+      this.#usageTopics.set(tenantId, topic);
+    }
+    return topic;
+  }
+
   #publish(item: OutboundBatch): void {
-    const topic = item.kind === 'usage' ? topics.usage(item.tenantId, this.#o.towerId) : topics.discovery(this.#o.towerId);
+    const topic = item.kind === 'usage' ? this.#usageTopic(item.tenantId) : topics.discovery(this.#o.towerId);
     // What the payload carries now: a local decision attached later is not in this send.
     const withLocal = item.kind === 'usage' ? item.batch.events.map((e) => e.local !== undefined) : [];
     this.#inflight++;

@@ -109,7 +109,10 @@ export class UsagePath {
 
   /** Routes a known tenant's event; says how it was answered (or that it awaits the cloud). */
   usage(tenantId: string, profile: string | null, id: string, ts: number, e: ObservedUsage): UsageRoute {
-    const event: UsageEvent = { id, ts, device_id: e.device_id, app: e.app, action: e.action, ...(e.bytes !== undefined ? { bytes: e.bytes } : {}) };
+    // Built field by field (same keys, same order): a conditional spread allocated a second object
+    // and copied it property by property, for every event.
+    const event: UsageEvent = { id, ts, device_id: e.device_id, app: e.app, action: e.action };
+    if (e.bytes !== undefined) event.bytes = e.bytes;
     let route: UsageRoute;
     if (this.#o.router.blocked(tenantId, id, e)) {
       route = 'blocked';

@@ -248,7 +248,9 @@ export function decodePayload<T>(
 ): { ok: true; value: T } | { ok: false; error: string } {
   let raw: unknown;
   try {
-    raw = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
+    // A Buffer is decoded where it lies: Buffer.from(buffer) copied every downlink message first.
+    const text = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
+    raw = JSON.parse(text);
   } catch {
     return { ok: false, error: 'payload is not valid JSON' };
   }
