@@ -4,15 +4,16 @@
  * work even when its bus announcement was lost. The same answers as the guard gives a new request:
  * an API key through `authenticateApiKey` itself (revoked, expired, its creator disabled or gone),
  * and still holding every read scope it held when the work began (its creator demoted); an
- * access token by the account checks the guard makes on every request (authenticateToken in
- * auth/guard.ts: the account exists, is enabled, is in the same tenant, and is at the session
- * version the token was issued under). The token's signature is not verified again (277 µs each):
- * its expiry and its signing key's retirement are watched apart (feeds.ts).
+ * access token by the checks the guard makes on every request (consoleSessionStands, as
+ * authenticateToken in auth/guard.ts: the account exists, is enabled, is in the same tenant, is
+ * at the session version the token was issued under, and the token's sign-in was not signed out).
+ * The token's signature is not verified again (277 µs each): its expiry and its signing key's
+ * retirement are watched apart (feeds.ts).
  */
 import type { FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
 import { EdgeplaneError } from '../shared/errors.js';
-import { sessionStands } from '../shared/auth/console-session.js';
+import { consoleSessionStands } from '../shared/auth/console-session.js';
 import { authenticateApiKey } from './auth/api-keys.js';
 
 export interface CredentialRecheck {
@@ -54,13 +55,12 @@ export function credentialRecheck(request: FastifyRequest): CredentialRecheck | 
   if (principal.kind !== 'user' || bearer === undefined) return undefined;
   const { sv } = decodeJwt(bearer);
   const sessionVersion = typeof sv === 'number' ? sv : 0;
-  const { userId, tenantId } = principal;
+  const { userId, tenantId, sessionId } = principal;
+  // The sign-in is part of the key: signing out ends its work and not that of the account's others.
+  const session = { userId, tenantId, sessionVersion, sessionId };
   return {
-    key: `user:${userId}:${sessionVersion}`,
-    stillAuthorized: async () => {
-      const user = await app.store.consoleUsers.get(userId);
-      return sessionStands(user, tenantId, sessionVersion);
-    },
+    key: `user:${userId}:${sessionVersion}:${sessionId ?? ''}`,
+    stillAuthorized: async () => (await consoleSessionStands(app.store, session)) !== null,
   };
 }
 

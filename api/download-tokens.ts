@@ -32,6 +32,8 @@ export interface DownloadGrant {
   user_id: string;
   /** The account's session version at issue: a role change, disable or password change ends the token. */
   session_version: number;
+  /** The sign-in it was issued under (the access token's `sid`): signing out ends the token. Absent for older tokens. */
+  session_id?: string;
   /** The export request, path and query (`/api/v1/app-usage?format=csv&…`). */
   url: string;
   /** Epoch ms. */

@@ -10,9 +10,9 @@
  *
  * A feed never outlives the credential that opened it (4401): a timer closes it when the access
  * token (or API key) expires, and the hub listens, cluster-wide, for 'console-user.revoked' (a
- * disabled, deleted, re-roled or re-passworded account) and 'api-key.revoked', closing that
- * principal's feeds on every API process at once. The heartbeat checks expiry again against the
- * injected clock.
+ * disabled, deleted, re-roled or re-passworded account), 'console-session.ended' (one sign-in
+ * signed out: the feeds of its access tokens) and 'api-key.revoked', closing those feeds on every
+ * API process at once. The heartbeat checks expiry again against the injected clock.
  *
  * Pub/sub between processes is at most once, so a revocation made through another API process is
  * not left to its announcement alone: every `credentialRecheckMs` (1 s by default) each open
@@ -77,8 +77,11 @@ export interface StreamFilter {
   effect?: Effect;
 }
 
-/** Who opened a feed: a console account or an API key (what a revocation names). */
-export type FeedPrincipal = { kind: 'user'; id: string } | { kind: 'api_key'; id: string };
+/**
+ * Who opened a feed: a console account or an API key (what a revocation names). `sessionId`: the
+ * sign-in of the access token (its `sid`), what a sign-out names.
+ */
+export type FeedPrincipal = { kind: 'user'; id: string; sessionId?: string } | { kind: 'api_key'; id: string };
 
 export interface FeedClient {
   tenantId: string;
@@ -249,6 +252,8 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
       'cluster',
     );
     this.#bus.subscribe('api-key.revoked', (e) => this.revoke({ kind: 'api_key', id: e.key_id }, 'API key revoked'), this, 'cluster');
+    // One sign-in ended: only its feeds, not those of the account's other sign-ins.
+    this.#bus.subscribe('console-session.ended', (e) => this.#signedOut(e.user_id, e.session_id), this, 'cluster');
   }
 
   /** Closes every connection (1001) and stops the heartbeat. */
@@ -264,6 +269,13 @@ export class FeedHub extends EventEmitter<FeedHubEvents> {
   /** Closes every feed `principal` has open in this process (4401). */
   revoke(principal: FeedPrincipal, reason: string): void {
     for (const conn of [...(this.#byPrincipal.get(principalKey(principal)) ?? [])]) this.#revoked(conn, reason);
+  }
+
+  #signedOut(userId: string, sessionId: string): void {
+    for (const conn of [...(this.#byPrincipal.get(principalKey({ kind: 'user', id: userId })) ?? [])]) {
+      const p = conn.client.principal;
+      if (p.kind === 'user' && p.sessionId === sessionId) this.#revoked(conn, 'signed out');
+    }
   }
 
   /**

@@ -78,6 +78,8 @@ export interface UserPrincipal {
   actorId: string;
   /** Not in the token; look the account up when an e-mail is needed. */
   label: null;
+  /** The sign-in the access token belongs to (its `sid`, the refresh-token family); absent in older tokens. */
+  sessionId?: string;
 }
 
 /** An integration calling with a tenant API key: tenant-scoped, holding exactly its scopes. */

@@ -2,7 +2,8 @@
  * Who gets a session and how it ends: adapts authenticate.ts to aedes' `authenticate` hook,
  * opens the session (rate bucket, command-delivery tracking, token expiry), lets the wire guard
  * pass the client's frames, and closes sessions when the bus revokes what opened them
- * (credentials, deleted towers, console users; cluster scope, as any API process may revoke).
+ * (credentials, deleted towers, console users, signed-out sign-ins; cluster scope, as any API
+ * process may revoke).
  *
  * The bus is not enough alone: pub/sub between processes is at most once, and a message can be
  * dropped while the bus stays connected (no gap is reported then). So the live sessions are also
@@ -42,7 +43,7 @@ export const LIVE_RECHECK_MS = 1_000;
 /** A tower credential is re-read once every this many periodic rounds (a bus gap re-reads all at once). */
 export const TOWER_RECHECK_ROUNDS = 30;
 
-type RevokedReason = 'credential_revoked' | 'tower_withdrawn' | 'user_revoked';
+type RevokedReason = 'credential_revoked' | 'tower_withdrawn' | 'user_revoked' | 'signed_out';
 type NoticedBy = 'bus' | 'recheck';
 
 /** What one store read found about a credential or account that opened live sessions. */
@@ -76,8 +77,16 @@ export interface AccessDeps {
 export class Access {
   readonly #d: AccessDeps;
   readonly #buckets: PublishBuckets;
-  /** The session version of the access token behind each console session (its `sv` claim). */
-  readonly #consoleVersions = new WeakMap<Client, number>();
+  /**
+   * The session version of the access token behind each console session (its `sv` claim) and the
+   * sign-in it was issued for (its `sid`, absent in older tokens).
+   */
+  readonly #consoleSessions = new WeakMap<Client, { version: number; sessionId: string | undefined }>();
+  /**
+   * Sign-ins ended on the bus, by when: a CONNECT whose store read preceded the sign-out and that
+   * completes after its announcement is refused. Forgotten once every token of theirs has expired.
+   */
+  readonly #signedOut = new Map<string, number>();
   /** The live sessions' re-check against the store. */
   readonly #sweep: CredentialSweep<Client, LiveCheck>;
 
@@ -102,6 +111,7 @@ export class Access {
     bus.subscribe('tower.deleted', (e) => this.#towerDeleted(e.tower_id), owner, 'cluster');
     bus.subscribe('tower.retired', (e) => this.#towerRetired(e.tower_id), owner, 'cluster');
     bus.subscribe('console-user.revoked', (e) => this.#revokeUser(e.user_id), owner, 'cluster');
+    bus.subscribe('console-session.ended', (e) => this.#signOut(e.user_id, e.session_id), owner, 'cluster');
     bus.subscribe('carrier-credential.revoked', (e) => this.#revokeCredential(e.credential_id, 'bus'), owner, 'cluster');
     // Pub/sub is at most once: what was revoked while the bus was disconnected is read back from the store.
     bus.onMissedEvents?.(() => void this.recheckLive(), owner);
@@ -138,10 +148,11 @@ export class Access {
         const read = async (): Promise<Withdrawal> => ((await carrierCredentialActive(p.credentialId, (id) => carrierCredentials.get(id))) ? null : 'credential revoked');
         yield [client, { key: `carrier:${p.credentialId}`, credentialId: p.credentialId, read }];
       } else if (p.kind === 'console' && consoleUsers) {
-        // Tokens of one account under another session version (re-roled since) are checked apart.
-        const version = this.#consoleVersions.get(client) ?? 0;
-        const read = async (): Promise<Withdrawal> => ((await consoleUsers.isActive(p.userId, p.tenantId, version)) ? null : 'user inactive');
-        yield [client, { key: `console:${p.userId}:${p.tenantId}:${version}`, credentialId: null, read }];
+        // Tokens of one account under another session version (re-roled since) or of another
+        // sign-in (one may sign out and not the others) are checked apart.
+        const { version, sessionId } = this.#consoleSessions.get(client) ?? { version: 0, sessionId: undefined };
+        const read = async (): Promise<Withdrawal> => ((await consoleUsers.isActive(p.userId, p.tenantId, version, sessionId)) ? null : 'user inactive');
+        yield [client, { key: `console:${p.userId}:${p.tenantId}:${version}:${sessionId ?? ''}`, credentialId: null, read }];
       }
     }
   }
@@ -167,7 +178,9 @@ export class Access {
         tokens: this.#d.tokens,
         isRevoked: (id) => sessions.isRevoked(id),
         userRevokedAt: (id) => sessions.userRevokedAt(id),
-        ...(consoleUsers ? { isUserActive: (id: string, tenantId: string, version: number) => consoleUsers.isActive(id, tenantId, version) } : {}),
+        ...(consoleUsers
+          ? { isUserActive: (id: string, tenantId: string, version: number, sessionId?: string) => consoleUsers.isActive(id, tenantId, version, sessionId) }
+          : {}),
         now: this.#d.now,
         onTouchError: (err, credentialId) => {
           // A full store refuses every login's last-use stamp: counted, logged once per episode.
@@ -198,7 +211,7 @@ export class Access {
     const deliveries = principal.kind === 'tower' ? new CommandDeliveries(principal.towerId, config.mqtt_max_payload_bytes) : null;
     const session = newSession({ principal, bucket: rate?.bucket ?? null, ...(rate ? { releaseBucket: rate.release } : {}), statusWill, deliveries });
     sessions.open(client, session);
-    if (outcome.sessionVersion !== undefined) this.#consoleVersions.set(client, outcome.sessionVersion);
+    if (outcome.sessionVersion !== undefined) this.#consoleSessions.set(client, { version: outcome.sessionVersion, sessionId: outcome.sessionId });
     // The session lasts as long as the access token that opened it.
     if (outcome.expiresAt !== undefined) this.#expireAt(client, session, outcome.expiresAt);
     this.#d.gate.authenticated(client, {
@@ -245,6 +258,9 @@ export class Access {
       return { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'revoked' };
     }
     if (p.kind === 'console') {
+      if (outcome.sessionId !== undefined && this.#signedOut.has(outcome.sessionId)) {
+        return { ok: false, returnCode: CONNACK.NOT_AUTHORIZED, reason: 'user_revoked' };
+      }
       const max = this.#d.config.mqtt_max_persistent_sessions_per_user;
       if (!sessions.admitConsoleSession(p.userId, clientId, clean, max)) {
         return { ok: false, returnCode: CONNACK.IDENTIFIER_REJECTED, reason: 'persistent_session_cap' };
@@ -279,6 +295,17 @@ export class Access {
   /** Not remembered as a deletion is: the store refuses the CONNECT until a feed brings it back. */
   #towerRetired(towerId: string): void {
     for (const client of this.#d.sessions.ofTower(towerId)) this.#end(client, 'tower retired', 'tower_withdrawn', 'bus');
+  }
+
+  /** One sign-in ended: the sessions its access tokens opened close, the account's others stay. */
+  #signOut(userId: string, sessionId: string): void {
+    const now = this.#d.now();
+    const forgetBefore = now - this.#d.config.access_token_ttl_s * 1000;
+    for (const [id, at] of this.#signedOut) if (at < forgetBefore) this.#signedOut.delete(id);
+    this.#signedOut.set(sessionId, now);
+    for (const client of this.#d.sessions.ofUser(userId)) {
+      if (this.#consoleSessions.get(client)?.sessionId === sessionId) this.#end(client, 'console user signed out', 'signed_out', 'bus');
+    }
   }
 
   #revokeUser(userId: string): void {

@@ -48,9 +48,10 @@ export type AuthFailureReason =
 export type AuthOutcome =
   /**
    * `expiresAt`: when the console user's access token expires (ms), and the session with it;
-   * `sessionVersion`: the account's session version the token was issued under (its `sv`).
+   * `sessionVersion`: the account's session version the token was issued under (its `sv`);
+   * `sessionId`: the sign-in it was issued for (its `sid`; absent in older tokens).
    */
-  | { ok: true; principal: MqttPrincipal; expiresAt?: number; sessionVersion?: number }
+  | { ok: true; principal: MqttPrincipal; expiresAt?: number; sessionVersion?: number; sessionId?: string }
   | { ok: false; returnCode: ConnackRefusal; reason: AuthFailureReason };
 
 export interface AuthenticateDeps {
@@ -67,9 +68,10 @@ export interface AuthenticateDeps {
   userRevokedAt: (userId: string) => number | undefined;
   /**
    * Whether the console user still exists and may sign in (the store), when known, under the
-   * session version its token was issued with (a role or password change since ends the token).
+   * session version its token was issued with (a role or password change since ends the token),
+   * and the token's sign-in (its `sid`) was not signed out.
    */
-  isUserActive?: (userId: string, tenantId: string, sessionVersion: number) => Promise<boolean>;
+  isUserActive?: (userId: string, tenantId: string, sessionVersion: number, sessionId?: string) => Promise<boolean>;
   now: () => number;
   /** `touch` runs off the hot path; its failure is reported here and never fails the CONNECT. */
   onTouchError: (err: unknown, credentialId: string) => void;
@@ -224,12 +226,18 @@ async function authenticateConsole(deps: AuthenticateDeps, req: ConnectRequest, 
   const sessionVersion = claims.sv ?? 0;
   if (deps.isUserActive) {
     try {
-      if (!(await deps.isUserActive(claims.sub, claims.tenant_id, sessionVersion))) return refuse(CONNACK.NOT_AUTHORIZED, 'user_revoked');
+      if (!(await deps.isUserActive(claims.sub, claims.tenant_id, sessionVersion, claims.sid))) return refuse(CONNACK.NOT_AUTHORIZED, 'user_revoked');
     } catch {
       return refuse(CONNACK.SERVER_UNAVAILABLE, 'store_unavailable');
     }
   }
-  return { ok: true, principal: { kind: 'console', tenantId: claims.tenant_id, userId: claims.sub }, expiresAt: times.expiresAt, sessionVersion };
+  return {
+    ok: true,
+    principal: { kind: 'console', tenantId: claims.tenant_id, userId: claims.sub },
+    expiresAt: times.expiresAt,
+    sessionVersion,
+    ...(claims.sid !== undefined && { sessionId: claims.sid }),
+  };
 }
 
 /**

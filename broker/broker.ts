@@ -87,11 +87,12 @@ export interface BrokerDeps {
   tokens: Pick<TokenService, 'verify'>;
   /**
    * Whether a console user may still use MQTT: it exists, belongs to the tenant, is not
-   * disabled, and is still at `sessionVersion` (the token's `sv`: no role or password change
-   * since). Checked at CONNECT and, for live sessions, every second (access.ts; revocations also
-   * arrive on the bus). Without it, only revocations seen on the bus since start are refused.
+   * disabled, is still at `sessionVersion` (the token's `sv`: no role or password change since),
+   * and the token's sign-in (`sessionId`, its `sid`; absent in older tokens) was not signed out.
+   * Checked at CONNECT and, for live sessions, every second (access.ts; revocations also arrive
+   * on the bus). Without it, only revocations seen on the bus since start are refused.
    */
-  consoleUsers?: { isActive(userId: string, tenantId: string, sessionVersion: number): Promise<boolean> };
+  consoleUsers?: { isActive(userId: string, tenantId: string, sessionVersion: number, sessionId?: string): Promise<boolean> };
   /**
    * Session store and emitter (broker/backends.ts). Default: in memory, sessions lost on
    * restart; `edgeplane start` passes the durable one. The broker closes it when it stops.

@@ -48,6 +48,13 @@ export interface BusEvents {
    * holds are refused by their session version at their next request anyway.
    */
   'console-user.revoked': { user_id: string; tenant_id: string | null; reason: ConsoleUserRevokedReason };
+  /**
+   * One sign-in of a console account ended (signed out: its refresh-token family `session_id` was
+   * revoked): every process closes what that sign-in's access tokens have open (API feeds, MQTT
+   * console sessions), and nothing of the account's other sign-ins. The store refuses those tokens
+   * anyway (guard, periodic re-checks), so a lost announcement delays the closing, never skips it.
+   */
+  'console-session.ended': { user_id: string; session_id: string };
   /** A tenant API key was revoked: every process closes what it has open with the key (feeds). */
   'api-key.revoked': { key_id: string; tenant_id: string };
   /** A tower was deleted: brokers must drop its live sessions and refuse it from now on. */
@@ -84,6 +91,7 @@ export const BUS_EVENT_SCHEMAS: { [K in keyof BusEvents]: z.ZodType<BusEvents[K]
     tenant_id: z.string().nullable(),
     reason: z.enum(CONSOLE_USER_REVOKED_REASONS),
   }),
+  'console-session.ended': z.object({ user_id: z.string(), session_id: z.string() }),
   'api-key.revoked': z.object({ key_id: z.string(), tenant_id: z.string() }),
   'tower.deleted': z.object({ tower_id: z.string() }),
   'tower.retired': z.object({ tower_id: z.string() }),

@@ -97,13 +97,21 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { public: true },
       schema: {
-        summary: 'Revoke the refresh token and every token rotated from the same sign-in',
+        summary: 'Sign out: end the sign-in the refresh token belongs to',
+        description:
+          'Revokes the refresh token and every token rotated from the same sign-in, and ends that sign-in’s access ' +
+          'tokens with them: they are refused from now on (REST, feeds, download links, console MQTT), and the live ' +
+          'feeds and console MQTT sessions opened with them close. Other sign-ins of the account go on. An unknown ' +
+          'refresh token is answered 204 too, and ends nothing.',
         body: RefreshBody,
         response: { 204: NoContent, ...errorResponses },
       },
     },
     async (request, reply) => {
-      await app.sessions.logout(request.body.refresh_token);
+      const ended = await app.sessions.logout(request.body.refresh_token);
+      // The store already refuses the sign-in's access tokens everywhere (guard, re-checks); the
+      // announcement closes its live feeds and console MQTT sessions at once, on every process.
+      if (ended) app.bus.publish('console-session.ended', { user_id: ended.userId, session_id: ended.sessionId });
       return reply.code(204).send();
     },
   );

@@ -100,10 +100,17 @@ export class SessionService {
     return this.#issue(user, rec.family_id);
   }
 
-  /** Idempotent: an unknown token is already as signed-out as it gets. */
-  async logout(refreshToken: string): Promise<void> {
+  /**
+   * Ends the sign-in the refresh token belongs to: its family is revoked, which also ends every
+   * access token issued for it (their `sid`; see console-session.ts) and so what they opened.
+   * Returns the sign-in ended, for the caller to announce; null for an unknown token, which is
+   * already as signed-out as it gets (idempotent).
+   */
+  async logout(refreshToken: string): Promise<{ userId: string; sessionId: string } | null> {
     const rec = await this.#o.store.refreshTokens.findByHash(sha256(refreshToken));
-    if (rec) await this.#o.store.refreshTokens.revokeFamily(rec.family_id, this.#o.now());
+    if (!rec) return null;
+    await this.#o.store.refreshTokens.revokeFamily(rec.family_id, this.#o.now());
+    return { userId: rec.user_id, sessionId: rec.family_id };
   }
 
   async #issue(user: ConsoleUser, familyId: string): Promise<TokenPair> {
@@ -120,6 +127,8 @@ export class SessionService {
       tenant_id: user.tenant_id,
       role: user.console_role,
       sv: user.session_version,
+      // The family: signing out revokes it, and with it this access token (guard, feeds, MQTT).
+      sid: familyId,
     });
     return { access_token: access, refresh_token: refresh, token_type: 'Bearer', expires_in: this.#o.tokens.ttlSeconds };
   }

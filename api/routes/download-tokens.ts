@@ -4,7 +4,8 @@
  * answers that request, streamed, as an attachment.
  *
  * Redeeming does not serve the export itself: it re-checks the account (still enabled, same tenant,
- * same session version, so a role change since the link was issued ends it) and then routes the
+ * same session version, so a role change since the link was issued ends it) and the sign-in (not
+ * signed out since) and then routes the
  * bound request through the API again, as that account, with a fresh access token in its
  * Authorization header. The export therefore passes the same guard (permission of the account's
  * current role, rate limit charged to the account), strict query, cursor scope, redaction of names
@@ -18,7 +19,7 @@ import type { RouteOptions } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { sessionStands } from '../../shared/auth/console-session.js';
+import { consoleSessionStands } from '../../shared/auth/console-session.js';
 import { createError, type FieldIssue } from '../../shared/errors.js';
 import { audit } from '../audit.js';
 import { userPrincipalOf } from '../auth/guard.js';
@@ -118,7 +119,8 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
           '(`path` of a list that takes `?format=`, its `query`, the `format`) and gets a URL carrying only a ' +
           `single-use token, valid ${DOWNLOAD_TOKEN_TTL_MS / 1000} s, that streams that export as an attachment of any ` +
           "size. The export is checked now (route, parameters, the caller's permission) and again when the link is " +
-          'opened, as the account is then (a role change, disable or password change since ends the link). ' +
+          'opened, as the account is then (a role change, disable or password change since ends the link, and so does ' +
+          'signing out of the session that asked for it). ' +
           'API keys stream exports directly (`?format=` with the key in a header).',
         body: IssueBody,
         response: { 201: IssuedLink, ...errorResponses },
@@ -144,7 +146,16 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
       const url = boundUrl(path, query);
       const expiresAt = app.clock() + DOWNLOAD_TOKEN_TTL_MS;
       const { token, hash } = newDownloadToken();
-      await reachable(store.put(hash, { tenant_id: principal.tenantId, user_id: user.id, session_version: user.session_version, url, expires_at: expiresAt }));
+      await reachable(
+        store.put(hash, {
+          tenant_id: principal.tenantId,
+          user_id: user.id,
+          session_version: user.session_version,
+          ...(principal.sessionId !== undefined && { session_id: principal.sessionId }),
+          url,
+          expires_at: expiresAt,
+        }),
+      );
       audit(request, { after: { path, query, format, expires_at: expiresAt } });
       return reply
         .code(201)
@@ -175,11 +186,23 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
     async (request, reply) => {
       const grant = await reachable(redeemDownloadToken(store, request.params.token, app.clock()));
       if (grant === null) throw createError('NOT_FOUND', 'This download link is unknown, already used or expired: start the export again.');
-      const user = await app.store.consoleUsers.get(grant.user_id);
-      if (!sessionStands(user, grant.tenant_id, grant.session_version)) {
+      const user = await consoleSessionStands(app.store, {
+        userId: grant.user_id,
+        tenantId: grant.tenant_id,
+        sessionVersion: grant.session_version,
+        sessionId: grant.session_id,
+      });
+      if (!user) {
         throw createError('UNAUTHENTICATED', 'The session this download link was issued to has ended: sign in and start the export again.');
       }
-      const access = await app.tokens.sign({ sub: user.id, tenant_id: user.tenant_id, role: user.console_role, sv: user.session_version });
+      // Of the same sign-in, so signing out while the export streams ends it too (its page re-checks).
+      const access = await app.tokens.sign({
+        sub: user.id,
+        tenant_id: user.tenant_id,
+        role: user.console_role,
+        sv: user.session_version,
+        ...(grant.session_id !== undefined && { sid: grant.session_id }),
+      });
       // The bound request replaces this one on the same connection: only what it was issued for,
       // authenticated as the account, whatever else the browser sent.
       const raw = request.raw;

@@ -69,7 +69,7 @@ function feedClientOf(request: FastifyRequest, tenantId: string): FeedClient {
   const tokens = request.server.tokens;
   return {
     tenantId,
-    principal: { kind: 'user', id: principal.userId },
+    principal: { kind: 'user', id: principal.userId, ...(principal.sessionId !== undefined && { sessionId: principal.sessionId }) },
     expiresAt: accessTokenExpiry(request),
     ...rechecked,
     ...(token !== undefined ? { stillValid: () => tokens.verify(token).then(() => true, () => false) } : {}),

@@ -33,8 +33,8 @@ export function buildBroker(
       now: f.now,
     }),
     tokens: f.tokens,
-    // Deleted, disabled or re-roled users, or users moved to another tenant, cannot open or keep MQTT sessions with a token they still hold.
-    consoleUsers: { isActive: (id, tenantId, sessionVersion) => consoleUserActive(store, id, tenantId, sessionVersion) },
+    // Deleted, disabled or re-roled users, users moved to another tenant, or a signed-out sign-in cannot open or keep MQTT sessions with a token they still hold.
+    consoleUsers: { isActive: (id, tenantId, sessionVersion, sessionId) => consoleUserActive(store, id, tenantId, sessionVersion, sessionId) },
     now: f.now,
     storeFaults: f.storeFaults,
     onCommandDelivered: (e) => commands.reportDelivered(e.tenant_id, e.tower_id, e.command_id, e.at),

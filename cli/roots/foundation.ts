@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { sessionStands } from '../../shared/auth/console-session.js';
+import { consoleSessionStands } from '../../shared/auth/console-session.js';
 import { KeyRing, TokenService } from '../../shared/auth/tokens.js';
 import { InProcessBus, type Bus } from '../../shared/bus.js';
 import type { Config } from '../../shared/config.js';
@@ -194,11 +194,10 @@ export function urlHost(host: string): string {
 }
 
 /**
- * A console user may keep an MQTT session: it exists in this tenant, is not disabled, and its
- * token's session version is still the account's (no role or password change since), as the
- * API's guard checks a request.
+ * A console user may keep an MQTT session: it exists in this tenant, is not disabled, its
+ * token's session version is still the account's (no role or password change since), and the
+ * token's sign-in (`sessionId`, its `sid`) was not signed out, as the API's guard checks a request.
  */
-export async function consoleUserActive(store: Store, userId: string, tenantId: string, sessionVersion: number): Promise<boolean> {
-  const user = await store.consoleUsers.get(userId);
-  return sessionStands(user, tenantId, sessionVersion);
+export async function consoleUserActive(store: Store, userId: string, tenantId: string, sessionVersion: number, sessionId?: string): Promise<boolean> {
+  return (await consoleSessionStands(store, { userId, tenantId, sessionVersion, sessionId })) !== null;
 }

@@ -36,6 +36,12 @@ export interface AccessClaims {
    * existed, which read as version 0.
    */
   sv?: number;
+  /**
+   * The sign-in the token was issued for: its refresh-token family (api/auth/sessions.ts). Signing
+   * out revokes the family, and every place that accepts the token refuses it from then on.
+   * Absent in tokens issued before sign-out ended access tokens: those stand until they expire.
+   */
+  sid?: string;
 }
 
 const ClaimsSchema = z.object({
@@ -43,6 +49,7 @@ const ClaimsSchema = z.object({
   tenant_id: z.string().nullable(),
   role: z.enum(['operator', 'owner', 'admin', 'analyst', 'viewer']),
   sv: z.number().int().nonnegative().optional(),
+  sid: z.string().min(1).max(200).optional(),
 });
 
 interface StoredKey {
@@ -214,7 +221,12 @@ export class TokenService {
     const key = this.#ring.current();
     const privateKey = await importJWK(key.private_jwk, ALG);
     const iat = Math.floor(this.#now() / 1000);
-    return new SignJWT({ tenant_id: claims.tenant_id, role: claims.role, ...(claims.sv !== undefined && { sv: claims.sv }) })
+    return new SignJWT({
+      tenant_id: claims.tenant_id,
+      role: claims.role,
+      ...(claims.sv !== undefined && { sv: claims.sv }),
+      ...(claims.sid !== undefined && { sid: claims.sid }),
+    })
       .setProtectedHeader({ alg: ALG, kid: key.kid, typ: 'JWT' })
       .setSubject(claims.sub)
       .setIssuer(TOKEN_ISSUER)

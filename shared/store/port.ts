@@ -570,6 +570,12 @@ export interface Store {
     /** Atomically marks the token used. False when it was already used or revoked (reuse). */
     consume(id: string, now: number): Promise<boolean>;
     revokeFamily(familyId: string, now: number): Promise<void>;
+    /**
+     * Whether the sign-in `familyId` started has ended (signed out, or a reused token revoked it):
+     * any of its tokens revoked. An unknown family is not revoked. One indexed read: the API's
+     * guard asks it on every request made with an access token of the family.
+     */
+    familyRevoked(familyId: string): Promise<boolean>;
   };
 
   /** E-mails are unique per tenant, case-insensitively (CONFLICT on field email). */

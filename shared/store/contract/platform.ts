@@ -99,6 +99,23 @@ export function describePlatformContract(state: ContractState): void {
       const orphan = { ...base, user_id: 'ghost', id: 'rt-9', token_hash: 'hash-9' };
       await expectError(store.refreshTokens.create(orphan), 'NOT_FOUND', 'user_id');
     });
+
+    it('tells whether a family was revoked, by any of its tokens, apart from every other family', async () => {
+      const u = await store.consoleUsers.create(consoleUser(null, 'op@x.test'));
+      const base = { user_id: u.id, expires_at: T0 + 1000 };
+      await store.refreshTokens.create({ ...base, id: 'rt-a1', family_id: 'fam-a', token_hash: 'hash-a1' });
+      await store.refreshTokens.create({ ...base, id: 'rt-b1', family_id: 'fam-b', token_hash: 'hash-b1' });
+      expect(await store.refreshTokens.familyRevoked('fam-a')).toBe(false);
+      expect(await store.refreshTokens.familyRevoked('no-such-family')).toBe(false);
+      // A consumed (refreshed) token is not a revoked one.
+      expect(await store.refreshTokens.consume('rt-a1', T0)).toBe(true);
+      expect(await store.refreshTokens.familyRevoked('fam-a')).toBe(false);
+      await store.refreshTokens.revokeFamily('fam-a', T0 + 1);
+      // A token the family gained after the revocation (a refresh racing the sign-out) does not bring it back.
+      await store.refreshTokens.create({ ...base, id: 'rt-a2', family_id: 'fam-a', token_hash: 'hash-a2' });
+      expect(await store.refreshTokens.familyRevoked('fam-a')).toBe(true);
+      expect(await store.refreshTokens.familyRevoked('fam-b')).toBe(false);
+    });
   });
 
   describe('towers, carriers and credentials', () => {

@@ -174,5 +174,10 @@ export function createRefreshTokenRepo(ctx: MongoContext): Store['refreshTokens'
     async revokeFamily(familyId, now) {
       await tokens.updateMany({ family_id: familyId, revoked_at: null }, { $set: { revoked_at: now } });
     },
+    // One seek of the (family_id, revoked_at) index (collections.ts); any revoked token of the
+    // family counts, as a refresh racing the sign-out may add one after revokeFamily ran.
+    async familyRevoked(familyId) {
+      return (await tokens.findOne({ family_id: familyId, revoked_at: { $ne: null } })) !== null;
+    },
   };
 }

@@ -256,7 +256,10 @@ export const INDEXES: Readonly<Partial<Record<CollectionName, IndexDescription[]
     idx(asc('email', 'created_at', '_id')),
     idx(asc('tenant_id', '_id')),
   ],
-  refresh_tokens: [idx(asc('token_hash'), { unique: true }), idx(asc('family_id')), idx(asc('user_id'))],
+  // (family_id, revoked_at): "was this sign-in signed out" (familyRevoked, on every API request
+  // with an access token) is one seek however many refreshes the family holds; it also serves
+  // revoking a family. Databases made before keep their family_id_1 too (a prefix of it: unused).
+  refresh_tokens: [idx(asc('token_hash'), { unique: true }), idx(asc('family_id', 'revoked_at')), idx(asc('user_id'))],
   // One index per filter people use with a time bound: each costs every insert, which MongoDB's
   // storage absorbs where SQLite's WAL does not (there device, user and tower filters scan within
   // a budget instead, see sqlite/usage-repo.ts); (tenant, effect, ts) counts the dashboard window.

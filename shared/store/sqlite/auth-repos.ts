@@ -166,6 +166,13 @@ export function createRefreshTokenRepo(ctx: SqliteContext): Store['refreshTokens
     'UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL',
   );
 
+  // One seek of refresh_tokens_family_revoked (migration-15.ts), however many refreshes the family
+  // holds. Any revoked token of the family, not only the newest: a refresh racing the sign-out may
+  // add one after revokeFamily ran.
+  const familyRevoked: Stmt<[string], { one: number }> = db.prepare(
+    'SELECT 1 AS one FROM refresh_tokens WHERE family_id = ? AND revoked_at IS NOT NULL LIMIT 1',
+  );
+
   return {
     async create(rec) {
       const row = {
@@ -190,6 +197,9 @@ export function createRefreshTokenRepo(ctx: SqliteContext): Store['refreshTokens
     },
     async revokeFamily(familyId, now) {
       revokeFamily.run(now, familyId);
+    },
+    async familyRevoked(familyId) {
+      return familyRevoked.get(familyId) !== undefined;
     },
   };
 }

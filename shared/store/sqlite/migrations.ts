@@ -28,6 +28,7 @@ import { MIGRATION_11 } from './migration-11.js';
 import { MIGRATION_12 } from './migration-12.js';
 import { MIGRATION_13 } from './migration-13.js';
 import { MIGRATION_14 } from './migration-14.js';
+import { MIGRATION_15 } from './migration-15.js';
 import { MIGRATION_7 } from './migration-7.js';
 
 export interface Migration {
@@ -318,6 +319,7 @@ CREATE TABLE processed_messages (
   MIGRATION_12,
   MIGRATION_13,
   MIGRATION_14,
+  MIGRATION_15,
 ];
 
 export interface MigrationReport {
