@@ -112,7 +112,9 @@ describe('signing out ends the sign-in’s access tokens (one API process)', () 
     expect(await feed.closed).toEqual({ code: 4401, reason: 'signed out' });
     expect(await me(h, signedOut)).toBe(401);
     expect(await upgradeStatus(h, signedOut.access)).toBe(401);
-    const redeemed = await h.app.inject({ method: 'GET', url: json<{ url: string }>(minted).url });
+    // Opened as the browser that asked for it would: with the link's cookie.
+    const cookieOf = (res: typeof minted) => String(res.headers['set-cookie']).split(';')[0]!;
+    const redeemed = await h.app.inject({ method: 'GET', url: json<{ url: string }>(minted).url, headers: { cookie: cookieOf(minted) } });
     expect(redeemed.statusCode, redeemed.body).toBe(401);
     expect(redeemed.body).toContain('The session this download link was issued to has ended');
     // The refresh token is gone with it, as before.
@@ -124,7 +126,7 @@ describe('signing out ends the sign-in’s access tokens (one API process)', () 
     expect(await me(h, otherTenant)).toBe(200);
     expect(otherFeed.ws.readyState).toBe(WebSocket.OPEN);
     expect(otherTenantFeed.ws.readyState).toBe(WebSocket.OPEN);
-    expect((await h.app.inject({ method: 'GET', url: json<{ url: string }>(otherLink).url })).statusCode).toBe(200);
+    expect((await h.app.inject({ method: 'GET', url: json<{ url: string }>(otherLink).url, headers: { cookie: cookieOf(otherLink) } })).statusCode).toBe(200);
     await h.app.feeds.recheckAuthorizations();
     expect(otherFeed.ws.readyState).toBe(WebSocket.OPEN);
     expect(h.app.feeds.size).toBe(2);

@@ -3,7 +3,8 @@
  * exact export of the signed-in user, redeemed once (also when two redemptions race, on one API
  * process or on two sharing Redis), refused once expired, bound to the tenant and the account as
  * it was (a role change ends the link), never in the request log or the audit trail, and the
- * export streamed with the checks of a header-authenticated export.
+ * export streamed with the checks of a header-authenticated export. Every redemption here carries
+ * the link's cookie, as the browser that asked for it would (binding: audit-download-binding.test.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -26,6 +27,9 @@ interface Link {
   expires_at: number;
 }
 
+/** The browser's cookie jar: each link's binding cookie (`name=value`) as its POST set it. */
+const jar = new Map<string, string>();
+
 async function issue(h: Harness, session: { headers: Record<string, string> }, body: object) {
   return h.app.inject({ method: 'POST', url: '/api/v1/downloads', headers: session.headers, payload: body });
 }
@@ -33,10 +37,14 @@ async function issue(h: Harness, session: { headers: Record<string, string> }, b
 async function link(h: Harness, session: Session, body: object): Promise<Link> {
   const res = await issue(h, session, body);
   expect(res.statusCode, res.body).toBe(201);
-  return json<Link>(res);
+  const issued = json<Link>(res);
+  jar.set(issued.url, String(res.headers['set-cookie']).split(';')[0]!);
+  return issued;
 }
 
-const redeem = (h: Harness, url: string, headers: Record<string, string> = {}) => h.app.inject({ method: 'GET', url, headers });
+/** Opens `url` as the browser that asked for it would: with the link's cookie. */
+const withCookie = (url: string): Record<string, string> => ({ cookie: jar.get(url) ?? '' });
+const redeem = (h: Harness, url: string, headers: Record<string, string> = {}) => h.app.inject({ method: 'GET', url, headers: { ...withCookie(url), ...headers } });
 
 /** CSV data lines (header excluded). */
 const dataLines = (csv: string) => csv.split('\r\n').filter((l) => l !== '').slice(1);
@@ -89,7 +97,7 @@ describe('download links on one API process', () => {
     const { port } = h.app.server.address() as AddressInfo;
     for (let round = 0; round < 5; round++) {
       const { url } = await link(h, ownerA, { path: '/api/v1/app-usage', format: 'json' });
-      const answers = await Promise.all([fetch(`http://127.0.0.1:${port}${url}`), fetch(`http://127.0.0.1:${port}${url}`)]);
+      const answers = await Promise.all([0, 1].map(() => fetch(`http://127.0.0.1:${port}${url}`, { headers: withCookie(url) })));
       const bodies = await Promise.all(answers.map((r) => r.text()));
       expect(answers.map((r) => r.status).sort()).toEqual([200, 404]);
       const ok = bodies[answers.findIndex((r) => r.status === 200)]!;
@@ -177,7 +185,7 @@ describe('download links on one API process', () => {
     const token = url.split('/').pop()!;
     expect((await redeem(h, url)).statusCode).toBe(200);
     expect((await redeem(h, url)).statusCode).toBe(404);
-    expect((await redeem(h, `${url.toUpperCase()}`)).statusCode).toBe(404);
+    expect((await h.app.inject({ method: 'GET', url: url.toUpperCase(), headers: withCookie(url) })).statusCode).toBe(404);
     await h.app.auditTrail.flush();
     const logged = lines.join('');
     expect(logged).toContain('request completed');
@@ -208,11 +216,16 @@ function tokenStoreContract(name: string, make: (now: () => number) => Promise<D
   describe(`${name} download token store`, () => {
     it('hands a grant out once, also to concurrent takers; an unknown hash is null', async () => {
       const store = await make(() => 1000);
-      const grant = { tenant_id: 't', user_id: 'u', session_version: 0, url: '/api/v1/audit?format=csv', expires_at: 61_000 };
+      const grant = { tenant_id: 't', user_id: 'u', session_version: 0, url: '/api/v1/audit?format=csv', expires_at: 61_000, cookie_hash: 'c' };
       await store.put('h1', grant);
+      // Looking does not take.
+      expect(await store.peek('h1')).toEqual(grant);
+      expect(await store.peek('h1')).toEqual(grant);
       const taken = await Promise.all([store.take('h1'), store.take('h1'), store.take('h1')]);
       expect(taken.filter((g) => g !== null)).toEqual([grant]);
       expect(await store.take('nope')).toBeNull();
+      expect(await store.peek('h1')).toBeNull();
+      expect(await store.peek('nope')).toBeNull();
     });
   });
 }
@@ -223,9 +236,9 @@ describe('in-process download tokens', () => {
   it('drops expired grants on issue, so memory holds the last minute of links only', async () => {
     let now = 0;
     const store = new InProcessDownloadTokens(() => now);
-    for (let i = 0; i < 100; i++) await store.put(`h${i}`, { tenant_id: 't', user_id: 'u', session_version: 0, url: '/x', expires_at: now + 60_000 });
+    for (let i = 0; i < 100; i++) await store.put(`h${i}`, { tenant_id: 't', user_id: 'u', session_version: 0, url: '/x', expires_at: now + 60_000, cookie_hash: 'c' });
     now = 60_000;
-    await store.put('fresh', { tenant_id: 't', user_id: 'u', session_version: 0, url: '/x', expires_at: now + 60_000 });
+    await store.put('fresh', { tenant_id: 't', user_id: 'u', session_version: 0, url: '/x', expires_at: now + 60_000, cookie_hash: 'c' });
     expect(store.size).toBe(1);
   });
 });
@@ -263,7 +276,7 @@ describeWithRedis('download links across API processes (one Redis)', (redisUrl) 
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('a link issued by one process is redeemed on another, once, when both race for it', async () => {
+  it('a link issued by one process is redeemed on another, once, when both race for it with its cookie; a racer without it never gets it', async () => {
     const file = join(dir, 'edgeplane.db');
     const keyRing = await KeyRing.open(null);
     const a = await apiProcess(file, keyRing);
@@ -273,9 +286,14 @@ describeWithRedis('download links across API processes (one Redis)', (redisUrl) 
     const urls = await Promise.all([a, b].map((h) => h.app.listen({ host: '127.0.0.1', port: 0 })));
     for (let round = 0; round < 5; round++) {
       const { url } = await link(a, owner, { path: '/api/v1/app-usage', format: 'csv' });
-      const answers = await Promise.all(urls.map((base) => fetch(`${base}${url}`)));
+      // Two with the link's cookie, one on each process, and a third without it (the link leaked).
+      const answers = await Promise.all([
+        ...urls.map((base) => fetch(`${base}${url}`, { headers: withCookie(url) })),
+        fetch(`${urls[round % 2]}${url}`),
+      ]);
       const bodies = await Promise.all(answers.map((r) => r.text()));
-      expect(answers.map((r) => r.status).sort()).toEqual([200, 404]);
+      expect(answers.map((r) => r.status).sort()).toEqual([200, 404, 404]);
+      expect(answers[2]!.status).toBe(404);
       expect(bodies.find((_, i) => answers[i]!.status === 200)).toContain('dev-cluster');
     }
   });

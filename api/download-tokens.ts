@@ -11,13 +11,20 @@
  * the session version it was issued under and the export URL; nothing in the download request can
  * change any of them.
  *
+ * A link is also bound to the browser that asked for it: issuing sets a cookie (its own per link,
+ * named after the link, HttpOnly, SameSite=Strict, only sent to the downloads path, as long-lived
+ * as the link) holding 256 more random bits, of which the grant keeps only the SHA-256. A link
+ * redeems only with its cookie, so a link that leaks (a proxy log, history sync, a shared screen)
+ * is worthless without the browser's cookie jar. A redemption without the right cookie is refused
+ * exactly like an unknown link and takes nothing: the browser that asked can still use it.
+ *
  * Where the tokens live is a port: in the API process by default (one API process, the embedded
  * deployment), in Redis when the API is given Redis (several API processes behind a balancer: a
  * token issued by one is redeemed by whichever process the browser reaches). Expiry is checked
  * against the API's injected clock in both adapters (Redis' own expiry only collects the garbage).
  */
 import type { Redis } from 'ioredis';
-import { randomSecret, sha256 } from '../shared/auth/secrets.js';
+import { randomSecret, safeEqual, sha256 } from '../shared/auth/secrets.js';
 
 /** How long a token may wait for its download: the console redeems it at once. */
 export const DOWNLOAD_TOKEN_TTL_MS = 60_000;
@@ -38,11 +45,15 @@ export interface DownloadGrant {
   url: string;
   /** Epoch ms. */
   expires_at: number;
+  /** SHA-256 of the cookie nonce set with the link: only the browser holding that cookie redeems it. */
+  cookie_hash: string;
 }
 
 export interface DownloadTokenStore {
   /** Remembers `grant` under the hash of a token. */
   put(tokenHash: string, grant: DownloadGrant): Promise<void>;
+  /** The grant, left in place, or null when unknown or already taken. */
+  peek(tokenHash: string): Promise<DownloadGrant | null>;
   /** The grant, removed in the same step, or null when unknown or already taken. */
   take(tokenHash: string): Promise<DownloadGrant | null>;
 }
@@ -57,10 +68,49 @@ export function downloadTokenHash(token: string): string {
   return sha256(token);
 }
 
-/** The grant `token` stands for, taken (never again), or null: unknown, used or expired at `now`. */
-export async function redeemDownloadToken(store: DownloadTokenStore, token: string, now: number): Promise<DownloadGrant | null> {
-  const grant = await store.take(downloadTokenHash(token));
-  return grant !== null && now < grant.expires_at ? grant : null;
+/**
+ * The cookie that binds the link `token` to its browser. One per link, so links issued at once
+ * (two exports started in two tabs) never overwrite each other's cookie; its name is derived from
+ * the token (not the token itself, nor the hash it is stored under), so the redemption finds it.
+ */
+export function downloadCookieName(token: string): string {
+  return `${DOWNLOAD_TOKEN_PREFIX}${sha256(`cookie:${token}`).slice(0, 16)}`;
+}
+
+/** A new cookie nonce (set once, on the issuing response) and the hash the grant keeps. */
+export function newDownloadCookie(): { nonce: string; hash: string } {
+  const nonce = randomSecret(32);
+  return { nonce, hash: sha256(nonce) };
+}
+
+/**
+ * The grant `token` stands for, taken (never again), or null: unknown, used, expired at `now`, or
+ * not presented with its cookie (`cookieNonces`: every value the request carries under the link's
+ * cookie name). A refusal for the cookie takes nothing, so the browser holding it can still redeem.
+ */
+export async function redeemDownloadToken(
+  store: DownloadTokenStore,
+  token: string,
+  cookieNonces: readonly string[],
+  now: number,
+): Promise<DownloadGrant | null> {
+  const hash = downloadTokenHash(token);
+  const held = await store.peek(hash);
+  if (held === null || now >= held.expires_at || !cookieMatches(held, cookieNonces)) return null;
+  // Of two redemptions with the cookie, one takes it. A grant never changes under its hash, so the
+  // one taken is the one checked.
+  const grant = await store.take(hash);
+  return grant !== null && now < grant.expires_at && cookieMatches(grant, cookieNonces) ? grant : null;
+}
+
+function cookieMatches(grant: DownloadGrant, cookieNonces: readonly string[]): boolean {
+  // A grant without a cookie hash (issued before links were bound) is refused: at worst a download
+  // started during an upgrade is started again.
+  if (typeof grant.cookie_hash !== 'string') return false;
+  let matched = false;
+  // Every candidate is compared (constant time each), not only up to the first match.
+  for (const nonce of cookieNonces) if (safeEqual(sha256(nonce), grant.cookie_hash)) matched = true;
+  return matched;
 }
 
 /**
@@ -80,6 +130,10 @@ export class InProcessDownloadTokens implements DownloadTokenStore {
       this.#grants.delete(hash);
     }
     this.#grants.set(tokenHash, grant);
+  }
+
+  async peek(tokenHash: string): Promise<DownloadGrant | null> {
+    return this.#grants.get(tokenHash) ?? null;
   }
 
   async take(tokenHash: string): Promise<DownloadGrant | null> {
@@ -112,15 +166,22 @@ export class RedisDownloadTokens implements DownloadTokenStore {
     await this.redis.set(this.#key(tokenHash), JSON.stringify(grant), 'PX', ttlMs);
   }
 
+  async peek(tokenHash: string): Promise<DownloadGrant | null> {
+    return parseGrant(await this.redis.get(this.#key(tokenHash)));
+  }
+
   async take(tokenHash: string): Promise<DownloadGrant | null> {
     // GETDEL (Redis 6.2): of two processes redeeming the same token at once, one gets it.
-    const raw = await this.redis.getdel(this.#key(tokenHash));
-    if (raw === null) return null;
-    try {
-      return JSON.parse(raw) as DownloadGrant;
-    } catch {
-      return null;
-    }
+    return parseGrant(await this.redis.getdel(this.#key(tokenHash)));
+  }
+}
+
+function parseGrant(raw: string | null): DownloadGrant | null {
+  if (raw === null) return null;
+  try {
+    return JSON.parse(raw) as DownloadGrant;
+  } catch {
+    return null;
   }
 }
 

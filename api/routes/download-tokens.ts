@@ -13,11 +13,16 @@
  * route that changes its rules changes them here too. The request logged and audited is the
  * export's URL; the token never is (the log line's URL is redacted, app.ts).
  *
+ * A link works only with the cookie its issuing response set (api/download-tokens.ts): the
+ * console's same-origin fetch stores it and the browser sends it when it opens the link. A client
+ * that keeps no cookies gets the same 404 as for an unknown link.
+ *
  * Links are for console users: an API key can stream an export with the key in a header.
  */
-import type { RouteOptions } from 'fastify';
+import type { FastifyRequest, RouteOptions } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
+import { parseCookie, stringifySetCookie } from 'cookie';
 import { z } from 'zod';
 import { consoleSessionStands } from '../../shared/auth/console-session.js';
 import { createError, type FieldIssue } from '../../shared/errors.js';
@@ -29,6 +34,8 @@ import {
   DOWNLOADS_PATH,
   InProcessDownloadTokens,
   RedisDownloadTokens,
+  downloadCookieName,
+  newDownloadCookie,
   newDownloadToken,
   redeemDownloadToken,
   type DownloadTokenStore,
@@ -97,6 +104,26 @@ async function reachable<T>(operation: Promise<T>): Promise<T> {
   }
 }
 
+/** The value the request's Cookie header carries under `name`, as a list for redeemDownloadToken (empty: none). */
+function cookieValues(header: string | undefined, name: string): string[] {
+  const value = header === undefined ? undefined : parseCookie(header)[name];
+  return value === undefined ? [] : [value];
+}
+
+/**
+ * The Set-Cookie of a link's binding. Secure when the browser reached the API over TLS, directly
+ * or through a proxy trusted to say so (X-Forwarded-Proto under --trust-proxy: request.protocol);
+ * a browser would not send a Secure cookie back over plain HTTP.
+ */
+function bindingCookie(request: FastifyRequest, path: string, name: string, value: string, maxAgeS: number): string {
+  return stringifySetCookie(name, value, { maxAge: maxAgeS, path, httpOnly: true, sameSite: 'strict', secure: request.protocol === 'https' });
+}
+
+/** The same answer for every refused link, so a refusal does not tell an unknown link from one opened elsewhere. */
+const LINK_REFUSED =
+  'This download link is unknown, already used or expired, or was opened without the cookie its POST /downloads set ' +
+  '(a link works only in the browser or cookie jar that asked for it): start the export again.';
+
 /** The exact request a link stands for: sorted parameters, the format among them. */
 function boundUrl(path: string, query: Record<string, string>): string {
   const params = new URLSearchParams(Object.entries(query).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
@@ -104,6 +131,7 @@ function boundUrl(path: string, query: Record<string, string>): string {
 }
 
 export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptions> = async (app, opts) => {
+  const cookiePath = `${opts.apiPrefix}${DOWNLOADS_PATH}`;
   const store =
     opts.store ??
     (opts.redis ? new RedisDownloadTokens(opts.redis.connection, opts.redis.prefix, app.clock) : new InProcessDownloadTokens(app.clock));
@@ -121,6 +149,9 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
           "size. The export is checked now (route, parameters, the caller's permission) and again when the link is " +
           'opened, as the account is then (a role change, disable or password change since ends the link, and so does ' +
           'signing out of the session that asked for it). ' +
+          `The answer also sets a cookie for that link (HttpOnly, SameSite=Strict, Path=${DOWNLOADS_PATH} under the API prefix, ` +
+          `Max-Age ${DOWNLOAD_TOKEN_TTL_MS / 1000}, Secure over HTTPS): the link works only when opened with it, so keep cookies ` +
+          '(a browser does; a script needs a cookie jar). ' +
           'API keys stream exports directly (`?format=` with the key in a header).',
         body: IssueBody,
         response: { 201: IssuedLink, ...errorResponses },
@@ -146,6 +177,7 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
       const url = boundUrl(path, query);
       const expiresAt = app.clock() + DOWNLOAD_TOKEN_TTL_MS;
       const { token, hash } = newDownloadToken();
+      const cookie = newDownloadCookie();
       await reachable(
         store.put(hash, {
           tenant_id: principal.tenantId,
@@ -154,12 +186,14 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
           ...(principal.sessionId !== undefined && { session_id: principal.sessionId }),
           url,
           expires_at: expiresAt,
+          cookie_hash: cookie.hash,
         }),
       );
       audit(request, { after: { path, query, format, expires_at: expiresAt } });
       return reply
         .code(201)
         .header('cache-control', 'no-store')
+        .header('set-cookie', bindingCookie(request, cookiePath, downloadCookieName(token), cookie.nonce, DOWNLOAD_TOKEN_TTL_MS / 1000))
         .send({ url: `${opts.apiPrefix}${DOWNLOADS_PATH}/${token}`, expires_at: expiresAt });
     },
   );
@@ -174,8 +208,10 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
       schema: {
         summary: 'Downloads the export a single-use link stands for (POST /downloads)',
         description:
-          'Streams the export as an attachment. A link works once, within its lifetime, while the account that ' +
-          'asked for it is as it was then; otherwise 404 (unknown, used or expired) or 401 (the session ended).',
+          'Streams the export as an attachment. A link works once, within its lifetime, with the cookie its ' +
+          'POST /downloads set, while the account that asked for it is as it was then; otherwise 404 (unknown, ' +
+          'used, expired or opened without its cookie, all alike; a refusal for the cookie leaves the link usable ' +
+          'with it) or 401 (the session ended).',
         params: z.object({ token: z.string().min(1).max(200) }),
         response: {
           200: z.string().describe('the export (CSV, JSON or XML, as the link was issued for), streamed as an attachment'),
@@ -184,8 +220,10 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
       },
     },
     async (request, reply) => {
-      const grant = await reachable(redeemDownloadToken(store, request.params.token, app.clock()));
-      if (grant === null) throw createError('NOT_FOUND', 'This download link is unknown, already used or expired: start the export again.');
+      const { token } = request.params;
+      const cookieName = downloadCookieName(token);
+      const grant = await reachable(redeemDownloadToken(store, token, cookieValues(request.headers.cookie, cookieName), app.clock()));
+      if (grant === null) throw createError('NOT_FOUND', LINK_REFUSED);
       const user = await consoleSessionStands(app.store, {
         userId: grant.user_id,
         tenantId: grant.tenant_id,
@@ -209,7 +247,9 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
       raw.url = grant.url;
       raw.headers.authorization = `Bearer ${access}`;
       raw.headers.accept = '*/*';
-      for (const header of ['x-api-key', 'if-none-match', 'if-match', 'if-modified-since', 'range']) delete raw.headers[header];
+      // The link's cookie has done its work: the browser drops it with the export's answer.
+      reply.raw.setHeader('set-cookie', bindingCookie(request, cookiePath, cookieName, '', 0));
+      for (const header of ['cookie', 'x-api-key', 'if-none-match', 'if-match', 'if-modified-since', 'range']) delete raw.headers[header];
       reply.hijack();
       app.routing(raw, reply.raw);
       return reply;

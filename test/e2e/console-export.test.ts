@@ -7,6 +7,10 @@
  * The export here is a few MB (20,000 usage rows), not the old 100 MB bound: what shows that no
  * bound applies is that the file comes from the link (a download the browser streams) and not
  * from a blob the tab assembled, that it is complete, and that the link is spent once used.
+ *
+ * The link is bound to the browser that asked for it by a cookie its POST set (HttpOnly,
+ * SameSite=Strict): the console's same-origin fetch stores it and the download sends it, while the
+ * same link opened in a fresh browser (a leaked link) is refused and stays usable by the first.
  */
 import { readFile } from 'node:fs/promises';
 import type { Browser } from 'playwright-core';
@@ -58,7 +62,12 @@ describeWithBrowser('a console export of any size', () => {
     await page.getByTestId('mode-history').click();
     const exportMenu = page.getByTestId('export');
     await exportMenu.waitFor();
+    const issued = page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/api/v1/downloads');
     const [download] = await Promise.all([page.waitForEvent('download'), exportMenu.getByRole('button', { name: 'CSV' }).click()]);
+    // The link came with its cookie, which the browser kept (HttpOnly: no script of the page reads it).
+    const setCookie = await (await issued).headerValue('set-cookie');
+    expect(setCookie).toMatch(/^epd_[A-Za-z0-9_-]{16}=[A-Za-z0-9_-]{43}; Max-Age=60; Path=\/api\/v1\/downloads; HttpOnly; SameSite=Strict$/);
+    const cookie = setCookie!.split(';')[0]!;
 
     // The browser fetched the link itself (a blob: URL would mean the tab held the file).
     const link = new URL(download.url());
@@ -75,8 +84,59 @@ describeWithBrowser('a console export of any size', () => {
     expect(Buffer.byteLength(csv)).toBeGreaterThan(2 * 1024 * 1024);
     expect(await exportMenu.locator('.inline-error').count()).toBe(0);
 
-    // Spent: the same link opened again is refused.
-    expect((await fetch(download.url())).status).toBe(404);
+    // Spent: the same link opened again, even with its cookie, is refused; the browser dropped the cookie.
+    expect((await fetch(download.url(), { headers: { cookie } })).status).toBe(404);
+    expect((await cp.context.cookies()).filter((c) => c.name.startsWith('epd_'))).toEqual([]);
+  });
+
+  it('is refused when the bare link is opened in another browser, and still downloads in the one that asked', async () => {
+    cp = await openConsole(browser, tcp.cp.httpUrl);
+    await signIn(cp, acme.emails.analyst, CONSOLE_PASSWORD);
+    const { page } = cp;
+    await goTo(page, '#/decisions');
+    await page.getByTestId('mode-history').click();
+    const exportMenu = page.getByTestId('export');
+    await exportMenu.waitFor();
+    // The console exports as usual; the test reads the bearer token its request carried.
+    const asked = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/api/v1/downloads');
+    const [own] = await Promise.all([page.waitForEvent('download'), exportMenu.getByRole('button', { name: 'CSV' }).click()]);
+    expect(await own.failure()).toBeNull();
+    const authorization = (await asked).headers().authorization!;
+    // A second link of the same browser (its request context shares the browser's cookies), which
+    // leaks before it is used.
+    const minted = await cp.context.request.post('/api/v1/downloads', { headers: { authorization }, data: { path: '/api/v1/app-usage', format: 'csv' } });
+    expect(minted.status()).toBe(201);
+    const leaked = new URL(((await minted.json()) as { url: string }).url, tcp.cp.httpUrl).href;
+    const held = (await cp.context.cookies()).filter((c) => c.name.startsWith('epd_'));
+    expect(held).toEqual([expect.objectContaining({ path: '/api/v1/downloads', httpOnly: true, sameSite: 'Strict', secure: false })]);
+
+    // A fresh browser (no cookies: another person's, or history synced elsewhere) opens the bare link.
+    const stranger = await browser.newContext({ acceptDownloads: true });
+    try {
+      const strangerPage = await stranger.newPage();
+      const refused = await strangerPage.goto(leaked);
+      expect(refused?.status()).toBe(404);
+      expect(await refused?.text()).toContain('without the cookie its POST /downloads set');
+    } finally {
+      await stranger.close();
+    }
+
+    // The refusal spent nothing: the browser that asked downloads it now, complete.
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      // As the console opens its links (Api.download): a same-origin anchor with `download`.
+      page.evaluate(`(() => {
+        const a = document.createElement('a');
+        a.href = ${JSON.stringify(leaked)};
+        a.download = '';
+        document.body.append(a);
+        a.click();
+        a.remove();
+      })()`),
+    ]);
+    expect(await download.failure()).toBeNull();
+    const csv = await readFile(await download.path(), 'utf8');
+    expect(csv.split('\r\n').filter((l) => l.includes(',dev-bulk-'))).toHaveLength(ROWS);
   });
 
   it('says why before anything is downloaded when the export is refused', async () => {

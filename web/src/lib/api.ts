@@ -102,8 +102,11 @@ export class Api {
    * Saves an export of any size: the API is asked (with the bearer token, in a header) for a
    * single-use link to exactly this export, and the browser's download manager fetches the link and
    * streams the file to disk. The tab never holds the file, and the link is spent by that one
-   * download within a minute. A refused export (permission, a bad filter) is an ApiError here,
-   * before anything is downloaded.
+   * download within a minute. The link works only with the cookie the API sets with it (HttpOnly,
+   * SameSite=Strict, sent only to /api/v1/downloads): this same-origin fetch (credentials
+   * 'same-origin') stores it and the same-origin navigation below sends it, so a link that leaks
+   * is worthless in any other browser. A refused export (permission, a bad filter) is an ApiError
+   * here, before anything is downloaded.
    */
   async download(path: string, query: Query, format: ExportFormat): Promise<void> {
     checkedPath(path);
