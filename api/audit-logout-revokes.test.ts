@@ -20,40 +20,10 @@ import type { BusEvents } from '../shared/bus.js';
 import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { seedUsage } from './seed-usage.js';
-import { OPERATOR_EMAIL, createTenant, json, login, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, createTenant, json, login, feedUpgradeStatus, openAlertsFeed, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
 
-interface Opened {
-  ws: WebSocket;
-  closed: Promise<{ code: number; reason: string }>;
-}
 
 const port = (h: Harness) => (h.app.server.address() as AddressInfo).port;
-
-/** Opens `/ws/alerts` on `h` with a bearer credential and waits for the 'ready' message. */
-async function openFeed(h: Harness, credential: string): Promise<Opened> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port(h)}/ws/alerts`, ['bearer', credential]);
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  const first = await new Promise<{ type: string }>((resolve, reject) => {
-    ws.once('message', (raw: Buffer) => resolve(JSON.parse(raw.toString('utf8')) as { type: string }));
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-  });
-  expect(first.type).toBe('ready');
-  return { ws, closed };
-}
-
-/** The HTTP status an upgrade with this credential is refused with. */
-function upgradeStatus(h: Harness, credential: string): Promise<number> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port(h)}/ws/alerts`, ['bearer', credential]);
-  ws.on('error', () => {});
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => reject(new Error('upgrade was accepted')));
-    ws.once('unexpected-response', (req, res) => {
-      req.destroy();
-      resolve(res.statusCode ?? 0);
-    });
-  });
-}
-
 const me = async (h: Harness, session: Session) => (await h.app.inject({ method: 'GET', url: '/api/v1/me', headers: session.headers })).statusCode;
 const logout = async (h: Harness, refresh: string) =>
   (await h.app.inject({ method: 'POST', url: '/api/v1/auth/logout', payload: { refresh_token: refresh } })).statusCode;
@@ -88,9 +58,9 @@ describe('signing out ends the sign-in’s access tokens (one API process)', () 
   });
 
   it('REST, a new feed, an open feed and a download link of the sign-in are refused; the account’s other sign-in and another tenant go on', async () => {
-    const feed = await openFeed(h, signedOut.access);
-    const otherFeed = await openFeed(h, otherSignIn.access);
-    const otherTenantFeed = await openFeed(h, otherTenant.access);
+    const feed = await openAlertsFeed(h, signedOut.access);
+    const otherFeed = await openAlertsFeed(h, otherSignIn.access);
+    const otherTenantFeed = await openAlertsFeed(h, otherTenant.access);
     sockets.push(feed.ws, otherFeed.ws, otherTenantFeed.ws);
     const minted = await h.app.inject({
       method: 'POST',
@@ -111,7 +81,7 @@ describe('signing out ends the sign-in’s access tokens (one API process)', () 
 
     expect(await feed.closed).toEqual({ code: 4401, reason: 'signed out' });
     expect(await me(h, signedOut)).toBe(401);
-    expect(await upgradeStatus(h, signedOut.access)).toBe(401);
+    expect(await feedUpgradeStatus(h, signedOut.access)).toBe(401);
     // Opened as the browser that asked for it would: with the link's cookie.
     const cookieOf = (res: typeof minted) => String(res.headers['set-cookie']).split(';')[0]!;
     const redeemed = await h.app.inject({ method: 'GET', url: json<{ url: string }>(minted).url, headers: { cookie: cookieOf(minted) } });
@@ -253,15 +223,15 @@ describe('a sign-out through one API process ends the token on another whose ann
     const acme = await createTenant(a.app, operator, 'Acme');
     const other = await login(a.app, acme.ownerEmail);
     const beta = (await createTenant(a.app, operator, 'Beta')).owner;
-    const feed = await openFeed(a, acme.owner.access);
-    const otherFeed = await openFeed(a, other.access);
-    const betaFeed = await openFeed(a, beta.access);
+    const feed = await openAlertsFeed(a, acme.owner.access);
+    const otherFeed = await openAlertsFeed(a, other.access);
+    const betaFeed = await openAlertsFeed(a, beta.access);
     sockets.push(feed.ws, otherFeed.ws, betaFeed.ws);
 
     expect(await logout(b, acme.owner.refresh)).toBe(204);
 
     expect(await me(a, acme.owner)).toBe(401);
-    expect(await upgradeStatus(a, acme.owner.access)).toBe(401);
+    expect(await feedUpgradeStatus(a, acme.owner.access)).toBe(401);
     await a.app.feeds.recheckAuthorizations();
     expect(await feed.closed).toEqual({ code: 4401, reason: 'credential revoked' });
     expect(await me(a, other)).toBe(200);
@@ -297,8 +267,8 @@ describeWithRedis('a sign-out through one API process is announced to another ov
     const operator = await login(a.app, OPERATOR_EMAIL);
     const acme = await createTenant(a.app, operator, 'Acme');
     const other = await login(a.app, acme.ownerEmail);
-    const feed = await openFeed(a, acme.owner.access);
-    const otherFeed = await openFeed(a, other.access);
+    const feed = await openAlertsFeed(a, acme.owner.access);
+    const otherFeed = await openAlertsFeed(a, other.access);
     sockets.push(feed.ws, otherFeed.ws);
     const heard = new Promise<BusEvents['console-session.ended']>((resolve) => a.bus.subscribe('console-session.ended', resolve, {}, 'cluster'));
 

@@ -8,7 +8,6 @@
  * Nothing sleeps: tests await the socket's close.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
@@ -18,41 +17,8 @@ import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
 import { KeyRing } from '../shared/auth/tokens.js';
 import type { ConsoleUser } from '../shared/domain.js';
 import { FEED_DROPPED_COUNTER } from './feeds.js';
-import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, feedUpgradeStatus, openAlertsFeed, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
 
-interface Opened {
-  ws: WebSocket;
-  closed: Promise<{ code: number; reason: string }>;
-}
-
-/** Opens `/ws/alerts` on `h` with a bearer credential and waits for the 'ready' message. */
-async function openFeed(h: Harness, credential: string): Promise<Opened> {
-  const port = (h.app.server.address() as AddressInfo).port;
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/alerts`, ['bearer', credential]);
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
-  );
-  const first = await new Promise<{ type: string }>((resolve, reject) => {
-    ws.once('message', (raw: Buffer) => resolve(JSON.parse(raw.toString('utf8')) as { type: string }));
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-  });
-  expect(first.type).toBe('ready');
-  return { ws, closed };
-}
-
-/** The HTTP status an upgrade with this credential is refused with. */
-function upgradeStatus(h: Harness, credential: string): Promise<number> {
-  const port = (h.app.server.address() as AddressInfo).port;
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/alerts`, ['bearer', credential]);
-  ws.on('error', () => {});
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => reject(new Error('upgrade was accepted')));
-    ws.once('unexpected-response', (req, res) => {
-      req.destroy();
-      resolve(res.statusCode ?? 0);
-    });
-  });
-}
 
 const call = (h: Harness, session: Session, method: 'POST' | 'PATCH' | 'PUT' | 'DELETE', url: string, payload?: object) =>
   h.app.inject({ method, url, headers: session.headers, ...(payload && { payload }) });
@@ -87,13 +53,13 @@ describe('feeds close when their credential ends (one process)', () => {
 
   it('revoking an API key closes the feeds opened with it, and only those', async () => {
     const [revoked, kept] = [await createKey(h, owner), await createKey(h, owner)];
-    const feed = await openFeed(h, revoked.key);
-    const other = await openFeed(h, kept.key);
-    const ownerFeed = await openFeed(h, owner.access);
+    const feed = await openAlertsFeed(h, revoked.key);
+    const other = await openAlertsFeed(h, kept.key);
+    const ownerFeed = await openAlertsFeed(h, owner.access);
     sockets.push(feed.ws, other.ws, ownerFeed.ws);
     expect((await call(h, owner, 'DELETE', `/api/v1/api-keys/${revoked.id}`)).statusCode).toBe(204);
     expect(await feed.closed).toEqual({ code: 4401, reason: 'API key revoked' });
-    expect(await upgradeStatus(h, revoked.key)).toBe(401);
+    expect(await feedUpgradeStatus(h, revoked.key)).toBe(401);
     expect(other.ws.readyState).toBe(WebSocket.OPEN);
     expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
     expect(h.app.feeds.size).toBe(2);
@@ -109,25 +75,25 @@ describe('feeds close when their credential ends (one process)', () => {
   it.each(cases)('an account %s loses its feeds at once', async (_what, request, reason) => {
     const viewer = await createViewer(h, owner, 'viewer@acme.test');
     const session = await login(h.app, 'viewer@acme.test');
-    const feed = await openFeed(h, session.access);
-    const ownerFeed = await openFeed(h, owner.access);
+    const feed = await openAlertsFeed(h, session.access);
+    const ownerFeed = await openAlertsFeed(h, owner.access);
     sockets.push(feed.ws, ownerFeed.ws);
     const [method, url, payload] = request(viewer.id);
     const res = await call(h, owner, method, url, payload);
     expect(res.statusCode, res.body).toBeLessThan(300);
     expect(await feed.closed).toEqual({ code: 4401, reason });
-    expect(await upgradeStatus(h, session.access)).toBe(401);
+    expect(await feedUpgradeStatus(h, session.access)).toBe(401);
     expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
   });
 
   it("retiring the signing key closes the feeds opened with tokens it signed, and only those", async () => {
     const operator = await login(h.app, OPERATOR_EMAIL);
-    const oldFeed = await openFeed(h, owner.access);
+    const oldFeed = await openAlertsFeed(h, owner.access);
     sockets.push(oldFeed.ws);
     expect((await call(h, operator, 'POST', '/api/v1/signing-keys/rotate')).statusCode).toBe(200);
     // Signed with the new key: stays open.
     const fresh = await login(h.app, 'owner@acme.test');
-    const newFeed = await openFeed(h, fresh.access);
+    const newFeed = await openAlertsFeed(h, fresh.access);
     sockets.push(newFeed.ws);
     h.clock.now += 1000;
     const res = await call(h, operator, 'POST', '/api/v1/signing-keys/retire', { before: h.clock.now });
@@ -142,7 +108,7 @@ describe('feeds close when their credential ends (one process)', () => {
     // One millisecond before expiry on the server's clock: the upgrade is accepted, then the
     // feed's own timer closes it.
     h.clock.now = exp - 1;
-    const feed = await openFeed(h, owner.access);
+    const feed = await openAlertsFeed(h, owner.access);
     sockets.push(feed.ws);
     expect(await feed.closed).toEqual({ code: 4401, reason: 'credential expired' });
   });
@@ -151,7 +117,7 @@ describe('feeds close when their credential ends (one process)', () => {
     const res = await call(h, owner, 'POST', '/api/v1/api-keys', { name: 'short', scopes: ['feeds:read', 'alerts:read', 'remediation:read'], expires_in_s: 60 });
     const { api_key, key } = json<{ api_key: { expires_at: number }; key: string }>(res);
     h.clock.now = api_key.expires_at - 1;
-    const feed = await openFeed(h, key);
+    const feed = await openAlertsFeed(h, key);
     sockets.push(feed.ws);
     expect(await feed.closed).toEqual({ code: 4401, reason: 'credential expired' });
   });
@@ -186,23 +152,23 @@ describeWithRedis('feeds close when their credential ends on another API process
 
   it('a key revoked through process B closes its feed on process A', async () => {
     const key = await createKey(b, ownerOnB);
-    const feed = await openFeed(a, key.key);
+    const feed = await openAlertsFeed(a, key.key);
     sockets.push(feed.ws);
     expect((await call(b, ownerOnB, 'DELETE', `/api/v1/api-keys/${key.id}`)).statusCode).toBe(204);
     expect(await feed.closed).toEqual({ code: 4401, reason: 'API key revoked' });
-    expect(await upgradeStatus(a, key.key)).toBe(401);
+    expect(await feedUpgradeStatus(a, key.key)).toBe(401);
   });
 
   it('an account disabled through process B loses its feed on process A', async () => {
     const viewer = await createViewer(b, ownerOnB, 'viewer@acme.test');
     const session = await login(a.app, 'viewer@acme.test');
-    const feed = await openFeed(a, session.access);
-    const ownerFeed = await openFeed(a, ownerOnB.access);
+    const feed = await openAlertsFeed(a, session.access);
+    const ownerFeed = await openAlertsFeed(a, ownerOnB.access);
     sockets.push(feed.ws, ownerFeed.ws);
     expect((await call(b, ownerOnB, 'PATCH', `/api/v1/console-users/${viewer.id}`, { disabled: true })).statusCode).toBe(200);
     expect(await feed.closed).toEqual({ code: 4401, reason: 'console account disabled' });
     // Process A refuses the token on its own (session version in the shared store).
-    expect(await upgradeStatus(a, session.access)).toBe(401);
+    expect(await feedUpgradeStatus(a, session.access)).toBe(401);
     expect(ownerFeed.ws.readyState).toBe(WebSocket.OPEN);
   });
 });
@@ -235,10 +201,10 @@ describe('feeds close when their credential ends on another API process whose an
 
   it('a key revoked through B: the next credential round on A closes its feed, and only its feed', async () => {
     const [revoked, kept] = [await createKey(b, ownerOnB), await createKey(b, ownerOnB)];
-    const feed = await openFeed(a, revoked.key);
-    const twin = await openFeed(a, revoked.key);
-    const other = await openFeed(a, kept.key);
-    const ownerFeed = await openFeed(a, ownerOnB.access);
+    const feed = await openAlertsFeed(a, revoked.key);
+    const twin = await openAlertsFeed(a, revoked.key);
+    const other = await openAlertsFeed(a, kept.key);
+    const ownerFeed = await openAlertsFeed(a, ownerOnB.access);
     sockets.push(feed.ws, twin.ws, other.ws, ownerFeed.ws);
     expect((await call(b, ownerOnB, 'DELETE', `/api/v1/api-keys/${revoked.id}`)).statusCode).toBe(204);
     // The hub's own timer may have run the round already; running it again changes nothing.
@@ -254,8 +220,8 @@ describe('feeds close when their credential ends on another API process whose an
   it('an account disabled through B loses its feed on A at the next round of the timer', async () => {
     const viewer = await createViewer(b, ownerOnB, 'viewer@acme.test');
     const session = await login(a.app, 'viewer@acme.test');
-    const feed = await openFeed(a, session.access);
-    const ownerFeed = await openFeed(a, ownerOnB.access);
+    const feed = await openAlertsFeed(a, session.access);
+    const ownerFeed = await openAlertsFeed(a, ownerOnB.access);
     sockets.push(feed.ws, ownerFeed.ws);
     expect((await call(b, ownerOnB, 'PATCH', `/api/v1/console-users/${viewer.id}`, { disabled: true })).statusCode).toBe(200);
     // Nothing is called: the hub's own credential timer finds it.
@@ -269,8 +235,8 @@ describe('feeds close when their credential ends on another API process whose an
     const adminId = json<{ user: ConsoleUser }>(res).user.id;
     const admin = await login(b.app, 'admin@acme.test');
     const keyWith = async (scopes: string[]) => json<{ key: string }>(await call(b, admin, 'POST', '/api/v1/api-keys', { name: 'feed', scopes })).key;
-    const readsAudit = await openFeed(a, await keyWith(['feeds:read', 'alerts:read', 'remediation:read', 'audit:read']));
-    const writesDevices = await openFeed(a, await keyWith(['feeds:read', 'alerts:read', 'remediation:read', 'devices:write']));
+    const readsAudit = await openAlertsFeed(a, await keyWith(['feeds:read', 'alerts:read', 'remediation:read', 'audit:read']));
+    const writesDevices = await openAlertsFeed(a, await keyWith(['feeds:read', 'alerts:read', 'remediation:read', 'devices:write']));
     sockets.push(readsAudit.ws, writesDevices.ws);
     // An analyst holds neither audit:read nor devices:write.
     expect((await call(b, ownerOnB, 'PATCH', `/api/v1/console-users/${adminId}`, { console_role: 'analyst' })).statusCode).toBe(200);
@@ -282,8 +248,8 @@ describe('feeds close when their credential ends on another API process whose an
   it('a re-roled account loses its feed on A; the owner, unchanged, keeps theirs', async () => {
     const viewer = await createViewer(b, ownerOnB, 'viewer@acme.test');
     const session = await login(a.app, 'viewer@acme.test');
-    const feed = await openFeed(a, session.access);
-    const ownerFeed = await openFeed(a, ownerOnB.access);
+    const feed = await openAlertsFeed(a, session.access);
+    const ownerFeed = await openAlertsFeed(a, ownerOnB.access);
     sockets.push(feed.ws, ownerFeed.ws);
     expect((await call(b, ownerOnB, 'PATCH', `/api/v1/console-users/${viewer.id}`, { console_role: 'analyst' })).statusCode).toBe(200);
     await a.app.feeds.recheckAuthorizations();

@@ -3,12 +3,14 @@
  * test can move, and helpers that sign in through the real endpoints. Not a test file itself.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import type { Redis } from 'ioredis';
+import WebSocket from 'ws';
 import { InProcessBus, type Bus } from '../shared/bus.js';
 import type { TrustProxy } from '../shared/config.js';
 import { CommandService } from '../shared/commands/command-service.js';
@@ -233,4 +235,37 @@ export function requestLogCapture(): { lines: string[]; beforeReady: (app: Fasti
       });
     },
   };
+}
+
+/** An open live feed: its socket and how it closed (code and reason) once it does. */
+export interface OpenedFeed {
+  ws: WebSocket;
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+const wsUrl = (h: Harness, path: string) => `ws://127.0.0.1:${(h.app.server.address() as AddressInfo).port}${path}`;
+
+/** Opens `/ws/alerts` on a listening harness with a bearer credential and waits for its 'ready' message. */
+export async function openAlertsFeed(h: Harness, credential: string): Promise<OpenedFeed> {
+  const ws = new WebSocket(wsUrl(h, '/ws/alerts'), ['bearer', credential]);
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const first = await new Promise<{ type: string }>((resolve, reject) => {
+    ws.once('message', (raw: Buffer) => resolve(JSON.parse(raw.toString('utf8')) as { type: string }));
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+  });
+  if (first.type !== 'ready') throw new Error(`feed opened with ${first.type}, not ready`);
+  return { ws, closed };
+}
+
+/** The HTTP status an upgrade of `/ws/alerts` with this credential is refused with (rejects if accepted). */
+export function feedUpgradeStatus(h: Harness, credential: string): Promise<number> {
+  const ws = new WebSocket(wsUrl(h, '/ws/alerts'), ['bearer', credential]);
+  ws.on('error', () => {});
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => reject(new Error('upgrade was accepted')));
+    ws.once('unexpected-response', (req, res) => {
+      req.destroy();
+      resolve(res.statusCode ?? 0);
+    });
+  });
 }

@@ -54,14 +54,21 @@ describeWithBrowser('a console export of any size', () => {
     await tcp?.destroy();
   });
 
-  it('is downloaded by the browser from a single-use link, complete, and the link is spent', async () => {
-    cp = await openConsole(browser, tcp.cp.httpUrl);
-    await signIn(cp, acme.emails.analyst, CONSOLE_PASSWORD);
-    const { page } = cp;
+  /** The analyst's console on the decision history, its export menu shown. */
+  async function historyExportMenu() {
+    const opened = await openConsole(browser, tcp.cp.httpUrl);
+    cp = opened;
+    await signIn(opened, acme.emails.analyst, CONSOLE_PASSWORD);
+    const { page } = opened;
     await goTo(page, '#/decisions');
     await page.getByTestId('mode-history').click();
     const exportMenu = page.getByTestId('export');
     await exportMenu.waitFor();
+    return { opened, page, exportMenu };
+  }
+
+  it('is downloaded by the browser from a single-use link, complete, and the link is spent', async () => {
+    const { opened, page, exportMenu } = await historyExportMenu();
     const issued = page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/api/v1/downloads');
     const [download] = await Promise.all([page.waitForEvent('download'), exportMenu.getByRole('button', { name: 'CSV' }).click()]);
     // The link came with its cookie, which the browser kept (HttpOnly: no script of the page reads it).
@@ -86,17 +93,11 @@ describeWithBrowser('a console export of any size', () => {
 
     // Spent: the same link opened again, even with its cookie, is refused; the browser dropped the cookie.
     expect((await fetch(download.url(), { headers: { cookie } })).status).toBe(404);
-    expect((await cp.context.cookies()).filter((c) => c.name.startsWith('epd_'))).toEqual([]);
+    expect((await opened.context.cookies()).filter((c) => c.name.startsWith('epd_'))).toEqual([]);
   });
 
   it('is refused when the bare link is opened in another browser, and still downloads in the one that asked', async () => {
-    cp = await openConsole(browser, tcp.cp.httpUrl);
-    await signIn(cp, acme.emails.analyst, CONSOLE_PASSWORD);
-    const { page } = cp;
-    await goTo(page, '#/decisions');
-    await page.getByTestId('mode-history').click();
-    const exportMenu = page.getByTestId('export');
-    await exportMenu.waitFor();
+    const { opened, page, exportMenu } = await historyExportMenu();
     // The console exports as usual; the test reads the bearer token its request carried.
     const asked = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/api/v1/downloads');
     const [own] = await Promise.all([page.waitForEvent('download'), exportMenu.getByRole('button', { name: 'CSV' }).click()]);
@@ -104,10 +105,10 @@ describeWithBrowser('a console export of any size', () => {
     const authorization = (await asked).headers().authorization!;
     // A second link of the same browser (its request context shares the browser's cookies), which
     // leaks before it is used.
-    const minted = await cp.context.request.post('/api/v1/downloads', { headers: { authorization }, data: { path: '/api/v1/app-usage', format: 'csv' } });
+    const minted = await opened.context.request.post('/api/v1/downloads', { headers: { authorization }, data: { path: '/api/v1/app-usage', format: 'csv' } });
     expect(minted.status()).toBe(201);
     const leaked = new URL(((await minted.json()) as { url: string }).url, tcp.cp.httpUrl).href;
-    const held = (await cp.context.cookies()).filter((c) => c.name.startsWith('epd_'));
+    const held = (await opened.context.cookies()).filter((c) => c.name.startsWith('epd_'));
     expect(held).toEqual([expect.objectContaining({ path: '/api/v1/downloads', httpOnly: true, sameSite: 'Strict', secure: false })]);
 
     // A fresh browser (no cookies: another person's, or history synced elsewhere) opens the bare link.
@@ -140,13 +141,7 @@ describeWithBrowser('a console export of any size', () => {
   });
 
   it('says why before anything is downloaded when the export is refused', async () => {
-    cp = await openConsole(browser, tcp.cp.httpUrl);
-    await signIn(cp, acme.emails.analyst, CONSOLE_PASSWORD);
-    const { page } = cp;
-    await goTo(page, '#/decisions');
-    await page.getByTestId('mode-history').click();
-    const exportMenu = page.getByTestId('export');
-    await exportMenu.waitFor();
+    const { opened, page, exportMenu } = await historyExportMenu();
     const saved: string[] = [];
     page.on('download', (d) => saved.push(d.suggestedFilename()));
     // A filter the API refuses (the console would not send it; a rewritten request does).
@@ -160,7 +155,7 @@ describeWithBrowser('a console export of any size', () => {
     expect(saved).toEqual([]);
     expect(await exportMenu.getByRole('button', { name: 'CSV' }).isEnabled()).toBe(true);
     // The browser reports the refused request itself; nothing else went wrong.
-    expect(cp.errors).toEqual([expect.stringContaining('status of 400')]);
-    cp.errors.length = 0;
+    expect(opened.errors).toEqual([expect.stringContaining('status of 400')]);
+    opened.errors.length = 0;
   });
 });
