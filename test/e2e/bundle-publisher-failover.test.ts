@@ -103,9 +103,14 @@ describeWithRedis('the edge bundle publisher across worker processes', () => {
       await alpha.owner.post('/api/v1/devices', { id: 'alpha-tablet', name: 'alpha tablet' });
       await until(async () => (await publishing(survivor)) === 1, 20_000, 'the surviving worker publishing');
       await until(async () => (await redis.hexists(`${keyPrefix}retained`, stalePart)) === 0, 20_000, 'the part left behind cleared');
-      expect((await metricsOf(survivor.httpUrl))('bundle_stale_parts_cleared_total')).toBe(1);
+      // The counter moves once the publish that cleared the part called back, which may be just
+      // after Redis shows it gone: wait for it (another process) rather than read it once.
+      const cleared = async (metric: string) => (await metricsOf(survivor.httpUrl))(metric);
+      await until(async () => (await cleared('bundle_stale_parts_cleared_total')) === 1, 20_000, 'the cleared part counted');
+      expect(await cleared('bundle_stale_parts_cleared_total')).toBe(1);
       await until(async () => (await redis.hmget(`${keyPrefix}retained`, ...orphans)).every((v) => v === null), 20_000, "the deleted tenant's bundle cleared");
-      expect((await metricsOf(survivor.httpUrl))('bundle_orphans_cleared_total')).toBe(2);
+      await until(async () => (await cleared('bundle_orphans_cleared_total')) >= 2, 20_000, 'both orphans counted');
+      expect(await cleared('bundle_orphans_cleared_total')).toBe(2);
     } finally {
       redis.disconnect();
     }
