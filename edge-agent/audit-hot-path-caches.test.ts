@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DecisionBatchSchema, decodePayload } from '../shared/mqtt/payloads.js';
-import { GenerationalCache } from './lru.js';
+import { GenerationalCache } from '../shared/generational-cache.js';
 
 describe('GenerationalCache', () => {
   it('never holds more than its size, however many keys pass through', () => {

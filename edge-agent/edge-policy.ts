@@ -27,7 +27,7 @@ import type { ParsedTopic } from '../shared/mqtt/topics.js';
 import { compilePolicyIndex, type PolicyIndex } from '../shared/policy/compile-policy-index.js';
 import { deviceDigest, ENTRY_BYTES, BundleGrantCache, modelFromPolicyBundle, openTenant, TAG_BYTES, unsealEntry } from '../shared/policy/edge-bundle.js';
 import { decisionOf } from '../shared/policy/evaluate-usage.js';
-import { GenerationalCache } from './lru.js';
+import { GenerationalCache } from '../shared/generational-cache.js';
 import { DEFAULT_PART_BUDGET_BYTES, PartBudget, PartedDocs, type PartDropReason, type PartLimits } from './parted-docs.js';
 
 export type BundleTopic = Extract<ParsedTopic, { kind: 'policy' | 'policyPart' | 'directory' | 'directoryPart' }>;

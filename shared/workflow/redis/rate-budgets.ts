@@ -157,27 +157,17 @@ export class RedisRateBudgets implements RateBudgets {
   }
 
   async takeShared(req: SharedTake, wanted: number, now: number): Promise<number> {
-    const p = this.#prefix;
-    return this.#redis.edgeplaneTakeShared(
-      p + sharedGroupKey(req.group),
-      p + sharedMemberKey(req.group, req.member),
-      `${p}${sharedGroupKey(req.group)}:members`,
-      req.rate_per_s,
-      req.active_window_ms,
-      wanted,
-      now,
-      req.member,
-      OTHERS_HEADROOM,
-    );
+    const [g, m, z] = this.#sharedKeys(req);
+    return this.#redis.edgeplaneTakeShared(g, m, z, req.rate_per_s, req.active_window_ms, wanted, now, req.member, OTHERS_HEADROOM);
   }
 
   async takeSharedOnce(req: SharedTake, once: TakeOnce, wanted: number, now: number): Promise<OnceGrant> {
-    const p = this.#prefix;
+    const [g, m, z] = this.#sharedKeys(req);
     const [granted, repeated] = await this.#redis.edgeplaneTakeSharedOnce(
-      p + sharedGroupKey(req.group),
-      p + sharedMemberKey(req.group, req.member),
-      `${p}${sharedGroupKey(req.group)}:members`,
-      p + sharedOnceKey(req.group, once.id),
+      g,
+      m,
+      z,
+      this.#prefix + sharedOnceKey(req.group, once.id),
       req.rate_per_s,
       req.active_window_ms,
       wanted,
@@ -187,6 +177,12 @@ export class RedisRateBudgets implements RateBudgets {
       Math.max(1, Math.ceil(once.remember_ms)),
     );
     return { granted, repeated: repeated === 1 };
+  }
+
+  /** A shared take's keys, as TAKE_SHARED's KEYS: the group bucket, the member bucket, the members zset. */
+  #sharedKeys(req: SharedTake): [string, string, string] {
+    const group = this.#prefix + sharedGroupKey(req.group);
+    return [group, this.#prefix + sharedMemberKey(req.group, req.member), `${group}:members`];
   }
 
   async level(key: string, limit: BucketLimit, now: number): Promise<number> {
