@@ -6,9 +6,9 @@
  * Used to spend CPU on latency only while there is CPU to spend: the usage pipeline answers a
  * tower before its batch is committed (one more write per batch) while the loop has headroom,
  * and goes back to one write after the commit when it gets busy (workers/usage-processor.ts).
- * Measured in bench (b): answering first took p50 at 2,000 events/s from 0.82–0.91 to 0.48–0.53
- * ms, but at 20,000 events/s, where the control plane's loop was ~90 % busy, the extra writes
- * took it to saturation (p50 2.18 → 6.66 ms).
+ * Measured in bench (b): answering first took p50 at 2,000 events/s from 0.74–0.83 to 0.47–0.49
+ * ms, but always doing so, at 20,000 events/s, where the control plane's loop was ~90 % busy, the
+ * extra writes took it to saturation (p50 2.18 → 6.66 ms).
  *
  * Read lazily: the utilisation is sampled when asked, at most once per window, so an idle process
  * pays nothing and a busy one one sample per window.

@@ -106,9 +106,9 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
     // Answered first: while this process has time to spare, a tower's batch is answered before
     // it is stored, in a write of its own, and the PUBACK follows the commit as always (what is
     // acknowledged is stored). The answer no longer waits for the group commit (the rest of the
-    // turn's batches, then SQLite's transaction): p50 at 2,000 events/s 0.82–0.91 → 0.48–0.53 ms
-    // (bench b). Not while busy: the second write per batch costs CPU the throughput needs
-    // (shared/loop-headroom.ts). Not for a resend (DUP): it may have been decided before, and is
+    // turn's batches, then SQLite's transaction): p50 at 2,000 events/s 0.74–0.83 → 0.47–0.49 ms,
+    // at 5,000 0.74–0.83 → 0.54–0.60 ms (bench b). Not while busy: the second write per batch
+    // costs CPU the throughput needs (shared/loop-headroom.ts). Not for a resend (DUP): it may have been decided before, and is
     // answered after the store, with the decision stored the first time.
     const answeredFirst =
       records.length > 0 &&
