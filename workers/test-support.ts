@@ -8,7 +8,8 @@ import { createIdFactory, type IdFactory } from '../shared/ids.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { Counters } from '../shared/metrics.js';
 import type { Downlink } from '../shared/mqtt/transport.js';
-import type { Store } from '../shared/store/port.js';
+import type { RuleInput, Store } from '../shared/store/port.js';
+import type { PolicyRule, Tenant } from '../shared/domain.js';
 import { inProcessWorkflow, type WorkflowPorts } from '../shared/workflow/index.js';
 import { InProcessJobQueues } from '../shared/workflow/job-queue.js';
 import type { WorkerContext } from './context.js';
@@ -65,4 +66,25 @@ export function testWorkerContext(o: TestWorkerContextOptions): TestWorkerContex
       await workflow.close();
     },
   };
+}
+
+/**
+ * A tenant (on `plan_id`, if given) whose one user owns `device` and holds the one role whose
+ * policy ("dlp", high) denies Dropbox uploads, the rule with `rule`'s remediation and escalation.
+ */
+export async function seedUploadDenyTenant(
+  store: Store,
+  o: { name: string; device: string; plan_id?: string; rule?: Pick<RuleInput, 'remediation' | 'escalation'> },
+): Promise<{ tenant: Tenant; rule: PolicyRule; device: string }> {
+  const tenant = await store.tenants.create({ name: o.name, ...(o.plan_id !== undefined && { plan_id: o.plan_id }) });
+  await store.apps.create(tenant.id, { key: 'dropbox', name: 'Dropbox' });
+  await store.actions.create(tenant.id, { key: 'upload_file', name: 'Upload' });
+  const user = await store.users.create(tenant.id, { name: 'u' });
+  const role = await store.roles.create(tenant.id, { name: 'r' });
+  const policy = await store.policies.create(tenant.id, { name: 'dlp', severity: 'high' });
+  await store.userRoles.assign(tenant.id, user.id, role.id);
+  await store.rolePolicies.assign(tenant.id, role.id, policy.id);
+  const rule = await store.rules.create(tenant.id, { policy_id: policy.id, app: 'dropbox', action: 'upload_file', permission: 'deny', ...o.rule });
+  await store.devices.create(tenant.id, { id: o.device, name: 'phone', user_id: user.id });
+  return { tenant, rule, device: o.device };
 }

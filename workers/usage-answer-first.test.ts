@@ -20,7 +20,7 @@ import { parseTopic, topics } from '../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../shared/mqtt/transport.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { Pipeline } from './pipeline.js';
-import { testWorkerContext, type TestWorkerContext } from './test-support.js';
+import { seedUploadDenyTenant, testWorkerContext, type TestWorkerContext } from './test-support.js';
 
 const newId = createIdFactory();
 
@@ -65,17 +65,9 @@ describe('a usage batch answered before it is stored', () => {
       return results;
     });
     await store.towers.create({ id: 'T1', name: 't1' });
-    const t = await store.tenants.create({ name: 'acme' });
-    tenantId = t.id;
-    await store.apps.create(t.id, { key: 'dropbox', name: 'Dropbox' });
-    await store.actions.create(t.id, { key: 'upload_file', name: 'Upload' });
-    const user = await store.users.create(t.id, { name: 'u' });
-    const role = await store.roles.create(t.id, { name: 'r' });
-    const policy = await store.policies.create(t.id, { name: 'dlp', severity: 'high' });
-    await store.userRoles.assign(t.id, user.id, role.id);
-    await store.rolePolicies.assign(t.id, role.id, policy.id);
-    denyRule = (await store.rules.create(t.id, { policy_id: policy.id, app: 'dropbox', action: 'upload_file', permission: 'deny' })).id;
-    await store.devices.create(t.id, { id: 'dev-1', name: 'phone', user_id: user.id });
+    const seeded = await seedUploadDenyTenant(store, { name: 'acme', device: 'dev-1' });
+    tenantId = seeded.tenant.id;
+    denyRule = seeded.rule.id;
   });
 
   afterEach(async () => {

@@ -23,7 +23,7 @@ import { inProcessWorkflow } from '../shared/workflow/index.js';
 import type { RateBudgets } from '../shared/workflow/rate-budgets.js';
 import { RedisRateBudgets } from '../shared/workflow/redis/rate-budgets.js';
 import { Pipeline } from './pipeline.js';
-import { testWorkerContext, type TestWorkerContext } from './test-support.js';
+import { seedUploadDenyTenant, testWorkerContext, type TestWorkerContext } from './test-support.js';
 
 class RecordingDownlink implements Downlink {
   readonly sent: Array<{ topic: string; payload: Buffer }> = [];
@@ -67,17 +67,7 @@ function describeRedelivery(name: string, budgetsFor: () => { make: () => RateBu
       await store.init();
       await store.towers.create({ id: 'T1', name: 't1' });
       await store.plans.create({ id: 'ten', name: 'Ten', auto_remediation: false, max_events_per_s: RATE, retention_days: 1 });
-      const t = await store.tenants.create({ name: 'acme', plan_id: 'ten' });
-      tenantId = t.id;
-      await store.apps.create(t.id, { key: 'dropbox', name: 'Dropbox' });
-      await store.actions.create(t.id, { key: 'upload_file', name: 'Upload' });
-      const user = await store.users.create(t.id, { name: 'u' });
-      const role = await store.roles.create(t.id, { name: 'r' });
-      const policy = await store.policies.create(t.id, { name: 'dlp', severity: 'high' });
-      await store.userRoles.assign(t.id, user.id, role.id);
-      await store.rolePolicies.assign(t.id, role.id, policy.id);
-      await store.rules.create(t.id, { policy_id: policy.id, app: 'dropbox', action: 'upload_file', permission: 'deny' });
-      await store.devices.create(t.id, { id: 'dev-1', name: 'phone', user_id: user.id });
+      tenantId = (await seedUploadDenyTenant(store, { name: 'acme', plan_id: 'ten', device: 'dev-1' })).tenant.id;
       made = budgetsFor();
       // Two workers of one deployment: one store, one bus, one plan budget (distributed: Redis).
       const budgets = made.make();

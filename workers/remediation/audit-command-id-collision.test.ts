@@ -17,7 +17,7 @@ import { isUplinkTopic, type Downlink, type UplinkMessage } from '../../shared/m
 import { derivedCommandId } from '../../shared/commands/command-id.js';
 import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
 import { Pipeline } from '../pipeline.js';
-import { testWorkerContext, type TestWorkerContext } from '../test-support.js';
+import { seedUploadDenyTenant, testWorkerContext, type TestWorkerContext } from '../test-support.js';
 
 class RecordingDownlink implements Downlink {
   readonly sent: Array<{ topic: string; payload: Buffer }> = [];
@@ -51,24 +51,7 @@ function violation(device: string, eventId: string, app = 'dropbox'): Buffer {
 }
 
 async function premiumTenant(name: string) {
-  const t = await store.tenants.create({ name, plan_id: 'premium' });
-  await store.apps.create(t.id, { key: 'dropbox', name: 'Dropbox' });
-  await store.actions.create(t.id, { key: 'upload_file', name: 'Upload' });
-  const user = await store.users.create(t.id, { name: 'u' });
-  const role = await store.roles.create(t.id, { name: 'r' });
-  const policy = await store.policies.create(t.id, { name: 'dlp', severity: 'high' });
-  await store.userRoles.assign(t.id, user.id, role.id);
-  await store.rolePolicies.assign(t.id, role.id, policy.id);
-  await store.rules.create(t.id, {
-    policy_id: policy.id,
-    app: 'dropbox',
-    action: 'upload_file',
-    permission: 'deny',
-    remediation: { type: 'block_app', duration_s: 600 },
-  });
-  const device = `${name}-dev`;
-  await store.devices.create(t.id, { id: device, name: 'phone', user_id: user.id });
-  return { tenant: t, device };
+  return seedUploadDenyTenant(store, { name, plan_id: 'premium', device: `${name}-dev`, rule: { remediation: { type: 'block_app', duration_s: 600 } } });
 }
 
 beforeEach(async () => {

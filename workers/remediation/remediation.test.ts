@@ -16,7 +16,7 @@ import { parseTopic, topics } from '../../shared/mqtt/topics.js';
 import { isUplinkTopic, type Downlink, type UplinkMessage } from '../../shared/mqtt/transport.js';
 import { SqliteStore } from '../../shared/store/sqlite/sqlite-store.js';
 import { Pipeline } from '../pipeline.js';
-import { testWorkerContext, type TestWorkerContext } from '../test-support.js';
+import { seedUploadDenyTenant, testWorkerContext, type TestWorkerContext } from '../test-support.js';
 
 class RecordingDownlink implements Downlink {
   readonly sent: Array<{ topic: string; payload: Buffer }> = [];
@@ -51,25 +51,12 @@ function violation(device: string, app = 'dropbox'): Buffer {
 
 /** A tenant with one deny rule carrying a remediation and an escalation. */
 async function tenantOn(planId: 'free' | 'premium') {
-  const t = await store.tenants.create({ name: planId, plan_id: planId });
-  await store.apps.create(t.id, { key: 'dropbox', name: 'Dropbox' });
-  await store.actions.create(t.id, { key: 'upload_file', name: 'Upload' });
-  const user = await store.users.create(t.id, { name: 'u' });
-  const role = await store.roles.create(t.id, { name: 'r' });
-  const policy = await store.policies.create(t.id, { name: 'dlp', severity: 'high' });
-  await store.userRoles.assign(t.id, user.id, role.id);
-  await store.rolePolicies.assign(t.id, role.id, policy.id);
-  const rule = await store.rules.create(t.id, {
-    policy_id: policy.id,
-    app: 'dropbox',
-    action: 'upload_file',
-    permission: 'deny',
-    remediation: { type: 'block_app', duration_s: 600 },
-    escalation: { threshold: 3, window_s: 600, remediation: { type: 'block_device', duration_s: 3600 } },
+  return seedUploadDenyTenant(store, {
+    name: planId,
+    plan_id: planId,
+    device: `${planId}-dev`,
+    rule: { remediation: { type: 'block_app', duration_s: 600 }, escalation: { threshold: 3, window_s: 600, remediation: { type: 'block_device', duration_s: 3600 } } },
   });
-  const device = `${planId}-dev`;
-  await store.devices.create(t.id, { id: device, name: 'phone', user_id: user.id });
-  return { tenant: t, rule, device };
 }
 
 beforeEach(async () => {
