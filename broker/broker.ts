@@ -509,10 +509,11 @@ export class Broker {
    * one later still, so the PUBACK that must follow the answer went out in a separate write two
    * iterations on. The connection is held (WireGuard.hold) until the PUBACK is written, so both
    * leave in one write; unless `held` is false (an answer written before the message is stored,
-   * whose PUBACK comes only after the store's commit): then it leaves at once, alone. The tower gets it only where aedes would have delivered it: the
-   * connection is open and not backed up, the tower is subscribed to the topic and its ACL
-   * covers it (what authorizeForward checks). Other subscribers (console users, services) still
-   * get it through aedes, which skips this connection for this payload.
+   * whose PUBACK comes only after the store's commit): then it leaves at once, alone. The tower
+   * gets it only where aedes would have delivered it: the connection is open and not backed up,
+   * the tower is subscribed to the topic and its ACL covers it (what authorizeForward checks).
+   * Other subscribers (console users, services) still get it through aedes, which skips this
+   * connection for this payload.
    */
   #answerOnConnection(client: Client, topic: string, payload: Buffer, held: boolean): (() => void) | null {
     const aedes = this.#aedes;
