@@ -27,7 +27,7 @@ type WriteFns = {
  * net.Socket is one syscall), observed by wrapping Node's own methods while `fn` runs. The
  * client reading both in one chunk would prove nothing: it runs in this process, after both.
  */
-async function serverWrites(c: MqttClient, fn: (writes: readonly Buffer[]) => Promise<void>): Promise<Buffer[]> {
+async function serverWrites(c: MqttClient, fn: () => Promise<void>): Promise<Buffer[]> {
   const port = (c.stream as Socket).localPort;
   const proto = Socket.prototype as unknown as WriteFns;
   const { _write, _writev } = proto;
@@ -41,7 +41,7 @@ async function serverWrites(c: MqttClient, fn: (writes: readonly Buffer[]) => Pr
     return _writev.call(this, chunks, cb);
   };
   try {
-    await fn(writes);
+    await fn();
   } finally {
     proto._write = _write;
     proto._writev = _writev;
@@ -106,53 +106,6 @@ describe('answer on the tower connection', () => {
     expect(acked).toBe(false);
     finish();
     await published;
-  });
-
-  it('an answer given before the message is stored leaves at once and alone; the PUBACK follows the processing', async () => {
-    const c = await h.connectTower(t1);
-    await subscribeResult(c, filters.towerDecisions('T1'));
-    const box = inbox(c);
-    let finish!: () => void;
-    const storing = new Promise<void>((r) => (finish = r));
-    let live: readonly Buffer[] = [];
-    let writtenByReply = -1;
-    h.sink.impl = async (msg) => {
-      replies.push(msg.reply?.(T1_DECISIONS, ANSWER, { beforeStored: true }) ?? false);
-      // On the socket by the end of this tick (mqtt-packet uncorks on nextTick), not held for the
-      // rest of the turn as an answer awaiting its PUBACK is.
-      await new Promise((resolve) => process.nextTick(resolve));
-      writtenByReply = live.length;
-      await storing; // the usage commit, still under way
-    };
-    let acked = false;
-    let writesBeforeStored = 0;
-    const writes = await serverWrites(c, async (sofar) => {
-      live = sofar;
-      const published = c.publishAsync(topics.usage('tenantA', 'T1'), usage(), { qos: 1 }).then(() => (acked = true));
-      expect((await box.next((t) => t === T1_DECISIONS)).payload.equals(ANSWER)).toBe(true);
-      expect(acked).toBe(false);
-      writesBeforeStored = sofar.length;
-      finish();
-      await published;
-    });
-    expect(replies).toEqual([true]);
-    expect(writtenByReply, 'written in the tick of the reply').toBe(1);
-    expect(writesBeforeStored, 'the answer, written before the processing ended').toBe(1);
-    expect(writes[0]!.indexOf(ANSWER)).toBeGreaterThan(0);
-    expect(pubackAt(writes[0]!), 'no PUBACK with the answer').toBe(-1);
-    expect(pubackAt(Buffer.concat(writes.slice(1)))).toBeGreaterThanOrEqual(0);
-    expect(box.messages.filter((m) => m.payload.equals(ANSWER))).toHaveLength(1);
-  });
-
-  it('tells the sink which PUBLISH is a resend (DUP)', async () => {
-    const c = await h.connectTower(t1);
-    const seen: Array<true | undefined> = [];
-    h.sink.impl = async (msg) => {
-      seen.push(msg.dup);
-    };
-    await c.publishAsync(topics.usage('tenantA', 'T1'), usage(), { qos: 1 });
-    await c.publishAsync(topics.usage('tenantA', 'T1'), usage(), { qos: 1, dup: true });
-    expect(seen).toEqual([undefined, true]);
   });
 
   it('reaches the tower once and console subscribers through aedes', async () => {

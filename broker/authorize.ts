@@ -62,11 +62,10 @@ export interface AuthorizeContext {
   movedAway: (client: Client) => boolean;
   /**
    * Writes a QoS 0 message to `client`'s own connection at once, held until the PUBACK aedes
-   * writes next unless `held` is false (see `UplinkMessage.reply`); returns the release, or null
-   * when the message cannot go that way (the caller then publishes it through aedes). Absent:
-   * uplinks carry no reply.
+   * writes next (see `UplinkMessage.reply`); returns the release, or null when the message cannot
+   * go that way (the caller then publishes it through aedes). Absent: uplinks carry no reply.
    */
-  answer?: (client: Client, topic: string, payload: Buffer, held: boolean) => (() => void) | null;
+  answer?: (client: Client, topic: string, payload: Buffer) => (() => void) | null;
 }
 
 /** Refusal of a PUBLISH. aedes closes the connection on it [MQTT-3.3.5-2]. */
@@ -120,7 +119,7 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
    * failure we refuse, the connection drops without a PUBACK, and the agent redelivers the
    * message on its next session [MQTT-4.4.0-1]; event ids make the redelivery idempotent.
    */
-  async function handOff(topic: string, parsed: ParsedTopic | null, payload: Buffer, towerId: string, qos: number, client: Client | null = null, dup = false): Promise<Release | null> {
+  async function handOff(topic: string, parsed: ParsedTopic | null, payload: Buffer, towerId: string, qos: number, client: Client | null = null): Promise<Release | null> {
     if (!isUplinkTopic(parsed)) return null;
     const sink = ctx.sink();
     if (!sink) {
@@ -134,14 +133,14 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
     const answer = ctx.answer;
     const reply =
       answer && client !== null && qos >= 1
-        ? (replyTopic: string, replyPayload: Buffer, opts?: { beforeStored?: boolean }): boolean => {
+        ? (replyTopic: string, replyPayload: Buffer): boolean => {
             if (release !== null) return false;
-            release = answer(client, replyTopic, replyPayload, opts?.beforeStored !== true);
+            release = answer(client, replyTopic, replyPayload);
             return release !== null;
           }
         : undefined;
     try {
-      await sink.accept({ topic, parsed, payload, tower_id: towerId, received_at: ctx.now(), publish_qos: qos, ...(dup && { dup: true as const }), ...(reply && { reply }) });
+      await sink.accept({ topic, parsed, payload, tower_id: towerId, received_at: ctx.now(), publish_qos: qos, ...(reply && { reply }) });
       return release;
     } catch (err) {
       (release as Release | null)?.();
@@ -256,7 +255,7 @@ export function createAuthorizeHooks(ctx: AuthorizeContext): AuthorizeHooks {
       return;
     }
     if (principal.kind === 'tower') {
-      const release = await handOff(topic, parsed, payload, principal.towerId, packet.qos, client, packet.dup);
+      const release = await handOff(topic, parsed, payload, principal.towerId, packet.qos, client);
       if (parsed?.kind !== 'status') {
         ctx.consumed.add(packet);
         return release;

@@ -148,8 +148,6 @@ const TOPIC_TOO_DEEP_MESSAGE = 'topic has too many levels';
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
 /** What every aedes node publishes, on the shared emitter, when a client connects to it (aedes.js). */
 const NEW_CLIENTS_TOPIC = '$SYS/+/new/clients';
-/** The release of an answer that was not held (#answerOnConnection). */
-const noRelease = (): void => undefined;
 
 export class Broker {
   readonly #deps: BrokerDeps;
@@ -462,7 +460,7 @@ export class Broker {
       carrierFeeds: this.#deps.carrierFeeds ?? null,
       stopping: () => this.#stopping,
       movedAway: (client) => this.#movedAway.has(client),
-      answer: (client, topic, payload, held) => this.#answerOnConnection(client, topic, payload, held),
+      answer: (client, topic, payload) => this.#answerOnConnection(client, topic, payload),
     });
     const authorizeForward = hooks.authorizeForward;
     return {
@@ -508,14 +506,12 @@ export class Broker {
    * through aedes, which writes a QoS 0 delivery a loop iteration later and calls back another
    * one later still, so the PUBACK that must follow the answer went out in a separate write two
    * iterations on. The connection is held (WireGuard.hold) until the PUBACK is written, so both
-   * leave in one write; unless `held` is false (an answer written before the message is stored,
-   * whose PUBACK comes only after the store's commit): then it leaves at once, alone. The tower
-   * gets it only where aedes would have delivered it: the connection is open and not backed up,
-   * the tower is subscribed to the topic and its ACL covers it (what authorizeForward checks).
-   * Other subscribers (console users, services) still get it through aedes, which skips this
-   * connection for this payload.
+   * leave in one write. The tower gets it only where aedes would have delivered it: the
+   * connection is open and not backed up, the tower is subscribed to the topic and its ACL
+   * covers it (what authorizeForward checks). Other subscribers (console users, services) still
+   * get it through aedes, which skips this connection for this payload.
    */
-  #answerOnConnection(client: Client, topic: string, payload: Buffer, held: boolean): (() => void) | null {
+  #answerOnConnection(client: Client, topic: string, payload: Buffer): (() => void) | null {
     const aedes = this.#aedes;
     const guard = this.#gate.guardOf(client);
     if (!aedes || this.#stopping || client.closed || !guard || guard.destroyed || guard.writableNeedDrain) return null;
@@ -534,7 +530,7 @@ export class Broker {
       const known = (session.answerable ??= new Set());
       if (known.size < TOPIC_VERDICTS_MAX) known.add(topic);
     }
-    const release = held ? guard.hold() : noRelease;
+    const release = guard.hold();
     writeToStream({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }, guard);
     if (this.#sessions.listeners > 0) {
       this.#answeredOn.set(payload, client);

@@ -27,7 +27,6 @@ import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import type { Store } from '../shared/store/port.js';
 import type { WorkerContext } from '../workers/context.js';
-import { LoopHeadroom } from '../shared/loop-headroom.js';
 import { Pipeline } from '../workers/pipeline.js';
 import { deriveDirectoryKey } from '../shared/policy/edge-bundle.js';
 import { RetentionJob } from '../workers/retention-job.js';
@@ -139,9 +138,7 @@ async function startLocked(
     backends: levelBackends({ location: join(f.paths.root, 'broker-sessions'), durability: f.config.durability }),
     tls,
   });
-  // Towers are answered before their batch is stored while this process has time to spare
-  // (workers/usage-processor.ts): only here, where the answer can go on the tower's connection.
-  const workerCtx: WorkerContext = { ...buildWorkerContext(f, broker.downlink, commands), headroom: new LoopHeadroom() };
+  const workerCtx = buildWorkerContext(f, broker.downlink, commands);
   // Every process of a deployment derives the same device directory key (edge-bundle.ts).
   const pipeline = new Pipeline(workerCtx, { concurrency: config.ingest_concurrency, directoryKey: deriveDirectoryKey(f.serviceSecret) });
   const sink = timedSink(pipeline, counters);

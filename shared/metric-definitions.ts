@@ -69,9 +69,6 @@ export const METRIC_DEFINITIONS = {
   uplink_dropped_total: counter('Uplink messages dropped as invalid, by tower, kind and reason', 'tower', 'kind', 'reason'),
   usage_batches_total: counter('Usage batches decided'),
   decisions_sent_total: counter('Decisions sent back to towers, by effect (a redelivered batch counted once)', 'effect'),
-  decisions_sent_unlike_stored_total: counter(
-    'Decisions answered before their batch was stored that differ in effect from the decision stored for the same event before (sent again without DUP across a policy change)',
-  ),
   usage_events_stored_total: counter('Usage events stored (first deliveries)'),
   usage_events_duplicate_total: counter('Usage events received again (QoS 1 redelivery) and not stored twice'),
   usage_events_rejected_total: counter('Usage events the cloud refused to decide, by tower and reason', 'tower', 'reason'),

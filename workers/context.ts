@@ -1,7 +1,6 @@
 import type { Bus } from '../shared/bus.js';
 import type { CommandService } from '../shared/commands/command-service.js';
 import type { IdFactory } from '../shared/ids.js';
-import type { Headroom } from '../shared/loop-headroom.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counters } from '../shared/metrics.js';
 import type { Downlink, UplinkMessage } from '../shared/mqtt/transport.js';
@@ -30,11 +29,6 @@ export interface WorkerContext {
   processId: string;
   /** Told when usage is stored, which ends a store-full episode (shared/store/store-faults.ts). */
   storeFaults?: StoreFaults;
-  /**
-   * Whether the process has time to spare (shared/loop-headroom.ts): while it has, a tower is
-   * answered before its batch is stored (usage-processor.ts). Absent: always after.
-   */
-  headroom?: Headroom;
 }
 
 /**

@@ -91,33 +91,6 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
       records.push(Object.assign(record, localFields(record)));
     }
 
-    const topic = topics.decisions(tenantId, msg.tower_id);
-    const answer = (): Buffer =>
-      encodePayload({
-        v: 1,
-        // Derived, not minted: a re-decided batch carries the same id and the agent applies it once.
-        id: decisionBatchId(batch.id),
-        batch_id: batch.id,
-        policy_version: index.version,
-        decided_at: ctx.now(),
-        decisions,
-        rejected,
-      } satisfies DecisionBatch);
-    // Answered first: while this process has time to spare, a tower's batch is answered before
-    // it is stored, in a write of its own, and the PUBACK follows the commit as always (what is
-    // acknowledged is stored). The answer no longer waits for the group commit (the rest of the
-    // turn's batches, then SQLite's transaction): p50 at 2,000 events/s 0.74–0.83 → 0.47–0.49 ms,
-    // at 5,000 0.74–0.83 → 0.54–0.60 ms (bench b). Not while busy: the second write per batch
-    // costs CPU the throughput needs (shared/loop-headroom.ts). Not for a resend (DUP): it may have been decided before, and is
-    // answered after the store, with the decision stored the first time.
-    const answeredFirst =
-      records.length > 0 &&
-      msg.acked_after_answer === true &&
-      msg.dup !== true &&
-      msg.reply !== undefined &&
-      ctx.headroom?.spare() === true &&
-      msg.reply(topic, answer(), { beforeStored: true });
-
     const result = records.length
       ? await writer.record({
           tenant_id: tenantId,
@@ -129,31 +102,32 @@ export function createUsageProcessor(ctx: WorkerContext, engine: PolicyEngine, r
         })
       : null;
 
-    if (answeredFirst) {
-      // Stored before after all (sent again without DUP: the tower restarted and replayed it, or
-      // it came through another node): the tower has the fresh decision, the store keeps the
-      // first. They differ only where the policy changed in between: counted and logged.
-      const unlike = result ? unlikeStored(decisions, result.stored_decisions) : 0;
-      if (unlike > 0) {
-        ctx.counters.inc('decisions_sent_unlike_stored_total', undefined, unlike);
-        ctx.logger.warn({ tower_id: msg.tower_id, tenant_id: tenantId, batch_id: batch.id, events: unlike }, 'answer_unlike_stored');
-      }
-    } else {
-      // Events stored before (a redelivery, or a batch re-processed after a worker died) are
-      // answered with the decision stored the first time, so the tower never sees two answers.
-      if (result && result.stored_decisions.length > 0) answerWithStored(decisions, result.stored_decisions, state);
-      // QoS 0 where the tower is acknowledged only after this answer, on the connection it goes
-      // to: the tower holds the answer once it holds the PUBACK, and without the PUBACK it sends
-      // the batch again and gets the stored answer (above). Queuing the answer in the tower's
-      // session as well cost three session-store writes per batch: at 10,000 events/s the control
-      // plane was 81 % busy with them, 54 % without (bench b). Elsewhere (distributed: the PUBACK
-      // means "queued"; ingest plugins) QoS 1.
-      // Where the broker offers it, the answer goes out on the tower's connection at once, in the
-      // same write as the PUBACK that follows (UplinkMessage.reply): one syscall, no loop iteration.
-      const payload = answer();
-      if (!msg.acked_after_answer) await ctx.downlink.publish(topic, payload, { qos: 1 });
-      else if (!msg.reply?.(topic, payload)) await ctx.downlink.publish(topic, payload, { qos: 0 });
-    }
+    // Events stored before (a redelivery, or a batch re-processed after a worker died) are
+    // answered with the decision stored the first time, so the tower never sees two answers.
+    if (result && result.stored_decisions.length > 0) answerWithStored(decisions, result.stored_decisions, state);
+
+    const answer: DecisionBatch = {
+      v: 1,
+      // Derived, not minted: a re-decided batch carries the same id and the agent applies it once.
+      id: decisionBatchId(batch.id),
+      batch_id: batch.id,
+      policy_version: index.version,
+      decided_at: ctx.now(),
+      decisions,
+      rejected,
+    };
+    // QoS 0 where the tower is acknowledged only after this answer, on the connection it goes to:
+    // the tower holds the answer once it holds the PUBACK, and without the PUBACK it sends the
+    // batch again and gets the stored answer (above). Queuing the answer in the tower's session
+    // as well cost three session-store writes per batch: at 10,000 events/s the control plane was
+    // 81 % busy with them, 54 % without (bench b). Elsewhere (distributed: the PUBACK means
+    // "queued"; ingest plugins) QoS 1.
+    // Where the broker offers it, the answer goes out on the tower's connection at once, in the
+    // same write as the PUBACK that follows (UplinkMessage.reply): one syscall, no loop iteration.
+    const topic = topics.decisions(tenantId, msg.tower_id);
+    const payload = encodePayload(answer);
+    if (!msg.acked_after_answer) await ctx.downlink.publish(topic, payload, { qos: 1 });
+    else if (!msg.reply?.(topic, payload)) await ctx.downlink.publish(topic, payload, { qos: 0 });
 
     const c = ctx.counters;
     // A delivery decided before is answered again but counted once: it is one when every event it
@@ -217,18 +191,6 @@ function answerWithStored(decisions: Decision[], stored: StoredDecision[], state
     const severity = s.effect === 'deny' && s.policy_id !== null ? (state.policySeverity(s.policy_id) ?? d.severity) : null;
     decisions[i] = { ...d, effect: s.effect, reason: s.reason, rule_id: s.rule_id, policy_id: s.policy_id, severity };
   }
-}
-
-/** How many of the decisions sent differ in effect from the ones stored for the same events. */
-function unlikeStored(decisions: Decision[], stored: StoredDecision[]): number {
-  if (stored.length === 0) return 0;
-  const effectOf = new Map(stored.map((s) => [s.id, s.effect]));
-  let n = 0;
-  for (const d of decisions) {
-    const effect = effectOf.get(d.event_id);
-    if (effect !== undefined && effect !== d.effect) n++;
-  }
-  return n;
 }
 
 /** Denies by a rule, as stored: fresh ones from `records`, re-processed ones from `stored`. */

@@ -37,21 +37,14 @@ export interface UplinkMessage {
    */
   acked_after_answer?: true;
   /**
-   * Set by the broker on a tower's PUBLISH that carried the DUP flag: the tower sent it before and
-   * did not get the PUBACK [MQTT-3.3.1-1], so it may have been processed already.
-   */
-  dup?: true;
-  /**
    * Set by the broker on a connected tower's QoS 1 PUBLISH: writes a QoS 0 message (the answer)
    * to the connection this message came on, at once, ahead of the PUBACK — in the same write when
-   * the PUBACK follows within the turn — and to other subscribers through the broker. With
-   * `beforeStored` the answer leaves in a write of its own, at once: the caller answers before it
-   * has stored the message, and the PUBACK follows when it has. Returns false when it cannot (the
-   * tower is not subscribed to `topic`, its connection is backed up or gone, or this message was
-   * replied to already): publish through the Downlink instead. Lost where messages cross a process
-   * boundary (a queue), where there is no connection to answer on.
+   * the PUBACK follows within the turn — and to other subscribers through the broker. Returns
+   * false when it cannot (the tower is not subscribed to `topic`, its connection is backed up or
+   * gone, or this message was replied to already): publish through the Downlink instead. Lost
+   * where messages cross a process boundary (a queue), where there is no connection to answer on.
    */
-  reply?: (topic: string, payload: Buffer, opts?: { beforeStored?: boolean }) => boolean;
+  reply?: (topic: string, payload: Buffer) => boolean;
 }
 
 /**
