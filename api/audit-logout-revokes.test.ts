@@ -8,19 +8,15 @@
  * processes). The same account's other sign-in, and another tenant's, go on untouched. Over real
  * HTTP and real WebSockets; nothing sleeps.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { KeyRing } from '../shared/auth/tokens.js';
 import type { BusEvents } from '../shared/bus.js';
-import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
+import { describeWithRedis } from '../test/support/redis.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { seedUsage } from './seed-usage.js';
-import { OPERATOR_EMAIL, createTenant, json, login, feedUpgradeStatus, openAlertsFeed, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, apiPairPerTest, createTenant, json, login, feedUpgradeStatus, openAlertsFeed, sqliteHarnessPerTest, startHarness, type Harness, type Session } from './test-support.js';
 
 
 const port = (h: Harness) => (h.app.server.address() as AddressInfo).port;
@@ -133,22 +129,9 @@ describe('signing out ends the sign-in’s access tokens (one API process)', () 
 });
 
 describe('signing out cuts an export the sign-in is streaming', () => {
-  let dir: string;
   let store: SqliteStore;
   let h: Harness;
-
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'edgeplane-logout-export-'));
-    store = new SqliteStore({ file: join(dir, 'edgeplane.db') });
-    await store.init();
-    h = await startHarness({ rateLimitPerMin: 1_000_000, store });
-    await h.app.listen({ host: '127.0.0.1', port: 0 });
-  });
-  afterEach(async () => {
-    await h.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  sqliteHarnessPerTest('edgeplane-logout-export-', (made) => ({ h, store } = made));
 
   it('no page goes out after the sign-out: the download is cut', async () => {
     const operator = await login(h.app, OPERATOR_EMAIL);
@@ -198,25 +181,10 @@ describe('signing out cuts an export the sign-in is streaming', () => {
 });
 
 describe('a sign-out through one API process ends the token on another whose announcement is lost', () => {
-  let dir: string;
   let a: Harness;
   let b: Harness;
-  const cleanup: Array<() => Promise<unknown>> = [];
-  const sockets: WebSocket[] = [];
-
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'edgeplane-logout-lost-'));
-    const file = join(dir, 'edgeplane.db');
-    const keyRing = await KeyRing.open(null);
-    // Each with its own in-process bus: A hears nothing B announces.
-    a = (await startApiProcess({ file, keyRing, cleanup })).h;
-    b = (await startApiProcess({ file, keyRing, cleanup })).h;
-  });
-  afterEach(async () => {
-    for (const ws of sockets.splice(0)) ws.terminate();
-    for (const close of cleanup.splice(0).reverse()) await close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  // Each with its own in-process bus: A hears nothing B announces.
+  const sockets = apiPairPerTest({ dirPrefix: 'edgeplane-logout-lost-' }, (pair) => ({ a, b } = pair));
 
   it('A refuses the token at once (store read) and its credential round closes the feed; the other sign-in and tenant go on', async () => {
     const operator = await login(a.app, OPERATOR_EMAIL);
@@ -243,25 +211,9 @@ describe('a sign-out through one API process ends the token on another whose ann
 });
 
 describeWithRedis('a sign-out through one API process is announced to another over Redis', (url) => {
-  let dir: string;
   let a: Harness;
   let b: Harness;
-  const cleanup: Array<() => Promise<unknown>> = [];
-  const sockets: WebSocket[] = [];
-
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'edgeplane-logout-cluster-'));
-    const file = join(dir, 'edgeplane.db');
-    const prefix = uniquePrefix();
-    const keyRing = await KeyRing.open(null);
-    a = (await startApiProcess({ file, keyRing, cleanup, redis: { url, prefix } })).h;
-    b = (await startApiProcess({ file, keyRing, cleanup, redis: { url, prefix } })).h;
-  });
-  afterEach(async () => {
-    for (const ws of sockets.splice(0)) ws.terminate();
-    for (const close of cleanup.splice(0).reverse()) await close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const sockets = apiPairPerTest({ dirPrefix: 'edgeplane-logout-cluster-', redisUrl: url }, (pair) => ({ a, b } = pair));
 
   it("A hears which sign-in ended and closes its feed; the account's other sign-in keeps its own", async () => {
     const operator = await login(a.app, OPERATOR_EMAIL);

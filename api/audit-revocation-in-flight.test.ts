@@ -17,7 +17,7 @@ import { KeyRing } from '../shared/auth/tokens.js';
 import { DEFAULT_RECHECK } from '../shared/auth/bounded-recheck.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { seedUsage } from './seed-usage.js';
-import { OPERATOR_EMAIL, createTenant, login, post, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, createTenant, login, post, sqliteHarnessPerTest, startApiProcess, type Harness, type Session } from './test-support.js';
 import { holdTowerFeedAfter as holdAfter, feedTowers } from '../test/support/hold-carrier-feed.js';
 
 
@@ -120,20 +120,7 @@ describe('a carrier push in progress stops at its revocation', () => {
 describe('an export walking its pages stops at the revocation of its credential', () => {
   let h: Harness;
   let store: SqliteStore;
-  let dir: string;
-
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'edgeplane-export-revoke-'));
-    store = new SqliteStore({ file: join(dir, 'edgeplane.db') });
-    await store.init();
-    h = await startHarness({ rateLimitPerMin: 1_000_000, store });
-    await h.app.listen({ host: '127.0.0.1', port: 0 });
-  });
-  afterEach(async () => {
-    await h.close();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  sqliteHarnessPerTest('edgeplane-export-revoke-', (made) => ({ h, store } = made));
 
   /** Holds the second page read of the tenant's usage until released. */
   function holdSecondPage() {

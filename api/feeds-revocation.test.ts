@@ -7,17 +7,13 @@
  * in-process bus), the periodic re-authentication of every open credential still closes the feed.
  * Nothing sleeps: tests await the socket's close.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { describeWithRedis, uniquePrefix } from '../test/support/redis.js';
-import { KeyRing } from '../shared/auth/tokens.js';
+import { describeWithRedis } from '../test/support/redis.js';
 import type { ConsoleUser } from '../shared/domain.js';
 import { FEED_DROPPED_COUNTER } from './feeds.js';
-import { OPERATOR_EMAIL, PASSWORD, createTenant, json, login, feedUpgradeStatus, openAlertsFeed, startApiProcess, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, PASSWORD, apiPairPerTest, createTenant, json, login, feedUpgradeStatus, openAlertsFeed, startHarness, type Harness, type Session } from './test-support.js';
 
 
 const call = (h: Harness, session: Session, method: 'POST' | 'PATCH' | 'PUT' | 'DELETE', url: string, payload?: object) =>
@@ -124,30 +120,15 @@ describe('feeds close when their credential ends (one process)', () => {
 });
 
 describeWithRedis('feeds close when their credential ends on another API process', (url) => {
-  let dir: string;
   let a: Harness;
   let b: Harness;
   let ownerOnB: Session;
-  const cleanup: Array<() => Promise<unknown>> = [];
-  const sockets: WebSocket[] = [];
-
-  /** An API process: its own store handle on the shared file, its own Redis bus, shared keys. */
-  const apiProcess = async (file: string, prefix: string, keyRing: KeyRing) => (await startApiProcess({ file, keyRing, cleanup, redis: { url, prefix } })).h;
+  // Each its own store handle on the shared file, one Redis bus, shared keys.
+  const sockets = apiPairPerTest({ dirPrefix: 'edgeplane-feeds-cluster-', redisUrl: url }, (pair) => ({ a, b } = pair));
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'edgeplane-feeds-cluster-'));
-    const file = join(dir, 'edgeplane.db');
-    const prefix = uniquePrefix();
-    const keyRing = await KeyRing.open(null);
-    a = await apiProcess(file, prefix, keyRing);
-    b = await apiProcess(file, prefix, keyRing);
     const operator = await login(b.app, OPERATOR_EMAIL);
     ownerOnB = (await createTenant(b.app, operator, 'Acme')).owner;
-  });
-  afterEach(async () => {
-    for (const ws of sockets.splice(0)) ws.terminate();
-    for (const close of cleanup.splice(0).reverse()) await close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('a key revoked through process B closes its feed on process A', async () => {
@@ -174,29 +155,15 @@ describeWithRedis('feeds close when their credential ends on another API process
 });
 
 describe('feeds close when their credential ends on another API process whose announcement is lost', () => {
-  let dir: string;
   let a: Harness;
   let b: Harness;
   let ownerOnB: Session;
-  const cleanup: Array<() => Promise<unknown>> = [];
-  const sockets: WebSocket[] = [];
-
-  /** An API process on the shared file with its own in-process bus: it hears nothing from the other. */
-  const isolatedProcess = async (file: string, keyRing: KeyRing) => (await startApiProcess({ file, keyRing, cleanup })).h;
+  // Each on the shared file with its own in-process bus: it hears nothing from the other.
+  const sockets = apiPairPerTest({ dirPrefix: 'edgeplane-feeds-lost-' }, (pair) => ({ a, b } = pair));
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'edgeplane-feeds-lost-'));
-    const file = join(dir, 'edgeplane.db');
-    const keyRing = await KeyRing.open(null);
-    a = await isolatedProcess(file, keyRing);
-    b = await isolatedProcess(file, keyRing);
     const operator = await login(b.app, OPERATOR_EMAIL);
     ownerOnB = (await createTenant(b.app, operator, 'Acme')).owner;
-  });
-  afterEach(async () => {
-    for (const ws of sockets.splice(0)) ws.terminate();
-    for (const close of cleanup.splice(0).reverse()) await close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('a key revoked through B: the next credential round on A closes its feed, and only its feed', async () => {

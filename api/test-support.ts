@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { afterEach, beforeEach } from 'vitest';
 import { hashPassword } from '../shared/auth/passwords.js';
 import { KeyRing, TokenService } from '../shared/auth/tokens.js';
 import type { Redis } from 'ioredis';
@@ -19,6 +20,7 @@ import { InProcessJobQueues } from '../shared/workflow/job-queue.js';
 import { InProcessRateBudgets, type RateBudgets } from '../shared/workflow/rate-budgets.js';
 import { createLogger, silentLogger } from '../shared/logger.js';
 import { LogCapture } from '../test/support/log-lines.js';
+import { uniquePrefix } from '../test/support/redis.js';
 import { Counters } from '../shared/metrics.js';
 import { createRedis } from '../shared/redis/connection.js';
 import { RedisBus } from '../shared/redis/redis-bus.js';
@@ -268,4 +270,56 @@ export function feedUpgradeStatus(h: Harness, credential: string): Promise<numbe
       resolve(res.statusCode ?? 0);
     });
   });
+}
+
+/**
+ * Registers, for the enclosing describe, a harness on a SQLite file of its own (in a fresh
+ * directory), listening on 127.0.0.1, made before each test and closed after it; `made` hands it
+ * to the suite.
+ */
+export function sqliteHarnessPerTest(dirPrefix: string, made: (m: { h: Harness; store: SqliteStore }) => void): void {
+  let dir = '';
+  let opened: { h: Harness; store: SqliteStore } | null = null;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), dirPrefix));
+    const store = new SqliteStore({ file: join(dir, 'edgeplane.db') });
+    await store.init();
+    const h = await startHarness({ rateLimitPerMin: 1_000_000, store });
+    opened = { h, store };
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    made(opened);
+  });
+  afterEach(async () => {
+    await opened?.h.close();
+    await opened?.store.close();
+    opened = null;
+    await rm(dir, { recursive: true, force: true });
+  });
+}
+
+/**
+ * Registers, for the enclosing describe, two API processes sharing one SQLite file (startApiProcess)
+ * made before each test: on one Redis bus when `redisUrl` is given, else each on its own in-process
+ * bus (neither hears the other: a lost announcement). After each test the sockets pushed on the
+ * returned array are terminated and the processes closed in reverse order.
+ */
+export function apiPairPerTest(opts: { dirPrefix: string; redisUrl?: string }, made: (pair: { a: Harness; b: Harness }) => void): WebSocket[] {
+  let dir = '';
+  const cleanup: Array<() => Promise<unknown>> = [];
+  const sockets: WebSocket[] = [];
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), opts.dirPrefix));
+    const file = join(dir, 'edgeplane.db');
+    const keyRing = await KeyRing.open(null);
+    const redis = opts.redisUrl !== undefined ? { url: opts.redisUrl, prefix: uniquePrefix() } : undefined;
+    const a = (await startApiProcess({ file, keyRing, cleanup, ...(redis && { redis }) })).h;
+    const b = (await startApiProcess({ file, keyRing, cleanup, ...(redis && { redis }) })).h;
+    made({ a, b });
+  });
+  afterEach(async () => {
+    for (const ws of sockets.splice(0)) ws.terminate();
+    for (const close of cleanup.splice(0).reverse()) await close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return sockets;
 }
