@@ -16,7 +16,7 @@ import type { BusEvents } from '../shared/bus.js';
 import { describeWithRedis } from '../test/support/redis.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { seedUsage } from './seed-usage.js';
-import { OPERATOR_EMAIL, apiPairPerTest, createTenant, json, login, feedUpgradeStatus, openAlertsFeed, sqliteHarnessPerTest, startHarness, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, apiPairPerTest, createTenant, json, login, feedUpgradeStatus, holdSecondUsagePage, openAlertsFeed, readBodyToEnd, sqliteHarnessPerTest, startHarness, type Harness, type Session } from './test-support.js';
 
 
 const port = (h: Harness) => (h.app.server.address() as AddressInfo).port;
@@ -58,19 +58,11 @@ describe('signing out ends the sign-in’s access tokens (one API process)', () 
     const otherFeed = await openAlertsFeed(h, otherSignIn.access);
     const otherTenantFeed = await openAlertsFeed(h, otherTenant.access);
     sockets.push(feed.ws, otherFeed.ws, otherTenantFeed.ws);
-    const minted = await h.app.inject({
-      method: 'POST',
-      url: '/api/v1/downloads',
-      headers: signedOut.headers,
-      payload: { path: '/api/v1/app-usage', format: 'csv' },
-    });
+    const mintLink = (session: Session) =>
+      h.app.inject({ method: 'POST', url: '/api/v1/downloads', headers: session.headers, payload: { path: '/api/v1/app-usage', format: 'csv' } });
+    const minted = await mintLink(signedOut);
     expect(minted.statusCode, minted.body).toBe(201);
-    const otherLink = await h.app.inject({
-      method: 'POST',
-      url: '/api/v1/downloads',
-      headers: otherSignIn.headers,
-      payload: { path: '/api/v1/app-usage', format: 'csv' },
-    });
+    const otherLink = await mintLink(otherSignIn);
     expect(otherLink.statusCode, otherLink.body).toBe(201);
 
     expect(await logout(h, signedOut.refresh)).toBe(204);
@@ -138,37 +130,11 @@ describe('signing out cuts an export the sign-in is streaming', () => {
     const { tenantId, owner } = await createTenant(h.app, operator, 'Acme');
     const events = Array.from({ length: 2500 }, (_, i) => ({ device_id: `dev-${i}`, app: 'slack', action: 'open', effect: 'allow' as const }));
     for (let i = 0; i < events.length; i += 500) await seedUsage(store, tenantId, 'twr-1', events.slice(i, i + 500), h.clock.now);
-    // Holds the second page read until released.
-    const repo = store.usage;
-    const list = repo.list.bind(repo);
-    let calls = 0;
-    let reached!: () => void;
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (reached = resolve));
-    const released = new Promise<void>((resolve) => (release = resolve));
-    repo.list = async (...args) => {
-      if (++calls === 2) {
-        reached();
-        await released;
-      }
-      return list(...args);
-    };
+    const { held, release } = holdSecondUsagePage(store);
 
     const res = await fetch(`http://127.0.0.1:${port(h)}/api/v1/app-usage?format=csv`, { headers: owner.headers });
     expect(res.status).toBe(200);
-    const reader = res.body!.getReader();
-    const body = (async () => {
-      let text = '';
-      try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) return { text, cut: false };
-          text += Buffer.from(value).toString('utf8');
-        }
-      } catch {
-        return { text, cut: true };
-      }
-    })();
+    const body = readBodyToEnd(res);
     await held;
     expect(await logout(h, owner.refresh)).toBe(204);
     release();

@@ -17,7 +17,7 @@ import { KeyRing } from '../shared/auth/tokens.js';
 import { DEFAULT_RECHECK } from '../shared/auth/bounded-recheck.js';
 import { SqliteStore } from '../shared/store/sqlite/sqlite-store.js';
 import { seedUsage } from './seed-usage.js';
-import { OPERATOR_EMAIL, createTenant, login, post, sqliteHarnessPerTest, startApiProcess, type Harness, type Session } from './test-support.js';
+import { OPERATOR_EMAIL, createTenant, holdSecondUsagePage, login, post, readBodyToEnd, sqliteHarnessPerTest, startApiProcess, type Harness, type Session } from './test-support.js';
 import { holdTowerFeedAfter as holdAfter, feedTowers } from '../test/support/hold-carrier-feed.js';
 
 
@@ -122,53 +122,17 @@ describe('an export walking its pages stops at the revocation of its credential'
   let store: SqliteStore;
   sqliteHarnessPerTest('edgeplane-export-revoke-', (made) => ({ h, store } = made));
 
-  /** Holds the second page read of the tenant's usage until released. */
-  function holdSecondPage() {
-    const repo = store.usage;
-    const list = repo.list.bind(repo);
-    let calls = 0;
-    let reached!: () => void;
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (reached = resolve));
-    const released = new Promise<void>((resolve) => (release = resolve));
-    repo.list = async (...args) => {
-      calls++;
-      if (calls === 2) {
-        reached();
-        await released;
-      }
-      return list(...args);
-    };
-    return { held, release };
-  }
-
-  /** The whole body as far as it came, and how it ended. */
-  async function readBody(res: Response): Promise<{ text: string; cut: boolean }> {
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = '';
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return { text, cut: false };
-        text += decoder.decode(value, { stream: true });
-      }
-    } catch {
-      return { text, cut: true };
-    }
-  }
-
   it('an API key revoked while its CSV export is between pages: the rest is never sent, the download is cut', async () => {
     const operator = await login(h.app, OPERATOR_EMAIL);
     const { tenantId, owner } = await createTenant(h.app, operator, 'Acme');
     const events = Array.from({ length: 2500 }, (_, i) => ({ device_id: `dev-${i}`, app: 'slack', action: 'open', effect: 'allow' as const }));
     for (let i = 0; i < events.length; i += 500) await seedUsage(store, tenantId, 'twr-1', events.slice(i, i + 500), h.clock.now);
     const issued = await post<{ api_key: { id: string }; key: string }>(h.app, owner, '/api/v1/api-keys', { name: 'export', scopes: ['usage:read'] });
-    const hold = holdSecondPage();
+    const hold = holdSecondUsagePage(store);
 
     const res = await fetch(`${baseUrl(h)}/api/v1/app-usage?format=csv`, { headers: { authorization: `Bearer ${issued.key}` } });
     expect(res.status).toBe(200);
-    const body = readBody(res);
+    const body = readBodyToEnd(res);
     await hold.held;
     const revoked = await fetch(`${baseUrl(h)}/api/v1/api-keys/${issued.api_key.id}`, { method: 'DELETE', headers: owner.headers });
     expect(revoked.status).toBe(204);

@@ -323,3 +323,38 @@ export function apiPairPerTest(opts: { dirPrefix: string; redisUrl?: string }, m
   });
   return sockets;
 }
+
+/** Holds the second page read of `store`'s usage (an export's next page) until released. */
+export function holdSecondUsagePage(store: SqliteStore): { held: Promise<void>; release: () => void } {
+  const repo = store.usage;
+  const list = repo.list.bind(repo);
+  let calls = 0;
+  let reached!: () => void;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (reached = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  repo.list = async (...args) => {
+    if (++calls === 2) {
+      reached();
+      await released;
+    }
+    return list(...args);
+  };
+  return { held, release };
+}
+
+/** A streamed response's whole body as far as it came, and whether the stream was cut. */
+export async function readBodyToEnd(res: Response): Promise<{ text: string; cut: boolean }> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return { text, cut: false };
+      text += decoder.decode(value, { stream: true });
+    }
+  } catch {
+    return { text, cut: true };
+  }
+}
