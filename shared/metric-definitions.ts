@@ -79,7 +79,7 @@ export const METRIC_DEFINITIONS = {
   // --- distributed uplink queue ------------------------------------------------------------------
   uplink_queue_depth: gauge('Uplink jobs waiting, delayed or running in the shared queue'),
   uplink_jobs_queued_total: counter('Uplink micro-batch jobs queued by this broker node'),
-  mqtt_sessions_revoked_total: counter('MQTT sessions closed because what opened them was withdrawn (credential_revoked, tower_withdrawn: retired or deleted, user_revoked: console account disabled, deleted, re-roled or re-passworded), by who noticed: the bus, or the periodic re-check against the store (the announcement was lost)', 'reason', 'source'),
+  mqtt_sessions_revoked_total: counter('MQTT sessions closed because what opened them was withdrawn (credential_revoked, tower_withdrawn: retired or deleted, user_revoked: console account disabled, deleted, re-roled or re-passworded, signed_out: its sign-in ended), by who noticed: the bus, or the periodic re-check against the store (the announcement was lost)', 'reason', 'source'),
   mqtt_wills_suppressed_total: counter("Tower wills not published: the broker was stopping (it closed the connection, the tower did not go away), or the tower connected to another node (moved_away)", 'reason'),
   uplink_messages_queued_total: counter('Uplink messages queued by this broker node'),
   uplink_queue_errors_total: counter('Uplink micro-batches that could not be queued'),

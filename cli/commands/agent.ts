@@ -59,7 +59,7 @@ Runs the edge agent of one tower. Reads usage events as JSON lines on stdin, e.g
 other than the one the device directory lists for the device is refused, device_tenant_mismatch).
 Every non-empty input line gets exactly one JSON line on stdout, with "line" (its input line
 number) and "event_id":
-  decision   {"line":1,"event_id":"…","tenant_id":"acme","device_id":"dev-42","effect":"deny",
+  decision   {"line":1,"event_id":"…","tenant_id":"01J…","device_id":"dev-42","effect":"deny",
               "reason":"rule","rule_id":"…","policy_id":"…","severity":"high","source":"cloud"}
              reason: rule | default | blocked (a remediation block in force, answered at once,
              "source":"local") | unknown_device (the device directory does not list the device:
