@@ -80,4 +80,24 @@ describe('UsageWriter (group commit)', () => {
     // The lock released, the next group is written.
     expect((await writer.record(input(2))).inserted).toBe(2);
   }, 20_000);
+
+  it('an unreachable store (MongoDB without a server or a primary) fails the group once, not batch by batch', async () => {
+    // MongoDB cannot run here: the driver's error for "no server answers" is raised by name, as
+    // the driver raises it after its server-selection timeout (30 s by default, per attempt).
+    const unreachable = Object.assign(new Error('Server selection timed out after 30000 ms'), { name: 'MongoServerSelectionError' });
+    const calls = { groups: 0, single: 0 };
+    const spy = {
+      usage: {
+        ...store.usage,
+        recordBatches: () => (calls.groups++, Promise.reject(unreachable)),
+        recordBatch: (one: RecordUsageInput) => (calls.single++, store.usage.recordBatch(one)),
+      },
+    };
+    const writer = new UsageWriter(spy);
+    const settled = await Promise.allSettled([writer.record(input(1)), writer.record(input(2)), writer.record(input(1))]);
+    expect(settled.map((s) => (s.status === 'rejected' ? s.reason : s.status))).toEqual([unreachable, unreachable, unreachable]);
+    // Retrying each batch would wait for the driver's timeout once more per batch.
+    expect(calls).toEqual({ groups: 1, single: 0 });
+    expect((await store.dashboard(tenantId)).usage_total).toBe(0);
+  });
 });

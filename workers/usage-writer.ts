@@ -4,12 +4,13 @@
  * (at 20k events/s in ~5-event batches that was ~4,000 commits/s and a quarter of the CPU).
  * Each caller still gets its own result. If the group fails, its batches are retried one by one,
  * so one failing batch cannot take the others down with it — unless the store itself refused
- * (full, or its write lock held past the busy timeout): every batch would fail the same way, and
- * on SQLite each retry would block the event loop for the busy timeout again (5 s per batch: a
- * worker told to stop could not log it or meet its shutdown deadline).
+ * (full, its write lock held past the busy timeout, or MongoDB unreachable): every batch would
+ * fail the same way, and each retry would wait again — on SQLite blocking the event loop for the
+ * busy timeout (5 s per batch: a worker told to stop could not log it or meet its shutdown
+ * deadline), on MongoDB for the driver's server selection (30 s per batch).
  */
 import type { RecordUsageInput, RecordUsageResult, Store } from '../shared/store/port.js';
-import { isStoreBusy, isStoreFull } from '../shared/store/store-faults.js';
+import { isStoreBusy, isStoreFull, isStoreUnreachable } from '../shared/store/store-faults.js';
 
 interface Pending {
   input: RecordUsageInput;
@@ -54,7 +55,7 @@ export class UsageWriter {
       const results = await this.#store.usage.recordBatches(group.map((p) => p.input));
       group.forEach((p, i) => p.resolve(results[i]!));
     } catch (err) {
-      if (group.length === 1 || isStoreBusy(err) || isStoreFull(err)) {
+      if (group.length === 1 || isStoreBusy(err) || isStoreFull(err) || isStoreUnreachable(err)) {
         for (const p of group) p.reject(err);
         return;
       }
