@@ -197,7 +197,7 @@ export class Access {
         client.id,
         outcome.reason,
         'mqtt login refused',
-        { event: 'mqtt_login_refused', username, return_code: outcome.returnCode },
+        { event: 'mqtt_login_refused', username, return_code: outcome.returnCode, peer: this.#d.gate.peerOf(client) },
         'warn',
       );
       return authError(outcome.returnCode, outcome.reason);

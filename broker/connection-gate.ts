@@ -24,6 +24,8 @@ export class ConnectionGate {
   readonly #opts: ConnectionGateOptions;
   readonly #guards = new WeakMap<Client, WireGuard>();
   readonly #releases = new WeakMap<WireGuard, () => void>();
+  /** The peer of each connection not authenticated yet, for the refusal logs of its CONNECT. */
+  readonly #peers = new WeakMap<WireGuard, string>();
   #pending = 0;
 
   constructor(opts: ConnectionGateOptions) {
@@ -70,6 +72,7 @@ export class ConnectionGate {
       release();
     });
     this.#releases.set(guard, release);
+    this.#peers.set(guard, peer);
     return guard;
   }
 
@@ -113,10 +116,17 @@ export class ConnectionGate {
     return this.#guards.get(client);
   }
 
+  /** The address and port `client` connected from, while its CONNECT is not authenticated. */
+  peerOf(client: Client): string | null {
+    const guard = this.#guards.get(client);
+    return (guard && this.#peers.get(guard)) ?? null;
+  }
+
   /** The CONNECT of `client` was authenticated: it stops counting as pending. */
   authenticated(client: Client, session: GuardSession): void {
     const guard = this.#guards.get(client);
     if (!guard) return;
+    this.#peers.delete(guard);
     this.#releases.get(guard)?.();
     guard.authenticate(session);
   }

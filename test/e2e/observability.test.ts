@@ -109,6 +109,8 @@ describe('logs and metrics of a running control plane', () => {
     await expect.poll(() => capture.events('mqtt_login_refused').length).toBe(1);
     const refused = capture.events('mqtt_login_refused')[0]!;
     expect(refused).toMatchObject({ level: 40, username: tower.id, reason: 'malformed_password' });
+    // Where it came from (address:port of the TCP peer), for operators tracing password guessing.
+    expect(refused.peer).toMatch(/^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1):\d+$/);
 
     const agent = new EdgeAgent({ url: cp.mqttUrl, towerId: tower.id, password: tower.password, bundleSettleMs: 50 });
     agent.on('error', () => undefined);
