@@ -20,7 +20,7 @@ import { authRoutes } from './auth/routes.js';
 import { SessionService } from './auth/sessions.js';
 import { documentIfMatch, registerConditionalWrites } from './conditional-writes.js';
 import { registerErrorHandling } from './errors.js';
-import { registerEtags } from './etag.js';
+import { documentIfNoneMatch, registerEtags } from './etag.js';
 import { redactDownloadToken } from './download-tokens.js';
 import { redactQueryToken, registerFeedTransport } from './feed-transport.js';
 import {
@@ -255,8 +255,8 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     },
     transform: createJsonSchemaTransform({ skipList: ['/docs', '/docs/', '/docs/json', '/docs/yaml', '/docs/*'] }),
     // zod writes a nullable reference so that OpenAPI 3.0 reads it as not nullable: api/openapi-nullable.ts;
-    // writes take If-Match: api/conditional-writes.ts.
-    transformObject: (document) => documentIfMatch(nullableForOpenApi30(jsonSchemaTransformObject(document)), API_PREFIX),
+    // writes take If-Match: api/conditional-writes.ts; reads If-None-Match: api/etag.ts.
+    transformObject: (document) => documentIfNoneMatch(documentIfMatch(nullableForOpenApi30(jsonSchemaTransformObject(document)), API_PREFIX)),
   });
   // The API explorer holds no session, but it must not be framed (clickjacking) nor sniffed: the
   // plugin's CSP, with frame-ancestors 'none' and without upgrade-insecure-requests (a plain-HTTP

@@ -35,3 +35,31 @@ export function registerEtags(app: FastifyInstance): void {
     return payload;
   });
 }
+
+type OpenApiOperation = { parameters?: unknown[]; responses?: Record<string, unknown> };
+
+/**
+ * Documents what registerEtags does for every read that answers 200: the optional If-None-Match
+ * header and its bodiless 304. Without them a client generated from the document, or a gateway
+ * that validates answers, treats a revalidated read as an undocumented status
+ * (api/audit-openapi-conformance.test.ts).
+ */
+export function documentIfNoneMatch<D extends object>(document: D): D {
+  const paths = (document as { paths?: Record<string, Record<string, OpenApiOperation | undefined>> }).paths ?? {};
+  for (const item of Object.values(paths)) {
+    const op = item.get;
+    if (!op?.responses?.['200']) continue;
+    op.parameters = [
+      ...(op.parameters ?? []),
+      {
+        in: 'header',
+        name: 'If-None-Match',
+        required: false,
+        schema: { type: 'string' },
+        description: 'the ETag of an earlier read: 304 Not Modified (no body) while the answer is still the same',
+      },
+    ];
+    op.responses['304'] = { description: 'Not Modified: the answer still has the ETag given in If-None-Match (no body)' };
+  }
+  return document;
+}

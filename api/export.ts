@@ -50,6 +50,25 @@ const CONTENT_TYPES: Record<ExportFormat, string> = {
   xml: 'application/xml; charset=utf-8',
 };
 
+const mediaTypeOf = (format: ExportFormat) => CONTENT_TYPES[format].split(';')[0]!;
+
+/**
+ * The documented 200 answer of an exportable list: its page of JSON, or the export sendExport
+ * streams — `{ <name>: [rows] }` as JSON (the spec's `name`), CSV or XML. Without it the document
+ * named only the page, and a client or gateway validating answers refused every export
+ * (api/audit-openapi-conformance.test.ts).
+ */
+export function exportableListResponse(page: z.ZodType, name: string, row: z.ZodType) {
+  return {
+    description: 'A page of JSON; with a format (or export=true), every matching row as an attachment',
+    content: {
+      [mediaTypeOf('json')]: { schema: z.union([page, z.object({ [name]: z.array(row) }).describe('the JSON export: every matching row')]) },
+      [mediaTypeOf('csv')]: { schema: z.string().describe('the CSV export (RFC 4180, a header row first, ISO 8601 UTC times)') },
+      [mediaTypeOf('xml')]: { schema: z.string().describe(`the XML export: a <${name}> root, one element per row, ISO 8601 UTC times`) },
+    },
+  };
+}
+
 /** Media types of the Accept header, best first (RFC 9110 §12.5.1; ties keep header order). */
 function acceptedTypes(accept: string): string[] {
   return accept

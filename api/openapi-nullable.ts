@@ -1,5 +1,5 @@
 /**
- * Makes the OpenAPI 3.0 document say that nullable references accept `null`.
+ * Makes the OpenAPI 3.0 document say that nullable references (and nullable enums) accept `null`.
  *
  * zod's `openapi-3.0` target writes `RemediationSchema.nullable()` as
  * `{ nullable: true, allOf: [{ $ref: '#/components/schemas/Remediation' }] }`. OpenAPI 3.0.3 says
@@ -8,6 +8,7 @@
  * express-openapi-validator, contract testers) then reject the `null` the API really sends. The
  * schema that says what we mean is `anyOf: [<the reference>, <null>]`, with `null` written the way
  * @fastify/swagger writes it for 3.0 (`{ type: 'object', nullable: true, enum: [null] }`).
+ * Likewise a nullable enum (`local_effect`, `severity`) lists `null` among its values.
  * Documentation only: responses are checked and serialized with the zod schemas themselves.
  */
 
@@ -26,9 +27,15 @@ function isObject(v: Json | undefined): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** `{ nullable: true, …constraints }` without `type` → `{ …annotations, anyOf: [constraints, null] }`. */
+/**
+ * `{ nullable: true, …constraints }` without `type` → `{ …annotations, anyOf: [constraints, null] }`;
+ * a typed nullable enum gets `null` among its values: `nullable` does not override `enum` (the
+ * OpenAPI 3.0 clarification of `nullable`, and how Ajv and contract testers read it), so
+ * `{ type: 'string', nullable: true, enum: ['allow', 'deny'] }` refused the `null` the API sends.
+ */
 function rewrite(schema: JsonObject): JsonObject {
-  if (schema.nullable !== true || 'type' in schema) return schema;
+  if (schema.nullable !== true) return schema;
+  if ('type' in schema) return Array.isArray(schema.enum) && !schema.enum.includes(null) ? { ...schema, enum: [...schema.enum, null] } : schema;
   const outer: JsonObject = {};
   const inner: JsonObject = {};
   for (const [key, value] of Object.entries(schema)) {

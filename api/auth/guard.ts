@@ -104,13 +104,15 @@ export function registerGuard(app: FastifyInstance, charge: ChargeRequest): void
 
   // Fail at startup, not in production, when an API route forgets to declare who may call it.
   app.addHook('onRoute', (route: RouteOptions) => {
-    if (!route.url.startsWith('/api/')) return;
     const config = route.config ?? {};
-    if (!config.permission && !config.public) {
-      throw new Error(`route ${String(route.method)} ${route.url} declares neither a permission nor public`);
-    }
+    // Documented wherever the guard asks for a credential (also /metrics, outside /api): a
+    // client generated from the document then sends one.
     if (config.permission) {
       route.schema = { ...route.schema, security: [{ bearerAuth: [] }] };
+    }
+    if (!route.url.startsWith('/api/')) return;
+    if (!config.permission && !config.public) {
+      throw new Error(`route ${String(route.method)} ${route.url} declares neither a permission nor public`);
     }
   });
 

@@ -40,7 +40,9 @@ const ChangePasswordBody = z
   .strictObject({ current_password: z.string().min(1).max(1024), new_password: PasswordSchema })
   .meta({ example: { current_password: 'correct horse battery', new_password: 'a longer passphrase than before' } });
 
-const RefreshBody = z.strictObject({ refresh_token: z.string().min(1).max(512) });
+const RefreshBody = z
+  .strictObject({ refresh_token: z.string().min(1).max(512) })
+  .meta({ example: { refresh_token: 'rt_4f9c2b7e8a1d4e6f9b0c3a5d7e9f1b2c' } });
 
 export const authRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(

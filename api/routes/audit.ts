@@ -9,7 +9,7 @@ import type { AuditRecord } from '../../shared/domain.js';
 import type { AuditFilter } from '../../shared/store/port.js';
 import { audit } from '../audit.js';
 import { principalOf } from '../auth/guard.js';
-import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
+import { EXPORT_PAGE_SIZE, exportQueryFields, exportableListResponse, requestedExport, sendExport } from '../export.js';
 import {
   EpochMsSchema,
   IdParams,
@@ -93,7 +93,10 @@ export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
           'A page of JSON by default; `?format=csv|xml|json`, `Accept: text/csv` or `application/xml`, ' +
           'or `?export=true` stream every matching record as an attachment.',
         querystring: AuditQuery,
-        response: { 200: z.object({ records: z.array(AuditRecordSchema), next_cursor: NextCursor }), ...errorResponses },
+        response: {
+          200: exportableListResponse(z.object({ records: z.array(AuditRecordSchema), next_cursor: NextCursor }), 'audit', AuditRecordSchema),
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {

@@ -41,10 +41,14 @@ const FeedBody = z
 /** 5,000 records with polygons need more than Fastify's 1 MiB default. */
 const FEED_BODY_LIMIT = 16 * 1024 * 1024;
 
-const EXAMPLES: Record<FeedKind, string> = {
-  towers:
-    '`{"records":[{"op":"upsert","tower_id":"twr-1","name":"Main St","lat":48.85,"lon":2.35,"coverage":{"radius_m":1500},"carriers":["<carrier id>"]},{"op":"retire","tower_id":"twr-0"}]}`',
-  devices: '`{"records":[{"device_id":"imei-356938035643809","os":"android","os_version":"14","model":"Pixel 8","device_type":"phone"}]}`',
+const EXAMPLES: Record<FeedKind, { records: object[] }> = {
+  towers: {
+    records: [
+      { op: 'upsert', tower_id: 'twr-1', name: 'Main St', lat: 48.85, lon: 2.35, coverage: { radius_m: 1500 }, carriers: ['<carrier id>'] },
+      { op: 'retire', tower_id: 'twr-0' },
+    ],
+  },
+  devices: { records: [{ device_id: 'imei-356938035643809', os: 'android', os_version: '14', model: 'Pixel 8', device_type: 'phone' }] },
 };
 
 export const carrierFeedRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -72,8 +76,9 @@ export const carrierFeedRoutes: FastifyPluginAsyncZod = async (app) => {
           description:
             `Records are applied one by one, each whole or not at all; the result lists every record's outcome ` +
             `(created, updated, unchanged, retired, refused with a reason). A carrier writes only towers its feeds ` +
-            `created. Example: ${EXAMPLES[kind]}`,
-          body: FeedBody,
+            `created. Example: \`${JSON.stringify(EXAMPLES[kind])}\``,
+          // The example as request data too, for the API explorer and generated clients.
+          body: FeedBody.meta({ example: EXAMPLES[kind] }),
           response: { 200: FeedResultSchema, ...errorResponses },
         },
       },

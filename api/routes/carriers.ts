@@ -17,7 +17,9 @@ const fields = {
 const CreateCarrierBody = z
   .strictObject({ name: fields.name, mcc_mnc: fields.mcc_mnc.optional() })
   .meta({ example: { name: 'Orange France', mcc_mnc: '20801' } });
-const PatchCarrierBody = z.strictObject({ name: fields.name.optional(), mcc_mnc: fields.mcc_mnc.optional() });
+const PatchCarrierBody = z
+  .strictObject({ name: fields.name.optional(), mcc_mnc: fields.mcc_mnc.optional() })
+  .meta({ example: { mcc_mnc: '20801' } });
 const CarrierReply = z.object({ carrier: CarrierSchema });
 
 export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -120,7 +122,7 @@ export const carrierRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         summary: 'Link a carrier to a tower (idempotent)',
         params: IdParams,
-        body: z.strictObject({ carrier_id: IdSchema }),
+        body: z.strictObject({ carrier_id: IdSchema }).meta({ example: { carrier_id: '01JGZ5V2C8N4R6T0W3Y5A7D9FG' } }),
         response: {
           200: z.object({ tower_id: z.string(), carrier_id: z.string(), linked: z.boolean().describe('false when it already was') }),
           ...errorResponses,

@@ -29,7 +29,7 @@ export const catalogRoutes: FastifyPluginAsyncZod<CatalogRoutesOptions> = async 
   const CreateBody = z
     .strictObject({ key: CatalogKey, name: humanName() })
     .meta({ example: EXAMPLES[kind] });
-  const PatchBody = z.strictObject({ name: humanName().optional() });
+  const PatchBody = z.strictObject({ name: humanName().optional() }).meta({ example: { name: `${EXAMPLES[kind].name} (renamed)` } });
 
   app.post(
     `/${kind}`,

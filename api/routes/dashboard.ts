@@ -10,7 +10,7 @@ import type { AlertFilter } from '../../shared/store/port.js';
 import { audit } from '../audit.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import { readableNames } from '../auth/reveal.js';
-import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
+import { EXPORT_PAGE_SIZE, exportQueryFields, exportableListResponse, requestedExport, sendExport } from '../export.js';
 import { decisionLabels } from '../export-names.js';
 import {
   DurationQuery,
@@ -129,7 +129,10 @@ export const dashboardRoutes: FastifyPluginAsyncZod = async (app) => {
           'or `?export=true` (JSON) stream every matching alert as an attachment instead; CSV and XML carry ' +
           'ISO 8601 times, CSV adds user_name, policy_name and rule next to their ids.',
         querystring: AlertsQuery,
-        response: { 200: z.object({ alerts: z.array(AlertSchema), next_cursor: NextCursor }), ...errorResponses },
+        response: {
+          200: exportableListResponse(z.object({ alerts: z.array(AlertSchema), next_cursor: NextCursor }), 'alerts', AlertSchema),
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {

@@ -30,7 +30,7 @@ const PatchDeviceBody = z.strictObject({
   user_id: fields.user_id.optional(),
   name: fields.name.optional(),
   os: fields.os.optional(),
-});
+}).meta({ example: { name: 'Ada’s work phone', user_id: 'ada@acme.example' } });
 const metadataField = { metadata: DeviceMetadataSchema.nullable().describe("what the device's carrier says (OS, model, type); null when no carrier feed named it") };
 const ListedDeviceSchema = DeviceSchema.extend(metadataField);
 const ListedDiscoveredSchema = DiscoveredDeviceSchema.extend(metadataField);

@@ -63,7 +63,7 @@ const IssueBody = z.object({
     .optional()
     .describe("the list's query parameters (filters, sort, cursor), as the URL would carry them"),
   format: z.enum(FORMATS),
-});
+}).meta({ example: { path: '/api/v1/app-usage', query: { effect: 'deny' }, format: 'csv' } });
 
 const IssuedLink = z.object({
   url: z.string().describe('open (navigate to, or download) this once, within expires_at; it carries no other credential'),
@@ -214,7 +214,14 @@ export const downloadTokenRoutes: FastifyPluginAsyncZod<DownloadTokenRoutesOptio
           'with it) or 401 (the session ended).',
         params: z.object({ token: z.string().min(1).max(200) }),
         response: {
-          200: z.string().describe('the export (CSV, JSON or XML, as the link was issued for), streamed as an attachment'),
+          200: {
+            description: 'the export (CSV, JSON or XML, as the link was issued for), streamed as an attachment',
+            content: {
+              'text/csv': { schema: z.string().describe('the CSV export') },
+              'application/json': { schema: z.record(z.string(), z.array(z.unknown())).describe("the JSON export: the list's rows under its name") },
+              'application/xml': { schema: z.string().describe('the XML export') },
+            },
+          },
           ...errorResponses,
         },
       },

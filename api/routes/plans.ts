@@ -34,7 +34,7 @@ const PatchPlanBody = z.strictObject({
   max_devices: fields.max_devices.optional(),
   max_events_per_s: fields.max_events_per_s.optional(),
   retention_days: fields.retention_days.optional(),
-});
+}).meta({ example: { max_devices: 5000 } });
 export const PlanReply = z.object({ plan: PlanSchema });
 
 export const planRoutes: FastifyPluginAsyncZod = async (app) => {

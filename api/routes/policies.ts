@@ -27,7 +27,7 @@ const PatchPolicyBody = z.strictObject({
   name: fields.name.optional(),
   description: fields.description.optional(),
   severity: fields.severity.optional(),
-});
+}).meta({ example: { severity: 'critical' } });
 const PolicyReply = z.object({ policy: PolicySchema });
 
 const PoliciesQuery = listQuery({

@@ -79,7 +79,7 @@ const PatchRuleBody = z.strictObject({
   permission: fields.permission.optional(),
   remediation: fields.remediation.optional(),
   escalation: fields.escalation.optional(),
-});
+}).meta({ example: { permission: 'allow', remediation: null } });
 const RuleReply = z.object({ rule: PolicyRuleSchema });
 const RulesQuery = listQuery({ policy_id: refField('policy').optional(), role_id: refField('role').optional(), ...sortQuery(['created_at']) });
 

@@ -43,7 +43,7 @@ const PatchBody = z.strictObject({
   action: fields.action.optional(),
   expected_effect: fields.expected_effect.optional(),
   expected_rule_id: fields.expected_rule_id.optional(),
-});
+}).meta({ example: { expected_effect: 'allow' } });
 const RunBody = z
   .strictObject({
     version: VersionNumber.optional().describe('a stored policy version; default the live policy'),

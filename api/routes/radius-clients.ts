@@ -44,7 +44,7 @@ const PatchBody = z.strictObject({
   tower_id: IdSchema.optional(),
   secret: Secret.optional(),
   radsec_identity: RadsecIdentity.nullable().optional().describe('null: back to RADIUS/UDP with the shared secret'),
-});
+}).meta({ example: { tower_id: 'twr-paris-002' } });
 const ClientReply = z.object({ client: RadiusClientSchema });
 
 export const radiusClientRoutes: FastifyPluginAsyncZod = async (app) => {

@@ -5,6 +5,7 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { errorResponses } from '../schemas/common.js';
 import type { Readiness } from '../types.js';
 
 export interface SystemRoutesOptions {
@@ -25,7 +26,7 @@ export const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (a
     '/healthz',
     {
       config: { public: true },
-      schema: { tags: ['system'], summary: 'Liveness', response: { 200: z.object({ status: z.literal('ok') }) } },
+      schema: { tags: ['system'], summary: 'Liveness', response: { 200: z.object({ status: z.literal('ok') }), ...errorResponses } },
     },
     async () => ({ status: 'ok' as const }),
   );
@@ -37,7 +38,7 @@ export const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (a
       schema: {
         tags: ['system'],
         summary: 'Readiness: 503 until every dependency answers',
-        response: { 200: ReadinessSchema, 503: ReadinessSchema },
+        response: { 200: ReadinessSchema, 503: ReadinessSchema, ...errorResponses },
       },
     },
     async (_request, reply) => {
@@ -59,7 +60,7 @@ export const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (a
 
   app.get(
     '/.well-known/jwks.json',
-    { config: { public: true }, schema: { tags: ['system'], summary: 'Token signing keys', response: { 200: JwksSchema } } },
+    { config: { public: true }, schema: { tags: ['system'], summary: 'Token signing keys', response: { 200: JwksSchema, ...errorResponses } } },
     async () => ({ keys: app.keyRing.jwks().keys.map((k) => ({ ...k })) }),
   );
 
@@ -77,6 +78,8 @@ export const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (a
             description: 'Prometheus text exposition format (version 0.0.4)',
             content: { 'text/plain': { schema: z.string() } },
           },
+          // Without a credential 401, for a tenant user 403, as every guarded route answers.
+          ...errorResponses,
         },
       },
     },

@@ -51,7 +51,7 @@ const PatchOwnTenantBody = z.strictObject({
   alert_window_s: tenantFields.alert_window_s.optional(),
   audit_retention_days: tenantFields.audit_retention_days.optional(),
 });
-const PatchTenantBody = PatchOwnTenantBody.extend({ plan_id: tenantFields.plan_id.optional() });
+const PatchTenantBody = PatchOwnTenantBody.extend({ plan_id: tenantFields.plan_id.optional() }).meta({ example: { plan_id: 'premium' } });
 
 const TenantReply = z.object({ tenant: TenantSchema });
 
@@ -136,7 +136,7 @@ export const tenantRoutes: FastifyPluginAsyncZod = async (app) => {
     '/tenant',
     {
       config: { permission: 'tenant:write', audit: { action: 'tenant.update', resource_type: 'tenant' } },
-      schema: { summary: "Update the caller's tenant (not its plan)", body: PatchOwnTenantBody, response: { 200: TenantReply, ...errorResponses } },
+      schema: { summary: "Update the caller's tenant (not its plan)", body: PatchOwnTenantBody.meta({ example: { default_effect: 'deny', alert_window_s: 600 } }), response: { 200: TenantReply, ...errorResponses } },
     },
     async (request) => {
       const tenantId = tenantIdOf(request);

@@ -33,7 +33,7 @@ const PatchTowerBody = z.strictObject({
   lat: fields.lat.optional(),
   lon: fields.lon.optional(),
   radius_m: fields.radius_m.optional(),
-});
+}).meta({ example: { name: 'Paris Nord 2', radius_m: 2000 } });
 const TowerReply = z.object({ tower: TowerSchema });
 
 /**

@@ -13,7 +13,7 @@ import type { UsageFilter } from '../../shared/store/port.js';
 import { audit } from '../audit.js';
 import { principalOf, tenantIdOf } from '../auth/guard.js';
 import { readableNames } from '../auth/reveal.js';
-import { EXPORT_PAGE_SIZE, exportQueryFields, requestedExport, sendExport } from '../export.js';
+import { EXPORT_PAGE_SIZE, exportQueryFields, exportableListResponse, requestedExport, sendExport } from '../export.js';
 import { decisionLabels } from '../export-names.js';
 import { BooleanQuery, IdSchema, NextCursor, checkTimeRange, definedOf, errorResponses, listQuery, paginate, sortQuery, timeRangeQuery } from '../schemas/common.js';
 import { UsageRecordSchema } from '../../shared/schemas/records.js';
@@ -52,7 +52,10 @@ export const usageRoutes: FastifyPluginAsyncZod = async (app) => {
           'With device_id or user_id on the embedded (SQLite) store a page reads at most 50,000 events, so it may ' +
           'hold fewer than `limit` (even none) and still carry a next_cursor: follow next_cursor until it is null.',
         querystring: UsageQuery,
-        response: { 200: z.object({ usage: z.array(UsageRecordSchema), next_cursor: NextCursor }), ...errorResponses },
+        response: {
+          200: exportableListResponse(z.object({ usage: z.array(UsageRecordSchema), next_cursor: NextCursor }), 'usage', UsageRecordSchema),
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {

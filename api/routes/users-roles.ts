@@ -38,7 +38,7 @@ const KINDS = {
     nouns: 'device users',
     schema: UserSchema,
     create: z.strictObject({ name, email: email.optional() }).meta({ example: { name: 'Ada Lovelace', email: 'ada@acme.example' } }),
-    patch: z.strictObject({ name: name.optional(), email: email.optional() }),
+    patch: z.strictObject({ name: name.optional(), email: email.optional() }).meta({ example: { email: 'ada.lovelace@acme.example' } }),
     repo: (store: Store): NamedRepo => store.users,
     ref: 'user',
     read: 'users:read',
@@ -52,7 +52,9 @@ const KINDS = {
     create: z
       .strictObject({ name, description: description.optional() })
       .meta({ example: { name: 'field-engineer', description: 'Engineers working on site' } }),
-    patch: z.strictObject({ name: name.optional(), description: description.optional() }),
+    patch: z
+      .strictObject({ name: name.optional(), description: description.optional() })
+      .meta({ example: { description: 'Engineers working on site and on call' } }),
     repo: (store: Store): NamedRepo => store.roles,
     ref: 'role',
     read: 'roles:read',

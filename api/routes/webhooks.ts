@@ -80,7 +80,7 @@ const PatchWebhookBody = z.strictObject({
   url: fields.url.optional(),
   events: fields.events.optional(),
   enabled: z.boolean().optional().describe('false pauses deliveries (pending ones then fail)'),
-});
+}).meta({ example: { enabled: false } });
 const WebhookReply = z.object({ webhook: WebhookSchema });
 const CreatedWebhookReply = z
   .object({
