@@ -364,6 +364,16 @@ describe('what-if', () => {
 });
 
 describe('versions', () => {
+  it("never attributes a version to a sign-in: a new tenant's first version is not its owner's first login", async () => {
+    // createTenant signs the owner in right after the operator created the tenant (version 1),
+    // well within the attribution window; the operator's write is in the platform's trail.
+    const fresh = await createTenant(h.app, await login(h.app, OPERATOR_EMAIL), 'AttribFresh');
+    await api(fresh.owner, 'POST', '/auth/refresh', { refresh_token: fresh.owner.refresh }, 200);
+    const page = await api<{ versions: Array<{ version: number; attributed_to: { action: string } | null }> }>(fresh.owner, 'GET', '/policy-versions');
+    expect(page.versions.length).toBeGreaterThan(0);
+    for (const v of page.versions) expect(v.attributed_to?.action ?? '(none)').not.toMatch(/^auth\./);
+  });
+
   it('lists versions with what changed and who, diffs two, and restores one as a new version', async () => {
     const n = await version(A.tenantId);
     const deny = (await api<{ rule: { id: string } }>(A.owner, 'POST', '/policy-rules', { policy_id: A.policy, app: 'slack', action: '*', permission: 'deny' }, 201)).rule.id;

@@ -31,6 +31,13 @@ import { AttributionSchema, PolicyContentSchema, PolicyVersionSchema, SettingsSc
 
 const ATTRIBUTION_WINDOW_MS = 5000;
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/**
+ * Writes that change no input of a decision, so never made a policy version: signing in, out or
+ * refreshing, one's own password, exports and download links, what-if runs, alerts, manual
+ * commands, policy tests, webhooks, console accounts, credentials. Without this a tenant's first
+ * version was attributed to its owner's first sign-in, which followed it within the window.
+ */
+const NEVER_A_POLICY_CHANGE = /^(auth|me|exports|alerts|remedial-actions|policy-tests|webhooks|console-users|carrier-credentials|tower-credentials|radius-clients)\.|\.(export|what-if)$/;
 
 const VersionParams = z.object({ version: VersionNumber });
 const VersionWithAttribution = PolicyVersionSchema.extend({ attributed_to: AttributionSchema });
@@ -108,7 +115,9 @@ export const policyVersionRoutes: FastifyPluginAsyncZod<{ contents: PolicyConten
     let cursor: string | null = null;
     do {
       const page: Awaited<ReturnType<typeof app.store.audit.list>> = await app.store.audit.list(tenantId, { since, until, limit: 1000, cursor });
-      entries.push(...page.items.filter((e) => e.status_code !== null && e.status_code < 400 && MUTATING.has(e.method ?? '')));
+      entries.push(
+        ...page.items.filter((e) => e.status_code !== null && e.status_code < 400 && MUTATING.has(e.method ?? '') && !NEVER_A_POLICY_CHANGE.test(e.action)),
+      );
       cursor = page.next_cursor;
     } while (cursor !== null && entries.length < 5000);
     entries.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1));
