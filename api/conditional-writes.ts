@@ -148,6 +148,11 @@ export function registerConditionalWrites(app: FastifyInstance, opts: { prefix: 
 
 type OpenApiPaths = Record<string, Record<string, { parameters?: unknown[] } | undefined>>;
 
+/** Adds an optional string header to an OpenAPI operation's parameters (If-Match, If-None-Match). */
+export function documentOptionalHeader(op: { parameters?: unknown[] }, name: string, description: string): void {
+  op.parameters = [...(op.parameters ?? []), { in: 'header', name, required: false, schema: { type: 'string' }, description }];
+}
+
 /** Documents the optional If-Match header on every write under `prefix` (412 is among the 4XX answers). */
 export function documentIfMatch<D extends object>(document: D, prefix: string): D {
   const paths = (document as { paths?: OpenApiPaths }).paths ?? {};
@@ -156,16 +161,7 @@ export function documentIfMatch<D extends object>(document: D, prefix: string): 
     for (const method of ['patch', 'put', 'delete']) {
       const op = item[method];
       if (!op) continue;
-      op.parameters = [
-        ...(op.parameters ?? []),
-        {
-          in: 'header',
-          name: 'If-Match',
-          required: false,
-          schema: { type: 'string' },
-          description: 'the ETag of the last read: 412 PRECONDITION_FAILED if the resource changed since (or `*`: it must exist)',
-        },
-      ];
+      documentOptionalHeader(op, 'If-Match', 'the ETag of the last read: 412 PRECONDITION_FAILED if the resource changed since (or `*`: it must exist)');
     }
   }
   return document;

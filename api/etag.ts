@@ -6,6 +6,7 @@
  */
 import { hash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { documentOptionalHeader } from './conditional-writes.js';
 
 /** One-shot `crypto.hash` (Node ≥ 20.12): 0.26 µs for a small body where a Hash object took 0.86. */
 export function entityTag(payload: string | Buffer): string {
@@ -49,16 +50,7 @@ export function documentIfNoneMatch<D extends object>(document: D): D {
   for (const item of Object.values(paths)) {
     const op = item.get;
     if (!op?.responses?.['200']) continue;
-    op.parameters = [
-      ...(op.parameters ?? []),
-      {
-        in: 'header',
-        name: 'If-None-Match',
-        required: false,
-        schema: { type: 'string' },
-        description: 'the ETag of an earlier read: 304 Not Modified (no body) while the answer is still the same',
-      },
-    ];
+    documentOptionalHeader(op, 'If-None-Match', 'the ETag of an earlier read: 304 Not Modified (no body) while the answer is still the same');
     op.responses['304'] = { description: 'Not Modified: the answer still has the ETag given in If-None-Match (no body)' };
   }
   return document;
