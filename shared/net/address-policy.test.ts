@@ -126,6 +126,7 @@ describe('targetProblem', () => {
   it('names what it refuses', () => {
     expect(targetProblem('http://0x7f000001/', false)).toBe('127.0.0.1 is a loopback address');
     expect(targetProblem('http://169.254.169.254/', false)).toBe('169.254.169.254 is a link-local address');
+    expect(targetProblem('http://[::ffff:127.0.0.1]/', false)).toMatch(/ is an ipv4-mapped address$/);
     expect(targetProblem('ftp://example.com/', true)).toBe('must be an http or https URL');
   });
 });

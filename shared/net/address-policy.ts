@@ -171,7 +171,9 @@ export function targetProblem(url: string, allowPrivate: boolean): string | null
   const address = parseHostAddress(host);
   if (address !== null) {
     const cls = classifyAddress(address);
-    return cls === 'public' ? null : `${address} is a ${(cls ?? 'reserved').replace('_', '-')} address`;
+    if (cls === 'public') return null;
+    const kind = (cls ?? 'reserved').replace('_', '-');
+    return `${address} is ${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind} address`;
   }
   if (LOCAL_NAME_RE.test(host) || !host.replace(/\.$/, '').includes('.')) return `${host} is a local name`;
   return null;
