@@ -453,8 +453,16 @@ export class FleetRecorder {
         events_decided_locally: this.#towers[i]!.local,
         events_lost: run.ends[i]?.lost ?? 0,
       })),
+      // A rejected event got no decision either (the cloud refused it: over the plan's rate, or a
+      // device it maps elsewhere), and the agent answers each event once, so a duplicate is a
+      // defect too: a run with either passed while the README promises "every event decided".
       passed:
-        without === 0 && this.#violations - violationsCaught === 0 && this.#remediationsAcked === this.#remediationsExpected && eventsLost === 0,
+        without === 0 &&
+        this.#rejected === 0 &&
+        this.#duplicates === 0 &&
+        this.#violations - violationsCaught === 0 &&
+        this.#remediationsAcked === this.#remediationsExpected &&
+        eventsLost === 0,
     };
   }
 
