@@ -21,6 +21,7 @@ export const SERIAL_FILES = [
   'edge-agent/audit-output-backpressure.test.ts',
   'shared/logger.test.ts',
   'simulator/audit-simulate-cli.test.ts',
+  'simulator/audit-simulate-stop.test.ts',
   'shared/store/sqlite/sqlite-store.test.ts',
   'shared/workflow/redis/bullmq-takeover.test.ts',
 ];

@@ -1,6 +1,6 @@
 /**
  * `edgeplane simulate` at its edges, as a user runs it (the real bin in a child process): a
- * --rate or --duration of 0 and a fleet too big for one process are one clear error before
+ * --rate or --duration of 0 and a fleet too big for one process are one clear error (exit 2) before
  * anything is provisioned; SIGINT during playback stops the fleet, which drains and prints its
  * report instead of dying with its connections and temporary state left behind.
  */
@@ -38,7 +38,7 @@ describe('edgeplane simulate: bad flags and oversized fleets', () => {
 
   it('a --rate that makes more events than one process can track is refused before provisioning', async () => {
     const r = await runCli(['simulate', '--scenario', SMOKE, '--api', api, '--rate', '1e9'], { env });
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain(`at most ${SCENARIO_LIMITS.events}`);
     expect(r.stderr).not.toContain('cannot reach the API');
   });
@@ -52,7 +52,7 @@ describe('edgeplane simulate: bad flags and oversized fleets', () => {
       stringify({ ...smoke, towers: { ...smoke.towers, count: 1_000_000 }, tenants: [{ ...tenant, users: { ...tenant.users, count: 50_000_000 } }] }),
     );
     const r = await runCli(['simulate', '--scenario', huge, '--api', api], { env });
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain(`towers.count: Too big`);
     expect(r.stderr).toContain(`devices in all (users.count × devices_per_user): at most ${SCENARIO_LIMITS.devices}`);
     expect(r.stderr).not.toContain('cannot reach the API');

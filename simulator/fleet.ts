@@ -96,12 +96,15 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
   try {
     const readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
     const readyBy = performance.now() + readyTimeoutMs;
-    const connected = await settledWithin(Promise.all(agents.map((a) => a.start())), readyTimeoutMs);
+    // Interruptible from the start: a broker that does not answer kept a Ctrl-C waiting for the
+    // whole ready timeout, then failed with "could not connect" instead of saying it was stopped.
+    const connected = await settledWithin(Promise.all(agents.map((a) => a.start())), readyTimeoutMs, opts.signal);
+    if (connected === 'aborted') throw interruptedBeforePlayback();
     if (!connected) {
       const down = agents.filter((a) => !a.online).map((a) => a.towerId);
       throw new Error(`towers could not connect to ${opts.mqttUrl} within ${readyTimeoutMs} ms: ${down.slice(0, 10).join(', ')}`);
     }
-    await waitUntilReady(agents, world, Math.max(0, readyBy - performance.now()));
+    await waitUntilReady(agents, world, Math.max(0, readyBy - performance.now()), opts.signal);
 
     opts.onPhase?.('playback');
     const t0 = performance.now();
@@ -142,18 +145,30 @@ export async function runFleet(world: ProvisionedWorld, opts: RunFleetOptions): 
   return report;
 }
 
+/** What runFleet throws when its signal aborts before playback began: there is nothing to report. */
+export function interruptedBeforePlayback(): Error {
+  return new Error('interrupted while the towers were connecting: nothing was played');
+}
+
 /** Resolves when every agent knows every world tenant and maps each world device to it. */
-async function waitUntilReady(agents: EdgeAgent[], world: ProvisionedWorld, timeoutMs: number): Promise<void> {
+async function waitUntilReady(agents: EdgeAgent[], world: ProvisionedWorld, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const ready = (a: EdgeAgent): boolean =>
     world.tenants.every((t) => t.device_ids.every((d) => a.tenantOf(d) === t.id));
   const pending = new Set(agents.filter((a) => !ready(a)));
   if (pending.size === 0) return;
+  if (signal?.aborted) throw interruptedBeforePlayback();
   await new Promise<void>((resolve, reject) => {
     const listeners = new Map<EdgeAgent, () => void>();
+    const onAbort = (): void => {
+      cleanup();
+      reject(interruptedBeforePlayback());
+    };
     const cleanup = (): void => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       for (const [a, l] of listeners) a.off('bundle', l);
     };
+    signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => {
       cleanup();
       const ids = [...pending].map((a) => a.towerId);
@@ -246,19 +261,38 @@ export function play(
   });
 }
 
-/** True when `p` fulfils within `ms`; rejects if `p` rejects first; false on timeout. */
-function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+/**
+ * True when `p` fulfils within `ms`; rejects if `p` rejects first; false on timeout; 'aborted'
+ * when `signal` aborts first (or already has).
+ */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean>;
+function settledWithin(p: Promise<unknown>, ms: number, signal: AbortSignal | undefined): Promise<boolean | 'aborted'>;
+function settledWithin(p: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<boolean | 'aborted'> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => resolve(false), ms);
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      resolve('aborted');
+    };
+    const timer = setTimeout(() => {
+      done();
+      resolve(false);
+    }, ms);
     p.then(
       () => {
-        clearTimeout(timer);
+        done();
         resolve(true);
       },
       (err: unknown) => {
-        clearTimeout(timer);
+        done();
         reject(err instanceof Error ? err : new Error(String(err)));
       },
     );
+    // After p.then: a `p` that rejects later is still handled.
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

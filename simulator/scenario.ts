@@ -3,11 +3,13 @@
  * provision, the device population, the offered load and its arrival pattern, the violations to
  * inject and the tower outages to stage. Validation names the offending field, and cross-checks
  * references (roles, catalogue keys, towers) so a bad file fails before anything is provisioned.
+ * Every object is strict: an unknown key is refused, because a misspelt optional one (`arival`)
+ * was dropped in silence and the run played its default instead.
  *
  * Auto-remediation: a tenant has a `plan` (free: alerts only; premium: remediation commands),
  * and a deny rule may carry a `remediation` and an `escalation` with the domain's shapes.
  */
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -21,19 +23,19 @@ const KeyOrWildcard = z.union([z.literal('*'), Key]);
 
 const REMEDIATION_TYPES = ['block_device', 'block_app', 'quarantine', 'throttle', 'notify'] as const satisfies readonly RemediationType[];
 
-const RemediationSchema = z.object({
+const RemediationSchema = z.strictObject({
   type: z.enum(REMEDIATION_TYPES),
   duration_s: z.number().int().positive(),
 });
 
-const EscalationSchema = z.object({
+const EscalationSchema = z.strictObject({
   /** Violations by one device within `window_s` that trigger the escalation's remediation. */
   threshold: z.number().int().positive(),
   window_s: z.number().int().positive(),
   remediation: RemediationSchema,
 });
 
-const RuleSchema = z.object({
+const RuleSchema = z.strictObject({
   app: KeyOrWildcard,
   action: KeyOrWildcard,
   permission: EffectSchema,
@@ -45,29 +47,29 @@ const RuleSchema = z.object({
   escalation: EscalationSchema.optional(),
 });
 
-const PolicySchema = z.object({
+const PolicySchema = z.strictObject({
   name: Name,
   severity: SeveritySchema.default('medium'),
   roles: z.array(Name).min(1),
   rules: z.array(RuleSchema).min(1),
 });
 
-const TenantSchema = z.object({
+const TenantSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_-]{1,48}$/, 'must be 1-48 chars of [A-Za-z0-9_-]'),
   default_effect: EffectSchema.default('allow'),
   /** free: alerts only; premium: deny rules with a remediation send commands to the tower. */
   plan: z.enum(['free', 'premium']).default('free'),
   apps: z.array(Key).min(1),
   actions: z.array(Key).min(1),
-  roles: z.array(z.object({ name: Name })).min(1),
+  roles: z.array(z.strictObject({ name: Name })).min(1),
   policies: z.array(PolicySchema).default([]),
   /** Every user holds all of these roles. */
-  users: z.object({ count: z.number().int().positive(), roles: z.array(Name).min(1) }),
+  users: z.strictObject({ count: z.number().int().positive(), roles: z.array(Name).min(1) }),
   devices_per_user: z.number().int().positive().default(1),
-  mix: z.array(z.object({ app: Key, action: Key, weight: z.number().positive() })).min(1),
+  mix: z.array(z.strictObject({ app: Key, action: Key, weight: z.number().positive() })).min(1),
 });
 
-const ViolationPickSchema = z.object({ tenant: Name, app: Key, action: Key });
+const ViolationPickSchema = z.strictObject({ tenant: Name, app: Key, action: Key });
 
 /**
  * How big a fleet one simulator process plays: each tower is a live agent and connection, each
@@ -78,25 +80,25 @@ const ViolationPickSchema = z.object({ tenant: Name, app: Key, action: Key });
 export const SCENARIO_LIMITS = { towers: 10_000, devices: 1_000_000, events: 5_000_000 } as const;
 
 export const ScenarioSchema = z
-  .object({
+  .strictObject({
     name: Name,
     seed: z.number().int().default(1),
     duration_s: z.number().positive(),
     rate_eps: z.number().positive(),
     arrival: z.enum(['poisson', 'uniform']).default('poisson'),
-    towers: z.object({
+    towers: z.strictObject({
       count: z.number().int().positive().max(SCENARIO_LIMITS.towers),
       id_prefix: z.string().regex(/^[A-Za-z0-9_-]{1,48}$/, 'must be 1-48 chars of [A-Za-z0-9_-]').default('tower'),
     }),
     tenants: z.array(TenantSchema).min(1),
     violations: z
-      .object({ count: z.number().int().nonnegative().max(SCENARIO_LIMITS.events).default(0), pick: z.array(ViolationPickSchema).default([]) })
+      .strictObject({ count: z.number().int().nonnegative().max(SCENARIO_LIMITS.events).default(0), pick: z.array(ViolationPickSchema).default([]) })
       .default({ count: 0, pick: [] }),
     outages: z
-      .array(z.object({ tower_index: z.number().int().nonnegative(), at_s: z.number().nonnegative(), duration_s: z.number().positive() }))
+      .array(z.strictObject({ tower_index: z.number().int().nonnegative(), at_s: z.number().nonnegative(), duration_s: z.number().positive() }))
       .default([]),
     batch: z
-      .object({ max_events: z.number().int().min(1).max(1000).default(100), max_delay_ms: z.number().nonnegative().default(50) })
+      .strictObject({ max_events: z.number().int().min(1).max(1000).default(100), max_delay_ms: z.number().nonnegative().default(50) })
       .default({ max_events: 100, max_delay_ms: 50 }),
   })
   .superRefine((s, ctx) => {
@@ -187,17 +189,47 @@ export function parseScenarioText(text: string, format: 'yaml' | 'json', source 
   try {
     raw = format === 'json' ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new ScenarioError(source, [`not valid ${format.toUpperCase()}: ${err instanceof Error ? err.message : String(err)}`]);
+    // The yaml library appends a code frame on further lines: the error stays one line.
+    const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]!.trim();
+    throw new ScenarioError(source, [`not valid ${format.toUpperCase()}: ${message}`]);
   }
   return parseScenario(raw, source);
 }
 
-/** Reads a scenario file; the format follows the extension (.yaml, .yml or .json). */
+/**
+ * A scenario describes a fleet, it does not list it: the shipped ones are a few KB. A larger file
+ * is a mistake (a log or a dump passed by accident) and is refused before it is read into memory.
+ */
+export const SCENARIO_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Reads a scenario file; the format follows the extension (.yaml, .yml or .json). A file that
+ * cannot be read (missing, a directory, unreadable) or is over SCENARIO_MAX_BYTES is a
+ * ScenarioError like any other bad scenario.
+ */
 export async function loadScenario(path: string): Promise<Scenario> {
   const ext = extname(path).toLowerCase();
   const format = ext === '.json' ? 'json' : ext === '.yaml' || ext === '.yml' ? 'yaml' : null;
   if (!format) throw new ScenarioError(path, [`unsupported extension "${ext}" (use .yaml, .yml or .json)`]);
-  return parseScenarioText(await readFile(path, 'utf8'), format, path);
+  let text: string;
+  try {
+    const file = await open(path, 'r');
+    try {
+      const st = await file.stat();
+      if (!st.isFile()) throw new ScenarioError(path, ['not a regular file']);
+      if (st.size > SCENARIO_MAX_BYTES) throw new ScenarioError(path, [`${st.size} bytes: a scenario file is at most ${SCENARIO_MAX_BYTES} bytes`]);
+      text = await file.readFile('utf8');
+    } finally {
+      await file.close();
+    }
+  } catch (err) {
+    if (err instanceof ScenarioError) throw err;
+    const e = err as NodeJS.ErrnoException;
+    throw new ScenarioError(path, [`cannot read it: ${e.code === 'ENOENT' ? 'no such file' : (e.code ?? e.message)}`]);
+  }
+  // Grown after the stat (a file still being written): the limit holds all the same.
+  if (Buffer.byteLength(text) > SCENARIO_MAX_BYTES) throw new ScenarioError(path, [`a scenario file is at most ${SCENARIO_MAX_BYTES} bytes`]);
+  return parseScenarioText(text, format, path);
 }
 
 /** Tower ids a scenario implies: `<id_prefix>-<n>`, n from 1. */

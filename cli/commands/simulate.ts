@@ -5,9 +5,10 @@ import { createLogger } from '../../shared/logger.js';
 import { runFleet } from '../../simulator/fleet.js';
 import { provisionWorld } from '../../simulator/provision.js';
 import { formatReport, type FleetReport } from '../../simulator/report.js';
-import { loadScenario, parseScenario } from '../../simulator/scenario.js';
+import { loadScenario, parseScenario, ScenarioError, type Scenario } from '../../simulator/scenario.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
 import { withDuration } from '../scenario-duration.js';
+import { checkSimulateFlags } from './simulate-flags.js';
 
 const options: Record<string, CommandOption> = {
   scenario: { type: 'string', describe: 'Scenario file (.yaml, .yml or .json)' },
@@ -31,9 +32,12 @@ one real MQTT edge agent per tower against the broker, printing every second the
 decided, the p99 latency of that second and any tower offline, and reports throughput, decision
 latency, undecided and duplicated events, injected violations caught, remediation commands,
 and for outages the decisions towers made locally, reconciled with the cloud, disagreements and
-events lost. Exits 1 if any event was left without a decision or lost, any injected violation
-was missed or any expected remediation was not applied at a tower. SIGINT or SIGTERM ends the
-playback early: the events already sent are drained and the report covers what was played.
+events lost. Exits 1 if any event was left without a decision, rejected, decided twice or lost,
+any injected violation was missed or any expected remediation was not applied at a tower; exits 2,
+before anything is provisioned, for a bad flag or scenario file (malformed, unknown or misspelt
+keys, values out of range, over 1 MiB). SIGINT or SIGTERM ends the playback early: the events
+already sent are drained and the report covers what was played; while the towers are still
+connecting it ends the run at once (exit 1, nothing played).
 
 Options:
 ${optionsHelp(options)}
@@ -47,6 +51,15 @@ function positiveOption(values: Record<string, unknown>, name: string): number |
   return n;
 }
 
+async function asUsageError<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    if (err instanceof ScenarioError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 export async function simulateCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, options, false);
   if (values.help) {
@@ -58,12 +71,24 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   const adminPassword = (values['admin-password'] as string | undefined) ?? process.env.EDGEPLANE_ADMIN_PASSWORD;
   if (!adminPassword) throw new UsageError('--admin-password (or EDGEPLANE_ADMIN_PASSWORD) is required');
 
+  const logLevel = await checkSimulateFlags({
+    api: values.api as string,
+    mqtt: values.mqtt as string,
+    logLevel: values['log-level'] as string,
+    report: values.report as string | undefined,
+    stateDir: values['state-dir'] as string | undefined,
+  });
   const duration = positiveOption(values, 'duration');
   const rate = positiveOption(values, 'rate');
-  const loaded = await loadScenario(values.scenario);
-  // Checked again with the overrides: a --rate or --duration may take it past the scenario limits.
-  const scenario = parseScenario(withDuration(loaded, duration, rate), `${values.scenario} with --duration/--rate`);
-  const logger = createLogger(values['log-level'] as 'warn');
+  const scenarioFile = values.scenario;
+  // A bad scenario is bad input (exit 2), not a failed run: exit 1 means the control plane lost,
+  // left undecided or missed something, and CI must be able to tell the two apart.
+  const scenario = await asUsageError(async (): Promise<Scenario> => {
+    const loaded = await loadScenario(scenarioFile);
+    // Checked again with the overrides: a --rate or --duration may take it past the scenario limits.
+    return parseScenario(withDuration(loaded, duration, rate), `${scenarioFile} with --duration/--rate`);
+  });
+  const logger = createLogger(logLevel);
   const { world } = await provisionWorld(scenario, {
     apiUrl: values.api as string,
     adminEmail,
@@ -81,6 +106,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  process.stderr.write(`fleet: connecting ${world.towers.length} towers to ${values.mqtt as string}\n`);
   let report: FleetReport;
   try {
     report = await runFleet(world, {
