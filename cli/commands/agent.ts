@@ -14,6 +14,7 @@ import { createLogger, flushLogger, type LogFormat, type Logger } from '../../sh
 import type { Decision } from '../../shared/mqtt/payloads.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
 import { lockDataDir, type DataDirLock } from '../data-dir-lock.js';
+import { checkBrokerUrl, checkLogLevel } from '../broker-url.js';
 import { StartupError } from '../startup-error.js';
 
 /** Exit statuses, as documented in --help. */
@@ -29,7 +30,6 @@ const DEFAULT_DECISION_TIMEOUT_MS = 5_000;
 export const MAX_LINE_BYTES = 64 * 1024;
 /** setTimeout's ceiling: a longer delay fires at once (Node sets it to 1 ms). */
 const MAX_TIMER_MS = 2_147_483_647;
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 const options: Record<string, CommandOption> = {
   url: { type: 'string', describe: 'Broker URL: mqtt://host:1883, mqtts://host:8883, ws://host:8083 or wss://…; several mqtt(s):// comma-separated fail over', default: 'mqtt://127.0.0.1:1883' },
@@ -97,24 +97,6 @@ Options:
 ${optionsHelp(options)}
   -h, --help                   Show this help
 `;
-
-const URL_SCHEMES = new Set(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']);
-
-/** Refuses what mqtt.js would otherwise retry forever or throw on: a wrong scheme, no host. */
-function checkUrl(value: string): void {
-  for (const raw of value.split(',').map((u) => u.trim())) {
-    let u: URL;
-    try {
-      u = new URL(raw);
-    } catch {
-      throw new UsageError(`--url ${JSON.stringify(raw)} is not a URL; use mqtt://host:1883, mqtts://host:8883, ws://host:8083 or wss://host:8083`);
-    }
-    if (!URL_SCHEMES.has(u.protocol)) {
-      throw new UsageError(`--url ${raw}: the scheme must be mqtt://, mqtts://, ws:// or wss://, not ${u.protocol}//`);
-    }
-    if (!u.hostname) throw new UsageError(`--url ${raw} names no host`);
-  }
-}
 
 /** One input line: its text, or that it was longer than the limit (its bytes not kept). */
 export type InputLine = { text: string } | { tooLong: true };
@@ -434,13 +416,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const stateDir = values['state-dir'] as string | undefined;
   if (stateDir === '') throw new UsageError('--state-dir must not be empty');
   const url = values.url as string;
-  checkUrl(url);
+  checkBrokerUrl('url', url);
   const connectTimeoutMs = msOption(values, 'connect-timeout-ms') ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const decisionTimeoutMs = msOption(values, 'decision-timeout-ms') ?? DEFAULT_DECISION_TIMEOUT_MS;
-  const logLevel = values['log-level'] as string;
-  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  const logLevel = checkLogLevel(values['log-level'] as string);
   const ca = await readCa(values['ca-file'] as string | undefined);
-  const logger = createLogger(logLevel as 'info', { fd: 2, format: parseLogFormat(values['log-format']) }).child({ module: 'agent', tower_id: towerId });
+  const logger = createLogger(logLevel, { fd: 2, format: parseLogFormat(values['log-format']) }).child({ module: 'agent', tower_id: towerId });
   const agent = new EdgeAgent({
     url,
     towerId,

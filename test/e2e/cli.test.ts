@@ -267,6 +267,10 @@ describe('edgeplane agent and simulate against a running control plane', () => {
     const wrong = await runCli([...base, '--url', 'http://127.0.0.1:1883'], { env });
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('--url http://127.0.0.1:1883: the scheme must be mqtt://, mqtts://, ws:// or wss://');
+    // A failover list rotates over mqtt(s):// nodes only: refused as usage, before connecting.
+    const list = await runCli([...base, '--url', 'mqtt://127.0.0.1:1883,ws://127.0.0.1:8083'], { env });
+    expect(list.code).toBe(2);
+    expect(list.stderr).toContain('--url: a failover list takes mqtt:// or mqtts:// URLs, got ws://127.0.0.1:8083');
   });
 
   it('simulate: provisions the scenario, plays it and exits 0 with a passing report', async () => {
