@@ -1,4 +1,5 @@
-import type { Scenario } from '../simulator/scenario.js';
+import { loadScenario, parseScenario, ScenarioError, type Scenario } from '../simulator/scenario.js';
+import { UsageError } from './args.js';
 
 /**
  * Overrides a scenario's duration and/or rate from the command line. Outages are scaled with the
@@ -13,4 +14,19 @@ export function withDuration(s: Scenario, durationS: number | undefined, rateEps
     out.outages = s.outages.map((o) => ({ ...o, at_s: o.at_s * k, duration_s: Math.max(0.5, o.duration_s * k) }));
   }
   return out;
+}
+
+/**
+ * The scenario a command runs: `file` with the command line's --duration/--rate, checked again
+ * after the overrides (they may take it past the scenario limits). A bad scenario is bad input
+ * (UsageError, exit 2), not a failed run: exit 1 means the control plane lost, left undecided or
+ * missed something, and CI must be able to tell the two apart.
+ */
+export async function scenarioFor(file: string, durationS: number | undefined, rateEps: number | undefined): Promise<Scenario> {
+  try {
+    return parseScenario(withDuration(await loadScenario(file), durationS, rateEps), `${file} with --duration/--rate`);
+  } catch (err) {
+    if (err instanceof ScenarioError) throw new UsageError(err.message);
+    throw err;
+  }
 }

@@ -28,11 +28,10 @@ import { ApiClient } from '../../simulator/api-client.js';
 import { runFleet } from '../../simulator/fleet.js';
 import { provisionWorld } from '../../simulator/provision.js';
 import { formatReport, type FleetProgress, type FleetReport } from '../../simulator/report.js';
-import { loadScenario } from '../../simulator/scenario.js';
 import { numberOption, optionsHelp, parseCommandArgs, type CommandOption } from '../args.js';
 import { DemoLogSink } from '../demo-log.js';
 import { startEmbedded, type EmbeddedHandle } from '../embedded.js';
-import { withDuration } from '../scenario-duration.js';
+import { scenarioFor } from '../scenario-duration.js';
 import { onShutdownSignal } from '../shutdown.js';
 
 const options: Record<string, CommandOption> = {
@@ -107,6 +106,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const interactive = values.duration === undefined && values.report === undefined;
+  // Before anything is created or started: a bad scenario file is one line and exit 2.
+  const scenarioFile = values.scenario === options.scenario!.default ? projectPath('simulator', 'scenarios', 'demo.yaml') : (values.scenario as string);
+  const scenario = await scenarioFor(scenarioFile, numberOption(values, 'duration'), numberOption(values, 'rate'));
   const adminPassword = (flags.admin_password as string | undefined) ?? process.env.EDGEPLANE_ADMIN_PASSWORD ?? randomSecret(12);
   const ownDataDir = flags.data_dir === undefined && !process.env.EDGEPLANE_DATA_DIR ? await mkdtemp(join(tmpdir(), 'edgeplane-demo-')) : null;
   if (ownDataDir !== null) {
@@ -121,8 +123,6 @@ export async function demoCommand(argv: string[]): Promise<number> {
     admin_password: adminPassword,
   });
   const { logger, logFile } = demoLogger(values['log-file'] as string | undefined, ownDataDir, config.log_level, config.log_format);
-  const scenarioFile = values.scenario === options.scenario!.default ? projectPath('simulator', 'scenarios', 'demo.yaml') : (values.scenario as string);
-  const scenario = withDuration(await loadScenario(scenarioFile), numberOption(values, 'duration'), numberOption(values, 'rate'));
 
   const out = (s: string) => process.stdout.write(s + '\n');
   const cp = await startEmbedded(config, { logger });

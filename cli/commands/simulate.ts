@@ -5,9 +5,8 @@ import { createLogger } from '../../shared/logger.js';
 import { runFleet } from '../../simulator/fleet.js';
 import { provisionWorld } from '../../simulator/provision.js';
 import { formatReport, type FleetReport } from '../../simulator/report.js';
-import { loadScenario, parseScenario, ScenarioError, type Scenario } from '../../simulator/scenario.js';
 import { numberOption, optionsHelp, parseCommandArgs, UsageError, type CommandOption } from '../args.js';
-import { withDuration } from '../scenario-duration.js';
+import { scenarioFor } from '../scenario-duration.js';
 import { checkSimulateFlags } from './simulate-flags.js';
 
 const options: Record<string, CommandOption> = {
@@ -51,15 +50,6 @@ function positiveOption(values: Record<string, unknown>, name: string): number |
   return n;
 }
 
-async function asUsageError<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (err) {
-    if (err instanceof ScenarioError) throw new UsageError(err.message);
-    throw err;
-  }
-}
-
 export async function simulateCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, options, false);
   if (values.help) {
@@ -80,14 +70,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   });
   const duration = positiveOption(values, 'duration');
   const rate = positiveOption(values, 'rate');
-  const scenarioFile = values.scenario;
-  // A bad scenario is bad input (exit 2), not a failed run: exit 1 means the control plane lost,
-  // left undecided or missed something, and CI must be able to tell the two apart.
-  const scenario = await asUsageError(async (): Promise<Scenario> => {
-    const loaded = await loadScenario(scenarioFile);
-    // Checked again with the overrides: a --rate or --duration may take it past the scenario limits.
-    return parseScenario(withDuration(loaded, duration, rate), `${scenarioFile} with --duration/--rate`);
-  });
+  const scenario = await scenarioFor(values.scenario as string, duration, rate);
   const logger = createLogger(logLevel);
   const { world } = await provisionWorld(scenario, {
     apiUrl: values.api as string,

@@ -6,7 +6,7 @@
  * remediation commands next to the control plane's, agreeing.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -29,6 +29,20 @@ function dataDirOf(output: string): string {
 }
 
 describe('edgeplane demo', () => {
+  it('a bad scenario file is one line and exit 2, before anything starts', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgeplane-demo-bad-'));
+    try {
+      const bad = join(dir, 'bad.yaml');
+      await writeFile(bad, 'name: x\nduration_s: 10\nrate_eps: 5\narival: uniform\n');
+      const r = await runCli(['demo', '--scenario', bad, ...LOOPBACK], { env: OWN_DATA_DIR });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain('Unrecognized key: "arival"');
+      expect(r.stdout).not.toContain('control plane up');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a finished run reports remediation commands agreeing with the control plane and removes its data dir', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'edgeplane-demo-e2e-'));
     let logFile: string | undefined;
